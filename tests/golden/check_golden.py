@@ -1,0 +1,292 @@
+#!/usr/bin/python3
+"""Golden vectors for the Switchboard wire protocol, checked by python3-msgpack.
+
+Python's msgpack (not our code) builds each frame from plain values; our
+decoder must read every field back, and our encoder must produce the same
+bytes. Python then decodes our bytes. Invalid frames must be refused with the
+documented fault. Finally the annotated hex dumps in docs/protocol.md must be
+exactly these vectors, so the document cannot drift from the code.
+
+usage: check_golden.py SB_GOLDEN PROTOCOL_MD     run the checks
+       check_golden.py --dump                    print the dumps for the docs
+"""
+import json
+import re
+import struct
+import subprocess
+import sys
+
+import msgpack
+
+
+class U64:
+    """A uint64 that the protocol fixes at full width (0xcf + 8 bytes)."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+class U32:
+    """A uint32 that the protocol fixes at full width (0xce + 4 bytes)."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+KINDS = {
+    1: "HELLO", 2: "CHALLENGE", 3: "AUTH", 4: "WELCOME", 5: "REGISTER",
+    6: "UNREGISTER", 7: "ACK", 8: "SEND", 9: "REQUEST", 10: "REPLY",
+    11: "ERROR", 12: "CANCEL", 13: "SUBSCRIBE", 14: "PRESENCE", 15: "PING",
+    16: "PONG", 17: "GOODBYE",
+}
+
+# Field names in wire order after kind, flags, id; the payload comes last.
+FIELDS = {
+    1: ["version", "peer", "role"],
+    2: ["nonce", "mech"],
+    3: ["nonce", "proof"],
+    4: ["version", "peer", "peer_id", "max_frame"],
+    5: ["name"], 6: ["name"], 7: [],
+    8: ["name", "to", "from"],
+    9: ["name", "to", "from", "timeout_ms"],
+    10: ["outcome", "peer"],
+    11: ["code", "text", "peer"],
+    12: [], 13: ["topic"],
+    14: ["event", "peer", "peer_id"],
+    15: [], 16: [],
+    17: ["reason", "deadline_ms"],
+}
+
+NONCE = bytes(range(1, 33))
+
+# One vector per kind (the ones the docs show), then variants.
+VECTORS = [
+    ("hello", [1, 0, U64(0), 1, "billing-1", "service", {"lib": "sb-c 0.1"}]),
+    ("challenge", [2, 0, U64(0), NONCE, "hmac-sha256", None]),
+    ("auth", [3, 0, U64(0), NONCE[:16], NONCE, None]),
+    ("welcome", [4, 0, U64(0), 1, "billing-1", 7, 1048576, {"router": "sb-1"}]),
+    ("register", [5, 1, U64(1), "user.create", {"required": ["email"]}]),
+    ("unregister", [6, 0, U64(2), "user.create", None]),
+    ("ack", [7, 0, U64(1), None]),
+    ("send", [8, 0, U64(0), "audit.log", None, U32(0), {"event": "login"}]),
+    ("request", [9, 0, U64(7), "transfer", None, U32(0), U32(5000),
+                 {"amount": 100, "to": "bob"}]),
+    ("reply", [10, 0, U64(7), "insufficient funds", None, {"balance": 20}]),
+    ("error", [11, 0, U64(7), 2, "no reply within 5000 ms", None, None]),
+    ("cancel", [12, 0, U64(7), None]),
+    ("subscribe", [13, 0, U64(3), "presence", None]),
+    ("presence", [14, 0, U64(0), 1, "A001", 12, {"role": "service"}]),
+    ("ping", [15, 0, U64(9), None]),
+    ("pong", [16, 0, U64(9), None]),
+    ("goodbye", [17, 0, U64(0), "router draining", 30000, None]),
+    # Variants: catch-all, forwarded request, progress, chunk, broadcast
+    # results, fatal error, peer-targeted send, unicode, big ids and payloads.
+    ("register-catchall", [5, 0, U64(4), None, None]),
+    ("request-forwarded", [9, 0, U64(2**64 - 1), "health", "agent-7",
+                           U32(4294967295), U32(250), []]),
+    ("reply-progress", [10, 1, U64(8), "file.copying", None, {"percent": 40}]),
+    ("reply-chunk", [10, 3, U64(8), "file.read-chunk", None, b"\x00" * 300]),
+    ("reply-broadcast", [10, 1, U64(8), "ok", "agent-7", True]),
+    ("error-fatal", [11, 2, U64(0), 12, "frame too large (2000000 bytes, limit 1048576)",
+                     None, None]),
+    ("error-peer", [11, 1, U64(8), 5, "", "agent-7", None]),
+    ("send-to", [8, 0, U64(0), "cache.flush", "A002", U32(3), -1]),
+    ("unicode", [9, 0, U64(1), "caf\u00e9.\U0001F4E6", None, U32(0), U32(0),
+                 {"k\u00e9y": 1.5, "list": [1, -2, None, False]}]),
+    ("big-payload", [9, 0, U64(1), "blob.put", None, U32(0), U32(0), b"x" * 70000]),
+]
+
+# Frames python builds that we must refuse: (name, elements, code, fault, field).
+INVALID = [
+    # python's natural (minimal) int width for an id: cannot be patched in place
+    ("id-minimal-width", [9, 0, 9, "transfer", None, U32(0), U32(0), None], "EBADFRAME", "fixed-width integer in another width", 2),
+    ("timeout-minimal-width", [9, 0, U64(1), "x", None, U32(0), 5000, None],
+     "EBADFRAME", "fixed-width integer in another width", 6),
+    ("name-too-long", [9, 0, U64(1), "n" * 256, None, U32(0), U32(0), None],
+     "ETOOLARGE", "field too long", 3),
+    ("name-space", [8, 0, U64(1), "user create", None, U32(0), None],
+     "EBADFRAME", "invalid characters", 3),
+    ("name-is-int", [8, 0, U64(1), 5, None, U32(0), None], "EBADFRAME", "wrong field type", 3),
+    ("name-is-map", [8, 0, U64(1), {"a": 1}, None, U32(0), None], "EBADFRAME", "wrong field type", 3),
+    ("name-is-bin", [8, 0, U64(1), b"bin", None, U32(0), None], "EBADFRAME", "wrong field type", 3),
+    ("unknown-kind", [30, 0, U64(1), None], "EUNSUPPORTED", "unknown message kind", 0),
+    ("arity", [12, 0, U64(1), None, None], "EBADFRAME", "wrong number of fields", 0),
+    ("undefined-flag", [12, 1, U64(1), None], "EBADFRAME", "undefined flag bits", 1),
+    ("error-code-zero", [11, 0, U64(1), 0, "x", None, None], "EBADFRAME", "value out of range", 3),
+    ("negative-version", [1, 0, U64(0), -1, None, "client", None], "EBADFRAME", "wrong field type", 3),
+    ("payload-two-values", None, "EBADFRAME", "payload is not one MessagePack value", 3),
+]
+
+
+def pack_elem(p, e):
+    if isinstance(e, U64):
+        return b"\xcf" + struct.pack(">Q", e.v)
+    if isinstance(e, U32):
+        return b"\xce" + struct.pack(">I", e.v)
+    return p.pack(e)
+
+
+def frame(elems):
+    p = msgpack.Packer(use_bin_type=True)
+    body = p.pack_array_header(len(elems)) + b"".join(pack_elem(p, e) for e in elems)
+    return struct.pack(">I", len(body)) + body
+
+
+def plain(e):
+    """What a decoder should report for an element."""
+    if isinstance(e, (U64, U32)):
+        return e.v
+    if isinstance(e, bytes):
+        return {"bin": e.hex()}
+    return e
+
+
+def decoded(e):
+    """What python3-msgpack returns for an element."""
+    return e.v if isinstance(e, (U64, U32)) else e
+
+
+def invalid_frame(name, elems):
+    if name == "payload-two-values":  # PING whose payload is two values
+        f = frame([15, 0, U64(1), None])
+        body = f[4:] + b"\xc0"
+        return struct.pack(">I", len(body)) + body
+    return frame(elems)
+
+
+def run_decoder(tool, frames):
+    out = subprocess.run([tool, "decode"], input="".join(f.hex() + "\n" for f in frames),
+                         capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# ---- annotated dumps for docs/protocol.md ----------------------------------
+
+def describe(kind, idx, e, n):
+    if idx == 0:
+        return "kind %s" % KINDS.get(kind, "?")
+    if idx == 1:
+        return "flags"
+    if idx == 2:
+        return "id %d (uint64, fixed width)" % e.v
+    if idx == n - 1:
+        return "payload " + short(e)
+    name = FIELDS[kind][idx - 3]
+    if isinstance(e, U32):
+        return "%s %d (uint32, fixed width)" % (name, e.v)
+    return "%s %s" % (name, short(e))
+
+
+def short(e):
+    if e is None:
+        return "nil"
+    if isinstance(e, bytes):
+        return "bin %d bytes" % len(e)
+    if isinstance(e, str):
+        return json.dumps(e, ensure_ascii=False)
+    return json.dumps(e, ensure_ascii=False)
+
+
+def dump(elems):
+    p = msgpack.Packer(use_bin_type=True)
+    body_len = len(frame(elems)) - 4
+    rows = [(struct.pack(">I", body_len), "length %d" % body_len),
+            (p.pack_array_header(len(elems)), "fixarray, %d elements" % len(elems))]
+    kind = elems[0]
+    for i, e in enumerate(elems):
+        rows.append((pack_elem(p, e), describe(kind, i, e, len(elems))))
+    lines = []
+    for raw, note in rows:
+        chunks = [raw[i:i + 12] for i in range(0, len(raw), 12)] or [b""]
+        for j, c in enumerate(chunks):
+            hexs = " ".join("%02x" % b for b in c)
+            lines.append(("%-36s  %s" % (hexs, note)) if j == 0 else hexs)
+    return "\n".join(lines)
+
+
+def dumps_for_docs():
+    out = []
+    for name, elems in VECTORS[:len(KINDS)]:
+        out.append("<!-- vector: %s -->\n```text\n%s\n```\n" % (name, dump(elems)))
+    return "\n".join(out)
+
+
+def doc_vectors(path):
+    """{name: bytes} for every annotated dump in the document."""
+    text = open(path, encoding="utf-8").read()
+    found = {}
+    for m in re.finditer(r"<!-- vector: ([\w-]+) -->\n```text\n(.*?)\n```", text, re.S):
+        data = bytearray()
+        for line in m.group(2).splitlines():
+            hexpart = line.split("  ")[0]
+            data += bytes.fromhex(hexpart)
+        found[m.group(1)] = bytes(data)
+    return found
+
+
+# ---- checks ------------------------------------------------------------------
+
+def main():
+    if sys.argv[1:] == ["--dump"]:
+        print(dumps_for_docs())
+        return 0
+    tool, doc = sys.argv[1], sys.argv[2]
+    failures = 0
+
+    def fail(msg):
+        nonlocal failures
+        failures += 1
+        print("FAIL " + msg)
+
+    frames = [frame(e) for _, e in VECTORS]
+    results = run_decoder(tool, frames)
+    for (name, elems), f, r in zip(VECTORS, frames, results):
+        if not r["ok"]:
+            fail("%s: our decoder refused python's frame: %s" % (name, r))
+            continue
+        want = [plain(e) for e in elems[:-1]]
+        if r["fields"] != want:
+            fail("%s: fields %s, python built %s" % (name, r["fields"], want))
+        payload = msgpack.packb(elems[-1], use_bin_type=True)
+        if r["payload"] != payload.hex():
+            fail("%s: payload view differs" % name)
+        if r["reencoded"] != f.hex():
+            fail("%s: our encoding differs from python's\n ours   %s\n python %s"
+                 % (name, r["reencoded"][:200], f.hex()[:200]))
+        ours = bytes.fromhex(r["reencoded"])
+        back = msgpack.unpackb(ours[4:], raw=False)
+        if back != [decoded(e) for e in elems]:
+            fail("%s: python reads our frame as %r" % (name, back))
+        if struct.unpack(">I", ours[:4])[0] != len(ours) - 4:
+            fail("%s: length prefix wrong" % name)
+    print("%d vectors: python encodes, we decode; we encode, python decodes" % len(VECTORS))
+
+    bad = [invalid_frame(n, e) for n, e, _, _, _ in INVALID]
+    for (name, _, code, fault, field), r in zip(INVALID, run_decoder(tool, bad)):
+        got = (r["ok"], r.get("code"), r.get("fault"), r.get("field"))
+        if got != (False, code, fault, field):
+            fail("%s: expected %s/%s at field %d, got %s" % (name, code, fault, field, r))
+    print("%d invalid frames refused with the documented fault" % len(INVALID))
+
+    docs = doc_vectors(doc)
+    vectors = dict(VECTORS)
+    for name in [n for n, _ in VECTORS[:len(KINDS)]]:
+        if name not in docs:
+            fail("docs/protocol.md has no dump for %s" % name)
+        elif docs[name] != frame(vectors[name]):
+            fail("docs/protocol.md dump for %s is not the vector's frame" % name)
+    for name in docs:
+        if name not in vectors:
+            fail("docs/protocol.md has a dump %s with no vector" % name)
+    doc_results = run_decoder(tool, list(docs.values()))
+    for name, r in zip(docs, doc_results):
+        if not r["ok"]:
+            fail("docs/protocol.md dump %s does not decode: %s" % (name, r))
+    print("%d hex dumps in docs/protocol.md match the vectors and decode" % len(docs))
+
+    print("golden: %s" % ("FAILED (%d)" % failures if failures else "all passed"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
