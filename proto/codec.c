@@ -41,11 +41,28 @@ struct kind_spec {
 	const struct field *fields;
 };
 
-#define VIEW(f, cs, lo, hi) {#f, F_STR, cs, offsetof(struct sb_msg, f), 0, lo, hi}
-#define VIEW_NIL(f, cs, lo, hi) {#f, F_STR_NIL, cs, offsetof(struct sb_msg, f), 0, lo, hi}
-#define BIN(f, lo, hi) {#f, F_BIN, 0, offsetof(struct sb_msg, f), 0, lo, hi}
-#define UINT(f, lo, hi) {#f, F_UINT, 0, offsetof(struct sb_msg, f), 0, lo, hi}
-#define U32F(f) {#f, F_U32F, 0, offsetof(struct sb_msg, f), offsetof(struct sb_msg, f##_off), 0, UINT32_MAX}
+/* clang-format off: one table row per line reads better than any wrapping */
+#define VIEW(f, cs, lo, hi)                                                                        \
+	{                                                                                          \
+#f, F_STR, cs, offsetof(struct sb_msg, f), 0, lo, hi                               \
+	}
+#define VIEW_NIL(f, cs, lo, hi)                                                                    \
+	{                                                                                          \
+#f, F_STR_NIL, cs, offsetof(struct sb_msg, f), 0, lo, hi                           \
+	}
+#define BIN(f, lo, hi)                                                                             \
+	{                                                                                          \
+#f, F_BIN, 0, offsetof(struct sb_msg, f), 0, lo, hi                                \
+	}
+#define UINT(f, lo, hi)                                                                            \
+	{                                                                                          \
+#f, F_UINT, 0, offsetof(struct sb_msg, f), 0, lo, hi                               \
+	}
+#define U32F(f)                                                                                    \
+	{                                                                                          \
+#f, F_U32F, 0, offsetof(struct sb_msg, f), offsetof(struct sb_msg, f##_off), 0,    \
+			UINT32_MAX                                                                 \
+	}
 
 static const struct field hello_f[] = {
 	UINT(version, 1, 0xffff),
@@ -103,8 +120,14 @@ static const struct field goodbye_f[] = {
 	UINT(deadline_ms, 0, UINT32_MAX),
 };
 
-#define KIND(n, fl, f) {n, fl, sizeof(f) / sizeof((f)[0]), f}
-#define BARE(n, fl) {n, fl, 0, NULL}
+#define KIND(n, fl, f)                                                                             \
+	{                                                                                          \
+		n, fl, sizeof(f) / sizeof((f)[0]), f                                               \
+	}
+#define BARE(n, fl)                                                                                \
+	{                                                                                          \
+		n, fl, 0, NULL                                                                     \
+	}
 
 static const struct kind_spec kinds[SB_KIND_MAX + 1] = {
 	[SB_HELLO] = KIND("HELLO", 0, hello_f),
@@ -125,6 +148,7 @@ static const struct kind_spec kinds[SB_KIND_MAX + 1] = {
 	[SB_PONG] = BARE("PONG", 0),
 	[SB_GOODBYE] = KIND("GOODBYE", 0, goodbye_f),
 };
+/* clang-format on */
 
 /* Elements before the kind's own fields: kind, flags, id. */
 #define FIXED_ELEMS 3
@@ -430,7 +454,7 @@ static bool valid(const struct sb_msg *m)
 		return false;
 	for (unsigned i = 0; i < spec->nfields; i++) {
 		const struct field *f = &spec->fields[i];
-		bool ok = f->type == F_UINT	  ? check_uint(f, *u32_at(mm, f), i, &fi)
+		bool ok = f->type == F_UINT   ? check_uint(f, *u32_at(mm, f), i, &fi)
 			  : f->type == F_U32F ? true
 					      : check_view(f, view_at(mm, f), i, &fi);
 		if (!ok)

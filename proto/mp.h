@@ -10,7 +10,7 @@ enum sb__mp_type {
 	SB__MP_NIL,
 	SB__MP_BOOL,
 	SB__MP_UINT,
-	SB__MP_INT,   /* negative integers only; non-negative ones are UINT */
+	SB__MP_INT, /* negative integers only; non-negative ones are UINT */
 	SB__MP_FLOAT,
 	SB__MP_STR,
 	SB__MP_BIN,
@@ -23,14 +23,14 @@ enum sb__mp_type {
  * [body, body + len); for ARRAY and MAP, len counts elements (MAP: pairs). */
 struct sb__mp_item {
 	enum sb__mp_type type;
-	uint8_t marker;       /* first byte, tells the encoded width */
-	uint64_t u;           /* UINT value, BOOL value */
-	uint32_t len;         /* STR/BIN/EXT bytes, ARRAY elements, MAP pairs */
-	const uint8_t *body;  /* STR/BIN/EXT body */
+	uint8_t marker;      /* first byte, tells the encoded width */
+	uint64_t u;          /* UINT value, BOOL value */
+	uint32_t len;        /* STR/BIN/EXT bytes, ARRAY elements, MAP pairs */
+	const uint8_t *body; /* STR/BIN/EXT body */
 };
 
-#define SB__MP_OK 0
-#define SB__MP_SHORT -1   /* input ends inside the item */
+#define SB__MP_OK      0
+#define SB__MP_SHORT   -1 /* input ends inside the item */
 #define SB__MP_INVALID -2 /* 0xc1, the one byte MessagePack never uses */
 
 /* Read one item header at *p (not its array/map elements) and advance *p

@@ -12,15 +12,15 @@
 #define KEEP_CAP (64u << 10)
 
 struct sb_splitter {
-	uint32_t max_body;          /* largest body accepted */
-	int err;                    /* sticky error; 0 while the stream is healthy */
-	struct sb_fault_info fault; /* details of err */
+	uint32_t max_body;             /* largest body accepted */
+	int err;                       /* sticky error; 0 while the stream is healthy */
+	struct sb_fault_info fault;    /* details of err */
 	uint8_t prefix[SB_PREFIX_LEN]; /* a length prefix split across pieces */
-	uint8_t *buf;               /* the frame being reassembled, prefix included */
-	size_t cap;                 /* allocated bytes of buf */
-	size_t have;                /* bytes of the current frame received so far */
-	size_t need;                /* its whole length, once the prefix is complete */
-	int yielded;                /* buf was handed out: start afresh on next call */
+	uint8_t *buf;                  /* the frame being reassembled, prefix included */
+	size_t cap;                    /* allocated bytes of buf */
+	size_t have;                   /* bytes of the current frame received so far */
+	size_t need;                   /* its whole length, once the prefix is complete */
+	int yielded;                   /* buf was handed out: start afresh on next call */
 };
 
 struct sb_splitter *sb_splitter_new(uint32_t max_body)

@@ -20,10 +20,11 @@ static inline struct sb_view bv(const void *p, size_t n)
 }
 
 /* {"amount": 100, "to": "bob"} */
-static const uint8_t sample_payload[] = {0x82, 0xa6, 'a', 'm', 'o', 'u', 'n', 't', 0x64,
-					 0xa2, 't', 'o', 0xa3, 'b', 'o', 'b'};
-static const uint8_t sample_nonce[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-					 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t sample_payload[] = {0x82, 0xa6, 'a', 'm', 'o',  'u', 'n', 't',
+					 0x64, 0xa2, 't', 'o', 0xa3, 'b', 'o', 'b'};
+static const uint8_t sample_nonce[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+					 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+					 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 
 /* Fills m with a plausible message of the given kind. */
 static inline void sample_msg(unsigned kind, struct sb_msg *m)

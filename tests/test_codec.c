@@ -300,13 +300,13 @@ static void request_upto(struct raw *r, unsigned upto)
 static struct raw R;
 
 /* Decodes R and checks the outcome. */
-#define EXPECT(opts, rc, f, fld)                                                         \
-	do {                                                                             \
-		struct sb_msg m_;                                                        \
-		struct sb_fault_info fi_;                                                \
-		CHECK_INT(sb_decode(R.b, R.n, opts, &m_, &fi_), rc);                     \
-		CHECK_INT(fi_.fault, f);                                                 \
-		CHECK_INT(fi_.field, fld);                                               \
+#define EXPECT(opts, rc, f, fld)                                                                   \
+	do {                                                                                       \
+		struct sb_msg m_;                                                                  \
+		struct sb_fault_info fi_;                                                          \
+		CHECK_INT(sb_decode(R.b, R.n, opts, &m_, &fi_), rc);                               \
+		CHECK_INT(fi_.fault, f);                                                           \
+		CHECK_INT(fi_.field, fld);                                                         \
 	} while (0)
 
 static void test_malformed_framing(void)
@@ -414,11 +414,11 @@ static void test_malformed_fields(void)
 		{"user create", SB_EBADFRAME, SB_FAULT_CHARS},
 		{"user\x01", SB_EBADFRAME, SB_FAULT_CHARS},
 		{"user\x7f", SB_EBADFRAME, SB_FAULT_CHARS},
-		{"\xc0\xae", SB_EBADFRAME, SB_FAULT_CHARS},     /* overlong '.' */
-		{"\xed\xa0\x80", SB_EBADFRAME, SB_FAULT_CHARS}, /* surrogate */
+		{"\xc0\xae", SB_EBADFRAME, SB_FAULT_CHARS},         /* overlong '.' */
+		{"\xed\xa0\x80", SB_EBADFRAME, SB_FAULT_CHARS},     /* surrogate */
 		{"\xf4\x90\x80\x80", SB_EBADFRAME, SB_FAULT_CHARS}, /* past U+10FFFF */
-		{"caf\xc3", SB_EBADFRAME, SB_FAULT_CHARS},      /* cut sequence */
-		{"caf\xc3\xa9", 0, SB_FAULT_NONE},              /* café is fine */
+		{"caf\xc3", SB_EBADFRAME, SB_FAULT_CHARS},          /* cut sequence */
+		{"caf\xc3\xa9", 0, SB_FAULT_NONE},                  /* café is fine */
 		{"\xf0\x9f\x93\xa6.ship", 0, SB_FAULT_NONE},
 	};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -522,7 +522,7 @@ static void test_malformed_numbers(void)
 	/* bin too short for a nonce. */
 	start(&R, 6, SB_CHALLENGE, 0);
 	put_id(&R, 0);
-	put(&R, "\xc4\x04" "abcd", 6);
+	put(&R, "\xc4\x04wxyz", 6);
 	put_str(&R, "hmac-sha256");
 	put1(&R, 0xc0);
 	finish(&R);
@@ -592,10 +592,11 @@ static void test_payload_check(void)
 
 	/* Every MessagePack type the walker knows. */
 	static const uint8_t all[] = {
-		0xdc, 0, 19, 0xc0, 0xc2, 0xc3, 0x7f, 0xe0, 0xcc, 1, 0xcd, 0, 1, 0xd0, 0x80,
-		0xd1, 0, 1, 0xd2, 0, 0, 0, 1, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1, 0xca, 0, 0, 0, 0,
-		0xcb, 0, 0, 0, 0, 0, 0, 0, 0, 0xa1, 'x', 0xc4, 1, 'b', 0xd4, 1, 0,
-		0xc7, 1, 5, 'e', 0x80, 0xde, 0, 1, 0xa1, 'k', 0xdc, 0, 0};
+		0xdc, 0,    19,   0xc0, 0xc2, 0xc3, 0x7f, 0xe0, 0xcc, 1,    0xcd, 0, 1,    0xd0,
+		0x80, 0xd1, 0,    1,    0xd2, 0,    0,    0,    1,    0xd3, 0,    0, 0,    0,
+		0,    0,    0,    1,    0xca, 0,    0,    0,    0,    0xcb, 0,    0, 0,    0,
+		0,    0,    0,    0,    0xa1, 'x',  0xc4, 1,    'b',  0xd4, 1,    0, 0xc7, 1,
+		5,    'e',  0x80, 0xde, 0,    1,    0xa1, 'k',  0xdc, 0,    0};
 	CHECK_INT(sb_payload_check(all, sizeof all), 0);
 	for (size_t cut = 0; cut < sizeof all; cut++)
 		CHECK_INT(sb_payload_check(all, cut), SB_EBADFRAME);

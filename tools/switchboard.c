@@ -18,7 +18,7 @@
 #define MAX_CONNS 64
 
 struct conn {
-	int fd;                /* -1 when the slot is free */
+	int fd;                 /* -1 when the slot is free */
 	struct sb_splitter *sp; /* cuts the byte stream into frames */
 	int hello;              /* HELLO received */
 	char name[SB_PEER_MAX + 1];
@@ -36,17 +36,18 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: switchboard [--addr ADDR] [--port PORT] [--max-frame BYTES]\n"
-		     "\n"
-		     "Starts the Switchboard router. This build is the protocol placeholder:\n"
-		     "it answers HELLO, PING and GOODBYE and refuses everything else with\n"
-		     "\"unsupported\" until the routing engine lands.\n"
-		     "\n"
-		     "  --addr ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
-		     "  --port PORT        TCP port, 0 for any free port (default 7400)\n"
-		     "  --max-frame BYTES  largest frame body accepted (default %u, max %u)\n"
-		     "  --help             this text\n"
-		     "  --version          print the version and exit\n",
+	fprintf(out,
+		"usage: switchboard [--addr ADDR] [--port PORT] [--max-frame BYTES]\n"
+		"\n"
+		"Starts the Switchboard router. This build is the protocol placeholder:\n"
+		"it answers HELLO, PING and GOODBYE and refuses everything else with\n"
+		"\"unsupported\" until the routing engine lands.\n"
+		"\n"
+		"  --addr ADDR        IPv4 address to listen on (default 127.0.0.1)\n"
+		"  --port PORT        TCP port, 0 for any free port (default 7400)\n"
+		"  --max-frame BYTES  largest frame body accepted (default %u, max %u)\n"
+		"  --help             this text\n"
+		"  --version          print the version and exit\n",
 		SB_FRAME_MAX_DEFAULT, SB_FRAME_MAX_LIMIT);
 }
 
@@ -193,12 +194,9 @@ static void drop(struct conn *c)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"addr", required_argument, NULL, 'a'},
-		{"port", required_argument, NULL, 'p'},
-		{"max-frame", required_argument, NULL, 'm'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+		{"addr", required_argument, NULL, 'a'},      {"port", required_argument, NULL, 'p'},
+		{"max-frame", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},         {NULL, 0, NULL, 0},
 	};
 	const char *addr = "127.0.0.1";
 	long port = 7400;
@@ -233,7 +231,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("switchboard %s (protocol %u)\n", SB_VERSION_STRING, SB_PROTO_VERSION);
+			printf("switchboard %s (protocol %u)\n", SB_VERSION_STRING,
+			       SB_PROTO_VERSION);
 			return 0;
 		default:
 			usage(stderr);
@@ -284,7 +283,8 @@ int main(int argc, char **argv)
 			}
 		}
 		for (int i = 0; i < MAX_CONNS; i++)
-			if (conns[i].fd >= 0 && (pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			if (conns[i].fd >= 0 &&
+			    (pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)) &&
 			    on_readable(&conns[i]) != 0)
 				drop(&conns[i]);
 	}

@@ -13,28 +13,28 @@ extern "C" {
  * renumber, only append. */
 enum sb_err {
 	SB_OK = 0,
-	SB_ENOHANDLER = -1,     /* no handler is registered for the name */
-	SB_ETIMEOUT = -2,       /* the request's timeout expired */
-	SB_EUNKNOWNPEER = -3,   /* no peer of that name was ever seen */
-	SB_ENOTCONNECTED = -4,  /* the peer is known but not connected */
-	SB_EPEERGONE = -5,      /* the handling peer went away mid-request */
-	SB_EOFFLINE = -6,       /* client side: not connected to a router */
-	SB_EUNAUTHORIZED = -7,  /* authentication missing or wrong */
-	SB_EFORBIDDEN = -8,     /* authenticated, but not allowed to do this */
-	SB_EINVAL = -9,         /* invalid arguments */
-	SB_ETOOLARGE = -10,     /* a frame, name or field is over its limit */
-	SB_EOVERLOADED = -11,   /* a queue or in-flight limit is full; retry later */
-	SB_EBADFRAME = -12,     /* the bytes are not a valid frame */
-	SB_EDUPNAME = -13,      /* the peer name is already taken */
-	SB_ECANCELLED = -14,    /* the requester cancelled the request */
-	SB_EUNSUPPORTED = -15,  /* unknown message kind or protocol version */
-	SB_ENOPEERS = -16,      /* broadcast: no connected peer handles the name */
-	SB_EDRAINING = -17,     /* the router is shutting down; no new requests */
-	SB_EINTERNAL = -18,     /* a bug or resource failure inside the router */
+	SB_ENOHANDLER = -1,    /* no handler is registered for the name */
+	SB_ETIMEOUT = -2,      /* the request's timeout expired */
+	SB_EUNKNOWNPEER = -3,  /* no peer of that name was ever seen */
+	SB_ENOTCONNECTED = -4, /* the peer is known but not connected */
+	SB_EPEERGONE = -5,     /* the handling peer went away mid-request */
+	SB_EOFFLINE = -6,      /* client side: not connected to a router */
+	SB_EUNAUTHORIZED = -7, /* authentication missing or wrong */
+	SB_EFORBIDDEN = -8,    /* authenticated, but not allowed to do this */
+	SB_EINVAL = -9,        /* invalid arguments */
+	SB_ETOOLARGE = -10,    /* a frame, name or field is over its limit */
+	SB_EOVERLOADED = -11,  /* a queue or in-flight limit is full; retry later */
+	SB_EBADFRAME = -12,    /* the bytes are not a valid frame */
+	SB_EDUPNAME = -13,     /* the peer name is already taken */
+	SB_ECANCELLED = -14,   /* the requester cancelled the request */
+	SB_EUNSUPPORTED = -15, /* unknown message kind or protocol version */
+	SB_ENOPEERS = -16,     /* broadcast: no connected peer handles the name */
+	SB_EDRAINING = -17,    /* the router is shutting down; no new requests */
+	SB_EINTERNAL = -18,    /* a bug or resource failure inside the router */
 
-	SB_ENOMEM = -100,       /* an allocation failed */
-	SB_ENOSPC = -101,       /* the caller's buffer is too small */
-	SB_ESYS = -102,         /* a system call failed; errno says why */
+	SB_ENOMEM = -100, /* an allocation failed */
+	SB_ENOSPC = -101, /* the caller's buffer is too small */
+	SB_ESYS = -102,   /* a system call failed; errno says why */
 };
 
 /* Largest code that may appear on the wire (as its positive value). */

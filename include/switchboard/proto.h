@@ -14,18 +14,18 @@ extern "C" {
 
 /* ---- limits ------------------------------------------------------------ */
 
-#define SB_PROTO_VERSION 1u              /* version this library speaks */
-#define SB_PREFIX_LEN 4u                 /* big-endian u32 body length */
+#define SB_PROTO_VERSION     1u          /* version this library speaks */
+#define SB_PREFIX_LEN        4u          /* big-endian u32 body length */
 #define SB_FRAME_MAX_DEFAULT (1u << 20)  /* default body limit: 1 MiB */
-#define SB_FRAME_MAX_LIMIT (64u << 20)   /* largest body limit a router accepts */
-#define SB_BODY_MIN 13u                  /* fixarray, kind, flags, id (9), payload (1) */
-#define SB_HEADER_MAX 2048u              /* body bytes before the payload, at most */
-#define SB_NAME_MAX 255u                 /* message names, outcomes, topics */
-#define SB_PEER_MAX 64u                  /* peer names */
-#define SB_TEXT_MAX 1024u                /* error messages and goodbye reasons */
-#define SB_TOKEN_MAX 32u                 /* roles and auth mechanism names */
-#define SB_NONCE_MIN 16u                 /* auth nonces and proofs */
-#define SB_NONCE_MAX 64u
+#define SB_FRAME_MAX_LIMIT   (64u << 20) /* largest body limit a router accepts */
+#define SB_BODY_MIN          13u         /* fixarray, kind, flags, id (9), payload (1) */
+#define SB_HEADER_MAX        2048u       /* body bytes before the payload, at most */
+#define SB_NAME_MAX          255u        /* message names, outcomes, topics */
+#define SB_PEER_MAX          64u         /* peer names */
+#define SB_TEXT_MAX          1024u       /* error messages and goodbye reasons */
+#define SB_TOKEN_MAX         32u         /* roles and auth mechanism names */
+#define SB_NONCE_MIN         16u         /* auth nonces and proofs */
+#define SB_NONCE_MAX         64u
 
 /* Byte offset of the 8-byte big-endian id inside a frame (prefix included).
  * Constant because the header is canonical: fixarray, fixint kind, fixint
@@ -35,35 +35,35 @@ extern "C" {
 /* ---- message kinds ------------------------------------------------------ */
 
 enum sb_kind {
-	SB_HELLO = 1,       /* client -> router: version, wanted peer name, role */
-	SB_CHALLENGE = 2,   /* router -> client: nonce for shared-secret auth */
-	SB_AUTH = 3,        /* client -> router: client nonce and HMAC proof */
-	SB_WELCOME = 4,     /* router -> client: handshake done, assigned name */
-	SB_REGISTER = 5,    /* register a handler for a name (or the catch-all) */
-	SB_UNREGISTER = 6,  /* remove a handler */
-	SB_ACK = 7,         /* router -> client: REGISTER/UNREGISTER/SUBSCRIBE done */
-	SB_SEND = 8,        /* fire-and-forget message */
-	SB_REQUEST = 9,     /* request expecting replies */
-	SB_REPLY = 10,      /* a reply: progress, chunk, or final */
-	SB_ERROR = 11,      /* an error: ends a request, or the connection */
-	SB_CANCEL = 12,     /* requester gives up a request or stream */
-	SB_SUBSCRIBE = 13,  /* subscribe to (or leave) router events: "presence" */
-	SB_PRESENCE = 14,   /* router -> client: a peer connected, left, ... */
-	SB_PING = 15,       /* liveness probe; answered by PONG with the same id */
+	SB_HELLO = 1,      /* client -> router: version, wanted peer name, role */
+	SB_CHALLENGE = 2,  /* router -> client: nonce for shared-secret auth */
+	SB_AUTH = 3,       /* client -> router: client nonce and HMAC proof */
+	SB_WELCOME = 4,    /* router -> client: handshake done, assigned name */
+	SB_REGISTER = 5,   /* register a handler for a name (or the catch-all) */
+	SB_UNREGISTER = 6, /* remove a handler */
+	SB_ACK = 7,        /* router -> client: REGISTER/UNREGISTER/SUBSCRIBE done */
+	SB_SEND = 8,       /* fire-and-forget message */
+	SB_REQUEST = 9,    /* request expecting replies */
+	SB_REPLY = 10,     /* a reply: progress, chunk, or final */
+	SB_ERROR = 11,     /* an error: ends a request, or the connection */
+	SB_CANCEL = 12,    /* requester gives up a request or stream */
+	SB_SUBSCRIBE = 13, /* subscribe to (or leave) router events: "presence" */
+	SB_PRESENCE = 14,  /* router -> client: a peer connected, left, ... */
+	SB_PING = 15,      /* liveness probe; answered by PONG with the same id */
 	SB_PONG = 16,
-	SB_GOODBYE = 17,    /* either side: stop sending new work, drain, close */
+	SB_GOODBYE = 17, /* either side: stop sending new work, drain, close */
 };
 #define SB_KIND_MAX 17
 
 /* ---- flags (bit values are per kind; undefined bits must be zero) ------- */
 
-#define SB_F_INTERNAL 0x01u  /* REGISTER: callable by services only */
-#define SB_F_CATCHALL 0x02u  /* REGISTER/UNREGISTER: the catch-all handler (name nil) */
+#define SB_F_INTERNAL  0x01u /* REGISTER: callable by services only */
+#define SB_F_CATCHALL  0x02u /* REGISTER/UNREGISTER: the catch-all handler (name nil) */
 #define SB_F_BROADCAST 0x01u /* SEND/REQUEST: to every handler of the name */
-#define SB_F_MORE 0x01u      /* REPLY/ERROR: the request stays open, more follows */
-#define SB_F_CHUNK 0x02u     /* REPLY: a stream chunk, not a progress update */
-#define SB_F_FATAL 0x02u     /* ERROR: the sender closes the connection after it */
-#define SB_F_OFF 0x01u       /* SUBSCRIBE: unsubscribe */
+#define SB_F_MORE      0x01u /* REPLY/ERROR: the request stays open, more follows */
+#define SB_F_CHUNK     0x02u /* REPLY: a stream chunk, not a progress update */
+#define SB_F_FATAL     0x02u /* ERROR: the sender closes the connection after it */
+#define SB_F_OFF       0x01u /* SUBSCRIBE: unsubscribe */
 
 /* PRESENCE events. */
 enum sb_presence_event {
@@ -86,51 +86,51 @@ struct sb_view {
  * and ignores the rest. Which kind uses which field is in docs/protocol.md
  * and in the field tables of proto/codec.c. */
 struct sb_msg {
-	uint8_t kind;             /* enum sb_kind */
-	uint8_t flags;            /* SB_F_* bits defined for the kind */
-	uint64_t id;              /* request/ack/ping id, 0 = none; fixed width on the wire */
-	uint32_t version;         /* HELLO, WELCOME: protocol version */
-	uint32_t code;            /* ERROR: positive wire code (-enum sb_err) */
-	uint32_t event;           /* PRESENCE: enum sb_presence_event */
-	uint32_t peer_id;         /* WELCOME, PRESENCE: router-assigned peer number */
-	uint32_t max_frame;       /* WELCOME: the router's body limit */
-	uint32_t deadline_ms;     /* GOODBYE: how long the sender keeps draining */
-	uint32_t from;            /* SEND, REQUEST: sender's peer_id, set by the router */
-	uint32_t timeout_ms;      /* REQUEST: 0 = router default */
-	uint16_t from_off;        /* decode: frame offset of from's 4 bytes, for patching */
-	uint16_t timeout_ms_off;  /* decode: frame offset of timeout_ms's 4 bytes */
-	struct sb_view name;      /* REGISTER, UNREGISTER, SEND, REQUEST: message name;
-				     SUBSCRIBE: topic */
-	struct sb_view outcome;   /* REPLY: "transferred", "file.copying", ... */
-	struct sb_view peer;      /* HELLO: wanted name; WELCOME: assigned name;
-				     REPLY, ERROR: answering peer; PRESENCE: subject */
-	struct sb_view to;        /* SEND, REQUEST: target peer, nil = any handler */
-	struct sb_view role;      /* HELLO: "service" or "client" */
-	struct sb_view text;      /* ERROR: message; GOODBYE: reason */
-	struct sb_view mech;      /* CHALLENGE: auth mechanism, "hmac-sha256" */
-	struct sb_view nonce;     /* CHALLENGE: router nonce; AUTH: client nonce */
-	struct sb_view proof;     /* AUTH: HMAC proof */
-	struct sb_view payload;   /* every kind: the last element, opaque MessagePack */
+	uint8_t kind;            /* enum sb_kind */
+	uint8_t flags;           /* SB_F_* bits defined for the kind */
+	uint64_t id;             /* request/ack/ping id, 0 = none; fixed width on the wire */
+	uint32_t version;        /* HELLO, WELCOME: protocol version */
+	uint32_t code;           /* ERROR: positive wire code (-enum sb_err) */
+	uint32_t event;          /* PRESENCE: enum sb_presence_event */
+	uint32_t peer_id;        /* WELCOME, PRESENCE: router-assigned peer number */
+	uint32_t max_frame;      /* WELCOME: the router's body limit */
+	uint32_t deadline_ms;    /* GOODBYE: how long the sender keeps draining */
+	uint32_t from;           /* SEND, REQUEST: sender's peer_id, set by the router */
+	uint32_t timeout_ms;     /* REQUEST: 0 = router default */
+	uint16_t from_off;       /* decode: frame offset of from's 4 bytes, for patching */
+	uint16_t timeout_ms_off; /* decode: frame offset of timeout_ms's 4 bytes */
+	struct sb_view name;     /* REGISTER, UNREGISTER, SEND, REQUEST: message name;
+				    SUBSCRIBE: topic */
+	struct sb_view outcome;  /* REPLY: "transferred", "file.copying", ... */
+	struct sb_view peer;     /* HELLO: wanted name; WELCOME: assigned name;
+				    REPLY, ERROR: answering peer; PRESENCE: subject */
+	struct sb_view to;       /* SEND, REQUEST: target peer, nil = any handler */
+	struct sb_view role;     /* HELLO: "service" or "client" */
+	struct sb_view text;     /* ERROR: message; GOODBYE: reason */
+	struct sb_view mech;     /* CHALLENGE: auth mechanism, "hmac-sha256" */
+	struct sb_view nonce;    /* CHALLENGE: router nonce; AUTH: client nonce */
+	struct sb_view proof;    /* AUTH: HMAC proof */
+	struct sb_view payload;  /* every kind: the last element, opaque MessagePack */
 };
 
 /* Why a frame was rejected, precise enough for a test or a log line. */
 enum sb_fault {
 	SB_FAULT_NONE = 0,
-	SB_FAULT_OVERSIZE,    /* length prefix over the limit (SB_ETOOLARGE) */
-	SB_FAULT_RUNT,        /* length prefix under SB_BODY_MIN */
-	SB_FAULT_LENGTH,      /* length prefix disagrees with the bytes given */
-	SB_FAULT_NOT_ARRAY,   /* body is not a MessagePack fixarray */
-	SB_FAULT_KIND,        /* unknown kind (SB_EUNSUPPORTED) */
-	SB_FAULT_ARITY,       /* wrong number of elements for the kind */
-	SB_FAULT_FLAGS,       /* a flag bit the kind does not define */
-	SB_FAULT_TYPE,        /* a field has the wrong MessagePack type */
-	SB_FAULT_WIDTH,       /* a fixed-width integer is not in its fixed width */
-	SB_FAULT_RANGE,       /* an integer is above the field's maximum */
-	SB_FAULT_TOO_SHORT,   /* a string or bin is under the field's minimum length */
-	SB_FAULT_TOO_LONG,    /* a string or bin is over the field's limit (SB_ETOOLARGE) */
-	SB_FAULT_CHARS,       /* a string has bytes the field does not allow, or bad UTF-8 */
-	SB_FAULT_TRUNCATED,   /* the body ends inside the header or inside the payload */
-	SB_FAULT_PAYLOAD,     /* the payload is not exactly one MessagePack value */
+	SB_FAULT_OVERSIZE,  /* length prefix over the limit (SB_ETOOLARGE) */
+	SB_FAULT_RUNT,      /* length prefix under SB_BODY_MIN */
+	SB_FAULT_LENGTH,    /* length prefix disagrees with the bytes given */
+	SB_FAULT_NOT_ARRAY, /* body is not a MessagePack fixarray */
+	SB_FAULT_KIND,      /* unknown kind (SB_EUNSUPPORTED) */
+	SB_FAULT_ARITY,     /* wrong number of elements for the kind */
+	SB_FAULT_FLAGS,     /* a flag bit the kind does not define */
+	SB_FAULT_TYPE,      /* a field has the wrong MessagePack type */
+	SB_FAULT_WIDTH,     /* a fixed-width integer is not in its fixed width */
+	SB_FAULT_RANGE,     /* an integer is above the field's maximum */
+	SB_FAULT_TOO_SHORT, /* a string or bin is under the field's minimum length */
+	SB_FAULT_TOO_LONG,  /* a string or bin is over the field's limit (SB_ETOOLARGE) */
+	SB_FAULT_CHARS,     /* a string has bytes the field does not allow, or bad UTF-8 */
+	SB_FAULT_TRUNCATED, /* the body ends inside the header or inside the payload */
+	SB_FAULT_PAYLOAD,   /* the payload is not exactly one MessagePack value */
 };
 
 /* Where and why decoding failed. */

@@ -9,6 +9,7 @@ exactly these vectors, so the document cannot drift from the code.
 
 usage: check_golden.py SB_GOLDEN PROTOCOL_MD     run the checks
        check_golden.py --dump                    print the dumps for the docs
+       check_golden.py --seeds DIR               write fuzz seeds (tests/fuzz/corpus)
 """
 import json
 import re
@@ -226,9 +227,26 @@ def doc_vectors(path):
 
 # ---- checks ------------------------------------------------------------------
 
+def write_seeds(directory):
+    """Fuzz seeds: two control bytes (piece size, splitter limit; see
+    tests/fuzz/fuzz_frame.c) then frames: each vector alone, every invalid
+    frame, and one stream of all small vectors back to back."""
+    import os
+    small = [frame(e) for n, e in VECTORS if n != "big-payload"]
+    seeds = {"v-" + n: frame(e) for n, e in VECTORS if n != "big-payload"}
+    seeds.update({"bad-" + n: invalid_frame(n, e) for n, e, _, _, _ in INVALID})
+    seeds["stream"] = b"".join(small)
+    for name, data in seeds.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(bytes([7, 0]) + data)
+
+
 def main():
     if sys.argv[1:] == ["--dump"]:
         print(dumps_for_docs())
+        return 0
+    if sys.argv[1:2] == ["--seeds"]:
+        write_seeds(sys.argv[2])
         return 0
     tool, doc = sys.argv[1], sys.argv[2]
     failures = 0

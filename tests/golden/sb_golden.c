@@ -10,8 +10,26 @@
 /* Element order per kind, after kind, flags, id and before the payload,
  * transcribed from docs/protocol.md (not from the codec's tables, so a
  * reordering in either shows up here). */
-enum el { E_END, E_VERSION, E_PEER, E_ROLE, E_NONCE, E_MECH, E_PROOF, E_PEER_ID, E_MAX_FRAME,
-	  E_NAME, E_TO, E_FROM, E_TIMEOUT, E_OUTCOME, E_CODE, E_TEXT, E_EVENT, E_DEADLINE };
+enum el {
+	E_END,
+	E_VERSION,
+	E_PEER,
+	E_ROLE,
+	E_NONCE,
+	E_MECH,
+	E_PROOF,
+	E_PEER_ID,
+	E_MAX_FRAME,
+	E_NAME,
+	E_TO,
+	E_FROM,
+	E_TIMEOUT,
+	E_OUTCOME,
+	E_CODE,
+	E_TEXT,
+	E_EVENT,
+	E_DEADLINE
+};
 
 static const enum el order[SB_KIND_MAX + 1][5] = {
 	[SB_HELLO] = {E_VERSION, E_PEER, E_ROLE},
@@ -174,7 +192,8 @@ int main(int argc, char **argv)
 		size_t n;
 		line[strcspn(line, "\r\n")] = 0;
 		if (unhex(line, frame, sizeof frame, &n) != 0) {
-			printf("{\"ok\":false,\"code\":\"input\",\"fault\":\"not hex\",\"field\":0}\n");
+			printf("{\"ok\":false,\"code\":\"input\",\"fault\":\"not "
+			       "hex\",\"field\":0}\n");
 			continue;
 		}
 		one(frame, n);

@@ -11,7 +11,8 @@ int main(void)
 	struct sb_msg m = {.kind = SB_PING, .id = 7}, out;
 	long n = sb_encode(&m, buf, sizeof buf);
 
-	if (n <= 0 || sb_decode(buf, (size_t)n, SB_DECODE_PAYLOAD, &out, NULL) != 0 || out.id != 7) {
+	if (n <= 0 || sb_decode(buf, (size_t)n, SB_DECODE_PAYLOAD, &out, NULL) != 0 ||
+	    out.id != 7) {
 		fprintf(stderr, "round trip failed\n");
 		return 1;
 	}

@@ -1,0 +1,267 @@
+/* The daemon over real sockets: start it on a free port, shake hands, ping,
+ * send garbage, and check each connection gets the error the protocol
+ * promises while the others keep working. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <switchboard/proto.h>
+
+#include "frames.h"
+#include "testlib.h"
+
+static pid_t daemon_pid;
+static FILE *daemon_out;
+static int port;
+
+/* Starts the daemon on port 0 and reads the port it printed. */
+static void start_daemon(const char *path)
+{
+	int out[2];
+	char line[256];
+
+	CHECK(pipe(out) == 0);
+	daemon_pid = fork();
+	if (daemon_pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		close(out[0]);
+		execl(path, path, "--port", "0", "--max-frame", "4096", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	daemon_out = fdopen(out[0], "r");
+	CHECK(fgets(line, sizeof line, daemon_out) != NULL);
+	const char *at = strstr(line, "listening on 127.0.0.1:");
+	CHECK(at != NULL);
+	port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
+	CHECK(port > 0);
+}
+
+static int dial(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+	return fd;
+}
+
+static void send_raw(int fd, const void *p, size_t n)
+{
+	CHECK(write(fd, p, n) == (ssize_t)n);
+}
+
+static void send_msg(int fd, const struct sb_msg *m)
+{
+	uint8_t buf[1024];
+	long n = sb_encode(m, buf, sizeof buf);
+	CHECK(n > 0);
+	send_raw(fd, buf, (size_t)n);
+}
+
+/* Reads one frame within 5 s. Returns 1 with *m decoded (views into a
+ * static buffer), 0 on orderly close, -1 on timeout or error. */
+static int recv_msg(int fd, struct sb_msg *m)
+{
+	static uint8_t frame[8192];
+	size_t have = 0, need = SB_PREFIX_LEN;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	while (have < need) {
+		if (poll(&p, 1, 5000) != 1)
+			return -1;
+		ssize_t n = read(fd, frame + have, need - have);
+		if (n == 0)
+			return 0;
+		if (n < 0)
+			return -1;
+		have += (size_t)n;
+		if (have == SB_PREFIX_LEN) {
+			need += (size_t)frame[0] << 24 | (size_t)frame[1] << 16 |
+				(size_t)frame[2] << 8 | frame[3];
+			if (need > sizeof frame)
+				return -1;
+		}
+	}
+	return sb_decode(frame, have, SB_DECODE_PAYLOAD, m, NULL) == 0 ? 1 : -1;
+}
+
+static int text_is(struct sb_view v, const char *s)
+{
+	return v.len == strlen(s) && memcmp(v.ptr, s, v.len) == 0;
+}
+
+static int hello(const char *name)
+{
+	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = sv("service")};
+	int fd = dial();
+	if (name != NULL)
+		m.peer = sv(name);
+	send_msg(fd, &m);
+	CHECK_INT(recv_msg(fd, &m), 1);
+	CHECK_INT(m.kind, SB_WELCOME);
+	CHECK_INT(m.version, SB_PROTO_VERSION);
+	CHECK_INT(m.max_frame, 4096);
+	if (name != NULL)
+		CHECK(text_is(m.peer, name));
+	return fd;
+}
+
+static void ping(int fd, uint64_t id)
+{
+	struct sb_msg m = {.kind = SB_PING, .id = id};
+	send_msg(fd, &m);
+	CHECK_INT(recv_msg(fd, &m), 1);
+	CHECK_INT(m.kind, SB_PONG);
+	CHECK(m.id == id);
+}
+
+/* Expects an ERROR with the code; fatal ones are followed by a close. */
+static void expect_error(int fd, int err, int fatal, const char *text)
+{
+	struct sb_msg m;
+	CHECK_INT(recv_msg(fd, &m), 1);
+	CHECK_INT(m.kind, SB_ERROR);
+	CHECK_INT(m.code, -err);
+	CHECK_INT(!!(m.flags & SB_F_FATAL), fatal);
+	if (text != NULL && !text_is(m.text, text)) {
+		fprintf(stderr, "  error text: %.*s\n", (int)m.text.len, (const char *)m.text.ptr);
+		CHECK(0);
+	}
+	if (fatal)
+		CHECK_INT(recv_msg(fd, &m), 0);
+}
+
+static int good;
+
+static void test_handshake_and_ping(void)
+{
+	good = hello("billing-1");
+	ping(good, 5);
+	ping(good, UINT64_MAX);
+	int anon = hello(NULL); /* the router picks a name */
+	ping(anon, 1);
+	close(anon);
+}
+
+static void test_routing_not_built_yet(void)
+{
+	struct sb_msg m;
+	sample_msg(SB_REQUEST, &m);
+	m.id = 77;
+	send_msg(good, &m);
+	struct sb_msg r;
+	CHECK_INT(recv_msg(good, &r), 1);
+	CHECK_INT(r.kind, SB_ERROR);
+	CHECK(r.id == 77);
+	CHECK_INT(r.code, -SB_EUNSUPPORTED);
+	ping(good, 6); /* still served */
+}
+
+static void test_frame_before_hello(void)
+{
+	int fd = dial();
+	struct sb_msg m = {.kind = SB_PING, .id = 1};
+	send_msg(fd, &m);
+	expect_error(fd, SB_EBADFRAME, 1, "HELLO must come first");
+	close(fd);
+}
+
+static void test_http_client_is_refused(void)
+{
+	int fd = hello("curious");
+	send_raw(fd, "GET / HTTP/1.1\r\n\r\n", 18);
+	expect_error(fd, SB_ETOOLARGE, 1, "frame too large (1195725856 bytes, limit 4096)");
+	close(fd);
+	ping(good, 7);
+}
+
+static void test_bad_field_names_the_field(void)
+{
+	uint8_t buf[256];
+	struct sb_msg m;
+	int fd = hello("sloppy");
+
+	sample_msg(SB_SEND, &m);
+	long n = sb_encode(&m, buf, sizeof buf);
+	/* Turn "cache.flush" into "cache flush" after encoding. */
+	uint8_t *name = memmem(buf, (size_t)n, "cache.flush", 11);
+	CHECK(name != NULL);
+	name[5] = ' ';
+	send_raw(fd, buf, (size_t)n);
+	expect_error(fd, SB_EBADFRAME, 1, "SEND field 3 (name): invalid characters");
+	close(fd);
+	ping(good, 8);
+}
+
+static void test_unknown_kind_keeps_connection(void)
+{
+	/* A newer peer's message kind: refused, but the connection lives. */
+	static const uint8_t future[] = {0, 0, 0, 13, 0x94, 30, 0, 0xcf, 0,
+					 0, 0, 0, 0,  0,    0,  9, 0xc0};
+	send_raw(good, future, sizeof future);
+	expect_error(good, SB_EUNSUPPORTED, 0, "unknown message kind 30");
+	ping(good, 9);
+}
+
+static void test_byte_at_a_time(void)
+{
+	uint8_t buf[64];
+	struct sb_msg m = {.kind = SB_PING, .id = 4242};
+	long n = sb_encode(&m, buf, sizeof buf);
+	for (long i = 0; i < n; i++)
+		send_raw(good, buf + i, 1);
+	CHECK_INT(recv_msg(good, &m), 1);
+	CHECK_INT(m.kind, SB_PONG);
+	CHECK(m.id == 4242);
+}
+
+static void test_oversize_frame(void)
+{
+	int fd = hello("big");
+	uint8_t prefix[4] = {0, 0, 0x10, 0x01}; /* 4097 > --max-frame 4096 */
+	send_raw(fd, prefix, 4);
+	expect_error(fd, SB_ETOOLARGE, 1, "frame too large (4097 bytes, limit 4096)");
+	close(fd);
+}
+
+static void test_sigterm_stops_cleanly(void)
+{
+	int status;
+	char line[256];
+	int saw_stopped = 0;
+
+	close(good);
+	kill(daemon_pid, SIGTERM);
+	while (fgets(line, sizeof line, daemon_out) != NULL)
+		saw_stopped |= strstr(line, "stopped") != NULL;
+	CHECK(waitpid(daemon_pid, &status, 0) == daemon_pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(saw_stopped);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: test_daemon PATH-TO-SWITCHBOARD\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	start_daemon(argv[1]);
+	RUN(test_handshake_and_ping);
+	RUN(test_routing_not_built_yet);
+	RUN(test_frame_before_hello);
+	RUN(test_http_client_is_refused);
+	RUN(test_bad_field_names_the_field);
+	RUN(test_unknown_kind_keeps_connection);
+	RUN(test_byte_at_a_time);
+	RUN(test_oversize_frame);
+	RUN(test_sigterm_stops_cleanly);
+	return TEST_EXIT();
+}
