@@ -193,17 +193,37 @@ static size_t utf8_seq(const uint8_t *p, size_t n)
 	return len;
 }
 
+/* True if every byte of w is in [lo, hi], for lo <= 128 and hi <= 127.
+ * "Some byte < lo" and "some byte > hi" are the classic SWAR tests: each
+ * sets a byte's top bit exactly when that byte is out of range. */
+static bool word_in_range(uint64_t w, unsigned lo, unsigned hi)
+{
+	const uint64_t ones = 0x0101010101010101ull, tops = 0x8080808080808080ull;
+	uint64_t below = (w - ones * lo) & ~w & tops;
+	uint64_t above = ((w + ones * (127 - hi)) | w) & tops;
+	return (below | above) == 0;
+}
+
+/* Every frame's name passes through here, so plain ASCII is checked eight
+ * bytes a step; the byte loop handles the tail and UTF-8 sequences. */
 static bool chars_ok(const uint8_t *p, size_t n, enum cset cs)
 {
-	uint8_t lowest = cs == CS_NAME ? 0x21 : cs == CS_LABEL ? 0x20 : 0x00;
+	unsigned lo = cs == CS_NAME ? 0x21 : cs == CS_LABEL ? 0x20 : 0x00;
+	unsigned hi = cs == CS_TEXT ? 0x7f : 0x7e; /* names exclude DEL */
+	size_t i = 0;
 
-	for (size_t i = 0; i < n;) {
-		if (p[i] < 0x80) {
-			if (p[i] < lowest || (p[i] == 0x7f && cs != CS_TEXT))
-				return false;
+	for (uint64_t w; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		if (!word_in_range(w, lo, hi))
+			break;
+	}
+	while (i < n) {
+		if ((unsigned)p[i] - lo <= hi - lo) {
 			i++;
 			continue;
 		}
+		if (p[i] < 0x80)
+			return false;
 		size_t k = utf8_seq(p + i, n - i);
 		if (k == 0)
 			return false;

@@ -1,7 +1,5 @@
 /* Minimal MessagePack reader and the non-allocating payload walker.
  * msgpack-c's unpacker builds an object tree in a zone; we only need to step. */
-#include <string.h>
-
 #include <switchboard/proto.h>
 
 #include "mp.h"
@@ -81,8 +79,9 @@ int sb__mp_read(const uint8_t **p, const uint8_t *end, struct sb__mp_item *it)
 {
 	if (*p >= end)
 		return SB__MP_SHORT;
+	/* Only the fields the type defines are set: this runs per header field
+	 * and per payload item, and callers read nothing else. */
 	uint8_t c = *(*p)++;
-	memset(it, 0, sizeof *it);
 	it->marker = c;
 
 	if (c <= 0x7f) {
@@ -92,6 +91,7 @@ int sb__mp_read(const uint8_t **p, const uint8_t *end, struct sb__mp_item *it)
 	}
 	if (c >= 0xe0) {
 		it->type = SB__MP_INT;
+		it->u = c;
 		return SB__MP_OK;
 	}
 	if ((c & 0xf0) == 0x80) {
@@ -110,6 +110,7 @@ int sb__mp_read(const uint8_t **p, const uint8_t *end, struct sb__mp_item *it)
 	switch (c) {
 	case 0xc0:
 		it->type = SB__MP_NIL;
+		it->u = 0;
 		return SB__MP_OK;
 	case 0xc2:
 	case 0xc3:

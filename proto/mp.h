@@ -19,7 +19,8 @@ enum sb__mp_type {
 	SB__MP_EXT,
 };
 
-/* One item as it appears on the wire. For STR, BIN and EXT the body is at
+/* One item as it appears on the wire. Only the fields its type uses are set.
+ * For STR, BIN and EXT the body is at
  * [body, body + len); for ARRAY and MAP, len counts elements (MAP: pairs). */
 struct sb__mp_item {
 	enum sb__mp_type type;

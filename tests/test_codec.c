@@ -477,6 +477,72 @@ static void test_malformed_fields(void)
 	EXPECT(0, SB_EBADFRAME, SB_FAULT_WIDTH, 6);
 }
 
+/* Reference for the name rules, byte by byte and as plainly as possible. */
+static int ref_name_ok(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint8_t c = p[i];
+		if (c < 0x80) {
+			if (c <= 0x20 || c == 0x7f)
+				return 0;
+			i++;
+			continue;
+		}
+		size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+		if (len == 0 || i + len > n)
+			return 0;
+		uint32_t cp = c & (0x7f >> len);
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
+/* Random names from edge bytes, long enough to cross 8-byte words, must be
+ * judged exactly as the reference judges them. */
+static void test_name_characters_match_reference(void)
+{
+	static const uint8_t alphabet[] = {'a',  'Z',  '.',  '~',  '!',  0x20, 0x21, 0x7e, 0x7f,
+					   0x00, 0x1f, 0x80, 0xbf, 0xc0, 0xc2, 0xc3, 0xa9, 0xe0,
+					   0xa0, 0xed, 0x9f, 0xf0, 0x90, 0xf4, 0x8f, 0xff};
+	unsigned seed = 99;
+	uint8_t name[40];
+
+	for (int round = 0; round < 20000; round++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t n = 1 + (seed >> 16) % sizeof name;
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			/* Mostly plain letters, so long valid runs occur. */
+			name[i] = (seed >> 20) % 4 ? 'a' + (seed >> 8) % 26
+						   : alphabet[(seed >> 16) % sizeof alphabet];
+		}
+		request_upto(&R, 3);
+		put1(&R, 0xd9);
+		put1(&R, (uint8_t)n);
+		put(&R, name, n);
+		put1(&R, 0xc0);
+		put_u32f(&R, 0);
+		put_u32f(&R, 0);
+		put1(&R, 0xc0);
+		finish(&R);
+		struct sb_msg m;
+		int ok = sb_decode(R.b, R.n, 0, &m, NULL) == 0;
+		if (ok != ref_name_ok(name, n)) {
+			fprintf(stderr, "  name of %zu bytes judged %d\n", n, ok);
+			CHECK(0);
+			break;
+		}
+	}
+}
+
 static void test_malformed_numbers(void)
 {
 	/* ERROR codes live in 1..63. */
@@ -647,6 +713,7 @@ int main(void)
 	RUN(test_malformed_framing);
 	RUN(test_malformed_kind_flags_id);
 	RUN(test_malformed_fields);
+	RUN(test_name_characters_match_reference);
 	RUN(test_malformed_numbers);
 	RUN(test_truncation);
 	RUN(test_payload_check);
