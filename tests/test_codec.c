@@ -297,6 +297,26 @@ static void request_upto(struct raw *r, unsigned upto)
 		put_u32f(r, 1000);
 }
 
+/* A whole REQUEST whose name is the given bytes (str8 or str16). */
+static void request_named(struct raw *r, const void *name, size_t n)
+{
+	request_upto(r, 3);
+	if (n < 256) {
+		put1(r, 0xd9);
+		put1(r, (uint8_t)n);
+	} else {
+		put1(r, 0xda);
+		put1(r, (uint8_t)(n >> 8));
+		put1(r, (uint8_t)n);
+	}
+	put(r, name, n);
+	put1(r, 0xc0);
+	put_u32f(r, 0);
+	put_u32f(r, 0);
+	put1(r, 0xc0);
+	finish(r);
+}
+
 static struct raw R;
 
 /* Decodes R and checks the outcome. */
@@ -422,24 +442,12 @@ static void test_malformed_fields(void)
 		{"\xf0\x9f\x93\xa6.ship", 0, SB_FAULT_NONE},
 	};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		request_upto(&R, 3);
-		put_str(&R, names[i].name);
-		put1(&R, 0xc0);
-		put_u32f(&R, 0);
-		put_u32f(&R, 0);
-		put1(&R, 0xc0);
-		finish(&R);
+		request_named(&R, names[i].name, strlen(names[i].name));
 		EXPECT(0, names[i].rc, names[i].f, names[i].rc ? 3 : 0);
 	}
 	memset(s, 'n', 256);
 	s[256] = 0;
-	request_upto(&R, 3);
-	put_str(&R, s);
-	put1(&R, 0xc0);
-	put_u32f(&R, 0);
-	put_u32f(&R, 0);
-	put1(&R, 0xc0);
-	finish(&R);
+	request_named(&R, s, strlen(s));
 	EXPECT(0, SB_ETOOLARGE, SB_FAULT_TOO_LONG, 3);
 	struct sb_fault_info fi;
 	struct sb_msg m;
@@ -448,13 +456,7 @@ static void test_malformed_fields(void)
 	sb_fault_describe(&fi, text, sizeof text);
 	CHECK_STR(text, "REQUEST field 3 (name): field too long (256, limit 255)");
 	s[255] = 0; /* exactly the limit is fine */
-	request_upto(&R, 3);
-	put_str(&R, s);
-	put1(&R, 0xc0);
-	put_u32f(&R, 0);
-	put_u32f(&R, 0);
-	put1(&R, 0xc0);
-	finish(&R);
+	request_named(&R, s, strlen(s));
 	EXPECT(0, 0, SB_FAULT_NONE, 0);
 
 	/* from and timeout must be fixed width, and integers. */
@@ -524,15 +526,7 @@ static void test_name_characters_match_reference(void)
 			name[i] = (seed >> 20) % 4 ? 'a' + (seed >> 8) % 26
 						   : alphabet[(seed >> 16) % sizeof alphabet];
 		}
-		request_upto(&R, 3);
-		put1(&R, 0xd9);
-		put1(&R, (uint8_t)n);
-		put(&R, name, n);
-		put1(&R, 0xc0);
-		put_u32f(&R, 0);
-		put_u32f(&R, 0);
-		put1(&R, 0xc0);
-		finish(&R);
+		request_named(&R, name, n);
 		struct sb_msg m;
 		int ok = sb_decode(R.b, R.n, 0, &m, NULL) == 0;
 		if (ok != ref_name_ok(name, n)) {
