@@ -1,6 +1,6 @@
-/* The daemon over real sockets: start it on a free port, shake hands, ping,
- * send garbage, and check each connection gets the error the protocol
- * promises while the others keep working. */
+/* The switchboard daemon as a user runs it: start it on a free port, shake
+ * hands, ping, send garbage, and check each connection gets the error the
+ * protocol promises while the others keep working; SIGTERM stops it. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -150,16 +150,26 @@ static void test_handshake_and_ping(void)
 	close(anon);
 }
 
-static void test_routing_not_built_yet(void)
+static void test_request_without_handler(void)
 {
-	struct sb_msg m;
+	struct sb_msg m, r;
 	sample_msg(SB_REQUEST, &m);
 	m.id = 77;
+	m.to.ptr = NULL; /* any handler of "transfer": there is none */
 	send_msg(good, &m);
-	struct sb_msg r;
 	CHECK_INT(recv_msg(good, &r), 1);
 	CHECK_INT(r.kind, SB_ERROR);
 	CHECK(r.id == 77);
+	CHECK_INT(r.code, -SB_ENOHANDLER);
+	CHECK_INT(r.flags, 0);
+
+	/* Requests to a named peer come with the peers issue; until then the
+	 * router says so instead of dropping them. */
+	sample_msg(SB_REQUEST, &m);
+	m.id = 78;
+	send_msg(good, &m);
+	CHECK_INT(recv_msg(good, &r), 1);
+	CHECK(r.id == 78);
 	CHECK_INT(r.code, -SB_EUNSUPPORTED);
 	ping(good, 6); /* still served */
 }
@@ -255,7 +265,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	start_daemon(argv[1]);
 	RUN(test_handshake_and_ping);
-	RUN(test_routing_not_built_yet);
+	RUN(test_request_without_handler);
 	RUN(test_frame_before_hello);
 	RUN(test_http_client_is_refused);
 	RUN(test_bad_field_names_the_field);

@@ -1,0 +1,73 @@
+/* Reference-counted byte buffers: receive buffers lent to the kernel through a
+ * provided-buffer ring, and heap buffers for reassembled or router-made frames. */
+#ifndef SB_CORE_BUF_H
+#define SB_CORE_BUF_H
+
+#include <liburing.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A frame forwarded to N connections holds N references to the buffer it
+ * arrived in, so broadcast and cross-shard delivery never copy it. */
+struct sb__buf {
+	atomic_uint refs;          /* holders; the last put recycles or frees it */
+	uint16_t bid;              /* ring buffers: id in the buffer ring */
+	uint8_t ring;              /* 1 = ring buffer, 0 = heap buffer */
+	struct sb__bufpool *pool;  /* ring buffers: the owning shard's pool */
+	struct sb__buf *next_free; /* on the owner's return stack */
+	uint8_t *data;             /* the bytes */
+};
+
+/* One shard's receive buffers: `count` buffers of `size` bytes registered as
+ * buffer group `bgid` of that shard's io_uring. */
+struct sb__bufpool {
+	struct io_uring_buf_ring *br; /* the ring shared with the kernel */
+	uint8_t *mem;                 /* count * size bytes of buffer space */
+	struct sb__buf *bufs;         /* one header per buffer */
+	unsigned count, size;
+	uint16_t bgid;
+	unsigned pending; /* buffers added but not yet published */
+	unsigned out;     /* buffers held by the kernel's or our side */
+	/* Buffers other shards released, recycled by the owner. C11 atomics
+	 * rather than ck_stack: ThreadSanitizer can see these orderings. */
+	_Atomic(struct sb__buf *) returned;
+};
+
+/**
+ * Allocate the pool and register it with @p ring as buffer group @p bgid.
+ * @return 0, SB_ENOMEM, or SB_ESYS (errno set) if the kernel refuses
+ */
+int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid, unsigned count,
+		     unsigned size);
+void sb__bufpool_destroy(struct sb__bufpool *p, struct io_uring *ring);
+
+/** The buffer the kernel filled, from a recv completion's buffer id. */
+struct sb__buf *sb__bufpool_get(struct sb__bufpool *p, uint16_t bid);
+
+/**
+ * Owner shard only: give back buffers other shards released, and publish
+ * every recycled buffer to the kernel in one step.
+ * @return how many buffers the kernel got back
+ */
+unsigned sb__bufpool_flush(struct sb__bufpool *p);
+
+/** A heap buffer of @p size bytes holding one reference, or NULL. */
+struct sb__buf *sb__buf_heap(size_t size);
+
+static inline void sb__buf_get(struct sb__buf *b)
+{
+	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+/**
+ * Drop a reference. The last one frees a heap buffer, or recycles a ring
+ * buffer: directly if it belongs to @p mine (the caller's own pool),
+ * otherwise through its owner's return stack, since only the owner may
+ * touch its buffer ring. A frame that crossed shards is released by the
+ * receiving shard, so the caller cannot assume ownership.
+ * @param mine  the calling shard's pool, or NULL when no shard is running
+ */
+void sb__buf_put(struct sb__buf *b, struct sb__bufpool *mine);
+
+#endif

@@ -1,0 +1,113 @@
+/* Open addressing with linear probing. Deletion shifts later entries back
+ * instead of leaving tombstones, so a map that churns never slows down. */
+#include <stdlib.h>
+
+#include <switchboard/error.h>
+
+#include "idmap.h"
+
+struct sb__idslot {
+	uint64_t key; /* 0 = empty */
+	uint64_t val;
+};
+
+/* splitmix64's finaliser: spreads sequential ids over the table. */
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+uint64_t sb__idmap_key(uint64_t a, uint64_t b)
+{
+	uint64_t k = mix(a) ^ (b * 0x9e3779b97f4a7c15ull);
+	return k != 0 ? k : 1;
+}
+
+void sb__idmap_init(struct sb__idmap *m)
+{
+	m->slots = NULL;
+	m->mask = 0;
+	m->count = 0;
+}
+
+void sb__idmap_destroy(struct sb__idmap *m)
+{
+	free(m->slots);
+	sb__idmap_init(m);
+}
+
+static int grow(struct sb__idmap *m)
+{
+	uint32_t n = m->slots == NULL ? 64 : (m->mask + 1) * 2;
+	struct sb__idslot *old = m->slots;
+	uint32_t old_n = m->slots == NULL ? 0 : m->mask + 1;
+	struct sb__idslot *s = calloc(n, sizeof *s);
+
+	if (s == NULL)
+		return SB_ENOMEM;
+	m->slots = s;
+	m->mask = n - 1;
+	m->count = 0;
+	for (uint32_t i = 0; i < old_n; i++)
+		if (old[i].key != 0)
+			sb__idmap_put(m, old[i].key, old[i].val);
+	free(old);
+	return 0;
+}
+
+int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val)
+{
+	/* Keep the load under 1/2: probes stay short without tombstones. */
+	if ((m->count + 1) * 2 > (m->slots == NULL ? 0 : m->mask + 1) && grow(m) != 0)
+		return SB_ENOMEM;
+	for (uint32_t i = (uint32_t)mix(key) & m->mask;; i = (i + 1) & m->mask) {
+		if (m->slots[i].key == key) {
+			m->slots[i].val = val;
+			return 0;
+		}
+		if (m->slots[i].key == 0) {
+			m->slots[i].key = key;
+			m->slots[i].val = val;
+			m->count++;
+			return 0;
+		}
+	}
+}
+
+uint64_t sb__idmap_get(const struct sb__idmap *m, uint64_t key)
+{
+	if (m->slots == NULL)
+		return 0;
+	for (uint32_t i = (uint32_t)mix(key) & m->mask;; i = (i + 1) & m->mask) {
+		if (m->slots[i].key == key)
+			return m->slots[i].val;
+		if (m->slots[i].key == 0)
+			return 0;
+	}
+}
+
+void sb__idmap_del(struct sb__idmap *m, uint64_t key)
+{
+	uint32_t i;
+
+	if (m->slots == NULL)
+		return;
+	for (i = (uint32_t)mix(key) & m->mask; m->slots[i].key != key; i = (i + 1) & m->mask)
+		if (m->slots[i].key == 0)
+			return;
+	/* Shift back every later entry of the run that may sit past its home. */
+	for (uint32_t j = (i + 1) & m->mask; m->slots[j].key != 0; j = (j + 1) & m->mask) {
+		uint32_t home = (uint32_t)mix(m->slots[j].key) & m->mask;
+		/* Entry j may move to i only if its home is not in (i, j]. */
+		if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+			m->slots[i] = m->slots[j];
+			i = j;
+		}
+	}
+	m->slots[i].key = 0;
+	m->count--;
+}

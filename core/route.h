@@ -1,0 +1,55 @@
+/* The route table: message name -> the handler endpoints registered for it.
+ * Each shard holds its own replica, updated in order through the mailbox. */
+#ifndef SB_CORE_ROUTE_H
+#define SB_CORE_ROUTE_H
+
+#include <stdint.h>
+
+#define SB__EP_INTERNAL 0x1u /* callable by services only */
+
+/* One handler of a name: a connection somewhere in the router. */
+struct sb__endpoint {
+	uint64_t ep;          /* connection id: owning shard in the top 8 bits */
+	uint32_t flags;       /* SB__EP_* */
+	uint32_t outstanding; /* requests this shard has in flight to it */
+};
+
+struct sb__route {
+	uint32_t hash;   /* of the name */
+	uint32_t len;    /* name bytes; 0 is the catch-all */
+	uint32_t n, cap; /* endpoints */
+	uint32_t rr;     /* round-robin cursor for ties */
+	struct sb__endpoint *eps;
+	char name[]; /* not NUL-terminated */
+};
+
+struct sb__routes {
+	struct sb__route **slots; /* open addressing, NULL = empty */
+	uint32_t mask;
+	uint32_t count;
+};
+
+void sb__routes_init(struct sb__routes *t);
+void sb__routes_destroy(struct sb__routes *t);
+
+/** The route for a name (len 0: the catch-all), or NULL. */
+struct sb__route *sb__routes_find(const struct sb__routes *t, const void *name, uint32_t len);
+
+/** Add endpoint @p ep to @p name; re-adding updates its flags. @return 0 or SB_ENOMEM */
+int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep,
+		   uint32_t flags);
+
+/** Remove @p ep from @p name. @return 1 if it was there, 0 if not */
+int sb__routes_del(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep);
+
+/**
+ * Remove @p ep from every route (its connection closed). O(routes): a
+ * disconnect is rare next to messages, and a per-connection index would
+ * cost memory on every registration.
+ */
+void sb__routes_del_ep(struct sb__routes *t, uint64_t ep);
+
+/** The endpoint entry of @p ep in @p r, or NULL. */
+struct sb__endpoint *sb__route_endpoint(struct sb__route *r, uint64_t ep);
+
+#endif

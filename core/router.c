@@ -1,0 +1,305 @@
+/* The router's lifecycle: configuration, one listening socket and thread per
+ * shard, start and drain, and the peer-name table the shards share. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shard.h"
+
+void sb_router_config_init(struct sb_router_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->addr = "127.0.0.1";
+	c->port = 7400;
+	c->max_frame = SB_FRAME_MAX_DEFAULT;
+	c->default_timeout_ms = 30000;
+	c->max_timeout_ms = 3600 * 1000;
+	c->out_max = 16u << 20;
+	c->max_inflight = 1u << 20;
+	c->bind_retry_ms = 1000;
+	c->recv_buffers = 512;
+	c->recv_buffer_size = 16384;
+	c->log_level = 1;
+}
+
+void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
+{
+	char line[512];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+
+	if (level > r->cfg.log_level)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	/* One write per line keeps lines from several shards whole. */
+	fprintf(stderr, "%02d:%02d:%02d.%03ld switchboard: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+		ts.tv_nsec / 1000000, line);
+}
+
+int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep)
+{
+	int rc = 0;
+	pthread_mutex_lock(&r->names_lock);
+	struct sb__route *taken = sb__routes_find(&r->names, name, len);
+	if (taken != NULL && taken->n > 0)
+		rc = SB_EDUPNAME;
+	else if (sb__routes_add(&r->names, name, len, ep, 0) != 0)
+		rc = SB_ENOMEM;
+	pthread_mutex_unlock(&r->names_lock);
+	return rc;
+}
+
+void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep)
+{
+	pthread_mutex_lock(&r->names_lock);
+	sb__routes_del(&r->names, name, len, ep);
+	pthread_mutex_unlock(&r->names_lock);
+}
+
+static int check_config(const struct sb_router_config *c)
+{
+	struct in_addr a;
+	if (c->addr == NULL || inet_pton(AF_INET, c->addr, &a) != 1)
+		return 0;
+	if (c->shards > SB__MAX_SHARDS || c->max_frame < SB_BODY_MIN ||
+	    c->max_frame > SB_FRAME_MAX_LIMIT || c->default_timeout_ms == 0 ||
+	    c->max_timeout_ms == 0 || c->out_max < c->max_frame || c->max_inflight == 0 ||
+	    c->max_inflight > SB__REQTAB_MAX)
+		return 0;
+	if (c->recv_buffers < 8 || c->recv_buffers > 32768 ||
+	    (c->recv_buffers & (c->recv_buffers - 1)) != 0 || c->recv_buffer_size < 512)
+		return 0;
+	return 1;
+}
+
+/* Binds one SO_REUSEPORT socket; the kernel spreads connections over them.
+ * With reuse off it is the probe: SO_REUSEPORT would let a second router
+ * join a busy port and steal half its connections instead of failing. */
+static int listen_one(const struct sb_router_config *c, uint16_t port, int reuse)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	inet_pton(AF_INET, c->addr, &sa.sin_addr);
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    (reuse && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+	    bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 4096) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* All shards listen on one port: the first bind picks it (port 0), the
+ * rest join it. */
+static int listen_all(struct sb_router *r)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof sa;
+	int probe = listen_one(&r->cfg, r->cfg.port, 0);
+
+	if (probe < 0)
+		return -1;
+	getsockname(probe, (struct sockaddr *)&sa, &len);
+	uint16_t port = ntohs(sa.sin_port);
+	close(probe);
+	for (unsigned i = 0; i < r->nshards; i++) {
+		int fd = listen_one(&r->cfg, port, 1);
+		if (fd < 0)
+			return -1;
+		r->shards[i].lfd = fd;
+	}
+	r->port = port;
+	return 0;
+}
+
+static void close_listeners(struct sb_router *r)
+{
+	for (unsigned i = 0; i < r->nshards; i++)
+		if (r->shards[i].lfd >= 0) {
+			close(r->shards[i].lfd);
+			r->shards[i].lfd = -1;
+		}
+}
+
+struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
+{
+	struct sb_router *r = NULL;
+	int e = SB_EINVAL;
+
+	if (!check_config(c))
+		goto fail;
+	e = SB_ENOMEM;
+	if ((r = calloc(1, sizeof *r)) == NULL)
+		goto fail;
+	r->cfg = *c;
+	r->nshards = c->shards ? c->shards : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (r->nshards == 0)
+		r->nshards = 1;
+	if (r->nshards > SB__MAX_SHARDS)
+		r->nshards = SB__MAX_SHARDS;
+	atomic_init(&r->next_peer, 1);
+	atomic_init(&r->stopping, 0);
+	atomic_init(&r->drained, 0);
+	pthread_mutex_init(&r->names_lock, NULL);
+	pthread_mutex_init(&r->start_lock, NULL);
+	pthread_cond_init(&r->start_cond, NULL);
+	sb__routes_init(&r->names);
+	r->shards = calloc(r->nshards, sizeof *r->shards);
+	/* Ring memory grows with shards squared: shrink each ring as the count
+	 * grows (4,096 slots up to 8 shards, 512 at 64: about 66 MiB). */
+	unsigned ring = 4096;
+	while (ring > 512 && (size_t)r->nshards * ring > 8 * 4096)
+		ring /= 2;
+	r->mb = sb__mailbox_new(r->nshards, ring);
+	if (r->shards == NULL || r->mb == NULL)
+		goto fail;
+	for (unsigned i = 0; i < r->nshards; i++) {
+		r->shards[i].r = r;
+		r->shards[i].id = i;
+		r->shards[i].lfd = r->shards[i].efd = -1;
+	}
+	for (unsigned i = 0; i < r->nshards; i++)
+		if ((r->shards[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+			goto fail_sys;
+	for (unsigned attempt = 0;; attempt++) {
+		if (listen_all(r) == 0)
+			break;
+		if (errno != EADDRINUSE || attempt >= c->bind_retries)
+			goto fail_sys;
+		close_listeners(r);
+		sb__log(r, 1, "port %u busy, retrying in %u ms (%u of %u)", c->port,
+			c->bind_retry_ms, attempt + 1, c->bind_retries);
+		struct timespec ts = {c->bind_retry_ms / 1000,
+				      (long)(c->bind_retry_ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return r;
+fail_sys:
+	e = SB_ESYS;
+fail:
+	if (r != NULL) {
+		int saved = errno;
+		sb_router_free(r);
+		errno = saved;
+	}
+	if (err != NULL)
+		*err = e;
+	return NULL;
+}
+
+int sb_router_start(struct sb_router *r)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < r->nshards; i++) {
+		if (pthread_create(&r->shards[i].thread, NULL, sb__shard_main, &r->shards[i]) !=
+		    0) {
+			rc = SB_ESYS;
+			break;
+		}
+		r->shards[i].started = 1;
+	}
+	pthread_mutex_lock(&r->start_lock);
+	unsigned want = 0;
+	for (unsigned i = 0; i < r->nshards; i++)
+		want += (unsigned)r->shards[i].started;
+	while (r->started < want)
+		pthread_cond_wait(&r->start_cond, &r->start_lock);
+	pthread_mutex_unlock(&r->start_lock);
+	for (unsigned i = 0; i < r->nshards && rc == 0; i++)
+		rc = r->shards[i].start_rc;
+	if (rc != 0)
+		sb_router_stop(r, 0);
+	else
+		sb__log(r, 1, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
+	return rc;
+}
+
+uint16_t sb_router_port(const struct sb_router *r)
+{
+	return r->port;
+}
+
+unsigned sb_router_shards(const struct sb_router *r)
+{
+	return r->nshards;
+}
+
+void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
+{
+	memset(s, 0, sizeof *s);
+	for (unsigned i = 0; i < r->nshards; i++) {
+		const struct sb__stats *st = &r->shards[i].st;
+		s->connections += atomic_load_explicit(&st->connections, memory_order_relaxed);
+		s->frames_in += atomic_load_explicit(&st->frames_in, memory_order_relaxed);
+		s->requests += atomic_load_explicit(&st->requests, memory_order_relaxed);
+		s->replies += atomic_load_explicit(&st->replies, memory_order_relaxed);
+		s->timeouts += atomic_load_explicit(&st->timeouts, memory_order_relaxed);
+		s->late_replies += atomic_load_explicit(&st->late_replies, memory_order_relaxed);
+		s->no_handler += atomic_load_explicit(&st->no_handler, memory_order_relaxed);
+		s->slow_consumers +=
+			atomic_load_explicit(&st->slow_consumers, memory_order_relaxed);
+		s->inflight += atomic_load_explicit(&st->inflight, memory_order_relaxed);
+	}
+}
+
+void sb_router_stop(struct sb_router *r, unsigned drain_ms)
+{
+	r->drain_ms = drain_ms;
+	atomic_store(&r->stopping, 1);
+	for (unsigned i = 0; i < r->nshards; i++) {
+		uint64_t one = 1;
+		if (r->shards[i].started && write(r->shards[i].efd, &one, sizeof one) < 0)
+			sb__log(r, 0, "waking shard %u to stop: %s", i, strerror(errno));
+	}
+	for (unsigned i = 0; i < r->nshards; i++)
+		if (r->shards[i].started) {
+			pthread_join(r->shards[i].thread, NULL);
+			r->shards[i].started = 0;
+		}
+	for (unsigned i = 0; i < r->nshards; i++)
+		sb__shard_teardown(&r->shards[i]);
+	for (unsigned i = 0; i < r->nshards; i++)
+		sb__shard_destroy(&r->shards[i]);
+	sb__log(r, 1, "stopped");
+}
+
+void sb_router_free(struct sb_router *r)
+{
+	if (r == NULL)
+		return;
+	for (unsigned i = 0; r->shards != NULL && i < r->nshards; i++) {
+		if (r->shards[i].started || r->shards[i].ring_ok)
+			sb_router_stop(r, 0);
+		if (r->shards[i].lfd >= 0)
+			close(r->shards[i].lfd);
+		if (r->shards[i].efd >= 0)
+			close(r->shards[i].efd);
+	}
+	sb__mailbox_free(r->mb);
+	sb__routes_destroy(&r->names);
+	pthread_mutex_destroy(&r->names_lock);
+	pthread_mutex_destroy(&r->start_lock);
+	pthread_cond_destroy(&r->start_cond);
+	free(r->shards);
+	free(r);
+}

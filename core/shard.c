@@ -1,0 +1,1311 @@
+/* The shard event loop: accepts, receives into provided buffers, routes
+ * frames by their header, tracks requests, and batches output per turn. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shard.h"
+
+/* io_uring user_data: an operation tag in the top 8 bits, the connection's
+ * endpoint (minus its shard bits, which are ours) below. */
+enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE };
+#define TAG_SHIFT 56
+#define EP_MASK   ((1ull << TAG_SHIFT) - 1)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void stat_add(_Atomic uint64_t *c, int64_t d)
+{
+	/* Only this shard writes its counters: a plain load and store keep
+	 * readers race-free without a locked instruction per message. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+			      memory_order_relaxed);
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	return (uint64_t)rd32(p) << 32 | rd32(p + 4);
+}
+
+static unsigned ep_shard(uint64_t ep)
+{
+	return (unsigned)(ep >> TAG_SHIFT);
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+static void link_init(struct sb__link *l)
+{
+	l->prev = l->next = l;
+}
+
+static void link_add(struct sb__link *head, struct sb__link *l)
+{
+	l->next = head->next;
+	l->prev = head;
+	head->next->prev = l;
+	head->next = l;
+}
+
+static void link_del(struct sb__link *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	link_init(l);
+}
+
+#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- submission helpers ------------------------------------------------- */
+
+static struct io_uring_sqe *sqe_get(struct sb__shard *sh)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+	if (sqe == NULL) {
+		/* SQ full: hand what we have to the kernel and take a fresh slot. */
+		io_uring_submit(&sh->ring);
+		sqe = io_uring_get_sqe(&sh->ring);
+	}
+	return sqe;
+}
+
+static void arm_recv(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = sh->pool.bgid;
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_RECV << TAG_SHIFT | (c->ep & EP_MASK));
+	c->recv_armed = 1;
+	c->rearm = 0;
+}
+
+static void arm_accept(struct sb__shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_multishot_accept(sqe, sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT);
+}
+
+static void arm_wake(struct sb__shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_poll_multishot(sqe, sh->efd, POLLIN);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_WAKE << TAG_SHIFT);
+}
+
+/* ---- mail --------------------------------------------------------------- */
+
+static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
+{
+	struct sb__backlog *bl = &sh->backlog[to];
+	int wake = 0;
+
+	/* Keep per-target order: once something waits, everything waits. */
+	if (bl->len == 0 && sb__mail_send(sh->r->mb, sh->id, to, m, &wake) == 0) {
+		sh->wake[to] |= (uint8_t)wake;
+		return;
+	}
+	if (bl->len == bl->cap) {
+		uint32_t cap = bl->cap ? bl->cap * 2 : 64;
+		struct sb__mail *nm = malloc(cap * sizeof *nm);
+		if (nm == NULL)
+			abort(); /* losing a mail would lose a reply: no way to carry on */
+		for (uint32_t i = 0; i < bl->len; i++)
+			nm[i] = bl->m[(bl->head + i) % bl->cap];
+		free(bl->m);
+		bl->m = nm;
+		bl->head = 0;
+		bl->cap = cap;
+	}
+	bl->m[(bl->head + bl->len++) % bl->cap] = *m;
+}
+
+static void flush_backlogs(struct sb__shard *sh)
+{
+	for (unsigned to = 0; to < sh->r->nshards; to++) {
+		struct sb__backlog *bl = &sh->backlog[to];
+		while (bl->len > 0) {
+			int wake = 0;
+			if (sb__mail_send(sh->r->mb, sh->id, to, &bl->m[bl->head], &wake) != 0)
+				break;
+			sh->wake[to] |= (uint8_t)wake;
+			bl->head = (bl->head + 1) % bl->cap;
+			bl->len--;
+		}
+	}
+}
+
+static void send_wakes(struct sb__shard *sh)
+{
+	for (unsigned to = 0; to < sh->r->nshards; to++)
+		if (sh->wake[to]) {
+			uint64_t one = 1;
+			sh->wake[to] = 0;
+			if (write(sh->r->shards[to].efd, &one, sizeof one) < 0 && errno != EAGAIN)
+				sb__log(sh->r, 0, "shard %u: wake of shard %u failed: %s", sh->id,
+					to, strerror(errno));
+		}
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep)
+{
+	struct sb__conn *c = sb__reqtab_get(&sh->conns, ep);
+	return c != NULL && !c->closing ? c : NULL;
+}
+
+/* The list holds endpoint ids, not pointers: a connection freed before the
+ * flush is then simply not found. */
+static void mark_dirty(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (c->dirty)
+		return;
+	if (sh->ndirty == sh->dirty_cap) {
+		uint32_t cap = sh->dirty_cap ? sh->dirty_cap * 2 : 256;
+		uint64_t *d = realloc(sh->dirty, cap * sizeof *d);
+		if (d == NULL)
+			abort(); /* queued output that is never sent would hang its peer */
+		sh->dirty = d;
+		sh->dirty_cap = cap;
+	}
+	sh->dirty[sh->ndirty++] = c->ep;
+	c->dirty = 1;
+}
+
+static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why);
+
+/* Queues a frame (taking over the caller's reference). A connection that
+ * cannot keep up is dropped rather than allowed to grow without bound. */
+static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		   uint32_t len)
+{
+	if (c->q_bytes + len > sh->r->cfg.out_max) {
+		sb__buf_put(b, &sh->pool);
+		stat_add(&sh->st.slow_consumers, 1);
+		sb__log(sh->r, 1,
+			"peer %s: %zu bytes queued, over the limit: dropped as a slow "
+			"consumer",
+			c->name, c->q_bytes);
+		conn_close(sh, c, "slow consumer");
+		return SB_EOVERLOADED;
+	}
+	if (c->q_len == c->q_cap) {
+		uint32_t cap = c->q_cap ? c->q_cap * 2 : 16;
+		struct sb__seg *nq = malloc(cap * sizeof *nq);
+		if (nq == NULL) {
+			sb__buf_put(b, &sh->pool);
+			conn_close(sh, c, "out of memory");
+			return SB_ENOMEM;
+		}
+		for (uint32_t i = 0; i < c->q_len; i++)
+			nq[i] = c->q[(c->q_head + i) % c->q_cap];
+		free(c->q);
+		c->q = nq;
+		c->q_head = 0;
+		c->q_cap = cap;
+	}
+	c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct sb__seg){b, p, len};
+	c->q_bytes += len;
+	mark_dirty(sh, c);
+	return 0;
+}
+
+/* Encodes a router-made message and queues it. */
+static int send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	long n = sb_encoded_size(m);
+	struct sb__buf *b = n > 0 ? sb__buf_heap((size_t)n) : NULL;
+	if (b == NULL)
+		return SB_ENOMEM;
+	sb_encode(m, b->data, (size_t)n);
+	return enqueue(sh, c, b, b->data, (uint32_t)n);
+}
+
+static void send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		       const char *text, uint8_t flags)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .flags = flags, .id = id, .code = (uint32_t)-err};
+	m.text.ptr = (const uint8_t *)text;
+	m.text.len = (uint32_t)strlen(text);
+	send_msg(sh, c, &m);
+}
+
+/* A fatal error: tell the peer, then close once the error is on the wire. */
+static void fail_conn(struct sb__shard *sh, struct sb__conn *c, int err, const char *text)
+{
+	sb__log(sh->r, 2, "peer %s: %s: %s", c->name[0] ? c->name : "(handshake)", sb_strerror(err),
+		text);
+	send_error(sh, c, 0, err, text, SB_F_FATAL);
+	c->doomed = 1;
+}
+
+/* One writev with every queued segment, up to SB__IOV_MAX. */
+static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (c->sending || c->q_len == 0 || c->closing)
+		return;
+	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__seg *s = &c->q[(c->q_head + i) % c->q_cap];
+		c->iov[i].iov_base = (void *)s->p;
+		c->iov[i].iov_len = s->len;
+	}
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_writev(sqe, c->fd, c->iov, n, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
+	c->sending = 1;
+	c->q_sent = n;
+}
+
+static void flush_dirty(struct sb__shard *sh)
+{
+	for (uint32_t i = 0; i < sh->ndirty; i++) {
+		struct sb__conn *c = conn_get(sh, sh->dirty[i]);
+		if (c != NULL) {
+			c->dirty = 0;
+			flush_conn(sh, c);
+		}
+	}
+	sh->ndirty = 0;
+}
+
+static void conn_free(struct sb__shard *sh, struct sb__conn *c);
+
+/* A writev completed: release what went out, keep the rest in order. */
+static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
+{
+	c->sending = 0;
+	if (c->closing) {
+		conn_free(sh, c);
+		return;
+	}
+	if (res < 0) {
+		conn_close(sh, c, strerror(-res));
+		return;
+	}
+	size_t left = (size_t)res;
+	for (uint32_t i = 0; i < c->q_sent && left > 0; i++) {
+		struct sb__seg *s = &c->q[c->q_head];
+		if (left < s->len) { /* partial: resume inside this segment */
+			s->p += left;
+			s->len -= (uint32_t)left;
+			c->q_bytes -= left;
+			break;
+		}
+		left -= s->len;
+		c->q_bytes -= s->len;
+		sb__buf_put(s->buf, &sh->pool);
+		c->q_head = (c->q_head + 1) % c->q_cap;
+		c->q_len--;
+	}
+	if (c->doomed && c->q_len == 0)
+		conn_close(sh, c, "closed after a fatal error");
+	else if (c->q_len > 0)
+		mark_dirty(sh, c);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void load_add(struct sb__shard *sh, uint64_t ep, int d)
+{
+	uint64_t n = sb__idmap_get(&sh->load, ep) + (uint64_t)d;
+	if (n == 0)
+		sb__idmap_del(&sh->load, ep);
+	else
+		sb__idmap_put(&sh->load, ep, n);
+}
+
+/* Ends a request for good: every path that answers the requester last
+ * comes through here, so none can answer twice. */
+static void req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	sb__timer_disarm(&q->timer);
+	link_del(&q->by_conn);
+	link_del(&q->all);
+	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
+	load_add(sh, q->handler, -1);
+	stat_add(&sh->st.inflight, -1);
+	sb__reqtab_free(&sh->reqs, q->rid);
+}
+
+/* Sends a router-made frame to a connection on any shard. */
+static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		    uint32_t len);
+
+static void send_cancel(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
+	long n = sb_encoded_size(&m);
+	struct sb__buf *b = sb__buf_heap((size_t)n);
+	if (b == NULL)
+		return;
+	sb_encode(&m, b->data, (size_t)n);
+	deliver(sh, q->handler, b, b->data, (uint32_t)n);
+}
+
+/* Ends a request with an error for its requester. */
+static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
+{
+	struct sb__conn *c = conn_get(sh, q->requester);
+	if (c != NULL)
+		send_error(sh, c, q->orig_id, err, text, 0);
+	req_finish(sh, q);
+}
+
+static void on_timeout(struct sb__timer *t)
+{
+	struct sb__req *q = CONTAINER(t, struct sb__req, timer);
+	struct sb__shard *sh = q->sh;
+	stat_add(&sh->st.timeouts, 1);
+	send_cancel(sh, q); /* the handler may stop working on it */
+	req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* The handler for a request: the local one when it is no busier than the
+ * least busy elsewhere (no shard hop), else the least busy, ties rotating.
+ * "Busy" is what this shard has in flight to it: exact, and free to know. */
+static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int service)
+{
+	struct sb__endpoint *best = NULL, *local = NULL;
+	uint64_t best_load = UINT64_MAX, local_load = UINT64_MAX;
+
+	for (uint32_t k = 0; k < r->n; k++) {
+		struct sb__endpoint *e = &r->eps[(r->rr + k) % r->n];
+		if ((e->flags & SB__EP_INTERNAL) && !service)
+			continue;
+		uint64_t load = sb__idmap_get(&sh->load, e->ep);
+		if (load < best_load) {
+			best = e;
+			best_load = load;
+		}
+		if (ep_shard(e->ep) == sh->id && load < local_load) {
+			local = e;
+			local_load = load;
+		}
+	}
+	r->rr++;
+	return local != NULL && local_load <= best_load ? local : best;
+}
+
+static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
+	if (r == NULL || r->n == 0)
+		r = sb__routes_find(&sh->routes, "", 0); /* the catch-all */
+	return r != NULL && r->n > 0 ? r : NULL;
+}
+
+/* A REQUEST for a connection that is gone: fail it on its owner shard. */
+static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
+{
+	if (p[SB_PREFIX_LEN + 1] != SB_REQUEST)
+		return;
+	uint64_t rid = rd64(p + SB_ID_OFFSET);
+	struct sb__mail m = {
+		.type = SB__MAIL_REQ_FAILED, .a = (uint32_t)-SB_EPEERGONE, .b = rid, .c = ep};
+	unsigned owner = sb__reqid_shard(rid);
+	if (owner != sh->id) {
+		mail(sh, owner, &m);
+		return;
+	}
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q != NULL && q->handler == ep)
+		req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+}
+
+static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		    uint32_t len)
+{
+	unsigned to = ep_shard(ep);
+	if (to != sh->id) {
+		struct sb__mail m = {.type = SB__MAIL_DELIVER,
+				     .b = ep,
+				     .p = b,
+				     .c = (uint64_t)(p - b->data) << 32 | len};
+		mail(sh, to, &m);
+		return;
+	}
+	struct sb__conn *c = conn_get(sh, ep);
+	if (c == NULL) {
+		deliver_failed(sh, ep, p);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	enqueue(sh, c, b, p, len);
+}
+
+static void on_send_frame(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+			  struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	struct sb__route *r = lookup(sh, m->name);
+	if (r == NULL) {
+		stat_add(&sh->st.no_handler, 1); /* fire-and-forget: nobody to tell */
+		return;
+	}
+	sb_patch_u32(f, m->from_off, c->peer_id);
+	if (!(m->flags & SB_F_BROADCAST)) {
+		struct sb__endpoint *e = pick(sh, r, c->service);
+		if (e != NULL) {
+			sb__buf_get(b);
+			deliver(sh, e->ep, b, f, len);
+		}
+		return;
+	}
+	for (uint32_t i = 0; i < r->n; i++) {
+		if ((r->eps[i].flags & SB__EP_INTERNAL) && !c->service)
+			continue;
+		sb__buf_get(b); /* one reference per destination, no copy */
+		deliver(sh, r->eps[i].ep, b, f, len);
+	}
+}
+
+static void on_request(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+		       struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	struct sb__route *r;
+	struct sb__endpoint *e;
+	uint64_t rid;
+
+	if (sh->draining) {
+		send_error(sh, c, m->id, SB_EDRAINING, "the router is shutting down", 0);
+		return;
+	}
+	if (m->flags & SB_F_BROADCAST || m->to.ptr != NULL) {
+		send_error(sh, c, m->id, SB_EUNSUPPORTED,
+			   "broadcast and peer-addressed requests are not supported yet", 0);
+		return;
+	}
+	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, c->service)) == NULL) {
+		stat_add(&sh->st.no_handler, 1);
+		send_error(sh, c, m->id, SB_ENOHANDLER, "no handler for this name", 0);
+		return;
+	}
+	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
+	if (q == NULL) {
+		send_error(sh, c, m->id, SB_EOVERLOADED, "too many requests in flight", 0);
+		return;
+	}
+	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
+	if (timeout > cfg->max_timeout_ms)
+		timeout = cfg->max_timeout_ms;
+	q->rid = rid;
+	q->requester = c->ep;
+	q->handler = e->ep;
+	q->orig_id = m->id;
+	q->sh = sh;
+	link_add(&c->reqs, &q->by_conn);
+	link_add(&sh->req_list, &q->all);
+	sb__timer_init(&q->timer, on_timeout);
+	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
+	sb__idmap_put(&sh->cancel, sb__idmap_key(c->ep, m->id), rid);
+	load_add(sh, e->ep, 1);
+	stat_add(&sh->st.inflight, 1);
+	stat_add(&sh->st.requests, 1);
+
+	/* The frame goes on as received; only fixed-width fields change. */
+	sb_patch_id(f, rid);
+	sb_patch_u32(f, m->from_off, c->peer_id);
+	sb_patch_u32(f, m->timeout_ms_off, timeout);
+	sb__buf_get(b);
+	deliver(sh, e->ep, b, f, len);
+}
+
+/* A REPLY or ERROR for a request owned by this shard. */
+static void on_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+		     uint32_t len)
+{
+	uint64_t rid = rd64(f + SB_ID_OFFSET);
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	struct sb__conn *c;
+
+	/* Only the handler a request went to may answer it: anyone else, or
+	 * anyone after the request ended, is counted and ignored. */
+	if (q == NULL || q->handler != sender || (c = conn_get(sh, q->requester)) == NULL) {
+		stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
+	sb_patch_id(f, q->orig_id);
+	stat_add(&sh->st.replies, 1);
+	if (!more)
+		req_finish(sh, q);
+	enqueue(sh, c, b, f, len);
+}
+
+static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
+{
+	struct sb__conn *c = conn_get(sh, ep);
+	struct sb_msg ack = {.kind = SB_ACK, .id = id};
+	if (c != NULL)
+		send_msg(sh, c, &ack);
+}
+
+/* Sends a route change to every other shard; the ACK follows the last
+ * ROUTE_DONE (or goes at once with one shard). */
+static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const struct sb_view *name,
+		       uint64_t ep, uint32_t flags, uint64_t id)
+{
+	if (sh->r->nshards == 1) {
+		send_ack(sh, ep, id);
+		return;
+	}
+	struct sb__route_sync *sync = malloc(sizeof *sync);
+	if (sync == NULL)
+		abort(); /* a shard missing a route update would misroute for good */
+	*sync = (struct sb__route_sync){ep, id, sh->r->nshards - 1};
+	for (unsigned to = 0; to < sh->r->nshards; to++) {
+		if (to == sh->id)
+			continue;
+		struct sb__mail_name *n = malloc(sizeof *n + name->len);
+		if (n == NULL)
+			abort();
+		n->sync = sync;
+		n->len = name->len;
+		memcpy(n->name, name->ptr, name->len);
+		struct sb__mail m = {.type = type, .a = flags, .b = ep, .p = n};
+		mail(sh, to, &m);
+	}
+}
+
+static void on_route_done(struct sb__shard *sh, struct sb__route_sync *sync)
+{
+	if (--sync->remaining > 0)
+		return;
+	send_ack(sh, sync->ep, sync->id);
+	free(sync);
+}
+
+static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
+	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+
+	if (!c->service) {
+		send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers", 0);
+		return;
+	}
+	if (name.len > 0 && name.ptr[0] == '$') {
+		send_error(sh, c, m->id, SB_EINVAL, "names starting with $ are reserved", 0);
+		return;
+	}
+	if (m->kind == SB_REGISTER) {
+		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags) != 0) {
+			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
+			return;
+		}
+		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, m->id);
+	} else {
+		sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
+		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, m->id);
+	}
+}
+
+static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->requester != c->ep)
+		return; /* already ended: its terminal event is on its way */
+	send_cancel(sh, q);
+	req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
+}
+
+static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char name[SB_PEER_MAX + 1];
+	uint32_t len;
+
+	if (m->version < SB_PROTO_VERSION) {
+		fail_conn(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
+		return;
+	}
+	if (m->role.len == 7 && memcmp(m->role.ptr, "service", 7) == 0)
+		c->service = 1;
+	else if (!(m->role.len == 6 && memcmp(m->role.ptr, "client", 6) == 0)) {
+		fail_conn(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
+		return;
+	}
+	c->peer_id = atomic_fetch_add(&sh->r->next_peer, 1);
+	if (m->peer.ptr != NULL) {
+		len = m->peer.len;
+		memcpy(name, m->peer.ptr, len);
+	} else
+		len = (uint32_t)snprintf(name, sizeof name, "P%04u", c->peer_id);
+	name[len] = 0;
+	if (sb__name_claim(sh->r, name, len, c->ep) != 0) {
+		fail_conn(sh, c, SB_EDUPNAME, "a connected peer already has this name");
+		return;
+	}
+	c->named = 1;
+	memcpy(c->name, name, len + 1);
+	c->ready = 1;
+	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
+		c->service ? "service" : "client", sh->id);
+
+	struct sb_msg w = {.kind = SB_WELCOME,
+			   .id = m->id,
+			   .version = SB_PROTO_VERSION,
+			   .peer_id = c->peer_id,
+			   .max_frame = sh->r->cfg.max_frame};
+	w.peer.ptr = (const uint8_t *)c->name;
+	w.peer.len = len;
+	/* {"shard": N}: which shard serves the peer, for logs and tests. */
+	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
+	w.payload.ptr = info;
+	w.payload.len = sizeof info;
+	send_msg(sh, c, &w);
+}
+
+/* One whole frame from a connection; b holds the caller's reference. */
+static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *f,
+		     uint32_t len)
+{
+	struct sb_msg m;
+	struct sb_fault_info fi;
+	int rc;
+
+	stat_add(&sh->st.frames_in, 1);
+	if (c->doomed || c->closing)
+		return;
+	if ((rc = sb_decode(f, len, 0, &m, &fi)) != 0) {
+		char why[256];
+		sb_fault_describe(&fi, why, sizeof why);
+		/* An unknown kind is a newer peer, not a broken one. */
+		if (rc == SB_EUNSUPPORTED)
+			send_error(sh, c, 0, rc, why, 0);
+		else
+			fail_conn(sh, c, rc, why);
+		return;
+	}
+	if (!c->ready && m.kind != SB_HELLO) {
+		fail_conn(sh, c, SB_EBADFRAME, "HELLO must come first");
+		return;
+	}
+	switch (m.kind) {
+	case SB_HELLO:
+		if (c->ready)
+			fail_conn(sh, c, SB_EBADFRAME, "HELLO sent twice");
+		else
+			on_hello(sh, c, &m);
+		break;
+	case SB_REGISTER:
+	case SB_UNREGISTER:
+		on_register(sh, c, &m);
+		break;
+	case SB_SEND:
+		on_send_frame(sh, c, &m, b, f, len);
+		break;
+	case SB_REQUEST:
+		on_request(sh, c, &m, b, f, len);
+		break;
+	case SB_REPLY:
+	case SB_ERROR: {
+		if (m.id == 0) /* a connection-level error from the peer */
+			break;
+		unsigned owner = sb__reqid_shard(m.id);
+		sb__buf_get(b);
+		if (owner == sh->id)
+			on_reply(sh, c->ep, b, f, len);
+		else if (owner < sh->r->nshards) {
+			struct sb__mail ml = {.type = SB__MAIL_REPLY,
+					      .b = c->ep,
+					      .p = b,
+					      .c = (uint64_t)(f - b->data) << 32 | len};
+			mail(sh, owner, &ml);
+		} else {
+			stat_add(&sh->st.late_replies, 1);
+			sb__buf_put(b, &sh->pool);
+		}
+		break;
+	}
+	case SB_CANCEL:
+		on_cancel(sh, c, &m);
+		break;
+	case SB_PING: {
+		struct sb_msg pong = {.kind = SB_PONG, .id = m.id};
+		send_msg(sh, c, &pong);
+		break;
+	}
+	case SB_PONG:
+		break;
+	case SB_GOODBYE:
+		c->doomed = 1;
+		if (c->q_len == 0 && !c->sending)
+			conn_close(sh, c, "goodbye");
+		break;
+	default:
+		send_error(sh, c, m.id, SB_EUNSUPPORTED,
+			   "this message kind is not handled by this router version", 0);
+		break;
+	}
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+static int frame_len_ok(struct sb__shard *sh, struct sb__conn *c, uint32_t body)
+{
+	char why[128];
+	struct sb_fault_info fi = {0};
+
+	if (body <= sh->r->cfg.max_frame && body >= SB_BODY_MIN)
+		return 1;
+	fi.fault = body > sh->r->cfg.max_frame ? SB_FAULT_OVERSIZE : SB_FAULT_RUNT;
+	fi.got = body;
+	fi.limit = body > sh->r->cfg.max_frame ? sh->r->cfg.max_frame : SB_BODY_MIN;
+	sb_fault_describe(&fi, why, sizeof why);
+	fail_conn(sh, c, sb_fault_code(fi.fault), why);
+	return 0;
+}
+
+/* Bytes that continue a frame begun in an earlier buffer. Returns bytes used. */
+static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
+{
+	uint32_t used = 0;
+
+	if (c->asm_need == 0) { /* still collecting the length prefix */
+		while (c->asm_have < SB_PREFIX_LEN && used < len)
+			c->asm_prefix[c->asm_have++] = p[used++];
+		if (c->asm_have < SB_PREFIX_LEN)
+			return used;
+		uint32_t body = rd32(c->asm_prefix);
+		if (!frame_len_ok(sh, c, body))
+			return len;
+		c->asm_need = SB_PREFIX_LEN + body;
+		c->asm_buf = sb__buf_heap(c->asm_need);
+		if (c->asm_buf == NULL) {
+			conn_close(sh, c, "out of memory");
+			return len;
+		}
+		memcpy(c->asm_buf->data, c->asm_prefix, SB_PREFIX_LEN);
+	}
+	uint32_t take = c->asm_need - c->asm_have;
+	if (take > len - used)
+		take = len - used;
+	memcpy(c->asm_buf->data + c->asm_have, p + used, take);
+	c->asm_have += take;
+	used += take;
+	if (c->asm_have == c->asm_need) {
+		struct sb__buf *b = c->asm_buf;
+		c->asm_buf = NULL;
+		c->asm_have = c->asm_need = 0;
+		on_frame(sh, c, b, b->data, rd32(b->data) + SB_PREFIX_LEN);
+		sb__buf_put(b, &sh->pool);
+	}
+	return used;
+}
+
+/* A receive buffer full of bytes: whole frames are routed in place (the
+ * buffer is shared by reference), a frame cut at the end is copied out. */
+static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	uint8_t *p = b->data;
+	uint32_t pos = 0;
+
+	if (c->asm_have > 0)
+		pos = reassemble(sh, c, p, len);
+	while (pos < len && !c->closing && !c->doomed) {
+		if (len - pos >= SB_PREFIX_LEN) {
+			uint32_t body = rd32(p + pos);
+			if (!frame_len_ok(sh, c, body))
+				break;
+			if (len - pos >= SB_PREFIX_LEN + body) {
+				on_frame(sh, c, b, p + pos, SB_PREFIX_LEN + body);
+				pos += SB_PREFIX_LEN + body;
+				continue;
+			}
+		}
+		pos += reassemble(sh, c, p + pos, len - pos);
+	}
+}
+
+static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
+{
+	int more = cqe->flags & IORING_CQE_F_MORE;
+	struct sb__buf *b = NULL;
+
+	if (cqe->flags & IORING_CQE_F_BUFFER)
+		b = sb__bufpool_get(&sh->pool, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+	/* recv_armed stays set while the data is routed, so a close on the
+	 * way cannot free the connection under our feet. */
+	if (!c->closing && cqe->res > 0 && b != NULL)
+		on_data(sh, c, b, (uint32_t)cqe->res);
+	if (b != NULL)
+		sb__buf_put(b, &sh->pool);
+	if (!more)
+		c->recv_armed = 0;
+	if (c->closing) {
+		conn_free(sh, c);
+		return;
+	}
+	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
+		conn_close(sh, c, cqe->res == 0 ? "peer closed" : strerror(-cqe->res));
+		return;
+	}
+	if (!more) {
+		if (cqe->res == -ENOBUFS) {
+			/* Every buffer is out: wait until some come back. */
+			c->rearm = 1;
+			sh->need_rearm = 1;
+		} else
+			arm_recv(sh, c);
+	}
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void on_accept(struct sb__shard *sh, int fd)
+{
+	uint64_t ep;
+	int one = 1;
+
+	if (sh->draining) {
+		close(fd);
+		return;
+	}
+	struct sb__conn *c = sb__reqtab_alloc(&sh->conns, &ep);
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd = fd;
+	c->ep = ep;
+	link_init(&c->reqs);
+	link_add(&sh->conn_list, &c->all);
+	stat_add(&sh->st.connections, 1);
+	arm_recv(sh, c);
+}
+
+/* Local effects of a connection going away, on every shard in turn. */
+static void conn_gone(struct sb__shard *sh, uint64_t ep)
+{
+	sb__routes_del_ep(&sh->routes, ep);
+	/* O(live requests): a disconnect is rare next to messages, and an
+	 * index per handler would cost on every request. */
+	for (struct sb__link *l = sh->req_list.next, *next; l != &sh->req_list; l = next) {
+		next = l->next;
+		struct sb__req *q = CONTAINER(l, struct sb__req, all);
+		if (q->handler == ep)
+			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+	}
+	sb__idmap_del(&sh->load, ep);
+}
+
+/* Stops routing to and from c; the memory goes once no I/O refers to it. */
+static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (c->ready)
+		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
+	/* Its own requests end; their handlers hear it as a cancel. */
+	while (c->reqs.next != &c->reqs) {
+		struct sb__req *q = CONTAINER(c->reqs.next, struct sb__req, by_conn);
+		send_cancel(sh, q);
+		req_finish(sh, q);
+	}
+	if (c->ready) {
+		for (unsigned to = 0; to < sh->r->nshards; to++)
+			if (to != sh->id) {
+				struct sb__mail m = {.type = SB__MAIL_CONN_GONE, .b = c->ep};
+				mail(sh, to, &m);
+			}
+		conn_gone(sh, c->ep);
+	}
+	if (c->named)
+		sb__name_release(sh->r, c->name, (uint32_t)strlen(c->name), c->ep);
+	c->named = 0;
+	/* Wakes the multishot recv (it completes with 0) and fails a pending
+	 * writev, so both come back and the connection can be freed. */
+	shutdown(c->fd, SHUT_RDWR);
+	if (!c->recv_armed && !c->sending)
+		conn_free(sh, c);
+}
+
+static void conn_free(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (c->recv_armed || c->sending)
+		return; /* the other completion frees it */
+	while (c->q_len > 0) {
+		sb__buf_put(c->q[c->q_head].buf, &sh->pool);
+		c->q_head = (c->q_head + 1) % c->q_cap;
+		c->q_len--;
+	}
+	free(c->q);
+	if (c->asm_buf != NULL)
+		sb__buf_put(c->asm_buf, &sh->pool);
+	close(c->fd);
+	link_del(&c->all);
+	stat_add(&sh->st.connections, -1);
+	sb__reqtab_free(&sh->conns, c->ep);
+}
+
+/* ---- mail in ------------------------------------------------------------ */
+
+static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
+{
+	switch (m->type) {
+	case SB__MAIL_DELIVER: {
+		struct sb__buf *b = m->p;
+		deliver(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
+		break;
+	}
+	case SB__MAIL_REPLY: {
+		struct sb__buf *b = m->p;
+		on_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
+		break;
+	}
+	case SB__MAIL_ROUTE_ADD:
+	case SB__MAIL_ROUTE_DEL: {
+		struct sb__mail_name *n = m->p;
+		if (m->type == SB__MAIL_ROUTE_ADD)
+			sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a);
+		else
+			sb__routes_del(&sh->routes, n->name, n->len, m->b);
+		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
+		mail(sh, ep_shard(m->b), &done);
+		free(n);
+		break;
+	}
+	case SB__MAIL_ROUTE_DONE:
+		on_route_done(sh, m->p);
+		break;
+	case SB__MAIL_CONN_GONE:
+		conn_gone(sh, m->b);
+		break;
+	case SB__MAIL_REQ_FAILED: {
+		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
+		if (q != NULL && q->handler == m->c)
+			req_fail(sh, q, -(int)m->a, "the handler disconnected");
+		break;
+	}
+	}
+}
+
+static void read_mail(struct sb__shard *sh)
+{
+	struct sb__mail box[64];
+	unsigned n;
+	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, 64)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			on_mail(sh, &box[i]);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum tag tag = (enum tag)(ud >> TAG_SHIFT);
+	uint64_t ep = (uint64_t)sh->id << TAG_SHIFT | (ud & EP_MASK);
+	struct sb__conn *c;
+
+	switch (tag) {
+	case TAG_ACCEPT:
+		if (cqe->res >= 0)
+			on_accept(sh, cqe->res);
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !sh->draining)
+			arm_accept(sh);
+		break;
+	case TAG_RECV:
+		c = sb__reqtab_get(&sh->conns, ep);
+		if (c != NULL)
+			on_recv(sh, c, cqe);
+		else if (cqe->flags & IORING_CQE_F_BUFFER) { /* cannot happen; never leak */
+			uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			sb__buf_put(sb__bufpool_get(&sh->pool, bid), &sh->pool);
+		}
+		break;
+	case TAG_SEND:
+		c = sb__reqtab_get(&sh->conns, ep);
+		if (c != NULL)
+			on_send(sh, c, cqe->res);
+		break;
+	case TAG_WAKE: {
+		uint64_t v;
+		if (read(sh->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+			sb__log(sh->r, 0, "shard %u: eventfd read: %s", sh->id, strerror(errno));
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_wake(sh);
+		break;
+	}
+	}
+}
+
+static void rearm_starved(struct sb__shard *sh)
+{
+	sh->need_rearm = 0;
+	for (struct sb__link *l = sh->conn_list.next; l != &sh->conn_list; l = l->next) {
+		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
+		if (c->rearm && !c->closing)
+			arm_recv(sh, c);
+	}
+}
+
+static void begin_drain(struct sb__shard *sh)
+{
+	sh->draining = 1;
+	sh->drain_deadline = sh->now + sh->r->drain_ms;
+	close(sh->lfd); /* the multishot accept ends with it */
+	sh->lfd = -1;
+	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
+		next = l->next; /* send_msg() may drop a slow consumer */
+		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
+		struct sb_msg bye = {.kind = SB_GOODBYE, .deadline_ms = sh->r->drain_ms};
+		bye.text.ptr = (const uint8_t *)"router draining";
+		bye.text.len = 15;
+		if (c->ready && !c->closing)
+			send_msg(sh, c, &bye);
+	}
+}
+
+static uint64_t inflight_everywhere(const struct sb_router *r)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < r->nshards; i++)
+		n += atomic_load_explicit(&r->shards[i].st.inflight, memory_order_relaxed);
+	return n;
+}
+
+/* Once draining: at the deadline a shard ends its own requests; connections
+ * close only when no shard has a request left, since a handler here may
+ * still owe a reply to a request another shard owns. */
+static int drain_step(struct sb__shard *sh)
+{
+	if (sh->now >= sh->drain_deadline)
+		while (sh->req_list.next != &sh->req_list)
+			req_fail(sh, CONTAINER(sh->req_list.next, struct sb__req, all),
+				 SB_EDRAINING, "the router stopped before a final reply");
+	if (inflight_everywhere(sh->r) > 0)
+		return 0;
+	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
+		next = l->next;
+		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
+		/* Let queued output (the goodbye, last replies) go first, but
+		 * not forever: a peer that never reads must not hold the stop. */
+		if ((c->q_len == 0 && !c->sending) || sh->now >= sh->drain_deadline + 1000)
+			conn_close(sh, c, "router stopped");
+		else
+			c->doomed = 1;
+	}
+	return sh->conn_list.next == &sh->conn_list;
+}
+
+static int setup(struct sb__shard *sh)
+{
+	struct io_uring_params p;
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	int rc;
+
+	/* The fastest mode first, falling back for older kernels. */
+	static const unsigned modes[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	for (unsigned i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		memset(&p, 0, sizeof p);
+		p.flags = modes[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = 16384;
+		if ((rc = io_uring_queue_init_params(1024, &sh->ring, &p)) != -EINVAL)
+			break;
+	}
+	if (rc < 0) {
+		sb__log(sh->r, 0, "shard %u: io_uring_queue_init: %s", sh->id, strerror(-rc));
+		return SB_ESYS;
+	}
+	sh->ring_ok = 1;
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&sh->ring);
+	static const int ops[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_WRITEV,
+				  IORING_OP_POLL_ADD};
+	for (unsigned i = 0; probe != NULL && i < sizeof ops / sizeof ops[0]; i++)
+		if (!io_uring_opcode_supported(probe, ops[i])) {
+			sb__log(sh->r, 0, "shard %u: kernel lacks io_uring opcode %d", sh->id,
+				ops[i]);
+			io_uring_free_probe(probe);
+			return SB_ESYS;
+		}
+	io_uring_free_probe(probe);
+	if ((rc = sb__bufpool_init(&sh->pool, &sh->ring, 0, cfg->recv_buffers,
+				   cfg->recv_buffer_size)) != 0) {
+		sb__log(sh->r, 0, "shard %u: provided buffer ring: %s", sh->id, strerror(errno));
+		return rc;
+	}
+	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
+	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
+		return SB_ENOMEM;
+	sh->now = now_ms();
+	sb__wheel_init(&sh->wheel, sh->now);
+	sb__routes_init(&sh->routes);
+	sb__idmap_init(&sh->cancel);
+	sb__idmap_init(&sh->load);
+	link_init(&sh->conn_list);
+	link_init(&sh->req_list);
+	arm_accept(sh);
+	arm_wake(sh);
+	return 0;
+}
+
+/* Frees what a mail holds without acting on it: the router is stopping. */
+static void release_mail(const struct sb__mail *m)
+{
+	struct sb__mail_name *n = m->p;
+	struct sb__route_sync *sync = NULL;
+
+	switch (m->type) {
+	case SB__MAIL_DELIVER:
+	case SB__MAIL_REPLY:
+		sb__buf_put(m->p, NULL);
+		break;
+	case SB__MAIL_ROUTE_ADD:
+	case SB__MAIL_ROUTE_DEL:
+		sync = n->sync;
+		free(n);
+		break;
+	case SB__MAIL_ROUTE_DONE:
+		sync = m->p;
+		break;
+	}
+	if (sync != NULL && --sync->remaining == 0)
+		free(sync);
+}
+
+void sb__shard_teardown(struct sb__shard *sh)
+{
+	struct sb__mail box[64];
+	unsigned n;
+
+	/* Every shard thread has exited: what is left in rings and backlogs
+	 * only needs releasing, while the buffer pools still exist. */
+	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, 64)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			release_mail(&box[i]);
+	for (unsigned to = 0; to < sh->r->nshards; to++) {
+		struct sb__backlog *bl = &sh->backlog[to];
+		for (uint32_t i = 0; i < bl->len; i++)
+			release_mail(&bl->m[(bl->head + i) % bl->cap]);
+		free(bl->m);
+		bl->m = NULL;
+		bl->len = 0;
+	}
+}
+
+void sb__shard_destroy(struct sb__shard *sh)
+{
+	free(sh->dirty);
+	sh->dirty = NULL;
+	sb__routes_destroy(&sh->routes);
+	sb__idmap_destroy(&sh->cancel);
+	sb__idmap_destroy(&sh->load);
+	if (sh->ring_ok) {
+		sb__bufpool_destroy(&sh->pool, &sh->ring);
+		io_uring_queue_exit(&sh->ring);
+		sh->ring_ok = 0;
+	}
+	sb__reqtab_destroy(&sh->conns);
+	sb__reqtab_destroy(&sh->reqs);
+}
+
+static int backlog_pending(const struct sb__shard *sh)
+{
+	for (unsigned to = 0; to < sh->r->nshards; to++)
+		if (sh->backlog[to].len > 0)
+			return 1;
+	return 0;
+}
+
+static void signal_started(struct sb__shard *sh, int rc)
+{
+	struct sb_router *r = sh->r;
+	pthread_mutex_lock(&r->start_lock);
+	sh->start_rc = rc;
+	r->started++;
+	pthread_cond_broadcast(&r->start_cond);
+	pthread_mutex_unlock(&r->start_lock);
+}
+
+void *sb__shard_main(void *arg)
+{
+	struct sb__shard *sh = arg;
+	struct sb_router *r = sh->r;
+	int rc = setup(sh);
+
+	signal_started(sh, rc);
+	if (rc != 0) {
+		atomic_fetch_add(&r->drained, 1); /* nothing to drain: don't hold the others */
+		return NULL; /* the router tears every shard down after the join */
+	}
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		io_uring_for_each_cqe(&sh->ring, head, cqe)
+		{
+			on_cqe(sh, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&sh->ring, n);
+		sh->now = now_ms();
+		read_mail(sh);
+		sb__wheel_run(&sh->wheel, sh->now);
+		if (!sh->draining && atomic_load(&r->stopping))
+			begin_drain(sh);
+		if (sb__bufpool_flush(&sh->pool) > 0 && sh->need_rearm)
+			rearm_starved(sh);
+		flush_dirty(sh);
+		flush_backlogs(sh);
+		send_wakes(sh);
+		if (sh->draining && !sh->drained && drain_step(sh)) {
+			sh->drained = 1;
+			atomic_fetch_add(&r->drained, 1);
+		}
+		/* Leave together: until every shard is done, others may still
+		 * mail us, and their buffers must come back to them. */
+		if (sh->drained && atomic_load(&r->drained) == r->nshards && !backlog_pending(sh))
+			break;
+
+		/* Sleep only if no mail slipped in; the wheel bounds the wait. */
+		if (io_uring_cq_ready(&sh->ring) == 0 && sb__mailbox_sleep(r->mb, sh->id)) {
+			uint64_t wait = sb__wheel_next(&sh->wheel, sh->now);
+			/* Re-check the drain, and retry mail that found a ring full:
+			 * nothing else would wake us for either. */
+			if ((sh->draining || backlog_pending(sh)) && wait > 1)
+				wait = sh->draining ? 10 : 1;
+			struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
+						       .tv_nsec =
+							       (long long)(wait % 1000) * 1000000};
+			io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1,
+							 wait == UINT64_MAX ? NULL : &ts, NULL);
+			sb__mailbox_awake(r->mb, sh->id);
+		} else {
+			io_uring_submit(&sh->ring);
+			io_uring_get_events(&sh->ring);
+		}
+	}
+	io_uring_submit(&sh->ring);
+	return NULL;
+}

@@ -1,0 +1,183 @@
+/* Shards: one thread, one io_uring, its own connections, requests, routes
+ * and timers. Shards share nothing but the mailbox and the peer-name table. */
+#ifndef SB_CORE_SHARD_H
+#define SB_CORE_SHARD_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <switchboard/proto.h>
+#include <switchboard/router.h>
+
+#include "buf.h"
+#include "idmap.h"
+#include "mailbox.h"
+#include "reqtab.h"
+#include "route.h"
+#include "timer.h"
+
+#define SB__MAX_SHARDS 64
+#define SB__IOV_MAX    64 /* frames per writev: batching without huge iovecs */
+
+/* Intrusive doubly-linked list; an unlinked node points at itself. */
+struct sb__link {
+	struct sb__link *prev, *next;
+};
+
+/* One queued piece of output: a frame (or what is left of it) in a buffer. */
+struct sb__seg {
+	struct sb__buf *buf; /* holds a reference */
+	const uint8_t *p;    /* next byte to send */
+	uint32_t len;        /* bytes left */
+};
+
+struct sb__conn {
+	int fd;
+	uint64_t ep;        /* this connection's id: shard in the top 8 bits */
+	uint32_t peer_id;   /* written into `from` of what it sends */
+	uint8_t ready;      /* handshake done */
+	uint8_t service;    /* role "service": may register handlers */
+	uint8_t closing;    /* closed for routing; waiting for I/O to finish */
+	uint8_t doomed;     /* a fatal ERROR is queued: close once it is sent */
+	uint8_t recv_armed; /* a multishot recv is outstanding */
+	uint8_t rearm;      /* recv stopped for lack of buffers: re-arm later */
+	uint8_t sending;    /* a writev is outstanding */
+	uint8_t dirty;      /* on the shard's list of connections to flush */
+	uint8_t named;      /* holds its name in the router's name table */
+	char name[SB_PEER_MAX + 1];
+	/* a frame that straddles receive buffers, being reassembled */
+	struct sb__buf *asm_buf; /* heap buffer for the whole frame, once its size is known */
+	uint32_t asm_have;       /* bytes of it received */
+	uint32_t asm_need;       /* its size, prefix included; 0 while the prefix is partial */
+	uint8_t asm_prefix[SB_PREFIX_LEN];
+	/* output queue: a ring of segments, flushed by one writev per loop turn */
+	struct sb__seg *q;
+	uint32_t q_head, q_len, q_cap;
+	uint32_t q_sent; /* segments (from q_head) in the writev in flight */
+	size_t q_bytes;  /* bytes queued, bounded by out_max */
+	struct iovec iov[SB__IOV_MAX];
+	struct sb__link reqs; /* requests this connection made (entries on this shard) */
+	struct sb__link all;  /* on the shard's connection list */
+};
+
+/* A request in flight, owned by the requester's shard. */
+struct sb__req {
+	struct sb__timer timer;  /* the request's timeout */
+	struct sb__link by_conn; /* on the requester's list */
+	struct sb__link all;     /* on the shard's list of live requests */
+	uint64_t rid;            /* the router's id for it, in the handler's frames */
+	uint64_t requester;      /* requesting connection (this shard) */
+	uint64_t handler;        /* handling connection (any shard) */
+	uint64_t orig_id;        /* the requester's own id, restored on replies */
+	struct sb__shard *sh;    /* for the timer callback */
+};
+
+/* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
+struct sb__stats {
+	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
+		slow_consumers, connections, inflight;
+};
+
+/* Mail between shards (struct sb__mail's `type`). */
+enum sb__mail_type {
+	SB__MAIL_DELIVER = 1, /* b: target ep, p: buf, c: offset << 32 | length */
+	SB__MAIL_REPLY,       /* b: sender ep, p: buf, c: offset << 32 | length */
+	SB__MAIL_ROUTE_ADD,   /* b: ep, a: flags, p: heap name (struct sb__mail_name) */
+	SB__MAIL_ROUTE_DEL,   /* b: ep, p: heap name */
+	SB__MAIL_CONN_GONE,   /* b: ep of a closed connection */
+	SB__MAIL_REQ_FAILED,  /* b: rid, c: handler ep, a: positive error code */
+	SB__MAIL_ROUTE_DONE,  /* p: the struct sb__route_sync of a route change */
+};
+
+/* A route change in flight: the ACK goes to the registering connection only
+ * when every shard has applied it, so an ACKed handler is reachable from
+ * any connection at once. */
+struct sb__route_sync {
+	uint64_t ep;        /* the registering connection */
+	uint64_t id;        /* its REGISTER/UNREGISTER id, for the ACK */
+	unsigned remaining; /* shards yet to apply it (owner shard only) */
+};
+
+struct sb__mail_name {
+	struct sb__route_sync *sync; /* reported back once applied */
+	uint32_t len;
+	char name[];
+};
+
+/* Mail that found its ring full: kept in order and retried, never dropped. */
+struct sb__backlog {
+	struct sb__mail *m;
+	uint32_t head, len, cap;
+};
+
+struct sb_router;
+
+struct sb__shard {
+	struct sb_router *r;
+	unsigned id;
+	pthread_t thread;
+	int started; /* the thread was created */
+	int lfd;     /* listening socket (SO_REUSEPORT) */
+	int efd;     /* eventfd: wakes the shard when it sleeps */
+	struct io_uring ring;
+	int ring_ok;
+	struct sb__bufpool pool;   /* receive buffers */
+	struct sb__reqtab conns;   /* connection table; its ids are endpoints */
+	struct sb__reqtab reqs;    /* requests in flight */
+	struct sb__wheel wheel;    /* request timeouts */
+	struct sb__routes routes;  /* this shard's replica of the route table */
+	struct sb__idmap cancel;   /* key(requester ep, requester id) -> rid */
+	struct sb__idmap load;     /* handler ep -> requests this shard has in flight to it */
+	struct sb__link conn_list; /* every connection of this shard */
+	struct sb__link req_list;  /* every live request of this shard */
+	uint64_t *dirty;           /* endpoints with output to flush this turn */
+	uint32_t ndirty, dirty_cap;
+	struct sb__backlog backlog[SB__MAX_SHARDS]; /* per target shard */
+	uint8_t wake[SB__MAX_SHARDS]; /* target shards to wake at the end of the turn */
+	int need_rearm;               /* some connection waits for receive buffers */
+	uint64_t now;                 /* ms, monotonic, read once per loop turn */
+	int draining;                 /* stop requested: no new connections or requests */
+	uint64_t drain_deadline;      /* ms: then close everything */
+	int drained;                  /* done draining; waiting for the other shards */
+	int start_rc;                 /* 0 once serving, or why it could not start */
+	struct sb__stats st;
+};
+
+struct sb_router {
+	struct sb_router_config cfg;
+	unsigned nshards;
+	uint16_t port;
+	struct sb__shard *shards;
+	struct sb__mailbox *mb;
+	pthread_mutex_t names_lock; /* peer names: only at connect and disconnect */
+	struct sb__routes names;    /* the name table (a route per name, one endpoint) */
+	_Atomic uint32_t next_peer; /* peer ids and assigned names */
+	_Atomic int stopping;
+	_Atomic unsigned drained; /* shards done draining */
+	unsigned drain_ms;
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_cond;
+	unsigned started;
+};
+
+/** The shard thread's main function. */
+void *sb__shard_main(void *arg);
+
+/** After every shard thread has exited: release mail still in flight. */
+void sb__shard_teardown(struct sb__shard *sh);
+
+/** Then free the shard's ring, buffers and tables. */
+void sb__shard_destroy(struct sb__shard *sh);
+
+/** Log a line to stderr when @p level <= the configured level. */
+void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Name table (router.c): claim a peer name for ep; 0 or SB_EDUPNAME. */
+int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep);
+void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep);
+
+#endif

@@ -1,0 +1,556 @@
+/* The routing engine end to end: an in-process router with two shards, and
+ * services and clients on real sockets speaking the wire protocol. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include <switchboard/router.h>
+
+#include "peer.h"
+
+static struct sb_router *R;
+static uint16_t PORT;
+
+static struct sb_router *start(unsigned shards, size_t out_max)
+{
+	struct sb_router_config cfg;
+	int err;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = shards;
+	cfg.log_level = 0;
+	if (out_max) { /* a frame must fit in a connection's queue */
+		cfg.out_max = out_max;
+		cfg.max_frame = (uint32_t)out_max / 4;
+	}
+	struct sb_router *r = sb_router_new(&cfg, &err);
+	CHECK(r != NULL);
+	CHECK_INT(sb_router_start(r), 0);
+	return r;
+}
+
+static struct sb_router_stats stats(void)
+{
+	struct sb_router_stats s;
+	sb_router_stats(R, &s);
+	return s;
+}
+
+static int payload_is(struct sb_view v, const void *p, size_t n)
+{
+	return v.len == n && memcmp(v.ptr, p, n) == 0;
+}
+
+/* {"amount": 100, "to": "bob"} */
+static const uint8_t TRANSFER[] = {0x82, 0xa6, 'a', 'm', 'o',  'u', 'n', 't',
+				   0x64, 0xa2, 't', 'o', 0xa3, 'b', 'o', 'b'};
+static const uint8_t BALANCE[] = {0x81, 0xa7, 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0x14};
+
+static void test_fire_and_forget(void)
+{
+	struct peer *svc = peer_hello(PORT, "audit-1", "service");
+	struct peer *cli = peer_hello(PORT, "shop-1", "client");
+	peer_register(svc, "audit.log", 1);
+
+	struct sb_msg m = {.kind = SB_SEND, .name = v_str("audit.log")};
+	m.payload.ptr = TRANSFER;
+	m.payload.len = sizeof TRANSFER;
+	peer_send(cli, &m);
+	struct sb_msg *got = peer_expect(svc, SB_SEND);
+	CHECK(v_is(got->name, "audit.log"));
+	CHECK_INT(got->from, cli->peer_id); /* the router vouches for the sender */
+	CHECK(payload_is(got->payload, TRANSFER, sizeof TRANSFER));
+	peer_expect_silence(cli, 100); /* fire-and-forget: nothing comes back */
+	peer_close(svc);
+	peer_close(cli);
+}
+
+static void test_request_reply_with_outcome(void)
+{
+	struct peer *bank = peer_hello(PORT, "bank-1", "service");
+	struct peer *cli = peer_hello(PORT, "shop-2", "client");
+	peer_register(bank, "transfer", 1);
+
+	peer_request(cli, "transfer", 7, 5000, TRANSFER, sizeof TRANSFER);
+	struct sb_msg *req = peer_expect(bank, SB_REQUEST);
+	uint64_t rid = req->id;
+	CHECK(rid != 0);
+	CHECK_INT(req->from, cli->peer_id);
+	CHECK_INT(req->timeout_ms, 5000);
+	CHECK(payload_is(req->payload, TRANSFER, sizeof TRANSFER));
+
+	peer_reply(bank, rid, "insufficient funds", 0, BALANCE, sizeof BALANCE);
+	struct sb_msg *rep = peer_expect(cli, SB_REPLY);
+	CHECK(rep->id == 7); /* the requester's own id comes back */
+	CHECK(v_is(rep->outcome, "insufficient funds"));
+	CHECK(payload_is(rep->payload, BALANCE, sizeof BALANCE));
+	CHECK_INT(rep->flags, 0);
+
+	/* A second final reply to the same request is late: dropped. */
+	uint64_t late = stats().late_replies;
+	peer_reply(bank, rid, "transferred", 0, NULL, 0);
+	peer_expect_silence(cli, 100);
+	CHECK_INT(stats().late_replies, late + 1);
+	peer_close(bank);
+	peer_close(cli);
+}
+
+static void test_progress_then_final(void)
+{
+	static const char *steps[] = {"file.copying", "file.copying", "file.copying"};
+	struct peer *fs = peer_hello(PORT, "fs-1", "service");
+	struct peer *cli = peer_hello(PORT, "ui-1", "client");
+	peer_register(fs, "file.copy", 1);
+
+	peer_request(cli, "file.copy", 3, 0, NULL, 0);
+	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
+	for (int i = 0; i < 3; i++) {
+		uint8_t pct = (uint8_t)(30 * (i + 1));
+		peer_reply(fs, rid, steps[i], SB_F_MORE, &pct, 1);
+	}
+	peer_reply(fs, rid, "file.copied", 0, NULL, 0);
+	for (int i = 0; i < 3; i++) {
+		struct sb_msg *r = peer_expect(cli, SB_REPLY);
+		CHECK(r->id == 3 && v_is(r->outcome, "file.copying"));
+		CHECK_INT(r->flags, SB_F_MORE);
+		CHECK_INT(r->payload.ptr[0], 30 * (i + 1));
+	}
+	struct sb_msg *r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "file.copied") && r->flags == 0);
+	peer_close(fs);
+	peer_close(cli);
+}
+
+static void test_stream_of_1000_chunks_in_order(void)
+{
+	struct peer *fs = peer_hello(PORT, "fs-2", "service");
+	struct peer *cli = peer_hello(PORT, "ui-2", "client");
+	peer_register(fs, "file.read", 1);
+
+	peer_request(cli, "file.read", 11, 0, NULL, 0);
+	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
+	for (unsigned i = 0; i < 1000; i++) {
+		uint8_t n[3] = {0xcd, (uint8_t)(i >> 8), (uint8_t)i};
+		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, n, 3);
+	}
+	peer_reply(fs, rid, "file.read-done", 0, NULL, 0);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct sb_msg *r = peer_expect(cli, SB_REPLY);
+		unsigned got = (unsigned)r->payload.ptr[1] << 8 | r->payload.ptr[2];
+		if (got != i) {
+			CHECK_INT(got, i);
+			break;
+		}
+	}
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "file.read-done"));
+	peer_close(fs);
+	peer_close(cli);
+}
+
+static void test_cancel_mid_stream(void)
+{
+	struct peer *fs = peer_hello(PORT, "fs-3", "service");
+	struct peer *cli = peer_hello(PORT, "ui-3", "client");
+	peer_register(fs, "file.read", 1);
+
+	peer_request(cli, "file.read", 12, 0, NULL, 0);
+	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
+	for (int i = 0; i < 10; i++)
+		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, NULL, 0);
+	for (int i = 0; i < 10; i++)
+		peer_expect(cli, SB_REPLY);
+
+	struct sb_msg cancel = {.kind = SB_CANCEL, .id = 12};
+	peer_send(cli, &cancel);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 12 && e->code == (uint32_t)-SB_ECANCELLED);
+	CHECK(peer_expect(fs, SB_CANCEL)->id == rid); /* the handler hears it */
+
+	/* Chunks the handler had in flight are dropped, not delivered. */
+	peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, NULL, 0);
+	peer_expect_silence(cli, 100);
+	peer_close(fs);
+	peer_close(cli);
+}
+
+static void test_timeout_then_late_reply(void)
+{
+	struct peer *slow = peer_hello(PORT, "slow-1", "service");
+	struct peer *cli = peer_hello(PORT, "ui-4", "client");
+	peer_register(slow, "report.build", 1);
+	uint64_t timeouts = stats().timeouts, late = stats().late_replies;
+
+	peer_request(cli, "report.build", 21, 50, NULL, 0);
+	uint64_t rid = peer_expect(slow, SB_REQUEST)->id;
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 21 && e->code == (uint32_t)-SB_ETIMEOUT);
+	CHECK(peer_expect(slow, SB_CANCEL)->id == rid);
+	peer_reply(slow, rid, "built", 0, NULL, 0);
+	peer_expect_silence(cli, 100);
+	CHECK_INT(stats().timeouts, timeouts + 1);
+	CHECK_INT(stats().late_replies, late + 1);
+	peer_close(slow);
+	peer_close(cli);
+}
+
+static void test_no_handler(void)
+{
+	struct peer *cli = peer_hello(PORT, "ui-5", "client");
+	peer_request(cli, "nobody.home", 5, 0, NULL, 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 5 && e->code == (uint32_t)-SB_ENOHANDLER);
+	CHECK_INT(e->flags, 0); /* the connection stays */
+	peer_close(cli);
+}
+
+static void test_handler_killed_mid_stream(void)
+{
+	struct peer *fs = peer_hello(PORT, "fs-4", "service");
+	struct peer *cli = peer_hello(PORT, "ui-6", "client");
+	peer_register(fs, "file.read", 1);
+
+	peer_request(cli, "file.read", 31, 0, NULL, 0);
+	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
+	for (int i = 0; i < 3; i++)
+		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, NULL, 0);
+	for (int i = 0; i < 3; i++)
+		peer_expect(cli, SB_REPLY);
+	peer_close(fs);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 31 && e->code == (uint32_t)-SB_EPEERGONE);
+	peer_close(cli);
+}
+
+/* Answers every request waiting on a service; returns how many. */
+static int serve_all(struct peer *svc, const char *outcome)
+{
+	int n = 0;
+	while (peer_recv_within(svc, 100) == 1) {
+		if (svc->m.kind != SB_REQUEST)
+			continue;
+		peer_reply(svc, svc->m.id, outcome, 0, svc->m.payload.ptr, svc->m.payload.len);
+		n++;
+	}
+	return n;
+}
+
+static void test_two_handlers_share_and_fail_over(void)
+{
+	struct peer *a = peer_hello(PORT, "worker-a", "service");
+	struct peer *b = peer_hello(PORT, "worker-b", "service");
+	struct peer *cli = peer_hello(PORT, "ui-7", "client");
+	peer_register(a, "work", 1);
+	peer_register(b, "work", 1);
+
+	for (uint64_t id = 1; id <= 20; id++)
+		peer_request(cli, "work", id, 0, NULL, 0);
+	int na = serve_all(a, "done"), nb = serve_all(b, "done");
+	CHECK_INT(na + nb, 20);
+	CHECK(na > 0 && nb > 0);
+	for (int i = 0; i < 20; i++)
+		CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "done"));
+
+	peer_close(a); /* one instance dies: the other keeps serving */
+	struct peer *probe = peer_hello(PORT, "ui-7b", "client");
+	for (uint64_t id = 21; id <= 30; id++)
+		peer_request(cli, "work", id, 0, NULL, 0);
+	CHECK_INT(serve_all(b, "done"), 10);
+	for (int i = 0; i < 10; i++)
+		peer_expect(cli, SB_REPLY);
+	peer_close(probe);
+	peer_close(b);
+	peer_close(cli);
+}
+
+/* Clients on both shards reach a handler on one: one same-shard path, one
+ * cross-shard, both right after the ACK (registration is visible at once). */
+static void test_same_shard_and_cross_shard(void)
+{
+	struct peer *svc = peer_hello(PORT, "echo-1", "service");
+	struct peer *cli[16] = {0};
+	int same = -1, other = -1;
+
+	peer_register(svc, "echo", 1);
+	for (int i = 0; i < 16 && (same < 0 || other < 0); i++) {
+		char name[16];
+		snprintf(name, sizeof name, "ui-8-%d", i);
+		cli[i] = peer_hello(PORT, name, "client");
+		if (cli[i]->shard == svc->shard && same < 0)
+			same = i;
+		if (cli[i]->shard != svc->shard && other < 0)
+			other = i;
+	}
+	CHECK(same >= 0 && other >= 0);
+	for (int k = 0; k < 2 && same >= 0 && other >= 0; k++) {
+		struct peer *c = cli[k == 0 ? same : other];
+		peer_request(c, "echo", 40 + (uint64_t)k, 0, TRANSFER, sizeof TRANSFER);
+		struct sb_msg *req = peer_expect(svc, SB_REQUEST);
+		CHECK_INT(req->from, c->peer_id);
+		peer_reply(svc, req->id, "echoed", 0, req->payload.ptr, req->payload.len);
+		struct sb_msg *rep = peer_expect(c, SB_REPLY);
+		CHECK(rep->id == 40 + (uint64_t)k);
+		CHECK(payload_is(rep->payload, TRANSFER, sizeof TRANSFER));
+	}
+	for (int i = 0; i < 16; i++)
+		peer_close(cli[i]);
+	peer_close(svc);
+}
+
+static void test_chained_request_from_a_handler(void)
+{
+	struct peer *users = peer_hello(PORT, "users-1", "service");
+	struct peer *pw = peer_hello(PORT, "passwords-1", "service");
+	struct peer *cli = peer_hello(PORT, "signup-1", "client");
+	peer_register(users, "users.create", 1);
+	peer_register(pw, "passwords.encrypt", 1);
+
+	peer_request(cli, "users.create", 50, 0, NULL, 0);
+	uint64_t outer = peer_expect(users, SB_REQUEST)->id;
+	/* Inside its handler, users asks passwords before answering. */
+	peer_request(users, "passwords.encrypt", 900, 0, NULL, 0);
+	struct sb_msg *inner = peer_expect(pw, SB_REQUEST);
+	CHECK_INT(inner->from, users->peer_id);
+	peer_reply(pw, inner->id, "encrypted", 0, NULL, 0);
+	CHECK(peer_expect(users, SB_REPLY)->id == 900);
+	peer_reply(users, outer, "user.created", 0, NULL, 0);
+	struct sb_msg *r = peer_expect(cli, SB_REPLY);
+	CHECK(r->id == 50 && v_is(r->outcome, "user.created"));
+	peer_close(users);
+	peer_close(pw);
+	peer_close(cli);
+}
+
+static void test_handshake_rules(void)
+{
+	struct peer *first = peer_hello(PORT, "unique-1", "client");
+	struct peer *dup = peer_dial(PORT);
+	struct sb_msg h = {
+		.kind = SB_HELLO, .version = 1, .peer = v_str("unique-1"), .role = v_str("client")};
+	peer_send(dup, &h);
+	struct sb_msg *e = peer_expect(dup, SB_ERROR);
+	CHECK(e->code == (uint32_t)-SB_EDUPNAME && (e->flags & SB_F_FATAL));
+	CHECK_INT(peer_recv_within(dup, 2000), 0);
+	peer_close(dup);
+
+	/* The first holder of the name is undisturbed. */
+	struct sb_msg ping = {.kind = SB_PING, .id = 77};
+	peer_send(first, &ping);
+	CHECK(peer_expect(first, SB_PONG)->id == 77);
+
+	/* Clients may not register; nobody may register a reserved name. */
+	struct sb_msg reg = {.kind = SB_REGISTER, .id = 2, .name = v_str("steal.me")};
+	peer_send(first, &reg);
+	CHECK(peer_expect(first, SB_ERROR)->code == (uint32_t)-SB_EFORBIDDEN);
+	struct peer *svc = peer_hello(PORT, NULL, "service"); /* assigned a name */
+	reg.name = v_str("$sb.routes");
+	peer_send(svc, &reg);
+	CHECK(peer_expect(svc, SB_ERROR)->code == (uint32_t)-SB_EINVAL);
+
+	/* A name freed by a disconnect can be taken again. */
+	peer_close(first);
+	for (int i = 0; i < 50; i++) { /* the close reaches the router asynchronously */
+		struct peer *again = peer_dial(PORT);
+		peer_send(again, &h);
+		int ok = peer_recv_within(again, 5000) == 1 && again->m.kind == SB_WELCOME;
+		peer_close(again);
+		if (ok)
+			break;
+		CHECK(i < 49);
+	}
+	peer_close(svc);
+}
+
+/* 100,000 requests over 4 connections, 2 handlers: every one must end with
+ * exactly one final reply carrying its own payload. */
+static void test_100k_requests_each_answered_once(void)
+{
+	enum { CLIENTS = 4, HANDLERS = 2, TOTAL = 100000, WINDOW = 64 };
+	struct peer *h[HANDLERS], *c[CLIENTS];
+	static uint8_t answered[TOTAL + 1];
+	unsigned sent[CLIENTS] = {0}, done = 0, wrong = 0, twice = 0;
+
+	for (int i = 0; i < HANDLERS; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "load-h%d", i);
+		h[i] = peer_hello(PORT, name, "service");
+		peer_register(h[i], "load.echo", 1);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "load-c%d", i);
+		c[i] = peer_hello(PORT, name, "client");
+	}
+	unsigned per = TOTAL / CLIENTS, inflight[CLIENTS] = {0};
+	while (done < TOTAL) {
+		/* Keep each client's window full. Ids are global sequence numbers. */
+		for (int i = 0; i < CLIENTS; i++)
+			while (inflight[i] < WINDOW && sent[i] < per) {
+				uint32_t seq = (uint32_t)i * per + sent[i]++ + 1;
+				uint8_t pl[5] = {0xce, (uint8_t)(seq >> 24), (uint8_t)(seq >> 16),
+						 (uint8_t)(seq >> 8), (uint8_t)seq};
+				peer_request(c[i], "load.echo", seq, 10000, pl, 5);
+				inflight[i]++;
+			}
+		struct pollfd pfd[CLIENTS + HANDLERS];
+		for (int i = 0; i < HANDLERS; i++)
+			pfd[i] = (struct pollfd){.fd = h[i]->fd, .events = POLLIN};
+		for (int i = 0; i < CLIENTS; i++)
+			pfd[HANDLERS + i] = (struct pollfd){.fd = c[i]->fd, .events = POLLIN};
+		if (poll(pfd, CLIENTS + HANDLERS, 5000) <= 0) {
+			CHECK(!"stalled: no progress for 5 s");
+			break;
+		}
+		for (int i = 0; i < HANDLERS; i++)
+			if (pfd[i].revents)
+				while (peer_recv_within(h[i], 0) == 1)
+					if (h[i]->m.kind == SB_REQUEST)
+						peer_reply(h[i], h[i]->m.id, "echoed", 0,
+							   h[i]->m.payload.ptr,
+							   h[i]->m.payload.len);
+		for (int i = 0; i < CLIENTS; i++)
+			if (pfd[HANDLERS + i].revents)
+				while (peer_recv_within(c[i], 0) == 1) {
+					struct sb_msg *m = &c[i]->m;
+					uint64_t id = m->id;
+					uint32_t seq = m->payload.len == 5
+							       ? (uint32_t)m->payload.ptr[1] << 24 |
+									 (uint32_t)m->payload.ptr[2]
+										 << 16 |
+									 (uint32_t)m->payload.ptr[3]
+										 << 8 |
+									 m->payload.ptr[4]
+							       : 0;
+					if (m->kind != SB_REPLY || seq != id || id == 0 ||
+					    id > TOTAL)
+						wrong++;
+					else if (answered[id]++)
+						twice++;
+					done++;
+					inflight[i]--;
+				}
+	}
+	CHECK_INT(done, TOTAL);
+	CHECK_INT(wrong, 0);
+	CHECK_INT(twice, 0);
+	for (unsigned id = 1; id <= TOTAL; id++)
+		if (answered[id] != 1) {
+			CHECK_INT(answered[id], 1);
+			break;
+		}
+	CHECK_INT(stats().inflight, 0);
+	for (int i = 0; i < HANDLERS; i++)
+		peer_close(h[i]);
+	for (int i = 0; i < CLIENTS; i++)
+		peer_close(c[i]);
+}
+
+/* A requester that stops reading while its stream pours in is dropped once
+ * its queue passes out_max; the router's memory for it stays bounded. */
+static void test_slow_consumer_is_dropped(void)
+{
+	struct sb_router *saved = R;
+	uint16_t saved_port = PORT;
+	R = start(2, 256 << 10);
+	PORT = sb_router_port(R);
+
+	struct peer *fs = peer_hello(PORT, "fs-big", "service");
+	struct peer *cli = peer_dial(PORT);
+	int small = 4096;
+	setsockopt(cli->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	struct sb_msg h = {
+		.kind = SB_HELLO, .version = 1, .peer = v_str("lazy"), .role = v_str("client")};
+	peer_send(cli, &h);
+	peer_expect(cli, SB_WELCOME);
+	peer_register(fs, "file.read", 1);
+	peer_request(cli, "file.read", 1, 60000, NULL, 0);
+	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
+
+	/* 32 MiB of chunks; the client reads none of them. */
+	static uint8_t chunk[16384 + 3] = {0xc5, 0x40, 0x00};
+	int cancelled = 0;
+	for (int i = 0; i < 2048 && !cancelled; i++) {
+		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, chunk, sizeof chunk);
+		if (i % 64 == 63 && stats().slow_consumers > 0)
+			cancelled = 1;
+	}
+	CHECK_INT(stats().slow_consumers, 1);
+	/* The dropped requester's request was cancelled towards the handler. */
+	int saw_cancel = 0;
+	while (peer_recv_within(fs, 2000) == 1)
+		if (fs->m.kind == SB_CANCEL && fs->m.id == rid) {
+			saw_cancel = 1;
+			break;
+		}
+	CHECK(saw_cancel);
+	peer_close(cli);
+	peer_close(fs);
+	sb_router_stop(R, 0);
+	sb_router_free(R);
+	R = saved;
+	PORT = saved_port;
+}
+
+static void test_stop_drains(void)
+{
+	struct peer *svc = peer_hello(PORT, "drain-svc", "service");
+	struct peer *cli = peer_hello(PORT, "drain-cli", "client");
+	peer_register(svc, "slow.job", 1);
+	peer_request(cli, "slow.job", 61, 0, NULL, 0);
+	peer_expect(svc, SB_REQUEST);
+
+	sb_router_stop(R, 100); /* nobody answers: the deadline ends it */
+	CHECK(v_is(peer_expect(cli, SB_GOODBYE)->text, "router draining"));
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 61 && e->code == (uint32_t)-SB_EDRAINING);
+	CHECK_INT(peer_recv_within(cli, 2000), 0); /* then the connection closes */
+	peer_close(svc);
+	peer_close(cli);
+	sb_router_free(R);
+	R = NULL;
+}
+
+static void test_busy_port_is_reported(void)
+{
+	struct sb_router_config cfg;
+	int err = 0;
+	struct sb_router *a = start(1, 0);
+	sb_router_config_init(&cfg);
+	cfg.port = sb_router_port(a);
+	cfg.shards = 1;
+	cfg.log_level = 0;
+	cfg.bind_retries = 2;
+	cfg.bind_retry_ms = 10;
+	/* A second router must not quietly join the first one's port (which
+	 * SO_REUSEPORT alone would allow): it retries, then says it is busy. */
+	struct sb_router *b = sb_router_new(&cfg, &err);
+	CHECK(b == NULL);
+	CHECK_INT(err, SB_ESYS);
+	CHECK_INT(errno, EADDRINUSE);
+	sb_router_free(b);
+	sb_router_stop(a, 0);
+	sb_router_free(a);
+}
+
+int main(void)
+{
+	R = start(2, 0);
+	PORT = sb_router_port(R);
+	RUN(test_fire_and_forget);
+	RUN(test_request_reply_with_outcome);
+	RUN(test_progress_then_final);
+	RUN(test_stream_of_1000_chunks_in_order);
+	RUN(test_cancel_mid_stream);
+	RUN(test_timeout_then_late_reply);
+	RUN(test_no_handler);
+	RUN(test_handler_killed_mid_stream);
+	RUN(test_two_handlers_share_and_fail_over);
+	RUN(test_same_shard_and_cross_shard);
+	RUN(test_chained_request_from_a_handler);
+	RUN(test_handshake_rules);
+	RUN(test_100k_requests_each_answered_once);
+	RUN(test_slow_consumer_is_dropped);
+	RUN(test_stop_drains);
+	RUN(test_busy_port_is_reported);
+	return TEST_EXIT();
+}
