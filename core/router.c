@@ -25,7 +25,7 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->out_max = 16u << 20;
 	c->max_inflight = 1u << 20;
 	c->bind_retry_ms = 1000;
-	c->recv_buffers = 512;
+	c->recv_buffers = 256;
 	c->recv_buffer_size = 16384;
 	c->log_level = 1;
 }
@@ -259,6 +259,10 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->slow_consumers +=
 			atomic_load_explicit(&st->slow_consumers, memory_order_relaxed);
 		s->inflight += atomic_load_explicit(&st->inflight, memory_order_relaxed);
+		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
+		uint64_t peak = atomic_load_explicit(&st->queued_peak, memory_order_relaxed);
+		if (peak > s->queued_peak)
+			s->queued_peak = peak;
 	}
 }
 

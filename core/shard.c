@@ -15,7 +15,7 @@
 
 /* io_uring user_data: an operation tag in the top 8 bits, the connection's
  * endpoint (minus its shard bits, which are ours) below. */
-enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE };
+enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE, TAG_CANCEL };
 #define TAG_SHIFT 56
 #define EP_MASK   ((1ull << TAG_SHIFT) - 1)
 
@@ -193,18 +193,31 @@ static void mark_dirty(struct sb__shard *sh, struct sb__conn *c)
 
 static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why);
 
+/* Bytes a connection may queue before it is dropped: out_max, plus the
+ * window of what may already be on its way. A shard routes at most its
+ * receive pool per loop turn; a pause takes up to two turns to land on
+ * another shard, and a resume routes up to a pool of parked bytes at once.
+ * So bursts of up to four pools can arrive after the queue crossed the
+ * pause mark (out_max / 4) through no fault of the reader. The bound stays
+ * fixed; deciding the pause on the producer's shard would shrink it. */
+static size_t queue_limit(const struct sb__shard *sh)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	return cfg->out_max + 4 * (size_t)cfg->recv_buffers * cfg->recv_buffer_size;
+}
+
 /* Queues a frame (taking over the caller's reference). A connection that
  * cannot keep up is dropped rather than allowed to grow without bound. */
 static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
 		   uint32_t len)
 {
-	if (c->q_bytes + len > sh->r->cfg.out_max) {
+	if (c->q_bytes + len > queue_limit(sh)) {
 		sb__buf_put(b, &sh->pool);
 		stat_add(&sh->st.slow_consumers, 1);
 		sb__log(sh->r, 1,
-			"peer %s: %zu bytes queued, over the limit: dropped as a slow "
+			"peer %s: %zu bytes queued, over its limit of %zu: dropped as a slow "
 			"consumer",
-			c->name, c->q_bytes);
+			c->name, c->q_bytes + len, queue_limit(sh));
 		conn_close(sh, c, "slow consumer");
 		return SB_EOVERLOADED;
 	}
@@ -225,6 +238,8 @@ static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, 
 	}
 	c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct sb__seg){b, p, len};
 	c->q_bytes += len;
+	if (c->q_bytes > atomic_load_explicit(&sh->st.queued_peak, memory_order_relaxed))
+		atomic_store_explicit(&sh->st.queued_peak, c->q_bytes, memory_order_relaxed);
 	mark_dirty(sh, c);
 	return 0;
 }
@@ -258,7 +273,7 @@ static void fail_conn(struct sb__shard *sh, struct sb__conn *c, int err, const c
 	c->doomed = 1;
 }
 
-/* One writev with every queued segment, up to SB__IOV_MAX. */
+/* One sendmsg with every queued segment, up to SB__IOV_MAX. */
 static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (c->sending || c->q_len == 0 || c->closing)
@@ -269,8 +284,11 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 		c->iov[i].iov_base = (void *)s->p;
 		c->iov[i].iov_len = s->len;
 	}
+	/* sendmsg, not writev: MSG_NOSIGNAL keeps a peer that vanished from
+	 * raising SIGPIPE in whatever program embeds the router. */
 	struct io_uring_sqe *sqe = sqe_get(sh);
-	io_uring_prep_writev(sqe, c->fd, c->iov, n, 0);
+	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = n};
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
 	c->sending = 1;
 	c->q_sent = n;
@@ -290,7 +308,100 @@ static void flush_dirty(struct sb__shard *sh)
 
 static void conn_free(struct sb__shard *sh, struct sb__conn *c);
 
-/* A writev completed: release what went out, keep the rest in order. */
+/* ---- flow control ------------------------------------------------------- */
+
+/* A stream to a slow requester must slow its handler down rather than fill
+ * the router: past a quarter of out_max the requester pauses the handler's
+ * reads (TCP then pushes back on the handler itself), and resumes them once
+ * it has drained to half of that. */
+static size_t soft_limit(const struct sb__shard *sh)
+{
+	return sh->r->cfg.out_max / 4;
+}
+
+static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len);
+
+/* Routes what arrived while paused, in order, until paused again. */
+static void unpark(struct sb__shard *sh, struct sb__conn *c)
+{
+	uint32_t i = 0;
+	while (i < c->nparked && c->paused == 0 && !c->closing) {
+		struct sb__seg *s = &c->parked[i++];
+		on_data(sh, c, s->buf, s->len);
+		sb__buf_put(s->buf, &sh->pool);
+	}
+	memmove(c->parked, c->parked + i, (c->nparked - i) * sizeof *c->parked);
+	c->nparked -= i;
+}
+
+/* Pause (d = 1) or resume (d = -1) reading from a connection of this shard.
+ * The multishot recv is cancelled, and what it still delivers is parked, so
+ * a paused connection routes nothing until it is resumed. */
+static void pause_reads(struct sb__shard *sh, uint64_t ep, int d)
+{
+	struct sb__conn *c = conn_get(sh, ep);
+	if (c == NULL || (d < 0 && c->paused == 0))
+		return;
+	c->paused = (uint32_t)((int)c->paused + d);
+	if (c->paused == 0 && c->nparked > 0) {
+		c->recv_armed++; /* keep the connection alive while routing */
+		unpark(sh, c);
+		c->recv_armed--;
+		if (c->closing) {
+			conn_free(sh, c);
+			return;
+		}
+	}
+	if (c->paused > 0 && c->recv_armed && !c->recv_cancel) {
+		struct io_uring_sqe *sqe = sqe_get(sh);
+		io_uring_prep_cancel64(sqe, (uint64_t)TAG_RECV << TAG_SHIFT | (c->ep & EP_MASK), 0);
+		io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+		c->recv_cancel = 1;
+		stat_add(&sh->st.pauses, 1);
+	} else if (c->paused == 0 && !c->recv_armed)
+		arm_recv(sh, c);
+}
+
+static void pause_remote(struct sb__shard *sh, uint64_t ep, int pause)
+{
+	if (ep_shard(ep) == sh->id) {
+		pause_reads(sh, ep, pause ? 1 : -1);
+		return;
+	}
+	struct sb__mail m = {.type = SB__MAIL_PAUSE, .a = (uint32_t)pause, .b = ep};
+	mail(sh, ep_shard(ep), &m);
+}
+
+/* c's queue grew with a reply from producer: pause it if c is congested. */
+static void congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
+{
+	if (c->closing || c->q_bytes <= soft_limit(sh))
+		return;
+	for (uint32_t i = 0; i < c->nproducers; i++)
+		if (c->producers[i] == producer)
+			return;
+	if (c->nproducers == c->producers_cap) {
+		uint32_t cap = c->producers_cap ? c->producers_cap * 2 : 4;
+		uint64_t *np = realloc(c->producers, cap * sizeof *np);
+		if (np == NULL)
+			return; /* no pause: the hard bound still holds memory */
+		c->producers = np;
+		c->producers_cap = cap;
+	}
+	c->producers[c->nproducers++] = producer;
+	pause_remote(sh, producer, 1);
+}
+
+static void resume_producers(struct sb__shard *sh, struct sb__conn *c)
+{
+	for (uint32_t i = 0; i < c->nproducers; i++)
+		pause_remote(sh, c->producers[i], 0);
+	c->nproducers = 0;
+}
+
+static void conn_free(struct sb__shard *sh, struct sb__conn *c);
+
+/* A sendmsg completed: release what went out, keep the rest in order. */
 static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
 {
 	c->sending = 0;
@@ -317,6 +428,8 @@ static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
 		c->q_head = (c->q_head + 1) % c->q_cap;
 		c->q_len--;
 	}
+	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
+		resume_producers(sh, c);
 	if (c->doomed && c->q_len == 0)
 		conn_close(sh, c, "closed after a fatal error");
 	else if (c->q_len > 0)
@@ -552,7 +665,8 @@ static void on_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 	stat_add(&sh->st.replies, 1);
 	if (!more)
 		req_finish(sh, q);
-	enqueue(sh, c, b, f, len);
+	if (enqueue(sh, c, b, f, len) == 0)
+		congest(sh, c, sender);
 }
 
 static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
@@ -841,6 +955,20 @@ static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 	}
 }
 
+static int park(struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	if (c->nparked == c->parked_cap) {
+		uint32_t cap = c->parked_cap ? c->parked_cap * 2 : 8;
+		struct sb__seg *np = realloc(c->parked, cap * sizeof *np);
+		if (np == NULL)
+			return SB_ENOMEM;
+		c->parked = np;
+		c->parked_cap = cap;
+	}
+	c->parked[c->nparked++] = (struct sb__seg){b, b->data, len};
+	return 0;
+}
+
 static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
 {
 	int more = cqe->flags & IORING_CQE_F_MORE;
@@ -850,20 +978,34 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 		b = sb__bufpool_get(&sh->pool, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
 	/* recv_armed stays set while the data is routed, so a close on the
 	 * way cannot free the connection under our feet. */
-	if (!c->closing && cqe->res > 0 && b != NULL)
+	if (!c->closing && cqe->res > 0 && b != NULL && (c->paused > 0 || c->nparked > 0)) {
+		if (park(c, b, (uint32_t)cqe->res) == 0)
+			b = NULL; /* the parked list holds the reference now */
+		else
+			conn_close(sh, c, "out of memory");
+	} else if (!c->closing && cqe->res > 0 && b != NULL)
 		on_data(sh, c, b, (uint32_t)cqe->res);
 	if (b != NULL)
 		sb__buf_put(b, &sh->pool);
-	if (!more)
+	if (!more) {
 		c->recv_armed = 0;
+		c->recv_cancel = 0;
+	}
 	if (c->closing) {
 		conn_free(sh, c);
+		return;
+	}
+	if (cqe->res == -ECANCELED && !more) { /* cancelled to pause reading */
+		if (c->paused == 0)            /* and resumed before the cancel landed */
+			arm_recv(sh, c);
 		return;
 	}
 	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
 		conn_close(sh, c, cqe->res == 0 ? "peer closed" : strerror(-cqe->res));
 		return;
 	}
+	if (!more && c->paused > 0)
+		return; /* stopped for flow control: resume re-arms it */
 	if (!more) {
 		if (cqe->res == -ENOBUFS) {
 			/* Every buffer is out: wait until some come back. */
@@ -922,6 +1064,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 	c->closing = 1;
 	if (c->ready)
 		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
+	resume_producers(sh, c); /* nobody else would let them read again */
 	/* Its own requests end; their handlers hear it as a cancel. */
 	while (c->reqs.next != &c->reqs) {
 		struct sb__req *q = CONTAINER(c->reqs.next, struct sb__req, by_conn);
@@ -940,7 +1083,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 		sb__name_release(sh->r, c->name, (uint32_t)strlen(c->name), c->ep);
 	c->named = 0;
 	/* Wakes the multishot recv (it completes with 0) and fails a pending
-	 * writev, so both come back and the connection can be freed. */
+	 * sendmsg, so both come back and the connection can be freed. */
 	shutdown(c->fd, SHUT_RDWR);
 	if (!c->recv_armed && !c->sending)
 		conn_free(sh, c);
@@ -956,6 +1099,10 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 		c->q_len--;
 	}
 	free(c->q);
+	free(c->producers);
+	for (uint32_t i = 0; i < c->nparked; i++)
+		sb__buf_put(c->parked[i].buf, &sh->pool);
+	free(c->parked);
 	if (c->asm_buf != NULL)
 		sb__buf_put(c->asm_buf, &sh->pool);
 	close(c->fd);
@@ -993,6 +1140,9 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	}
 	case SB__MAIL_ROUTE_DONE:
 		on_route_done(sh, m->p);
+		break;
+	case SB__MAIL_PAUSE:
+		pause_reads(sh, m->b, m->a ? 1 : -1);
 		break;
 	case SB__MAIL_CONN_GONE:
 		conn_gone(sh, m->b);
@@ -1045,6 +1195,8 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 		if (c != NULL)
 			on_send(sh, c, cqe->res);
 		break;
+	case TAG_CANCEL: /* the recv it cancelled reports for itself */
+		break;
 	case TAG_WAKE: {
 		uint64_t v;
 		if (read(sh->efd, &v, sizeof v) < 0 && errno != EAGAIN)
@@ -1061,7 +1213,7 @@ static void rearm_starved(struct sb__shard *sh)
 	sh->need_rearm = 0;
 	for (struct sb__link *l = sh->conn_list.next; l != &sh->conn_list; l = l->next) {
 		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
-		if (c->rearm && !c->closing)
+		if (c->rearm && !c->closing && c->paused == 0)
 			arm_recv(sh, c);
 	}
 }
@@ -1140,8 +1292,8 @@ static int setup(struct sb__shard *sh)
 	}
 	sh->ring_ok = 1;
 	struct io_uring_probe *probe = io_uring_get_probe_ring(&sh->ring);
-	static const int ops[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_WRITEV,
-				  IORING_OP_POLL_ADD};
+	static const int ops[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SENDMSG,
+				  IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL};
 	for (unsigned i = 0; probe != NULL && i < sizeof ops / sizeof ops[0]; i++)
 		if (!io_uring_opcode_supported(probe, ops[i])) {
 			sb__log(sh->r, 0, "shard %u: kernel lacks io_uring opcode %d", sh->id,

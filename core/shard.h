@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <switchboard/proto.h>
@@ -20,7 +21,7 @@
 #include "timer.h"
 
 #define SB__MAX_SHARDS 64
-#define SB__IOV_MAX    64 /* frames per writev: batching without huge iovecs */
+#define SB__IOV_MAX    64 /* frames per sendmsg: batching without huge iovecs */
 
 /* Intrusive doubly-linked list; an unlinked node points at itself. */
 struct sb__link {
@@ -36,29 +37,36 @@ struct sb__seg {
 
 struct sb__conn {
 	int fd;
-	uint64_t ep;        /* this connection's id: shard in the top 8 bits */
-	uint32_t peer_id;   /* written into `from` of what it sends */
-	uint8_t ready;      /* handshake done */
-	uint8_t service;    /* role "service": may register handlers */
-	uint8_t closing;    /* closed for routing; waiting for I/O to finish */
-	uint8_t doomed;     /* a fatal ERROR is queued: close once it is sent */
-	uint8_t recv_armed; /* a multishot recv is outstanding */
-	uint8_t rearm;      /* recv stopped for lack of buffers: re-arm later */
-	uint8_t sending;    /* a writev is outstanding */
-	uint8_t dirty;      /* on the shard's list of connections to flush */
-	uint8_t named;      /* holds its name in the router's name table */
+	uint64_t ep;         /* this connection's id: shard in the top 8 bits */
+	uint32_t peer_id;    /* written into `from` of what it sends */
+	uint8_t ready;       /* handshake done */
+	uint8_t service;     /* role "service": may register handlers */
+	uint8_t closing;     /* closed for routing; waiting for I/O to finish */
+	uint8_t doomed;      /* a fatal ERROR is queued: close once it is sent */
+	uint8_t recv_armed;  /* a multishot recv is outstanding */
+	uint8_t rearm;       /* recv stopped for lack of buffers: re-arm later */
+	uint8_t sending;     /* a sendmsg is outstanding */
+	uint8_t dirty;       /* on the shard's list of connections to flush */
+	uint8_t named;       /* holds its name in the router's name table */
+	uint8_t recv_cancel; /* the recv is being cancelled to pause reading */
+	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
+	uint64_t *producers; /* handlers this connection paused while congested */
+	uint32_t nproducers, producers_cap;
+	struct sb__seg *parked; /* bytes received while paused, routed on resume */
+	uint32_t nparked, parked_cap;
 	char name[SB_PEER_MAX + 1];
 	/* a frame that straddles receive buffers, being reassembled */
 	struct sb__buf *asm_buf; /* heap buffer for the whole frame, once its size is known */
 	uint32_t asm_have;       /* bytes of it received */
 	uint32_t asm_need;       /* its size, prefix included; 0 while the prefix is partial */
 	uint8_t asm_prefix[SB_PREFIX_LEN];
-	/* output queue: a ring of segments, flushed by one writev per loop turn */
+	/* output queue: a ring of segments, flushed by one sendmsg per loop turn */
 	struct sb__seg *q;
 	uint32_t q_head, q_len, q_cap;
-	uint32_t q_sent; /* segments (from q_head) in the writev in flight */
+	uint32_t q_sent; /* segments (from q_head) in the sendmsg in flight */
 	size_t q_bytes;  /* bytes queued, bounded by out_max */
 	struct iovec iov[SB__IOV_MAX];
+	struct msghdr msg;    /* the sendmsg in flight (MSG_NOSIGNAL) */
 	struct sb__link reqs; /* requests this connection made (entries on this shard) */
 	struct sb__link all;  /* on the shard's connection list */
 };
@@ -78,7 +86,7 @@ struct sb__req {
 /* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
-		slow_consumers, connections, inflight;
+		slow_consumers, connections, inflight, pauses, queued_peak;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
@@ -90,6 +98,7 @@ enum sb__mail_type {
 	SB__MAIL_CONN_GONE,   /* b: ep of a closed connection */
 	SB__MAIL_REQ_FAILED,  /* b: rid, c: handler ep, a: positive error code */
 	SB__MAIL_ROUTE_DONE,  /* p: the struct sb__route_sync of a route change */
+	SB__MAIL_PAUSE,       /* b: ep to pause (a = 1) or resume (a = 0) reading from */
 };
 
 /* A route change in flight: the ACK goes to the registering connection only

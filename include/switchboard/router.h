@@ -20,12 +20,13 @@ struct sb_router_config {
 	uint32_t max_frame;          /* largest frame body accepted; default 1 MiB */
 	uint32_t default_timeout_ms; /* for requests with timeout 0; default 30,000 */
 	uint32_t max_timeout_ms;     /* longer timeouts are cut to this; default 1 h */
-	size_t out_max;              /* queued output bytes per connection before it is
-					dropped as a slow consumer; default 16 MiB */
+	size_t out_max;              /* queued output per connection: a quarter of it pauses
+					the handlers streaming to it; past it plus 4 receive
+					pools it is dropped as a slow consumer; default 16 MiB */
 	uint32_t max_inflight;       /* requests in flight per shard; default 1,048,576 */
 	unsigned bind_retries;       /* extra bind attempts when the port is busy; default 0 */
 	unsigned bind_retry_ms;      /* delay between them; default 1,000 */
-	unsigned recv_buffers;       /* receive buffers per shard (power of two); default 512 */
+	unsigned recv_buffers;       /* receive buffers per shard (power of two); default 256 */
 	unsigned recv_buffer_size;   /* bytes each; default 16 KiB */
 	int log_level;               /* 0 errors, 1 + lifecycle, 2 + connections, 3 debug;
 					default 1 */
@@ -42,6 +43,8 @@ struct sb_router_stats {
 	uint64_t no_handler;     /* requests and sends with no handler */
 	uint64_t slow_consumers; /* connections dropped over out_max */
 	uint64_t inflight;       /* requests in flight now */
+	uint64_t pauses;         /* times a handler's reads were paused for a slow requester */
+	uint64_t queued_peak;    /* largest output queue any connection had, in bytes */
 };
 
 struct sb_router;
