@@ -571,9 +571,11 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 static void on_send_frame(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
 			  struct sb__buf *b, uint8_t *f, uint32_t len)
 {
-	struct sb__route *r = lookup(sh, m->name);
+	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
+	/* Fire-and-forget has nobody to tell: count and drop. Sends to a named
+	 * peer are dropped too until peers are addressable, never misrouted. */
 	if (r == NULL) {
-		stat_add(&sh->st.no_handler, 1); /* fire-and-forget: nobody to tell */
+		stat_add(&sh->st.no_handler, 1);
 		return;
 	}
 	sb_patch_u32(f, m->from_off, c->peer_id);
@@ -839,6 +841,9 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 	case SB_ERROR: {
 		if (m.id == 0) /* a connection-level error from the peer */
 			break;
+		/* FATAL speaks for the sender's connection; forwarded, it would
+		 * tell the requester its own connection is about to close. */
+		f[SB_PREFIX_LEN + 2] &= (uint8_t) ~(m.kind == SB_ERROR ? SB_F_FATAL : 0);
 		unsigned owner = sb__reqid_shard(m.id);
 		sb__buf_get(b);
 		if (owner == sh->id)

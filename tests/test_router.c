@@ -71,6 +71,14 @@ static void test_fire_and_forget(void)
 	CHECK_INT(got->from, cli->peer_id); /* the router vouches for the sender */
 	CHECK(payload_is(got->payload, TRANSFER, sizeof TRANSFER));
 	peer_expect_silence(cli, 100); /* fire-and-forget: nothing comes back */
+
+	/* A send to a named peer is not addressable yet: dropped, never
+	 * delivered to whoever handles the name. */
+	uint64_t dropped = stats().no_handler;
+	m.to = v_str("somebody-else");
+	peer_send(cli, &m);
+	peer_expect_silence(svc, 100);
+	CHECK_INT(stats().no_handler, dropped + 1);
 	peer_close(svc);
 	peer_close(cli);
 }
@@ -95,6 +103,20 @@ static void test_request_reply_with_outcome(void)
 	CHECK(v_is(rep->outcome, "insufficient funds"));
 	CHECK(payload_is(rep->payload, BALANCE, sizeof BALANCE));
 	CHECK_INT(rep->flags, 0);
+
+	/* A handler's error ends a request like a final reply; a FATAL flag
+	 * on it is the handler's business and is not passed on. */
+	peer_request(cli, "transfer", 8, 5000, TRANSFER, sizeof TRANSFER);
+	uint64_t rid2 = peer_expect(bank, SB_REQUEST)->id;
+	struct sb_msg err = {.kind = SB_ERROR,
+			     .id = rid2,
+			     .flags = SB_F_FATAL,
+			     .code = (uint32_t)-SB_EINVAL,
+			     .text = v_str("amount must be positive")};
+	peer_send(bank, &err);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 8 && e->code == (uint32_t)-SB_EINVAL && e->flags == 0);
+	CHECK(v_is(e->text, "amount must be positive"));
 
 	/* A second final reply to the same request is late: dropped. */
 	uint64_t late = stats().late_replies;
