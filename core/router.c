@@ -164,6 +164,11 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	pthread_cond_init(&r->start_cond, NULL);
 	sb__routes_init(&r->names);
 	r->shards = calloc(r->nshards, sizeof *r->shards);
+	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
+	if (r->inboxes == NULL)
+		goto fail;
+	for (unsigned i = 0; i < r->nshards; i++)
+		pthread_mutex_init(&r->inboxes[i].lock, NULL);
 	/* Ring memory grows with shards squared: shrink each ring as the count
 	 * grows (4,096 slots up to 8 shards, 512 at 64: about 66 MiB). */
 	unsigned ring = 4096;
@@ -210,6 +215,7 @@ int sb_router_start(struct sb_router *r)
 {
 	int rc = 0;
 
+	r->running = 1;
 	for (unsigned i = 0; i < r->nshards; i++) {
 		if (pthread_create(&r->shards[i].thread, NULL, sb__shard_main, &r->shards[i]) !=
 		    0) {
@@ -300,6 +306,12 @@ void sb_router_free(struct sb_router *r)
 			close(r->shards[i].efd);
 	}
 	sb__mailbox_free(r->mb);
+	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++)
+		pthread_mutex_destroy(&r->inboxes[i].lock);
+	free(r->inboxes);
+	for (unsigned i = 0; i < r->nlocals; i++)
+		free(r->locals[i].name);
+	free(r->locals);
 	sb__routes_destroy(&r->names);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);

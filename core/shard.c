@@ -478,9 +478,13 @@ static void send_cancel(struct sb__shard *sh, struct sb__req *q)
 /* Ends a request with an error for its requester. */
 static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
 {
-	struct sb__conn *c = conn_get(sh, q->requester);
-	if (c != NULL)
-		send_error(sh, c, q->orig_id, err, text, 0);
+	if (q->requester == SB__LOCAL_REQUESTER) {
+		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
+	} else {
+		struct sb__conn *c = conn_get(sh, q->requester);
+		if (c != NULL)
+			send_error(sh, c, q->orig_id, err, text, 0);
+	}
 	req_finish(sh, q);
 }
 
@@ -512,7 +516,8 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 			best = e;
 			best_load = load;
 		}
-		if (ep_shard(e->ep) == sh->id && load < local_load) {
+		unsigned where = ep_shard(e->ep);
+		if ((where == sh->id || where == SB__LOCAL_SHARD) && load < local_load) {
 			local = e;
 			local_load = load;
 		}
@@ -551,6 +556,11 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 		    uint32_t len)
 {
 	unsigned to = ep_shard(ep);
+	if (to == SB__LOCAL_SHARD) { /* an in-process handler: run it here */
+		sb__local_run(sh, (unsigned)(ep & EP_MASK), p, len);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
 	if (to != sh->id) {
 		struct sb__mail m = {.type = SB__MAIL_DELIVER,
 				     .b = ep,
@@ -568,7 +578,25 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 	enqueue(sh, c, b, p, len);
 }
 
-static void on_send_frame(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+/* Who asked: a connection of this shard, or the embedding program. */
+struct asker {
+	struct sb__conn *c;   /* NULL: in-process */
+	uint32_t from;        /* peer id stamped into what it sends */
+	int service;          /* may call internal handlers */
+	sb_local_reply_fn fn; /* in-process: where replies go */
+	void *ud;
+};
+
+static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t id, int err,
+			 const char *text)
+{
+	if (a->c != NULL)
+		send_error(sh, a->c, id, err, text, 0);
+	else
+		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
+}
+
+static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
 			  struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
@@ -578,9 +606,9 @@ static void on_send_frame(struct sb__shard *sh, struct sb__conn *c, const struct
 		stat_add(&sh->st.no_handler, 1);
 		return;
 	}
-	sb_patch_u32(f, m->from_off, c->peer_id);
+	sb_patch_u32(f, m->from_off, a->from);
 	if (!(m->flags & SB_F_BROADCAST)) {
-		struct sb__endpoint *e = pick(sh, r, c->service);
+		struct sb__endpoint *e = pick(sh, r, a->service);
 		if (e != NULL) {
 			sb__buf_get(b);
 			deliver(sh, e->ep, b, f, len);
@@ -588,14 +616,14 @@ static void on_send_frame(struct sb__shard *sh, struct sb__conn *c, const struct
 		return;
 	}
 	for (uint32_t i = 0; i < r->n; i++) {
-		if ((r->eps[i].flags & SB__EP_INTERNAL) && !c->service)
+		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
 			continue;
 		sb__buf_get(b); /* one reference per destination, no copy */
 		deliver(sh, r->eps[i].ep, b, f, len);
 	}
 }
 
-static void on_request(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+static void on_request(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
 		       struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
@@ -604,51 +632,81 @@ static void on_request(struct sb__shard *sh, struct sb__conn *c, const struct sb
 	uint64_t rid;
 
 	if (sh->draining) {
-		send_error(sh, c, m->id, SB_EDRAINING, "the router is shutting down", 0);
+		answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
 		return;
 	}
 	if (m->flags & SB_F_BROADCAST || m->to.ptr != NULL) {
-		send_error(sh, c, m->id, SB_EUNSUPPORTED,
-			   "broadcast and peer-addressed requests are not supported yet", 0);
+		answer_error(sh, a, m->id, SB_EUNSUPPORTED,
+			     "broadcast and peer-addressed requests are not supported yet");
 		return;
 	}
-	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, c->service)) == NULL) {
+	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
 		stat_add(&sh->st.no_handler, 1);
-		send_error(sh, c, m->id, SB_ENOHANDLER, "no handler for this name", 0);
+		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
 		return;
 	}
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
-		send_error(sh, c, m->id, SB_EOVERLOADED, "too many requests in flight", 0);
+		answer_error(sh, a, m->id, SB_EOVERLOADED, "too many requests in flight");
 		return;
 	}
 	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
 	if (timeout > cfg->max_timeout_ms)
 		timeout = cfg->max_timeout_ms;
 	q->rid = rid;
-	q->requester = c->ep;
+	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
 	q->handler = e->ep;
 	q->orig_id = m->id;
 	q->sh = sh;
-	link_add(&c->reqs, &q->by_conn);
+	q->fn = a->fn;
+	q->ud = a->ud;
+	link_init(&q->by_conn);
+	if (a->c != NULL) {
+		link_add(&a->c->reqs, &q->by_conn);
+		sb__idmap_put(&sh->cancel, sb__idmap_key(a->c->ep, m->id), rid);
+	}
 	link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
 	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
-	sb__idmap_put(&sh->cancel, sb__idmap_key(c->ep, m->id), rid);
 	load_add(sh, e->ep, 1);
 	stat_add(&sh->st.inflight, 1);
 	stat_add(&sh->st.requests, 1);
 
 	/* The frame goes on as received; only fixed-width fields change. */
 	sb_patch_id(f, rid);
-	sb_patch_u32(f, m->from_off, c->peer_id);
+	sb_patch_u32(f, m->from_off, a->from);
 	sb_patch_u32(f, m->timeout_ms_off, timeout);
 	sb__buf_get(b);
 	deliver(sh, e->ep, b, f, len);
 }
 
+/* Hands a reply to an in-process requester's callback. */
+static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, uint8_t *f,
+			uint32_t len)
+{
+	struct sb_msg m;
+	int more = 0;
+
+	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &m, NULL) != 0) {
+		const char *why = "the handler's reply is malformed";
+		q->fn(SB_EBADFRAME, why, strlen(why), NULL, 0, 0, q->ud);
+	} else if (m.kind == SB_REPLY) {
+		more = m.flags & SB_F_MORE;
+		q->fn(0, (const char *)m.outcome.ptr, m.outcome.len, m.payload.ptr, m.payload.len,
+		      more, q->ud);
+	} else {
+		more = m.flags & SB_F_MORE;
+		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
+		      m.payload.len, more, q->ud);
+	}
+	stat_add(&sh->st.replies, 1);
+	if (!more)
+		req_finish(sh, q);
+	sb__buf_put(b, &sh->pool);
+}
+
 /* A REPLY or ERROR for a request owned by this shard. */
-static void on_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
 		     uint32_t len)
 {
 	uint64_t rid = rd64(f + SB_ID_OFFSET);
@@ -657,6 +715,10 @@ static void on_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 
 	/* Only the handler a request went to may answer it: anyone else, or
 	 * anyone after the request ended, is counted and ignored. */
+	if (q != NULL && q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
+		reply_local(sh, q, b, f, len);
+		return;
+	}
 	if (q == NULL || q->handler != sender || (c = conn_get(sh, q->requester)) == NULL) {
 		stat_add(&sh->st.late_replies, 1);
 		sb__buf_put(b, &sh->pool);
@@ -832,11 +894,14 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		on_register(sh, c, &m);
 		break;
 	case SB_SEND:
-		on_send_frame(sh, c, &m, b, f, len);
+	case SB_REQUEST: {
+		struct asker a = {.c = c, .from = c->peer_id, .service = c->service};
+		if (m.kind == SB_SEND)
+			on_send_frame(sh, &a, &m, b, f, len);
+		else
+			on_request(sh, &a, &m, b, f, len);
 		break;
-	case SB_REQUEST:
-		on_request(sh, c, &m, b, f, len);
-		break;
+	}
 	case SB_REPLY:
 	case SB_ERROR: {
 		if (m.id == 0) /* a connection-level error from the peer */
@@ -847,7 +912,7 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		unsigned owner = sb__reqid_shard(m.id);
 		sb__buf_get(b);
 		if (owner == sh->id)
-			on_reply(sh, c->ep, b, f, len);
+			sb__shard_reply(sh, c->ep, b, f, len);
 		else if (owner < sh->r->nshards) {
 			struct sb__mail ml = {.type = SB__MAIL_REPLY,
 					      .b = c->ep,
@@ -1128,7 +1193,7 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	}
 	case SB__MAIL_REPLY: {
 		struct sb__buf *b = m->p;
-		on_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
+		sb__shard_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
 		break;
 	}
 	case SB__MAIL_ROUTE_ADD:
@@ -1159,6 +1224,35 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 		break;
 	}
 	}
+}
+
+/* Sends and requests from the embedding program: routed like a service's
+ * (in-process callers may call internal handlers), answered by callback. */
+static void read_injected(struct sb__shard *sh)
+{
+	struct sb__inbox *in = &sh->r->inboxes[sh->id];
+	if (atomic_load_explicit(&in->pending, memory_order_acquire) == 0)
+		return;
+	pthread_mutex_lock(&in->lock);
+	struct sb__inject *items = in->items;
+	uint32_t n = in->n;
+	in->items = NULL;
+	in->n = in->cap = 0;
+	atomic_store_explicit(&in->pending, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&in->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__buf *b = items[i].frame;
+		struct sb_msg m;
+		struct asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
+		if (sb_decode(b->data, items[i].len, 0, &m, NULL) == 0) {
+			if (m.kind == SB_SEND)
+				on_send_frame(sh, &a, &m, b, b->data, items[i].len);
+			else
+				on_request(sh, &a, &m, b, b->data, items[i].len);
+		}
+		sb__buf_put(b, &sh->pool);
+	}
+	free(items);
 }
 
 static void read_mail(struct sb__shard *sh)
@@ -1322,6 +1416,12 @@ static int setup(struct sb__shard *sh)
 	sb__idmap_init(&sh->load);
 	link_init(&sh->conn_list);
 	link_init(&sh->req_list);
+	for (unsigned i = 0; i < sh->r->nlocals; i++) {
+		const struct sb__local *l = &sh->r->locals[i];
+		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
+				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags) != 0)
+			return SB_ENOMEM;
+	}
 	arm_accept(sh);
 	arm_wake(sh);
 	return 0;
@@ -1354,7 +1454,19 @@ static void release_mail(const struct sb__mail *m)
 void sb__shard_teardown(struct sb__shard *sh)
 {
 	struct sb__mail box[64];
+	struct sb__inbox *in = &sh->r->inboxes[sh->id];
 	unsigned n;
+
+	/* Requests queued as the router stopped still get their one answer. */
+	for (uint32_t i = 0; i < in->n; i++) {
+		if (in->items[i].fn != NULL)
+			in->items[i].fn(SB_EDRAINING, "the router stopped",
+					strlen("the router stopped"), NULL, 0, 0, in->items[i].ud);
+		sb__buf_put(in->items[i].frame, NULL);
+	}
+	free(in->items);
+	in->items = NULL;
+	in->n = in->cap = 0;
 
 	/* Every shard thread has exited: what is left in rings and backlogs
 	 * only needs releasing, while the buffer pools still exist. */
@@ -1428,6 +1540,7 @@ void *sb__shard_main(void *arg)
 		io_uring_cq_advance(&sh->ring, n);
 		sh->now = now_ms();
 		read_mail(sh);
+		read_injected(sh);
 		sb__wheel_run(&sh->wheel, sh->now);
 		if (!sh->draining && atomic_load(&r->stopping))
 			begin_drain(sh);

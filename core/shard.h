@@ -21,7 +21,10 @@
 #include "timer.h"
 
 #define SB__MAX_SHARDS 64
-#define SB__IOV_MAX    64 /* frames per sendmsg: batching without huge iovecs */
+/* Endpoints that are not connections, told apart by their shard bits. */
+#define SB__LOCAL_SHARD     0xffu           /* an in-process handler; low bits: its index */
+#define SB__LOCAL_REQUESTER (0xfeull << 56) /* an in-process requester */
+#define SB__IOV_MAX         64              /* frames per sendmsg: batching without huge iovecs */
 
 /* Intrusive doubly-linked list; an unlinked node points at itself. */
 struct sb__link {
@@ -81,6 +84,8 @@ struct sb__req {
 	uint64_t handler;        /* handling connection (any shard) */
 	uint64_t orig_id;        /* the requester's own id, restored on replies */
 	struct sb__shard *sh;    /* for the timer callback */
+	sb_local_reply_fn fn;    /* in-process requester: where replies go */
+	void *ud;
 };
 
 /* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
@@ -155,6 +160,33 @@ struct sb__shard {
 	struct sb__stats st;
 };
 
+/* An in-process handler (sb_router_handle). */
+struct sb__local {
+	char *name; /* NULL: the catch-all */
+	uint32_t len;
+	uint32_t flags; /* SB__EP_* */
+	sb_local_fn fn;
+	void *ud;
+};
+
+/* A send or request from the embedding program, encoded by the caller's
+ * thread and routed by a shard. */
+struct sb__inject {
+	struct sb__buf *frame;
+	uint32_t len;
+	sb_local_reply_fn fn; /* requests: where replies go */
+	void *ud;
+};
+
+/* The queue a shard takes injected messages from. A mutex is fine here:
+ * only the embedding program's calls pass through it, never the network. */
+struct sb__inbox {
+	pthread_mutex_t lock;
+	struct sb__inject *items;
+	uint32_t n, cap;
+	_Atomic uint32_t pending; /* lets the shard skip the lock when empty */
+};
+
 struct sb_router {
 	struct sb_router_config cfg;
 	unsigned nshards;
@@ -167,6 +199,11 @@ struct sb_router {
 	_Atomic int stopping;
 	_Atomic unsigned drained; /* shards done draining */
 	unsigned drain_ms;
+	struct sb__local *locals; /* in-process handlers, fixed once started */
+	unsigned nlocals;
+	struct sb__inbox *inboxes;  /* one per shard */
+	int running;                /* started: no more in-process handlers */
+	_Atomic unsigned inject_rr; /* spreads injected messages over shards */
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	unsigned started;
@@ -174,6 +211,14 @@ struct sb_router {
 
 /** The shard thread's main function. */
 void *sb__shard_main(void *arg);
+
+/** Run an in-process handler for a frame routed to it (local.c). */
+void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_t len);
+
+/** A reply or error for a request this shard owns, from endpoint sender;
+ *  takes over the reference on b. */
+void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+		     uint32_t len);
 
 /** After every shard thread has exited: release mail still in flight. */
 void sb__shard_teardown(struct sb__shard *sh);

@@ -88,6 +88,74 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms);
 /** Free a stopped (or never started) router. */
 void sb_router_free(struct sb_router *r);
 
+/* ---- in-process handlers and requests ------------------------------------
+ * A program that embeds the router can handle names itself and send or
+ * request by name without a socket. Handlers run on shard threads, on the
+ * shard that routes the message: keep them short and non-blocking. */
+
+/* A message delivered to an in-process handler; valid during the callback. */
+struct sb_local_call;
+
+typedef void (*sb_local_fn)(struct sb_local_call *call, void *ud);
+
+/* Called once per reply to an in-process request, on a shard thread.
+ * err is 0 for a reply (outcome and payload set) or a negative code
+ * (SB_ENOHANDLER, SB_ETIMEOUT, SB_EPEERGONE, SB_EDRAINING, or the error a
+ * handler sent; then outcome holds its text). more is 1 while the request
+ * stays open. Every request gets exactly one call with more == 0. */
+typedef void (*sb_local_reply_fn)(int err, const char *outcome, size_t outcome_len,
+				  const void *payload, size_t len, int more, void *ud);
+
+/**
+ * Handle @p name in-process. Call before sb_router_start().
+ * @param name   the message name, or NULL for the catch-all
+ * @param flags  0 or SB_F_INTERNAL (callable by services only)
+ * @return 0, SB_EINVAL (bad name, or the router already started), SB_ENOMEM
+ */
+int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
+		     void *ud);
+
+/** The message's name (not NUL-terminated); its length in *len. */
+const char *sb_local_name(const struct sb_local_call *call, size_t *len);
+
+/** The payload (one MessagePack value); its length in *len. */
+const void *sb_local_payload(const struct sb_local_call *call, size_t *len);
+
+/** The sender's peer id (0 for in-process senders). */
+uint32_t sb_local_from(const struct sb_local_call *call);
+
+/** 1 for a request (it needs a final reply), 0 for a send. */
+int sb_local_is_request(const struct sb_local_call *call);
+
+/**
+ * Reply to a request from inside its callback. With SB_F_MORE the request
+ * stays open (progress; add SB_F_CHUNK for a stream chunk); without it the
+ * reply is final. A callback that returns without a final reply ends the
+ * request with SB_EINTERNAL for the requester.
+ * @return 0, SB_EINVAL (not a request, already final, bad outcome or flags)
+ */
+int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *payload, size_t len,
+		   unsigned flags);
+
+/** End a request with an error (final). @return 0 or SB_EINVAL */
+int sb_local_error(struct sb_local_call *call, int err, const char *text);
+
+/**
+ * Send fire-and-forget from any thread while the router runs.
+ * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL, SB_ENOMEM
+ */
+int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len);
+
+/**
+ * Request from any thread while the router runs; @p fn is called on a
+ * shard thread for every reply, and exactly once with more == 0.
+ * @param timeout_ms  0 = the router's default
+ * @return 0 (queued: fn will be called), SB_EDRAINING once stopping (fn is
+ *         not called), SB_EINVAL, SB_ENOMEM
+ */
+int sb_router_request(struct sb_router *r, const char *name, const void *payload, size_t len,
+		      uint32_t timeout_ms, sb_local_reply_fn fn, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

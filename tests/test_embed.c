@@ -1,0 +1,325 @@
+/* Embedding: a program runs the router in-process, handles names with
+ * callbacks on shard threads, and sends and requests by name itself, with
+ * network services and clients on real sockets on the other side. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <switchboard/router.h>
+
+#include "peer.h"
+
+static struct sb_router *R;
+static uint16_t PORT;
+
+/* ---- in-process handlers ------------------------------------------------ */
+
+/* "math.double": the payload is a positive fixint; the reply doubles it. */
+static void math_double(struct sb_local_call *call, void *ud)
+{
+	size_t len;
+	const uint8_t *p = sb_local_payload(call, &len);
+	(void)ud;
+	if (len != 1 || p[0] > 63) {
+		sb_local_error(call, SB_EINVAL, "need a fixint under 64");
+		return;
+	}
+	uint8_t twice = (uint8_t)(p[0] * 2);
+	sb_local_reply(call, "doubled", &twice, 1, 0);
+}
+
+/* "count.to": streams 100 chunks (fixints 0..99), then a final reply. */
+static void count_to(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	for (uint8_t i = 0; i < 100; i++)
+		sb_local_reply(call, "count.chunk", &i, 1, SB_F_MORE | SB_F_CHUNK);
+	sb_local_reply(call, "count.done", NULL, 0, 0);
+}
+
+/* "forgetful": returns without answering, a bug the router must cover. */
+static void forgetful(struct sb_local_call *call, void *ud)
+{
+	(void)call;
+	(void)ud;
+}
+
+static _Atomic int audit_sends;
+static _Atomic uint32_t audit_from;
+
+static void audit(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	if (!sb_local_is_request(call)) {
+		atomic_store(&audit_from, sb_local_from(call));
+		atomic_fetch_add(&audit_sends, 1);
+	}
+}
+
+/* ---- waiting for callbacks that run on shard threads --------------------- */
+
+#define MAX_REPLIES 256
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int calls, finals; /* callback invocations, and terminal ones */
+	int err[MAX_REPLIES];
+	char outcome[MAX_REPLIES][32];
+	uint8_t first_byte[MAX_REPLIES];
+};
+
+static void waiter_init(struct waiter *w)
+{
+	memset(w, 0, sizeof *w);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+}
+
+static void on_reply(int err, const char *outcome, size_t outcome_len, const void *payload,
+		     size_t len, int more, void *ud)
+{
+	struct waiter *w = ud;
+	pthread_mutex_lock(&w->lock);
+	if (w->calls < MAX_REPLIES) {
+		w->err[w->calls] = err;
+		snprintf(w->outcome[w->calls], sizeof w->outcome[0], "%.*s", (int)outcome_len,
+			 outcome != NULL ? outcome : "");
+		w->first_byte[w->calls] = len > 0 ? *(const uint8_t *)payload : 0xff;
+	}
+	w->calls++;
+	if (!more)
+		w->finals++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Waits (5 s at most) for the request's terminal callback. */
+static int wait_final(struct waiter *w)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&w->lock);
+	while (w->finals == 0)
+		if (pthread_cond_timedwait(&w->cond, &w->lock, &until) != 0)
+			break;
+	int ok = w->finals > 0;
+	pthread_mutex_unlock(&w->lock);
+	return ok;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_network_client_calls_an_in_process_handler(void)
+{
+	struct peer *cli = peer_hello(PORT, "calc-user", "client");
+	uint8_t seven = 7;
+	peer_request(cli, "math.double", 1, 0, &seven, 1);
+	struct sb_msg *r = peer_expect(cli, SB_REPLY);
+	CHECK(r->id == 1 && v_is(r->outcome, "doubled"));
+	CHECK(r->payload.len == 1 && r->payload.ptr[0] == 14);
+
+	uint8_t big = 100; /* the handler's own error reaches the requester */
+	peer_request(cli, "math.double", 2, 0, &big, 1);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 2 && e->code == (uint32_t)-SB_EINVAL);
+	CHECK(v_is(e->text, "need a fixint under 64"));
+	peer_close(cli);
+}
+
+static void test_in_process_stream_reaches_a_network_client_in_order(void)
+{
+	struct peer *cli = peer_hello(PORT, "counter-user", "client");
+	peer_request(cli, "count.to", 3, 0, NULL, 0);
+	for (int i = 0; i < 100; i++) {
+		struct sb_msg *r = peer_expect(cli, SB_REPLY);
+		CHECK(r->flags == (SB_F_MORE | SB_F_CHUNK) && r->payload.ptr[0] == i);
+	}
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "count.done"));
+	peer_close(cli);
+}
+
+static void test_handler_that_forgets_to_answer(void)
+{
+	struct peer *cli = peer_hello(PORT, "hopeful", "client");
+	peer_request(cli, "forgetful", 4, 0, NULL, 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 4 && e->code == (uint32_t)-SB_EINTERNAL);
+	peer_close(cli);
+}
+
+static void test_network_send_reaches_an_in_process_handler(void)
+{
+	struct peer *cli = peer_hello(PORT, "auditor", "client");
+	struct sb_msg m = {.kind = SB_SEND, .name = v_str("audit.log")};
+	peer_send(cli, &m);
+	/* A send has no reply: a ping after it proves it was routed. */
+	struct sb_msg ping = {.kind = SB_PING, .id = 9};
+	peer_send(cli, &ping);
+	peer_expect(cli, SB_PONG);
+	for (int i = 0; i < 500 && atomic_load(&audit_sends) == 0; i++) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(atomic_load(&audit_sends), 1);
+	CHECK_INT(atomic_load(&audit_from), cli->peer_id);
+	peer_close(cli);
+}
+
+static void test_program_requests_a_network_service(void)
+{
+	struct peer *svc = peer_hello(PORT, "inventory", "service");
+	peer_register(svc, "stock.check", 1);
+	struct waiter w;
+	waiter_init(&w);
+	uint8_t item = 42;
+	CHECK_INT(sb_router_request(R, "stock.check", &item, 1, 0, on_reply, &w), 0);
+
+	struct sb_msg *req = peer_expect(svc, SB_REQUEST);
+	CHECK_INT(req->from, 0); /* in-process senders have no peer id */
+	CHECK(req->payload.len == 1 && req->payload.ptr[0] == 42);
+	uint64_t rid = req->id;
+	uint8_t pct = 50, count = 3;
+	peer_reply(svc, rid, "stock.checking", SB_F_MORE, &pct, 1);
+	peer_reply(svc, rid, "in stock", 0, &count, 1);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.calls, 2);
+	CHECK_INT(w.finals, 1);
+	CHECK_STR(w.outcome[0], "stock.checking");
+	CHECK_STR(w.outcome[1], "in stock");
+	CHECK(w.err[1] == 0 && w.first_byte[1] == 3);
+	peer_close(svc);
+}
+
+static void test_program_requests_an_in_process_handler(void)
+{
+	struct waiter w;
+	waiter_init(&w);
+	uint8_t five = 5;
+	CHECK_INT(sb_router_request(R, "math.double", &five, 1, 0, on_reply, &w), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.calls, 1);
+	CHECK_STR(w.outcome[0], "doubled");
+	CHECK_INT(w.first_byte[0], 10);
+}
+
+static void test_program_request_errors(void)
+{
+	struct waiter none, slow;
+	waiter_init(&none);
+	waiter_init(&slow);
+	CHECK_INT(sb_router_request(R, "nobody.home", NULL, 0, 0, on_reply, &none), 0);
+	CHECK(wait_final(&none));
+	CHECK_INT(none.calls, 1);
+	CHECK_INT(none.err[0], SB_ENOHANDLER);
+
+	struct peer *svc = peer_hello(PORT, "sleepy", "service");
+	peer_register(svc, "report.slow", 1);
+	CHECK_INT(sb_router_request(R, "report.slow", NULL, 0, 50, on_reply, &slow), 0);
+	peer_expect(svc, SB_REQUEST);
+	CHECK(wait_final(&slow));
+	CHECK_INT(slow.calls, 1);
+	CHECK_INT(slow.err[0], SB_ETIMEOUT);
+	CHECK_INT(peer_expect(svc, SB_CANCEL)->kind, SB_CANCEL);
+	peer_close(svc);
+
+	/* Bad arguments are refused at the call, and no callback follows. */
+	static const uint8_t garbage[] = {0x92, 0x01}; /* array of 2, one element */
+	CHECK_INT(sb_router_request(R, "math.double", garbage, 2, 0, on_reply, &none), SB_EINVAL);
+	CHECK_INT(sb_router_request(R, "has space", NULL, 0, 0, on_reply, &none), SB_EINVAL);
+	CHECK_INT(sb_router_request(R, "math.double", NULL, 0, 0, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_handle(R, "too.late", 0, forgetful, NULL), SB_EINVAL);
+}
+
+static void test_program_sends_to_a_network_service(void)
+{
+	struct peer *svc = peer_hello(PORT, "mailer", "service");
+	peer_register(svc, "mail.send", 1);
+	static const uint8_t hello[] = {0xa5, 'h', 'e', 'l', 'l', 'o'};
+	CHECK_INT(sb_router_send(R, "mail.send", hello, sizeof hello), 0);
+	struct sb_msg *m = peer_expect(svc, SB_SEND);
+	CHECK(v_is(m->name, "mail.send"));
+	CHECK(m->payload.len == sizeof hello && memcmp(m->payload.ptr, hello, sizeof hello) == 0);
+	peer_close(svc);
+}
+
+/* Requests from several program threads at once, each answered once. */
+static void *hammer(void *arg)
+{
+	int *failures = arg;
+	for (int i = 0; i < 200; i++) {
+		struct waiter w;
+		waiter_init(&w);
+		uint8_t n = (uint8_t)(i % 60);
+		if (sb_router_request(R, "math.double", &n, 1, 0, on_reply, &w) != 0 ||
+		    !wait_final(&w) || w.calls != 1 || w.first_byte[0] != n * 2)
+			(*failures)++;
+		pthread_mutex_destroy(&w.lock);
+		pthread_cond_destroy(&w.cond);
+	}
+	return NULL;
+}
+
+static void test_requests_from_many_threads(void)
+{
+	pthread_t t[4];
+	int failures[4] = {0};
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, hammer, &failures[i]);
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		CHECK_INT(failures[i], 0);
+	}
+}
+
+static void test_stop_answers_what_is_open(void)
+{
+	struct peer *svc = peer_hello(PORT, "never-answers", "service");
+	peer_register(svc, "job.long", 1);
+	struct waiter w;
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "job.long", NULL, 0, 0, on_reply, &w), 0);
+	peer_expect(svc, SB_REQUEST);
+	sb_router_stop(R, 50);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.calls, 1);
+	CHECK_INT(w.err[0], SB_EDRAINING);
+	CHECK_INT(sb_router_request(R, "job.long", NULL, 0, 0, on_reply, &w), SB_EDRAINING);
+	CHECK_INT(sb_router_send(R, "job.long", NULL, 0), SB_EDRAINING);
+	peer_close(svc);
+	sb_router_free(R);
+}
+
+int main(void)
+{
+	struct sb_router_config cfg;
+	int err;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = 2;
+	cfg.log_level = 0;
+	R = sb_router_new(&cfg, &err);
+	CHECK(R != NULL);
+	CHECK_INT(sb_router_handle(R, "math.double", 0, math_double, NULL), 0);
+	CHECK_INT(sb_router_handle(R, "count.to", 0, count_to, NULL), 0);
+	CHECK_INT(sb_router_handle(R, "forgetful", 0, forgetful, NULL), 0);
+	CHECK_INT(sb_router_handle(R, "audit.log", 0, audit, NULL), 0);
+	CHECK_INT(sb_router_handle(R, "$sb.routes", 0, audit, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_handle(R, "bad name", 0, audit, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_start(R), 0);
+	PORT = sb_router_port(R);
+
+	RUN(test_network_client_calls_an_in_process_handler);
+	RUN(test_in_process_stream_reaches_a_network_client_in_order);
+	RUN(test_handler_that_forgets_to_answer);
+	RUN(test_network_send_reaches_an_in_process_handler);
+	RUN(test_program_requests_a_network_service);
+	RUN(test_program_requests_an_in_process_handler);
+	RUN(test_program_request_errors);
+	RUN(test_program_sends_to_a_network_service);
+	RUN(test_requests_from_many_threads);
+	RUN(test_stop_answers_what_is_open);
+	return TEST_EXIT();
+}
