@@ -159,7 +159,7 @@ static void test_network_send_reaches_an_in_process_handler(void)
 	struct sb_msg ping = {.kind = SB_PING, .id = 9};
 	peer_send(cli, &ping);
 	peer_expect(cli, SB_PONG);
-	for (int i = 0; i < 500 && atomic_load(&audit_sends) == 0; i++) {
+	for (int i = 0; i < 5000 && atomic_load(&audit_sends) == 0; i++) {
 		struct timespec ts = {0, 1000000};
 		nanosleep(&ts, NULL);
 	}

@@ -526,9 +526,10 @@ static void test_slow_requester_slows_the_stream(void)
 	pthread_t t;
 	pthread_create(&t, NULL, stream_chunks, &st);
 
-	/* Wait until the handler is stuck: the router has stopped reading it. */
+	/* Wait until the handler is stuck: the router paused it and it has made
+	 * no progress for 0.5 s (a busy machine may just be slow: 20 s at most). */
 	int last = -1, still = 0;
-	while (still < 5) {
+	for (int tick = 0; tick < 200 && (still < 5 || stats().pauses == 0); tick++) {
 		struct timespec ts = {0, 100 * 1000000};
 		nanosleep(&ts, NULL);
 		int now = atomic_load(&st.written);
