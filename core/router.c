@@ -236,7 +236,7 @@ int sb_router_start(struct sb_router *r)
 	if (rc != 0)
 		sb_router_stop(r, 0);
 	else
-		sb__log(r, 1, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
+		sb__log(r, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
 	return rc;
 }
 
@@ -290,7 +290,7 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 		sb__shard_teardown(&r->shards[i]);
 	for (unsigned i = 0; i < r->nshards; i++)
 		sb__shard_destroy(&r->shards[i]);
-	sb__log(r, 1, "stopped");
+	sb__log(r, 2, "stopped");
 }
 
 void sb_router_free(struct sb_router *r)
