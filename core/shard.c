@@ -102,6 +102,7 @@ static void arm_accept(struct sb__shard *sh)
 	struct io_uring_sqe *sqe = sqe_get(sh);
 	io_uring_prep_multishot_accept(sqe, sh->lfd, NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT);
+	sh->accept_armed = 1;
 }
 
 static void arm_wake(struct sb__shard *sh)
@@ -1277,8 +1278,11 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 	case TAG_ACCEPT:
 		if (cqe->res >= 0)
 			on_accept(sh, cqe->res);
-		if (!(cqe->flags & IORING_CQE_F_MORE) && !sh->draining)
-			arm_accept(sh);
+		if (!(cqe->flags & IORING_CQE_F_MORE)) {
+			sh->accept_armed = 0;
+			if (!sh->draining)
+				arm_accept(sh);
+		}
 		break;
 	case TAG_RECV:
 		c = sb__reqtab_get(&sh->conns, ep);
@@ -1321,7 +1325,12 @@ static void begin_drain(struct sb__shard *sh)
 {
 	sh->draining = 1;
 	sh->drain_deadline = sh->now + sh->r->drain_ms;
-	close(sh->lfd); /* the multishot accept ends with it */
+	/* The multishot accept holds the listening socket until it ends; cancel
+	 * it and wait for that, or the port stays bound after we return. */
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_cancel64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+	close(sh->lfd);
 	sh->lfd = -1;
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
 		next = l->next; /* send_msg() may drop a slow consumer */
@@ -1363,7 +1372,7 @@ static int drain_step(struct sb__shard *sh)
 		else
 			c->doomed = 1;
 	}
-	return sh->conn_list.next == &sh->conn_list;
+	return sh->conn_list.next == &sh->conn_list && !sh->accept_armed;
 }
 
 static int setup(struct sb__shard *sh)
@@ -1532,6 +1541,9 @@ void *sb__shard_main(void *arg)
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 
+		/* The clock before the events: a request that woke an idle shard
+		 * must not have its timeout shortened by the time it slept. */
+		sh->now = now_ms();
 		io_uring_for_each_cqe(&sh->ring, head, cqe)
 		{
 			on_cqe(sh, cqe);

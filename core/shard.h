@@ -151,6 +151,7 @@ struct sb__shard {
 	uint32_t ndirty, dirty_cap;
 	struct sb__backlog backlog[SB__MAX_SHARDS]; /* per target shard */
 	uint8_t wake[SB__MAX_SHARDS]; /* target shards to wake at the end of the turn */
+	int accept_armed;             /* the multishot accept is outstanding */
 	int need_rearm;               /* some connection waits for receive buffers */
 	uint64_t now;                 /* ms, monotonic, read once per loop turn */
 	int draining;                 /* stop requested: no new connections or requests */

@@ -225,6 +225,33 @@ static void test_timeout_then_late_reply(void)
 	peer_close(cli);
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A timeout never fires early, even for the request that wakes a shard
+ * after a long idle spell (the shard's clock was once stale by its sleep). */
+static void test_timeout_after_idle_is_not_early(void)
+{
+	struct peer *slow = peer_hello(PORT, "slow-2", "service");
+	struct peer *cli = peer_hello(PORT, "ui-4b", "client");
+	peer_register(slow, "report.idle", 1);
+	struct timespec idle = {1, 0};
+	nanosleep(&idle, NULL);
+
+	uint64_t t0 = mono_ms();
+	peer_request(cli, "report.idle", 22, 500, NULL, 0);
+	peer_expect(slow, SB_REQUEST);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->code == (uint32_t)-SB_ETIMEOUT);
+	CHECK(mono_ms() - t0 >= 500);
+	peer_close(slow);
+	peer_close(cli);
+}
+
 static void test_no_handler(void)
 {
 	struct peer *cli = peer_hello(PORT, "ui-5", "client");
@@ -643,6 +670,13 @@ static void test_busy_port_is_reported(void)
 	sb_router_free(b);
 	sb_router_stop(a, 0);
 	sb_router_free(a);
+
+	/* Once a router is stopped its port is free at once: a restart on
+	 * the same port needs no retries. */
+	cfg.bind_retries = 0;
+	b = sb_router_new(&cfg, &err);
+	CHECK(b != NULL);
+	sb_router_free(b);
 }
 
 int main(void)
@@ -655,6 +689,7 @@ int main(void)
 	RUN(test_stream_of_1000_chunks_in_order);
 	RUN(test_cancel_mid_stream);
 	RUN(test_timeout_then_late_reply);
+	RUN(test_timeout_after_idle_is_not_early);
 	RUN(test_no_handler);
 	RUN(test_handler_killed_mid_stream);
 	RUN(test_two_handlers_share_and_fail_over);
