@@ -1,0 +1,1654 @@
+/* The client library: one connection to a router driven from the caller's
+ * event loop, with requests, handlers, local deadlines and reconnects. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <switchboard/client.h>
+#include <switchboard/proto.h>
+
+#include "idmap.h"
+#include "timer.h"
+
+#define IN_SIZE           (64u << 10)  /* bytes per recv() */
+#define OUT_INIT          4096u        /* output buffer to start with */
+#define OUT_KEEP          (256u << 10) /* a drained output buffer bigger than this is shrunk */
+#define READS_PER_TURN    16           /* recv() calls per turn, so the caller's loop turns too */
+#define GRACE_MS          1000u        /* local deadline: the request's timeout plus this */
+#define ROUTER_TIMEOUT_MS 30000u       /* the router's default timeout (docs/architecture.md) */
+#define HANDSHAKE_MS      5000u        /* connect, WELCOME and ACKs, or the attempt is abandoned */
+#define DRAIN_GRACE_MS    2000u        /* after GOODBYE's deadline, close if the router has not */
+#define SPARE_MAX         1024u        /* finished requests and calls kept for reuse */
+#define CTL_BIT           (1ull << 63) /* ids of REGISTER/UNREGISTER; requests count up below */
+
+/* HELLO's payload: {"lib": "sb-c 0.1"}. */
+static const uint8_t HELLO_INFO[] = {0x81, 0xa3, 'l', 'i', 'b', 0xa8, 's',
+				     'b',  '-',  'c', ' ', '0', '.',  '1'};
+
+/* Intrusive doubly-linked list; an unlinked node points at itself. */
+struct link {
+	struct link *prev, *next;
+};
+
+#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+enum conn_state {
+	C_WAIT,       /* no socket: waiting for retry_at to connect */
+	C_CONNECTING, /* non-blocking connect() under way */
+	C_HELLO,      /* HELLO queued or sent, waiting for WELCOME */
+	C_REGISTER,   /* WELCOME received, waiting for the registrations' ACKs */
+	C_READY,      /* online */
+	C_DRAINING,   /* the router said GOODBYE: no new requests until it closes */
+	C_DEAD,       /* gave up for good (dead_err says why), or being freed */
+};
+
+/* An open request. */
+struct req {
+	struct sb__timer timer; /* the local deadline */
+	struct link link;       /* on c->open (oldest first), or on c->spare_reqs */
+	struct sb_client *c;    /* for the timer callback */
+	uint64_t id;            /* ours; replies carry it */
+	sb_reply_fn fn;
+	void *ud;
+	int cancelling; /* sb_cancel() was called: the terminal event is SB_ECANCELLED */
+};
+
+struct sb_call {
+	struct link link; /* c->live while the router may cancel it, else c->orphans;
+			     c->spare_calls once free */
+	struct sb_client *c;
+	uint64_t rid;  /* the router's id for the request; replies carry it */
+	uint32_t from; /* sender's peer id */
+	uint8_t is_request;
+	uint8_t busy;       /* its handler or on_cancel is running: not freed meanwhile */
+	uint8_t finished;   /* the final reply was sent (or attempted, once dead) */
+	uint8_t mapped;     /* in c->calls, so a CANCEL can find it */
+	uint8_t cancel_ran; /* on_cancel has been called */
+	int dead;           /* 0, SB_ECANCELLED or SB_EOFFLINE: no reply can reach the requester */
+	void (*on_cancel)(struct sb_call *, void *);
+	void *cancel_ud;
+	const uint8_t *payload; /* during the handler callback only, else NULL */
+	uint32_t len;
+	char name[SB_NAME_MAX + 1];
+};
+
+struct handler {
+	char *name;     /* NULL: the catch-all */
+	uint32_t len;   /* strlen(name) */
+	unsigned flags; /* SB_REGISTER_INTERNAL */
+	sb_handler_fn fn;
+	void *ud;
+	uint64_t reg_id; /* the REGISTER awaiting its ACK on this connection, else 0 */
+};
+
+union addr {
+	struct sockaddr sa;
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+	struct sockaddr_storage ss;
+};
+
+struct sb_client {
+	struct sb_client_config cfg; /* its strings point at the copies below */
+	char *host, *name, *role;
+	int service; /* role "service" */
+	enum conn_state st;
+	int fd;                     /* the socket; -1 in C_WAIT and C_DEAD */
+	int wake_fd;                /* eventfd that lets sb_client_stop() interrupt a poll */
+	atomic_int stop;            /* sb_client_stop() was called; sb_client_run() consumes it */
+	int dead_err;               /* why we gave up, in C_DEAD */
+	int in_cb;                  /* user callbacks running (they may not process or free) */
+	uint64_t conn_gen;          /* changes with every connection: dispatch stops when it does */
+	int ever_online;            /* ONLINE was reported once: later ones are RECONNECTED */
+	int online_reported;        /* ONLINE/RECONNECTED reported for this connection */
+	unsigned attempt;           /* failed attempts since last online: the backoff exponent */
+	uint64_t retry_at;          /* C_WAIT: when to connect */
+	uint64_t hs_deadline;       /* C_CONNECTING .. C_REGISTER: when to abandon the attempt */
+	uint64_t drain_at;          /* C_DRAINING: when to stop waiting for the router's close */
+	uint64_t rng;               /* xorshift state for the reconnect jitter */
+	char peer[SB_PEER_MAX + 1]; /* our name from WELCOME; "" before the first */
+	uint32_t peer_id;           /* from WELCOME */
+	uint32_t max_frame;         /* the router's body limit, from WELCOME */
+	struct sb_splitter *sp;     /* cuts received bytes into frames */
+	uint8_t *in;                /* IN_SIZE bytes for recv() */
+	uint8_t *out;               /* queued frames; [out_off, out_len) is still to write */
+	size_t out_off, out_len, out_cap;
+	uint64_t next_id;      /* next request id */
+	uint64_t next_ctl;     /* next REGISTER/UNREGISTER id, before CTL_BIT is set */
+	struct sb__idmap reqs; /* request id -> struct req * */
+	struct link open;      /* open requests, oldest first */
+	struct link spare_reqs;
+	unsigned nspare_reqs;
+	struct sb__wheel wheel; /* local request deadlines */
+	struct sb__idmap calls; /* router id -> struct sb_call *, for CANCEL */
+	struct link live;       /* calls the router may still cancel */
+	struct link orphans;    /* cancelled or lost calls a handler has yet to finish */
+	struct link spare_calls;
+	unsigned nspare_calls;
+	struct sb_call send_call; /* reused for every SEND: valid during its callback only */
+	struct handler *h;        /* registrations, in no particular order */
+	unsigned nh, h_cap;
+	char text[SB_TEXT_MAX + 1]; /* an outcome or error text, NUL-terminated for a callback */
+};
+
+static void drop(struct sb_client *c, int why);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void link_init(struct link *l)
+{
+	l->prev = l->next = l;
+}
+
+static void link_add_tail(struct link *head, struct link *l)
+{
+	l->prev = head->prev;
+	l->next = head;
+	head->prev->next = l;
+	head->prev = l;
+}
+
+static void link_del(struct link *l)
+{
+	l->prev->next = l->next;
+	l->next->prev = l->prev;
+	link_init(l);
+}
+
+static int link_empty(const struct link *head)
+{
+	return head->next == head;
+}
+
+static struct sb_view view_of(const char *s)
+{
+	struct sb_view v = {(const uint8_t *)s, s != NULL ? (uint32_t)strlen(s) : 0};
+	return v;
+}
+
+/* A view as a C string for a callback. An empty error text becomes the
+ * code's standard text, so an error never reaches a program without words. */
+static const char *set_text(struct sb_client *c, struct sb_view v, int err)
+{
+	uint32_t n = v.len < SB_TEXT_MAX ? v.len : SB_TEXT_MAX;
+
+	if (n == 0 && err != 0)
+		return sb_strerror(err);
+	if (n > 0)
+		memcpy(c->text, v.ptr, n);
+	c->text[n] = 0;
+	return c->text;
+}
+
+/* An outgoing payload must be one MessagePack value: a malformed one would
+ * be refused by the receiving peer's library, far from the bug. */
+static int payload_view(const void *p, size_t len, struct sb_view *v)
+{
+	v->ptr = NULL;
+	v->len = 0;
+	if (p == NULL)
+		return len == 0 ? 0 : SB_EINVAL;
+	if (len == 0)
+		return 0;
+	if (len > SB_FRAME_MAX_LIMIT)
+		return SB_ETOOLARGE;
+	if (sb_payload_check(p, len) != 0)
+		return SB_EINVAL;
+	v->ptr = p;
+	v->len = (uint32_t)len;
+	return 0;
+}
+
+/* xorshift64: the jitter needs spread, not secrecy. */
+static uint64_t rnd(struct sb_client *c)
+{
+	uint64_t x = c->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	c->rng = x;
+	return x;
+}
+
+/* Full jitter: uniform between the minimum and a ceiling that starts at
+ * twice the minimum and doubles per failed attempt up to the maximum, so
+ * clients cut off by one router restart do not all come back in the same
+ * millisecond, not even the first time. */
+static uint64_t backoff(struct sb_client *c)
+{
+	uint64_t lo = c->cfg.reconnect_min_ms, hi = lo;
+
+	for (unsigned i = 0; i <= c->attempt && hi < c->cfg.reconnect_max_ms; i++)
+		hi *= 2;
+	if (hi > c->cfg.reconnect_max_ms)
+		hi = c->cfg.reconnect_max_ms;
+	if (c->attempt < 64)
+		c->attempt++;
+	return lo + rnd(c) % (hi - lo + 1);
+}
+
+static void report(struct sb_client *c, enum sb_client_state s, int err)
+{
+	if (c->cfg.on_state == NULL)
+		return;
+	c->in_cb++;
+	c->cfg.on_state(c, s, err, c->cfg.ud);
+	c->in_cb--;
+}
+
+/* The connection has its WELCOME: frames other than HELLO may go out. */
+static int welcomed(const struct sb_client *c)
+{
+	return c->st == C_REGISTER || c->st == C_READY || c->st == C_DRAINING;
+}
+
+static int handshaking(const struct sb_client *c)
+{
+	return c->st == C_CONNECTING || c->st == C_HELLO || c->st == C_REGISTER;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static int out_reserve(struct sb_client *c, size_t n)
+{
+	size_t cap = c->out_cap;
+	uint8_t *p;
+
+	if (c->out_cap - c->out_len >= n)
+		return 0;
+	if (c->out_off > 0) { /* slide what is left to the front before growing */
+		memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+		c->out_len -= c->out_off;
+		c->out_off = 0;
+		if (c->out_cap - c->out_len >= n)
+			return 0;
+	}
+	while (cap - c->out_len < n)
+		cap *= 2;
+	if ((p = realloc(c->out, cap)) == NULL)
+		return SB_ENOMEM;
+	c->out = p;
+	c->out_cap = cap;
+	return 0;
+}
+
+/* Encodes m at the end of the output, to go with the next write. With
+ * force the out_max bound does not apply: final replies, CANCEL, PONG and
+ * registrations are small, and dropping one would leave the other side
+ * waiting for good. */
+static int queue_msg(struct sb_client *c, const struct sb_msg *m, int force)
+{
+	long n = sb_encode(m, c->out + c->out_len, c->out_cap - c->out_len);
+	int grow = n == SB_ENOSPC;
+
+	if (grow) /* the common case encodes once, this one twice */
+		n = sb_encoded_size(m);
+	if (n < 0)
+		return n == SB_ETOOLARGE ? SB_ETOOLARGE : SB_EINVAL;
+	/* The router closes a connection that sends a frame over its limit. */
+	if ((size_t)n - SB_PREFIX_LEN > c->max_frame)
+		return SB_ETOOLARGE;
+	if (!force && c->out_len - c->out_off + (size_t)n > c->cfg.out_max)
+		return SB_EOVERLOADED;
+	if (grow) {
+		if (out_reserve(c, (size_t)n) != 0)
+			return SB_ENOMEM;
+		sb_encode(m, c->out + c->out_len, c->out_cap - c->out_len);
+	}
+	c->out_len += (size_t)n;
+	return 0;
+}
+
+/* Writes what the socket takes without blocking. @return 0 or SB_ESYS */
+static int write_out(struct sb_client *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return SB_ESYS;
+	}
+	c->out_off = c->out_len = 0;
+	if (c->out_cap > OUT_KEEP) { /* one burst must not pin its memory for good */
+		uint8_t *p = realloc(c->out, OUT_INIT);
+		if (p != NULL) {
+			c->out = p;
+			c->out_cap = OUT_INIT;
+		}
+	}
+	return 0;
+}
+
+static void queue_cancel(struct sb_client *c, uint64_t id)
+{
+	struct sb_msg m = {.kind = SB_CANCEL, .id = id};
+	if (c->st == C_READY || c->st == C_DRAINING)
+		queue_msg(c, &m, 1);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void on_deadline(struct sb__timer *t);
+
+static struct req *req_get(struct sb_client *c)
+{
+	struct req *r;
+
+	if (!link_empty(&c->spare_reqs)) {
+		r = CONTAINER(c->spare_reqs.next, struct req, link);
+		link_del(&r->link);
+		c->nspare_reqs--;
+		return r;
+	}
+	if ((r = calloc(1, sizeof *r)) == NULL)
+		return NULL;
+	sb__timer_init(&r->timer, on_deadline);
+	link_init(&r->link);
+	return r;
+}
+
+static void req_put(struct sb_client *c, struct req *r)
+{
+	if (c->nspare_reqs < SPARE_MAX) {
+		link_add_tail(&c->spare_reqs, &r->link);
+		c->nspare_reqs++;
+	} else
+		free(r);
+}
+
+static struct req *req_find(struct sb_client *c, uint64_t id)
+{
+	/* 0 and control ids are never requests (and idmap keys 0 are empty slots). */
+	if (id == 0 || (id & CTL_BIT))
+		return NULL;
+	return (struct req *)(uintptr_t)sb__idmap_get(&c->reqs, id);
+}
+
+/* The terminal event of a request. The request leaves the table before its
+ * callback runs, so nothing the callback does (cancel it, time out, lose
+ * the connection) can reach it a second time. */
+static void req_end(struct sb_client *c, struct req *r, int err, const char *text,
+		    const void *payload, size_t len)
+{
+	sb_reply_fn fn = r->fn;
+	void *ud = r->ud;
+	uint64_t id = r->id;
+
+	if (r->cancelling) { /* sb_cancel() promised SB_ECANCELLED, whatever crossed it */
+		err = SB_ECANCELLED;
+		text = "cancelled by this client";
+		payload = NULL;
+		len = 0;
+	}
+	sb__timer_disarm(&r->timer);
+	sb__idmap_del(&c->reqs, id);
+	link_del(&r->link);
+	req_put(c, r);
+	c->in_cb++;
+	fn(c, id, err, text, payload, len, 0, ud);
+	c->in_cb--;
+}
+
+static void on_deadline(struct sb__timer *t)
+{
+	struct req *r = CONTAINER(t, struct req, timer);
+	struct sb_client *c = r->c;
+
+	queue_cancel(c, r->id); /* the router, if it still has it, frees it and its handler */
+	req_end(c, r, SB_ETIMEOUT, "no answer from the router within the timeout plus 1 s", NULL,
+		0);
+}
+
+/* Takes the head each time: a callback may end other requests meanwhile. */
+static void fail_requests(struct sb_client *c, int err, const char *text)
+{
+	while (!link_empty(&c->open))
+		req_end(c, CONTAINER(c->open.next, struct req, link), err, text, NULL, 0);
+}
+
+/* ---- calls (handler side) ----------------------------------------------- */
+
+static struct sb_call *call_get(struct sb_client *c)
+{
+	struct sb_call *k;
+
+	if (!link_empty(&c->spare_calls)) {
+		k = CONTAINER(c->spare_calls.next, struct sb_call, link);
+		link_del(&k->link);
+		c->nspare_calls--;
+		return k;
+	}
+	if ((k = malloc(sizeof *k)) == NULL)
+		return NULL;
+	link_init(&k->link);
+	return k;
+}
+
+static void call_fill(struct sb_client *c, struct sb_call *k, const struct sb_msg *m)
+{
+	k->c = c;
+	k->rid = m->kind == SB_REQUEST ? m->id : 0;
+	k->from = m->from;
+	k->is_request = m->kind == SB_REQUEST;
+	k->busy = k->finished = k->mapped = k->cancel_ran = 0;
+	k->dead = 0;
+	k->on_cancel = NULL;
+	k->cancel_ud = NULL;
+	k->payload = m->payload.ptr;
+	k->len = m->payload.len;
+	memcpy(k->name, m->name.ptr, m->name.len);
+	k->name[m->name.len] = 0;
+}
+
+/* The only place a call is freed (or kept for reuse). */
+static void call_release(struct sb_client *c, struct sb_call *k)
+{
+	if (k->mapped) {
+		sb__idmap_del(&c->calls, k->rid);
+		k->mapped = 0;
+	}
+	link_del(&k->link);
+	if (c->nspare_calls < SPARE_MAX) {
+		link_add_tail(&c->spare_calls, &k->link);
+		c->nspare_calls++;
+	} else
+		free(k);
+}
+
+/* Frees k once nobody can use it any more: its final reply went out, or it
+ * died and its on_cancel (the handler's cue to forget it) has run. */
+static void call_settle(struct sb_client *c, struct sb_call *k)
+{
+	if (k->busy)
+		return;
+	if (k->finished || (k->dead && k->cancel_ran))
+		call_release(c, k);
+}
+
+static void call_run_cancel(struct sb_client *c, struct sb_call *k)
+{
+	k->cancel_ran = 1;
+	k->busy++;
+	c->in_cb++;
+	k->on_cancel(k, k->cancel_ud);
+	c->in_cb--;
+	k->busy--;
+}
+
+/* No reply to k can reach its requester any more. */
+static void call_kill(struct sb_client *c, struct sb_call *k, int why)
+{
+	k->dead = why;
+	if (k->mapped) {
+		sb__idmap_del(&c->calls, k->rid);
+		k->mapped = 0;
+	}
+	link_del(&k->link);
+	link_add_tail(&c->orphans, &k->link);
+	if (k->on_cancel != NULL && !k->cancel_ran && !k->finished)
+		call_run_cancel(c, k);
+	call_settle(c, k);
+}
+
+static void kill_calls(struct sb_client *c, int why)
+{
+	while (!link_empty(&c->live))
+		call_kill(c, CONTAINER(c->live.next, struct sb_call, link), why);
+}
+
+/* Answers a request we cannot hand to a handler. */
+static void answer_error(struct sb_client *c, uint64_t rid, int err, const char *text)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .id = rid, .code = (uint32_t)-err};
+	m.text = view_of(text);
+	queue_msg(c, &m, 1);
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+/* A linear scan: a service registers a handful of names, and comparing a
+ * few lengths costs less than hashing the name. A service with hundreds of
+ * names would want a hash table here. */
+static struct handler *handler_find(struct sb_client *c, struct sb_view name)
+{
+	struct handler *any = NULL;
+
+	for (unsigned i = 0; i < c->nh; i++) {
+		struct handler *h = &c->h[i];
+		if (h->name == NULL)
+			any = h;
+		else if (name.ptr != NULL && h->len == name.len &&
+			 memcmp(h->name, name.ptr, name.len) == 0)
+			return h;
+	}
+	return any;
+}
+
+/* The registration of exactly this name (NULL: the catch-all), or -1. */
+static int handler_index(const struct sb_client *c, const char *name)
+{
+	for (unsigned i = 0; i < c->nh; i++) {
+		const char *n = c->h[i].name;
+		if ((n == NULL && name == NULL) ||
+		    (n != NULL && name != NULL && strcmp(n, name) == 0))
+			return (int)i;
+	}
+	return -1;
+}
+
+static void handler_remove(struct sb_client *c, unsigned i)
+{
+	free(c->h[i].name);
+	c->h[i] = c->h[--c->nh];
+}
+
+static int send_register(struct sb_client *c, struct handler *h)
+{
+	struct sb_msg m = {.kind = SB_REGISTER, .id = c->next_ctl++ | CTL_BIT};
+	int rc;
+
+	m.flags = (uint8_t)(h->flags & SB_REGISTER_INTERNAL ? SB_F_INTERNAL : 0);
+	m.name = view_of(h->name);
+	if ((rc = queue_msg(c, &m, 1)) == 0)
+		h->reg_id = m.id;
+	return rc;
+}
+
+/* ONLINE (or RECONNECTED) once the WELCOME is in and no registration is
+ * waiting for its ACK: a request that finds us online can reach every
+ * handler we have. */
+static void maybe_online(struct sb_client *c)
+{
+	if (c->st != C_REGISTER)
+		return;
+	for (unsigned i = 0; i < c->nh; i++)
+		if (c->h[i].reg_id != 0)
+			return;
+	c->st = C_READY;
+	c->attempt = 0;
+	c->online_reported = 1;
+	int again = c->ever_online;
+	c->ever_online = 1;
+	report(c, again ? SB_CLIENT_RECONNECTED : SB_CLIENT_ONLINE, 0);
+}
+
+/* ---- frames in ---------------------------------------------------------- */
+
+static void give_up(struct sb_client *c, int err)
+{
+	c->dead_err = err;
+	drop(c, err);
+}
+
+static void on_welcome(struct sb_client *c, const struct sb_msg *m)
+{
+	struct sb_splitter *sp = NULL;
+
+	if (c->st != C_HELLO) {
+		drop(c, SB_EBADFRAME);
+		return;
+	}
+	memcpy(c->peer, m->peer.ptr, m->peer.len);
+	c->peer[m->peer.len] = 0;
+	c->peer_id = m->peer_id;
+	c->max_frame = m->max_frame;
+	if (c->max_frame < SB_BODY_MIN || c->max_frame > SB_FRAME_MAX_LIMIT)
+		c->max_frame = SB_FRAME_MAX_DEFAULT;
+	/* Replies others send us can be as large as the router allows. */
+	if (c->max_frame != SB_FRAME_MAX_DEFAULT && (sp = sb_splitter_new(c->max_frame)) == NULL) {
+		drop(c, SB_ENOMEM);
+		return;
+	}
+	c->st = C_REGISTER;
+	for (unsigned i = 0; i < c->nh; i++)
+		if (send_register(c, &c->h[i]) != 0) {
+			sb_splitter_free(sp);
+			drop(c, SB_ENOMEM);
+			return;
+		}
+	/* Swapped last: this WELCOME may lie in the old splitter's buffer, and
+	 * what follows it in the read is still in c->in, not in the splitter. */
+	if (sp != NULL) {
+		sb_splitter_free(c->sp);
+		c->sp = sp;
+	}
+}
+
+static void on_ack(struct sb_client *c, uint64_t id)
+{
+	for (unsigned i = 0; i < c->nh && (id & CTL_BIT); i++)
+		if (c->h[i].reg_id == id)
+			c->h[i].reg_id = 0;
+}
+
+/* The router refused a REGISTER or UNREGISTER. */
+static void on_ctl_error(struct sb_client *c, uint64_t id, int err)
+{
+	for (unsigned i = 0; i < c->nh; i++)
+		if (c->h[i].reg_id == id) {
+			handler_remove(c, i); /* not registered: never re-registered either */
+			break;
+		}
+	report(c, SB_CLIENT_ERROR, err);
+}
+
+static void on_message(struct sb_client *c, const struct sb_msg *m)
+{
+	struct handler *h = handler_find(c, m->name);
+	struct sb_call *k;
+
+	if (h == NULL) {
+		if (m->kind == SB_REQUEST)
+			answer_error(c, m->id, SB_ENOHANDLER,
+				     "no handler for this name on this peer");
+		return;
+	}
+	sb_handler_fn fn = h->fn; /* the handler may unregister itself */
+	void *ud = h->ud;
+	if (m->kind == SB_SEND) {
+		k = &c->send_call;
+		call_fill(c, k, m);
+		c->in_cb++;
+		fn(c, k, ud);
+		c->in_cb--;
+		k->payload = NULL;
+		k->len = 0;
+		return;
+	}
+	if ((k = call_get(c)) == NULL) {
+		answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
+		return;
+	}
+	call_fill(c, k, m);
+	link_add_tail(&c->live, &k->link);
+	if (sb__idmap_put(&c->calls, k->rid, (uintptr_t)k) != 0) {
+		call_release(c, k);
+		answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
+		return;
+	}
+	k->mapped = 1;
+	k->busy++;
+	c->in_cb++;
+	fn(c, k, ud);
+	c->in_cb--;
+	k->busy--;
+	k->payload = NULL; /* it lives in the receive buffer, reused by the next frame */
+	k->len = 0;
+	call_settle(c, k);
+}
+
+static void on_reply(struct sb_client *c, const struct sb_msg *m)
+{
+	struct req *r = req_find(c, m->id);
+
+	if (r == NULL) /* already ended, locally (deadline, cancel) or before */
+		return;
+	const char *outcome = set_text(c, m->outcome, 0);
+	if (!(m->flags & SB_F_MORE)) {
+		req_end(c, r, 0, outcome, m->payload.ptr, m->payload.len);
+		return;
+	}
+	if (r->cancelling)
+		return;
+	int more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK : SB_MORE_PROGRESS;
+	c->in_cb++;
+	r->fn(c, r->id, 0, outcome, m->payload.ptr, m->payload.len, more, r->ud);
+	c->in_cb--;
+}
+
+static void on_error(struct sb_client *c, const struct sb_msg *m)
+{
+	int err = -(int)m->code;
+	struct req *r;
+
+	if (m->id == 0) { /* about the connection */
+		report(c, SB_CLIENT_ERROR, err);
+		if (!(m->flags & SB_F_FATAL))
+			return;
+		/* Retrying would be refused the same way, forever. */
+		if (err == SB_EDUPNAME || err == SB_EUNAUTHORIZED)
+			give_up(c, err);
+		else
+			drop(c, err);
+		return;
+	}
+	if (m->id & CTL_BIT) {
+		on_ctl_error(c, m->id, err);
+		return;
+	}
+	/* With MORE it is one peer's part of a broadcast, which this client
+	 * never asks for; it must not pass for the terminal event. */
+	if ((m->flags & SB_F_MORE) || (r = req_find(c, m->id)) == NULL)
+		return;
+	req_end(c, r, err, set_text(c, m->text, err), m->payload.ptr, m->payload.len);
+}
+
+static void on_cancel_frame(struct sb_client *c, uint64_t rid)
+{
+	struct sb_call *k =
+		rid != 0 ? (struct sb_call *)(uintptr_t)sb__idmap_get(&c->calls, rid) : NULL;
+	if (k != NULL)
+		call_kill(c, k, SB_ECANCELLED);
+}
+
+/* A frame the decoder refused. A broken header means the byte stream
+ * cannot be trusted: the connection goes. A broken payload spoils only its
+ * own message (the router forwards payloads unchecked), so that message
+ * fails and the connection stays. */
+static void on_bad_frame(struct sb_client *c, const uint8_t *f, uint32_t len, int rc,
+			 const struct sb_fault_info *fi)
+{
+	struct sb_msg m;
+	struct req *r;
+
+	if (rc == SB_EUNSUPPORTED) /* a kind from a newer router: not for us */
+		return;
+	if (fi->fault != SB_FAULT_PAYLOAD || sb_decode(f, len, 0, &m, NULL) != 0) {
+		drop(c, rc);
+		return;
+	}
+	if (m.kind == SB_REQUEST) {
+		answer_error(c, m.id, SB_EBADFRAME, "the payload is not one MessagePack value");
+		return;
+	}
+	if ((m.kind != SB_REPLY && m.kind != SB_ERROR) || (r = req_find(c, m.id)) == NULL)
+		return;
+	if (m.flags & SB_F_MORE) /* the stream goes on at the router: stop it */
+		queue_cancel(c, m.id);
+	req_end(c, r, SB_EBADFRAME, "a reply's payload is not one MessagePack value", NULL, 0);
+}
+
+static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
+{
+	struct sb_msg m;
+	struct sb_fault_info fi;
+	int rc = sb_decode(f, len, SB_DECODE_PAYLOAD, &m, &fi);
+
+	if (rc != 0) {
+		on_bad_frame(c, f, len, rc, &fi);
+		return;
+	}
+	if (c->st == C_HELLO && m.kind != SB_WELCOME && m.kind != SB_ERROR &&
+	    m.kind != SB_CHALLENGE && m.kind != SB_PING && m.kind != SB_GOODBYE) {
+		drop(c, SB_EBADFRAME);
+		return;
+	}
+	switch (m.kind) {
+	case SB_WELCOME:
+		on_welcome(c, &m);
+		break;
+	case SB_CHALLENGE: /* this library has no shared secret to answer with */
+		report(c, SB_CLIENT_ERROR, SB_EUNAUTHORIZED);
+		give_up(c, SB_EUNAUTHORIZED);
+		break;
+	case SB_ACK:
+		on_ack(c, m.id);
+		break;
+	case SB_SEND:
+	case SB_REQUEST:
+		on_message(c, &m);
+		break;
+	case SB_REPLY:
+		on_reply(c, &m);
+		break;
+	case SB_ERROR:
+		on_error(c, &m);
+		break;
+	case SB_CANCEL:
+		on_cancel_frame(c, m.id);
+		break;
+	case SB_PING: {
+		struct sb_msg pong = {.kind = SB_PONG, .id = m.id};
+		queue_msg(c, &pong, 1);
+		break;
+	}
+	case SB_GOODBYE:
+		/* The router closes once its requests are done. Should that close
+		 * never come, we would refuse requests for good: close ourselves
+		 * a little after the deadline it announced. */
+		if (c->st == C_READY || c->st == C_REGISTER) {
+			c->st = C_DRAINING;
+			c->drain_at = now_ms() + m.deadline_ms + DRAIN_GRACE_MS;
+		}
+		break;
+	default: /* PRESENCE, PONG, and kinds only peers send */
+		break;
+	}
+}
+
+/* Cuts the bytes of one read into frames and dispatches them, until the
+ * bytes run out or a frame ends the connection. */
+static void feed(struct sb_client *c, const uint8_t *p, size_t left)
+{
+	uint64_t gen = c->conn_gen;
+
+	while (c->conn_gen == gen) {
+		struct sb_view f;
+		int rc = sb_splitter_next(c->sp, &p, &left, &f, NULL);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			drop(c, rc);
+			return;
+		}
+		on_frame(c, f.ptr, f.len);
+	}
+}
+
+static void read_in(struct sb_client *c)
+{
+	uint64_t gen = c->conn_gen;
+
+	for (int i = 0; i < READS_PER_TURN && c->conn_gen == gen; i++) {
+		ssize_t n = recv(c->fd, c->in, IN_SIZE, MSG_DONTWAIT);
+		if (n > 0) {
+			feed(c, c->in, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		/* A close after GOODBYE is the plan; any other is news. */
+		drop(c, n < 0 ? SB_ESYS : c->st == C_DRAINING ? 0 : SB_EOFFLINE);
+		return;
+	}
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+static int resolve(const struct sb_client *c, union addr *a, socklen_t *len)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+
+	memset(a, 0, sizeof *a);
+	if (inet_pton(AF_INET, c->host, &a->v4.sin_addr) == 1) {
+		a->v4.sin_family = AF_INET;
+		a->v4.sin_port = htons(c->cfg.port);
+		*len = sizeof a->v4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, c->host, &a->v6.sin6_addr) == 1) {
+		a->v6.sin6_family = AF_INET6;
+		a->v6.sin6_port = htons(c->cfg.port);
+		*len = sizeof a->v6;
+		return 0;
+	}
+	/* A host name: this may block on DNS (docs/client.md says so). */
+	if (getaddrinfo(c->host, NULL, &hints, &res) != 0)
+		return SB_ESYS;
+	int rc = SB_ESYS;
+	if (res->ai_addrlen <= sizeof *a &&
+	    (res->ai_family == AF_INET || res->ai_family == AF_INET6)) {
+		memcpy(a, res->ai_addr, res->ai_addrlen);
+		*len = res->ai_addrlen;
+		if (a->sa.sa_family == AF_INET)
+			a->v4.sin_port = htons(c->cfg.port);
+		else
+			a->v6.sin6_port = htons(c->cfg.port);
+		rc = 0;
+	}
+	freeaddrinfo(res);
+	return rc;
+}
+
+/* With nothing listening on a local port, connect() may pick that very port
+ * as its source and connect the socket to itself (TCP simultaneous open):
+ * we would then wait for our own WELCOME. */
+static int connected_to_self(int fd)
+{
+	union addr self, peer;
+	socklen_t a = sizeof self, b = sizeof peer;
+
+	if (getsockname(fd, &self.sa, &a) != 0 || getpeername(fd, &peer.sa, &b) != 0)
+		return 0;
+	if (self.sa.sa_family == AF_INET && peer.sa.sa_family == AF_INET)
+		return self.v4.sin_port == peer.v4.sin_port &&
+		       self.v4.sin_addr.s_addr == peer.v4.sin_addr.s_addr;
+	if (self.sa.sa_family == AF_INET6 && peer.sa.sa_family == AF_INET6)
+		return self.v6.sin6_port == peer.v6.sin6_port &&
+		       memcmp(&self.v6.sin6_addr, &peer.v6.sin6_addr, sizeof self.v6.sin6_addr) ==
+			       0;
+	return 0;
+}
+
+/* The socket is connected: say HELLO. */
+static void on_connected(struct sb_client *c)
+{
+	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
+	struct sb_splitter *sp;
+
+	if (connected_to_self(c->fd)) {
+		drop(c, SB_ESYS);
+		return;
+	}
+	/* A fresh splitter: the last connection may have died mid-frame. */
+	if ((sp = sb_splitter_new(0)) == NULL) {
+		drop(c, SB_ENOMEM);
+		return;
+	}
+	sb_splitter_free(c->sp);
+	c->sp = sp;
+	c->max_frame = SB_FRAME_MAX_DEFAULT;
+	m.peer = view_of(c->name);
+	m.role = view_of(c->role);
+	m.payload.ptr = HELLO_INFO;
+	m.payload.len = sizeof HELLO_INFO;
+	if (queue_msg(c, &m, 1) != 0) {
+		drop(c, SB_ENOMEM);
+		return;
+	}
+	c->st = C_HELLO;
+}
+
+static void start_connect(struct sb_client *c)
+{
+	union addr a;
+	socklen_t len;
+	int one = 1;
+
+	c->hs_deadline = now_ms() + HANDSHAKE_MS;
+	if (resolve(c, &a, &len) != 0)
+		goto retry;
+	c->fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		goto retry;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->conn_gen++;
+	if (connect(c->fd, &a.sa, len) == 0) {
+		on_connected(c);
+		return;
+	}
+	if (errno == EINPROGRESS) {
+		c->st = C_CONNECTING;
+		return;
+	}
+retry:
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->st = C_WAIT;
+	c->retry_at = now_ms() + backoff(c);
+}
+
+static void finish_connect(struct sb_client *c)
+{
+	int e = 0;
+	socklen_t len = sizeof e;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0 || e != 0) {
+		errno = e;
+		drop(c, SB_ESYS);
+		return;
+	}
+	on_connected(c);
+}
+
+/* Ends the connection: OFFLINE if we were online, every open request fails
+ * once, every call in progress is dropped, and unless we gave up for good
+ * a reconnect is scheduled. */
+static void drop(struct sb_client *c, int why)
+{
+	int was_online = c->online_reported;
+
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->conn_gen++;
+	c->out_off = c->out_len = 0;
+	c->peer_id = 0;
+	c->online_reported = 0;
+	for (unsigned i = 0; i < c->nh; i++)
+		c->h[i].reg_id = 0;
+	/* The splitter stays until the next connection: the frame being
+	 * dispatched when this runs may still live in its buffer. */
+	if (c->dead_err != 0)
+		c->st = C_DEAD;
+	else {
+		c->st = C_WAIT;
+		c->retry_at = now_ms() + backoff(c);
+	}
+	if (was_online)
+		report(c, SB_CLIENT_OFFLINE, why);
+	fail_requests(c, SB_EOFFLINE, "the connection to the router was lost");
+	kill_calls(c, SB_EOFFLINE);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void run_timers(struct sb_client *c)
+{
+	uint64_t now = now_ms();
+
+	if (c->st == C_WAIT && now >= c->retry_at)
+		start_connect(c);
+	else if (handshaking(c) && now >= c->hs_deadline)
+		drop(c, SB_ETIMEOUT);
+	else if (c->st == C_DRAINING && now >= c->drain_at)
+		drop(c, SB_ETIMEOUT);
+	sb__wheel_run(&c->wheel, now);
+}
+
+/* Milliseconds until run_timers() has work, -1 for never. */
+static int next_due(const struct sb_client *c)
+{
+	uint64_t now = now_ms(), w = sb__wheel_next(&c->wheel, now), at = UINT64_MAX;
+
+	if (c->st == C_WAIT)
+		at = c->retry_at;
+	else if (handshaking(c))
+		at = c->hs_deadline;
+	else if (c->st == C_DRAINING)
+		at = c->drain_at;
+	if (at != UINT64_MAX && (at <= now || at - now < w))
+		w = at > now ? at - now : 0;
+	if (w == UINT64_MAX)
+		return -1;
+	return w > INT_MAX ? INT_MAX : (int)w;
+}
+
+static void on_socket(struct sb_client *c, short revents)
+{
+	if (c->st == C_CONNECTING) {
+		if (revents & (POLLOUT | POLLERR | POLLHUP))
+			finish_connect(c);
+		return;
+	}
+	if (revents & (POLLIN | POLLHUP | POLLERR))
+		read_in(c);
+}
+
+/* One turn: timers, one wait, reads and their callbacks, writes, timers. */
+static int step(struct sb_client *c, int timeout_ms)
+{
+	struct pollfd p[2];
+	int wait, n;
+
+	run_timers(c);
+	if (c->st == C_DEAD)
+		return c->dead_err;
+	wait = next_due(c);
+	if (timeout_ms >= 0 && (wait < 0 || timeout_ms < wait))
+		wait = timeout_ms;
+	p[0] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
+	p[1] = (struct pollfd){.fd = c->fd, .events = sb_client_events(c)};
+	n = poll(p, c->fd >= 0 ? 2 : 1, wait);
+	if (n < 0)
+		return errno == EINTR ? 0 : SB_ESYS;
+	if (p[0].revents & POLLIN) {
+		uint64_t v;
+		ssize_t r = read(c->wake_fd, &v, sizeof v);
+		(void)r; /* EAGAIN: another turn drained it first */
+	}
+	if (c->fd >= 0 && p[1].revents != 0)
+		on_socket(c, p[1].revents);
+	maybe_online(c);
+	/* Callbacks above queued their frames: one write takes them all. */
+	if (c->fd >= 0 && c->st != C_CONNECTING && c->out_off < c->out_len && write_out(c) != 0)
+		drop(c, SB_ESYS);
+	run_timers(c);
+	return c->st == C_DEAD ? c->dead_err : 0;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+void sb_client_config_init(struct sb_client_config *cfg)
+{
+	memset(cfg, 0, sizeof *cfg);
+	cfg->host = "127.0.0.1";
+	cfg->port = 7400;
+	cfg->role = "client";
+	cfg->reconnect_min_ms = 100;
+	cfg->reconnect_max_ms = 5000;
+	cfg->out_max = 16u << 20;
+}
+
+static int config_ok(const struct sb_client_config *cfg)
+{
+	struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
+
+	if (cfg->host == NULL || cfg->role == NULL ||
+	    (strcmp(cfg->role, "client") != 0 && strcmp(cfg->role, "service") != 0))
+		return 0;
+	if (cfg->reconnect_min_ms == 0 || cfg->reconnect_max_ms < cfg->reconnect_min_ms ||
+	    cfg->out_max == 0)
+		return 0;
+	/* The codec checks the name the way the router will. */
+	hello.peer = view_of(cfg->name);
+	hello.role = view_of(cfg->role);
+	return sb_encoded_size(&hello) > 0;
+}
+
+static void free_list(struct link *head, size_t off)
+{
+	while (!link_empty(head)) {
+		struct link *l = head->next;
+		link_del(l);
+		free((char *)l - off);
+	}
+}
+
+/* Frees the memory; the connection is closed and nothing is open. */
+static void destroy(struct sb_client *c)
+{
+	free_list(&c->orphans, offsetof(struct sb_call, link));
+	free_list(&c->spare_calls, offsetof(struct sb_call, link));
+	free_list(&c->spare_reqs, offsetof(struct req, link));
+	for (unsigned i = 0; i < c->nh; i++)
+		free(c->h[i].name);
+	free(c->h);
+	sb__idmap_destroy(&c->reqs);
+	sb__idmap_destroy(&c->calls);
+	sb_splitter_free(c->sp);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	free(c->in);
+	free(c->out);
+	free(c->host);
+	free(c->name);
+	free(c->role);
+	free(c);
+}
+
+struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
+{
+	struct sb_client_config defaults;
+	struct sb_client *c = NULL;
+	int e = SB_EINVAL;
+
+	if (cfg == NULL) {
+		sb_client_config_init(&defaults);
+		cfg = &defaults;
+	}
+	if (!config_ok(cfg))
+		goto fail;
+	e = SB_ENOMEM;
+	if ((c = calloc(1, sizeof *c)) == NULL)
+		goto fail;
+	c->fd = c->wake_fd = -1;
+	link_init(&c->open);
+	link_init(&c->spare_reqs);
+	link_init(&c->live);
+	link_init(&c->orphans);
+	link_init(&c->spare_calls);
+	sb__idmap_init(&c->reqs);
+	sb__idmap_init(&c->calls);
+	sb__wheel_init(&c->wheel, now_ms());
+	atomic_init(&c->stop, 0);
+	c->cfg = *cfg;
+	c->host = strdup(cfg->host);
+	c->role = strdup(cfg->role);
+	c->name = cfg->name != NULL ? strdup(cfg->name) : NULL;
+	c->in = malloc(IN_SIZE);
+	c->out = malloc(OUT_INIT);
+	c->out_cap = OUT_INIT;
+	if (c->host == NULL || c->role == NULL || (cfg->name != NULL && c->name == NULL) ||
+	    c->in == NULL || c->out == NULL)
+		goto fail;
+	c->cfg.host = c->host;
+	c->cfg.role = c->role;
+	c->cfg.name = c->name;
+	c->service = strcmp(c->role, "service") == 0;
+	c->next_id = c->next_ctl = 1;
+	c->max_frame = SB_FRAME_MAX_DEFAULT;
+	c->send_call.c = c;
+	link_init(&c->send_call.link);
+	c->rng = (now_ms() * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c ^ (uint64_t)getpid();
+	if (c->rng == 0)
+		c->rng = 1;
+	e = SB_ESYS;
+	if ((c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		goto fail;
+	start_connect(c);
+	return c;
+fail:
+	if (c != NULL)
+		destroy(c);
+	if (err != NULL)
+		*err = e;
+	return NULL;
+}
+
+void sb_client_free(struct sb_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->in_cb > 0) { /* the caller's stack still holds c: freeing it would crash later */
+		fprintf(stderr, "switchboard: sb_client_free() called from a client callback\n");
+		abort();
+	}
+	/* Replies a handler just gave should reach the router if they can. */
+	if (c->fd >= 0 && c->st != C_CONNECTING && c->out_off < c->out_len)
+		write_out(c);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->conn_gen++;
+	c->st = C_DEAD;
+	c->dead_err = SB_EOFFLINE;
+	fail_requests(c, SB_EOFFLINE, "the client was freed");
+	kill_calls(c, SB_EOFFLINE);
+	destroy(c);
+}
+
+int sb_client_fd(const struct sb_client *c)
+{
+	return c->fd;
+}
+
+short sb_client_events(const struct sb_client *c)
+{
+	if (c->fd < 0)
+		return 0;
+	if (c->st == C_CONNECTING)
+		return POLLOUT;
+	return (short)(POLLIN | (c->out_off < c->out_len ? POLLOUT : 0));
+}
+
+int sb_client_timeout(const struct sb_client *c)
+{
+	return c->st == C_DEAD ? -1 : next_due(c);
+}
+
+int sb_client_process(struct sb_client *c, int timeout_ms)
+{
+	if (c->in_cb > 0) /* the frame being dispatched lives in the buffer we would read into */
+		return SB_EINVAL;
+	return step(c, timeout_ms);
+}
+
+int sb_client_run(struct sb_client *c)
+{
+	int rc = 0;
+
+	if (c->in_cb > 0)
+		return SB_EINVAL;
+	while (rc == 0 && !atomic_exchange(&c->stop, 0))
+		rc = step(c, -1);
+	return rc;
+}
+
+void sb_client_stop(struct sb_client *c)
+{
+	uint64_t one = 1;
+
+	atomic_store(&c->stop, 1);
+	ssize_t r = write(c->wake_fd, &one, sizeof one);
+	(void)r; /* only fails when the counter is already huge: the poll wakes anyway */
+}
+
+int sb_client_online(const struct sb_client *c)
+{
+	return c->st == C_READY;
+}
+
+const char *sb_client_name(const struct sb_client *c)
+{
+	return c->peer[0] != 0 ? c->peer : c->name;
+}
+
+uint32_t sb_client_peer_id(const struct sb_client *c)
+{
+	return welcomed(c) ? c->peer_id : 0;
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
+		       void *ud)
+{
+	struct sb_msg m = {.kind = SB_REGISTER};
+	struct handler *h;
+	int rc = SB_EINVAL;
+
+	if (!c->service)
+		return SB_EFORBIDDEN;
+	m.name = view_of(name);
+	/* The same checks as the router's, so a refusal comes now, not later. */
+	if (fn == NULL || (flags & ~SB_REGISTER_INTERNAL) != 0 || sb_encoded_size(&m) < 0 ||
+	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0)
+		return SB_EINVAL;
+	if (c->nh == c->h_cap) {
+		unsigned cap = c->h_cap ? c->h_cap * 2 : 8;
+		struct handler *nh = realloc(c->h, cap * sizeof *nh);
+		if (nh == NULL)
+			return SB_ENOMEM;
+		c->h = nh;
+		c->h_cap = cap;
+	}
+	h = &c->h[c->nh];
+	*h = (struct handler){.len = m.name.len, .flags = flags, .fn = fn, .ud = ud};
+	if (name != NULL && (h->name = strdup(name)) == NULL)
+		return SB_ENOMEM;
+	c->nh++;
+	if (welcomed(c) && (rc = send_register(c, h)) != 0)
+		goto fail;
+	return 0;
+fail:
+	handler_remove(c, c->nh - 1);
+	return rc;
+}
+
+int sb_client_unregister(struct sb_client *c, const char *name)
+{
+	struct sb_msg m = {.kind = SB_UNREGISTER};
+	int i = handler_index(c, name);
+
+	if (i < 0)
+		return SB_EINVAL;
+	if (welcomed(c)) {
+		m.id = c->next_ctl++ | CTL_BIT;
+		m.name = view_of(name);
+		queue_msg(c, &m, 1);
+	}
+	/* If its REGISTER was still waiting, the gate to ONLINE no longer
+	 * waits for it: the next turn's maybe_online() sees that. */
+	handler_remove(c, (unsigned)i);
+	return 0;
+}
+
+/* ---- calls -------------------------------------------------------------- */
+
+const char *sb_call_name(const struct sb_call *call)
+{
+	return call->name;
+}
+
+int sb_call_is_request(const struct sb_call *call)
+{
+	return call->is_request;
+}
+
+uint32_t sb_call_from(const struct sb_call *call)
+{
+	return call->from;
+}
+
+const void *sb_call_payload(const struct sb_call *call, size_t *len)
+{
+	if (len != NULL)
+		*len = call->len;
+	return call->payload;
+}
+
+int sb_call_cancelled(const struct sb_call *call)
+{
+	return call->dead != 0;
+}
+
+void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud)
+{
+	call->on_cancel = fn;
+	call->cancel_ud = ud;
+	if (fn != NULL && call->is_request && call->dead && !call->cancel_ran && !call->finished) {
+		call_run_cancel(call->c, call);
+		call_settle(call->c, call);
+	}
+}
+
+/* Sends a reply frame for k; final ones finish the call. */
+static int answer(struct sb_call *k, struct sb_msg *m, int final)
+{
+	struct sb_client *c = k->c;
+	int rc;
+
+	if (!k->is_request || k->finished)
+		return SB_EINVAL;
+	if (k->dead || !welcomed(c)) {
+		rc = k->dead ? k->dead : SB_EOFFLINE;
+		goto out;
+	}
+	m->id = k->rid;
+	if ((rc = queue_msg(c, m, final)) != 0)
+		return rc; /* nothing sent: the call stays open for another try */
+out:
+	if (final) {
+		k->finished = 1;
+		call_settle(c, k);
+	}
+	return rc;
+}
+
+int sb_reply(struct sb_call *call, const char *outcome, const void *payload, size_t len)
+{
+	struct sb_msg m = {.kind = SB_REPLY};
+	int rc;
+
+	if (outcome == NULL)
+		return SB_EINVAL;
+	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+		return rc;
+	m.outcome = view_of(outcome);
+	return answer(call, &m, 1);
+}
+
+int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload, size_t len,
+		  int chunk)
+{
+	struct sb_msg m = {.kind = SB_REPLY, .flags = SB_F_MORE};
+	int rc;
+
+	if (outcome == NULL)
+		return SB_EINVAL;
+	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+		return rc;
+	if (chunk)
+		m.flags |= SB_F_CHUNK;
+	m.outcome = view_of(outcome);
+	return answer(call, &m, 0);
+}
+
+int sb_reply_error(struct sb_call *call, int err, const char *text)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .code = (uint32_t)-err};
+
+	if (err >= 0 || err < -SB_WIRE_CODE_MAX)
+		return SB_EINVAL;
+	m.text = view_of(text != NULL ? text : "");
+	return answer(call, &m, 1);
+}
+
+/* ---- requesting --------------------------------------------------------- */
+
+int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len)
+{
+	struct sb_msg m = {.kind = SB_SEND};
+	int rc;
+
+	if (name == NULL)
+		return SB_EINVAL;
+	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+		return rc;
+	if (c->st != C_READY && c->st != C_DRAINING)
+		return SB_EOFFLINE;
+	m.name = view_of(name);
+	return queue_msg(c, &m, 0);
+}
+
+int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
+	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
+{
+	struct sb_msg m = {.kind = SB_REQUEST};
+	struct req *r;
+	int rc;
+
+	if (name == NULL || fn == NULL)
+		return SB_EINVAL;
+	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+		return rc;
+	if (c->st == C_DRAINING)
+		return SB_EDRAINING;
+	if (c->st != C_READY)
+		return SB_EOFFLINE;
+	if ((r = req_get(c)) == NULL)
+		return SB_ENOMEM;
+	m.id = c->next_id;
+	m.name = view_of(name);
+	m.timeout_ms = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
+	if (sb__idmap_put(&c->reqs, m.id, (uintptr_t)r) != 0) {
+		rc = SB_ENOMEM;
+		goto fail;
+	}
+	if ((rc = queue_msg(c, &m, 0)) != 0) {
+		sb__idmap_del(&c->reqs, m.id);
+		goto fail;
+	}
+	c->next_id++;
+	r->c = c;
+	r->id = m.id;
+	r->fn = fn;
+	r->ud = ud;
+	r->cancelling = 0;
+	link_add_tail(&c->open, &r->link);
+	uint64_t t = m.timeout_ms ? m.timeout_ms : ROUTER_TIMEOUT_MS;
+	sb__timer_arm(&c->wheel, &r->timer, now_ms() + t + GRACE_MS);
+	if (req != NULL)
+		*req = m.id;
+	return 0;
+fail:
+	req_put(c, r);
+	return rc;
+}
+
+int sb_cancel(struct sb_client *c, uint64_t req)
+{
+	struct req *r = req_find(c, req);
+
+	if (r == NULL || r->cancelling)
+		return SB_EINVAL;
+	r->cancelling = 1;
+	queue_cancel(c, req);
+	return 0;
+}
+
+/* What sb_request_wait() waits for. */
+struct waiter {
+	int done;
+	int err;
+	char *outcome; /* the caller's buffer, or NULL */
+	size_t outcome_cap;
+	int want_reply;
+	void *reply; /* malloc'd copy of the final payload */
+	size_t reply_len;
+};
+
+static void on_wait_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
+			  const void *payload, size_t len, int more, void *ud)
+{
+	struct waiter *w = ud;
+
+	(void)c;
+	(void)req;
+	if (more)
+		return;
+	w->done = 1;
+	w->err = err;
+	if (w->outcome != NULL && w->outcome_cap > 0)
+		snprintf(w->outcome, w->outcome_cap, "%s", outcome);
+	if (err == 0 && w->want_reply && len > 0) {
+		if ((w->reply = malloc(len)) == NULL)
+			w->err = SB_ENOMEM;
+		else {
+			memcpy(w->reply, payload, len);
+			w->reply_len = len;
+		}
+	}
+}
+
+/* Processes until the client is online, or until deadline (ms). */
+static int wait_online(struct sb_client *c, uint64_t deadline)
+{
+	while (!sb_client_online(c)) {
+		uint64_t now = now_ms();
+		if (now >= deadline)
+			return SB_EOFFLINE;
+		int rc = step(c, deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now));
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Ends an open request without calling its callback, whose state is about
+ * to go out of scope. */
+static void req_forget(struct sb_client *c, uint64_t id)
+{
+	struct req *r = req_find(c, id);
+
+	if (r == NULL)
+		return;
+	queue_cancel(c, id);
+	sb__timer_disarm(&r->timer);
+	sb__idmap_del(&c->reqs, id);
+	link_del(&r->link);
+	req_put(c, r);
+}
+
+int sb_request_wait(struct sb_client *c, const char *name, const void *payload, size_t len,
+		    uint32_t timeout_ms, char *outcome, size_t outcome_cap, void **reply,
+		    size_t *reply_len)
+{
+	struct waiter w = {.outcome = outcome, .outcome_cap = outcome_cap, .want_reply = !!reply};
+	uint32_t budget = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
+	uint64_t deadline = now_ms() + (budget ? budget : ROUTER_TIMEOUT_MS), id = 0;
+	int rc;
+
+	if (outcome != NULL && outcome_cap > 0)
+		outcome[0] = 0;
+	if (reply != NULL)
+		*reply = NULL;
+	if (reply_len != NULL)
+		*reply_len = 0;
+	if (c->in_cb > 0)
+		return SB_EINVAL;
+	if ((rc = wait_online(c, deadline)) != 0)
+		return rc;
+	/* Time spent waiting for the connection comes out of the request's. */
+	uint64_t now = now_ms();
+	uint32_t left = deadline > now ? (uint32_t)(deadline - now) : 1;
+	if ((rc = sb_request(c, name, payload, len, timeout_ms ? left : 0, on_wait_reply, &w,
+			     &id)) != 0)
+		return rc;
+	/* The request's local deadline ends this loop even if nothing answers. */
+	while (rc == 0 && !w.done)
+		rc = step(c, -1);
+	if (!w.done) {
+		req_forget(c, id);
+		return rc;
+	}
+	if (w.err != 0) {
+		free(w.reply);
+		return w.err;
+	}
+	if (reply != NULL)
+		*reply = w.reply;
+	if (reply_len != NULL)
+		*reply_len = w.reply_len;
+	return 0;
+}

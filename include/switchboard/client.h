@@ -1,0 +1,318 @@
+/* The C client library: one connection to a router, driven from the caller's
+ * event loop, with requests, handlers and automatic reconnect. */
+#ifndef SWITCHBOARD_CLIENT_H
+#define SWITCHBOARD_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <switchboard/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The model (docs/client.md has the long version):
+ *
+ * - A client owns one non-blocking socket and no thread. The caller's loop
+ *   polls sb_client_fd() for sb_client_events() with at most
+ *   sb_client_timeout() ms, then calls sb_client_process(c, 0); or the
+ *   caller hands the thread to sb_client_run(). The descriptor changes on
+ *   every reconnect and is -1 while waiting to reconnect: read all three
+ *   before each poll.
+ * - One thread at a time per client. Nothing in the library locks; the only
+ *   exception is sb_client_stop(), which may be called from any thread or a
+ *   signal handler.
+ * - Callbacks run inside sb_client_process(), sb_client_run(),
+ *   sb_request_wait() and sb_client_free(), never inside any other call.
+ *   From a callback a program may send, request, cancel, reply, register and
+ *   unregister; it may not process, run, wait or free (those return SB_EINVAL,
+ *   and sb_client_free() aborts).
+ * - Frames are queued and written by the next process turn, so many
+ *   messages made in one callback go out in one system call.
+ */
+
+struct sb_client;
+struct sb_call;
+
+/* What on_state reports. */
+enum sb_client_state {
+	SB_CLIENT_ONLINE,      /* first connection up: WELCOME received, every handler ACKed */
+	SB_CLIENT_OFFLINE,     /* an online connection was lost; open requests have failed */
+	SB_CLIENT_RECONNECTED, /* online again after OFFLINE, every handler re-registered */
+	SB_CLIENT_ERROR,       /* the router refused something; err says what */
+};
+
+/* sb_client_register() flags. */
+#define SB_REGISTER_INTERNAL 0x01u /* callable by services only, not by clients */
+
+/* The `more` argument of a reply callback. */
+#define SB_MORE_PROGRESS 1 /* a progress update; more replies follow */
+#define SB_MORE_CHUNK    2 /* one chunk of a stream, in order; more replies follow */
+
+/* A client's settings. Fill with sb_client_config_init(), then change fields.
+ * The strings are copied by sb_client_new(). */
+struct sb_client_config {
+	const char *host;            /* router address or host name; "127.0.0.1" */
+	uint16_t port;               /* router port; 7400 */
+	const char *name;            /* peer name to ask for; NULL: the router assigns one */
+	const char *role;            /* "client" (send and request) or "service" (may also
+					register handlers); "client" */
+	unsigned reconnect_min_ms;   /* shortest wait before a reconnect attempt; 100 */
+	unsigned reconnect_max_ms;   /* longest; the wait doubles per failure up to it; 5000 */
+	uint32_t default_timeout_ms; /* for requests made with timeout 0; 0 = the router's */
+	size_t out_max;              /* bytes of queued output past which sends, requests and
+					progress replies fail with SB_EOVERLOADED; 16 MiB */
+	/* Connection changes and refusals: see enum sb_client_state. err is 0
+	 * for ONLINE and RECONNECTED; for ERROR the router's code; for OFFLINE
+	 * the reason: 0 (closed after the router's GOODBYE), SB_EOFFLINE (closed
+	 * without a word), SB_ESYS (socket error, errno says which),
+	 * SB_EBADFRAME / SB_ETOOLARGE (the router's bytes made no sense),
+	 * SB_ETIMEOUT (the router announced GOODBYE but did not close within
+	 * its deadline plus 2 s, so we did), or the code of the fatal ERROR
+	 * reported just before. */
+	void (*on_state)(struct sb_client *c, enum sb_client_state state, int err, void *ud);
+	void *ud; /* passed to on_state */
+};
+
+/** Fill @p cfg with the defaults above. */
+void sb_client_config_init(struct sb_client_config *cfg);
+
+/**
+ * Create a client and start connecting (without blocking). The client goes
+ * ONLINE during a later sb_client_process(), after the router's WELCOME and
+ * the ACK of every handler registered by then. A router that cannot be
+ * reached is retried with backoff; that is not an error here.
+ * @param cfg  settings; NULL for the defaults
+ * @param err  optional; set on failure to SB_EINVAL (a bad setting: role not
+ *             "client"/"service", an invalid name, reconnect_min_ms 0 or
+ *             above reconnect_max_ms), SB_ENOMEM or SB_ESYS
+ * @return the client, or NULL
+ */
+struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err);
+
+/**
+ * Close the connection and free the client. Open requests end first, each
+ * with one SB_EOFFLINE callback; calls still held by handlers get their
+ * on_cancel callback and are freed. Output already queued (replies, say) is
+ * written if the socket takes it without blocking. Not from a callback.
+ */
+void sb_client_free(struct sb_client *c);
+
+/** The socket to poll, or -1 while there is none (waiting to reconnect). */
+int sb_client_fd(const struct sb_client *c);
+
+/** The poll events to wait for: POLLIN, plus POLLOUT while output is
+ * pending or a connection is being made; 0 when there is no socket. */
+short sb_client_events(const struct sb_client *c);
+
+/**
+ * Milliseconds until sb_client_process() has timed work to do even without
+ * I/O (a reconnect, a request's local deadline): 0 if due now, -1 if none.
+ * Use it as (an upper bound of) the poll timeout.
+ */
+int sb_client_timeout(const struct sb_client *c);
+
+/**
+ * Do what can be done now: wait up to @p timeout_ms for the socket (0: do
+ * not wait, negative: until something happens), read and dispatch every
+ * whole frame (callbacks run here), write queued output, run due timers
+ * (reconnects, local request deadlines). A lost connection is not an error:
+ * it is reported through on_state and reconnected.
+ * @return 0; SB_EINVAL from a callback; SB_ESYS if poll() failed; or, once
+ *         the client has given up for good, the reason (SB_EDUPNAME,
+ *         SB_EUNAUTHORIZED) on this and every later call
+ */
+int sb_client_process(struct sb_client *c, int timeout_ms);
+
+/**
+ * Process until sb_client_stop() is called (possibly before this call, in
+ * which case it returns at once) or the client gives up.
+ * @return 0 after a stop, or as sb_client_process()
+ */
+int sb_client_run(struct sb_client *c);
+
+/** Make sb_client_run() return. Safe from any thread and from a signal
+ * handler: the only function that is. */
+void sb_client_stop(struct sb_client *c);
+
+/** 1 when requests can be made: connected, handlers registered, and the
+ * router has not said GOODBYE. 0 otherwise. */
+int sb_client_online(const struct sb_client *c);
+
+/** The peer name in force (given by WELCOME), else the configured name,
+ * else NULL. Valid until the next process call. */
+const char *sb_client_name(const struct sb_client *c);
+
+/** The router's number for this connection (what handlers see as "from"),
+ * 0 when not connected. */
+uint32_t sb_client_peer_id(const struct sb_client *c);
+
+/* ---- handlers (role "service") ------------------------------------------ */
+
+/* A handler gets one call per SEND or REQUEST delivered to it. */
+typedef void (*sb_handler_fn)(struct sb_client *c, struct sb_call *call, void *ud);
+
+/**
+ * Handle messages for @p name. The registration is remembered: it is sent
+ * now if connected, and again after every reconnect, before RECONNECTED.
+ * If the router refuses it, on_state reports SB_CLIENT_ERROR with its code
+ * and the handler is dropped.
+ * @param name   message name; NULL for the catch-all (messages nobody else takes)
+ * @param flags  0 or SB_REGISTER_INTERNAL
+ * @return 0; SB_EFORBIDDEN if the role is not "service"; SB_EINVAL for a bad
+ *         name (too long, bad characters, starting with '$'), unknown flags,
+ *         a NULL @p fn, or a name already registered on this client;
+ *         SB_ENOMEM
+ */
+int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
+		       void *ud);
+
+/**
+ * Stop handling @p name (NULL: the catch-all), here and at the router.
+ * Calls already delivered stay valid.
+ * @return 0, or SB_EINVAL if it was not registered
+ */
+int sb_client_unregister(struct sb_client *c, const char *name);
+
+/*
+ * A call is one delivered message. A call for a SEND is valid only during
+ * the handler callback. A call for a REQUEST stays valid after the callback
+ * returns, so it can be answered later, until:
+ *   - its final sb_reply() or sb_reply_error() (whatever they return), or
+ *   - if it has an on_cancel callback, the return of that callback, which
+ *     runs once when the requester cancels, the request times out at the
+ *     router, or the connection is lost.
+ * A cancelled call without on_cancel stays valid until its final reply,
+ * which then sends nothing and returns SB_ECANCELLED (or SB_EOFFLINE).
+ * The name stays readable while the call is valid; the payload only during
+ * the handler callback (copy it to keep it).
+ */
+
+/** The message name ("transfer"). */
+const char *sb_call_name(const struct sb_call *call);
+
+/** 1 for a REQUEST (expects a reply), 0 for a SEND. */
+int sb_call_is_request(const struct sb_call *call);
+
+/** The sender's peer id, as the router vouches for it. */
+uint32_t sb_call_from(const struct sb_call *call);
+
+/** The payload (one MessagePack value, checked well-formed) and its length;
+ * NULL and 0 after the handler callback has returned. */
+const void *sb_call_payload(const struct sb_call *call, size_t *len);
+
+/**
+ * Final reply to a request; the call is finished by it.
+ * @param outcome  what happened ("transferred", "insufficient funds"): 1-255
+ *                 bytes, printable, spaces allowed
+ * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
+ * @return 0; SB_ECANCELLED / SB_EOFFLINE if the call was cancelled or its
+ *         connection lost (nothing sent, the call is finished all the same);
+ *         SB_EINVAL (a SEND's call, already finished, bad outcome, payload
+ *         not one MessagePack value), SB_ETOOLARGE or SB_ENOMEM, after which
+ *         the call stays open and may be answered again
+ */
+int sb_reply(struct sb_call *call, const char *outcome, const void *payload, size_t len);
+
+/**
+ * A reply that keeps the request open: progress (@p chunk 0) or a stream
+ * chunk (@p chunk 1). Chunks arrive in order.
+ * @return 0; SB_EOVERLOADED when out_max bytes are already queued (nothing
+ *         sent: try again after a process turn, this is the flow control);
+ *         SB_ECANCELLED / SB_EOFFLINE once the call is cancelled or lost
+ *         (stop producing); otherwise as sb_reply(), the call staying open
+ */
+int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload, size_t len,
+		  int chunk);
+
+/**
+ * Final error reply; the requester's callback gets @p err.
+ * @param err   a wire code: SB_EINVAL, SB_EFORBIDDEN, ... (-1 to -63)
+ * @param text  what went wrong, for people (0-1024 bytes UTF-8); NULL for ""
+ * @return as sb_reply()
+ */
+int sb_reply_error(struct sb_call *call, int err, const char *text);
+
+/** 1 once the call has been cancelled or its connection lost. */
+int sb_call_cancelled(const struct sb_call *call);
+
+/**
+ * Have @p fn called once when the call is cancelled (see above: the call is
+ * freed when @p fn returns, so drop every pointer to it there). If the call
+ * is already cancelled, @p fn runs now, inside this function.
+ */
+void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *call, void *ud), void *ud);
+
+/* ---- requesting ---------------------------------------------------------- */
+
+/*
+ * A reply callback runs once per reply. For every request that sb_request()
+ * accepted (returned 0) it runs exactly once with a terminal event: a final
+ * reply (err 0, more 0) or an error (err < 0, more 0), and never after that.
+ *   err      0, or SB_ETIMEOUT, SB_ENOHANDLER, SB_EPEERGONE, SB_ECANCELLED,
+ *            SB_EOFFLINE, SB_EDRAINING, SB_EBADFRAME (the reply's payload
+ *            was malformed), or any code a handler chose
+ *   outcome  the reply's outcome; for an error, its text (never NULL)
+ *   payload  the reply's payload (one MessagePack value), or the error's
+ *            details, or NULL with len 0; valid during the callback only
+ *   more     0 for the terminal event, else SB_MORE_PROGRESS or SB_MORE_CHUNK
+ */
+typedef void (*sb_reply_fn)(struct sb_client *c, uint64_t req, int err, const char *outcome,
+			    const void *payload, size_t len, int more, void *ud);
+
+/**
+ * Fire-and-forget: one handler of @p name gets it; nothing comes back.
+ * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
+ * @return 0 (queued); SB_EOFFLINE when not connected; SB_EINVAL (bad name
+ *         or payload); SB_ETOOLARGE (over the router's frame limit);
+ *         SB_EOVERLOADED (out_max queued); SB_ENOMEM
+ */
+int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len);
+
+/**
+ * Ask @p name; @p fn gets the replies (see sb_reply_fn). Besides the
+ * router's timeout the request has a local deadline, its timeout plus one
+ * second, so it ends with SB_ETIMEOUT even if the router never answers.
+ * @param timeout_ms  0: the configured default_timeout_ms, and if that is 0
+ *                    the router's default (assumed 30 s for the local deadline)
+ * @param req         optional; set to the request's id (for sb_cancel)
+ * @return 0 (fn will be called); SB_EOFFLINE when not online; SB_EDRAINING
+ *         after the router's GOODBYE; otherwise as sb_send() (fn NULL is
+ *         SB_EINVAL). On failure fn is never called.
+ */
+int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
+	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
+
+/**
+ * Cancel an open request. Its callback then runs exactly once more, with
+ * SB_ECANCELLED (progress and chunks still in flight are dropped, and even
+ * a final reply that crossed the cancel is reported as SB_ECANCELLED).
+ * @return 0, or SB_EINVAL if @p req is not open (it has already ended, or
+ *         is already being cancelled)
+ */
+int sb_cancel(struct sb_client *c, uint64_t req);
+
+/**
+ * Request and wait for the final reply, processing the client meanwhile
+ * (other callbacks run). If the client is not online yet, first waits for
+ * it, within the same timeout. Progress and chunks are skipped.
+ * @param timeout_ms   for the whole call; 0 = the default (as sb_request)
+ * @param outcome      optional buffer for the outcome (or error text),
+ *                     NUL-terminated, truncated to @p outcome_cap
+ * @param reply        optional; set to a malloc'd copy of the final reply's
+ *                     payload (the caller frees it), NULL on error
+ * @param reply_len    optional; its length
+ * @return 0 on a final reply, else the request's error (as sb_reply_fn),
+ *         SB_EOFFLINE if the client did not come online in time, SB_EINVAL
+ *         from a callback, SB_ENOMEM
+ */
+int sb_request_wait(struct sb_client *c, const char *name, const void *payload, size_t len,
+		    uint32_t timeout_ms, char *outcome, size_t outcome_cap, void **reply,
+		    size_t *reply_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

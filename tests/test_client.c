@@ -1,0 +1,1470 @@
+/* The client library end to end: an in-process router, and services and
+ * clients made with nothing but the client library, pumped from one thread. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <msgpack.h>
+#include <switchboard/client.h>
+#include <switchboard/router.h>
+
+#include "peer.h" /* only for the fake routers, which must misbehave on purpose */
+
+/* LONG_MS: request timeouts that must not expire during the suite. */
+enum { MAXC = 8, PUMP_LIMIT_MS = 5000, MIN_MS = 40, MAX_MS = 320, LONG_MS = 60000 };
+
+static struct sb_router *R;
+static uint16_t PORT;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct sb_router *start_router(uint16_t port)
+{
+	struct sb_router_config cfg;
+	int err = 0;
+
+	sb_router_config_init(&cfg);
+	cfg.port = port;
+	cfg.shards = 2;
+	cfg.log_level = 0;
+	cfg.bind_retries = 40; /* a port just given up may need a moment */
+	cfg.bind_retry_ms = 50;
+	struct sb_router *r = sb_router_new(&cfg, &err);
+	CHECK(r != NULL);
+	if (r != NULL)
+		CHECK_INT(sb_router_start(r), 0);
+	return r;
+}
+
+/* ---- what clients report ------------------------------------------------ */
+
+/* on_state calls of one client. */
+struct watch {
+	int online, offline, reconnected, error; /* how many of each */
+	int offline_err, error_err;              /* err of the last OFFLINE, ERROR */
+	uint64_t offline_at, reconnected_at;     /* ms */
+};
+
+static void on_state(struct sb_client *c, enum sb_client_state s, int err, void *ud)
+{
+	struct watch *w = ud;
+
+	(void)c;
+	switch (s) {
+	case SB_CLIENT_ONLINE:
+		CHECK_INT(err, 0);
+		w->online++;
+		break;
+	case SB_CLIENT_OFFLINE:
+		w->offline++;
+		w->offline_err = err;
+		w->offline_at = now_ms();
+		break;
+	case SB_CLIENT_RECONNECTED:
+		CHECK_INT(err, 0);
+		w->reconnected++;
+		w->reconnected_at = now_ms();
+		break;
+	case SB_CLIENT_ERROR:
+		w->error++;
+		w->error_err = err;
+		break;
+	}
+}
+
+static struct sb_client *client_at(uint16_t port, const char *name, const char *role,
+				   struct watch *w)
+{
+	struct sb_client_config cfg;
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.port = port;
+	cfg.name = name;
+	cfg.role = role;
+	cfg.reconnect_min_ms = MIN_MS;
+	cfg.reconnect_max_ms = MAX_MS;
+	cfg.on_state = on_state;
+	cfg.ud = w;
+	struct sb_client *c = sb_client_new(&cfg, &err);
+	CHECK(c != NULL);
+	CHECK_INT(err, 0);
+	return c;
+}
+
+static struct sb_client *client(const char *name, const char *role, struct watch *w)
+{
+	return client_at(PORT, name, role, w);
+}
+
+/* Every reply callback of one request. */
+struct replies {
+	int n;              /* callbacks */
+	int terminal;       /* of which terminal (more == 0) */
+	int after_terminal; /* callbacks after the terminal one: must stay 0 */
+	int progress;       /* SB_MORE_PROGRESS replies */
+	int chunks;         /* SB_MORE_CHUNK replies */
+	int out_of_order;   /* chunks or progress whose number was not the next */
+	int cancel_at;      /* sb_cancel() from the callback at this chunk; 0: never */
+	int err;            /* the terminal event's */
+	char outcome[256];  /* the last reply's outcome (or error text) */
+	uint8_t payload[256];
+	size_t len;
+	uint64_t at; /* ms of the terminal event */
+};
+
+/* Chunks and progress carry their number as a MessagePack uint16. */
+static unsigned seq_of(const void *payload, size_t len)
+{
+	const uint8_t *p = payload;
+	return len == 3 && p[0] == 0xcd ? (unsigned)p[1] << 8 | p[2] : 99999;
+}
+
+static void put_seq(uint8_t b[3], unsigned v)
+{
+	b[0] = 0xcd;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)v;
+}
+
+static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
+		     const void *payload, size_t len, int more, void *ud)
+{
+	struct replies *r = ud;
+
+	r->n++;
+	if (r->terminal > 0)
+		r->after_terminal++;
+	CHECK(outcome != NULL);
+	snprintf(r->outcome, sizeof r->outcome, "%s", outcome != NULL ? outcome : "");
+	r->len = len < sizeof r->payload ? len : sizeof r->payload;
+	if (len > 0)
+		memcpy(r->payload, payload, r->len);
+	if (!more) {
+		r->terminal++;
+		r->err = err;
+		r->at = now_ms();
+		return;
+	}
+	CHECK_INT(err, 0);
+	if (more == SB_MORE_PROGRESS) {
+		if (seq_of(payload, len) != (unsigned)r->progress)
+			r->out_of_order++;
+		r->progress++;
+		return;
+	}
+	CHECK_INT(more, SB_MORE_CHUNK);
+	if (seq_of(payload, len) != (unsigned)r->chunks)
+		r->out_of_order++;
+	r->chunks++;
+	if (r->chunks == r->cancel_at) /* from inside the callback, as a program would */
+		CHECK_INT(sb_cancel(c, req), 0);
+}
+
+/* ---- the pump ----------------------------------------------------------- */
+
+static void (*tick_fn)(void *); /* run every turn: the fake routers' side */
+static void *tick_arg;
+
+/* One turn of a program's event loop: one poll() over every client's
+ * descriptor, bounded by their timers, then sb_client_process(c, 0) each. */
+static void pump_once(struct sb_client *const *cs, int n)
+{
+	struct pollfd p[MAXC];
+	int wait = 5;
+
+	for (int i = 0; i < n; i++) {
+		int t = sb_client_timeout(cs[i]);
+		p[i] = (struct pollfd){.fd = sb_client_fd(cs[i]),
+				       .events = sb_client_events(cs[i])};
+		if (t >= 0 && t < wait)
+			wait = t;
+	}
+	poll(p, (nfds_t)n, wait);
+	for (int i = 0; i < n; i++)
+		sb_client_process(cs[i], 0);
+	if (tick_fn != NULL)
+		tick_fn(tick_arg);
+}
+
+/* Pumps until done(arg); PUMP_LIMIT_MS without it is a failure, not a hang. */
+static int pump_cond(struct sb_client *const *cs, int n, int (*done)(void *), void *arg,
+		     const char *what)
+{
+	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+
+	while (!done(arg)) {
+		if (now_ms() >= end) {
+			fprintf(stderr, "  pump: still waiting for %s after %d ms\n", what,
+				PUMP_LIMIT_MS);
+			sb_test_failures++;
+			return 0;
+		}
+		pump_once(cs, n);
+	}
+	return 1;
+}
+
+struct at_least {
+	const int *v;
+	int want;
+};
+
+static int reached(void *arg)
+{
+	struct at_least *a = arg;
+	return *a->v >= a->want;
+}
+
+static int pump_until(struct sb_client *const *cs, int n, const int *v, int want, const char *what)
+{
+	struct at_least a = {v, want};
+	return pump_cond(cs, n, reached, &a, what);
+}
+
+struct all_online {
+	struct sb_client *const *cs;
+	int n;
+};
+
+static int everyone_online(void *arg)
+{
+	struct all_online *a = arg;
+	for (int i = 0; i < a->n; i++)
+		if (!sb_client_online(a->cs[i]))
+			return 0;
+	return 1;
+}
+
+static int pump_online(struct sb_client *const *cs, int n)
+{
+	struct all_online a = {cs, n};
+	return pump_cond(cs, n, everyone_online, &a, "every client online");
+}
+
+/* Pumps for ms, whatever happens (to show that nothing more does). */
+static void pump_for(struct sb_client *const *cs, int n, unsigned ms)
+{
+	uint64_t end = now_ms() + ms;
+	while (now_ms() < end)
+		pump_once(cs, n);
+}
+
+/* ---- handlers ----------------------------------------------------------- */
+
+static void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+	int *count = ud;
+
+	(void)c;
+	if (count != NULL)
+		(*count)++;
+	CHECK_INT(sb_reply(call, "echoed", p, len), 0);
+}
+
+/* What one fire-and-forget delivery looked like. */
+struct seen {
+	int n;
+	int is_request;
+	uint32_t from;
+	char name[64];
+	uint8_t payload[64];
+	size_t len;
+	int reply_rc; /* sb_reply() on a SEND's call */
+};
+
+static void handle_seen(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct seen *s = ud;
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+
+	(void)c;
+	s->n++;
+	s->is_request = sb_call_is_request(call);
+	s->from = sb_call_from(call);
+	snprintf(s->name, sizeof s->name, "%s", sb_call_name(call));
+	s->len = len < sizeof s->payload ? len : sizeof s->payload;
+	memcpy(s->payload, p, s->len);
+	s->reply_rc = sb_reply(call, "nobody listens", NULL, 0);
+}
+
+/* A handler that keeps its call to answer later. */
+struct held {
+	struct sb_call *call; /* NULL once answered or cancelled */
+	int calls;            /* handler invocations */
+	int cancels;          /* on_cancel invocations */
+	int watch_cancel;     /* register on_cancel */
+};
+
+static void on_held_cancel(struct sb_call *call, void *ud)
+{
+	struct held *h = ud;
+	CHECK(h->call == call);
+	CHECK_INT(sb_call_cancelled(call), 1);
+	h->cancels++;
+	h->call = NULL; /* freed when we return */
+}
+
+static void handle_hold(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct held *h = ud;
+
+	(void)c;
+	h->calls++;
+	h->call = call;
+	if (h->watch_cancel)
+		sb_call_on_cancel(call, on_held_cancel, h);
+}
+
+/* {"amount": N}, packed with msgpack-c as a program would. */
+static void pack_amount(msgpack_sbuffer *sb, uint64_t amount)
+{
+	msgpack_packer pk;
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str(&pk, 6);
+	msgpack_pack_str_body(&pk, "amount", 6);
+	msgpack_pack_uint64(&pk, amount);
+}
+
+static int64_t unpack_amount(const void *p, size_t len)
+{
+	msgpack_unpacked u;
+	size_t off = 0;
+	int64_t v = -1;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, p, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+	    u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 1 &&
+	    u.data.via.map.ptr[0].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		v = (int64_t)u.data.via.map.ptr[0].val.via.u64;
+	msgpack_unpacked_destroy(&u);
+	return v;
+}
+
+static const uint8_t BALANCE[] = {0x81, 0xa7, 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0x14};
+
+static void handle_transfer(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+	int64_t amount = unpack_amount(p, len);
+
+	(void)c;
+	(void)ud;
+	if (amount < 0)
+		CHECK_INT(sb_reply_error(call, SB_EINVAL, "amount missing"), 0);
+	else if (amount <= 100)
+		CHECK_INT(sb_reply(call, "transferred", NULL, 0), 0);
+	else if (amount <= 1000)
+		CHECK_INT(sb_reply(call, "pending", NULL, 0), 0);
+	else
+		CHECK_INT(sb_reply(call, "insufficient funds", BALANCE, sizeof BALANCE), 0);
+}
+
+static void handle_copy(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	uint8_t n[3];
+
+	(void)c;
+	(void)ud;
+	for (unsigned i = 0; i < 3; i++) {
+		put_seq(n, i);
+		CHECK_INT(sb_reply_more(call, "file.copying", n, 3, 0), 0);
+	}
+	CHECK_INT(sb_reply(call, "file.copied", NULL, 0), 0);
+}
+
+static void handle_read(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	uint8_t n[3];
+
+	(void)c;
+	(void)ud;
+	for (unsigned i = 0; i < 1000; i++) {
+		put_seq(n, i);
+		CHECK_INT(sb_reply_more(call, "file.read-chunk", n, 3, 1), 0);
+	}
+	CHECK_INT(sb_reply(call, "file.read-done", NULL, 0), 0);
+}
+
+/* {"event": "login"} */
+static const uint8_t EVENT[] = {0x81, 0xa5, 'e', 'v', 'e', 'n', 't', 0xa5, 'l', 'o', 'g', 'i', 'n'};
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_fire_and_forget(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct seen seen = {0};
+	struct sb_client *svc = client("audit-1", "service", &ws);
+	struct sb_client *cli = client("shop-1", "client", &wc);
+	struct sb_client *cs[] = {svc, cli};
+
+	CHECK_INT(sb_client_register(svc, "audit.log", 0, handle_seen, &seen), 0);
+	pump_online(cs, 2);
+	CHECK_INT(ws.online, 1);
+	CHECK_INT(wc.online, 1);
+	CHECK_STR(sb_client_name(svc), "audit-1");
+
+	CHECK_INT(sb_send(cli, "audit.log", EVENT, sizeof EVENT), 0);
+	pump_until(cs, 2, &seen.n, 1, "the SEND");
+	pump_for(cs, 2, 50);
+	CHECK_INT(seen.n, 1);
+	CHECK_INT(seen.is_request, 0);
+	CHECK_INT(seen.from, sb_client_peer_id(cli)); /* the router vouches for the sender */
+	CHECK_STR(seen.name, "audit.log");
+	CHECK(seen.len == sizeof EVENT && memcmp(seen.payload, EVENT, sizeof EVENT) == 0);
+	CHECK_INT(seen.reply_rc, SB_EINVAL); /* a SEND has nobody to answer */
+	CHECK_INT(ws.error + wc.error + ws.offline + wc.offline, 0);
+	sb_client_free(svc);
+	sb_client_free(cli);
+}
+
+static void test_request_reply_with_outcome(void)
+{
+	static const uint64_t amounts[] = {50, 500, 5000};
+	static const char *const outcomes[] = {"transferred", "pending", "insufficient funds"};
+	struct watch ws = {0}, wc = {0};
+	struct replies r[3] = {{0}};
+	struct sb_client *bank = client("bank-1", "service", &ws);
+	struct sb_client *shop = client("shop-2", "client", &wc);
+	struct sb_client *cs[] = {bank, shop};
+	int done = 0;
+
+	CHECK_INT(sb_client_register(bank, "transfer", 0, handle_transfer, NULL), 0);
+	pump_online(cs, 2);
+	for (int i = 0; i < 3; i++) {
+		msgpack_sbuffer sb;
+		pack_amount(&sb, amounts[i]);
+		CHECK_INT(sb_request(shop, "transfer", sb.data, sb.size, LONG_MS, on_reply, &r[i],
+				     NULL),
+			  0);
+		msgpack_sbuffer_destroy(&sb); /* the library copied it */
+	}
+	for (int i = 0; i < 3; i++) {
+		pump_until(cs, 2, &r[i].terminal, 1, "a transfer's reply");
+		done += r[i].terminal;
+	}
+	pump_for(cs, 2, 30);
+	CHECK_INT(done, 3);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(r[i].n, 1); /* exactly one callback: the final reply */
+		CHECK_INT(r[i].err, 0);
+		CHECK_STR(r[i].outcome, outcomes[i]);
+	}
+	CHECK(r[2].len == sizeof BALANCE && memcmp(r[2].payload, BALANCE, sizeof BALANCE) == 0);
+	sb_client_free(bank);
+	sb_client_free(shop);
+}
+
+static void test_progress_then_final(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {0};
+	struct sb_client *fs = client("fs-1", "service", &ws);
+	struct sb_client *ui = client("ui-1", "client", &wc);
+	struct sb_client *cs[] = {fs, ui};
+
+	CHECK_INT(sb_client_register(fs, "file.copy", 0, handle_copy, NULL), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "file.copy", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &r.terminal, 1, "file.copied");
+	pump_for(cs, 2, 30);
+	CHECK_INT(r.progress, 3);
+	CHECK_INT(r.out_of_order, 0);
+	CHECK_INT(r.terminal, 1);
+	CHECK_INT(r.n, 4);
+	CHECK_INT(r.err, 0);
+	CHECK_STR(r.outcome, "file.copied");
+	sb_client_free(fs);
+	sb_client_free(ui);
+}
+
+static void test_stream_of_1000_chunks_in_order(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {0};
+	struct sb_client *fs = client("fs-2", "service", &ws);
+	struct sb_client *ui = client("ui-2", "client", &wc);
+	struct sb_client *cs[] = {fs, ui};
+
+	CHECK_INT(sb_client_register(fs, "file.read", 0, handle_read, NULL), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "file.read", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &r.terminal, 1, "file.read-done");
+	pump_for(cs, 2, 30);
+	CHECK_INT(r.chunks, 1000);
+	CHECK_INT(r.out_of_order, 0);
+	CHECK_INT(r.terminal, 1);
+	CHECK_INT(r.after_terminal, 0);
+	CHECK_INT(r.n, 1001);
+	CHECK_STR(r.outcome, "file.read-done");
+	sb_client_free(fs);
+	sb_client_free(ui);
+}
+
+/* The handler side of a stream it answers outside its callback: a few
+ * chunks per pump turn, until the call goes away. */
+struct producer {
+	struct held *h;
+	unsigned sent;
+	int rc; /* last sb_reply_more() result */
+};
+
+static void produce(void *arg)
+{
+	struct producer *p = arg;
+	uint8_t n[3];
+
+	for (int i = 0; i < 4 && p->h->call != NULL; i++) {
+		put_seq(n, p->sent);
+		p->rc = sb_reply_more(p->h->call, "file.read-chunk", n, 3, 1);
+		if (p->rc == 0)
+			p->sent++;
+	}
+}
+
+struct cancel_done {
+	struct replies *r;
+	struct held *h;
+};
+
+static int cancel_seen_both_sides(void *arg)
+{
+	struct cancel_done *d = arg;
+	return d->r->terminal >= 1 && d->h->cancels >= 1;
+}
+
+static void test_cancel_mid_stream(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {.cancel_at = 10};
+	struct held h = {.watch_cancel = 1};
+	struct producer prod = {.h = &h};
+	struct cancel_done both = {&r, &h};
+	struct sb_client *fs = client("fs-3", "service", &ws);
+	struct sb_client *ui = client("ui-3", "client", &wc);
+	struct sb_client *cs[] = {fs, ui};
+
+	CHECK_INT(sb_client_register(fs, "file.tail", 0, handle_hold, &h), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &h.calls, 1, "the request at the handler");
+	tick_fn = produce;
+	tick_arg = &prod;
+	pump_cond(cs, 2, cancel_seen_both_sides, &both, "the cancel on both sides");
+	tick_fn = NULL;
+	pump_for(cs, 2, 50);
+	CHECK_INT(r.terminal, 1);
+	CHECK_INT(r.err, SB_ECANCELLED);
+	CHECK_INT(r.chunks, 10); /* chunks still in flight after the cancel are dropped */
+	CHECK_INT(r.out_of_order, 0);
+	CHECK_INT(r.after_terminal, 0);
+	CHECK_INT(h.cancels, 1);
+	CHECK(h.call == NULL);
+	CHECK(prod.sent >= 10);
+	sb_client_free(fs);
+	sb_client_free(ui);
+}
+
+static int held_call_cancelled(void *arg)
+{
+	struct held *h = arg;
+	return h->call != NULL && sb_call_cancelled(h->call);
+}
+
+static void test_timeout(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {0};
+	struct held h = {0}; /* no on_cancel: the call waits for its final reply */
+	struct sb_client *slow = client("slow-1", "service", &ws);
+	struct sb_client *ui = client("ui-4", "client", &wc);
+	struct sb_client *cs[] = {slow, ui};
+
+	CHECK_INT(sb_client_register(slow, "report.build", 0, handle_hold, &h), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "report.build", NULL, 0, 100, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &r.terminal, 1, "the timeout");
+	CHECK_INT(r.err, SB_ETIMEOUT);
+	/* The router's answer, not the local deadline (which says "plus 1 s").
+	 * Told apart by text, not time: this machine's CPU may be stolen. */
+	CHECK(strstr(r.outcome, "plus 1 s") == NULL);
+	/* The router told the handler; a call kept without on_cancel says so,
+	 * and its final reply goes nowhere and frees it. */
+	pump_cond(cs, 2, held_call_cancelled, &h, "the handler to see the cancel");
+	CHECK_INT(sb_reply(h.call, "built", NULL, 0), SB_ECANCELLED);
+	h.call = NULL;
+	pump_for(cs, 2, 30);
+	CHECK_INT(r.n, 1);
+	sb_client_free(slow);
+	sb_client_free(ui);
+}
+
+static void test_no_handler(void)
+{
+	struct watch wc = {0};
+	struct replies r = {0};
+	struct sb_client *ui = client("ui-5", "client", &wc);
+	struct sb_client *cs[] = {ui};
+
+	pump_online(cs, 1);
+	CHECK_INT(sb_request(ui, "nobody.home", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 1, &r.terminal, 1, "no handler");
+	pump_for(cs, 1, 30);
+	CHECK_INT(r.n, 1);
+	CHECK_INT(r.err, SB_ENOHANDLER);
+	CHECK(r.outcome[0] != 0);           /* an error comes with words */
+	CHECK_INT(sb_client_online(ui), 1); /* and the connection stays */
+	sb_client_free(ui);
+}
+
+/* A catch-all handler takes names nobody registered. */
+static void test_catch_all(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {0};
+	struct held h = {0};
+	struct sb_client *svc = client("any-1", "service", &ws);
+	struct sb_client *ui = client("ui-5b", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+
+	CHECK_INT(sb_client_register(svc, NULL, 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, NULL, 0, handle_hold, &h), SB_EINVAL); /* only one */
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "whatever.it.is", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &h.calls, 1, "the catch-all");
+	CHECK_STR(sb_call_name(h.call), "whatever.it.is");
+	CHECK_INT(sb_reply(h.call, "caught", NULL, 0), 0);
+	pump_until(cs, 2, &r.terminal, 1, "the reply");
+	CHECK_STR(r.outcome, "caught");
+	CHECK_INT(sb_client_unregister(svc, NULL), 0);
+	CHECK_INT(sb_client_unregister(svc, NULL), SB_EINVAL);
+	sb_client_free(svc);
+	sb_client_free(ui);
+}
+
+static void test_handler_freed_mid_stream(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {0};
+	struct held h = {.watch_cancel = 1};
+	struct sb_client *fs = client("fs-4", "service", &ws);
+	struct sb_client *ui = client("ui-6", "client", &wc);
+	struct sb_client *cs[] = {fs, ui};
+	uint8_t n[3];
+
+	CHECK_INT(sb_client_register(fs, "file.tail", 0, handle_hold, &h), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &h.calls, 1, "the request at the handler");
+	for (unsigned i = 0; i < 5; i++) {
+		put_seq(n, i);
+		CHECK_INT(sb_reply_more(h.call, "file.read-chunk", n, 3, 1), 0);
+	}
+	pump_until(cs, 2, &r.chunks, 5, "five chunks");
+	sb_client_free(fs);      /* mid-stream */
+	CHECK_INT(h.cancels, 1); /* the kept call was handed back */
+	CHECK(h.call == NULL);
+	pump_until(cs + 1, 1, &r.terminal, 1, "peer gone");
+	pump_for(cs + 1, 1, 30);
+	CHECK_INT(r.err, SB_EPEERGONE);
+	CHECK_INT(r.terminal, 1);
+	CHECK_INT(r.n, 6);
+	sb_client_free(ui);
+}
+
+/* users.create asks passwords.encrypt from inside its handler, then replies. */
+struct chain {
+	struct sb_call *call; /* the users.create call being served */
+	uint32_t users_id;    /* what passwords.encrypt must see as "from" */
+	int inner_from_ok;
+	int inner_calls;
+};
+
+static void on_encrypted(struct sb_client *c, uint64_t req, int err, const char *outcome,
+			 const void *payload, size_t len, int more, void *ud)
+{
+	struct chain *ch = ud;
+
+	(void)c;
+	(void)req;
+	if (more)
+		return;
+	if (err != 0)
+		CHECK_INT(sb_reply_error(ch->call, err, outcome), 0);
+	else
+		CHECK_INT(sb_reply(ch->call, "user.created", payload, len), 0);
+	ch->call = NULL;
+}
+
+static void handle_create(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	static const uint8_t pw[] = {0xa6, 's', 'e', 'c', 'r', 'e', 't'};
+	struct chain *ch = ud;
+
+	ch->call = call;
+	CHECK_INT(
+		sb_request(c, "passwords.encrypt", pw, sizeof pw, LONG_MS, on_encrypted, ch, NULL),
+		0);
+}
+
+static void handle_encrypt(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	static const uint8_t hash[] = {0xa4, 'x', 'y', 'z', 'w'};
+	struct chain *ch = ud;
+
+	(void)c;
+	ch->inner_calls++;
+	ch->inner_from_ok = sb_call_from(call) == ch->users_id;
+	CHECK_INT(sb_reply(call, "encrypted", hash, sizeof hash), 0);
+}
+
+static void test_chained_request_from_a_handler(void)
+{
+	static const uint8_t hash[] = {0xa4, 'x', 'y', 'z', 'w'};
+	struct watch wu = {0}, wp = {0}, wc = {0};
+	struct replies r = {0};
+	struct chain ch = {0};
+	struct sb_client *users = client("users-1", "service", &wu);
+	struct sb_client *pw = client("passwords-1", "service", &wp);
+	struct sb_client *ui = client("signup-1", "client", &wc);
+	struct sb_client *cs[] = {users, pw, ui};
+
+	CHECK_INT(sb_client_register(users, "users.create", 0, handle_create, &ch), 0);
+	CHECK_INT(sb_client_register(pw, "passwords.encrypt", SB_REGISTER_INTERNAL, handle_encrypt,
+				     &ch),
+		  0);
+	pump_online(cs, 3);
+	ch.users_id = sb_client_peer_id(users);
+	CHECK_INT(sb_request(ui, "users.create", NULL, 0, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 3, &r.terminal, 1, "user.created");
+	pump_for(cs, 3, 30);
+	CHECK_INT(r.n, 1);
+	CHECK_INT(r.err, 0);
+	CHECK_STR(r.outcome, "user.created");
+	CHECK(r.len == sizeof hash && memcmp(r.payload, hash, sizeof hash) == 0);
+	CHECK_INT(ch.inner_calls, 1);
+	CHECK_INT(ch.inner_from_ok, 1);
+	CHECK(ch.call == NULL);
+
+	/* The internal handler is not for clients. */
+	struct replies direct = {0};
+	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, 0, on_reply, &direct, NULL), 0);
+	pump_until(cs, 3, &direct.terminal, 1, "the refusal");
+	CHECK_INT(direct.err, SB_ENOHANDLER);
+	CHECK_INT(ch.inner_calls, 1);
+	sb_client_free(users);
+	sb_client_free(pw);
+	sb_client_free(ui);
+}
+
+static void test_async_reply(void)
+{
+	static const uint8_t job[] = {0xa3, 'j', 'o', 'b'};
+	struct watch ws = {0}, wc = {0};
+	struct replies r = {0};
+	struct held h = {0};
+	struct sb_client *svc = client("jobs-1", "service", &ws);
+	struct sb_client *ui = client("ui-7", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+	size_t len = 99;
+
+	CHECK_INT(sb_client_register(svc, "async.job", 0, handle_hold, &h), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, 0, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &h.calls, 1, "the job at the handler");
+	pump_for(cs, 2, 50);
+	CHECK_INT(r.n, 0); /* nothing yet: the handler answers later */
+	/* The kept call still knows its name; the payload was only lent. */
+	CHECK_STR(sb_call_name(h.call), "async.job");
+	CHECK_INT(sb_call_is_request(h.call), 1);
+	CHECK(sb_call_payload(h.call, &len) == NULL && len == 0);
+	CHECK_INT(sb_call_cancelled(h.call), 0);
+	CHECK_INT(sb_reply(h.call, "done", job, sizeof job), 0); /* from outside any callback */
+	h.call = NULL;
+	pump_until(cs, 2, &r.terminal, 1, "the late answer");
+	pump_for(cs, 2, 30);
+	CHECK_INT(r.n, 1);
+	CHECK_STR(r.outcome, "done");
+	CHECK(r.len == sizeof job && memcmp(r.payload, job, sizeof job) == 0);
+
+	/* Freeing a client ends its open requests: one SB_EOFFLINE each. */
+	struct replies open = {0};
+	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, 0, on_reply, &open, NULL), 0);
+	pump_until(cs, 2, &h.calls, 2, "the second job at the handler");
+	sb_client_free(ui);
+	CHECK_INT(open.n, 1);
+	CHECK_INT(open.err, SB_EOFFLINE);
+	/* The router cancels it towards the handler, whose call then says so. */
+	pump_cond(cs, 1, held_call_cancelled, &h, "the handler to see the cancel");
+	CHECK_INT(sb_reply_error(h.call, SB_EINTERNAL, "too late"), SB_ECANCELLED);
+	sb_client_free(svc);
+}
+
+struct runner {
+	struct sb_client *c;
+	int rc;
+};
+
+static void *run_service(void *arg)
+{
+	struct runner *run = arg;
+	run->rc = sb_client_run(run->c);
+	return NULL;
+}
+
+/* The service runs sb_client_run() on its own thread (as a program would),
+ * the requester blocks in sb_request_wait(): the TSan build checks that two
+ * clients on two threads share nothing. */
+static void test_request_wait_blocking(void)
+{
+	static const uint8_t ping[] = {0xa4, 'p', 'i', 'n', 'g'};
+	struct watch ws = {0}, wc = {0}, wl = {0};
+	struct sb_client *svc = client("wait-svc", "service", &ws);
+	struct sb_client *ui = client("wait-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+	struct runner run = {svc, -1};
+	pthread_t th;
+	int served = 0;
+	char outcome[64];
+	void *reply = NULL;
+	size_t len = 0;
+
+	CHECK_INT(sb_client_register(svc, "wait.echo", 0, handle_echo, &served), 0);
+	pump_online(cs, 2);
+	CHECK_INT(pthread_create(&th, NULL, run_service, &run), 0);
+	for (int i = 0; i < 20; i++) {
+		CHECK_INT(sb_request_wait(ui, "wait.echo", ping, sizeof ping, LONG_MS, outcome,
+					  sizeof outcome, &reply, &len),
+			  0);
+		CHECK_STR(outcome, "echoed");
+		CHECK(len == sizeof ping && reply != NULL && memcmp(reply, ping, len) == 0);
+		free(reply);
+		reply = NULL;
+	}
+	CHECK_INT(sb_request_wait(ui, "nobody.home", NULL, 0, LONG_MS, outcome, sizeof outcome,
+				  &reply, &len),
+		  SB_ENOHANDLER);
+	CHECK(reply == NULL && len == 0);
+
+	/* Called before the client is online, it waits for it first. */
+	struct sb_client *late = client("wait-late", "client", &wl);
+	CHECK_INT(sb_client_online(late), 0);
+	CHECK_INT(sb_request_wait(late, "wait.echo", NULL, 0, LONG_MS, outcome, sizeof outcome,
+				  NULL, NULL),
+		  0);
+	CHECK_STR(outcome, "echoed");
+	CHECK_INT(wl.online, 1);
+
+	sb_client_stop(svc); /* from this thread: the one cross-thread call */
+	CHECK_INT(pthread_join(th, NULL), 0);
+	CHECK_INT(run.rc, 0);
+	CHECK_INT(served, 21);
+	sb_client_free(late);
+	sb_client_free(svc);
+	sb_client_free(ui);
+}
+
+static void test_duplicate_name(void)
+{
+	struct watch wa = {0}, wb = {0};
+	struct sb_client *a = client("dup-1", "client", &wa);
+	struct sb_client *cs[] = {a};
+
+	pump_online(cs, 1);
+	struct sb_client *b = client("dup-1", "client", &wb);
+	struct sb_client *both[] = {a, b};
+	pump_until(both, 2, &wb.error, 1, "the refusal");
+	CHECK_INT(wb.error_err, SB_EDUPNAME);
+	CHECK_INT(sb_client_process(b, 0), SB_EDUPNAME); /* given up, and says why */
+	CHECK_INT(sb_client_fd(b), -1);
+	CHECK_INT(sb_client_timeout(b), -1);
+
+	/* No retry loop: the router sees nothing more from it. */
+	struct sb_router_stats before, after;
+	sb_router_stats(R, &before);
+	pump_for(both, 2, 300);
+	sb_router_stats(R, &after);
+	CHECK_INT(after.frames_in, before.frames_in);
+	CHECK_INT(wb.error, 1);
+	CHECK_INT(wb.online + wb.offline + wb.reconnected, 0);
+	CHECK_INT(sb_client_run(b), SB_EDUPNAME); /* returns instead of spinning */
+	CHECK_INT(sb_send(b, "audit.log", NULL, 0), SB_EOFFLINE);
+	/* The holder of the name is undisturbed. */
+	CHECK_INT(sb_client_online(a), 1);
+	CHECK_INT(wa.offline + wa.error, 0);
+	sb_client_free(b);
+	sb_client_free(a);
+}
+
+/* A port nobody listens on. */
+static uint16_t dead_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static void test_offline_sends(void)
+{
+	struct watch w = {0};
+	struct replies r = {0};
+	struct sb_client *c = client_at(dead_port(), "lonely-1", "client", &w);
+	struct sb_client *cs[] = {c};
+	uint64_t id = 77;
+
+	pump_for(cs, 1, 100);
+	CHECK_INT(sb_client_online(c), 0);
+	CHECK_INT(sb_send(c, "audit.log", EVENT, sizeof EVENT), SB_EOFFLINE);
+	CHECK_INT(sb_request(c, "audit.log", NULL, 0, 0, on_reply, &r, &id), SB_EOFFLINE);
+	CHECK(id == 77); /* untouched on failure */
+	CHECK_INT(sb_cancel(c, 1), SB_EINVAL);
+	uint64_t t0 = now_ms();
+	CHECK_INT(sb_request_wait(c, "audit.log", NULL, 0, 150, NULL, 0, NULL, NULL), SB_EOFFLINE);
+	uint64_t took = now_ms() - t0;
+	CHECK(took >= 150 && took < PUMP_LIMIT_MS);
+	pump_for(cs, 1, 50);
+	CHECK_INT(r.n, 0); /* a refused request never calls back */
+	CHECK_INT(w.online + w.offline + w.error, 0);
+	sb_client_free(c);
+}
+
+/* Requests kept LOAD_WINDOW deep from inside their own reply callbacks. */
+struct load {
+	struct sb_client *c;
+	int sent, done, wrong, twice;
+	uint8_t *answered; /* per sequence number */
+};
+
+enum { LOAD_TOTAL = 20000, LOAD_WINDOW = 256 };
+
+static void on_load_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
+			  const void *payload, size_t len, int more, void *ud);
+
+static void load_send(struct load *ld)
+{
+	uint32_t seq = (uint32_t)ld->sent;
+	uint8_t pl[5] = {0xce, (uint8_t)(seq >> 24), (uint8_t)(seq >> 16), (uint8_t)(seq >> 8),
+			 (uint8_t)seq};
+	CHECK_INT(sb_request(ld->c, "load.echo", pl, sizeof pl, LONG_MS, on_load_reply, ld, NULL),
+		  0);
+	ld->sent++;
+}
+
+static void on_load_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
+			  const void *payload, size_t len, int more, void *ud)
+{
+	struct load *ld = ud;
+	const uint8_t *p = payload;
+
+	(void)c;
+	(void)req;
+	if (err != 0 || more || len != 5 || strcmp(outcome, "echoed") != 0) {
+		ld->wrong++;
+	} else {
+		uint32_t seq =
+			(uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+		if (seq >= LOAD_TOTAL)
+			ld->wrong++;
+		else if (ld->answered[seq]++ != 0)
+			ld->twice++;
+	}
+	ld->done++;
+	if (ld->sent < LOAD_TOTAL)
+		load_send(ld); /* a request from inside a reply callback */
+}
+
+static void test_many_requests_each_answered_once(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct sb_client *svc = client("load-svc", "service", &ws);
+	struct sb_client *ui = client("load-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+	struct load ld = {.c = ui, .answered = calloc(LOAD_TOTAL, 1)};
+
+	CHECK_INT(sb_client_register(svc, "load.echo", 0, handle_echo, NULL), 0);
+	pump_online(cs, 2);
+	uint64_t t0 = now_ms();
+	for (int i = 0; i < LOAD_WINDOW; i++)
+		load_send(&ld);
+	/* Each wait is for the next reply: a stall fails in 5 s, progress never does. */
+	while (ld.done < LOAD_TOTAL && pump_until(cs, 2, &ld.done, ld.done + 1, "the next reply"))
+		;
+	CHECK_INT(ld.done, LOAD_TOTAL);
+	CHECK_INT(ld.wrong, 0);
+	CHECK_INT(ld.twice, 0);
+	for (unsigned i = 0; i < LOAD_TOTAL; i++)
+		if (ld.answered[i] != 1) {
+			CHECK_INT(ld.answered[i], 1);
+			break;
+		}
+	printf("     %d requests in %" PRIu64 " ms\n", LOAD_TOTAL, now_ms() - t0);
+	free(ld.answered);
+	sb_client_free(svc);
+	sb_client_free(ui);
+}
+
+/* ---- fake routers ------------------------------------------------------- */
+
+/* A listening socket that plays the router with the codec directly, so it
+ * can do what the real one never does: stay silent, send a malformed
+ * payload, send a fatal error. */
+struct fake {
+	int lfd;
+	uint16_t port;
+	struct peer *p[32]; /* connections whose HELLO we have not read yet */
+	uint64_t accepted_at[32];
+	int np;
+	struct peer *live; /* the connection we WELCOMEd, if we welcome */
+	int welcome;       /* answer HELLO with WELCOME (else close at once) */
+	int hellos;
+	/* reconnect timing, per client name (the HELLO's peer) */
+	char names[64][16];
+	uint64_t at[64];
+	int nat;
+};
+
+static void fake_listen(struct fake *f, uint16_t port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	socklen_t len = sizeof sa;
+	int one = 1;
+
+	memset(f, 0, sizeof *f);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	setsockopt(f->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* A stopped router frees its port at once, so this bind must work
+	 * first time even right after one on the same port. */
+	CHECK(bind(f->lfd, (struct sockaddr *)&sa, sizeof sa) == 0);
+	CHECK(listen(f->lfd, 64) == 0);
+	getsockname(f->lfd, (struct sockaddr *)&sa, &len);
+	f->port = ntohs(sa.sin_port);
+}
+
+static void fake_close(struct fake *f)
+{
+	for (int i = 0; i < f->np; i++)
+		peer_close(f->p[i]);
+	peer_close(f->live);
+	close(f->lfd);
+	f->np = 0;
+	f->live = NULL;
+}
+
+static void fake_welcome(struct peer *p, const char *name)
+{
+	struct sb_msg w = {.kind = SB_WELCOME,
+			   .version = SB_PROTO_VERSION,
+			   .peer = v_str(name),
+			   .peer_id = 9,
+			   .max_frame = SB_FRAME_MAX_DEFAULT};
+	peer_send(p, &w);
+}
+
+/* Every pump turn: accept, read HELLOs, then welcome or hang up. */
+static void fake_tick(void *arg)
+{
+	struct fake *f = arg;
+	int fd;
+
+	while (f->np < 32 && (fd = accept(f->lfd, NULL, NULL)) >= 0) {
+		struct peer *p = calloc(1, sizeof *p);
+		p->fd = fd; /* accept() does not pass O_NONBLOCK on: peer.h blocks */
+		p->sp = sb_splitter_new(0);
+		f->accepted_at[f->np] = now_ms();
+		f->p[f->np++] = p;
+	}
+	for (int i = 0; i < f->np; i++) {
+		struct peer *p = f->p[i];
+		int rc = peer_recv_within(p, 0);
+		if (rc == -1)
+			continue; /* nothing yet */
+		if (rc == 1 && p->m.kind == SB_HELLO) {
+			f->hellos++;
+			if (f->nat < 64) {
+				snprintf(f->names[f->nat], sizeof f->names[0], "%.*s",
+					 (int)p->m.peer.len, (const char *)p->m.peer.ptr);
+				f->at[f->nat++] = f->accepted_at[i];
+			}
+			if (f->welcome && f->live == NULL) {
+				fake_welcome(p, f->names[f->nat - 1]);
+				f->live = p;
+				p = NULL;
+			}
+		}
+		peer_close(p);
+		f->p[i] = f->p[--f->np];
+		f->accepted_at[i] = f->accepted_at[f->np];
+		i--;
+	}
+}
+
+static int fake_has_live(void *arg)
+{
+	struct fake *f = arg;
+	return f->live != NULL;
+}
+
+/* The next frame from the client on f->live, pumping the client meanwhile. */
+static struct sb_msg *fake_expect(struct fake *f, struct sb_client *c, unsigned kind)
+{
+	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+
+	while (now_ms() < end) {
+		sb_client_process(c, 5);
+		if (peer_recv_within(f->live, 0) == 1) {
+			CHECK_INT(f->live->m.kind, kind);
+			return &f->live->m;
+		}
+	}
+	CHECK(!"the fake router got nothing");
+	memset(&f->live->m, 0, sizeof f->live->m);
+	return &f->live->m;
+}
+
+static void test_local_deadline_and_bad_payload(void)
+{
+	static const uint8_t broken[] = {0x82, 0xa1, 'a'}; /* a map that ends too soon */
+	struct fake f;
+	struct watch w = {0};
+	struct replies r1 = {0}, r2 = {0}, r3 = {0};
+	uint64_t id1 = 0, id2 = 0, id3 = 0;
+
+	fake_listen(&f, 0);
+	f.welcome = 1;
+	struct sb_client *c = client_at(f.port, "deadline-1", "client", &w);
+	struct sb_client *cs[] = {c};
+	tick_fn = fake_tick;
+	tick_arg = &f;
+	pump_cond(cs, 1, fake_has_live, &f, "the HELLO");
+	pump_online(cs, 1);
+	tick_fn = NULL;
+
+	/* A router that never answers: the local deadline (timeout + 1 s) ends it. */
+	uint64_t t0 = now_ms();
+	CHECK_INT(sb_request(c, "silence", NULL, 0, 50, on_reply, &r1, &id1), 0);
+	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id1);
+	pump_until(cs, 1, &r1.terminal, 1, "the local deadline");
+	uint64_t took = r1.at - t0;
+	CHECK_INT(r1.err, SB_ETIMEOUT);
+	CHECK(took >= 1040 && took < PUMP_LIMIT_MS);
+	CHECK(strstr(r1.outcome, "plus 1 s") != NULL);
+	CHECK(fake_expect(&f, c, SB_CANCEL)->id == id1); /* the router may free it */
+
+	/* A reply whose payload is not one MessagePack value fails only its request. */
+	CHECK_INT(sb_request(c, "broken", NULL, 0, 0, on_reply, &r2, &id2), 0);
+	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id2);
+	peer_reply(f.live, id2, "fine", 0, broken, sizeof broken);
+	pump_until(cs, 1, &r2.terminal, 1, "the broken reply");
+	CHECK_INT(r2.err, SB_EBADFRAME);
+	CHECK_INT(r2.n, 1);
+	CHECK_INT(sb_request(c, "fine", NULL, 0, 0, on_reply, &r3, &id3), 0);
+	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id3);
+	peer_reply(f.live, id3, "fine", 0, NULL, 0);
+	pump_until(cs, 1, &r3.terminal, 1, "the good reply");
+	CHECK_INT(r3.err, 0);
+	CHECK_INT(w.offline, 0); /* the connection survived */
+
+	/* A reply to nothing we asked, and a reply after the end, are ignored. */
+	peer_reply(f.live, id1, "late", 0, NULL, 0);
+	peer_reply(f.live, 424242, "stray", 0, NULL, 0);
+	pump_for(cs, 1, 50);
+	CHECK_INT(r1.n + r2.n + r3.n, 3);
+	sb_client_free(c);
+	fake_close(&f);
+}
+
+static void test_goodbye_and_fatal_error(void)
+{
+	struct fake f;
+	struct watch w = {0};
+	struct replies r = {0};
+	uint64_t id = 0;
+
+	fake_listen(&f, 0);
+	f.welcome = 1;
+	struct sb_client *c = client_at(f.port, "bye-1", "client", &w);
+	struct sb_client *cs[] = {c};
+	tick_fn = fake_tick;
+	tick_arg = &f;
+	pump_online(cs, 1);
+
+	/* GOODBYE: no new requests, the open one still finishes, sends still go. */
+	CHECK_INT(sb_request(c, "job", NULL, 0, 0, on_reply, &r, &id), 0);
+	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id);
+	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("router draining")};
+	peer_send(f.live, &bye);
+	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	while (sb_client_online(c) && now_ms() < end)
+		sb_client_process(c, 5);
+	CHECK_INT(sb_client_online(c), 0);
+	CHECK_INT(sb_request(c, "job", NULL, 0, 0, on_reply, &r, NULL), SB_EDRAINING);
+	CHECK_INT(sb_send(c, "audit.log", NULL, 0), 0);
+	CHECK_INT(fake_expect(&f, c, SB_SEND)->kind, SB_SEND);
+	peer_reply(f.live, id, "finished", 0, NULL, 0);
+	pump_until(cs, 1, &r.terminal, 1, "the last reply");
+	CHECK_INT(r.err, 0);
+	CHECK_STR(r.outcome, "finished");
+
+	/* The close after GOODBYE is OFFLINE with err 0, then a reconnect. */
+	peer_close(f.live);
+	f.live = NULL;
+	pump_until(cs, 1, &w.reconnected, 1, "the reconnect after the goodbye");
+	CHECK_INT(w.offline, 1);
+	CHECK_INT(w.offline_err, 0);
+	CHECK_INT(r.n, 1);
+
+	/* A fatal error that is not about our identity: ERROR, OFFLINE, retry. */
+	struct sb_msg fatal = {.kind = SB_ERROR,
+			       .flags = SB_F_FATAL,
+			       .code = (uint32_t)-SB_EINTERNAL,
+			       .text = v_str("out of memory")};
+	peer_send(f.live, &fatal);
+	peer_close(f.live);
+	f.live = NULL;
+	pump_until(cs, 1, &w.reconnected, 2, "the reconnect after the fatal error");
+	CHECK_INT(w.error, 1);
+	CHECK_INT(w.error_err, SB_EINTERNAL);
+	CHECK_INT(w.offline, 2);
+	CHECK_INT(w.offline_err, SB_EINTERNAL);
+	CHECK_INT(w.online, 1);
+
+	/* A router that says GOODBYE and then never closes: we close after its
+	 * deadline (0 here) plus the grace, and come back. */
+	struct sb_msg bye0 = {.kind = SB_GOODBYE, .text = v_str("stuck")};
+	peer_send(f.live, &bye0);
+	uint64_t t0 = now_ms();
+	pump_until(cs, 1, &w.offline, 3, "our own close of a stuck drain");
+	uint64_t took = now_ms() - t0;
+	CHECK_INT(w.offline_err, SB_ETIMEOUT);
+	CHECK(took >= 1900 && took < PUMP_LIMIT_MS);
+	peer_close(f.live);
+	f.live = NULL;
+	pump_until(cs, 1, &w.reconnected, 3, "the reconnect after the stuck drain");
+	tick_fn = NULL;
+	sb_client_free(c);
+	fake_close(&f);
+}
+
+/* ---- reconnect ---------------------------------------------------------- */
+
+struct rc_state {
+	struct watch *ws, *wc;
+	struct replies *ra, *rb;
+};
+
+static int both_offline_and_ended(void *arg)
+{
+	struct rc_state *s = arg;
+	return s->ws->offline >= 1 && s->wc->offline >= 1 && s->ra->terminal >= 1 &&
+	       s->rb->terminal >= 1;
+}
+
+static int both_reconnected(void *arg)
+{
+	struct rc_state *s = arg;
+	return s->ws->reconnected >= 1 && s->wc->reconnected >= 1;
+}
+
+static void test_reconnect_after_router_restart(void)
+{
+	struct watch ws = {0}, wc = {0};
+	struct replies ra = {0}, rb = {0}, rc = {0};
+	struct held h = {.watch_cancel = 1};
+	struct rc_state st = {&ws, &wc, &ra, &rb};
+	struct sb_router *r2 = start_router(0);
+	uint16_t port = sb_router_port(r2);
+	struct sb_client *svc = client_at(port, "rc-svc", "service", &ws);
+	struct sb_client *ui = client_at(port, "rc-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+	struct fake f;
+
+	CHECK_INT(sb_client_register(svc, "rc.echo", 0, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rc.hold", 0, handle_hold, &h), 0);
+	pump_online(cs, 2);
+
+	/* Request A is at the handler; B is still in the client's output when
+	 * the router goes away. */
+	CHECK_INT(sb_request(ui, "rc.hold", NULL, 0, 0, on_reply, &ra, NULL), 0);
+	pump_until(cs, 2, &h.calls, 1, "request A at the handler");
+	sb_router_stop(r2, 0);
+	sb_router_free(r2);
+	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, 0, on_reply, &rb, NULL), 0);
+
+	/* Something that accepts and hangs up keeps the port, and times the
+	 * reconnect attempts. */
+	fake_listen(&f, port);
+	tick_fn = fake_tick;
+	tick_arg = &f;
+	pump_cond(cs, 2, both_offline_and_ended, &st, "OFFLINE and both requests ended");
+	/* The router ends what it knows with "router draining" before it
+	 * closes; what it never saw ends with SB_EOFFLINE. Once each. */
+	CHECK_INT(ra.err, SB_EDRAINING);
+	CHECK_INT(rb.err, SB_EOFFLINE);
+	CHECK_INT(h.cancels, 1);      /* the call in progress was dropped */
+	CHECK_INT(ws.offline_err, 0); /* closed after its GOODBYE */
+	CHECK_INT(wc.offline_err, 0);
+	CHECK_INT(sb_send(ui, "rc.echo", NULL, 0), SB_EOFFLINE);
+	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, 0, on_reply, &rc, NULL), SB_EOFFLINE);
+	CHECK_INT(sb_client_register(svc, "rc.later", 0, handle_echo, NULL),
+		  0); /* kept for later */
+
+	uint64_t window = now_ms();
+	pump_for(cs, 2, 1000);
+	window = now_ms() - window;
+	tick_fn = NULL;
+	fake_close(&f);
+
+	/* Backoff: attempts are MIN_MS apart or more (seen from here, give or
+	 * take a stalled pump turn: MIN_MS / 2 still rules out a hot loop), and
+	 * far fewer than a fixed MIN_MS would make. */
+	int attempts = 0;
+	uint64_t prev = 0;
+	for (int i = 0; i < f.nat; i++) {
+		if (strcmp(f.names[i], "rc-ui") != 0)
+			continue;
+		if (attempts > 0 && f.at[i] - prev < MIN_MS / 2) {
+			fprintf(stderr, "  attempts %" PRIu64 " ms apart\n", f.at[i] - prev);
+			CHECK(!"reconnect attempts closer than reconnect_min_ms");
+		}
+		prev = f.at[i];
+		attempts++;
+	}
+	CHECK(attempts >= 3);
+	CHECK(attempts <= (int)(window / MIN_MS) / 2 + 1);
+
+	/* A new router on the same port: both come back by themselves, the
+	 * service's handlers with them. */
+	struct sb_router *r3 = start_router(port);
+	pump_cond(cs, 2, both_reconnected, &st, "RECONNECTED on both");
+	CHECK(wc.reconnected_at - wc.offline_at >= MIN_MS);
+	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, 0, on_reply, &rc, NULL), 0);
+	pump_until(cs, 2, &rc.terminal, 1, "a request after the restart");
+	CHECK_INT(rc.err, 0);
+	CHECK_STR(rc.outcome, "echoed");
+	struct replies rl = {0};
+	CHECK_INT(sb_request(ui, "rc.later", NULL, 0, 0, on_reply, &rl, NULL), 0);
+	pump_until(cs, 2, &rl.terminal, 1, "a handler registered while offline");
+	CHECK_INT(rl.err, 0);
+
+	pump_for(cs, 2, 30);
+	CHECK_INT(ra.n, 1);
+	CHECK_INT(rb.n, 1);
+	CHECK_INT(rc.n, 1);
+	CHECK_INT(ws.online, 1);
+	CHECK_INT(wc.online, 1);
+	CHECK_INT(ws.offline, 1);
+	CHECK_INT(wc.offline, 1);
+	CHECK_INT(ws.reconnected, 1);
+	CHECK_INT(wc.reconnected, 1);
+	CHECK_INT(ws.error + wc.error, 0);
+	sb_client_free(svc);
+	sb_client_free(ui);
+	sb_router_stop(r3, 0);
+	sb_router_free(r3);
+}
+
+/* ---- argument checks ---------------------------------------------------- */
+
+static void test_bad_arguments(void)
+{
+	struct sb_client_config cfg;
+	struct watch w = {0};
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.role = "admin";
+	CHECK(sb_client_new(&cfg, &err) == NULL);
+	CHECK_INT(err, SB_EINVAL);
+	sb_client_config_init(&cfg);
+	cfg.name = "has space";
+	CHECK(sb_client_new(&cfg, &err) == NULL);
+	CHECK_INT(err, SB_EINVAL);
+	sb_client_config_init(&cfg);
+	cfg.reconnect_min_ms = 10000;
+	CHECK(sb_client_new(&cfg, &err) == NULL);
+	CHECK_INT(err, SB_EINVAL);
+
+	struct sb_client *cli = client("args-cli", "client", &w);
+	struct sb_client *svc = client("args-svc", "service", &w);
+	struct sb_client *cs[] = {cli, svc};
+	struct replies r = {0};
+	CHECK_INT(sb_client_register(cli, "x", 0, handle_echo, NULL), SB_EFORBIDDEN);
+	CHECK_INT(sb_client_register(svc, "$sb.routes", 0, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "bad name", 0, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "x", 0x80, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "x", 0, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_unregister(svc, "never"), SB_EINVAL);
+	pump_online(cs, 2);
+	static const uint8_t bad[] = {0x92, 0x01}; /* an array missing an element */
+	CHECK_INT(sb_send(cli, "x", bad, sizeof bad), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "x", NULL, 5), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "x", bad, sizeof bad, 0, on_reply, &r, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "x", NULL, 0, 0, NULL, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "", NULL, 0, 0, on_reply, &r, NULL), SB_EINVAL);
+	/* Over the router's frame limit (WELCOME said 1 MiB). */
+	size_t big = (1u << 20) + 16;
+	uint8_t *blob = calloc(1, big);
+	blob[0] = 0xc6; /* bin32 */
+	blob[1] = (uint8_t)((big - 5) >> 24);
+	blob[2] = (uint8_t)((big - 5) >> 16);
+	blob[3] = (uint8_t)((big - 5) >> 8);
+	blob[4] = (uint8_t)(big - 5);
+	CHECK_INT(sb_send(cli, "x", blob, big), SB_ETOOLARGE);
+	free(blob);
+	pump_for(cs, 2, 30);
+	CHECK_INT(r.n, 0);
+	CHECK_INT(sb_client_online(cli), 1);
+	sb_client_free(cli);
+	sb_client_free(svc);
+}
+
+int main(void)
+{
+	R = start_router(0);
+	PORT = sb_router_port(R);
+	RUN(test_fire_and_forget);
+	RUN(test_request_reply_with_outcome);
+	RUN(test_progress_then_final);
+	RUN(test_stream_of_1000_chunks_in_order);
+	RUN(test_cancel_mid_stream);
+	RUN(test_timeout);
+	RUN(test_no_handler);
+	RUN(test_catch_all);
+	RUN(test_handler_freed_mid_stream);
+	RUN(test_chained_request_from_a_handler);
+	RUN(test_async_reply);
+	RUN(test_request_wait_blocking);
+	RUN(test_many_requests_each_answered_once);
+	RUN(test_duplicate_name);
+	RUN(test_offline_sends);
+	RUN(test_bad_arguments);
+	RUN(test_local_deadline_and_bad_payload);
+	RUN(test_goodbye_and_fatal_error);
+	RUN(test_reconnect_after_router_restart);
+	sb_router_stop(R, 0);
+	sb_router_free(R);
+	return TEST_EXIT();
+}
