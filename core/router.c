@@ -266,6 +266,7 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 			atomic_load_explicit(&st->slow_consumers, memory_order_relaxed);
 		s->inflight += atomic_load_explicit(&st->inflight, memory_order_relaxed);
 		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
+		s->recv_starved += atomic_load_explicit(&st->recv_starved, memory_order_relaxed);
 		uint64_t peak = atomic_load_explicit(&st->queued_peak, memory_order_relaxed);
 		if (peak > s->queued_peak)
 			s->queued_peak = peak;

@@ -1080,6 +1080,7 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 	if (!more) {
 		if (cqe->res == -ENOBUFS) {
 			/* Every buffer is out: wait until some come back. */
+			stat_add(&sh->st.recv_starved, 1);
 			c->rearm = 1;
 			sh->need_rearm = 1;
 		} else

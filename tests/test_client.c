@@ -773,6 +773,60 @@ static void test_chained_request_from_a_handler(void)
 	sb_client_free(ui);
 }
 
+/* Every one of n requests has had its terminal callback. */
+struct all_done {
+	const struct replies *r;
+	int n;
+};
+
+static int all_terminal(void *arg)
+{
+	const struct all_done *a = arg;
+	for (int i = 0; i < a->n; i++)
+		if (a->r[i].terminal == 0)
+			return 0;
+	return 1;
+}
+
+/* Two instances of one service share the requests; when one goes away the
+ * other answers everything, and every request still ends exactly once. */
+static void test_two_instances_share_and_fail_over(void)
+{
+	struct watch wa = {0}, wb = {0}, wc = {0};
+	int served_a = 0, served_b = 0;
+	struct sb_client *a = client("worker-a", "service", &wa);
+	struct sb_client *b = client("worker-b", "service", &wb);
+	struct sb_client *cli = client("foreman", "client", &wc);
+	struct sb_client *all[] = {a, b, cli}, *left[] = {b, cli};
+	static struct replies r[40];
+
+	memset(r, 0, sizeof r);
+	CHECK_INT(sb_client_register(a, "work", 0, handle_echo, &served_a), 0);
+	CHECK_INT(sb_client_register(b, "work", 0, handle_echo, &served_b), 0);
+	pump_online(all, 3);
+	for (int i = 0; i < 20; i++)
+		CHECK_INT(sb_request(cli, "work", NULL, 0, 0, on_reply, &r[i], NULL), 0);
+	struct all_done first = {r, 20};
+	pump_cond(all, 3, all_terminal, &first, "20 answers from two instances");
+	CHECK_INT(served_a + served_b, 20);
+	CHECK(served_a > 0 && served_b > 0); /* both took a share */
+
+	sb_client_free(a); /* one instance dies */
+	pump_for(left, 2, 50);
+	for (int i = 20; i < 40; i++)
+		CHECK_INT(sb_request(cli, "work", NULL, 0, 0, on_reply, &r[i], NULL), 0);
+	struct all_done second = {r + 20, 20};
+	pump_cond(left, 2, all_terminal, &second, "20 answers from the survivor");
+	CHECK_INT(served_b - (20 - served_a), 20);
+	for (int i = 0; i < 40; i++) {
+		CHECK_INT(r[i].terminal, 1);
+		CHECK_INT(r[i].err, 0);
+		CHECK_INT(r[i].after_terminal, 0);
+	}
+	sb_client_free(b);
+	sb_client_free(cli);
+}
+
 static void test_async_reply(void)
 {
 	static const uint8_t job[] = {0xa3, 'j', 'o', 'b'};
@@ -1455,6 +1509,7 @@ int main(void)
 	RUN(test_catch_all);
 	RUN(test_handler_freed_mid_stream);
 	RUN(test_chained_request_from_a_handler);
+	RUN(test_two_instances_share_and_fail_over);
 	RUN(test_async_reply);
 	RUN(test_request_wait_blocking);
 	RUN(test_many_requests_each_answered_once);

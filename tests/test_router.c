@@ -421,11 +421,15 @@ static void test_handshake_rules(void)
 
 /* 100,000 requests over 4 connections, 2 handlers: every one must end with
  * exactly one final reply carrying its own payload. */
-static void test_100k_requests_each_answered_once(void)
+enum { CLIENTS = 4, HANDLERS = 2, WINDOW = 64, LOAD_MAX = 100000 };
+
+/* total requests over 4 connections, 2 handlers: every one must end with
+ * exactly one final reply carrying its own payload. */
+static void run_load(unsigned total)
 {
-	enum { CLIENTS = 4, HANDLERS = 2, TOTAL = 100000, WINDOW = 64 };
 	struct peer *h[HANDLERS], *c[CLIENTS];
-	static uint8_t answered[TOTAL + 1];
+	static uint8_t answered[LOAD_MAX + 1];
+	memset(answered, 0, sizeof answered);
 	unsigned sent[CLIENTS] = {0}, done = 0, wrong = 0, twice = 0;
 
 	for (int i = 0; i < HANDLERS; i++) {
@@ -439,8 +443,8 @@ static void test_100k_requests_each_answered_once(void)
 		snprintf(name, sizeof name, "load-c%d", i);
 		c[i] = peer_hello(PORT, name, "client");
 	}
-	unsigned per = TOTAL / CLIENTS, inflight[CLIENTS] = {0};
-	while (done < TOTAL) {
+	unsigned per = total / CLIENTS, inflight[CLIENTS] = {0};
+	while (done < total) {
 		/* Keep each client's window full. Ids are global sequence numbers. */
 		for (int i = 0; i < CLIENTS; i++)
 			while (inflight[i] < WINDOW && sent[i] < per) {
@@ -480,7 +484,7 @@ static void test_100k_requests_each_answered_once(void)
 									 m->payload.ptr[4]
 							       : 0;
 					if (m->kind != SB_REPLY || seq != id || id == 0 ||
-					    id > TOTAL)
+					    id > total)
 						wrong++;
 					else if (answered[id]++)
 						twice++;
@@ -488,10 +492,10 @@ static void test_100k_requests_each_answered_once(void)
 					inflight[i]--;
 				}
 	}
-	CHECK_INT(done, TOTAL);
+	CHECK_INT(done, total);
 	CHECK_INT(wrong, 0);
 	CHECK_INT(twice, 0);
-	for (unsigned id = 1; id <= TOTAL; id++)
+	for (unsigned id = 1; id <= total; id++)
 		if (answered[id] != 1) {
 			CHECK_INT(answered[id], 1);
 			break;
@@ -501,6 +505,37 @@ static void test_100k_requests_each_answered_once(void)
 		peer_close(h[i]);
 	for (int i = 0; i < CLIENTS; i++)
 		peer_close(c[i]);
+}
+
+static void test_100k_requests_each_answered_once(void)
+{
+	run_load(100000);
+}
+
+/* With a receive pool of 8 small buffers, receives run dry all the time:
+ * every stop must be re-armed and no byte lost. */
+static void test_tiny_receive_pool_loses_nothing(void)
+{
+	struct sb_router *saved = R;
+	uint16_t saved_port = PORT;
+	struct sb_router_config cfg;
+	int err;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = 2;
+	cfg.log_level = 0;
+	cfg.recv_buffers = 8;
+	cfg.recv_buffer_size = 512;
+	R = sb_router_new(&cfg, &err);
+	CHECK(R != NULL);
+	CHECK_INT(sb_router_start(R), 0);
+	PORT = sb_router_port(R);
+	run_load(20000);
+	CHECK(stats().recv_starved > 0); /* the path was taken, not just allowed */
+	sb_router_stop(R, 0);
+	sb_router_free(R);
+	R = saved;
+	PORT = saved_port;
 }
 
 /* The handler side of the flow-control test: streams chunks with blocking
@@ -697,6 +732,7 @@ int main(void)
 	RUN(test_chained_request_from_a_handler);
 	RUN(test_handshake_rules);
 	RUN(test_100k_requests_each_answered_once);
+	RUN(test_tiny_receive_pool_loses_nothing);
 	RUN(test_slow_requester_slows_the_stream);
 	RUN(test_slow_consumer_is_dropped);
 	RUN(test_stop_drains);

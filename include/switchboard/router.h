@@ -45,6 +45,7 @@ struct sb_router_stats {
 	uint64_t inflight;       /* requests in flight now */
 	uint64_t pauses;         /* times a handler's reads were paused for a slow requester */
 	uint64_t queued_peak;    /* largest output queue any connection had, in bytes */
+	uint64_t recv_starved;   /* receives stopped because every receive buffer was out */
 };
 
 struct sb_router;
