@@ -19,7 +19,9 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
+#include "clock.h"
 #include "idmap.h"
+#include "list.h"
 #include "timer.h"
 
 #define IN_SIZE           (64u << 10)  /* bytes per recv() */
@@ -37,13 +39,6 @@
 static const uint8_t HELLO_INFO[] = {0x81, 0xa3, 'l', 'i', 'b', 0xa8, 's',
 				     'b',  '-',  'c', ' ', '0', '.',  '1'};
 
-/* Intrusive doubly-linked list; an unlinked node points at itself. */
-struct link {
-	struct link *prev, *next;
-};
-
-#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
 enum conn_state {
 	C_WAIT,       /* no socket: waiting for retry_at to connect */
 	C_CONNECTING, /* non-blocking connect() under way */
@@ -57,7 +52,7 @@ enum conn_state {
 /* An open request. */
 struct req {
 	struct sb__timer timer; /* the local deadline */
-	struct link link;       /* on c->open (oldest first), or on c->spare_reqs */
+	struct sb__link link;   /* on c->open (oldest first), or on c->spare_reqs */
 	struct sb_client *c;    /* for the timer callback */
 	uint64_t id;            /* ours; replies carry it */
 	sb_reply_fn fn;
@@ -66,7 +61,7 @@ struct req {
 };
 
 struct sb_call {
-	struct link link; /* c->live while the router may cancel it, else c->orphans;
+	struct sb__link link; /* c->live while the router may cancel it, else c->orphans;
 			     c->spare_calls once free */
 	struct sb_client *c;
 	uint64_t rid;  /* the router's id for the request; replies carry it */
@@ -128,14 +123,14 @@ struct sb_client {
 	uint64_t next_id;      /* next request id */
 	uint64_t next_ctl;     /* next REGISTER/UNREGISTER id, before CTL_BIT is set */
 	struct sb__idmap reqs; /* request id -> struct req * */
-	struct link open;      /* open requests, oldest first */
-	struct link spare_reqs;
+	struct sb__link open;  /* open requests, oldest first */
+	struct sb__link spare_reqs;
 	unsigned nspare_reqs;
-	struct sb__wheel wheel; /* local request deadlines */
-	struct sb__idmap calls; /* router id -> struct sb_call *, for CANCEL */
-	struct link live;       /* calls the router may still cancel */
-	struct link orphans;    /* cancelled or lost calls a handler has yet to finish */
-	struct link spare_calls;
+	struct sb__wheel wheel;  /* local request deadlines */
+	struct sb__idmap calls;  /* router id -> struct sb_call *, for CANCEL */
+	struct sb__link live;    /* calls the router may still cancel */
+	struct sb__link orphans; /* cancelled or lost calls a handler has yet to finish */
+	struct sb__link spare_calls;
 	unsigned nspare_calls;
 	struct sb_call send_call; /* reused for every SEND: valid during its callback only */
 	struct handler *h;        /* registrations, in no particular order */
@@ -146,38 +141,6 @@ struct sb_client {
 static void drop(struct sb_client *c, int why);
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void link_init(struct link *l)
-{
-	l->prev = l->next = l;
-}
-
-static void link_add_tail(struct link *head, struct link *l)
-{
-	l->prev = head->prev;
-	l->next = head;
-	head->prev->next = l;
-	head->prev = l;
-}
-
-static void link_del(struct link *l)
-{
-	l->prev->next = l->next;
-	l->next->prev = l->prev;
-	link_init(l);
-}
-
-static int link_empty(const struct link *head)
-{
-	return head->next == head;
-}
 
 static struct sb_view view_of(const char *s)
 {
@@ -360,23 +323,23 @@ static struct req *req_get(struct sb_client *c)
 {
 	struct req *r;
 
-	if (!link_empty(&c->spare_reqs)) {
-		r = CONTAINER(c->spare_reqs.next, struct req, link);
-		link_del(&r->link);
+	if (!sb__link_empty(&c->spare_reqs)) {
+		r = SB__CONTAINER(c->spare_reqs.next, struct req, link);
+		sb__link_del(&r->link);
 		c->nspare_reqs--;
 		return r;
 	}
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		return NULL;
 	sb__timer_init(&r->timer, on_deadline);
-	link_init(&r->link);
+	sb__link_init(&r->link);
 	return r;
 }
 
 static void req_put(struct sb_client *c, struct req *r)
 {
 	if (c->nspare_reqs < SPARE_MAX) {
-		link_add_tail(&c->spare_reqs, &r->link);
+		sb__link_add_tail(&c->spare_reqs, &r->link);
 		c->nspare_reqs++;
 	} else
 		free(r);
@@ -408,7 +371,7 @@ static void req_end(struct sb_client *c, struct req *r, int err, const char *tex
 	}
 	sb__timer_disarm(&r->timer);
 	sb__idmap_del(&c->reqs, id);
-	link_del(&r->link);
+	sb__link_del(&r->link);
 	req_put(c, r);
 	c->in_cb++;
 	fn(c, id, err, text, payload, len, 0, ud);
@@ -417,7 +380,7 @@ static void req_end(struct sb_client *c, struct req *r, int err, const char *tex
 
 static void on_deadline(struct sb__timer *t)
 {
-	struct req *r = CONTAINER(t, struct req, timer);
+	struct req *r = SB__CONTAINER(t, struct req, timer);
 	struct sb_client *c = r->c;
 
 	queue_cancel(c, r->id); /* the router, if it still has it, frees it and its handler */
@@ -428,8 +391,8 @@ static void on_deadline(struct sb__timer *t)
 /* Takes the head each time: a callback may end other requests meanwhile. */
 static void fail_requests(struct sb_client *c, int err, const char *text)
 {
-	while (!link_empty(&c->open))
-		req_end(c, CONTAINER(c->open.next, struct req, link), err, text, NULL, 0);
+	while (!sb__link_empty(&c->open))
+		req_end(c, SB__CONTAINER(c->open.next, struct req, link), err, text, NULL, 0);
 }
 
 /* ---- calls (handler side) ----------------------------------------------- */
@@ -438,15 +401,15 @@ static struct sb_call *call_get(struct sb_client *c)
 {
 	struct sb_call *k;
 
-	if (!link_empty(&c->spare_calls)) {
-		k = CONTAINER(c->spare_calls.next, struct sb_call, link);
-		link_del(&k->link);
+	if (!sb__link_empty(&c->spare_calls)) {
+		k = SB__CONTAINER(c->spare_calls.next, struct sb_call, link);
+		sb__link_del(&k->link);
 		c->nspare_calls--;
 		return k;
 	}
 	if ((k = malloc(sizeof *k)) == NULL)
 		return NULL;
-	link_init(&k->link);
+	sb__link_init(&k->link);
 	return k;
 }
 
@@ -473,9 +436,9 @@ static void call_release(struct sb_client *c, struct sb_call *k)
 		sb__idmap_del(&c->calls, k->rid);
 		k->mapped = 0;
 	}
-	link_del(&k->link);
+	sb__link_del(&k->link);
 	if (c->nspare_calls < SPARE_MAX) {
-		link_add_tail(&c->spare_calls, &k->link);
+		sb__link_add_tail(&c->spare_calls, &k->link);
 		c->nspare_calls++;
 	} else
 		free(k);
@@ -509,8 +472,8 @@ static void call_kill(struct sb_client *c, struct sb_call *k, int why)
 		sb__idmap_del(&c->calls, k->rid);
 		k->mapped = 0;
 	}
-	link_del(&k->link);
-	link_add_tail(&c->orphans, &k->link);
+	sb__link_del(&k->link);
+	sb__link_add_tail(&c->orphans, &k->link);
 	if (k->on_cancel != NULL && !k->cancel_ran && !k->finished)
 		call_run_cancel(c, k);
 	call_settle(c, k);
@@ -518,8 +481,8 @@ static void call_kill(struct sb_client *c, struct sb_call *k, int why)
 
 static void kill_calls(struct sb_client *c, int why)
 {
-	while (!link_empty(&c->live))
-		call_kill(c, CONTAINER(c->live.next, struct sb_call, link), why);
+	while (!sb__link_empty(&c->live))
+		call_kill(c, SB__CONTAINER(c->live.next, struct sb_call, link), why);
 }
 
 /* Answers a request we cannot hand to a handler. */
@@ -686,7 +649,7 @@ static void on_message(struct sb_client *c, const struct sb_msg *m)
 		return;
 	}
 	call_fill(c, k, m);
-	link_add_tail(&c->live, &k->link);
+	sb__link_add_tail(&c->live, &k->link);
 	if (sb__idmap_put(&c->calls, k->rid, (uintptr_t)k) != 0) {
 		call_release(c, k);
 		answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
@@ -834,7 +797,7 @@ static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
 		 * a little after the deadline it announced. */
 		if (c->st == C_READY || c->st == C_REGISTER) {
 			c->st = C_DRAINING;
-			c->drain_at = now_ms() + m.deadline_ms + DRAIN_GRACE_MS;
+			c->drain_at = sb__now_ms() + m.deadline_ms + DRAIN_GRACE_MS;
 		}
 		break;
 	default: /* PRESENCE, PONG, and kinds only peers send */
@@ -973,7 +936,7 @@ static void start_connect(struct sb_client *c)
 	socklen_t len;
 	int one = 1;
 
-	c->hs_deadline = now_ms() + HANDSHAKE_MS;
+	c->hs_deadline = sb__now_ms() + HANDSHAKE_MS;
 	if (resolve(c, &a, &len) != 0)
 		goto retry;
 	c->fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -994,7 +957,7 @@ retry:
 		close(c->fd);
 	c->fd = -1;
 	c->st = C_WAIT;
-	c->retry_at = now_ms() + backoff(c);
+	c->retry_at = sb__now_ms() + backoff(c);
 }
 
 static void finish_connect(struct sb_client *c)
@@ -1032,7 +995,7 @@ static void drop(struct sb_client *c, int why)
 		c->st = C_DEAD;
 	else {
 		c->st = C_WAIT;
-		c->retry_at = now_ms() + backoff(c);
+		c->retry_at = sb__now_ms() + backoff(c);
 	}
 	if (was_online)
 		report(c, SB_CLIENT_OFFLINE, why);
@@ -1044,7 +1007,7 @@ static void drop(struct sb_client *c, int why)
 
 static void run_timers(struct sb_client *c)
 {
-	uint64_t now = now_ms();
+	uint64_t now = sb__now_ms();
 
 	if (c->st == C_WAIT && now >= c->retry_at)
 		start_connect(c);
@@ -1058,7 +1021,7 @@ static void run_timers(struct sb_client *c)
 /* Milliseconds until run_timers() has work, -1 for never. */
 static int next_due(const struct sb_client *c)
 {
-	uint64_t now = now_ms(), w = sb__wheel_next(&c->wheel, now), at = UINT64_MAX;
+	uint64_t now = sb__now_ms(), w = sb__wheel_next(&c->wheel, now), at = UINT64_MAX;
 
 	if (c->st == C_WAIT)
 		at = c->retry_at;
@@ -1145,11 +1108,11 @@ static int config_ok(const struct sb_client_config *cfg)
 	return sb_encoded_size(&hello) > 0;
 }
 
-static void free_list(struct link *head, size_t off)
+static void free_list(struct sb__link *head, size_t off)
 {
-	while (!link_empty(head)) {
-		struct link *l = head->next;
-		link_del(l);
+	while (!sb__link_empty(head)) {
+		struct sb__link *l = head->next;
+		sb__link_del(l);
 		free((char *)l - off);
 	}
 }
@@ -1192,14 +1155,14 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		goto fail;
 	c->fd = c->wake_fd = -1;
-	link_init(&c->open);
-	link_init(&c->spare_reqs);
-	link_init(&c->live);
-	link_init(&c->orphans);
-	link_init(&c->spare_calls);
+	sb__link_init(&c->open);
+	sb__link_init(&c->spare_reqs);
+	sb__link_init(&c->live);
+	sb__link_init(&c->orphans);
+	sb__link_init(&c->spare_calls);
 	sb__idmap_init(&c->reqs);
 	sb__idmap_init(&c->calls);
-	sb__wheel_init(&c->wheel, now_ms());
+	sb__wheel_init(&c->wheel, sb__now_ms());
 	atomic_init(&c->stop, 0);
 	c->cfg = *cfg;
 	c->host = strdup(cfg->host);
@@ -1218,8 +1181,9 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	c->next_id = c->next_ctl = 1;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
 	c->send_call.c = c;
-	link_init(&c->send_call.link);
-	c->rng = (now_ms() * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c ^ (uint64_t)getpid();
+	sb__link_init(&c->send_call.link);
+	c->rng = (sb__now_ms() * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c ^
+		 (uint64_t)getpid();
 	if (c->rng == 0)
 		c->rng = 1;
 	e = SB_ESYS;
@@ -1525,9 +1489,9 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 	r->fn = fn;
 	r->ud = ud;
 	r->cancelling = 0;
-	link_add_tail(&c->open, &r->link);
+	sb__link_add_tail(&c->open, &r->link);
 	uint64_t t = m.timeout_ms ? m.timeout_ms : ROUTER_TIMEOUT_MS;
-	sb__timer_arm(&c->wheel, &r->timer, now_ms() + t + GRACE_MS);
+	sb__timer_arm(&c->wheel, &r->timer, sb__now_ms() + t + GRACE_MS);
 	if (req != NULL)
 		*req = m.id;
 	return 0;
@@ -1585,7 +1549,7 @@ static void on_wait_reply(struct sb_client *c, uint64_t req, int err, const char
 static int wait_online(struct sb_client *c, uint64_t deadline)
 {
 	while (!sb_client_online(c)) {
-		uint64_t now = now_ms();
+		uint64_t now = sb__now_ms();
 		if (now >= deadline)
 			return SB_EOFFLINE;
 		int rc = step(c, deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now));
@@ -1606,7 +1570,7 @@ static void req_forget(struct sb_client *c, uint64_t id)
 	queue_cancel(c, id);
 	sb__timer_disarm(&r->timer);
 	sb__idmap_del(&c->reqs, id);
-	link_del(&r->link);
+	sb__link_del(&r->link);
 	req_put(c, r);
 }
 
@@ -1616,7 +1580,7 @@ int sb_request_wait(struct sb_client *c, const char *name, const void *payload, 
 {
 	struct waiter w = {.outcome = outcome, .outcome_cap = outcome_cap, .want_reply = !!reply};
 	uint32_t budget = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
-	uint64_t deadline = now_ms() + (budget ? budget : ROUTER_TIMEOUT_MS), id = 0;
+	uint64_t deadline = sb__now_ms() + (budget ? budget : ROUTER_TIMEOUT_MS), id = 0;
 	int rc;
 
 	if (outcome != NULL && outcome_cap > 0)
@@ -1630,7 +1594,7 @@ int sb_request_wait(struct sb_client *c, const char *name, const void *payload, 
 	if ((rc = wait_online(c, deadline)) != 0)
 		return rc;
 	/* Time spent waiting for the connection comes out of the request's. */
-	uint64_t now = now_ms();
+	uint64_t now = sb__now_ms();
 	uint32_t left = deadline > now ? (uint32_t)(deadline - now) : 1;
 	if ((rc = sb_request(c, name, payload, len, timeout_ms ? left : 0, on_wait_reply, &w,
 			     &id)) != 0)

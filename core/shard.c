@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "shard.h"
 
 /* io_uring user_data: an operation tag in the top 8 bits, the connection's
@@ -18,13 +19,6 @@
 enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE, TAG_CANCEL };
 #define TAG_SHIFT 56
 #define EP_MASK   ((1ull << TAG_SHIFT) - 1)
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void stat_add(_Atomic uint64_t *c, int64_t d)
 {
@@ -48,30 +42,6 @@ static unsigned ep_shard(uint64_t ep)
 {
 	return (unsigned)(ep >> TAG_SHIFT);
 }
-
-/* ---- lists -------------------------------------------------------------- */
-
-static void link_init(struct sb__link *l)
-{
-	l->prev = l->next = l;
-}
-
-static void link_add(struct sb__link *head, struct sb__link *l)
-{
-	l->next = head->next;
-	l->prev = head;
-	head->next->prev = l;
-	head->next = l;
-}
-
-static void link_del(struct sb__link *l)
-{
-	l->prev->next = l->next;
-	l->next->prev = l->prev;
-	link_init(l);
-}
-
-#define CONTAINER(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- submission helpers ------------------------------------------------- */
 
@@ -453,8 +423,8 @@ static void load_add(struct sb__shard *sh, uint64_t ep, int d)
 static void req_finish(struct sb__shard *sh, struct sb__req *q)
 {
 	sb__timer_disarm(&q->timer);
-	link_del(&q->by_conn);
-	link_del(&q->all);
+	sb__link_del(&q->by_conn);
+	sb__link_del(&q->all);
 	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
 	load_add(sh, q->handler, -1);
 	stat_add(&sh->st.inflight, -1);
@@ -491,7 +461,7 @@ static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const cha
 
 static void on_timeout(struct sb__timer *t)
 {
-	struct sb__req *q = CONTAINER(t, struct sb__req, timer);
+	struct sb__req *q = SB__CONTAINER(t, struct sb__req, timer);
 	struct sb__shard *sh = q->sh;
 	stat_add(&sh->st.timeouts, 1);
 	send_cancel(sh, q); /* the handler may stop working on it */
@@ -661,12 +631,12 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	q->sh = sh;
 	q->fn = a->fn;
 	q->ud = a->ud;
-	link_init(&q->by_conn);
+	sb__link_init(&q->by_conn);
 	if (a->c != NULL) {
-		link_add(&a->c->reqs, &q->by_conn);
+		sb__link_add(&a->c->reqs, &q->by_conn);
 		sb__idmap_put(&sh->cancel, sb__idmap_key(a->c->ep, m->id), rid);
 	}
-	link_add(&sh->req_list, &q->all);
+	sb__link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
 	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
 	load_add(sh, e->ep, 1);
@@ -1107,8 +1077,8 @@ static void on_accept(struct sb__shard *sh, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fd = fd;
 	c->ep = ep;
-	link_init(&c->reqs);
-	link_add(&sh->conn_list, &c->all);
+	sb__link_init(&c->reqs);
+	sb__link_add(&sh->conn_list, &c->all);
 	stat_add(&sh->st.connections, 1);
 	arm_recv(sh, c);
 }
@@ -1121,7 +1091,7 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 	 * index per handler would cost on every request. */
 	for (struct sb__link *l = sh->req_list.next, *next; l != &sh->req_list; l = next) {
 		next = l->next;
-		struct sb__req *q = CONTAINER(l, struct sb__req, all);
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
 		if (q->handler == ep)
 			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
 	}
@@ -1139,7 +1109,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 	resume_producers(sh, c); /* nobody else would let them read again */
 	/* Its own requests end; their handlers hear it as a cancel. */
 	while (c->reqs.next != &c->reqs) {
-		struct sb__req *q = CONTAINER(c->reqs.next, struct sb__req, by_conn);
+		struct sb__req *q = SB__CONTAINER(c->reqs.next, struct sb__req, by_conn);
 		send_cancel(sh, q);
 		req_finish(sh, q);
 	}
@@ -1178,7 +1148,7 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 	if (c->asm_buf != NULL)
 		sb__buf_put(c->asm_buf, &sh->pool);
 	close(c->fd);
-	link_del(&c->all);
+	sb__link_del(&c->all);
 	stat_add(&sh->st.connections, -1);
 	sb__reqtab_free(&sh->conns, c->ep);
 }
@@ -1316,7 +1286,7 @@ static void rearm_starved(struct sb__shard *sh)
 {
 	sh->need_rearm = 0;
 	for (struct sb__link *l = sh->conn_list.next; l != &sh->conn_list; l = l->next) {
-		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
+		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		if (c->rearm && !c->closing && c->paused == 0)
 			arm_recv(sh, c);
 	}
@@ -1335,7 +1305,7 @@ static void begin_drain(struct sb__shard *sh)
 	sh->lfd = -1;
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
 		next = l->next; /* send_msg() may drop a slow consumer */
-		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
+		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		struct sb_msg bye = {.kind = SB_GOODBYE, .deadline_ms = sh->r->drain_ms};
 		bye.text.ptr = (const uint8_t *)"router draining";
 		bye.text.len = 15;
@@ -1359,13 +1329,13 @@ static int drain_step(struct sb__shard *sh)
 {
 	if (sh->now >= sh->drain_deadline)
 		while (sh->req_list.next != &sh->req_list)
-			req_fail(sh, CONTAINER(sh->req_list.next, struct sb__req, all),
+			req_fail(sh, SB__CONTAINER(sh->req_list.next, struct sb__req, all),
 				 SB_EDRAINING, "the router stopped before a final reply");
 	if (inflight_everywhere(sh->r) > 0)
 		return 0;
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
 		next = l->next;
-		struct sb__conn *c = CONTAINER(l, struct sb__conn, all);
+		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		/* Let queued output (the goodbye, last replies) go first, but
 		 * not forever: a peer that never reads must not hold the stop. */
 		if ((c->q_len == 0 && !c->sending) || sh->now >= sh->drain_deadline + 1000)
@@ -1419,13 +1389,13 @@ static int setup(struct sb__shard *sh)
 	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
 	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
 		return SB_ENOMEM;
-	sh->now = now_ms();
+	sh->now = sb__now_ms();
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__routes_init(&sh->routes);
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);
-	link_init(&sh->conn_list);
-	link_init(&sh->req_list);
+	sb__link_init(&sh->conn_list);
+	sb__link_init(&sh->req_list);
 	for (unsigned i = 0; i < sh->r->nlocals; i++) {
 		const struct sb__local *l = &sh->r->locals[i];
 		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
@@ -1544,14 +1514,14 @@ void *sb__shard_main(void *arg)
 
 		/* The clock before the events: a request that woke an idle shard
 		 * must not have its timeout shortened by the time it slept. */
-		sh->now = now_ms();
+		sh->now = sb__now_ms();
 		io_uring_for_each_cqe(&sh->ring, head, cqe)
 		{
 			on_cqe(sh, cqe);
 			n++;
 		}
 		io_uring_cq_advance(&sh->ring, n);
-		sh->now = now_ms();
+		sh->now = sb__now_ms();
 		read_mail(sh);
 		read_injected(sh);
 		sb__wheel_run(&sh->wheel, sh->now);

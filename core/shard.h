@@ -15,6 +15,7 @@
 
 #include "buf.h"
 #include "idmap.h"
+#include "list.h"
 #include "mailbox.h"
 #include "reqtab.h"
 #include "route.h"
@@ -25,11 +26,6 @@
 #define SB__LOCAL_SHARD     0xffu           /* an in-process handler; low bits: its index */
 #define SB__LOCAL_REQUESTER (0xfeull << 56) /* an in-process requester */
 #define SB__IOV_MAX         64              /* frames per sendmsg: batching without huge iovecs */
-
-/* Intrusive doubly-linked list; an unlinked node points at itself. */
-struct sb__link {
-	struct sb__link *prev, *next;
-};
 
 /* One queued piece of output: a frame (or what is left of it) in a buffer. */
 struct sb__seg {
