@@ -79,6 +79,8 @@ static int check_config(const struct sb_router_config *c)
 	    c->max_timeout_ms == 0 || c->out_max < c->max_frame || c->max_inflight == 0 ||
 	    c->max_inflight > SB__REQTAB_MAX)
 		return 0;
+	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
+		return 0;
 	if (c->recv_buffers < 8 || c->recv_buffers > 32768 ||
 	    (c->recv_buffers & (c->recv_buffers - 1)) != 0 || c->recv_buffer_size < 512)
 		return 0;
@@ -171,9 +173,12 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		pthread_mutex_init(&r->inboxes[i].lock, NULL);
 	/* Ring memory grows with shards squared: shrink each ring as the count
 	 * grows (4,096 slots up to 8 shards, 512 at 64: about 66 MiB). */
-	unsigned ring = 4096;
-	while (ring > 512 && (size_t)r->nshards * ring > 8 * 4096)
-		ring /= 2;
+	unsigned ring = c->mail_ring;
+	if (ring == 0) {
+		ring = 4096;
+		while (ring > 512 && (size_t)r->nshards * ring > 8 * 4096)
+			ring /= 2;
+	}
 	r->mb = sb__mailbox_new(r->nshards, ring);
 	if (r->shards == NULL || r->mb == NULL)
 		goto fail;
@@ -267,6 +272,7 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->inflight += atomic_load_explicit(&st->inflight, memory_order_relaxed);
 		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
 		s->recv_starved += atomic_load_explicit(&st->recv_starved, memory_order_relaxed);
+		s->mail_deferred += atomic_load_explicit(&st->mail_deferred, memory_order_relaxed);
 		uint64_t peak = atomic_load_explicit(&st->queued_peak, memory_order_relaxed);
 		if (peak > s->queued_peak)
 			s->queued_peak = peak;

@@ -94,6 +94,7 @@ static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 		sh->wake[to] |= (uint8_t)wake;
 		return;
 	}
+	stat_add(&sh->st.mail_deferred, 1);
 	if (bl->len == bl->cap) {
 		uint32_t cap = bl->cap ? bl->cap * 2 : 64;
 		struct sb__mail *nm = malloc(cap * sizeof *nm);

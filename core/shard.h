@@ -87,7 +87,8 @@ struct sb__req {
 /* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
-		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved;
+		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
+		mail_deferred;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */

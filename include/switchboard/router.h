@@ -28,6 +28,8 @@ struct sb_router_config {
 	unsigned bind_retry_ms;      /* delay between them; default 1,000 */
 	unsigned recv_buffers;       /* receive buffers per shard (power of two); default 256 */
 	unsigned recv_buffer_size;   /* bytes each; default 16 KiB */
+	unsigned mail_ring;          /* slots per inter-shard ring (power of two); 0 = auto:
+					4,096 up to 8 shards, fewer beyond */
 	int log_level;               /* 0 errors, 1 + lifecycle, 2 + connections, 3 debug;
 					default 1 */
 };
@@ -46,6 +48,7 @@ struct sb_router_stats {
 	uint64_t pauses;         /* times a handler's reads were paused for a slow requester */
 	uint64_t queued_peak;    /* largest output queue any connection had, in bytes */
 	uint64_t recv_starved;   /* receives stopped because every receive buffer was out */
+	uint64_t mail_deferred;  /* inter-shard messages that waited for room in a full ring */
 };
 
 struct sb_router;
