@@ -58,6 +58,10 @@ static struct io_uring_sqe *sqe_get(struct sb__shard *sh)
 
 static void arm_recv(struct sb__shard *sh, struct sb__conn *c)
 {
+	/* One receive per connection: a second would interleave the byte
+	 * stream, and a pause (which cancels one) would not stop it. */
+	if (c->recv_armed)
+		return;
 	struct io_uring_sqe *sqe = sqe_get(sh);
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -169,13 +173,15 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
  * window of what may already be on its way. A shard routes at most its
  * receive pool per loop turn; a pause takes up to two turns to land on
  * another shard, and a resume routes up to a pool of parked bytes at once.
- * So bursts of up to four pools can arrive after the queue crossed the
- * pause mark (out_max / 4) through no fault of the reader. The bound stays
- * fixed; deciding the pause on the producer's shard would shrink it. */
+ * Pauses and resumes can race through several such bursts: eight pools
+ * (measured: four were passed once in 16 runs) can arrive after the queue
+ * crossed the pause mark (out_max / 4) through no fault of the reader. The
+ * bound stays fixed; deciding the pause on the producer's shard would
+ * shrink it. */
 static size_t queue_limit(const struct sb__shard *sh)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
-	return cfg->out_max + 4 * (size_t)cfg->recv_buffers * cfg->recv_buffer_size;
+	return cfg->out_max + 8 * (size_t)cfg->recv_buffers * cfg->recv_buffer_size;
 }
 
 /* Queues a frame (taking over the caller's reference). A connection that
@@ -1288,7 +1294,7 @@ static void rearm_starved(struct sb__shard *sh)
 	sh->need_rearm = 0;
 	for (struct sb__link *l = sh->conn_list.next; l != &sh->conn_list; l = l->next) {
 		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
-		if (c->rearm && !c->closing && c->paused == 0)
+		if (c->rearm && !c->closing && c->paused == 0 && !c->recv_armed)
 			arm_recv(sh, c);
 	}
 }
@@ -1528,7 +1534,11 @@ void *sb__shard_main(void *arg)
 		sb__wheel_run(&sh->wheel, sh->now);
 		if (!sh->draining && atomic_load(&r->stopping))
 			begin_drain(sh);
-		if (sb__bufpool_flush(&sh->pool) > 0 && sh->need_rearm)
+		sb__bufpool_flush(&sh->pool);
+		/* Re-arm when the kernel holds buffers, not only when some came
+		 * back this turn: they may have gone back before the -ENOBUFS
+		 * was seen, and then no later turn would return any. */
+		if (sh->need_rearm && sh->pool.out < sh->pool.count)
 			rearm_starved(sh);
 		flush_dirty(sh);
 		flush_backlogs(sh);
@@ -1545,10 +1555,11 @@ void *sb__shard_main(void *arg)
 		/* Sleep only if no mail slipped in; the wheel bounds the wait. */
 		if (io_uring_cq_ready(&sh->ring) == 0 && sb__mailbox_sleep(r->mb, sh->id)) {
 			uint64_t wait = sb__wheel_next(&sh->wheel, sh->now);
-			/* Re-check the drain, and retry mail that found a ring full:
-			 * nothing else would wake us for either. */
-			if ((sh->draining || backlog_pending(sh)) && wait > 1)
-				wait = sh->draining ? 10 : 1;
+			/* Re-check the drain, retry mail that found a ring full, and
+			 * look for receive buffers other shards gave back (they push
+			 * them without waking us): nothing else would wake us. */
+			if ((sh->draining || backlog_pending(sh) || sh->need_rearm) && wait > 1)
+				wait = sh->draining && !sh->need_rearm ? 10 : 1;
 			struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
 						       .tv_nsec =
 							       (long long)(wait % 1000) * 1000000};

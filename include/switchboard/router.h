@@ -21,7 +21,7 @@ struct sb_router_config {
 	uint32_t default_timeout_ms; /* for requests with timeout 0; default 30,000 */
 	uint32_t max_timeout_ms;     /* longer timeouts are cut to this; default 1 h */
 	size_t out_max;              /* queued output per connection: a quarter of it pauses
-					the handlers streaming to it; past it plus 4 receive
+					the handlers streaming to it; past it plus 8 receive
 					pools it is dropped as a slow consumer; default 16 MiB */
 	uint32_t max_inflight;       /* requests in flight per shard; default 1,048,576 */
 	unsigned bind_retries;       /* extra bind attempts when the port is busy; default 0 */
