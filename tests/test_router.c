@@ -19,24 +19,58 @@ static uint16_t PORT;
 #define SMALL_OUT_MAX (256u << 10)
 #define SMALL_WINDOW  (8u * 64 * 16384) /* 8 x receive pool: see queue_limit() */
 
-static struct sb_router *start(unsigned shards, size_t out_max)
+/* The tests' router settings: any free port, 2 shards, quiet. */
+static struct sb_router_config base_config(void)
 {
 	struct sb_router_config cfg;
-	int err;
 	sb_router_config_init(&cfg);
 	cfg.port = 0;
-	cfg.shards = shards;
+	cfg.shards = 2;
 	cfg.log_level = 0;
+	return cfg;
+}
+
+static struct sb_router *start_with(const struct sb_router_config *cfg)
+{
+	int err;
+	struct sb_router *r = sb_router_new(cfg, &err);
+	CHECK(r != NULL);
+	CHECK_INT(sb_router_start(r), 0);
+	return r;
+}
+
+static struct sb_router *start(unsigned shards, size_t out_max)
+{
+	struct sb_router_config cfg = base_config();
+	cfg.shards = shards;
 	if (out_max) { /* a frame must fit in a connection's queue */
 		cfg.out_max = out_max;
 		cfg.max_frame = (uint32_t)out_max / 4;
 		cfg.recv_buffers = 64;
 		cfg.log_level = getenv("SB_TEST_LOG") ? 3 : 0;
 	}
-	struct sb_router *r = sb_router_new(&cfg, &err);
-	CHECK(r != NULL);
-	CHECK_INT(sb_router_start(r), 0);
-	return r;
+	return start_with(&cfg);
+}
+
+/* A test with a router of its own swaps it in; the shared one comes back
+ * when the test is done with it. */
+static struct sb_router *shared_router;
+static uint16_t shared_port;
+
+static void swap_in(struct sb_router *r)
+{
+	shared_router = R;
+	shared_port = PORT;
+	R = r;
+	PORT = sb_router_port(r);
+}
+
+static void swap_out(void)
+{
+	sb_router_stop(R, 0);
+	sb_router_free(R);
+	R = shared_router;
+	PORT = shared_port;
 }
 
 static struct sb_router_stats stats(void)
@@ -525,19 +559,9 @@ static void test_100k_requests_each_answered_once(void)
  * time: it must wait in order, never be dropped or reordered. */
 static void test_full_mail_rings_lose_nothing(void)
 {
-	struct sb_router *saved = R;
-	uint16_t saved_port = PORT;
-	struct sb_router_config cfg;
-	int err;
-	sb_router_config_init(&cfg);
-	cfg.port = 0;
-	cfg.shards = 2;
-	cfg.log_level = 0;
+	struct sb_router_config cfg = base_config();
 	cfg.mail_ring = 4;
-	R = sb_router_new(&cfg, &err);
-	CHECK(R != NULL);
-	CHECK_INT(sb_router_start(R), 0);
-	PORT = sb_router_port(R);
+	swap_in(start_with(&cfg));
 	run_load(20000);
 	/* Whether requests cross shards depends on where the kernel put each
 	 * connection; the 1,000-chunk cross-shard stream below always does. */
@@ -576,36 +600,20 @@ static void test_full_mail_rings_lose_nothing(void)
 	CHECK(stats().mail_deferred > 0); /* rings were full, and nothing was lost */
 	peer_close(svc);
 	peer_close(cli);
-	sb_router_stop(R, 0);
-	sb_router_free(R);
-	R = saved;
-	PORT = saved_port;
+	swap_out();
 }
 
 /* With a receive pool of 8 small buffers, receives run dry all the time:
  * every stop must be re-armed and no byte lost. */
 static void test_tiny_receive_pool_loses_nothing(void)
 {
-	struct sb_router *saved = R;
-	uint16_t saved_port = PORT;
-	struct sb_router_config cfg;
-	int err;
-	sb_router_config_init(&cfg);
-	cfg.port = 0;
-	cfg.shards = 2;
-	cfg.log_level = 0;
+	struct sb_router_config cfg = base_config();
 	cfg.recv_buffers = 8;
 	cfg.recv_buffer_size = 512;
-	R = sb_router_new(&cfg, &err);
-	CHECK(R != NULL);
-	CHECK_INT(sb_router_start(R), 0);
-	PORT = sb_router_port(R);
+	swap_in(start_with(&cfg));
 	run_load(20000);
 	CHECK(stats().recv_starved > 0); /* the path was taken, not just allowed */
-	sb_router_stop(R, 0);
-	sb_router_free(R);
-	R = saved;
-	PORT = saved_port;
+	swap_out();
 }
 
 /* The handler side of the flow-control test: streams chunks with blocking
@@ -632,22 +640,11 @@ static void *stream_chunks(void *arg)
 	return NULL;
 }
 
-/* Runs the flow-control and slow-consumer tests on a router whose queues
- * are small (256 KiB), so the bounds are reached with little data. */
-static struct sb_router *small_router(void)
-{
-	struct sb_router *r = start(2, SMALL_OUT_MAX);
-	PORT = sb_router_port(r);
-	return r;
-}
-
 /* A requester that reads slowly slows its stream down: the router stops
  * reading the handler instead of queueing 32 MiB or dropping anyone. */
 static void test_slow_requester_slows_the_stream(void)
 {
-	struct sb_router *saved = R;
-	uint16_t saved_port = PORT;
-	R = small_router();
+	swap_in(start(2, SMALL_OUT_MAX)); /* small queues: bounds reached with little data */
 
 	struct peer *fs = peer_hello(PORT, "fs-big", "service");
 	struct peer *cli = peer_hello(PORT, "lazy", "client");
@@ -688,19 +685,14 @@ static void test_slow_requester_slows_the_stream(void)
 	CHECK_INT(stats().slow_consumers, 0);
 	peer_close(cli);
 	peer_close(fs);
-	sb_router_stop(R, 0);
-	sb_router_free(R);
-	R = saved;
-	PORT = saved_port;
+	swap_out();
 }
 
 /* A service that stops reading while sends pour in has no reply to pause
  * for: past out_max it is dropped, and the router's memory stays bounded. */
 static void test_slow_consumer_is_dropped(void)
 {
-	struct sb_router *saved = R;
-	uint16_t saved_port = PORT;
-	R = small_router();
+	swap_in(start(2, SMALL_OUT_MAX)); /* small queues: bounds reached with little data */
 
 	struct peer *sink = peer_dial(PORT);
 	int small = 4096;
@@ -730,10 +722,7 @@ static void test_slow_consumer_is_dropped(void)
 	CHECK(peer_expect(cli, SB_PONG)->id == 5);
 	peer_close(cli);
 	peer_close(sink);
-	sb_router_stop(R, 0);
-	sb_router_free(R);
-	R = saved;
-	PORT = saved_port;
+	swap_out();
 }
 
 static void test_stop_drains(void)
