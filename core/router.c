@@ -179,6 +179,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		while (ring > 512 && (size_t)r->nshards * ring > 8 * 4096)
 			ring /= 2;
 	}
+	r->mail_ring = ring;
 	r->mb = sb__mailbox_new(r->nshards, ring);
 	if (r->shards == NULL || r->mb == NULL)
 		goto fail;
@@ -273,6 +274,9 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
 		s->recv_starved += atomic_load_explicit(&st->recv_starved, memory_order_relaxed);
 		s->mail_deferred += atomic_load_explicit(&st->mail_deferred, memory_order_relaxed);
+		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
+		if (mpeak > s->mail_backlog_peak)
+			s->mail_backlog_peak = mpeak;
 		uint64_t peak = atomic_load_explicit(&st->queued_peak, memory_order_relaxed);
 		if (peak > s->queued_peak)
 			s->queued_peak = peak;

@@ -88,6 +88,49 @@ static void arm_wake(struct sb__shard *sh)
 
 /* ---- mail --------------------------------------------------------------- */
 
+static void pause_reads(struct sb__shard *sh, uint64_t ep, int d);
+static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep);
+
+/* A backlog a ring long stops the connection whose frame just added to it:
+ * its reads pause, with the machinery streams use, until the backlog is
+ * down to half a ring. What the rest of the frame's receive buffer holds
+ * is still routed, so a backlog peaks at a ring plus one buffer per
+ * producer. Mail a shard makes on its own (control, answers to mail) never
+ * waits on a pause, so shards cannot end up waiting on each other. */
+static void block_producer(struct sb__shard *sh, struct sb__backlog *bl)
+{
+	struct sb__conn *c = sh->producer;
+	if (c == NULL || c->mail_paused || c->closing || bl->len < sh->r->mail_ring)
+		return;
+	if (bl->nblocked == bl->blocked_cap) {
+		uint32_t cap = bl->blocked_cap ? bl->blocked_cap * 2 : 8;
+		uint64_t *nb = realloc(bl->blocked, cap * sizeof *nb);
+		if (nb == NULL)
+			return; /* unpaused: the backlog grows, but nothing is lost */
+		bl->blocked = nb;
+		bl->blocked_cap = cap;
+	}
+	bl->blocked[bl->nblocked++] = c->ep;
+	c->mail_paused = 1;
+	pause_reads(sh, c->ep, 1);
+}
+
+static void unblock_producers(struct sb__shard *sh, struct sb__backlog *bl)
+{
+	/* Resuming routes parked bytes, which may block some again: those are
+	 * appended past n and stay. */
+	uint32_t n = bl->nblocked;
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__conn *c = conn_get(sh, bl->blocked[i]);
+		if (c != NULL && c->mail_paused) {
+			c->mail_paused = 0;
+			pause_reads(sh, c->ep, -1);
+		}
+	}
+	memmove(bl->blocked, bl->blocked + n, (bl->nblocked - n) * sizeof *bl->blocked);
+	bl->nblocked -= n;
+}
+
 static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 {
 	struct sb__backlog *bl = &sh->backlog[to];
@@ -112,6 +155,9 @@ static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 		bl->cap = cap;
 	}
 	bl->m[(bl->head + bl->len++) % bl->cap] = *m;
+	if (bl->len > atomic_load_explicit(&sh->st.mail_backlog_peak, memory_order_relaxed))
+		atomic_store_explicit(&sh->st.mail_backlog_peak, bl->len, memory_order_relaxed);
+	block_producer(sh, bl);
 }
 
 static void flush_backlogs(struct sb__shard *sh)
@@ -126,6 +172,8 @@ static void flush_backlogs(struct sb__shard *sh)
 			bl->head = (bl->head + 1) % bl->cap;
 			bl->len--;
 		}
+		if (bl->nblocked > 0 && bl->len <= sh->r->mail_ring / 2)
+			unblock_producers(sh, bl);
 	}
 }
 
@@ -985,7 +1033,9 @@ static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 {
 	uint8_t *p = b->data;
 	uint32_t pos = 0;
+	struct sb__conn *outer = sh->producer; /* a resume may route another's bytes */
 
+	sh->producer = c;
 	if (c->asm_have > 0)
 		pos = reassemble(sh, c, p, len);
 	while (pos < len && !c->closing && !c->doomed) {
@@ -1001,6 +1051,7 @@ static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 		}
 		pos += reassemble(sh, c, p + pos, len - pos);
 	}
+	sh->producer = outer;
 }
 
 static int park(struct sb__conn *c, struct sb__buf *b, uint32_t len)
@@ -1467,6 +1518,9 @@ void sb__shard_teardown(struct sb__shard *sh)
 		free(bl->m);
 		bl->m = NULL;
 		bl->len = 0;
+		free(bl->blocked);
+		bl->blocked = NULL;
+		bl->nblocked = 0;
 	}
 }
 

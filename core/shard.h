@@ -48,6 +48,7 @@ struct sb__conn {
 	uint8_t dirty;       /* on the shard's list of connections to flush */
 	uint8_t named;       /* holds its name in the router's name table */
 	uint8_t recv_cancel; /* the recv is being cancelled to pause reading */
+	uint8_t mail_paused; /* paused while its frames' mail backlog is long */
 	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
 	uint64_t *producers; /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;
@@ -88,7 +89,7 @@ struct sb__req {
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
 		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
-		mail_deferred;
+		mail_deferred, mail_backlog_peak;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
@@ -122,6 +123,8 @@ struct sb__mail_name {
 struct sb__backlog {
 	struct sb__mail *m;
 	uint32_t head, len, cap;
+	uint64_t *blocked; /* connections paused until this backlog shrinks */
+	uint32_t nblocked, blocked_cap;
 };
 
 struct sb_router;
@@ -147,6 +150,7 @@ struct sb__shard {
 	uint64_t *dirty;           /* endpoints with output to flush this turn */
 	uint32_t ndirty, dirty_cap;
 	struct sb__backlog backlog[SB__MAX_SHARDS]; /* per target shard */
+	struct sb__conn *producer;                  /* whose frames are being routed now, if any */
 	uint8_t wake[SB__MAX_SHARDS]; /* target shards to wake at the end of the turn */
 	int accept_armed;             /* the multishot accept is outstanding */
 	int need_rearm;               /* some connection waits for receive buffers */
@@ -191,6 +195,7 @@ struct sb_router {
 	uint16_t port;
 	struct sb__shard *shards;
 	struct sb__mailbox *mb;
+	unsigned mail_ring;         /* slots per ring: also a backlog's pause mark */
 	pthread_mutex_t names_lock; /* peer names: only at connect and disconnect */
 	struct sb__routes names;    /* the name table (a route per name, one endpoint) */
 	_Atomic uint32_t next_peer; /* peer ids and assigned names */

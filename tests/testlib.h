@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int sb_test_failures;
@@ -37,8 +38,12 @@ static int sb_test_failures;
 		}                                                                                  \
 	} while (0)
 
+/* SB_TEST_ONLY=substring runs only the matching tests (while iterating). */
 #define RUN(fn)                                                                                    \
 	do {                                                                                       \
+		const char *only_ = getenv("SB_TEST_ONLY");                                        \
+		if (only_ != NULL && strstr(#fn, only_) == NULL)                                   \
+			break;                                                                     \
 		int before_ = sb_test_failures;                                                    \
 		fn();                                                                              \
 		printf("%s %s\n", sb_test_failures == before_ ? "ok  " : "FAIL", #fn);             \

@@ -36,19 +36,20 @@ struct sb_router_config {
 
 /* Counters, summed over shards. */
 struct sb_router_stats {
-	uint64_t connections;    /* open now */
-	uint64_t frames_in;      /* frames received */
-	uint64_t requests;       /* requests forwarded */
-	uint64_t replies;        /* replies delivered to requesters */
-	uint64_t timeouts;       /* requests ended by their timeout */
-	uint64_t late_replies;   /* replies that came after their request ended */
-	uint64_t no_handler;     /* requests and sends with no handler */
-	uint64_t slow_consumers; /* connections dropped over out_max */
-	uint64_t inflight;       /* requests in flight now */
-	uint64_t pauses;         /* times a handler's reads were paused for a slow requester */
-	uint64_t queued_peak;    /* largest output queue any connection had, in bytes */
-	uint64_t recv_starved;   /* receives stopped because every receive buffer was out */
-	uint64_t mail_deferred;  /* inter-shard messages that waited for room in a full ring */
+	uint64_t connections;       /* open now */
+	uint64_t frames_in;         /* frames received */
+	uint64_t requests;          /* requests forwarded */
+	uint64_t replies;           /* replies delivered to requesters */
+	uint64_t timeouts;          /* requests ended by their timeout */
+	uint64_t late_replies;      /* replies that came after their request ended */
+	uint64_t no_handler;        /* requests and sends with no handler */
+	uint64_t slow_consumers;    /* connections dropped over out_max */
+	uint64_t inflight;          /* requests in flight now */
+	uint64_t pauses;            /* times a handler's reads were paused for a slow requester */
+	uint64_t queued_peak;       /* largest output queue any connection had, in bytes */
+	uint64_t recv_starved;      /* receives stopped because every receive buffer was out */
+	uint64_t mail_deferred;     /* inter-shard messages that waited for room in a full ring */
+	uint64_t mail_backlog_peak; /* most messages one shard ever had waiting for one ring */
 };
 
 struct sb_router;
