@@ -14,7 +14,7 @@ extern "C" {
 namespace
 {
 
-// Names shaped like real ones ("user.create" is 11 bytes): 16 bytes, a
+// Names shaped like real ones ("user.create" is 11 bytes): 13 bytes, a
 // service and a method. Lookups walk the names in a scattered order so that
 // a large table is not read from one warm cache line.
 std::vector<std::string> make_names(size_t n, const char *prefix)
