@@ -10,6 +10,7 @@ exactly these vectors, so the document cannot drift from the code.
 usage: check_golden.py SB_GOLDEN PROTOCOL_MD     run the checks
        check_golden.py --dump                    print the dumps for the docs
        check_golden.py --seeds DIR               write fuzz seeds (tests/fuzz/corpus)
+       check_golden.py --router-seeds DIR        write session seeds (tests/fuzz/router-corpus)
 """
 import json
 import re
@@ -241,7 +242,44 @@ def write_seeds(directory):
             f.write(bytes([7, 0]) + data)
 
 
+def write_router_seeds(directory):
+    """Seeds for tests/fuzz/fuzz_router.c: whole sessions one connection
+    sends to a router where a service answers "fz.echo" and "fz.stream"."""
+    import os
+    def hello(role, peer=None):
+        return frame([1, 0, U64(0), 1, peer, role, None])
+    def request(i, name, timeout=0, payload=None):
+        return frame([9, 0, U64(i), name, None, U32(0), U32(timeout), payload])
+    reg = frame([5, 0, U64(1), "fz.self", None])
+    sessions = {
+        "echo": hello("client") + b"".join(request(i, "fz.echo", 0, {"n": i})
+                                           for i in range(1, 4))
+        + frame([15, 0, U64(9), None]),
+        "stream-cancel": hello("client") + request(4, "fz.stream")
+        + frame([12, 0, U64(4), None]),
+        "self": hello("service", "fz-self") + reg + request(2, "fz.self", 1000, [1, 2])
+        + frame([6, 0, U64(5), "fz.self", None]) + request(3, "fz.self"),
+        "self-timeout": hello("service") + reg + request(2, "fz.self", 1),
+        "send": hello("client") + frame([8, 0, U64(0), "fz.echo", None, U32(0), {"e": 1}])
+        + frame([8, 0, U64(0), "nobody", None, U32(0), None]),
+        "no-hello": request(1, "fz.echo"),
+        "double-hello": hello("client") + hello("client"),
+        "garbage": hello("client") + b"\x00\x00\x00\x05\xff\xff\xff\xff\xff",
+        "goodbye": hello("client") + request(1, "fz.stream")
+        + frame([17, 0, U64(0), "bye", 0, None]),
+        "reply-unknown": hello("service") + frame([10, 0, U64(77), "done", None, None])
+        + frame([11, 0, U64(78), 2, "x", None, None]),
+    }
+    sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
+    for name, data in sessions.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+
+
 def main():
+    if sys.argv[1:2] == ["--router-seeds"]:
+        write_router_seeds(sys.argv[2])
+        return 0
     if sys.argv[1:] == ["--dump"]:
         print(dumps_for_docs())
         return 0
