@@ -102,7 +102,8 @@ void sbb_conn_free(struct sbb_conn *c)
 
 static void *grow(uint8_t *p, size_t *cap, size_t need)
 {
-	size_t n = *cap ? *cap : 65536;
+	/* Small to start: conn-10k holds ten thousand of these. */
+	size_t n = *cap ? *cap : 4096;
 	while (n < need)
 		n *= 2;
 	/* calloc'd once: filler bytes of payloads are whatever the buffer

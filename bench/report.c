@@ -244,6 +244,8 @@ static void report_goals(FILE *f, const struct sbb_campaign *c, unsigned w)
 			continue;
 		double mine = median_of(c, w, (unsigned)sb, g->figure);
 		double theirs = median_of(c, w, (unsigned)peer, g->figure);
+		if (isnan(mine) || isnan(theirs))
+			continue; /* skipped or failed: nothing to compare */
 		int higher = strcmp(g->figure, "req/s") == 0;
 		fprintf(f, "%s switchboard/%s %s %.2fx (goal %s %.2fx)",
 			printed ? ";" : "BENCH.md:", c->target[peer].label, g->figure,
@@ -257,10 +259,11 @@ static void report_goals(FILE *f, const struct sbb_campaign *c, unsigned w)
 	}
 	if (strcmp(c->work[w].name, "rr-64") == 0) {
 		double cpu = spread_of(c, w, (unsigned)sb, fig_cpu, "switchboard").med;
-		if (!isnan(cpu))
+		if (!isnan(cpu)) {
 			fprintf(f, "%s router %.2f CPU-s per M (goal <= 0.5) %s",
 				printed ? ";" : "BENCH.md:", cpu, cpu <= 0.5 ? "met" : "not met");
-		printed = 1;
+			printed = 1;
+		}
 	}
 	if (printed)
 		fprintf(f, ".\n\n");
@@ -299,7 +302,10 @@ void sbb_report_compare(FILE *f, const struct sbb_campaign *c)
 				continue;
 			}
 			put_spread(f, rate);
-			fprintf(f, " %.2f |", rate.med / first);
+			if (isnan(first))
+				fprintf(f, " - |");
+			else
+				fprintf(f, " %.2f |", rate.med / first);
 			if (stream)
 				put_spread(f, spread_of(c, w, t, fig_mbps, NULL));
 			if (lat) {

@@ -22,7 +22,7 @@
 #include "bench.h"
 
 #define RSP_READ_MAX (256u << 10) /* one read per ready connection per pass */
-#define RSP_MAX_CONN 4096
+#define RSP_MAX_CONN 32768        /* conn-10k, direct: every load connection is ours */
 
 struct rsp {
 	int nats;                /* 1: NATS protocol, 0: switchboard frames */
