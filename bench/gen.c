@@ -234,8 +234,8 @@ static uint64_t fire_pass(struct sbb_gen *g)
 {
 	uint64_t limit = (uint64_t)g->w->window * g->nconns, unread = g->sent - fired(g);
 	if (unread >= limit)
-		return GEN_FIRE_NAP;
-	uint64_t credit = limit - unread;
+		return GEN_FIRE_NAP; /* nothing will wake us: the handler does not reply */
+	uint64_t credit = limit - unread, queued = 0;
 	if (credit > GEN_FIRE_BATCH)
 		credit = GEN_FIRE_BATCH;
 	for (uint64_t k = 0; k < credit; k++) {
@@ -244,8 +244,10 @@ static uint64_t fire_pass(struct sbb_gen *g)
 			continue;
 		issue(g, c, g->now);
 		g->sent++;
+		queued++;
 	}
-	return 0;
+	/* Every connection full: EPOLLOUT wakes us, spinning would not help. */
+	return queued ? 0 : 100000000;
 }
 
 /* Open loop: every request has an intended send time and its latency counts

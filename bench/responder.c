@@ -80,7 +80,13 @@ static void sb_answer(struct rsp *r, struct sbb_conn *c, const struct sb_msg *q)
 	m.flags = 0;
 	m.outcome = (struct sb_view){(const uint8_t *)"ok", 2};
 	m.payload = q->payload;
-	sbb_sb_queue(c, &m);
+	/* Header, then the payload copied once: as the router forwards it. */
+	uint8_t *p = sbb_out_reserve(c, 64 + q->payload.len);
+	long h = sb_encode_head(&m, p, 64);
+	if (h < 0)
+		return;
+	memcpy(p + h, q->payload.ptr, q->payload.len);
+	c->out_len += (size_t)h + q->payload.len;
 }
 
 static void sb_frame(struct rsp *r, struct sbb_conn *c, const struct sb_msg *q)
