@@ -278,7 +278,7 @@ void sbb_report_compare(FILE *f, const struct sbb_campaign *c)
 		sbb_workload_describe(wk, desc, sizeof desc);
 		fprintf(f, "### %s: %s\n\n", wk->name, desc);
 		fprintf(f,
-			"%u rep%s of %.0f s warm-up + %.0f s measured, interleaved; "
+			"%u rep%s of %g s warm-up + %g s measured, interleaved; "
 			"median (min–max). CPU-s/M: CPU-seconds per million %s.\n\n",
 			c->reps, c->reps > 1 ? "s" : "", wk->warmup, wk->duration,
 			wk->shape == SBB_FIRE ? "messages" : "requests");
@@ -517,36 +517,50 @@ struct series {
 	double x[64], y[64];
 };
 
-/* A line plot; @p xtick labels the x axis at integer x (NULL: plain numbers). */
+/* A line plot. Latencies of different targets differ by 10x and more, so
+ * their axis is logarithmic (@p logy); @p xtick labels integer x positions
+ * (NULL: plain numbers). */
 static void svg_plot(FILE *f, const char *title, const char *ylabel, const struct series *s,
-		     unsigned ns, const char *const *xtick, unsigned nxtick)
+		     unsigned ns, int logy, const char *const *xtick, unsigned nxtick)
 {
-	double xmax = 1, ymax = 0;
+	double xmax = 1, ymin = INFINITY, ymax = 0;
 	for (unsigned i = 0; i < ns; i++)
 		for (unsigned k = 0; k < s[i].n; k++) {
 			if (s[i].x[k] > xmax)
 				xmax = s[i].x[k];
 			if (s[i].y[k] > ymax)
 				ymax = s[i].y[k];
+			if (s[i].y[k] > 0 && s[i].y[k] < ymin)
+				ymin = s[i].y[k];
 		}
 	if (ymax <= 0)
 		ymax = 1;
+	/* y axis from lo to hi, in log10 units when logy */
+	double lo = 0, hi = ymax;
+	int grid = 4;
+	if (logy) {
+		lo = floor(log10(isinf(ymin) ? 1 : ymin));
+		hi = ceil(log10(ymax));
+		if (hi <= lo)
+			hi = lo + 1;
+		grid = (int)(hi - lo);
+	}
 	double pw = PLOT_W - PLOT_L - 10, ph = PLOT_H - PLOT_B - 30;
 	fprintf(f,
 		"<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
 		"font-family='sans-serif' font-size='11'>\n",
 		PLOT_W, PLOT_H);
 	fprintf(f, "<text x='%d' y='16' font-size='13'>%s</text>\n", PLOT_L, title);
-	fprintf(f, "<text x='10' y='%d' transform='rotate(-90 10 %d)'>%s</text>\n", PLOT_H / 2 + 20,
+	fprintf(f, "<text x='12' y='%d' transform='rotate(-90 12 %d)'>%s</text>\n", PLOT_H / 2 + 20,
 		PLOT_H / 2 + 20, ylabel);
-	for (int g = 0; g <= 4; g++) {
-		double y = 30 + ph - ph * g / 4;
+	for (int g = 0; g <= grid; g++) {
+		double y = 30 + ph - ph * g / grid, v = lo + (hi - lo) * g / grid;
 		char lab[48];
 		fprintf(f,
 			"<line x1='%d' x2='%.0f' y1='%.1f' y2='%.1f' stroke='#ddd'/>"
 			"<text x='%d' y='%.1f' text-anchor='end'>%s</text>\n",
 			PLOT_L, PLOT_L + pw, y, y, PLOT_L - 4, y + 4,
-			num(lab, sizeof lab, ymax * g / 4));
+			num(lab, sizeof lab, logy ? pow(10, v) : v));
 	}
 	unsigned nt = xtick ? nxtick : (unsigned)xmax + 1;
 	for (unsigned k = 0; k < nt; k++) {
@@ -555,15 +569,19 @@ static void svg_plot(FILE *f, const char *title, const char *ylabel, const struc
 			fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%s</text>\n", x,
 				PLOT_H - PLOT_B + 16, xtick[k]);
 		else if (nt < 20 || k % 5 == 0)
-			fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%u</text>\n", x,
+			fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%u s</text>\n", x,
 				PLOT_H - PLOT_B + 16, k);
 	}
 	for (unsigned i = 0; i < ns; i++) {
 		fprintf(f, "<polyline fill='none' stroke-width='2' stroke='%s' points='",
 			colours[i % 8]);
-		for (unsigned k = 0; k < s[i].n; k++)
+		for (unsigned k = 0; k < s[i].n; k++) {
+			double y = s[i].y[k];
+			if (logy)
+				y = y > 0 ? log10(y) : lo;
 			fprintf(f, "%.1f,%.1f ", PLOT_L + pw * s[i].x[k] / xmax,
-				30 + ph - ph * s[i].y[k] / ymax);
+				30 + ph - ph * (y - lo) / (hi - lo));
+		}
 		fprintf(f, "'/>\n<text x='%.0f' y='%d' fill='%s'>%s</text>\n",
 			PLOT_L + 10 + 120.0 * i, PLOT_H - 6, colours[i % 8], s[i].label);
 	}
@@ -604,7 +622,8 @@ static void html_workload(FILE *f, const struct sbb_campaign *c, unsigned w)
 		ns++;
 	}
 	if (ns)
-		svg_plot(f, "latency by percentile (median run)", "latency, µs", s, ns, nines, 5);
+		svg_plot(f, "latency by percentile (median run)", "latency, µs", s, ns, 1, nines,
+			 5);
 	ns = 0;
 	for (unsigned t = 0; t < c->ntarget && ns < 8; t++) {
 		const struct sbb_result *r = median_run(c, w, t);
@@ -620,7 +639,7 @@ static void html_workload(FILE *f, const struct sbb_campaign *c, unsigned w)
 	}
 	if (ns)
 		svg_plot(f, "throughput per second (median run)", sbb_workload_unit(&c->work[w]), s,
-			 ns, NULL, 0);
+			 ns, 0, NULL, 0);
 }
 
 /* The Markdown table, turned into HTML rows: one table code path to trust. */
