@@ -264,6 +264,9 @@ struct sbb_campaign {
 	struct sbb_target target[8];
 	struct sbb_result *res; /* [work][rep][target], nwork * reps * ntarget */
 	char command[1024];     /* the command line, for the record */
+	char router[256];       /* the daemon started for "switchboard" */
+	char nats[256];         /* the nats-server started for "nats" */
+	char shards[16];        /* router --shards, "" = its default */
 };
 
 struct sbb_result *sbb_campaign_at(const struct sbb_campaign *c, unsigned w, unsigned rep,

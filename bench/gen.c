@@ -189,6 +189,14 @@ static void close_second(struct sbb_gen *g)
 	g->sec_start = g->now;
 }
 
+/* A long warm-up (conn-10k) should not look like a hang. */
+static void warm_progress(struct sbb_gen *g, uint64_t warm_end)
+{
+	g->sec_start = g->now;
+	fprintf(stderr, "\r  %-10s %-12s warming up, %.0f s to go\033[K", g->w->name, g->run->label,
+		(double)(warm_end - g->now) / 1e9);
+}
+
 static void close_window(struct sbb_gen *g)
 {
 	struct sbb_result *r = g->res;
@@ -286,7 +294,7 @@ static void loop(struct sbb_gen *g)
 	uint64_t t0 = sbb_now_ns();
 	uint64_t warm_end = t0 + (uint64_t)(w->warmup * 1e9);
 	uint64_t end = warm_end + (uint64_t)(w->duration * 1e9);
-	g->now = g->last_reply = t0;
+	g->now = g->last_reply = g->sec_start = t0;
 	if (w->rate > 0) {
 		g->interval = (uint64_t)(1e9 / w->rate);
 		g->due = t0;
@@ -300,6 +308,8 @@ static void loop(struct sbb_gen *g)
 		g->now = sbb_now_ns();
 		if (!g->measuring && g->now >= warm_end)
 			open_window(g);
+		else if (!g->measuring && g->run->progress && g->now - g->sec_start >= 1000000000u)
+			warm_progress(g, warm_end);
 		if (g->measuring && g->now >= end)
 			break;
 		if (g->measuring && g->now - g->sec_start >= 1000000000u)

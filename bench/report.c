@@ -450,6 +450,12 @@ void sbb_report_json(FILE *f, const struct sbb_campaign *c)
 	static const double p50 = 0.5, p99 = 0.99, p999 = 0.999;
 	fprintf(f, "{\n  \"command\": ");
 	jstr(f, c->command);
+	fprintf(f, ",\n  \"router\": ");
+	jstr(f, c->router);
+	fprintf(f, ", \"router_shards\": ");
+	jstr(f, c->shards[0] ? c->shards : "default");
+	fprintf(f, ", \"nats_server\": ");
+	jstr(f, c->nats);
 	fprintf(f, ",\n  \"reps\": %u,\n  \"workloads\": [", c->reps);
 	for (unsigned w = 0; w < c->nwork; w++) {
 		fprintf(f, "%s\n    ", w ? "," : "");

@@ -562,6 +562,9 @@ int main(int argc, char **argv)
 		}
 	if (nw <= 0 || nt <= 0)
 		goto bad;
+	snprintf(cp.router, sizeof cp.router, "%s", o.router);
+	snprintf(cp.nats, sizeof cp.nats, "%s", o.nats);
+	snprintf(cp.shards, sizeof cp.shards, "%s", o.shards ? o.shards : "");
 	cp.nwork = (unsigned)nw;
 	cp.ntarget = (unsigned)nt;
 	cp.reps = reps > 0 ? (unsigned)reps : o.compare ? 3 : 1;
