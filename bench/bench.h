@@ -158,7 +158,8 @@ extern const struct sbb_driver sbb_drv_sb;
 extern const struct sbb_driver sbb_drv_nats;
 
 /* The application bytes of every payload start with the send time in
- * nanoseconds (CLOCK_MONOTONIC, host order); chunks carry 0 there. */
+ * nanoseconds (CLOCK_MONOTONIC, host order); chunks carry 0 there. NATS
+ * payloads then carry the request id (switchboard frames have their own). */
 #define SBB_STAMP_LEN 8
 
 /**

@@ -9,8 +9,12 @@
 
 #include "bench.h"
 
-/* Replies come back on a per-connection inbox; the last subject token is
- * the request id, which the fan workload needs to count replies. */
+/* Replies come back on one fixed inbox subject per connection, and the
+ * request id rides in the payload after the stamp. The usual client pattern,
+ * a wildcard inbox with a fresh token per request, makes every reply subject
+ * new to the server's subject cache: measured here, nats-server then spends
+ * 5.0 instead of 2.9 CPU-s per million rr-64 requests. The comparison is
+ * with NATS at its cheapest. */
 static char inbox_prefix[48];
 static size_t inbox_len;
 
@@ -166,8 +170,8 @@ static int nats_open(struct sbb_conn *c, const char *host, uint16_t port)
 		return -1;
 	p = sub + snprintf(sub, sizeof sub, "SUB %s", inbox_prefix);
 	p = sbb_utoa(p, c->idx);
-	memcpy(p, ".* 1\r\n", 6);
-	sbb_out_put(c, sub, (size_t)(p + 6 - sub));
+	memcpy(p, " 1\r\n", 4);
+	sbb_out_put(c, sub, (size_t)(p + 4 - sub));
 	if (sbb_nats_sync(c) != 0)
 		return -1;
 	fcntl(c->fd, F_SETFL, O_NONBLOCK);
@@ -184,14 +188,13 @@ static void nats_request(struct sbb_conn *c, const struct sbb_workload *w, uint6
 	} else {
 		memcpy(r, inbox_prefix, inbox_len);
 		r = sbb_utoa(r + inbox_len, c->idx);
-		*r++ = '.';
-		r = sbb_utoa(r, id);
 		if (w->shape == SBB_FAN)
 			data = sbb_nats_pub(c, "bench.fan", 9, reply, (size_t)(r - reply), size);
 		else
 			data = sbb_nats_pub(c, "bench.echo", 10, reply, (size_t)(r - reply), size);
 	}
 	memcpy(data, &stamp, sizeof stamp);
+	memcpy(data + SBB_STAMP_LEN, &id, sizeof id);
 }
 
 struct reply_ctx {
@@ -202,15 +205,12 @@ static void on_reply(void *ud, struct sbb_conn *c, const struct sbb_nats_msg *m)
 {
 	struct reply_ctx *x = ud;
 	uint64_t id = 0;
-	size_t i = m->subject_len;
-	while (i > 0 && m->subject[i - 1] != '.')
-		i--;
-	for (; i < m->subject_len; i++)
-		id = id * 10 + (uint64_t)(m->subject[i] - '0');
 	if (m->len < SBB_STAMP_LEN) {
 		sbb_gen_fail(x->g, "nats: reply of %zu bytes, no stamp", m->len);
 		return;
 	}
+	if (m->len >= SBB_STAMP_LEN + sizeof id)
+		memcpy(&id, m->data + SBB_STAMP_LEN, sizeof id);
 	sbb_gen_reply(x->g, c, id, m->data, m->len);
 }
 
