@@ -260,16 +260,24 @@ static uint64_t fire_pass(struct sbb_gen *g)
 
 /* Open loop: every request has an intended send time and its latency counts
  * from there, so a stall that delays sending shows as latency instead of
- * silently lowering the rate (coordinated omission). @return ns to wait. */
+ * silently lowering the rate (coordinated omission). A request goes to the
+ * next connection with room in its window: waiting for one slow connection
+ * would hold back all the others, and with one request in flight per
+ * connection (conn-10k) that cascades into seconds. @return ns to wait. */
 static uint64_t open_pass(struct sbb_gen *g)
 {
 	while (g->due <= g->now) {
-		struct sbb_conn *c = &g->conns[g->rr];
-		if (c->inflight >= g->w->window)
-			return 100000000; /* a reply will wake us */
+		struct sbb_conn *c = NULL;
+		for (unsigned k = 0; k < g->nconns && c == NULL; k++) {
+			struct sbb_conn *t = &g->conns[g->rr];
+			g->rr = (g->rr + 1) % g->nconns;
+			if (t->inflight < g->w->window)
+				c = t;
+		}
+		if (c == NULL)
+			return 100000000; /* every window full: a reply will wake us */
 		issue(g, c, g->due);
 		g->due += g->interval;
-		g->rr = (g->rr + 1) % g->nconns;
 	}
 	return g->due - g->now;
 }
