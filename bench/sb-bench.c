@@ -379,8 +379,8 @@ out:
 		close(stats_fd);
 }
 
-/* One line per finished run on stderr, so a long compare shows it is alive
- * even when stderr is not a terminal. */
+/* One line per finished run on stderr: what the live line showed stays on
+ * the screen. */
 static void log_run(const struct sbb_result *r)
 {
 	fprintf(stderr, "sb-bench: %-9s %-12s rep %u: ", r->work.name, r->target.label, r->rep + 1);
@@ -596,7 +596,9 @@ int main(int argc, char **argv)
 					continue;
 				}
 				run_one(&o, r);
-				if (!o.quiet)
+				/* Progress only on a terminal; why a run did not
+				 * happen is news wherever stderr goes. */
+				if (!o.quiet && (isatty(STDERR_FILENO) || r->status != SBB_OK))
 					log_run(r);
 			}
 
