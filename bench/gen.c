@@ -331,8 +331,10 @@ static void loop(struct sbb_gen *g)
 		uint64_t edge = g->measuring ? end : warm_end;
 		if (g->measuring && g->sec_start + 1000000000u < edge)
 			edge = g->sec_start + 1000000000u;
-		if (edge - g->now < wait)
-			wait = edge > g->now ? edge - g->now : 0;
+		if (edge <= g->now)
+			wait = 0;
+		else if (edge - g->now < wait)
+			wait = edge - g->now;
 		struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
 		int n = epoll_pwait2(g->ep, evs, 256, &ts, NULL);
 		if (n < 0 && errno != EINTR) {
