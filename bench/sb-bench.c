@@ -340,17 +340,19 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 		return;
 	}
 	r->status = SBB_FAILED;
-	/* No O_CLOEXEC: the responder inherits it and maps the same page. */
-	int stats_fd = memfd_create("sb-bench-stats", 0);
-	if (stats_fd < 0 || ftruncate(stats_fd, sizeof *stats) != 0)
-		goto out;
-	stats = mmap(NULL, sizeof *stats, PROT_READ | PROT_WRITE, MAP_SHARED, stats_fd, 0);
-	if (stats == MAP_FAILED)
-		goto out;
+	int stats_fd = -1;
 	if (t->kind == SBB_T_SWITCHBOARD && port == 0 &&
 	    start_router(o, r, &server, &server_out, &port) != 0)
 		goto out;
 	if (t->kind == SBB_T_NATS && port == 0 && start_nats(o, r, &server, &port) != 0)
+		goto out;
+	/* Made after the server started and without MFD_CLOEXEC: only the
+	 * responder inherits it, and maps the same page. */
+	stats_fd = memfd_create("sb-bench-stats", 0);
+	if (stats_fd < 0 || ftruncate(stats_fd, sizeof *stats) != 0)
+		goto out;
+	stats = mmap(NULL, sizeof *stats, PROT_READ | PROT_WRITE, MAP_SHARED, stats_fd, 0);
+	if (stats == MAP_FAILED)
 		goto out;
 	if (start_responder(o, r, host, &port, stats_fd, &responder, &responder_out) != 0)
 		goto out;
