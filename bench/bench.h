@@ -112,6 +112,7 @@ struct sbb_conn {
 	int dirty;              /* on its owner's list of connections to flush */
 	int blocked;            /* the kernel refused output: waiting for EPOLLOUT */
 	int nats_ready;         /* NATS handshake: PONG seen */
+	int ready;              /* open loop: on the generator's queue of connections with room */
 	uint8_t head[64];       /* switchboard driver: the last request header, reused... */
 	size_t head_len;        /* ...its length, 0 = none yet... */
 	size_t head_size;       /* ...and the payload size it was encoded for */

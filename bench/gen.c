@@ -47,7 +47,10 @@ struct sbb_gen {
 	struct sbb_conn **dirty; /* connections with output queued this pass */
 	uint64_t interval;       /* open loop: ns between intended sends */
 	uint64_t due;            /* open loop: intended time of the next send */
-	unsigned rr;             /* open loop and fire: next connection */
+	unsigned rr;             /* fire: next connection */
+	struct sbb_conn **ready; /* open loop: connections with room, oldest first (a ring) */
+	unsigned ready_head;     /* next to take */
+	unsigned ready_len;      /* how many */
 	uint64_t sent;           /* fire: messages queued since the start */
 	uint64_t fired0;         /* fire: handler's count at the window's start */
 	struct gen_fan_slot *fan;
@@ -74,6 +77,25 @@ static size_t pick_size(struct sbb_gen *g)
 	g->rng ^= g->rng >> 7;
 	g->rng ^= g->rng << 17;
 	return w->size_min + g->rng % (w->size_max - w->size_min + 1);
+}
+
+static void ready_push(struct sbb_gen *g, struct sbb_conn *c)
+{
+	if (c->ready || c->inflight >= g->w->window)
+		return;
+	c->ready = 1;
+	g->ready[(g->ready_head + g->ready_len++) % g->nconns] = c;
+}
+
+static struct sbb_conn *ready_pop(struct sbb_gen *g)
+{
+	if (g->ready_len == 0)
+		return NULL;
+	struct sbb_conn *c = g->ready[g->ready_head];
+	g->ready_head = (g->ready_head + 1) % g->nconns;
+	g->ready_len--;
+	c->ready = 0;
+	return c;
 }
 
 static void issue(struct sbb_gen *g, struct sbb_conn *c, uint64_t stamp)
@@ -130,6 +152,8 @@ void sbb_gen_reply(struct sbb_gen *g, struct sbb_conn *c, uint64_t id, const uin
 	/* Closed loop: the reply frees a slot, refilled in the same pass. */
 	if (g->w->rate == 0)
 		issue(g, c, g->now);
+	else
+		ready_push(g, c);
 }
 
 static uint64_t fired(const struct sbb_gen *g)
@@ -261,23 +285,21 @@ static uint64_t fire_pass(struct sbb_gen *g)
 /* Open loop: every request has an intended send time and its latency counts
  * from there, so a stall that delays sending shows as latency instead of
  * silently lowering the rate (coordinated omission). A request goes to the
- * next connection with room in its window: waiting for one slow connection
+ * connection that has had room the longest: waiting for one slow connection
  * would hold back all the others, and with one request in flight per
- * connection (conn-10k) that cascades into seconds. @return ns to wait. */
+ * connection (conn-10k) that cascades into seconds. A queue, not a scan:
+ * when the server stalls, most windows are full, and scanning 10,000
+ * connections per request would make the generator the bottleneck.
+ * @return ns to wait. */
 static uint64_t open_pass(struct sbb_gen *g)
 {
 	while (g->due <= g->now) {
-		struct sbb_conn *c = NULL;
-		for (unsigned k = 0; k < g->nconns && c == NULL; k++) {
-			struct sbb_conn *t = &g->conns[g->rr];
-			g->rr = (g->rr + 1) % g->nconns;
-			if (t->inflight < g->w->window)
-				c = t;
-		}
+		struct sbb_conn *c = ready_pop(g);
 		if (c == NULL)
 			return 100000000; /* every window full: a reply will wake us */
 		issue(g, c, g->due);
 		g->due += g->interval;
+		ready_push(g, c);
 	}
 	return g->due - g->now;
 }
@@ -306,6 +328,8 @@ static void loop(struct sbb_gen *g)
 	if (w->rate > 0) {
 		g->interval = (uint64_t)(1e9 / w->rate);
 		g->due = t0;
+		for (unsigned i = 0; i < g->nconns; i++)
+			ready_push(g, &g->conns[i]);
 	} else if (w->shape != SBB_FIRE) {
 		for (unsigned i = 0; i < g->nconns; i++)
 			for (unsigned k = 0; k < w->window; k++)
@@ -375,12 +399,13 @@ void sbb_gen_run(const struct sbb_run *run, struct sbb_result *res)
 	g.nconns = w->conns;
 	g.conns = calloc(w->conns, sizeof *g.conns);
 	g.dirty = calloc(w->conns, sizeof *g.dirty);
+	g.ready = calloc(w->conns, sizeof *g.ready);
 	g.sec_hist = malloc(sizeof *g.sec_hist);
 	res->hist = malloc(sizeof *res->hist);
 	g.fan = w->shape == SBB_FAN ? calloc(GEN_FAN_SLOTS, sizeof *g.fan) : NULL;
 	g.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (g.conns == NULL || g.dirty == NULL || g.sec_hist == NULL || res->hist == NULL ||
-	    (w->shape == SBB_FAN && g.fan == NULL) || g.ep < 0) {
+	if (g.conns == NULL || g.dirty == NULL || g.ready == NULL || g.sec_hist == NULL ||
+	    res->hist == NULL || (w->shape == SBB_FAN && g.fan == NULL) || g.ep < 0) {
 		sbb_gen_fail(&g, "out of memory");
 		goto out;
 	}
@@ -412,6 +437,7 @@ out:
 	}
 	free(g.conns);
 	free(g.dirty);
+	free(g.ready);
 	free(g.sec_hist);
 	free(g.fan);
 }
