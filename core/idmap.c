@@ -21,6 +21,14 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/* A key's home slot: one multiply (Fibonacci hashing), whose high half is
+ * well mixed even for sequential endpoint ids. Four times cheaper than
+ * mix(), and every probe, insert and backward shift starts here. */
+static uint32_t home(const struct sb__idmap *m, uint64_t key)
+{
+	return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 32) & m->mask;
+}
+
 uint64_t sb__idmap_key(uint64_t a, uint64_t b)
 {
 	uint64_t k = mix(a) ^ (b * 0x9e3779b97f4a7c15ull);
@@ -64,7 +72,7 @@ int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val)
 	/* Keep the load under 1/2: probes stay short without tombstones. */
 	if ((m->count + 1) * 2 > (m->slots == NULL ? 0 : m->mask + 1) && grow(m) != 0)
 		return SB_ENOMEM;
-	for (uint32_t i = (uint32_t)mix(key) & m->mask;; i = (i + 1) & m->mask) {
+	for (uint32_t i = home(m, key);; i = (i + 1) & m->mask) {
 		if (m->slots[i].key == key) {
 			m->slots[i].val = val;
 			return 0;
@@ -78,11 +86,26 @@ int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val)
 	}
 }
 
+uint64_t sb__idmap_add(struct sb__idmap *m, uint64_t key, int64_t delta)
+{
+	if ((m->count + 1) * 2 > (m->slots == NULL ? 0 : m->mask + 1) && grow(m) != 0)
+		return 0;
+	for (uint32_t i = home(m, key);; i = (i + 1) & m->mask) {
+		if (m->slots[i].key == key)
+			return m->slots[i].val += (uint64_t)delta;
+		if (m->slots[i].key == 0) {
+			m->slots[i].key = key;
+			m->count++;
+			return m->slots[i].val = (uint64_t)delta;
+		}
+	}
+}
+
 uint64_t sb__idmap_get(const struct sb__idmap *m, uint64_t key)
 {
 	if (m->slots == NULL)
 		return 0;
-	for (uint32_t i = (uint32_t)mix(key) & m->mask;; i = (i + 1) & m->mask) {
+	for (uint32_t i = home(m, key);; i = (i + 1) & m->mask) {
 		if (m->slots[i].key == key)
 			return m->slots[i].val;
 		if (m->slots[i].key == 0)
@@ -96,14 +119,14 @@ void sb__idmap_del(struct sb__idmap *m, uint64_t key)
 
 	if (m->slots == NULL)
 		return;
-	for (i = (uint32_t)mix(key) & m->mask; m->slots[i].key != key; i = (i + 1) & m->mask)
+	for (i = home(m, key); m->slots[i].key != key; i = (i + 1) & m->mask)
 		if (m->slots[i].key == 0)
 			return;
 	/* Shift back every later entry of the run that may sit past its home. */
 	for (uint32_t j = (i + 1) & m->mask; m->slots[j].key != 0; j = (j + 1) & m->mask) {
-		uint32_t home = (uint32_t)mix(m->slots[j].key) & m->mask;
+		uint32_t h = home(m, m->slots[j].key);
 		/* Entry j may move to i only if its home is not in (i, j]. */
-		if (((j - home) & m->mask) >= ((j - i) & m->mask)) {
+		if (((j - h) & m->mask) >= ((j - i) & m->mask)) {
 			m->slots[i] = m->slots[j];
 			i = j;
 		}

@@ -464,13 +464,11 @@ static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* A handler's entry stays at zero between requests (one probe per change,
+ * no churn); conn_gone() removes it. */
 static void load_add(struct sb__shard *sh, uint64_t ep, int d)
 {
-	uint64_t n = sb__idmap_get(&sh->load, ep) + (uint64_t)d;
-	if (n == 0)
-		sb__idmap_del(&sh->load, ep);
-	else
-		sb__idmap_put(&sh->load, ep, n);
+	sb__idmap_add(&sh->load, ep, d);
 }
 
 /* Ends a request for good: every path that answers the requester last
@@ -831,7 +829,7 @@ static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_
 {
 	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
 	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
-	if (q == NULL || q->requester != c->ep)
+	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
 		return; /* already ended: its terminal event is on its way */
 	send_cancel(sh, q);
 	req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");

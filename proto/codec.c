@@ -294,6 +294,35 @@ static bool decode_field(const uint8_t *frame, const uint8_t **p, const uint8_t 
 {
 	struct sb__mp_item it;
 	const uint8_t *start = *p;
+
+	/* What nearly every header holds, read inline: a fixstr, nil, a u32 in
+	 * its fixed width. Anything else, and every error, takes the general
+	 * reader below, so both paths refuse the same frames the same way. */
+	if (start < end) {
+		uint8_t c = *start;
+		size_t left = (size_t)(end - start) - 1;
+		if (f->type == F_U32F && c == 0xce && left >= 4) {
+			uint32_t v = sb__be32(start + 1);
+			if (!check_uint(f, v, idx, fi))
+				return false;
+			*u32_at(m, f) = v;
+			*(uint16_t *)((char *)m + f->patch) = (uint16_t)(start + 1 - frame);
+			*p = start + 5;
+			return true;
+		}
+		if (f->type == F_STR_NIL && c == 0xc0) {
+			*p = start + 1;
+			return true; /* stays {NULL, 0} */
+		}
+		if ((f->type == F_STR || f->type == F_STR_NIL) && (c & 0xe0) == 0xa0 &&
+		    left >= (c & 0x1fu)) {
+			struct sb_view *v = view_at(m, f);
+			v->ptr = start + 1;
+			v->len = c & 0x1fu;
+			*p = start + 1 + v->len;
+			return check_view(f, v, idx, fi);
+		}
+	}
 	int rc = sb__mp_read(p, end, &it);
 
 	if (rc == SB__MP_SHORT) {
