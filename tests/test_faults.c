@@ -1522,21 +1522,21 @@ out:
 
 /* ==== 10. a stop in the middle of a cross-shard burst ============================= */
 
-/* With 4-slot rings between shards, a burst of mail from one shard to the
+/* With 64-slot rings between shards, a burst of mail from one shard to the
  * other waits in the sender's backlog. A stop right then must still end:
  * the receiving shard may not leave while mail for it is backlogged, or the
  * sender waits forever for room in a ring nobody reads. */
 static void test_stop_during_cross_shard_burst(void)
 {
 	enum { BURST = 20000 };
-	for (int round = 0; round < 10; round++) {
+	for (int round = 0; round < 5; round++) {
 		struct sb_router_config cfg;
 		int err = 0;
 		sb_router_config_init(&cfg);
 		cfg.port = 0;
 		cfg.shards = 2;
 		cfg.log_level = 0;
-		cfg.mail_ring = 4;
+		cfg.mail_ring = 64;
 		struct sb_router *r = sb_router_new(&cfg, &err);
 		CHECK(r != NULL);
 		CHECK_INT(sb_router_start(r), 0);
