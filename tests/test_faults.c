@@ -1578,7 +1578,6 @@ static void test_stop_during_cross_shard_burst(void)
 
 /* ==== the children's side ============================================================ */
 
-static int child_stop;
 static long c_v[3];
 static long c_reported[3] = {-1, -1, -1};
 
@@ -1701,7 +1700,9 @@ static int child_main(int argc, char **argv)
 		sb_client_register(c, name, 0, c_stream, NULL);
 	} else if (!is_req)
 		return 2;
-	while (!child_stop) {
+	/* Until killed: SIGKILL is the fault under test, and PR_SET_PDEATHSIG
+	 * ends a child whose test died. */
+	for (;;) {
 		struct pollfd p = {.fd = sb_client_fd(c), .events = sb_client_events(c)};
 		int t = sb_client_timeout(c);
 		poll(&p, 1, t < 0 || t > 20 ? 20 : t);
