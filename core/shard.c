@@ -1595,13 +1595,18 @@ void *sb__shard_main(void *arg)
 		flush_dirty(sh);
 		flush_backlogs(sh);
 		send_wakes(sh);
-		if (sh->draining && !sh->drained && drain_step(sh)) {
+		/* Done only once our backlog has gone into the rings: a shard
+		 * that counted itself done with mail still backlogged let the
+		 * others leave, and then waited forever for room in a ring
+		 * nobody read. What is in the rings is released at teardown. */
+		if (sh->draining && !sh->drained && drain_step(sh) && !backlog_pending(sh)) {
 			sh->drained = 1;
 			atomic_fetch_add(&r->drained, 1);
 		}
 		/* Leave together: until every shard is done, others may still
-		 * mail us, and their buffers must come back to them. */
-		if (sh->drained && atomic_load(&r->drained) == r->nshards && !backlog_pending(sh))
+		 * mail us, and their buffers must come back to them. Mail that
+		 * finds a ring full after that is released at teardown too. */
+		if (sh->drained && atomic_load(&r->drained) == r->nshards)
 			break;
 
 		/* Sleep only if no mail slipped in; the wheel bounds the wait. */
@@ -1611,7 +1616,7 @@ void *sb__shard_main(void *arg)
 			 * look for receive buffers other shards gave back (they push
 			 * them without waking us): nothing else would wake us. */
 			if ((sh->draining || backlog_pending(sh) || sh->need_rearm) && wait > 1)
-				wait = sh->draining && !sh->need_rearm ? 10 : 1;
+				wait = backlog_pending(sh) || sh->need_rearm ? 1 : 10;
 			struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
 						       .tv_nsec =
 							       (long long)(wait % 1000) * 1000000};
