@@ -24,6 +24,8 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->max_timeout_ms = 3600 * 1000;
 	c->out_max = 16u << 20;
 	c->max_inflight = 1u << 20;
+	c->max_conns = 65536;
+	c->hello_timeout_ms = 5000;
 	c->bind_retry_ms = 1000;
 	c->recv_buffers = 256;
 	c->recv_buffer_size = 16384;
@@ -77,7 +79,7 @@ static int check_config(const struct sb_router_config *c)
 	if (c->shards > SB__MAX_SHARDS || c->max_frame < SB_BODY_MIN ||
 	    c->max_frame > SB_FRAME_MAX_LIMIT || c->default_timeout_ms == 0 ||
 	    c->max_timeout_ms == 0 || c->out_max < c->max_frame || c->max_inflight == 0 ||
-	    c->max_inflight > SB__REQTAB_MAX)
+	    c->max_inflight > SB__REQTAB_MAX || c->max_conns == 0)
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
@@ -180,6 +182,11 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 			ring /= 2;
 	}
 	r->mail_ring = ring;
+	/* Everything in flight to a shard can land in one connection's queue
+	 * before its pause takes effect: four receive pools over all senders
+	 * keeps that within the drop bound's eight (queue_limit()). */
+	r->mail_cap = 4ull * c->recv_buffers * c->recv_buffer_size /
+		      (r->nshards > 1 ? r->nshards - 1 : 1);
 	r->mb = sb__mailbox_new(r->nshards, ring);
 	if (r->shards == NULL || r->mb == NULL)
 		goto fail;
@@ -274,6 +281,9 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
 		s->recv_starved += atomic_load_explicit(&st->recv_starved, memory_order_relaxed);
 		s->mail_deferred += atomic_load_explicit(&st->mail_deferred, memory_order_relaxed);
+		s->refused += atomic_load_explicit(&st->refused, memory_order_relaxed);
+		s->hello_timeouts +=
+			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;

@@ -91,16 +91,27 @@ static void arm_wake(struct sb__shard *sh)
 static void pause_reads(struct sb__shard *sh, uint64_t ep, int d);
 static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep);
 
-/* A backlog a ring long stops the connection whose frame just added to it:
- * its reads pause, with the machinery streams use, until the backlog is
- * down to half a ring. What the rest of the frame's receive buffer holds
- * is still routed, so a backlog peaks at a ring plus one buffer per
- * producer. Mail a shard makes on its own (control, answers to mail) never
- * waits on a pause, so shards cannot end up waiting on each other. */
+/* Frame bytes mailed to a shard that it has not taken out of its ring yet
+ * (in the ring or in our backlog). */
+static uint64_t mail_in_flight(const struct sb__shard *sh, unsigned to)
+{
+	return sh->mail_sent[to] -
+	       atomic_load_explicit(&sh->r->shards[to].mail_taken[sh->id], memory_order_acquire);
+}
+
+/* A backlog a ring long, or a ring-and-backlog holding mail_cap bytes of
+ * frames, stops the connection whose frame just added to it: its reads
+ * pause, with the machinery streams use, until both are down to half. What
+ * the rest of the frame's receive buffer holds is still routed, so they
+ * peak at their mark plus one buffer per producer. The byte cap is what
+ * keeps a stream's overshoot bounded when the receiving shard is slow to
+ * run: its pause decision comes only once it takes the mail. Mail a shard
+ * makes on its own (control, answers to mail) never waits on a pause, so
+ * shards cannot end up waiting on each other. */
 static void block_producer(struct sb__shard *sh, struct sb__backlog *bl)
 {
 	struct sb__conn *c = sh->producer;
-	if (c == NULL || c->mail_paused || c->closing || bl->len < sh->r->mail_ring)
+	if (c == NULL || c->mail_paused || c->closing)
 		return;
 	if (bl->nblocked == bl->blocked_cap) {
 		uint32_t cap = bl->blocked_cap ? bl->blocked_cap * 2 : 8;
@@ -131,16 +142,26 @@ static void unblock_producers(struct sb__shard *sh, struct sb__backlog *bl)
 	bl->nblocked -= n;
 }
 
+static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb__mail *m);
+
 static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 {
 	struct sb__backlog *bl = &sh->backlog[to];
 	int wake = 0;
 
+	if (m->type == SB__MAIL_DELIVER || m->type == SB__MAIL_REPLY)
+		sh->mail_sent[to] += (uint32_t)m->c;
 	/* Keep per-target order: once something waits, everything waits. */
-	if (bl->len == 0 && sb__mail_send(sh->r->mb, sh->id, to, m, &wake) == 0) {
+	if (bl->len == 0 && sb__mail_send(sh->r->mb, sh->id, to, m, &wake) == 0)
 		sh->wake[to] |= (uint8_t)wake;
-		return;
-	}
+	else
+		defer(sh, bl, m);
+	if (bl->len >= sh->r->mail_ring || mail_in_flight(sh, to) > sh->r->mail_cap)
+		block_producer(sh, bl);
+}
+
+static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb__mail *m)
+{
 	stat_add(&sh->st.mail_deferred, 1);
 	if (bl->len == bl->cap) {
 		uint32_t cap = bl->cap ? bl->cap * 2 : 64;
@@ -157,7 +178,6 @@ static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 	bl->m[(bl->head + bl->len++) % bl->cap] = *m;
 	if (bl->len > atomic_load_explicit(&sh->st.mail_backlog_peak, memory_order_relaxed))
 		atomic_store_explicit(&sh->st.mail_backlog_peak, bl->len, memory_order_relaxed);
-	block_producer(sh, bl);
 }
 
 static void flush_backlogs(struct sb__shard *sh)
@@ -172,7 +192,8 @@ static void flush_backlogs(struct sb__shard *sh)
 			bl->head = (bl->head + 1) % bl->cap;
 			bl->len--;
 		}
-		if (bl->nblocked > 0 && bl->len <= sh->r->mail_ring / 2)
+		if (bl->nblocked > 0 && bl->len <= sh->r->mail_ring / 2 &&
+		    mail_in_flight(sh, to) <= sh->r->mail_cap / 2)
 			unblock_producers(sh, bl);
 	}
 }
@@ -224,8 +245,9 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
  * Pauses and resumes can race through several such bursts: eight pools
  * (measured: four were passed once in 16 runs) can arrive after the queue
  * crossed the pause mark (out_max / 4) through no fault of the reader. The
- * bound stays fixed; deciding the pause on the producer's shard would
- * shrink it. */
+ * sending shard also pauses its producers once mail_cap bytes are in flight
+ * to one shard, so a receiving shard slow to run cannot find more than that
+ * waiting in its ring. */
 static size_t queue_limit(const struct sb__shard *sh)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
@@ -587,6 +609,7 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 	}
 	if (to != sh->id) {
 		struct sb__mail m = {.type = SB__MAIL_DELIVER,
+				     .a = sh->id,
 				     .b = ep,
 				     .p = b,
 				     .c = (uint64_t)(p - b->data) << 32 | len};
@@ -864,6 +887,7 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 	c->named = 1;
 	memcpy(c->name, name, len + 1);
 	c->ready = 1;
+	sb__timer_disarm(&c->hello_timer);
 	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
 		c->service ? "service" : "client", sh->id);
 
@@ -939,6 +963,7 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 			sb__shard_reply(sh, c->ep, b, f, len);
 		else if (owner < sh->r->nshards) {
 			struct sb__mail ml = {.type = SB__MAIL_REPLY,
+					      .a = sh->id,
 					      .b = c->ep,
 					      .p = b,
 					      .c = (uint64_t)(f - b->data) << 32 | len};
@@ -1116,10 +1141,24 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 
 /* ---- connections -------------------------------------------------------- */
 
+/* A connection silent past its handshake deadline holds a descriptor and
+ * a max_conns place for nothing: tell it why, and close it. */
+static void on_hello_timeout(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
+	char why[64];
+	if (c->doomed)
+		return; /* already failed for something else, and closing */
+	snprintf(why, sizeof why, "no HELLO within %u ms", c->sh->r->cfg.hello_timeout_ms);
+	stat_add(&c->sh->st.hello_timeouts, 1);
+	fail_conn(c->sh, c, SB_ETIMEOUT, why);
+}
+
 static void on_accept(struct sb__shard *sh, int fd)
 {
 	uint64_t ep;
 	int one = 1;
+	const struct sb_router_config *cfg = &sh->r->cfg;
 
 	if (sh->draining) {
 		close(fd);
@@ -1133,9 +1172,26 @@ static void on_accept(struct sb__shard *sh, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->fd = fd;
 	c->ep = ep;
+	c->sh = sh;
 	sb__link_init(&c->reqs);
 	sb__link_add(&sh->conn_list, &c->all);
+	sb__timer_init(&c->hello_timer, on_hello_timeout);
 	stat_add(&sh->st.connections, 1);
+	/* Over the limit: the connection only lives to be told so. Taking the
+	 * place first makes the check exact when shards accept at once. */
+	if (atomic_fetch_add(&sh->r->nconns, 1) >= cfg->max_conns) {
+		atomic_fetch_sub(&sh->r->nconns, 1);
+		char why[64];
+		snprintf(why, sizeof why, "too many connections (limit %u)", cfg->max_conns);
+		stat_add(&sh->st.refused, 1);
+		fail_conn(sh, c, SB_EOVERLOADED, why);
+		return;
+	}
+	c->counted = 1;
+	/* A fresh clock: the turn's may predate the connection, and the
+	 * deadline must never come early. */
+	if (cfg->hello_timeout_ms > 0)
+		sb__timer_arm(&sh->wheel, &c->hello_timer, sb__now_ms() + cfg->hello_timeout_ms);
 	arm_recv(sh, c);
 }
 
@@ -1160,6 +1216,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 	if (c->closing)
 		return;
 	c->closing = 1;
+	sb__timer_disarm(&c->hello_timer);
 	if (c->ready)
 		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
 	resume_producers(sh, c); /* nobody else would let them read again */
@@ -1196,6 +1253,9 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 		c->q_head = (c->q_head + 1) % c->q_cap;
 		c->q_len--;
 	}
+	sb__timer_disarm(&c->hello_timer); /* its memory goes below */
+	if (c->counted)
+		atomic_fetch_sub(&sh->r->nconns, 1);
 	free(c->q);
 	free(c->producers);
 	for (uint32_t i = 0; i < c->nparked; i++)
@@ -1216,11 +1276,13 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	switch (m->type) {
 	case SB__MAIL_DELIVER: {
 		struct sb__buf *b = m->p;
+		sh->mail_got[m->a] += (uint32_t)m->c;
 		deliver(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
 		break;
 	}
 	case SB__MAIL_REPLY: {
 		struct sb__buf *b = m->p;
+		sh->mail_got[m->a] += (uint32_t)m->c;
 		sb__shard_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
 		break;
 	}
@@ -1287,9 +1349,16 @@ static void read_mail(struct sb__shard *sh)
 {
 	struct sb__mail box[64];
 	unsigned n;
-	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, 64)) > 0)
+	int any = 0;
+	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, 64)) > 0) {
 		for (unsigned i = 0; i < n; i++)
 			on_mail(sh, &box[i]);
+		any = 1;
+	}
+	/* Tell senders what we took, once per turn: one store per shard. */
+	for (unsigned from = 0; any && from < sh->r->nshards; from++)
+		atomic_store_explicit(&sh->mail_taken[from], sh->mail_got[from],
+				      memory_order_release);
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -1540,8 +1609,9 @@ void sb__shard_destroy(struct sb__shard *sh)
 
 static int backlog_pending(const struct sb__shard *sh)
 {
+	/* Blocked producers count: their resume depends on us looking again. */
 	for (unsigned to = 0; to < sh->r->nshards; to++)
-		if (sh->backlog[to].len > 0)
+		if (sh->backlog[to].len > 0 || sh->backlog[to].nblocked > 0)
 			return 1;
 	return 0;
 }

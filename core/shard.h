@@ -35,6 +35,8 @@ struct sb__seg {
 };
 
 struct sb__conn {
+	struct sb__timer hello_timer; /* the handshake's deadline */
+	struct sb__shard *sh;         /* for the timer's callback */
 	int fd;
 	uint64_t ep;         /* this connection's id: shard in the top 8 bits */
 	uint32_t peer_id;    /* written into `from` of what it sends */
@@ -49,6 +51,7 @@ struct sb__conn {
 	uint8_t named;       /* holds its name in the router's name table */
 	uint8_t recv_cancel; /* the recv is being cancelled to pause reading */
 	uint8_t mail_paused; /* paused while its frames' mail backlog is long */
+	uint8_t counted;     /* holds one of the router's max_conns places */
 	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
 	uint64_t *producers; /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;
@@ -89,13 +92,13 @@ struct sb__req {
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
 		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
-		mail_deferred, mail_backlog_peak;
+		mail_deferred, mail_backlog_peak, refused, hello_timeouts;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
 enum sb__mail_type {
-	SB__MAIL_DELIVER = 1, /* b: target ep, p: buf, c: offset << 32 | length */
-	SB__MAIL_REPLY,       /* b: sender ep, p: buf, c: offset << 32 | length */
+	SB__MAIL_DELIVER = 1, /* b: target ep, p: buf, c: offset << 32 | length, a: from */
+	SB__MAIL_REPLY,       /* b: sender ep, p: buf, c: offset << 32 | length, a: from */
 	SB__MAIL_ROUTE_ADD,   /* b: ep, a: flags, p: heap name (struct sb__mail_name) */
 	SB__MAIL_ROUTE_DEL,   /* b: ep, p: heap name */
 	SB__MAIL_CONN_GONE,   /* b: ep of a closed connection */
@@ -151,6 +154,11 @@ struct sb__shard {
 	uint32_t ndirty, dirty_cap;
 	struct sb__backlog backlog[SB__MAX_SHARDS]; /* per target shard */
 	struct sb__conn *producer;                  /* whose frames are being routed now, if any */
+	/* Frame bytes mailed to each shard, and taken from each: the sender's
+	 * count minus the receiver's published one is what is in flight. */
+	uint64_t mail_sent[SB__MAX_SHARDS];          /* by target (this thread) */
+	uint64_t mail_got[SB__MAX_SHARDS];           /* by source (this thread) */
+	_Atomic uint64_t mail_taken[SB__MAX_SHARDS]; /* by source, published per turn */
 	uint8_t wake[SB__MAX_SHARDS]; /* target shards to wake at the end of the turn */
 	int accept_armed;             /* the multishot accept is outstanding */
 	int need_rearm;               /* some connection waits for receive buffers */
@@ -196,9 +204,11 @@ struct sb_router {
 	struct sb__shard *shards;
 	struct sb__mailbox *mb;
 	unsigned mail_ring;         /* slots per ring: also a backlog's pause mark */
+	uint64_t mail_cap;          /* frame bytes in flight to one shard before senders pause */
 	pthread_mutex_t names_lock; /* peer names: only at connect and disconnect */
 	struct sb__routes names;    /* the name table (a route per name, one endpoint) */
 	_Atomic uint32_t next_peer; /* peer ids and assigned names */
+	_Atomic uint32_t nconns;    /* connections holding a max_conns place */
 	_Atomic int stopping;
 	_Atomic unsigned drained; /* shards done draining */
 	unsigned drain_ms;

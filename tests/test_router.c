@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -838,6 +839,81 @@ static void test_stop_drains(void)
 	R = NULL;
 }
 
+/* The connection past max_conns is told why and closed; the others keep
+ * working, and a place that frees up can be taken again. */
+static void test_connection_limit(void)
+{
+	struct sb_router_config cfg = base_config();
+	cfg.max_conns = 3;
+	swap_in(start_with(&cfg));
+	struct peer *p[3];
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "lim-%d", i);
+		p[i] = peer_hello(PORT, name, "client");
+	}
+	struct peer *extra = peer_dial(PORT);
+	struct sb_msg *e = peer_expect(extra, SB_ERROR);
+	CHECK(e->code == (uint32_t)-SB_EOVERLOADED && (e->flags & SB_F_FATAL));
+	CHECK(v_is(e->text, "too many connections (limit 3)"));
+	CHECK_INT(peer_recv_within(extra, 2000), 0);
+	peer_close(extra);
+	CHECK_INT(stats().refused, 1);
+	for (int i = 0; i < 3; i++) {
+		struct sb_msg ping = {.kind = SB_PING, .id = 70u + (unsigned)i};
+		peer_send(p[i], &ping);
+		CHECK(peer_expect(p[i], SB_PONG)->id == 70u + (unsigned)i);
+	}
+	/* The router frees a place once it has seen the close: retry until. */
+	peer_close(p[0]);
+	int welcomed = 0;
+	for (int tries = 0; tries < 100 && !welcomed; tries++) {
+		struct peer *q = peer_dial(PORT);
+		struct sb_msg h = {
+			.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = v_str("client")};
+		peer_send(q, &h);
+		if (peer_recv_within(q, 2000) == 1 && q->m.kind == SB_WELCOME)
+			welcomed = 1;
+		else
+			usleep(10000);
+		peer_close(q);
+	}
+	CHECK(welcomed);
+	peer_close(p[1]);
+	peer_close(p[2]);
+	swap_out();
+}
+
+/* A connection that does not finish HELLO in time is told why and closed,
+ * never before its deadline; one that did is left alone. */
+static void test_hello_deadline(void)
+{
+	struct sb_router_config cfg = base_config();
+	cfg.hello_timeout_ms = 200;
+	swap_in(start_with(&cfg));
+	struct peer *ok = peer_hello(PORT, "prompt", "client");
+	uint64_t t0 = mono_ms(); /* before the connects: the router's clock starts after */
+	struct peer *silent = peer_dial(PORT);
+	struct peer *partial = peer_dial(PORT);
+	peer_raw(partial, "\x00\x00\x00\x20\x97\x01", 6); /* half a HELLO */
+	struct peer *late[2] = {silent, partial};
+	for (int i = 0; i < 2; i++) {
+		struct sb_msg *e = peer_expect(late[i], SB_ERROR);
+		CHECK(e->code == (uint32_t)-SB_ETIMEOUT && (e->flags & SB_F_FATAL));
+		CHECK(v_is(e->text, "no HELLO within 200 ms"));
+		CHECK(mono_ms() - t0 >= 200);
+		CHECK_INT(peer_recv_within(late[i], 2000), 0);
+	}
+	CHECK_INT(stats().hello_timeouts, 2);
+	struct sb_msg ping = {.kind = SB_PING, .id = 9};
+	peer_send(ok, &ping);
+	CHECK(peer_expect(ok, SB_PONG)->id == 9);
+	peer_close(ok);
+	peer_close(silent);
+	peer_close(partial);
+	swap_out();
+}
+
 static void test_busy_port_is_reported(void)
 {
 	struct sb_router_config cfg;
@@ -891,6 +967,8 @@ int main(void)
 	RUN(test_slow_requester_slows_the_stream);
 	RUN(test_slow_consumer_is_dropped);
 	RUN(test_stop_drains);
+	RUN(test_connection_limit);
+	RUN(test_hello_deadline);
 	RUN(test_busy_port_is_reported);
 	return TEST_EXIT();
 }

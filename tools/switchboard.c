@@ -24,6 +24,10 @@ static void usage(FILE *out)
 		     "  --timeout MS          timeout of requests that give none (default 30000)\n"
 		     "  --out-max BYTES       output queued per connection before it is dropped\n"
 		     "                        as a slow consumer (default 16777216)\n"
+		     "  --max-conns N         open connections; more are refused with an\n"
+		     "                        error (default 65536)\n"
+		     "  --hello-timeout MS    a connection must send HELLO within this, or\n"
+		     "                        it is closed; 0 = never (default 5000)\n"
 		     "  --bind-retries N      retries when the port is busy (default 0)\n"
 		     "  --bind-retry-ms MS    delay between them (default 1000)\n"
 		     "  --drain-ms MS         on SIGTERM, how long requests in flight may\n"
@@ -57,6 +61,8 @@ int main(int argc, char **argv)
 		{"max-frame", required_argument, NULL, 'm'},
 		{"timeout", required_argument, NULL, 't'},
 		{"out-max", required_argument, NULL, 'o'},
+		{"max-conns", required_argument, NULL, 'c'},
+		{"hello-timeout", required_argument, NULL, 'H'},
 		{"bind-retries", required_argument, NULL, 'r'},
 		{"bind-retry-ms", required_argument, NULL, 'R'},
 		{"drain-ms", required_argument, NULL, 'd'},
@@ -89,6 +95,13 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			cfg.out_max = number("out-max", optarg, 65536, ULONG_MAX);
+			break;
+		case 'c':
+			cfg.max_conns = (uint32_t)number("max-conns", optarg, 1, 16u << 20);
+			break;
+		case 'H':
+			cfg.hello_timeout_ms =
+				(uint32_t)number("hello-timeout", optarg, 0, 3600000);
 			break;
 		case 'r':
 			cfg.bind_retries = (unsigned)number("bind-retries", optarg, 0, 1000);

@@ -24,6 +24,10 @@ struct sb_router_config {
 					the handlers streaming to it; past it plus 8 receive
 					pools it is dropped as a slow consumer; default 16 MiB */
 	uint32_t max_inflight;       /* requests in flight per shard; default 1,048,576 */
+	uint32_t max_conns;          /* open connections, all shards; more are refused with
+					an ERROR; default 65,536 */
+	uint32_t hello_timeout_ms;   /* a connection must finish HELLO within this, or it
+					gets an ERROR and is closed; 0 = never; default 5,000 */
 	unsigned bind_retries;       /* extra bind attempts when the port is busy; default 0 */
 	unsigned bind_retry_ms;      /* delay between them; default 1,000 */
 	unsigned recv_buffers;       /* receive buffers per shard (power of two); default 256 */
@@ -50,6 +54,8 @@ struct sb_router_stats {
 	uint64_t recv_starved;      /* receives stopped because every receive buffer was out */
 	uint64_t mail_deferred;     /* inter-shard messages that waited for room in a full ring */
 	uint64_t mail_backlog_peak; /* most messages one shard ever had waiting for one ring */
+	uint64_t refused;           /* connections refused: max_conns reached */
+	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
 };
 
 struct sb_router;
