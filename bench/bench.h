@@ -253,6 +253,9 @@ struct sb_msg;
 void sbb_sb_queue(struct sbb_conn *c, const struct sb_msg *m);
 /** Waits for one frame of @p kind during set-up. @return 0 or -1. */
 int sbb_sb_expect(struct sbb_conn *c, unsigned kind);
+/** HELLO as @p role on a dialed, still blocking connection; waits for the
+ *  WELCOME. @return 0, or -1 if the dial or the handshake failed */
+int sbb_sb_hello(struct sbb_conn *c, const char *role);
 /** Queues a frame of @p kind whose payload is a bin32 of @p size bytes
  * starting with @p stamp (the rest is left as the buffer holds it). */
 void sbb_sb_stamped(struct sbb_conn *c, struct sb_msg *m, uint64_t stamp, size_t size);

@@ -26,6 +26,19 @@ void sbb_sb_queue(struct sbb_conn *c, const struct sb_msg *m)
 	c->out_len += (size_t)n;
 }
 
+/* The payload after a header: a bin32 of size - 5 bytes whose first eight
+ * carry the send time; the rest is never written (no filler, no copy). */
+static void put_stamp(uint8_t *b, uint64_t stamp, size_t size)
+{
+	uint32_t len = (uint32_t)(size - SBB_BIN32_HEAD);
+	b[0] = 0xc6;
+	b[1] = (uint8_t)(len >> 24);
+	b[2] = (uint8_t)(len >> 16);
+	b[3] = (uint8_t)(len >> 8);
+	b[4] = (uint8_t)len;
+	memcpy(b + SBB_BIN32_HEAD, &stamp, sizeof stamp);
+}
+
 void sbb_sb_stamped(struct sbb_conn *c, struct sb_msg *m, uint64_t stamp, size_t size)
 {
 	/* The payload is built in place after the header (sb_encode_head):
@@ -37,14 +50,7 @@ void sbb_sb_stamped(struct sbb_conn *c, struct sb_msg *m, uint64_t stamp, size_t
 		fprintf(stderr, "sb-bench: cannot encode %s\n", sb_kind_name(m->kind));
 		return;
 	}
-	uint8_t *b = p + h;
-	uint32_t len = (uint32_t)(size - SBB_BIN32_HEAD);
-	b[0] = 0xc6;
-	b[1] = (uint8_t)(len >> 24);
-	b[2] = (uint8_t)(len >> 16);
-	b[3] = (uint8_t)(len >> 8);
-	b[4] = (uint8_t)len;
-	memcpy(b + SBB_BIN32_HEAD, &stamp, sizeof stamp);
+	put_stamp(p + h, stamp, size);
 	c->out_len += (size_t)h + size;
 }
 
@@ -78,16 +84,21 @@ int sbb_sb_expect(struct sbb_conn *c, unsigned kind)
 	}
 }
 
-static int sb_open(struct sbb_conn *c, const char *host, uint16_t port)
+int sbb_sb_hello(struct sbb_conn *c, const char *role)
 {
 	struct sb_msg h = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
-	h.role = (struct sb_view){(const uint8_t *)"client", 6};
-	c->fd = sbb_dial(host, port);
+	h.role = (struct sb_view){(const uint8_t *)role, (uint32_t)strlen(role)};
 	c->sp = sb_splitter_new(0);
 	if (c->fd < 0 || c->sp == NULL)
 		return -1;
 	sbb_sb_queue(c, &h);
-	if (sbb_conn_flush_all(c) != 0 || sbb_sb_expect(c, SB_WELCOME) != 0)
+	return sbb_conn_flush_all(c) != 0 || sbb_sb_expect(c, SB_WELCOME) != 0 ? -1 : 0;
+}
+
+static int sb_open(struct sbb_conn *c, const char *host, uint16_t port)
+{
+	c->fd = sbb_dial(host, port);
+	if (sbb_sb_hello(c, "client") != 0)
 		return -1;
 	fcntl(c->fd, F_SETFL, O_NONBLOCK);
 	return 0;
@@ -122,14 +133,7 @@ static void sb_request(struct sbb_conn *c, const struct sbb_workload *w, uint64_
 	memcpy(p, c->head, c->head_len);
 	if (w->shape != SBB_FIRE)
 		sb_patch_id(p, id);
-	uint8_t *b = p + c->head_len;
-	uint32_t len = (uint32_t)(size - SBB_BIN32_HEAD);
-	b[0] = 0xc6;
-	b[1] = (uint8_t)(len >> 24);
-	b[2] = (uint8_t)(len >> 16);
-	b[3] = (uint8_t)(len >> 8);
-	b[4] = (uint8_t)len;
-	memcpy(b + SBB_BIN32_HEAD, &stamp, sizeof stamp);
+	put_stamp(p + c->head_len, stamp, size);
 	c->out_len += c->head_len + size;
 }
 

@@ -142,13 +142,7 @@ static int sb_service(struct rsp *r, const char *host, uint16_t port, const char
 		      unsigned nnames)
 {
 	struct sbb_conn *c = add_conn(r, sbb_dial(host, port));
-	struct sb_msg h = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
-	h.role = (struct sb_view){(const uint8_t *)"service", 7};
-	c->sp = sb_splitter_new(0);
-	if (c->fd < 0 || c->sp == NULL)
-		return -1;
-	sbb_sb_queue(c, &h);
-	if (sbb_conn_flush_all(c) != 0 || sbb_sb_expect(c, SB_WELCOME) != 0)
+	if (sbb_sb_hello(c, "service") != 0)
 		return -1;
 	for (unsigned i = 0; i < nnames; i++) {
 		struct sb_msg reg = {.kind = SB_REGISTER, .id = i + 1};
