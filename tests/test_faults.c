@@ -483,7 +483,10 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 	terminals++;
 }
 
-static struct sb_client *client_new(uint16_t port, const char *name, const char *role)
+/* A client of the tests: quick reconnects; on_state and ud are optional. */
+static struct sb_client *
+client_with(uint16_t port, const char *name, const char *role,
+	    void (*on_state)(struct sb_client *, enum sb_client_state, int, void *), void *ud)
 {
 	struct sb_client_config cfg;
 	int err = 0;
@@ -494,10 +497,17 @@ static struct sb_client *client_new(uint16_t port, const char *name, const char 
 	cfg.role = role;
 	cfg.reconnect_min_ms = 50;
 	cfg.reconnect_max_ms = 400;
+	cfg.on_state = on_state;
+	cfg.ud = ud;
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	CHECK(c != NULL);
 	LC[NLC++] = c;
 	return c;
+}
+
+static struct sb_client *client_new(uint16_t port, const char *name, const char *role)
+{
+	return client_with(port, name, role, NULL, NULL);
 }
 
 static int all_online(void *arg)
@@ -1148,21 +1158,7 @@ static void on_watch(struct sb_client *c, enum sb_client_state s, int err, void 
 
 static struct sb_client *watched(uint16_t port, const char *name, const char *role, struct watch *w)
 {
-	struct sb_client_config cfg;
-	int err = 0;
-
-	sb_client_config_init(&cfg);
-	cfg.port = port;
-	cfg.name = name;
-	cfg.role = role;
-	cfg.reconnect_min_ms = 50;
-	cfg.reconnect_max_ms = 400;
-	cfg.on_state = on_watch;
-	cfg.ud = w;
-	struct sb_client *c = sb_client_new(&cfg, &err);
-	CHECK(c != NULL);
-	LC[NLC++] = c;
-	return c;
+	return client_with(port, name, role, on_watch, w);
 }
 
 static void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
