@@ -51,14 +51,14 @@ void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 		ts.tv_nsec / 1000000, line);
 }
 
-int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep)
+int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep, uint32_t info)
 {
 	int rc = 0;
 	pthread_mutex_lock(&r->names_lock);
 	struct sb__route *taken = sb__routes_find(&r->names, name, len);
 	if (taken != NULL && taken->n > 0)
 		rc = SB_EDUPNAME;
-	else if (sb__routes_add(&r->names, name, len, ep, 0) != 0)
+	else if (sb__routes_add(&r->names, name, len, ep, info) != 0)
 		rc = SB_ENOMEM;
 	pthread_mutex_unlock(&r->names_lock);
 	return rc;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "clock.h"
 #include "shard.h"
 
@@ -670,6 +671,31 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	}
 }
 
+/* A request to one of the router's own names ($sb.routes, ...). */
+static void answer_admin(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+{
+	char *p;
+	size_t n;
+	int rc = sb__admin_answer(sh, m->name, &p, &n);
+	if (rc != 0) {
+		answer_error(sh, a, m->id, rc,
+			     rc == SB_ENOHANDLER ? "the router serves no such name"
+						 : "out of memory");
+		return;
+	}
+	struct sb_msg r = {.kind = SB_REPLY, .id = m->id, .outcome = {(const uint8_t *)"ok", 2}};
+	r.payload = (struct sb_view){(const uint8_t *)p, (uint32_t)n};
+	long size = sb_encoded_size(&r);
+	/* The asker refuses frames over max_frame, and would drop us for it. */
+	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
+		answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
+	else if (a->c != NULL)
+		send_msg(sh, a->c, &r);
+	else
+		a->fn(0, "ok", 2, p, n, 0, a->ud);
+	free(p);
+}
+
 static void on_request(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
 		       struct sb__buf *b, uint8_t *f, uint32_t len)
 {
@@ -685,6 +711,10 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	if (m->flags & SB_F_BROADCAST || m->to.ptr != NULL) {
 		answer_error(sh, a, m->id, SB_EUNSUPPORTED,
 			     "broadcast and peer-addressed requests are not supported yet");
+		return;
+	}
+	if (sb__admin_name(m->name)) {
+		answer_admin(sh, a, m);
 		return;
 	}
 	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
@@ -880,7 +910,7 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 	} else
 		len = (uint32_t)snprintf(name, sizeof name, "P%04u", c->peer_id);
 	name[len] = 0;
-	if (sb__name_claim(sh->r, name, len, c->ep) != 0) {
+	if (sb__name_claim(sh->r, name, len, c->ep, c->peer_id << 1 | c->service) != 0) {
 		fail_conn(sh, c, SB_EDUPNAME, "a connected peer already has this name");
 		return;
 	}

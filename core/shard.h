@@ -244,7 +244,8 @@ void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Name table (router.c): claim a peer name for ep; 0 or SB_EDUPNAME. */
-int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep);
+/* info: what $sb.peers reports, peer_id << 1 | 1 for a service. */
+int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep, uint32_t info);
 void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep);
 
 #endif

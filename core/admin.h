@@ -1,0 +1,32 @@
+/* The router's own names: requests to "$sb.routes", "$sb.peers" and
+ * "$sb.stats" are answered by the shard that receives them, so any client
+ * (sbctl among them) can read the router's state with an ordinary request.
+ * docs/protocol.md describes the payloads. */
+#ifndef SB_CORE_ADMIN_H
+#define SB_CORE_ADMIN_H
+
+#include <stdbool.h>
+
+#include <switchboard/proto.h>
+
+struct sb__shard;
+
+#define SB__ADMIN_PREFIX     "$sb."
+#define SB__ADMIN_PREFIX_LEN 4
+
+/** A name in the router's reserved space (nobody may register it). */
+static inline bool sb__admin_name(struct sb_view name)
+{
+	return name.len >= SB__ADMIN_PREFIX_LEN &&
+	       __builtin_memcmp(name.ptr, SB__ADMIN_PREFIX, SB__ADMIN_PREFIX_LEN) == 0;
+}
+
+/**
+ * The answer to a request for reserved @p name, as a MessagePack payload in
+ * a malloc'd buffer (free() it).
+ * @return 0; SB_ENOHANDLER for a reserved name the router does not serve;
+ *         SB_ENOMEM
+ */
+int sb__admin_answer(struct sb__shard *sh, struct sb_view name, char **payload, size_t *len);
+
+#endif
