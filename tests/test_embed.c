@@ -205,6 +205,24 @@ static void test_program_requests_an_in_process_handler(void)
 	CHECK_INT(w.first_byte[0], 10);
 }
 
+/* The router's own names answer the program too: $sb.stats is a map
+ * (0x8X..0xdf), not an error; a $sb. name it does not serve is. */
+static void test_program_reads_router_stats(void)
+{
+	struct waiter w, none;
+	waiter_init(&w);
+	waiter_init(&none);
+	CHECK_INT(sb_router_request(R, "$sb.stats", NULL, 0, 0, on_reply, &w), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.calls, 1);
+	CHECK_INT(w.err[0], 0);
+	CHECK_STR(w.outcome[0], "ok");
+	CHECK(w.first_byte[0] == 0xde || (w.first_byte[0] & 0xf0) == 0x80); /* a map */
+	CHECK_INT(sb_router_request(R, "$sb.nothing", NULL, 0, 0, on_reply, &none), 0);
+	CHECK(wait_final(&none));
+	CHECK_INT(none.err[0], SB_ENOHANDLER);
+}
+
 static void test_program_request_errors(void)
 {
 	struct waiter none, slow;
@@ -317,6 +335,7 @@ int main(void)
 	RUN(test_network_send_reaches_an_in_process_handler);
 	RUN(test_program_requests_a_network_service);
 	RUN(test_program_requests_an_in_process_handler);
+	RUN(test_program_reads_router_stats);
 	RUN(test_program_request_errors);
 	RUN(test_program_sends_to_a_network_service);
 	RUN(test_requests_from_many_threads);
