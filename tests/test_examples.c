@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,13 +16,14 @@
 
 static const char *bindir;
 static char port[16];
-static pid_t children[16];
+static pid_t children[64]; /* every process started, to kill at the end */
 static int nchildren;
 
 static void kill_all(void)
 {
 	for (int i = 0; i < nchildren; i++)
-		kill(children[i], SIGKILL);
+		if (children[i] > 0)
+			kill(children[i], SIGKILL);
 }
 
 static void on_alarm(int sig)
@@ -53,6 +55,9 @@ static pid_t spawn(char *const argv[], int *out)
 		return -1;
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* Dies with the test: a crashed test must not leave children
+		 * holding ctest's output open, which would hang ctest. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(p[1], STDOUT_FILENO);
 		close(p[0]);
 		close(p[1]);
@@ -61,7 +66,7 @@ static pid_t spawn(char *const argv[], int *out)
 	}
 	close(p[1]);
 	*out = p[0];
-	if (pid > 0)
+	if (pid > 0 && nchildren < (int)(sizeof children / sizeof *children))
 		children[nchildren++] = pid;
 	return pid;
 }
@@ -91,17 +96,21 @@ static long read_out(int fd, char *buf, size_t cap, int one_line, int ms)
 /* Waits up to @p ms for @p pid; SIGKILL after that. Returns the exit code or -1. */
 static int reap(pid_t pid, int ms)
 {
-	int status;
+	int status, timed_out = 0;
 	long long end = now_ms() + ms;
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() > end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			return -1;
+			timed_out = 1;
+			break;
 		}
 		usleep(10000);
 	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	for (int i = 0; i < nchildren; i++)
+		if (children[i] == pid)
+			children[i] = 0; /* reaped: its pid may be reused, never signal it */
+	return !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* Starts a service and waits for its ready line. */
@@ -267,10 +276,12 @@ int main(int argc, char **argv)
 	unlink(out_path);
 	/* Services first (SIGTERM: they stop cleanly), then the daemon. */
 	for (int i = nchildren - 1; i >= 0; i--) {
+		if (children[i] <= 0 || children[i] == daemon)
+			continue;
 		kill(children[i], SIGTERM);
-		if (children[i] != daemon)
-			CHECK_INT(reap(children[i], 5000), 0);
+		CHECK_INT(reap(children[i], 5000), 0);
 	}
+	kill(daemon, SIGTERM);
 	reap(daemon, 5000);
 	return TEST_EXIT();
 }
