@@ -540,6 +540,11 @@ static int put_float(struct sbj_buf *b, double d, int single)
 		if (single ? (float)back == (float)d : back == d)
 			break;
 	}
+	/* %g switches to an exponent once the integer part has more digits than
+	 * the precision: 100 would print as 1e+02. */
+	double mag = fabs(d);
+	if (mag >= 1 && mag < 1e17 && strchr(t, 'e') != NULL)
+		snprintf(t, sizeof t, "%.*g", (int)floor(log10(mag)) + 1, d);
 	if (strpbrk(t, ".e") == NULL)
 		strcat(t, ".0");
 	return put_str(b, t);
