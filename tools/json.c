@@ -55,7 +55,8 @@ struct parser {
 	struct sbj_error *err;                /* the first failure */
 };
 
-static int fail(struct parser *ps, const unsigned char *at, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(struct parser *ps, const unsigned char *at,
+						      const char *fmt, ...)
 {
 	va_list ap;
 

@@ -163,6 +163,7 @@ static int parse_payload(const char *text, struct sbj_buf *mp)
 	if (text == NULL)
 		return 0; /* no payload: nil */
 	if (sbj_from_json(text, strlen(text), mp, &e) != 0) {
+		sbj_buf_free(mp);
 		fprintf(stderr, "sbctl: invalid JSON at byte %zu: %s\n", e.at, e.what);
 		return -1;
 	}
@@ -528,8 +529,16 @@ static char *cell(const msgpack_object *o)
 
 	if (o == NULL)
 		return strdup("-");
-	if (o->type == MSGPACK_OBJECT_STR)
-		return strndup(o->via.str.ptr, o->via.str.size);
+	if (o->type == MSGPACK_OBJECT_STR) {
+		/* Not strndup: the bytes are not NUL-terminated, and ASan's
+		 * strict_string_checks rightly reads strndup's argument as a string. */
+		char *s = malloc(o->via.str.size + 1);
+		if (s != NULL) {
+			memcpy(s, o->via.str.ptr, o->via.str.size);
+			s[o->via.str.size] = 0;
+		}
+		return s;
+	}
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_object(&pk, *o);
