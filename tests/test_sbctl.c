@@ -336,6 +336,11 @@ static void test_usage_errors_exit_2(void)
 	SBCTL_RUN(&P, "request", "x", "--timeout", "soon");
 	CHECK_INT(P.code, 2);
 	CHECK_STR(P.se, "sbctl: --timeout soon: expected a number from 1 to 3600000\n");
+	SBCTL_RUN(&P, "request", "no spaces, please");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: no spaces, please: not a valid message name\n");
+	SBCTL_RUN(&P, "send", "");
+	CHECK_INT(P.code, 2);
 	SBCTL_RUN(&P, "--bogus");
 	CHECK_INT(P.code, 2);
 	CHECK_STR(P.se, "sbctl: unknown option --bogus (sbctl help lists them)\n");

@@ -258,6 +258,18 @@ static void flush(struct sb_client *c, unsigned ms)
 	}
 }
 
+/* sb_send() or sb_request() said no before anything was sent. The payload
+ * is ours and well-formed, so SB_EINVAL means the name: a usage error. */
+static int refused_locally(const struct opts *o, const char *name, int err)
+{
+	if (err == SB_EINVAL) {
+		fprintf(stderr, "sbctl: %s: not a valid message name\n", name);
+		return EXIT_USAGE;
+	}
+	print_error(o, err, NULL);
+	return EXIT_FAILED;
+}
+
 /* ---- send and request ----------------------------------------------------- */
 
 static int cmd_send(const struct opts *o, char **args, int nargs)
@@ -272,8 +284,7 @@ static int cmd_send(const struct opts *o, char **args, int nargs)
 	if (rc == EXIT_OK) {
 		int err = sb_send(c, args[0], mp.data, mp.len);
 		if (err != 0) {
-			print_error(o, err, NULL);
-			rc = err == SB_EINVAL && mp.len == 0 ? EXIT_USAGE : EXIT_FAILED;
+			rc = refused_locally(o, args[0], err);
 		} else {
 			flush(c, 2000);
 			if (o->json)
@@ -337,10 +348,8 @@ static int run_request(struct sb_client *c, const char *name, const struct sbj_b
 		       struct pending *pd)
 {
 	int err = sb_request(c, name, mp->data, mp->len, pd->o->timeout_ms, on_reply, pd, NULL);
-	if (err != 0) {
-		print_error(pd->o, err, NULL);
-		return EXIT_FAILED;
-	}
+	if (err != 0)
+		return refused_locally(pd->o, name, err);
 	while (!pd->done) {
 		int t = sb_client_timeout(c);
 		if (sb_client_process(c, t < 0 ? 1000 : t) < 0 && !pd->done) {
