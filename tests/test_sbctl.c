@@ -1,0 +1,572 @@
+/* sbctl end to end: an in-process router, a service made with the client
+ * library on its own thread, and the sbctl binary run as a user would run
+ * it, checking its exact output and exit code. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <switchboard/client.h>
+#include <switchboard/router.h>
+
+#include "testlib.h"
+
+#include "json.h"
+
+/* RUN_MS bounds one sbctl run: far above what any takes, so only a hang hits it. */
+enum { RUN_MS = 10000, WAIT_MS = 5000 };
+
+static const char *SBCTL;
+static struct sb_router *R;
+static char ROUTER[32]; /* "127.0.0.1:PORT" */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the service --------------------------------------------------------- */
+
+static struct sb_client *svc;
+static pthread_t svc_thread;
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sink_cond = PTHREAD_COND_INITIALIZER;
+static int sink_count;         /* sends the "sink" handler got */
+static struct sbj_buf sink_js; /* the last one's payload, as JSON */
+
+/* Encodes JSON that the test itself wrote: it must be valid. */
+static void mp_of(const char *json, struct sbj_buf *mp)
+{
+	struct sbj_error e;
+	mp->len = 0;
+	CHECK_INT(sbj_from_json(json, strlen(json), mp, &e), 0);
+}
+
+static void on_echo(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+
+	(void)c;
+	(void)ud;
+	CHECK_INT(sb_reply(call, "done", p, len), 0);
+}
+
+static void on_stream(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct sbj_buf mp = {0};
+
+	(void)c;
+	(void)ud;
+	CHECK_INT(sb_reply_more(call, "working", NULL, 0, 0), 0);
+	mp_of("[0]", &mp);
+	CHECK_INT(sb_reply_more(call, "part", mp.data, mp.len, 1), 0);
+	mp_of("[1]", &mp);
+	CHECK_INT(sb_reply_more(call, "part", mp.data, mp.len, 1), 0);
+	CHECK_INT(sb_reply(call, "done", NULL, 0), 0);
+	sbj_buf_free(&mp);
+}
+
+static void forget(struct sb_call *call, void *ud)
+{
+	(void)call;
+	(void)ud;
+}
+
+/* Never answers: the router's timeout ends the request, and its cancel
+ * frees the call. */
+static void on_slow(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	(void)c;
+	(void)ud;
+	sb_call_on_cancel(call, forget, NULL);
+}
+
+static void on_sink(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+
+	(void)c;
+	(void)ud;
+	pthread_mutex_lock(&sink_lock);
+	sink_js.len = 0;
+	CHECK_INT(sbj_to_json(p, len, &sink_js), 0);
+	sink_count++;
+	pthread_cond_signal(&sink_cond);
+	pthread_mutex_unlock(&sink_lock);
+}
+
+/* Stand-ins for the router's $sb.* names (SBCTL_ADMIN_PREFIX=fake.): the
+ * ud is the JSON of the reply, in the documented shape. */
+static void on_fake_admin(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct sbj_buf mp = {0};
+
+	(void)c;
+	mp_of(ud, &mp);
+	CHECK_INT(sb_reply(call, "ok", mp.data, mp.len), 0);
+	sbj_buf_free(&mp);
+}
+
+static const char ROUTES[] =
+	"[{\"name\":\"user.create\",\"handlers\":[{\"peer\":\"users-1\",\"shard\":0},"
+	"{\"peer\":\"users-2\",\"shard\":1}]},{\"name\":\"ping\",\"handlers\":[]}]";
+static const char PEERS[] = "[{\"peer\":\"users-1\",\"id\":3,\"role\":\"service\",\"shard\":0},"
+			    "{\"peer\":\"sbctl-7\",\"id\":12,\"role\":\"client\",\"shard\":1}]";
+static const char STATS[] = "{\"connections\":2,\"requests\":1234,\"timeouts\":0,\"shards\":"
+			    "[{\"shard\":0,\"connections\":1,\"inflight\":0},"
+			    "{\"shard\":1,\"connections\":1,\"inflight\":2}]}";
+
+static void *run_service(void *arg)
+{
+	(void)arg;
+	CHECK_INT(sb_client_run(svc), 0);
+	return NULL;
+}
+
+/* Pumps @p c on this thread until it is online; bounded. */
+static void until_online(struct sb_client *c)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (!sb_client_online(c) && now_ms() < deadline)
+		sb_client_process(c, 10);
+	CHECK(sb_client_online(c));
+}
+
+static struct sb_client *new_client(const char *role)
+{
+	struct sb_client_config cfg;
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.port = sb_router_port(R);
+	cfg.role = role;
+	struct sb_client *c = sb_client_new(&cfg, &err);
+	CHECK(c != NULL);
+	return c;
+}
+
+static void start(void)
+{
+	struct sb_router_config cfg;
+	int err = 0;
+
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = 2;
+	cfg.log_level = 0;
+	R = sb_router_new(&cfg, &err);
+	CHECK(R != NULL);
+	CHECK_INT(sb_router_start(R), 0);
+	snprintf(ROUTER, sizeof ROUTER, "127.0.0.1:%u", sb_router_port(R));
+
+	svc = new_client("service");
+	CHECK_INT(sb_client_register(svc, "echo", 0, on_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "stream", 0, on_stream, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "slow", 0, on_slow, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "sink", 0, on_sink, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "fake.routes", 0, on_fake_admin, (void *)ROUTES), 0);
+	CHECK_INT(sb_client_register(svc, "fake.peers", 0, on_fake_admin, (void *)PEERS), 0);
+	CHECK_INT(sb_client_register(svc, "fake.stats", 0, on_fake_admin, (void *)STATS), 0);
+	until_online(svc);
+	CHECK_INT(pthread_create(&svc_thread, NULL, run_service, NULL), 0);
+	setenv("SBCTL_ADMIN_PREFIX", "fake.", 1);
+}
+
+static void stop(void)
+{
+	sb_client_stop(svc);
+	pthread_join(svc_thread, NULL);
+	sb_client_free(svc);
+	sb_router_stop(R, 1000);
+	sb_router_free(R);
+	sbj_buf_free(&sink_js);
+}
+
+/* ---- running sbctl ------------------------------------------------------- */
+
+/* One sbctl process and what it has said so far. */
+struct proc {
+	pid_t pid;
+	int out, err;   /* pipe ends, -1 once at EOF */
+	char so[16384]; /* stdout */
+	char se[16384]; /* stderr */
+	size_t nso, nse;
+	int code; /* exit code; 128 + signal if killed */
+};
+
+/* Starts `sbctl --router ROUTER ARGS...`. */
+static void spawn(struct proc *p, const char *const *args)
+{
+	const char *argv[32] = {SBCTL, "--router", ROUTER};
+	int o[2], e[2], n = 3;
+
+	while (*args != NULL && n < 31)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	memset(p, 0, sizeof *p);
+	CHECK(pipe(o) == 0 && pipe(e) == 0);
+	p->pid = fork();
+	if (p->pid == 0) {
+		dup2(o[1], STDOUT_FILENO);
+		dup2(e[1], STDERR_FILENO);
+		close(o[0]);
+		close(e[0]);
+		execv(SBCTL, (char *const *)argv);
+		_exit(127);
+	}
+	close(o[1]);
+	close(e[1]);
+	p->out = o[0];
+	p->err = e[0];
+}
+
+/* Reads what is there, for up to @p ms; 0 once both pipes are at EOF. */
+static int pump(struct proc *p, int ms)
+{
+	struct pollfd fds[2] = {{p->out, POLLIN, 0}, {p->err, POLLIN, 0}};
+
+	if (p->out < 0 && p->err < 0)
+		return 0;
+	if (poll(fds, 2, ms) <= 0)
+		return 1;
+	for (int i = 0; i < 2; i++) {
+		int *fd = i == 0 ? &p->out : &p->err;
+		char *buf = i == 0 ? p->so : p->se;
+		size_t *len = i == 0 ? &p->nso : &p->nse;
+		if (*fd < 0 || fds[i].revents == 0)
+			continue;
+		ssize_t r = read(*fd, buf + *len, sizeof p->so - 1 - *len);
+		if (r <= 0) {
+			close(*fd);
+			*fd = -1;
+		} else {
+			*len += (size_t)r;
+			buf[*len] = 0;
+		}
+	}
+	return 1;
+}
+
+/* Waits (bounded) until stderr contains @p text. */
+static int wait_stderr(struct proc *p, const char *text)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (strstr(p->se, text) == NULL && now_ms() < deadline && pump(p, 50))
+		;
+	return strstr(p->se, text) != NULL;
+}
+
+/* Collects the rest and the exit code; kills a run that outlives RUN_MS. */
+static void finish(struct proc *p)
+{
+	uint64_t deadline = now_ms() + RUN_MS;
+	int status;
+
+	while (now_ms() < deadline && pump(p, 50))
+		;
+	if (p->out >= 0 || p->err >= 0) {
+		fprintf(stderr, "sbctl hung; killing it\n");
+		CHECK(0);
+		kill(p->pid, SIGKILL);
+		if (p->out >= 0)
+			close(p->out);
+		if (p->err >= 0)
+			close(p->err);
+	}
+	waitpid(p->pid, &status, 0);
+	p->code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+#define SBCTL_RUN(p, ...)                                                                          \
+	do {                                                                                       \
+		const char *args_[] = {__VA_ARGS__, NULL};                                         \
+		spawn((p), args_);                                                                 \
+		finish(p);                                                                         \
+	} while (0)
+
+static int starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* ---- the stories --------------------------------------------------------- */
+
+static struct proc P;
+
+static void test_help_and_version(void)
+{
+	SBCTL_RUN(&P, "--help");
+	CHECK_INT(P.code, 0);
+	CHECK(starts(P.so, "usage: sbctl [OPTIONS] COMMAND [ARGS]\n"));
+	CHECK(strstr(P.so, "  3  cannot connect to the router\n") != NULL);
+	CHECK_STR(P.se, "");
+
+	SBCTL_RUN(&P, "request", "--help");
+	CHECK_INT(P.code, 0);
+	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [JSON] [--timeout MS]\n"));
+	SBCTL_RUN(&P, "help", "listen");
+	CHECK_INT(P.code, 0);
+	CHECK(strstr(P.so, "  --count N             exit after N messages\n") != NULL);
+
+	SBCTL_RUN(&P, "--version");
+	CHECK_INT(P.code, 0);
+	CHECK(starts(P.so, "sbctl "));
+}
+
+static void test_usage_errors_exit_2(void)
+{
+	SBCTL_RUN(&P, "frobnicate");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: unknown command frobnicate (sbctl help lists them)\n");
+	SBCTL_RUN(&P, "listen", "x", "--timeout", "5");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: listen does not take --timeout (sbctl listen --help)\n");
+	SBCTL_RUN(&P, "request");
+	CHECK_INT(P.code, 2);
+	SBCTL_RUN(&P, "request", "x", "--timeout", "soon");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --timeout soon: expected a number from 1 to 3600000\n");
+	SBCTL_RUN(&P, "request", "no spaces, please");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: no spaces, please: not a valid message name\n");
+	SBCTL_RUN(&P, "send", "");
+	CHECK_INT(P.code, 2);
+	SBCTL_RUN(&P, "--bogus");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: unknown option --bogus (sbctl help lists them)\n");
+}
+
+static void test_send(void)
+{
+	int before = sink_count;
+
+	SBCTL_RUN(&P, "send", "sink", "{\"k\":[1,-2,\"three\"]}");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "");
+	CHECK_STR(P.se, "");
+
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&sink_lock);
+	while (sink_count == before &&
+	       pthread_cond_timedwait(&sink_cond, &sink_lock, &until) != ETIMEDOUT)
+		;
+	CHECK_INT(sink_count, before + 1);
+	CHECK_STR(sink_js.data ? sink_js.data : "", "{\"k\":[1,-2,\"three\"]}");
+	pthread_mutex_unlock(&sink_lock);
+}
+
+static void test_request_roundtrips_json(void)
+{
+	static const char payload[] =
+		"{\"user\":{\"name\":\"Zo\\u00eb "
+		"\\ud83d\\ude00\",\"tags\":[\"a\",[],{}],\"age\":42,"
+		"\"debt\":-9223372036854775808,\"big\":18446744073709551615,\"ratio\":-0.25,"
+		"\"ok\":true,\"no\":false,\"none\":null}}";
+	static const char printed[] =
+		"{\"user\":{\"name\":\"Zoë 😀\",\"tags\":[\"a\",[],{}],\"age\":42,"
+		"\"debt\":-9223372036854775808,\"big\":18446744073709551615,\"ratio\":-0.25,"
+		"\"ok\":true,\"no\":false,\"none\":null}}";
+	char want[1024];
+
+	SBCTL_RUN(&P, "request", "echo", payload);
+	CHECK_INT(P.code, 0);
+	snprintf(want, sizeof want, "done  %s\n", printed);
+	CHECK_STR(P.so, want);
+	CHECK_STR(P.se, "");
+
+	SBCTL_RUN(&P, "--json", "request", "echo", payload);
+	CHECK_INT(P.code, 0);
+	snprintf(want, sizeof want, "{\"outcome\":\"done\",\"more\":false,\"payload\":%s}\n",
+		 printed);
+	CHECK_STR(P.so, want);
+
+	SBCTL_RUN(&P, "request", "echo"); /* no payload: nil */
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "done  null\n");
+	SBCTL_RUN(&P, "request", "echo", "--", "-5");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "done  -5\n");
+}
+
+static void test_streamed_request(void)
+{
+	SBCTL_RUN(&P, "request", "stream");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "working  null  (more: progress)\n"
+			"part  [0]  (more: chunk)\n"
+			"part  [1]  (more: chunk)\n"
+			"done  null\n");
+	SBCTL_RUN(&P, "request", "stream", "--json");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "{\"outcome\":\"working\",\"more\":true,\"payload\":null}\n"
+			"{\"outcome\":\"part\",\"more\":true,\"payload\":[0]}\n"
+			"{\"outcome\":\"part\",\"more\":true,\"payload\":[1]}\n"
+			"{\"outcome\":\"done\",\"more\":false,\"payload\":null}\n");
+}
+
+static void test_timeout_exits_1(void)
+{
+	uint64_t t0 = now_ms();
+	SBCTL_RUN(&P, "request", "slow", "{}", "--timeout", "200");
+	CHECK_INT(P.code, 1);
+	CHECK(now_ms() - t0 >= 200);
+	CHECK_STR(P.so, "");
+	CHECK(starts(P.se, "error: "));
+	CHECK(strstr(P.se, " (code ETIMEOUT)\n") != NULL);
+
+	SBCTL_RUN(&P, "--json", "request", "slow", "--timeout", "100");
+	CHECK_INT(P.code, 1);
+	CHECK(starts(P.so, "{\"error\":\"ETIMEOUT\",\"code\":-2,\"text\":"));
+}
+
+static void test_no_handler_exits_1(void)
+{
+	SBCTL_RUN(&P, "request", "nobody.home", "[1]");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.so, "");
+	CHECK_STR(P.se, "error: no handler for this name (code ENOHANDLER)\n");
+}
+
+static void test_invalid_json_exits_2(void)
+{
+	SBCTL_RUN(&P, "request", "echo", "{\"a\" 1}");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.so, "");
+	CHECK_STR(P.se, "sbctl: invalid JSON at byte 5: expected ':' after an object key\n");
+	SBCTL_RUN(&P, "send", "echo", "[1,2");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: invalid JSON at byte 4: expected ',' or ']'\n");
+}
+
+static void test_cannot_connect_exits_3(void)
+{
+	/* A port that was just free: nothing listens there. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof a;
+	char router[32], want[128];
+
+	CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
+	CHECK(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
+	close(fd);
+	snprintf(router, sizeof router, "127.0.0.1:%u", ntohs(a.sin_port));
+	SBCTL_RUN(&P, "--router", router, "--connect-timeout", "300", "request", "echo", "{}");
+	CHECK_INT(P.code, 3);
+	snprintf(want, sizeof want,
+		 "sbctl: cannot connect to the router at %s (no answer within 300 ms)\n", router);
+	CHECK_STR(P.se, want);
+}
+
+static void test_listen_echo_count_1(void)
+{
+	struct sbj_buf mp = {0};
+	char outcome[64] = "";
+	void *reply = NULL;
+	size_t reply_len = 0;
+	const char *args[] = {"listen", "lis", "--echo", "--count", "1", NULL};
+
+	spawn(&P, args);
+	CHECK(wait_stderr(&P, "sbctl: listening on lis\n"));
+	struct sb_client *c = new_client("client");
+	until_online(c);
+	mp_of("{\"n\":[1,2.5,\"x\"]}", &mp);
+	CHECK_INT(sb_request_wait(c, "lis", mp.data, mp.len, WAIT_MS, outcome, sizeof outcome,
+				  &reply, &reply_len),
+		  0);
+	CHECK_STR(outcome, "echo");
+	CHECK(reply_len == mp.len && reply != NULL && memcmp(reply, mp.data, mp.len) == 0);
+	finish(&P);
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "request  lis  {\"n\":[1,2.5,\"x\"]}\n");
+	CHECK_STR(P.se, "sbctl: listening on lis\n");
+
+	/* Without --echo: "ok" and nil; a send is printed too. */
+	const char *args2[] = {"--json", "listen", "lis2", "--count", "2", NULL};
+	spawn(&P, args2);
+	CHECK(wait_stderr(&P, "sbctl: listening on lis2\n"));
+	CHECK_INT(sb_send(c, "lis2", mp.data, mp.len), 0);
+	free(reply);
+	reply = NULL;
+	CHECK_INT(sb_request_wait(c, "lis2", NULL, 0, WAIT_MS, outcome, sizeof outcome, &reply,
+				  &reply_len),
+		  0);
+	CHECK_STR(outcome, "ok");
+	finish(&P);
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "{\"name\":\"lis2\",\"request\":false,\"payload\":{\"n\":[1,2.5,\"x\"]}}\n"
+			"{\"name\":\"lis2\",\"request\":true,\"payload\":null}\n");
+	free(reply);
+	sb_client_free(c);
+	sbj_buf_free(&mp);
+}
+
+static void test_routes_peers_stats(void)
+{
+	SBCTL_RUN(&P, "routes");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "NAME         PEER     SHARD\n"
+			"user.create  users-1  0\n"
+			"             users-2  1\n"
+			"ping         -        -\n");
+	CHECK_STR(P.se, "");
+	SBCTL_RUN(&P, "routes", "--json");
+	CHECK_INT(P.code, 0);
+	CHECK(strlen(P.so) == strlen(ROUTES) + 1 && strncmp(P.so, ROUTES, strlen(ROUTES)) == 0);
+
+	SBCTL_RUN(&P, "peers");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "PEER     ID  ROLE     SHARD\n"
+			"users-1  3   service  0\n"
+			"sbctl-7  12  client   1\n");
+	SBCTL_RUN(&P, "--json", "peers");
+	CHECK(strlen(P.so) == strlen(PEERS) + 1 && strncmp(P.so, PEERS, strlen(PEERS)) == 0);
+
+	SBCTL_RUN(&P, "stats");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "COUNTER      VALUE\n"
+			"connections  2\n"
+			"requests     1234\n"
+			"timeouts     0\n"
+			"\n"
+			"SHARD  CONNECTIONS  INFLIGHT\n"
+			"0      1            0\n"
+			"1      1            2\n");
+	SBCTL_RUN(&P, "stats", "--json");
+	CHECK(strlen(P.so) == strlen(STATS) + 1 && strncmp(P.so, STATS, strlen(STATS)) == 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_sbctl PATH-TO-SBCTL\n");
+		return 2;
+	}
+	SBCTL = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	start();
+	RUN(test_help_and_version);
+	RUN(test_usage_errors_exit_2);
+	RUN(test_send);
+	RUN(test_request_roundtrips_json);
+	RUN(test_streamed_request);
+	RUN(test_timeout_exits_1);
+	RUN(test_no_handler_exits_1);
+	RUN(test_invalid_json_exits_2);
+	RUN(test_cannot_connect_exits_3);
+	RUN(test_listen_echo_count_1);
+	RUN(test_routes_peers_stats);
+	stop();
+	return TEST_EXIT();
+}
