@@ -105,7 +105,7 @@ static void on_sink(struct sb_client *c, struct sb_call *call, void *ud)
 	pthread_mutex_unlock(&sink_lock);
 }
 
-/* Stand-ins for the router's $sb.* names (SBCTL_ADMIN_PREFIX=fake.): the
+/* Stand-ins for the router's $sb.* names (SBCTL_TEST_ADMIN_PREFIX=fake.): the
  * ud is the JSON of the reply, in the documented shape. */
 static void on_fake_admin(struct sb_client *c, struct sb_call *call, void *ud)
 {
@@ -179,7 +179,7 @@ static void start(void)
 	CHECK_INT(sb_client_register(svc, "fake.stats", 0, on_fake_admin, (void *)STATS), 0);
 	until_online(svc);
 	CHECK_INT(pthread_create(&svc_thread, NULL, run_service, NULL), 0);
-	setenv("SBCTL_ADMIN_PREFIX", "fake.", 1);
+	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
 }
 
 static void stop(void)
@@ -547,6 +547,25 @@ static void test_routes_peers_stats(void)
 	CHECK(strlen(P.so) == strlen(STATS) + 1 && strncmp(P.so, STATS, strlen(STATS)) == 0);
 }
 
+/* The same commands against the router's own $sb.* names: the layout was
+ * checked above against fixed answers; here the content is the router's. */
+static void test_routes_peers_stats_from_the_router(void)
+{
+	unsetenv("SBCTL_TEST_ADMIN_PREFIX");
+	SBCTL_RUN(&P, "routes", "--json");
+	CHECK_INT(P.code, 0);
+	CHECK(strstr(P.so, "{\"name\":\"echo\",\"handlers\":[{\"peer\":\"") != NULL);
+	SBCTL_RUN(&P, "peers");
+	CHECK_INT(P.code, 0);
+	CHECK(strncmp(P.so, "PEER ", 5) == 0 && strstr(P.so, " service ") != NULL);
+	SBCTL_RUN(&P, "stats");
+	CHECK_INT(P.code, 0);
+	CHECK(strstr(P.so, "\nconnections ") != NULL);
+	CHECK(strstr(P.so, "SHARD  CONNECTIONS  INFLIGHT\n0 ") != NULL);
+	CHECK(strstr(P.so, "\n1 ") != NULL); /* both shards */
+	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -567,6 +586,7 @@ int main(int argc, char **argv)
 	RUN(test_cannot_connect_exits_3);
 	RUN(test_listen_echo_count_1);
 	RUN(test_routes_peers_stats);
+	RUN(test_routes_peers_stats_from_the_router);
 	stop();
 	return TEST_EXIT();
 }
