@@ -67,38 +67,37 @@ static int grow(struct sb__idmap *m)
 	return 0;
 }
 
-int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val)
+/* The slot holding key, inserted with value 0 if absent; NULL if the map
+ * could not grow. */
+static struct sb__idslot *slot_for(struct sb__idmap *m, uint64_t key)
 {
 	/* Keep the load under 1/2: probes stay short without tombstones. */
 	if ((m->count + 1) * 2 > (m->slots == NULL ? 0 : m->mask + 1) && grow(m) != 0)
-		return SB_ENOMEM;
+		return NULL;
 	for (uint32_t i = home(m, key);; i = (i + 1) & m->mask) {
-		if (m->slots[i].key == key) {
-			m->slots[i].val = val;
-			return 0;
-		}
+		if (m->slots[i].key == key)
+			return &m->slots[i];
 		if (m->slots[i].key == 0) {
-			m->slots[i].key = key;
-			m->slots[i].val = val;
+			m->slots[i] = (struct sb__idslot){key, 0};
 			m->count++;
-			return 0;
+			return &m->slots[i];
 		}
 	}
 }
 
+int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val)
+{
+	struct sb__idslot *s = slot_for(m, key);
+	if (s == NULL)
+		return SB_ENOMEM;
+	s->val = val;
+	return 0;
+}
+
 uint64_t sb__idmap_add(struct sb__idmap *m, uint64_t key, int64_t delta)
 {
-	if ((m->count + 1) * 2 > (m->slots == NULL ? 0 : m->mask + 1) && grow(m) != 0)
-		return 0;
-	for (uint32_t i = home(m, key);; i = (i + 1) & m->mask) {
-		if (m->slots[i].key == key)
-			return m->slots[i].val += (uint64_t)delta;
-		if (m->slots[i].key == 0) {
-			m->slots[i].key = key;
-			m->count++;
-			return m->slots[i].val = (uint64_t)delta;
-		}
-	}
+	struct sb__idslot *s = slot_for(m, key);
+	return s != NULL ? s->val += (uint64_t)delta : 0;
 }
 
 uint64_t sb__idmap_get(const struct sb__idmap *m, uint64_t key)
