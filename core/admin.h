@@ -6,6 +6,7 @@
 #define SB_CORE_ADMIN_H
 
 #include <stdbool.h>
+#include <string.h>
 
 #include <switchboard/proto.h>
 
@@ -18,7 +19,7 @@ struct sb__shard;
 static inline bool sb__admin_name(struct sb_view name)
 {
 	return name.len >= SB__ADMIN_PREFIX_LEN &&
-	       __builtin_memcmp(name.ptr, SB__ADMIN_PREFIX, SB__ADMIN_PREFIX_LEN) == 0;
+	       memcmp(name.ptr, SB__ADMIN_PREFIX, SB__ADMIN_PREFIX_LEN) == 0;
 }
 
 /**
