@@ -216,18 +216,26 @@ static void test_stream_of_1000_chunks_in_order(void)
 	peer_close(cli);
 }
 
+/* cli asks fs for "file.read" (id) and gets `chunks` chunks of the stream,
+ * which stays open; returns the router's id for it. */
+static uint64_t stream_started(struct peer *fs, struct peer *cli, uint64_t id, int chunks)
+{
+	peer_request(cli, "file.read", id, 0, NULL, 0);
+	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
+	for (int i = 0; i < chunks; i++)
+		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, NULL, 0);
+	for (int i = 0; i < chunks; i++)
+		peer_expect(cli, SB_REPLY);
+	return rid;
+}
+
 static void test_cancel_mid_stream(void)
 {
 	struct peer *fs = peer_hello(PORT, "fs-3", "service");
 	struct peer *cli = peer_hello(PORT, "ui-3", "client");
 	peer_register(fs, "file.read", 1);
 
-	peer_request(cli, "file.read", 12, 0, NULL, 0);
-	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
-	for (int i = 0; i < 10; i++)
-		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, NULL, 0);
-	for (int i = 0; i < 10; i++)
-		peer_expect(cli, SB_REPLY);
+	uint64_t rid = stream_started(fs, cli, 12, 10);
 
 	struct sb_msg cancel = {.kind = SB_CANCEL, .id = 12};
 	peer_send(cli, &cancel);
@@ -305,12 +313,7 @@ static void test_handler_killed_mid_stream(void)
 	struct peer *cli = peer_hello(PORT, "ui-6", "client");
 	peer_register(fs, "file.read", 1);
 
-	peer_request(cli, "file.read", 31, 0, NULL, 0);
-	uint64_t rid = peer_expect(fs, SB_REQUEST)->id;
-	for (int i = 0; i < 3; i++)
-		peer_reply(fs, rid, "file.read-chunk", SB_F_MORE | SB_F_CHUNK, NULL, 0);
-	for (int i = 0; i < 3; i++)
-		peer_expect(cli, SB_REPLY);
+	stream_started(fs, cli, 31, 3);
 	peer_close(fs);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 31 && e->code == (uint32_t)-SB_EPEERGONE);
