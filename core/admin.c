@@ -123,7 +123,38 @@ static int pack_peers(struct sb__shard *sh, msgpack_packer *pk)
 	return rc;
 }
 
-/* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}]} */
+/* [{"name": str, "requests": uint, ..., "p99_us": uint}]: every name that
+ * has ever had a handler, with counts since the router started. */
+static int pack_route_stats(struct sb_router *r, msgpack_packer *pk)
+{
+	struct sb__rstats *t = &r->rstats;
+	pthread_mutex_lock(&t->lock); /* names may be added meanwhile */
+	msgpack_pack_array(pk, t->n);
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct sb__rstat_sum s;
+		sb__rstat_sum(t, t->v[i], &s);
+		const struct {
+			const char *name;
+			uint64_t v;
+		} c[] = {
+			{"requests", s.requests}, {"sends", s.sends},       {"replies", s.replies},
+			{"errors", s.errors},     {"timeouts", s.timeouts}, {"p50_us", s.p50_us},
+			{"p90_us", s.p90_us},     {"p99_us", s.p99_us},     {"max_us", s.max_us},
+		};
+		msgpack_pack_map(pk, 1 + sizeof c / sizeof c[0]);
+		pack_key(pk, "name");
+		pack_str(pk, t->v[i]->name, t->v[i]->len);
+		for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+			pack_key(pk, c[k].name);
+			msgpack_pack_uint64(pk, c[k].v);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}],
+ *  "routes": [...]} */
 static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 {
 	struct sb_router *r = sh->r;
@@ -151,7 +182,7 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		{"hello_timeouts", s.hello_timeouts},
 	};
 	size_t nc = sizeof c / sizeof c[0];
-	msgpack_pack_map(pk, (uint32_t)nc + 1);
+	msgpack_pack_map(pk, (uint32_t)nc + 2);
 	for (size_t i = 0; i < nc; i++) {
 		pack_key(pk, c[i].name);
 		msgpack_pack_uint64(pk, c[i].v);
@@ -169,7 +200,8 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		pack_key(pk, "inflight");
 		msgpack_pack_uint64(pk, atomic_load_explicit(&st->inflight, memory_order_relaxed));
 	}
-	return 0;
+	pack_key(pk, "routes");
+	return pack_route_stats(r, pk);
 }
 
 int sb__admin_answer(struct sb__shard *sh, struct sb_view name, char **payload, size_t *len)

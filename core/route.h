@@ -7,6 +7,8 @@
 
 #define SB__EP_INTERNAL 0x1u /* callable by services only */
 
+struct sb__rstat;
+
 /* One handler of a name: a connection somewhere in the router. */
 struct sb__endpoint {
 	uint64_t ep;          /* connection id: owning shard in the top 8 bits */
@@ -20,7 +22,8 @@ struct sb__route {
 	uint32_t n, cap; /* endpoints */
 	uint32_t rr;     /* round-robin cursor for ties */
 	struct sb__endpoint *eps;
-	char name[]; /* not NUL-terminated */
+	struct sb__rstat *stat; /* the name's statistics (shard.c sets it; may be NULL) */
+	char name[];            /* not NUL-terminated */
 };
 
 struct sb__routes {

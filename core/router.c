@@ -167,6 +167,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
 	sb__routes_init(&r->names);
+	sb__rstats_init(&r->rstats, r->nshards);
 	r->shards = calloc(r->nshards, sizeof *r->shards);
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
 	if (r->inboxes == NULL)
@@ -334,6 +335,7 @@ void sb_router_free(struct sb_router *r)
 		free(r->locals[i].name);
 	free(r->locals);
 	sb__routes_destroy(&r->names);
+	sb__rstats_destroy(&r->rstats);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

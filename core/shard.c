@@ -29,6 +29,15 @@ static void stat_add(_Atomic uint64_t *c, int64_t d)
 			      memory_order_relaxed);
 }
 
+/* The turn clock: timers use the milliseconds, latencies the microseconds. */
+static void tick(struct sb__shard *sh)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sh->now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	sh->now = sh->now_us / 1000;
+}
+
 static uint32_t rd32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -525,9 +534,29 @@ static void send_cancel(struct sb__shard *sh, struct sb__req *q)
 	deliver(sh, q->handler, b, b->data, (uint32_t)n);
 }
 
+/* How a request ended, for its name's statistics. */
+enum req_end { END_REPLY, END_ERROR, END_TIMEOUT, END_CANCEL };
+
+static void req_count(struct sb__shard *sh, const struct sb__req *q, enum req_end how)
+{
+	if (q->rs == NULL || how == END_CANCEL)
+		return;
+	struct sb__rstat_shard *s = &q->rs->per[sh->id];
+	if (how == END_TIMEOUT) {
+		sb__rstat_inc(&s->timeouts);
+		return;
+	}
+	sb__rstat_inc(how == END_REPLY ? &s->replies : &s->errors);
+	sb__rstat_latency(s, sh->now_us - q->t0_us);
+}
+
 /* Ends a request with an error for its requester. */
 static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
 {
+	req_count(sh, q,
+		  err == SB_ETIMEOUT     ? END_TIMEOUT
+		  : err == SB_ECANCELLED ? END_CANCEL
+					 : END_ERROR);
 	if (q->requester == SB__LOCAL_REQUESTER) {
 		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
 	} else {
@@ -574,6 +603,14 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 	}
 	r->rr++;
 	return local != NULL && local_load <= best_load ? local : best;
+}
+
+/* Gives a newly made route its name's statistics, shared by every shard. */
+static void route_stat(struct sb__shard *sh, const void *name, uint32_t len)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, name, len);
+	if (r != NULL && r->stat == NULL)
+		r->stat = sb__rstat_intern(&sh->r->rstats, name, len);
 }
 
 static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
@@ -661,6 +698,8 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	if (!(m->flags & SB_F_BROADCAST)) {
 		struct sb__endpoint *e = pick(sh, r, a->service);
 		if (e != NULL) {
+			if (r->stat != NULL)
+				sb__rstat_inc(&r->stat->per[sh->id].sends);
 			sb__buf_get(b);
 			deliver(sh, e->ep, b, f, len);
 		}
@@ -669,6 +708,8 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	for (uint32_t i = 0; i < r->n; i++) {
 		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
 			continue;
+		if (r->stat != NULL)
+			sb__rstat_inc(&r->stat->per[sh->id].sends);
 		sb__buf_get(b); /* one reference per destination, no copy */
 		deliver(sh, r->eps[i].ep, b, f, len);
 	}
@@ -740,6 +781,10 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	q->sh = sh;
 	q->fn = a->fn;
 	q->ud = a->ud;
+	q->rs = r->stat;
+	q->t0_us = sh->now_us;
+	if (q->rs != NULL)
+		sb__rstat_inc(&q->rs->per[sh->id].requests);
 	sb__link_init(&q->by_conn);
 	if (a->c != NULL) {
 		sb__link_add(&a->c->reqs, &q->by_conn);
@@ -780,8 +825,10 @@ static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf 
 		      m.payload.len, more, q->ud);
 	}
 	stat_add(&sh->st.replies, 1);
-	if (!more)
+	if (!more) {
+		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
 		req_finish(sh, q);
+	}
 	sb__buf_put(b, &sh->pool);
 }
 
@@ -807,8 +854,10 @@ void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
 	sb_patch_id(f, q->orig_id);
 	stat_add(&sh->st.replies, 1);
-	if (!more)
+	if (!more) {
+		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
 		req_finish(sh, q);
+	}
 	if (enqueue(sh, c, b, f, len) == 0)
 		congest(sh, c, sender);
 }
@@ -874,6 +923,7 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
+		route_stat(sh, name.ptr, name.len);
 		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, m->id);
 	} else {
 		sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
@@ -1322,9 +1372,10 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL: {
 		struct sb__mail_name *n = m->p;
-		if (m->type == SB__MAIL_ROUTE_ADD)
-			sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a);
-		else
+		if (m->type == SB__MAIL_ROUTE_ADD &&
+		    sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a) == 0)
+			route_stat(sh, n->name, n->len);
+		else if (m->type == SB__MAIL_ROUTE_DEL)
 			sb__routes_del(&sh->routes, n->name, n->len, m->b);
 		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
 		mail(sh, ep_shard(m->b), &done);
@@ -1547,7 +1598,7 @@ static int setup(struct sb__shard *sh)
 	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
 	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
 		return SB_ENOMEM;
-	sh->now = sb__now_ms();
+	tick(sh);
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__routes_init(&sh->routes);
 	sb__idmap_init(&sh->cancel);
@@ -1559,6 +1610,7 @@ static int setup(struct sb__shard *sh)
 		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
 				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags) != 0)
 			return SB_ENOMEM;
+		route_stat(sh, l->name ? l->name : "", l->len);
 	}
 	arm_accept(sh);
 	arm_wake(sh);
@@ -1676,14 +1728,14 @@ void *sb__shard_main(void *arg)
 
 		/* The clock before the events: a request that woke an idle shard
 		 * must not have its timeout shortened by the time it slept. */
-		sh->now = sb__now_ms();
+		tick(sh);
 		io_uring_for_each_cqe(&sh->ring, head, cqe)
 		{
 			on_cqe(sh, cqe);
 			n++;
 		}
 		io_uring_cq_advance(&sh->ring, n);
-		sh->now = sb__now_ms();
+		tick(sh);
 		read_mail(sh);
 		read_injected(sh);
 		sb__wheel_run(&sh->wheel, sh->now);

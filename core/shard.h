@@ -19,6 +19,7 @@
 #include "mailbox.h"
 #include "reqtab.h"
 #include "route.h"
+#include "rstat.h"
 #include "timer.h"
 
 #define SB__MAX_SHARDS 64
@@ -86,6 +87,8 @@ struct sb__req {
 	struct sb__shard *sh;    /* for the timer callback */
 	sb_local_reply_fn fn;    /* in-process requester: where replies go */
 	void *ud;
+	struct sb__rstat *rs; /* the route's statistics, or NULL */
+	uint64_t t0_us;       /* when it was forwarded (the shard's turn clock) */
 };
 
 /* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
@@ -163,6 +166,7 @@ struct sb__shard {
 	int accept_armed;             /* the multishot accept is outstanding */
 	int need_rearm;               /* some connection waits for receive buffers */
 	uint64_t now;                 /* ms, monotonic, read once per loop turn */
+	uint64_t now_us;              /* the same instant in microseconds */
 	int draining;                 /* stop requested: no new connections or requests */
 	uint64_t drain_deadline;      /* ms: then close everything */
 	int drained;                  /* done draining; waiting for the other shards */
@@ -207,6 +211,7 @@ struct sb_router {
 	uint64_t mail_cap;          /* frame bytes in flight to one shard before senders pause */
 	pthread_mutex_t names_lock; /* peer names: only at connect and disconnect */
 	struct sb__routes names;    /* the name table (a route per name, one endpoint) */
+	struct sb__rstats rstats;   /* per-name statistics */
 	_Atomic uint32_t next_peer; /* peer ids and assigned names */
 	_Atomic uint32_t nconns;    /* connections holding a max_conns place */
 	_Atomic int stopping;

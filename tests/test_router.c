@@ -1005,6 +1005,80 @@ static void test_reserved_names(void)
 	peer_close(cli);
 }
 
+static uint64_t route_stat(const msgpack_object *route, const char *k)
+{
+	const msgpack_object *v = route != NULL ? map_get(route, k) : NULL;
+	CHECK(v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+	return v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
+/* $sb.stats counts each name's requests by how they ended, summed over the
+ * shards the requesters are on, with latency percentiles. */
+static void test_route_stats(void)
+{
+	struct peer *svc = peer_hello(PORT, "rs-svc", "service");
+	struct peer *cli[2] = {peer_hello(PORT, "rs-cli-0", "client"),
+			       peer_hello(PORT, "rs-cli-1", "client")};
+	peer_register(svc, "rs.work", 1);
+	msgpack_unpacked u;
+
+	/* Six requests from two clients: four replies, one error, one timeout. */
+	for (uint64_t id = 1; id <= 6; id++)
+		peer_request(cli[id % 2], "rs.work", id, id == 6 ? 50 : 0, NULL, 0);
+	for (int i = 0, answered = 0; i < 6; i++) {
+		struct sb_msg *q = peer_expect(svc, SB_REQUEST);
+		if (q->timeout_ms <= 50) /* left to time out */
+			continue;
+		if (answered++ < 4) {
+			peer_reply(svc, q->id, "done", 0, NULL, 0);
+		} else {
+			struct sb_msg e = {
+				.kind = SB_ERROR, .id = q->id, .code = 9, .text = v_str("no")};
+			peer_send(svc, &e);
+		}
+	}
+	int replies = 0, errors = 0, timeouts = 0;
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < 3; i++) {
+			CHECK_INT(peer_recv_within(cli[k], 5000), 1);
+			const struct sb_msg *m = &cli[k]->m;
+			if (m->kind == SB_REPLY)
+				replies++;
+			else if (m->kind == SB_ERROR && m->code == (uint32_t)-SB_ETIMEOUT)
+				timeouts++;
+			else if (m->kind == SB_ERROR)
+				errors++;
+		}
+	CHECK_INT(replies, 4);
+	CHECK_INT(errors, 1);
+	CHECK_INT(timeouts, 1);
+	peer_expect(svc, SB_CANCEL); /* for the request that timed out */
+	for (int i = 0; i < 3; i++) {
+		struct sb_msg snd = {.kind = SB_SEND, .name = v_str("rs.work")};
+		peer_send(cli[0], &snd);
+	}
+	for (int i = 0; i < 3; i++)
+		peer_expect(svc, SB_SEND);
+
+	msgpack_object st = ask_router(cli[1], "$sb.stats", &u);
+	const msgpack_object *routes = map_get(&st, "routes");
+	CHECK(routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY);
+	const msgpack_object *r = routes != NULL ? find_by(routes, "name", "rs.work") : NULL;
+	CHECK(r != NULL);
+	CHECK_INT(route_stat(r, "requests"), 6);
+	CHECK_INT(route_stat(r, "replies"), 4);
+	CHECK_INT(route_stat(r, "errors"), 1);
+	CHECK_INT(route_stat(r, "timeouts"), 1);
+	CHECK_INT(route_stat(r, "sends"), 3);
+	uint64_t p50 = route_stat(r, "p50_us"), p90 = route_stat(r, "p90_us");
+	uint64_t p99 = route_stat(r, "p99_us"), max = route_stat(r, "max_us");
+	CHECK(p50 <= p90 && p90 <= p99 && p99 <= max);
+	msgpack_unpacked_destroy(&u);
+	peer_close(svc);
+	peer_close(cli[0]);
+	peer_close(cli[1]);
+}
+
 static void test_busy_port_is_reported(void)
 {
 	struct sb_router_config cfg;
@@ -1054,6 +1128,7 @@ int main(void)
 	RUN(test_100k_requests_each_answered_once);
 	RUN(test_tiny_receive_pool_loses_nothing);
 	RUN(test_reserved_names);
+	RUN(test_route_stats);
 	RUN(test_full_mail_rings_lose_nothing);
 	RUN(test_mail_backlog_is_bounded);
 	RUN(test_slow_requester_slows_the_stream);

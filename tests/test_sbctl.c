@@ -563,6 +563,9 @@ static void test_routes_peers_stats_from_the_router(void)
 	CHECK(strstr(P.so, "\nconnections ") != NULL);
 	CHECK(strstr(P.so, "SHARD  CONNECTIONS  INFLIGHT\n0 ") != NULL);
 	CHECK(strstr(P.so, "\n1 ") != NULL); /* both shards */
+	/* the per-route table, with the echo route the tests above called */
+	CHECK(strstr(P.so, "\nROUTE ") != NULL && strstr(P.so, " REQUESTS ") != NULL);
+	CHECK(strstr(P.so, "\necho ") != NULL);
 	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
 }
 

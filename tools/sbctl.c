@@ -625,8 +625,9 @@ static int print_stats(const msgpack_object *v)
 	table_header(&t, 2, "COUNTER", "VALUE");
 	for (uint32_t i = 0; i < v->via.map.size; i++) {
 		const msgpack_object *k = &v->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 6 &&
-		    memcmp(k->via.str.ptr, "shards", 6) == 0)
+		if (k->type == MSGPACK_OBJECT_STR &&
+		    ((k->via.str.size == 6 && memcmp(k->via.str.ptr, "shards", 6) == 0) ||
+		     (k->via.str.size == 6 && memcmp(k->via.str.ptr, "routes", 6) == 0)))
 			continue;
 		char *row[2] = {cell(k), cell(&v->via.map.ptr[i].val)};
 		table_add(&t, row);
@@ -640,6 +641,28 @@ static int print_stats(const msgpack_object *v)
 			const msgpack_object *s = &shards->via.array.ptr[i];
 			char *row[3] = {cell(field(s, "shard")), cell(field(s, "connections")),
 					cell(field(s, "inflight"))};
+			table_add(&t, row);
+		}
+		table_print(&t);
+	}
+	const msgpack_object *routes = field(v, "routes");
+	if (routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY && routes->via.array.size > 0) {
+		printf("\n");
+		table_header(&t, 8, "ROUTE", "REQUESTS", "SENDS", "REPLIES", "ERRORS", "TIMEOUTS",
+			     "P50_US", "P99_US");
+		for (uint32_t i = 0; i < routes->via.array.size; i++) {
+			const msgpack_object *r = &routes->via.array.ptr[i];
+			const msgpack_object *name = field(r, "name");
+			int catch_all = name != NULL && name->type == MSGPACK_OBJECT_STR &&
+					name->via.str.size == 0;
+			char *row[8] = {catch_all ? strdup("(catch-all)") : cell(name),
+					cell(field(r, "requests")),
+					cell(field(r, "sends")),
+					cell(field(r, "replies")),
+					cell(field(r, "errors")),
+					cell(field(r, "timeouts")),
+					cell(field(r, "p50_us")),
+					cell(field(r, "p99_us"))};
 			table_add(&t, row);
 		}
 		table_print(&t);
@@ -775,10 +798,14 @@ static const struct command commands[] = {
 	 "\n"
 	 "  --timeout MS          the request's timeout (default: the router's)\n",
 	 cmd_peers},
-	{"stats", F_TIMEOUT, 0, 0, "stats [--timeout MS]", "the router's counters, per shard too",
+	{"stats", F_TIMEOUT, 0, 0, "stats [--timeout MS]",
+	 "the router's counters, per shard and per route",
 	 "Asks the router ($sb.stats) for its counters; prints COUNTER VALUE rows,\n"
-	 "then a table SHARD CONNECTIONS INFLIGHT. With --json, the reply itself:\n"
-	 "{\"COUNTER\":N,...,\"shards\":[{\"shard\":N,\"connections\":N,\"inflight\":N}]}.\n"
+	 "a table SHARD CONNECTIONS INFLIGHT, and a table of every route with its\n"
+	 "requests, sends, replies, errors, timeouts and latency percentiles (us,\n"
+	 "request to final answer). With --json, the reply itself:\n"
+	 "{\"COUNTER\":N,...,\"shards\":[{\"shard\":N,\"connections\":N,\"inflight\":N}],\n"
+	 "\"routes\":[{\"name\":...,\"requests\":N,...,\"p99_us\":N}]}.\n"
 	 "\n"
 	 "  --timeout MS          the request's timeout (default: the router's)\n",
 	 cmd_stats},
