@@ -1559,6 +1559,13 @@ static int wait_online(struct sb_client *c, uint64_t deadline)
 	return 0;
 }
 
+int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms)
+{
+	if (c->in_cb > 0)
+		return SB_EINVAL;
+	return wait_online(c, sb__now_ms() + timeout_ms);
+}
+
 /* Ends an open request without calling its callback, whose state is about
  * to go out of scope. */
 static void req_forget(struct sb_client *c, uint64_t id)

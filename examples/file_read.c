@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <msgpack.h>
 #include <switchboard/client.h>
@@ -207,9 +206,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "example_file_read: %s: %s\n", argv[5], strerror(errno));
 		return 1;
 	}
-	time_t give_up = time(NULL) + 5;
-	while (!sb_client_online(c) && time(NULL) < give_up)
-		sb_client_process(c, 100);
+	sb_client_wait_online(c, 5000);
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sb);

@@ -925,6 +925,15 @@ static void test_request_wait_blocking(void)
 	CHECK_STR(outcome, "echoed");
 	CHECK_INT(wl.online, 1);
 
+	/* sb_client_wait_online() does the same wait alone. */
+	struct watch wl2 = {0};
+	struct sb_client *later = client("wait-later", "client", &wl2);
+	CHECK_INT(sb_client_online(later), 0);
+	CHECK_INT(sb_client_wait_online(later, LONG_MS), 0);
+	CHECK_INT(sb_client_online(later), 1);
+	CHECK_INT(wl2.online, 1);
+	sb_client_free(later);
+
 	sb_client_stop(svc); /* from this thread: the one cross-thread call */
 	CHECK_INT(pthread_join(th, NULL), 0);
 	CHECK_INT(run.rc, 0);
@@ -998,6 +1007,7 @@ static void test_offline_sends(void)
 	CHECK_INT(sb_request_wait(c, "audit.log", NULL, 0, 150, NULL, 0, NULL, NULL), SB_EOFFLINE);
 	uint64_t took = now_ms() - t0;
 	CHECK(took >= 150 && took < PUMP_LIMIT_MS);
+	CHECK_INT(sb_client_wait_online(c, 50), SB_EOFFLINE); /* no router: gives up in time */
 	pump_for(cs, 1, 50);
 	CHECK_INT(r.n, 0); /* a refused request never calls back */
 	CHECK_INT(w.online + w.offline + w.error, 0);

@@ -141,6 +141,15 @@ void sb_client_stop(struct sb_client *c);
  * router has not said GOODBYE. 0 otherwise. */
 int sb_client_online(const struct sb_client *c);
 
+/**
+ * Process the client until it is online (as sb_client_online()), for at
+ * most @p timeout_ms. Other callbacks run meanwhile. Not from a callback.
+ * @return 0 once online; SB_EOFFLINE if it was not online in time; SB_EINVAL
+ *         from a callback; or the reason the client gave up for good
+ *         (SB_EDUPNAME, SB_EUNAUTHORIZED)
+ */
+int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms);
+
 /** The peer name in force (given by WELCOME), else the configured name,
  * else NULL. Valid until the next process call. */
 const char *sb_client_name(const struct sb_client *c);
