@@ -105,6 +105,7 @@ struct sb_client {
 	atomic_int stop;            /* sb_client_stop() was called; sb_client_run() consumes it */
 	int dead_err;               /* why we gave up, in C_DEAD */
 	int in_cb;                  /* user callbacks running (they may not process or free) */
+	int overloaded;             /* a call got SB_EOVERLOADED: on_writable is owed */
 	uint64_t conn_gen;          /* changes with every connection: dispatch stops when it does */
 	int ever_online;            /* ONLINE was reported once: later ones are RECONNECTED */
 	int online_reported;        /* ONLINE/RECONNECTED reported for this connection */
@@ -218,6 +219,17 @@ static void report(struct sb_client *c, enum sb_client_state s, int err)
 	c->in_cb--;
 }
 
+/* Output drained after an SB_EOVERLOADED: tell the producer once. */
+static void writable(struct sb_client *c)
+{
+	c->overloaded = 0;
+	if (c->cfg.on_writable == NULL)
+		return;
+	c->in_cb++;
+	c->cfg.on_writable(c, c->cfg.ud);
+	c->in_cb--;
+}
+
 /* The connection has its WELCOME: frames other than HELLO may go out. */
 static int welcomed(const struct sb_client *c)
 {
@@ -270,8 +282,10 @@ static int queue_msg(struct sb_client *c, const struct sb_msg *m, int force)
 	/* The router closes a connection that sends a frame over its limit. */
 	if ((size_t)n - SB_PREFIX_LEN > c->max_frame)
 		return SB_ETOOLARGE;
-	if (!force && c->out_len - c->out_off + (size_t)n > c->cfg.out_max)
+	if (!force && c->out_len - c->out_off + (size_t)n > c->cfg.out_max) {
+		c->overloaded = 1;
 		return SB_EOVERLOADED;
+	}
 	if (grow) {
 		if (out_reserve(c, (size_t)n) != 0)
 			return SB_ENOMEM;
@@ -1075,6 +1089,8 @@ static int step(struct sb_client *c, int timeout_ms)
 	/* Callbacks above queued their frames: one write takes them all. */
 	if (c->fd >= 0 && c->st != C_CONNECTING && c->out_off < c->out_len && write_out(c) != 0)
 		drop(c, SB_ESYS);
+	if (c->overloaded && c->out_len - c->out_off <= c->cfg.out_max / 2)
+		writable(c);
 	run_timers(c);
 	return c->st == C_DEAD ? c->dead_err : 0;
 }

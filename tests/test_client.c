@@ -52,6 +52,7 @@ struct watch {
 	int online, offline, reconnected, error; /* how many of each */
 	int offline_err, error_err;              /* err of the last OFFLINE, ERROR */
 	uint64_t offline_at, reconnected_at;     /* ms */
+	void *ud;                                /* a test's own state */
 };
 
 static void on_state(struct sb_client *c, enum sb_client_state s, int err, void *ud)
@@ -547,6 +548,104 @@ static int cancel_seen_both_sides(void *arg)
 {
 	struct cancel_done *d = arg;
 	return d->r->terminal >= 1 && d->h->cancels >= 1;
+}
+
+/* A stream too big for the output queue, sent from on_writable. */
+#define BIG_CHUNKS 200
+#define BIG_CHUNK  16384
+
+struct big_stream {
+	struct held h;
+	unsigned sent;    /* chunks queued */
+	int overloaded;   /* sb_reply_more() said SB_EOVERLOADED */
+	int writable;     /* on_writable calls */
+	unsigned got;     /* chunks the requester received */
+	int out_of_order; /* received with the wrong sequence number */
+	int done;         /* terminal event seen */
+	int err;
+};
+
+static void big_produce(struct big_stream *b)
+{
+	static uint8_t chunk[3 + BIG_CHUNK];
+	while (b->h.call != NULL && b->sent < BIG_CHUNKS) {
+		chunk[0] = 0xc5; /* bin 16 whose first 4 bytes are the number */
+		chunk[1] = BIG_CHUNK >> 8;
+		chunk[2] = BIG_CHUNK & 0xff;
+		memcpy(chunk + 3, &b->sent, sizeof b->sent);
+		int rc = sb_reply_more(b->h.call, "big-chunk", chunk, sizeof chunk, 1);
+		if (rc == SB_EOVERLOADED) {
+			b->overloaded++;
+			return;
+		}
+		CHECK_INT(rc, 0);
+		b->sent++;
+	}
+	if (b->h.call != NULL) {
+		CHECK_INT(sb_reply(b->h.call, "big-done", NULL, 0), 0);
+		b->h.call = NULL;
+	}
+}
+
+static void big_writable(struct sb_client *c, void *ud)
+{
+	struct big_stream *b = ((struct watch *)ud)->ud;
+	(void)c;
+	b->writable++;
+	big_produce(b);
+}
+
+static void big_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
+		      const void *payload, size_t len, int more, void *ud)
+{
+	struct big_stream *b = ud;
+	unsigned seq;
+	(void)c, (void)req, (void)outcome;
+	if (!more) {
+		b->done++;
+		b->err = err;
+		return;
+	}
+	memcpy(&seq, (const uint8_t *)payload + 3, sizeof seq);
+	b->out_of_order += len != 3 + BIG_CHUNK || seq != b->got;
+	b->got++;
+}
+
+/* sb_reply_more() fails with SB_EOVERLOADED when out_max is queued, and
+ * on_writable says when to go on: the whole stream arrives, in order,
+ * without the producer polling. */
+static void test_on_writable_resumes_a_stream(void)
+{
+	struct big_stream b = {0};
+	struct watch ws = {.ud = &b}, wc = {0};
+	struct sb_client_config cfg;
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.port = PORT;
+	cfg.name = "big-svc";
+	cfg.role = "service";
+	cfg.on_state = on_state;
+	cfg.on_writable = big_writable;
+	cfg.ud = &ws;
+	cfg.out_max = 4 * (BIG_CHUNK + 64);
+	struct sb_client *svc = sb_client_new(&cfg, &err);
+	struct sb_client *ui = client("big-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+
+	CHECK_INT(sb_client_register(svc, "big.read", 0, handle_hold, &b.h), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "big.read", NULL, 0, LONG_MS, big_reply, &b, NULL), 0);
+	pump_until(cs, 2, &b.h.calls, 1, "the request");
+	big_produce(&b); /* from here on only on_writable produces */
+	pump_until(cs, 2, &b.done, 1, "the end of the stream");
+	CHECK_INT(b.err, 0);
+	CHECK_INT((int)b.got, BIG_CHUNKS);
+	CHECK_INT(b.out_of_order, 0);
+	CHECK(b.overloaded > 0);
+	CHECK(b.writable >= b.overloaded); /* every stop was followed by a go */
+	sb_client_free(svc);
+	sb_client_free(ui);
 }
 
 static void test_cancel_mid_stream(void)
@@ -1517,6 +1616,7 @@ int main(void)
 	RUN(test_timeout);
 	RUN(test_no_handler);
 	RUN(test_catch_all);
+	RUN(test_on_writable_resumes_a_stream);
 	RUN(test_handler_freed_mid_stream);
 	RUN(test_chained_request_from_a_handler);
 	RUN(test_two_instances_share_and_fail_over);

@@ -73,7 +73,11 @@ struct sb_client_config {
 	 * its deadline plus 2 s, so we did), or the code of the fatal ERROR
 	 * reported just before. */
 	void (*on_state)(struct sb_client *c, enum sb_client_state state, int err, void *ud);
-	void *ud; /* passed to on_state */
+	void *ud; /* passed to on_state and on_writable */
+	/* Called once, after a call failed with SB_EOVERLOADED, when the queued
+	 * output has drained to half of out_max: a producer (a stream, say)
+	 * can go on from here instead of polling. NULL: not told. */
+	void (*on_writable)(struct sb_client *c, void *ud);
 };
 
 /** Fill @p cfg with the defaults above. */
