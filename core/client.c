@@ -35,9 +35,7 @@
 #define DRAIN_GRACE_MS    2000u        /* after GOODBYE's deadline, close if the router has not */
 #define SPARE_MAX         1024u        /* finished requests and calls kept for reuse */
 #define CTL_BIT           (1ull << 63) /* ids of REGISTER/UNREGISTER; requests count up below */
-#define IDENT_WINDOW                                                                               \
-	1024u /* senders the router introduces before it forgets them                              \
-		 all, and so do we (docs/protocol.md, PRESENCE) */
+#define IDENT_WINDOW      1024u        /* senders kept: the router's window (protocol.md) */
 
 /* HELLO's payload: {"lib": "sb-c 0.1"}. */
 static const uint8_t HELLO_INFO[] = {0x81, 0xa3, 'l', 'i', 'b', 0xa8, 's',

@@ -14,9 +14,9 @@
 #include "list.h"
 
 #define SB__TOMBS_MAX 65536u /* names of gone peers remembered, oldest evicted first */
-#define SB__TOLD_MAX                                                                               \
-	1024u /* identities a connection is told before the router                                 \
-		 forgets them all (docs/protocol.md, PRESENCE) */
+/* Identities a connection is told before the router forgets them all
+ * (docs/protocol.md, PRESENCE). */
+#define SB__TOLD_MAX        1024u
 #define SB__PATTERN_DEFAULT "P####"
 
 /* A peer as the router-wide table or a shard's replica knows it. */

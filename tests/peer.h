@@ -188,4 +188,50 @@ static inline void peer_reply(struct peer *p, uint64_t id, const char *outcome, 
 	peer_send(p, &m);
 }
 
+/* A sender without the test peer's 2 MiB of buffers, for tests that need
+ * a thousand of them: a socket that said HELLO and read its WELCOME. */
+struct lite {
+	int fd;
+	uint32_t id;
+};
+
+static inline void lite_hello(struct lite *l, uint16_t port, const char *name)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	uint8_t buf[256];
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	l->fd = socket(AF_INET, SOCK_STREAM, 0);
+	l->id = 0;
+	CHECK(connect(l->fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+	struct sb_msg h = {.kind = SB_HELLO, .version = 1, .role = v_str("client")};
+	h.peer = v_str(name);
+	long n = sb_encode(&h, buf, sizeof buf);
+	CHECK(n > 0 && write(l->fd, buf, (size_t)n) == n);
+	size_t have = 0, need = 4;
+	while (have < need) {
+		struct pollfd p = {.fd = l->fd, .events = POLLIN};
+		if (poll(&p, 1, 5000) != 1)
+			break;
+		ssize_t r = read(l->fd, buf + have, need - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		if (have == 4)
+			need += (size_t)buf[2] << 8 | buf[3];
+		if (need > sizeof buf)
+			break;
+	}
+	struct sb_msg w;
+	CHECK(have == need && sb_decode(buf, have, 0, &w, NULL) == 0 && w.kind == SB_WELCOME);
+	l->id = w.peer_id;
+}
+
+static inline void lite_send(struct lite *l, const char *name)
+{
+	uint8_t buf[128];
+	struct sb_msg m = {.kind = SB_SEND, .name = v_str(name)};
+	long n = sb_encode(&m, buf, sizeof buf);
+	CHECK(n > 0 && write(l->fd, buf, (size_t)n) == n);
+}
+
 #endif

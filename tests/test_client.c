@@ -1728,6 +1728,69 @@ static void test_presence(void)
 	sb_client_free(watcher);
 }
 
+/* Every call's sender by name, across the router's 1,024-sender window:
+ * the library forgets exactly when the router does, so no call from a
+ * sender it was told about lacks its name. */
+enum { WIN = 1025 };
+static struct lite win[WIN];
+
+struct names_seen {
+	int calls, wrong;
+};
+
+static void handle_win(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct names_seen *s = ud;
+	const char *peer = sb_call_peer(call);
+	char want[32] = "?";
+
+	(void)c;
+	s->calls++;
+	for (int i = 0; i < WIN; i++)
+		if (win[i].id == sb_call_from(call))
+			snprintf(want, sizeof want, "win-%d", i);
+	if (peer == NULL || strcmp(peer, want) != 0) {
+		if (s->wrong++ == 0)
+			fprintf(stderr, "  call from %s named %s\n", want, peer ? peer : "(null)");
+	}
+}
+
+static void test_caller_identity_window(void)
+{
+	struct watch w = {0};
+	struct names_seen seen = {0};
+	struct sb_client *svc = client("win-svc", "service", &w);
+	struct sb_client *cs[] = {svc};
+
+	CHECK_INT(sb_client_register(svc, "win", 0, handle_win, &seen), 0);
+	pump_online(cs, 1);
+	for (int i = 0; i < WIN; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "win-%d", i);
+		lite_hello(&win[i], PORT, name);
+	}
+	/* 1,024 senders fill the window; the first one again is still known
+	 * on both sides, without a second introduction. */
+	for (int i = 0; i < WIN - 1; i++) {
+		lite_send(&win[i], "win");
+		if (i % 64 == 0)
+			pump_for(cs, 1, 1);
+	}
+	pump_until(cs, 1, &seen.calls, WIN - 1, "one send from each of 1,024");
+	lite_send(&win[0], "win");
+	pump_until(cs, 1, &seen.calls, WIN, "the first again");
+	/* The 1,025th turns the window over; senders from before it are
+	 * introduced again, and the library follows. */
+	int again[] = {WIN - 1, 0, 1, 2, WIN - 1, 3, 0};
+	for (size_t i = 0; i < sizeof again / sizeof again[0]; i++)
+		lite_send(&win[again[i]], "win");
+	pump_until(cs, 1, &seen.calls, WIN + 7, "the second round");
+	CHECK_INT(seen.wrong, 0);
+	for (int i = 0; i < WIN; i++)
+		close(win[i].fd);
+	sb_client_free(svc);
+}
+
 /* ---- argument checks ---------------------------------------------------- */
 
 static void test_bad_arguments(void)
@@ -1810,6 +1873,7 @@ int main(void)
 	RUN(test_to_a_named_peer);
 	RUN(test_request_all);
 	RUN(test_presence);
+	RUN(test_caller_identity_window);
 	sb_router_stop(R, 0);
 	sb_router_free(R);
 	return TEST_EXIT();

@@ -1573,6 +1573,47 @@ static void test_identity_before_first_frame(void)
 	peer_close(svc);
 }
 
+/* The identity or the SEND it precedes, from sender id. */
+static void expect_from(struct peer *svc, int identity, uint32_t id)
+{
+	struct sb_msg *m = peer_expect(svc, identity ? SB_PRESENCE : SB_SEND);
+	if (identity)
+		CHECK(m->event == SB_PEER_IDENTITY && m->peer_id == id);
+	else
+		CHECK_INT(m->from, id);
+}
+
+/* A connection is told about 1,024 senders; the 1,025th makes the router
+ * forget them all, and each is introduced again at its next frame: the
+ * rule a client library can follow to keep exactly what it needs. */
+static void test_identity_window(void)
+{
+	enum { N = 1025 };
+	static struct lite s[N];
+	struct peer *svc = peer_hello(PORT, "win-svc", "service");
+	svc->see_identity = 1;
+	peer_register(svc, "win", 1);
+	for (int i = 0; i < N; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "win-%d", i);
+		lite_hello(&s[i], PORT, name);
+		lite_send(&s[i], "win");
+		expect_from(svc, 1, s[i].id); /* a new sender: introduced */
+		expect_from(svc, 0, s[i].id);
+	}
+	lite_send(&s[N - 1], "win"); /* the one told last is still known */
+	expect_from(svc, 0, s[N - 1].id);
+	lite_send(&s[0], "win"); /* forgotten with the rest: introduced again */
+	expect_from(svc, 1, s[0].id);
+	expect_from(svc, 0, s[0].id);
+	lite_send(&s[1], "win");
+	expect_from(svc, 1, s[1].id);
+	expect_from(svc, 0, s[1].id);
+	for (int i = 0; i < N; i++)
+		close(s[i].fd);
+	peer_close(svc);
+}
+
 int main(void)
 {
 	R = start(2, 0);
@@ -1603,6 +1644,7 @@ int main(void)
 	RUN(test_broadcast_cancel);
 	RUN(test_presence_across_shards);
 	RUN(test_identity_before_first_frame);
+	RUN(test_identity_window);
 	RUN(test_full_mail_rings_lose_nothing);
 	RUN(test_mail_backlog_is_bounded);
 	RUN(test_slow_requester_slows_the_stream);

@@ -401,8 +401,8 @@ int sb_request_wait(struct sb_client *c, const char *name, const void *payload, 
 
 /* A peer connected, started draining, or left. */
 struct sb_presence {
-	enum sb_presence_event
-		event;       /* SB_PEER_CONNECTED, SB_PEER_DRAINING, SB_PEER_DISCONNECTED */
+	/* SB_PEER_CONNECTED, SB_PEER_DRAINING or SB_PEER_DISCONNECTED */
+	enum sb_presence_event event;
 	const char *peer;    /* its name */
 	uint32_t peer_id;    /* its number: what sb_call_from() shows for it */
 	const char *role;    /* "service" or "client" */
