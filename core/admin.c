@@ -1,6 +1,6 @@
 /* Answers to the router's reserved names, built from what the asking shard
  * can read without stopping anyone: its own route replica (every shard has
- * all routes), the peer-name table (under its lock, as at every connect),
+ * all routes), the peer directory (under its lock, as at every connect),
  * and the relaxed counters of every shard. Rare requests, so clarity wins
  * over speed here. */
 #include <msgpack.h>
@@ -25,38 +25,21 @@ static void pack_key(msgpack_packer *pk, const char *k)
 	pack_str(pk, k, strlen(k));
 }
 
-/* A snapshot of the peer-name table: endpoint -> index of its entry. */
+/* A snapshot of the peer directory: endpoint -> index of its entry. */
 struct peers {
 	struct sb__idmap by_ep; /* ep -> index + 1 */
-	struct {
-		char name[SB_PEER_MAX + 1];
-		uint64_t ep;
-		uint32_t info; /* see sb__name_claim() */
-	} * v;
+	struct sb__peer_info *v;
 	uint32_t n;
 };
 
 static int peers_load(struct sb_router *r, struct peers *p)
 {
-	int rc = 0;
 	sb__idmap_init(&p->by_ep);
-	p->n = 0;
-	pthread_mutex_lock(&r->names_lock);
-	p->v = calloc(r->names.count + 1, sizeof *p->v);
-	for (uint32_t i = 0; p->v != NULL && r->names.slots != NULL && i <= r->names.mask; i++) {
-		struct sb__route *e = r->names.slots[i];
-		if (e == NULL || e->n == 0)
-			continue;
-		memcpy(p->v[p->n].name, e->name, e->len);
-		p->v[p->n].name[e->len] = 0;
-		p->v[p->n].ep = e->eps[0].ep;
-		p->v[p->n].info = e->eps[0].flags;
-		if (sb__idmap_put(&p->by_ep, e->eps[0].ep, p->n + 1) != 0)
+	int rc = sb__dir_list(r, &p->v, &p->n);
+	for (uint32_t i = 0; rc == 0 && i < p->n; i++)
+		if (sb__idmap_put(&p->by_ep, p->v[i].ep, i + 1) != 0)
 			rc = SB_ENOMEM;
-		p->n++;
-	}
-	pthread_mutex_unlock(&r->names_lock);
-	return p->v == NULL ? SB_ENOMEM : rc;
+	return rc;
 }
 
 static void peers_free(struct peers *p)
@@ -113,9 +96,9 @@ static int pack_peers(struct sb__shard *sh, msgpack_packer *pk)
 		pack_key(pk, "peer");
 		pack_key(pk, p.v[i].name);
 		pack_key(pk, "id");
-		msgpack_pack_uint32(pk, p.v[i].info >> 1);
+		msgpack_pack_uint32(pk, p.v[i].peer_id);
 		pack_key(pk, "role");
-		pack_key(pk, p.v[i].info & 1 ? "service" : "client");
+		pack_key(pk, p.v[i].service ? "service" : "client");
 		pack_key(pk, "shard");
 		msgpack_pack_uint32(pk, (uint32_t)(p.v[i].ep >> 56));
 	}

@@ -26,6 +26,7 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->max_inflight = 1u << 20;
 	c->max_conns = 65536;
 	c->hello_timeout_ms = 5000;
+	c->name_pattern = SB__PATTERN_DEFAULT;
 	c->bind_retry_ms = 1000;
 	c->recv_buffers = 256;
 	c->recv_buffer_size = 16384;
@@ -51,26 +52,6 @@ void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 		ts.tv_nsec / 1000000, line);
 }
 
-int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep, uint32_t info)
-{
-	int rc = 0;
-	pthread_mutex_lock(&r->names_lock);
-	struct sb__route *taken = sb__routes_find(&r->names, name, len);
-	if (taken != NULL && taken->n > 0)
-		rc = SB_EDUPNAME;
-	else if (sb__routes_add(&r->names, name, len, ep, info) != 0)
-		rc = SB_ENOMEM;
-	pthread_mutex_unlock(&r->names_lock);
-	return rc;
-}
-
-void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep)
-{
-	pthread_mutex_lock(&r->names_lock);
-	sb__routes_del(&r->names, name, len, ep);
-	pthread_mutex_unlock(&r->names_lock);
-}
-
 static int check_config(const struct sb_router_config *c)
 {
 	struct in_addr a;
@@ -80,6 +61,8 @@ static int check_config(const struct sb_router_config *c)
 	    c->max_frame > SB_FRAME_MAX_LIMIT || c->default_timeout_ms == 0 ||
 	    c->max_timeout_ms == 0 || c->out_max < c->max_frame || c->max_inflight == 0 ||
 	    c->max_inflight > SB__REQTAB_MAX || c->max_conns == 0)
+		return 0;
+	if (c->name_pattern != NULL && !sb__name_pattern_ok(c->name_pattern))
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
@@ -160,13 +143,14 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		r->nshards = 1;
 	if (r->nshards > SB__MAX_SHARDS)
 		r->nshards = SB__MAX_SHARDS;
-	atomic_init(&r->next_peer, 1);
 	atomic_init(&r->stopping, 0);
 	atomic_init(&r->drained, 0);
 	pthread_mutex_init(&r->names_lock, NULL);
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
-	sb__routes_init(&r->names);
+	r->cfg.name_pattern = NULL; /* the directory keeps its own copy */
+	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
+		goto fail;
 	sb__rstats_init(&r->rstats, r->nshards);
 	r->shards = calloc(r->nshards, sizeof *r->shards);
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
@@ -334,7 +318,7 @@ void sb_router_free(struct sb_router *r)
 	for (unsigned i = 0; i < r->nlocals; i++)
 		free(r->locals[i].name);
 	free(r->locals);
-	sb__routes_destroy(&r->names);
+	sb__dir_destroy(&r->dir);
 	sb__rstats_destroy(&r->rstats);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "bcast.h"
 #include "clock.h"
 #include "shard.h"
 
@@ -514,7 +515,10 @@ static void req_finish(struct sb__shard *sh, struct sb__req *q)
 	sb__link_del(&q->by_conn);
 	sb__link_del(&q->all);
 	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
-	load_add(sh, q->handler, -1);
+	if (q->bc != NULL)
+		sb__bcast_free(sh, q);
+	else
+		load_add(sh, q->handler, -1);
 	stat_add(&sh->st.inflight, -1);
 	sb__reqtab_free(&sh->reqs, q->rid);
 }
@@ -525,6 +529,10 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 
 static void send_cancel(struct sb__shard *sh, struct sb__req *q)
 {
+	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
+		sb__bcast_cancel(sh, q);
+		return;
+	}
 	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
 	long n = sb_encoded_size(&m);
 	struct sb__buf *b = sb__buf_heap((size_t)n);
@@ -571,6 +579,10 @@ static void on_timeout(struct sb__timer *t)
 {
 	struct sb__req *q = SB__CONTAINER(t, struct sb__req, timer);
 	struct sb__shard *sh = q->sh;
+	if (q->bc != NULL) { /* each handler still open times out on its own */
+		sb__bcast_timeout(sh, q);
+		return;
+	}
 	stat_add(&sh->st.timeouts, 1);
 	send_cancel(sh, q); /* the handler may stop working on it */
 	req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
@@ -637,6 +649,8 @@ static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	if (q != NULL && q->handler == ep)
 		req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+	else if (q != NULL && q->bc != NULL)
+		sb__bcast_gone(sh, q, ep);
 }
 
 static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
@@ -663,6 +677,11 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
+	/* Who sent it, before the first frame from that sender (issue 6). */
+	if (sb__peers_tell(sh, c, p) != 0) {
+		sb__buf_put(b, &sh->pool); /* c was dropped as a slow consumer */
+		return;
+	}
 	enqueue(sh, c, b, p, len);
 }
 
@@ -684,17 +703,40 @@ static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t i
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
 }
 
+/* `to` skips load balancing, not the rules: a client may not reach a
+ * handler its peer registered as internal for this name. */
+static int to_allowed(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep, int service)
+{
+	if (service)
+		return 1;
+	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
+	struct sb__endpoint *e = r != NULL ? sb__route_endpoint(r, ep) : NULL;
+	return e == NULL || !(e->flags & SB__EP_INTERNAL);
+}
+
 static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
 			  struct sb__buf *b, uint8_t *f, uint32_t len)
 {
+	char why[SB__WHY_MAX];
+	uint64_t to = 0;
 	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
-	/* Fire-and-forget has nobody to tell: count and drop. Sends to a named
-	 * peer are dropped too until peers are addressable, never misrouted. */
-	if (r == NULL) {
+	/* Fire-and-forget has nobody to tell: count and drop, whether nobody
+	 * handles the name, `to` names nobody connected (or is paired with
+	 * BROADCAST, which contradicts it), or the peer is off limits. */
+	if (m->to.ptr != NULL &&
+	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0 ||
+	     !to_allowed(sh, m, to, a->service)))
+		to = 0;
+	if (r == NULL && to == 0) {
 		stat_add(&sh->st.no_handler, 1);
 		return;
 	}
 	sb_patch_u32(f, m->from_off, a->from);
+	if (to != 0) { /* to a named peer, whatever it registered */
+		sb__buf_get(b);
+		deliver(sh, to, b, f, len);
+		return;
+	}
 	if (!(m->flags & SB_F_BROADCAST)) {
 		struct sb__endpoint *e = pick(sh, r, a->service);
 		if (e != NULL) {
@@ -744,7 +786,7 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		       struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
-	struct sb__route *r;
+	struct sb__route *r = NULL;
 	struct sb__endpoint *e;
 	uint64_t rid;
 
@@ -752,22 +794,51 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
 		return;
 	}
-	if (m->flags & SB_F_BROADCAST || m->to.ptr != NULL) {
-		answer_error(sh, a, m->id, SB_EUNSUPPORTED,
-			     "broadcast and peer-addressed requests are not supported yet");
+	if ((m->flags & SB_F_BROADCAST) && m->to.ptr != NULL) {
+		answer_error(sh, a, m->id, SB_EINVAL,
+			     "a request goes to one peer (to) or to every handler (BROADCAST), "
+			     "not both");
 		return;
 	}
-	if (sb__admin_name(m->name)) {
+	if (sb__admin_name(m->name) && m->to.ptr == NULL) {
 		answer_admin(sh, a, m);
 		return;
 	}
-	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
+	uint64_t target = 0;         /* the handler; 0 for a broadcast */
+	struct sb__bcast *bc = NULL; /* a broadcast's handlers */
+	if (m->to.ptr != NULL) {
+		/* To that peer, whether or not it registered the name. */
+		char why[SB__WHY_MAX];
+		int rc = sb__peers_resolve(sh, m->to, &target, why);
+		if (rc != 0) {
+			answer_error(sh, a, m->id, rc, why);
+			return;
+		}
+		if (!to_allowed(sh, m, target, a->service)) {
+			answer_error(sh, a, m->id, SB_EFORBIDDEN,
+				     "this peer handles the name for services only");
+			return;
+		}
+	} else if (m->flags & SB_F_BROADCAST) {
+		int rc = SB_ENOPEERS;
+		if ((r = lookup(sh, m->name)) == NULL ||
+		    (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+			stat_add(&sh->st.no_handler, 1);
+			answer_error(sh, a, m->id, rc,
+				     rc == SB_ENOPEERS ? "no connected peer handles this name"
+						       : "out of memory");
+			return;
+		}
+	} else if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
 		stat_add(&sh->st.no_handler, 1);
 		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
 		return;
+	} else {
+		target = e->ep;
 	}
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
+		free(bc);
 		answer_error(sh, a, m->id, SB_EOVERLOADED, "too many requests in flight");
 		return;
 	}
@@ -776,12 +847,15 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		timeout = cfg->max_timeout_ms;
 	q->rid = rid;
 	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
-	q->handler = e->ep;
+	q->handler = target;
+	q->bc = bc;
 	q->orig_id = m->id;
 	q->sh = sh;
 	q->fn = a->fn;
 	q->ud = a->ud;
-	q->rs = r->stat;
+	/* Per-route counts cover requests the router balanced over a name's
+	 * handlers; those to a named peer or to all of them are not in them. */
+	q->rs = bc == NULL && m->to.ptr == NULL ? r->stat : NULL;
 	q->t0_us = sh->now_us;
 	if (q->rs != NULL)
 		sb__rstat_inc(&q->rs->per[sh->id].requests);
@@ -793,7 +867,8 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	sb__link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
 	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
-	load_add(sh, e->ep, 1);
+	if (bc == NULL)
+		load_add(sh, target, 1);
 	stat_add(&sh->st.inflight, 1);
 	stat_add(&sh->st.requests, 1);
 
@@ -801,8 +876,12 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	sb_patch_id(f, rid);
 	sb_patch_u32(f, m->from_off, a->from);
 	sb_patch_u32(f, m->timeout_ms_off, timeout);
+	if (bc != NULL) { /* one frame, one reference per handler; q may end here */
+		sb__bcast_fanout(sh, q, b, f, len);
+		return;
+	}
 	sb__buf_get(b);
-	deliver(sh, e->ep, b, f, len);
+	deliver(sh, target, b, f, len);
 }
 
 /* Hands a reply to an in-process requester's callback. */
@@ -840,6 +919,10 @@ void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	struct sb__conn *c;
 
+	if (q != NULL && q->bc != NULL) { /* one handler's part of a broadcast */
+		sb__bcast_reply(sh, q, sender, b, f, len);
+		return;
+	}
 	/* Only the handler a request went to may answer it: anyone else, or
 	 * anyone after the request ended, is counted and ignored. */
 	if (q != NULL && q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
@@ -943,9 +1026,6 @@ static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_
 
 static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
-	char name[SB_PEER_MAX + 1];
-	uint32_t len;
-
 	if (m->version < SB_PROTO_VERSION) {
 		fail_conn(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
 		return;
@@ -956,19 +1036,14 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 		fail_conn(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
 		return;
 	}
-	c->peer_id = atomic_fetch_add(&sh->r->next_peer, 1);
-	if (m->peer.ptr != NULL) {
-		len = m->peer.len;
-		memcpy(name, m->peer.ptr, len);
-	} else
-		len = (uint32_t)snprintf(name, sizeof name, "P%04u", c->peer_id);
-	name[len] = 0;
-	if (sb__name_claim(sh->r, name, len, c->ep, c->peer_id << 1 | c->service) != 0) {
-		fail_conn(sh, c, SB_EDUPNAME, "a connected peer already has this name");
+	/* Names it (asked for, or from the pattern) and tells every shard. */
+	int rc = sb__peers_join(sh, c, m->peer);
+	if (rc != 0) {
+		fail_conn(sh, c, rc,
+			  rc == SB_EDUPNAME ? "a connected peer already has this name"
+					    : "out of memory");
 		return;
 	}
-	c->named = 1;
-	memcpy(c->name, name, len + 1);
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
 	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
@@ -980,7 +1055,7 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 			   .peer_id = c->peer_id,
 			   .max_frame = sh->r->cfg.max_frame};
 	w.peer.ptr = (const uint8_t *)c->name;
-	w.peer.len = len;
+	w.peer.len = (uint32_t)strlen(c->name);
 	/* {"shard": N}: which shard serves the peer, for logs and tests. */
 	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
 	w.payload.ptr = info;
@@ -1067,7 +1142,11 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 	}
 	case SB_PONG:
 		break;
+	case SB_SUBSCRIBE:
+		sb__peers_subscribe(sh, c, &m);
+		break;
 	case SB_GOODBYE:
+		sb__peers_drain(sh, c);
 		c->doomed = 1;
 		if (c->q_len == 0 && !c->sending)
 			conn_close(sh, c, "goodbye");
@@ -1289,6 +1368,8 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
 		if (q->handler == ep)
 			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+		else if (q->bc != NULL)
+			sb__bcast_gone(sh, q, ep);
 	}
 	sb__idmap_del(&sh->load, ep);
 }
@@ -1317,9 +1398,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 			}
 		conn_gone(sh, c->ep);
 	}
-	if (c->named)
-		sb__name_release(sh->r, c->name, (uint32_t)strlen(c->name), c->ep);
-	c->named = 0;
+	sb__peers_leave(sh, c); /* its name, presence subscription */
 	/* Wakes the multishot recv (it completes with 0) and fails a pending
 	 * sendmsg, so both come back and the connection can be freed. */
 	shutdown(c->fd, SHUT_RDWR);
@@ -1346,6 +1425,7 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 	free(c->parked);
 	if (c->asm_buf != NULL)
 		sb__buf_put(c->asm_buf, &sh->pool);
+	sb__peers_conn_free(c);
 	close(c->fd);
 	sb__link_del(&c->all);
 	stat_add(&sh->st.connections, -1);
@@ -1395,8 +1475,15 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
 		if (q != NULL && q->handler == m->c)
 			req_fail(sh, q, -(int)m->a, "the handler disconnected");
+		else if (q != NULL && q->bc != NULL)
+			sb__bcast_gone(sh, q, m->c);
 		break;
 	}
+	case SB__MAIL_PEER_UP:
+	case SB__MAIL_PEER_DOWN:
+	case SB__MAIL_PEER_DRAIN:
+		sb__peers_on_mail(sh, m);
+		break;
 	}
 }
 
@@ -1601,6 +1688,7 @@ static int setup(struct sb__shard *sh)
 	tick(sh);
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__routes_init(&sh->routes);
+	sb__replica_init(&sh->peers);
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);
 	sb__link_init(&sh->conn_list);
@@ -1635,6 +1723,9 @@ static void release_mail(const struct sb__mail *m)
 		break;
 	case SB__MAIL_ROUTE_DONE:
 		sync = m->p;
+		break;
+	case SB__MAIL_PEER_UP:
+		sb__peers_release_mail(m);
 		break;
 	}
 	if (sync != NULL && --sync->remaining == 0)
@@ -1681,6 +1772,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	free(sh->dirty);
 	sh->dirty = NULL;
 	sb__routes_destroy(&sh->routes);
+	sb__replica_destroy(&sh->peers);
 	sb__idmap_destroy(&sh->cancel);
 	sb__idmap_destroy(&sh->load);
 	if (sh->ring_ok) {
@@ -1785,4 +1877,59 @@ void *sb__shard_main(void *arg)
 	}
 	io_uring_submit(&sh->ring);
 	return NULL;
+}
+
+/* ---- for the modules that extend the shard (shard.h) --------------------- */
+
+struct sb__conn *sb__conn_get(struct sb__shard *sh, uint64_t ep)
+{
+	return conn_get(sh, ep);
+}
+
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len)
+{
+	return enqueue(sh, c, b, p, len);
+}
+
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	return send_msg(sh, c, m);
+}
+
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags)
+{
+	send_error(sh, c, id, err, text, flags);
+}
+
+void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
+{
+	mail(sh, to, m);
+}
+
+void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len)
+{
+	deliver(sh, ep, b, p, len);
+}
+
+void sb__congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
+{
+	congest(sh, c, producer);
+}
+
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
+{
+	load_add(sh, ep, d);
+}
+
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	req_finish(sh, q);
+}
+
+void sb__stat_add(_Atomic uint64_t *c, int64_t d)
+{
+	stat_add(c, d);
 }

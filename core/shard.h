@@ -17,6 +17,7 @@
 #include "idmap.h"
 #include "list.h"
 #include "mailbox.h"
+#include "peers.h"
 #include "reqtab.h"
 #include "route.h"
 #include "rstat.h"
@@ -59,6 +60,7 @@ struct sb__conn {
 	struct sb__seg *parked; /* bytes received while paused, routed on resume */
 	uint32_t nparked, parked_cap;
 	char name[SB_PEER_MAX + 1];
+	struct sb__conn_peer pr; /* identities told, presence subscription (peers.c) */
 	/* a frame that straddles receive buffers, being reassembled */
 	struct sb__buf *asm_buf; /* heap buffer for the whole frame, once its size is known */
 	uint32_t asm_have;       /* bytes of it received */
@@ -89,6 +91,7 @@ struct sb__req {
 	void *ud;
 	struct sb__rstat *rs; /* the route's statistics, or NULL */
 	uint64_t t0_us;       /* when it was forwarded (the shard's turn clock) */
+	struct sb__bcast *bc; /* a broadcast (bcast.c): its handlers; handler is 0 */
 };
 
 /* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
@@ -108,6 +111,9 @@ enum sb__mail_type {
 	SB__MAIL_REQ_FAILED,  /* b: rid, c: handler ep, a: positive error code */
 	SB__MAIL_ROUTE_DONE,  /* p: the struct sb__route_sync of a route change */
 	SB__MAIL_PAUSE,       /* b: ep to pause (a = 1) or resume (a = 0) reading from */
+	SB__MAIL_PEER_UP,     /* p: struct sb__peer for the replica (peers.c) */
+	SB__MAIL_PEER_DOWN,   /* b: ep, a: peer_id of a peer that left */
+	SB__MAIL_PEER_DRAIN,  /* b: ep, a: peer_id of a peer that said GOODBYE */
 };
 
 /* A route change in flight: the ACK goes to the registering connection only
@@ -149,6 +155,7 @@ struct sb__shard {
 	struct sb__reqtab reqs;    /* requests in flight */
 	struct sb__wheel wheel;    /* request timeouts */
 	struct sb__routes routes;  /* this shard's replica of the route table */
+	struct sb__replica peers;  /* this shard's replica of the peer directory */
 	struct sb__idmap cancel;   /* key(requester ep, requester id) -> rid */
 	struct sb__idmap load;     /* handler ep -> requests this shard has in flight to it */
 	struct sb__link conn_list; /* every connection of this shard */
@@ -209,10 +216,9 @@ struct sb_router {
 	struct sb__mailbox *mb;
 	unsigned mail_ring;         /* slots per ring: also a backlog's pause mark */
 	uint64_t mail_cap;          /* frame bytes in flight to one shard before senders pause */
-	pthread_mutex_t names_lock; /* peer names: only at connect and disconnect */
-	struct sb__routes names;    /* the name table (a route per name, one endpoint) */
+	pthread_mutex_t names_lock; /* the peer directory: connect, disconnect, error paths */
+	struct sb__dir dir;         /* the peer directory (peers.c) */
 	struct sb__rstats rstats;   /* per-name statistics */
-	_Atomic uint32_t next_peer; /* peer ids and assigned names */
 	_Atomic uint32_t nconns;    /* connections holding a max_conns place */
 	_Atomic int stopping;
 	_Atomic unsigned drained; /* shards done draining */
@@ -248,9 +254,42 @@ void sb__shard_destroy(struct sb__shard *sh);
 void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Name table (router.c): claim a peer name for ep; 0 or SB_EDUPNAME. */
-/* info: what $sb.peers reports, peer_id << 1 | 1 for a service. */
-int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep, uint32_t info);
-void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep);
+/* For the modules that extend the shard (peers.c, bcast.c): shard.c's
+ * own helpers, which only the shard's thread may call. */
+
+/** A live connection of this shard, or NULL (gone or closing). */
+struct sb__conn *sb__conn_get(struct sb__shard *sh, uint64_t ep);
+
+/** Queue bytes of b for c, taking over the caller's reference; a consumer
+ *  over its limit is closed. @return 0, SB_EOVERLOADED or SB_ENOMEM */
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len);
+
+/** Encode a router-made message and queue it for c. */
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+
+/** A (non-fatal unless flags say so) ERROR for c. */
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags);
+
+/** Mail to another shard (kept in order, never dropped). */
+void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m);
+
+/** A frame (b's reference taken over) for connection ep on any shard, or
+ *  an in-process handler. */
+void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len);
+
+/** Flow control: c's queue grew with a reply from producer. */
+void sb__congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer);
+
+/** Requests this shard has in flight to a handler, for load balancing. */
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d);
+
+/** End request q for good (its entry is freed). */
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q);
+
+/** Add to one of this shard's counters. */
+void sb__stat_add(_Atomic uint64_t *c, int64_t d);
 
 #endif

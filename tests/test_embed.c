@@ -260,6 +260,68 @@ static void test_program_sends_to_a_network_service(void)
 	struct sb_msg *m = peer_expect(svc, SB_SEND);
 	CHECK(v_is(m->name, "mail.send"));
 	CHECK(m->payload.len == sizeof hello && memcmp(m->payload.ptr, hello, sizeof hello) == 0);
+	/* The program is no peer: `from` 0, and no identity event before it. */
+	CHECK_INT(m->from, 0);
+	CHECK_INT(svc->identities, 0);
+	peer_close(svc);
+}
+
+/* A broadcast reaches in-process handlers too, which answer inside the
+ * fan-out: their results carry the peer "(in-process)", and the aggregate
+ * waits for the network handlers. */
+static void test_broadcast_over_in_process_and_network_handlers(void)
+{
+	struct peer *svc = peer_hello(PORT, "doubler", "service");
+	peer_register(svc, "math.double", 1);
+	struct peer *cli = peer_hello(PORT, "bc-user", "client");
+	uint8_t seven = 7;
+	struct sb_msg m = {.kind = SB_REQUEST, .id = 5, .flags = SB_F_BROADCAST};
+	m.name = v_str("math.double");
+	m.payload = (struct sb_view){&seven, 1};
+	peer_send(cli, &m);
+	struct sb_msg *r = peer_expect(cli, SB_REPLY); /* in-process: answered at once */
+	CHECK(v_is(r->peer, "(in-process)") && (r->flags & SB_F_MORE));
+	CHECK(r->payload.len == 1 && r->payload.ptr[0] == 14);
+	struct sb_msg *q = peer_expect(svc, SB_REQUEST);
+	peer_reply(svc, q->id, "doubled", 0, q->payload.ptr, q->payload.len);
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->peer, "doubler") && (r->flags & SB_F_MORE));
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "$sb.all") && r->flags == 0);
+	static const uint8_t counts[] = {0x85, 0xa5, 'p',  'e',  'e', 'r', 's', 2,   0xa2,
+					 'o',  'k',  2,    0xa6, 'e', 'r', 'r', 'o', 'r',
+					 's',  0,    0xa8, 't',  'i', 'm', 'e', 'o', 'u',
+					 't',  's',  0,    0xa4, 'g', 'o', 'n', 'e', 0};
+	CHECK(r->payload.len == sizeof counts &&
+	      memcmp(r->payload.ptr, counts, sizeof counts) == 0);
+
+	/* Only in-process handlers: every answer comes inside the fan-out,
+	 * stream chunks first, and the aggregate still comes last. */
+	m.id = 6;
+	m.name = v_str("count.to");
+	peer_send(cli, &m);
+	for (int i = 0; i < 100; i++) {
+		r = peer_expect(cli, SB_REPLY);
+		CHECK(r->flags == (SB_F_MORE | SB_F_CHUNK) && v_is(r->peer, "(in-process)"));
+		if (r->payload.len != 1 || r->payload.ptr[0] != i) {
+			CHECK_INT(r->payload.ptr[0], i);
+			break;
+		}
+	}
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "count.done") && r->flags == SB_F_MORE);
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "$sb.all") && r->flags == 0 && r->id == 6);
+
+	/* A forgetful in-process handler is an error result, not a hang. */
+	m.id = 7;
+	m.name = v_str("forgetful");
+	peer_send(cli, &m);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->code == (uint32_t)-SB_EINTERNAL && (e->flags & SB_F_MORE));
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "$sb.all") && r->id == 7);
+	peer_close(cli);
 	peer_close(svc);
 }
 
@@ -338,6 +400,7 @@ int main(void)
 	RUN(test_program_reads_router_stats);
 	RUN(test_program_request_errors);
 	RUN(test_program_sends_to_a_network_service);
+	RUN(test_broadcast_over_in_process_and_network_handlers);
 	RUN(test_requests_from_many_threads);
 	RUN(test_stop_answers_what_is_open);
 	return TEST_EXIT();

@@ -29,6 +29,8 @@ enum {
 #define F_TIMEOUT 0x1u
 #define F_ECHO    0x2u
 #define F_COUNT   0x4u
+#define F_TO      0x8u
+#define F_ALL     0x10u
 
 /* Everything the command line says. */
 struct opts {
@@ -39,7 +41,9 @@ struct opts {
 	unsigned connect_ms; /* --connect-timeout: how long to wait to be online */
 	uint32_t timeout_ms; /* --timeout: request timeout, 0 = the router's */
 	int echo;            /* listen --echo */
-	unsigned long count; /* listen --count, 0 = forever */
+	unsigned long count; /* listen, presence --count, 0 = forever */
+	const char *to;      /* send, request --to: the peer */
+	int all;             /* send, request --all: every handler */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
 };
@@ -69,7 +73,8 @@ static const char exit_codes[] =
 	"Exit codes:\n"
 	"  0  ok\n"
 	"  1  the request ended in an error reply, a timeout or no handler\n"
-	"     (stderr says which), or the connection was lost\n"
+	"     (stderr says which), or the connection was lost; with --all,\n"
+	"     also when any peer's result was an error\n"
 	"  2  usage error or invalid JSON\n"
 	"  3  cannot connect to the router\n";
 
@@ -96,6 +101,15 @@ static unsigned long number(const char *flag, const char *s, unsigned long lo, u
 		exit(EXIT_USAGE);
 	}
 	return v;
+}
+
+/* The rules the router applies to a peer name, through the codec. */
+static int peer_name_ok(const char *name)
+{
+	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
+	m.peer = (struct sb_view){(const uint8_t *)name, (uint32_t)strlen(name)};
+	m.role = (struct sb_view){(const uint8_t *)"client", 6};
+	return sb_encoded_size(&m) > 0;
 }
 
 static void parse_router(struct opts *o, const char *s)
@@ -282,7 +296,9 @@ static int cmd_send(const struct opts *o, char **args, int nargs)
 	struct sb_client *c = connect_router(o, "client");
 	rc = wait_online(c, o);
 	if (rc == EXIT_OK) {
-		int err = sb_send(c, args[0], mp.data, mp.len);
+		int err = o->to != NULL ? sb_send_to(c, o->to, args[0], mp.data, mp.len)
+			  : o->all      ? sb_broadcast(c, args[0], mp.data, mp.len)
+					: sb_send(c, args[0], mp.data, mp.len);
 		if (err != 0) {
 			rc = refused_locally(o, args[0], err);
 		} else {
@@ -304,7 +320,56 @@ struct pending {
 	int keep;             /* keep the final payload instead of printing it */
 	void *payload;        /* with keep: a copy of the final payload */
 	size_t len;           /* its length */
+	int failed_peers;     /* --all: peers whose result was an error */
 };
+
+/* One peer's part of a broadcast request (--all), or its aggregate. */
+static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const char *outcome,
+			 const void *payload, size_t len, int more)
+{
+	struct sbj_buf b = {0}, q = {0}, pq = {0};
+	const char *peer = sb_reply_peer(c);
+	struct sb_all_counts n;
+
+	if (more == 0) { /* the aggregate: "$sb.all" and the counts */
+		pd->done = 1;
+		if (sb_all_counts(payload, len, &n) != 0) {
+			fprintf(stderr, "sbctl: the aggregate came in an unexpected shape: %s\n",
+				payload_json(&b, payload, len));
+			pd->err = SB_EBADFRAME;
+		} else if (pd->o->json)
+			printf("{\"all\":{\"peers\":%u,\"ok\":%u,\"errors\":%u,\"timeouts\":%u,"
+			       "\"gone\":%u}}\n",
+			       n.peers, n.ok, n.errors, n.timeouts, n.gone);
+		else
+			printf("all: %u peers, %u ok, %u errors, %u timeouts, %u gone\n", n.peers,
+			       n.ok, n.errors, n.timeouts, n.gone);
+		sbj_buf_free(&b);
+		return;
+	}
+	if (peer == NULL)
+		peer = "?";
+	if (err < 0) {
+		pd->failed_peers++;
+		if (pd->o->json)
+			printf("{\"peer\":%s,\"error\":\"%s\",\"code\":%d,\"text\":%s}\n",
+			       quoted(&pq, peer), sb_errname(err), err, quoted(&q, outcome));
+		else
+			printf("%s  error: %s (code %s)\n", peer, outcome, sb_errname(err));
+	} else if (pd->o->json) {
+		printf("{\"peer\":%s,\"outcome\":%s,\"more\":%s,\"payload\":%s}\n",
+		       quoted(&pq, peer), quoted(&q, outcome),
+		       more == SB_MORE_CHUNK ? "true" : "false", payload_json(&b, payload, len));
+	} else if (more == SB_MORE_CHUNK) {
+		printf("%s  %s  %s  (more: chunk)\n", peer, outcome,
+		       payload_json(&b, payload, len));
+	} else {
+		printf("%s  %s  %s\n", peer, outcome, payload_json(&b, payload, len));
+	}
+	sbj_buf_free(&b);
+	sbj_buf_free(&q);
+	sbj_buf_free(&pq);
+}
 
 static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
 		     const void *payload, size_t len, int more, void *ud)
@@ -312,8 +377,11 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 	struct pending *pd = ud;
 	struct sbj_buf b = {0}, q = {0};
 
-	(void)c;
 	(void)req;
+	if (pd->o->all && (more != 0 || err == 0)) {
+		on_all_reply(c, pd, err, outcome, payload, len, more);
+		return;
+	}
 	if (err < 0) {
 		print_error(pd->o, err, outcome);
 		pd->err = err;
@@ -347,7 +415,13 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 static int run_request(struct sb_client *c, const char *name, const struct sbj_buf *mp,
 		       struct pending *pd)
 {
-	int err = sb_request(c, name, mp->data, mp->len, pd->o->timeout_ms, on_reply, pd, NULL);
+	const struct opts *o = pd->o;
+	int err = o->to != NULL ? sb_request_to(c, o->to, name, mp->data, mp->len, o->timeout_ms,
+						on_reply, pd, NULL)
+		  : o->all ? sb_request_all(c, name, mp->data, mp->len, o->timeout_ms, on_reply, pd,
+					    NULL)
+			   : sb_request(c, name, mp->data, mp->len, o->timeout_ms, on_reply, pd,
+					NULL);
 	if (err != 0)
 		return refused_locally(pd->o, name, err);
 	while (!pd->done) {
@@ -357,7 +431,7 @@ static int run_request(struct sb_client *c, const char *name, const struct sbj_b
 			return EXIT_FAILED;
 		}
 	}
-	return pd->err == 0 ? EXIT_OK : EXIT_FAILED;
+	return pd->err == 0 && pd->failed_peers == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
 static int cmd_request(const struct opts *o, char **args, int nargs)
@@ -451,6 +525,75 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 		err = sb_client_run(c);
 		stop_on_signal = NULL;
 		flush(c, 2000);
+		if (err != 0) {
+			fprintf(stderr, "sbctl: the router refused us: %s (code %s)\n",
+				sb_strerror(err), sb_errname(err));
+			rc = EXIT_FAILED;
+		}
+	}
+	sb_client_free(c);
+	return rc;
+}
+
+/* ---- presence -------------------------------------------------------------- */
+
+static void on_presence(struct sb_client *c, const struct sb_presence *p, void *ud)
+{
+	static const char *const events[] = {[SB_PEER_CONNECTED] = "connected",
+					     [SB_PEER_DISCONNECTED] = "disconnected",
+					     [SB_PEER_DRAINING] = "draining"};
+	struct listener *l = ud;
+	struct sbj_buf q = {0}, s = {0};
+	const char *event =
+		(unsigned)p->event < sizeof events / sizeof events[0] && events[p->event] != NULL
+			? events[p->event]
+			: "?";
+
+	if (l->o->json) {
+		printf("{\"event\":\"%s\",\"peer\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\"", event,
+		       quoted(&q, p->peer), p->peer_id, p->role);
+		if (p->subject != NULL)
+			printf(",\"subject\":%s", quoted(&s, p->subject));
+		printf("}\n");
+	} else {
+		printf("%s  %s  %" PRIu32 "  %s", event, p->peer, p->peer_id, p->role);
+		if (p->subject != NULL)
+			printf("  %s", p->subject);
+		printf("\n");
+	}
+	fflush(stdout);
+	sbj_buf_free(&q);
+	sbj_buf_free(&s);
+	if (l->o->count > 0 && ++l->seen >= l->o->count)
+		sb_client_stop(c);
+}
+
+static int cmd_presence(const struct opts *o, char **args, int nargs)
+{
+	struct listener l = {.o = o};
+	int rc;
+
+	(void)args;
+	(void)nargs;
+	struct sb_client *c = connect_router(o, "client");
+	if (sb_client_presence(c, on_presence, &l) != 0) {
+		fprintf(stderr, "sbctl: out of memory\n");
+		sb_client_free(c);
+		return EXIT_FAILED;
+	}
+	rc = wait_online(c, o); /* online once the router has ACKed the subscription */
+	if (rc == EXIT_OK && conn.refused != 0) {
+		fprintf(stderr, "sbctl: the router refused the subscription: %s (code %s)\n",
+			sb_strerror(conn.refused), sb_errname(conn.refused));
+		rc = EXIT_FAILED;
+	}
+	if (rc == EXIT_OK) {
+		fprintf(stderr, "sbctl: watching presence\n");
+		stop_on_signal = c;
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		int err = sb_client_run(c);
+		stop_on_signal = NULL;
 		if (err != 0) {
 			fprintf(stderr, "sbctl: the router refused us: %s (code %s)\n",
 				sb_strerror(err), sb_errname(err));
@@ -753,13 +896,18 @@ static int cmd_help(const struct opts *o, char **args, int nargs)
 }
 
 static const struct command commands[] = {
-	{"send", 0, 1, 2, "send NAME [JSON]", "send a message, fire-and-forget",
+	{"send", F_TO | F_ALL, 1, 2, "send NAME [JSON] [--to PEER | --all]",
+	 "send a message, fire-and-forget",
 	 "Sends a message to one handler of NAME; nothing comes back. JSON is the\n"
 	 "payload (omitted: null). Prints nothing ({\"sent\":true} with --json) once\n"
 	 "the message is written to the router; whether a handler took it is not\n"
-	 "reported.\n",
+	 "reported.\n"
+	 "\n"
+	 "  --to PEER             to the peer named PEER instead, whatever it handles\n"
+	 "  --all                 to every handler of NAME\n",
 	 cmd_send},
-	{"request", F_TIMEOUT, 1, 2, "request NAME [JSON] [--timeout MS]",
+	{"request", F_TIMEOUT | F_TO | F_ALL, 1, 2,
+	 "request NAME [JSON] [--timeout MS] [--to PEER | --all]",
 	 "send a request and print every reply",
 	 "Sends a request to NAME and prints each reply as it arrives:\n"
 	 "  OUTCOME  PAYLOAD                       the final reply\n"
@@ -769,7 +917,20 @@ static const struct command commands[] = {
 	 "An error prints \"error: TEXT (code NAME)\" on stderr (and with --json\n"
 	 "{\"error\":NAME,\"code\":N,\"text\":TEXT} on stdout) and exits 1.\n"
 	 "\n"
-	 "  --timeout MS          the request's timeout (default: the router's, 30 s)\n",
+	 "With --all, every handler of NAME answers; each result, as it arrives:\n"
+	 "  PEER  OUTCOME  PAYLOAD                 a peer's reply\n"
+	 "  PEER  OUTCOME  PAYLOAD  (more: chunk)  a chunk of a peer's stream\n"
+	 "  PEER  error: TEXT (code NAME)          a peer's error, timeout, or loss\n"
+	 "then the tally:\n"
+	 "  all: N peers, N ok, N errors, N timeouts, N gone\n"
+	 "With --json: {\"peer\":...,\"outcome\":...,\"more\":bool,\"payload\":...},\n"
+	 "{\"peer\":...,\"error\":NAME,\"code\":N,\"text\":...}, then {\"all\":{\"peers\":N,\n"
+	 "\"ok\":N,\"errors\":N,\"timeouts\":N,\"gone\":N}}. Exits 1 if any peer failed.\n"
+	 "\n"
+	 "  --timeout MS          the request's timeout (default: the router's, 30 s);\n"
+	 "                        with --all, every peer's\n"
+	 "  --to PEER             ask the peer named PEER, whatever it handles\n"
+	 "  --all                 ask every handler of NAME\n",
 	 cmd_request},
 	{"listen", F_ECHO | F_COUNT, 1, 1, "listen NAME [--echo] [--count N]",
 	 "handle NAME: print what arrives and reply",
@@ -782,6 +943,17 @@ static const struct command commands[] = {
 	 "  --echo                reply with outcome \"echo\" and the same payload\n"
 	 "  --count N             exit after N messages\n",
 	 cmd_listen},
+	{"presence", F_COUNT, 0, 0, "presence [--count N]", "print peers as they come and go",
+	 "Subscribes to the router's presence events and prints one line each:\n"
+	 "  EVENT  PEER  ID  ROLE [SUBJECT]\n"
+	 "EVENT is connected, draining (the peer said goodbye) or disconnected;\n"
+	 "SUBJECT is the peer's certificate subject under TLS. With --json:\n"
+	 "{\"event\":...,\"peer\":...,\"id\":N,\"role\":...[,\"subject\":...]}. Prints\n"
+	 "\"sbctl: watching presence\" on stderr once subscribed; SIGINT or SIGTERM\n"
+	 "stops it (exit 0). Peers already connected are not listed: see peers.\n"
+	 "\n"
+	 "  --count N             exit after N events\n",
+	 cmd_presence},
 	{"routes", F_TIMEOUT, 0, 0, "routes [--timeout MS]",
 	 "the router's names and their handlers",
 	 "Asks the router ($sb.routes) for every name and its handlers; prints a\n"
@@ -825,12 +997,17 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: sbctl [OPTIONS] COMMAND [ARGS]\n"
 		     "\n"
-		     "Talks to a Switchboard router: sends, requests, listens, and shows\n"
-		     "its routes, peers and counters. Payloads are JSON.\n"
+		     "Talks to a Switchboard router: sends, requests (to one handler, one\n"
+		     "peer by name, or every handler), listens, watches peers come and go,\n"
+		     "and shows its routes, peers and counters. Payloads are JSON.\n"
 		     "\n"
 		     "Commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(out, "  %-38s %s\n", commands[i].usage, commands[i].summary);
+		if (strlen(commands[i].usage) <= 38)
+			fprintf(out, "  %-38s %s\n", commands[i].usage, commands[i].summary);
+		else /* the summary goes under it, in its column */
+			fprintf(out, "  %s\n  %-38s %s\n", commands[i].usage, "",
+				commands[i].summary);
 	fprintf(out,
 		"\n%s\n"
 		"JSON: objects, arrays, strings, integers (int64/uint64), floats,\n"
@@ -850,6 +1027,8 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"echo", no_argument, NULL, 'e'},
 		{"count", required_argument, NULL, 'c'},
+		{"to", required_argument, NULL, 'T'},
+		{"all", no_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -891,6 +1070,14 @@ int main(int argc, char **argv)
 			o.count = number("count", optarg, 1, ULONG_MAX);
 			o.given |= F_COUNT;
 			break;
+		case 'T':
+			o.to = optarg;
+			o.given |= F_TO;
+			break;
+		case 'A':
+			o.all = 1;
+			o.given |= F_ALL;
+			break;
 		case 'h':
 			help = 1;
 			break;
@@ -924,11 +1111,23 @@ int main(int argc, char **argv)
 	args++;
 	nargs--;
 	if (o.given & ~cmd->flags) {
+		unsigned bad = o.given & ~cmd->flags;
 		fprintf(stderr, "sbctl: %s does not take %s (sbctl %s --help)\n", cmd->name,
-			o.given & ~cmd->flags & F_TIMEOUT ? "--timeout"
-			: o.given & ~cmd->flags & F_ECHO  ? "--echo"
-							  : "--count",
+			bad & F_TIMEOUT ? "--timeout"
+			: bad & F_ECHO  ? "--echo"
+			: bad & F_COUNT ? "--count"
+			: bad & F_TO    ? "--to"
+					: "--all",
 			cmd->name);
+		return EXIT_USAGE;
+	}
+	if (o.to != NULL && o.all) {
+		fprintf(stderr, "sbctl: --to and --all exclude each other: one peer, or all of "
+				"them\n");
+		return EXIT_USAGE;
+	}
+	if (o.to != NULL && !peer_name_ok(o.to)) {
+		fprintf(stderr, "sbctl: --to %s: not a valid peer name\n", o.to);
 		return EXIT_USAGE;
 	}
 	if (nargs < cmd->min_args || nargs > cmd->max_args) {

@@ -28,6 +28,9 @@ static void usage(FILE *out)
 		     "                        error (default 65536)\n"
 		     "  --hello-timeout MS    a connection must send HELLO within this, or\n"
 		     "                        it is closed; 0 = never (default 5000)\n"
+		     "  --name-pattern PAT    names for peers that ask for none: a run of #\n"
+		     "                        is a counter padded to its length, A### gives\n"
+		     "                        A001, A002, ... (default P####)\n"
 		     "  --bind-retries N      retries when the port is busy (default 0)\n"
 		     "  --bind-retry-ms MS    delay between them (default 1000)\n"
 		     "  --drain-ms MS         on SIGTERM, how long requests in flight may\n"
@@ -63,6 +66,7 @@ int main(int argc, char **argv)
 		{"out-max", required_argument, NULL, 'o'},
 		{"max-conns", required_argument, NULL, 'c'},
 		{"hello-timeout", required_argument, NULL, 'H'},
+		{"name-pattern", required_argument, NULL, 'N'},
 		{"bind-retries", required_argument, NULL, 'r'},
 		{"bind-retry-ms", required_argument, NULL, 'R'},
 		{"drain-ms", required_argument, NULL, 'd'},
@@ -102,6 +106,16 @@ int main(int argc, char **argv)
 		case 'H':
 			cfg.hello_timeout_ms =
 				(uint32_t)number("hello-timeout", optarg, 0, 3600000);
+			break;
+		case 'N':
+			if (strchr(optarg, '#') == NULL) {
+				fprintf(stderr,
+					"switchboard: --name-pattern %s: needs a run of # for the "
+					"counter (A### gives A001, A002, ...)\n",
+					optarg);
+				return 2;
+			}
+			cfg.name_pattern = optarg;
 			break;
 		case 'r':
 			cfg.bind_retries = (unsigned)number("bind-retries", optarg, 0, 1000);
@@ -143,6 +157,14 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct sb_router *r = sb_router_new(&cfg, &err);
+	if (r == NULL && err == SB_EINVAL && cfg.name_pattern != NULL &&
+	    strcmp(cfg.name_pattern, "P####") != 0) {
+		fprintf(stderr,
+			"switchboard: --name-pattern %s: expected one run of # and a peer name "
+			"around it (no spaces, at most 54 bytes besides the counter)\n",
+			cfg.name_pattern);
+		return 2;
+	}
 	if (r == NULL) {
 		fprintf(stderr, "switchboard: cannot listen on %s:%u: %s\n", cfg.addr, cfg.port,
 			err == SB_ESYS ? strerror(errno) : sb_strerror(err));

@@ -28,6 +28,9 @@ struct sb_router_config {
 					an ERROR; default 65,536 */
 	uint32_t hello_timeout_ms;   /* a connection must finish HELLO within this, or it
 					gets an ERROR and is closed; 0 = never; default 5,000 */
+	const char *name_pattern;    /* names for peers that ask for none: one run of '#' is
+					a counter, zero-padded to the run's length ("A###":
+					A001, A002, ...); copied; default "P####" */
 	unsigned bind_retries;       /* extra bind attempts when the port is busy; default 0 */
 	unsigned bind_retry_ms;      /* delay between them; default 1,000 */
 	unsigned recv_buffers;       /* receive buffers per shard (power of two); default 256 */

@@ -269,6 +269,19 @@ def write_router_seeds(directory):
         + frame([17, 0, U64(0), "bye", 0, None]),
         "reply-unknown": hello("service") + frame([10, 0, U64(77), "done", None, None])
         + frame([11, 0, U64(78), 2, "x", None, None]),
+        "to": hello("service", "fz-to")
+        + frame([9, 0, U64(1), "fz.any", "fz-to", U32(0), U32(500), None])
+        + frame([9, 0, U64(2), "fz.any", "ghost", U32(0), U32(0), None])
+        + frame([8, 0, U64(0), "fz.any", "fz-to", U32(0), None])
+        + frame([9, 1, U64(3), "fz.echo", "fz-to", U32(0), U32(0), None]),
+        "broadcast": hello("service", "fz-bc") + frame([5, 0, U64(1), "fz.echo", None])
+        + frame([9, 1, U64(2), "fz.echo", None, U32(0), U32(300), {"b": 1}])
+        + frame([8, 1, U64(0), "fz.echo", None, U32(0), None])
+        + frame([9, 1, U64(3), "fz.stream", None, U32(0), U32(0), None])
+        + frame([12, 0, U64(3), None])
+        + frame([9, 1, U64(4), "nobody", None, U32(0), U32(0), None]),
+        "presence": hello("client") + frame([13, 0, U64(1), "presence", None])
+        + frame([13, 0, U64(2), "weather", None]) + frame([13, 1, U64(3), "presence", None]),
     }
     sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
     for name, data in sessions.items():
