@@ -61,6 +61,14 @@ FIELDS = {
 
 NONCE = bytes(range(1, 33))
 
+# The argument schema docs/protocol.md shows (and its examples are checked
+# against): "Argument schemas".
+USER_SCHEMA = {"keys": {"email": {"type": "str", "max": 255},
+                        "age": {"type": "uint", "max": 150},
+                        "nick": {"type": ["str", "nil"], "min": 1, "max": 8},
+                        "tags": {"type": "array", "max": 3}},
+               "required": ["email"], "additional": False}
+
 # One vector per kind (the ones the docs show), then variants.
 VECTORS = [
     ("hello", [1, 0, U64(0), 1, "billing-1", "service", {"lib": "sb-c 0.1"}]),
@@ -96,6 +104,7 @@ VECTORS = [
     ("unicode", [9, 0, U64(1), "caf\u00e9.\U0001F4E6", None, U32(0), U32(0),
                  {"k\u00e9y": 1.5, "list": [1, -2, None, False]}]),
     ("big-payload", [9, 0, U64(1), "blob.put", None, U32(0), U32(0), b"x" * 70000]),
+    ("register-schema", [5, 0, U64(5), "user.create", USER_SCHEMA]),
 ]
 
 # Frames python builds that we must refuse: (name, elements, code, fault, field).
@@ -226,6 +235,50 @@ def doc_vectors(path):
     return found
 
 
+def doc_table(path, marker):
+    """The rows of the table after <!-- MARKER --> as (json, answer) pairs,
+    backticks removed."""
+    lines = open(path, encoding="utf-8").read().split("<!-- %s -->\n" % marker, 1)
+    if len(lines) < 2:
+        return []
+    rows = []
+    for line in lines[1].splitlines():
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().strip("`") for c in line.strip("|").split(" | ")]
+        if cells[0].startswith("---") or cells[0].startswith("arguments") \
+                or cells[0].startswith("schema ("):
+            continue
+        rows.append((cells[0], cells[1]))
+    return rows
+
+
+def check_schemas(tool, doc, fail):
+    """The schema tables in the document are what our checker answers: each
+    row's arguments against USER_SCHEMA, each refused schema's text."""
+    schema_hex = msgpack.packb(USER_SCHEMA, use_bin_type=True).hex()
+    args = doc_table(doc, "schema: arguments")
+    refusals = doc_table(doc, "schema: refusals")
+    if len(args) < 8 or len(refusals) < 4:
+        fail("docs/protocol.md: the schema example tables are missing or short")
+    lines = ["%s %s" % (schema_hex, msgpack.packb(json.loads(a), use_bin_type=True).hex())
+             for a, _ in args]
+    lines += ["%s c0" % msgpack.packb(json.loads(sc), use_bin_type=True).hex()
+              for sc, _ in refusals]
+    out = subprocess.run([tool, "schema"], input="".join(l + "\n" for l in lines),
+                         capture_output=True, text=True, check=True).stdout
+    results = [json.loads(line) for line in out.splitlines()]
+    for (a, want), r in zip(args, results[:len(args)]):
+        got = "accepted" if r["compiled"] and r["why"] == "" else r["why"]
+        if got != want:
+            fail("schema example %s: documented %r, the checker says %r" % (a, want, got))
+    for (sc, want), r in zip(refusals, results[len(args):]):
+        if r["compiled"] or r["why"] != want:
+            fail("schema %s: documented %r, the compiler says %r" % (sc, want, r))
+    print("%d schema examples and %d refused schemas in docs/protocol.md match the checker"
+          % (len(args), len(refusals)))
+
+
 # ---- checks ------------------------------------------------------------------
 
 def write_seeds(directory):
@@ -339,6 +392,8 @@ def main():
         if not r["ok"]:
             fail("docs/protocol.md dump %s does not decode: %s" % (name, r))
     print("%d hex dumps in docs/protocol.md match the vectors and decode" % len(docs))
+
+    check_schemas(tool, doc, fail)
 
     print("golden: %s" % ("FAILED (%d)" % failures if failures else "all passed"))
     return 1 if failures else 0
