@@ -42,6 +42,7 @@ int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_l
 		return SB_ENOMEM;
 	l->len = (uint32_t)len;
 	l->flags = flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	l->schema = NULL;
 	l->fn = fn;
 	l->ud = ud;
 	r->nlocals++;

@@ -58,7 +58,7 @@ int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t
 	struct sb__route *taken = sb__routes_find(&r->names, name, len);
 	if (taken != NULL && taken->n > 0)
 		rc = SB_EDUPNAME;
-	else if (sb__routes_add(&r->names, name, len, ep, info) != 0)
+	else if (sb__routes_add(&r->names, name, len, ep, info, NULL) != 0)
 		rc = SB_ENOMEM;
 	pthread_mutex_unlock(&r->names_lock);
 	return rc;
@@ -284,6 +284,8 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->refused += atomic_load_explicit(&st->refused, memory_order_relaxed);
 		s->hello_timeouts +=
 			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
+		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
+		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;
@@ -330,8 +332,10 @@ void sb_router_free(struct sb_router *r)
 	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++)
 		pthread_mutex_destroy(&r->inboxes[i].lock);
 	free(r->inboxes);
-	for (unsigned i = 0; i < r->nlocals; i++)
+	for (unsigned i = 0; i < r->nlocals; i++) {
 		free(r->locals[i].name);
+		sb__schema_unref(r->locals[i].schema);
+	}
 	free(r->locals);
 	sb__routes_destroy(&r->names);
 	pthread_mutex_destroy(&r->names_lock);

@@ -647,6 +647,37 @@ static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t i
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
 }
 
+/* The caller found handlers for the name but may reach none of them: each
+ * is internal, and it is not a service. Requests hear `forbidden`; sends
+ * have nobody to tell and are counted. The one place internal handlers are
+ * refused. */
+static void refuse_internal(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+{
+	char why[SB_NAME_MAX + 64];
+	stat_add(&sh->st.forbidden, 1);
+	if (m->kind != SB_REQUEST)
+		return;
+	snprintf(why, sizeof why, "%.*s is internal: only services may call it", (int)m->name.len,
+		 (const char *)m->name.ptr);
+	answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
+}
+
+/* Whether a message's arguments fit the schema of the handler it is for;
+ * when not, a request is answered `invalid arguments` with the reason and
+ * a send is dropped, both counted. Callers test e->schema first, so a
+ * handler without a schema costs one pointer test. */
+static int args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+		   const struct sb__endpoint *e)
+{
+	char why[SB_TEXT_MAX + 1];
+	if (sb__endpoint_check(e, m->payload.ptr, m->payload.len, why, sizeof why) == 0)
+		return 1;
+	stat_add(&sh->st.invalid_args, 1);
+	if (m->kind == SB_REQUEST)
+		answer_error(sh, a, m->id, SB_EINVAL, why);
+	return 0;
+}
+
 static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
 			  struct sb__buf *b, uint8_t *f, uint32_t len)
 {
@@ -660,18 +691,26 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	sb_patch_u32(f, m->from_off, a->from);
 	if (!(m->flags & SB_F_BROADCAST)) {
 		struct sb__endpoint *e = pick(sh, r, a->service);
-		if (e != NULL) {
+		if (e == NULL)
+			refuse_internal(sh, a, m);
+		else if (e->schema == NULL || args_ok(sh, a, m, e)) {
 			sb__buf_get(b);
 			deliver(sh, e->ep, b, f, len);
 		}
 		return;
 	}
+	int reachable = 0;
 	for (uint32_t i = 0; i < r->n; i++) {
 		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
+			continue;
+		reachable = 1;
+		if (r->eps[i].schema != NULL && !args_ok(sh, a, m, &r->eps[i]))
 			continue;
 		sb__buf_get(b); /* one reference per destination, no copy */
 		deliver(sh, r->eps[i].ep, b, f, len);
 	}
+	if (!reachable)
+		refuse_internal(sh, a, m);
 }
 
 /* A request to one of the router's own names ($sb.routes, ...). */
@@ -720,11 +759,17 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		answer_admin(sh, a, m);
 		return;
 	}
-	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
+	if ((r = lookup(sh, m->name)) == NULL) {
 		stat_add(&sh->st.no_handler, 1);
 		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
 		return;
 	}
+	if ((e = pick(sh, r, a->service)) == NULL) {
+		refuse_internal(sh, a, m);
+		return;
+	}
+	if (e->schema != NULL && !args_ok(sh, a, m, e))
+		return;
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
 		answer_error(sh, a, m->id, SB_EOVERLOADED, "too many requests in flight");
@@ -824,7 +869,7 @@ static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
 /* Sends a route change to every other shard; the ACK follows the last
  * ROUTE_DONE (or goes at once with one shard). */
 static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const struct sb_view *name,
-		       uint64_t ep, uint32_t flags, uint64_t id)
+		       uint64_t ep, uint32_t flags, struct sb__schema *schema, uint64_t id)
 {
 	if (sh->r->nshards == 1) {
 		send_ack(sh, ep, id);
@@ -841,6 +886,9 @@ static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const stru
 		if (n == NULL)
 			abort();
 		n->sync = sync;
+		n->schema = schema; /* every replica points at the one block */
+		if (schema != NULL)
+			sb__schema_ref(schema);
 		n->len = name->len;
 		memcpy(n->name, name->ptr, name->len);
 		struct sb__mail m = {.type = type, .a = flags, .b = ep, .p = n};
@@ -860,6 +908,9 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 {
 	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
 	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	struct sb__schema *schema = NULL;
+	char why[SB_TEXT_MAX + 1];
+	int rc;
 
 	if (!c->service) {
 		send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers", 0);
@@ -870,14 +921,23 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 		return;
 	}
 	if (m->kind == SB_REGISTER) {
-		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags) != 0) {
+		/* Compiled once, here; the other shards get the same block. */
+		rc = sb__schema_compile(m->payload.ptr, m->payload.len, &schema, why, sizeof why);
+		if (rc != 0) {
+			send_error(sh, c, m->id, rc == SB_EINVAL ? SB_EINVAL : SB_EINTERNAL,
+				   rc == SB_EINVAL ? why : "out of memory", 0);
+			return;
+		}
+		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags, schema) != 0) {
+			sb__schema_unref(schema);
 			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
-		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, m->id);
+		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, schema, m->id);
+		sb__schema_unref(schema); /* the routes and the mail hold theirs */
 	} else {
 		sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
-		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, m->id);
+		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, NULL, m->id);
 	}
 }
 
@@ -1322,9 +1382,10 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL: {
 		struct sb__mail_name *n = m->p;
-		if (m->type == SB__MAIL_ROUTE_ADD)
-			sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a);
-		else
+		if (m->type == SB__MAIL_ROUTE_ADD) {
+			sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema);
+			sb__schema_unref(n->schema);
+		} else
 			sb__routes_del(&sh->routes, n->name, n->len, m->b);
 		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
 		mail(sh, ep_shard(m->b), &done);
@@ -1557,7 +1618,8 @@ static int setup(struct sb__shard *sh)
 	for (unsigned i = 0; i < sh->r->nlocals; i++) {
 		const struct sb__local *l = &sh->r->locals[i];
 		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
-				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags) != 0)
+				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags,
+				   l->schema) != 0)
 			return SB_ENOMEM;
 	}
 	arm_accept(sh);
@@ -1579,6 +1641,7 @@ static void release_mail(const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL:
 		sync = n->sync;
+		sb__schema_unref(n->schema);
 		free(n);
 		break;
 	case SB__MAIL_ROUTE_DONE:

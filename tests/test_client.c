@@ -766,7 +766,8 @@ static void test_chained_request_from_a_handler(void)
 	struct replies direct = {0};
 	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, 0, on_reply, &direct, NULL), 0);
 	pump_until(cs, 3, &direct.terminal, 1, "the refusal");
-	CHECK_INT(direct.err, SB_ENOHANDLER);
+	CHECK_INT(direct.err, SB_EFORBIDDEN);
+	CHECK_STR(direct.outcome, "passwords.encrypt is internal: only services may call it");
 	CHECK_INT(ch.inner_calls, 1);
 	sb_client_free(users);
 	sb_client_free(pw);

@@ -56,6 +56,10 @@ struct sb_router_stats {
 	uint64_t mail_backlog_peak; /* most messages one shard ever had waiting for one ring */
 	uint64_t refused;           /* connections refused: max_conns reached */
 	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
+	uint64_t invalid_args;      /* requests refused and sends dropped: their arguments
+				       broke the handler's schema */
+	uint64_t forbidden;         /* requests refused and sends dropped: every handler the
+				       sender could reach is internal */
 };
 
 struct sb_router;
