@@ -14,6 +14,7 @@
 
 #include <msgpack.h>
 #include <switchboard/client.h>
+#include <switchboard/proto.h>
 
 #include "json.h"
 
@@ -29,6 +30,7 @@ enum {
 #define F_TIMEOUT 0x1u
 #define F_ECHO    0x2u
 #define F_COUNT   0x4u
+#define F_SCHEMA  0x8u
 
 /* Everything the command line says. */
 struct opts {
@@ -40,6 +42,7 @@ struct opts {
 	uint32_t timeout_ms; /* --timeout: request timeout, 0 = the router's */
 	int echo;            /* listen --echo */
 	unsigned long count; /* listen --count, 0 = forever */
+	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
 };
@@ -428,8 +431,20 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
+	struct sbj_buf schema = {0};
+	char why[1024];
+	if (parse_payload(o->schema, &schema) != 0)
+		return EXIT_USAGE;
+	/* The router's own words, before connecting: the library only says
+	 * SB_EINVAL. */
+	if (sb_schema_validate(schema.data, schema.len, why, sizeof why) != 0) {
+		fprintf(stderr, "sbctl: --schema: %s\n", why);
+		sbj_buf_free(&schema);
+		return EXIT_USAGE;
+	}
 	struct sb_client *c = connect_router(o, "service");
-	int err = sb_client_register(c, args[0], 0, on_call, &l);
+	int err = sb_client_register_schema(c, args[0], 0, schema.data, schema.len, on_call, &l);
+	sbj_buf_free(&schema);
 	if (err != 0) {
 		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],
 			sb_strerror(err), sb_errname(err));
@@ -748,7 +763,8 @@ static const struct command commands[] = {
 	 "\n"
 	 "  --timeout MS          the request's timeout (default: the router's, 30 s)\n",
 	 cmd_request},
-	{"listen", F_ECHO | F_COUNT, 1, 1, "listen NAME [--echo] [--count N]",
+	{"listen", F_ECHO | F_COUNT | F_SCHEMA, 1, 1,
+	 "listen NAME [--echo] [--count N] [--schema JSON]",
 	 "handle NAME: print what arrives and reply",
 	 "Registers a handler for NAME and prints each message that arrives:\n"
 	 "  send  NAME  PAYLOAD       or     request  NAME  PAYLOAD\n"
@@ -757,7 +773,13 @@ static const struct command commands[] = {
 	 "on NAME\" on stderr once registered; SIGINT or SIGTERM stops it (exit 0).\n"
 	 "\n"
 	 "  --echo                reply with outcome \"echo\" and the same payload\n"
-	 "  --count N             exit after N messages\n",
+	 "  --count N             exit after N messages\n"
+	 "  --schema JSON         register with this argument schema: the router\n"
+	 "                        refuses requests that break it (\"invalid arguments\",\n"
+	 "                        naming the key) before they arrive, e.g.\n"
+	 "                        '{\"keys\": {\"email\": {\"type\": \"str\"}},\n"
+	 "                          \"required\": [\"email\"], \"additional\": false}'\n"
+	 "                        (format: docs/protocol.md, \"Argument schemas\")\n",
 	 cmd_listen},
 	{"routes", F_TIMEOUT, 0, 0, "routes [--timeout MS]",
 	 "the router's names and their handlers",
@@ -803,7 +825,11 @@ static void usage(FILE *out)
 		     "\n"
 		     "Commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(out, "  %-38s %s\n", commands[i].usage, commands[i].summary);
+		if (strlen(commands[i].usage) > 38) /* the summary goes under it */
+			fprintf(out, "  %s\n  %-38s %s\n", commands[i].usage, "",
+				commands[i].summary);
+		else
+			fprintf(out, "  %-38s %s\n", commands[i].usage, commands[i].summary);
 	fprintf(out,
 		"\n%s\n"
 		"JSON: objects, arrays, strings, integers (int64/uint64), floats,\n"
@@ -823,6 +849,7 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"echo", no_argument, NULL, 'e'},
 		{"count", required_argument, NULL, 'c'},
+		{"schema", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -863,6 +890,10 @@ int main(int argc, char **argv)
 		case 'c':
 			o.count = number("count", optarg, 1, ULONG_MAX);
 			o.given |= F_COUNT;
+			break;
+		case 's':
+			o.schema = optarg;
+			o.given |= F_SCHEMA;
 			break;
 		case 'h':
 			help = 1;
