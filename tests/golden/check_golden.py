@@ -11,6 +11,7 @@ usage: check_golden.py SB_GOLDEN PROTOCOL_MD     run the checks
        check_golden.py --dump                    print the dumps for the docs
        check_golden.py --seeds DIR               write fuzz seeds (tests/fuzz/corpus)
        check_golden.py --router-seeds DIR        write session seeds (tests/fuzz/router-corpus)
+       check_golden.py --schema-seeds DIR        write schema seeds (tests/fuzz/schema-corpus)
 """
 import json
 import re
@@ -322,6 +323,14 @@ def write_router_seeds(directory):
         + frame([17, 0, U64(0), "bye", 0, None]),
         "reply-unknown": hello("service") + frame([10, 0, U64(77), "done", None, None])
         + frame([11, 0, U64(78), 2, "x", None, None]),
+        "schema": hello("service", "fz-schema")
+        + frame([5, 0, U64(1), "fz.self", {"keys": {"n": {"type": "uint", "max": 3}},
+                                          "required": ["n"], "additional": False}])
+        + request(2, "fz.self", 1000, {"n": 1}) + request(3, "fz.self", 0, {"n": 9})
+        + request(4, "fz.self", 0, {"x": 1}) + request(5, "fz.self", 0, [1])
+        + frame([8, 0, U64(0), "fz.self", None, U32(0), {"n": "x"}])
+        + frame([5, 1, U64(6), "fz.inside", {"required": "n"}])
+        + frame([5, 1, U64(7), "fz.inside", None]) + request(8, "fz.inside", 0, None),
     }
     sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
     for name, data in sessions.items():
@@ -329,9 +338,60 @@ def write_router_seeds(directory):
             f.write(data)
 
 
+def write_schema_seeds(directory):
+    """Seeds for tests/fuzz/fuzz_schema.c: a 2-byte schema length, the
+    schema, then a payload. Every type, bound and fault the checker knows."""
+    import os
+    pk = lambda v: msgpack.packb(v, use_bin_type=True)
+    numbers = {"keys": {"u": {"type": "uint", "min": 2, "max": 18446744073709551615},
+                        "i": {"type": ["int", "nil"], "min": -10, "max": -2},
+                        "f": {"type": "float", "min": -0.5, "max": 0.5},
+                        "b": {"type": "bin", "max": 2}, "m": {"type": "map", "min": 1},
+                        "a": {"type": "any"}, "o": {}},
+               "additional": True}
+    seeds = {
+        "user-ok": (pk(USER_SCHEMA), pk({"email": "a@b", "age": 30, "nick": None,
+                                         "tags": ["x", {"y": [1]}]})),
+        "user-missing": (pk(USER_SCHEMA), pk({"age": 30})),
+        "user-unknown": (pk(USER_SCHEMA), pk({"email": "a", "x\u00e9\x01": 1})),
+        "user-long": (pk(USER_SCHEMA), pk({"email": "a", "nick": "abcdefghij"})),
+        "user-array": (pk(USER_SCHEMA), pk(["a"])),
+        "user-nil": (pk(USER_SCHEMA), pk(None)),
+        "user-malformed": (pk(USER_SCHEMA), b"\x81\xa5email\xc1"),
+        "user-two-values": (pk(USER_SCHEMA), pk({"email": "a"}) + b"\xc0"),
+        "numbers-ok": (pk(numbers), pk({"u": 5, "i": -3, "f": 0.25, "b": b"xy",
+                                        "m": {1: 2}, "a": [None], "o": -1.5})),
+        "numbers-bounds": (pk(numbers), pk({"u": 1, "i": -1, "f": 1e300, "b": b"xyz"})),
+        "numbers-widths": (pk(numbers), b"\x83\xa1u\xd0\x05\xa1i\xd3" + b"\xff" * 8
+                           + b"\xa1f\xca\x3e\x80\x00\x00"),
+        "numbers-nan": (pk(numbers), b"\x81\xa1f\xcb\x7f\xf8" + b"\x00" * 6),
+        "numbers-ext": (pk(numbers), b"\x82\xa1a\xd4\x01\x00\xa1b\xc7\x00\x05"),
+        "empty-schema": (pk({}), pk({"anything": [1, {"deep": None}]})),
+        "nil-schema": (pk(None), pk({"a": 1})),
+        "required-only": (pk({"required": ["a", "b"], "keys": {"a": {"type": "str"}}}),
+                          pk({"b": 1, "a": "x", 7: None})),
+    }
+    refusals = [
+        [], {"keys": {"age": {"type": "integer"}}}, {"keys": {"t": {"max": 3}}},
+        {"keys": {"t": {"type": ["str", "int"], "max": 3}}},
+        {"keys": {"t": {"type": "str", "min": 5, "max": 3}}},
+        {"required": ["a", "a"]}, {"additional": 0}, {"keyz": {}},
+        {"keys": {"n" * 300: {}}}, {"required": ["k%d" % i for i in range(65)]},
+    ]
+    for i, r in enumerate(refusals):
+        seeds["refused-%d" % i] = (pk(r), pk(None))
+    seeds["refused-junk"] = (b"\x82\xa4keys", b"")
+    for name, (schema, payload) in seeds.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(struct.pack(">H", len(schema)) + schema + payload)
+
+
 def main():
     if sys.argv[1:2] == ["--router-seeds"]:
         write_router_seeds(sys.argv[2])
+        return 0
+    if sys.argv[1:2] == ["--schema-seeds"]:
+        write_schema_seeds(sys.argv[2])
         return 0
     if sys.argv[1:] == ["--dump"]:
         print(dumps_for_docs())
