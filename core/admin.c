@@ -163,6 +163,8 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		{"mail_backlog_peak", s.mail_backlog_peak},
 		{"refused", s.refused},
 		{"hello_timeouts", s.hello_timeouts},
+		{"invalid_args", s.invalid_args},
+		{"forbidden", s.forbidden},
 	};
 	size_t nc = sizeof c / sizeof c[0];
 	msgpack_pack_map(pk, (uint32_t)nc + 2);

@@ -92,9 +92,11 @@ struct sb_call {
 };
 
 struct handler {
-	char *name;     /* NULL: the catch-all */
-	uint32_t len;   /* strlen(name) */
-	unsigned flags; /* SB_REGISTER_INTERNAL */
+	char *name;      /* NULL: the catch-all */
+	uint32_t len;    /* strlen(name) */
+	unsigned flags;  /* SB_REGISTER_INTERNAL */
+	uint8_t *schema; /* the argument schema REGISTER carries, or NULL (nil) */
+	uint32_t schema_len;
 	sb_handler_fn fn;
 	void *ud;
 	uint64_t reg_id; /* the REGISTER awaiting its ACK on this connection, else 0 */
@@ -713,6 +715,7 @@ static int handler_index(const struct sb_client *c, const char *name)
 static void handler_remove(struct sb_client *c, unsigned i)
 {
 	free(c->h[i].name);
+	free(c->h[i].schema);
 	c->h[i] = c->h[--c->nh];
 }
 
@@ -723,6 +726,7 @@ static int send_register(struct sb_client *c, struct handler *h)
 
 	m.flags = (uint8_t)(h->flags & SB_REGISTER_INTERNAL ? SB_F_INTERNAL : 0);
 	m.name = view_of(h->name);
+	m.payload = (struct sb_view){h->schema, h->schema_len};
 	if ((rc = queue_msg(c, &m, 1)) == 0)
 		h->reg_id = m.id;
 	return rc;
@@ -774,12 +778,24 @@ static void on_welcome(struct sb_client *c, const struct sb_msg *m)
 		return;
 	}
 	c->st = C_REGISTER;
-	for (unsigned i = 0; i < c->nh; i++)
-		if (send_register(c, &c->h[i]) != 0) {
+	unsigned too_large = 0;
+	for (unsigned i = 0; i < c->nh;) {
+		int rc = send_register(c, &c->h[i]);
+		if (rc == SB_ETOOLARGE) {
+			/* A schema over this router's frame limit would have it
+			 * close the connection, and every reconnect would again:
+			 * the registration goes, as if the router had refused it. */
+			handler_remove(c, i);
+			too_large++;
+			continue;
+		}
+		if (rc != 0) {
 			sb_splitter_free(sp);
 			drop(c, SB_ENOMEM);
 			return;
 		}
+		i++;
+	}
 	if (c->pres_fn != NULL && send_subscribe(c, 0) != 0) {
 		sb_splitter_free(sp);
 		drop(c, SB_ENOMEM);
@@ -791,6 +807,8 @@ static void on_welcome(struct sb_client *c, const struct sb_msg *m)
 		sb_splitter_free(c->sp);
 		c->sp = sp;
 	}
+	while (too_large-- > 0)
+		report(c, SB_CLIENT_ERROR, SB_ETOOLARGE);
 }
 
 static void on_ack(struct sb_client *c, uint64_t id)
@@ -1358,8 +1376,10 @@ static void destroy(struct sb_client *c)
 	sb__idmap_destroy(&c->idents);
 	free_list(&c->spare_calls, offsetof(struct sb_call, link));
 	free_list(&c->spare_reqs, offsetof(struct req, link));
-	for (unsigned i = 0; i < c->nh; i++)
+	for (unsigned i = 0; i < c->nh; i++) {
 		free(c->h[i].name);
+		free(c->h[i].schema);
+	}
 	free(c->h);
 	sb__idmap_destroy(&c->reqs);
 	sb__idmap_destroy(&c->calls);
@@ -1525,6 +1545,12 @@ uint32_t sb_client_peer_id(const struct sb_client *c)
 int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
 		       void *ud)
 {
+	return sb_client_register_schema(c, name, flags, NULL, 0, fn, ud);
+}
+
+int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
+			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud)
+{
 	struct sb_msg m = {.kind = SB_REGISTER};
 	struct handler *h;
 	int rc = SB_EINVAL;
@@ -1534,8 +1560,11 @@ int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb
 	m.name = view_of(name);
 	/* The same checks as the router's, so a refusal comes now, not later. */
 	if (fn == NULL || (flags & ~SB_REGISTER_INTERNAL) != 0 || sb_encoded_size(&m) < 0 ||
-	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0)
+	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0 ||
+	    schema_len > UINT32_MAX || (schema_len > 0 && schema == NULL))
 		return SB_EINVAL;
+	if ((rc = sb_schema_validate(schema, schema_len, NULL, 0)) != 0)
+		return rc;
 	if (c->nh == c->h_cap) {
 		unsigned cap = c->h_cap ? c->h_cap * 2 : 8;
 		struct handler *nh = realloc(c->h, cap * sizeof *nh);
@@ -1546,8 +1575,14 @@ int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb
 	}
 	h = &c->h[c->nh];
 	*h = (struct handler){.len = m.name.len, .flags = flags, .fn = fn, .ud = ud};
-	if (name != NULL && (h->name = strdup(name)) == NULL)
+	if ((name != NULL && (h->name = strdup(name)) == NULL) ||
+	    (schema_len > 0 && (h->schema = malloc(schema_len)) == NULL)) {
+		free(h->name);
 		return SB_ENOMEM;
+	}
+	if (schema_len > 0)
+		memcpy(h->schema, schema, schema_len);
+	h->schema_len = (uint32_t)schema_len;
 	c->nh++;
 	if (welcomed(c) && (rc = send_register(c, h)) != 0)
 		goto fail;

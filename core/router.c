@@ -269,6 +269,8 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->refused += atomic_load_explicit(&st->refused, memory_order_relaxed);
 		s->hello_timeouts +=
 			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
+		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
+		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;
@@ -315,8 +317,10 @@ void sb_router_free(struct sb_router *r)
 	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++)
 		pthread_mutex_destroy(&r->inboxes[i].lock);
 	free(r->inboxes);
-	for (unsigned i = 0; i < r->nlocals; i++)
+	for (unsigned i = 0; i < r->nlocals; i++) {
 		free(r->locals[i].name);
+		sb__schema_unref(r->locals[i].schema);
+	}
 	free(r->locals);
 	sb__dir_destroy(&r->dir);
 	sb__rstats_destroy(&r->rstats);

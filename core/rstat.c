@@ -39,7 +39,7 @@ static struct sb__rstat *create(struct sb__rstats *t, const char *name, uint32_t
 	if (s == NULL)
 		return NULL;
 	s->per = aligned_alloc(64, t->nshards * sizeof *s->per);
-	if (s->per == NULL || sb__routes_add(&t->index, name, len, t->n, 0) != 0) {
+	if (s->per == NULL || sb__routes_add(&t->index, name, len, t->n, 0, NULL) != 0) {
 		free(s->per);
 		free(s);
 		return NULL;

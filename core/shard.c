@@ -703,15 +703,65 @@ static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t i
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
 }
 
-/* `to` skips load balancing, not the rules: a client may not reach a
- * handler its peer registered as internal for this name. */
+/* How peer ep handles m's name, if it registered it. `to` skips load
+ * balancing, not the rules: its internal flag and schema still apply. */
+static struct sb__endpoint *to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
+	return r != NULL ? sb__route_endpoint(r, ep) : NULL;
+}
+
+/* A client may not reach a handler its peer registered as internal. */
 static int to_allowed(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep, int service)
 {
-	if (service)
-		return 1;
-	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
-	struct sb__endpoint *e = r != NULL ? sb__route_endpoint(r, ep) : NULL;
+	struct sb__endpoint *e = service ? NULL : to_endpoint(sh, m, ep);
 	return e == NULL || !(e->flags & SB__EP_INTERNAL);
+}
+
+/* The caller found handlers for the name but may reach none of them: each
+ * is internal, and it is not a service. Requests hear `forbidden`; sends
+ * have nobody to tell and are counted. The one place internal handlers are
+ * refused. */
+static void refuse_internal(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+{
+	char why[SB_NAME_MAX + 64];
+	stat_add(&sh->st.forbidden, 1);
+	if (m->kind != SB_REQUEST)
+		return;
+	snprintf(why, sizeof why, "%.*s is internal: only services may call it", (int)m->name.len,
+		 (const char *)m->name.ptr);
+	answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
+}
+
+/* Whether a message's arguments fit the schema of the handler it is for;
+ * when not, a request is answered `invalid arguments` with the reason and
+ * a send is dropped, both counted. Callers test e->schema first, so a
+ * handler without a schema costs one pointer test. */
+static int args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+		   const struct sb__endpoint *e)
+{
+	char why[SB_TEXT_MAX + 1];
+	if (sb__endpoint_check(e, m->payload.ptr, m->payload.len, why, sizeof why) == 0)
+		return 1;
+	stat_add(&sh->st.invalid_args, 1);
+	if (m->kind == SB_REQUEST)
+		answer_error(sh, a, m->id, SB_EINVAL, why);
+	return 0;
+}
+
+/* A broadcast request goes to every handler of a name as one frame, so it
+ * must fit every schema among them: the first it breaks refuses it whole
+ * (handlers of one name normally share one schema). */
+static int bcast_args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+			 const struct sb__route *r)
+{
+	for (uint32_t i = 0; i < r->n; i++) {
+		const struct sb__endpoint *e = &r->eps[i];
+		if (e->schema != NULL && (a->service || !(e->flags & SB__EP_INTERNAL)) &&
+		    !args_ok(sh, a, m, e))
+			return 0;
+	}
+	return 1;
 }
 
 static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
@@ -733,13 +783,18 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	}
 	sb_patch_u32(f, m->from_off, a->from);
 	if (to != 0) { /* to a named peer, whatever it registered */
+		struct sb__endpoint *te = to_endpoint(sh, m, to);
+		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+			return;
 		sb__buf_get(b);
 		deliver(sh, to, b, f, len);
 		return;
 	}
 	if (!(m->flags & SB_F_BROADCAST)) {
 		struct sb__endpoint *e = pick(sh, r, a->service);
-		if (e != NULL) {
+		if (e == NULL)
+			refuse_internal(sh, a, m);
+		else if (e->schema == NULL || args_ok(sh, a, m, e)) {
 			if (r->stat != NULL)
 				sb__rstat_inc(&r->stat->per[sh->id].sends);
 			sb__buf_get(b);
@@ -747,14 +802,20 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 		}
 		return;
 	}
+	int reachable = 0;
 	for (uint32_t i = 0; i < r->n; i++) {
 		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
+			continue;
+		reachable = 1;
+		if (r->eps[i].schema != NULL && !args_ok(sh, a, m, &r->eps[i]))
 			continue;
 		if (r->stat != NULL)
 			sb__rstat_inc(&r->stat->per[sh->id].sends);
 		sb__buf_get(b); /* one reference per destination, no copy */
 		deliver(sh, r->eps[i].ep, b, f, len);
 	}
+	if (!reachable)
+		refuse_internal(sh, a, m);
 }
 
 /* A request to one of the router's own names ($sb.routes, ...). */
@@ -819,19 +880,28 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 				     "this peer handles the name for services only");
 			return;
 		}
+		struct sb__endpoint *te = to_endpoint(sh, m, target);
+		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+			return;
 	} else if (m->flags & SB_F_BROADCAST) {
 		int rc = SB_ENOPEERS;
-		if ((r = lookup(sh, m->name)) == NULL ||
-		    (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+		if ((r = lookup(sh, m->name)) != NULL && !bcast_args_ok(sh, a, m, r))
+			return;
+		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
 			stat_add(&sh->st.no_handler, 1);
 			answer_error(sh, a, m->id, rc,
 				     rc == SB_ENOPEERS ? "no connected peer handles this name"
 						       : "out of memory");
 			return;
 		}
-	} else if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
+	} else if ((r = lookup(sh, m->name)) == NULL) {
 		stat_add(&sh->st.no_handler, 1);
 		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
+		return;
+	} else if ((e = pick(sh, r, a->service)) == NULL) {
+		refuse_internal(sh, a, m);
+		return;
+	} else if (e->schema != NULL && !args_ok(sh, a, m, e)) {
 		return;
 	} else {
 		target = e->ep;
@@ -956,7 +1026,7 @@ static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
 /* Sends a route change to every other shard; the ACK follows the last
  * ROUTE_DONE (or goes at once with one shard). */
 static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const struct sb_view *name,
-		       uint64_t ep, uint32_t flags, uint64_t id)
+		       uint64_t ep, uint32_t flags, struct sb__schema *schema, uint64_t id)
 {
 	if (sh->r->nshards == 1) {
 		send_ack(sh, ep, id);
@@ -973,6 +1043,9 @@ static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const stru
 		if (n == NULL)
 			abort();
 		n->sync = sync;
+		n->schema = schema; /* every replica points at the one block */
+		if (schema != NULL)
+			sb__schema_ref(schema);
 		n->len = name->len;
 		memcpy(n->name, name->ptr, name->len);
 		struct sb__mail m = {.type = type, .a = flags, .b = ep, .p = n};
@@ -992,6 +1065,9 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 {
 	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
 	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	struct sb__schema *schema = NULL;
+	char why[SB_TEXT_MAX + 1];
+	int rc;
 
 	if (!c->service) {
 		send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers", 0);
@@ -1002,15 +1078,24 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 		return;
 	}
 	if (m->kind == SB_REGISTER) {
-		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags) != 0) {
+		/* Compiled once, here; the other shards get the same block. */
+		rc = sb__schema_compile(m->payload.ptr, m->payload.len, &schema, why, sizeof why);
+		if (rc != 0) {
+			send_error(sh, c, m->id, rc == SB_EINVAL ? SB_EINVAL : SB_EINTERNAL,
+				   rc == SB_EINVAL ? why : "out of memory", 0);
+			return;
+		}
+		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags, schema) != 0) {
+			sb__schema_unref(schema);
 			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
 		route_stat(sh, name.ptr, name.len);
-		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, m->id);
+		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, schema, m->id);
+		sb__schema_unref(schema); /* the routes and the mail hold theirs */
 	} else {
 		sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
-		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, m->id);
+		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, NULL, m->id);
 	}
 }
 
@@ -1452,10 +1537,12 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL: {
 		struct sb__mail_name *n = m->p;
-		if (m->type == SB__MAIL_ROUTE_ADD &&
-		    sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a) == 0)
-			route_stat(sh, n->name, n->len);
-		else if (m->type == SB__MAIL_ROUTE_DEL)
+		if (m->type == SB__MAIL_ROUTE_ADD) {
+			if (sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema) ==
+			    0)
+				route_stat(sh, n->name, n->len);
+			sb__schema_unref(n->schema);
+		} else
 			sb__routes_del(&sh->routes, n->name, n->len, m->b);
 		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
 		mail(sh, ep_shard(m->b), &done);
@@ -1696,7 +1783,8 @@ static int setup(struct sb__shard *sh)
 	for (unsigned i = 0; i < sh->r->nlocals; i++) {
 		const struct sb__local *l = &sh->r->locals[i];
 		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
-				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags) != 0)
+				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags,
+				   l->schema) != 0)
 			return SB_ENOMEM;
 		route_stat(sh, l->name ? l->name : "", l->len);
 	}
@@ -1719,6 +1807,7 @@ static void release_mail(const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL:
 		sync = n->sync;
+		sb__schema_unref(n->schema);
 		free(n);
 		break;
 	case SB__MAIL_ROUTE_DONE:

@@ -98,7 +98,7 @@ struct sb__req {
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
 		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
-		mail_deferred, mail_backlog_peak, refused, hello_timeouts;
+		mail_deferred, mail_backlog_peak, refused, hello_timeouts, invalid_args, forbidden;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
@@ -127,6 +127,7 @@ struct sb__route_sync {
 
 struct sb__mail_name {
 	struct sb__route_sync *sync; /* reported back once applied */
+	struct sb__schema *schema;   /* ROUTE_ADD: the handler's schema (a reference), or NULL */
 	uint32_t len;
 	char name[];
 };
@@ -185,7 +186,8 @@ struct sb__shard {
 struct sb__local {
 	char *name; /* NULL: the catch-all */
 	uint32_t len;
-	uint32_t flags; /* SB__EP_* */
+	uint32_t flags;            /* SB__EP_* */
+	struct sb__schema *schema; /* its argument schema (a reference), or NULL */
 	sb_local_fn fn;
 	void *ud;
 };

@@ -865,7 +865,8 @@ static void test_chained_request_from_a_handler(void)
 	struct replies direct = {0};
 	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, 0, on_reply, &direct, NULL), 0);
 	pump_until(cs, 3, &direct.terminal, 1, "the refusal");
-	CHECK_INT(direct.err, SB_ENOHANDLER);
+	CHECK_INT(direct.err, SB_EFORBIDDEN);
+	CHECK_STR(direct.outcome, "passwords.encrypt is internal: only services may call it");
 	CHECK_INT(ch.inner_calls, 1);
 	sb_client_free(users);
 	sb_client_free(pw);
@@ -1900,6 +1901,138 @@ static void test_caller_identity_window(void)
 	sb_client_free(svc);
 }
 
+/* ---- argument schemas --------------------------------------------------- */
+
+/* {"keys": {"email": {"type": "str"}}, "required": ["email"]} */
+static const uint8_t EMAIL_SCHEMA[] = {0x82, 0xa4, 'k',  'e',  'y',  's', 0x81, 0xa5, 'e', 'm',
+				       'a',  'i',  'l',  0x81, 0xa4, 't', 'y',  'p',  'e', 0xa3,
+				       's',  't',  'r',  0xa8, 'r',  'e', 'q',  'u',  'i', 'r',
+				       'e',  'd',  0x91, 0xa5, 'e',  'm', 'a',  'i',  'l'};
+static const uint8_t NO_EMAIL[] = {0x80};
+static const uint8_t EMAIL_INT[] = {0x81, 0xa5, 'e', 'm', 'a', 'i', 'l', 0x07};
+static const uint8_t EMAIL_OK[] = {0x81, 0xa5, 'e', 'm', 'a', 'i', 'l', 0xa1, 'a'};
+
+struct sc_state {
+	struct watch *ws, *wc;
+};
+
+static int sc_reconnected(void *arg)
+{
+	struct sc_state *s = arg;
+	return s->ws->reconnected >= 1 && s->wc->reconnected >= 1;
+}
+
+/* The router answers bad arguments for the handler; the handler sees only
+ * good ones. Returns how many calls the handler got. */
+static void check_schema_enforced(struct sb_client *const *cs, struct sb_client *ui,
+				  const int *calls, int before)
+{
+	struct replies r1 = {0}, r2 = {0}, r3 = {0};
+	CHECK_INT(sb_request(ui, "sc.user", NO_EMAIL, sizeof NO_EMAIL, 0, on_reply, &r1, NULL), 0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_INT, sizeof EMAIL_INT, 0, on_reply, &r2, NULL),
+		  0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_OK, sizeof EMAIL_OK, 0, on_reply, &r3, NULL), 0);
+	pump_until(cs, 2, &r3.terminal, 1, "the good request's reply");
+	pump_until(cs, 2, &r2.terminal, 1, "the refusals");
+	CHECK_INT(r1.err, SB_EINVAL);
+	CHECK_STR(r1.outcome, "missing required key \"email\"");
+	CHECK_INT(r2.err, SB_EINVAL);
+	CHECK_STR(r2.outcome, "key \"email\": expected str, got uint");
+	CHECK_INT(r3.err, 0);
+	CHECK_STR(r3.outcome, "echoed");
+	CHECK_INT(*calls, before + 1);
+}
+
+static void test_register_with_a_schema_and_after_reconnect(void)
+{
+	struct watch ws = {0}, wc = {0};
+	int calls = 0;
+	struct sb_router *r2 = start_router(0);
+	uint16_t port = sb_router_port(r2);
+	struct sb_client *svc = client_at(port, "sc-svc", "service", &ws);
+	struct sb_client *ui = client_at(port, "sc-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+
+	/* What the router would refuse is refused here, at once. */
+	static const uint8_t two_values[] = {0x81, 0xa4, 'k',  'e',  'y', 's', 0x81, 0xa1,
+					     'a',  0x81, 0xa4, 't',  'y', 'p', 'e',  0xa3,
+					     'i',  'n',  't',  0xa1, 'x'}; /* a trailing byte:
+									      two values */
+	static const uint8_t not_map[] = {0x91, 0xa1, 'a'};
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, two_values, sizeof two_values,
+					    handle_echo, &calls),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, not_map, sizeof not_map, handle_echo,
+					    &calls),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, NULL, 5, handle_echo, &calls),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
+					    handle_echo, &calls),
+		  0);
+	pump_online(cs, 2);
+	check_schema_enforced(cs, ui, &calls, 0);
+
+	/* A new router on the same port knows nothing: the registration, its
+	 * schema with it, comes back by itself. */
+	sb_router_stop(r2, 0);
+	sb_router_free(r2);
+	struct sb_router *r3 = start_router(port);
+	struct sc_state st = {&ws, &wc};
+	pump_cond(cs, 2, sc_reconnected, &st, "RECONNECTED on both");
+	check_schema_enforced(cs, ui, &calls, 1);
+	CHECK_INT(ws.error + wc.error, 0);
+	sb_client_free(svc);
+	sb_client_free(ui);
+	sb_router_stop(r3, 0);
+	sb_router_free(r3);
+}
+
+/* A schema over a router's frame limit: dropped when connecting (reported
+ * as an error, not a reconnect loop), refused at once while connected. */
+static void test_schema_over_the_frame_limit(void)
+{
+	struct sb_router_config cfg;
+	struct watch ws = {0};
+	int err = 0;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = 1;
+	cfg.log_level = 0;
+	cfg.max_frame = 256;
+	cfg.out_max = 4096;
+	struct sb_router *small = sb_router_new(&cfg, &err);
+	CHECK(small != NULL);
+	CHECK_INT(sb_router_start(small), 0);
+
+	/* {"required": ["key00", ..., "key59"]}: 373 bytes */
+	uint8_t big[16 + 60 * 6];
+	size_t n = 0;
+	memcpy(big, "\x81\xa8required\xdc\x00\x3c", 13);
+	n = 13;
+	for (int i = 0; i < 60; i++) {
+		big[n++] = 0xa5;
+		n += (size_t)snprintf((char *)big + n, 6, "key%02d", i);
+	}
+	CHECK_INT(sb_schema_validate(big, n, NULL, 0), 0);
+	struct sb_client *svc = client_at(sb_router_port(small), "big-svc", "service", &ws);
+	struct sb_client *cs[] = {svc};
+	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "small", 0, handle_echo, NULL), 0);
+	pump_online(cs, 1);
+	CHECK_INT(ws.error, 1);
+	CHECK_INT(ws.error_err, SB_ETOOLARGE);
+	CHECK_INT(sb_client_unregister(svc, "big"), SB_EINVAL); /* it is gone */
+	CHECK_INT(sb_client_unregister(svc, "small"), 0);
+	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL),
+		  SB_ETOOLARGE);
+	pump_for(cs, 1, 30);
+	CHECK_INT(ws.offline, 0);
+	sb_client_free(svc);
+	sb_router_stop(small, 0);
+	sb_router_free(small);
+}
+
 /* ---- argument checks ---------------------------------------------------- */
 
 static void test_bad_arguments(void)
@@ -1984,6 +2117,8 @@ int main(void)
 	RUN(test_request_all);
 	RUN(test_presence);
 	RUN(test_caller_identity_window);
+	RUN(test_register_with_a_schema_and_after_reconnect);
+	RUN(test_schema_over_the_frame_limit);
 	sb_router_stop(R, 0);
 	sb_router_free(R);
 	return TEST_EXIT();

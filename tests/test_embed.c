@@ -57,6 +57,29 @@ static void audit(struct sb_local_call *call, void *ud)
 	}
 }
 
+/* "kv.put" {"key": str, "value": any}: registered with that schema, so it
+ * only ever sees arguments that fit it. */
+static const uint8_t KV_SCHEMA[] = {0x82, 0xa4, 'k',  'e', 'y', 's', 0x81, 0xa3, 'k',  'e',  'y',
+				    0x81, 0xa4, 't',  'y', 'p', 'e', 0xa3, 's',  't',  'r',  0xa8,
+				    'r',  'e',  'q',  'u', 'i', 'r', 'e',  'd',  0x92, 0xa3, 'k',
+				    'e',  'y',  0xa5, 'v', 'a', 'l', 'u',  'e'};
+static _Atomic int kv_calls;
+
+static void kv_put(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	atomic_fetch_add(&kv_calls, 1);
+	if (sb_local_is_request(call))
+		sb_local_reply(call, "stored", NULL, 0, 0);
+}
+
+/* "vault.open": internal, for services and the program only. */
+static void vault_open(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	sb_local_reply(call, "opened", NULL, 0, 0);
+}
+
 /* ---- waiting for callbacks that run on shard threads --------------------- */
 
 #define MAX_REPLIES 256
@@ -325,6 +348,74 @@ static void test_broadcast_over_in_process_and_network_handlers(void)
 	peer_close(svc);
 }
 
+static void test_in_process_handler_with_a_schema(void)
+{
+	static const uint8_t good[] = {0x82, 0xa3, 'k', 'e', 'y', 0xa1, 'a',
+				       0xa5, 'v',  'a', 'l', 'u', 'e',  0x01};
+	static const uint8_t int_key[] = {0x82, 0xa3, 'k', 'e', 'y', 0x07, 0xa5,
+					  'v',  'a',  'l', 'u', 'e', 0x01};
+	static const uint8_t no_value[] = {0x81, 0xa3, 'k', 'e', 'y', 0xa1, 'a'};
+	struct peer *cli = peer_hello(PORT, "kv-user", "client");
+	int before = atomic_load(&kv_calls);
+
+	peer_request(cli, "kv.put", 1, 0, int_key, sizeof int_key);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK_INT(e->code, -SB_EINVAL);
+	CHECK(v_is(e->text, "key \"key\": expected str, got uint"));
+	peer_request(cli, "kv.put", 2, 0, good, sizeof good);
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "stored"));
+
+	/* The program's own requests are checked the same way. */
+	struct waiter w, ok;
+	waiter_init(&w);
+	waiter_init(&ok);
+	CHECK_INT(sb_router_request(R, "kv.put", no_value, sizeof no_value, 0, on_reply, &w), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], SB_EINVAL);
+	CHECK_STR(w.outcome[0], "missing required key \"value\"");
+	CHECK_INT(sb_router_request(R, "kv.put", good, sizeof good, 0, on_reply, &ok), 0);
+	CHECK(wait_final(&ok));
+	CHECK_STR(ok.outcome[0], "stored");
+	CHECK_INT(atomic_load(&kv_calls), before + 2);
+	peer_close(cli);
+
+	/* A bad schema is refused before the router starts. */
+	static const uint8_t bad[] = {0x81, 0xa8, 'r', 'e', 'q', 'u', 'i', 'r', 'e', 'd', 0x01};
+	struct sb_router_config cfg;
+	int err;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	struct sb_router *r2 = sb_router_new(&cfg, &err);
+	CHECK_INT(sb_router_handle_schema(r2, "kv.put", 0, bad, sizeof bad, kv_put, NULL),
+		  SB_EINVAL);
+	CHECK_INT(
+		sb_router_handle_schema(r2, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
+		0);
+	sb_router_free(r2); /* never started: frees the schema it holds */
+}
+
+/* An in-process internal handler: clients are refused with `forbidden`,
+ * network services and the program itself get through. */
+static void test_in_process_internal_handler(void)
+{
+	struct peer *cli = peer_hello(PORT, "vault-user", "client");
+	struct peer *svc = peer_hello(PORT, "vault-service", "service");
+	peer_request(cli, "vault.open", 1, 0, NULL, 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK_INT(e->code, -SB_EFORBIDDEN);
+	CHECK(v_is(e->text, "vault.open is internal: only services may call it"));
+	peer_request(svc, "vault.open", 2, 0, NULL, 0);
+	CHECK(v_is(peer_expect(svc, SB_REPLY)->outcome, "opened"));
+	struct waiter w;
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "vault.open", NULL, 0, 0, on_reply, &w), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], 0);
+	CHECK_STR(w.outcome[0], "opened");
+	peer_close(cli);
+	peer_close(svc);
+}
+
 /* Requests from several program threads at once, each answered once. */
 static void *hammer(void *arg)
 {
@@ -386,6 +477,10 @@ int main(void)
 	CHECK_INT(sb_router_handle(R, "count.to", 0, count_to, NULL), 0);
 	CHECK_INT(sb_router_handle(R, "forgetful", 0, forgetful, NULL), 0);
 	CHECK_INT(sb_router_handle(R, "audit.log", 0, audit, NULL), 0);
+	CHECK_INT(
+		sb_router_handle_schema(R, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
+		0);
+	CHECK_INT(sb_router_handle(R, "vault.open", SB_F_INTERNAL, vault_open, NULL), 0);
 	CHECK_INT(sb_router_handle(R, "$sb.routes", 0, audit, NULL), SB_EINVAL);
 	CHECK_INT(sb_router_handle(R, "bad name", 0, audit, NULL), SB_EINVAL);
 	CHECK_INT(sb_router_start(R), 0);
@@ -401,6 +496,8 @@ int main(void)
 	RUN(test_program_request_errors);
 	RUN(test_program_sends_to_a_network_service);
 	RUN(test_broadcast_over_in_process_and_network_handlers);
+	RUN(test_in_process_handler_with_a_schema);
+	RUN(test_in_process_internal_handler);
 	RUN(test_requests_from_many_threads);
 	RUN(test_stop_answers_what_is_open);
 	return TEST_EXIT();

@@ -477,6 +477,86 @@ static void test_chained_request_from_a_handler(void)
 	peer_close(cli);
 }
 
+static void register_internal(struct peer *p, const char *name, uint64_t id)
+{
+	struct sb_msg m = {.kind = SB_REGISTER, .id = id, .flags = SB_F_INTERNAL};
+	m.name = v_str(name);
+	peer_send(p, &m);
+	CHECK(peer_expect(p, SB_ACK)->id == id);
+}
+
+/* An internal handler answers services only; a client hears `forbidden`
+ * (not `no handler`: the name is served, just not for it). */
+static void test_internal_handler_is_for_services(void)
+{
+	struct peer *pw = peer_hello(PORT, "passwords-2", "service");
+	struct peer *cli = peer_hello(PORT, "signup-2", "client");
+	struct peer *users = peer_hello(PORT, "users-2", "service");
+	register_internal(pw, "passwords.encrypt", 1);
+	uint64_t refused = stats().forbidden;
+
+	peer_request(cli, "passwords.encrypt", 60, 0, NULL, 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 60);
+	CHECK_INT(e->code, -SB_EFORBIDDEN);
+	CHECK(v_is(e->text, "passwords.encrypt is internal: only services may call it"));
+	struct sb_msg s = {.kind = SB_SEND, .name = v_str("passwords.encrypt")};
+	peer_send(cli, &s); /* a send has nobody to tell: dropped, counted */
+	peer_expect_silence(pw, 100);
+	CHECK_INT(stats().forbidden, refused + 2);
+
+	peer_request(users, "passwords.encrypt", 61, 0, NULL, 0);
+	struct sb_msg *req = peer_expect(pw, SB_REQUEST);
+	CHECK_INT(req->from, users->peer_id);
+	peer_reply(pw, req->id, "encrypted", 0, NULL, 0);
+	CHECK(peer_expect(users, SB_REPLY)->id == 61);
+	peer_send(users, &s);
+	CHECK(v_is(peer_expect(pw, SB_SEND)->name, "passwords.encrypt"));
+	peer_close(pw);
+	peer_close(cli);
+	peer_close(users);
+}
+
+/* One name, two handlers, one internal: clients always reach the public
+ * one, services are balanced over both. */
+static void test_internal_and_public_handlers_of_one_name(void)
+{
+	struct peer *inside = peer_hello(PORT, "work-internal", "service");
+	struct peer *outside = peer_hello(PORT, "work-public", "service");
+	struct peer *cli = peer_hello(PORT, "ui-9", "client");
+	struct peer *svc = peer_hello(PORT, "batch-1", "service");
+	register_internal(inside, "work2", 1);
+	peer_register(outside, "work2", 1);
+	uint64_t refused = stats().forbidden;
+
+	for (uint64_t id = 1; id <= 10; id++)
+		peer_request(cli, "work2", id, 0, NULL, 0);
+	CHECK_INT(serve_all(outside, "done"), 10);
+	CHECK_INT(serve_all(inside, "done"), 0);
+	for (int i = 0; i < 10; i++)
+		CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "done"));
+
+	for (uint64_t id = 11; id <= 30; id++)
+		peer_request(svc, "work2", id, 0, NULL, 0);
+	int ni = serve_all(inside, "done"), no = serve_all(outside, "done");
+	CHECK_INT(ni + no, 20);
+	CHECK(ni > 0 && no > 0);
+	for (int i = 0; i < 20; i++)
+		peer_expect(svc, SB_REPLY);
+	CHECK_INT(stats().forbidden, refused);
+
+	/* With the public one gone, clients are refused again. */
+	struct sb_msg un = {.kind = SB_UNREGISTER, .id = 2, .name = v_str("work2")};
+	peer_send(outside, &un);
+	CHECK(peer_expect(outside, SB_ACK)->id == 2);
+	peer_request(cli, "work2", 31, 0, NULL, 0);
+	CHECK_INT(peer_expect(cli, SB_ERROR)->code, -SB_EFORBIDDEN);
+	peer_close(inside);
+	peer_close(outside);
+	peer_close(cli);
+	peer_close(svc);
+}
+
 static void test_handshake_rules(void)
 {
 	struct peer *first = peer_hello(PORT, "unique-1", "client");
@@ -1704,6 +1784,8 @@ int main(void)
 	RUN(test_two_handlers_share_and_fail_over);
 	RUN(test_same_shard_and_cross_shard);
 	RUN(test_chained_request_from_a_handler);
+	RUN(test_internal_handler_is_for_services);
+	RUN(test_internal_and_public_handlers_of_one_name);
 	RUN(test_handshake_rules);
 	RUN(test_100k_requests_each_answered_once);
 	RUN(test_tiny_receive_pool_loses_nothing);

@@ -518,6 +518,45 @@ static void test_listen_echo_count_1(void)
 	sbj_buf_free(&mp);
 }
 
+/* listen --schema: the router refuses bad requests before they arrive. */
+static void test_listen_with_a_schema(void)
+{
+	SBCTL_RUN(&P, "listen", "lis3", "--schema",
+		  "{\"keys\": {\"age\": {\"type\": \"integer\"}}}");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --schema: schema key \"age\": unknown type \"integer\"\n");
+	SBCTL_RUN(&P, "listen", "lis3", "--schema", "{\"keys\"");
+	CHECK_INT(P.code, 2);
+	CHECK(starts(P.se, "sbctl: invalid JSON at byte 7"));
+	SBCTL_RUN(&P, "send", "lis3", "--schema", "{}");
+	CHECK_INT(P.code, 2);
+
+	const char *args[] = {
+		"listen",
+		"lis3",
+		"--count",
+		"1",
+		"--schema",
+		"{\"keys\": {\"email\": {\"type\": \"str\"}}, \"required\": [\"email\"],"
+		" \"additional\": false}",
+		NULL};
+	struct proc l;
+	spawn(&l, args);
+	CHECK(wait_stderr(&l, "sbctl: listening on lis3\n"));
+	SBCTL_RUN(&P, "request", "lis3", "{}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: missing required key \"email\" (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis3", "{\"email\": \"a\", \"x\": 1}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: unknown key \"x\" (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis3", "{\"email\": \"a@b\"}");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "ok  null\n");
+	finish(&l);
+	CHECK_INT(l.code, 0);
+	CHECK_STR(l.so, "request  lis3  {\"email\":\"a@b\"}\n"); /* the only one it saw */
+}
+
 static void test_routes_peers_stats(void)
 {
 	SBCTL_RUN(&P, "routes");
@@ -772,6 +811,7 @@ int main(int argc, char **argv)
 	RUN(test_invalid_json_exits_2);
 	RUN(test_cannot_connect_exits_3);
 	RUN(test_listen_echo_count_1);
+	RUN(test_listen_with_a_schema);
 	RUN(test_routes_peers_stats);
 	RUN(test_routes_peers_stats_from_the_router);
 	RUN(test_to_and_all);

@@ -14,6 +14,7 @@
 
 #include <msgpack.h>
 #include <switchboard/client.h>
+#include <switchboard/proto.h>
 
 #include "json.h"
 
@@ -31,6 +32,7 @@ enum {
 #define F_COUNT   0x4u
 #define F_TO      0x8u
 #define F_ALL     0x10u
+#define F_SCHEMA  0x20u
 
 /* Everything the command line says. */
 struct opts {
@@ -44,6 +46,7 @@ struct opts {
 	unsigned long count; /* listen, presence --count, 0 = forever */
 	const char *to;      /* send, request --to: the peer */
 	int all;             /* send, request --all: every handler */
+	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
 };
@@ -502,8 +505,20 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
+	struct sbj_buf schema = {0};
+	char why[1024];
+	if (parse_payload(o->schema, &schema) != 0)
+		return EXIT_USAGE;
+	/* The router's own words, before connecting: the library only says
+	 * SB_EINVAL. */
+	if (sb_schema_validate(schema.data, schema.len, why, sizeof why) != 0) {
+		fprintf(stderr, "sbctl: --schema: %s\n", why);
+		sbj_buf_free(&schema);
+		return EXIT_USAGE;
+	}
 	struct sb_client *c = connect_router(o, "service");
-	int err = sb_client_register(c, args[0], 0, on_call, &l);
+	int err = sb_client_register_schema(c, args[0], 0, schema.data, schema.len, on_call, &l);
+	sbj_buf_free(&schema);
 	if (err != 0) {
 		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],
 			sb_strerror(err), sb_errname(err));
@@ -932,7 +947,8 @@ static const struct command commands[] = {
 	 "  --to PEER             ask the peer named PEER, whatever it handles\n"
 	 "  --all                 ask every handler of NAME\n",
 	 cmd_request},
-	{"listen", F_ECHO | F_COUNT, 1, 1, "listen NAME [--echo] [--count N]",
+	{"listen", F_ECHO | F_COUNT | F_SCHEMA, 1, 1,
+	 "listen NAME [--echo] [--count N] [--schema JSON]",
 	 "handle NAME: print what arrives and reply",
 	 "Registers a handler for NAME and prints each message that arrives:\n"
 	 "  send  NAME  PAYLOAD       or     request  NAME  PAYLOAD\n"
@@ -941,7 +957,13 @@ static const struct command commands[] = {
 	 "on NAME\" on stderr once registered; SIGINT or SIGTERM stops it (exit 0).\n"
 	 "\n"
 	 "  --echo                reply with outcome \"echo\" and the same payload\n"
-	 "  --count N             exit after N messages\n",
+	 "  --count N             exit after N messages\n"
+	 "  --schema JSON         register with this argument schema: the router\n"
+	 "                        refuses requests that break it (\"invalid arguments\",\n"
+	 "                        naming the key) before they arrive, e.g.\n"
+	 "                        '{\"keys\": {\"email\": {\"type\": \"str\"}},\n"
+	 "                          \"required\": [\"email\"], \"additional\": false}'\n"
+	 "                        (format: docs/protocol.md, \"Argument schemas\")\n",
 	 cmd_listen},
 	{"presence", F_COUNT, 0, 0, "presence [--count N]", "print peers as they come and go",
 	 "Subscribes to the router's presence events and prints one line each:\n"
@@ -1029,6 +1051,7 @@ int main(int argc, char **argv)
 		{"count", required_argument, NULL, 'c'},
 		{"to", required_argument, NULL, 'T'},
 		{"all", no_argument, NULL, 'A'},
+		{"schema", required_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1036,8 +1059,6 @@ int main(int argc, char **argv)
 	struct opts o = {.host = "127.0.0.1", .port = 7400, .connect_ms = 2000};
 	int help = 0, opt;
 
-	/* Tests point the reserved names at a fake service: the router and the
-	 * library refuse to register names starting with '$'. */
 	/* A test hook: the router's own names cannot be served by a stand-in,
 	 * so tests of the table layout point sbctl at other names. */
 	o.admin = getenv("SBCTL_TEST_ADMIN_PREFIX") ? getenv("SBCTL_TEST_ADMIN_PREFIX") : "$sb.";
@@ -1078,6 +1099,10 @@ int main(int argc, char **argv)
 			o.all = 1;
 			o.given |= F_ALL;
 			break;
+		case 's':
+			o.schema = optarg;
+			o.given |= F_SCHEMA;
+			break;
 		case 'h':
 			help = 1;
 			break;
@@ -1117,7 +1142,8 @@ int main(int argc, char **argv)
 			: bad & F_ECHO  ? "--echo"
 			: bad & F_COUNT ? "--count"
 			: bad & F_TO    ? "--to"
-					: "--all",
+			: bad & F_ALL   ? "--all"
+					: "--schema",
 			cmd->name);
 		return EXIT_USAGE;
 	}

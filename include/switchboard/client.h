@@ -185,6 +185,22 @@ int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb
 		       void *ud);
 
 /**
+ * sb_client_register() with an argument schema: the router checks every
+ * message for this handler against it and answers a request that breaks it
+ * with SB_EINVAL and the reason, so the handler only sees arguments that
+ * fit (docs/protocol.md, "Argument schemas"; docs/client.md). The schema is
+ * copied and sent with the registration, again after every reconnect.
+ * @param schema      one MessagePack value; NULL (len 0) or nil for none
+ * @return as sb_client_register(); SB_EINVAL also for a schema the router
+ *         would refuse (sb_schema_validate() says why). A schema larger
+ *         than a router's frame limit is reported when connecting to it, as
+ *         SB_CLIENT_ERROR with SB_ETOOLARGE, and the handler dropped; while
+ *         connected, this call returns SB_ETOOLARGE for it.
+ */
+int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
+			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud);
+
+/**
  * Stop handling @p name (NULL: the catch-all), here and at the router.
  * Calls already delivered stay valid.
  * @return 0, or SB_EINVAL if it was not registered
