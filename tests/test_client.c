@@ -1943,6 +1943,56 @@ static void check_schema_enforced(struct sb_client *const *cs, struct sb_client 
 	CHECK_INT(*calls, before + 1);
 }
 
+/* `to` and broadcast skip load balancing, not the schema: a request to the
+ * named peer, or to every handler, that breaks it is refused before any
+ * handler sees it. */
+static void test_schema_applies_to_peers_and_broadcasts(void)
+{
+	struct watch ws[2] = {{0}}, wc = {0};
+	int calls = 0;
+	struct sb_client *a = client("sc-to-a", "service", &ws[0]);
+	struct sb_client *b = client("sc-to-b", "service", &ws[1]);
+	struct sb_client *ui = client("sc-to-ui", "client", &wc);
+	struct sb_client *cs[] = {a, b, ui};
+	struct replies r[3] = {{0}};
+	struct all_replies all = {.names = {"sc-to-a", "sc-to-b"}}, bad = {0};
+
+	CHECK_INT(sb_client_register_schema(a, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
+					    handle_echo, &calls),
+		  0);
+	CHECK_INT(sb_client_register_schema(b, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
+					    handle_echo, &calls),
+		  0);
+	pump_online(cs, 3);
+	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", NO_EMAIL, sizeof NO_EMAIL, LONG_MS,
+				on_reply, &r[0], NULL),
+		  0);
+	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS,
+				on_reply, &r[1], NULL),
+		  0);
+	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_INT, sizeof EMAIL_INT, LONG_MS, on_all, &bad,
+				 NULL),
+		  0);
+	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS, on_all, &all,
+				 NULL),
+		  0);
+	pump_until(cs, 3, &r[1].terminal, 1, "the good request to sc-to-b");
+	pump_until(cs, 3, &all.terminal, 1, "the good broadcast");
+	pump_until(cs, 3, &bad.terminal, 1, "the refused broadcast");
+	pump_until(cs, 3, &r[0].terminal, 1, "the refused request to sc-to-b");
+	CHECK_INT(r[0].err, SB_EINVAL);
+	CHECK_STR(r[0].outcome, "missing required key \"email\"");
+	CHECK_INT(r[1].err, 0);
+	CHECK_INT(bad.err, SB_EINVAL);
+	CHECK_INT(bad.results, 0); /* refused whole: no handler saw it */
+	CHECK_INT(all.err, 0);
+	CHECK_INT(all.results, 2);
+	CHECK_INT(calls, 3); /* the good request to b, and the good broadcast's two */
+	sb_client_free(a);
+	sb_client_free(b);
+	sb_client_free(ui);
+}
+
 static void test_register_with_a_schema_and_after_reconnect(void)
 {
 	struct watch ws = {0}, wc = {0};
@@ -2119,6 +2169,7 @@ int main(void)
 	RUN(test_caller_identity_window);
 	RUN(test_register_with_a_schema_and_after_reconnect);
 	RUN(test_schema_over_the_frame_limit);
+	RUN(test_schema_applies_to_peers_and_broadcasts);
 	sb_router_stop(R, 0);
 	sb_router_free(R);
 	return TEST_EXIT();
