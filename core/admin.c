@@ -149,6 +149,14 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		{"mail_backlog_peak", s.mail_backlog_peak},
 		{"refused", s.refused},
 		{"hello_timeouts", s.hello_timeouts},
+		{"auth_failures", s.auth_failures},
+		{"auth_blocked", s.auth_blocked},
+		{"forbidden", s.forbidden},
+		{"addr_refused", s.addr_refused},
+		{"inflight_refused", s.inflight_refused},
+		{"register_refused", s.register_refused},
+		{"idle_pings", s.idle_pings},
+		{"idle_timeouts", s.idle_timeouts},
 	};
 	size_t nc = sizeof c / sizeof c[0];
 	msgpack_pack_map(pk, (uint32_t)nc + 1);
