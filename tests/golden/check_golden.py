@@ -250,6 +250,8 @@ def write_router_seeds(directory):
         return frame([1, 0, U64(0), 1, peer, role, None])
     def request(i, name, timeout=0, payload=None):
         return frame([9, 0, U64(i), name, None, U32(0), U32(timeout), payload])
+    def auth(nonce, proof):
+        return frame([3, 0, U64(0), nonce, proof, None])
     reg = frame([5, 0, U64(1), "fz.self", None])
     sessions = {
         "echo": hello("client") + b"".join(request(i, "fz.echo", 0, {"n": i})
@@ -269,6 +271,15 @@ def write_router_seeds(directory):
         + frame([17, 0, U64(0), "bye", 0, None]),
         "reply-unknown": hello("service") + frame([10, 0, U64(77), "done", None, None])
         + frame([11, 0, U64(78), 2, "x", None, None]),
+        # For the router with secrets (the harness sends every input to both):
+        # a wrong AUTH, AUTH out of place, a malformed one, and work before AUTH.
+        "auth-wrong": hello("client", "fz-a") + auth(bytes(16), bytes(32)),
+        "auth-first": auth(bytes(range(16)), bytes(32)) + hello("client"),
+        "auth-twice": hello("service") + auth(bytes(16), bytes(32))
+        + auth(bytes(16), bytes(32)),
+        "auth-short-proof": hello("client") + auth(bytes(64), bytes(16)),
+        "auth-short-nonce": hello("client") + auth(bytes(8), bytes(32)),  # under 16
+        "auth-skipped": hello("service") + reg + request(2, "fz.echo"),
     }
     sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
     for name, data in sessions.items():
