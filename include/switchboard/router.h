@@ -136,7 +136,8 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms);
 
 /**
  * Replace the secrets and name rules (the secret_* and allow_* fields of
- * @p c; other fields are ignored) while the router runs, from any thread.
+ * @p c; other fields are ignored) while the router runs, from any thread
+ * but a shard's (not from an in-process handler: it waits for every shard).
  * Secret files are read again. A handshake already challenged finishes
  * with the secret of its HELLO; existing registrations stay. Once this
  * returns, every shard judges new frames by the new rules.
