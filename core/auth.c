@@ -19,6 +19,11 @@
 
 /* ---- crypto --------------------------------------------------------------- */
 
+void sb__auth_init(void)
+{
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
+}
+
 int sb__auth_random(uint8_t *buf, size_t n)
 {
 	return RAND_bytes(buf, (int)n) == 1 ? 0 : SB_EINTERNAL;

@@ -69,6 +69,15 @@ struct sb__auth_hs {
 
 /* ---- crypto (the router and the client library) --------------------------- */
 
+/**
+ * Before the first OpenSSL call: no exit-time cleanup. A router's shard
+ * threads may outlive main() (a program that exits without stopping it, an
+ * exit() on another thread), and OpenSSL's atexit handler would free the
+ * locks and random generators they use under them. Only the process's
+ * first OpenSSL initialisation decides this.
+ */
+void sb__auth_init(void);
+
 /** Fill @p buf with @p n random bytes. @return 0 or SB_EINTERNAL */
 int sb__auth_random(uint8_t *buf, size_t n);
 

@@ -1194,6 +1194,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	}
 	if (!config_ok(cfg))
 		goto fail;
+	sb__auth_init();
 	e = SB_ENOMEM;
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		goto fail;

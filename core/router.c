@@ -178,6 +178,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	pthread_cond_init(&r->start_cond, NULL);
 	sb__routes_init(&r->names);
 	sb__addrtab_init(&r->addrs);
+	sb__auth_init();
 	/* The policy owns copies of the secrets and rules: the caller's strings
 	 * need not outlive this call, so nothing may read them later. */
 	if ((e = sb__auth_router_init(r, c)) != 0)
