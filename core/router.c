@@ -31,6 +31,13 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->recv_buffers = 256;
 	c->recv_buffer_size = 16384;
 	c->log_level = 1;
+	c->auth_fail_max = 5;
+	c->auth_fail_window_ms = 60000;
+	c->max_conns_per_addr = 1024;
+	c->max_inflight_per_conn = 65536;
+	c->max_registrations = 1024;
+	c->idle_ms = 60000;
+	c->pong_timeout_ms = 20000;
 }
 
 void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
@@ -63,6 +70,9 @@ static int check_config(const struct sb_router_config *c)
 	    c->max_inflight > SB__REQTAB_MAX || c->max_conns == 0)
 		return 0;
 	if (c->name_pattern != NULL && !sb__name_pattern_ok(c->name_pattern))
+		return 0;
+	if (c->max_inflight_per_conn == 0 || c->max_registrations == 0 ||
+	    (c->idle_ms > 0 && c->pong_timeout_ms == 0))
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
@@ -152,6 +162,17 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
 		goto fail;
 	sb__rstats_init(&r->rstats, r->nshards);
+	sb__addrtab_init(&r->addrs);
+	sb__auth_init();
+	/* The policy owns copies of the secrets and rules: the caller's strings
+	 * need not outlive this call, so nothing may read them later. */
+	if ((e = sb__auth_router_init(r, c)) != 0)
+		goto fail;
+	e = SB_ENOMEM;
+	r->cfg.secret_service = r->cfg.secret_client = NULL;
+	r->cfg.secret_service_file = r->cfg.secret_client_file = NULL;
+	r->cfg.allow_register_service = r->cfg.allow_call_service = NULL;
+	r->cfg.allow_call_client = NULL;
 	r->shards = calloc(r->nshards, sizeof *r->shards);
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
 	if (r->inboxes == NULL)
@@ -270,7 +291,16 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->hello_timeouts +=
 			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
 		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
+		s->auth_failures += atomic_load_explicit(&st->auth_failures, memory_order_relaxed);
+		s->auth_blocked += atomic_load_explicit(&st->auth_blocked, memory_order_relaxed);
 		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
+		s->addr_refused += atomic_load_explicit(&st->addr_refused, memory_order_relaxed);
+		s->inflight_refused +=
+			atomic_load_explicit(&st->inflight_refused, memory_order_relaxed);
+		s->register_refused +=
+			atomic_load_explicit(&st->register_refused, memory_order_relaxed);
+		s->idle_pings += atomic_load_explicit(&st->idle_pings, memory_order_relaxed);
+		s->idle_timeouts += atomic_load_explicit(&st->idle_timeouts, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;
@@ -301,6 +331,11 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 	sb__log(r, 2, "stopped");
 }
 
+int sb_router_reload(struct sb_router *r, const struct sb_router_config *c)
+{
+	return sb__auth_reload(r, c);
+}
+
 void sb_router_free(struct sb_router *r)
 {
 	if (r == NULL)
@@ -324,6 +359,8 @@ void sb_router_free(struct sb_router *r)
 	free(r->locals);
 	sb__dir_destroy(&r->dir);
 	sb__rstats_destroy(&r->rstats);
+	sb__auth_router_destroy(&r->auth);
+	sb__addrtab_destroy(&r->addrs);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

@@ -30,6 +30,9 @@ static struct sb_router_config base_config(void)
 	cfg.port = 0;
 	cfg.shards = 2;
 	cfg.log_level = 0;
+	/* Every test peer dials from 127.0.0.1, and the identity-window test
+	 * alone holds 1,025 connections at once. */
+	cfg.max_conns_per_addr = 4096;
 	return cfg;
 }
 

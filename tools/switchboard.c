@@ -37,6 +37,32 @@ static void usage(FILE *out)
 		     "                        finish before connections close (default 5000)\n"
 		     "  --log-level N         0 errors, 1 lifecycle, 2 connections, 3 debug\n"
 		     "                        (default 1)\n"
+		     "\n"
+		     "Authentication and name rules (docs/security.md):\n"
+		     "  --secret-file-service FILE   shared secret of role service, read from\n"
+		     "                        FILE (a trailing newline is dropped)\n"
+		     "  --secret-file-client FILE    the same for role client. With a secret\n"
+		     "                        for one role only, the other is refused\n"
+		     "  --secret-service S    --secret-client S   the secret itself (visible\n"
+		     "                        in the process list: prefer the files)\n"
+		     "  --allow-register-service P   names services may register, patterns\n"
+		     "                        such as \"user.*,billing.log\" (default: any)\n"
+		     "  --allow-call-service P       names services may send to or request\n"
+		     "  --allow-call-client P        names clients may send to or request\n"
+		     "  --auth-fail-max N     wrong secrets from one address within the window\n"
+		     "                        before it is refused; 0 = never (default 5)\n"
+		     "  --auth-fail-window MS that window (default 60000)\n"
+		     "\n"
+		     "Limits:\n"
+		     "  --max-conns-per-addr N     connections from one IP address; 0 = no\n"
+		     "                        limit (default 1024)\n"
+		     "  --max-inflight-per-conn N  requests in flight per connection\n"
+		     "                        (default 65536)\n"
+		     "  --max-registrations N names registered per connection (default 1024)\n"
+		     "  --idle-timeout MS     PING a connection silent this long; 0 = never\n"
+		     "                        (default 60000)\n"
+		     "  --pong-timeout MS     then close it if nothing comes within this\n"
+		     "                        (default 20000)\n"
 		     "  --help                this text\n"
 		     "  --version             print the version and exit\n");
 }
@@ -55,6 +81,24 @@ static unsigned long number(const char *flag, const char *s, unsigned long lo, u
 	return v;
 }
 
+/* Long options without a short letter. */
+enum {
+	O_SECRET_SERVICE = 256,
+	O_SECRET_CLIENT,
+	O_SECRET_FILE_SERVICE,
+	O_SECRET_FILE_CLIENT,
+	O_ALLOW_REGISTER_SERVICE,
+	O_ALLOW_CALL_SERVICE,
+	O_ALLOW_CALL_CLIENT,
+	O_AUTH_FAIL_MAX,
+	O_AUTH_FAIL_WINDOW,
+	O_MAX_CONNS_PER_ADDR,
+	O_MAX_INFLIGHT_PER_CONN,
+	O_MAX_REGISTRATIONS,
+	O_IDLE_TIMEOUT,
+	O_PONG_TIMEOUT,
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -71,6 +115,20 @@ int main(int argc, char **argv)
 		{"bind-retry-ms", required_argument, NULL, 'R'},
 		{"drain-ms", required_argument, NULL, 'd'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"secret-service", required_argument, NULL, O_SECRET_SERVICE},
+		{"secret-client", required_argument, NULL, O_SECRET_CLIENT},
+		{"secret-file-service", required_argument, NULL, O_SECRET_FILE_SERVICE},
+		{"secret-file-client", required_argument, NULL, O_SECRET_FILE_CLIENT},
+		{"allow-register-service", required_argument, NULL, O_ALLOW_REGISTER_SERVICE},
+		{"allow-call-service", required_argument, NULL, O_ALLOW_CALL_SERVICE},
+		{"allow-call-client", required_argument, NULL, O_ALLOW_CALL_CLIENT},
+		{"auth-fail-max", required_argument, NULL, O_AUTH_FAIL_MAX},
+		{"auth-fail-window", required_argument, NULL, O_AUTH_FAIL_WINDOW},
+		{"max-conns-per-addr", required_argument, NULL, O_MAX_CONNS_PER_ADDR},
+		{"max-inflight-per-conn", required_argument, NULL, O_MAX_INFLIGHT_PER_CONN},
+		{"max-registrations", required_argument, NULL, O_MAX_REGISTRATIONS},
+		{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+		{"pong-timeout", required_argument, NULL, O_PONG_TIMEOUT},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -129,6 +187,52 @@ int main(int argc, char **argv)
 		case 'l':
 			cfg.log_level = (int)number("log-level", optarg, 0, 3);
 			break;
+		case O_SECRET_SERVICE:
+			cfg.secret_service = optarg;
+			break;
+		case O_SECRET_CLIENT:
+			cfg.secret_client = optarg;
+			break;
+		case O_SECRET_FILE_SERVICE:
+			cfg.secret_service_file = optarg;
+			break;
+		case O_SECRET_FILE_CLIENT:
+			cfg.secret_client_file = optarg;
+			break;
+		case O_ALLOW_REGISTER_SERVICE:
+			cfg.allow_register_service = optarg;
+			break;
+		case O_ALLOW_CALL_SERVICE:
+			cfg.allow_call_service = optarg;
+			break;
+		case O_ALLOW_CALL_CLIENT:
+			cfg.allow_call_client = optarg;
+			break;
+		case O_AUTH_FAIL_MAX:
+			cfg.auth_fail_max = (uint32_t)number("auth-fail-max", optarg, 0, 1000000);
+			break;
+		case O_AUTH_FAIL_WINDOW:
+			cfg.auth_fail_window_ms =
+				(uint32_t)number("auth-fail-window", optarg, 0, 86400000);
+			break;
+		case O_MAX_CONNS_PER_ADDR:
+			cfg.max_conns_per_addr =
+				(uint32_t)number("max-conns-per-addr", optarg, 0, 16u << 20);
+			break;
+		case O_MAX_INFLIGHT_PER_CONN:
+			cfg.max_inflight_per_conn =
+				(uint32_t)number("max-inflight-per-conn", optarg, 1, 1u << 24);
+			break;
+		case O_MAX_REGISTRATIONS:
+			cfg.max_registrations =
+				(uint32_t)number("max-registrations", optarg, 1, 1u << 24);
+			break;
+		case O_IDLE_TIMEOUT:
+			cfg.idle_ms = (uint32_t)number("idle-timeout", optarg, 0, 86400000);
+			break;
+		case O_PONG_TIMEOUT:
+			cfg.pong_timeout_ms = (uint32_t)number("pong-timeout", optarg, 1, 3600000);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -166,7 +270,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (r == NULL) {
-		fprintf(stderr, "switchboard: cannot listen on %s:%u: %s\n", cfg.addr, cfg.port,
+		/* A bad secret or rule was logged above with its reason. */
+		if (err == SB_EINVAL) {
+			fprintf(stderr, "switchboard: cannot start: invalid configuration\n");
+			return 1;
+		}
+		fprintf(stderr, "switchboard: cannot start on %s:%u: %s\n", cfg.addr, cfg.port,
 			err == SB_ESYS ? strerror(errno) : sb_strerror(err));
 		return 1;
 	}
