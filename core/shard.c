@@ -903,6 +903,10 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		if ((r = lookup(sh, m->name)) != NULL && !bcast_args_ok(sh, a, m, r))
 			return;
 		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+			if (r != NULL && rc == SB_ENOPEERS) { /* handlers, all internal */
+				refuse_internal(sh, a, m);
+				return;
+			}
 			stat_add(&sh->st.no_handler, 1);
 			answer_error(sh, a, m->id, rc,
 				     rc == SB_ENOPEERS ? "no connected peer handles this name"

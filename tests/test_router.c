@@ -507,6 +507,15 @@ static void test_internal_handler_is_for_services(void)
 	peer_send(cli, &s); /* a send has nobody to tell: dropped, counted */
 	peer_expect_silence(pw, 100);
 	CHECK_INT(stats().forbidden, refused + 2);
+	/* A broadcast request reaches no handler either: forbidden, not "no
+	 * connected peers". */
+	struct sb_msg all = {.kind = SB_REQUEST, .id = 62, .flags = SB_F_BROADCAST};
+	all.name = v_str("passwords.encrypt");
+	peer_send(cli, &all);
+	e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 62);
+	CHECK_INT(e->code, -SB_EFORBIDDEN);
+	peer_expect_silence(pw, 50);
 
 	peer_request(users, "passwords.encrypt", 61, 0, NULL, 0);
 	struct sb_msg *req = peer_expect(pw, SB_REQUEST);
