@@ -1703,13 +1703,22 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 	sb__routes_del_ep(&sh->routes, ep);
 	/* O(live requests): a disconnect is rare next to messages, and an
 	 * index per handler would cost on every request. */
-	for (struct sb__link *l = sh->req_list.next, *next; l != &sh->req_list; l = next) {
-		next = l->next;
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
 		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
 		if (q->handler == ep)
 			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
 		else if (q->bc != NULL)
 			sb__bcast_gone(sh, q, ep);
+		/* Answering can drop a requester as a slow consumer, which ends
+		 * its requests, `next` perhaps among them: then start over. Nothing
+		 * is done twice: failed requests have left the list, and a
+		 * broadcast's gone handler is already closed. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
 	}
 	sb__idmap_del(&sh->load, ep);
 }

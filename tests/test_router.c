@@ -1514,13 +1514,14 @@ static void test_broadcast_to_nobody(void)
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 1 && e->code == (uint32_t)-SB_ENOPEERS && e->flags == 0);
 
-	/* Internal handlers do not count for a client, but do for a service. */
+	/* Internal handlers are not for a client (forbidden), but are for a
+	 * service. */
 	struct sb_msg reg = {
 		.kind = SB_REGISTER, .id = 5, .flags = SB_F_INTERNAL, .name = v_str("secret")};
 	peer_send(svc, &reg);
 	peer_expect(svc, SB_ACK);
 	send_kind(cli, SB_REQUEST, NULL, "secret", 2, SB_F_BROADCAST, 1000);
-	CHECK(peer_expect(cli, SB_ERROR)->code == (uint32_t)-SB_ENOPEERS);
+	CHECK(peer_expect(cli, SB_ERROR)->code == (uint32_t)-SB_EFORBIDDEN);
 	struct peer *peer_svc = peer_hello(PORT, "bc-insider", "service");
 	send_kind(peer_svc, SB_REQUEST, NULL, "secret", 3, SB_F_BROADCAST, 1000);
 	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
