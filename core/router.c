@@ -71,6 +71,25 @@ void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint6
 	pthread_mutex_unlock(&r->names_lock);
 }
 
+static int tls_wanted(const struct sb_router_config *c)
+{
+	return c->tls_cert != NULL || c->tls_key != NULL || c->tls_ca != NULL ||
+	       c->tls_verify_client || (c->tls_allow != NULL && c->tls_allow[0] != NULL) ||
+	       (c->tls_deny != NULL && c->tls_deny[0] != NULL);
+}
+
+/* The TLS settings of c, loaded; a failure is logged as an error, since
+ * nothing else would say which file or setting is wrong. */
+static int tls_load(struct sb_router *r, const struct sb_router_config *c, struct sb__tls_ctx **x,
+		    const char *when)
+{
+	char why[320];
+	int rc = sb__tls_server_ctx(c, x, why, sizeof why);
+	if (rc != 0)
+		sb__log(r, 0, "%s: %s", when, why);
+	return rc;
+}
+
 static int check_config(const struct sb_router_config *c)
 {
 	struct in_addr a;
@@ -155,6 +174,10 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		goto fail;
 	r->cfg = *c;
+	/* Only what the router keeps is copied; the TLS strings are read below
+	 * and dropped, so nothing points at the caller's memory. */
+	r->cfg.tls_cert = r->cfg.tls_key = r->cfg.tls_ca = NULL;
+	r->cfg.tls_allow = r->cfg.tls_deny = NULL;
 	r->nshards = c->shards ? c->shards : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (r->nshards == 0)
 		r->nshards = 1;
@@ -167,6 +190,16 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
 	sb__routes_init(&r->names);
+	pthread_mutex_init(&r->tls_lock, NULL);
+	if ((r->addr = strdup(c->addr)) == NULL)
+		goto fail;
+	r->cfg.addr = r->addr;
+	if (tls_wanted(c)) {
+		if ((e = tls_load(r, c, &r->tls, "TLS")) != 0)
+			goto fail;
+		r->tls_on = 1;
+		e = SB_ENOMEM;
+	}
 	r->shards = calloc(r->nshards, sizeof *r->shards);
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
 	if (r->inboxes == NULL)
@@ -248,9 +281,94 @@ int sb_router_start(struct sb_router *r)
 		rc = r->shards[i].start_rc;
 	if (rc != 0)
 		sb_router_stop(r, 0);
-	else
+	else if (r->tls_on) {
+		char desc[320];
+		sb__tls_ctx_describe(r->tls, desc, sizeof desc);
+		sb__log(r, 2, "listening on %s:%u (%u shards), TLS 1.3: %s", r->cfg.addr, r->port,
+			r->nshards, desc);
+	} else
 		sb__log(r, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
 	return rc;
+}
+
+struct sb__tls_ctx *sb__router_tls(struct sb__shard *sh)
+{
+	struct sb_router *r = sh->r;
+
+	/* One relaxed-cost load per accept; the lock only after a reload. */
+	if (atomic_load_explicit(&r->tls_gen, memory_order_acquire) != sh->tls_gen ||
+	    sh->tls == NULL) {
+		struct sb__tls_ctx *old = sh->tls;
+		pthread_mutex_lock(&r->tls_lock);
+		sh->tls = r->tls;
+		sb__tls_ctx_get(sh->tls);
+		sh->tls_gen = atomic_load_explicit(&r->tls_gen, memory_order_relaxed);
+		pthread_mutex_unlock(&r->tls_lock);
+		sb__tls_ctx_put(old);
+	}
+	return sh->tls;
+}
+
+/* Settings a reload cannot change: a line for each that differs, so an
+ * edited config file never fails silently. */
+static void note_restart_only(struct sb_router *r, const struct sb_router_config *c)
+{
+	const struct sb_router_config *o = &r->cfg;
+	struct {
+		const char *flag;
+		unsigned long long now, asked;
+	} f[] = {
+		{"port", o->port, c->port},
+		{"shards", o->shards, c->shards},
+		{"max-frame", o->max_frame, c->max_frame},
+		{"timeout", o->default_timeout_ms, c->default_timeout_ms},
+		{"out-max", o->out_max, c->out_max},
+		{"max-conns", o->max_conns, c->max_conns},
+		{"hello-timeout", o->hello_timeout_ms, c->hello_timeout_ms},
+		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},
+	};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		if (f[i].now != f[i].asked)
+			sb__log(r, 1,
+				"reload: %s changes only with a restart (still %llu, not %llu)",
+				f[i].flag, f[i].now, f[i].asked);
+	if (c->addr != NULL && strcmp(c->addr, o->addr) != 0)
+		sb__log(r, 1, "reload: addr changes only with a restart (still %s)", o->addr);
+}
+
+int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
+{
+	struct sb__tls_ctx *tls = NULL, *old;
+	int rc;
+
+	/* Everything is checked first and swapped after, so a refusal leaves
+	 * every setting as it was. Other modules' settings are checked and
+	 * swapped the same way, next to TLS's. */
+	if (tls_wanted(cfg) != r->tls_on) {
+		sb__log(r, 0,
+			"reload refused: TLS cannot be turned %s without a restart; the "
+			"settings in force stay",
+			r->tls_on ? "off" : "on");
+		return SB_EINVAL;
+	}
+	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0) {
+		sb__log(r, 0, "reload: the settings in force stay");
+		return rc;
+	}
+	note_restart_only(r, cfg);
+	if (tls != NULL) {
+		char desc[320];
+		sb__tls_ctx_describe(tls, desc, sizeof desc);
+		pthread_mutex_lock(&r->tls_lock);
+		old = r->tls;
+		r->tls = tls;
+		atomic_fetch_add_explicit(&r->tls_gen, 1, memory_order_release);
+		pthread_mutex_unlock(&r->tls_lock);
+		sb__tls_ctx_put(old); /* shards and connections hold their own */
+		sb__log(r, 1, "reloaded: TLS 1.3: %s", desc);
+	} else
+		sb__log(r, 1, "reloaded");
+	return 0;
 }
 
 uint16_t sb_router_port(const struct sb_router *r)
@@ -334,6 +452,9 @@ void sb_router_free(struct sb_router *r)
 		free(r->locals[i].name);
 	free(r->locals);
 	sb__routes_destroy(&r->names);
+	sb__tls_ctx_put(r->tls);
+	pthread_mutex_destroy(&r->tls_lock);
+	free(r->addr);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

@@ -36,6 +36,18 @@ struct sb_router_config {
 					4,096 up to 8 shards, fewer beyond */
 	int log_level;               /* 0 errors, 1 + lifecycle, 2 + connections, 3 debug;
 					default 1 */
+	/* TLS (docs/security.md). The files and lists are read by
+	 * sb_router_new() and sb_router_reload() and not kept. */
+	const char *tls_cert;         /* PEM certificate (chain) file: the listener speaks
+					 TLS 1.3 only; NULL = plain TCP (default) */
+	const char *tls_key;          /* PEM private key file; NULL = in tls_cert's file */
+	const char *tls_ca;           /* PEM CA file client certificates are verified
+					 against; a client may present one when set */
+	int tls_verify_client;        /* 1: require a client certificate signed by tls_ca */
+	const char *const *tls_allow; /* NULL-terminated names or `*` patterns matched
+					 against the client certificate's CN and DNS SANs
+					 (no case); NULL or empty = every CA-signed name */
+	const char *const *tls_deny;  /* the same; a match refuses, and wins over allow */
 };
 
 /* Counters, summed over shards. */
@@ -64,8 +76,9 @@ struct sb_router;
 void sb_router_config_init(struct sb_router_config *c);
 
 /**
- * Create a router: validate the config and bind every shard's listening
- * socket (SO_REUSEPORT), retrying a busy port as configured.
+ * Create a router: validate the config, load the TLS settings if any, and
+ * bind every shard's listening socket (SO_REUSEPORT), retrying a busy port
+ * as configured. A bad TLS setting is logged (at any log level).
  * @param err  set to the reason on failure: SB_EINVAL (bad config) or
  *             SB_ESYS (errno says why: EADDRINUSE after the retries, ...)
  * @return the router, not yet running, or NULL
@@ -95,6 +108,18 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s);
  * "router draining" for their requesters.
  */
 void sb_router_stop(struct sb_router *r, unsigned drain_ms);
+
+/**
+ * Apply the reloadable settings of @p cfg to new connections, without
+ * touching existing ones: the TLS certificate, key and CA (files read
+ * again), tls_verify_client and the allow and deny lists. Other fields
+ * are ignored (a log line names those that differ: they need a restart).
+ * Safe from any thread, running or not; @p cfg is read during the call only.
+ * @return 0; SB_EINVAL if a setting is invalid (a file that does not load,
+ *         a key that does not match, TLS turned on or off): the log says
+ *         why, and the settings in force stay; SB_ENOMEM
+ */
+int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg);
 
 /** Free a stopped (or never started) router. */
 void sb_router_free(struct sb_router *r);
