@@ -835,6 +835,200 @@ static void test_reload_races_accepts(void)
 	stop(rl.r);
 }
 
+/* ---- the daemon: config file and SIGHUP --------------------------------- */
+
+static int write_config(const char *allow)
+{
+	FILE *f = fopen(at("sb.conf"), "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f,
+		"# switchboard, as the TLS test runs it\n"
+		"port = 0\n"
+		"shards = 1\n"
+		"tls-cert = %s   # the router's certificate\n"
+		"tls-key = %s\n"
+		"tls-ca = %s\n"
+		"tls-verify-client = yes\n"
+		"tls-allow = %s\n",
+		at("server.pem"), at("server.key"), at("ca.pem"), allow);
+	return fclose(f);
+}
+
+/* A line from the daemon's stdout containing `want`, within 5 s. */
+static int read_until(int fd, const char *want, char *line, size_t cap)
+{
+	size_t have = 0;
+	uint64_t end = now_ms() + 5000;
+
+	while (now_ms() < end) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		char ch;
+		if (read(fd, &ch, 1) != 1)
+			return -1;
+		if (ch != '\n') {
+			if (have + 1 < cap)
+				line[have++] = ch;
+			continue;
+		}
+		line[have] = 0;
+		if (strstr(line, want) != NULL)
+			return 0;
+		have = 0;
+	}
+	return -1;
+}
+
+static void test_daemon_reloads_on_sighup(void)
+{
+	int out[2];
+	char line[512];
+	struct watch wa = {0}, wb1 = {0}, wb2 = {0};
+
+	CHECK_INT(write_config("alice"), 0);
+	CHECK(pipe(out) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(out[1], 1);
+		dup2(null, 2);
+		close(out[0]);
+		execl(DAEMON, DAEMON, "--config", at("sb.conf"), (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	CHECK_INT(read_until(out[0], "listening on 127.0.0.1:", line, sizeof line), 0);
+	const char *p = strstr(line, "127.0.0.1:");
+	uint16_t port = p != NULL ? (uint16_t)atoi(p + 10) : 0;
+	CHECK(port > 0);
+	CHECK(strstr(line, "TLS") != NULL);
+
+	struct sb_client *alice = client(port, "service", "alice", NULL, &wa);
+	CHECK_INT(sb_client_register(alice, "echo", 0, handle_echo, NULL), 0);
+	pump_online(&alice, 1);
+	struct sb_client *bob = client(port, "client", "bob", NULL, &wb1);
+	expect_refused(bob, &wb1, SB_EFORBIDDEN, "\"bob\" is not allowed");
+	sb_client_free(bob);
+
+	CHECK_INT(write_config("alice, bob"), 0);
+	kill(pid, SIGHUP);
+	CHECK_INT(read_until(out[0], "SIGHUP: settings reloaded", line, sizeof line), 0);
+	bob = client(port, "client", "bob", NULL, &wb2);
+	struct sb_client *cs[] = {alice, bob};
+	pump_online(cs, 2);
+	echo_works(cs, 2, bob, 4);
+	CHECK_INT(wa.offline, 0);
+
+	/* A broken file is refused and changes nothing. */
+	FILE *f = fopen(at("sb.conf"), "a");
+	if (f != NULL) {
+		fputs("tls-alow = mallory\n", f);
+		fclose(f);
+	}
+	kill(pid, SIGHUP);
+	CHECK_INT(read_until(out[0], "tls-alow: not a setting", line, sizeof line), 0);
+	CHECK(strstr(line, "sb.conf:9: ") != NULL);
+	echo_works(cs, 2, bob, 5);
+
+	sb_client_free(bob);
+	sb_client_free(alice);
+	kill(pid, SIGTERM);
+	int status = 0;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(out[0]);
+}
+
+/* ---- sbctl -------------------------------------------------------------- */
+
+/* Runs sbctl with args while pumping the service c; its exit code, and its
+ * stdout and stderr (joined) in out. */
+static int sbctl(struct sb_client *c, char *out, size_t cap, const char *const *args)
+{
+	const char *argv[16] = {SBCTL};
+	int pipefd[2], status = 0;
+	size_t n = 1, have = 0;
+
+	while (args[n - 1] != NULL && n < 15) {
+		argv[n] = args[n - 1];
+		n++;
+	}
+	argv[n] = NULL;
+	CHECK(pipe(pipefd) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		dup2(pipefd[1], 2);
+		close(pipefd[0]);
+		execv(SBCTL, (char *const *)argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
+	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (now_ms() >= end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			CHECK(!"sbctl did not finish");
+			break;
+		}
+		pump_once(&c, 1);
+		ssize_t k = read(pipefd[0], out + have, cap - 1 - have);
+		if (k > 0)
+			have += (size_t)k;
+	}
+	ssize_t k;
+	while ((k = read(pipefd[0], out + have, cap - 1 - have)) > 0)
+		have += (size_t)k;
+	out[have] = 0;
+	close(pipefd[0]);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void test_sbctl_over_tls(void)
+{
+	static const char *const ALICE[] = {"alice", NULL};
+	uint16_t port;
+	struct tls_cfg t = {.cert = "server", .mtls = 1, .allow = ALICE};
+	struct sb_router *r = start(&t, &port);
+	struct watch wa = {0};
+	char router[32], out[2048];
+
+	snprintf(router, sizeof router, "127.0.0.1:%u", port);
+	struct sb_client *alice = client(port, "service", "alice", NULL, &wa);
+	CHECK_INT(sb_client_register(alice, "echo", 0, handle_echo, NULL), 0);
+	pump_online(&alice, 1);
+
+	const char *ok[] = {"--router",   router,          "--tls-ca",  at("ca.pem"),
+			    "--tls-cert", at("alice.pem"), "--tls-key", at("alice.key"),
+			    "request",    "echo",          "{\"n\":1}", NULL};
+	CHECK_INT(sbctl(alice, out, sizeof out, ok), 0);
+	CHECK(strstr(out, "echoed  {\"n\":1}") != NULL);
+
+	const char *bob[] = {"--router",   router,        "--tls-ca",  at("ca.pem"),
+			     "--tls-cert", at("bob.pem"), "--tls-key", at("bob.key"),
+			     "request",    "echo",        NULL};
+	CHECK_INT(sbctl(alice, out, sizeof out, bob), 3);
+	CHECK(strstr(out, "forbidden (code EFORBIDDEN): certificate name \"bob\" is not "
+			  "allowed") != NULL);
+
+	const char *rogue[] = {"--router", router, "--tls-ca", at("rogue-ca.pem"), "routes", NULL};
+	CHECK_INT(sbctl(alice, out, sizeof out, rogue), 3);
+	CHECK(strstr(out, "router certificate \"server\" refused: it is not signed by a "
+			  "trusted CA") != NULL);
+
+	const char *missing[] = {"--router", router, "--tls-ca", at("nothere.pem"), "routes", NULL};
+	CHECK_INT(sbctl(alice, out, sizeof out, missing), 2);
+	CHECK(strstr(out, "nothere.pem: No such file or directory") != NULL);
+	if (sb_test_failures > 0)
+		fprintf(stderr, "  sbctl said: %s\n", out);
+	sb_client_free(alice);
+	stop(r);
+}
+
 /* ---- settings ----------------------------------------------------------- */
 
 static void test_bad_settings_are_refused(void)
@@ -927,6 +1121,8 @@ int main(int argc, char **argv)
 	RUN(test_mtls_refusals);
 	RUN(test_reload_swaps_allow_list);
 	RUN(test_reload_races_accepts);
+	RUN(test_daemon_reloads_on_sighup);
+	RUN(test_sbctl_over_tls);
 	RUN(test_bad_settings_are_refused);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", DIR_);
 	if (system(cmd) != 0)
