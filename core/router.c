@@ -339,22 +339,21 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 {
 	struct sb__tls_ctx *tls = NULL, *old;
-	int rc;
+	int rc = SB_EINVAL;
 
-	/* Everything is checked first and swapped after, so a refusal leaves
-	 * every setting as it was. Other modules' settings are checked and
-	 * swapped the same way, next to TLS's. */
+	/* First every module builds and checks its new settings, then all are
+	 * swapped in, so a refusal leaves every setting as it was. A module
+	 * with settings of its own checks them after TLS's (a failure goes to
+	 * refused) and swaps them next to TLS's. */
 	if (tls_wanted(cfg) != r->tls_on) {
-		sb__log(r, 0,
-			"reload refused: TLS cannot be turned %s without a restart; the "
-			"settings in force stay",
+		sb__log(r, 0, "reload refused: TLS cannot be turned %s without a restart",
 			r->tls_on ? "off" : "on");
-		return SB_EINVAL;
+		goto refused;
 	}
-	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0) {
-		sb__log(r, 0, "reload: the settings in force stay");
-		return rc;
-	}
+	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
+		goto refused;
+
+	/* Nothing below fails. */
 	note_restart_only(r, cfg);
 	if (tls != NULL) {
 		char desc[320];
@@ -369,6 +368,10 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	} else
 		sb__log(r, 1, "reloaded");
 	return 0;
+refused:
+	sb__tls_ctx_put(tls);
+	sb__log(r, 0, "reload: the settings in force stay");
+	return rc;
 }
 
 uint16_t sb_router_port(const struct sb_router *r)

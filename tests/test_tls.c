@@ -669,6 +669,36 @@ static void test_tls_client_of_plain_router(void)
 	stop(r);
 }
 
+/* A peer that starts a handshake and stalls (or never starts one) is
+ * closed at the HELLO deadline, like a silent plain peer: it cannot hold a
+ * descriptor and a place for long. It hears nothing first (there is no
+ * TLS session to say it in). */
+static void test_stalled_handshake_is_closed(void)
+{
+	struct sb_router_config cfg;
+	struct sb_router_stats st;
+	int err = 0;
+
+	fill(&cfg, &(struct tls_cfg){.cert = "server"});
+	cfg.hello_timeout_ms = 200;
+	struct sb_router *r = sb_router_new(&cfg, &err);
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	CHECK_INT(sb_router_start(r), 0);
+	struct peer *silent = peer_dial(sb_router_port(r));
+	struct peer *stalled = peer_dial(sb_router_port(r));
+	static const uint8_t start[] = {22, 3, 1, 0x02, 0x00, 1}; /* a ClientHello's first bytes */
+	peer_raw(stalled, start, sizeof start);
+	CHECK_INT(peer_recv_within(silent, 5000), 0);
+	CHECK_INT(peer_recv_within(stalled, 5000), 0);
+	sb_router_stats(r, &st);
+	CHECK_INT(st.hello_timeouts, 2);
+	peer_close(silent);
+	peer_close(stalled);
+	stop(r);
+}
+
 /* ---- mutual TLS --------------------------------------------------------- */
 
 static const char *const ALLOW[] = {"alice", "svc-*", NULL};
@@ -1118,6 +1148,7 @@ int main(int argc, char **argv)
 	RUN(test_s_client_gets_bad_frame);
 	RUN(test_plain_client_refused_cleanly);
 	RUN(test_tls_client_of_plain_router);
+	RUN(test_stalled_handshake_is_closed);
 	RUN(test_mtls_refusals);
 	RUN(test_reload_swaps_allow_list);
 	RUN(test_reload_races_accepts);
