@@ -115,8 +115,8 @@ static void sb_request(struct sbb_conn *c, const struct sbb_workload *w, uint64_
 		if (w->shape == SBB_FIRE) {
 			m = (struct sb_msg){.kind = SB_SEND, .name = name_fire};
 		} else if (w->shape == SBB_FAN) {
-			/* Broadcast is issue 5; the harness skips fan on the
-			 * router until then, and this is where it will go. */
+			/* One request to every handler of bench.fan; the
+			 * router ends it with "$sb.all" after the last reply. */
 			m.name = name_fan;
 			m.flags = SB_F_BROADCAST;
 		}

@@ -216,8 +216,6 @@ static int split_list(char *s, char **out, unsigned max)
 
 static const char *fan_skip_reason(const struct sbb_target *t)
 {
-	if (t->kind == SBB_T_SWITCHBOARD)
-		return "fan-64: the router has no broadcast yet (issue 5)";
 	if (t->kind == SBB_T_DIRECT)
 		return "fan-64: no meaning for direct (one responder, nothing fans out)";
 	return NULL;

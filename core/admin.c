@@ -1,6 +1,6 @@
 /* Answers to the router's reserved names, built from what the asking shard
  * can read without stopping anyone: its own route replica (every shard has
- * all routes), the peer-name table (under its lock, as at every connect),
+ * all routes), the peer directory (under its lock, as at every connect),
  * and the relaxed counters of every shard. Rare requests, so clarity wins
  * over speed here. */
 #include <msgpack.h>
@@ -25,38 +25,21 @@ static void pack_key(msgpack_packer *pk, const char *k)
 	pack_str(pk, k, strlen(k));
 }
 
-/* A snapshot of the peer-name table: endpoint -> index of its entry. */
+/* A snapshot of the peer directory: endpoint -> index of its entry. */
 struct peers {
 	struct sb__idmap by_ep; /* ep -> index + 1 */
-	struct {
-		char name[SB_PEER_MAX + 1];
-		uint64_t ep;
-		uint32_t info; /* see sb__name_claim() */
-	} * v;
+	struct sb__peer_info *v;
 	uint32_t n;
 };
 
 static int peers_load(struct sb_router *r, struct peers *p)
 {
-	int rc = 0;
 	sb__idmap_init(&p->by_ep);
-	p->n = 0;
-	pthread_mutex_lock(&r->names_lock);
-	p->v = calloc(r->names.count + 1, sizeof *p->v);
-	for (uint32_t i = 0; p->v != NULL && r->names.slots != NULL && i <= r->names.mask; i++) {
-		struct sb__route *e = r->names.slots[i];
-		if (e == NULL || e->n == 0)
-			continue;
-		memcpy(p->v[p->n].name, e->name, e->len);
-		p->v[p->n].name[e->len] = 0;
-		p->v[p->n].ep = e->eps[0].ep;
-		p->v[p->n].info = e->eps[0].flags;
-		if (sb__idmap_put(&p->by_ep, e->eps[0].ep, p->n + 1) != 0)
+	int rc = sb__dir_list(r, &p->v, &p->n);
+	for (uint32_t i = 0; rc == 0 && i < p->n; i++)
+		if (sb__idmap_put(&p->by_ep, p->v[i].ep, i + 1) != 0)
 			rc = SB_ENOMEM;
-		p->n++;
-	}
-	pthread_mutex_unlock(&r->names_lock);
-	return p->v == NULL ? SB_ENOMEM : rc;
+	return rc;
 }
 
 static void peers_free(struct peers *p)
@@ -113,9 +96,9 @@ static int pack_peers(struct sb__shard *sh, msgpack_packer *pk)
 		pack_key(pk, "peer");
 		pack_key(pk, p.v[i].name);
 		pack_key(pk, "id");
-		msgpack_pack_uint32(pk, p.v[i].info >> 1);
+		msgpack_pack_uint32(pk, p.v[i].peer_id);
 		pack_key(pk, "role");
-		pack_key(pk, p.v[i].info & 1 ? "service" : "client");
+		pack_key(pk, p.v[i].service ? "service" : "client");
 		pack_key(pk, "shard");
 		msgpack_pack_uint32(pk, (uint32_t)(p.v[i].ep >> 56));
 	}
@@ -123,7 +106,38 @@ static int pack_peers(struct sb__shard *sh, msgpack_packer *pk)
 	return rc;
 }
 
-/* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}]} */
+/* [{"name": str, "requests": uint, ..., "p99_us": uint}]: every name that
+ * has ever had a handler, with counts since the router started. */
+static int pack_route_stats(struct sb_router *r, msgpack_packer *pk)
+{
+	struct sb__rstats *t = &r->rstats;
+	pthread_mutex_lock(&t->lock); /* names may be added meanwhile */
+	msgpack_pack_array(pk, t->n);
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct sb__rstat_sum s;
+		sb__rstat_sum(t, t->v[i], &s);
+		const struct {
+			const char *name;
+			uint64_t v;
+		} c[] = {
+			{"requests", s.requests}, {"sends", s.sends},       {"replies", s.replies},
+			{"errors", s.errors},     {"timeouts", s.timeouts}, {"p50_us", s.p50_us},
+			{"p90_us", s.p90_us},     {"p99_us", s.p99_us},     {"max_us", s.max_us},
+		};
+		msgpack_pack_map(pk, 1 + sizeof c / sizeof c[0]);
+		pack_key(pk, "name");
+		pack_str(pk, t->v[i]->name, t->v[i]->len);
+		for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+			pack_key(pk, c[k].name);
+			msgpack_pack_uint64(pk, c[k].v);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}],
+ *  "routes": [...]} */
 static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 {
 	struct sb_router *r = sh->r;
@@ -149,9 +163,11 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		{"mail_backlog_peak", s.mail_backlog_peak},
 		{"refused", s.refused},
 		{"hello_timeouts", s.hello_timeouts},
+		{"invalid_args", s.invalid_args},
+		{"forbidden", s.forbidden},
 	};
 	size_t nc = sizeof c / sizeof c[0];
-	msgpack_pack_map(pk, (uint32_t)nc + 1);
+	msgpack_pack_map(pk, (uint32_t)nc + 2);
 	for (size_t i = 0; i < nc; i++) {
 		pack_key(pk, c[i].name);
 		msgpack_pack_uint64(pk, c[i].v);
@@ -169,7 +185,8 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		pack_key(pk, "inflight");
 		msgpack_pack_uint64(pk, atomic_load_explicit(&st->inflight, memory_order_relaxed));
 	}
-	return 0;
+	pack_key(pk, "routes");
+	return pack_route_stats(r, pk);
 }
 
 int sb__admin_answer(struct sb__shard *sh, struct sb_view name, char **payload, size_t *len)

@@ -19,6 +19,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
+#include "../proto/mp.h"
 #include "clock.h"
 #include "idmap.h"
 #include "list.h"
@@ -35,6 +36,7 @@
 #define DRAIN_GRACE_MS    2000u        /* after GOODBYE's deadline, close if the router has not */
 #define SPARE_MAX         1024u        /* finished requests and calls kept for reuse */
 #define CTL_BIT           (1ull << 63) /* ids of REGISTER/UNREGISTER; requests count up below */
+#define IDENT_WINDOW      1024u        /* senders kept: the router's window (protocol.md) */
 #define TLS_PAIR          (64u << 10)  /* ciphertext held each way: a whole recv() in one go */
 
 /* HELLO's payload: {"lib": "sb-c 0.1"}. */
@@ -63,12 +65,22 @@ struct req {
 	int cancelling; /* sb_cancel() was called: the terminal event is SB_ECANCELLED */
 };
 
+/* A sender, as the router introduced it (PRESENCE identity). */
+struct ident {
+	struct sb__link link; /* on c->idents_all while in the table */
+	unsigned refs;        /* the table's, plus one per call that points at it */
+	char name[SB_PEER_MAX + 1];
+	char role[SB_TOKEN_MAX + 1];
+	char *subject; /* or NULL */
+};
+
 struct sb_call {
 	struct sb__link link; /* c->live while the router may cancel it, else c->orphans;
 			     c->spare_calls once free */
 	struct sb_client *c;
-	uint64_t rid;  /* the router's id for the request; replies carry it */
-	uint32_t from; /* sender's peer id */
+	struct ident *ident; /* the sender (a reference), or NULL */
+	uint64_t rid;        /* the router's id for the request; replies carry it */
+	uint32_t from;       /* sender's peer id */
 	uint8_t is_request;
 	uint8_t busy;       /* its handler or on_cancel is running: not freed meanwhile */
 	uint8_t finished;   /* the final reply was sent (or attempted, once dead) */
@@ -83,9 +95,11 @@ struct sb_call {
 };
 
 struct handler {
-	char *name;     /* NULL: the catch-all */
-	uint32_t len;   /* strlen(name) */
-	unsigned flags; /* SB_REGISTER_INTERNAL */
+	char *name;      /* NULL: the catch-all */
+	uint32_t len;    /* strlen(name) */
+	unsigned flags;  /* SB_REGISTER_INTERNAL */
+	uint8_t *schema; /* the argument schema REGISTER carries, or NULL (nil) */
+	uint32_t schema_len;
 	sb_handler_fn fn;
 	void *ud;
 	uint64_t reg_id; /* the REGISTER awaiting its ACK on this connection, else 0 */
@@ -108,6 +122,7 @@ struct sb_client {
 	atomic_int stop;            /* sb_client_stop() was called; sb_client_run() consumes it */
 	int dead_err;               /* why we gave up, in C_DEAD */
 	int in_cb;                  /* user callbacks running (they may not process or free) */
+	int overloaded;             /* a call got SB_EOVERLOADED: on_writable is owed */
 	uint64_t conn_gen;          /* changes with every connection: dispatch stops when it does */
 	int ever_online;            /* ONLINE was reported once: later ones are RECONNECTED */
 	int online_reported;        /* ONLINE/RECONNECTED reported for this connection */
@@ -138,6 +153,13 @@ struct sb_client {
 	struct sb_call send_call; /* reused for every SEND: valid during its callback only */
 	struct handler *h;        /* registrations, in no particular order */
 	unsigned nh, h_cap;
+	struct sb__idmap idents;    /* peer_id -> struct ident *: senders introduced to us */
+	struct sb__link idents_all; /* the same, to forget them all at once */
+	sb_presence_fn pres_fn;     /* the presence subscription, or NULL */
+	void *pres_ud;
+	uint64_t pres_id;                /* its SUBSCRIBE awaiting the ACK, else 0 */
+	const char *reply_peer;          /* sb_reply_peer(), during a reply callback */
+	char peer_text[SB_PEER_MAX + 1]; /* what it points at */
 	char text[SB_TEXT_MAX + 1];  /* an outcome or error text, NUL-terminated for a callback */
 	struct sb__tls_ctx *tls_ctx; /* TLS settings; NULL: plain TCP */
 	struct sb__tls *tls;         /* this connection's TLS state, from C_TLS on */
@@ -226,6 +248,17 @@ static void report(struct sb_client *c, enum sb_client_state s, int err)
 	c->in_cb--;
 }
 
+/* Output drained after an SB_EOVERLOADED: tell the producer once. */
+static void writable(struct sb_client *c)
+{
+	c->overloaded = 0;
+	if (c->cfg.on_writable == NULL)
+		return;
+	c->in_cb++;
+	c->cfg.on_writable(c, c->cfg.ud);
+	c->in_cb--;
+}
+
 /* The connection has its WELCOME: frames other than HELLO may go out. */
 static int welcomed(const struct sb_client *c)
 {
@@ -283,8 +316,10 @@ static int queue_msg(struct sb_client *c, const struct sb_msg *m, int force)
 	/* The router closes a connection that sends a frame over its limit. */
 	if ((size_t)n - SB_PREFIX_LEN > c->max_frame)
 		return SB_ETOOLARGE;
-	if (!force && c->out_len - c->out_off + (size_t)n > c->cfg.out_max)
+	if (!force && c->out_len - c->out_off + (size_t)n > c->cfg.out_max) {
+		c->overloaded = 1;
 		return SB_EOVERLOADED;
+	}
 	if (grow) {
 		if (out_reserve(c, (size_t)n) != 0)
 			return SB_ENOMEM;
@@ -448,6 +483,153 @@ static void fail_requests(struct sb_client *c, int err, const char *text)
 		req_end(c, SB__CONTAINER(c->open.next, struct req, link), err, text, NULL, 0);
 }
 
+/* ---- who is who: identities and presence --------------------------------- */
+
+/* Skips the elements of container it (already read) at *p. */
+static int mp_skip_children(const uint8_t **p, const uint8_t *end, const struct sb__mp_item *it)
+{
+	uint64_t left = it->type == SB__MP_ARRAY ? it->len
+			: it->type == SB__MP_MAP ? 2ull * it->len
+						 : 0;
+	struct sb__mp_item x;
+
+	for (; left > 0; left--) {
+		if (sb__mp_read(p, end, &x) != SB__MP_OK)
+			return -1;
+		left += x.type == SB__MP_ARRAY ? x.len : x.type == SB__MP_MAP ? 2ull * x.len : 0;
+	}
+	return 0;
+}
+
+/* The value of string key k in the MessagePack map [p, p + len): 1 with
+ * its item in *val, 0 if absent, -1 if the payload is not a map. */
+static int map_get(const uint8_t *p, size_t len, const char *k, struct sb__mp_item *val)
+{
+	const uint8_t *end = p + len;
+	struct sb__mp_item m, key;
+
+	if (p == NULL || sb__mp_read(&p, end, &m) != SB__MP_OK || m.type != SB__MP_MAP)
+		return -1;
+	for (uint32_t i = 0; i < m.len; i++) {
+		if (sb__mp_read(&p, end, &key) != SB__MP_OK || mp_skip_children(&p, end, &key) != 0)
+			return -1;
+		if (sb__mp_read(&p, end, val) != SB__MP_OK)
+			return -1;
+		if (key.type == SB__MP_STR && key.len == strlen(k) &&
+		    memcmp(key.body, k, key.len) == 0)
+			return 1;
+		if (mp_skip_children(&p, end, val) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Copies string key k of a map payload into out (cap bytes), "" if absent. */
+static void map_str(const struct sb_view *pl, const char *k, char *out, size_t cap)
+{
+	struct sb__mp_item v;
+
+	out[0] = 0;
+	if (map_get(pl->ptr, pl->len, k, &v) == 1 && v.type == SB__MP_STR && v.len < cap) {
+		memcpy(out, v.body, v.len);
+		out[v.len] = 0;
+	}
+}
+
+static void ident_put(struct ident *id)
+{
+	if (id != NULL && --id->refs == 0) {
+		free(id->subject);
+		free(id);
+	}
+}
+
+static void idents_forget(struct sb_client *c)
+{
+	while (!sb__link_empty(&c->idents_all)) {
+		struct ident *id = SB__CONTAINER(c->idents_all.next, struct ident, link);
+		sb__link_del(&id->link);
+		ident_put(id);
+	}
+	sb__idmap_destroy(&c->idents);
+	sb__idmap_init(&c->idents);
+}
+
+/* An identity event: the router introduces the sender of what follows. */
+static void on_identity(struct sb_client *c, const struct sb_msg *m)
+{
+	struct ident *id = calloc(1, sizeof *id), *old;
+	struct sb__mp_item v;
+
+	if (id == NULL || m->peer.len > SB_PEER_MAX)
+		goto fail;
+	id->refs = 1;
+	sb__link_init(&id->link);
+	memcpy(id->name, m->peer.ptr, m->peer.len);
+	map_str(&m->payload, "role", id->role, sizeof id->role);
+	if (map_get(m->payload.ptr, m->payload.len, "subject", &v) == 1 && v.type == SB__MP_STR) {
+		if ((id->subject = malloc(v.len + 1)) == NULL)
+			goto fail;
+		memcpy(id->subject, v.body, v.len);
+		id->subject[v.len] = 0;
+	}
+	/* The router's window: it forgets every sender when it must introduce
+	 * one past IDENT_WINDOW, and will introduce them again. */
+	if (c->idents.count >= IDENT_WINDOW)
+		idents_forget(c);
+	if ((old = (struct ident *)(uintptr_t)sb__idmap_get(&c->idents, m->peer_id)) != NULL) {
+		sb__link_del(&old->link);
+		ident_put(old);
+	}
+	if (sb__idmap_put(&c->idents, m->peer_id, (uintptr_t)id) != 0)
+		goto fail;
+	sb__link_add_tail(&c->idents_all, &id->link);
+	return;
+fail:
+	/* Calls from this sender will show no name: nothing worse. */
+	sb__idmap_del(&c->idents, m->peer_id);
+	ident_put(id);
+}
+
+static void on_presence(struct sb_client *c, const struct sb_msg *m)
+{
+	char name[SB_PEER_MAX + 1], role[SB_TOKEN_MAX + 1], *subject = c->text;
+	sb_presence_fn fn = c->pres_fn;
+
+	if (m->event == SB_PEER_IDENTITY) {
+		on_identity(c, m);
+		return;
+	}
+	/* Later events are for later libraries. */
+	if (fn == NULL || m->event < SB_PEER_CONNECTED || m->event > SB_PEER_DRAINING ||
+	    m->peer.len > SB_PEER_MAX)
+		return;
+	memcpy(name, m->peer.ptr, m->peer.len);
+	name[m->peer.len] = 0;
+	map_str(&m->payload, "role", role, sizeof role);
+	map_str(&m->payload, "subject", c->text, sizeof c->text);
+	struct sb_presence p = {.event = (enum sb_presence_event)m->event,
+				.peer = name,
+				.peer_id = m->peer_id,
+				.role = role,
+				.subject = subject[0] != 0 ? subject : NULL};
+	c->in_cb++;
+	fn(c, &p, c->pres_ud);
+	c->in_cb--;
+}
+
+static int send_subscribe(struct sb_client *c, int off)
+{
+	struct sb_msg m = {.kind = SB_SUBSCRIBE, .id = c->next_ctl++ | CTL_BIT};
+	int rc;
+
+	m.flags = off ? SB_F_OFF : 0;
+	m.name = view_of("presence");
+	if ((rc = queue_msg(c, &m, 1)) == 0)
+		c->pres_id = off ? 0 : m.id;
+	return rc;
+}
+
 /* ---- calls (handler side) ----------------------------------------------- */
 
 static struct sb_call *call_get(struct sb_client *c)
@@ -471,6 +653,9 @@ static void call_fill(struct sb_client *c, struct sb_call *k, const struct sb_ms
 	k->c = c;
 	k->rid = m->kind == SB_REQUEST ? m->id : 0;
 	k->from = m->from;
+	k->ident = (struct ident *)(uintptr_t)sb__idmap_get(&c->idents, m->from);
+	if (k->ident != NULL)
+		k->ident->refs++;
 	k->is_request = m->kind == SB_REQUEST;
 	k->busy = k->finished = k->mapped = k->cancel_ran = 0;
 	k->dead = 0;
@@ -485,6 +670,8 @@ static void call_fill(struct sb_client *c, struct sb_call *k, const struct sb_ms
 /* The only place a call is freed (or kept for reuse). */
 static void call_release(struct sb_client *c, struct sb_call *k)
 {
+	ident_put(k->ident);
+	k->ident = NULL;
 	if (k->mapped) {
 		sb__idmap_del(&c->calls, k->rid);
 		k->mapped = 0;
@@ -581,6 +768,7 @@ static int handler_index(const struct sb_client *c, const char *name)
 static void handler_remove(struct sb_client *c, unsigned i)
 {
 	free(c->h[i].name);
+	free(c->h[i].schema);
 	c->h[i] = c->h[--c->nh];
 }
 
@@ -591,6 +779,7 @@ static int send_register(struct sb_client *c, struct handler *h)
 
 	m.flags = (uint8_t)(h->flags & SB_REGISTER_INTERNAL ? SB_F_INTERNAL : 0);
 	m.name = view_of(h->name);
+	m.payload = (struct sb_view){h->schema, h->schema_len};
 	if ((rc = queue_msg(c, &m, 1)) == 0)
 		h->reg_id = m.id;
 	return rc;
@@ -601,7 +790,7 @@ static int send_register(struct sb_client *c, struct handler *h)
  * handler we have. */
 static void maybe_online(struct sb_client *c)
 {
-	if (c->st != C_REGISTER)
+	if (c->st != C_REGISTER || c->pres_id != 0)
 		return;
 	for (unsigned i = 0; i < c->nh; i++)
 		if (c->h[i].reg_id != 0)
@@ -642,22 +831,43 @@ static void on_welcome(struct sb_client *c, const struct sb_msg *m)
 		return;
 	}
 	c->st = C_REGISTER;
-	for (unsigned i = 0; i < c->nh; i++)
-		if (send_register(c, &c->h[i]) != 0) {
+	unsigned too_large = 0;
+	for (unsigned i = 0; i < c->nh;) {
+		int rc = send_register(c, &c->h[i]);
+		if (rc == SB_ETOOLARGE) {
+			/* A schema over this router's frame limit would have it
+			 * close the connection, and every reconnect would again:
+			 * the registration goes, as if the router had refused it. */
+			handler_remove(c, i);
+			too_large++;
+			continue;
+		}
+		if (rc != 0) {
 			sb_splitter_free(sp);
 			drop(c, SB_ENOMEM);
 			return;
 		}
+		i++;
+	}
+	if (c->pres_fn != NULL && send_subscribe(c, 0) != 0) {
+		sb_splitter_free(sp);
+		drop(c, SB_ENOMEM);
+		return;
+	}
 	/* Swapped last: this WELCOME may lie in the old splitter's buffer, and
 	 * what follows it in the read is still in c->in, not in the splitter. */
 	if (sp != NULL) {
 		sb_splitter_free(c->sp);
 		c->sp = sp;
 	}
+	while (too_large-- > 0)
+		report(c, SB_CLIENT_ERROR, SB_ETOOLARGE);
 }
 
 static void on_ack(struct sb_client *c, uint64_t id)
 {
+	if (id == c->pres_id)
+		c->pres_id = 0;
 	for (unsigned i = 0; i < c->nh && (id & CTL_BIT); i++)
 		if (c->h[i].reg_id == id)
 			c->h[i].reg_id = 0;
@@ -666,6 +876,10 @@ static void on_ack(struct sb_client *c, uint64_t id)
 /* The router refused a REGISTER or UNREGISTER. */
 static void on_ctl_error(struct sb_client *c, uint64_t id, int err)
 {
+	if (id == c->pres_id) { /* not subscribed: never renewed either */
+		c->pres_id = 0;
+		c->pres_fn = NULL;
+	}
 	for (unsigned i = 0; i < c->nh; i++)
 		if (c->h[i].reg_id == id) {
 			handler_remove(c, i); /* not registered: never re-registered either */
@@ -695,6 +909,8 @@ static void on_message(struct sb_client *c, const struct sb_msg *m)
 		c->in_cb--;
 		k->payload = NULL;
 		k->len = 0;
+		ident_put(k->ident);
+		k->ident = NULL;
 		return;
 	}
 	if ((k = call_get(c)) == NULL) {
@@ -719,6 +935,22 @@ static void on_message(struct sb_client *c, const struct sb_msg *m)
 	call_settle(c, k);
 }
 
+/* A reply callback that is not the terminal event. */
+static void reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,
+		       const struct sb_msg *m, int more)
+{
+	c->reply_peer = NULL;
+	if (m->peer.ptr != NULL && m->peer.len <= SB_PEER_MAX) {
+		memcpy(c->peer_text, m->peer.ptr, m->peer.len);
+		c->peer_text[m->peer.len] = 0;
+		c->reply_peer = c->peer_text;
+	}
+	c->in_cb++;
+	r->fn(c, r->id, err, outcome, m->payload.ptr, m->payload.len, more, r->ud);
+	c->in_cb--;
+	c->reply_peer = NULL;
+}
+
 static void on_reply(struct sb_client *c, const struct sb_msg *m)
 {
 	struct req *r = req_find(c, m->id);
@@ -732,10 +964,11 @@ static void on_reply(struct sb_client *c, const struct sb_msg *m)
 	}
 	if (r->cancelling)
 		return;
-	int more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK : SB_MORE_PROGRESS;
-	c->in_cb++;
-	r->fn(c, r->id, 0, outcome, m->payload.ptr, m->payload.len, more, r->ud);
-	c->in_cb--;
+	/* With `peer`, one handler's part of a broadcast (sb_request_all). */
+	int more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
+		   : m->peer.ptr != NULL ? SB_MORE_RESULT
+					 : SB_MORE_PROGRESS;
+	reply_more(c, r, 0, outcome, m, more);
 }
 
 static void on_error(struct sb_client *c, const struct sb_msg *m)
@@ -759,10 +992,15 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 		on_ctl_error(c, m->id, err);
 		return;
 	}
-	/* With MORE it is one peer's part of a broadcast, which this client
-	 * never asks for; it must not pass for the terminal event. */
-	if ((m->flags & SB_F_MORE) || (r = req_find(c, m->id)) == NULL)
+	if ((r = req_find(c, m->id)) == NULL)
 		return;
+	/* With MORE it is one peer's part of a broadcast: never the terminal
+	 * event. Without a peer it makes no sense, and is dropped. */
+	if (m->flags & SB_F_MORE) {
+		if (m->peer.ptr != NULL && !r->cancelling)
+			reply_more(c, r, err, set_text(c, m->text, err), m, SB_MORE_RESULT);
+		return;
+	}
 	req_end(c, r, err, set_text(c, m->text, err), m->payload.ptr, m->payload.len);
 }
 
@@ -854,7 +1092,10 @@ static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
 			c->drain_at = sb__now_ms() + m.deadline_ms + DRAIN_GRACE_MS;
 		}
 		break;
-	default: /* PRESENCE, PONG, and kinds only peers send */
+	case SB_PRESENCE:
+		on_presence(c, &m);
+		break;
+	default: /* PONG, and kinds only peers send */
 		break;
 	}
 }
@@ -1134,6 +1375,8 @@ static void drop(struct sb_client *c, int why)
 	c->online_reported = 0;
 	for (unsigned i = 0; i < c->nh; i++)
 		c->h[i].reg_id = 0;
+	c->pres_id = 0;
+	idents_forget(c); /* the next connection introduces everyone anew */
 	/* The splitter stays until the next connection: the frame being
 	 * dispatched when this runs may still live in its buffer. */
 	if (c->dead_err != 0)
@@ -1221,6 +1464,8 @@ static int step(struct sb_client *c, int timeout_ms)
 	if (c->fd >= 0 && c->st != C_CONNECTING && (c->out_off < c->out_len || tls_pending(c)) &&
 	    (rc = write_out(c)) != 0)
 		drop(c, rc);
+	if (c->overloaded && c->out_len - c->out_off <= c->cfg.out_max / 2)
+		writable(c);
 	run_timers(c);
 	return c->st == C_DEAD ? c->dead_err : 0;
 }
@@ -1270,11 +1515,21 @@ static void free_list(struct sb__link *head, size_t off)
 /* Frees the memory; the connection is closed and nothing is open. */
 static void destroy(struct sb_client *c)
 {
+	/* Calls a handler still holds lose their sender with them. */
+	for (struct sb__link *l = c->orphans.next; l != &c->orphans; l = l->next) {
+		struct sb_call *k = SB__CONTAINER(l, struct sb_call, link);
+		ident_put(k->ident);
+		k->ident = NULL;
+	}
 	free_list(&c->orphans, offsetof(struct sb_call, link));
+	idents_forget(c);
+	sb__idmap_destroy(&c->idents);
 	free_list(&c->spare_calls, offsetof(struct sb_call, link));
 	free_list(&c->spare_reqs, offsetof(struct req, link));
-	for (unsigned i = 0; i < c->nh; i++)
+	for (unsigned i = 0; i < c->nh; i++) {
 		free(c->h[i].name);
+		free(c->h[i].schema);
+	}
 	free(c->h);
 	sb__idmap_destroy(&c->reqs);
 	sb__idmap_destroy(&c->calls);
@@ -1315,6 +1570,8 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	sb__link_init(&c->spare_calls);
 	sb__idmap_init(&c->reqs);
 	sb__idmap_init(&c->calls);
+	sb__idmap_init(&c->idents);
+	sb__link_init(&c->idents_all);
 	sb__wheel_init(&c->wheel, sb__now_ms());
 	atomic_init(&c->stop, 0);
 	c->cfg = *cfg;
@@ -1346,6 +1603,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	c->next_id = c->next_ctl = 1;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
 	c->send_call.c = c;
+	c->send_call.ident = NULL;
 	sb__link_init(&c->send_call.link);
 	c->rng = (sb__now_ms() * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c ^
 		 (uint64_t)getpid();
@@ -1462,6 +1720,12 @@ uint32_t sb_client_peer_id(const struct sb_client *c)
 int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
 		       void *ud)
 {
+	return sb_client_register_schema(c, name, flags, NULL, 0, fn, ud);
+}
+
+int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
+			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud)
+{
 	struct sb_msg m = {.kind = SB_REGISTER};
 	struct handler *h;
 	int rc = SB_EINVAL;
@@ -1471,8 +1735,11 @@ int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb
 	m.name = view_of(name);
 	/* The same checks as the router's, so a refusal comes now, not later. */
 	if (fn == NULL || (flags & ~SB_REGISTER_INTERNAL) != 0 || sb_encoded_size(&m) < 0 ||
-	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0)
+	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0 ||
+	    schema_len > UINT32_MAX || (schema_len > 0 && schema == NULL))
 		return SB_EINVAL;
+	if ((rc = sb_schema_validate(schema, schema_len, NULL, 0)) != 0)
+		return rc;
 	if (c->nh == c->h_cap) {
 		unsigned cap = c->h_cap ? c->h_cap * 2 : 8;
 		struct handler *nh = realloc(c->h, cap * sizeof *nh);
@@ -1483,8 +1750,14 @@ int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb
 	}
 	h = &c->h[c->nh];
 	*h = (struct handler){.len = m.name.len, .flags = flags, .fn = fn, .ud = ud};
-	if (name != NULL && (h->name = strdup(name)) == NULL)
+	if ((name != NULL && (h->name = strdup(name)) == NULL) ||
+	    (schema_len > 0 && (h->schema = malloc(schema_len)) == NULL)) {
+		free(h->name);
 		return SB_ENOMEM;
+	}
+	if (schema_len > 0)
+		memcpy(h->schema, schema, schema_len);
+	h->schema_len = (uint32_t)schema_len;
 	c->nh++;
 	if (welcomed(c) && (rc = send_register(c, h)) != 0)
 		goto fail;
@@ -1527,6 +1800,21 @@ int sb_call_is_request(const struct sb_call *call)
 uint32_t sb_call_from(const struct sb_call *call)
 {
 	return call->from;
+}
+
+const char *sb_call_peer(const struct sb_call *call)
+{
+	return call->ident != NULL ? call->ident->name : NULL;
+}
+
+const char *sb_call_role(const struct sb_call *call)
+{
+	return call->ident != NULL ? call->ident->role : NULL;
+}
+
+const char *sb_call_subject(const struct sb_call *call)
+{
+	return call->ident != NULL ? call->ident->subject : NULL;
 }
 
 const void *sb_call_payload(const struct sb_call *call, size_t *len)
@@ -1615,9 +1903,11 @@ int sb_reply_error(struct sb_call *call, int err, const char *text)
 
 /* ---- requesting --------------------------------------------------------- */
 
-int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len)
+/* A SEND to one handler, to the peer `to`, or with BROADCAST to all. */
+static int send_one(struct sb_client *c, const char *to, uint8_t flags, const char *name,
+		    const void *payload, size_t len)
 {
-	struct sb_msg m = {.kind = SB_SEND};
+	struct sb_msg m = {.kind = SB_SEND, .flags = flags};
 	int rc;
 
 	if (name == NULL)
@@ -1627,13 +1917,32 @@ int sb_send(struct sb_client *c, const char *name, const void *payload, size_t l
 	if (c->st != C_READY && c->st != C_DRAINING)
 		return SB_EOFFLINE;
 	m.name = view_of(name);
+	m.to = view_of(to);
 	return queue_msg(c, &m, 0);
 }
 
-int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
-	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
+int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len)
 {
-	struct sb_msg m = {.kind = SB_REQUEST};
+	return send_one(c, NULL, 0, name, payload, len);
+}
+
+int sb_send_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
+	       size_t len)
+{
+	return peer == NULL ? SB_EINVAL : send_one(c, peer, 0, name, payload, len);
+}
+
+int sb_broadcast(struct sb_client *c, const char *name, const void *payload, size_t len)
+{
+	return send_one(c, NULL, SB_F_BROADCAST, name, payload, len);
+}
+
+/* A REQUEST to one handler, to the peer `to`, or with BROADCAST to all. */
+static int request(struct sb_client *c, const char *to, uint8_t flags, const char *name,
+		   const void *payload, size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud,
+		   uint64_t *req)
+{
+	struct sb_msg m = {.kind = SB_REQUEST, .flags = flags};
 	struct req *r;
 	int rc;
 
@@ -1649,6 +1958,7 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 		return SB_ENOMEM;
 	m.id = c->next_id;
 	m.name = view_of(name);
+	m.to = view_of(to);
 	m.timeout_ms = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
 	if (sb__idmap_put(&c->reqs, m.id, (uintptr_t)r) != 0) {
 		rc = SB_ENOMEM;
@@ -1672,6 +1982,66 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 	return 0;
 fail:
 	req_put(c, r);
+	return rc;
+}
+
+int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
+	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
+{
+	return request(c, NULL, 0, name, payload, len, timeout_ms, fn, ud, req);
+}
+
+int sb_request_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
+		  size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
+{
+	if (peer == NULL)
+		return SB_EINVAL;
+	return request(c, peer, 0, name, payload, len, timeout_ms, fn, ud, req);
+}
+
+int sb_request_all(struct sb_client *c, const char *name, const void *payload, size_t len,
+		   uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
+{
+	return request(c, NULL, SB_F_BROADCAST, name, payload, len, timeout_ms, fn, ud, req);
+}
+
+const char *sb_reply_peer(const struct sb_client *c)
+{
+	return c->reply_peer;
+}
+
+int sb_all_counts(const void *payload, size_t len, struct sb_all_counts *out)
+{
+	static const char *const keys[] = {"peers", "ok", "errors", "timeouts", "gone"};
+	uint32_t *slots[] = {&out->peers, &out->ok, &out->errors, &out->timeouts, &out->gone};
+	struct sb__mp_item v;
+
+	memset(out, 0, sizeof *out);
+	if (payload == NULL || len == 0 || sb_payload_check(payload, len) != 0)
+		return SB_EINVAL;
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (map_get(payload, len, keys[i], &v) != 1 || v.type != SB__MP_UINT ||
+		    v.u > UINT32_MAX)
+			return SB_EINVAL;
+		*slots[i] = (uint32_t)v.u;
+	}
+	return 0;
+}
+
+int sb_client_presence(struct sb_client *c, sb_presence_fn fn, void *ud)
+{
+	sb_presence_fn old = c->pres_fn;
+	void *old_ud = c->pres_ud;
+	int rc = 0;
+
+	c->pres_fn = fn;
+	c->pres_ud = ud;
+	/* Connected: tell the router now; otherwise the next WELCOME does. */
+	if (welcomed(c) && (old != NULL) != (fn != NULL) &&
+	    (rc = send_subscribe(c, fn == NULL)) != 0) {
+		c->pres_fn = old;
+		c->pres_ud = old_ud;
+	}
 	return rc;
 }
 
@@ -1732,6 +2102,13 @@ static int wait_online(struct sb_client *c, uint64_t deadline)
 			return rc;
 	}
 	return 0;
+}
+
+int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms)
+{
+	if (c->in_cb > 0)
+		return SB_EINVAL;
+	return wait_online(c, sb__now_ms() + timeout_ms);
 }
 
 /* Ends an open request without calling its callback, whose state is about

@@ -23,6 +23,15 @@ static struct sb_view view(const void *p, size_t len)
 int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
 		     void *ud)
 {
+	return sb_router_handle_schema(r, name, flags, NULL, 0, fn, ud);
+}
+
+int sb_router_handle_schema(struct sb_router *r, const char *name, unsigned flags,
+			    const void *schema, size_t schema_len, sb_local_fn fn, void *ud)
+{
+	struct sb__schema *s = NULL;
+	int rc;
+
 	if (r->running || fn == NULL || (flags & ~SB_F_INTERNAL) != 0)
 		return SB_EINVAL;
 	size_t len = name != NULL ? strlen(name) : 0;
@@ -32,20 +41,26 @@ int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_l
 		probe.name = view(name, len);
 	if (sb_encoded_size(&probe) < 0 || (len > 0 && name[0] == '$'))
 		return SB_EINVAL;
+	if (schema_len > 0 && (rc = sb__schema_compile(schema, schema_len, &s, NULL, 0)) != 0)
+		return rc;
 	struct sb__local *nl = realloc(r->locals, (r->nlocals + 1) * sizeof *nl);
 	if (nl == NULL)
-		return SB_ENOMEM;
+		goto nomem;
 	r->locals = nl;
 	struct sb__local *l = &r->locals[r->nlocals];
 	l->name = name != NULL ? strdup(name) : NULL;
 	if (name != NULL && l->name == NULL)
-		return SB_ENOMEM;
+		goto nomem;
 	l->len = (uint32_t)len;
 	l->flags = flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	l->schema = s; /* the router's reference; each shard's route takes its own */
 	l->fn = fn;
 	l->ud = ud;
 	r->nlocals++;
 	return 0;
+nomem:
+	sb__schema_unref(s);
+	return SB_ENOMEM;
 }
 
 const char *sb_local_name(const struct sb_local_call *call, size_t *len)

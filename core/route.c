@@ -45,6 +45,8 @@ void sb__routes_destroy(struct sb__routes *t)
 {
 	for (uint32_t i = 0; t->slots != NULL && i <= t->mask; i++)
 		if (t->slots[i] != NULL) {
+			for (uint32_t k = 0; k < t->slots[i]->n; k++)
+				sb__schema_unref(t->slots[i]->eps[k].schema);
 			free(t->slots[i]->eps);
 			free(t->slots[i]);
 		}
@@ -95,7 +97,7 @@ struct sb__endpoint *sb__route_endpoint(struct sb__route *r, uint64_t ep)
 }
 
 int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep,
-		   uint32_t flags)
+		   uint32_t flags, struct sb__schema *schema)
 {
 	uint32_t h = hash(name, len);
 
@@ -114,19 +116,25 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 		t->count++;
 	}
 	struct sb__endpoint *e = sb__route_endpoint(r, ep);
+	if (schema != NULL)
+		sb__schema_ref(schema);
 	if (e != NULL) {
+		sb__schema_unref(e->schema);
 		e->flags = flags;
+		e->schema = schema;
 		return 0;
 	}
 	if (r->n == r->cap) {
 		uint32_t cap = r->cap ? r->cap * 2 : 4;
 		struct sb__endpoint *eps = realloc(r->eps, cap * sizeof *eps);
-		if (eps == NULL)
+		if (eps == NULL) {
+			sb__schema_unref(schema);
 			return SB_ENOMEM;
+		}
 		r->eps = eps;
 		r->cap = cap;
 	}
-	r->eps[r->n++] = (struct sb__endpoint){.ep = ep, .flags = flags};
+	r->eps[r->n++] = (struct sb__endpoint){.ep = ep, .schema = schema, .flags = flags};
 	return 0;
 }
 
@@ -150,6 +158,7 @@ static int del_at(struct sb__routes *t, uint32_t i, uint64_t ep)
 	struct sb__endpoint *e = sb__route_endpoint(r, ep);
 	if (e == NULL)
 		return 0;
+	sb__schema_unref(e->schema);
 	*e = r->eps[--r->n];
 	if (r->n == 0)
 		drop_route(t, i);

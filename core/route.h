@@ -3,15 +3,20 @@
 #ifndef SB_CORE_ROUTE_H
 #define SB_CORE_ROUTE_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "schema.h"
 
 #define SB__EP_INTERNAL 0x1u /* callable by services only */
 
+struct sb__rstat;
+
 /* One handler of a name: a connection somewhere in the router. */
 struct sb__endpoint {
-	uint64_t ep;          /* connection id: owning shard in the top 8 bits */
-	uint32_t flags;       /* SB__EP_* */
-	uint32_t outstanding; /* requests this shard has in flight to it */
+	uint64_t ep;               /* connection id: owning shard in the top 8 bits */
+	struct sb__schema *schema; /* its argument schema (a reference), or NULL */
+	uint32_t flags;            /* SB__EP_* */
 };
 
 struct sb__route {
@@ -20,7 +25,8 @@ struct sb__route {
 	uint32_t n, cap; /* endpoints */
 	uint32_t rr;     /* round-robin cursor for ties */
 	struct sb__endpoint *eps;
-	char name[]; /* not NUL-terminated */
+	struct sb__rstat *stat; /* the name's statistics (shard.c sets it; may be NULL) */
+	char name[];            /* not NUL-terminated */
 };
 
 struct sb__routes {
@@ -35,9 +41,13 @@ void sb__routes_destroy(struct sb__routes *t);
 /** The route for a name (len 0: the catch-all), or NULL. */
 struct sb__route *sb__routes_find(const struct sb__routes *t, const void *name, uint32_t len);
 
-/** Add endpoint @p ep to @p name; re-adding updates its flags. @return 0 or SB_ENOMEM */
+/**
+ * Add endpoint @p ep to @p name; re-adding updates its flags and schema.
+ * @param schema  NULL, or a schema the route takes its own reference to
+ * @return 0 or SB_ENOMEM
+ */
 int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep,
-		   uint32_t flags);
+		   uint32_t flags, struct sb__schema *schema);
 
 /** Remove @p ep from @p name. @return 1 if it was there, 0 if not */
 int sb__routes_del(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep);
@@ -51,5 +61,16 @@ void sb__routes_del_ep(struct sb__routes *t, uint64_t ep);
 
 /** The endpoint entry of @p ep in @p r, or NULL. */
 struct sb__endpoint *sb__route_endpoint(struct sb__route *r, uint64_t ep);
+
+/**
+ * Whether a payload may go to endpoint @p e: 0 if it has no schema (one
+ * pointer test) or the payload fits it, else SB_EINVAL with @p why set.
+ * Every path that hands a SEND or REQUEST to a handler asks this first.
+ */
+static inline int sb__endpoint_check(const struct sb__endpoint *e, const uint8_t *payload,
+				     size_t len, char *why, size_t whylen)
+{
+	return e->schema == NULL ? 0 : sb__schema_check(e->schema, payload, len, why, whylen);
+}
 
 #endif

@@ -26,6 +26,7 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->max_inflight = 1u << 20;
 	c->max_conns = 65536;
 	c->hello_timeout_ms = 5000;
+	c->name_pattern = SB__PATTERN_DEFAULT;
 	c->bind_retry_ms = 1000;
 	c->recv_buffers = 256;
 	c->recv_buffer_size = 16384;
@@ -49,26 +50,6 @@ void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 	/* One write per line keeps lines from several shards whole. */
 	fprintf(stderr, "%02d:%02d:%02d.%03ld switchboard: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
 		ts.tv_nsec / 1000000, line);
-}
-
-int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep, uint32_t info)
-{
-	int rc = 0;
-	pthread_mutex_lock(&r->names_lock);
-	struct sb__route *taken = sb__routes_find(&r->names, name, len);
-	if (taken != NULL && taken->n > 0)
-		rc = SB_EDUPNAME;
-	else if (sb__routes_add(&r->names, name, len, ep, info) != 0)
-		rc = SB_ENOMEM;
-	pthread_mutex_unlock(&r->names_lock);
-	return rc;
-}
-
-void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep)
-{
-	pthread_mutex_lock(&r->names_lock);
-	sb__routes_del(&r->names, name, len, ep);
-	pthread_mutex_unlock(&r->names_lock);
 }
 
 static int tls_wanted(const struct sb_router_config *c)
@@ -99,6 +80,8 @@ static int check_config(const struct sb_router_config *c)
 	    c->max_frame > SB_FRAME_MAX_LIMIT || c->default_timeout_ms == 0 ||
 	    c->max_timeout_ms == 0 || c->out_max < c->max_frame || c->max_inflight == 0 ||
 	    c->max_inflight > SB__REQTAB_MAX || c->max_conns == 0)
+		return 0;
+	if (c->name_pattern != NULL && !sb__name_pattern_ok(c->name_pattern))
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
@@ -183,14 +166,16 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		r->nshards = 1;
 	if (r->nshards > SB__MAX_SHARDS)
 		r->nshards = SB__MAX_SHARDS;
-	atomic_init(&r->next_peer, 1);
 	atomic_init(&r->stopping, 0);
 	atomic_init(&r->drained, 0);
 	pthread_mutex_init(&r->names_lock, NULL);
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
-	sb__routes_init(&r->names);
 	pthread_mutex_init(&r->tls_lock, NULL);
+	r->cfg.name_pattern = NULL; /* the directory keeps its own copy */
+	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
+		goto fail;
+	sb__rstats_init(&r->rstats, r->nshards);
 	if ((r->addr = strdup(c->addr)) == NULL)
 		goto fail;
 	r->cfg.addr = r->addr;
@@ -405,6 +390,8 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->refused += atomic_load_explicit(&st->refused, memory_order_relaxed);
 		s->hello_timeouts +=
 			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
+		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
+		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;
@@ -451,10 +438,13 @@ void sb_router_free(struct sb_router *r)
 	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++)
 		pthread_mutex_destroy(&r->inboxes[i].lock);
 	free(r->inboxes);
-	for (unsigned i = 0; i < r->nlocals; i++)
+	for (unsigned i = 0; i < r->nlocals; i++) {
 		free(r->locals[i].name);
+		sb__schema_unref(r->locals[i].schema);
+	}
 	free(r->locals);
-	sb__routes_destroy(&r->names);
+	sb__dir_destroy(&r->dir);
+	sb__rstats_destroy(&r->rstats);
 	sb__tls_ctx_put(r->tls);
 	pthread_mutex_destroy(&r->tls_lock);
 	free(r->addr);

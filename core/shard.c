@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "bcast.h"
 #include "clock.h"
 #include "shard.h"
 
@@ -38,6 +39,15 @@ static void stat_add(_Atomic uint64_t *c, int64_t d)
 	 * readers race-free without a locked instruction per message. */
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
 			      memory_order_relaxed);
+}
+
+/* The turn clock: timers use the milliseconds, latencies the microseconds. */
+static void tick(struct sb__shard *sh)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sh->now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	sh->now = sh->now_us / 1000;
 }
 
 static uint32_t rd32(const uint8_t *p)
@@ -529,7 +539,10 @@ static void req_finish(struct sb__shard *sh, struct sb__req *q)
 	sb__link_del(&q->by_conn);
 	sb__link_del(&q->all);
 	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
-	load_add(sh, q->handler, -1);
+	if (q->bc != NULL)
+		sb__bcast_free(sh, q);
+	else
+		load_add(sh, q->handler, -1);
 	stat_add(&sh->st.inflight, -1);
 	sb__reqtab_free(&sh->reqs, q->rid);
 }
@@ -540,6 +553,10 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 
 static void send_cancel(struct sb__shard *sh, struct sb__req *q)
 {
+	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
+		sb__bcast_cancel(sh, q);
+		return;
+	}
 	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
 	long n = sb_encoded_size(&m);
 	struct sb__buf *b = sb__buf_heap((size_t)n);
@@ -549,9 +566,29 @@ static void send_cancel(struct sb__shard *sh, struct sb__req *q)
 	deliver(sh, q->handler, b, b->data, (uint32_t)n);
 }
 
+/* How a request ended, for its name's statistics. */
+enum req_end { END_REPLY, END_ERROR, END_TIMEOUT, END_CANCEL };
+
+static void req_count(struct sb__shard *sh, const struct sb__req *q, enum req_end how)
+{
+	if (q->rs == NULL || how == END_CANCEL)
+		return;
+	struct sb__rstat_shard *s = &q->rs->per[sh->id];
+	if (how == END_TIMEOUT) {
+		sb__rstat_inc(&s->timeouts);
+		return;
+	}
+	sb__rstat_inc(how == END_REPLY ? &s->replies : &s->errors);
+	sb__rstat_latency(s, sh->now_us - q->t0_us);
+}
+
 /* Ends a request with an error for its requester. */
 static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
 {
+	req_count(sh, q,
+		  err == SB_ETIMEOUT     ? END_TIMEOUT
+		  : err == SB_ECANCELLED ? END_CANCEL
+					 : END_ERROR);
 	if (q->requester == SB__LOCAL_REQUESTER) {
 		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
 	} else {
@@ -566,6 +603,10 @@ static void on_timeout(struct sb__timer *t)
 {
 	struct sb__req *q = SB__CONTAINER(t, struct sb__req, timer);
 	struct sb__shard *sh = q->sh;
+	if (q->bc != NULL) { /* each handler still open times out on its own */
+		sb__bcast_timeout(sh, q);
+		return;
+	}
 	stat_add(&sh->st.timeouts, 1);
 	send_cancel(sh, q); /* the handler may stop working on it */
 	req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
@@ -600,6 +641,14 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 	return local != NULL && local_load <= best_load ? local : best;
 }
 
+/* Gives a newly made route its name's statistics, shared by every shard. */
+static void route_stat(struct sb__shard *sh, const void *name, uint32_t len)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, name, len);
+	if (r != NULL && r->stat == NULL)
+		r->stat = sb__rstat_intern(&sh->r->rstats, name, len);
+}
+
 static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
@@ -624,6 +673,8 @@ static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	if (q != NULL && q->handler == ep)
 		req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+	else if (q != NULL && q->bc != NULL)
+		sb__bcast_gone(sh, q, ep);
 }
 
 static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
@@ -650,6 +701,11 @@ static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const 
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
+	/* Who sent it, before the first frame from that sender (issue 6). */
+	if (sb__peers_tell(sh, c, p) != 0) {
+		sb__buf_put(b, &sh->pool); /* c was dropped as a slow consumer */
+		return;
+	}
 	enqueue(sh, c, b, p, len);
 }
 
@@ -671,31 +727,119 @@ static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t i
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
 }
 
+/* How peer ep handles m's name, if it registered it. `to` skips load
+ * balancing, not the rules: its internal flag and schema still apply. */
+static struct sb__endpoint *to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
+	return r != NULL ? sb__route_endpoint(r, ep) : NULL;
+}
+
+/* A client may not reach a handler its peer registered as internal. */
+static int to_allowed(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep, int service)
+{
+	struct sb__endpoint *e = service ? NULL : to_endpoint(sh, m, ep);
+	return e == NULL || !(e->flags & SB__EP_INTERNAL);
+}
+
+/* The caller found handlers for the name but may reach none of them: each
+ * is internal, and it is not a service. Requests hear `forbidden`; sends
+ * have nobody to tell and are counted. The one place internal handlers are
+ * refused. */
+static void refuse_internal(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+{
+	char why[SB_NAME_MAX + 64];
+	stat_add(&sh->st.forbidden, 1);
+	if (m->kind != SB_REQUEST)
+		return;
+	snprintf(why, sizeof why, "%.*s is internal: only services may call it", (int)m->name.len,
+		 (const char *)m->name.ptr);
+	answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
+}
+
+/* Whether a message's arguments fit the schema of the handler it is for;
+ * when not, a request is answered `invalid arguments` with the reason and
+ * a send is dropped, both counted. Callers test e->schema first, so a
+ * handler without a schema costs one pointer test. */
+static int args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+		   const struct sb__endpoint *e)
+{
+	char why[SB_TEXT_MAX + 1];
+	if (sb__endpoint_check(e, m->payload.ptr, m->payload.len, why, sizeof why) == 0)
+		return 1;
+	stat_add(&sh->st.invalid_args, 1);
+	if (m->kind == SB_REQUEST)
+		answer_error(sh, a, m->id, SB_EINVAL, why);
+	return 0;
+}
+
+/* A broadcast request goes to every handler of a name as one frame, so it
+ * must fit every schema among them: the first it breaks refuses it whole
+ * (handlers of one name normally share one schema). */
+static int bcast_args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+			 const struct sb__route *r)
+{
+	for (uint32_t i = 0; i < r->n; i++) {
+		const struct sb__endpoint *e = &r->eps[i];
+		if (e->schema != NULL && (a->service || !(e->flags & SB__EP_INTERNAL)) &&
+		    !args_ok(sh, a, m, e))
+			return 0;
+	}
+	return 1;
+}
+
 static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
 			  struct sb__buf *b, uint8_t *f, uint32_t len)
 {
+	char why[SB__WHY_MAX];
+	uint64_t to = 0;
 	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
-	/* Fire-and-forget has nobody to tell: count and drop. Sends to a named
-	 * peer are dropped too until peers are addressable, never misrouted. */
-	if (r == NULL) {
+	/* Fire-and-forget has nobody to tell: count and drop, whether nobody
+	 * handles the name, `to` names nobody connected (or is paired with
+	 * BROADCAST, which contradicts it), or the peer is off limits. */
+	if (m->to.ptr != NULL &&
+	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0 ||
+	     !to_allowed(sh, m, to, a->service)))
+		to = 0;
+	if (r == NULL && to == 0) {
 		stat_add(&sh->st.no_handler, 1);
 		return;
 	}
 	sb_patch_u32(f, m->from_off, a->from);
+	if (to != 0) { /* to a named peer, whatever it registered */
+		struct sb__endpoint *te = to_endpoint(sh, m, to);
+		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+			return;
+		sb__buf_get(b);
+		deliver(sh, to, b, f, len);
+		return;
+	}
 	if (!(m->flags & SB_F_BROADCAST)) {
 		struct sb__endpoint *e = pick(sh, r, a->service);
-		if (e != NULL) {
+		if (e == NULL)
+			refuse_internal(sh, a, m);
+		else if (e->schema == NULL || args_ok(sh, a, m, e)) {
+			if (r->stat != NULL)
+				sb__rstat_inc(&r->stat->per[sh->id].sends);
 			sb__buf_get(b);
 			deliver(sh, e->ep, b, f, len);
 		}
 		return;
 	}
+	int reachable = 0;
 	for (uint32_t i = 0; i < r->n; i++) {
 		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
 			continue;
+		reachable = 1;
+		if (r->eps[i].schema != NULL && !args_ok(sh, a, m, &r->eps[i]))
+			continue;
+		if (r->stat != NULL)
+			sb__rstat_inc(&r->stat->per[sh->id].sends);
 		sb__buf_get(b); /* one reference per destination, no copy */
 		deliver(sh, r->eps[i].ep, b, f, len);
 	}
+	if (!reachable)
+		refuse_internal(sh, a, m);
 }
 
 /* A request to one of the router's own names ($sb.routes, ...). */
@@ -727,7 +871,7 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		       struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
-	struct sb__route *r;
+	struct sb__route *r = NULL;
 	struct sb__endpoint *e;
 	uint64_t rid;
 
@@ -735,22 +879,60 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
 		return;
 	}
-	if (m->flags & SB_F_BROADCAST || m->to.ptr != NULL) {
-		answer_error(sh, a, m->id, SB_EUNSUPPORTED,
-			     "broadcast and peer-addressed requests are not supported yet");
+	if ((m->flags & SB_F_BROADCAST) && m->to.ptr != NULL) {
+		answer_error(sh, a, m->id, SB_EINVAL,
+			     "a request goes to one peer (to) or to every handler (BROADCAST), "
+			     "not both");
 		return;
 	}
-	if (sb__admin_name(m->name)) {
+	if (sb__admin_name(m->name) && m->to.ptr == NULL) {
 		answer_admin(sh, a, m);
 		return;
 	}
-	if ((r = lookup(sh, m->name)) == NULL || (e = pick(sh, r, a->service)) == NULL) {
+	uint64_t target = 0;         /* the handler; 0 for a broadcast */
+	struct sb__bcast *bc = NULL; /* a broadcast's handlers */
+	if (m->to.ptr != NULL) {
+		/* To that peer, whether or not it registered the name. */
+		char why[SB__WHY_MAX];
+		int rc = sb__peers_resolve(sh, m->to, &target, why);
+		if (rc != 0) {
+			answer_error(sh, a, m->id, rc, why);
+			return;
+		}
+		if (!to_allowed(sh, m, target, a->service)) {
+			answer_error(sh, a, m->id, SB_EFORBIDDEN,
+				     "this peer handles the name for services only");
+			return;
+		}
+		struct sb__endpoint *te = to_endpoint(sh, m, target);
+		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+			return;
+	} else if (m->flags & SB_F_BROADCAST) {
+		int rc = SB_ENOPEERS;
+		if ((r = lookup(sh, m->name)) != NULL && !bcast_args_ok(sh, a, m, r))
+			return;
+		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+			stat_add(&sh->st.no_handler, 1);
+			answer_error(sh, a, m->id, rc,
+				     rc == SB_ENOPEERS ? "no connected peer handles this name"
+						       : "out of memory");
+			return;
+		}
+	} else if ((r = lookup(sh, m->name)) == NULL) {
 		stat_add(&sh->st.no_handler, 1);
 		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
 		return;
+	} else if ((e = pick(sh, r, a->service)) == NULL) {
+		refuse_internal(sh, a, m);
+		return;
+	} else if (e->schema != NULL && !args_ok(sh, a, m, e)) {
+		return;
+	} else {
+		target = e->ep;
 	}
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
+		free(bc);
 		answer_error(sh, a, m->id, SB_EOVERLOADED, "too many requests in flight");
 		return;
 	}
@@ -759,11 +941,18 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		timeout = cfg->max_timeout_ms;
 	q->rid = rid;
 	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
-	q->handler = e->ep;
+	q->handler = target;
+	q->bc = bc;
 	q->orig_id = m->id;
 	q->sh = sh;
 	q->fn = a->fn;
 	q->ud = a->ud;
+	/* Per-route counts cover requests the router balanced over a name's
+	 * handlers; those to a named peer or to all of them are not in them. */
+	q->rs = bc == NULL && m->to.ptr == NULL ? r->stat : NULL;
+	q->t0_us = sh->now_us;
+	if (q->rs != NULL)
+		sb__rstat_inc(&q->rs->per[sh->id].requests);
 	sb__link_init(&q->by_conn);
 	if (a->c != NULL) {
 		sb__link_add(&a->c->reqs, &q->by_conn);
@@ -772,7 +961,8 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	sb__link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
 	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
-	load_add(sh, e->ep, 1);
+	if (bc == NULL)
+		load_add(sh, target, 1);
 	stat_add(&sh->st.inflight, 1);
 	stat_add(&sh->st.requests, 1);
 
@@ -780,8 +970,12 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	sb_patch_id(f, rid);
 	sb_patch_u32(f, m->from_off, a->from);
 	sb_patch_u32(f, m->timeout_ms_off, timeout);
+	if (bc != NULL) { /* one frame, one reference per handler; q may end here */
+		sb__bcast_fanout(sh, q, b, f, len);
+		return;
+	}
 	sb__buf_get(b);
-	deliver(sh, e->ep, b, f, len);
+	deliver(sh, target, b, f, len);
 }
 
 /* Hands a reply to an in-process requester's callback. */
@@ -804,8 +998,10 @@ static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf 
 		      m.payload.len, more, q->ud);
 	}
 	stat_add(&sh->st.replies, 1);
-	if (!more)
+	if (!more) {
+		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
 		req_finish(sh, q);
+	}
 	sb__buf_put(b, &sh->pool);
 }
 
@@ -817,6 +1013,10 @@ void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	struct sb__conn *c;
 
+	if (q != NULL && q->bc != NULL) { /* one handler's part of a broadcast */
+		sb__bcast_reply(sh, q, sender, b, f, len);
+		return;
+	}
 	/* Only the handler a request went to may answer it: anyone else, or
 	 * anyone after the request ended, is counted and ignored. */
 	if (q != NULL && q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
@@ -831,8 +1031,10 @@ void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
 	sb_patch_id(f, q->orig_id);
 	stat_add(&sh->st.replies, 1);
-	if (!more)
+	if (!more) {
+		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
 		req_finish(sh, q);
+	}
 	if (enqueue(sh, c, b, f, len) == 0)
 		congest(sh, c, sender);
 }
@@ -848,7 +1050,7 @@ static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
 /* Sends a route change to every other shard; the ACK follows the last
  * ROUTE_DONE (or goes at once with one shard). */
 static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const struct sb_view *name,
-		       uint64_t ep, uint32_t flags, uint64_t id)
+		       uint64_t ep, uint32_t flags, struct sb__schema *schema, uint64_t id)
 {
 	if (sh->r->nshards == 1) {
 		send_ack(sh, ep, id);
@@ -865,6 +1067,9 @@ static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const stru
 		if (n == NULL)
 			abort();
 		n->sync = sync;
+		n->schema = schema; /* every replica points at the one block */
+		if (schema != NULL)
+			sb__schema_ref(schema);
 		n->len = name->len;
 		memcpy(n->name, name->ptr, name->len);
 		struct sb__mail m = {.type = type, .a = flags, .b = ep, .p = n};
@@ -884,6 +1089,9 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 {
 	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
 	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	struct sb__schema *schema = NULL;
+	char why[SB_TEXT_MAX + 1];
+	int rc;
 
 	if (!c->service) {
 		send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers", 0);
@@ -894,14 +1102,24 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 		return;
 	}
 	if (m->kind == SB_REGISTER) {
-		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags) != 0) {
+		/* Compiled once, here; the other shards get the same block. */
+		rc = sb__schema_compile(m->payload.ptr, m->payload.len, &schema, why, sizeof why);
+		if (rc != 0) {
+			send_error(sh, c, m->id, rc == SB_EINVAL ? SB_EINVAL : SB_EINTERNAL,
+				   rc == SB_EINVAL ? why : "out of memory", 0);
+			return;
+		}
+		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags, schema) != 0) {
+			sb__schema_unref(schema);
 			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
-		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, m->id);
+		route_stat(sh, name.ptr, name.len);
+		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, schema, m->id);
+		sb__schema_unref(schema); /* the routes and the mail hold theirs */
 	} else {
 		sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
-		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, m->id);
+		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, NULL, m->id);
 	}
 }
 
@@ -917,9 +1135,6 @@ static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_
 
 static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
-	char name[SB_PEER_MAX + 1];
-	uint32_t len;
-
 	if (m->version < SB_PROTO_VERSION) {
 		fail_conn(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
 		return;
@@ -930,19 +1145,14 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 		fail_conn(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
 		return;
 	}
-	c->peer_id = atomic_fetch_add(&sh->r->next_peer, 1);
-	if (m->peer.ptr != NULL) {
-		len = m->peer.len;
-		memcpy(name, m->peer.ptr, len);
-	} else
-		len = (uint32_t)snprintf(name, sizeof name, "P%04u", c->peer_id);
-	name[len] = 0;
-	if (sb__name_claim(sh->r, name, len, c->ep, c->peer_id << 1 | c->service) != 0) {
-		fail_conn(sh, c, SB_EDUPNAME, "a connected peer already has this name");
+	/* Names it (asked for, or from the pattern) and tells every shard. */
+	int rc = sb__peers_join(sh, c, m->peer);
+	if (rc != 0) {
+		fail_conn(sh, c, rc,
+			  rc == SB_EDUPNAME ? "a connected peer already has this name"
+					    : "out of memory");
 		return;
 	}
-	c->named = 1;
-	memcpy(c->name, name, len + 1);
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
 	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
@@ -954,7 +1164,7 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 			   .peer_id = c->peer_id,
 			   .max_frame = sh->r->cfg.max_frame};
 	w.peer.ptr = (const uint8_t *)c->name;
-	w.peer.len = len;
+	w.peer.len = (uint32_t)strlen(c->name);
 	/* {"shard": N}: which shard serves the peer, for logs and tests. */
 	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
 	w.payload.ptr = info;
@@ -1041,7 +1251,11 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 	}
 	case SB_PONG:
 		break;
+	case SB_SUBSCRIBE:
+		sb__peers_subscribe(sh, c, &m);
+		break;
 	case SB_GOODBYE:
+		sb__peers_drain(sh, c);
 		c->doomed = 1;
 		if (c->q_len == 0 && !c->sending)
 			conn_close(sh, c, "goodbye");
@@ -1292,11 +1506,19 @@ static int tls_handshake(struct sb__shard *sh, struct sb__conn *c)
 	}
 	if (sb__tls_pending(t))
 		mark_dirty(sh, c); /* the handshake's next flight */
-	if (rc == 1 && sb__tls_peer_name(t) != NULL && sh->r->cfg.log_level >= 2) {
-		char from[64];
-		peer_addr(c, from, sizeof from);
-		sb__log(sh->r, 2, "TLS connection from %s: client certificate \"%s\"", from,
-			sb__tls_peer_name(t));
+	if (rc == 1 && sb__tls_peer_subject(t) != NULL) {
+		/* The verified subject becomes part of the peer's identity. */
+		const char *subject = sb__tls_peer_subject(t);
+		if (sb__peers_set_subject(c, subject, strlen(subject)) != 0) {
+			conn_close(sh, c, "out of memory");
+			return -1;
+		}
+		if (sh->r->cfg.log_level >= 2) {
+			char from[64];
+			peer_addr(c, from, sizeof from);
+			sb__log(sh->r, 2, "TLS connection from %s: client certificate \"%s\"", from,
+				subject);
+		}
 	}
 	return rc;
 }
@@ -1536,6 +1758,8 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
 		if (q->handler == ep)
 			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+		else if (q->bc != NULL)
+			sb__bcast_gone(sh, q, ep);
 	}
 	sb__idmap_del(&sh->load, ep);
 }
@@ -1564,9 +1788,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 			}
 		conn_gone(sh, c->ep);
 	}
-	if (c->named)
-		sb__name_release(sh->r, c->name, (uint32_t)strlen(c->name), c->ep);
-	c->named = 0;
+	sb__peers_leave(sh, c); /* its name, presence subscription */
 	/* Wakes the multishot recv (it completes with 0) and fails a pending
 	 * sendmsg, so both come back and the connection can be freed. */
 	shutdown(c->fd, SHUT_RDWR);
@@ -1594,6 +1816,7 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 	if (c->asm_buf != NULL)
 		sb__buf_put(c->asm_buf, &sh->pool);
 	sb__tls_free(c->tls);
+	sb__peers_conn_free(c);
 	close(c->fd);
 	sb__link_del(&c->all);
 	stat_add(&sh->st.connections, -1);
@@ -1620,9 +1843,12 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL: {
 		struct sb__mail_name *n = m->p;
-		if (m->type == SB__MAIL_ROUTE_ADD)
-			sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a);
-		else
+		if (m->type == SB__MAIL_ROUTE_ADD) {
+			if (sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema) ==
+			    0)
+				route_stat(sh, n->name, n->len);
+			sb__schema_unref(n->schema);
+		} else
 			sb__routes_del(&sh->routes, n->name, n->len, m->b);
 		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
 		mail(sh, ep_shard(m->b), &done);
@@ -1642,8 +1868,15 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
 		if (q != NULL && q->handler == m->c)
 			req_fail(sh, q, -(int)m->a, "the handler disconnected");
+		else if (q != NULL && q->bc != NULL)
+			sb__bcast_gone(sh, q, m->c);
 		break;
 	}
+	case SB__MAIL_PEER_UP:
+	case SB__MAIL_PEER_DOWN:
+	case SB__MAIL_PEER_DRAIN:
+		sb__peers_on_mail(sh, m);
+		break;
 	}
 }
 
@@ -1845,9 +2078,10 @@ static int setup(struct sb__shard *sh)
 	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
 	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
 		return SB_ENOMEM;
-	sh->now = sb__now_ms();
+	tick(sh);
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__routes_init(&sh->routes);
+	sb__replica_init(&sh->peers);
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);
 	sb__link_init(&sh->conn_list);
@@ -1857,8 +2091,10 @@ static int setup(struct sb__shard *sh)
 	for (unsigned i = 0; i < sh->r->nlocals; i++) {
 		const struct sb__local *l = &sh->r->locals[i];
 		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
-				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags) != 0)
+				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags,
+				   l->schema) != 0)
 			return SB_ENOMEM;
+		route_stat(sh, l->name ? l->name : "", l->len);
 	}
 	arm_accept(sh);
 	arm_wake(sh);
@@ -1879,10 +2115,14 @@ static void release_mail(const struct sb__mail *m)
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL:
 		sync = n->sync;
+		sb__schema_unref(n->schema);
 		free(n);
 		break;
 	case SB__MAIL_ROUTE_DONE:
 		sync = m->p;
+		break;
+	case SB__MAIL_PEER_UP:
+		sb__peers_release_mail(m);
 		break;
 	}
 	if (sync != NULL && --sync->remaining == 0)
@@ -1933,6 +2173,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__tls_ctx_put(sh->tls);
 	sh->tls = NULL;
 	sb__routes_destroy(&sh->routes);
+	sb__replica_destroy(&sh->peers);
 	sb__idmap_destroy(&sh->cancel);
 	sb__idmap_destroy(&sh->load);
 	if (sh->ring_ok) {
@@ -1980,14 +2221,14 @@ void *sb__shard_main(void *arg)
 
 		/* The clock before the events: a request that woke an idle shard
 		 * must not have its timeout shortened by the time it slept. */
-		sh->now = sb__now_ms();
+		tick(sh);
 		io_uring_for_each_cqe(&sh->ring, head, cqe)
 		{
 			on_cqe(sh, cqe);
 			n++;
 		}
 		io_uring_cq_advance(&sh->ring, n);
-		sh->now = sb__now_ms();
+		tick(sh);
 		read_mail(sh);
 		read_injected(sh);
 		sb__wheel_run(&sh->wheel, sh->now);
@@ -2037,4 +2278,59 @@ void *sb__shard_main(void *arg)
 	}
 	io_uring_submit(&sh->ring);
 	return NULL;
+}
+
+/* ---- for the modules that extend the shard (shard.h) --------------------- */
+
+struct sb__conn *sb__conn_get(struct sb__shard *sh, uint64_t ep)
+{
+	return conn_get(sh, ep);
+}
+
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len)
+{
+	return enqueue(sh, c, b, p, len);
+}
+
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	return send_msg(sh, c, m);
+}
+
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags)
+{
+	send_error(sh, c, id, err, text, flags);
+}
+
+void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
+{
+	mail(sh, to, m);
+}
+
+void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len)
+{
+	deliver(sh, ep, b, p, len);
+}
+
+void sb__congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
+{
+	congest(sh, c, producer);
+}
+
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
+{
+	load_add(sh, ep, d);
+}
+
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	req_finish(sh, q);
+}
+
+void sb__stat_add(_Atomic uint64_t *c, int64_t d)
+{
+	stat_add(c, d);
 }

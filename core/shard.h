@@ -17,8 +17,10 @@
 #include "idmap.h"
 #include "list.h"
 #include "mailbox.h"
+#include "peers.h"
 #include "reqtab.h"
 #include "route.h"
+#include "rstat.h"
 #include "timer.h"
 #include "tls.h"
 
@@ -60,6 +62,7 @@ struct sb__conn {
 	struct sb__seg *parked; /* bytes received while paused, routed on resume */
 	uint32_t nparked, parked_cap;
 	char name[SB_PEER_MAX + 1];
+	struct sb__conn_peer pr; /* identities told, presence subscription (peers.c) */
 	/* a frame that straddles receive buffers, being reassembled */
 	struct sb__buf *asm_buf; /* heap buffer for the whole frame, once its size is known */
 	uint32_t asm_have;       /* bytes of it received */
@@ -88,13 +91,16 @@ struct sb__req {
 	struct sb__shard *sh;    /* for the timer callback */
 	sb_local_reply_fn fn;    /* in-process requester: where replies go */
 	void *ud;
+	struct sb__rstat *rs; /* the route's statistics, or NULL */
+	uint64_t t0_us;       /* when it was forwarded (the shard's turn clock) */
+	struct sb__bcast *bc; /* a broadcast (bcast.c): its handlers; handler is 0 */
 };
 
 /* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
 		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
-		mail_deferred, mail_backlog_peak, refused, hello_timeouts;
+		mail_deferred, mail_backlog_peak, refused, hello_timeouts, invalid_args, forbidden;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
@@ -107,6 +113,9 @@ enum sb__mail_type {
 	SB__MAIL_REQ_FAILED,  /* b: rid, c: handler ep, a: positive error code */
 	SB__MAIL_ROUTE_DONE,  /* p: the struct sb__route_sync of a route change */
 	SB__MAIL_PAUSE,       /* b: ep to pause (a = 1) or resume (a = 0) reading from */
+	SB__MAIL_PEER_UP,     /* p: struct sb__peer for the replica (peers.c) */
+	SB__MAIL_PEER_DOWN,   /* b: ep, a: peer_id of a peer that left */
+	SB__MAIL_PEER_DRAIN,  /* b: ep, a: peer_id of a peer that said GOODBYE */
 };
 
 /* A route change in flight: the ACK goes to the registering connection only
@@ -120,6 +129,7 @@ struct sb__route_sync {
 
 struct sb__mail_name {
 	struct sb__route_sync *sync; /* reported back once applied */
+	struct sb__schema *schema;   /* ROUTE_ADD: the handler's schema (a reference), or NULL */
 	uint32_t len;
 	char name[];
 };
@@ -148,6 +158,7 @@ struct sb__shard {
 	struct sb__reqtab reqs;    /* requests in flight */
 	struct sb__wheel wheel;    /* request timeouts */
 	struct sb__routes routes;  /* this shard's replica of the route table */
+	struct sb__replica peers;  /* this shard's replica of the peer directory */
 	struct sb__idmap cancel;   /* key(requester ep, requester id) -> rid */
 	struct sb__idmap load;     /* handler ep -> requests this shard has in flight to it */
 	struct sb__link conn_list; /* every connection of this shard */
@@ -165,6 +176,7 @@ struct sb__shard {
 	int accept_armed;             /* the multishot accept is outstanding */
 	int need_rearm;               /* some connection waits for receive buffers */
 	uint64_t now;                 /* ms, monotonic, read once per loop turn */
+	uint64_t now_us;              /* the same instant in microseconds */
 	int draining;                 /* stop requested: no new connections or requests */
 	uint64_t drain_deadline;      /* ms: then close everything */
 	int drained;                  /* done draining; waiting for the other shards */
@@ -179,7 +191,8 @@ struct sb__shard {
 struct sb__local {
 	char *name; /* NULL: the catch-all */
 	uint32_t len;
-	uint32_t flags; /* SB__EP_* */
+	uint32_t flags;            /* SB__EP_* */
+	struct sb__schema *schema; /* its argument schema (a reference), or NULL */
 	sb_local_fn fn;
 	void *ud;
 };
@@ -210,9 +223,9 @@ struct sb_router {
 	struct sb__mailbox *mb;
 	unsigned mail_ring;         /* slots per ring: also a backlog's pause mark */
 	uint64_t mail_cap;          /* frame bytes in flight to one shard before senders pause */
-	pthread_mutex_t names_lock; /* peer names: only at connect and disconnect */
-	struct sb__routes names;    /* the name table (a route per name, one endpoint) */
-	_Atomic uint32_t next_peer; /* peer ids and assigned names */
+	pthread_mutex_t names_lock; /* the peer directory: connect, disconnect, error paths */
+	struct sb__dir dir;         /* the peer directory (peers.c) */
+	struct sb__rstats rstats;   /* per-name statistics */
 	_Atomic uint32_t nconns;    /* connections holding a max_conns place */
 	_Atomic int stopping;
 	_Atomic unsigned drained; /* shards done draining */
@@ -271,9 +284,42 @@ static inline const char *sb__conn_cert_subject(const struct sb__conn *c)
 	return c->tls != NULL ? sb__tls_peer_subject(c->tls) : NULL;
 }
 
-/* Name table (router.c): claim a peer name for ep; 0 or SB_EDUPNAME. */
-/* info: what $sb.peers reports, peer_id << 1 | 1 for a service. */
-int sb__name_claim(struct sb_router *r, const char *name, uint32_t len, uint64_t ep, uint32_t info);
-void sb__name_release(struct sb_router *r, const char *name, uint32_t len, uint64_t ep);
+/* For the modules that extend the shard (peers.c, bcast.c): shard.c's
+ * own helpers, which only the shard's thread may call. */
+
+/** A live connection of this shard, or NULL (gone or closing). */
+struct sb__conn *sb__conn_get(struct sb__shard *sh, uint64_t ep);
+
+/** Queue bytes of b for c, taking over the caller's reference; a consumer
+ *  over its limit is closed. @return 0, SB_EOVERLOADED or SB_ENOMEM */
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len);
+
+/** Encode a router-made message and queue it for c. */
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+
+/** A (non-fatal unless flags say so) ERROR for c. */
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags);
+
+/** Mail to another shard (kept in order, never dropped). */
+void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m);
+
+/** A frame (b's reference taken over) for connection ep on any shard, or
+ *  an in-process handler. */
+void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len);
+
+/** Flow control: c's queue grew with a reply from producer. */
+void sb__congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer);
+
+/** Requests this shard has in flight to a handler, for load balancing. */
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d);
+
+/** End request q for good (its entry is freed). */
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q);
+
+/** Add to one of this shard's counters. */
+void sb__stat_add(_Atomic uint64_t *c, int64_t d);
 
 #endif

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <msgpack.h>
 #include <switchboard/client.h>
@@ -171,9 +170,7 @@ int main(int argc, char **argv)
 
 	/* sb_request() needs the client online; sb_request_wait() would wait
 	 * for that itself, but skips progress replies, so we wait here. */
-	time_t give_up = time(NULL) + 5;
-	while (!sb_client_online(client) && time(NULL) < give_up)
-		sb_client_process(client, 100);
+	sb_client_wait_online(client, 5000);
 
 	msgpack_sbuffer sb;
 	msgpack_packer pk;

@@ -1,15 +1,14 @@
 /* example_file_read: streaming a file of any size. `serve` answers file.read
  * with the file in "file.read-chunk" replies, then "file.read-done" {bytes};
- * `call PATH OUT` writes the chunks to OUT as they arrive. The service keeps
- * its own loop so it can respect flow control: a big file is sent as fast
- * as the connection drains, never buffered whole in memory. */
+ * `call PATH OUT` writes the chunks to OUT as they arrive. The service
+ * respects flow control: a stream stops when the output queue is full and
+ * goes on from on_writable, so a big file is sent as fast as the connection
+ * drains, never buffered whole in memory. */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <msgpack.h>
 #include <switchboard/client.h>
@@ -25,7 +24,7 @@ struct stream {
 };
 
 static struct stream *streams;
-static volatile sig_atomic_t stopping;
+static struct sb_client *client;
 
 static void stream_end(struct stream *s)
 {
@@ -67,7 +66,7 @@ static void pump(struct stream *s)
 			return;
 		}
 		int rc = sb_reply_more(s->call, "file.read-chunk", buf, head + n, 1);
-		if (rc == SB_EOVERLOADED) { /* full: rewind and try after a loop turn */
+		if (rc == SB_EOVERLOADED) { /* full: rewind; on_writable goes on */
 			fseek(s->in, -(long)n, SEEK_CUR);
 			return;
 		}
@@ -80,8 +79,18 @@ static void pump(struct stream *s)
 	}
 }
 
-/* file.read PATH: opens the file and starts the stream; the loop in
- * main() keeps it going. */
+/* The output queue has drained after a full one: every stream goes on. */
+static void on_writable(struct sb_client *c, void *ud)
+{
+	(void)c, (void)ud;
+	for (struct stream *s = streams, *next; s != NULL; s = next) {
+		next = s->next; /* pump() may end s */
+		pump(s);
+	}
+}
+
+/* file.read PATH: opens the file and starts the stream; on_writable keeps
+ * it going. */
 static void on_read(struct sb_client *c, struct sb_call *call, void *ud)
 {
 	char path[512] = "", err[600];
@@ -153,7 +162,7 @@ static void on_state(struct sb_client *c, enum sb_client_state s, int err, void 
 static void on_signal(int sig)
 {
 	(void)sig;
-	stopping = 1;
+	sb_client_stop(client); /* the one call safe in a signal handler */
 }
 
 int main(int argc, char **argv)
@@ -174,31 +183,18 @@ int main(int argc, char **argv)
 	cfg.port = (uint16_t)atoi(argv[3]);
 	cfg.role = serve ? "service" : "client";
 	cfg.on_state = on_state;
+	cfg.on_writable = on_writable;
 	cfg.ud = serve ? "serving file.read" : NULL;
 	if ((c = sb_client_new(&cfg, &err)) == NULL) {
 		fprintf(stderr, "example_file_read: %s\n", sb_strerror(err));
 		return 1;
 	}
 	if (serve) {
+		client = c;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
 		sb_client_register(c, "file.read", 0, on_read, NULL);
-		/* Our own loop, instead of sb_client_run(), so that after every
-		 * turn (which drains output) the streams can send more. A stream
-		 * that is waiting makes us poll briefly rather than sleep. */
-		while (!stopping && rc == 0) {
-			struct pollfd p = {sb_client_fd(c), sb_client_events(c), 0};
-			int timeout = streams ? 10 : sb_client_timeout(c);
-			if (poll(&p, p.fd >= 0, timeout < 0 || timeout > 1000 ? 1000 : timeout) <
-				    0 &&
-			    errno != EINTR)
-				break;
-			rc = sb_client_process(c, 0);
-			for (struct stream *s = streams, *next; s != NULL; s = next) {
-				next = s->next; /* pump() may end s */
-				pump(s);
-			}
-		}
+		rc = sb_client_run(c);
 		sb_client_free(c);
 		return rc == 0 ? 0 : 1;
 	}
@@ -207,9 +203,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "example_file_read: %s: %s\n", argv[5], strerror(errno));
 		return 1;
 	}
-	time_t give_up = time(NULL) + 5;
-	while (!sb_client_online(c) && time(NULL) < give_up)
-		sb_client_process(c, 100);
+	sb_client_wait_online(c, 5000);
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sb);

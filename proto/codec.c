@@ -160,10 +160,9 @@ const char *sb_kind_name(unsigned kind)
 
 /* ---- validation shared by decoder and encoder --------------------------- */
 
-/* Length of the valid UTF-8 sequence starting at p (first byte >= 0x80),
- * or 0. Rejects overlong forms, surrogates and code points past U+10FFFF,
- * which strict decoders (Python's, for one) refuse. */
-static size_t utf8_seq(const uint8_t *p, size_t n)
+/* Rejects overlong forms, surrogates and code points past U+10FFFF, which
+ * strict decoders (Python's, for one) refuse. */
+size_t sb__utf8_seq(const uint8_t *p, size_t n)
 {
 	uint8_t c = p[0];
 	size_t len;
@@ -224,7 +223,7 @@ static bool chars_ok(const uint8_t *p, size_t n, enum cset cs)
 		}
 		if (p[i] < 0x80)
 			return false;
-		size_t k = utf8_seq(p + i, n - i);
+		size_t k = sb__utf8_seq(p + i, n - i);
 		if (k == 0)
 			return false;
 		i += k;

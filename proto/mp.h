@@ -38,6 +38,10 @@ struct sb__mp_item {
  * past it, including a STR/BIN/EXT body. Never reads at or past end. */
 int sb__mp_read(const uint8_t **p, const uint8_t *end, struct sb__mp_item *it);
 
+/* Length of the valid UTF-8 sequence at p (first byte >= 0x80, n bytes
+ * available), or 0 if it is not one. */
+size_t sb__utf8_seq(const uint8_t *p, size_t n);
+
 static inline uint32_t sb__be32(const uint8_t *p)
 {
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];

@@ -52,6 +52,7 @@ struct watch {
 	int online, offline, reconnected, error; /* how many of each */
 	int offline_err, error_err;              /* err of the last OFFLINE, ERROR */
 	uint64_t offline_at, reconnected_at;     /* ms */
+	void *ud;                                /* a test's own state */
 };
 
 static void on_state(struct sb_client *c, enum sb_client_state s, int err, void *ud)
@@ -549,6 +550,104 @@ static int cancel_seen_both_sides(void *arg)
 	return d->r->terminal >= 1 && d->h->cancels >= 1;
 }
 
+/* A stream too big for the output queue, sent from on_writable. */
+#define BIG_CHUNKS 200
+#define BIG_CHUNK  16384
+
+struct big_stream {
+	struct held h;
+	unsigned sent;    /* chunks queued */
+	int overloaded;   /* sb_reply_more() said SB_EOVERLOADED */
+	int writable;     /* on_writable calls */
+	unsigned got;     /* chunks the requester received */
+	int out_of_order; /* received with the wrong sequence number */
+	int done;         /* terminal event seen */
+	int err;
+};
+
+static void big_produce(struct big_stream *b)
+{
+	static uint8_t chunk[3 + BIG_CHUNK];
+	while (b->h.call != NULL && b->sent < BIG_CHUNKS) {
+		chunk[0] = 0xc5; /* bin 16 whose first 4 bytes are the number */
+		chunk[1] = BIG_CHUNK >> 8;
+		chunk[2] = BIG_CHUNK & 0xff;
+		memcpy(chunk + 3, &b->sent, sizeof b->sent);
+		int rc = sb_reply_more(b->h.call, "big-chunk", chunk, sizeof chunk, 1);
+		if (rc == SB_EOVERLOADED) {
+			b->overloaded++;
+			return;
+		}
+		CHECK_INT(rc, 0);
+		b->sent++;
+	}
+	if (b->h.call != NULL) {
+		CHECK_INT(sb_reply(b->h.call, "big-done", NULL, 0), 0);
+		b->h.call = NULL;
+	}
+}
+
+static void big_writable(struct sb_client *c, void *ud)
+{
+	struct big_stream *b = ((struct watch *)ud)->ud;
+	(void)c;
+	b->writable++;
+	big_produce(b);
+}
+
+static void big_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
+		      const void *payload, size_t len, int more, void *ud)
+{
+	struct big_stream *b = ud;
+	unsigned seq;
+	(void)c, (void)req, (void)outcome;
+	if (!more) {
+		b->done++;
+		b->err = err;
+		return;
+	}
+	memcpy(&seq, (const uint8_t *)payload + 3, sizeof seq);
+	b->out_of_order += len != 3 + BIG_CHUNK || seq != b->got;
+	b->got++;
+}
+
+/* sb_reply_more() fails with SB_EOVERLOADED when out_max is queued, and
+ * on_writable says when to go on: the whole stream arrives, in order,
+ * without the producer polling. */
+static void test_on_writable_resumes_a_stream(void)
+{
+	struct big_stream b = {0};
+	struct watch ws = {.ud = &b}, wc = {0};
+	struct sb_client_config cfg;
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.port = PORT;
+	cfg.name = "big-svc";
+	cfg.role = "service";
+	cfg.on_state = on_state;
+	cfg.on_writable = big_writable;
+	cfg.ud = &ws;
+	cfg.out_max = 4 * (BIG_CHUNK + 64);
+	struct sb_client *svc = sb_client_new(&cfg, &err);
+	struct sb_client *ui = client("big-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+
+	CHECK_INT(sb_client_register(svc, "big.read", 0, handle_hold, &b.h), 0);
+	pump_online(cs, 2);
+	CHECK_INT(sb_request(ui, "big.read", NULL, 0, LONG_MS, big_reply, &b, NULL), 0);
+	pump_until(cs, 2, &b.h.calls, 1, "the request");
+	big_produce(&b); /* from here on only on_writable produces */
+	pump_until(cs, 2, &b.done, 1, "the end of the stream");
+	CHECK_INT(b.err, 0);
+	CHECK_INT((int)b.got, BIG_CHUNKS);
+	CHECK_INT(b.out_of_order, 0);
+	CHECK(b.overloaded > 0);
+	CHECK(b.writable >= b.overloaded); /* every stop was followed by a go */
+	sb_client_free(svc);
+	sb_client_free(ui);
+}
+
 static void test_cancel_mid_stream(void)
 {
 	struct watch ws = {0}, wc = {0};
@@ -766,7 +865,8 @@ static void test_chained_request_from_a_handler(void)
 	struct replies direct = {0};
 	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, 0, on_reply, &direct, NULL), 0);
 	pump_until(cs, 3, &direct.terminal, 1, "the refusal");
-	CHECK_INT(direct.err, SB_ENOHANDLER);
+	CHECK_INT(direct.err, SB_EFORBIDDEN);
+	CHECK_STR(direct.outcome, "passwords.encrypt is internal: only services may call it");
 	CHECK_INT(ch.inner_calls, 1);
 	sb_client_free(users);
 	sb_client_free(pw);
@@ -925,6 +1025,15 @@ static void test_request_wait_blocking(void)
 	CHECK_STR(outcome, "echoed");
 	CHECK_INT(wl.online, 1);
 
+	/* sb_client_wait_online() does the same wait alone. */
+	struct watch wl2 = {0};
+	struct sb_client *later = client("wait-later", "client", &wl2);
+	CHECK_INT(sb_client_online(later), 0);
+	CHECK_INT(sb_client_wait_online(later, LONG_MS), 0);
+	CHECK_INT(sb_client_online(later), 1);
+	CHECK_INT(wl2.online, 1);
+	sb_client_free(later);
+
 	sb_client_stop(svc); /* from this thread: the one cross-thread call */
 	CHECK_INT(pthread_join(th, NULL), 0);
 	CHECK_INT(run.rc, 0);
@@ -998,6 +1107,7 @@ static void test_offline_sends(void)
 	CHECK_INT(sb_request_wait(c, "audit.log", NULL, 0, 150, NULL, 0, NULL, NULL), SB_EOFFLINE);
 	uint64_t took = now_ms() - t0;
 	CHECK(took >= 150 && took < PUMP_LIMIT_MS);
+	CHECK_INT(sb_client_wait_online(c, 50), SB_EOFFLINE); /* no router: gives up in time */
 	pump_for(cs, 1, 50);
 	CHECK_INT(r.n, 0); /* a refused request never calls back */
 	CHECK_INT(w.online + w.offline + w.error, 0);
@@ -1440,6 +1550,539 @@ static void test_reconnect_after_router_restart(void)
 	sb_router_free(r3);
 }
 
+/* ---- peers: `to`, broadcast, presence, identity -------------------------- */
+
+/* What a handler learnt about who called it. */
+struct caller {
+	int n;
+	char peer[SB_PEER_MAX + 1];
+	char role[16];
+	int has_subject;
+	uint32_t from;
+};
+
+static void handle_whoami(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct caller *w = ud;
+	const char *peer = sb_call_peer(call), *role = sb_call_role(call);
+
+	(void)c;
+	w->n++;
+	snprintf(w->peer, sizeof w->peer, "%s", peer != NULL ? peer : "(null)");
+	snprintf(w->role, sizeof w->role, "%s", role != NULL ? role : "(null)");
+	w->has_subject = sb_call_subject(call) != NULL;
+	w->from = sb_call_from(call);
+	if (sb_call_is_request(call))
+		CHECK_INT(sb_reply(call, w->peer, NULL, 0), 0);
+}
+
+/* sb_send_to / sb_request_to reach the named peer and nobody else, and a
+ * handler knows who called; unknown and gone peers are told apart. */
+static void test_to_a_named_peer(void)
+{
+	struct watch w[4] = {{0}};
+	struct caller at_target = {0}, at_other = {0};
+	struct sb_client *target = client("target-1", "service", &w[0]);
+	struct sb_client *other = client("other-1", "service", &w[1]);
+	struct sb_client *cli = client("asker-1", "client", &w[2]);
+	struct sb_client *cs[] = {target, other, cli};
+	struct replies r[6] = {{0}};
+
+	CHECK_INT(sb_client_register(target, "whoami", 0, handle_whoami, &at_target), 0);
+	CHECK_INT(sb_client_register(other, "whoami", 0, handle_whoami, &at_other), 0);
+	pump_online(cs, 3);
+	for (int i = 0; i < 4; i++)
+		CHECK_INT(sb_request_to(cli, "target-1", "whoami", NULL, 0, LONG_MS, on_reply,
+					&r[i], NULL),
+			  0);
+	CHECK_INT(sb_send_to(cli, "target-1", "whoami", EVENT, sizeof EVENT), 0);
+	struct all_done four = {r, 4};
+	pump_cond(cs, 3, all_terminal, &four, "four answers from target-1");
+	pump_until(cs, 3, &at_target.n, 5, "the send to target-1");
+	CHECK_INT(at_target.n, 5);
+	CHECK_INT(at_other.n, 0); /* no load balancing with `to` */
+	for (int i = 0; i < 4; i++) {
+		CHECK_INT(r[i].err, 0);
+		CHECK_STR(r[i].outcome, "asker-1"); /* the handler knew who asked */
+	}
+	CHECK_STR(at_target.peer, "asker-1");
+	CHECK_STR(at_target.role, "client");
+	CHECK_INT(at_target.has_subject, 0);
+	CHECK_INT(at_target.from, sb_client_peer_id(cli));
+
+	/* The other way: a client can be asked too (it answers "no handler"). */
+	CHECK_INT(sb_request_to(target, "asker-1", "anything", NULL, 0, LONG_MS, on_reply, &r[4],
+				NULL),
+		  0);
+	pump_until(cs, 3, &r[4].terminal, 1, "the client's answer");
+	CHECK_INT(r[4].err, SB_ENOHANDLER);
+
+	CHECK_INT(sb_request_to(cli, "ghost", "whoami", NULL, 0, LONG_MS, on_reply, &r[5], NULL),
+		  0);
+	pump_until(cs, 3, &r[5].terminal, 1, "unknown peer");
+	CHECK_INT(r[5].err, SB_EUNKNOWNPEER);
+	CHECK_STR(r[5].outcome, "no peer named ghost has connected");
+	CHECK_INT(sb_request_to(cli, "bad name", "whoami", NULL, 0, 0, on_reply, &r[5], NULL),
+		  SB_EINVAL);
+	CHECK_INT(sb_send_to(cli, NULL, "whoami", NULL, 0), SB_EINVAL);
+
+	/* Gone: until the asker's shard has heard, "peer gone" is possible. */
+	sb_client_free(other);
+	struct sb_client *left[] = {target, cli};
+	int err = 0;
+	for (int i = 0; i < 100 && err != SB_ENOTCONNECTED; i++) {
+		struct replies g = {0};
+		CHECK_INT(sb_request_to(cli, "other-1", "whoami", NULL, 0, LONG_MS, on_reply, &g,
+					NULL),
+			  0);
+		pump_until(left, 2, &g.terminal, 1, "an answer about other-1");
+		err = g.err;
+		CHECK(err == SB_ENOTCONNECTED || err == SB_EPEERGONE);
+	}
+	CHECK_INT(err, SB_ENOTCONNECTED);
+	sb_client_free(target);
+	sb_client_free(cli);
+}
+
+/* Every callback of an sb_request_all(), per peer. */
+struct all_replies {
+	int results, chunks, terminal, after_terminal;
+	int ok[3], errs[3]; /* per handler, by index in names */
+	const char *names[3];
+	int err; /* the terminal event's */
+	int peer_at_terminal;
+	struct sb_all_counts counts;
+	int counts_rc;
+};
+
+static void on_all(struct sb_client *c, uint64_t req, int err, const char *outcome,
+		   const void *payload, size_t len, int more, void *ud)
+{
+	struct all_replies *a = ud;
+	const char *peer = sb_reply_peer(c);
+
+	(void)req;
+	if (a->terminal > 0)
+		a->after_terminal++;
+	if (more == 0) {
+		a->terminal++;
+		a->err = err;
+		a->peer_at_terminal = peer != NULL;
+		if (err == 0) {
+			CHECK_STR(outcome, "$sb.all");
+			a->counts_rc = sb_all_counts(payload, len, &a->counts);
+		}
+		return;
+	}
+	CHECK(peer != NULL);
+	int i = 0;
+	while (i < 3 && (peer == NULL || a->names[i] == NULL || strcmp(a->names[i], peer) != 0))
+		i++;
+	CHECK(i < 3);
+	if (i == 3)
+		return;
+	if (more == SB_MORE_CHUNK) {
+		a->chunks++;
+		return;
+	}
+	CHECK_INT(more, SB_MORE_RESULT);
+	a->results++;
+	if (err == 0)
+		a->ok[i]++;
+	else
+		a->errs[i] = err;
+}
+
+static void handle_health(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	const char *mode = ud;
+
+	(void)c;
+	if (strcmp(mode, "ok") == 0) {
+		uint8_t n[3];
+		put_seq(n, 0);
+		CHECK_INT(sb_reply_more(call, "log", n, 3, 1), 0);
+		CHECK_INT(sb_reply_more(call, "checking", n, 3, 0), 0); /* not passed on */
+		CHECK_INT(sb_reply(call, "healthy", NULL, 0), 0);
+	} else if (strcmp(mode, "sick") == 0)
+		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full"), 0);
+	/* "silent": never answers; the router's timeout cancels the call */
+}
+
+static void test_request_all(void)
+{
+	struct watch w[4] = {{0}};
+	struct seen got[3] = {{0}};
+	static const char *const names[] = {"agent-ok", "agent-sick", "agent-silent"};
+	static const char *const modes[] = {"ok", "sick", "silent"};
+	struct sb_client *cs[4];
+	struct all_replies a = {.names = {names[0], names[1], names[2]}};
+
+	for (int i = 0; i < 3; i++) {
+		cs[i] = client(names[i], "service", &w[i]);
+		CHECK_INT(sb_client_register(cs[i], "health", 0, handle_health, (void *)modes[i]),
+			  0);
+		CHECK_INT(sb_client_register(cs[i], "notice", 0, handle_seen, &got[i]), 0);
+	}
+	cs[3] = client("prober", "client", &w[3]);
+	struct sb_client *cli = cs[3];
+	pump_online(cs, 4);
+
+	CHECK_INT(sb_broadcast(cli, "notice", EVENT, sizeof EVENT), 0);
+	for (int i = 0; i < 3; i++)
+		pump_until(cs, 4, &got[i].n, 1, "the broadcast send");
+
+	uint64_t req = 0;
+	CHECK_INT(sb_request_all(cli, "health", NULL, 0, 300, on_all, &a, &req), 0);
+	CHECK(req != 0);
+	pump_until(cs, 4, &a.terminal, 1, "the aggregate");
+	pump_for(cs, 4, 30);
+	CHECK_INT(a.terminal, 1);
+	CHECK_INT(a.after_terminal, 0);
+	CHECK_INT(a.err, 0);
+	CHECK_INT(a.peer_at_terminal, 0);
+	CHECK_INT(a.results, 3);
+	CHECK_INT(a.chunks, 1);
+	CHECK_INT(a.ok[0], 1);
+	CHECK_INT(a.errs[1], SB_EINTERNAL);
+	CHECK_INT(a.errs[2], SB_ETIMEOUT);
+	CHECK_INT(a.counts_rc, 0);
+	CHECK_INT(a.counts.peers, 3);
+	CHECK_INT(a.counts.ok, 1);
+	CHECK_INT(a.counts.errors, 1);
+	CHECK_INT(a.counts.timeouts, 1);
+	CHECK_INT(a.counts.gone, 0);
+
+	/* Nobody handles it: one terminal error. */
+	struct all_replies none = {0};
+	CHECK_INT(sb_request_all(cli, "nobody.home", NULL, 0, 0, on_all, &none, NULL), 0);
+	pump_until(cs, 4, &none.terminal, 1, "no connected peers");
+	CHECK_INT(none.err, SB_ENOPEERS);
+	CHECK_INT(none.results, 0);
+
+	/* Cancelled while the silent one holds it: once SB_ECANCELLED, then
+	 * nothing, not even the aggregate. */
+	struct all_replies cancelled = {.names = {names[0], names[1], names[2]}};
+	CHECK_INT(sb_request_all(cli, "health", NULL, 0, LONG_MS, on_all, &cancelled, &req), 0);
+	pump_until(cs, 4, &cancelled.results, 2, "the two who answer");
+	CHECK_INT(sb_cancel(cli, req), 0);
+	pump_until(cs, 4, &cancelled.terminal, 1, "the cancel");
+	pump_for(cs, 4, 50);
+	CHECK_INT(cancelled.err, SB_ECANCELLED);
+	CHECK_INT(cancelled.after_terminal, 0);
+
+	struct sb_all_counts counts;
+	static const uint8_t not_counts[] = {0x81, 0xa5, 'p', 'e', 'e', 'r', 's', 0xa1, 'x'};
+	CHECK_INT(sb_all_counts(not_counts, sizeof not_counts, &counts), SB_EINVAL);
+	CHECK_INT(sb_all_counts(NULL, 0, &counts), SB_EINVAL);
+	for (int i = 0; i < 4; i++)
+		sb_client_free(cs[i]);
+}
+
+/* Presence events seen by one client. */
+struct sightings {
+	int connected, disconnected, other;
+	char last[SB_PEER_MAX + 1];
+	char role[16];
+	uint32_t last_id;
+};
+
+static void on_presence_event(struct sb_client *c, const struct sb_presence *p, void *ud)
+{
+	struct sightings *s = ud;
+
+	(void)c;
+	if (p->event == SB_PEER_CONNECTED)
+		s->connected++;
+	else if (p->event == SB_PEER_DISCONNECTED)
+		s->disconnected++;
+	else
+		s->other++;
+	snprintf(s->last, sizeof s->last, "%s", p->peer);
+	snprintf(s->role, sizeof s->role, "%s", p->role);
+	s->last_id = p->peer_id;
+	CHECK(p->subject == NULL);
+}
+
+static void test_presence(void)
+{
+	struct watch ww = {0}, wn = {0};
+	struct sightings s = {0};
+	struct sb_client *watcher = client("watcher-1", "client", &ww);
+	CHECK_INT(sb_client_presence(watcher, on_presence_event, &s), 0);
+	struct sb_client *one[] = {watcher};
+	pump_online(one, 1); /* online once the subscription is ACKed */
+
+	struct sb_client *comer = client("comer-1", "service", &wn);
+	struct sb_client *both[] = {watcher, comer};
+	pump_online(both, 2);
+	pump_until(both, 2, &s.connected, 1, "comer-1 connected");
+	CHECK_STR(s.last, "comer-1");
+	CHECK_STR(s.role, "service");
+	CHECK_INT(s.last_id, sb_client_peer_id(comer));
+	sb_client_free(comer);
+	pump_until(one, 1, &s.disconnected, 1, "comer-1 disconnected");
+	CHECK_STR(s.last, "comer-1");
+
+	/* Unsubscribed: no more events. */
+	CHECK_INT(sb_client_presence(watcher, NULL, NULL), 0);
+	pump_for(one, 1, 30);
+	comer = client("comer-2", "client", &wn);
+	struct sb_client *again[] = {watcher, comer};
+	pump_online(again, 2);
+	pump_for(again, 2, 100);
+	CHECK_INT(s.connected, 1);
+	CHECK_INT(s.other, 0);
+	CHECK_INT(ww.error, 0);
+	sb_client_free(comer);
+	sb_client_free(watcher);
+}
+
+/* Every call's sender by name, across the router's 1,024-sender window:
+ * the library forgets exactly when the router does, so no call from a
+ * sender it was told about lacks its name. */
+enum { WIN = 1025 };
+static struct lite win[WIN];
+
+struct names_seen {
+	int calls, wrong;
+};
+
+static void handle_win(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct names_seen *s = ud;
+	const char *peer = sb_call_peer(call);
+	char want[32] = "?";
+
+	(void)c;
+	s->calls++;
+	for (int i = 0; i < WIN; i++)
+		if (win[i].id == sb_call_from(call))
+			snprintf(want, sizeof want, "win-%d", i);
+	if (peer == NULL || strcmp(peer, want) != 0) {
+		if (s->wrong++ == 0)
+			fprintf(stderr, "  call from %s named %s\n", want, peer ? peer : "(null)");
+	}
+}
+
+static void test_caller_identity_window(void)
+{
+	struct watch w = {0};
+	struct names_seen seen = {0};
+	struct sb_client *svc = client("win-svc", "service", &w);
+	struct sb_client *cs[] = {svc};
+
+	CHECK_INT(sb_client_register(svc, "win", 0, handle_win, &seen), 0);
+	pump_online(cs, 1);
+	for (int i = 0; i < WIN; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "win-%d", i);
+		lite_hello(&win[i], PORT, name);
+	}
+	/* 1,024 senders fill the window; the first one again is still known
+	 * on both sides, without a second introduction. */
+	for (int i = 0; i < WIN - 1; i++) {
+		lite_send(&win[i], "win");
+		if (i % 64 == 0)
+			pump_for(cs, 1, 1);
+	}
+	pump_until(cs, 1, &seen.calls, WIN - 1, "one send from each of 1,024");
+	lite_send(&win[0], "win");
+	pump_until(cs, 1, &seen.calls, WIN, "the first again");
+	/* The 1,025th turns the window over; senders from before it are
+	 * introduced again, and the library follows. */
+	int again[] = {WIN - 1, 0, 1, 2, WIN - 1, 3, 0};
+	for (size_t i = 0; i < sizeof again / sizeof again[0]; i++)
+		lite_send(&win[again[i]], "win");
+	pump_until(cs, 1, &seen.calls, WIN + 7, "the second round");
+	CHECK_INT(seen.wrong, 0);
+	for (int i = 0; i < WIN; i++)
+		close(win[i].fd);
+	sb_client_free(svc);
+}
+
+/* ---- argument schemas --------------------------------------------------- */
+
+/* {"keys": {"email": {"type": "str"}}, "required": ["email"]} */
+static const uint8_t EMAIL_SCHEMA[] = {0x82, 0xa4, 'k',  'e',  'y',  's', 0x81, 0xa5, 'e', 'm',
+				       'a',  'i',  'l',  0x81, 0xa4, 't', 'y',  'p',  'e', 0xa3,
+				       's',  't',  'r',  0xa8, 'r',  'e', 'q',  'u',  'i', 'r',
+				       'e',  'd',  0x91, 0xa5, 'e',  'm', 'a',  'i',  'l'};
+static const uint8_t NO_EMAIL[] = {0x80};
+static const uint8_t EMAIL_INT[] = {0x81, 0xa5, 'e', 'm', 'a', 'i', 'l', 0x07};
+static const uint8_t EMAIL_OK[] = {0x81, 0xa5, 'e', 'm', 'a', 'i', 'l', 0xa1, 'a'};
+
+struct sc_state {
+	struct watch *ws, *wc;
+};
+
+static int sc_reconnected(void *arg)
+{
+	struct sc_state *s = arg;
+	return s->ws->reconnected >= 1 && s->wc->reconnected >= 1;
+}
+
+/* The router answers bad arguments for the handler; the handler sees only
+ * good ones. Returns how many calls the handler got. */
+static void check_schema_enforced(struct sb_client *const *cs, struct sb_client *ui,
+				  const int *calls, int before)
+{
+	struct replies r1 = {0}, r2 = {0}, r3 = {0};
+	CHECK_INT(sb_request(ui, "sc.user", NO_EMAIL, sizeof NO_EMAIL, 0, on_reply, &r1, NULL), 0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_INT, sizeof EMAIL_INT, 0, on_reply, &r2, NULL),
+		  0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_OK, sizeof EMAIL_OK, 0, on_reply, &r3, NULL), 0);
+	pump_until(cs, 2, &r3.terminal, 1, "the good request's reply");
+	pump_until(cs, 2, &r2.terminal, 1, "the refusals");
+	CHECK_INT(r1.err, SB_EINVAL);
+	CHECK_STR(r1.outcome, "missing required key \"email\"");
+	CHECK_INT(r2.err, SB_EINVAL);
+	CHECK_STR(r2.outcome, "key \"email\": expected str, got uint");
+	CHECK_INT(r3.err, 0);
+	CHECK_STR(r3.outcome, "echoed");
+	CHECK_INT(*calls, before + 1);
+}
+
+/* `to` and broadcast skip load balancing, not the schema: a request to the
+ * named peer, or to every handler, that breaks it is refused before any
+ * handler sees it. */
+static void test_schema_applies_to_peers_and_broadcasts(void)
+{
+	struct watch ws[2] = {{0}}, wc = {0};
+	int calls = 0;
+	struct sb_client *a = client("sc-to-a", "service", &ws[0]);
+	struct sb_client *b = client("sc-to-b", "service", &ws[1]);
+	struct sb_client *ui = client("sc-to-ui", "client", &wc);
+	struct sb_client *cs[] = {a, b, ui};
+	struct replies r[3] = {{0}};
+	struct all_replies all = {.names = {"sc-to-a", "sc-to-b"}}, bad = {0};
+
+	CHECK_INT(sb_client_register_schema(a, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
+					    handle_echo, &calls),
+		  0);
+	CHECK_INT(sb_client_register_schema(b, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
+					    handle_echo, &calls),
+		  0);
+	pump_online(cs, 3);
+	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", NO_EMAIL, sizeof NO_EMAIL, LONG_MS,
+				on_reply, &r[0], NULL),
+		  0);
+	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS,
+				on_reply, &r[1], NULL),
+		  0);
+	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_INT, sizeof EMAIL_INT, LONG_MS, on_all, &bad,
+				 NULL),
+		  0);
+	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS, on_all, &all,
+				 NULL),
+		  0);
+	pump_until(cs, 3, &r[1].terminal, 1, "the good request to sc-to-b");
+	pump_until(cs, 3, &all.terminal, 1, "the good broadcast");
+	pump_until(cs, 3, &bad.terminal, 1, "the refused broadcast");
+	pump_until(cs, 3, &r[0].terminal, 1, "the refused request to sc-to-b");
+	CHECK_INT(r[0].err, SB_EINVAL);
+	CHECK_STR(r[0].outcome, "missing required key \"email\"");
+	CHECK_INT(r[1].err, 0);
+	CHECK_INT(bad.err, SB_EINVAL);
+	CHECK_INT(bad.results, 0); /* refused whole: no handler saw it */
+	CHECK_INT(all.err, 0);
+	CHECK_INT(all.results, 2);
+	CHECK_INT(calls, 3); /* the good request to b, and the good broadcast's two */
+	sb_client_free(a);
+	sb_client_free(b);
+	sb_client_free(ui);
+}
+
+static void test_register_with_a_schema_and_after_reconnect(void)
+{
+	struct watch ws = {0}, wc = {0};
+	int calls = 0;
+	struct sb_router *r2 = start_router(0);
+	uint16_t port = sb_router_port(r2);
+	struct sb_client *svc = client_at(port, "sc-svc", "service", &ws);
+	struct sb_client *ui = client_at(port, "sc-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+
+	/* What the router would refuse is refused here, at once. */
+	static const uint8_t two_values[] = {0x81, 0xa4, 'k',  'e',  'y', 's', 0x81, 0xa1,
+					     'a',  0x81, 0xa4, 't',  'y', 'p', 'e',  0xa3,
+					     'i',  'n',  't',  0xa1, 'x'}; /* a trailing byte:
+									      two values */
+	static const uint8_t not_map[] = {0x91, 0xa1, 'a'};
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, two_values, sizeof two_values,
+					    handle_echo, &calls),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, not_map, sizeof not_map, handle_echo,
+					    &calls),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, NULL, 5, handle_echo, &calls),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
+					    handle_echo, &calls),
+		  0);
+	pump_online(cs, 2);
+	check_schema_enforced(cs, ui, &calls, 0);
+
+	/* A new router on the same port knows nothing: the registration, its
+	 * schema with it, comes back by itself. */
+	sb_router_stop(r2, 0);
+	sb_router_free(r2);
+	struct sb_router *r3 = start_router(port);
+	struct sc_state st = {&ws, &wc};
+	pump_cond(cs, 2, sc_reconnected, &st, "RECONNECTED on both");
+	check_schema_enforced(cs, ui, &calls, 1);
+	CHECK_INT(ws.error + wc.error, 0);
+	sb_client_free(svc);
+	sb_client_free(ui);
+	sb_router_stop(r3, 0);
+	sb_router_free(r3);
+}
+
+/* A schema over a router's frame limit: dropped when connecting (reported
+ * as an error, not a reconnect loop), refused at once while connected. */
+static void test_schema_over_the_frame_limit(void)
+{
+	struct sb_router_config cfg;
+	struct watch ws = {0};
+	int err = 0;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = 1;
+	cfg.log_level = 0;
+	cfg.max_frame = 256;
+	cfg.out_max = 4096;
+	struct sb_router *small = sb_router_new(&cfg, &err);
+	CHECK(small != NULL);
+	CHECK_INT(sb_router_start(small), 0);
+
+	/* {"required": ["key00", ..., "key59"]}: 373 bytes */
+	uint8_t big[16 + 60 * 6];
+	size_t n = 0;
+	memcpy(big, "\x81\xa8required\xdc\x00\x3c", 13);
+	n = 13;
+	for (int i = 0; i < 60; i++) {
+		big[n++] = 0xa5;
+		n += (size_t)snprintf((char *)big + n, 6, "key%02d", i);
+	}
+	CHECK_INT(sb_schema_validate(big, n, NULL, 0), 0);
+	struct sb_client *svc = client_at(sb_router_port(small), "big-svc", "service", &ws);
+	struct sb_client *cs[] = {svc};
+	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "small", 0, handle_echo, NULL), 0);
+	pump_online(cs, 1);
+	CHECK_INT(ws.error, 1);
+	CHECK_INT(ws.error_err, SB_ETOOLARGE);
+	CHECK_INT(sb_client_unregister(svc, "big"), SB_EINVAL); /* it is gone */
+	CHECK_INT(sb_client_unregister(svc, "small"), 0);
+	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL),
+		  SB_ETOOLARGE);
+	pump_for(cs, 1, 30);
+	CHECK_INT(ws.offline, 0);
+	sb_client_free(svc);
+	sb_router_stop(small, 0);
+	sb_router_free(small);
+}
+
 /* ---- argument checks ---------------------------------------------------- */
 
 static void test_bad_arguments(void)
@@ -1507,6 +2150,7 @@ int main(void)
 	RUN(test_timeout);
 	RUN(test_no_handler);
 	RUN(test_catch_all);
+	RUN(test_on_writable_resumes_a_stream);
 	RUN(test_handler_freed_mid_stream);
 	RUN(test_chained_request_from_a_handler);
 	RUN(test_two_instances_share_and_fail_over);
@@ -1519,6 +2163,13 @@ int main(void)
 	RUN(test_local_deadline_and_bad_payload);
 	RUN(test_goodbye_and_fatal_error);
 	RUN(test_reconnect_after_router_restart);
+	RUN(test_to_a_named_peer);
+	RUN(test_request_all);
+	RUN(test_presence);
+	RUN(test_caller_identity_window);
+	RUN(test_register_with_a_schema_and_after_reconnect);
+	RUN(test_schema_over_the_frame_limit);
+	RUN(test_schema_applies_to_peers_and_broadcasts);
 	sb_router_stop(R, 0);
 	sb_router_free(R);
 	return TEST_EXIT();

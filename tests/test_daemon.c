@@ -33,7 +33,8 @@ static void start_daemon(const char *path)
 	if (daemon_pid == 0) {
 		dup2(out[1], STDOUT_FILENO);
 		close(out[0]);
-		execl(path, path, "--port", "0", "--max-frame", "4096", (char *)NULL);
+		execl(path, path, "--port", "0", "--max-frame", "4096", "--name-pattern", "d-##",
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(out[1]);
@@ -99,7 +100,8 @@ static int text_is(struct sb_view v, const char *s)
 	return v.len == strlen(s) && memcmp(v.ptr, s, v.len) == 0;
 }
 
-static int hello(const char *name)
+/* Says HELLO; the name in force goes to got (if not NULL). */
+static int hello_as(const char *name, char *got)
 {
 	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = sv("service")};
 	int fd = dial();
@@ -112,7 +114,16 @@ static int hello(const char *name)
 	CHECK_INT(m.max_frame, 4096);
 	if (name != NULL)
 		CHECK(text_is(m.peer, name));
+	if (got != NULL && m.peer.len <= SB_PEER_MAX) {
+		memcpy(got, m.peer.ptr, m.peer.len);
+		got[m.peer.len] = 0;
+	}
 	return fd;
+}
+
+static int hello(const char *name)
+{
+	return hello_as(name, NULL);
 }
 
 static void ping(int fd, uint64_t id)
@@ -147,7 +158,9 @@ static void test_handshake_and_ping(void)
 	good = hello("billing-1");
 	ping(good, 5);
 	ping(good, UINT64_MAX);
-	int anon = hello(NULL); /* the router picks a name */
+	char name[SB_PEER_MAX + 1] = "";
+	int anon = hello_as(NULL, name); /* the router picks a name: --name-pattern d-## */
+	CHECK_STR(name, "d-01");
 	ping(anon, 1);
 	close(anon);
 }
@@ -165,14 +178,14 @@ static void test_request_without_handler(void)
 	CHECK_INT(r.code, -SB_ENOHANDLER);
 	CHECK_INT(r.flags, 0);
 
-	/* Requests to a named peer come with the peers issue; until then the
-	 * router says so instead of dropping them. */
+	/* To a named peer that never connected. */
 	sample_msg(SB_REQUEST, &m);
 	m.id = 78;
 	send_msg(good, &m);
 	CHECK_INT(recv_msg(good, &r), 1);
 	CHECK(r.id == 78);
-	CHECK_INT(r.code, -SB_EUNSUPPORTED);
+	CHECK_INT(r.code, -SB_EUNKNOWNPEER);
+	CHECK(text_is(r.text, "no peer named bank-2 has connected"));
 	ping(good, 6); /* still served */
 }
 
@@ -426,6 +439,42 @@ static void test_sigterm_stops_cleanly(void)
 	CHECK(saw_stopped);
 }
 
+/* Runs the daemon with one flag; returns its exit status, stderr in err. */
+static int run_with(const char *path, const char *flag, const char *value, char *err, size_t cap)
+{
+	int pipefd[2], status = -1;
+	CHECK(pipe(pipefd) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], STDERR_FILENO);
+		dup2(pipefd[1], STDOUT_FILENO);
+		close(pipefd[0]);
+		execl(path, path, "--port", "0", flag, value, (char *)NULL);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < cap && (r = read(pipefd[0], err + n, cap - 1 - n)) > 0)
+		n += (size_t)r;
+	err[n] = 0;
+	close(pipefd[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static const char *daemon_path;
+
+static void test_bad_name_pattern(void)
+{
+	const char *path = daemon_path;
+	char out[1024];
+	CHECK_INT(run_with(path, "--name-pattern", "agent", out, sizeof out), 2);
+	CHECK(strstr(out, "--name-pattern agent: needs a run of #") != NULL);
+	CHECK_INT(run_with(path, "--name-pattern", "a#b#", out, sizeof out), 2);
+	CHECK(strstr(out, "--name-pattern a#b#: expected one run of #") != NULL);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -445,5 +494,7 @@ int main(int argc, char **argv)
 	RUN(test_oversize_frame);
 	RUN(test_config_file);
 	RUN(test_sigterm_stops_cleanly);
+	daemon_path = argv[1];
+	RUN(test_bad_name_pattern);
 	return TEST_EXIT();
 }

@@ -57,6 +57,29 @@ static void audit(struct sb_local_call *call, void *ud)
 	}
 }
 
+/* "kv.put" {"key": str, "value": any}: registered with that schema, so it
+ * only ever sees arguments that fit it. */
+static const uint8_t KV_SCHEMA[] = {0x82, 0xa4, 'k',  'e', 'y', 's', 0x81, 0xa3, 'k',  'e',  'y',
+				    0x81, 0xa4, 't',  'y', 'p', 'e', 0xa3, 's',  't',  'r',  0xa8,
+				    'r',  'e',  'q',  'u', 'i', 'r', 'e',  'd',  0x92, 0xa3, 'k',
+				    'e',  'y',  0xa5, 'v', 'a', 'l', 'u',  'e'};
+static _Atomic int kv_calls;
+
+static void kv_put(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	atomic_fetch_add(&kv_calls, 1);
+	if (sb_local_is_request(call))
+		sb_local_reply(call, "stored", NULL, 0, 0);
+}
+
+/* "vault.open": internal, for services and the program only. */
+static void vault_open(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	sb_local_reply(call, "opened", NULL, 0, 0);
+}
+
 /* ---- waiting for callbacks that run on shard threads --------------------- */
 
 #define MAX_REPLIES 256
@@ -260,6 +283,136 @@ static void test_program_sends_to_a_network_service(void)
 	struct sb_msg *m = peer_expect(svc, SB_SEND);
 	CHECK(v_is(m->name, "mail.send"));
 	CHECK(m->payload.len == sizeof hello && memcmp(m->payload.ptr, hello, sizeof hello) == 0);
+	/* The program is no peer: `from` 0, and no identity event before it. */
+	CHECK_INT(m->from, 0);
+	CHECK_INT(svc->identities, 0);
+	peer_close(svc);
+}
+
+/* A broadcast reaches in-process handlers too, which answer inside the
+ * fan-out: their results carry the peer "(in-process)", and the aggregate
+ * waits for the network handlers. */
+static void test_broadcast_over_in_process_and_network_handlers(void)
+{
+	struct peer *svc = peer_hello(PORT, "doubler", "service");
+	peer_register(svc, "math.double", 1);
+	struct peer *cli = peer_hello(PORT, "bc-user", "client");
+	uint8_t seven = 7;
+	struct sb_msg m = {.kind = SB_REQUEST, .id = 5, .flags = SB_F_BROADCAST};
+	m.name = v_str("math.double");
+	m.payload = (struct sb_view){&seven, 1};
+	peer_send(cli, &m);
+	struct sb_msg *r = peer_expect(cli, SB_REPLY); /* in-process: answered at once */
+	CHECK(v_is(r->peer, "(in-process)") && (r->flags & SB_F_MORE));
+	CHECK(r->payload.len == 1 && r->payload.ptr[0] == 14);
+	struct sb_msg *q = peer_expect(svc, SB_REQUEST);
+	peer_reply(svc, q->id, "doubled", 0, q->payload.ptr, q->payload.len);
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->peer, "doubler") && (r->flags & SB_F_MORE));
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "$sb.all") && r->flags == 0);
+	static const uint8_t counts[] = {0x85, 0xa5, 'p',  'e',  'e', 'r', 's', 2,   0xa2,
+					 'o',  'k',  2,    0xa6, 'e', 'r', 'r', 'o', 'r',
+					 's',  0,    0xa8, 't',  'i', 'm', 'e', 'o', 'u',
+					 't',  's',  0,    0xa4, 'g', 'o', 'n', 'e', 0};
+	CHECK(r->payload.len == sizeof counts &&
+	      memcmp(r->payload.ptr, counts, sizeof counts) == 0);
+
+	/* Only in-process handlers: every answer comes inside the fan-out,
+	 * stream chunks first, and the aggregate still comes last. */
+	m.id = 6;
+	m.name = v_str("count.to");
+	peer_send(cli, &m);
+	for (int i = 0; i < 100; i++) {
+		r = peer_expect(cli, SB_REPLY);
+		CHECK(r->flags == (SB_F_MORE | SB_F_CHUNK) && v_is(r->peer, "(in-process)"));
+		if (r->payload.len != 1 || r->payload.ptr[0] != i) {
+			CHECK_INT(r->payload.ptr[0], i);
+			break;
+		}
+	}
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "count.done") && r->flags == SB_F_MORE);
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "$sb.all") && r->flags == 0 && r->id == 6);
+
+	/* A forgetful in-process handler is an error result, not a hang. */
+	m.id = 7;
+	m.name = v_str("forgetful");
+	peer_send(cli, &m);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->code == (uint32_t)-SB_EINTERNAL && (e->flags & SB_F_MORE));
+	r = peer_expect(cli, SB_REPLY);
+	CHECK(v_is(r->outcome, "$sb.all") && r->id == 7);
+	peer_close(cli);
+	peer_close(svc);
+}
+
+static void test_in_process_handler_with_a_schema(void)
+{
+	static const uint8_t good[] = {0x82, 0xa3, 'k', 'e', 'y', 0xa1, 'a',
+				       0xa5, 'v',  'a', 'l', 'u', 'e',  0x01};
+	static const uint8_t int_key[] = {0x82, 0xa3, 'k', 'e', 'y', 0x07, 0xa5,
+					  'v',  'a',  'l', 'u', 'e', 0x01};
+	static const uint8_t no_value[] = {0x81, 0xa3, 'k', 'e', 'y', 0xa1, 'a'};
+	struct peer *cli = peer_hello(PORT, "kv-user", "client");
+	int before = atomic_load(&kv_calls);
+
+	peer_request(cli, "kv.put", 1, 0, int_key, sizeof int_key);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK_INT(e->code, -SB_EINVAL);
+	CHECK(v_is(e->text, "key \"key\": expected str, got uint"));
+	peer_request(cli, "kv.put", 2, 0, good, sizeof good);
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "stored"));
+
+	/* The program's own requests are checked the same way. */
+	struct waiter w, ok;
+	waiter_init(&w);
+	waiter_init(&ok);
+	CHECK_INT(sb_router_request(R, "kv.put", no_value, sizeof no_value, 0, on_reply, &w), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], SB_EINVAL);
+	CHECK_STR(w.outcome[0], "missing required key \"value\"");
+	CHECK_INT(sb_router_request(R, "kv.put", good, sizeof good, 0, on_reply, &ok), 0);
+	CHECK(wait_final(&ok));
+	CHECK_STR(ok.outcome[0], "stored");
+	CHECK_INT(atomic_load(&kv_calls), before + 2);
+	peer_close(cli);
+
+	/* A bad schema is refused before the router starts. */
+	static const uint8_t bad[] = {0x81, 0xa8, 'r', 'e', 'q', 'u', 'i', 'r', 'e', 'd', 0x01};
+	struct sb_router_config cfg;
+	int err;
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	struct sb_router *r2 = sb_router_new(&cfg, &err);
+	CHECK_INT(sb_router_handle_schema(r2, "kv.put", 0, bad, sizeof bad, kv_put, NULL),
+		  SB_EINVAL);
+	CHECK_INT(
+		sb_router_handle_schema(r2, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
+		0);
+	sb_router_free(r2); /* never started: frees the schema it holds */
+}
+
+/* An in-process internal handler: clients are refused with `forbidden`,
+ * network services and the program itself get through. */
+static void test_in_process_internal_handler(void)
+{
+	struct peer *cli = peer_hello(PORT, "vault-user", "client");
+	struct peer *svc = peer_hello(PORT, "vault-service", "service");
+	peer_request(cli, "vault.open", 1, 0, NULL, 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK_INT(e->code, -SB_EFORBIDDEN);
+	CHECK(v_is(e->text, "vault.open is internal: only services may call it"));
+	peer_request(svc, "vault.open", 2, 0, NULL, 0);
+	CHECK(v_is(peer_expect(svc, SB_REPLY)->outcome, "opened"));
+	struct waiter w;
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "vault.open", NULL, 0, 0, on_reply, &w), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], 0);
+	CHECK_STR(w.outcome[0], "opened");
+	peer_close(cli);
 	peer_close(svc);
 }
 
@@ -324,6 +477,10 @@ int main(void)
 	CHECK_INT(sb_router_handle(R, "count.to", 0, count_to, NULL), 0);
 	CHECK_INT(sb_router_handle(R, "forgetful", 0, forgetful, NULL), 0);
 	CHECK_INT(sb_router_handle(R, "audit.log", 0, audit, NULL), 0);
+	CHECK_INT(
+		sb_router_handle_schema(R, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
+		0);
+	CHECK_INT(sb_router_handle(R, "vault.open", SB_F_INTERNAL, vault_open, NULL), 0);
 	CHECK_INT(sb_router_handle(R, "$sb.routes", 0, audit, NULL), SB_EINVAL);
 	CHECK_INT(sb_router_handle(R, "bad name", 0, audit, NULL), SB_EINVAL);
 	CHECK_INT(sb_router_start(R), 0);
@@ -338,6 +495,9 @@ int main(void)
 	RUN(test_program_reads_router_stats);
 	RUN(test_program_request_errors);
 	RUN(test_program_sends_to_a_network_service);
+	RUN(test_broadcast_over_in_process_and_network_handlers);
+	RUN(test_in_process_handler_with_a_schema);
+	RUN(test_in_process_internal_handler);
 	RUN(test_requests_from_many_threads);
 	RUN(test_stop_answers_what_is_open);
 	return TEST_EXIT();

@@ -238,6 +238,41 @@ static void test_chain(void)
 	    0, "example_chain", "call", "ada@example.com", "hunter2", NULL);
 }
 
+/* Starts one health agent and waits for its ready line. */
+static void agent(const char *name, const char *state)
+{
+	char *argv[] = {"example_health", "agent",       "--port", port,
+			(char *)name,     (char *)state, NULL};
+	char line[256], ready[128];
+	int out;
+	pid_t pid = spawn(argv, &out);
+	CHECK(pid > 0);
+	CHECK(read_out(out, line, sizeof line, 1, 10000) > 0);
+	snprintf(ready, sizeof ready, "agent %s ready (%s)\n", name, state);
+	CHECK_STR(line, ready);
+}
+
+/* Every agent answers, sorted by name; the silent one shows as a timeout
+ * without holding the others back, and the tally is the router's. */
+static void test_health(void)
+{
+	run("no answer: no connected peers\n", 1, "example_health", "check", "500", NULL);
+	agent("agent-a", "healthy");
+	agent("agent-b", "healthy");
+	run("agent-a    healthy\n"
+	    "agent-b    healthy\n"
+	    "2 agents: 2 answered, 0 errors, 0 timeouts, 0 gone\n",
+	    0, "example_health", "check", "2000", NULL);
+	agent("agent-c", "degraded");
+	agent("agent-d", "silent");
+	run("agent-a    healthy\n"
+	    "agent-b    healthy\n"
+	    "agent-c    degraded (disk 97% full)\n"
+	    "agent-d    timeout\n"
+	    "4 agents: 3 answered, 0 errors, 1 timeouts, 0 gone\n",
+	    1, "example_health", "check", "300", NULL);
+}
+
 int main(int argc, char **argv)
 {
 	char line[256];
@@ -271,6 +306,7 @@ int main(int argc, char **argv)
 	RUN(test_file_copy);
 	RUN(test_file_read);
 	RUN(test_chain);
+	RUN(test_health);
 
 	unlink(in_path);
 	unlink(out_path);

@@ -1332,6 +1332,8 @@ static void x_handle(struct xconn *x, const struct sb_msg *m, uint8_t *out, size
 		long n = sb_encode(&r, out + *len, 64);
 		if (n > 0)
 			*len += (size_t)n;
+	} else if (m->kind == SB_PRESENCE && m->event == SB_PEER_IDENTITY) {
+		/* the router introduces each sender before its first message */
 	} else if (m->kind == SB_REPLY && m->flags == 0 && m->id >= 1 &&
 		   m->id <= (uint64_t)x->total) {
 		if (x->done[m->id - 1]++)

@@ -109,8 +109,8 @@ static void test_fire_and_forget(void)
 	CHECK(payload_is(got->payload, TRANSFER, sizeof TRANSFER));
 	peer_expect_silence(cli, 100); /* fire-and-forget: nothing comes back */
 
-	/* A send to a named peer is not addressable yet: dropped, never
-	 * delivered to whoever handles the name. */
+	/* A send to a peer nobody has is dropped and counted, never delivered
+	 * to whoever handles the name. */
 	uint64_t dropped = stats().no_handler;
 	m.to = v_str("somebody-else");
 	peer_send(cli, &m);
@@ -475,6 +475,86 @@ static void test_chained_request_from_a_handler(void)
 	peer_close(users);
 	peer_close(pw);
 	peer_close(cli);
+}
+
+static void register_internal(struct peer *p, const char *name, uint64_t id)
+{
+	struct sb_msg m = {.kind = SB_REGISTER, .id = id, .flags = SB_F_INTERNAL};
+	m.name = v_str(name);
+	peer_send(p, &m);
+	CHECK(peer_expect(p, SB_ACK)->id == id);
+}
+
+/* An internal handler answers services only; a client hears `forbidden`
+ * (not `no handler`: the name is served, just not for it). */
+static void test_internal_handler_is_for_services(void)
+{
+	struct peer *pw = peer_hello(PORT, "passwords-2", "service");
+	struct peer *cli = peer_hello(PORT, "signup-2", "client");
+	struct peer *users = peer_hello(PORT, "users-2", "service");
+	register_internal(pw, "passwords.encrypt", 1);
+	uint64_t refused = stats().forbidden;
+
+	peer_request(cli, "passwords.encrypt", 60, 0, NULL, 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 60);
+	CHECK_INT(e->code, -SB_EFORBIDDEN);
+	CHECK(v_is(e->text, "passwords.encrypt is internal: only services may call it"));
+	struct sb_msg s = {.kind = SB_SEND, .name = v_str("passwords.encrypt")};
+	peer_send(cli, &s); /* a send has nobody to tell: dropped, counted */
+	peer_expect_silence(pw, 100);
+	CHECK_INT(stats().forbidden, refused + 2);
+
+	peer_request(users, "passwords.encrypt", 61, 0, NULL, 0);
+	struct sb_msg *req = peer_expect(pw, SB_REQUEST);
+	CHECK_INT(req->from, users->peer_id);
+	peer_reply(pw, req->id, "encrypted", 0, NULL, 0);
+	CHECK(peer_expect(users, SB_REPLY)->id == 61);
+	peer_send(users, &s);
+	CHECK(v_is(peer_expect(pw, SB_SEND)->name, "passwords.encrypt"));
+	peer_close(pw);
+	peer_close(cli);
+	peer_close(users);
+}
+
+/* One name, two handlers, one internal: clients always reach the public
+ * one, services are balanced over both. */
+static void test_internal_and_public_handlers_of_one_name(void)
+{
+	struct peer *inside = peer_hello(PORT, "work-internal", "service");
+	struct peer *outside = peer_hello(PORT, "work-public", "service");
+	struct peer *cli = peer_hello(PORT, "ui-9", "client");
+	struct peer *svc = peer_hello(PORT, "batch-1", "service");
+	register_internal(inside, "work2", 1);
+	peer_register(outside, "work2", 1);
+	uint64_t refused = stats().forbidden;
+
+	for (uint64_t id = 1; id <= 10; id++)
+		peer_request(cli, "work2", id, 0, NULL, 0);
+	CHECK_INT(serve_all(outside, "done"), 10);
+	CHECK_INT(serve_all(inside, "done"), 0);
+	for (int i = 0; i < 10; i++)
+		CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "done"));
+
+	for (uint64_t id = 11; id <= 30; id++)
+		peer_request(svc, "work2", id, 0, NULL, 0);
+	int ni = serve_all(inside, "done"), no = serve_all(outside, "done");
+	CHECK_INT(ni + no, 20);
+	CHECK(ni > 0 && no > 0);
+	for (int i = 0; i < 20; i++)
+		peer_expect(svc, SB_REPLY);
+	CHECK_INT(stats().forbidden, refused);
+
+	/* With the public one gone, clients are refused again. */
+	struct sb_msg un = {.kind = SB_UNREGISTER, .id = 2, .name = v_str("work2")};
+	peer_send(outside, &un);
+	CHECK(peer_expect(outside, SB_ACK)->id == 2);
+	peer_request(cli, "work2", 31, 0, NULL, 0);
+	CHECK_INT(peer_expect(cli, SB_ERROR)->code, -SB_EFORBIDDEN);
+	peer_close(inside);
+	peer_close(outside);
+	peer_close(cli);
+	peer_close(svc);
 }
 
 static void test_handshake_rules(void)
@@ -1005,6 +1085,80 @@ static void test_reserved_names(void)
 	peer_close(cli);
 }
 
+static uint64_t route_stat(const msgpack_object *route, const char *k)
+{
+	const msgpack_object *v = route != NULL ? map_get(route, k) : NULL;
+	CHECK(v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+	return v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
+/* $sb.stats counts each name's requests by how they ended, summed over the
+ * shards the requesters are on, with latency percentiles. */
+static void test_route_stats(void)
+{
+	struct peer *svc = peer_hello(PORT, "rs-svc", "service");
+	struct peer *cli[2] = {peer_hello(PORT, "rs-cli-0", "client"),
+			       peer_hello(PORT, "rs-cli-1", "client")};
+	peer_register(svc, "rs.work", 1);
+	msgpack_unpacked u;
+
+	/* Six requests from two clients: four replies, one error, one timeout. */
+	for (uint64_t id = 1; id <= 6; id++)
+		peer_request(cli[id % 2], "rs.work", id, id == 6 ? 50 : 0, NULL, 0);
+	for (int i = 0, answered = 0; i < 6; i++) {
+		struct sb_msg *q = peer_expect(svc, SB_REQUEST);
+		if (q->timeout_ms <= 50) /* left to time out */
+			continue;
+		if (answered++ < 4) {
+			peer_reply(svc, q->id, "done", 0, NULL, 0);
+		} else {
+			struct sb_msg e = {
+				.kind = SB_ERROR, .id = q->id, .code = 9, .text = v_str("no")};
+			peer_send(svc, &e);
+		}
+	}
+	int replies = 0, errors = 0, timeouts = 0;
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < 3; i++) {
+			CHECK_INT(peer_recv_within(cli[k], 5000), 1);
+			const struct sb_msg *m = &cli[k]->m;
+			if (m->kind == SB_REPLY)
+				replies++;
+			else if (m->kind == SB_ERROR && m->code == (uint32_t)-SB_ETIMEOUT)
+				timeouts++;
+			else if (m->kind == SB_ERROR)
+				errors++;
+		}
+	CHECK_INT(replies, 4);
+	CHECK_INT(errors, 1);
+	CHECK_INT(timeouts, 1);
+	peer_expect(svc, SB_CANCEL); /* for the request that timed out */
+	for (int i = 0; i < 3; i++) {
+		struct sb_msg snd = {.kind = SB_SEND, .name = v_str("rs.work")};
+		peer_send(cli[0], &snd);
+	}
+	for (int i = 0; i < 3; i++)
+		peer_expect(svc, SB_SEND);
+
+	msgpack_object st = ask_router(cli[1], "$sb.stats", &u);
+	const msgpack_object *routes = map_get(&st, "routes");
+	CHECK(routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY);
+	const msgpack_object *r = routes != NULL ? find_by(routes, "name", "rs.work") : NULL;
+	CHECK(r != NULL);
+	CHECK_INT(route_stat(r, "requests"), 6);
+	CHECK_INT(route_stat(r, "replies"), 4);
+	CHECK_INT(route_stat(r, "errors"), 1);
+	CHECK_INT(route_stat(r, "timeouts"), 1);
+	CHECK_INT(route_stat(r, "sends"), 3);
+	uint64_t p50 = route_stat(r, "p50_us"), p90 = route_stat(r, "p90_us");
+	uint64_t p99 = route_stat(r, "p99_us"), max = route_stat(r, "max_us");
+	CHECK(p50 <= p90 && p90 <= p99 && p99 <= max);
+	msgpack_unpacked_destroy(&u);
+	peer_close(svc);
+	peer_close(cli[0]);
+	peer_close(cli[1]);
+}
+
 static void test_busy_port_is_reported(void)
 {
 	struct sb_router_config cfg;
@@ -1034,6 +1188,586 @@ static void test_busy_port_is_reported(void)
 	sb_router_free(b);
 }
 
+/* ---- peers: names, `to`, broadcast, presence, identity -------------------- */
+
+/* n peers named prefix-0, prefix-1, ... with both shards among them: the
+ * kernel picks a shard per connection, so dial on and close the extras. */
+static void spread(const char *prefix, const char *role, struct peer **out, int n)
+{
+	int k = 0, on[2] = {0, 0};
+	for (int i = 0; i < 32 && k < n; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "%s-%d", prefix, i);
+		struct peer *p = peer_hello(PORT, name, role);
+		int s = (int)(p->shard & 1);
+		if (k < n - 1 || on[!s] > 0) {
+			out[k++] = p;
+			on[s]++;
+		} else
+			peer_close(p);
+	}
+	CHECK_INT(k, n);
+	CHECK(on[0] > 0 && on[1] > 0);
+}
+
+static void close_all(struct peer **p, int n)
+{
+	for (int i = 0; i < n; i++)
+		peer_close(p[i]);
+}
+
+/* A SEND or REQUEST with the sample payload, `to` a peer (or NULL). */
+static void send_kind(struct peer *p, unsigned kind, const char *to, const char *name, uint64_t id,
+		      uint8_t flags, uint32_t timeout)
+{
+	struct sb_msg m = {.kind = (uint8_t)kind, .id = id, .flags = flags, .name = v_str(name)};
+	if (to != NULL)
+		m.to = v_str(to);
+	m.timeout_ms = timeout;
+	m.payload.ptr = TRANSFER;
+	m.payload.len = sizeof TRANSFER;
+	peer_send(p, &m);
+}
+
+static uint64_t uint_at(const msgpack_object *o, const char *k)
+{
+	const msgpack_object *v = map_get(o, k);
+	CHECK(v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
+	return v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : UINT64_MAX;
+}
+
+/* The aggregate that ends a broadcast: REPLY "$sb.all", no MORE, counts. */
+static void expect_all(struct peer *p, uint64_t id, unsigned peers, unsigned ok, unsigned errors,
+		       unsigned timeouts, unsigned gone)
+{
+	struct sb_msg *r = peer_expect(p, SB_REPLY);
+	CHECK(r->id == id && v_is(r->outcome, "$sb.all"));
+	CHECK_INT(r->flags, 0);
+	CHECK(r->peer.ptr == NULL);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	CHECK(msgpack_unpack_next(&u, (const char *)r->payload.ptr, r->payload.len, &off) ==
+	      MSGPACK_UNPACK_SUCCESS);
+	CHECK(u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 5);
+	CHECK_INT(uint_at(&u.data, "peers"), peers);
+	CHECK_INT(uint_at(&u.data, "ok"), ok);
+	CHECK_INT(uint_at(&u.data, "errors"), errors);
+	CHECK_INT(uint_at(&u.data, "timeouts"), timeouts);
+	CHECK_INT(uint_at(&u.data, "gone"), gone);
+	msgpack_unpacked_destroy(&u);
+}
+
+static int index_of(struct peer **p, int n, struct sb_view name)
+{
+	for (int i = 0; i < n; i++)
+		if (v_is(name, p[i]->name))
+			return i;
+	return -1;
+}
+
+static void test_assigned_names_follow_the_pattern(void)
+{
+	struct sb_router_config cfg = base_config();
+	int err = 0;
+	static const char *bad[] = {
+		"nohash",
+		"A#B#",
+		"with #space",
+		"",
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx#", /* no room for 10 digits
+									     */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cfg.name_pattern = bad[i];
+		struct sb_router *r = sb_router_new(&cfg, &err);
+		CHECK(r == NULL);
+		CHECK_INT(err, SB_EINVAL);
+		sb_router_free(r);
+	}
+	cfg.name_pattern =
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx#"; /* 54 bytes and 10
+									      digits: just fits */
+	struct sb_router *fits = sb_router_new(&cfg, &err);
+	CHECK(fits != NULL);
+	sb_router_free(fits);
+	char pattern[] = "A###";
+	cfg.name_pattern = pattern;
+	swap_in(start_with(&cfg));
+	pattern[0] = 'X'; /* the router keeps its own copy */
+	struct peer *p[6];
+	p[0] = peer_hello(PORT, NULL, "client");
+	p[1] = peer_hello(PORT, NULL, "service");
+	p[2] = peer_hello(PORT, "A003", "client"); /* takes the pattern's next name itself */
+	p[3] = peer_hello(PORT, NULL, "client");   /* so the pattern skips it */
+	p[4] = peer_hello(PORT, "A005", "client");
+	p[5] = peer_hello(PORT, NULL, "client");
+	CHECK_STR(p[0]->name, "A001");
+	CHECK_STR(p[1]->name, "A002");
+	CHECK_STR(p[3]->name, "A004");
+	CHECK_STR(p[5]->name, "A006");
+	CHECK(p[1]->peer_id > p[0]->peer_id);
+	close_all(p, 6);
+	swap_out();
+
+	/* The default pattern: P and four digits. */
+	struct peer *anon = peer_hello(PORT, NULL, "client");
+	CHECK(strlen(anon->name) == 5 && anon->name[0] == 'P');
+	peer_close(anon);
+}
+
+/* cli asks `to` tgt; tgt gets it whatever it registered, and answers. */
+static void request_to(struct peer *cli, struct peer *tgt, const char *name, uint64_t id)
+{
+	send_kind(cli, SB_REQUEST, tgt->name, name, id, 0, 5000);
+	struct sb_msg *req = peer_expect(tgt, SB_REQUEST);
+	CHECK(v_is(req->name, name));
+	CHECK_INT(req->from, cli->peer_id);
+	CHECK(payload_is(req->payload, TRANSFER, sizeof TRANSFER));
+	peer_reply(tgt, req->id, "here", 0, BALANCE, sizeof BALANCE);
+	struct sb_msg *rep = peer_expect(cli, SB_REPLY);
+	CHECK(rep->id == id && v_is(rep->outcome, "here"));
+	CHECK(rep->peer.ptr == NULL);
+	CHECK(payload_is(rep->payload, BALANCE, sizeof BALANCE));
+}
+
+/* To a named peer from its own shard and from the other: no registration
+ * needed, load balancing skipped, clients addressable too. */
+static void test_send_and_request_to_a_peer(void)
+{
+	struct peer *p[3];
+	spread("to", "client", p, 3);
+	struct peer *tgt = p[2]; /* spread() keeps the other shard for last */
+	struct peer *lb = peer_hello(PORT, "to-lb", "service");
+	peer_register(lb, "anything", 1); /* would take it without `to` */
+	for (int i = 0; i < 2; i++) {
+		request_to(p[i], tgt, "anything", 100 + (uint64_t)i);
+		send_kind(p[i], SB_SEND, tgt->name, "anything", 0, 0, 0);
+		struct sb_msg *m = peer_expect(tgt, SB_SEND);
+		CHECK(v_is(m->name, "anything"));
+		CHECK_INT(m->from, p[i]->peer_id);
+	}
+	/* The other way round: to a peer on either shard. */
+	request_to(tgt, p[0], "x.y", 110);
+	request_to(tgt, p[1], "x.y", 111);
+	peer_expect_silence(lb, 100);
+
+	/* A duplicate name is refused; the first holder is still addressable. */
+	struct peer *dup = peer_dial(PORT);
+	struct sb_msg h = {.kind = SB_HELLO, .version = 1, .role = v_str("client")};
+	h.peer = v_str(tgt->name);
+	peer_send(dup, &h);
+	CHECK(peer_expect(dup, SB_ERROR)->code == (uint32_t)-SB_EDUPNAME);
+	peer_close(dup);
+	request_to(p[0], tgt, "still.there", 112);
+	peer_close(lb);
+	close_all(p, 3);
+}
+
+static void test_unknown_peer_and_peer_not_connected(void)
+{
+	struct peer *cli = peer_hello(PORT, "asker", "client");
+	send_kind(cli, SB_REQUEST, "ghost", "hello", 1, 0, 1000);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 1 && e->code == (uint32_t)-SB_EUNKNOWNPEER && e->flags == 0);
+	CHECK(v_is(e->text, "no peer named ghost has connected"));
+
+	/* A send to nobody is dropped and counted: there is no one to tell. */
+	uint64_t dropped = stats().no_handler;
+	send_kind(cli, SB_SEND, "ghost", "hello", 0, 0, 0);
+	struct sb_msg ping = {.kind = SB_PING, .id = 2};
+	peer_send(cli, &ping);
+	CHECK(peer_expect(cli, SB_PONG)->id == 2);
+	CHECK_INT(stats().no_handler, dropped + 1);
+
+	/* `to` and BROADCAST contradict each other. */
+	send_kind(cli, SB_REQUEST, "asker", "hello", 3, SB_F_BROADCAST, 1000);
+	e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 3 && e->code == (uint32_t)-SB_EINVAL && e->flags == 0);
+
+	/* Known, then gone. Until the asker's shard has heard of the close,
+	 * the request may reach the closed connection: "peer gone". */
+	struct peer *leaver = peer_hello(PORT, "leaver", "client");
+	peer_close(leaver);
+	int code = 0;
+	for (uint64_t id = 10; id < 200 && code != -SB_ENOTCONNECTED; id++) {
+		send_kind(cli, SB_REQUEST, "leaver", "hello", id, 0, 2000);
+		e = peer_expect(cli, SB_ERROR);
+		CHECK(e->id == id);
+		code = -(int)e->code;
+		CHECK(code == SB_ENOTCONNECTED || code == SB_EPEERGONE);
+		if (code != SB_ENOTCONNECTED)
+			usleep(5000);
+	}
+	CHECK_INT(code, SB_ENOTCONNECTED);
+	CHECK(v_is(e->text, "peer leaver is not connected"));
+
+	/* The name is free again, and a new holder is addressable. */
+	struct peer *back = peer_hello(PORT, "leaver", "client");
+	for (uint64_t id = 300; id < 500; id++) {
+		send_kind(cli, SB_REQUEST, "leaver", "hello", id, 0, 2000);
+		int rc = peer_recv_within(back, 100);
+		if (rc == 1 && back->m.kind == SB_REQUEST) {
+			peer_reply(back, back->m.id, "back", 0, NULL, 0);
+			CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "back"));
+			break;
+		}
+		e = peer_expect(cli, SB_ERROR); /* the replica still had the old one */
+		CHECK(e->id == id && (e->code == (uint32_t)-SB_EPEERGONE ||
+				      e->code == (uint32_t)-SB_ENOTCONNECTED));
+		CHECK(id < 499);
+	}
+	peer_close(back);
+	peer_close(cli);
+}
+
+/* A broadcast request reaches every handler on both shards; each result
+ * names its peer, and the aggregate ends it. */
+static void test_broadcast_request_collects_every_peer(void)
+{
+	struct peer *h[3];
+	spread("bc", "service", h, 3);
+	for (int i = 0; i < 3; i++)
+		peer_register(h[i], "health", 1);
+	struct peer *cli = peer_hello(PORT, "bc-cli", "client");
+
+	/* Fire-and-forget broadcast: every handler gets it once. */
+	send_kind(cli, SB_SEND, NULL, "health", 0, SB_F_BROADCAST, 0);
+	for (int i = 0; i < 3; i++) {
+		struct sb_msg *m = peer_expect(h[i], SB_SEND);
+		CHECK_INT(m->from, cli->peer_id);
+	}
+
+	send_kind(cli, SB_REQUEST, NULL, "health", 42, SB_F_BROADCAST, 5000);
+	uint64_t rid = 0;
+	for (int i = 0; i < 3; i++) {
+		struct sb_msg *req = peer_expect(h[i], SB_REQUEST);
+		CHECK(payload_is(req->payload, TRANSFER, sizeof TRANSFER));
+		CHECK_INT(req->from, cli->peer_id);
+		CHECK(rid == 0 || req->id == rid); /* one frame for all */
+		rid = req->id;
+	}
+	/* h0: a chunk, then a progress update (not passed on), then healthy;
+	 * h1: healthy; h2: an error. */
+	uint8_t one = 1;
+	peer_reply(h[0], rid, "log", SB_F_MORE | SB_F_CHUNK, &one, 1);
+	peer_reply(h[0], rid, "checking", SB_F_MORE, NULL, 0);
+	peer_reply(h[0], rid, "healthy", 0, BALANCE, sizeof BALANCE);
+	peer_reply(h[1], rid, "healthy", 0, NULL, 0);
+	struct sb_msg err = {.kind = SB_ERROR, .id = rid, .code = (uint32_t)-SB_EINVAL};
+	err.text = v_str("disk full");
+	peer_send(h[2], &err);
+
+	int seen[3] = {0}, chunks = 0;
+	for (int n = 0; n < 4; n++) {
+		CHECK_INT(peer_recv_within(cli, 5000), 1);
+		struct sb_msg *r = &cli->m;
+		CHECK(r->id == 42 && (r->flags & SB_F_MORE));
+		int i = index_of(h, 3, r->peer);
+		CHECK(i >= 0);
+		if (i < 0)
+			continue;
+		if (r->kind == SB_REPLY && (r->flags & SB_F_CHUNK)) {
+			CHECK(i == 0 && seen[0] == 0); /* in order, before h0's final */
+			CHECK(r->payload.len == 1 && r->payload.ptr[0] == 1);
+			chunks++;
+		} else if (i == 2) {
+			CHECK(r->kind == SB_ERROR && r->code == (uint32_t)-SB_EINVAL);
+			CHECK(v_is(r->text, "disk full"));
+			seen[2]++;
+		} else {
+			CHECK(r->kind == SB_REPLY && v_is(r->outcome, "healthy"));
+			CHECK(i != 0 || payload_is(r->payload, BALANCE, sizeof BALANCE));
+			seen[i]++;
+		}
+	}
+	CHECK(chunks == 1 && seen[0] == 1 && seen[1] == 1 && seen[2] == 1);
+	expect_all(cli, 42, 3, 2, 1, 0, 0);
+
+	/* An answer after a handler's final one is late: dropped. */
+	uint64_t late = stats().late_replies;
+	peer_reply(h[1], rid, "again", 0, NULL, 0);
+	peer_expect_silence(cli, 100);
+	CHECK_INT(stats().late_replies, late + 1);
+	CHECK_INT(stats().inflight, 0);
+	peer_close(cli);
+	close_all(h, 3);
+}
+
+static void test_broadcast_to_nobody(void)
+{
+	struct peer *cli = peer_hello(PORT, "bc-lonely", "client");
+	struct peer *svc = peer_hello(PORT, "bc-internal", "service");
+	send_kind(cli, SB_REQUEST, NULL, "nobody.home", 1, SB_F_BROADCAST, 1000);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 1 && e->code == (uint32_t)-SB_ENOPEERS && e->flags == 0);
+
+	/* Internal handlers do not count for a client, but do for a service. */
+	struct sb_msg reg = {
+		.kind = SB_REGISTER, .id = 5, .flags = SB_F_INTERNAL, .name = v_str("secret")};
+	peer_send(svc, &reg);
+	peer_expect(svc, SB_ACK);
+	send_kind(cli, SB_REQUEST, NULL, "secret", 2, SB_F_BROADCAST, 1000);
+	CHECK(peer_expect(cli, SB_ERROR)->code == (uint32_t)-SB_ENOPEERS);
+	struct peer *peer_svc = peer_hello(PORT, "bc-insider", "service");
+	send_kind(peer_svc, SB_REQUEST, NULL, "secret", 3, SB_F_BROADCAST, 1000);
+	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
+	peer_reply(svc, rid, "ok", 0, NULL, 0);
+	struct sb_msg *r = peer_expect(peer_svc, SB_REPLY);
+	CHECK(v_is(r->peer, "bc-internal") && (r->flags & SB_F_MORE));
+	expect_all(peer_svc, 3, 1, 1, 0, 0, 0);
+	peer_close(peer_svc);
+	peer_close(svc);
+	peer_close(cli);
+}
+
+/* A silent handler times out on its own: the others' results are not held
+ * back behind it (they arrive first), and it gets a CANCEL. */
+static void test_broadcast_timeout_holds_nobody_back(void)
+{
+	struct peer *h[3];
+	spread("bt", "service", h, 3);
+	for (int i = 0; i < 3; i++)
+		peer_register(h[i], "slowpoke", 1);
+	struct peer *cli = peer_hello(PORT, "bt-cli", "client");
+	uint64_t timeouts = stats().timeouts;
+
+	send_kind(cli, SB_REQUEST, NULL, "slowpoke", 7, SB_F_BROADCAST, 400);
+	uint64_t rid = 0;
+	for (int i = 0; i < 3; i++)
+		rid = peer_expect(h[i], SB_REQUEST)->id;
+	peer_reply(h[0], rid, "fast", 0, NULL, 0);
+	peer_reply(h[2], rid, "fast", 0, NULL, 0);
+	for (int n = 0; n < 2; n++) {
+		struct sb_msg *r = peer_expect(cli, SB_REPLY);
+		CHECK(v_is(r->outcome, "fast") && (r->flags & SB_F_MORE));
+		CHECK(v_is(r->peer, h[0]->name) || v_is(r->peer, h[2]->name));
+	}
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 7 && e->code == (uint32_t)-SB_ETIMEOUT && (e->flags & SB_F_MORE));
+	CHECK(v_is(e->peer, h[1]->name));
+	expect_all(cli, 7, 3, 2, 0, 1, 0);
+	CHECK(peer_expect(h[1], SB_CANCEL)->id == rid);
+	CHECK_INT(stats().timeouts, timeouts + 1);
+	peer_reply(h[1], rid, "too late", 0, NULL, 0);
+	peer_expect_silence(cli, 100);
+	peer_close(cli);
+	close_all(h, 3);
+}
+
+static void test_broadcast_handler_killed(void)
+{
+	struct peer *h[2];
+	spread("bk", "service", h, 2);
+	for (int i = 0; i < 2; i++)
+		peer_register(h[i], "fragile", 1);
+	struct peer *cli = peer_hello(PORT, "bk-cli", "client");
+
+	send_kind(cli, SB_REQUEST, NULL, "fragile", 9, SB_F_BROADCAST, 5000);
+	uint64_t rid = peer_expect(h[0], SB_REQUEST)->id;
+	peer_expect(h[1], SB_REQUEST);
+	char gone[SB_PEER_MAX + 1];
+	memcpy(gone, h[1]->name, sizeof gone);
+	peer_close(h[1]);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 9 && e->code == (uint32_t)-SB_EPEERGONE && (e->flags & SB_F_MORE));
+	CHECK(v_is(e->peer, gone));
+	peer_reply(h[0], rid, "fine", 0, NULL, 0);
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->peer, h[0]->name));
+	expect_all(cli, 9, 2, 1, 0, 0, 1);
+	peer_close(cli);
+	peer_close(h[0]);
+}
+
+static void test_broadcast_cancel(void)
+{
+	struct peer *h[2];
+	spread("bx", "service", h, 2);
+	for (int i = 0; i < 2; i++)
+		peer_register(h[i], "endless", 1);
+	struct peer *cli = peer_hello(PORT, "bx-cli", "client");
+
+	send_kind(cli, SB_REQUEST, NULL, "endless", 11, SB_F_BROADCAST, 0);
+	uint64_t rid = peer_expect(h[0], SB_REQUEST)->id;
+	peer_expect(h[1], SB_REQUEST);
+	peer_reply(h[0], rid, "done", 0, NULL, 0);
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->peer, h[0]->name));
+	struct sb_msg cancel = {.kind = SB_CANCEL, .id = 11};
+	peer_send(cli, &cancel);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 11 && e->code == (uint32_t)-SB_ECANCELLED && e->flags == 0);
+	CHECK(e->peer.ptr == NULL);
+	/* Only the handler still working on it hears the cancel. */
+	CHECK(peer_expect(h[1], SB_CANCEL)->id == rid);
+	peer_expect_silence(h[0], 100);
+	peer_reply(h[1], rid, "done", 0, NULL, 0);
+	peer_expect_silence(cli, 100);
+	CHECK_INT(stats().inflight, 0);
+	peer_close(cli);
+	close_all(h, 2);
+}
+
+static void subscribe(struct peer *p, uint64_t id, uint8_t flags)
+{
+	struct sb_msg m = {
+		.kind = SB_SUBSCRIBE, .id = id, .flags = flags, .name = v_str("presence")};
+	peer_send(p, &m);
+	CHECK(peer_expect(p, SB_ACK)->id == id);
+}
+
+/* A PRESENCE event about peer name (id), with its role in the payload. */
+static void expect_presence(struct peer *sub, unsigned event, const char *name, uint32_t id,
+			    const char *role)
+{
+	struct sb_msg *m = peer_expect(sub, SB_PRESENCE);
+	CHECK_INT(m->event, event);
+	CHECK(v_is(m->peer, name));
+	CHECK_INT(m->peer_id, id);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, (const char *)m->payload.ptr, m->payload.len, NULL) ==
+	      MSGPACK_UNPACK_SUCCESS);
+	CHECK(str_is(map_get(&u.data, "role"), role));
+	CHECK(map_get(&u.data, "subject") == NULL); /* no TLS here */
+	msgpack_unpacked_destroy(&u);
+}
+
+/* A subscriber hears peers on the other shard connect, drain and leave. */
+static void test_presence_across_shards(void)
+{
+	struct peer *sub = peer_hello(PORT, "watcher", "client");
+	struct sb_msg bad = {.kind = SB_SUBSCRIBE, .id = 1, .name = v_str("weather")};
+	peer_send(sub, &bad);
+	struct sb_msg *e = peer_expect(sub, SB_ERROR);
+	CHECK(e->id == 1 && e->code == (uint32_t)-SB_EINVAL && e->flags == 0);
+	subscribe(sub, 2, 0);
+
+	/* Connect until one lands on the other shard; each is seen. */
+	struct peer *p = NULL;
+	const char *role = "client";
+	for (int i = 0; i < 16 && p == NULL; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "comer-%d", i);
+		role = i % 2 ? "service" : "client";
+		struct peer *q = peer_hello(PORT, name, role);
+		expect_presence(sub, SB_PEER_CONNECTED, q->name, q->peer_id, role);
+		if (q->shard != sub->shard) {
+			p = q;
+			break;
+		}
+		uint32_t id = q->peer_id;
+		peer_close(q);
+		expect_presence(sub, SB_PEER_DISCONNECTED, name, id, role);
+	}
+	CHECK(p != NULL);
+	if (p == NULL) {
+		peer_close(sub);
+		return;
+	}
+	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("leaving")};
+	peer_send(p, &bye);
+	expect_presence(sub, SB_PEER_DRAINING, p->name, p->peer_id, role);
+	CHECK_INT(peer_recv_within(p, 2000), 0); /* the router closes it */
+	expect_presence(sub, SB_PEER_DISCONNECTED, p->name, p->peer_id, role);
+	peer_close(p);
+
+	/* Unsubscribed: silence. */
+	subscribe(sub, 3, SB_F_OFF);
+	struct peer *q = peer_hello(PORT, "unseen", "client");
+	peer_close(q);
+	peer_expect_silence(sub, 200);
+	peer_close(sub);
+}
+
+/* Before the first frame from a sender, a handler is told who it is; the
+ * sender cannot pass for anyone else. */
+static void test_identity_before_first_frame(void)
+{
+	struct peer *svc = peer_hello(PORT, "id-svc", "service");
+	svc->see_identity = 1;
+	peer_register(svc, "whoami", 1);
+	struct peer *a = peer_hello(PORT, "id-a", "client");
+	struct peer *b = peer_hello(PORT, "id-b", "service");
+
+	/* a claims to be someone else in `from`: overwritten. */
+	struct sb_msg m = {.kind = SB_REQUEST, .id = 1, .name = v_str("whoami"), .from = 4242};
+	peer_send(a, &m);
+	struct sb_msg *id = peer_expect(svc, SB_PRESENCE);
+	CHECK_INT(id->event, SB_PEER_IDENTITY);
+	CHECK(v_is(id->peer, "id-a"));
+	CHECK_INT(id->peer_id, a->peer_id);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, (const char *)id->payload.ptr, id->payload.len, NULL) ==
+	      MSGPACK_UNPACK_SUCCESS);
+	CHECK(str_is(map_get(&u.data, "role"), "client"));
+	msgpack_unpacked_destroy(&u);
+	struct sb_msg *req = peer_expect(svc, SB_REQUEST);
+	CHECK_INT(req->from, a->peer_id);
+	peer_reply(svc, req->id, "you are id-a", 0, NULL, 0);
+	peer_expect(a, SB_REPLY);
+
+	/* Told once: the next frame from a comes alone. */
+	m.id = 2;
+	m.kind = SB_SEND;
+	peer_send(a, &m);
+	CHECK_INT(peer_expect(svc, SB_SEND)->from, a->peer_id);
+
+	/* Another sender is introduced in turn, then a again needs nothing. */
+	struct sb_msg s = {.kind = SB_SEND, .name = v_str("whoami"), .from = a->peer_id};
+	peer_send(b, &s);
+	id = peer_expect(svc, SB_PRESENCE);
+	CHECK(id->event == SB_PEER_IDENTITY && v_is(id->peer, "id-b"));
+	CHECK_INT(peer_expect(svc, SB_SEND)->from, b->peer_id);
+	peer_send(a, &m);
+	CHECK_INT(peer_expect(svc, SB_SEND)->from, a->peer_id);
+	CHECK_INT(svc->identities, 0);
+	peer_close(a);
+	peer_close(b);
+	peer_close(svc);
+}
+
+/* The identity or the SEND it precedes, from sender id. */
+static void expect_from(struct peer *svc, int identity, uint32_t id)
+{
+	struct sb_msg *m = peer_expect(svc, identity ? SB_PRESENCE : SB_SEND);
+	if (identity)
+		CHECK(m->event == SB_PEER_IDENTITY && m->peer_id == id);
+	else
+		CHECK_INT(m->from, id);
+}
+
+/* A connection is told about 1,024 senders; the 1,025th makes the router
+ * forget them all, and each is introduced again at its next frame: the
+ * rule a client library can follow to keep exactly what it needs. */
+static void test_identity_window(void)
+{
+	enum { N = 1025 };
+	static struct lite s[N];
+	struct peer *svc = peer_hello(PORT, "win-svc", "service");
+	svc->see_identity = 1;
+	peer_register(svc, "win", 1);
+	for (int i = 0; i < N; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "win-%d", i);
+		lite_hello(&s[i], PORT, name);
+		lite_send(&s[i], "win");
+		expect_from(svc, 1, s[i].id); /* a new sender: introduced */
+		expect_from(svc, 0, s[i].id);
+	}
+	lite_send(&s[N - 1], "win"); /* the one told last is still known */
+	expect_from(svc, 0, s[N - 1].id);
+	lite_send(&s[0], "win"); /* forgotten with the rest: introduced again */
+	expect_from(svc, 1, s[0].id);
+	expect_from(svc, 0, s[0].id);
+	lite_send(&s[1], "win");
+	expect_from(svc, 1, s[1].id);
+	expect_from(svc, 0, s[1].id);
+	for (int i = 0; i < N; i++)
+		close(s[i].fd);
+	peer_close(svc);
+}
+
 int main(void)
 {
 	R = start(2, 0);
@@ -1050,10 +1784,24 @@ int main(void)
 	RUN(test_two_handlers_share_and_fail_over);
 	RUN(test_same_shard_and_cross_shard);
 	RUN(test_chained_request_from_a_handler);
+	RUN(test_internal_handler_is_for_services);
+	RUN(test_internal_and_public_handlers_of_one_name);
 	RUN(test_handshake_rules);
 	RUN(test_100k_requests_each_answered_once);
 	RUN(test_tiny_receive_pool_loses_nothing);
 	RUN(test_reserved_names);
+	RUN(test_route_stats);
+	RUN(test_assigned_names_follow_the_pattern);
+	RUN(test_send_and_request_to_a_peer);
+	RUN(test_unknown_peer_and_peer_not_connected);
+	RUN(test_broadcast_request_collects_every_peer);
+	RUN(test_broadcast_to_nobody);
+	RUN(test_broadcast_timeout_holds_nobody_back);
+	RUN(test_broadcast_handler_killed);
+	RUN(test_broadcast_cancel);
+	RUN(test_presence_across_shards);
+	RUN(test_identity_before_first_frame);
+	RUN(test_identity_window);
 	RUN(test_full_mail_rings_lose_nothing);
 	RUN(test_mail_backlog_is_bounded);
 	RUN(test_slow_requester_slows_the_stream);

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -313,7 +314,12 @@ static void test_help_and_version(void)
 
 	SBCTL_RUN(&P, "request", "--help");
 	CHECK_INT(P.code, 0);
-	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [JSON] [--timeout MS]\n"));
+	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [JSON] [--timeout MS] [--to PEER | "
+			   "--all]\n"));
+	CHECK(strstr(P.so, "  all: N peers, N ok, N errors, N timeouts, N gone\n") != NULL);
+	SBCTL_RUN(&P, "help", "presence");
+	CHECK_INT(P.code, 0);
+	CHECK(starts(P.so, "usage: sbctl [OPTIONS] presence [--count N]\n"));
 	SBCTL_RUN(&P, "help", "listen");
 	CHECK_INT(P.code, 0);
 	CHECK(strstr(P.so, "  --count N             exit after N messages\n") != NULL);
@@ -512,6 +518,45 @@ static void test_listen_echo_count_1(void)
 	sbj_buf_free(&mp);
 }
 
+/* listen --schema: the router refuses bad requests before they arrive. */
+static void test_listen_with_a_schema(void)
+{
+	SBCTL_RUN(&P, "listen", "lis3", "--schema",
+		  "{\"keys\": {\"age\": {\"type\": \"integer\"}}}");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --schema: schema key \"age\": unknown type \"integer\"\n");
+	SBCTL_RUN(&P, "listen", "lis3", "--schema", "{\"keys\"");
+	CHECK_INT(P.code, 2);
+	CHECK(starts(P.se, "sbctl: invalid JSON at byte 7"));
+	SBCTL_RUN(&P, "send", "lis3", "--schema", "{}");
+	CHECK_INT(P.code, 2);
+
+	const char *args[] = {
+		"listen",
+		"lis3",
+		"--count",
+		"1",
+		"--schema",
+		"{\"keys\": {\"email\": {\"type\": \"str\"}}, \"required\": [\"email\"],"
+		" \"additional\": false}",
+		NULL};
+	struct proc l;
+	spawn(&l, args);
+	CHECK(wait_stderr(&l, "sbctl: listening on lis3\n"));
+	SBCTL_RUN(&P, "request", "lis3", "{}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: missing required key \"email\" (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis3", "{\"email\": \"a\", \"x\": 1}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: unknown key \"x\" (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis3", "{\"email\": \"a@b\"}");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "ok  null\n");
+	finish(&l);
+	CHECK_INT(l.code, 0);
+	CHECK_STR(l.so, "request  lis3  {\"email\":\"a@b\"}\n"); /* the only one it saw */
+}
+
 static void test_routes_peers_stats(void)
 {
 	SBCTL_RUN(&P, "routes");
@@ -563,7 +608,188 @@ static void test_routes_peers_stats_from_the_router(void)
 	CHECK(strstr(P.so, "\nconnections ") != NULL);
 	CHECK(strstr(P.so, "SHARD  CONNECTIONS  INFLIGHT\n0 ") != NULL);
 	CHECK(strstr(P.so, "\n1 ") != NULL); /* both shards */
+	/* the per-route table, with the echo route the tests above called */
+	CHECK(strstr(P.so, "\nROUTE ") != NULL && strstr(P.so, " REQUESTS ") != NULL);
+	CHECK(strstr(P.so, "\necho ") != NULL);
 	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
+}
+
+/* ---- peers: --to, --all, presence ----------------------------------------- */
+
+/* A named service on its own thread: "health" answers healthy or sick,
+ * "notice" counts sends. */
+struct agent {
+	struct sb_client *c;
+	pthread_t thread;
+	_Atomic int sick; /* "health" answers an error */
+	_Atomic int notices;
+};
+
+static void on_health(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct agent *a = ud;
+	struct sbj_buf mp = {0};
+
+	(void)c;
+	if (!atomic_load(&a->sick)) {
+		mp_of("{\"load\":1}", &mp);
+		CHECK_INT(sb_reply(call, "healthy", mp.data, mp.len), 0);
+	} else
+		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full"), 0);
+	sbj_buf_free(&mp);
+}
+
+static void on_notice(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct agent *a = ud;
+	(void)c;
+	(void)call;
+	atomic_fetch_add(&a->notices, 1);
+}
+
+static void *run_agent(void *arg)
+{
+	struct agent *a = arg;
+	CHECK_INT(sb_client_run(a->c), 0);
+	return NULL;
+}
+
+static void agent_start(struct agent *a, const char *name)
+{
+	struct sb_client_config cfg;
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.port = sb_router_port(R);
+	cfg.role = "service";
+	cfg.name = name;
+	atomic_init(&a->sick, 0);
+	atomic_init(&a->notices, 0);
+	a->c = sb_client_new(&cfg, &err);
+	CHECK(a->c != NULL);
+	CHECK_INT(sb_client_register(a->c, "health", 0, on_health, a), 0);
+	CHECK_INT(sb_client_register(a->c, "notice", 0, on_notice, a), 0);
+	until_online(a->c);
+	CHECK_INT(pthread_create(&a->thread, NULL, run_agent, a), 0);
+}
+
+static void agent_stop(struct agent *a)
+{
+	sb_client_stop(a->c);
+	pthread_join(a->thread, NULL);
+	sb_client_free(a->c);
+}
+
+/* Bounded wait for an agent's notice count. */
+static int notices_reach(struct agent *a, int n)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (atomic_load(&a->notices) < n && now_ms() < deadline) {
+		struct timespec ts = {0, 5 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return atomic_load(&a->notices) == n;
+}
+
+static void test_to_and_all(void)
+{
+	struct agent a, b;
+	agent_start(&a, "agent-a");
+	agent_start(&b, "agent-b");
+
+	SBCTL_RUN(&P, "request", "health", "--all");
+	CHECK_INT(P.code, 0);
+	/* Results come in the order the agents answer; the tally comes last. */
+	CHECK(strstr(P.so, "agent-a  healthy  {\"load\":1}\n") != NULL);
+	CHECK(strstr(P.so, "agent-b  healthy  {\"load\":1}\n") != NULL);
+	CHECK(strlen(P.so) == 2 * strlen("agent-a  healthy  {\"load\":1}\n") +
+				      strlen("all: 2 peers, 2 ok, 0 errors, 0 timeouts, 0 gone\n"));
+	CHECK(strstr(P.so, "\nall: 2 peers, 2 ok, 0 errors, 0 timeouts, 0 gone\n") != NULL);
+	CHECK_STR(P.se, "");
+
+	atomic_store(&b.sick, 1);
+	SBCTL_RUN(&P, "--json", "request", "health", "--all");
+	CHECK_INT(P.code, 1); /* one peer failed */
+	CHECK(strstr(P.so, "{\"peer\":\"agent-a\",\"outcome\":\"healthy\",\"more\":false,"
+			   "\"payload\":{\"load\":1}}\n") != NULL);
+	CHECK(strstr(P.so, "{\"peer\":\"agent-b\",\"error\":\"EINTERNAL\",\"code\":-18,"
+			   "\"text\":\"disk full\"}\n") != NULL);
+	CHECK(strstr(P.so, "{\"all\":{\"peers\":2,\"ok\":1,\"errors\":1,\"timeouts\":0,"
+			   "\"gone\":0}}\n") != NULL);
+	SBCTL_RUN(&P, "request", "health", "--all");
+	CHECK_INT(P.code, 1);
+	CHECK(strstr(P.so, "agent-b  error: disk full (code EINTERNAL)\n") != NULL);
+
+	SBCTL_RUN(&P, "request", "health", "--to", "agent-a");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "healthy  {\"load\":1}\n");
+	SBCTL_RUN(&P, "request", "health", "--to", "ghost");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: no peer named ghost has connected (code EUNKNOWNPEER)\n");
+	SBCTL_RUN(&P, "request", "nobody.home", "--all");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: no connected peer handles this name (code ENOPEERS)\n");
+
+	SBCTL_RUN(&P, "send", "notice", "--all");
+	CHECK_INT(P.code, 0);
+	CHECK(notices_reach(&a, 1) && notices_reach(&b, 1));
+	SBCTL_RUN(&P, "send", "notice", "{}", "--to", "agent-b");
+	CHECK_INT(P.code, 0);
+	CHECK(notices_reach(&b, 2));
+	CHECK_INT(atomic_load(&a.notices), 1);
+
+	SBCTL_RUN(&P, "request", "health", "--to", "agent-a", "--all");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --to and --all exclude each other: one peer, or all of them\n");
+	SBCTL_RUN(&P, "send", "notice", "--to", "two words");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --to two words: not a valid peer name\n");
+	SBCTL_RUN(&P, "listen", "x", "--all");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: listen does not take --all (sbctl listen --help)\n");
+	agent_stop(&a);
+	agent_stop(&b);
+}
+
+static void test_presence_command(void)
+{
+	char want[256];
+	const char *args[] = {"presence", "--count", "2", NULL};
+
+	spawn(&P, args);
+	CHECK(wait_stderr(&P, "sbctl: watching presence\n"));
+	struct sb_client_config cfg;
+	int err = 0;
+	sb_client_config_init(&cfg);
+	cfg.port = sb_router_port(R);
+	cfg.name = "visitor-1";
+	struct sb_client *v = sb_client_new(&cfg, &err);
+	CHECK(v != NULL);
+	until_online(v);
+	uint32_t id = sb_client_peer_id(v);
+	sb_client_free(v);
+	finish(&P);
+	CHECK_INT(P.code, 0);
+	snprintf(want, sizeof want,
+		 "connected  visitor-1  %u  client\ndisconnected  visitor-1  %u  client\n", id, id);
+	CHECK_STR(P.so, want);
+
+	const char *json[] = {"--json", "presence", "--count", "1", NULL};
+	spawn(&P, json);
+	CHECK(wait_stderr(&P, "sbctl: watching presence\n"));
+	cfg.name = "visitor-2";
+	cfg.role = "service";
+	v = sb_client_new(&cfg, &err);
+	until_online(v);
+	id = sb_client_peer_id(v);
+	finish(&P);
+	sb_client_free(v);
+	CHECK_INT(P.code, 0);
+	snprintf(
+		want, sizeof want,
+		"{\"event\":\"connected\",\"peer\":\"visitor-2\",\"id\":%u,\"role\":\"service\"}\n",
+		id);
+	CHECK_STR(P.so, want);
 }
 
 int main(int argc, char **argv)
@@ -585,8 +811,11 @@ int main(int argc, char **argv)
 	RUN(test_invalid_json_exits_2);
 	RUN(test_cannot_connect_exits_3);
 	RUN(test_listen_echo_count_1);
+	RUN(test_listen_with_a_schema);
 	RUN(test_routes_peers_stats);
 	RUN(test_routes_peers_stats_from_the_router);
+	RUN(test_to_and_all);
+	RUN(test_presence_command);
 	stop();
 	return TEST_EXIT();
 }

@@ -331,13 +331,17 @@ static void expect_refused(struct sb_client *c, struct watch *w, int err, const 
 	}
 }
 
+static char last_subject[256]; /* the certificate subject of the last echo's caller */
+
 static void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
 {
 	size_t n;
 	const void *p = sb_call_payload(call, &n);
+	const char *subject = sb_call_subject(call);
 
 	(void)c;
 	(void)ud;
+	snprintf(last_subject, sizeof last_subject, "%s", subject != NULL ? subject : "(none)");
 	CHECK_INT(sb_reply(call, "echoed", p, n), 0);
 }
 
@@ -395,6 +399,7 @@ static void test_request_reply_over_tls(void)
 	if (pump_online(cs, 2)) {
 		for (uint8_t i = 0; i < 20; i++)
 			echo_works(cs, 2, req, i);
+		CHECK_STR(last_subject, "(none)"); /* TLS, but no client certificate */
 	}
 	CHECK_INT(wc.error + ws.error, 0);
 	sb_client_free(req);
@@ -729,7 +734,8 @@ static void test_mtls_refusals(void)
 	struct sb_client *nobody = client(port, "client", NULL, NULL, &wn);
 	expect_refused(nobody, &wn, SB_EUNAUTHORIZED, "certificate required");
 
-	echo_works(cs, 2, billing, 1); /* the allowed ones were never disturbed */
+	echo_works(cs, 2, billing, 1);             /* the allowed ones were never disturbed */
+	CHECK_STR(last_subject, "CN=svc-billing"); /* the handler sees who called, verified */
 	CHECK_INT(wa.offline + ws.offline, 0);
 	sb_client_free(nobody);
 	sb_client_free(mallory);

@@ -15,6 +15,7 @@
 
 #include <msgpack.h>
 #include <switchboard/client.h>
+#include <switchboard/proto.h>
 
 #include "json.h"
 
@@ -26,10 +27,16 @@ enum {
 	EXIT_NO_ROUTER = 3, /* the router could not be reached (or refused us) */
 };
 
+/* getopt values of the TLS flags: past every letter, so none collides. */
+enum { OPT_TLS = 256, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME };
+
 /* Which command-specific flags a command takes. */
 #define F_TIMEOUT 0x1u
 #define F_ECHO    0x2u
 #define F_COUNT   0x4u
+#define F_TO      0x8u
+#define F_ALL     0x10u
+#define F_SCHEMA  0x20u
 
 /* Everything the command line says. */
 struct opts {
@@ -40,7 +47,10 @@ struct opts {
 	unsigned connect_ms; /* --connect-timeout: how long to wait to be online */
 	uint32_t timeout_ms; /* --timeout: request timeout, 0 = the router's */
 	int echo;            /* listen --echo */
-	unsigned long count; /* listen --count, 0 = forever */
+	unsigned long count; /* listen, presence --count, 0 = forever */
+	const char *to;      /* send, request --to: the peer */
+	int all;             /* send, request --all: every handler */
+	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
 	int tls;             /* --tls, or any --tls-* flag */
@@ -79,7 +89,8 @@ static const char exit_codes[] =
 	"Exit codes:\n"
 	"  0  ok\n"
 	"  1  the request ended in an error reply, a timeout or no handler\n"
-	"     (stderr says which), or the connection was lost\n"
+	"     (stderr says which), or the connection was lost; with --all,\n"
+	"     also when any peer's result was an error\n"
 	"  2  usage error or invalid JSON\n"
 	"  3  cannot connect to the router\n";
 
@@ -106,6 +117,15 @@ static unsigned long number(const char *flag, const char *s, unsigned long lo, u
 		exit(EXIT_USAGE);
 	}
 	return v;
+}
+
+/* The rules the router applies to a peer name, through the codec. */
+static int peer_name_ok(const char *name)
+{
+	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
+	m.peer = (struct sb_view){(const uint8_t *)name, (uint32_t)strlen(name)};
+	m.role = (struct sb_view){(const uint8_t *)"client", 6};
+	return sb_encoded_size(&m) > 0;
 }
 
 static void parse_router(struct opts *o, const char *s)
@@ -314,7 +334,9 @@ static int cmd_send(const struct opts *o, char **args, int nargs)
 	struct sb_client *c = connect_router(o, "client");
 	rc = wait_online(c, o);
 	if (rc == EXIT_OK) {
-		int err = sb_send(c, args[0], mp.data, mp.len);
+		int err = o->to != NULL ? sb_send_to(c, o->to, args[0], mp.data, mp.len)
+			  : o->all      ? sb_broadcast(c, args[0], mp.data, mp.len)
+					: sb_send(c, args[0], mp.data, mp.len);
 		if (err != 0) {
 			rc = refused_locally(o, args[0], err);
 		} else {
@@ -336,7 +358,56 @@ struct pending {
 	int keep;             /* keep the final payload instead of printing it */
 	void *payload;        /* with keep: a copy of the final payload */
 	size_t len;           /* its length */
+	int failed_peers;     /* --all: peers whose result was an error */
 };
+
+/* One peer's part of a broadcast request (--all), or its aggregate. */
+static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const char *outcome,
+			 const void *payload, size_t len, int more)
+{
+	struct sbj_buf b = {0}, q = {0}, pq = {0};
+	const char *peer = sb_reply_peer(c);
+	struct sb_all_counts n;
+
+	if (more == 0) { /* the aggregate: "$sb.all" and the counts */
+		pd->done = 1;
+		if (sb_all_counts(payload, len, &n) != 0) {
+			fprintf(stderr, "sbctl: the aggregate came in an unexpected shape: %s\n",
+				payload_json(&b, payload, len));
+			pd->err = SB_EBADFRAME;
+		} else if (pd->o->json)
+			printf("{\"all\":{\"peers\":%u,\"ok\":%u,\"errors\":%u,\"timeouts\":%u,"
+			       "\"gone\":%u}}\n",
+			       n.peers, n.ok, n.errors, n.timeouts, n.gone);
+		else
+			printf("all: %u peers, %u ok, %u errors, %u timeouts, %u gone\n", n.peers,
+			       n.ok, n.errors, n.timeouts, n.gone);
+		sbj_buf_free(&b);
+		return;
+	}
+	if (peer == NULL)
+		peer = "?";
+	if (err < 0) {
+		pd->failed_peers++;
+		if (pd->o->json)
+			printf("{\"peer\":%s,\"error\":\"%s\",\"code\":%d,\"text\":%s}\n",
+			       quoted(&pq, peer), sb_errname(err), err, quoted(&q, outcome));
+		else
+			printf("%s  error: %s (code %s)\n", peer, outcome, sb_errname(err));
+	} else if (pd->o->json) {
+		printf("{\"peer\":%s,\"outcome\":%s,\"more\":%s,\"payload\":%s}\n",
+		       quoted(&pq, peer), quoted(&q, outcome),
+		       more == SB_MORE_CHUNK ? "true" : "false", payload_json(&b, payload, len));
+	} else if (more == SB_MORE_CHUNK) {
+		printf("%s  %s  %s  (more: chunk)\n", peer, outcome,
+		       payload_json(&b, payload, len));
+	} else {
+		printf("%s  %s  %s\n", peer, outcome, payload_json(&b, payload, len));
+	}
+	sbj_buf_free(&b);
+	sbj_buf_free(&q);
+	sbj_buf_free(&pq);
+}
 
 static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
 		     const void *payload, size_t len, int more, void *ud)
@@ -344,8 +415,11 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 	struct pending *pd = ud;
 	struct sbj_buf b = {0}, q = {0};
 
-	(void)c;
 	(void)req;
+	if (pd->o->all && (more != 0 || err == 0)) {
+		on_all_reply(c, pd, err, outcome, payload, len, more);
+		return;
+	}
 	if (err < 0) {
 		print_error(pd->o, err, outcome);
 		pd->err = err;
@@ -379,7 +453,13 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 static int run_request(struct sb_client *c, const char *name, const struct sbj_buf *mp,
 		       struct pending *pd)
 {
-	int err = sb_request(c, name, mp->data, mp->len, pd->o->timeout_ms, on_reply, pd, NULL);
+	const struct opts *o = pd->o;
+	int err = o->to != NULL ? sb_request_to(c, o->to, name, mp->data, mp->len, o->timeout_ms,
+						on_reply, pd, NULL)
+		  : o->all ? sb_request_all(c, name, mp->data, mp->len, o->timeout_ms, on_reply, pd,
+					    NULL)
+			   : sb_request(c, name, mp->data, mp->len, o->timeout_ms, on_reply, pd,
+					NULL);
 	if (err != 0)
 		return refused_locally(pd->o, name, err);
 	while (!pd->done) {
@@ -389,7 +469,7 @@ static int run_request(struct sb_client *c, const char *name, const struct sbj_b
 			return EXIT_FAILED;
 		}
 	}
-	return pd->err == 0 ? EXIT_OK : EXIT_FAILED;
+	return pd->err == 0 && pd->failed_peers == 0 ? EXIT_OK : EXIT_FAILED;
 }
 
 static int cmd_request(const struct opts *o, char **args, int nargs)
@@ -460,8 +540,20 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
+	struct sbj_buf schema = {0};
+	char why[1024];
+	if (parse_payload(o->schema, &schema) != 0)
+		return EXIT_USAGE;
+	/* The router's own words, before connecting: the library only says
+	 * SB_EINVAL. */
+	if (sb_schema_validate(schema.data, schema.len, why, sizeof why) != 0) {
+		fprintf(stderr, "sbctl: --schema: %s\n", why);
+		sbj_buf_free(&schema);
+		return EXIT_USAGE;
+	}
 	struct sb_client *c = connect_router(o, "service");
-	int err = sb_client_register(c, args[0], 0, on_call, &l);
+	int err = sb_client_register_schema(c, args[0], 0, schema.data, schema.len, on_call, &l);
+	sbj_buf_free(&schema);
 	if (err != 0) {
 		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],
 			sb_strerror(err), sb_errname(err));
@@ -483,6 +575,75 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 		err = sb_client_run(c);
 		stop_on_signal = NULL;
 		flush(c, 2000);
+		if (err != 0) {
+			fprintf(stderr, "sbctl: the router refused us: %s (code %s)\n",
+				sb_strerror(err), sb_errname(err));
+			rc = EXIT_FAILED;
+		}
+	}
+	sb_client_free(c);
+	return rc;
+}
+
+/* ---- presence -------------------------------------------------------------- */
+
+static void on_presence(struct sb_client *c, const struct sb_presence *p, void *ud)
+{
+	static const char *const events[] = {[SB_PEER_CONNECTED] = "connected",
+					     [SB_PEER_DISCONNECTED] = "disconnected",
+					     [SB_PEER_DRAINING] = "draining"};
+	struct listener *l = ud;
+	struct sbj_buf q = {0}, s = {0};
+	const char *event =
+		(unsigned)p->event < sizeof events / sizeof events[0] && events[p->event] != NULL
+			? events[p->event]
+			: "?";
+
+	if (l->o->json) {
+		printf("{\"event\":\"%s\",\"peer\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\"", event,
+		       quoted(&q, p->peer), p->peer_id, p->role);
+		if (p->subject != NULL)
+			printf(",\"subject\":%s", quoted(&s, p->subject));
+		printf("}\n");
+	} else {
+		printf("%s  %s  %" PRIu32 "  %s", event, p->peer, p->peer_id, p->role);
+		if (p->subject != NULL)
+			printf("  %s", p->subject);
+		printf("\n");
+	}
+	fflush(stdout);
+	sbj_buf_free(&q);
+	sbj_buf_free(&s);
+	if (l->o->count > 0 && ++l->seen >= l->o->count)
+		sb_client_stop(c);
+}
+
+static int cmd_presence(const struct opts *o, char **args, int nargs)
+{
+	struct listener l = {.o = o};
+	int rc;
+
+	(void)args;
+	(void)nargs;
+	struct sb_client *c = connect_router(o, "client");
+	if (sb_client_presence(c, on_presence, &l) != 0) {
+		fprintf(stderr, "sbctl: out of memory\n");
+		sb_client_free(c);
+		return EXIT_FAILED;
+	}
+	rc = wait_online(c, o); /* online once the router has ACKed the subscription */
+	if (rc == EXIT_OK && conn.refused != 0) {
+		fprintf(stderr, "sbctl: the router refused the subscription: %s (code %s)\n",
+			sb_strerror(conn.refused), sb_errname(conn.refused));
+		rc = EXIT_FAILED;
+	}
+	if (rc == EXIT_OK) {
+		fprintf(stderr, "sbctl: watching presence\n");
+		stop_on_signal = c;
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		int err = sb_client_run(c);
+		stop_on_signal = NULL;
 		if (err != 0) {
 			fprintf(stderr, "sbctl: the router refused us: %s (code %s)\n",
 				sb_strerror(err), sb_errname(err));
@@ -657,8 +818,9 @@ static int print_stats(const msgpack_object *v)
 	table_header(&t, 2, "COUNTER", "VALUE");
 	for (uint32_t i = 0; i < v->via.map.size; i++) {
 		const msgpack_object *k = &v->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 6 &&
-		    memcmp(k->via.str.ptr, "shards", 6) == 0)
+		if (k->type == MSGPACK_OBJECT_STR &&
+		    ((k->via.str.size == 6 && memcmp(k->via.str.ptr, "shards", 6) == 0) ||
+		     (k->via.str.size == 6 && memcmp(k->via.str.ptr, "routes", 6) == 0)))
 			continue;
 		char *row[2] = {cell(k), cell(&v->via.map.ptr[i].val)};
 		table_add(&t, row);
@@ -672,6 +834,28 @@ static int print_stats(const msgpack_object *v)
 			const msgpack_object *s = &shards->via.array.ptr[i];
 			char *row[3] = {cell(field(s, "shard")), cell(field(s, "connections")),
 					cell(field(s, "inflight"))};
+			table_add(&t, row);
+		}
+		table_print(&t);
+	}
+	const msgpack_object *routes = field(v, "routes");
+	if (routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY && routes->via.array.size > 0) {
+		printf("\n");
+		table_header(&t, 8, "ROUTE", "REQUESTS", "SENDS", "REPLIES", "ERRORS", "TIMEOUTS",
+			     "P50_US", "P99_US");
+		for (uint32_t i = 0; i < routes->via.array.size; i++) {
+			const msgpack_object *r = &routes->via.array.ptr[i];
+			const msgpack_object *name = field(r, "name");
+			int catch_all = name != NULL && name->type == MSGPACK_OBJECT_STR &&
+					name->via.str.size == 0;
+			char *row[8] = {catch_all ? strdup("(catch-all)") : cell(name),
+					cell(field(r, "requests")),
+					cell(field(r, "sends")),
+					cell(field(r, "replies")),
+					cell(field(r, "errors")),
+					cell(field(r, "timeouts")),
+					cell(field(r, "p50_us")),
+					cell(field(r, "p99_us"))};
 			table_add(&t, row);
 		}
 		table_print(&t);
@@ -762,13 +946,18 @@ static int cmd_help(const struct opts *o, char **args, int nargs)
 }
 
 static const struct command commands[] = {
-	{"send", 0, 1, 2, "send NAME [JSON]", "send a message, fire-and-forget",
+	{"send", F_TO | F_ALL, 1, 2, "send NAME [JSON] [--to PEER | --all]",
+	 "send a message, fire-and-forget",
 	 "Sends a message to one handler of NAME; nothing comes back. JSON is the\n"
 	 "payload (omitted: null). Prints nothing ({\"sent\":true} with --json) once\n"
 	 "the message is written to the router; whether a handler took it is not\n"
-	 "reported.\n",
+	 "reported.\n"
+	 "\n"
+	 "  --to PEER             to the peer named PEER instead, whatever it handles\n"
+	 "  --all                 to every handler of NAME\n",
 	 cmd_send},
-	{"request", F_TIMEOUT, 1, 2, "request NAME [JSON] [--timeout MS]",
+	{"request", F_TIMEOUT | F_TO | F_ALL, 1, 2,
+	 "request NAME [JSON] [--timeout MS] [--to PEER | --all]",
 	 "send a request and print every reply",
 	 "Sends a request to NAME and prints each reply as it arrives:\n"
 	 "  OUTCOME  PAYLOAD                       the final reply\n"
@@ -778,9 +967,23 @@ static const struct command commands[] = {
 	 "An error prints \"error: TEXT (code NAME)\" on stderr (and with --json\n"
 	 "{\"error\":NAME,\"code\":N,\"text\":TEXT} on stdout) and exits 1.\n"
 	 "\n"
-	 "  --timeout MS          the request's timeout (default: the router's, 30 s)\n",
+	 "With --all, every handler of NAME answers; each result, as it arrives:\n"
+	 "  PEER  OUTCOME  PAYLOAD                 a peer's reply\n"
+	 "  PEER  OUTCOME  PAYLOAD  (more: chunk)  a chunk of a peer's stream\n"
+	 "  PEER  error: TEXT (code NAME)          a peer's error, timeout, or loss\n"
+	 "then the tally:\n"
+	 "  all: N peers, N ok, N errors, N timeouts, N gone\n"
+	 "With --json: {\"peer\":...,\"outcome\":...,\"more\":bool,\"payload\":...},\n"
+	 "{\"peer\":...,\"error\":NAME,\"code\":N,\"text\":...}, then {\"all\":{\"peers\":N,\n"
+	 "\"ok\":N,\"errors\":N,\"timeouts\":N,\"gone\":N}}. Exits 1 if any peer failed.\n"
+	 "\n"
+	 "  --timeout MS          the request's timeout (default: the router's, 30 s);\n"
+	 "                        with --all, every peer's\n"
+	 "  --to PEER             ask the peer named PEER, whatever it handles\n"
+	 "  --all                 ask every handler of NAME\n",
 	 cmd_request},
-	{"listen", F_ECHO | F_COUNT, 1, 1, "listen NAME [--echo] [--count N]",
+	{"listen", F_ECHO | F_COUNT | F_SCHEMA, 1, 1,
+	 "listen NAME [--echo] [--count N] [--schema JSON]",
 	 "handle NAME: print what arrives and reply",
 	 "Registers a handler for NAME and prints each message that arrives:\n"
 	 "  send  NAME  PAYLOAD       or     request  NAME  PAYLOAD\n"
@@ -789,8 +992,25 @@ static const struct command commands[] = {
 	 "on NAME\" on stderr once registered; SIGINT or SIGTERM stops it (exit 0).\n"
 	 "\n"
 	 "  --echo                reply with outcome \"echo\" and the same payload\n"
-	 "  --count N             exit after N messages\n",
+	 "  --count N             exit after N messages\n"
+	 "  --schema JSON         register with this argument schema: the router\n"
+	 "                        refuses requests that break it (\"invalid arguments\",\n"
+	 "                        naming the key) before they arrive, e.g.\n"
+	 "                        '{\"keys\": {\"email\": {\"type\": \"str\"}},\n"
+	 "                          \"required\": [\"email\"], \"additional\": false}'\n"
+	 "                        (format: docs/protocol.md, \"Argument schemas\")\n",
 	 cmd_listen},
+	{"presence", F_COUNT, 0, 0, "presence [--count N]", "print peers as they come and go",
+	 "Subscribes to the router's presence events and prints one line each:\n"
+	 "  EVENT  PEER  ID  ROLE [SUBJECT]\n"
+	 "EVENT is connected, draining (the peer said goodbye) or disconnected;\n"
+	 "SUBJECT is the peer's certificate subject under TLS. With --json:\n"
+	 "{\"event\":...,\"peer\":...,\"id\":N,\"role\":...[,\"subject\":...]}. Prints\n"
+	 "\"sbctl: watching presence\" on stderr once subscribed; SIGINT or SIGTERM\n"
+	 "stops it (exit 0). Peers already connected are not listed: see peers.\n"
+	 "\n"
+	 "  --count N             exit after N events\n",
+	 cmd_presence},
 	{"routes", F_TIMEOUT, 0, 0, "routes [--timeout MS]",
 	 "the router's names and their handlers",
 	 "Asks the router ($sb.routes) for every name and its handlers; prints a\n"
@@ -807,10 +1027,14 @@ static const struct command commands[] = {
 	 "\n"
 	 "  --timeout MS          the request's timeout (default: the router's)\n",
 	 cmd_peers},
-	{"stats", F_TIMEOUT, 0, 0, "stats [--timeout MS]", "the router's counters, per shard too",
+	{"stats", F_TIMEOUT, 0, 0, "stats [--timeout MS]",
+	 "the router's counters, per shard and per route",
 	 "Asks the router ($sb.stats) for its counters; prints COUNTER VALUE rows,\n"
-	 "then a table SHARD CONNECTIONS INFLIGHT. With --json, the reply itself:\n"
-	 "{\"COUNTER\":N,...,\"shards\":[{\"shard\":N,\"connections\":N,\"inflight\":N}]}.\n"
+	 "a table SHARD CONNECTIONS INFLIGHT, and a table of every route with its\n"
+	 "requests, sends, replies, errors, timeouts and latency percentiles (us,\n"
+	 "request to final answer). With --json, the reply itself:\n"
+	 "{\"COUNTER\":N,...,\"shards\":[{\"shard\":N,\"connections\":N,\"inflight\":N}],\n"
+	 "\"routes\":[{\"name\":...,\"requests\":N,...,\"p99_us\":N}]}.\n"
 	 "\n"
 	 "  --timeout MS          the request's timeout (default: the router's)\n",
 	 cmd_stats},
@@ -830,12 +1054,17 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: sbctl [OPTIONS] COMMAND [ARGS]\n"
 		     "\n"
-		     "Talks to a Switchboard router: sends, requests, listens, and shows\n"
-		     "its routes, peers and counters. Payloads are JSON.\n"
+		     "Talks to a Switchboard router: sends, requests (to one handler, one\n"
+		     "peer by name, or every handler), listens, watches peers come and go,\n"
+		     "and shows its routes, peers and counters. Payloads are JSON.\n"
 		     "\n"
 		     "Commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(out, "  %-38s %s\n", commands[i].usage, commands[i].summary);
+		if (strlen(commands[i].usage) <= 38)
+			fprintf(out, "  %-38s %s\n", commands[i].usage, commands[i].summary);
+		else /* the summary goes under it, in its column */
+			fprintf(out, "  %s\n  %-38s %s\n", commands[i].usage, "",
+				commands[i].summary);
 	fprintf(out,
 		"\n%s\n"
 		"JSON: objects, arrays, strings, integers (int64/uint64), floats,\n"
@@ -855,11 +1084,14 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"echo", no_argument, NULL, 'e'},
 		{"count", required_argument, NULL, 'c'},
-		{"tls", no_argument, NULL, 'T'},
-		{"tls-ca", required_argument, NULL, 'A'},
-		{"tls-cert", required_argument, NULL, 'E'},
-		{"tls-key", required_argument, NULL, 'K'},
-		{"tls-server-name", required_argument, NULL, 'S'},
+		{"to", required_argument, NULL, 'T'},
+		{"all", no_argument, NULL, 'A'},
+		{"schema", required_argument, NULL, 's'},
+		{"tls", no_argument, NULL, OPT_TLS},
+		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -867,8 +1099,6 @@ int main(int argc, char **argv)
 	struct opts o = {.host = "127.0.0.1", .port = 7400, .connect_ms = 2000};
 	int help = 0, opt;
 
-	/* Tests point the reserved names at a fake service: the router and the
-	 * library refuse to register names starting with '$'. */
 	/* A test hook: the router's own names cannot be served by a stand-in,
 	 * so tests of the table layout point sbctl at other names. */
 	o.admin = getenv("SBCTL_TEST_ADMIN_PREFIX") ? getenv("SBCTL_TEST_ADMIN_PREFIX") : "$sb.";
@@ -902,21 +1132,33 @@ int main(int argc, char **argv)
 			o.given |= F_COUNT;
 			break;
 		case 'T':
-			o.tls = 1;
+			o.to = optarg;
+			o.given |= F_TO;
 			break;
 		case 'A':
+			o.all = 1;
+			o.given |= F_ALL;
+			break;
+		case 's':
+			o.schema = optarg;
+			o.given |= F_SCHEMA;
+			break;
+		case OPT_TLS:
+			o.tls = 1;
+			break;
+		case OPT_TLS_CA:
 			o.tls = 1;
 			o.tls_ca = optarg;
 			break;
-		case 'E':
+		case OPT_TLS_CERT:
 			o.tls = 1;
 			o.tls_cert = optarg;
 			break;
-		case 'K':
+		case OPT_TLS_KEY:
 			o.tls = 1;
 			o.tls_key = optarg;
 			break;
-		case 'S':
+		case OPT_TLS_NAME:
 			o.tls = 1;
 			o.tls_server_name = optarg;
 			break;
@@ -953,11 +1195,24 @@ int main(int argc, char **argv)
 	args++;
 	nargs--;
 	if (o.given & ~cmd->flags) {
+		unsigned bad = o.given & ~cmd->flags;
 		fprintf(stderr, "sbctl: %s does not take %s (sbctl %s --help)\n", cmd->name,
-			o.given & ~cmd->flags & F_TIMEOUT ? "--timeout"
-			: o.given & ~cmd->flags & F_ECHO  ? "--echo"
-							  : "--count",
+			bad & F_TIMEOUT ? "--timeout"
+			: bad & F_ECHO  ? "--echo"
+			: bad & F_COUNT ? "--count"
+			: bad & F_TO    ? "--to"
+			: bad & F_ALL   ? "--all"
+					: "--schema",
 			cmd->name);
+		return EXIT_USAGE;
+	}
+	if (o.to != NULL && o.all) {
+		fprintf(stderr, "sbctl: --to and --all exclude each other: one peer, or all of "
+				"them\n");
+		return EXIT_USAGE;
+	}
+	if (o.to != NULL && !peer_name_ok(o.to)) {
+		fprintf(stderr, "sbctl: --to %s: not a valid peer name\n", o.to);
 		return EXIT_USAGE;
 	}
 	if (nargs < cmd->min_args || nargs > cmd->max_args) {

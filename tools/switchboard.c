@@ -23,6 +23,7 @@ static const struct option opts[] = {
 	{"out-max", required_argument, NULL, 'o'},
 	{"max-conns", required_argument, NULL, 'c'},
 	{"hello-timeout", required_argument, NULL, 'H'},
+	{"name-pattern", required_argument, NULL, 'N'},
 	{"bind-retries", required_argument, NULL, 'r'},
 	{"bind-retry-ms", required_argument, NULL, 'R'},
 	{"drain-ms", required_argument, NULL, 'd'},
@@ -57,6 +58,9 @@ static void usage(FILE *out)
 		"                        error (default 65536)\n"
 		"  --hello-timeout MS    a connection must send HELLO within this, or\n"
 		"                        it is closed; 0 = never (default 5000)\n"
+		"  --name-pattern PAT    names for peers that ask for none: a run of #\n"
+		"                        is a counter padded to its length, A### gives\n"
+		"                        A001, A002, ... (default P####)\n"
 		"  --bind-retries N      retries when the port is busy (default 0)\n"
 		"  --bind-retry-ms MS    delay between them (default 1000)\n"
 		"  --drain-ms MS         on SIGTERM, how long requests in flight may\n"
@@ -216,6 +220,12 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case 'H':
 		cfg->hello_timeout_ms = (uint32_t)number(s, "hello-timeout", val, 0, 3600000);
+		break;
+	case 'N':
+		if (strchr(val, '#') == NULL)
+			fail(s, "name-pattern", val,
+			     "needs a run of # for the counter (A### gives A001, A002, ...)");
+		cfg->name_pattern = val;
 		break;
 	case 'r':
 		cfg->bind_retries = (unsigned)number(s, "bind-retries", val, 0, 1000);
@@ -454,15 +464,28 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct sb_router *r = sb_router_new(&s->cfg, &err);
+	if (r == NULL && err == SB_EINVAL) {
+		/* TLS says what is wrong in the log; the other settings are
+		 * checked as a whole, so the likely one is named here. */
+		int pattern =
+			s->cfg.name_pattern != NULL && strcmp(s->cfg.name_pattern, "P####") != 0;
+		if (pattern)
+			fprintf(stderr,
+				"switchboard: --name-pattern %s: expected one run of # and a peer "
+				"name around it (no spaces, at most 54 bytes besides the "
+				"counter)\n",
+				s->cfg.name_pattern);
+		if (s->cfg.tls_cert != NULL)
+			fprintf(stderr, "switchboard: invalid settings (a TLS one is named in the "
+					"log above)\n");
+		else if (!pattern)
+			fprintf(stderr, "switchboard: invalid settings\n");
+		goto out;
+	}
 	if (r == NULL) {
-		if (err == SB_EINVAL) /* a TLS setting says why in the log, others here */
-			fprintf(stderr, "switchboard: invalid settings%s\n",
-				s->cfg.tls_cert != NULL ? " (the log above says which)" : "");
-		else {
-			fprintf(stderr, "switchboard: cannot listen on %s:%u: %s\n", s->cfg.addr,
-				s->cfg.port, err == SB_ESYS ? strerror(errno) : sb_strerror(err));
-			rc = 1;
-		}
+		fprintf(stderr, "switchboard: cannot listen on %s:%u: %s\n", s->cfg.addr,
+			s->cfg.port, err == SB_ESYS ? strerror(errno) : sb_strerror(err));
+		rc = 1;
 		goto out;
 	}
 	if ((err = sb_router_start(r)) != 0) {

@@ -37,7 +37,8 @@ struct Table {
 		sb__routes_init(&t);
 		uint64_t ep = 1;
 		for (const std::string &n : names)
-			sb__routes_add(&t, n.data(), static_cast<uint32_t>(n.size()), ep++, 0);
+			sb__routes_add(&t, n.data(), static_cast<uint32_t>(n.size()), ep++, 0,
+				       nullptr);
 	}
 	~Table()
 	{

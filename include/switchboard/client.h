@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <switchboard/error.h>
+#include <switchboard/proto.h> /* enum sb_presence_event */
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,6 +51,7 @@ enum sb_client_state {
 /* The `more` argument of a reply callback. */
 #define SB_MORE_PROGRESS 1 /* a progress update; more replies follow */
 #define SB_MORE_CHUNK    2 /* one chunk of a stream, in order; more replies follow */
+#define SB_MORE_RESULT   3 /* sb_request_all(): one peer's final result; more follow */
 
 /* A client's settings. Fill with sb_client_config_init(), then change fields.
  * The strings are copied by sb_client_new(). */
@@ -84,7 +86,11 @@ struct sb_client_config {
 	 * is an ERROR with SB_EUNAUTHORIZED, after which the client gives up;
 	 * sb_client_last_error() says which and why. */
 	void (*on_state)(struct sb_client *c, enum sb_client_state state, int err, void *ud);
-	void *ud; /* passed to on_state */
+	void *ud; /* passed to on_state and on_writable */
+	/* Called once, after a call failed with SB_EOVERLOADED, when the queued
+	 * output has drained to half of out_max: a producer (a stream, say)
+	 * can go on from here instead of polling. NULL: not told. */
+	void (*on_writable)(struct sb_client *c, void *ud);
 };
 
 /** Fill @p cfg with the defaults above. */
@@ -153,6 +159,15 @@ void sb_client_stop(struct sb_client *c);
  * router has not said GOODBYE. 0 otherwise. */
 int sb_client_online(const struct sb_client *c);
 
+/**
+ * Process the client until it is online (as sb_client_online()), for at
+ * most @p timeout_ms. Other callbacks run meanwhile. Not from a callback.
+ * @return 0 once online; SB_EOFFLINE if it was not online in time; SB_EINVAL
+ *         from a callback; or the reason the client gave up for good
+ *         (SB_EDUPNAME, SB_EUNAUTHORIZED)
+ */
+int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms);
+
 /** The peer name in force (given by WELCOME), else the configured name,
  * else NULL. Valid until the next process call. */
 const char *sb_client_name(const struct sb_client *c);
@@ -188,6 +203,22 @@ int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb
 		       void *ud);
 
 /**
+ * sb_client_register() with an argument schema: the router checks every
+ * message for this handler against it and answers a request that breaks it
+ * with SB_EINVAL and the reason, so the handler only sees arguments that
+ * fit (docs/protocol.md, "Argument schemas"; docs/client.md). The schema is
+ * copied and sent with the registration, again after every reconnect.
+ * @param schema      one MessagePack value; NULL (len 0) or nil for none
+ * @return as sb_client_register(); SB_EINVAL also for a schema the router
+ *         would refuse (sb_schema_validate() says why). A schema larger
+ *         than a router's frame limit is reported when connecting to it, as
+ *         SB_CLIENT_ERROR with SB_ETOOLARGE, and the handler dropped; while
+ *         connected, this call returns SB_ETOOLARGE for it.
+ */
+int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
+			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud);
+
+/**
  * Stop handling @p name (NULL: the catch-all), here and at the router.
  * Calls already delivered stay valid.
  * @return 0, or SB_EINVAL if it was not registered
@@ -216,6 +247,23 @@ int sb_call_is_request(const struct sb_call *call);
 
 /** The sender's peer id, as the router vouches for it. */
 uint32_t sb_call_from(const struct sb_call *call);
+
+/*
+ * Who sent a call, as the router vouches for it: the router introduces
+ * every sender to a connection (an identity event) before that sender's
+ * first message, and the library keeps what it was told. Valid while the
+ * call is. NULL when the sender is the program that embeds the router
+ * (sb_call_from() 0), which is no peer.
+ */
+
+/** The sender's peer name ("billing-1", "P0007"). */
+const char *sb_call_peer(const struct sb_call *call);
+
+/** The sender's role: "service" or "client". */
+const char *sb_call_role(const struct sb_call *call);
+
+/** The sender's certificate subject when it connected with TLS, else NULL. */
+const char *sb_call_subject(const struct sb_call *call);
 
 /** The payload (one MessagePack value, checked well-formed) and its length;
  * NULL and 0 after the handler callback has returned. */
@@ -304,6 +352,72 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
 
 /**
+ * sb_send() to the peer named @p peer, whatever it registered: a client
+ * too, and with no load balancing. A peer that is not connected is not
+ * reported (nothing comes back from a send): use sb_request_to() to know.
+ * @return as sb_send(); SB_EINVAL also for an invalid peer name
+ */
+int sb_send_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
+	       size_t len);
+
+/**
+ * sb_request() to the peer named @p peer, whatever it registered. Besides
+ * the usual errors, the callback may get SB_EUNKNOWNPEER (no peer of that
+ * name ever connected), SB_ENOTCONNECTED (it did, and is gone) or
+ * SB_EFORBIDDEN (a client asking a peer that handles @p name for services
+ * only). Replies come as for sb_request().
+ * @return as sb_request(); SB_EINVAL also for an invalid peer name
+ */
+int sb_request_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
+		  size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
+
+/**
+ * Fire-and-forget to every handler of @p name (internal ones only for a
+ * service). Nobody handling it is not reported.
+ * @return as sb_send()
+ */
+int sb_broadcast(struct sb_client *c, const char *name, const void *payload, size_t len);
+
+/**
+ * Ask every handler of @p name and collect their answers. @p fn runs:
+ *   - once per handler's final answer, with more == SB_MORE_RESULT: err 0
+ *     and its reply, or its error (what the handler sent, SB_ETIMEOUT if it
+ *     missed the deadline, SB_EPEERGONE if it disconnected first);
+ *   - once per stream chunk a handler sends, with more == SB_MORE_CHUNK
+ *     (progress updates are not passed on: docs/protocol.md);
+ *   - in both, sb_reply_peer() names the handler;
+ *   - exactly once with more == 0, last: the aggregate (err 0, outcome
+ *     "$sb.all", payload the counts, read with sb_all_counts()), or an
+ *     error for the whole request: SB_ENOPEERS (nobody handles the name),
+ *     SB_ECANCELLED, SB_EOFFLINE, SB_EDRAINING, SB_ETIMEOUT (the local
+ *     deadline, if the router never answered).
+ * Every handler shares the timeout: one that does not answer in time is
+ * reported then, without holding the others back.
+ * @return as sb_request()
+ */
+int sb_request_all(struct sb_client *c, const char *name, const void *payload, size_t len,
+		   uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
+
+/** During a reply callback: the peer that sent this broadcast result or
+ *  chunk; NULL for anything else (terminal events, other requests). */
+const char *sb_reply_peer(const struct sb_client *c);
+
+/* The aggregate that ends an sb_request_all(). */
+struct sb_all_counts {
+	uint32_t peers;    /* handlers asked: the sum of the four below */
+	uint32_t ok;       /* final replies */
+	uint32_t errors;   /* errors the handlers sent */
+	uint32_t timeouts; /* handlers that missed the deadline */
+	uint32_t gone;     /* handlers that disconnected first */
+};
+
+/**
+ * Read the payload of an sb_request_all()'s final reply ("$sb.all").
+ * @return 0, or SB_EINVAL if it is not such a payload
+ */
+int sb_all_counts(const void *payload, size_t len, struct sb_all_counts *out);
+
+/**
  * Cancel an open request. Its callback then runs exactly once more, with
  * SB_ECANCELLED (progress and chunks still in flight are dropped, and even
  * a final reply that crossed the cancel is reported as SB_ECANCELLED).
@@ -329,6 +443,32 @@ int sb_cancel(struct sb_client *c, uint64_t req);
 int sb_request_wait(struct sb_client *c, const char *name, const void *payload, size_t len,
 		    uint32_t timeout_ms, char *outcome, size_t outcome_cap, void **reply,
 		    size_t *reply_len);
+
+/* ---- presence -------------------------------------------------------------- */
+
+/* A peer connected, started draining, or left. */
+struct sb_presence {
+	/* SB_PEER_CONNECTED, SB_PEER_DRAINING or SB_PEER_DISCONNECTED */
+	enum sb_presence_event event;
+	const char *peer;    /* its name */
+	uint32_t peer_id;    /* its number: what sb_call_from() shows for it */
+	const char *role;    /* "service" or "client" */
+	const char *subject; /* its certificate subject (TLS), or NULL */
+};
+
+/* Called for each presence event; the strings are valid during the call. */
+typedef void (*sb_presence_fn)(struct sb_client *c, const struct sb_presence *p, void *ud);
+
+/**
+ * Subscribe to presence events: @p fn hears about every peer that
+ * connects, drains (said GOODBYE) or disconnects from now on, never about
+ * this client itself. The subscription is remembered and renewed after
+ * every reconnect, before ONLINE / RECONNECTED is reported (events missed
+ * while offline are not replayed: "$sb.peers" lists who is there).
+ * @param fn  NULL to unsubscribe
+ * @return 0, or SB_ENOMEM
+ */
+int sb_client_presence(struct sb_client *c, sb_presence_fn fn, void *ud);
 
 #ifdef __cplusplus
 }

@@ -186,6 +186,16 @@ long sb_encoded_size(const struct sb_msg *m);
  */
 int sb_payload_check(const uint8_t *p, size_t len);
 
+/**
+ * Check an argument schema (docs/protocol.md, "Argument schemas") the way
+ * the router will when it comes with a REGISTER.
+ * @param schema  one MessagePack value; NULL (len 0) or nil for no schema
+ * @param why     on SB_EINVAL, what is wrong ("schema key \"age\": unknown
+ *                type \"integer\""), NUL-terminated; may be NULL if @p whylen is 0
+ * @return 0, SB_EINVAL or SB_ENOMEM
+ */
+int sb_schema_validate(const void *schema, size_t len, char *why, size_t whylen);
+
 /** Patch the id of an encoded frame in place. */
 void sb_patch_id(uint8_t *frame, uint64_t id);
 

@@ -28,6 +28,9 @@ struct sb_router_config {
 					an ERROR; default 65,536 */
 	uint32_t hello_timeout_ms;   /* a connection must finish HELLO within this, or it
 					gets an ERROR and is closed; 0 = never; default 5,000 */
+	const char *name_pattern;    /* names for peers that ask for none: one run of '#' is
+					a counter, zero-padded to the run's length ("A###":
+					A001, A002, ...); copied; default "P####" */
 	unsigned bind_retries;       /* extra bind attempts when the port is busy; default 0 */
 	unsigned bind_retry_ms;      /* delay between them; default 1,000 */
 	unsigned recv_buffers;       /* receive buffers per shard (power of two); default 256 */
@@ -68,6 +71,10 @@ struct sb_router_stats {
 	uint64_t mail_backlog_peak; /* most messages one shard ever had waiting for one ring */
 	uint64_t refused;           /* connections refused: max_conns reached */
 	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
+	uint64_t invalid_args;      /* requests refused and sends dropped: their arguments
+				       broke the handler's schema */
+	uint64_t forbidden;         /* requests refused and sends dropped: every handler the
+				       sender could reach is internal */
 };
 
 struct sb_router;
@@ -136,7 +143,8 @@ typedef void (*sb_local_fn)(struct sb_local_call *call, void *ud);
 
 /* Called once per reply to an in-process request, on a shard thread.
  * err is 0 for a reply (outcome and payload set) or a negative code
- * (SB_ENOHANDLER, SB_ETIMEOUT, SB_EPEERGONE, SB_EDRAINING, or the error a
+ * (SB_ENOHANDLER, SB_EINVAL: the arguments break the handler's schema,
+ * SB_ETIMEOUT, SB_EPEERGONE, SB_EDRAINING, or the error a
  * handler sent; then outcome holds its text). more is 1 while the request
  * stays open. Every request gets exactly one call with more == 0. */
 typedef void (*sb_local_reply_fn)(int err, const char *outcome, size_t outcome_len,
@@ -150,6 +158,18 @@ typedef void (*sb_local_reply_fn)(int err, const char *outcome, size_t outcome_l
  */
 int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
 		     void *ud);
+
+/**
+ * Like sb_router_handle(), with an argument schema (docs/protocol.md,
+ * "Argument schemas"): the router checks every message for this handler
+ * against it first, as for a network handler's. A request that breaks it
+ * gets SB_EINVAL with the reason and never reaches @p fn; a send is dropped.
+ * @param schema      one MessagePack value; NULL (len 0) or nil for none
+ * @return as sb_router_handle(); SB_EINVAL also for a bad schema
+ *         (sb_schema_validate() says why)
+ */
+int sb_router_handle_schema(struct sb_router *r, const char *name, unsigned flags,
+			    const void *schema, size_t schema_len, sb_local_fn fn, void *ud);
 
 /** The message's name (not NUL-terminated); its length in *len. */
 const char *sb_local_name(const struct sb_local_call *call, size_t *len);

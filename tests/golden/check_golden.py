@@ -11,6 +11,7 @@ usage: check_golden.py SB_GOLDEN PROTOCOL_MD     run the checks
        check_golden.py --dump                    print the dumps for the docs
        check_golden.py --seeds DIR               write fuzz seeds (tests/fuzz/corpus)
        check_golden.py --router-seeds DIR        write session seeds (tests/fuzz/router-corpus)
+       check_golden.py --schema-seeds DIR        write schema seeds (tests/fuzz/schema-corpus)
 """
 import json
 import re
@@ -61,6 +62,14 @@ FIELDS = {
 
 NONCE = bytes(range(1, 33))
 
+# The argument schema docs/protocol.md shows (and its examples are checked
+# against): "Argument schemas".
+USER_SCHEMA = {"keys": {"email": {"type": "str", "max": 255},
+                        "age": {"type": "uint", "max": 150},
+                        "nick": {"type": ["str", "nil"], "min": 1, "max": 8},
+                        "tags": {"type": "array", "max": 3}},
+               "required": ["email"], "additional": False}
+
 # One vector per kind (the ones the docs show), then variants.
 VECTORS = [
     ("hello", [1, 0, U64(0), 1, "billing-1", "service", {"lib": "sb-c 0.1"}]),
@@ -96,6 +105,7 @@ VECTORS = [
     ("unicode", [9, 0, U64(1), "caf\u00e9.\U0001F4E6", None, U32(0), U32(0),
                  {"k\u00e9y": 1.5, "list": [1, -2, None, False]}]),
     ("big-payload", [9, 0, U64(1), "blob.put", None, U32(0), U32(0), b"x" * 70000]),
+    ("register-schema", [5, 0, U64(5), "user.create", USER_SCHEMA]),
 ]
 
 # Frames python builds that we must refuse: (name, elements, code, fault, field).
@@ -226,6 +236,50 @@ def doc_vectors(path):
     return found
 
 
+def doc_table(path, marker):
+    """The rows of the table after <!-- MARKER --> as (json, answer) pairs,
+    backticks removed."""
+    lines = open(path, encoding="utf-8").read().split("<!-- %s -->\n" % marker, 1)
+    if len(lines) < 2:
+        return []
+    rows = []
+    for line in lines[1].splitlines():
+        if not line.startswith("|"):
+            break
+        cells = [c.strip().strip("`") for c in line.strip("|").split(" | ")]
+        if cells[0].startswith("---") or cells[0].startswith("arguments") \
+                or cells[0].startswith("schema ("):
+            continue
+        rows.append((cells[0], cells[1]))
+    return rows
+
+
+def check_schemas(tool, doc, fail):
+    """The schema tables in the document are what our checker answers: each
+    row's arguments against USER_SCHEMA, each refused schema's text."""
+    schema_hex = msgpack.packb(USER_SCHEMA, use_bin_type=True).hex()
+    args = doc_table(doc, "schema: arguments")
+    refusals = doc_table(doc, "schema: refusals")
+    if len(args) < 8 or len(refusals) < 4:
+        fail("docs/protocol.md: the schema example tables are missing or short")
+    lines = ["%s %s" % (schema_hex, msgpack.packb(json.loads(a), use_bin_type=True).hex())
+             for a, _ in args]
+    lines += ["%s c0" % msgpack.packb(json.loads(sc), use_bin_type=True).hex()
+              for sc, _ in refusals]
+    out = subprocess.run([tool, "schema"], input="".join(l + "\n" for l in lines),
+                         capture_output=True, text=True, check=True).stdout
+    results = [json.loads(line) for line in out.splitlines()]
+    for (a, want), r in zip(args, results[:len(args)]):
+        got = "accepted" if r["compiled"] and r["why"] == "" else r["why"]
+        if got != want:
+            fail("schema example %s: documented %r, the checker says %r" % (a, want, got))
+    for (sc, want), r in zip(refusals, results[len(args):]):
+        if r["compiled"] or r["why"] != want:
+            fail("schema %s: documented %r, the compiler says %r" % (sc, want, r))
+    print("%d schema examples and %d refused schemas in docs/protocol.md match the checker"
+          % (len(args), len(refusals)))
+
+
 # ---- checks ------------------------------------------------------------------
 
 def write_seeds(directory):
@@ -269,6 +323,27 @@ def write_router_seeds(directory):
         + frame([17, 0, U64(0), "bye", 0, None]),
         "reply-unknown": hello("service") + frame([10, 0, U64(77), "done", None, None])
         + frame([11, 0, U64(78), 2, "x", None, None]),
+        "to": hello("service", "fz-to")
+        + frame([9, 0, U64(1), "fz.any", "fz-to", U32(0), U32(500), None])
+        + frame([9, 0, U64(2), "fz.any", "ghost", U32(0), U32(0), None])
+        + frame([8, 0, U64(0), "fz.any", "fz-to", U32(0), None])
+        + frame([9, 1, U64(3), "fz.echo", "fz-to", U32(0), U32(0), None]),
+        "broadcast": hello("service", "fz-bc") + frame([5, 0, U64(1), "fz.echo", None])
+        + frame([9, 1, U64(2), "fz.echo", None, U32(0), U32(300), {"b": 1}])
+        + frame([8, 1, U64(0), "fz.echo", None, U32(0), None])
+        + frame([9, 1, U64(3), "fz.stream", None, U32(0), U32(0), None])
+        + frame([12, 0, U64(3), None])
+        + frame([9, 1, U64(4), "nobody", None, U32(0), U32(0), None]),
+        "presence": hello("client") + frame([13, 0, U64(1), "presence", None])
+        + frame([13, 0, U64(2), "weather", None]) + frame([13, 1, U64(3), "presence", None]),
+        "schema": hello("service", "fz-schema")
+        + frame([5, 0, U64(1), "fz.self", {"keys": {"n": {"type": "uint", "max": 3}},
+                                          "required": ["n"], "additional": False}])
+        + request(2, "fz.self", 1000, {"n": 1}) + request(3, "fz.self", 0, {"n": 9})
+        + request(4, "fz.self", 0, {"x": 1}) + request(5, "fz.self", 0, [1])
+        + frame([8, 0, U64(0), "fz.self", None, U32(0), {"n": "x"}])
+        + frame([5, 1, U64(6), "fz.inside", {"required": "n"}])
+        + frame([5, 1, U64(7), "fz.inside", None]) + request(8, "fz.inside", 0, None),
     }
     sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
     for name, data in sessions.items():
@@ -276,9 +351,60 @@ def write_router_seeds(directory):
             f.write(data)
 
 
+def write_schema_seeds(directory):
+    """Seeds for tests/fuzz/fuzz_schema.c: a 2-byte schema length, the
+    schema, then a payload. Every type, bound and fault the checker knows."""
+    import os
+    pk = lambda v: msgpack.packb(v, use_bin_type=True)
+    numbers = {"keys": {"u": {"type": "uint", "min": 2, "max": 18446744073709551615},
+                        "i": {"type": ["int", "nil"], "min": -10, "max": -2},
+                        "f": {"type": "float", "min": -0.5, "max": 0.5},
+                        "b": {"type": "bin", "max": 2}, "m": {"type": "map", "min": 1},
+                        "a": {"type": "any"}, "o": {}},
+               "additional": True}
+    seeds = {
+        "user-ok": (pk(USER_SCHEMA), pk({"email": "a@b", "age": 30, "nick": None,
+                                         "tags": ["x", {"y": [1]}]})),
+        "user-missing": (pk(USER_SCHEMA), pk({"age": 30})),
+        "user-unknown": (pk(USER_SCHEMA), pk({"email": "a", "x\u00e9\x01": 1})),
+        "user-long": (pk(USER_SCHEMA), pk({"email": "a", "nick": "abcdefghij"})),
+        "user-array": (pk(USER_SCHEMA), pk(["a"])),
+        "user-nil": (pk(USER_SCHEMA), pk(None)),
+        "user-malformed": (pk(USER_SCHEMA), b"\x81\xa5email\xc1"),
+        "user-two-values": (pk(USER_SCHEMA), pk({"email": "a"}) + b"\xc0"),
+        "numbers-ok": (pk(numbers), pk({"u": 5, "i": -3, "f": 0.25, "b": b"xy",
+                                        "m": {1: 2}, "a": [None], "o": -1.5})),
+        "numbers-bounds": (pk(numbers), pk({"u": 1, "i": -1, "f": 1e300, "b": b"xyz"})),
+        "numbers-widths": (pk(numbers), b"\x83\xa1u\xd0\x05\xa1i\xd3" + b"\xff" * 8
+                           + b"\xa1f\xca\x3e\x80\x00\x00"),
+        "numbers-nan": (pk(numbers), b"\x81\xa1f\xcb\x7f\xf8" + b"\x00" * 6),
+        "numbers-ext": (pk(numbers), b"\x82\xa1a\xd4\x01\x00\xa1b\xc7\x00\x05"),
+        "empty-schema": (pk({}), pk({"anything": [1, {"deep": None}]})),
+        "nil-schema": (pk(None), pk({"a": 1})),
+        "required-only": (pk({"required": ["a", "b"], "keys": {"a": {"type": "str"}}}),
+                          pk({"b": 1, "a": "x", 7: None})),
+    }
+    refusals = [
+        [], {"keys": {"age": {"type": "integer"}}}, {"keys": {"t": {"max": 3}}},
+        {"keys": {"t": {"type": ["str", "int"], "max": 3}}},
+        {"keys": {"t": {"type": "str", "min": 5, "max": 3}}},
+        {"required": ["a", "a"]}, {"additional": 0}, {"keyz": {}},
+        {"keys": {"n" * 300: {}}}, {"required": ["k%d" % i for i in range(65)]},
+    ]
+    for i, r in enumerate(refusals):
+        seeds["refused-%d" % i] = (pk(r), pk(None))
+    seeds["refused-junk"] = (b"\x82\xa4keys", b"")
+    for name, (schema, payload) in seeds.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(struct.pack(">H", len(schema)) + schema + payload)
+
+
 def main():
     if sys.argv[1:2] == ["--router-seeds"]:
         write_router_seeds(sys.argv[2])
+        return 0
+    if sys.argv[1:2] == ["--schema-seeds"]:
+        write_schema_seeds(sys.argv[2])
         return 0
     if sys.argv[1:] == ["--dump"]:
         print(dumps_for_docs())
@@ -339,6 +465,8 @@ def main():
         if not r["ok"]:
             fail("docs/protocol.md dump %s does not decode: %s" % (name, r))
     print("%d hex dumps in docs/protocol.md match the vectors and decode" % len(docs))
+
+    check_schemas(tool, doc, fail)
 
     print("golden: %s" % ("FAILED (%d)" % failures if failures else "all passed"))
     return 1 if failures else 0

@@ -1,11 +1,15 @@
 /* sb-golden: decodes frames given as hex lines on stdin and prints, per line,
  * a JSON object with every element in wire order and our re-encoding.
- * check_golden.py compares that with what python3-msgpack built. */
+ * check_golden.py compares that with what python3-msgpack built. In
+ * `schema` mode each line is a schema and a payload in hex, and the answer
+ * is what the router's schema check says. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <switchboard/proto.h>
+
+#include "schema.h"
 
 /* Element order per kind, after kind, flags, id and before the payload,
  * transcribed from docs/protocol.md (not from the codec's tables, so a
@@ -179,13 +183,50 @@ static void one(const uint8_t *frame, size_t len)
 	printf("\"}\n");
 }
 
+/* "SCHEMA PAYLOAD" in hex -> {"compiled": bool, "why": str}, where why is
+ * the compiler's refusal, or else the check's verdict ("" if it fits). */
+static void schema_line(char *line)
+{
+	static uint8_t schema[1 << 16], payload[1 << 16];
+	size_t sn, pn;
+	char why[1100];
+	struct sb__schema *s;
+	char *sp = strchr(line, ' ');
+
+	if (sp == NULL)
+		sp = line + strlen(line);
+	else
+		*sp++ = 0;
+	if (unhex(line, schema, sizeof schema, &sn) != 0 ||
+	    unhex(sp, payload, sizeof payload, &pn) != 0) {
+		printf("{\"compiled\":false,\"why\":\"not hex\"}\n");
+		return;
+	}
+	int rc = sb__schema_compile(schema, sn, &s, why, sizeof why);
+	if (rc == 0) {
+		if (s != NULL && sb__schema_check(s, payload, pn, why, sizeof why) == 0)
+			why[0] = 0;
+		sb__schema_unref(s);
+	}
+	printf("{\"compiled\":%s,\"why\":", rc == 0 ? "true" : "false");
+	json_str((struct sb_view){(const uint8_t *)why, (uint32_t)strlen(why)});
+	printf("}\n");
+}
+
 int main(int argc, char **argv)
 {
 	static char line[1 << 21];
 	static uint8_t frame[1 << 20];
 
+	if (argc == 2 && strcmp(argv[1], "schema") == 0) {
+		while (fgets(line, sizeof line, stdin) != NULL) {
+			line[strcspn(line, "\r\n")] = 0;
+			schema_line(line);
+		}
+		return 0;
+	}
 	if (argc != 2 || strcmp(argv[1], "decode") != 0) {
-		fprintf(stderr, "usage: sb-golden decode < hex-lines\n");
+		fprintf(stderr, "usage: sb-golden decode|schema < hex-lines\n");
 		return 2;
 	}
 	while (fgets(line, sizeof line, stdin) != NULL) {

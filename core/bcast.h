@@ -1,0 +1,65 @@
+/* Broadcast requests: one REQUEST to every handler of a name, answered with
+ * one result per handler (REPLY or ERROR, `peer` set, MORE) and one final
+ * aggregate, all owned by the requester's shard. */
+#ifndef SB_CORE_BCAST_H
+#define SB_CORE_BCAST_H
+
+#include <stdint.h>
+
+#include <switchboard/proto.h>
+
+struct sb__shard;
+struct sb__req;
+struct sb__route;
+struct sb__buf;
+
+/* One handler of a broadcast. */
+struct sb__bcast_kid {
+	uint64_t ep;                /* the handler's connection (or in-process handler) */
+	uint8_t open;               /* delivered and not ended: it owes a final answer */
+	char peer[SB_PEER_MAX + 1]; /* its name, for `peer` in its results */
+};
+
+/* A broadcast in flight: hangs off its request entry (q->bc). Every handler
+ * gets the same frame, with the request's one router id, so the fan-out
+ * shares the bytes; a reply finds its handler by the connection it came
+ * from. */
+struct sb__bcast {
+	uint32_t n;                          /* handlers */
+	uint32_t left;                       /* handlers not ended */
+	uint32_t ok, errors, timeouts, gone; /* how each ended, for the aggregate */
+	uint8_t hold; /* fanning out: the aggregate waits until every copy is out */
+	struct sb__bcast_kid kids[];
+};
+
+/**
+ * The handlers of route @p r that the requester may call (internal ones
+ * only for services), each with its peer name.
+ * @param err  SB_ENOPEERS (none) or SB_ENOMEM when NULL is returned
+ * @return the broadcast, not yet attached to a request, or NULL
+ */
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service,
+				int *err);
+
+/** Sends frame f (patched, b holding the caller's reference, which stays
+ *  the caller's) to every handler of q's broadcast. q may end meanwhile. */
+void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,
+		      uint32_t len);
+
+/** A REPLY or ERROR for broadcast q from @p sender; takes over b's reference. */
+void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
+		     uint8_t *f, uint32_t len);
+
+/** Handler @p ep of q disconnected (or was gone before its copy arrived). */
+void sb__bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep);
+
+/** q's shared deadline passed: every handler still open times out. */
+void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q);
+
+/** Sends CANCEL to every handler still open and closes them (q is ending). */
+void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q);
+
+/** q's entry is being freed: release its broadcast. */
+void sb__bcast_free(struct sb__shard *sh, struct sb__req *q);
+
+#endif
