@@ -25,6 +25,7 @@
 #include "idmap.h"
 #include "list.h"
 #include "timer.h"
+#include "tls.h"
 
 #define IN_SIZE           (64u << 10)  /* bytes per recv() */
 #define OUT_INIT          4096u        /* output buffer to start with */
@@ -37,6 +38,7 @@
 #define SPARE_MAX         1024u        /* finished requests and calls kept for reuse */
 #define CTL_BIT           (1ull << 63) /* ids of REGISTER/UNREGISTER; requests count up below */
 #define IDENT_WINDOW      1024u        /* senders kept: the router's window (protocol.md) */
+#define TLS_PAIR          (64u << 10)  /* ciphertext held each way: a whole recv() in one go */
 
 /* HELLO's payload: {"lib": "sb-c 0.1"}. */
 static const uint8_t HELLO_INFO[] = {0x81, 0xa3, 'l', 'i', 'b', 0xa8, 's',
@@ -45,6 +47,7 @@ static const uint8_t HELLO_INFO[] = {0x81, 0xa3, 'l', 'i', 'b', 0xa8, 's',
 enum conn_state {
 	C_WAIT,       /* no socket: waiting for retry_at to connect */
 	C_CONNECTING, /* non-blocking connect() under way */
+	C_TLS,        /* connected; the TLS handshake is under way */
 	C_HELLO,      /* HELLO queued or sent, waiting for WELCOME */
 	C_REGISTER,   /* WELCOME received, waiting for the registrations' ACKs */
 	C_READY,      /* online */
@@ -160,7 +163,12 @@ struct sb_client {
 	uint64_t pres_id;                /* its SUBSCRIBE awaiting the ACK, else 0 */
 	const char *reply_peer;          /* sb_reply_peer(), during a reply callback */
 	char peer_text[SB_PEER_MAX + 1]; /* what it points at */
-	char text[SB_TEXT_MAX + 1]; /* an outcome or error text, NUL-terminated for a callback */
+	char text[SB_TEXT_MAX + 1];  /* an outcome or error text, NUL-terminated for a callback */
+	struct sb__tls_ctx *tls_ctx; /* TLS settings; NULL: plain TCP */
+	struct sb__tls *tls;         /* this connection's TLS state, from C_TLS on */
+	char *server_name;           /* what the router's certificate must name */
+	uint8_t *tin;                /* IN_SIZE bytes of decrypted input */
+	char last_error[SB_TEXT_MAX + 1]; /* sb_client_last_error() */
 };
 
 static void drop(struct sb_client *c, int why);
@@ -262,7 +270,12 @@ static int welcomed(const struct sb_client *c)
 
 static int handshaking(const struct sb_client *c)
 {
-	return c->st == C_CONNECTING || c->st == C_HELLO || c->st == C_REGISTER;
+	return c->st == C_CONNECTING || c->st == C_TLS || c->st == C_HELLO || c->st == C_REGISTER;
+}
+
+static int tls_pending(const struct sb_client *c)
+{
+	return c->tls != NULL && sb__tls_pending(c->tls);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -319,9 +332,49 @@ static int queue_msg(struct sb_client *c, const struct sb_msg *m, int force)
 	return 0;
 }
 
-/* Writes what the socket takes without blocking. @return 0 or SB_ESYS */
+/* Over TLS: output becomes records while the pair has room, and the
+ * ciphertext goes out from the pair. @return 0, SB_ESYS or a TLS failure */
+static int write_tls(struct sb_client *c)
+{
+	for (;;) {
+		while (c->out_off < c->out_len) {
+			long n =
+				sb__tls_write(c->tls, c->out + c->out_off, c->out_len - c->out_off);
+			if (n < 0) {
+				snprintf(c->last_error, sizeof c->last_error, "%s",
+					 sb__tls_why(c->tls));
+				return (int)n;
+			}
+			if (n == 0)
+				break;
+			c->out_off += (size_t)n;
+		}
+		const uint8_t *p;
+		size_t len = sb__tls_out(c->tls, &p);
+		if (len == 0)
+			return 0;
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			sb__tls_sent(c->tls, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return SB_ESYS;
+	}
+}
+
+/* Writes what the socket takes without blocking. @return 0 or SB_ESYS (or
+ * a TLS failure) */
 static int write_out(struct sb_client *c)
 {
+	if (c->tls != NULL) {
+		int rc = write_tls(c);
+		if (rc != 0 || c->out_off < c->out_len)
+			return rc;
+	}
 	while (c->out_off < c->out_len) {
 		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -960,11 +1013,12 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 	struct req *r;
 
 	if (m->id == 0) { /* about the connection */
+		snprintf(c->last_error, sizeof c->last_error, "%s", set_text(c, m->text, err));
 		report(c, SB_CLIENT_ERROR, err);
 		if (!(m->flags & SB_F_FATAL))
 			return;
 		/* Retrying would be refused the same way, forever. */
-		if (err == SB_EDUPNAME || err == SB_EUNAUTHORIZED)
+		if (err == SB_EDUPNAME || err == SB_EUNAUTHORIZED || err == SB_EFORBIDDEN)
 			give_up(c, err);
 		else
 			drop(c, err);
@@ -1100,6 +1154,73 @@ static void feed(struct sb_client *c, const uint8_t *p, size_t left)
 	}
 }
 
+static void say_hello(struct sb_client *c);
+
+/* The TLS layer failed. A certificate refused (by either side) would be
+ * refused again: the client gives up. Anything else is a broken
+ * connection, and reconnects. */
+static void tls_failed(struct sb_client *c, int err)
+{
+	snprintf(c->last_error, sizeof c->last_error, "%s", sb__tls_why(c->tls));
+	/* Our alert, if any, tells the router's log why we hung up. */
+	write_tls(c);
+	if (err == SB_EUNAUTHORIZED) {
+		report(c, SB_CLIENT_ERROR, err);
+		give_up(c, err);
+	} else
+		drop(c, err);
+}
+
+/* Ciphertext from the router: the handshake, then plaintext into feed().
+ * Each pass empties the pair, so what one recv() brought always fits. */
+static void tls_in(struct sb_client *c, const uint8_t *p, size_t n)
+{
+	uint64_t gen = c->conn_gen;
+
+	while (n > 0 && c->conn_gen == gen) {
+		size_t k = sb__tls_feed(c->tls, p, n);
+		p += k;
+		n -= k;
+		if (c->st == C_TLS) {
+			int rc = sb__tls_handshake(c->tls);
+			if (rc < 0) {
+				tls_failed(c, rc);
+				return;
+			}
+			if (rc == 0) {
+				if (k == 0) { /* no room and no progress: never spin */
+					drop(c, SB_EBADFRAME);
+					return;
+				}
+				continue;
+			}
+			say_hello(c);
+			if (c->conn_gen != gen)
+				return;
+		}
+		for (;;) {
+			long m = sb__tls_read(c->tls, c->tin, IN_SIZE);
+			if (m > 0) {
+				feed(c, c->tin, (size_t)m);
+				if (c->conn_gen != gen)
+					return;
+				continue;
+			}
+			if (m == 0)
+				break;
+			if (m == SB__TLS_EOF)
+				drop(c, c->st == C_DRAINING ? 0 : SB_EOFFLINE);
+			else
+				tls_failed(c, (int)m);
+			return;
+		}
+		if (k == 0) {
+			drop(c, SB_EBADFRAME);
+			return;
+		}
+	}
+}
+
 static void read_in(struct sb_client *c)
 {
 	uint64_t gen = c->conn_gen;
@@ -1107,7 +1228,10 @@ static void read_in(struct sb_client *c)
 	for (int i = 0; i < READS_PER_TURN && c->conn_gen == gen; i++) {
 		ssize_t n = recv(c->fd, c->in, IN_SIZE, MSG_DONTWAIT);
 		if (n > 0) {
-			feed(c, c->in, (size_t)n);
+			if (c->tls != NULL)
+				tls_in(c, c->in, (size_t)n);
+			else
+				feed(c, c->in, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -1177,16 +1301,12 @@ static int connected_to_self(int fd)
 	return 0;
 }
 
-/* The socket is connected: say HELLO. */
-static void on_connected(struct sb_client *c)
+/* The connection is up (TLS included): say HELLO. */
+static void say_hello(struct sb_client *c)
 {
 	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
 	struct sb_splitter *sp;
 
-	if (connected_to_self(c->fd)) {
-		drop(c, SB_ESYS);
-		return;
-	}
 	/* A fresh splitter: the last connection may have died mid-frame. */
 	if ((sp = sb_splitter_new(0)) == NULL) {
 		drop(c, SB_ENOMEM);
@@ -1205,6 +1325,29 @@ static void on_connected(struct sb_client *c)
 		return;
 	}
 	c->st = C_HELLO;
+}
+
+/* The socket is connected: TLS first if configured, then HELLO. */
+static void on_connected(struct sb_client *c)
+{
+	if (connected_to_self(c->fd)) {
+		drop(c, SB_ESYS);
+		return;
+	}
+	if (c->tls_ctx == NULL) {
+		say_hello(c);
+		return;
+	}
+	c->tls = sb__tls_new(c->tls_ctx, c->server_name, TLS_PAIR, TLS_PAIR);
+	if (c->tls == NULL) {
+		drop(c, SB_ENOMEM);
+		return;
+	}
+	c->st = C_TLS;
+	/* The ClientHello: into the pair now, out with this turn's write. */
+	int rc = sb__tls_handshake(c->tls);
+	if (rc < 0)
+		tls_failed(c, rc);
 }
 
 static void start_connect(struct sb_client *c)
@@ -1260,6 +1403,8 @@ static void drop(struct sb_client *c, int why)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	sb__tls_free(c->tls);
+	c->tls = NULL;
 	c->conn_gen++;
 	c->out_off = c->out_len = 0;
 	c->peer_id = 0;
@@ -1330,7 +1475,7 @@ static void on_socket(struct sb_client *c, short revents)
 static int step(struct sb_client *c, int timeout_ms)
 {
 	struct pollfd p[2];
-	int wait, n;
+	int wait, n, rc;
 
 	run_timers(c);
 	if (c->st == C_DEAD)
@@ -1352,8 +1497,9 @@ static int step(struct sb_client *c, int timeout_ms)
 		on_socket(c, p[1].revents);
 	maybe_online(c);
 	/* Callbacks above queued their frames: one write takes them all. */
-	if (c->fd >= 0 && c->st != C_CONNECTING && c->out_off < c->out_len && write_out(c) != 0)
-		drop(c, SB_ESYS);
+	if (c->fd >= 0 && c->st != C_CONNECTING && (c->out_off < c->out_len || tls_pending(c)) &&
+	    (rc = write_out(c)) != 0)
+		drop(c, rc);
 	if (c->overloaded && c->out_len - c->out_off <= c->cfg.out_max / 2)
 		writable(c);
 	run_timers(c);
@@ -1385,6 +1531,10 @@ static int config_ok(const struct sb_client_config *cfg)
 		return 0;
 	if (cfg->secret != NULL &&
 	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__AUTH_SECRET_MAX))
+		return 0;
+	/* TLS settings without TLS would quietly send everything in clear. */
+	if (!cfg->tls && (cfg->tls_ca != NULL || cfg->tls_server_name != NULL ||
+			  cfg->tls_cert != NULL || cfg->tls_key != NULL))
 		return 0;
 	/* The codec checks the name the way the router will. */
 	hello.peer = view_of(cfg->name);
@@ -1425,6 +1575,9 @@ static void destroy(struct sb_client *c)
 	sb_splitter_free(c->sp);
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
+	sb__tls_ctx_put(c->tls_ctx);
+	free(c->server_name);
+	free(c->tin);
 	free(c->in);
 	free(c->out);
 	free(c->host);
@@ -1480,6 +1633,18 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	c->cfg.role = c->role;
 	c->cfg.name = c->name;
 	c->cfg.secret = c->secret;
+	c->cfg.tls_ca = c->cfg.tls_server_name = c->cfg.tls_cert = c->cfg.tls_key = NULL;
+	if (cfg->tls) {
+		char why[320];
+		c->server_name = strdup(cfg->tls_server_name ? cfg->tls_server_name : cfg->host);
+		c->tin = malloc(IN_SIZE);
+		if (c->server_name == NULL || c->tin == NULL)
+			goto fail;
+		if ((e = sb__tls_client_ctx(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &c->tls_ctx,
+					    why, sizeof why)) != 0)
+			goto fail;
+		e = SB_ENOMEM;
+	}
 	c->service = strcmp(c->role, "service") == 0;
 	c->next_id = c->next_ctl = 1;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
@@ -1511,12 +1676,17 @@ void sb_client_free(struct sb_client *c)
 		fprintf(stderr, "switchboard: sb_client_free() called from a client callback\n");
 		abort();
 	}
-	/* Replies a handler just gave should reach the router if they can. */
-	if (c->fd >= 0 && c->st != C_CONNECTING && c->out_off < c->out_len)
+	/* Replies a handler just gave should reach the router if they can;
+	 * over TLS, followed by a close_notify. */
+	if (c->tls != NULL)
+		sb__tls_close_notify(c->tls);
+	if (c->fd >= 0 && c->st != C_CONNECTING && (c->out_off < c->out_len || tls_pending(c)))
 		write_out(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	sb__tls_free(c->tls);
+	c->tls = NULL;
 	c->conn_gen++;
 	c->st = C_DEAD;
 	c->dead_err = SB_EOFFLINE;
@@ -1536,7 +1706,7 @@ short sb_client_events(const struct sb_client *c)
 		return 0;
 	if (c->st == C_CONNECTING)
 		return POLLOUT;
-	return (short)(POLLIN | (c->out_off < c->out_len ? POLLOUT : 0));
+	return (short)(POLLIN | (c->out_off < c->out_len || tls_pending(c) ? POLLOUT : 0));
 }
 
 int sb_client_timeout(const struct sb_client *c)
@@ -1579,6 +1749,11 @@ int sb_client_online(const struct sb_client *c)
 const char *sb_client_name(const struct sb_client *c)
 {
 	return c->peer[0] != 0 ? c->peer : c->name;
+}
+
+const char *sb_client_last_error(const struct sb_client *c)
+{
+	return c->last_error;
 }
 
 uint32_t sb_client_peer_id(const struct sb_client *c)

@@ -59,6 +59,25 @@ void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 		ts.tv_nsec / 1000000, line);
 }
 
+static int tls_wanted(const struct sb_router_config *c)
+{
+	return c->tls_cert != NULL || c->tls_key != NULL || c->tls_ca != NULL ||
+	       c->tls_verify_client || (c->tls_allow != NULL && c->tls_allow[0] != NULL) ||
+	       (c->tls_deny != NULL && c->tls_deny[0] != NULL);
+}
+
+/* The TLS settings of c, loaded; a failure is logged as an error, since
+ * nothing else would say which file or setting is wrong. */
+static int tls_load(struct sb_router *r, const struct sb_router_config *c, struct sb__tls_ctx **x,
+		    const char *when)
+{
+	char why[320];
+	int rc = sb__tls_server_ctx(c, x, why, sizeof why);
+	if (rc != 0)
+		sb__log(r, 0, "%s: %s", when, why);
+	return rc;
+}
+
 static int check_config(const struct sb_router_config *c)
 {
 	struct in_addr a;
@@ -148,6 +167,10 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		goto fail;
 	r->cfg = *c;
+	/* Only what the router keeps is copied; the TLS strings are read below
+	 * and dropped, so nothing points at the caller's memory. */
+	r->cfg.tls_cert = r->cfg.tls_key = r->cfg.tls_ca = NULL;
+	r->cfg.tls_allow = r->cfg.tls_deny = NULL;
 	r->nshards = c->shards ? c->shards : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (r->nshards == 0)
 		r->nshards = 1;
@@ -158,6 +181,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	pthread_mutex_init(&r->names_lock, NULL);
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
+	pthread_mutex_init(&r->tls_lock, NULL);
 	r->cfg.name_pattern = NULL; /* the directory keeps its own copy */
 	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
 		goto fail;
@@ -173,6 +197,15 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	r->cfg.secret_service_file = r->cfg.secret_client_file = NULL;
 	r->cfg.allow_register_service = r->cfg.allow_call_service = NULL;
 	r->cfg.allow_call_client = NULL;
+	if ((r->addr = strdup(c->addr)) == NULL)
+		goto fail;
+	r->cfg.addr = r->addr;
+	if (tls_wanted(c)) {
+		if ((e = tls_load(r, c, &r->tls, "TLS")) != 0)
+			goto fail;
+		r->tls_on = 1;
+		e = SB_ENOMEM;
+	}
 	r->shards = calloc(r->nshards, sizeof *r->shards);
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
 	if (r->inboxes == NULL)
@@ -254,8 +287,105 @@ int sb_router_start(struct sb_router *r)
 		rc = r->shards[i].start_rc;
 	if (rc != 0)
 		sb_router_stop(r, 0);
-	else
+	else if (r->tls_on) {
+		char desc[320];
+		sb__tls_ctx_describe(r->tls, desc, sizeof desc);
+		sb__log(r, 2, "listening on %s:%u (%u shards), TLS 1.3: %s", r->cfg.addr, r->port,
+			r->nshards, desc);
+	} else
 		sb__log(r, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
+	return rc;
+}
+
+struct sb__tls_ctx *sb__router_tls(struct sb__shard *sh)
+{
+	struct sb_router *r = sh->r;
+
+	/* One relaxed-cost load per accept; the lock only after a reload. */
+	if (atomic_load_explicit(&r->tls_gen, memory_order_acquire) != sh->tls_gen ||
+	    sh->tls == NULL) {
+		struct sb__tls_ctx *old = sh->tls;
+		pthread_mutex_lock(&r->tls_lock);
+		sh->tls = r->tls;
+		sb__tls_ctx_get(sh->tls);
+		sh->tls_gen = atomic_load_explicit(&r->tls_gen, memory_order_relaxed);
+		pthread_mutex_unlock(&r->tls_lock);
+		sb__tls_ctx_put(old);
+	}
+	return sh->tls;
+}
+
+/* Settings a reload cannot change: a line for each that differs, so an
+ * edited config file never fails silently. */
+static void note_restart_only(struct sb_router *r, const struct sb_router_config *c)
+{
+	const struct sb_router_config *o = &r->cfg;
+	struct {
+		const char *flag;
+		unsigned long long now, asked;
+	} f[] = {
+		{"port", o->port, c->port},
+		{"shards", o->shards, c->shards},
+		{"max-frame", o->max_frame, c->max_frame},
+		{"timeout", o->default_timeout_ms, c->default_timeout_ms},
+		{"out-max", o->out_max, c->out_max},
+		{"max-conns", o->max_conns, c->max_conns},
+		{"hello-timeout", o->hello_timeout_ms, c->hello_timeout_ms},
+		{"max-conns-per-addr", o->max_conns_per_addr, c->max_conns_per_addr},
+		{"max-inflight-per-conn", o->max_inflight_per_conn, c->max_inflight_per_conn},
+		{"max-registrations", o->max_registrations, c->max_registrations},
+		{"idle-timeout", o->idle_ms, c->idle_ms},
+		{"pong-timeout", o->pong_timeout_ms, c->pong_timeout_ms},
+		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},
+	};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		if (f[i].now != f[i].asked)
+			sb__log(r, 1,
+				"reload: %s changes only with a restart (still %llu, not %llu)",
+				f[i].flag, f[i].now, f[i].asked);
+	if (c->addr != NULL && strcmp(c->addr, o->addr) != 0)
+		sb__log(r, 1, "reload: addr changes only with a restart (still %s)", o->addr);
+}
+
+int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
+{
+	struct sb__tls_ctx *tls = NULL, *old;
+	int rc = SB_EINVAL;
+
+	/* First every module builds and checks its new settings, then all are
+	 * swapped in, so a refusal leaves every setting as it was. A module
+	 * with settings of its own checks them after TLS's (a failure goes to
+	 * refused) and swaps them next to TLS's. */
+	if (tls_wanted(cfg) != r->tls_on) {
+		sb__log(r, 0, "reload refused: TLS cannot be turned %s without a restart",
+			r->tls_on ? "off" : "on");
+		goto refused;
+	}
+	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
+		goto refused;
+	/* Secrets and name rules check and swap in one step (the last that
+	 * can fail), and wait until every shard has them. */
+	if ((rc = sb__auth_reload(r, cfg)) != 0)
+		goto refused;
+
+	/* Nothing below fails. */
+	note_restart_only(r, cfg);
+	if (tls != NULL) {
+		char desc[320];
+		sb__tls_ctx_describe(tls, desc, sizeof desc);
+		pthread_mutex_lock(&r->tls_lock);
+		old = r->tls;
+		r->tls = tls;
+		atomic_fetch_add_explicit(&r->tls_gen, 1, memory_order_release);
+		pthread_mutex_unlock(&r->tls_lock);
+		sb__tls_ctx_put(old); /* shards and connections hold their own */
+		sb__log(r, 1, "reloaded: TLS 1.3: %s", desc);
+	} else
+		sb__log(r, 1, "reloaded");
+	return 0;
+refused:
+	sb__tls_ctx_put(tls);
+	sb__log(r, 0, "reload: the settings in force stay");
 	return rc;
 }
 
@@ -331,11 +461,6 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 	sb__log(r, 2, "stopped");
 }
 
-int sb_router_reload(struct sb_router *r, const struct sb_router_config *c)
-{
-	return sb__auth_reload(r, c);
-}
-
 void sb_router_free(struct sb_router *r)
 {
 	if (r == NULL)
@@ -361,6 +486,9 @@ void sb_router_free(struct sb_router *r)
 	sb__rstats_destroy(&r->rstats);
 	sb__auth_router_destroy(&r->auth);
 	sb__addrtab_destroy(&r->addrs);
+	sb__tls_ctx_put(r->tls);
+	pthread_mutex_destroy(&r->tls_lock);
+	free(r->addr);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

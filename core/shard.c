@@ -23,6 +23,16 @@ enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE, TAG_CANCEL };
 #define TAG_SHIFT 56
 #define EP_MASK   ((1ull << TAG_SHIFT) - 1)
 
+/* A TLS connection's pair holds this much ciphertext coming in (a
+ * receive is fed in passes, each decrypted at once) and going out (a whole
+ * record and the start of the next, sealed while the first is sent). The
+ * pair keeps both for the connection's life: 24 KiB, not 48, per idle
+ * connection made the difference at 10,000 of them. */
+#define TLS_IN_SIZE  4096
+#define TLS_OUT_SIZE 20480
+#define TLS_RECORD   16384 /* the most plaintext in a record */
+#define TLS_GATHER   4096  /* frames smaller than this share records */
+
 static void stat_add(_Atomic uint64_t *c, int64_t d)
 {
 	/* Only this shard writes its counters: a plain load and store keep
@@ -336,10 +346,18 @@ static void fail_conn(struct sb__shard *sh, struct sb__conn *c, int err, const c
 	c->doomed = 1;
 }
 
+static void flush_tls(struct sb__shard *sh, struct sb__conn *c);
+
 /* One sendmsg with every queued segment, up to SB__IOV_MAX. */
 static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 {
-	if (c->sending || c->q_len == 0 || c->closing)
+	if (c->sending || c->closing)
+		return;
+	if (c->tls != NULL) {
+		flush_tls(sh, c);
+		return;
+	}
+	if (c->q_len == 0)
 		return;
 	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
 	for (uint32_t i = 0; i < n; i++) {
@@ -463,6 +481,7 @@ static void resume_producers(struct sb__shard *sh, struct sb__conn *c)
 }
 
 static void conn_free(struct sb__shard *sh, struct sb__conn *c);
+static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n);
 
 /* A sendmsg completed: release what went out, keep the rest in order. */
 static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
@@ -474,6 +493,10 @@ static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
 	}
 	if (res < 0) {
 		conn_close(sh, c, strerror(-res));
+		return;
+	}
+	if (c->tls != NULL) {
+		tls_sent(sh, c, (size_t)res);
 		return;
 	}
 	size_t left = (size_t)res;
@@ -1529,6 +1552,21 @@ static int park(struct sb__conn *c, struct sb__buf *b, uint32_t len)
 	return 0;
 }
 
+/* Received bytes into the frame path, taking over the reference on b:
+ * routed now, or parked while the connection is paused. */
+static void take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	if (c->paused > 0 || c->nparked > 0) {
+		if (park(c, b, len) == 0)
+			return; /* the parked list holds the reference now */
+		conn_close(sh, c, "out of memory");
+	} else
+		on_data(sh, c, b, len);
+	sb__buf_put(b, &sh->pool);
+}
+
+static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len);
+
 static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
 {
 	int more = cqe->flags & IORING_CQE_F_MORE;
@@ -1540,13 +1578,14 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 		c->last_rx = sh->now; /* the idle check's clock */
 	/* recv_armed stays set while the data is routed, so a close on the
 	 * way cannot free the connection under our feet. */
-	if (!c->closing && cqe->res > 0 && b != NULL && (c->paused > 0 || c->nparked > 0)) {
-		if (park(c, b, (uint32_t)cqe->res) == 0)
-			b = NULL; /* the parked list holds the reference now */
-		else
-			conn_close(sh, c, "out of memory");
-	} else if (!c->closing && cqe->res > 0 && b != NULL)
-		on_data(sh, c, b, (uint32_t)cqe->res);
+	if (!c->closing && cqe->res > 0 && b != NULL) {
+		if (c->tls != NULL)
+			tls_in(sh, c, b->data, (uint32_t)cqe->res); /* copied: b goes back now */
+		else {
+			take(sh, c, b, (uint32_t)cqe->res);
+			b = NULL;
+		}
+	}
 	if (b != NULL)
 		sb__buf_put(b, &sh->pool);
 	if (!more) {
@@ -1577,6 +1616,264 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 		} else
 			arm_recv(sh, c);
 	}
+}
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* A peer's address for the log lines that refuse it. */
+static void peer_addr(const struct sb__conn *c, char *buf, size_t cap)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof sa;
+	char ip[INET_ADDRSTRLEN];
+
+	if (getpeername(c->fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+	    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip) != NULL)
+		snprintf(buf, cap, "%s:%u", ip, ntohs(sa.sin_port));
+	else
+		snprintf(buf, cap, "(unknown address)");
+}
+
+/* Drops n bytes of plaintext from the head of the queue: encrypted, or
+ * (before a handshake) unsayable. */
+static void q_consume(struct sb__shard *sh, struct sb__conn *c, size_t n)
+{
+	c->q_bytes -= n;
+	while (n > 0) {
+		struct sb__seg *s = &c->q[c->q_head];
+		if (n < s->len) {
+			s->p += n;
+			s->len -= (uint32_t)n;
+			return;
+		}
+		n -= s->len;
+		sb__buf_put(s->buf, &sh->pool);
+		c->q_head = (c->q_head + 1) % c->q_cap;
+		c->q_len--;
+	}
+}
+
+/* A TLS connection that cannot go on: the log says who and why. The peer
+ * hears it as a fatal ERROR over TLS when the handshake finished (a name
+ * not allowed), else as the alert OpenSSL queued; then it is closed. */
+static void tls_fail(struct sb__shard *sh, struct sb__conn *c, int err)
+{
+	char from[64];
+
+	peer_addr(c, from, sizeof from);
+	if (c->ready)
+		sb__log(sh->r, 1, "peer %s (%s): TLS failed: %s", c->name, from,
+			sb__tls_why(c->tls));
+	else
+		sb__log(sh->r, 1, "TLS connection from %s refused: %s", from, sb__tls_why(c->tls));
+	if (err == SB_EFORBIDDEN && sb__tls_done(c->tls))
+		send_error(sh, c, 0, err, sb__tls_why(c->tls), SB_F_FATAL);
+	c->doomed = 1;
+	mark_dirty(sh, c); /* what there is to say goes out, then the close */
+}
+
+/* Plain bytes on a TLS listener: a client without TLS, most likely. It
+ * gets an ERROR it can read rather than an alert it cannot. */
+static void plain_refused(struct sb__shard *sh, struct sb__conn *c)
+{
+	char from[64];
+
+	peer_addr(c, from, sizeof from);
+	sb__log(sh->r, 1, "connection from %s refused: it does not speak TLS", from);
+	sb__tls_free(c->tls);
+	c->tls = NULL;
+	fail_conn(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
+}
+
+/* The handshake, with what was fed. @return 1 once done (and allowed),
+ * 0 while it waits for more, -1 once the connection is failing. */
+static int tls_handshake(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__tls *t = c->tls;
+	int rc = sb__tls_handshake(t);
+
+	if (rc < 0) {
+		tls_fail(sh, c, rc);
+		return -1;
+	}
+	if (sb__tls_pending(t))
+		mark_dirty(sh, c); /* the handshake's next flight */
+	if (rc == 1 && sb__tls_peer_subject(t) != NULL) {
+		/* The verified subject becomes part of the peer's identity. */
+		const char *subject = sb__tls_peer_subject(t);
+		if (sb__peers_set_subject(c, subject, strlen(subject)) != 0) {
+			conn_close(sh, c, "out of memory");
+			return -1;
+		}
+		if (sh->r->cfg.log_level >= 2) {
+			char from[64];
+			peer_addr(c, from, sizeof from);
+			sb__log(sh->r, 2, "TLS connection from %s: client certificate \"%s\"", from,
+				subject);
+		}
+	}
+	return rc;
+}
+
+/* Plaintext collected from one receive: one heap buffer sized to the
+ * ciphertext (plaintext is shorter, give or take a record held back from
+ * an earlier receive), handed to the frame path when full or at the end. */
+struct plain {
+	struct sb__buf *b;
+	uint32_t used, cap;
+};
+
+static void plain_take(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
+{
+	if (pl->b != NULL && pl->used > 0)
+		take(sh, c, pl->b, pl->used);
+	else if (pl->b != NULL)
+		sb__buf_put(pl->b, &sh->pool);
+	pl->b = NULL;
+	pl->used = 0;
+	pl->cap = sh->r->cfg.recv_buffer_size; /* full once: more may follow */
+}
+
+/* Decrypts every whole record in the pair. @return 0 once the connection
+ * is failing or closing. */
+static int tls_read(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
+{
+	for (;;) {
+		if (pl->b == NULL && (pl->b = sb__buf_heap(pl->cap)) == NULL) {
+			conn_close(sh, c, "out of memory");
+			return 0;
+		}
+		long n = sb__tls_read(c->tls, pl->b->data + pl->used, pl->cap - pl->used);
+		if (n > 0 && (pl->used += (uint32_t)n) == pl->cap)
+			plain_take(sh, c, pl);
+		if (c->closing || c->doomed)
+			return 0;
+		if (n == 0)
+			return 1;
+		if (n == SB__TLS_EOF) {
+			plain_take(sh, c, pl); /* what came before the close_notify */
+			if (!c->closing && !c->doomed)
+				conn_close(sh, c, "peer closed");
+			return 0;
+		}
+		if (n < 0) {
+			tls_fail(sh, c, (int)n);
+			return 0;
+		}
+	}
+}
+
+/* Ciphertext from a TLS connection, copied into its pair (so its receive
+ * buffer goes back to the kernel at once, whatever the frames in it), in
+ * as many passes as the pair needs; the plaintext reaches the frame path
+ * in one piece. */
+static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
+{
+	struct plain pl = {.cap = len + 256 < sh->r->cfg.recv_buffer_size
+					  ? len + 256
+					  : sh->r->cfg.recv_buffer_size};
+
+	if (sb__tls_plain(c->tls, p, len)) {
+		plain_refused(sh, c);
+		return;
+	}
+	while (len > 0 && !c->closing && !c->doomed) {
+		size_t n = sb__tls_feed(c->tls, p, len);
+		if (n == 0) { /* each pass empties the pair: cannot happen, never spin */
+			conn_close(sh, c, "TLS input stalled");
+			break;
+		}
+		p += n;
+		len -= (uint32_t)n;
+		if (!sb__tls_done(c->tls)) {
+			int rc = tls_handshake(sh, c);
+			if (rc < 0)
+				break;
+			if (rc == 0)
+				continue;
+		}
+		if (!tls_read(sh, c, &pl))
+			break;
+	}
+	if (pl.b != NULL && !c->closing && !c->doomed)
+		plain_take(sh, c, &pl);
+	else if (pl.b != NULL)
+		sb__buf_put(pl.b, &sh->pool);
+}
+
+/* One record from the head of the queue: a large frame straight from its
+ * buffer, small ones gathered first (a record per 64-byte frame would
+ * cost a seal and 22 bytes each). @return plaintext bytes taken, 0 when
+ * the pair is full, or an error. */
+static long tls_encrypt(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__seg *s = &c->q[c->q_head];
+	size_t room = sb__tls_room(c->tls), n = 0;
+	long w;
+
+	if (room == 0)
+		return sb__tls_write(c->tls, s->p, 0); /* 0, or the error that stopped it */
+	if (s->len >= TLS_GATHER || c->q_len == 1)
+		w = sb__tls_write(c->tls, s->p, s->len);
+	else {
+		for (uint32_t i = 0; i < c->q_len && n < room; i++) {
+			const struct sb__seg *g = &c->q[(c->q_head + i) % c->q_cap];
+			if (i > 0 && g->len >= TLS_GATHER)
+				break;
+			size_t k = g->len < room - n ? g->len : room - n;
+			memcpy(sh->tls_stage + n, g->p, k);
+			n += k;
+		}
+		w = sb__tls_write(c->tls, sh->tls_stage, n);
+	}
+	if (w > 0)
+		q_consume(sh, c, (size_t)w);
+	return w;
+}
+
+/* A TLS connection's output: queued frames become records while the pair
+ * has room, then one sendmsg sends the ciphertext from the pair's own
+ * buffer, where it stays, unmoved, until the send completes. */
+static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__tls *t = c->tls;
+	const uint8_t *p;
+	size_t n;
+
+	if (!sb__tls_done(t) && c->q_len > 0)
+		q_consume(sh, c, c->q_bytes); /* nothing can be said before a handshake */
+	while (c->q_len > 0) {
+		long w = tls_encrypt(sh, c);
+		if (w == 0)
+			break;
+		if (w < 0) {
+			q_consume(sh, c, c->q_bytes);
+			tls_fail(sh, c, (int)w);
+		}
+	}
+	if (c->doomed && c->q_len == 0 && !sb__tls_pending(t))
+		sb__tls_close_notify(t); /* once: the pass after it closes */
+	if ((n = sb__tls_out(t, &p)) == 0) {
+		if (c->doomed && c->q_len == 0)
+			conn_close(sh, c, "closed after a fatal error");
+		return;
+	}
+	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = 1};
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
+	c->sending = 1;
+	c->q_sent = 0;
+}
+
+static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
+{
+	sb__tls_sent(c->tls, n);
+	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
+		resume_producers(sh, c);
+	if (c->q_len > 0 || c->doomed || sb__tls_pending(c->tls))
+		mark_dirty(sh, c);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -1667,6 +1964,13 @@ static void on_accept(struct sb__shard *sh, int fd)
 	socklen_t salen = sizeof sa;
 	if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sin_family == AF_INET)
 		c->addr = sa.sin_addr.s_addr;
+	/* Before the limit check: a TLS peer refused for it must not be sent
+	 * plaintext (it is closed without a word: saying one takes a handshake). */
+	if (sh->r->tls_on &&
+	    (c->tls = sb__tls_new(sb__router_tls(sh), NULL, TLS_IN_SIZE, TLS_OUT_SIZE)) == NULL) {
+		conn_close(sh, c, "out of memory");
+		return;
+	}
 	/* Over the limit: the connection only lives to be told so. Taking the
 	 * place first makes the check exact when shards accept at once. */
 	if (atomic_fetch_add(&sh->r->nconns, 1) >= cfg->max_conns) {
@@ -1779,6 +2083,7 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 	free(c->parked);
 	if (c->asm_buf != NULL)
 		sb__buf_put(c->asm_buf, &sh->pool);
+	sb__tls_free(c->tls);
 	sb__peers_conn_free(c);
 	close(c->fd);
 	sb__link_del(&c->all);
@@ -2050,6 +2355,8 @@ static int setup(struct sb__shard *sh)
 	sb__idmap_init(&sh->load);
 	sb__link_init(&sh->conn_list);
 	sb__link_init(&sh->req_list);
+	if (sh->r->tls_on && (sh->tls_stage = malloc(TLS_RECORD)) == NULL)
+		return SB_ENOMEM;
 	for (unsigned i = 0; i < sh->r->nlocals; i++) {
 		const struct sb__local *l = &sh->r->locals[i];
 		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
@@ -2130,6 +2437,10 @@ void sb__shard_destroy(struct sb__shard *sh)
 {
 	free(sh->dirty);
 	sh->dirty = NULL;
+	free(sh->tls_stage);
+	sh->tls_stage = NULL;
+	sb__tls_ctx_put(sh->tls);
+	sh->tls = NULL;
 	sb__routes_destroy(&sh->routes);
 	sb__replica_destroy(&sh->peers);
 	sb__idmap_destroy(&sh->cancel);

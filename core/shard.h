@@ -24,6 +24,7 @@
 #include "route.h"
 #include "rstat.h"
 #include "timer.h"
+#include "tls.h"
 
 #define SB__MAX_SHARDS 64
 /* Endpoints that are not connections, told apart by their shard bits. */
@@ -44,6 +45,7 @@ struct sb__conn {
 	int fd;
 	uint64_t ep;         /* this connection's id: shard in the top 8 bits */
 	uint32_t peer_id;    /* written into `from` of what it sends */
+	struct sb__tls *tls; /* TLS state; NULL on a plain connection */
 	uint8_t ready;       /* handshake done */
 	uint8_t service;     /* role "service": may register handlers */
 	uint8_t closing;     /* closed for routing; waiting for I/O to finish */
@@ -192,6 +194,9 @@ struct sb__shard {
 	uint64_t drain_deadline;      /* ms: then close everything */
 	int drained;                  /* done draining; waiting for the other shards */
 	int start_rc;                 /* 0 once serving, or why it could not start */
+	struct sb__tls_ctx *tls;      /* TLS settings new connections get (a reference) */
+	unsigned tls_gen;             /* ...as of this generation of the router's */
+	uint8_t *tls_stage;           /* small frames gathered into one TLS record */
 	struct sb__stats st;
 	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
 };
@@ -249,6 +254,12 @@ struct sb_router {
 	unsigned started;
 	struct sb__auth_router auth; /* the secrets and rules shards take */
 	struct sb__addrtab addrs;    /* connections per remote address */
+	char *addr;                  /* cfg.addr's own copy */
+	int tls_on;                  /* the listener speaks TLS (fixed for the router's life) */
+	pthread_mutex_t tls_lock;    /* guards tls: taken at reload, and by a shard at an accept
+					after one */
+	struct sb__tls_ctx *tls;     /* the TLS settings in force (a reference) */
+	_Atomic unsigned tls_gen;    /* bumped by every reload */
 };
 
 /** The shard thread's main function. */
@@ -271,6 +282,23 @@ void sb__shard_destroy(struct sb__shard *sh);
 /** Log a line to stderr when @p level <= the configured level. */
 void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/** The TLS settings a shard accepts with: its cached reference, renewed
+ * (under tls_lock) only after a reload. Never on a message's path. */
+struct sb__tls_ctx *sb__router_tls(struct sb__shard *sh);
+
+/** A connection's verified client certificate: its name (CN, else first
+ * DNS SAN) and its subject ("CN=alice,O=Example"), or NULL when the
+ * connection is plain or presented none. Valid while the connection is. */
+static inline const char *sb__conn_cert_name(const struct sb__conn *c)
+{
+	return c->tls != NULL ? sb__tls_peer_name(c->tls) : NULL;
+}
+
+static inline const char *sb__conn_cert_subject(const struct sb__conn *c)
+{
+	return c->tls != NULL ? sb__tls_peer_subject(c->tls) : NULL;
+}
 
 /* For the modules that extend the shard (peers.c, bcast.c): shard.c's
  * own helpers, which only the shard's thread may call. */

@@ -3,6 +3,7 @@
  * protocol promises while the others keep working; SIGTERM stops it. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include "frames.h"
 #include "testlib.h"
 
+static const char *DAEMON;
 static pid_t daemon_pid;
 static FILE *daemon_out;
 static int port;
@@ -254,6 +256,174 @@ static void test_oversize_frame(void)
 	close(fd);
 }
 
+/* ---- the config file ---------------------------------------------------- */
+
+static char conf[64];
+
+static void write_conf(const char *text)
+{
+	FILE *f = fopen(conf, "w");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+/* Runs the daemon with args; its stdout and stderr come back on pipes. */
+static pid_t spawn(const char *const *args, int *out, int *err)
+{
+	const char *argv[12] = {DAEMON};
+	int o[2], e[2];
+	size_t n = 1;
+
+	while (args[n - 1] != NULL && n < 11) {
+		argv[n] = args[n - 1];
+		n++;
+	}
+	argv[n] = NULL;
+	CHECK(pipe(o) == 0 && pipe(e) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(o[1], STDOUT_FILENO);
+		dup2(e[1], STDERR_FILENO);
+		close(o[0]);
+		close(e[0]);
+		execv(DAEMON, (char *const *)argv);
+		_exit(127);
+	}
+	close(o[1]);
+	close(e[1]);
+	*out = o[0];
+	*err = e[0];
+	return pid;
+}
+
+/* Reads fd up to a line holding want (5 s at most); the line in buf. */
+static int line_with(int fd, const char *want, char *buf, size_t cap)
+{
+	size_t have = 0;
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char ch;
+		if (poll(&p, 1, 5000) != 1 || read(fd, &ch, 1) != 1)
+			return -1;
+		if (ch != '\n') {
+			if (have + 1 < cap)
+				buf[have++] = ch;
+			continue;
+		}
+		buf[have] = 0;
+		if (strstr(buf, want) != NULL)
+			return 0;
+		have = 0;
+	}
+}
+
+/* Starts the daemon with args, and returns the max_frame its WELCOME gives. */
+static long welcome_max_frame(const char *const *args, pid_t *pid, int *out, int *err)
+{
+	char line[256];
+	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = sv("client")};
+
+	*pid = spawn(args, out, err);
+	if (line_with(*out, "listening on 127.0.0.1:", line, sizeof line) != 0)
+		return -1;
+	int saved = port;
+	port = atoi(strstr(line, "127.0.0.1:") + 10);
+	int fd = dial();
+	port = saved;
+	send_msg(fd, &m);
+	long mf = recv_msg(fd, &m) == 1 && m.kind == SB_WELCOME ? (long)m.max_frame : -1;
+	close(fd);
+	return mf;
+}
+
+static void stop_daemon(pid_t pid, int out, int err)
+{
+	int status = 0;
+	kill(pid, SIGTERM);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(out);
+	close(err);
+}
+
+static void test_config_file(void)
+{
+	char line[512];
+	pid_t pid;
+	int out, err;
+
+	snprintf(conf, sizeof conf, "/tmp/sb-daemon-XXXXXX");
+	int fd = mkstemp(conf);
+	CHECK(fd >= 0);
+	close(fd);
+	write_conf("# the daemon test's settings\n"
+		   "port = 0\n"
+		   "\n"
+		   "max-frame = 2048   # trailing comment\n"
+		   "  hello-timeout=3000\n"
+		   "log-level = 1\n");
+
+	/* The file's settings, then a flag on top of them. */
+	const char *plain[] = {"--config", conf, NULL};
+	CHECK_INT(welcome_max_frame(plain, &pid, &out, &err), 2048);
+	/* SIGHUP: re-read; what needs a restart is said, not applied. */
+	write_conf("port = 0\nmax-frame = 3000\nlog-level = 1\n");
+	kill(pid, SIGHUP);
+	CHECK_INT(line_with(out, "SIGHUP: settings reloaded from", line, sizeof line), 0);
+	CHECK_INT(line_with(err,
+			    "reload: max-frame changes only with a restart (still 2048, not "
+			    "3000)",
+			    line, sizeof line),
+		  0);
+	/* A broken file on SIGHUP changes nothing, and the daemon stays. */
+	write_conf("port = 0\nmax-frame = lots\n");
+	kill(pid, SIGHUP);
+	CHECK_INT(line_with(out, ":2: max-frame = lots: expected a number from 13 to", line,
+			    sizeof line),
+		  0);
+	CHECK(strstr(line, "the settings in force stay") != NULL);
+	stop_daemon(pid, out, err);
+
+	write_conf("port = 0\nmax-frame = 2048\n");
+	const char *over[] = {"--config", conf, "--max-frame", "4000", NULL};
+	CHECK_INT(welcome_max_frame(over, &pid, &out, &err), 4000);
+	stop_daemon(pid, out, err);
+
+	/* A bad file stops the daemon before it listens, naming the line. */
+	struct {
+		const char *text, *says;
+	} bad[] = {
+		{"port = 0\nmax-conn = 5\n", ":2: max-conn: not a setting"},
+		{"port = 0\nmax-conns\n", ":2: max-conns: needs a value"},
+		{"tls-verify-client = maybe\n",
+		 ":1: tls-verify-client = maybe: expected yes or no"},
+		{"config = other.conf\n", ":1: config: not a setting"},
+		{"= 5\n", ":1: (no key) = 5: a value without a key"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int status = 0;
+		write_conf(bad[i].text);
+		pid = spawn(plain, &out, &err);
+		CHECK_INT(line_with(err, bad[i].says, line, sizeof line), 0);
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+		close(out);
+		close(err);
+	}
+	const char *missing[] = {"--config", "/nonexistent/sb.conf", NULL};
+	pid = spawn(missing, &out, &err);
+	CHECK_INT(line_with(err, "--config /nonexistent/sb.conf: No such file or directory", line,
+			    sizeof line),
+		  0);
+	waitpid(pid, NULL, 0);
+	close(out);
+	close(err);
+	unlink(conf);
+}
+
 static void test_sigterm_stops_cleanly(void)
 {
 	int status;
@@ -293,11 +463,9 @@ static int run_with(const char *path, const char *flag, const char *value, char 
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static const char *daemon_path;
-
 static void test_bad_name_pattern(void)
 {
-	const char *path = daemon_path;
+	const char *path = DAEMON;
 	char out[1024];
 	CHECK_INT(run_with(path, "--name-pattern", "agent", out, sizeof out), 2);
 	CHECK(strstr(out, "--name-pattern agent: needs a run of #") != NULL);
@@ -329,8 +497,8 @@ static void test_secret_flags(void)
 			dup2(err[1], STDERR_FILENO);
 			close(out[0]);
 			close(err[0]);
-			execl(daemon_path, daemon_path, "--port", "0", "--secret-file-service",
-			      secret, "--secret-file-client", secret, "--allow-call-client", "x.*",
+			execl(DAEMON, DAEMON, "--port", "0", "--secret-file-service", secret,
+			      "--secret-file-client", secret, "--allow-call-client", "x.*",
 			      "--idle-timeout", "1000", "--max-conns-per-addr", "10", (char *)NULL);
 			_exit(127);
 		}
@@ -379,7 +547,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	daemon_path = argv[1];
+	DAEMON = argv[1];
 	start_daemon(argv[1]);
 	RUN(test_handshake_and_ping);
 	RUN(test_request_without_handler);
@@ -390,8 +558,9 @@ int main(int argc, char **argv)
 	RUN(test_byte_at_a_time);
 	RUN(test_oversize_frame);
 	RUN(test_secret_flags);
+	RUN(test_config_file);
 	RUN(test_sigterm_stops_cleanly);
-	daemon_path = argv[1];
+	DAEMON = argv[1];
 	RUN(test_bad_name_pattern);
 	return TEST_EXIT();
 }

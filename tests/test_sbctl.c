@@ -842,7 +842,7 @@ static void test_secret_file_and_env(void)
 	SBCTL_RUN(&P, "--router", router, "request", "echo", "[3]");
 	CHECK_INT(P.code, 3);
 	CHECK_STR(P.se, "sbctl: the router refused the connection: unauthorized (code "
-			"EUNAUTHORIZED)\n");
+			"EUNAUTHORIZED): wrong secret for role client\n");
 	unsetenv("SB_SECRET");
 	SBCTL_RUN(&P, "--router", router, "request", "echo", "[4]");
 	CHECK_INT(P.code, 3);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <msgpack.h>
 #include <switchboard/client.h>
@@ -25,6 +26,9 @@ enum {
 	EXIT_USAGE = 2,     /* bad flags or arguments, invalid JSON */
 	EXIT_NO_ROUTER = 3, /* the router could not be reached (or refused us) */
 };
+
+/* getopt values of the TLS flags: past every letter, so none collides. */
+enum { OPT_TLS = 256, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME };
 
 /* Which command-specific flags a command takes. */
 #define F_TIMEOUT 0x1u
@@ -50,6 +54,8 @@ struct opts {
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
 	const char *secret;  /* from --secret-file, else $SB_SECRET, else NULL */
+	int tls;             /* --tls, or any --tls-* flag */
+	const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* --tls-* files and name */
 };
 
 struct command {
@@ -72,6 +78,13 @@ static const char global_options[] =
 	"  --connect-timeout MS  how long to wait for the router (default 2000)\n"
 	"  --secret-file FILE    the shared secret of our role, for a router that\n"
 	"                        asks for one (default: $SB_SECRET, else none)\n"
+	"  --tls                 connect with TLS 1.3, verifying the router's certificate\n"
+	"  --tls-ca FILE         PEM CA the router's certificate must be signed by\n"
+	"                        (default: the system's CA certificates)\n"
+	"  --tls-server-name N   name the certificate must carry (default: the host)\n"
+	"  --tls-cert FILE       PEM client certificate, for routers that require one\n"
+	"  --tls-key FILE        its PEM key (default: in the --tls-cert file)\n"
+	"                        (each --tls-* flag implies --tls)\n"
 	"  --help                this text; after a command, that command's\n"
 	"  --version             print the version and exit\n";
 
@@ -255,8 +268,27 @@ static struct sb_client *connect_router(const struct opts *o, const char *role)
 	cfg.reconnect_max_ms = 500;
 	cfg.on_state = on_state;
 	cfg.ud = &conn;
+	cfg.tls = o->tls;
+	cfg.tls_ca = o->tls_ca;
+	cfg.tls_cert = o->tls_cert;
+	cfg.tls_key = o->tls_key;
+	cfg.tls_server_name = o->tls_server_name;
+	/* The library only says a TLS setting is invalid: say which file. */
+	const char *files[][2] = {
+		{"--tls-ca", o->tls_ca}, {"--tls-cert", o->tls_cert}, {"--tls-key", o->tls_key}};
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+		if (files[i][1] != NULL && access(files[i][1], R_OK) != 0) {
+			fprintf(stderr, "sbctl: %s %s: %s\n", files[i][0], files[i][1],
+				strerror(errno));
+			exit(EXIT_USAGE);
+		}
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	if (c == NULL) {
+		if (err == SB_EINVAL && o->tls) {
+			fprintf(stderr, "sbctl: the TLS files do not load (not PEM, or the key "
+					"does not match the certificate), or --name is invalid\n");
+			exit(EXIT_USAGE);
+		}
 		if (err == SB_EINVAL) {
 			fprintf(stderr, "sbctl: --name %s: not a valid peer name\n",
 				o->name ? o->name : "");
@@ -277,18 +309,21 @@ static int wait_online(struct sb_client *c, const struct opts *o)
 		uint64_t now = now_ms();
 		int rc;
 		if (now >= deadline) {
+			const char *why = sb_client_last_error(c);
 			fprintf(stderr,
 				"sbctl: cannot connect to the router at %s:%u (no answer "
-				"within %u ms)\n",
-				o->host, o->port, o->connect_ms);
+				"within %u ms)%s%s\n",
+				o->host, o->port, o->connect_ms, *why ? ": " : "", why);
 			return EXIT_NO_ROUTER;
 		}
 		int t = sb_client_timeout(c);
 		if (t < 0 || (uint64_t)t > deadline - now)
 			t = (int)(deadline - now);
 		if ((rc = sb_client_process(c, t)) < 0) {
-			fprintf(stderr, "sbctl: the router refused the connection: %s (code %s)\n",
-				sb_strerror(rc), sb_errname(rc));
+			const char *why = sb_client_last_error(c);
+			fprintf(stderr,
+				"sbctl: the router refused the connection: %s (code %s)%s%s\n",
+				sb_strerror(rc), sb_errname(rc), *why ? ": " : "", why);
 			return EXIT_NO_ROUTER;
 		}
 	}
@@ -1086,6 +1121,11 @@ int main(int argc, char **argv)
 		{"to", required_argument, NULL, 'T'},
 		{"all", no_argument, NULL, 'A'},
 		{"schema", required_argument, NULL, 's'},
+		{"tls", no_argument, NULL, OPT_TLS},
+		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
+		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+		{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+		{"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1139,6 +1179,25 @@ int main(int argc, char **argv)
 		case 's':
 			o.schema = optarg;
 			o.given |= F_SCHEMA;
+			break;
+		case OPT_TLS:
+			o.tls = 1;
+			break;
+		case OPT_TLS_CA:
+			o.tls = 1;
+			o.tls_ca = optarg;
+			break;
+		case OPT_TLS_CERT:
+			o.tls = 1;
+			o.tls_cert = optarg;
+			break;
+		case OPT_TLS_KEY:
+			o.tls = 1;
+			o.tls_key = optarg;
+			break;
+		case OPT_TLS_NAME:
+			o.tls = 1;
+			o.tls_server_name = optarg;
 			break;
 		case 'h':
 			help = 1;

@@ -71,6 +71,15 @@ struct sb_client_config {
 	uint32_t default_timeout_ms; /* for requests made with timeout 0; 0 = the router's */
 	size_t out_max;              /* bytes of queued output past which sends, requests and
 					progress replies fail with SB_EOVERLOADED; 16 MiB */
+	/* TLS 1.3 (docs/security.md). The files are read by sb_client_new(). */
+	int tls;                     /* 1: connect with TLS; 0: plain TCP (default) */
+	const char *tls_ca;          /* PEM CA file the router's certificate must be signed
+					by; NULL: the system's CA certificates */
+	const char *tls_server_name; /* the DNS name or IP address the router's certificate
+					must carry (and the SNI); NULL: host */
+	const char *tls_cert;        /* PEM certificate (chain) to present, for a router
+					that requires one (mutual TLS); NULL: none */
+	const char *tls_key;         /* its PEM private key; NULL: in tls_cert's file */
 	/* Connection changes and refusals: see enum sb_client_state. err is 0
 	 * for ONLINE and RECONNECTED; for ERROR the router's code; for OFFLINE
 	 * the reason: 0 (closed after the router's GOODBYE), SB_EOFFLINE (closed
@@ -78,7 +87,9 @@ struct sb_client_config {
 	 * SB_EBADFRAME / SB_ETOOLARGE (the router's bytes made no sense),
 	 * SB_ETIMEOUT (the router announced GOODBYE but did not close within
 	 * its deadline plus 2 s, so we did), or the code of the fatal ERROR
-	 * reported just before. */
+	 * reported just before. Over TLS, a certificate refused by either side
+	 * is an ERROR with SB_EUNAUTHORIZED, after which the client gives up;
+	 * sb_client_last_error() says which and why. */
 	void (*on_state)(struct sb_client *c, enum sb_client_state state, int err, void *ud);
 	void *ud; /* passed to on_state and on_writable */
 	/* Called once, after a call failed with SB_EOVERLOADED, when the queued
@@ -98,7 +109,8 @@ void sb_client_config_init(struct sb_client_config *cfg);
  * @param cfg  settings; NULL for the defaults
  * @param err  optional; set on failure to SB_EINVAL (a bad setting: role not
  *             "client"/"service", an invalid name, an empty secret,
- *             reconnect_min_ms 0 or above reconnect_max_ms), SB_ENOMEM or
+ *             reconnect_min_ms 0 or above reconnect_max_ms, a tls_* setting
+ *             without tls, a TLS file that does not load), SB_ENOMEM or
  *             SB_ESYS
  * @return the client, or NULL
  */
@@ -165,6 +177,12 @@ int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms);
 /** The peer name in force (given by WELCOME), else the configured name,
  * else NULL. Valid until the next process call. */
 const char *sb_client_name(const struct sb_client *c);
+
+/** Why the last connection failed or was refused, in words: the text of
+ * the router's fatal ERROR ("certificate name \"x\" is not allowed"), or
+ * the TLS failure ("router certificate \"r\" refused: it has expired").
+ * "" if nothing failed yet. Valid until the next process call. */
+const char *sb_client_last_error(const struct sb_client *c);
 
 /** The router's number for this connection (what handlers see as "from"),
  * 0 when not connected. */

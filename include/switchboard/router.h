@@ -69,6 +69,19 @@ struct sb_router_config {
 	uint32_t idle_ms;               /* a connection silent this long is sent a PING; 0 = never;
 					   default 60,000 */
 	uint32_t pong_timeout_ms; /* ...and closed if nothing comes within this; default 20,000 */
+
+	/* TLS (docs/security.md). The files and lists are read by
+	 * sb_router_new() and sb_router_reload() and not kept. */
+	const char *tls_cert;         /* PEM certificate (chain) file: the listener speaks
+					 TLS 1.3 only; NULL = plain TCP (default) */
+	const char *tls_key;          /* PEM private key file; NULL = in tls_cert's file */
+	const char *tls_ca;           /* PEM CA file client certificates are verified
+					 against; a client may present one when set */
+	int tls_verify_client;        /* 1: require a client certificate signed by tls_ca */
+	const char *const *tls_allow; /* NULL-terminated names or `*` patterns matched
+					 against the client certificate's CN and DNS SANs
+					 (no case); NULL or empty = every CA-signed name */
+	const char *const *tls_deny;  /* the same; a match refuses, and wins over allow */
 };
 
 /* Counters, summed over shards. */
@@ -109,8 +122,9 @@ struct sb_router;
 void sb_router_config_init(struct sb_router_config *c);
 
 /**
- * Create a router: validate the config and bind every shard's listening
- * socket (SO_REUSEPORT), retrying a busy port as configured.
+ * Create a router: validate the config, load the TLS settings if any, and
+ * bind every shard's listening socket (SO_REUSEPORT), retrying a busy port
+ * as configured. A bad TLS setting is logged (at any log level).
  * @param err  set to the reason on failure: SB_EINVAL (bad config) or
  *             SB_ESYS (errno says why: EADDRINUSE after the retries, ...)
  * @return the router, not yet running, or NULL
@@ -142,15 +156,20 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s);
 void sb_router_stop(struct sb_router *r, unsigned drain_ms);
 
 /**
- * Replace the secrets and name rules (the secret_* and allow_* fields of
- * @p c; other fields are ignored) while the router runs, from any thread
- * but a shard's (not from an in-process handler: it waits for every shard).
- * Secret files are read again. A handshake already challenged finishes
- * with the secret of its HELLO; existing registrations stay. Once this
- * returns, every shard judges new frames by the new rules.
- * @return 0; SB_EINVAL (a bad pattern or secret), SB_ESYS (a secret file
- *         cannot be read: errno), SB_ENOMEM. On failure the rules in force
- *         stay.
+ * Apply the reloadable settings of @p c while the router runs, to new
+ * connections without touching existing ones: the TLS certificate, key and
+ * CA (files read again), tls_verify_client and the allow and deny lists;
+ * the secrets (secret files read again) and the name rules (the secret_*
+ * and allow_* fields). A handshake already challenged finishes with the
+ * secret of its HELLO; existing registrations stay; once this returns,
+ * every shard judges new frames by the new rules. Other fields are ignored
+ * (a log line names those that differ: they need a restart). From any
+ * thread but a shard's (not from an in-process handler: it waits for every
+ * shard); @p c is read during the call only.
+ * @return 0; SB_EINVAL if a setting is invalid (a file that does not load,
+ *         a key that does not match, TLS turned on or off, a bad pattern or
+ *         secret): the log says why, and every setting in force stays;
+ *         SB_ESYS (a secret file cannot be read: errno); SB_ENOMEM
  */
 int sb_router_reload(struct sb_router *r, const struct sb_router_config *c);
 
