@@ -164,7 +164,14 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		{"refused", s.refused},
 		{"hello_timeouts", s.hello_timeouts},
 		{"invalid_args", s.invalid_args},
+		{"auth_failures", s.auth_failures},
+		{"auth_blocked", s.auth_blocked},
 		{"forbidden", s.forbidden},
+		{"addr_refused", s.addr_refused},
+		{"inflight_refused", s.inflight_refused},
+		{"register_refused", s.register_refused},
+		{"idle_pings", s.idle_pings},
+		{"idle_timeouts", s.idle_timeouts},
 	};
 	size_t nc = sizeof c / sizeof c[0];
 	msgpack_pack_map(pk, (uint32_t)nc + 2);

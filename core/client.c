@@ -20,6 +20,7 @@
 #include <switchboard/proto.h>
 
 #include "../proto/mp.h"
+#include "auth.h"
 #include "clock.h"
 #include "idmap.h"
 #include "list.h"
@@ -115,7 +116,9 @@ union addr {
 struct sb_client {
 	struct sb_client_config cfg; /* its strings point at the copies below */
 	char *host, *name, *role;
-	int service; /* role "service" */
+	char *secret;   /* shared secret, or NULL; wiped when freed */
+	int service;    /* role "service" */
+	int challenged; /* this connection answered a CHALLENGE */
 	enum conn_state st;
 	int fd;                     /* the socket; -1 in C_WAIT and C_DEAD */
 	int wake_fd;                /* eventfd that lets sb_client_stop() interrupt a poll */
@@ -864,6 +867,39 @@ static void on_welcome(struct sb_client *c, const struct sb_msg *m)
 		report(c, SB_CLIENT_ERROR, SB_ETOOLARGE);
 }
 
+/* Proves we know the secret without sending it: an HMAC over the router's
+ * fresh nonce, ours, and the name we asked for (docs/protocol.md). Without
+ * a secret, or asked for a mechanism we lack, retrying cannot help. */
+static void on_challenge(struct sb_client *c, const struct sb_msg *m)
+{
+	uint8_t nonce[SB__AUTH_NONCE_LEN], proof[SB__AUTH_PROOF_LEN];
+	struct sb_view mech = view_of(SB__AUTH_MECH);
+	struct sb_msg a = {.kind = SB_AUTH, .id = m->id};
+
+	if (c->st != C_HELLO || c->challenged) {
+		drop(c, SB_EBADFRAME);
+		return;
+	}
+	if (c->secret == NULL || m->mech.len != mech.len ||
+	    memcmp(m->mech.ptr, mech.ptr, mech.len) != 0) {
+		report(c, SB_CLIENT_ERROR, SB_EUNAUTHORIZED);
+		give_up(c, SB_EUNAUTHORIZED);
+		return;
+	}
+	if (sb__auth_random(nonce, sizeof nonce) != 0 ||
+	    sb__auth_proof((const uint8_t *)c->secret, strlen(c->secret), m->nonce,
+			   (struct sb_view){nonce, sizeof nonce}, view_of(c->name), proof) != 0) {
+		drop(c, SB_EINTERNAL);
+		return;
+	}
+	a.nonce = (struct sb_view){nonce, sizeof nonce};
+	a.proof = (struct sb_view){proof, sizeof proof};
+	c->challenged = 1;
+	if (queue_msg(c, &a, 1) != 0)
+		drop(c, SB_ENOMEM);
+	sb__auth_wipe(proof, sizeof proof);
+}
+
 static void on_ack(struct sb_client *c, uint64_t id)
 {
 	if (id == c->pres_id)
@@ -1058,9 +1094,8 @@ static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
 	case SB_WELCOME:
 		on_welcome(c, &m);
 		break;
-	case SB_CHALLENGE: /* this library has no shared secret to answer with */
-		report(c, SB_CLIENT_ERROR, SB_EUNAUTHORIZED);
-		give_up(c, SB_EUNAUTHORIZED);
+	case SB_CHALLENGE:
+		on_challenge(c, &m);
 		break;
 	case SB_ACK:
 		on_ack(c, m.id);
@@ -1280,6 +1315,7 @@ static void say_hello(struct sb_client *c)
 	sb_splitter_free(c->sp);
 	c->sp = sp;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
+	c->challenged = 0;
 	m.peer = view_of(c->name);
 	m.role = view_of(c->role);
 	m.payload.ptr = HELLO_INFO;
@@ -1497,6 +1533,9 @@ static int config_ok(const struct sb_client_config *cfg)
 	if (!cfg->tls && (cfg->tls_ca != NULL || cfg->tls_server_name != NULL ||
 			  cfg->tls_cert != NULL || cfg->tls_key != NULL))
 		return 0;
+	if (cfg->secret != NULL &&
+	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__AUTH_SECRET_MAX))
+		return 0;
 	/* The codec checks the name the way the router will. */
 	hello.peer = view_of(cfg->name);
 	hello.role = view_of(cfg->role);
@@ -1544,6 +1583,10 @@ static void destroy(struct sb_client *c)
 	free(c->host);
 	free(c->name);
 	free(c->role);
+	if (c->secret != NULL) {
+		sb__auth_wipe(c->secret, strlen(c->secret));
+		free(c->secret);
+	}
 	free(c);
 }
 
@@ -1559,6 +1602,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	}
 	if (!config_ok(cfg))
 		goto fail;
+	sb__auth_init();
 	e = SB_ENOMEM;
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		goto fail;
@@ -1578,15 +1622,17 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	c->host = strdup(cfg->host);
 	c->role = strdup(cfg->role);
 	c->name = cfg->name != NULL ? strdup(cfg->name) : NULL;
+	c->secret = cfg->secret != NULL ? strdup(cfg->secret) : NULL;
 	c->in = malloc(IN_SIZE);
 	c->out = malloc(OUT_INIT);
 	c->out_cap = OUT_INIT;
 	if (c->host == NULL || c->role == NULL || (cfg->name != NULL && c->name == NULL) ||
-	    c->in == NULL || c->out == NULL)
+	    (cfg->secret != NULL && c->secret == NULL) || c->in == NULL || c->out == NULL)
 		goto fail;
 	c->cfg.host = c->host;
 	c->cfg.role = c->role;
 	c->cfg.name = c->name;
+	c->cfg.secret = c->secret;
 	c->cfg.tls_ca = c->cfg.tls_server_name = c->cfg.tls_cert = c->cfg.tls_key = NULL;
 	if (cfg->tls) {
 		char why[320];

@@ -31,6 +31,13 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->recv_buffers = 256;
 	c->recv_buffer_size = 16384;
 	c->log_level = 1;
+	c->auth_fail_max = 5;
+	c->auth_fail_window_ms = 60000;
+	c->max_conns_per_addr = 1024;
+	c->max_inflight_per_conn = 65536;
+	c->max_registrations = 1024;
+	c->idle_ms = 60000;
+	c->pong_timeout_ms = 20000;
 }
 
 void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
@@ -82,6 +89,9 @@ static int check_config(const struct sb_router_config *c)
 	    c->max_inflight > SB__REQTAB_MAX || c->max_conns == 0)
 		return 0;
 	if (c->name_pattern != NULL && !sb__name_pattern_ok(c->name_pattern))
+		return 0;
+	if (c->max_inflight_per_conn == 0 || c->max_registrations == 0 ||
+	    (c->idle_ms > 0 && c->pong_timeout_ms == 0))
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
@@ -176,6 +186,17 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
 		goto fail;
 	sb__rstats_init(&r->rstats, r->nshards);
+	sb__addrtab_init(&r->addrs);
+	sb__auth_init();
+	/* The policy owns copies of the secrets and rules: the caller's strings
+	 * need not outlive this call, so nothing may read them later. */
+	if ((e = sb__auth_router_init(r, c)) != 0)
+		goto fail;
+	e = SB_ENOMEM;
+	r->cfg.secret_service = r->cfg.secret_client = NULL;
+	r->cfg.secret_service_file = r->cfg.secret_client_file = NULL;
+	r->cfg.allow_register_service = r->cfg.allow_call_service = NULL;
+	r->cfg.allow_call_client = NULL;
 	if ((r->addr = strdup(c->addr)) == NULL)
 		goto fail;
 	r->cfg.addr = r->addr;
@@ -311,6 +332,13 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 		{"max-conns", o->max_conns, c->max_conns},
 		{"hello-timeout", o->hello_timeout_ms, c->hello_timeout_ms},
 		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},
+		{"auth-fail-max", o->auth_fail_max, c->auth_fail_max},
+		{"auth-fail-window", o->auth_fail_window_ms, c->auth_fail_window_ms},
+		{"max-conns-per-addr", o->max_conns_per_addr, c->max_conns_per_addr},
+		{"max-inflight-per-conn", o->max_inflight_per_conn, c->max_inflight_per_conn},
+		{"max-registrations", o->max_registrations, c->max_registrations},
+		{"idle-timeout", o->idle_ms, c->idle_ms},
+		{"pong-timeout", o->pong_timeout_ms, c->pong_timeout_ms},
 	};
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		if (f[i].now != f[i].asked)
@@ -337,6 +365,13 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	}
 	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
 		goto refused;
+	/* Secrets and name rules: checked and swapped in one step (it waits
+	 * for every shard to take them), and last, so a refusal of its own
+	 * (logged by it) leaves TLS as it was too. */
+	if ((rc = sb__auth_reload(r, cfg)) != 0) {
+		sb__tls_ctx_put(tls);
+		return rc;
+	}
 
 	/* Nothing below fails. */
 	note_restart_only(r, cfg);
@@ -391,7 +426,16 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 		s->hello_timeouts +=
 			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
 		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
+		s->auth_failures += atomic_load_explicit(&st->auth_failures, memory_order_relaxed);
+		s->auth_blocked += atomic_load_explicit(&st->auth_blocked, memory_order_relaxed);
 		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
+		s->addr_refused += atomic_load_explicit(&st->addr_refused, memory_order_relaxed);
+		s->inflight_refused +=
+			atomic_load_explicit(&st->inflight_refused, memory_order_relaxed);
+		s->register_refused +=
+			atomic_load_explicit(&st->register_refused, memory_order_relaxed);
+		s->idle_pings += atomic_load_explicit(&st->idle_pings, memory_order_relaxed);
+		s->idle_timeouts += atomic_load_explicit(&st->idle_timeouts, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;
@@ -445,6 +489,8 @@ void sb_router_free(struct sb_router *r)
 	free(r->locals);
 	sb__dir_destroy(&r->dir);
 	sb__rstats_destroy(&r->rstats);
+	sb__auth_router_destroy(&r->auth);
+	sb__addrtab_destroy(&r->addrs);
 	sb__tls_ctx_put(r->tls);
 	pthread_mutex_destroy(&r->tls_lock);
 	free(r->addr);

@@ -535,6 +535,11 @@ static void load_add(struct sb__shard *sh, uint64_t ep, int d)
  * comes through here, so none can answer twice. */
 static void req_finish(struct sb__shard *sh, struct sb__req *q)
 {
+	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
+				     ? sb__reqtab_get(&sh->conns, q->requester)
+				     : NULL;
+	if (c != NULL)
+		c->inflight--;
 	sb__timer_disarm(&q->timer);
 	sb__link_del(&q->by_conn);
 	sb__link_del(&q->all);
@@ -889,6 +894,15 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		answer_admin(sh, a, m);
 		return;
 	}
+	if (a->c != NULL && a->c->inflight >= cfg->max_inflight_per_conn) {
+		char why[96];
+		snprintf(why, sizeof why,
+			 "too many requests in flight on this connection (limit %u)",
+			 cfg->max_inflight_per_conn);
+		stat_add(&sh->st.inflight_refused, 1);
+		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		return;
+	}
 	uint64_t target = 0;         /* the handler; 0 for a broadcast */
 	struct sb__bcast *bc = NULL; /* a broadcast's handlers */
 	if (m->to.ptr != NULL) {
@@ -912,6 +926,10 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		if ((r = lookup(sh, m->name)) != NULL && !bcast_args_ok(sh, a, m, r))
 			return;
 		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+			if (r != NULL && rc == SB_ENOPEERS) { /* handlers, all internal */
+				refuse_internal(sh, a, m);
+				return;
+			}
 			stat_add(&sh->st.no_handler, 1);
 			answer_error(sh, a, m->id, rc,
 				     rc == SB_ENOPEERS ? "no connected peer handles this name"
@@ -933,7 +951,10 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
 		free(bc);
-		answer_error(sh, a, m->id, SB_EOVERLOADED, "too many requests in flight");
+		char why[96];
+		snprintf(why, sizeof why, "too many requests in flight on this shard (limit %u)",
+			 cfg->max_inflight);
+		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
 		return;
 	}
 	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
@@ -955,6 +976,7 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		sb__rstat_inc(&q->rs->per[sh->id].requests);
 	sb__link_init(&q->by_conn);
 	if (a->c != NULL) {
+		a->c->inflight++;
 		sb__link_add(&a->c->reqs, &q->by_conn);
 		sb__idmap_put(&sh->cancel, sb__idmap_key(a->c->ep, m->id), rid);
 	}
@@ -1085,6 +1107,51 @@ static void on_route_done(struct sb__shard *sh, struct sb__route_sync *sync)
 	free(sync);
 }
 
+/* "NAME" is not allowed by RULE = "PATTERNS", cut to fit an ERROR's text on
+ * a UTF-8 boundary. */
+static void forbidden_text(char *buf, size_t cap, struct sb_view name,
+			   const struct sb__patterns *rule)
+{
+	size_t n = strlen(rule->text);
+	if (n > 600)
+		for (n = 600; n > 0 && ((uint8_t)rule->text[n] & 0xc0) == 0x80; n--)
+			;
+	if (name.len == 0)
+		snprintf(buf, cap, "the catch-all is not allowed by %s = \"%.*s\"", rule->key,
+			 (int)n, rule->text);
+	else
+		snprintf(buf, cap, "\"%.*s\" is not allowed by %s = \"%.*s\"", (int)name.len,
+			 (const char *)name.ptr, rule->key, (int)n, rule->text);
+}
+
+/* allow_register_service, then max_registrations (a name registered again
+ * takes no new place). @return -1 refused (answered), 1 a new name, 0 not */
+static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t id,
+			    struct sb_view name)
+{
+	const struct sb__patterns *rule = &sh->auth.pol->reg;
+	uint32_t limit = sh->r->cfg.max_registrations;
+	char why[SB_TEXT_MAX];
+
+	if (!sb__patterns_allow(rule, name)) {
+		stat_add(&sh->st.forbidden, 1);
+		forbidden_text(why, sizeof why, name, rule);
+		send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
+		return -1;
+	}
+	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
+	if (r != NULL && sb__route_endpoint(r, c->ep) != NULL)
+		return 0;
+	if (c->nregs >= limit) {
+		snprintf(why, sizeof why, "too many names registered on this connection (limit %u)",
+			 limit);
+		stat_add(&sh->st.register_refused, 1);
+		send_error(sh, c, id, SB_EOVERLOADED, why, 0);
+		return -1;
+	}
+	return 1;
+}
+
 static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
@@ -1102,6 +1169,9 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 		return;
 	}
 	if (m->kind == SB_REGISTER) {
+		int fresh = register_allowed(sh, c, m->id, name);
+		if (fresh < 0)
+			return;
 		/* Compiled once, here; the other shards get the same block. */
 		rc = sb__schema_compile(m->payload.ptr, m->payload.len, &schema, why, sizeof why);
 		if (rc != 0) {
@@ -1114,11 +1184,12 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
+		c->nregs += (uint32_t)fresh;
 		route_stat(sh, name.ptr, name.len);
 		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, schema, m->id);
 		sb__schema_unref(schema); /* the routes and the mail hold theirs */
 	} else {
-		sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
+		c->nregs -= (uint32_t)sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
 		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, NULL, m->id);
 	}
 }
@@ -1133,6 +1204,10 @@ static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_
 	req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
 }
 
+static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer);
+static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+static void idle_start(struct sb__shard *sh, struct sb__conn *c);
+
 static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	if (m->version < SB_PROTO_VERSION) {
@@ -1145,8 +1220,19 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 		fail_conn(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
 		return;
 	}
-	/* Names it (asked for, or from the pattern) and tells every shard. */
-	int rc = sb__peers_join(sh, c, m->peer);
+	/* With a secret configured, the rest of the handshake waits for the
+	 * AUTH that answers our CHALLENGE. */
+	if (sh->auth.pol->any_secret)
+		auth_challenge(sh, c, m);
+	else
+		hello_done(sh, c, m->id, m->peer);
+}
+
+/* The peer is who it says it may be: name it (as asked, or from the
+ * pattern), tell every shard, and welcome it. */
+static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer)
+{
+	int rc = sb__peers_join(sh, c, peer);
 	if (rc != 0) {
 		fail_conn(sh, c, rc,
 			  rc == SB_EDUPNAME ? "a connected peer already has this name"
@@ -1155,11 +1241,12 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 	}
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
+	idle_start(sh, c);
 	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
 		c->service ? "service" : "client", sh->id);
 
 	struct sb_msg w = {.kind = SB_WELCOME,
-			   .id = m->id,
+			   .id = id,
 			   .version = SB_PROTO_VERSION,
 			   .peer_id = c->peer_id,
 			   .max_frame = sh->r->cfg.max_frame};
@@ -1170,6 +1257,97 @@ static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_m
 	w.payload.ptr = info;
 	w.payload.len = sizeof info;
 	send_msg(sh, c, &w);
+}
+
+/* ---- authentication and name rules (core/auth.c) ------------------------- */
+
+static const char *addr_str(const struct sb__conn *c, char *buf, socklen_t cap)
+{
+	struct in_addr a = {.s_addr = c->addr};
+	return inet_ntop(AF_INET, &a, buf, cap) != NULL ? buf : "?";
+}
+
+/* An address that gave too many wrong secrets lately is refused until its
+ * window ends, before any work is done for it: no nonce, no HMAC. */
+static int auth_refused(struct sb__shard *sh, struct sb__conn *c)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	uint64_t left = sb__auth_blocked(&sh->auth, cfg, c->addr, sh->now);
+	char why[200], a[INET_ADDRSTRLEN];
+
+	if (left == 0)
+		return 0;
+	snprintf(why, sizeof why,
+		 "too many authentication failures from %s (limit %u in %u ms); retry in %llu ms",
+		 addr_str(c, a, sizeof a), cfg->auth_fail_max, cfg->auth_fail_window_ms,
+		 (unsigned long long)left);
+	stat_add(&sh->st.auth_blocked, 1);
+	fail_conn(sh, c, SB_EOVERLOADED, why);
+	return 1;
+}
+
+static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[64], a[INET_ADDRSTRLEN];
+
+	if (sh->auth.pol->secret[c->service] == NULL) {
+		snprintf(why, sizeof why, "role %s is not accepted: it has no secret",
+			 c->service ? "service" : "client");
+		stat_add(&sh->st.auth_failures, 1);
+		sb__log(sh->r, 1, "%s refused: %s", addr_str(c, a, sizeof a), why);
+		fail_conn(sh, c, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	if (auth_refused(sh, c))
+		return;
+	if ((c->hs = sb__auth_hs_new(sh->auth.pol, m)) == NULL) {
+		fail_conn(sh, c, SB_EINTERNAL, "cannot start the authentication");
+		return;
+	}
+	struct sb_msg ch = {.kind = SB_CHALLENGE, .id = m->id};
+	ch.nonce = (struct sb_view){c->hs->nonce, sizeof c->hs->nonce};
+	ch.mech = (struct sb_view){(const uint8_t *)SB__AUTH_MECH, sizeof SB__AUTH_MECH - 1};
+	send_msg(sh, c, &ch);
+}
+
+static void on_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb__auth_hs *hs = c->hs;
+	char why[64], a[INET_ADDRSTRLEN];
+
+	if (auth_refused(sh, c))
+		return;
+	if (!sb__auth_check(hs, c->service, m)) {
+		snprintf(why, sizeof why, "wrong secret for role %s",
+			 c->service ? "service" : "client");
+		sb__auth_failed(&sh->auth, &sh->r->cfg, c->addr, sh->now);
+		stat_add(&sh->st.auth_failures, 1);
+		sb__log(sh->r, 1, "%s (peer name %s) refused: %s", addr_str(c, a, sizeof a),
+			hs->named ? hs->name : "not given", why);
+		fail_conn(sh, c, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	c->hs = NULL;
+	struct sb_view peer = {hs->named ? (const uint8_t *)hs->name : NULL, hs->name_len};
+	hello_done(sh, c, hs->hello_id, peer);
+	sb__auth_hs_free(hs);
+}
+
+/* The name rule of the caller's role, for SEND and REQUEST: the one check
+ * on the message path. A refused send is dropped and counted, as there is
+ * nobody to tell. */
+static int call_allowed(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[SB_TEXT_MAX];
+
+	if (sb__auth_may_call(sh->auth.pol, c->service, m->name) == 0)
+		return 1;
+	stat_add(&sh->st.forbidden, 1);
+	if (m->kind == SB_REQUEST) {
+		forbidden_text(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
+		send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
+	}
+	return 0;
 }
 
 /* One whole frame from a connection; b holds the caller's reference. */
@@ -1193,7 +1371,11 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 			fail_conn(sh, c, rc, why);
 		return;
 	}
-	if (!c->ready && m.kind != SB_HELLO) {
+	if (c->hs != NULL && m.kind != SB_AUTH) {
+		fail_conn(sh, c, SB_EBADFRAME, "AUTH must answer CHALLENGE");
+		return;
+	}
+	if (!c->ready && c->hs == NULL && m.kind != SB_HELLO) {
 		fail_conn(sh, c, SB_EBADFRAME, "HELLO must come first");
 		return;
 	}
@@ -1204,6 +1386,12 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		else
 			on_hello(sh, c, &m);
 		break;
+	case SB_AUTH:
+		if (c->hs == NULL)
+			fail_conn(sh, c, SB_EBADFRAME, "AUTH without a CHALLENGE");
+		else
+			on_auth(sh, c, &m);
+		break;
 	case SB_REGISTER:
 	case SB_UNREGISTER:
 		on_register(sh, c, &m);
@@ -1211,6 +1399,8 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 	case SB_SEND:
 	case SB_REQUEST: {
 		struct asker a = {.c = c, .from = c->peer_id, .service = c->service};
+		if (!call_allowed(sh, c, &m))
+			break;
 		if (m.kind == SB_SEND)
 			on_send_frame(sh, &a, &m, b, f, len);
 		else
@@ -1384,6 +1574,8 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 
 	if (cqe->flags & IORING_CQE_F_BUFFER)
 		b = sb__bufpool_get(&sh->pool, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+	if (cqe->res > 0)
+		c->last_rx = sh->now; /* the idle check's clock */
 	/* recv_armed stays set while the data is routed, so a close on the
 	 * way cannot free the connection under our feet. */
 	if (!c->closing && cqe->res > 0 && b != NULL) {
@@ -1694,9 +1886,54 @@ static void on_hello_timeout(struct sb__timer *t)
 	char why[64];
 	if (c->doomed)
 		return; /* already failed for something else, and closing */
-	snprintf(why, sizeof why, "no HELLO within %u ms", c->sh->r->cfg.hello_timeout_ms);
+	snprintf(why, sizeof why, "no %s within %u ms", c->hs != NULL ? "AUTH" : "HELLO",
+		 c->sh->r->cfg.hello_timeout_ms);
 	stat_add(&c->sh->st.hello_timeouts, 1);
 	fail_conn(c->sh, c, SB_ETIMEOUT, why);
+}
+
+/* Silence for idle_ms earns a PING; silence for pong_timeout_ms after it
+ * closes the connection, so a peer that vanished without a FIN (a cable
+ * pulled, a host frozen) stops holding its places and its routes. Any bytes
+ * count as an answer. A connection we stopped reading (paused for flow
+ * control, or waiting for receive buffers) is not silent by its own doing:
+ * its clock restarts instead. */
+static void on_idle(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, idle_timer);
+	struct sb__shard *sh = c->sh;
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	char why[64];
+
+	if (c->doomed || c->closing)
+		return;
+	if (c->paused > 0 || c->nparked > 0 || c->rearm)
+		c->last_rx = sh->now;
+	if (c->ping_at != 0 && c->last_rx >= c->ping_at)
+		c->ping_at = 0;
+	if (c->ping_at != 0) {
+		snprintf(why, sizeof why, "no PONG within %u ms", cfg->pong_timeout_ms);
+		stat_add(&sh->st.idle_timeouts, 1);
+		fail_conn(sh, c, SB_ETIMEOUT, why);
+		return;
+	}
+	if (sh->now - c->last_rx < cfg->idle_ms) {
+		sb__timer_arm(&sh->wheel, t, c->last_rx + cfg->idle_ms);
+		return;
+	}
+	struct sb_msg ping = {.kind = SB_PING};
+	send_msg(sh, c, &ping);
+	c->ping_at = sh->now;
+	stat_add(&sh->st.idle_pings, 1);
+	sb__timer_arm(&sh->wheel, t, sh->now + cfg->pong_timeout_ms);
+}
+
+static void idle_start(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (sh->r->cfg.idle_ms == 0)
+		return;
+	c->last_rx = sh->now;
+	sb__timer_arm(&sh->wheel, &c->idle_timer, sh->now + sh->r->cfg.idle_ms);
 }
 
 static void on_accept(struct sb__shard *sh, int fd)
@@ -1721,7 +1958,12 @@ static void on_accept(struct sb__shard *sh, int fd)
 	sb__link_init(&c->reqs);
 	sb__link_add(&sh->conn_list, &c->all);
 	sb__timer_init(&c->hello_timer, on_hello_timeout);
+	sb__timer_init(&c->idle_timer, on_idle);
 	stat_add(&sh->st.connections, 1);
+	struct sockaddr_in sa;
+	socklen_t salen = sizeof sa;
+	if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sin_family == AF_INET)
+		c->addr = sa.sin_addr.s_addr;
 	/* Before the limit check: a TLS peer refused for it must not be sent
 	 * plaintext (it is closed without a word: saying one takes a handshake). */
 	if (sh->r->tls_on &&
@@ -1740,6 +1982,18 @@ static void on_accept(struct sb__shard *sh, int fd)
 		return;
 	}
 	c->counted = 1;
+	if (cfg->max_conns_per_addr > 0) {
+		int took = sb__addrtab_take(&sh->r->addrs, c->addr, cfg->max_conns_per_addr);
+		if (took == 0) {
+			char why[96], a[INET_ADDRSTRLEN];
+			snprintf(why, sizeof why, "too many connections from %s (limit %u)",
+				 addr_str(c, a, sizeof a), cfg->max_conns_per_addr);
+			stat_add(&sh->st.addr_refused, 1);
+			fail_conn(sh, c, SB_EOVERLOADED, why);
+			return;
+		}
+		c->addr_counted = took == 1;
+	}
 	/* A fresh clock: the turn's may predate the connection, and the
 	 * deadline must never come early. */
 	if (cfg->hello_timeout_ms > 0)
@@ -1753,13 +2007,22 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 	sb__routes_del_ep(&sh->routes, ep);
 	/* O(live requests): a disconnect is rare next to messages, and an
 	 * index per handler would cost on every request. */
-	for (struct sb__link *l = sh->req_list.next, *next; l != &sh->req_list; l = next) {
-		next = l->next;
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
 		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
 		if (q->handler == ep)
 			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
 		else if (q->bc != NULL)
 			sb__bcast_gone(sh, q, ep);
+		/* Answering can drop a requester as a slow consumer, which ends
+		 * its requests, `next` perhaps among them: then start over. Nothing
+		 * is done twice: failed requests have left the list, and a
+		 * broadcast's gone handler is already closed. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
 	}
 	sb__idmap_del(&sh->load, ep);
 }
@@ -1771,6 +2034,7 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 		return;
 	c->closing = 1;
 	sb__timer_disarm(&c->hello_timer);
+	sb__timer_disarm(&c->idle_timer);
 	if (c->ready)
 		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
 	resume_producers(sh, c); /* nobody else would let them read again */
@@ -1806,8 +2070,12 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 		c->q_len--;
 	}
 	sb__timer_disarm(&c->hello_timer); /* its memory goes below */
+	sb__timer_disarm(&c->idle_timer);
 	if (c->counted)
 		atomic_fetch_sub(&sh->r->nconns, 1);
+	if (c->addr_counted)
+		sb__addrtab_give(&sh->r->addrs, c->addr);
+	sb__auth_hs_free(c->hs);
 	free(c->q);
 	free(c->producers);
 	for (uint32_t i = 0; i < c->nparked; i++)
@@ -2078,6 +2346,7 @@ static int setup(struct sb__shard *sh)
 	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
 	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
 		return SB_ENOMEM;
+	sb__auth_adopt(&sh->auth, &sh->r->auth);
 	tick(sh);
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__routes_init(&sh->routes);
@@ -2183,6 +2452,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	}
 	sb__reqtab_destroy(&sh->conns);
 	sb__reqtab_destroy(&sh->reqs);
+	sb__auth_shard_destroy(&sh->auth);
 }
 
 static int backlog_pending(const struct sb__shard *sh)
@@ -2222,6 +2492,7 @@ void *sb__shard_main(void *arg)
 		/* The clock before the events: a request that woke an idle shard
 		 * must not have its timeout shortened by the time it slept. */
 		tick(sh);
+		sb__auth_turn(&sh->auth, &r->auth); /* before the turn's frames */
 		io_uring_for_each_cqe(&sh->ring, head, cqe)
 		{
 			on_cqe(sh, cqe);

@@ -13,6 +13,8 @@
 #include <switchboard/proto.h>
 #include <switchboard/router.h>
 
+#include "addrtab.h"
+#include "auth.h"
 #include "buf.h"
 #include "idmap.h"
 #include "list.h"
@@ -63,6 +65,15 @@ struct sb__conn {
 	uint32_t nparked, parked_cap;
 	char name[SB_PEER_MAX + 1];
 	struct sb__conn_peer pr; /* identities told, presence subscription (peers.c) */
+	/* authentication and per-peer limits (core/auth.c, core/addrtab.c) */
+	uint8_t addr_counted;        /* holds a place of its address (max_conns_per_addr) */
+	uint32_t addr;               /* remote IPv4 address, network order */
+	struct sb__auth_hs *hs;      /* between CHALLENGE and AUTH, else NULL */
+	uint32_t inflight;           /* requests it made that are open (max_inflight_per_conn) */
+	uint32_t nregs;              /* names it has registered (max_registrations) */
+	uint64_t last_rx;            /* ms: when bytes last came in */
+	uint64_t ping_at;            /* ms: when the idle PING went out; 0 = none pending */
+	struct sb__timer idle_timer; /* checks for silence once the handshake is done */
 	/* a frame that straddles receive buffers, being reassembled */
 	struct sb__buf *asm_buf; /* heap buffer for the whole frame, once its size is known */
 	uint32_t asm_have;       /* bytes of it received */
@@ -100,7 +111,9 @@ struct sb__req {
 struct sb__stats {
 	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
 		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
-		mail_deferred, mail_backlog_peak, refused, hello_timeouts, invalid_args, forbidden;
+		mail_deferred, mail_backlog_peak, refused, hello_timeouts, invalid_args;
+	_Atomic uint64_t auth_failures, auth_blocked, forbidden, addr_refused, inflight_refused,
+		register_refused, idle_pings, idle_timeouts;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
@@ -185,6 +198,7 @@ struct sb__shard {
 	unsigned tls_gen;             /* ...as of this generation of the router's */
 	uint8_t *tls_stage;           /* small frames gathered into one TLS record */
 	struct sb__stats st;
+	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
 };
 
 /* An in-process handler (sb_router_handle). */
@@ -238,12 +252,14 @@ struct sb_router {
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	unsigned started;
-	char *addr;               /* cfg.addr's own copy */
-	int tls_on;               /* the listener speaks TLS (fixed for the router's life) */
-	pthread_mutex_t tls_lock; /* guards tls: taken at reload, and by a shard at an accept
-				     after one */
-	struct sb__tls_ctx *tls;  /* the TLS settings in force (a reference) */
-	_Atomic unsigned tls_gen; /* bumped by every reload */
+	struct sb__auth_router auth; /* the secrets and rules shards take */
+	struct sb__addrtab addrs;    /* connections per remote address */
+	char *addr;                  /* cfg.addr's own copy */
+	int tls_on;                  /* the listener speaks TLS (fixed for the router's life) */
+	pthread_mutex_t tls_lock;    /* guards tls: taken at reload, and by a shard at an accept
+					after one */
+	struct sb__tls_ctx *tls;     /* the TLS settings in force (a reference) */
+	_Atomic unsigned tls_gen;    /* bumped by every reload */
 };
 
 /** The shard thread's main function. */

@@ -38,6 +38,7 @@ static struct sb_router *start_router(uint16_t port)
 	cfg.log_level = 0;
 	cfg.bind_retries = 40; /* a port just given up may need a moment */
 	cfg.bind_retry_ms = 50;
+	cfg.max_conns_per_addr = 4096; /* the identity-window test holds 1,025 at once */
 	struct sb_router *r = sb_router_new(&cfg, &err);
 	CHECK(r != NULL);
 	if (r != NULL)

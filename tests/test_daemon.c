@@ -475,6 +475,73 @@ static void test_bad_name_pattern(void)
 	CHECK(strstr(out, "--name-pattern a#b#: expected one run of #") != NULL);
 }
 
+/* The security flags reach the router: with secret files a HELLO is
+ * challenged, and a secret file that cannot be read stops the start with
+ * a message naming it. */
+static void test_secret_flags(void)
+{
+	char file[64], line[512], err_text[2048] = "";
+	int out[2], err[2], status;
+
+	snprintf(file, sizeof file, "/tmp/sb-test-daemon-secret-%d", (int)getpid());
+	FILE *f = fopen(file, "w");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs("daemon-secret\n", f);
+	fclose(f);
+	for (int round = 0; round < 2; round++) {
+		const char *secret = round == 0 ? file : "/nonexistent/secret";
+		CHECK(pipe(out) == 0 && pipe(err) == 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			dup2(out[1], STDOUT_FILENO);
+			dup2(err[1], STDERR_FILENO);
+			close(out[0]);
+			close(err[0]);
+			execl(daemon_path, daemon_path, "--port", "0", "--secret-file-service",
+			      secret, "--secret-file-client", secret, "--allow-call-client", "x.*",
+			      "--idle-timeout", "1000", "--max-conns-per-addr", "10", (char *)NULL);
+			_exit(127);
+		}
+		close(out[1]);
+		close(err[1]);
+		FILE *o = fdopen(out[0], "r"), *e = fdopen(err[0], "r");
+		if (round == 0) {
+			CHECK(fgets(line, sizeof line, o) != NULL);
+			const char *at = strstr(line, "listening on 127.0.0.1:");
+			int saved = port;
+			port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
+			int fd = dial();
+			struct sb_msg m = {.kind = SB_HELLO,
+					   .version = SB_PROTO_VERSION,
+					   .role = sv("client")};
+			send_msg(fd, &m);
+			CHECK_INT(recv_msg(fd, &m), 1);
+			CHECK_INT(m.kind, SB_CHALLENGE);
+			CHECK(text_is(m.mech, "hmac-sha256"));
+			close(fd);
+			port = saved;
+			kill(pid, SIGTERM);
+		}
+		size_t n = fread(err_text, 1, sizeof err_text - 1, e);
+		err_text[n] = 0;
+		while (fgets(line, sizeof line, o) != NULL)
+			;
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == round);
+		if (round == 1 &&
+		    strstr(err_text, "secret_service_file /nonexistent/secret: No such file or "
+				     "directory") == NULL) {
+			fprintf(stderr, "  daemon said: %s\n", err_text);
+			CHECK(0);
+		}
+		fclose(o);
+		fclose(e);
+	}
+	unlink(file);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -483,6 +550,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	DAEMON = argv[1];
+	daemon_path = argv[1];
 	start_daemon(argv[1]);
 	RUN(test_handshake_and_ping);
 	RUN(test_request_without_handler);
@@ -493,6 +561,7 @@ int main(int argc, char **argv)
 	RUN(test_byte_at_a_time);
 	RUN(test_oversize_frame);
 	RUN(test_config_file);
+	RUN(test_secret_flags);
 	RUN(test_sigterm_stops_cleanly);
 	daemon_path = argv[1];
 	RUN(test_bad_name_pattern);

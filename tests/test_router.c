@@ -30,6 +30,9 @@ static struct sb_router_config base_config(void)
 	cfg.port = 0;
 	cfg.shards = 2;
 	cfg.log_level = 0;
+	/* Every test peer dials from 127.0.0.1, and the identity-window test
+	 * alone holds 1,025 connections at once. */
+	cfg.max_conns_per_addr = 4096;
 	return cfg;
 }
 
@@ -504,6 +507,15 @@ static void test_internal_handler_is_for_services(void)
 	peer_send(cli, &s); /* a send has nobody to tell: dropped, counted */
 	peer_expect_silence(pw, 100);
 	CHECK_INT(stats().forbidden, refused + 2);
+	/* A broadcast request reaches no handler either: forbidden, not "no
+	 * connected peers". */
+	struct sb_msg all = {.kind = SB_REQUEST, .id = 62, .flags = SB_F_BROADCAST};
+	all.name = v_str("passwords.encrypt");
+	peer_send(cli, &all);
+	e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 62);
+	CHECK_INT(e->code, -SB_EFORBIDDEN);
+	peer_expect_silence(pw, 50);
 
 	peer_request(users, "passwords.encrypt", 61, 0, NULL, 0);
 	struct sb_msg *req = peer_expect(pw, SB_REQUEST);
@@ -1502,13 +1514,14 @@ static void test_broadcast_to_nobody(void)
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 1 && e->code == (uint32_t)-SB_ENOPEERS && e->flags == 0);
 
-	/* Internal handlers do not count for a client, but do for a service. */
+	/* Internal handlers are not for a client (forbidden), but are for a
+	 * service. */
 	struct sb_msg reg = {
 		.kind = SB_REGISTER, .id = 5, .flags = SB_F_INTERNAL, .name = v_str("secret")};
 	peer_send(svc, &reg);
 	peer_expect(svc, SB_ACK);
 	send_kind(cli, SB_REQUEST, NULL, "secret", 2, SB_F_BROADCAST, 1000);
-	CHECK(peer_expect(cli, SB_ERROR)->code == (uint32_t)-SB_ENOPEERS);
+	CHECK(peer_expect(cli, SB_ERROR)->code == (uint32_t)-SB_EFORBIDDEN);
 	struct peer *peer_svc = peer_hello(PORT, "bc-insider", "service");
 	send_kind(peer_svc, SB_REQUEST, NULL, "secret", 3, SB_F_BROADCAST, 1000);
 	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;

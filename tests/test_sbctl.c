@@ -792,6 +792,72 @@ static void test_presence_command(void)
 	CHECK_STR(P.so, want);
 }
 
+static void on_local_echo(struct sb_local_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_local_payload(call, &len);
+	(void)ud;
+	CHECK_INT(sb_local_reply(call, "done", p, len, 0), 0);
+}
+
+/* A router that asks for a secret: --secret-file or $SB_SECRET answers it;
+ * a wrong or missing secret is a refusal (exit 3), an unreadable file a
+ * usage error. */
+static void test_secret_file_and_env(void)
+{
+	struct sb_router_config cfg;
+	char router[32], path[64];
+	int err = 0;
+
+	sb_router_config_init(&cfg);
+	cfg.port = 0;
+	cfg.shards = 1;
+	cfg.log_level = 0;
+	cfg.secret_client = "sbctl-s3cret";
+	cfg.secret_service = "another one";
+	cfg.auth_fail_max = 0;
+	struct sb_router *r = sb_router_new(&cfg, &err);
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	CHECK_INT(sb_router_handle(r, "echo", 0, on_local_echo, NULL), 0);
+	CHECK_INT(sb_router_start(r), 0);
+	snprintf(router, sizeof router, "127.0.0.1:%u", sb_router_port(r));
+	snprintf(path, sizeof path, "/tmp/sbctl-test-secret-%d", (int)getpid());
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		fputs("sbctl-s3cret\n", f);
+		fclose(f);
+	}
+
+	SBCTL_RUN(&P, "--router", router, "--secret-file", path, "request", "echo", "[1]");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "done  [1]\n");
+	setenv("SB_SECRET", "sbctl-s3cret", 1);
+	SBCTL_RUN(&P, "--router", router, "request", "echo", "[2]");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "done  [2]\n");
+	setenv("SB_SECRET", "wrong", 1);
+	SBCTL_RUN(&P, "--router", router, "request", "echo", "[3]");
+	CHECK_INT(P.code, 3);
+	CHECK_STR(P.se, "sbctl: the router refused the connection: unauthorized (code "
+			"EUNAUTHORIZED): wrong secret for role client\n");
+	unsetenv("SB_SECRET");
+	SBCTL_RUN(&P, "--router", router, "request", "echo", "[4]");
+	CHECK_INT(P.code, 3);
+	CHECK_STR(P.se, "sbctl: the router refused the connection: unauthorized (code "
+			"EUNAUTHORIZED)\n");
+	unlink(path);
+	SBCTL_RUN(&P, "--router", router, "--secret-file", path, "request", "echo");
+	CHECK_INT(P.code, 2);
+	char want[128];
+	snprintf(want, sizeof want, "sbctl: --secret-file %s: No such file or directory\n", path);
+	CHECK_STR(P.se, want);
+	sb_router_stop(r, 0);
+	sb_router_free(r);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -816,6 +882,7 @@ int main(int argc, char **argv)
 	RUN(test_routes_peers_stats_from_the_router);
 	RUN(test_to_and_all);
 	RUN(test_presence_command);
+	RUN(test_secret_file_and_env);
 	stop();
 	return TEST_EXIT();
 }

@@ -53,6 +53,7 @@ struct opts {
 	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
+	const char *secret;  /* from --secret-file, else $SB_SECRET, else NULL */
 	int tls;             /* --tls, or any --tls-* flag */
 	const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* --tls-* files and name */
 };
@@ -75,6 +76,8 @@ static const char global_options[] =
 	"  --name NAME           peer name to ask for (default: the router assigns one)\n"
 	"  --json                machine output: one JSON object per line\n"
 	"  --connect-timeout MS  how long to wait for the router (default 2000)\n"
+	"  --secret-file FILE    the shared secret of our role, for a router that\n"
+	"                        asks for one (default: $SB_SECRET, else none)\n"
 	"  --tls                 connect with TLS 1.3, verifying the router's certificate\n"
 	"  --tls-ca FILE         PEM CA the router's certificate must be signed by\n"
 	"                        (default: the system's CA certificates)\n"
@@ -126,6 +129,35 @@ static int peer_name_ok(const char *name)
 	m.peer = (struct sb_view){(const uint8_t *)name, (uint32_t)strlen(name)};
 	m.role = (struct sb_view){(const uint8_t *)"client", 6};
 	return sb_encoded_size(&m) > 0;
+}
+
+/* A secret file holds the secret and perhaps a newline after it; it is read
+ * from a file (or the environment) so it never shows in a process list. */
+static const char *read_secret(const char *path)
+{
+	static char buf[4097];
+	FILE *f = fopen(path, "r");
+	size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+
+	if (f == NULL || ferror(f) || !feof(f) || n == 0) {
+		fprintf(stderr, "sbctl: --secret-file %s: %s\n", path,
+			f == NULL ? strerror(errno)
+			: n == 0  ? "the file is empty"
+				  : "cannot read it whole (4096 bytes at most)");
+		if (f != NULL)
+			fclose(f);
+		exit(EXIT_USAGE);
+	}
+	fclose(f);
+	if (buf[n - 1] == '\n')
+		n -= 1 + (n > 1 && buf[n - 2] == '\r');
+	buf[n] = 0;
+	if (n == 0 || strlen(buf) != n) {
+		fprintf(stderr, "sbctl: --secret-file %s: %s\n", path,
+			n == 0 ? "the file is empty" : "the secret contains a NUL byte");
+		exit(EXIT_USAGE);
+	}
+	return buf;
 }
 
 static void parse_router(struct opts *o, const char *s)
@@ -231,6 +263,7 @@ static struct sb_client *connect_router(const struct opts *o, const char *role)
 	cfg.port = o->port;
 	cfg.name = o->name;
 	cfg.role = role;
+	cfg.secret = o->secret;
 	cfg.reconnect_min_ms = 50;
 	cfg.reconnect_max_ms = 500;
 	cfg.on_state = on_state;
@@ -1081,6 +1114,7 @@ int main(int argc, char **argv)
 		{"name", required_argument, NULL, 'n'},
 		{"json", no_argument, NULL, 'j'},
 		{"connect-timeout", required_argument, NULL, 'C'},
+		{"secret-file", required_argument, NULL, 'S'},
 		{"timeout", required_argument, NULL, 't'},
 		{"echo", no_argument, NULL, 'e'},
 		{"count", required_argument, NULL, 'c'},
@@ -1118,6 +1152,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			o.connect_ms = (unsigned)number("connect-timeout", optarg, 1, 3600000);
+			break;
+		case 'S':
+			o.secret = read_secret(optarg);
 			break;
 		case 't':
 			o.timeout_ms = (uint32_t)number("timeout", optarg, 1, 3600000);
@@ -1176,6 +1213,12 @@ int main(int argc, char **argv)
 				argv[optind - 1]);
 			return EXIT_USAGE;
 		}
+	}
+	if (o.secret == NULL && getenv("SB_SECRET") != NULL && getenv("SB_SECRET")[0] != 0)
+		o.secret = getenv("SB_SECRET");
+	if (o.secret != NULL && strlen(o.secret) > 4096) {
+		fprintf(stderr, "sbctl: SB_SECRET: longer than 4096 bytes\n");
+		return EXIT_USAGE;
 	}
 	char **args = argv + optind;
 	int nargs = argc - optind;

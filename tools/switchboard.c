@@ -12,6 +12,24 @@
 
 #include <switchboard/router.h>
 
+/* Long options without a short letter. */
+enum {
+	O_SECRET_SERVICE = 256,
+	O_SECRET_CLIENT,
+	O_SECRET_FILE_SERVICE,
+	O_SECRET_FILE_CLIENT,
+	O_ALLOW_REGISTER_SERVICE,
+	O_ALLOW_CALL_SERVICE,
+	O_ALLOW_CALL_CLIENT,
+	O_AUTH_FAIL_MAX,
+	O_AUTH_FAIL_WINDOW,
+	O_MAX_CONNS_PER_ADDR,
+	O_MAX_INFLIGHT_PER_CONN,
+	O_MAX_REGISTRATIONS,
+	O_IDLE_TIMEOUT,
+	O_PONG_TIMEOUT,
+};
+
 /* Every setting is a long flag, and the same name is its key in a config
  * file (docs/daemon.md): a flag added here is a config key too. */
 static const struct option opts[] = {
@@ -28,6 +46,20 @@ static const struct option opts[] = {
 	{"bind-retry-ms", required_argument, NULL, 'R'},
 	{"drain-ms", required_argument, NULL, 'd'},
 	{"log-level", required_argument, NULL, 'l'},
+	{"secret-service", required_argument, NULL, O_SECRET_SERVICE},
+	{"secret-client", required_argument, NULL, O_SECRET_CLIENT},
+	{"secret-file-service", required_argument, NULL, O_SECRET_FILE_SERVICE},
+	{"secret-file-client", required_argument, NULL, O_SECRET_FILE_CLIENT},
+	{"allow-register-service", required_argument, NULL, O_ALLOW_REGISTER_SERVICE},
+	{"allow-call-service", required_argument, NULL, O_ALLOW_CALL_SERVICE},
+	{"allow-call-client", required_argument, NULL, O_ALLOW_CALL_CLIENT},
+	{"auth-fail-max", required_argument, NULL, O_AUTH_FAIL_MAX},
+	{"auth-fail-window", required_argument, NULL, O_AUTH_FAIL_WINDOW},
+	{"max-conns-per-addr", required_argument, NULL, O_MAX_CONNS_PER_ADDR},
+	{"max-inflight-per-conn", required_argument, NULL, O_MAX_INFLIGHT_PER_CONN},
+	{"max-registrations", required_argument, NULL, O_MAX_REGISTRATIONS},
+	{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+	{"pong-timeout", required_argument, NULL, O_PONG_TIMEOUT},
 	{"tls-cert", required_argument, NULL, 'C'},
 	{"tls-key", required_argument, NULL, 'K'},
 	{"tls-ca", required_argument, NULL, 'A'},
@@ -68,6 +100,32 @@ static void usage(FILE *out)
 		"  --log-level N         0 errors, 1 lifecycle, 2 connections, 3 debug\n"
 		"                        (default 1)\n"
 		"\n"
+		"Authentication and name rules (docs/security.md):\n"
+		"  --secret-file-service FILE   shared secret of role service, read from\n"
+		"                        FILE (a trailing newline is dropped)\n"
+		"  --secret-file-client FILE    the same for role client. With a secret\n"
+		"                        for one role only, the other is refused\n"
+		"  --secret-service S    --secret-client S   the secret itself (visible\n"
+		"                        in the process list: prefer the files)\n"
+		"  --allow-register-service P   names services may register, patterns\n"
+		"                        such as \"user.*,billing.log\" (default: any)\n"
+		"  --allow-call-service P       names services may send to or request\n"
+		"  --allow-call-client P        names clients may send to or request\n"
+		"  --auth-fail-max N     wrong secrets from one address within the window\n"
+		"                        before it is refused; 0 = never (default 5)\n"
+		"  --auth-fail-window MS that window (default 60000)\n"
+		"\n"
+		"Limits:\n"
+		"  --max-conns-per-addr N     connections from one IP address; 0 = no\n"
+		"                        limit (default 1024)\n"
+		"  --max-inflight-per-conn N  requests in flight per connection\n"
+		"                        (default 65536)\n"
+		"  --max-registrations N names registered per connection (default 1024)\n"
+		"  --idle-timeout MS     PING a connection silent this long; 0 = never\n"
+		"                        (default 60000)\n"
+		"  --pong-timeout MS     then close it if nothing comes within this\n"
+		"                        (default 20000)\n"
+		"\n"
 		"TLS (docs/security.md):\n"
 		"  --tls-cert FILE       PEM certificate (chain): the listener speaks TLS 1.3\n"
 		"  --tls-key FILE        its PEM private key (default: in the --tls-cert file)\n"
@@ -82,7 +140,8 @@ static void usage(FILE *out)
 		"                        per line, the keys being these flags' names\n"
 		"                        (`max-conns = 100`), `#` starts a comment; flags\n"
 		"                        given here apply on top. SIGHUP reads it again\n"
-		"                        and reloads the TLS files and lists (docs/daemon.md)\n"
+		"                        and reloads the TLS files and lists, the secrets\n"
+		"                        and the name rules (docs/daemon.md)\n"
 		"  --help                this text\n"
 		"  --version             print the version and exit\n");
 }
@@ -238,6 +297,51 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case 'l':
 		cfg->log_level = (int)number(s, "log-level", val, 0, 3);
+		break;
+	case O_SECRET_SERVICE:
+		cfg->secret_service = val;
+		break;
+	case O_SECRET_CLIENT:
+		cfg->secret_client = val;
+		break;
+	case O_SECRET_FILE_SERVICE:
+		cfg->secret_service_file = val;
+		break;
+	case O_SECRET_FILE_CLIENT:
+		cfg->secret_client_file = val;
+		break;
+	case O_ALLOW_REGISTER_SERVICE:
+		cfg->allow_register_service = val;
+		break;
+	case O_ALLOW_CALL_SERVICE:
+		cfg->allow_call_service = val;
+		break;
+	case O_ALLOW_CALL_CLIENT:
+		cfg->allow_call_client = val;
+		break;
+	case O_AUTH_FAIL_MAX:
+		cfg->auth_fail_max = (uint32_t)number(s, "auth-fail-max", val, 0, 1000000);
+		break;
+	case O_AUTH_FAIL_WINDOW:
+		cfg->auth_fail_window_ms =
+			(uint32_t)number(s, "auth-fail-window", val, 0, 86400000);
+		break;
+	case O_MAX_CONNS_PER_ADDR:
+		cfg->max_conns_per_addr =
+			(uint32_t)number(s, "max-conns-per-addr", val, 0, 16u << 20);
+		break;
+	case O_MAX_INFLIGHT_PER_CONN:
+		cfg->max_inflight_per_conn =
+			(uint32_t)number(s, "max-inflight-per-conn", val, 1, 1u << 24);
+		break;
+	case O_MAX_REGISTRATIONS:
+		cfg->max_registrations = (uint32_t)number(s, "max-registrations", val, 1, 1u << 24);
+		break;
+	case O_IDLE_TIMEOUT:
+		cfg->idle_ms = (uint32_t)number(s, "idle-timeout", val, 0, 86400000);
+		break;
+	case O_PONG_TIMEOUT:
+		cfg->pong_timeout_ms = (uint32_t)number(s, "pong-timeout", val, 1, 3600000);
 		break;
 	case 'C':
 		cfg->tls_cert = val;
@@ -465,8 +569,8 @@ int main(int argc, char **argv)
 
 	struct sb_router *r = sb_router_new(&s->cfg, &err);
 	if (r == NULL && err == SB_EINVAL) {
-		/* TLS says what is wrong in the log; the other settings are
-		 * checked as a whole, so the likely one is named here. */
+		/* TLS, secrets and rules say what is wrong in the log; the other
+		 * settings are checked as a whole, so the likely one is named here. */
 		int pattern =
 			s->cfg.name_pattern != NULL && strcmp(s->cfg.name_pattern, "P####") != 0;
 		if (pattern)
@@ -475,15 +579,13 @@ int main(int argc, char **argv)
 				"name around it (no spaces, at most 54 bytes besides the "
 				"counter)\n",
 				s->cfg.name_pattern);
-		if (s->cfg.tls_cert != NULL)
-			fprintf(stderr, "switchboard: invalid settings (a TLS one is named in the "
-					"log above)\n");
-		else if (!pattern)
-			fprintf(stderr, "switchboard: invalid settings\n");
+		if (!pattern)
+			fprintf(stderr, "switchboard: invalid settings (the log above names a TLS, "
+					"secret or name-rule one)\n");
 		goto out;
 	}
 	if (r == NULL) {
-		fprintf(stderr, "switchboard: cannot listen on %s:%u: %s\n", s->cfg.addr,
+		fprintf(stderr, "switchboard: cannot start on %s:%u: %s\n", s->cfg.addr,
 			s->cfg.port, err == SB_ESYS ? strerror(errno) : sb_strerror(err));
 		rc = 1;
 		goto out;

@@ -1,6 +1,7 @@
 // Route table micro-benchmarks: finding a name's route, as the router does
 // for every SEND and REQUEST, in tables of 16, 1,000 and 10,000 names, for
-// names that are registered (hit) and names that are not (miss).
+// names that are registered (hit) and names that are not (miss); and the
+// name rule checked before it (core/pattern.c).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <vector>
 
 extern "C" {
+#include "pattern.h"
 #include "route.h"
 }
 
@@ -78,7 +80,37 @@ void BM_RouteFindMiss(benchmark::State &state)
 	find_all(state, table, make_names(n, "sv_"), false);
 }
 
+// The call rule every SEND and REQUEST passes: with no rule (the default,
+// range 0) and with four patterns where the name matches only the last.
+void BM_CallRule(benchmark::State &state)
+{
+	const char *text = state.range(0) ? "user.*,billing.*,audit.log,svc*" : nullptr;
+	std::vector<std::string> names = make_names(1000, "svc");
+	sb__patterns p{};
+	char why[256];
+	if (sb__patterns_compile(&p, "allow_call_client", text, why, sizeof why) != 0) {
+		sb__patterns_free(&p);
+		state.SkipWithError(why);
+		return;
+	}
+	size_t i = 0, refused = 0;
+	for (auto _ : state) {
+		const std::string &n = names[i];
+		sb_view v = {reinterpret_cast<const uint8_t *>(n.data()),
+			     static_cast<uint32_t>(n.size())};
+		int ok = sb__patterns_allow(&p, v);
+		benchmark::DoNotOptimize(ok);
+		refused += !ok;
+		i = i + 1 == names.size() ? 0 : i + 1;
+	}
+	sb__patterns_free(&p);
+	if (refused != 0)
+		state.SkipWithError("an allowed name was refused");
+	state.SetItemsProcessed(state.iterations());
+}
+
 } // namespace
 
 BENCHMARK(BM_RouteFindHit)->Arg(16)->Arg(1000)->Arg(10000);
 BENCHMARK(BM_RouteFindMiss)->Arg(16)->Arg(1000)->Arg(10000);
+BENCHMARK(BM_CallRule)->Arg(0)->Arg(1);

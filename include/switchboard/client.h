@@ -61,6 +61,11 @@ struct sb_client_config {
 	const char *name;            /* peer name to ask for; NULL: the router assigns one */
 	const char *role;            /* "client" (send and request) or "service" (may also
 					register handlers); "client" */
+	const char *secret;          /* shared secret for a router that asks for one (the
+					secret of the role); NULL: none, and such a router
+					is given up on with SB_EUNAUTHORIZED. It never
+					leaves this process: the library answers the
+					router's CHALLENGE with an HMAC of it */
 	unsigned reconnect_min_ms;   /* shortest wait before a reconnect attempt; 100 */
 	unsigned reconnect_max_ms;   /* longest; the wait doubles per failure up to it; 5000 */
 	uint32_t default_timeout_ms; /* for requests made with timeout 0; 0 = the router's */
@@ -103,9 +108,10 @@ void sb_client_config_init(struct sb_client_config *cfg);
  * reached is retried with backoff; that is not an error here.
  * @param cfg  settings; NULL for the defaults
  * @param err  optional; set on failure to SB_EINVAL (a bad setting: role not
- *             "client"/"service", an invalid name, reconnect_min_ms 0 or
- *             above reconnect_max_ms, a tls_* setting without tls, a TLS
- *             file that does not load), SB_ENOMEM or SB_ESYS
+ *             "client"/"service", an invalid name, an empty secret,
+ *             reconnect_min_ms 0 or above reconnect_max_ms, a tls_* setting
+ *             without tls, a TLS file that does not load), SB_ENOMEM or
+ *             SB_ESYS
  * @return the client, or NULL
  */
 struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err);

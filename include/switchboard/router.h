@@ -39,6 +39,37 @@ struct sb_router_config {
 					4,096 up to 8 shards, fewer beyond */
 	int log_level;               /* 0 errors, 1 + lifecycle, 2 + connections, 3 debug;
 					default 1 */
+
+	/* Authentication and name rules (docs/security.md). Strings are copied;
+	 * sb_router_reload() replaces these seven fields while running. */
+	const char *secret_service;      /* shared secret of role "service"; NULL = none. With
+					    no secret at all nobody authenticates; with one
+					    for one role only, the other role is refused */
+	const char *secret_client;       /* the same for role "client" */
+	const char *secret_service_file; /* the secret read from a file instead (at
+					    sb_router_new and each reload), minus one
+					    trailing newline */
+	const char *secret_client_file;
+	const char *allow_register_service; /* names services may register: patterns such as
+					       "user.*,billing.log"; NULL = any */
+	const char *allow_call_service;     /* names services may send to or request; NULL = any */
+	const char *allow_call_client;      /* names clients may send to or request; NULL = any */
+	uint32_t auth_fail_max;             /* wrong secrets from one address within the window
+					       after which it is refused until the window ends; 0 =
+					       never; default 5 (counted per shard) */
+	uint32_t auth_fail_window_ms;       /* default 60,000 */
+
+	/* Limits per peer; each refusal names the limit and is counted. */
+	uint32_t max_conns_per_addr;    /* open connections from one IP address; more are
+					   refused; 0 = no limit; default 1,024 */
+	uint32_t max_inflight_per_conn; /* requests in flight per connection; more are
+					   answered "overloaded"; default 65,536 */
+	uint32_t max_registrations;     /* names registered per connection; more are refused
+					   with "overloaded"; default 1,024 */
+	uint32_t idle_ms;               /* a connection silent this long is sent a PING; 0 = never;
+					   default 60,000 */
+	uint32_t pong_timeout_ms; /* ...and closed if nothing comes within this; default 20,000 */
+
 	/* TLS (docs/security.md). The files and lists are read by
 	 * sb_router_new() and sb_router_reload() and not kept. */
 	const char *tls_cert;         /* PEM certificate (chain) file: the listener speaks
@@ -73,8 +104,16 @@ struct sb_router_stats {
 	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
 	uint64_t invalid_args;      /* requests refused and sends dropped: their arguments
 				       broke the handler's schema */
-	uint64_t forbidden;         /* requests refused and sends dropped: every handler the
-				       sender could reach is internal */
+	uint64_t auth_failures;     /* handshakes refused "unauthorized" (wrong or no secret) */
+	uint64_t auth_blocked;      /* connections refused: their address failed too often */
+	uint64_t forbidden;         /* registrations, sends and requests refused as forbidden:
+				       a name rule, or every handler the sender could reach
+				       is internal */
+	uint64_t addr_refused;      /* connections refused: max_conns_per_addr reached */
+	uint64_t inflight_refused;  /* requests refused: max_inflight_per_conn reached */
+	uint64_t register_refused;  /* registrations refused: max_registrations reached */
+	uint64_t idle_pings;        /* PINGs sent to silent connections */
+	uint64_t idle_timeouts;     /* connections closed for not answering a PING */
 };
 
 struct sb_router;
@@ -117,14 +156,19 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s);
 void sb_router_stop(struct sb_router *r, unsigned drain_ms);
 
 /**
- * Apply the reloadable settings of @p cfg to new connections, without
- * touching existing ones: the TLS certificate, key and CA (files read
- * again), tls_verify_client and the allow and deny lists. Other fields
- * are ignored (a log line names those that differ: they need a restart).
- * Safe from any thread, running or not; @p cfg is read during the call only.
- * @return 0; SB_EINVAL if a setting is invalid (a file that does not load,
- *         a key that does not match, TLS turned on or off): the log says
- *         why, and the settings in force stay; SB_ENOMEM
+ * Apply the reloadable settings of @p cfg while the router runs, without
+ * dropping a connection: the TLS certificate, key and CA (files read
+ * again), tls_verify_client and the allow and deny lists, for connections
+ * accepted from then on; the secrets (secret files read again) and name
+ * rules, for new frames (a handshake already challenged finishes with the
+ * secret of its HELLO; registrations stay). Other fields are ignored (a
+ * log line names those that differ: they need a restart). Call it from any
+ * thread but a shard's (not from an in-process handler: it waits for
+ * every shard to take the new rules); @p cfg is read during the call only.
+ * @return 0; SB_EINVAL (a TLS file that does not load, a key that does not
+ *         match, TLS turned on or off, a bad pattern or secret), SB_ESYS (a
+ *         secret file cannot be read: errno), SB_ENOMEM. On failure the log
+ *         says why, and every setting in force stays.
  */
 int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg);
 

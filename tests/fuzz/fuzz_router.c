@@ -4,8 +4,11 @@
  * the bytes (a handshake, registrations, requests to itself or the service,
  * replies, cancels, garbage), the router must not crash or leak, must close
  * the connection once it half-closes, and must go on serving others: after
- * every input a probe connection's request is answered. FZ_LOG=1 turns the
- * router's connection log on. */
+ * every input a probe connection's request is answered. The same bytes then
+ * go to a second router that requires shared secrets, so they meet the
+ * CHALLENGE/AUTH path (they cannot get past it: the nonce is fresh), and
+ * its own authenticated probe must still be answered. FZ_LOG=1 turns the
+ * routers' connection logs on. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +24,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <switchboard/proto.h>
 #include <switchboard/router.h>
@@ -40,8 +46,10 @@ struct fz_conn {
 	struct sb_msg m;
 };
 
-static struct sb_router *router;
+static struct sb_router *router, *auth_router;
 static _Atomic unsigned long served; /* requests the service answered */
+
+#define FZ_CLIENT_SECRET "fz-client-secret"
 
 static void die(const char *why)
 {
@@ -181,8 +189,44 @@ static void fz_expect(struct fz_conn *c, unsigned kind, uint64_t id)
 		die("the service or the probe did not get its answer");
 }
 
-static uint16_t port;
-static struct fz_conn service, probe;
+static uint16_t port, auth_port;
+static struct fz_conn service, probe, auth_probe;
+
+/* The auth router's "fz.echo", in-process: nothing an input does there can
+ * take it away. */
+static void local_echo(struct sb_local_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_local_payload(call, &len);
+	(void)ud;
+	sb_local_reply(call, "ok", p, len, 0);
+}
+
+/* HELLO, then the AUTH a client with the secret sends (docs/protocol.md). */
+static void fz_open_auth(struct fz_conn *c, uint16_t to)
+{
+	static const uint8_t cn[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+	uint8_t msg[64], proof[32];
+	unsigned len = sizeof proof;
+
+	c->fd = dial(to);
+	c->sp = sb_splitter_new(0);
+	struct sb_msg h = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = str("client")};
+	fz_send(c, &h);
+	if (fz_recv(c, FZ_WAIT_MS) != 1 || c->m.kind != SB_CHALLENGE || c->m.nonce.len != 32)
+		die("no challenge");
+	memcpy(msg, c->m.nonce.ptr, 32);
+	memcpy(msg + 32, cn, sizeof cn);
+	if (HMAC(EVP_sha256(), FZ_CLIENT_SECRET, (int)strlen(FZ_CLIENT_SECRET), msg, 48, proof,
+		 &len) == NULL)
+		die("hmac");
+	struct sb_msg a = {.kind = SB_AUTH};
+	a.nonce = (struct sb_view){cn, sizeof cn};
+	a.proof = (struct sb_view){proof, sizeof proof};
+	fz_send(c, &a);
+	if (fz_recv(c, FZ_WAIT_MS) != 1 || c->m.kind != SB_WELCOME)
+		die("no welcome after auth");
+}
 
 /* The service: echoes "fz.echo", streams three chunks then a final reply
  * for "fz.stream", and ignores everything else (cancels included). */
@@ -237,15 +281,22 @@ static void set_up(void)
 	fz_open(&probe, port, "client");
 	/* The router lives for the whole run, so what one input leaves behind
 	 * meets the next: that is the point of a stateful target. */
+
+	cfg.secret_client = FZ_CLIENT_SECRET;
+	cfg.secret_service = "fz-service-secret";
+	auth_router = sb_router_new(&cfg, &err);
+	if (auth_router == NULL || sb_router_handle(auth_router, "fz.echo", 0, local_echo, NULL) ||
+	    sb_router_start(auth_router) != 0)
+		die("auth router did not start");
+	auth_port = sb_router_port(auth_router);
+	fz_open_auth(&auth_probe, auth_port);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* One input as one connection: written, half-closed, then read until the
+ * router closes it. */
+static void feed(uint16_t to, const uint8_t *data, size_t size)
 {
-	static uint64_t probe_id;
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	pthread_once(&once, set_up);
-
-	int fd = dial(port);
+	int fd = dial(to);
 	write_all(fd, data, size);
 	shutdown(fd, SHUT_WR);
 	/* The router closes a connection whose peer stopped sending, after
@@ -258,6 +309,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 	}
 	close(fd);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static uint64_t probe_id;
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, set_up);
+
+	feed(port, data, size);
+	feed(auth_port, data, size);
+
+	/* Nothing an input sends gets past the auth router's handshake, so its
+	 * probe is answered by the in-process handler, first time. */
+	struct sb_msg areq = {.kind = SB_REQUEST, .id = ++probe_id, .name = str("fz.echo")};
+	fz_send(&auth_probe, &areq);
+	if (fz_recv(&auth_probe, FZ_WAIT_MS) != 1 || auth_probe.m.kind != SB_REPLY ||
+	    auth_probe.m.id != probe_id)
+		die("the auth router's probe got no answer");
 
 	/* A handler the input registered may still be in another shard's
 	 * replica for a moment after its close: "peer gone" is then the right

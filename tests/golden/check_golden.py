@@ -304,6 +304,8 @@ def write_router_seeds(directory):
         return frame([1, 0, U64(0), 1, peer, role, None])
     def request(i, name, timeout=0, payload=None):
         return frame([9, 0, U64(i), name, None, U32(0), U32(timeout), payload])
+    def auth(nonce, proof):
+        return frame([3, 0, U64(0), nonce, proof, None])
     reg = frame([5, 0, U64(1), "fz.self", None])
     sessions = {
         "echo": hello("client") + b"".join(request(i, "fz.echo", 0, {"n": i})
@@ -344,6 +346,15 @@ def write_router_seeds(directory):
         + frame([8, 0, U64(0), "fz.self", None, U32(0), {"n": "x"}])
         + frame([5, 1, U64(6), "fz.inside", {"required": "n"}])
         + frame([5, 1, U64(7), "fz.inside", None]) + request(8, "fz.inside", 0, None),
+        # For the router with secrets (the harness sends every input to both):
+        # a wrong AUTH, AUTH out of place, a malformed one, and work before AUTH.
+        "auth-wrong": hello("client", "fz-a") + auth(bytes(16), bytes(32)),
+        "auth-first": auth(bytes(range(16)), bytes(32)) + hello("client"),
+        "auth-twice": hello("service") + auth(bytes(16), bytes(32))
+        + auth(bytes(16), bytes(32)),
+        "auth-short-proof": hello("client") + auth(bytes(64), bytes(16)),
+        "auth-short-nonce": hello("client") + auth(bytes(8), bytes(32)),  # under 16
+        "auth-skipped": hello("service") + reg + request(2, "fz.echo"),
     }
     sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
     for name, data in sessions.items():
