@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -185,6 +186,8 @@ static void run(const struct opts *o, int tls, struct result *res)
 		exit(1);
 	pid_t resp = fork();
 	if (resp == 0) {
+		/* Dies with us: a run that fails must not leave it polling. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close(ready[0]);
 		responder(o, port, tls, ready[1]);
 	}

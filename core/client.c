@@ -1529,12 +1529,12 @@ static int config_ok(const struct sb_client_config *cfg)
 	if (cfg->reconnect_min_ms == 0 || cfg->reconnect_max_ms < cfg->reconnect_min_ms ||
 	    cfg->out_max == 0)
 		return 0;
-	if (cfg->secret != NULL &&
-	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__AUTH_SECRET_MAX))
-		return 0;
 	/* TLS settings without TLS would quietly send everything in clear. */
 	if (!cfg->tls && (cfg->tls_ca != NULL || cfg->tls_server_name != NULL ||
 			  cfg->tls_cert != NULL || cfg->tls_key != NULL))
+		return 0;
+	if (cfg->secret != NULL &&
+	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__AUTH_SECRET_MAX))
 		return 0;
 	/* The codec checks the name the way the router will. */
 	hello.peer = view_of(cfg->name);

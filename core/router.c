@@ -331,12 +331,14 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 		{"out-max", o->out_max, c->out_max},
 		{"max-conns", o->max_conns, c->max_conns},
 		{"hello-timeout", o->hello_timeout_ms, c->hello_timeout_ms},
+		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},
+		{"auth-fail-max", o->auth_fail_max, c->auth_fail_max},
+		{"auth-fail-window", o->auth_fail_window_ms, c->auth_fail_window_ms},
 		{"max-conns-per-addr", o->max_conns_per_addr, c->max_conns_per_addr},
 		{"max-inflight-per-conn", o->max_inflight_per_conn, c->max_inflight_per_conn},
 		{"max-registrations", o->max_registrations, c->max_registrations},
 		{"idle-timeout", o->idle_ms, c->idle_ms},
 		{"pong-timeout", o->pong_timeout_ms, c->pong_timeout_ms},
-		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},
 	};
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		if (f[i].now != f[i].asked)
@@ -363,10 +365,13 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	}
 	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
 		goto refused;
-	/* Secrets and name rules check and swap in one step (the last that
-	 * can fail), and wait until every shard has them. */
-	if ((rc = sb__auth_reload(r, cfg)) != 0)
-		goto refused;
+	/* Secrets and name rules: checked and swapped in one step (it waits
+	 * for every shard to take them), and last, so a refusal of its own
+	 * (logged by it) leaves TLS as it was too. */
+	if ((rc = sb__auth_reload(r, cfg)) != 0) {
+		sb__tls_ctx_put(tls);
+		return rc;
+	}
 
 	/* Nothing below fails. */
 	note_restart_only(r, cfg);

@@ -359,6 +359,9 @@ static struct sb__tls_ctx *ctx_new(int server, char *why, size_t cap)
 	}
 	atomic_init(&x->refs, 1);
 	x->server = (uint8_t)server;
+	/* No cleanup at exit: a program may exit while shard threads still
+	 * use OpenSSL (the first init decides, so every path asks the same). */
+	OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL);
 	x->ssl = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	if (x->ssl == NULL) {
 		snprintf(why, cap, "TLS: %s", ssl_reason(reason, sizeof reason, NULL));

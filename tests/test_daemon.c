@@ -463,9 +463,11 @@ static int run_with(const char *path, const char *flag, const char *value, char 
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+static const char *daemon_path;
+
 static void test_bad_name_pattern(void)
 {
-	const char *path = DAEMON;
+	const char *path = daemon_path;
 	char out[1024];
 	CHECK_INT(run_with(path, "--name-pattern", "agent", out, sizeof out), 2);
 	CHECK(strstr(out, "--name-pattern agent: needs a run of #") != NULL);
@@ -497,8 +499,8 @@ static void test_secret_flags(void)
 			dup2(err[1], STDERR_FILENO);
 			close(out[0]);
 			close(err[0]);
-			execl(DAEMON, DAEMON, "--port", "0", "--secret-file-service", secret,
-			      "--secret-file-client", secret, "--allow-call-client", "x.*",
+			execl(daemon_path, daemon_path, "--port", "0", "--secret-file-service",
+			      secret, "--secret-file-client", secret, "--allow-call-client", "x.*",
 			      "--idle-timeout", "1000", "--max-conns-per-addr", "10", (char *)NULL);
 			_exit(127);
 		}
@@ -548,6 +550,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	DAEMON = argv[1];
+	daemon_path = argv[1];
 	start_daemon(argv[1]);
 	RUN(test_handshake_and_ping);
 	RUN(test_request_without_handler);
@@ -557,10 +560,10 @@ int main(int argc, char **argv)
 	RUN(test_unknown_kind_keeps_connection);
 	RUN(test_byte_at_a_time);
 	RUN(test_oversize_frame);
-	RUN(test_secret_flags);
 	RUN(test_config_file);
+	RUN(test_secret_flags);
 	RUN(test_sigterm_stops_cleanly);
-	DAEMON = argv[1];
+	daemon_path = argv[1];
 	RUN(test_bad_name_pattern);
 	return TEST_EXIT();
 }

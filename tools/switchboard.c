@@ -46,12 +46,6 @@ static const struct option opts[] = {
 	{"bind-retry-ms", required_argument, NULL, 'R'},
 	{"drain-ms", required_argument, NULL, 'd'},
 	{"log-level", required_argument, NULL, 'l'},
-	{"tls-cert", required_argument, NULL, 'C'},
-	{"tls-key", required_argument, NULL, 'K'},
-	{"tls-ca", required_argument, NULL, 'A'},
-	{"tls-verify-client", no_argument, NULL, 'v'},
-	{"tls-allow", required_argument, NULL, 'w'},
-	{"tls-deny", required_argument, NULL, 'x'},
 	{"secret-service", required_argument, NULL, O_SECRET_SERVICE},
 	{"secret-client", required_argument, NULL, O_SECRET_CLIENT},
 	{"secret-file-service", required_argument, NULL, O_SECRET_FILE_SERVICE},
@@ -66,6 +60,12 @@ static const struct option opts[] = {
 	{"max-registrations", required_argument, NULL, O_MAX_REGISTRATIONS},
 	{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
 	{"pong-timeout", required_argument, NULL, O_PONG_TIMEOUT},
+	{"tls-cert", required_argument, NULL, 'C'},
+	{"tls-key", required_argument, NULL, 'K'},
+	{"tls-ca", required_argument, NULL, 'A'},
+	{"tls-verify-client", no_argument, NULL, 'v'},
+	{"tls-allow", required_argument, NULL, 'w'},
+	{"tls-deny", required_argument, NULL, 'x'},
 	{"config", required_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -100,16 +100,6 @@ static void usage(FILE *out)
 		"  --log-level N         0 errors, 1 lifecycle, 2 connections, 3 debug\n"
 		"                        (default 1)\n"
 		"\n"
-		"TLS (docs/security.md):\n"
-		"  --tls-cert FILE       PEM certificate (chain): the listener speaks TLS 1.3\n"
-		"  --tls-key FILE        its PEM private key (default: in the --tls-cert file)\n"
-		"  --tls-ca FILE         PEM CA that client certificates must be signed by\n"
-		"  --tls-verify-client   require a client certificate (needs --tls-ca)\n"
-		"  --tls-allow NAMES     client certificate names (CN or DNS SAN) allowed,\n"
-		"                        comma-separated or repeated; '*' matches any run\n"
-		"                        of characters (default: every CA-signed name)\n"
-		"  --tls-deny NAMES      names refused even if allowed\n"
-		"\n"
 		"Authentication and name rules (docs/security.md):\n"
 		"  --secret-file-service FILE   shared secret of role service, read from\n"
 		"                        FILE (a trailing newline is dropped)\n"
@@ -136,12 +126,22 @@ static void usage(FILE *out)
 		"  --pong-timeout MS     then close it if nothing comes within this\n"
 		"                        (default 20000)\n"
 		"\n"
+		"TLS (docs/security.md):\n"
+		"  --tls-cert FILE       PEM certificate (chain): the listener speaks TLS 1.3\n"
+		"  --tls-key FILE        its PEM private key (default: in the --tls-cert file)\n"
+		"  --tls-ca FILE         PEM CA that client certificates must be signed by\n"
+		"  --tls-verify-client   require a client certificate (needs --tls-ca)\n"
+		"  --tls-allow NAMES     client certificate names (CN or DNS SAN) allowed,\n"
+		"                        comma-separated or repeated; '*' matches any run\n"
+		"                        of characters (default: every CA-signed name)\n"
+		"  --tls-deny NAMES      names refused even if allowed\n"
+		"\n"
 		"  --config FILE         read settings from FILE first: one `key = value`\n"
 		"                        per line, the keys being these flags' names\n"
 		"                        (`max-conns = 100`), `#` starts a comment; flags\n"
 		"                        given here apply on top. SIGHUP reads it again\n"
-		"                        and reloads TLS files and lists, secrets and name\n"
-		"                        rules (docs/daemon.md)\n"
+		"                        and reloads the TLS files and lists, the secrets\n"
+		"                        and the name rules (docs/daemon.md)\n"
 		"  --help                this text\n"
 		"  --version             print the version and exit\n");
 }
@@ -298,24 +298,6 @@ static void apply(struct settings *s, int opt, const char *val)
 	case 'l':
 		cfg->log_level = (int)number(s, "log-level", val, 0, 3);
 		break;
-	case 'C':
-		cfg->tls_cert = val;
-		break;
-	case 'K':
-		cfg->tls_key = val;
-		break;
-	case 'A':
-		cfg->tls_ca = val;
-		break;
-	case 'v':
-		cfg->tls_verify_client = 1;
-		break;
-	case 'w':
-		list_add(s, &s->allow, "tls-allow", val);
-		break;
-	case 'x':
-		list_add(s, &s->deny, "tls-deny", val);
-		break;
 	case O_SECRET_SERVICE:
 		cfg->secret_service = val;
 		break;
@@ -360,6 +342,24 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case O_PONG_TIMEOUT:
 		cfg->pong_timeout_ms = (uint32_t)number(s, "pong-timeout", val, 1, 3600000);
+		break;
+	case 'C':
+		cfg->tls_cert = val;
+		break;
+	case 'K':
+		cfg->tls_key = val;
+		break;
+	case 'A':
+		cfg->tls_ca = val;
+		break;
+	case 'v':
+		cfg->tls_verify_client = 1;
+		break;
+	case 'w':
+		list_add(s, &s->allow, "tls-allow", val);
+		break;
+	case 'x':
+		list_add(s, &s->deny, "tls-deny", val);
 		break;
 	}
 }
@@ -569,8 +569,8 @@ int main(int argc, char **argv)
 
 	struct sb_router *r = sb_router_new(&s->cfg, &err);
 	if (r == NULL && err == SB_EINVAL) {
-		/* TLS says what is wrong in the log; the other settings are
-		 * checked as a whole, so the likely one is named here. */
+		/* TLS, secrets and rules say what is wrong in the log; the other
+		 * settings are checked as a whole, so the likely one is named here. */
 		int pattern =
 			s->cfg.name_pattern != NULL && strcmp(s->cfg.name_pattern, "P####") != 0;
 		if (pattern)
@@ -579,15 +579,13 @@ int main(int argc, char **argv)
 				"name around it (no spaces, at most 54 bytes besides the "
 				"counter)\n",
 				s->cfg.name_pattern);
-		if (s->cfg.tls_cert != NULL)
-			fprintf(stderr, "switchboard: invalid settings (a TLS one is named in the "
-					"log above)\n");
-		else if (!pattern)
-			fprintf(stderr, "switchboard: invalid settings\n");
+		if (!pattern)
+			fprintf(stderr, "switchboard: invalid settings (the log above names a TLS, "
+					"secret or name-rule one)\n");
 		goto out;
 	}
 	if (r == NULL) {
-		fprintf(stderr, "switchboard: cannot listen on %s:%u: %s\n", s->cfg.addr,
+		fprintf(stderr, "switchboard: cannot start on %s:%u: %s\n", s->cfg.addr,
 			s->cfg.port, err == SB_ESYS ? strerror(errno) : sb_strerror(err));
 		rc = 1;
 		goto out;

@@ -156,22 +156,21 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s);
 void sb_router_stop(struct sb_router *r, unsigned drain_ms);
 
 /**
- * Apply the reloadable settings of @p c while the router runs, to new
- * connections without touching existing ones: the TLS certificate, key and
- * CA (files read again), tls_verify_client and the allow and deny lists;
- * the secrets (secret files read again) and the name rules (the secret_*
- * and allow_* fields). A handshake already challenged finishes with the
- * secret of its HELLO; existing registrations stay; once this returns,
- * every shard judges new frames by the new rules. Other fields are ignored
- * (a log line names those that differ: they need a restart). From any
- * thread but a shard's (not from an in-process handler: it waits for every
- * shard); @p c is read during the call only.
- * @return 0; SB_EINVAL if a setting is invalid (a file that does not load,
- *         a key that does not match, TLS turned on or off, a bad pattern or
- *         secret): the log says why, and every setting in force stays;
- *         SB_ESYS (a secret file cannot be read: errno); SB_ENOMEM
+ * Apply the reloadable settings of @p cfg while the router runs, without
+ * dropping a connection: the TLS certificate, key and CA (files read
+ * again), tls_verify_client and the allow and deny lists, for connections
+ * accepted from then on; the secrets (secret files read again) and name
+ * rules, for new frames (a handshake already challenged finishes with the
+ * secret of its HELLO; registrations stay). Other fields are ignored (a
+ * log line names those that differ: they need a restart). Call it from any
+ * thread but a shard's (not from an in-process handler: it waits for
+ * every shard to take the new rules); @p cfg is read during the call only.
+ * @return 0; SB_EINVAL (a TLS file that does not load, a key that does not
+ *         match, TLS turned on or off, a bad pattern or secret), SB_ESYS (a
+ *         secret file cannot be read: errno), SB_ENOMEM. On failure the log
+ *         says why, and every setting in force stays.
  */
-int sb_router_reload(struct sb_router *r, const struct sb_router_config *c);
+int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg);
 
 /** Free a stopped (or never started) router. */
 void sb_router_free(struct sb_router *r);
