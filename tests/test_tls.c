@@ -241,6 +241,33 @@ static struct sb_client *client(uint16_t port, const char *role, const char *cer
 	return cl;
 }
 
+/* A TLS client of role client with a certificate and a shared secret. */
+static struct sb_client *client_with(uint16_t port, const char *cert, const char *secret,
+				     struct watch *w)
+{
+	struct sb_client_config cfg;
+	char c[128], k[128];
+	int err = 0;
+
+	sb_client_config_init(&cfg);
+	cfg.port = port;
+	cfg.reconnect_min_ms = 20;
+	cfg.reconnect_max_ms = 200;
+	cfg.on_state = on_state;
+	cfg.ud = w;
+	cfg.tls = 1;
+	cfg.tls_ca = at("ca.pem");
+	snprintf(c, sizeof c, "%s/%s.pem", DIR_, cert);
+	snprintf(k, sizeof k, "%s/%s.key", DIR_, cert);
+	cfg.tls_cert = c;
+	cfg.tls_key = k;
+	cfg.secret = secret;
+	struct sb_client *cl = sb_client_new(&cfg, &err);
+	CHECK(cl != NULL);
+	CHECK_INT(err, 0);
+	return cl;
+}
+
 /* One turn over every client: one poll, then a process each. */
 static void pump_once(struct sb_client *const *cs, int n)
 {
@@ -871,6 +898,59 @@ static void test_reload_races_accepts(void)
 	stop(rl.r);
 }
 
+/* Shared secrets over TLS: the challenge and proof travel inside the
+ * records; one sb_router_reload() swaps the secret and the allow-list
+ * together, and a refusal of either leaves both as they were. */
+static void test_secret_over_tls(void)
+{
+	static const char *const ALICE[] = {"alice", NULL};
+	static const char *const BOTH[] = {"alice", "bob", NULL};
+	struct sb_router_config cfg;
+	struct tls_cfg t = {.cert = "server", .mtls = 1, .allow = ALICE};
+	struct watch w[5] = {{0}};
+	int err = 0;
+
+	log_capture();
+	fill(&cfg, &t);
+	cfg.secret_client = "first-secret";
+	struct sb_router *r = sb_router_new(&cfg, &err);
+	CHECK(r != NULL);
+	if (r == NULL)
+		return;
+	CHECK_INT(sb_router_start(r), 0);
+	uint16_t port = sb_router_port(r);
+
+	struct sb_client *ok = client_with(port, "alice", "first-secret", &w[0]);
+	pump_online(&ok, 1);
+	struct sb_client *wrong = client_with(port, "alice", "guess", &w[1]);
+	expect_refused(wrong, &w[1], SB_EUNAUTHORIZED, "wrong secret");
+	sb_client_free(wrong);
+
+	/* Both at once; then an unreadable secret file refuses the lot. */
+	t.allow = BOTH;
+	fill(&cfg, &t);
+	cfg.secret_client = "second-secret";
+	CHECK_INT(sb_router_reload(r, &cfg), 0);
+	struct sb_client *bob = client_with(port, "bob", "second-secret", &w[2]);
+	pump_online(&bob, 1);
+	fill(&cfg, &(struct tls_cfg){.cert = "server", .mtls = 1, .allow = ALICE});
+	cfg.secret_client_file = at("nothere.secret"); /* unreadable: refused */
+	CHECK_INT(sb_router_reload(r, &cfg), SB_ESYS);
+	struct sb_client *bob2 = client_with(port, "bob", "second-secret", &w[3]);
+	pump_online(&bob2, 1);       /* still bob allowed, still the second secret */
+	CHECK(sb_client_online(ok)); /* the first connection never noticed */
+	CHECK_INT(w[0].offline, 0);
+	sb_client_free(bob2);
+	sb_client_free(bob);
+	sb_client_free(ok);
+	stop(r);
+	char *log = log_release();
+	expect_logged(log, "reloaded: TLS 1.3: certificate CN=server; client certificates "
+			   "required, 2 allowed, 0 denied");
+	expect_logged(log, "reload refused, the rules in force stay: secret_client_file ");
+	free(log);
+}
+
 /* ---- the daemon: config file and SIGHUP --------------------------------- */
 
 static int write_config(const char *allow)
@@ -1158,6 +1238,7 @@ int main(int argc, char **argv)
 	RUN(test_mtls_refusals);
 	RUN(test_reload_swaps_allow_list);
 	RUN(test_reload_races_accepts);
+	RUN(test_secret_over_tls);
 	RUN(test_daemon_reloads_on_sighup);
 	RUN(test_sbctl_over_tls);
 	RUN(test_bad_settings_are_refused);
