@@ -44,9 +44,7 @@ static void stat_add(_Atomic uint64_t *c, int64_t d)
 /* The turn clock: timers use the milliseconds, latencies the microseconds. */
 static void tick(struct sb__shard *sh)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sh->now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	sh->now_us = sb__now_us();
 	sh->now = sh->now_us / 1000;
 }
 
@@ -733,18 +731,12 @@ static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t i
 }
 
 /* How peer ep handles m's name, if it registered it. `to` skips load
- * balancing, not the rules: its internal flag and schema still apply. */
+ * balancing, not the rules: its internal flag (a client may not reach an
+ * internal handler) and its schema still apply. */
 static struct sb__endpoint *to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
 	return r != NULL ? sb__route_endpoint(r, ep) : NULL;
-}
-
-/* A client may not reach a handler its peer registered as internal. */
-static int to_allowed(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep, int service)
-{
-	struct sb__endpoint *e = service ? NULL : to_endpoint(sh, m, ep);
-	return e == NULL || !(e->flags & SB__EP_INTERNAL);
 }
 
 /* The caller found handlers for the name but may reach none of them: each
@@ -798,13 +790,16 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 {
 	char why[SB__WHY_MAX];
 	uint64_t to = 0;
+	struct sb__endpoint *te = NULL; /* how the `to` peer handles the name, if it does */
 	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
 	/* Fire-and-forget has nobody to tell: count and drop, whether nobody
 	 * handles the name, `to` names nobody connected (or is paired with
-	 * BROADCAST, which contradicts it), or the peer is off limits. */
+	 * BROADCAST, which contradicts it), or the peer is off limits (a
+	 * client may not reach a handler registered as internal). */
 	if (m->to.ptr != NULL &&
 	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0 ||
-	     !to_allowed(sh, m, to, a->service)))
+	     ((te = to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
+	      !a->service)))
 		to = 0;
 	if (r == NULL && to == 0) {
 		stat_add(&sh->st.no_handler, 1);
@@ -812,7 +807,6 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	}
 	sb_patch_u32(f, m->from_off, a->from);
 	if (to != 0) { /* to a named peer, whatever it registered */
-		struct sb__endpoint *te = to_endpoint(sh, m, to);
 		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
 			return;
 		sb__buf_get(b);
@@ -913,12 +907,12 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 			answer_error(sh, a, m->id, rc, why);
 			return;
 		}
-		if (!to_allowed(sh, m, target, a->service)) {
+		struct sb__endpoint *te = to_endpoint(sh, m, target);
+		if (te != NULL && (te->flags & SB__EP_INTERNAL) && !a->service) {
 			answer_error(sh, a, m->id, SB_EFORBIDDEN,
 				     "this peer handles the name for services only");
 			return;
 		}
-		struct sb__endpoint *te = to_endpoint(sh, m, target);
 		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
 			return;
 	} else if (m->flags & SB_F_BROADCAST) {
