@@ -783,18 +783,20 @@ static char *cell(const msgpack_object *o)
 	return s;
 }
 
+static int str_is(const msgpack_object *o, const char *s)
+{
+	size_t n = strlen(s);
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+	       memcmp(o->via.str.ptr, s, n) == 0;
+}
+
 static const msgpack_object *field(const msgpack_object *map, const char *key)
 {
-	size_t n = strlen(key);
-
 	if (map == NULL || map->type != MSGPACK_OBJECT_MAP)
 		return NULL;
-	for (uint32_t i = 0; i < map->via.map.size; i++) {
-		const msgpack_object *k = &map->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-		    memcmp(k->via.str.ptr, key, n) == 0)
+	for (uint32_t i = 0; i < map->via.map.size; i++)
+		if (str_is(&map->via.map.ptr[i].key, key))
 			return &map->via.map.ptr[i].val;
-	}
 	return NULL;
 }
 
@@ -851,9 +853,7 @@ static int print_stats(const msgpack_object *v)
 	table_header(&t, 2, "COUNTER", "VALUE");
 	for (uint32_t i = 0; i < v->via.map.size; i++) {
 		const msgpack_object *k = &v->via.map.ptr[i].key;
-		if (k->type == MSGPACK_OBJECT_STR &&
-		    ((k->via.str.size == 6 && memcmp(k->via.str.ptr, "shards", 6) == 0) ||
-		     (k->via.str.size == 6 && memcmp(k->via.str.ptr, "routes", 6) == 0)))
+		if (str_is(k, "shards") || str_is(k, "routes")) /* tables of their own below */
 			continue;
 		char *row[2] = {cell(k), cell(&v->via.map.ptr[i].val)};
 		table_add(&t, row);
@@ -879,8 +879,7 @@ static int print_stats(const msgpack_object *v)
 		for (uint32_t i = 0; i < routes->via.array.size; i++) {
 			const msgpack_object *r = &routes->via.array.ptr[i];
 			const msgpack_object *name = field(r, "name");
-			int catch_all = name != NULL && name->type == MSGPACK_OBJECT_STR &&
-					name->via.str.size == 0;
+			int catch_all = name != NULL && str_is(name, "");
 			char *row[8] = {catch_all ? strdup("(catch-all)") : cell(name),
 					cell(field(r, "requests")),
 					cell(field(r, "sends")),
