@@ -221,9 +221,10 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 	if (err != 0) {
 		printf("error %s %s\n", sb_errname(err), outcome);
 	} else {
-		printf("%s %s ", more == SB_MORE_CHUNK      ? "chunk"
-				 : more == SB_MORE_PROGRESS ? "progress"
-							    : "reply",
+		printf("%s %s ",
+		       more == SB_MORE_CHUNK      ? "chunk"
+		       : more == SB_MORE_PROGRESS ? "progress"
+						  : "reply",
 		       outcome);
 		print_payload(payload, len);
 		printf("\n");

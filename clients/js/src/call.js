@@ -141,15 +141,14 @@ export class Call {
   }
 
   _more(outcome, data, flags) {
-    let payload;
+    const c = this._client;
     try {
-      payload = this._check(outcome, data);
+      const payload = this._check(outcome, data);
+      if (this._state === DEAD) throw this._reason;
+      c._frame(K.REPLY, flags, this._hi, this._lo, [checkStr(outcome, 'label'), NIL_FIELD], payload);
     } catch (e) {
       return handled(Promise.reject(e));
     }
-    if (this._state === DEAD) return handled(Promise.reject(this._reason));
-    const c = this._client;
-    c._frame(K.REPLY, flags, this._hi, this._lo, [checkStr(outcome, 'label'), NIL_FIELD], payload);
     if (!c._congested()) return Promise.resolve();
     return handled(this._room());
   }

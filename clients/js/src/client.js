@@ -69,6 +69,17 @@ function aborted(signal) {
   return r instanceof SwitchboardError ? r : new SwitchboardError('CANCELLED', 'cancelled by this client', { cause: r });
 }
 
+/**
+ * Connects through the transport and crypto of env (see the Client
+ * constructor) and resolves with the client once it is online: how a
+ * transport other than Node's TCP/TLS plugs in (docs/js-client.md).
+ */
+export async function connectWith(opts, env) {
+  const c = new Client(opts, env);
+  await c._start();
+  return c;
+}
+
 export class Client extends Emitter {
   /**
    * @param {object} opts see DEFAULTS and index.d.ts
@@ -419,6 +430,7 @@ export class Client extends Emitter {
         return;
       }
       const len = this._frameLen(b, off);
+      if (len < 0) return;
       this._part = this._env.alloc(PREFIX + len);
       this._part.set(b.subarray(off, n), 0);
       this._partLen = n - off;

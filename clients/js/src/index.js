@@ -3,11 +3,11 @@
 // same for every transport.
 
 import { createHmac, randomBytes } from 'node:crypto';
-import { Client } from './client.js';
+import { Client, connectWith } from './client.js';
 import { nodeConnect } from './transport-node.js';
 
 export { SwitchboardError, CODES } from './errors.js';
-export { Client };
+export { Client, connectWith };
 
 const nodeEnv = Object.freeze({
   connect: nodeConnect,
@@ -23,8 +23,6 @@ const nodeEnv = Object.freeze({
  * UNAUTHORIZED / DUP_NAME / FORBIDDEN when the router refused us); later
  * losses reconnect with backoff.
  */
-export async function connect(opts = {}) {
-  const c = new Client(opts, nodeEnv);
-  await c._start();
-  return c;
+export function connect(opts = {}) {
+  return connectWith(opts, nodeEnv);
 }

@@ -293,7 +293,8 @@ describe('the connection', () => {
     await svc.register('sec.echo', (a) => a);
     const app = await connect({ port: r.port, secret: Buffer.from('cli-secret') });
     assert.deepEqual(await app.request('sec.echo', 'hi'), { outcome: 'ok', data: 'hi' });
-    const wrong = await connect({ port: r.port, name: 'intruder', secret: 'guess' }).catch((e) => e);
+    // Told to keep trying, it still stops: the router would refuse it again.
+    const wrong = await connect({ port: r.port, name: 'intruder', secret: 'guess', waitOnFirstConnect: true }).catch((e) => e);
     assert.equal(wrong.code, 'UNAUTHORIZED');
     const none = await connect({ port: r.port }).catch((e) => e);
     assert.equal(none.code, 'UNAUTHORIZED');
