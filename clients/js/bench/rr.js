@@ -96,6 +96,7 @@ const targets = {
     return {
       procs: { server: router.child, responder: rsp.child },
       request: (i, payload) => clients[i].request('bench.echo', payload, { timeout: 10000 }),
+      echoed: (reply) => reply.outcome === 'ok' && reply.data.length === o.size,
       async close() {
         await Promise.all(clients.map((c) => c.close()));
         await stop(rsp.child);
@@ -115,6 +116,7 @@ const targets = {
     return {
       procs: { server: server.child, responder: rsp.child },
       request: (i, payload) => clients[i].request('bench.echo', payload, { timeout: 10000 }),
+      echoed: (msg) => msg.data.length === o.size,
       async close() {
         await Promise.all(clients.map((c) => c.close()));
         await stop(rsp.child);
@@ -127,6 +129,9 @@ const targets = {
 async function runOne(name, o) {
   const t = await targets[name](o);
   const payload = new Uint8Array(o.size).fill(0x61);
+  // Each connection's first answer is checked: the echo, not an error.
+  for (let c = 0; c < o.conns; c++)
+    if (!t.echoed(await t.request(c, payload))) throw new Error(`${name}: the responder did not echo the payload`);
   let count = 0;
   let running = true;
   const loops = [];

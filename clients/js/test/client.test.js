@@ -90,6 +90,44 @@ describe('cancel', () => {
   });
 });
 
+describe('chained calls', () => {
+  it('a cancel reaches the request a handler made on its caller\'s behalf, and its deadline is the caller\'s', async () => {
+    const inner = await peer({ role: 'service' });
+    let innerSaw = null;
+    let innerTimeout = 0;
+    let started;
+    const running = new Promise((r) => (started = r));
+    await inner.register('ch.inner', (args, call) => new Promise((resolve) => {
+      innerTimeout = call.timeout;
+      started();
+      call.signal.addEventListener('abort', () => {
+        innerSaw = call.signal.reason.code;
+        resolve();
+      });
+    }));
+    const outer = await peer({ role: 'service' });
+    let outerErr = null;
+    await outer.register('ch.outer', async (args, call) => {
+      try {
+        return await call.request('ch.inner', null);
+      } catch (e) {
+        outerErr = e.code;
+        throw e;
+      }
+    });
+    const app = await peer();
+    const ac = new AbortController();
+    const req = app.request('ch.outer', null, { signal: ac.signal, timeout: 20000 });
+    await running;
+    assert.ok(innerTimeout > 15000 && innerTimeout <= 20000, `the inner request had ${innerTimeout} ms`);
+    ac.abort();
+    await assert.rejects(req, { code: 'CANCELLED' });
+    await waitFor(() => innerSaw !== null && outerErr !== null, 10000, 'the cancel to reach both handlers');
+    assert.equal(innerSaw, 'CANCELLED');
+    assert.equal(outerErr, 'CANCELLED');
+  });
+});
+
 describe('timeouts', () => {
   it('a request nobody answers in time ends with TIMEOUT once, from the router, and the handler is told', async () => {
     const svc = await peer({ role: 'service' });
@@ -306,6 +344,48 @@ describe('the connection', () => {
   });
 });
 
+describe('registrations', () => {
+  it('unregister: the name is no longer routed here', async () => {
+    const svc = await peer({ role: 'service' });
+    await svc.register('un.reg', () => 'here');
+    const app = await peer();
+    assert.deepEqual(await app.request('un.reg', null), { outcome: 'ok', data: 'here' });
+    await svc.unregister('un.reg');
+    await assert.rejects(app.request('un.reg', null), { code: 'NO_HANDLER' });
+    await assert.rejects(svc.unregister('un.reg'), { code: 'INVAL' });
+  });
+
+  it('a name the router\'s rules refuse rejects the registration and is an error event; the others stand', async () => {
+    const r = await startRouter(['--allow-register-service', 'ok.*']);
+    const svc = await connect({ port: r.port, role: 'service' });
+    const errors = events(svc, ['error']);
+    await svc.register('ok.fine', () => 'fine');
+    await assert.rejects(svc.register('not.allowed', () => 1), { code: 'FORBIDDEN', message: /not\.allowed/ });
+    assert.deepEqual(errors, ['error FORBIDDEN']);
+    const app = await connect({ port: r.port });
+    assert.deepEqual(await app.request('ok.fine', null), { outcome: 'ok', data: 'fine' });
+    await app.close();
+    await svc.close();
+    await r.stop();
+  });
+
+  it('a handler of a send that throws is an error event, and the client carries on', async () => {
+    const svc = await peer({ role: 'service' });
+    const errors = [];
+    svc.on('error', (e) => errors.push(e));
+    await svc.register('sends.fail', () => {
+      throw new Error('cannot');
+    });
+    await svc.register('sends.ok', () => 'ok');
+    const app = await peer();
+    app.send('sends.fail', null);
+    await waitFor(() => errors.length === 1, 10000, 'the error event');
+    assert.equal(errors[0].code, 'INTERNAL');
+    assert.match(errors[0].message, /sends\.fail failed: cannot/);
+    assert.deepEqual(await app.request('sends.ok', null), { outcome: 'ok', data: 'ok' });
+  });
+});
+
 describe('peers', () => {
   it('sendTo and requestTo reach one peer by name, a client too; unknown and gone peers are told apart', async () => {
     const a = await peer({ role: 'service', name: 'to-a' });
@@ -322,6 +402,17 @@ describe('peers', () => {
     app.sendTo('to-b', 'to.note', { n: 1 });
     await waitFor(() => got.length === 1, 10000, 'the note');
     assert.deepEqual(got, [{ n: 1 }]);
+    // To every handler of a name: both get it.
+    const all = [];
+    await a.register('to.all', (args, call) => {
+      all.push(`a ${args}`);
+    });
+    await b.register('to.all', (args) => {
+      all.push(`b ${args}`);
+    });
+    app.sendAll('to.all', 2);
+    await waitFor(() => all.length === 2, 10000, 'both handlers');
+    assert.deepEqual(all.sort(), ['a 2', 'b 2']);
     // A client has no handlers: its library answers for it.
     await assert.rejects(a.requestTo('to-app', 'to.who', null), { code: 'NO_HANDLER', message: 'no handler for this name on this peer' });
     await assert.rejects(app.requestTo('to-nobody', 'to.who', null), { code: 'UNKNOWN_PEER' });
