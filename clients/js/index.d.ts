@@ -73,6 +73,8 @@ export interface ConnectOptions {
   outHighWaterMark?: number;
   /** Presence events a watch keeps unread before dropping the oldest (10000). */
   presenceMax?: number;
+  /** While reading is paused for flow control, a PING this often, ms (5000). */
+  keepAliveMs?: number;
   /** Merged into HELLO's payload (the router logs it). */
   info?: Record<string, unknown> | null;
 }

@@ -43,6 +43,7 @@ const DEFAULTS = {
   highWaterMark: 1 << 20, // stream bytes waiting unread before reading pauses
   outHighWaterMark: 1 << 20, // output bytes queued before chunk() waits
   presenceMax: 10000, // events a presence watch keeps unread
+  keepAliveMs: 5000, // while reading is paused, a PING this often
   info: null, // merged into HELLO's payload
 };
 
@@ -127,7 +128,8 @@ export class Client extends Emitter {
     this._idents = new Map(); // peer id -> {peer, role, subject}
     this._presence = { users: 0, watches: new Set(), on: false, id: 0, ready: [] };
     this._buffered = 0; // stream bytes waiting unread, of requests still open
-    this._paused = false;
+    this._paused = false; // reading stopped for flow control
+    this._keepAlive = null; // its PING timer
     this._drain = null; // {promise, resolve}: output drained below the mark
     this._deadlines = new Deadlines((r) => this._expire(r), env.now);
     this._attempt = 0; // failed attempts since last online: the backoff exponent
@@ -296,7 +298,7 @@ export class Client extends Emitter {
     this._idents.clear();
     this._presence.on = false;
     this._presence.id = 0;
-    if (this._paused) this._paused = false;
+    if (this._paused) this._resume();
     for (const h of this._handlers.values()) h.ctl = 0;
     if (this._catchAll !== null) this._catchAll.ctl = 0;
     // Registrations are sent again on the next WELCOME; an UNREGISTER in
@@ -952,15 +954,28 @@ export class Client extends Emitter {
     if (!this._paused && this._buffered > this._o.highWaterMark && this._conn !== null) {
       this._paused = true;
       this._conn.pause();
+      // The router closes a connection it hears nothing from (its idle
+      // time, then the PONG timeout), and while we read nothing we answer
+      // none of its PINGs: our own PINGs tell it we are alive.
+      this._keepAlive = setInterval(() => {
+        if (this._canSend()) this._frame(K.PING, 0, 0, 0, [], NIL_PAYLOAD);
+      }, this._o.keepAliveMs);
+      if (this._keepAlive.unref) this._keepAlive.unref();
     }
   }
 
   _unbuffer(n) {
     this._buffered -= n;
     if (this._paused && this._buffered <= this._o.highWaterMark / 2) {
-      this._paused = false;
+      this._resume();
       if (this._conn !== null) this._conn.resume();
     }
+  }
+
+  _resume() {
+    this._paused = false;
+    clearInterval(this._keepAlive);
+    this._keepAlive = null;
   }
 
   /* ---- presence --------------------------------------------------------- */

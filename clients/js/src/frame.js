@@ -437,5 +437,6 @@ function readBin(b, r, end) {
   else fault('wrong field type (expected a binary)');
   if (p + h + n > end) fault('frame ends inside a field');
   r.p = p + h + n;
-  return b.slice(p + h, p + h + n);
+  // A copy: Buffer's slice() is a view of the read buffer.
+  return Uint8Array.prototype.slice.call(b, p + h, p + h + n);
 }
