@@ -316,19 +316,19 @@ describe('the connection', () => {
   });
 
   it('a consumer that stops reading for longer than the router\'s idle and PONG timeouts keeps its connection', async () => {
-    const r = await startRouter(['--idle-timeout', '200', '--pong-timeout', '200']);
+    const r = await startRouter(['--idle-timeout', '500', '--pong-timeout', '500']);
     const svc = await connect({ port: r.port, role: 'service' });
     await svc.register('ka.stream', async (args, call) => {
       for (let i = 0; i < 200; i++) await call.chunk('part', Buffer.alloc(8192, i));
       return 'done';
     });
-    const app = await connect({ port: r.port, highWaterMark: 32768, keepAliveMs: 50 });
+    const app = await connect({ port: r.port, highWaterMark: 32768, keepAliveMs: 100 });
     const seen = events(app, ['offline']);
     const it = app.stream('ka.stream', null, { timeout: 20000 })[Symbol.asyncIterator]();
     assert.equal((await it.next()).value.data[0], 0);
-    // The slow consumer of this story: it reads nothing for over 4 idle
-    // spells of the router, with the client paused well before that.
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // The slow consumer of this story: it reads nothing for 2.5 times the
+    // router's idle and PONG timeouts, with the client paused well before.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     let n = 1;
     for (let p = await it.next(); !p.done; p = await it.next()) if (p.value.type === 'chunk') assert.equal(p.value.data[0], n++ % 256);
     assert.equal(n, 200);

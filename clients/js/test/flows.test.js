@@ -171,7 +171,7 @@ describe('the seeds\' flows', () => {
       });
     }
     const ops = await peer();
-    const { results, counts } = await ops.requestAll('health.check', null, { timeout: 500 });
+    const { results, counts } = await ops.requestAll('health.check', null, { timeout: 1500 });
     const lines = [...results].sort(([a], [b]) => a.localeCompare(b)).map(([agent, r]) =>
       `${agent} ${r.ok ? r.outcome + (r.data ? ` (${r.data.reason})` : '') : r.error.code}`);
     assert.deepEqual(lines, ['cache-1 TIMEOUT', 'db-1 degraded (disk 97% full)', 'web-1 healthy']);
