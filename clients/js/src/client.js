@@ -122,8 +122,8 @@ export class Client extends Emitter {
     this._nextId = 1;
     this._ctls = new Map(); // control id (low word) -> pending REGISTER/UNREGISTER/SUBSCRIBE
     this._nextCtl = 1;
-    this._handlers = new Map(); // name -> handler; '' holds none (names are never empty)
-    this._catchAll = null;
+    this._handlers = new Map(); // name -> handler
+    this._catchAll = null; // the handler registered with name null
     this._calls = new Map(); // router id key -> Call (requests not yet answered)
     this._idents = new Map(); // peer id -> {peer, role, subject}
     this._presence = { users: 0, watches: new Set(), on: false, id: 0, ready: [] };
@@ -138,7 +138,8 @@ export class Client extends Emitter {
     this._closedP = null;
     this._closedResolve = null;
     this._first = null; // {resolve, reject} of connect()
-    this._giveUp = null; // why the client stopped for good
+    this._challenged = false; // this connection answered a CHALLENGE
+    this._presenceListeners = 0; // 'presence' listeners, each a subscription user
     /** This connection's peer name (assigned by the router if none was asked). */
     this.name = o.name ?? null;
     /** The router's id for this connection (0 while not connected). */
@@ -186,7 +187,6 @@ export class Client extends Emitter {
   }
 
   _stop(why) {
-    this._giveUp = why;
     const conn = this._conn;
     this._clearTimer();
     if (conn !== null) {
@@ -230,7 +230,7 @@ export class Client extends Emitter {
     const sink = {
       open: () => gen === this._gen && this._hello(),
       data: (b) => gen === this._gen && this._feed(b),
-      drain: () => gen === this._gen && this._drained(true),
+      drain: () => gen === this._gen && this._wakeDrain(),
       closed: (err) => gen === this._gen && this._transportClosed(err),
     };
     try {
@@ -267,6 +267,7 @@ export class Client extends Emitter {
     const conn = this._conn;
     this._clearTimer();
     if (conn !== null) conn.destroy();
+    this._conn = null; // nothing more is written to it
     const first = this._first !== null && !this._everOnline;
     if (first && !this._o.waitOnFirstConnect) {
       this._stop(why || new SwitchboardError('OFFLINE', 'the router closed the connection'));
@@ -352,13 +353,9 @@ export class Client extends Emitter {
     return c !== null && this._out.pending + c.pending > this._o.outHighWaterMark;
   }
 
-  /* A promise resolved when the output has drained (or the connection
-   * ended); with fromTransport, the transport says it drained. */
-  _drained(fromTransport) {
-    if (fromTransport === true) {
-      this._wakeDrain();
-      return undefined;
-    }
+  /* A promise resolved when the transport says its output has drained (or
+   * the connection ends): what a congested chunk() waits for. */
+  _drained() {
     if (this._drain === null) {
       let resolve;
       const promise = new Promise((r) => {
@@ -527,7 +524,7 @@ export class Client extends Emitter {
     }
     const gen = this._gen;
     const nonce = this._env.random(32);
-    const name = this._nameB.length > 1 || this._nameB[0] !== 0xc0 ? new TextEncoder().encode(this._o.name) : new Uint8Array(0);
+    const name = this._o.name != null ? new TextEncoder().encode(this._o.name) : new Uint8Array(0);
     const msg = new Uint8Array(m.nonce.length + nonce.length + name.length);
     msg.set(m.nonce, 0);
     msg.set(nonce, m.nonce.length);
@@ -982,7 +979,7 @@ export class Client extends Emitter {
 
   _listeners(event, count) {
     if (event !== 'presence') return;
-    const had = this._presenceListeners || 0;
+    const had = this._presenceListeners;
     this._presenceListeners = count;
     if (count > had) this._presenceUser(1);
     else if (count < had) this._presenceUser(-1);

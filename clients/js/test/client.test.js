@@ -87,6 +87,21 @@ describe('cancel', () => {
     await waitFor(() => producerErr !== null, 10000, 'the producer to be told');
     assert.equal(producerErr.code, 'CANCELLED'); // and its loop ended with that
     assert.ok(produced >= 5);
+
+    // The same stream stopped by its signal: the loop ends with CANCELLED.
+    producerErr = null;
+    const ac = new AbortController();
+    const seen = [];
+    const err = await (async () => {
+      for await (const part of app.stream('numbers', null, { signal: ac.signal })) {
+        seen.push(part.data);
+        if (seen.length === 3) ac.abort();
+      }
+    })().catch((e) => e);
+    assert.equal(err.code, 'CANCELLED');
+    assert.deepEqual(seen, [0, 1, 2]);
+    await waitFor(() => producerErr !== null, 10000, 'the producer to be told again');
+    assert.equal(producerErr.code, 'CANCELLED');
   });
 });
 
