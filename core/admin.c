@@ -10,6 +10,7 @@
 #include <switchboard/error.h>
 #include <switchboard/router.h>
 
+#include "../proto/mp.h"
 #include "admin.h"
 #include "idmap.h"
 #include "shard.h"
@@ -157,35 +158,64 @@ static int pack_route_page(struct sb_router *r, msgpack_packer *pk, msgpack_sbuf
 	return n < 0 ? SB_ENOMEM : 0;
 }
 
+/* Steps over one whole value (nested ones too) without recursion or
+ * allocation: a count of values still owed, each read consuming bytes, so
+ * counts the payload cannot hold end at its end. @return 0, or -1 when the
+ * bytes end first or are not MessagePack */
+static int mp_skip(const uint8_t **p, const uint8_t *end)
+{
+	for (uint64_t owed = 1; owed > 0; owed--) {
+		struct sb__mp_item it;
+		if (sb__mp_read(p, end, &it) != SB__MP_OK)
+			return -1;
+		if (it.type == SB__MP_ARRAY)
+			owed += it.len;
+		else if (it.type == SB__MP_MAP)
+			owed += 2 * (uint64_t)it.len;
+	}
+	return 0;
+}
+
 /* The asker's arguments to $sb.stats: nil, or a map whose "after" names
  * the last route of the previous page. Other keys are ignored (room for
- * later ones). @return 0, or SB_EINVAL with why set */
-static int stats_args(struct sb_view args, msgpack_unpacked *u, struct page *pg, char *why,
-		      size_t whylen)
+ * later ones). Read in place with the codec's reader: the payload is the
+ * asker's, and a MessagePack library's unpacker allocates for the counts
+ * it declares before it reads a byte of them (128 GiB, the fuzzer found).
+ * @return 0, or SB_EINVAL with why set */
+static int stats_args(struct sb_view args, struct page *pg, char *why, size_t whylen)
 {
+	const uint8_t *p = args.ptr, *end = args.ptr + args.len;
+	struct sb__mp_item map, key, val;
+
 	if (args.len == 0)
 		return 0;
-	if (msgpack_unpack_next(u, (const char *)args.ptr, args.len, NULL) !=
-	    MSGPACK_UNPACK_SUCCESS) {
-		snprintf(why, whylen, "$sb.stats: the arguments are not MessagePack");
-		return SB_EINVAL;
-	}
-	const msgpack_object *o = &u->data;
-	if (o->type != MSGPACK_OBJECT_MAP)
+	if (sb__mp_read(&p, end, &map) != SB__MP_OK)
+		goto bad;
+	if (map.type != SB__MP_MAP)
 		return 0;
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		const msgpack_object *k = &o->via.map.ptr[i].key, *val = &o->via.map.ptr[i].val;
-		if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != 5 ||
-		    memcmp(k->via.str.ptr, "after", 5) != 0)
+	for (uint32_t i = 0; i < map.len; i++) {
+		const uint8_t *at = p;
+		if (sb__mp_read(&p, end, &key) != SB__MP_OK)
+			goto bad;
+		if (key.type != SB__MP_STR || key.len != 5 || memcmp(key.body, "after", 5) != 0) {
+			p = at; /* the key may be a map itself */
+			if (mp_skip(&p, end) != 0 || mp_skip(&p, end) != 0)
+				goto bad;
 			continue;
-		if (val->type != MSGPACK_OBJECT_STR) {
+		}
+		if (sb__mp_read(&p, end, &val) != SB__MP_OK)
+			goto bad;
+		if (val.type != SB__MP_STR) {
 			snprintf(why, whylen, "$sb.stats: \"after\" must be a string");
 			return SB_EINVAL;
 		}
-		pg->after = val->via.str.ptr;
-		pg->after_len = val->via.str.size;
+		pg->after = (const char *)val.body;
+		pg->after_len = val.len;
 	}
 	return 0;
+bad:
+	snprintf(why, whylen, "$sb.stats: the arguments are not one MessagePack value");
+	return SB_EINVAL;
 }
 
 /* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}],
@@ -197,13 +227,9 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer 
 	struct sb_router *r = sh->r;
 	struct sb_router_stats s;
 	struct page pg = {0};
-	msgpack_unpacked u;
-	msgpack_unpacked_init(&u);
-	int rc = stats_args(args, &u, &pg, why, whylen);
-	if (rc != 0) {
-		msgpack_unpacked_destroy(&u);
+	int rc = stats_args(args, &pg, why, whylen);
+	if (rc != 0)
 		return rc;
-	}
 	sb_router_stats(r, &s);
 	const struct {
 		const char *name;
@@ -264,7 +290,6 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer 
 	size_t used = sb->size + 64;
 	pg.room = r->cfg.max_frame > used ? r->cfg.max_frame - used : 0;
 	rc = pack_route_page(r, &rp, &rb, &pg);
-	msgpack_unpacked_destroy(&u);
 	pack_key(pk, "routes_more");
 	if (pg.more)
 		msgpack_pack_true(pk);
