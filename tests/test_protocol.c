@@ -579,12 +579,17 @@ static void test_goodbye_deadline_is_capped(void)
 	struct peer *h = peer_hello(PORT, "gc-h", "service");
 	struct peer *cli = peer_hello(PORT, "gc-cli", "client");
 	peer_register(h, "gc.silent", 1);
-	uint64_t t0 = now_ms(), id = 1, closed_at = 0;
+	peer_request(cli, "gc.silent", 1, 0, NULL, 0); /* open before the GOODBYE */
+	peer_expect(h, SB_REQUEST);
+	uint64_t t0 = now_ms(), id = 2, closed_at = 0, sent = t0, gap = 0;
 	goodbye(cli, UINT32_MAX);
 	while (closed_at == 0 && now_ms() - t0 < 10000) {
-		peer_request(cli, "gc.silent", id++, 0, NULL, 0); /* keeps one open */
+		/* A new request every 50 ms keeps one open (each lives 400 ms). */
+		peer_request(cli, "gc.silent", id++, 0, NULL, 0);
+		gap = now_ms() - sent > gap ? now_ms() - sent : gap;
+		sent = now_ms();
 		struct pollfd pfd = {.fd = cli->fd, .events = POLLIN};
-		if (poll(&pfd, 1, 100) == 1)
+		if (poll(&pfd, 1, 50) == 1)
 			while (closed_at == 0) {
 				int rc = peer_recv_within(cli, 0);
 				if (rc == 0)
@@ -593,8 +598,15 @@ static void test_goodbye_deadline_is_capped(void)
 					break;
 			}
 	}
-	CHECK(closed_at != 0);
-	CHECK(closed_at - t0 >= 400);
+	CHECK(closed_at != 0); /* not held by its requests */
+	/* Never before the cap, as long as a request was open all along: a
+	 * test thread stalled past a request's 400 ms on a loaded machine
+	 * leaves none, and then an early close is right. */
+	if (gap < 300)
+		CHECK(closed_at - t0 >= 400);
+	else
+		printf("  (a %llu ms gap between requests: the lower bound is not checked)\n",
+		       (unsigned long long)gap);
 	peer_close(cli);
 	peer_close(h);
 	sb_router_stop(r, 0);
