@@ -749,13 +749,48 @@ struct asker {
 	void *ud;
 };
 
+/* Whether rid (from the cancel map) is an open request of c with this id:
+ * the map's key mixes the two, so a hit is checked. */
+static int is_open(struct sb__shard *sh, const struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	const struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	return q != NULL && q->requester == c->ep && q->orig_id == id;
+}
+
+/* Two open requests of one connection cannot share an id: every answer to
+ * either would carry it, and an answer to the second would end the first
+ * in the requester's eyes. So the second is refused about the connection
+ * (id 0), and no other answer may go before that check: the routed path
+ * makes it as it enters the id in the cancel map (one probe, as before),
+ * every answer to a request not yet entered makes it here (errors only).
+ * @return 1 if the id is taken (and the request refused) */
+static int id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	char why[128];
+
+	if (!is_open(sh, c, id, rid))
+		return 0;
+	snprintf(why, sizeof why,
+		 "REQUEST id %llu is already open on this connection: ids of open requests must "
+		 "differ",
+		 (unsigned long long)id);
+	send_error(sh, c, 0, SB_EINVAL, why, 0);
+	return 1;
+}
+
+static uint64_t open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id)
+{
+	return sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, id));
+}
+
+/* Every refusal of a request, before it is routed. */
 static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t id, int err,
 			 const char *text)
 {
-	if (a->c != NULL)
-		send_error(sh, a->c, id, err, text, 0);
-	else
+	if (a->c == NULL)
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
+	else if (!id_taken(sh, a->c, id, open_rid(sh, a->c, id)))
+		send_error(sh, a->c, id, err, text, 0);
 }
 
 /* How peer ep handles m's name, if it registered it. `to` skips load
@@ -892,10 +927,10 @@ static void answer_admin(struct sb__shard *sh, const struct asker *a, const stru
 	/* The asker refuses frames over max_frame, and would drop us for it. */
 	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
 		answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
-	else if (a->c != NULL)
-		send_msg(sh, a->c, &r);
-	else
+	else if (a->c == NULL)
 		a->fn(0, "ok", 2, p, n, 0, a->ud);
+	else if (!id_taken(sh, a->c, m->id, open_rid(sh, a->c, m->id)))
+		send_msg(sh, a->c, &r);
 	free(p);
 }
 
@@ -985,6 +1020,17 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
 		return;
 	}
+	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
+		uint64_t key = sb__idmap_key(a->c->ep, m->id), old = 0;
+		if (sb__idmap_put_new(&sh->cancel, key, rid, &old) == 1) {
+			if (id_taken(sh, a->c, m->id, old)) {
+				sb__reqtab_free(&sh->reqs, rid);
+				free(bc);
+				return;
+			}
+			sb__idmap_put(&sh->cancel, key, rid); /* another pair's key, alike */
+		}
+	}
 	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
 	if (timeout > cfg->max_timeout_ms)
 		timeout = cfg->max_timeout_ms;
@@ -1008,7 +1054,6 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	if (a->c != NULL) {
 		a->c->inflight++;
 		sb__link_add(&a->c->reqs, &q->by_conn);
-		sb__idmap_put(&sh->cancel, sb__idmap_key(a->c->ep, m->id), rid);
 	}
 	sb__link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
@@ -1378,38 +1423,22 @@ static int call_allowed(struct sb__shard *sh, struct sb__conn *c, const struct s
 	if (sb__auth_may_call(sh->auth.pol, c->service, m->name) == 0)
 		return 1;
 	stat_add(&sh->st.forbidden, 1);
-	if (m->kind == SB_REQUEST) {
+	if (m->kind == SB_REQUEST && !id_taken(sh, c, m->id, open_rid(sh, c, m->id))) {
 		forbidden_text(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
 		send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
 	}
 	return 0;
 }
 
-/* Ids of a connection's requests are its own to choose, but 0 is the
- * connection's (an ERROR with id 0 is about it), and two open requests
- * cannot share one: every answer to either would carry it. Both are refused
- * about the connection, since an answer with the id would end the open one
- * in the requester's eyes; and before anything else, which would answer
- * with the id too. */
+/* Id 0 is the connection's (an ERROR with id 0 is about it), so no
+ * request may have it: refused about the connection, before anything
+ * else would answer with it. */
 static int request_id_ok(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
-	char why[128];
-
-	if (m->id == 0) {
-		send_error(sh, c, 0, SB_EINVAL,
-			   "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection",
-			   0);
-		return 0;
-	}
-	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
-	const struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
-	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
+	if (m->id != 0)
 		return 1;
-	snprintf(why, sizeof why,
-		 "REQUEST id %llu is already open on this connection: ids of open requests must "
-		 "differ",
-		 (unsigned long long)m->id);
-	send_error(sh, c, 0, SB_EINVAL, why, 0);
+	send_error(sh, c, 0, SB_EINVAL,
+		   "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection", 0);
 	return 0;
 }
 

@@ -191,8 +191,11 @@ static void test_a_second_open_request_with_the_same_id_is_refused(void)
 	expect_error(cli, 0, SB_EINVAL, 0,
 		     "REQUEST id 7 is already open on this connection: ids of open requests "
 		     "must differ");
-	/* Even one that would fail at once: its error would carry id 7. */
+	/* Even one that would fail at once, or that the router answers itself:
+	 * its answer would carry id 7. */
 	peer_request(cli, "dup.nobody", 7, 0, NULL, 0);
+	expect_error(cli, 0, SB_EINVAL, 0, NULL);
+	peer_request(cli, "$sb.stats", 7, 0, NULL, 0);
 	expect_error(cli, 0, SB_EINVAL, 0, NULL);
 	peer_expect_silence(svc, 100);
 
