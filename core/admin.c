@@ -10,6 +10,7 @@
 #include <switchboard/error.h>
 #include <switchboard/router.h>
 
+#include "../proto/mp.h"
 #include "admin.h"
 #include "idmap.h"
 #include "shard.h"
@@ -106,16 +107,29 @@ static int pack_peers(struct sb__shard *sh, msgpack_packer *pk)
 	return rc;
 }
 
-/* [{"name": str, "requests": uint, ..., "p99_us": uint}]: every name that
- * has ever had a handler, with counts since the router started. */
-static int pack_route_stats(struct sb_router *r, msgpack_packer *pk)
+/* The routes $sb.stats lists: by name, those after the asker's "after"
+ * (see docs/protocol.md), as many as fit in room bytes. */
+struct page {
+	const char *after; /* NULL: from the first name */
+	uint32_t after_len;
+	size_t room; /* bytes the routes may take */
+	uint32_t n;  /* routes packed */
+	int more;    /* some were left out for room */
+};
+
+/* {"name": str, "requests": uint, ..., "max_us": uint} per route, into pk,
+ * under the table's lock: a record is freed only under it. */
+static int pack_route_page(struct sb_router *r, msgpack_packer *pk, msgpack_sbuffer *sb,
+			   struct page *pg)
 {
 	struct sb__rstats *t = &r->rstats;
-	pthread_mutex_lock(&t->lock); /* names may be added meanwhile */
-	msgpack_pack_array(pk, t->n);
-	for (uint32_t i = 0; i < t->n; i++) {
+	struct sb__rstat **v;
+	pthread_mutex_lock(&t->lock);
+	long n = sb__rstats_sorted(t, pg->after, pg->after_len, &v);
+	for (long i = 0; i < n; i++) {
 		struct sb__rstat_sum s;
-		sb__rstat_sum(t, t->v[i], &s);
+		size_t before = sb->size;
+		sb__rstat_sum(t, v[i], &s);
 		const struct {
 			const char *name;
 			uint64_t v;
@@ -126,22 +140,96 @@ static int pack_route_stats(struct sb_router *r, msgpack_packer *pk)
 		};
 		msgpack_pack_map(pk, 1 + sizeof c / sizeof c[0]);
 		pack_key(pk, "name");
-		pack_str(pk, t->v[i]->name, t->v[i]->len);
+		pack_str(pk, v[i]->name, v[i]->len);
 		for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
 			pack_key(pk, c[k].name);
 			msgpack_pack_uint64(pk, c[k].v);
 		}
+		if (sb->size > pg->room) { /* the next page starts with this one */
+			sb->size = before;
+			pg->more = 1;
+			break;
+		}
+		pg->n++;
 	}
 	pthread_mutex_unlock(&t->lock);
+	if (n >= 0)
+		free(v);
+	return n < 0 ? SB_ENOMEM : 0;
+}
+
+/* Steps over one whole value (nested ones too) without recursion or
+ * allocation: a count of values still owed, each read consuming bytes, so
+ * counts the payload cannot hold end at its end. @return 0, or -1 when the
+ * bytes end first or are not MessagePack */
+static int mp_skip(const uint8_t **p, const uint8_t *end)
+{
+	for (uint64_t owed = 1; owed > 0; owed--) {
+		struct sb__mp_item it;
+		if (sb__mp_read(p, end, &it) != SB__MP_OK)
+			return -1;
+		if (it.type == SB__MP_ARRAY)
+			owed += it.len;
+		else if (it.type == SB__MP_MAP)
+			owed += 2 * (uint64_t)it.len;
+	}
 	return 0;
 }
 
+/* The asker's arguments to $sb.stats: nil, or a map whose "after" names
+ * the last route of the previous page. Other keys are ignored (room for
+ * later ones). Read in place with the codec's reader: the payload is the
+ * asker's, and a MessagePack library's unpacker allocates for the counts
+ * it declares before it reads a byte of them (128 GiB, the fuzzer found).
+ * @return 0, or SB_EINVAL with why set */
+static int stats_args(struct sb_view args, struct page *pg, char *why, size_t whylen)
+{
+	const uint8_t *p = args.ptr, *end = args.ptr + args.len;
+	struct sb__mp_item map, key, val;
+
+	if (args.len == 0)
+		return 0;
+	if (sb__mp_read(&p, end, &map) != SB__MP_OK)
+		goto bad;
+	if (map.type != SB__MP_MAP)
+		return 0;
+	for (uint32_t i = 0; i < map.len; i++) {
+		const uint8_t *at = p;
+		if (sb__mp_read(&p, end, &key) != SB__MP_OK)
+			goto bad;
+		if (key.type != SB__MP_STR || key.len != 5 || memcmp(key.body, "after", 5) != 0) {
+			p = at; /* the key may be a map itself */
+			if (mp_skip(&p, end) != 0 || mp_skip(&p, end) != 0)
+				goto bad;
+			continue;
+		}
+		if (sb__mp_read(&p, end, &val) != SB__MP_OK)
+			goto bad;
+		if (val.type != SB__MP_STR) {
+			snprintf(why, whylen, "$sb.stats: \"after\" must be a string");
+			return SB_EINVAL;
+		}
+		pg->after = (const char *)val.body;
+		pg->after_len = val.len;
+	}
+	return 0;
+bad:
+	snprintf(why, whylen, "$sb.stats: the arguments are not one MessagePack value");
+	return SB_EINVAL;
+}
+
 /* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}],
- *  "routes": [...]} */
-static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
+ *  "routes": [...], "routes_more": bool}: the routes fill what is left of
+ *  max_frame, so the answer always fits. */
+static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer *sb,
+		      struct sb_view args, char *why, size_t whylen)
 {
 	struct sb_router *r = sh->r;
 	struct sb_router_stats s;
+	struct page pg = {0};
+	int rc = stats_args(args, &pg, why, whylen);
+	if (rc != 0)
+		return rc;
 	sb_router_stats(r, &s);
 	const struct {
 		const char *name;
@@ -172,9 +260,10 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		{"register_refused", s.register_refused},
 		{"idle_pings", s.idle_pings},
 		{"idle_timeouts", s.idle_timeouts},
+		{"accept_errors", s.accept_errors},
 	};
 	size_t nc = sizeof c / sizeof c[0];
-	msgpack_pack_map(pk, (uint32_t)nc + 2);
+	msgpack_pack_map(pk, (uint32_t)nc + 3);
 	for (size_t i = 0; i < nc; i++) {
 		pack_key(pk, c[i].name);
 		msgpack_pack_uint64(pk, c[i].v);
@@ -192,18 +281,59 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk)
 		pack_key(pk, "inflight");
 		msgpack_pack_uint64(pk, atomic_load_explicit(&st->inflight, memory_order_relaxed));
 	}
+	/* The routes go last, in what max_frame leaves: the REPLY's own header
+	 * is under 32 bytes, "routes_more" and the array's header under 32. */
+	msgpack_sbuffer rb;
+	msgpack_packer rp;
+	msgpack_sbuffer_init(&rb);
+	msgpack_packer_init(&rp, &rb, msgpack_sbuffer_write);
+	size_t used = sb->size + 64;
+	pg.room = r->cfg.max_frame > used ? r->cfg.max_frame - used : 0;
+	rc = pack_route_page(r, &rp, &rb, &pg);
+	pack_key(pk, "routes_more");
+	if (pg.more)
+		msgpack_pack_true(pk);
+	else
+		msgpack_pack_false(pk);
 	pack_key(pk, "routes");
-	return pack_route_stats(r, pk);
+	msgpack_pack_array(pk, pg.n);
+	if (rb.size > 0)
+		msgpack_sbuffer_write(sb, rb.data, rb.size);
+	msgpack_sbuffer_destroy(&rb);
+	return rc;
 }
 
-int sb__admin_answer(struct sb__shard *sh, struct sb_view name, char **payload, size_t *len)
+/* The answers that take no arguments. */
+static int pack_routes_answer(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer *sb,
+			      struct sb_view args, char *why, size_t whylen)
+{
+	(void)sb;
+	(void)args;
+	(void)why;
+	(void)whylen;
+	return pack_routes(sh, pk);
+}
+
+static int pack_peers_answer(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer *sb,
+			     struct sb_view args, char *why, size_t whylen)
+{
+	(void)sb;
+	(void)args;
+	(void)why;
+	(void)whylen;
+	return pack_peers(sh, pk);
+}
+
+int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view args, char **payload,
+		     size_t *len, char *why, size_t whylen)
 {
 	static const struct {
 		const char *name;
-		int (*pack)(struct sb__shard *, msgpack_packer *);
+		int (*pack)(struct sb__shard *, msgpack_packer *, msgpack_sbuffer *, struct sb_view,
+			    char *, size_t);
 	} answers[] = {
-		{"$sb.routes", pack_routes},
-		{"$sb.peers", pack_peers},
+		{"$sb.routes", pack_routes_answer},
+		{"$sb.peers", pack_peers_answer},
 		{"$sb.stats", pack_stats},
 	};
 	for (size_t i = 0; i < sizeof answers / sizeof answers[0]; i++) {
@@ -214,7 +344,7 @@ int sb__admin_answer(struct sb__shard *sh, struct sb_view name, char **payload, 
 		msgpack_packer pk;
 		msgpack_sbuffer_init(&sb);
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		int rc = answers[i].pack(sh, &pk);
+		int rc = answers[i].pack(sh, &pk, &sb, args, why, whylen);
 		/* A failed write leaves a gap: never send a broken value. */
 		if (rc != 0 || sb.data == NULL ||
 		    sb_payload_check((uint8_t *)sb.data, sb.size) != 0) {

@@ -24,10 +24,14 @@ static inline bool sb__admin_name(struct sb_view name)
 
 /**
  * The answer to a request for reserved @p name, as a MessagePack payload in
- * a malloc'd buffer (free() it).
+ * a malloc'd buffer (free() it). $sb.stats fits max_frame whatever the
+ * number of routes: it lists them in pages (docs/protocol.md).
+ * @param args  the request's payload (its arguments)
+ * @param why   set to the reason on SB_EINVAL
  * @return 0; SB_ENOHANDLER for a reserved name the router does not serve;
- *         SB_ENOMEM
+ *         SB_EINVAL (bad arguments); SB_ENOMEM
  */
-int sb__admin_answer(struct sb__shard *sh, struct sb_view name, char **payload, size_t *len);
+int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view args, char **payload,
+		     size_t *len, char *why, size_t whylen);
 
 #endif

@@ -124,6 +124,8 @@ struct sb_client {
 	int wake_fd;                /* eventfd that lets sb_client_stop() interrupt a poll */
 	atomic_int stop;            /* sb_client_stop() was called; sb_client_run() consumes it */
 	int dead_err;               /* why we gave up, in C_DEAD */
+	int leaving;                /* sb_client_leave(): no reconnect after this connection */
+	int left_err;               /* ...and why the connection ended: 0 = closed by the router */
 	int in_cb;                  /* user callbacks running (they may not process or free) */
 	int overloaded;             /* a call got SB_EOVERLOADED: on_writable is owed */
 	uint64_t conn_gen;          /* changes with every connection: dispatch stops when it does */
@@ -1209,7 +1211,7 @@ static void tls_in(struct sb_client *c, const uint8_t *p, size_t n)
 			if (m == 0)
 				break;
 			if (m == SB__TLS_EOF)
-				drop(c, c->st == C_DRAINING ? 0 : SB_EOFFLINE);
+				drop(c, c->st == C_DRAINING || c->leaving ? 0 : SB_EOFFLINE);
 			else
 				tls_failed(c, (int)m);
 			return;
@@ -1238,8 +1240,9 @@ static void read_in(struct sb_client *c)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
-		/* A close after GOODBYE is the plan; any other is news. */
-		drop(c, n < 0 ? SB_ESYS : c->st == C_DRAINING ? 0 : SB_EOFFLINE);
+		/* A close after GOODBYE (the router's or ours) is the plan; any
+		 * other is news. */
+		drop(c, n < 0 ? SB_ESYS : c->st == C_DRAINING || c->leaving ? 0 : SB_EOFFLINE);
 		return;
 	}
 }
@@ -1415,6 +1418,11 @@ static void drop(struct sb_client *c, int why)
 	idents_forget(c); /* the next connection introduces everyone anew */
 	/* The splitter stays until the next connection: the frame being
 	 * dispatched when this runs may still live in its buffer. */
+	if (c->leaving) {
+		c->left_err = why;
+		if (c->dead_err == 0)
+			c->dead_err = SB_EOFFLINE; /* process and run say so from now on */
+	}
 	if (c->dead_err != 0)
 		c->st = C_DEAD;
 	else {
@@ -2155,6 +2163,41 @@ int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms)
 	if (c->in_cb > 0)
 		return SB_EINVAL;
 	return wait_online(c, sb__now_ms() + timeout_ms);
+}
+
+/* GOODBYE, then process until the router has let everything finish and
+ * closed: the router routes nothing new here, while this client's own
+ * requests and the calls its handlers hold run to their end. */
+int sb_client_leave(struct sb_client *c, const char *reason, uint32_t deadline_ms)
+{
+	struct sb_msg bye = {.kind = SB_GOODBYE, .deadline_ms = deadline_ms};
+
+	bye.text = view_of(reason != NULL ? reason : "");
+	if (c->in_cb > 0 || sb_encoded_size(&bye) < 0)
+		return SB_EINVAL;
+	if (c->st == C_DEAD)
+		return c->leaving ? c->left_err : c->dead_err;
+	c->leaving = 1;
+	if (!welcomed(c)) { /* nothing under way at a router: just stop */
+		drop(c, 0);
+		return 0;
+	}
+	int rc = queue_msg(c, &bye, 1);
+	if (rc != 0) {
+		drop(c, rc);
+		return rc;
+	}
+	/* The router closes by the deadline; a little later, we do. */
+	uint64_t deadline = sb__now_ms() + deadline_ms + DRAIN_GRACE_MS;
+	while (c->st != C_DEAD) {
+		uint64_t now = sb__now_ms();
+		if (now >= deadline) {
+			drop(c, SB_ETIMEOUT);
+			break;
+		}
+		step(c, deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now));
+	}
+	return c->left_err;
 }
 
 /* Ends an open request without calling its callback, whose state is about

@@ -94,6 +94,20 @@ int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val)
 	return 0;
 }
 
+int sb__idmap_put_new(struct sb__idmap *m, uint64_t key, uint64_t val, uint64_t *old)
+{
+	uint32_t count = m->count; /* growing re-counts to the same number */
+	struct sb__idslot *s = slot_for(m, key);
+	if (s == NULL)
+		return SB_ENOMEM;
+	if (m->count == count) {
+		*old = s->val;
+		return 1;
+	}
+	s->val = val;
+	return 0;
+}
+
 uint64_t sb__idmap_add(struct sb__idmap *m, uint64_t key, int64_t delta)
 {
 	struct sb__idslot *s = slot_for(m, key);

@@ -17,6 +17,10 @@ void sb__idmap_destroy(struct sb__idmap *m);
 /** Insert or replace. Key 0 is not allowed. @return 0 or SB_ENOMEM */
 int sb__idmap_put(struct sb__idmap *m, uint64_t key, uint64_t val);
 
+/** Insert unless the key is there: then leave it and set *old to its value.
+ *  One probe either way. @return 0 inserted, 1 present, or SB_ENOMEM */
+int sb__idmap_put_new(struct sb__idmap *m, uint64_t key, uint64_t val, uint64_t *old);
+
 /** Adds delta to key's value (absent: 0), in one probe. @return the new
  *  value; 0 (and nothing added) if the map could not grow */
 uint64_t sb__idmap_add(struct sb__idmap *m, uint64_t key, int64_t delta);

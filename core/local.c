@@ -106,7 +106,11 @@ int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *
 	    (flags & ~(SB_F_MORE | SB_F_CHUNK)) != 0 ||
 	    (len > 0 && sb_payload_check(payload, len) != 0))
 		return SB_EINVAL;
-	struct sb_msg r = {.kind = SB_REPLY, .flags = (uint8_t)flags, .id = call->m.id};
+	/* CHUNK without MORE is a final reply, sent without it, as the router
+	 * forwards a network handler's (docs/protocol.md, REPLY). */
+	struct sb_msg r = {.kind = SB_REPLY,
+			   .flags = (uint8_t)(flags & SB_F_MORE ? flags : 0),
+			   .id = call->m.id};
 	r.outcome = view(outcome, strlen(outcome));
 	r.payload = view(payload, len);
 	int rc = answer(call, &r);

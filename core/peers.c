@@ -212,6 +212,7 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 		d->ntombs--;
 		free(p->subject);
 		p->subject = NULL;
+		p->draining = 0;
 	}
 	p->ep = c->ep;
 	p->service = c->service;
@@ -246,18 +247,30 @@ static void dir_release(struct sb_router *r, const struct sb__conn *c)
 	pthread_mutex_unlock(&r->names_lock);
 }
 
-/* The table's answer for a name the replica does not have. */
-static int dir_lookup(struct sb_router *r, struct sb_view name, uint64_t *ep)
+/* The table's answer for a name the replica does not have; *leaving says
+ * a connected peer said GOODBYE. */
+static int dir_lookup(struct sb_router *r, struct sb_view name, uint64_t *ep, int *leaving)
 {
 	int rc;
 
 	pthread_mutex_lock(&r->names_lock);
 	struct sb__peer *p = pm_find(&r->dir.names, name.ptr, name.len);
 	rc = p == NULL ? SB_EUNKNOWNPEER : p->ep == 0 ? SB_ENOTCONNECTED : 0;
+	*leaving = rc == 0 && p->draining;
 	if (rc == 0)
 		*ep = p->ep;
 	pthread_mutex_unlock(&r->names_lock);
 	return rc;
+}
+
+/* A peer that said GOODBYE, for `to` lookups that miss the replica. */
+static void dir_drain(struct sb_router *r, const struct sb__conn *c)
+{
+	pthread_mutex_lock(&r->names_lock);
+	struct sb__peer *p = pm_find(&r->dir.names, c->name, (uint32_t)strlen(c->name));
+	if (p != NULL && p->ep == c->ep)
+		p->draining = 1;
+	pthread_mutex_unlock(&r->names_lock);
 }
 
 int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n)
@@ -528,6 +541,7 @@ void sb__peers_drain(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (!c->named)
 		return;
+	dir_drain(sh->r, c);
 	apply_drain(sh, c->ep, c->peer_id);
 	publish(sh, c, SB__MAIL_PEER_DRAIN);
 }
@@ -579,12 +593,20 @@ void sb__peers_release_mail(const struct sb__mail *m)
 int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, char *why)
 {
 	const struct sb__peer *p = pm_find(&sh->peers.names, name.ptr, name.len);
+	int rc, leaving = 0;
 
 	if (p != NULL) {
 		*ep = p->ep;
-		return 0;
+		rc = 0;
+		leaving = p->draining;
+	} else
+		rc = dir_lookup(sh->r, name, ep, &leaving);
+	/* It said GOODBYE: nothing new goes to it. */
+	if (leaving) {
+		snprintf(why, SB__WHY_MAX, "peer %.*s is leaving: it said GOODBYE", (int)name.len,
+			 (const char *)name.ptr);
+		return SB_ENOTCONNECTED;
 	}
-	int rc = dir_lookup(sh->r, name, ep);
 	if (rc == SB_EUNKNOWNPEER)
 		snprintf(why, SB__WHY_MAX, "no peer named %.*s has connected", (int)name.len,
 			 (const char *)name.ptr);

@@ -25,7 +25,7 @@ struct sb__peer {
 	uint32_t peer_id;      /* what it is known by in `from`; never reused */
 	uint32_t hash;         /* of the name */
 	uint8_t service;       /* role "service" */
-	uint8_t draining;      /* replicas: it said GOODBYE */
+	uint8_t draining;      /* it said GOODBYE */
 	struct sb__link link;  /* router-wide table: on the tombstone list while gone;
 				  replicas: on the list of every record */
 	struct sb__buf *ident; /* replicas: its encoded identity event, shared by every tell */
@@ -134,7 +134,8 @@ void sb__peers_release_mail(const struct sb__mail *m);
  * or one that is gone).
  * @param why  set to a text for the error, in a buffer of SB__WHY_MAX bytes
  * @return 0 (*ep set), SB_EUNKNOWNPEER (never connected) or
- *         SB_ENOTCONNECTED (connected once, gone now)
+ *         SB_ENOTCONNECTED (connected once, gone now, or leaving: it said
+ *         GOODBYE)
  */
 #define SB__WHY_MAX 128
 int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, char *why);

@@ -39,6 +39,8 @@ void sb__routes_init(struct sb__routes *t)
 	t->slots = NULL;
 	t->mask = 0;
 	t->count = 0;
+	t->on_drop = NULL;
+	t->drop_ctx = NULL;
 }
 
 void sb__routes_destroy(struct sb__routes *t)
@@ -141,6 +143,8 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 /* Removes the route at slot i and re-seats the rest of its probe run. */
 static void drop_route(struct sb__routes *t, uint32_t i)
 {
+	if (t->on_drop != NULL)
+		t->on_drop(t->drop_ctx, t->slots[i]);
 	free(t->slots[i]->eps);
 	free(t->slots[i]);
 	t->slots[i] = NULL;

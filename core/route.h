@@ -33,6 +33,10 @@ struct sb__routes {
 	struct sb__route **slots; /* open addressing, NULL = empty */
 	uint32_t mask;
 	uint32_t count;
+	/* Called with a route that lost its last endpoint, before it is freed
+	 * (not by sb__routes_destroy); NULL = nobody asks. */
+	void (*on_drop)(void *ctx, struct sb__route *r);
+	void *drop_ctx;
 };
 
 void sb__routes_init(struct sb__routes *t);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +100,32 @@ static int check_config(const struct sb_router_config *c)
 	    (c->recv_buffers & (c->recv_buffers - 1)) != 0 || c->recv_buffer_size < 512)
 		return 0;
 	return 1;
+}
+
+/* Descriptors the router needs besides its connections: per shard a
+ * listener, an eventfd and an io_uring; stdio and a few files (TLS,
+ * secrets) besides. */
+#define FDS_SPARE(nshards) (3u * (nshards) + 16u)
+
+/* Past RLIMIT_NOFILE, accepts fail (and back off) while the kernel goes on
+ * completing handshakes into the backlog: clients see a connection that
+ * never answers. Said at start-up, when it can still be fixed. */
+static void check_nofile(const struct sb_router *r)
+{
+	struct rlimit rl;
+	uint64_t need = (uint64_t)r->cfg.max_conns + FDS_SPARE(r->nshards);
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= need)
+		return;
+	sb__log(r, 1,
+		"warning: RLIMIT_NOFILE is %llu, below the %llu descriptors max_conns %u needs: "
+		"past about %llu connections, accepts fail until some close (raise it, ulimit "
+		"-n, or lower max_conns)",
+		(unsigned long long)rl.rlim_cur, (unsigned long long)need, r->cfg.max_conns,
+		rl.rlim_cur > FDS_SPARE(r->nshards)
+			? (unsigned long long)(rl.rlim_cur - FDS_SPARE(r->nshards))
+			: 0ull);
 }
 
 /* Binds one SO_REUSEPORT socket; the kernel spreads connections over them.
@@ -229,6 +256,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	r->mb = sb__mailbox_new(r->nshards, ring);
 	if (r->shards == NULL || r->mb == NULL)
 		goto fail;
+	check_nofile(r);
 	for (unsigned i = 0; i < r->nshards; i++) {
 		r->shards[i].r = r;
 		r->shards[i].id = i;
@@ -436,6 +464,7 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 			atomic_load_explicit(&st->register_refused, memory_order_relaxed);
 		s->idle_pings += atomic_load_explicit(&st->idle_pings, memory_order_relaxed);
 		s->idle_timeouts += atomic_load_explicit(&st->idle_timeouts, memory_order_relaxed);
+		s->accept_errors += atomic_load_explicit(&st->accept_errors, memory_order_relaxed);
 		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
 		if (mpeak > s->mail_backlog_peak)
 			s->mail_backlog_peak = mpeak;

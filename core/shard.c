@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -346,17 +347,25 @@ static void fail_conn(struct sb__shard *sh, struct sb__conn *c, int err, const c
 
 static void flush_tls(struct sb__shard *sh, struct sb__conn *c);
 
-/* One sendmsg with every queued segment, up to SB__IOV_MAX. */
+static int bye_done(const struct sb__conn *c);
+
+/* One sendmsg with every queued segment, up to SB__IOV_MAX; a doomed
+ * connection with nothing left to send is closed. */
 static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (c->sending || c->closing)
 		return;
+	if (bye_done(c))
+		c->doomed = 1; /* its GOODBYE is honoured: closed once its output is out */
 	if (c->tls != NULL) {
 		flush_tls(sh, c);
 		return;
 	}
-	if (c->q_len == 0)
+	if (c->q_len == 0) {
+		if (c->doomed)
+			conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
 		return;
+	}
 	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
 	for (uint32_t i = 0; i < n; i++) {
 		struct sb__seg *s = &c->q[(c->q_head + i) % c->q_cap];
@@ -514,19 +523,26 @@ static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
 	}
 	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
 		resume_producers(sh, c);
-	if (c->doomed && c->q_len == 0)
-		conn_close(sh, c, "closed after a fatal error");
+	if ((c->doomed || bye_done(c)) && c->q_len == 0)
+		conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
 	else if (c->q_len > 0)
 		mark_dirty(sh, c);
 }
 
 /* ---- requests ----------------------------------------------------------- */
 
+static void bye_report(struct sb__shard *sh, uint64_t ep);
+
 /* A handler's entry stays at zero between requests (one probe per change,
- * no churn); conn_gone() removes it. */
+ * no churn); conn_gone() removes it. When the last request to a handler
+ * that said GOODBYE ends, its shard is told. */
 static void load_add(struct sb__shard *sh, uint64_t ep, int d)
 {
-	sb__idmap_add(&sh->load, ep, d);
+	if (sb__idmap_add(&sh->load, ep, d) == 0 && d < 0 && sh->leaving.count > 0 &&
+	    sb__idmap_get(&sh->leaving, ep) != 0) {
+		sb__idmap_del(&sh->leaving, ep);
+		bye_report(sh, ep);
+	}
 }
 
 /* Ends a request for good: every path that answers the requester last
@@ -536,12 +552,14 @@ static void req_finish(struct sb__shard *sh, struct sb__req *q)
 	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
 				     ? sb__reqtab_get(&sh->conns, q->requester)
 				     : NULL;
-	if (c != NULL)
-		c->inflight--;
+	if (c != NULL && --c->inflight == 0 && c->bye && !c->closing)
+		mark_dirty(sh, c); /* its last request: the flush may close it (GOODBYE) */
 	sb__timer_disarm(&q->timer);
 	sb__link_del(&q->by_conn);
 	sb__link_del(&q->all);
 	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
+	if (q->rs != NULL)
+		sb__rstat_drop(&sh->r->rstats, q->rs, sh->id);
 	if (q->bc != NULL)
 		sb__bcast_free(sh, q);
 	else
@@ -644,12 +662,22 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 	return local != NULL && local_load <= best_load ? local : best;
 }
 
-/* Gives a newly made route its name's statistics, shared by every shard. */
+/* Gives a newly made route its name's statistics, shared by every shard;
+ * the route holds them until it goes (route_dropped). */
 static void route_stat(struct sb__shard *sh, const void *name, uint32_t len)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, name, len);
 	if (r != NULL && r->stat == NULL)
-		r->stat = sb__rstat_intern(&sh->r->rstats, name, len);
+		r->stat = sb__rstat_hold(&sh->r->rstats, name, len, sh->id);
+}
+
+/* A route lost its last handler here: its statistics may be released
+ * (requests still counted under them hold them on). */
+static void route_dropped(void *ctx, struct sb__route *r)
+{
+	struct sb__shard *sh = ctx;
+	if (r->stat != NULL)
+		sb__rstat_drop(&sh->r->rstats, r->stat, sh->id);
 }
 
 static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
@@ -721,13 +749,48 @@ struct asker {
 	void *ud;
 };
 
+/* Whether rid (from the cancel map) is an open request of c with this id:
+ * the map's key mixes the two, so a hit is checked. */
+static int is_open(struct sb__shard *sh, const struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	const struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	return q != NULL && q->requester == c->ep && q->orig_id == id;
+}
+
+/* Two open requests of one connection cannot share an id: every answer to
+ * either would carry it, and an answer to the second would end the first
+ * in the requester's eyes. So the second is refused about the connection
+ * (id 0), and no other answer may go before that check: the routed path
+ * makes it as it enters the id in the cancel map (one probe, as before),
+ * every answer to a request not yet entered makes it here (errors only).
+ * @return 1 if the id is taken (and the request refused) */
+static int id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	char why[128];
+
+	if (!is_open(sh, c, id, rid))
+		return 0;
+	snprintf(why, sizeof why,
+		 "REQUEST id %llu is already open on this connection: ids of open requests must "
+		 "differ",
+		 (unsigned long long)id);
+	send_error(sh, c, 0, SB_EINVAL, why, 0);
+	return 1;
+}
+
+static uint64_t open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id)
+{
+	return sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, id));
+}
+
+/* Every refusal of a request, before it is routed. */
 static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t id, int err,
 			 const char *text)
 {
-	if (a->c != NULL)
-		send_error(sh, a->c, id, err, text, 0);
-	else
+	if (a->c == NULL)
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
+	else if (!id_taken(sh, a->c, id, open_rid(sh, a->c, id)))
+		send_error(sh, a->c, id, err, text, 0);
 }
 
 /* How peer ep handles m's name, if it registered it. `to` skips load
@@ -792,15 +855,19 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	uint64_t to = 0;
 	struct sb__endpoint *te = NULL; /* how the `to` peer handles the name, if it does */
 	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
-	/* Fire-and-forget has nobody to tell: count and drop, whether nobody
-	 * handles the name, `to` names nobody connected (or is paired with
-	 * BROADCAST, which contradicts it), or the peer is off limits (a
-	 * client may not reach a handler registered as internal). */
+	/* Fire-and-forget has nobody to tell: count and drop, as no_handler
+	 * when nobody handles the name or `to` names nobody connected (or is
+	 * paired with BROADCAST, which contradicts it), as forbidden when the
+	 * peer is off limits (a client may not reach a handler registered as
+	 * internal). */
 	if (m->to.ptr != NULL &&
-	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0 ||
-	     ((te = to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
-	      !a->service)))
+	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0))
 		to = 0;
+	if (to != 0 && (te = to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
+	    !a->service) {
+		stat_add(&sh->st.forbidden, 1); /* as a request to it would be refused */
+		return;
+	}
 	if (r == NULL && to == 0) {
 		stat_add(&sh->st.no_handler, 1);
 		return;
@@ -844,12 +911,13 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 /* A request to one of the router's own names ($sb.routes, ...). */
 static void answer_admin(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
 {
-	char *p;
+	char *p, why[128];
 	size_t n;
-	int rc = sb__admin_answer(sh, m->name, &p, &n);
+	int rc = sb__admin_answer(sh, m->name, m->payload, &p, &n, why, sizeof why);
 	if (rc != 0) {
 		answer_error(sh, a, m->id, rc,
 			     rc == SB_ENOHANDLER ? "the router serves no such name"
+			     : rc == SB_EINVAL   ? why
 						 : "out of memory");
 		return;
 	}
@@ -859,10 +927,10 @@ static void answer_admin(struct sb__shard *sh, const struct asker *a, const stru
 	/* The asker refuses frames over max_frame, and would drop us for it. */
 	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
 		answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
-	else if (a->c != NULL)
-		send_msg(sh, a->c, &r);
-	else
+	else if (a->c == NULL)
 		a->fn(0, "ok", 2, p, n, 0, a->ud);
+	else if (!id_taken(sh, a->c, m->id, open_rid(sh, a->c, m->id)))
+		send_msg(sh, a->c, &r);
 	free(p);
 }
 
@@ -909,6 +977,7 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		}
 		struct sb__endpoint *te = to_endpoint(sh, m, target);
 		if (te != NULL && (te->flags & SB__EP_INTERNAL) && !a->service) {
+			stat_add(&sh->st.forbidden, 1);
 			answer_error(sh, a, m->id, SB_EFORBIDDEN,
 				     "this peer handles the name for services only");
 			return;
@@ -951,6 +1020,17 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
 		return;
 	}
+	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
+		uint64_t key = sb__idmap_key(a->c->ep, m->id), old = 0;
+		if (sb__idmap_put_new(&sh->cancel, key, rid, &old) == 1) {
+			if (id_taken(sh, a->c, m->id, old)) {
+				sb__reqtab_free(&sh->reqs, rid);
+				free(bc);
+				return;
+			}
+			sb__idmap_put(&sh->cancel, key, rid); /* another pair's key, alike */
+		}
+	}
 	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
 	if (timeout > cfg->max_timeout_ms)
 		timeout = cfg->max_timeout_ms;
@@ -966,13 +1046,14 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	 * handlers; those to a named peer or to all of them are not in them. */
 	q->rs = bc == NULL && m->to.ptr == NULL ? r->stat : NULL;
 	q->t0_us = sh->now_us;
-	if (q->rs != NULL)
+	if (q->rs != NULL) {
+		sb__rstat_take(q->rs, sh->id); /* counted when it ends, route or not */
 		sb__rstat_inc(&q->rs->per[sh->id].requests);
+	}
 	sb__link_init(&q->by_conn);
 	if (a->c != NULL) {
 		a->c->inflight++;
 		sb__link_add(&a->c->reqs, &q->by_conn);
-		sb__idmap_put(&sh->cancel, sb__idmap_key(a->c->ep, m->id), rid);
 	}
 	sb__link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
@@ -1162,6 +1243,11 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 		send_error(sh, c, m->id, SB_EINVAL, "names starting with $ are reserved", 0);
 		return;
 	}
+	if (m->kind == SB_REGISTER && c->bye) {
+		send_error(sh, c, m->id, SB_EFORBIDDEN,
+			   "this connection said GOODBYE: it registers no more names", 0);
+		return;
+	}
 	if (m->kind == SB_REGISTER) {
 		int fresh = register_allowed(sh, c, m->id, name);
 		if (fresh < 0)
@@ -1337,12 +1423,85 @@ static int call_allowed(struct sb__shard *sh, struct sb__conn *c, const struct s
 	if (sb__auth_may_call(sh->auth.pol, c->service, m->name) == 0)
 		return 1;
 	stat_add(&sh->st.forbidden, 1);
-	if (m->kind == SB_REQUEST) {
+	if (m->kind == SB_REQUEST && !id_taken(sh, c, m->id, open_rid(sh, c, m->id))) {
 		forbidden_text(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
 		send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
 	}
 	return 0;
 }
+
+/* Id 0 is the connection's (an ERROR with id 0 is about it), so no
+ * request may have it: refused about the connection, before anything
+ * else would answer with it. */
+static int request_id_ok(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	if (m->id != 0)
+		return 1;
+	send_error(sh, c, 0, SB_EINVAL,
+		   "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection", 0);
+	return 0;
+}
+
+/* A handler's REPLY or ERROR, on its way to the shard that owns the
+ * request. What a handler cannot mean is taken out first (docs/protocol.md,
+ * REPLY): FATAL speaks for its own connection, and forwarded would tell the
+ * requester that its connection is closing; an ERROR is always final (MORE
+ * marks a broadcast's per-peer results, which the router makes); CHUNK
+ * without MORE is a final reply; and `peer` is the router's to set, in
+ * broadcast results, so nothing else can pass for one. Flags are patched
+ * in place; a `peer` costs a copy of the frame, paid only by a handler
+ * that breaks the rule. */
+static void on_answer(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+		      struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	uint8_t flags = m->flags;
+
+	if (m->id == 0) /* a connection-level error from the peer */
+		return;
+	if (m->kind == SB_ERROR)
+		flags &= (uint8_t) ~(SB_F_FATAL | SB_F_MORE);
+	else if (!(flags & SB_F_MORE))
+		flags &= (uint8_t)~SB_F_CHUNK;
+	f[SB_PREFIX_LEN + 2] = flags;
+	if (m->peer.ptr != NULL) {
+		struct sb_msg plain = *m;
+		plain.flags = flags;
+		plain.peer = (struct sb_view){NULL, 0};
+		long n = sb_encoded_size(&plain);
+		if (n <= 0 || (b = sb__buf_heap((size_t)n)) == NULL) {
+			conn_close(sh, c, "out of memory");
+			return;
+		}
+		sb_encode(&plain, b->data, (size_t)n);
+		f = b->data;
+		len = (uint32_t)n;
+	} else
+		sb__buf_get(b);
+	unsigned owner = sb__reqid_shard(m->id);
+	if (owner == sh->id)
+		sb__shard_reply(sh, c->ep, b, f, len);
+	else if (owner < sh->r->nshards) {
+		struct sb__mail ml = {.type = SB__MAIL_REPLY,
+				      .a = sh->id,
+				      .b = c->ep,
+				      .p = b,
+				      .c = (uint64_t)(f - b->data) << 32 | len};
+		mail(sh, owner, &ml);
+	} else {
+		stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+	}
+}
+
+/* The id of a frame the decoder refused for its kind alone: every kind
+ * starts [kind, flags, id], so a canonical head still gives it (else 0). */
+static uint64_t frame_id(const uint8_t *f)
+{
+	return f[SB_PREFIX_LEN + 2] <= 0x7f && f[SB_PREFIX_LEN + 3] == 0xcf ? rd64(f + SB_ID_OFFSET)
+									    : 0;
+}
+
+static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
 
 /* One whole frame from a connection; b holds the caller's reference. */
 static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *f,
@@ -1360,7 +1519,7 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		sb_fault_describe(&fi, why, sizeof why);
 		/* An unknown kind is a newer peer, not a broken one. */
 		if (rc == SB_EUNSUPPORTED)
-			send_error(sh, c, 0, rc, why, 0);
+			send_error(sh, c, frame_id(f), rc, why, 0);
 		else
 			fail_conn(sh, c, rc, why);
 		return;
@@ -1393,7 +1552,7 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 	case SB_SEND:
 	case SB_REQUEST: {
 		struct asker a = {.c = c, .from = c->peer_id, .service = c->service};
-		if (!call_allowed(sh, c, &m))
+		if ((m.kind == SB_REQUEST && !request_id_ok(sh, c, &m)) || !call_allowed(sh, c, &m))
 			break;
 		if (m.kind == SB_SEND)
 			on_send_frame(sh, &a, &m, b, f, len);
@@ -1402,29 +1561,9 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		break;
 	}
 	case SB_REPLY:
-	case SB_ERROR: {
-		if (m.id == 0) /* a connection-level error from the peer */
-			break;
-		/* FATAL speaks for the sender's connection; forwarded, it would
-		 * tell the requester its own connection is about to close. */
-		f[SB_PREFIX_LEN + 2] &= (uint8_t) ~(m.kind == SB_ERROR ? SB_F_FATAL : 0);
-		unsigned owner = sb__reqid_shard(m.id);
-		sb__buf_get(b);
-		if (owner == sh->id)
-			sb__shard_reply(sh, c->ep, b, f, len);
-		else if (owner < sh->r->nshards) {
-			struct sb__mail ml = {.type = SB__MAIL_REPLY,
-					      .a = sh->id,
-					      .b = c->ep,
-					      .p = b,
-					      .c = (uint64_t)(f - b->data) << 32 | len};
-			mail(sh, owner, &ml);
-		} else {
-			stat_add(&sh->st.late_replies, 1);
-			sb__buf_put(b, &sh->pool);
-		}
+	case SB_ERROR:
+		on_answer(sh, c, &m, b, f, len);
 		break;
-	}
 	case SB_CANCEL:
 		on_cancel(sh, c, &m);
 		break;
@@ -1439,15 +1578,15 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		sb__peers_subscribe(sh, c, &m);
 		break;
 	case SB_GOODBYE:
-		sb__peers_drain(sh, c);
-		c->doomed = 1;
-		if (c->q_len == 0 && !c->sending)
-			conn_close(sh, c, "goodbye");
+		on_goodbye(sh, c, &m);
 		break;
-	default:
-		send_error(sh, c, m.id, SB_EUNSUPPORTED,
-			   "this message kind is not handled by this router version", 0);
+	default: { /* CHALLENGE, WELCOME, ACK, PRESENCE */
+		char why[96];
+		snprintf(why, sizeof why, "%s is sent by the router; it is not accepted from peers",
+			 sb_kind_name(m.kind));
+		send_error(sh, c, m.id, SB_EUNSUPPORTED, why, 0);
 		break;
+	}
 	}
 }
 
@@ -1866,8 +2005,77 @@ static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
 	sb__tls_sent(c->tls, n);
 	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
 		resume_producers(sh, c);
-	if (c->q_len > 0 || c->doomed || sb__tls_pending(c->tls))
+	if (c->q_len > 0 || c->doomed || bye_done(c) || sb__tls_pending(c->tls))
 		mark_dirty(sh, c);
+}
+
+/* ---- GOODBYE from a peer ------------------------------------------------- */
+
+/* A peer that said GOODBYE is closed once three things hold: no request of
+ * its own is open, every shard has reported that it has none in flight to
+ * it, and its output is sent. The flush decides, where closing is safe. */
+static int bye_done(const struct sb__conn *c)
+{
+	return c->bye && c->bye_wait == 0 && c->inflight == 0;
+}
+
+/* This shard has no request in flight to connection ep any more. */
+static void bye_report(struct sb__shard *sh, uint64_t ep)
+{
+	if (ep_shard(ep) != sh->id) {
+		struct sb__mail m = {.type = SB__MAIL_BYE_DONE, .b = ep};
+		mail(sh, ep_shard(ep), &m);
+		return;
+	}
+	struct sb__conn *c = conn_get(sh, ep);
+	if (c != NULL && c->bye && c->bye_wait > 0 && --c->bye_wait == 0)
+		mark_dirty(sh, c);
+}
+
+/* Connection ep (of any shard) said GOODBYE, and this shard learns it: its
+ * names leave this shard's routes, so nothing new is routed to it (a `to`
+ * is refused by the replica's draining mark, set just before), and its
+ * shard hears once this shard's requests to it have ended. */
+static void bye_apply(struct sb__shard *sh, uint64_t ep)
+{
+	sb__routes_del_ep(&sh->routes, ep);
+	/* Out of memory, it is reported at once: at worst its requests from
+	 * here end with `peer gone`, as at a close. */
+	if (sb__idmap_get(&sh->load, ep) == 0 || sb__idmap_put(&sh->leaving, ep, 1) != 0)
+		bye_report(sh, ep);
+}
+
+/* What is still open at the deadline ends as at a close: requesters hear
+ * `peer gone`, handlers get CANCEL. */
+static void on_bye_deadline(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
+	conn_close(c->sh, c, "its GOODBYE's deadline passed");
+}
+
+/* The peer finishes what it has, then is closed (docs/protocol.md). The
+ * deadline is capped at max_timeout_ms: by then every request it had has
+ * ended by itself, and a peer that keeps asking cannot stay forever. */
+static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	uint32_t cap = sh->r->cfg.max_timeout_ms;
+	uint32_t ms = m->deadline_ms < cap ? m->deadline_ms : cap;
+
+	if (c->bye)
+		return; /* the first one's deadline stands */
+	c->bye = 1;
+	c->bye_wait = (uint8_t)sh->r->nshards;
+	sb__peers_drain(sh, c); /* presence, and every other shard's bye_apply */
+	bye_apply(sh, c->ep);
+	if (ms == 0) {
+		c->doomed = 1; /* now, as at a close */
+	} else {
+		/* The handshake's timer is long done. A fresh clock: the turn's
+		 * may predate the frame, and the deadline must never come early. */
+		sb__timer_init(&c->hello_timer, on_bye_deadline);
+		sb__timer_arm(&sh->wheel, &c->hello_timer, sb__now_ms() + ms);
+	}
+	mark_dirty(sh, c);
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -2019,6 +2227,7 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 		l = next;
 	}
 	sb__idmap_del(&sh->load, ep);
+	sb__idmap_del(&sh->leaving, ep);
 }
 
 /* Stops routing to and from c; the memory goes once no I/O refers to it. */
@@ -2126,6 +2335,9 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_CONN_GONE:
 		conn_gone(sh, m->b);
 		break;
+	case SB__MAIL_BYE_DONE:
+		bye_report(sh, m->b);
+		break;
 	case SB__MAIL_REQ_FAILED: {
 		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
 		if (q != NULL && q->handler == m->c)
@@ -2136,8 +2348,11 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	}
 	case SB__MAIL_PEER_UP:
 	case SB__MAIL_PEER_DOWN:
+		sb__peers_on_mail(sh, m);
+		break;
 	case SB__MAIL_PEER_DRAIN:
 		sb__peers_on_mail(sh, m);
+		bye_apply(sh, m->b);
 		break;
 	}
 }
@@ -2189,6 +2404,54 @@ static void read_mail(struct sb__shard *sh)
 
 /* ---- the loop ----------------------------------------------------------- */
 
+/* A failed accept is not retried at once. Out of descriptors (EMFILE,
+ * ENFILE) or memory, the connection waiting in the backlog fails again at
+ * once, and re-arming on every failure spun a core for as long as that
+ * lasted, saying nothing. The retry waits 10 ms, doubling up to 1 s, until
+ * an accept works; the first failure of such an episode is logged, each
+ * one counted (accept_errors). */
+static void accept_failed(struct sb__shard *sh, int res, int more)
+{
+	stat_add(&sh->st.accept_errors, 1);
+	if (sh->accept_fails++ == 0) {
+		struct rlimit rl;
+		char lim[64] = "";
+		if ((res == -EMFILE || res == -ENFILE) && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+			snprintf(lim, sizeof lim, " (RLIMIT_NOFILE %llu)",
+				 (unsigned long long)rl.rlim_cur);
+		sb__log(sh->r, 0,
+			"shard %u: accept failed: %s%s; retrying from 10 ms to 1 s apart until it "
+			"works (each failure counts in accept_errors)",
+			sh->id, strerror(-res), lim);
+	}
+	sh->accept_backoff = sh->accept_backoff == 0     ? 10
+			     : sh->accept_backoff >= 500 ? 1000
+							 : 2 * sh->accept_backoff;
+	if (more) { /* a kernel that keeps the multishot armed would fail on and on */
+		struct io_uring_sqe *sqe = sqe_get(sh);
+		io_uring_prep_cancel64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT, 0);
+		io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+	}
+	sb__timer_arm(&sh->wheel, &sh->accept_timer, sh->now + sh->accept_backoff);
+}
+
+static void accepted(struct sb__shard *sh, int fd)
+{
+	if (sh->accept_fails > 0)
+		sb__log(sh->r, 1, "shard %u: accepting again after %llu failed accepts", sh->id,
+			(unsigned long long)sh->accept_fails);
+	sh->accept_fails = 0;
+	sh->accept_backoff = 0;
+	on_accept(sh, fd);
+}
+
+static void on_accept_timer(struct sb__timer *t)
+{
+	struct sb__shard *sh = SB__CONTAINER(t, struct sb__shard, accept_timer);
+	if (!sh->draining && !sh->accept_armed)
+		arm_accept(sh);
+}
+
 static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -2199,10 +2462,12 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 	switch (tag) {
 	case TAG_ACCEPT:
 		if (cqe->res >= 0)
-			on_accept(sh, cqe->res);
+			accepted(sh, cqe->res);
+		else if (!sh->draining) /* else cancelled, or the drain closed the listener */
+			accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE);
 		if (!(cqe->flags & IORING_CQE_F_MORE)) {
 			sh->accept_armed = 0;
-			if (!sh->draining)
+			if (!sh->draining && !sb__timer_armed(&sh->accept_timer))
 				arm_accept(sh);
 		}
 		break;
@@ -2343,10 +2608,14 @@ static int setup(struct sb__shard *sh)
 	sb__auth_adopt(&sh->auth, &sh->r->auth);
 	tick(sh);
 	sb__wheel_init(&sh->wheel, sh->now);
+	sb__timer_init(&sh->accept_timer, on_accept_timer);
 	sb__routes_init(&sh->routes);
+	sh->routes.on_drop = route_dropped;
+	sh->routes.drop_ctx = sh;
 	sb__replica_init(&sh->peers);
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);
+	sb__idmap_init(&sh->leaving);
 	sb__link_init(&sh->conn_list);
 	sb__link_init(&sh->req_list);
 	if (sh->r->tls_on && (sh->tls_stage = malloc(TLS_RECORD)) == NULL)
@@ -2439,6 +2708,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__replica_destroy(&sh->peers);
 	sb__idmap_destroy(&sh->cancel);
 	sb__idmap_destroy(&sh->load);
+	sb__idmap_destroy(&sh->leaving);
 	if (sh->ring_ok) {
 		sb__bufpool_destroy(&sh->pool, &sh->ring);
 		io_uring_queue_exit(&sh->ring);

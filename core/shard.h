@@ -40,7 +40,7 @@ struct sb__seg {
 };
 
 struct sb__conn {
-	struct sb__timer hello_timer; /* the handshake's deadline */
+	struct sb__timer hello_timer; /* the handshake's deadline; after a GOODBYE, its deadline */
 	struct sb__shard *sh;         /* for the timer's callback */
 	int fd;
 	uint64_t ep;         /* this connection's id: shard in the top 8 bits */
@@ -58,6 +58,8 @@ struct sb__conn {
 	uint8_t recv_cancel; /* the recv is being cancelled to pause reading */
 	uint8_t mail_paused; /* paused while its frames' mail backlog is long */
 	uint8_t counted;     /* holds one of the router's max_conns places */
+	uint8_t bye;         /* said GOODBYE: finishing its requests, then closed */
+	uint8_t bye_wait;    /* shards yet to report no request in flight to it */
 	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
 	uint64_t *producers; /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;
@@ -113,7 +115,7 @@ struct sb__stats {
 		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
 		mail_deferred, mail_backlog_peak, refused, hello_timeouts, invalid_args;
 	_Atomic uint64_t auth_failures, auth_blocked, forbidden, addr_refused, inflight_refused,
-		register_refused, idle_pings, idle_timeouts;
+		register_refused, idle_pings, idle_timeouts, accept_errors;
 };
 
 /* Mail between shards (struct sb__mail's `type`). */
@@ -129,6 +131,8 @@ enum sb__mail_type {
 	SB__MAIL_PEER_UP,     /* p: struct sb__peer for the replica (peers.c) */
 	SB__MAIL_PEER_DOWN,   /* b: ep, a: peer_id of a peer that left */
 	SB__MAIL_PEER_DRAIN,  /* b: ep, a: peer_id of a peer that said GOODBYE */
+	SB__MAIL_BYE_DONE,    /* b: ep of a peer that said GOODBYE: the sender has no request
+				 in flight to it any more */
 };
 
 /* A route change in flight: the ACK goes to the registering connection only
@@ -174,6 +178,8 @@ struct sb__shard {
 	struct sb__replica peers;  /* this shard's replica of the peer directory */
 	struct sb__idmap cancel;   /* key(requester ep, requester id) -> rid */
 	struct sb__idmap load;     /* handler ep -> requests this shard has in flight to it */
+	struct sb__idmap leaving;  /* handlers that said GOODBYE -> 1, until this shard's
+				      requests to them have ended */
 	struct sb__link conn_list; /* every connection of this shard */
 	struct sb__link req_list;  /* every live request of this shard */
 	uint64_t *dirty;           /* endpoints with output to flush this turn */
@@ -185,18 +191,21 @@ struct sb__shard {
 	uint64_t mail_sent[SB__MAX_SHARDS];          /* by target (this thread) */
 	uint64_t mail_got[SB__MAX_SHARDS];           /* by source (this thread) */
 	_Atomic uint64_t mail_taken[SB__MAX_SHARDS]; /* by source, published per turn */
-	uint8_t wake[SB__MAX_SHARDS]; /* target shards to wake at the end of the turn */
-	int accept_armed;             /* the multishot accept is outstanding */
-	int need_rearm;               /* some connection waits for receive buffers */
-	uint64_t now;                 /* ms, monotonic, read once per loop turn */
-	uint64_t now_us;              /* the same instant in microseconds */
-	int draining;                 /* stop requested: no new connections or requests */
-	uint64_t drain_deadline;      /* ms: then close everything */
-	int drained;                  /* done draining; waiting for the other shards */
-	int start_rc;                 /* 0 once serving, or why it could not start */
-	struct sb__tls_ctx *tls;      /* TLS settings new connections get (a reference) */
-	unsigned tls_gen;             /* ...as of this generation of the router's */
-	uint8_t *tls_stage;           /* small frames gathered into one TLS record */
+	uint8_t wake[SB__MAX_SHARDS];  /* target shards to wake at the end of the turn */
+	int accept_armed;              /* the multishot accept is outstanding */
+	struct sb__timer accept_timer; /* re-arms the accept after a failure's pause */
+	uint32_t accept_backoff;       /* ms: the pause after the last failed accept; 0 = none */
+	uint64_t accept_fails;         /* failed accepts since the last one that worked */
+	int need_rearm;                /* some connection waits for receive buffers */
+	uint64_t now;                  /* ms, monotonic, read once per loop turn */
+	uint64_t now_us;               /* the same instant in microseconds */
+	int draining;                  /* stop requested: no new connections or requests */
+	uint64_t drain_deadline;       /* ms: then close everything */
+	int drained;                   /* done draining; waiting for the other shards */
+	int start_rc;                  /* 0 once serving, or why it could not start */
+	struct sb__tls_ctx *tls;       /* TLS settings new connections get (a reference) */
+	unsigned tls_gen;              /* ...as of this generation of the router's */
+	uint8_t *tls_stage;            /* small frames gathered into one TLS record */
 	struct sb__stats st;
 	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
 };

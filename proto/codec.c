@@ -46,6 +46,11 @@ struct kind_spec {
 	{                                                                                          \
 #f, F_STR, cs, offsetof(struct sb_msg, f), 0, lo, hi                               \
 	}
+/* A field whose name in the kind table differs from its sb_msg member. */
+#define VIEW_AS(label, f, cs, lo, hi)                                                              \
+	{                                                                                          \
+		label, F_STR, cs, offsetof(struct sb_msg, f), 0, lo, hi                            \
+	}
 #define VIEW_NIL(f, cs, lo, hi)                                                                    \
 	{                                                                                          \
 #f, F_STR_NIL, cs, offsetof(struct sb_msg, f), 0, lo, hi                           \
@@ -107,8 +112,10 @@ static const struct field error_f[] = {
 	VIEW(text, CS_TEXT, 0, SB_TEXT_MAX),
 	VIEW_NIL(peer, CS_NAME, 1, SB_PEER_MAX),
 };
+/* The topic lives in sb_msg.name, the goodbye reason in sb_msg.text; fault
+ * texts use the kind table's names (docs/protocol.md). */
 static const struct field subscribe_f[] = {
-	VIEW(name, CS_NAME, 1, SB_NAME_MAX),
+	VIEW_AS("topic", name, CS_NAME, 1, SB_NAME_MAX),
 };
 static const struct field presence_f[] = {
 	UINT(event, 1, 0xff),
@@ -116,7 +123,7 @@ static const struct field presence_f[] = {
 	UINT(peer_id, 1, UINT32_MAX),
 };
 static const struct field goodbye_f[] = {
-	VIEW(text, CS_TEXT, 0, SB_TEXT_MAX),
+	VIEW_AS("reason", text, CS_TEXT, 0, SB_TEXT_MAX),
 	UINT(deadline_ms, 0, UINT32_MAX),
 };
 

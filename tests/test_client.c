@@ -874,6 +874,81 @@ static void test_chained_request_from_a_handler(void)
 	sb_client_free(ui);
 }
 
+/* sb_client_leave(): a service leaving in the middle of a chained call
+ * still answers it (the router routes nothing new to it and waits), then
+ * the router closes, and the client does not come back. The requester and
+ * the inner handler are raw peers on a thread of their own, since leave
+ * blocks this one; the inner handler answers only once the router has
+ * announced the leaving service as draining. */
+struct leave_peers {
+	uint16_t port;
+	char leaver[SB_PEER_MAX + 1];
+	int answered; /* the requester got the reply */
+	char outcome[64];
+};
+
+static void *leave_peers_run(void *arg)
+{
+	struct leave_peers *lp = arg;
+	struct peer *deps = peer_hello(lp->port, "lv-deps", "service");
+	peer_register(deps, "lv.deps", 1);
+	struct peer *cli = peer_hello(lp->port, "lv-cli", "client");
+	struct sb_msg sub = {.kind = SB_SUBSCRIBE, .id = 1, .name = v_str("presence")};
+	peer_send(cli, &sub);
+	peer_expect(cli, SB_ACK);
+	peer_request(cli, "lv.work", 7, LONG_MS, NULL, 0);
+	uint64_t rid = peer_expect(deps, SB_REQUEST)->id; /* the leaver's chained call */
+	for (int i = 0; i < 8; i++) {
+		struct sb_msg *m = peer_expect(cli, SB_PRESENCE);
+		if (m->kind != SB_PRESENCE ||
+		    (v_is(m->peer, lp->leaver) && m->event == SB_PEER_DRAINING))
+			break;
+	}
+	peer_reply(deps, rid, "hashed", 0, NULL, 0);
+	struct sb_msg *r = peer_expect(cli, SB_REPLY);
+	lp->answered = r->kind == SB_REPLY && r->id == 7;
+	snprintf(lp->outcome, sizeof lp->outcome, "%.*s", (int)r->outcome.len,
+		 (const char *)r->outcome.ptr);
+	peer_close(cli);
+	peer_close(deps);
+	return NULL;
+}
+
+static void handle_work(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct chain *ch = ud;
+	ch->call = call;
+	ch->inner_calls++;
+	CHECK_INT(sb_request(c, "lv.deps", NULL, 0, LONG_MS, on_encrypted, ch, NULL), 0);
+}
+
+static void test_leave_finishes_its_calls_first(void)
+{
+	struct watch w = {0};
+	struct chain ch = {0};
+	struct leave_peers lp = {.port = PORT};
+	struct sb_client *svc = client("lv-svc", "service", &w);
+	pthread_t t;
+
+	CHECK_INT(sb_client_register(svc, "lv.work", 0, handle_work, &ch), 0);
+	CHECK_INT(sb_client_wait_online(svc, PUMP_LIMIT_MS), 0);
+	snprintf(lp.leaver, sizeof lp.leaver, "%s", sb_client_name(svc));
+	CHECK_INT(pthread_create(&t, NULL, leave_peers_run, &lp), 0);
+	pump_until(&svc, 1, &ch.inner_calls, 1, "the chained call");
+	uint64_t t0 = now_ms();
+	CHECK_INT(sb_client_leave(svc, "shutting down", 10000), 0);
+	CHECK(now_ms() - t0 < 10000); /* closed by the router when done, not at the deadline */
+	pthread_join(t, NULL);
+	CHECK(lp.answered);
+	CHECK_STR(lp.outcome, "user.created");
+	CHECK_INT(w.offline, 1);
+	CHECK_INT(w.offline_err, 0);
+	CHECK_INT(sb_client_fd(svc), -1);
+	CHECK_INT(sb_client_process(svc, 50), SB_EOFFLINE); /* and no reconnect */
+	CHECK_INT(w.reconnected, 0);
+	sb_client_free(svc);
+}
+
 /* Every one of n requests has had its terminal callback. */
 struct all_done {
 	const struct replies *r;
@@ -2154,6 +2229,7 @@ int main(void)
 	RUN(test_on_writable_resumes_a_stream);
 	RUN(test_handler_freed_mid_stream);
 	RUN(test_chained_request_from_a_handler);
+	RUN(test_leave_finishes_its_calls_first);
 	RUN(test_two_instances_share_and_fail_over);
 	RUN(test_async_reply);
 	RUN(test_request_wait_blocking);

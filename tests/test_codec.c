@@ -696,6 +696,29 @@ static void test_error_texts(void)
 	CHECK_INT(sb_fault_code(SB_FAULT_CHARS), SB_EBADFRAME);
 }
 
+/* Fault texts name a field as the kind table does (docs/protocol.md):
+ * SUBSCRIBE's third field is its topic, GOODBYE's its reason, whatever
+ * members of struct sb_msg carry them. */
+static void test_fault_texts_use_the_kind_table_names(void)
+{
+	uint8_t f[128];
+	char text[160];
+	struct sb_fault_info fi;
+	struct sb_msg m = {.kind = SB_SUBSCRIBE, .id = 1, .name = sv("presence")};
+	long n = sb_encode(&m, f, sizeof f);
+	f[n - 4] = ' '; /* "prese ce" */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &m, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "SUBSCRIBE field 3 (topic): invalid characters");
+
+	struct sb_msg bye = {.kind = SB_GOODBYE, .text = sv("bye"), .deadline_ms = 5};
+	n = sb_encode(&bye, f, sizeof f);
+	f[n - 4] = 0xff; /* "b\xffe", then deadline_ms 5 and the nil payload */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &m, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "GOODBYE field 3 (reason): invalid characters");
+}
+
 int main(void)
 {
 	RUN(test_round_trip_every_kind);
@@ -713,5 +736,6 @@ int main(void)
 	RUN(test_payload_check);
 	RUN(test_oversize_frame);
 	RUN(test_error_texts);
+	RUN(test_fault_texts_use_the_kind_table_names);
 	return TEST_EXIT();
 }

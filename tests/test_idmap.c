@@ -1,7 +1,8 @@
 /* The u64 -> u64 map behind cancels and handler load: against a plain
  * array model through a million random operations on clustered keys (where
  * linear probing and backward-shift deletion have work to do), plus the
- * edges: growth, sequential keys, adds that create and go to zero. */
+ * edges: growth, sequential keys, adds that create and go to zero, inserts
+ * that leave a present key alone. */
 #include <stdlib.h>
 
 #include "idmap.h"
@@ -38,7 +39,7 @@ static void test_against_model(void)
 	for (unsigned op = 0; op < OPS && wrong == 0; op++) {
 		unsigned i = (unsigned)(next() % KEYS);
 		uint64_t k = key_of(i), v = next() | 1;
-		switch (next() % 4) {
+		switch (next() % 5) {
 		case 0:
 			CHECK_INT(sb__idmap_put(&m, k, v), 0);
 			count += !live[i];
@@ -57,6 +58,17 @@ static void test_against_model(void)
 			model[i] = (live[i] ? model[i] : 0) + (uint64_t)d;
 			live[i] = 1;
 			wrong += got != model[i];
+			break;
+		}
+		case 3: { /* insert only if absent; a present value stays */
+			uint64_t old = 0;
+			int rc = sb__idmap_put_new(&m, k, v, &old);
+			wrong += rc != (live[i] ? 1 : 0) || (live[i] && old != model[i]);
+			if (!live[i]) {
+				count++;
+				live[i] = 1;
+				model[i] = v;
+			}
 			break;
 		}
 		default:

@@ -123,9 +123,36 @@ static const char ROUTES[] =
 	"{\"peer\":\"users-2\",\"shard\":1}]},{\"name\":\"ping\",\"handlers\":[]}]";
 static const char PEERS[] = "[{\"peer\":\"users-1\",\"id\":3,\"role\":\"service\",\"shard\":0},"
 			    "{\"peer\":\"sbctl-7\",\"id\":12,\"role\":\"client\",\"shard\":1}]";
-static const char STATS[] = "{\"connections\":2,\"requests\":1234,\"timeouts\":0,\"shards\":"
-			    "[{\"shard\":0,\"connections\":1,\"inflight\":0},"
-			    "{\"shard\":1,\"connections\":1,\"inflight\":2}]}";
+/* $sb.stats in two pages: the first, and the one after "a.first". */
+#define STATS_HEAD                                                                                 \
+	"{\"connections\":2,\"requests\":1234,\"timeouts\":0,\"shards\":"                          \
+	"[{\"shard\":0,\"connections\":1,\"inflight\":0},"                                         \
+	"{\"shard\":1,\"connections\":1,\"inflight\":2}],\"routes\":["
+#define ROUTE_A                                                                                    \
+	"{\"name\":\"a.first\",\"requests\":5,\"sends\":0,\"replies\":4,\"errors\":1,"             \
+	"\"timeouts\":0,\"p50_us\":95,\"p90_us\":120,\"p99_us\":383,\"max_us\":400}"
+#define ROUTE_B                                                                                    \
+	"{\"name\":\"b.second\",\"requests\":0,\"sends\":7,\"replies\":0,\"errors\":0,"            \
+	"\"timeouts\":0,\"p50_us\":0,\"p90_us\":0,\"p99_us\":0,\"max_us\":0}"
+static const char STATS[] = STATS_HEAD ROUTE_A "],\"routes_more\":true}";
+static const char STATS_AFTER_A[] = STATS_HEAD ROUTE_B "],\"routes_more\":false}";
+#define STATS_ALL STATS_HEAD ROUTE_A "," ROUTE_B "],\"routes_more\":false}"
+
+/* fake.stats answers the page its arguments ask for, as the router would. */
+static void on_fake_stats(struct sb_client *c, struct sb_call *call, void *ud)
+{
+	struct sbj_buf args = {0};
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+
+	CHECK_INT(sbj_to_json(p, len, &args), 0);
+	on_fake_admin(c, call,
+		      (void *)(strcmp(args.data, "{\"after\":\"a.first\"}") == 0 ? STATS_AFTER_A
+										 : STATS));
+	CHECK(strcmp(args.data, "null") == 0 || strcmp(args.data, "{\"after\":\"a.first\"}") == 0);
+	sbj_buf_free(&args);
+	(void)ud;
+}
 
 static void *run_service(void *arg)
 {
@@ -177,7 +204,7 @@ static void start(void)
 	CHECK_INT(sb_client_register(svc, "sink", 0, on_sink, NULL), 0);
 	CHECK_INT(sb_client_register(svc, "fake.routes", 0, on_fake_admin, (void *)ROUTES), 0);
 	CHECK_INT(sb_client_register(svc, "fake.peers", 0, on_fake_admin, (void *)PEERS), 0);
-	CHECK_INT(sb_client_register(svc, "fake.stats", 0, on_fake_admin, (void *)STATS), 0);
+	CHECK_INT(sb_client_register(svc, "fake.stats", 0, on_fake_stats, NULL), 0);
 	until_online(svc);
 	CHECK_INT(pthread_create(&svc_thread, NULL, run_service, NULL), 0);
 	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
@@ -578,6 +605,7 @@ static void test_routes_peers_stats(void)
 	SBCTL_RUN(&P, "--json", "peers");
 	CHECK(strlen(P.so) == strlen(PEERS) + 1 && strncmp(P.so, PEERS, strlen(PEERS)) == 0);
 
+	/* Two pages of routes, fetched and shown as one. */
 	SBCTL_RUN(&P, "stats");
 	CHECK_INT(P.code, 0);
 	CHECK_STR(P.so, "COUNTER      VALUE\n"
@@ -587,9 +615,13 @@ static void test_routes_peers_stats(void)
 			"\n"
 			"SHARD  CONNECTIONS  INFLIGHT\n"
 			"0      1            0\n"
-			"1      1            2\n");
+			"1      1            2\n"
+			"\n"
+			"ROUTE     REQUESTS  SENDS  REPLIES  ERRORS  TIMEOUTS  P50_US  P99_US\n"
+			"a.first   5         0      4        1       0         95      383\n"
+			"b.second  0         7      0        0       0         0       0\n");
 	SBCTL_RUN(&P, "stats", "--json");
-	CHECK(strlen(P.so) == strlen(STATS) + 1 && strncmp(P.so, STATS, strlen(STATS)) == 0);
+	CHECK_STR(P.so, STATS_ALL "\n");
 }
 
 /* The same commands against the router's own $sb.* names: the layout was

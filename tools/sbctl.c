@@ -853,8 +853,8 @@ static int print_stats(const msgpack_object *v)
 	table_header(&t, 2, "COUNTER", "VALUE");
 	for (uint32_t i = 0; i < v->via.map.size; i++) {
 		const msgpack_object *k = &v->via.map.ptr[i].key;
-		if (str_is(k, "shards") || str_is(k, "routes")) /* tables of their own below */
-			continue;
+		if (str_is(k, "shards") || str_is(k, "routes") || str_is(k, "routes_more"))
+			continue; /* tables of their own below; every page is fetched */
 		char *row[2] = {cell(k), cell(&v->via.map.ptr[i].val)};
 		table_add(&t, row);
 	}
@@ -946,11 +946,118 @@ static int cmd_peers(const struct opts *o, char **args, int nargs)
 	return cmd_admin(o, "peers", print_peers);
 }
 
+/* $sb.stats lists the routes a page at a time (docs/protocol.md): ask
+ * again after the last name while "routes_more" says so, and print (or
+ * give as JSON) the first answer with every page's routes in it. */
+enum { STATS_PAGES_MAX = 4096 };
+
 static int cmd_stats(const struct opts *o, char **args, int nargs)
 {
+	static msgpack_unpacked pages[STATS_PAGES_MAX];
+	static void *bytes[STATS_PAGES_MAX]; /* what pages[] point into */
+	struct sbj_buf arg = {0}, b = {0};
+	msgpack_object *routes = NULL;
+	uint32_t nroutes = 0;
+	int npages = 0, rc = EXIT_OK, more = 1;
+	char name[128];
+
 	(void)args;
 	(void)nargs;
-	return cmd_admin(o, "stats", print_stats);
+	snprintf(name, sizeof name, "%sstats", o->admin);
+	struct sb_client *c = connect_router(o, "client");
+	rc = wait_online(c, o);
+	while (rc == EXIT_OK && more && npages < STATS_PAGES_MAX) {
+		struct pending pd = {.o = o, .keep = 1};
+		rc = run_request(c, name, &arg, &pd);
+		msgpack_unpacked *u = &pages[npages];
+		msgpack_unpacked_init(u);
+		npages++;
+		const msgpack_object *rs = NULL, *m = NULL;
+		if (rc == EXIT_OK && pd.len > 0 &&
+		    msgpack_unpack_next(u, pd.payload, pd.len, NULL) == MSGPACK_UNPACK_SUCCESS) {
+			rs = field(&u->data, "routes");
+			m = field(&u->data, "routes_more");
+		}
+		bytes[npages - 1] = pd.payload;
+		if (rc != EXIT_OK)
+			break;
+		if (rs == NULL || rs->type != MSGPACK_OBJECT_ARRAY) {
+			more = 0; /* not the documented shape: shown as it came below */
+			continue;
+		}
+		msgpack_object *nr =
+			realloc(routes, (nroutes + rs->via.array.size + 1) * sizeof *nr);
+		if (nr == NULL) {
+			rc = EXIT_FAILED;
+			break;
+		}
+		routes = nr;
+		memcpy(routes + nroutes, rs->via.array.ptr, rs->via.array.size * sizeof *nr);
+		nroutes += rs->via.array.size;
+		more = m != NULL && m->type == MSGPACK_OBJECT_BOOLEAN && m->via.boolean &&
+		       rs->via.array.size > 0;
+		if (more) { /* {"after": the last name of this page} */
+			const msgpack_object *last =
+				field(&rs->via.array.ptr[rs->via.array.size - 1], "name");
+			if (last == NULL || last->type != MSGPACK_OBJECT_STR ||
+			    last->via.str.size > 255) {
+				more = 0;
+				continue;
+			}
+			size_t n = last->via.str.size;
+			char *d = realloc(arg.data, n + 10);
+			if (d == NULL) {
+				rc = EXIT_FAILED;
+				break;
+			}
+			memcpy(d,
+			       "\x81\xa5"
+			       "after\xd9",
+			       8);
+			d[8] = (char)n;
+			memcpy(d + 9, last->via.str.ptr, n);
+			arg = (struct sbj_buf){d, n + 9, n + 10};
+		}
+	}
+	sb_client_free(c);
+	if (rc == EXIT_OK && npages > 0) {
+		/* The first answer, its routes those of every page. */
+		msgpack_object all = pages[0].data;
+		msgpack_object_kv *kv = NULL;
+		if (all.type == MSGPACK_OBJECT_MAP && routes != NULL &&
+		    (kv = malloc(all.via.map.size * sizeof *kv)) != NULL) {
+			memcpy(kv, all.via.map.ptr, all.via.map.size * sizeof *kv);
+			for (uint32_t i = 0; i < all.via.map.size; i++)
+				if (str_is(&kv[i].key, "routes")) {
+					kv[i].val.via.array.ptr = routes;
+					kv[i].val.via.array.size = nroutes;
+				} else if (str_is(&kv[i].key, "routes_more"))
+					kv[i].val.via.boolean = false;
+			all.via.map.ptr = kv;
+		}
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_object(&pk, all);
+		if (o->json)
+			printf("%s\n", payload_json(&b, sb.data, sb.size));
+		else if (print_stats(&all) != 0) {
+			fprintf(stderr, "sbctl: %s replied in an unexpected shape; as JSON:\n",
+				name);
+			printf("%s\n", payload_json(&b, sb.data, sb.size));
+		}
+		msgpack_sbuffer_destroy(&sb);
+		free(kv);
+	}
+	for (int i = 0; i < npages; i++) {
+		msgpack_unpacked_destroy(&pages[i]);
+		free(bytes[i]);
+	}
+	free(routes);
+	sbj_buf_free(&arg);
+	sbj_buf_free(&b);
+	return rc;
 }
 
 /* ---- help ----------------------------------------------------------------- */
@@ -1064,9 +1171,10 @@ static const struct command commands[] = {
 	 "Asks the router ($sb.stats) for its counters; prints COUNTER VALUE rows,\n"
 	 "a table SHARD CONNECTIONS INFLIGHT, and a table of every route with its\n"
 	 "requests, sends, replies, errors, timeouts and latency percentiles (us,\n"
-	 "request to final answer). With --json, the reply itself:\n"
+	 "request to final answer). The router lists routes a page at a time;\n"
+	 "every page is fetched. With --json, the reply with every page's routes:\n"
 	 "{\"COUNTER\":N,...,\"shards\":[{\"shard\":N,\"connections\":N,\"inflight\":N}],\n"
-	 "\"routes\":[{\"name\":...,\"requests\":N,...,\"p99_us\":N}]}.\n"
+	 "\"routes\":[{\"name\":...,\"requests\":N,...,\"p99_us\":N}],\"routes_more\":false}.\n"
 	 "\n"
 	 "  --timeout MS          the request's timeout (default: the router's)\n",
 	 cmd_stats},

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <switchboard/router.h>
 
@@ -87,7 +88,8 @@ static void usage(FILE *out)
 		"  --out-max BYTES       output queued per connection before it is dropped\n"
 		"                        as a slow consumer (default 16777216)\n"
 		"  --max-conns N         open connections; more are refused with an\n"
-		"                        error (default 65536)\n"
+		"                        error (default 65536); the descriptor limit is\n"
+		"                        raised to match, as the hard limit allows\n"
 		"  --hello-timeout MS    a connection must send HELLO within this, or\n"
 		"                        it is closed; 0 = never (default 5000)\n"
 		"  --name-pattern PAT    names for peers that ask for none: a run of #\n"
@@ -516,6 +518,19 @@ static void reload(struct sb_router *r, const char *config, const struct arg *ar
 	settings_free(s); /* the router keeps nothing of it */
 }
 
+/* Each connection takes a descriptor: take as many as max_conns needs, up
+ * to the hard limit. The library warns if that is still too few. */
+static void raise_nofile(uint32_t max_conns, unsigned shards)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)max_conns + 3u * (shards ? shards : 64u) + 16u;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int main(int argc, char **argv)
 {
 	struct arg *args = calloc((size_t)argc, sizeof *args);
@@ -567,6 +582,7 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	raise_nofile(s->cfg.max_conns, s->cfg.shards);
 	struct sb_router *r = sb_router_new(&s->cfg, &err);
 	if (r == NULL && err == SB_EINVAL) {
 		/* TLS, secrets and rules say what is wrong in the log; the other

@@ -124,6 +124,24 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err);
  */
 void sb_client_free(struct sb_client *c);
 
+/**
+ * Leave gracefully: send GOODBYE (docs/protocol.md) and process until the
+ * router has let this client finish and closed the connection. The router
+ * routes nothing new to it from then on; its open requests and the calls
+ * its handlers hold run on (callbacks run meanwhile, so a handler waiting
+ * on a request of its own can still answer), and requests may still be
+ * made. No reconnect follows: free the client afterwards (OFFLINE is
+ * reported with err 0 when the router closes as planned).
+ * @param reason       for the router's log; NULL for none
+ * @param deadline_ms  how long the router waits for what is open (it cuts
+ *                     this to its own cap, 1 h by default); 2 s after it,
+ *                     the client closes by itself. 0: close at once
+ * @return 0 once the router closed; SB_ETIMEOUT if it had not by then;
+ *         SB_EINVAL (from a callback, or a reason over 1,024 bytes);
+ *         another code if the connection ended otherwise (SB_ESYS, ...)
+ */
+int sb_client_leave(struct sb_client *c, const char *reason, uint32_t deadline_ms);
+
 /** The socket to poll, or -1 while there is none (waiting to reconnect). */
 int sb_client_fd(const struct sb_client *c);
 

@@ -25,7 +25,8 @@ struct sb_router_config {
 					pools it is dropped as a slow consumer; default 16 MiB */
 	uint32_t max_inflight;       /* requests in flight per shard; default 1,048,576 */
 	uint32_t max_conns;          /* open connections, all shards; more are refused with
-					an ERROR; default 65,536 */
+					an ERROR; default 65,536. sb_router_new() warns (log
+					level 1) when RLIMIT_NOFILE is below what it needs */
 	uint32_t hello_timeout_ms;   /* a connection must finish HELLO within this, or it
 					gets an ERROR and is closed; 0 = never; default 5,000 */
 	const char *name_pattern;    /* names for peers that ask for none: one run of '#' is
@@ -114,6 +115,8 @@ struct sb_router_stats {
 	uint64_t register_refused;  /* registrations refused: max_registrations reached */
 	uint64_t idle_pings;        /* PINGs sent to silent connections */
 	uint64_t idle_timeouts;     /* connections closed for not answering a PING */
+	uint64_t accept_errors;     /* accepts that failed (out of descriptors or memory):
+				       each is retried after a pause, 10 ms doubling to 1 s */
 };
 
 struct sb_router;
@@ -230,8 +233,8 @@ int sb_local_is_request(const struct sb_local_call *call);
 /**
  * Reply to a request from inside its callback. With SB_F_MORE the request
  * stays open (progress; add SB_F_CHUNK for a stream chunk); without it the
- * reply is final. A callback that returns without a final reply ends the
- * request with SB_EINTERNAL for the requester.
+ * reply is final (SB_F_CHUNK alone too: it goes out without the flag). A callback that returns
+ * without a final reply ends the request with SB_EINTERNAL for the requester.
  * @return 0, SB_EINVAL (not a request, already final, bad outcome or flags)
  */
 int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *payload, size_t len,

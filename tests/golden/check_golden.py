@@ -75,7 +75,7 @@ VECTORS = [
     ("hello", [1, 0, U64(0), 1, "billing-1", "service", {"lib": "sb-c 0.1"}]),
     ("challenge", [2, 0, U64(0), NONCE, "hmac-sha256", None]),
     ("auth", [3, 0, U64(0), NONCE[:16], NONCE, None]),
-    ("welcome", [4, 0, U64(0), 1, "billing-1", 7, 1048576, {"router": "sb-1"}]),
+    ("welcome", [4, 0, U64(0), 1, "billing-1", 7, 1048576, {"shard": 0}]),
     ("register", [5, 1, U64(1), "user.create", {"required": ["email"]}]),
     ("unregister", [6, 0, U64(2), "user.create", None]),
     ("ack", [7, 0, U64(1), None]),
@@ -106,6 +106,15 @@ VECTORS = [
                  {"k\u00e9y": 1.5, "list": [1, -2, None, False]}]),
     ("big-payload", [9, 0, U64(1), "blob.put", None, U32(0), U32(0), b"x" * 70000]),
     ("register-schema", [5, 0, U64(5), "user.create", USER_SCHEMA]),
+    # The protocol's edges (docs/protocol.md): what the router answers to a
+    # REQUEST with id 0 and to an unknown kind, a peer's own GOODBYE, and a
+    # handler's final REPLY with CHUNK (forwarded without it).
+    ("error-request-id-0", [11, 0, U64(0), 9,
+                            "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection",
+                            None, None]),
+    ("error-unknown-kind", [11, 0, U64(77), 15, "unknown message kind 30", None, None]),
+    ("goodbye-peer", [17, 0, U64(0), "shutting down", 10000, None]),
+    ("reply-final-chunk", [10, 2, U64(8), "file.read-done", None, None]),
 ]
 
 # Frames python builds that we must refuse: (name, elements, code, fault, field).
@@ -122,6 +131,7 @@ INVALID = [
     ("name-is-map", [8, 0, U64(1), {"a": 1}, None, U32(0), None], "EBADFRAME", "wrong field type", 3),
     ("name-is-bin", [8, 0, U64(1), b"bin", None, U32(0), None], "EBADFRAME", "wrong field type", 3),
     ("unknown-kind", [30, 0, U64(1), None], "EUNSUPPORTED", "unknown message kind", 0),
+    ("kind-zero", [0, 0, U64(1), None], "EUNSUPPORTED", "unknown message kind", 0),
     ("arity", [12, 0, U64(1), None, None], "EBADFRAME", "wrong number of fields", 0),
     ("undefined-flag", [12, 1, U64(1), None], "EBADFRAME", "undefined flag bits", 1),
     ("error-code-zero", [11, 0, U64(1), 0, "x", None, None], "EBADFRAME", "value out of range", 3),
@@ -355,6 +365,33 @@ def write_router_seeds(directory):
         "auth-short-proof": hello("client") + auth(bytes(64), bytes(16)),
         "auth-short-nonce": hello("client") + auth(bytes(8), bytes(32)),  # under 16
         "auth-skipped": hello("service") + reg + request(2, "fz.echo"),
+        # The protocol's edges (docs/protocol.md): request ids 0 and twice
+        # open, what a handler may not mean in its answers, kinds only the
+        # router sends, kind 0, a GOODBYE that waits, $sb.stats in pages.
+        "request-ids": hello("client") + request(0, "fz.echo") + request(5, "fz.stream")
+        + request(5, "fz.echo") + request(5, "nobody") + frame([12, 0, U64(5), None])
+        + request(5, "fz.echo"),
+        "answer-flags": hello("service", "fz-flags")
+        + frame([10, 2, U64(77), "done", None, None])
+        + frame([10, 1, U64(78), "working", "mallory", [1]])
+        + frame([10, 3, U64(79), "chunk", "mallory", b"\x01" * 40])
+        + frame([11, 3, U64(80), 2, "x", "mallory", None])
+        + frame([11, 2, U64(0), 12, "my own connection", None, None]),
+        "router-kinds": hello("client")
+        + frame([2, 0, U64(1), NONCE, "hmac-sha256", None])
+        + frame([4, 0, U64(2), 1, "fz-x", 7, 1048576, {"shard": 0}])
+        + frame([7, 0, U64(3), None]) + frame([14, 0, U64(4), 1, "A001", 12, None])
+        + frame([0, 0, U64(5), None]) + frame([30, 0, U64(6), None])
+        + frame([15, 0, U64(7), None]),
+        "goodbye-wait": hello("service", "fz-bye") + reg + request(2, "fz.self", 3000)
+        + request(3, "fz.stream") + request(4, "fz.echo")
+        + frame([17, 0, U64(0), "leaving", 2000, None])
+        + frame([5, 0, U64(5), "fz.more", None]) + request(6, "fz.echo")
+        + frame([9, 0, U64(7), "fz.any", "fz-bye", U32(0), U32(0), None])
+        + frame([17, 0, U64(0), "again", 0, None]),
+        "stats-pages": hello("client") + request(1, "$sb.stats", 0, {"after": "fz"})
+        + request(2, "$sb.stats", 0, {"after": 7}) + request(3, "$sb.stats", 0, [1, 2])
+        + request(4, "$sb.stats", 0, {"after": "", "limit": 3}),
     }
     sessions["all"] = b"".join(v for k, v in sessions.items() if k != "garbage")
     for name, data in sessions.items():
