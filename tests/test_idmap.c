@@ -4,7 +4,7 @@
  * edges: growth, sequential keys, adds that create and go to zero. */
 #include <stdlib.h>
 
-#include "idmap.h"
+#include "common/idmap.h"
 #include "testlib.h"
 
 enum { KEYS = 4096, OPS = 1000000 };

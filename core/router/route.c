@@ -5,7 +5,7 @@
 
 #include <switchboard/error.h>
 
-#include "route.h"
+#include "router/route.h"
 
 /* Eight bytes a step: a byte-at-a-time hash (FNV-1a) was a chain of one
  * multiply per character, and every routed frame hashes its name. */

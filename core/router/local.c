@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "shard.h"
+#include "router/shard.h"
 
 /* A message being handled in-process; lives on the shard's stack. */
 struct sb_local_call {

@@ -13,7 +13,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "tls.h"
+#include "common/tls.h"
 
 #define RECORD_MAX  16384 /* TLS plaintext per record */
 #define RECORD_COST 64    /* a record's header, content type and tag, rounded up */

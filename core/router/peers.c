@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peers.h"
-#include "shard.h"
+#include "router/peers.h"
+#include "router/shard.h"
 
 /* ---- name -> peer map --------------------------------------------------- */
 

@@ -9,9 +9,9 @@
 
 #include <switchboard/proto.h>
 
-#include "buf.h"
-#include "idmap.h"
-#include "list.h"
+#include "common/buf.h"
+#include "common/idmap.h"
+#include "common/list.h"
 
 #define SB__TOMBS_MAX 65536u /* names of gone peers remembered, oldest evicted first */
 /* Identities a connection is told before the router forgets them all

@@ -11,7 +11,7 @@
 
 #include <switchboard/error.h>
 
-#include "mailbox.h"
+#include "router/mailbox.h"
 
 /*
  * The wake-up handshake. A receiver with nothing left to do calls sleep(),

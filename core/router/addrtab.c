@@ -1,6 +1,6 @@
 /* Connections per remote address: a counter per address in one table that
  * every shard's accepts and closes update under a mutex. */
-#include "addrtab.h"
+#include "router/addrtab.h"
 
 static uint64_t key(uint32_t addr)
 {

@@ -10,9 +10,9 @@
 #include <switchboard/error.h>
 #include <switchboard/router.h>
 
-#include "admin.h"
-#include "idmap.h"
-#include "shard.h"
+#include "router/admin.h"
+#include "common/idmap.h"
+#include "router/shard.h"
 
 static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 {

@@ -6,7 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "idmap.h"
+#include "common/idmap.h"
 
 struct sb__addrtab {
 	pthread_mutex_t lock;

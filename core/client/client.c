@@ -19,13 +19,13 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "../proto/mp.h"
-#include "auth.h"
-#include "clock.h"
-#include "idmap.h"
-#include "list.h"
-#include "timer.h"
-#include "tls.h"
+#include "proto/mp.h"
+#include "router/auth.h"
+#include "common/clock.h"
+#include "common/idmap.h"
+#include "common/list.h"
+#include "common/timer.h"
+#include "common/tls.h"
 
 #define IN_SIZE           (64u << 10)  /* bytes per recv() */
 #define OUT_INIT          4096u        /* output buffer to start with */

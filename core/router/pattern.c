@@ -7,7 +7,7 @@
 #include <switchboard/error.h>
 #include <switchboard/proto.h>
 
-#include "pattern.h"
+#include "router/pattern.h"
 
 /* "user.*, billing.*,audit.log": items split at commas, spaces around them
  * dropped; '*' only as an item's last byte. Empty items are refused: a

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "schema.h"
+#include "proto/schema.h"
 
 #define SB__EP_INTERNAL 0x1u /* callable by services only */
 

@@ -5,7 +5,7 @@
 
 #include <switchboard/error.h>
 
-#include "reqtab.h"
+#include "router/reqtab.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SB_REQTAB_ASAN 1

@@ -6,7 +6,7 @@
 
 #include <switchboard/error.h>
 
-#include "buf.h"
+#include "common/buf.h"
 
 int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid, unsigned count,
 		     unsigned size)

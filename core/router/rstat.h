@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "route.h"
+#include "router/route.h"
 
 /* Latency buckets: 4 per power of two of microseconds (within 12.5%),
  * from 1 us up to 2^36 us (19 hours). */

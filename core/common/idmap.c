@@ -4,7 +4,7 @@
 
 #include <switchboard/error.h>
 
-#include "idmap.h"
+#include "common/idmap.h"
 
 struct sb__idslot {
 	uint64_t key; /* 0 = empty */

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bcast.h"
-#include "shard.h"
+#include "router/bcast.h"
+#include "router/shard.h"
 
 #define IN_PROCESS "(in-process)" /* the `peer` of an in-process handler, as in $sb.routes */
 

@@ -14,8 +14,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include "auth.h"
-#include "shard.h"
+#include "router/auth.h"
+#include "router/shard.h"
 
 /* ---- crypto --------------------------------------------------------------- */
 

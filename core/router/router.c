@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shard.h"
+#include "router/shard.h"
 
 void sb_router_config_init(struct sb_router_config *c)
 {

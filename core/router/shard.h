@@ -13,18 +13,18 @@
 #include <switchboard/proto.h>
 #include <switchboard/router.h>
 
-#include "addrtab.h"
-#include "auth.h"
-#include "buf.h"
-#include "idmap.h"
-#include "list.h"
-#include "mailbox.h"
-#include "peers.h"
-#include "reqtab.h"
-#include "route.h"
-#include "rstat.h"
-#include "timer.h"
-#include "tls.h"
+#include "router/addrtab.h"
+#include "router/auth.h"
+#include "common/buf.h"
+#include "common/idmap.h"
+#include "common/list.h"
+#include "router/mailbox.h"
+#include "router/peers.h"
+#include "router/reqtab.h"
+#include "router/route.h"
+#include "router/rstat.h"
+#include "common/timer.h"
+#include "common/tls.h"
 
 #define SB__MAX_SHARDS 64
 /* Endpoints that are not connections, told apart by their shard bits. */
@@ -65,7 +65,7 @@ struct sb__conn {
 	uint32_t nparked, parked_cap;
 	char name[SB_PEER_MAX + 1];
 	struct sb__conn_peer pr; /* identities told, presence subscription (peers.c) */
-	/* authentication and per-peer limits (core/auth.c, core/addrtab.c) */
+	/* authentication and per-peer limits (core/router/auth.c, core/router/addrtab.c) */
 	uint8_t addr_counted;        /* holds a place of its address (max_conns_per_addr) */
 	uint32_t addr;               /* remote IPv4 address, network order */
 	struct sb__auth_hs *hs;      /* between CHALLENGE and AUTH, else NULL */

@@ -9,8 +9,8 @@
 
 #include <switchboard/proto.h>
 
-#include "../proto/mp.h"
-#include "schema.h"
+#include "proto/mp.h"
+#include "proto/schema.h"
 
 /* A bound or a value as read from MessagePack: integers exactly, floats as
  * doubles, so "max": 18446744073709551615 means what it says. */

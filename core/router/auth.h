@@ -12,7 +12,7 @@
 #include <switchboard/proto.h>
 #include <switchboard/router.h>
 
-#include "pattern.h"
+#include "router/pattern.h"
 
 #define SB__AUTH_MECH       "hmac-sha256"
 #define SB__AUTH_NONCE_LEN  32u   /* the router's nonce, and the client library's */

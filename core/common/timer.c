@@ -2,7 +2,7 @@
  * nears them, so every timer reaches the 1 ms level and fires at its exact ms. */
 #include <stddef.h>
 
-#include "timer.h"
+#include "common/timer.h"
 
 #define SPAN ((uint64_t)1 << (SB__WHEEL_BITS * SB__WHEEL_LEVELS))
 #define MASK (SB__WHEEL_SLOTS - 1u)

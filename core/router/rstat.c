@@ -4,7 +4,7 @@
 
 #include <switchboard/error.h>
 
-#include "rstat.h"
+#include "router/rstat.h"
 
 void sb__rstats_init(struct sb__rstats *t, unsigned nshards)
 {

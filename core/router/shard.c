@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "bcast.h"
-#include "clock.h"
-#include "shard.h"
+#include "router/admin.h"
+#include "router/bcast.h"
+#include "common/clock.h"
+#include "router/shard.h"
 
 /* io_uring user_data: an operation tag in the top 8 bits, the connection's
  * endpoint (minus its shard bits, which are ours) below. */
@@ -1253,7 +1253,7 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 	send_msg(sh, c, &w);
 }
 
-/* ---- authentication and name rules (core/auth.c) ------------------------- */
+/* ---- authentication and name rules (core/router/auth.c) ------------------------- */
 
 static const char *addr_str(const struct sb__conn *c, char *buf, socklen_t cap)
 {
