@@ -26,7 +26,7 @@
 #include "common/list.h"
 #include "common/timer.h"
 #include "common/tls.h"
-#include "client/client-t.h"
+#include "client/client-int.h"
 
 #define OUT_KEEP          (256u << 10) /* a drained output buffer bigger than this is shrunk */
 #define READS_PER_TURN    16           /* recv() calls per turn, so the caller's loop turns too */
@@ -48,19 +48,11 @@ union addr {
 	struct sockaddr_storage ss;
 };
 
-static void drop(struct sb_client *c, int why);
-
 /* ---- small helpers ------------------------------------------------------ */
-
-static struct sb_view view_of(const char *s)
-{
-	struct sb_view v = {(const uint8_t *)s, s != NULL ? (uint32_t)strlen(s) : 0};
-	return v;
-}
 
 /* A view as a C string for a callback. An empty error text becomes the
  * code's standard text, so an error never reaches a program without words. */
-static const char *set_text(struct sb_client *c, struct sb_view v, int err)
+const char *sb__client_text(struct sb_client *c, struct sb_view v, int err)
 {
 	uint32_t n = v.len < SB_TEXT_MAX ? v.len : SB_TEXT_MAX;
 
@@ -74,7 +66,7 @@ static const char *set_text(struct sb_client *c, struct sb_view v, int err)
 
 /* An outgoing payload must be one MessagePack value: a malformed one would
  * be refused by the receiving peer's library, far from the bug. */
-static int payload_view(const void *p, size_t len, struct sb_view *v)
+int sb__client_payload(const void *p, size_t len, struct sb_view *v)
 {
 	v->ptr = NULL;
 	v->len = 0;
@@ -119,7 +111,7 @@ static uint64_t backoff(struct sb_client *c)
 	return lo + rnd(c) % (hi - lo + 1);
 }
 
-static void report(struct sb_client *c, enum sb_client_state s, int err)
+void sb__client_report(struct sb_client *c, enum sb_client_state s, int err)
 {
 	if (c->cfg.on_state == NULL)
 		return;
@@ -137,12 +129,6 @@ static void writable(struct sb_client *c)
 	c->in_cb++;
 	c->cfg.on_writable(c, c->cfg.ud);
 	c->in_cb--;
-}
-
-/* The connection has its WELCOME: frames other than HELLO may go out. */
-static int welcomed(const struct sb_client *c)
-{
-	return c->st == C_REGISTER || c->st == C_READY || c->st == C_DRAINING;
 }
 
 static int handshaking(const struct sb_client *c)
@@ -184,7 +170,7 @@ static int out_reserve(struct sb_client *c, size_t n)
  * force the out_max bound does not apply: final replies, CANCEL, PONG and
  * registrations are small, and dropping one would leave the other side
  * waiting for good. */
-static int queue_msg(struct sb_client *c, const struct sb_msg *m, int force)
+int sb__client_queue(struct sb_client *c, const struct sb_msg *m, int force)
 {
 	long n = sb_encode(m, c->out + c->out_len, c->out_cap - c->out_len);
 	int grow = n == SB_ENOSPC;
@@ -245,7 +231,7 @@ static int write_tls(struct sb_client *c)
 
 /* Writes what the socket takes without blocking. @return 0 or SB_ESYS (or
  * a TLS failure) */
-static int write_out(struct sb_client *c)
+int sb__client_write(struct sb_client *c)
 {
 	if (c->tls != NULL) {
 		int rc = write_tls(c);
@@ -276,11 +262,11 @@ static int write_out(struct sb_client *c)
 	return 0;
 }
 
-static void queue_cancel(struct sb_client *c, uint64_t id)
+void sb__client_queue_cancel(struct sb_client *c, uint64_t id)
 {
 	struct sb_msg m = {.kind = SB_CANCEL, .id = id};
 	if (c->st == C_READY || c->st == C_DRAINING)
-		queue_msg(c, &m, 1);
+		sb__client_queue(c, &m, 1);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -313,7 +299,7 @@ static void req_put(struct sb_client *c, struct req *r)
 		free(r);
 }
 
-static struct req *req_find(struct sb_client *c, uint64_t id)
+struct req *sb__client_req_find(struct sb_client *c, uint64_t id)
 {
 	/* 0 and control ids are never requests (and idmap keys 0 are empty slots). */
 	if (id == 0 || (id & CTL_BIT))
@@ -324,8 +310,8 @@ static struct req *req_find(struct sb_client *c, uint64_t id)
 /* The terminal event of a request. The request leaves the table before its
  * callback runs, so nothing the callback does (cancel it, time out, lose
  * the connection) can reach it a second time. */
-static void req_end(struct sb_client *c, struct req *r, int err, const char *text,
-		    const void *payload, size_t len)
+void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char *text,
+			const void *payload, size_t len)
 {
 	sb_reply_fn fn = r->fn;
 	void *ud = r->ud;
@@ -351,16 +337,18 @@ static void on_deadline(struct sb__timer *t)
 	struct req *r = SB__CONTAINER(t, struct req, timer);
 	struct sb_client *c = r->c;
 
-	queue_cancel(c, r->id); /* the router, if it still has it, frees it and its handler */
-	req_end(c, r, SB_ETIMEOUT, "no answer from the router within the timeout plus 1 s", NULL,
-		0);
+	/* The router, if it still has it, frees it and its handler. */
+	sb__client_queue_cancel(c, r->id);
+	sb__client_req_end(c, r, SB_ETIMEOUT,
+			   "no answer from the router within the timeout plus 1 s", NULL, 0);
 }
 
 /* Takes the head each time: a callback may end other requests meanwhile. */
-static void fail_requests(struct sb_client *c, int err, const char *text)
+void sb__client_fail_requests(struct sb_client *c, int err, const char *text)
 {
 	while (!sb__link_empty(&c->open))
-		req_end(c, SB__CONTAINER(c->open.next, struct req, link), err, text, NULL, 0);
+		sb__client_req_end(c, SB__CONTAINER(c->open.next, struct req, link), err, text,
+				   NULL, 0);
 }
 
 /* ---- who is who: identities and presence --------------------------------- */
@@ -383,7 +371,7 @@ static int mp_skip_children(const uint8_t **p, const uint8_t *end, const struct 
 
 /* The value of string key k in the MessagePack map [p, p + len): 1 with
  * its item in *val, 0 if absent, -1 if the payload is not a map. */
-static int map_get(const uint8_t *p, size_t len, const char *k, struct sb__mp_item *val)
+int sb__client_map_get(const uint8_t *p, size_t len, const char *k, struct sb__mp_item *val)
 {
 	const uint8_t *end = p + len;
 	struct sb__mp_item m, key;
@@ -410,13 +398,14 @@ static void map_str(const struct sb_view *pl, const char *k, char *out, size_t c
 	struct sb__mp_item v;
 
 	out[0] = 0;
-	if (map_get(pl->ptr, pl->len, k, &v) == 1 && v.type == SB__MP_STR && v.len < cap) {
+	if (sb__client_map_get(pl->ptr, pl->len, k, &v) == 1 && v.type == SB__MP_STR &&
+	    v.len < cap) {
 		memcpy(out, v.body, v.len);
 		out[v.len] = 0;
 	}
 }
 
-static void ident_put(struct ident *id)
+void sb__client_ident_put(struct ident *id)
 {
 	if (id != NULL && --id->refs == 0) {
 		free(id->subject);
@@ -424,12 +413,12 @@ static void ident_put(struct ident *id)
 	}
 }
 
-static void idents_forget(struct sb_client *c)
+void sb__client_idents_forget(struct sb_client *c)
 {
 	while (!sb__link_empty(&c->idents_all)) {
 		struct ident *id = SB__CONTAINER(c->idents_all.next, struct ident, link);
 		sb__link_del(&id->link);
-		ident_put(id);
+		sb__client_ident_put(id);
 	}
 	sb__idmap_destroy(&c->idents);
 	sb__idmap_init(&c->idents);
@@ -447,7 +436,8 @@ static void on_identity(struct sb_client *c, const struct sb_msg *m)
 	sb__link_init(&id->link);
 	memcpy(id->name, m->peer.ptr, m->peer.len);
 	map_str(&m->payload, "role", id->role, sizeof id->role);
-	if (map_get(m->payload.ptr, m->payload.len, "subject", &v) == 1 && v.type == SB__MP_STR) {
+	if (sb__client_map_get(m->payload.ptr, m->payload.len, "subject", &v) == 1 &&
+	    v.type == SB__MP_STR) {
 		if ((id->subject = malloc(v.len + 1)) == NULL)
 			goto fail;
 		memcpy(id->subject, v.body, v.len);
@@ -456,10 +446,10 @@ static void on_identity(struct sb_client *c, const struct sb_msg *m)
 	/* The router's window: it forgets every sender when it must introduce
 	 * one past IDENT_WINDOW, and will introduce them again. */
 	if (c->idents.count >= IDENT_WINDOW)
-		idents_forget(c);
+		sb__client_idents_forget(c);
 	if ((old = (struct ident *)(uintptr_t)sb__idmap_get(&c->idents, m->peer_id)) != NULL) {
 		sb__link_del(&old->link);
-		ident_put(old);
+		sb__client_ident_put(old);
 	}
 	if (sb__idmap_put(&c->idents, m->peer_id, (uintptr_t)id) != 0)
 		goto fail;
@@ -468,10 +458,10 @@ static void on_identity(struct sb_client *c, const struct sb_msg *m)
 fail:
 	/* Calls from this sender will show no name: nothing worse. */
 	sb__idmap_del(&c->idents, m->peer_id);
-	ident_put(id);
+	sb__client_ident_put(id);
 }
 
-static void on_presence(struct sb_client *c, const struct sb_msg *m)
+void sb__client_on_presence(struct sb_client *c, const struct sb_msg *m)
 {
 	char name[SB_PEER_MAX + 1], role[SB_TOKEN_MAX + 1], *subject = c->text;
 	sb_presence_fn fn = c->pres_fn;
@@ -498,14 +488,14 @@ static void on_presence(struct sb_client *c, const struct sb_msg *m)
 	c->in_cb--;
 }
 
-static int send_subscribe(struct sb_client *c, int off)
+int sb__client_send_subscribe(struct sb_client *c, int off)
 {
 	struct sb_msg m = {.kind = SB_SUBSCRIBE, .id = c->next_ctl++ | CTL_BIT};
 	int rc;
 
 	m.flags = off ? SB_F_OFF : 0;
-	m.name = view_of("presence");
-	if ((rc = queue_msg(c, &m, 1)) == 0)
+	m.name = sb__client_view("presence");
+	if ((rc = sb__client_queue(c, &m, 1)) == 0)
 		c->pres_id = off ? 0 : m.id;
 	return rc;
 }
@@ -550,7 +540,7 @@ static void call_fill(struct sb_client *c, struct sb_call *k, const struct sb_ms
 /* The only place a call is freed (or kept for reuse). */
 static void call_release(struct sb_client *c, struct sb_call *k)
 {
-	ident_put(k->ident);
+	sb__client_ident_put(k->ident);
 	k->ident = NULL;
 	if (k->mapped) {
 		sb__idmap_del(&c->calls, k->rid);
@@ -599,18 +589,18 @@ static void call_kill(struct sb_client *c, struct sb_call *k, int why)
 	call_settle(c, k);
 }
 
-static void kill_calls(struct sb_client *c, int why)
+void sb__client_kill_calls(struct sb_client *c, int why)
 {
 	while (!sb__link_empty(&c->live))
 		call_kill(c, SB__CONTAINER(c->live.next, struct sb_call, link), why);
 }
 
 /* Answers a request we cannot hand to a handler. */
-static void answer_error(struct sb_client *c, uint64_t rid, int err, const char *text)
+void sb__client_answer_error(struct sb_client *c, uint64_t rid, int err, const char *text)
 {
 	struct sb_msg m = {.kind = SB_ERROR, .id = rid, .code = (uint32_t)-err};
-	m.text = view_of(text);
-	queue_msg(c, &m, 1);
+	m.text = sb__client_view(text);
+	sb__client_queue(c, &m, 1);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -618,7 +608,7 @@ static void answer_error(struct sb_client *c, uint64_t rid, int err, const char 
 /* A linear scan: a service registers a handful of names, and comparing a
  * few lengths costs less than hashing the name. A service with hundreds of
  * names would want a hash table here. */
-static struct handler *handler_find(struct sb_client *c, struct sb_view name)
+struct handler *sb__client_handler_find(struct sb_client *c, struct sb_view name)
 {
 	struct handler *any = NULL;
 
@@ -645,22 +635,22 @@ static int handler_index(const struct sb_client *c, const char *name)
 	return -1;
 }
 
-static void handler_remove(struct sb_client *c, unsigned i)
+void sb__client_handler_remove(struct sb_client *c, unsigned i)
 {
 	free(c->h[i].name);
 	free(c->h[i].schema);
 	c->h[i] = c->h[--c->nh];
 }
 
-static int send_register(struct sb_client *c, struct handler *h)
+int sb__client_send_register(struct sb_client *c, struct handler *h)
 {
 	struct sb_msg m = {.kind = SB_REGISTER, .id = c->next_ctl++ | CTL_BIT};
 	int rc;
 
 	m.flags = (uint8_t)(h->flags & SB_REGISTER_INTERNAL ? SB_F_INTERNAL : 0);
-	m.name = view_of(h->name);
+	m.name = sb__client_view(h->name);
 	m.payload = (struct sb_view){h->schema, h->schema_len};
-	if ((rc = queue_msg(c, &m, 1)) == 0)
+	if ((rc = sb__client_queue(c, &m, 1)) == 0)
 		h->reg_id = m.id;
 	return rc;
 }
@@ -668,7 +658,7 @@ static int send_register(struct sb_client *c, struct handler *h)
 /* ONLINE (or RECONNECTED) once the WELCOME is in and no registration is
  * waiting for its ACK: a request that finds us online can reach every
  * handler we have. */
-static void maybe_online(struct sb_client *c)
+void sb__client_maybe_online(struct sb_client *c)
 {
 	if (c->st != C_REGISTER || c->pres_id != 0)
 		return;
@@ -680,23 +670,23 @@ static void maybe_online(struct sb_client *c)
 	c->online_reported = 1;
 	int again = c->ever_online;
 	c->ever_online = 1;
-	report(c, again ? SB_CLIENT_RECONNECTED : SB_CLIENT_ONLINE, 0);
+	sb__client_report(c, again ? SB_CLIENT_RECONNECTED : SB_CLIENT_ONLINE, 0);
 }
 
 /* ---- frames in ---------------------------------------------------------- */
 
-static void give_up(struct sb_client *c, int err)
+void sb__client_give_up(struct sb_client *c, int err)
 {
 	c->dead_err = err;
-	drop(c, err);
+	sb__client_drop(c, err);
 }
 
-static void on_welcome(struct sb_client *c, const struct sb_msg *m)
+void sb__client_on_welcome(struct sb_client *c, const struct sb_msg *m)
 {
 	struct sb_splitter *sp = NULL;
 
 	if (c->st != C_HELLO) {
-		drop(c, SB_EBADFRAME);
+		sb__client_drop(c, SB_EBADFRAME);
 		return;
 	}
 	memcpy(c->peer, m->peer.ptr, m->peer.len);
@@ -707,31 +697,31 @@ static void on_welcome(struct sb_client *c, const struct sb_msg *m)
 		c->max_frame = SB_FRAME_MAX_DEFAULT;
 	/* Replies others send us can be as large as the router allows. */
 	if (c->max_frame != SB_FRAME_MAX_DEFAULT && (sp = sb_splitter_new(c->max_frame)) == NULL) {
-		drop(c, SB_ENOMEM);
+		sb__client_drop(c, SB_ENOMEM);
 		return;
 	}
 	c->st = C_REGISTER;
 	unsigned too_large = 0;
 	for (unsigned i = 0; i < c->nh;) {
-		int rc = send_register(c, &c->h[i]);
+		int rc = sb__client_send_register(c, &c->h[i]);
 		if (rc == SB_ETOOLARGE) {
 			/* A schema over this router's frame limit would have it
 			 * close the connection, and every reconnect would again:
 			 * the registration goes, as if the router had refused it. */
-			handler_remove(c, i);
+			sb__client_handler_remove(c, i);
 			too_large++;
 			continue;
 		}
 		if (rc != 0) {
 			sb_splitter_free(sp);
-			drop(c, SB_ENOMEM);
+			sb__client_drop(c, SB_ENOMEM);
 			return;
 		}
 		i++;
 	}
-	if (c->pres_fn != NULL && send_subscribe(c, 0) != 0) {
+	if (c->pres_fn != NULL && sb__client_send_subscribe(c, 0) != 0) {
 		sb_splitter_free(sp);
-		drop(c, SB_ENOMEM);
+		sb__client_drop(c, SB_ENOMEM);
 		return;
 	}
 	/* Swapped last: this WELCOME may lie in the old splitter's buffer, and
@@ -741,43 +731,44 @@ static void on_welcome(struct sb_client *c, const struct sb_msg *m)
 		c->sp = sp;
 	}
 	while (too_large-- > 0)
-		report(c, SB_CLIENT_ERROR, SB_ETOOLARGE);
+		sb__client_report(c, SB_CLIENT_ERROR, SB_ETOOLARGE);
 }
 
 /* Proves we know the secret without sending it: an HMAC over the router's
  * fresh nonce, ours, and the name we asked for (docs/protocol.md). Without
  * a secret, or asked for a mechanism we lack, retrying cannot help. */
-static void on_challenge(struct sb_client *c, const struct sb_msg *m)
+void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m)
 {
 	uint8_t nonce[SB__AUTH_NONCE_LEN], proof[SB__AUTH_PROOF_LEN];
-	struct sb_view mech = view_of(SB__AUTH_MECH);
+	struct sb_view mech = sb__client_view(SB__AUTH_MECH);
 	struct sb_msg a = {.kind = SB_AUTH, .id = m->id};
 
 	if (c->st != C_HELLO || c->challenged) {
-		drop(c, SB_EBADFRAME);
+		sb__client_drop(c, SB_EBADFRAME);
 		return;
 	}
 	if (c->secret == NULL || m->mech.len != mech.len ||
 	    memcmp(m->mech.ptr, mech.ptr, mech.len) != 0) {
-		report(c, SB_CLIENT_ERROR, SB_EUNAUTHORIZED);
-		give_up(c, SB_EUNAUTHORIZED);
+		sb__client_report(c, SB_CLIENT_ERROR, SB_EUNAUTHORIZED);
+		sb__client_give_up(c, SB_EUNAUTHORIZED);
 		return;
 	}
 	if (sb__auth_random(nonce, sizeof nonce) != 0 ||
 	    sb__auth_proof((const uint8_t *)c->secret, strlen(c->secret), m->nonce,
-			   (struct sb_view){nonce, sizeof nonce}, view_of(c->name), proof) != 0) {
-		drop(c, SB_EINTERNAL);
+			   (struct sb_view){nonce, sizeof nonce}, sb__client_view(c->name),
+			   proof) != 0) {
+		sb__client_drop(c, SB_EINTERNAL);
 		return;
 	}
 	a.nonce = (struct sb_view){nonce, sizeof nonce};
 	a.proof = (struct sb_view){proof, sizeof proof};
 	c->challenged = 1;
-	if (queue_msg(c, &a, 1) != 0)
-		drop(c, SB_ENOMEM);
+	if (sb__client_queue(c, &a, 1) != 0)
+		sb__client_drop(c, SB_ENOMEM);
 	sb__auth_wipe(proof, sizeof proof);
 }
 
-static void on_ack(struct sb_client *c, uint64_t id)
+void sb__client_on_ack(struct sb_client *c, uint64_t id)
 {
 	if (id == c->pres_id)
 		c->pres_id = 0;
@@ -787,7 +778,7 @@ static void on_ack(struct sb_client *c, uint64_t id)
 }
 
 /* The router refused a REGISTER or UNREGISTER. */
-static void on_ctl_error(struct sb_client *c, uint64_t id, int err)
+void sb__client_on_ctl_error(struct sb_client *c, uint64_t id, int err)
 {
 	if (id == c->pres_id) { /* not subscribed: never renewed either */
 		c->pres_id = 0;
@@ -795,21 +786,22 @@ static void on_ctl_error(struct sb_client *c, uint64_t id, int err)
 	}
 	for (unsigned i = 0; i < c->nh; i++)
 		if (c->h[i].reg_id == id) {
-			handler_remove(c, i); /* not registered: never re-registered either */
+			sb__client_handler_remove(
+				c, i); /* not registered: never re-registered either */
 			break;
 		}
-	report(c, SB_CLIENT_ERROR, err);
+	sb__client_report(c, SB_CLIENT_ERROR, err);
 }
 
-static void on_message(struct sb_client *c, const struct sb_msg *m)
+void sb__client_on_message(struct sb_client *c, const struct sb_msg *m)
 {
-	struct handler *h = handler_find(c, m->name);
+	struct handler *h = sb__client_handler_find(c, m->name);
 	struct sb_call *k;
 
 	if (h == NULL) {
 		if (m->kind == SB_REQUEST)
-			answer_error(c, m->id, SB_ENOHANDLER,
-				     "no handler for this name on this peer");
+			sb__client_answer_error(c, m->id, SB_ENOHANDLER,
+						"no handler for this name on this peer");
 		return;
 	}
 	sb_handler_fn fn = h->fn; /* the handler may unregister itself */
@@ -822,19 +814,19 @@ static void on_message(struct sb_client *c, const struct sb_msg *m)
 		c->in_cb--;
 		k->payload = NULL;
 		k->len = 0;
-		ident_put(k->ident);
+		sb__client_ident_put(k->ident);
 		k->ident = NULL;
 		return;
 	}
 	if ((k = call_get(c)) == NULL) {
-		answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
+		sb__client_answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
 		return;
 	}
 	call_fill(c, k, m);
 	sb__link_add_tail(&c->live, &k->link);
 	if (sb__idmap_put(&c->calls, k->rid, (uintptr_t)k) != 0) {
 		call_release(c, k);
-		answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
+		sb__client_answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
 		return;
 	}
 	k->mapped = 1;
@@ -849,8 +841,8 @@ static void on_message(struct sb_client *c, const struct sb_msg *m)
 }
 
 /* A reply callback that is not the terminal event. */
-static void reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,
-		       const struct sb_msg *m, int more)
+void sb__client_reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,
+			   const struct sb_msg *m, int more)
 {
 	c->reply_peer = NULL;
 	if (m->peer.ptr != NULL && m->peer.len <= SB_PEER_MAX) {
@@ -864,15 +856,15 @@ static void reply_more(struct sb_client *c, struct req *r, int err, const char *
 	c->reply_peer = NULL;
 }
 
-static void on_reply(struct sb_client *c, const struct sb_msg *m)
+void sb__client_on_reply(struct sb_client *c, const struct sb_msg *m)
 {
-	struct req *r = req_find(c, m->id);
+	struct req *r = sb__client_req_find(c, m->id);
 
 	if (r == NULL) /* already ended, locally (deadline, cancel) or before */
 		return;
-	const char *outcome = set_text(c, m->outcome, 0);
+	const char *outcome = sb__client_text(c, m->outcome, 0);
 	if (!(m->flags & SB_F_MORE)) {
-		req_end(c, r, 0, outcome, m->payload.ptr, m->payload.len);
+		sb__client_req_end(c, r, 0, outcome, m->payload.ptr, m->payload.len);
 		return;
 	}
 	if (r->cancelling)
@@ -881,7 +873,7 @@ static void on_reply(struct sb_client *c, const struct sb_msg *m)
 	int more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
 		   : m->peer.ptr != NULL ? SB_MORE_RESULT
 					 : SB_MORE_PROGRESS;
-	reply_more(c, r, 0, outcome, m, more);
+	sb__client_reply_more(c, r, 0, outcome, m, more);
 }
 
 static void on_error(struct sb_client *c, const struct sb_msg *m)
@@ -890,34 +882,37 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 	struct req *r;
 
 	if (m->id == 0) { /* about the connection */
-		snprintf(c->last_error, sizeof c->last_error, "%s", set_text(c, m->text, err));
-		report(c, SB_CLIENT_ERROR, err);
+		snprintf(c->last_error, sizeof c->last_error, "%s",
+			 sb__client_text(c, m->text, err));
+		sb__client_report(c, SB_CLIENT_ERROR, err);
 		if (!(m->flags & SB_F_FATAL))
 			return;
 		/* Retrying would be refused the same way, forever. */
 		if (err == SB_EDUPNAME || err == SB_EUNAUTHORIZED || err == SB_EFORBIDDEN)
-			give_up(c, err);
+			sb__client_give_up(c, err);
 		else
-			drop(c, err);
+			sb__client_drop(c, err);
 		return;
 	}
 	if (m->id & CTL_BIT) {
-		on_ctl_error(c, m->id, err);
+		sb__client_on_ctl_error(c, m->id, err);
 		return;
 	}
-	if ((r = req_find(c, m->id)) == NULL)
+	if ((r = sb__client_req_find(c, m->id)) == NULL)
 		return;
 	/* With MORE it is one peer's part of a broadcast: never the terminal
 	 * event. Without a peer it makes no sense, and is dropped. */
 	if (m->flags & SB_F_MORE) {
 		if (m->peer.ptr != NULL && !r->cancelling)
-			reply_more(c, r, err, set_text(c, m->text, err), m, SB_MORE_RESULT);
+			sb__client_reply_more(c, r, err, sb__client_text(c, m->text, err), m,
+					      SB_MORE_RESULT);
 		return;
 	}
-	req_end(c, r, err, set_text(c, m->text, err), m->payload.ptr, m->payload.len);
+	sb__client_req_end(c, r, err, sb__client_text(c, m->text, err), m->payload.ptr,
+			   m->payload.len);
 }
 
-static void on_cancel_frame(struct sb_client *c, uint64_t rid)
+void sb__client_on_cancel(struct sb_client *c, uint64_t rid)
 {
 	struct sb_call *k =
 		rid != 0 ? (struct sb_call *)(uintptr_t)sb__idmap_get(&c->calls, rid) : NULL;
@@ -938,18 +933,21 @@ static void on_bad_frame(struct sb_client *c, const uint8_t *f, uint32_t len, in
 	if (rc == SB_EUNSUPPORTED) /* a kind from a newer router: not for us */
 		return;
 	if (fi->fault != SB_FAULT_PAYLOAD || sb_decode(f, len, 0, &m, NULL) != 0) {
-		drop(c, rc);
+		sb__client_drop(c, rc);
 		return;
 	}
 	if (m.kind == SB_REQUEST) {
-		answer_error(c, m.id, SB_EBADFRAME, "the payload is not one MessagePack value");
+		sb__client_answer_error(c, m.id, SB_EBADFRAME,
+					"the payload is not one MessagePack value");
 		return;
 	}
-	if ((m.kind != SB_REPLY && m.kind != SB_ERROR) || (r = req_find(c, m.id)) == NULL)
+	if ((m.kind != SB_REPLY && m.kind != SB_ERROR) ||
+	    (r = sb__client_req_find(c, m.id)) == NULL)
 		return;
 	if (m.flags & SB_F_MORE) /* the stream goes on at the router: stop it */
-		queue_cancel(c, m.id);
-	req_end(c, r, SB_EBADFRAME, "a reply's payload is not one MessagePack value", NULL, 0);
+		sb__client_queue_cancel(c, m.id);
+	sb__client_req_end(c, r, SB_EBADFRAME, "a reply's payload is not one MessagePack value",
+			   NULL, 0);
 }
 
 static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
@@ -964,35 +962,35 @@ static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
 	}
 	if (c->st == C_HELLO && m.kind != SB_WELCOME && m.kind != SB_ERROR &&
 	    m.kind != SB_CHALLENGE && m.kind != SB_PING && m.kind != SB_GOODBYE) {
-		drop(c, SB_EBADFRAME);
+		sb__client_drop(c, SB_EBADFRAME);
 		return;
 	}
 	switch (m.kind) {
 	case SB_WELCOME:
-		on_welcome(c, &m);
+		sb__client_on_welcome(c, &m);
 		break;
 	case SB_CHALLENGE:
-		on_challenge(c, &m);
+		sb__client_on_challenge(c, &m);
 		break;
 	case SB_ACK:
-		on_ack(c, m.id);
+		sb__client_on_ack(c, m.id);
 		break;
 	case SB_SEND:
 	case SB_REQUEST:
-		on_message(c, &m);
+		sb__client_on_message(c, &m);
 		break;
 	case SB_REPLY:
-		on_reply(c, &m);
+		sb__client_on_reply(c, &m);
 		break;
 	case SB_ERROR:
 		on_error(c, &m);
 		break;
 	case SB_CANCEL:
-		on_cancel_frame(c, m.id);
+		sb__client_on_cancel(c, m.id);
 		break;
 	case SB_PING: {
 		struct sb_msg pong = {.kind = SB_PONG, .id = m.id};
-		queue_msg(c, &pong, 1);
+		sb__client_queue(c, &pong, 1);
 		break;
 	}
 	case SB_GOODBYE:
@@ -1005,7 +1003,7 @@ static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
 		}
 		break;
 	case SB_PRESENCE:
-		on_presence(c, &m);
+		sb__client_on_presence(c, &m);
 		break;
 	default: /* PONG, and kinds only peers send */
 		break;
@@ -1014,7 +1012,7 @@ static void on_frame(struct sb_client *c, const uint8_t *f, uint32_t len)
 
 /* Cuts the bytes of one read into frames and dispatches them, until the
  * bytes run out or a frame ends the connection. */
-static void feed(struct sb_client *c, const uint8_t *p, size_t left)
+void sb__client_feed(struct sb_client *c, const uint8_t *p, size_t left)
 {
 	uint64_t gen = c->conn_gen;
 
@@ -1024,7 +1022,7 @@ static void feed(struct sb_client *c, const uint8_t *p, size_t left)
 		if (rc == 0)
 			return;
 		if (rc < 0) {
-			drop(c, rc);
+			sb__client_drop(c, rc);
 			return;
 		}
 		on_frame(c, f.ptr, f.len);
@@ -1042,13 +1040,13 @@ static void tls_failed(struct sb_client *c, int err)
 	/* Our alert, if any, tells the router's log why we hung up. */
 	write_tls(c);
 	if (err == SB_EUNAUTHORIZED) {
-		report(c, SB_CLIENT_ERROR, err);
-		give_up(c, err);
+		sb__client_report(c, SB_CLIENT_ERROR, err);
+		sb__client_give_up(c, err);
 	} else
-		drop(c, err);
+		sb__client_drop(c, err);
 }
 
-/* Ciphertext from the router: the handshake, then plaintext into feed().
+/* Ciphertext from the router: the handshake, then plaintext into sb__client_feed().
  * Each pass empties the pair, so what one recv() brought always fits. */
 static void tls_in(struct sb_client *c, const uint8_t *p, size_t n)
 {
@@ -1066,7 +1064,7 @@ static void tls_in(struct sb_client *c, const uint8_t *p, size_t n)
 			}
 			if (rc == 0) {
 				if (k == 0) { /* no room and no progress: never spin */
-					drop(c, SB_EBADFRAME);
+					sb__client_drop(c, SB_EBADFRAME);
 					return;
 				}
 				continue;
@@ -1078,7 +1076,7 @@ static void tls_in(struct sb_client *c, const uint8_t *p, size_t n)
 		for (;;) {
 			long m = sb__tls_read(c->tls, c->tin, IN_SIZE);
 			if (m > 0) {
-				feed(c, c->tin, (size_t)m);
+				sb__client_feed(c, c->tin, (size_t)m);
 				if (c->conn_gen != gen)
 					return;
 				continue;
@@ -1086,19 +1084,19 @@ static void tls_in(struct sb_client *c, const uint8_t *p, size_t n)
 			if (m == 0)
 				break;
 			if (m == SB__TLS_EOF)
-				drop(c, c->st == C_DRAINING ? 0 : SB_EOFFLINE);
+				sb__client_drop(c, c->st == C_DRAINING ? 0 : SB_EOFFLINE);
 			else
 				tls_failed(c, (int)m);
 			return;
 		}
 		if (k == 0) {
-			drop(c, SB_EBADFRAME);
+			sb__client_drop(c, SB_EBADFRAME);
 			return;
 		}
 	}
 }
 
-static void read_in(struct sb_client *c)
+void sb__client_read(struct sb_client *c)
 {
 	uint64_t gen = c->conn_gen;
 
@@ -1108,7 +1106,7 @@ static void read_in(struct sb_client *c)
 			if (c->tls != NULL)
 				tls_in(c, c->in, (size_t)n);
 			else
-				feed(c, c->in, (size_t)n);
+				sb__client_feed(c, c->in, (size_t)n);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -1116,7 +1114,7 @@ static void read_in(struct sb_client *c)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		/* A close after GOODBYE is the plan; any other is news. */
-		drop(c, n < 0 ? SB_ESYS : c->st == C_DRAINING ? 0 : SB_EOFFLINE);
+		sb__client_drop(c, n < 0 ? SB_ESYS : c->st == C_DRAINING ? 0 : SB_EOFFLINE);
 		return;
 	}
 }
@@ -1186,19 +1184,19 @@ static void say_hello(struct sb_client *c)
 
 	/* A fresh splitter: the last connection may have died mid-frame. */
 	if ((sp = sb_splitter_new(0)) == NULL) {
-		drop(c, SB_ENOMEM);
+		sb__client_drop(c, SB_ENOMEM);
 		return;
 	}
 	sb_splitter_free(c->sp);
 	c->sp = sp;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
 	c->challenged = 0;
-	m.peer = view_of(c->name);
-	m.role = view_of(c->role);
+	m.peer = sb__client_view(c->name);
+	m.role = sb__client_view(c->role);
 	m.payload.ptr = HELLO_INFO;
 	m.payload.len = sizeof HELLO_INFO;
-	if (queue_msg(c, &m, 1) != 0) {
-		drop(c, SB_ENOMEM);
+	if (sb__client_queue(c, &m, 1) != 0) {
+		sb__client_drop(c, SB_ENOMEM);
 		return;
 	}
 	c->st = C_HELLO;
@@ -1208,7 +1206,7 @@ static void say_hello(struct sb_client *c)
 static void on_connected(struct sb_client *c)
 {
 	if (connected_to_self(c->fd)) {
-		drop(c, SB_ESYS);
+		sb__client_drop(c, SB_ESYS);
 		return;
 	}
 	if (c->tls_ctx == NULL) {
@@ -1217,7 +1215,7 @@ static void on_connected(struct sb_client *c)
 	}
 	c->tls = sb__tls_new(c->tls_ctx, c->server_name, TLS_PAIR, TLS_PAIR);
 	if (c->tls == NULL) {
-		drop(c, SB_ENOMEM);
+		sb__client_drop(c, SB_ENOMEM);
 		return;
 	}
 	c->st = C_TLS;
@@ -1227,7 +1225,7 @@ static void on_connected(struct sb_client *c)
 		tls_failed(c, rc);
 }
 
-static void start_connect(struct sb_client *c)
+void sb__client_connect(struct sb_client *c)
 {
 	union addr a;
 	socklen_t len;
@@ -1257,14 +1255,14 @@ retry:
 	c->retry_at = sb__now_ms() + backoff(c);
 }
 
-static void finish_connect(struct sb_client *c)
+void sb__client_connect_done(struct sb_client *c)
 {
 	int e = 0;
 	socklen_t len = sizeof e;
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0 || e != 0) {
 		errno = e;
-		drop(c, SB_ESYS);
+		sb__client_drop(c, SB_ESYS);
 		return;
 	}
 	on_connected(c);
@@ -1273,7 +1271,7 @@ static void finish_connect(struct sb_client *c)
 /* Ends the connection: OFFLINE if we were online, every open request fails
  * once, every call in progress is dropped, and unless we gave up for good
  * a reconnect is scheduled. */
-static void drop(struct sb_client *c, int why)
+void sb__client_drop(struct sb_client *c, int why)
 {
 	int was_online = c->online_reported;
 
@@ -1289,7 +1287,7 @@ static void drop(struct sb_client *c, int why)
 	for (unsigned i = 0; i < c->nh; i++)
 		c->h[i].reg_id = 0;
 	c->pres_id = 0;
-	idents_forget(c); /* the next connection introduces everyone anew */
+	sb__client_idents_forget(c); /* the next connection introduces everyone anew */
 	/* The splitter stays until the next connection: the frame being
 	 * dispatched when this runs may still live in its buffer. */
 	if (c->dead_err != 0)
@@ -1299,9 +1297,9 @@ static void drop(struct sb_client *c, int why)
 		c->retry_at = sb__now_ms() + backoff(c);
 	}
 	if (was_online)
-		report(c, SB_CLIENT_OFFLINE, why);
-	fail_requests(c, SB_EOFFLINE, "the connection to the router was lost");
-	kill_calls(c, SB_EOFFLINE);
+		sb__client_report(c, SB_CLIENT_OFFLINE, why);
+	sb__client_fail_requests(c, SB_EOFFLINE, "the connection to the router was lost");
+	sb__client_kill_calls(c, SB_EOFFLINE);
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -1311,11 +1309,11 @@ static void run_timers(struct sb_client *c)
 	uint64_t now = sb__now_ms();
 
 	if (c->st == C_WAIT && now >= c->retry_at)
-		start_connect(c);
+		sb__client_connect(c);
 	else if (handshaking(c) && now >= c->hs_deadline)
-		drop(c, SB_ETIMEOUT);
+		sb__client_drop(c, SB_ETIMEOUT);
 	else if (c->st == C_DRAINING && now >= c->drain_at)
-		drop(c, SB_ETIMEOUT);
+		sb__client_drop(c, SB_ETIMEOUT);
 	sb__wheel_run(&c->wheel, now);
 }
 
@@ -1341,15 +1339,15 @@ static void on_socket(struct sb_client *c, short revents)
 {
 	if (c->st == C_CONNECTING) {
 		if (revents & (POLLOUT | POLLERR | POLLHUP))
-			finish_connect(c);
+			sb__client_connect_done(c);
 		return;
 	}
 	if (revents & (POLLIN | POLLHUP | POLLERR))
-		read_in(c);
+		sb__client_read(c);
 }
 
 /* One turn: timers, one wait, reads and their callbacks, writes, timers. */
-static int step(struct sb_client *c, int timeout_ms)
+int sb__client_step(struct sb_client *c, int timeout_ms)
 {
 	struct pollfd p[2];
 	int wait, n, rc;
@@ -1372,11 +1370,11 @@ static int step(struct sb_client *c, int timeout_ms)
 	}
 	if (c->fd >= 0 && p[1].revents != 0)
 		on_socket(c, p[1].revents);
-	maybe_online(c);
+	sb__client_maybe_online(c);
 	/* Callbacks above queued their frames: one write takes them all. */
 	if (c->fd >= 0 && c->st != C_CONNECTING && (c->out_off < c->out_len || tls_pending(c)) &&
-	    (rc = write_out(c)) != 0)
-		drop(c, rc);
+	    (rc = sb__client_write(c)) != 0)
+		sb__client_drop(c, rc);
 	if (c->overloaded && c->out_len - c->out_off <= c->cfg.out_max / 2)
 		writable(c);
 	run_timers(c);
@@ -1414,8 +1412,8 @@ static int config_ok(const struct sb_client_config *cfg)
 	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__AUTH_SECRET_MAX))
 		return 0;
 	/* The codec checks the name the way the router will. */
-	hello.peer = view_of(cfg->name);
-	hello.role = view_of(cfg->role);
+	hello.peer = sb__client_view(cfg->name);
+	hello.role = sb__client_view(cfg->role);
 	return sb_encoded_size(&hello) > 0;
 }
 
@@ -1434,11 +1432,11 @@ static void destroy(struct sb_client *c)
 	/* Calls a handler still holds lose their sender with them. */
 	for (struct sb__link *l = c->orphans.next; l != &c->orphans; l = l->next) {
 		struct sb_call *k = SB__CONTAINER(l, struct sb_call, link);
-		ident_put(k->ident);
+		sb__client_ident_put(k->ident);
 		k->ident = NULL;
 	}
 	free_list(&c->orphans, offsetof(struct sb_call, link));
-	idents_forget(c);
+	sb__client_idents_forget(c);
 	sb__idmap_destroy(&c->idents);
 	free_list(&c->spare_calls, offsetof(struct sb_call, link));
 	free_list(&c->spare_reqs, offsetof(struct req, link));
@@ -1535,7 +1533,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	e = SB_ESYS;
 	if ((c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
 		goto fail;
-	start_connect(c);
+	sb__client_connect(c);
 	return c;
 fail:
 	if (c != NULL)
@@ -1558,7 +1556,7 @@ void sb_client_free(struct sb_client *c)
 	if (c->tls != NULL)
 		sb__tls_close_notify(c->tls);
 	if (c->fd >= 0 && c->st != C_CONNECTING && (c->out_off < c->out_len || tls_pending(c)))
-		write_out(c);
+		sb__client_write(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -1567,8 +1565,8 @@ void sb_client_free(struct sb_client *c)
 	c->conn_gen++;
 	c->st = C_DEAD;
 	c->dead_err = SB_EOFFLINE;
-	fail_requests(c, SB_EOFFLINE, "the client was freed");
-	kill_calls(c, SB_EOFFLINE);
+	sb__client_fail_requests(c, SB_EOFFLINE, "the client was freed");
+	sb__client_kill_calls(c, SB_EOFFLINE);
 	destroy(c);
 }
 
@@ -1595,7 +1593,7 @@ int sb_client_process(struct sb_client *c, int timeout_ms)
 {
 	if (c->in_cb > 0) /* the frame being dispatched lives in the buffer we would read into */
 		return SB_EINVAL;
-	return step(c, timeout_ms);
+	return sb__client_step(c, timeout_ms);
 }
 
 int sb_client_run(struct sb_client *c)
@@ -1605,7 +1603,7 @@ int sb_client_run(struct sb_client *c)
 	if (c->in_cb > 0)
 		return SB_EINVAL;
 	while (rc == 0 && !atomic_exchange(&c->stop, 0))
-		rc = step(c, -1);
+		rc = sb__client_step(c, -1);
 	return rc;
 }
 
@@ -1635,7 +1633,7 @@ const char *sb_client_last_error(const struct sb_client *c)
 
 uint32_t sb_client_peer_id(const struct sb_client *c)
 {
-	return welcomed(c) ? c->peer_id : 0;
+	return sb__client_welcomed(c) ? c->peer_id : 0;
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -1655,7 +1653,7 @@ int sb_client_register_schema(struct sb_client *c, const char *name, unsigned fl
 
 	if (!c->service)
 		return SB_EFORBIDDEN;
-	m.name = view_of(name);
+	m.name = sb__client_view(name);
 	/* The same checks as the router's, so a refusal comes now, not later. */
 	if (fn == NULL || (flags & ~SB_REGISTER_INTERNAL) != 0 || sb_encoded_size(&m) < 0 ||
 	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0 ||
@@ -1682,11 +1680,11 @@ int sb_client_register_schema(struct sb_client *c, const char *name, unsigned fl
 		memcpy(h->schema, schema, schema_len);
 	h->schema_len = (uint32_t)schema_len;
 	c->nh++;
-	if (welcomed(c) && (rc = send_register(c, h)) != 0)
+	if (sb__client_welcomed(c) && (rc = sb__client_send_register(c, h)) != 0)
 		goto fail;
 	return 0;
 fail:
-	handler_remove(c, c->nh - 1);
+	sb__client_handler_remove(c, c->nh - 1);
 	return rc;
 }
 
@@ -1697,14 +1695,14 @@ int sb_client_unregister(struct sb_client *c, const char *name)
 
 	if (i < 0)
 		return SB_EINVAL;
-	if (welcomed(c)) {
+	if (sb__client_welcomed(c)) {
 		m.id = c->next_ctl++ | CTL_BIT;
-		m.name = view_of(name);
-		queue_msg(c, &m, 1);
+		m.name = sb__client_view(name);
+		sb__client_queue(c, &m, 1);
 	}
 	/* If its REGISTER was still waiting, the gate to ONLINE no longer
-	 * waits for it: the next turn's maybe_online() sees that. */
-	handler_remove(c, (unsigned)i);
+	 * waits for it: the next turn's sb__client_maybe_online() sees that. */
+	sb__client_handler_remove(c, (unsigned)i);
 	return 0;
 }
 
@@ -1770,12 +1768,12 @@ static int answer(struct sb_call *k, struct sb_msg *m, int final)
 
 	if (!k->is_request || k->finished)
 		return SB_EINVAL;
-	if (k->dead || !welcomed(c)) {
+	if (k->dead || !sb__client_welcomed(c)) {
 		rc = k->dead ? k->dead : SB_EOFFLINE;
 		goto out;
 	}
 	m->id = k->rid;
-	if ((rc = queue_msg(c, m, final)) != 0)
+	if ((rc = sb__client_queue(c, m, final)) != 0)
 		return rc; /* nothing sent: the call stays open for another try */
 out:
 	if (final) {
@@ -1792,9 +1790,9 @@ int sb_reply(struct sb_call *call, const char *outcome, const void *payload, siz
 
 	if (outcome == NULL)
 		return SB_EINVAL;
-	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
-	m.outcome = view_of(outcome);
+	m.outcome = sb__client_view(outcome);
 	return answer(call, &m, 1);
 }
 
@@ -1806,11 +1804,11 @@ int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload
 
 	if (outcome == NULL)
 		return SB_EINVAL;
-	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
 	if (chunk)
 		m.flags |= SB_F_CHUNK;
-	m.outcome = view_of(outcome);
+	m.outcome = sb__client_view(outcome);
 	return answer(call, &m, 0);
 }
 
@@ -1820,7 +1818,7 @@ int sb_reply_error(struct sb_call *call, int err, const char *text)
 
 	if (err >= 0 || err < -SB_WIRE_CODE_MAX)
 		return SB_EINVAL;
-	m.text = view_of(text != NULL ? text : "");
+	m.text = sb__client_view(text != NULL ? text : "");
 	return answer(call, &m, 1);
 }
 
@@ -1835,13 +1833,13 @@ static int send_one(struct sb_client *c, const char *to, uint8_t flags, const ch
 
 	if (name == NULL)
 		return SB_EINVAL;
-	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
 	if (c->st != C_READY && c->st != C_DRAINING)
 		return SB_EOFFLINE;
-	m.name = view_of(name);
-	m.to = view_of(to);
-	return queue_msg(c, &m, 0);
+	m.name = sb__client_view(name);
+	m.to = sb__client_view(to);
+	return sb__client_queue(c, &m, 0);
 }
 
 int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len)
@@ -1871,7 +1869,7 @@ static int request(struct sb_client *c, const char *to, uint8_t flags, const cha
 
 	if (name == NULL || fn == NULL)
 		return SB_EINVAL;
-	if ((rc = payload_view(payload, len, &m.payload)) != 0)
+	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
 	if (c->st == C_DRAINING)
 		return SB_EDRAINING;
@@ -1880,14 +1878,14 @@ static int request(struct sb_client *c, const char *to, uint8_t flags, const cha
 	if ((r = req_get(c)) == NULL)
 		return SB_ENOMEM;
 	m.id = c->next_id;
-	m.name = view_of(name);
-	m.to = view_of(to);
+	m.name = sb__client_view(name);
+	m.to = sb__client_view(to);
 	m.timeout_ms = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
 	if (sb__idmap_put(&c->reqs, m.id, (uintptr_t)r) != 0) {
 		rc = SB_ENOMEM;
 		goto fail;
 	}
-	if ((rc = queue_msg(c, &m, 0)) != 0) {
+	if ((rc = sb__client_queue(c, &m, 0)) != 0) {
 		sb__idmap_del(&c->reqs, m.id);
 		goto fail;
 	}
@@ -1943,7 +1941,7 @@ int sb_all_counts(const void *payload, size_t len, struct sb_all_counts *out)
 	if (payload == NULL || len == 0 || sb_payload_check(payload, len) != 0)
 		return SB_EINVAL;
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-		if (map_get(payload, len, keys[i], &v) != 1 || v.type != SB__MP_UINT ||
+		if (sb__client_map_get(payload, len, keys[i], &v) != 1 || v.type != SB__MP_UINT ||
 		    v.u > UINT32_MAX)
 			return SB_EINVAL;
 		*slots[i] = (uint32_t)v.u;
@@ -1960,8 +1958,8 @@ int sb_client_presence(struct sb_client *c, sb_presence_fn fn, void *ud)
 	c->pres_fn = fn;
 	c->pres_ud = ud;
 	/* Connected: tell the router now; otherwise the next WELCOME does. */
-	if (welcomed(c) && (old != NULL) != (fn != NULL) &&
-	    (rc = send_subscribe(c, fn == NULL)) != 0) {
+	if (sb__client_welcomed(c) && (old != NULL) != (fn != NULL) &&
+	    (rc = sb__client_send_subscribe(c, fn == NULL)) != 0) {
 		c->pres_fn = old;
 		c->pres_ud = old_ud;
 	}
@@ -1970,12 +1968,12 @@ int sb_client_presence(struct sb_client *c, sb_presence_fn fn, void *ud)
 
 int sb_cancel(struct sb_client *c, uint64_t req)
 {
-	struct req *r = req_find(c, req);
+	struct req *r = sb__client_req_find(c, req);
 
 	if (r == NULL || r->cancelling)
 		return SB_EINVAL;
 	r->cancelling = 1;
-	queue_cancel(c, req);
+	sb__client_queue_cancel(c, req);
 	return 0;
 }
 
@@ -2014,13 +2012,14 @@ static void on_wait_reply(struct sb_client *c, uint64_t req, int err, const char
 }
 
 /* Processes until the client is online, or until deadline (ms). */
-static int wait_online(struct sb_client *c, uint64_t deadline)
+int sb__client_wait_online_until(struct sb_client *c, uint64_t deadline)
 {
 	while (!sb_client_online(c)) {
 		uint64_t now = sb__now_ms();
 		if (now >= deadline)
 			return SB_EOFFLINE;
-		int rc = step(c, deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now));
+		int rc = sb__client_step(c, deadline - now > INT_MAX ? INT_MAX
+								     : (int)(deadline - now));
 		if (rc != 0)
 			return rc;
 	}
@@ -2031,18 +2030,18 @@ int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms)
 {
 	if (c->in_cb > 0)
 		return SB_EINVAL;
-	return wait_online(c, sb__now_ms() + timeout_ms);
+	return sb__client_wait_online_until(c, sb__now_ms() + timeout_ms);
 }
 
 /* Ends an open request without calling its callback, whose state is about
  * to go out of scope. */
 static void req_forget(struct sb_client *c, uint64_t id)
 {
-	struct req *r = req_find(c, id);
+	struct req *r = sb__client_req_find(c, id);
 
 	if (r == NULL)
 		return;
-	queue_cancel(c, id);
+	sb__client_queue_cancel(c, id);
 	sb__timer_disarm(&r->timer);
 	sb__idmap_del(&c->reqs, id);
 	sb__link_del(&r->link);
@@ -2066,7 +2065,7 @@ int sb_request_wait(struct sb_client *c, const char *name, const void *payload, 
 		*reply_len = 0;
 	if (c->in_cb > 0)
 		return SB_EINVAL;
-	if ((rc = wait_online(c, deadline)) != 0)
+	if ((rc = sb__client_wait_online_until(c, deadline)) != 0)
 		return rc;
 	/* Time spent waiting for the connection comes out of the request's. */
 	uint64_t now = sb__now_ms();
@@ -2076,7 +2075,7 @@ int sb_request_wait(struct sb_client *c, const char *name, const void *payload, 
 		return rc;
 	/* The request's local deadline ends this loop even if nothing answers. */
 	while (rc == 0 && !w.done)
-		rc = step(c, -1);
+		rc = sb__client_step(c, -1);
 	if (!w.done) {
 		req_forget(c, id);
 		return rc;
