@@ -16,11 +16,11 @@
 
 #include "client/client-int.h"
 #include "common/clock.h"
+#include "common/hmac.h"
 #include "common/idmap.h"
 #include "common/list.h"
 #include "common/timer.h"
 #include "common/tls.h"
-#include "router/auth.h"
 
 void sb__client_report(struct sb_client *c, enum sb_client_state s, int err)
 {
@@ -159,7 +159,7 @@ static int config_ok(const struct sb_client_config *cfg)
 			  cfg->tls_cert != NULL || cfg->tls_key != NULL))
 		return 0;
 	if (cfg->secret != NULL &&
-	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__AUTH_SECRET_MAX))
+	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__HMAC_SECRET_MAX))
 		return 0;
 	/* The codec checks the name the way the router will. */
 	hello.peer = sb__client_view(cfg->name);
@@ -209,7 +209,7 @@ static void destroy(struct sb_client *c)
 	free(c->name);
 	free(c->role);
 	if (c->secret != NULL) {
-		sb__auth_wipe(c->secret, strlen(c->secret));
+		sb__hmac_wipe(c->secret, strlen(c->secret));
 		free(c->secret);
 	}
 	free(c);
@@ -227,7 +227,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	}
 	if (!config_ok(cfg))
 		goto fail;
-	sb__auth_init();
+	sb__hmac_init();
 	e = SB_ENOMEM;
 	if ((c = calloc(1, sizeof *c)) == NULL)
 		goto fail;

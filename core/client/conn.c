@@ -17,8 +17,8 @@
 
 #include "client/client-int.h"
 #include "common/clock.h"
+#include "common/hmac.h"
 #include "common/tls.h"
-#include "router/auth.h"
 
 #define OUT_KEEP       (256u << 10) /* a drained output buffer bigger than this is shrunk */
 #define READS_PER_TURN 16           /* recv() calls per turn, so the caller's loop turns too */
@@ -236,8 +236,8 @@ void sb__client_on_welcome(struct sb_client *c, const struct sb_msg *m)
  * a secret, or asked for a mechanism we lack, retrying cannot help. */
 void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m)
 {
-	uint8_t nonce[SB__AUTH_NONCE_LEN], proof[SB__AUTH_PROOF_LEN];
-	struct sb_view mech = sb__client_view(SB__AUTH_MECH);
+	uint8_t nonce[SB__HMAC_NONCE_LEN], proof[SB__HMAC_PROOF_LEN];
+	struct sb_view mech = sb__client_view(SB__HMAC_MECH);
 	struct sb_msg a = {.kind = SB_AUTH, .id = m->id};
 
 	if (c->st != C_HELLO || c->challenged) {
@@ -250,8 +250,8 @@ void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m)
 		sb__client_give_up(c, SB_EUNAUTHORIZED);
 		return;
 	}
-	if (sb__auth_random(nonce, sizeof nonce) != 0 ||
-	    sb__auth_proof((const uint8_t *)c->secret, strlen(c->secret), m->nonce,
+	if (sb__hmac_nonce(nonce, sizeof nonce) != 0 ||
+	    sb__hmac_proof((const uint8_t *)c->secret, strlen(c->secret), m->nonce,
 			   (struct sb_view){nonce, sizeof nonce}, sb__client_view(c->name),
 			   proof) != 0) {
 		sb__client_drop(c, SB_EINTERNAL);
@@ -262,7 +262,7 @@ void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m)
 	c->challenged = 1;
 	if (sb__client_queue(c, &a, 1) != 0)
 		sb__client_drop(c, SB_ENOMEM);
-	sb__auth_wipe(proof, sizeof proof);
+	sb__hmac_wipe(proof, sizeof proof);
 }
 
 /* ---- reads, and TLS ----------------------------------------------------- */

@@ -1,6 +1,7 @@
-/* Shared-secret authentication and name rules: the HMAC both sides compute,
- * the policy snapshot shards share by reference, and the table of
- * addresses that keep giving wrong secrets. */
+/* Shared-secret authentication and name rules: the policy snapshot shards
+ * share by reference, the handshakes between CHALLENGE and AUTH (whose proof
+ * common/hmac.c computes), and the table of addresses that keep giving
+ * wrong secrets. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,63 +10,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
-
 #include "router/auth.h"
 #include "router/shard.h"
-
-/* ---- crypto --------------------------------------------------------------- */
-
-void sb__auth_init(void)
-{
-	OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL);
-}
-
-int sb__auth_random(uint8_t *buf, size_t n)
-{
-	return RAND_bytes(buf, (int)n) == 1 ? 0 : SB_EINTERNAL;
-}
-
-int sb__auth_proof(const uint8_t *secret, size_t secret_len, struct sb_view router_nonce,
-		   struct sb_view client_nonce, struct sb_view name,
-		   uint8_t out[SB__AUTH_PROOF_LEN])
-{
-	uint8_t msg[2 * SB_NONCE_MAX + SB_PEER_MAX];
-	unsigned len = SB__AUTH_PROOF_LEN;
-	size_t n = 0;
-
-	if (router_nonce.len > SB_NONCE_MAX || client_nonce.len > SB_NONCE_MAX ||
-	    name.len > SB_PEER_MAX)
-		return SB_EINVAL;
-	memcpy(msg, router_nonce.ptr, router_nonce.len);
-	n += router_nonce.len;
-	if (client_nonce.len > 0)
-		memcpy(msg + n, client_nonce.ptr, client_nonce.len);
-	n += client_nonce.len;
-	if (name.len > 0)
-		memcpy(msg + n, name.ptr, name.len);
-	n += name.len;
-	if (HMAC(EVP_sha256(), secret, (int)secret_len, msg, n, out, &len) == NULL ||
-	    len != SB__AUTH_PROOF_LEN)
-		return SB_EINVAL;
-	return 0;
-}
-
-void sb__auth_wipe(void *p, size_t n)
-{
-	if (p != NULL)
-		OPENSSL_cleanse(p, n);
-}
 
 /* ---- policy --------------------------------------------------------------- */
 
 /* A secret file: its bytes, minus one trailing newline (editors add one). */
 static int secret_read(const char *path, uint8_t **out, size_t *len)
 {
-	uint8_t buf[SB__AUTH_SECRET_MAX + 2];
+	uint8_t buf[SB__HMAC_SECRET_MAX + 2];
 	size_t n = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
 
@@ -85,7 +38,7 @@ static int secret_read(const char *path, uint8_t **out, size_t *len)
 	close(fd);
 	if (rc == 0 && n > 0 && buf[n - 1] == '\n')
 		n -= 1 + (n > 1 && buf[n - 2] == '\r');
-	if (rc == 0 && (n == 0 || n > SB__AUTH_SECRET_MAX))
+	if (rc == 0 && (n == 0 || n > SB__HMAC_SECRET_MAX))
 		rc = SB_EINVAL;
 	if (rc == 0 && (*out = malloc(n)) == NULL)
 		rc = SB_ENOMEM;
@@ -93,7 +46,7 @@ static int secret_read(const char *path, uint8_t **out, size_t *len)
 		memcpy(*out, buf, n);
 		*len = n;
 	}
-	sb__auth_wipe(buf, sizeof buf);
+	sb__hmac_wipe(buf, sizeof buf);
 	return rc;
 }
 
@@ -117,7 +70,7 @@ static int secret_set(struct sb__policy *p, int role, const char *text, const ch
 	if (text == NULL)
 		return 0;
 	size_t n = strlen(text);
-	if (n == 0 || n > SB__AUTH_SECRET_MAX) {
+	if (n == 0 || n > SB__HMAC_SECRET_MAX) {
 		snprintf(why, cap, "%s: empty, or longer than 4096 bytes", key);
 		return SB_EINVAL;
 	}
@@ -131,7 +84,7 @@ static int secret_set(struct sb__policy *p, int role, const char *text, const ch
 static void policy_free(struct sb__policy *p)
 {
 	for (int i = 0; i < 2; i++) {
-		sb__auth_wipe(p->secret[i], p->secret_len[i]);
+		sb__hmac_wipe(p->secret[i], p->secret_len[i]);
 		free(p->secret[i]);
 	}
 	sb__patterns_free(&p->reg);
@@ -271,7 +224,7 @@ struct sb__auth_hs *sb__auth_hs_new(struct sb__policy *pol, const struct sb_msg 
 
 	if (hs == NULL)
 		return NULL;
-	if (sb__auth_random(hs->nonce, sizeof hs->nonce) != 0) {
+	if (sb__hmac_nonce(hs->nonce, sizeof hs->nonce) != 0) {
 		free(hs);
 		return NULL;
 	}
@@ -294,18 +247,12 @@ void sb__auth_hs_free(struct sb__auth_hs *hs)
 
 int sb__auth_check(const struct sb__auth_hs *hs, int role, const struct sb_msg *m)
 {
-	uint8_t want[SB__AUTH_PROOF_LEN];
 	const struct sb__policy *p = hs->pol;
 	struct sb_view rn = {hs->nonce, sizeof hs->nonce};
 	struct sb_view name = {(const uint8_t *)hs->name, hs->name_len};
 
-	if (p->secret[role] == NULL || m->proof.len != SB__AUTH_PROOF_LEN ||
-	    sb__auth_proof(p->secret[role], p->secret_len[role], rn, m->nonce, name, want) != 0)
-		return 0;
-	/* Constant time: how many leading bytes matched must not show. */
-	int ok = CRYPTO_memcmp(want, m->proof.ptr, sizeof want) == 0;
-	sb__auth_wipe(want, sizeof want);
-	return ok;
+	return p->secret[role] != NULL &&
+	       sb__hmac_check(p->secret[role], p->secret_len[role], rn, m->nonce, name, m->proof);
 }
 
 /* ---- failures ------------------------------------------------------------- */

@@ -12,13 +12,10 @@
 #include <switchboard/proto.h>
 #include <switchboard/router.h>
 
+#include "common/hmac.h"
 #include "router/pattern.h"
 
-#define SB__AUTH_MECH       "hmac-sha256"
-#define SB__AUTH_NONCE_LEN  32u   /* the router's nonce, and the client library's */
-#define SB__AUTH_PROOF_LEN  32u   /* HMAC-SHA256 */
-#define SB__AUTH_SECRET_MAX 4096u /* bytes of a secret, from a file or not */
-#define SB__AUTH_FAIL_SLOTS 512u  /* addresses a shard remembers failures of */
+#define SB__AUTH_FAIL_SLOTS 512u /* addresses a shard remembers failures of */
 
 /* Roles index secrets and rules: 0 client, 1 service (sb__conn.service). */
 #define SB__ROLE_CLIENT  0
@@ -61,37 +58,11 @@ struct sb__auth_shard {
 struct sb__auth_hs {
 	struct sb__policy *pol; /* the secrets in force at HELLO */
 	uint64_t hello_id;      /* echoed by CHALLENGE and WELCOME */
-	uint8_t nonce[SB__AUTH_NONCE_LEN];
+	uint8_t nonce[SB__HMAC_NONCE_LEN];
 	uint8_t named; /* HELLO asked for a name (else nil) */
 	uint32_t name_len;
 	char name[SB_PEER_MAX + 1];
 };
-
-/* ---- crypto (the router and the client library) --------------------------- */
-
-/**
- * Before the first OpenSSL call: no exit-time cleanup. A router's shard
- * threads may outlive main() (a program that exits without stopping it, an
- * exit() on another thread), and OpenSSL's atexit handler would free the
- * locks and random generators they use under them. Only the process's
- * first OpenSSL initialisation decides this.
- */
-void sb__auth_init(void);
-
-/** Fill @p buf with @p n random bytes. @return 0 or SB_EINTERNAL */
-int sb__auth_random(uint8_t *buf, size_t n);
-
-/**
- * proof = HMAC-SHA256(secret, router_nonce || client_nonce || peer_name).
- * Nonces up to SB_NONCE_MAX, name up to SB_PEER_MAX bytes.
- * @return 0 or SB_EINVAL
- */
-int sb__auth_proof(const uint8_t *secret, size_t secret_len, struct sb_view router_nonce,
-		   struct sb_view client_nonce, struct sb_view name,
-		   uint8_t out[SB__AUTH_PROOF_LEN]);
-
-/** Overwrite memory that held a secret. */
-void sb__auth_wipe(void *p, size_t n);
 
 /* ---- policy --------------------------------------------------------------- */
 

@@ -187,7 +187,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		goto fail;
 	sb__rstats_init(&r->rstats, r->nshards);
 	sb__addrtab_init(&r->addrs);
-	sb__auth_init();
+	sb__hmac_init();
 	/* The policy owns copies of the secrets and rules: the caller's strings
 	 * need not outlive this call, so nothing may read them later. */
 	if ((e = sb__auth_router_init(r, c)) != 0)

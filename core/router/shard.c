@@ -1300,7 +1300,7 @@ static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struc
 	}
 	struct sb_msg ch = {.kind = SB_CHALLENGE, .id = m->id};
 	ch.nonce = (struct sb_view){c->hs->nonce, sizeof c->hs->nonce};
-	ch.mech = (struct sb_view){(const uint8_t *)SB__AUTH_MECH, sizeof SB__AUTH_MECH - 1};
+	ch.mech = (struct sb_view){(const uint8_t *)SB__HMAC_MECH, sizeof SB__HMAC_MECH - 1};
 	send_msg(sh, c, &ch);
 }
 
