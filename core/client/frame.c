@@ -159,7 +159,10 @@ void sb__client_feed(struct sb_client *c, const uint8_t *p, size_t left)
 	uint64_t gen = c->conn_gen;
 
 	while (c->conn_gen == gen) {
-		struct sb_view f;
+		/* Set whenever rc is 1; initialised because GCC's LTO pass, run
+		 * again in each program that links the static library, cannot
+		 * see that and warns (an error under -Werror). */
+		struct sb_view f = {0};
 		int rc = sb_splitter_next(c->sp, &p, &left, &f, NULL);
 		if (rc == 0)
 			return;
