@@ -25,9 +25,13 @@
 #define HANDSHAKE_MS   5000u        /* connect, WELCOME and ACKs, or the attempt is abandoned */
 #define TLS_PAIR       (64u << 10)  /* ciphertext held each way: a whole recv() in one go */
 
-/* HELLO's payload: {"lib": "sb-c 0.1"}. */
-static const uint8_t HELLO_INFO[] = {0x81, 0xa3, 'l', 'i', 'b', 0xa8, 's',
-				     'b',  '-',  'c', ' ', '0', '.',  '1'};
+/* HELLO's payload: {"lib": "sb-c 0.2"}, the version from CMakeLists.txt
+ * (SB_CLIENT_LIB), as a one-pair map with a fixstr value. */
+_Static_assert(sizeof SB_CLIENT_LIB - 1 < 32, "the lib text must fit a fixstr");
+static const struct {
+	uint8_t head[6];
+	char lib[sizeof SB_CLIENT_LIB - 1]; /* no NUL: the fixstr's length says where it ends */
+} HELLO_INFO = {{0x81, 0xa3, 'l', 'i', 'b', 0xa0 | (sizeof SB_CLIENT_LIB - 1)}, SB_CLIENT_LIB};
 
 union addr {
 	struct sockaddr sa;
@@ -459,7 +463,7 @@ static void say_hello(struct sb_client *c)
 	c->challenged = 0;
 	m.peer = sb__client_view(c->name);
 	m.role = sb__client_view(c->role);
-	m.payload.ptr = HELLO_INFO;
+	m.payload.ptr = (const uint8_t *)&HELLO_INFO;
 	m.payload.len = sizeof HELLO_INFO;
 	if (sb__client_queue(c, &m, 1) != 0) {
 		sb__client_drop(c, SB_ENOMEM);
