@@ -1,5 +1,6 @@
-/* A u64 -> u64 hash map, open addressing with backward-shift deletion: finds
- * a request by (connection, requester's id) when the requester cancels it. */
+/* A u64 -> u64 hash map, open addressing with backward-shift deletion: the
+ * router finds a request by (connection, requester's id) when the requester
+ * cancels it; the client library finds its requests, calls and senders. */
 #ifndef SB_CORE_IDMAP_H
 #define SB_CORE_IDMAP_H
 

@@ -1,5 +1,6 @@
-/* Hierarchical timer wheel, 1 ms resolution: the per-request timeouts of one
- * shard. Single-threaded, no locks, no allocation; timers live in their owners. */
+/* Hierarchical timer wheel, 1 ms resolution: a shard's per-request timeouts,
+ * and the client library's local deadlines. Single-threaded, no locks, no
+ * allocation; timers live in their owners. */
 #ifndef SB_CORE_TIMER_H
 #define SB_CORE_TIMER_H
 
