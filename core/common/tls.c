@@ -13,6 +13,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <switchboard/router.h>
+
 #include "common/tls.h"
 
 #define RECORD_MAX  16384 /* TLS plaintext per record */

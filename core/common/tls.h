@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <switchboard/router.h>
+/* The router's settings, for sb__tls_server_ctx() only: the client library,
+ * which shares this layer, never sees the router's header. */
+struct sb_router_config;
 
 /* The settings new connections are made with: an SSL_CTX plus the allow and
  * deny lists. Immutable once made and reference-counted: a reload swaps in
