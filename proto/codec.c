@@ -7,7 +7,7 @@
 
 #include <switchboard/proto.h>
 
-#include "mp.h"
+#include "proto/mp.h"
 
 enum ftype {
 	F_UINT,    /* any unsigned width, value in [min, max] */

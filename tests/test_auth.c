@@ -19,7 +19,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
-#include "pattern.h"
+#include "router/pattern.h"
 #include "peer.h"
 
 #define SVC_SECRET "correct horse battery staple"

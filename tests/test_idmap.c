@@ -5,7 +5,7 @@
  * that leave a present key alone. */
 #include <stdlib.h>
 
-#include "idmap.h"
+#include "common/idmap.h"
 #include "testlib.h"
 
 enum { KEYS = 4096, OPS = 1000000 };

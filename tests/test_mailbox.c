@@ -12,7 +12,7 @@
 
 #include <switchboard/error.h>
 
-#include "mailbox.h"
+#include "router/mailbox.h"
 #include "testlib.h"
 
 /* Enough to wrap each 64-entry ring thousands of times. Under TSan the

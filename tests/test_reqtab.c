@@ -5,7 +5,7 @@
 
 #include <switchboard/error.h>
 
-#include "reqtab.h"
+#include "router/reqtab.h"
 #include "testlib.h"
 
 /* A request entry as the router might keep one; 40 bytes, not a multiple

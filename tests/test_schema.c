@@ -7,7 +7,7 @@
 
 #include "json.h"
 #include "peer.h"
-#include "schema.h"
+#include "proto/schema.h"
 
 /* ---- JSON to MessagePack ------------------------------------------------- */
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "testlib.h"
-#include "timer.h"
+#include "common/timer.h"
 
 #define DAY_MS (24 * 3600 * 1000ull)
 

@@ -21,7 +21,7 @@
 #include <switchboard/router.h>
 
 #include "peer.h"
-#include "tls.h" /* sb__tls_match, for the pattern rules */
+#include "common/tls.h" /* sb__tls_match, for the pattern rules */
 
 enum { MAXC = 8, PUMP_LIMIT_MS = 10000 };
 

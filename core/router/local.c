@@ -1,0 +1,210 @@
+/* Embedding: in-process handlers that run on shard threads, and sends and
+ * requests from the embedding program, all without a socket. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "router/shard.h"
+
+/* A message being handled in-process; lives on the shard's stack. */
+struct sb_local_call {
+	struct sb__shard *sh;
+	uint64_t ep;     /* this handler's endpoint: requests check replies come from it */
+	struct sb_msg m; /* views into the routed frame */
+	int final;       /* a final reply or error went out */
+};
+
+static struct sb_view view(const void *p, size_t len)
+{
+	struct sb_view v = {p, (uint32_t)len};
+	return v;
+}
+
+int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
+		     void *ud)
+{
+	return sb_router_handle_schema(r, name, flags, NULL, 0, fn, ud);
+}
+
+int sb_router_handle_schema(struct sb_router *r, const char *name, unsigned flags,
+			    const void *schema, size_t schema_len, sb_local_fn fn, void *ud)
+{
+	struct sb__schema *s = NULL;
+	int rc;
+
+	if (r->running || fn == NULL || (flags & ~SB_F_INTERNAL) != 0)
+		return SB_EINVAL;
+	size_t len = name != NULL ? strlen(name) : 0;
+	/* The same rules as a REGISTER frame: encode one to check the name. */
+	struct sb_msg probe = {.kind = SB_REGISTER};
+	if (name != NULL)
+		probe.name = view(name, len);
+	if (sb_encoded_size(&probe) < 0 || (len > 0 && name[0] == '$'))
+		return SB_EINVAL;
+	if (schema_len > 0 && (rc = sb__schema_compile(schema, schema_len, &s, NULL, 0)) != 0)
+		return rc;
+	struct sb__local *nl = realloc(r->locals, (r->nlocals + 1) * sizeof *nl);
+	if (nl == NULL)
+		goto nomem;
+	r->locals = nl;
+	struct sb__local *l = &r->locals[r->nlocals];
+	l->name = name != NULL ? strdup(name) : NULL;
+	if (name != NULL && l->name == NULL)
+		goto nomem;
+	l->len = (uint32_t)len;
+	l->flags = flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	l->schema = s; /* the router's reference; each shard's route takes its own */
+	l->fn = fn;
+	l->ud = ud;
+	r->nlocals++;
+	return 0;
+nomem:
+	sb__schema_unref(s);
+	return SB_ENOMEM;
+}
+
+const char *sb_local_name(const struct sb_local_call *call, size_t *len)
+{
+	*len = call->m.name.len;
+	return (const char *)call->m.name.ptr;
+}
+
+const void *sb_local_payload(const struct sb_local_call *call, size_t *len)
+{
+	*len = call->m.payload.len;
+	return call->m.payload.ptr;
+}
+
+uint32_t sb_local_from(const struct sb_local_call *call)
+{
+	return call->m.from;
+}
+
+int sb_local_is_request(const struct sb_local_call *call)
+{
+	return call->m.kind == SB_REQUEST;
+}
+
+/* Encodes an answer and hands it to the request's owner, this shard. */
+static int answer(struct sb_local_call *call, const struct sb_msg *r)
+{
+	long n = sb_encoded_size(r);
+	if (n < 0)
+		return SB_EINVAL;
+	struct sb__buf *b = sb__buf_heap((size_t)n);
+	if (b == NULL)
+		return SB_ENOMEM;
+	sb_encode(r, b->data, (size_t)n);
+	sb__shard_reply(call->sh, call->ep, b, b->data, (uint32_t)n);
+	return 0;
+}
+
+int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *payload, size_t len,
+		   unsigned flags)
+{
+	if (call->m.kind != SB_REQUEST || call->final || outcome == NULL ||
+	    (flags & ~(SB_F_MORE | SB_F_CHUNK)) != 0 ||
+	    (len > 0 && sb_payload_check(payload, len) != 0))
+		return SB_EINVAL;
+	/* CHUNK without MORE is a final reply, sent without it, as the router
+	 * forwards a network handler's (docs/protocol.md, REPLY). */
+	struct sb_msg r = {.kind = SB_REPLY,
+			   .flags = (uint8_t)(flags & SB_F_MORE ? flags : 0),
+			   .id = call->m.id};
+	r.outcome = view(outcome, strlen(outcome));
+	r.payload = view(payload, len);
+	int rc = answer(call, &r);
+	if (rc == 0 && !(flags & SB_F_MORE))
+		call->final = 1;
+	return rc;
+}
+
+int sb_local_error(struct sb_local_call *call, int err, const char *text)
+{
+	if (call->m.kind != SB_REQUEST || call->final || err >= 0 || -err > SB_WIRE_CODE_MAX)
+		return SB_EINVAL;
+	struct sb_msg r = {.kind = SB_ERROR, .id = call->m.id, .code = (uint32_t)-err};
+	r.text = view(text != NULL ? text : "", text != NULL ? strlen(text) : 0);
+	int rc = answer(call, &r);
+	if (rc == 0)
+		call->final = 1;
+	return rc;
+}
+
+void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_t len)
+{
+	const struct sb__local *h = &sh->r->locals[idx];
+	struct sb_local_call call = {.sh = sh, .ep = (uint64_t)SB__LOCAL_SHARD << 56 | idx};
+
+	/* The handler reads the payload, so it gets the check a client does. */
+	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &call.m, NULL) != 0) {
+		if (call.m.kind == SB_REQUEST && call.m.id != 0)
+			sb_local_error(&call, SB_EBADFRAME,
+				       "the payload is not one MessagePack value");
+		return;
+	}
+	h->fn(&call, h->ud);
+	if (call.m.kind == SB_REQUEST && !call.final)
+		sb_local_error(&call, SB_EINTERNAL,
+			       "the in-process handler returned without a final reply");
+}
+
+/* Encodes the message on the caller's thread and queues it for a shard. */
+static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn fn, void *ud)
+{
+	if (!r->running || atomic_load(&r->stopping))
+		return SB_EDRAINING;
+	if (m->payload.len > 0 && sb_payload_check(m->payload.ptr, m->payload.len) != 0)
+		return SB_EINVAL;
+	long n = sb_encoded_size(m);
+	if (n < 0)
+		return (int)n;
+	if ((uint64_t)n - SB_PREFIX_LEN > r->cfg.max_frame)
+		return SB_ETOOLARGE;
+	struct sb__buf *b = sb__buf_heap((size_t)n);
+	if (b == NULL)
+		return SB_ENOMEM;
+	sb_encode(m, b->data, (size_t)n);
+
+	unsigned to = atomic_fetch_add(&r->inject_rr, 1) % r->nshards;
+	struct sb__inbox *in = &r->inboxes[to];
+	pthread_mutex_lock(&in->lock);
+	if (in->n == in->cap) {
+		uint32_t cap = in->cap ? in->cap * 2 : 64;
+		struct sb__inject *ni = realloc(in->items, cap * sizeof *ni);
+		if (ni == NULL) {
+			pthread_mutex_unlock(&in->lock);
+			sb__buf_put(b, NULL);
+			return SB_ENOMEM;
+		}
+		in->items = ni;
+		in->cap = cap;
+	}
+	in->items[in->n++] = (struct sb__inject){b, (uint32_t)n, fn, ud};
+	atomic_store_explicit(&in->pending, 1, memory_order_release);
+	pthread_mutex_unlock(&in->lock);
+	uint64_t one = 1;
+	if (write(r->shards[to].efd, &one, sizeof one) < 0)
+		sb__log(r, 0, "waking shard %u for an in-process message failed", to);
+	return 0;
+}
+
+int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len)
+{
+	if (name == NULL)
+		return SB_EINVAL;
+	struct sb_msg m = {.kind = SB_SEND, .name = view(name, strlen(name))};
+	m.payload = view(payload, len);
+	return inject(r, &m, NULL, NULL);
+}
+
+int sb_router_request(struct sb_router *r, const char *name, const void *payload, size_t len,
+		      uint32_t timeout_ms, sb_local_reply_fn fn, void *ud)
+{
+	if (name == NULL || fn == NULL)
+		return SB_EINVAL;
+	struct sb_msg m = {
+		.kind = SB_REQUEST, .name = view(name, strlen(name)), .timeout_ms = timeout_ms};
+	m.payload = view(payload, len);
+	return inject(r, &m, fn, ud);
+}

@@ -1,0 +1,2871 @@
+/* The shard event loop: accepts, receives into provided buffers, routes
+ * frames by their header, tracks requests, and batches output per turn. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "router/admin.h"
+#include "router/bcast.h"
+#include "common/clock.h"
+#include "router/shard.h"
+
+/* io_uring user_data: an operation tag in the top 8 bits, the connection's
+ * endpoint (minus its shard bits, which are ours) below. */
+enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE, TAG_CANCEL };
+#define TAG_SHIFT 56
+#define EP_MASK   ((1ull << TAG_SHIFT) - 1)
+
+/* A TLS connection's pair holds this much ciphertext coming in (a
+ * receive is fed in passes, each decrypted at once) and going out (a whole
+ * record and the start of the next, sealed while the first is sent). The
+ * pair keeps both for the connection's life: 24 KiB, not 48, per idle
+ * connection made the difference at 10,000 of them. */
+#define TLS_IN_SIZE  4096
+#define TLS_OUT_SIZE 20480
+#define TLS_RECORD   16384 /* the most plaintext in a record */
+#define TLS_GATHER   4096  /* frames smaller than this share records */
+
+static void stat_add(_Atomic uint64_t *c, int64_t d)
+{
+	/* Only this shard writes its counters: a plain load and store keep
+	 * readers race-free without a locked instruction per message. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
+			      memory_order_relaxed);
+}
+
+/* The turn clock: timers use the milliseconds, latencies the microseconds. */
+static void tick(struct sb__shard *sh)
+{
+	sh->now_us = sb__now_us();
+	sh->now = sh->now_us / 1000;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	return (uint64_t)rd32(p) << 32 | rd32(p + 4);
+}
+
+static unsigned ep_shard(uint64_t ep)
+{
+	return (unsigned)(ep >> TAG_SHIFT);
+}
+
+/* ---- submission helpers ------------------------------------------------- */
+
+static struct io_uring_sqe *sqe_get(struct sb__shard *sh)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+	if (sqe == NULL) {
+		/* SQ full: hand what we have to the kernel and take a fresh slot. */
+		io_uring_submit(&sh->ring);
+		sqe = io_uring_get_sqe(&sh->ring);
+	}
+	return sqe;
+}
+
+static void arm_recv(struct sb__shard *sh, struct sb__conn *c)
+{
+	/* One receive per connection: a second would interleave the byte
+	 * stream, and a pause (which cancels one) would not stop it. */
+	if (c->recv_armed)
+		return;
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = sh->pool.bgid;
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_RECV << TAG_SHIFT | (c->ep & EP_MASK));
+	c->recv_armed = 1;
+	c->rearm = 0;
+}
+
+static void arm_accept(struct sb__shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_multishot_accept(sqe, sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT);
+	sh->accept_armed = 1;
+}
+
+static void arm_wake(struct sb__shard *sh)
+{
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_poll_multishot(sqe, sh->efd, POLLIN);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_WAKE << TAG_SHIFT);
+}
+
+/* ---- mail --------------------------------------------------------------- */
+
+static void pause_reads(struct sb__shard *sh, uint64_t ep, int d);
+static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep);
+
+/* Frame bytes mailed to a shard that it has not taken out of its ring yet
+ * (in the ring or in our backlog). */
+static uint64_t mail_in_flight(const struct sb__shard *sh, unsigned to)
+{
+	return sh->mail_sent[to] -
+	       atomic_load_explicit(&sh->r->shards[to].mail_taken[sh->id], memory_order_acquire);
+}
+
+/* A backlog a ring long, or a ring-and-backlog holding mail_cap bytes of
+ * frames, stops the connection whose frame just added to it: its reads
+ * pause, with the machinery streams use, until both are down to half. What
+ * the rest of the frame's receive buffer holds is still routed, so they
+ * peak at their mark plus one buffer per producer. The byte cap is what
+ * keeps a stream's overshoot bounded when the receiving shard is slow to
+ * run: its pause decision comes only once it takes the mail. Mail a shard
+ * makes on its own (control, answers to mail) never waits on a pause, so
+ * shards cannot end up waiting on each other. */
+static void block_producer(struct sb__shard *sh, struct sb__backlog *bl)
+{
+	struct sb__conn *c = sh->producer;
+	if (c->mail_paused || c->closing)
+		return;
+	if (bl->nblocked == bl->blocked_cap) {
+		uint32_t cap = bl->blocked_cap ? bl->blocked_cap * 2 : 8;
+		uint64_t *nb = realloc(bl->blocked, cap * sizeof *nb);
+		if (nb == NULL)
+			return; /* unpaused: the backlog grows, but nothing is lost */
+		bl->blocked = nb;
+		bl->blocked_cap = cap;
+	}
+	bl->blocked[bl->nblocked++] = c->ep;
+	c->mail_paused = 1;
+	pause_reads(sh, c->ep, 1);
+}
+
+static void unblock_producers(struct sb__shard *sh, struct sb__backlog *bl)
+{
+	/* Resuming routes parked bytes, which may block some again: those are
+	 * appended past n and stay. */
+	uint32_t n = bl->nblocked;
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__conn *c = conn_get(sh, bl->blocked[i]);
+		if (c != NULL && c->mail_paused) {
+			c->mail_paused = 0;
+			pause_reads(sh, c->ep, -1);
+		}
+	}
+	memmove(bl->blocked, bl->blocked + n, (bl->nblocked - n) * sizeof *bl->blocked);
+	bl->nblocked -= n;
+}
+
+static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb__mail *m);
+
+static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
+{
+	struct sb__backlog *bl = &sh->backlog[to];
+	int wake = 0;
+
+	if (m->type == SB__MAIL_DELIVER || m->type == SB__MAIL_REPLY)
+		sh->mail_sent[to] += (uint32_t)m->c;
+	/* Keep per-target order: once something waits, everything waits. */
+	if (bl->len == 0 && sb__mail_send(sh->r->mb, sh->id, to, m, &wake) == 0)
+		sh->wake[to] |= (uint8_t)wake;
+	else
+		defer(sh, bl, m);
+	/* Mail a shard makes on its own has no producer to pause: skip the
+	 * cross-shard load of the receiver's count. */
+	if (sh->producer != NULL &&
+	    (bl->len >= sh->r->mail_ring || mail_in_flight(sh, to) > sh->r->mail_cap))
+		block_producer(sh, bl);
+}
+
+static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb__mail *m)
+{
+	stat_add(&sh->st.mail_deferred, 1);
+	if (bl->len == bl->cap) {
+		uint32_t cap = bl->cap ? bl->cap * 2 : 64;
+		struct sb__mail *nm = malloc(cap * sizeof *nm);
+		if (nm == NULL)
+			abort(); /* losing a mail would lose a reply: no way to carry on */
+		for (uint32_t i = 0; i < bl->len; i++)
+			nm[i] = bl->m[(bl->head + i) % bl->cap];
+		free(bl->m);
+		bl->m = nm;
+		bl->head = 0;
+		bl->cap = cap;
+	}
+	bl->m[(bl->head + bl->len++) % bl->cap] = *m;
+	if (bl->len > atomic_load_explicit(&sh->st.mail_backlog_peak, memory_order_relaxed))
+		atomic_store_explicit(&sh->st.mail_backlog_peak, bl->len, memory_order_relaxed);
+}
+
+static void flush_backlogs(struct sb__shard *sh)
+{
+	for (unsigned to = 0; to < sh->r->nshards; to++) {
+		struct sb__backlog *bl = &sh->backlog[to];
+		while (bl->len > 0) {
+			int wake = 0;
+			if (sb__mail_send(sh->r->mb, sh->id, to, &bl->m[bl->head], &wake) != 0)
+				break;
+			sh->wake[to] |= (uint8_t)wake;
+			bl->head = (bl->head + 1) % bl->cap;
+			bl->len--;
+		}
+		if (bl->nblocked > 0 && bl->len <= sh->r->mail_ring / 2 &&
+		    mail_in_flight(sh, to) <= sh->r->mail_cap / 2)
+			unblock_producers(sh, bl);
+	}
+}
+
+static void send_wakes(struct sb__shard *sh)
+{
+	for (unsigned to = 0; to < sh->r->nshards; to++)
+		if (sh->wake[to]) {
+			uint64_t one = 1;
+			sh->wake[to] = 0;
+			if (write(sh->r->shards[to].efd, &one, sizeof one) < 0 && errno != EAGAIN)
+				sb__log(sh->r, 0, "shard %u: wake of shard %u failed: %s", sh->id,
+					to, strerror(errno));
+		}
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep)
+{
+	struct sb__conn *c = sb__reqtab_get(&sh->conns, ep);
+	return c != NULL && !c->closing ? c : NULL;
+}
+
+/* The list holds endpoint ids, not pointers: a connection freed before the
+ * flush is then simply not found. */
+static void mark_dirty(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (c->dirty)
+		return;
+	if (sh->ndirty == sh->dirty_cap) {
+		uint32_t cap = sh->dirty_cap ? sh->dirty_cap * 2 : 256;
+		uint64_t *d = realloc(sh->dirty, cap * sizeof *d);
+		if (d == NULL)
+			abort(); /* queued output that is never sent would hang its peer */
+		sh->dirty = d;
+		sh->dirty_cap = cap;
+	}
+	sh->dirty[sh->ndirty++] = c->ep;
+	c->dirty = 1;
+}
+
+static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why);
+
+/* Bytes a connection may queue before it is dropped: out_max, plus the
+ * window of what may already be on its way. A shard routes at most its
+ * receive pool per loop turn; a pause takes up to two turns to land on
+ * another shard, and a resume routes up to a pool of parked bytes at once.
+ * Pauses and resumes can race through several such bursts: eight pools
+ * (measured: four were passed once in 16 runs) can arrive after the queue
+ * crossed the pause mark (out_max / 4) through no fault of the reader. The
+ * sending shard also pauses its producers once mail_cap bytes are in flight
+ * to one shard, so a receiving shard slow to run cannot find more than that
+ * waiting in its ring. */
+static size_t queue_limit(const struct sb__shard *sh)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	return cfg->out_max + 8 * (size_t)cfg->recv_buffers * cfg->recv_buffer_size;
+}
+
+/* Queues a frame (taking over the caller's reference). A connection that
+ * cannot keep up is dropped rather than allowed to grow without bound. */
+static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		   uint32_t len)
+{
+	if (c->q_bytes + len > queue_limit(sh)) {
+		sb__buf_put(b, &sh->pool);
+		stat_add(&sh->st.slow_consumers, 1);
+		sb__log(sh->r, 1,
+			"peer %s: %zu bytes queued, over its limit of %zu: dropped as a slow "
+			"consumer",
+			c->name, c->q_bytes + len, queue_limit(sh));
+		conn_close(sh, c, "slow consumer");
+		return SB_EOVERLOADED;
+	}
+	if (c->q_len == c->q_cap) {
+		uint32_t cap = c->q_cap ? c->q_cap * 2 : 16;
+		struct sb__seg *nq = malloc(cap * sizeof *nq);
+		if (nq == NULL) {
+			sb__buf_put(b, &sh->pool);
+			conn_close(sh, c, "out of memory");
+			return SB_ENOMEM;
+		}
+		for (uint32_t i = 0; i < c->q_len; i++)
+			nq[i] = c->q[(c->q_head + i) % c->q_cap];
+		free(c->q);
+		c->q = nq;
+		c->q_head = 0;
+		c->q_cap = cap;
+	}
+	c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct sb__seg){b, p, len};
+	c->q_bytes += len;
+	if (c->q_bytes > atomic_load_explicit(&sh->st.queued_peak, memory_order_relaxed))
+		atomic_store_explicit(&sh->st.queued_peak, c->q_bytes, memory_order_relaxed);
+	mark_dirty(sh, c);
+	return 0;
+}
+
+/* Encodes a router-made message and queues it. */
+static int send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	long n = sb_encoded_size(m);
+	struct sb__buf *b = n > 0 ? sb__buf_heap((size_t)n) : NULL;
+	if (b == NULL)
+		return SB_ENOMEM;
+	sb_encode(m, b->data, (size_t)n);
+	return enqueue(sh, c, b, b->data, (uint32_t)n);
+}
+
+static void send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		       const char *text, uint8_t flags)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .flags = flags, .id = id, .code = (uint32_t)-err};
+	m.text.ptr = (const uint8_t *)text;
+	m.text.len = (uint32_t)strlen(text);
+	send_msg(sh, c, &m);
+}
+
+/* A fatal error: tell the peer, then close once the error is on the wire. */
+static void fail_conn(struct sb__shard *sh, struct sb__conn *c, int err, const char *text)
+{
+	sb__log(sh->r, 2, "peer %s: %s: %s", c->name[0] ? c->name : "(handshake)", sb_strerror(err),
+		text);
+	send_error(sh, c, 0, err, text, SB_F_FATAL);
+	c->doomed = 1;
+}
+
+static void flush_tls(struct sb__shard *sh, struct sb__conn *c);
+
+static int bye_done(const struct sb__conn *c);
+
+/* One sendmsg with every queued segment, up to SB__IOV_MAX; a doomed
+ * connection with nothing left to send is closed. */
+static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (c->sending || c->closing)
+		return;
+	if (bye_done(c))
+		c->doomed = 1; /* its GOODBYE is honoured: closed once its output is out */
+	if (c->tls != NULL) {
+		flush_tls(sh, c);
+		return;
+	}
+	if (c->q_len == 0) {
+		if (c->doomed)
+			conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
+		return;
+	}
+	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__seg *s = &c->q[(c->q_head + i) % c->q_cap];
+		c->iov[i].iov_base = (void *)s->p;
+		c->iov[i].iov_len = s->len;
+	}
+	/* sendmsg, not writev: MSG_NOSIGNAL keeps a peer that vanished from
+	 * raising SIGPIPE in whatever program embeds the router. */
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = n};
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
+	c->sending = 1;
+	c->q_sent = n;
+}
+
+static void flush_dirty(struct sb__shard *sh)
+{
+	for (uint32_t i = 0; i < sh->ndirty; i++) {
+		struct sb__conn *c = conn_get(sh, sh->dirty[i]);
+		if (c != NULL) {
+			c->dirty = 0;
+			flush_conn(sh, c);
+		}
+	}
+	sh->ndirty = 0;
+}
+
+static void conn_free(struct sb__shard *sh, struct sb__conn *c);
+
+/* ---- flow control ------------------------------------------------------- */
+
+/* A stream to a slow requester must slow its handler down rather than fill
+ * the router: past a quarter of out_max the requester pauses the handler's
+ * reads (TCP then pushes back on the handler itself), and resumes them once
+ * it has drained to half of that. */
+static size_t soft_limit(const struct sb__shard *sh)
+{
+	return sh->r->cfg.out_max / 4;
+}
+
+static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len);
+
+/* Routes what arrived while paused, in order, until paused again. */
+static void unpark(struct sb__shard *sh, struct sb__conn *c)
+{
+	uint32_t i = 0;
+	while (i < c->nparked && c->paused == 0 && !c->closing) {
+		struct sb__seg *s = &c->parked[i++];
+		on_data(sh, c, s->buf, s->len);
+		sb__buf_put(s->buf, &sh->pool);
+	}
+	memmove(c->parked, c->parked + i, (c->nparked - i) * sizeof *c->parked);
+	c->nparked -= i;
+}
+
+/* Pause (d = 1) or resume (d = -1) reading from a connection of this shard.
+ * The multishot recv is cancelled, and what it still delivers is parked, so
+ * a paused connection routes nothing until it is resumed. */
+static void pause_reads(struct sb__shard *sh, uint64_t ep, int d)
+{
+	struct sb__conn *c = conn_get(sh, ep);
+	if (c == NULL || (d < 0 && c->paused == 0))
+		return;
+	c->paused = (uint32_t)((int)c->paused + d);
+	if (c->paused == 0 && c->nparked > 0) {
+		c->recv_armed++; /* keep the connection alive while routing */
+		unpark(sh, c);
+		c->recv_armed--;
+		if (c->closing) {
+			conn_free(sh, c);
+			return;
+		}
+	}
+	if (c->paused > 0 && c->recv_armed && !c->recv_cancel) {
+		struct io_uring_sqe *sqe = sqe_get(sh);
+		io_uring_prep_cancel64(sqe, (uint64_t)TAG_RECV << TAG_SHIFT | (c->ep & EP_MASK), 0);
+		io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+		c->recv_cancel = 1;
+		stat_add(&sh->st.pauses, 1);
+	} else if (c->paused == 0 && !c->recv_armed)
+		arm_recv(sh, c);
+}
+
+static void pause_remote(struct sb__shard *sh, uint64_t ep, int pause)
+{
+	if (ep_shard(ep) == sh->id) {
+		pause_reads(sh, ep, pause ? 1 : -1);
+		return;
+	}
+	struct sb__mail m = {.type = SB__MAIL_PAUSE, .a = (uint32_t)pause, .b = ep};
+	mail(sh, ep_shard(ep), &m);
+}
+
+/* c's queue grew with a reply from producer: pause it if c is congested. */
+static void congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
+{
+	if (c->closing || c->q_bytes <= soft_limit(sh))
+		return;
+	for (uint32_t i = 0; i < c->nproducers; i++)
+		if (c->producers[i] == producer)
+			return;
+	if (c->nproducers == c->producers_cap) {
+		uint32_t cap = c->producers_cap ? c->producers_cap * 2 : 4;
+		uint64_t *np = realloc(c->producers, cap * sizeof *np);
+		if (np == NULL)
+			return; /* no pause: the hard bound still holds memory */
+		c->producers = np;
+		c->producers_cap = cap;
+	}
+	c->producers[c->nproducers++] = producer;
+	pause_remote(sh, producer, 1);
+}
+
+static void resume_producers(struct sb__shard *sh, struct sb__conn *c)
+{
+	for (uint32_t i = 0; i < c->nproducers; i++)
+		pause_remote(sh, c->producers[i], 0);
+	c->nproducers = 0;
+}
+
+static void conn_free(struct sb__shard *sh, struct sb__conn *c);
+static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n);
+
+/* A sendmsg completed: release what went out, keep the rest in order. */
+static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
+{
+	c->sending = 0;
+	if (c->closing) {
+		conn_free(sh, c);
+		return;
+	}
+	if (res < 0) {
+		conn_close(sh, c, strerror(-res));
+		return;
+	}
+	if (c->tls != NULL) {
+		tls_sent(sh, c, (size_t)res);
+		return;
+	}
+	size_t left = (size_t)res;
+	for (uint32_t i = 0; i < c->q_sent && left > 0; i++) {
+		struct sb__seg *s = &c->q[c->q_head];
+		if (left < s->len) { /* partial: resume inside this segment */
+			s->p += left;
+			s->len -= (uint32_t)left;
+			c->q_bytes -= left;
+			break;
+		}
+		left -= s->len;
+		c->q_bytes -= s->len;
+		sb__buf_put(s->buf, &sh->pool);
+		c->q_head = (c->q_head + 1) % c->q_cap;
+		c->q_len--;
+	}
+	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
+		resume_producers(sh, c);
+	if ((c->doomed || bye_done(c)) && c->q_len == 0)
+		conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
+	else if (c->q_len > 0)
+		mark_dirty(sh, c);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void bye_report(struct sb__shard *sh, uint64_t ep);
+
+/* A handler's entry stays at zero between requests (one probe per change,
+ * no churn); conn_gone() removes it. When the last request to a handler
+ * that said GOODBYE ends, its shard is told. */
+static void load_add(struct sb__shard *sh, uint64_t ep, int d)
+{
+	if (sb__idmap_add(&sh->load, ep, d) == 0 && d < 0 && sh->leaving.count > 0 &&
+	    sb__idmap_get(&sh->leaving, ep) != 0) {
+		sb__idmap_del(&sh->leaving, ep);
+		bye_report(sh, ep);
+	}
+}
+
+/* Ends a request for good: every path that answers the requester last
+ * comes through here, so none can answer twice. */
+static void req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
+				     ? sb__reqtab_get(&sh->conns, q->requester)
+				     : NULL;
+	if (c != NULL && --c->inflight == 0 && c->bye && !c->closing)
+		mark_dirty(sh, c); /* its last request: the flush may close it (GOODBYE) */
+	sb__timer_disarm(&q->timer);
+	sb__link_del(&q->by_conn);
+	sb__link_del(&q->all);
+	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
+	if (q->rs != NULL)
+		sb__rstat_drop(&sh->r->rstats, q->rs, sh->id);
+	if (q->bc != NULL)
+		sb__bcast_free(sh, q);
+	else
+		load_add(sh, q->handler, -1);
+	stat_add(&sh->st.inflight, -1);
+	sb__reqtab_free(&sh->reqs, q->rid);
+}
+
+/* Sends a router-made frame to a connection on any shard. */
+static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		    uint32_t len);
+
+static void send_cancel(struct sb__shard *sh, struct sb__req *q)
+{
+	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
+		sb__bcast_cancel(sh, q);
+		return;
+	}
+	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
+	long n = sb_encoded_size(&m);
+	struct sb__buf *b = sb__buf_heap((size_t)n);
+	if (b == NULL)
+		return;
+	sb_encode(&m, b->data, (size_t)n);
+	deliver(sh, q->handler, b, b->data, (uint32_t)n);
+}
+
+/* How a request ended, for its name's statistics. */
+enum req_end { END_REPLY, END_ERROR, END_TIMEOUT, END_CANCEL };
+
+static void req_count(struct sb__shard *sh, const struct sb__req *q, enum req_end how)
+{
+	if (q->rs == NULL || how == END_CANCEL)
+		return;
+	struct sb__rstat_shard *s = &q->rs->per[sh->id];
+	if (how == END_TIMEOUT) {
+		sb__rstat_inc(&s->timeouts);
+		return;
+	}
+	sb__rstat_inc(how == END_REPLY ? &s->replies : &s->errors);
+	sb__rstat_latency(s, sh->now_us - q->t0_us);
+}
+
+/* Ends a request with an error for its requester. */
+static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
+{
+	req_count(sh, q,
+		  err == SB_ETIMEOUT     ? END_TIMEOUT
+		  : err == SB_ECANCELLED ? END_CANCEL
+					 : END_ERROR);
+	if (q->requester == SB__LOCAL_REQUESTER) {
+		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
+	} else {
+		struct sb__conn *c = conn_get(sh, q->requester);
+		if (c != NULL)
+			send_error(sh, c, q->orig_id, err, text, 0);
+	}
+	req_finish(sh, q);
+}
+
+static void on_timeout(struct sb__timer *t)
+{
+	struct sb__req *q = SB__CONTAINER(t, struct sb__req, timer);
+	struct sb__shard *sh = q->sh;
+	if (q->bc != NULL) { /* each handler still open times out on its own */
+		sb__bcast_timeout(sh, q);
+		return;
+	}
+	stat_add(&sh->st.timeouts, 1);
+	send_cancel(sh, q); /* the handler may stop working on it */
+	req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
+}
+
+/* ---- routing ------------------------------------------------------------ */
+
+/* The handler for a request: the local one when it is no busier than the
+ * least busy elsewhere (no shard hop), else the least busy, ties rotating.
+ * "Busy" is what this shard has in flight to it: exact, and free to know. */
+static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int service)
+{
+	struct sb__endpoint *best = NULL, *local = NULL;
+	uint64_t best_load = UINT64_MAX, local_load = UINT64_MAX;
+
+	for (uint32_t k = 0; k < r->n; k++) {
+		struct sb__endpoint *e = &r->eps[(r->rr + k) % r->n];
+		if ((e->flags & SB__EP_INTERNAL) && !service)
+			continue;
+		uint64_t load = sb__idmap_get(&sh->load, e->ep);
+		if (load < best_load) {
+			best = e;
+			best_load = load;
+		}
+		unsigned where = ep_shard(e->ep);
+		if ((where == sh->id || where == SB__LOCAL_SHARD) && load < local_load) {
+			local = e;
+			local_load = load;
+		}
+	}
+	r->rr++;
+	return local != NULL && local_load <= best_load ? local : best;
+}
+
+/* Gives a newly made route its name's statistics, shared by every shard;
+ * the route holds them until it goes (route_dropped). */
+static void route_stat(struct sb__shard *sh, const void *name, uint32_t len)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, name, len);
+	if (r != NULL && r->stat == NULL)
+		r->stat = sb__rstat_hold(&sh->r->rstats, name, len, sh->id);
+}
+
+/* A route lost its last handler here: its statistics may be released
+ * (requests still counted under them hold them on). */
+static void route_dropped(void *ctx, struct sb__route *r)
+{
+	struct sb__shard *sh = ctx;
+	if (r->stat != NULL)
+		sb__rstat_drop(&sh->r->rstats, r->stat, sh->id);
+}
+
+static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
+	if (r == NULL || r->n == 0)
+		r = sb__routes_find(&sh->routes, "", 0); /* the catch-all */
+	return r != NULL && r->n > 0 ? r : NULL;
+}
+
+/* A REQUEST for a connection that is gone: fail it on its owner shard. */
+static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
+{
+	if (p[SB_PREFIX_LEN + 1] != SB_REQUEST)
+		return;
+	uint64_t rid = rd64(p + SB_ID_OFFSET);
+	struct sb__mail m = {
+		.type = SB__MAIL_REQ_FAILED, .a = (uint32_t)-SB_EPEERGONE, .b = rid, .c = ep};
+	unsigned owner = sb__reqid_shard(rid);
+	if (owner != sh->id) {
+		mail(sh, owner, &m);
+		return;
+	}
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q != NULL && q->handler == ep)
+		req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+	else if (q != NULL && q->bc != NULL)
+		sb__bcast_gone(sh, q, ep);
+}
+
+static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		    uint32_t len)
+{
+	unsigned to = ep_shard(ep);
+	if (to == SB__LOCAL_SHARD) { /* an in-process handler: run it here */
+		sb__local_run(sh, (unsigned)(ep & EP_MASK), p, len);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	if (to != sh->id) {
+		struct sb__mail m = {.type = SB__MAIL_DELIVER,
+				     .a = sh->id,
+				     .b = ep,
+				     .p = b,
+				     .c = (uint64_t)(p - b->data) << 32 | len};
+		mail(sh, to, &m);
+		return;
+	}
+	struct sb__conn *c = conn_get(sh, ep);
+	if (c == NULL) {
+		deliver_failed(sh, ep, p);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	/* Who sent it, before the first frame from that sender (issue 6). */
+	if (sb__peers_tell(sh, c, p) != 0) {
+		sb__buf_put(b, &sh->pool); /* c was dropped as a slow consumer */
+		return;
+	}
+	enqueue(sh, c, b, p, len);
+}
+
+/* Who asked: a connection of this shard, or the embedding program. */
+struct asker {
+	struct sb__conn *c;   /* NULL: in-process */
+	uint32_t from;        /* peer id stamped into what it sends */
+	int service;          /* may call internal handlers */
+	sb_local_reply_fn fn; /* in-process: where replies go */
+	void *ud;
+};
+
+/* Whether rid (from the cancel map) is an open request of c with this id:
+ * the map's key mixes the two, so a hit is checked. */
+static int is_open(struct sb__shard *sh, const struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	const struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	return q != NULL && q->requester == c->ep && q->orig_id == id;
+}
+
+/* Two open requests of one connection cannot share an id: every answer to
+ * either would carry it, and an answer to the second would end the first
+ * in the requester's eyes. So the second is refused about the connection
+ * (id 0), and no other answer may go before that check: the routed path
+ * makes it as it enters the id in the cancel map (one probe, as before),
+ * every answer to a request not yet entered makes it here (errors only).
+ * @return 1 if the id is taken (and the request refused) */
+static int id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	char why[128];
+
+	if (!is_open(sh, c, id, rid))
+		return 0;
+	snprintf(why, sizeof why,
+		 "REQUEST id %llu is already open on this connection: ids of open requests must "
+		 "differ",
+		 (unsigned long long)id);
+	send_error(sh, c, 0, SB_EINVAL, why, 0);
+	return 1;
+}
+
+static uint64_t open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id)
+{
+	return sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, id));
+}
+
+/* Every refusal of a request, before it is routed. */
+static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t id, int err,
+			 const char *text)
+{
+	if (a->c == NULL)
+		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
+	else if (!id_taken(sh, a->c, id, open_rid(sh, a->c, id)))
+		send_error(sh, a->c, id, err, text, 0);
+}
+
+/* How peer ep handles m's name, if it registered it. `to` skips load
+ * balancing, not the rules: its internal flag (a client may not reach an
+ * internal handler) and its schema still apply. */
+static struct sb__endpoint *to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
+	return r != NULL ? sb__route_endpoint(r, ep) : NULL;
+}
+
+/* The caller found handlers for the name but may reach none of them: each
+ * is internal, and it is not a service. Requests hear `forbidden`; sends
+ * have nobody to tell and are counted. The one place internal handlers are
+ * refused. */
+static void refuse_internal(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+{
+	char why[SB_NAME_MAX + 64];
+	stat_add(&sh->st.forbidden, 1);
+	if (m->kind != SB_REQUEST)
+		return;
+	snprintf(why, sizeof why, "%.*s is internal: only services may call it", (int)m->name.len,
+		 (const char *)m->name.ptr);
+	answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
+}
+
+/* Whether a message's arguments fit the schema of the handler it is for;
+ * when not, a request is answered `invalid arguments` with the reason and
+ * a send is dropped, both counted. Callers test e->schema first, so a
+ * handler without a schema costs one pointer test. */
+static int args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+		   const struct sb__endpoint *e)
+{
+	char why[SB_TEXT_MAX + 1];
+	if (sb__endpoint_check(e, m->payload.ptr, m->payload.len, why, sizeof why) == 0)
+		return 1;
+	stat_add(&sh->st.invalid_args, 1);
+	if (m->kind == SB_REQUEST)
+		answer_error(sh, a, m->id, SB_EINVAL, why);
+	return 0;
+}
+
+/* A broadcast request goes to every handler of a name as one frame, so it
+ * must fit every schema among them: the first it breaks refuses it whole
+ * (handlers of one name normally share one schema). */
+static int bcast_args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+			 const struct sb__route *r)
+{
+	for (uint32_t i = 0; i < r->n; i++) {
+		const struct sb__endpoint *e = &r->eps[i];
+		if (e->schema != NULL && (a->service || !(e->flags & SB__EP_INTERNAL)) &&
+		    !args_ok(sh, a, m, e))
+			return 0;
+	}
+	return 1;
+}
+
+static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+			  struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	char why[SB__WHY_MAX];
+	uint64_t to = 0;
+	struct sb__endpoint *te = NULL; /* how the `to` peer handles the name, if it does */
+	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
+	/* Fire-and-forget has nobody to tell: count and drop, as no_handler
+	 * when nobody handles the name or `to` names nobody connected (or is
+	 * paired with BROADCAST, which contradicts it), as forbidden when the
+	 * peer is off limits (a client may not reach a handler registered as
+	 * internal). */
+	if (m->to.ptr != NULL &&
+	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0))
+		to = 0;
+	if (to != 0 && (te = to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
+	    !a->service) {
+		stat_add(&sh->st.forbidden, 1); /* as a request to it would be refused */
+		return;
+	}
+	if (r == NULL && to == 0) {
+		stat_add(&sh->st.no_handler, 1);
+		return;
+	}
+	sb_patch_u32(f, m->from_off, a->from);
+	if (to != 0) { /* to a named peer, whatever it registered */
+		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+			return;
+		sb__buf_get(b);
+		deliver(sh, to, b, f, len);
+		return;
+	}
+	if (!(m->flags & SB_F_BROADCAST)) {
+		struct sb__endpoint *e = pick(sh, r, a->service);
+		if (e == NULL)
+			refuse_internal(sh, a, m);
+		else if (e->schema == NULL || args_ok(sh, a, m, e)) {
+			if (r->stat != NULL)
+				sb__rstat_inc(&r->stat->per[sh->id].sends);
+			sb__buf_get(b);
+			deliver(sh, e->ep, b, f, len);
+		}
+		return;
+	}
+	int reachable = 0;
+	for (uint32_t i = 0; i < r->n; i++) {
+		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
+			continue;
+		reachable = 1;
+		if (r->eps[i].schema != NULL && !args_ok(sh, a, m, &r->eps[i]))
+			continue;
+		if (r->stat != NULL)
+			sb__rstat_inc(&r->stat->per[sh->id].sends);
+		sb__buf_get(b); /* one reference per destination, no copy */
+		deliver(sh, r->eps[i].ep, b, f, len);
+	}
+	if (!reachable)
+		refuse_internal(sh, a, m);
+}
+
+/* A request to one of the router's own names ($sb.routes, ...). */
+static void answer_admin(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+{
+	char *p, why[128];
+	size_t n;
+	int rc = sb__admin_answer(sh, m->name, m->payload, &p, &n, why, sizeof why);
+	if (rc != 0) {
+		answer_error(sh, a, m->id, rc,
+			     rc == SB_ENOHANDLER ? "the router serves no such name"
+			     : rc == SB_EINVAL   ? why
+						 : "out of memory");
+		return;
+	}
+	struct sb_msg r = {.kind = SB_REPLY, .id = m->id, .outcome = {(const uint8_t *)"ok", 2}};
+	r.payload = (struct sb_view){(const uint8_t *)p, (uint32_t)n};
+	long size = sb_encoded_size(&r);
+	/* The asker refuses frames over max_frame, and would drop us for it. */
+	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
+		answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
+	else if (a->c == NULL)
+		a->fn(0, "ok", 2, p, n, 0, a->ud);
+	else if (!id_taken(sh, a->c, m->id, open_rid(sh, a->c, m->id)))
+		send_msg(sh, a->c, &r);
+	free(p);
+}
+
+static void on_request(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
+		       struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	struct sb__route *r = NULL;
+	struct sb__endpoint *e;
+	uint64_t rid;
+
+	if (sh->draining) {
+		answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
+		return;
+	}
+	if ((m->flags & SB_F_BROADCAST) && m->to.ptr != NULL) {
+		answer_error(sh, a, m->id, SB_EINVAL,
+			     "a request goes to one peer (to) or to every handler (BROADCAST), "
+			     "not both");
+		return;
+	}
+	if (sb__admin_name(m->name) && m->to.ptr == NULL) {
+		answer_admin(sh, a, m);
+		return;
+	}
+	if (a->c != NULL && a->c->inflight >= cfg->max_inflight_per_conn) {
+		char why[96];
+		snprintf(why, sizeof why,
+			 "too many requests in flight on this connection (limit %u)",
+			 cfg->max_inflight_per_conn);
+		stat_add(&sh->st.inflight_refused, 1);
+		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		return;
+	}
+	uint64_t target = 0;         /* the handler; 0 for a broadcast */
+	struct sb__bcast *bc = NULL; /* a broadcast's handlers */
+	if (m->to.ptr != NULL) {
+		/* To that peer, whether or not it registered the name. */
+		char why[SB__WHY_MAX];
+		int rc = sb__peers_resolve(sh, m->to, &target, why);
+		if (rc != 0) {
+			answer_error(sh, a, m->id, rc, why);
+			return;
+		}
+		struct sb__endpoint *te = to_endpoint(sh, m, target);
+		if (te != NULL && (te->flags & SB__EP_INTERNAL) && !a->service) {
+			stat_add(&sh->st.forbidden, 1);
+			answer_error(sh, a, m->id, SB_EFORBIDDEN,
+				     "this peer handles the name for services only");
+			return;
+		}
+		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+			return;
+	} else if (m->flags & SB_F_BROADCAST) {
+		int rc = SB_ENOPEERS;
+		if ((r = lookup(sh, m->name)) != NULL && !bcast_args_ok(sh, a, m, r))
+			return;
+		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+			if (r != NULL && rc == SB_ENOPEERS) { /* handlers, all internal */
+				refuse_internal(sh, a, m);
+				return;
+			}
+			stat_add(&sh->st.no_handler, 1);
+			answer_error(sh, a, m->id, rc,
+				     rc == SB_ENOPEERS ? "no connected peer handles this name"
+						       : "out of memory");
+			return;
+		}
+	} else if ((r = lookup(sh, m->name)) == NULL) {
+		stat_add(&sh->st.no_handler, 1);
+		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
+		return;
+	} else if ((e = pick(sh, r, a->service)) == NULL) {
+		refuse_internal(sh, a, m);
+		return;
+	} else if (e->schema != NULL && !args_ok(sh, a, m, e)) {
+		return;
+	} else {
+		target = e->ep;
+	}
+	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
+	if (q == NULL) {
+		free(bc);
+		char why[96];
+		snprintf(why, sizeof why, "too many requests in flight on this shard (limit %u)",
+			 cfg->max_inflight);
+		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		return;
+	}
+	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
+		uint64_t key = sb__idmap_key(a->c->ep, m->id), old = 0;
+		if (sb__idmap_put_new(&sh->cancel, key, rid, &old) == 1) {
+			if (id_taken(sh, a->c, m->id, old)) {
+				sb__reqtab_free(&sh->reqs, rid);
+				free(bc);
+				return;
+			}
+			sb__idmap_put(&sh->cancel, key, rid); /* another pair's key, alike */
+		}
+	}
+	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
+	if (timeout > cfg->max_timeout_ms)
+		timeout = cfg->max_timeout_ms;
+	q->rid = rid;
+	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
+	q->handler = target;
+	q->bc = bc;
+	q->orig_id = m->id;
+	q->sh = sh;
+	q->fn = a->fn;
+	q->ud = a->ud;
+	/* Per-route counts cover requests the router balanced over a name's
+	 * handlers; those to a named peer or to all of them are not in them. */
+	q->rs = bc == NULL && m->to.ptr == NULL ? r->stat : NULL;
+	q->t0_us = sh->now_us;
+	if (q->rs != NULL) {
+		sb__rstat_take(q->rs, sh->id); /* counted when it ends, route or not */
+		sb__rstat_inc(&q->rs->per[sh->id].requests);
+	}
+	sb__link_init(&q->by_conn);
+	if (a->c != NULL) {
+		a->c->inflight++;
+		sb__link_add(&a->c->reqs, &q->by_conn);
+	}
+	sb__link_add(&sh->req_list, &q->all);
+	sb__timer_init(&q->timer, on_timeout);
+	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
+	if (bc == NULL)
+		load_add(sh, target, 1);
+	stat_add(&sh->st.inflight, 1);
+	stat_add(&sh->st.requests, 1);
+
+	/* The frame goes on as received; only fixed-width fields change. */
+	sb_patch_id(f, rid);
+	sb_patch_u32(f, m->from_off, a->from);
+	sb_patch_u32(f, m->timeout_ms_off, timeout);
+	if (bc != NULL) { /* one frame, one reference per handler; q may end here */
+		sb__bcast_fanout(sh, q, b, f, len);
+		return;
+	}
+	sb__buf_get(b);
+	deliver(sh, target, b, f, len);
+}
+
+/* Hands a reply to an in-process requester's callback. */
+static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, uint8_t *f,
+			uint32_t len)
+{
+	struct sb_msg m;
+	int more = 0;
+
+	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &m, NULL) != 0) {
+		const char *why = "the handler's reply is malformed";
+		q->fn(SB_EBADFRAME, why, strlen(why), NULL, 0, 0, q->ud);
+	} else if (m.kind == SB_REPLY) {
+		more = m.flags & SB_F_MORE;
+		q->fn(0, (const char *)m.outcome.ptr, m.outcome.len, m.payload.ptr, m.payload.len,
+		      more, q->ud);
+	} else {
+		more = m.flags & SB_F_MORE;
+		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
+		      m.payload.len, more, q->ud);
+	}
+	stat_add(&sh->st.replies, 1);
+	if (!more) {
+		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
+		req_finish(sh, q);
+	}
+	sb__buf_put(b, &sh->pool);
+}
+
+/* A REPLY or ERROR for a request owned by this shard. */
+void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+		     uint32_t len)
+{
+	uint64_t rid = rd64(f + SB_ID_OFFSET);
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	struct sb__conn *c;
+
+	if (q != NULL && q->bc != NULL) { /* one handler's part of a broadcast */
+		sb__bcast_reply(sh, q, sender, b, f, len);
+		return;
+	}
+	/* Only the handler a request went to may answer it: anyone else, or
+	 * anyone after the request ended, is counted and ignored. */
+	if (q != NULL && q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
+		reply_local(sh, q, b, f, len);
+		return;
+	}
+	if (q == NULL || q->handler != sender || (c = conn_get(sh, q->requester)) == NULL) {
+		stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
+	sb_patch_id(f, q->orig_id);
+	stat_add(&sh->st.replies, 1);
+	if (!more) {
+		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
+		req_finish(sh, q);
+	}
+	if (enqueue(sh, c, b, f, len) == 0)
+		congest(sh, c, sender);
+}
+
+static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
+{
+	struct sb__conn *c = conn_get(sh, ep);
+	struct sb_msg ack = {.kind = SB_ACK, .id = id};
+	if (c != NULL)
+		send_msg(sh, c, &ack);
+}
+
+/* Sends a route change to every other shard; the ACK follows the last
+ * ROUTE_DONE (or goes at once with one shard). */
+static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const struct sb_view *name,
+		       uint64_t ep, uint32_t flags, struct sb__schema *schema, uint64_t id)
+{
+	if (sh->r->nshards == 1) {
+		send_ack(sh, ep, id);
+		return;
+	}
+	struct sb__route_sync *sync = malloc(sizeof *sync);
+	if (sync == NULL)
+		abort(); /* a shard missing a route update would misroute for good */
+	*sync = (struct sb__route_sync){ep, id, sh->r->nshards - 1};
+	for (unsigned to = 0; to < sh->r->nshards; to++) {
+		if (to == sh->id)
+			continue;
+		struct sb__mail_name *n = malloc(sizeof *n + name->len);
+		if (n == NULL)
+			abort();
+		n->sync = sync;
+		n->schema = schema; /* every replica points at the one block */
+		if (schema != NULL)
+			sb__schema_ref(schema);
+		n->len = name->len;
+		memcpy(n->name, name->ptr, name->len);
+		struct sb__mail m = {.type = type, .a = flags, .b = ep, .p = n};
+		mail(sh, to, &m);
+	}
+}
+
+static void on_route_done(struct sb__shard *sh, struct sb__route_sync *sync)
+{
+	if (--sync->remaining > 0)
+		return;
+	send_ack(sh, sync->ep, sync->id);
+	free(sync);
+}
+
+/* "NAME" is not allowed by RULE = "PATTERNS", cut to fit an ERROR's text on
+ * a UTF-8 boundary. */
+static void forbidden_text(char *buf, size_t cap, struct sb_view name,
+			   const struct sb__patterns *rule)
+{
+	size_t n = strlen(rule->text);
+	if (n > 600)
+		for (n = 600; n > 0 && ((uint8_t)rule->text[n] & 0xc0) == 0x80; n--)
+			;
+	if (name.len == 0)
+		snprintf(buf, cap, "the catch-all is not allowed by %s = \"%.*s\"", rule->key,
+			 (int)n, rule->text);
+	else
+		snprintf(buf, cap, "\"%.*s\" is not allowed by %s = \"%.*s\"", (int)name.len,
+			 (const char *)name.ptr, rule->key, (int)n, rule->text);
+}
+
+/* allow_register_service, then max_registrations (a name registered again
+ * takes no new place). @return -1 refused (answered), 1 a new name, 0 not */
+static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t id,
+			    struct sb_view name)
+{
+	const struct sb__patterns *rule = &sh->auth.pol->reg;
+	uint32_t limit = sh->r->cfg.max_registrations;
+	char why[SB_TEXT_MAX];
+
+	if (!sb__patterns_allow(rule, name)) {
+		stat_add(&sh->st.forbidden, 1);
+		forbidden_text(why, sizeof why, name, rule);
+		send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
+		return -1;
+	}
+	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
+	if (r != NULL && sb__route_endpoint(r, c->ep) != NULL)
+		return 0;
+	if (c->nregs >= limit) {
+		snprintf(why, sizeof why, "too many names registered on this connection (limit %u)",
+			 limit);
+		stat_add(&sh->st.register_refused, 1);
+		send_error(sh, c, id, SB_EOVERLOADED, why, 0);
+		return -1;
+	}
+	return 1;
+}
+
+static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
+	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	struct sb__schema *schema = NULL;
+	char why[SB_TEXT_MAX + 1];
+	int rc;
+
+	if (!c->service) {
+		send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers", 0);
+		return;
+	}
+	if (name.len > 0 && name.ptr[0] == '$') {
+		send_error(sh, c, m->id, SB_EINVAL, "names starting with $ are reserved", 0);
+		return;
+	}
+	if (m->kind == SB_REGISTER && c->bye) {
+		send_error(sh, c, m->id, SB_EFORBIDDEN,
+			   "this connection said GOODBYE: it registers no more names", 0);
+		return;
+	}
+	if (m->kind == SB_REGISTER) {
+		int fresh = register_allowed(sh, c, m->id, name);
+		if (fresh < 0)
+			return;
+		/* Compiled once, here; the other shards get the same block. */
+		rc = sb__schema_compile(m->payload.ptr, m->payload.len, &schema, why, sizeof why);
+		if (rc != 0) {
+			send_error(sh, c, m->id, rc == SB_EINVAL ? SB_EINVAL : SB_EINTERNAL,
+				   rc == SB_EINVAL ? why : "out of memory", 0);
+			return;
+		}
+		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags, schema) != 0) {
+			sb__schema_unref(schema);
+			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
+			return;
+		}
+		c->nregs += (uint32_t)fresh;
+		route_stat(sh, name.ptr, name.len);
+		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, schema, m->id);
+		sb__schema_unref(schema); /* the routes and the mail hold theirs */
+	} else {
+		c->nregs -= (uint32_t)sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
+		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, NULL, m->id);
+	}
+}
+
+static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
+		return; /* already ended: its terminal event is on its way */
+	send_cancel(sh, q);
+	req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
+}
+
+static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer);
+static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+static void idle_start(struct sb__shard *sh, struct sb__conn *c);
+
+static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	if (m->version < SB_PROTO_VERSION) {
+		fail_conn(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
+		return;
+	}
+	if (m->role.len == 7 && memcmp(m->role.ptr, "service", 7) == 0)
+		c->service = 1;
+	else if (!(m->role.len == 6 && memcmp(m->role.ptr, "client", 6) == 0)) {
+		fail_conn(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
+		return;
+	}
+	/* With a secret configured, the rest of the handshake waits for the
+	 * AUTH that answers our CHALLENGE. */
+	if (sh->auth.pol->any_secret)
+		auth_challenge(sh, c, m);
+	else
+		hello_done(sh, c, m->id, m->peer);
+}
+
+/* The peer is who it says it may be: name it (as asked, or from the
+ * pattern), tell every shard, and welcome it. */
+static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer)
+{
+	int rc = sb__peers_join(sh, c, peer);
+	if (rc != 0) {
+		fail_conn(sh, c, rc,
+			  rc == SB_EDUPNAME ? "a connected peer already has this name"
+					    : "out of memory");
+		return;
+	}
+	c->ready = 1;
+	sb__timer_disarm(&c->hello_timer);
+	idle_start(sh, c);
+	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
+		c->service ? "service" : "client", sh->id);
+
+	struct sb_msg w = {.kind = SB_WELCOME,
+			   .id = id,
+			   .version = SB_PROTO_VERSION,
+			   .peer_id = c->peer_id,
+			   .max_frame = sh->r->cfg.max_frame};
+	w.peer.ptr = (const uint8_t *)c->name;
+	w.peer.len = (uint32_t)strlen(c->name);
+	/* {"shard": N}: which shard serves the peer, for logs and tests. */
+	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
+	w.payload.ptr = info;
+	w.payload.len = sizeof info;
+	send_msg(sh, c, &w);
+}
+
+/* ---- authentication and name rules (core/router/auth.c) ------------------------- */
+
+static const char *addr_str(const struct sb__conn *c, char *buf, socklen_t cap)
+{
+	struct in_addr a = {.s_addr = c->addr};
+	return inet_ntop(AF_INET, &a, buf, cap) != NULL ? buf : "?";
+}
+
+/* An address that gave too many wrong secrets lately is refused until its
+ * window ends, before any work is done for it: no nonce, no HMAC. */
+static int auth_refused(struct sb__shard *sh, struct sb__conn *c)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	uint64_t left = sb__auth_blocked(&sh->auth, cfg, c->addr, sh->now);
+	char why[200], a[INET_ADDRSTRLEN];
+
+	if (left == 0)
+		return 0;
+	snprintf(why, sizeof why,
+		 "too many authentication failures from %s (limit %u in %u ms); retry in %llu ms",
+		 addr_str(c, a, sizeof a), cfg->auth_fail_max, cfg->auth_fail_window_ms,
+		 (unsigned long long)left);
+	stat_add(&sh->st.auth_blocked, 1);
+	fail_conn(sh, c, SB_EOVERLOADED, why);
+	return 1;
+}
+
+static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[64], a[INET_ADDRSTRLEN];
+
+	if (sh->auth.pol->secret[c->service] == NULL) {
+		snprintf(why, sizeof why, "role %s is not accepted: it has no secret",
+			 c->service ? "service" : "client");
+		stat_add(&sh->st.auth_failures, 1);
+		sb__log(sh->r, 1, "%s refused: %s", addr_str(c, a, sizeof a), why);
+		fail_conn(sh, c, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	if (auth_refused(sh, c))
+		return;
+	if ((c->hs = sb__auth_hs_new(sh->auth.pol, m)) == NULL) {
+		fail_conn(sh, c, SB_EINTERNAL, "cannot start the authentication");
+		return;
+	}
+	struct sb_msg ch = {.kind = SB_CHALLENGE, .id = m->id};
+	ch.nonce = (struct sb_view){c->hs->nonce, sizeof c->hs->nonce};
+	ch.mech = (struct sb_view){(const uint8_t *)SB__HMAC_MECH, sizeof SB__HMAC_MECH - 1};
+	send_msg(sh, c, &ch);
+}
+
+static void on_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb__auth_hs *hs = c->hs;
+	char why[64], a[INET_ADDRSTRLEN];
+
+	if (auth_refused(sh, c))
+		return;
+	if (!sb__auth_check(hs, c->service, m)) {
+		snprintf(why, sizeof why, "wrong secret for role %s",
+			 c->service ? "service" : "client");
+		sb__auth_failed(&sh->auth, &sh->r->cfg, c->addr, sh->now);
+		stat_add(&sh->st.auth_failures, 1);
+		sb__log(sh->r, 1, "%s (peer name %s) refused: %s", addr_str(c, a, sizeof a),
+			hs->named ? hs->name : "not given", why);
+		fail_conn(sh, c, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	c->hs = NULL;
+	struct sb_view peer = {hs->named ? (const uint8_t *)hs->name : NULL, hs->name_len};
+	hello_done(sh, c, hs->hello_id, peer);
+	sb__auth_hs_free(hs);
+}
+
+/* The name rule of the caller's role, for SEND and REQUEST: the one check
+ * on the message path. A refused send is dropped and counted, as there is
+ * nobody to tell. */
+static int call_allowed(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[SB_TEXT_MAX];
+
+	if (sb__auth_may_call(sh->auth.pol, c->service, m->name) == 0)
+		return 1;
+	stat_add(&sh->st.forbidden, 1);
+	if (m->kind == SB_REQUEST && !id_taken(sh, c, m->id, open_rid(sh, c, m->id))) {
+		forbidden_text(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
+		send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
+	}
+	return 0;
+}
+
+/* Id 0 is the connection's (an ERROR with id 0 is about it), so no
+ * request may have it: refused about the connection, before anything
+ * else would answer with it. */
+static int request_id_ok(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	if (m->id != 0)
+		return 1;
+	send_error(sh, c, 0, SB_EINVAL,
+		   "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection", 0);
+	return 0;
+}
+
+/* A handler's REPLY or ERROR, on its way to the shard that owns the
+ * request. What a handler cannot mean is taken out first (docs/protocol.md,
+ * REPLY): FATAL speaks for its own connection, and forwarded would tell the
+ * requester that its connection is closing; an ERROR is always final (MORE
+ * marks a broadcast's per-peer results, which the router makes); CHUNK
+ * without MORE is a final reply; and `peer` is the router's to set, in
+ * broadcast results, so nothing else can pass for one. Flags are patched
+ * in place; a `peer` costs a copy of the frame, paid only by a handler
+ * that breaks the rule. */
+static void on_answer(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+		      struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	uint8_t flags = m->flags;
+
+	if (m->id == 0) /* a connection-level error from the peer */
+		return;
+	if (m->kind == SB_ERROR)
+		flags &= (uint8_t) ~(SB_F_FATAL | SB_F_MORE);
+	else if (!(flags & SB_F_MORE))
+		flags &= (uint8_t)~SB_F_CHUNK;
+	f[SB_PREFIX_LEN + 2] = flags;
+	if (m->peer.ptr != NULL) {
+		struct sb_msg plain = *m;
+		plain.flags = flags;
+		plain.peer = (struct sb_view){NULL, 0};
+		long n = sb_encoded_size(&plain);
+		if (n <= 0 || (b = sb__buf_heap((size_t)n)) == NULL) {
+			conn_close(sh, c, "out of memory");
+			return;
+		}
+		sb_encode(&plain, b->data, (size_t)n);
+		f = b->data;
+		len = (uint32_t)n;
+	} else
+		sb__buf_get(b);
+	unsigned owner = sb__reqid_shard(m->id);
+	if (owner == sh->id)
+		sb__shard_reply(sh, c->ep, b, f, len);
+	else if (owner < sh->r->nshards) {
+		struct sb__mail ml = {.type = SB__MAIL_REPLY,
+				      .a = sh->id,
+				      .b = c->ep,
+				      .p = b,
+				      .c = (uint64_t)(f - b->data) << 32 | len};
+		mail(sh, owner, &ml);
+	} else {
+		stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+	}
+}
+
+/* The id of a frame the decoder refused for its kind alone: every kind
+ * starts [kind, flags, id], so a canonical head still gives it (else 0). */
+static uint64_t frame_id(const uint8_t *f)
+{
+	return f[SB_PREFIX_LEN + 2] <= 0x7f && f[SB_PREFIX_LEN + 3] == 0xcf ? rd64(f + SB_ID_OFFSET)
+									    : 0;
+}
+
+static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+
+/* One whole frame from a connection; b holds the caller's reference. */
+static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *f,
+		     uint32_t len)
+{
+	struct sb_msg m;
+	struct sb_fault_info fi;
+	int rc;
+
+	stat_add(&sh->st.frames_in, 1);
+	if (c->doomed || c->closing)
+		return;
+	if ((rc = sb_decode(f, len, 0, &m, &fi)) != 0) {
+		char why[256];
+		sb_fault_describe(&fi, why, sizeof why);
+		/* An unknown kind is a newer peer, not a broken one. */
+		if (rc == SB_EUNSUPPORTED)
+			send_error(sh, c, frame_id(f), rc, why, 0);
+		else
+			fail_conn(sh, c, rc, why);
+		return;
+	}
+	if (c->hs != NULL && m.kind != SB_AUTH) {
+		fail_conn(sh, c, SB_EBADFRAME, "AUTH must answer CHALLENGE");
+		return;
+	}
+	if (!c->ready && c->hs == NULL && m.kind != SB_HELLO) {
+		fail_conn(sh, c, SB_EBADFRAME, "HELLO must come first");
+		return;
+	}
+	switch (m.kind) {
+	case SB_HELLO:
+		if (c->ready)
+			fail_conn(sh, c, SB_EBADFRAME, "HELLO sent twice");
+		else
+			on_hello(sh, c, &m);
+		break;
+	case SB_AUTH:
+		if (c->hs == NULL)
+			fail_conn(sh, c, SB_EBADFRAME, "AUTH without a CHALLENGE");
+		else
+			on_auth(sh, c, &m);
+		break;
+	case SB_REGISTER:
+	case SB_UNREGISTER:
+		on_register(sh, c, &m);
+		break;
+	case SB_SEND:
+	case SB_REQUEST: {
+		struct asker a = {.c = c, .from = c->peer_id, .service = c->service};
+		if ((m.kind == SB_REQUEST && !request_id_ok(sh, c, &m)) || !call_allowed(sh, c, &m))
+			break;
+		if (m.kind == SB_SEND)
+			on_send_frame(sh, &a, &m, b, f, len);
+		else
+			on_request(sh, &a, &m, b, f, len);
+		break;
+	}
+	case SB_REPLY:
+	case SB_ERROR:
+		on_answer(sh, c, &m, b, f, len);
+		break;
+	case SB_CANCEL:
+		on_cancel(sh, c, &m);
+		break;
+	case SB_PING: {
+		struct sb_msg pong = {.kind = SB_PONG, .id = m.id};
+		send_msg(sh, c, &pong);
+		break;
+	}
+	case SB_PONG:
+		break;
+	case SB_SUBSCRIBE:
+		sb__peers_subscribe(sh, c, &m);
+		break;
+	case SB_GOODBYE:
+		on_goodbye(sh, c, &m);
+		break;
+	default: { /* CHALLENGE, WELCOME, ACK, PRESENCE */
+		char why[96];
+		snprintf(why, sizeof why, "%s is sent by the router; it is not accepted from peers",
+			 sb_kind_name(m.kind));
+		send_error(sh, c, m.id, SB_EUNSUPPORTED, why, 0);
+		break;
+	}
+	}
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+static int frame_len_ok(struct sb__shard *sh, struct sb__conn *c, uint32_t body)
+{
+	char why[128];
+	struct sb_fault_info fi = {0};
+
+	if (body <= sh->r->cfg.max_frame && body >= SB_BODY_MIN)
+		return 1;
+	fi.fault = body > sh->r->cfg.max_frame ? SB_FAULT_OVERSIZE : SB_FAULT_RUNT;
+	fi.got = body;
+	fi.limit = body > sh->r->cfg.max_frame ? sh->r->cfg.max_frame : SB_BODY_MIN;
+	sb_fault_describe(&fi, why, sizeof why);
+	fail_conn(sh, c, sb_fault_code(fi.fault), why);
+	return 0;
+}
+
+/* Bytes that continue a frame begun in an earlier buffer. Returns bytes used. */
+static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
+{
+	uint32_t used = 0;
+
+	if (c->asm_need == 0) { /* still collecting the length prefix */
+		while (c->asm_have < SB_PREFIX_LEN && used < len)
+			c->asm_prefix[c->asm_have++] = p[used++];
+		if (c->asm_have < SB_PREFIX_LEN)
+			return used;
+		uint32_t body = rd32(c->asm_prefix);
+		if (!frame_len_ok(sh, c, body))
+			return len;
+		c->asm_need = SB_PREFIX_LEN + body;
+		c->asm_buf = sb__buf_heap(c->asm_need);
+		if (c->asm_buf == NULL) {
+			conn_close(sh, c, "out of memory");
+			return len;
+		}
+		memcpy(c->asm_buf->data, c->asm_prefix, SB_PREFIX_LEN);
+	}
+	uint32_t take = c->asm_need - c->asm_have;
+	if (take > len - used)
+		take = len - used;
+	memcpy(c->asm_buf->data + c->asm_have, p + used, take);
+	c->asm_have += take;
+	used += take;
+	if (c->asm_have == c->asm_need) {
+		struct sb__buf *b = c->asm_buf;
+		c->asm_buf = NULL;
+		c->asm_have = c->asm_need = 0;
+		on_frame(sh, c, b, b->data, rd32(b->data) + SB_PREFIX_LEN);
+		sb__buf_put(b, &sh->pool);
+	}
+	return used;
+}
+
+/* A receive buffer full of bytes: whole frames are routed in place (the
+ * buffer is shared by reference), a frame cut at the end is copied out. */
+static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	uint8_t *p = b->data;
+	uint32_t pos = 0;
+	struct sb__conn *outer = sh->producer; /* a resume may route another's bytes */
+
+	sh->producer = c;
+	if (c->asm_have > 0)
+		pos = reassemble(sh, c, p, len);
+	while (pos < len && !c->closing && !c->doomed) {
+		if (len - pos >= SB_PREFIX_LEN) {
+			uint32_t body = rd32(p + pos);
+			if (!frame_len_ok(sh, c, body))
+				break;
+			if (len - pos >= SB_PREFIX_LEN + body) {
+				on_frame(sh, c, b, p + pos, SB_PREFIX_LEN + body);
+				pos += SB_PREFIX_LEN + body;
+				continue;
+			}
+		}
+		pos += reassemble(sh, c, p + pos, len - pos);
+	}
+	sh->producer = outer;
+}
+
+static int park(struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	if (c->nparked == c->parked_cap) {
+		uint32_t cap = c->parked_cap ? c->parked_cap * 2 : 8;
+		struct sb__seg *np = realloc(c->parked, cap * sizeof *np);
+		if (np == NULL)
+			return SB_ENOMEM;
+		c->parked = np;
+		c->parked_cap = cap;
+	}
+	c->parked[c->nparked++] = (struct sb__seg){b, b->data, len};
+	return 0;
+}
+
+/* Received bytes into the frame path, taking over the reference on b:
+ * routed now, or parked while the connection is paused. */
+static void take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	if (c->paused > 0 || c->nparked > 0) {
+		if (park(c, b, len) == 0)
+			return; /* the parked list holds the reference now */
+		conn_close(sh, c, "out of memory");
+	} else
+		on_data(sh, c, b, len);
+	sb__buf_put(b, &sh->pool);
+}
+
+static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len);
+
+static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
+{
+	int more = cqe->flags & IORING_CQE_F_MORE;
+	struct sb__buf *b = NULL;
+
+	if (cqe->flags & IORING_CQE_F_BUFFER)
+		b = sb__bufpool_get(&sh->pool, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+	if (cqe->res > 0)
+		c->last_rx = sh->now; /* the idle check's clock */
+	/* recv_armed stays set while the data is routed, so a close on the
+	 * way cannot free the connection under our feet. */
+	if (!c->closing && cqe->res > 0 && b != NULL) {
+		if (c->tls != NULL)
+			tls_in(sh, c, b->data, (uint32_t)cqe->res); /* copied: b goes back now */
+		else {
+			take(sh, c, b, (uint32_t)cqe->res);
+			b = NULL;
+		}
+	}
+	if (b != NULL)
+		sb__buf_put(b, &sh->pool);
+	if (!more) {
+		c->recv_armed = 0;
+		c->recv_cancel = 0;
+	}
+	if (c->closing) {
+		conn_free(sh, c);
+		return;
+	}
+	if (cqe->res == -ECANCELED && !more) { /* cancelled to pause reading */
+		if (c->paused == 0)            /* and resumed before the cancel landed */
+			arm_recv(sh, c);
+		return;
+	}
+	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
+		conn_close(sh, c, cqe->res == 0 ? "peer closed" : strerror(-cqe->res));
+		return;
+	}
+	if (!more && c->paused > 0)
+		return; /* stopped for flow control: resume re-arms it */
+	if (!more) {
+		if (cqe->res == -ENOBUFS) {
+			/* Every buffer is out: wait until some come back. */
+			stat_add(&sh->st.recv_starved, 1);
+			c->rearm = 1;
+			sh->need_rearm = 1;
+		} else
+			arm_recv(sh, c);
+	}
+}
+
+/* ---- TLS ---------------------------------------------------------------- */
+
+/* A peer's address for the log lines that refuse it. */
+static void peer_addr(const struct sb__conn *c, char *buf, size_t cap)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof sa;
+	char ip[INET_ADDRSTRLEN];
+
+	if (getpeername(c->fd, (struct sockaddr *)&sa, &len) == 0 && sa.sin_family == AF_INET &&
+	    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip) != NULL)
+		snprintf(buf, cap, "%s:%u", ip, ntohs(sa.sin_port));
+	else
+		snprintf(buf, cap, "(unknown address)");
+}
+
+/* Drops n bytes of plaintext from the head of the queue: encrypted, or
+ * (before a handshake) unsayable. */
+static void q_consume(struct sb__shard *sh, struct sb__conn *c, size_t n)
+{
+	c->q_bytes -= n;
+	while (n > 0) {
+		struct sb__seg *s = &c->q[c->q_head];
+		if (n < s->len) {
+			s->p += n;
+			s->len -= (uint32_t)n;
+			return;
+		}
+		n -= s->len;
+		sb__buf_put(s->buf, &sh->pool);
+		c->q_head = (c->q_head + 1) % c->q_cap;
+		c->q_len--;
+	}
+}
+
+/* A TLS connection that cannot go on: the log says who and why. The peer
+ * hears it as a fatal ERROR over TLS when the handshake finished (a name
+ * not allowed), else as the alert OpenSSL queued; then it is closed. */
+static void tls_fail(struct sb__shard *sh, struct sb__conn *c, int err)
+{
+	char from[64];
+
+	peer_addr(c, from, sizeof from);
+	if (c->ready)
+		sb__log(sh->r, 1, "peer %s (%s): TLS failed: %s", c->name, from,
+			sb__tls_why(c->tls));
+	else
+		sb__log(sh->r, 1, "TLS connection from %s refused: %s", from, sb__tls_why(c->tls));
+	if (err == SB_EFORBIDDEN && sb__tls_done(c->tls))
+		send_error(sh, c, 0, err, sb__tls_why(c->tls), SB_F_FATAL);
+	c->doomed = 1;
+	mark_dirty(sh, c); /* what there is to say goes out, then the close */
+}
+
+/* Plain bytes on a TLS listener: a client without TLS, most likely. It
+ * gets an ERROR it can read rather than an alert it cannot. */
+static void plain_refused(struct sb__shard *sh, struct sb__conn *c)
+{
+	char from[64];
+
+	peer_addr(c, from, sizeof from);
+	sb__log(sh->r, 1, "connection from %s refused: it does not speak TLS", from);
+	sb__tls_free(c->tls);
+	c->tls = NULL;
+	fail_conn(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
+}
+
+/* The handshake, with what was fed. @return 1 once done (and allowed),
+ * 0 while it waits for more, -1 once the connection is failing. */
+static int tls_handshake(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__tls *t = c->tls;
+	int rc = sb__tls_handshake(t);
+
+	if (rc < 0) {
+		tls_fail(sh, c, rc);
+		return -1;
+	}
+	if (sb__tls_pending(t))
+		mark_dirty(sh, c); /* the handshake's next flight */
+	if (rc == 1 && sb__tls_peer_subject(t) != NULL) {
+		/* The verified subject becomes part of the peer's identity. */
+		const char *subject = sb__tls_peer_subject(t);
+		if (sb__peers_set_subject(c, subject, strlen(subject)) != 0) {
+			conn_close(sh, c, "out of memory");
+			return -1;
+		}
+		if (sh->r->cfg.log_level >= 2) {
+			char from[64];
+			peer_addr(c, from, sizeof from);
+			sb__log(sh->r, 2, "TLS connection from %s: client certificate \"%s\"", from,
+				subject);
+		}
+	}
+	return rc;
+}
+
+/* Plaintext collected from one receive: one heap buffer sized to the
+ * ciphertext (plaintext is shorter, give or take a record held back from
+ * an earlier receive), handed to the frame path when full or at the end. */
+struct plain {
+	struct sb__buf *b;
+	uint32_t used, cap;
+};
+
+static void plain_take(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
+{
+	if (pl->b != NULL && pl->used > 0)
+		take(sh, c, pl->b, pl->used);
+	else if (pl->b != NULL)
+		sb__buf_put(pl->b, &sh->pool);
+	pl->b = NULL;
+	pl->used = 0;
+	pl->cap = sh->r->cfg.recv_buffer_size; /* full once: more may follow */
+}
+
+/* Decrypts every whole record in the pair. @return 0 once the connection
+ * is failing or closing. */
+static int tls_read(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
+{
+	for (;;) {
+		if (pl->b == NULL && (pl->b = sb__buf_heap(pl->cap)) == NULL) {
+			conn_close(sh, c, "out of memory");
+			return 0;
+		}
+		long n = sb__tls_read(c->tls, pl->b->data + pl->used, pl->cap - pl->used);
+		if (n > 0 && (pl->used += (uint32_t)n) == pl->cap)
+			plain_take(sh, c, pl);
+		if (c->closing || c->doomed)
+			return 0;
+		if (n == 0)
+			return 1;
+		if (n == SB__TLS_EOF) {
+			plain_take(sh, c, pl); /* what came before the close_notify */
+			if (!c->closing && !c->doomed)
+				conn_close(sh, c, "peer closed");
+			return 0;
+		}
+		if (n < 0) {
+			tls_fail(sh, c, (int)n);
+			return 0;
+		}
+	}
+}
+
+/* Ciphertext from a TLS connection, copied into its pair (so its receive
+ * buffer goes back to the kernel at once, whatever the frames in it), in
+ * as many passes as the pair needs; the plaintext reaches the frame path
+ * in one piece. */
+static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
+{
+	struct plain pl = {.cap = len + 256 < sh->r->cfg.recv_buffer_size
+					  ? len + 256
+					  : sh->r->cfg.recv_buffer_size};
+
+	if (sb__tls_plain(c->tls, p, len)) {
+		plain_refused(sh, c);
+		return;
+	}
+	while (len > 0 && !c->closing && !c->doomed) {
+		size_t n = sb__tls_feed(c->tls, p, len);
+		if (n == 0) { /* each pass empties the pair: cannot happen, never spin */
+			conn_close(sh, c, "TLS input stalled");
+			break;
+		}
+		p += n;
+		len -= (uint32_t)n;
+		if (!sb__tls_done(c->tls)) {
+			int rc = tls_handshake(sh, c);
+			if (rc < 0)
+				break;
+			if (rc == 0)
+				continue;
+		}
+		if (!tls_read(sh, c, &pl))
+			break;
+	}
+	if (pl.b != NULL && !c->closing && !c->doomed)
+		plain_take(sh, c, &pl);
+	else if (pl.b != NULL)
+		sb__buf_put(pl.b, &sh->pool);
+}
+
+/* One record from the head of the queue: a large frame straight from its
+ * buffer, small ones gathered first (a record per 64-byte frame would
+ * cost a seal and 22 bytes each). @return plaintext bytes taken, 0 when
+ * the pair is full, or an error. */
+static long tls_encrypt(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__seg *s = &c->q[c->q_head];
+	size_t room = sb__tls_room(c->tls), n = 0;
+	long w;
+
+	if (room == 0)
+		return sb__tls_write(c->tls, s->p, 0); /* 0, or the error that stopped it */
+	if (s->len >= TLS_GATHER || c->q_len == 1)
+		w = sb__tls_write(c->tls, s->p, s->len);
+	else {
+		for (uint32_t i = 0; i < c->q_len && n < room; i++) {
+			const struct sb__seg *g = &c->q[(c->q_head + i) % c->q_cap];
+			if (i > 0 && g->len >= TLS_GATHER)
+				break;
+			size_t k = g->len < room - n ? g->len : room - n;
+			memcpy(sh->tls_stage + n, g->p, k);
+			n += k;
+		}
+		w = sb__tls_write(c->tls, sh->tls_stage, n);
+	}
+	if (w > 0)
+		q_consume(sh, c, (size_t)w);
+	return w;
+}
+
+/* A TLS connection's output: queued frames become records while the pair
+ * has room, then one sendmsg sends the ciphertext from the pair's own
+ * buffer, where it stays, unmoved, until the send completes. */
+static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__tls *t = c->tls;
+	const uint8_t *p;
+	size_t n;
+
+	if (!sb__tls_done(t) && c->q_len > 0)
+		q_consume(sh, c, c->q_bytes); /* nothing can be said before a handshake */
+	while (c->q_len > 0) {
+		long w = tls_encrypt(sh, c);
+		if (w == 0)
+			break;
+		if (w < 0) {
+			q_consume(sh, c, c->q_bytes);
+			tls_fail(sh, c, (int)w);
+		}
+	}
+	if (c->doomed && c->q_len == 0 && !sb__tls_pending(t))
+		sb__tls_close_notify(t); /* once: the pass after it closes */
+	if ((n = sb__tls_out(t, &p)) == 0) {
+		if (c->doomed && c->q_len == 0)
+			conn_close(sh, c, "closed after a fatal error");
+		return;
+	}
+	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = 1};
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
+	c->sending = 1;
+	c->q_sent = 0;
+}
+
+static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
+{
+	sb__tls_sent(c->tls, n);
+	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
+		resume_producers(sh, c);
+	if (c->q_len > 0 || c->doomed || bye_done(c) || sb__tls_pending(c->tls))
+		mark_dirty(sh, c);
+}
+
+/* ---- GOODBYE from a peer ------------------------------------------------- */
+
+/* A peer that said GOODBYE is closed once three things hold: no request of
+ * its own is open, every shard has reported that it has none in flight to
+ * it, and its output is sent. The flush decides, where closing is safe. */
+static int bye_done(const struct sb__conn *c)
+{
+	return c->bye && c->bye_wait == 0 && c->inflight == 0;
+}
+
+/* This shard has no request in flight to connection ep any more. */
+static void bye_report(struct sb__shard *sh, uint64_t ep)
+{
+	if (ep_shard(ep) != sh->id) {
+		struct sb__mail m = {.type = SB__MAIL_BYE_DONE, .b = ep};
+		mail(sh, ep_shard(ep), &m);
+		return;
+	}
+	struct sb__conn *c = conn_get(sh, ep);
+	if (c != NULL && c->bye && c->bye_wait > 0 && --c->bye_wait == 0)
+		mark_dirty(sh, c);
+}
+
+/* Connection ep (of any shard) said GOODBYE, and this shard learns it: its
+ * names leave this shard's routes, so nothing new is routed to it (a `to`
+ * is refused by the replica's draining mark, set just before), and its
+ * shard hears once this shard's requests to it have ended. */
+static void bye_apply(struct sb__shard *sh, uint64_t ep)
+{
+	sb__routes_del_ep(&sh->routes, ep);
+	/* Out of memory, it is reported at once: at worst its requests from
+	 * here end with `peer gone`, as at a close. */
+	if (sb__idmap_get(&sh->load, ep) == 0 || sb__idmap_put(&sh->leaving, ep, 1) != 0)
+		bye_report(sh, ep);
+}
+
+/* What is still open at the deadline ends as at a close: requesters hear
+ * `peer gone`, handlers get CANCEL. */
+static void on_bye_deadline(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
+	conn_close(c->sh, c, "its GOODBYE's deadline passed");
+}
+
+/* The peer finishes what it has, then is closed (docs/protocol.md). The
+ * deadline is capped at max_timeout_ms: by then every request it had has
+ * ended by itself, and a peer that keeps asking cannot stay forever. */
+static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	uint32_t cap = sh->r->cfg.max_timeout_ms;
+	uint32_t ms = m->deadline_ms < cap ? m->deadline_ms : cap;
+
+	if (c->bye)
+		return; /* the first one's deadline stands */
+	c->bye = 1;
+	c->bye_wait = (uint8_t)sh->r->nshards;
+	sb__peers_drain(sh, c); /* presence, and every other shard's bye_apply */
+	bye_apply(sh, c->ep);
+	if (ms == 0) {
+		c->doomed = 1; /* now, as at a close */
+	} else {
+		/* The handshake's timer is long done. A fresh clock: the turn's
+		 * may predate the frame, and the deadline must never come early. */
+		sb__timer_init(&c->hello_timer, on_bye_deadline);
+		sb__timer_arm(&sh->wheel, &c->hello_timer, sb__now_ms() + ms);
+	}
+	mark_dirty(sh, c);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+/* A connection silent past its handshake deadline holds a descriptor and
+ * a max_conns place for nothing: tell it why, and close it. */
+static void on_hello_timeout(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
+	char why[64];
+	if (c->doomed)
+		return; /* already failed for something else, and closing */
+	snprintf(why, sizeof why, "no %s within %u ms", c->hs != NULL ? "AUTH" : "HELLO",
+		 c->sh->r->cfg.hello_timeout_ms);
+	stat_add(&c->sh->st.hello_timeouts, 1);
+	fail_conn(c->sh, c, SB_ETIMEOUT, why);
+}
+
+/* Silence for idle_ms earns a PING; silence for pong_timeout_ms after it
+ * closes the connection, so a peer that vanished without a FIN (a cable
+ * pulled, a host frozen) stops holding its places and its routes. Any bytes
+ * count as an answer. A connection we stopped reading (paused for flow
+ * control, or waiting for receive buffers) is not silent by its own doing:
+ * its clock restarts instead. */
+static void on_idle(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, idle_timer);
+	struct sb__shard *sh = c->sh;
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	char why[64];
+
+	if (c->doomed || c->closing)
+		return;
+	if (c->paused > 0 || c->nparked > 0 || c->rearm)
+		c->last_rx = sh->now;
+	if (c->ping_at != 0 && c->last_rx >= c->ping_at)
+		c->ping_at = 0;
+	if (c->ping_at != 0) {
+		snprintf(why, sizeof why, "no PONG within %u ms", cfg->pong_timeout_ms);
+		stat_add(&sh->st.idle_timeouts, 1);
+		fail_conn(sh, c, SB_ETIMEOUT, why);
+		return;
+	}
+	if (sh->now - c->last_rx < cfg->idle_ms) {
+		sb__timer_arm(&sh->wheel, t, c->last_rx + cfg->idle_ms);
+		return;
+	}
+	struct sb_msg ping = {.kind = SB_PING};
+	send_msg(sh, c, &ping);
+	c->ping_at = sh->now;
+	stat_add(&sh->st.idle_pings, 1);
+	sb__timer_arm(&sh->wheel, t, sh->now + cfg->pong_timeout_ms);
+}
+
+static void idle_start(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (sh->r->cfg.idle_ms == 0)
+		return;
+	c->last_rx = sh->now;
+	sb__timer_arm(&sh->wheel, &c->idle_timer, sh->now + sh->r->cfg.idle_ms);
+}
+
+static void on_accept(struct sb__shard *sh, int fd)
+{
+	uint64_t ep;
+	int one = 1;
+	const struct sb_router_config *cfg = &sh->r->cfg;
+
+	if (sh->draining) {
+		close(fd);
+		return;
+	}
+	struct sb__conn *c = sb__reqtab_alloc(&sh->conns, &ep);
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	c->fd = fd;
+	c->ep = ep;
+	c->sh = sh;
+	sb__link_init(&c->reqs);
+	sb__link_add(&sh->conn_list, &c->all);
+	sb__timer_init(&c->hello_timer, on_hello_timeout);
+	sb__timer_init(&c->idle_timer, on_idle);
+	stat_add(&sh->st.connections, 1);
+	struct sockaddr_in sa;
+	socklen_t salen = sizeof sa;
+	if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sin_family == AF_INET)
+		c->addr = sa.sin_addr.s_addr;
+	/* Before the limit check: a TLS peer refused for it must not be sent
+	 * plaintext (it is closed without a word: saying one takes a handshake). */
+	if (sh->r->tls_on &&
+	    (c->tls = sb__tls_new(sb__router_tls(sh), NULL, TLS_IN_SIZE, TLS_OUT_SIZE)) == NULL) {
+		conn_close(sh, c, "out of memory");
+		return;
+	}
+	/* Over the limit: the connection only lives to be told so. Taking the
+	 * place first makes the check exact when shards accept at once. */
+	if (atomic_fetch_add(&sh->r->nconns, 1) >= cfg->max_conns) {
+		atomic_fetch_sub(&sh->r->nconns, 1);
+		char why[64];
+		snprintf(why, sizeof why, "too many connections (limit %u)", cfg->max_conns);
+		stat_add(&sh->st.refused, 1);
+		fail_conn(sh, c, SB_EOVERLOADED, why);
+		return;
+	}
+	c->counted = 1;
+	if (cfg->max_conns_per_addr > 0) {
+		int took = sb__addrtab_take(&sh->r->addrs, c->addr, cfg->max_conns_per_addr);
+		if (took == 0) {
+			char why[96], a[INET_ADDRSTRLEN];
+			snprintf(why, sizeof why, "too many connections from %s (limit %u)",
+				 addr_str(c, a, sizeof a), cfg->max_conns_per_addr);
+			stat_add(&sh->st.addr_refused, 1);
+			fail_conn(sh, c, SB_EOVERLOADED, why);
+			return;
+		}
+		c->addr_counted = took == 1;
+	}
+	/* A fresh clock: the turn's may predate the connection, and the
+	 * deadline must never come early. */
+	if (cfg->hello_timeout_ms > 0)
+		sb__timer_arm(&sh->wheel, &c->hello_timer, sb__now_ms() + cfg->hello_timeout_ms);
+	arm_recv(sh, c);
+}
+
+/* Local effects of a connection going away, on every shard in turn. */
+static void conn_gone(struct sb__shard *sh, uint64_t ep)
+{
+	sb__routes_del_ep(&sh->routes, ep);
+	/* O(live requests): a disconnect is rare next to messages, and an
+	 * index per handler would cost on every request. */
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		if (q->handler == ep)
+			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+		else if (q->bc != NULL)
+			sb__bcast_gone(sh, q, ep);
+		/* Answering can drop a requester as a slow consumer, which ends
+		 * its requests, `next` perhaps among them: then start over. Nothing
+		 * is done twice: failed requests have left the list, and a
+		 * broadcast's gone handler is already closed. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
+	}
+	sb__idmap_del(&sh->load, ep);
+	sb__idmap_del(&sh->leaving, ep);
+}
+
+/* Stops routing to and from c; the memory goes once no I/O refers to it. */
+static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	sb__timer_disarm(&c->hello_timer);
+	sb__timer_disarm(&c->idle_timer);
+	if (c->ready)
+		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
+	resume_producers(sh, c); /* nobody else would let them read again */
+	/* Its own requests end; their handlers hear it as a cancel. */
+	while (c->reqs.next != &c->reqs) {
+		struct sb__req *q = SB__CONTAINER(c->reqs.next, struct sb__req, by_conn);
+		send_cancel(sh, q);
+		req_finish(sh, q);
+	}
+	if (c->ready) {
+		for (unsigned to = 0; to < sh->r->nshards; to++)
+			if (to != sh->id) {
+				struct sb__mail m = {.type = SB__MAIL_CONN_GONE, .b = c->ep};
+				mail(sh, to, &m);
+			}
+		conn_gone(sh, c->ep);
+	}
+	sb__peers_leave(sh, c); /* its name, presence subscription */
+	/* Wakes the multishot recv (it completes with 0) and fails a pending
+	 * sendmsg, so both come back and the connection can be freed. */
+	shutdown(c->fd, SHUT_RDWR);
+	if (!c->recv_armed && !c->sending)
+		conn_free(sh, c);
+}
+
+static void conn_free(struct sb__shard *sh, struct sb__conn *c)
+{
+	if (c->recv_armed || c->sending)
+		return; /* the other completion frees it */
+	while (c->q_len > 0) {
+		sb__buf_put(c->q[c->q_head].buf, &sh->pool);
+		c->q_head = (c->q_head + 1) % c->q_cap;
+		c->q_len--;
+	}
+	sb__timer_disarm(&c->hello_timer); /* its memory goes below */
+	sb__timer_disarm(&c->idle_timer);
+	if (c->counted)
+		atomic_fetch_sub(&sh->r->nconns, 1);
+	if (c->addr_counted)
+		sb__addrtab_give(&sh->r->addrs, c->addr);
+	sb__auth_hs_free(c->hs);
+	free(c->q);
+	free(c->producers);
+	for (uint32_t i = 0; i < c->nparked; i++)
+		sb__buf_put(c->parked[i].buf, &sh->pool);
+	free(c->parked);
+	if (c->asm_buf != NULL)
+		sb__buf_put(c->asm_buf, &sh->pool);
+	sb__tls_free(c->tls);
+	sb__peers_conn_free(c);
+	close(c->fd);
+	sb__link_del(&c->all);
+	stat_add(&sh->st.connections, -1);
+	sb__reqtab_free(&sh->conns, c->ep);
+}
+
+/* ---- mail in ------------------------------------------------------------ */
+
+static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
+{
+	switch (m->type) {
+	case SB__MAIL_DELIVER: {
+		struct sb__buf *b = m->p;
+		sh->mail_got[m->a] += (uint32_t)m->c;
+		deliver(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
+		break;
+	}
+	case SB__MAIL_REPLY: {
+		struct sb__buf *b = m->p;
+		sh->mail_got[m->a] += (uint32_t)m->c;
+		sb__shard_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
+		break;
+	}
+	case SB__MAIL_ROUTE_ADD:
+	case SB__MAIL_ROUTE_DEL: {
+		struct sb__mail_name *n = m->p;
+		if (m->type == SB__MAIL_ROUTE_ADD) {
+			if (sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema) ==
+			    0)
+				route_stat(sh, n->name, n->len);
+			sb__schema_unref(n->schema);
+		} else
+			sb__routes_del(&sh->routes, n->name, n->len, m->b);
+		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
+		mail(sh, ep_shard(m->b), &done);
+		free(n);
+		break;
+	}
+	case SB__MAIL_ROUTE_DONE:
+		on_route_done(sh, m->p);
+		break;
+	case SB__MAIL_PAUSE:
+		pause_reads(sh, m->b, m->a ? 1 : -1);
+		break;
+	case SB__MAIL_CONN_GONE:
+		conn_gone(sh, m->b);
+		break;
+	case SB__MAIL_BYE_DONE:
+		bye_report(sh, m->b);
+		break;
+	case SB__MAIL_REQ_FAILED: {
+		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
+		if (q != NULL && q->handler == m->c)
+			req_fail(sh, q, -(int)m->a, "the handler disconnected");
+		else if (q != NULL && q->bc != NULL)
+			sb__bcast_gone(sh, q, m->c);
+		break;
+	}
+	case SB__MAIL_PEER_UP:
+	case SB__MAIL_PEER_DOWN:
+		sb__peers_on_mail(sh, m);
+		break;
+	case SB__MAIL_PEER_DRAIN:
+		sb__peers_on_mail(sh, m);
+		bye_apply(sh, m->b);
+		break;
+	}
+}
+
+/* Sends and requests from the embedding program: routed like a service's
+ * (in-process callers may call internal handlers), answered by callback. */
+static void read_injected(struct sb__shard *sh)
+{
+	struct sb__inbox *in = &sh->r->inboxes[sh->id];
+	if (atomic_load_explicit(&in->pending, memory_order_acquire) == 0)
+		return;
+	pthread_mutex_lock(&in->lock);
+	struct sb__inject *items = in->items;
+	uint32_t n = in->n;
+	in->items = NULL;
+	in->n = in->cap = 0;
+	atomic_store_explicit(&in->pending, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&in->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__buf *b = items[i].frame;
+		struct sb_msg m;
+		struct asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
+		if (sb_decode(b->data, items[i].len, 0, &m, NULL) == 0) {
+			if (m.kind == SB_SEND)
+				on_send_frame(sh, &a, &m, b, b->data, items[i].len);
+			else
+				on_request(sh, &a, &m, b, b->data, items[i].len);
+		}
+		sb__buf_put(b, &sh->pool);
+	}
+	free(items);
+}
+
+static void read_mail(struct sb__shard *sh)
+{
+	struct sb__mail box[64];
+	unsigned n;
+	int any = 0;
+	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, 64)) > 0) {
+		for (unsigned i = 0; i < n; i++)
+			on_mail(sh, &box[i]);
+		any = 1;
+	}
+	/* Tell senders what we took, once per turn: one store per shard. */
+	for (unsigned from = 0; any && from < sh->r->nshards; from++)
+		atomic_store_explicit(&sh->mail_taken[from], sh->mail_got[from],
+				      memory_order_release);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+/* A failed accept is not retried at once. Out of descriptors (EMFILE,
+ * ENFILE) or memory, the connection waiting in the backlog fails again at
+ * once, and re-arming on every failure spun a core for as long as that
+ * lasted, saying nothing. The retry waits 10 ms, doubling up to 1 s, until
+ * an accept works; the first failure of such an episode is logged, each
+ * one counted (accept_errors). */
+static void accept_failed(struct sb__shard *sh, int res, int more)
+{
+	stat_add(&sh->st.accept_errors, 1);
+	if (sh->accept_fails++ == 0) {
+		struct rlimit rl;
+		char lim[64] = "";
+		if ((res == -EMFILE || res == -ENFILE) && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+			snprintf(lim, sizeof lim, " (RLIMIT_NOFILE %llu)",
+				 (unsigned long long)rl.rlim_cur);
+		sb__log(sh->r, 0,
+			"shard %u: accept failed: %s%s; retrying from 10 ms to 1 s apart until it "
+			"works (each failure counts in accept_errors)",
+			sh->id, strerror(-res), lim);
+	}
+	sh->accept_backoff = sh->accept_backoff == 0     ? 10
+			     : sh->accept_backoff >= 500 ? 1000
+							 : 2 * sh->accept_backoff;
+	if (more) { /* a kernel that keeps the multishot armed would fail on and on */
+		struct io_uring_sqe *sqe = sqe_get(sh);
+		io_uring_prep_cancel64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT, 0);
+		io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+	}
+	sb__timer_arm(&sh->wheel, &sh->accept_timer, sh->now + sh->accept_backoff);
+}
+
+static void accepted(struct sb__shard *sh, int fd)
+{
+	if (sh->accept_fails > 0)
+		sb__log(sh->r, 1, "shard %u: accepting again after %llu failed accepts", sh->id,
+			(unsigned long long)sh->accept_fails);
+	sh->accept_fails = 0;
+	sh->accept_backoff = 0;
+	on_accept(sh, fd);
+}
+
+static void on_accept_timer(struct sb__timer *t)
+{
+	struct sb__shard *sh = SB__CONTAINER(t, struct sb__shard, accept_timer);
+	if (!sh->draining && !sh->accept_armed)
+		arm_accept(sh);
+}
+
+static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	enum tag tag = (enum tag)(ud >> TAG_SHIFT);
+	uint64_t ep = (uint64_t)sh->id << TAG_SHIFT | (ud & EP_MASK);
+	struct sb__conn *c;
+
+	switch (tag) {
+	case TAG_ACCEPT:
+		if (cqe->res >= 0)
+			accepted(sh, cqe->res);
+		else if (!sh->draining) /* else cancelled, or the drain closed the listener */
+			accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE);
+		if (!(cqe->flags & IORING_CQE_F_MORE)) {
+			sh->accept_armed = 0;
+			if (!sh->draining && !sb__timer_armed(&sh->accept_timer))
+				arm_accept(sh);
+		}
+		break;
+	case TAG_RECV:
+		c = sb__reqtab_get(&sh->conns, ep);
+		if (c != NULL)
+			on_recv(sh, c, cqe);
+		else if (cqe->flags & IORING_CQE_F_BUFFER) { /* cannot happen; never leak */
+			uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+			sb__buf_put(sb__bufpool_get(&sh->pool, bid), &sh->pool);
+		}
+		break;
+	case TAG_SEND:
+		c = sb__reqtab_get(&sh->conns, ep);
+		if (c != NULL)
+			on_send(sh, c, cqe->res);
+		break;
+	case TAG_CANCEL: /* the recv it cancelled reports for itself */
+		break;
+	case TAG_WAKE: {
+		uint64_t v;
+		if (read(sh->efd, &v, sizeof v) < 0 && errno != EAGAIN)
+			sb__log(sh->r, 0, "shard %u: eventfd read: %s", sh->id, strerror(errno));
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_wake(sh);
+		break;
+	}
+	}
+}
+
+static void rearm_starved(struct sb__shard *sh)
+{
+	sh->need_rearm = 0;
+	for (struct sb__link *l = sh->conn_list.next; l != &sh->conn_list; l = l->next) {
+		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
+		if (c->rearm && !c->closing && c->paused == 0 && !c->recv_armed)
+			arm_recv(sh, c);
+	}
+}
+
+static void begin_drain(struct sb__shard *sh)
+{
+	sh->draining = 1;
+	sh->drain_deadline = sh->now + sh->r->drain_ms;
+	/* The multishot accept holds the listening socket until it ends; cancel
+	 * it and wait for that, or the port stays bound after we return. */
+	struct io_uring_sqe *sqe = sqe_get(sh);
+	io_uring_prep_cancel64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT, 0);
+	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+	close(sh->lfd);
+	sh->lfd = -1;
+	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
+		next = l->next; /* send_msg() may drop a slow consumer */
+		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
+		struct sb_msg bye = {.kind = SB_GOODBYE, .deadline_ms = sh->r->drain_ms};
+		bye.text.ptr = (const uint8_t *)"router draining";
+		bye.text.len = 15;
+		if (c->ready && !c->closing)
+			send_msg(sh, c, &bye);
+	}
+}
+
+static uint64_t inflight_everywhere(const struct sb_router *r)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < r->nshards; i++)
+		n += atomic_load_explicit(&r->shards[i].st.inflight, memory_order_relaxed);
+	return n;
+}
+
+/* Once draining: at the deadline a shard ends its own requests; connections
+ * close only when no shard has a request left, since a handler here may
+ * still owe a reply to a request another shard owns. */
+static int drain_step(struct sb__shard *sh)
+{
+	if (sh->now >= sh->drain_deadline)
+		while (sh->req_list.next != &sh->req_list)
+			req_fail(sh, SB__CONTAINER(sh->req_list.next, struct sb__req, all),
+				 SB_EDRAINING, "the router stopped before a final reply");
+	if (inflight_everywhere(sh->r) > 0)
+		return 0;
+	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
+		next = l->next;
+		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
+		/* Let queued output (the goodbye, last replies) go first, but
+		 * not forever: a peer that never reads must not hold the stop. */
+		if ((c->q_len == 0 && !c->sending) || sh->now >= sh->drain_deadline + 1000)
+			conn_close(sh, c, "router stopped");
+		else
+			c->doomed = 1;
+	}
+	return sh->conn_list.next == &sh->conn_list && !sh->accept_armed;
+}
+
+static int setup(struct sb__shard *sh)
+{
+	struct io_uring_params p;
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	int rc;
+
+	/* The fastest mode first, falling back for older kernels. */
+	static const unsigned modes[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	for (unsigned i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+		memset(&p, 0, sizeof p);
+		p.flags = modes[i] | IORING_SETUP_CQSIZE;
+		p.cq_entries = 16384;
+		if ((rc = io_uring_queue_init_params(1024, &sh->ring, &p)) != -EINVAL)
+			break;
+	}
+	if (rc < 0) {
+		sb__log(sh->r, 0, "shard %u: io_uring_queue_init: %s", sh->id, strerror(-rc));
+		return SB_ESYS;
+	}
+	sh->ring_ok = 1;
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&sh->ring);
+	static const int ops[] = {IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SENDMSG,
+				  IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL};
+	for (unsigned i = 0; probe != NULL && i < sizeof ops / sizeof ops[0]; i++)
+		if (!io_uring_opcode_supported(probe, ops[i])) {
+			sb__log(sh->r, 0, "shard %u: kernel lacks io_uring opcode %d", sh->id,
+				ops[i]);
+			io_uring_free_probe(probe);
+			return SB_ESYS;
+		}
+	io_uring_free_probe(probe);
+	if ((rc = sb__bufpool_init(&sh->pool, &sh->ring, 0, cfg->recv_buffers,
+				   cfg->recv_buffer_size)) != 0) {
+		sb__log(sh->r, 0, "shard %u: provided buffer ring: %s", sh->id, strerror(errno));
+		return rc;
+	}
+	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
+	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
+		return SB_ENOMEM;
+	sb__auth_adopt(&sh->auth, &sh->r->auth);
+	tick(sh);
+	sb__wheel_init(&sh->wheel, sh->now);
+	sb__timer_init(&sh->accept_timer, on_accept_timer);
+	sb__routes_init(&sh->routes);
+	sh->routes.on_drop = route_dropped;
+	sh->routes.drop_ctx = sh;
+	sb__replica_init(&sh->peers);
+	sb__idmap_init(&sh->cancel);
+	sb__idmap_init(&sh->load);
+	sb__idmap_init(&sh->leaving);
+	sb__link_init(&sh->conn_list);
+	sb__link_init(&sh->req_list);
+	if (sh->r->tls_on && (sh->tls_stage = malloc(TLS_RECORD)) == NULL)
+		return SB_ENOMEM;
+	for (unsigned i = 0; i < sh->r->nlocals; i++) {
+		const struct sb__local *l = &sh->r->locals[i];
+		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
+				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags,
+				   l->schema) != 0)
+			return SB_ENOMEM;
+		route_stat(sh, l->name ? l->name : "", l->len);
+	}
+	arm_accept(sh);
+	arm_wake(sh);
+	return 0;
+}
+
+/* Frees what a mail holds without acting on it: the router is stopping. */
+static void release_mail(const struct sb__mail *m)
+{
+	struct sb__mail_name *n = m->p;
+	struct sb__route_sync *sync = NULL;
+
+	switch (m->type) {
+	case SB__MAIL_DELIVER:
+	case SB__MAIL_REPLY:
+		sb__buf_put(m->p, NULL);
+		break;
+	case SB__MAIL_ROUTE_ADD:
+	case SB__MAIL_ROUTE_DEL:
+		sync = n->sync;
+		sb__schema_unref(n->schema);
+		free(n);
+		break;
+	case SB__MAIL_ROUTE_DONE:
+		sync = m->p;
+		break;
+	case SB__MAIL_PEER_UP:
+		sb__peers_release_mail(m);
+		break;
+	}
+	if (sync != NULL && --sync->remaining == 0)
+		free(sync);
+}
+
+void sb__shard_teardown(struct sb__shard *sh)
+{
+	struct sb__mail box[64];
+	struct sb__inbox *in = &sh->r->inboxes[sh->id];
+	unsigned n;
+
+	/* Requests queued as the router stopped still get their one answer. */
+	for (uint32_t i = 0; i < in->n; i++) {
+		if (in->items[i].fn != NULL)
+			in->items[i].fn(SB_EDRAINING, "the router stopped",
+					strlen("the router stopped"), NULL, 0, 0, in->items[i].ud);
+		sb__buf_put(in->items[i].frame, NULL);
+	}
+	free(in->items);
+	in->items = NULL;
+	in->n = in->cap = 0;
+
+	/* Every shard thread has exited: what is left in rings and backlogs
+	 * only needs releasing, while the buffer pools still exist. */
+	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, 64)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			release_mail(&box[i]);
+	for (unsigned to = 0; to < sh->r->nshards; to++) {
+		struct sb__backlog *bl = &sh->backlog[to];
+		for (uint32_t i = 0; i < bl->len; i++)
+			release_mail(&bl->m[(bl->head + i) % bl->cap]);
+		free(bl->m);
+		bl->m = NULL;
+		bl->len = 0;
+		free(bl->blocked);
+		bl->blocked = NULL;
+		bl->nblocked = 0;
+	}
+}
+
+void sb__shard_destroy(struct sb__shard *sh)
+{
+	free(sh->dirty);
+	sh->dirty = NULL;
+	free(sh->tls_stage);
+	sh->tls_stage = NULL;
+	sb__tls_ctx_put(sh->tls);
+	sh->tls = NULL;
+	sb__routes_destroy(&sh->routes);
+	sb__replica_destroy(&sh->peers);
+	sb__idmap_destroy(&sh->cancel);
+	sb__idmap_destroy(&sh->load);
+	sb__idmap_destroy(&sh->leaving);
+	if (sh->ring_ok) {
+		sb__bufpool_destroy(&sh->pool, &sh->ring);
+		io_uring_queue_exit(&sh->ring);
+		sh->ring_ok = 0;
+	}
+	sb__reqtab_destroy(&sh->conns);
+	sb__reqtab_destroy(&sh->reqs);
+	sb__auth_shard_destroy(&sh->auth);
+}
+
+static int backlog_pending(const struct sb__shard *sh)
+{
+	/* Blocked producers count: their resume depends on us looking again. */
+	for (unsigned to = 0; to < sh->r->nshards; to++)
+		if (sh->backlog[to].len > 0 || sh->backlog[to].nblocked > 0)
+			return 1;
+	return 0;
+}
+
+static void signal_started(struct sb__shard *sh, int rc)
+{
+	struct sb_router *r = sh->r;
+	pthread_mutex_lock(&r->start_lock);
+	sh->start_rc = rc;
+	r->started++;
+	pthread_cond_broadcast(&r->start_cond);
+	pthread_mutex_unlock(&r->start_lock);
+}
+
+void *sb__shard_main(void *arg)
+{
+	struct sb__shard *sh = arg;
+	struct sb_router *r = sh->r;
+	int rc = setup(sh);
+
+	signal_started(sh, rc);
+	if (rc != 0) {
+		atomic_fetch_add(&r->drained, 1); /* nothing to drain: don't hold the others */
+		return NULL; /* the router tears every shard down after the join */
+	}
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		/* The clock before the events: a request that woke an idle shard
+		 * must not have its timeout shortened by the time it slept. */
+		tick(sh);
+		sb__auth_turn(&sh->auth, &r->auth); /* before the turn's frames */
+		io_uring_for_each_cqe(&sh->ring, head, cqe)
+		{
+			on_cqe(sh, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&sh->ring, n);
+		tick(sh);
+		read_mail(sh);
+		read_injected(sh);
+		sb__wheel_run(&sh->wheel, sh->now);
+		if (!sh->draining && atomic_load(&r->stopping))
+			begin_drain(sh);
+		sb__bufpool_flush(&sh->pool);
+		/* Re-arm when the kernel holds buffers, not only when some came
+		 * back this turn: they may have gone back before the -ENOBUFS
+		 * was seen, and then no later turn would return any. */
+		if (sh->need_rearm && sh->pool.out < sh->pool.count)
+			rearm_starved(sh);
+		flush_dirty(sh);
+		flush_backlogs(sh);
+		send_wakes(sh);
+		/* Done only once our backlog has gone into the rings: a shard
+		 * that counted itself done with mail still backlogged let the
+		 * others leave, and then waited forever for room in a ring
+		 * nobody read. What is in the rings is released at teardown. */
+		if (sh->draining && !sh->drained && drain_step(sh) && !backlog_pending(sh)) {
+			sh->drained = 1;
+			atomic_fetch_add(&r->drained, 1);
+		}
+		/* Leave together: until every shard is done, others may still
+		 * mail us, and their buffers must come back to them. Mail that
+		 * finds a ring full after that is released at teardown too. */
+		if (sh->drained && atomic_load(&r->drained) == r->nshards)
+			break;
+
+		/* Sleep only if no mail slipped in; the wheel bounds the wait. */
+		if (io_uring_cq_ready(&sh->ring) == 0 && sb__mailbox_sleep(r->mb, sh->id)) {
+			uint64_t wait = sb__wheel_next(&sh->wheel, sh->now);
+			/* Re-check the drain, retry mail that found a ring full, and
+			 * look for receive buffers other shards gave back (they push
+			 * them without waking us): nothing else would wake us. */
+			if ((sh->draining || backlog_pending(sh) || sh->need_rearm) && wait > 1)
+				wait = backlog_pending(sh) || sh->need_rearm ? 1 : 10;
+			struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
+						       .tv_nsec =
+							       (long long)(wait % 1000) * 1000000};
+			io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1,
+							 wait == UINT64_MAX ? NULL : &ts, NULL);
+			sb__mailbox_awake(r->mb, sh->id);
+		} else {
+			io_uring_submit(&sh->ring);
+			io_uring_get_events(&sh->ring);
+		}
+	}
+	io_uring_submit(&sh->ring);
+	return NULL;
+}
+
+/* ---- for the modules that extend the shard (shard.h) --------------------- */
+
+struct sb__conn *sb__conn_get(struct sb__shard *sh, uint64_t ep)
+{
+	return conn_get(sh, ep);
+}
+
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len)
+{
+	return enqueue(sh, c, b, p, len);
+}
+
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	return send_msg(sh, c, m);
+}
+
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags)
+{
+	send_error(sh, c, id, err, text, flags);
+}
+
+void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
+{
+	mail(sh, to, m);
+}
+
+void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len)
+{
+	deliver(sh, ep, b, p, len);
+}
+
+void sb__congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
+{
+	congest(sh, c, producer);
+}
+
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
+{
+	load_add(sh, ep, d);
+}
+
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	req_finish(sh, q);
+}
+
+void sb__stat_add(_Atomic uint64_t *c, int64_t d)
+{
+	stat_add(c, d);
+}
