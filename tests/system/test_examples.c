@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "testlib.h"
+#include "support/testlib.h"
 
 static const char *bindir;
 static char port[16];

@@ -20,7 +20,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
-#include "peer.h"
+#include "support/peer.h"
 #include "common/tls.h" /* sb__tls_match, for the pattern rules */
 
 enum { MAXC = 8, PUMP_LIMIT_MS = 10000 };

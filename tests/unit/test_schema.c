@@ -6,7 +6,7 @@
 #include <switchboard/router.h>
 
 #include "json.h"
-#include "peer.h"
+#include "support/peer.h"
 #include "proto/schema.h"
 
 /* ---- JSON to MessagePack ------------------------------------------------- */

@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "testlib.h"
+#include "support/testlib.h"
 #include "common/timer.h"
 
 #define DAY_MS (24 * 3600 * 1000ull)

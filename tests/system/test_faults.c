@@ -29,7 +29,7 @@
 
 #include <msgpack.h>
 
-#include "peer.h"
+#include "support/peer.h"
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)

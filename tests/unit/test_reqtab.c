@@ -6,7 +6,7 @@
 #include <switchboard/error.h>
 
 #include "router/reqtab.h"
-#include "testlib.h"
+#include "support/testlib.h"
 
 /* A request entry as the router might keep one; 40 bytes, not a multiple
  * of 16, so the table's rounding shows. */

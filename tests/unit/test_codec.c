@@ -5,8 +5,8 @@
 
 #include <switchboard/proto.h>
 
-#include "frames.h"
-#include "testlib.h"
+#include "support/frames.h"
+#include "support/testlib.h"
 
 static int view_eq(struct sb_view a, struct sb_view b)
 {

@@ -16,7 +16,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
-#include "testlib.h"
+#include "support/testlib.h"
 
 #include "json.h"
 

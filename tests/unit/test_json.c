@@ -1,6 +1,6 @@
 /* sbctl's JSON <-> MessagePack converter: exact bytes for each type, round
  * trips back to canonical JSON, and every way a JSON text is refused. */
-#include "testlib.h"
+#include "support/testlib.h"
 
 #include "json.h"
 

@@ -4,8 +4,8 @@
 
 #include <switchboard/proto.h>
 
-#include "frames.h"
-#include "testlib.h"
+#include "support/frames.h"
+#include "support/testlib.h"
 
 /* A stream of one frame per kind plus a few repeats, and where each starts. */
 static uint8_t stream[4096];

@@ -13,7 +13,7 @@
 
 #include <switchboard/proto.h>
 
-#include "testlib.h"
+#include "support/testlib.h"
 
 struct peer {
 	int fd;

@@ -20,7 +20,7 @@
 #include <switchboard/router.h>
 
 #include "router/pattern.h"
-#include "peer.h"
+#include "support/peer.h"
 
 #define SVC_SECRET "correct horse battery staple"
 #define CLI_SECRET "client-secret-7f3a"

@@ -12,7 +12,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
-#include "peer.h" /* only for the fake routers, which must misbehave on purpose */
+#include "support/peer.h" /* only for the fake routers, which must misbehave on purpose */
 
 /* LONG_MS: request timeouts that must not expire during the suite. */
 enum { MAXC = 8, PUMP_LIMIT_MS = 5000, MIN_MS = 40, MAX_MS = 320, LONG_MS = 60000 };

@@ -8,7 +8,7 @@
 
 #include <switchboard/router.h>
 
-#include "peer.h"
+#include "support/peer.h"
 
 static struct sb_router *R;
 static uint16_t PORT;

@@ -13,7 +13,7 @@
 
 #include <msgpack.h>
 
-#include "peer.h"
+#include "support/peer.h"
 
 static struct sb_router *R;
 static uint16_t PORT;

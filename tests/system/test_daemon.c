@@ -14,8 +14,8 @@
 
 #include <switchboard/proto.h>
 
-#include "frames.h"
-#include "testlib.h"
+#include "support/frames.h"
+#include "support/testlib.h"
 
 static const char *DAEMON;
 static pid_t daemon_pid;

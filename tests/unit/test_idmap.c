@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "common/idmap.h"
-#include "testlib.h"
+#include "support/testlib.h"
 
 enum { KEYS = 4096, OPS = 1000000 };
 

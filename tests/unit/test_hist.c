@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "hist.h"
-#include "testlib.h"
+#include "support/testlib.h"
 
 #define N 200000
 

@@ -13,7 +13,7 @@
 #include <switchboard/error.h>
 
 #include "router/mailbox.h"
-#include "testlib.h"
+#include "support/testlib.h"
 
 /* Enough to wrap each 64-entry ring thousands of times. Under TSan the
  * threaded tests run several times slower, on two cores shared with the rest
