@@ -12,20 +12,16 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
+#include "support/clock.h"
 #include "support/peer.h" /* only for the fake routers, which must misbehave on purpose */
+#include "support/proc.h"
+#include "support/pump.h"
 
 /* LONG_MS: request timeouts that must not expire during the suite. */
-enum { MAXC = 8, PUMP_LIMIT_MS = 5000, MIN_MS = 40, MAX_MS = 320, LONG_MS = 60000 };
+enum { MIN_MS = 40, MAX_MS = 320, LONG_MS = 60000 };
 
 static struct sb_router *R;
 static uint16_t PORT;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static struct sb_router *start_router(uint16_t port)
 {
@@ -170,95 +166,6 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 	r->chunks++;
 	if (r->chunks == r->cancel_at) /* from inside the callback, as a program would */
 		CHECK_INT(sb_cancel(c, req), 0);
-}
-
-/* ---- the pump ----------------------------------------------------------- */
-
-static void (*tick_fn)(void *); /* run every turn: the fake routers' side */
-static void *tick_arg;
-
-/* One turn of a program's event loop: one poll() over every client's
- * descriptor, bounded by their timers, then sb_client_process(c, 0) each. */
-static void pump_once(struct sb_client *const *cs, int n)
-{
-	struct pollfd p[MAXC];
-	int wait = 5;
-
-	for (int i = 0; i < n; i++) {
-		int t = sb_client_timeout(cs[i]);
-		p[i] = (struct pollfd){.fd = sb_client_fd(cs[i]),
-				       .events = sb_client_events(cs[i])};
-		if (t >= 0 && t < wait)
-			wait = t;
-	}
-	poll(p, (nfds_t)n, wait);
-	for (int i = 0; i < n; i++)
-		sb_client_process(cs[i], 0);
-	if (tick_fn != NULL)
-		tick_fn(tick_arg);
-}
-
-/* Pumps until done(arg); PUMP_LIMIT_MS without it is a failure, not a hang. */
-static int pump_cond(struct sb_client *const *cs, int n, int (*done)(void *), void *arg,
-		     const char *what)
-{
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
-
-	while (!done(arg)) {
-		if (now_ms() >= end) {
-			fprintf(stderr, "  pump: still waiting for %s after %d ms\n", what,
-				PUMP_LIMIT_MS);
-			sb_test_failures++;
-			return 0;
-		}
-		pump_once(cs, n);
-	}
-	return 1;
-}
-
-struct at_least {
-	const int *v;
-	int want;
-};
-
-static int reached(void *arg)
-{
-	struct at_least *a = arg;
-	return *a->v >= a->want;
-}
-
-static int pump_until(struct sb_client *const *cs, int n, const int *v, int want, const char *what)
-{
-	struct at_least a = {v, want};
-	return pump_cond(cs, n, reached, &a, what);
-}
-
-struct all_online {
-	struct sb_client *const *cs;
-	int n;
-};
-
-static int everyone_online(void *arg)
-{
-	struct all_online *a = arg;
-	for (int i = 0; i < a->n; i++)
-		if (!sb_client_online(a->cs[i]))
-			return 0;
-	return 1;
-}
-
-static int pump_online(struct sb_client *const *cs, int n)
-{
-	struct all_online a = {cs, n};
-	return pump_cond(cs, n, everyone_online, &a, "every client online");
-}
-
-/* Pumps for ms, whatever happens (to show that nothing more does). */
-static void pump_for(struct sb_client *const *cs, int n, unsigned ms)
-{
-	uint64_t end = now_ms() + ms;
-	while (now_ms() < end)
-		pump_once(cs, n);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -664,10 +571,10 @@ static void test_cancel_mid_stream(void)
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, 0, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the request at the handler");
-	tick_fn = produce;
-	tick_arg = &prod;
+	pump_tick = produce;
+	pump_tick_arg = &prod;
 	pump_cond(cs, 2, cancel_seen_both_sides, &both, "the cancel on both sides");
-	tick_fn = NULL;
+	pump_tick = NULL;
 	pump_for(cs, 2, 50);
 	CHECK_INT(r.terminal, 1);
 	CHECK_INT(r.err, SB_ECANCELLED);
@@ -931,7 +838,7 @@ static void test_leave_finishes_its_calls_first(void)
 	pthread_t t;
 
 	CHECK_INT(sb_client_register(svc, "lv.work", 0, handle_work, &ch), 0);
-	CHECK_INT(sb_client_wait_online(svc, PUMP_LIMIT_MS), 0);
+	CHECK_INT(sb_client_wait_online(svc, pump_limit_ms), 0);
 	snprintf(lp.leaver, sizeof lp.leaver, "%s", sb_client_name(svc));
 	CHECK_INT(pthread_create(&t, NULL, leave_peers_run, &lp), 0);
 	pump_until(&svc, 1, &ch.inner_calls, 1, "the chained call");
@@ -1151,25 +1058,11 @@ static void test_duplicate_name(void)
 	sb_client_free(a);
 }
 
-/* A port nobody listens on. */
-static uint16_t dead_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	CHECK(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-	getsockname(fd, (struct sockaddr *)&sa, &len);
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
 static void test_offline_sends(void)
 {
 	struct watch w = {0};
 	struct replies r = {0};
-	struct sb_client *c = client_at(dead_port(), "lonely-1", "client", &w);
+	struct sb_client *c = client_at(free_port(), "lonely-1", "client", &w);
 	struct sb_client *cs[] = {c};
 	uint64_t id = 77;
 
@@ -1182,7 +1075,7 @@ static void test_offline_sends(void)
 	uint64_t t0 = now_ms();
 	CHECK_INT(sb_request_wait(c, "audit.log", NULL, 0, 150, NULL, 0, NULL, NULL), SB_EOFFLINE);
 	uint64_t took = now_ms() - t0;
-	CHECK(took >= 150 && took < PUMP_LIMIT_MS);
+	CHECK(took >= 150 && took < pump_limit_ms);
 	CHECK_INT(sb_client_wait_online(c, 50), SB_EOFFLINE); /* no router: gives up in time */
 	pump_for(cs, 1, 50);
 	CHECK_INT(r.n, 0); /* a refused request never calls back */
@@ -1370,7 +1263,7 @@ static int fake_has_live(void *arg)
 /* The next frame from the client on f->live, pumping the client meanwhile. */
 static struct sb_msg *fake_expect(struct fake *f, struct sb_client *c, unsigned kind)
 {
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	uint64_t end = now_ms() + pump_limit_ms;
 
 	while (now_ms() < end) {
 		sb_client_process(c, 5);
@@ -1396,11 +1289,11 @@ static void test_local_deadline_and_bad_payload(void)
 	f.welcome = 1;
 	struct sb_client *c = client_at(f.port, "deadline-1", "client", &w);
 	struct sb_client *cs[] = {c};
-	tick_fn = fake_tick;
-	tick_arg = &f;
+	pump_tick = fake_tick;
+	pump_tick_arg = &f;
 	pump_cond(cs, 1, fake_has_live, &f, "the HELLO");
 	pump_online(cs, 1);
-	tick_fn = NULL;
+	pump_tick = NULL;
 
 	/* A router that never answers: the local deadline (timeout + 1 s) ends it. */
 	uint64_t t0 = now_ms();
@@ -1409,7 +1302,7 @@ static void test_local_deadline_and_bad_payload(void)
 	pump_until(cs, 1, &r1.terminal, 1, "the local deadline");
 	uint64_t took = r1.at - t0;
 	CHECK_INT(r1.err, SB_ETIMEOUT);
-	CHECK(took >= 1040 && took < PUMP_LIMIT_MS);
+	CHECK(took >= 1040 && took < pump_limit_ms);
 	CHECK(strstr(r1.outcome, "plus 1 s") != NULL);
 	CHECK(fake_expect(&f, c, SB_CANCEL)->id == id1); /* the router may free it */
 
@@ -1447,8 +1340,8 @@ static void test_goodbye_and_fatal_error(void)
 	f.welcome = 1;
 	struct sb_client *c = client_at(f.port, "bye-1", "client", &w);
 	struct sb_client *cs[] = {c};
-	tick_fn = fake_tick;
-	tick_arg = &f;
+	pump_tick = fake_tick;
+	pump_tick_arg = &f;
 	pump_online(cs, 1);
 
 	/* GOODBYE: no new requests, the open one still finishes, sends still go. */
@@ -1456,7 +1349,7 @@ static void test_goodbye_and_fatal_error(void)
 	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id);
 	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("router draining")};
 	peer_send(f.live, &bye);
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	uint64_t end = now_ms() + pump_limit_ms;
 	while (sb_client_online(c) && now_ms() < end)
 		sb_client_process(c, 5);
 	CHECK_INT(sb_client_online(c), 0);
@@ -1499,11 +1392,11 @@ static void test_goodbye_and_fatal_error(void)
 	pump_until(cs, 1, &w.offline, 3, "our own close of a stuck drain");
 	uint64_t took = now_ms() - t0;
 	CHECK_INT(w.offline_err, SB_ETIMEOUT);
-	CHECK(took >= 1900 && took < PUMP_LIMIT_MS);
+	CHECK(took >= 1900 && took < pump_limit_ms);
 	peer_close(f.live);
 	f.live = NULL;
 	pump_until(cs, 1, &w.reconnected, 3, "the reconnect after the stuck drain");
-	tick_fn = NULL;
+	pump_tick = NULL;
 	sb_client_free(c);
 	fake_close(&f);
 }
@@ -1556,8 +1449,8 @@ static void test_reconnect_after_router_restart(void)
 	/* Something that accepts and hangs up keeps the port, and times the
 	 * reconnect attempts. */
 	fake_listen(&f, port);
-	tick_fn = fake_tick;
-	tick_arg = &f;
+	pump_tick = fake_tick;
+	pump_tick_arg = &f;
 	pump_cond(cs, 2, both_offline_and_ended, &st, "OFFLINE and both requests ended");
 	/* The router ends what it knows with "router draining" before it
 	 * closes; what it never saw ends with SB_EOFFLINE. Once each. */
@@ -1574,7 +1467,7 @@ static void test_reconnect_after_router_restart(void)
 	uint64_t window = now_ms();
 	pump_for(cs, 2, 1000);
 	window = now_ms() - window;
-	tick_fn = NULL;
+	pump_tick = NULL;
 	fake_close(&f);
 
 	/* Backoff: attempts are MIN_MS apart or more (seen from here, give or

@@ -11,17 +11,12 @@
 
 #include <switchboard/router.h>
 
+#include "support/admin.h"
+#include "support/clock.h"
 #include "support/peer.h"
 
 static struct sb_router *R;
 static uint16_t PORT;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static struct sb_router_config base_config(void)
 {
@@ -79,46 +74,6 @@ static void expect_error(struct peer *p, uint64_t id, int code, uint8_t flags, c
 			(const char *)e->text.ptr, text);
 		CHECK(v_is(e->text, text));
 	}
-}
-
-/* The value of key k in MessagePack map o, or NULL. */
-static const msgpack_object *map_get(const msgpack_object *o, const char *k)
-{
-	if (o->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		const msgpack_object *key = &o->via.map.ptr[i].key;
-		if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen(k) &&
-		    memcmp(key->via.str.ptr, k, key->via.str.size) == 0)
-			return &o->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
-/* Asks $sb.stats (with a payload, or nil); the reply's payload, decoded. */
-static msgpack_object ask_stats(struct peer *p, const void *payload, size_t len,
-				msgpack_unpacked *u)
-{
-	static uint64_t id = 900;
-	peer_request(p, "$sb.stats", ++id, 0, payload, len);
-	struct sb_msg *r = peer_expect(p, SB_REPLY);
-	CHECK(r->id == id && v_is(r->outcome, "ok"));
-	msgpack_unpacked_init(u);
-	CHECK(msgpack_unpack_next(u, (const char *)r->payload.ptr, r->payload.len, NULL) ==
-	      MSGPACK_UNPACK_SUCCESS);
-	return u->data;
-}
-
-/* One of the router's counters, as $sb.stats gives it to peer p. */
-static uint64_t stat_of(struct peer *p, const char *key)
-{
-	msgpack_unpacked u;
-	msgpack_object st = ask_stats(p, NULL, 0, &u);
-	const msgpack_object *v = map_get(&st, key);
-	CHECK(v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER);
-	uint64_t n = v != NULL && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
-	msgpack_unpacked_destroy(&u);
-	return n;
 }
 
 static void send_to(struct peer *p, unsigned kind, const char *to, const char *name, uint64_t id)
@@ -661,8 +616,9 @@ static void test_stats_come_in_pages(void)
 	while (more && pages < NAMES) {
 		uint8_t pl[80];
 		msgpack_unpacked u;
-		msgpack_object st = pages == 0 ? ask_stats(cli, NULL, 0, &u)
-					       : ask_stats(cli, pl, after_payload(pl, last), &u);
+		msgpack_object st =
+			pages == 0 ? ask_router(cli, "$sb.stats", NULL, 0, &u)
+				   : ask_router(cli, "$sb.stats", pl, after_payload(pl, last), &u);
 		const msgpack_object *routes = map_get(&st, "routes");
 		const msgpack_object *m = map_get(&st, "routes_more");
 		CHECK(m != NULL && m->type == MSGPACK_OBJECT_BOOLEAN);

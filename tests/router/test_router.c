@@ -13,6 +13,8 @@
 
 #include <msgpack.h>
 
+#include "support/admin.h"
+#include "support/clock.h"
 #include "support/peer.h"
 
 static struct sb_router *R;
@@ -273,13 +275,6 @@ static void test_timeout_then_late_reply(void)
 	peer_close(cli);
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A timeout never fires early, even for the request that wakes a shard
  * after a long idle spell (the shard's clock was once stale by its sleep). */
 static void test_timeout_after_idle_is_not_early(void)
@@ -290,12 +285,12 @@ static void test_timeout_after_idle_is_not_early(void)
 	struct timespec idle = {1, 0};
 	nanosleep(&idle, NULL);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = now_ms();
 	peer_request(cli, "report.idle", 22, 500, NULL, 0);
 	peer_expect(slow, SB_REQUEST);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->code == (uint32_t)-SB_ETIMEOUT);
-	CHECK(mono_ms() - t0 >= 500);
+	CHECK(now_ms() - t0 >= 500);
 	peer_close(slow);
 	peer_close(cli);
 }
@@ -336,50 +331,6 @@ static int serve_all(struct peer *svc, const char *outcome)
 	return n;
 }
 
-/* The value of key k in MessagePack map o, or NULL. */
-static const msgpack_object *map_get(const msgpack_object *o, const char *k)
-{
-	if (o->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		const msgpack_object *key = &o->via.map.ptr[i].key;
-		if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == strlen(k) &&
-		    memcmp(key->via.str.ptr, k, key->via.str.size) == 0)
-			return &o->via.map.ptr[i].val;
-	}
-	return NULL;
-}
-
-static int str_is(const msgpack_object *o, const char *s)
-{
-	return o != NULL && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
-	       memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
-}
-
-/* The element of array o whose key k is the string v, or NULL. */
-static const msgpack_object *find_by(const msgpack_object *o, const char *k, const char *v)
-{
-	for (uint32_t i = 0; o->type == MSGPACK_OBJECT_ARRAY && i < o->via.array.size; i++)
-		if (str_is(map_get(&o->via.array.ptr[i], k), v))
-			return &o->via.array.ptr[i];
-	return NULL;
-}
-
-/* Asks the router for one of its own names; the reply's payload, decoded. */
-static msgpack_object ask_router(struct peer *p, const char *name, msgpack_unpacked *u)
-{
-	static uint64_t id = 500;
-	peer_request(p, name, ++id, 0, NULL, 0);
-	struct sb_msg *r = peer_expect(p, SB_REPLY);
-	CHECK(r->id == id && v_is(r->outcome, "ok"));
-	size_t off = 0;
-	msgpack_unpacked_init(u);
-	CHECK(msgpack_unpack_next(u, (const char *)r->payload.ptr, r->payload.len, &off) ==
-	      MSGPACK_UNPACK_SUCCESS);
-	CHECK(off == r->payload.len);
-	return u->data;
-}
-
 static void test_two_handlers_share_and_fail_over(void)
 {
 	struct peer *a = peer_hello(PORT, "worker-a", "service");
@@ -403,7 +354,7 @@ static void test_two_handlers_share_and_fail_over(void)
 	int left = 2;
 	for (int tries = 0; tries < 500 && left != 1; tries++) {
 		msgpack_unpacked u;
-		msgpack_object routes = ask_router(cli, "$sb.routes", &u);
+		msgpack_object routes = ask_router(cli, "$sb.routes", NULL, 0, &u);
 		const msgpack_object *r = find_by(&routes, "name", "work");
 		const msgpack_object *hs = r ? map_get(r, "handlers") : NULL;
 		left = hs != NULL && hs->type == MSGPACK_OBJECT_ARRAY ? (int)hs->via.array.size
@@ -1023,7 +974,7 @@ static void test_hello_deadline(void)
 	cfg.hello_timeout_ms = 200;
 	swap_in(start_with(&cfg));
 	struct peer *ok = peer_hello(PORT, "prompt", "client");
-	uint64_t t0 = mono_ms(); /* before the connects: the router's clock starts after */
+	uint64_t t0 = now_ms(); /* before the connects: the router's clock starts after */
 	struct peer *silent = peer_dial(PORT);
 	struct peer *partial = peer_dial(PORT);
 	peer_raw(partial, "\x00\x00\x00\x20\x97\x01", 6); /* half a HELLO */
@@ -1032,7 +983,7 @@ static void test_hello_deadline(void)
 		struct sb_msg *e = peer_expect(late[i], SB_ERROR);
 		CHECK(e->code == (uint32_t)-SB_ETIMEOUT && (e->flags & SB_F_FATAL));
 		CHECK(v_is(e->text, "no HELLO within 200 ms"));
-		CHECK(mono_ms() - t0 >= 200);
+		CHECK(now_ms() - t0 >= 200);
 		CHECK_INT(peer_recv_within(late[i], 2000), 0);
 	}
 	CHECK_INT(stats().hello_timeouts, 2);
@@ -1054,7 +1005,7 @@ static void test_reserved_names(void)
 	peer_register(svc, "admin.work", 1);
 	msgpack_unpacked u;
 
-	msgpack_object routes = ask_router(cli, "$sb.routes", &u);
+	msgpack_object routes = ask_router(cli, "$sb.routes", NULL, 0, &u);
 	const msgpack_object *route = find_by(&routes, "name", "admin.work");
 	CHECK(route != NULL);
 	const msgpack_object *hs = route ? map_get(route, "handlers") : NULL;
@@ -1067,7 +1018,7 @@ static void test_reserved_names(void)
 	}
 	msgpack_unpacked_destroy(&u);
 
-	msgpack_object peers = ask_router(cli, "$sb.peers", &u);
+	msgpack_object peers = ask_router(cli, "$sb.peers", NULL, 0, &u);
 	const msgpack_object *me = find_by(&peers, "peer", "admin-svc");
 	CHECK(me != NULL && str_is(map_get(me, "role"), "service"));
 	const msgpack_object *pid = me ? map_get(me, "id") : NULL;
@@ -1076,7 +1027,7 @@ static void test_reserved_names(void)
 	CHECK(find_by(&peers, "peer", "admin-cli") != NULL);
 	msgpack_unpacked_destroy(&u);
 
-	msgpack_object st = ask_router(cli, "$sb.stats", &u);
+	msgpack_object st = ask_router(cli, "$sb.stats", NULL, 0, &u);
 	const msgpack_object *conns = map_get(&st, "connections");
 	CHECK(conns != NULL && conns->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
 	      conns->via.u64 >= 2);
@@ -1152,7 +1103,7 @@ static void test_route_stats(void)
 	for (int i = 0; i < 3; i++)
 		peer_expect(svc, SB_SEND);
 
-	msgpack_object st = ask_router(cli[1], "$sb.stats", &u);
+	msgpack_object st = ask_router(cli[1], "$sb.stats", NULL, 0, &u);
 	const msgpack_object *routes = map_get(&st, "routes");
 	CHECK(routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY);
 	const msgpack_object *r = routes != NULL ? find_by(routes, "name", "rs.work") : NULL;

@@ -20,6 +20,8 @@
 #include <switchboard/router.h>
 
 #include "router/pattern.h"
+#include "support/admin.h"
+#include "support/clock.h"
 #include "support/peer.h"
 
 #define SVC_SECRET "correct horse battery staple"
@@ -27,19 +29,6 @@
 
 static struct sb_router *R;
 static uint16_t PORT;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
-}
 
 /* Any free port, 2 shards, quiet (SB_TEST_LOG=1: every connection logged). */
 static struct sb_router_config base_config(void)
@@ -88,22 +77,6 @@ static struct sb_router_stats stats(void)
 	struct sb_router_stats s;
 	sb_router_stats(R, &s);
 	return s;
-}
-
-/* A raw peer dialling from a given loopback address: limits and failures
- * are per address, and 127.0.0.0/8 gives us as many as we like. */
-static struct peer *dial_from(const char *src)
-{
-	struct peer *p = calloc(1, sizeof *p);
-	struct sockaddr_in from = {.sin_family = AF_INET};
-	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(PORT)};
-	inet_pton(AF_INET, src, &from.sin_addr);
-	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-	p->fd = socket(AF_INET, SOCK_STREAM, 0);
-	CHECK(bind(p->fd, (struct sockaddr *)&from, sizeof from) == 0);
-	CHECK(connect(p->fd, (struct sockaddr *)&to, sizeof to) == 0);
-	p->sp = sb_splitter_new(0);
-	return p;
 }
 
 static void say_hello(struct peer *p, const char *name, const char *role)
@@ -216,36 +189,6 @@ static void expect_error(struct peer *p, uint64_t id, int err, const char *text)
 	CHECK_INT(e->code, -err);
 	CHECK(!(e->flags & SB_F_FATAL));
 	check_text(e->text, text, 0);
-}
-
-/* One counter of $sb.stats, as any peer reads it. */
-static uint64_t stat_of(struct peer *p, const char *key)
-{
-	static uint64_t id = 90000;
-	uint64_t v = UINT64_MAX;
-	msgpack_unpacked u;
-
-	peer_request(p, "$sb.stats", ++id, 0, NULL, 0);
-	struct sb_msg *r = peer_expect(p, SB_REPLY);
-	CHECK_INT(r->id, id);
-	msgpack_unpacked_init(&u);
-	if (r->kind == SB_REPLY &&
-	    msgpack_unpack_next(&u, (const char *)r->payload.ptr, r->payload.len, NULL) ==
-		    MSGPACK_UNPACK_SUCCESS &&
-	    u.data.type == MSGPACK_OBJECT_MAP)
-		for (uint32_t i = 0; i < u.data.via.map.size; i++) {
-			const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
-			if (kv->key.type == MSGPACK_OBJECT_STR &&
-			    kv->key.via.str.size == strlen(key) &&
-			    memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0 &&
-			    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-				v = kv->val.via.u64;
-		}
-	msgpack_unpacked_destroy(&u);
-	if (v == UINT64_MAX)
-		fprintf(stderr, "  $sb.stats has no counter %s\n", key);
-	CHECK(v != UINT64_MAX);
-	return v;
 }
 
 static void ping_pong(struct peer *p, uint64_t id)
@@ -436,7 +379,7 @@ static void test_repeated_failures_are_refused(void)
 	expect_fatal(early, SB_EOVERLOADED, refused, 1);
 	peer_close(early);
 
-	p = dial_from("127.0.0.2");
+	p = peer_dial_from("127.0.0.2", PORT);
 	challenged(p, "elsewhere", "service", rn);
 	send_auth(p, rn, SVC_SECRET, "elsewhere", NULL, 0);
 	peer_expect(p, SB_WELCOME);
@@ -755,7 +698,7 @@ static void test_connections_per_address(void)
 	struct peer *extra = peer_dial(PORT);
 	expect_fatal(extra, SB_EOVERLOADED, "too many connections from 127.0.0.1 (limit 2)", 0);
 	peer_close(extra);
-	struct peer *other = dial_from("127.0.0.3");
+	struct peer *other = peer_dial_from("127.0.0.3", PORT);
 	say_hello(other, "pa-other", "client");
 	peer_expect(other, SB_WELCOME);
 	ping_pong(a, 1);

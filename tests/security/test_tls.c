@@ -20,20 +20,13 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
+#include "support/clock.h"
 #include "support/peer.h"
+#include "support/pump.h"
 #include "common/tls.h" /* sb__tls_match, for the pattern rules */
-
-enum { MAXC = 8, PUMP_LIMIT_MS = 10000 };
 
 static const char *DAEMON, *SBCTL;
 static char DIR_[64]; /* the certificates */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* DIR_/name, in one of a few rotating buffers (never more held at once). */
 static const char *at(const char *name)
@@ -268,71 +261,10 @@ static struct sb_client *client_with(uint16_t port, const char *cert, const char
 	return cl;
 }
 
-/* One turn over every client: one poll, then a process each. */
-static void pump_once(struct sb_client *const *cs, int n)
-{
-	struct pollfd p[MAXC];
-	int wait = 5;
-
-	for (int i = 0; i < n; i++) {
-		int t = sb_client_timeout(cs[i]);
-		p[i] = (struct pollfd){.fd = sb_client_fd(cs[i]),
-				       .events = sb_client_events(cs[i])};
-		if (t >= 0 && t < wait)
-			wait = t;
-	}
-	poll(p, (nfds_t)n, wait);
-	for (int i = 0; i < n; i++)
-		sb_client_process(cs[i], 0);
-}
-
-static void (*tick)(void); /* run every pump turn: a streaming handler's producer */
-
-/* Pumps until *v >= want; PUMP_LIMIT_MS without it is a failure, not a hang. */
-static int pump_until(struct sb_client *const *cs, int n, const int *v, int want, const char *what)
-{
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
-
-	while (*v < want) {
-		if (now_ms() >= end) {
-			fprintf(stderr, "  pump: still waiting for %s\n", what);
-			sb_test_failures++;
-			return 0;
-		}
-		pump_once(cs, n);
-		if (tick != NULL)
-			tick();
-	}
-	return 1;
-}
-
-static int pump_online(struct sb_client *const *cs, int n)
-{
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
-
-	for (;;) {
-		int all = 1;
-		for (int i = 0; i < n; i++)
-			all &= sb_client_online(cs[i]);
-		if (all)
-			return 1;
-		if (now_ms() >= end) {
-			fprintf(stderr, "  pump: clients not online\n");
-			for (int i = 0; i < n; i++)
-				if (!sb_client_online(cs[i]))
-					fprintf(stderr, "  client %d: %s\n", i,
-						sb_client_last_error(cs[i]));
-			sb_test_failures++;
-			return 0;
-		}
-		pump_once(cs, n);
-	}
-}
-
 /* Pumps c alone until it gives up: its code, or 0 if it did not in time. */
 static int until_refused(struct sb_client *c)
 {
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	uint64_t end = now_ms() + pump_limit_ms;
 
 	while (now_ms() < end) {
 		struct pollfd p = {.fd = sb_client_fd(c), .events = sb_client_events(c)};
@@ -483,10 +415,11 @@ static void handle_read(struct sb_client *c, struct sb_call *call, void *ud)
 	produced = 0;
 }
 
-static void produce(void)
+static void produce(void *arg)
 {
 	static uint8_t buf[5 + CHUNK];
 
+	(void)arg;
 	while (streaming != NULL && produced < CHUNKS) {
 		buf[0] = 0xc6;
 		buf[1] = 0;
@@ -558,9 +491,9 @@ static void test_big_stream_arrives_intact(void)
 	CHECK_INT(sb_client_register(svc, "file.read", 0, handle_read, NULL), 0);
 	if (pump_online(cs, 2)) {
 		CHECK_INT(sb_request(req, "file.read", NULL, 0, 60000, on_chunk, &seen, NULL), 0);
-		tick = produce;
+		pump_tick = produce;
 		pump_until(cs, 2, &seen.done, 1, "the end of the stream");
-		tick = NULL;
+		pump_tick = NULL;
 	}
 	CHECK_INT(seen.err, 0);
 	CHECK_INT(seen.chunks, CHUNKS);
@@ -606,7 +539,7 @@ static void test_s_client_gets_bad_frame(void)
 
 	uint8_t got[512];
 	size_t have = 0;
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	uint64_t end = now_ms() + pump_limit_ms;
 	for (;;) { /* until s_client exits: the router closed the connection */
 		struct pollfd p = {.fd = out[0], .events = POLLIN};
 		if (now_ms() >= end || poll(&p, 1, 100) < 0)
@@ -1083,7 +1016,7 @@ static int sbctl(struct sb_client *c, char *out, size_t cap, const char *const *
 	}
 	close(pipefd[1]);
 	fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
-	uint64_t end = now_ms() + PUMP_LIMIT_MS;
+	uint64_t end = now_ms() + pump_limit_ms;
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() >= end) {
 			kill(pid, SIGKILL);
@@ -1219,6 +1152,7 @@ int main(int argc, char **argv)
 	}
 	DAEMON = argv[1];
 	SBCTL = argv[2];
+	pump_limit_ms = 10000;
 	signal(SIGPIPE, SIG_IGN);
 	if (make_certs() != 0) {
 		fprintf(stderr,

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int sb_test_failures;
+/* Failed checks so far, in the test program and in the fixtures it uses. */
+extern int sb_test_failures;
 
 #define CHECK(cond)                                                                                \
 	do {                                                                                       \

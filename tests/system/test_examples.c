@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/clock.h"
 #include "support/testlib.h"
 
 static const char *bindir;
@@ -33,13 +34,6 @@ static void on_alarm(int sig)
 	static const char msg[] = "test_examples: timed out, children killed\n";
 	(void)!write(STDERR_FILENO, msg, sizeof msg - 1);
 	_exit(1);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Starts bindir/prog (or an absolute path) with its stdout on a pipe. */
@@ -76,10 +70,10 @@ static pid_t spawn(char *const argv[], int *out)
 static long read_out(int fd, char *buf, size_t cap, int one_line, int ms)
 {
 	size_t have = 0;
-	long long end = now_ms() + ms;
+	uint64_t end = now_ms() + (uint64_t)ms;
 	while (have + 1 < cap) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		long long left = end - now_ms();
+		long long left = (long long)end - (long long)now_ms();
 		if (left <= 0 || poll(&p, 1, (int)left) != 1)
 			return -1;
 		ssize_t n = read(fd, buf + have, one_line ? 1 : cap - 1 - have);
@@ -97,7 +91,7 @@ static long read_out(int fd, char *buf, size_t cap, int one_line, int ms)
 static int reap(pid_t pid, int ms)
 {
 	int status, timed_out = 0;
-	long long end = now_ms() + ms;
+	uint64_t end = now_ms() + (uint64_t)ms;
 	while (waitpid(pid, &status, WNOHANG) == 0) {
 		if (now_ms() > end) {
 			kill(pid, SIGKILL);

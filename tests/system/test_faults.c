@@ -29,563 +29,24 @@
 
 #include <msgpack.h>
 
+#include "support/admin.h"
+#include "support/clock.h"
+#include "support/daemon.h"
+#include "support/loop.h"
 #include "support/peer.h"
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SB_SANITIZED 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SB_SANITIZED 1
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SB_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer)
-#define SB_TSAN 1
-#endif
-#endif
-
-/* RSS growth the memory checks accept: allocator noise, see each check. */
-#ifdef SB_SANITIZED
-#define RSS_SLACK_KB 3072
-#else
-#define RSS_SLACK_KB 2048
-#endif
-
-/* Under TSan a process's RSS is mostly TSan's: shadow for every page the
- * program touches and per-thread traces, a few MiB either way from run to
- * run. Memory is checked in Release and under ASan; TSan only reports. */
-#ifdef SB_TSAN
-#define CHECK_RSS(cond)                                                                            \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			printf("  (TSan: not asserted) %s\n", #cond);                              \
-	} while (0)
-#else
-#define CHECK_RSS(cond) CHECK(cond)
-#endif
+#include "support/proc.h"
+#include "support/router.h"
+#include "support/sanitizer.h"
 
 /* LONG_MS: a request timeout that must not expire during a test. */
-enum { LONG_MS = 120000, MAXC = 8, MAXCH = 4 };
-
-static const char *daemon_path; /* argv[1] */
-static const char *self_path;   /* this binary, for the children */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-	nanosleep(&ts, NULL);
-}
-
-/* ---- the watchdog: a stuck test fails, it does not hang the suite -------- */
-
-static const char *watched_what = "";
-
-static void on_watchdog(int sig)
-{
-	static const char msg[] = "watchdog: stuck in ";
-	(void)sig;
-	(void)!write(STDERR_FILENO, msg, sizeof msg - 1);
-	(void)!write(STDERR_FILENO, watched_what, strlen(watched_what));
-	(void)!write(STDERR_FILENO, "\n", 1);
-	_exit(3);
-}
-
-static void watchdog(const char *what, unsigned seconds)
-{
-	watched_what = what;
-	alarm(seconds);
-}
-
-/* ---- /proc: what a process holds ------------------------------------------ */
-
-static long rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof line, f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
-static int fd_count(pid_t pid)
-{
-	char path[64];
-	int n = 0;
-	snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (d == NULL)
-		return -1;
-	for (struct dirent *e; (e = readdir(d)) != NULL;)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
-/* ---- the daemon ------------------------------------------------------------ */
-
-struct daemon {
-	pid_t pid;
-	uint16_t port;
-	FILE *out; /* its stdout */
-	int err;   /* its stderr (the log), when asked for; else -1 */
-};
-
-/* How a daemon is started beyond its flags. */
-struct daemon_opts {
-	rlim_t nofile;   /* RLIMIT_NOFILE (soft and hard), as `ulimit -n` would; 0 = as ours */
-	int capture_err; /* keep its stderr (d.err) instead of sharing ours */
-};
-
-static struct daemon daemon_start_opts(uint16_t port, const char *const *extra,
-				       const struct daemon_opts *o);
-
-/* Starts the daemon with two shards and the given extra flags (NULL-ended),
- * on @p port (0: any free port), and reads the port it printed. */
-static struct daemon daemon_start(uint16_t port, const char *const *extra)
-{
-	static const struct daemon_opts none = {0};
-	return daemon_start_opts(port, extra, &none);
-}
-
-static struct daemon daemon_start_opts(uint16_t port, const char *const *extra,
-				       const struct daemon_opts *o)
-{
-	struct daemon d = {.err = -1};
-	int err[2] = {-1, -1};
-	const char *argv[24];
-	char portbuf[16], line[256];
-	int n = 0, out[2];
-
-	snprintf(portbuf, sizeof portbuf, "%u", port);
-	argv[n++] = daemon_path;
-	argv[n++] = "--port";
-	argv[n++] = portbuf;
-	argv[n++] = "--shards";
-	argv[n++] = "2";
-	argv[n++] = "--log-level";
-	argv[n++] = "0";
-	argv[n++] = "--bind-retries"; /* a port just given up may need a moment */
-	argv[n++] = "50";
-	argv[n++] = "--bind-retry-ms";
-	argv[n++] = "100";
-	for (int i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
-#ifdef SB_ASAN
-	/* ASan's quarantine keeps freed memory resident (256 MiB by default;
-	 * even 4 MiB fills over minutes), which would fake a leak in the RSS
-	 * checks. Without it ASan still sees overflows, not use-after-free:
-	 * the in-process tests keep that. */
-	char env[1024];
-	const char *old = getenv("ASAN_OPTIONS");
-	snprintf(env, sizeof env, "%s%squarantine_size_mb=0", old ? old : "", old ? ":" : "");
-#endif
-	CHECK(pipe(out) == 0);
-	if (o->capture_err)
-		CHECK(pipe(err) == 0);
-	d.pid = fork();
-	if (d.pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
-		dup2(out[1], STDOUT_FILENO);
-		close(out[0]);
-		close(out[1]);
-		if (o->capture_err) {
-			dup2(err[1], STDERR_FILENO);
-			close(err[0]);
-			close(err[1]);
-		}
-		if (o->nofile > 0) {
-			struct rlimit rl = {o->nofile, o->nofile};
-			setrlimit(RLIMIT_NOFILE, &rl);
-		}
-#ifdef SB_ASAN
-		setenv("ASAN_OPTIONS", env, 1);
-#endif
-		execv(daemon_path, (char *const *)argv);
-		_exit(127);
-	}
-	close(out[1]);
-	if (o->capture_err) {
-		close(err[1]);
-		d.err = err[0];
-	}
-	d.out = fdopen(out[0], "r");
-	/* fgets ends at EOF if the daemon dies: a failure, not a hang. */
-	if (fgets(line, sizeof line, d.out) != NULL) {
-		const char *at = strstr(line, "listening on 127.0.0.1:");
-		if (at != NULL)
-			d.port = (uint16_t)atoi(at + strlen("listening on 127.0.0.1:"));
-	}
-	CHECK(d.port > 0);
-	return d;
-}
-
-/* Waits up to ms for pid to exit; 1 with its status, else 0. */
-static int wait_exit(pid_t pid, int *status, unsigned ms)
-{
-	uint64_t end = now_ms() + ms;
-	for (;;) {
-		pid_t w = waitpid(pid, status, WNOHANG);
-		if (w == pid)
-			return 1;
-		if (w < 0 || now_ms() >= end)
-			return 0;
-		sleep_ms(5);
-	}
-}
-
-static void reap(pid_t pid, int sig)
-{
-	int status;
-	kill(pid, sig);
-	if (!wait_exit(pid, &status, 15000)) {
-		CHECK(!"process did not exit within 15 s");
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-	}
-}
-
-/* SIGTERM: the daemon drains and must exit 0. */
-static void daemon_stop(struct daemon *d)
-{
-	int status = 0;
-	kill(d->pid, SIGTERM);
-	if (!wait_exit(d->pid, &status, 20000)) {
-		CHECK(!"daemon did not stop within 20 s of SIGTERM");
-		kill(d->pid, SIGKILL);
-		waitpid(d->pid, &status, 0);
-	}
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	fclose(d->out);
-	if (d->err >= 0)
-		close(d->err);
-	d->pid = 0;
-}
-
-static void daemon_kill(struct daemon *d)
-{
-	reap(d->pid, SIGKILL);
-	fclose(d->out);
-	d->pid = 0;
-}
-
-/* ---- children: peers in processes of their own ----------------------------- */
-
-/* A child reports on its stdout: "ready" once online, then "n A B C" lines
- * whose meaning depends on its role. */
-struct child {
-	pid_t pid;
-	int out;        /* read end of its stdout */
-	char buf[4096]; /* a partial line */
-	size_t have;
-	int ready;
-	long v[3]; /* the last "n" line */
-};
-
-static struct child *child_start(const char *role, uint16_t port, const char *name, long arg)
-{
-	struct child *ch = calloc(1, sizeof *ch);
-	char portbuf[16], argbuf[32];
-	int out[2];
-
-	snprintf(portbuf, sizeof portbuf, "%u", port);
-	snprintf(argbuf, sizeof argbuf, "%ld", arg);
-	CHECK(pipe(out) == 0);
-	ch->pid = fork();
-	if (ch->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(out[1], STDOUT_FILENO);
-		close(out[0]);
-		close(out[1]);
-		execl(self_path, self_path, "child", role, portbuf, name, argbuf, (char *)NULL);
-		_exit(127);
-	}
-	close(out[1]);
-	ch->out = out[0];
-	fcntl(ch->out, F_SETFL, O_NONBLOCK);
-	return ch;
-}
-
-/* Reads what the child has said so far. */
-static void child_read(struct child *ch)
-{
-	for (;;) {
-		ssize_t n = read(ch->out, ch->buf + ch->have, sizeof ch->buf - 1 - ch->have);
-		if (n <= 0)
-			return;
-		ch->have += (size_t)n;
-		ch->buf[ch->have] = 0;
-		char *line = ch->buf, *nl;
-		while ((nl = strchr(line, '\n')) != NULL) {
-			*nl = 0;
-			if (strcmp(line, "ready") == 0)
-				ch->ready = 1;
-			else
-				sscanf(line, "n %ld %ld %ld", &ch->v[0], &ch->v[1], &ch->v[2]);
-			line = nl + 1;
-		}
-		ch->have = strlen(line);
-		memmove(ch->buf, line, ch->have);
-	}
-}
-
-static void child_kill(struct child *ch)
-{
-	if (ch == NULL)
-		return;
-	if (ch->pid > 0)
-		reap(ch->pid, SIGKILL);
-	close(ch->out);
-	free(ch);
-}
-
-/* ---- the parent's event loop ------------------------------------------------ */
-
-/* Clients of the parent, and children it listens to, pumped together. */
-static struct sb_client *LC[MAXC];
-static int NLC;
-static struct child *LCH[MAXCH];
-static int NLCH;
-static void (*tick_fn)(void);
-
-static void loop_reset(void)
-{
-	NLC = 0;
-	NLCH = 0;
-	tick_fn = NULL;
-}
-
-static void turn(int wait)
-{
-	struct pollfd p[MAXC + MAXCH];
-	int n = 0;
-
-	for (int i = 0; i < NLC; i++) {
-		int t = sb_client_timeout(LC[i]);
-		p[n++] = (struct pollfd){.fd = sb_client_fd(LC[i]),
-					 .events = sb_client_events(LC[i])};
-		if (t >= 0 && t < wait)
-			wait = t;
-	}
-	for (int i = 0; i < NLCH; i++)
-		p[n++] = (struct pollfd){.fd = LCH[i]->out, .events = POLLIN};
-	poll(p, (nfds_t)n, wait);
-	for (int i = 0; i < NLC; i++)
-		sb_client_process(LC[i], 0);
-	for (int i = 0; i < NLCH; i++)
-		child_read(LCH[i]);
-	if (tick_fn != NULL)
-		tick_fn();
-}
-
-/* Pumps until done(); limit_ms without it is a failure, never a hang. */
-static int pump(int (*done)(void *), void *arg, unsigned limit_ms, const char *what)
-{
-	uint64_t start = now_ms(), end = start + limit_ms;
-	while (!done(arg)) {
-		if (now_ms() >= end) {
-			fprintf(stderr, "  still waiting for %s after %u ms\n", what, limit_ms);
-			sb_test_failures++;
-			return 0;
-		}
-		turn(10);
-	}
-	return 1;
-}
-
-static void pump_for(unsigned ms)
-{
-	uint64_t end = now_ms() + ms;
-	while (now_ms() < end)
-		turn(10);
-}
-
-struct at_least {
-	const long *v;
-	long want;
-};
-
-static int reached(void *arg)
-{
-	struct at_least *a = arg;
-	return *a->v >= a->want;
-}
-
-static int pump_until(const long *v, long want, unsigned limit_ms, const char *what)
-{
-	struct at_least a = {v, want};
-	return pump(reached, &a, limit_ms, what);
-}
-
-static int child_is_ready(void *arg)
-{
-	return ((struct child *)arg)->ready;
-}
-
-/* Starts a child, listens to it, and waits until it is online. */
-static struct child *child_ready(const char *role, uint16_t port, const char *name, long arg)
-{
-	struct child *ch = child_start(role, port, name, arg);
-	LCH[NLCH++] = ch;
-	pump(child_is_ready, ch, 20000, "a child online");
-	return ch;
-}
-
-/* Kills a child with SIGKILL and stops listening to it. */
-static void child_drop(struct child *ch)
-{
-	for (int i = 0; i < NLCH; i++)
-		if (LCH[i] == ch)
-			LCH[i] = LCH[--NLCH];
-	child_kill(ch);
-}
-
-/* ---- what the parent's requests saw ------------------------------------------ */
-
-struct rq {
-	int terminal;      /* terminal callbacks: must end up exactly 1 */
-	int after;         /* callbacks after the terminal one: must stay 0 */
-	int err;           /* of the terminal event */
-	long chunks;       /* SB_MORE_CHUNK replies */
-	long out_of_order; /* chunks whose number was not the next */
-	uint64_t at;       /* ms of the terminal event */
-	char outcome[64];
-};
-
-static struct rq *RQ; /* indexed by the callback's ud */
-static long terminals;
-
-static uint32_t chunk_seq(const void *payload, size_t len)
-{
-	const uint8_t *p = payload;
-	/* bin 32: c6, length, then the number as 4 big-endian bytes */
-	if (len < 9 || p[0] != 0xc6)
-		return UINT32_MAX;
-	return (uint32_t)p[5] << 24 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 8 | p[8];
-}
-
-static void put_chunk(uint8_t *b, size_t len, uint32_t seq)
-{
-	b[0] = 0xc6;
-	b[1] = (uint8_t)((len - 5) >> 24);
-	b[2] = (uint8_t)((len - 5) >> 16);
-	b[3] = (uint8_t)((len - 5) >> 8);
-	b[4] = (uint8_t)(len - 5);
-	b[5] = (uint8_t)(seq >> 24);
-	b[6] = (uint8_t)(seq >> 16);
-	b[7] = (uint8_t)(seq >> 8);
-	b[8] = (uint8_t)seq;
-}
-
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
-{
-	struct rq *r = &RQ[(uintptr_t)ud];
-
-	(void)c;
-	(void)req;
-	if (r->terminal > 0) {
-		r->after++;
-		return;
-	}
-	if (more == SB_MORE_CHUNK) {
-		if (chunk_seq(payload, len) != (uint32_t)r->chunks)
-			r->out_of_order++;
-		r->chunks++;
-		return;
-	}
-	if (more)
-		return;
-	r->terminal++;
-	r->err = err;
-	r->at = now_ms();
-	snprintf(r->outcome, sizeof r->outcome, "%s", outcome);
-	terminals++;
-}
-
-/* A client of the tests: quick reconnects; on_state and ud are optional. */
-static struct sb_client *
-client_with(uint16_t port, const char *name, const char *role,
-	    void (*on_state)(struct sb_client *, enum sb_client_state, int, void *), void *ud)
-{
-	struct sb_client_config cfg;
-	int err = 0;
-
-	sb_client_config_init(&cfg);
-	cfg.port = port;
-	cfg.name = name;
-	cfg.role = role;
-	cfg.reconnect_min_ms = 50;
-	cfg.reconnect_max_ms = 400;
-	cfg.on_state = on_state;
-	cfg.ud = ud;
-	struct sb_client *c = sb_client_new(&cfg, &err);
-	CHECK(c != NULL);
-	LC[NLC++] = c;
-	return c;
-}
-
-static struct sb_client *client_new(uint16_t port, const char *name, const char *role)
-{
-	return client_with(port, name, role, NULL, NULL);
-}
-
-static int all_online(void *arg)
-{
-	(void)arg;
-	for (int i = 0; i < NLC; i++)
-		if (!sb_client_online(LC[i]))
-			return 0;
-	return 1;
-}
+enum { LONG_MS = 120000 };
 
 /* ---- the in-process router ---------------------------------------------------- */
-
-static struct sb_router *R;
-
-static struct sb_router *router_start(unsigned shards)
-{
-	struct sb_router_config cfg;
-	int err = 0;
-
-	sb_router_config_init(&cfg);
-	cfg.port = 0;
-	cfg.shards = shards;
-	cfg.log_level = 0;
-	struct sb_router *r = sb_router_new(&cfg, &err);
-	CHECK(r != NULL);
-	CHECK_INT(sb_router_start(r), 0);
-	return r;
-}
-
-static struct sb_router_stats stats(void)
-{
-	struct sb_router_stats s;
-	sb_router_stats(R, &s);
-	return s;
-}
 
 static int no_inflight(void *arg)
 {
 	(void)arg;
-	return stats().inflight == 0;
+	return router_stats().inflight == 0;
 }
 
 /* The router frees a request's state as soon as it ends; the count may lag
@@ -594,8 +55,8 @@ static void check_inflight_drains(void)
 {
 	uint64_t end = now_ms() + 5000;
 	while (!no_inflight(NULL) && now_ms() < end)
-		turn(10);
-	CHECK_INT(stats().inflight, 0);
+		loop_turn(10);
+	CHECK_INT(router_stats().inflight, 0);
 }
 
 /* ==== 1. a handler killed with 10,000 requests in flight ======================== */
@@ -619,10 +80,10 @@ static void warm_up(struct sb_client *ui, const char *echo_name)
 	put_chunk(big, BIG + 9, 0);
 	for (uintptr_t i = 0; i < N; i++) {
 		CHECK_INT(
-			sb_request(ui, echo_name, big, BIG + 9, LONG_MS, on_reply, (void *)i, NULL),
+			sb_request(ui, echo_name, big, BIG + 9, LONG_MS, rq_reply, (void *)i, NULL),
 			0);
 		if (i % BATCH == BATCH - 1 || i == N - 1)
-			pump_until(&terminals, start + (long)i + 1, 30000, "warm-up replies");
+			loop_until(&terminals, start + (long)i + 1, 30000, "warm-up replies");
 	}
 	free(big);
 }
@@ -640,8 +101,8 @@ static void handler_killed(uint16_t port, pid_t daemon_pid)
 
 	loop_reset();
 	struct child *echo = child_ready("echo", port, "kill.echo", 0);
-	struct sb_client *ui = client_new(port, "kill-ui", "client");
-	pump(all_online, NULL, 20000, "the requester online");
+	struct sb_client *ui = loop_client(port, "kill-ui", "client");
+	loop_wait(loop_online, NULL, 20000, "the requester online");
 	RQ = calloc(ALL, sizeof *RQ);
 	if (daemon_pid) {
 		rss[0] = rss_kb(daemon_pid);
@@ -654,26 +115,26 @@ static void handler_killed(uint16_t port, pid_t daemon_pid)
 		memset(RQ, 0, (ALL) * sizeof *RQ);
 		terminals = 0;
 		for (uintptr_t i = 0; i < HELD; i++)
-			CHECK_INT(sb_request(ui, "kill.hold", NULL, 0, LONG_MS, on_reply, (void *)i,
+			CHECK_INT(sb_request(ui, "kill.hold", NULL, 0, LONG_MS, rq_reply, (void *)i,
 					     NULL),
 				  0);
-		pump_until(&hold->v[0], HELD, 60000, "10,000 requests at the handler");
+		loop_until(&hold->v[0], HELD, 60000, "10,000 requests at the handler");
 		if (!daemon_pid)
-			CHECK_INT(stats().inflight, HELD);
+			CHECK_INT(router_stats().inflight, HELD);
 
 		/* Requests to the survivor cross the kill, and so do requests
 		 * to the doomed handler. */
 		for (uintptr_t i = HELD; i < HELD + RACE + SURVIVE; i++)
 			CHECK_INT(sb_request(ui, i % 2 ? "kill.echo" : "kill.hold", NULL, 0,
-					     LONG_MS, on_reply, (void *)i, NULL),
+					     LONG_MS, rq_reply, (void *)i, NULL),
 				  0);
-		turn(0);
+		loop_turn(0);
 		child_drop(hold);
 		for (uintptr_t i = HELD + RACE + SURVIVE; i < ALL; i++)
-			CHECK_INT(sb_request(ui, "kill.echo", NULL, 0, LONG_MS, on_reply, (void *)i,
+			CHECK_INT(sb_request(ui, "kill.echo", NULL, 0, LONG_MS, rq_reply, (void *)i,
 					     NULL),
 				  0);
-		pump_until(&terminals, ALL, 60000, "every request ended");
+		loop_until(&terminals, ALL, 60000, "every request ended");
 
 		int gone = 0, raced = 0, echoed = 0, once = 0;
 		for (int i = 0; i < ALL; i++) {
@@ -742,16 +203,16 @@ static void test_handler_killed_mid_stream(void)
 
 	loop_reset();
 	struct child *fs = child_ready("stream", port, "mid.read", 4);
-	struct sb_client *ui = client_new(port, "mid-ui", "client");
-	pump(all_online, NULL, 20000, "the requester online");
+	struct sb_client *ui = loop_client(port, "mid-ui", "client");
+	loop_wait(loop_online, NULL, 20000, "the requester online");
 	RQ = calloc(STREAMS, sizeof *RQ);
 	terminals = 0;
 	for (uintptr_t i = 0; i < STREAMS; i++)
-		CHECK_INT(sb_request(ui, "mid.read", NULL, 0, LONG_MS, on_reply, (void *)i, NULL),
+		CHECK_INT(sb_request(ui, "mid.read", NULL, 0, LONG_MS, rq_reply, (void *)i, NULL),
 			  0);
-	pump(streams_started, NULL, 30000, "100 chunks on every stream");
+	loop_wait(streams_started, NULL, 30000, "100 chunks on every stream");
 	child_drop(fs); /* it is still streaming */
-	pump_until(&terminals, STREAMS, 30000, "every stream ended");
+	loop_until(&terminals, STREAMS, 30000, "every stream ended");
 	for (int i = 0; i < STREAMS; i++) {
 		/* The chunks so far, in order, then peer gone: nothing lost
 		 * before it and nothing after it. */
@@ -760,7 +221,7 @@ static void test_handler_killed_mid_stream(void)
 		CHECK_INT(RQ[i].terminal, 1);
 		CHECK_INT(RQ[i].err, SB_EPEERGONE);
 	}
-	pump_for(50);
+	loop_for(50);
 	for (int i = 0; i < STREAMS; i++)
 		CHECK_INT(RQ[i].after, 0);
 	check_inflight_drains();
@@ -818,21 +279,21 @@ static void test_requester_killed_mid_stream(void)
 	loop_reset();
 	calls_taken = cancels = produced = 0;
 	memset(CALLS, 0, sizeof CALLS);
-	struct sb_client *svc = client_new(port, "rk-svc", "service");
+	struct sb_client *svc = loop_client(port, "rk-svc", "service");
 	CHECK_INT(sb_client_register(svc, "rk.read", 0, handle_stream, NULL), 0);
-	pump(all_online, NULL, 20000, "the service online");
-	tick_fn = produce;
+	loop_wait(loop_online, NULL, 20000, "the service online");
+	loop_tick = produce;
 	struct child *ui = child_ready("streamreq", port, "rk.read", REQ_STREAMS);
-	pump_until(&calls_taken, REQ_STREAMS, 20000, "every stream at the handler");
-	pump_until(&ui->v[0], REQ_STREAMS * 50L, 20000, "50 chunks a stream at the requester");
-	CHECK_INT(stats().inflight, REQ_STREAMS);
+	loop_until(&calls_taken, REQ_STREAMS, 20000, "every stream at the handler");
+	loop_until(&ui->v[0], REQ_STREAMS * 50L, 20000, "50 chunks a stream at the requester");
+	CHECK_INT(router_stats().inflight, REQ_STREAMS);
 	child_drop(ui);
 	/* The router ends the requests and tells the handler: every call is
 	 * cancelled, and the handler stops producing. */
-	pump_until(&cancels, REQ_STREAMS, 20000, "the handler told of every cancel");
+	loop_until(&cancels, REQ_STREAMS, 20000, "the handler told of every cancel");
 	CHECK_INT(cancels, REQ_STREAMS);
 	check_inflight_drains();
-	tick_fn = NULL;
+	loop_tick = NULL;
 	sb_client_free(svc);
 }
 
@@ -857,17 +318,17 @@ static void test_silent_handler_times_out(void)
 
 	loop_reset();
 	struct child *hold = child_ready("hold", d.port, "silent.op", 0);
-	struct sb_client *ui = client_new(d.port, "silent-ui", "client");
-	pump(all_online, NULL, 20000, "the requester online");
+	struct sb_client *ui = loop_client(d.port, "silent-ui", "client");
+	loop_wait(loop_online, NULL, 20000, "the requester online");
 	RQ = calloc(N, sizeof *RQ);
 	terminals = 0;
 	for (uintptr_t i = 0; i < N; i++) {
 		sent[i] = now_ms();
-		CHECK_INT(sb_request(ui, "silent.op", NULL, 0, TIMEOUTS[i], on_reply, (void *)i,
+		CHECK_INT(sb_request(ui, "silent.op", NULL, 0, TIMEOUTS[i], rq_reply, (void *)i,
 				     NULL),
 			  0);
 	}
-	pump_until(&terminals, N, 20000, "every request timed out");
+	loop_until(&terminals, N, 20000, "every request timed out");
 	for (int i = 0; i < N; i++) {
 		uint64_t took = RQ[i].at - sent[i], want = effective(TIMEOUTS[i]);
 		CHECK_INT(RQ[i].terminal, 1);
@@ -882,7 +343,7 @@ static void test_silent_handler_times_out(void)
 				CHECK(RQ[j].at <= RQ[i].at); /* in deadline order */
 	}
 	/* The router tells the handler each request is over. */
-	pump_until(&hold->v[1], N, 10000, "a cancel at the handler for each");
+	loop_until(&hold->v[1], N, 10000, "a cancel at the handler for each");
 	CHECK_INT(hold->v[1], N);
 	free(RQ);
 	RQ = NULL;
@@ -909,7 +370,7 @@ static void test_slow_consumer_pauses_the_stream(void)
 	loop_reset();
 	struct child *hose = child_ready("stream", d.port, "slow.read", FIREHOSE_CHUNK);
 	struct peer *reader = peer_hello(d.port, "slow-reader", "client");
-	pump_for(200);
+	loop_for(200);
 	base = rss_kb(d.pid);
 	peer_request(reader, "slow.read", 1, LONG_MS, NULL, 0);
 
@@ -948,7 +409,7 @@ static void test_slow_consumer_pauses_the_stream(void)
 			if (mid_sent == 0 && now_ms() - start >= 2000)
 				mid_sent = hose->v[0];
 		}
-		turn(0);
+		loop_turn(0);
 	}
 	child_read(hose);
 	long sent = hose->v[0], overloaded = hose->v[1];
@@ -971,7 +432,7 @@ static void test_slow_consumer_pauses_the_stream(void)
 	/* The reader leaves: the router ends the stream and tells the
 	 * handler, even though its reads are paused. */
 	peer_close(reader);
-	pump_until(&hose->v[2], 1, 10000, "the handler told its requester left");
+	loop_until(&hose->v[2], 1, 10000, "the handler told its requester left");
 	sb_splitter_free(sp);
 	child_drop(hose);
 	daemon_stop(&d);
@@ -1195,7 +656,7 @@ static void on_watch(struct sb_client *c, enum sb_client_state s, int err, void 
 
 static struct sb_client *watched(uint16_t port, const char *name, const char *role, struct watch *w)
 {
-	return client_with(port, name, role, on_watch, w);
+	return loop_client_with(port, name, role, on_watch, w);
 }
 
 static void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
@@ -1223,52 +684,52 @@ static void test_router_restart(void)
 	struct sb_client *ui = watched(port, "rs-ui", "client", &wc);
 	CHECK_INT(sb_client_register(svc, "rs.echo", 0, handle_echo, NULL), 0);
 	CHECK_INT(sb_client_register(svc, "rs.hold", 0, handle_hold, &held), 0);
-	pump(all_online, NULL, 20000, "both clients online");
+	loop_wait(loop_online, NULL, 20000, "both clients online");
 	RQ = calloc(8, sizeof *RQ);
 	terminals = 0;
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, on_reply, (void *)0, NULL), 0);
-	CHECK_INT(sb_request(ui, "rs.hold", NULL, 0, LONG_MS, on_reply, (void *)1, NULL), 0);
-	pump_until(&terminals, 1, 10000, "the first reply");
+	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)0, NULL), 0);
+	CHECK_INT(sb_request(ui, "rs.hold", NULL, 0, LONG_MS, rq_reply, (void *)1, NULL), 0);
+	loop_until(&terminals, 1, 10000, "the first reply");
 	uint64_t end = now_ms() + 10000;
 	while (held == NULL && now_ms() < end)
-		turn(10);
+		loop_turn(10);
 	CHECK(held != NULL);
 
 	/* Killed without a word: both see OFFLINE, the open request ends once
 	 * with SB_EOFFLINE. */
 	daemon_kill(&d);
-	pump_until(&wc.offline, 1, 10000, "the client offline");
-	pump_until(&ws.offline, 1, 10000, "the service offline");
+	loop_until(&wc.offline, 1, 10000, "the client offline");
+	loop_until(&ws.offline, 1, 10000, "the service offline");
 	CHECK_INT(RQ[1].terminal, 1);
 	CHECK_INT(RQ[1].err, SB_EOFFLINE);
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, on_reply, (void *)2, NULL),
+	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)2, NULL),
 		  SB_EOFFLINE);
-	pump_for(300); /* a few failed attempts */
+	loop_for(300); /* a few failed attempts */
 
 	/* Back on the same port: both reconnect, the handlers re-register,
 	 * and new requests succeed. */
 	d = daemon_start(port, NULL);
 	CHECK_INT(d.port, port);
-	pump_until(&wc.reconnected, 1, 20000, "the client reconnected");
-	pump_until(&ws.reconnected, 1, 20000, "the service reconnected");
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, on_reply, (void *)3, NULL), 0);
-	pump_until(&terminals, 3, 10000, "a reply after the restart");
+	loop_until(&wc.reconnected, 1, 20000, "the client reconnected");
+	loop_until(&ws.reconnected, 1, 20000, "the service reconnected");
+	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)3, NULL), 0);
+	loop_until(&terminals, 3, 10000, "a reply after the restart");
 	CHECK_INT(RQ[3].err, 0);
 	CHECK_STR(RQ[3].outcome, "echoed");
 
 	/* Once more with a graceful stop: OFFLINE says it was planned. */
 	daemon_stop(&d);
-	pump_until(&wc.offline, 2, 10000, "the client offline again");
-	pump_until(&ws.offline, 2, 10000, "the service offline again");
+	loop_until(&wc.offline, 2, 10000, "the client offline again");
+	loop_until(&ws.offline, 2, 10000, "the service offline again");
 	CHECK_INT(wc.offline_err, 0);
 	d = daemon_start(port, NULL);
-	pump_until(&wc.reconnected, 2, 20000, "the client reconnected again");
-	pump_until(&ws.reconnected, 2, 20000, "the service reconnected again");
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, on_reply, (void *)4, NULL), 0);
-	pump_until(&terminals, 4, 10000, "a reply after the second restart");
+	loop_until(&wc.reconnected, 2, 20000, "the client reconnected again");
+	loop_until(&ws.reconnected, 2, 20000, "the service reconnected again");
+	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)4, NULL), 0);
+	loop_until(&terminals, 4, 10000, "a reply after the second restart");
 	CHECK_INT(RQ[4].err, 0);
 
-	pump_for(30);
+	loop_for(30);
 	CHECK_INT(ws.online + wc.online, 2);
 	CHECK_INT(ws.error + wc.error, 0);
 	for (int i = 0; i < 5; i++)
@@ -1482,7 +943,7 @@ static void test_cross_shard_exactly_once(void)
 		total = atol(getenv("SB_FAULTS_MESSAGES"));
 	x_per_conn = (total / XN + 1) & ~1L; /* even: half requests, half sends */
 	x_count_expected();
-	struct sb_router *xr = router_start(2);
+	struct sb_router *xr = router_open(NULL);
 	struct sb_router *saved = R;
 	R = xr;
 	uint16_t port = sb_router_port(xr);
@@ -1549,7 +1010,7 @@ static void test_cross_shard_exactly_once(void)
 		replies += x->replies;
 		free(x->done);
 	}
-	struct sb_router_stats s = stats();
+	struct sb_router_stats s = router_stats();
 	CHECK_INT(s.requests, requests);
 	CHECK_INT(s.replies, requests);
 	CHECK_INT(s.slow_consumers, 0);
@@ -1627,34 +1088,6 @@ static void test_stop_during_cross_shard_burst(void)
 
 enum { CHURN_NAMES = 20000, CHURN_AT_ONCE = 1000, CHURN_CONNS = 2000 };
 
-/* $sb.stats answers (it never grows past max_frame) with the router's
- * counters; the value of one of them. */
-static uint64_t daemon_stat(struct peer *cli, const char *key)
-{
-	static uint64_t id = 70000;
-	peer_request(cli, "$sb.stats", ++id, LONG_MS, NULL, 0);
-	struct sb_msg *r = peer_expect(cli, SB_REPLY);
-	CHECK(r->id == id && v_is(r->outcome, "ok"));
-	uint64_t v = UINT64_MAX;
-	msgpack_unpacked u;
-	msgpack_unpacked_init(&u);
-	if (r->kind == SB_REPLY &&
-	    msgpack_unpack_next(&u, (const char *)r->payload.ptr, r->payload.len, NULL) ==
-		    MSGPACK_UNPACK_SUCCESS &&
-	    u.data.type == MSGPACK_OBJECT_MAP)
-		for (uint32_t i = 0; i < u.data.via.map.size; i++) {
-			const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
-			if (kv->key.type == MSGPACK_OBJECT_STR &&
-			    kv->key.via.str.size == strlen(key) &&
-			    memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0 &&
-			    kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-				v = kv->val.via.u64;
-		}
-	msgpack_unpacked_destroy(&u);
-	CHECK(v != UINT64_MAX);
-	return v;
-}
-
 /* count distinct names, at_once registered at a time, each then removed;
  * $sb.stats is asked between every batch. */
 static void churn_names(struct peer *svc, struct peer *cli, const char *base, int count,
@@ -1673,7 +1106,7 @@ static void churn_names(struct peer *svc, struct peer *cli, const char *base, in
 			}
 			for (int i = 0; i < at_once; i++)
 				peer_expect(svc, SB_ACK);
-			daemon_stat(cli, "connections");
+			stat_of(cli, "connections");
 		}
 	}
 }
@@ -1695,14 +1128,14 @@ static void churn_conns(uint16_t port, struct peer *cli, const char *base, int c
 			close(l.fd);
 		}
 		if (i % 500 == 499)
-			daemon_stat(cli, "connections");
+			stat_of(cli, "connections");
 	}
 }
 
 static int conns_at(void *arg)
 {
 	struct peer *cli = arg;
-	return daemon_stat(cli, "connections") == 2;
+	return stat_of(cli, "connections") == 2;
 }
 
 static void churn_round(struct daemon *d, struct peer *svc, struct peer *cli, const char *base)
@@ -1710,7 +1143,7 @@ static void churn_round(struct daemon *d, struct peer *svc, struct peer *cli, co
 	uint64_t t0 = now_ms();
 	churn_names(svc, cli, base, CHURN_NAMES, CHURN_AT_ONCE);
 	churn_conns(d->port, cli, base, CHURN_CONNS);
-	pump(conns_at, cli, 10000, "the churned connections closed");
+	loop_wait(conns_at, cli, 10000, "the churned connections closed");
 	printf("  round %s: %d names (%d at a time) and %d connections in %llu ms, RSS %ld kB\n",
 	       base, CHURN_NAMES, CHURN_AT_ONCE, CHURN_CONNS, (unsigned long long)(now_ms() - t0),
 	       rss_kb(d->pid));
@@ -1729,7 +1162,7 @@ static void churn_round(struct daemon *d, struct peer *svc, struct peer *cli, co
  * (ASan's keep more per thread). */
 static void test_churn_leaves_no_memory_behind(void)
 {
-	loop_reset(); /* pump() below waits on the daemon alone */
+	loop_reset(); /* loop_wait() below waits on the daemon alone */
 	struct daemon d = daemon_start(0, NULL);
 	struct peer *svc = peer_hello(d.port, "churn-svc", "service");
 	struct peer *cli = peer_hello(d.port, "churn-cli", "client");
@@ -1746,25 +1179,6 @@ static void test_churn_leaves_no_memory_behind(void)
 
 /* ==== 12. out of descriptors ======================================================= */
 
-/* The CPU a process has used, in clock ticks (utime + stime). */
-static long cpu_ticks(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-	unsigned long ut = 0, st = 0;
-	if (p == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return -1;
-	return (long)(ut + st);
-}
-
 static int fds_reached(void *arg)
 {
 	const struct daemon *d = arg;
@@ -1780,14 +1194,14 @@ static void test_out_of_descriptors_backs_off(void)
 	enum { WAITING = 100 };
 	static const char *const flags[] = {"--hello-timeout", "0", "--log-level", "1", NULL};
 	struct daemon_opts o = {.nofile = 64, .capture_err = 1};
-	loop_reset(); /* pump() below waits on the daemon alone */
+	loop_reset(); /* loop_wait() below waits on the daemon alone */
 	struct daemon d = daemon_start_opts(0, flags, &o);
 	struct peer *cli = peer_hello(d.port, "fd-cli", "client");
 	int held[WAITING];
 	for (int i = 0; i < WAITING; i++)
 		held[i] = dial_nowait(d.port);
-	pump(fds_reached, &d, 10000, "the daemon out of descriptors");
-	uint64_t failed = daemon_stat(cli, "accept_errors");
+	loop_wait(fds_reached, &d, 10000, "the daemon out of descriptors");
+	uint64_t failed = stat_of(cli, "accept_errors");
 	CHECK(failed > 0);
 
 	long hz = sysconf(_SC_CLK_TCK), before = cpu_ticks(d.pid);
@@ -1799,7 +1213,7 @@ static void test_out_of_descriptors_backs_off(void)
 	       "accepts by then\n",
 	       used, (unsigned long long)window, hz, (unsigned long long)failed);
 	CHECK(used >= 0 && used * 1000 < (long)window * hz / 5); /* under a fifth of a core */
-	CHECK(daemon_stat(cli, "accept_errors") >= failed);
+	CHECK(stat_of(cli, "accept_errors") >= failed);
 
 	for (int i = 0; i < WAITING; i++)
 		if (held[i] >= 0)
@@ -1842,153 +1256,6 @@ static void test_out_of_descriptors_backs_off(void)
 	daemon_stop(&d);
 }
 
-/* ==== the children's side ============================================================ */
-
-static long c_v[3];
-static long c_reported[3] = {-1, -1, -1};
-
-static void report(void)
-{
-	if (memcmp(c_v, c_reported, sizeof c_v) == 0)
-		return;
-	memcpy(c_reported, c_v, sizeof c_v);
-	printf("n %ld %ld %ld\n", c_v[0], c_v[1], c_v[2]);
-	fflush(stdout);
-}
-
-/* hold: keeps every call, never replies. n = calls, cancels. */
-static void c_hold_cancel(struct sb_call *call, void *ud)
-{
-	(void)call;
-	(void)ud;
-	c_v[1]++;
-}
-
-static void c_hold(struct sb_client *c, struct sb_call *call, void *ud)
-{
-	(void)c;
-	(void)ud;
-	c_v[0]++;
-	sb_call_on_cancel(call, c_hold_cancel, NULL);
-}
-
-static void c_echo(struct sb_client *c, struct sb_call *call, void *ud)
-{
-	(void)c;
-	(void)ud;
-	size_t len;
-	const void *p = sb_call_payload(call, &len);
-	c_v[0]++;
-	sb_reply(call, "echoed", p, len);
-}
-
-/* stream: answers each request with an endless stream of chunks of ARG
- * bytes, as fast as flow control allows. n = bytes accepted by the library,
- * times it said SB_EOVERLOADED, cancels. */
-static struct sb_call *c_streams[64];
-static size_t c_chunk;
-static uint32_t c_seq[64];
-
-static void c_stream_cancel(struct sb_call *call, void *ud)
-{
-	(void)call;
-	c_streams[(uintptr_t)ud] = NULL;
-	c_v[2]++;
-}
-
-static void c_stream(struct sb_client *c, struct sb_call *call, void *ud)
-{
-	(void)c;
-	(void)ud;
-	for (uintptr_t i = 0; i < 64; i++)
-		if (c_streams[i] == NULL) {
-			c_streams[i] = call;
-			c_seq[i] = 0;
-			sb_call_on_cancel(call, c_stream_cancel, (void *)i);
-			return;
-		}
-	sb_reply_error(call, SB_EOVERLOADED, "too many streams");
-}
-
-static void c_produce(void)
-{
-	static uint8_t *buf;
-	size_t len = c_chunk + 9;
-	if (buf == NULL)
-		buf = calloc(1, len);
-	for (int i = 0; i < 64; i++)
-		for (int k = 0; k < 64 && c_streams[i] != NULL; k++) {
-			put_chunk(buf, len, c_seq[i]);
-			int rc = sb_reply_more(c_streams[i], "chunk", buf, len, 1);
-			if (rc == SB_EOVERLOADED) {
-				c_v[1]++;
-				break;
-			}
-			if (rc != 0)
-				break;
-			c_seq[i]++;
-			c_v[0] += (long)len;
-		}
-}
-
-/* streamreq: requests ARG streams; n = chunks received. */
-static void c_on_chunk(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		       const void *payload, size_t len, int more, void *ud)
-{
-	(void)c, (void)req, (void)err, (void)outcome, (void)payload, (void)len, (void)ud;
-	if (more == SB_MORE_CHUNK)
-		c_v[0]++;
-}
-
-static int child_main(int argc, char **argv)
-{
-	if (argc < 6)
-		return 2;
-	const char *role = argv[2], *name = argv[4];
-	long arg = atol(argv[5]);
-	struct sb_client_config cfg;
-	int err = 0, ready = 0, is_req = strcmp(role, "streamreq") == 0;
-
-	signal(SIGPIPE, SIG_IGN);
-	sb_client_config_init(&cfg);
-	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = is_req ? "client" : "service";
-	cfg.out_max = 1 << 20; /* flow control shows sooner */
-	struct sb_client *c = sb_client_new(&cfg, &err);
-	if (c == NULL)
-		return 1;
-	if (strcmp(role, "hold") == 0)
-		sb_client_register(c, name, 0, c_hold, NULL);
-	else if (strcmp(role, "echo") == 0)
-		sb_client_register(c, name, 0, c_echo, NULL);
-	else if (strcmp(role, "stream") == 0) {
-		c_chunk = (size_t)arg;
-		sb_client_register(c, name, 0, c_stream, NULL);
-	} else if (!is_req)
-		return 2;
-	/* Until killed: SIGKILL is the fault under test, and PR_SET_PDEATHSIG
-	 * ends a child whose test died. */
-	for (;;) {
-		struct pollfd p = {.fd = sb_client_fd(c), .events = sb_client_events(c)};
-		int t = sb_client_timeout(c);
-		poll(&p, 1, t < 0 || t > 20 ? 20 : t);
-		if (sb_client_process(c, 0) != 0)
-			break;
-		if (!ready && sb_client_online(c)) {
-			ready = 1;
-			for (long i = 0; is_req && i < arg; i++)
-				sb_request(c, name, NULL, 0, LONG_MS, c_on_chunk, NULL, NULL);
-			printf("ready\n");
-			fflush(stdout);
-		}
-		if (c_chunk)
-			c_produce();
-		report();
-	}
-	sb_client_free(c);
-	return 0;
-}
-
 /* Each test under a watchdog; SB_TEST_ONLY=slow runs only the tests whose
  * name contains "slow" (see RUN). */
 #define RUN_SOME(fn)                                                                               \
@@ -2006,12 +1273,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	daemon_path = argv[1];
-	static char self[4096];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n <= 0)
-		return 2;
-	self[n] = 0;
-	self_path = self;
 	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run still shows how far it got */
 	signal(SIGPIPE, SIG_IGN);
 	/* Half-open connections need descriptors: here, and in the daemon. */
@@ -2021,8 +1282,7 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
-	signal(SIGALRM, on_watchdog);
-	R = router_start(2);
+	router_start(NULL);
 	RUN_SOME(test_handler_killed_with_10000_in_flight);
 	RUN_SOME(test_handler_killed_mid_stream);
 	RUN_SOME(test_requester_killed_mid_stream);

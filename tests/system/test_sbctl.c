@@ -16,6 +16,8 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
+#include "support/clock.h"
+#include "support/proc.h"
 #include "support/testlib.h"
 
 #include "json.h"
@@ -26,13 +28,6 @@ enum { RUN_MS = 10000, WAIT_MS = 5000 };
 static const char *SBCTL;
 static struct sb_router *R;
 static char ROUTER[32]; /* "127.0.0.1:PORT" */
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- the service --------------------------------------------------------- */
 
@@ -485,16 +480,9 @@ static void test_invalid_json_exits_2(void)
 
 static void test_cannot_connect_exits_3(void)
 {
-	/* A port that was just free: nothing listens there. */
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t alen = sizeof a;
 	char router[32], want[128];
 
-	CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-	CHECK(getsockname(fd, (struct sockaddr *)&a, &alen) == 0);
-	close(fd);
-	snprintf(router, sizeof router, "127.0.0.1:%u", ntohs(a.sin_port));
+	snprintf(router, sizeof router, "127.0.0.1:%u", free_port());
 	SBCTL_RUN(&P, "--router", router, "--connect-timeout", "300", "request", "echo", "{}");
 	CHECK_INT(P.code, 3);
 	snprintf(want, sizeof want,
