@@ -48,6 +48,15 @@ void router_close(struct sb_router *r)
 	sb_router_free(r);
 }
 
+struct sb_router *router_open_at(uint16_t port)
+{
+	struct sb_router_config cfg = router_config();
+	cfg.port = port;
+	cfg.bind_retries = 40;
+	cfg.bind_retry_ms = 50;
+	return router_open(&cfg);
+}
+
 void router_start_with(struct sb_router *r)
 {
 	CHECK(R == NULL);

@@ -31,5 +31,8 @@ struct sb_router_stats router_stats(void); /* R's counters */
 struct sb_router *router_new(const struct sb_router_config *cfg);
 struct sb_router *router_open(const struct sb_router_config *cfg); /* new, then started */
 void router_close(struct sb_router *r); /* stop (no drain) and free; NULL is fine */
+/* router_open() on port (0: any), retrying while a router stopped a moment
+ * ago still holds it: for tests that restart one under their clients. */
+struct sb_router *router_open_at(uint16_t port);
 
 #endif
