@@ -56,6 +56,7 @@ static void check_schema_enforced(struct sb_client *const *cs, struct sb_client 
 
 static void test_bad_arguments(void)
 {
+	router_start(NULL);
 	struct sb_client_config cfg;
 	struct watch w = {0};
 	int err = 0;
@@ -105,6 +106,7 @@ static void test_bad_arguments(void)
 	CHECK_INT(sb_client_online(cli), 1);
 	sb_client_free(cli);
 	sb_client_free(svc);
+	router_stop();
 }
 
 static void test_register_with_a_schema_and_after_reconnect(void)
@@ -202,6 +204,7 @@ static void test_schema_over_the_frame_limit(void)
  * handler sees it. */
 static void test_schema_applies_to_peers_and_broadcasts(void)
 {
+	router_start(NULL);
 	struct watch ws[2] = {{0}}, wc = {0};
 	int calls = 0;
 	struct sb_client *a = client("sc-to-a", "service", &ws[0]);
@@ -245,15 +248,14 @@ static void test_schema_applies_to_peers_and_broadcasts(void)
 	sb_client_free(a);
 	sb_client_free(b);
 	sb_client_free(ui);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_bad_arguments);
 	RUN(test_register_with_a_schema_and_after_reconnect);
 	RUN(test_schema_over_the_frame_limit);
 	RUN(test_schema_applies_to_peers_and_broadcasts);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -109,6 +109,7 @@ static void handle_win(struct sb_client *c, struct sb_call *call, void *ud)
  * handler knows who called; unknown and gone peers are told apart. */
 static void test_to_a_named_peer(void)
 {
+	router_start(NULL);
 	struct watch w[4] = {{0}};
 	struct caller at_target = {0}, at_other = {0};
 	struct sb_client *target = client("target-1", "service", &w[0]);
@@ -171,10 +172,12 @@ static void test_to_a_named_peer(void)
 	CHECK_INT(err, SB_ENOTCONNECTED);
 	sb_client_free(target);
 	sb_client_free(cli);
+	router_stop();
 }
 
 static void test_request_all(void)
 {
+	router_start(NULL);
 	struct watch w[4] = {{0}};
 	struct seen got[3] = {{0}};
 	static const char *const names[] = {"agent-ok", "agent-sick", "agent-silent"};
@@ -241,10 +244,12 @@ static void test_request_all(void)
 	CHECK_INT(sb_all_counts(NULL, 0, &counts), SB_EINVAL);
 	for (int i = 0; i < 4; i++)
 		sb_client_free(cs[i]);
+	router_stop();
 }
 
 static void test_presence(void)
 {
+	router_start(NULL);
 	struct watch ww = {0}, wn = {0};
 	struct sightings s = {0};
 	struct sb_client *watcher = client("watcher-1", "client", &ww);
@@ -275,10 +280,12 @@ static void test_presence(void)
 	CHECK_INT(ww.error, 0);
 	sb_client_free(comer);
 	sb_client_free(watcher);
+	router_stop();
 }
 
 static void test_caller_identity_window(void)
 {
+	router_start(NULL);
 	struct watch w = {0};
 	struct names_seen seen = {0};
 	struct sb_client *svc = client("win-svc", "service", &w);
@@ -311,15 +318,14 @@ static void test_caller_identity_window(void)
 	for (int i = 0; i < WIN; i++)
 		close(win[i].fd);
 	sb_client_free(svc);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_to_a_named_peer);
 	RUN(test_request_all);
 	RUN(test_presence);
 	RUN(test_caller_identity_window);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -399,11 +399,9 @@ static void test_reconnect_after_router_restart(void)
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_offline_sends);
 	RUN(test_local_deadline_and_bad_payload);
 	RUN(test_goodbye_and_fatal_error);
 	RUN(test_reconnect_after_router_restart);
-	router_stop();
 	return TEST_EXIT();
 }

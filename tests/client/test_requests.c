@@ -120,6 +120,7 @@ static void on_load_reply(struct sb_client *c, uint64_t req, int err, const char
 
 static void test_fire_and_forget(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct seen seen = {0};
 	struct sb_client *svc = client("audit-1", "service", &ws);
@@ -144,10 +145,12 @@ static void test_fire_and_forget(void)
 	CHECK_INT(ws.error + wc.error + ws.offline + wc.offline, 0);
 	sb_client_free(svc);
 	sb_client_free(cli);
+	router_stop();
 }
 
 static void test_request_reply_with_outcome(void)
 {
+	router_start(NULL);
 	static const uint64_t amounts[] = {50, 500, 5000};
 	static const char *const outcomes[] = {"transferred", "pending", "insufficient funds"};
 	struct watch ws = {0}, wc = {0};
@@ -181,10 +184,12 @@ static void test_request_reply_with_outcome(void)
 	CHECK(r[2].len == sizeof BALANCE && memcmp(r[2].payload, BALANCE, sizeof BALANCE) == 0);
 	sb_client_free(bank);
 	sb_client_free(shop);
+	router_stop();
 }
 
 static void test_progress_then_final(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {0};
 	struct sb_client *fs = client("fs-1", "service", &ws);
@@ -204,10 +209,12 @@ static void test_progress_then_final(void)
 	CHECK_STR(r.outcome, "file.copied");
 	sb_client_free(fs);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_timeout(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {0};
 	struct held h = {0}; /* no on_cancel: the call waits for its final reply */
@@ -232,10 +239,12 @@ static void test_timeout(void)
 	CHECK_INT(r.n, 1);
 	sb_client_free(slow);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_no_handler(void)
 {
+	router_start(NULL);
 	struct watch wc = {0};
 	struct replies r = {0};
 	struct sb_client *ui = client("ui-5", "client", &wc);
@@ -250,11 +259,13 @@ static void test_no_handler(void)
 	CHECK(r.outcome[0] != 0);           /* an error comes with words */
 	CHECK_INT(sb_client_online(ui), 1); /* and the connection stays */
 	sb_client_free(ui);
+	router_stop();
 }
 
 /* A catch-all handler takes names nobody registered. */
 static void test_catch_all(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {0};
 	struct held h = {0};
@@ -275,10 +286,12 @@ static void test_catch_all(void)
 	CHECK_INT(sb_client_unregister(svc, NULL), SB_EINVAL);
 	sb_client_free(svc);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_async_reply(void)
 {
+	router_start(NULL);
 	static const uint8_t job[] = {0xa3, 'j', 'o', 'b'};
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {0};
@@ -318,10 +331,12 @@ static void test_async_reply(void)
 	pump_cond(cs, 1, held_call_cancelled, &h, "the handler to see the cancel");
 	CHECK_INT(sb_reply_error(h.call, SB_EINTERNAL, "too late"), SB_ECANCELLED);
 	sb_client_free(svc);
+	router_stop();
 }
 
 static void test_many_requests_each_answered_once(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct sb_client *svc = client("load-svc", "service", &ws);
 	struct sb_client *ui = client("load-ui", "client", &wc);
@@ -348,11 +363,11 @@ static void test_many_requests_each_answered_once(void)
 	free(ld.answered);
 	sb_client_free(svc);
 	sb_client_free(ui);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_fire_and_forget);
 	RUN(test_request_reply_with_outcome);
 	RUN(test_progress_then_final);
@@ -361,6 +376,5 @@ int main(void)
 	RUN(test_catch_all);
 	RUN(test_async_reply);
 	RUN(test_many_requests_each_answered_once);
-	router_stop();
 	return TEST_EXIT();
 }

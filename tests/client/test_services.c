@@ -123,6 +123,7 @@ static void *run_service(void *arg)
 
 static void test_chained_request_from_a_handler(void)
 {
+	router_start(NULL);
 	static const uint8_t hash[] = {0xa4, 'x', 'y', 'z', 'w'};
 	struct watch wu = {0}, wp = {0}, wc = {0};
 	struct replies r = {0};
@@ -159,10 +160,12 @@ static void test_chained_request_from_a_handler(void)
 	sb_client_free(users);
 	sb_client_free(pw);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_leave_finishes_its_calls_first(void)
 {
+	router_start(NULL);
 	struct watch w = {0};
 	struct chain ch = {0};
 	struct leave_peers lp = {.port = PORT};
@@ -186,12 +189,14 @@ static void test_leave_finishes_its_calls_first(void)
 	CHECK_INT(sb_client_process(svc, 50), SB_EOFFLINE); /* and no reconnect */
 	CHECK_INT(w.reconnected, 0);
 	sb_client_free(svc);
+	router_stop();
 }
 
 /* Two instances of one service share the requests; when one goes away the
  * other answers everything, and every request still ends exactly once. */
 static void test_two_instances_share_and_fail_over(void)
 {
+	router_start(NULL);
 	struct watch wa = {0}, wb = {0}, wc = {0};
 	int served_a = 0, served_b = 0;
 	struct sb_client *a = client("worker-a", "service", &wa);
@@ -225,6 +230,7 @@ static void test_two_instances_share_and_fail_over(void)
 	}
 	sb_client_free(b);
 	sb_client_free(cli);
+	router_stop();
 }
 
 /* The service runs sb_client_run() on its own thread (as a program would),
@@ -232,6 +238,7 @@ static void test_two_instances_share_and_fail_over(void)
  * clients on two threads share nothing. */
 static void test_request_wait_blocking(void)
 {
+	router_start(NULL);
 	static const uint8_t ping[] = {0xa4, 'p', 'i', 'n', 'g'};
 	struct watch ws = {0}, wc = {0}, wl = {0};
 	struct sb_client *svc = client("wait-svc", "service", &ws);
@@ -286,10 +293,12 @@ static void test_request_wait_blocking(void)
 	sb_client_free(late);
 	sb_client_free(svc);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_duplicate_name(void)
 {
+	router_start(NULL);
 	struct watch wa = {0}, wb = {0};
 	struct sb_client *a = client("dup-1", "client", &wa);
 	struct sb_client *cs[] = {a};
@@ -318,16 +327,15 @@ static void test_duplicate_name(void)
 	CHECK_INT(wa.offline + wa.error, 0);
 	sb_client_free(b);
 	sb_client_free(a);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_chained_request_from_a_handler);
 	RUN(test_leave_finishes_its_calls_first);
 	RUN(test_two_instances_share_and_fail_over);
 	RUN(test_request_wait_blocking);
 	RUN(test_duplicate_name);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -120,6 +120,7 @@ static void big_reply(struct sb_client *c, uint64_t req, int err, const char *ou
 
 static void test_stream_of_1000_chunks_in_order(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {0};
 	struct sb_client *fs = client("fs-2", "service", &ws);
@@ -139,10 +140,12 @@ static void test_stream_of_1000_chunks_in_order(void)
 	CHECK_STR(r.outcome, "file.read-done");
 	sb_client_free(fs);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_cancel_mid_stream(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {.cancel_at = 10};
 	struct held h = {.watch_cancel = 1};
@@ -171,6 +174,7 @@ static void test_cancel_mid_stream(void)
 	CHECK(prod.sent >= 10);
 	sb_client_free(fs);
 	sb_client_free(ui);
+	router_stop();
 }
 
 /* sb_reply_more() fails with SB_EOVERLOADED when out_max is queued, and
@@ -178,6 +182,7 @@ static void test_cancel_mid_stream(void)
  * without the producer polling. */
 static void test_on_writable_resumes_a_stream(void)
 {
+	router_start(NULL);
 	struct big_stream b = {0};
 	struct watch ws = {.ud = &b}, wc = {0};
 	struct sb_client_config cfg;
@@ -208,10 +213,12 @@ static void test_on_writable_resumes_a_stream(void)
 	CHECK(b.writable >= b.overloaded); /* every stop was followed by a go */
 	sb_client_free(svc);
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_handler_freed_mid_stream(void)
 {
+	router_start(NULL);
 	struct watch ws = {0}, wc = {0};
 	struct replies r = {0};
 	struct held h = {.watch_cancel = 1};
@@ -238,15 +245,14 @@ static void test_handler_freed_mid_stream(void)
 	CHECK_INT(r.terminal, 1);
 	CHECK_INT(r.n, 6);
 	sb_client_free(ui);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_stream_of_1000_chunks_in_order);
 	RUN(test_cancel_mid_stream);
 	RUN(test_on_writable_resumes_a_stream);
 	RUN(test_handler_freed_mid_stream);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -22,6 +22,7 @@ static uint64_t route_stat(const msgpack_object *route, const char *k)
  * to any client; other $ names are the router's and cannot be taken. */
 static void test_reserved_names(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "admin-svc", "service");
 	struct peer *cli = peer_hello(PORT, "admin-cli", "client");
 	peer_register(svc, "admin.work", 1);
@@ -68,12 +69,14 @@ static void test_reserved_names(void)
 	CHECK(e->id == 10 && e->code == (uint32_t)-SB_EINVAL);
 	peer_close(svc);
 	peer_close(cli);
+	router_stop();
 }
 
 /* $sb.stats counts each name's requests by how they ended, summed over the
  * shards the requesters are on, with latency percentiles. */
 static void test_route_stats(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "rs-svc", "service");
 	struct peer *cli[2] = {peer_hello(PORT, "rs-cli-0", "client"),
 			       peer_hello(PORT, "rs-cli-1", "client")};
@@ -135,13 +138,12 @@ static void test_route_stats(void)
 	peer_close(svc);
 	peer_close(cli[0]);
 	peer_close(cli[1]);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_reserved_names);
 	RUN(test_route_stats);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -103,6 +103,7 @@ static int index_of(struct peer **p, int n, struct sb_view name)
  * names its peer, and the aggregate ends it. */
 static void test_broadcast_request_collects_every_peer(void)
 {
+	router_start(NULL);
 	struct peer *h[3];
 	spread("bc", "service", h, 3);
 	for (int i = 0; i < 3; i++)
@@ -163,17 +164,18 @@ static void test_broadcast_request_collects_every_peer(void)
 	expect_all(cli, 42, 3, 2, 1, 0, 0);
 
 	/* An answer after a handler's final one is late: dropped. */
-	uint64_t late = router_stats().late_replies;
 	peer_reply(h[1], rid, "again", 0, NULL, 0);
 	peer_expect_silence(cli, 100);
-	CHECK_INT(router_stats().late_replies, late + 1);
+	CHECK_INT(router_stats().late_replies, 1);
 	CHECK_INT(router_stats().inflight, 0);
 	peer_close(cli);
 	close_all(h, 3);
+	router_stop();
 }
 
 static void test_broadcast_to_nobody(void)
 {
+	router_start(NULL);
 	struct peer *cli = peer_hello(PORT, "bc-lonely", "client");
 	struct peer *svc = peer_hello(PORT, "bc-internal", "service");
 	send_kind(cli, SB_REQUEST, NULL, "nobody.home", 1, SB_F_BROADCAST, 1000);
@@ -198,18 +200,19 @@ static void test_broadcast_to_nobody(void)
 	peer_close(peer_svc);
 	peer_close(svc);
 	peer_close(cli);
+	router_stop();
 }
 
 /* A silent handler times out on its own: the others' results are not held
  * back behind it (they arrive first), and it gets a CANCEL. */
 static void test_broadcast_timeout_holds_nobody_back(void)
 {
+	router_start(NULL);
 	struct peer *h[3];
 	spread("bt", "service", h, 3);
 	for (int i = 0; i < 3; i++)
 		peer_register(h[i], "slowpoke", 1);
 	struct peer *cli = peer_hello(PORT, "bt-cli", "client");
-	uint64_t timeouts = router_stats().timeouts;
 
 	send_kind(cli, SB_REQUEST, NULL, "slowpoke", 7, SB_F_BROADCAST, 400);
 	uint64_t rid = 0;
@@ -227,15 +230,17 @@ static void test_broadcast_timeout_holds_nobody_back(void)
 	CHECK(v_is(e->peer, h[1]->name));
 	expect_all(cli, 7, 3, 2, 0, 1, 0);
 	CHECK(peer_expect(h[1], SB_CANCEL)->id == rid);
-	CHECK_INT(router_stats().timeouts, timeouts + 1);
+	CHECK_INT(router_stats().timeouts, 1);
 	peer_reply(h[1], rid, "too late", 0, NULL, 0);
 	peer_expect_silence(cli, 100);
 	peer_close(cli);
 	close_all(h, 3);
+	router_stop();
 }
 
 static void test_broadcast_handler_killed(void)
 {
+	router_start(NULL);
 	struct peer *h[2];
 	spread("bk", "service", h, 2);
 	for (int i = 0; i < 2; i++)
@@ -256,10 +261,12 @@ static void test_broadcast_handler_killed(void)
 	expect_all(cli, 9, 2, 1, 0, 0, 1);
 	peer_close(cli);
 	peer_close(h[0]);
+	router_stop();
 }
 
 static void test_broadcast_cancel(void)
 {
+	router_start(NULL);
 	struct peer *h[2];
 	spread("bx", "service", h, 2);
 	for (int i = 0; i < 2; i++)
@@ -284,16 +291,15 @@ static void test_broadcast_cancel(void)
 	CHECK_INT(router_stats().inflight, 0);
 	peer_close(cli);
 	close_all(h, 2);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_broadcast_request_collects_every_peer);
 	RUN(test_broadcast_to_nobody);
 	RUN(test_broadcast_timeout_holds_nobody_back);
 	RUN(test_broadcast_handler_killed);
 	RUN(test_broadcast_cancel);
-	router_stop();
 	return TEST_EXIT();
 }

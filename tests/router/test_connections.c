@@ -11,34 +11,6 @@
 #include "support/peer.h"
 #include "support/router.h"
 
-static struct sb_router *start(unsigned shards, size_t out_max)
-{
-	struct sb_router_config cfg = router_config();
-	cfg.shards = shards;
-	(void)out_max;
-	return router_open(&cfg);
-}
-
-/* A test with a router of its own swaps it in; the shared one comes back
- * when the test is done with it. */
-static struct sb_router *shared_router;
-static uint16_t shared_port;
-
-static void swap_in(struct sb_router *r)
-{
-	shared_router = R;
-	shared_port = PORT;
-	R = r;
-	PORT = sb_router_port(r);
-}
-
-static void swap_out(void)
-{
-	router_close(R);
-	R = shared_router;
-	PORT = shared_port;
-}
-
 static void close_all(struct peer **p, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -47,6 +19,7 @@ static void close_all(struct peer **p, int n)
 
 static void test_handshake_rules(void)
 {
+	router_start(NULL);
 	struct peer *first = peer_hello(PORT, "unique-1", "client");
 	struct peer *dup = peer_dial(PORT);
 	struct sb_msg h = {
@@ -83,6 +56,7 @@ static void test_handshake_rules(void)
 		CHECK(i < 49);
 	}
 	peer_close(svc);
+	router_stop();
 }
 
 static void test_assigned_names_follow_the_pattern(void)
@@ -112,7 +86,7 @@ static void test_assigned_names_follow_the_pattern(void)
 	sb_router_free(fits);
 	char pattern[] = "A###";
 	cfg.name_pattern = pattern;
-	swap_in(router_open(&cfg));
+	router_start(&cfg);
 	pattern[0] = 'X'; /* the router keeps its own copy */
 	struct peer *p[6];
 	p[0] = peer_hello(PORT, NULL, "client");
@@ -127,16 +101,19 @@ static void test_assigned_names_follow_the_pattern(void)
 	CHECK_STR(p[5]->name, "A006");
 	CHECK(p[1]->peer_id > p[0]->peer_id);
 	close_all(p, 6);
-	swap_out();
+	router_stop();
 
 	/* The default pattern: P and four digits. */
+	router_start(NULL);
 	struct peer *anon = peer_hello(PORT, NULL, "client");
 	CHECK(strlen(anon->name) == 5 && anon->name[0] == 'P');
 	peer_close(anon);
+	router_stop();
 }
 
 static void test_stop_drains(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "drain-svc", "service");
 	struct peer *cli = peer_hello(PORT, "drain-cli", "client");
 	peer_register(svc, "slow.job", 1);
@@ -160,7 +137,7 @@ static void test_connection_limit(void)
 {
 	struct sb_router_config cfg = router_config();
 	cfg.max_conns = 3;
-	swap_in(router_open(&cfg));
+	router_start(&cfg);
 	struct peer *p[3];
 	for (int i = 0; i < 3; i++) {
 		char name[16];
@@ -196,7 +173,7 @@ static void test_connection_limit(void)
 	CHECK(welcomed);
 	peer_close(p[1]);
 	peer_close(p[2]);
-	swap_out();
+	router_stop();
 }
 
 /* A connection that does not finish HELLO in time is told why and closed,
@@ -205,7 +182,7 @@ static void test_hello_deadline(void)
 {
 	struct sb_router_config cfg = router_config();
 	cfg.hello_timeout_ms = 200;
-	swap_in(router_open(&cfg));
+	router_start(&cfg);
 	struct peer *ok = peer_hello(PORT, "prompt", "client");
 	uint64_t t0 = now_ms(); /* before the connects: the router's clock starts after */
 	struct peer *silent = peer_dial(PORT);
@@ -226,14 +203,16 @@ static void test_hello_deadline(void)
 	peer_close(ok);
 	peer_close(silent);
 	peer_close(partial);
-	swap_out();
+	router_stop();
 }
 
 static void test_busy_port_is_reported(void)
 {
 	struct sb_router_config cfg;
 	int err = 0;
-	struct sb_router *a = start(1, 0);
+	struct sb_router_config one = router_config();
+	one.shards = 1;
+	struct sb_router *a = router_open(&one);
 	sb_router_config_init(&cfg);
 	cfg.port = sb_router_port(a);
 	cfg.shards = 1;
@@ -260,13 +239,11 @@ static void test_busy_port_is_reported(void)
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_handshake_rules);
 	RUN(test_assigned_names_follow_the_pattern);
 	RUN(test_stop_drains);
 	RUN(test_connection_limit);
 	RUN(test_hello_deadline);
 	RUN(test_busy_port_is_reported);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -9,9 +9,7 @@
 #include <switchboard/router.h>
 
 #include "support/peer.h"
-
-static struct sb_router *R;
-static uint16_t PORT;
+#include "support/router.h"
 
 /* ---- in-process handlers ------------------------------------------------ */
 
@@ -133,10 +131,29 @@ static int wait_final(struct waiter *w)
 	return ok;
 }
 
+/* The test router with this program's in-process handlers, registered
+ * before it starts (the only time a program may). */
+static void start_embedded(void)
+{
+	struct sb_router *r = router_new(NULL);
+	CHECK_INT(sb_router_handle(r, "math.double", 0, math_double, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "count.to", 0, count_to, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "forgetful", 0, forgetful, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "audit.log", 0, audit, NULL), 0);
+	CHECK_INT(
+		sb_router_handle_schema(r, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
+		0);
+	CHECK_INT(sb_router_handle(r, "vault.open", SB_F_INTERNAL, vault_open, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "$sb.routes", 0, audit, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_handle(r, "bad name", 0, audit, NULL), SB_EINVAL);
+	router_start_with(r);
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_network_client_calls_an_in_process_handler(void)
 {
+	start_embedded();
 	struct peer *cli = peer_hello(PORT, "calc-user", "client");
 	uint8_t seven = 7;
 	peer_request(cli, "math.double", 1, 0, &seven, 1);
@@ -150,10 +167,12 @@ static void test_network_client_calls_an_in_process_handler(void)
 	CHECK(e->id == 2 && e->code == (uint32_t)-SB_EINVAL);
 	CHECK(v_is(e->text, "need a fixint under 64"));
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_in_process_stream_reaches_a_network_client_in_order(void)
 {
+	start_embedded();
 	struct peer *cli = peer_hello(PORT, "counter-user", "client");
 	peer_request(cli, "count.to", 3, 0, NULL, 0);
 	for (int i = 0; i < 100; i++) {
@@ -162,19 +181,23 @@ static void test_in_process_stream_reaches_a_network_client_in_order(void)
 	}
 	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "count.done"));
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_handler_that_forgets_to_answer(void)
 {
+	start_embedded();
 	struct peer *cli = peer_hello(PORT, "hopeful", "client");
 	peer_request(cli, "forgetful", 4, 0, NULL, 0);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 4 && e->code == (uint32_t)-SB_EINTERNAL);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_network_send_reaches_an_in_process_handler(void)
 {
+	start_embedded();
 	struct peer *cli = peer_hello(PORT, "auditor", "client");
 	struct sb_msg m = {.kind = SB_SEND, .name = v_str("audit.log")};
 	peer_send(cli, &m);
@@ -189,10 +212,12 @@ static void test_network_send_reaches_an_in_process_handler(void)
 	CHECK_INT(atomic_load(&audit_sends), 1);
 	CHECK_INT(atomic_load(&audit_from), cli->peer_id);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_program_requests_a_network_service(void)
 {
+	start_embedded();
 	struct peer *svc = peer_hello(PORT, "inventory", "service");
 	peer_register(svc, "stock.check", 1);
 	struct waiter w;
@@ -214,10 +239,12 @@ static void test_program_requests_a_network_service(void)
 	CHECK_STR(w.outcome[1], "in stock");
 	CHECK(w.err[1] == 0 && w.first_byte[1] == 3);
 	peer_close(svc);
+	router_stop();
 }
 
 static void test_program_requests_an_in_process_handler(void)
 {
+	start_embedded();
 	struct waiter w;
 	waiter_init(&w);
 	uint8_t five = 5;
@@ -226,12 +253,14 @@ static void test_program_requests_an_in_process_handler(void)
 	CHECK_INT(w.calls, 1);
 	CHECK_STR(w.outcome[0], "doubled");
 	CHECK_INT(w.first_byte[0], 10);
+	router_stop();
 }
 
 /* The router's own names answer the program too: $sb.stats is a map
  * (0x8X..0xdf), not an error; a $sb. name it does not serve is. */
 static void test_program_reads_router_stats(void)
 {
+	start_embedded();
 	struct waiter w, none;
 	waiter_init(&w);
 	waiter_init(&none);
@@ -244,10 +273,12 @@ static void test_program_reads_router_stats(void)
 	CHECK_INT(sb_router_request(R, "$sb.nothing", NULL, 0, 0, on_reply, &none), 0);
 	CHECK(wait_final(&none));
 	CHECK_INT(none.err[0], SB_ENOHANDLER);
+	router_stop();
 }
 
 static void test_program_request_errors(void)
 {
+	start_embedded();
 	struct waiter none, slow;
 	waiter_init(&none);
 	waiter_init(&slow);
@@ -272,10 +303,12 @@ static void test_program_request_errors(void)
 	CHECK_INT(sb_router_request(R, "has space", NULL, 0, 0, on_reply, &none), SB_EINVAL);
 	CHECK_INT(sb_router_request(R, "math.double", NULL, 0, 0, NULL, NULL), SB_EINVAL);
 	CHECK_INT(sb_router_handle(R, "too.late", 0, forgetful, NULL), SB_EINVAL);
+	router_stop();
 }
 
 static void test_program_sends_to_a_network_service(void)
 {
+	start_embedded();
 	struct peer *svc = peer_hello(PORT, "mailer", "service");
 	peer_register(svc, "mail.send", 1);
 	static const uint8_t hello[] = {0xa5, 'h', 'e', 'l', 'l', 'o'};
@@ -287,6 +320,7 @@ static void test_program_sends_to_a_network_service(void)
 	CHECK_INT(m->from, 0);
 	CHECK_INT(svc->identities, 0);
 	peer_close(svc);
+	router_stop();
 }
 
 /* A broadcast reaches in-process handlers too, which answer inside the
@@ -294,6 +328,7 @@ static void test_program_sends_to_a_network_service(void)
  * waits for the network handlers. */
 static void test_broadcast_over_in_process_and_network_handlers(void)
 {
+	start_embedded();
 	struct peer *svc = peer_hello(PORT, "doubler", "service");
 	peer_register(svc, "math.double", 1);
 	struct peer *cli = peer_hello(PORT, "bc-user", "client");
@@ -346,10 +381,12 @@ static void test_broadcast_over_in_process_and_network_handlers(void)
 	CHECK(v_is(r->outcome, "$sb.all") && r->id == 7);
 	peer_close(cli);
 	peer_close(svc);
+	router_stop();
 }
 
 static void test_in_process_handler_with_a_schema(void)
 {
+	start_embedded();
 	static const uint8_t good[] = {0x82, 0xa3, 'k', 'e', 'y', 0xa1, 'a',
 				       0xa5, 'v',  'a', 'l', 'u', 'e',  0x01};
 	static const uint8_t int_key[] = {0x82, 0xa3, 'k', 'e', 'y', 0x07, 0xa5,
@@ -392,12 +429,14 @@ static void test_in_process_handler_with_a_schema(void)
 		sb_router_handle_schema(r2, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
 		0);
 	sb_router_free(r2); /* never started: frees the schema it holds */
+	router_stop();
 }
 
 /* An in-process internal handler: clients are refused with `forbidden`,
  * network services and the program itself get through. */
 static void test_in_process_internal_handler(void)
 {
+	start_embedded();
 	struct peer *cli = peer_hello(PORT, "vault-user", "client");
 	struct peer *svc = peer_hello(PORT, "vault-service", "service");
 	peer_request(cli, "vault.open", 1, 0, NULL, 0);
@@ -414,6 +453,7 @@ static void test_in_process_internal_handler(void)
 	CHECK_STR(w.outcome[0], "opened");
 	peer_close(cli);
 	peer_close(svc);
+	router_stop();
 }
 
 /* Requests from several program threads at once, each answered once. */
@@ -435,6 +475,7 @@ static void *hammer(void *arg)
 
 static void test_requests_from_many_threads(void)
 {
+	start_embedded();
 	pthread_t t[4];
 	int failures[4] = {0};
 	for (int i = 0; i < 4; i++)
@@ -443,10 +484,12 @@ static void test_requests_from_many_threads(void)
 		pthread_join(t[i], NULL);
 		CHECK_INT(failures[i], 0);
 	}
+	router_stop();
 }
 
 static void test_stop_answers_what_is_open(void)
 {
+	start_embedded();
 	struct peer *svc = peer_hello(PORT, "never-answers", "service");
 	peer_register(svc, "job.long", 1);
 	struct waiter w;
@@ -461,31 +504,11 @@ static void test_stop_answers_what_is_open(void)
 	CHECK_INT(sb_router_send(R, "job.long", NULL, 0), SB_EDRAINING);
 	peer_close(svc);
 	sb_router_free(R);
+	R = NULL;
 }
 
 int main(void)
 {
-	struct sb_router_config cfg;
-	int err;
-	sb_router_config_init(&cfg);
-	cfg.port = 0;
-	cfg.shards = 2;
-	cfg.log_level = 0;
-	R = sb_router_new(&cfg, &err);
-	CHECK(R != NULL);
-	CHECK_INT(sb_router_handle(R, "math.double", 0, math_double, NULL), 0);
-	CHECK_INT(sb_router_handle(R, "count.to", 0, count_to, NULL), 0);
-	CHECK_INT(sb_router_handle(R, "forgetful", 0, forgetful, NULL), 0);
-	CHECK_INT(sb_router_handle(R, "audit.log", 0, audit, NULL), 0);
-	CHECK_INT(
-		sb_router_handle_schema(R, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
-		0);
-	CHECK_INT(sb_router_handle(R, "vault.open", SB_F_INTERNAL, vault_open, NULL), 0);
-	CHECK_INT(sb_router_handle(R, "$sb.routes", 0, audit, NULL), SB_EINVAL);
-	CHECK_INT(sb_router_handle(R, "bad name", 0, audit, NULL), SB_EINVAL);
-	CHECK_INT(sb_router_start(R), 0);
-	PORT = sb_router_port(R);
-
 	RUN(test_network_client_calls_an_in_process_handler);
 	RUN(test_in_process_stream_reaches_a_network_client_in_order);
 	RUN(test_handler_that_forgets_to_answer);

@@ -81,6 +81,7 @@ static void goodbye(struct peer *p, uint32_t deadline_ms)
  * either shard, finishes the ones it has, and is closed once they are done. */
 static void test_goodbye_lets_a_handler_finish_its_requests(void)
 {
+	router_start(NULL);
 	struct peer *svc = on_shard("gb-svc", "service", 0);
 	struct peer *c[2] = {on_shard("gb-c0", "client", 0), on_shard("gb-c1", "client", 1)};
 	peer_register(svc, "gb.work", 1);
@@ -118,6 +119,7 @@ static void test_goodbye_lets_a_handler_finish_its_requests(void)
 		peer_close(c[i]);
 	}
 	peer_close(svc);
+	router_stop();
 }
 
 /* A requester that says GOODBYE keeps its requests (its handlers are not
@@ -125,6 +127,7 @@ static void test_goodbye_lets_a_handler_finish_its_requests(void)
  * closed after the last. */
 static void test_goodbye_lets_a_requester_get_its_replies(void)
 {
+	router_start(NULL);
 	struct peer *h = on_shard("gr-h", "service", 1);
 	struct peer *cli = on_shard("gr-cli", "client", 0);
 	peer_register(h, "gr.work", 1);
@@ -147,12 +150,14 @@ static void test_goodbye_lets_a_requester_get_its_replies(void)
 	CHECK_INT(peer_recv_within(cli, 5000), 0);
 	peer_close(cli);
 	peer_close(h);
+	router_stop();
 }
 
 /* At the deadline GOODBYE gave, what is still open ends as at a close: its
  * requesters hear `peer gone`, its handlers get CANCEL. Never before it. */
 static void test_goodbye_deadline_ends_what_is_left(void)
 {
+	router_start(NULL);
 	struct peer *svc = on_shard("gd-svc", "service", 1);
 	struct peer *cli = on_shard("gd-cli", "client", 0);
 	peer_register(svc, "gd.slow", 1);
@@ -176,6 +181,7 @@ static void test_goodbye_deadline_ends_what_is_left(void)
 	peer_close(h);
 	peer_close(cli);
 	peer_close(svc);
+	router_stop();
 }
 
 /* A deadline past the longest request timeout the router allows
@@ -185,10 +191,7 @@ static void test_goodbye_deadline_is_capped(void)
 {
 	struct sb_router_config cfg = router_config();
 	cfg.max_timeout_ms = 400;
-	struct sb_router *r = router_open(&cfg), *shared = R;
-	uint16_t shared_port = PORT;
-	R = r;
-	PORT = sb_router_port(r);
+	router_start(&cfg);
 	struct peer *h = peer_hello(PORT, "gc-h", "service");
 	struct peer *cli = peer_hello(PORT, "gc-cli", "client");
 	peer_register(h, "gc.silent", 1);
@@ -222,19 +225,14 @@ static void test_goodbye_deadline_is_capped(void)
 		       (unsigned long long)gap);
 	peer_close(cli);
 	peer_close(h);
-	sb_router_stop(r, 0);
-	sb_router_free(r);
-	R = shared;
-	PORT = shared_port;
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_goodbye_lets_a_handler_finish_its_requests);
 	RUN(test_goodbye_lets_a_requester_get_its_replies);
 	RUN(test_goodbye_deadline_ends_what_is_left);
 	RUN(test_goodbye_deadline_is_capped);
-	router_stop();
 	return TEST_EXIT();
 }

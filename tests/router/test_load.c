@@ -12,26 +12,6 @@
 #include "support/peer.h"
 #include "support/router.h"
 
-/* A test with a router of its own swaps it in; the shared one comes back
- * when the test is done with it. */
-static struct sb_router *shared_router;
-static uint16_t shared_port;
-
-static void swap_in(struct sb_router *r)
-{
-	shared_router = R;
-	shared_port = PORT;
-	R = r;
-	PORT = sb_router_port(r);
-}
-
-static void swap_out(void)
-{
-	router_close(R);
-	R = shared_router;
-	PORT = shared_port;
-}
-
 /* 100,000 requests over 4 connections, 2 handlers: every one must end with
  * exactly one final reply carrying its own payload. */
 enum { CLIENTS = 4, HANDLERS = 2, WINDOW = 64, LOAD_MAX = 100000 };
@@ -154,7 +134,9 @@ static void *flood_writer(void *arg)
 
 static void test_100k_requests_each_answered_once(void)
 {
+	router_start(NULL);
 	run_load(100000);
+	router_stop();
 }
 
 /* With a receive pool of 8 small buffers, receives run dry all the time:
@@ -164,10 +146,10 @@ static void test_tiny_receive_pool_loses_nothing(void)
 	struct sb_router_config cfg = router_config();
 	cfg.recv_buffers = 8;
 	cfg.recv_buffer_size = 512;
-	swap_in(router_open(&cfg));
+	router_start(&cfg);
 	run_load(20000);
 	CHECK(router_stats().recv_starved > 0); /* the path was taken, not just allowed */
-	swap_out();
+	router_stop();
 }
 
 /* With rings of 4 slots between shards, mail finds them full all the
@@ -176,7 +158,7 @@ static void test_full_mail_rings_lose_nothing(void)
 {
 	struct sb_router_config cfg = router_config();
 	cfg.mail_ring = 4;
-	swap_in(router_open(&cfg));
+	router_start(&cfg);
 	run_load(20000);
 	/* Whether requests cross shards depends on where the kernel put each
 	 * connection; the 1,000-chunk cross-shard stream below always does. */
@@ -204,7 +186,7 @@ static void test_full_mail_rings_lose_nothing(void)
 	CHECK(router_stats().mail_deferred > 0); /* rings were full, and nothing was lost */
 	peer_close(svc);
 	peer_close(cli);
-	swap_out();
+	router_stop();
 }
 
 /* A sender much faster than the ring to its target's shard: the mail that
@@ -216,7 +198,7 @@ static void test_mail_backlog_is_bounded(void)
 	struct sb_router_config cfg = router_config();
 	cfg.mail_ring = RING;
 	cfg.recv_buffer_size = BUF;
-	swap_in(router_open(&cfg));
+	router_start(&cfg);
 	struct peer *svc, *cli;
 	cross_pair("backlog", &svc, &cli);
 	peer_register(svc, "backlog.sink", 1);
@@ -262,16 +244,14 @@ static void test_mail_backlog_is_bounded(void)
 	free(bytes);
 	peer_close(svc);
 	peer_close(cli);
-	swap_out();
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_100k_requests_each_answered_once);
 	RUN(test_tiny_receive_pool_loses_nothing);
 	RUN(test_full_mail_rings_lose_nothing);
 	RUN(test_mail_backlog_is_bounded);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -89,12 +89,6 @@ static void expect_presence(struct peer *sub, unsigned event, const char *name, 
 			    const char *role)
 {
 	struct sb_msg *m = peer_expect(sub, SB_PRESENCE);
-	/* Peers of earlier tests close as they end; their shard's news of it
-	 * may reach the subscriber's shard after it subscribed. Skip those. */
-	for (int i = 0; i < 64 && m->kind == SB_PRESENCE && !v_is(m->peer, name) &&
-			(m->event == SB_PEER_DISCONNECTED || m->event == SB_PEER_DRAINING);
-	     i++)
-		m = peer_expect(sub, SB_PRESENCE);
 	CHECK_INT(m->event, event);
 	CHECK(v_is(m->peer, name));
 	CHECK_INT(m->peer_id, id);
@@ -121,6 +115,7 @@ static void expect_from(struct peer *svc, int identity, uint32_t id)
  * needed, load balancing skipped, clients addressable too. */
 static void test_send_and_request_to_a_peer(void)
 {
+	router_start(NULL);
 	struct peer *p[3];
 	spread("to", "client", p, 3);
 	struct peer *tgt = p[2]; /* spread() keeps the other shard for last */
@@ -148,10 +143,12 @@ static void test_send_and_request_to_a_peer(void)
 	request_to(p[0], tgt, "still.there", 112);
 	peer_close(lb);
 	close_all(p, 3);
+	router_stop();
 }
 
 static void test_unknown_peer_and_peer_not_connected(void)
 {
+	router_start(NULL);
 	struct peer *cli = peer_hello(PORT, "asker", "client");
 	send_kind(cli, SB_REQUEST, "ghost", "hello", 1, 0, 1000);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
@@ -159,12 +156,11 @@ static void test_unknown_peer_and_peer_not_connected(void)
 	CHECK(v_is(e->text, "no peer named ghost has connected"));
 
 	/* A send to nobody is dropped and counted: there is no one to tell. */
-	uint64_t dropped = router_stats().no_handler;
 	send_kind(cli, SB_SEND, "ghost", "hello", 0, 0, 0);
 	struct sb_msg ping = {.kind = SB_PING, .id = 2};
 	peer_send(cli, &ping);
 	CHECK(peer_expect(cli, SB_PONG)->id == 2);
-	CHECK_INT(router_stats().no_handler, dropped + 1);
+	CHECK_INT(router_stats().no_handler, 1);
 
 	/* `to` and BROADCAST contradict each other. */
 	send_kind(cli, SB_REQUEST, "asker", "hello", 3, SB_F_BROADCAST, 1000);
@@ -205,11 +201,13 @@ static void test_unknown_peer_and_peer_not_connected(void)
 	}
 	peer_close(back);
 	peer_close(cli);
+	router_stop();
 }
 
 /* A subscriber hears peers on the other shard connect, drain and leave. */
 static void test_presence_across_shards(void)
 {
+	router_start(NULL);
 	struct peer *sub = peer_hello(PORT, "watcher", "client");
 	struct sb_msg bad = {.kind = SB_SUBSCRIBE, .id = 1, .name = v_str("weather")};
 	peer_send(sub, &bad);
@@ -237,6 +235,7 @@ static void test_presence_across_shards(void)
 	CHECK(p != NULL);
 	if (p == NULL) {
 		peer_close(sub);
+		router_stop();
 		return;
 	}
 	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("leaving")};
@@ -252,12 +251,14 @@ static void test_presence_across_shards(void)
 	peer_close(q);
 	peer_expect_silence(sub, 200);
 	peer_close(sub);
+	router_stop();
 }
 
 /* Before the first frame from a sender, a handler is told who it is; the
  * sender cannot pass for anyone else. */
 static void test_identity_before_first_frame(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "id-svc", "service");
 	svc->see_identity = 1;
 	peer_register(svc, "whoami", 1);
@@ -300,6 +301,7 @@ static void test_identity_before_first_frame(void)
 	peer_close(a);
 	peer_close(b);
 	peer_close(svc);
+	router_stop();
 }
 
 /* A connection is told about 1,024 senders; the 1,025th makes the router
@@ -307,6 +309,7 @@ static void test_identity_before_first_frame(void)
  * rule a client library can follow to keep exactly what it needs. */
 static void test_identity_window(void)
 {
+	router_start(NULL);
 	enum { N = 1025 };
 	static struct lite s[N];
 	struct peer *svc = peer_hello(PORT, "win-svc", "service");
@@ -331,16 +334,15 @@ static void test_identity_window(void)
 	for (int i = 0; i < N; i++)
 		close(s[i].fd);
 	peer_close(svc);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_send_and_request_to_a_peer);
 	RUN(test_unknown_peer_and_peer_not_connected);
 	RUN(test_presence_across_shards);
 	RUN(test_identity_before_first_frame);
 	RUN(test_identity_window);
-	router_stop();
 	return TEST_EXIT();
 }

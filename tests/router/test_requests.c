@@ -24,6 +24,7 @@ static const uint8_t BALANCE[] = {0x81, 0xa7, 'b', 'a', 'l', 'a', 'n', 'c', 'e',
 
 static void test_fire_and_forget(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "audit-1", "service");
 	struct peer *cli = peer_hello(PORT, "shop-1", "client");
 	peer_register(svc, "audit.log", 1);
@@ -40,17 +41,18 @@ static void test_fire_and_forget(void)
 
 	/* A send to a peer nobody has is dropped and counted, never delivered
 	 * to whoever handles the name. */
-	uint64_t dropped = router_stats().no_handler;
 	m.to = v_str("somebody-else");
 	peer_send(cli, &m);
 	peer_expect_silence(svc, 100);
-	CHECK_INT(router_stats().no_handler, dropped + 1);
+	CHECK_INT(router_stats().no_handler, 1);
 	peer_close(svc);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_request_reply_with_outcome(void)
 {
+	router_start(NULL);
 	struct peer *bank = peer_hello(PORT, "bank-1", "service");
 	struct peer *cli = peer_hello(PORT, "shop-2", "client");
 	peer_register(bank, "transfer", 1);
@@ -85,16 +87,17 @@ static void test_request_reply_with_outcome(void)
 	CHECK(v_is(e->text, "amount must be positive"));
 
 	/* A second final reply to the same request is late: dropped. */
-	uint64_t late = router_stats().late_replies;
 	peer_reply(bank, rid, "transferred", 0, NULL, 0);
 	peer_expect_silence(cli, 100);
-	CHECK_INT(router_stats().late_replies, late + 1);
+	CHECK_INT(router_stats().late_replies, 1);
 	peer_close(bank);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_progress_then_final(void)
 {
+	router_start(NULL);
 	static const char *steps[] = {"file.copying", "file.copying", "file.copying"};
 	struct peer *fs = peer_hello(PORT, "fs-1", "service");
 	struct peer *cli = peer_hello(PORT, "ui-1", "client");
@@ -117,14 +120,15 @@ static void test_progress_then_final(void)
 	CHECK(v_is(r->outcome, "file.copied") && r->flags == 0);
 	peer_close(fs);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_timeout_then_late_reply(void)
 {
+	router_start(NULL);
 	struct peer *slow = peer_hello(PORT, "slow-1", "service");
 	struct peer *cli = peer_hello(PORT, "ui-4", "client");
 	peer_register(slow, "report.build", 1);
-	uint64_t timeouts = router_stats().timeouts, late = router_stats().late_replies;
 
 	peer_request(cli, "report.build", 21, 50, NULL, 0);
 	uint64_t rid = peer_expect(slow, SB_REQUEST)->id;
@@ -133,16 +137,18 @@ static void test_timeout_then_late_reply(void)
 	CHECK(peer_expect(slow, SB_CANCEL)->id == rid);
 	peer_reply(slow, rid, "built", 0, NULL, 0);
 	peer_expect_silence(cli, 100);
-	CHECK_INT(router_stats().timeouts, timeouts + 1);
-	CHECK_INT(router_stats().late_replies, late + 1);
+	CHECK_INT(router_stats().timeouts, 1);
+	CHECK_INT(router_stats().late_replies, 1);
 	peer_close(slow);
 	peer_close(cli);
+	router_stop();
 }
 
 /* A timeout never fires early, even for the request that wakes a shard
  * after a long idle spell (the shard's clock was once stale by its sleep). */
 static void test_timeout_after_idle_is_not_early(void)
 {
+	router_start(NULL);
 	struct peer *slow = peer_hello(PORT, "slow-2", "service");
 	struct peer *cli = peer_hello(PORT, "ui-4b", "client");
 	peer_register(slow, "report.idle", 1);
@@ -157,22 +163,26 @@ static void test_timeout_after_idle_is_not_early(void)
 	CHECK(now_ms() - t0 >= 500);
 	peer_close(slow);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_no_handler(void)
 {
+	router_start(NULL);
 	struct peer *cli = peer_hello(PORT, "ui-5", "client");
 	peer_request(cli, "nobody.home", 5, 0, NULL, 0);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 5 && e->code == (uint32_t)-SB_ENOHANDLER);
 	CHECK_INT(e->flags, 0); /* the connection stays */
 	peer_close(cli);
+	router_stop();
 }
 
 /* Clients on both shards reach a handler on one: one same-shard path, one
  * cross-shard, both right after the ACK (registration is visible at once). */
 static void test_same_shard_and_cross_shard(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "echo-1", "service");
 	struct peer *cli[16] = {0};
 	int same = -1, other = -1;
@@ -201,10 +211,12 @@ static void test_same_shard_and_cross_shard(void)
 	for (int i = 0; i < 16; i++)
 		peer_close(cli[i]);
 	peer_close(svc);
+	router_stop();
 }
 
 static void test_chained_request_from_a_handler(void)
 {
+	router_start(NULL);
 	struct peer *users = peer_hello(PORT, "users-1", "service");
 	struct peer *pw = peer_hello(PORT, "passwords-1", "service");
 	struct peer *cli = peer_hello(PORT, "signup-1", "client");
@@ -225,11 +237,11 @@ static void test_chained_request_from_a_handler(void)
 	peer_close(users);
 	peer_close(pw);
 	peer_close(cli);
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_fire_and_forget);
 	RUN(test_request_reply_with_outcome);
 	RUN(test_progress_then_final);
@@ -238,6 +250,5 @@ int main(void)
 	RUN(test_no_handler);
 	RUN(test_same_shard_and_cross_shard);
 	RUN(test_chained_request_from_a_handler);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -136,11 +136,11 @@ static void request_malformed(struct peer *p, const char *name, uint64_t id)
 
 static void test_requests_breaking_the_schema_never_reach_the_handler(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "users-1", "service");
 	struct peer *cli[2];
 	CHECK_INT(register_with(svc, "user.create", 1, FAMILY_SCHEMA)->kind, SB_ACK);
 	CHECK(clients_on_both_shards(cli, svc->shard));
-	uint64_t refused = router_stats().invalid_args;
 
 	for (int c = 0; c < 2 && cli[1] != NULL; c++) {
 		for (size_t i = 0; i < NVIOLATIONS; i++) {
@@ -168,14 +168,16 @@ static void test_requests_breaking_the_schema_never_reach_the_handler(void)
 		CHECK(rep->id == 7 && v_is(rep->outcome, "user.created"));
 	}
 	peer_expect_silence(svc, 100);
-	CHECK_INT(router_stats().invalid_args, refused + 2 * (NVIOLATIONS + 1));
+	CHECK_INT(router_stats().invalid_args, 2 * (NVIOLATIONS + 1));
 	peer_close(cli[0]);
 	peer_close(cli[1]);
 	peer_close(svc);
+	router_stop();
 }
 
 static void test_sends_breaking_the_schema_are_dropped_and_counted(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "audit-1", "service");
 	struct peer *cli = peer_hello(PORT, NULL, "client");
 	CHECK_INT(register_with(svc, "audit.log", 1,
@@ -183,7 +185,6 @@ static void test_sends_breaking_the_schema_are_dropped_and_counted(void)
 				" \"required\": [\"event\"]}")
 			  ->kind,
 		  SB_ACK);
-	uint64_t dropped = router_stats().invalid_args;
 	send_json(cli, SB_SEND, "audit.log", 0, "{\"event\": 1}");
 	send_json(cli, SB_SEND, "audit.log", 0, "{}");
 	send_json(cli, SB_SEND, "audit.log", 0, "{\"event\": \"login\", \"extra\": [1]}");
@@ -194,13 +195,15 @@ static void test_sends_breaking_the_schema_are_dropped_and_counted(void)
 	mp_free(&want);
 	peer_expect_silence(svc, 100);
 	peer_expect_silence(cli, 0); /* nobody to tell */
-	CHECK_INT(router_stats().invalid_args, dropped + 2);
+	CHECK_INT(router_stats().invalid_args, 2);
 	peer_close(cli);
 	peer_close(svc);
+	router_stop();
 }
 
 static void test_bad_schema_is_refused_at_register(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "users-2", "service");
 	struct peer *cli = peer_hello(PORT, NULL, "client");
 	struct sb_msg *a = register_with(svc, "user.update", 4,
@@ -230,12 +233,14 @@ static void test_bad_schema_is_refused_at_register(void)
 	CHECK(e->id == 10 && text_is(e, "missing required key \"id\""));
 	peer_close(cli);
 	peer_close(svc);
+	router_stop();
 }
 
 /* Registering again replaces the schema on every shard, nil removes it;
  * each old block is freed by its last holder (ASan's leak check). */
 static void test_register_again_replaces_the_schema(void)
 {
+	router_start(NULL);
 	struct peer *svc = peer_hello(PORT, "users-3", "service");
 	struct peer *cli[2];
 	CHECK(clients_on_both_shards(cli, svc->shard));
@@ -256,15 +261,14 @@ static void test_register_again_replaces_the_schema(void)
 	peer_close(cli[0]);
 	peer_close(cli[1]);
 	peer_close(svc); /* its routes, and their schema, go on every shard */
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_requests_breaking_the_schema_never_reach_the_handler);
 	RUN(test_sends_breaking_the_schema_are_dropped_and_counted);
 	RUN(test_bad_schema_is_refused_at_register);
 	RUN(test_register_again_replaces_the_schema);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -17,36 +17,13 @@
 #define SMALL_WINDOW  (8u * 64 * 16384) /* 8 x receive pool: see queue_limit() */
 
 /* A router with small queues: bounds reached with little data. */
-static struct sb_router *start(unsigned shards, size_t out_max)
+static void start_small(void)
 {
 	struct sb_router_config cfg = router_config();
-	cfg.shards = shards;
-	if (out_max) { /* a frame must fit in a connection's queue */
-		cfg.out_max = out_max;
-		cfg.max_frame = (uint32_t)out_max / 4;
-		cfg.recv_buffers = 64;
-	}
-	return router_open(&cfg);
-}
-
-/* A test with a router of its own swaps it in; the shared one comes back
- * when the test is done with it. */
-static struct sb_router *shared_router;
-static uint16_t shared_port;
-
-static void swap_in(struct sb_router *r)
-{
-	shared_router = R;
-	shared_port = PORT;
-	R = r;
-	PORT = sb_router_port(r);
-}
-
-static void swap_out(void)
-{
-	router_close(R);
-	R = shared_router;
-	PORT = shared_port;
+	cfg.out_max = SMALL_OUT_MAX;
+	cfg.max_frame = SMALL_OUT_MAX / 4; /* a frame must fit in a connection's queue */
+	cfg.recv_buffers = 64;
+	router_start(&cfg);
 }
 
 /* cli asks fs for "file.read" (id) and gets `chunks` chunks of the stream,
@@ -88,6 +65,7 @@ static void *stream_chunks(void *arg)
 
 static void test_stream_of_1000_chunks_in_order(void)
 {
+	router_start(NULL);
 	struct peer *fs = peer_hello(PORT, "fs-2", "service");
 	struct peer *cli = peer_hello(PORT, "ui-2", "client");
 	peer_register(fs, "file.read", 1);
@@ -110,10 +88,12 @@ static void test_stream_of_1000_chunks_in_order(void)
 	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "file.read-done"));
 	peer_close(fs);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_cancel_mid_stream(void)
 {
+	router_start(NULL);
 	struct peer *fs = peer_hello(PORT, "fs-3", "service");
 	struct peer *cli = peer_hello(PORT, "ui-3", "client");
 	peer_register(fs, "file.read", 1);
@@ -131,10 +111,12 @@ static void test_cancel_mid_stream(void)
 	peer_expect_silence(cli, 100);
 	peer_close(fs);
 	peer_close(cli);
+	router_stop();
 }
 
 static void test_handler_killed_mid_stream(void)
 {
+	router_start(NULL);
 	struct peer *fs = peer_hello(PORT, "fs-4", "service");
 	struct peer *cli = peer_hello(PORT, "ui-6", "client");
 	peer_register(fs, "file.read", 1);
@@ -144,13 +126,14 @@ static void test_handler_killed_mid_stream(void)
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 31 && e->code == (uint32_t)-SB_EPEERGONE);
 	peer_close(cli);
+	router_stop();
 }
 
 /* A requester that reads slowly slows its stream down: the router stops
  * reading the handler instead of queueing 32 MiB or dropping anyone. */
 static void test_slow_requester_slows_the_stream(void)
 {
-	swap_in(start(2, SMALL_OUT_MAX)); /* small queues: bounds reached with little data */
+	start_small();
 
 	struct peer *fs = peer_hello(PORT, "fs-big", "service");
 	struct peer *cli = peer_hello(PORT, "lazy", "client");
@@ -191,14 +174,14 @@ static void test_slow_requester_slows_the_stream(void)
 	CHECK_INT(router_stats().slow_consumers, 0);
 	peer_close(cli);
 	peer_close(fs);
-	swap_out();
+	router_stop();
 }
 
 /* A service that stops reading while sends pour in has no reply to pause
  * for: past out_max it is dropped, and the router's memory stays bounded. */
 static void test_slow_consumer_is_dropped(void)
 {
-	swap_in(start(2, SMALL_OUT_MAX)); /* small queues: bounds reached with little data */
+	start_small();
 
 	struct peer *sink = peer_dial(PORT);
 	int small = 4096;
@@ -228,17 +211,15 @@ static void test_slow_consumer_is_dropped(void)
 	CHECK(peer_expect(cli, SB_PONG)->id == 5);
 	peer_close(cli);
 	peer_close(sink);
-	swap_out();
+	router_stop();
 }
 
 int main(void)
 {
-	router_start(NULL);
 	RUN(test_stream_of_1000_chunks_in_order);
 	RUN(test_cancel_mid_stream);
 	RUN(test_handler_killed_mid_stream);
 	RUN(test_slow_requester_slows_the_stream);
 	RUN(test_slow_consumer_is_dropped);
-	router_stop();
 	return TEST_EXIT();
 }

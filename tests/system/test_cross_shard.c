@@ -246,10 +246,8 @@ static void test_cross_shard_exactly_once(void)
 		total = atol(getenv("SB_FAULTS_MESSAGES"));
 	x_per_conn = (total / XN + 1) & ~1L; /* even: half requests, half sends */
 	x_count_expected();
-	struct sb_router *xr = router_open(NULL);
-	struct sb_router *saved = R;
-	R = xr;
-	uint16_t port = sb_router_port(xr);
+	router_start(NULL);
+	uint16_t port = PORT;
 	struct peer *spare[64];
 	int nspare = 0, on[2] = {0, 0}, n = 0;
 
@@ -326,9 +324,7 @@ out:
 		peer_close(spare[i]);
 	for (int i = 0; i < n; i++)
 		close(X[i].fd);
-	R = saved;
-	sb_router_stop(xr, 0);
-	sb_router_free(xr);
+	router_stop();
 }
 
 /* ==== 10. a stop in the middle of a cross-shard burst ============================= */
@@ -394,16 +390,11 @@ static void test_stop_during_cross_shard_burst(void)
 		RUN(fn);                                                                           \
 	} while (0)
 
-int main(int argc, char **argv)
+int main(void)
 {
-	(void)argc;
-	(void)argv;
 	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run still shows how far it got */
 	signal(SIGPIPE, SIG_IGN);
-	router_start(NULL);
 	RUN_SOME(test_cross_shard_exactly_once);
 	RUN_SOME(test_stop_during_cross_shard_burst);
-	watchdog("stopping the in-process router", 30);
-	router_stop();
 	return TEST_EXIT();
 }

@@ -22,30 +22,6 @@ static pid_t daemon_pid;
 static FILE *daemon_out;
 static int port;
 
-/* Starts the daemon on port 0 and reads the port it printed. */
-static void start_daemon(const char *path)
-{
-	int out[2];
-	char line[256];
-
-	CHECK(pipe(out) == 0);
-	daemon_pid = fork();
-	if (daemon_pid == 0) {
-		dup2(out[1], STDOUT_FILENO);
-		close(out[0]);
-		execl(path, path, "--port", "0", "--max-frame", "4096", "--name-pattern", "d-##",
-		      (char *)NULL);
-		_exit(127);
-	}
-	close(out[1]);
-	daemon_out = fdopen(out[0], "r");
-	CHECK(fgets(line, sizeof line, daemon_out) != NULL);
-	const char *at = strstr(line, "listening on 127.0.0.1:");
-	CHECK(at != NULL);
-	port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
-	CHECK(port > 0);
-}
-
 static int dial(void)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -153,9 +129,52 @@ static void expect_error(int fd, int err, int fatal, const char *text)
 
 static int good;
 
+/* Each test's daemon, as a user would start it, and one well-behaved
+ * connection (good) that what other connections do must never disturb. */
+static void daemon_up(void)
+{
+	int out[2];
+	char line[256];
+
+	CHECK(pipe(out) == 0);
+	daemon_pid = fork();
+	if (daemon_pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		close(out[0]);
+		execl(DAEMON, DAEMON, "--port", "0", "--max-frame", "4096", "--name-pattern",
+		      "d-##", (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	daemon_out = fdopen(out[0], "r");
+	CHECK(fgets(line, sizeof line, daemon_out) != NULL);
+	const char *at = strstr(line, "listening on 127.0.0.1:");
+	CHECK(at != NULL);
+	port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
+	CHECK(port > 0);
+	good = hello("billing-1");
+}
+
+/* SIGTERM: the daemon says it stopped and exits 0. */
+static void daemon_down(void)
+{
+	int status;
+	char line[256];
+	int saw_stopped = 0;
+
+	close(good);
+	kill(daemon_pid, SIGTERM);
+	while (fgets(line, sizeof line, daemon_out) != NULL)
+		saw_stopped |= strstr(line, "stopped") != NULL;
+	CHECK(waitpid(daemon_pid, &status, 0) == daemon_pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(saw_stopped);
+	fclose(daemon_out);
+}
+
 static void test_handshake_and_ping(void)
 {
-	good = hello("billing-1");
+	daemon_up();
 	ping(good, 5);
 	ping(good, UINT64_MAX);
 	char name[SB_PEER_MAX + 1] = "";
@@ -163,10 +182,12 @@ static void test_handshake_and_ping(void)
 	CHECK_STR(name, "d-01");
 	ping(anon, 1);
 	close(anon);
+	daemon_down();
 }
 
 static void test_request_without_handler(void)
 {
+	daemon_up();
 	struct sb_msg m, r;
 	sample_msg(SB_REQUEST, &m);
 	m.id = 77;
@@ -187,28 +208,34 @@ static void test_request_without_handler(void)
 	CHECK_INT(r.code, -SB_EUNKNOWNPEER);
 	CHECK(text_is(r.text, "no peer named bank-2 has connected"));
 	ping(good, 6); /* still served */
+	daemon_down();
 }
 
 static void test_frame_before_hello(void)
 {
+	daemon_up();
 	int fd = dial();
 	struct sb_msg m = {.kind = SB_PING, .id = 1};
 	send_msg(fd, &m);
 	expect_error(fd, SB_EBADFRAME, 1, "HELLO must come first");
 	close(fd);
+	daemon_down();
 }
 
 static void test_http_client_is_refused(void)
 {
+	daemon_up();
 	int fd = hello("curious");
 	send_raw(fd, "GET / HTTP/1.1\r\n\r\n", 18);
 	expect_error(fd, SB_ETOOLARGE, 1, "frame too large (1195725856 bytes, limit 4096)");
 	close(fd);
 	ping(good, 7);
+	daemon_down();
 }
 
 static void test_bad_field_names_the_field(void)
 {
+	daemon_up();
 	uint8_t buf[256];
 	struct sb_msg m;
 	int fd = hello("sloppy");
@@ -223,20 +250,24 @@ static void test_bad_field_names_the_field(void)
 	expect_error(fd, SB_EBADFRAME, 1, "SEND field 3 (name): invalid characters");
 	close(fd);
 	ping(good, 8);
+	daemon_down();
 }
 
 static void test_unknown_kind_keeps_connection(void)
 {
+	daemon_up();
 	/* A newer peer's message kind: refused, but the connection lives. */
 	static const uint8_t future[] = {0, 0, 0, 13, 0x94, 30, 0, 0xcf, 0,
 					 0, 0, 0, 0,  0,    0,  9, 0xc0};
 	send_raw(good, future, sizeof future);
 	expect_error(good, SB_EUNSUPPORTED, 0, "unknown message kind 30");
 	ping(good, 9);
+	daemon_down();
 }
 
 static void test_byte_at_a_time(void)
 {
+	daemon_up();
 	uint8_t buf[64];
 	struct sb_msg m = {.kind = SB_PING, .id = 4242};
 	long n = sb_encode(&m, buf, sizeof buf);
@@ -245,15 +276,18 @@ static void test_byte_at_a_time(void)
 	CHECK_INT(recv_msg(good, &m), 1);
 	CHECK_INT(m.kind, SB_PONG);
 	CHECK(m.id == 4242);
+	daemon_down();
 }
 
 static void test_oversize_frame(void)
 {
+	daemon_up();
 	int fd = hello("big");
 	uint8_t prefix[4] = {0, 0, 0x10, 0x01}; /* 4097 > --max-frame 4096 */
 	send_raw(fd, prefix, 4);
 	expect_error(fd, SB_ETOOLARGE, 1, "frame too large (4097 bytes, limit 4096)");
 	close(fd);
+	daemon_down();
 }
 
 /* ---- the config file ---------------------------------------------------- */
@@ -426,17 +460,8 @@ static void test_config_file(void)
 
 static void test_sigterm_stops_cleanly(void)
 {
-	int status;
-	char line[256];
-	int saw_stopped = 0;
-
-	close(good);
-	kill(daemon_pid, SIGTERM);
-	while (fgets(line, sizeof line, daemon_out) != NULL)
-		saw_stopped |= strstr(line, "stopped") != NULL;
-	CHECK(waitpid(daemon_pid, &status, 0) == daemon_pid);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK(saw_stopped);
+	daemon_up();
+	daemon_down();
 }
 
 /* Runs the daemon with one flag; returns its exit status, stderr in err. */
@@ -463,11 +488,9 @@ static int run_with(const char *path, const char *flag, const char *value, char 
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static const char *daemon_path;
-
 static void test_bad_name_pattern(void)
 {
-	const char *path = daemon_path;
+	const char *path = DAEMON;
 	char out[1024];
 	CHECK_INT(run_with(path, "--name-pattern", "agent", out, sizeof out), 2);
 	CHECK(strstr(out, "--name-pattern agent: needs a run of #") != NULL);
@@ -499,8 +522,8 @@ static void test_secret_flags(void)
 			dup2(err[1], STDERR_FILENO);
 			close(out[0]);
 			close(err[0]);
-			execl(daemon_path, daemon_path, "--port", "0", "--secret-file-service",
-			      secret, "--secret-file-client", secret, "--allow-call-client", "x.*",
+			execl(DAEMON, DAEMON, "--port", "0", "--secret-file-service", secret,
+			      "--secret-file-client", secret, "--allow-call-client", "x.*",
 			      "--idle-timeout", "1000", "--max-conns-per-addr", "10", (char *)NULL);
 			_exit(127);
 		}
@@ -550,8 +573,6 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	DAEMON = argv[1];
-	daemon_path = argv[1];
-	start_daemon(argv[1]);
 	RUN(test_handshake_and_ping);
 	RUN(test_request_without_handler);
 	RUN(test_frame_before_hello);
@@ -563,7 +584,6 @@ int main(int argc, char **argv)
 	RUN(test_config_file);
 	RUN(test_secret_flags);
 	RUN(test_sigterm_stops_cleanly);
-	daemon_path = argv[1];
 	RUN(test_bad_name_pattern);
 	return TEST_EXIT();
 }

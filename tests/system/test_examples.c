@@ -16,6 +16,7 @@
 #include "support/testlib.h"
 
 static const char *bindir;
+static const char *daemon_bin;
 static char port[16];
 static pid_t children[64]; /* every process started, to kill at the end */
 static int nchildren;
@@ -107,6 +108,40 @@ static int reap(pid_t pid, int ms)
 	return !timed_out && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Each test's daemon on a free port; the services a test starts stop with
+ * it, so the next test starts from nothing. */
+static pid_t daemon_pid;
+static int first_service; /* children[] index of the test's first service */
+
+static void daemon_up(void)
+{
+	char *dargv[] = {(char *)daemon_bin, "--port", "0", NULL};
+	char line[256];
+	int out;
+
+	daemon_pid = spawn(dargv, &out);
+	first_service = nchildren;
+	CHECK(daemon_pid > 0);
+	CHECK(read_out(out, line, sizeof line, 1, 10000) > 0);
+	const char *at = strstr(line, "listening on 127.0.0.1:");
+	CHECK(at != NULL);
+	snprintf(port, sizeof port, "%d", at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0);
+}
+
+/* Services first (SIGTERM: they stop cleanly), then the daemon. */
+static void daemon_down(void)
+{
+	for (int i = nchildren - 1; i >= first_service; i--) {
+		if (children[i] <= 0)
+			continue;
+		kill(children[i], SIGTERM);
+		CHECK_INT(reap(children[i], 5000), 0);
+	}
+	kill(daemon_pid, SIGTERM);
+	reap(daemon_pid, 5000);
+	nchildren = first_service - 1;
+}
+
 /* Starts a service and waits for its ready line. */
 static pid_t service(const char *prog, const char *mode, const char *ready)
 {
@@ -141,6 +176,7 @@ static void run(const char *expect, int code, const char *prog, const char *mode
 
 static void test_user(void)
 {
+	daemon_up();
 	service("example_user", "serve", "serving user.create\n");
 	run("user.created: id=1 email=ada@example.com name=Ada Lovelace\n", 0, "example_user",
 	    "call", "ada@example.com", "Ada Lovelace", NULL);
@@ -148,11 +184,13 @@ static void test_user(void)
 	    "alan@example.com", "Alan", NULL);
 	run("error EINVAL: email must contain '@'\n", 1, "example_user", "call", "nobody", "X",
 	    NULL);
+	daemon_down();
 }
 
 /* One call per outcome, in an order that walks alice into her limits. */
 static void test_transfer(void)
 {
+	daemon_up();
 	static const char *const cases[][5] = {
 		{"alice", "bob", "100", NULL, "transferred, balance 900"},
 		{"alice", "bob", "300", NULL, "pending, balance 600"},
@@ -173,6 +211,7 @@ static void test_transfer(void)
 		run(expect, strncmp(cases[i][4], "error", 5) == 0, "example_transfer", "call",
 		    cases[i][0], cases[i][1], cases[i][2], cases[i][3], NULL);
 	}
+	daemon_down();
 }
 
 /* Writes @p size pseudo-random bytes to @p path. */
@@ -200,6 +239,7 @@ static char in_path[1024], out_path[1024];
 
 static void test_file_copy(void)
 {
+	daemon_up();
 	service("example_file_copy", "serve", "serving file.copy\n");
 	run("file.copying 25%\nfile.copying 50%\nfile.copying 75%\nfile.copying 100%\n"
 	    "file.copied 300001 bytes\n",
@@ -207,10 +247,12 @@ static void test_file_copy(void)
 	CHECK(same_file(in_path, out_path));
 	run("error EINVAL: /nonexistent/x: No such file or directory\n", 1, "example_file_copy",
 	    "call", "/nonexistent/x", out_path, NULL);
+	daemon_down();
 }
 
 static void test_file_read(void)
 {
+	daemon_up();
 	service("example_file_read", "serve", "serving file.read\n");
 	unlink(out_path);
 	run("file.read-done: 300001 bytes, 300001 written\n", 0, "example_file_read", "call",
@@ -218,10 +260,12 @@ static void test_file_read(void)
 	CHECK(same_file(in_path, out_path));
 	run("error EINVAL: /nonexistent/x: No such file or directory\n", 1, "example_file_read",
 	    "call", "/nonexistent/x", out_path, NULL);
+	daemon_down();
 }
 
 static void test_chain(void)
 {
+	daemon_up();
 	service("example_chain", "users", "serving users.create\n");
 	/* users is up but passwords is not: the inner failure reaches the caller. */
 	run("error ENOHANDLER: no handler for this name\n", 1, "example_chain", "call", "a@b", "pw",
@@ -230,6 +274,7 @@ static void test_chain(void)
 	run("user.created: {\"id\"=>1, \"email\"=>\"ada@example.com\", "
 	    "\"password\"=>\"fnv1a:1b6540aae4e3fe9a\"}\n",
 	    0, "example_chain", "call", "ada@example.com", "hunter2", NULL);
+	daemon_down();
 }
 
 /* Starts one health agent and waits for its ready line. */
@@ -250,6 +295,7 @@ static void agent(const char *name, const char *state)
  * without holding the others back, and the tally is the router's. */
 static void test_health(void)
 {
+	daemon_up();
 	run("no answer: no connected peers\n", 1, "example_health", "check", "500", NULL);
 	agent("agent-a", "healthy");
 	agent("agent-b", "healthy");
@@ -265,32 +311,19 @@ static void test_health(void)
 	    "agent-d    timeout\n"
 	    "4 agents: 3 answered, 0 errors, 1 timeouts, 0 gone\n",
 	    1, "example_health", "check", "300", NULL);
+	daemon_down();
 }
 
 int main(int argc, char **argv)
 {
-	char line[256];
-	int out;
-
 	if (argc != 3) {
 		fprintf(stderr, "usage: test_examples SWITCHBOARD_DAEMON BIN_DIR\n");
 		return 2;
 	}
+	daemon_bin = argv[1];
 	bindir = argv[2];
 	signal(SIGALRM, on_alarm);
 	alarm(120);
-	char *dargv[] = {argv[1], "--port", "0", NULL};
-	pid_t daemon = spawn(dargv, &out);
-	CHECK(daemon > 0);
-	CHECK(read_out(out, line, sizeof line, 1, 10000) > 0);
-	const char *at = strstr(line, "listening on 127.0.0.1:");
-	CHECK(at != NULL);
-	if (at == NULL) {
-		kill_all();
-		return 1;
-	}
-	snprintf(port, sizeof port, "%d", atoi(at + strlen("listening on 127.0.0.1:")));
-
 	snprintf(in_path, sizeof in_path, "/tmp/sb_examples_%d.in", (int)getpid());
 	snprintf(out_path, sizeof out_path, "/tmp/sb_examples_%d.out", (int)getpid());
 	make_file(in_path, 300001); /* odd size: the last chunk and quarter are partial */
@@ -304,14 +337,5 @@ int main(int argc, char **argv)
 
 	unlink(in_path);
 	unlink(out_path);
-	/* Services first (SIGTERM: they stop cleanly), then the daemon. */
-	for (int i = nchildren - 1; i >= 0; i--) {
-		if (children[i] <= 0 || children[i] == daemon)
-			continue;
-		kill(children[i], SIGTERM);
-		CHECK_INT(reap(children[i], 5000), 0);
-	}
-	kill(daemon, SIGTERM);
-	reap(daemon, 5000);
 	return TEST_EXIT();
 }

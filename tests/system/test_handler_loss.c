@@ -223,11 +223,14 @@ static uint32_t effective(uint32_t t)
 
 static void test_handler_killed_with_10000_in_flight(void)
 {
-	handler_killed(sb_router_port(R), 0);
+	router_start(NULL);
+	handler_killed(PORT, 0);
+	router_stop();
 }
 
 static void test_handler_killed_mid_stream(void)
 {
+	router_start(NULL);
 	uint16_t port = sb_router_port(R);
 
 	loop_reset();
@@ -257,10 +260,12 @@ static void test_handler_killed_mid_stream(void)
 	free(RQ);
 	RQ = NULL;
 	sb_client_free(ui);
+	router_stop();
 }
 
 static void test_requester_killed_mid_stream(void)
 {
+	router_start(NULL);
 	uint16_t port = sb_router_port(R);
 
 	loop_reset();
@@ -282,6 +287,7 @@ static void test_requester_killed_mid_stream(void)
 	check_inflight_drains();
 	loop_tick = NULL;
 	sb_client_free(svc);
+	router_stop();
 }
 
 static void test_handler_killed_daemon_memory(void)
@@ -353,12 +359,9 @@ int main(int argc, char **argv)
 	daemon_path = argv[1];
 	setvbuf(stdout, NULL, _IOLBF, 0); /* a killed run still shows how far it got */
 	signal(SIGPIPE, SIG_IGN);
-	router_start(NULL);
 	RUN_SOME(test_handler_killed_with_10000_in_flight);
 	RUN_SOME(test_handler_killed_mid_stream);
 	RUN_SOME(test_requester_killed_mid_stream);
-	watchdog("stopping the in-process router", 30);
-	router_stop();
 	RUN_SOME(test_handler_killed_daemon_memory);
 	RUN_SOME(test_silent_handler_times_out);
 	return TEST_EXIT();
