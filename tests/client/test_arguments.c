@@ -2,7 +2,6 @@
  * names, payloads, sizes), and argument schemas: registered with a handler,
  * enforced by the router for requests to a peer and broadcasts too, sent
  * again after a reconnect, and one over the router's frame limit. */
-
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 

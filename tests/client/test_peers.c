@@ -2,7 +2,6 @@
  * broadcast requests with per-peer results, presence events, and every
  * caller's name across the router's 1,024-sender window. An in-process
  * router; services and clients made with the library. */
-
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 

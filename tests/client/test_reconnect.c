@@ -3,7 +3,6 @@
  * and a fatal error, and a restart under its clients with backoff,
  * reconnect and re-registration. Fake routers (a socket and the codec)
  * do what the real one never does; the restarts are real. */
-
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 

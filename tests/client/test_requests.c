@@ -2,7 +2,6 @@
  * timeouts, no handler, a catch-all, a handler that answers later, and
  * 20,000 requests each answered once. An in-process router; services and
  * clients made with nothing but the library, pumped from one thread. */
-
 #include <msgpack.h>
 #include <switchboard/client.h>
 #include <switchboard/router.h>

@@ -2,7 +2,6 @@
  * a graceful leave in the middle of one, two instances sharing the work and
  * one failing over, a service on its own thread answering a blocking
  * requester, and a name already taken. An in-process router. */
-
 #include <pthread.h>
 
 #include <switchboard/client.h>

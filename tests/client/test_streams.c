@@ -2,7 +2,6 @@
  * big for the output queue resumed by on_writable, a cancel from the reply
  * callback, and a handler freed mid-stream. An in-process router; services
  * and clients made with the library, pumped from one thread. */
-
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 

@@ -2,7 +2,6 @@
  * client with what the router knows (per-route counts and latency
  * percentiles included), and other $ names cannot be taken. An in-process
  * router with two shards; peers speak raw frames. */
-
 #include <switchboard/router.h>
 
 #include <msgpack.h>

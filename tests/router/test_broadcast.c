@@ -3,7 +3,6 @@
  * nobody to ask, internal handlers, a silent handler's timeout, a handler
  * lost, a cancel. An in-process router with two shards; peers speak raw
  * frames. */
-
 #include <switchboard/router.h>
 
 #include <msgpack.h>

@@ -2,7 +2,6 @@
  * names assigned from a pattern, the connection limit and the HELLO
  * deadline, a stop that drains, and a port already taken. In-process
  * routers with two shards; peers speak raw frames. */
-
 #include <errno.h>
 
 #include <switchboard/router.h>

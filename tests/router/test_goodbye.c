@@ -2,7 +2,6 @@
  * the requests it has and takes no new ones, a requester that leaves still
  * gets its replies, and the deadline GOODBYE gives (capped) ends what is
  * left. An in-process router with two shards; peers speak raw frames. */
-
 #include <poll.h>
 
 #include <switchboard/router.h>

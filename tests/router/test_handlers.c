@@ -1,7 +1,6 @@
 /* Services with more than one handler of a name: load balanced, failing
  * over when one goes, and internal handlers that serve services and not
  * clients. An in-process router with two shards; peers speak raw frames. */
-
 #include <switchboard/router.h>
 
 #include <msgpack.h>

@@ -3,7 +3,6 @@
  * 4 slots between shards), where every stop must be waited out and nothing
  * lost; a flood across shards whose backlog stays bounded. An in-process
  * router with two shards; peers speak raw frames. */
-
 #include <poll.h>
 #include <pthread.h>
 

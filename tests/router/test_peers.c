@@ -2,7 +2,6 @@
  * departed peers told apart, presence events across shards, and the
  * sender's verified identity before its first frame. An in-process router
  * with two shards; peers speak raw frames. */
-
 #include <switchboard/router.h>
 
 #include <msgpack.h>

@@ -3,7 +3,6 @@
  * unknown kinds, fault texts, the timeout cap, counters that follow the
  * spec, and $sb.stats in pages. An in-process router with two shards; peers
  * speak raw frames. */
-
 #include <switchboard/router.h>
 
 #include <msgpack.h>

@@ -2,7 +2,6 @@
  * fire-and-forget, an outcome, progress, errors, timeouts and late replies,
  * no handler, both shard paths, a request from inside a handler. An
  * in-process router with two shards; peers speak raw frames. */
-
 #include <time.h>
 
 #include <switchboard/router.h>

@@ -3,7 +3,6 @@
  * refused at REGISTER, and registering again replaces one everywhere. An
  * in-process router with two shards; peers speak raw frames, payloads are
  * written as JSON. */
-
 #include <switchboard/router.h>
 
 #include "json.h"

@@ -2,7 +2,6 @@
  * handler lost mid-stream, a requester that reads slowly slowing its
  * stream down, and a consumer that stops reading dropped at its bound. An
  * in-process router with two shards; peers speak raw frames. */
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>

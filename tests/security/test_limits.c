@@ -2,7 +2,6 @@
  * requests in flight and names registered on one connection, and idle
  * connections pinged and closed when nothing answers. An in-process router
  * per test; raw peers and the client library. */
-
 #include <signal.h>
 
 #include <switchboard/client.h>

@@ -4,7 +4,6 @@
  * on, and reloads racing accepts on both shards; a shared secret over TLS;
  * the daemon reloading on SIGHUP from its config file; sbctl over mutual
  * TLS. Certificates made at test time. */
-
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>

@@ -2,7 +2,6 @@
  * router's own names included; reload of secrets and rules under running
  * connections; bad rules and secrets refused at start; and the pattern
  * matcher on its own. An in-process router per test; raw peers. */
-
 #include <errno.h>
 #include <signal.h>
 

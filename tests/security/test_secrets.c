@@ -5,7 +5,6 @@
  * while, the client library gives up on a wrong secret, and the secret
  * never crosses the wire. An in-process router per test; raw peers and the
  * client library. */
-
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>

@@ -5,7 +5,6 @@
  * router, a stalled handshake closed at the HELLO deadline, and bad
  * settings refused. In-process routers with certificates made at test
  * time; clients made with the client library. */
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>

@@ -5,7 +5,6 @@
  * waiting than descriptors to accept them. The others are served
  * throughout, and every descriptor and byte of memory comes back (/proc).
  * Every wait is bounded: a test fails, it never hangs. */
-
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,8 +28,6 @@
 /* LONG_MS: a request timeout that must not expire during a test. */
 enum { LONG_MS = 120000 };
 
-/* ==== 5. a slow consumer of a big stream ========================================== */
-
 #define SLOW_OUT_MAX (1u << 20) /* --out-max */
 
 #define RECV_POOL (256u * 16384) /* the daemon's receive pool per shard */
@@ -38,8 +35,6 @@ enum { LONG_MS = 120000 };
 #define SLOW_BOUND_KB ((SLOW_OUT_MAX + 8u * RECV_POOL + 2 * RECV_POOL) / 1024)
 
 #define FIREHOSE_CHUNK 65536
-
-/* ==== 6. frames one byte at a time; a peer that hangs up mid-frame =============== */
 
 static void send_bytewise(struct peer *p, const struct sb_msg *m)
 {
@@ -62,8 +57,6 @@ static void round_trip(struct peer *cli, struct peer *svc, const char *name, uin
 	struct sb_msg *r = peer_expect(cli, SB_REPLY);
 	CHECK(r->id == id && v_is(r->outcome, "ok"));
 }
-
-/* ==== 7. a flood of connections ==================================================== */
 
 enum { QUICK = 2000, HALF_OPEN = 500 };
 
@@ -128,8 +121,6 @@ static void flood_once(struct daemon *d, struct peer *cli, struct peer *svc, int
 	CHECK_INT(fds_settle(d->pid, fds_base, 5000), fds_base);
 	round_trip(cli, svc, "flood.echo", 9001);
 }
-
-/* ==== 12. out of descriptors ======================================================= */
 
 static int fds_reached(void *arg)
 {

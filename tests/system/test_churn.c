@@ -2,7 +2,6 @@
  * 2,000 peers with names of their own coming and going, twice; $sb.stats
  * answers throughout and the second round leaves RSS where the first did.
  * Every wait is bounded. */
-
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +20,6 @@
 
 /* LONG_MS: a request timeout that must not expire during a test. */
 enum { LONG_MS = 120000 };
-
-/* ==== 11. churn: names, connections and peer names come and go ==================== */
 
 enum { CHURN_NAMES = 20000, CHURN_AT_ONCE = 1000, CHURN_CONNS = 2000 };
 

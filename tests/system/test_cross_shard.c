@@ -3,7 +3,6 @@
  * request answered exactly once; and a stop in the middle of a cross-shard
  * burst, which must still end. In-process routers; raw connections driven
  * by threads of their own. Every wait is bounded. */
-
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -40,8 +39,6 @@ static void check_inflight_drains(void)
 		loop_turn(10);
 	CHECK_INT(router_stats().inflight, 0);
 }
-
-/* ==== 9. cross-shard stress: every message accounted for =========================== */
 
 enum { XN = 8, XWINDOW = 512 };
 
@@ -327,7 +324,6 @@ out:
 	router_stop();
 }
 
-/* ==== 10. a stop in the middle of a cross-shard burst ============================= */
 /* With 64-slot rings between shards, a burst of mail from one shard to the
  * other waits in the sender's backlog. A stop right then must still end:
  * the receiving shard may not leave while mail for it is backlogged, or the

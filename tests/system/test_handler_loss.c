@@ -5,7 +5,6 @@
  * router forgets it. The peers are this program again in processes of
  * their own (support/child.h); the in-process router's counters show what
  * is still in flight. Every wait is bounded: a test fails, it never hangs. */
-
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,6 @@ static void check_inflight_drains(void)
 	CHECK_INT(router_stats().inflight, 0);
 }
 
-/* ==== 1. a handler killed with 10,000 requests in flight ======================== */
 /* HELD requests wait at the handler when it is killed; RACE more are sent
  * to it just before, so they are anywhere on the way (our output, the
  * sockets, the router's mailbox) when it dies; SURVIVE go to another
@@ -153,8 +151,6 @@ static void handler_killed(uint16_t port, pid_t daemon_pid)
 	child_drop(echo);
 }
 
-/* ==== 2. a handler killed mid-stream ============================================ */
-
 enum { STREAMS = 20, CHUNKS_BEFORE_KILL = 100 };
 
 static int streams_started(void *arg)
@@ -165,8 +161,6 @@ static int streams_started(void *arg)
 			return 0;
 	return 1;
 }
-
-/* ==== 3. a requester killed mid-stream =========================================== */
 
 enum { REQ_STREAMS = 10 };
 
@@ -209,7 +203,6 @@ static void produce(void)
 		}
 }
 
-/* ==== 4. a handler that never replies ============================================ */
 /* The daemon's default timeout (for requests that give 0), and the others:
  * 150 ms apart, so the order they end in is the order of their deadlines. */
 #define DEFAULT_TIMEOUT "450"

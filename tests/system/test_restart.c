@@ -2,7 +2,6 @@
  * then stopped gracefully; each time the open request ends once, both
  * clients report OFFLINE, come back by themselves to the new daemon on the
  * same port, re-register, and are served. Every wait is bounded. */
-
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,6 @@
 
 /* LONG_MS: a request timeout that must not expire during a test. */
 enum { LONG_MS = 120000 };
-
-/* ==== 8. the router restarted under its clients ===================================== */
 
 struct watch {
 	long online, offline, reconnected, error;

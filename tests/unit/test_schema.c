@@ -1,7 +1,6 @@
 /* Argument schemas, the compiler and checker on their own: schemas and
  * payloads written as JSON, every type family, bounds, malformed payloads
  * and schemas, and the texts of the refusals. */
-
 #include <math.h>
 
 #include <switchboard/proto.h>
