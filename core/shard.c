@@ -400,10 +400,13 @@ static size_t soft_limit(const struct sb__shard *sh)
 
 static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len);
 
-/* Routes what arrived while paused, in order, until paused again. */
+/* Routes what arrived while paused, in order, until paused again. While
+ * it runs, c is not freed (conn_free() waits for it) and its parked list
+ * changes under nobody but this loop. */
 static void unpark(struct sb__shard *sh, struct sb__conn *c)
 {
 	uint32_t i = 0;
+	c->unparking = 1;
 	while (i < c->nparked && c->paused == 0 && !c->closing) {
 		struct sb__seg *s = &c->parked[i++];
 		on_data(sh, c, s->buf, s->len);
@@ -411,6 +414,7 @@ static void unpark(struct sb__shard *sh, struct sb__conn *c)
 	}
 	memmove(c->parked, c->parked + i, (c->nparked - i) * sizeof *c->parked);
 	c->nparked -= i;
+	c->unparking = 0;
 }
 
 /* Pause (d = 1) or resume (d = -1) reading from a connection of this shard.
@@ -422,10 +426,14 @@ static void pause_reads(struct sb__shard *sh, uint64_t ep, int d)
 	if (c == NULL || (d < 0 && c->paused == 0))
 		return;
 	c->paused = (uint32_t)((int)c->paused + d);
-	if (c->paused == 0 && c->nparked > 0) {
-		c->recv_armed++; /* keep the connection alive while routing */
+	/* A frame of c's parked bytes can pause c and resume it again (it
+	 * congests a consumer that is then dropped). That resume leaves the
+	 * rest to the loop already routing them: a second loop would route
+	 * the bytes before its own a second time, then lose one buffer when
+	 * the outer loop moved the list, and c's byte stream would be cut
+	 * mid-frame for good. */
+	if (c->paused == 0 && c->nparked > 0 && !c->unparking) {
 		unpark(sh, c);
-		c->recv_armed--;
 		if (c->closing) {
 			conn_free(sh, c);
 			return;
@@ -2050,14 +2058,13 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 	/* Wakes the multishot recv (it completes with 0) and fails a pending
 	 * sendmsg, so both come back and the connection can be freed. */
 	shutdown(c->fd, SHUT_RDWR);
-	if (!c->recv_armed && !c->sending)
-		conn_free(sh, c);
+	conn_free(sh, c);
 }
 
 static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 {
-	if (c->recv_armed || c->sending)
-		return; /* the other completion frees it */
+	if (c->recv_armed || c->sending || c->unparking)
+		return; /* the completion, or the end of the routing, frees it */
 	while (c->q_len > 0) {
 		sb__buf_put(c->q[c->q_head].buf, &sh->pool);
 		c->q_head = (c->q_head + 1) % c->q_cap;

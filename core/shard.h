@@ -58,6 +58,7 @@ struct sb__conn {
 	uint8_t recv_cancel; /* the recv is being cancelled to pause reading */
 	uint8_t mail_paused; /* paused while its frames' mail backlog is long */
 	uint8_t counted;     /* holds one of the router's max_conns places */
+	uint8_t unparking;   /* its parked bytes are being routed: no second pass, no free */
 	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
 	uint64_t *producers; /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;
