@@ -45,7 +45,8 @@ static struct sb_router *start_with(const struct sb_router_config *cfg)
 	return r;
 }
 
-static struct sb_router *start(unsigned shards, size_t out_max)
+/* slow_ms: 0 keeps the default (for out_max too). */
+static struct sb_router *start_slow(unsigned shards, size_t out_max, uint32_t slow_ms)
 {
 	struct sb_router_config cfg = base_config();
 	cfg.shards = shards;
@@ -55,7 +56,14 @@ static struct sb_router *start(unsigned shards, size_t out_max)
 		cfg.recv_buffers = 64;
 		cfg.log_level = getenv("SB_TEST_LOG") ? 3 : 0;
 	}
+	if (slow_ms)
+		cfg.slow_ms = slow_ms;
 	return start_with(&cfg);
+}
+
+static struct sb_router *start(unsigned shards, size_t out_max)
+{
+	return start_slow(shards, out_max, 0);
 }
 
 /* A test with a router of its own swaps it in; the shared one comes back
@@ -867,10 +875,13 @@ static void *stream_chunks(void *arg)
 }
 
 /* A requester that reads slowly slows its stream down: the router stops
- * reading the handler instead of queueing 32 MiB or dropping anyone. */
+ * reading the handler instead of queueing 32 MiB or dropping anyone. The
+ * requester reads nothing at all for a while here, so the slow-consumer
+ * clock is set well past the longest the test waits. */
 static void test_slow_requester_slows_the_stream(void)
 {
-	swap_in(start(2, SMALL_OUT_MAX)); /* small queues: bounds reached with little data */
+	/* small queues: bounds reached with little data */
+	swap_in(start_slow(2, SMALL_OUT_MAX, 600000));
 
 	struct peer *fs = peer_hello(PORT, "fs-big", "service");
 	struct peer *cli = peer_hello(PORT, "lazy", "client");
@@ -914,11 +925,13 @@ static void test_slow_requester_slows_the_stream(void)
 	swap_out();
 }
 
-/* A service that stops reading while sends pour in has no reply to pause
- * for: past out_max it is dropped, and the router's memory stays bounded. */
+/* A service that stops reading while sends pour in pauses their sender at
+ * its mark; taking nothing for slow_ms, it is dropped, and the router's
+ * memory stays bounded. */
 static void test_slow_consumer_is_dropped(void)
 {
-	swap_in(start(2, SMALL_OUT_MAX)); /* small queues: bounds reached with little data */
+	/* small queues: bounds reached with little data */
+	swap_in(start_slow(2, SMALL_OUT_MAX, 300));
 
 	struct peer *sink = peer_dial(PORT);
 	int small = 4096;
@@ -934,15 +947,18 @@ static void test_slow_consumer_is_dropped(void)
 	struct sb_msg m = {.kind = SB_SEND, .name = v_str("firehose")};
 	m.payload.ptr = blob;
 	m.payload.len = sizeof blob;
+	/* 32 MiB at most; the sink reads none. The writes block while the
+	 * router holds the sender paused, until the sink is dropped. */
 	for (int i = 0; i < 2048 && stats().slow_consumers == 0; i++)
-		peer_send(cli, &m); /* 32 MiB at most; the sink reads none */
+		peer_send(cli, &m);
 	for (int i = 0; i < 100 && stats().slow_consumers == 0; i++) {
 		struct timespec ts = {0, 10 * 1000000};
 		nanosleep(&ts, NULL);
 	}
 	CHECK_INT(stats().slow_consumers, 1);
+	CHECK(stats().pauses >= 1);
 	CHECK(stats().queued_peak <= SMALL_OUT_MAX + SMALL_WINDOW);
-	/* The sender is unaffected. */
+	/* The sender is served again. */
 	struct sb_msg ping = {.kind = SB_PING, .id = 5};
 	peer_send(cli, &ping);
 	CHECK(peer_expect(cli, SB_PONG)->id == 5);
