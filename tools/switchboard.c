@@ -29,6 +29,7 @@ enum {
 	O_MAX_REGISTRATIONS,
 	O_IDLE_TIMEOUT,
 	O_PONG_TIMEOUT,
+	O_SLOW_TIMEOUT,
 };
 
 /* Every setting is a long flag, and the same name is its key in a config
@@ -40,6 +41,7 @@ static const struct option opts[] = {
 	{"max-frame", required_argument, NULL, 'm'},
 	{"timeout", required_argument, NULL, 't'},
 	{"out-max", required_argument, NULL, 'o'},
+	{"slow-timeout", required_argument, NULL, O_SLOW_TIMEOUT},
 	{"max-conns", required_argument, NULL, 'c'},
 	{"hello-timeout", required_argument, NULL, 'H'},
 	{"name-pattern", required_argument, NULL, 'N'},
@@ -85,8 +87,13 @@ static void usage(FILE *out)
 		"  --shards N            threads, one per core (default: online CPUs)\n"
 		"  --max-frame BYTES     largest frame body accepted (default 1048576)\n"
 		"  --timeout MS          timeout of requests that give none (default 30000)\n"
-		"  --out-max BYTES       output queued per connection before it is dropped\n"
-		"                        as a slow consumer (default 16777216)\n"
+		"  --out-max BYTES       output queued per connection: a quarter of it\n"
+		"                        pauses whoever feeds it, past it (plus 8 receive\n"
+		"                        pools) it is dropped as a slow consumer\n"
+		"                        (default 16777216)\n"
+		"  --slow-timeout MS     a connection past that quarter whose peer takes\n"
+		"                        nothing for this long is dropped as a slow\n"
+		"                        consumer; 0 = never (default 10000)\n"
 		"  --max-conns N         open connections; more are refused with an\n"
 		"                        error (default 65536); the descriptor limit is\n"
 		"                        raised to match, as the hard limit allows\n"
@@ -344,6 +351,9 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case O_PONG_TIMEOUT:
 		cfg->pong_timeout_ms = (uint32_t)number(s, "pong-timeout", val, 1, 3600000);
+		break;
+	case O_SLOW_TIMEOUT:
+		cfg->slow_ms = (uint32_t)number(s, "slow-timeout", val, 0, 3600000);
 		break;
 	case 'C':
 		cfg->tls_cert = val;

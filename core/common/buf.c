@@ -1,5 +1,6 @@
 /* Receive-buffer pools and heap buffers. Ring buffers go back to the kernel
- * in batches; a buffer held by a slow connection simply stays out longer. */
+ * in batches; a pool that runs low says so, for holders that could keep
+ * its buffers long (shard.c: output queues) to copy instead. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,11 +26,15 @@ int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid
 	}
 	p->mem = malloc((size_t)count * size);
 	p->bufs = calloc(count, sizeof *p->bufs);
-	if (p->mem == NULL || p->bufs == NULL)
+	p->low = aligned_alloc(64, 64);
+	if (p->mem == NULL || p->bufs == NULL || p->low == NULL)
 		goto fail;
+	atomic_init(p->low, 0);
 	p->count = count;
 	p->size = size;
 	p->bgid = bgid;
+	p->low_on = count - count / 8;
+	p->low_off = count - count / 4;
 	atomic_init(&p->returned, NULL);
 	io_uring_buf_ring_init(p->br);
 	reg.ring_addr = (unsigned long)p->br;
@@ -42,6 +47,7 @@ int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid
 		b->bid = (uint16_t)i;
 		b->ring = 1;
 		b->pool = p;
+		b->low = p->low;
 		b->data = p->mem + (size_t)i * size;
 		io_uring_buf_ring_add(p->br, b->data, size, b->bid, io_uring_buf_ring_mask(count),
 				      (int)i);
@@ -51,12 +57,14 @@ int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid
 fail_sys:
 	free(p->mem);
 	free(p->bufs);
+	free(p->low);
 	munmap(p->br, ring_bytes);
 	p->br = NULL;
 	return SB_ESYS;
 fail:
 	free(p->mem);
 	free(p->bufs);
+	free(p->low);
 	munmap(p->br, ring_bytes);
 	p->br = NULL;
 	return SB_ENOMEM;
@@ -70,6 +78,7 @@ void sb__bufpool_destroy(struct sb__bufpool *p, struct io_uring *ring)
 	munmap(p->br, p->count * sizeof(struct io_uring_buf));
 	free(p->mem);
 	free(p->bufs);
+	free(p->low);
 	p->br = NULL;
 }
 
@@ -77,7 +86,10 @@ struct sb__buf *sb__bufpool_get(struct sb__bufpool *p, uint16_t bid)
 {
 	struct sb__buf *b = &p->bufs[bid];
 	atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
-	p->out++;
+	if (++p->out >= p->low_on && !p->is_low) {
+		p->is_low = 1;
+		atomic_store_explicit(p->low, 1, memory_order_relaxed);
+	}
 	return b;
 }
 
@@ -86,7 +98,10 @@ static void recycle(struct sb__bufpool *p, struct sb__buf *b)
 	io_uring_buf_ring_add(p->br, b->data, p->size, b->bid, io_uring_buf_ring_mask(p->count),
 			      (int)p->pending);
 	p->pending++;
-	p->out--;
+	if (--p->out <= p->low_off && p->is_low) {
+		p->is_low = 0;
+		atomic_store_explicit(p->low, 0, memory_order_relaxed);
+	}
 }
 
 unsigned sb__bufpool_flush(struct sb__bufpool *p)

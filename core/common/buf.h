@@ -11,12 +11,14 @@
 /* A frame forwarded to N connections holds N references to the buffer it
  * arrived in, so broadcast and cross-shard delivery never copy it. */
 struct sb__buf {
-	atomic_uint refs;          /* holders; the last put recycles or frees it */
-	uint16_t bid;              /* ring buffers: id in the buffer ring */
-	uint8_t ring;              /* 1 = ring buffer, 0 = heap buffer */
-	struct sb__bufpool *pool;  /* ring buffers: the owning shard's pool */
-	struct sb__buf *next_free; /* on the owner's return stack */
-	uint8_t *data;             /* the bytes */
+	atomic_uint refs;            /* holders; the last put recycles or frees it */
+	uint16_t bid;                /* ring buffers: id in the buffer ring */
+	uint8_t ring;                /* 1 = ring buffer, 0 = heap buffer */
+	struct sb__bufpool *pool;    /* ring buffers: the owning shard's pool */
+	const _Atomic unsigned *low; /* ring buffers: the pool's flag (below), read
+					without touching the pool's busy line */
+	struct sb__buf *next_free;   /* on the owner's return stack */
+	uint8_t *data;               /* the bytes */
 };
 
 /* One shard's receive buffers: `count` buffers of `size` bytes registered as
@@ -29,6 +31,12 @@ struct sb__bufpool {
 	uint16_t bgid;
 	unsigned pending; /* buffers added but not yet published */
 	unsigned out;     /* buffers held by the kernel's or our side */
+	/* 1 while the pool runs low: from 7/8 of it out on our side until
+	 * 3/4. Any shard queueing one of its buffers reads it, only the owner
+	 * writes it, and only when it changes: it has a cache line of its
+	 * own, away from the counters the owner writes per buffer. */
+	_Atomic unsigned *low;
+	unsigned low_on, low_off, is_low; /* the marks, and the owner's copy of *low */
 	/* Buffers other shards released, recycled by the owner. C11 atomics
 	 * rather than ck_stack: ThreadSanitizer can see these orderings. */
 	_Atomic(struct sb__buf *) returned;
@@ -44,6 +52,13 @@ void sb__bufpool_destroy(struct sb__bufpool *p, struct io_uring *ring);
 
 /** The buffer the kernel filled, from a recv completion's buffer id. */
 struct sb__buf *sb__bufpool_get(struct sb__bufpool *p, uint16_t bid);
+
+/** Whether b is a receive buffer of a pool that is running low, so that a
+ *  holder that may keep it long should copy what it needs and let it go. */
+static inline int sb__buf_scarce(const struct sb__buf *b)
+{
+	return b->ring && atomic_load_explicit(b->low, memory_order_relaxed);
+}
 
 /**
  * Owner shard only: give back buffers other shards released, and publish

@@ -24,6 +24,7 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->default_timeout_ms = 30000;
 	c->max_timeout_ms = 3600 * 1000;
 	c->out_max = 16u << 20;
+	c->slow_ms = 10000;
 	c->max_inflight = 1u << 20;
 	c->max_conns = 65536;
 	c->hello_timeout_ms = 5000;
@@ -357,6 +358,7 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 		{"max-frame", o->max_frame, c->max_frame},
 		{"timeout", o->default_timeout_ms, c->default_timeout_ms},
 		{"out-max", o->out_max, c->out_max},
+		{"slow-timeout", o->slow_ms, c->slow_ms},
 		{"max-conns", o->max_conns, c->max_conns},
 		{"hello-timeout", o->hello_timeout_ms, c->hello_timeout_ms},
 		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},

@@ -60,6 +60,7 @@ struct sb__conn {
 	uint8_t counted;     /* holds one of the router's max_conns places */
 	uint8_t bye;         /* said GOODBYE: finishing its requests, then closed */
 	uint8_t bye_wait;    /* shards yet to report no request in flight to it */
+	uint8_t unparking;   /* its parked bytes are being routed: no second pass, no free */
 	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
 	uint64_t *producers; /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;
@@ -84,8 +85,13 @@ struct sb__conn {
 	/* output queue: a ring of segments, flushed by one sendmsg per loop turn */
 	struct sb__seg *q;
 	uint32_t q_head, q_len, q_cap;
-	uint32_t q_sent; /* segments (from q_head) in the sendmsg in flight */
-	size_t q_bytes;  /* bytes queued, bounded by out_max */
+	uint32_t q_sent;        /* segments (from q_head) in the sendmsg in flight */
+	size_t q_bytes;         /* bytes queued, bounded by out_max */
+	struct sb__buf *q_last; /* the buffer of the last segment queued */
+	uint64_t out_total;     /* bytes the socket has taken from the queue, ever */
+	struct sb__timer slow;  /* past the pause mark: is it taking anything? */
+	uint64_t slow_seen;     /* out_total at the last look */
+	int slow_outq;          /* bytes unacknowledged in the socket at the last look */
 	struct iovec iov[SB__IOV_MAX];
 	struct msghdr msg;    /* the sendmsg in flight (MSG_NOSIGNAL) */
 	struct sb__link reqs; /* requests this connection made (entries on this shard) */
@@ -120,7 +126,9 @@ struct sb__stats {
 
 /* Mail between shards (struct sb__mail's `type`). */
 enum sb__mail_type {
-	SB__MAIL_DELIVER = 1, /* b: target ep, p: buf, c: offset << 32 | length, a: from */
+	SB__MAIL_DELIVER = 1, /* b: target ep, p: buf, a: offset of the whole frame in it,
+				 c: the producing connection, or (with no producer) only
+				 the sending shard's bits */
 	SB__MAIL_REPLY,       /* b: sender ep, p: buf, c: offset << 32 | length, a: from */
 	SB__MAIL_ROUTE_ADD,   /* b: ep, a: flags, p: heap name (struct sb__mail_name) */
 	SB__MAIL_ROUTE_DEL,   /* b: ep, p: heap name */

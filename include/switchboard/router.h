@@ -21,8 +21,12 @@ struct sb_router_config {
 	uint32_t default_timeout_ms; /* for requests with timeout 0; default 30,000 */
 	uint32_t max_timeout_ms;     /* longer timeouts are cut to this; default 1 h */
 	size_t out_max;              /* queued output per connection: a quarter of it pauses
-					the handlers streaming to it; past it plus 8 receive
+					the connections feeding it (senders, requesters,
+					handlers streaming to it); past it plus 8 receive
 					pools it is dropped as a slow consumer; default 16 MiB */
+	uint32_t slow_ms;            /* a connection past that quarter whose peer takes
+					none of it for this long is dropped as a slow
+					consumer; 0 = never; default 10,000 */
 	uint32_t max_inflight;       /* requests in flight per shard; default 1,048,576 */
 	uint32_t max_conns;          /* open connections, all shards; more are refused with
 					an ERROR; default 65,536. sb_router_new() warns (log
@@ -94,9 +98,11 @@ struct sb_router_stats {
 	uint64_t timeouts;          /* requests ended by their timeout */
 	uint64_t late_replies;      /* replies that came after their request ended */
 	uint64_t no_handler;        /* requests and sends with no handler */
-	uint64_t slow_consumers;    /* connections dropped over out_max */
+	uint64_t slow_consumers;    /* connections dropped as slow consumers (slow_ms, or
+				       past out_max and its window) */
 	uint64_t inflight;          /* requests in flight now */
-	uint64_t pauses;            /* times a handler's reads were paused for a slow requester */
+	uint64_t pauses;            /* times a connection's reads were paused: a connection it
+				       feeds was past its pause mark, or its mail backed up */
 	uint64_t queued_peak;       /* largest output queue any connection had, in bytes */
 	uint64_t recv_starved;      /* receives stopped because every receive buffer was out */
 	uint64_t mail_deferred;     /* inter-shard messages that waited for room in a full ring */

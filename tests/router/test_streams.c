@@ -15,13 +15,15 @@
 #define SMALL_OUT_MAX (256u << 10)
 #define SMALL_WINDOW  (8u * 64 * 16384) /* 8 x receive pool: see queue_limit() */
 
-/* A router with small queues: bounds reached with little data. */
-static void start_small(void)
+/* A router with small queues: bounds reached with little data. A consumer
+ * that takes nothing for slow_ms is dropped. */
+static void start_small(uint32_t slow_ms)
 {
 	struct sb_router_config cfg = router_config();
 	cfg.out_max = SMALL_OUT_MAX;
 	cfg.max_frame = SMALL_OUT_MAX / 4; /* a frame must fit in a connection's queue */
 	cfg.recv_buffers = 64;
+	cfg.slow_ms = slow_ms;
 	router_start(&cfg);
 }
 
@@ -129,10 +131,12 @@ static void test_handler_killed_mid_stream(void)
 }
 
 /* A requester that reads slowly slows its stream down: the router stops
- * reading the handler instead of queueing 32 MiB or dropping anyone. */
+ * reading the handler instead of queueing 32 MiB or dropping anyone. The
+ * requester reads nothing at all for a while here, so the slow-consumer
+ * clock is set well past the longest the test waits. */
 static void test_slow_requester_slows_the_stream(void)
 {
-	start_small();
+	start_small(600000);
 
 	struct peer *fs = peer_hello(PORT, "fs-big", "service");
 	struct peer *cli = peer_hello(PORT, "lazy", "client");
@@ -176,11 +180,12 @@ static void test_slow_requester_slows_the_stream(void)
 	router_stop();
 }
 
-/* A service that stops reading while sends pour in has no reply to pause
- * for: past out_max it is dropped, and the router's memory stays bounded. */
+/* A service that stops reading while sends pour in pauses their sender at
+ * its mark; taking nothing for slow_ms, it is dropped, and the router's
+ * memory stays bounded. */
 static void test_slow_consumer_is_dropped(void)
 {
-	start_small();
+	start_small(300);
 
 	struct peer *sink = peer_dial(PORT);
 	int small = 4096;
@@ -196,15 +201,18 @@ static void test_slow_consumer_is_dropped(void)
 	struct sb_msg m = {.kind = SB_SEND, .name = v_str("firehose")};
 	m.payload.ptr = blob;
 	m.payload.len = sizeof blob;
+	/* 32 MiB at most; the sink reads none. The writes block while the
+	 * router holds the sender paused, until the sink is dropped. */
 	for (int i = 0; i < 2048 && router_stats().slow_consumers == 0; i++)
-		peer_send(cli, &m); /* 32 MiB at most; the sink reads none */
+		peer_send(cli, &m);
 	for (int i = 0; i < 100 && router_stats().slow_consumers == 0; i++) {
 		struct timespec ts = {0, 10 * 1000000};
 		nanosleep(&ts, NULL);
 	}
 	CHECK_INT(router_stats().slow_consumers, 1);
+	CHECK(router_stats().pauses >= 1);
 	CHECK(router_stats().queued_peak <= SMALL_OUT_MAX + SMALL_WINDOW);
-	/* The sender is unaffected. */
+	/* The sender is served again. */
 	struct sb_msg ping = {.kind = SB_PING, .id = 5};
 	peer_send(cli, &ping);
 	CHECK(peer_expect(cli, SB_PONG)->id == 5);
