@@ -12,6 +12,7 @@
 
 #include "proto/mp.h"
 #include "router/admin.h"
+#include "router/request.h"
 #include "common/idmap.h"
 #include "router/shard.h"
 

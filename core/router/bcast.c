@@ -9,6 +9,12 @@
 #include <string.h>
 
 #include "router/bcast.h"
+#include "router/balance.h"
+#include "router/conn.h"
+#include "router/deliver.h"
+#include "router/flow.h"
+#include "router/outq.h"
+#include "router/request.h"
 #include "router/shard.h"
 
 #define IN_PROCESS "(in-process)" /* the `peer` of an in-process handler, as in $sb.routes */
@@ -112,7 +118,7 @@ static void emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m
 		return;
 	}
 	if (sb__enqueue(sh, c, pb, m->payload.ptr, m->payload.len) == 0)
-		sb__congest(sh, c, producer);
+		sb__flow_congest(sh, c, producer);
 }
 
 /* An ERROR about one handler, `peer` set, MORE: the request goes on. */

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "router/shard.h"
+#include "router/local.h"
+#include "router/request.h"
 
 /* A message being handled in-process; lives on the shard's stack. */
 struct sb_local_call {
@@ -95,7 +97,7 @@ static int answer(struct sb_local_call *call, const struct sb_msg *r)
 	if (b == NULL)
 		return SB_ENOMEM;
 	sb_encode(r, b->data, (size_t)n);
-	sb__shard_reply(call->sh, call->ep, b, b->data, (uint32_t)n);
+	sb__req_reply(call->sh, call->ep, b, b->data, (uint32_t)n);
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "router/shard.h"
+#include "router/conn_tls.h"
 
 void sb_router_config_init(struct sb_router_config *c)
 {

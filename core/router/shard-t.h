@@ -18,6 +18,7 @@
 #include "router/peers.h"
 #include "router/reqtab.h"
 #include "router/route.h"
+#include "router/stats.h"
 
 #define SB__MAX_SHARDS 64
 /* Endpoints that are not connections, told apart by their shard bits. */
@@ -27,15 +28,6 @@
 struct sb_router;
 struct sb__conn;
 struct sb__tls_ctx;
-
-/* Counters a shard writes and anyone may read (relaxed atomics: no locks). */
-struct sb__stats {
-	_Atomic uint64_t frames_in, requests, replies, timeouts, late_replies, no_handler,
-		slow_consumers, connections, inflight, pauses, queued_peak, recv_starved,
-		mail_deferred, mail_backlog_peak, refused, hello_timeouts, invalid_args;
-	_Atomic uint64_t auth_failures, auth_blocked, forbidden, addr_refused, inflight_refused,
-		register_refused, idle_pings, idle_timeouts, accept_errors;
-};
 
 struct sb__shard {
 	struct sb_router *r;

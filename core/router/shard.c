@@ -15,16 +15,25 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "router/admin.h"
-#include "router/bcast.h"
 #include "common/clock.h"
+#include "proto/mp.h"
+#include "router/accept.h"
+#include "router/admin.h"
+#include "router/balance.h"
+#include "router/bcast.h"
+#include "router/conn.h"
+#include "router/conn_tls.h"
+#include "router/deliver.h"
+#include "router/flow.h"
+#include "router/frame.h"
+#include "router/goodbye.h"
+#include "router/handshake.h"
+#include "router/local.h"
+#include "router/mail.h"
+#include "router/outq.h"
+#include "router/register.h"
+#include "router/request.h"
 #include "router/shard.h"
-
-/* io_uring user_data: an operation tag in the top 8 bits, the connection's
- * endpoint (minus its shard bits, which are ours) below. */
-enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE, TAG_CANCEL };
-#define TAG_SHIFT 56
-#define EP_MASK   ((1ull << TAG_SHIFT) - 1)
 
 /* A TLS connection's pair holds this much ciphertext coming in (a
  * receive is fed in passes, each decrypted at once) and going out (a whole
@@ -33,16 +42,7 @@ enum tag { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_WAKE, TAG_CANCEL };
  * connection made the difference at 10,000 of them. */
 #define TLS_IN_SIZE  4096
 #define TLS_OUT_SIZE 20480
-#define TLS_RECORD   16384 /* the most plaintext in a record */
-#define TLS_GATHER   4096  /* frames smaller than this share records */
-
-static void stat_add(_Atomic uint64_t *c, int64_t d)
-{
-	/* Only this shard writes its counters: a plain load and store keep
-	 * readers race-free without a locked instruction per message. */
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + (uint64_t)d,
-			      memory_order_relaxed);
-}
+#define TLS_GATHER   4096 /* frames smaller than this share records */
 
 /* The turn clock: timers use the milliseconds, latencies the microseconds. */
 static void tick(struct sb__shard *sh)
@@ -51,75 +51,46 @@ static void tick(struct sb__shard *sh)
 	sh->now = sh->now_us / 1000;
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t rd64(const uint8_t *p)
-{
-	return (uint64_t)rd32(p) << 32 | rd32(p + 4);
-}
-
-static unsigned ep_shard(uint64_t ep)
-{
-	return (unsigned)(ep >> TAG_SHIFT);
-}
-
 /* ---- submission helpers ------------------------------------------------- */
 
-static struct io_uring_sqe *sqe_get(struct sb__shard *sh)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
-	if (sqe == NULL) {
-		/* SQ full: hand what we have to the kernel and take a fresh slot. */
-		io_uring_submit(&sh->ring);
-		sqe = io_uring_get_sqe(&sh->ring);
-	}
-	return sqe;
-}
-
-static void arm_recv(struct sb__shard *sh, struct sb__conn *c)
+void sb__conn_arm_recv(struct sb__shard *sh, struct sb__conn *c)
 {
 	/* One receive per connection: a second would interleave the byte
 	 * stream, and a pause (which cancels one) would not stop it. */
 	if (c->recv_armed)
 		return;
-	struct io_uring_sqe *sqe = sqe_get(sh);
+	struct io_uring_sqe *sqe = sb__sqe(sh);
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = sh->pool.bgid;
-	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_RECV << TAG_SHIFT | (c->ep & EP_MASK));
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_RECV, c->ep));
 	c->recv_armed = 1;
 	c->rearm = 0;
 }
 
-static void arm_accept(struct sb__shard *sh)
+void sb__accept_arm(struct sb__shard *sh)
 {
-	struct io_uring_sqe *sqe = sqe_get(sh);
+	struct io_uring_sqe *sqe = sb__sqe(sh);
 	io_uring_prep_multishot_accept(sqe, sh->lfd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_ACCEPT, 0));
 	sh->accept_armed = 1;
 }
 
 static void arm_wake(struct sb__shard *sh)
 {
-	struct io_uring_sqe *sqe = sqe_get(sh);
+	struct io_uring_sqe *sqe = sb__sqe(sh);
 	io_uring_prep_poll_multishot(sqe, sh->efd, POLLIN);
-	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_WAKE << TAG_SHIFT);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_WAKE, 0));
 }
 
 /* ---- mail --------------------------------------------------------------- */
-
-static void pause_reads(struct sb__shard *sh, uint64_t ep, int d);
-static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep);
 
 /* The frame bytes a mail carries: a DELIVER's frame says its own length
  * (its mail has no room for it next to the producer). */
 static uint32_t mail_bytes(const struct sb__mail *m)
 {
 	if (m->type == SB__MAIL_DELIVER)
-		return SB_PREFIX_LEN + rd32(((const struct sb__buf *)m->p)->data + m->a);
+		return SB_PREFIX_LEN + sb__be32(((const struct sb__buf *)m->p)->data + m->a);
 	return m->type == SB__MAIL_REPLY ? (uint32_t)m->c : 0;
 }
 
@@ -155,7 +126,7 @@ static void block_producer(struct sb__shard *sh, struct sb__backlog *bl)
 	}
 	bl->blocked[bl->nblocked++] = c->ep;
 	c->mail_paused = 1;
-	pause_reads(sh, c->ep, 1);
+	sb__flow_pause(sh, c->ep, 1);
 }
 
 static void unblock_producers(struct sb__shard *sh, struct sb__backlog *bl)
@@ -164,10 +135,10 @@ static void unblock_producers(struct sb__shard *sh, struct sb__backlog *bl)
 	 * appended past n and stay. */
 	uint32_t n = bl->nblocked;
 	for (uint32_t i = 0; i < n; i++) {
-		struct sb__conn *c = conn_get(sh, bl->blocked[i]);
+		struct sb__conn *c = sb__conn_get(sh, bl->blocked[i]);
 		if (c != NULL && c->mail_paused) {
 			c->mail_paused = 0;
-			pause_reads(sh, c->ep, -1);
+			sb__flow_pause(sh, c->ep, -1);
 		}
 	}
 	memmove(bl->blocked, bl->blocked + n, (bl->nblocked - n) * sizeof *bl->blocked);
@@ -176,7 +147,7 @@ static void unblock_producers(struct sb__shard *sh, struct sb__backlog *bl)
 
 static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb__mail *m);
 
-static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
+void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 {
 	struct sb__backlog *bl = &sh->backlog[to];
 	int wake = 0;
@@ -196,7 +167,7 @@ static void mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 
 static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb__mail *m)
 {
-	stat_add(&sh->st.mail_deferred, 1);
+	sb__stat_add(&sh->st.mail_deferred, 1);
 	if (bl->len == bl->cap) {
 		uint32_t cap = bl->cap ? bl->cap * 2 : 64;
 		struct sb__mail *nm = malloc(cap * sizeof *nm);
@@ -214,7 +185,7 @@ static void defer(struct sb__shard *sh, struct sb__backlog *bl, const struct sb_
 		atomic_store_explicit(&sh->st.mail_backlog_peak, bl->len, memory_order_relaxed);
 }
 
-static void flush_backlogs(struct sb__shard *sh)
+void sb__mail_flush(struct sb__shard *sh)
 {
 	for (unsigned to = 0; to < sh->r->nshards; to++) {
 		struct sb__backlog *bl = &sh->backlog[to];
@@ -232,7 +203,7 @@ static void flush_backlogs(struct sb__shard *sh)
 	}
 }
 
-static void send_wakes(struct sb__shard *sh)
+void sb__mail_wake(struct sb__shard *sh)
 {
 	for (unsigned to = 0; to < sh->r->nshards; to++)
 		if (sh->wake[to]) {
@@ -246,15 +217,9 @@ static void send_wakes(struct sb__shard *sh)
 
 /* ---- output ------------------------------------------------------------- */
 
-static struct sb__conn *conn_get(struct sb__shard *sh, uint64_t ep)
-{
-	struct sb__conn *c = sb__reqtab_get(&sh->conns, ep);
-	return c != NULL && !c->closing ? c : NULL;
-}
-
 /* The list holds endpoint ids, not pointers: a connection freed before the
  * flush is then simply not found. */
-static void mark_dirty(struct sb__shard *sh, struct sb__conn *c)
+void sb__outq_mark(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (c->dirty)
 		return;
@@ -269,8 +234,6 @@ static void mark_dirty(struct sb__shard *sh, struct sb__conn *c)
 	sh->dirty[sh->ndirty++] = c->ep;
 	c->dirty = 1;
 }
-
-static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why);
 
 /* Bytes a connection may queue before it is dropped: out_max, plus the
  * window of what may already be on its way. A shard routes at most its
@@ -288,28 +251,19 @@ static size_t queue_limit(const struct sb__shard *sh)
 	return cfg->out_max + 8 * (size_t)cfg->recv_buffers * cfg->recv_buffer_size;
 }
 
-/* The pause mark: past it, a connection's queue pauses whoever feeds it
- * (congest()) and starts the slow-consumer clock (on_slow()). */
-static size_t soft_limit(const struct sb__shard *sh)
-{
-	return sh->r->cfg.out_max / 4;
-}
-
-static void slow_watch(struct sb__shard *sh, struct sb__conn *c);
-
 /* Queues a frame (taking over the caller's reference). A connection that
  * cannot keep up is dropped rather than allowed to grow without bound. */
-static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
-		   uint32_t len)
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len)
 {
 	if (c->q_bytes + len > queue_limit(sh)) {
 		sb__buf_put(b, &sh->pool);
-		stat_add(&sh->st.slow_consumers, 1);
+		sb__stat_add(&sh->st.slow_consumers, 1);
 		sb__log(sh->r, 1,
 			"peer %s: %zu bytes queued, over its limit of %zu: dropped as a slow "
 			"consumer",
 			c->name, c->q_bytes + len, queue_limit(sh));
-		conn_close(sh, c, "slow consumer");
+		sb__conn_close(sh, c, "slow consumer");
 		return SB_EOVERLOADED;
 	}
 	if (c->q_len == c->q_cap) {
@@ -317,7 +271,7 @@ static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, 
 		struct sb__seg *nq = malloc(cap * sizeof *nq);
 		if (nq == NULL) {
 			sb__buf_put(b, &sh->pool);
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 			return SB_ENOMEM;
 		}
 		for (uint32_t i = 0; i < c->q_len; i++)
@@ -338,7 +292,7 @@ static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, 
 		struct sb__buf *h = sb__buf_heap(len);
 		if (h == NULL) {
 			sb__buf_put(b, &sh->pool);
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 			return SB_ENOMEM;
 		}
 		memcpy(h->data, p, len);
@@ -351,44 +305,41 @@ static int enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, 
 	c->q_bytes += len;
 	if (c->q_bytes > atomic_load_explicit(&sh->st.queued_peak, memory_order_relaxed))
 		atomic_store_explicit(&sh->st.queued_peak, c->q_bytes, memory_order_relaxed);
-	if (c->q_bytes > soft_limit(sh) && !sb__timer_armed(&c->slow) && sh->r->cfg.slow_ms > 0)
-		slow_watch(sh, c);
-	mark_dirty(sh, c);
+	if (c->q_bytes > sb__outq_pause_mark(sh) && !sb__timer_armed(&c->slow) &&
+	    sh->r->cfg.slow_ms > 0)
+		sb__flow_watch(sh, c);
+	sb__outq_mark(sh, c);
 	return 0;
 }
 
 /* Encodes a router-made message and queues it. */
-static int send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	long n = sb_encoded_size(m);
 	struct sb__buf *b = n > 0 ? sb__buf_heap((size_t)n) : NULL;
 	if (b == NULL)
 		return SB_ENOMEM;
 	sb_encode(m, b->data, (size_t)n);
-	return enqueue(sh, c, b, b->data, (uint32_t)n);
+	return sb__enqueue(sh, c, b, b->data, (uint32_t)n);
 }
 
-static void send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
-		       const char *text, uint8_t flags)
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags)
 {
 	struct sb_msg m = {.kind = SB_ERROR, .flags = flags, .id = id, .code = (uint32_t)-err};
 	m.text.ptr = (const uint8_t *)text;
 	m.text.len = (uint32_t)strlen(text);
-	send_msg(sh, c, &m);
+	sb__send_msg(sh, c, &m);
 }
 
 /* A fatal error: tell the peer, then close once the error is on the wire. */
-static void fail_conn(struct sb__shard *sh, struct sb__conn *c, int err, const char *text)
+void sb__conn_fail(struct sb__shard *sh, struct sb__conn *c, int err, const char *text)
 {
 	sb__log(sh->r, 2, "peer %s: %s: %s", c->name[0] ? c->name : "(handshake)", sb_strerror(err),
 		text);
-	send_error(sh, c, 0, err, text, SB_F_FATAL);
+	sb__send_error(sh, c, 0, err, text, SB_F_FATAL);
 	c->doomed = 1;
 }
-
-static void flush_tls(struct sb__shard *sh, struct sb__conn *c);
-
-static int bye_done(const struct sb__conn *c);
 
 /* One sendmsg with every queued segment, up to SB__IOV_MAX; a doomed
  * connection with nothing left to send is closed. */
@@ -396,15 +347,15 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (c->sending || c->closing)
 		return;
-	if (bye_done(c))
+	if (sb__bye_done(c))
 		c->doomed = 1; /* its GOODBYE is honoured: closed once its output is out */
 	if (c->tls != NULL) {
-		flush_tls(sh, c);
+		sb__conn_tls_flush(sh, c);
 		return;
 	}
 	if (c->q_len == 0) {
 		if (c->doomed)
-			conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
+			sb__conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
 		return;
 	}
 	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
@@ -415,18 +366,18 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 	}
 	/* sendmsg, not writev: MSG_NOSIGNAL keeps a peer that vanished from
 	 * raising SIGPIPE in whatever program embeds the router. */
-	struct io_uring_sqe *sqe = sqe_get(sh);
+	struct io_uring_sqe *sqe = sb__sqe(sh);
 	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = n};
 	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_SEND, c->ep));
 	c->sending = 1;
 	c->q_sent = n;
 }
 
-static void flush_dirty(struct sb__shard *sh)
+void sb__outq_flush(struct sb__shard *sh)
 {
 	for (uint32_t i = 0; i < sh->ndirty; i++) {
-		struct sb__conn *c = conn_get(sh, sh->dirty[i]);
+		struct sb__conn *c = sb__conn_get(sh, sh->dirty[i]);
 		if (c != NULL) {
 			c->dirty = 0;
 			flush_conn(sh, c);
@@ -435,8 +386,6 @@ static void flush_dirty(struct sb__shard *sh)
 	sh->ndirty = 0;
 }
 
-static void conn_free(struct sb__shard *sh, struct sb__conn *c);
-
 /* ---- flow control ------------------------------------------------------- */
 
 /* A consumer that reads slowly must slow down whoever feeds it rather than
@@ -444,15 +393,15 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c);
  * reads of each connection whose frame it is queueing (a sender, a
  * requester, a handler streaming to it; TCP then pushes back on that peer
  * itself), and resumes them once it has drained to half of the mark. One
- * that does not drain at all is dropped after slow_ms (on_slow()), so a
+ * that does not drain at all is dropped after slow_ms (sb__flow_on_slow()), so a
  * producer waits for a dead consumer no longer than that. */
 
 static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len);
 
 /* Routes what arrived while paused, in order, until paused again. While
- * it runs, c is not freed (conn_free() waits for it) and its parked list
+ * it runs, c is not freed (sb__conn_free() waits for it) and its parked list
  * changes under nobody but this loop. */
-static void unpark(struct sb__shard *sh, struct sb__conn *c)
+void sb__conn_unpark(struct sb__shard *sh, struct sb__conn *c)
 {
 	uint32_t i = 0;
 	c->unparking = 1;
@@ -469,9 +418,9 @@ static void unpark(struct sb__shard *sh, struct sb__conn *c)
 /* Pause (d = 1) or resume (d = -1) reading from a connection of this shard.
  * The multishot recv is cancelled, and what it still delivers is parked, so
  * a paused connection routes nothing until it is resumed. */
-static void pause_reads(struct sb__shard *sh, uint64_t ep, int d)
+void sb__flow_pause(struct sb__shard *sh, uint64_t ep, int d)
 {
-	struct sb__conn *c = conn_get(sh, ep);
+	struct sb__conn *c = sb__conn_get(sh, ep);
 	if (c == NULL || (d < 0 && c->paused == 0))
 		return;
 	c->paused = (uint32_t)((int)c->paused + d);
@@ -482,36 +431,36 @@ static void pause_reads(struct sb__shard *sh, uint64_t ep, int d)
 	 * the outer loop moved the list, and c's byte stream would be cut
 	 * mid-frame for good. */
 	if (c->paused == 0 && c->nparked > 0 && !c->unparking) {
-		unpark(sh, c);
+		sb__conn_unpark(sh, c);
 		if (c->closing) {
-			conn_free(sh, c);
+			sb__conn_free(sh, c);
 			return;
 		}
 	}
 	if (c->paused > 0 && c->recv_armed && !c->recv_cancel) {
-		struct io_uring_sqe *sqe = sqe_get(sh);
-		io_uring_prep_cancel64(sqe, (uint64_t)TAG_RECV << TAG_SHIFT | (c->ep & EP_MASK), 0);
-		io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+		struct io_uring_sqe *sqe = sb__sqe(sh);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_RECV, c->ep), 0);
+		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 		c->recv_cancel = 1;
-		stat_add(&sh->st.pauses, 1);
+		sb__stat_add(&sh->st.pauses, 1);
 	} else if (c->paused == 0 && !c->recv_armed)
-		arm_recv(sh, c);
+		sb__conn_arm_recv(sh, c);
 }
 
 static void pause_remote(struct sb__shard *sh, uint64_t ep, int pause)
 {
-	if (ep_shard(ep) == sh->id) {
-		pause_reads(sh, ep, pause ? 1 : -1);
+	if (sb__ep_shard(ep) == sh->id) {
+		sb__flow_pause(sh, ep, pause ? 1 : -1);
 		return;
 	}
 	struct sb__mail m = {.type = SB__MAIL_PAUSE, .a = (uint32_t)pause, .b = ep};
-	mail(sh, ep_shard(ep), &m);
+	sb__mail(sh, sb__ep_shard(ep), &m);
 }
 
 /* c's queue grew with a frame from producer: pause it if c is congested. */
-static void congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
+void sb__flow_congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
 {
-	if (c->closing || c->q_bytes <= soft_limit(sh))
+	if (c->closing || c->q_bytes <= sb__outq_pause_mark(sh))
 		return;
 	for (uint32_t i = 0; i < c->nproducers; i++)
 		if (c->producers[i] == producer)
@@ -528,7 +477,7 @@ static void congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
 	pause_remote(sh, producer, 1);
 }
 
-static void resume_producers(struct sb__shard *sh, struct sb__conn *c)
+void sb__flow_resume(struct sb__shard *sh, struct sb__conn *c)
 {
 	for (uint32_t i = 0; i < c->nproducers; i++)
 		pause_remote(sh, c->producers[i], 0);
@@ -545,7 +494,7 @@ static int unacked(const struct sb__conn *c)
 }
 
 /* Looks again in slow_ms at a connection past its pause mark. */
-static void slow_watch(struct sb__shard *sh, struct sb__conn *c)
+void sb__flow_watch(struct sb__shard *sh, struct sb__conn *c)
 {
 	c->slow_seen = c->out_total;
 	c->slow_outq = unacked(c);
@@ -558,43 +507,40 @@ static void slow_watch(struct sb__shard *sh, struct sb__conn *c)
  * slow consumer. One that reads, however slowly, stays, as long as its
  * kernel opens the TCP window once per slow_ms (every 64 KiB read on
  * loopback, every few KiB over a network). */
-static void on_slow(struct sb__timer *t)
+void sb__flow_on_slow(struct sb__timer *t)
 {
 	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, slow);
 	struct sb__shard *sh = c->sh;
 
-	if (c->closing || (c->nproducers == 0 && c->q_bytes <= soft_limit(sh)))
+	if (c->closing || (c->nproducers == 0 && c->q_bytes <= sb__outq_pause_mark(sh)))
 		return; /* holds nobody up: crossing the mark again restarts the clock */
 	int outq = unacked(c);
 	if (c->out_total != c->slow_seen || (outq >= 0 && outq < c->slow_outq)) {
-		slow_watch(sh, c);
+		sb__flow_watch(sh, c);
 		return;
 	}
-	stat_add(&sh->st.slow_consumers, 1);
+	sb__stat_add(&sh->st.slow_consumers, 1);
 	sb__log(sh->r, 1,
 		"peer %s: took none of its %zu queued bytes in %u ms: dropped as a slow consumer",
 		c->name[0] ? c->name : "(handshake)", c->q_bytes, sh->r->cfg.slow_ms);
-	conn_close(sh, c, "slow consumer");
+	sb__conn_close(sh, c, "slow consumer");
 }
 
-static void conn_free(struct sb__shard *sh, struct sb__conn *c);
-static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n);
-
 /* A sendmsg completed: release what went out, keep the rest in order. */
-static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
+void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res)
 {
 	c->sending = 0;
 	if (c->closing) {
-		conn_free(sh, c);
+		sb__conn_free(sh, c);
 		return;
 	}
 	if (res < 0) {
-		conn_close(sh, c, strerror(-res));
+		sb__conn_close(sh, c, strerror(-res));
 		return;
 	}
 	c->out_total += (uint64_t)res; /* the slow-consumer clock's evidence */
 	if (c->tls != NULL) {
-		tls_sent(sh, c, (size_t)res);
+		sb__conn_tls_sent(sh, c, (size_t)res);
 		return;
 	}
 	size_t left = (size_t)res;
@@ -612,39 +558,37 @@ static void on_send(struct sb__shard *sh, struct sb__conn *c, int res)
 		c->q_head = (c->q_head + 1) % c->q_cap;
 		c->q_len--;
 	}
-	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
-		resume_producers(sh, c);
-	if ((c->doomed || bye_done(c)) && c->q_len == 0)
-		conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
+	if (c->nproducers > 0 && c->q_bytes <= sb__outq_pause_mark(sh) / 2)
+		sb__flow_resume(sh, c);
+	if ((c->doomed || sb__bye_done(c)) && c->q_len == 0)
+		sb__conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
 	else if (c->q_len > 0)
-		mark_dirty(sh, c);
+		sb__outq_mark(sh, c);
 }
 
 /* ---- requests ----------------------------------------------------------- */
 
-static void bye_report(struct sb__shard *sh, uint64_t ep);
-
 /* A handler's entry stays at zero between requests (one probe per change,
- * no churn); conn_gone() removes it. When the last request to a handler
+ * no churn); sb__conn_gone() removes it. When the last request to a handler
  * that said GOODBYE ends, its shard is told. */
-static void load_add(struct sb__shard *sh, uint64_t ep, int d)
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
 {
 	if (sb__idmap_add(&sh->load, ep, d) == 0 && d < 0 && sh->leaving.count > 0 &&
 	    sb__idmap_get(&sh->leaving, ep) != 0) {
 		sb__idmap_del(&sh->leaving, ep);
-		bye_report(sh, ep);
+		sb__bye_report(sh, ep);
 	}
 }
 
 /* Ends a request for good: every path that answers the requester last
  * comes through here, so none can answer twice. */
-static void req_finish(struct sb__shard *sh, struct sb__req *q)
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
 				     ? sb__reqtab_get(&sh->conns, q->requester)
 				     : NULL;
 	if (c != NULL && --c->inflight == 0 && c->bye && !c->closing)
-		mark_dirty(sh, c); /* its last request: the flush may close it (GOODBYE) */
+		sb__outq_mark(sh, c); /* its last request: the flush may close it (GOODBYE) */
 	sb__timer_disarm(&q->timer);
 	sb__link_del(&q->by_conn);
 	sb__link_del(&q->all);
@@ -654,16 +598,14 @@ static void req_finish(struct sb__shard *sh, struct sb__req *q)
 	if (q->bc != NULL)
 		sb__bcast_free(sh, q);
 	else
-		load_add(sh, q->handler, -1);
-	stat_add(&sh->st.inflight, -1);
+		sb__load_add(sh, q->handler, -1);
+	sb__stat_add(&sh->st.inflight, -1);
 	sb__reqtab_free(&sh->reqs, q->rid);
 }
 
 /* Sends a router-made frame to a connection on any shard. */
-static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
-		    uint32_t len);
 
-static void send_cancel(struct sb__shard *sh, struct sb__req *q)
+void sb__req_send_cancel(struct sb__shard *sh, struct sb__req *q)
 {
 	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
 		sb__bcast_cancel(sh, q);
@@ -675,7 +617,7 @@ static void send_cancel(struct sb__shard *sh, struct sb__req *q)
 	if (b == NULL)
 		return;
 	sb_encode(&m, b->data, (size_t)n);
-	deliver(sh, q->handler, b, b->data, (uint32_t)n);
+	sb__deliver(sh, q->handler, b, b->data, (uint32_t)n);
 }
 
 /* How a request ended, for its name's statistics. */
@@ -695,7 +637,7 @@ static void req_count(struct sb__shard *sh, const struct sb__req *q, enum req_en
 }
 
 /* Ends a request with an error for its requester. */
-static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
+void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
 {
 	req_count(sh, q,
 		  err == SB_ETIMEOUT     ? END_TIMEOUT
@@ -704,11 +646,11 @@ static void req_fail(struct sb__shard *sh, struct sb__req *q, int err, const cha
 	if (q->requester == SB__LOCAL_REQUESTER) {
 		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
 	} else {
-		struct sb__conn *c = conn_get(sh, q->requester);
+		struct sb__conn *c = sb__conn_get(sh, q->requester);
 		if (c != NULL)
-			send_error(sh, c, q->orig_id, err, text, 0);
+			sb__send_error(sh, c, q->orig_id, err, text, 0);
 	}
-	req_finish(sh, q);
+	sb__req_finish(sh, q);
 }
 
 static void on_timeout(struct sb__timer *t)
@@ -719,9 +661,9 @@ static void on_timeout(struct sb__timer *t)
 		sb__bcast_timeout(sh, q);
 		return;
 	}
-	stat_add(&sh->st.timeouts, 1);
-	send_cancel(sh, q); /* the handler may stop working on it */
-	req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
+	sb__stat_add(&sh->st.timeouts, 1);
+	sb__req_send_cancel(sh, q); /* the handler may stop working on it */
+	sb__req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
 }
 
 /* ---- routing ------------------------------------------------------------ */
@@ -729,7 +671,7 @@ static void on_timeout(struct sb__timer *t)
 /* The handler for a request: the local one when it is no busier than the
  * least busy elsewhere (no shard hop), else the least busy, ties rotating.
  * "Busy" is what this shard has in flight to it: exact, and free to know. */
-static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int service)
+struct sb__endpoint *sb__pick(struct sb__shard *sh, struct sb__route *r, int service)
 {
 	struct sb__endpoint *best = NULL, *local = NULL;
 	uint64_t best_load = UINT64_MAX, local_load = UINT64_MAX;
@@ -743,7 +685,7 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 			best = e;
 			best_load = load;
 		}
-		unsigned where = ep_shard(e->ep);
+		unsigned where = sb__ep_shard(e->ep);
 		if ((where == sh->id || where == SB__LOCAL_SHARD) && load < local_load) {
 			local = e;
 			local_load = load;
@@ -754,7 +696,7 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 }
 
 /* Gives a newly made route its name's statistics, shared by every shard;
- * the route holds them until it goes (route_dropped). */
+ * the route holds them until it goes (sb__route_dropped). */
 static void route_stat(struct sb__shard *sh, const void *name, uint32_t len)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, name, len);
@@ -764,14 +706,14 @@ static void route_stat(struct sb__shard *sh, const void *name, uint32_t len)
 
 /* A route lost its last handler here: its statistics may be released
  * (requests still counted under them hold them on). */
-static void route_dropped(void *ctx, struct sb__route *r)
+void sb__route_dropped(void *ctx, struct sb__route *r)
 {
 	struct sb__shard *sh = ctx;
 	if (r->stat != NULL)
 		sb__rstat_drop(&sh->r->rstats, r->stat, sh->id);
 }
 
-static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
+struct sb__route *sb__lookup(struct sb__shard *sh, struct sb_view name)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
 	if (r == NULL || r->n == 0)
@@ -784,29 +726,29 @@ static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
 {
 	if (p[SB_PREFIX_LEN + 1] != SB_REQUEST)
 		return;
-	uint64_t rid = rd64(p + SB_ID_OFFSET);
+	uint64_t rid = sb__be64(p + SB_ID_OFFSET);
 	struct sb__mail m = {
 		.type = SB__MAIL_REQ_FAILED, .a = (uint32_t)-SB_EPEERGONE, .b = rid, .c = ep};
 	unsigned owner = sb__reqid_shard(rid);
 	if (owner != sh->id) {
-		mail(sh, owner, &m);
+		sb__mail(sh, owner, &m);
 		return;
 	}
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	if (q != NULL && q->handler == ep)
-		req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+		sb__req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
 	else if (q != NULL && q->bc != NULL)
 		sb__bcast_gone(sh, q, ep);
 }
 
 /* A whole frame for ep, fed by connection producer (0: by the router or
  * the embedding program), which the consumer pauses if it is congested. */
-static void deliver_from(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
-			 uint32_t len, uint64_t producer)
+void sb__deliver_from(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		      uint32_t len, uint64_t producer)
 {
-	unsigned to = ep_shard(ep);
+	unsigned to = sb__ep_shard(ep);
 	if (to == SB__LOCAL_SHARD) { /* an in-process handler: run it here */
-		sb__local_run(sh, (unsigned)(ep & EP_MASK), p, len);
+		sb__local_run(sh, (unsigned)(ep & SB__EP_MASK), p, len);
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
@@ -815,11 +757,12 @@ static void deliver_from(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, c
 				     .a = (uint32_t)(p - b->data),
 				     .b = ep,
 				     .p = b,
-				     .c = producer != 0 ? producer : (uint64_t)sh->id << TAG_SHIFT};
-		mail(sh, to, &m);
+				     .c = producer != 0 ? producer
+							: (uint64_t)sh->id << SB__TAG_SHIFT};
+		sb__mail(sh, to, &m);
 		return;
 	}
-	struct sb__conn *c = conn_get(sh, ep);
+	struct sb__conn *c = sb__conn_get(sh, ep);
 	if (c == NULL) {
 		deliver_failed(sh, ep, p);
 		sb__buf_put(b, &sh->pool);
@@ -830,24 +773,15 @@ static void deliver_from(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, c
 		sb__buf_put(b, &sh->pool); /* c was dropped as a slow consumer */
 		return;
 	}
-	if (enqueue(sh, c, b, p, len) == 0 && producer != 0)
-		congest(sh, c, producer);
+	if (sb__enqueue(sh, c, b, p, len) == 0 && producer != 0)
+		sb__flow_congest(sh, c, producer);
 }
 
-static void deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
-		    uint32_t len)
+void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len)
 {
-	deliver_from(sh, ep, b, p, len, sh->producer != NULL ? sh->producer->ep : 0);
+	sb__deliver_from(sh, ep, b, p, len, sh->producer != NULL ? sh->producer->ep : 0);
 }
-
-/* Who asked: a connection of this shard, or the embedding program. */
-struct asker {
-	struct sb__conn *c;   /* NULL: in-process */
-	uint32_t from;        /* peer id stamped into what it sends */
-	int service;          /* may call internal handlers */
-	sb_local_reply_fn fn; /* in-process: where replies go */
-	void *ud;
-};
 
 /* Whether rid (from the cancel map) is an open request of c with this id:
  * the map's key mixes the two, so a hit is checked. */
@@ -864,7 +798,7 @@ static int is_open(struct sb__shard *sh, const struct sb__conn *c, uint64_t id, 
  * makes it as it enters the id in the cancel map (one probe, as before),
  * every answer to a request not yet entered makes it here (errors only).
  * @return 1 if the id is taken (and the request refused) */
-static int id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint64_t rid)
+int sb__id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint64_t rid)
 {
 	char why[128];
 
@@ -874,29 +808,29 @@ static int id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint6
 		 "REQUEST id %llu is already open on this connection: ids of open requests must "
 		 "differ",
 		 (unsigned long long)id);
-	send_error(sh, c, 0, SB_EINVAL, why, 0);
+	sb__send_error(sh, c, 0, SB_EINVAL, why, 0);
 	return 1;
 }
 
-static uint64_t open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id)
+uint64_t sb__open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id)
 {
 	return sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, id));
 }
 
 /* Every refusal of a request, before it is routed. */
-static void answer_error(struct sb__shard *sh, const struct asker *a, uint64_t id, int err,
-			 const char *text)
+void sb__answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t id, int err,
+		      const char *text)
 {
 	if (a->c == NULL)
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
-	else if (!id_taken(sh, a->c, id, open_rid(sh, a->c, id)))
-		send_error(sh, a->c, id, err, text, 0);
+	else if (!sb__id_taken(sh, a->c, id, sb__open_rid(sh, a->c, id)))
+		sb__send_error(sh, a->c, id, err, text, 0);
 }
 
 /* How peer ep handles m's name, if it registered it. `to` skips load
  * balancing, not the rules: its internal flag (a client may not reach an
  * internal handler) and its schema still apply. */
-static struct sb__endpoint *to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
+struct sb__endpoint *sb__to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
 	return r != NULL ? sb__route_endpoint(r, ep) : NULL;
@@ -906,55 +840,55 @@ static struct sb__endpoint *to_endpoint(struct sb__shard *sh, const struct sb_ms
  * is internal, and it is not a service. Requests hear `forbidden`; sends
  * have nobody to tell and are counted. The one place internal handlers are
  * refused. */
-static void refuse_internal(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+void sb__refuse_internal(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m)
 {
 	char why[SB_NAME_MAX + 64];
-	stat_add(&sh->st.forbidden, 1);
+	sb__stat_add(&sh->st.forbidden, 1);
 	if (m->kind != SB_REQUEST)
 		return;
 	snprintf(why, sizeof why, "%.*s is internal: only services may call it", (int)m->name.len,
 		 (const char *)m->name.ptr);
-	answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
+	sb__answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
 }
 
 /* Whether a message's arguments fit the schema of the handler it is for;
  * when not, a request is answered `invalid arguments` with the reason and
  * a send is dropped, both counted. Callers test e->schema first, so a
  * handler without a schema costs one pointer test. */
-static int args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
-		   const struct sb__endpoint *e)
+int sb__args_ok(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		const struct sb__endpoint *e)
 {
 	char why[SB_TEXT_MAX + 1];
 	if (sb__endpoint_check(e, m->payload.ptr, m->payload.len, why, sizeof why) == 0)
 		return 1;
-	stat_add(&sh->st.invalid_args, 1);
+	sb__stat_add(&sh->st.invalid_args, 1);
 	if (m->kind == SB_REQUEST)
-		answer_error(sh, a, m->id, SB_EINVAL, why);
+		sb__answer_error(sh, a, m->id, SB_EINVAL, why);
 	return 0;
 }
 
 /* A broadcast request goes to every handler of a name as one frame, so it
  * must fit every schema among them: the first it breaks refuses it whole
  * (handlers of one name normally share one schema). */
-static int bcast_args_ok(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
-			 const struct sb__route *r)
+int sb__bcast_args_ok(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		      const struct sb__route *r)
 {
 	for (uint32_t i = 0; i < r->n; i++) {
 		const struct sb__endpoint *e = &r->eps[i];
 		if (e->schema != NULL && (a->service || !(e->flags & SB__EP_INTERNAL)) &&
-		    !args_ok(sh, a, m, e))
+		    !sb__args_ok(sh, a, m, e))
 			return 0;
 	}
 	return 1;
 }
 
-static void on_send_frame(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
-			  struct sb__buf *b, uint8_t *f, uint32_t len)
+void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		      struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	char why[SB__WHY_MAX];
 	uint64_t to = 0;
 	struct sb__endpoint *te = NULL; /* how the `to` peer handles the name, if it does */
-	struct sb__route *r = m->to.ptr == NULL ? lookup(sh, m->name) : NULL;
+	struct sb__route *r = m->to.ptr == NULL ? sb__lookup(sh, m->name) : NULL;
 	/* Fire-and-forget has nobody to tell: count and drop, as no_handler
 	 * when nobody handles the name or `to` names nobody connected (or is
 	 * paired with BROADCAST, which contradicts it), as forbidden when the
@@ -963,32 +897,32 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 	if (m->to.ptr != NULL &&
 	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0))
 		to = 0;
-	if (to != 0 && (te = to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
+	if (to != 0 && (te = sb__to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
 	    !a->service) {
-		stat_add(&sh->st.forbidden, 1); /* as a request to it would be refused */
+		sb__stat_add(&sh->st.forbidden, 1); /* as a request to it would be refused */
 		return;
 	}
 	if (r == NULL && to == 0) {
-		stat_add(&sh->st.no_handler, 1);
+		sb__stat_add(&sh->st.no_handler, 1);
 		return;
 	}
 	sb_patch_u32(f, m->from_off, a->from);
 	if (to != 0) { /* to a named peer, whatever it registered */
-		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+		if (te != NULL && te->schema != NULL && !sb__args_ok(sh, a, m, te))
 			return;
 		sb__buf_get(b);
-		deliver(sh, to, b, f, len);
+		sb__deliver(sh, to, b, f, len);
 		return;
 	}
 	if (!(m->flags & SB_F_BROADCAST)) {
-		struct sb__endpoint *e = pick(sh, r, a->service);
+		struct sb__endpoint *e = sb__pick(sh, r, a->service);
 		if (e == NULL)
-			refuse_internal(sh, a, m);
-		else if (e->schema == NULL || args_ok(sh, a, m, e)) {
+			sb__refuse_internal(sh, a, m);
+		else if (e->schema == NULL || sb__args_ok(sh, a, m, e)) {
 			if (r->stat != NULL)
 				sb__rstat_inc(&r->stat->per[sh->id].sends);
 			sb__buf_get(b);
-			deliver(sh, e->ep, b, f, len);
+			sb__deliver(sh, e->ep, b, f, len);
 		}
 		return;
 	}
@@ -997,28 +931,28 @@ static void on_send_frame(struct sb__shard *sh, const struct asker *a, const str
 		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
 			continue;
 		reachable = 1;
-		if (r->eps[i].schema != NULL && !args_ok(sh, a, m, &r->eps[i]))
+		if (r->eps[i].schema != NULL && !sb__args_ok(sh, a, m, &r->eps[i]))
 			continue;
 		if (r->stat != NULL)
 			sb__rstat_inc(&r->stat->per[sh->id].sends);
 		sb__buf_get(b); /* one reference per destination, no copy */
-		deliver(sh, r->eps[i].ep, b, f, len);
+		sb__deliver(sh, r->eps[i].ep, b, f, len);
 	}
 	if (!reachable)
-		refuse_internal(sh, a, m);
+		sb__refuse_internal(sh, a, m);
 }
 
 /* A request to one of the router's own names ($sb.routes, ...). */
-static void answer_admin(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m)
+void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m)
 {
 	char *p, why[128];
 	size_t n;
 	int rc = sb__admin_answer(sh, m->name, m->payload, &p, &n, why, sizeof why);
 	if (rc != 0) {
-		answer_error(sh, a, m->id, rc,
-			     rc == SB_ENOHANDLER ? "the router serves no such name"
-			     : rc == SB_EINVAL   ? why
-						 : "out of memory");
+		sb__answer_error(sh, a, m->id, rc,
+				 rc == SB_ENOHANDLER ? "the router serves no such name"
+				 : rc == SB_EINVAL   ? why
+						     : "out of memory");
 		return;
 	}
 	struct sb_msg r = {.kind = SB_REPLY, .id = m->id, .outcome = {(const uint8_t *)"ok", 2}};
@@ -1026,16 +960,16 @@ static void answer_admin(struct sb__shard *sh, const struct asker *a, const stru
 	long size = sb_encoded_size(&r);
 	/* The asker refuses frames over max_frame, and would drop us for it. */
 	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
-		answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
+		sb__answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
 	else if (a->c == NULL)
 		a->fn(0, "ok", 2, p, n, 0, a->ud);
-	else if (!id_taken(sh, a->c, m->id, open_rid(sh, a->c, m->id)))
-		send_msg(sh, a->c, &r);
+	else if (!sb__id_taken(sh, a->c, m->id, sb__open_rid(sh, a->c, m->id)))
+		sb__send_msg(sh, a->c, &r);
 	free(p);
 }
 
-static void on_request(struct sb__shard *sh, const struct asker *a, const struct sb_msg *m,
-		       struct sb__buf *b, uint8_t *f, uint32_t len)
+void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+			 struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
 	struct sb__route *r = NULL;
@@ -1043,17 +977,17 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	uint64_t rid;
 
 	if (sh->draining) {
-		answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
+		sb__answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
 		return;
 	}
 	if ((m->flags & SB_F_BROADCAST) && m->to.ptr != NULL) {
-		answer_error(sh, a, m->id, SB_EINVAL,
-			     "a request goes to one peer (to) or to every handler (BROADCAST), "
-			     "not both");
+		sb__answer_error(sh, a, m->id, SB_EINVAL,
+				 "a request goes to one peer (to) or to every handler (BROADCAST), "
+				 "not both");
 		return;
 	}
 	if (sb__admin_name(m->name) && m->to.ptr == NULL) {
-		answer_admin(sh, a, m);
+		sb__admin_request(sh, a, m);
 		return;
 	}
 	if (a->c != NULL && a->c->inflight >= cfg->max_inflight_per_conn) {
@@ -1061,8 +995,8 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		snprintf(why, sizeof why,
 			 "too many requests in flight on this connection (limit %u)",
 			 cfg->max_inflight_per_conn);
-		stat_add(&sh->st.inflight_refused, 1);
-		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		sb__stat_add(&sh->st.inflight_refused, 1);
+		sb__answer_error(sh, a, m->id, SB_EOVERLOADED, why);
 		return;
 	}
 	uint64_t target = 0;         /* the handler; 0 for a broadcast */
@@ -1072,41 +1006,41 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		char why[SB__WHY_MAX];
 		int rc = sb__peers_resolve(sh, m->to, &target, why);
 		if (rc != 0) {
-			answer_error(sh, a, m->id, rc, why);
+			sb__answer_error(sh, a, m->id, rc, why);
 			return;
 		}
-		struct sb__endpoint *te = to_endpoint(sh, m, target);
+		struct sb__endpoint *te = sb__to_endpoint(sh, m, target);
 		if (te != NULL && (te->flags & SB__EP_INTERNAL) && !a->service) {
-			stat_add(&sh->st.forbidden, 1);
-			answer_error(sh, a, m->id, SB_EFORBIDDEN,
-				     "this peer handles the name for services only");
+			sb__stat_add(&sh->st.forbidden, 1);
+			sb__answer_error(sh, a, m->id, SB_EFORBIDDEN,
+					 "this peer handles the name for services only");
 			return;
 		}
-		if (te != NULL && te->schema != NULL && !args_ok(sh, a, m, te))
+		if (te != NULL && te->schema != NULL && !sb__args_ok(sh, a, m, te))
 			return;
 	} else if (m->flags & SB_F_BROADCAST) {
 		int rc = SB_ENOPEERS;
-		if ((r = lookup(sh, m->name)) != NULL && !bcast_args_ok(sh, a, m, r))
+		if ((r = sb__lookup(sh, m->name)) != NULL && !sb__bcast_args_ok(sh, a, m, r))
 			return;
 		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
 			if (r != NULL && rc == SB_ENOPEERS) { /* handlers, all internal */
-				refuse_internal(sh, a, m);
+				sb__refuse_internal(sh, a, m);
 				return;
 			}
-			stat_add(&sh->st.no_handler, 1);
-			answer_error(sh, a, m->id, rc,
-				     rc == SB_ENOPEERS ? "no connected peer handles this name"
-						       : "out of memory");
+			sb__stat_add(&sh->st.no_handler, 1);
+			sb__answer_error(sh, a, m->id, rc,
+					 rc == SB_ENOPEERS ? "no connected peer handles this name"
+							   : "out of memory");
 			return;
 		}
-	} else if ((r = lookup(sh, m->name)) == NULL) {
-		stat_add(&sh->st.no_handler, 1);
-		answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
+	} else if ((r = sb__lookup(sh, m->name)) == NULL) {
+		sb__stat_add(&sh->st.no_handler, 1);
+		sb__answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
 		return;
-	} else if ((e = pick(sh, r, a->service)) == NULL) {
-		refuse_internal(sh, a, m);
+	} else if ((e = sb__pick(sh, r, a->service)) == NULL) {
+		sb__refuse_internal(sh, a, m);
 		return;
-	} else if (e->schema != NULL && !args_ok(sh, a, m, e)) {
+	} else if (e->schema != NULL && !sb__args_ok(sh, a, m, e)) {
 		return;
 	} else {
 		target = e->ep;
@@ -1117,13 +1051,13 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		char why[96];
 		snprintf(why, sizeof why, "too many requests in flight on this shard (limit %u)",
 			 cfg->max_inflight);
-		answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		sb__answer_error(sh, a, m->id, SB_EOVERLOADED, why);
 		return;
 	}
 	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
 		uint64_t key = sb__idmap_key(a->c->ep, m->id), old = 0;
 		if (sb__idmap_put_new(&sh->cancel, key, rid, &old) == 1) {
-			if (id_taken(sh, a->c, m->id, old)) {
+			if (sb__id_taken(sh, a->c, m->id, old)) {
 				sb__reqtab_free(&sh->reqs, rid);
 				free(bc);
 				return;
@@ -1159,9 +1093,9 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 	sb__timer_init(&q->timer, on_timeout);
 	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
 	if (bc == NULL)
-		load_add(sh, target, 1);
-	stat_add(&sh->st.inflight, 1);
-	stat_add(&sh->st.requests, 1);
+		sb__load_add(sh, target, 1);
+	sb__stat_add(&sh->st.inflight, 1);
+	sb__stat_add(&sh->st.requests, 1);
 
 	/* The frame goes on as received; only fixed-width fields change. */
 	sb_patch_id(f, rid);
@@ -1172,7 +1106,7 @@ static void on_request(struct sb__shard *sh, const struct asker *a, const struct
 		return;
 	}
 	sb__buf_get(b);
-	deliver(sh, target, b, f, len);
+	sb__deliver(sh, target, b, f, len);
 }
 
 /* Hands a reply to an in-process requester's callback. */
@@ -1194,19 +1128,19 @@ static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf 
 		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
 		      m.payload.len, more, q->ud);
 	}
-	stat_add(&sh->st.replies, 1);
+	sb__stat_add(&sh->st.replies, 1);
 	if (!more) {
 		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
-		req_finish(sh, q);
+		sb__req_finish(sh, q);
 	}
 	sb__buf_put(b, &sh->pool);
 }
 
 /* A REPLY or ERROR for a request owned by this shard. */
-void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
-		     uint32_t len)
+void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+		   uint32_t len)
 {
-	uint64_t rid = rd64(f + SB_ID_OFFSET);
+	uint64_t rid = sb__be64(f + SB_ID_OFFSET);
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	struct sb__conn *c;
 
@@ -1220,28 +1154,28 @@ void sb__shard_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, u
 		reply_local(sh, q, b, f, len);
 		return;
 	}
-	if (q == NULL || q->handler != sender || (c = conn_get(sh, q->requester)) == NULL) {
-		stat_add(&sh->st.late_replies, 1);
+	if (q == NULL || q->handler != sender || (c = sb__conn_get(sh, q->requester)) == NULL) {
+		sb__stat_add(&sh->st.late_replies, 1);
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
 	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
 	sb_patch_id(f, q->orig_id);
-	stat_add(&sh->st.replies, 1);
+	sb__stat_add(&sh->st.replies, 1);
 	if (!more) {
 		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
-		req_finish(sh, q);
+		sb__req_finish(sh, q);
 	}
-	if (enqueue(sh, c, b, f, len) == 0)
-		congest(sh, c, sender);
+	if (sb__enqueue(sh, c, b, f, len) == 0)
+		sb__flow_congest(sh, c, sender);
 }
 
 static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)
 {
-	struct sb__conn *c = conn_get(sh, ep);
+	struct sb__conn *c = sb__conn_get(sh, ep);
 	struct sb_msg ack = {.kind = SB_ACK, .id = id};
 	if (c != NULL)
-		send_msg(sh, c, &ack);
+		sb__send_msg(sh, c, &ack);
 }
 
 /* Sends a route change to every other shard; the ACK follows the last
@@ -1270,11 +1204,11 @@ static void route_mail(struct sb__shard *sh, enum sb__mail_type type, const stru
 		n->len = name->len;
 		memcpy(n->name, name->ptr, name->len);
 		struct sb__mail m = {.type = type, .a = flags, .b = ep, .p = n};
-		mail(sh, to, &m);
+		sb__mail(sh, to, &m);
 	}
 }
 
-static void on_route_done(struct sb__shard *sh, struct sb__route_sync *sync)
+void sb__register_done(struct sb__shard *sh, struct sb__route_sync *sync)
 {
 	if (--sync->remaining > 0)
 		return;
@@ -1282,10 +1216,37 @@ static void on_route_done(struct sb__shard *sh, struct sb__route_sync *sync)
 	free(sync);
 }
 
+void sb__register_apply(struct sb__shard *sh, const struct sb__mail *m)
+{
+	struct sb__mail_name *n = m->p;
+	if (m->type == SB__MAIL_ROUTE_ADD) {
+		if (sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema) == 0)
+			route_stat(sh, n->name, n->len);
+		sb__schema_unref(n->schema);
+	} else
+		sb__routes_del(&sh->routes, n->name, n->len, m->b);
+	struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
+	sb__mail(sh, sb__ep_shard(m->b), &done);
+	free(n);
+}
+
+int sb__register_locals(struct sb__shard *sh)
+{
+	for (unsigned i = 0; i < sh->r->nlocals; i++) {
+		const struct sb__local *l = &sh->r->locals[i];
+		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
+				   (uint64_t)SB__LOCAL_SHARD << SB__TAG_SHIFT | i, l->flags,
+				   l->schema) != 0)
+			return SB_ENOMEM;
+		route_stat(sh, l->name ? l->name : "", l->len);
+	}
+	return 0;
+}
+
 /* "NAME" is not allowed by RULE = "PATTERNS", cut to fit an ERROR's text on
  * a UTF-8 boundary. */
-static void forbidden_text(char *buf, size_t cap, struct sb_view name,
-			   const struct sb__patterns *rule)
+void sb__patterns_refusal(char *buf, size_t cap, struct sb_view name,
+			  const struct sb__patterns *rule)
 {
 	size_t n = strlen(rule->text);
 	if (n > 600)
@@ -1309,9 +1270,9 @@ static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t i
 	char why[SB_TEXT_MAX];
 
 	if (!sb__patterns_allow(rule, name)) {
-		stat_add(&sh->st.forbidden, 1);
-		forbidden_text(why, sizeof why, name, rule);
-		send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
+		sb__stat_add(&sh->st.forbidden, 1);
+		sb__patterns_refusal(why, sizeof why, name, rule);
+		sb__send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
 		return -1;
 	}
 	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
@@ -1320,14 +1281,14 @@ static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t i
 	if (c->nregs >= limit) {
 		snprintf(why, sizeof why, "too many names registered on this connection (limit %u)",
 			 limit);
-		stat_add(&sh->st.register_refused, 1);
-		send_error(sh, c, id, SB_EOVERLOADED, why, 0);
+		sb__stat_add(&sh->st.register_refused, 1);
+		sb__send_error(sh, c, id, SB_EOVERLOADED, why, 0);
 		return -1;
 	}
 	return 1;
 }
 
-static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+void sb__register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
 	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
@@ -1336,16 +1297,17 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 	int rc;
 
 	if (!c->service) {
-		send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers", 0);
+		sb__send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers",
+			       0);
 		return;
 	}
 	if (name.len > 0 && name.ptr[0] == '$') {
-		send_error(sh, c, m->id, SB_EINVAL, "names starting with $ are reserved", 0);
+		sb__send_error(sh, c, m->id, SB_EINVAL, "names starting with $ are reserved", 0);
 		return;
 	}
 	if (m->kind == SB_REGISTER && c->bye) {
-		send_error(sh, c, m->id, SB_EFORBIDDEN,
-			   "this connection said GOODBYE: it registers no more names", 0);
+		sb__send_error(sh, c, m->id, SB_EFORBIDDEN,
+			       "this connection said GOODBYE: it registers no more names", 0);
 		return;
 	}
 	if (m->kind == SB_REGISTER) {
@@ -1355,13 +1317,13 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 		/* Compiled once, here; the other shards get the same block. */
 		rc = sb__schema_compile(m->payload.ptr, m->payload.len, &schema, why, sizeof why);
 		if (rc != 0) {
-			send_error(sh, c, m->id, rc == SB_EINVAL ? SB_EINVAL : SB_EINTERNAL,
-				   rc == SB_EINVAL ? why : "out of memory", 0);
+			sb__send_error(sh, c, m->id, rc == SB_EINVAL ? SB_EINVAL : SB_EINTERNAL,
+				       rc == SB_EINVAL ? why : "out of memory", 0);
 			return;
 		}
 		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags, schema) != 0) {
 			sb__schema_unref(schema);
-			send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
+			sb__send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
 		c->nregs += (uint32_t)fresh;
@@ -1374,30 +1336,29 @@ static void on_register(struct sb__shard *sh, struct sb__conn *c, const struct s
 	}
 }
 
-static void on_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
 	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
 	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
 		return; /* already ended: its terminal event is on its way */
-	send_cancel(sh, q);
-	req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
+	sb__req_send_cancel(sh, q);
+	sb__req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
 }
 
 static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer);
 static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
-static void idle_start(struct sb__shard *sh, struct sb__conn *c);
 
-static void on_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	if (m->version < SB_PROTO_VERSION) {
-		fail_conn(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
+		sb__conn_fail(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
 		return;
 	}
 	if (m->role.len == 7 && memcmp(m->role.ptr, "service", 7) == 0)
 		c->service = 1;
 	else if (!(m->role.len == 6 && memcmp(m->role.ptr, "client", 6) == 0)) {
-		fail_conn(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
+		sb__conn_fail(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
 		return;
 	}
 	/* With a secret configured, the rest of the handshake waits for the
@@ -1414,14 +1375,14 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 {
 	int rc = sb__peers_join(sh, c, peer);
 	if (rc != 0) {
-		fail_conn(sh, c, rc,
-			  rc == SB_EDUPNAME ? "a connected peer already has this name"
-					    : "out of memory");
+		sb__conn_fail(sh, c, rc,
+			      rc == SB_EDUPNAME ? "a connected peer already has this name"
+						: "out of memory");
 		return;
 	}
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
-	idle_start(sh, c);
+	sb__conn_idle_start(sh, c);
 	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
 		c->service ? "service" : "client", sh->id);
 
@@ -1436,12 +1397,12 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
 	w.payload.ptr = info;
 	w.payload.len = sizeof info;
-	send_msg(sh, c, &w);
+	sb__send_msg(sh, c, &w);
 }
 
 /* ---- authentication and name rules (core/router/auth.c) ------------------------- */
 
-static const char *addr_str(const struct sb__conn *c, char *buf, socklen_t cap)
+const char *sb__conn_addr(const struct sb__conn *c, char *buf, socklen_t cap)
 {
 	struct in_addr a = {.s_addr = c->addr};
 	return inet_ntop(AF_INET, &a, buf, cap) != NULL ? buf : "?";
@@ -1459,10 +1420,10 @@ static int auth_refused(struct sb__shard *sh, struct sb__conn *c)
 		return 0;
 	snprintf(why, sizeof why,
 		 "too many authentication failures from %s (limit %u in %u ms); retry in %llu ms",
-		 addr_str(c, a, sizeof a), cfg->auth_fail_max, cfg->auth_fail_window_ms,
+		 sb__conn_addr(c, a, sizeof a), cfg->auth_fail_max, cfg->auth_fail_window_ms,
 		 (unsigned long long)left);
-	stat_add(&sh->st.auth_blocked, 1);
-	fail_conn(sh, c, SB_EOVERLOADED, why);
+	sb__stat_add(&sh->st.auth_blocked, 1);
+	sb__conn_fail(sh, c, SB_EOVERLOADED, why);
 	return 1;
 }
 
@@ -1473,24 +1434,24 @@ static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struc
 	if (sh->auth.pol->secret[c->service] == NULL) {
 		snprintf(why, sizeof why, "role %s is not accepted: it has no secret",
 			 c->service ? "service" : "client");
-		stat_add(&sh->st.auth_failures, 1);
-		sb__log(sh->r, 1, "%s refused: %s", addr_str(c, a, sizeof a), why);
-		fail_conn(sh, c, SB_EUNAUTHORIZED, why);
+		sb__stat_add(&sh->st.auth_failures, 1);
+		sb__log(sh->r, 1, "%s refused: %s", sb__conn_addr(c, a, sizeof a), why);
+		sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
 		return;
 	}
 	if (auth_refused(sh, c))
 		return;
 	if ((c->hs = sb__auth_hs_new(sh->auth.pol, m)) == NULL) {
-		fail_conn(sh, c, SB_EINTERNAL, "cannot start the authentication");
+		sb__conn_fail(sh, c, SB_EINTERNAL, "cannot start the authentication");
 		return;
 	}
 	struct sb_msg ch = {.kind = SB_CHALLENGE, .id = m->id};
 	ch.nonce = (struct sb_view){c->hs->nonce, sizeof c->hs->nonce};
 	ch.mech = (struct sb_view){(const uint8_t *)SB__HMAC_MECH, sizeof SB__HMAC_MECH - 1};
-	send_msg(sh, c, &ch);
+	sb__send_msg(sh, c, &ch);
 }
 
-static void on_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+void sb__hs_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	struct sb__auth_hs *hs = c->hs;
 	char why[64], a[INET_ADDRSTRLEN];
@@ -1501,10 +1462,10 @@ static void on_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_ms
 		snprintf(why, sizeof why, "wrong secret for role %s",
 			 c->service ? "service" : "client");
 		sb__auth_failed(&sh->auth, &sh->r->cfg, c->addr, sh->now);
-		stat_add(&sh->st.auth_failures, 1);
-		sb__log(sh->r, 1, "%s (peer name %s) refused: %s", addr_str(c, a, sizeof a),
+		sb__stat_add(&sh->st.auth_failures, 1);
+		sb__log(sh->r, 1, "%s (peer name %s) refused: %s", sb__conn_addr(c, a, sizeof a),
 			hs->named ? hs->name : "not given", why);
-		fail_conn(sh, c, SB_EUNAUTHORIZED, why);
+		sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
 		return;
 	}
 	c->hs = NULL;
@@ -1522,10 +1483,10 @@ static int call_allowed(struct sb__shard *sh, struct sb__conn *c, const struct s
 
 	if (sb__auth_may_call(sh->auth.pol, c->service, m->name) == 0)
 		return 1;
-	stat_add(&sh->st.forbidden, 1);
-	if (m->kind == SB_REQUEST && !id_taken(sh, c, m->id, open_rid(sh, c, m->id))) {
-		forbidden_text(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
-		send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
+	sb__stat_add(&sh->st.forbidden, 1);
+	if (m->kind == SB_REQUEST && !sb__id_taken(sh, c, m->id, sb__open_rid(sh, c, m->id))) {
+		sb__patterns_refusal(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
+		sb__send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
 	}
 	return 0;
 }
@@ -1537,8 +1498,8 @@ static int request_id_ok(struct sb__shard *sh, struct sb__conn *c, const struct 
 {
 	if (m->id != 0)
 		return 1;
-	send_error(sh, c, 0, SB_EINVAL,
-		   "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection", 0);
+	sb__send_error(sh, c, 0, SB_EINVAL,
+		       "REQUEST id 0 is reserved: an ERROR with id 0 is about the connection", 0);
 	return 0;
 }
 
@@ -1569,7 +1530,7 @@ static void on_answer(struct sb__shard *sh, struct sb__conn *c, const struct sb_
 		plain.peer = (struct sb_view){NULL, 0};
 		long n = sb_encoded_size(&plain);
 		if (n <= 0 || (b = sb__buf_heap((size_t)n)) == NULL) {
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 			return;
 		}
 		sb_encode(&plain, b->data, (size_t)n);
@@ -1579,16 +1540,16 @@ static void on_answer(struct sb__shard *sh, struct sb__conn *c, const struct sb_
 		sb__buf_get(b);
 	unsigned owner = sb__reqid_shard(m->id);
 	if (owner == sh->id)
-		sb__shard_reply(sh, c->ep, b, f, len);
+		sb__req_reply(sh, c->ep, b, f, len);
 	else if (owner < sh->r->nshards) {
 		struct sb__mail ml = {.type = SB__MAIL_REPLY,
 				      .a = sh->id,
 				      .b = c->ep,
 				      .p = b,
 				      .c = (uint64_t)(f - b->data) << 32 | len};
-		mail(sh, owner, &ml);
+		sb__mail(sh, owner, &ml);
 	} else {
-		stat_add(&sh->st.late_replies, 1);
+		sb__stat_add(&sh->st.late_replies, 1);
 		sb__buf_put(b, &sh->pool);
 	}
 }
@@ -1597,21 +1558,20 @@ static void on_answer(struct sb__shard *sh, struct sb__conn *c, const struct sb_
  * starts [kind, flags, id], so a canonical head still gives it (else 0). */
 static uint64_t frame_id(const uint8_t *f)
 {
-	return f[SB_PREFIX_LEN + 2] <= 0x7f && f[SB_PREFIX_LEN + 3] == 0xcf ? rd64(f + SB_ID_OFFSET)
-									    : 0;
+	return f[SB_PREFIX_LEN + 2] <= 0x7f && f[SB_PREFIX_LEN + 3] == 0xcf
+		       ? sb__be64(f + SB_ID_OFFSET)
+		       : 0;
 }
 
-static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
-
 /* One whole frame from a connection; b holds the caller's reference. */
-static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *f,
-		     uint32_t len)
+void sb__frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *f,
+	       uint32_t len)
 {
 	struct sb_msg m;
 	struct sb_fault_info fi;
 	int rc;
 
-	stat_add(&sh->st.frames_in, 1);
+	sb__stat_add(&sh->st.frames_in, 1);
 	if (c->doomed || c->closing)
 		return;
 	if ((rc = sb_decode(f, len, 0, &m, &fi)) != 0) {
@@ -1619,45 +1579,45 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		sb_fault_describe(&fi, why, sizeof why);
 		/* An unknown kind is a newer peer, not a broken one. */
 		if (rc == SB_EUNSUPPORTED)
-			send_error(sh, c, frame_id(f), rc, why, 0);
+			sb__send_error(sh, c, frame_id(f), rc, why, 0);
 		else
-			fail_conn(sh, c, rc, why);
+			sb__conn_fail(sh, c, rc, why);
 		return;
 	}
 	if (c->hs != NULL && m.kind != SB_AUTH) {
-		fail_conn(sh, c, SB_EBADFRAME, "AUTH must answer CHALLENGE");
+		sb__conn_fail(sh, c, SB_EBADFRAME, "AUTH must answer CHALLENGE");
 		return;
 	}
 	if (!c->ready && c->hs == NULL && m.kind != SB_HELLO) {
-		fail_conn(sh, c, SB_EBADFRAME, "HELLO must come first");
+		sb__conn_fail(sh, c, SB_EBADFRAME, "HELLO must come first");
 		return;
 	}
 	switch (m.kind) {
 	case SB_HELLO:
 		if (c->ready)
-			fail_conn(sh, c, SB_EBADFRAME, "HELLO sent twice");
+			sb__conn_fail(sh, c, SB_EBADFRAME, "HELLO sent twice");
 		else
-			on_hello(sh, c, &m);
+			sb__hs_hello(sh, c, &m);
 		break;
 	case SB_AUTH:
 		if (c->hs == NULL)
-			fail_conn(sh, c, SB_EBADFRAME, "AUTH without a CHALLENGE");
+			sb__conn_fail(sh, c, SB_EBADFRAME, "AUTH without a CHALLENGE");
 		else
-			on_auth(sh, c, &m);
+			sb__hs_auth(sh, c, &m);
 		break;
 	case SB_REGISTER:
 	case SB_UNREGISTER:
-		on_register(sh, c, &m);
+		sb__register(sh, c, &m);
 		break;
 	case SB_SEND:
 	case SB_REQUEST: {
-		struct asker a = {.c = c, .from = c->peer_id, .service = c->service};
+		struct sb__asker a = {.c = c, .from = c->peer_id, .service = c->service};
 		if ((m.kind == SB_REQUEST && !request_id_ok(sh, c, &m)) || !call_allowed(sh, c, &m))
 			break;
 		if (m.kind == SB_SEND)
-			on_send_frame(sh, &a, &m, b, f, len);
+			sb__forward_send(sh, &a, &m, b, f, len);
 		else
-			on_request(sh, &a, &m, b, f, len);
+			sb__forward_request(sh, &a, &m, b, f, len);
 		break;
 	}
 	case SB_REPLY:
@@ -1665,11 +1625,11 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		on_answer(sh, c, &m, b, f, len);
 		break;
 	case SB_CANCEL:
-		on_cancel(sh, c, &m);
+		sb__req_cancel(sh, c, &m);
 		break;
 	case SB_PING: {
 		struct sb_msg pong = {.kind = SB_PONG, .id = m.id};
-		send_msg(sh, c, &pong);
+		sb__send_msg(sh, c, &pong);
 		break;
 	}
 	case SB_PONG:
@@ -1678,13 +1638,13 @@ static void on_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b
 		sb__peers_subscribe(sh, c, &m);
 		break;
 	case SB_GOODBYE:
-		on_goodbye(sh, c, &m);
+		sb__bye(sh, c, &m);
 		break;
 	default: { /* CHALLENGE, WELCOME, ACK, PRESENCE */
 		char why[96];
 		snprintf(why, sizeof why, "%s is sent by the router; it is not accepted from peers",
 			 sb_kind_name(m.kind));
-		send_error(sh, c, m.id, SB_EUNSUPPORTED, why, 0);
+		sb__send_error(sh, c, m.id, SB_EUNSUPPORTED, why, 0);
 		break;
 	}
 	}
@@ -1703,7 +1663,7 @@ static int frame_len_ok(struct sb__shard *sh, struct sb__conn *c, uint32_t body)
 	fi.got = body;
 	fi.limit = body > sh->r->cfg.max_frame ? sh->r->cfg.max_frame : SB_BODY_MIN;
 	sb_fault_describe(&fi, why, sizeof why);
-	fail_conn(sh, c, sb_fault_code(fi.fault), why);
+	sb__conn_fail(sh, c, sb_fault_code(fi.fault), why);
 	return 0;
 }
 
@@ -1717,13 +1677,13 @@ static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8
 			c->asm_prefix[c->asm_have++] = p[used++];
 		if (c->asm_have < SB_PREFIX_LEN)
 			return used;
-		uint32_t body = rd32(c->asm_prefix);
+		uint32_t body = sb__be32(c->asm_prefix);
 		if (!frame_len_ok(sh, c, body))
 			return len;
 		c->asm_need = SB_PREFIX_LEN + body;
 		c->asm_buf = sb__buf_heap(c->asm_need);
 		if (c->asm_buf == NULL) {
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 			return len;
 		}
 		memcpy(c->asm_buf->data, c->asm_prefix, SB_PREFIX_LEN);
@@ -1738,7 +1698,7 @@ static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8
 		struct sb__buf *b = c->asm_buf;
 		c->asm_buf = NULL;
 		c->asm_have = c->asm_need = 0;
-		on_frame(sh, c, b, b->data, rd32(b->data) + SB_PREFIX_LEN);
+		sb__frame(sh, c, b, b->data, sb__be32(b->data) + SB_PREFIX_LEN);
 		sb__buf_put(b, &sh->pool);
 	}
 	return used;
@@ -1757,11 +1717,11 @@ static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 		pos = reassemble(sh, c, p, len);
 	while (pos < len && !c->closing && !c->doomed) {
 		if (len - pos >= SB_PREFIX_LEN) {
-			uint32_t body = rd32(p + pos);
+			uint32_t body = sb__be32(p + pos);
 			if (!frame_len_ok(sh, c, body))
 				break;
 			if (len - pos >= SB_PREFIX_LEN + body) {
-				on_frame(sh, c, b, p + pos, SB_PREFIX_LEN + body);
+				sb__frame(sh, c, b, p + pos, SB_PREFIX_LEN + body);
 				pos += SB_PREFIX_LEN + body;
 				continue;
 			}
@@ -1803,20 +1763,18 @@ fail:
 
 /* Received bytes into the frame path, taking over the reference on b:
  * routed now, or parked while the connection is paused. */
-static void take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+void sb__conn_take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
 {
 	if (c->paused > 0 || c->nparked > 0) {
 		if (park(sh, c, b, len) != 0)
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 		return;
 	}
 	on_data(sh, c, b, len);
 	sb__buf_put(b, &sh->pool);
 }
 
-static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len);
-
-static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
+void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
 {
 	int more = cqe->flags & IORING_CQE_F_MORE;
 	struct sb__buf *b = NULL;
@@ -1829,9 +1787,10 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 	 * way cannot free the connection under our feet. */
 	if (!c->closing && cqe->res > 0 && b != NULL) {
 		if (c->tls != NULL)
-			tls_in(sh, c, b->data, (uint32_t)cqe->res); /* copied: b goes back now */
+			sb__conn_tls_in(sh, c, b->data,
+					(uint32_t)cqe->res); /* copied: b goes back now */
 		else {
-			take(sh, c, b, (uint32_t)cqe->res);
+			sb__conn_take(sh, c, b, (uint32_t)cqe->res);
 			b = NULL;
 		}
 	}
@@ -1842,16 +1801,16 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 		c->recv_cancel = 0;
 	}
 	if (c->closing) {
-		conn_free(sh, c);
+		sb__conn_free(sh, c);
 		return;
 	}
 	if (cqe->res == -ECANCELED && !more) { /* cancelled to pause reading */
 		if (c->paused == 0)            /* and resumed before the cancel landed */
-			arm_recv(sh, c);
+			sb__conn_arm_recv(sh, c);
 		return;
 	}
 	if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
-		conn_close(sh, c, cqe->res == 0 ? "peer closed" : strerror(-cqe->res));
+		sb__conn_close(sh, c, cqe->res == 0 ? "peer closed" : strerror(-cqe->res));
 		return;
 	}
 	if (!more && c->paused > 0)
@@ -1859,11 +1818,11 @@ static void on_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cq
 	if (!more) {
 		if (cqe->res == -ENOBUFS) {
 			/* Every buffer is out: wait until some come back. */
-			stat_add(&sh->st.recv_starved, 1);
+			sb__stat_add(&sh->st.recv_starved, 1);
 			c->rearm = 1;
 			sh->need_rearm = 1;
 		} else
-			arm_recv(sh, c);
+			sb__conn_arm_recv(sh, c);
 	}
 }
 
@@ -1885,7 +1844,7 @@ static void peer_addr(const struct sb__conn *c, char *buf, size_t cap)
 
 /* Drops n bytes of plaintext from the head of the queue: encrypted, or
  * (before a handshake) unsayable. */
-static void q_consume(struct sb__shard *sh, struct sb__conn *c, size_t n)
+void sb__outq_consume(struct sb__shard *sh, struct sb__conn *c, size_t n)
 {
 	c->q_bytes -= n;
 	while (n > 0) {
@@ -1916,9 +1875,15 @@ static void tls_fail(struct sb__shard *sh, struct sb__conn *c, int err)
 	else
 		sb__log(sh->r, 1, "TLS connection from %s refused: %s", from, sb__tls_why(c->tls));
 	if (err == SB_EFORBIDDEN && sb__tls_done(c->tls))
-		send_error(sh, c, 0, err, sb__tls_why(c->tls), SB_F_FATAL);
+		sb__send_error(sh, c, 0, err, sb__tls_why(c->tls), SB_F_FATAL);
 	c->doomed = 1;
-	mark_dirty(sh, c); /* what there is to say goes out, then the close */
+	sb__outq_mark(sh, c); /* what there is to say goes out, then the close */
+}
+
+int sb__conn_tls_start(struct sb__shard *sh, struct sb__conn *c)
+{
+	c->tls = sb__tls_new(sb__router_tls(sh), NULL, TLS_IN_SIZE, TLS_OUT_SIZE);
+	return c->tls != NULL ? 0 : SB_ENOMEM;
 }
 
 /* Plain bytes on a TLS listener: a client without TLS, most likely. It
@@ -1931,7 +1896,7 @@ static void plain_refused(struct sb__shard *sh, struct sb__conn *c)
 	sb__log(sh->r, 1, "connection from %s refused: it does not speak TLS", from);
 	sb__tls_free(c->tls);
 	c->tls = NULL;
-	fail_conn(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
+	sb__conn_fail(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
 }
 
 /* The handshake, with what was fed. @return 1 once done (and allowed),
@@ -1946,12 +1911,12 @@ static int tls_handshake(struct sb__shard *sh, struct sb__conn *c)
 		return -1;
 	}
 	if (sb__tls_pending(t))
-		mark_dirty(sh, c); /* the handshake's next flight */
+		sb__outq_mark(sh, c); /* the handshake's next flight */
 	if (rc == 1 && sb__tls_peer_subject(t) != NULL) {
 		/* The verified subject becomes part of the peer's identity. */
 		const char *subject = sb__tls_peer_subject(t);
 		if (sb__peers_set_subject(c, subject, strlen(subject)) != 0) {
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 			return -1;
 		}
 		if (sh->r->cfg.log_level >= 2) {
@@ -1975,7 +1940,7 @@ struct plain {
 static void plain_take(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
 {
 	if (pl->b != NULL && pl->used > 0)
-		take(sh, c, pl->b, pl->used);
+		sb__conn_take(sh, c, pl->b, pl->used);
 	else if (pl->b != NULL)
 		sb__buf_put(pl->b, &sh->pool);
 	pl->b = NULL;
@@ -1989,7 +1954,7 @@ static int tls_read(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
 {
 	for (;;) {
 		if (pl->b == NULL && (pl->b = sb__buf_heap(pl->cap)) == NULL) {
-			conn_close(sh, c, "out of memory");
+			sb__conn_close(sh, c, "out of memory");
 			return 0;
 		}
 		long n = sb__tls_read(c->tls, pl->b->data + pl->used, pl->cap - pl->used);
@@ -2002,7 +1967,7 @@ static int tls_read(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
 		if (n == SB__TLS_EOF) {
 			plain_take(sh, c, pl); /* what came before the close_notify */
 			if (!c->closing && !c->doomed)
-				conn_close(sh, c, "peer closed");
+				sb__conn_close(sh, c, "peer closed");
 			return 0;
 		}
 		if (n < 0) {
@@ -2016,7 +1981,7 @@ static int tls_read(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
  * buffer goes back to the kernel at once, whatever the frames in it), in
  * as many passes as the pair needs; the plaintext reaches the frame path
  * in one piece. */
-static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
+void sb__conn_tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
 {
 	struct plain pl = {.cap = len + 256 < sh->r->cfg.recv_buffer_size
 					  ? len + 256
@@ -2029,7 +1994,7 @@ static void tls_in(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, u
 	while (len > 0 && !c->closing && !c->doomed) {
 		size_t n = sb__tls_feed(c->tls, p, len);
 		if (n == 0) { /* each pass empties the pair: cannot happen, never spin */
-			conn_close(sh, c, "TLS input stalled");
+			sb__conn_close(sh, c, "TLS input stalled");
 			break;
 		}
 		p += n;
@@ -2076,27 +2041,27 @@ static long tls_encrypt(struct sb__shard *sh, struct sb__conn *c)
 		w = sb__tls_write(c->tls, sh->tls_stage, n);
 	}
 	if (w > 0)
-		q_consume(sh, c, (size_t)w);
+		sb__outq_consume(sh, c, (size_t)w);
 	return w;
 }
 
 /* A TLS connection's output: queued frames become records while the pair
  * has room, then one sendmsg sends the ciphertext from the pair's own
  * buffer, where it stays, unmoved, until the send completes. */
-static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
+void sb__conn_tls_flush(struct sb__shard *sh, struct sb__conn *c)
 {
 	struct sb__tls *t = c->tls;
 	const uint8_t *p;
 	size_t n;
 
 	if (!sb__tls_done(t) && c->q_len > 0)
-		q_consume(sh, c, c->q_bytes); /* nothing can be said before a handshake */
+		sb__outq_consume(sh, c, c->q_bytes); /* nothing can be said before a handshake */
 	while (c->q_len > 0) {
 		long w = tls_encrypt(sh, c);
 		if (w == 0)
 			break;
 		if (w < 0) {
-			q_consume(sh, c, c->q_bytes);
+			sb__outq_consume(sh, c, c->q_bytes);
 			tls_fail(sh, c, (int)w);
 		}
 	}
@@ -2104,61 +2069,53 @@ static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
 		sb__tls_close_notify(t); /* once: the pass after it closes */
 	if ((n = sb__tls_out(t, &p)) == 0) {
 		if (c->doomed && c->q_len == 0)
-			conn_close(sh, c, "closed after a fatal error");
+			sb__conn_close(sh, c, "closed after a fatal error");
 		return;
 	}
 	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
 	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = 1};
-	struct io_uring_sqe *sqe = sqe_get(sh);
+	struct io_uring_sqe *sqe = sb__sqe(sh);
 	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_SEND << TAG_SHIFT | (c->ep & EP_MASK));
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_SEND, c->ep));
 	c->sending = 1;
 	c->q_sent = 0;
 }
 
-static void tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
+void sb__conn_tls_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
 {
 	sb__tls_sent(c->tls, n);
-	if (c->nproducers > 0 && c->q_bytes <= soft_limit(sh) / 2)
-		resume_producers(sh, c);
-	if (c->q_len > 0 || c->doomed || bye_done(c) || sb__tls_pending(c->tls))
-		mark_dirty(sh, c);
+	if (c->nproducers > 0 && c->q_bytes <= sb__outq_pause_mark(sh) / 2)
+		sb__flow_resume(sh, c);
+	if (c->q_len > 0 || c->doomed || sb__bye_done(c) || sb__tls_pending(c->tls))
+		sb__outq_mark(sh, c);
 }
 
 /* ---- GOODBYE from a peer ------------------------------------------------- */
 
-/* A peer that said GOODBYE is closed once three things hold: no request of
- * its own is open, every shard has reported that it has none in flight to
- * it, and its output is sent. The flush decides, where closing is safe. */
-static int bye_done(const struct sb__conn *c)
-{
-	return c->bye && c->bye_wait == 0 && c->inflight == 0;
-}
-
 /* This shard has no request in flight to connection ep any more. */
-static void bye_report(struct sb__shard *sh, uint64_t ep)
+void sb__bye_report(struct sb__shard *sh, uint64_t ep)
 {
-	if (ep_shard(ep) != sh->id) {
+	if (sb__ep_shard(ep) != sh->id) {
 		struct sb__mail m = {.type = SB__MAIL_BYE_DONE, .b = ep};
-		mail(sh, ep_shard(ep), &m);
+		sb__mail(sh, sb__ep_shard(ep), &m);
 		return;
 	}
-	struct sb__conn *c = conn_get(sh, ep);
+	struct sb__conn *c = sb__conn_get(sh, ep);
 	if (c != NULL && c->bye && c->bye_wait > 0 && --c->bye_wait == 0)
-		mark_dirty(sh, c);
+		sb__outq_mark(sh, c);
 }
 
 /* Connection ep (of any shard) said GOODBYE, and this shard learns it: its
  * names leave this shard's routes, so nothing new is routed to it (a `to`
  * is refused by the replica's draining mark, set just before), and its
  * shard hears once this shard's requests to it have ended. */
-static void bye_apply(struct sb__shard *sh, uint64_t ep)
+void sb__bye_apply(struct sb__shard *sh, uint64_t ep)
 {
 	sb__routes_del_ep(&sh->routes, ep);
 	/* Out of memory, it is reported at once: at worst its requests from
 	 * here end with `peer gone`, as at a close. */
 	if (sb__idmap_get(&sh->load, ep) == 0 || sb__idmap_put(&sh->leaving, ep, 1) != 0)
-		bye_report(sh, ep);
+		sb__bye_report(sh, ep);
 }
 
 /* What is still open at the deadline ends as at a close: requesters hear
@@ -2166,13 +2123,13 @@ static void bye_apply(struct sb__shard *sh, uint64_t ep)
 static void on_bye_deadline(struct sb__timer *t)
 {
 	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
-	conn_close(c->sh, c, "its GOODBYE's deadline passed");
+	sb__conn_close(c->sh, c, "its GOODBYE's deadline passed");
 }
 
 /* The peer finishes what it has, then is closed (docs/protocol.md). The
  * deadline is capped at max_timeout_ms: by then every request it had has
  * ended by itself, and a peer that keeps asking cannot stay forever. */
-static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+void sb__bye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	uint32_t cap = sh->r->cfg.max_timeout_ms;
 	uint32_t ms = m->deadline_ms < cap ? m->deadline_ms : cap;
@@ -2182,7 +2139,7 @@ static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb
 	c->bye = 1;
 	c->bye_wait = (uint8_t)sh->r->nshards;
 	sb__peers_drain(sh, c); /* presence, and every other shard's bye_apply */
-	bye_apply(sh, c->ep);
+	sb__bye_apply(sh, c->ep);
 	if (ms == 0) {
 		c->doomed = 1; /* now, as at a close */
 	} else {
@@ -2191,14 +2148,14 @@ static void on_goodbye(struct sb__shard *sh, struct sb__conn *c, const struct sb
 		sb__timer_init(&c->hello_timer, on_bye_deadline);
 		sb__timer_arm(&sh->wheel, &c->hello_timer, sb__now_ms() + ms);
 	}
-	mark_dirty(sh, c);
+	sb__outq_mark(sh, c);
 }
 
 /* ---- connections -------------------------------------------------------- */
 
 /* A connection silent past its handshake deadline holds a descriptor and
  * a max_conns place for nothing: tell it why, and close it. */
-static void on_hello_timeout(struct sb__timer *t)
+void sb__hs_on_timeout(struct sb__timer *t)
 {
 	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
 	char why[64];
@@ -2206,8 +2163,8 @@ static void on_hello_timeout(struct sb__timer *t)
 		return; /* already failed for something else, and closing */
 	snprintf(why, sizeof why, "no %s within %u ms", c->hs != NULL ? "AUTH" : "HELLO",
 		 c->sh->r->cfg.hello_timeout_ms);
-	stat_add(&c->sh->st.hello_timeouts, 1);
-	fail_conn(c->sh, c, SB_ETIMEOUT, why);
+	sb__stat_add(&c->sh->st.hello_timeouts, 1);
+	sb__conn_fail(c->sh, c, SB_ETIMEOUT, why);
 }
 
 /* Silence for idle_ms earns a PING; silence for pong_timeout_ms after it
@@ -2216,7 +2173,7 @@ static void on_hello_timeout(struct sb__timer *t)
  * count as an answer. A connection we stopped reading (paused for flow
  * control, or waiting for receive buffers) is not silent by its own doing:
  * its clock restarts instead. */
-static void on_idle(struct sb__timer *t)
+void sb__conn_on_idle(struct sb__timer *t)
 {
 	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, idle_timer);
 	struct sb__shard *sh = c->sh;
@@ -2231,8 +2188,8 @@ static void on_idle(struct sb__timer *t)
 		c->ping_at = 0;
 	if (c->ping_at != 0) {
 		snprintf(why, sizeof why, "no PONG within %u ms", cfg->pong_timeout_ms);
-		stat_add(&sh->st.idle_timeouts, 1);
-		fail_conn(sh, c, SB_ETIMEOUT, why);
+		sb__stat_add(&sh->st.idle_timeouts, 1);
+		sb__conn_fail(sh, c, SB_ETIMEOUT, why);
 		return;
 	}
 	if (sh->now - c->last_rx < cfg->idle_ms) {
@@ -2240,13 +2197,13 @@ static void on_idle(struct sb__timer *t)
 		return;
 	}
 	struct sb_msg ping = {.kind = SB_PING};
-	send_msg(sh, c, &ping);
+	sb__send_msg(sh, c, &ping);
 	c->ping_at = sh->now;
-	stat_add(&sh->st.idle_pings, 1);
+	sb__stat_add(&sh->st.idle_pings, 1);
 	sb__timer_arm(&sh->wheel, t, sh->now + cfg->pong_timeout_ms);
 }
 
-static void idle_start(struct sb__shard *sh, struct sb__conn *c)
+void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (sh->r->cfg.idle_ms == 0)
 		return;
@@ -2275,19 +2232,18 @@ static void on_accept(struct sb__shard *sh, int fd)
 	c->sh = sh;
 	sb__link_init(&c->reqs);
 	sb__link_add(&sh->conn_list, &c->all);
-	sb__timer_init(&c->hello_timer, on_hello_timeout);
-	sb__timer_init(&c->idle_timer, on_idle);
-	sb__timer_init(&c->slow, on_slow);
-	stat_add(&sh->st.connections, 1);
+	sb__timer_init(&c->hello_timer, sb__hs_on_timeout);
+	sb__timer_init(&c->idle_timer, sb__conn_on_idle);
+	sb__timer_init(&c->slow, sb__flow_on_slow);
+	sb__stat_add(&sh->st.connections, 1);
 	struct sockaddr_in sa;
 	socklen_t salen = sizeof sa;
 	if (getpeername(fd, (struct sockaddr *)&sa, &salen) == 0 && sa.sin_family == AF_INET)
 		c->addr = sa.sin_addr.s_addr;
 	/* Before the limit check: a TLS peer refused for it must not be sent
 	 * plaintext (it is closed without a word: saying one takes a handshake). */
-	if (sh->r->tls_on &&
-	    (c->tls = sb__tls_new(sb__router_tls(sh), NULL, TLS_IN_SIZE, TLS_OUT_SIZE)) == NULL) {
-		conn_close(sh, c, "out of memory");
+	if (sh->r->tls_on && sb__conn_tls_start(sh, c) != 0) {
+		sb__conn_close(sh, c, "out of memory");
 		return;
 	}
 	/* Over the limit: the connection only lives to be told so. Taking the
@@ -2296,8 +2252,8 @@ static void on_accept(struct sb__shard *sh, int fd)
 		atomic_fetch_sub(&sh->r->nconns, 1);
 		char why[64];
 		snprintf(why, sizeof why, "too many connections (limit %u)", cfg->max_conns);
-		stat_add(&sh->st.refused, 1);
-		fail_conn(sh, c, SB_EOVERLOADED, why);
+		sb__stat_add(&sh->st.refused, 1);
+		sb__conn_fail(sh, c, SB_EOVERLOADED, why);
 		return;
 	}
 	c->counted = 1;
@@ -2306,9 +2262,9 @@ static void on_accept(struct sb__shard *sh, int fd)
 		if (took == 0) {
 			char why[96], a[INET_ADDRSTRLEN];
 			snprintf(why, sizeof why, "too many connections from %s (limit %u)",
-				 addr_str(c, a, sizeof a), cfg->max_conns_per_addr);
-			stat_add(&sh->st.addr_refused, 1);
-			fail_conn(sh, c, SB_EOVERLOADED, why);
+				 sb__conn_addr(c, a, sizeof a), cfg->max_conns_per_addr);
+			sb__stat_add(&sh->st.addr_refused, 1);
+			sb__conn_fail(sh, c, SB_EOVERLOADED, why);
 			return;
 		}
 		c->addr_counted = took == 1;
@@ -2317,11 +2273,11 @@ static void on_accept(struct sb__shard *sh, int fd)
 	 * deadline must never come early. */
 	if (cfg->hello_timeout_ms > 0)
 		sb__timer_arm(&sh->wheel, &c->hello_timer, sb__now_ms() + cfg->hello_timeout_ms);
-	arm_recv(sh, c);
+	sb__conn_arm_recv(sh, c);
 }
 
 /* Local effects of a connection going away, on every shard in turn. */
-static void conn_gone(struct sb__shard *sh, uint64_t ep)
+void sb__conn_gone(struct sb__shard *sh, uint64_t ep)
 {
 	sb__routes_del_ep(&sh->routes, ep);
 	/* O(live requests): a disconnect is rare next to messages, and an
@@ -2332,7 +2288,7 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
 		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
 		if (q->handler == ep)
-			req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+			sb__req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
 		else if (q->bc != NULL)
 			sb__bcast_gone(sh, q, ep);
 		/* Answering can drop a requester as a slow consumer, which ends
@@ -2348,7 +2304,7 @@ static void conn_gone(struct sb__shard *sh, uint64_t ep)
 }
 
 /* Stops routing to and from c; the memory goes once no I/O refers to it. */
-static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
+void sb__conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
 {
 	if (c->closing)
 		return;
@@ -2358,29 +2314,29 @@ static void conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why
 	sb__timer_disarm(&c->slow);
 	if (c->ready)
 		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
-	resume_producers(sh, c); /* nobody else would let them read again */
+	sb__flow_resume(sh, c); /* nobody else would let them read again */
 	/* Its own requests end; their handlers hear it as a cancel. */
 	while (c->reqs.next != &c->reqs) {
 		struct sb__req *q = SB__CONTAINER(c->reqs.next, struct sb__req, by_conn);
-		send_cancel(sh, q);
-		req_finish(sh, q);
+		sb__req_send_cancel(sh, q);
+		sb__req_finish(sh, q);
 	}
 	if (c->ready) {
 		for (unsigned to = 0; to < sh->r->nshards; to++)
 			if (to != sh->id) {
 				struct sb__mail m = {.type = SB__MAIL_CONN_GONE, .b = c->ep};
-				mail(sh, to, &m);
+				sb__mail(sh, to, &m);
 			}
-		conn_gone(sh, c->ep);
+		sb__conn_gone(sh, c->ep);
 	}
 	sb__peers_leave(sh, c); /* its name, presence subscription */
 	/* Wakes the multishot recv (it completes with 0) and fails a pending
 	 * sendmsg, so both come back and the connection can be freed. */
 	shutdown(c->fd, SHUT_RDWR);
-	conn_free(sh, c);
+	sb__conn_free(sh, c);
 }
 
-static void conn_free(struct sb__shard *sh, struct sb__conn *c)
+void sb__conn_free(struct sb__shard *sh, struct sb__conn *c)
 {
 	if (c->recv_armed || c->sending || c->unparking)
 		return; /* the completion, or the end of the routing, frees it */
@@ -2408,7 +2364,7 @@ static void conn_free(struct sb__shard *sh, struct sb__conn *c)
 	sb__peers_conn_free(c);
 	close(c->fd);
 	sb__link_del(&c->all);
-	stat_add(&sh->st.connections, -1);
+	sb__stat_add(&sh->st.connections, -1);
 	sb__reqtab_free(&sh->conns, c->ep);
 }
 
@@ -2420,47 +2376,36 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_DELIVER: {
 		struct sb__buf *b = m->p;
 		uint32_t len = mail_bytes(m);
-		sh->mail_got[ep_shard(m->c)] += len;
-		deliver_from(sh, m->b, b, b->data + m->a, len, m->c & EP_MASK ? m->c : 0);
+		sh->mail_got[sb__ep_shard(m->c)] += len;
+		sb__deliver_from(sh, m->b, b, b->data + m->a, len, m->c & SB__EP_MASK ? m->c : 0);
 		break;
 	}
 	case SB__MAIL_REPLY: {
 		struct sb__buf *b = m->p;
 		sh->mail_got[m->a] += (uint32_t)m->c;
-		sb__shard_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
+		sb__req_reply(sh, m->b, b, b->data + (m->c >> 32), (uint32_t)m->c);
 		break;
 	}
 	case SB__MAIL_ROUTE_ADD:
-	case SB__MAIL_ROUTE_DEL: {
-		struct sb__mail_name *n = m->p;
-		if (m->type == SB__MAIL_ROUTE_ADD) {
-			if (sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema) ==
-			    0)
-				route_stat(sh, n->name, n->len);
-			sb__schema_unref(n->schema);
-		} else
-			sb__routes_del(&sh->routes, n->name, n->len, m->b);
-		struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
-		mail(sh, ep_shard(m->b), &done);
-		free(n);
+	case SB__MAIL_ROUTE_DEL:
+		sb__register_apply(sh, m);
 		break;
-	}
 	case SB__MAIL_ROUTE_DONE:
-		on_route_done(sh, m->p);
+		sb__register_done(sh, m->p);
 		break;
 	case SB__MAIL_PAUSE:
-		pause_reads(sh, m->b, m->a ? 1 : -1);
+		sb__flow_pause(sh, m->b, m->a ? 1 : -1);
 		break;
 	case SB__MAIL_CONN_GONE:
-		conn_gone(sh, m->b);
+		sb__conn_gone(sh, m->b);
 		break;
 	case SB__MAIL_BYE_DONE:
-		bye_report(sh, m->b);
+		sb__bye_report(sh, m->b);
 		break;
 	case SB__MAIL_REQ_FAILED: {
 		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
 		if (q != NULL && q->handler == m->c)
-			req_fail(sh, q, -(int)m->a, "the handler disconnected");
+			sb__req_fail(sh, q, -(int)m->a, "the handler disconnected");
 		else if (q != NULL && q->bc != NULL)
 			sb__bcast_gone(sh, q, m->c);
 		break;
@@ -2471,14 +2416,14 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 		break;
 	case SB__MAIL_PEER_DRAIN:
 		sb__peers_on_mail(sh, m);
-		bye_apply(sh, m->b);
+		sb__bye_apply(sh, m->b);
 		break;
 	}
 }
 
 /* Sends and requests from the embedding program: routed like a service's
  * (in-process callers may call internal handlers), answered by callback. */
-static void read_injected(struct sb__shard *sh)
+void sb__local_read(struct sb__shard *sh)
 {
 	struct sb__inbox *in = &sh->r->inboxes[sh->id];
 	if (atomic_load_explicit(&in->pending, memory_order_acquire) == 0)
@@ -2493,19 +2438,19 @@ static void read_injected(struct sb__shard *sh)
 	for (uint32_t i = 0; i < n; i++) {
 		struct sb__buf *b = items[i].frame;
 		struct sb_msg m;
-		struct asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
+		struct sb__asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
 		if (sb_decode(b->data, items[i].len, 0, &m, NULL) == 0) {
 			if (m.kind == SB_SEND)
-				on_send_frame(sh, &a, &m, b, b->data, items[i].len);
+				sb__forward_send(sh, &a, &m, b, b->data, items[i].len);
 			else
-				on_request(sh, &a, &m, b, b->data, items[i].len);
+				sb__forward_request(sh, &a, &m, b, b->data, items[i].len);
 		}
 		sb__buf_put(b, &sh->pool);
 	}
 	free(items);
 }
 
-static void read_mail(struct sb__shard *sh)
+void sb__mail_read(struct sb__shard *sh)
 {
 	struct sb__mail box[64];
 	unsigned n;
@@ -2531,7 +2476,7 @@ static void read_mail(struct sb__shard *sh)
  * one counted (accept_errors). */
 static void accept_failed(struct sb__shard *sh, int res, int more)
 {
-	stat_add(&sh->st.accept_errors, 1);
+	sb__stat_add(&sh->st.accept_errors, 1);
 	if (sh->accept_fails++ == 0) {
 		struct rlimit rl;
 		char lim[64] = "";
@@ -2547,9 +2492,9 @@ static void accept_failed(struct sb__shard *sh, int res, int more)
 			     : sh->accept_backoff >= 500 ? 1000
 							 : 2 * sh->accept_backoff;
 	if (more) { /* a kernel that keeps the multishot armed would fail on and on */
-		struct io_uring_sqe *sqe = sqe_get(sh);
-		io_uring_prep_cancel64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT, 0);
-		io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+		struct io_uring_sqe *sqe = sb__sqe(sh);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, 0), 0);
+		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 	}
 	sb__timer_arm(&sh->wheel, &sh->accept_timer, sh->now + sh->accept_backoff);
 }
@@ -2568,45 +2513,50 @@ static void on_accept_timer(struct sb__timer *t)
 {
 	struct sb__shard *sh = SB__CONTAINER(t, struct sb__shard, accept_timer);
 	if (!sh->draining && !sh->accept_armed)
-		arm_accept(sh);
+		sb__accept_arm(sh);
+}
+
+void sb__accept_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
+{
+	if (cqe->res >= 0)
+		accepted(sh, cqe->res);
+	else if (!sh->draining) /* else cancelled, or the drain closed the listener */
+		accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE);
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		sh->accept_armed = 0;
+		if (!sh->draining && !sb__timer_armed(&sh->accept_timer))
+			sb__accept_arm(sh);
+	}
 }
 
 static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 {
 	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	enum tag tag = (enum tag)(ud >> TAG_SHIFT);
-	uint64_t ep = (uint64_t)sh->id << TAG_SHIFT | (ud & EP_MASK);
+	enum sb__tag tag = (enum sb__tag)(ud >> SB__TAG_SHIFT);
+	uint64_t ep = (uint64_t)sh->id << SB__TAG_SHIFT | (ud & SB__EP_MASK);
 	struct sb__conn *c;
 
 	switch (tag) {
-	case TAG_ACCEPT:
-		if (cqe->res >= 0)
-			accepted(sh, cqe->res);
-		else if (!sh->draining) /* else cancelled, or the drain closed the listener */
-			accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE);
-		if (!(cqe->flags & IORING_CQE_F_MORE)) {
-			sh->accept_armed = 0;
-			if (!sh->draining && !sb__timer_armed(&sh->accept_timer))
-				arm_accept(sh);
-		}
+	case SB__TAG_ACCEPT:
+		sb__accept_cqe(sh, cqe);
 		break;
-	case TAG_RECV:
+	case SB__TAG_RECV:
 		c = sb__reqtab_get(&sh->conns, ep);
 		if (c != NULL)
-			on_recv(sh, c, cqe);
+			sb__conn_recv(sh, c, cqe);
 		else if (cqe->flags & IORING_CQE_F_BUFFER) { /* cannot happen; never leak */
 			uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
 			sb__buf_put(sb__bufpool_get(&sh->pool, bid), &sh->pool);
 		}
 		break;
-	case TAG_SEND:
+	case SB__TAG_SEND:
 		c = sb__reqtab_get(&sh->conns, ep);
 		if (c != NULL)
-			on_send(sh, c, cqe->res);
+			sb__outq_sent(sh, c, cqe->res);
 		break;
-	case TAG_CANCEL: /* the recv it cancelled reports for itself */
+	case SB__TAG_CANCEL: /* the recv it cancelled reports for itself */
 		break;
-	case TAG_WAKE: {
+	case SB__TAG_WAKE: {
 		uint64_t v;
 		if (read(sh->efd, &v, sizeof v) < 0 && errno != EAGAIN)
 			sb__log(sh->r, 0, "shard %u: eventfd read: %s", sh->id, strerror(errno));
@@ -2617,13 +2567,13 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 	}
 }
 
-static void rearm_starved(struct sb__shard *sh)
+void sb__conn_rearm_starved(struct sb__shard *sh)
 {
 	sh->need_rearm = 0;
 	for (struct sb__link *l = sh->conn_list.next; l != &sh->conn_list; l = l->next) {
 		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		if (c->rearm && !c->closing && c->paused == 0 && !c->recv_armed)
-			arm_recv(sh, c);
+			sb__conn_arm_recv(sh, c);
 	}
 }
 
@@ -2633,19 +2583,19 @@ static void begin_drain(struct sb__shard *sh)
 	sh->drain_deadline = sh->now + sh->r->drain_ms;
 	/* The multishot accept holds the listening socket until it ends; cancel
 	 * it and wait for that, or the port stays bound after we return. */
-	struct io_uring_sqe *sqe = sqe_get(sh);
-	io_uring_prep_cancel64(sqe, (uint64_t)TAG_ACCEPT << TAG_SHIFT, 0);
-	io_uring_sqe_set_data64(sqe, (uint64_t)TAG_CANCEL << TAG_SHIFT);
+	struct io_uring_sqe *sqe = sb__sqe(sh);
+	io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, 0), 0);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 	close(sh->lfd);
 	sh->lfd = -1;
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
-		next = l->next; /* send_msg() may drop a slow consumer */
+		next = l->next; /* sb__send_msg() may drop a slow consumer */
 		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		struct sb_msg bye = {.kind = SB_GOODBYE, .deadline_ms = sh->r->drain_ms};
 		bye.text.ptr = (const uint8_t *)"router draining";
 		bye.text.len = 15;
 		if (c->ready && !c->closing)
-			send_msg(sh, c, &bye);
+			sb__send_msg(sh, c, &bye);
 	}
 }
 
@@ -2664,8 +2614,8 @@ static int drain_step(struct sb__shard *sh)
 {
 	if (sh->now >= sh->drain_deadline)
 		while (sh->req_list.next != &sh->req_list)
-			req_fail(sh, SB__CONTAINER(sh->req_list.next, struct sb__req, all),
-				 SB_EDRAINING, "the router stopped before a final reply");
+			sb__req_fail(sh, SB__CONTAINER(sh->req_list.next, struct sb__req, all),
+				     SB_EDRAINING, "the router stopped before a final reply");
 	if (inflight_everywhere(sh->r) > 0)
 		return 0;
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
@@ -2674,7 +2624,7 @@ static int drain_step(struct sb__shard *sh)
 		/* Let queued output (the goodbye, last replies) go first, but
 		 * not forever: a peer that never reads must not hold the stop. */
 		if ((c->q_len == 0 && !c->sending) || sh->now >= sh->drain_deadline + 1000)
-			conn_close(sh, c, "router stopped");
+			sb__conn_close(sh, c, "router stopped");
 		else
 			c->doomed = 1;
 	}
@@ -2729,7 +2679,7 @@ static int setup(struct sb__shard *sh)
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__timer_init(&sh->accept_timer, on_accept_timer);
 	sb__routes_init(&sh->routes);
-	sh->routes.on_drop = route_dropped;
+	sh->routes.on_drop = sb__route_dropped;
 	sh->routes.drop_ctx = sh;
 	sb__replica_init(&sh->peers);
 	sb__idmap_init(&sh->cancel);
@@ -2737,17 +2687,11 @@ static int setup(struct sb__shard *sh)
 	sb__idmap_init(&sh->leaving);
 	sb__link_init(&sh->conn_list);
 	sb__link_init(&sh->req_list);
-	if (sh->r->tls_on && (sh->tls_stage = malloc(TLS_RECORD)) == NULL)
+	if (sh->r->tls_on && (sh->tls_stage = malloc(SB__TLS_RECORD)) == NULL)
 		return SB_ENOMEM;
-	for (unsigned i = 0; i < sh->r->nlocals; i++) {
-		const struct sb__local *l = &sh->r->locals[i];
-		if (sb__routes_add(&sh->routes, l->name ? l->name : "", l->len,
-				   (uint64_t)SB__LOCAL_SHARD << TAG_SHIFT | i, l->flags,
-				   l->schema) != 0)
-			return SB_ENOMEM;
-		route_stat(sh, l->name ? l->name : "", l->len);
-	}
-	arm_accept(sh);
+	if (sb__register_locals(sh) != 0)
+		return SB_ENOMEM;
+	sb__accept_arm(sh);
 	arm_wake(sh);
 	return 0;
 }
@@ -2780,11 +2724,9 @@ static void release_mail(const struct sb__mail *m)
 		free(sync);
 }
 
-void sb__shard_teardown(struct sb__shard *sh)
+void sb__local_teardown(struct sb__shard *sh)
 {
-	struct sb__mail box[64];
 	struct sb__inbox *in = &sh->r->inboxes[sh->id];
-	unsigned n;
 
 	/* Requests queued as the router stopped still get their one answer. */
 	for (uint32_t i = 0; i < in->n; i++) {
@@ -2796,6 +2738,12 @@ void sb__shard_teardown(struct sb__shard *sh)
 	free(in->items);
 	in->items = NULL;
 	in->n = in->cap = 0;
+}
+
+void sb__mail_teardown(struct sb__shard *sh)
+{
+	struct sb__mail box[64];
+	unsigned n;
 
 	/* Every shard thread has exited: what is left in rings and backlogs
 	 * only needs releasing, while the buffer pools still exist. */
@@ -2813,6 +2761,12 @@ void sb__shard_teardown(struct sb__shard *sh)
 		bl->blocked = NULL;
 		bl->nblocked = 0;
 	}
+}
+
+void sb__shard_teardown(struct sb__shard *sh)
+{
+	sb__local_teardown(sh);
+	sb__mail_teardown(sh);
 }
 
 void sb__shard_destroy(struct sb__shard *sh)
@@ -2838,7 +2792,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__auth_shard_destroy(&sh->auth);
 }
 
-static int backlog_pending(const struct sb__shard *sh)
+int sb__mail_backlogged(const struct sb__shard *sh)
 {
 	/* Blocked producers count: their resume depends on us looking again. */
 	for (unsigned to = 0; to < sh->r->nshards; to++)
@@ -2883,8 +2837,8 @@ void *sb__shard_main(void *arg)
 		}
 		io_uring_cq_advance(&sh->ring, n);
 		tick(sh);
-		read_mail(sh);
-		read_injected(sh);
+		sb__mail_read(sh);
+		sb__local_read(sh);
 		sb__wheel_run(&sh->wheel, sh->now);
 		if (!sh->draining && atomic_load(&r->stopping))
 			begin_drain(sh);
@@ -2893,15 +2847,15 @@ void *sb__shard_main(void *arg)
 		 * back this turn: they may have gone back before the -ENOBUFS
 		 * was seen, and then no later turn would return any. */
 		if (sh->need_rearm && sh->pool.out < sh->pool.count)
-			rearm_starved(sh);
-		flush_dirty(sh);
-		flush_backlogs(sh);
-		send_wakes(sh);
+			sb__conn_rearm_starved(sh);
+		sb__outq_flush(sh);
+		sb__mail_flush(sh);
+		sb__mail_wake(sh);
 		/* Done only once our backlog has gone into the rings: a shard
 		 * that counted itself done with mail still backlogged let the
 		 * others leave, and then waited forever for room in a ring
 		 * nobody read. What is in the rings is released at teardown. */
-		if (sh->draining && !sh->drained && drain_step(sh) && !backlog_pending(sh)) {
+		if (sh->draining && !sh->drained && drain_step(sh) && !sb__mail_backlogged(sh)) {
 			sh->drained = 1;
 			atomic_fetch_add(&r->drained, 1);
 		}
@@ -2917,8 +2871,8 @@ void *sb__shard_main(void *arg)
 			/* Re-check the drain, retry mail that found a ring full, and
 			 * look for receive buffers other shards gave back (they push
 			 * them without waking us): nothing else would wake us. */
-			if ((sh->draining || backlog_pending(sh) || sh->need_rearm) && wait > 1)
-				wait = backlog_pending(sh) || sh->need_rearm ? 1 : 10;
+			if ((sh->draining || sb__mail_backlogged(sh) || sh->need_rearm) && wait > 1)
+				wait = sb__mail_backlogged(sh) || sh->need_rearm ? 1 : 10;
 			struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
 						       .tv_nsec =
 							       (long long)(wait % 1000) * 1000000};
@@ -2927,7 +2881,7 @@ void *sb__shard_main(void *arg)
 			 * well under a millisecond: looking every 1 ms left both
 			 * shards idle most of the time (cross-shard fire-64 ran at
 			 * 3.4M msg/s instead of 5.7-6.0M). */
-			if (backlog_pending(sh) && wait > 0)
+			if (sb__mail_backlogged(sh) && wait > 0)
 				ts = (struct __kernel_timespec){.tv_nsec = 100000};
 			io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1,
 							 wait == UINT64_MAX ? NULL : &ts, NULL);
@@ -2939,59 +2893,4 @@ void *sb__shard_main(void *arg)
 	}
 	io_uring_submit(&sh->ring);
 	return NULL;
-}
-
-/* ---- for the modules that extend the shard (shard.h) --------------------- */
-
-struct sb__conn *sb__conn_get(struct sb__shard *sh, uint64_t ep)
-{
-	return conn_get(sh, ep);
-}
-
-int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
-		uint32_t len)
-{
-	return enqueue(sh, c, b, p, len);
-}
-
-int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
-{
-	return send_msg(sh, c, m);
-}
-
-void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
-		    const char *text, uint8_t flags)
-{
-	send_error(sh, c, id, err, text, flags);
-}
-
-void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
-{
-	mail(sh, to, m);
-}
-
-void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
-		 uint32_t len)
-{
-	deliver(sh, ep, b, p, len);
-}
-
-void sb__congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
-{
-	congest(sh, c, producer);
-}
-
-void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
-{
-	load_add(sh, ep, d);
-}
-
-void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
-{
-	req_finish(sh, q);
-}
-
-void sb__stat_add(_Atomic uint64_t *c, int64_t d)
-{
-	stat_add(c, d);
 }
