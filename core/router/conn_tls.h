@@ -12,10 +12,6 @@
 
 #define SB__TLS_RECORD 16384 /* the most plaintext in a record */
 
-/** The TLS settings a shard accepts with: its cached reference, renewed
- * (under tls_lock) only after a reload. Never on a message's path. */
-struct sb__tls_ctx *sb__router_tls(struct sb__shard *sh);
-
 /** A connection of a TLS listener gets its pair. @return 0 or SB_ENOMEM */
 int sb__conn_tls_start(struct sb__shard *sh, struct sb__conn *c);
 

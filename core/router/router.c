@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "router/shard.h"
-#include "router/conn_tls.h"
 
 void sb_router_config_init(struct sb_router_config *c)
 {
@@ -325,24 +324,6 @@ int sb_router_start(struct sb_router *r)
 	} else
 		sb__log(r, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
 	return rc;
-}
-
-struct sb__tls_ctx *sb__router_tls(struct sb__shard *sh)
-{
-	struct sb_router *r = sh->r;
-
-	/* One relaxed-cost load per accept; the lock only after a reload. */
-	if (atomic_load_explicit(&r->tls_gen, memory_order_acquire) != sh->tls_gen ||
-	    sh->tls == NULL) {
-		struct sb__tls_ctx *old = sh->tls;
-		pthread_mutex_lock(&r->tls_lock);
-		sh->tls = r->tls;
-		sb__tls_ctx_get(sh->tls);
-		sh->tls_gen = atomic_load_explicit(&r->tls_gen, memory_order_relaxed);
-		pthread_mutex_unlock(&r->tls_lock);
-		sb__tls_ctx_put(old);
-	}
-	return sh->tls;
 }
 
 /* Settings a reload cannot change: a line for each that differs, so an
