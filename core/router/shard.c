@@ -127,8 +127,6 @@ void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
 	sb__reqtab_free(&sh->reqs, q->rid);
 }
 
-/* Sends a router-made frame to a connection on any shard. */
-
 void sb__req_send_cancel(struct sb__shard *sh, struct sb__req *q)
 {
 	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
@@ -188,68 +186,6 @@ static void on_timeout(struct sb__timer *t)
 	sb__stat_add(&sh->st.timeouts, 1);
 	sb__req_send_cancel(sh, q); /* the handler may stop working on it */
 	sb__req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
-}
-
-/* A REQUEST for a connection that is gone: fail it on its owner shard. */
-static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
-{
-	if (p[SB_PREFIX_LEN + 1] != SB_REQUEST)
-		return;
-	uint64_t rid = sb__be64(p + SB_ID_OFFSET);
-	struct sb__mail m = {
-		.type = SB__MAIL_REQ_FAILED, .a = (uint32_t)-SB_EPEERGONE, .b = rid, .c = ep};
-	unsigned owner = sb__reqid_shard(rid);
-	if (owner != sh->id) {
-		sb__mail(sh, owner, &m);
-		return;
-	}
-	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
-	if (q != NULL && q->handler == ep)
-		sb__req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
-	else if (q != NULL && q->bc != NULL)
-		sb__bcast_gone(sh, q, ep);
-}
-
-/* A whole frame for ep, fed by connection producer (0: by the router or
- * the embedding program), which the consumer pauses if it is congested. */
-void sb__deliver_from(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
-		      uint32_t len, uint64_t producer)
-{
-	unsigned to = sb__ep_shard(ep);
-	if (to == SB__LOCAL_SHARD) { /* an in-process handler: run it here */
-		sb__local_run(sh, (unsigned)(ep & SB__EP_MASK), p, len);
-		sb__buf_put(b, &sh->pool);
-		return;
-	}
-	if (to != sh->id) {
-		struct sb__mail m = {.type = SB__MAIL_DELIVER,
-				     .a = (uint32_t)(p - b->data),
-				     .b = ep,
-				     .p = b,
-				     .c = producer != 0 ? producer
-							: (uint64_t)sh->id << SB__TAG_SHIFT};
-		sb__mail(sh, to, &m);
-		return;
-	}
-	struct sb__conn *c = sb__conn_get(sh, ep);
-	if (c == NULL) {
-		deliver_failed(sh, ep, p);
-		sb__buf_put(b, &sh->pool);
-		return;
-	}
-	/* Who sent it, before the first frame from that sender (issue 6). */
-	if (sb__peers_tell(sh, c, p) != 0) {
-		sb__buf_put(b, &sh->pool); /* c was dropped as a slow consumer */
-		return;
-	}
-	if (sb__enqueue(sh, c, b, p, len) == 0 && producer != 0)
-		sb__flow_congest(sh, c, producer);
-}
-
-void sb__deliver(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, const uint8_t *p,
-		 uint32_t len)
-{
-	sb__deliver_from(sh, ep, b, p, len, sh->producer != NULL ? sh->producer->ep : 0);
 }
 
 /* Whether rid (from the cancel map) is an open request of c with this id:
