@@ -12,6 +12,7 @@
 
 #include "proto/mp.h"
 #include "router/admin.h"
+#include "router/outq.h"
 #include "router/request.h"
 #include "common/idmap.h"
 #include "router/shard.h"
@@ -357,4 +358,30 @@ int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view a
 		return 0;
 	}
 	return SB_ENOHANDLER;
+}
+
+/* A request to one of the router's own names ($sb.routes, ...). */
+void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m)
+{
+	char *p, why[128];
+	size_t n;
+	int rc = sb__admin_answer(sh, m->name, m->payload, &p, &n, why, sizeof why);
+	if (rc != 0) {
+		sb__answer_error(sh, a, m->id, rc,
+				 rc == SB_ENOHANDLER ? "the router serves no such name"
+				 : rc == SB_EINVAL   ? why
+						     : "out of memory");
+		return;
+	}
+	struct sb_msg r = {.kind = SB_REPLY, .id = m->id, .outcome = {(const uint8_t *)"ok", 2}};
+	r.payload = (struct sb_view){(const uint8_t *)p, (uint32_t)n};
+	long size = sb_encoded_size(&r);
+	/* The asker refuses frames over max_frame, and would drop us for it. */
+	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
+		sb__answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
+	else if (a->c == NULL)
+		a->fn(0, "ok", 2, p, n, 0, a->ud);
+	else if (!sb__id_taken(sh, a->c, m->id, sb__open_rid(sh, a->c, m->id)))
+		sb__send_msg(sh, a->c, &r);
+	free(p);
 }

@@ -1,0 +1,422 @@
+/* Forwarding and the request's life. A SEND goes to one handler (or every
+ * one, or a named peer) as received, with `from` patched in; a REQUEST gets
+ * an entry on its requester's shard (the router's id, its handler, its
+ * timer), is forwarded with its id, `from` and `timeout_ms` patched, and
+ * ends with exactly one terminal event: every path to that goes through
+ * sb__req_finish(). Replies come back here by the id's shard bits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/mp.h"
+#include "router/admin.h"
+#include "router/balance.h"
+#include "router/bcast.h"
+#include "router/conn.h"
+#include "router/deliver.h"
+#include "router/flow.h"
+#include "router/outq.h"
+#include "router/peers.h"
+#include "router/request.h"
+#include "router/rstat.h"
+#include "router/shard.h"
+
+/* Ends a request for good: every path that answers the requester last
+ * comes through here, so none can answer twice. */
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
+				     ? sb__reqtab_get(&sh->conns, q->requester)
+				     : NULL;
+	if (c != NULL && --c->inflight == 0 && c->bye && !c->closing)
+		sb__outq_mark(sh, c); /* its last request: the flush may close it (GOODBYE) */
+	sb__timer_disarm(&q->timer);
+	sb__link_del(&q->by_conn);
+	sb__link_del(&q->all);
+	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
+	if (q->rs != NULL)
+		sb__rstat_drop(&sh->r->rstats, q->rs, sh->id);
+	if (q->bc != NULL)
+		sb__bcast_free(sh, q);
+	else
+		sb__load_add(sh, q->handler, -1);
+	sb__stat_add(&sh->st.inflight, -1);
+	sb__reqtab_free(&sh->reqs, q->rid);
+}
+
+void sb__req_send_cancel(struct sb__shard *sh, struct sb__req *q)
+{
+	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
+		sb__bcast_cancel(sh, q);
+		return;
+	}
+	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
+	long n = sb_encoded_size(&m);
+	struct sb__buf *b = sb__buf_heap((size_t)n);
+	if (b == NULL)
+		return;
+	sb_encode(&m, b->data, (size_t)n);
+	sb__deliver(sh, q->handler, b, b->data, (uint32_t)n);
+}
+
+/* How a request ended, for its name's statistics. */
+enum req_end { END_REPLY, END_ERROR, END_TIMEOUT, END_CANCEL };
+
+static void req_count(struct sb__shard *sh, const struct sb__req *q, enum req_end how)
+{
+	if (q->rs == NULL || how == END_CANCEL)
+		return;
+	struct sb__rstat_shard *s = &q->rs->per[sh->id];
+	if (how == END_TIMEOUT) {
+		sb__rstat_inc(&s->timeouts);
+		return;
+	}
+	sb__rstat_inc(how == END_REPLY ? &s->replies : &s->errors);
+	sb__rstat_latency(s, sh->now_us - q->t0_us);
+}
+
+/* Ends a request with an error for its requester. */
+void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
+{
+	req_count(sh, q,
+		  err == SB_ETIMEOUT     ? END_TIMEOUT
+		  : err == SB_ECANCELLED ? END_CANCEL
+					 : END_ERROR);
+	if (q->requester == SB__LOCAL_REQUESTER) {
+		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
+	} else {
+		struct sb__conn *c = sb__conn_get(sh, q->requester);
+		if (c != NULL)
+			sb__send_error(sh, c, q->orig_id, err, text, 0);
+	}
+	sb__req_finish(sh, q);
+}
+
+static void on_timeout(struct sb__timer *t)
+{
+	struct sb__req *q = SB__CONTAINER(t, struct sb__req, timer);
+	struct sb__shard *sh = q->sh;
+	if (q->bc != NULL) { /* each handler still open times out on its own */
+		sb__bcast_timeout(sh, q);
+		return;
+	}
+	sb__stat_add(&sh->st.timeouts, 1);
+	sb__req_send_cancel(sh, q); /* the handler may stop working on it */
+	sb__req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
+}
+
+/* Whether rid (from the cancel map) is an open request of c with this id:
+ * the map's key mixes the two, so a hit is checked. */
+static int is_open(struct sb__shard *sh, const struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	const struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	return q != NULL && q->requester == c->ep && q->orig_id == id;
+}
+
+/* Two open requests of one connection cannot share an id: every answer to
+ * either would carry it, and an answer to the second would end the first
+ * in the requester's eyes. So the second is refused about the connection
+ * (id 0), and no other answer may go before that check: the routed path
+ * makes it as it enters the id in the cancel map (one probe, as before),
+ * every answer to a request not yet entered makes it here (errors only).
+ * @return 1 if the id is taken (and the request refused) */
+int sb__id_taken(struct sb__shard *sh, struct sb__conn *c, uint64_t id, uint64_t rid)
+{
+	char why[128];
+
+	if (!is_open(sh, c, id, rid))
+		return 0;
+	snprintf(why, sizeof why,
+		 "REQUEST id %llu is already open on this connection: ids of open requests must "
+		 "differ",
+		 (unsigned long long)id);
+	sb__send_error(sh, c, 0, SB_EINVAL, why, 0);
+	return 1;
+}
+
+uint64_t sb__open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id)
+{
+	return sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, id));
+}
+
+/* Every refusal of a request, before it is routed. */
+void sb__answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t id, int err,
+		      const char *text)
+{
+	if (a->c == NULL)
+		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
+	else if (!sb__id_taken(sh, a->c, id, sb__open_rid(sh, a->c, id)))
+		sb__send_error(sh, a->c, id, err, text, 0);
+}
+
+void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		      struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	char why[SB__WHY_MAX];
+	uint64_t to = 0;
+	struct sb__endpoint *te = NULL; /* how the `to` peer handles the name, if it does */
+	struct sb__route *r = m->to.ptr == NULL ? sb__lookup(sh, m->name) : NULL;
+	/* Fire-and-forget has nobody to tell: count and drop, as no_handler
+	 * when nobody handles the name or `to` names nobody connected (or is
+	 * paired with BROADCAST, which contradicts it), as forbidden when the
+	 * peer is off limits (a client may not reach a handler registered as
+	 * internal). */
+	if (m->to.ptr != NULL &&
+	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0))
+		to = 0;
+	if (to != 0 && (te = sb__to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
+	    !a->service) {
+		sb__stat_add(&sh->st.forbidden, 1); /* as a request to it would be refused */
+		return;
+	}
+	if (r == NULL && to == 0) {
+		sb__stat_add(&sh->st.no_handler, 1);
+		return;
+	}
+	sb_patch_u32(f, m->from_off, a->from);
+	if (to != 0) { /* to a named peer, whatever it registered */
+		if (te != NULL && te->schema != NULL && !sb__args_ok(sh, a, m, te))
+			return;
+		sb__buf_get(b);
+		sb__deliver(sh, to, b, f, len);
+		return;
+	}
+	if (!(m->flags & SB_F_BROADCAST)) {
+		struct sb__endpoint *e = sb__pick(sh, r, a->service);
+		if (e == NULL)
+			sb__refuse_internal(sh, a, m);
+		else if (e->schema == NULL || sb__args_ok(sh, a, m, e)) {
+			if (r->stat != NULL)
+				sb__rstat_inc(&r->stat->per[sh->id].sends);
+			sb__buf_get(b);
+			sb__deliver(sh, e->ep, b, f, len);
+		}
+		return;
+	}
+	int reachable = 0;
+	for (uint32_t i = 0; i < r->n; i++) {
+		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
+			continue;
+		reachable = 1;
+		if (r->eps[i].schema != NULL && !sb__args_ok(sh, a, m, &r->eps[i]))
+			continue;
+		if (r->stat != NULL)
+			sb__rstat_inc(&r->stat->per[sh->id].sends);
+		sb__buf_get(b); /* one reference per destination, no copy */
+		sb__deliver(sh, r->eps[i].ep, b, f, len);
+	}
+	if (!reachable)
+		sb__refuse_internal(sh, a, m);
+}
+
+void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+			 struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	struct sb__route *r = NULL;
+	struct sb__endpoint *e;
+	uint64_t rid;
+
+	if (sh->draining) {
+		sb__answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
+		return;
+	}
+	if ((m->flags & SB_F_BROADCAST) && m->to.ptr != NULL) {
+		sb__answer_error(sh, a, m->id, SB_EINVAL,
+				 "a request goes to one peer (to) or to every handler (BROADCAST), "
+				 "not both");
+		return;
+	}
+	if (sb__admin_name(m->name) && m->to.ptr == NULL) {
+		sb__admin_request(sh, a, m);
+		return;
+	}
+	if (a->c != NULL && a->c->inflight >= cfg->max_inflight_per_conn) {
+		char why[96];
+		snprintf(why, sizeof why,
+			 "too many requests in flight on this connection (limit %u)",
+			 cfg->max_inflight_per_conn);
+		sb__stat_add(&sh->st.inflight_refused, 1);
+		sb__answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		return;
+	}
+	uint64_t target = 0;         /* the handler; 0 for a broadcast */
+	struct sb__bcast *bc = NULL; /* a broadcast's handlers */
+	if (m->to.ptr != NULL) {
+		/* To that peer, whether or not it registered the name. */
+		char why[SB__WHY_MAX];
+		int rc = sb__peers_resolve(sh, m->to, &target, why);
+		if (rc != 0) {
+			sb__answer_error(sh, a, m->id, rc, why);
+			return;
+		}
+		struct sb__endpoint *te = sb__to_endpoint(sh, m, target);
+		if (te != NULL && (te->flags & SB__EP_INTERNAL) && !a->service) {
+			sb__stat_add(&sh->st.forbidden, 1);
+			sb__answer_error(sh, a, m->id, SB_EFORBIDDEN,
+					 "this peer handles the name for services only");
+			return;
+		}
+		if (te != NULL && te->schema != NULL && !sb__args_ok(sh, a, m, te))
+			return;
+	} else if (m->flags & SB_F_BROADCAST) {
+		int rc = SB_ENOPEERS;
+		if ((r = sb__lookup(sh, m->name)) != NULL && !sb__bcast_args_ok(sh, a, m, r))
+			return;
+		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
+			if (r != NULL && rc == SB_ENOPEERS) { /* handlers, all internal */
+				sb__refuse_internal(sh, a, m);
+				return;
+			}
+			sb__stat_add(&sh->st.no_handler, 1);
+			sb__answer_error(sh, a, m->id, rc,
+					 rc == SB_ENOPEERS ? "no connected peer handles this name"
+							   : "out of memory");
+			return;
+		}
+	} else if ((r = sb__lookup(sh, m->name)) == NULL) {
+		sb__stat_add(&sh->st.no_handler, 1);
+		sb__answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
+		return;
+	} else if ((e = sb__pick(sh, r, a->service)) == NULL) {
+		sb__refuse_internal(sh, a, m);
+		return;
+	} else if (e->schema != NULL && !sb__args_ok(sh, a, m, e)) {
+		return;
+	} else {
+		target = e->ep;
+	}
+	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
+	if (q == NULL) {
+		free(bc);
+		char why[96];
+		snprintf(why, sizeof why, "too many requests in flight on this shard (limit %u)",
+			 cfg->max_inflight);
+		sb__answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		return;
+	}
+	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
+		uint64_t key = sb__idmap_key(a->c->ep, m->id), old = 0;
+		if (sb__idmap_put_new(&sh->cancel, key, rid, &old) == 1) {
+			if (sb__id_taken(sh, a->c, m->id, old)) {
+				sb__reqtab_free(&sh->reqs, rid);
+				free(bc);
+				return;
+			}
+			sb__idmap_put(&sh->cancel, key, rid); /* another pair's key, alike */
+		}
+	}
+	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
+	if (timeout > cfg->max_timeout_ms)
+		timeout = cfg->max_timeout_ms;
+	q->rid = rid;
+	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
+	q->handler = target;
+	q->bc = bc;
+	q->orig_id = m->id;
+	q->sh = sh;
+	q->fn = a->fn;
+	q->ud = a->ud;
+	/* Per-route counts cover requests the router balanced over a name's
+	 * handlers; those to a named peer or to all of them are not in them. */
+	q->rs = bc == NULL && m->to.ptr == NULL ? r->stat : NULL;
+	q->t0_us = sh->now_us;
+	if (q->rs != NULL) {
+		sb__rstat_take(q->rs, sh->id); /* counted when it ends, route or not */
+		sb__rstat_inc(&q->rs->per[sh->id].requests);
+	}
+	sb__link_init(&q->by_conn);
+	if (a->c != NULL) {
+		a->c->inflight++;
+		sb__link_add(&a->c->reqs, &q->by_conn);
+	}
+	sb__link_add(&sh->req_list, &q->all);
+	sb__timer_init(&q->timer, on_timeout);
+	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
+	if (bc == NULL)
+		sb__load_add(sh, target, 1);
+	sb__stat_add(&sh->st.inflight, 1);
+	sb__stat_add(&sh->st.requests, 1);
+
+	/* The frame goes on as received; only fixed-width fields change. */
+	sb_patch_id(f, rid);
+	sb_patch_u32(f, m->from_off, a->from);
+	sb_patch_u32(f, m->timeout_ms_off, timeout);
+	if (bc != NULL) { /* one frame, one reference per handler; q may end here */
+		sb__bcast_fanout(sh, q, b, f, len);
+		return;
+	}
+	sb__buf_get(b);
+	sb__deliver(sh, target, b, f, len);
+}
+
+/* Hands a reply to an in-process requester's callback. */
+static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, uint8_t *f,
+			uint32_t len)
+{
+	struct sb_msg m;
+	int more = 0;
+
+	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &m, NULL) != 0) {
+		const char *why = "the handler's reply is malformed";
+		q->fn(SB_EBADFRAME, why, strlen(why), NULL, 0, 0, q->ud);
+	} else if (m.kind == SB_REPLY) {
+		more = m.flags & SB_F_MORE;
+		q->fn(0, (const char *)m.outcome.ptr, m.outcome.len, m.payload.ptr, m.payload.len,
+		      more, q->ud);
+	} else {
+		more = m.flags & SB_F_MORE;
+		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
+		      m.payload.len, more, q->ud);
+	}
+	sb__stat_add(&sh->st.replies, 1);
+	if (!more) {
+		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
+		sb__req_finish(sh, q);
+	}
+	sb__buf_put(b, &sh->pool);
+}
+
+/* A REPLY or ERROR for a request owned by this shard. */
+void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+		   uint32_t len)
+{
+	uint64_t rid = sb__be64(f + SB_ID_OFFSET);
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	struct sb__conn *c;
+
+	if (q != NULL && q->bc != NULL) { /* one handler's part of a broadcast */
+		sb__bcast_reply(sh, q, sender, b, f, len);
+		return;
+	}
+	/* Only the handler a request went to may answer it: anyone else, or
+	 * anyone after the request ended, is counted and ignored. */
+	if (q != NULL && q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
+		reply_local(sh, q, b, f, len);
+		return;
+	}
+	if (q == NULL || q->handler != sender || (c = sb__conn_get(sh, q->requester)) == NULL) {
+		sb__stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
+	sb_patch_id(f, q->orig_id);
+	sb__stat_add(&sh->st.replies, 1);
+	if (!more) {
+		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
+		sb__req_finish(sh, q);
+	}
+	if (sb__enqueue(sh, c, b, f, len) == 0)
+		sb__flow_congest(sh, c, sender);
+}
+
+void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
+		return; /* already ended: its terminal event is on its way */
+	sb__req_send_cancel(sh, q);
+	sb__req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
+}
