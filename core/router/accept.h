@@ -7,6 +7,9 @@
 
 #include "router/shard-t.h"
 
+/** Prepares the timer that retries a failed accept. */
+void sb__accept_init(struct sb__shard *sh);
+
 /** Arms the multishot accept on the shard's listening socket. */
 void sb__accept_arm(struct sb__shard *sh);
 
