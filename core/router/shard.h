@@ -64,17 +64,4 @@ void sb__shard_destroy(struct sb__shard *sh);
 void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/** A connection's verified client certificate: its name (CN, else first
- * DNS SAN) and its subject ("CN=alice,O=Example"), or NULL when the
- * connection is plain or presented none. Valid while the connection is. */
-static inline const char *sb__conn_cert_name(const struct sb__conn *c)
-{
-	return c->tls != NULL ? sb__tls_peer_name(c->tls) : NULL;
-}
-
-static inline const char *sb__conn_cert_subject(const struct sb__conn *c)
-{
-	return c->tls != NULL ? sb__tls_peer_subject(c->tls) : NULL;
-}
-
 #endif
