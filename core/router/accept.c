@@ -19,6 +19,7 @@
 #include "router/conn_tls.h"
 #include "router/flow.h"
 #include "router/handshake.h"
+#include "router/router-t.h"
 #include "router/shard.h"
 
 void sb__accept_arm(struct sb__shard *sh)

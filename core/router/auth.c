@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "router/auth.h"
+#include "router/router-t.h"
 #include "router/shard.h"
 
 /* ---- policy --------------------------------------------------------------- */

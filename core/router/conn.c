@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/tls.h"
 #include "proto/mp.h"
 #include "router/addrtab.h"
 #include "router/bcast.h"

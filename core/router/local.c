@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "router/router-t.h"
 #include "router/shard.h"
 #include "router/local.h"
 #include "router/request.h"

@@ -18,6 +18,7 @@
 #include "router/peers.h"
 #include "router/register.h"
 #include "router/request.h"
+#include "router/router-t.h"
 #include "router/shard.h"
 
 /* Mail taken from the rings per call: a turn takes all there is, in

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "router/conn.h"
+#include "router/local-t.h"
 #include "router/mail.h"
 #include "router/outq.h"
 #include "router/pattern.h"

@@ -13,6 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/tls.h"
+#include "router/local-t.h"
+#include "router/mailbox.h"
+#include "router/router-t.h"
 #include "router/shard.h"
 
 void sb_router_config_init(struct sb_router_config *c)

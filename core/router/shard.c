@@ -1,39 +1,44 @@
-/* The shard event loop: accepts, receives into provided buffers, routes
- * frames by their header, tracks requests, and batches output per turn. */
-#include <arpa/inet.h>
+/* The shard loop: setting a shard up (its io_uring, buffer ring and
+ * tables), one turn (completions, mail, the program's inbox, timers, then
+ * the turn's output and mail in one submission), the sleep, and the drain
+ * at a stop. What each completion or mail means is its module's. */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "proto/mp.h"
+#include "common/tls.h"
 #include "router/accept.h"
-#include "router/admin.h"
-#include "router/balance.h"
-#include "router/bcast.h"
+#include "router/conn-t.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
-#include "router/deliver.h"
-#include "router/flow.h"
-#include "router/frame.h"
-#include "router/goodbye.h"
-#include "router/handshake.h"
 #include "router/local.h"
 #include "router/mail.h"
 #include "router/outq.h"
 #include "router/register.h"
+#include "router/req-t.h"
 #include "router/request.h"
+#include "router/router-t.h"
 #include "router/shard.h"
+
+/* The ring: submissions per turn before one is handed over early, and room
+ * for a busy turn's completions (multishot receives post many per arm). */
+#define SQ_ENTRIES 1024
+#define CQ_ENTRIES 16384
+/* Connections one shard can hold: the connection table's bound. */
+#define CONN_SLOTS (1u << 20)
+/* After the drain deadline, how long queued output may still go out before
+ * a connection is closed regardless: a peer that never reads must not
+ * hold the stop. */
+#define DRAIN_SLACK_MS 1000
+/* The longest sleep while a producer waits on our backlog, or a receive
+ * on buffers other shards give back without waking us (1 ms), and while
+ * draining (10 ms). */
+#define BACKLOG_NAP_NS  100000
+#define STARVED_NAP_MS  1
+#define DRAINING_NAP_MS 10
 
 /* The turn clock: timers use the milliseconds, latencies the microseconds. */
 static void tick(struct sb__shard *sh)
@@ -48,8 +53,6 @@ static void arm_wake(struct sb__shard *sh)
 	io_uring_prep_poll_multishot(sqe, sh->efd, POLLIN);
 	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_WAKE, 0));
 }
-
-/* ---- the loop ----------------------------------------------------------- */
 
 static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 {
@@ -105,7 +108,7 @@ static void begin_drain(struct sb__shard *sh)
 		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		struct sb_msg bye = {.kind = SB_GOODBYE, .deadline_ms = sh->r->drain_ms};
 		bye.text.ptr = (const uint8_t *)"router draining";
-		bye.text.len = 15;
+		bye.text.len = (uint32_t)strlen("router draining");
 		if (c->ready && !c->closing)
 			sb__send_msg(sh, c, &bye);
 	}
@@ -135,7 +138,8 @@ static int drain_step(struct sb__shard *sh)
 		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
 		/* Let queued output (the goodbye, last replies) go first, but
 		 * not forever: a peer that never reads must not hold the stop. */
-		if ((c->q_len == 0 && !c->sending) || sh->now >= sh->drain_deadline + 1000)
+		if ((c->q_len == 0 && !c->sending) ||
+		    sh->now >= sh->drain_deadline + DRAIN_SLACK_MS)
 			sb__conn_close(sh, c, "router stopped");
 		else
 			c->doomed = 1;
@@ -158,8 +162,8 @@ static int setup(struct sb__shard *sh)
 	for (unsigned i = 0; i < sizeof modes / sizeof modes[0]; i++) {
 		memset(&p, 0, sizeof p);
 		p.flags = modes[i] | IORING_SETUP_CQSIZE;
-		p.cq_entries = 16384;
-		if ((rc = io_uring_queue_init_params(1024, &sh->ring, &p)) != -EINVAL)
+		p.cq_entries = CQ_ENTRIES;
+		if ((rc = io_uring_queue_init_params(SQ_ENTRIES, &sh->ring, &p)) != -EINVAL)
 			break;
 	}
 	if (rc < 0) {
@@ -183,7 +187,7 @@ static int setup(struct sb__shard *sh)
 		sb__log(sh->r, 0, "shard %u: provided buffer ring: %s", sh->id, strerror(errno));
 		return rc;
 	}
-	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), 1u << 20) != 0 ||
+	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), CONN_SLOTS) != 0 ||
 	    sb__reqtab_init(&sh->reqs, sh->id, sizeof(struct sb__req), cfg->max_inflight) != 0)
 		return SB_ENOMEM;
 	sb__auth_adopt(&sh->auth, &sh->r->auth);
@@ -308,7 +312,8 @@ void *sb__shard_main(void *arg)
 			 * look for receive buffers other shards gave back (they push
 			 * them without waking us): nothing else would wake us. */
 			if ((sh->draining || sb__mail_backlogged(sh) || sh->need_rearm) && wait > 1)
-				wait = sb__mail_backlogged(sh) || sh->need_rearm ? 1 : 10;
+				wait = sb__mail_backlogged(sh) || sh->need_rearm ? STARVED_NAP_MS
+										 : DRAINING_NAP_MS;
 			struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
 						       .tv_nsec =
 							       (long long)(wait % 1000) * 1000000};
@@ -318,7 +323,7 @@ void *sb__shard_main(void *arg)
 			 * shards idle most of the time (cross-shard fire-64 ran at
 			 * 3.4M msg/s instead of 5.7-6.0M). */
 			if (sb__mail_backlogged(sh) && wait > 0)
-				ts = (struct __kernel_timespec){.tv_nsec = 100000};
+				ts = (struct __kernel_timespec){.tv_nsec = BACKLOG_NAP_NS};
 			io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1,
 							 wait == UINT64_MAX ? NULL : &ts, NULL);
 			sb__mailbox_awake(r->mb, sh->id);

@@ -1,26 +1,15 @@
-/* Shards: one thread, one io_uring, its own connections, requests, routes
- * and timers. Shards share nothing but the mailbox and the peer-name table. */
+/* The shard loop: one thread, one io_uring, its own connections, requests,
+ * routes and timers. Each turn handles the completions, the mail, the
+ * embedding program's inbox and the due timers, flushes the output, and
+ * sleeps only when nothing is left. The helpers every part of a shard
+ * submits with are here too. */
 #ifndef SB_CORE_SHARD_H
 #define SB_CORE_SHARD_H
 
 #include <liburing.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
-#include <switchboard/proto.h>
-#include <switchboard/router.h>
-
-#include "router/conn-t.h"
-#include "router/local-t.h"
-#include "router/mailbox.h"
-#include "router/mail-t.h"
-#include "router/req-t.h"
-#include "router/router-t.h"
 #include "router/shard-t.h"
-#include "common/tls.h"
 
 /* io_uring user_data: an operation tag in the top 8 bits, the connection's
  * endpoint (minus its shard bits, which are ours) below. */
