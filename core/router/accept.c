@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/clock.h"
 #include "router/accept.h"
 #include "router/addrtab.h"
@@ -113,7 +114,7 @@ static void accept_failed(struct sb__shard *sh, int res, int more)
 		if ((res == -EMFILE || res == -ENFILE) && getrlimit(RLIMIT_NOFILE, &rl) == 0)
 			snprintf(lim, sizeof lim, " (RLIMIT_NOFILE %llu)",
 				 (unsigned long long)rl.rlim_cur);
-		sb__log(sh->r, 0,
+		sb__log(&sh->r->log, 0,
 			"shard %u: accept failed: %s%s; retrying from 10 ms to 1 s apart until it "
 			"works (each failure counts in accept_errors)",
 			sh->id, strerror(-res), lim);
@@ -132,8 +133,8 @@ static void accept_failed(struct sb__shard *sh, int res, int more)
 static void accepted(struct sb__shard *sh, int fd)
 {
 	if (sh->accept_fails > 0)
-		sb__log(sh->r, 1, "shard %u: accepting again after %llu failed accepts", sh->id,
-			(unsigned long long)sh->accept_fails);
+		sb__log(&sh->r->log, 1, "shard %u: accepting again after %llu failed accepts",
+			sh->id, (unsigned long long)sh->accept_fails);
 	sh->accept_fails = 0;
 	sh->accept_backoff = 0;
 	on_accept(sh, fd);

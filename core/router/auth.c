@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "router/auth.h"
 #include "router/router-t.h"
 #include "router/shard.h"
@@ -144,7 +145,7 @@ int sb__auth_router_init(struct sb_router *r, const struct sb_router_config *c)
 	int rc = sb__policy_new(c, &a->cur, why, sizeof why);
 	if (rc != 0) {
 		int e = errno;
-		sb__log(r, 0, "%s", why);
+		sb__log(&r->log, 0, "%s", why);
 		errno = e;
 		return rc;
 	}
@@ -188,7 +189,7 @@ int sb__auth_reload(struct sb_router *r, const struct sb_router_config *c)
 
 	if (rc != 0) {
 		int e = errno;
-		sb__log(r, 0, "reload refused, the rules in force stay: %s", why);
+		sb__log(&r->log, 0, "reload refused, the rules in force stay: %s", why);
 		errno = e;
 		return rc;
 	}

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/tls.h"
 #include "proto/mp.h"
 #include "router/addrtab.h"
@@ -46,8 +47,8 @@ void sb__conn_arm_recv(struct sb__shard *sh, struct sb__conn *c)
 /* A fatal error: tell the peer, then close once the error is on the wire. */
 void sb__conn_fail(struct sb__shard *sh, struct sb__conn *c, int err, const char *text)
 {
-	sb__log(sh->r, 2, "peer %s: %s: %s", c->name[0] ? c->name : "(handshake)", sb_strerror(err),
-		text);
+	sb__log(&sh->r->log, 2, "peer %s: %s: %s", c->name[0] ? c->name : "(handshake)",
+		sb_strerror(err), text);
 	sb__send_error(sh, c, 0, err, text, SB_F_FATAL);
 	c->doomed = 1;
 }
@@ -332,7 +333,7 @@ void sb__conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
 	sb__timer_disarm(&c->idle_timer);
 	sb__timer_disarm(&c->slow);
 	if (c->ready)
-		sb__log(sh->r, 2, "peer %s disconnected: %s", c->name, why);
+		sb__log(&sh->r->log, 2, "peer %s disconnected: %s", c->name, why);
 	sb__flow_resume(sh, c); /* nobody else would let them read again */
 	/* Its own requests end; their handlers hear it as a cancel. */
 	while (c->reqs.next != &c->reqs) {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/log.h"
 #include "common/tls.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
@@ -51,10 +52,11 @@ static void tls_fail(struct sb__shard *sh, struct sb__conn *c, int err)
 
 	peer_addr(c, from, sizeof from);
 	if (c->ready)
-		sb__log(sh->r, 1, "peer %s (%s): TLS failed: %s", c->name, from,
+		sb__log(&sh->r->log, 1, "peer %s (%s): TLS failed: %s", c->name, from,
 			sb__tls_why(c->tls));
 	else
-		sb__log(sh->r, 1, "TLS connection from %s refused: %s", from, sb__tls_why(c->tls));
+		sb__log(&sh->r->log, 1, "TLS connection from %s refused: %s", from,
+			sb__tls_why(c->tls));
 	if (err == SB_EFORBIDDEN && sb__tls_done(c->tls))
 		sb__send_error(sh, c, 0, err, sb__tls_why(c->tls), SB_F_FATAL);
 	c->doomed = 1;
@@ -94,7 +96,7 @@ static void plain_refused(struct sb__shard *sh, struct sb__conn *c)
 	char from[64];
 
 	peer_addr(c, from, sizeof from);
-	sb__log(sh->r, 1, "connection from %s refused: it does not speak TLS", from);
+	sb__log(&sh->r->log, 1, "connection from %s refused: it does not speak TLS", from);
 	sb__tls_free(c->tls);
 	c->tls = NULL;
 	sb__conn_fail(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
@@ -120,11 +122,11 @@ static int tls_handshake(struct sb__shard *sh, struct sb__conn *c)
 			sb__conn_close(sh, c, "out of memory");
 			return -1;
 		}
-		if (sh->r->cfg.log_level >= 2) {
+		if (sh->r->log.level >= 2) {
 			char from[64];
 			peer_addr(c, from, sizeof from);
-			sb__log(sh->r, 2, "TLS connection from %s: client certificate \"%s\"", from,
-				subject);
+			sb__log(&sh->r->log, 2, "TLS connection from %s: client certificate \"%s\"",
+				from, subject);
 		}
 	}
 	return rc;

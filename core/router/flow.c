@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/ioctl.h>
 
+#include "common/log.h"
 #include "router/conn.h"
 #include "router/flow.h"
 #include "router/mail.h"
@@ -121,7 +122,7 @@ void sb__flow_on_slow(struct sb__timer *t)
 		return;
 	}
 	sb__stat_add(&sh->st.slow_consumers, 1);
-	sb__log(sh->r, 1,
+	sb__log(&sh->r->log, 1,
 		"peer %s: took none of its %zu queued bytes in %u ms: dropped as a slow consumer",
 		c->name[0] ? c->name : "(handshake)", c->q_bytes, sh->r->cfg.slow_ms);
 	sb__conn_close(sh, c, "slow consumer");

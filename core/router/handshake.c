@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "router/auth.h"
 #include "router/conn.h"
 #include "router/handshake.h"
@@ -51,7 +52,7 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
 	sb__conn_idle_start(sh, c);
-	sb__log(sh->r, 2, "peer %s connected (%s, shard %u)", c->name,
+	sb__log(&sh->r->log, 2, "peer %s connected (%s, shard %u)", c->name,
 		c->service ? "service" : "client", sh->id);
 
 	struct sb_msg w = {.kind = SB_WELCOME,
@@ -95,7 +96,7 @@ static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struc
 		snprintf(why, sizeof why, "role %s is not accepted: it has no secret",
 			 c->service ? "service" : "client");
 		sb__stat_add(&sh->st.auth_failures, 1);
-		sb__log(sh->r, 1, "%s refused: %s", sb__conn_addr(c, a, sizeof a), why);
+		sb__log(&sh->r->log, 1, "%s refused: %s", sb__conn_addr(c, a, sizeof a), why);
 		sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
 		return;
 	}
@@ -123,8 +124,8 @@ void sb__hs_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *
 			 c->service ? "service" : "client");
 		sb__auth_failed(&sh->auth, &sh->r->cfg, c->addr, sh->now);
 		sb__stat_add(&sh->st.auth_failures, 1);
-		sb__log(sh->r, 1, "%s (peer name %s) refused: %s", sb__conn_addr(c, a, sizeof a),
-			hs->named ? hs->name : "not given", why);
+		sb__log(&sh->r->log, 1, "%s (peer name %s) refused: %s",
+			sb__conn_addr(c, a, sizeof a), hs->named ? hs->name : "not given", why);
 		sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
 		return;
 	}

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 #include "router/local.h"
@@ -188,7 +189,7 @@ static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn
 	pthread_mutex_unlock(&in->lock);
 	uint64_t one = 1;
 	if (write(r->shards[to].efd, &one, sizeof one) < 0)
-		sb__log(r, 0, "waking shard %u for an in-process message failed", to);
+		sb__log(&r->log, 0, "waking shard %u for an in-process message failed", to);
 	return 0;
 }
 

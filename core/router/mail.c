@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "proto/mp.h"
 #include "router/bcast.h"
 #include "router/conn.h"
@@ -150,8 +151,8 @@ void sb__mail_wake(struct sb__shard *sh)
 			uint64_t one = 1;
 			sh->wake[to] = 0;
 			if (write(sh->r->shards[to].efd, &one, sizeof one) < 0 && errno != EAGAIN)
-				sb__log(sh->r, 0, "shard %u: wake of shard %u failed: %s", sh->id,
-					to, strerror(errno));
+				sb__log(&sh->r->log, 0, "shard %u: wake of shard %u failed: %s",
+					sh->id, to, strerror(errno));
 		}
 }
 

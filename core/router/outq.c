@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/log.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
 #include "router/flow.h"
@@ -57,7 +58,7 @@ int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, con
 	if (c->q_bytes + len > queue_limit(sh)) {
 		sb__buf_put(b, &sh->pool);
 		sb__stat_add(&sh->st.slow_consumers, 1);
-		sb__log(sh->r, 1,
+		sb__log(&sh->r->log, 1,
 			"peer %s: %zu bytes queued, over its limit of %zu: dropped as a slow "
 			"consumer",
 			c->name, c->q_bytes + len, queue_limit(sh));

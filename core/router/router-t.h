@@ -10,6 +10,7 @@
 
 #include <switchboard/router.h>
 
+#include "common/log.h"
 #include "router/addrtab.h"
 #include "router/auth.h"
 #include "router/peers.h"
@@ -23,6 +24,7 @@ struct sb__tls_ctx;
 
 struct sb_router {
 	struct sb_router_config cfg;
+	struct sb__logger log; /* cfg.log_level, set once */
 	unsigned nshards;
 	uint16_t port;
 	struct sb__shard *shards;

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/tls.h"
 #include "router/local-t.h"
 #include "router/mailbox.h"
@@ -46,25 +46,6 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->pong_timeout_ms = 20000;
 }
 
-void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
-{
-	char line[512];
-	struct timespec ts;
-	struct tm tm;
-	va_list ap;
-
-	if (level > r->cfg.log_level)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	/* One write per line keeps lines from several shards whole. */
-	fprintf(stderr, "%02d:%02d:%02d.%03ld switchboard: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-		ts.tv_nsec / 1000000, line);
-}
-
 static int tls_wanted(const struct sb_router_config *c)
 {
 	return c->tls_cert != NULL || c->tls_key != NULL || c->tls_ca != NULL ||
@@ -80,7 +61,7 @@ static int tls_load(struct sb_router *r, const struct sb_router_config *c, struc
 	char why[320];
 	int rc = sb__tls_server_ctx(c, x, why, sizeof why);
 	if (rc != 0)
-		sb__log(r, 0, "%s: %s", when, why);
+		sb__log(&r->log, 0, "%s: %s", when, why);
 	return rc;
 }
 
@@ -123,7 +104,7 @@ static void check_nofile(const struct sb_router *r)
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
 	    rl.rlim_cur >= need)
 		return;
-	sb__log(r, 1,
+	sb__log(&r->log, 1,
 		"warning: RLIMIT_NOFILE is %llu, below the %llu descriptors max_conns %u needs: "
 		"past about %llu connections, accepts fail until some close (raise it, ulimit "
 		"-n, or lower max_conns)",
@@ -199,6 +180,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		goto fail;
 	r->cfg = *c;
+	r->log = (struct sb__logger){c->log_level, "switchboard"};
 	/* Only what the router keeps is copied; the TLS strings are read below
 	 * and dropped, so nothing points at the caller's memory. */
 	r->cfg.tls_cert = r->cfg.tls_key = r->cfg.tls_ca = NULL;
@@ -276,7 +258,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		if (errno != EADDRINUSE || attempt >= c->bind_retries)
 			goto fail_sys;
 		close_listeners(r);
-		sb__log(r, 1, "port %u busy, retrying in %u ms (%u of %u)", c->port,
+		sb__log(&r->log, 1, "port %u busy, retrying in %u ms (%u of %u)", c->port,
 			c->bind_retry_ms, attempt + 1, c->bind_retries);
 		struct timespec ts = {c->bind_retry_ms / 1000,
 				      (long)(c->bind_retry_ms % 1000) * 1000000};
@@ -323,10 +305,11 @@ int sb_router_start(struct sb_router *r)
 	else if (r->tls_on) {
 		char desc[320];
 		sb__tls_ctx_describe(r->tls, desc, sizeof desc);
-		sb__log(r, 2, "listening on %s:%u (%u shards), TLS 1.3: %s", r->cfg.addr, r->port,
-			r->nshards, desc);
+		sb__log(&r->log, 2, "listening on %s:%u (%u shards), TLS 1.3: %s", r->cfg.addr,
+			r->port, r->nshards, desc);
 	} else
-		sb__log(r, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
+		sb__log(&r->log, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port,
+			r->nshards);
 	return rc;
 }
 
@@ -358,11 +341,11 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 	};
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		if (f[i].now != f[i].asked)
-			sb__log(r, 1,
+			sb__log(&r->log, 1,
 				"reload: %s changes only with a restart (still %llu, not %llu)",
 				f[i].flag, f[i].now, f[i].asked);
 	if (c->addr != NULL && strcmp(c->addr, o->addr) != 0)
-		sb__log(r, 1, "reload: addr changes only with a restart (still %s)", o->addr);
+		sb__log(&r->log, 1, "reload: addr changes only with a restart (still %s)", o->addr);
 }
 
 int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
@@ -375,7 +358,7 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	 * with settings of its own checks them after TLS's (a failure goes to
 	 * refused) and swaps them next to TLS's. */
 	if (tls_wanted(cfg) != r->tls_on) {
-		sb__log(r, 0, "reload refused: TLS cannot be turned %s without a restart",
+		sb__log(&r->log, 0, "reload refused: TLS cannot be turned %s without a restart",
 			r->tls_on ? "off" : "on");
 		goto refused;
 	}
@@ -400,13 +383,13 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 		atomic_fetch_add_explicit(&r->tls_gen, 1, memory_order_release);
 		pthread_mutex_unlock(&r->tls_lock);
 		sb__tls_ctx_put(old); /* shards and connections hold their own */
-		sb__log(r, 1, "reloaded: TLS 1.3: %s", desc);
+		sb__log(&r->log, 1, "reloaded: TLS 1.3: %s", desc);
 	} else
-		sb__log(r, 1, "reloaded");
+		sb__log(&r->log, 1, "reloaded");
 	return 0;
 refused:
 	sb__tls_ctx_put(tls);
-	sb__log(r, 0, "reload: the settings in force stay");
+	sb__log(&r->log, 0, "reload: the settings in force stay");
 	return rc;
 }
 
@@ -469,7 +452,7 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 	for (unsigned i = 0; i < r->nshards; i++) {
 		uint64_t one = 1;
 		if (r->shards[i].started && write(r->shards[i].efd, &one, sizeof one) < 0)
-			sb__log(r, 0, "waking shard %u to stop: %s", i, strerror(errno));
+			sb__log(&r->log, 0, "waking shard %u to stop: %s", i, strerror(errno));
 	}
 	for (unsigned i = 0; i < r->nshards; i++)
 		if (r->shards[i].started) {
@@ -480,7 +463,7 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 		sb__shard_teardown(&r->shards[i]);
 	for (unsigned i = 0; i < r->nshards; i++)
 		sb__shard_destroy(&r->shards[i]);
-	sb__log(r, 2, "stopped");
+	sb__log(&r->log, 2, "stopped");
 }
 
 void sb_router_free(struct sb_router *r)

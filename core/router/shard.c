@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/clock.h"
 #include "common/tls.h"
 #include "router/accept.h"
@@ -84,7 +85,8 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 	case SB__TAG_WAKE: {
 		uint64_t v;
 		if (read(sh->efd, &v, sizeof v) < 0 && errno != EAGAIN)
-			sb__log(sh->r, 0, "shard %u: eventfd read: %s", sh->id, strerror(errno));
+			sb__log(&sh->r->log, 0, "shard %u: eventfd read: %s", sh->id,
+				strerror(errno));
 		if (!(cqe->flags & IORING_CQE_F_MORE))
 			arm_wake(sh);
 		break;
@@ -167,7 +169,7 @@ static int setup(struct sb__shard *sh)
 			break;
 	}
 	if (rc < 0) {
-		sb__log(sh->r, 0, "shard %u: io_uring_queue_init: %s", sh->id, strerror(-rc));
+		sb__log(&sh->r->log, 0, "shard %u: io_uring_queue_init: %s", sh->id, strerror(-rc));
 		return SB_ESYS;
 	}
 	sh->ring_ok = 1;
@@ -176,7 +178,7 @@ static int setup(struct sb__shard *sh)
 				  IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL};
 	for (unsigned i = 0; probe != NULL && i < sizeof ops / sizeof ops[0]; i++)
 		if (!io_uring_opcode_supported(probe, ops[i])) {
-			sb__log(sh->r, 0, "shard %u: kernel lacks io_uring opcode %d", sh->id,
+			sb__log(&sh->r->log, 0, "shard %u: kernel lacks io_uring opcode %d", sh->id,
 				ops[i]);
 			io_uring_free_probe(probe);
 			return SB_ESYS;
@@ -184,7 +186,8 @@ static int setup(struct sb__shard *sh)
 	io_uring_free_probe(probe);
 	if ((rc = sb__bufpool_init(&sh->pool, &sh->ring, 0, cfg->recv_buffers,
 				   cfg->recv_buffer_size)) != 0) {
-		sb__log(sh->r, 0, "shard %u: provided buffer ring: %s", sh->id, strerror(errno));
+		sb__log(&sh->r->log, 0, "shard %u: provided buffer ring: %s", sh->id,
+			strerror(errno));
 		return rc;
 	}
 	if (sb__reqtab_init(&sh->conns, sh->id, sizeof(struct sb__conn), CONN_SLOTS) != 0 ||

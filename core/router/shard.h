@@ -49,8 +49,4 @@ void sb__shard_teardown(struct sb__shard *sh);
 /** Then free the shard's ring, buffers and tables. */
 void sb__shard_destroy(struct sb__shard *sh);
 
-/** Log a line to stderr when @p level <= the configured level. */
-void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 #endif
