@@ -204,7 +204,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	sb__hmac_init();
 	/* The policy owns copies of the secrets and rules: the caller's strings
 	 * need not outlive this call, so nothing may read them later. */
-	if ((e = sb__auth_router_init(r, c)) != 0)
+	if ((e = sb__auth_router_init(&r->auth, c, &r->log)) != 0)
 		goto fail;
 	e = SB_ENOMEM;
 	r->cfg.secret_service = r->cfg.secret_client = NULL;
@@ -348,6 +348,27 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 		sb__log(&r->log, 1, "reload: addr changes only with a restart (still %s)", o->addr);
 }
 
+/* A shard takes new rules at the top of its next turn: wake each one and
+ * wait for it, so the caller of a reload knows the rules now in force. A
+ * stopping router's shards may never turn again. */
+static int wait_for_shards(struct sb_router *r, uint64_t gen)
+{
+	for (unsigned i = 0; i < r->nshards; i++) {
+		struct sb__shard *sh = &r->shards[i];
+		uint64_t one = 1;
+		if (!r->running || atomic_load(&r->stopping))
+			break;
+		if (write(sh->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+			return SB_ESYS;
+		while (atomic_load_explicit(&sh->auth.seen, memory_order_acquire) < gen &&
+		       !atomic_load(&r->stopping)) {
+			struct timespec ts = {0, 200000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
+}
+
 int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 {
 	struct sb__tls_ctx *tls = NULL, *old;
@@ -364,10 +385,11 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	}
 	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
 		goto refused;
-	/* Secrets and name rules: checked and swapped in one step (it waits
-	 * for every shard to take them), and last, so a refusal of its own
-	 * (logged by it) leaves TLS as it was too. */
-	if ((rc = sb__auth_reload(r, cfg)) != 0) {
+	/* Secrets and name rules: checked and swapped in one step, and last,
+	 * so a refusal of its own (logged by it) leaves TLS as it was too. */
+	uint64_t gen;
+	if ((rc = sb__auth_reload(&r->auth, cfg, &r->log, &gen)) != 0 ||
+	    (rc = wait_for_shards(r, gen)) != 0) {
 		sb__tls_ctx_put(tls);
 		return rc;
 	}
