@@ -212,8 +212,8 @@ void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b
 	maybe_end(sh, q);
 }
 
-void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
-		     uint8_t *f, uint32_t len)
+static void bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
+			uint8_t *f, uint32_t len)
 {
 	struct sb__bcast *bc = q->bc;
 	struct sb__bcast_kid *k = kid_of(bc, sender);
@@ -244,7 +244,7 @@ void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, s
 		maybe_end(sh, q);
 }
 
-void sb__bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep)
+static void bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep)
 {
 	struct sb__bcast *bc = q->bc;
 	struct sb__bcast_kid *k = kid_of(bc, ep);
@@ -271,7 +271,7 @@ static struct sb__buf *cancel_frame(uint64_t rid, uint32_t *len)
 	return b;
 }
 
-void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q)
+static void bcast_timeout(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__bcast *bc = q->bc;
 	uint64_t rid = q->rid;
@@ -298,7 +298,7 @@ void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q)
 		maybe_end(sh, q);
 }
 
-void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q)
+static void bcast_cancel(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__bcast *bc = q->bc;
 	uint32_t len = 0;
@@ -319,7 +319,7 @@ void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q)
 		sb__buf_put(cancel, &sh->pool);
 }
 
-void sb__bcast_free(struct sb__shard *sh, struct sb__req *q)
+static void bcast_free(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__bcast *bc = q->bc;
 
@@ -329,3 +329,11 @@ void sb__bcast_free(struct sb__shard *sh, struct sb__req *q)
 	free(bc);
 	q->bc = NULL;
 }
+
+const struct sb__req_ops sb__bcast_ops = {
+	.reply = bcast_reply,
+	.timeout = bcast_timeout,
+	.cancel = bcast_cancel,
+	.gone = bcast_gone,
+	.free = bcast_free,
+};

@@ -10,6 +10,7 @@
 
 struct sb__shard;
 struct sb__req;
+struct sb__req_ops;
 struct sb__route;
 struct sb__buf;
 
@@ -46,20 +47,7 @@ struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r,
 void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,
 		      uint32_t len);
 
-/** A REPLY or ERROR for broadcast q from @p sender; takes over b's reference. */
-void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
-		     uint8_t *f, uint32_t len);
-
-/** Handler @p ep of q disconnected (or was gone before its copy arrived). */
-void sb__bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep);
-
-/** q's shared deadline passed: every handler still open times out. */
-void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q);
-
-/** Sends CANCEL to every handler still open and closes them (q is ending). */
-void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q);
-
-/** q's entry is being freed: release its broadcast. */
-void sb__bcast_free(struct sb__shard *sh, struct sb__req *q);
+/* A broadcast's events: one result per handler, then the aggregate. */
+extern const struct sb__req_ops sb__bcast_ops;
 
 #endif

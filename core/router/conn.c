@@ -18,7 +18,6 @@
 #include "common/tls.h"
 #include "proto/mp.h"
 #include "router/addrtab.h"
-#include "router/bcast.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
 #include "router/flow.h"
@@ -300,25 +299,7 @@ void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 void sb__conn_gone(struct sb__shard *sh, uint64_t ep)
 {
 	sb__routes_del_ep(&sh->routes, ep);
-	/* O(live requests): a disconnect is rare next to messages, and an
-	 * index per handler would cost on every request. */
-	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
-		struct sb__link *next = l->next;
-		uint64_t next_rid =
-			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
-		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
-		if (q->handler == ep)
-			sb__req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
-		else if (q->bc != NULL)
-			sb__bcast_gone(sh, q, ep);
-		/* Answering can drop a requester as a slow consumer, which ends
-		 * its requests, `next` perhaps among them: then start over. Nothing
-		 * is done twice: failed requests have left the list, and a
-		 * broadcast's gone handler is already closed. */
-		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
-			next = sh->req_list.next;
-		l = next;
-	}
+	sb__req_gone_all(sh, ep);
 	sb__idmap_del(&sh->load, ep);
 	sb__idmap_del(&sh->leaving, ep);
 }
@@ -334,13 +315,8 @@ void sb__conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
 	sb__timer_disarm(&c->slow);
 	if (c->ready)
 		sb__log(&sh->r->log, 2, "peer %s disconnected: %s", c->name, why);
-	sb__flow_resume(sh, c); /* nobody else would let them read again */
-	/* Its own requests end; their handlers hear it as a cancel. */
-	while (c->reqs.next != &c->reqs) {
-		struct sb__req *q = SB__CONTAINER(c->reqs.next, struct sb__req, by_conn);
-		sb__req_send_cancel(sh, q);
-		sb__req_finish(sh, q);
-	}
+	sb__flow_resume(sh, c);        /* nobody else would let them read again */
+	sb__req_requester_gone(sh, c); /* its handlers hear it as a cancel */
 	if (c->ready) {
 		for (unsigned to = 0; to < sh->r->nshards; to++)
 			if (to != sh->id) {

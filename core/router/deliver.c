@@ -5,7 +5,6 @@
  * its producer paused if the queue is past its mark. A REQUEST for a
  * connection that is gone fails on its owner shard. */
 #include "proto/mp.h"
-#include "router/bcast.h"
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
@@ -22,18 +21,12 @@ static void deliver_failed(struct sb__shard *sh, uint64_t ep, const uint8_t *p)
 	if (p[SB_PREFIX_LEN + 1] != SB_REQUEST)
 		return;
 	uint64_t rid = sb__be64(p + SB_ID_OFFSET);
-	struct sb__mail m = {
-		.type = SB__MAIL_REQ_FAILED, .a = (uint32_t)-SB_EPEERGONE, .b = rid, .c = ep};
+	struct sb__mail m = {.type = SB__MAIL_REQ_FAILED, .b = rid, .c = ep};
 	unsigned owner = sb__reqid_shard(rid);
-	if (owner != sh->id) {
+	if (owner != sh->id)
 		sb__mail(sh, owner, &m);
-		return;
-	}
-	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
-	if (q != NULL && q->handler == ep)
-		sb__req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
-	else if (q != NULL && q->bc != NULL)
-		sb__bcast_gone(sh, q, ep);
+	else
+		sb__req_gone(sh, rid, ep);
 }
 
 /* A whole frame for ep, fed by connection producer (0: by the router or

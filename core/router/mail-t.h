@@ -18,7 +18,7 @@ enum sb__mail_type {
 	SB__MAIL_ROUTE_ADD,   /* b: ep, a: flags, p: heap name (struct sb__mail_name) */
 	SB__MAIL_ROUTE_DEL,   /* b: ep, p: heap name */
 	SB__MAIL_CONN_GONE,   /* b: ep of a closed connection */
-	SB__MAIL_REQ_FAILED,  /* b: rid, c: handler ep, a: positive error code */
+	SB__MAIL_REQ_FAILED,  /* b: rid, c: its handler, gone before the request reached it */
 	SB__MAIL_ROUTE_DONE,  /* p: the struct sb__route_sync of a route change */
 	SB__MAIL_PAUSE,       /* b: ep to pause (a = 1) or resume (a = 0) reading from */
 	SB__MAIL_PEER_UP,     /* p: struct sb__peer for the replica (peers.c) */

@@ -10,7 +10,6 @@
 
 #include "common/log.h"
 #include "proto/mp.h"
-#include "router/bcast.h"
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
@@ -188,14 +187,9 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_BYE_DONE:
 		sb__bye_report(sh, m->b);
 		break;
-	case SB__MAIL_REQ_FAILED: {
-		struct sb__req *q = sb__reqtab_get(&sh->reqs, m->b);
-		if (q != NULL && q->handler == m->c)
-			sb__req_fail(sh, q, -(int)m->a, "the handler disconnected");
-		else if (q != NULL && q->bc != NULL)
-			sb__bcast_gone(sh, q, m->c);
+	case SB__MAIL_REQ_FAILED:
+		sb__req_gone(sh, m->b, m->c);
 		break;
-	}
 	case SB__MAIL_PEER_UP:
 	case SB__MAIL_PEER_DOWN:
 		sb__peers_on_mail(sh, m);

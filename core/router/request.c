@@ -21,43 +21,7 @@
 #include "router/rstat.h"
 #include "router/shard.h"
 
-/* Ends a request for good: every path that answers the requester last
- * comes through here, so none can answer twice. */
-void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
-{
-	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
-				     ? sb__reqtab_get(&sh->conns, q->requester)
-				     : NULL;
-	if (c != NULL && --c->inflight == 0 && c->bye && !c->closing)
-		sb__outq_mark(sh, c); /* its last request: the flush may close it (GOODBYE) */
-	sb__timer_disarm(&q->timer);
-	sb__link_del(&q->by_conn);
-	sb__link_del(&q->all);
-	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
-	if (q->rs != NULL)
-		sb__rstat_drop(&sh->r->rstats, q->rs, sh->id);
-	if (q->bc != NULL)
-		sb__bcast_free(sh, q);
-	else
-		sb__load_add(sh, q->handler, -1);
-	sb__stat_add(&sh->st.inflight, -1);
-	sb__reqtab_free(&sh->reqs, q->rid);
-}
-
-void sb__req_send_cancel(struct sb__shard *sh, struct sb__req *q)
-{
-	if (q->bc != NULL) { /* to every handler of a broadcast still working on it */
-		sb__bcast_cancel(sh, q);
-		return;
-	}
-	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
-	long n = sb_encoded_size(&m);
-	struct sb__buf *b = sb__buf_heap((size_t)n);
-	if (b == NULL)
-		return;
-	sb_encode(&m, b->data, (size_t)n);
-	sb__deliver(sh, q->handler, b, b->data, (uint32_t)n);
-}
+/* ---- a request's end ----------------------------------------------------- */
 
 /* How a request ended, for its name's statistics. */
 enum req_end { END_REPLY, END_ERROR, END_TIMEOUT, END_CANCEL };
@@ -73,6 +37,26 @@ static void req_count(struct sb__shard *sh, const struct sb__req *q, enum req_en
 	}
 	sb__rstat_inc(how == END_REPLY ? &s->replies : &s->errors);
 	sb__rstat_latency(s, sh->now_us - q->t0_us);
+}
+
+/* Ends a request for good: every path that answers the requester last
+ * comes through here, so none can answer twice. */
+void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__conn *c = q->requester != SB__LOCAL_REQUESTER
+				     ? sb__reqtab_get(&sh->conns, q->requester)
+				     : NULL;
+	if (c != NULL && --c->inflight == 0 && c->bye && !c->closing)
+		sb__outq_mark(sh, c); /* its last request: the flush may close it (GOODBYE) */
+	sb__timer_disarm(&q->timer);
+	sb__link_del(&q->by_conn);
+	sb__link_del(&q->all);
+	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
+	if (q->rs != NULL)
+		sb__rstat_drop(&sh->r->rstats, q->rs, sh->id);
+	q->ops->free(sh, q);
+	sb__stat_add(&sh->st.inflight, -1);
+	sb__reqtab_free(&sh->reqs, q->rid);
 }
 
 /* Ends a request with an error for its requester. */
@@ -92,18 +76,168 @@ void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *
 	sb__req_finish(sh, q);
 }
 
+/* ---- an ordinary request: one handler ------------------------------------ */
+
+static void single_cancel(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb_msg m = {.kind = SB_CANCEL, .id = q->rid};
+	long n = sb_encoded_size(&m);
+	struct sb__buf *b = sb__buf_heap((size_t)n);
+	if (b == NULL)
+		return;
+	sb_encode(&m, b->data, (size_t)n);
+	sb__deliver(sh, q->handler, b, b->data, (uint32_t)n);
+}
+
+static void single_timeout(struct sb__shard *sh, struct sb__req *q)
+{
+	sb__stat_add(&sh->st.timeouts, 1);
+	single_cancel(sh, q); /* the handler may stop working on it */
+	sb__req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
+}
+
+static void single_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep)
+{
+	if (q->handler == ep)
+		sb__req_fail(sh, q, SB_EPEERGONE, "the handler disconnected");
+}
+
+static void single_free(struct sb__shard *sh, struct sb__req *q)
+{
+	sb__load_add(sh, q->handler, -1);
+}
+
+/* Hands a reply to an in-process requester's callback. */
+static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, uint8_t *f,
+			uint32_t len)
+{
+	struct sb_msg m;
+	int more = 0;
+
+	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &m, NULL) != 0) {
+		const char *why = "the handler's reply is malformed";
+		q->fn(SB_EBADFRAME, why, strlen(why), NULL, 0, 0, q->ud);
+	} else if (m.kind == SB_REPLY) {
+		more = m.flags & SB_F_MORE;
+		q->fn(0, (const char *)m.outcome.ptr, m.outcome.len, m.payload.ptr, m.payload.len,
+		      more, q->ud);
+	} else {
+		more = m.flags & SB_F_MORE;
+		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
+		      m.payload.len, more, q->ud);
+	}
+	sb__stat_add(&sh->st.replies, 1);
+	if (!more) {
+		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
+		sb__req_finish(sh, q);
+	}
+	sb__buf_put(b, &sh->pool);
+}
+
+static void single_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender,
+			 struct sb__buf *b, uint8_t *f, uint32_t len)
+{
+	struct sb__conn *c;
+
+	/* Only the handler a request went to may answer it: anyone else, or
+	 * anyone after the request ended, is counted and ignored. */
+	if (q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
+		reply_local(sh, q, b, f, len);
+		return;
+	}
+	if (q->handler != sender || (c = sb__conn_get(sh, q->requester)) == NULL) {
+		sb__stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
+	sb_patch_id(f, q->orig_id);
+	sb__stat_add(&sh->st.replies, 1);
+	if (!more) {
+		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
+		sb__req_finish(sh, q);
+	}
+	if (sb__enqueue(sh, c, b, f, len) == 0)
+		sb__flow_congest(sh, c, sender);
+}
+
+static const struct sb__req_ops single = {
+	.reply = single_reply,
+	.timeout = single_timeout,
+	.cancel = single_cancel,
+	.gone = single_gone,
+	.free = single_free,
+};
+
+/* ---- what happens to any request ---------------------------------------- */
+
 static void on_timeout(struct sb__timer *t)
 {
 	struct sb__req *q = SB__CONTAINER(t, struct sb__req, timer);
-	struct sb__shard *sh = q->sh;
-	if (q->bc != NULL) { /* each handler still open times out on its own */
-		sb__bcast_timeout(sh, q);
+	q->ops->timeout(q->sh, q);
+}
+
+/* A REPLY or ERROR for a request owned by this shard. */
+void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
+		   uint32_t len)
+{
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, sb__be64(f + SB_ID_OFFSET));
+
+	if (q == NULL) { /* it ended: its terminal event has gone out */
+		sb__stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
 		return;
 	}
-	sb__stat_add(&sh->st.timeouts, 1);
-	sb__req_send_cancel(sh, q); /* the handler may stop working on it */
-	sb__req_fail(sh, q, SB_ETIMEOUT, "no final reply within the request's timeout");
+	q->ops->reply(sh, q, sender, b, f, len);
 }
+
+void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
+		return; /* already ended: its terminal event is on its way */
+	q->ops->cancel(sh, q);
+	sb__req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
+}
+
+void sb__req_gone(struct sb__shard *sh, uint64_t rid, uint64_t ep)
+{
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q != NULL)
+		q->ops->gone(sh, q, ep);
+}
+
+void sb__req_gone_all(struct sb__shard *sh, uint64_t ep)
+{
+	/* O(live requests): a disconnect is rare next to messages, and an
+	 * index per handler would cost on every request. */
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		q->ops->gone(sh, q, ep);
+		/* Answering can drop a requester as a slow consumer, which ends
+		 * its requests, `next` perhaps among them: then start over. Nothing
+		 * is done twice: failed requests have left the list, and a
+		 * broadcast's gone handler is already closed. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
+	}
+}
+
+void sb__req_requester_gone(struct sb__shard *sh, struct sb__conn *c)
+{
+	while (c->reqs.next != &c->reqs) {
+		struct sb__req *q = SB__CONTAINER(c->reqs.next, struct sb__req, by_conn);
+		q->ops->cancel(sh, q);
+		sb__req_finish(sh, q);
+	}
+}
+
+/* ---- refusals ------------------------------------------------------------ */
 
 /* Whether rid (from the cancel map) is an open request of c with this id:
  * the map's key mixes the two, so a hit is checked. */
@@ -148,6 +282,8 @@ void sb__answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t 
 	else if (!sb__id_taken(sh, a->c, id, sb__open_rid(sh, a->c, id)))
 		sb__send_error(sh, a->c, id, err, text, 0);
 }
+
+/* ---- forwarding ---------------------------------------------------------- */
 
 void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 		      struct sb__buf *b, uint8_t *f, uint32_t len)
@@ -312,6 +448,7 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 	q->rid = rid;
 	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
 	q->handler = target;
+	q->ops = bc != NULL ? &sb__bcast_ops : &single;
 	q->bc = bc;
 	q->orig_id = m->id;
 	q->sh = sh;
@@ -348,75 +485,4 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 	}
 	sb__buf_get(b);
 	sb__deliver(sh, target, b, f, len);
-}
-
-/* Hands a reply to an in-process requester's callback. */
-static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, uint8_t *f,
-			uint32_t len)
-{
-	struct sb_msg m;
-	int more = 0;
-
-	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &m, NULL) != 0) {
-		const char *why = "the handler's reply is malformed";
-		q->fn(SB_EBADFRAME, why, strlen(why), NULL, 0, 0, q->ud);
-	} else if (m.kind == SB_REPLY) {
-		more = m.flags & SB_F_MORE;
-		q->fn(0, (const char *)m.outcome.ptr, m.outcome.len, m.payload.ptr, m.payload.len,
-		      more, q->ud);
-	} else {
-		more = m.flags & SB_F_MORE;
-		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
-		      m.payload.len, more, q->ud);
-	}
-	sb__stat_add(&sh->st.replies, 1);
-	if (!more) {
-		req_count(sh, q, m.kind == SB_REPLY ? END_REPLY : END_ERROR);
-		sb__req_finish(sh, q);
-	}
-	sb__buf_put(b, &sh->pool);
-}
-
-/* A REPLY or ERROR for a request owned by this shard. */
-void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
-		   uint32_t len)
-{
-	uint64_t rid = sb__be64(f + SB_ID_OFFSET);
-	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
-	struct sb__conn *c;
-
-	if (q != NULL && q->bc != NULL) { /* one handler's part of a broadcast */
-		sb__bcast_reply(sh, q, sender, b, f, len);
-		return;
-	}
-	/* Only the handler a request went to may answer it: anyone else, or
-	 * anyone after the request ended, is counted and ignored. */
-	if (q != NULL && q->handler == sender && q->requester == SB__LOCAL_REQUESTER) {
-		reply_local(sh, q, b, f, len);
-		return;
-	}
-	if (q == NULL || q->handler != sender || (c = sb__conn_get(sh, q->requester)) == NULL) {
-		sb__stat_add(&sh->st.late_replies, 1);
-		sb__buf_put(b, &sh->pool);
-		return;
-	}
-	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
-	sb_patch_id(f, q->orig_id);
-	sb__stat_add(&sh->st.replies, 1);
-	if (!more) {
-		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
-		sb__req_finish(sh, q);
-	}
-	if (sb__enqueue(sh, c, b, f, len) == 0)
-		sb__flow_congest(sh, c, sender);
-}
-
-void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
-{
-	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
-	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
-	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
-		return; /* already ended: its terminal event is on its way */
-	sb__req_send_cancel(sh, q);
-	sb__req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
 }

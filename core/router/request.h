@@ -40,11 +40,18 @@ void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uin
 /** A CANCEL frame from c, the requester. */
 void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
 
-/** Tells q's handler (or handlers) to stop working on it. */
-void sb__req_send_cancel(struct sb__shard *sh, struct sb__req *q);
-
 /** Ends q with an error for its requester. */
 void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text);
+
+/** Request rid of this shard lost its handler ep (ep closed, or was gone
+ *  before the request reached it). */
+void sb__req_gone(struct sb__shard *sh, uint64_t rid, uint64_t ep);
+
+/** Handler ep (of any shard) closed: this shard's requests to it end. */
+void sb__req_gone_all(struct sb__shard *sh, uint64_t ep);
+
+/** Requester c is closing: its requests end, their handlers get CANCEL. */
+void sb__req_requester_gone(struct sb__shard *sh, struct sb__conn *c);
 
 /** Ends q for good (its entry is freed). */
 void sb__req_finish(struct sb__shard *sh, struct sb__req *q);
