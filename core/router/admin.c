@@ -367,10 +367,10 @@ void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const st
 	size_t n;
 	int rc = sb__admin_answer(sh, m->name, m->payload, &p, &n, why, sizeof why);
 	if (rc != 0) {
-		sb__answer_error(sh, a, m->id, rc,
-				 rc == SB_ENOHANDLER ? "the router serves no such name"
-				 : rc == SB_EINVAL   ? why
-						     : "out of memory");
+		sb__refuse(sh, a, m, rc,
+			   rc == SB_ENOHANDLER ? "the router serves no such name"
+			   : rc == SB_EINVAL   ? why
+					       : "out of memory");
 		return;
 	}
 	struct sb_msg r = {.kind = SB_REPLY, .id = m->id, .outcome = {(const uint8_t *)"ok", 2}};
@@ -378,7 +378,7 @@ void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const st
 	long size = sb_encoded_size(&r);
 	/* The asker refuses frames over max_frame, and would drop us for it. */
 	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
-		sb__answer_error(sh, a, m->id, SB_ETOOLARGE, "the answer is larger than max_frame");
+		sb__refuse(sh, a, m, SB_ETOOLARGE, "the answer is larger than max_frame");
 	else if (a->c == NULL)
 		a->fn(0, "ok", 2, p, n, 0, a->ud);
 	else if (!sb__id_taken(sh, a->c, m->id, sb__open_rid(sh, a->c, m->id)))

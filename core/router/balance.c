@@ -1,12 +1,17 @@
-/* Which handler a message goes to. A name's route lists its handlers;
- * among those the caller may reach (internal ones only for services), a
- * request goes to one on the caller's own shard unless it is busier than
- * the least busy elsewhere, counted by what this shard has in flight to
- * each. A handler's schema must then fit the arguments. */
+/* Where a message goes, and whether its caller may send it there: the
+ * caller's name rule, a `to` peer, the name's handlers and each one's rule
+ * (internal handlers are for services, a handler's schema must fit the
+ * arguments). Among a name's handlers the caller may reach, a message goes
+ * to one on the caller's own shard unless it is busier than the least busy
+ * elsewhere, counted by what this shard has in flight to each. */
 #include <stdio.h>
 
+#include "router/admin.h"
+#include "router/auth.h"
 #include "router/balance.h"
 #include "router/goodbye.h"
+#include "router/pattern.h"
+#include "router/peers.h"
 #include "router/request.h"
 #include "router/shard.h"
 
@@ -25,14 +30,14 @@ void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
 /* The handler for a request: the local one when it is no busier than the
  * least busy elsewhere (no shard hop), else the least busy, ties rotating.
  * "Busy" is what this shard has in flight to it: exact, and free to know. */
-struct sb__endpoint *sb__pick(struct sb__shard *sh, struct sb__route *r, int service)
+static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int service)
 {
 	struct sb__endpoint *best = NULL, *local = NULL;
 	uint64_t best_load = UINT64_MAX, local_load = UINT64_MAX;
 
 	for (uint32_t k = 0; k < r->n; k++) {
 		struct sb__endpoint *e = &r->eps[(r->rr + k) % r->n];
-		if ((e->flags & SB__EP_INTERNAL) && !service)
+		if (sb__admits(e, service, NULL, NULL) != 0)
 			continue;
 		uint64_t load = sb__idmap_get(&sh->load, e->ep);
 		if (load < best_load) {
@@ -49,7 +54,8 @@ struct sb__endpoint *sb__pick(struct sb__shard *sh, struct sb__route *r, int ser
 	return local != NULL && local_load <= best_load ? local : best;
 }
 
-struct sb__route *sb__lookup(struct sb__shard *sh, struct sb_view name)
+/* The route for a name (else the catch-all's) with a handler, or NULL. */
+static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
 	if (r == NULL || r->n == 0)
@@ -57,57 +63,82 @@ struct sb__route *sb__lookup(struct sb__shard *sh, struct sb_view name)
 	return r != NULL && r->n > 0 ? r : NULL;
 }
 
-/* How peer ep handles m's name, if it registered it. `to` skips load
- * balancing, not the rules: its internal flag (a client may not reach an
- * internal handler) and its schema still apply. */
-struct sb__endpoint *sb__to_endpoint(struct sb__shard *sh, const struct sb_msg *m, uint64_t ep)
+/* Handlers for the name, but none this caller may reach: each is internal. */
+static int internal(const struct sb_msg *m, char *why)
 {
+	snprintf(why, SB_TEXT_MAX + 1, "%.*s is internal: only services may call it",
+		 (int)m->name.len, (const char *)m->name.ptr);
+	return SB_EFORBIDDEN;
+}
+
+/* To a named peer, whatever it registered: `to` skips load balancing, not
+ * the rules. A peer that handles the name as internal is for services, and
+ * its schema for the name applies. */
+static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		      struct sb__dest *d, char *why)
+{
+	int rc = sb__peers_resolve(sh, m->to, &d->ep, why);
+	if (rc != 0)
+		return rc;
 	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
-	return r != NULL ? sb__route_endpoint(r, ep) : NULL;
+	struct sb__endpoint *e = r != NULL ? sb__route_endpoint(r, d->ep) : NULL;
+	if (e != NULL && (rc = sb__admits(e, a->service, m, why)) == SB_EFORBIDDEN)
+		snprintf(why, SB_TEXT_MAX + 1, "this peer handles the name for services only");
+	d->kind = SB__DEST_PEER;
+	return e != NULL ? rc : 0;
 }
 
-/* The caller found handlers for the name but may reach none of them: each
- * is internal, and it is not a service. Requests hear `forbidden`; sends
- * have nobody to tell and are counted. The one place internal handlers are
- * refused. */
-void sb__refuse_internal(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m)
+/* To every handler the caller may reach. A request is one frame for all of
+ * them, so it must fit each one's schema: the first it breaks refuses it
+ * whole (handlers of one name normally share one schema). */
+static int reach_all(const struct sb__asker *a, const struct sb_msg *m, struct sb__dest *d,
+		     char *why)
 {
-	char why[SB_NAME_MAX + 64];
-	sb__stat_add(&sh->st.forbidden, 1);
-	if (m->kind != SB_REQUEST)
-		return;
-	snprintf(why, sizeof why, "%.*s is internal: only services may call it", (int)m->name.len,
-		 (const char *)m->name.ptr);
-	sb__answer_error(sh, a, m->id, SB_EFORBIDDEN, why);
-}
-
-/* Whether a message's arguments fit the schema of the handler it is for;
- * when not, a request is answered `invalid arguments` with the reason and
- * a send is dropped, both counted. Callers test e->schema first, so a
- * handler without a schema costs one pointer test. */
-int sb__args_ok(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
-		const struct sb__endpoint *e)
-{
-	char why[SB_TEXT_MAX + 1];
-	if (sb__endpoint_check(e, m->payload.ptr, m->payload.len, why, sizeof why) == 0)
-		return 1;
-	sb__stat_add(&sh->st.invalid_args, 1);
-	if (m->kind == SB_REQUEST)
-		sb__answer_error(sh, a, m->id, SB_EINVAL, why);
-	return 0;
-}
-
-/* A broadcast request goes to every handler of a name as one frame, so it
- * must fit every schema among them: the first it breaks refuses it whole
- * (handlers of one name normally share one schema). */
-int sb__bcast_args_ok(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
-		      const struct sb__route *r)
-{
-	for (uint32_t i = 0; i < r->n; i++) {
-		const struct sb__endpoint *e = &r->eps[i];
-		if (e->schema != NULL && (a->service || !(e->flags & SB__EP_INTERNAL)) &&
-		    !sb__args_ok(sh, a, m, e))
-			return 0;
+	const struct sb_msg *args = m->kind == SB_REQUEST ? m : NULL;
+	int any = 0;
+	for (uint32_t i = 0; i < d->r->n; i++) {
+		int rc = sb__admits(&d->r->eps[i], a->service, args, why);
+		if (rc == SB_EINVAL)
+			return rc;
+		any |= rc == 0;
 	}
-	return 1;
+	d->kind = SB__DEST_ALL;
+	return any ? 0 : internal(m, why);
+}
+
+int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+	      struct sb__dest *d, char *why)
+{
+	/* The name rule of a connection's role: the embedding program has none. */
+	if (a->c != NULL && sb__auth_may_call(sh->auth.pol, a->service, m->name) != 0) {
+		sb__patterns_refusal(why, SB_TEXT_MAX + 1, m->name,
+				     &sh->auth.pol->call[a->service]);
+		return SB_EFORBIDDEN;
+	}
+	if (m->to.ptr != NULL && (m->flags & SB_F_BROADCAST)) {
+		snprintf(why, SB_TEXT_MAX + 1,
+			 "a request goes to one peer (to) or to every handler (BROADCAST), not "
+			 "both");
+		return SB_EINVAL;
+	}
+	if (m->to.ptr != NULL)
+		return reach_peer(sh, a, m, d, why);
+	if (m->kind == SB_REQUEST && sb__admin_name(m->name)) {
+		d->kind = SB__DEST_ROUTER;
+		return 0;
+	}
+	if ((d->r = lookup(sh, m->name)) == NULL) {
+		int all = m->flags & SB_F_BROADCAST;
+		snprintf(why, SB_TEXT_MAX + 1, "%s",
+			 all ? "no connected peer handles this name" : "no handler for this name");
+		return all ? SB_ENOPEERS : SB_ENOHANDLER;
+	}
+	if (m->flags & SB_F_BROADCAST)
+		return reach_all(a, m, d, why);
+	struct sb__endpoint *e = pick(sh, d->r, a->service);
+	if (e == NULL)
+		return internal(m, why);
+	d->kind = SB__DEST_ONE;
+	d->ep = e->ep;
+	return sb__admits(e, a->service, m, why);
 }

@@ -19,30 +19,22 @@
 
 #define IN_PROCESS "(in-process)" /* the `peer` of an in-process handler, as in $sb.routes */
 
-struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service,
-				int *err)
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < r->n; i++)
-		n += service || !(r->eps[i].flags & SB__EP_INTERNAL);
-	if (n == 0) {
-		*err = SB_ENOPEERS;
-		return NULL;
-	}
+		n += sb__admits(&r->eps[i], service, NULL, NULL) == 0;
 	struct sb__bcast *bc = calloc(1, sizeof *bc + n * sizeof bc->kids[0]);
-	if (bc == NULL) {
-		*err = SB_ENOMEM;
+	if (bc == NULL)
 		return NULL;
-	}
 	for (uint32_t i = 0; i < r->n; i++) {
-		if (!service && (r->eps[i].flags & SB__EP_INTERNAL))
+		if (sb__admits(&r->eps[i], service, NULL, NULL) != 0)
 			continue;
 		struct sb__bcast_kid *k = &bc->kids[bc->n++];
 		uint64_t ep = r->eps[i].ep;
-		const char *name = (unsigned)(ep >> 56) == SB__LOCAL_SHARD
-					   ? IN_PROCESS
-					   : sb__peers_name_of(sh, ep);
+		const char *name = sb__ep_shard(ep) == SB__LOCAL_SHARD ? IN_PROCESS
+								       : sb__peers_name_of(sh, ep);
 		/* Known here: a peer's PEER_UP travels before its routes. */
 		strcpy(k->peer, name != NULL ? name : "(unknown)");
 		k->ep = ep;

@@ -33,15 +33,10 @@ struct sb__bcast {
 	struct sb__bcast_kid kids[];
 };
 
-/**
- * The handlers of route @p r that the requester may call (internal ones
- * only for services), each with its peer name.
- * @param err  SB_ENOPEERS (none) or SB_ENOMEM when NULL is returned
- * @return the broadcast, not yet attached to a request, or NULL
- */
-struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service,
-				int *err);
-
+/** The handlers of route @p r the caller may reach (sb__admits(): internal
+ *  ones only for services; sb__reach() made sure there is one), each with
+ *  its peer name, or NULL out of memory. Not yet attached to a request. */
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service);
 /** Sends frame f (patched, b holding the caller's reference, which stays
  *  the caller's) to every handler of q's broadcast. q may end meanwhile. */
 void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,

@@ -13,28 +13,10 @@
 #include "router/handshake.h"
 #include "router/mail.h"
 #include "router/outq.h"
-#include "router/pattern.h"
 #include "router/peers.h"
 #include "router/register.h"
 #include "router/request.h"
 #include "router/shard.h"
-
-/* The name rule of the caller's role, for SEND and REQUEST: the one check
- * on the message path. A refused send is dropped and counted, as there is
- * nobody to tell. */
-static int call_allowed(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
-{
-	char why[SB_TEXT_MAX];
-
-	if (sb__auth_may_call(sh->auth.pol, c->service, m->name) == 0)
-		return 1;
-	sb__stat_add(&sh->st.forbidden, 1);
-	if (m->kind == SB_REQUEST && !sb__id_taken(sh, c, m->id, sb__open_rid(sh, c, m->id))) {
-		sb__patterns_refusal(why, sizeof why, m->name, &sh->auth.pol->call[c->service]);
-		sb__send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
-	}
-	return 0;
-}
 
 /* Id 0 is the connection's (an ERROR with id 0 is about it), so no
  * request may have it: refused about the connection, before anything
@@ -157,7 +139,7 @@ void sb__frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint
 	case SB_SEND:
 	case SB_REQUEST: {
 		struct sb__asker a = {.c = c, .from = c->peer_id, .service = c->service};
-		if ((m.kind == SB_REQUEST && !request_id_ok(sh, c, &m)) || !call_allowed(sh, c, &m))
+		if (m.kind == SB_REQUEST && !request_id_ok(sh, c, &m))
 			break;
 		if (m.kind == SB_SEND)
 			sb__forward_send(sh, &a, &m, b, f, len);

@@ -109,6 +109,14 @@ int sb__register_locals(struct sb__shard *sh)
 
 /* allow_register_service, then max_registrations (a name registered again
  * takes no new place). @return -1 refused (answered), 1 a new name, 0 not */
+/* A registration refused as forbidden counts as one, whatever forbade it:
+ * the role, a name rule, a GOODBYE (as a refused call does, sb__refuse()). */
+static void forbidden(struct sb__shard *sh, struct sb__conn *c, uint64_t id, const char *why)
+{
+	sb__stat_add(&sh->st.forbidden, 1);
+	sb__send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
+}
+
 static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t id,
 			    struct sb_view name)
 {
@@ -117,9 +125,8 @@ static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t i
 	char why[SB_TEXT_MAX];
 
 	if (!sb__patterns_allow(rule, name)) {
-		sb__stat_add(&sh->st.forbidden, 1);
 		sb__patterns_refusal(why, sizeof why, name, rule);
-		sb__send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
+		forbidden(sh, c, id, why);
 		return -1;
 	}
 	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
@@ -144,8 +151,7 @@ void sb__register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 	int rc;
 
 	if (!c->service) {
-		sb__send_error(sh, c, m->id, SB_EFORBIDDEN, "only services may register handlers",
-			       0);
+		forbidden(sh, c, m->id, "only services may register handlers");
 		return;
 	}
 	if (name.len > 0 && name.ptr[0] == '$') {
@@ -153,8 +159,7 @@ void sb__register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 		return;
 	}
 	if (m->kind == SB_REGISTER && c->bye) {
-		sb__send_error(sh, c, m->id, SB_EFORBIDDEN,
-			       "this connection said GOODBYE: it registers no more names", 0);
+		forbidden(sh, c, m->id, "this connection said GOODBYE: it registers no more names");
 		return;
 	}
 	if (m->kind == SB_REGISTER) {

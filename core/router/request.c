@@ -273,9 +273,10 @@ uint64_t sb__open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t i
 	return sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, id));
 }
 
-/* Every refusal of a request, before it is routed. */
-void sb__answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t id, int err,
-		      const char *text)
+/* A refused request's answer: to the program's callback, or to the
+ * connection unless its id is taken (then that is what it hears). */
+static void answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t id, int err,
+			 const char *text)
 {
 	if (a->c == NULL)
 		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
@@ -283,152 +284,113 @@ void sb__answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t 
 		sb__send_error(sh, a->c, id, err, text, 0);
 }
 
+/* What a refusal counts as, by its code alone: so a send and a request
+ * refused for one reason count alike, wherever they were refused. */
+static _Atomic uint64_t *refusal_counter(struct sb__stats *st, int err)
+{
+	switch (err) {
+	case SB_EFORBIDDEN:
+		return &st->forbidden;
+	case SB_EINVAL:
+		return &st->invalid_args;
+	case SB_ENOHANDLER:
+	case SB_ENOPEERS:
+	case SB_EUNKNOWNPEER:
+	case SB_ENOTCONNECTED:
+		return &st->no_handler;
+	case SB_EOVERLOADED:
+		return &st->inflight_refused;
+	default:
+		return NULL;
+	}
+}
+
+void sb__refuse(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m, int err,
+		const char *why)
+{
+	_Atomic uint64_t *n = refusal_counter(&sh->st, err);
+	if (n != NULL)
+		sb__stat_add(n, 1);
+	if (m->kind == SB_REQUEST)
+		answer_error(sh, a, m->id, err, why);
+}
+
 /* ---- forwarding ---------------------------------------------------------- */
 
 void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 		      struct sb__buf *b, uint8_t *f, uint32_t len)
 {
-	char why[SB__WHY_MAX];
-	uint64_t to = 0;
-	struct sb__endpoint *te = NULL; /* how the `to` peer handles the name, if it does */
-	struct sb__route *r = m->to.ptr == NULL ? sb__lookup(sh, m->name) : NULL;
-	/* Fire-and-forget has nobody to tell: count and drop, as no_handler
-	 * when nobody handles the name or `to` names nobody connected (or is
-	 * paired with BROADCAST, which contradicts it), as forbidden when the
-	 * peer is off limits (a client may not reach a handler registered as
-	 * internal). */
-	if (m->to.ptr != NULL &&
-	    ((m->flags & SB_F_BROADCAST) || sb__peers_resolve(sh, m->to, &to, why) != 0))
-		to = 0;
-	if (to != 0 && (te = sb__to_endpoint(sh, m, to)) != NULL && (te->flags & SB__EP_INTERNAL) &&
-	    !a->service) {
-		sb__stat_add(&sh->st.forbidden, 1); /* as a request to it would be refused */
-		return;
-	}
-	if (r == NULL && to == 0) {
-		sb__stat_add(&sh->st.no_handler, 1);
+	char why[SB_TEXT_MAX + 1];
+	struct sb__dest d;
+	int rc = sb__reach(sh, a, m, &d, why);
+
+	if (rc != 0) { /* fire-and-forget has nobody to tell: counted, dropped */
+		sb__refuse(sh, a, m, rc, why);
 		return;
 	}
 	sb_patch_u32(f, m->from_off, a->from);
-	if (to != 0) { /* to a named peer, whatever it registered */
-		if (te != NULL && te->schema != NULL && !sb__args_ok(sh, a, m, te))
-			return;
+	if (d.kind != SB__DEST_ALL) {
+		if (d.kind == SB__DEST_ONE && d.r->stat != NULL)
+			sb__rstat_inc(&d.r->stat->per[sh->id].sends);
 		sb__buf_get(b);
-		sb__deliver(sh, to, b, f, len);
+		sb__deliver(sh, d.ep, b, f, len);
 		return;
 	}
-	if (!(m->flags & SB_F_BROADCAST)) {
-		struct sb__endpoint *e = sb__pick(sh, r, a->service);
-		if (e == NULL)
-			sb__refuse_internal(sh, a, m);
-		else if (e->schema == NULL || sb__args_ok(sh, a, m, e)) {
-			if (r->stat != NULL)
-				sb__rstat_inc(&r->stat->per[sh->id].sends);
-			sb__buf_get(b);
-			sb__deliver(sh, e->ep, b, f, len);
+	for (uint32_t i = 0; i < d.r->n; i++) {
+		const struct sb__endpoint *e = &d.r->eps[i];
+		if ((rc = sb__admits(e, a->service, m, why)) != 0) {
+			if (rc != SB_EFORBIDDEN) /* an internal one is simply not this caller's */
+				sb__refuse(sh, a, m, rc, why);
+			continue;
 		}
-		return;
-	}
-	int reachable = 0;
-	for (uint32_t i = 0; i < r->n; i++) {
-		if ((r->eps[i].flags & SB__EP_INTERNAL) && !a->service)
-			continue;
-		reachable = 1;
-		if (r->eps[i].schema != NULL && !sb__args_ok(sh, a, m, &r->eps[i]))
-			continue;
-		if (r->stat != NULL)
-			sb__rstat_inc(&r->stat->per[sh->id].sends);
+		if (d.r->stat != NULL)
+			sb__rstat_inc(&d.r->stat->per[sh->id].sends);
 		sb__buf_get(b); /* one reference per destination, no copy */
-		sb__deliver(sh, r->eps[i].ep, b, f, len);
+		sb__deliver(sh, e->ep, b, f, len);
 	}
-	if (!reachable)
-		sb__refuse_internal(sh, a, m);
 }
 
 void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 			 struct sb__buf *b, uint8_t *f, uint32_t len)
 {
 	const struct sb_router_config *cfg = &sh->r->cfg;
-	struct sb__route *r = NULL;
-	struct sb__endpoint *e;
+	char why[SB_TEXT_MAX + 1];
+	struct sb__dest d;
 	uint64_t rid;
+	int rc;
 
 	if (sh->draining) {
-		sb__answer_error(sh, a, m->id, SB_EDRAINING, "the router is shutting down");
+		sb__refuse(sh, a, m, SB_EDRAINING, "the router is shutting down");
 		return;
 	}
-	if ((m->flags & SB_F_BROADCAST) && m->to.ptr != NULL) {
-		sb__answer_error(sh, a, m->id, SB_EINVAL,
-				 "a request goes to one peer (to) or to every handler (BROADCAST), "
-				 "not both");
+	if ((rc = sb__reach(sh, a, m, &d, why)) != 0) {
+		sb__refuse(sh, a, m, rc, why);
 		return;
 	}
-	if (sb__admin_name(m->name) && m->to.ptr == NULL) {
+	if (d.kind == SB__DEST_ROUTER) {
 		sb__admin_request(sh, a, m);
 		return;
 	}
 	if (a->c != NULL && a->c->inflight >= cfg->max_inflight_per_conn) {
-		char why[96];
 		snprintf(why, sizeof why,
 			 "too many requests in flight on this connection (limit %u)",
 			 cfg->max_inflight_per_conn);
-		sb__stat_add(&sh->st.inflight_refused, 1);
-		sb__answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		sb__refuse(sh, a, m, SB_EOVERLOADED, why);
 		return;
 	}
-	uint64_t target = 0;         /* the handler; 0 for a broadcast */
-	struct sb__bcast *bc = NULL; /* a broadcast's handlers */
-	if (m->to.ptr != NULL) {
-		/* To that peer, whether or not it registered the name. */
-		char why[SB__WHY_MAX];
-		int rc = sb__peers_resolve(sh, m->to, &target, why);
-		if (rc != 0) {
-			sb__answer_error(sh, a, m->id, rc, why);
-			return;
-		}
-		struct sb__endpoint *te = sb__to_endpoint(sh, m, target);
-		if (te != NULL && (te->flags & SB__EP_INTERNAL) && !a->service) {
-			sb__stat_add(&sh->st.forbidden, 1);
-			sb__answer_error(sh, a, m->id, SB_EFORBIDDEN,
-					 "this peer handles the name for services only");
-			return;
-		}
-		if (te != NULL && te->schema != NULL && !sb__args_ok(sh, a, m, te))
-			return;
-	} else if (m->flags & SB_F_BROADCAST) {
-		int rc = SB_ENOPEERS;
-		if ((r = sb__lookup(sh, m->name)) != NULL && !sb__bcast_args_ok(sh, a, m, r))
-			return;
-		if (r == NULL || (bc = sb__bcast_new(sh, r, a->service, &rc)) == NULL) {
-			if (r != NULL && rc == SB_ENOPEERS) { /* handlers, all internal */
-				sb__refuse_internal(sh, a, m);
-				return;
-			}
-			sb__stat_add(&sh->st.no_handler, 1);
-			sb__answer_error(sh, a, m->id, rc,
-					 rc == SB_ENOPEERS ? "no connected peer handles this name"
-							   : "out of memory");
-			return;
-		}
-	} else if ((r = sb__lookup(sh, m->name)) == NULL) {
-		sb__stat_add(&sh->st.no_handler, 1);
-		sb__answer_error(sh, a, m->id, SB_ENOHANDLER, "no handler for this name");
+	/* A broadcast's handlers: those of the route the caller may reach. */
+	struct sb__bcast *bc = NULL;
+	if (d.kind == SB__DEST_ALL && (bc = sb__bcast_new(sh, d.r, a->service)) == NULL) {
+		sb__refuse(sh, a, m, SB_ENOMEM, "out of memory");
 		return;
-	} else if ((e = sb__pick(sh, r, a->service)) == NULL) {
-		sb__refuse_internal(sh, a, m);
-		return;
-	} else if (e->schema != NULL && !sb__args_ok(sh, a, m, e)) {
-		return;
-	} else {
-		target = e->ep;
 	}
+	uint64_t target = d.kind == SB__DEST_ALL ? 0 : d.ep;
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
 		free(bc);
-		char why[96];
 		snprintf(why, sizeof why, "too many requests in flight on this shard (limit %u)",
 			 cfg->max_inflight);
-		sb__answer_error(sh, a, m->id, SB_EOVERLOADED, why);
+		sb__refuse(sh, a, m, SB_EOVERLOADED, why);
 		return;
 	}
 	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
@@ -456,7 +418,7 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 	q->ud = a->ud;
 	/* Per-route counts cover requests the router balanced over a name's
 	 * handlers; those to a named peer or to all of them are not in them. */
-	q->rs = bc == NULL && m->to.ptr == NULL ? r->stat : NULL;
+	q->rs = d.kind == SB__DEST_ONE ? d.r->stat : NULL;
 	q->t0_us = sh->now_us;
 	if (q->rs != NULL) {
 		sb__rstat_take(q->rs, sh->id); /* counted when it ends, route or not */

@@ -56,10 +56,11 @@ void sb__req_requester_gone(struct sb__shard *sh, struct sb__conn *c);
 /** Ends q for good (its entry is freed). */
 void sb__req_finish(struct sb__shard *sh, struct sb__req *q);
 
-/** Every refusal of a request, before it is routed. */
-void sb__answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t id, int err,
-		      const char *text);
-
+/** Every refusal of a SEND or REQUEST: counted by its code alone (forbidden,
+ *  invalid_args, no_handler, inflight_refused, or nothing), so a send and
+ *  a request refused for one reason count alike; a request is answered. */
+void sb__refuse(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m, int err,
+		const char *why);
 /** The open request of c with this id, by the cancel map (0: none). */
 uint64_t sb__open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t id);
 
