@@ -237,32 +237,9 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer 
 		const char *name;
 		uint64_t v;
 	} c[] = {
-		{"connections", s.connections},
-		{"frames_in", s.frames_in},
-		{"requests", s.requests},
-		{"replies", s.replies},
-		{"timeouts", s.timeouts},
-		{"late_replies", s.late_replies},
-		{"no_handler", s.no_handler},
-		{"slow_consumers", s.slow_consumers},
-		{"inflight", s.inflight},
-		{"pauses", s.pauses},
-		{"queued_peak", s.queued_peak},
-		{"recv_starved", s.recv_starved},
-		{"mail_deferred", s.mail_deferred},
-		{"mail_backlog_peak", s.mail_backlog_peak},
-		{"refused", s.refused},
-		{"hello_timeouts", s.hello_timeouts},
-		{"invalid_args", s.invalid_args},
-		{"auth_failures", s.auth_failures},
-		{"auth_blocked", s.auth_blocked},
-		{"forbidden", s.forbidden},
-		{"addr_refused", s.addr_refused},
-		{"inflight_refused", s.inflight_refused},
-		{"register_refused", s.register_refused},
-		{"idle_pings", s.idle_pings},
-		{"idle_timeouts", s.idle_timeouts},
-		{"accept_errors", s.accept_errors},
+#define KEY(name, how) {#name, s.name},
+		SB__STATS(KEY)
+#undef KEY
 	};
 	size_t nc = sizeof c / sizeof c[0];
 	msgpack_pack_map(pk, (uint32_t)nc + 3);

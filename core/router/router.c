@@ -430,40 +430,10 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 	memset(s, 0, sizeof *s);
 	for (unsigned i = 0; i < r->nshards; i++) {
 		const struct sb__stats *st = &r->shards[i].st;
-		s->connections += atomic_load_explicit(&st->connections, memory_order_relaxed);
-		s->frames_in += atomic_load_explicit(&st->frames_in, memory_order_relaxed);
-		s->requests += atomic_load_explicit(&st->requests, memory_order_relaxed);
-		s->replies += atomic_load_explicit(&st->replies, memory_order_relaxed);
-		s->timeouts += atomic_load_explicit(&st->timeouts, memory_order_relaxed);
-		s->late_replies += atomic_load_explicit(&st->late_replies, memory_order_relaxed);
-		s->no_handler += atomic_load_explicit(&st->no_handler, memory_order_relaxed);
-		s->slow_consumers +=
-			atomic_load_explicit(&st->slow_consumers, memory_order_relaxed);
-		s->inflight += atomic_load_explicit(&st->inflight, memory_order_relaxed);
-		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
-		s->recv_starved += atomic_load_explicit(&st->recv_starved, memory_order_relaxed);
-		s->mail_deferred += atomic_load_explicit(&st->mail_deferred, memory_order_relaxed);
-		s->refused += atomic_load_explicit(&st->refused, memory_order_relaxed);
-		s->hello_timeouts +=
-			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
-		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
-		s->auth_failures += atomic_load_explicit(&st->auth_failures, memory_order_relaxed);
-		s->auth_blocked += atomic_load_explicit(&st->auth_blocked, memory_order_relaxed);
-		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
-		s->addr_refused += atomic_load_explicit(&st->addr_refused, memory_order_relaxed);
-		s->inflight_refused +=
-			atomic_load_explicit(&st->inflight_refused, memory_order_relaxed);
-		s->register_refused +=
-			atomic_load_explicit(&st->register_refused, memory_order_relaxed);
-		s->idle_pings += atomic_load_explicit(&st->idle_pings, memory_order_relaxed);
-		s->idle_timeouts += atomic_load_explicit(&st->idle_timeouts, memory_order_relaxed);
-		s->accept_errors += atomic_load_explicit(&st->accept_errors, memory_order_relaxed);
-		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
-		if (mpeak > s->mail_backlog_peak)
-			s->mail_backlog_peak = mpeak;
-		uint64_t peak = atomic_load_explicit(&st->queued_peak, memory_order_relaxed);
-		if (peak > s->queued_peak)
-			s->queued_peak = peak;
+#define JOIN(name, how)                                                                            \
+	s->name = SB__STAT_##how(s->name, atomic_load_explicit(&st->name, memory_order_relaxed));
+		SB__STATS(JOIN)
+#undef JOIN
 	}
 }
 
