@@ -12,6 +12,8 @@
 
 #include "proto/mp.h"
 #include "router/admin.h"
+#include "router/outq.h"
+#include "router/request.h"
 #include "common/idmap.h"
 #include "router/shard.h"
 
@@ -235,32 +237,9 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer 
 		const char *name;
 		uint64_t v;
 	} c[] = {
-		{"connections", s.connections},
-		{"frames_in", s.frames_in},
-		{"requests", s.requests},
-		{"replies", s.replies},
-		{"timeouts", s.timeouts},
-		{"late_replies", s.late_replies},
-		{"no_handler", s.no_handler},
-		{"slow_consumers", s.slow_consumers},
-		{"inflight", s.inflight},
-		{"pauses", s.pauses},
-		{"queued_peak", s.queued_peak},
-		{"recv_starved", s.recv_starved},
-		{"mail_deferred", s.mail_deferred},
-		{"mail_backlog_peak", s.mail_backlog_peak},
-		{"refused", s.refused},
-		{"hello_timeouts", s.hello_timeouts},
-		{"invalid_args", s.invalid_args},
-		{"auth_failures", s.auth_failures},
-		{"auth_blocked", s.auth_blocked},
-		{"forbidden", s.forbidden},
-		{"addr_refused", s.addr_refused},
-		{"inflight_refused", s.inflight_refused},
-		{"register_refused", s.register_refused},
-		{"idle_pings", s.idle_pings},
-		{"idle_timeouts", s.idle_timeouts},
-		{"accept_errors", s.accept_errors},
+#define KEY(name, how) {#name, s.name},
+		SB__STATS(KEY)
+#undef KEY
 	};
 	size_t nc = sizeof c / sizeof c[0];
 	msgpack_pack_map(pk, (uint32_t)nc + 3);
@@ -356,4 +335,30 @@ int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view a
 		return 0;
 	}
 	return SB_ENOHANDLER;
+}
+
+/* A request to one of the router's own names ($sb.routes, ...). */
+void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m)
+{
+	char *p, why[128];
+	size_t n;
+	int rc = sb__admin_answer(sh, m->name, m->payload, &p, &n, why, sizeof why);
+	if (rc != 0) {
+		sb__refuse(sh, a, m, rc,
+			   rc == SB_ENOHANDLER ? "the router serves no such name"
+			   : rc == SB_EINVAL   ? why
+					       : "out of memory");
+		return;
+	}
+	struct sb_msg r = {.kind = SB_REPLY, .id = m->id, .outcome = {(const uint8_t *)"ok", 2}};
+	r.payload = (struct sb_view){(const uint8_t *)p, (uint32_t)n};
+	long size = sb_encoded_size(&r);
+	/* The asker refuses frames over max_frame, and would drop us for it. */
+	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
+		sb__refuse(sh, a, m, SB_ETOOLARGE, "the answer is larger than max_frame");
+	else if (a->c == NULL)
+		a->fn(0, "ok", 2, p, n, 0, a->ud);
+	else if (!sb__id_taken(sh, a->c, m->id, sb__open_rid(sh, a->c, m->id)))
+		sb__send_msg(sh, a->c, &r);
+	free(p);
 }

@@ -11,6 +11,7 @@
 #include <switchboard/proto.h>
 
 struct sb__shard;
+struct sb__asker;
 
 #define SB__ADMIN_PREFIX     "$sb."
 #define SB__ADMIN_PREFIX_LEN 4
@@ -33,5 +34,8 @@ static inline bool sb__admin_name(struct sb_view name)
  */
 int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view args, char **payload,
 		     size_t *len, char *why, size_t whylen);
+
+/** A request from @p a to a reserved name, answered. */
+void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m);
 
 #endif

@@ -7,11 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "router/auth.h"
-#include "router/shard.h"
 
 /* ---- policy --------------------------------------------------------------- */
 
@@ -136,14 +135,14 @@ void sb__policy_put(struct sb__policy *p)
 
 /* ---- router and shards ---------------------------------------------------- */
 
-int sb__auth_router_init(struct sb_router *r, const struct sb_router_config *c)
+int sb__auth_router_init(struct sb__auth_router *a, const struct sb_router_config *c,
+			 const struct sb__logger *lg)
 {
-	struct sb__auth_router *a = &r->auth;
 	char why[256];
 	int rc = sb__policy_new(c, &a->cur, why, sizeof why);
 	if (rc != 0) {
 		int e = errno;
-		sb__log(r, 0, "%s", why);
+		sb__log(lg, 0, "%s", why);
 		errno = e;
 		return rc;
 	}
@@ -179,7 +178,8 @@ void sb__auth_shard_destroy(struct sb__auth_shard *s)
 	s->pol = NULL;
 }
 
-int sb__auth_reload(struct sb_router *r, const struct sb_router_config *c)
+int sb__auth_reload(struct sb__auth_router *a, const struct sb_router_config *c,
+		    const struct sb__logger *lg, uint64_t *gen)
 {
 	struct sb__policy *p, *old;
 	char why[256];
@@ -187,32 +187,16 @@ int sb__auth_reload(struct sb_router *r, const struct sb_router_config *c)
 
 	if (rc != 0) {
 		int e = errno;
-		sb__log(r, 0, "reload refused, the rules in force stay: %s", why);
+		sb__log(lg, 0, "reload refused, the rules in force stay: %s", why);
 		errno = e;
 		return rc;
 	}
-	pthread_mutex_lock(&r->auth.lock);
-	old = r->auth.cur;
-	r->auth.cur = p;
-	uint64_t gen = atomic_fetch_add(&r->auth.gen, 1) + 1;
-	pthread_mutex_unlock(&r->auth.lock);
+	pthread_mutex_lock(&a->lock);
+	old = a->cur;
+	a->cur = p;
+	*gen = atomic_fetch_add(&a->gen, 1) + 1;
+	pthread_mutex_unlock(&a->lock);
 	sb__policy_put(old);
-	/* A shard takes the new policy at the top of its next turn: wake each
-	 * one and wait for it, so the caller knows the rules now in force. A
-	 * stopping router's shards may never turn again. */
-	for (unsigned i = 0; i < r->nshards; i++) {
-		struct sb__shard *sh = &r->shards[i];
-		uint64_t one = 1;
-		if (!r->running || atomic_load(&r->stopping))
-			break;
-		if (write(sh->efd, &one, sizeof one) < 0 && errno != EAGAIN)
-			return SB_ESYS;
-		while (atomic_load_explicit(&sh->auth.seen, memory_order_acquire) < gen &&
-		       !atomic_load(&r->stopping)) {
-			struct timespec ts = {0, 200000};
-			nanosleep(&ts, NULL);
-		}
-	}
 	return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <switchboard/router.h>
 
 #include "common/hmac.h"
+#include "common/log.h"
 #include "router/pattern.h"
 
 #define SB__AUTH_FAIL_SLOTS 512u /* addresses a shard remembers failures of */
@@ -88,10 +89,9 @@ static inline int sb__auth_may_call(const struct sb__policy *p, int role, struct
 
 /* ---- router and shards ---------------------------------------------------- */
 
-struct sb_router;
-
 /** The router's first policy, from @p c; a refusal is logged with its reason. */
-int sb__auth_router_init(struct sb_router *r, const struct sb_router_config *c);
+int sb__auth_router_init(struct sb__auth_router *a, const struct sb_router_config *c,
+			 const struct sb__logger *lg);
 void sb__auth_router_destroy(struct sb__auth_router *a);
 
 /** A shard takes the router's current policy (at start, and after a reload). */
@@ -106,13 +106,14 @@ static inline void sb__auth_turn(struct sb__auth_shard *s, struct sb__auth_route
 }
 
 /**
- * Swap in the secrets and rules of @p c, then wait until every running
- * shard has taken them (each does at its next loop turn): once this
- * returns, every frame a shard handles is judged by the new rules.
+ * Swap in the secrets and rules of @p c, for shards to take at their next
+ * turn (sb__auth_turn()); a refusal is logged with its reason.
+ * @param gen  set to the generation a shard has taken once its `seen`
+ *             reaches it: from then on it judges every frame by them
  * @return 0, or as sb__policy_new() (the old policy stays)
  */
-int sb__auth_reload(struct sb_router *r, const struct sb_router_config *c);
-
+int sb__auth_reload(struct sb__auth_router *a, const struct sb_router_config *c,
+		    const struct sb__logger *lg, uint64_t *gen);
 /* ---- handshakes and failures ---------------------------------------------- */
 
 /** A handshake's state for HELLO @p m, with a fresh nonce; NULL if out of

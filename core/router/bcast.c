@@ -9,34 +9,32 @@
 #include <string.h>
 
 #include "router/bcast.h"
+#include "router/balance.h"
+#include "router/conn.h"
+#include "router/deliver.h"
+#include "router/flow.h"
+#include "router/outq.h"
+#include "router/request.h"
 #include "router/shard.h"
 
 #define IN_PROCESS "(in-process)" /* the `peer` of an in-process handler, as in $sb.routes */
 
-struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service,
-				int *err)
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < r->n; i++)
-		n += service || !(r->eps[i].flags & SB__EP_INTERNAL);
-	if (n == 0) {
-		*err = SB_ENOPEERS;
-		return NULL;
-	}
+		n += sb__admits(&r->eps[i], service, NULL, NULL) == 0;
 	struct sb__bcast *bc = calloc(1, sizeof *bc + n * sizeof bc->kids[0]);
-	if (bc == NULL) {
-		*err = SB_ENOMEM;
+	if (bc == NULL)
 		return NULL;
-	}
 	for (uint32_t i = 0; i < r->n; i++) {
-		if (!service && (r->eps[i].flags & SB__EP_INTERNAL))
+		if (sb__admits(&r->eps[i], service, NULL, NULL) != 0)
 			continue;
 		struct sb__bcast_kid *k = &bc->kids[bc->n++];
 		uint64_t ep = r->eps[i].ep;
-		const char *name = (unsigned)(ep >> 56) == SB__LOCAL_SHARD
-					   ? IN_PROCESS
-					   : sb__peers_name_of(sh, ep);
+		const char *name = sb__ep_shard(ep) == SB__LOCAL_SHARD ? IN_PROCESS
+								       : sb__peers_name_of(sh, ep);
 		/* Known here: a peer's PEER_UP travels before its routes. */
 		strcpy(k->peer, name != NULL ? name : "(unknown)");
 		k->ep = ep;
@@ -112,7 +110,7 @@ static void emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m
 		return;
 	}
 	if (sb__enqueue(sh, c, pb, m->payload.ptr, m->payload.len) == 0)
-		sb__congest(sh, c, producer);
+		sb__flow_congest(sh, c, producer);
 }
 
 /* An ERROR about one handler, `peer` set, MORE: the request goes on. */
@@ -206,8 +204,8 @@ void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b
 	maybe_end(sh, q);
 }
 
-void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
-		     uint8_t *f, uint32_t len)
+static void bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
+			uint8_t *f, uint32_t len)
 {
 	struct sb__bcast *bc = q->bc;
 	struct sb__bcast_kid *k = kid_of(bc, sender);
@@ -238,7 +236,7 @@ void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, s
 		maybe_end(sh, q);
 }
 
-void sb__bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep)
+static void bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep)
 {
 	struct sb__bcast *bc = q->bc;
 	struct sb__bcast_kid *k = kid_of(bc, ep);
@@ -265,7 +263,7 @@ static struct sb__buf *cancel_frame(uint64_t rid, uint32_t *len)
 	return b;
 }
 
-void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q)
+static void bcast_timeout(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__bcast *bc = q->bc;
 	uint64_t rid = q->rid;
@@ -292,7 +290,7 @@ void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q)
 		maybe_end(sh, q);
 }
 
-void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q)
+static void bcast_cancel(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__bcast *bc = q->bc;
 	uint32_t len = 0;
@@ -313,7 +311,7 @@ void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q)
 		sb__buf_put(cancel, &sh->pool);
 }
 
-void sb__bcast_free(struct sb__shard *sh, struct sb__req *q)
+static void bcast_free(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__bcast *bc = q->bc;
 
@@ -323,3 +321,11 @@ void sb__bcast_free(struct sb__shard *sh, struct sb__req *q)
 	free(bc);
 	q->bc = NULL;
 }
+
+const struct sb__req_ops sb__bcast_ops = {
+	.reply = bcast_reply,
+	.timeout = bcast_timeout,
+	.cancel = bcast_cancel,
+	.gone = bcast_gone,
+	.free = bcast_free,
+};

@@ -10,6 +10,7 @@
 
 struct sb__shard;
 struct sb__req;
+struct sb__req_ops;
 struct sb__route;
 struct sb__buf;
 
@@ -32,34 +33,16 @@ struct sb__bcast {
 	struct sb__bcast_kid kids[];
 };
 
-/**
- * The handlers of route @p r that the requester may call (internal ones
- * only for services), each with its peer name.
- * @param err  SB_ENOPEERS (none) or SB_ENOMEM when NULL is returned
- * @return the broadcast, not yet attached to a request, or NULL
- */
-struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service,
-				int *err);
-
+/** The handlers of route @p r the caller may reach (sb__admits(): internal
+ *  ones only for services; sb__reach() made sure there is one), each with
+ *  its peer name, or NULL out of memory. Not yet attached to a request. */
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service);
 /** Sends frame f (patched, b holding the caller's reference, which stays
  *  the caller's) to every handler of q's broadcast. q may end meanwhile. */
 void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,
 		      uint32_t len);
 
-/** A REPLY or ERROR for broadcast q from @p sender; takes over b's reference. */
-void sb__bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
-		     uint8_t *f, uint32_t len);
-
-/** Handler @p ep of q disconnected (or was gone before its copy arrived). */
-void sb__bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep);
-
-/** q's shared deadline passed: every handler still open times out. */
-void sb__bcast_timeout(struct sb__shard *sh, struct sb__req *q);
-
-/** Sends CANCEL to every handler still open and closes them (q is ending). */
-void sb__bcast_cancel(struct sb__shard *sh, struct sb__req *q);
-
-/** q's entry is being freed: release its broadcast. */
-void sb__bcast_free(struct sb__shard *sh, struct sb__req *q);
+/* A broadcast's events: one result per handler, then the aggregate. */
+extern const struct sb__req_ops sb__bcast_ops;
 
 #endif

@@ -4,7 +4,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "router/router-t.h"
 #include "router/shard.h"
+#include "router/local.h"
+#include "router/request.h"
 
 /* A message being handled in-process; lives on the shard's stack. */
 struct sb_local_call {
@@ -95,7 +99,7 @@ static int answer(struct sb_local_call *call, const struct sb_msg *r)
 	if (b == NULL)
 		return SB_ENOMEM;
 	sb_encode(r, b->data, (size_t)n);
-	sb__shard_reply(call->sh, call->ep, b, b->data, (uint32_t)n);
+	sb__req_reply(call->sh, call->ep, b, b->data, (uint32_t)n);
 	return 0;
 }
 
@@ -185,7 +189,7 @@ static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn
 	pthread_mutex_unlock(&in->lock);
 	uint64_t one = 1;
 	if (write(r->shards[to].efd, &one, sizeof one) < 0)
-		sb__log(r, 0, "waking shard %u for an in-process message failed", to);
+		sb__log(&r->log, 0, "waking shard %u for an in-process message failed", to);
 	return 0;
 }
 
@@ -207,4 +211,49 @@ int sb_router_request(struct sb_router *r, const char *name, const void *payload
 		.kind = SB_REQUEST, .name = view(name, strlen(name)), .timeout_ms = timeout_ms};
 	m.payload = view(payload, len);
 	return inject(r, &m, fn, ud);
+}
+
+/* Sends and requests from the embedding program: routed like a service's
+ * (in-process callers may call internal handlers), answered by callback. */
+void sb__local_read(struct sb__shard *sh)
+{
+	struct sb__inbox *in = &sh->r->inboxes[sh->id];
+	if (atomic_load_explicit(&in->pending, memory_order_acquire) == 0)
+		return;
+	pthread_mutex_lock(&in->lock);
+	struct sb__inject *items = in->items;
+	uint32_t n = in->n;
+	in->items = NULL;
+	in->n = in->cap = 0;
+	atomic_store_explicit(&in->pending, 0, memory_order_relaxed);
+	pthread_mutex_unlock(&in->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		struct sb__buf *b = items[i].frame;
+		struct sb_msg m;
+		struct sb__asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
+		if (sb_decode(b->data, items[i].len, 0, &m, NULL) == 0) {
+			if (m.kind == SB_SEND)
+				sb__forward_send(sh, &a, &m, b, b->data, items[i].len);
+			else
+				sb__forward_request(sh, &a, &m, b, b->data, items[i].len);
+		}
+		sb__buf_put(b, &sh->pool);
+	}
+	free(items);
+}
+
+void sb__local_teardown(struct sb__shard *sh)
+{
+	struct sb__inbox *in = &sh->r->inboxes[sh->id];
+
+	/* Requests queued as the router stopped still get their one answer. */
+	for (uint32_t i = 0; i < in->n; i++) {
+		if (in->items[i].fn != NULL)
+			in->items[i].fn(SB_EDRAINING, "the router stopped",
+					strlen("the router stopped"), NULL, 0, 0, in->items[i].ud);
+		sb__buf_put(in->items[i].frame, NULL);
+	}
+	free(in->items);
+	in->items = NULL;
+	in->n = in->cap = 0;
 }

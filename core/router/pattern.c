@@ -87,3 +87,20 @@ void sb__patterns_free(struct sb__patterns *p)
 	p->v = NULL;
 	p->n = 0;
 }
+
+/* "NAME" is not allowed by RULE = "PATTERNS", cut to fit an ERROR's text on
+ * a UTF-8 boundary. */
+void sb__patterns_refusal(char *buf, size_t cap, struct sb_view name,
+			  const struct sb__patterns *rule)
+{
+	size_t n = strlen(rule->text);
+	if (n > 600)
+		for (n = 600; n > 0 && ((uint8_t)rule->text[n] & 0xc0) == 0x80; n--)
+			;
+	if (name.len == 0)
+		snprintf(buf, cap, "the catch-all is not allowed by %s = \"%.*s\"", rule->key,
+			 (int)n, rule->text);
+	else
+		snprintf(buf, cap, "\"%.*s\" is not allowed by %s = \"%.*s\"", (int)name.len,
+			 (const char *)name.ptr, rule->key, (int)n, rule->text);
+}

@@ -47,4 +47,9 @@ static inline int sb__patterns_allow(const struct sb__patterns *p, struct sb_vie
 	return p->any || sb__patterns_match(p, name.ptr, name.len);
 }
 
+/** The refusal's text, for an ERROR: "NAME" is not allowed by RULE =
+ *  "PATTERNS", the patterns cut on a UTF-8 boundary to fit. */
+void sb__patterns_refusal(char *buf, size_t cap, struct sb_view name,
+			  const struct sb__patterns *rule);
+
 #endif

@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/mp.h"
 #include "router/peers.h"
+#include "router/conn.h"
+#include "router/mail.h"
+#include "router/outq.h"
 #include "router/shard.h"
 
 /* ---- name -> peer map --------------------------------------------------- */
@@ -655,11 +659,6 @@ void sb__peers_subscribe(struct sb__shard *sh, struct sb__conn *c, const struct 
 
 /* ---- identity ----------------------------------------------------------- */
 
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Bytes of the str or nil at p, in a frame the codec has already checked. */
 static uint32_t str_bytes(const uint8_t *p)
 {
@@ -671,7 +670,7 @@ static uint32_t str_bytes(const uint8_t *p)
 	case 0xda:
 		return 3u + ((uint32_t)p[1] << 8 | p[2]);
 	case 0xdb:
-		return 5u + rd32(p + 1);
+		return 5u + sb__be32(p + 1);
 	default: /* nil */
 		return 1;
 	}
@@ -683,7 +682,7 @@ static uint32_t frame_from(const uint8_t *f)
 	const uint8_t *p = f + SB_PREFIX_LEN + 3 + 9; /* fixarray, kind, flags, id */
 	p += str_bytes(p);                            /* name */
 	p += str_bytes(p);                            /* to */
-	return rd32(p + 1);                           /* 0xce, then 4 bytes */
+	return sb__be32(p + 1);                       /* 0xce, then 4 bytes */
 }
 
 int sb__peers_tell(struct sb__shard *sh, struct sb__conn *c, const uint8_t *f)

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "common/tls.h"
+#include "router/local-t.h"
+#include "router/mailbox.h"
+#include "router/router-t.h"
 #include "router/shard.h"
 
 void sb_router_config_init(struct sb_router_config *c)
@@ -42,25 +46,6 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->pong_timeout_ms = 20000;
 }
 
-void sb__log(const struct sb_router *r, int level, const char *fmt, ...)
-{
-	char line[512];
-	struct timespec ts;
-	struct tm tm;
-	va_list ap;
-
-	if (level > r->cfg.log_level)
-		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	/* One write per line keeps lines from several shards whole. */
-	fprintf(stderr, "%02d:%02d:%02d.%03ld switchboard: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-		ts.tv_nsec / 1000000, line);
-}
-
 static int tls_wanted(const struct sb_router_config *c)
 {
 	return c->tls_cert != NULL || c->tls_key != NULL || c->tls_ca != NULL ||
@@ -76,7 +61,7 @@ static int tls_load(struct sb_router *r, const struct sb_router_config *c, struc
 	char why[320];
 	int rc = sb__tls_server_ctx(c, x, why, sizeof why);
 	if (rc != 0)
-		sb__log(r, 0, "%s: %s", when, why);
+		sb__log(&r->log, 0, "%s: %s", when, why);
 	return rc;
 }
 
@@ -119,7 +104,7 @@ static void check_nofile(const struct sb_router *r)
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
 	    rl.rlim_cur >= need)
 		return;
-	sb__log(r, 1,
+	sb__log(&r->log, 1,
 		"warning: RLIMIT_NOFILE is %llu, below the %llu descriptors max_conns %u needs: "
 		"past about %llu connections, accepts fail until some close (raise it, ulimit "
 		"-n, or lower max_conns)",
@@ -195,6 +180,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if ((r = calloc(1, sizeof *r)) == NULL)
 		goto fail;
 	r->cfg = *c;
+	r->log = (struct sb__logger){c->log_level, "switchboard"};
 	/* Only what the router keeps is copied; the TLS strings are read below
 	 * and dropped, so nothing points at the caller's memory. */
 	r->cfg.tls_cert = r->cfg.tls_key = r->cfg.tls_ca = NULL;
@@ -218,7 +204,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	sb__hmac_init();
 	/* The policy owns copies of the secrets and rules: the caller's strings
 	 * need not outlive this call, so nothing may read them later. */
-	if ((e = sb__auth_router_init(r, c)) != 0)
+	if ((e = sb__auth_router_init(&r->auth, c, &r->log)) != 0)
 		goto fail;
 	e = SB_ENOMEM;
 	r->cfg.secret_service = r->cfg.secret_client = NULL;
@@ -272,7 +258,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 		if (errno != EADDRINUSE || attempt >= c->bind_retries)
 			goto fail_sys;
 		close_listeners(r);
-		sb__log(r, 1, "port %u busy, retrying in %u ms (%u of %u)", c->port,
+		sb__log(&r->log, 1, "port %u busy, retrying in %u ms (%u of %u)", c->port,
 			c->bind_retry_ms, attempt + 1, c->bind_retries);
 		struct timespec ts = {c->bind_retry_ms / 1000,
 				      (long)(c->bind_retry_ms % 1000) * 1000000};
@@ -319,29 +305,12 @@ int sb_router_start(struct sb_router *r)
 	else if (r->tls_on) {
 		char desc[320];
 		sb__tls_ctx_describe(r->tls, desc, sizeof desc);
-		sb__log(r, 2, "listening on %s:%u (%u shards), TLS 1.3: %s", r->cfg.addr, r->port,
-			r->nshards, desc);
+		sb__log(&r->log, 2, "listening on %s:%u (%u shards), TLS 1.3: %s", r->cfg.addr,
+			r->port, r->nshards, desc);
 	} else
-		sb__log(r, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port, r->nshards);
+		sb__log(&r->log, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port,
+			r->nshards);
 	return rc;
-}
-
-struct sb__tls_ctx *sb__router_tls(struct sb__shard *sh)
-{
-	struct sb_router *r = sh->r;
-
-	/* One relaxed-cost load per accept; the lock only after a reload. */
-	if (atomic_load_explicit(&r->tls_gen, memory_order_acquire) != sh->tls_gen ||
-	    sh->tls == NULL) {
-		struct sb__tls_ctx *old = sh->tls;
-		pthread_mutex_lock(&r->tls_lock);
-		sh->tls = r->tls;
-		sb__tls_ctx_get(sh->tls);
-		sh->tls_gen = atomic_load_explicit(&r->tls_gen, memory_order_relaxed);
-		pthread_mutex_unlock(&r->tls_lock);
-		sb__tls_ctx_put(old);
-	}
-	return sh->tls;
 }
 
 /* Settings a reload cannot change: a line for each that differs, so an
@@ -372,11 +341,32 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 	};
 	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 		if (f[i].now != f[i].asked)
-			sb__log(r, 1,
+			sb__log(&r->log, 1,
 				"reload: %s changes only with a restart (still %llu, not %llu)",
 				f[i].flag, f[i].now, f[i].asked);
 	if (c->addr != NULL && strcmp(c->addr, o->addr) != 0)
-		sb__log(r, 1, "reload: addr changes only with a restart (still %s)", o->addr);
+		sb__log(&r->log, 1, "reload: addr changes only with a restart (still %s)", o->addr);
+}
+
+/* A shard takes new rules at the top of its next turn: wake each one and
+ * wait for it, so the caller of a reload knows the rules now in force. A
+ * stopping router's shards may never turn again. */
+static int wait_for_shards(struct sb_router *r, uint64_t gen)
+{
+	for (unsigned i = 0; i < r->nshards; i++) {
+		struct sb__shard *sh = &r->shards[i];
+		uint64_t one = 1;
+		if (!r->running || atomic_load(&r->stopping))
+			break;
+		if (write(sh->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+			return SB_ESYS;
+		while (atomic_load_explicit(&sh->auth.seen, memory_order_acquire) < gen &&
+		       !atomic_load(&r->stopping)) {
+			struct timespec ts = {0, 200000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
 }
 
 int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
@@ -389,16 +379,17 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	 * with settings of its own checks them after TLS's (a failure goes to
 	 * refused) and swaps them next to TLS's. */
 	if (tls_wanted(cfg) != r->tls_on) {
-		sb__log(r, 0, "reload refused: TLS cannot be turned %s without a restart",
+		sb__log(&r->log, 0, "reload refused: TLS cannot be turned %s without a restart",
 			r->tls_on ? "off" : "on");
 		goto refused;
 	}
 	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
 		goto refused;
-	/* Secrets and name rules: checked and swapped in one step (it waits
-	 * for every shard to take them), and last, so a refusal of its own
-	 * (logged by it) leaves TLS as it was too. */
-	if ((rc = sb__auth_reload(r, cfg)) != 0) {
+	/* Secrets and name rules: checked and swapped in one step, and last,
+	 * so a refusal of its own (logged by it) leaves TLS as it was too. */
+	uint64_t gen;
+	if ((rc = sb__auth_reload(&r->auth, cfg, &r->log, &gen)) != 0 ||
+	    (rc = wait_for_shards(r, gen)) != 0) {
 		sb__tls_ctx_put(tls);
 		return rc;
 	}
@@ -414,13 +405,13 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 		atomic_fetch_add_explicit(&r->tls_gen, 1, memory_order_release);
 		pthread_mutex_unlock(&r->tls_lock);
 		sb__tls_ctx_put(old); /* shards and connections hold their own */
-		sb__log(r, 1, "reloaded: TLS 1.3: %s", desc);
+		sb__log(&r->log, 1, "reloaded: TLS 1.3: %s", desc);
 	} else
-		sb__log(r, 1, "reloaded");
+		sb__log(&r->log, 1, "reloaded");
 	return 0;
 refused:
 	sb__tls_ctx_put(tls);
-	sb__log(r, 0, "reload: the settings in force stay");
+	sb__log(&r->log, 0, "reload: the settings in force stay");
 	return rc;
 }
 
@@ -439,40 +430,10 @@ void sb_router_stats(const struct sb_router *r, struct sb_router_stats *s)
 	memset(s, 0, sizeof *s);
 	for (unsigned i = 0; i < r->nshards; i++) {
 		const struct sb__stats *st = &r->shards[i].st;
-		s->connections += atomic_load_explicit(&st->connections, memory_order_relaxed);
-		s->frames_in += atomic_load_explicit(&st->frames_in, memory_order_relaxed);
-		s->requests += atomic_load_explicit(&st->requests, memory_order_relaxed);
-		s->replies += atomic_load_explicit(&st->replies, memory_order_relaxed);
-		s->timeouts += atomic_load_explicit(&st->timeouts, memory_order_relaxed);
-		s->late_replies += atomic_load_explicit(&st->late_replies, memory_order_relaxed);
-		s->no_handler += atomic_load_explicit(&st->no_handler, memory_order_relaxed);
-		s->slow_consumers +=
-			atomic_load_explicit(&st->slow_consumers, memory_order_relaxed);
-		s->inflight += atomic_load_explicit(&st->inflight, memory_order_relaxed);
-		s->pauses += atomic_load_explicit(&st->pauses, memory_order_relaxed);
-		s->recv_starved += atomic_load_explicit(&st->recv_starved, memory_order_relaxed);
-		s->mail_deferred += atomic_load_explicit(&st->mail_deferred, memory_order_relaxed);
-		s->refused += atomic_load_explicit(&st->refused, memory_order_relaxed);
-		s->hello_timeouts +=
-			atomic_load_explicit(&st->hello_timeouts, memory_order_relaxed);
-		s->invalid_args += atomic_load_explicit(&st->invalid_args, memory_order_relaxed);
-		s->auth_failures += atomic_load_explicit(&st->auth_failures, memory_order_relaxed);
-		s->auth_blocked += atomic_load_explicit(&st->auth_blocked, memory_order_relaxed);
-		s->forbidden += atomic_load_explicit(&st->forbidden, memory_order_relaxed);
-		s->addr_refused += atomic_load_explicit(&st->addr_refused, memory_order_relaxed);
-		s->inflight_refused +=
-			atomic_load_explicit(&st->inflight_refused, memory_order_relaxed);
-		s->register_refused +=
-			atomic_load_explicit(&st->register_refused, memory_order_relaxed);
-		s->idle_pings += atomic_load_explicit(&st->idle_pings, memory_order_relaxed);
-		s->idle_timeouts += atomic_load_explicit(&st->idle_timeouts, memory_order_relaxed);
-		s->accept_errors += atomic_load_explicit(&st->accept_errors, memory_order_relaxed);
-		uint64_t mpeak = atomic_load_explicit(&st->mail_backlog_peak, memory_order_relaxed);
-		if (mpeak > s->mail_backlog_peak)
-			s->mail_backlog_peak = mpeak;
-		uint64_t peak = atomic_load_explicit(&st->queued_peak, memory_order_relaxed);
-		if (peak > s->queued_peak)
-			s->queued_peak = peak;
+#define JOIN(name, how)                                                                            \
+	s->name = SB__STAT_##how(s->name, atomic_load_explicit(&st->name, memory_order_relaxed));
+		SB__STATS(JOIN)
+#undef JOIN
 	}
 }
 
@@ -483,7 +444,7 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 	for (unsigned i = 0; i < r->nshards; i++) {
 		uint64_t one = 1;
 		if (r->shards[i].started && write(r->shards[i].efd, &one, sizeof one) < 0)
-			sb__log(r, 0, "waking shard %u to stop: %s", i, strerror(errno));
+			sb__log(&r->log, 0, "waking shard %u to stop: %s", i, strerror(errno));
 	}
 	for (unsigned i = 0; i < r->nshards; i++)
 		if (r->shards[i].started) {
@@ -494,7 +455,7 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms)
 		sb__shard_teardown(&r->shards[i]);
 	for (unsigned i = 0; i < r->nshards; i++)
 		sb__shard_destroy(&r->shards[i]);
-	sb__log(r, 2, "stopped");
+	sb__log(&r->log, 2, "stopped");
 }
 
 void sb_router_free(struct sb_router *r)

@@ -97,7 +97,9 @@ struct sb_router_stats {
 	uint64_t replies;           /* replies delivered to requesters */
 	uint64_t timeouts;          /* requests ended by their timeout */
 	uint64_t late_replies;      /* replies that came after their request ended */
-	uint64_t no_handler;        /* requests and sends with no handler */
+	uint64_t no_handler;        /* sends and requests nothing could take: no handler, no
+				       connected peer for a broadcast, a `to` peer never
+				       connected, gone or leaving, a $sb. name not served */
 	uint64_t slow_consumers;    /* connections dropped as slow consumers (slow_ms, or
 				       past out_max and its window) */
 	uint64_t inflight;          /* requests in flight now */
@@ -109,15 +111,17 @@ struct sb_router_stats {
 	uint64_t mail_backlog_peak; /* most messages one shard ever had waiting for one ring */
 	uint64_t refused;           /* connections refused: max_conns reached */
 	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
-	uint64_t invalid_args;      /* requests refused and sends dropped: their arguments
-				       broke the handler's schema */
+	uint64_t invalid_args;      /* sends and requests refused as invalid arguments:
+				       the handler's schema (a broadcast send: once per
+				       handler), or `to` with BROADCAST */
 	uint64_t auth_failures;     /* handshakes refused "unauthorized" (wrong or no secret) */
 	uint64_t auth_blocked;      /* connections refused: their address failed too often */
 	uint64_t forbidden;         /* registrations, sends and requests refused as forbidden:
-				       a name rule, or every handler the sender could reach
-				       is internal */
+				       a client registering, a name rule, a GOODBYE said,
+				       every handler the caller could reach internal */
 	uint64_t addr_refused;      /* connections refused: max_conns_per_addr reached */
-	uint64_t inflight_refused;  /* requests refused: max_inflight_per_conn reached */
+	uint64_t inflight_refused;  /* requests refused as overloaded: max_inflight_per_conn,
+				       or the shard's max_inflight, reached */
 	uint64_t register_refused;  /* registrations refused: max_registrations reached */
 	uint64_t idle_pings;        /* PINGs sent to silent connections */
 	uint64_t idle_timeouts;     /* connections closed for not answering a PING */
