@@ -1,5 +1,6 @@
-/* The router's lifecycle: configuration, one listening socket and thread per
- * shard, start and drain, and the peer-name table the shards share. */
+/* The router's lifecycle: its configuration checked, one listening socket
+ * and thread per shard, start, reload (which waits for every shard to take
+ * the new rules), the counters summed, and the drain at a stop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include "common/tls.h"
 #include "router/local-t.h"
 #include "router/mailbox.h"
+#include "router/peers.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
