@@ -10,9 +10,11 @@ directory, then core/, then the top directory), and fails on:
     common/; proto/ only common/ and proto/; the client (core/client/)
     nothing of the router, and the router nothing of the client. So the
     client library and the shared code never pull in a router type;
-  - a router primitive (PRIMITIVES: tables and queues that know nothing of
-    a shard or a connection) including a router header other than another
-    primitive's, so each stays testable on its own (tests/unit/).
+  - within core/router/, an include against its layers (LAYERS below, as
+    docs/architecture.md's map draws them): a file includes headers of
+    its own layer or lower ones, and of the three services every part of
+    a shard calls (SERVICES); a file in no layer is named, so the map and
+    this list keep up with new files.
 Usage: check_includes.py TOP-DIRECTORY
 """
 import os
@@ -27,9 +29,23 @@ MAY = {
     "core/client": {"core/common", "proto", "core/client"},
     "core/router": {"core/common", "proto", "core/router"},
 }
-# core/router/ files by name without .c/.h: the bottom layer of the router
-# (docs/architecture.md, "Map").
-PRIMITIVES = {"addrtab", "auth", "mailbox", "pattern", "reqtab", "route", "rstat", "stats"}
+# core/router/ by module (file name without .c/.h), from the bottom:
+# 0 primitives (tables and queues that know no shard or connection), 1 the
+# types (-t.h), 2 features, 3 dispatch, 4 the loop, 5 the lifecycle.
+LAYERS = {
+    0: "addrtab auth mailbox pattern reqtab route rstat stats",
+    1: "conn-t local-t mail-t peers-t req-t router-t shard-t",
+    2: "admin balance bcast conn_tls deliver flow goodbye handshake local outq peers "
+       "register request",
+    3: "frame mail",
+    4: "accept conn shard",
+    5: "router",
+}
+LAYER = {m: n for n, ms in LAYERS.items() for m in ms.split()}
+# Headers of higher layers that lower ones may include all the same: the
+# three services every part of a shard calls (closing a connection, taking
+# a submission slot, mailing another shard).
+SERVICES = {"conn.h", "shard.h", "mail.h"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 
@@ -52,6 +68,8 @@ def main(top):
     problems = []
     edges = {}
     for f in files:
+        if f.startswith("core/router/") and module(f) not in LAYER:
+            problems.append(f"{f}: in no layer: add it to LAYERS and to the map")
         with open(os.path.join(top, f)) as fh:
             text = COMMENT.sub("", fh.read())
         edges[f] = []
@@ -70,10 +88,12 @@ def main(top):
             if dst not in MAY[src]:
                 problems.append(f'{f}: #include "{inc}": {src}/ may include only '
                                 f'{", ".join(sorted(d + "/" for d in MAY[src]))}')
-            elif src == dst == "core/router" and module(f) in PRIMITIVES \
-                    and module(found) not in PRIMITIVES:
-                problems.append(f'{f}: #include "{inc}": a router primitive includes only '
-                                'other primitives (' + ", ".join(sorted(PRIMITIVES)) + ")")
+            elif src == dst == "core/router":
+                a, b = LAYER.get(module(f)), LAYER.get(module(found))
+                if a is not None and b is not None and b > a \
+                        and os.path.basename(found) not in SERVICES:
+                    problems.append(f'{f}: #include "{inc}": layer {a} includes layer {b} '
+                                    '(tests/unit/check_includes.py, LAYERS)')
 
     # Depth-first search; a file met again while still on the path closes
     # a cycle, printed from that file round to itself.
