@@ -1,6 +1,7 @@
 /* Receive-buffer pools and heap buffers. Ring buffers go back to the kernel
  * in batches; a pool that runs low says so, for holders that could keep
- * its buffers long (shard.c: output queues) to copy instead. */
+ * its buffers long (a connection's output queue, a paused connection's
+ * parked bytes) to copy instead. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>

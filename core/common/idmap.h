@@ -1,6 +1,7 @@
 /* A u64 -> u64 hash map, open addressing with backward-shift deletion: the
- * router finds a request by (connection, requester's id) when the requester
- * cancels it; the client library finds its requests, calls and senders. */
+ * router's requests by (connection, requester's id) for a cancel, requests
+ * in flight per handler, connections per address and the peer replica's
+ * indexes; the client library's requests, calls and senders. */
 #ifndef SB_CORE_IDMAP_H
 #define SB_CORE_IDMAP_H
 

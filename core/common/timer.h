@@ -1,6 +1,7 @@
-/* Hierarchical timer wheel, 1 ms resolution: a shard's per-request timeouts,
- * and the client library's local deadlines. Single-threaded, no locks, no
- * allocation; timers live in their owners. */
+/* Hierarchical timer wheel, 1 ms resolution: a shard's deadlines (requests,
+ * HELLO, idle pings, slow consumers, GOODBYE, accept retries), and the
+ * client library's. Single-threaded, no locks, no allocation; timers live
+ * in their owners. */
 #ifndef SB_CORE_TIMER_H
 #define SB_CORE_TIMER_H
 

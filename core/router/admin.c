@@ -13,6 +13,7 @@
 #include "proto/mp.h"
 #include "router/admin.h"
 #include "router/outq.h"
+#include "router/peers.h"
 #include "router/request.h"
 #include "common/idmap.h"
 #include "router/shard.h"

@@ -14,6 +14,7 @@
 #include "router/deliver.h"
 #include "router/flow.h"
 #include "router/outq.h"
+#include "router/peers.h"
 #include "router/request.h"
 #include "router/shard.h"
 

@@ -13,7 +13,7 @@
 
 #include "common/list.h"
 #include "common/timer.h"
-#include "router/peers.h"
+#include "router/peers-t.h"
 
 #define SB__IOV_MAX 64 /* frames per sendmsg: batching without huge iovecs */
 

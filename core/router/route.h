@@ -25,7 +25,7 @@ struct sb__route {
 	uint32_t n, cap; /* endpoints */
 	uint32_t rr;     /* round-robin cursor for ties */
 	struct sb__endpoint *eps;
-	struct sb__rstat *stat; /* the name's statistics (shard.c sets it; may be NULL) */
+	struct sb__rstat *stat; /* the name's statistics (register.c sets it; may be NULL) */
 	char name[];            /* not NUL-terminated */
 };
 

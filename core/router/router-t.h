@@ -13,7 +13,7 @@
 #include "common/log.h"
 #include "router/addrtab.h"
 #include "router/auth.h"
-#include "router/peers.h"
+#include "router/peers-t.h"
 #include "router/rstat.h"
 
 struct sb__shard;

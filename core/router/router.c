@@ -1,5 +1,6 @@
-/* The router's lifecycle: configuration, one listening socket and thread per
- * shard, start and drain, and the peer-name table the shards share. */
+/* The router's lifecycle: its configuration checked, one listening socket
+ * and thread per shard, start, reload (which waits for every shard to take
+ * the new rules), the counters summed, and the drain at a stop. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include "common/tls.h"
 #include "router/local-t.h"
 #include "router/mailbox.h"
+#include "router/peers.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
@@ -313,41 +315,6 @@ int sb_router_start(struct sb_router *r)
 	return rc;
 }
 
-/* Settings a reload cannot change: a line for each that differs, so an
- * edited config file never fails silently. */
-static void note_restart_only(struct sb_router *r, const struct sb_router_config *c)
-{
-	const struct sb_router_config *o = &r->cfg;
-	struct {
-		const char *flag;
-		unsigned long long now, asked;
-	} f[] = {
-		{"port", o->port, c->port},
-		{"shards", o->shards, c->shards},
-		{"max-frame", o->max_frame, c->max_frame},
-		{"timeout", o->default_timeout_ms, c->default_timeout_ms},
-		{"out-max", o->out_max, c->out_max},
-		{"slow-timeout", o->slow_ms, c->slow_ms},
-		{"max-conns", o->max_conns, c->max_conns},
-		{"hello-timeout", o->hello_timeout_ms, c->hello_timeout_ms},
-		{"log-level", (unsigned long long)o->log_level, (unsigned long long)c->log_level},
-		{"auth-fail-max", o->auth_fail_max, c->auth_fail_max},
-		{"auth-fail-window", o->auth_fail_window_ms, c->auth_fail_window_ms},
-		{"max-conns-per-addr", o->max_conns_per_addr, c->max_conns_per_addr},
-		{"max-inflight-per-conn", o->max_inflight_per_conn, c->max_inflight_per_conn},
-		{"max-registrations", o->max_registrations, c->max_registrations},
-		{"idle-timeout", o->idle_ms, c->idle_ms},
-		{"pong-timeout", o->pong_timeout_ms, c->pong_timeout_ms},
-	};
-	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-		if (f[i].now != f[i].asked)
-			sb__log(&r->log, 1,
-				"reload: %s changes only with a restart (still %llu, not %llu)",
-				f[i].flag, f[i].now, f[i].asked);
-	if (c->addr != NULL && strcmp(c->addr, o->addr) != 0)
-		sb__log(&r->log, 1, "reload: addr changes only with a restart (still %s)", o->addr);
-}
-
 /* A shard takes new rules at the top of its next turn: wake each one and
  * wait for it, so the caller of a reload knows the rules now in force. A
  * stopping router's shards may never turn again. */
@@ -395,7 +362,6 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	}
 
 	/* Nothing below fails. */
-	note_restart_only(r, cfg);
 	if (tls != NULL) {
 		char desc[320];
 		sb__tls_ctx_describe(tls, desc, sizeof desc);

@@ -15,7 +15,7 @@
 #include "common/timer.h"
 #include "router/auth.h"
 #include "router/mail-t.h"
-#include "router/peers.h"
+#include "router/peers-t.h"
 #include "router/reqtab.h"
 #include "router/route.h"
 #include "router/stats.h"

@@ -18,6 +18,7 @@
 #include "router/local.h"
 #include "router/mail.h"
 #include "router/outq.h"
+#include "router/peers.h"
 #include "router/register.h"
 #include "router/req-t.h"
 #include "router/request.h"

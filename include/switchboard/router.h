@@ -174,8 +174,9 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms);
  * again), tls_verify_client and the allow and deny lists, for connections
  * accepted from then on; the secrets (secret files read again) and name
  * rules, for new frames (a handshake already challenged finishes with the
- * secret of its HELLO; registrations stay). Other fields are ignored (a
- * log line names those that differ: they need a restart). Call it from any
+ * secret of its HELLO; registrations stay). Other fields are ignored:
+ * they take effect only when a router is made (the daemon says which of
+ * its settings differ, docs/daemon.md). Call it from any
  * thread but a shard's (not from an in-process handler: it waits for
  * every shard to take the new rules); @p cfg is read during the call only.
  * @return 0; SB_EINVAL (a TLS file that does not load, a key that does not

@@ -1,6 +1,8 @@
 /* The switchboard daemon as a user runs it: start it on a free port, shake
  * hands, ping, send garbage, and check each connection gets the error the
- * protocol promises while the others keep working; SIGTERM stops it. */
+ * protocol promises while the others keep working; SIGTERM stops it.
+ * Its settings come from flags and a config file, reload on SIGHUP, and
+ * --help names the flags docs/daemon.md lists. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +20,7 @@
 #include "support/testlib.h"
 
 static const char *DAEMON;
+static const char *DOCS; /* docs/daemon.md */
 static pid_t daemon_pid;
 static FILE *daemon_out;
 static int port;
@@ -498,6 +501,89 @@ static void test_bad_name_pattern(void)
 	CHECK(strstr(out, "--name-pattern a#b#: expected one run of #") != NULL);
 }
 
+/* The flags a line names at each "--": in --help, those that start a line;
+ * in the docs' table, every one in backticks. Returns how many. */
+static size_t flags_in(const char *text, const char *mark, char names[][48], size_t max)
+{
+	size_t n = 0;
+	for (const char *p = text; (p = strstr(p, mark)) != NULL && n < max;) {
+		p += strlen(mark);
+		size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz-");
+		if (len > 0 && len < 48)
+			snprintf(names[n++], 48, "%.*s", (int)len, p);
+		p += len;
+	}
+	return n;
+}
+
+static int listed(const char *name, char names[][48], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* A user reading docs/daemon.md's table of flags finds exactly the flags
+ * `switchboard --help` prints: one table in the daemon makes the flags and
+ * the help, and this keeps the doc in step with it. */
+static void test_help_and_docs_name_the_same_flags(void)
+{
+	static char help[16384], doc[65536], in_help[96][48], in_doc[96][48];
+	char *argv[] = {(char *)DAEMON, "--help", NULL};
+	int pipefd[2], status = -1;
+
+	CHECK(pipe(pipefd) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pipefd[1], STDOUT_FILENO);
+		close(pipefd[0]);
+		execv(DAEMON, argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	size_t have = 0;
+	ssize_t r;
+	while (have + 1 < sizeof help &&
+	       (r = read(pipefd[0], help + have, sizeof help - 1 - have)) > 0)
+		have += (size_t)r;
+	help[have] = 0;
+	close(pipefd[0]);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	FILE *f = fopen(DOCS, "r");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	doc[fread(doc, 1, sizeof doc - 1, f)] = 0;
+	fclose(f);
+	/* Only the table under "## Settings": the rest of the page names
+	 * flags in passing. */
+	char *table = strstr(doc, "\n## Settings\n"), *end;
+	CHECK(table != NULL);
+	if (table == NULL)
+		return;
+	if ((end = strstr(table + 1, "\n## ")) != NULL)
+		*end = 0;
+
+	size_t nh = flags_in(help, "\n  --", in_help, 96);
+	size_t nd = flags_in(table, "`--", in_doc, 96);
+	CHECK(nh > 30); /* the parse found the flags at all */
+	for (size_t i = 0; i < nh; i++)
+		if (!listed(in_help[i], in_doc, nd)) {
+			fprintf(stderr, "  --%s is in --help, not in docs/daemon.md's table\n",
+				in_help[i]);
+			CHECK(0);
+		}
+	for (size_t i = 0; i < nd; i++)
+		if (!listed(in_doc[i], in_help, nh)) {
+			fprintf(stderr, "  --%s is in docs/daemon.md's table, not in --help\n",
+				in_doc[i]);
+			CHECK(0);
+		}
+}
+
 /* The security flags reach the router: with secret files a HELLO is
  * challenged, and a secret file that cannot be read stops the start with
  * a message naming it. */
@@ -567,12 +653,13 @@ static void test_secret_flags(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: test_daemon PATH-TO-SWITCHBOARD\n");
+	if (argc != 3) {
+		fprintf(stderr, "usage: test_daemon PATH-TO-SWITCHBOARD PATH-TO-DOCS/DAEMON.MD\n");
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	DAEMON = argv[1];
+	DOCS = argv[2];
 	RUN(test_handshake_and_ping);
 	RUN(test_request_without_handler);
 	RUN(test_frame_before_hello);
@@ -585,5 +672,6 @@ int main(int argc, char **argv)
 	RUN(test_secret_flags);
 	RUN(test_sigterm_stops_cleanly);
 	RUN(test_bad_name_pattern);
+	RUN(test_help_and_docs_name_the_same_flags);
 	return TEST_EXIT();
 }
