@@ -49,25 +49,23 @@ struct pending {
 };
 
 /* The reply to our inner request: finish the outer one with it. */
-static void on_encrypted(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			 const void *payload, size_t len, int more, void *ud)
+static void on_encrypted(const struct sb_reply *rep, void *ud)
 {
 	struct pending *pd = ud;
 	msgpack_unpacked u;
 
-	(void)c, (void)req, (void)outcome;
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
-	if (err != 0) {
+	if (rep->err != 0) {
 		/* Pass the inner failure on, so the caller sees why (e.g. ENOHANDLER:
 		 * the passwords service is not running). If the caller has gone,
 		 * this sends nothing and frees the call all the same. */
-		sb_reply_error(pd->call, err, outcome);
+		sb_reply_error(pd->call, rep->err, rep->outcome);
 		free(pd);
 		return;
 	}
 	msgpack_unpacked_init(&u);
-	msgpack_unpack_next(&u, payload, len, NULL);
+	msgpack_unpack_next(&u, rep->payload, rep->len, NULL);
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sb);
@@ -112,7 +110,9 @@ static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
 		pack_str(&pk, pw->ptr, pw->size);
 		/* A request from inside a handler; its timeout is shorter than
 		 * the caller's, so the caller hears of a stuck passwords service. */
-		rc = sb_request(c, "passwords.encrypt", sb.data, sb.size, 2000, on_encrypted, pd,
+		struct sb_opts opts = SB_OPTS_INIT;
+		opts.timeout_ms = 2000;
+		rc = sb_request(c, "passwords.encrypt", sb.data, sb.size, &opts, on_encrypted, pd,
 				NULL);
 		msgpack_sbuffer_destroy(&sb);
 	}
@@ -185,7 +185,9 @@ int main(int argc, char **argv)
 	msgpack_pack_array(&pk, 2);
 	pack_str(&pk, argv[4], strlen(argv[4]));
 	pack_str(&pk, argv[5], strlen(argv[5]));
-	rc = sb_request_wait(client, "users.create", sb.data, sb.size, 5000, outcome,
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = 5000;
+	rc = sb_request_wait(client, "users.create", sb.data, sb.size, &opts, outcome,
 			     sizeof outcome, &reply, &reply_len);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc != 0) {

@@ -181,7 +181,9 @@ int main(int argc, char **argv)
 	msgpack_pack_uint64(&pk, strtoull(argv[6], NULL, 10));
 	pack_str(&pk, "token");
 	pack_str(&pk, argc == 8 ? argv[7] : TOKEN);
-	rc = sb_request_wait(client, "transfer", sb.data, sb.size, 5000, outcome, sizeof outcome,
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = 5000;
+	rc = sb_request_wait(client, "transfer", sb.data, sb.size, &opts, outcome, sizeof outcome,
 			     &reply, &reply_len);
 	msgpack_sbuffer_destroy(&sb);
 

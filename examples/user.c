@@ -151,7 +151,9 @@ int main(int argc, char **argv)
 		pack_str(&pk, "name");
 		pack_str(&pk, argv[5]);
 		/* Blocks until the final reply (or 5 s), connecting first if needed. */
-		rc = sb_request_wait(client, "user.create", sb.data, sb.size, 5000, outcome,
+		struct sb_opts opts = SB_OPTS_INIT;
+		opts.timeout_ms = 5000;
+		rc = sb_request_wait(client, "user.create", sb.data, sb.size, &opts, outcome,
 				     sizeof outcome, &reply, &reply_len);
 		msgpack_sbuffer_destroy(&sb);
 		if (rc != 0) {

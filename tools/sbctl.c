@@ -357,6 +357,17 @@ static int refused_locally(const struct opts *o, const char *name, int err)
 
 /* ---- send and request ----------------------------------------------------- */
 
+/* --to, --all and --timeout as the library's options. */
+static struct sb_opts call_opts(const struct opts *o)
+{
+	struct sb_opts so = SB_OPTS_INIT;
+
+	so.timeout_ms = o->timeout_ms;
+	so.to = o->to;
+	so.flags = o->all ? SB_OPT_ALL : 0;
+	return so;
+}
+
 static int cmd_send(const struct opts *o, char **args, int nargs)
 {
 	struct sbj_buf mp = {0};
@@ -367,9 +378,8 @@ static int cmd_send(const struct opts *o, char **args, int nargs)
 	struct sb_client *c = connect_router(o, "client");
 	rc = wait_online(c, o);
 	if (rc == EXIT_OK) {
-		int err = o->to != NULL ? sb_send_to(c, o->to, args[0], mp.data, mp.len)
-			  : o->all      ? sb_broadcast(c, args[0], mp.data, mp.len)
-					: sb_send(c, args[0], mp.data, mp.len);
+		struct sb_opts so = call_opts(o);
+		int err = sb_send(c, args[0], mp.data, mp.len, &so);
 		if (err != 0) {
 			rc = refused_locally(o, args[0], err);
 		} else {
@@ -395,18 +405,17 @@ struct pending {
 };
 
 /* One peer's part of a broadcast request (--all), or its aggregate. */
-static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const char *outcome,
-			 const void *payload, size_t len, int more)
+static void on_all_reply(struct pending *pd, const struct sb_reply *rep)
 {
 	struct sbj_buf b = {0}, q = {0}, pq = {0};
-	const char *peer = sb_reply_peer(c);
+	const char *peer = rep->peer;
 	struct sb_all_counts n;
 
-	if (more == 0) { /* the aggregate: "$sb.all" and the counts */
+	if (rep->more == SB_MORE_NONE) { /* the aggregate: "$sb.all" and the counts */
 		pd->done = 1;
-		if (sb_all_counts(payload, len, &n) != 0) {
+		if (sb_all_counts(rep->payload, rep->len, &n) != 0) {
 			fprintf(stderr, "sbctl: the aggregate came in an unexpected shape: %s\n",
-				payload_json(&b, payload, len));
+				payload_json(&b, rep->payload, rep->len));
 			pd->err = SB_EBADFRAME;
 		} else if (pd->o->json)
 			printf("{\"all\":{\"peers\":%u,\"ok\":%u,\"errors\":%u,\"timeouts\":%u,"
@@ -420,63 +429,66 @@ static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const
 	}
 	if (peer == NULL)
 		peer = "?";
-	if (err < 0) {
+	if (rep->err < 0) {
 		pd->failed_peers++;
 		if (pd->o->json)
 			printf("{\"peer\":%s,\"error\":\"%s\",\"code\":%d,\"text\":%s}\n",
-			       quoted(&pq, peer), sb_errname(err), err, quoted(&q, outcome));
+			       quoted(&pq, peer), sb_errname(rep->err), rep->err,
+			       quoted(&q, rep->outcome));
 		else
-			printf("%s  error: %s (code %s)\n", peer, outcome, sb_errname(err));
+			printf("%s  error: %s (code %s)\n", peer, rep->outcome,
+			       sb_errname(rep->err));
 	} else if (pd->o->json) {
 		printf("{\"peer\":%s,\"outcome\":%s,\"more\":%s,\"payload\":%s}\n",
-		       quoted(&pq, peer), quoted(&q, outcome),
-		       more == SB_MORE_CHUNK ? "true" : "false", payload_json(&b, payload, len));
-	} else if (more == SB_MORE_CHUNK) {
-		printf("%s  %s  %s  (more: chunk)\n", peer, outcome,
-		       payload_json(&b, payload, len));
+		       quoted(&pq, peer), quoted(&q, rep->outcome),
+		       rep->more == SB_MORE_CHUNK ? "true" : "false",
+		       payload_json(&b, rep->payload, rep->len));
+	} else if (rep->more == SB_MORE_CHUNK) {
+		printf("%s  %s  %s  (more: chunk)\n", peer, rep->outcome,
+		       payload_json(&b, rep->payload, rep->len));
 	} else {
-		printf("%s  %s  %s\n", peer, outcome, payload_json(&b, payload, len));
+		printf("%s  %s  %s\n", peer, rep->outcome,
+		       payload_json(&b, rep->payload, rep->len));
 	}
 	sbj_buf_free(&b);
 	sbj_buf_free(&q);
 	sbj_buf_free(&pq);
 }
 
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
 	struct pending *pd = ud;
 	struct sbj_buf b = {0}, q = {0};
 
-	(void)req;
-	if (pd->o->all && (more != 0 || err == 0)) {
-		on_all_reply(c, pd, err, outcome, payload, len, more);
+	if (pd->o->all && (rep->more != SB_MORE_NONE || rep->err == 0)) {
+		on_all_reply(pd, rep);
 		return;
 	}
-	if (err < 0) {
-		print_error(pd->o, err, outcome);
-		pd->err = err;
+	if (rep->err < 0) {
+		print_error(pd->o, rep->err, rep->outcome);
+		pd->err = rep->err;
 		pd->done = 1;
 		return;
 	}
-	if (!more)
+	if (rep->more == SB_MORE_NONE)
 		pd->done = 1;
 	if (pd->keep) {
-		if (!more && len > 0 && (pd->payload = malloc(len)) != NULL) {
-			memcpy(pd->payload, payload, len);
-			pd->len = len;
+		if (rep->more == SB_MORE_NONE && rep->len > 0 &&
+		    (pd->payload = malloc(rep->len)) != NULL) {
+			memcpy(pd->payload, rep->payload, rep->len);
+			pd->len = rep->len;
 		}
 		return;
 	}
-	const char *json = payload_json(&b, payload, len);
+	const char *json = payload_json(&b, rep->payload, rep->len);
 	if (pd->o->json)
-		printf("{\"outcome\":%s,\"more\":%s,\"payload\":%s}\n", quoted(&q, outcome),
-		       more ? "true" : "false", json);
-	else if (more)
-		printf("%s  %s  (%s)\n", outcome, json,
-		       more == SB_MORE_CHUNK ? "more: chunk" : "more: progress");
+		printf("{\"outcome\":%s,\"more\":%s,\"payload\":%s}\n", quoted(&q, rep->outcome),
+		       rep->more != SB_MORE_NONE ? "true" : "false", json);
+	else if (rep->more != SB_MORE_NONE)
+		printf("%s  %s  (%s)\n", rep->outcome, json,
+		       rep->more == SB_MORE_CHUNK ? "more: chunk" : "more: progress");
 	else
-		printf("%s  %s\n", outcome, json);
+		printf("%s  %s\n", rep->outcome, json);
 	sbj_buf_free(&b);
 	sbj_buf_free(&q);
 }
@@ -487,12 +499,8 @@ static int run_request(struct sb_client *c, const char *name, const struct sbj_b
 		       struct pending *pd)
 {
 	const struct opts *o = pd->o;
-	int err = o->to != NULL ? sb_request_to(c, o->to, name, mp->data, mp->len, o->timeout_ms,
-						on_reply, pd, NULL)
-		  : o->all ? sb_request_all(c, name, mp->data, mp->len, o->timeout_ms, on_reply, pd,
-					    NULL)
-			   : sb_request(c, name, mp->data, mp->len, o->timeout_ms, on_reply, pd,
-					NULL);
+	struct sb_opts so = call_opts(o);
+	int err = sb_request(c, name, mp->data, mp->len, &so, on_reply, pd, NULL);
 	if (err != 0)
 		return refused_locally(pd->o, name, err);
 	while (!pd->done) {

@@ -255,17 +255,17 @@ int sb_reply(struct sb_call *call, const char *outcome, const void *payload, siz
 	return answer(call, &m, 1);
 }
 
-int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload, size_t len,
-		  int chunk)
+int sb_reply_more(struct sb_call *call, enum sb_more more, const char *outcome, const void *payload,
+		  size_t len)
 {
 	struct sb_msg m = {.kind = SB_REPLY, .flags = SB_F_MORE};
 	int rc;
 
-	if (outcome == NULL)
+	if (outcome == NULL || (more != SB_MORE_PROGRESS && more != SB_MORE_CHUNK))
 		return SB_EINVAL;
 	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
-	if (chunk)
+	if (more == SB_MORE_CHUNK)
 		m.flags |= SB_F_CHUNK;
 	m.outcome = sb__client_view(outcome);
 	return answer(call, &m, 0);

@@ -137,9 +137,7 @@ struct sb_client {
 	struct sb__link idents_all; /* the same, to forget them all at once */
 	sb_presence_fn pres_fn;     /* the presence subscription, or NULL */
 	void *pres_ud;
-	uint64_t pres_id;                /* its SUBSCRIBE awaiting the ACK, else 0 */
-	const char *reply_peer;          /* sb_reply_peer(), during a reply callback */
-	char peer_text[SB_PEER_MAX + 1]; /* what it points at */
+	uint64_t pres_id;            /* its SUBSCRIBE awaiting the ACK, else 0 */
 	char text[SB_TEXT_MAX + 1];  /* an outcome or error text, NUL-terminated for a callback */
 	struct sb__tls_ctx *tls_ctx; /* TLS settings; NULL: plain TCP */
 	struct sb__tls *tls;         /* this connection's TLS state, from C_TLS on */

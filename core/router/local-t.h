@@ -27,7 +27,7 @@ struct sb__local {
 struct sb__inject {
 	struct sb__buf *frame;
 	uint32_t len;
-	sb_local_reply_fn fn; /* requests: where replies go */
+	sb_reply_fn fn; /* requests: where replies go */
 	void *ud;
 };
 

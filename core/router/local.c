@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/opts.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 #include "router/local.h"
@@ -153,8 +154,87 @@ void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_
 			       "the in-process handler returned without a final reply");
 }
 
-/* Encodes the message on the caller's thread and queues it for a shard. */
-static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn fn, void *ud)
+void sb__local_answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb_view text,
+		      struct sb_view payload, enum sb_more more, struct sb_view peer)
+{
+	/* The router's views are not NUL-terminated; the struct's strings are.
+	 * Copied on the stack: no allocation per reply. */
+	char t[SB_TEXT_MAX + 1], p[SB_PEER_MAX + 1];
+	uint32_t n = text.len < SB_TEXT_MAX ? text.len : SB_TEXT_MAX;
+
+	if (n == 0 && err != 0) {
+		const char *s = sb_strerror(err);
+		n = (uint32_t)strlen(s);
+		memcpy(t, s, n);
+	} else if (n > 0)
+		memcpy(t, text.ptr, n);
+	t[n] = 0;
+	struct sb_reply r = {.req = req,
+			     .err = err,
+			     .more = more,
+			     .outcome = t,
+			     .outcome_len = n,
+			     .payload = payload.len > 0 ? payload.ptr : NULL,
+			     .len = payload.len};
+	if (peer.ptr != NULL && peer.len <= SB_PEER_MAX) {
+		memcpy(p, peer.ptr, peer.len);
+		p[peer.len] = 0;
+		r.peer = p;
+	}
+	fn(&r, ud);
+}
+
+void sb__local_fail(sb_reply_fn fn, void *ud, uint64_t req, int err, const char *text)
+{
+	struct sb_view none = {NULL, 0};
+	sb__local_answer(fn, ud, req, err, view(text, strlen(text)), none, SB_MORE_NONE, none);
+}
+
+void sb__local_reply_frame(sb_reply_fn fn, void *ud, uint64_t req, const struct sb_msg *m)
+{
+	enum sb_more more = SB_MORE_NONE;
+
+	if (m->flags & SB_F_MORE)
+		more = m->peer.ptr != NULL
+			       ? (m->kind == SB_REPLY && (m->flags & SB_F_CHUNK) ? SB_MORE_CHUNK
+										 : SB_MORE_RESULT)
+		       : m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
+					       : SB_MORE_PROGRESS;
+	if (m->kind == SB_REPLY)
+		sb__local_answer(fn, ud, req, 0, m->outcome, m->payload, more, m->peer);
+	else
+		sb__local_answer(fn, ud, req, -(int)m->code, m->text, m->payload, more, m->peer);
+}
+
+/* Queues an encoded frame for shard `to`'s inbox and wakes it. */
+static int post(struct sb_router *r, unsigned to, struct sb__buf *b, uint32_t n, sb_reply_fn fn,
+		void *ud)
+{
+	struct sb__inbox *in = &r->inboxes[to];
+	pthread_mutex_lock(&in->lock);
+	if (in->n == in->cap) {
+		uint32_t cap = in->cap ? in->cap * 2 : 64;
+		struct sb__inject *ni = realloc(in->items, cap * sizeof *ni);
+		if (ni == NULL) {
+			pthread_mutex_unlock(&in->lock);
+			sb__buf_put(b, NULL);
+			return SB_ENOMEM;
+		}
+		in->items = ni;
+		in->cap = cap;
+	}
+	in->items[in->n++] = (struct sb__inject){b, n, fn, ud};
+	atomic_store_explicit(&in->pending, 1, memory_order_release);
+	pthread_mutex_unlock(&in->lock);
+	uint64_t one = 1;
+	if (write(r->shards[to].efd, &one, sizeof one) < 0)
+		sb__log(&r->log, 0, "waking shard %u for an in-process message failed", to);
+	return 0;
+}
+
+/* Encodes the message on the caller's thread and queues it for shard `to`. */
+static int inject(struct sb_router *r, unsigned to, const struct sb_msg *m, sb_reply_fn fn,
+		  void *ud)
 {
 	if (!r->running || atomic_load(&r->stopping))
 		return SB_EDRAINING;
@@ -169,48 +249,59 @@ static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn
 	if (b == NULL)
 		return SB_ENOMEM;
 	sb_encode(m, b->data, (size_t)n);
+	return post(r, to, b, (uint32_t)n, fn, ud);
+}
 
-	unsigned to = atomic_fetch_add(&r->inject_rr, 1) % r->nshards;
-	struct sb__inbox *in = &r->inboxes[to];
-	pthread_mutex_lock(&in->lock);
-	if (in->n == in->cap) {
-		uint32_t cap = in->cap ? in->cap * 2 : 64;
-		struct sb__inject *ni = realloc(in->items, cap * sizeof *ni);
-		if (ni == NULL) {
-			pthread_mutex_unlock(&in->lock);
-			sb__buf_put(b, NULL);
-			return SB_ENOMEM;
-		}
-		in->items = ni;
-		in->cap = cap;
-	}
-	in->items[in->n++] = (struct sb__inject){b, (uint32_t)n, fn, ud};
-	atomic_store_explicit(&in->pending, 1, memory_order_release);
-	pthread_mutex_unlock(&in->lock);
-	uint64_t one = 1;
-	if (write(r->shards[to].efd, &one, sizeof one) < 0)
-		sb__log(&r->log, 0, "waking shard %u for an in-process message failed", to);
+/* The options as a message's `to` and flags. */
+static int apply_opts(struct sb_msg *m, const struct sb_opts *opts)
+{
+	struct sb_opts o;
+
+	if (sb__opts_read(opts, &o) != 0)
+		return SB_EINVAL;
+	m->flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
+	if (o.to != NULL)
+		m->to = view(o.to, strlen(o.to));
+	m->timeout_ms = m->kind == SB_REQUEST ? o.timeout_ms : 0;
 	return 0;
 }
 
-int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len)
+int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len,
+		   const struct sb_opts *opts)
 {
 	if (name == NULL)
 		return SB_EINVAL;
 	struct sb_msg m = {.kind = SB_SEND, .name = view(name, strlen(name))};
 	m.payload = view(payload, len);
-	return inject(r, &m, NULL, NULL);
+	if (apply_opts(&m, opts) != 0)
+		return SB_EINVAL;
+	return inject(r, atomic_fetch_add(&r->inject_rr, 1) % r->nshards, &m, NULL, NULL);
 }
 
+/* An in-process request's id names its shard (id % shards), so a cancel
+ * from any thread finds the shard that owns it without asking. */
 int sb_router_request(struct sb_router *r, const char *name, const void *payload, size_t len,
-		      uint32_t timeout_ms, sb_local_reply_fn fn, void *ud)
+		      const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req)
 {
 	if (name == NULL || fn == NULL)
 		return SB_EINVAL;
-	struct sb_msg m = {
-		.kind = SB_REQUEST, .name = view(name, strlen(name)), .timeout_ms = timeout_ms};
+	struct sb_msg m = {.kind = SB_REQUEST, .name = view(name, strlen(name))};
 	m.payload = view(payload, len);
-	return inject(r, &m, fn, ud);
+	if (apply_opts(&m, opts) != 0)
+		return SB_EINVAL;
+	m.id = atomic_fetch_add(&r->local_ids, 1) + 1;
+	int rc = inject(r, (unsigned)(m.id % r->nshards), &m, fn, ud);
+	if (rc == 0 && req != NULL)
+		*req = m.id;
+	return rc;
+}
+
+int sb_router_cancel(struct sb_router *r, uint64_t req)
+{
+	if (req == 0 || req > atomic_load(&r->local_ids))
+		return SB_EINVAL;
+	struct sb_msg m = {.kind = SB_CANCEL, .id = req};
+	return inject(r, (unsigned)(req % r->nshards), &m, NULL, NULL);
 }
 
 /* Sends and requests from the embedding program: routed like a service's
@@ -232,7 +323,9 @@ void sb__local_read(struct sb__shard *sh)
 		struct sb_msg m;
 		struct sb__asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
 		if (sb_decode(b->data, items[i].len, 0, &m, NULL) == 0) {
-			if (m.kind == SB_SEND)
+			if (m.kind == SB_CANCEL)
+				sb__req_cancel(sh, SB__LOCAL_REQUESTER, m.id);
+			else if (m.kind == SB_SEND)
 				sb__forward_send(sh, &a, &m, b, b->data, items[i].len);
 			else
 				sb__forward_request(sh, &a, &m, b, b->data, items[i].len);
@@ -248,9 +341,11 @@ void sb__local_teardown(struct sb__shard *sh)
 
 	/* Requests queued as the router stopped still get their one answer. */
 	for (uint32_t i = 0; i < in->n; i++) {
-		if (in->items[i].fn != NULL)
-			in->items[i].fn(SB_EDRAINING, "the router stopped",
-					strlen("the router stopped"), NULL, 0, 0, in->items[i].ud);
+		struct sb_msg m;
+		if (in->items[i].fn != NULL &&
+		    sb_decode(in->items[i].frame->data, in->items[i].len, 0, &m, NULL) == 0)
+			sb__local_fail(in->items[i].fn, in->items[i].ud, m.id, SB_EDRAINING,
+				       "the router stopped");
 		sb__buf_put(in->items[i].frame, NULL);
 	}
 	free(in->items);

@@ -5,11 +5,24 @@
 
 #include <stdint.h>
 
+#include <switchboard/proto.h>
+
 #include "router/local-t.h"
 #include "router/shard-t.h"
 
 /** Run in-process handler @p idx for a frame routed to it. */
 void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_t len);
+
+/** Call an in-process requester's @p fn with one reply (see struct
+ *  sb_reply): the views are copied NUL-terminated on the stack. */
+void sb__local_answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb_view text,
+		      struct sb_view payload, enum sb_more more, struct sb_view peer);
+
+/** The terminal error of an in-process request, for @p fn. */
+void sb__local_fail(sb_reply_fn fn, void *ud, uint64_t req, int err, const char *text);
+
+/** A decoded REPLY or ERROR frame for an in-process requester's @p fn. */
+void sb__local_reply_frame(sb_reply_fn fn, void *ud, uint64_t req, const struct sb_msg *m);
 
 /** Once per turn: the program's sends and requests queued for this shard. */
 void sb__local_read(struct sb__shard *sh);

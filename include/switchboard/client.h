@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/call.h>
 #include <switchboard/error.h>
 #include <switchboard/proto.h> /* enum sb_presence_event */
 
@@ -47,11 +48,6 @@ enum sb_client_state {
 
 /* sb_client_register() flags. */
 #define SB_REGISTER_INTERNAL 0x01u /* callable by services only, not by clients */
-
-/* The `more` argument of a reply callback. */
-#define SB_MORE_PROGRESS 1 /* a progress update; more replies follow */
-#define SB_MORE_CHUNK    2 /* one chunk of a stream, in order; more replies follow */
-#define SB_MORE_RESULT   3 /* sb_request_all(): one peer's final result; more follow */
 
 /* A client's settings. Fill with sb_client_config_init(), then change fields.
  * The strings are copied by sb_client_new(). */
@@ -307,15 +303,17 @@ const void *sb_call_payload(const struct sb_call *call, size_t *len);
 int sb_reply(struct sb_call *call, const char *outcome, const void *payload, size_t len);
 
 /**
- * A reply that keeps the request open: progress (@p chunk 0) or a stream
- * chunk (@p chunk 1). Chunks arrive in order.
- * @return 0; SB_EOVERLOADED when out_max bytes are already queued (nothing
- *         sent: try again after a process turn, this is the flow control);
- *         SB_ECANCELLED / SB_EOFFLINE once the call is cancelled or lost
- *         (stop producing); otherwise as sb_reply(), the call staying open
+ * A reply that keeps the request open: @p more is SB_MORE_PROGRESS (a
+ * progress update) or SB_MORE_CHUNK (a stream chunk; chunks arrive in
+ * order).
+ * @return 0; SB_EINVAL for any other @p more (nothing sent); SB_EOVERLOADED
+ *         when out_max bytes are already queued (nothing sent: try again
+ *         after a process turn, this is the flow control); SB_ECANCELLED /
+ *         SB_EOFFLINE once the call is cancelled or lost (stop producing);
+ *         otherwise as sb_reply(), the call staying open
  */
-int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload, size_t len,
-		  int chunk);
+int sb_reply_more(struct sb_call *call, enum sb_more more, const char *outcome, const void *payload,
+		  size_t len);
 
 /**
  * Final error reply; the requester's callback gets @p err.
@@ -338,95 +336,73 @@ void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *call, vo
 /* ---- requesting ---------------------------------------------------------- */
 
 /*
- * A reply callback runs once per reply. For every request that sb_request()
- * accepted (returned 0) it runs exactly once with a terminal event: a final
- * reply (err 0, more 0) or an error (err < 0, more 0), and never after that.
+ * A reply callback (sb_reply_fn, switchboard/call.h) runs once per reply.
+ * For every request that sb_request() accepted (returned 0) it runs exactly
+ * once with a terminal event, more == SB_MORE_NONE: a final reply (err 0)
+ * or an error (err < 0), and never after that.
  *   err      0, or SB_ETIMEOUT, SB_ENOHANDLER, SB_EPEERGONE, SB_ECANCELLED,
  *            SB_EOFFLINE, SB_EDRAINING, SB_EBADFRAME (the reply's payload
  *            was malformed), or any code a handler chose
  *   outcome  the reply's outcome; for an error, its text (never NULL)
  *   payload  the reply's payload (one MessagePack value), or the error's
- *            details, or NULL with len 0; valid during the callback only
- *   more     0 for the terminal event, else SB_MORE_PROGRESS or SB_MORE_CHUNK
+ *            details, or NULL with len 0
+ *   more     SB_MORE_NONE for the terminal event, else SB_MORE_PROGRESS or
+ *            SB_MORE_CHUNK, or for a broadcast SB_MORE_RESULT
+ * The struct is the library's: valid during the callback only.
  */
-typedef void (*sb_reply_fn)(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			    const void *payload, size_t len, int more, void *ud);
 
 /**
  * Fire-and-forget: one handler of @p name gets it; nothing comes back.
+ * With opts->to, the peer of that name gets it, whatever it registered (a
+ * client too, no load balancing); a peer that is not connected is not
+ * reported (request it to know). With SB_OPT_ALL every handler of @p name
+ * gets it (internal ones only for a service); nobody handling it is not
+ * reported.
  * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
- * @return 0 (queued); SB_EOFFLINE when not connected; SB_EINVAL (bad name
- *         or payload); SB_ETOOLARGE (over the router's frame limit);
+ * @param opts     NULL for the defaults; timeout_ms is not used
+ * @return 0 (queued); SB_EOFFLINE when not connected; SB_EINVAL (bad name,
+ *         peer name or payload, `to` with SB_OPT_ALL, an opts size too
+ *         small); SB_ETOOLARGE (over the router's frame limit);
  *         SB_EOVERLOADED (out_max queued); SB_ENOMEM
  */
-int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len);
+int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len,
+	    const struct sb_opts *opts);
 
 /**
- * Ask @p name; @p fn gets the replies (see sb_reply_fn). Besides the
- * router's timeout the request has a local deadline, its timeout plus one
- * second, so it ends with SB_ETIMEOUT even if the router never answers.
- * @param timeout_ms  0: the configured default_timeout_ms, and if that is 0
- *                    the router's default (assumed 30 s for the local deadline)
- * @param req         optional; set to the request's id (for sb_cancel)
- * @return 0 (fn will be called); SB_EOFFLINE when not online; SB_EDRAINING
- *         after the router's GOODBYE; otherwise as sb_send() (fn NULL is
- *         SB_EINVAL). On failure fn is never called.
- */
-int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
-	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
-
-/**
- * sb_send() to the peer named @p peer, whatever it registered: a client
- * too, and with no load balancing. A peer that is not connected is not
- * reported (nothing comes back from a send): use sb_request_to() to know.
- * @return as sb_send(); SB_EINVAL also for an invalid peer name
- */
-int sb_send_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
-	       size_t len);
-
-/**
- * sb_request() to the peer named @p peer, whatever it registered. Besides
- * the usual errors, the callback may get SB_EUNKNOWNPEER (no peer of that
- * name ever connected), SB_ENOTCONNECTED (it did, and is gone) or
- * SB_EFORBIDDEN (a client asking a peer that handles @p name for services
- * only). Replies come as for sb_request().
- * @return as sb_request(); SB_EINVAL also for an invalid peer name
- */
-int sb_request_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
-		  size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
-
-/**
- * Fire-and-forget to every handler of @p name (internal ones only for a
- * service). Nobody handling it is not reported.
- * @return as sb_send()
- */
-int sb_broadcast(struct sb_client *c, const char *name, const void *payload, size_t len);
-
-/**
- * Ask every handler of @p name and collect their answers. @p fn runs:
+ * Ask @p name; @p fn gets the replies (see above). Besides the router's
+ * timeout the request has a local deadline, its timeout plus one second, so
+ * it ends with SB_ETIMEOUT even if the router never answers.
+ * @param opts  NULL for the defaults. timeout_ms 0: the configured
+ *              default_timeout_ms, and if that is 0 the router's default
+ *              (assumed 30 s for the local deadline). With `to`, the peer of
+ *              that name answers, whatever it registered; besides the usual
+ *              errors the callback may then get SB_EUNKNOWNPEER (no peer of
+ *              that name ever connected), SB_ENOTCONNECTED (it did, and is
+ *              gone) or SB_EFORBIDDEN (a client asking a peer that handles
+ *              @p name for services only). With SB_OPT_ALL every handler
+ *              of @p name is asked and @p fn runs:
  *   - once per handler's final answer, with more == SB_MORE_RESULT: err 0
  *     and its reply, or its error (what the handler sent, SB_ETIMEOUT if it
  *     missed the deadline, SB_EPEERGONE if it disconnected first);
  *   - once per stream chunk a handler sends, with more == SB_MORE_CHUNK
  *     (progress updates are not passed on: docs/protocol.md);
- *   - in both, sb_reply_peer() names the handler;
- *   - exactly once with more == 0, last: the aggregate (err 0, outcome
+ *   - in both, r->peer names the handler;
+ *   - exactly once with SB_MORE_NONE, last: the aggregate (err 0, outcome
  *     "$sb.all", payload the counts, read with sb_all_counts()), or an
  *     error for the whole request: SB_ENOPEERS (nobody handles the name),
  *     SB_ECANCELLED, SB_EOFFLINE, SB_EDRAINING, SB_ETIMEOUT (the local
  *     deadline, if the router never answered).
- * Every handler shares the timeout: one that does not answer in time is
- * reported then, without holding the others back.
- * @return as sb_request()
+ *   Every handler shares the timeout: one that does not answer in time is
+ *   reported then, without holding the others back.
+ * @param req   optional; set to the request's id (for sb_cancel)
+ * @return 0 (fn will be called); SB_EOFFLINE when not online; SB_EDRAINING
+ *         after the router's GOODBYE; otherwise as sb_send() (fn NULL is
+ *         SB_EINVAL). On failure fn is never called.
  */
-int sb_request_all(struct sb_client *c, const char *name, const void *payload, size_t len,
-		   uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
+int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
+	       const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req);
 
-/** During a reply callback: the peer that sent this broadcast result or
- *  chunk; NULL for anything else (terminal events, other requests). */
-const char *sb_reply_peer(const struct sb_client *c);
-
-/* The aggregate that ends an sb_request_all(). */
+/* The aggregate that ends a broadcast request (SB_OPT_ALL). */
 struct sb_all_counts {
 	uint32_t peers;    /* handlers asked: the sum of the four below */
 	uint32_t ok;       /* final replies */
@@ -436,7 +412,7 @@ struct sb_all_counts {
 };
 
 /**
- * Read the payload of an sb_request_all()'s final reply ("$sb.all").
+ * Read the payload of a broadcast request's final reply ("$sb.all").
  * @return 0, or SB_EINVAL if it is not such a payload
  */
 int sb_all_counts(const void *payload, size_t len, struct sb_all_counts *out);
@@ -453,8 +429,9 @@ int sb_cancel(struct sb_client *c, uint64_t req);
 /**
  * Request and wait for the final reply, processing the client meanwhile
  * (other callbacks run). If the client is not online yet, first waits for
- * it, within the same timeout. Progress and chunks are skipped.
- * @param timeout_ms   for the whole call; 0 = the default (as sb_request)
+ * it, within the same timeout. Progress, chunks and broadcast results are
+ * skipped.
+ * @param opts         as sb_request(); timeout_ms is for the whole call
  * @param outcome      optional buffer for the outcome (or error text),
  *                     NUL-terminated, truncated to @p outcome_cap
  * @param reply        optional; set to a malloc'd copy of the final reply's
@@ -465,7 +442,7 @@ int sb_cancel(struct sb_client *c, uint64_t req);
  *         from a callback, SB_ENOMEM
  */
 int sb_request_wait(struct sb_client *c, const char *name, const void *payload, size_t len,
-		    uint32_t timeout_ms, char *outcome, size_t outcome_cap, void **reply,
+		    const struct sb_opts *opts, char *outcome, size_t outcome_cap, void **reply,
 		    size_t *reply_len);
 
 /* ---- presence -------------------------------------------------------------- */

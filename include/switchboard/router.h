@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/call.h>
 #include <switchboard/error.h>
 
 #ifdef __cplusplus
@@ -198,15 +199,6 @@ struct sb_local_call;
 
 typedef void (*sb_local_fn)(struct sb_local_call *call, void *ud);
 
-/* Called once per reply to an in-process request, on a shard thread.
- * err is 0 for a reply (outcome and payload set) or a negative code
- * (SB_ENOHANDLER, SB_EINVAL: the arguments break the handler's schema,
- * SB_ETIMEOUT, SB_EPEERGONE, SB_EDRAINING, or the error a
- * handler sent; then outcome holds its text). more is 1 while the request
- * stays open. Every request gets exactly one call with more == 0. */
-typedef void (*sb_local_reply_fn)(int err, const char *outcome, size_t outcome_len,
-				  const void *payload, size_t len, int more, void *ud);
-
 /**
  * Handle @p name in-process. Call before sb_router_start().
  * @param name   the message name, or NULL for the catch-all
@@ -254,20 +246,45 @@ int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *
 int sb_local_error(struct sb_local_call *call, int err, const char *text);
 
 /**
- * Send fire-and-forget from any thread while the router runs.
- * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL, SB_ENOMEM
+ * Send fire-and-forget from any thread while the router runs, routed as a
+ * service's send (internal handlers included).
+ * @param opts  NULL for the defaults: one handler of @p name. With `to`,
+ *              the peer of that name, whatever it registered; with
+ *              SB_OPT_ALL, every handler of @p name (switchboard/call.h)
+ * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL (bad name,
+ *         payload or opts), SB_ETOOLARGE, SB_ENOMEM
  */
-int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len);
+int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len,
+		   const struct sb_opts *opts);
 
 /**
  * Request from any thread while the router runs; @p fn is called on a
- * shard thread for every reply, and exactly once with more == 0.
- * @param timeout_ms  0 = the router's default
+ * shard thread for every reply (struct sb_reply, as a client's reply
+ * callback gets it), and exactly once with SB_MORE_NONE. Besides a
+ * handler's own errors, err may be SB_ENOHANDLER, SB_EINVAL (the arguments
+ * break the handler's schema), SB_ETIMEOUT, SB_EPEERGONE, SB_ECANCELLED,
+ * SB_EDRAINING, and with `to` SB_EUNKNOWNPEER or SB_ENOTCONNECTED.
+ * @param opts  NULL for the defaults. timeout_ms 0: the router's default.
+ *              `to` and SB_OPT_ALL as for sb_request() (docs/client.md):
+ *              a broadcast reports each handler's answer with
+ *              SB_MORE_RESULT and r->peer set ("(in-process)" for an
+ *              in-process handler), then the "$sb.all" aggregate
+ * @param req   optional; set to the request's id, for sb_router_cancel()
  * @return 0 (queued: fn will be called), SB_EDRAINING once stopping (fn is
- *         not called), SB_EINVAL, SB_ENOMEM
+ *         not called), SB_EINVAL, SB_ETOOLARGE, SB_ENOMEM
  */
 int sb_router_request(struct sb_router *r, const char *name, const void *payload, size_t len,
-		      uint32_t timeout_ms, sb_local_reply_fn fn, void *ud);
+		      const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req);
+
+/**
+ * Cancel an open in-process request, from any thread: its callback then
+ * runs exactly once more, with SB_ECANCELLED, unless its terminal event
+ * was already on its way (then that one is the last). The handlers still
+ * at it are told (a CANCEL).
+ * @return 0 (queued), SB_EINVAL (not an id sb_router_request() gave),
+ *         SB_EDRAINING once stopping, SB_ENOMEM
+ */
+int sb_router_cancel(struct sb_router *r, uint64_t req);
 
 #ifdef __cplusplus
 }

@@ -38,10 +38,12 @@ static void check_schema_enforced(struct sb_client *const *cs, struct sb_client 
 				  const int *calls, int before)
 {
 	struct replies r1 = {0}, r2 = {0}, r3 = {0};
-	CHECK_INT(sb_request(ui, "sc.user", NO_EMAIL, sizeof NO_EMAIL, 0, on_reply, &r1, NULL), 0);
-	CHECK_INT(sb_request(ui, "sc.user", EMAIL_INT, sizeof EMAIL_INT, 0, on_reply, &r2, NULL),
+	CHECK_INT(sb_request(ui, "sc.user", NO_EMAIL, sizeof NO_EMAIL, NULL, on_reply, &r1, NULL),
 		  0);
-	CHECK_INT(sb_request(ui, "sc.user", EMAIL_OK, sizeof EMAIL_OK, 0, on_reply, &r3, NULL), 0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_INT, sizeof EMAIL_INT, NULL, on_reply, &r2, NULL),
+		  0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_OK, sizeof EMAIL_OK, NULL, on_reply, &r3, NULL),
+		  0);
 	pump_until(cs, 2, &r3.terminal, 1, "the good request's reply");
 	pump_until(cs, 2, &r2.terminal, 1, "the refusals");
 	CHECK_INT(r1.err, SB_EINVAL);
@@ -85,11 +87,11 @@ static void test_bad_arguments(void)
 	CHECK_INT(sb_client_unregister(svc, "never"), SB_EINVAL);
 	pump_online(cs, 2);
 	static const uint8_t bad[] = {0x92, 0x01}; /* an array missing an element */
-	CHECK_INT(sb_send(cli, "x", bad, sizeof bad), SB_EINVAL);
-	CHECK_INT(sb_send(cli, "x", NULL, 5), SB_EINVAL);
-	CHECK_INT(sb_request(cli, "x", bad, sizeof bad, 0, on_reply, &r, NULL), SB_EINVAL);
-	CHECK_INT(sb_request(cli, "x", NULL, 0, 0, NULL, NULL, NULL), SB_EINVAL);
-	CHECK_INT(sb_request(cli, "", NULL, 0, 0, on_reply, &r, NULL), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "x", bad, sizeof bad, NULL), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "x", NULL, 5, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "x", bad, sizeof bad, NULL, on_reply, &r, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "x", NULL, 0, NULL, NULL, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "", NULL, 0, NULL, on_reply, &r, NULL), SB_EINVAL);
 	/* Over the router's frame limit (WELCOME said 1 MiB). */
 	size_t big = (1u << 20) + 16;
 	uint8_t *blob = calloc(1, big);
@@ -98,7 +100,7 @@ static void test_bad_arguments(void)
 	blob[2] = (uint8_t)((big - 5) >> 16);
 	blob[3] = (uint8_t)((big - 5) >> 8);
 	blob[4] = (uint8_t)(big - 5);
-	CHECK_INT(sb_send(cli, "x", blob, big), SB_ETOOLARGE);
+	CHECK_INT(sb_send(cli, "x", blob, big, NULL), SB_ETOOLARGE);
 	free(blob);
 	pump_for(cs, 2, 30);
 	CHECK_INT(r.n, 0);
@@ -220,17 +222,29 @@ static void test_schema_applies_to_peers_and_broadcasts(void)
 					    handle_echo, &calls),
 		  0);
 	pump_online(cs, 3);
-	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", NO_EMAIL, sizeof NO_EMAIL, LONG_MS,
-				on_reply, &r[0], NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", NO_EMAIL, sizeof NO_EMAIL,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "sc-to-b"},
+			     on_reply, &r[0], NULL),
 		  0);
-	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS,
-				on_reply, &r[1], NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "sc-to-b"},
+			     on_reply, &r[1], NULL),
 		  0);
-	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_INT, sizeof EMAIL_INT, LONG_MS, on_all, &bad,
-				 NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", EMAIL_INT, sizeof EMAIL_INT,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .flags = SB_OPT_ALL},
+			     on_all, &bad, NULL),
 		  0);
-	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS, on_all, &all,
-				 NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .flags = SB_OPT_ALL},
+			     on_all, &all, NULL),
 		  0);
 	pump_until(cs, 3, &r[1].terminal, 1, "the good request to sc-to-b");
 	pump_until(cs, 3, &all.terminal, 1, "the good broadcast");

@@ -43,8 +43,9 @@ static void handle_health(struct sb_client *c, struct sb_call *call, void *ud)
 	if (strcmp(mode, "ok") == 0) {
 		uint8_t n[3];
 		put_seq(n, 0);
-		CHECK_INT(sb_reply_more(call, "log", n, 3, 1), 0);
-		CHECK_INT(sb_reply_more(call, "checking", n, 3, 0), 0); /* not passed on */
+		CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "log", n, 3), 0);
+		CHECK_INT(sb_reply_more(call, SB_MORE_PROGRESS, "checking", n, 3),
+			  0); /* not passed on */
 		CHECK_INT(sb_reply(call, "healthy", NULL, 0), 0);
 	} else if (strcmp(mode, "sick") == 0)
 		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full"), 0);
@@ -121,10 +122,15 @@ static void test_to_a_named_peer(void)
 	CHECK_INT(sb_client_register(other, "whoami", 0, handle_whoami, &at_other), 0);
 	pump_online(cs, 3);
 	for (int i = 0; i < 4; i++)
-		CHECK_INT(sb_request_to(cli, "target-1", "whoami", NULL, 0, LONG_MS, on_reply,
-					&r[i], NULL),
+		CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS,
+						       .to = "target-1"},
+				     on_reply, &r[i], NULL),
 			  0);
-	CHECK_INT(sb_send_to(cli, "target-1", "whoami", EVENT, sizeof EVENT), 0);
+	CHECK_INT(sb_send(cli, "whoami", EVENT, sizeof EVENT,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .to = "target-1"}),
+		  0);
 	struct all_done four = {r, 4};
 	pump_cond(cs, 3, all_terminal, &four, "four answers from target-1");
 	pump_until(cs, 3, &at_target.n, 5, "the send to target-1");
@@ -140,20 +146,37 @@ static void test_to_a_named_peer(void)
 	CHECK_INT(at_target.from, sb_client_peer_id(cli));
 
 	/* The other way: a client can be asked too (it answers "no handler"). */
-	CHECK_INT(sb_request_to(target, "asker-1", "anything", NULL, 0, LONG_MS, on_reply, &r[4],
-				NULL),
+	CHECK_INT(sb_request(target, "anything", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "asker-1"},
+			     on_reply, &r[4], NULL),
 		  0);
 	pump_until(cs, 3, &r[4].terminal, 1, "the client's answer");
 	CHECK_INT(r[4].err, SB_ENOHANDLER);
 
-	CHECK_INT(sb_request_to(cli, "ghost", "whoami", NULL, 0, LONG_MS, on_reply, &r[5], NULL),
+	CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "ghost"},
+			     on_reply, &r[5], NULL),
 		  0);
 	pump_until(cs, 3, &r[5].terminal, 1, "unknown peer");
 	CHECK_INT(r[5].err, SB_EUNKNOWNPEER);
 	CHECK_STR(r[5].outcome, "no peer named ghost has connected");
-	CHECK_INT(sb_request_to(cli, "bad name", "whoami", NULL, 0, 0, on_reply, &r[5], NULL),
+	CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .to = "bad name"},
+			     on_reply, &r[5], NULL),
 		  SB_EINVAL);
-	CHECK_INT(sb_send_to(cli, NULL, "whoami", NULL, 0), SB_EINVAL);
+	/* One peer or every handler, not both; and options the library cannot
+	 * read are refused rather than guessed at. */
+	struct sb_opts both = SB_OPTS_INIT, tiny = SB_OPTS_INIT;
+	both.to = "target";
+	both.flags = SB_OPT_ALL;
+	tiny.size = 1;
+	CHECK_INT(sb_send(cli, "whoami", NULL, 0, &both), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "whoami", NULL, 0, &both, on_reply, &r[5], NULL), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "whoami", NULL, 0, &tiny), SB_EINVAL);
 
 	/* Gone: until the asker's shard has heard, "peer gone" is possible. */
 	sb_client_free(other);
@@ -161,8 +184,11 @@ static void test_to_a_named_peer(void)
 	int err = 0;
 	for (int i = 0; i < 100 && err != SB_ENOTCONNECTED; i++) {
 		struct replies g = {0};
-		CHECK_INT(sb_request_to(cli, "other-1", "whoami", NULL, 0, LONG_MS, on_reply, &g,
-					NULL),
+		CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS,
+						       .to = "other-1"},
+				     on_reply, &g, NULL),
 			  0);
 		pump_until(left, 2, &g.terminal, 1, "an answer about other-1");
 		err = g.err;
@@ -194,12 +220,19 @@ static void test_request_all(void)
 	struct sb_client *cli = cs[3];
 	pump_online(cs, 4);
 
-	CHECK_INT(sb_broadcast(cli, "notice", EVENT, sizeof EVENT), 0);
+	CHECK_INT(sb_send(cli, "notice", EVENT, sizeof EVENT,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .flags = SB_OPT_ALL}),
+		  0);
 	for (int i = 0; i < 3; i++)
 		pump_until(cs, 4, &got[i].n, 1, "the broadcast send");
 
 	uint64_t req = 0;
-	CHECK_INT(sb_request_all(cli, "health", NULL, 0, 300, on_all, &a, &req), 0);
+	CHECK_INT(sb_request(cli, "health", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = 300,
+					       .flags = SB_OPT_ALL},
+			     on_all, &a, &req),
+		  0);
 	CHECK(req != 0);
 	pump_until(cs, 4, &a.terminal, 1, "the aggregate");
 	pump_for(cs, 4, 30);
@@ -221,7 +254,10 @@ static void test_request_all(void)
 
 	/* Nobody handles it: one terminal error. */
 	struct all_replies none = {0};
-	CHECK_INT(sb_request_all(cli, "nobody.home", NULL, 0, 0, on_all, &none, NULL), 0);
+	CHECK_INT(sb_request(cli, "nobody.home", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .flags = SB_OPT_ALL},
+			     on_all, &none, NULL),
+		  0);
 	pump_until(cs, 4, &none.terminal, 1, "no connected peers");
 	CHECK_INT(none.err, SB_ENOPEERS);
 	CHECK_INT(none.results, 0);
@@ -229,7 +265,12 @@ static void test_request_all(void)
 	/* Cancelled while the silent one holds it: once SB_ECANCELLED, then
 	 * nothing, not even the aggregate. */
 	struct all_replies cancelled = {.names = {names[0], names[1], names[2]}};
-	CHECK_INT(sb_request_all(cli, "health", NULL, 0, LONG_MS, on_all, &cancelled, &req), 0);
+	CHECK_INT(sb_request(cli, "health", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .flags = SB_OPT_ALL},
+			     on_all, &cancelled, &req),
+		  0);
 	pump_until(cs, 4, &cancelled.results, 2, "the two who answer");
 	CHECK_INT(sb_cancel(cli, req), 0);
 	pump_until(cs, 4, &cancelled.terminal, 1, "the cancel");

@@ -22,19 +22,16 @@ struct chain {
 	int inner_calls;
 };
 
-static void on_encrypted(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			 const void *payload, size_t len, int more, void *ud)
+static void on_encrypted(const struct sb_reply *rep, void *ud)
 {
 	struct chain *ch = ud;
 
-	(void)c;
-	(void)req;
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
-	if (err != 0)
-		CHECK_INT(sb_reply_error(ch->call, err, outcome), 0);
+	if (rep->err != 0)
+		CHECK_INT(sb_reply_error(ch->call, rep->err, rep->outcome), 0);
 	else
-		CHECK_INT(sb_reply(ch->call, "user.created", payload, len), 0);
+		CHECK_INT(sb_reply(ch->call, "user.created", rep->payload, rep->len), 0);
 	ch->call = NULL;
 }
 
@@ -45,7 +42,9 @@ static void handle_create(struct sb_client *c, struct sb_call *call, void *ud)
 
 	ch->call = call;
 	CHECK_INT(
-		sb_request(c, "passwords.encrypt", pw, sizeof pw, LONG_MS, on_encrypted, ch, NULL),
+		sb_request(c, "passwords.encrypt", pw, sizeof pw,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   on_encrypted, ch, NULL),
 		0);
 }
 
@@ -105,7 +104,11 @@ static void handle_work(struct sb_client *c, struct sb_call *call, void *ud)
 	struct chain *ch = ud;
 	ch->call = call;
 	ch->inner_calls++;
-	CHECK_INT(sb_request(c, "lv.deps", NULL, 0, LONG_MS, on_encrypted, ch, NULL), 0);
+	CHECK_INT(
+		sb_request(c, "lv.deps", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   on_encrypted, ch, NULL),
+		0);
 }
 
 struct runner {
@@ -138,7 +141,7 @@ static void test_chained_request_from_a_handler(void)
 		  0);
 	pump_online(cs, 3);
 	ch.users_id = sb_client_peer_id(users);
-	CHECK_INT(sb_request(ui, "users.create", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "users.create", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 3, &r.terminal, 1, "user.created");
 	pump_for(cs, 3, 30);
 	CHECK_INT(r.n, 1);
@@ -151,7 +154,7 @@ static void test_chained_request_from_a_handler(void)
 
 	/* The internal handler is not for clients. */
 	struct replies direct = {0};
-	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, 0, on_reply, &direct, NULL), 0);
+	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, NULL, on_reply, &direct, NULL), 0);
 	pump_until(cs, 3, &direct.terminal, 1, "the refusal");
 	CHECK_INT(direct.err, SB_EFORBIDDEN);
 	CHECK_STR(direct.outcome, "passwords.encrypt is internal: only services may call it");
@@ -209,7 +212,7 @@ static void test_two_instances_share_and_fail_over(void)
 	CHECK_INT(sb_client_register(b, "work", 0, handle_echo, &served_b), 0);
 	pump_online(all, 3);
 	for (int i = 0; i < 20; i++)
-		CHECK_INT(sb_request(cli, "work", NULL, 0, 0, on_reply, &r[i], NULL), 0);
+		CHECK_INT(sb_request(cli, "work", NULL, 0, NULL, on_reply, &r[i], NULL), 0);
 	struct all_done first = {r, 20};
 	pump_cond(all, 3, all_terminal, &first, "20 answers from two instances");
 	CHECK_INT(served_a + served_b, 20);
@@ -218,7 +221,7 @@ static void test_two_instances_share_and_fail_over(void)
 	sb_client_free(a); /* one instance dies */
 	pump_for(left, 2, 50);
 	for (int i = 20; i < 40; i++)
-		CHECK_INT(sb_request(cli, "work", NULL, 0, 0, on_reply, &r[i], NULL), 0);
+		CHECK_INT(sb_request(cli, "work", NULL, 0, NULL, on_reply, &r[i], NULL), 0);
 	struct all_done second = {r + 20, 20};
 	pump_cond(left, 2, all_terminal, &second, "20 answers from the survivor");
 	CHECK_INT(served_b - (20 - served_a), 20);
@@ -254,24 +257,30 @@ static void test_request_wait_blocking(void)
 	pump_online(cs, 2);
 	CHECK_INT(pthread_create(&th, NULL, run_service, &run), 0);
 	for (int i = 0; i < 20; i++) {
-		CHECK_INT(sb_request_wait(ui, "wait.echo", ping, sizeof ping, LONG_MS, outcome,
-					  sizeof outcome, &reply, &len),
+		CHECK_INT(sb_request_wait(ui, "wait.echo", ping, sizeof ping,
+					  &(struct sb_opts){.size = sizeof(struct sb_opts),
+							    .timeout_ms = LONG_MS},
+					  outcome, sizeof outcome, &reply, &len),
 			  0);
 		CHECK_STR(outcome, "echoed");
 		CHECK(len == sizeof ping && reply != NULL && memcmp(reply, ping, len) == 0);
 		free(reply);
 		reply = NULL;
 	}
-	CHECK_INT(sb_request_wait(ui, "nobody.home", NULL, 0, LONG_MS, outcome, sizeof outcome,
-				  &reply, &len),
+	CHECK_INT(sb_request_wait(
+			  ui, "nobody.home", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			  outcome, sizeof outcome, &reply, &len),
 		  SB_ENOHANDLER);
 	CHECK(reply == NULL && len == 0);
 
 	/* Called before the client is online, it waits for it first. */
 	struct sb_client *late = client("wait-late", "client", &wl);
 	CHECK_INT(sb_client_online(late), 0);
-	CHECK_INT(sb_request_wait(late, "wait.echo", NULL, 0, LONG_MS, outcome, sizeof outcome,
-				  NULL, NULL),
+	CHECK_INT(sb_request_wait(
+			  late, "wait.echo", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			  outcome, sizeof outcome, NULL, NULL),
 		  0);
 	CHECK_STR(outcome, "echoed");
 	CHECK_INT(wl.online, 1);
@@ -320,7 +329,7 @@ static void test_duplicate_name(void)
 	CHECK_INT(wb.error, 1);
 	CHECK_INT(wb.online + wb.offline + wb.reconnected, 0);
 	CHECK_INT(sb_client_run(b), SB_EDUPNAME); /* returns instead of spinning */
-	CHECK_INT(sb_send(b, "audit.log", NULL, 0), SB_EOFFLINE);
+	CHECK_INT(sb_send(b, "audit.log", NULL, 0, NULL), SB_EOFFLINE);
 	/* The holder of the name is undisturbed. */
 	CHECK_INT(sb_client_online(a), 1);
 	CHECK_INT(wa.offline + wa.error, 0);

@@ -45,8 +45,10 @@ int main(void)
 		fprintf(stderr, "router consumer: no client: %s\n", sb_strerror(err));
 		return 1;
 	}
-	rc_wait = sb_request_wait(c, "echo", hello, sizeof hello, 10000, outcome, sizeof outcome,
-				  &reply, &reply_len);
+	rc_wait = sb_request_wait(
+		c, "echo", hello, sizeof hello,
+		&(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 10000}, outcome,
+		sizeof outcome, &reply, &reply_len);
 	int ok = rc_wait == 0 && strcmp(outcome, "echoed") == 0 && reply_len == sizeof hello &&
 		 memcmp(reply, hello, sizeof hello) == 0;
 	printf("router consumer: echo through the router on port %u: %s, %s\n",

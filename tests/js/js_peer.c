@@ -87,12 +87,12 @@ static void reply_stream(struct sb_call *call, const void *p, size_t len)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_uint64(&pk, n);
-	sb_reply_more(call, "c.started", sb.data, sb.size, 0);
+	sb_reply_more(call, SB_MORE_PROGRESS, "c.started", sb.data, sb.size);
 	for (uint64_t i = 0; i < n; i++) {
 		memset(chunk, (int)(i % 256), sizeof chunk);
 		msgpack_sbuffer_clear(&sb);
 		msgpack_pack_bin_with_body(&pk, chunk, sizeof chunk);
-		sb_reply_more(call, "c.part", sb.data, sb.size, 1);
+		sb_reply_more(call, SB_MORE_CHUNK, "c.part", sb.data, sb.size);
 	}
 	msgpack_sbuffer_clear(&sb);
 	msgpack_pack_uint64(&pk, n);
@@ -212,24 +212,21 @@ static void print_payload(const void *p, size_t len)
 
 static int done;
 
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
-	(void)c;
-	(void)req;
 	(void)ud;
-	if (err != 0) {
-		printf("error %s %s\n", sb_errname(err), outcome);
+	if (rep->err != 0) {
+		printf("error %s %s\n", sb_errname(rep->err), rep->outcome);
 	} else {
 		printf("%s %s ",
-		       more == SB_MORE_CHUNK      ? "chunk"
-		       : more == SB_MORE_PROGRESS ? "progress"
-						  : "reply",
-		       outcome);
-		print_payload(payload, len);
+		       rep->more == SB_MORE_CHUNK      ? "chunk"
+		       : rep->more == SB_MORE_PROGRESS ? "progress"
+						       : "reply",
+		       rep->outcome);
+		print_payload(rep->payload, rep->len);
 		printf("\n");
 	}
-	if (!more)
+	if (rep->more == SB_MORE_NONE)
 		done = 1;
 	fflush(stdout);
 }
@@ -253,7 +250,7 @@ static int call(struct sb_client_config *cfg, int argc, char **argv, int send)
 		return 3;
 	}
 	if (send) {
-		int rc = sb_send(c, argv[1], len ? payload : NULL, len);
+		int rc = sb_send(c, argv[1], len ? payload : NULL, len, NULL);
 		/* The frame is queued: turn until it is written. */
 		for (int i = 0; rc == 0 && i < 100 && (sb_client_events(c) & POLLOUT); i++)
 			rc = sb_client_process(c, 100);
@@ -261,7 +258,9 @@ static int call(struct sb_client_config *cfg, int argc, char **argv, int send)
 		sb_client_free(c);
 		return rc == 0 ? 0 : 1;
 	}
-	err = sb_request(c, argv[1], len ? payload : NULL, len, timeout, on_reply, NULL, NULL);
+	err = sb_request(c, argv[1], len ? payload : NULL, len,
+			 &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = timeout},
+			 on_reply, NULL, NULL);
 	if (err != 0) {
 		printf("error %s %s\n", sb_errname(err), sb_strerror(err));
 		sb_client_free(c);

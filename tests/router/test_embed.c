@@ -89,6 +89,9 @@ struct waiter {
 	int err[MAX_REPLIES];
 	char outcome[MAX_REPLIES][32];
 	uint8_t first_byte[MAX_REPLIES];
+	enum sb_more more[MAX_REPLIES];
+	char peer[MAX_REPLIES][24]; /* "" for none */
+	uint64_t req[MAX_REPLIES];
 };
 
 static void waiter_init(struct waiter *w)
@@ -98,19 +101,22 @@ static void waiter_init(struct waiter *w)
 	pthread_cond_init(&w->cond, NULL);
 }
 
-static void on_reply(int err, const char *outcome, size_t outcome_len, const void *payload,
-		     size_t len, int more, void *ud)
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
 	struct waiter *w = ud;
 	pthread_mutex_lock(&w->lock);
 	if (w->calls < MAX_REPLIES) {
-		w->err[w->calls] = err;
-		snprintf(w->outcome[w->calls], sizeof w->outcome[0], "%.*s", (int)outcome_len,
-			 outcome != NULL ? outcome : "");
-		w->first_byte[w->calls] = len > 0 ? *(const uint8_t *)payload : 0xff;
+		w->err[w->calls] = rep->err;
+		snprintf(w->outcome[w->calls], sizeof w->outcome[0], "%.*s", (int)rep->outcome_len,
+			 rep->outcome != NULL ? rep->outcome : "");
+		w->first_byte[w->calls] = rep->len > 0 ? *(const uint8_t *)rep->payload : 0xff;
+		w->more[w->calls] = rep->more;
+		snprintf(w->peer[w->calls], sizeof w->peer[0], "%s",
+			 rep->peer != NULL ? rep->peer : "");
+		w->req[w->calls] = rep->req;
 	}
 	w->calls++;
-	if (!more)
+	if (rep->more == SB_MORE_NONE)
 		w->finals++;
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
@@ -223,7 +229,7 @@ static void test_program_requests_a_network_service(void)
 	struct waiter w;
 	waiter_init(&w);
 	uint8_t item = 42;
-	CHECK_INT(sb_router_request(R, "stock.check", &item, 1, 0, on_reply, &w), 0);
+	CHECK_INT(sb_router_request(R, "stock.check", &item, 1, NULL, on_reply, &w, NULL), 0);
 
 	struct sb_msg *req = peer_expect(svc, SB_REQUEST);
 	CHECK_INT(req->from, 0); /* in-process senders have no peer id */
@@ -248,7 +254,7 @@ static void test_program_requests_an_in_process_handler(void)
 	struct waiter w;
 	waiter_init(&w);
 	uint8_t five = 5;
-	CHECK_INT(sb_router_request(R, "math.double", &five, 1, 0, on_reply, &w), 0);
+	CHECK_INT(sb_router_request(R, "math.double", &five, 1, NULL, on_reply, &w, NULL), 0);
 	CHECK(wait_final(&w));
 	CHECK_INT(w.calls, 1);
 	CHECK_STR(w.outcome[0], "doubled");
@@ -264,13 +270,13 @@ static void test_program_reads_router_stats(void)
 	struct waiter w, none;
 	waiter_init(&w);
 	waiter_init(&none);
-	CHECK_INT(sb_router_request(R, "$sb.stats", NULL, 0, 0, on_reply, &w), 0);
+	CHECK_INT(sb_router_request(R, "$sb.stats", NULL, 0, NULL, on_reply, &w, NULL), 0);
 	CHECK(wait_final(&w));
 	CHECK_INT(w.calls, 1);
 	CHECK_INT(w.err[0], 0);
 	CHECK_STR(w.outcome[0], "ok");
 	CHECK(w.first_byte[0] == 0xde || (w.first_byte[0] & 0xf0) == 0x80); /* a map */
-	CHECK_INT(sb_router_request(R, "$sb.nothing", NULL, 0, 0, on_reply, &none), 0);
+	CHECK_INT(sb_router_request(R, "$sb.nothing", NULL, 0, NULL, on_reply, &none, NULL), 0);
 	CHECK(wait_final(&none));
 	CHECK_INT(none.err[0], SB_ENOHANDLER);
 	router_stop();
@@ -282,14 +288,18 @@ static void test_program_request_errors(void)
 	struct waiter none, slow;
 	waiter_init(&none);
 	waiter_init(&slow);
-	CHECK_INT(sb_router_request(R, "nobody.home", NULL, 0, 0, on_reply, &none), 0);
+	CHECK_INT(sb_router_request(R, "nobody.home", NULL, 0, NULL, on_reply, &none, NULL), 0);
 	CHECK(wait_final(&none));
 	CHECK_INT(none.calls, 1);
 	CHECK_INT(none.err[0], SB_ENOHANDLER);
 
 	struct peer *svc = peer_hello(PORT, "sleepy", "service");
 	peer_register(svc, "report.slow", 1);
-	CHECK_INT(sb_router_request(R, "report.slow", NULL, 0, 50, on_reply, &slow), 0);
+	CHECK_INT(sb_router_request(
+			  R, "report.slow", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 50},
+			  on_reply, &slow, NULL),
+		  0);
 	peer_expect(svc, SB_REQUEST);
 	CHECK(wait_final(&slow));
 	CHECK_INT(slow.calls, 1);
@@ -299,9 +309,11 @@ static void test_program_request_errors(void)
 
 	/* Bad arguments are refused at the call, and no callback follows. */
 	static const uint8_t garbage[] = {0x92, 0x01}; /* array of 2, one element */
-	CHECK_INT(sb_router_request(R, "math.double", garbage, 2, 0, on_reply, &none), SB_EINVAL);
-	CHECK_INT(sb_router_request(R, "has space", NULL, 0, 0, on_reply, &none), SB_EINVAL);
-	CHECK_INT(sb_router_request(R, "math.double", NULL, 0, 0, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_request(R, "math.double", garbage, 2, NULL, on_reply, &none, NULL),
+		  SB_EINVAL);
+	CHECK_INT(sb_router_request(R, "has space", NULL, 0, NULL, on_reply, &none, NULL),
+		  SB_EINVAL);
+	CHECK_INT(sb_router_request(R, "math.double", NULL, 0, NULL, NULL, NULL, NULL), SB_EINVAL);
 	CHECK_INT(sb_router_handle(R, "too.late", 0, forgetful, NULL), SB_EINVAL);
 	router_stop();
 }
@@ -312,7 +324,7 @@ static void test_program_sends_to_a_network_service(void)
 	struct peer *svc = peer_hello(PORT, "mailer", "service");
 	peer_register(svc, "mail.send", 1);
 	static const uint8_t hello[] = {0xa5, 'h', 'e', 'l', 'l', 'o'};
-	CHECK_INT(sb_router_send(R, "mail.send", hello, sizeof hello), 0);
+	CHECK_INT(sb_router_send(R, "mail.send", hello, sizeof hello, NULL), 0);
 	struct sb_msg *m = peer_expect(svc, SB_SEND);
 	CHECK(v_is(m->name, "mail.send"));
 	CHECK(m->payload.len == sizeof hello && memcmp(m->payload.ptr, hello, sizeof hello) == 0);
@@ -321,6 +333,91 @@ static void test_program_sends_to_a_network_service(void)
 	CHECK_INT(svc->identities, 0);
 	peer_close(svc);
 	router_stop();
+}
+
+/* The program can do what a client can: ask the peer of a name, ask every
+ * handler at once (each result names its handler), and cancel. */
+static void test_program_requests_a_named_peer_every_handler_and_cancels(void)
+{
+	start_embedded();
+	struct peer *a = peer_hello(PORT, "doubler-a", "service");
+	peer_register(a, "math.double", 1);
+	struct peer *b = peer_hello(PORT, "doubler-b", "service");
+	peer_register(b, "math.double", 1);
+	uint8_t seven = 7, fourteen = 14;
+	struct sb_opts o = SB_OPTS_INIT;
+
+	/* `to`: that peer, never the in-process handler of the same name. */
+	struct waiter w;
+	waiter_init(&w);
+	o.to = "doubler-b";
+	uint64_t id = 0;
+	CHECK_INT(sb_router_request(R, "math.double", &seven, 1, &o, on_reply, &w, &id), 0);
+	CHECK(id != 0);
+	struct sb_msg *q = peer_expect(b, SB_REQUEST);
+	peer_reply(b, q->id, "doubled by b", 0, &fourteen, 1);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.calls, 1);
+	CHECK_STR(w.outcome[0], "doubled by b");
+	CHECK(w.req[0] == id && w.more[0] == SB_MORE_NONE);
+	struct waiter ghost;
+	waiter_init(&ghost);
+	o.to = "ghost";
+	CHECK_INT(sb_router_request(R, "math.double", &seven, 1, &o, on_reply, &ghost, NULL), 0);
+	CHECK(wait_final(&ghost));
+	CHECK_INT(ghost.err[0], SB_EUNKNOWNPEER);
+
+	/* Every handler: the in-process one and both services. */
+	struct waiter all;
+	waiter_init(&all);
+	o.to = NULL;
+	o.flags = SB_OPT_ALL;
+	CHECK_INT(sb_router_request(R, "math.double", &seven, 1, &o, on_reply, &all, NULL), 0);
+	q = peer_expect(a, SB_REQUEST);
+	peer_reply(a, q->id, "doubled", 0, &fourteen, 1);
+	q = peer_expect(b, SB_REQUEST);
+	peer_reply(b, q->id, "doubled", 0, &fourteen, 1);
+	CHECK(wait_final(&all));
+	CHECK_INT(all.calls, 4);
+	int seen = 0;
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(all.more[i], SB_MORE_RESULT);
+		CHECK(all.err[i] == 0 && all.first_byte[i] == 14);
+		seen |= strcmp(all.peer[i], "(in-process)") == 0 ? 1
+			: strcmp(all.peer[i], "doubler-a") == 0  ? 2
+			: strcmp(all.peer[i], "doubler-b") == 0  ? 4
+								 : 0;
+	}
+	CHECK_INT(seen, 7);
+	CHECK(all.more[3] == SB_MORE_NONE && all.peer[3][0] == 0);
+	CHECK_STR(all.outcome[3], "$sb.all");
+
+	/* A send to every handler reaches both services. */
+	CHECK_INT(sb_router_send(R, "math.double", &seven, 1, &o), 0);
+	CHECK(peer_expect(a, SB_SEND)->payload.ptr[0] == 7);
+	CHECK(peer_expect(b, SB_SEND)->payload.ptr[0] == 7);
+	o.to = "doubler-a"; /* one peer or all, not both */
+	CHECK_INT(sb_router_send(R, "math.double", &seven, 1, &o), SB_EINVAL);
+
+	/* Cancel: the handler hears of it, the callback ends with SB_ECANCELLED. */
+	struct waiter cw;
+	waiter_init(&cw);
+	o.flags = 0;
+	CHECK_INT(sb_router_request(R, "math.double", &seven, 1, &o, on_reply, &cw, &id), 0);
+	q = peer_expect(a, SB_REQUEST);
+	uint64_t rid = q->id;
+	CHECK_INT(sb_router_cancel(R, id), 0);
+	CHECK(peer_expect(a, SB_CANCEL)->id == rid);
+	CHECK(wait_final(&cw));
+	CHECK_INT(cw.calls, 1);
+	CHECK_INT(cw.err[0], SB_ECANCELLED);
+	peer_reply(a, rid, "too late", 0, &fourteen, 1); /* crossed the cancel: dropped */
+	CHECK_INT(sb_router_cancel(R, 0), SB_EINVAL);
+	CHECK_INT(sb_router_cancel(R, id + 1000), SB_EINVAL);
+	peer_close(a);
+	peer_close(b);
+	router_stop(); /* joins the shards: any late callback has run by now */
+	CHECK_INT(cw.calls, 1);
 }
 
 /* A broadcast reaches in-process handlers too, which answer inside the
@@ -406,11 +503,13 @@ static void test_in_process_handler_with_a_schema(void)
 	struct waiter w, ok;
 	waiter_init(&w);
 	waiter_init(&ok);
-	CHECK_INT(sb_router_request(R, "kv.put", no_value, sizeof no_value, 0, on_reply, &w), 0);
+	CHECK_INT(
+		sb_router_request(R, "kv.put", no_value, sizeof no_value, NULL, on_reply, &w, NULL),
+		0);
 	CHECK(wait_final(&w));
 	CHECK_INT(w.err[0], SB_EINVAL);
 	CHECK_STR(w.outcome[0], "missing required key \"value\"");
-	CHECK_INT(sb_router_request(R, "kv.put", good, sizeof good, 0, on_reply, &ok), 0);
+	CHECK_INT(sb_router_request(R, "kv.put", good, sizeof good, NULL, on_reply, &ok, NULL), 0);
 	CHECK(wait_final(&ok));
 	CHECK_STR(ok.outcome[0], "stored");
 	CHECK_INT(atomic_load(&kv_calls), before + 2);
@@ -447,7 +546,7 @@ static void test_in_process_internal_handler(void)
 	CHECK(v_is(peer_expect(svc, SB_REPLY)->outcome, "opened"));
 	struct waiter w;
 	waiter_init(&w);
-	CHECK_INT(sb_router_request(R, "vault.open", NULL, 0, 0, on_reply, &w), 0);
+	CHECK_INT(sb_router_request(R, "vault.open", NULL, 0, NULL, on_reply, &w, NULL), 0);
 	CHECK(wait_final(&w));
 	CHECK_INT(w.err[0], 0);
 	CHECK_STR(w.outcome[0], "opened");
@@ -464,7 +563,7 @@ static void *hammer(void *arg)
 		struct waiter w;
 		waiter_init(&w);
 		uint8_t n = (uint8_t)(i % 60);
-		if (sb_router_request(R, "math.double", &n, 1, 0, on_reply, &w) != 0 ||
+		if (sb_router_request(R, "math.double", &n, 1, NULL, on_reply, &w, NULL) != 0 ||
 		    !wait_final(&w) || w.calls != 1 || w.first_byte[0] != n * 2)
 			(*failures)++;
 		pthread_mutex_destroy(&w.lock);
@@ -494,14 +593,15 @@ static void test_stop_answers_what_is_open(void)
 	peer_register(svc, "job.long", 1);
 	struct waiter w;
 	waiter_init(&w);
-	CHECK_INT(sb_router_request(R, "job.long", NULL, 0, 0, on_reply, &w), 0);
+	CHECK_INT(sb_router_request(R, "job.long", NULL, 0, NULL, on_reply, &w, NULL), 0);
 	peer_expect(svc, SB_REQUEST);
 	sb_router_stop(R, 50);
 	CHECK(wait_final(&w));
 	CHECK_INT(w.calls, 1);
 	CHECK_INT(w.err[0], SB_EDRAINING);
-	CHECK_INT(sb_router_request(R, "job.long", NULL, 0, 0, on_reply, &w), SB_EDRAINING);
-	CHECK_INT(sb_router_send(R, "job.long", NULL, 0), SB_EDRAINING);
+	CHECK_INT(sb_router_request(R, "job.long", NULL, 0, NULL, on_reply, &w, NULL),
+		  SB_EDRAINING);
+	CHECK_INT(sb_router_send(R, "job.long", NULL, 0, NULL), SB_EDRAINING);
 	peer_close(svc);
 	sb_router_free(R);
 	R = NULL;
@@ -518,6 +618,7 @@ int main(void)
 	RUN(test_program_reads_router_stats);
 	RUN(test_program_request_errors);
 	RUN(test_program_sends_to_a_network_service);
+	RUN(test_program_requests_a_named_peer_every_handler_and_cancels);
 	RUN(test_broadcast_over_in_process_and_network_handlers);
 	RUN(test_in_process_handler_with_a_schema);
 	RUN(test_in_process_internal_handler);

@@ -374,8 +374,10 @@ static void test_secret_never_crosses_the_wire(void)
 	CHECK_INT(lib_settle(c), 0);
 	CHECK(sb_client_online(c));
 	static const uint8_t payload[] = {0xa5, 'h', 'e', 'l', 'l', 'o'};
-	CHECK_INT(sb_request_wait(c, "cap.echo", payload, sizeof payload, 5000, outcome,
-				  sizeof outcome, NULL, NULL),
+	CHECK_INT(sb_request_wait(
+			  c, "cap.echo", payload, sizeof payload,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 5000},
+			  outcome, sizeof outcome, NULL, NULL),
 		  0);
 	CHECK_STR(outcome, "echoed");
 	sb_client_free(c);

@@ -55,7 +55,7 @@ static void produce(void *arg)
 		buf[4] = (uint8_t)CHUNK;
 		for (size_t k = 0; k < CHUNK; k++)
 			buf[5 + k] = pattern(produced, k);
-		int rc = sb_reply_more(streaming, "chunk", buf, sizeof buf, 1);
+		int rc = sb_reply_more(streaming, SB_MORE_CHUNK, "chunk", buf, sizeof buf);
 		if (rc == SB_EOVERLOADED) {
 			overloaded++;
 			return; /* the next turn, once some went out */
@@ -74,21 +74,17 @@ struct stream_seen {
 	size_t bytes;
 };
 
-static void on_chunk(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_chunk(const struct sb_reply *rep, void *ud)
 {
 	struct stream_seen *s = ud;
-	const uint8_t *p = payload;
+	const uint8_t *p = rep->payload;
 
-	(void)c;
-	(void)req;
-	(void)outcome;
-	if (!more) {
+	if (rep->more == SB_MORE_NONE) {
 		s->done = 1;
-		s->err = err;
+		s->err = rep->err;
 		return;
 	}
-	if (len != 5 + CHUNK || p[0] != 0xc6) {
+	if (rep->len != 5 + CHUNK || p[0] != 0xc6) {
 		s->bad++;
 		return;
 	}
@@ -185,7 +181,11 @@ static void test_big_stream_arrives_intact(void)
 
 	CHECK_INT(sb_client_register(svc, "file.read", 0, handle_read, NULL), 0);
 	if (pump_online(cs, 2)) {
-		CHECK_INT(sb_request(req, "file.read", NULL, 0, 60000, on_chunk, &seen, NULL), 0);
+		CHECK_INT(sb_request(req, "file.read", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = 60000},
+				     on_chunk, &seen, NULL),
+			  0);
 		pump_tick = produce;
 		pump_until(cs, 2, &seen.done, 1, "the end of the stream");
 		pump_tick = NULL;

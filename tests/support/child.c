@@ -188,7 +188,7 @@ static void c_produce(void)
 	for (int i = 0; i < 64; i++)
 		for (int k = 0; k < 64 && c_streams[i] != NULL; k++) {
 			put_chunk(buf, len, c_seq[i]);
-			int rc = sb_reply_more(c_streams[i], "chunk", buf, len, 1);
+			int rc = sb_reply_more(c_streams[i], SB_MORE_CHUNK, "chunk", buf, len);
 			if (rc == SB_EOVERLOADED) {
 				c_v[1]++;
 				break;
@@ -201,11 +201,10 @@ static void c_produce(void)
 }
 
 /* streamreq: requests ARG streams; n = chunks received. */
-static void c_on_chunk(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		       const void *payload, size_t len, int more, void *ud)
+static void c_on_chunk(const struct sb_reply *rep, void *ud)
 {
-	(void)c, (void)req, (void)err, (void)outcome, (void)payload, (void)len, (void)ud;
-	if (more == SB_MORE_CHUNK)
+	(void)ud;
+	if (rep->more == SB_MORE_CHUNK)
 		c_v[0]++;
 }
 
@@ -246,7 +245,10 @@ int child_main(int argc, char **argv)
 		if (!ready && sb_client_online(c)) {
 			ready = 1;
 			for (long i = 0; is_req && i < arg; i++)
-				sb_request(c, name, NULL, 0, LONG_MS, c_on_chunk, NULL, NULL);
+				sb_request(c, name, NULL, 0,
+					   &(struct sb_opts){.size = sizeof(struct sb_opts),
+							     .timeout_ms = LONG_MS},
+					   c_on_chunk, NULL, NULL);
 			printf("ready\n");
 			fflush(stdout);
 		}

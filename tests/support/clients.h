@@ -31,23 +31,23 @@ struct sb_client *client(const char *name, const char *role, struct watch *w);
 
 /* Every reply callback of one request. */
 struct replies {
-	int n;              /* callbacks */
-	int terminal;       /* of which terminal (more == 0) */
-	int after_terminal; /* callbacks after the terminal one: must stay 0 */
-	int progress;       /* SB_MORE_PROGRESS replies */
-	int chunks;         /* SB_MORE_CHUNK replies */
-	int out_of_order;   /* chunks or progress whose number was not the next */
-	int cancel_at;      /* sb_cancel() from the callback at this chunk; 0: never */
-	int err;            /* the terminal event's */
-	char outcome[256];  /* the last reply's outcome (or error text) */
+	int n;               /* callbacks */
+	int terminal;        /* of which terminal (more == 0) */
+	int after_terminal;  /* callbacks after the terminal one: must stay 0 */
+	int progress;        /* SB_MORE_PROGRESS replies */
+	int chunks;          /* SB_MORE_CHUNK replies */
+	int out_of_order;    /* chunks or progress whose number was not the next */
+	int cancel_at;       /* sb_cancel() from the callback at this chunk; 0: never */
+	struct sb_client *c; /* the requester, for that sb_cancel() */
+	int err;             /* the terminal event's */
+	char outcome[256];   /* the last reply's outcome (or error text) */
 	uint8_t payload[256];
 	size_t len;
 	uint64_t at; /* ms of the terminal event */
 };
 
 /* Records every callback into the struct replies its ud points to. */
-void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	      size_t len, int more, void *ud);
+void on_reply(const struct sb_reply *r, void *ud);
 /* Chunks and progress carry their number as a MessagePack uint16. */
 unsigned seq_of(const void *payload, size_t len);
 void put_seq(uint8_t b[3], unsigned v);
@@ -73,8 +73,7 @@ struct all_replies {
 
 /* Records every callback of an sb_request_all() into the struct
  * all_replies its ud points to, by peer. */
-void on_all(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	    size_t len, int more, void *ud);
+void on_all(const struct sb_reply *r, void *ud);
 
 /* Answers "echoed" with the payload; counts calls in the int ud points to
  * (if not NULL). */

@@ -108,29 +108,26 @@ void child_drop(struct child *ch)
 	child_kill(ch);
 }
 
-void rq_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	      size_t len, int more, void *ud)
+void rq_reply(const struct sb_reply *rep, void *ud)
 {
 	struct rq *r = &RQ[(uintptr_t)ud];
 
-	(void)c;
-	(void)req;
 	if (r->terminal > 0) {
 		r->after++;
 		return;
 	}
-	if (more == SB_MORE_CHUNK) {
-		if (chunk_seq(payload, len) != (uint32_t)r->chunks)
+	if (rep->more == SB_MORE_CHUNK) {
+		if (chunk_seq(rep->payload, rep->len) != (uint32_t)r->chunks)
 			r->out_of_order++;
 		r->chunks++;
 		return;
 	}
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
 	r->terminal++;
-	r->err = err;
+	r->err = rep->err;
 	r->at = now_ms();
-	snprintf(r->outcome, sizeof r->outcome, "%s", outcome);
+	snprintf(r->outcome, sizeof r->outcome, "%s", rep->outcome);
 	terminals++;
 }
 

@@ -71,8 +71,16 @@ static void test_router_restart(void)
 	loop_wait(loop_online, NULL, 20000, "both clients online");
 	RQ = calloc(8, sizeof *RQ);
 	terminals = 0;
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)0, NULL), 0);
-	CHECK_INT(sb_request(ui, "rs.hold", NULL, 0, LONG_MS, rq_reply, (void *)1, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)0, NULL),
+		0);
+	CHECK_INT(
+		sb_request(ui, "rs.hold", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)1, NULL),
+		0);
 	loop_until(&terminals, 1, 10000, "the first reply");
 	uint64_t end = now_ms() + 10000;
 	while (held == NULL && now_ms() < end)
@@ -86,8 +94,11 @@ static void test_router_restart(void)
 	loop_until(&ws.offline, 1, 10000, "the service offline");
 	CHECK_INT(RQ[1].terminal, 1);
 	CHECK_INT(RQ[1].err, SB_EOFFLINE);
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)2, NULL),
-		  SB_EOFFLINE);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)2, NULL),
+		SB_EOFFLINE);
 	loop_for(300); /* a few failed attempts */
 
 	/* Back on the same port: both reconnect, the handlers re-register,
@@ -96,7 +107,11 @@ static void test_router_restart(void)
 	CHECK_INT(d.port, port);
 	loop_until(&wc.reconnected, 1, 20000, "the client reconnected");
 	loop_until(&ws.reconnected, 1, 20000, "the service reconnected");
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)3, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)3, NULL),
+		0);
 	loop_until(&terminals, 3, 10000, "a reply after the restart");
 	CHECK_INT(RQ[3].err, 0);
 	CHECK_STR(RQ[3].outcome, "echoed");
@@ -109,7 +124,11 @@ static void test_router_restart(void)
 	d = daemon_start(port, NULL);
 	loop_until(&wc.reconnected, 2, 20000, "the client reconnected again");
 	loop_until(&ws.reconnected, 2, 20000, "the service reconnected again");
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)4, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)4, NULL),
+		0);
 	loop_until(&terminals, 4, 10000, "a reply after the second restart");
 	CHECK_INT(RQ[4].err, 0);
 

@@ -53,11 +53,11 @@ static void on_stream(struct sb_client *c, struct sb_call *call, void *ud)
 
 	(void)c;
 	(void)ud;
-	CHECK_INT(sb_reply_more(call, "working", NULL, 0, 0), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_PROGRESS, "working", NULL, 0), 0);
 	mp_of("[0]", &mp);
-	CHECK_INT(sb_reply_more(call, "part", mp.data, mp.len, 1), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "part", mp.data, mp.len), 0);
 	mp_of("[1]", &mp);
-	CHECK_INT(sb_reply_more(call, "part", mp.data, mp.len, 1), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "part", mp.data, mp.len), 0);
 	CHECK_INT(sb_reply(call, "done", NULL, 0), 0);
 	sbj_buf_free(&mp);
 }

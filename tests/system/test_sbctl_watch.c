@@ -135,8 +135,10 @@ static void test_listen_echo_count_1(void)
 	struct sb_client *c = new_client("client");
 	until_online(c);
 	mp_of("{\"n\":[1,2.5,\"x\"]}", &mp);
-	CHECK_INT(sb_request_wait(c, "lis", mp.data, mp.len, WAIT_MS, outcome, sizeof outcome,
-				  &reply, &reply_len),
+	CHECK_INT(sb_request_wait(
+			  c, "lis", mp.data, mp.len,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = WAIT_MS},
+			  outcome, sizeof outcome, &reply, &reply_len),
 		  0);
 	CHECK_STR(outcome, "echo");
 	CHECK(reply_len == mp.len && reply != NULL && memcmp(reply, mp.data, mp.len) == 0);
@@ -149,11 +151,13 @@ static void test_listen_echo_count_1(void)
 	const char *args2[] = {"--json", "listen", "lis2", "--count", "2", NULL};
 	sbctl_spawn(&P, args2);
 	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on lis2\n"));
-	CHECK_INT(sb_send(c, "lis2", mp.data, mp.len), 0);
+	CHECK_INT(sb_send(c, "lis2", mp.data, mp.len, NULL), 0);
 	free(reply);
 	reply = NULL;
-	CHECK_INT(sb_request_wait(c, "lis2", NULL, 0, WAIT_MS, outcome, sizeof outcome, &reply,
-				  &reply_len),
+	CHECK_INT(sb_request_wait(
+			  c, "lis2", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = WAIT_MS},
+			  outcome, sizeof outcome, &reply, &reply_len),
 		  0);
 	CHECK_STR(outcome, "ok");
 	sbctl_finish(&P);
