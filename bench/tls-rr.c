@@ -109,11 +109,10 @@ static int all_online(struct sb_client **cs, int n)
 	return 1;
 }
 
-static void echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void echo(struct sb_call *call, void *ud)
 {
 	size_t n;
 	const void *p = sb_call_payload(call, &n);
-	(void)c;
 	(void)ud;
 	sb_reply(call, "ok", p, n);
 }
@@ -124,7 +123,7 @@ static void responder(const struct opts *o, uint16_t port, int tls, int ready_fd
 	struct sb_client *cs[RESPONDERS];
 	for (int i = 0; i < RESPONDERS; i++) {
 		cs[i] = connect_to(o, port, tls, "service");
-		sb_client_register(cs[i], "bench.echo", 0, echo, NULL);
+		sb_client_register(cs[i], "bench.echo", NULL, echo, NULL);
 	}
 	while (!all_online(cs, RESPONDERS))
 		pump(cs, RESPONDERS, 10);

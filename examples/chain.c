@@ -21,14 +21,14 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 
 /* passwords.encrypt "secret" -> "encrypted" "fnv1a:<hex>". FNV-1a is NOT a
  * password hash; a real service would use argon2 or bcrypt. */
-static void on_encrypt(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_encrypt(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const unsigned char *p = sb_call_payload(call, &len);
 	uint64_t h = 14695981039346656037ull;
 	char hex[32];
 
-	(void)c, (void)ud;
+	(void)ud;
 	for (size_t i = 0; i < len; i++) /* hashes the packed string: fine for a demo */
 		h = (h ^ p[i]) * 1099511628211ull;
 	int n = snprintf(hex, sizeof hex, "fnv1a:%016llx", (unsigned long long)h);
@@ -60,7 +60,7 @@ static void on_encrypted(const struct sb_reply *rep, void *ud)
 		/* Pass the inner failure on, so the caller sees why (e.g. ENOHANDLER:
 		 * the passwords service is not running). If the caller has gone,
 		 * this sends nothing and frees the call all the same. */
-		sb_reply_error(pd->call, rep->err, rep->outcome);
+		sb_reply_error(pd->call, rep->err, rep->outcome, NULL, 0);
 		free(pd);
 		return;
 	}
@@ -85,8 +85,9 @@ static void on_encrypted(const struct sb_reply *rep, void *ud)
 
 /* users.create [email, password]: keep the call, ask passwords.encrypt,
  * return. The reply goes out later, from on_encrypted. */
-static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_create(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
@@ -118,7 +119,8 @@ static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
 	}
 	msgpack_unpacked_destroy(&u);
 	if (rc != 0) { /* on_encrypted will not run: answer now */
-		sb_reply_error(call, rc, rc == SB_EINVAL ? "expected [email, password]" : NULL);
+		sb_reply_error(call, rc, rc == SB_EINVAL ? "expected [email, password]" : NULL,
+			       NULL, 0);
 		free(pd);
 	}
 }
@@ -163,13 +165,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!call) {
+		/* passwords.encrypt is internal: callable by services such as
+		 * users, not by clients. */
+		struct sb_handler_opts internal = SB_HANDLER_OPTS_INIT;
+		internal.flags = SB_HANDLER_INTERNAL;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
 		if (users)
-			sb_client_register(client, "users.create", 0, on_create, NULL);
-		else /* internal: callable by services such as users, not by clients */
-			sb_client_register(client, "passwords.encrypt", SB_REGISTER_INTERNAL,
-					   on_encrypt, NULL);
+			sb_client_register(client, "users.create", NULL, on_create, NULL);
+		else
+			sb_client_register(client, "passwords.encrypt", &internal, on_encrypt,
+					   NULL);
 		rc = sb_client_run(client);
 		sb_client_free(client);
 		return rc == 0 ? 0 : 1;

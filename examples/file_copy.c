@@ -39,14 +39,14 @@ static int reply_num(struct sb_call *call, const char *outcome, const char *key,
  * each. The copy runs inside the handler, which holds up this service's
  * other callers meanwhile; fine for a demo, a real one would copy in steps
  * from its loop (example_file_read shows how). */
-static void on_copy(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_copy(struct sb_call *call, void *ud)
 {
 	char from[512] = "", to[512] = "", err[600];
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
 	    u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 2 &&
@@ -62,7 +62,7 @@ static void on_copy(struct sb_client *c, struct sb_call *call, void *ud)
 	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
 	if (out == NULL) {
 		snprintf(err, sizeof err, "%s: %s", in ? to : from, strerror(errno));
-		sb_reply_error(call, SB_EINVAL, err);
+		sb_reply_error(call, SB_EINVAL, err, NULL, 0);
 		if (in)
 			fclose(in);
 		return;
@@ -88,7 +88,7 @@ static void on_copy(struct sb_client *c, struct sb_call *call, void *ud)
 	}
 	fclose(in);
 	if (fclose(out) != 0 || done != size)
-		sb_reply_error(call, SB_EINTERNAL, "copy failed");
+		sb_reply_error(call, SB_EINTERNAL, "copy failed", NULL, 0);
 	else
 		reply_num(call, "file.copied", "bytes", (uint64_t)size, 1);
 }
@@ -161,7 +161,7 @@ int main(int argc, char **argv)
 	if (serve) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "file.copy", 0, on_copy, NULL);
+		sb_client_register(client, "file.copy", NULL, on_copy, NULL);
 		rc = sb_client_run(client);
 		sb_client_free(client);
 		return rc == 0 ? 0 : 1;

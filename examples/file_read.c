@@ -71,7 +71,7 @@ static void pump(struct stream *s)
 			return;
 		}
 		if (rc != 0) { /* cancelling runs on_cancel, so this is a bad chunk */
-			sb_reply_error(s->call, SB_EINTERNAL, sb_strerror(rc));
+			sb_reply_error(s->call, SB_EINTERNAL, sb_strerror(rc), NULL, 0);
 			stream_end(s);
 			return;
 		}
@@ -91,14 +91,14 @@ static void on_writable(struct sb_client *c, void *ud)
 
 /* file.read PATH: opens the file and starts the stream; on_writable keeps
  * it going. */
-static void on_read(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_read(struct sb_call *call, void *ud)
 {
 	char path[512] = "", err[600];
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
 	    u.data.type == MSGPACK_OBJECT_STR)
@@ -108,7 +108,7 @@ static void on_read(struct sb_client *c, struct sb_call *call, void *ud)
 	struct stream *s = in ? calloc(1, sizeof *s) : NULL;
 	if (s == NULL) {
 		snprintf(err, sizeof err, "%s: %s", path, strerror(errno));
-		sb_reply_error(call, SB_EINVAL, err);
+		sb_reply_error(call, SB_EINVAL, err, NULL, 0);
 		if (in)
 			fclose(in);
 		return;
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 		client = c;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(c, "file.read", 0, on_read, NULL);
+		sb_client_register(c, "file.read", NULL, on_read, NULL);
 		rc = sb_client_run(c);
 		sb_client_free(c);
 		return rc == 0 ? 0 : 1;

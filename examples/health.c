@@ -29,9 +29,9 @@ static void on_cancelled(struct sb_call *call, void *ud)
 }
 
 /* health.check -> "healthy" {}, or "degraded" {"reason": ...}. */
-static void on_check(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_check(struct sb_call *call, void *ud)
 {
-	(void)c, (void)ud;
+	(void)ud;
 	if (strcmp(state, "silent") == 0) {
 		sb_call_on_cancel(call, on_cancelled, NULL);
 		return;
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 	if (agent) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "health.check", 0, on_check, NULL);
+		sb_client_register(client, "health.check", NULL, on_check, NULL);
 		rc = sb_client_run(client);
 	} else {
 		rc = check(argc == 5 ? (uint32_t)atoi(argv[4]) : 2000);

@@ -51,14 +51,14 @@ static void pack_str(msgpack_packer *pk, const char *s)
 }
 
 /* user.create {email, name} -> outcome "user.created", {id, email, name}. */
-static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_create(struct sb_call *call, void *ud)
 {
 	char email[128], name[128];
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	email[0] = name[0] = '\0';
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
@@ -68,7 +68,7 @@ static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
 	msgpack_unpacked_destroy(&u);
 	if (strchr(email, '@') == NULL) {
 		/* An error reply reaches the requester as this code and text. */
-		sb_reply_error(call, SB_EINVAL, "email must contain '@'");
+		sb_reply_error(call, SB_EINVAL, "email must contain '@'", NULL, 0);
 		return;
 	}
 	msgpack_sbuffer sb;
@@ -134,7 +134,7 @@ int main(int argc, char **argv)
 	if (serve) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "user.create", 0, on_create, NULL);
+		sb_client_register(client, "user.create", NULL, on_create, NULL);
 		rc = sb_client_run(client); /* handlers run in here until a signal */
 	} else {
 		char outcome[256], email[128], name[128];

@@ -547,8 +547,9 @@ static void on_signal(int sig)
 		sb_client_stop(stop_on_signal); /* the one call that is safe here */
 }
 
-static void on_call(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_call(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	struct listener *l = ud;
 	struct sbj_buf b = {0}, q = {0};
 	size_t len;
@@ -593,7 +594,10 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 		return EXIT_USAGE;
 	}
 	struct sb_client *c = connect_router(o, "service");
-	int err = sb_client_register_schema(c, args[0], 0, schema.data, schema.len, on_call, &l);
+	struct sb_handler_opts ho = SB_HANDLER_OPTS_INIT;
+	ho.schema = schema.data;
+	ho.schema_len = schema.len;
+	int err = sb_client_register(c, args[0], &ho, on_call, &l);
 	sbj_buf_free(&schema);
 	if (err != 0) {
 		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],

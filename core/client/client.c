@@ -181,14 +181,14 @@ static void destroy(struct sb_client *c)
 {
 	/* Calls a handler still holds lose their sender with them. */
 	for (struct sb__link *l = c->orphans.next; l != &c->orphans; l = l->next) {
-		struct sb_call *k = SB__CONTAINER(l, struct sb_call, link);
+		struct call *k = SB__CONTAINER(l, struct call, link);
 		sb__client_ident_put(k->ident);
 		k->ident = NULL;
 	}
-	free_list(&c->orphans, offsetof(struct sb_call, link));
+	free_list(&c->orphans, offsetof(struct call, link));
 	sb__client_idents_forget(c);
 	sb__idmap_destroy(&c->idents);
-	free_list(&c->spare_calls, offsetof(struct sb_call, link));
+	free_list(&c->spare_calls, offsetof(struct call, link));
 	free_list(&c->spare_reqs, offsetof(struct req, link));
 	for (unsigned i = 0; i < c->nh; i++) {
 		free(c->h[i].name);

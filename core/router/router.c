@@ -14,7 +14,7 @@
 
 #include "common/log.h"
 #include "common/tls.h"
-#include "router/local-t.h"
+#include "router/local.h"
 #include "router/mailbox.h"
 #include "router/router-t.h"
 #include "router/shard.h"
@@ -224,8 +224,11 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
 	if (r->inboxes == NULL)
 		goto fail;
-	for (unsigned i = 0; i < r->nshards; i++)
+	for (unsigned i = 0; i < r->nshards; i++) {
 		pthread_mutex_init(&r->inboxes[i].lock, NULL);
+		sb__idmap_init(&r->inboxes[i].calls);
+		sb__link_init(&r->inboxes[i].live);
+	}
 	/* Ring memory grows with shards squared: shrink each ring as the count
 	 * grows (4,096 slots up to 8 shards, 512 at 64: about 66 MiB). */
 	unsigned ring = c->mail_ring;
@@ -471,8 +474,10 @@ void sb_router_free(struct sb_router *r)
 			close(r->shards[i].efd);
 	}
 	sb__mailbox_free(r->mb);
-	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++)
+	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++) {
 		pthread_mutex_destroy(&r->inboxes[i].lock);
+		sb__local_calls_free(&r->inboxes[i]);
+	}
 	free(r->inboxes);
 	for (unsigned i = 0; i < r->nlocals; i++) {
 		free(r->locals[i].name);

@@ -46,9 +46,6 @@ enum sb_client_state {
 	SB_CLIENT_ERROR,       /* the router refused something; err says what */
 };
 
-/* sb_client_register() flags. */
-#define SB_REGISTER_INTERNAL 0x01u /* callable by services only, not by clients */
-
 /* A client's settings. Fill with sb_client_config_init(), then change fields.
  * The strings are copied by sb_client_new(). */
 struct sb_client_config {
@@ -204,39 +201,31 @@ uint32_t sb_client_peer_id(const struct sb_client *c);
 
 /* ---- handlers (role "service") ------------------------------------------ */
 
-/* A handler gets one call per SEND or REQUEST delivered to it. */
-typedef void (*sb_handler_fn)(struct sb_client *c, struct sb_call *call, void *ud);
-
 /**
- * Handle messages for @p name. The registration is remembered: it is sent
- * now if connected, and again after every reconnect, before RECONNECTED.
- * If the router refuses it, on_state reports SB_CLIENT_ERROR with its code
- * and the handler is dropped.
- * @param name   message name; NULL for the catch-all (messages nobody else takes)
- * @param flags  0 or SB_REGISTER_INTERNAL
- * @return 0; SB_EFORBIDDEN if the role is not "service"; SB_EINVAL for a bad
- *         name (too long, bad characters, starting with '$'), unknown flags,
- *         a NULL @p fn, or a name already registered on this client;
- *         SB_ENOMEM
- */
-int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
-		       void *ud);
-
-/**
- * sb_client_register() with an argument schema: the router checks every
- * message for this handler against it and answers a request that breaks it
- * with SB_EINVAL and the reason, so the handler only sees arguments that
- * fit (docs/protocol.md, "Argument schemas"; docs/client.md). The schema is
- * copied and sent with the registration, again after every reconnect.
- * @param schema      one MessagePack value; NULL (len 0) or nil for none
- * @return as sb_client_register(); SB_EINVAL also for a schema the router
- *         would refuse (sb_schema_validate() says why). A schema larger
- *         than a router's frame limit is reported when connecting to it, as
+ * Handle messages for @p name with @p fn (switchboard/call.h: it gets a
+ * struct sb_call, and sb_call_client() is this client). The registration
+ * is remembered: it is sent now if connected, and again after every
+ * reconnect, before RECONNECTED. If the router refuses it, on_state
+ * reports SB_CLIENT_ERROR with its code and the handler is dropped.
+ * @param name  message name; NULL for the catch-all (messages nobody else takes)
+ * @param opts  NULL for none; flags SB_HANDLER_INTERNAL; an argument schema:
+ *              the router checks every message for this handler against it
+ *              and answers a request that breaks it with SB_EINVAL and the
+ *              reason, so the handler only sees arguments that fit
+ *              (docs/protocol.md, "Argument schemas"; docs/client.md). The
+ *              schema is copied and sent with the registration, again after
+ *              every reconnect
+ * @return 0; SB_EFORBIDDEN if the role is not SB_ROLE_SERVICE; SB_EINVAL for
+ *         a bad name (too long, bad characters, starting with '$'), unknown
+ *         flags, an opts size too small, a schema the router would refuse
+ *         (sb_schema_validate() says why), a NULL @p fn, or a name already
+ *         registered on this client; SB_ENOMEM. A schema larger than a
+ *         router's frame limit is reported when connecting to it, as
  *         SB_CLIENT_ERROR with SB_ETOOLARGE, and the handler dropped; while
  *         connected, this call returns SB_ETOOLARGE for it.
  */
-int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
-			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud);
+int sb_client_register(struct sb_client *c, const char *name, const struct sb_handler_opts *opts,
+		       sb_handler_fn fn, void *ud);
 
 /**
  * Stop handling @p name (NULL: the catch-all), here and at the router.
@@ -246,92 +235,14 @@ int sb_client_register_schema(struct sb_client *c, const char *name, unsigned fl
 int sb_client_unregister(struct sb_client *c, const char *name);
 
 /*
- * A call is one delivered message. A call for a SEND is valid only during
- * the handler callback. A call for a REQUEST stays valid after the callback
- * returns, so it can be answered later, until:
- *   - its final sb_reply() or sb_reply_error() (whatever they return), or
- *   - if it has an on_cancel callback, the return of that callback, which
- *     runs once when the requester cancels, the request times out at the
- *     router, or the connection is lost.
- * A cancelled call without on_cancel stays valid until its final reply,
- * which then sends nothing and returns SB_ECANCELLED (or SB_EOFFLINE).
- * The name stays readable while the call is valid; the payload only during
- * the handler callback (copy it to keep it).
+ * In a client program, a call's on_cancel runs when the requester cancels,
+ * the request times out at the router, or the connection is lost; a reply
+ * to a lost call returns SB_EOFFLINE. sb_reply_more() returns
+ * SB_EOVERLOADED when out_max bytes are already queued (nothing sent: try
+ * again after a process turn, or when on_writable runs; this is the flow
+ * control). Every call of this client is answered from the thread that
+ * processes the client.
  */
-
-/** The message name ("transfer"). */
-const char *sb_call_name(const struct sb_call *call);
-
-/** 1 for a REQUEST (expects a reply), 0 for a SEND. */
-int sb_call_is_request(const struct sb_call *call);
-
-/** The sender's peer id, as the router vouches for it. */
-uint32_t sb_call_from(const struct sb_call *call);
-
-/*
- * Who sent a call, as the router vouches for it: the router introduces
- * every sender to a connection (an identity event) before that sender's
- * first message, and the library keeps what it was told. Valid while the
- * call is. NULL when the sender is the program that embeds the router
- * (sb_call_from() 0), which is no peer.
- */
-
-/** The sender's peer name ("billing-1", "P0007"). */
-const char *sb_call_peer(const struct sb_call *call);
-
-/** The sender's role: "service" or "client". */
-const char *sb_call_role(const struct sb_call *call);
-
-/** The sender's certificate subject when it connected with TLS, else NULL. */
-const char *sb_call_subject(const struct sb_call *call);
-
-/** The payload (one MessagePack value, checked well-formed) and its length;
- * NULL and 0 after the handler callback has returned. */
-const void *sb_call_payload(const struct sb_call *call, size_t *len);
-
-/**
- * Final reply to a request; the call is finished by it.
- * @param outcome  what happened ("transferred", "insufficient funds"): 1-255
- *                 bytes, printable, spaces allowed
- * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
- * @return 0; SB_ECANCELLED / SB_EOFFLINE if the call was cancelled or its
- *         connection lost (nothing sent, the call is finished all the same);
- *         SB_EINVAL (a SEND's call, already finished, bad outcome, payload
- *         not one MessagePack value), SB_ETOOLARGE or SB_ENOMEM, after which
- *         the call stays open and may be answered again
- */
-int sb_reply(struct sb_call *call, const char *outcome, const void *payload, size_t len);
-
-/**
- * A reply that keeps the request open: @p more is SB_MORE_PROGRESS (a
- * progress update) or SB_MORE_CHUNK (a stream chunk; chunks arrive in
- * order).
- * @return 0; SB_EINVAL for any other @p more (nothing sent); SB_EOVERLOADED
- *         when out_max bytes are already queued (nothing sent: try again
- *         after a process turn, this is the flow control); SB_ECANCELLED /
- *         SB_EOFFLINE once the call is cancelled or lost (stop producing);
- *         otherwise as sb_reply(), the call staying open
- */
-int sb_reply_more(struct sb_call *call, enum sb_more more, const char *outcome, const void *payload,
-		  size_t len);
-
-/**
- * Final error reply; the requester's callback gets @p err.
- * @param err   a wire code: SB_EINVAL, SB_EFORBIDDEN, ... (-1 to -63)
- * @param text  what went wrong, for people (0-1024 bytes UTF-8); NULL for ""
- * @return as sb_reply()
- */
-int sb_reply_error(struct sb_call *call, int err, const char *text);
-
-/** 1 once the call has been cancelled or its connection lost. */
-int sb_call_cancelled(const struct sb_call *call);
-
-/**
- * Have @p fn called once when the call is cancelled (see above: the call is
- * freed when @p fn returns, so drop every pointer to it there). If the call
- * is already cancelled, @p fn runs now, inside this function.
- */
-void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *call, void *ud), void *ud);
 
 /* ---- requesting ---------------------------------------------------------- */
 

@@ -191,59 +191,36 @@ void sb_router_free(struct sb_router *r);
 
 /* ---- in-process handlers and requests ------------------------------------
  * A program that embeds the router can handle names itself and send or
- * request by name without a socket. Handlers run on shard threads, on the
- * shard that routes the message: keep them short and non-blocking. */
-
-/* A message delivered to an in-process handler; valid during the callback. */
-struct sb_local_call;
-
-typedef void (*sb_local_fn)(struct sb_local_call *call, void *ud);
+ * request by name without a socket, with the names of switchboard/call.h:
+ * the same struct sb_call, sb_reply*() and struct sb_reply as a client
+ * program. Handlers run on shard threads, on the shard that routes the
+ * message: keep them short and non-blocking, and answer later (from any
+ * thread) what takes long. */
 
 /**
- * Handle @p name in-process. Call before sb_router_start().
- * @param name   the message name, or NULL for the catch-all
- * @param flags  0 or SB_F_INTERNAL (callable by services only)
- * @return 0, SB_EINVAL (bad name, or the router already started), SB_ENOMEM
+ * Handle @p name in-process. Call before sb_router_start(). @p fn runs on a
+ * shard thread with a struct sb_call (switchboard/call.h): the sender's
+ * peer name, role and subject as the router knows them (NULL for the
+ * program's own sends and requests), and sb_call_client() NULL. A request's
+ * call may be answered during the callback or after it, from any thread
+ * (answers from a thread other than the shard's queue for it, in order);
+ * it stays valid until its final answer, or until its on_cancel returns
+ * (on_cancel is set from the callback and runs on the shard thread when
+ * the request is cancelled, times out, or loses its requester). A request
+ * never answered ends for its requester with its timeout. Calls still open
+ * when the router is freed are freed with it.
+ * @param name  the message name, or NULL for the catch-all
+ * @param opts  NULL for none; SB_HANDLER_INTERNAL (callable by services
+ *              and the program only); an argument schema (docs/protocol.md,
+ *              "Argument schemas"): the router checks every message for
+ *              this handler against it first, as for a network handler's.
+ *              A request that breaks it gets SB_EINVAL with the reason and
+ *              never reaches @p fn; a send is dropped
+ * @return 0, SB_EINVAL (bad name, opts or schema — sb_schema_validate()
+ *         says why —, or the router already started), SB_ENOMEM
  */
-int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
-		     void *ud);
-
-/**
- * Like sb_router_handle(), with an argument schema (docs/protocol.md,
- * "Argument schemas"): the router checks every message for this handler
- * against it first, as for a network handler's. A request that breaks it
- * gets SB_EINVAL with the reason and never reaches @p fn; a send is dropped.
- * @param schema      one MessagePack value; NULL (len 0) or nil for none
- * @return as sb_router_handle(); SB_EINVAL also for a bad schema
- *         (sb_schema_validate() says why)
- */
-int sb_router_handle_schema(struct sb_router *r, const char *name, unsigned flags,
-			    const void *schema, size_t schema_len, sb_local_fn fn, void *ud);
-
-/** The message's name (not NUL-terminated); its length in *len. */
-const char *sb_local_name(const struct sb_local_call *call, size_t *len);
-
-/** The payload (one MessagePack value); its length in *len. */
-const void *sb_local_payload(const struct sb_local_call *call, size_t *len);
-
-/** The sender's peer id (0 for in-process senders). */
-uint32_t sb_local_from(const struct sb_local_call *call);
-
-/** 1 for a request (it needs a final reply), 0 for a send. */
-int sb_local_is_request(const struct sb_local_call *call);
-
-/**
- * Reply to a request from inside its callback. With SB_F_MORE the request
- * stays open (progress; add SB_F_CHUNK for a stream chunk); without it the
- * reply is final (SB_F_CHUNK alone too: it goes out without the flag). A callback that returns
- * without a final reply ends the request with SB_EINTERNAL for the requester.
- * @return 0, SB_EINVAL (not a request, already final, bad outcome or flags)
- */
-int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *payload, size_t len,
-		   unsigned flags);
-
-/** End a request with an error (final). @return 0 or SB_EINVAL */
-int sb_local_error(struct sb_local_call *call, int err, const char *text);
+int sb_router_handle(struct sb_router *r, const char *name, const struct sb_handler_opts *opts,
+		     sb_handler_fn fn, void *ud);
 
 /**
  * Send fire-and-forget from any thread while the router runs, routed as a

@@ -79,11 +79,15 @@ static void test_bad_arguments(void)
 	struct sb_client *svc = client("args-svc", "service", &w);
 	struct sb_client *cs[] = {cli, svc};
 	struct replies r = {0};
-	CHECK_INT(sb_client_register(cli, "x", 0, handle_echo, NULL), SB_EFORBIDDEN);
-	CHECK_INT(sb_client_register(svc, "$sb.routes", 0, handle_echo, NULL), SB_EINVAL);
-	CHECK_INT(sb_client_register(svc, "bad name", 0, handle_echo, NULL), SB_EINVAL);
-	CHECK_INT(sb_client_register(svc, "x", 0x80, handle_echo, NULL), SB_EINVAL);
-	CHECK_INT(sb_client_register(svc, "x", 0, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(cli, "x", NULL, handle_echo, NULL), SB_EFORBIDDEN);
+	CHECK_INT(sb_client_register(svc, "$sb.routes", NULL, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "bad name", NULL, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "x",
+				     &(struct sb_handler_opts){
+					     .size = sizeof(struct sb_handler_opts), .flags = 0x80},
+				     handle_echo, NULL),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "x", NULL, NULL, NULL), SB_EINVAL);
 	CHECK_INT(sb_client_unregister(svc, "never"), SB_EINVAL);
 	pump_online(cs, 2);
 	static const uint8_t bad[] = {0x92, 0x01}; /* an array missing an element */
@@ -126,17 +130,30 @@ static void test_register_with_a_schema_and_after_reconnect(void)
 					     'i',  'n',  't',  0xa1, 'x'}; /* a trailing byte:
 									      two values */
 	static const uint8_t not_map[] = {0x91, 0xa1, 'a'};
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, two_values, sizeof two_values,
-					    handle_echo, &calls),
-		  SB_EINVAL);
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, not_map, sizeof not_map, handle_echo,
-					    &calls),
-		  SB_EINVAL);
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, NULL, 5, handle_echo, &calls),
-		  SB_EINVAL);
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
-					    handle_echo, &calls),
-		  0);
+	CHECK_INT(
+		sb_client_register(svc, "sc.user",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = two_values,
+							     .schema_len = sizeof two_values},
+				   handle_echo, &calls),
+		SB_EINVAL);
+	CHECK_INT(
+		sb_client_register(svc, "sc.user",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = not_map,
+							     .schema_len = sizeof not_map},
+				   handle_echo, &calls),
+		SB_EINVAL);
+	struct sb_handler_opts no_schema = SB_HANDLER_OPTS_INIT;
+	no_schema.schema_len = 5; /* a length without a schema */
+	CHECK_INT(sb_client_register(svc, "sc.user", &no_schema, handle_echo, &calls), SB_EINVAL);
+	CHECK_INT(
+		sb_client_register(svc, "sc.user",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = EMAIL_SCHEMA,
+							     .schema_len = sizeof EMAIL_SCHEMA},
+				   handle_echo, &calls),
+		0);
 	pump_online(cs, 2);
 	check_schema_enforced(cs, ui, &calls, 0);
 
@@ -184,15 +201,26 @@ static void test_schema_over_the_frame_limit(void)
 	CHECK_INT(sb_schema_validate(big, n, NULL, 0), 0);
 	struct sb_client *svc = client_at(sb_router_port(small), "big-svc", "service", &ws);
 	struct sb_client *cs[] = {svc};
-	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "small", 0, handle_echo, NULL), 0);
+	CHECK_INT(
+		sb_client_register(svc, "big",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = big,
+							     .schema_len = n},
+				   handle_echo, NULL),
+		0);
+	CHECK_INT(sb_client_register(svc, "small", NULL, handle_echo, NULL), 0);
 	pump_online(cs, 1);
 	CHECK_INT(ws.error, 1);
 	CHECK_INT(ws.error_err, SB_ETOOLARGE);
 	CHECK_INT(sb_client_unregister(svc, "big"), SB_EINVAL); /* it is gone */
 	CHECK_INT(sb_client_unregister(svc, "small"), 0);
-	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL),
-		  SB_ETOOLARGE);
+	CHECK_INT(
+		sb_client_register(svc, "big",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = big,
+							     .schema_len = n},
+				   handle_echo, NULL),
+		SB_ETOOLARGE);
 	pump_for(cs, 1, 30);
 	CHECK_INT(ws.offline, 0);
 	sb_client_free(svc);
@@ -215,12 +243,20 @@ static void test_schema_applies_to_peers_and_broadcasts(void)
 	struct replies r[3] = {{0}};
 	struct all_replies all = {.names = {"sc-to-a", "sc-to-b"}}, bad = {0};
 
-	CHECK_INT(sb_client_register_schema(a, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
-					    handle_echo, &calls),
-		  0);
-	CHECK_INT(sb_client_register_schema(b, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
-					    handle_echo, &calls),
-		  0);
+	CHECK_INT(
+		sb_client_register(a, "sc.peer",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = EMAIL_SCHEMA,
+							     .schema_len = sizeof EMAIL_SCHEMA},
+				   handle_echo, &calls),
+		0);
+	CHECK_INT(
+		sb_client_register(b, "sc.peer",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = EMAIL_SCHEMA,
+							     .schema_len = sizeof EMAIL_SCHEMA},
+				   handle_echo, &calls),
+		0);
 	pump_online(cs, 3);
 	CHECK_INT(sb_request(ui, "sc.peer", NO_EMAIL, sizeof NO_EMAIL,
 			     &(struct sb_opts){.size = sizeof(struct sb_opts),

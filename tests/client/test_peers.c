@@ -20,12 +20,11 @@ struct caller {
 	uint32_t from;
 };
 
-static void handle_whoami(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_whoami(struct sb_call *call, void *ud)
 {
 	struct caller *w = ud;
 	const char *peer = sb_call_peer(call), *role = sb_call_role(call);
 
-	(void)c;
 	w->n++;
 	snprintf(w->peer, sizeof w->peer, "%s", peer != NULL ? peer : "(null)");
 	snprintf(w->role, sizeof w->role, "%s", role != NULL ? role : "(null)");
@@ -35,11 +34,10 @@ static void handle_whoami(struct sb_client *c, struct sb_call *call, void *ud)
 		CHECK_INT(sb_reply(call, w->peer, NULL, 0), 0);
 }
 
-static void handle_health(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_health(struct sb_call *call, void *ud)
 {
 	const char *mode = ud;
 
-	(void)c;
 	if (strcmp(mode, "ok") == 0) {
 		uint8_t n[3];
 		put_seq(n, 0);
@@ -48,7 +46,7 @@ static void handle_health(struct sb_client *c, struct sb_call *call, void *ud)
 			  0); /* not passed on */
 		CHECK_INT(sb_reply(call, "healthy", NULL, 0), 0);
 	} else if (strcmp(mode, "sick") == 0)
-		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full"), 0);
+		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full", NULL, 0), 0);
 	/* "silent": never answers; the router's timeout cancels the call */
 }
 
@@ -88,13 +86,12 @@ struct names_seen {
 	int calls, wrong;
 };
 
-static void handle_win(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_win(struct sb_call *call, void *ud)
 {
 	struct names_seen *s = ud;
 	const char *peer = sb_call_peer(call);
 	char want[32] = "?";
 
-	(void)c;
 	s->calls++;
 	for (int i = 0; i < WIN; i++)
 		if (win[i].id == sb_call_from(call))
@@ -118,8 +115,8 @@ static void test_to_a_named_peer(void)
 	struct sb_client *cs[] = {target, other, cli};
 	struct replies r[6] = {{0}};
 
-	CHECK_INT(sb_client_register(target, "whoami", 0, handle_whoami, &at_target), 0);
-	CHECK_INT(sb_client_register(other, "whoami", 0, handle_whoami, &at_other), 0);
+	CHECK_INT(sb_client_register(target, "whoami", NULL, handle_whoami, &at_target), 0);
+	CHECK_INT(sb_client_register(other, "whoami", NULL, handle_whoami, &at_other), 0);
 	pump_online(cs, 3);
 	for (int i = 0; i < 4; i++)
 		CHECK_INT(sb_request(cli, "whoami", NULL, 0,
@@ -212,9 +209,10 @@ static void test_request_all(void)
 
 	for (int i = 0; i < 3; i++) {
 		cs[i] = client(names[i], "service", &w[i]);
-		CHECK_INT(sb_client_register(cs[i], "health", 0, handle_health, (void *)modes[i]),
-			  0);
-		CHECK_INT(sb_client_register(cs[i], "notice", 0, handle_seen, &got[i]), 0);
+		CHECK_INT(
+			sb_client_register(cs[i], "health", NULL, handle_health, (void *)modes[i]),
+			0);
+		CHECK_INT(sb_client_register(cs[i], "notice", NULL, handle_seen, &got[i]), 0);
 	}
 	cs[3] = client("prober", "client", &w[3]);
 	struct sb_client *cli = cs[3];
@@ -331,7 +329,7 @@ static void test_caller_identity_window(void)
 	struct sb_client *svc = client("win-svc", "service", &w);
 	struct sb_client *cs[] = {svc};
 
-	CHECK_INT(sb_client_register(svc, "win", 0, handle_win, &seen), 0);
+	CHECK_INT(sb_client_register(svc, "win", NULL, handle_win, &seen), 0);
 	pump_online(cs, 1);
 	for (int i = 0; i < WIN; i++) {
 		char name[32];

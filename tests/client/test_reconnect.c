@@ -318,8 +318,8 @@ static void test_reconnect_after_router_restart(void)
 	struct sb_client *cs[] = {svc, ui};
 	struct fake f;
 
-	CHECK_INT(sb_client_register(svc, "rc.echo", 0, handle_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "rc.hold", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, "rc.echo", NULL, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rc.hold", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
 
 	/* Request A is at the handler; B is still in the client's output when
@@ -345,7 +345,7 @@ static void test_reconnect_after_router_restart(void)
 	CHECK_INT(wc.offline_err, 0);
 	CHECK_INT(sb_send(ui, "rc.echo", NULL, 0, NULL), SB_EOFFLINE);
 	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, NULL, on_reply, &rc, NULL), SB_EOFFLINE);
-	CHECK_INT(sb_client_register(svc, "rc.later", 0, handle_echo, NULL),
+	CHECK_INT(sb_client_register(svc, "rc.later", NULL, handle_echo, NULL),
 		  0); /* kept for later */
 
 	uint64_t window = now_ms();

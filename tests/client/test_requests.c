@@ -41,16 +41,15 @@ static int64_t unpack_amount(const void *p, size_t len)
 
 static const uint8_t BALANCE[] = {0x81, 0xa7, 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0x14};
 
-static void handle_transfer(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_transfer(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int64_t amount = unpack_amount(p, len);
 
-	(void)c;
 	(void)ud;
 	if (amount < 0)
-		CHECK_INT(sb_reply_error(call, SB_EINVAL, "amount missing"), 0);
+		CHECK_INT(sb_reply_error(call, SB_EINVAL, "amount missing", NULL, 0), 0);
 	else if (amount <= 100)
 		CHECK_INT(sb_reply(call, "transferred", NULL, 0), 0);
 	else if (amount <= 1000)
@@ -59,11 +58,10 @@ static void handle_transfer(struct sb_client *c, struct sb_call *call, void *ud)
 		CHECK_INT(sb_reply(call, "insufficient funds", BALANCE, sizeof BALANCE), 0);
 }
 
-static void handle_copy(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_copy(struct sb_call *call, void *ud)
 {
 	uint8_t n[3];
 
-	(void)c;
 	(void)ud;
 	/* Only progress and chunks keep a request open: anything else is
 	 * refused, sends nothing, and leaves the call to be answered. */
@@ -130,7 +128,7 @@ static void test_fire_and_forget(void)
 	struct sb_client *cli = client("shop-1", "client", &wc);
 	struct sb_client *cs[] = {svc, cli};
 
-	CHECK_INT(sb_client_register(svc, "audit.log", 0, handle_seen, &seen), 0);
+	CHECK_INT(sb_client_register(svc, "audit.log", NULL, handle_seen, &seen), 0);
 	pump_online(cs, 2);
 	CHECK_INT(ws.online, 1);
 	CHECK_INT(wc.online, 1);
@@ -163,7 +161,7 @@ static void test_request_reply_with_outcome(void)
 	struct sb_client *cs[] = {bank, shop};
 	int done = 0;
 
-	CHECK_INT(sb_client_register(bank, "transfer", 0, handle_transfer, NULL), 0);
+	CHECK_INT(sb_client_register(bank, "transfer", NULL, handle_transfer, NULL), 0);
 	pump_online(cs, 2);
 	for (int i = 0; i < 3; i++) {
 		msgpack_sbuffer sb;
@@ -201,7 +199,7 @@ static void test_progress_then_final(void)
 	struct sb_client *ui = client("ui-1", "client", &wc);
 	struct sb_client *cs[] = {fs, ui};
 
-	CHECK_INT(sb_client_register(fs, "file.copy", 0, handle_copy, NULL), 0);
+	CHECK_INT(sb_client_register(fs, "file.copy", NULL, handle_copy, NULL), 0);
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "file.copy", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &r.terminal, 1, "file.copied");
@@ -228,7 +226,7 @@ static void test_timeout(void)
 	struct sb_client *ui = client("ui-4", "client", &wc);
 	struct sb_client *cs[] = {slow, ui};
 
-	CHECK_INT(sb_client_register(slow, "report.build", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(slow, "report.build", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "report.build", NULL, 0,
 			     &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 100},
@@ -282,8 +280,8 @@ static void test_catch_all(void)
 	struct sb_client *ui = client("ui-5b", "client", &wc);
 	struct sb_client *cs[] = {svc, ui};
 
-	CHECK_INT(sb_client_register(svc, NULL, 0, handle_hold, &h), 0);
-	CHECK_INT(sb_client_register(svc, NULL, 0, handle_hold, &h), SB_EINVAL); /* only one */
+	CHECK_INT(sb_client_register(svc, NULL, NULL, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, NULL, NULL, handle_hold, &h), SB_EINVAL); /* only one */
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "whatever.it.is", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the catch-all");
@@ -310,7 +308,7 @@ static void test_async_reply(void)
 	struct sb_client *cs[] = {svc, ui};
 	size_t len = 99;
 
-	CHECK_INT(sb_client_register(svc, "async.job", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, "async.job", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the job at the handler");
@@ -338,7 +336,7 @@ static void test_async_reply(void)
 	CHECK_INT(open.err, SB_EOFFLINE);
 	/* The router cancels it towards the handler, whose call then says so. */
 	pump_cond(cs, 1, held_call_cancelled, &h, "the handler to see the cancel");
-	CHECK_INT(sb_reply_error(h.call, SB_EINTERNAL, "too late"), SB_ECANCELLED);
+	CHECK_INT(sb_reply_error(h.call, SB_EINTERNAL, "too late", NULL, 0), SB_ECANCELLED);
 	sb_client_free(svc);
 	router_stop();
 }
@@ -352,7 +350,7 @@ static void test_many_requests_each_answered_once(void)
 	struct sb_client *cs[] = {svc, ui};
 	struct load ld = {.c = ui, .answered = calloc(LOAD_TOTAL, 1)};
 
-	CHECK_INT(sb_client_register(svc, "load.echo", 0, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "load.echo", NULL, handle_echo, NULL), 0);
 	pump_online(cs, 2);
 	uint64_t t0 = now_ms();
 	for (int i = 0; i < LOAD_WINDOW; i++)

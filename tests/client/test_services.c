@@ -29,14 +29,15 @@ static void on_encrypted(const struct sb_reply *rep, void *ud)
 	if (rep->more != SB_MORE_NONE)
 		return;
 	if (rep->err != 0)
-		CHECK_INT(sb_reply_error(ch->call, rep->err, rep->outcome), 0);
+		CHECK_INT(sb_reply_error(ch->call, rep->err, rep->outcome, NULL, 0), 0);
 	else
 		CHECK_INT(sb_reply(ch->call, "user.created", rep->payload, rep->len), 0);
 	ch->call = NULL;
 }
 
-static void handle_create(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_create(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	static const uint8_t pw[] = {0xa6, 's', 'e', 'c', 'r', 'e', 't'};
 	struct chain *ch = ud;
 
@@ -48,12 +49,11 @@ static void handle_create(struct sb_client *c, struct sb_call *call, void *ud)
 		0);
 }
 
-static void handle_encrypt(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_encrypt(struct sb_call *call, void *ud)
 {
 	static const uint8_t hash[] = {0xa4, 'x', 'y', 'z', 'w'};
 	struct chain *ch = ud;
 
-	(void)c;
 	ch->inner_calls++;
 	ch->inner_from_ok = sb_call_from(call) == ch->users_id;
 	CHECK_INT(sb_reply(call, "encrypted", hash, sizeof hash), 0);
@@ -99,8 +99,9 @@ static void *leave_peers_run(void *arg)
 	return NULL;
 }
 
-static void handle_work(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_work(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	struct chain *ch = ud;
 	ch->call = call;
 	ch->inner_calls++;
@@ -135,10 +136,13 @@ static void test_chained_request_from_a_handler(void)
 	struct sb_client *ui = client("signup-1", "client", &wc);
 	struct sb_client *cs[] = {users, pw, ui};
 
-	CHECK_INT(sb_client_register(users, "users.create", 0, handle_create, &ch), 0);
-	CHECK_INT(sb_client_register(pw, "passwords.encrypt", SB_REGISTER_INTERNAL, handle_encrypt,
-				     &ch),
-		  0);
+	CHECK_INT(sb_client_register(users, "users.create", NULL, handle_create, &ch), 0);
+	CHECK_INT(
+		sb_client_register(pw, "passwords.encrypt",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .flags = SB_HANDLER_INTERNAL},
+				   handle_encrypt, &ch),
+		0);
 	pump_online(cs, 3);
 	ch.users_id = sb_client_peer_id(users);
 	CHECK_INT(sb_request(ui, "users.create", NULL, 0, NULL, on_reply, &r, NULL), 0);
@@ -174,7 +178,7 @@ static void test_leave_finishes_its_calls_first(void)
 	struct sb_client *svc = client("lv-svc", "service", &w);
 	pthread_t t;
 
-	CHECK_INT(sb_client_register(svc, "lv.work", 0, handle_work, &ch), 0);
+	CHECK_INT(sb_client_register(svc, "lv.work", NULL, handle_work, &ch), 0);
 	CHECK_INT(sb_client_wait_online(svc, pump_limit_ms), 0);
 	snprintf(lp.leaver, sizeof lp.leaver, "%s", sb_client_name(svc));
 	CHECK_INT(pthread_create(&t, NULL, leave_peers_run, &lp), 0);
@@ -208,8 +212,8 @@ static void test_two_instances_share_and_fail_over(void)
 	static struct replies r[40];
 
 	memset(r, 0, sizeof r);
-	CHECK_INT(sb_client_register(a, "work", 0, handle_echo, &served_a), 0);
-	CHECK_INT(sb_client_register(b, "work", 0, handle_echo, &served_b), 0);
+	CHECK_INT(sb_client_register(a, "work", NULL, handle_echo, &served_a), 0);
+	CHECK_INT(sb_client_register(b, "work", NULL, handle_echo, &served_b), 0);
 	pump_online(all, 3);
 	for (int i = 0; i < 20; i++)
 		CHECK_INT(sb_request(cli, "work", NULL, 0, NULL, on_reply, &r[i], NULL), 0);
@@ -253,7 +257,7 @@ static void test_request_wait_blocking(void)
 	void *reply = NULL;
 	size_t len = 0;
 
-	CHECK_INT(sb_client_register(svc, "wait.echo", 0, handle_echo, &served), 0);
+	CHECK_INT(sb_client_register(svc, "wait.echo", NULL, handle_echo, &served), 0);
 	pump_online(cs, 2);
 	CHECK_INT(pthread_create(&th, NULL, run_service, &run), 0);
 	for (int i = 0; i < 20; i++) {

@@ -10,11 +10,10 @@
 #include "support/router.h"
 #include "support/testlib.h"
 
-static void handle_read(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_read(struct sb_call *call, void *ud)
 {
 	uint8_t n[3];
 
-	(void)c;
 	(void)ud;
 	for (unsigned i = 0; i < 1000; i++) {
 		put_seq(n, i);
@@ -124,7 +123,7 @@ static void test_stream_of_1000_chunks_in_order(void)
 	struct sb_client *ui = client("ui-2", "client", &wc);
 	struct sb_client *cs[] = {fs, ui};
 
-	CHECK_INT(sb_client_register(fs, "file.read", 0, handle_read, NULL), 0);
+	CHECK_INT(sb_client_register(fs, "file.read", NULL, handle_read, NULL), 0);
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "file.read", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &r.terminal, 1, "file.read-done");
@@ -154,7 +153,7 @@ static void test_cancel_mid_stream(void)
 	r.c = ui;
 	struct sb_client *cs[] = {fs, ui};
 
-	CHECK_INT(sb_client_register(fs, "file.tail", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(fs, "file.tail", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the request at the handler");
@@ -199,7 +198,7 @@ static void test_on_writable_resumes_a_stream(void)
 	struct sb_client *ui = client("big-ui", "client", &wc);
 	struct sb_client *cs[] = {svc, ui};
 
-	CHECK_INT(sb_client_register(svc, "big.read", 0, handle_hold, &b.h), 0);
+	CHECK_INT(sb_client_register(svc, "big.read", NULL, handle_hold, &b.h), 0);
 	pump_online(cs, 2);
 	CHECK_INT(
 		sb_request(ui, "big.read", NULL, 0,
@@ -230,7 +229,7 @@ static void test_handler_freed_mid_stream(void)
 	struct sb_client *cs[] = {fs, ui};
 	uint8_t n[3];
 
-	CHECK_INT(sb_client_register(fs, "file.tail", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(fs, "file.tail", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
 	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the request at the handler");

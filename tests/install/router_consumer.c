@@ -10,13 +10,13 @@
 #include <switchboard/router.h>
 
 /* Answers "echo" with its own payload. */
-static void on_echo(struct sb_local_call *call, void *ud)
+static void on_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
-	const void *p = sb_local_payload(call, &len);
+	const void *p = sb_call_payload(call, &len);
 
 	(void)ud;
-	sb_local_reply(call, "echoed", p, len, 0);
+	sb_reply(call, "echoed", p, len);
 }
 
 int main(void)
@@ -35,7 +35,7 @@ int main(void)
 	rc.port = 0; /* any free port */
 	rc.shards = 1;
 	if ((r = sb_router_new(&rc, &err)) == NULL ||
-	    sb_router_handle(r, "echo", 0, on_echo, NULL) != 0 || sb_router_start(r) != 0) {
+	    sb_router_handle(r, "echo", NULL, on_echo, NULL) != 0 || sb_router_start(r) != 0) {
 		fprintf(stderr, "router consumer: no router: %s\n", sb_strerror(err));
 		return 1;
 	}

@@ -81,7 +81,7 @@ static void reply_stream(struct sb_call *call, const void *p, size_t len)
 		n = u.data.via.u64;
 	msgpack_unpacked_destroy(&u);
 	if (n > 1000) {
-		sb_reply_error(call, SB_EINVAL, "at most 1000 chunks");
+		sb_reply_error(call, SB_EINVAL, "at most 1000 chunks", NULL, 0);
 		return;
 	}
 	msgpack_sbuffer_init(&sb);
@@ -100,13 +100,12 @@ static void reply_stream(struct sb_call *call, const void *p, size_t len)
 	msgpack_sbuffer_destroy(&sb);
 }
 
-static void on_request(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_request(struct sb_call *call, void *ud)
 {
 	const char *name = sb_call_name(call);
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	(void)ud;
 	if (!sb_call_is_request(call)) {
 		printf("send %s %zu\n", name, len);
@@ -118,7 +117,7 @@ static void on_request(struct sb_client *c, struct sb_call *call, void *ud)
 	} else if (strcmp(name, "c.stream") == 0) {
 		reply_stream(call, p, len);
 	} else if (strcmp(name, "c.fail") == 0) {
-		sb_reply_error(call, SB_EFORBIDDEN, "c says no");
+		sb_reply_error(call, SB_EFORBIDDEN, "c says no", NULL, 0);
 	} else if (strcmp(name, "c.hold") == 0) {
 		sb_call_on_cancel(call, on_hold_cancel, NULL); /* never answered */
 	} else if (strcmp(name, "c.who") == 0) {
@@ -135,7 +134,7 @@ static void on_request(struct sb_client *c, struct sb_call *call, void *ud)
 		sb_reply(call, "c.who", sb.data, sb.size);
 		msgpack_sbuffer_destroy(&sb);
 	} else {
-		sb_reply_error(call, SB_ENOHANDLER, "js_peer has no such handler");
+		sb_reply_error(call, SB_ENOHANDLER, "js_peer has no such handler", NULL, 0);
 	}
 }
 
@@ -161,7 +160,7 @@ static int serve(struct sb_client_config *cfg)
 		return 1;
 	}
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		sb_client_register(c, names[i], 0, on_request, NULL);
+		sb_client_register(c, names[i], NULL, on_request, NULL);
 	served = c;
 	signal(SIGTERM, on_signal);
 	/* Until the test stops us, or the router refuses us for good. */

@@ -14,43 +14,106 @@
 /* ---- in-process handlers ------------------------------------------------ */
 
 /* "math.double": the payload is a positive fixint; the reply doubles it. */
-static void math_double(struct sb_local_call *call, void *ud)
+static void math_double(struct sb_call *call, void *ud)
 {
 	size_t len;
-	const uint8_t *p = sb_local_payload(call, &len);
+	const uint8_t *p = sb_call_payload(call, &len);
 	(void)ud;
 	if (len != 1 || p[0] > 63) {
-		sb_local_error(call, SB_EINVAL, "need a fixint under 64");
+		sb_reply_error(call, SB_EINVAL, "need a fixint under 64", NULL, 0);
 		return;
 	}
 	uint8_t twice = (uint8_t)(p[0] * 2);
-	sb_local_reply(call, "doubled", &twice, 1, 0);
+	sb_reply(call, "doubled", &twice, 1);
 }
 
 /* "count.to": streams 100 chunks (fixints 0..99), then a final reply. */
-static void count_to(struct sb_local_call *call, void *ud)
+static void count_to(struct sb_call *call, void *ud)
 {
 	(void)ud;
 	for (uint8_t i = 0; i < 100; i++)
-		sb_local_reply(call, "count.chunk", &i, 1, SB_F_MORE | SB_F_CHUNK);
-	sb_local_reply(call, "count.done", NULL, 0, 0);
+		sb_reply_more(call, SB_MORE_CHUNK, "count.chunk", &i, 1);
+	sb_reply(call, "count.done", NULL, 0);
 }
 
-/* "forgetful": returns without answering, a bug the router must cover. */
-static void forgetful(struct sb_local_call *call, void *ud)
+/* "forgetful": returns without answering and never answers: the request
+ * ends with its timeout, and the router frees the call when it is freed. */
+static void forgetful(struct sb_call *call, void *ud)
 {
 	(void)call;
 	(void)ud;
 }
 
+/* "job.later": keeps the call for the test's thread to answer after the
+ * callback has returned; notes who sent it. */
+static struct later {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct sb_call *call;
+	uint8_t arg;
+	char peer[32], role[16];
+} later = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, "", ""};
+
+static void job_later(struct sb_call *call, void *ud)
+{
+	size_t len;
+	const uint8_t *p = sb_call_payload(call, &len);
+	(void)ud;
+	pthread_mutex_lock(&later.lock);
+	later.arg = len == 1 ? p[0] : 0xff;
+	snprintf(later.peer, sizeof later.peer, "%s",
+		 sb_call_peer(call) != NULL ? sb_call_peer(call) : "(none)");
+	snprintf(later.role, sizeof later.role, "%s",
+		 sb_call_role(call) != NULL ? sb_call_role(call) : "(none)");
+	CHECK(sb_call_client(call) == NULL);
+	later.call = call;
+	pthread_cond_broadcast(&later.cond);
+	pthread_mutex_unlock(&later.lock);
+}
+
+/* The call job.later kept (5 s at most), taken from the slot. */
+static struct sb_call *later_take(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 5;
+	pthread_mutex_lock(&later.lock);
+	while (later.call == NULL)
+		if (pthread_cond_timedwait(&later.cond, &later.lock, &until) != 0)
+			break;
+	struct sb_call *call = later.call;
+	later.call = NULL;
+	pthread_mutex_unlock(&later.lock);
+	CHECK(call != NULL);
+	return call;
+}
+
+/* "job.never": never answers, but hears of the end through on_cancel. */
+static _Atomic int never_cancels;
+
+static void on_never_cancel(struct sb_call *call, void *ud)
+{
+	(void)ud;
+	CHECK(sb_call_cancelled(call));
+	CHECK_STR(sb_call_name(call), "job.never");
+	atomic_fetch_add(&never_cancels, 1);
+}
+
+static void job_never(struct sb_call *call, void *ud)
+{
+	(void)ud;
+	CHECK(!sb_call_cancelled(call));
+	sb_call_on_cancel(call, on_never_cancel, NULL);
+}
+
 static _Atomic int audit_sends;
 static _Atomic uint32_t audit_from;
 
-static void audit(struct sb_local_call *call, void *ud)
+static void audit(struct sb_call *call, void *ud)
 {
 	(void)ud;
-	if (!sb_local_is_request(call)) {
-		atomic_store(&audit_from, sb_local_from(call));
+	if (!sb_call_is_request(call)) {
+		atomic_store(&audit_from, sb_call_from(call));
 		atomic_fetch_add(&audit_sends, 1);
 	}
 }
@@ -63,19 +126,19 @@ static const uint8_t KV_SCHEMA[] = {0x82, 0xa4, 'k',  'e', 'y', 's', 0x81, 0xa3,
 				    'e',  'y',  0xa5, 'v', 'a', 'l', 'u',  'e'};
 static _Atomic int kv_calls;
 
-static void kv_put(struct sb_local_call *call, void *ud)
+static void kv_put(struct sb_call *call, void *ud)
 {
 	(void)ud;
 	atomic_fetch_add(&kv_calls, 1);
-	if (sb_local_is_request(call))
-		sb_local_reply(call, "stored", NULL, 0, 0);
+	if (sb_call_is_request(call))
+		sb_reply(call, "stored", NULL, 0);
 }
 
 /* "vault.open": internal, for services and the program only. */
-static void vault_open(struct sb_local_call *call, void *ud)
+static void vault_open(struct sb_call *call, void *ud)
 {
 	(void)ud;
-	sb_local_reply(call, "opened", NULL, 0, 0);
+	sb_reply(call, "opened", NULL, 0);
 }
 
 /* ---- waiting for callbacks that run on shard threads --------------------- */
@@ -142,16 +205,25 @@ static int wait_final(struct waiter *w)
 static void start_embedded(void)
 {
 	struct sb_router *r = router_new(NULL);
-	CHECK_INT(sb_router_handle(r, "math.double", 0, math_double, NULL), 0);
-	CHECK_INT(sb_router_handle(r, "count.to", 0, count_to, NULL), 0);
-	CHECK_INT(sb_router_handle(r, "forgetful", 0, forgetful, NULL), 0);
-	CHECK_INT(sb_router_handle(r, "audit.log", 0, audit, NULL), 0);
-	CHECK_INT(
-		sb_router_handle_schema(r, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
-		0);
-	CHECK_INT(sb_router_handle(r, "vault.open", SB_F_INTERNAL, vault_open, NULL), 0);
-	CHECK_INT(sb_router_handle(r, "$sb.routes", 0, audit, NULL), SB_EINVAL);
-	CHECK_INT(sb_router_handle(r, "bad name", 0, audit, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_handle(r, "math.double", NULL, math_double, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "count.to", NULL, count_to, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "forgetful", NULL, forgetful, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "job.later", NULL, job_later, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "job.never", NULL, job_never, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "audit.log", NULL, audit, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "kv.put",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = KV_SCHEMA,
+							     .schema_len = sizeof KV_SCHEMA},
+				   kv_put, NULL),
+		  0);
+	CHECK_INT(sb_router_handle(r, "vault.open",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .flags = SB_HANDLER_INTERNAL},
+				   vault_open, NULL),
+		  0);
+	CHECK_INT(sb_router_handle(r, "$sb.routes", NULL, audit, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_handle(r, "bad name", NULL, audit, NULL), SB_EINVAL);
 	router_start_with(r);
 }
 
@@ -190,15 +262,107 @@ static void test_in_process_stream_reaches_a_network_client_in_order(void)
 	router_stop();
 }
 
-static void test_handler_that_forgets_to_answer(void)
+/* A request is answered when the handler is ready, from any thread: here
+ * the test's own, after the callback has returned (the PONG to a PING sent
+ * after the request proves the shard is past it). */
+static void test_in_process_handler_answers_later_from_another_thread(void)
+{
+	start_embedded();
+	struct peer *cli = peer_hello(PORT, "later-user", "client");
+	uint8_t arg = 21, twice;
+	peer_request(cli, "job.later", 1, 0, &arg, 1);
+	struct sb_msg ping = {.kind = SB_PING, .id = 9};
+	peer_send(cli, &ping);
+	peer_expect(cli, SB_PONG);
+	struct sb_call *call = later_take();
+	CHECK_STR(later.peer, "later-user"); /* who asked, as the router knows it */
+	CHECK_STR(later.role, "client");
+	twice = (uint8_t)(later.arg * 2);
+	CHECK_INT(sb_reply(call, "done later", &twice, 1), 0);
+	struct sb_msg *r = peer_expect(cli, SB_REPLY);
+	CHECK(r->id == 1 && v_is(r->outcome, "done later"));
+	CHECK(r->payload.len == 1 && r->payload.ptr[0] == 42);
+
+	/* An error with details, the same way. */
+	peer_request(cli, "job.later", 2, 0, &arg, 1);
+	call = later_take();
+	static const uint8_t details[] = {0x81, 0xa5, 'l', 'i', 'm', 'i', 't', 10};
+	CHECK_INT(sb_reply_error(call, SB_EINVAL, "over the limit", details, sizeof details), 0);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 2 && e->code == (uint32_t)-SB_EINVAL && v_is(e->text, "over the limit"));
+	CHECK(e->payload.len == sizeof details &&
+	      memcmp(e->payload.ptr, details, sizeof details) == 0);
+
+	/* The program's own request: no sender to name, the answer by callback. */
+	struct waiter w;
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "job.later", &arg, 1, NULL, on_reply, &w, NULL), 0);
+	call = later_take();
+	CHECK_STR(later.peer, "(none)");
+	CHECK_INT(sb_call_from(call), 0);
+	CHECK_INT(sb_reply_error(call, SB_EINVAL, "over the limit", details, sizeof details), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], SB_EINVAL);
+	CHECK_STR(w.outcome[0], "over the limit");
+	CHECK_INT(w.first_byte[0], 0x81); /* the details, as the payload */
+	peer_close(cli);
+	router_stop();
+}
+
+/* A stream produced by another thread arrives whole and in order. */
+static void test_in_process_stream_from_another_thread(void)
+{
+	start_embedded();
+	struct peer *cli = peer_hello(PORT, "stream-user", "client");
+	peer_request(cli, "job.later", 3, 0, NULL, 0);
+	struct sb_call *call = later_take();
+	for (uint8_t i = 0; i < 50; i++)
+		CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "job.chunk", &i, 1), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_RESULT, "job.chunk", NULL, 0), SB_EINVAL);
+	CHECK_INT(sb_reply(call, "job.done", NULL, 0), 0);
+	for (int i = 0; i < 50; i++) {
+		struct sb_msg *r = peer_expect(cli, SB_REPLY);
+		CHECK(r->id == 3 && r->flags == (SB_F_MORE | SB_F_CHUNK));
+		if (r->payload.len != 1 || r->payload.ptr[0] != i) {
+			CHECK_INT(r->payload.ptr[0], i);
+			break;
+		}
+	}
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "job.done"));
+	peer_close(cli);
+	router_stop();
+}
+
+/* Nobody answers: the request ends with its timeout, as a network one
+ * would, and a handler with on_cancel hears of it. */
+static void test_in_process_request_never_answered_ends_with_its_timeout(void)
 {
 	start_embedded();
 	struct peer *cli = peer_hello(PORT, "hopeful", "client");
-	peer_request(cli, "forgetful", 4, 0, NULL, 0);
+	peer_request(cli, "forgetful", 4, 100, NULL, 0);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
-	CHECK(e->id == 4 && e->code == (uint32_t)-SB_EINTERNAL);
+	CHECK(e->id == 4 && e->code == (uint32_t)-SB_ETIMEOUT);
+
+	atomic_store(&never_cancels, 0);
+	peer_request(cli, "job.never", 5, 100, NULL, 0);
+	e = peer_expect(cli, SB_ERROR);
+	CHECK(e->id == 5 && e->code == (uint32_t)-SB_ETIMEOUT);
+	for (int i = 0; i < 5000 && atomic_load(&never_cancels) == 0; i++) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(atomic_load(&never_cancels), 1);
+
+	/* The program's request too: SB_ETIMEOUT by callback. */
+	struct waiter w;
+	waiter_init(&w);
+	struct sb_opts o = SB_OPTS_INIT;
+	o.timeout_ms = 100;
+	CHECK_INT(sb_router_request(R, "forgetful", NULL, 0, &o, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], SB_ETIMEOUT);
 	peer_close(cli);
-	router_stop();
+	router_stop(); /* frees the forgetful handler's calls: no leak under ASan */
 }
 
 static void test_network_send_reaches_an_in_process_handler(void)
@@ -314,7 +478,7 @@ static void test_program_request_errors(void)
 	CHECK_INT(sb_router_request(R, "has space", NULL, 0, NULL, on_reply, &none, NULL),
 		  SB_EINVAL);
 	CHECK_INT(sb_router_request(R, "math.double", NULL, 0, NULL, NULL, NULL, NULL), SB_EINVAL);
-	CHECK_INT(sb_router_handle(R, "too.late", 0, forgetful, NULL), SB_EINVAL);
+	CHECK_INT(sb_router_handle(R, "too.late", NULL, forgetful, NULL), SB_EINVAL);
 	router_stop();
 }
 
@@ -468,12 +632,13 @@ static void test_broadcast_over_in_process_and_network_handlers(void)
 	r = peer_expect(cli, SB_REPLY);
 	CHECK(v_is(r->outcome, "$sb.all") && r->flags == 0 && r->id == 6);
 
-	/* A forgetful in-process handler is an error result, not a hang. */
+	/* A forgetful in-process handler is a timeout result, not a hang. */
 	m.id = 7;
 	m.name = v_str("forgetful");
+	m.timeout_ms = 100;
 	peer_send(cli, &m);
 	struct sb_msg *e = peer_expect(cli, SB_ERROR);
-	CHECK(e->code == (uint32_t)-SB_EINTERNAL && (e->flags & SB_F_MORE));
+	CHECK(e->code == (uint32_t)-SB_ETIMEOUT && (e->flags & SB_F_MORE));
 	r = peer_expect(cli, SB_REPLY);
 	CHECK(v_is(r->outcome, "$sb.all") && r->id == 7);
 	peer_close(cli);
@@ -522,11 +687,18 @@ static void test_in_process_handler_with_a_schema(void)
 	sb_router_config_init(&cfg);
 	cfg.port = 0;
 	struct sb_router *r2 = sb_router_new(&cfg, &err);
-	CHECK_INT(sb_router_handle_schema(r2, "kv.put", 0, bad, sizeof bad, kv_put, NULL),
+	CHECK_INT(sb_router_handle(r2, "kv.put",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = bad,
+							     .schema_len = sizeof bad},
+				   kv_put, NULL),
 		  SB_EINVAL);
-	CHECK_INT(
-		sb_router_handle_schema(r2, "kv.put", 0, KV_SCHEMA, sizeof KV_SCHEMA, kv_put, NULL),
-		0);
+	CHECK_INT(sb_router_handle(r2, "kv.put",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = KV_SCHEMA,
+							     .schema_len = sizeof KV_SCHEMA},
+				   kv_put, NULL),
+		  0);
 	sb_router_free(r2); /* never started: frees the schema it holds */
 	router_stop();
 }
@@ -611,7 +783,9 @@ int main(void)
 {
 	RUN(test_network_client_calls_an_in_process_handler);
 	RUN(test_in_process_stream_reaches_a_network_client_in_order);
-	RUN(test_handler_that_forgets_to_answer);
+	RUN(test_in_process_handler_answers_later_from_another_thread);
+	RUN(test_in_process_stream_from_another_thread);
+	RUN(test_in_process_request_never_answered_ends_with_its_timeout);
 	RUN(test_network_send_reaches_an_in_process_handler);
 	RUN(test_program_requests_a_network_service);
 	RUN(test_program_requests_an_in_process_handler);

@@ -34,9 +34,8 @@ static uint8_t pattern(int chunk, size_t k)
 	return (uint8_t)(chunk * 131 + (int)(k * 7) + (int)(k >> 9));
 }
 
-static void handle_read(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_read(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	streaming = call;
 	produced = 0;
@@ -123,7 +122,7 @@ static void test_request_reply_over_tls(void)
 	struct sb_client *req = tls_client(port, "client", NULL, NULL, &wc);
 	struct sb_client *cs[] = {svc, req};
 
-	CHECK_INT(sb_client_register(svc, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "echo", NULL, handle_echo_subject, NULL), 0);
 	if (pump_online(cs, 2)) {
 		for (uint8_t i = 0; i < 20; i++)
 			echo_works(cs, 2, req, i);
@@ -179,7 +178,7 @@ static void test_big_stream_arrives_intact(void)
 	struct stream_seen seen = {0};
 	struct sb_router_stats st;
 
-	CHECK_INT(sb_client_register(svc, "file.read", 0, handle_read, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "file.read", NULL, handle_read, NULL), 0);
 	if (pump_online(cs, 2)) {
 		CHECK_INT(sb_request(req, "file.read", NULL, 0,
 				     &(struct sb_opts){.size = sizeof(struct sb_opts),
@@ -280,7 +279,7 @@ static void test_plain_client_refused_cleanly(void)
 	struct sb_client *req = tls_client(port, "client", NULL, NULL, &wc);
 	struct sb_client *cs[] = {svc, req};
 
-	CHECK_INT(sb_client_register(svc, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "echo", NULL, handle_echo_subject, NULL), 0);
 	pump_online(cs, 2);
 
 	struct peer *p = peer_dial(port);

@@ -133,17 +133,15 @@ static void c_hold_cancel(struct sb_call *call, void *ud)
 	c_v[1]++;
 }
 
-static void c_hold(struct sb_client *c, struct sb_call *call, void *ud)
+static void c_hold(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	c_v[0]++;
 	sb_call_on_cancel(call, c_hold_cancel, NULL);
 }
 
-static void c_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void c_echo(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
@@ -165,9 +163,8 @@ static void c_stream_cancel(struct sb_call *call, void *ud)
 	c_v[2]++;
 }
 
-static void c_stream(struct sb_client *c, struct sb_call *call, void *ud)
+static void c_stream(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	for (uintptr_t i = 0; i < 64; i++)
 		if (c_streams[i] == NULL) {
@@ -176,7 +173,7 @@ static void c_stream(struct sb_client *c, struct sb_call *call, void *ud)
 			sb_call_on_cancel(call, c_stream_cancel, (void *)i);
 			return;
 		}
-	sb_reply_error(call, SB_EOVERLOADED, "too many streams");
+	sb_reply_error(call, SB_EOVERLOADED, "too many streams", NULL, 0);
 }
 
 static void c_produce(void)
@@ -226,12 +223,12 @@ int child_main(int argc, char **argv)
 	if (c == NULL)
 		return 1;
 	if (strcmp(role, "hold") == 0)
-		sb_client_register(c, name, 0, c_hold, NULL);
+		sb_client_register(c, name, NULL, c_hold, NULL);
 	else if (strcmp(role, "echo") == 0)
-		sb_client_register(c, name, 0, c_echo, NULL);
+		sb_client_register(c, name, NULL, c_echo, NULL);
 	else if (strcmp(role, "stream") == 0) {
 		c_chunk = (size_t)arg;
-		sb_client_register(c, name, 0, c_stream, NULL);
+		sb_client_register(c, name, NULL, c_stream, NULL);
 	} else if (!is_req)
 		return 2;
 	/* Until killed: SIGKILL is the fault under test, and PR_SET_PDEATHSIG

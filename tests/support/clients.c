@@ -153,25 +153,23 @@ void on_all(const struct sb_reply *r, void *ud)
 		a->errs[i] = r->err;
 }
 
-void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int *count = ud;
 
-	(void)c;
 	if (count != NULL)
 		(*count)++;
 	CHECK_INT(sb_reply(call, "echoed", p, len), 0);
 }
 
-void handle_seen(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_seen(struct sb_call *call, void *ud)
 {
 	struct seen *s = ud;
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	s->n++;
 	s->is_request = sb_call_is_request(call);
 	s->from = sb_call_from(call);
@@ -190,11 +188,10 @@ static void on_held_cancel(struct sb_call *call, void *ud)
 	h->call = NULL; /* freed when we return */
 }
 
-void handle_hold(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_hold(struct sb_call *call, void *ud)
 {
 	struct held *h = ud;
 
-	(void)c;
 	h->calls++;
 	h->call = call;
 	if (h->watch_cancel)

@@ -77,7 +77,7 @@ void on_all(const struct sb_reply *r, void *ud);
 
 /* Answers "echoed" with the payload; counts calls in the int ud points to
  * (if not NULL). */
-void handle_echo(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_echo(struct sb_call *call, void *ud);
 
 /* What one fire-and-forget delivery looked like. */
 struct seen {
@@ -92,7 +92,7 @@ struct seen {
 
 /* Records the delivery into the struct seen ud points to, and tries to
  * answer it. */
-void handle_seen(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_seen(struct sb_call *call, void *ud);
 
 /* A handler that keeps its call to answer later. */
 struct held {
@@ -103,7 +103,7 @@ struct held {
 };
 
 /* Keeps the call in the struct held ud points to. */
-void handle_hold(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_hold(struct sb_call *call, void *ud);
 /* The held call is there and was cancelled (a done() for pump_cond). */
 int held_call_cancelled(void *arg);
 

@@ -227,13 +227,12 @@ void expect_refused(struct sb_client *c, struct tls_watch *w, int err, const cha
 
 char last_subject[256];
 
-void handle_echo_subject(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_echo_subject(struct sb_call *call, void *ud)
 {
 	size_t n;
 	const void *p = sb_call_payload(call, &n);
 	const char *subject = sb_call_subject(call);
 
-	(void)c;
 	(void)ud;
 	snprintf(last_subject, sizeof last_subject, "%s", subject != NULL ? subject : "(none)");
 	CHECK_INT(sb_reply(call, "echoed", p, n), 0);

@@ -185,12 +185,11 @@ static void on_stream_cancel(struct sb_call *call, void *ud)
 	cancels++;
 }
 
-static void handle_stream(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_stream(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	if (calls_taken >= REQ_STREAMS) {
-		sb_reply_error(call, SB_EOVERLOADED, "one stream too many");
+		sb_reply_error(call, SB_EOVERLOADED, "one stream too many", NULL, 0);
 		return;
 	}
 	uintptr_t i = (uintptr_t)calls_taken++;
@@ -276,7 +275,7 @@ static void test_requester_killed_mid_stream(void)
 	calls_taken = cancels = produced = 0;
 	memset(CALLS, 0, sizeof CALLS);
 	struct sb_client *svc = loop_client(port, "rk-svc", "service");
-	CHECK_INT(sb_client_register(svc, "rk.read", 0, handle_stream, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rk.read", NULL, handle_stream, NULL), 0);
 	loop_wait(loop_online, NULL, 20000, "the service online");
 	loop_tick = produce;
 	struct child *ui = child_ready("streamreq", port, "rk.read", REQ_STREAMS);

@@ -43,16 +43,14 @@ static struct sb_client *watched(uint16_t port, const char *name, const char *ro
 	return loop_client_with(port, name, role, on_watch, w);
 }
 
-static void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_echo(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	sb_reply(call, "echoed", NULL, 0);
 }
 
-static void handle_hold(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_hold(struct sb_call *call, void *ud)
 {
-	(void)c;
 	*(struct sb_call **)ud = call; /* the connection's loss ends it */
 }
 
@@ -66,8 +64,8 @@ static void test_router_restart(void)
 	loop_reset();
 	struct sb_client *svc = watched(port, "rs-svc", "service", &ws);
 	struct sb_client *ui = watched(port, "rs-ui", "client", &wc);
-	CHECK_INT(sb_client_register(svc, "rs.echo", 0, handle_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "rs.hold", 0, handle_hold, &held), 0);
+	CHECK_INT(sb_client_register(svc, "rs.echo", NULL, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rs.hold", NULL, handle_hold, &held), 0);
 	loop_wait(loop_online, NULL, 20000, "both clients online");
 	RQ = calloc(8, sizeof *RQ);
 	terminals = 0;
