@@ -74,7 +74,7 @@ static struct sb_client *connect_to(const struct opts *o, uint16_t port, int tls
 	snprintf(ca, sizeof ca, "%s/ca.pem", o->dir);
 	sb_client_config_init(&cfg);
 	cfg.port = port;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.tls = tls;
 	cfg.tls_ca = tls ? ca : NULL;
 	struct sb_client *c = sb_client_new(&cfg, &err);

@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = call ? "client" : "service";
+	cfg.role = call ? SB_ROLE_CLIENT : SB_ROLE_SERVICE;
 	cfg.on_state = on_state;
 	cfg.ud = users ? "serving users.create" : passwords ? "serving passwords.encrypt" : NULL;
 	if ((client = sb_client_new(&cfg, &err)) == NULL) {

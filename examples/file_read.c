@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client";
+	cfg.role = serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.on_state = on_state;
 	cfg.on_writable = on_writable;
 	cfg.ud = serve ? "serving file.read" : NULL;

@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = agent ? "service" : "client";
+	cfg.role = agent ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.name = agent ? argv[4] : NULL; /* the name the check reports */
 	cfg.on_state = on_state;
 	if (agent) {

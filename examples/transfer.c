@@ -150,7 +150,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client";
+	cfg.role = serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.on_state = on_state;
 	cfg.ud = serve ? "serving transfer" : NULL;
 	if ((client = sb_client_new(&cfg, &err)) == NULL) {

@@ -123,7 +123,8 @@ int main(int argc, char **argv)
 
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client"; /* only services may register handlers */
+	cfg.role =
+		serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT; /* only services may register handlers */
 	cfg.on_state = on_state;
 	cfg.ud = serve ? "serving user.create" : NULL;
 	client = sb_client_new(&cfg, &err);

@@ -262,7 +262,7 @@ static struct sb_client *connect_router(const struct opts *o, const char *role)
 	cfg.host = o->host;
 	cfg.port = o->port;
 	cfg.name = o->name;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.secret = o->secret;
 	cfg.reconnect_min_ms = 50;
 	cfg.reconnect_max_ms = 500;
@@ -634,15 +634,9 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 
 static void on_presence(struct sb_client *c, const struct sb_presence *p, void *ud)
 {
-	static const char *const events[] = {[SB_PEER_CONNECTED] = "connected",
-					     [SB_PEER_DISCONNECTED] = "disconnected",
-					     [SB_PEER_DRAINING] = "draining"};
 	struct listener *l = ud;
 	struct sbj_buf q = {0}, s = {0};
-	const char *event =
-		(unsigned)p->event < sizeof events / sizeof events[0] && events[p->event] != NULL
-			? events[p->event]
-			: "?";
+	const char *event = sb_presence_name(p->event);
 
 	if (l->o->json) {
 		printf("{\"event\":\"%s\",\"peer\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\"", event,

@@ -46,14 +46,24 @@ enum sb_client_state {
 	SB_CLIENT_ERROR,       /* the router refused something; err says what */
 };
 
-/* A client's settings. Fill with sb_client_config_init(), then change fields.
- * The strings are copied by sb_client_new(). */
+/* What a client may do (the wire says "client" and "service"). */
+enum sb_role {
+	SB_ROLE_CLIENT,  /* send and request */
+	SB_ROLE_SERVICE, /* also register handlers, and call internal ones */
+};
+
+/* A client's settings. Fill with sb_client_config_init(), then change
+ * fields. The strings are copied by sb_client_new(). The struct may grow
+ * at its end in later versions: `size` (set by sb_client_config_init)
+ * tells the library how much of it this program knows, and fields past it
+ * keep their defaults, so a program built against an older header keeps
+ * working with a newer library. */
 struct sb_client_config {
+	size_t size;                 /* sizeof the struct this program was built with */
 	const char *host;            /* router address or host name; "127.0.0.1" */
 	uint16_t port;               /* router port; 7400 */
 	const char *name;            /* peer name to ask for; NULL: the router assigns one */
-	const char *role;            /* "client" (send and request) or "service" (may also
-					register handlers); "client" */
+	enum sb_role role;           /* SB_ROLE_CLIENT (default) or SB_ROLE_SERVICE */
 	const char *secret;          /* shared secret for a router that asks for one (the
 					secret of the role); NULL: none, and such a router
 					is given up on with SB_EUNAUTHORIZED. It never
@@ -91,8 +101,12 @@ struct sb_client_config {
 	void (*on_writable)(struct sb_client *c, void *ud);
 };
 
-/** Fill @p cfg with the defaults above. */
-void sb_client_config_init(struct sb_client_config *cfg);
+/** Fill @p cfg with the defaults above, and its size. */
+#define sb_client_config_init(cfg) sb_client_config_init_size((cfg), sizeof *(cfg))
+
+/** What sb_client_config_init() calls: fill the first @p size bytes of
+ * @p cfg with the defaults (size included). */
+void sb_client_config_init_size(struct sb_client_config *cfg, size_t size);
 
 /**
  * Create a client and start connecting (without blocking). The client goes
@@ -100,8 +114,9 @@ void sb_client_config_init(struct sb_client_config *cfg);
  * the ACK of every handler registered by then. A router that cannot be
  * reached is retried with backoff; that is not an error here.
  * @param cfg  settings; NULL for the defaults
- * @param err  optional; set on failure to SB_EINVAL (a bad setting: role not
- *             "client"/"service", an invalid name, an empty secret,
+ * @param err  optional; set on failure to SB_EINVAL (a bad setting: a size
+ *             too small to hold host and port, a role not in enum sb_role,
+ *             an invalid name, an empty secret,
  *             reconnect_min_ms 0 or above reconnect_max_ms, a tls_* setting
  *             without tls, a TLS file that does not load), SB_ENOMEM or
  *             SB_ESYS

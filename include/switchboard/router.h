@@ -13,8 +13,13 @@
 extern "C" {
 #endif
 
-/* Router settings. Fill with sb_router_config_init(), then change fields. */
+/* Router settings. Fill with sb_router_config_init(), then change fields.
+ * The struct may grow at its end in later versions: `size` (set by
+ * sb_router_config_init) tells the library how much of it this program
+ * knows, and fields past it keep their defaults, so a program built
+ * against an older header keeps working with a newer library. */
 struct sb_router_config {
+	size_t size;                 /* sizeof the struct this program was built with */
 	const char *addr;            /* IPv4 address to listen on; default "127.0.0.1" */
 	uint16_t port;               /* TCP port; 0 = any free port; default 7400 */
 	unsigned shards;             /* threads; 0 = one per online CPU */
@@ -132,14 +137,19 @@ struct sb_router_stats {
 
 struct sb_router;
 
-/** Fill @p c with the defaults above. */
-void sb_router_config_init(struct sb_router_config *c);
+/** Fill @p c with the defaults above, and its size. */
+#define sb_router_config_init(c) sb_router_config_init_size((c), sizeof *(c))
+
+/** What sb_router_config_init() calls: fill the first @p size bytes of
+ * @p c with the defaults (size included). */
+void sb_router_config_init_size(struct sb_router_config *c, size_t size);
 
 /**
  * Create a router: validate the config, load the TLS settings if any, and
  * bind every shard's listening socket (SO_REUSEPORT), retrying a busy port
  * as configured. A bad TLS setting is logged (at any log level).
- * @param err  set to the reason on failure: SB_EINVAL (bad config) or
+ * @param err  set to the reason on failure: SB_EINVAL (bad config, or a
+ *             size too small to hold addr and port) or
  *             SB_ESYS (errno says why: EADDRINUSE after the retries, ...)
  * @return the router, not yet running, or NULL
  */

@@ -63,7 +63,22 @@ static void test_bad_arguments(void)
 	int err = 0;
 
 	sb_client_config_init(&cfg);
-	cfg.role = "admin";
+	CHECK_INT(cfg.size, sizeof cfg);
+	cfg.role = (enum sb_role)7;
+	CHECK(sb_client_new(&cfg, &err) == NULL);
+	CHECK_INT(err, SB_EINVAL);
+	/* A program built when the struct ended after `name` gets the defaults
+	 * for the rest (role "client" among them); one too short for host and
+	 * port is refused. */
+	sb_client_config_init(&cfg);
+	cfg.port = PORT;
+	cfg.role = (enum sb_role)7; /* past the old struct's end: not read */
+	cfg.size = offsetof(struct sb_client_config, name) + sizeof cfg.name;
+	struct sb_client *old = sb_client_new(&cfg, &err);
+	CHECK(old != NULL);
+	CHECK_INT(sb_client_register(old, "x.y", NULL, handle_echo, NULL), SB_EFORBIDDEN);
+	sb_client_free(old);
+	cfg.size = sizeof(size_t);
 	CHECK(sb_client_new(&cfg, &err) == NULL);
 	CHECK_INT(err, SB_EINVAL);
 	sb_client_config_init(&cfg);

@@ -40,6 +40,9 @@ static int64_t unpack_amount(const void *p, size_t len)
 }
 
 static const uint8_t BALANCE[] = {0x81, 0xa7, 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0x14};
+/* An error's details: {"field": "amount"}, for the program, not people. */
+static const uint8_t DETAILS[] = {0x81, 0xa5, 'f', 'i', 'e', 'l', 'd',
+				  0xa6, 'a',  'm', 'o', 'u', 'n', 't'};
 
 static void handle_transfer(struct sb_call *call, void *ud)
 {
@@ -49,7 +52,9 @@ static void handle_transfer(struct sb_call *call, void *ud)
 
 	(void)ud;
 	if (amount < 0)
-		CHECK_INT(sb_reply_error(call, SB_EINVAL, "amount missing", NULL, 0), 0);
+		CHECK_INT(
+			sb_reply_error(call, SB_EINVAL, "amount missing", DETAILS, sizeof DETAILS),
+			0);
 	else if (amount <= 100)
 		CHECK_INT(sb_reply(call, "transferred", NULL, 0), 0);
 	else if (amount <= 1000)
@@ -185,6 +190,14 @@ static void test_request_reply_with_outcome(void)
 		CHECK_STR(r[i].outcome, outcomes[i]);
 	}
 	CHECK(r[2].len == sizeof BALANCE && memcmp(r[2].payload, BALANCE, sizeof BALANCE) == 0);
+
+	/* An error carries its details to the requester, as its payload. */
+	struct replies bad = {0};
+	CHECK_INT(sb_request(shop, "transfer", NULL, 0, NULL, on_reply, &bad, NULL), 0);
+	pump_until(cs, 2, &bad.terminal, 1, "the refused transfer");
+	CHECK_INT(bad.err, SB_EINVAL);
+	CHECK_STR(bad.outcome, "amount missing");
+	CHECK(bad.len == sizeof DETAILS && memcmp(bad.payload, DETAILS, sizeof DETAILS) == 0);
 	sb_client_free(bank);
 	sb_client_free(shop);
 	router_stop();

@@ -189,7 +189,7 @@ static void test_on_writable_resumes_a_stream(void)
 	sb_client_config_init(&cfg);
 	cfg.port = PORT;
 	cfg.name = "big-svc";
-	cfg.role = "service";
+	cfg.role = SB_ROLE_SERVICE;
 	cfg.on_state = on_state;
 	cfg.on_writable = big_writable;
 	cfg.ud = &ws;

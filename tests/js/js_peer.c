@@ -152,7 +152,7 @@ static int serve(struct sb_client_config *cfg)
 					    "c.hold", "c.who",   "c.note"};
 	int err;
 
-	cfg->role = "service";
+	cfg->role = SB_ROLE_SERVICE;
 	cfg->on_state = on_state;
 	struct sb_client *c = sb_client_new(cfg, &err);
 	if (c == NULL) {

@@ -779,6 +779,39 @@ static void test_stop_answers_what_is_open(void)
 	R = NULL;
 }
 
+/* The config and option structs can grow: a program that knows a shorter
+ * struct gets the defaults for the rest, and one too short to read is
+ * refused rather than guessed at. */
+static void test_structs_built_against_an_older_header(void)
+{
+	struct sb_router_config cfg;
+	int err = 0;
+
+	sb_router_config_init(&cfg);
+	CHECK_INT(cfg.size, sizeof cfg);
+	cfg.port = 0;
+	cfg.shards = 1;
+	cfg.max_frame = 0; /* past the older struct's end: not read (0 is invalid) */
+	cfg.size = offsetof(struct sb_router_config, shards) + sizeof cfg.shards;
+	struct sb_router *r = sb_router_new(&cfg, &err);
+	CHECK(r != NULL);
+	CHECK_INT(err, 0);
+	if (r != NULL) {
+		CHECK_INT(sb_router_shards(r), 1);
+		struct sb_handler_opts old = SB_HANDLER_OPTS_INIT;
+		old.flags = SB_HANDLER_INTERNAL;
+		old.size = offsetof(struct sb_handler_opts, flags) + sizeof old.flags;
+		old.schema_len = 5; /* past its end: not read */
+		CHECK_INT(sb_router_handle(r, "old.handler", &old, audit, NULL), 0);
+		old.size = 1;
+		CHECK_INT(sb_router_handle(r, "tiny.opts", &old, audit, NULL), SB_EINVAL);
+		sb_router_free(r);
+	}
+	cfg.size = sizeof(size_t);
+	CHECK(sb_router_new(&cfg, &err) == NULL);
+	CHECK_INT(err, SB_EINVAL);
+}
+
 int main(void)
 {
 	RUN(test_network_client_calls_an_in_process_handler);
@@ -798,5 +831,6 @@ int main(void)
 	RUN(test_in_process_internal_handler);
 	RUN(test_requests_from_many_threads);
 	RUN(test_stop_answers_what_is_open);
+	RUN(test_structs_built_against_an_older_header);
 	return TEST_EXIT();
 }

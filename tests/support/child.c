@@ -217,7 +217,7 @@ int child_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = is_req ? "client" : "service";
+	cfg.role = is_req ? SB_ROLE_CLIENT : SB_ROLE_SERVICE;
 	cfg.out_max = 1 << 20; /* flow control shows sooner */
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	if (c == NULL)

@@ -45,7 +45,7 @@ struct sb_client *client_at(uint16_t port, const char *name, const char *role, s
 	sb_client_config_init(&cfg);
 	cfg.port = port;
 	cfg.name = name;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.reconnect_min_ms = MIN_MS;
 	cfg.reconnect_max_ms = MAX_MS;
 	cfg.on_state = on_state;

@@ -141,7 +141,7 @@ loop_client_with(uint16_t port, const char *name, const char *role,
 	sb_client_config_init(&cfg);
 	cfg.port = port;
 	cfg.name = name;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.reconnect_min_ms = 50;
 	cfg.reconnect_max_ms = 400;
 	cfg.on_state = on_state;

@@ -178,7 +178,7 @@ struct sb_client *tls_client(uint16_t port, const char *role, const char *cert,
 
 	sb_client_config_init(&cfg);
 	cfg.port = port;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.reconnect_min_ms = 20;
 	cfg.reconnect_max_ms = 200;
 	cfg.on_state = tls_on_state;

@@ -336,7 +336,7 @@ static void agent_start(struct agent *a, const char *name)
 
 	sb_client_config_init(&cfg);
 	cfg.port = PORT;
-	cfg.role = "service";
+	cfg.role = SB_ROLE_SERVICE;
 	cfg.name = name;
 	atomic_init(&a->sick, 0);
 	atomic_init(&a->notices, 0);

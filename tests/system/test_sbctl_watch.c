@@ -305,7 +305,7 @@ static void test_presence_command(void)
 	sbctl_spawn(&P, json);
 	CHECK(sbctl_wait_stderr(&P, "sbctl: watching presence\n"));
 	cfg.name = "visitor-2";
-	cfg.role = "service";
+	cfg.role = SB_ROLE_SERVICE;
 	v = sb_client_new(&cfg, &err);
 	until_online(v);
 	id = sb_client_peer_id(v);
