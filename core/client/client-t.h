@@ -77,7 +77,7 @@ struct call {
 struct handler {
 	char *name;      /* NULL: the catch-all */
 	uint32_t len;    /* strlen(name) */
-	unsigned flags;  /* SB_REGISTER_INTERNAL */
+	unsigned flags;  /* SB_HANDLER_INTERNAL */
 	uint8_t *schema; /* the argument schema REGISTER carries, or NULL (nil) */
 	uint32_t schema_len;
 	sb_handler_fn fn;

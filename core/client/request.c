@@ -149,7 +149,7 @@ void sb__client_on_reply(struct sb_client *c, const struct sb_msg *m)
 	}
 	if (r->cancelling)
 		return;
-	/* With `peer`, one handler's part of a broadcast (sb_request_all). */
+	/* With `peer`, one handler's part of a broadcast (SB_OPT_ALL). */
 	enum sb_more more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
 			    : m->peer.ptr != NULL ? SB_MORE_RESULT
 						  : SB_MORE_PROGRESS;

@@ -102,7 +102,7 @@ static void handle_win(struct sb_call *call, void *ud)
 	}
 }
 
-/* sb_send_to / sb_request_to reach the named peer and nobody else, and a
+/* Sends and requests `to` a peer reach it and nobody else, and a
  * handler knows who called; unknown and gone peers are told apart. */
 static void test_to_a_named_peer(void)
 {

@@ -60,7 +60,7 @@ struct all_done {
 
 int all_terminal(void *arg); /* a done() for pump_cond */
 
-/* Every callback of an sb_request_all(), per peer. */
+/* Every callback of a broadcast request (SB_OPT_ALL), per peer. */
 struct all_replies {
 	int results, chunks, terminal, after_terminal;
 	int ok[3], errs[3]; /* per handler, by index in names */
@@ -71,7 +71,7 @@ struct all_replies {
 	int counts_rc;
 };
 
-/* Records every callback of an sb_request_all() into the struct
+/* Records every callback of a broadcast request into the struct
  * all_replies its ud points to, by peer. */
 void on_all(const struct sb_reply *r, void *ud);
 
