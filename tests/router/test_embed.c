@@ -89,7 +89,7 @@ static struct sb_call *later_take(void)
 }
 
 /* "job.never": never answers, but hears of the end through on_cancel. */
-static _Atomic int never_cancels;
+static _Atomic int never_calls, never_cancels;
 
 static void on_never_cancel(struct sb_call *call, void *ud)
 {
@@ -104,6 +104,7 @@ static void job_never(struct sb_call *call, void *ud)
 	(void)ud;
 	CHECK(!sb_call_cancelled(call));
 	sb_call_on_cancel(call, on_never_cancel, NULL);
+	atomic_fetch_add(&never_calls, 1);
 }
 
 static _Atomic int audit_sends;
@@ -361,6 +362,28 @@ static void test_in_process_request_never_answered_ends_with_its_timeout(void)
 	CHECK_INT(sb_router_request(R, "forgetful", NULL, 0, &o, on_reply, &w, NULL), 0);
 	CHECK(wait_final(&w));
 	CHECK_INT(w.err[0], SB_ETIMEOUT);
+
+	/* The program cancels its own request: the handler's on_cancel runs,
+	 * the callback ends once with SB_ECANCELLED. */
+	struct waiter cw;
+	waiter_init(&cw);
+	uint64_t id = 0;
+	atomic_store(&never_calls, 0);
+	atomic_store(&never_cancels, 0);
+	CHECK_INT(sb_router_request(R, "job.never", NULL, 0, NULL, on_reply, &cw, &id), 0);
+	for (int i = 0; i < 5000 && atomic_load(&never_calls) == 0; i++) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(atomic_load(&never_calls), 1);
+	CHECK_INT(sb_router_cancel(R, id), 0);
+	CHECK(wait_final(&cw));
+	CHECK_INT(cw.err[0], SB_ECANCELLED);
+	for (int i = 0; i < 5000 && atomic_load(&never_cancels) == 0; i++) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT(atomic_load(&never_cancels), 1);
 	peer_close(cli);
 	router_stop(); /* frees the forgetful handler's calls: no leak under ASan */
 }
