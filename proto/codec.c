@@ -165,6 +165,21 @@ const char *sb_kind_name(unsigned kind)
 	return kind >= 1 && kind <= SB_KIND_MAX ? kinds[kind].name : "?";
 }
 
+const char *sb_presence_name(enum sb_presence_event event)
+{
+	switch (event) {
+	case SB_PEER_CONNECTED:
+		return "connected";
+	case SB_PEER_DISCONNECTED:
+		return "disconnected";
+	case SB_PEER_DRAINING:
+		return "draining";
+	case SB_PEER_IDENTITY:
+		return "identity";
+	}
+	return "?";
+}
+
 /* ---- validation shared by decoder and encoder --------------------------- */
 
 /* Rejects overlong forms, surrogates and code points past U+10FFFF, which

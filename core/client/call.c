@@ -11,12 +11,12 @@
 #include "common/idmap.h"
 #include "common/list.h"
 
-static struct sb_call *call_get(struct sb_client *c)
+static struct call *call_get(struct sb_client *c)
 {
-	struct sb_call *k;
+	struct call *k;
 
 	if (!sb__link_empty(&c->spare_calls)) {
-		k = SB__CONTAINER(c->spare_calls.next, struct sb_call, link);
+		k = SB__CONTAINER(c->spare_calls.next, struct call, link);
 		sb__link_del(&k->link);
 		c->nspare_calls--;
 		return k;
@@ -27,27 +27,31 @@ static struct sb_call *call_get(struct sb_client *c)
 	return k;
 }
 
-static void call_fill(struct sb_client *c, struct sb_call *k, const struct sb_msg *m)
+static const struct sb__call_ops client_call_ops;
+
+static void call_fill(struct sb_client *c, struct call *k, const struct sb_msg *m)
 {
+	k->base.ops = &client_call_ops;
+	k->base.name = k->name;
+	k->base.from = m->from;
+	k->base.is_request = m->kind == SB_REQUEST;
+	k->base.payload = m->payload.ptr;
+	k->base.len = m->payload.len;
 	k->c = c;
 	k->rid = m->kind == SB_REQUEST ? m->id : 0;
-	k->from = m->from;
 	k->ident = (struct ident *)(uintptr_t)sb__idmap_get(&c->idents, m->from);
 	if (k->ident != NULL)
 		k->ident->refs++;
-	k->is_request = m->kind == SB_REQUEST;
 	k->busy = k->finished = k->mapped = k->cancel_ran = 0;
 	k->dead = 0;
 	k->on_cancel = NULL;
 	k->cancel_ud = NULL;
-	k->payload = m->payload.ptr;
-	k->len = m->payload.len;
 	memcpy(k->name, m->name.ptr, m->name.len);
 	k->name[m->name.len] = 0;
 }
 
 /* The only place a call is freed (or kept for reuse). */
-static void call_release(struct sb_client *c, struct sb_call *k)
+static void call_release(struct sb_client *c, struct call *k)
 {
 	sb__client_ident_put(k->ident);
 	k->ident = NULL;
@@ -65,7 +69,7 @@ static void call_release(struct sb_client *c, struct sb_call *k)
 
 /* Frees k once nobody can use it any more: its final reply went out, or it
  * died and its on_cancel (the handler's cue to forget it) has run. */
-static void call_settle(struct sb_client *c, struct sb_call *k)
+static void call_settle(struct sb_client *c, struct call *k)
 {
 	if (k->busy)
 		return;
@@ -73,18 +77,18 @@ static void call_settle(struct sb_client *c, struct sb_call *k)
 		call_release(c, k);
 }
 
-static void call_run_cancel(struct sb_client *c, struct sb_call *k)
+static void call_run_cancel(struct sb_client *c, struct call *k)
 {
 	k->cancel_ran = 1;
 	k->busy++;
 	c->in_cb++;
-	k->on_cancel(k, k->cancel_ud);
+	k->on_cancel(&k->base, k->cancel_ud);
 	c->in_cb--;
 	k->busy--;
 }
 
 /* No reply to k can reach its requester any more. */
-static void call_kill(struct sb_client *c, struct sb_call *k, int why)
+static void call_kill(struct sb_client *c, struct call *k, int why)
 {
 	k->dead = why;
 	if (k->mapped) {
@@ -101,7 +105,7 @@ static void call_kill(struct sb_client *c, struct sb_call *k, int why)
 void sb__client_kill_calls(struct sb_client *c, int why)
 {
 	while (!sb__link_empty(&c->live))
-		call_kill(c, SB__CONTAINER(c->live.next, struct sb_call, link), why);
+		call_kill(c, SB__CONTAINER(c->live.next, struct call, link), why);
 }
 
 /* Answers a request we cannot hand to a handler. */
@@ -115,7 +119,7 @@ void sb__client_answer_error(struct sb_client *c, uint64_t rid, int err, const c
 void sb__client_on_message(struct sb_client *c, const struct sb_msg *m)
 {
 	struct handler *h = sb__client_handler_find(c, m->name);
-	struct sb_call *k;
+	struct call *k;
 
 	if (h == NULL) {
 		if (m->kind == SB_REQUEST)
@@ -129,10 +133,10 @@ void sb__client_on_message(struct sb_client *c, const struct sb_msg *m)
 		k = &c->send_call;
 		call_fill(c, k, m);
 		c->in_cb++;
-		fn(c, k, ud);
+		fn(&k->base, ud);
 		c->in_cb--;
-		k->payload = NULL;
-		k->len = 0;
+		k->base.payload = NULL;
+		k->base.len = 0;
 		sb__client_ident_put(k->ident);
 		k->ident = NULL;
 		return;
@@ -151,81 +155,71 @@ void sb__client_on_message(struct sb_client *c, const struct sb_msg *m)
 	k->mapped = 1;
 	k->busy++;
 	c->in_cb++;
-	fn(c, k, ud);
+	fn(&k->base, ud);
 	c->in_cb--;
 	k->busy--;
-	k->payload = NULL; /* it lives in the receive buffer, reused by the next frame */
-	k->len = 0;
+	k->base.payload = NULL; /* it lives in the receive buffer, reused by the next frame */
+	k->base.len = 0;
 	call_settle(c, k);
 }
 
 void sb__client_on_cancel(struct sb_client *c, uint64_t rid)
 {
-	struct sb_call *k =
-		rid != 0 ? (struct sb_call *)(uintptr_t)sb__idmap_get(&c->calls, rid) : NULL;
+	struct call *k = rid != 0 ? (struct call *)(uintptr_t)sb__idmap_get(&c->calls, rid) : NULL;
 	if (k != NULL)
 		call_kill(c, k, SB_ECANCELLED);
 }
 
-const char *sb_call_name(const struct sb_call *call)
+/* ---- the ops of a client's call (core/common/call.c) -------------------- */
+
+static const char *call_peer(const struct sb_call *call)
 {
-	return call->name;
+	const struct call *k = (const struct call *)call;
+	return k->ident != NULL ? k->ident->name : NULL;
 }
 
-int sb_call_is_request(const struct sb_call *call)
+static const char *call_role(const struct sb_call *call)
 {
-	return call->is_request;
+	const struct call *k = (const struct call *)call;
+	return k->ident != NULL ? k->ident->role : NULL;
 }
 
-uint32_t sb_call_from(const struct sb_call *call)
+static const char *call_subject(const struct sb_call *call)
 {
-	return call->from;
+	const struct call *k = (const struct call *)call;
+	return k->ident != NULL ? k->ident->subject : NULL;
 }
 
-const char *sb_call_peer(const struct sb_call *call)
+static int call_cancelled(const struct sb_call *call)
 {
-	return call->ident != NULL ? call->ident->name : NULL;
+	return ((const struct call *)call)->dead != 0;
 }
 
-const char *sb_call_role(const struct sb_call *call)
+static void call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud)
 {
-	return call->ident != NULL ? call->ident->role : NULL;
-}
+	struct call *k = (struct call *)call;
 
-const char *sb_call_subject(const struct sb_call *call)
-{
-	return call->ident != NULL ? call->ident->subject : NULL;
-}
-
-const void *sb_call_payload(const struct sb_call *call, size_t *len)
-{
-	if (len != NULL)
-		*len = call->len;
-	return call->payload;
-}
-
-int sb_call_cancelled(const struct sb_call *call)
-{
-	return call->dead != 0;
-}
-
-void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud)
-{
-	call->on_cancel = fn;
-	call->cancel_ud = ud;
-	if (fn != NULL && call->is_request && call->dead && !call->cancel_ran && !call->finished) {
-		call_run_cancel(call->c, call);
-		call_settle(call->c, call);
+	k->on_cancel = fn;
+	k->cancel_ud = ud;
+	if (fn != NULL && k->base.is_request && k->dead && !k->cancel_ran && !k->finished) {
+		call_run_cancel(k->c, k);
+		call_settle(k->c, k);
 	}
 }
 
-/* Sends a reply frame for k; final ones finish the call. */
-static int answer(struct sb_call *k, struct sb_msg *m, int final)
+static struct sb_client *call_client(const struct sb_call *call)
 {
+	return ((const struct call *)call)->c;
+}
+
+/* Sends a reply frame for k; final ones finish the call. */
+static int call_answer(struct sb_call *call, struct sb_msg *m, int final)
+{
+	struct call *k = (struct call *)call;
 	struct sb_client *c = k->c;
 	int rc;
 
-	if (!k->is_request || k->finished)
+	if (k->finished)
 		return SB_EINVAL;
 	if (k->dead || !sb__client_welcomed(c)) {
 		rc = k->dead ? k->dead : SB_EOFFLINE;
@@ -242,41 +236,12 @@ out:
 	return rc;
 }
 
-int sb_reply(struct sb_call *call, const char *outcome, const void *payload, size_t len)
-{
-	struct sb_msg m = {.kind = SB_REPLY};
-	int rc;
-
-	if (outcome == NULL)
-		return SB_EINVAL;
-	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
-		return rc;
-	m.outcome = sb__client_view(outcome);
-	return answer(call, &m, 1);
-}
-
-int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload, size_t len,
-		  int chunk)
-{
-	struct sb_msg m = {.kind = SB_REPLY, .flags = SB_F_MORE};
-	int rc;
-
-	if (outcome == NULL)
-		return SB_EINVAL;
-	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
-		return rc;
-	if (chunk)
-		m.flags |= SB_F_CHUNK;
-	m.outcome = sb__client_view(outcome);
-	return answer(call, &m, 0);
-}
-
-int sb_reply_error(struct sb_call *call, int err, const char *text)
-{
-	struct sb_msg m = {.kind = SB_ERROR, .code = (uint32_t)-err};
-
-	if (err >= 0 || err < -SB_WIRE_CODE_MAX)
-		return SB_EINVAL;
-	m.text = sb__client_view(text != NULL ? text : "");
-	return answer(call, &m, 1);
-}
+static const struct sb__call_ops client_call_ops = {
+	.answer = call_answer,
+	.peer = call_peer,
+	.role = call_role,
+	.subject = call_subject,
+	.cancelled = call_cancelled,
+	.on_cancel = call_on_cancel,
+	.client = call_client,
+};

@@ -96,7 +96,7 @@ void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char 
 
 /** A reply callback that is not the terminal event. */
 void sb__client_reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,
-			   const struct sb_msg *m, int more);
+			   const struct sb_msg *m, enum sb_more more);
 
 /** Every open request ends with @p err. */
 void sb__client_fail_requests(struct sb_client *c, int err, const char *text);

@@ -10,6 +10,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
+#include "common/call-t.h"
 #include "common/idmap.h"
 #include "common/list.h"
 #include "common/timer.h"
@@ -55,23 +56,20 @@ struct ident {
 };
 
 /* A message a handler received: a request (answered through it) or a send. */
-struct sb_call {
+struct call {
+	struct sb_call base;  /* what the handler gets: name, payload, from, is_request */
 	struct sb__link link; /* c->live while the router may cancel it, else c->orphans;
 			     c->spare_calls once free */
 	struct sb_client *c;
 	struct ident *ident; /* the sender (a reference), or NULL */
 	uint64_t rid;        /* the router's id for the request; replies carry it */
-	uint32_t from;       /* sender's peer id */
-	uint8_t is_request;
-	uint8_t busy;       /* its handler or on_cancel is running: not freed meanwhile */
-	uint8_t finished;   /* the final reply was sent (or attempted, once dead) */
-	uint8_t mapped;     /* in c->calls, so a CANCEL can find it */
-	uint8_t cancel_ran; /* on_cancel has been called */
-	int dead;           /* 0, SB_ECANCELLED or SB_EOFFLINE: no reply can reach the requester */
+	uint8_t busy;        /* its handler or on_cancel is running: not freed meanwhile */
+	uint8_t finished;    /* the final reply was sent (or attempted, once dead) */
+	uint8_t mapped;      /* in c->calls, so a CANCEL can find it */
+	uint8_t cancel_ran;  /* on_cancel has been called */
+	int dead;            /* 0, SB_ECANCELLED or SB_EOFFLINE: no reply can reach the requester */
 	void (*on_cancel)(struct sb_call *, void *);
 	void *cancel_ud;
-	const uint8_t *payload; /* during the handler callback only, else NULL */
-	uint32_t len;
 	char name[SB_NAME_MAX + 1];
 };
 
@@ -79,7 +77,7 @@ struct sb_call {
 struct handler {
 	char *name;      /* NULL: the catch-all */
 	uint32_t len;    /* strlen(name) */
-	unsigned flags;  /* SB_REGISTER_INTERNAL */
+	unsigned flags;  /* SB_HANDLER_INTERNAL */
 	uint8_t *schema; /* the argument schema REGISTER carries, or NULL (nil) */
 	uint32_t schema_len;
 	sb_handler_fn fn;
@@ -125,21 +123,19 @@ struct sb_client {
 	struct sb__link spare_reqs;
 	unsigned nspare_reqs;
 	struct sb__wheel wheel;  /* local request deadlines */
-	struct sb__idmap calls;  /* router id -> struct sb_call *, for CANCEL */
+	struct sb__idmap calls;  /* router id -> struct call *, for CANCEL */
 	struct sb__link live;    /* calls the router may still cancel */
 	struct sb__link orphans; /* cancelled or lost calls a handler has yet to finish */
 	struct sb__link spare_calls;
 	unsigned nspare_calls;
-	struct sb_call send_call; /* reused for every SEND: valid during its callback only */
-	struct handler *h;        /* registrations, in no particular order */
+	struct call send_call; /* reused for every SEND: valid during its callback only */
+	struct handler *h;     /* registrations, in no particular order */
 	unsigned nh, h_cap;
 	struct sb__idmap idents;    /* peer_id -> struct ident *: senders introduced to us */
 	struct sb__link idents_all; /* the same, to forget them all at once */
 	sb_presence_fn pres_fn;     /* the presence subscription, or NULL */
 	void *pres_ud;
-	uint64_t pres_id;                /* its SUBSCRIBE awaiting the ACK, else 0 */
-	const char *reply_peer;          /* sb_reply_peer(), during a reply callback */
-	char peer_text[SB_PEER_MAX + 1]; /* what it points at */
+	uint64_t pres_id;            /* its SUBSCRIBE awaiting the ACK, else 0 */
 	char text[SB_TEXT_MAX + 1];  /* an outcome or error text, NUL-terminated for a callback */
 	struct sb__tls_ctx *tls_ctx; /* TLS settings; NULL: plain TCP */
 	struct sb__tls *tls;         /* this connection's TLS state, from C_TLS on */

@@ -133,23 +133,54 @@ int sb__client_step(struct sb_client *c, int timeout_ms)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-void sb_client_config_init(struct sb_client_config *cfg)
+static void defaults(struct sb_client_config *cfg)
 {
 	memset(cfg, 0, sizeof *cfg);
+	cfg->size = sizeof *cfg;
 	cfg->host = "127.0.0.1";
 	cfg->port = 7400;
-	cfg->role = "client";
+	cfg->role = SB_ROLE_CLIENT;
 	cfg->reconnect_min_ms = 100;
 	cfg->reconnect_max_ms = 5000;
 	cfg->out_max = 16u << 20;
+}
+
+/* A program built against an older header has a shorter struct: only
+ * `size` bytes of it are the program's, the rest stays at its default. */
+void sb_client_config_init_size(struct sb_client_config *cfg, size_t size)
+{
+	struct sb_client_config d;
+
+	defaults(&d);
+	if (size > sizeof d)
+		size = sizeof d;
+	d.size = size;
+	memcpy(cfg, &d, size);
+}
+
+/* The caller's config over the defaults, as much of it as it has. */
+static int config_read(const struct sb_client_config *in, struct sb_client_config *out)
+{
+	defaults(out);
+	if (in == NULL)
+		return 0;
+	if (in->size < offsetof(struct sb_client_config, port) + sizeof in->port)
+		return SB_EINVAL;
+	memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
+	out->size = sizeof *out;
+	return 0;
+}
+
+static const char *role_name(enum sb_role role)
+{
+	return role == SB_ROLE_SERVICE ? "service" : "client";
 }
 
 static int config_ok(const struct sb_client_config *cfg)
 {
 	struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
 
-	if (cfg->host == NULL || cfg->role == NULL ||
-	    (strcmp(cfg->role, "client") != 0 && strcmp(cfg->role, "service") != 0))
+	if (cfg->host == NULL || (cfg->role != SB_ROLE_CLIENT && cfg->role != SB_ROLE_SERVICE))
 		return 0;
 	if (cfg->reconnect_min_ms == 0 || cfg->reconnect_max_ms < cfg->reconnect_min_ms ||
 	    cfg->out_max == 0)
@@ -163,7 +194,7 @@ static int config_ok(const struct sb_client_config *cfg)
 		return 0;
 	/* The codec checks the name the way the router will. */
 	hello.peer = sb__client_view(cfg->name);
-	hello.role = sb__client_view(cfg->role);
+	hello.role = sb__client_view(role_name(cfg->role));
 	return sb_encoded_size(&hello) > 0;
 }
 
@@ -181,14 +212,14 @@ static void destroy(struct sb_client *c)
 {
 	/* Calls a handler still holds lose their sender with them. */
 	for (struct sb__link *l = c->orphans.next; l != &c->orphans; l = l->next) {
-		struct sb_call *k = SB__CONTAINER(l, struct sb_call, link);
+		struct call *k = SB__CONTAINER(l, struct call, link);
 		sb__client_ident_put(k->ident);
 		k->ident = NULL;
 	}
-	free_list(&c->orphans, offsetof(struct sb_call, link));
+	free_list(&c->orphans, offsetof(struct call, link));
 	sb__client_idents_forget(c);
 	sb__idmap_destroy(&c->idents);
-	free_list(&c->spare_calls, offsetof(struct sb_call, link));
+	free_list(&c->spare_calls, offsetof(struct call, link));
 	free_list(&c->spare_reqs, offsetof(struct req, link));
 	for (unsigned i = 0; i < c->nh; i++) {
 		free(c->h[i].name);
@@ -215,17 +246,14 @@ static void destroy(struct sb_client *c)
 	free(c);
 }
 
-struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
+struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 {
-	struct sb_client_config defaults;
+	struct sb_client_config full;
+	const struct sb_client_config *cfg = &full;
 	struct sb_client *c = NULL;
 	int e = SB_EINVAL;
 
-	if (cfg == NULL) {
-		sb_client_config_init(&defaults);
-		cfg = &defaults;
-	}
-	if (!config_ok(cfg))
+	if (config_read(given, &full) != 0 || !config_ok(cfg))
 		goto fail;
 	sb__hmac_init();
 	e = SB_ENOMEM;
@@ -245,7 +273,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	atomic_init(&c->stop, 0);
 	c->cfg = *cfg;
 	c->host = strdup(cfg->host);
-	c->role = strdup(cfg->role);
+	c->role = strdup(role_name(cfg->role));
 	c->name = cfg->name != NULL ? strdup(cfg->name) : NULL;
 	c->secret = cfg->secret != NULL ? strdup(cfg->secret) : NULL;
 	c->in = malloc(IN_SIZE);
@@ -255,7 +283,6 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 	    (cfg->secret != NULL && c->secret == NULL) || c->in == NULL || c->out == NULL)
 		goto fail;
 	c->cfg.host = c->host;
-	c->cfg.role = c->role;
 	c->cfg.name = c->name;
 	c->cfg.secret = c->secret;
 	c->cfg.tls_ca = c->cfg.tls_server_name = c->cfg.tls_cert = c->cfg.tls_key = NULL;
@@ -270,7 +297,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err)
 			goto fail;
 		e = SB_ENOMEM;
 	}
-	c->service = strcmp(c->role, "service") == 0;
+	c->service = cfg->role == SB_ROLE_SERVICE;
 	c->next_id = c->next_ctl = 1;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
 	c->send_call.c = c;

@@ -8,6 +8,7 @@
 #include <switchboard/proto.h>
 
 #include "client/client-int.h"
+#include "common/opts.h"
 
 /* A linear scan: a service registers a handful of names, and comparing a
  * few lengths costs less than hashing the name. A service with hundreds of
@@ -51,7 +52,7 @@ int sb__client_send_register(struct sb_client *c, struct handler *h)
 	struct sb_msg m = {.kind = SB_REGISTER, .id = c->next_ctl++ | CTL_BIT};
 	int rc;
 
-	m.flags = (uint8_t)(h->flags & SB_REGISTER_INTERNAL ? SB_F_INTERNAL : 0);
+	m.flags = (uint8_t)(h->flags & SB_HANDLER_INTERNAL ? SB_F_INTERNAL : 0);
 	m.name = sb__client_view(h->name);
 	m.payload = (struct sb_view){h->schema, h->schema_len};
 	if ((rc = sb__client_queue(c, &m, 1)) == 0)
@@ -102,26 +103,25 @@ void sb__client_on_ctl_error(struct sb_client *c, uint64_t id, int err)
 	sb__client_report(c, SB_CLIENT_ERROR, err);
 }
 
-int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
-		       void *ud)
-{
-	return sb_client_register_schema(c, name, flags, NULL, 0, fn, ud);
-}
-
-int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
-			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud)
+int sb_client_register(struct sb_client *c, const char *name, const struct sb_handler_opts *opts,
+		       sb_handler_fn fn, void *ud)
 {
 	struct sb_msg m = {.kind = SB_REGISTER};
+	struct sb_handler_opts o;
 	struct handler *h;
 	int rc = SB_EINVAL;
 
 	if (!c->service)
 		return SB_EFORBIDDEN;
+	if (sb__handler_opts_read(opts, &o) != 0)
+		return SB_EINVAL;
+	unsigned flags = o.flags;
+	const void *schema = o.schema;
+	size_t schema_len = o.schema_len;
 	m.name = sb__client_view(name);
 	/* The same checks as the router's, so a refusal comes now, not later. */
-	if (fn == NULL || (flags & ~SB_REGISTER_INTERNAL) != 0 || sb_encoded_size(&m) < 0 ||
-	    (name != NULL && name[0] == '$') || handler_index(c, name) >= 0 ||
-	    schema_len > UINT32_MAX || (schema_len > 0 && schema == NULL))
+	if (fn == NULL || sb_encoded_size(&m) < 0 || (name != NULL && name[0] == '$') ||
+	    handler_index(c, name) >= 0 || schema_len > UINT32_MAX)
 		return SB_EINVAL;
 	if ((rc = sb_schema_validate(schema, schema_len, NULL, 0)) != 0)
 		return rc;

@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/idmap.h"
 #include "common/list.h"
+#include "common/opts.h"
 #include "common/timer.h"
 #include "proto/mp.h"
 
@@ -81,8 +82,15 @@ void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char 
 	sb__idmap_del(&c->reqs, id);
 	sb__link_del(&r->link);
 	req_put(c, r);
+	struct sb_reply rep = {.req = id,
+			       .err = err,
+			       .more = SB_MORE_NONE,
+			       .outcome = text,
+			       .outcome_len = strlen(text),
+			       .payload = len > 0 ? payload : NULL,
+			       .len = len};
 	c->in_cb++;
-	fn(c, id, err, text, payload, len, 0, ud);
+	fn(&rep, ud);
 	c->in_cb--;
 }
 
@@ -107,18 +115,25 @@ void sb__client_fail_requests(struct sb_client *c, int err, const char *text)
 
 /* A reply callback that is not the terminal event. */
 void sb__client_reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,
-			   const struct sb_msg *m, int more)
+			   const struct sb_msg *m, enum sb_more more)
 {
-	c->reply_peer = NULL;
+	char peer[SB_PEER_MAX + 1];
+	struct sb_reply rep = {.req = r->id,
+			       .err = err,
+			       .more = more,
+			       .outcome = outcome,
+			       .outcome_len = strlen(outcome),
+			       .payload = m->payload.len > 0 ? m->payload.ptr : NULL,
+			       .len = m->payload.len};
+
 	if (m->peer.ptr != NULL && m->peer.len <= SB_PEER_MAX) {
-		memcpy(c->peer_text, m->peer.ptr, m->peer.len);
-		c->peer_text[m->peer.len] = 0;
-		c->reply_peer = c->peer_text;
+		memcpy(peer, m->peer.ptr, m->peer.len);
+		peer[m->peer.len] = 0;
+		rep.peer = peer;
 	}
 	c->in_cb++;
-	r->fn(c, r->id, err, outcome, m->payload.ptr, m->payload.len, more, r->ud);
+	r->fn(&rep, r->ud);
 	c->in_cb--;
-	c->reply_peer = NULL;
 }
 
 void sb__client_on_reply(struct sb_client *c, const struct sb_msg *m)
@@ -134,57 +149,41 @@ void sb__client_on_reply(struct sb_client *c, const struct sb_msg *m)
 	}
 	if (r->cancelling)
 		return;
-	/* With `peer`, one handler's part of a broadcast (sb_request_all). */
-	int more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
-		   : m->peer.ptr != NULL ? SB_MORE_RESULT
-					 : SB_MORE_PROGRESS;
+	/* With `peer`, one handler's part of a broadcast (SB_OPT_ALL). */
+	enum sb_more more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
+			    : m->peer.ptr != NULL ? SB_MORE_RESULT
+						  : SB_MORE_PROGRESS;
 	sb__client_reply_more(c, r, 0, outcome, m, more);
 }
 
-/* A SEND to one handler, to the peer `to`, or with BROADCAST to all. */
-static int send_one(struct sb_client *c, const char *to, uint8_t flags, const char *name,
-		    const void *payload, size_t len)
+int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len,
+	    const struct sb_opts *opts)
 {
-	struct sb_msg m = {.kind = SB_SEND, .flags = flags};
+	struct sb_msg m = {.kind = SB_SEND};
+	struct sb_opts o;
 	int rc;
 
-	if (name == NULL)
+	if (name == NULL || sb__opts_read(opts, &o) != 0)
 		return SB_EINVAL;
 	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
 	if (c->st != C_READY && c->st != C_DRAINING)
 		return SB_EOFFLINE;
+	m.flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
-	m.to = sb__client_view(to);
+	m.to = sb__client_view(o.to);
 	return sb__client_queue(c, &m, 0);
 }
 
-int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len)
+int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
+	       const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req)
 {
-	return send_one(c, NULL, 0, name, payload, len);
-}
-
-int sb_send_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
-	       size_t len)
-{
-	return peer == NULL ? SB_EINVAL : send_one(c, peer, 0, name, payload, len);
-}
-
-int sb_broadcast(struct sb_client *c, const char *name, const void *payload, size_t len)
-{
-	return send_one(c, NULL, SB_F_BROADCAST, name, payload, len);
-}
-
-/* A REQUEST to one handler, to the peer `to`, or with BROADCAST to all. */
-static int request(struct sb_client *c, const char *to, uint8_t flags, const char *name,
-		   const void *payload, size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud,
-		   uint64_t *req)
-{
-	struct sb_msg m = {.kind = SB_REQUEST, .flags = flags};
+	struct sb_msg m = {.kind = SB_REQUEST};
+	struct sb_opts o;
 	struct req *r;
 	int rc;
 
-	if (name == NULL || fn == NULL)
+	if (name == NULL || fn == NULL || sb__opts_read(opts, &o) != 0)
 		return SB_EINVAL;
 	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
@@ -195,9 +194,10 @@ static int request(struct sb_client *c, const char *to, uint8_t flags, const cha
 	if ((r = req_get(c)) == NULL)
 		return SB_ENOMEM;
 	m.id = c->next_id;
+	m.flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
-	m.to = sb__client_view(to);
-	m.timeout_ms = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
+	m.to = sb__client_view(o.to);
+	m.timeout_ms = o.timeout_ms ? o.timeout_ms : c->cfg.default_timeout_ms;
 	if (sb__idmap_put(&c->reqs, m.id, (uintptr_t)r) != 0) {
 		rc = SB_ENOMEM;
 		goto fail;
@@ -221,31 +221,6 @@ static int request(struct sb_client *c, const char *to, uint8_t flags, const cha
 fail:
 	req_put(c, r);
 	return rc;
-}
-
-int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
-	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
-{
-	return request(c, NULL, 0, name, payload, len, timeout_ms, fn, ud, req);
-}
-
-int sb_request_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
-		  size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
-{
-	if (peer == NULL)
-		return SB_EINVAL;
-	return request(c, peer, 0, name, payload, len, timeout_ms, fn, ud, req);
-}
-
-int sb_request_all(struct sb_client *c, const char *name, const void *payload, size_t len,
-		   uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req)
-{
-	return request(c, NULL, SB_F_BROADCAST, name, payload, len, timeout_ms, fn, ud, req);
-}
-
-const char *sb_reply_peer(const struct sb_client *c)
-{
-	return c->reply_peer;
 }
 
 int sb_all_counts(const void *payload, size_t len, struct sb_all_counts *out)
@@ -288,25 +263,22 @@ struct waiter {
 	size_t reply_len;
 };
 
-static void on_wait_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			  const void *payload, size_t len, int more, void *ud)
+static void on_wait_reply(const struct sb_reply *r, void *ud)
 {
 	struct waiter *w = ud;
 
-	(void)c;
-	(void)req;
-	if (more)
+	if (r->more != SB_MORE_NONE)
 		return;
 	w->done = 1;
-	w->err = err;
+	w->err = r->err;
 	if (w->outcome != NULL && w->outcome_cap > 0)
-		snprintf(w->outcome, w->outcome_cap, "%s", outcome);
-	if (err == 0 && w->want_reply && len > 0) {
-		if ((w->reply = malloc(len)) == NULL)
+		snprintf(w->outcome, w->outcome_cap, "%s", r->outcome);
+	if (r->err == 0 && w->want_reply && r->len > 0) {
+		if ((w->reply = malloc(r->len)) == NULL)
 			w->err = SB_ENOMEM;
 		else {
-			memcpy(w->reply, payload, len);
-			w->reply_len = len;
+			memcpy(w->reply, r->payload, r->len);
+			w->reply_len = r->len;
 		}
 	}
 }
@@ -327,12 +299,11 @@ static void req_forget(struct sb_client *c, uint64_t id)
 }
 
 int sb_request_wait(struct sb_client *c, const char *name, const void *payload, size_t len,
-		    uint32_t timeout_ms, char *outcome, size_t outcome_cap, void **reply,
+		    const struct sb_opts *opts, char *outcome, size_t outcome_cap, void **reply,
 		    size_t *reply_len)
 {
 	struct waiter w = {.outcome = outcome, .outcome_cap = outcome_cap, .want_reply = !!reply};
-	uint32_t budget = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
-	uint64_t deadline = sb__now_ms() + (budget ? budget : ROUTER_TIMEOUT_MS), id = 0;
+	struct sb_opts o;
 	int rc;
 
 	if (outcome != NULL && outcome_cap > 0)
@@ -341,15 +312,18 @@ int sb_request_wait(struct sb_client *c, const char *name, const void *payload, 
 		*reply = NULL;
 	if (reply_len != NULL)
 		*reply_len = 0;
-	if (c->in_cb > 0)
+	if (c->in_cb > 0 || sb__opts_read(opts, &o) != 0)
 		return SB_EINVAL;
+	uint32_t timeout_ms = o.timeout_ms;
+	uint32_t budget = timeout_ms ? timeout_ms : c->cfg.default_timeout_ms;
+	uint64_t deadline = sb__now_ms() + (budget ? budget : ROUTER_TIMEOUT_MS), id = 0;
 	if ((rc = sb__client_wait_online_until(c, deadline)) != 0)
 		return rc;
 	/* Time spent waiting for the connection comes out of the request's. */
 	uint64_t now = sb__now_ms();
 	uint32_t left = deadline > now ? (uint32_t)(deadline - now) : 1;
-	if ((rc = sb_request(c, name, payload, len, timeout_ms ? left : 0, on_wait_reply, &w,
-			     &id)) != 0)
+	o.timeout_ms = timeout_ms ? left : 0;
+	if ((rc = sb_request(c, name, payload, len, &o, on_wait_reply, &w, &id)) != 0)
 		return rc;
 	/* The request's local deadline ends this loop even if nothing answers. */
 	while (rc == 0 && !w.done)

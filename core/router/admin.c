@@ -12,6 +12,7 @@
 
 #include "proto/mp.h"
 #include "router/admin.h"
+#include "router/local.h"
 #include "router/outq.h"
 #include "router/peers.h"
 #include "router/request.h"
@@ -358,7 +359,8 @@ void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const st
 	if (size < 0 || (uint64_t)size - SB_PREFIX_LEN > sh->r->cfg.max_frame)
 		sb__refuse(sh, a, m, SB_ETOOLARGE, "the answer is larger than max_frame");
 	else if (a->c == NULL)
-		a->fn(0, "ok", 2, p, n, 0, a->ud);
+		sb__local_answer(a->fn, a->ud, m->id, 0, r.outcome, r.payload, SB_MORE_NONE,
+				 (struct sb_view){NULL, 0});
 	else if (!sb__id_taken(sh, a->c, m->id, sb__open_rid(sh, a->c, m->id)))
 		sb__send_msg(sh, a->c, &r);
 	free(p);

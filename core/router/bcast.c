@@ -13,6 +13,7 @@
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
+#include "router/local.h"
 #include "router/outq.h"
 #include "router/peers.h"
 #include "router/request.h"
@@ -77,13 +78,7 @@ static void emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m
 		 struct sb__buf *pb, uint64_t producer)
 {
 	if (q->requester == SB__LOCAL_REQUESTER) {
-		int more = m->flags & SB_F_MORE;
-		if (m->kind == SB_REPLY)
-			q->fn(0, (const char *)m->outcome.ptr, m->outcome.len, m->payload.ptr,
-			      m->payload.len, more, q->ud);
-		else
-			q->fn(-(int)m->code, (const char *)m->text.ptr, m->text.len, m->payload.ptr,
-			      m->payload.len, more, q->ud);
+		sb__local_reply_frame(q->fn, q->ud, q->orig_id, m);
 		if (pb != NULL)
 			sb__buf_put(pb, &sh->pool);
 		return;

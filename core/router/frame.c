@@ -152,7 +152,7 @@ void sb__frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint
 		on_answer(sh, c, &m, b, f, len);
 		break;
 	case SB_CANCEL:
-		sb__req_cancel(sh, c, &m);
+		sb__req_cancel(sh, c->ep, m.id);
 		break;
 	case SB_PING: {
 		struct sb_msg pong = {.kind = SB_PONG, .id = m.id};

@@ -1,22 +1,17 @@
-/* Embedding: in-process handlers that run on shard threads, and sends and
- * requests from the embedding program, all without a socket. */
+/* Embedding: sends, requests and cancels from the embedding program and
+ * their replies, and answers of in-process calls from other threads, all
+ * through each shard's inbox, without a socket. (The handlers themselves:
+ * local_call.c.) */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/opts.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 #include "router/local.h"
 #include "router/request.h"
-
-/* A message being handled in-process; lives on the shard's stack. */
-struct sb_local_call {
-	struct sb__shard *sh;
-	uint64_t ep;     /* this handler's endpoint: requests check replies come from it */
-	struct sb_msg m; /* views into the routed frame */
-	int final;       /* a final reply or error went out */
-};
 
 static struct sb_view view(const void *p, size_t len)
 {
@@ -24,137 +19,95 @@ static struct sb_view view(const void *p, size_t len)
 	return v;
 }
 
-int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
-		     void *ud)
+void sb__local_answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb_view text,
+		      struct sb_view payload, enum sb_more more, struct sb_view peer)
 {
-	return sb_router_handle_schema(r, name, flags, NULL, 0, fn, ud);
-}
+	/* The router's views are not NUL-terminated; the struct's strings are.
+	 * Copied on the stack: no allocation per reply. */
+	char t[SB_TEXT_MAX + 1], p[SB_PEER_MAX + 1];
+	uint32_t n = text.len < SB_TEXT_MAX ? text.len : SB_TEXT_MAX;
 
-int sb_router_handle_schema(struct sb_router *r, const char *name, unsigned flags,
-			    const void *schema, size_t schema_len, sb_local_fn fn, void *ud)
-{
-	struct sb__schema *s = NULL;
-	int rc;
-
-	if (r->running || fn == NULL || (flags & ~SB_F_INTERNAL) != 0)
-		return SB_EINVAL;
-	size_t len = name != NULL ? strlen(name) : 0;
-	/* The same rules as a REGISTER frame: encode one to check the name. */
-	struct sb_msg probe = {.kind = SB_REGISTER};
-	if (name != NULL)
-		probe.name = view(name, len);
-	if (sb_encoded_size(&probe) < 0 || (len > 0 && name[0] == '$'))
-		return SB_EINVAL;
-	if (schema_len > 0 && (rc = sb__schema_compile(schema, schema_len, &s, NULL, 0)) != 0)
-		return rc;
-	struct sb__local *nl = realloc(r->locals, (r->nlocals + 1) * sizeof *nl);
-	if (nl == NULL)
-		goto nomem;
-	r->locals = nl;
-	struct sb__local *l = &r->locals[r->nlocals];
-	l->name = name != NULL ? strdup(name) : NULL;
-	if (name != NULL && l->name == NULL)
-		goto nomem;
-	l->len = (uint32_t)len;
-	l->flags = flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
-	l->schema = s; /* the router's reference; each shard's route takes its own */
-	l->fn = fn;
-	l->ud = ud;
-	r->nlocals++;
-	return 0;
-nomem:
-	sb__schema_unref(s);
-	return SB_ENOMEM;
-}
-
-const char *sb_local_name(const struct sb_local_call *call, size_t *len)
-{
-	*len = call->m.name.len;
-	return (const char *)call->m.name.ptr;
-}
-
-const void *sb_local_payload(const struct sb_local_call *call, size_t *len)
-{
-	*len = call->m.payload.len;
-	return call->m.payload.ptr;
-}
-
-uint32_t sb_local_from(const struct sb_local_call *call)
-{
-	return call->m.from;
-}
-
-int sb_local_is_request(const struct sb_local_call *call)
-{
-	return call->m.kind == SB_REQUEST;
-}
-
-/* Encodes an answer and hands it to the request's owner, this shard. */
-static int answer(struct sb_local_call *call, const struct sb_msg *r)
-{
-	long n = sb_encoded_size(r);
-	if (n < 0)
-		return SB_EINVAL;
-	struct sb__buf *b = sb__buf_heap((size_t)n);
-	if (b == NULL)
-		return SB_ENOMEM;
-	sb_encode(r, b->data, (size_t)n);
-	sb__req_reply(call->sh, call->ep, b, b->data, (uint32_t)n);
-	return 0;
-}
-
-int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *payload, size_t len,
-		   unsigned flags)
-{
-	if (call->m.kind != SB_REQUEST || call->final || outcome == NULL ||
-	    (flags & ~(SB_F_MORE | SB_F_CHUNK)) != 0 ||
-	    (len > 0 && sb_payload_check(payload, len) != 0))
-		return SB_EINVAL;
-	/* CHUNK without MORE is a final reply, sent without it, as the router
-	 * forwards a network handler's (docs/protocol.md, REPLY). */
-	struct sb_msg r = {.kind = SB_REPLY,
-			   .flags = (uint8_t)(flags & SB_F_MORE ? flags : 0),
-			   .id = call->m.id};
-	r.outcome = view(outcome, strlen(outcome));
-	r.payload = view(payload, len);
-	int rc = answer(call, &r);
-	if (rc == 0 && !(flags & SB_F_MORE))
-		call->final = 1;
-	return rc;
-}
-
-int sb_local_error(struct sb_local_call *call, int err, const char *text)
-{
-	if (call->m.kind != SB_REQUEST || call->final || err >= 0 || -err > SB_WIRE_CODE_MAX)
-		return SB_EINVAL;
-	struct sb_msg r = {.kind = SB_ERROR, .id = call->m.id, .code = (uint32_t)-err};
-	r.text = view(text != NULL ? text : "", text != NULL ? strlen(text) : 0);
-	int rc = answer(call, &r);
-	if (rc == 0)
-		call->final = 1;
-	return rc;
-}
-
-void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_t len)
-{
-	const struct sb__local *h = &sh->r->locals[idx];
-	struct sb_local_call call = {.sh = sh, .ep = (uint64_t)SB__LOCAL_SHARD << 56 | idx};
-
-	/* The handler reads the payload, so it gets the check a client does. */
-	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &call.m, NULL) != 0) {
-		if (call.m.kind == SB_REQUEST && call.m.id != 0)
-			sb_local_error(&call, SB_EBADFRAME,
-				       "the payload is not one MessagePack value");
-		return;
+	if (n == 0 && err != 0) {
+		const char *s = sb_strerror(err);
+		n = (uint32_t)strlen(s);
+		memcpy(t, s, n);
+	} else if (n > 0)
+		memcpy(t, text.ptr, n);
+	t[n] = 0;
+	struct sb_reply r = {.req = req,
+			     .err = err,
+			     .more = more,
+			     .outcome = t,
+			     .outcome_len = n,
+			     .payload = payload.len > 0 ? payload.ptr : NULL,
+			     .len = payload.len};
+	if (peer.ptr != NULL && peer.len <= SB_PEER_MAX) {
+		memcpy(p, peer.ptr, peer.len);
+		p[peer.len] = 0;
+		r.peer = p;
 	}
-	h->fn(&call, h->ud);
-	if (call.m.kind == SB_REQUEST && !call.final)
-		sb_local_error(&call, SB_EINTERNAL,
-			       "the in-process handler returned without a final reply");
+	fn(&r, ud);
 }
 
-/* Encodes the message on the caller's thread and queues it for a shard. */
-static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn fn, void *ud)
+void sb__local_fail(sb_reply_fn fn, void *ud, uint64_t req, int err, const char *text)
+{
+	struct sb_view none = {NULL, 0};
+	sb__local_answer(fn, ud, req, err, view(text, strlen(text)), none, SB_MORE_NONE, none);
+}
+
+void sb__local_reply_frame(sb_reply_fn fn, void *ud, uint64_t req, const struct sb_msg *m)
+{
+	enum sb_more more = SB_MORE_NONE;
+
+	if (m->flags & SB_F_MORE)
+		more = m->peer.ptr != NULL
+			       ? (m->kind == SB_REPLY && (m->flags & SB_F_CHUNK) ? SB_MORE_CHUNK
+										 : SB_MORE_RESULT)
+		       : m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
+					       : SB_MORE_PROGRESS;
+	if (m->kind == SB_REPLY)
+		sb__local_answer(fn, ud, req, 0, m->outcome, m->payload, more, m->peer);
+	else
+		sb__local_answer(fn, ud, req, -(int)m->code, m->text, m->payload, more, m->peer);
+}
+
+/* Queues an item for shard `to`'s inbox and wakes it. */
+static int post(struct sb_router *r, unsigned to, const struct sb__inject *item)
+{
+	struct sb__inbox *in = &r->inboxes[to];
+	pthread_mutex_lock(&in->lock);
+	if (in->n == in->cap) {
+		uint32_t cap = in->cap ? in->cap * 2 : 64;
+		struct sb__inject *ni = realloc(in->items, cap * sizeof *ni);
+		if (ni == NULL) {
+			pthread_mutex_unlock(&in->lock);
+			return SB_ENOMEM;
+		}
+		in->items = ni;
+		in->cap = cap;
+	}
+	in->items[in->n++] = *item;
+	atomic_store_explicit(&in->pending, 1, memory_order_release);
+	pthread_mutex_unlock(&in->lock);
+	uint64_t one = 1;
+	if (write(r->shards[to].efd, &one, sizeof one) < 0)
+		sb__log(&r->log, 0, "waking shard %u for an in-process message failed", to);
+	return 0;
+}
+
+int sb__local_post(struct sb_router *r, unsigned shard, struct sb__buf *b, uint32_t len,
+		   uint64_t ep, struct sb_call *call)
+{
+	struct sb__inject item = {.frame = b, .len = len, .ep = ep, .call = call};
+	int rc = !r->running || atomic_load(&r->stopping) ? SB_EDRAINING : post(r, shard, &item);
+	if (rc != 0 && b != NULL)
+		sb__buf_put(b, NULL);
+	return rc;
+}
+
+/* Encodes the message on the caller's thread and queues it for shard `to`. */
+static int inject(struct sb_router *r, unsigned to, const struct sb_msg *m, sb_reply_fn fn,
+		  void *ud)
 {
 	if (!r->running || atomic_load(&r->stopping))
 		return SB_EDRAINING;
@@ -169,48 +122,63 @@ static int inject(struct sb_router *r, const struct sb_msg *m, sb_local_reply_fn
 	if (b == NULL)
 		return SB_ENOMEM;
 	sb_encode(m, b->data, (size_t)n);
+	struct sb__inject item = {.frame = b, .len = (uint32_t)n, .fn = fn, .ud = ud};
+	int rc = post(r, to, &item);
+	if (rc != 0)
+		sb__buf_put(b, NULL);
+	return rc;
+}
 
-	unsigned to = atomic_fetch_add(&r->inject_rr, 1) % r->nshards;
-	struct sb__inbox *in = &r->inboxes[to];
-	pthread_mutex_lock(&in->lock);
-	if (in->n == in->cap) {
-		uint32_t cap = in->cap ? in->cap * 2 : 64;
-		struct sb__inject *ni = realloc(in->items, cap * sizeof *ni);
-		if (ni == NULL) {
-			pthread_mutex_unlock(&in->lock);
-			sb__buf_put(b, NULL);
-			return SB_ENOMEM;
-		}
-		in->items = ni;
-		in->cap = cap;
-	}
-	in->items[in->n++] = (struct sb__inject){b, (uint32_t)n, fn, ud};
-	atomic_store_explicit(&in->pending, 1, memory_order_release);
-	pthread_mutex_unlock(&in->lock);
-	uint64_t one = 1;
-	if (write(r->shards[to].efd, &one, sizeof one) < 0)
-		sb__log(&r->log, 0, "waking shard %u for an in-process message failed", to);
+/* The options as a message's `to` and flags. */
+static int apply_opts(struct sb_msg *m, const struct sb_opts *opts)
+{
+	struct sb_opts o;
+
+	if (sb__opts_read(opts, &o) != 0)
+		return SB_EINVAL;
+	m->flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
+	if (o.to != NULL)
+		m->to = view(o.to, strlen(o.to));
+	m->timeout_ms = m->kind == SB_REQUEST ? o.timeout_ms : 0;
 	return 0;
 }
 
-int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len)
+int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len,
+		   const struct sb_opts *opts)
 {
 	if (name == NULL)
 		return SB_EINVAL;
 	struct sb_msg m = {.kind = SB_SEND, .name = view(name, strlen(name))};
 	m.payload = view(payload, len);
-	return inject(r, &m, NULL, NULL);
+	if (apply_opts(&m, opts) != 0)
+		return SB_EINVAL;
+	return inject(r, atomic_fetch_add(&r->inject_rr, 1) % r->nshards, &m, NULL, NULL);
 }
 
+/* An in-process request's id names its shard (id % shards), so a cancel
+ * from any thread finds the shard that owns it without asking. */
 int sb_router_request(struct sb_router *r, const char *name, const void *payload, size_t len,
-		      uint32_t timeout_ms, sb_local_reply_fn fn, void *ud)
+		      const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req)
 {
 	if (name == NULL || fn == NULL)
 		return SB_EINVAL;
-	struct sb_msg m = {
-		.kind = SB_REQUEST, .name = view(name, strlen(name)), .timeout_ms = timeout_ms};
+	struct sb_msg m = {.kind = SB_REQUEST, .name = view(name, strlen(name))};
 	m.payload = view(payload, len);
-	return inject(r, &m, fn, ud);
+	if (apply_opts(&m, opts) != 0)
+		return SB_EINVAL;
+	m.id = atomic_fetch_add(&r->local_ids, 1) + 1;
+	int rc = inject(r, (unsigned)(m.id % r->nshards), &m, fn, ud);
+	if (rc == 0 && req != NULL)
+		*req = m.id;
+	return rc;
+}
+
+int sb_router_cancel(struct sb_router *r, uint64_t req)
+{
+	if (req == 0 || req > atomic_load(&r->local_ids))
+		return SB_EINVAL;
+	struct sb_msg m = {.kind = SB_CANCEL, .id = req};
+	return inject(r, (unsigned)(req % r->nshards), &m, NULL, NULL);
 }
 
 /* Sends and requests from the embedding program: routed like a service's
@@ -230,9 +198,18 @@ void sb__local_read(struct sb__shard *sh)
 	for (uint32_t i = 0; i < n; i++) {
 		struct sb__buf *b = items[i].frame;
 		struct sb_msg m;
+		if (items[i].ep != 0) { /* an in-process call's answer, from another thread */
+			if (b != NULL)
+				sb__req_reply(sh, items[i].ep, b, b->data, items[i].len);
+			if (items[i].call != NULL)
+				sb__local_release(sh, items[i].call);
+			continue;
+		}
 		struct sb__asker a = {.service = 1, .fn = items[i].fn, .ud = items[i].ud};
 		if (sb_decode(b->data, items[i].len, 0, &m, NULL) == 0) {
-			if (m.kind == SB_SEND)
+			if (m.kind == SB_CANCEL)
+				sb__req_cancel(sh, SB__LOCAL_REQUESTER, m.id);
+			else if (m.kind == SB_SEND)
 				sb__forward_send(sh, &a, &m, b, b->data, items[i].len);
 			else
 				sb__forward_request(sh, &a, &m, b, b->data, items[i].len);
@@ -248,9 +225,16 @@ void sb__local_teardown(struct sb__shard *sh)
 
 	/* Requests queued as the router stopped still get their one answer. */
 	for (uint32_t i = 0; i < in->n; i++) {
-		if (in->items[i].fn != NULL)
-			in->items[i].fn(SB_EDRAINING, "the router stopped",
-					strlen("the router stopped"), NULL, 0, 0, in->items[i].ud);
+		struct sb_msg m;
+		if (in->items[i].ep != 0) { /* answers: their calls are freed with the router */
+			if (in->items[i].frame != NULL)
+				sb__buf_put(in->items[i].frame, NULL);
+			continue;
+		}
+		if (in->items[i].fn != NULL &&
+		    sb_decode(in->items[i].frame->data, in->items[i].len, 0, &m, NULL) == 0)
+			sb__local_fail(in->items[i].fn, in->items[i].ud, m.id, SB_EDRAINING,
+				       "the router stopped");
 		sb__buf_put(in->items[i].frame, NULL);
 	}
 	free(in->items);

@@ -328,6 +328,11 @@ static struct sb__peer *by_id(const struct sb__replica *t, uint32_t id)
 	return (struct sb__peer *)(uintptr_t)sb__idmap_get(&t->by_id, id);
 }
 
+const struct sb__peer *sb__peers_by_id(const struct sb__shard *sh, uint32_t id)
+{
+	return by_id(&sh->peers, id);
+}
+
 static struct sb__peer *by_ep(const struct sb__replica *t, uint64_t ep)
 {
 	return (struct sb__peer *)(uintptr_t)sb__idmap_get(&t->by_ep, ep);

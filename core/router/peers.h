@@ -73,6 +73,10 @@ int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, c
 /** The peer name of connection @p ep as this shard knows it, or NULL. */
 const char *sb__peers_name_of(struct sb__shard *sh, uint64_t ep);
 
+/** The connected peer with this peer id, as this shard's replica knows it,
+ *  or NULL. */
+const struct sb__peer *sb__peers_by_id(const struct sb__shard *sh, uint32_t id);
+
 /** A SUBSCRIBE frame from c: answered with ACK, or ERROR for another topic. */
 void sb__peers_subscribe(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
 

@@ -43,7 +43,7 @@ struct sb__req {
 	uint64_t handler;        /* handling connection (any shard) */
 	uint64_t orig_id;        /* the requester's own id, restored on replies */
 	struct sb__shard *sh;    /* for the timer callback */
-	sb_local_reply_fn fn;    /* in-process requester: where replies go */
+	sb_reply_fn fn;          /* in-process requester: where replies go */
 	void *ud;
 	struct sb__rstat *rs;          /* the route's statistics, or NULL */
 	uint64_t t0_us;                /* when it was forwarded (the shard's turn clock) */

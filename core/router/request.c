@@ -15,6 +15,7 @@
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
+#include "router/local.h"
 #include "router/outq.h"
 #include "router/peers.h"
 #include "router/request.h"
@@ -67,7 +68,7 @@ void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *
 		  : err == SB_ECANCELLED ? END_CANCEL
 					 : END_ERROR);
 	if (q->requester == SB__LOCAL_REQUESTER) {
-		q->fn(err, text, strlen(text), NULL, 0, 0, q->ud);
+		sb__local_fail(q->fn, q->ud, q->orig_id, err, text);
 	} else {
 		struct sb__conn *c = sb__conn_get(sh, q->requester);
 		if (c != NULL)
@@ -115,16 +116,11 @@ static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf 
 	int more = 0;
 
 	if (sb_decode(f, len, SB_DECODE_PAYLOAD, &m, NULL) != 0) {
-		const char *why = "the handler's reply is malformed";
-		q->fn(SB_EBADFRAME, why, strlen(why), NULL, 0, 0, q->ud);
-	} else if (m.kind == SB_REPLY) {
-		more = m.flags & SB_F_MORE;
-		q->fn(0, (const char *)m.outcome.ptr, m.outcome.len, m.payload.ptr, m.payload.len,
-		      more, q->ud);
+		sb__local_fail(q->fn, q->ud, q->orig_id, SB_EBADFRAME,
+			       "the handler's reply is malformed");
 	} else {
 		more = m.flags & SB_F_MORE;
-		q->fn(-(int)m.code, (const char *)m.text.ptr, m.text.len, m.payload.ptr,
-		      m.payload.len, more, q->ud);
+		sb__local_reply_frame(q->fn, q->ud, q->orig_id, &m);
 	}
 	sb__stat_add(&sh->st.replies, 1);
 	if (!more) {
@@ -191,11 +187,11 @@ void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uin
 	q->ops->reply(sh, q, sender, b, f, len);
 }
 
-void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+void sb__req_cancel(struct sb__shard *sh, uint64_t requester, uint64_t id)
 {
-	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(c->ep, m->id));
+	uint64_t rid = sb__idmap_get(&sh->cancel, sb__idmap_key(requester, id));
 	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
-	if (q == NULL || q->requester != c->ep || q->orig_id != m->id)
+	if (q == NULL || q->requester != requester || q->orig_id != id)
 		return; /* already ended: its terminal event is on its way */
 	q->ops->cancel(sh, q);
 	sb__req_fail(sh, q, SB_ECANCELLED, "cancelled by the requester");
@@ -279,7 +275,7 @@ static void answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64
 			 const char *text)
 {
 	if (a->c == NULL)
-		a->fn(err, text, strlen(text), NULL, 0, 0, a->ud);
+		sb__local_fail(a->fn, a->ud, id, err, text);
 	else if (!sb__id_taken(sh, a->c, id, sb__open_rid(sh, a->c, id)))
 		sb__send_error(sh, a->c, id, err, text, 0);
 }
@@ -393,7 +389,15 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, SB_EOVERLOADED, why);
 		return;
 	}
-	if (a->c != NULL) { /* its id, for a CANCEL; an id in use is refused */
+	if (a->c == NULL) { /* its id, for sb_router_cancel(): unique by construction */
+		if (sb__idmap_put(&sh->cancel, sb__idmap_key(SB__LOCAL_REQUESTER, m->id), rid) !=
+		    0) {
+			sb__reqtab_free(&sh->reqs, rid);
+			free(bc);
+			sb__refuse(sh, a, m, SB_ENOMEM, "out of memory");
+			return;
+		}
+	} else { /* its id, for a CANCEL; an id in use is refused */
 		uint64_t key = sb__idmap_key(a->c->ep, m->id), old = 0;
 		if (sb__idmap_put_new(&sh->cancel, key, rid, &old) == 1) {
 			if (sb__id_taken(sh, a->c, m->id, old)) {

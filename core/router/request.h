@@ -17,10 +17,10 @@
 
 /* Who asked: a connection of this shard, or the embedding program. */
 struct sb__asker {
-	struct sb__conn *c;   /* NULL: in-process */
-	uint32_t from;        /* peer id stamped into what it sends */
-	int service;          /* may call internal handlers */
-	sb_local_reply_fn fn; /* in-process: where replies go */
+	struct sb__conn *c; /* NULL: in-process */
+	uint32_t from;      /* peer id stamped into what it sends */
+	int service;        /* may call internal handlers */
+	sb_reply_fn fn;     /* in-process: where replies go */
 	void *ud;
 };
 
@@ -37,8 +37,9 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 void sb__req_reply(struct sb__shard *sh, uint64_t sender, struct sb__buf *b, uint8_t *f,
 		   uint32_t len);
 
-/** A CANCEL frame from c, the requester. */
-void sb__req_cancel(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+/** A CANCEL from the requester (a connection's ep, or SB__LOCAL_REQUESTER)
+ *  of its request @p id. */
+void sb__req_cancel(struct sb__shard *sh, uint64_t requester, uint64_t id);
 
 /** Ends q with an error for its requester. */
 void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text);

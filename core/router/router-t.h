@@ -43,6 +43,7 @@ struct sb_router {
 	struct sb__inbox *inboxes;  /* one per shard */
 	int running;                /* started: no more in-process handlers */
 	_Atomic unsigned inject_rr; /* spreads injected messages over shards */
+	_Atomic uint64_t local_ids; /* the last in-process request's id */
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	unsigned started;

@@ -15,15 +15,16 @@
 
 #include "common/log.h"
 #include "common/tls.h"
-#include "router/local-t.h"
+#include "router/local.h"
 #include "router/mailbox.h"
 #include "router/peers.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
-void sb_router_config_init(struct sb_router_config *c)
+static void defaults(struct sb_router_config *c)
 {
 	memset(c, 0, sizeof *c);
+	c->size = sizeof *c;
 	c->addr = "127.0.0.1";
 	c->port = 7400;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
@@ -46,6 +47,30 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->max_registrations = 1024;
 	c->idle_ms = 60000;
 	c->pong_timeout_ms = 20000;
+}
+
+/* A program built against an older header has a shorter struct: only
+ * `size` bytes of it are the program's, the rest stays at its default. */
+void sb_router_config_init_size(struct sb_router_config *c, size_t size)
+{
+	struct sb_router_config d;
+
+	defaults(&d);
+	if (size > sizeof d)
+		size = sizeof d;
+	d.size = size;
+	memcpy(c, &d, size);
+}
+
+/* The caller's config over the defaults, as much of it as it has. */
+static int config_read(const struct sb_router_config *in, struct sb_router_config *out)
+{
+	defaults(out);
+	if (in == NULL || in->size < offsetof(struct sb_router_config, port) + sizeof in->port)
+		return SB_EINVAL;
+	memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
+	out->size = sizeof *out;
+	return 0;
 }
 
 static int tls_wanted(const struct sb_router_config *c)
@@ -171,12 +196,14 @@ static void close_listeners(struct sb_router *r)
 		}
 }
 
-struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
+struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 {
+	struct sb_router_config full;
+	const struct sb_router_config *c = &full;
 	struct sb_router *r = NULL;
 	int e = SB_EINVAL;
 
-	if (!check_config(c))
+	if (config_read(given, &full) != 0 || !check_config(c))
 		goto fail;
 	e = SB_ENOMEM;
 	if ((r = calloc(1, sizeof *r)) == NULL)
@@ -226,8 +253,11 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	r->inboxes = calloc(r->nshards, sizeof *r->inboxes);
 	if (r->inboxes == NULL)
 		goto fail;
-	for (unsigned i = 0; i < r->nshards; i++)
+	for (unsigned i = 0; i < r->nshards; i++) {
 		pthread_mutex_init(&r->inboxes[i].lock, NULL);
+		sb__idmap_init(&r->inboxes[i].calls);
+		sb__link_init(&r->inboxes[i].live);
+	}
 	/* Ring memory grows with shards squared: shrink each ring as the count
 	 * grows (4,096 slots up to 8 shards, 512 at 64: about 66 MiB). */
 	unsigned ring = c->mail_ring;
@@ -336,11 +366,15 @@ static int wait_for_shards(struct sb_router *r, uint64_t gen)
 	return 0;
 }
 
-int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
+int sb_router_reload(struct sb_router *r, const struct sb_router_config *given)
 {
+	struct sb_router_config full;
+	const struct sb_router_config *cfg = &full;
 	struct sb__tls_ctx *tls = NULL, *old;
 	int rc = SB_EINVAL;
 
+	if (config_read(given, &full) != 0)
+		return SB_EINVAL;
 	/* First every module builds and checks its new settings, then all are
 	 * swapped in, so a refusal leaves every setting as it was. A module
 	 * with settings of its own checks them after TLS's (a failure goes to
@@ -437,8 +471,10 @@ void sb_router_free(struct sb_router *r)
 			close(r->shards[i].efd);
 	}
 	sb__mailbox_free(r->mb);
-	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++)
+	for (unsigned i = 0; r->inboxes != NULL && i < r->nshards; i++) {
 		pthread_mutex_destroy(&r->inboxes[i].lock);
+		sb__local_calls_free(&r->inboxes[i]);
+	}
 	free(r->inboxes);
 	for (unsigned i = 0; i < r->nlocals; i++) {
 		free(r->locals[i].name);

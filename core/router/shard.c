@@ -261,6 +261,7 @@ void *sb__shard_main(void *arg)
 	struct sb_router *r = sh->r;
 	int rc = setup(sh);
 
+	sb__local_thread(sh);
 	signal_started(sh, rc);
 	if (rc != 0) {
 		atomic_fetch_add(&r->drained, 1); /* nothing to drain: don't hold the others */

@@ -38,10 +38,12 @@ static void check_schema_enforced(struct sb_client *const *cs, struct sb_client 
 				  const int *calls, int before)
 {
 	struct replies r1 = {0}, r2 = {0}, r3 = {0};
-	CHECK_INT(sb_request(ui, "sc.user", NO_EMAIL, sizeof NO_EMAIL, 0, on_reply, &r1, NULL), 0);
-	CHECK_INT(sb_request(ui, "sc.user", EMAIL_INT, sizeof EMAIL_INT, 0, on_reply, &r2, NULL),
+	CHECK_INT(sb_request(ui, "sc.user", NO_EMAIL, sizeof NO_EMAIL, NULL, on_reply, &r1, NULL),
 		  0);
-	CHECK_INT(sb_request(ui, "sc.user", EMAIL_OK, sizeof EMAIL_OK, 0, on_reply, &r3, NULL), 0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_INT, sizeof EMAIL_INT, NULL, on_reply, &r2, NULL),
+		  0);
+	CHECK_INT(sb_request(ui, "sc.user", EMAIL_OK, sizeof EMAIL_OK, NULL, on_reply, &r3, NULL),
+		  0);
 	pump_until(cs, 2, &r3.terminal, 1, "the good request's reply");
 	pump_until(cs, 2, &r2.terminal, 1, "the refusals");
 	CHECK_INT(r1.err, SB_EINVAL);
@@ -61,7 +63,22 @@ static void test_bad_arguments(void)
 	int err = 0;
 
 	sb_client_config_init(&cfg);
-	cfg.role = "admin";
+	CHECK_INT(cfg.size, sizeof cfg);
+	cfg.role = (enum sb_role)7;
+	CHECK(sb_client_new(&cfg, &err) == NULL);
+	CHECK_INT(err, SB_EINVAL);
+	/* A program built when the struct ended after `name` gets the defaults
+	 * for the rest (role "client" among them); one too short for host and
+	 * port is refused. */
+	sb_client_config_init(&cfg);
+	cfg.port = PORT;
+	cfg.role = (enum sb_role)7; /* past the old struct's end: not read */
+	cfg.size = offsetof(struct sb_client_config, name) + sizeof cfg.name;
+	struct sb_client *old = sb_client_new(&cfg, &err);
+	CHECK(old != NULL);
+	CHECK_INT(sb_client_register(old, "x.y", NULL, handle_echo, NULL), SB_EFORBIDDEN);
+	sb_client_free(old);
+	cfg.size = sizeof(size_t);
 	CHECK(sb_client_new(&cfg, &err) == NULL);
 	CHECK_INT(err, SB_EINVAL);
 	sb_client_config_init(&cfg);
@@ -77,19 +94,23 @@ static void test_bad_arguments(void)
 	struct sb_client *svc = client("args-svc", "service", &w);
 	struct sb_client *cs[] = {cli, svc};
 	struct replies r = {0};
-	CHECK_INT(sb_client_register(cli, "x", 0, handle_echo, NULL), SB_EFORBIDDEN);
-	CHECK_INT(sb_client_register(svc, "$sb.routes", 0, handle_echo, NULL), SB_EINVAL);
-	CHECK_INT(sb_client_register(svc, "bad name", 0, handle_echo, NULL), SB_EINVAL);
-	CHECK_INT(sb_client_register(svc, "x", 0x80, handle_echo, NULL), SB_EINVAL);
-	CHECK_INT(sb_client_register(svc, "x", 0, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(cli, "x", NULL, handle_echo, NULL), SB_EFORBIDDEN);
+	CHECK_INT(sb_client_register(svc, "$sb.routes", NULL, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "bad name", NULL, handle_echo, NULL), SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "x",
+				     &(struct sb_handler_opts){
+					     .size = sizeof(struct sb_handler_opts), .flags = 0x80},
+				     handle_echo, NULL),
+		  SB_EINVAL);
+	CHECK_INT(sb_client_register(svc, "x", NULL, NULL, NULL), SB_EINVAL);
 	CHECK_INT(sb_client_unregister(svc, "never"), SB_EINVAL);
 	pump_online(cs, 2);
 	static const uint8_t bad[] = {0x92, 0x01}; /* an array missing an element */
-	CHECK_INT(sb_send(cli, "x", bad, sizeof bad), SB_EINVAL);
-	CHECK_INT(sb_send(cli, "x", NULL, 5), SB_EINVAL);
-	CHECK_INT(sb_request(cli, "x", bad, sizeof bad, 0, on_reply, &r, NULL), SB_EINVAL);
-	CHECK_INT(sb_request(cli, "x", NULL, 0, 0, NULL, NULL, NULL), SB_EINVAL);
-	CHECK_INT(sb_request(cli, "", NULL, 0, 0, on_reply, &r, NULL), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "x", bad, sizeof bad, NULL), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "x", NULL, 5, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "x", bad, sizeof bad, NULL, on_reply, &r, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "x", NULL, 0, NULL, NULL, NULL, NULL), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "", NULL, 0, NULL, on_reply, &r, NULL), SB_EINVAL);
 	/* Over the router's frame limit (WELCOME said 1 MiB). */
 	size_t big = (1u << 20) + 16;
 	uint8_t *blob = calloc(1, big);
@@ -98,7 +119,7 @@ static void test_bad_arguments(void)
 	blob[2] = (uint8_t)((big - 5) >> 16);
 	blob[3] = (uint8_t)((big - 5) >> 8);
 	blob[4] = (uint8_t)(big - 5);
-	CHECK_INT(sb_send(cli, "x", blob, big), SB_ETOOLARGE);
+	CHECK_INT(sb_send(cli, "x", blob, big, NULL), SB_ETOOLARGE);
 	free(blob);
 	pump_for(cs, 2, 30);
 	CHECK_INT(r.n, 0);
@@ -124,17 +145,30 @@ static void test_register_with_a_schema_and_after_reconnect(void)
 					     'i',  'n',  't',  0xa1, 'x'}; /* a trailing byte:
 									      two values */
 	static const uint8_t not_map[] = {0x91, 0xa1, 'a'};
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, two_values, sizeof two_values,
-					    handle_echo, &calls),
-		  SB_EINVAL);
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, not_map, sizeof not_map, handle_echo,
-					    &calls),
-		  SB_EINVAL);
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, NULL, 5, handle_echo, &calls),
-		  SB_EINVAL);
-	CHECK_INT(sb_client_register_schema(svc, "sc.user", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
-					    handle_echo, &calls),
-		  0);
+	CHECK_INT(
+		sb_client_register(svc, "sc.user",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = two_values,
+							     .schema_len = sizeof two_values},
+				   handle_echo, &calls),
+		SB_EINVAL);
+	CHECK_INT(
+		sb_client_register(svc, "sc.user",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = not_map,
+							     .schema_len = sizeof not_map},
+				   handle_echo, &calls),
+		SB_EINVAL);
+	struct sb_handler_opts no_schema = SB_HANDLER_OPTS_INIT;
+	no_schema.schema_len = 5; /* a length without a schema */
+	CHECK_INT(sb_client_register(svc, "sc.user", &no_schema, handle_echo, &calls), SB_EINVAL);
+	CHECK_INT(
+		sb_client_register(svc, "sc.user",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = EMAIL_SCHEMA,
+							     .schema_len = sizeof EMAIL_SCHEMA},
+				   handle_echo, &calls),
+		0);
 	pump_online(cs, 2);
 	check_schema_enforced(cs, ui, &calls, 0);
 
@@ -182,15 +216,26 @@ static void test_schema_over_the_frame_limit(void)
 	CHECK_INT(sb_schema_validate(big, n, NULL, 0), 0);
 	struct sb_client *svc = client_at(sb_router_port(small), "big-svc", "service", &ws);
 	struct sb_client *cs[] = {svc};
-	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "small", 0, handle_echo, NULL), 0);
+	CHECK_INT(
+		sb_client_register(svc, "big",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = big,
+							     .schema_len = n},
+				   handle_echo, NULL),
+		0);
+	CHECK_INT(sb_client_register(svc, "small", NULL, handle_echo, NULL), 0);
 	pump_online(cs, 1);
 	CHECK_INT(ws.error, 1);
 	CHECK_INT(ws.error_err, SB_ETOOLARGE);
 	CHECK_INT(sb_client_unregister(svc, "big"), SB_EINVAL); /* it is gone */
 	CHECK_INT(sb_client_unregister(svc, "small"), 0);
-	CHECK_INT(sb_client_register_schema(svc, "big", 0, big, n, handle_echo, NULL),
-		  SB_ETOOLARGE);
+	CHECK_INT(
+		sb_client_register(svc, "big",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = big,
+							     .schema_len = n},
+				   handle_echo, NULL),
+		SB_ETOOLARGE);
 	pump_for(cs, 1, 30);
 	CHECK_INT(ws.offline, 0);
 	sb_client_free(svc);
@@ -213,24 +258,44 @@ static void test_schema_applies_to_peers_and_broadcasts(void)
 	struct replies r[3] = {{0}};
 	struct all_replies all = {.names = {"sc-to-a", "sc-to-b"}}, bad = {0};
 
-	CHECK_INT(sb_client_register_schema(a, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
-					    handle_echo, &calls),
-		  0);
-	CHECK_INT(sb_client_register_schema(b, "sc.peer", 0, EMAIL_SCHEMA, sizeof EMAIL_SCHEMA,
-					    handle_echo, &calls),
-		  0);
+	CHECK_INT(
+		sb_client_register(a, "sc.peer",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = EMAIL_SCHEMA,
+							     .schema_len = sizeof EMAIL_SCHEMA},
+				   handle_echo, &calls),
+		0);
+	CHECK_INT(
+		sb_client_register(b, "sc.peer",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .schema = EMAIL_SCHEMA,
+							     .schema_len = sizeof EMAIL_SCHEMA},
+				   handle_echo, &calls),
+		0);
 	pump_online(cs, 3);
-	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", NO_EMAIL, sizeof NO_EMAIL, LONG_MS,
-				on_reply, &r[0], NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", NO_EMAIL, sizeof NO_EMAIL,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "sc-to-b"},
+			     on_reply, &r[0], NULL),
 		  0);
-	CHECK_INT(sb_request_to(ui, "sc-to-b", "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS,
-				on_reply, &r[1], NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "sc-to-b"},
+			     on_reply, &r[1], NULL),
 		  0);
-	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_INT, sizeof EMAIL_INT, LONG_MS, on_all, &bad,
-				 NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", EMAIL_INT, sizeof EMAIL_INT,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .flags = SB_OPT_ALL},
+			     on_all, &bad, NULL),
 		  0);
-	CHECK_INT(sb_request_all(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK, LONG_MS, on_all, &all,
-				 NULL),
+	CHECK_INT(sb_request(ui, "sc.peer", EMAIL_OK, sizeof EMAIL_OK,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .flags = SB_OPT_ALL},
+			     on_all, &all, NULL),
 		  0);
 	pump_until(cs, 3, &r[1].terminal, 1, "the good request to sc-to-b");
 	pump_until(cs, 3, &all.terminal, 1, "the good broadcast");

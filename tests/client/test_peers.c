@@ -20,12 +20,11 @@ struct caller {
 	uint32_t from;
 };
 
-static void handle_whoami(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_whoami(struct sb_call *call, void *ud)
 {
 	struct caller *w = ud;
 	const char *peer = sb_call_peer(call), *role = sb_call_role(call);
 
-	(void)c;
 	w->n++;
 	snprintf(w->peer, sizeof w->peer, "%s", peer != NULL ? peer : "(null)");
 	snprintf(w->role, sizeof w->role, "%s", role != NULL ? role : "(null)");
@@ -35,19 +34,19 @@ static void handle_whoami(struct sb_client *c, struct sb_call *call, void *ud)
 		CHECK_INT(sb_reply(call, w->peer, NULL, 0), 0);
 }
 
-static void handle_health(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_health(struct sb_call *call, void *ud)
 {
 	const char *mode = ud;
 
-	(void)c;
 	if (strcmp(mode, "ok") == 0) {
 		uint8_t n[3];
 		put_seq(n, 0);
-		CHECK_INT(sb_reply_more(call, "log", n, 3, 1), 0);
-		CHECK_INT(sb_reply_more(call, "checking", n, 3, 0), 0); /* not passed on */
+		CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "log", n, 3), 0);
+		CHECK_INT(sb_reply_more(call, SB_MORE_PROGRESS, "checking", n, 3),
+			  0); /* not passed on */
 		CHECK_INT(sb_reply(call, "healthy", NULL, 0), 0);
 	} else if (strcmp(mode, "sick") == 0)
-		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full"), 0);
+		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full", NULL, 0), 0);
 	/* "silent": never answers; the router's timeout cancels the call */
 }
 
@@ -87,13 +86,12 @@ struct names_seen {
 	int calls, wrong;
 };
 
-static void handle_win(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_win(struct sb_call *call, void *ud)
 {
 	struct names_seen *s = ud;
 	const char *peer = sb_call_peer(call);
 	char want[32] = "?";
 
-	(void)c;
 	s->calls++;
 	for (int i = 0; i < WIN; i++)
 		if (win[i].id == sb_call_from(call))
@@ -104,7 +102,7 @@ static void handle_win(struct sb_client *c, struct sb_call *call, void *ud)
 	}
 }
 
-/* sb_send_to / sb_request_to reach the named peer and nobody else, and a
+/* Sends and requests `to` a peer reach it and nobody else, and a
  * handler knows who called; unknown and gone peers are told apart. */
 static void test_to_a_named_peer(void)
 {
@@ -117,14 +115,19 @@ static void test_to_a_named_peer(void)
 	struct sb_client *cs[] = {target, other, cli};
 	struct replies r[6] = {{0}};
 
-	CHECK_INT(sb_client_register(target, "whoami", 0, handle_whoami, &at_target), 0);
-	CHECK_INT(sb_client_register(other, "whoami", 0, handle_whoami, &at_other), 0);
+	CHECK_INT(sb_client_register(target, "whoami", NULL, handle_whoami, &at_target), 0);
+	CHECK_INT(sb_client_register(other, "whoami", NULL, handle_whoami, &at_other), 0);
 	pump_online(cs, 3);
 	for (int i = 0; i < 4; i++)
-		CHECK_INT(sb_request_to(cli, "target-1", "whoami", NULL, 0, LONG_MS, on_reply,
-					&r[i], NULL),
+		CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS,
+						       .to = "target-1"},
+				     on_reply, &r[i], NULL),
 			  0);
-	CHECK_INT(sb_send_to(cli, "target-1", "whoami", EVENT, sizeof EVENT), 0);
+	CHECK_INT(sb_send(cli, "whoami", EVENT, sizeof EVENT,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .to = "target-1"}),
+		  0);
 	struct all_done four = {r, 4};
 	pump_cond(cs, 3, all_terminal, &four, "four answers from target-1");
 	pump_until(cs, 3, &at_target.n, 5, "the send to target-1");
@@ -140,20 +143,37 @@ static void test_to_a_named_peer(void)
 	CHECK_INT(at_target.from, sb_client_peer_id(cli));
 
 	/* The other way: a client can be asked too (it answers "no handler"). */
-	CHECK_INT(sb_request_to(target, "asker-1", "anything", NULL, 0, LONG_MS, on_reply, &r[4],
-				NULL),
+	CHECK_INT(sb_request(target, "anything", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "asker-1"},
+			     on_reply, &r[4], NULL),
 		  0);
 	pump_until(cs, 3, &r[4].terminal, 1, "the client's answer");
 	CHECK_INT(r[4].err, SB_ENOHANDLER);
 
-	CHECK_INT(sb_request_to(cli, "ghost", "whoami", NULL, 0, LONG_MS, on_reply, &r[5], NULL),
+	CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .to = "ghost"},
+			     on_reply, &r[5], NULL),
 		  0);
 	pump_until(cs, 3, &r[5].terminal, 1, "unknown peer");
 	CHECK_INT(r[5].err, SB_EUNKNOWNPEER);
 	CHECK_STR(r[5].outcome, "no peer named ghost has connected");
-	CHECK_INT(sb_request_to(cli, "bad name", "whoami", NULL, 0, 0, on_reply, &r[5], NULL),
+	CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .to = "bad name"},
+			     on_reply, &r[5], NULL),
 		  SB_EINVAL);
-	CHECK_INT(sb_send_to(cli, NULL, "whoami", NULL, 0), SB_EINVAL);
+	/* One peer or every handler, not both; and options the library cannot
+	 * read are refused rather than guessed at. */
+	struct sb_opts both = SB_OPTS_INIT, tiny = SB_OPTS_INIT;
+	both.to = "target";
+	both.flags = SB_OPT_ALL;
+	tiny.size = 1;
+	CHECK_INT(sb_send(cli, "whoami", NULL, 0, &both), SB_EINVAL);
+	CHECK_INT(sb_request(cli, "whoami", NULL, 0, &both, on_reply, &r[5], NULL), SB_EINVAL);
+	CHECK_INT(sb_send(cli, "whoami", NULL, 0, &tiny), SB_EINVAL);
 
 	/* Gone: until the asker's shard has heard, "peer gone" is possible. */
 	sb_client_free(other);
@@ -161,8 +181,11 @@ static void test_to_a_named_peer(void)
 	int err = 0;
 	for (int i = 0; i < 100 && err != SB_ENOTCONNECTED; i++) {
 		struct replies g = {0};
-		CHECK_INT(sb_request_to(cli, "other-1", "whoami", NULL, 0, LONG_MS, on_reply, &g,
-					NULL),
+		CHECK_INT(sb_request(cli, "whoami", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS,
+						       .to = "other-1"},
+				     on_reply, &g, NULL),
 			  0);
 		pump_until(left, 2, &g.terminal, 1, "an answer about other-1");
 		err = g.err;
@@ -186,20 +209,28 @@ static void test_request_all(void)
 
 	for (int i = 0; i < 3; i++) {
 		cs[i] = client(names[i], "service", &w[i]);
-		CHECK_INT(sb_client_register(cs[i], "health", 0, handle_health, (void *)modes[i]),
-			  0);
-		CHECK_INT(sb_client_register(cs[i], "notice", 0, handle_seen, &got[i]), 0);
+		CHECK_INT(
+			sb_client_register(cs[i], "health", NULL, handle_health, (void *)modes[i]),
+			0);
+		CHECK_INT(sb_client_register(cs[i], "notice", NULL, handle_seen, &got[i]), 0);
 	}
 	cs[3] = client("prober", "client", &w[3]);
 	struct sb_client *cli = cs[3];
 	pump_online(cs, 4);
 
-	CHECK_INT(sb_broadcast(cli, "notice", EVENT, sizeof EVENT), 0);
+	CHECK_INT(sb_send(cli, "notice", EVENT, sizeof EVENT,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .flags = SB_OPT_ALL}),
+		  0);
 	for (int i = 0; i < 3; i++)
 		pump_until(cs, 4, &got[i].n, 1, "the broadcast send");
 
 	uint64_t req = 0;
-	CHECK_INT(sb_request_all(cli, "health", NULL, 0, 300, on_all, &a, &req), 0);
+	CHECK_INT(sb_request(cli, "health", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = 300,
+					       .flags = SB_OPT_ALL},
+			     on_all, &a, &req),
+		  0);
 	CHECK(req != 0);
 	pump_until(cs, 4, &a.terminal, 1, "the aggregate");
 	pump_for(cs, 4, 30);
@@ -221,7 +252,10 @@ static void test_request_all(void)
 
 	/* Nobody handles it: one terminal error. */
 	struct all_replies none = {0};
-	CHECK_INT(sb_request_all(cli, "nobody.home", NULL, 0, 0, on_all, &none, NULL), 0);
+	CHECK_INT(sb_request(cli, "nobody.home", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .flags = SB_OPT_ALL},
+			     on_all, &none, NULL),
+		  0);
 	pump_until(cs, 4, &none.terminal, 1, "no connected peers");
 	CHECK_INT(none.err, SB_ENOPEERS);
 	CHECK_INT(none.results, 0);
@@ -229,7 +263,12 @@ static void test_request_all(void)
 	/* Cancelled while the silent one holds it: once SB_ECANCELLED, then
 	 * nothing, not even the aggregate. */
 	struct all_replies cancelled = {.names = {names[0], names[1], names[2]}};
-	CHECK_INT(sb_request_all(cli, "health", NULL, 0, LONG_MS, on_all, &cancelled, &req), 0);
+	CHECK_INT(sb_request(cli, "health", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts),
+					       .timeout_ms = LONG_MS,
+					       .flags = SB_OPT_ALL},
+			     on_all, &cancelled, &req),
+		  0);
 	pump_until(cs, 4, &cancelled.results, 2, "the two who answer");
 	CHECK_INT(sb_cancel(cli, req), 0);
 	pump_until(cs, 4, &cancelled.terminal, 1, "the cancel");
@@ -290,7 +329,7 @@ static void test_caller_identity_window(void)
 	struct sb_client *svc = client("win-svc", "service", &w);
 	struct sb_client *cs[] = {svc};
 
-	CHECK_INT(sb_client_register(svc, "win", 0, handle_win, &seen), 0);
+	CHECK_INT(sb_client_register(svc, "win", NULL, handle_win, &seen), 0);
 	pump_online(cs, 1);
 	for (int i = 0; i < WIN; i++) {
 		char name[32];

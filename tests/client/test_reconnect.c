@@ -159,12 +159,16 @@ static void test_offline_sends(void)
 
 	pump_for(cs, 1, 100);
 	CHECK_INT(sb_client_online(c), 0);
-	CHECK_INT(sb_send(c, "audit.log", EVENT, sizeof EVENT), SB_EOFFLINE);
-	CHECK_INT(sb_request(c, "audit.log", NULL, 0, 0, on_reply, &r, &id), SB_EOFFLINE);
+	CHECK_INT(sb_send(c, "audit.log", EVENT, sizeof EVENT, NULL), SB_EOFFLINE);
+	CHECK_INT(sb_request(c, "audit.log", NULL, 0, NULL, on_reply, &r, &id), SB_EOFFLINE);
 	CHECK(id == 77); /* untouched on failure */
 	CHECK_INT(sb_cancel(c, 1), SB_EINVAL);
 	uint64_t t0 = now_ms();
-	CHECK_INT(sb_request_wait(c, "audit.log", NULL, 0, 150, NULL, 0, NULL, NULL), SB_EOFFLINE);
+	CHECK_INT(sb_request_wait(
+			  c, "audit.log", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 150},
+			  NULL, 0, NULL, NULL),
+		  SB_EOFFLINE);
 	uint64_t took = now_ms() - t0;
 	CHECK(took >= 150 && took < pump_limit_ms);
 	CHECK_INT(sb_client_wait_online(c, 50), SB_EOFFLINE); /* no router: gives up in time */
@@ -194,7 +198,10 @@ static void test_local_deadline_and_bad_payload(void)
 
 	/* A router that never answers: the local deadline (timeout + 1 s) ends it. */
 	uint64_t t0 = now_ms();
-	CHECK_INT(sb_request(c, "silence", NULL, 0, 50, on_reply, &r1, &id1), 0);
+	CHECK_INT(sb_request(c, "silence", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 50},
+			     on_reply, &r1, &id1),
+		  0);
 	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id1);
 	pump_until(cs, 1, &r1.terminal, 1, "the local deadline");
 	uint64_t took = r1.at - t0;
@@ -204,13 +211,13 @@ static void test_local_deadline_and_bad_payload(void)
 	CHECK(fake_expect(&f, c, SB_CANCEL)->id == id1); /* the router may free it */
 
 	/* A reply whose payload is not one MessagePack value fails only its request. */
-	CHECK_INT(sb_request(c, "broken", NULL, 0, 0, on_reply, &r2, &id2), 0);
+	CHECK_INT(sb_request(c, "broken", NULL, 0, NULL, on_reply, &r2, &id2), 0);
 	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id2);
 	peer_reply(f.live, id2, "fine", 0, broken, sizeof broken);
 	pump_until(cs, 1, &r2.terminal, 1, "the broken reply");
 	CHECK_INT(r2.err, SB_EBADFRAME);
 	CHECK_INT(r2.n, 1);
-	CHECK_INT(sb_request(c, "fine", NULL, 0, 0, on_reply, &r3, &id3), 0);
+	CHECK_INT(sb_request(c, "fine", NULL, 0, NULL, on_reply, &r3, &id3), 0);
 	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id3);
 	peer_reply(f.live, id3, "fine", 0, NULL, 0);
 	pump_until(cs, 1, &r3.terminal, 1, "the good reply");
@@ -242,7 +249,7 @@ static void test_goodbye_and_fatal_error(void)
 	pump_online(cs, 1);
 
 	/* GOODBYE: no new requests, the open one still finishes, sends still go. */
-	CHECK_INT(sb_request(c, "job", NULL, 0, 0, on_reply, &r, &id), 0);
+	CHECK_INT(sb_request(c, "job", NULL, 0, NULL, on_reply, &r, &id), 0);
 	CHECK(fake_expect(&f, c, SB_REQUEST)->id == id);
 	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("router draining")};
 	peer_send(f.live, &bye);
@@ -250,8 +257,8 @@ static void test_goodbye_and_fatal_error(void)
 	while (sb_client_online(c) && now_ms() < end)
 		sb_client_process(c, 5);
 	CHECK_INT(sb_client_online(c), 0);
-	CHECK_INT(sb_request(c, "job", NULL, 0, 0, on_reply, &r, NULL), SB_EDRAINING);
-	CHECK_INT(sb_send(c, "audit.log", NULL, 0), 0);
+	CHECK_INT(sb_request(c, "job", NULL, 0, NULL, on_reply, &r, NULL), SB_EDRAINING);
+	CHECK_INT(sb_send(c, "audit.log", NULL, 0, NULL), 0);
 	CHECK_INT(fake_expect(&f, c, SB_SEND)->kind, SB_SEND);
 	peer_reply(f.live, id, "finished", 0, NULL, 0);
 	pump_until(cs, 1, &r.terminal, 1, "the last reply");
@@ -311,17 +318,17 @@ static void test_reconnect_after_router_restart(void)
 	struct sb_client *cs[] = {svc, ui};
 	struct fake f;
 
-	CHECK_INT(sb_client_register(svc, "rc.echo", 0, handle_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "rc.hold", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, "rc.echo", NULL, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rc.hold", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
 
 	/* Request A is at the handler; B is still in the client's output when
 	 * the router goes away. */
-	CHECK_INT(sb_request(ui, "rc.hold", NULL, 0, 0, on_reply, &ra, NULL), 0);
+	CHECK_INT(sb_request(ui, "rc.hold", NULL, 0, NULL, on_reply, &ra, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "request A at the handler");
 	sb_router_stop(r2, 0);
 	sb_router_free(r2);
-	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, 0, on_reply, &rb, NULL), 0);
+	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, NULL, on_reply, &rb, NULL), 0);
 
 	/* Something that accepts and hangs up keeps the port, and times the
 	 * reconnect attempts. */
@@ -336,9 +343,9 @@ static void test_reconnect_after_router_restart(void)
 	CHECK_INT(h.cancels, 1);      /* the call in progress was dropped */
 	CHECK_INT(ws.offline_err, 0); /* closed after its GOODBYE */
 	CHECK_INT(wc.offline_err, 0);
-	CHECK_INT(sb_send(ui, "rc.echo", NULL, 0), SB_EOFFLINE);
-	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, 0, on_reply, &rc, NULL), SB_EOFFLINE);
-	CHECK_INT(sb_client_register(svc, "rc.later", 0, handle_echo, NULL),
+	CHECK_INT(sb_send(ui, "rc.echo", NULL, 0, NULL), SB_EOFFLINE);
+	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, NULL, on_reply, &rc, NULL), SB_EOFFLINE);
+	CHECK_INT(sb_client_register(svc, "rc.later", NULL, handle_echo, NULL),
 		  0); /* kept for later */
 
 	uint64_t window = now_ms();
@@ -370,12 +377,12 @@ static void test_reconnect_after_router_restart(void)
 	struct sb_router *r3 = router_open_at(port);
 	pump_cond(cs, 2, both_reconnected, &st, "RECONNECTED on both");
 	CHECK(wc.reconnected_at - wc.offline_at >= MIN_MS);
-	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, 0, on_reply, &rc, NULL), 0);
+	CHECK_INT(sb_request(ui, "rc.echo", NULL, 0, NULL, on_reply, &rc, NULL), 0);
 	pump_until(cs, 2, &rc.terminal, 1, "a request after the restart");
 	CHECK_INT(rc.err, 0);
 	CHECK_STR(rc.outcome, "echoed");
 	struct replies rl = {0};
-	CHECK_INT(sb_request(ui, "rc.later", NULL, 0, 0, on_reply, &rl, NULL), 0);
+	CHECK_INT(sb_request(ui, "rc.later", NULL, 0, NULL, on_reply, &rl, NULL), 0);
 	pump_until(cs, 2, &rl.terminal, 1, "a handler registered while offline");
 	CHECK_INT(rl.err, 0);
 

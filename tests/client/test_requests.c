@@ -40,17 +40,21 @@ static int64_t unpack_amount(const void *p, size_t len)
 }
 
 static const uint8_t BALANCE[] = {0x81, 0xa7, 'b', 'a', 'l', 'a', 'n', 'c', 'e', 0x14};
+/* An error's details: {"field": "amount"}, for the program, not people. */
+static const uint8_t DETAILS[] = {0x81, 0xa5, 'f', 'i', 'e', 'l', 'd',
+				  0xa6, 'a',  'm', 'o', 'u', 'n', 't'};
 
-static void handle_transfer(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_transfer(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int64_t amount = unpack_amount(p, len);
 
-	(void)c;
 	(void)ud;
 	if (amount < 0)
-		CHECK_INT(sb_reply_error(call, SB_EINVAL, "amount missing"), 0);
+		CHECK_INT(
+			sb_reply_error(call, SB_EINVAL, "amount missing", DETAILS, sizeof DETAILS),
+			0);
 	else if (amount <= 100)
 		CHECK_INT(sb_reply(call, "transferred", NULL, 0), 0);
 	else if (amount <= 1000)
@@ -59,15 +63,19 @@ static void handle_transfer(struct sb_client *c, struct sb_call *call, void *ud)
 		CHECK_INT(sb_reply(call, "insufficient funds", BALANCE, sizeof BALANCE), 0);
 }
 
-static void handle_copy(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_copy(struct sb_call *call, void *ud)
 {
 	uint8_t n[3];
 
-	(void)c;
 	(void)ud;
+	/* Only progress and chunks keep a request open: anything else is
+	 * refused, sends nothing, and leaves the call to be answered. */
+	put_seq(n, 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_RESULT, "file.copying", n, 3), SB_EINVAL);
+	CHECK_INT(sb_reply_more(call, SB_MORE_NONE, "file.copying", n, 3), SB_EINVAL);
 	for (unsigned i = 0; i < 3; i++) {
 		put_seq(n, i);
-		CHECK_INT(sb_reply_more(call, "file.copying", n, 3, 0), 0);
+		CHECK_INT(sb_reply_more(call, SB_MORE_PROGRESS, "file.copying", n, 3), 0);
 	}
 	CHECK_INT(sb_reply(call, "file.copied", NULL, 0), 0);
 }
@@ -81,28 +89,27 @@ struct load {
 
 enum { LOAD_TOTAL = 20000, LOAD_WINDOW = 256 };
 
-static void on_load_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			  const void *payload, size_t len, int more, void *ud);
+static void on_load_reply(const struct sb_reply *rep, void *ud);
 
 static void load_send(struct load *ld)
 {
 	uint32_t seq = (uint32_t)ld->sent;
 	uint8_t pl[5] = {0xce, (uint8_t)(seq >> 24), (uint8_t)(seq >> 16), (uint8_t)(seq >> 8),
 			 (uint8_t)seq};
-	CHECK_INT(sb_request(ld->c, "load.echo", pl, sizeof pl, LONG_MS, on_load_reply, ld, NULL),
-		  0);
+	CHECK_INT(
+		sb_request(ld->c, "load.echo", pl, sizeof pl,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   on_load_reply, ld, NULL),
+		0);
 	ld->sent++;
 }
 
-static void on_load_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			  const void *payload, size_t len, int more, void *ud)
+static void on_load_reply(const struct sb_reply *rep, void *ud)
 {
 	struct load *ld = ud;
-	const uint8_t *p = payload;
+	const uint8_t *p = rep->payload;
 
-	(void)c;
-	(void)req;
-	if (err != 0 || more || len != 5 || strcmp(outcome, "echoed") != 0) {
+	if (rep->err != 0 || rep->more || rep->len != 5 || strcmp(rep->outcome, "echoed") != 0) {
 		ld->wrong++;
 	} else {
 		uint32_t seq =
@@ -126,13 +133,13 @@ static void test_fire_and_forget(void)
 	struct sb_client *cli = client("shop-1", "client", &wc);
 	struct sb_client *cs[] = {svc, cli};
 
-	CHECK_INT(sb_client_register(svc, "audit.log", 0, handle_seen, &seen), 0);
+	CHECK_INT(sb_client_register(svc, "audit.log", NULL, handle_seen, &seen), 0);
 	pump_online(cs, 2);
 	CHECK_INT(ws.online, 1);
 	CHECK_INT(wc.online, 1);
 	CHECK_STR(sb_client_name(svc), "audit-1");
 
-	CHECK_INT(sb_send(cli, "audit.log", EVENT, sizeof EVENT), 0);
+	CHECK_INT(sb_send(cli, "audit.log", EVENT, sizeof EVENT, NULL), 0);
 	pump_until(cs, 2, &seen.n, 1, "the SEND");
 	pump_for(cs, 2, 50);
 	CHECK_INT(seen.n, 1);
@@ -159,13 +166,15 @@ static void test_request_reply_with_outcome(void)
 	struct sb_client *cs[] = {bank, shop};
 	int done = 0;
 
-	CHECK_INT(sb_client_register(bank, "transfer", 0, handle_transfer, NULL), 0);
+	CHECK_INT(sb_client_register(bank, "transfer", NULL, handle_transfer, NULL), 0);
 	pump_online(cs, 2);
 	for (int i = 0; i < 3; i++) {
 		msgpack_sbuffer sb;
 		pack_amount(&sb, amounts[i]);
-		CHECK_INT(sb_request(shop, "transfer", sb.data, sb.size, LONG_MS, on_reply, &r[i],
-				     NULL),
+		CHECK_INT(sb_request(shop, "transfer", sb.data, sb.size,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS},
+				     on_reply, &r[i], NULL),
 			  0);
 		msgpack_sbuffer_destroy(&sb); /* the library copied it */
 	}
@@ -181,6 +190,14 @@ static void test_request_reply_with_outcome(void)
 		CHECK_STR(r[i].outcome, outcomes[i]);
 	}
 	CHECK(r[2].len == sizeof BALANCE && memcmp(r[2].payload, BALANCE, sizeof BALANCE) == 0);
+
+	/* An error carries its details to the requester, as its payload. */
+	struct replies bad = {0};
+	CHECK_INT(sb_request(shop, "transfer", NULL, 0, NULL, on_reply, &bad, NULL), 0);
+	pump_until(cs, 2, &bad.terminal, 1, "the refused transfer");
+	CHECK_INT(bad.err, SB_EINVAL);
+	CHECK_STR(bad.outcome, "amount missing");
+	CHECK(bad.len == sizeof DETAILS && memcmp(bad.payload, DETAILS, sizeof DETAILS) == 0);
 	sb_client_free(bank);
 	sb_client_free(shop);
 	router_stop();
@@ -195,12 +212,13 @@ static void test_progress_then_final(void)
 	struct sb_client *ui = client("ui-1", "client", &wc);
 	struct sb_client *cs[] = {fs, ui};
 
-	CHECK_INT(sb_client_register(fs, "file.copy", 0, handle_copy, NULL), 0);
+	CHECK_INT(sb_client_register(fs, "file.copy", NULL, handle_copy, NULL), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "file.copy", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "file.copy", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &r.terminal, 1, "file.copied");
 	pump_for(cs, 2, 30);
 	CHECK_INT(r.progress, 3);
+	CHECK_INT(r.chunks, 0); /* SB_MORE_PROGRESS is progress, not a chunk */
 	CHECK_INT(r.out_of_order, 0);
 	CHECK_INT(r.terminal, 1);
 	CHECK_INT(r.n, 4);
@@ -221,9 +239,12 @@ static void test_timeout(void)
 	struct sb_client *ui = client("ui-4", "client", &wc);
 	struct sb_client *cs[] = {slow, ui};
 
-	CHECK_INT(sb_client_register(slow, "report.build", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(slow, "report.build", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "report.build", NULL, 0, 100, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "report.build", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 100},
+			     on_reply, &r, NULL),
+		  0);
 	pump_until(cs, 2, &r.terminal, 1, "the timeout");
 	CHECK_INT(r.err, SB_ETIMEOUT);
 	/* The router's answer, not the local deadline (which says "plus 1 s").
@@ -250,7 +271,7 @@ static void test_no_handler(void)
 	struct sb_client *cs[] = {ui};
 
 	pump_online(cs, 1);
-	CHECK_INT(sb_request(ui, "nobody.home", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "nobody.home", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 1, &r.terminal, 1, "no handler");
 	pump_for(cs, 1, 30);
 	CHECK_INT(r.n, 1);
@@ -272,10 +293,10 @@ static void test_catch_all(void)
 	struct sb_client *ui = client("ui-5b", "client", &wc);
 	struct sb_client *cs[] = {svc, ui};
 
-	CHECK_INT(sb_client_register(svc, NULL, 0, handle_hold, &h), 0);
-	CHECK_INT(sb_client_register(svc, NULL, 0, handle_hold, &h), SB_EINVAL); /* only one */
+	CHECK_INT(sb_client_register(svc, NULL, NULL, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, NULL, NULL, handle_hold, &h), SB_EINVAL); /* only one */
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "whatever.it.is", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "whatever.it.is", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the catch-all");
 	CHECK_STR(sb_call_name(h.call), "whatever.it.is");
 	CHECK_INT(sb_reply(h.call, "caught", NULL, 0), 0);
@@ -300,9 +321,9 @@ static void test_async_reply(void)
 	struct sb_client *cs[] = {svc, ui};
 	size_t len = 99;
 
-	CHECK_INT(sb_client_register(svc, "async.job", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(svc, "async.job", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the job at the handler");
 	pump_for(cs, 2, 50);
 	CHECK_INT(r.n, 0); /* nothing yet: the handler answers later */
@@ -321,14 +342,14 @@ static void test_async_reply(void)
 
 	/* Freeing a client ends its open requests: one SB_EOFFLINE each. */
 	struct replies open = {0};
-	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, 0, on_reply, &open, NULL), 0);
+	CHECK_INT(sb_request(ui, "async.job", job, sizeof job, NULL, on_reply, &open, NULL), 0);
 	pump_until(cs, 2, &h.calls, 2, "the second job at the handler");
 	sb_client_free(ui);
 	CHECK_INT(open.n, 1);
 	CHECK_INT(open.err, SB_EOFFLINE);
 	/* The router cancels it towards the handler, whose call then says so. */
 	pump_cond(cs, 1, held_call_cancelled, &h, "the handler to see the cancel");
-	CHECK_INT(sb_reply_error(h.call, SB_EINTERNAL, "too late"), SB_ECANCELLED);
+	CHECK_INT(sb_reply_error(h.call, SB_EINTERNAL, "too late", NULL, 0), SB_ECANCELLED);
 	sb_client_free(svc);
 	router_stop();
 }
@@ -342,7 +363,7 @@ static void test_many_requests_each_answered_once(void)
 	struct sb_client *cs[] = {svc, ui};
 	struct load ld = {.c = ui, .answered = calloc(LOAD_TOTAL, 1)};
 
-	CHECK_INT(sb_client_register(svc, "load.echo", 0, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "load.echo", NULL, handle_echo, NULL), 0);
 	pump_online(cs, 2);
 	uint64_t t0 = now_ms();
 	for (int i = 0; i < LOAD_WINDOW; i++)

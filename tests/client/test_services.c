@@ -22,39 +22,38 @@ struct chain {
 	int inner_calls;
 };
 
-static void on_encrypted(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			 const void *payload, size_t len, int more, void *ud)
+static void on_encrypted(const struct sb_reply *rep, void *ud)
 {
 	struct chain *ch = ud;
 
-	(void)c;
-	(void)req;
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
-	if (err != 0)
-		CHECK_INT(sb_reply_error(ch->call, err, outcome), 0);
+	if (rep->err != 0)
+		CHECK_INT(sb_reply_error(ch->call, rep->err, rep->outcome, NULL, 0), 0);
 	else
-		CHECK_INT(sb_reply(ch->call, "user.created", payload, len), 0);
+		CHECK_INT(sb_reply(ch->call, "user.created", rep->payload, rep->len), 0);
 	ch->call = NULL;
 }
 
-static void handle_create(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_create(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	static const uint8_t pw[] = {0xa6, 's', 'e', 'c', 'r', 'e', 't'};
 	struct chain *ch = ud;
 
 	ch->call = call;
 	CHECK_INT(
-		sb_request(c, "passwords.encrypt", pw, sizeof pw, LONG_MS, on_encrypted, ch, NULL),
+		sb_request(c, "passwords.encrypt", pw, sizeof pw,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   on_encrypted, ch, NULL),
 		0);
 }
 
-static void handle_encrypt(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_encrypt(struct sb_call *call, void *ud)
 {
 	static const uint8_t hash[] = {0xa4, 'x', 'y', 'z', 'w'};
 	struct chain *ch = ud;
 
-	(void)c;
 	ch->inner_calls++;
 	ch->inner_from_ok = sb_call_from(call) == ch->users_id;
 	CHECK_INT(sb_reply(call, "encrypted", hash, sizeof hash), 0);
@@ -100,12 +99,17 @@ static void *leave_peers_run(void *arg)
 	return NULL;
 }
 
-static void handle_work(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_work(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	struct chain *ch = ud;
 	ch->call = call;
 	ch->inner_calls++;
-	CHECK_INT(sb_request(c, "lv.deps", NULL, 0, LONG_MS, on_encrypted, ch, NULL), 0);
+	CHECK_INT(
+		sb_request(c, "lv.deps", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   on_encrypted, ch, NULL),
+		0);
 }
 
 struct runner {
@@ -132,13 +136,16 @@ static void test_chained_request_from_a_handler(void)
 	struct sb_client *ui = client("signup-1", "client", &wc);
 	struct sb_client *cs[] = {users, pw, ui};
 
-	CHECK_INT(sb_client_register(users, "users.create", 0, handle_create, &ch), 0);
-	CHECK_INT(sb_client_register(pw, "passwords.encrypt", SB_REGISTER_INTERNAL, handle_encrypt,
-				     &ch),
-		  0);
+	CHECK_INT(sb_client_register(users, "users.create", NULL, handle_create, &ch), 0);
+	CHECK_INT(
+		sb_client_register(pw, "passwords.encrypt",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .flags = SB_HANDLER_INTERNAL},
+				   handle_encrypt, &ch),
+		0);
 	pump_online(cs, 3);
 	ch.users_id = sb_client_peer_id(users);
-	CHECK_INT(sb_request(ui, "users.create", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "users.create", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 3, &r.terminal, 1, "user.created");
 	pump_for(cs, 3, 30);
 	CHECK_INT(r.n, 1);
@@ -151,7 +158,7 @@ static void test_chained_request_from_a_handler(void)
 
 	/* The internal handler is not for clients. */
 	struct replies direct = {0};
-	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, 0, on_reply, &direct, NULL), 0);
+	CHECK_INT(sb_request(ui, "passwords.encrypt", NULL, 0, NULL, on_reply, &direct, NULL), 0);
 	pump_until(cs, 3, &direct.terminal, 1, "the refusal");
 	CHECK_INT(direct.err, SB_EFORBIDDEN);
 	CHECK_STR(direct.outcome, "passwords.encrypt is internal: only services may call it");
@@ -171,7 +178,7 @@ static void test_leave_finishes_its_calls_first(void)
 	struct sb_client *svc = client("lv-svc", "service", &w);
 	pthread_t t;
 
-	CHECK_INT(sb_client_register(svc, "lv.work", 0, handle_work, &ch), 0);
+	CHECK_INT(sb_client_register(svc, "lv.work", NULL, handle_work, &ch), 0);
 	CHECK_INT(sb_client_wait_online(svc, pump_limit_ms), 0);
 	snprintf(lp.leaver, sizeof lp.leaver, "%s", sb_client_name(svc));
 	CHECK_INT(pthread_create(&t, NULL, leave_peers_run, &lp), 0);
@@ -205,11 +212,11 @@ static void test_two_instances_share_and_fail_over(void)
 	static struct replies r[40];
 
 	memset(r, 0, sizeof r);
-	CHECK_INT(sb_client_register(a, "work", 0, handle_echo, &served_a), 0);
-	CHECK_INT(sb_client_register(b, "work", 0, handle_echo, &served_b), 0);
+	CHECK_INT(sb_client_register(a, "work", NULL, handle_echo, &served_a), 0);
+	CHECK_INT(sb_client_register(b, "work", NULL, handle_echo, &served_b), 0);
 	pump_online(all, 3);
 	for (int i = 0; i < 20; i++)
-		CHECK_INT(sb_request(cli, "work", NULL, 0, 0, on_reply, &r[i], NULL), 0);
+		CHECK_INT(sb_request(cli, "work", NULL, 0, NULL, on_reply, &r[i], NULL), 0);
 	struct all_done first = {r, 20};
 	pump_cond(all, 3, all_terminal, &first, "20 answers from two instances");
 	CHECK_INT(served_a + served_b, 20);
@@ -218,7 +225,7 @@ static void test_two_instances_share_and_fail_over(void)
 	sb_client_free(a); /* one instance dies */
 	pump_for(left, 2, 50);
 	for (int i = 20; i < 40; i++)
-		CHECK_INT(sb_request(cli, "work", NULL, 0, 0, on_reply, &r[i], NULL), 0);
+		CHECK_INT(sb_request(cli, "work", NULL, 0, NULL, on_reply, &r[i], NULL), 0);
 	struct all_done second = {r + 20, 20};
 	pump_cond(left, 2, all_terminal, &second, "20 answers from the survivor");
 	CHECK_INT(served_b - (20 - served_a), 20);
@@ -250,28 +257,34 @@ static void test_request_wait_blocking(void)
 	void *reply = NULL;
 	size_t len = 0;
 
-	CHECK_INT(sb_client_register(svc, "wait.echo", 0, handle_echo, &served), 0);
+	CHECK_INT(sb_client_register(svc, "wait.echo", NULL, handle_echo, &served), 0);
 	pump_online(cs, 2);
 	CHECK_INT(pthread_create(&th, NULL, run_service, &run), 0);
 	for (int i = 0; i < 20; i++) {
-		CHECK_INT(sb_request_wait(ui, "wait.echo", ping, sizeof ping, LONG_MS, outcome,
-					  sizeof outcome, &reply, &len),
+		CHECK_INT(sb_request_wait(ui, "wait.echo", ping, sizeof ping,
+					  &(struct sb_opts){.size = sizeof(struct sb_opts),
+							    .timeout_ms = LONG_MS},
+					  outcome, sizeof outcome, &reply, &len),
 			  0);
 		CHECK_STR(outcome, "echoed");
 		CHECK(len == sizeof ping && reply != NULL && memcmp(reply, ping, len) == 0);
 		free(reply);
 		reply = NULL;
 	}
-	CHECK_INT(sb_request_wait(ui, "nobody.home", NULL, 0, LONG_MS, outcome, sizeof outcome,
-				  &reply, &len),
+	CHECK_INT(sb_request_wait(
+			  ui, "nobody.home", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			  outcome, sizeof outcome, &reply, &len),
 		  SB_ENOHANDLER);
 	CHECK(reply == NULL && len == 0);
 
 	/* Called before the client is online, it waits for it first. */
 	struct sb_client *late = client("wait-late", "client", &wl);
 	CHECK_INT(sb_client_online(late), 0);
-	CHECK_INT(sb_request_wait(late, "wait.echo", NULL, 0, LONG_MS, outcome, sizeof outcome,
-				  NULL, NULL),
+	CHECK_INT(sb_request_wait(
+			  late, "wait.echo", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			  outcome, sizeof outcome, NULL, NULL),
 		  0);
 	CHECK_STR(outcome, "echoed");
 	CHECK_INT(wl.online, 1);
@@ -320,7 +333,7 @@ static void test_duplicate_name(void)
 	CHECK_INT(wb.error, 1);
 	CHECK_INT(wb.online + wb.offline + wb.reconnected, 0);
 	CHECK_INT(sb_client_run(b), SB_EDUPNAME); /* returns instead of spinning */
-	CHECK_INT(sb_send(b, "audit.log", NULL, 0), SB_EOFFLINE);
+	CHECK_INT(sb_send(b, "audit.log", NULL, 0, NULL), SB_EOFFLINE);
 	/* The holder of the name is undisturbed. */
 	CHECK_INT(sb_client_online(a), 1);
 	CHECK_INT(wa.offline + wa.error, 0);

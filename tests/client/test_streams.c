@@ -10,15 +10,14 @@
 #include "support/router.h"
 #include "support/testlib.h"
 
-static void handle_read(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_read(struct sb_call *call, void *ud)
 {
 	uint8_t n[3];
 
-	(void)c;
 	(void)ud;
 	for (unsigned i = 0; i < 1000; i++) {
 		put_seq(n, i);
-		CHECK_INT(sb_reply_more(call, "file.read-chunk", n, 3, 1), 0);
+		CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "file.read-chunk", n, 3), 0);
 	}
 	CHECK_INT(sb_reply(call, "file.read-done", NULL, 0), 0);
 }
@@ -38,7 +37,7 @@ static void produce(void *arg)
 
 	for (int i = 0; i < 4 && p->h->call != NULL; i++) {
 		put_seq(n, p->sent);
-		p->rc = sb_reply_more(p->h->call, "file.read-chunk", n, 3, 1);
+		p->rc = sb_reply_more(p->h->call, SB_MORE_CHUNK, "file.read-chunk", n, 3);
 		if (p->rc == 0)
 			p->sent++;
 	}
@@ -79,7 +78,7 @@ static void big_produce(struct big_stream *b)
 		chunk[1] = BIG_CHUNK >> 8;
 		chunk[2] = BIG_CHUNK & 0xff;
 		memcpy(chunk + 3, &b->sent, sizeof b->sent);
-		int rc = sb_reply_more(b->h.call, "big-chunk", chunk, sizeof chunk, 1);
+		int rc = sb_reply_more(b->h.call, SB_MORE_CHUNK, "big-chunk", chunk, sizeof chunk);
 		if (rc == SB_EOVERLOADED) {
 			b->overloaded++;
 			return;
@@ -101,19 +100,17 @@ static void big_writable(struct sb_client *c, void *ud)
 	big_produce(b);
 }
 
-static void big_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		      const void *payload, size_t len, int more, void *ud)
+static void big_reply(const struct sb_reply *rep, void *ud)
 {
 	struct big_stream *b = ud;
 	unsigned seq;
-	(void)c, (void)req, (void)outcome;
-	if (!more) {
+	if (rep->more == SB_MORE_NONE) {
 		b->done++;
-		b->err = err;
+		b->err = rep->err;
 		return;
 	}
-	memcpy(&seq, (const uint8_t *)payload + 3, sizeof seq);
-	b->out_of_order += len != 3 + BIG_CHUNK || seq != b->got;
+	memcpy(&seq, (const uint8_t *)rep->payload + 3, sizeof seq);
+	b->out_of_order += rep->len != 3 + BIG_CHUNK || seq != b->got;
 	b->got++;
 }
 
@@ -126,9 +123,9 @@ static void test_stream_of_1000_chunks_in_order(void)
 	struct sb_client *ui = client("ui-2", "client", &wc);
 	struct sb_client *cs[] = {fs, ui};
 
-	CHECK_INT(sb_client_register(fs, "file.read", 0, handle_read, NULL), 0);
+	CHECK_INT(sb_client_register(fs, "file.read", NULL, handle_read, NULL), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "file.read", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "file.read", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &r.terminal, 1, "file.read-done");
 	pump_for(cs, 2, 30);
 	CHECK_INT(r.chunks, 1000);
@@ -152,11 +149,13 @@ static void test_cancel_mid_stream(void)
 	struct cancel_done both = {&r, &h};
 	struct sb_client *fs = client("fs-3", "service", &ws);
 	struct sb_client *ui = client("ui-3", "client", &wc);
+
+	r.c = ui;
 	struct sb_client *cs[] = {fs, ui};
 
-	CHECK_INT(sb_client_register(fs, "file.tail", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(fs, "file.tail", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the request at the handler");
 	pump_tick = produce;
 	pump_tick_arg = &prod;
@@ -190,7 +189,7 @@ static void test_on_writable_resumes_a_stream(void)
 	sb_client_config_init(&cfg);
 	cfg.port = PORT;
 	cfg.name = "big-svc";
-	cfg.role = "service";
+	cfg.role = SB_ROLE_SERVICE;
 	cfg.on_state = on_state;
 	cfg.on_writable = big_writable;
 	cfg.ud = &ws;
@@ -199,9 +198,13 @@ static void test_on_writable_resumes_a_stream(void)
 	struct sb_client *ui = client("big-ui", "client", &wc);
 	struct sb_client *cs[] = {svc, ui};
 
-	CHECK_INT(sb_client_register(svc, "big.read", 0, handle_hold, &b.h), 0);
+	CHECK_INT(sb_client_register(svc, "big.read", NULL, handle_hold, &b.h), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "big.read", NULL, 0, LONG_MS, big_reply, &b, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "big.read", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   big_reply, &b, NULL),
+		0);
 	pump_until(cs, 2, &b.h.calls, 1, "the request");
 	big_produce(&b); /* from here on only on_writable produces */
 	pump_until(cs, 2, &b.done, 1, "the end of the stream");
@@ -226,13 +229,13 @@ static void test_handler_freed_mid_stream(void)
 	struct sb_client *cs[] = {fs, ui};
 	uint8_t n[3];
 
-	CHECK_INT(sb_client_register(fs, "file.tail", 0, handle_hold, &h), 0);
+	CHECK_INT(sb_client_register(fs, "file.tail", NULL, handle_hold, &h), 0);
 	pump_online(cs, 2);
-	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, 0, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(ui, "file.tail", NULL, 0, NULL, on_reply, &r, NULL), 0);
 	pump_until(cs, 2, &h.calls, 1, "the request at the handler");
 	for (unsigned i = 0; i < 5; i++) {
 		put_seq(n, i);
-		CHECK_INT(sb_reply_more(h.call, "file.read-chunk", n, 3, 1), 0);
+		CHECK_INT(sb_reply_more(h.call, SB_MORE_CHUNK, "file.read-chunk", n, 3), 0);
 	}
 	pump_until(cs, 2, &r.chunks, 5, "five chunks");
 	sb_client_free(fs);      /* mid-stream */

@@ -27,7 +27,7 @@ int main(void)
 		return 1;
 	}
 	sb_client_config_init(&cfg);
-	cfg.role = "nobody"; /* neither "client" nor "service" */
+	cfg.role = (enum sb_role)7; /* neither SB_ROLE_CLIENT nor SB_ROLE_SERVICE */
 	if (sb_client_new(&cfg, &err) != NULL || err != SB_EINVAL) {
 		fprintf(stderr, "client consumer: a bad role was not refused\n");
 		return 1;

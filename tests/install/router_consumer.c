@@ -10,13 +10,13 @@
 #include <switchboard/router.h>
 
 /* Answers "echo" with its own payload. */
-static void on_echo(struct sb_local_call *call, void *ud)
+static void on_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
-	const void *p = sb_local_payload(call, &len);
+	const void *p = sb_call_payload(call, &len);
 
 	(void)ud;
-	sb_local_reply(call, "echoed", p, len, 0);
+	sb_reply(call, "echoed", p, len);
 }
 
 int main(void)
@@ -35,7 +35,7 @@ int main(void)
 	rc.port = 0; /* any free port */
 	rc.shards = 1;
 	if ((r = sb_router_new(&rc, &err)) == NULL ||
-	    sb_router_handle(r, "echo", 0, on_echo, NULL) != 0 || sb_router_start(r) != 0) {
+	    sb_router_handle(r, "echo", NULL, on_echo, NULL) != 0 || sb_router_start(r) != 0) {
 		fprintf(stderr, "router consumer: no router: %s\n", sb_strerror(err));
 		return 1;
 	}
@@ -45,8 +45,10 @@ int main(void)
 		fprintf(stderr, "router consumer: no client: %s\n", sb_strerror(err));
 		return 1;
 	}
-	rc_wait = sb_request_wait(c, "echo", hello, sizeof hello, 10000, outcome, sizeof outcome,
-				  &reply, &reply_len);
+	rc_wait = sb_request_wait(
+		c, "echo", hello, sizeof hello,
+		&(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 10000}, outcome,
+		sizeof outcome, &reply, &reply_len);
 	int ok = rc_wait == 0 && strcmp(outcome, "echoed") == 0 && reply_len == sizeof hello &&
 		 memcmp(reply, hello, sizeof hello) == 0;
 	printf("router consumer: echo through the router on port %u: %s, %s\n",

@@ -214,16 +214,16 @@ static void test_a_chunk_without_more_is_a_final_reply(void)
 }
 
 /* The same for an in-process handler's final chunk. */
-static void ip_final_chunk(struct sb_local_call *call, void *ud)
+static void ip_final_chunk(struct sb_call *call, void *ud)
 {
 	(void)ud;
-	CHECK_INT(sb_local_reply(call, "file.read-done", NULL, 0, SB_F_CHUNK), 0);
+	CHECK_INT(sb_reply(call, "file.read-done", NULL, 0), 0);
 }
 
 static void test_an_in_process_final_chunk_is_a_final_reply(void)
 {
 	struct sb_router *ip = router_new(NULL);
-	CHECK_INT(sb_router_handle(ip, "ip.chunk", 0, ip_final_chunk, NULL), 0);
+	CHECK_INT(sb_router_handle(ip, "ip.chunk", NULL, ip_final_chunk, NULL), 0);
 	router_start_with(ip);
 	struct peer *cli = peer_hello(PORT, "ipc-cli", "client");
 	peer_request(cli, "ip.chunk", 31, 0, NULL, 0);

@@ -149,9 +149,11 @@ static void test_idle_connections_are_pinged(void)
 	CHECK(router_stats().idle_pings >= pings + 3);
 	CHECK(sb_client_online(c));
 	CHECK_INT(st.offline, 0);
-	CHECK_INT(
-		sb_request_wait(c, "$sb.stats", NULL, 0, 5000, outcome, sizeof outcome, NULL, NULL),
-		0);
+	CHECK_INT(sb_request_wait(
+			  c, "$sb.stats", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 5000},
+			  outcome, sizeof outcome, NULL, NULL),
+		  0);
 	CHECK_INT(router_stats().idle_timeouts, 1);
 	sb_client_free(c);
 	router_stop();

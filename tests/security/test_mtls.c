@@ -179,7 +179,7 @@ static void test_mtls_refusals(void)
 	struct sb_client *alice = tls_client(port, "service", "alice", NULL, &wa);
 	struct sb_client *billing = tls_client(port, "client", "svc-billing", NULL, &ws);
 	struct sb_client *cs[] = {alice, billing};
-	CHECK_INT(sb_client_register(alice, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(alice, "echo", NULL, handle_echo_subject, NULL), 0);
 	pump_online(cs, 2); /* alice by name, svc-billing by pattern */
 
 	struct sb_client *bob = tls_client(port, "client", "bob", NULL, &wb);
@@ -229,7 +229,7 @@ static void test_reload_swaps_allow_list(void)
 	log_capture();
 	struct sb_router *r = tls_router(&t, &port);
 	struct sb_client *alice = tls_client(port, "service", "alice", NULL, &wa);
-	CHECK_INT(sb_client_register(alice, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(alice, "echo", NULL, handle_echo_subject, NULL), 0);
 	pump_online(&alice, 1);
 
 	struct sb_client *bob = tls_client(port, "client", "bob", NULL, &wb1);
@@ -383,7 +383,7 @@ static void test_daemon_reloads_on_sighup(void)
 	CHECK(strstr(line, "TLS") != NULL);
 
 	struct sb_client *alice = tls_client(port, "service", "alice", NULL, &wa);
-	CHECK_INT(sb_client_register(alice, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(alice, "echo", NULL, handle_echo_subject, NULL), 0);
 	pump_online(&alice, 1);
 	struct sb_client *bob = tls_client(port, "client", "bob", NULL, &wb1);
 	expect_refused(bob, &wb1, SB_EFORBIDDEN, "\"bob\" is not allowed");
@@ -429,7 +429,7 @@ static void test_sbctl_over_tls(void)
 
 	snprintf(router, sizeof router, "127.0.0.1:%u", port);
 	struct sb_client *alice = tls_client(port, "service", "alice", NULL, &wa);
-	CHECK_INT(sb_client_register(alice, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(alice, "echo", NULL, handle_echo_subject, NULL), 0);
 	pump_online(&alice, 1);
 
 	const char *ok[] = {"--router",   router,          "--tls-ca",  at("ca.pem"),

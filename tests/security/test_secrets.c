@@ -120,11 +120,10 @@ static unsigned kinds_in(const uint8_t *p, size_t n)
 	return kinds;
 }
 
-static void on_cap_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_cap_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
-	(void)c;
 	(void)ud;
 	CHECK_INT(sb_reply(call, "echoed", p, len), 0);
 }
@@ -370,12 +369,14 @@ static void test_secret_never_crosses_the_wire(void)
 	router_start(&cfg);
 	relay_start(&rl);
 	struct sb_client *c = lib_client(rl.port, "capture-svc", "service", SVC_SECRET, &st);
-	CHECK_INT(sb_client_register(c, "cap.echo", 0, on_cap_echo, NULL), 0);
+	CHECK_INT(sb_client_register(c, "cap.echo", NULL, on_cap_echo, NULL), 0);
 	CHECK_INT(lib_settle(c), 0);
 	CHECK(sb_client_online(c));
 	static const uint8_t payload[] = {0xa5, 'h', 'e', 'l', 'l', 'o'};
-	CHECK_INT(sb_request_wait(c, "cap.echo", payload, sizeof payload, 5000, outcome,
-				  sizeof outcome, NULL, NULL),
+	CHECK_INT(sb_request_wait(
+			  c, "cap.echo", payload, sizeof payload,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 5000},
+			  outcome, sizeof outcome, NULL, NULL),
 		  0);
 	CHECK_STR(outcome, "echoed");
 	sb_client_free(c);

@@ -34,9 +34,8 @@ static uint8_t pattern(int chunk, size_t k)
 	return (uint8_t)(chunk * 131 + (int)(k * 7) + (int)(k >> 9));
 }
 
-static void handle_read(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_read(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	streaming = call;
 	produced = 0;
@@ -55,7 +54,7 @@ static void produce(void *arg)
 		buf[4] = (uint8_t)CHUNK;
 		for (size_t k = 0; k < CHUNK; k++)
 			buf[5 + k] = pattern(produced, k);
-		int rc = sb_reply_more(streaming, "chunk", buf, sizeof buf, 1);
+		int rc = sb_reply_more(streaming, SB_MORE_CHUNK, "chunk", buf, sizeof buf);
 		if (rc == SB_EOVERLOADED) {
 			overloaded++;
 			return; /* the next turn, once some went out */
@@ -74,21 +73,17 @@ struct stream_seen {
 	size_t bytes;
 };
 
-static void on_chunk(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_chunk(const struct sb_reply *rep, void *ud)
 {
 	struct stream_seen *s = ud;
-	const uint8_t *p = payload;
+	const uint8_t *p = rep->payload;
 
-	(void)c;
-	(void)req;
-	(void)outcome;
-	if (!more) {
+	if (rep->more == SB_MORE_NONE) {
 		s->done = 1;
-		s->err = err;
+		s->err = rep->err;
 		return;
 	}
-	if (len != 5 + CHUNK || p[0] != 0xc6) {
+	if (rep->len != 5 + CHUNK || p[0] != 0xc6) {
 		s->bad++;
 		return;
 	}
@@ -127,7 +122,7 @@ static void test_request_reply_over_tls(void)
 	struct sb_client *req = tls_client(port, "client", NULL, NULL, &wc);
 	struct sb_client *cs[] = {svc, req};
 
-	CHECK_INT(sb_client_register(svc, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "echo", NULL, handle_echo_subject, NULL), 0);
 	if (pump_online(cs, 2)) {
 		for (uint8_t i = 0; i < 20; i++)
 			echo_works(cs, 2, req, i);
@@ -183,9 +178,13 @@ static void test_big_stream_arrives_intact(void)
 	struct stream_seen seen = {0};
 	struct sb_router_stats st;
 
-	CHECK_INT(sb_client_register(svc, "file.read", 0, handle_read, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "file.read", NULL, handle_read, NULL), 0);
 	if (pump_online(cs, 2)) {
-		CHECK_INT(sb_request(req, "file.read", NULL, 0, 60000, on_chunk, &seen, NULL), 0);
+		CHECK_INT(sb_request(req, "file.read", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = 60000},
+				     on_chunk, &seen, NULL),
+			  0);
 		pump_tick = produce;
 		pump_until(cs, 2, &seen.done, 1, "the end of the stream");
 		pump_tick = NULL;
@@ -280,7 +279,7 @@ static void test_plain_client_refused_cleanly(void)
 	struct sb_client *req = tls_client(port, "client", NULL, NULL, &wc);
 	struct sb_client *cs[] = {svc, req};
 
-	CHECK_INT(sb_client_register(svc, "echo", 0, handle_echo_subject, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "echo", NULL, handle_echo_subject, NULL), 0);
 	pump_online(cs, 2);
 
 	struct peer *p = peer_dial(port);

@@ -144,7 +144,7 @@ struct sb_client *lib_client(uint16_t port, const char *name, const char *role, 
 	sb_client_config_init(&cfg);
 	cfg.port = port;
 	cfg.name = name;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.secret = secret;
 	cfg.reconnect_min_ms = 20;
 	cfg.reconnect_max_ms = 50;

@@ -133,17 +133,15 @@ static void c_hold_cancel(struct sb_call *call, void *ud)
 	c_v[1]++;
 }
 
-static void c_hold(struct sb_client *c, struct sb_call *call, void *ud)
+static void c_hold(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	c_v[0]++;
 	sb_call_on_cancel(call, c_hold_cancel, NULL);
 }
 
-static void c_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void c_echo(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
@@ -165,9 +163,8 @@ static void c_stream_cancel(struct sb_call *call, void *ud)
 	c_v[2]++;
 }
 
-static void c_stream(struct sb_client *c, struct sb_call *call, void *ud)
+static void c_stream(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	for (uintptr_t i = 0; i < 64; i++)
 		if (c_streams[i] == NULL) {
@@ -176,7 +173,7 @@ static void c_stream(struct sb_client *c, struct sb_call *call, void *ud)
 			sb_call_on_cancel(call, c_stream_cancel, (void *)i);
 			return;
 		}
-	sb_reply_error(call, SB_EOVERLOADED, "too many streams");
+	sb_reply_error(call, SB_EOVERLOADED, "too many streams", NULL, 0);
 }
 
 static void c_produce(void)
@@ -188,7 +185,7 @@ static void c_produce(void)
 	for (int i = 0; i < 64; i++)
 		for (int k = 0; k < 64 && c_streams[i] != NULL; k++) {
 			put_chunk(buf, len, c_seq[i]);
-			int rc = sb_reply_more(c_streams[i], "chunk", buf, len, 1);
+			int rc = sb_reply_more(c_streams[i], SB_MORE_CHUNK, "chunk", buf, len);
 			if (rc == SB_EOVERLOADED) {
 				c_v[1]++;
 				break;
@@ -201,11 +198,10 @@ static void c_produce(void)
 }
 
 /* streamreq: requests ARG streams; n = chunks received. */
-static void c_on_chunk(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		       const void *payload, size_t len, int more, void *ud)
+static void c_on_chunk(const struct sb_reply *rep, void *ud)
 {
-	(void)c, (void)req, (void)err, (void)outcome, (void)payload, (void)len, (void)ud;
-	if (more == SB_MORE_CHUNK)
+	(void)ud;
+	if (rep->more == SB_MORE_CHUNK)
 		c_v[0]++;
 }
 
@@ -221,18 +217,18 @@ int child_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = is_req ? "client" : "service";
+	cfg.role = is_req ? SB_ROLE_CLIENT : SB_ROLE_SERVICE;
 	cfg.out_max = 1 << 20; /* flow control shows sooner */
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	if (c == NULL)
 		return 1;
 	if (strcmp(role, "hold") == 0)
-		sb_client_register(c, name, 0, c_hold, NULL);
+		sb_client_register(c, name, NULL, c_hold, NULL);
 	else if (strcmp(role, "echo") == 0)
-		sb_client_register(c, name, 0, c_echo, NULL);
+		sb_client_register(c, name, NULL, c_echo, NULL);
 	else if (strcmp(role, "stream") == 0) {
 		c_chunk = (size_t)arg;
-		sb_client_register(c, name, 0, c_stream, NULL);
+		sb_client_register(c, name, NULL, c_stream, NULL);
 	} else if (!is_req)
 		return 2;
 	/* Until killed: SIGKILL is the fault under test, and PR_SET_PDEATHSIG
@@ -246,7 +242,10 @@ int child_main(int argc, char **argv)
 		if (!ready && sb_client_online(c)) {
 			ready = 1;
 			for (long i = 0; is_req && i < arg; i++)
-				sb_request(c, name, NULL, 0, LONG_MS, c_on_chunk, NULL, NULL);
+				sb_request(c, name, NULL, 0,
+					   &(struct sb_opts){.size = sizeof(struct sb_opts),
+							     .timeout_ms = LONG_MS},
+					   c_on_chunk, NULL, NULL);
 			printf("ready\n");
 			fflush(stdout);
 		}

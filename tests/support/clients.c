@@ -45,7 +45,7 @@ struct sb_client *client_at(uint16_t port, const char *name, const char *role, s
 	sb_client_config_init(&cfg);
 	cfg.port = port;
 	cfg.name = name;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.reconnect_min_ms = MIN_MS;
 	cfg.reconnect_max_ms = MAX_MS;
 	cfg.on_state = on_state;
@@ -74,38 +74,38 @@ void put_seq(uint8_t b[3], unsigned v)
 	b[2] = (uint8_t)v;
 }
 
-void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	      size_t len, int more, void *ud)
+void on_reply(const struct sb_reply *rep, void *ud)
 {
 	struct replies *r = ud;
 
 	r->n++;
 	if (r->terminal > 0)
 		r->after_terminal++;
-	CHECK(outcome != NULL);
-	snprintf(r->outcome, sizeof r->outcome, "%s", outcome != NULL ? outcome : "");
-	r->len = len < sizeof r->payload ? len : sizeof r->payload;
-	if (len > 0)
-		memcpy(r->payload, payload, r->len);
-	if (!more) {
+	CHECK(rep->outcome != NULL);
+	CHECK_INT(strlen(rep->outcome), rep->outcome_len);
+	snprintf(r->outcome, sizeof r->outcome, "%s", rep->outcome != NULL ? rep->outcome : "");
+	r->len = rep->len < sizeof r->payload ? rep->len : sizeof r->payload;
+	if (rep->len > 0)
+		memcpy(r->payload, rep->payload, r->len);
+	if (rep->more == SB_MORE_NONE) {
 		r->terminal++;
-		r->err = err;
+		r->err = rep->err;
 		r->at = now_ms();
 		return;
 	}
-	CHECK_INT(err, 0);
-	if (more == SB_MORE_PROGRESS) {
-		if (seq_of(payload, len) != (unsigned)r->progress)
+	CHECK_INT(rep->err, 0);
+	if (rep->more == SB_MORE_PROGRESS) {
+		if (seq_of(rep->payload, rep->len) != (unsigned)r->progress)
 			r->out_of_order++;
 		r->progress++;
 		return;
 	}
-	CHECK_INT(more, SB_MORE_CHUNK);
-	if (seq_of(payload, len) != (unsigned)r->chunks)
+	CHECK_INT(rep->more, SB_MORE_CHUNK);
+	if (seq_of(rep->payload, rep->len) != (unsigned)r->chunks)
 		r->out_of_order++;
 	r->chunks++;
 	if (r->chunks == r->cancel_at) /* from inside the callback, as a program would */
-		CHECK_INT(sb_cancel(c, req), 0);
+		CHECK_INT(sb_cancel(r->c, rep->req), 0);
 }
 
 int all_terminal(void *arg)
@@ -117,22 +117,20 @@ int all_terminal(void *arg)
 	return 1;
 }
 
-void on_all(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	    size_t len, int more, void *ud)
+void on_all(const struct sb_reply *r, void *ud)
 {
 	struct all_replies *a = ud;
-	const char *peer = sb_reply_peer(c);
+	const char *peer = r->peer;
 
-	(void)req;
 	if (a->terminal > 0)
 		a->after_terminal++;
-	if (more == 0) {
+	if (r->more == SB_MORE_NONE) {
 		a->terminal++;
-		a->err = err;
+		a->err = r->err;
 		a->peer_at_terminal = peer != NULL;
-		if (err == 0) {
-			CHECK_STR(outcome, "$sb.all");
-			a->counts_rc = sb_all_counts(payload, len, &a->counts);
+		if (r->err == 0) {
+			CHECK_STR(r->outcome, "$sb.all");
+			a->counts_rc = sb_all_counts(r->payload, r->len, &a->counts);
 		}
 		return;
 	}
@@ -143,37 +141,35 @@ void on_all(struct sb_client *c, uint64_t req, int err, const char *outcome, con
 	CHECK(i < 3);
 	if (i == 3)
 		return;
-	if (more == SB_MORE_CHUNK) {
+	if (r->more == SB_MORE_CHUNK) {
 		a->chunks++;
 		return;
 	}
-	CHECK_INT(more, SB_MORE_RESULT);
+	CHECK_INT(r->more, SB_MORE_RESULT);
 	a->results++;
-	if (err == 0)
+	if (r->err == 0)
 		a->ok[i]++;
 	else
-		a->errs[i] = err;
+		a->errs[i] = r->err;
 }
 
-void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int *count = ud;
 
-	(void)c;
 	if (count != NULL)
 		(*count)++;
 	CHECK_INT(sb_reply(call, "echoed", p, len), 0);
 }
 
-void handle_seen(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_seen(struct sb_call *call, void *ud)
 {
 	struct seen *s = ud;
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	s->n++;
 	s->is_request = sb_call_is_request(call);
 	s->from = sb_call_from(call);
@@ -192,11 +188,10 @@ static void on_held_cancel(struct sb_call *call, void *ud)
 	h->call = NULL; /* freed when we return */
 }
 
-void handle_hold(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_hold(struct sb_call *call, void *ud)
 {
 	struct held *h = ud;
 
-	(void)c;
 	h->calls++;
 	h->call = call;
 	if (h->watch_cancel)

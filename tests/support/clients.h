@@ -31,23 +31,23 @@ struct sb_client *client(const char *name, const char *role, struct watch *w);
 
 /* Every reply callback of one request. */
 struct replies {
-	int n;              /* callbacks */
-	int terminal;       /* of which terminal (more == 0) */
-	int after_terminal; /* callbacks after the terminal one: must stay 0 */
-	int progress;       /* SB_MORE_PROGRESS replies */
-	int chunks;         /* SB_MORE_CHUNK replies */
-	int out_of_order;   /* chunks or progress whose number was not the next */
-	int cancel_at;      /* sb_cancel() from the callback at this chunk; 0: never */
-	int err;            /* the terminal event's */
-	char outcome[256];  /* the last reply's outcome (or error text) */
+	int n;               /* callbacks */
+	int terminal;        /* of which terminal (more == 0) */
+	int after_terminal;  /* callbacks after the terminal one: must stay 0 */
+	int progress;        /* SB_MORE_PROGRESS replies */
+	int chunks;          /* SB_MORE_CHUNK replies */
+	int out_of_order;    /* chunks or progress whose number was not the next */
+	int cancel_at;       /* sb_cancel() from the callback at this chunk; 0: never */
+	struct sb_client *c; /* the requester, for that sb_cancel() */
+	int err;             /* the terminal event's */
+	char outcome[256];   /* the last reply's outcome (or error text) */
 	uint8_t payload[256];
 	size_t len;
 	uint64_t at; /* ms of the terminal event */
 };
 
 /* Records every callback into the struct replies its ud points to. */
-void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	      size_t len, int more, void *ud);
+void on_reply(const struct sb_reply *r, void *ud);
 /* Chunks and progress carry their number as a MessagePack uint16. */
 unsigned seq_of(const void *payload, size_t len);
 void put_seq(uint8_t b[3], unsigned v);
@@ -60,7 +60,7 @@ struct all_done {
 
 int all_terminal(void *arg); /* a done() for pump_cond */
 
-/* Every callback of an sb_request_all(), per peer. */
+/* Every callback of a broadcast request (SB_OPT_ALL), per peer. */
 struct all_replies {
 	int results, chunks, terminal, after_terminal;
 	int ok[3], errs[3]; /* per handler, by index in names */
@@ -71,14 +71,13 @@ struct all_replies {
 	int counts_rc;
 };
 
-/* Records every callback of an sb_request_all() into the struct
+/* Records every callback of a broadcast request into the struct
  * all_replies its ud points to, by peer. */
-void on_all(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	    size_t len, int more, void *ud);
+void on_all(const struct sb_reply *r, void *ud);
 
 /* Answers "echoed" with the payload; counts calls in the int ud points to
  * (if not NULL). */
-void handle_echo(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_echo(struct sb_call *call, void *ud);
 
 /* What one fire-and-forget delivery looked like. */
 struct seen {
@@ -93,7 +92,7 @@ struct seen {
 
 /* Records the delivery into the struct seen ud points to, and tries to
  * answer it. */
-void handle_seen(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_seen(struct sb_call *call, void *ud);
 
 /* A handler that keeps its call to answer later. */
 struct held {
@@ -104,7 +103,7 @@ struct held {
 };
 
 /* Keeps the call in the struct held ud points to. */
-void handle_hold(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_hold(struct sb_call *call, void *ud);
 /* The held call is there and was cancelled (a done() for pump_cond). */
 int held_call_cancelled(void *arg);
 

@@ -108,29 +108,26 @@ void child_drop(struct child *ch)
 	child_kill(ch);
 }
 
-void rq_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	      size_t len, int more, void *ud)
+void rq_reply(const struct sb_reply *rep, void *ud)
 {
 	struct rq *r = &RQ[(uintptr_t)ud];
 
-	(void)c;
-	(void)req;
 	if (r->terminal > 0) {
 		r->after++;
 		return;
 	}
-	if (more == SB_MORE_CHUNK) {
-		if (chunk_seq(payload, len) != (uint32_t)r->chunks)
+	if (rep->more == SB_MORE_CHUNK) {
+		if (chunk_seq(rep->payload, rep->len) != (uint32_t)r->chunks)
 			r->out_of_order++;
 		r->chunks++;
 		return;
 	}
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
 	r->terminal++;
-	r->err = err;
+	r->err = rep->err;
 	r->at = now_ms();
-	snprintf(r->outcome, sizeof r->outcome, "%s", outcome);
+	snprintf(r->outcome, sizeof r->outcome, "%s", rep->outcome);
 	terminals++;
 }
 
@@ -144,7 +141,7 @@ loop_client_with(uint16_t port, const char *name, const char *role,
 	sb_client_config_init(&cfg);
 	cfg.port = port;
 	cfg.name = name;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.reconnect_min_ms = 50;
 	cfg.reconnect_max_ms = 400;
 	cfg.on_state = on_state;

@@ -51,7 +51,6 @@ struct rq {
 
 extern struct rq *RQ;  /* indexed by the callback's ud; the test allocates it */
 extern long terminals; /* terminal callbacks so far */
-void rq_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *payload,
-	      size_t len, int more, void *ud);
+void rq_reply(const struct sb_reply *r, void *ud);
 
 #endif

@@ -61,7 +61,7 @@ struct sb_client *new_client(const char *role)
 
 	sb_client_config_init(&cfg);
 	cfg.port = PORT;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	CHECK(c != NULL);
 	return c;

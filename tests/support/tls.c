@@ -178,7 +178,7 @@ struct sb_client *tls_client(uint16_t port, const char *role, const char *cert,
 
 	sb_client_config_init(&cfg);
 	cfg.port = port;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.reconnect_min_ms = 20;
 	cfg.reconnect_max_ms = 200;
 	cfg.on_state = tls_on_state;
@@ -227,13 +227,12 @@ void expect_refused(struct sb_client *c, struct tls_watch *w, int err, const cha
 
 char last_subject[256];
 
-void handle_echo_subject(struct sb_client *c, struct sb_call *call, void *ud)
+void handle_echo_subject(struct sb_call *call, void *ud)
 {
 	size_t n;
 	const void *p = sb_call_payload(call, &n);
 	const char *subject = sb_call_subject(call);
 
-	(void)c;
 	(void)ud;
 	snprintf(last_subject, sizeof last_subject, "%s", subject != NULL ? subject : "(none)");
 	CHECK_INT(sb_reply(call, "echoed", p, n), 0);
@@ -247,21 +246,18 @@ struct result {
 	size_t len;
 };
 
-static void on_result(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		      const void *payload, size_t len, int more, void *ud)
+static void on_result(const struct sb_reply *rep, void *ud)
 {
 	struct result *r = ud;
 
-	(void)c;
-	(void)req;
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
 	r->done = 1;
-	r->err = err;
-	snprintf(r->outcome, sizeof r->outcome, "%s", outcome);
-	r->len = len < sizeof r->payload ? len : sizeof r->payload;
-	if (payload != NULL)
-		memcpy(r->payload, payload, r->len);
+	r->err = rep->err;
+	snprintf(r->outcome, sizeof r->outcome, "%s", rep->outcome);
+	r->len = rep->len < sizeof r->payload ? rep->len : sizeof r->payload;
+	if (rep->payload != NULL)
+		memcpy(r->payload, rep->payload, r->len);
 }
 
 void echo_works(struct sb_client *const *cs, int n, struct sb_client *from, uint8_t v)
@@ -269,7 +265,10 @@ void echo_works(struct sb_client *const *cs, int n, struct sb_client *from, uint
 	uint8_t body[] = {0x81, 0xa1, 'n', v & 0x7f};
 	struct result r = {0};
 
-	CHECK_INT(sb_request(from, "echo", body, sizeof body, 5000, on_result, &r, NULL), 0);
+	CHECK_INT(sb_request(from, "echo", body, sizeof body,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = 5000},
+			     on_result, &r, NULL),
+		  0);
 	pump_until(cs, n, &r.done, 1, "the echo reply");
 	CHECK_INT(r.err, 0);
 	CHECK_STR(r.outcome, "echoed");

@@ -57,7 +57,7 @@ void expect_refused(struct sb_client *c, struct tls_watch *w, int err, const cha
 
 /* Answers "echoed" with the payload; notes the caller's certificate
  * subject in last_subject ("(none)" without one). */
-void handle_echo_subject(struct sb_client *c, struct sb_call *call, void *ud);
+void handle_echo_subject(struct sb_call *call, void *ud);
 extern char last_subject[256];
 /* from requests "echo" with {"n": v} and gets it back, pumping every client. */
 void echo_works(struct sb_client *const *cs, int n, struct sb_client *from, uint8_t v);

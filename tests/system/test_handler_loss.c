@@ -58,9 +58,11 @@ static void warm_up(struct sb_client *ui, const char *echo_name)
 
 	put_chunk(big, BIG + 9, 0);
 	for (uintptr_t i = 0; i < N; i++) {
-		CHECK_INT(
-			sb_request(ui, echo_name, big, BIG + 9, LONG_MS, rq_reply, (void *)i, NULL),
-			0);
+		CHECK_INT(sb_request(ui, echo_name, big, BIG + 9,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS},
+				     rq_reply, (void *)i, NULL),
+			  0);
 		if (i % BATCH == BATCH - 1 || i == N - 1)
 			loop_until(&terminals, start + (long)i + 1, 30000, "warm-up replies");
 	}
@@ -94,8 +96,10 @@ static void handler_killed(uint16_t port, pid_t daemon_pid)
 		memset(RQ, 0, (ALL) * sizeof *RQ);
 		terminals = 0;
 		for (uintptr_t i = 0; i < HELD; i++)
-			CHECK_INT(sb_request(ui, "kill.hold", NULL, 0, LONG_MS, rq_reply, (void *)i,
-					     NULL),
+			CHECK_INT(sb_request(ui, "kill.hold", NULL, 0,
+					     &(struct sb_opts){.size = sizeof(struct sb_opts),
+							       .timeout_ms = LONG_MS},
+					     rq_reply, (void *)i, NULL),
 				  0);
 		loop_until(&hold->v[0], HELD, 60000, "10,000 requests at the handler");
 		if (!daemon_pid)
@@ -105,13 +109,17 @@ static void handler_killed(uint16_t port, pid_t daemon_pid)
 		 * to the doomed handler. */
 		for (uintptr_t i = HELD; i < HELD + RACE + SURVIVE; i++)
 			CHECK_INT(sb_request(ui, i % 2 ? "kill.echo" : "kill.hold", NULL, 0,
-					     LONG_MS, rq_reply, (void *)i, NULL),
+					     &(struct sb_opts){.size = sizeof(struct sb_opts),
+							       .timeout_ms = LONG_MS},
+					     rq_reply, (void *)i, NULL),
 				  0);
 		loop_turn(0);
 		child_drop(hold);
 		for (uintptr_t i = HELD + RACE + SURVIVE; i < ALL; i++)
-			CHECK_INT(sb_request(ui, "kill.echo", NULL, 0, LONG_MS, rq_reply, (void *)i,
-					     NULL),
+			CHECK_INT(sb_request(ui, "kill.echo", NULL, 0,
+					     &(struct sb_opts){.size = sizeof(struct sb_opts),
+							       .timeout_ms = LONG_MS},
+					     rq_reply, (void *)i, NULL),
 				  0);
 		loop_until(&terminals, ALL, 60000, "every request ended");
 
@@ -177,12 +185,11 @@ static void on_stream_cancel(struct sb_call *call, void *ud)
 	cancels++;
 }
 
-static void handle_stream(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_stream(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	if (calls_taken >= REQ_STREAMS) {
-		sb_reply_error(call, SB_EOVERLOADED, "one stream too many");
+		sb_reply_error(call, SB_EOVERLOADED, "one stream too many", NULL, 0);
 		return;
 	}
 	uintptr_t i = (uintptr_t)calls_taken++;
@@ -197,7 +204,7 @@ static void produce(void)
 	for (int i = 0; i < REQ_STREAMS; i++)
 		for (int k = 0; k < 16 && CALLS[i] != NULL; k++) {
 			put_chunk(b, sizeof b, (uint32_t)produced);
-			if (sb_reply_more(CALLS[i], "chunk", b, sizeof b, 1) != 0)
+			if (sb_reply_more(CALLS[i], SB_MORE_CHUNK, "chunk", b, sizeof b) != 0)
 				break;
 			produced++;
 		}
@@ -233,7 +240,10 @@ static void test_handler_killed_mid_stream(void)
 	RQ = calloc(STREAMS, sizeof *RQ);
 	terminals = 0;
 	for (uintptr_t i = 0; i < STREAMS; i++)
-		CHECK_INT(sb_request(ui, "mid.read", NULL, 0, LONG_MS, rq_reply, (void *)i, NULL),
+		CHECK_INT(sb_request(ui, "mid.read", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = LONG_MS},
+				     rq_reply, (void *)i, NULL),
 			  0);
 	loop_wait(streams_started, NULL, 30000, "100 chunks on every stream");
 	child_drop(fs); /* it is still streaming */
@@ -265,7 +275,7 @@ static void test_requester_killed_mid_stream(void)
 	calls_taken = cancels = produced = 0;
 	memset(CALLS, 0, sizeof CALLS);
 	struct sb_client *svc = loop_client(port, "rk-svc", "service");
-	CHECK_INT(sb_client_register(svc, "rk.read", 0, handle_stream, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rk.read", NULL, handle_stream, NULL), 0);
 	loop_wait(loop_online, NULL, 20000, "the service online");
 	loop_tick = produce;
 	struct child *ui = child_ready("streamreq", port, "rk.read", REQ_STREAMS);
@@ -305,8 +315,10 @@ static void test_silent_handler_times_out(void)
 	terminals = 0;
 	for (uintptr_t i = 0; i < N; i++) {
 		sent[i] = now_ms();
-		CHECK_INT(sb_request(ui, "silent.op", NULL, 0, TIMEOUTS[i], rq_reply, (void *)i,
-				     NULL),
+		CHECK_INT(sb_request(ui, "silent.op", NULL, 0,
+				     &(struct sb_opts){.size = sizeof(struct sb_opts),
+						       .timeout_ms = TIMEOUTS[i]},
+				     rq_reply, (void *)i, NULL),
 			  0);
 	}
 	loop_until(&terminals, N, 20000, "every request timed out");

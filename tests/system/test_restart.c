@@ -43,16 +43,14 @@ static struct sb_client *watched(uint16_t port, const char *name, const char *ro
 	return loop_client_with(port, name, role, on_watch, w);
 }
 
-static void handle_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_echo(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	sb_reply(call, "echoed", NULL, 0);
 }
 
-static void handle_hold(struct sb_client *c, struct sb_call *call, void *ud)
+static void handle_hold(struct sb_call *call, void *ud)
 {
-	(void)c;
 	*(struct sb_call **)ud = call; /* the connection's loss ends it */
 }
 
@@ -66,13 +64,21 @@ static void test_router_restart(void)
 	loop_reset();
 	struct sb_client *svc = watched(port, "rs-svc", "service", &ws);
 	struct sb_client *ui = watched(port, "rs-ui", "client", &wc);
-	CHECK_INT(sb_client_register(svc, "rs.echo", 0, handle_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "rs.hold", 0, handle_hold, &held), 0);
+	CHECK_INT(sb_client_register(svc, "rs.echo", NULL, handle_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "rs.hold", NULL, handle_hold, &held), 0);
 	loop_wait(loop_online, NULL, 20000, "both clients online");
 	RQ = calloc(8, sizeof *RQ);
 	terminals = 0;
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)0, NULL), 0);
-	CHECK_INT(sb_request(ui, "rs.hold", NULL, 0, LONG_MS, rq_reply, (void *)1, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)0, NULL),
+		0);
+	CHECK_INT(
+		sb_request(ui, "rs.hold", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)1, NULL),
+		0);
 	loop_until(&terminals, 1, 10000, "the first reply");
 	uint64_t end = now_ms() + 10000;
 	while (held == NULL && now_ms() < end)
@@ -86,8 +92,11 @@ static void test_router_restart(void)
 	loop_until(&ws.offline, 1, 10000, "the service offline");
 	CHECK_INT(RQ[1].terminal, 1);
 	CHECK_INT(RQ[1].err, SB_EOFFLINE);
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)2, NULL),
-		  SB_EOFFLINE);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)2, NULL),
+		SB_EOFFLINE);
 	loop_for(300); /* a few failed attempts */
 
 	/* Back on the same port: both reconnect, the handlers re-register,
@@ -96,7 +105,11 @@ static void test_router_restart(void)
 	CHECK_INT(d.port, port);
 	loop_until(&wc.reconnected, 1, 20000, "the client reconnected");
 	loop_until(&ws.reconnected, 1, 20000, "the service reconnected");
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)3, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)3, NULL),
+		0);
 	loop_until(&terminals, 3, 10000, "a reply after the restart");
 	CHECK_INT(RQ[3].err, 0);
 	CHECK_STR(RQ[3].outcome, "echoed");
@@ -109,7 +122,11 @@ static void test_router_restart(void)
 	d = daemon_start(port, NULL);
 	loop_until(&wc.reconnected, 2, 20000, "the client reconnected again");
 	loop_until(&ws.reconnected, 2, 20000, "the service reconnected again");
-	CHECK_INT(sb_request(ui, "rs.echo", NULL, 0, LONG_MS, rq_reply, (void *)4, NULL), 0);
+	CHECK_INT(
+		sb_request(ui, "rs.echo", NULL, 0,
+			   &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = LONG_MS},
+			   rq_reply, (void *)4, NULL),
+		0);
 	loop_until(&terminals, 4, 10000, "a reply after the second restart");
 	CHECK_INT(RQ[4].err, 0);
 

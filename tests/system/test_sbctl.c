@@ -37,27 +37,25 @@ static void mp_of(const char *json, struct sbj_buf *mp)
 	CHECK_INT(sbj_from_json(json, strlen(json), mp, &e), 0);
 }
 
-static void on_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	(void)ud;
 	CHECK_INT(sb_reply(call, "done", p, len), 0);
 }
 
-static void on_stream(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_stream(struct sb_call *call, void *ud)
 {
 	struct sbj_buf mp = {0};
 
-	(void)c;
 	(void)ud;
-	CHECK_INT(sb_reply_more(call, "working", NULL, 0, 0), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_PROGRESS, "working", NULL, 0), 0);
 	mp_of("[0]", &mp);
-	CHECK_INT(sb_reply_more(call, "part", mp.data, mp.len, 1), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "part", mp.data, mp.len), 0);
 	mp_of("[1]", &mp);
-	CHECK_INT(sb_reply_more(call, "part", mp.data, mp.len, 1), 0);
+	CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "part", mp.data, mp.len), 0);
 	CHECK_INT(sb_reply(call, "done", NULL, 0), 0);
 	sbj_buf_free(&mp);
 }
@@ -70,19 +68,17 @@ static void forget(struct sb_call *call, void *ud)
 
 /* Never answers: the router's timeout ends the request, and its cancel
  * frees the call. */
-static void on_slow(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_slow(struct sb_call *call, void *ud)
 {
-	(void)c;
 	(void)ud;
 	sb_call_on_cancel(call, forget, NULL);
 }
 
-static void on_sink(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_sink(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	(void)ud;
 	pthread_mutex_lock(&sink_lock);
 	sink_js.len = 0;
@@ -95,10 +91,10 @@ static void on_sink(struct sb_client *c, struct sb_call *call, void *ud)
 /* Each test's router and service: echo, stream, slow and sink. */
 static void handlers(struct sb_client *svc)
 {
-	CHECK_INT(sb_client_register(svc, "echo", 0, on_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "stream", 0, on_stream, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "slow", 0, on_slow, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "sink", 0, on_sink, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "echo", NULL, on_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "stream", NULL, on_stream, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "slow", NULL, on_slow, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "sink", NULL, on_sink, NULL), 0);
 }
 
 static void start(void)
@@ -306,24 +302,22 @@ struct agent {
 	_Atomic int notices;
 };
 
-static void on_health(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_health(struct sb_call *call, void *ud)
 {
 	struct agent *a = ud;
 	struct sbj_buf mp = {0};
 
-	(void)c;
 	if (!atomic_load(&a->sick)) {
 		mp_of("{\"load\":1}", &mp);
 		CHECK_INT(sb_reply(call, "healthy", mp.data, mp.len), 0);
 	} else
-		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full"), 0);
+		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full", NULL, 0), 0);
 	sbj_buf_free(&mp);
 }
 
-static void on_notice(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_notice(struct sb_call *call, void *ud)
 {
 	struct agent *a = ud;
-	(void)c;
 	(void)call;
 	atomic_fetch_add(&a->notices, 1);
 }
@@ -342,14 +336,14 @@ static void agent_start(struct agent *a, const char *name)
 
 	sb_client_config_init(&cfg);
 	cfg.port = PORT;
-	cfg.role = "service";
+	cfg.role = SB_ROLE_SERVICE;
 	cfg.name = name;
 	atomic_init(&a->sick, 0);
 	atomic_init(&a->notices, 0);
 	a->c = sb_client_new(&cfg, &err);
 	CHECK(a->c != NULL);
-	CHECK_INT(sb_client_register(a->c, "health", 0, on_health, a), 0);
-	CHECK_INT(sb_client_register(a->c, "notice", 0, on_notice, a), 0);
+	CHECK_INT(sb_client_register(a->c, "health", NULL, on_health, a), 0);
+	CHECK_INT(sb_client_register(a->c, "notice", NULL, on_notice, a), 0);
 	until_online(a->c);
 	CHECK_INT(pthread_create(&a->thread, NULL, run_agent, a), 0);
 }
@@ -434,12 +428,12 @@ static void test_to_and_all(void)
 	stop();
 }
 
-static void on_local_echo(struct sb_local_call *call, void *ud)
+static void on_local_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
-	const void *p = sb_local_payload(call, &len);
+	const void *p = sb_call_payload(call, &len);
 	(void)ud;
-	CHECK_INT(sb_local_reply(call, "done", p, len, 0), 0);
+	CHECK_INT(sb_reply(call, "done", p, len), 0);
 }
 
 /* A router that asks for a secret: --secret-file or $SB_SECRET answers it;
@@ -463,7 +457,7 @@ static void test_secret_file_and_env(void)
 	CHECK(r != NULL);
 	if (r == NULL)
 		return;
-	CHECK_INT(sb_router_handle(r, "echo", 0, on_local_echo, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "echo", NULL, on_local_echo, NULL), 0);
 	CHECK_INT(sb_router_start(r), 0);
 	snprintf(router, sizeof router, "127.0.0.1:%u", sb_router_port(r));
 	snprintf(path, sizeof path, "/tmp/sbctl-test-secret-%d", (int)getpid());

@@ -30,23 +30,21 @@ static void mp_of(const char *json, struct sbj_buf *mp)
 	CHECK_INT(sbj_from_json(json, strlen(json), mp, &e), 0);
 }
 
-static void on_echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	(void)ud;
 	CHECK_INT(sb_reply(call, "done", p, len), 0);
 }
 
 /* Stand-ins for the router's $sb.* names (SBCTL_TEST_ADMIN_PREFIX=fake.): the
  * ud is the JSON of the reply, in the documented shape. */
-static void on_fake_admin(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_fake_admin(struct sb_call *call, void *ud)
 {
 	struct sbj_buf mp = {0};
 
-	(void)c;
 	mp_of(ud, &mp);
 	CHECK_INT(sb_reply(call, "ok", mp.data, mp.len), 0);
 	sbj_buf_free(&mp);
@@ -80,14 +78,14 @@ static const char STATS_AFTER_A[] = STATS_HEAD ROUTE_B "],\"routes_more\":false}
 #define STATS_ALL STATS_HEAD ROUTE_A "," ROUTE_B "],\"routes_more\":false}"
 
 /* fake.stats answers the page its arguments ask for, as the router would. */
-static void on_fake_stats(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_fake_stats(struct sb_call *call, void *ud)
 {
 	struct sbj_buf args = {0};
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
 	CHECK_INT(sbj_to_json(p, len, &args), 0);
-	on_fake_admin(c, call,
+	on_fake_admin(call,
 		      (void *)(strcmp(args.data, "{\"after\":\"a.first\"}") == 0 ? STATS_AFTER_A
 										 : STATS));
 	CHECK(strcmp(args.data, "null") == 0 || strcmp(args.data, "{\"after\":\"a.first\"}") == 0);
@@ -100,10 +98,10 @@ static void on_fake_stats(struct sb_client *c, struct sb_call *call, void *ud)
  * shapes. */
 static void handlers(struct sb_client *svc)
 {
-	CHECK_INT(sb_client_register(svc, "echo", 0, on_echo, NULL), 0);
-	CHECK_INT(sb_client_register(svc, "fake.routes", 0, on_fake_admin, (void *)ROUTES), 0);
-	CHECK_INT(sb_client_register(svc, "fake.peers", 0, on_fake_admin, (void *)PEERS), 0);
-	CHECK_INT(sb_client_register(svc, "fake.stats", 0, on_fake_stats, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "echo", NULL, on_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "fake.routes", NULL, on_fake_admin, (void *)ROUTES), 0);
+	CHECK_INT(sb_client_register(svc, "fake.peers", NULL, on_fake_admin, (void *)PEERS), 0);
+	CHECK_INT(sb_client_register(svc, "fake.stats", NULL, on_fake_stats, NULL), 0);
 }
 
 static void start(void)
@@ -135,8 +133,10 @@ static void test_listen_echo_count_1(void)
 	struct sb_client *c = new_client("client");
 	until_online(c);
 	mp_of("{\"n\":[1,2.5,\"x\"]}", &mp);
-	CHECK_INT(sb_request_wait(c, "lis", mp.data, mp.len, WAIT_MS, outcome, sizeof outcome,
-				  &reply, &reply_len),
+	CHECK_INT(sb_request_wait(
+			  c, "lis", mp.data, mp.len,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = WAIT_MS},
+			  outcome, sizeof outcome, &reply, &reply_len),
 		  0);
 	CHECK_STR(outcome, "echo");
 	CHECK(reply_len == mp.len && reply != NULL && memcmp(reply, mp.data, mp.len) == 0);
@@ -149,11 +149,13 @@ static void test_listen_echo_count_1(void)
 	const char *args2[] = {"--json", "listen", "lis2", "--count", "2", NULL};
 	sbctl_spawn(&P, args2);
 	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on lis2\n"));
-	CHECK_INT(sb_send(c, "lis2", mp.data, mp.len), 0);
+	CHECK_INT(sb_send(c, "lis2", mp.data, mp.len, NULL), 0);
 	free(reply);
 	reply = NULL;
-	CHECK_INT(sb_request_wait(c, "lis2", NULL, 0, WAIT_MS, outcome, sizeof outcome, &reply,
-				  &reply_len),
+	CHECK_INT(sb_request_wait(
+			  c, "lis2", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = WAIT_MS},
+			  outcome, sizeof outcome, &reply, &reply_len),
 		  0);
 	CHECK_STR(outcome, "ok");
 	sbctl_finish(&P);
@@ -303,7 +305,7 @@ static void test_presence_command(void)
 	sbctl_spawn(&P, json);
 	CHECK(sbctl_wait_stderr(&P, "sbctl: watching presence\n"));
 	cfg.name = "visitor-2";
-	cfg.role = "service";
+	cfg.role = SB_ROLE_SERVICE;
 	v = sb_client_new(&cfg, &err);
 	until_online(v);
 	id = sb_client_peer_id(v);

@@ -35,7 +35,7 @@ MAY = {
 LAYERS = {
     0: "addrtab auth mailbox pattern reqtab route rstat stats",
     1: "conn-t local-t mail-t peers-t req-t router-t shard-t",
-    2: "admin balance bcast conn_tls deliver flow goodbye handshake local outq peers "
+    2: "admin balance bcast conn_tls deliver flow goodbye handshake local local_call outq peers "
        "register request",
     3: "frame mail",
     4: "accept conn shard",

@@ -719,9 +719,20 @@ static void test_fault_texts_use_the_kind_table_names(void)
 	CHECK_STR(text, "GOODBYE field 3 (reason): invalid characters");
 }
 
+/* Presence events have the names docs/protocol.md's table gives them. */
+static void test_presence_event_names(void)
+{
+	CHECK_STR(sb_presence_name(SB_PEER_CONNECTED), "connected");
+	CHECK_STR(sb_presence_name(SB_PEER_DISCONNECTED), "disconnected");
+	CHECK_STR(sb_presence_name(SB_PEER_DRAINING), "draining");
+	CHECK_STR(sb_presence_name(SB_PEER_IDENTITY), "identity");
+	CHECK_STR(sb_presence_name((enum sb_presence_event)99), "?");
+}
+
 int main(void)
 {
 	RUN(test_round_trip_every_kind);
+	RUN(test_presence_event_names);
 	RUN(test_msgpack_c_reads_our_frames);
 	RUN(test_patch_in_place);
 	RUN(test_nil_fields_and_catchall);
