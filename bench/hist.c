@@ -1,5 +1,5 @@
 /* Log-linear latency histogram: see hist.h for the precision it promises
- * and tests/test_hist.c for the check that it keeps it. */
+ * and tests/unit/test_hist.c for the check that it keeps it. */
 #include "hist.h"
 
 #include <math.h>

@@ -74,7 +74,7 @@ static struct sb_client *connect_to(const struct opts *o, uint16_t port, int tls
 	snprintf(ca, sizeof ca, "%s/ca.pem", o->dir);
 	sb_client_config_init(&cfg);
 	cfg.port = port;
-	cfg.role = role;
+	cfg.role = strcmp(role, "service") == 0 ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.tls = tls;
 	cfg.tls_ca = tls ? ca : NULL;
 	struct sb_client *c = sb_client_new(&cfg, &err);
@@ -109,11 +109,10 @@ static int all_online(struct sb_client **cs, int n)
 	return 1;
 }
 
-static void echo(struct sb_client *c, struct sb_call *call, void *ud)
+static void echo(struct sb_call *call, void *ud)
 {
 	size_t n;
 	const void *p = sb_call_payload(call, &n);
-	(void)c;
 	(void)ud;
 	sb_reply(call, "ok", p, n);
 }
@@ -124,7 +123,7 @@ static void responder(const struct opts *o, uint16_t port, int tls, int ready_fd
 	struct sb_client *cs[RESPONDERS];
 	for (int i = 0; i < RESPONDERS; i++) {
 		cs[i] = connect_to(o, port, tls, "service");
-		sb_client_register(cs[i], "bench.echo", 0, echo, NULL);
+		sb_client_register(cs[i], "bench.echo", NULL, echo, NULL);
 	}
 	while (!all_online(cs, RESPONDERS))
 		pump(cs, RESPONDERS, 10);
@@ -134,24 +133,20 @@ static void responder(const struct opts *o, uint16_t port, int tls, int ready_fd
 		pump(cs, RESPONDERS, 100);
 }
 
-/* Closed loop: every final reply sends the next request. */
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome, const void *p,
-		     size_t len, int more, void *ud)
+/* Closed loop: every final reply sends the next request (ud: the client). */
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
-	(void)req;
-	(void)outcome;
-	(void)p;
-	(void)len;
-	(void)ud;
-	if (more || stopping)
+	struct sb_client *c = ud;
+
+	if (rep->more != SB_MORE_NONE || stopping)
 		return;
-	if (err != 0) {
-		fprintf(stderr, "sb-tls-rr: a request failed: %s (%s)\n", sb_strerror(err),
-			outcome);
+	if (rep->err != 0) {
+		fprintf(stderr, "sb-tls-rr: a request failed: %s (%s)\n", sb_strerror(rep->err),
+			rep->outcome);
 		exit(1);
 	}
 	done++;
-	sb_request(c, "bench.echo", payload, sizeof payload, 0, on_reply, NULL, NULL);
+	sb_request(c, "bench.echo", payload, sizeof payload, NULL, on_reply, c, NULL);
 }
 
 static void run(const struct opts *o, int tls, struct result *res)
@@ -207,8 +202,8 @@ static void run(const struct opts *o, int tls, struct result *res)
 	done = 0;
 	for (int i = 0; i < CONNS; i++)
 		for (int k = 0; k < WINDOW; k++)
-			sb_request(cs[i], "bench.echo", payload, sizeof payload, 0, on_reply, NULL,
-				   NULL);
+			sb_request(cs[i], "bench.echo", payload, sizeof payload, NULL, on_reply,
+				   cs[i], NULL);
 	uint64_t t0 = sbb_now_ns(), warm_end = t0 + (uint64_t)(o->warmup * 1e9);
 	while (sbb_now_ns() < warm_end)
 		pump(cs, CONNS, 100);

@@ -21,14 +21,14 @@ static void pack_str(msgpack_packer *pk, const char *s, size_t n)
 
 /* passwords.encrypt "secret" -> "encrypted" "fnv1a:<hex>". FNV-1a is NOT a
  * password hash; a real service would use argon2 or bcrypt. */
-static void on_encrypt(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_encrypt(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const unsigned char *p = sb_call_payload(call, &len);
 	uint64_t h = 14695981039346656037ull;
 	char hex[32];
 
-	(void)c, (void)ud;
+	(void)ud;
 	for (size_t i = 0; i < len; i++) /* hashes the packed string: fine for a demo */
 		h = (h ^ p[i]) * 1099511628211ull;
 	int n = snprintf(hex, sizeof hex, "fnv1a:%016llx", (unsigned long long)h);
@@ -49,25 +49,23 @@ struct pending {
 };
 
 /* The reply to our inner request: finish the outer one with it. */
-static void on_encrypted(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			 const void *payload, size_t len, int more, void *ud)
+static void on_encrypted(const struct sb_reply *rep, void *ud)
 {
 	struct pending *pd = ud;
 	msgpack_unpacked u;
 
-	(void)c, (void)req, (void)outcome;
-	if (more)
+	if (rep->more != SB_MORE_NONE)
 		return;
-	if (err != 0) {
+	if (rep->err != 0) {
 		/* Pass the inner failure on, so the caller sees why (e.g. ENOHANDLER:
 		 * the passwords service is not running). If the caller has gone,
 		 * this sends nothing and frees the call all the same. */
-		sb_reply_error(pd->call, err, outcome);
+		sb_reply_error(pd->call, rep->err, rep->outcome, NULL, 0);
 		free(pd);
 		return;
 	}
 	msgpack_unpacked_init(&u);
-	msgpack_unpack_next(&u, payload, len, NULL);
+	msgpack_unpack_next(&u, rep->payload, rep->len, NULL);
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sb);
@@ -87,8 +85,9 @@ static void on_encrypted(struct sb_client *c, uint64_t req, int err, const char 
 
 /* users.create [email, password]: keep the call, ask passwords.encrypt,
  * return. The reply goes out later, from on_encrypted. */
-static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_create(struct sb_call *call, void *ud)
 {
+	struct sb_client *c = sb_call_client(call);
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
@@ -112,13 +111,16 @@ static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
 		pack_str(&pk, pw->ptr, pw->size);
 		/* A request from inside a handler; its timeout is shorter than
 		 * the caller's, so the caller hears of a stuck passwords service. */
-		rc = sb_request(c, "passwords.encrypt", sb.data, sb.size, 2000, on_encrypted, pd,
+		struct sb_opts opts = SB_OPTS_INIT;
+		opts.timeout_ms = 2000;
+		rc = sb_request(c, "passwords.encrypt", sb.data, sb.size, &opts, on_encrypted, pd,
 				NULL);
 		msgpack_sbuffer_destroy(&sb);
 	}
 	msgpack_unpacked_destroy(&u);
 	if (rc != 0) { /* on_encrypted will not run: answer now */
-		sb_reply_error(call, rc, rc == SB_EINVAL ? "expected [email, password]" : NULL);
+		sb_reply_error(call, rc, rc == SB_EINVAL ? "expected [email, password]" : NULL,
+			       NULL, 0);
 		free(pd);
 	}
 }
@@ -155,7 +157,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = call ? "client" : "service";
+	cfg.role = call ? SB_ROLE_CLIENT : SB_ROLE_SERVICE;
 	cfg.on_state = on_state;
 	cfg.ud = users ? "serving users.create" : passwords ? "serving passwords.encrypt" : NULL;
 	if ((client = sb_client_new(&cfg, &err)) == NULL) {
@@ -163,13 +165,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!call) {
+		/* passwords.encrypt is internal: callable by services such as
+		 * users, not by clients. */
+		struct sb_handler_opts internal = SB_HANDLER_OPTS_INIT;
+		internal.flags = SB_HANDLER_INTERNAL;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
 		if (users)
-			sb_client_register(client, "users.create", 0, on_create, NULL);
-		else /* internal: callable by services such as users, not by clients */
-			sb_client_register(client, "passwords.encrypt", SB_REGISTER_INTERNAL,
-					   on_encrypt, NULL);
+			sb_client_register(client, "users.create", NULL, on_create, NULL);
+		else
+			sb_client_register(client, "passwords.encrypt", &internal, on_encrypt,
+					   NULL);
 		rc = sb_client_run(client);
 		sb_client_free(client);
 		return rc == 0 ? 0 : 1;
@@ -185,7 +191,9 @@ int main(int argc, char **argv)
 	msgpack_pack_array(&pk, 2);
 	pack_str(&pk, argv[4], strlen(argv[4]));
 	pack_str(&pk, argv[5], strlen(argv[5]));
-	rc = sb_request_wait(client, "users.create", sb.data, sb.size, 5000, outcome,
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = 5000;
+	rc = sb_request_wait(client, "users.create", sb.data, sb.size, &opts, outcome,
 			     sizeof outcome, &reply, &reply_len);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc != 0) {

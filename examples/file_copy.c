@@ -30,7 +30,7 @@ static int reply_num(struct sb_call *call, const char *outcome, const char *key,
 	pack_str(&pk, key);
 	msgpack_pack_uint64(&pk, n);
 	int rc = final ? sb_reply(call, outcome, sb.data, sb.size)
-		       : sb_reply_more(call, outcome, sb.data, sb.size, 0); /* 0: progress */
+		       : sb_reply_more(call, SB_MORE_PROGRESS, outcome, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	return rc;
 }
@@ -39,14 +39,14 @@ static int reply_num(struct sb_call *call, const char *outcome, const char *key,
  * each. The copy runs inside the handler, which holds up this service's
  * other callers meanwhile; fine for a demo, a real one would copy in steps
  * from its loop (example_file_read shows how). */
-static void on_copy(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_copy(struct sb_call *call, void *ud)
 {
 	char from[512] = "", to[512] = "", err[600];
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
 	    u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 2 &&
@@ -62,7 +62,7 @@ static void on_copy(struct sb_client *c, struct sb_call *call, void *ud)
 	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
 	if (out == NULL) {
 		snprintf(err, sizeof err, "%s: %s", in ? to : from, strerror(errno));
-		sb_reply_error(call, SB_EINVAL, err);
+		sb_reply_error(call, SB_EINVAL, err, NULL, 0);
 		if (in)
 			fclose(in);
 		return;
@@ -88,38 +88,37 @@ static void on_copy(struct sb_client *c, struct sb_call *call, void *ud)
 	}
 	fclose(in);
 	if (fclose(out) != 0 || done != size)
-		sb_reply_error(call, SB_EINTERNAL, "copy failed");
+		sb_reply_error(call, SB_EINTERNAL, "copy failed", NULL, 0);
 	else
 		reply_num(call, "file.copied", "bytes", (uint64_t)size, 1);
 }
 
 /* The caller's reply callback: runs for each progress reply, then exactly
- * once with more == 0 for the final reply or error. */
+ * once with more == SB_MORE_NONE for the final reply or error. */
 static int finished, failed;
 
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
 	msgpack_unpacked u;
 	uint64_t n = 0;
 
-	(void)c, (void)req, (void)ud;
-	if (err != 0) {
-		printf("error %s: %s\n", sb_errname(err), outcome);
+	(void)ud;
+	if (rep->err != 0) {
+		printf("error %s: %s\n", sb_errname(rep->err), rep->outcome);
 		finished = failed = 1;
 		return;
 	}
 	msgpack_unpacked_init(&u);
-	if (msgpack_unpack_next(&u, payload, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+	if (msgpack_unpack_next(&u, rep->payload, rep->len, NULL) == MSGPACK_UNPACK_SUCCESS &&
 	    u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 1 &&
 	    u.data.via.map.ptr[0].val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
 		n = u.data.via.map.ptr[0].val.via.u64;
 	msgpack_unpacked_destroy(&u);
-	if (more)
-		printf("%s %llu%%\n", outcome, (unsigned long long)n);
+	if (rep->more != SB_MORE_NONE)
+		printf("%s %llu%%\n", rep->outcome, (unsigned long long)n);
 	else
-		printf("%s %llu bytes\n", outcome, (unsigned long long)n);
-	finished = more == 0;
+		printf("%s %llu bytes\n", rep->outcome, (unsigned long long)n);
+	finished = rep->more == SB_MORE_NONE;
 }
 
 static void on_state(struct sb_client *c, enum sb_client_state s, int err, void *ud)
@@ -152,7 +151,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client";
+	cfg.role = serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.on_state = on_state;
 	cfg.ud = serve ? "serving file.copy" : NULL;
 	if ((client = sb_client_new(&cfg, &err)) == NULL) {
@@ -162,7 +161,7 @@ int main(int argc, char **argv)
 	if (serve) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "file.copy", 0, on_copy, NULL);
+		sb_client_register(client, "file.copy", NULL, on_copy, NULL);
 		rc = sb_client_run(client);
 		sb_client_free(client);
 		return rc == 0 ? 0 : 1;
@@ -179,7 +178,9 @@ int main(int argc, char **argv)
 	msgpack_pack_array(&pk, 2);
 	pack_str(&pk, argv[4]);
 	pack_str(&pk, argv[5]);
-	rc = sb_request(client, "file.copy", sb.data, sb.size, 10000, on_reply, NULL, NULL);
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = 10000;
+	rc = sb_request(client, "file.copy", sb.data, sb.size, &opts, on_reply, NULL, NULL);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc != 0) {
 		printf("error %s: %s\n", sb_errname(rc), sb_strerror(rc));

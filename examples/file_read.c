@@ -65,13 +65,13 @@ static void pump(struct stream *s)
 			stream_end(s);
 			return;
 		}
-		int rc = sb_reply_more(s->call, "file.read-chunk", buf, head + n, 1);
+		int rc = sb_reply_more(s->call, SB_MORE_CHUNK, "file.read-chunk", buf, head + n);
 		if (rc == SB_EOVERLOADED) { /* full: rewind; on_writable goes on */
 			fseek(s->in, -(long)n, SEEK_CUR);
 			return;
 		}
 		if (rc != 0) { /* cancelling runs on_cancel, so this is a bad chunk */
-			sb_reply_error(s->call, SB_EINTERNAL, sb_strerror(rc));
+			sb_reply_error(s->call, SB_EINTERNAL, sb_strerror(rc), NULL, 0);
 			stream_end(s);
 			return;
 		}
@@ -91,14 +91,14 @@ static void on_writable(struct sb_client *c, void *ud)
 
 /* file.read PATH: opens the file and starts the stream; on_writable keeps
  * it going. */
-static void on_read(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_read(struct sb_call *call, void *ud)
 {
 	char path[512] = "", err[600];
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
 	    u.data.type == MSGPACK_OBJECT_STR)
@@ -108,7 +108,7 @@ static void on_read(struct sb_client *c, struct sb_call *call, void *ud)
 	struct stream *s = in ? calloc(1, sizeof *s) : NULL;
 	if (s == NULL) {
 		snprintf(err, sizeof err, "%s: %s", path, strerror(errno));
-		sb_reply_error(call, SB_EINVAL, err);
+		sb_reply_error(call, SB_EINVAL, err, NULL, 0);
 		if (in)
 			fclose(in);
 		return;
@@ -124,30 +124,30 @@ static FILE *out;
 static uint64_t written;
 static int finished, failed;
 
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
 	msgpack_unpacked u;
 
-	(void)c, (void)req, (void)ud;
-	if (err != 0) {
-		printf("error %s: %s\n", sb_errname(err), outcome);
+	(void)ud;
+	if (rep->err != 0) {
+		printf("error %s: %s\n", sb_errname(rep->err), rep->outcome);
 		finished = failed = 1;
 		return;
 	}
 	msgpack_unpacked_init(&u);
-	int ok = msgpack_unpack_next(&u, payload, len, NULL) == MSGPACK_UNPACK_SUCCESS;
-	if (ok && more == SB_MORE_CHUNK && u.data.type == MSGPACK_OBJECT_BIN) {
+	int ok = msgpack_unpack_next(&u, rep->payload, rep->len, NULL) == MSGPACK_UNPACK_SUCCESS;
+	if (ok && rep->more == SB_MORE_CHUNK && u.data.type == MSGPACK_OBJECT_BIN) {
 		fwrite(u.data.via.bin.ptr, 1, u.data.via.bin.size, out);
 		written += u.data.via.bin.size;
-	} else if (ok && more == 0 && u.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+	} else if (ok && rep->more == SB_MORE_NONE &&
+		   u.data.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
 		/* The service's count checks that no chunk went missing. */
 		failed = u.data.via.u64 != written;
-		printf("%s: %llu bytes, %llu written\n", outcome,
+		printf("%s: %llu bytes, %llu written\n", rep->outcome,
 		       (unsigned long long)u.data.via.u64, (unsigned long long)written);
 	}
 	msgpack_unpacked_destroy(&u);
-	finished = more == 0;
+	finished = rep->more == SB_MORE_NONE;
 }
 
 static void on_state(struct sb_client *c, enum sb_client_state s, int err, void *ud)
@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client";
+	cfg.role = serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.on_state = on_state;
 	cfg.on_writable = on_writable;
 	cfg.ud = serve ? "serving file.read" : NULL;
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 		client = c;
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(c, "file.read", 0, on_read, NULL);
+		sb_client_register(c, "file.read", NULL, on_read, NULL);
 		rc = sb_client_run(c);
 		sb_client_free(c);
 		return rc == 0 ? 0 : 1;
@@ -210,7 +210,9 @@ int main(int argc, char **argv)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_str(&pk, strlen(argv[4]));
 	msgpack_pack_str_body(&pk, argv[4], strlen(argv[4]));
-	rc = sb_request(c, "file.read", sb.data, sb.size, 30000, on_reply, NULL, NULL);
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = 30000;
+	rc = sb_request(c, "file.read", sb.data, sb.size, &opts, on_reply, NULL, NULL);
 	msgpack_sbuffer_destroy(&sb);
 	if (rc != 0) {
 		printf("error %s: %s\n", sb_errname(rc), sb_strerror(rc));

@@ -29,9 +29,9 @@ static void on_cancelled(struct sb_call *call, void *ud)
 }
 
 /* health.check -> "healthy" {}, or "degraded" {"reason": ...}. */
-static void on_check(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_check(struct sb_call *call, void *ud)
 {
-	(void)c, (void)ud;
+	(void)ud;
 	if (strcmp(state, "silent") == 0) {
 		sb_call_on_cancel(call, on_cancelled, NULL);
 		return;
@@ -82,28 +82,28 @@ static void reason_of(const void *payload, size_t len, char *out, size_t cap)
 }
 
 /* One call per agent's answer (more == SB_MORE_RESULT), then the tally. */
-static void on_result(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		      const void *payload, size_t len, int more, void *ud)
+static void on_result(const struct sb_reply *rep, void *ud)
 {
-	(void)req, (void)ud;
-	if (more == SB_MORE_RESULT && nresults < MAX_AGENTS) {
+	(void)ud;
+	if (rep->more == SB_MORE_RESULT && nresults < MAX_AGENTS) {
 		struct result *r = &results[nresults++];
 		char reason[96];
-		snprintf(r->peer, sizeof r->peer, "%s", sb_reply_peer(c));
-		if (err != 0) /* the router's word for it: timeout, peer gone */
-			snprintf(r->line, sizeof r->line, "%s", sb_strerror(err));
-		else if (reason_of(payload, len, reason, sizeof reason), reason[0] != '\0')
-			snprintf(r->line, sizeof r->line, "%s (%s)", outcome, reason);
+		snprintf(r->peer, sizeof r->peer, "%s", rep->peer);
+		if (rep->err != 0) /* the router's word for it: timeout, peer gone */
+			snprintf(r->line, sizeof r->line, "%s", sb_strerror(rep->err));
+		else if (reason_of(rep->payload, rep->len, reason, sizeof reason),
+			 reason[0] != '\0')
+			snprintf(r->line, sizeof r->line, "%s (%s)", rep->outcome, reason);
 		else
-			snprintf(r->line, sizeof r->line, "%s", outcome);
-		all_healthy &= err == 0 && strcmp(outcome, "healthy") == 0;
+			snprintf(r->line, sizeof r->line, "%s", rep->outcome);
+		all_healthy &= rep->err == 0 && strcmp(rep->outcome, "healthy") == 0;
 		return;
 	}
-	if (more != 0)
+	if (rep->more != SB_MORE_NONE)
 		return; /* chunks: agents do not stream */
 	finished = 1;
-	tally_err = err;
-	if (err == 0 && sb_all_counts(payload, len, &tally) != 0)
+	tally_err = rep->err;
+	if (rep->err == 0 && sb_all_counts(rep->payload, rep->len, &tally) != 0)
 		tally_err = SB_EBADFRAME;
 }
 
@@ -114,10 +114,13 @@ static int by_peer(const void *a, const void *b)
 
 static int check(uint32_t timeout_ms)
 {
+	/* Every agent at once: one result each, then the tally. */
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = timeout_ms;
+	opts.flags = SB_OPT_ALL;
 	int rc;
 	if ((rc = sb_client_wait_online(client, 5000)) != 0 ||
-	    (rc = sb_request_all(client, "health.check", NULL, 0, timeout_ms, on_result, NULL,
-				 NULL)) != 0) {
+	    (rc = sb_request(client, "health.check", NULL, 0, &opts, on_result, NULL, NULL)) != 0) {
 		fprintf(stderr, "example_health: %s\n", sb_strerror(rc));
 		return 1;
 	}
@@ -178,7 +181,7 @@ int main(int argc, char **argv)
 
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = agent ? "service" : "client";
+	cfg.role = agent ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.name = agent ? argv[4] : NULL; /* the name the check reports */
 	cfg.on_state = on_state;
 	if (agent) {
@@ -193,7 +196,7 @@ int main(int argc, char **argv)
 	if (agent) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "health.check", 0, on_check, NULL);
+		sb_client_register(client, "health.check", NULL, on_check, NULL);
 		rc = sb_client_run(client);
 	} else {
 		rc = check(argc == 5 ? (uint32_t)atoi(argv[4]) : 2000);

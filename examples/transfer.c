@@ -88,14 +88,14 @@ static const char *decide(const msgpack_object *req, long long *balance)
 	return "transferred";
 }
 
-static void on_transfer(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_transfer(struct sb_call *call, void *ud)
 {
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	long long balance = -1;
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	const char *outcome = "unknown account";
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS)
@@ -103,7 +103,8 @@ static void on_transfer(struct sb_client *c, struct sb_call *call, void *ud)
 	msgpack_unpacked_destroy(&u);
 	if (outcome == NULL) {
 		/* Not a business answer but a fault: the caller cannot fix it. */
-		sb_reply_error(call, SB_EINTERNAL, "internal error: ledger storage offline");
+		sb_reply_error(call, SB_EINTERNAL, "internal error: ledger storage offline", NULL,
+			       0);
 		return;
 	}
 	msgpack_sbuffer sb;
@@ -149,7 +150,7 @@ int main(int argc, char **argv)
 	}
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client";
+	cfg.role = serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT;
 	cfg.on_state = on_state;
 	cfg.ud = serve ? "serving transfer" : NULL;
 	if ((client = sb_client_new(&cfg, &err)) == NULL) {
@@ -159,7 +160,7 @@ int main(int argc, char **argv)
 	if (serve) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "transfer", 0, on_transfer, NULL);
+		sb_client_register(client, "transfer", NULL, on_transfer, NULL);
 		rc = sb_client_run(client);
 		sb_client_free(client);
 		return rc == 0 ? 0 : 1;
@@ -181,7 +182,9 @@ int main(int argc, char **argv)
 	msgpack_pack_uint64(&pk, strtoull(argv[6], NULL, 10));
 	pack_str(&pk, "token");
 	pack_str(&pk, argc == 8 ? argv[7] : TOKEN);
-	rc = sb_request_wait(client, "transfer", sb.data, sb.size, 5000, outcome, sizeof outcome,
+	struct sb_opts opts = SB_OPTS_INIT;
+	opts.timeout_ms = 5000;
+	rc = sb_request_wait(client, "transfer", sb.data, sb.size, &opts, outcome, sizeof outcome,
 			     &reply, &reply_len);
 	msgpack_sbuffer_destroy(&sb);
 

@@ -51,14 +51,14 @@ static void pack_str(msgpack_packer *pk, const char *s)
 }
 
 /* user.create {email, name} -> outcome "user.created", {id, email, name}. */
-static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_create(struct sb_call *call, void *ud)
 {
 	char email[128], name[128];
 	size_t len;
 	const char *p = sb_call_payload(call, &len);
 	msgpack_unpacked u;
 
-	(void)c, (void)ud;
+	(void)ud;
 	msgpack_unpacked_init(&u);
 	email[0] = name[0] = '\0';
 	if (msgpack_unpack_next(&u, p, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
@@ -68,7 +68,7 @@ static void on_create(struct sb_client *c, struct sb_call *call, void *ud)
 	msgpack_unpacked_destroy(&u);
 	if (strchr(email, '@') == NULL) {
 		/* An error reply reaches the requester as this code and text. */
-		sb_reply_error(call, SB_EINVAL, "email must contain '@'");
+		sb_reply_error(call, SB_EINVAL, "email must contain '@'", NULL, 0);
 		return;
 	}
 	msgpack_sbuffer sb;
@@ -123,7 +123,8 @@ int main(int argc, char **argv)
 
 	sb_client_config_init(&cfg);
 	cfg.port = (uint16_t)atoi(argv[3]);
-	cfg.role = serve ? "service" : "client"; /* only services may register handlers */
+	cfg.role =
+		serve ? SB_ROLE_SERVICE : SB_ROLE_CLIENT; /* only services may register handlers */
 	cfg.on_state = on_state;
 	cfg.ud = serve ? "serving user.create" : NULL;
 	client = sb_client_new(&cfg, &err);
@@ -134,7 +135,7 @@ int main(int argc, char **argv)
 	if (serve) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
-		sb_client_register(client, "user.create", 0, on_create, NULL);
+		sb_client_register(client, "user.create", NULL, on_create, NULL);
 		rc = sb_client_run(client); /* handlers run in here until a signal */
 	} else {
 		char outcome[256], email[128], name[128];
@@ -151,7 +152,9 @@ int main(int argc, char **argv)
 		pack_str(&pk, "name");
 		pack_str(&pk, argv[5]);
 		/* Blocks until the final reply (or 5 s), connecting first if needed. */
-		rc = sb_request_wait(client, "user.create", sb.data, sb.size, 5000, outcome,
+		struct sb_opts opts = SB_OPTS_INIT;
+		opts.timeout_ms = 5000;
+		rc = sb_request_wait(client, "user.create", sb.data, sb.size, &opts, outcome,
 				     sizeof outcome, &reply, &reply_len);
 		msgpack_sbuffer_destroy(&sb);
 		if (rc != 0) {

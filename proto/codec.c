@@ -7,7 +7,7 @@
 
 #include <switchboard/proto.h>
 
-#include "mp.h"
+#include "proto/mp.h"
 
 enum ftype {
 	F_UINT,    /* any unsigned width, value in [min, max] */
@@ -163,6 +163,21 @@ static const struct kind_spec kinds[SB_KIND_MAX + 1] = {
 const char *sb_kind_name(unsigned kind)
 {
 	return kind >= 1 && kind <= SB_KIND_MAX ? kinds[kind].name : "?";
+}
+
+const char *sb_presence_name(enum sb_presence_event event)
+{
+	switch (event) {
+	case SB_PEER_CONNECTED:
+		return "connected";
+	case SB_PEER_DISCONNECTED:
+		return "disconnected";
+	case SB_PEER_DRAINING:
+		return "draining";
+	case SB_PEER_IDENTITY:
+		return "identity";
+	}
+	return "?";
 }
 
 /* ---- validation shared by decoder and encoder --------------------------- */

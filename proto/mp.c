@@ -2,7 +2,7 @@
  * msgpack-c's unpacker builds an object tree in a zone; we only need to step. */
 #include <switchboard/proto.h>
 
-#include "mp.h"
+#include "proto/mp.h"
 
 /* Bytes of big-endian length or value that follow a marker, and what they mean. */
 static int need(const uint8_t *p, const uint8_t *end, size_t n)

@@ -5,7 +5,7 @@
 
 #include <switchboard/proto.h>
 
-#include "mp.h"
+#include "proto/mp.h"
 
 /* A buffer that grew for one big frame is given back once that frame is
  * consumed, so a single 1 MiB message does not pin 1 MiB per connection. */

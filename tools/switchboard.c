@@ -6,154 +6,13 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
 #include <switchboard/router.h>
-
-/* Long options without a short letter. */
-enum {
-	O_SECRET_SERVICE = 256,
-	O_SECRET_CLIENT,
-	O_SECRET_FILE_SERVICE,
-	O_SECRET_FILE_CLIENT,
-	O_ALLOW_REGISTER_SERVICE,
-	O_ALLOW_CALL_SERVICE,
-	O_ALLOW_CALL_CLIENT,
-	O_AUTH_FAIL_MAX,
-	O_AUTH_FAIL_WINDOW,
-	O_MAX_CONNS_PER_ADDR,
-	O_MAX_INFLIGHT_PER_CONN,
-	O_MAX_REGISTRATIONS,
-	O_IDLE_TIMEOUT,
-	O_PONG_TIMEOUT,
-	O_SLOW_TIMEOUT,
-};
-
-/* Every setting is a long flag, and the same name is its key in a config
- * file (docs/daemon.md): a flag added here is a config key too. */
-static const struct option opts[] = {
-	{"addr", required_argument, NULL, 'a'},
-	{"port", required_argument, NULL, 'p'},
-	{"shards", required_argument, NULL, 's'},
-	{"max-frame", required_argument, NULL, 'm'},
-	{"timeout", required_argument, NULL, 't'},
-	{"out-max", required_argument, NULL, 'o'},
-	{"slow-timeout", required_argument, NULL, O_SLOW_TIMEOUT},
-	{"max-conns", required_argument, NULL, 'c'},
-	{"hello-timeout", required_argument, NULL, 'H'},
-	{"name-pattern", required_argument, NULL, 'N'},
-	{"bind-retries", required_argument, NULL, 'r'},
-	{"bind-retry-ms", required_argument, NULL, 'R'},
-	{"drain-ms", required_argument, NULL, 'd'},
-	{"log-level", required_argument, NULL, 'l'},
-	{"secret-service", required_argument, NULL, O_SECRET_SERVICE},
-	{"secret-client", required_argument, NULL, O_SECRET_CLIENT},
-	{"secret-file-service", required_argument, NULL, O_SECRET_FILE_SERVICE},
-	{"secret-file-client", required_argument, NULL, O_SECRET_FILE_CLIENT},
-	{"allow-register-service", required_argument, NULL, O_ALLOW_REGISTER_SERVICE},
-	{"allow-call-service", required_argument, NULL, O_ALLOW_CALL_SERVICE},
-	{"allow-call-client", required_argument, NULL, O_ALLOW_CALL_CLIENT},
-	{"auth-fail-max", required_argument, NULL, O_AUTH_FAIL_MAX},
-	{"auth-fail-window", required_argument, NULL, O_AUTH_FAIL_WINDOW},
-	{"max-conns-per-addr", required_argument, NULL, O_MAX_CONNS_PER_ADDR},
-	{"max-inflight-per-conn", required_argument, NULL, O_MAX_INFLIGHT_PER_CONN},
-	{"max-registrations", required_argument, NULL, O_MAX_REGISTRATIONS},
-	{"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
-	{"pong-timeout", required_argument, NULL, O_PONG_TIMEOUT},
-	{"tls-cert", required_argument, NULL, 'C'},
-	{"tls-key", required_argument, NULL, 'K'},
-	{"tls-ca", required_argument, NULL, 'A'},
-	{"tls-verify-client", no_argument, NULL, 'v'},
-	{"tls-allow", required_argument, NULL, 'w'},
-	{"tls-deny", required_argument, NULL, 'x'},
-	{"config", required_argument, NULL, 'f'},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, 'V'},
-	{NULL, 0, NULL, 0},
-};
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: switchboard [OPTIONS]\n"
-		"\n"
-		"Runs the Switchboard message router.\n"
-		"\n"
-		"  --addr ADDR           IPv4 address to listen on (default 127.0.0.1)\n"
-		"  --port PORT           TCP port, 0 for any free port (default 7400)\n"
-		"  --shards N            threads, one per core (default: online CPUs)\n"
-		"  --max-frame BYTES     largest frame body accepted (default 1048576)\n"
-		"  --timeout MS          timeout of requests that give none (default 30000)\n"
-		"  --out-max BYTES       output queued per connection: a quarter of it\n"
-		"                        pauses whoever feeds it, past it (plus 8 receive\n"
-		"                        pools) it is dropped as a slow consumer\n"
-		"                        (default 16777216)\n"
-		"  --slow-timeout MS     a connection past that quarter whose peer takes\n"
-		"                        nothing for this long is dropped as a slow\n"
-		"                        consumer; 0 = never (default 10000)\n"
-		"  --max-conns N         open connections; more are refused with an\n"
-		"                        error (default 65536); the descriptor limit is\n"
-		"                        raised to match, as the hard limit allows\n"
-		"  --hello-timeout MS    a connection must send HELLO within this, or\n"
-		"                        it is closed; 0 = never (default 5000)\n"
-		"  --name-pattern PAT    names for peers that ask for none: a run of #\n"
-		"                        is a counter padded to its length, A### gives\n"
-		"                        A001, A002, ... (default P####)\n"
-		"  --bind-retries N      retries when the port is busy (default 0)\n"
-		"  --bind-retry-ms MS    delay between them (default 1000)\n"
-		"  --drain-ms MS         on SIGTERM, how long requests in flight may\n"
-		"                        finish before connections close (default 5000)\n"
-		"  --log-level N         0 errors, 1 lifecycle, 2 connections, 3 debug\n"
-		"                        (default 1)\n"
-		"\n"
-		"Authentication and name rules (docs/security.md):\n"
-		"  --secret-file-service FILE   shared secret of role service, read from\n"
-		"                        FILE (a trailing newline is dropped)\n"
-		"  --secret-file-client FILE    the same for role client. With a secret\n"
-		"                        for one role only, the other is refused\n"
-		"  --secret-service S    --secret-client S   the secret itself (visible\n"
-		"                        in the process list: prefer the files)\n"
-		"  --allow-register-service P   names services may register, patterns\n"
-		"                        such as \"user.*,billing.log\" (default: any)\n"
-		"  --allow-call-service P       names services may send to or request\n"
-		"  --allow-call-client P        names clients may send to or request\n"
-		"  --auth-fail-max N     wrong secrets from one address within the window\n"
-		"                        before it is refused; 0 = never (default 5)\n"
-		"  --auth-fail-window MS that window (default 60000)\n"
-		"\n"
-		"Limits:\n"
-		"  --max-conns-per-addr N     connections from one IP address; 0 = no\n"
-		"                        limit (default 1024)\n"
-		"  --max-inflight-per-conn N  requests in flight per connection\n"
-		"                        (default 65536)\n"
-		"  --max-registrations N names registered per connection (default 1024)\n"
-		"  --idle-timeout MS     PING a connection silent this long; 0 = never\n"
-		"                        (default 60000)\n"
-		"  --pong-timeout MS     then close it if nothing comes within this\n"
-		"                        (default 20000)\n"
-		"\n"
-		"TLS (docs/security.md):\n"
-		"  --tls-cert FILE       PEM certificate (chain): the listener speaks TLS 1.3\n"
-		"  --tls-key FILE        its PEM private key (default: in the --tls-cert file)\n"
-		"  --tls-ca FILE         PEM CA that client certificates must be signed by\n"
-		"  --tls-verify-client   require a client certificate (needs --tls-ca)\n"
-		"  --tls-allow NAMES     client certificate names (CN or DNS SAN) allowed,\n"
-		"                        comma-separated or repeated; '*' matches any run\n"
-		"                        of characters (default: every CA-signed name)\n"
-		"  --tls-deny NAMES      names refused even if allowed\n"
-		"\n"
-		"  --config FILE         read settings from FILE first: one `key = value`\n"
-		"                        per line, the keys being these flags' names\n"
-		"                        (`max-conns = 100`), `#` starts a comment; flags\n"
-		"                        given here apply on top. SIGHUP reads it again\n"
-		"                        and reloads the TLS files and lists, the secrets\n"
-		"                        and the name rules (docs/daemon.md)\n"
-		"  --help                this text\n"
-		"  --version             print the version and exit\n");
-}
 
 /* ---- settings ------------------------------------------------------------- */
 
@@ -175,6 +34,200 @@ struct settings {
 	unsigned line;
 	char err[512]; /* the first error, "" if none */
 };
+
+/* How a setting's value is read. */
+enum type {
+	NUM,  /* a decimal in [lo, hi], into an unsigned field of `size` bytes */
+	TEXT, /* a string, kept as given */
+	YES,  /* a flag without a value: sets an int to 1 */
+	LIST, /* names, comma-separated or repeated (struct list) */
+};
+
+/* One setting: its flag (and config key), how its value is read and where
+ * it goes, its lines in --help, and whether SIGHUP applies it. This table
+ * is the daemon's one list of settings: the getopt options, --help, the
+ * config file's keys and the reload's restart-only notes all come from it
+ * (docs/daemon.md). */
+struct setting {
+	const char *section; /* a heading printed before it in --help, or NULL */
+	const char *name;    /* --NAME, and NAME in a config file */
+	enum type type;
+	size_t off, size;                      /* the field in struct settings */
+	unsigned long lo, hi;                  /* NUM */
+	int reload;                            /* 1: SIGHUP applies it; 0: only a restart does */
+	const char *arg;                       /* the value in --help ("MS"), NULL for YES */
+	const char *help;                      /* --help text; '\n' continues on the next line */
+	const char *(*check)(const char *val); /* TEXT: what is wrong with val, or NULL */
+};
+
+static const char *has_counter(const char *val)
+{
+	return strchr(val, '#') == NULL
+		       ? "needs a run of # for the counter (A### gives A001, A002, ...)"
+		       : NULL;
+}
+
+#define CFG(f)        offsetof(struct settings, cfg.f), sizeof(((struct sb_router_config *)0)->f)
+#define SET(f)        offsetof(struct settings, f), sizeof(((struct settings *)0)->f)
+#define RANGE(lo, hi) lo, hi
+#define ANY           0, 0
+
+static const struct setting table[] = {
+	{NULL, "addr", TEXT, CFG(addr), ANY, 0, "ADDR",
+	 "IPv4 address to listen on (default 127.0.0.1)", NULL},
+	{NULL, "port", NUM, CFG(port), RANGE(0, 65535), 0, "PORT",
+	 "TCP port, 0 for any free port (default 7400)", NULL},
+	{NULL, "shards", NUM, CFG(shards), RANGE(1, 64), 0, "N",
+	 "threads, one per core (default: online CPUs)", NULL},
+	{NULL, "max-frame", NUM, CFG(max_frame), RANGE(13, 64u << 20), 0, "BYTES",
+	 "largest frame body accepted (default 1048576)", NULL},
+	{NULL, "timeout", NUM, CFG(default_timeout_ms), RANGE(1, 3600000), 0, "MS",
+	 "timeout of requests that give none (default 30000)", NULL},
+	{NULL, "out-max", NUM, CFG(out_max), RANGE(65536, ULONG_MAX), 0, "BYTES",
+	 "output queued per connection: a quarter of it\n"
+	 "pauses whoever feeds it, past it (plus 8 receive\n"
+	 "pools) it is dropped as a slow consumer\n"
+	 "(default 16777216)",
+	 NULL},
+	{NULL, "slow-timeout", NUM, CFG(slow_ms), RANGE(0, 3600000), 0, "MS",
+	 "a connection past that quarter whose peer takes\n"
+	 "nothing for this long is dropped as a slow\n"
+	 "consumer; 0 = never (default 10000)",
+	 NULL},
+	{NULL, "max-conns", NUM, CFG(max_conns), RANGE(1, 16u << 20), 0, "N",
+	 "open connections; more are refused with an\n"
+	 "error (default 65536); the descriptor limit is\n"
+	 "raised to match, as the hard limit allows",
+	 NULL},
+	{NULL, "hello-timeout", NUM, CFG(hello_timeout_ms), RANGE(0, 3600000), 0, "MS",
+	 "a connection must send HELLO within this, or\n"
+	 "it is closed; 0 = never (default 5000)",
+	 NULL},
+	{NULL, "name-pattern", TEXT, CFG(name_pattern), ANY, 0, "PAT",
+	 "names for peers that ask for none: a run of #\n"
+	 "is a counter padded to its length, A### gives\n"
+	 "A001, A002, ... (default P####)",
+	 has_counter},
+	{NULL, "bind-retries", NUM, CFG(bind_retries), RANGE(0, 1000), 0, "N",
+	 "retries when the port is busy (default 0)", NULL},
+	{NULL, "bind-retry-ms", NUM, CFG(bind_retry_ms), RANGE(0, 600000), 0, "MS",
+	 "delay between them (default 1000)", NULL},
+	{NULL, "drain-ms", NUM, SET(drain_ms), RANGE(0, 3600000), 1, "MS",
+	 "on SIGTERM, how long requests in flight may\n"
+	 "finish before connections close (default 5000)",
+	 NULL},
+	{NULL, "log-level", NUM, CFG(log_level), RANGE(0, 3), 0, "N",
+	 "0 errors, 1 lifecycle, 2 connections, 3 debug\n"
+	 "(default 1)",
+	 NULL},
+
+	{"Authentication and name rules (docs/security.md):", "secret-file-service", TEXT,
+	 CFG(secret_service_file), ANY, 1, "FILE",
+	 "shared secret of role service, read from\n"
+	 "FILE (a trailing newline is dropped)",
+	 NULL},
+	{NULL, "secret-file-client", TEXT, CFG(secret_client_file), ANY, 1, "FILE",
+	 "the same for role client. With a secret\n"
+	 "for one role only, the other is refused",
+	 NULL},
+	{NULL, "secret-service", TEXT, CFG(secret_service), ANY, 1, "S",
+	 "the secret itself (visible in the process\n"
+	 "list: prefer the files)",
+	 NULL},
+	{NULL, "secret-client", TEXT, CFG(secret_client), ANY, 1, "S", "the same for role client",
+	 NULL},
+	{NULL, "allow-register-service", TEXT, CFG(allow_register_service), ANY, 1, "P",
+	 "names services may register, patterns\n"
+	 "such as \"user.*,billing.log\" (default: any)",
+	 NULL},
+	{NULL, "allow-call-service", TEXT, CFG(allow_call_service), ANY, 1, "P",
+	 "names services may send to or request", NULL},
+	{NULL, "allow-call-client", TEXT, CFG(allow_call_client), ANY, 1, "P",
+	 "names clients may send to or request", NULL},
+	{NULL, "auth-fail-max", NUM, CFG(auth_fail_max), RANGE(0, 1000000), 0, "N",
+	 "wrong secrets from one address within the window\n"
+	 "before it is refused; 0 = never (default 5)",
+	 NULL},
+	{NULL, "auth-fail-window", NUM, CFG(auth_fail_window_ms), RANGE(0, 86400000), 0, "MS",
+	 "that window (default 60000)", NULL},
+
+	{"Limits:", "max-conns-per-addr", NUM, CFG(max_conns_per_addr), RANGE(0, 16u << 20), 0, "N",
+	 "connections from one IP address; 0 = no\n"
+	 "limit (default 1024)",
+	 NULL},
+	{NULL, "max-inflight-per-conn", NUM, CFG(max_inflight_per_conn), RANGE(1, 1u << 24), 0, "N",
+	 "requests in flight per connection\n"
+	 "(default 65536)",
+	 NULL},
+	{NULL, "max-registrations", NUM, CFG(max_registrations), RANGE(1, 1u << 24), 0, "N",
+	 "names registered per connection (default 1024)", NULL},
+	{NULL, "idle-timeout", NUM, CFG(idle_ms), RANGE(0, 86400000), 0, "MS",
+	 "PING a connection silent this long; 0 = never\n"
+	 "(default 60000)",
+	 NULL},
+	{NULL, "pong-timeout", NUM, CFG(pong_timeout_ms), RANGE(1, 3600000), 0, "MS",
+	 "then close it if nothing comes within this\n"
+	 "(default 20000)",
+	 NULL},
+
+	{"TLS (docs/security.md):", "tls-cert", TEXT, CFG(tls_cert), ANY, 1, "FILE",
+	 "PEM certificate (chain): the listener speaks TLS 1.3", NULL},
+	{NULL, "tls-key", TEXT, CFG(tls_key), ANY, 1, "FILE",
+	 "its PEM private key (default: in the --tls-cert file)", NULL},
+	{NULL, "tls-ca", TEXT, CFG(tls_ca), ANY, 1, "FILE",
+	 "PEM CA that client certificates must be signed by", NULL},
+	{NULL, "tls-verify-client", YES, CFG(tls_verify_client), ANY, 1, NULL,
+	 "require a client certificate (needs --tls-ca)", NULL},
+	{NULL, "tls-allow", LIST, SET(allow), ANY, 1, "NAMES",
+	 "client certificate names (CN or DNS SAN) allowed,\n"
+	 "comma-separated or repeated; '*' matches any run\n"
+	 "of characters (default: every CA-signed name)",
+	 NULL},
+	{NULL, "tls-deny", LIST, SET(deny), ANY, 1, "NAMES", "names refused even if allowed", NULL},
+};
+#define NSETTINGS (sizeof table / sizeof table[0])
+
+/* The flags that are not settings: getopt returns these for them. */
+enum { O_CONFIG = 'f', O_HELP = 'h', O_VERSION = 'V', O_SETTING = 256 };
+
+/* The help column: flags and their values left of it, text from it on. */
+#define HELP_COLUMN 24
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: switchboard [OPTIONS]\n\nRuns the Switchboard message router.\n\n");
+	for (size_t i = 0; i < NSETTINGS; i++) {
+		const struct setting *t = &table[i];
+		char left[64];
+		if (t->section != NULL)
+			fprintf(out, "\n%s\n", t->section);
+		int n = snprintf(left, sizeof left, "  --%s%s%s", t->name, t->arg ? " " : "",
+				 t->arg ? t->arg : "");
+		/* A flag too long for the column puts its text on the next line,
+		 * so every description starts in the same column. */
+		if (n + 2 > HELP_COLUMN)
+			fprintf(out, "%s\n%*s", left, HELP_COLUMN, "");
+		else
+			fprintf(out, "%s%*s", left, HELP_COLUMN - n, "");
+		for (const char *p = t->help; *p != 0;) {
+			size_t len = strcspn(p, "\n");
+			fprintf(out, "%.*s\n", (int)len, p);
+			p += len;
+			if (*p == '\n' && *++p != 0)
+				fprintf(out, "%*s", HELP_COLUMN, "");
+		}
+	}
+	fprintf(out, "\n"
+		     "  --config FILE         read settings from FILE first: one `key = value`\n"
+		     "                        per line, the keys being these flags' names\n"
+		     "                        (`max-conns = 100`), `#` starts a comment; flags\n"
+		     "                        given here apply on top. SIGHUP reads it again\n"
+		     "                        and reloads the TLS files and lists, the secrets,\n"
+		     "                        the name rules and drain-ms; the others change\n"
+		     "                        only with a restart (docs/daemon.md)\n"
+		     "  --help                this text\n"
+		     "  --version             print the version and exit\n");
+}
 
 /* A flag and its value from the command line, kept to apply again after
  * the file on every reload. */
@@ -258,120 +311,59 @@ static void list_add(struct settings *s, struct list *l, const char *flag, const
 	}
 }
 
-/* One setting. A flag added to opts[] gets its case here, and then works
- * on the command line and in the config file alike. */
-static void apply(struct settings *s, int opt, const char *val)
+/* A number setting's value, whatever the width of its field. */
+static unsigned long long num_get(const struct settings *s, const struct setting *t)
 {
-	struct sb_router_config *cfg = &s->cfg;
+	const char *f = (const char *)s + t->off;
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v64;
+	switch (t->size) {
+	case 2:
+		memcpy(&v16, f, 2);
+		return v16;
+	case 4:
+		memcpy(&v32, f, 4);
+		return v32;
+	default:
+		memcpy(&v64, f, 8);
+		return v64;
+	}
+}
 
-	switch (opt) {
-	case 'a':
-		cfg->addr = val;
+static void num_set(struct settings *s, const struct setting *t, unsigned long v)
+{
+	char *f = (char *)s + t->off;
+	uint16_t v16 = (uint16_t)v;
+	uint32_t v32 = (uint32_t)v;
+	uint64_t v64 = v;
+	memcpy(f,
+	       t->size == 2   ? (void *)&v16
+	       : t->size == 4 ? (void *)&v32
+			      : (void *)&v64,
+	       t->size);
+}
+
+/* One setting from a flag or a config line. */
+static void apply(struct settings *s, const struct setting *t, const char *val)
+{
+	void *f = (char *)s + t->off;
+	const char *why;
+
+	switch (t->type) {
+	case NUM:
+		num_set(s, t, number(s, t->name, val, t->lo, t->hi));
 		break;
-	case 'p':
-		cfg->port = (uint16_t)number(s, "port", val, 0, 65535);
+	case TEXT:
+		if (t->check != NULL && (why = t->check(val)) != NULL)
+			fail(s, t->name, val, why);
+		memcpy(f, &val, sizeof val);
 		break;
-	case 's':
-		cfg->shards = (unsigned)number(s, "shards", val, 1, 64);
+	case YES:
+		*(int *)f = 1;
 		break;
-	case 'm':
-		cfg->max_frame = (uint32_t)number(s, "max-frame", val, 13, 64u << 20);
-		break;
-	case 't':
-		cfg->default_timeout_ms = (uint32_t)number(s, "timeout", val, 1, 3600000);
-		break;
-	case 'o':
-		cfg->out_max = number(s, "out-max", val, 65536, ULONG_MAX);
-		break;
-	case 'c':
-		cfg->max_conns = (uint32_t)number(s, "max-conns", val, 1, 16u << 20);
-		break;
-	case 'H':
-		cfg->hello_timeout_ms = (uint32_t)number(s, "hello-timeout", val, 0, 3600000);
-		break;
-	case 'N':
-		if (strchr(val, '#') == NULL)
-			fail(s, "name-pattern", val,
-			     "needs a run of # for the counter (A### gives A001, A002, ...)");
-		cfg->name_pattern = val;
-		break;
-	case 'r':
-		cfg->bind_retries = (unsigned)number(s, "bind-retries", val, 0, 1000);
-		break;
-	case 'R':
-		cfg->bind_retry_ms = (unsigned)number(s, "bind-retry-ms", val, 0, 600000);
-		break;
-	case 'd':
-		s->drain_ms = (unsigned)number(s, "drain-ms", val, 0, 3600000);
-		break;
-	case 'l':
-		cfg->log_level = (int)number(s, "log-level", val, 0, 3);
-		break;
-	case O_SECRET_SERVICE:
-		cfg->secret_service = val;
-		break;
-	case O_SECRET_CLIENT:
-		cfg->secret_client = val;
-		break;
-	case O_SECRET_FILE_SERVICE:
-		cfg->secret_service_file = val;
-		break;
-	case O_SECRET_FILE_CLIENT:
-		cfg->secret_client_file = val;
-		break;
-	case O_ALLOW_REGISTER_SERVICE:
-		cfg->allow_register_service = val;
-		break;
-	case O_ALLOW_CALL_SERVICE:
-		cfg->allow_call_service = val;
-		break;
-	case O_ALLOW_CALL_CLIENT:
-		cfg->allow_call_client = val;
-		break;
-	case O_AUTH_FAIL_MAX:
-		cfg->auth_fail_max = (uint32_t)number(s, "auth-fail-max", val, 0, 1000000);
-		break;
-	case O_AUTH_FAIL_WINDOW:
-		cfg->auth_fail_window_ms =
-			(uint32_t)number(s, "auth-fail-window", val, 0, 86400000);
-		break;
-	case O_MAX_CONNS_PER_ADDR:
-		cfg->max_conns_per_addr =
-			(uint32_t)number(s, "max-conns-per-addr", val, 0, 16u << 20);
-		break;
-	case O_MAX_INFLIGHT_PER_CONN:
-		cfg->max_inflight_per_conn =
-			(uint32_t)number(s, "max-inflight-per-conn", val, 1, 1u << 24);
-		break;
-	case O_MAX_REGISTRATIONS:
-		cfg->max_registrations = (uint32_t)number(s, "max-registrations", val, 1, 1u << 24);
-		break;
-	case O_IDLE_TIMEOUT:
-		cfg->idle_ms = (uint32_t)number(s, "idle-timeout", val, 0, 86400000);
-		break;
-	case O_PONG_TIMEOUT:
-		cfg->pong_timeout_ms = (uint32_t)number(s, "pong-timeout", val, 1, 3600000);
-		break;
-	case O_SLOW_TIMEOUT:
-		cfg->slow_ms = (uint32_t)number(s, "slow-timeout", val, 0, 3600000);
-		break;
-	case 'C':
-		cfg->tls_cert = val;
-		break;
-	case 'K':
-		cfg->tls_key = val;
-		break;
-	case 'A':
-		cfg->tls_ca = val;
-		break;
-	case 'v':
-		cfg->tls_verify_client = 1;
-		break;
-	case 'w':
-		list_add(s, &s->allow, "tls-allow", val);
-		break;
-	case 'x':
-		list_add(s, &s->deny, "tls-deny", val);
+	case LIST:
+		list_add(s, f, t->name, val);
 		break;
 	}
 }
@@ -446,27 +438,27 @@ static void file_line(struct settings *s, char *line)
 			fail(s, "(no key)", val, "a value without a key");
 		return;
 	}
-	const struct option *o = opts;
-	while (o->name != NULL && strcmp(o->name, key) != 0)
-		o++;
-	if (o->name == NULL || o->val == 'f' || o->val == 'h' || o->val == 'V') {
+	const struct setting *t = table;
+	while (t < table + NSETTINGS && strcmp(t->name, key) != 0)
+		t++;
+	if (t == table + NSETTINGS) {
 		fail(s, key, NULL,
 		     "not a setting (the keys are switchboard's long flags: switchboard --help)");
 		return;
 	}
-	if (o->has_arg == no_argument) {
+	if (t->type == YES) {
 		int on = yes_no(val != NULL ? val : "");
 		if (on < 0)
 			fail(s, key, val, "expected yes or no");
 		else if (on)
-			apply(s, o->val, NULL);
+			apply(s, t, NULL);
 		return;
 	}
 	if (val == NULL || *val == 0) {
 		fail(s, key, NULL, "needs a value (key = value)");
 		return;
 	}
-	apply(s, o->val, own(s, val, strlen(val)));
+	apply(s, t, own(s, val, strlen(val)));
 }
 
 static void load_file(struct settings *s, const char *path)
@@ -501,7 +493,7 @@ static struct settings *build(const char *config, const struct arg *args, size_t
 	if (config != NULL)
 		load_file(s, config);
 	for (size_t i = 0; i < nargs && s->err[0] == 0; i++)
-		apply(s, args[i].opt, args[i].val);
+		apply(s, &table[args[i].opt - O_SETTING], args[i].val);
 	if (s->cfg.max_frame > s->cfg.out_max)
 		s->cfg.out_max = s->cfg.max_frame;
 	s->cfg.tls_allow = s->allow.v;
@@ -509,9 +501,37 @@ static struct settings *build(const char *config, const struct arg *args, size_t
 	return s;
 }
 
+/* What a setting SIGHUP does not apply is said rather than passed over, so
+ * an edited config file never fails silently. Lists are not compared:
+ * every list setting reloads. */
+static void note_restart_only(const struct settings *now, const struct settings *asked)
+{
+	for (const struct setting *t = table; t < table + NSETTINGS; t++) {
+		if (t->reload)
+			continue;
+		if ((t->type == NUM || t->type == YES) && num_get(now, t) != num_get(asked, t))
+			fprintf(stderr,
+				"switchboard: reload: %s changes only with a restart (still %llu, "
+				"not %llu)\n",
+				t->name, num_get(now, t), num_get(asked, t));
+		if (t->type == TEXT) {
+			const char *a, *b;
+			memcpy(&a, (const char *)now + t->off, sizeof a);
+			memcpy(&b, (const char *)asked + t->off, sizeof b);
+			if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+				fprintf(stderr,
+					"switchboard: reload: %s changes only with a restart "
+					"(still "
+					"%s, not %s)\n",
+					t->name, a != NULL ? a : "its default",
+					b != NULL ? b : "its default");
+		}
+	}
+}
+
 /* SIGHUP: the file and flags again; the router takes what reloads. */
-static void reload(struct sb_router *r, const char *config, const struct arg *args, size_t nargs,
-		   unsigned *drain_ms)
+static void reload(struct sb_router *r, const struct settings *now, const char *config,
+		   const struct arg *args, size_t nargs, unsigned *drain_ms)
 {
 	struct settings *s = build(config, args, nargs);
 
@@ -521,6 +541,7 @@ static void reload(struct sb_router *r, const char *config, const struct arg *ar
 		printf("switchboard: SIGHUP: reload refused (the log says why); the settings in "
 		       "force stay\n");
 	else {
+		note_restart_only(now, s);
 		*drain_ms = s->drain_ms;
 		printf("switchboard: SIGHUP: settings reloaded%s%s\n", config ? " from " : "",
 		       config ? config : "");
@@ -551,16 +572,25 @@ int main(int argc, char **argv)
 
 	if (args == NULL)
 		return 1;
+	struct option opts[NSETTINGS + 4];
+	for (size_t i = 0; i < NSETTINGS; i++)
+		opts[i] = (struct option){table[i].name,
+					  table[i].type == YES ? no_argument : required_argument,
+					  NULL, O_SETTING + (int)i};
+	opts[NSETTINGS] = (struct option){"config", required_argument, NULL, O_CONFIG};
+	opts[NSETTINGS + 1] = (struct option){"help", no_argument, NULL, O_HELP};
+	opts[NSETTINGS + 2] = (struct option){"version", no_argument, NULL, O_VERSION};
+	opts[NSETTINGS + 3] = (struct option){NULL, 0, NULL, 0};
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
-		case 'f':
+		case O_CONFIG:
 			config = optarg;
 			break;
-		case 'h':
+		case O_HELP:
 			usage(stdout);
 			rc = 0;
 			goto out;
-		case 'V':
+		case O_VERSION:
 			printf("switchboard %s (protocol 1)\n", SB_VERSION_STRING);
 			rc = 0;
 			goto out;
@@ -632,7 +662,7 @@ int main(int argc, char **argv)
 		sigwait(&sigs, &sig);
 		if (sig != SIGHUP)
 			break;
-		reload(r, config, args, nargs, &drain_ms);
+		reload(r, s, config, args, nargs, &drain_ms);
 	}
 	printf("switchboard: %s, draining for up to %u ms\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	       drain_ms);

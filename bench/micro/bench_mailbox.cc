@@ -10,13 +10,13 @@
 extern "C" {
 #include <switchboard/error.h>
 
-#include "mailbox.h"
+#include "router/mailbox.h"
 }
 
 namespace
 {
 
-// The shard loop's batch (core/shard.c receives 64 at a time).
+// The shard loop's batch (core/router/shard.c receives 64 at a time).
 constexpr unsigned kBatch = 64;
 
 // A poll of a full or empty ring found nothing to do. Spin a little, then

@@ -7,7 +7,7 @@
 #include <vector>
 
 extern "C" {
-#include "reqtab.h"
+#include "router/reqtab.h"
 }
 
 namespace

@@ -1,7 +1,7 @@
 // Route table micro-benchmarks: finding a name's route, as the router does
 // for every SEND and REQUEST, in tables of 16, 1,000 and 10,000 names, for
 // names that are registered (hit) and names that are not (miss); and the
-// name rule checked before it (core/pattern.c).
+// name rule checked before it (core/router/pattern.c).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -9,8 +9,8 @@
 #include <vector>
 
 extern "C" {
-#include "pattern.h"
-#include "route.h"
+#include "router/pattern.h"
+#include "router/route.h"
 }
 
 namespace

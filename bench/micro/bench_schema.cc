@@ -7,7 +7,7 @@
 #include <vector>
 
 extern "C" {
-#include "schema.h"
+#include "proto/schema.h"
 }
 
 namespace

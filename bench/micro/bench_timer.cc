@@ -7,7 +7,7 @@
 #include <vector>
 
 extern "C" {
-#include "timer.h"
+#include "common/timer.h"
 }
 
 namespace

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/call.h>
 #include <switchboard/error.h>
 #include <switchboard/proto.h> /* enum sb_presence_event */
 
@@ -45,22 +46,24 @@ enum sb_client_state {
 	SB_CLIENT_ERROR,       /* the router refused something; err says what */
 };
 
-/* sb_client_register() flags. */
-#define SB_REGISTER_INTERNAL 0x01u /* callable by services only, not by clients */
+/* What a client may do (the wire says "client" and "service"). */
+enum sb_role {
+	SB_ROLE_CLIENT,  /* send and request */
+	SB_ROLE_SERVICE, /* also register handlers, and call internal ones */
+};
 
-/* The `more` argument of a reply callback. */
-#define SB_MORE_PROGRESS 1 /* a progress update; more replies follow */
-#define SB_MORE_CHUNK    2 /* one chunk of a stream, in order; more replies follow */
-#define SB_MORE_RESULT   3 /* sb_request_all(): one peer's final result; more follow */
-
-/* A client's settings. Fill with sb_client_config_init(), then change fields.
- * The strings are copied by sb_client_new(). */
+/* A client's settings. Fill with sb_client_config_init(), then change
+ * fields. The strings are copied by sb_client_new(). The struct may grow
+ * at its end in later versions: `size` (set by sb_client_config_init)
+ * tells the library how much of it this program knows, and fields past it
+ * keep their defaults, so a program built against an older header keeps
+ * working with a newer library. */
 struct sb_client_config {
+	size_t size;                 /* sizeof the struct this program was built with */
 	const char *host;            /* router address or host name; "127.0.0.1" */
 	uint16_t port;               /* router port; 7400 */
 	const char *name;            /* peer name to ask for; NULL: the router assigns one */
-	const char *role;            /* "client" (send and request) or "service" (may also
-					register handlers); "client" */
+	enum sb_role role;           /* SB_ROLE_CLIENT (default) or SB_ROLE_SERVICE */
 	const char *secret;          /* shared secret for a router that asks for one (the
 					secret of the role); NULL: none, and such a router
 					is given up on with SB_EUNAUTHORIZED. It never
@@ -98,8 +101,12 @@ struct sb_client_config {
 	void (*on_writable)(struct sb_client *c, void *ud);
 };
 
-/** Fill @p cfg with the defaults above. */
-void sb_client_config_init(struct sb_client_config *cfg);
+/** Fill @p cfg with the defaults above, and its size. */
+#define sb_client_config_init(cfg) sb_client_config_init_size((cfg), sizeof *(cfg))
+
+/** What sb_client_config_init() calls: fill the first @p size bytes of
+ * @p cfg with the defaults (size included). */
+void sb_client_config_init_size(struct sb_client_config *cfg, size_t size);
 
 /**
  * Create a client and start connecting (without blocking). The client goes
@@ -107,8 +114,9 @@ void sb_client_config_init(struct sb_client_config *cfg);
  * the ACK of every handler registered by then. A router that cannot be
  * reached is retried with backoff; that is not an error here.
  * @param cfg  settings; NULL for the defaults
- * @param err  optional; set on failure to SB_EINVAL (a bad setting: role not
- *             "client"/"service", an invalid name, an empty secret,
+ * @param err  optional; set on failure to SB_EINVAL (a bad setting: a size
+ *             too small to hold host and port, a role not in enum sb_role,
+ *             an invalid name, an empty secret,
  *             reconnect_min_ms 0 or above reconnect_max_ms, a tls_* setting
  *             without tls, a TLS file that does not load), SB_ENOMEM or
  *             SB_ESYS
@@ -208,39 +216,31 @@ uint32_t sb_client_peer_id(const struct sb_client *c);
 
 /* ---- handlers (role "service") ------------------------------------------ */
 
-/* A handler gets one call per SEND or REQUEST delivered to it. */
-typedef void (*sb_handler_fn)(struct sb_client *c, struct sb_call *call, void *ud);
-
 /**
- * Handle messages for @p name. The registration is remembered: it is sent
- * now if connected, and again after every reconnect, before RECONNECTED.
- * If the router refuses it, on_state reports SB_CLIENT_ERROR with its code
- * and the handler is dropped.
- * @param name   message name; NULL for the catch-all (messages nobody else takes)
- * @param flags  0 or SB_REGISTER_INTERNAL
- * @return 0; SB_EFORBIDDEN if the role is not "service"; SB_EINVAL for a bad
- *         name (too long, bad characters, starting with '$'), unknown flags,
- *         a NULL @p fn, or a name already registered on this client;
- *         SB_ENOMEM
- */
-int sb_client_register(struct sb_client *c, const char *name, unsigned flags, sb_handler_fn fn,
-		       void *ud);
-
-/**
- * sb_client_register() with an argument schema: the router checks every
- * message for this handler against it and answers a request that breaks it
- * with SB_EINVAL and the reason, so the handler only sees arguments that
- * fit (docs/protocol.md, "Argument schemas"; docs/client.md). The schema is
- * copied and sent with the registration, again after every reconnect.
- * @param schema      one MessagePack value; NULL (len 0) or nil for none
- * @return as sb_client_register(); SB_EINVAL also for a schema the router
- *         would refuse (sb_schema_validate() says why). A schema larger
- *         than a router's frame limit is reported when connecting to it, as
+ * Handle messages for @p name with @p fn (switchboard/call.h: it gets a
+ * struct sb_call, and sb_call_client() is this client). The registration
+ * is remembered: it is sent now if connected, and again after every
+ * reconnect, before RECONNECTED. If the router refuses it, on_state
+ * reports SB_CLIENT_ERROR with its code and the handler is dropped.
+ * @param name  message name; NULL for the catch-all (messages nobody else takes)
+ * @param opts  NULL for none; flags SB_HANDLER_INTERNAL; an argument schema:
+ *              the router checks every message for this handler against it
+ *              and answers a request that breaks it with SB_EINVAL and the
+ *              reason, so the handler only sees arguments that fit
+ *              (docs/protocol.md, "Argument schemas"; docs/client.md). The
+ *              schema is copied and sent with the registration, again after
+ *              every reconnect
+ * @return 0; SB_EFORBIDDEN if the role is not SB_ROLE_SERVICE; SB_EINVAL for
+ *         a bad name (too long, bad characters, starting with '$'), unknown
+ *         flags, an opts size too small, a schema the router would refuse
+ *         (sb_schema_validate() says why), a NULL @p fn, or a name already
+ *         registered on this client; SB_ENOMEM. A schema larger than a
+ *         router's frame limit is reported when connecting to it, as
  *         SB_CLIENT_ERROR with SB_ETOOLARGE, and the handler dropped; while
  *         connected, this call returns SB_ETOOLARGE for it.
  */
-int sb_client_register_schema(struct sb_client *c, const char *name, unsigned flags,
-			      const void *schema, size_t schema_len, sb_handler_fn fn, void *ud);
+int sb_client_register(struct sb_client *c, const char *name, const struct sb_handler_opts *opts,
+		       sb_handler_fn fn, void *ud);
 
 /**
  * Stop handling @p name (NULL: the catch-all), here and at the router.
@@ -250,183 +250,85 @@ int sb_client_register_schema(struct sb_client *c, const char *name, unsigned fl
 int sb_client_unregister(struct sb_client *c, const char *name);
 
 /*
- * A call is one delivered message. A call for a SEND is valid only during
- * the handler callback. A call for a REQUEST stays valid after the callback
- * returns, so it can be answered later, until:
- *   - its final sb_reply() or sb_reply_error() (whatever they return), or
- *   - if it has an on_cancel callback, the return of that callback, which
- *     runs once when the requester cancels, the request times out at the
- *     router, or the connection is lost.
- * A cancelled call without on_cancel stays valid until its final reply,
- * which then sends nothing and returns SB_ECANCELLED (or SB_EOFFLINE).
- * The name stays readable while the call is valid; the payload only during
- * the handler callback (copy it to keep it).
+ * In a client program, a call's on_cancel runs when the requester cancels,
+ * the request times out at the router, or the connection is lost; a reply
+ * to a lost call returns SB_EOFFLINE. sb_reply_more() returns
+ * SB_EOVERLOADED when out_max bytes are already queued (nothing sent: try
+ * again after a process turn, or when on_writable runs; this is the flow
+ * control). Every call of this client is answered from the thread that
+ * processes the client.
  */
-
-/** The message name ("transfer"). */
-const char *sb_call_name(const struct sb_call *call);
-
-/** 1 for a REQUEST (expects a reply), 0 for a SEND. */
-int sb_call_is_request(const struct sb_call *call);
-
-/** The sender's peer id, as the router vouches for it. */
-uint32_t sb_call_from(const struct sb_call *call);
-
-/*
- * Who sent a call, as the router vouches for it: the router introduces
- * every sender to a connection (an identity event) before that sender's
- * first message, and the library keeps what it was told. Valid while the
- * call is. NULL when the sender is the program that embeds the router
- * (sb_call_from() 0), which is no peer.
- */
-
-/** The sender's peer name ("billing-1", "P0007"). */
-const char *sb_call_peer(const struct sb_call *call);
-
-/** The sender's role: "service" or "client". */
-const char *sb_call_role(const struct sb_call *call);
-
-/** The sender's certificate subject when it connected with TLS, else NULL. */
-const char *sb_call_subject(const struct sb_call *call);
-
-/** The payload (one MessagePack value, checked well-formed) and its length;
- * NULL and 0 after the handler callback has returned. */
-const void *sb_call_payload(const struct sb_call *call, size_t *len);
-
-/**
- * Final reply to a request; the call is finished by it.
- * @param outcome  what happened ("transferred", "insufficient funds"): 1-255
- *                 bytes, printable, spaces allowed
- * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
- * @return 0; SB_ECANCELLED / SB_EOFFLINE if the call was cancelled or its
- *         connection lost (nothing sent, the call is finished all the same);
- *         SB_EINVAL (a SEND's call, already finished, bad outcome, payload
- *         not one MessagePack value), SB_ETOOLARGE or SB_ENOMEM, after which
- *         the call stays open and may be answered again
- */
-int sb_reply(struct sb_call *call, const char *outcome, const void *payload, size_t len);
-
-/**
- * A reply that keeps the request open: progress (@p chunk 0) or a stream
- * chunk (@p chunk 1). Chunks arrive in order.
- * @return 0; SB_EOVERLOADED when out_max bytes are already queued (nothing
- *         sent: try again after a process turn, this is the flow control);
- *         SB_ECANCELLED / SB_EOFFLINE once the call is cancelled or lost
- *         (stop producing); otherwise as sb_reply(), the call staying open
- */
-int sb_reply_more(struct sb_call *call, const char *outcome, const void *payload, size_t len,
-		  int chunk);
-
-/**
- * Final error reply; the requester's callback gets @p err.
- * @param err   a wire code: SB_EINVAL, SB_EFORBIDDEN, ... (-1 to -63)
- * @param text  what went wrong, for people (0-1024 bytes UTF-8); NULL for ""
- * @return as sb_reply()
- */
-int sb_reply_error(struct sb_call *call, int err, const char *text);
-
-/** 1 once the call has been cancelled or its connection lost. */
-int sb_call_cancelled(const struct sb_call *call);
-
-/**
- * Have @p fn called once when the call is cancelled (see above: the call is
- * freed when @p fn returns, so drop every pointer to it there). If the call
- * is already cancelled, @p fn runs now, inside this function.
- */
-void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *call, void *ud), void *ud);
 
 /* ---- requesting ---------------------------------------------------------- */
 
 /*
- * A reply callback runs once per reply. For every request that sb_request()
- * accepted (returned 0) it runs exactly once with a terminal event: a final
- * reply (err 0, more 0) or an error (err < 0, more 0), and never after that.
+ * A reply callback (sb_reply_fn, switchboard/call.h) runs once per reply.
+ * For every request that sb_request() accepted (returned 0) it runs exactly
+ * once with a terminal event, more == SB_MORE_NONE: a final reply (err 0)
+ * or an error (err < 0), and never after that.
  *   err      0, or SB_ETIMEOUT, SB_ENOHANDLER, SB_EPEERGONE, SB_ECANCELLED,
  *            SB_EOFFLINE, SB_EDRAINING, SB_EBADFRAME (the reply's payload
  *            was malformed), or any code a handler chose
  *   outcome  the reply's outcome; for an error, its text (never NULL)
  *   payload  the reply's payload (one MessagePack value), or the error's
- *            details, or NULL with len 0; valid during the callback only
- *   more     0 for the terminal event, else SB_MORE_PROGRESS or SB_MORE_CHUNK
+ *            details, or NULL with len 0
+ *   more     SB_MORE_NONE for the terminal event, else SB_MORE_PROGRESS or
+ *            SB_MORE_CHUNK, or for a broadcast SB_MORE_RESULT
+ * The struct is the library's: valid during the callback only.
  */
-typedef void (*sb_reply_fn)(struct sb_client *c, uint64_t req, int err, const char *outcome,
-			    const void *payload, size_t len, int more, void *ud);
 
 /**
  * Fire-and-forget: one handler of @p name gets it; nothing comes back.
+ * With opts->to, the peer of that name gets it, whatever it registered (a
+ * client too, no load balancing); a peer that is not connected is not
+ * reported (request it to know). With SB_OPT_ALL every handler of @p name
+ * gets it (internal ones only for a service); nobody handling it is not
+ * reported.
  * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
- * @return 0 (queued); SB_EOFFLINE when not connected; SB_EINVAL (bad name
- *         or payload); SB_ETOOLARGE (over the router's frame limit);
+ * @param opts     NULL for the defaults; timeout_ms is not used
+ * @return 0 (queued); SB_EOFFLINE when not connected; SB_EINVAL (bad name,
+ *         peer name or payload, `to` with SB_OPT_ALL, an opts size too
+ *         small); SB_ETOOLARGE (over the router's frame limit);
  *         SB_EOVERLOADED (out_max queued); SB_ENOMEM
  */
-int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len);
+int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len,
+	    const struct sb_opts *opts);
 
 /**
- * Ask @p name; @p fn gets the replies (see sb_reply_fn). Besides the
- * router's timeout the request has a local deadline, its timeout plus one
- * second, so it ends with SB_ETIMEOUT even if the router never answers.
- * @param timeout_ms  0: the configured default_timeout_ms, and if that is 0
- *                    the router's default (assumed 30 s for the local deadline)
- * @param req         optional; set to the request's id (for sb_cancel)
- * @return 0 (fn will be called); SB_EOFFLINE when not online; SB_EDRAINING
- *         after the router's GOODBYE; otherwise as sb_send() (fn NULL is
- *         SB_EINVAL). On failure fn is never called.
- */
-int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
-	       uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
-
-/**
- * sb_send() to the peer named @p peer, whatever it registered: a client
- * too, and with no load balancing. A peer that is not connected is not
- * reported (nothing comes back from a send): use sb_request_to() to know.
- * @return as sb_send(); SB_EINVAL also for an invalid peer name
- */
-int sb_send_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
-	       size_t len);
-
-/**
- * sb_request() to the peer named @p peer, whatever it registered. Besides
- * the usual errors, the callback may get SB_EUNKNOWNPEER (no peer of that
- * name ever connected), SB_ENOTCONNECTED (it did, and is gone) or
- * SB_EFORBIDDEN (a client asking a peer that handles @p name for services
- * only). Replies come as for sb_request().
- * @return as sb_request(); SB_EINVAL also for an invalid peer name
- */
-int sb_request_to(struct sb_client *c, const char *peer, const char *name, const void *payload,
-		  size_t len, uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
-
-/**
- * Fire-and-forget to every handler of @p name (internal ones only for a
- * service). Nobody handling it is not reported.
- * @return as sb_send()
- */
-int sb_broadcast(struct sb_client *c, const char *name, const void *payload, size_t len);
-
-/**
- * Ask every handler of @p name and collect their answers. @p fn runs:
+ * Ask @p name; @p fn gets the replies (see above). Besides the router's
+ * timeout the request has a local deadline, its timeout plus one second, so
+ * it ends with SB_ETIMEOUT even if the router never answers.
+ * @param opts  NULL for the defaults. timeout_ms 0: the configured
+ *              default_timeout_ms, and if that is 0 the router's default
+ *              (assumed 30 s for the local deadline). With `to`, the peer of
+ *              that name answers, whatever it registered; besides the usual
+ *              errors the callback may then get SB_EUNKNOWNPEER (no peer of
+ *              that name ever connected), SB_ENOTCONNECTED (it did, and is
+ *              gone) or SB_EFORBIDDEN (a client asking a peer that handles
+ *              @p name for services only). With SB_OPT_ALL every handler
+ *              of @p name is asked and @p fn runs:
  *   - once per handler's final answer, with more == SB_MORE_RESULT: err 0
  *     and its reply, or its error (what the handler sent, SB_ETIMEOUT if it
  *     missed the deadline, SB_EPEERGONE if it disconnected first);
  *   - once per stream chunk a handler sends, with more == SB_MORE_CHUNK
  *     (progress updates are not passed on: docs/protocol.md);
- *   - in both, sb_reply_peer() names the handler;
- *   - exactly once with more == 0, last: the aggregate (err 0, outcome
+ *   - in both, r->peer names the handler;
+ *   - exactly once with SB_MORE_NONE, last: the aggregate (err 0, outcome
  *     "$sb.all", payload the counts, read with sb_all_counts()), or an
  *     error for the whole request: SB_ENOPEERS (nobody handles the name),
  *     SB_ECANCELLED, SB_EOFFLINE, SB_EDRAINING, SB_ETIMEOUT (the local
  *     deadline, if the router never answered).
- * Every handler shares the timeout: one that does not answer in time is
- * reported then, without holding the others back.
- * @return as sb_request()
+ *   Every handler shares the timeout: one that does not answer in time is
+ *   reported then, without holding the others back.
+ * @param req   optional; set to the request's id (for sb_cancel)
+ * @return 0 (fn will be called); SB_EOFFLINE when not online; SB_EDRAINING
+ *         after the router's GOODBYE; otherwise as sb_send() (fn NULL is
+ *         SB_EINVAL). On failure fn is never called.
  */
-int sb_request_all(struct sb_client *c, const char *name, const void *payload, size_t len,
-		   uint32_t timeout_ms, sb_reply_fn fn, void *ud, uint64_t *req);
+int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,
+	       const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req);
 
-/** During a reply callback: the peer that sent this broadcast result or
- *  chunk; NULL for anything else (terminal events, other requests). */
-const char *sb_reply_peer(const struct sb_client *c);
-
-/* The aggregate that ends an sb_request_all(). */
+/* The aggregate that ends a broadcast request (SB_OPT_ALL). */
 struct sb_all_counts {
 	uint32_t peers;    /* handlers asked: the sum of the four below */
 	uint32_t ok;       /* final replies */
@@ -436,7 +338,7 @@ struct sb_all_counts {
 };
 
 /**
- * Read the payload of an sb_request_all()'s final reply ("$sb.all").
+ * Read the payload of a broadcast request's final reply ("$sb.all").
  * @return 0, or SB_EINVAL if it is not such a payload
  */
 int sb_all_counts(const void *payload, size_t len, struct sb_all_counts *out);
@@ -453,8 +355,9 @@ int sb_cancel(struct sb_client *c, uint64_t req);
 /**
  * Request and wait for the final reply, processing the client meanwhile
  * (other callbacks run). If the client is not online yet, first waits for
- * it, within the same timeout. Progress and chunks are skipped.
- * @param timeout_ms   for the whole call; 0 = the default (as sb_request)
+ * it, within the same timeout. Progress, chunks and broadcast results are
+ * skipped.
+ * @param opts         as sb_request(); timeout_ms is for the whole call
  * @param outcome      optional buffer for the outcome (or error text),
  *                     NUL-terminated, truncated to @p outcome_cap
  * @param reply        optional; set to a malloc'd copy of the final reply's
@@ -465,7 +368,7 @@ int sb_cancel(struct sb_client *c, uint64_t req);
  *         from a callback, SB_ENOMEM
  */
 int sb_request_wait(struct sb_client *c, const char *name, const void *payload, size_t len,
-		    uint32_t timeout_ms, char *outcome, size_t outcome_cap, void **reply,
+		    const struct sb_opts *opts, char *outcome, size_t outcome_cap, void **reply,
 		    size_t *reply_len);
 
 /* ---- presence -------------------------------------------------------------- */

@@ -205,6 +205,11 @@ void sb_patch_u32(uint8_t *frame, uint16_t off, uint32_t v);
 /** Name of a kind ("REQUEST"), "?" for an unknown one. */
 const char *sb_kind_name(unsigned kind);
 
+/** Name of a presence event, as docs/protocol.md spells it in words:
+ * "connected", "disconnected", "draining", "identity"; "?" for an unknown
+ * one. */
+const char *sb_presence_name(enum sb_presence_event event);
+
 /** Name of a fault ("field too long"). */
 const char *sb_fault_name(enum sb_fault f);
 

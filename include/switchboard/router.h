@@ -6,14 +6,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/call.h>
 #include <switchboard/error.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Router settings. Fill with sb_router_config_init(), then change fields. */
+/* Router settings. Fill with sb_router_config_init(), then change fields.
+ * The struct may grow at its end in later versions: `size` (set by
+ * sb_router_config_init) tells the library how much of it this program
+ * knows, and fields past it keep their defaults, so a program built
+ * against an older header keeps working with a newer library. */
 struct sb_router_config {
+	size_t size;                 /* sizeof the struct this program was built with */
 	const char *addr;            /* IPv4 address to listen on; default "127.0.0.1" */
 	uint16_t port;               /* TCP port; 0 = any free port; default 7400 */
 	unsigned shards;             /* threads; 0 = one per online CPU */
@@ -97,7 +103,9 @@ struct sb_router_stats {
 	uint64_t replies;           /* replies delivered to requesters */
 	uint64_t timeouts;          /* requests ended by their timeout */
 	uint64_t late_replies;      /* replies that came after their request ended */
-	uint64_t no_handler;        /* requests and sends with no handler */
+	uint64_t no_handler;        /* sends and requests nothing could take: no handler, no
+				       connected peer for a broadcast, a `to` peer never
+				       connected, gone or leaving, a $sb. name not served */
 	uint64_t slow_consumers;    /* connections dropped as slow consumers (slow_ms, or
 				       past out_max and its window) */
 	uint64_t inflight;          /* requests in flight now */
@@ -109,15 +117,17 @@ struct sb_router_stats {
 	uint64_t mail_backlog_peak; /* most messages one shard ever had waiting for one ring */
 	uint64_t refused;           /* connections refused: max_conns reached */
 	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
-	uint64_t invalid_args;      /* requests refused and sends dropped: their arguments
-				       broke the handler's schema */
+	uint64_t invalid_args;      /* sends and requests refused as invalid arguments:
+				       the handler's schema (a broadcast send: once per
+				       handler), or `to` with BROADCAST */
 	uint64_t auth_failures;     /* handshakes refused "unauthorized" (wrong or no secret) */
 	uint64_t auth_blocked;      /* connections refused: their address failed too often */
 	uint64_t forbidden;         /* registrations, sends and requests refused as forbidden:
-				       a name rule, or every handler the sender could reach
-				       is internal */
+				       a client registering, a name rule, a GOODBYE said,
+				       every handler the caller could reach internal */
 	uint64_t addr_refused;      /* connections refused: max_conns_per_addr reached */
-	uint64_t inflight_refused;  /* requests refused: max_inflight_per_conn reached */
+	uint64_t inflight_refused;  /* requests refused as overloaded: max_inflight_per_conn,
+				       or the shard's max_inflight, reached */
 	uint64_t register_refused;  /* registrations refused: max_registrations reached */
 	uint64_t idle_pings;        /* PINGs sent to silent connections */
 	uint64_t idle_timeouts;     /* connections closed for not answering a PING */
@@ -127,14 +137,19 @@ struct sb_router_stats {
 
 struct sb_router;
 
-/** Fill @p c with the defaults above. */
-void sb_router_config_init(struct sb_router_config *c);
+/** Fill @p c with the defaults above, and its size. */
+#define sb_router_config_init(c) sb_router_config_init_size((c), sizeof *(c))
+
+/** What sb_router_config_init() calls: fill the first @p size bytes of
+ * @p c with the defaults (size included). */
+void sb_router_config_init_size(struct sb_router_config *c, size_t size);
 
 /**
  * Create a router: validate the config, load the TLS settings if any, and
  * bind every shard's listening socket (SO_REUSEPORT), retrying a busy port
  * as configured. A bad TLS setting is logged (at any log level).
- * @param err  set to the reason on failure: SB_EINVAL (bad config) or
+ * @param err  set to the reason on failure: SB_EINVAL (bad config, or a
+ *             size too small to hold addr and port) or
  *             SB_ESYS (errno says why: EADDRINUSE after the retries, ...)
  * @return the router, not yet running, or NULL
  */
@@ -170,8 +185,9 @@ void sb_router_stop(struct sb_router *r, unsigned drain_ms);
  * again), tls_verify_client and the allow and deny lists, for connections
  * accepted from then on; the secrets (secret files read again) and name
  * rules, for new frames (a handshake already challenged finishes with the
- * secret of its HELLO; registrations stay). Other fields are ignored (a
- * log line names those that differ: they need a restart). Call it from any
+ * secret of its HELLO; registrations stay). Other fields are ignored:
+ * they take effect only when a router is made (the daemon says which of
+ * its settings differ, docs/daemon.md). Call it from any
  * thread but a shard's (not from an in-process handler: it waits for
  * every shard to take the new rules); @p cfg is read during the call only.
  * @return 0; SB_EINVAL (a TLS file that does not load, a key that does not
@@ -186,84 +202,77 @@ void sb_router_free(struct sb_router *r);
 
 /* ---- in-process handlers and requests ------------------------------------
  * A program that embeds the router can handle names itself and send or
- * request by name without a socket. Handlers run on shard threads, on the
- * shard that routes the message: keep them short and non-blocking. */
-
-/* A message delivered to an in-process handler; valid during the callback. */
-struct sb_local_call;
-
-typedef void (*sb_local_fn)(struct sb_local_call *call, void *ud);
-
-/* Called once per reply to an in-process request, on a shard thread.
- * err is 0 for a reply (outcome and payload set) or a negative code
- * (SB_ENOHANDLER, SB_EINVAL: the arguments break the handler's schema,
- * SB_ETIMEOUT, SB_EPEERGONE, SB_EDRAINING, or the error a
- * handler sent; then outcome holds its text). more is 1 while the request
- * stays open. Every request gets exactly one call with more == 0. */
-typedef void (*sb_local_reply_fn)(int err, const char *outcome, size_t outcome_len,
-				  const void *payload, size_t len, int more, void *ud);
+ * request by name without a socket, with the names of switchboard/call.h:
+ * the same struct sb_call, sb_reply*() and struct sb_reply as a client
+ * program. Handlers run on shard threads, on the shard that routes the
+ * message: keep them short and non-blocking, and answer later (from any
+ * thread) what takes long. */
 
 /**
- * Handle @p name in-process. Call before sb_router_start().
- * @param name   the message name, or NULL for the catch-all
- * @param flags  0 or SB_F_INTERNAL (callable by services only)
- * @return 0, SB_EINVAL (bad name, or the router already started), SB_ENOMEM
+ * Handle @p name in-process. Call before sb_router_start(). @p fn runs on a
+ * shard thread with a struct sb_call (switchboard/call.h): the sender's
+ * peer name, role and subject as the router knows them (NULL for the
+ * program's own sends and requests), and sb_call_client() NULL. A request's
+ * call may be answered during the callback or after it, from any thread
+ * (answers from a thread other than the shard's queue for it, in order);
+ * it stays valid until its final answer, or until its on_cancel returns
+ * (on_cancel is set from the callback and runs on the shard thread when
+ * the request is cancelled, times out, or loses its requester). A request
+ * never answered ends for its requester with its timeout. Calls still open
+ * when the router is freed are freed with it.
+ * @param name  the message name, or NULL for the catch-all
+ * @param opts  NULL for none; SB_HANDLER_INTERNAL (callable by services
+ *              and the program only); an argument schema (docs/protocol.md,
+ *              "Argument schemas"): the router checks every message for
+ *              this handler against it first, as for a network handler's.
+ *              A request that breaks it gets SB_EINVAL with the reason and
+ *              never reaches @p fn; a send is dropped
+ * @return 0, SB_EINVAL (bad name, opts or schema — sb_schema_validate()
+ *         says why —, or the router already started), SB_ENOMEM
  */
-int sb_router_handle(struct sb_router *r, const char *name, unsigned flags, sb_local_fn fn,
-		     void *ud);
+int sb_router_handle(struct sb_router *r, const char *name, const struct sb_handler_opts *opts,
+		     sb_handler_fn fn, void *ud);
 
 /**
- * Like sb_router_handle(), with an argument schema (docs/protocol.md,
- * "Argument schemas"): the router checks every message for this handler
- * against it first, as for a network handler's. A request that breaks it
- * gets SB_EINVAL with the reason and never reaches @p fn; a send is dropped.
- * @param schema      one MessagePack value; NULL (len 0) or nil for none
- * @return as sb_router_handle(); SB_EINVAL also for a bad schema
- *         (sb_schema_validate() says why)
+ * Send fire-and-forget from any thread while the router runs, routed as a
+ * service's send (internal handlers included).
+ * @param opts  NULL for the defaults: one handler of @p name. With `to`,
+ *              the peer of that name, whatever it registered; with
+ *              SB_OPT_ALL, every handler of @p name (switchboard/call.h)
+ * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL (bad name,
+ *         payload or opts), SB_ETOOLARGE, SB_ENOMEM
  */
-int sb_router_handle_schema(struct sb_router *r, const char *name, unsigned flags,
-			    const void *schema, size_t schema_len, sb_local_fn fn, void *ud);
-
-/** The message's name (not NUL-terminated); its length in *len. */
-const char *sb_local_name(const struct sb_local_call *call, size_t *len);
-
-/** The payload (one MessagePack value); its length in *len. */
-const void *sb_local_payload(const struct sb_local_call *call, size_t *len);
-
-/** The sender's peer id (0 for in-process senders). */
-uint32_t sb_local_from(const struct sb_local_call *call);
-
-/** 1 for a request (it needs a final reply), 0 for a send. */
-int sb_local_is_request(const struct sb_local_call *call);
-
-/**
- * Reply to a request from inside its callback. With SB_F_MORE the request
- * stays open (progress; add SB_F_CHUNK for a stream chunk); without it the
- * reply is final (SB_F_CHUNK alone too: it goes out without the flag). A callback that returns
- * without a final reply ends the request with SB_EINTERNAL for the requester.
- * @return 0, SB_EINVAL (not a request, already final, bad outcome or flags)
- */
-int sb_local_reply(struct sb_local_call *call, const char *outcome, const void *payload, size_t len,
-		   unsigned flags);
-
-/** End a request with an error (final). @return 0 or SB_EINVAL */
-int sb_local_error(struct sb_local_call *call, int err, const char *text);
-
-/**
- * Send fire-and-forget from any thread while the router runs.
- * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL, SB_ENOMEM
- */
-int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len);
+int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len,
+		   const struct sb_opts *opts);
 
 /**
  * Request from any thread while the router runs; @p fn is called on a
- * shard thread for every reply, and exactly once with more == 0.
- * @param timeout_ms  0 = the router's default
+ * shard thread for every reply (struct sb_reply, as a client's reply
+ * callback gets it), and exactly once with SB_MORE_NONE. Besides a
+ * handler's own errors, err may be SB_ENOHANDLER, SB_EINVAL (the arguments
+ * break the handler's schema), SB_ETIMEOUT, SB_EPEERGONE, SB_ECANCELLED,
+ * SB_EDRAINING, and with `to` SB_EUNKNOWNPEER or SB_ENOTCONNECTED.
+ * @param opts  NULL for the defaults. timeout_ms 0: the router's default.
+ *              `to` and SB_OPT_ALL as for sb_request() (docs/client.md):
+ *              a broadcast reports each handler's answer with
+ *              SB_MORE_RESULT and r->peer set ("(in-process)" for an
+ *              in-process handler), then the "$sb.all" aggregate
+ * @param req   optional; set to the request's id, for sb_router_cancel()
  * @return 0 (queued: fn will be called), SB_EDRAINING once stopping (fn is
- *         not called), SB_EINVAL, SB_ENOMEM
+ *         not called), SB_EINVAL, SB_ETOOLARGE, SB_ENOMEM
  */
 int sb_router_request(struct sb_router *r, const char *name, const void *payload, size_t len,
-		      uint32_t timeout_ms, sb_local_reply_fn fn, void *ud);
+		      const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req);
+
+/**
+ * Cancel an open in-process request, from any thread: its callback then
+ * runs exactly once more, with SB_ECANCELLED, unless its terminal event
+ * was already on its way (then that one is the last). The handlers still
+ * at it are told (a CANCEL).
+ * @return 0 (queued), SB_EINVAL (not an id sb_router_request() gave),
+ *         SB_EDRAINING once stopping, SB_ENOMEM
+ */
+int sb_router_cancel(struct sb_router *r, uint64_t req);
 
 #ifdef __cplusplus
 }

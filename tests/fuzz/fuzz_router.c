@@ -194,12 +194,12 @@ static struct fz_conn service, probe, auth_probe;
 
 /* The auth router's "fz.echo", in-process: nothing an input does there can
  * take it away. */
-static void local_echo(struct sb_local_call *call, void *ud)
+static void local_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
-	const void *p = sb_local_payload(call, &len);
+	const void *p = sb_call_payload(call, &len);
 	(void)ud;
-	sb_local_reply(call, "ok", p, len, 0);
+	sb_reply(call, "ok", p, len);
 }
 
 /* HELLO, then the AUTH a client with the secret sends (docs/protocol.md). */
@@ -285,7 +285,8 @@ static void set_up(void)
 	cfg.secret_client = FZ_CLIENT_SECRET;
 	cfg.secret_service = "fz-service-secret";
 	auth_router = sb_router_new(&cfg, &err);
-	if (auth_router == NULL || sb_router_handle(auth_router, "fz.echo", 0, local_echo, NULL) ||
+	if (auth_router == NULL ||
+	    sb_router_handle(auth_router, "fz.echo", NULL, local_echo, NULL) ||
 	    sb_router_start(auth_router) != 0)
 		die("auth router did not start");
 	auth_port = sb_router_port(auth_router);

@@ -12,7 +12,7 @@
 
 #include <switchboard/proto.h>
 
-#include "schema.h"
+#include "proto/schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 
 #include <switchboard/proto.h>
 
-#include "schema.h"
+#include "proto/schema.h"
 
 /* Element order per kind, after kind, flags, id and before the payload,
  * transcribed from docs/protocol.md (not from the codec's tables, so a

@@ -81,18 +81,18 @@ static void reply_stream(struct sb_call *call, const void *p, size_t len)
 		n = u.data.via.u64;
 	msgpack_unpacked_destroy(&u);
 	if (n > 1000) {
-		sb_reply_error(call, SB_EINVAL, "at most 1000 chunks");
+		sb_reply_error(call, SB_EINVAL, "at most 1000 chunks", NULL, 0);
 		return;
 	}
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_uint64(&pk, n);
-	sb_reply_more(call, "c.started", sb.data, sb.size, 0);
+	sb_reply_more(call, SB_MORE_PROGRESS, "c.started", sb.data, sb.size);
 	for (uint64_t i = 0; i < n; i++) {
 		memset(chunk, (int)(i % 256), sizeof chunk);
 		msgpack_sbuffer_clear(&sb);
 		msgpack_pack_bin_with_body(&pk, chunk, sizeof chunk);
-		sb_reply_more(call, "c.part", sb.data, sb.size, 1);
+		sb_reply_more(call, SB_MORE_CHUNK, "c.part", sb.data, sb.size);
 	}
 	msgpack_sbuffer_clear(&sb);
 	msgpack_pack_uint64(&pk, n);
@@ -100,13 +100,12 @@ static void reply_stream(struct sb_call *call, const void *p, size_t len)
 	msgpack_sbuffer_destroy(&sb);
 }
 
-static void on_request(struct sb_client *c, struct sb_call *call, void *ud)
+static void on_request(struct sb_call *call, void *ud)
 {
 	const char *name = sb_call_name(call);
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	(void)c;
 	(void)ud;
 	if (!sb_call_is_request(call)) {
 		printf("send %s %zu\n", name, len);
@@ -118,7 +117,7 @@ static void on_request(struct sb_client *c, struct sb_call *call, void *ud)
 	} else if (strcmp(name, "c.stream") == 0) {
 		reply_stream(call, p, len);
 	} else if (strcmp(name, "c.fail") == 0) {
-		sb_reply_error(call, SB_EFORBIDDEN, "c says no");
+		sb_reply_error(call, SB_EFORBIDDEN, "c says no", NULL, 0);
 	} else if (strcmp(name, "c.hold") == 0) {
 		sb_call_on_cancel(call, on_hold_cancel, NULL); /* never answered */
 	} else if (strcmp(name, "c.who") == 0) {
@@ -135,7 +134,7 @@ static void on_request(struct sb_client *c, struct sb_call *call, void *ud)
 		sb_reply(call, "c.who", sb.data, sb.size);
 		msgpack_sbuffer_destroy(&sb);
 	} else {
-		sb_reply_error(call, SB_ENOHANDLER, "js_peer has no such handler");
+		sb_reply_error(call, SB_ENOHANDLER, "js_peer has no such handler", NULL, 0);
 	}
 }
 
@@ -153,7 +152,7 @@ static int serve(struct sb_client_config *cfg)
 					    "c.hold", "c.who",   "c.note"};
 	int err;
 
-	cfg->role = "service";
+	cfg->role = SB_ROLE_SERVICE;
 	cfg->on_state = on_state;
 	struct sb_client *c = sb_client_new(cfg, &err);
 	if (c == NULL) {
@@ -161,7 +160,7 @@ static int serve(struct sb_client_config *cfg)
 		return 1;
 	}
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		sb_client_register(c, names[i], 0, on_request, NULL);
+		sb_client_register(c, names[i], NULL, on_request, NULL);
 	served = c;
 	signal(SIGTERM, on_signal);
 	/* Until the test stops us, or the router refuses us for good. */
@@ -212,24 +211,21 @@ static void print_payload(const void *p, size_t len)
 
 static int done;
 
-static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
-		     const void *payload, size_t len, int more, void *ud)
+static void on_reply(const struct sb_reply *rep, void *ud)
 {
-	(void)c;
-	(void)req;
 	(void)ud;
-	if (err != 0) {
-		printf("error %s %s\n", sb_errname(err), outcome);
+	if (rep->err != 0) {
+		printf("error %s %s\n", sb_errname(rep->err), rep->outcome);
 	} else {
 		printf("%s %s ",
-		       more == SB_MORE_CHUNK      ? "chunk"
-		       : more == SB_MORE_PROGRESS ? "progress"
-						  : "reply",
-		       outcome);
-		print_payload(payload, len);
+		       rep->more == SB_MORE_CHUNK      ? "chunk"
+		       : rep->more == SB_MORE_PROGRESS ? "progress"
+						       : "reply",
+		       rep->outcome);
+		print_payload(rep->payload, rep->len);
 		printf("\n");
 	}
-	if (!more)
+	if (rep->more == SB_MORE_NONE)
 		done = 1;
 	fflush(stdout);
 }
@@ -253,7 +249,7 @@ static int call(struct sb_client_config *cfg, int argc, char **argv, int send)
 		return 3;
 	}
 	if (send) {
-		int rc = sb_send(c, argv[1], len ? payload : NULL, len);
+		int rc = sb_send(c, argv[1], len ? payload : NULL, len, NULL);
 		/* The frame is queued: turn until it is written. */
 		for (int i = 0; rc == 0 && i < 100 && (sb_client_events(c) & POLLOUT); i++)
 			rc = sb_client_process(c, 100);
@@ -261,7 +257,9 @@ static int call(struct sb_client_config *cfg, int argc, char **argv, int send)
 		sb_client_free(c);
 		return rc == 0 ? 0 : 1;
 	}
-	err = sb_request(c, argv[1], len ? payload : NULL, len, timeout, on_reply, NULL, NULL);
+	err = sb_request(c, argv[1], len ? payload : NULL, len,
+			 &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = timeout},
+			 on_reply, NULL, NULL);
 	if (err != 0) {
 		printf("error %s %s\n", sb_errname(err), sb_strerror(err));
 		sb_client_free(c);

@@ -16,7 +16,7 @@ export const JS_PEER = process.env.SB_JS_PEER || bin('sb-js-peer');
 export const ROOT = root;
 
 /* Under ASan a freed block stays resident in the quarantine, which would
- * look like a leak to the memory checks (tests/test_faults.c does the same). */
+ * look like a leak to the memory checks (tests/support/daemon.c does the same). */
 function childEnv(extra = {}) {
   const env = { ...process.env, ...extra };
   env.ASAN_OPTIONS = `${env.ASAN_OPTIONS ? env.ASAN_OPTIONS + ':' : ''}quarantine_size_mb=0`;

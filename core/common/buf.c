@@ -1,0 +1,152 @@
+/* Receive-buffer pools and heap buffers. Ring buffers go back to the kernel
+ * in batches; a pool that runs low says so, for holders that could keep
+ * its buffers long (a connection's output queue, a paused connection's
+ * parked bytes) to copy instead. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <switchboard/error.h>
+
+#include "common/buf.h"
+
+int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid, unsigned count,
+		     unsigned size)
+{
+	struct io_uring_buf_reg reg = {0};
+	size_t ring_bytes = count * sizeof(struct io_uring_buf);
+
+	memset(p, 0, sizeof *p);
+	if (count == 0 || count > 32768 || (count & (count - 1)) != 0)
+		return SB_EINVAL;
+	/* The ring must be page-aligned; mmap gives that and zeroed memory. */
+	p->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (p->br == MAP_FAILED) {
+		p->br = NULL;
+		return SB_ENOMEM;
+	}
+	p->mem = malloc((size_t)count * size);
+	p->bufs = calloc(count, sizeof *p->bufs);
+	p->low = aligned_alloc(64, 64);
+	if (p->mem == NULL || p->bufs == NULL || p->low == NULL)
+		goto fail;
+	atomic_init(p->low, 0);
+	p->count = count;
+	p->size = size;
+	p->bgid = bgid;
+	p->low_on = count - count / 8;
+	p->low_off = count - count / 4;
+	atomic_init(&p->returned, NULL);
+	io_uring_buf_ring_init(p->br);
+	reg.ring_addr = (unsigned long)p->br;
+	reg.ring_entries = count;
+	reg.bgid = bgid;
+	if (io_uring_register_buf_ring(ring, &reg, 0) != 0)
+		goto fail_sys;
+	for (unsigned i = 0; i < count; i++) {
+		struct sb__buf *b = &p->bufs[i];
+		b->bid = (uint16_t)i;
+		b->ring = 1;
+		b->pool = p;
+		b->low = p->low;
+		b->data = p->mem + (size_t)i * size;
+		io_uring_buf_ring_add(p->br, b->data, size, b->bid, io_uring_buf_ring_mask(count),
+				      (int)i);
+	}
+	io_uring_buf_ring_advance(p->br, (int)count);
+	return 0;
+fail_sys:
+	free(p->mem);
+	free(p->bufs);
+	free(p->low);
+	munmap(p->br, ring_bytes);
+	p->br = NULL;
+	return SB_ESYS;
+fail:
+	free(p->mem);
+	free(p->bufs);
+	free(p->low);
+	munmap(p->br, ring_bytes);
+	p->br = NULL;
+	return SB_ENOMEM;
+}
+
+void sb__bufpool_destroy(struct sb__bufpool *p, struct io_uring *ring)
+{
+	if (p->br == NULL)
+		return;
+	io_uring_unregister_buf_ring(ring, p->bgid);
+	munmap(p->br, p->count * sizeof(struct io_uring_buf));
+	free(p->mem);
+	free(p->bufs);
+	free(p->low);
+	p->br = NULL;
+}
+
+struct sb__buf *sb__bufpool_get(struct sb__bufpool *p, uint16_t bid)
+{
+	struct sb__buf *b = &p->bufs[bid];
+	atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+	if (++p->out >= p->low_on && !p->is_low) {
+		p->is_low = 1;
+		atomic_store_explicit(p->low, 1, memory_order_relaxed);
+	}
+	return b;
+}
+
+static void recycle(struct sb__bufpool *p, struct sb__buf *b)
+{
+	io_uring_buf_ring_add(p->br, b->data, p->size, b->bid, io_uring_buf_ring_mask(p->count),
+			      (int)p->pending);
+	p->pending++;
+	if (--p->out <= p->low_off && p->is_low) {
+		p->is_low = 0;
+		atomic_store_explicit(p->low, 0, memory_order_relaxed);
+	}
+}
+
+unsigned sb__bufpool_flush(struct sb__bufpool *p)
+{
+	/* Take the whole stack at once: no ABA, since nothing is popped singly. */
+	struct sb__buf *b = atomic_exchange_explicit(&p->returned, NULL, memory_order_acquire);
+	while (b != NULL) {
+		struct sb__buf *next = b->next_free;
+		recycle(p, b);
+		b = next;
+	}
+	unsigned n = p->pending;
+	if (n > 0)
+		io_uring_buf_ring_advance(p->br, (int)n);
+	p->pending = 0;
+	return n;
+}
+
+struct sb__buf *sb__buf_heap(size_t size)
+{
+	/* Header and bytes in one allocation: one malloc, one free, one miss. */
+	struct sb__buf *b = malloc(sizeof *b + size);
+	if (b == NULL)
+		return NULL;
+	memset(b, 0, sizeof *b);
+	atomic_init(&b->refs, 1);
+	b->data = (uint8_t *)(b + 1);
+	return b;
+}
+
+void sb__buf_put(struct sb__buf *b, struct sb__bufpool *mine)
+{
+	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (!b->ring)
+		free(b);
+	else if (b->pool == mine)
+		recycle(b->pool, b);
+	else {
+		struct sb__buf *head =
+			atomic_load_explicit(&b->pool->returned, memory_order_relaxed);
+		do
+			b->next_free = head;
+		while (!atomic_compare_exchange_weak_explicit(
+			&b->pool->returned, &head, b, memory_order_release, memory_order_relaxed));
+	}
+}

@@ -1,0 +1,38 @@
+/* A call as handlers see it (struct sb_call), the same for a handler in a
+ * client program and one in-process in the router: the fields both fill,
+ * and the ops each side answers through. Types only. */
+#ifndef SB_CORE_CALL_T_H
+#define SB_CORE_CALL_T_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sb_call;
+struct sb_client;
+struct sb_msg;
+
+/* What differs between a client's call and an in-process one. */
+struct sb__call_ops {
+	/* Send m (a REPLY or ERROR, all set but the id) for the call; final
+	 * ends it. The checks every call shares have been made. */
+	int (*answer)(struct sb_call *call, struct sb_msg *m, int final);
+	/* The sender's name, role and certificate subject, or NULL. */
+	const char *(*peer)(const struct sb_call *call);
+	const char *(*role)(const struct sb_call *call);
+	const char *(*subject)(const struct sb_call *call);
+	int (*cancelled)(const struct sb_call *call);
+	void (*on_cancel)(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud);
+	struct sb_client *(*client)(const struct sb_call *call); /* NULL in-process */
+};
+
+/* The head of every call; each side's call type starts with it. */
+struct sb_call {
+	const struct sb__call_ops *ops;
+	const char *name;       /* NUL-terminated; valid while the call is */
+	const uint8_t *payload; /* during the handler callback only, else NULL */
+	uint32_t len;
+	uint32_t from; /* the sender's peer id; 0: the embedding program */
+	uint8_t is_request;
+};
+
+#endif

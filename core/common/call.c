@@ -1,0 +1,129 @@
+/* The handler's side of a call, for client programs and in-process
+ * handlers alike: the accessors, and the replies checked once here and
+ * sent through the call's ops. Exported by libswitchboard-client alone. */
+#include <string.h>
+
+#include <switchboard/client.h>
+#include <switchboard/proto.h>
+
+#include "common/call-t.h"
+
+const char *sb_call_name(const struct sb_call *call)
+{
+	return call->name;
+}
+
+int sb_call_is_request(const struct sb_call *call)
+{
+	return call->is_request;
+}
+
+uint32_t sb_call_from(const struct sb_call *call)
+{
+	return call->from;
+}
+
+const char *sb_call_peer(const struct sb_call *call)
+{
+	return call->ops->peer(call);
+}
+
+const char *sb_call_role(const struct sb_call *call)
+{
+	return call->ops->role(call);
+}
+
+const char *sb_call_subject(const struct sb_call *call)
+{
+	return call->ops->subject(call);
+}
+
+const void *sb_call_payload(const struct sb_call *call, size_t *len)
+{
+	if (len != NULL)
+		*len = call->len;
+	return call->payload;
+}
+
+int sb_call_cancelled(const struct sb_call *call)
+{
+	return call->ops->cancelled(call);
+}
+
+void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud)
+{
+	call->ops->on_cancel(call, fn, ud);
+}
+
+struct sb_client *sb_call_client(const struct sb_call *call)
+{
+	return call->ops->client(call);
+}
+
+/* A payload to send: NULL with 0 is nil, anything else one MessagePack value. */
+static int payload(const void *p, size_t len, struct sb_view *v)
+{
+	v->ptr = NULL;
+	v->len = 0;
+	if (p == NULL)
+		return len == 0 ? 0 : SB_EINVAL;
+	if (len == 0)
+		return 0;
+	if (len > SB_FRAME_MAX_LIMIT)
+		return SB_ETOOLARGE;
+	if (sb_payload_check(p, len) != 0)
+		return SB_EINVAL;
+	v->ptr = p;
+	v->len = (uint32_t)len;
+	return 0;
+}
+
+static struct sb_view text(const char *s)
+{
+	struct sb_view v = {(const uint8_t *)s, s != NULL ? (uint32_t)strlen(s) : 0};
+	return v;
+}
+
+int sb_reply(struct sb_call *call, const char *outcome, const void *p, size_t len)
+{
+	struct sb_msg m = {.kind = SB_REPLY};
+	int rc;
+
+	if (outcome == NULL || !call->is_request)
+		return SB_EINVAL;
+	if ((rc = payload(p, len, &m.payload)) != 0)
+		return rc;
+	m.outcome = text(outcome);
+	return call->ops->answer(call, &m, 1);
+}
+
+int sb_reply_more(struct sb_call *call, enum sb_more more, const char *outcome, const void *p,
+		  size_t len)
+{
+	struct sb_msg m = {.kind = SB_REPLY, .flags = SB_F_MORE};
+	int rc;
+
+	if (outcome == NULL || !call->is_request ||
+	    (more != SB_MORE_PROGRESS && more != SB_MORE_CHUNK))
+		return SB_EINVAL;
+	if ((rc = payload(p, len, &m.payload)) != 0)
+		return rc;
+	if (more == SB_MORE_CHUNK)
+		m.flags |= SB_F_CHUNK;
+	m.outcome = text(outcome);
+	return call->ops->answer(call, &m, 0);
+}
+
+int sb_reply_error(struct sb_call *call, int err, const char *why, const void *details,
+		   size_t details_len)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .code = (uint32_t)-err};
+	int rc;
+
+	if (err >= 0 || err < -SB_WIRE_CODE_MAX || !call->is_request)
+		return SB_EINVAL;
+	if ((rc = payload(details, details_len, &m.payload)) != 0)
+		return rc;
+	m.text = text(why != NULL ? why : "");
+	return call->ops->answer(call, &m, 1);
+}

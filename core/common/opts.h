@@ -1,0 +1,57 @@
+/* Options structs the caller sizes (struct sb_opts, struct
+ * sb_handler_opts): read only the bytes
+ * the caller's header knew of, so a program built against an older header
+ * keeps working after fields are appended. */
+#ifndef SB_CORE_OPTS_H
+#define SB_CORE_OPTS_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include <switchboard/call.h>
+#include <switchboard/error.h>
+
+/**
+ * Copy the caller's options over the defaults (all zero): NULL is the
+ * defaults. @return 0, or SB_EINVAL for a size too small to hold a field,
+ * or `to` with SB_OPT_ALL, or an unknown flag.
+ */
+static inline int sb__opts_read(const struct sb_opts *in, struct sb_opts *out)
+{
+	memset(out, 0, sizeof *out);
+	out->size = sizeof *out;
+	if (in == NULL)
+		return 0;
+	if (in->size < offsetof(struct sb_opts, timeout_ms) + sizeof in->timeout_ms)
+		return SB_EINVAL;
+	size_t n = in->size < sizeof *out ? in->size : sizeof *out;
+	memcpy(out, in, n);
+	out->size = sizeof *out;
+	if ((out->flags & ~SB_OPT_ALL) != 0 || (out->to != NULL && (out->flags & SB_OPT_ALL)))
+		return SB_EINVAL;
+	return 0;
+}
+
+/**
+ * The same for a handler's options. @return 0, or SB_EINVAL for a size too
+ * small, an unknown flag, or a schema length without a schema.
+ */
+static inline int sb__handler_opts_read(const struct sb_handler_opts *in,
+					struct sb_handler_opts *out)
+{
+	memset(out, 0, sizeof *out);
+	out->size = sizeof *out;
+	if (in == NULL)
+		return 0;
+	if (in->size < offsetof(struct sb_handler_opts, flags) + sizeof in->flags)
+		return SB_EINVAL;
+	size_t n = in->size < sizeof *out ? in->size : sizeof *out;
+	memcpy(out, in, n);
+	out->size = sizeof *out;
+	if ((out->flags & ~SB_HANDLER_INTERNAL) != 0 ||
+	    (out->schema_len > 0 && out->schema == NULL))
+		return SB_EINVAL;
+	return 0;
+}
+
+#endif

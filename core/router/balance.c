@@ -1,0 +1,144 @@
+/* Where a message goes, and whether its caller may send it there: the
+ * caller's name rule, a `to` peer, the name's handlers and each one's rule
+ * (internal handlers are for services, a handler's schema must fit the
+ * arguments). Among a name's handlers the caller may reach, a message goes
+ * to one on the caller's own shard unless it is busier than the least busy
+ * elsewhere, counted by what this shard has in flight to each. */
+#include <stdio.h>
+
+#include "router/admin.h"
+#include "router/auth.h"
+#include "router/balance.h"
+#include "router/goodbye.h"
+#include "router/pattern.h"
+#include "router/peers.h"
+#include "router/request.h"
+#include "router/shard.h"
+
+/* A handler's entry stays at zero between requests (one probe per change,
+ * no churn); sb__conn_gone() removes it. When the last request to a handler
+ * that said GOODBYE ends, its shard is told. */
+void sb__load_add(struct sb__shard *sh, uint64_t ep, int d)
+{
+	if (sb__idmap_add(&sh->load, ep, d) == 0 && d < 0 && sh->leaving.count > 0 &&
+	    sb__idmap_get(&sh->leaving, ep) != 0) {
+		sb__idmap_del(&sh->leaving, ep);
+		sb__bye_report(sh, ep);
+	}
+}
+
+/* The handler for a request: the local one when it is no busier than the
+ * least busy elsewhere (no shard hop), else the least busy, ties rotating.
+ * "Busy" is what this shard has in flight to it: exact, and free to know. */
+static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int service)
+{
+	struct sb__endpoint *best = NULL, *local = NULL;
+	uint64_t best_load = UINT64_MAX, local_load = UINT64_MAX;
+
+	for (uint32_t k = 0; k < r->n; k++) {
+		struct sb__endpoint *e = &r->eps[(r->rr + k) % r->n];
+		if (sb__admits(e, service, NULL, NULL) != 0)
+			continue;
+		uint64_t load = sb__idmap_get(&sh->load, e->ep);
+		if (load < best_load) {
+			best = e;
+			best_load = load;
+		}
+		unsigned where = sb__ep_shard(e->ep);
+		if ((where == sh->id || where == SB__LOCAL_SHARD) && load < local_load) {
+			local = e;
+			local_load = load;
+		}
+	}
+	r->rr++;
+	return local != NULL && local_load <= best_load ? local : best;
+}
+
+/* The route for a name (else the catch-all's) with a handler, or NULL. */
+static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
+{
+	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
+	if (r == NULL || r->n == 0)
+		r = sb__routes_find(&sh->routes, "", 0); /* the catch-all */
+	return r != NULL && r->n > 0 ? r : NULL;
+}
+
+/* Handlers for the name, but none this caller may reach: each is internal. */
+static int internal(const struct sb_msg *m, char *why)
+{
+	snprintf(why, SB_TEXT_MAX + 1, "%.*s is internal: only services may call it",
+		 (int)m->name.len, (const char *)m->name.ptr);
+	return SB_EFORBIDDEN;
+}
+
+/* To a named peer, whatever it registered: `to` skips load balancing, not
+ * the rules. A peer that handles the name as internal is for services, and
+ * its schema for the name applies. */
+static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		      struct sb__dest *d, char *why)
+{
+	int rc = sb__peers_resolve(sh, m->to, &d->ep, why);
+	if (rc != 0)
+		return rc;
+	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
+	struct sb__endpoint *e = r != NULL ? sb__route_endpoint(r, d->ep) : NULL;
+	if (e != NULL && (rc = sb__admits(e, a->service, m, why)) == SB_EFORBIDDEN)
+		snprintf(why, SB_TEXT_MAX + 1, "this peer handles the name for services only");
+	d->kind = SB__DEST_PEER;
+	return e != NULL ? rc : 0;
+}
+
+/* To every handler the caller may reach. A request is one frame for all of
+ * them, so it must fit each one's schema: the first it breaks refuses it
+ * whole (handlers of one name normally share one schema). */
+static int reach_all(const struct sb__asker *a, const struct sb_msg *m, struct sb__dest *d,
+		     char *why)
+{
+	const struct sb_msg *args = m->kind == SB_REQUEST ? m : NULL;
+	int any = 0;
+	for (uint32_t i = 0; i < d->r->n; i++) {
+		int rc = sb__admits(&d->r->eps[i], a->service, args, why);
+		if (rc == SB_EINVAL)
+			return rc;
+		any |= rc == 0;
+	}
+	d->kind = SB__DEST_ALL;
+	return any ? 0 : internal(m, why);
+}
+
+int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+	      struct sb__dest *d, char *why)
+{
+	/* The name rule of a connection's role: the embedding program has none. */
+	if (a->c != NULL && sb__auth_may_call(sh->auth.pol, a->service, m->name) != 0) {
+		sb__patterns_refusal(why, SB_TEXT_MAX + 1, m->name,
+				     &sh->auth.pol->call[a->service]);
+		return SB_EFORBIDDEN;
+	}
+	if (m->to.ptr != NULL && (m->flags & SB_F_BROADCAST)) {
+		snprintf(why, SB_TEXT_MAX + 1,
+			 "a request goes to one peer (to) or to every handler (BROADCAST), not "
+			 "both");
+		return SB_EINVAL;
+	}
+	if (m->to.ptr != NULL)
+		return reach_peer(sh, a, m, d, why);
+	if (m->kind == SB_REQUEST && sb__admin_name(m->name)) {
+		d->kind = SB__DEST_ROUTER;
+		return 0;
+	}
+	if ((d->r = lookup(sh, m->name)) == NULL) {
+		int all = m->flags & SB_F_BROADCAST;
+		snprintf(why, SB_TEXT_MAX + 1, "%s",
+			 all ? "no connected peer handles this name" : "no handler for this name");
+		return all ? SB_ENOPEERS : SB_ENOHANDLER;
+	}
+	if (m->flags & SB_F_BROADCAST)
+		return reach_all(a, m, d, why);
+	struct sb__endpoint *e = pick(sh, d->r, a->service);
+	if (e == NULL)
+		return internal(m, why);
+	d->kind = SB__DEST_ONE;
+	d->ep = e->ep;
+	return sb__admits(e, a->service, m, why);
+}

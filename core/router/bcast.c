@@ -1,0 +1,327 @@
+/* Broadcast requests. The requester's shard keeps one request entry with a
+ * list of handlers; every handler gets the same frame by reference. Each
+ * handler's final REPLY or ERROR goes to the requester with `peer` set and
+ * MORE: the router writes a new small header and queues the handler's
+ * payload bytes after it, uncopied. Handlers end one by one (final answer,
+ * the shared deadline, disconnect), and when the last has, the requester
+ * gets the one terminal event: a REPLY "$sb.all" with the counts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "router/bcast.h"
+#include "router/balance.h"
+#include "router/conn.h"
+#include "router/deliver.h"
+#include "router/flow.h"
+#include "router/local.h"
+#include "router/outq.h"
+#include "router/peers.h"
+#include "router/request.h"
+#include "router/shard.h"
+
+#define IN_PROCESS "(in-process)" /* the `peer` of an in-process handler, as in $sb.routes */
+
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < r->n; i++)
+		n += sb__admits(&r->eps[i], service, NULL, NULL) == 0;
+	struct sb__bcast *bc = calloc(1, sizeof *bc + n * sizeof bc->kids[0]);
+	if (bc == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < r->n; i++) {
+		if (sb__admits(&r->eps[i], service, NULL, NULL) != 0)
+			continue;
+		struct sb__bcast_kid *k = &bc->kids[bc->n++];
+		uint64_t ep = r->eps[i].ep;
+		const char *name = sb__ep_shard(ep) == SB__LOCAL_SHARD ? IN_PROCESS
+								       : sb__peers_name_of(sh, ep);
+		/* Known here: a peer's PEER_UP travels before its routes. */
+		strcpy(k->peer, name != NULL ? name : "(unknown)");
+		k->ep = ep;
+	}
+	bc->left = bc->n;
+	return bc;
+}
+
+static struct sb__bcast_kid *kid_of(struct sb__bcast *bc, uint64_t ep)
+{
+	/* A linear scan per answer: cheaper than a map at the fan-outs seen
+	 * (tens of handlers), and nothing to build per request. */
+	for (uint32_t i = 0; i < bc->n; i++)
+		if (bc->kids[i].ep == ep)
+			return &bc->kids[i];
+	return NULL;
+}
+
+/* Queueing to the requester may drop it as a slow consumer, which ends
+ * its requests: after every emit, q may be gone. */
+static int alive(struct sb__shard *sh, const struct sb__req *q, uint64_t rid)
+{
+	return sb__reqtab_get(&sh->reqs, rid) == q;
+}
+
+static void kid_end(struct sb__shard *sh, struct sb__bcast *bc, struct sb__bcast_kid *k,
+		    uint32_t *counter)
+{
+	k->open = 0;
+	bc->left--;
+	(*counter)++;
+	sb__load_add(sh, k->ep, -1);
+}
+
+/* A result for the requester. With pb, m's header is encoded alone and the
+ * payload (in pb, whose reference is taken over) queued after it, uncopied;
+ * without, m is encoded whole. */
+static void emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m,
+		 struct sb__buf *pb, uint64_t producer)
+{
+	if (q->requester == SB__LOCAL_REQUESTER) {
+		sb__local_reply_frame(q->fn, q->ud, q->orig_id, m);
+		if (pb != NULL)
+			sb__buf_put(pb, &sh->pool);
+		return;
+	}
+	struct sb__conn *c = sb__conn_get(sh, q->requester);
+	if (c == NULL) {
+		if (pb != NULL)
+			sb__buf_put(pb, &sh->pool);
+		return;
+	}
+	if (pb == NULL) {
+		sb__send_msg(sh, c, m);
+		return;
+	}
+	uint8_t head[SB_PREFIX_LEN + SB_HEADER_MAX];
+	long n = sb_encode_head(m, head, sizeof head);
+	struct sb__buf *h = n > 0 ? sb__buf_heap((size_t)n) : NULL;
+	if (h == NULL) {
+		sb__buf_put(pb, &sh->pool);
+		return;
+	}
+	memcpy(h->data, head, (size_t)n);
+	if (sb__enqueue(sh, c, h, h->data, (uint32_t)n) != 0) {
+		sb__buf_put(pb, &sh->pool);
+		return;
+	}
+	if (sb__enqueue(sh, c, pb, m->payload.ptr, m->payload.len) == 0)
+		sb__flow_congest(sh, c, producer);
+}
+
+/* An ERROR about one handler, `peer` set, MORE: the request goes on. */
+static void emit_error(struct sb__shard *sh, struct sb__req *q, const struct sb__bcast_kid *k,
+		       int err, const char *text)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .flags = SB_F_MORE, .id = q->orig_id};
+	m.code = (uint32_t)-err;
+	m.text = (struct sb_view){(const uint8_t *)text, (uint32_t)strlen(text)};
+	m.peer = (struct sb_view){(const uint8_t *)k->peer, (uint32_t)strlen(k->peer)};
+	emit(sh, q, &m, NULL, 0);
+}
+
+static size_t put_uint(uint8_t *p, uint32_t v)
+{
+	if (v < 128) {
+		p[0] = (uint8_t)v;
+		return 1;
+	}
+	p[0] = 0xce;
+	p[1] = (uint8_t)(v >> 24);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 8);
+	p[4] = (uint8_t)v;
+	return 5;
+}
+
+static size_t put_key(uint8_t *p, const char *k)
+{
+	size_t n = strlen(k);
+	p[0] = (uint8_t)(0xa0 | n);
+	memcpy(p + 1, k, n);
+	return n + 1;
+}
+
+/* Once the last handler has ended: the aggregate, the request's terminal
+ * event. */
+static void maybe_end(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__bcast *bc = q->bc;
+	uint8_t pl[64];
+	size_t n = 0;
+
+	if (bc->left > 0 || bc->hold)
+		return;
+	/* {"peers": N, "ok": n, "errors": n, "timeouts": n, "gone": n} */
+	const struct {
+		const char *key;
+		uint32_t v;
+	} counts[] = {{"peers", bc->n},
+		      {"ok", bc->ok},
+		      {"errors", bc->errors},
+		      {"timeouts", bc->timeouts},
+		      {"gone", bc->gone}};
+	pl[n++] = 0x85;
+	for (size_t i = 0; i < 5; i++) {
+		n += put_key(pl + n, counts[i].key);
+		n += put_uint(pl + n, counts[i].v);
+	}
+	struct sb_msg m = {.kind = SB_REPLY, .id = q->orig_id};
+	m.outcome = (struct sb_view){(const uint8_t *)"$sb.all", 7};
+	m.payload = (struct sb_view){pl, (uint32_t)n};
+	/* The entry goes first: a requester dropped while we queue must not
+	 * find it and end it a second time. */
+	struct sb__req copy = *q;
+	copy.bc = NULL;
+	sb__req_finish(sh, q);
+	emit(sh, &copy, &m, NULL, 0);
+}
+
+void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,
+		      uint32_t len)
+{
+	struct sb__bcast *bc = q->bc;
+	uint64_t rid = q->rid;
+
+	/* An in-process handler answers inside sb__deliver(), and the
+	 * requester may be dropped on the way: hold the aggregate until every
+	 * copy is out, and stop if the request ended meanwhile. */
+	bc->hold = 1;
+	for (uint32_t i = 0; i < bc->n; i++) {
+		struct sb__bcast_kid *k = &bc->kids[i];
+		k->open = 1;
+		sb__load_add(sh, k->ep, 1);
+		sb__buf_get(b); /* one reference per handler, no copy */
+		sb__deliver(sh, k->ep, b, f, len);
+		if (!alive(sh, q, rid))
+			return;
+	}
+	bc->hold = 0;
+	maybe_end(sh, q);
+}
+
+static void bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,
+			uint8_t *f, uint32_t len)
+{
+	struct sb__bcast *bc = q->bc;
+	struct sb__bcast_kid *k = kid_of(bc, sender);
+	struct sb_msg m;
+	uint64_t rid = q->rid;
+
+	if (k == NULL || !k->open || sb_decode(f, len, 0, &m, NULL) != 0) {
+		sb__stat_add(&sh->st.late_replies, 1);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	int final = m.kind == SB_ERROR || !(m.flags & SB_F_MORE);
+	/* A progress update would reach the requester as REPLY + MORE + peer,
+	 * exactly what a handler's final result looks like there: it is not
+	 * passed on (docs/protocol.md). Chunks are told apart by CHUNK. */
+	if (!final && !(m.flags & SB_F_CHUNK)) {
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	if (final)
+		kid_end(sh, bc, k, m.kind == SB_REPLY ? &bc->ok : &bc->errors);
+	m.flags |= SB_F_MORE;
+	m.id = q->orig_id;
+	m.peer = (struct sb_view){(const uint8_t *)k->peer, (uint32_t)strlen(k->peer)};
+	sb__stat_add(&sh->st.replies, 1);
+	emit(sh, q, &m, b, sender);
+	if (final && alive(sh, q, rid))
+		maybe_end(sh, q);
+}
+
+static void bcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t ep)
+{
+	struct sb__bcast *bc = q->bc;
+	struct sb__bcast_kid *k = kid_of(bc, ep);
+	uint64_t rid = q->rid;
+
+	if (k == NULL || !k->open)
+		return;
+	kid_end(sh, bc, k, &bc->gone);
+	emit_error(sh, q, k, SB_EPEERGONE, "the handler disconnected");
+	if (alive(sh, q, rid))
+		maybe_end(sh, q);
+}
+
+/* One CANCEL frame, shared by every handler that gets it. */
+static struct sb__buf *cancel_frame(uint64_t rid, uint32_t *len)
+{
+	struct sb_msg m = {.kind = SB_CANCEL, .id = rid};
+	long n = sb_encoded_size(&m);
+	struct sb__buf *b = n > 0 ? sb__buf_heap((size_t)n) : NULL;
+	if (b != NULL) {
+		sb_encode(&m, b->data, (size_t)n);
+		*len = (uint32_t)n;
+	}
+	return b;
+}
+
+static void bcast_timeout(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__bcast *bc = q->bc;
+	uint64_t rid = q->rid;
+	uint32_t len = 0;
+	struct sb__buf *cancel = cancel_frame(rid, &len);
+
+	for (uint32_t i = 0; i < bc->n; i++) {
+		struct sb__bcast_kid *k = &bc->kids[i];
+		if (!k->open)
+			continue;
+		if (cancel != NULL) { /* the handler may stop working on it */
+			sb__buf_get(cancel);
+			sb__deliver(sh, k->ep, cancel, cancel->data, len);
+		}
+		kid_end(sh, bc, k, &bc->timeouts);
+		sb__stat_add(&sh->st.timeouts, 1);
+		emit_error(sh, q, k, SB_ETIMEOUT, "no final reply within the request's timeout");
+		if (!alive(sh, q, rid))
+			break;
+	}
+	if (cancel != NULL)
+		sb__buf_put(cancel, &sh->pool);
+	if (alive(sh, q, rid))
+		maybe_end(sh, q);
+}
+
+static void bcast_cancel(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__bcast *bc = q->bc;
+	uint32_t len = 0;
+	struct sb__buf *cancel = cancel_frame(q->rid, &len);
+
+	for (uint32_t i = 0; i < bc->n; i++) {
+		struct sb__bcast_kid *k = &bc->kids[i];
+		if (!k->open)
+			continue;
+		if (cancel != NULL) {
+			sb__buf_get(cancel);
+			sb__deliver(sh, k->ep, cancel, cancel->data, len);
+		}
+		k->open = 0;
+		sb__load_add(sh, k->ep, -1);
+	}
+	if (cancel != NULL)
+		sb__buf_put(cancel, &sh->pool);
+}
+
+static void bcast_free(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__bcast *bc = q->bc;
+
+	for (uint32_t i = 0; i < bc->n; i++)
+		if (bc->kids[i].open)
+			sb__load_add(sh, bc->kids[i].ep, -1);
+	free(bc);
+	q->bc = NULL;
+}
+
+const struct sb__req_ops sb__bcast_ops = {
+	.reply = bcast_reply,
+	.timeout = bcast_timeout,
+	.cancel = bcast_cancel,
+	.gone = bcast_gone,
+	.free = bcast_free,
+};

@@ -1,0 +1,48 @@
+/* Broadcast requests: one REQUEST to every handler of a name, answered with
+ * one result per handler (REPLY or ERROR, `peer` set, MORE) and one final
+ * aggregate, all owned by the requester's shard. */
+#ifndef SB_CORE_BCAST_H
+#define SB_CORE_BCAST_H
+
+#include <stdint.h>
+
+#include <switchboard/proto.h>
+
+struct sb__shard;
+struct sb__req;
+struct sb__req_ops;
+struct sb__route;
+struct sb__buf;
+
+/* One handler of a broadcast. */
+struct sb__bcast_kid {
+	uint64_t ep;                /* the handler's connection (or in-process handler) */
+	uint8_t open;               /* delivered and not ended: it owes a final answer */
+	char peer[SB_PEER_MAX + 1]; /* its name, for `peer` in its results */
+};
+
+/* A broadcast in flight: hangs off its request entry (q->bc). Every handler
+ * gets the same frame, with the request's one router id, so the fan-out
+ * shares the bytes; a reply finds its handler by the connection it came
+ * from. */
+struct sb__bcast {
+	uint32_t n;                          /* handlers */
+	uint32_t left;                       /* handlers not ended */
+	uint32_t ok, errors, timeouts, gone; /* how each ended, for the aggregate */
+	uint8_t hold; /* fanning out: the aggregate waits until every copy is out */
+	struct sb__bcast_kid kids[];
+};
+
+/** The handlers of route @p r the caller may reach (sb__admits(): internal
+ *  ones only for services; sb__reach() made sure there is one), each with
+ *  its peer name, or NULL out of memory. Not yet attached to a request. */
+struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service);
+/** Sends frame f (patched, b holding the caller's reference, which stays
+ *  the caller's) to every handler of q's broadcast. q may end meanwhile. */
+void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,
+		      uint32_t len);
+
+/* A broadcast's events: one result per handler, then the aggregate. */
+extern const struct sb__req_ops sb__bcast_ops;
+
+#endif

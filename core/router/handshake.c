@@ -1,0 +1,150 @@
+/* The handshake: HELLO (protocol version, role), then with secrets
+ * configured the CHALLENGE and the AUTH that must prove one (an address
+ * that keeps failing is refused for a while), then the peer's name and
+ * WELCOME; all of it within hello_timeout_ms. Policies and proofs are
+ * core/router/auth.c's. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "router/auth.h"
+#include "router/conn.h"
+#include "router/handshake.h"
+#include "router/outq.h"
+#include "router/peers.h"
+#include "router/shard.h"
+
+static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer);
+static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+
+void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	if (m->version < SB_PROTO_VERSION) {
+		sb__conn_fail(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
+		return;
+	}
+	if (m->role.len == 7 && memcmp(m->role.ptr, "service", 7) == 0)
+		c->service = 1;
+	else if (!(m->role.len == 6 && memcmp(m->role.ptr, "client", 6) == 0)) {
+		sb__conn_fail(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
+		return;
+	}
+	/* With a secret configured, the rest of the handshake waits for the
+	 * AUTH that answers our CHALLENGE. */
+	if (sh->auth.pol->any_secret)
+		auth_challenge(sh, c, m);
+	else
+		hello_done(sh, c, m->id, m->peer);
+}
+
+/* The peer is who it says it may be: name it (as asked, or from the
+ * pattern), tell every shard, and welcome it. */
+static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer)
+{
+	int rc = sb__peers_join(sh, c, peer);
+	if (rc != 0) {
+		sb__conn_fail(sh, c, rc,
+			      rc == SB_EDUPNAME ? "a connected peer already has this name"
+						: "out of memory");
+		return;
+	}
+	c->ready = 1;
+	sb__timer_disarm(&c->hello_timer);
+	sb__conn_idle_start(sh, c);
+	sb__log(&sh->r->log, 2, "peer %s connected (%s, shard %u)", c->name,
+		c->service ? "service" : "client", sh->id);
+
+	struct sb_msg w = {.kind = SB_WELCOME,
+			   .id = id,
+			   .version = SB_PROTO_VERSION,
+			   .peer_id = c->peer_id,
+			   .max_frame = sh->r->cfg.max_frame};
+	w.peer.ptr = (const uint8_t *)c->name;
+	w.peer.len = (uint32_t)strlen(c->name);
+	/* {"shard": N}: which shard serves the peer, for logs and tests. */
+	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
+	w.payload.ptr = info;
+	w.payload.len = sizeof info;
+	sb__send_msg(sh, c, &w);
+}
+
+/* An address that gave too many wrong secrets lately is refused until its
+ * window ends, before any work is done for it: no nonce, no HMAC. */
+static int auth_refused(struct sb__shard *sh, struct sb__conn *c)
+{
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	uint64_t left = sb__auth_blocked(&sh->auth, cfg, c->addr, sh->now);
+	char why[200], a[INET_ADDRSTRLEN];
+
+	if (left == 0)
+		return 0;
+	snprintf(why, sizeof why,
+		 "too many authentication failures from %s (limit %u in %u ms); retry in %llu ms",
+		 sb__conn_addr(c, a, sizeof a), cfg->auth_fail_max, cfg->auth_fail_window_ms,
+		 (unsigned long long)left);
+	sb__stat_add(&sh->st.auth_blocked, 1);
+	sb__conn_fail(sh, c, SB_EOVERLOADED, why);
+	return 1;
+}
+
+static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[64], a[INET_ADDRSTRLEN];
+
+	if (sh->auth.pol->secret[c->service] == NULL) {
+		snprintf(why, sizeof why, "role %s is not accepted: it has no secret",
+			 c->service ? "service" : "client");
+		sb__stat_add(&sh->st.auth_failures, 1);
+		sb__log(&sh->r->log, 1, "%s refused: %s", sb__conn_addr(c, a, sizeof a), why);
+		sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	if (auth_refused(sh, c))
+		return;
+	if ((c->hs = sb__auth_hs_new(sh->auth.pol, m)) == NULL) {
+		sb__conn_fail(sh, c, SB_EINTERNAL, "cannot start the authentication");
+		return;
+	}
+	struct sb_msg ch = {.kind = SB_CHALLENGE, .id = m->id};
+	ch.nonce = (struct sb_view){c->hs->nonce, sizeof c->hs->nonce};
+	ch.mech = (struct sb_view){(const uint8_t *)SB__HMAC_MECH, sizeof SB__HMAC_MECH - 1};
+	sb__send_msg(sh, c, &ch);
+}
+
+void sb__hs_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb__auth_hs *hs = c->hs;
+	char why[64], a[INET_ADDRSTRLEN];
+
+	if (auth_refused(sh, c))
+		return;
+	if (!sb__auth_check(hs, c->service, m)) {
+		snprintf(why, sizeof why, "wrong secret for role %s",
+			 c->service ? "service" : "client");
+		sb__auth_failed(&sh->auth, &sh->r->cfg, c->addr, sh->now);
+		sb__stat_add(&sh->st.auth_failures, 1);
+		sb__log(&sh->r->log, 1, "%s (peer name %s) refused: %s",
+			sb__conn_addr(c, a, sizeof a), hs->named ? hs->name : "not given", why);
+		sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	c->hs = NULL;
+	struct sb_view peer = {hs->named ? (const uint8_t *)hs->name : NULL, hs->name_len};
+	hello_done(sh, c, hs->hello_id, peer);
+	sb__auth_hs_free(hs);
+}
+
+/* A connection silent past its handshake deadline holds a descriptor and
+ * a max_conns place for nothing: tell it why, and close it. */
+void sb__hs_on_timeout(struct sb__timer *t)
+{
+	struct sb__conn *c = SB__CONTAINER(t, struct sb__conn, hello_timer);
+	char why[64];
+	if (c->doomed)
+		return; /* already failed for something else, and closing */
+	snprintf(why, sizeof why, "no %s within %u ms", c->hs != NULL ? "AUTH" : "HELLO",
+		 c->sh->r->cfg.hello_timeout_ms);
+	sb__stat_add(&c->sh->st.hello_timeouts, 1);
+	sb__conn_fail(c->sh, c, SB_ETIMEOUT, why);
+}

@@ -1,0 +1,47 @@
+/* A connection's output: the queue of frame references, flushed by one
+ * sendmsg per loop turn, and the bounds that keep it from growing without
+ * limit. Only the shard's thread may call these. */
+#ifndef SB_ROUTER_OUTQ_H
+#define SB_ROUTER_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <switchboard/proto.h>
+
+#include "router/conn-t.h"
+#include "router/router-t.h"
+#include "router/shard-t.h"
+
+/** The pause mark: past it, a connection's queue pauses whoever feeds it
+ *  (sb__flow_congest()) and starts the slow-consumer clock. */
+static inline size_t sb__outq_pause_mark(const struct sb__shard *sh)
+{
+	return sh->r->cfg.out_max / 4;
+}
+
+/** Queue bytes of b for c, taking over the caller's reference; a consumer
+ *  over its limit is closed. @return 0, SB_EOVERLOADED or SB_ENOMEM */
+int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len);
+
+/** Encode a router-made message and queue it for c. */
+int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+
+/** A (non-fatal unless flags say so) ERROR for c. */
+void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int err,
+		    const char *text, uint8_t flags);
+
+/** c has output to flush (or a close to decide) at the end of this turn. */
+void sb__outq_mark(struct sb__shard *sh, struct sb__conn *c);
+
+/** The end of a turn: one sendmsg per connection marked. */
+void sb__outq_flush(struct sb__shard *sh);
+
+/** A sendmsg of c completed with @p res (bytes, or -errno). */
+void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res);
+
+/** Drops n bytes of plaintext from the head of c's queue (TLS: sealed). */
+void sb__outq_consume(struct sb__shard *sh, struct sb__conn *c, size_t n);
+
+#endif

@@ -1,0 +1,91 @@
+/* The peer directory: which connection holds which peer name, router-wide (a
+ * table under a lock, touched only at connect, disconnect and on error
+ * paths) and per shard (a replica updated by mail and read without locks);
+ * plus the presence and identity events that follow from it. */
+#ifndef SB_CORE_PEERS_H
+#define SB_CORE_PEERS_H
+
+#include <stdint.h>
+
+#include <switchboard/proto.h>
+
+#include "router/peers-t.h"
+
+struct sb__shard;
+struct sb__conn;
+struct sb__mail;
+struct sb_router;
+
+/** 1 if @p p is a valid naming pattern: a peer name with exactly one run of
+ *  '#', which leaves room for a 10-digit counter within SB_PEER_MAX. */
+int sb__name_pattern_ok(const char *p);
+
+/** @return 0 or SB_ENOMEM */
+int sb__dir_init(struct sb__dir *d, const char *pattern);
+void sb__dir_destroy(struct sb__dir *d);
+
+/** Connected peers, a snapshot taken under the lock: a malloc'd array (free
+ *  it) in *v. @return 0 or SB_ENOMEM */
+int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n);
+
+void sb__replica_init(struct sb__replica *t);
+void sb__replica_destroy(struct sb__replica *t);
+
+/**
+ * The handshake's naming step: claim @p wanted (nil: a name from the
+ * pattern) for c, give c its peer_id and name, and tell every shard.
+ * @return 0, SB_EDUPNAME (a connected peer has the name) or SB_ENOMEM
+ */
+int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view wanted);
+
+/** c is closing: its name becomes a tombstone, every shard hears it, and it
+ *  stops being a presence subscriber. */
+void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c);
+
+/** c said GOODBYE: subscribers hear it is draining. */
+void sb__peers_drain(struct sb__shard *sh, struct sb__conn *c);
+
+/** Frees what c holds for the directory (the connection's memory goes). */
+void sb__peers_conn_free(struct sb__conn *c);
+
+/** TLS sets a connection's certificate subject before its HELLO completes.
+ *  @return 0, SB_ETOOLARGE (over SB_TEXT_MAX) or SB_ENOMEM */
+int sb__peers_set_subject(struct sb__conn *c, const char *subject, size_t len);
+
+/** PEER_UP, PEER_DOWN and PEER_DRAIN mail. */
+void sb__peers_on_mail(struct sb__shard *sh, const struct sb__mail *m);
+
+/** Frees what such a mail holds, unread (the router is stopping). */
+void sb__peers_release_mail(const struct sb__mail *m);
+
+/**
+ * The connection of the peer named @p name: the replica's answer when it
+ * has the name, else the router-wide table's (a peer that just connected,
+ * or one that is gone).
+ * @param why  set to a text for the error, in a buffer of SB__WHY_MAX bytes
+ * @return 0 (*ep set), SB_EUNKNOWNPEER (never connected) or
+ *         SB_ENOTCONNECTED (connected once, gone now, or leaving: it said
+ *         GOODBYE)
+ */
+#define SB__WHY_MAX 128
+int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, char *why);
+
+/** The peer name of connection @p ep as this shard knows it, or NULL. */
+const char *sb__peers_name_of(struct sb__shard *sh, uint64_t ep);
+
+/** The connected peer with this peer id, as this shard's replica knows it,
+ *  or NULL. */
+const struct sb__peer *sb__peers_by_id(const struct sb__shard *sh, uint32_t id);
+
+/** A SUBSCRIBE frame from c: answered with ACK, or ERROR for another topic. */
+void sb__peers_subscribe(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+
+/**
+ * Frame f (a whole frame) is about to be queued for c: if it is a SEND or
+ * REQUEST whose sender c has not been told about, queue the sender's
+ * identity event first.
+ * @return 0, or what queueing it returned (c is then closed: drop f)
+ */
+int sb__peers_tell(struct sb__shard *sh, struct sb__conn *c, const uint8_t *f);
+
+#endif

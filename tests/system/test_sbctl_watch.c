@@ -1,0 +1,337 @@
+/* sbctl watching and inspecting, run as a user would run it against an
+ * in-process router and a service made with the client library on its own
+ * thread: listen (echoing, counting, with a schema), presence, and the
+ * routes, peers and stats tables, from stand-ins in their documented shapes
+ * and from the router itself. */
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <switchboard/client.h>
+#include <switchboard/router.h>
+
+#include "json.h"
+#include "support/clock.h"
+#include "support/proc.h"
+#include "support/router.h"
+#include "support/sbctl.h"
+#include "support/testlib.h"
+
+/* Encodes JSON that the test itself wrote: it must be valid. */
+static void mp_of(const char *json, struct sbj_buf *mp)
+{
+	struct sbj_error e;
+	mp->len = 0;
+	CHECK_INT(sbj_from_json(json, strlen(json), mp, &e), 0);
+}
+
+static void on_echo(struct sb_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+
+	(void)ud;
+	CHECK_INT(sb_reply(call, "done", p, len), 0);
+}
+
+/* Stand-ins for the router's $sb.* names (SBCTL_TEST_ADMIN_PREFIX=fake.): the
+ * ud is the JSON of the reply, in the documented shape. */
+static void on_fake_admin(struct sb_call *call, void *ud)
+{
+	struct sbj_buf mp = {0};
+
+	mp_of(ud, &mp);
+	CHECK_INT(sb_reply(call, "ok", mp.data, mp.len), 0);
+	sbj_buf_free(&mp);
+}
+
+static const char ROUTES[] =
+	"[{\"name\":\"user.create\",\"handlers\":[{\"peer\":\"users-1\",\"shard\":0},"
+	"{\"peer\":\"users-2\",\"shard\":1}]},{\"name\":\"ping\",\"handlers\":[]}]";
+
+static const char PEERS[] = "[{\"peer\":\"users-1\",\"id\":3,\"role\":\"service\",\"shard\":0},"
+			    "{\"peer\":\"sbctl-7\",\"id\":12,\"role\":\"client\",\"shard\":1}]";
+
+/* $sb.stats in two pages: the first, and the one after "a.first". */
+#define STATS_HEAD                                                                                 \
+	"{\"connections\":2,\"requests\":1234,\"timeouts\":0,\"shards\":"                          \
+	"[{\"shard\":0,\"connections\":1,\"inflight\":0},"                                         \
+	"{\"shard\":1,\"connections\":1,\"inflight\":2}],\"routes\":["
+
+#define ROUTE_A                                                                                    \
+	"{\"name\":\"a.first\",\"requests\":5,\"sends\":0,\"replies\":4,\"errors\":1,"             \
+	"\"timeouts\":0,\"p50_us\":95,\"p90_us\":120,\"p99_us\":383,\"max_us\":400}"
+
+#define ROUTE_B                                                                                    \
+	"{\"name\":\"b.second\",\"requests\":0,\"sends\":7,\"replies\":0,\"errors\":0,"            \
+	"\"timeouts\":0,\"p50_us\":0,\"p90_us\":0,\"p99_us\":0,\"max_us\":0}"
+
+static const char STATS[] = STATS_HEAD ROUTE_A "],\"routes_more\":true}";
+
+static const char STATS_AFTER_A[] = STATS_HEAD ROUTE_B "],\"routes_more\":false}";
+
+#define STATS_ALL STATS_HEAD ROUTE_A "," ROUTE_B "],\"routes_more\":false}"
+
+/* fake.stats answers the page its arguments ask for, as the router would. */
+static void on_fake_stats(struct sb_call *call, void *ud)
+{
+	struct sbj_buf args = {0};
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+
+	CHECK_INT(sbj_to_json(p, len, &args), 0);
+	on_fake_admin(call,
+		      (void *)(strcmp(args.data, "{\"after\":\"a.first\"}") == 0 ? STATS_AFTER_A
+										 : STATS));
+	CHECK(strcmp(args.data, "null") == 0 || strcmp(args.data, "{\"after\":\"a.first\"}") == 0);
+	sbj_buf_free(&args);
+	(void)ud;
+}
+
+/* Each test's router and service: echo, and stand-ins for the router's
+ * own names (SBCTL_TEST_ADMIN_PREFIX=fake.) answering in their documented
+ * shapes. */
+static void handlers(struct sb_client *svc)
+{
+	CHECK_INT(sb_client_register(svc, "echo", NULL, on_echo, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "fake.routes", NULL, on_fake_admin, (void *)ROUTES), 0);
+	CHECK_INT(sb_client_register(svc, "fake.peers", NULL, on_fake_admin, (void *)PEERS), 0);
+	CHECK_INT(sb_client_register(svc, "fake.stats", NULL, on_fake_stats, NULL), 0);
+}
+
+static void start(void)
+{
+	service_start(handlers);
+	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
+}
+
+static void stop(void)
+{
+	service_stop();
+}
+
+/* ---- the stories --------------------------------------------------------- */
+
+static struct proc P;
+
+static void test_listen_echo_count_1(void)
+{
+	start();
+	struct sbj_buf mp = {0};
+	char outcome[64] = "";
+	void *reply = NULL;
+	size_t reply_len = 0;
+	const char *args[] = {"listen", "lis", "--echo", "--count", "1", NULL};
+
+	sbctl_spawn(&P, args);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on lis\n"));
+	struct sb_client *c = new_client("client");
+	until_online(c);
+	mp_of("{\"n\":[1,2.5,\"x\"]}", &mp);
+	CHECK_INT(sb_request_wait(
+			  c, "lis", mp.data, mp.len,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = WAIT_MS},
+			  outcome, sizeof outcome, &reply, &reply_len),
+		  0);
+	CHECK_STR(outcome, "echo");
+	CHECK(reply_len == mp.len && reply != NULL && memcmp(reply, mp.data, mp.len) == 0);
+	sbctl_finish(&P);
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "request  lis  {\"n\":[1,2.5,\"x\"]}\n");
+	CHECK_STR(P.se, "sbctl: listening on lis\n");
+
+	/* Without --echo: "ok" and nil; a send is printed too. */
+	const char *args2[] = {"--json", "listen", "lis2", "--count", "2", NULL};
+	sbctl_spawn(&P, args2);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on lis2\n"));
+	CHECK_INT(sb_send(c, "lis2", mp.data, mp.len, NULL), 0);
+	free(reply);
+	reply = NULL;
+	CHECK_INT(sb_request_wait(
+			  c, "lis2", NULL, 0,
+			  &(struct sb_opts){.size = sizeof(struct sb_opts), .timeout_ms = WAIT_MS},
+			  outcome, sizeof outcome, &reply, &reply_len),
+		  0);
+	CHECK_STR(outcome, "ok");
+	sbctl_finish(&P);
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "{\"name\":\"lis2\",\"request\":false,\"payload\":{\"n\":[1,2.5,\"x\"]}}\n"
+			"{\"name\":\"lis2\",\"request\":true,\"payload\":null}\n");
+	free(reply);
+	sb_client_free(c);
+	sbj_buf_free(&mp);
+	stop();
+}
+
+/* listen --schema: the router refuses bad requests before they arrive. */
+static void test_listen_with_a_schema(void)
+{
+	start();
+	SBCTL_RUN(&P, "listen", "lis3", "--schema",
+		  "{\"keys\": {\"age\": {\"type\": \"integer\"}}}");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --schema: schema key \"age\": unknown type \"integer\"\n");
+	SBCTL_RUN(&P, "listen", "lis3", "--schema", "{\"keys\"");
+	CHECK_INT(P.code, 2);
+	CHECK(starts(P.se, "sbctl: invalid JSON at byte 7"));
+	SBCTL_RUN(&P, "send", "lis3", "--schema", "{}");
+	CHECK_INT(P.code, 2);
+
+	const char *args[] = {
+		"listen",
+		"lis3",
+		"--count",
+		"1",
+		"--schema",
+		"{\"keys\": {\"email\": {\"type\": \"str\"}}, \"required\": [\"email\"],"
+		" \"additional\": false}",
+		NULL};
+	struct proc l;
+	sbctl_spawn(&l, args);
+	CHECK(sbctl_wait_stderr(&l, "sbctl: listening on lis3\n"));
+	SBCTL_RUN(&P, "request", "lis3", "{}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: missing required key \"email\" (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis3", "{\"email\": \"a\", \"x\": 1}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: unknown key \"x\" (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis3", "{\"email\": \"a@b\"}");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "ok  null\n");
+	sbctl_finish(&l);
+	CHECK_INT(l.code, 0);
+	CHECK_STR(l.so, "request  lis3  {\"email\":\"a@b\"}\n"); /* the only one it saw */
+	stop();
+}
+
+static void test_routes_peers_stats(void)
+{
+	start();
+	SBCTL_RUN(&P, "routes");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "NAME         PEER     SHARD\n"
+			"user.create  users-1  0\n"
+			"             users-2  1\n"
+			"ping         -        -\n");
+	CHECK_STR(P.se, "");
+	SBCTL_RUN(&P, "routes", "--json");
+	CHECK_INT(P.code, 0);
+	CHECK(strlen(P.so) == strlen(ROUTES) + 1 && strncmp(P.so, ROUTES, strlen(ROUTES)) == 0);
+
+	SBCTL_RUN(&P, "peers");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "PEER     ID  ROLE     SHARD\n"
+			"users-1  3   service  0\n"
+			"sbctl-7  12  client   1\n");
+	SBCTL_RUN(&P, "--json", "peers");
+	CHECK(strlen(P.so) == strlen(PEERS) + 1 && strncmp(P.so, PEERS, strlen(PEERS)) == 0);
+
+	/* Two pages of routes, fetched and shown as one. */
+	SBCTL_RUN(&P, "stats");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "COUNTER      VALUE\n"
+			"connections  2\n"
+			"requests     1234\n"
+			"timeouts     0\n"
+			"\n"
+			"SHARD  CONNECTIONS  INFLIGHT\n"
+			"0      1            0\n"
+			"1      1            2\n"
+			"\n"
+			"ROUTE     REQUESTS  SENDS  REPLIES  ERRORS  TIMEOUTS  P50_US  P99_US\n"
+			"a.first   5         0      4        1       0         95      383\n"
+			"b.second  0         7      0        0       0         0       0\n");
+	SBCTL_RUN(&P, "stats", "--json");
+	CHECK_STR(P.so, STATS_ALL "\n");
+	stop();
+}
+
+/* The same commands against the router's own $sb.* names: the layout was
+ * checked above against fixed answers; here the content is the router's. */
+static void test_routes_peers_stats_from_the_router(void)
+{
+	start();
+	SBCTL_RUN(&P, "request", "echo", "{}"); /* a request for the route table to count */
+	CHECK_INT(P.code, 0);
+	unsetenv("SBCTL_TEST_ADMIN_PREFIX");
+	SBCTL_RUN(&P, "routes", "--json");
+	CHECK_INT(P.code, 0);
+	CHECK(strstr(P.so, "{\"name\":\"echo\",\"handlers\":[{\"peer\":\"") != NULL);
+	SBCTL_RUN(&P, "peers");
+	CHECK_INT(P.code, 0);
+	CHECK(strncmp(P.so, "PEER ", 5) == 0 && strstr(P.so, " service ") != NULL);
+	SBCTL_RUN(&P, "stats");
+	CHECK_INT(P.code, 0);
+	CHECK(strstr(P.so, "\nconnections ") != NULL);
+	CHECK(strstr(P.so, "SHARD  CONNECTIONS  INFLIGHT\n0 ") != NULL);
+	CHECK(strstr(P.so, "\n1 ") != NULL); /* both shards */
+	/* the per-route table, with the echo route called above */
+	CHECK(strstr(P.so, "\nROUTE ") != NULL && strstr(P.so, " REQUESTS ") != NULL);
+	CHECK(strstr(P.so, "\necho ") != NULL);
+	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
+	stop();
+}
+
+static void test_presence_command(void)
+{
+	start();
+	char want[256];
+	const char *args[] = {"presence", "--count", "2", NULL};
+
+	sbctl_spawn(&P, args);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: watching presence\n"));
+	struct sb_client_config cfg;
+	int err = 0;
+	sb_client_config_init(&cfg);
+	cfg.port = PORT;
+	cfg.name = "visitor-1";
+	struct sb_client *v = sb_client_new(&cfg, &err);
+	CHECK(v != NULL);
+	until_online(v);
+	uint32_t id = sb_client_peer_id(v);
+	sb_client_free(v);
+	sbctl_finish(&P);
+	CHECK_INT(P.code, 0);
+	snprintf(want, sizeof want,
+		 "connected  visitor-1  %u  client\ndisconnected  visitor-1  %u  client\n", id, id);
+	CHECK_STR(P.so, want);
+
+	const char *json[] = {"--json", "presence", "--count", "1", NULL};
+	sbctl_spawn(&P, json);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: watching presence\n"));
+	cfg.name = "visitor-2";
+	cfg.role = SB_ROLE_SERVICE;
+	v = sb_client_new(&cfg, &err);
+	until_online(v);
+	id = sb_client_peer_id(v);
+	sbctl_finish(&P);
+	sb_client_free(v);
+	CHECK_INT(P.code, 0);
+	snprintf(
+		want, sizeof want,
+		"{\"event\":\"connected\",\"peer\":\"visitor-2\",\"id\":%u,\"role\":\"service\"}\n",
+		id);
+	CHECK_STR(P.so, want);
+	stop();
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s PATH-TO-SBCTL\n", argv[0]);
+		return 2;
+	}
+	SBCTL = argv[1];
+	signal(SIGPIPE, SIG_IGN);
+	RUN(test_listen_echo_count_1);
+	RUN(test_listen_with_a_schema);
+	RUN(test_routes_peers_stats);
+	RUN(test_routes_peers_stats_from_the_router);
+	RUN(test_presence_command);
+	return TEST_EXIT();
+}

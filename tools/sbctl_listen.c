@@ -1,0 +1,182 @@
+/* sbctl listen and presence: handle a name from the shell (print each
+ * call, echo or refuse), and watch peers come and go. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <switchboard/client.h>
+#include <switchboard/proto.h>
+
+#include "json.h"
+#include "sbctl.h"
+
+/* ---- listen --------------------------------------------------------------- */
+
+/* What a listener has seen. */
+struct listener {
+	const struct opts *o; /* what to reply, when to stop */
+	unsigned long seen;   /* messages handled */
+};
+
+static struct sb_client *stop_on_signal;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (stop_on_signal != NULL)
+		sb_client_stop(stop_on_signal); /* the one call that is safe here */
+}
+
+static void on_call(struct sb_call *call, void *ud)
+{
+	struct sb_client *c = sb_call_client(call);
+	struct listener *l = ud;
+	struct sbj_buf b = {0}, q = {0};
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+	int is_request = sb_call_is_request(call);
+
+	const char *json = payload_json(&b, p, len);
+	if (l->o->json)
+		printf("{\"name\":%s,\"request\":%s,\"payload\":%s}\n",
+		       quoted(&q, sb_call_name(call)), is_request ? "true" : "false", json);
+	else
+		printf("%s  %s  %s\n", is_request ? "request" : "send", sb_call_name(call), json);
+	fflush(stdout);
+	if (is_request) {
+		int err =
+			l->o->echo ? sb_reply(call, "echo", p, len) : sb_reply(call, "ok", NULL, 0);
+		if (err != 0)
+			fprintf(stderr, "sbctl: reply to %s failed: %s (code %s)\n",
+				sb_call_name(call), sb_strerror(err), sb_errname(err));
+	}
+	sbj_buf_free(&b);
+	sbj_buf_free(&q);
+	if (l->o->count > 0 && ++l->seen >= l->o->count)
+		sb_client_stop(c);
+}
+
+int cmd_listen(const struct opts *o, char **args, int nargs)
+{
+	struct listener l = {.o = o};
+	int rc;
+
+	(void)nargs;
+	struct sbj_buf schema = {0};
+	char why[1024];
+	if (parse_payload(o->schema, &schema) != 0)
+		return EXIT_USAGE;
+	/* The router's own words, before connecting: the library only says
+	 * SB_EINVAL. */
+	if (sb_schema_validate(schema.data, schema.len, why, sizeof why) != 0) {
+		fprintf(stderr, "sbctl: --schema: %s\n", why);
+		sbj_buf_free(&schema);
+		return EXIT_USAGE;
+	}
+	struct sb_client *c = connect_router(o, SB_ROLE_SERVICE);
+	struct sb_handler_opts ho = SB_HANDLER_OPTS_INIT;
+	ho.schema = schema.data;
+	ho.schema_len = schema.len;
+	int err = sb_client_register(c, args[0], &ho, on_call, &l);
+	sbj_buf_free(&schema);
+	if (err != 0) {
+		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],
+			sb_strerror(err), sb_errname(err));
+		sb_client_free(c);
+		return EXIT_USAGE;
+	}
+	rc = wait_online(c, o);
+	if (rc == EXIT_OK && router_refused() != 0) {
+		fprintf(stderr, "sbctl: the router refused to register %s: %s (code %s)\n", args[0],
+			sb_strerror(router_refused()), sb_errname(router_refused()));
+		rc = EXIT_FAILED;
+	}
+	if (rc == EXIT_OK) {
+		/* Scripts (and the tests) wait for this line before sending. */
+		fprintf(stderr, "sbctl: listening on %s\n", args[0]);
+		stop_on_signal = c;
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		err = sb_client_run(c);
+		stop_on_signal = NULL;
+		flush(c, 2000);
+		if (err != 0) {
+			fprintf(stderr, "sbctl: the router refused us: %s (code %s)\n",
+				sb_strerror(err), sb_errname(err));
+			rc = EXIT_FAILED;
+		}
+	}
+	sb_client_free(c);
+	return rc;
+}
+
+/* ---- presence -------------------------------------------------------------- */
+
+static void on_presence(struct sb_client *c, const struct sb_presence *p, void *ud)
+{
+	struct listener *l = ud;
+	struct sbj_buf q = {0}, s = {0};
+	const char *event = sb_presence_name(p->event);
+
+	if (l->o->json) {
+		printf("{\"event\":\"%s\",\"peer\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\"", event,
+		       quoted(&q, p->peer), p->peer_id, p->role);
+		if (p->subject != NULL)
+			printf(",\"subject\":%s", quoted(&s, p->subject));
+		printf("}\n");
+	} else {
+		printf("%s  %s  %" PRIu32 "  %s", event, p->peer, p->peer_id, p->role);
+		if (p->subject != NULL)
+			printf("  %s", p->subject);
+		printf("\n");
+	}
+	fflush(stdout);
+	sbj_buf_free(&q);
+	sbj_buf_free(&s);
+	if (l->o->count > 0 && ++l->seen >= l->o->count)
+		sb_client_stop(c);
+}
+
+int cmd_presence(const struct opts *o, char **args, int nargs)
+{
+	struct listener l = {.o = o};
+	int rc;
+
+	(void)args;
+	(void)nargs;
+	struct sb_client *c = connect_router(o, SB_ROLE_CLIENT);
+	if (sb_client_presence(c, on_presence, &l) != 0) {
+		fprintf(stderr, "sbctl: out of memory\n");
+		sb_client_free(c);
+		return EXIT_FAILED;
+	}
+	rc = wait_online(c, o); /* online once the router has ACKed the subscription */
+	if (rc == EXIT_OK && router_refused() != 0) {
+		fprintf(stderr, "sbctl: the router refused the subscription: %s (code %s)\n",
+			sb_strerror(router_refused()), sb_errname(router_refused()));
+		rc = EXIT_FAILED;
+	}
+	if (rc == EXIT_OK) {
+		fprintf(stderr, "sbctl: watching presence\n");
+		stop_on_signal = c;
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+		int err = sb_client_run(c);
+		stop_on_signal = NULL;
+		if (err != 0) {
+			fprintf(stderr, "sbctl: the router refused us: %s (code %s)\n",
+				sb_strerror(err), sb_errname(err));
+			rc = EXIT_FAILED;
+		}
+	}
+	sb_client_free(c);
+	return rc;
+}
