@@ -14,7 +14,8 @@
 
 void sb__json_buf_free(struct sb__json_buf *b)
 {
-	free(b->data);
+	if (!b->fixed)
+		free(b->data);
 	memset(b, 0, sizeof *b);
 }
 
@@ -23,6 +24,8 @@ static int put(struct sb__json_buf *b, const void *p, size_t n)
 	if (b->max != 0 && (n > b->max || b->len > b->max - n))
 		return SB_ETOOLARGE;
 	if (b->cap - b->len < n + 1) {
+		if (b->fixed)
+			return SB_ETOOLARGE;
 		size_t cap = b->cap ? b->cap * 2 : 64;
 		while (cap - b->len < n + 1)
 			cap *= 2;
@@ -87,7 +90,7 @@ static int room(struct parser *ps, int rc)
 	ps->rc = rc;
 	if (rc == SB_ETOOLARGE)
 		return fail(ps, ps->p, "more than %zu bytes as MessagePack",
-			    ps->out->max - 4 * ps->open);
+			    ps->out->max != 0 ? ps->out->max - 4 * ps->open : ps->out->cap - 1);
 	return fail(ps, ps->p, "out of memory");
 }
 

@@ -17,6 +17,10 @@ struct sb__json_buf {
 	size_t cap; /* bytes allocated */
 	size_t max; /* most bytes len may reach (0: no bound): the router sets its
 		       frame limit, so a small hostile input cannot grow a big buffer */
+	int fixed;  /* data is the caller's memory of cap bytes, never grown: past
+		       it is SB_ETOOLARGE (a token's claims: no allocation). While
+		       parsing, each open string or container takes 4 bytes more
+		       than it ends with, and a NUL follows the output. */
 };
 
 /* Why a JSON text was refused. */
@@ -53,7 +57,7 @@ int sb__json_parse(const char *text, size_t len, struct sb__json_buf *out,
  */
 int sb__json_print(const void *mp, size_t len, struct sb__json_buf *out);
 
-/** Release @p b's memory and zero it (its max too). */
+/** Release @p b's memory (unless fixed) and zero it (its max too). */
 void sb__json_buf_free(struct sb__json_buf *b);
 
 #endif

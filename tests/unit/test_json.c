@@ -371,6 +371,19 @@ static void test_output_is_bounded(void)
 	CHECK_INT(sb__json_print(key, 3, &js), SB_EBADFRAME);
 	sb__json_buf_free(&mp);
 	sb__json_buf_free(&js);
+
+	/* The caller's memory, never grown: a token's claims cost no malloc. */
+	char mem[16];
+	struct sb__json_buf f = {.data = mem, .cap = sizeof mem, .fixed = 1};
+	CHECK_INT(sb__json_parse("[1,2,3,4,5,6]", 13, &f, &e), 0); /* 7 bytes (11 on the way) */
+	CHECK_INT(f.len, 7);
+	CHECK(f.data == mem);
+	f.len = 0;
+	CHECK_INT(sb__json_parse("\"0123456789abcdef\"", 18, &f, &e), SB_ETOOLARGE);
+	CHECK_STR(e.what, "more than 15 bytes as MessagePack");
+	CHECK(f.data == mem);
+	CHECK_INT(f.len, 0);
+	sb__json_buf_free(&f); /* frees nothing: ASan would say */
 }
 
 int main(void)
