@@ -1,5 +1,5 @@
 /* sbctl: send, request, listen and inspect a router from the shell, over the
- * client library. Payloads are typed and printed as JSON (tools/json.c). */
+ * client library. Payloads are typed and printed as JSON (core/common/json.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,7 +17,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 
 /* Exit codes, part of the interface: scripts branch on them. */
 enum {
@@ -175,20 +175,20 @@ static void parse_router(struct opts *o, const char *s)
 
 /* The JSON text of a payload, or a note when it cannot be printed (the
  * library has checked it is one MessagePack value, so only depth fails). */
-static const char *payload_json(struct sbj_buf *b, const void *p, size_t len)
+static const char *payload_json(struct sb__json_buf *b, const void *p, size_t len)
 {
 	b->len = 0;
 	if (p == NULL || len == 0)
 		return "null";
-	if (sbj_to_json(p, len, b) != 0)
+	if (sb__json_print(p, len, b) != 0)
 		return "\"<payload not printable as JSON>\"";
 	return b->data;
 }
 
-static const char *quoted(struct sbj_buf *b, const char *s)
+static const char *quoted(struct sb__json_buf *b, const char *s)
 {
 	/* A one-string MessagePack value printed back gives JSON string escaping. */
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	size_t n = strlen(s);
 	unsigned char h[5] = {0xdb, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
 			      (unsigned char)(n >> 8), (unsigned char)n};
@@ -199,7 +199,7 @@ static const char *quoted(struct sbj_buf *b, const char *s)
 		return "\"\"";
 	memcpy(mp.data, h, 5);
 	memcpy(mp.data + 5, s, n);
-	int rc = sbj_to_json(mp.data, 5 + n, b);
+	int rc = sb__json_print(mp.data, 5 + n, b);
 	free(mp.data);
 	return rc == 0 ? b->data : "\"\"";
 }
@@ -207,7 +207,7 @@ static const char *quoted(struct sbj_buf *b, const char *s)
 /* "error: TEXT (code NAME)" on stderr; with --json also an object on stdout. */
 static void print_error(const struct opts *o, int err, const char *text)
 {
-	struct sbj_buf b = {0};
+	struct sb__json_buf b = {0};
 
 	if (text == NULL || *text == 0)
 		text = sb_strerror(err);
@@ -215,17 +215,17 @@ static void print_error(const struct opts *o, int err, const char *text)
 	if (o->json)
 		printf("{\"error\":\"%s\",\"code\":%d,\"text\":%s}\n", sb_errname(err), err,
 		       quoted(&b, text));
-	sbj_buf_free(&b);
+	sb__json_buf_free(&b);
 }
 
-static int parse_payload(const char *text, struct sbj_buf *mp)
+static int parse_payload(const char *text, struct sb__json_buf *mp)
 {
-	struct sbj_error e;
+	struct sb__json_error e;
 
 	if (text == NULL)
 		return 0; /* no payload: nil */
-	if (sbj_from_json(text, strlen(text), mp, &e) != 0) {
-		sbj_buf_free(mp);
+	if (sb__json_parse(text, strlen(text), mp, &e) != 0) {
+		sb__json_buf_free(mp);
 		fprintf(stderr, "sbctl: invalid JSON at byte %zu: %s\n", e.at, e.what);
 		return -1;
 	}
@@ -359,7 +359,7 @@ static int refused_locally(const struct opts *o, const char *name, int err)
 
 static int cmd_send(const struct opts *o, char **args, int nargs)
 {
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	int rc;
 
 	if (parse_payload(nargs > 1 ? args[1] : NULL, &mp) != 0)
@@ -379,7 +379,7 @@ static int cmd_send(const struct opts *o, char **args, int nargs)
 		}
 	}
 	sb_client_free(c);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 	return rc;
 }
 
@@ -398,7 +398,7 @@ struct pending {
 static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const char *outcome,
 			 const void *payload, size_t len, int more)
 {
-	struct sbj_buf b = {0}, q = {0}, pq = {0};
+	struct sb__json_buf b = {0}, q = {0}, pq = {0};
 	const char *peer = sb_reply_peer(c);
 	struct sb_all_counts n;
 
@@ -415,7 +415,7 @@ static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const
 		else
 			printf("all: %u peers, %u ok, %u errors, %u timeouts, %u gone\n", n.peers,
 			       n.ok, n.errors, n.timeouts, n.gone);
-		sbj_buf_free(&b);
+		sb__json_buf_free(&b);
 		return;
 	}
 	if (peer == NULL)
@@ -437,16 +437,16 @@ static void on_all_reply(struct sb_client *c, struct pending *pd, int err, const
 	} else {
 		printf("%s  %s  %s\n", peer, outcome, payload_json(&b, payload, len));
 	}
-	sbj_buf_free(&b);
-	sbj_buf_free(&q);
-	sbj_buf_free(&pq);
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
+	sb__json_buf_free(&pq);
 }
 
 static void on_reply(struct sb_client *c, uint64_t req, int err, const char *outcome,
 		     const void *payload, size_t len, int more, void *ud)
 {
 	struct pending *pd = ud;
-	struct sbj_buf b = {0}, q = {0};
+	struct sb__json_buf b = {0}, q = {0};
 
 	(void)req;
 	if (pd->o->all && (more != 0 || err == 0)) {
@@ -477,13 +477,13 @@ static void on_reply(struct sb_client *c, uint64_t req, int err, const char *out
 		       more == SB_MORE_CHUNK ? "more: chunk" : "more: progress");
 	else
 		printf("%s  %s\n", outcome, json);
-	sbj_buf_free(&b);
-	sbj_buf_free(&q);
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
 }
 
 /* Requests @p name and processes until its terminal event; the library's
  * local deadline (timeout + 1 s) bounds the wait. */
-static int run_request(struct sb_client *c, const char *name, const struct sbj_buf *mp,
+static int run_request(struct sb_client *c, const char *name, const struct sb__json_buf *mp,
 		       struct pending *pd)
 {
 	const struct opts *o = pd->o;
@@ -507,7 +507,7 @@ static int run_request(struct sb_client *c, const char *name, const struct sbj_b
 
 static int cmd_request(const struct opts *o, char **args, int nargs)
 {
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	struct pending pd = {.o = o};
 	int rc;
 
@@ -518,7 +518,7 @@ static int cmd_request(const struct opts *o, char **args, int nargs)
 	if (rc == EXIT_OK)
 		rc = run_request(c, args[0], &mp, &pd);
 	sb_client_free(c);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 	return rc;
 }
 
@@ -542,7 +542,7 @@ static void on_signal(int sig)
 static void on_call(struct sb_client *c, struct sb_call *call, void *ud)
 {
 	struct listener *l = ud;
-	struct sbj_buf b = {0}, q = {0};
+	struct sb__json_buf b = {0}, q = {0};
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int is_request = sb_call_is_request(call);
@@ -561,8 +561,8 @@ static void on_call(struct sb_client *c, struct sb_call *call, void *ud)
 			fprintf(stderr, "sbctl: reply to %s failed: %s (code %s)\n",
 				sb_call_name(call), sb_strerror(err), sb_errname(err));
 	}
-	sbj_buf_free(&b);
-	sbj_buf_free(&q);
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
 	if (l->o->count > 0 && ++l->seen >= l->o->count)
 		sb_client_stop(c);
 }
@@ -573,7 +573,7 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
-	struct sbj_buf schema = {0};
+	struct sb__json_buf schema = {0};
 	char why[1024];
 	if (parse_payload(o->schema, &schema) != 0)
 		return EXIT_USAGE;
@@ -581,12 +581,12 @@ static int cmd_listen(const struct opts *o, char **args, int nargs)
 	 * SB_EINVAL. */
 	if (sb_schema_validate(schema.data, schema.len, why, sizeof why) != 0) {
 		fprintf(stderr, "sbctl: --schema: %s\n", why);
-		sbj_buf_free(&schema);
+		sb__json_buf_free(&schema);
 		return EXIT_USAGE;
 	}
 	struct sb_client *c = connect_router(o, "service");
 	int err = sb_client_register_schema(c, args[0], 0, schema.data, schema.len, on_call, &l);
-	sbj_buf_free(&schema);
+	sb__json_buf_free(&schema);
 	if (err != 0) {
 		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],
 			sb_strerror(err), sb_errname(err));
@@ -626,7 +626,7 @@ static void on_presence(struct sb_client *c, const struct sb_presence *p, void *
 					     [SB_PEER_DISCONNECTED] = "disconnected",
 					     [SB_PEER_DRAINING] = "draining"};
 	struct listener *l = ud;
-	struct sbj_buf q = {0}, s = {0};
+	struct sb__json_buf q = {0}, s = {0};
 	const char *event =
 		(unsigned)p->event < sizeof events / sizeof events[0] && events[p->event] != NULL
 			? events[p->event]
@@ -645,8 +645,8 @@ static void on_presence(struct sb_client *c, const struct sb_presence *p, void *
 		printf("\n");
 	}
 	fflush(stdout);
-	sbj_buf_free(&q);
-	sbj_buf_free(&s);
+	sb__json_buf_free(&q);
+	sb__json_buf_free(&s);
 	if (l->o->count > 0 && ++l->seen >= l->o->count)
 		sb_client_stop(c);
 }
@@ -760,7 +760,7 @@ static char *cell(const msgpack_object *o)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	struct sbj_buf b = {0};
+	struct sb__json_buf b = {0};
 
 	if (o == NULL)
 		return strdup("-");
@@ -777,9 +777,9 @@ static char *cell(const msgpack_object *o)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_object(&pk, *o);
-	char *s = sbj_to_json(sb.data, sb.size, &b) == 0 ? strdup(b.data) : strdup("?");
+	char *s = sb__json_print(sb.data, sb.size, &b) == 0 ? strdup(b.data) : strdup("?");
 	msgpack_sbuffer_destroy(&sb);
-	sbj_buf_free(&b);
+	sb__json_buf_free(&b);
 	return s;
 }
 
@@ -898,7 +898,7 @@ static int print_stats(const msgpack_object *v)
 /* routes, peers and stats are requests to the router's reserved names. */
 static int cmd_admin(const struct opts *o, const char *what, int (*print)(const msgpack_object *))
 {
-	struct sbj_buf nil = {0}, b = {0};
+	struct sb__json_buf nil = {0}, b = {0};
 	struct pending pd = {.o = o, .keep = 1};
 	char name[128];
 	int rc;
@@ -927,7 +927,7 @@ static int cmd_admin(const struct opts *o, const char *what, int (*print)(const 
 			printf("%s\n", payload_json(&b, pd.payload, pd.len));
 		}
 	}
-	sbj_buf_free(&b);
+	sb__json_buf_free(&b);
 	free(pd.payload);
 	return EXIT_OK;
 }
@@ -955,7 +955,7 @@ static int cmd_stats(const struct opts *o, char **args, int nargs)
 {
 	static msgpack_unpacked pages[STATS_PAGES_MAX];
 	static void *bytes[STATS_PAGES_MAX]; /* what pages[] point into */
-	struct sbj_buf arg = {0}, b = {0};
+	struct sb__json_buf arg = {0}, b = {0};
 	msgpack_object *routes = NULL;
 	uint32_t nroutes = 0;
 	int npages = 0, rc = EXIT_OK, more = 1;
@@ -1016,7 +1016,7 @@ static int cmd_stats(const struct opts *o, char **args, int nargs)
 			       8);
 			d[8] = (char)n;
 			memcpy(d + 9, last->via.str.ptr, n);
-			arg = (struct sbj_buf){d, n + 9, n + 10};
+			arg = (struct sb__json_buf){.data = d, .len = n + 9, .cap = n + 10};
 		}
 	}
 	sb_client_free(c);
@@ -1055,8 +1055,8 @@ static int cmd_stats(const struct opts *o, char **args, int nargs)
 		free(bytes[i]);
 	}
 	free(routes);
-	sbj_buf_free(&arg);
-	sbj_buf_free(&b);
+	sb__json_buf_free(&arg);
+	sb__json_buf_free(&b);
 	return rc;
 }
 
