@@ -86,6 +86,7 @@ static struct sb__tls_ctx *router_tls(struct sb__shard *sh)
 int sb__conn_tls_start(struct sb__shard *sh, struct sb__conn *c)
 {
 	c->tls = sb__tls_new(router_tls(sh), NULL, TLS_IN_SIZE, TLS_OUT_SIZE);
+	c->xport = SB__XPORT_TLS;
 	return c->tls != NULL ? 0 : SB_ENOMEM;
 }
 
@@ -99,6 +100,7 @@ static void plain_refused(struct sb__shard *sh, struct sb__conn *c)
 	sb__log(&sh->r->log, 1, "connection from %s refused: it does not speak TLS", from);
 	sb__tls_free(c->tls);
 	c->tls = NULL;
+	c->xport = SB__XPORT_PLAIN;
 	sb__conn_fail(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
 }
 

@@ -30,6 +30,13 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 		sb__conn_fail(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
 		return;
 	}
+	/* The edge is open to browsers: a service there must prove a secret
+	 * (docs/gateway.md). */
+	if (c->service && c->edge != NULL && sh->auth.pol->secret[1] == NULL) {
+		sb__conn_fail(sh, c, SB_EFORBIDDEN,
+			      "role service on the WebSocket edge needs a service secret");
+		return;
+	}
 	/* With a secret configured, the rest of the handshake waits for the
 	 * AUTH that answers our CHALLENGE. */
 	if (sh->auth.pol->any_secret)

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
+#include "router/conn_ws.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
 #include "router/outq.h"
@@ -139,8 +140,11 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 		return;
 	if (sb__bye_done(c))
 		c->doomed = 1; /* its GOODBYE is honoured: closed once its output is out */
-	if (c->tls != NULL) {
-		sb__conn_tls_flush(sh, c);
+	if (c->xport != SB__XPORT_PLAIN) {
+		if (c->xport == SB__XPORT_TLS)
+			sb__conn_tls_flush(sh, c);
+		else
+			sb__conn_ws_flush(sh, c);
 		return;
 	}
 	if (c->q_len == 0) {
@@ -189,8 +193,11 @@ void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res)
 		return;
 	}
 	c->out_total += (uint64_t)res; /* the slow-consumer clock's evidence */
-	if (c->tls != NULL) {
-		sb__conn_tls_sent(sh, c, (size_t)res);
+	if (c->xport != SB__XPORT_PLAIN) {
+		if (c->xport == SB__XPORT_TLS)
+			sb__conn_tls_sent(sh, c, (size_t)res);
+		else
+			sb__conn_ws_sent(sh, c, (size_t)res);
 		return;
 	}
 	size_t left = (size_t)res;

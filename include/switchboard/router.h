@@ -87,6 +87,13 @@ struct sb_router_config {
 					 against the client certificate's CN and DNS SANs
 					 (no case); NULL or empty = every CA-signed name */
 	const char *const *tls_deny;  /* the same; a match refuses, and wins over allow */
+
+	/* The edge (docs/gateway.md): WebSocket on a port of its own, on the
+	 * same shards; plain only (not with TLS yet). */
+	int ws_port;                 /* -1 = no edge listener (default); 0 = any free port */
+	const char *ws_allow_origin; /* browser origins that may upgrade: exact origins and
+					`*` patterns, comma-separated; NULL = any. A request
+					without Origin (not a browser) is not checked. Copied */
 };
 
 /* Counters, summed over shards. */
@@ -153,6 +160,9 @@ int sb_router_start(struct sb_router *r);
 
 /** The TCP port the router listens on (useful with port 0). */
 uint16_t sb_router_port(const struct sb_router *r);
+
+/** The edge's (WebSocket) port, or 0 when ws_port is -1. */
+uint16_t sb_router_ws_port(const struct sb_router *r);
 
 /** The number of shards. */
 unsigned sb_router_shards(const struct sb_router *r);
