@@ -30,6 +30,8 @@ enum {
 	O_IDLE_TIMEOUT,
 	O_PONG_TIMEOUT,
 	O_SLOW_TIMEOUT,
+	O_WS_PORT,
+	O_WS_ALLOW_ORIGIN,
 };
 
 /* Every setting is a long flag, and the same name is its key in a config
@@ -69,6 +71,8 @@ static const struct option opts[] = {
 	{"tls-verify-client", no_argument, NULL, 'v'},
 	{"tls-allow", required_argument, NULL, 'w'},
 	{"tls-deny", required_argument, NULL, 'x'},
+	{"ws-port", required_argument, NULL, O_WS_PORT},
+	{"ws-allow-origin", required_argument, NULL, O_WS_ALLOW_ORIGIN},
 	{"config", required_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -144,6 +148,13 @@ static void usage(FILE *out)
 		"                        comma-separated or repeated; '*' matches any run\n"
 		"                        of characters (default: every CA-signed name)\n"
 		"  --tls-deny NAMES      names refused even if allowed\n"
+		"\n"
+		"The edge (docs/gateway.md):\n"
+		"  --ws-port PORT        serve WebSocket (GET /v1/ws) on this port too;\n"
+		"                        0 = any free port (default: off; not with TLS)\n"
+		"  --ws-allow-origin O   browser origins allowed to upgrade, comma-\n"
+		"                        separated; '*' matches any run of characters\n"
+		"                        (https://*.example.com); default: any\n"
 		"\n"
 		"  --config FILE         read settings from FILE first: one `key = value`\n"
 		"                        per line, the keys being these flags' names\n"
@@ -372,6 +383,12 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case 'x':
 		list_add(s, &s->deny, "tls-deny", val);
+		break;
+	case O_WS_PORT:
+		cfg->ws_port = (int)number(s, "ws-port", val, 0, 65535);
+		break;
+	case O_WS_ALLOW_ORIGIN:
+		cfg->ws_allow_origin = val;
 		break;
 	}
 }

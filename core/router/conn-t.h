@@ -28,7 +28,8 @@ struct sb__edge;
 enum sb__xport {
 	SB__XPORT_PLAIN = 0, /* frames straight on TCP */
 	SB__XPORT_TLS,       /* in TLS records (conn_tls.c) */
-	SB__XPORT_WS,        /* HTTP, then WebSocket messages (conn_ws.c) */
+	SB__XPORT_HTTP,      /* the edge before an upgrade: HTTP (conn_ws.c, edge_call.c) */
+	SB__XPORT_WS,        /* the edge after it: WebSocket messages (conn_ws.c) */
 };
 
 /* One queued piece of output: a frame (or what is left of it) in a buffer. */

@@ -17,6 +17,7 @@
 #include "proto/mp.h"
 #include "router/conn.h"
 #include "router/conn_ws.h"
+#include "router/edge_call.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
 #include "router/handshake.h"
@@ -39,7 +40,7 @@ int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c)
 		.head_max = SB__HTTP_HEAD_MAX,
 		.line_max = SB__HTTP_LINE_MAX,
 		.fields_max = SB__HTTP_FIELDS_MAX,
-		.pipeline_max = 1,
+		.pipeline_max = 1, /* one call out at a time; later bytes are held */
 		.body_max = sh->r->cfg.max_frame,
 	};
 	struct sb__edge *e = calloc(1, sizeof *e);
@@ -53,7 +54,7 @@ int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c)
 	sb__ws_init(&e->ws_in, message_max(sh), 0);
 	e->reading = 1;
 	c->edge = e;
-	c->xport = SB__XPORT_WS;
+	c->xport = SB__XPORT_HTTP;
 	/* One deadline from the accept to the HELLO's end: the head, the
 	 * upgrade and the handshake all fit in it, or the peer is cut off. */
 	sb__timer_init(&c->hello_timer, on_deadline);
@@ -66,6 +67,9 @@ void sb__conn_ws_free(struct sb__conn *c)
 		return;
 	sb__http_free(&c->edge->http);
 	sb__ws_free(&c->edge->ws_in);
+	free(c->edge->body);
+	free(c->edge->held);
+	sb__json_buf_free(&c->edge->chunks);
 	free(c->edge);
 	c->edge = NULL;
 }
@@ -119,7 +123,12 @@ int sb__ws_origin_ok(const char *list, const char *origin, size_t len)
 
 /* ---- output ----------------------------------------------------------------- */
 
-/* Raw bytes (an HTTP answer) queued ahead of everything queued after. */
+void sb__edge_put_raw(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, size_t n)
+{
+	if (sb__outq_put(sh, c, b, b->data, (uint32_t)n) == 0)
+		c->edge->raw_left += n;
+}
+
 static void queue_raw(struct sb__shard *sh, struct sb__conn *c, const char *p, size_t n)
 {
 	struct sb__buf *b = sb__buf_heap(n);
@@ -128,8 +137,7 @@ static void queue_raw(struct sb__shard *sh, struct sb__conn *c, const char *p, s
 		return;
 	}
 	memcpy(b->data, p, n);
-	if (sb__enqueue(sh, c, b, b->data, (uint32_t)n) == 0)
-		c->edge->raw_left += n;
+	sb__edge_put_raw(sh, c, b, n);
 }
 
 void sb__conn_ws_refuse(struct sb__shard *sh, struct sb__conn *c, int status, int err,
@@ -249,11 +257,26 @@ static void start_send(struct sb__shard *sh, struct sb__conn *c, unsigned k)
 	c->q_sent = 0;
 }
 
+static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size_t len);
+
 void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c)
 {
 	struct sb__edge *e = c->edge;
 	unsigned k = 0;
 
+	/* Requests that came while a call was out are read once it is
+	 * answered: here, outside the routing that answered it. */
+	if (e->resume && e->call == SB__CALL_NONE && !c->doomed) {
+		uint8_t *held = e->held;
+		size_t n = e->held_len;
+		e->held = NULL;
+		e->held_len = 0;
+		e->resume = 0;
+		http_in(sh, c, held, n);
+		free(held);
+		if (c->closing)
+			return;
+	}
 	if (e->raw_left > 0) { /* HTTP answers go out as they are, alone */
 		add_queue(c, &k, e->raw_left);
 		start_send(sh, c, k);
@@ -386,20 +409,51 @@ static void upgrade(struct sb__shard *sh, struct sb__conn *c, const struct sb__h
 	queue_raw(sh, c, o.p, o.len);
 	sb__http_free(&e->http); /* its 8 KiB block is not needed again */
 	e->ws = 1;
+	c->xport = SB__XPORT_WS;
 }
 
-/* The head of an HTTP request. @return the bytes of p taken. */
+/* Bytes that come while a call is out wait for its answer, up to a bound:
+ * a client pipelining further than that is cut off. */
+static int hold(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, size_t n)
+{
+	struct sb__edge *e = c->edge;
+	uint8_t *h;
+
+	if (e->held_len + n > SB__HELD_MAX || (h = realloc(e->held, e->held_len + n)) == NULL) {
+		sb__conn_close(sh, c, "requests pipelined past 64 KiB");
+		return -1;
+	}
+	memcpy(h + e->held_len, p, n);
+	e->held = h;
+	e->held_len += n;
+	return 0;
+}
+
+/* HTTP requests: the upgrade, calls, and refusals. @return the bytes of p
+ * taken (after an upgrade, what follows its head is WebSocket's). */
 static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size_t len)
 {
 	struct sb__edge *e = c->edge;
 	size_t at = 0, used;
 	struct sb__http_str body;
 
+	if (len > 0)
+		e->partial = 1;
 	while (e->reading && !e->ws && !c->doomed && !c->closing) {
+		if (e->call == SB__CALL_OUT || e->resume) {
+			if (at < len)
+				hold(sh, c, p + at, len - at);
+			return len;
+		}
 		enum sb__http_event ev = sb__http_parse(&e->http, p + at, len - at, &used, &body);
 		at += used;
-		if (ev == SB__HTTP_MORE || ev == SB__HTTP_WAIT)
+		if (ev == SB__HTTP_MORE)
 			return len;
+		if (ev == SB__HTTP_WAIT) { /* after a request that closes: nothing more is read */
+			if (e->call != SB__CALL_NONE && at < len)
+				hold(sh, c, p + at, len - at);
+			return len;
+		}
 		if (ev == SB__HTTP_ERROR) {
 			char buf[512];
 			struct sb__http_out o;
@@ -411,17 +465,28 @@ static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size
 			c->doomed = 1;
 			return len;
 		}
-		if (ev != SB__HTTP_HEAD)
-			continue; /* a body nobody asked for: its bytes are skipped */
+		if (ev == SB__HTTP_BODY) {
+			sb__edge_call_body(sh, c, (const uint8_t *)body.p, body.len);
+			continue;
+		}
+		if (ev == SB__HTTP_END) {
+			sb__edge_call_end(sh, c);
+			continue;
+		}
 		const struct sb__http_req *r = sb__http_request(&e->http);
 		if (r->path.len == sizeof SB__WS_PATH - 1 &&
 		    memcmp(r->path.p, SB__WS_PATH, r->path.len) == 0) {
 			upgrade(sh, c, r);
 			return at; /* what follows the head is WebSocket's */
 		}
+		if (sb__edge_call_path(r->path)) {
+			sb__edge_call_head(sh, c, r);
+			continue;
+		}
 		char why[128];
-		snprintf(why, sizeof why, "nothing at %.*s (the edge serves GET %s)",
-			 (int)(r->path.len < 64 ? r->path.len : 64), r->path.p, SB__WS_PATH);
+		snprintf(why, sizeof why, "nothing at %.*s (the edge serves %s, %sNAME, %sNAME)",
+			 (int)(r->path.len < 48 ? r->path.len : 48), r->path.p, SB__WS_PATH,
+			 SB__CALL_PREFIX, SB__SEND_PREFIX);
 		sb__conn_ws_refuse(sh, c, 404, SB_ENOHANDLER, why);
 	}
 	return len;
@@ -502,6 +567,10 @@ static void on_deadline(struct sb__timer *t)
 		return;
 	if (c->edge->ws) {
 		sb__hs_on_timeout(t);
+		return;
+	}
+	if (!c->edge->partial && c->ready) { /* kept alive, and nothing more came */
+		sb__conn_close(sh, c, "idle keep-alive connection");
 		return;
 	}
 	snprintf(why, sizeof why, "no request within %u ms", sh->r->cfg.hello_timeout_ms);

@@ -8,13 +8,24 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "common/json.h"
 #include "common/timer.h"
+#include <switchboard/proto.h>
+
 #include "router/conn-t.h"
 #include "router/http.h"
 #include "router/shard-t.h"
 #include "router/ws.h"
 
 #define SB__WS_PATH "/v1/ws" /* the WebSocket endpoint */
+
+/* Where an HTTP call is (edge_call.c). */
+enum {
+	SB__CALL_NONE = 0, /* no call: the next head may come */
+	SB__CALL_BODY,     /* its head is in, its body being read */
+	SB__CALL_OUT,      /* routed: waiting for the frame that answers it */
+	SB__CALL_REFUSED,  /* answered before it was routed: its body is skipped */
+};
 
 /* One edge connection's state beside its struct sb__conn. The output queue
  * holds raw HTTP answers (raw_left bytes at its head) and Switchboard
@@ -35,7 +46,28 @@ struct sb__edge {
 	uint8_t pong_len;                     /* ...its bytes; 0: none */
 	struct sb__http http;                 /* the head's parser, until the upgrade */
 	struct sb__ws ws_in;                  /* the framer, after it */
+	/* an HTTP call (edge_call.c) */
+	uint8_t call;                    /* SB__CALL_* */
+	uint8_t call_send;               /* POST /v1/send: 202 once routed */
+	uint8_t call_keep;               /* its answer keeps the connection open */
+	uint8_t partial;                 /* bytes of a next request came since the answer */
+	uint8_t resume;                  /* held bytes are to be read again (at the flush) */
+	uint8_t chunks_over;             /* the chunks outgrew their bound */
+	uint8_t call_name_len;           /* ... */
+	char call_name[SB_NAME_MAX + 1]; /* the message it calls */
+	uint32_t call_timeout;           /* ms; 0: the router's default */
+	uint64_t call_id;                /* our REQUEST's id */
+	uint8_t *body;                   /* its body, Content-Length bytes */
+	size_t body_len, body_cap;       /* ... */
+	uint8_t *held;                   /* bytes of later requests, read while a call is out */
+	size_t held_len;                 /* ... (at most SB__HELD_MAX) */
+	struct sb__json_buf chunks;      /* the chunks' data, comma-separated JSON */
+	uint32_t nchunks;                /* ... how many */
 };
+
+/** Raw bytes (an HTTP answer in b, whose reference is taken over) queued
+ *  ahead of whatever is queued after them. */
+void sb__edge_put_raw(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, size_t n);
 
 /** An edge connection gets its state and deadline. @return 0 or SB_ENOMEM */
 int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c);

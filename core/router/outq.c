@@ -10,6 +10,7 @@
 #include "router/conn.h"
 #include "router/conn_tls.h"
 #include "router/conn_ws.h"
+#include "router/edge_call.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
 #include "router/outq.h"
@@ -55,6 +56,16 @@ static size_t queue_limit(const struct sb__shard *sh)
  * cannot keep up is dropped rather than allowed to grow without bound. */
 int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
 		uint32_t len)
+{
+	/* An HTTP client reads answers, not frames: the one transport test
+	 * a frame pays. */
+	if (c->xport == SB__XPORT_HTTP)
+		return sb__edge_frame(sh, c, b, p, len);
+	return sb__outq_put(sh, c, b, p, len);
+}
+
+int sb__outq_put(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len)
 {
 	if (c->q_bytes + len > queue_limit(sh)) {
 		sb__buf_put(b, &sh->pool);

@@ -350,6 +350,7 @@ static void note_restart_only(struct sb_router *r, const struct sb_router_config
 		unsigned long long now, asked;
 	} f[] = {
 		{"port", o->port, c->port},
+		{"ws-port", (unsigned long long)o->ws_port, (unsigned long long)c->ws_port},
 		{"shards", o->shards, c->shards},
 		{"max-frame", o->max_frame, c->max_frame},
 		{"timeout", o->default_timeout_ms, c->default_timeout_ms},

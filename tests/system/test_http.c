@@ -1,0 +1,358 @@
+/* HTTP/JSON calls on the edge's port (docs/gateway.md), with curl as the
+ * client we did not write: a call and its JSON both ways, a send, each
+ * error's status and body, chunks beside the final reply, keep-alive with
+ * many calls on one connection, the slow sender's deadline, and a client
+ * that hangs up cancelling its call. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <switchboard/proto.h>
+#include <switchboard/router.h>
+
+#include "support/clock.h"
+#include "support/peer.h"
+#include "support/proc.h"
+#include "support/router.h"
+#include "support/testlib.h"
+
+/* ---- curl ------------------------------------------------------------------ */
+
+struct curl {
+	pid_t pid;
+	int out;
+};
+
+/* curl -s ARGS... with "\n<status> <new connections>" after each body. */
+static struct curl curl_start(const char *const *args)
+{
+	const char *argv[64] = {
+		"curl", "-s", "-S", "--max-time", "20", "-w", "\n%{http_code} %{num_connects}\n"};
+	int n = 7, fds[2];
+	struct curl c;
+
+	for (int i = 0; args[i] != NULL && n < 62; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (pipe(fds) != 0)
+		abort();
+	c.pid = fork();
+	if (c.pid == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		/* Nothing of ours stays open in it: a test peer's socket
+		 * would outlive the peer's close. */
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		execv("/usr/bin/curl", (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	c.out = fds[0];
+	return c;
+}
+
+/* Everything curl printed (NUL-terminated), once it has exited. */
+static void curl_end(struct curl c, char *out, size_t cap)
+{
+	size_t have = 0;
+	uint64_t deadline = now_ms() + 30000;
+	while (have < cap - 1 && now_ms() < deadline) {
+		struct pollfd p = {.fd = c.out, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t got = read(c.out, out + have, cap - 1 - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+	}
+	out[have] = '\0';
+	close(c.out);
+	int status;
+	if (!wait_exit(c.pid, &status, 15000))
+		reap(c.pid, SIGKILL);
+}
+
+/* One POST of @p body to @p path: the status; the body in @p out. */
+static int post(const char *path, const char *body, char *out, size_t cap)
+{
+	char url[256];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u%s", sb_router_ws_port(R), path);
+	const char *args[] = {"-X", "POST", "-H", "Content-Type: application/json", "--data-binary",
+			      body, url,    NULL};
+	curl_end(curl_start(args), out, cap);
+	char *last = strrchr(out, '\n');
+	while (last != NULL && last > out && last[-1] != '\n')
+		last--;
+	int status = 0;
+	if (last != NULL && last > out) {
+		sscanf(last, "%d", &status);
+		last[-1] = '\0'; /* the body alone */
+	}
+	return status;
+}
+
+/* ---- in-process handlers ------------------------------------------------------- */
+
+static atomic_int sends_seen;
+
+static void echo(struct sb_local_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_local_payload(call, &len);
+	(void)ud;
+	if (!sb_local_is_request(call)) {
+		atomic_fetch_add(&sends_seen, 1);
+		return;
+	}
+	sb_local_reply(call, "ok", p, len, 0);
+}
+
+/* Three chunks (0, 1, 2), a progress reply, then "done". */
+static void chunks(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	for (uint8_t i = 0; i < 3; i++)
+		sb_local_reply(call, "chunk", &i, 1, SB_F_MORE | SB_F_CHUNK);
+	sb_local_reply(call, "50%", NULL, 0, SB_F_MORE);
+	sb_local_reply(call, "done", "\xc3", 1, 0);
+}
+
+static void fails(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	sb_local_error(call, SB_EFORBIDDEN, "not you");
+}
+
+static struct sb_router_config edge_config(void)
+{
+	struct sb_router_config cfg = router_config();
+	cfg.ws_port = 0;
+	return cfg;
+}
+
+static void start_with_handlers(struct sb_router_config *cfg)
+{
+	struct sb_router *r = router_new(cfg);
+	CHECK(sb_router_handle(r, "echo", 0, echo, NULL) == 0);
+	CHECK(sb_router_handle(r, "chunks", 0, chunks, NULL) == 0);
+	CHECK(sb_router_handle(r, "fails", 0, fails, NULL) == 0);
+	router_start_with(r);
+}
+
+/* ---- stories ------------------------------------------------------------------- */
+
+static void test_curl_calls_a_handler_and_reads_its_outcome_and_data(void)
+{
+	struct sb_router_config cfg = edge_config();
+	start_with_handlers(&cfg);
+	char out[8192];
+	const char *args =
+		"{\"big\":18446744073709551615,\"neg\":-9223372036854775808,"
+		"\"f\":1.5,\"s\":\"h\\u00e9\",\"b\":{\"$bin\":\"00ff\"},\"a\":[null,true]}";
+	CHECK_INT(post("/v1/call/echo", args, out, sizeof out), 200);
+	char want[512];
+	snprintf(want, sizeof want, "{\"outcome\":\"ok\",\"data\":%s}",
+		 "{\"big\":18446744073709551615,\"neg\":-9223372036854775808,\"f\":1.5,"
+		 "\"s\":\"h\xc3\xa9\",\"b\":{\"$bin\":\"00ff\"},\"a\":[null,true]}");
+	CHECK_STR(out, want);
+	/* No body: no arguments (nil). */
+	CHECK_INT(post("/v1/call/echo", "", out, sizeof out), 200);
+	CHECK_STR(out, "{\"outcome\":\"ok\",\"data\":null}");
+	router_stop();
+}
+
+static void test_curl_sends_fire_and_forget_and_hears_202(void)
+{
+	struct sb_router_config cfg = edge_config();
+	start_with_handlers(&cfg);
+	char out[1024];
+	atomic_store(&sends_seen, 0);
+	CHECK_INT(post("/v1/send/echo", "{\"x\":1}", out, sizeof out), 202);
+	uint64_t deadline = now_ms() + 10000;
+	while (atomic_load(&sends_seen) == 0 && now_ms() < deadline)
+		usleep(1000);
+	CHECK_INT(atomic_load(&sends_seen), 1);
+	router_stop();
+}
+
+static void test_a_stream_answers_with_its_chunks_beside_the_final_reply(void)
+{
+	struct sb_router_config cfg = edge_config();
+	start_with_handlers(&cfg);
+	char out[1024];
+	CHECK_INT(post("/v1/call/chunks", "", out, sizeof out), 200);
+	CHECK_STR(out, "{\"outcome\":\"done\",\"data\":true,\"chunks\":[0,1,2]}");
+	router_stop();
+}
+
+static void test_each_error_is_answered_with_its_status_and_code(void)
+{
+	struct sb_router_config cfg = edge_config();
+	cfg.max_frame = 4096;
+	start_with_handlers(&cfg);
+	char out[8192];
+
+	CHECK_INT(post("/v1/call/nobody.home", "", out, sizeof out), 404);
+	CHECK(strstr(out, "\"error\":\"no handler\",\"code\":\"SB_ENOHANDLER\"") != NULL);
+	CHECK_INT(post("/v1/call/echo", "{\"unclosed\":", out, sizeof out), 400);
+	CHECK(strstr(out, "\"code\":\"SB_EINVAL\"") != NULL);
+	CHECK_INT(post("/v1/call/fails", "", out, sizeof out), 403);
+	CHECK(strstr(out, "\"code\":\"SB_EFORBIDDEN\",\"message\":\"not you\"") != NULL);
+	CHECK_INT(post("/v1/call/echo?timeout_ms=soon", "", out, sizeof out), 400);
+	static char big[8000];
+	memset(big, ' ', sizeof big - 3);
+	big[0] = '[', big[sizeof big - 3] = ']';
+	CHECK_INT(post("/v1/call/echo", big, out, sizeof out), 413);
+	CHECK(strstr(out, "\"code\":\"SB_ETOOLARGE\"") != NULL);
+
+	/* A handler that never answers: the call's timeout, 504. */
+	struct peer *svc = peer_hello(PORT, "sleepy", "service");
+	peer_register(svc, "sleep", 1);
+	CHECK_INT(post("/v1/call/sleep?timeout_ms=200", "", out, sizeof out), 504);
+	CHECK(strstr(out, "\"code\":\"SB_ETIMEOUT\"") != NULL);
+	struct sb_msg *m = peer_expect(svc, SB_REQUEST);
+	CHECK_INT(m->timeout_ms, 200);
+	peer_expect(svc, SB_CANCEL); /* the handler hears the timeout */
+	/* A handler that goes away with the call: 502. */
+	char url[128];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/call/sleep", sb_router_ws_port(R));
+	const char *args[] = {"-X", "POST", "--data-binary", "1", url, NULL};
+	struct curl c = curl_start(args);
+	m = peer_expect(svc, SB_REQUEST);
+	CHECK(m->payload.len == 1 && m->payload.ptr[0] == 1);
+	peer_close(svc);
+	curl_end(c, out, sizeof out);
+	CHECK(strstr(out, "\"code\":\"SB_EPEERGONE\"") != NULL);
+	CHECK(strstr(out, "\n502 ") != NULL);
+	router_stop();
+
+	/* Full: 503 before anything is read. */
+	cfg = edge_config();
+	cfg.max_conns = 1;
+	start_with_handlers(&cfg);
+	struct peer *hog = peer_hello(PORT, "hog", "client");
+	CHECK_INT(post("/v1/call/echo", "", out, sizeof out), 503);
+	CHECK(strstr(out, "\"code\":\"SB_EOVERLOADED\"") != NULL);
+	peer_close(hog);
+	router_stop();
+}
+
+static void test_a_timeout_in_the_url_reaches_the_handler(void)
+{
+	struct sb_router_config cfg = edge_config();
+	router_start(&cfg);
+	struct peer *svc = peer_hello(PORT, "svc", "service");
+	peer_register(svc, "job", 1);
+	char url[128], out[1024];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/call/job?timeout_ms=2500",
+		 sb_router_ws_port(R));
+	const char *args[] = {"-X", "POST", "--data-binary", "\"x\"", url, NULL};
+	struct curl c = curl_start(args);
+	struct sb_msg *m = peer_expect(svc, SB_REQUEST);
+	CHECK_INT(m->timeout_ms, 2500);
+	CHECK(m->payload.len == 2 && memcmp(m->payload.ptr, "\xa1x", 2) == 0);
+	peer_reply(svc, m->id, "done", 0, "\x01", 1);
+	curl_end(c, out, sizeof out);
+	CHECK(strncmp(out, "{\"outcome\":\"done\",\"data\":1}\n200 1", 33) == 0);
+	peer_close(svc);
+	router_stop();
+}
+
+static void test_keep_alive_carries_many_calls_on_one_connection(void)
+{
+	struct sb_router_config cfg = edge_config();
+	start_with_handlers(&cfg);
+	char url[128];
+	static char out[65536];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/call/echo", sb_router_ws_port(R));
+	const char *args[40] = {"-X", "POST", "--data-binary", "[7]"};
+	int n = 4;
+	for (int i = 0; i < 30; i++)
+		args[n++] = url;
+	args[n] = NULL;
+	curl_end(curl_start(args), out, sizeof out);
+	int answers = 0, connects = 0;
+	for (char *p = out; (p = strstr(p, "{\"outcome\":\"ok\",\"data\":[7]}\n200 ")) != NULL;
+	     p++) {
+		answers++;
+		connects += atoi(p + 32);
+	}
+	CHECK_INT(answers, 30);
+	CHECK_INT(connects, 1);
+	router_stop();
+}
+
+static int dial(uint16_t port)
+{
+	struct peer *p = peer_dial(port);
+	int fd = dup(p->fd);
+	peer_close(p);
+	return fd;
+}
+
+static void test_a_client_that_hangs_up_cancels_its_call(void)
+{
+	struct sb_router_config cfg = edge_config();
+	router_start(&cfg);
+	struct peer *svc = peer_hello(PORT, "svc", "service");
+	peer_register(svc, "long.job", 1);
+	int fd = dial(sb_router_ws_port(R));
+	const char *req =
+		"POST /v1/call/long.job HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+	CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+	struct sb_msg *m = peer_expect(svc, SB_REQUEST);
+	uint64_t id = m->id;
+	close(fd);
+	m = peer_expect(svc, SB_CANCEL);
+	CHECK(m->id == id);
+	peer_close(svc);
+	router_stop();
+}
+
+static void test_a_slow_sender_is_cut_off_with_408(void)
+{
+	struct sb_router_config cfg = edge_config();
+	cfg.hello_timeout_ms = 300;
+	start_with_handlers(&cfg);
+	int fd = dial(sb_router_ws_port(R));
+	/* A head, then half of its body, then nothing. */
+	const char *req = "POST /v1/call/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n[1,";
+	CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+	char buf[1024];
+	size_t have = 0;
+	uint64_t deadline = now_ms() + 10000;
+	while (have < sizeof buf - 1 && now_ms() < deadline) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+	}
+	buf[have] = '\0';
+	CHECK(strncmp(buf, "HTTP/1.1 408 ", 13) == 0);
+	CHECK(strstr(buf, "\"code\":\"SB_ETIMEOUT\"") != NULL);
+	close(fd);
+	router_stop();
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	watchdog("test_http", 240);
+	RUN(test_curl_calls_a_handler_and_reads_its_outcome_and_data);
+	RUN(test_curl_sends_fire_and_forget_and_hears_202);
+	RUN(test_a_stream_answers_with_its_chunks_beside_the_final_reply);
+	RUN(test_each_error_is_answered_with_its_status_and_code);
+	RUN(test_a_timeout_in_the_url_reaches_the_handler);
+	RUN(test_keep_alive_carries_many_calls_on_one_connection);
+	RUN(test_a_client_that_hangs_up_cancels_its_call);
+	RUN(test_a_slow_sender_is_cut_off_with_408);
+	return TEST_EXIT();
+}
