@@ -509,6 +509,8 @@ int sb__http_has(const struct sb__http_str *v, unsigned n, const char *token, in
 
 int sb__http_query(struct sb__http_str query, const char *key, struct sb__http_str *value)
 {
+	if (query.len == 0)
+		return 0; /* and query.p may be NULL, which takes no offset */
 	const char *s = query.p, *end = query.p + query.len;
 	size_t kn = strlen(key);
 

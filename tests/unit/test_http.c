@@ -560,6 +560,9 @@ static void test_numbers_and_queries(void)
 	CHECK_INT(sb__http_query(q, "a", &val), 1);
 	CHECK_INT(val.len, 1);
 	CHECK_INT(sb__http_query(q, "c", &val), 0);
+	/* A request without a query has none: p is NULL (UBSan once saw
+	 * NULL + 0 here). */
+	CHECK_INT(sb__http_query((struct sb__http_str){NULL, 0}, "timeout_ms", &val), 0);
 }
 
 int main(void)
