@@ -10,6 +10,7 @@
 #include <switchboard/error.h>
 #include <switchboard/proto.h>
 
+#include "router/conn_ws.h"
 #include "router/ws.h"
 
 static const uint8_t key4[4] = {0x37, 0xfa, 0x21, 0x3d};
@@ -451,6 +452,37 @@ static void test_a_message_holds_whole_switchboard_frames(void)
 	CHECK_INT(sb__ws_whole_frames(runt, 8, SB_FRAME_MAX_DEFAULT), SB_EBADFRAME);
 }
 
+static int origin(const char *list, const char *o)
+{
+	return sb__ws_origin_ok(list, o, strlen(o));
+}
+
+static void test_only_allowed_origins_may_upgrade(void)
+{
+	const char *list = "https://app.example.com, https://*.example.org,http://localhost:*";
+
+	CHECK(origin(NULL, "https://anything.at.all"));
+	CHECK(origin(list, "https://app.example.com"));
+	CHECK(origin(list, "HTTPS://APP.EXAMPLE.COM")); /* no case */
+	CHECK(!origin(list, "https://app.example.com.evil.net"));
+	CHECK(!origin(list, "http://app.example.com"));
+	CHECK(origin(list, "https://shop.example.org"));
+	CHECK(origin(list, "https://a.b.example.org"));
+	CHECK(!origin(list, "https://example.org")); /* the star stands for something */
+	CHECK(!origin(list, "https://evil-example.org.net"));
+	CHECK(origin(list, "http://localhost:3000"));
+	CHECK(!origin(list, "http://localhost"));
+	CHECK(!origin(list, "null")); /* a sandboxed page or a file: */
+	CHECK(!origin("", "https://app.example.com"));
+	CHECK(origin("*", "null"));
+	/* Many stars on a long origin: no blow-up, the right answer. */
+	char lng[4096];
+	memset(lng, 'a', sizeof lng - 1);
+	lng[sizeof lng - 1] = '\0';
+	CHECK(!origin("*a*a*a*a*a*a*a*a*a*b", lng));
+	CHECK(origin("*a*a*a*a*a*a*a*a*a*a", lng));
+}
+
 int main(void)
 {
 	RUN(test_the_upgrade_is_answered_as_rfc6455_says);
@@ -461,5 +493,6 @@ int main(void)
 	RUN(test_text_is_checked_across_fragments_when_accepted);
 	RUN(test_our_frames_go_out_unmasked);
 	RUN(test_a_message_holds_whole_switchboard_frames);
+	RUN(test_only_allowed_origins_may_upgrade);
 	return TEST_EXIT();
 }
