@@ -53,6 +53,8 @@ struct sb__edge {
 	uint8_t partial;                 /* bytes of a next request came since the answer */
 	uint8_t resume;                  /* held bytes are to be read again (at the flush) */
 	uint8_t chunks_over;             /* the chunks outgrew their bound */
+	uint8_t call_sse;                /* answered as Server-Sent Events */
+	uint8_t sse_started;             /* ...whose head went out */
 	uint8_t call_name_len;           /* ... */
 	char call_name[SB_NAME_MAX + 1]; /* the message it calls */
 	uint32_t call_timeout;           /* ms; 0: the router's default */

@@ -69,33 +69,33 @@ static void call_reset(struct sb__edge *e)
 	sb__json_buf_free(&e->chunks);
 	e->nchunks = 0;
 	e->chunks_over = 0;
+	e->sse_started = 0;
 	e->call = SB__CALL_NONE;
 }
 
-/* The call's answer: head and body in one buffer, queued as raw bytes. The
- * next request may then be read; one that closes ends the connection. */
-static void answer(struct sb__shard *sh, struct sb__conn *c, int status, const char *body,
-		   size_t blen)
+/* Bytes of an answer, head and all, queued as they are. @return 0, or
+ * -1 once the connection is closing */
+static int put(struct sb__shard *sh, struct sb__conn *c, const char *a, size_t an, const char *b,
+	       size_t bn)
+{
+	struct sb__buf *buf = sb__buf_heap(an + bn);
+	if (buf == NULL) {
+		sb__conn_close(sh, c, "out of memory");
+		return -1;
+	}
+	memcpy(buf->data, a, an);
+	if (bn > 0)
+		memcpy(buf->data + an, b, bn);
+	sb__edge_put_raw(sh, c, buf, an + bn);
+	return c->closing ? -1 : 0;
+}
+
+/* The call is answered in full: the next request may be read; one that
+ * closes ends the connection. */
+static void call_done(struct sb__shard *sh, struct sb__conn *c)
 {
 	struct sb__edge *e = c->edge;
-	char head[256];
-	struct sb__http_out o;
 
-	sb__http_out_init(&o, head, sizeof head);
-	sb__http_status_line(&o, status);
-	sb__http_field(&o, "Content-Type", "application/json", 16);
-	sb__http_field_uint(&o, "Content-Length", blen);
-	if (!e->call_keep)
-		sb__http_field(&o, "Connection", "close", 5);
-	sb__http_end_head(&o);
-	struct sb__buf *b = sb__http_out_done(&o) == 0 ? sb__buf_heap(o.len + blen) : NULL;
-	if (b == NULL) {
-		sb__conn_close(sh, c, "out of memory");
-		return;
-	}
-	memcpy(b->data, o.p, o.len);
-	memcpy(b->data + o.len, body, blen);
-	sb__edge_put_raw(sh, c, b, o.len + blen);
 	sb__http_answered(&e->http);
 	call_reset(e);
 	e->partial = 0;
@@ -113,26 +113,105 @@ static void answer(struct sb__shard *sh, struct sb__conn *c, int status, const c
 	sb__outq_mark(sh, c);
 }
 
+/* A whole answer with a JSON body. */
+static void answer(struct sb__shard *sh, struct sb__conn *c, int status, const char *body,
+		   size_t blen)
+{
+	char head[256];
+	struct sb__http_out o;
+
+	sb__http_out_init(&o, head, sizeof head);
+	sb__http_status_line(&o, status);
+	sb__http_field(&o, "Content-Type", "application/json", 16);
+	sb__http_field_uint(&o, "Content-Length", blen);
+	if (!c->edge->call_keep)
+		sb__http_field(&o, "Connection", "close", 5);
+	sb__http_end_head(&o);
+	if (sb__http_out_done(&o) != 0 || put(sh, c, o.p, o.len, body, blen) != 0)
+		return;
+	call_done(sh, c);
+}
+
+/* One Server-Sent Event, as one chunk of a chunked answer whose head goes
+ * out with the first; the last ends the answer. */
+static void sse(struct sb__shard *sh, struct sb__conn *c, const char *event, const char *json,
+		size_t n, int last)
+{
+	struct sb__edge *e = c->edge;
+	char head[256];
+	struct sb__http_out o;
+
+	if (!e->sse_started) {
+		sb__http_out_init(&o, head, sizeof head);
+		sb__http_status_line(&o, 200);
+		sb__http_field(&o, "Content-Type", "text/event-stream", 17);
+		sb__http_field(&o, "Cache-Control", "no-cache", 8);
+		sb__http_field(&o, "Transfer-Encoding", "chunked", 7);
+		if (!e->call_keep)
+			sb__http_field(&o, "Connection", "close", 5);
+		sb__http_end_head(&o);
+		if (sb__http_out_done(&o) != 0 || put(sh, c, o.p, o.len, NULL, 0) != 0)
+			return;
+		e->sse_started = 1;
+	}
+	/* "event: NAME\n" "data: JSON\n\n" (JSON has no line break), in a chunk. */
+	size_t cap = SB__HTTP_CHUNK_HEAD + strlen(event) + n + 32 + 7;
+	char *buf = malloc(cap);
+	if (buf == NULL) {
+		sb__conn_close(sh, c, "out of memory");
+		return;
+	}
+	struct sb__http_out ev;
+	sb__http_out_init(&ev, buf + SB__HTTP_CHUNK_HEAD, cap - SB__HTTP_CHUNK_HEAD);
+	sb__sse_event(&ev, event, json, n);
+	sb__http_put(&ev, "\r\n", 2);
+	if (last)
+		sb__http_put(&ev, "0\r\n\r\n", 5);
+	if (sb__http_out_done(&ev) == 0) {
+		char ch[SB__HTTP_CHUNK_HEAD];
+		size_t body = ev.len - 2 - (last ? 5 : 0);
+		size_t hn = sb__http_chunk_head(ch, body);
+		char *start = buf + SB__HTTP_CHUNK_HEAD - hn;
+		memcpy(start, ch, hn);
+		if (put(sh, c, start, hn + ev.len, NULL, 0) == 0 && last)
+			call_done(sh, c);
+	} else
+		sb__conn_close(sh, c, "event too long");
+	free(buf);
+}
+
+/* {"error":...,"code":"SB_...","message":...} into @p o. */
+static void error_json(struct sb__http_out *o, int err, const char *why, size_t why_len)
+{
+	char name[40];
+
+	snprintf(name, sizeof name, "SB_%s", sb_errname(err));
+	sb__http_put(o, "{\"error\":", 9);
+	sb__http_json_str(o, sb_strerror(err), strlen(sb_strerror(err)));
+	sb__http_put(o, ",\"code\":", 8);
+	sb__http_json_str(o, name, strlen(name));
+	sb__http_put(o, ",\"message\":", 11);
+	sb__http_json_str(o, why, why_len < 300 ? why_len : 300);
+	sb__http_put(o, "}", 1);
+}
+
+/* An error: its status with its JSON, or after events began, an error event. */
 static void answer_error(struct sb__shard *sh, struct sb__conn *c, int status, int err,
 			 const char *why, size_t why_len)
 {
-	char body[512], name[40];
+	char body[2048];
 	struct sb__http_out o;
 
-	snprintf(name, sizeof name, "SB_%s", sb_errname(err));
 	sb__http_out_init(&o, body, sizeof body);
-	sb__http_put(&o, "{\"error\":", 9);
-	sb__http_json_str(&o, sb_strerror(err), strlen(sb_strerror(err)));
-	sb__http_put(&o, ",\"code\":", 8);
-	sb__http_json_str(&o, name, strlen(name));
-	sb__http_put(&o, ",\"message\":", 11);
-	sb__http_json_str(&o, why, why_len < 300 ? why_len : 300);
-	sb__http_put(&o, "}", 1);
+	error_json(&o, err, why, why_len);
 	if (sb__http_out_done(&o) != 0) {
 		sb__conn_close(sh, c, "error answer too long");
 		return;
 	}
-	answer(sh, c, status, o.p, o.len);
+	if (c->edge->sse_started)
+		sse(sh, c, "error", o.p, o.len, 1);
+	else
+		answer(sh, c, status, o.p, o.len);
 }
 
 /* A refusal before anything is routed; the body, if any, is skipped. */
@@ -156,6 +235,7 @@ void sb__edge_call_head(struct sb__shard *sh, struct sb__conn *c, const struct s
 
 	e->call_keep = r->keep_alive;
 	e->call_send = (uint8_t)send;
+	e->call_sse = (uint8_t)sb__http_has(r->accept, r->n_accept, "text/event-stream", 1);
 	if (r->method != SB__HTTP_M_POST) {
 		refuse(sh, c, 405, SB_EUNSUPPORTED, "a call is a POST");
 		return;
@@ -311,18 +391,15 @@ static void chunk(struct sb__shard *sh, struct sb__edge *e, const struct sb_msg 
 	sb__json_buf_free(&one);
 }
 
-static void final_reply(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+/* {"outcome":...,"data":...[,"chunks":[...]]} of a reply, in a buffer of
+ * its own (NULL: answered with the error already). */
+static char *reply_json(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m,
+			int with_chunks, size_t *len)
 {
 	struct sb__edge *e = c->edge;
 	struct sb__json_buf data = {.max = 4ull * sh->r->cfg.max_frame};
 	char why[128];
 
-	if (e->chunks_over) {
-		snprintf(why, sizeof why, "the chunks are over %u bytes of JSON",
-			 sh->r->cfg.max_frame);
-		answer_error(sh, c, 413, SB_ETOOLARGE, why, strlen(why));
-		return;
-	}
 	int rc = m->payload.len == 0 ? jb_put(&data, "null", 4)
 				     : sb__json_print(m->payload.ptr, m->payload.len, &data);
 	if (rc != 0) {
@@ -330,16 +407,15 @@ static void final_reply(struct sb__shard *sh, struct sb__conn *c, const struct s
 		snprintf(why, sizeof why, "the handler's reply cannot be JSON (%s)",
 			 sb_strerror(rc < 0 ? rc : SB_ENOMEM));
 		answer_error(sh, c, 502, SB_EBADFRAME, why, strlen(why));
-		return;
+		return NULL;
 	}
-	/* {"outcome":...,"data":...[,"chunks":[...]]}: the outcome's text may
-	 * need 6 bytes a byte escaped. */
-	size_t cap = 48 + 6u * m->outcome.len + data.len + e->chunks.len;
+	/* The outcome's text may need 6 bytes a byte escaped. */
+	size_t cap = 48 + 6u * m->outcome.len + data.len + (with_chunks ? e->chunks.len : 0);
 	char *body = malloc(cap);
 	if (body == NULL) {
 		sb__json_buf_free(&data);
 		sb__conn_close(sh, c, "out of memory");
-		return;
+		return NULL;
 	}
 	struct sb__http_out o;
 	sb__http_out_init(&o, body, cap);
@@ -347,17 +423,62 @@ static void final_reply(struct sb__shard *sh, struct sb__conn *c, const struct s
 	sb__http_json_str(&o, (const char *)m->outcome.ptr, m->outcome.len);
 	sb__http_put(&o, ",\"data\":", 8);
 	sb__http_put(&o, data.data, data.len);
-	if (e->nchunks > 0) {
+	if (with_chunks && e->nchunks > 0) {
 		sb__http_put(&o, ",\"chunks\":[", 11);
 		sb__http_put(&o, e->chunks.data, e->chunks.len);
 		sb__http_put(&o, "]", 1);
 	}
 	sb__http_put(&o, "}", 1);
 	sb__json_buf_free(&data);
-	if (sb__http_out_done(&o) == 0)
-		answer(sh, c, 200, o.p, o.len);
-	else
+	if (sb__http_out_done(&o) != 0) {
+		free(body);
 		sb__conn_close(sh, c, "answer too long");
+		return NULL;
+	}
+	*len = o.len;
+	return body;
+}
+
+static void final_reply(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb__edge *e = c->edge;
+	char why[128];
+	size_t n;
+
+	if (e->chunks_over) {
+		snprintf(why, sizeof why, "the chunks are over %u bytes of JSON",
+			 sh->r->cfg.max_frame);
+		answer_error(sh, c, 413, SB_ETOOLARGE, why, strlen(why));
+		return;
+	}
+	char *body = reply_json(sh, c, m, !e->call_sse, &n);
+	if (body == NULL)
+		return;
+	if (e->call_sse)
+		sse(sh, c, "reply", body, n, 1);
+	else
+		answer(sh, c, 200, body, n);
+	free(body);
+}
+
+/* With Server-Sent Events, progress and chunks go out as they come. */
+static void more(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb__json_buf data = {.max = 4ull * sh->r->cfg.max_frame};
+	size_t n;
+
+	if (m->flags & SB_F_CHUNK) {
+		int rc = m->payload.len == 0
+				 ? jb_put(&data, "null", 4)
+				 : sb__json_print(m->payload.ptr, m->payload.len, &data);
+		if (rc == 0)
+			sse(sh, c, "chunk", data.data, data.len, 0);
+		sb__json_buf_free(&data);
+		return;
+	}
+	char *body = reply_json(sh, c, m, 0, &n);
+	if (body != NULL)
+		sse(sh, c, "progress", body, n, 0);
 	free(body);
 }
 
@@ -375,6 +496,8 @@ int sb__edge_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, 
 	if (m.kind == SB_REPLY && m.id == e->call_id) {
 		if (!(m.flags & SB_F_MORE))
 			final_reply(sh, c, &m);
+		else if (e->call_sse)
+			more(sh, c, &m);
 		else if (m.flags & SB_F_CHUNK)
 			chunk(sh, e, &m);
 		/* progress without Server-Sent Events is skipped */

@@ -122,6 +122,13 @@ static void chunks(struct sb_local_call *call, void *ud)
 	sb_local_reply(call, "done", "\xc3", 1, 0);
 }
 
+static void chunk_then_fail(struct sb_local_call *call, void *ud)
+{
+	(void)ud;
+	sb_local_reply(call, "chunk", "\xa2ok", 3, SB_F_MORE | SB_F_CHUNK);
+	sb_local_error(call, SB_EOVERLOADED, "disk full");
+}
+
 static void fails(struct sb_local_call *call, void *ud)
 {
 	(void)ud;
@@ -141,6 +148,7 @@ static void start_with_handlers(struct sb_router_config *cfg)
 	CHECK(sb_router_handle(r, "echo", 0, echo, NULL) == 0);
 	CHECK(sb_router_handle(r, "chunks", 0, chunks, NULL) == 0);
 	CHECK(sb_router_handle(r, "fails", 0, fails, NULL) == 0);
+	CHECK(sb_router_handle(r, "chunk_then_fail", 0, chunk_then_fail, NULL) == 0);
 	router_start_with(r);
 }
 
@@ -187,6 +195,46 @@ static void test_a_stream_answers_with_its_chunks_beside_the_final_reply(void)
 	char out[1024];
 	CHECK_INT(post("/v1/call/chunks", "", out, sizeof out), 200);
 	CHECK_STR(out, "{\"outcome\":\"done\",\"data\":true,\"chunks\":[0,1,2]}");
+	router_stop();
+}
+
+/* A POST asking for Server-Sent Events: the status; the events in @p out. */
+static int post_sse(const char *path, char *out, size_t cap)
+{
+	char url[256];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u%s", sb_router_ws_port(R), path);
+	const char *args[] = {
+		"-N", "-X", "POST", "-H", "Accept: text/event-stream", "--data-binary",
+		"",   url,  NULL};
+	curl_end(curl_start(args), out, cap);
+	char *last = strrchr(out, '\n');
+	while (last != NULL && last > out && last[-1] != '\n')
+		last--;
+	int status = 0;
+	if (last != NULL && last > out) {
+		sscanf(last, "%d", &status);
+		last[-1] = '\0';
+	}
+	return status;
+}
+
+static void test_server_sent_events_carry_progress_chunks_and_the_reply(void)
+{
+	struct sb_router_config cfg = edge_config();
+	start_with_handlers(&cfg);
+	char out[4096];
+	CHECK_INT(post_sse("/v1/call/chunks", out, sizeof out), 200);
+	CHECK_STR(out, "event: chunk\ndata: 0\n\nevent: chunk\ndata: 1\n\n"
+		       "event: chunk\ndata: 2\n\n"
+		       "event: progress\ndata: {\"outcome\":\"50%\",\"data\":null}\n\n"
+		       "event: reply\ndata: {\"outcome\":\"done\",\"data\":true}\n\n");
+	/* An error once events began is the last event. */
+	CHECK_INT(post_sse("/v1/call/chunk_then_fail", out, sizeof out), 200);
+	CHECK_STR(out, "event: chunk\ndata: \"ok\"\n\n"
+		       "event: error\ndata: {\"error\":\"overloaded\",\"code\":"
+		       "\"SB_EOVERLOADED\",\"message\":\"disk full\"}\n\n");
+	/* An error before any event is an ordinary answer, its status and all. */
+	CHECK_INT(post_sse("/v1/call/fails", out, sizeof out), 403);
 	router_stop();
 }
 
@@ -314,6 +362,41 @@ static void test_a_client_that_hangs_up_cancels_its_call(void)
 	router_stop();
 }
 
+static void test_closing_an_event_stream_cancels_its_call(void)
+{
+	struct sb_router_config cfg = edge_config();
+	router_start(&cfg);
+	struct peer *svc = peer_hello(PORT, "svc", "service");
+	peer_register(svc, "feed", 1);
+	int fd = dial(sb_router_ws_port(R));
+	const char *req = "POST /v1/call/feed HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+			  "Content-Length: 0\r\n\r\n";
+	CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+	struct sb_msg *m = peer_expect(svc, SB_REQUEST);
+	uint64_t id = m->id;
+	peer_reply(svc, id, "tick", SB_F_MORE | SB_F_CHUNK, "\x01", 1);
+	char buf[1024] = "";
+	size_t have = 0;
+	uint64_t deadline = now_ms() + 10000;
+	while (strstr(buf, "data: 1\n\n") == NULL && have < sizeof buf - 1 && now_ms() < deadline) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+		buf[have] = '\0';
+	}
+	CHECK(strstr(buf, "Content-Type: text/event-stream\r\n") != NULL);
+	CHECK(strstr(buf, "event: chunk\ndata: 1\n\n") != NULL);
+	close(fd);
+	m = peer_expect(svc, SB_CANCEL);
+	CHECK(m->id == id);
+	peer_close(svc);
+	router_stop();
+}
+
 static void test_a_slow_sender_is_cut_off_with_408(void)
 {
 	struct sb_router_config cfg = edge_config();
@@ -349,10 +432,12 @@ int main(void)
 	RUN(test_curl_calls_a_handler_and_reads_its_outcome_and_data);
 	RUN(test_curl_sends_fire_and_forget_and_hears_202);
 	RUN(test_a_stream_answers_with_its_chunks_beside_the_final_reply);
+	RUN(test_server_sent_events_carry_progress_chunks_and_the_reply);
 	RUN(test_each_error_is_answered_with_its_status_and_code);
 	RUN(test_a_timeout_in_the_url_reaches_the_handler);
 	RUN(test_keep_alive_carries_many_calls_on_one_connection);
 	RUN(test_a_client_that_hangs_up_cancels_its_call);
+	RUN(test_closing_an_event_stream_cancels_its_call);
 	RUN(test_a_slow_sender_is_cut_off_with_408);
 	return TEST_EXIT();
 }
