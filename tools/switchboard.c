@@ -643,6 +643,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("switchboard %s: listening on %s:%u (%u shards%s)\n", SB_VERSION_STRING, s->cfg.addr,
 	       sb_router_port(r), sb_router_shards(r), s->cfg.tls_cert != NULL ? ", TLS" : "");
+	if (sb_router_ws_port(r) != 0)
+		printf("switchboard: WebSocket and HTTP on %s:%u\n", s->cfg.addr,
+		       sb_router_ws_port(r));
 
 	int sig;
 	for (;;) {
