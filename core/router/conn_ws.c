@@ -361,21 +361,31 @@ void sb__conn_ws_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
 
 /* ---- input ------------------------------------------------------------------ */
 
+/* A browser page from an origin not allowed is refused before anything is
+ * done for it (403, logged); a request without Origin is not a page's. */
+static int origin_allowed(struct sb__shard *sh, struct sb__conn *c, const struct sb__http_req *r,
+			  const char *what)
+{
+	char a[INET_ADDRSTRLEN];
+
+	if (r->origin.len == 0 ||
+	    sb__ws_origin_ok(sh->r->cfg.ws_allow_origin, r->origin.p, r->origin.len))
+		return 1;
+	sb__log(&sh->r->log, 1, "%s from %s refused: origin %.*s is not allowed", what,
+		sb__conn_addr(c, a, sizeof a), (int)(r->origin.len < 200 ? r->origin.len : 200),
+		r->origin.p);
+	sb__conn_ws_refuse(sh, c, 403, SB_EFORBIDDEN, "origin not allowed");
+	return 0;
+}
+
 static void upgrade(struct sb__shard *sh, struct sb__conn *c, const struct sb__http_req *r)
 {
 	struct sb__edge *e = c->edge;
 	char buf[512], why[128];
 	struct sb__http_out o;
 
-	if (r->origin.len > 0 &&
-	    !sb__ws_origin_ok(sh->r->cfg.ws_allow_origin, r->origin.p, r->origin.len)) {
-		char a[INET_ADDRSTRLEN];
-		sb__log(&sh->r->log, 1,
-			"WebSocket upgrade from %s refused: origin %.*s is not allowed",
-			sb__conn_addr(c, a, sizeof a), (int)r->origin.len, r->origin.p);
-		sb__conn_ws_refuse(sh, c, 403, SB_EFORBIDDEN, "origin not allowed");
+	if (!origin_allowed(sh, c, r, "WebSocket upgrade"))
 		return;
-	}
 	sb__http_out_init(&o, buf, sizeof buf);
 	int status = sb__ws_handshake(r, &o, why, sizeof why);
 	if (status != 101) {
@@ -480,7 +490,8 @@ static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size
 			return at; /* what follows the head is WebSocket's */
 		}
 		if (sb__edge_call_path(r->path)) {
-			sb__edge_call_head(sh, c, r);
+			if (origin_allowed(sh, c, r, "HTTP call"))
+				sb__edge_call_head(sh, c, r);
 			continue;
 		}
 		char why[128];

@@ -290,6 +290,31 @@ static void test_each_error_is_answered_with_its_status_and_code(void)
 	router_stop();
 }
 
+static void test_a_page_from_an_origin_not_allowed_cannot_call(void)
+{
+	struct sb_router_config cfg = edge_config();
+	cfg.ws_allow_origin = "https://app.example.com";
+	start_with_handlers(&cfg);
+	char url[128], out[1024];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/send/echo", sb_router_ws_port(R));
+	const char *evil[] = {"-X", "POST", "-H", "Origin: https://evil.example", "--data-binary",
+			      "1",  url,    NULL};
+	atomic_store(&sends_seen, 0);
+	curl_end(curl_start(evil), out, sizeof out);
+	CHECK(strstr(out, "\"code\":\"SB_EFORBIDDEN\",\"message\":\"origin not allowed\"") != NULL);
+	CHECK(strstr(out, "\n403 ") != NULL);
+	const char *good[] = {
+		"-X", "POST", "-H", "Origin: https://app.example.com", "--data-binary",
+		"1",  url,    NULL};
+	curl_end(curl_start(good), out, sizeof out);
+	CHECK(strstr(out, "\n202 ") != NULL);
+	uint64_t deadline = now_ms() + 10000;
+	while (atomic_load(&sends_seen) == 0 && now_ms() < deadline)
+		usleep(1000);
+	CHECK_INT(atomic_load(&sends_seen), 1); /* the good one only */
+	router_stop();
+}
+
 static void test_a_timeout_in_the_url_reaches_the_handler(void)
 {
 	struct sb_router_config cfg = edge_config();
@@ -434,6 +459,7 @@ int main(void)
 	RUN(test_a_stream_answers_with_its_chunks_beside_the_final_reply);
 	RUN(test_server_sent_events_carry_progress_chunks_and_the_reply);
 	RUN(test_each_error_is_answered_with_its_status_and_code);
+	RUN(test_a_page_from_an_origin_not_allowed_cannot_call);
 	RUN(test_a_timeout_in_the_url_reaches_the_handler);
 	RUN(test_keep_alive_carries_many_calls_on_one_connection);
 	RUN(test_a_client_that_hangs_up_cancels_its_call);
