@@ -32,6 +32,11 @@ enum {
 	O_SLOW_TIMEOUT,
 	O_WS_PORT,
 	O_WS_ALLOW_ORIGIN,
+	O_JWT_KEYS,
+	O_JWT_SECRET_FILE,
+	O_JWT_ISSUER,
+	O_JWT_AUDIENCE,
+	O_JWT_LEEWAY,
 };
 
 /* Every setting is a long flag, and the same name is its key in a config
@@ -73,6 +78,11 @@ static const struct option opts[] = {
 	{"tls-deny", required_argument, NULL, 'x'},
 	{"ws-port", required_argument, NULL, O_WS_PORT},
 	{"ws-allow-origin", required_argument, NULL, O_WS_ALLOW_ORIGIN},
+	{"jwt-keys", required_argument, NULL, O_JWT_KEYS},
+	{"jwt-secret-file", required_argument, NULL, O_JWT_SECRET_FILE},
+	{"jwt-issuer", required_argument, NULL, O_JWT_ISSUER},
+	{"jwt-audience", required_argument, NULL, O_JWT_AUDIENCE},
+	{"jwt-leeway", required_argument, NULL, O_JWT_LEEWAY},
 	{"config", required_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -155,6 +165,12 @@ static void usage(FILE *out)
 		"  --ws-allow-origin O   browser origins allowed to upgrade, comma-\n"
 		"                        separated; '*' matches any run of characters\n"
 		"                        (https://*.example.com); default: any\n"
+		"  --jwt-keys FILE       PEM public keys (RS256, ES256) bearer tokens are\n"
+		"                        checked with: every call and upgrade on the edge\n"
+		"                        then needs a token (SIGHUP reads it again)\n"
+		"  --jwt-secret-file FILE  an HS256 secret (32 bytes at least) instead or too\n"
+		"  --jwt-issuer S        --jwt-audience S   iss and aud tokens must carry\n"
+		"  --jwt-leeway S        clock skew allowed on exp and nbf (default 30)\n"
 		"\n"
 		"  --config FILE         read settings from FILE first: one `key = value`\n"
 		"                        per line, the keys being these flags' names\n"
@@ -389,6 +405,21 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case O_WS_ALLOW_ORIGIN:
 		cfg->ws_allow_origin = val;
+		break;
+	case O_JWT_KEYS:
+		cfg->jwt_keys_file = val;
+		break;
+	case O_JWT_SECRET_FILE:
+		cfg->jwt_secret_file = val;
+		break;
+	case O_JWT_ISSUER:
+		cfg->jwt_issuer = val;
+		break;
+	case O_JWT_AUDIENCE:
+		cfg->jwt_audience = val;
+		break;
+	case O_JWT_LEEWAY:
+		cfg->jwt_leeway_s = (uint32_t)number(s, "jwt-leeway", val, 0, 300);
 		break;
 	}
 }

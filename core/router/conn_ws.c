@@ -17,6 +17,7 @@
 #include "proto/mp.h"
 #include "router/conn.h"
 #include "router/conn_ws.h"
+#include "router/edge_auth.h"
 #include "router/edge_call.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
@@ -386,6 +387,13 @@ static void upgrade(struct sb__shard *sh, struct sb__conn *c, const struct sb__h
 
 	if (!origin_allowed(sh, c, r, "WebSocket upgrade"))
 		return;
+	if (sb__edge_token(sh, c, r, why, sizeof why) != 0) {
+		char a[INET_ADDRSTRLEN];
+		sb__log(&sh->r->log, 1, "WebSocket upgrade from %s refused: %s",
+			sb__conn_addr(c, a, sizeof a), why);
+		sb__conn_ws_refuse(sh, c, 401, SB_EUNAUTHORIZED, why);
+		return;
+	}
 	sb__http_out_init(&o, buf, sizeof buf);
 	int status = sb__ws_handshake(r, &o, why, sizeof why);
 	if (status != 101) {

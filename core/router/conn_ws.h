@@ -14,6 +14,7 @@
 
 #include "router/conn-t.h"
 #include "router/http.h"
+#include "router/jwt.h"
 #include "router/shard-t.h"
 #include "router/ws.h"
 
@@ -64,7 +65,12 @@ struct sb__edge {
 	uint8_t *held;                   /* bytes of later requests, read while a call is out */
 	size_t held_len;                 /* ... (at most SB__HELD_MAX) */
 	struct sb__json_buf chunks;      /* the chunks' data, comma-separated JSON */
-	uint32_t nchunks;                /* ... how many */
+	/* a bearer token's word (edge_auth.c) */
+	uint8_t authed;                    /* a token was verified: its subject is ours */
+	uint8_t tok_service;               /* it grants role service */
+	char tok_name[SB_PEER_MAX + 1];    /* the peer name(s) it allows ("" any; "x*") */
+	char tok_sub[SB__JWT_SUB_MAX + 1]; /* its subject */
+	uint32_t nchunks;                  /* ... how many */
 };
 
 /** Raw bytes (an HTTP answer in b, whose reference is taken over) queued

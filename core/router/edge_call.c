@@ -16,6 +16,7 @@
 #include "proto/mp.h"
 #include "router/conn.h"
 #include "router/conn_ws.h"
+#include "router/edge_auth.h"
 #include "router/edge_call.h"
 #include "router/handshake.h"
 #include "router/outq.h"
@@ -249,10 +250,14 @@ void sb__edge_call_head(struct sb__shard *sh, struct sb__conn *c, const struct s
 		refuse(sh, c, 400, SB_EINVAL, "timeout_ms is not a number of milliseconds");
 		return;
 	}
-	if (sh->auth.pol->any_secret) {
+	char why[160];
+	if (sb__edge_token(sh, c, r, why, sizeof why) != 0) {
+		refuse(sh, c, 401, SB_EUNAUTHORIZED, why);
+		return;
+	}
+	if (!e->authed && sh->auth.pol->any_secret) {
 		refuse(sh, c, 401, SB_EUNAUTHORIZED,
-		       "this router requires authentication: HTTP calls need a bearer token, "
-		       "which the edge does not take yet");
+		       "this router requires authentication: an HTTP call needs a bearer token");
 		return;
 	}
 	memcpy(e->call_name, name.p, name.len);
@@ -340,7 +345,8 @@ void sb__edge_call_end(struct sb__shard *sh, struct sb__conn *c)
 		/* An HTTP client is a peer of role client for its connection's life,
 		 * named from the pattern, with no HELLO of its own. */
 		struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
-		hello.role = (struct sb_view){(const uint8_t *)"client", 6};
+		hello.role = e->tok_service ? (struct sb_view){(const uint8_t *)"service", 7}
+					    : (struct sb_view){(const uint8_t *)"client", 6};
 		sb__hs_hello(sh, c, &hello);
 	}
 	if (c->ready && !c->doomed)

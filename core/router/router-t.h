@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "router/addrtab.h"
 #include "router/auth.h"
+#include "router/jwt.h"
 #include "router/peers.h"
 #include "router/rstat.h"
 
@@ -51,6 +52,7 @@ struct sb_router {
 	struct sb__addrtab addrs;    /* connections per remote address */
 	char *addr;                  /* cfg.addr's own copy */
 	char *ws_origins;            /* cfg.ws_allow_origin's own copy */
+	struct sb__jwt_slot jwt;     /* the bearer tokens' key set in force (NULL: tokens off) */
 	int tls_on;                  /* the listener speaks TLS (fixed for the router's life) */
 	pthread_mutex_t tls_lock;    /* guards tls: taken at reload, and by a shard at an accept
 					after one */

@@ -16,6 +16,7 @@
 #include "common/tls.h"
 #include "router/local-t.h"
 #include "router/mailbox.h"
+#include "router/edge_auth.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
@@ -45,6 +46,7 @@ void sb_router_config_init(struct sb_router_config *c)
 	c->idle_ms = 60000;
 	c->pong_timeout_ms = 20000;
 	c->ws_port = -1;
+	c->jwt_leeway_s = 30;
 }
 
 static int tls_wanted(const struct sb_router_config *c)
@@ -216,6 +218,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
 	pthread_mutex_init(&r->tls_lock, NULL);
+	sb__jwt_slot_init(&r->jwt);
 	r->cfg.name_pattern = NULL; /* the directory keeps its own copy */
 	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
 		goto fail;
@@ -238,6 +241,14 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if (c->ws_allow_origin != NULL && (r->ws_origins = strdup(c->ws_allow_origin)) == NULL)
 		goto fail;
 	r->cfg.ws_allow_origin = r->ws_origins;
+	struct sb__jwt_keys *keys;
+	if ((e = sb__edge_keys_load(c, &r->log, &keys)) != 0)
+		goto fail;
+	sb__jwt_slot_set(&r->jwt, keys);
+	sb__jwt_keys_put(keys); /* the slot holds its own */
+	r->cfg.jwt_keys_file = r->cfg.jwt_secret_file = NULL;
+	r->cfg.jwt_issuer = r->cfg.jwt_audience = NULL;
+	e = SB_ENOMEM;
 	if (tls_wanted(c)) {
 		if ((e = tls_load(r, c, &r->tls, "TLS")) != 0)
 			goto fail;
@@ -413,17 +424,24 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *cfg)
 	}
 	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
 		goto refused;
+	struct sb__jwt_keys *keys = NULL;
+	if ((rc = sb__edge_keys_load(cfg, &r->log, &keys)) != 0)
+		goto refused;
 	/* Secrets and name rules: checked and swapped in one step, and last,
 	 * so a refusal of its own (logged by it) leaves TLS as it was too. */
 	uint64_t gen;
 	if ((rc = sb__auth_reload(&r->auth, cfg, &r->log, &gen)) != 0 ||
 	    (rc = wait_for_shards(r, gen)) != 0) {
 		sb__tls_ctx_put(tls);
+		sb__jwt_keys_put(keys);
 		return rc;
 	}
 
-	/* Nothing below fails. */
+	/* Nothing below fails. Tokens verified from now on use the new keys
+	 * (a set that failed to load was refused above). */
 	note_restart_only(r, cfg);
+	sb__jwt_slot_set(&r->jwt, keys);
+	sb__jwt_keys_put(keys);
 	if (tls != NULL) {
 		char desc[320];
 		sb__tls_ctx_describe(tls, desc, sizeof desc);
@@ -522,6 +540,7 @@ void sb_router_free(struct sb_router *r)
 	pthread_mutex_destroy(&r->tls_lock);
 	free(r->addr);
 	free(r->ws_origins);
+	sb__jwt_slot_destroy(&r->jwt);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

@@ -14,6 +14,7 @@
 #include "common/list.h"
 #include "common/timer.h"
 #include "router/auth.h"
+#include "router/jwt.h"
 #include "router/mail-t.h"
 #include "router/peers.h"
 #include "router/reqtab.h"
@@ -78,6 +79,7 @@ struct sb__shard {
 	uint8_t *tls_stage;            /* small frames gathered into one TLS record */
 	struct sb__stats st;
 	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
+	struct sb__jwt_cache jwt;   /* the bearer tokens' key set, as of its last use */
 };
 
 #endif

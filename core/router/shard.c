@@ -251,6 +251,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__reqtab_destroy(&sh->conns);
 	sb__reqtab_destroy(&sh->reqs);
 	sb__auth_shard_destroy(&sh->auth);
+	sb__jwt_cache_drop(&sh->jwt);
 }
 
 static void signal_started(struct sb__shard *sh, int rc)

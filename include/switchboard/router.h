@@ -94,6 +94,17 @@ struct sb_router_config {
 	const char *ws_allow_origin; /* browser origins that may upgrade: exact origins and
 					`*` patterns, comma-separated; NULL = any. A request
 					without Origin (not a browser) is not checked. Copied */
+
+	/* Bearer tokens (JWT) on the edge (docs/gateway.md, "Tokens"): with a
+	 * key, every HTTP call and WebSocket upgrade must carry a valid token.
+	 * Files are read by sb_router_new() and sb_router_reload() (SIGHUP). */
+	const char *jwt_keys_file;   /* PEM public keys: RS256 (RSA) and ES256 (P-256) */
+	const char *jwt_secret_file; /* an HS256 secret of 32 bytes or more, minus one
+					trailing newline */
+	const char *jwt_issuer;      /* "iss" must be this; NULL: not checked */
+	const char *jwt_audience;    /* "aud" must hold this; NULL: not checked */
+	uint32_t jwt_leeway_s;       /* clock skew allowed on exp and nbf, at most 300;
+					default 30 */
 };
 
 /* Counters, summed over shards. */

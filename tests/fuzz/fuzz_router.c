@@ -11,7 +11,9 @@
  * serves the edge too (ws_port): the bytes go there as they are (HTTP:
  * calls, upgrades, refusals) and after an upgrade's head (WebSocket frames;
  * a zero masking key leaves a payload as it is, so the fuzzer reaches the
- * frames inside messages). FZ_LOG=1 turns the routers' connection logs on. */
+ * frames inside messages). The second router's edge takes bearer tokens,
+ * and gets the bytes as they are too. FZ_LOG=1 turns the routers'
+ * connection logs on. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -192,7 +194,7 @@ static void fz_expect(struct fz_conn *c, unsigned kind, uint64_t id)
 		die("the service or the probe did not get its answer");
 }
 
-static uint16_t port, auth_port, ws_port;
+static uint16_t port, auth_port, ws_port, auth_ws_port;
 static struct fz_conn service, probe, auth_probe;
 
 /* The auth router's "fz.echo", in-process: nothing an input does there can
@@ -292,11 +294,22 @@ static void set_up(void)
 
 	cfg.secret_client = FZ_CLIENT_SECRET;
 	cfg.secret_service = "fz-service-secret";
+	/* Its edge takes bearer tokens: the bytes meet the token's search
+	 * (Authorization, cookies) and the verifier's refusals. */
+	static char jwt_path[64];
+	snprintf(jwt_path, sizeof jwt_path, "/tmp/fz-router-jwt-%d", (int)getpid());
+	FILE *f = fopen(jwt_path, "w");
+	if (f == NULL || fputs("fz-hs256-secret-of-at-least-32-bytes", f) < 0 || fclose(f) != 0)
+		die("cannot write the token secret");
+	cfg.ws_port = 0;
+	cfg.jwt_secret_file = jwt_path;
 	auth_router = sb_router_new(&cfg, &err);
+	unlink(jwt_path);
 	if (auth_router == NULL || sb_router_handle(auth_router, "fz.echo", 0, local_echo, NULL) ||
 	    sb_router_start(auth_router) != 0)
 		die("auth router did not start");
 	auth_port = sb_router_port(auth_router);
+	auth_ws_port = sb_router_ws_port(auth_router);
 	fz_open_auth(&auth_probe, auth_port);
 }
 
@@ -334,6 +347,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	feed(auth_port, NULL, data, size);
 	feed(ws_port, NULL, data, size);
 	feed(ws_port, upgrade, data, size);
+	feed(auth_ws_port, NULL, data, size);
 
 	/* Nothing an input sends gets past the auth router's handshake, so its
 	 * probe is answered by the in-process handler, first time. */
