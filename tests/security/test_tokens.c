@@ -253,7 +253,25 @@ static void ws_exchange(int fd, const struct sb_msg *m, struct sb_msg *got, uint
 	memset(w + 2, 0, 4); /* a zero key: the payload as it is */
 	memcpy(w + 6, f, (size_t)n);
 	CHECK(write(fd, w, (size_t)n + 6) == n + 6);
-	size_t have = read_until(fd, (char *)buf, cap, NULL);
+	/* Until the first message's first frame is in (its length prefix read). */
+	size_t have = 0;
+	uint64_t deadline = now_ms() + 10000;
+	while (now_ms() < deadline) {
+		if (have >= 8) {
+			size_t hh = (buf[1] & 0x7f) == 126 ? 4 : 2;
+			uint32_t b = (uint32_t)buf[hh] << 24 | (uint32_t)buf[hh + 1] << 16 |
+				     (uint32_t)buf[hh + 2] << 8 | buf[hh + 3];
+			if (have >= hh + SB_PREFIX_LEN + b)
+				break;
+		}
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + have, cap - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
 	size_t h = (buf[1] & 0x7f) == 126 ? 4 : 2;
 	CHECK(have > h && buf[0] == 0x82);
 	uint32_t body = (uint32_t)buf[h] << 24 | (uint32_t)buf[h + 1] << 16 |
