@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "proto/mp.h"
@@ -34,6 +35,7 @@ static uint64_t message_max(const struct sb__shard *sh)
 }
 
 static void on_deadline(struct sb__timer *t);
+static void on_token_expiry(struct sb__timer *t);
 
 int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c)
 {
@@ -53,6 +55,8 @@ int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c)
 		return SB_ENOMEM;
 	}
 	sb__ws_init(&e->ws_in, message_max(sh), 0);
+	sb__timer_init(&e->tok_timer, on_token_expiry);
+	e->conn = c;
 	e->reading = 1;
 	c->edge = e;
 	c->xport = SB__XPORT_HTTP;
@@ -66,6 +70,7 @@ void sb__conn_ws_free(struct sb__conn *c)
 {
 	if (c->edge == NULL)
 		return;
+	sb__timer_disarm(&c->edge->tok_timer);
 	sb__http_free(&c->edge->http);
 	sb__ws_free(&c->edge->ws_in);
 	free(c->edge->body);
@@ -428,6 +433,11 @@ static void upgrade(struct sb__shard *sh, struct sb__conn *c, const struct sb__h
 	sb__http_free(&e->http); /* its 8 KiB block is not needed again */
 	e->ws = 1;
 	c->xport = SB__XPORT_WS;
+	if (e->authed) { /* the peer lives as long as its token: then 1008 */
+		int64_t left = e->tok_exp + (int64_t)sh->r->cfg.jwt_leeway_s - (int64_t)time(NULL);
+		sb__timer_arm(&sh->wheel, &e->tok_timer,
+			      sh->now + (left > 0 ? (uint64_t)left * 1000u : 0));
+	}
 }
 
 /* Bytes that come while a call is out wait for its answer, up to a bound:
@@ -572,6 +582,23 @@ void sb__conn_ws_in(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 		}
 	}
 	sb__buf_put(b, &sh->pool);
+}
+
+/* A WebSocket peer's token ran out: it hears why (an ERROR), then a close
+ * with 1008. A new connection with a fresh token carries on. */
+static void on_token_expiry(struct sb__timer *t)
+{
+	struct sb__edge *e = SB__CONTAINER(t, struct sb__edge, tok_timer);
+	struct sb__conn *c = e->conn;
+	struct sb__shard *sh = c->sh;
+
+	if (c->doomed || c->closing)
+		return;
+	sb__log(&sh->r->log, 2, "WebSocket peer %s: its bearer token expired",
+		c->name[0] ? c->name : "(handshake)");
+	if (c->ready)
+		sb__send_error(sh, c, 0, SB_EUNAUTHORIZED, "the bearer token expired", SB_F_FATAL);
+	want_close(sh, c, SB__WS_POLICY, "the bearer token expired");
 }
 
 /* The deadline from the accept: a head not in yet is answered 408; a

@@ -70,6 +70,9 @@ struct sb__edge {
 	uint8_t tok_service;               /* it grants role service */
 	char tok_name[SB_PEER_MAX + 1];    /* the peer name(s) it allows ("" any; "x*") */
 	char tok_sub[SB__JWT_SUB_MAX + 1]; /* its subject */
+	int64_t tok_exp;                   /* its exp, seconds since the epoch */
+	struct sb__timer tok_timer;        /* a WebSocket peer's token runs out: closed */
+	struct sb__conn *conn;             /* whose state this is (for the timer) */
 	uint32_t nchunks;                  /* ... how many */
 };
 

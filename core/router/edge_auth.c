@@ -150,6 +150,7 @@ int sb__edge_token(struct sb__shard *sh, struct sb__conn *c, const struct sb__ht
 	snprintf(e->tok_sub, sizeof e->tok_sub, "%s", cl.sub);
 	snprintf(e->tok_name, sizeof e->tok_name, "%s", cl.name);
 	e->tok_service = strcmp(cl.role, "service") == 0;
+	e->tok_exp = cl.exp;
 	e->authed = 1;
 	return 0;
 }

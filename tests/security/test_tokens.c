@@ -329,6 +329,60 @@ static void test_the_upgrade_takes_a_token_from_a_cookie_and_its_role(void)
 	router_stop();
 }
 
+static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	cfg.jwt_leeway_s = 0;
+	router_start(&cfg);
+	char out[4096], field[4200], c[256];
+	uint8_t buf[4096];
+	struct sb_msg got;
+
+	snprintf(c, sizeof c, "{\"sub\":\"brief\",\"aud\":\"edge\",\"exp\":%lld}",
+		 (long long)time(NULL) + 2);
+	snprintf(field, sizeof field, "Authorization: Bearer %s\r\n", token(HS, c, SECRET));
+	int fd = upgrade(field, out, sizeof out);
+	CHECK(strncmp(out, "HTTP/1.1 101 ", 13) == 0);
+	struct sb_msg hello = {.kind = SB_HELLO, .id = 1, .version = 1};
+	hello.role = v_str("client");
+	ws_exchange(fd, &hello, &got, buf, sizeof buf);
+	CHECK_INT(got.kind, SB_WELCOME);
+	/* Then, within a few seconds and unasked: the ERROR, and close 1008. */
+	uint64_t t0 = now_ms();
+	size_t have = 0;
+	while (have < sizeof buf && now_ms() < t0 + 10000) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t r = read(fd, buf + have, sizeof buf - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+	}
+	CHECK(now_ms() - t0 < 9000);
+	int saw_error = 0, close_code = 0;
+	for (size_t at = 0; at + 2 <= have;) {
+		size_t h = 2, len = buf[at + 1] & 0x7f;
+		if (len == 126) {
+			len = (size_t)buf[at + 2] << 8 | buf[at + 3];
+			h = 4;
+		}
+		if (at + h + len > have)
+			break;
+		if ((buf[at] & 0x0f) == 0x2 && sb_decode(buf + at + h, len, 0, &got, NULL) == 0 &&
+		    got.kind == SB_ERROR && (int)-got.code == SB_EUNAUTHORIZED)
+			saw_error = 1;
+		if ((buf[at] & 0x0f) == 0x8 && len >= 2)
+			close_code = buf[at + h] << 8 | buf[at + h + 1];
+		at += h + len;
+	}
+	CHECK(saw_error);
+	CHECK_INT(close_code, 1008);
+	close(fd);
+	router_stop();
+}
+
 static void test_a_reload_rotates_the_key(void)
 {
 	write_secret(SECRET);
@@ -364,6 +418,7 @@ int main(void)
 	RUN(test_a_call_with_a_valid_token_is_served_as_its_subject);
 	RUN(test_tokens_that_do_not_pass_are_answered_401_with_why);
 	RUN(test_the_upgrade_takes_a_token_from_a_cookie_and_its_role);
+	RUN(test_a_websocket_peer_is_closed_when_its_token_expires);
 	RUN(test_a_reload_rotates_the_key);
 	unlink(secret_path);
 	return TEST_EXIT();
