@@ -71,6 +71,8 @@ void sb__conn_ws_free(struct sb__conn *c)
 	if (c->edge == NULL)
 		return;
 	sb__timer_disarm(&c->edge->tok_timer);
+	sb__patterns_free(&c->edge->tok_call);
+	sb__patterns_free(&c->edge->tok_reg);
 	sb__http_free(&c->edge->http);
 	sb__ws_free(&c->edge->ws_in);
 	free(c->edge->body);
@@ -521,6 +523,32 @@ static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size
 	return len;
 }
 
+/* Frames of a peer whose token narrows its name rules: each SEND, REQUEST
+ * and REGISTER is held to them first (a refused request or registration
+ * is answered forbidden, a send dropped, each counted), the rest taken
+ * one frame at a time. Only such peers pay for the walk. */
+static void narrowed(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *p,
+		     size_t len)
+{
+	char why[SB_TEXT_MAX];
+
+	for (size_t at = 0; at < len && !c->closing && !c->doomed;) {
+		uint32_t n = SB_PREFIX_LEN + sb__be32(p + at);
+		struct sb_msg m;
+		if (sb_decode(p + at, n, 0, &m, NULL) == 0 &&
+		    sb__edge_may(c, m.kind, m.name, why, sizeof why) != 0) {
+			sb__stat_add(&sh->st.forbidden, 1);
+			if (m.kind != SB_SEND)
+				sb__send_error(sh, c, m.id, SB_EFORBIDDEN, why, 0);
+		} else {
+			sb__buf_get(b);
+			sb__conn_take_at(sh, c, b, p + at, n);
+		}
+		at += n;
+	}
+	sb__buf_put(b, &sh->pool);
+}
+
 /* A whole message: its frames go the frame path, by reference when it lies
  * in b, else from a copy. */
 static void message(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len,
@@ -530,18 +558,21 @@ static void message(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 		want_close(sh, c, SB__WS_BAD_DATA, "a message must hold whole Switchboard frames");
 		return;
 	}
-	if (ev->data >= b->data && ev->data + ev->len <= b->data + len) {
+	struct sb__buf *h = b;
+	uint8_t *p = ev->data;
+	if (ev->data >= b->data && ev->data + ev->len <= b->data + len)
 		sb__buf_get(b);
-		sb__conn_take_at(sh, c, b, ev->data, (uint32_t)ev->len);
-		return;
-	}
-	struct sb__buf *h = sb__buf_heap(ev->len);
-	if (h == NULL) {
+	else if ((h = sb__buf_heap(ev->len)) != NULL) {
+		memcpy(h->data, ev->data, ev->len);
+		p = h->data;
+	} else {
 		sb__conn_close(sh, c, "out of memory");
 		return;
 	}
-	memcpy(h->data, ev->data, ev->len);
-	sb__conn_take(sh, c, h, (uint32_t)ev->len);
+	if (c->edge->tok_rules)
+		narrowed(sh, c, h, p, ev->len);
+	else
+		sb__conn_take_at(sh, c, h, p, (uint32_t)ev->len);
 }
 
 void sb__conn_ws_in(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)

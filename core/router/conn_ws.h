@@ -15,6 +15,7 @@
 #include "router/conn-t.h"
 #include "router/http.h"
 #include "router/jwt.h"
+#include "router/pattern.h"
 #include "router/shard-t.h"
 #include "router/ws.h"
 
@@ -71,6 +72,9 @@ struct sb__edge {
 	char tok_name[SB_PEER_MAX + 1];    /* the peer name(s) it allows ("" any; "x*") */
 	char tok_sub[SB__JWT_SUB_MAX + 1]; /* its subject */
 	int64_t tok_exp;                   /* its exp, seconds since the epoch */
+	uint8_t tok_rules;                 /* its sb_allow_call or sb_allow_register narrow */
+	struct sb__patterns tok_call;      /* sb_allow_call (any: not given) */
+	struct sb__patterns tok_reg;       /* sb_allow_register (the same) */
 	struct sb__timer tok_timer;        /* a WebSocket peer's token runs out: closed */
 	struct sb__conn *conn;             /* whose state this is (for the timer) */
 	uint32_t nchunks;                  /* ... how many */

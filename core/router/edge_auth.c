@@ -3,9 +3,8 @@
  * once a new one loaded whole); each shard reads it through its cache, one
  * atomic load per token. A token's subject becomes the connection's
  * verified identity, as a client certificate's does on TLS; its role and
- * name claims decide what its HELLO may ask. Claims that would narrow the
- * name rules per connection are refused until the router enforces them,
- * so that a token never grants more than it says. */
+ * name claims decide what its HELLO may ask, and its name rule claims
+ * narrow what the connection may call and register (edge_auth_check()). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -131,11 +130,6 @@ int sb__edge_token(struct sb__shard *sh, struct sb__conn *c, const struct sb__ht
 	}
 	if (sb__jwt_verify(k, t.p, t.len, (int64_t)time(NULL), &cl, why, cap) != 0)
 		return SB_EUNAUTHORIZED;
-	if (cl.has_allow_call || cl.has_allow_register) {
-		snprintf(why, cap, "claim %s is not taken by this router yet",
-			 cl.has_allow_call ? "sb_allow_call" : "sb_allow_register");
-		return SB_EUNAUTHORIZED;
-	}
 	if (e->authed) { /* a later call on a kept-alive connection: the same caller */
 		if (strcmp(e->tok_sub, cl.sub) != 0) {
 			snprintf(why, cap, "the token's subject is not this connection's");
@@ -143,6 +137,17 @@ int sb__edge_token(struct sb__shard *sh, struct sb__conn *c, const struct sb__ht
 		}
 		return 0;
 	}
+	/* Its name rules, compiled once: a token's patterns are checked as a
+	 * configured rule's are (and were, by the verifier). */
+	if ((cl.has_allow_call &&
+	     sb__patterns_compile(&e->tok_call, "sb_allow_call", cl.allow_call, why, cap) != 0) ||
+	    (cl.has_allow_register && sb__patterns_compile(&e->tok_reg, "sb_allow_register",
+							   cl.allow_register, why, cap) != 0)) {
+		sb__patterns_free(&e->tok_call);
+		sb__patterns_free(&e->tok_reg);
+		return SB_EUNAUTHORIZED;
+	}
+	e->tok_rules = cl.has_allow_call || cl.has_allow_register;
 	if (sb__peers_set_subject(c, cl.sub, strlen(cl.sub)) != 0) {
 		snprintf(why, cap, "out of memory");
 		return SB_EUNAUTHORIZED;
@@ -153,6 +158,19 @@ int sb__edge_token(struct sb__shard *sh, struct sb__conn *c, const struct sb__ht
 	e->tok_exp = cl.exp;
 	e->authed = 1;
 	return 0;
+}
+
+int sb__edge_may(const struct sb__conn *c, unsigned kind, struct sb_view name, char *why,
+		 size_t cap)
+{
+	const struct sb__patterns *rule =
+		kind == SB_REGISTER ? &c->edge->tok_reg : &c->edge->tok_call;
+
+	if ((kind != SB_SEND && kind != SB_REQUEST && kind != SB_REGISTER) ||
+	    (rule->any || rule->text == NULL) || sb__patterns_allow(rule, name))
+		return 0;
+	sb__patterns_refusal(why, cap, name, rule);
+	return SB_EFORBIDDEN;
 }
 
 int sb__edge_hello(const struct sb__conn *c, int service, struct sb_view peer, char *why,

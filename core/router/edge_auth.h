@@ -35,6 +35,15 @@ int sb__edge_token(struct sb__shard *sh, struct sb__conn *c, const struct sb__ht
 		   char *why, size_t cap);
 
 /**
+ * Whether a token's name rules let c send, request (@p kind SB_SEND,
+ * SB_REQUEST) or register @p name; other kinds pass. A token narrows the
+ * configured rules, which the router checks as for any peer.
+ * @return 0 or SB_EFORBIDDEN (@p why, as a configured rule's refusal)
+ */
+int sb__edge_may(const struct sb__conn *c, unsigned kind, struct sb_view name, char *why,
+		 size_t cap);
+
+/**
  * A HELLO on an edge connection a token authenticated: the role and the
  * name must be the token's to give. @return 0 or SB_EFORBIDDEN (@p why)
  */

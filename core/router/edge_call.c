@@ -260,6 +260,13 @@ void sb__edge_call_head(struct sb__shard *sh, struct sb__conn *c, const struct s
 		       "this router requires authentication: an HTTP call needs a bearer token");
 		return;
 	}
+	struct sb_view nv = {(const uint8_t *)name.p, name.len};
+	if (e->tok_rules &&
+	    sb__edge_may(c, send ? SB_SEND : SB_REQUEST, nv, why, sizeof why) != 0) {
+		sb__stat_add(&sh->st.forbidden, 1);
+		refuse(sh, c, 403, SB_EFORBIDDEN, why);
+		return;
+	}
 	memcpy(e->call_name, name.p, name.len);
 	e->call_name_len = (uint8_t)name.len;
 	e->call_timeout = (uint32_t)t;

@@ -213,11 +213,18 @@ static void test_tokens_that_do_not_pass_are_answered_401_with_why(void)
 		       sizeof out),
 		  401);
 	CHECK(strstr(out, "alg none is refused") != NULL);
-	/* A claim the router does not enforce yet: refused, never ignored. */
-	CHECK_INT(call("x", bearer(token(HS, claims("ada", ",\"sb_allow_call\":\"a.*\""), SECRET)),
+	/* A token's call rule narrows what it may call: 403 outside it. */
+	const char *narrow = token(HS, claims("ada", ",\"sb_allow_call\":\"a.*\""), SECRET);
+	char nb[4200];
+	snprintf(nb, sizeof nb, "%s", bearer(narrow));
+	CHECK_INT(call("x", nb, out, sizeof out), 403);
+	CHECK(strstr(out, "\"code\":\"SB_EFORBIDDEN\"") != NULL);
+	CHECK(strstr(out, "sb_allow_call") != NULL);
+	CHECK_INT(call("a.b", nb, out, sizeof out), 404); /* allowed: nobody handles it */
+	/* Patterns a configured rule would refuse make the token refused. */
+	CHECK_INT(call("x", bearer(token(HS, claims("ada", ",\"sb_allow_call\":\"a*b\""), SECRET)),
 		       out, sizeof out),
 		  401);
-	CHECK(strstr(out, "sb_allow_call") != NULL);
 	/* A good one gets as far as the call: nobody handles x. */
 	CHECK_INT(call("x", bearer(token(HS, claims("ada", ""), SECRET)), out, sizeof out), 404);
 	router_stop();
@@ -329,6 +336,44 @@ static void test_the_upgrade_takes_a_token_from_a_cookie_and_its_role(void)
 	router_stop();
 }
 
+static void test_a_tokens_name_rules_narrow_what_a_websocket_peer_may_do(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	router_start(&cfg);
+	char out[4096], field[4200];
+	uint8_t buf[4096];
+	struct sb_msg got;
+
+	snprintf(field, sizeof field, "Authorization: Bearer %s\r\n",
+		 token(HS,
+		       claims("svc", ",\"sb_role\":\"service\",\"sb_allow_call\":[\"a.*\"],"
+				     "\"sb_allow_register\":\"svc.*\""),
+		       SECRET));
+	int fd = upgrade(field, out, sizeof out);
+	struct sb_msg m = {.kind = SB_HELLO, .id = 1, .version = 1};
+	m.role = v_str("service");
+	ws_exchange(fd, &m, &got, buf, sizeof buf);
+	CHECK_INT(got.kind, SB_WELCOME);
+	m = (struct sb_msg){.kind = SB_REGISTER, .id = 2, .name = v_str("other")};
+	ws_exchange(fd, &m, &got, buf, sizeof buf);
+	CHECK(got.kind == SB_ERROR && got.id == 2 && (int)-got.code == SB_EFORBIDDEN);
+	m = (struct sb_msg){.kind = SB_REGISTER, .id = 3, .name = v_str("svc.x")};
+	ws_exchange(fd, &m, &got, buf, sizeof buf);
+	CHECK(got.kind == SB_ACK && got.id == 3);
+	m = (struct sb_msg){.kind = SB_REQUEST, .id = 4, .name = v_str("b.c"), .timeout_ms = 1000};
+	ws_exchange(fd, &m, &got, buf, sizeof buf);
+	CHECK(got.kind == SB_ERROR && got.id == 4 && (int)-got.code == SB_EFORBIDDEN);
+	CHECK(got.text.len > 0 && memmem(got.text.ptr, got.text.len, "sb_allow_call", 13) != NULL);
+	/* A name it may call goes on to be routed: nobody handles a.x. */
+	m = (struct sb_msg){.kind = SB_REQUEST, .id = 5, .name = v_str("a.x"), .timeout_ms = 1000};
+	ws_exchange(fd, &m, &got, buf, sizeof buf);
+	CHECK(got.kind == SB_ERROR && got.id == 5 && (int)-got.code == SB_ENOHANDLER);
+	CHECK(router_stats().forbidden >= 2);
+	close(fd);
+	router_stop();
+}
+
 static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
 {
 	write_secret(SECRET);
@@ -418,6 +463,7 @@ int main(void)
 	RUN(test_a_call_with_a_valid_token_is_served_as_its_subject);
 	RUN(test_tokens_that_do_not_pass_are_answered_401_with_why);
 	RUN(test_the_upgrade_takes_a_token_from_a_cookie_and_its_role);
+	RUN(test_a_tokens_name_rules_narrow_what_a_websocket_peer_may_do);
 	RUN(test_a_websocket_peer_is_closed_when_its_token_expires);
 	RUN(test_a_reload_rotates_the_key);
 	unlink(secret_path);
