@@ -77,12 +77,13 @@ static void on_accept(struct sb__shard *sh, int fd, int edge)
 		c->addr = sa.sin_addr.s_addr;
 	/* Before the limit check: a TLS peer refused for it must not be sent
 	 * plaintext (it is closed without a word: saying one takes a handshake). */
-	if ((edge            ? sb__conn_ws_start(sh, c)
-	     : sh->r->tls_on ? sb__conn_tls_start(sh, c)
-			     : 0) != 0) {
+	if ((edge && sb__conn_ws_start(sh, c) != 0) ||
+	    (sh->r->tls_on && sb__conn_tls_start(sh, c) != 0)) {
 		sb__conn_close(sh, c, "out of memory");
 		return;
 	}
+	if (edge) /* wss: TLS carries it, the edge reads it */
+		c->xport = SB__XPORT_HTTP;
 	/* Over the limit: the connection only lives to be told so. Taking the
 	 * place first makes the check exact when shards accept at once. */
 	if (atomic_fetch_add(&sh->r->nconns, 1) >= cfg->max_conns) {

@@ -224,7 +224,7 @@ void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe
 		if (c->xport == SB__XPORT_PLAIN) {
 			sb__conn_take(sh, c, b, (uint32_t)cqe->res);
 			b = NULL;
-		} else if (c->xport == SB__XPORT_TLS)
+		} else if (c->tls != NULL) /* TLS, or wss: its plaintext finds its way */
 			sb__conn_tls_in(sh, c, b->data,
 					(uint32_t)cqe->res); /* copied: b goes back now */
 		else {

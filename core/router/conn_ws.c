@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/tls.h"
 #include "proto/mp.h"
 #include "router/conn.h"
 #include "router/conn_ws.h"
@@ -267,39 +268,28 @@ static void start_send(struct sb__shard *sh, struct sb__conn *c, unsigned k)
 
 static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size_t len);
 
-void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c)
+/* The iovec of what goes out next: raw answers alone, else a control
+ * frame between messages and a message of whole frames. @return entries;
+ * *done is set when nothing is left to say and the connection may close. */
+static unsigned build(struct sb__shard *sh, struct sb__conn *c, int *done)
 {
 	struct sb__edge *e = c->edge;
 	unsigned k = 0;
 
-	/* Requests that came while a call was out are read once it is
-	 * answered: here, outside the routing that answered it. */
-	if (e->resume && e->call == SB__CALL_NONE && !c->doomed) {
-		uint8_t *held = e->held;
-		size_t n = e->held_len;
-		e->held = NULL;
-		e->held_len = 0;
-		e->resume = 0;
-		http_in(sh, c, held, n);
-		free(held);
-		if (c->closing)
-			return;
-	}
+	*done = 0;
 	if (e->raw_left > 0) { /* HTTP answers go out as they are, alone */
 		add_queue(c, &k, e->raw_left);
-		start_send(sh, c, k);
-		return;
+		return k;
 	}
 	if (!e->ws) {
 		if (c->q_len > 0) /* nothing but answers is said before the upgrade */
 			sb__outq_consume(sh, c, c->q_bytes);
-		if (c->doomed)
-			sb__conn_close(sh, c, "answered");
-		return;
+		*done = c->doomed;
+		return 0;
 	}
 	if (e->close_sent && e->ctl_off == e->ctl_len && e->ctl_len == 0) {
-		sb__conn_close(sh, c, "WebSocket closed");
-		return;
+		*done = 1;
+		return 0;
 	}
 	int between = e->hdr_off == e->hdr_len && e->msg_left == 0;
 	if (between && e->ctl_len == 0 && !e->close_sent) {
@@ -326,11 +316,11 @@ void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c)
 		add_iov(c, &k, e->hdr + e->hdr_off, (size_t)(e->hdr_len - e->hdr_off));
 	if (e->msg_left > 0)
 		add_queue(c, &k, e->msg_left);
-	if (k > 0)
-		start_send(sh, c, k);
+	return k;
 }
 
-void sb__conn_ws_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
+/* n bytes of what build() gave have left: sent, or sealed into TLS records. */
+static void consume(struct sb__shard *sh, struct sb__conn *c, size_t n)
 {
 	struct sb__edge *e = c->edge;
 	size_t take;
@@ -339,31 +329,105 @@ void sb__conn_ws_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
 		take = n < e->raw_left ? n : e->raw_left;
 		e->raw_left -= take;
 		sb__outq_consume(sh, c, take);
-		n -= take;
-	} else {
-		if (e->ctl_off < e->ctl_len) {
-			size_t rest = (size_t)(e->ctl_len - e->ctl_off);
-			take = n < rest ? n : rest;
-			e->ctl_off += (uint8_t)take;
-			n -= take;
-			if (e->ctl_off == e->ctl_len)
-				e->ctl_len = e->ctl_off = 0;
-		}
-		size_t hrest = (size_t)(e->hdr_len - e->hdr_off);
-		take = n < hrest ? n : hrest;
-		e->hdr_off += (uint8_t)take;
-		n -= take;
-		take = n < e->msg_left ? n : (size_t)e->msg_left;
-		if (take > 0)
-			sb__outq_consume(sh, c, take);
-		e->msg_left -= take;
-		if (e->msg_left == 0 && e->hdr_off == e->hdr_len)
-			e->hdr_len = e->hdr_off = 0;
+		return;
 	}
+	if (e->ctl_off < e->ctl_len) {
+		size_t rest = (size_t)(e->ctl_len - e->ctl_off);
+		take = n < rest ? n : rest;
+		e->ctl_off += (uint8_t)take;
+		n -= take;
+		if (e->ctl_off == e->ctl_len)
+			e->ctl_len = e->ctl_off = 0;
+	}
+	size_t hrest = (size_t)(e->hdr_len - e->hdr_off);
+	take = n < hrest ? n : hrest;
+	e->hdr_off += (uint8_t)take;
+	n -= take;
+	take = n < e->msg_left ? n : (size_t)e->msg_left;
+	if (take > 0)
+		sb__outq_consume(sh, c, take);
+	e->msg_left -= take;
+	if (e->msg_left == 0 && e->hdr_off == e->hdr_len)
+		e->hdr_len = e->hdr_off = 0;
+}
+
+/* wss: what build() gives is sealed into records while the pair has room
+ * (each piece consumed as it is sealed), then the ciphertext goes out in
+ * one sendmsg from the pair, as on a TLS connection of the TCP port. */
+static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__tls *t = c->tls;
+	const uint8_t *p;
+	int done = 0;
+
+	while (sb__tls_done(t)) { /* nothing is said before the handshake */
+		unsigned k = build(sh, c, &done);
+		size_t w = 0;
+		for (unsigned i = 0; i < k; i++) {
+			long r = sb__tls_write(t, c->iov[i].iov_base, c->iov[i].iov_len);
+			if (r < 0) {
+				sb__conn_close(sh, c, sb__tls_why(t));
+				return;
+			}
+			w += (size_t)r;
+			if ((size_t)r < c->iov[i].iov_len)
+				break;
+		}
+		if (w == 0)
+			break;
+		consume(sh, c, w);
+	}
+	size_t n = sb__tls_out(t, &p);
+	if (n == 0) {
+		if (done || (!sb__tls_done(t) && c->doomed))
+			sb__conn_close(sh, c, c->edge->ws ? "WebSocket closed" : "answered");
+		return;
+	}
+	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+	start_send(sh, c, 1);
+}
+
+void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__edge *e = c->edge;
+	int done;
+
+	/* Requests that came while a call was out are read once it is
+	 * answered: here, outside the routing that answered it. */
+	if (e->resume && e->call == SB__CALL_NONE && !c->doomed) {
+		uint8_t *held = e->held;
+		size_t n = e->held_len;
+		e->held = NULL;
+		e->held_len = 0;
+		e->resume = 0;
+		http_in(sh, c, held, n);
+		free(held);
+		if (c->closing)
+			return;
+	}
+	if (c->tls != NULL) {
+		flush_tls(sh, c);
+		return;
+	}
+	unsigned k = build(sh, c, &done);
+	if (k > 0)
+		start_send(sh, c, k);
+	else if (done)
+		sb__conn_close(sh, c, e->ws ? "WebSocket closed" : "answered");
+}
+
+void sb__conn_ws_sent(struct sb__shard *sh, struct sb__conn *c, size_t n)
+{
+	struct sb__edge *e = c->edge;
+
+	if (c->tls != NULL)
+		sb__tls_sent(c->tls, n);
+	else
+		consume(sh, c, n);
 	if (c->nproducers > 0 && c->q_bytes <= sb__outq_pause_mark(sh) / 2)
 		sb__flow_resume(sh, c);
 	if (c->q_len > 0 || c->doomed || e->pong_len > 0 || e->ctl_len > 0 || e->close_sent ||
-	    sb__bye_done(c))
+	    e->raw_left > 0 || sb__bye_done(c) || (c->tls != NULL && sb__tls_pending(c->tls)))
 		sb__outq_mark(sh, c);
 }
 

@@ -85,9 +85,7 @@ static int check_config(const struct sb_router_config *c)
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
-	/* wss:// is not served yet: a plain edge beside a TLS listener would
-	 * be a way around the TLS the operator asked for. */
-	if (c->ws_port < -1 || c->ws_port > 65535 || (c->ws_port >= 0 && tls_wanted(c)))
+	if (c->ws_port < -1 || c->ws_port > 65535)
 		return 0;
 	if (c->recv_buffers < 8 || c->recv_buffers > 32768 ||
 	    (c->recv_buffers & (c->recv_buffers - 1)) != 0 || c->recv_buffer_size < 512)

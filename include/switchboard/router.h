@@ -89,7 +89,7 @@ struct sb_router_config {
 	const char *const *tls_deny;  /* the same; a match refuses, and wins over allow */
 
 	/* The edge (docs/gateway.md): WebSocket on a port of its own, on the
-	 * same shards; plain only (not with TLS yet). */
+	 * same shards, with the TLS settings below when they are set. */
 	int ws_port;                 /* -1 = no edge listener (default); 0 = any free port */
 	const char *ws_allow_origin; /* browser origins that may upgrade: exact origins and
 					`*` patterns, comma-separated; NULL = any. A request

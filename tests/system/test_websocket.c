@@ -18,6 +18,7 @@
 #include "support/proc.h"
 #include "support/router.h"
 #include "support/testlib.h"
+#include "support/tls.h"
 
 static const char *RELAY; /* tests/system/ws_relay.py */
 
@@ -31,13 +32,14 @@ struct relay {
 	size_t have;
 };
 
-static struct relay *relay_start(uint16_t port, const char *origin)
+/* A relay to ws:// (cafile NULL) or wss:// (checked against cafile). */
+static struct relay *relay_start_tls(uint16_t port, const char *origin, const char *cafile)
 {
 	int to[2], from[2];
 	char url[64];
 	struct relay *r = calloc(1, sizeof *r);
 
-	snprintf(url, sizeof url, "ws://127.0.0.1:%u/v1/ws", port);
+	snprintf(url, sizeof url, "%s://127.0.0.1:%u/v1/ws", cafile ? "wss" : "ws", port);
 	if (r == NULL || pipe(to) != 0 || pipe(from) != 0)
 		abort();
 	r->pid = fork();
@@ -50,7 +52,8 @@ static struct relay *relay_start(uint16_t port, const char *origin)
 			close(fd);
 		close(to[1]);
 		close(from[0]);
-		execl("/usr/bin/python3", "python3", RELAY, url, origin, (char *)NULL);
+		execl("/usr/bin/python3", "python3", RELAY, url, origin ? origin : "-", cafile,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(to[0]);
@@ -58,6 +61,11 @@ static struct relay *relay_start(uint16_t port, const char *origin)
 	r->in = fdopen(to[1], "w");
 	r->out = from[0];
 	return r;
+}
+
+static struct relay *relay_start(uint16_t port, const char *origin)
+{
+	return relay_start_tls(port, origin, NULL);
 }
 
 /* The relay's next line into @p line (NUL-terminated, without its
@@ -601,11 +609,92 @@ static void test_the_edge_is_off_unless_configured(void)
 	router_start(NULL);
 	CHECK_INT(sb_router_ws_port(R), 0);
 	router_stop();
-	struct sb_router_config cfg = router_config();
+}
+
+/* wss://: the edge of a TLS router speaks TLS with its settings. */
+static void echo_local(struct sb_local_call *call, void *ud)
+{
+	size_t len;
+	const void *p = sb_local_payload(call, &len);
+	(void)ud;
+	sb_local_reply(call, "ok", p, len, 0);
+}
+
+/* 1,000 chunks of 1 KiB numbered in their first 4 bytes, then "done". */
+static void stream_local(struct sb_local_call *call, void *ud)
+{
+	static uint8_t chunk[3 + 1024] = {0xc5, 0x04, 0x00};
+	(void)ud;
+	for (uint32_t i = 0; i < 1000; i++) {
+		chunk[3] = (uint8_t)(i >> 24), chunk[4] = (uint8_t)(i >> 16);
+		chunk[5] = (uint8_t)(i >> 8), chunk[6] = (uint8_t)i;
+		sb_local_reply(call, "chunk", chunk, sizeof chunk, SB_F_MORE | SB_F_CHUNK);
+	}
+	sb_local_reply(call, "done", NULL, 0, 0);
+}
+
+static void test_wss_serves_with_the_routers_certificate(void)
+{
+	CHECK(certs_make() == 0);
+	struct tls_cfg t = {.cert = "server"};
+	struct sb_router_config cfg;
+	tls_fill(&cfg, &t);
 	cfg.ws_port = 0;
-	cfg.tls_cert = "/nonexistent.pem"; /* wss:// is not served yet: refused, not downgraded */
-	int err = 0;
-	CHECK(sb_router_new(&cfg, &err) == NULL && err == SB_EINVAL);
+	struct sb_router *r = router_new(&cfg);
+	CHECK(sb_router_handle(r, "echo", 0, echo_local, NULL) == 0);
+	CHECK(sb_router_handle(r, "stream", 0, stream_local, NULL) == 0);
+	router_start_with(r);
+	static struct frames f;
+	char *line;
+
+	struct relay *rl = relay_start_tls(ws_port(), NULL, at("ca.pem"));
+	CHECK(relay_line(rl, &line, 15000) && strcmp(line, "open switchboard.v1") == 0);
+	struct sb_msg hello = {.kind = SB_HELLO, .id = 1, .version = 1};
+	hello.role = v_str("client");
+	relay_send(rl, &hello, 1);
+	CHECK(relay_expect(rl, &f, SB_WELCOME) != NULL);
+	struct sb_msg req = {.kind = SB_REQUEST, .id = 2, .timeout_ms = 10000};
+	req.name = v_str("echo");
+	req.payload = (struct sb_view){(const uint8_t *)"\xa3tls", 4};
+	relay_send(rl, &req, 1);
+	struct sb_msg *m = relay_expect(rl, &f, SB_REPLY);
+	CHECK(m != NULL && m->id == 2 && m->payload.len == 4);
+	relay_cmd(rl, "ping 01");
+	CHECK(relay_line(rl, &line, 10000) && strcmp(line, "pong") == 0);
+	/* A megabyte of chunks, sealed record after record: whole and in order. */
+	req.id = 3;
+	req.name = v_str("stream");
+	relay_send(rl, &req, 1);
+	uint32_t next = 0;
+	for (;;) {
+		m = relay_expect(rl, &f, SB_REPLY);
+		if (m == NULL || !(m->flags & SB_F_MORE))
+			break;
+		CHECK(m->payload.len == 3 + 1024);
+		uint32_t seq = (uint32_t)m->payload.ptr[3] << 24 |
+			       (uint32_t)m->payload.ptr[4] << 16 |
+			       (uint32_t)m->payload.ptr[5] << 8 | m->payload.ptr[6];
+		if (seq != next)
+			CHECK_INT(seq, next);
+		next = seq + 1;
+	}
+	CHECK_INT(next, 1000);
+	CHECK(m != NULL && v_is(m->outcome, "done"));
+	relay_stop(rl);
+
+	/* A client that does not trust the router's CA gets no further. */
+	rl = relay_start_tls(ws_port(), NULL, "/etc/ssl/certs/ca-certificates.crt");
+	CHECK(relay_line(rl, &line, 15000) && strcmp(line, "failed SSLCertVerificationError") == 0);
+	relay_stop(rl);
+
+	/* Plain HTTP to the TLS edge: told so in HTTP, not in a TLS alert. */
+	char body[1024];
+	CHECK_INT(
+		http_status(ws_port(), "GET /v1/ws HTTP/1.1\r\nHost: x\r\n\r\n", body, sizeof body),
+		400);
+	CHECK(strstr(body, "requires TLS") != NULL);
+	router_stop();
+	certs_remove();
 }
 
 int main(int argc, char **argv)
@@ -622,5 +711,6 @@ int main(int argc, char **argv)
 	RUN(test_every_malformed_websocket_input_is_closed_with_its_code);
 	RUN(test_a_silent_or_slow_http_client_is_cut_off_by_the_deadline);
 	RUN(test_a_websocket_peer_cannot_be_a_service_without_a_secret);
+	RUN(test_wss_serves_with_the_routers_certificate);
 	return TEST_EXIT();
 }

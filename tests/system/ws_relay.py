@@ -2,15 +2,20 @@
 """A WebSocket client we did not write (Python's websockets, Debian's
 python3-websockets), driven line by line by tests/system/test_websocket.c.
 
-    ws_relay.py URL [ORIGIN]
+    ws_relay.py URL [ORIGIN [CAFILE]]
+
+ORIGIN "-" sends none; with CAFILE, a wss:// URL's certificate is checked
+against it (and the host name).
 
 It connects offering the subprotocol switchboard.v1 and says on stdout:
 "open SUBPROTOCOL", or "refused STATUS" when the upgrade is answered with
-an HTTP status; then "msg HEX" for each binary message, "text" for a text
+an HTTP status, or "failed WHY" when it cannot connect (a certificate not
+trusted); then "msg HEX" for each binary message, "text" for a text
 one, "pong" when a ping is answered, and "closed CODE REASON" at the end.
 Commands on stdin: "send HEX" (one binary message), "ping HEX",
 "close CODE", "quit". Every wait has a limit: the test's watchdog too."""
 import asyncio
+import ssl
 import sys
 
 import websockets
@@ -21,14 +26,19 @@ def say(line):
     sys.stdout.flush()
 
 
-async def main(url, origin):
+async def main(url, origin, cafile):
+    tls = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
         ws = await asyncio.wait_for(
             websockets.connect(url, subprotocols=["switchboard.v1"], origin=origin,
-                               max_size=None, ping_interval=None, open_timeout=10),
+                               max_size=None, ping_interval=None, open_timeout=10,
+                               ssl=tls),
             15)
     except websockets.exceptions.InvalidStatusCode as e:
         say(f"refused {e.status_code}")
+        return
+    except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as e:
+        say(f"failed {type(e).__name__}")  # a certificate not trusted, ...
         return
     say(f"open {ws.subprotocol}")
 
@@ -67,4 +77,5 @@ async def main(url, origin):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    origin = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
+    asyncio.run(main(sys.argv[1], origin, sys.argv[3] if len(sys.argv) > 3 else None))
