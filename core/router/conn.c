@@ -302,7 +302,9 @@ void sb__conn_on_idle(struct sb__timer *t)
 
 void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 {
-	if (sh->r->cfg.idle_ms == 0)
+	/* An HTTP client says nothing while its call is out and cannot answer
+	 * a PING: its connection's deadlines are the edge's (conn_ws.c). */
+	if (sh->r->cfg.idle_ms == 0 || c->xport == SB__XPORT_HTTP)
 		return;
 	c->last_rx = sh->now;
 	sb__timer_arm(&sh->wheel, &c->idle_timer, sh->now + sh->r->cfg.idle_ms);

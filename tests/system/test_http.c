@@ -422,6 +422,36 @@ static void test_closing_an_event_stream_cancels_its_call(void)
 	router_stop();
 }
 
+/* An HTTP client says nothing while its call is out: the idle PING, which
+ * it could not answer, must not end a call that takes its time. */
+static void test_a_long_call_outlives_the_idle_check(void)
+{
+	struct sb_router_config cfg = edge_config();
+	cfg.idle_ms = 100;
+	cfg.pong_timeout_ms = 100;
+	router_start(&cfg);
+	struct peer *svc = peer_hello(PORT, "svc", "service");
+	peer_register(svc, "slow", 1);
+	char url[128], out[1024];
+	snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/call/slow", sb_router_ws_port(R));
+	const char *args[] = {"-X", "POST", url, NULL};
+	struct curl c = curl_start(args);
+	struct sb_msg *m = peer_expect(svc, SB_REQUEST);
+	uint64_t id = m->id;
+	/* Well past idle_ms + pong_timeout_ms, answering the router's PINGs. */
+	uint64_t until = now_ms() + 1000;
+	while (now_ms() < until)
+		if (peer_recv_within(svc, 50) == 1 && svc->m.kind == SB_PING) {
+			struct sb_msg pong = {.kind = SB_PONG, .id = svc->m.id};
+			peer_send(svc, &pong);
+		}
+	peer_reply(svc, id, "finally", 0, NULL, 0);
+	curl_end(c, out, sizeof out);
+	CHECK(strncmp(out, "{\"outcome\":\"finally\",\"data\":null}\n200 ", 38) == 0);
+	peer_close(svc);
+	router_stop();
+}
+
 static void test_a_slow_sender_is_cut_off_with_408(void)
 {
 	struct sb_router_config cfg = edge_config();
@@ -464,6 +494,7 @@ int main(void)
 	RUN(test_keep_alive_carries_many_calls_on_one_connection);
 	RUN(test_a_client_that_hangs_up_cancels_its_call);
 	RUN(test_closing_an_event_stream_cancels_its_call);
+	RUN(test_a_long_call_outlives_the_idle_check);
 	RUN(test_a_slow_sender_is_cut_off_with_408);
 	return TEST_EXIT();
 }
