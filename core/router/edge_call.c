@@ -277,6 +277,18 @@ void sb__edge_call_head(struct sb__shard *sh, struct sb__conn *c, const struct s
 		return;
 	}
 	e->call = SB__CALL_BODY;
+	/* A client that waits to be told before sending its body (curl does,
+	 * for a second, past 1 MiB) is told now; a refusal above was its answer. */
+	if (r->expect_continue && r->content_length > 0) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		struct sb__buf *b = sb__buf_heap(sizeof cont - 1);
+		if (b == NULL) {
+			sb__conn_close(sh, c, "out of memory");
+			return;
+		}
+		memcpy(b->data, cont, sizeof cont - 1);
+		sb__edge_put_raw(sh, c, b, sizeof cont - 1);
+	}
 }
 
 void sb__edge_call_body(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, size_t n)

@@ -452,6 +452,49 @@ static void test_a_long_call_outlives_the_idle_check(void)
 	router_stop();
 }
 
+/* A client that asks first (Expect: 100-continue) is told to go on before
+ * it sends its body, and refused without being told when it must be. */
+static void test_a_client_that_expects_100_continue_is_told(void)
+{
+	struct sb_router_config cfg = edge_config();
+	start_with_handlers(&cfg);
+	int fd = dial(sb_router_ws_port(R));
+	const char *head = "POST /v1/call/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+			   "Content-Length: 3\r\n\r\n";
+	CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head));
+	char buf[1024] = "";
+	size_t have = 0;
+	uint64_t deadline = now_ms() + 10000;
+	while (strstr(buf, "\r\n\r\n") == NULL && now_ms() < deadline) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+		buf[have] = '\0';
+	}
+	CHECK_STR(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+	CHECK(write(fd, "[5]", 3) == 3);
+	have = 0;
+	buf[0] = '\0';
+	while (strstr(buf, "}") == NULL && now_ms() < deadline) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 200) <= 0)
+			continue;
+		ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+		buf[have] = '\0';
+	}
+	CHECK(strncmp(buf, "HTTP/1.1 200 ", 13) == 0);
+	CHECK(strstr(buf, "{\"outcome\":\"ok\",\"data\":[5]}") != NULL);
+	close(fd);
+	router_stop();
+}
+
 static void test_a_slow_sender_is_cut_off_with_408(void)
 {
 	struct sb_router_config cfg = edge_config();
@@ -495,6 +538,7 @@ int main(void)
 	RUN(test_a_client_that_hangs_up_cancels_its_call);
 	RUN(test_closing_an_event_stream_cancels_its_call);
 	RUN(test_a_long_call_outlives_the_idle_check);
+	RUN(test_a_client_that_expects_100_continue_is_told);
 	RUN(test_a_slow_sender_is_cut_off_with_408);
 	return TEST_EXIT();
 }
