@@ -48,6 +48,7 @@ enum sbb_target_kind {
 	SBB_T_SWITCHBOARD, /* the router, switchboard frames */
 	SBB_T_DIRECT,      /* the responder itself, switchboard frames, no hop */
 	SBB_T_NATS,        /* a NATS server, its text protocol */
+	SBB_T_WS,          /* the router, switchboard frames over its WebSocket edge */
 };
 
 struct sbb_target {
@@ -157,6 +158,7 @@ struct sbb_driver {
 
 extern const struct sbb_driver sbb_drv_sb;
 extern const struct sbb_driver sbb_drv_nats;
+extern const struct sbb_driver sbb_drv_ws;
 
 /* The application bytes of every payload start with the send time in
  * nanoseconds (CLOCK_MONOTONIC, host order); chunks carry 0 there. NATS

@@ -48,9 +48,9 @@ static double rss_of(const struct sbb_result *r, const char *role)
 /* The server process a target runs on, whose CPU the targets are about. */
 static const char *server_role(const struct sbb_target *t)
 {
-	return t->kind == SBB_T_SWITCHBOARD ? "switchboard"
-	       : t->kind == SBB_T_NATS      ? "nats-server"
-					    : NULL;
+	return t->kind == SBB_T_SWITCHBOARD || t->kind == SBB_T_WS ? "switchboard"
+	       : t->kind == SBB_T_NATS                             ? "nats-server"
+								   : NULL;
 }
 
 /* Thousands separators: rates are read at a glance or not at all. */

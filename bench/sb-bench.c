@@ -88,8 +88,10 @@ int sbb_target_parse(const char *spec, struct sbb_target *t)
 	static const struct {
 		const char *scheme;
 		enum sbb_target_kind kind;
-	} schemes[] = {
-		{"switchboard", SBB_T_SWITCHBOARD}, {"direct", SBB_T_DIRECT}, {"nats", SBB_T_NATS}};
+	} schemes[] = {{"switchboard-ws", SBB_T_WS},
+		       {"switchboard", SBB_T_SWITCHBOARD},
+		       {"direct", SBB_T_DIRECT},
+		       {"nats", SBB_T_NATS}};
 	memset(t, 0, sizeof *t);
 	snprintf(t->spec, sizeof t->spec, "%s", spec);
 	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
@@ -101,7 +103,8 @@ int sbb_target_parse(const char *spec, struct sbb_target *t)
 		snprintf(t->host, sizeof t->host, "127.0.0.1");
 		if (spec[n] == 0)
 			return 0;
-		if (strncmp(spec + n, "://", 3) != 0 || t->kind == SBB_T_DIRECT)
+		if (strncmp(spec + n, "://", 3) != 0 || t->kind == SBB_T_DIRECT ||
+		    t->kind == SBB_T_WS)
 			return -1;
 		const char *hp = spec + n + 3, *colon = strrchr(hp, ':');
 		if (colon == NULL || colon == hp || (size_t)(colon - hp) >= sizeof t->host)
@@ -149,6 +152,8 @@ static void usage(FILE *f)
 		   "  --workload W[,W..]   rr-64 (default), rr-1k, lat-64, fire-64, stream-4k,\n"
 		   "                       fan-64, conn-10k (BENCH.md)\n"
 		   "  --target T[,T..]     switchboard (default; starts the router), \n"
+		   "                       switchboard-ws (the same router, the load over\n"
+		   "                       its WebSocket edge; the responder on TCP),\n"
 		   "                       switchboard://HOST:PORT, direct (no router: the\n"
 		   "                       zero-hop bound), nats (starts nats-server),\n"
 		   "                       nats://HOST:PORT\n"
@@ -244,7 +249,7 @@ static void add_proc(struct sbb_result *r, const char *role, pid_t pid)
 }
 
 static int start_router(const struct opts *o, struct sbb_result *r, pid_t *pid, int *out,
-			uint16_t *port)
+			uint16_t *port, uint16_t *ws_port)
 {
 	char line[256];
 	char *argv[] = {(char *)o->router,
@@ -254,9 +259,18 @@ static int start_router(const struct opts *o, struct sbb_result *r, pid_t *pid, 
 			"0",
 			"--drain-ms",
 			"100",
-			o->shards ? "--shards" : NULL,
-			(char *)o->shards,
+			"--ws-port",
+			ws_port != NULL ? "0" : NULL,
+			NULL,
+			NULL,
 			NULL};
+	if (ws_port == NULL)
+		argv[7] = NULL;
+	if (o->shards) { /* after the edge's flag, or in its place */
+		int i = ws_port != NULL ? 9 : 7;
+		argv[i] = "--shards";
+		argv[i + 1] = (char *)o->shards;
+	}
 	*pid = sbb_proc_spawn(argv, out, 0);
 	if (*pid < 0 || sbb_proc_read_line(*out, line, sizeof line, 5000) != 0 ||
 	    strstr(line, ":") == NULL) {
@@ -264,6 +278,15 @@ static int start_router(const struct opts *o, struct sbb_result *r, pid_t *pid, 
 		return -1;
 	}
 	*port = (uint16_t)atoi(strrchr(line, ':') + 1);
+	if (ws_port != NULL) {
+		if (sbb_proc_read_line(*out, line, sizeof line, 5000) != 0 ||
+		    strstr(line, "WebSocket") == NULL) {
+			snprintf(r->note, sizeof r->note, "the router (%s) has no WebSocket edge",
+				 o->router);
+			return -1;
+		}
+		*ws_port = (uint16_t)atoi(strrchr(line, ':') + 1);
+	}
 	add_proc(r, "switchboard", *pid);
 	return 0;
 }
@@ -328,7 +351,7 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 	const struct sbb_target *t = &r->target;
 	pid_t server = -1, responder = -1;
 	int server_out = -1, responder_out = -1;
-	uint16_t port = t->port;
+	uint16_t port = t->port, ws_port = 0;
 	const char *host = t->host;
 	struct sbb_stats *stats = MAP_FAILED;
 	const char *skip = r->work.shape == SBB_FAN ? fan_skip_reason(t) : NULL;
@@ -340,7 +363,9 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 	r->status = SBB_FAILED;
 	int stats_fd = -1;
 	if (t->kind == SBB_T_SWITCHBOARD && port == 0 &&
-	    start_router(o, r, &server, &server_out, &port) != 0)
+	    start_router(o, r, &server, &server_out, &port, NULL) != 0)
+		goto out;
+	if (t->kind == SBB_T_WS && start_router(o, r, &server, &server_out, &port, &ws_port) != 0)
 		goto out;
 	if (t->kind == SBB_T_NATS && port == 0 && start_nats(o, r, &server, &port) != 0)
 		goto out;
@@ -358,9 +383,11 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 	r->status = SBB_OK;
 	struct sbb_run run = {
 		.work = &r->work,
-		.drv = t->kind == SBB_T_NATS ? &sbb_drv_nats : &sbb_drv_sb,
+		.drv = t->kind == SBB_T_NATS ? &sbb_drv_nats
+		       : t->kind == SBB_T_WS ? &sbb_drv_ws
+					     : &sbb_drv_sb,
 		.host = host,
-		.port = port,
+		.port = t->kind == SBB_T_WS ? ws_port : port,
 		.stats = stats,
 		.progress = !o->quiet && isatty(STDERR_FILENO),
 		.label = t->label,

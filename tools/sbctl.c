@@ -19,7 +19,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "sbctl.h"
 
 /* getopt values of the TLS flags: past every letter, so none collides. */

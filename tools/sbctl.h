@@ -8,7 +8,7 @@
 
 #include <switchboard/client.h>
 
-#include "json.h"
+#include "common/json.h"
 
 /* Exit codes, part of the interface: scripts branch on them. */
 enum {
@@ -77,13 +77,13 @@ unsigned long number(const char *flag, const char *s, unsigned long lo, unsigned
 /** Monotonic milliseconds. */
 uint64_t now_ms(void);
 /** A payload (or NULL) as JSON text in b, for printing. */
-const char *payload_json(struct sbj_buf *b, const void *p, size_t len);
+const char *payload_json(struct sb__json_buf *b, const void *p, size_t len);
 /** A string as a JSON string literal in b. */
-const char *quoted(struct sbj_buf *b, const char *s);
+const char *quoted(struct sb__json_buf *b, const char *s);
 /** An error reply on stderr (or, with --json, stdout). */
 void print_error(const struct opts *o, int err, const char *text);
 /** JSON text (NULL: nil) as MessagePack in mp. @return 0 or EXIT_USAGE */
-int parse_payload(const char *text, struct sbj_buf *mp);
+int parse_payload(const char *text, struct sb__json_buf *mp);
 /** A client for the router of o, with role @p role; exits if it cannot be made. */
 struct sb_client *connect_router(const struct opts *o, enum sb_role role);
 /** The router's code from the last SB_CLIENT_ERROR (a refused
@@ -100,7 +100,7 @@ int refused_locally(const struct opts *o, const char *name, int err);
 
 /** Request @p name and process until its terminal event (the library's
  * local deadline bounds the wait). @return the exit code */
-int run_request(struct sb_client *c, const char *name, const struct sbj_buf *mp,
+int run_request(struct sb_client *c, const char *name, const struct sb__json_buf *mp,
 		struct pending *pd);
 int cmd_send(const struct opts *o, char **args, int nargs);
 int cmd_request(const struct opts *o, char **args, int nargs);

@@ -15,7 +15,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "sbctl.h"
 
 /* --to, --all and --timeout as the library's options. */
@@ -31,7 +31,7 @@ static struct sb_opts call_opts(const struct opts *o)
 
 int cmd_send(const struct opts *o, char **args, int nargs)
 {
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	int rc;
 
 	if (parse_payload(nargs > 1 ? args[1] : NULL, &mp) != 0)
@@ -50,14 +50,14 @@ int cmd_send(const struct opts *o, char **args, int nargs)
 		}
 	}
 	sb_client_free(c);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 	return rc;
 }
 
 /* One peer's part of a broadcast request (--all), or its aggregate. */
 static void on_all_reply(struct pending *pd, const struct sb_reply *rep)
 {
-	struct sbj_buf b = {0}, q = {0}, pq = {0};
+	struct sb__json_buf b = {0}, q = {0}, pq = {0};
 	const char *peer = rep->peer;
 	struct sb_all_counts n;
 
@@ -74,7 +74,7 @@ static void on_all_reply(struct pending *pd, const struct sb_reply *rep)
 		else
 			printf("all: %u peers, %u ok, %u errors, %u timeouts, %u gone\n", n.peers,
 			       n.ok, n.errors, n.timeouts, n.gone);
-		sbj_buf_free(&b);
+		sb__json_buf_free(&b);
 		return;
 	}
 	if (peer == NULL)
@@ -100,15 +100,15 @@ static void on_all_reply(struct pending *pd, const struct sb_reply *rep)
 		printf("%s  %s  %s\n", peer, rep->outcome,
 		       payload_json(&b, rep->payload, rep->len));
 	}
-	sbj_buf_free(&b);
-	sbj_buf_free(&q);
-	sbj_buf_free(&pq);
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
+	sb__json_buf_free(&pq);
 }
 
 static void on_reply(const struct sb_reply *rep, void *ud)
 {
 	struct pending *pd = ud;
-	struct sbj_buf b = {0}, q = {0};
+	struct sb__json_buf b = {0}, q = {0};
 
 	if (pd->o->all && (rep->more != SB_MORE_NONE || rep->err == 0)) {
 		on_all_reply(pd, rep);
@@ -139,13 +139,14 @@ static void on_reply(const struct sb_reply *rep, void *ud)
 		       rep->more == SB_MORE_CHUNK ? "more: chunk" : "more: progress");
 	else
 		printf("%s  %s\n", rep->outcome, json);
-	sbj_buf_free(&b);
-	sbj_buf_free(&q);
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
 }
 
 /* Requests @p name and processes until its terminal event; the library's
  * local deadline (timeout + 1 s) bounds the wait. */
-int run_request(struct sb_client *c, const char *name, const struct sbj_buf *mp, struct pending *pd)
+int run_request(struct sb_client *c, const char *name, const struct sb__json_buf *mp,
+		struct pending *pd)
 {
 	const struct opts *o = pd->o;
 	struct sb_opts so = call_opts(o);
@@ -164,7 +165,7 @@ int run_request(struct sb_client *c, const char *name, const struct sbj_buf *mp,
 
 int cmd_request(const struct opts *o, char **args, int nargs)
 {
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	struct pending pd = {.o = o};
 	int rc;
 
@@ -175,6 +176,6 @@ int cmd_request(const struct opts *o, char **args, int nargs)
 	if (rc == EXIT_OK)
 		rc = run_request(c, args[0], &mp, &pd);
 	sb_client_free(c);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 	return rc;
 }

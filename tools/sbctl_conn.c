@@ -15,7 +15,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "sbctl.h"
 
 uint64_t now_ms(void)
@@ -25,20 +25,20 @@ uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-const char *payload_json(struct sbj_buf *b, const void *p, size_t len)
+const char *payload_json(struct sb__json_buf *b, const void *p, size_t len)
 {
 	b->len = 0;
 	if (p == NULL || len == 0)
 		return "null";
-	if (sbj_to_json(p, len, b) != 0)
+	if (sb__json_print(p, len, b) != 0)
 		return "\"<payload not printable as JSON>\"";
 	return b->data;
 }
 
-const char *quoted(struct sbj_buf *b, const char *s)
+const char *quoted(struct sb__json_buf *b, const char *s)
 {
 	/* A one-string MessagePack value printed back gives JSON string escaping. */
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	size_t n = strlen(s);
 	unsigned char h[5] = {0xdb, (unsigned char)(n >> 24), (unsigned char)(n >> 16),
 			      (unsigned char)(n >> 8), (unsigned char)n};
@@ -49,7 +49,7 @@ const char *quoted(struct sbj_buf *b, const char *s)
 		return "\"\"";
 	memcpy(mp.data, h, 5);
 	memcpy(mp.data + 5, s, n);
-	int rc = sbj_to_json(mp.data, 5 + n, b);
+	int rc = sb__json_print(mp.data, 5 + n, b);
 	free(mp.data);
 	return rc == 0 ? b->data : "\"\"";
 }
@@ -57,7 +57,7 @@ const char *quoted(struct sbj_buf *b, const char *s)
 /* "error: TEXT (code NAME)" on stderr; with --json also an object on stdout. */
 void print_error(const struct opts *o, int err, const char *text)
 {
-	struct sbj_buf b = {0};
+	struct sb__json_buf b = {0};
 
 	if (text == NULL || *text == 0)
 		text = sb_strerror(err);
@@ -65,17 +65,17 @@ void print_error(const struct opts *o, int err, const char *text)
 	if (o->json)
 		printf("{\"error\":\"%s\",\"code\":%d,\"text\":%s}\n", sb_errname(err), err,
 		       quoted(&b, text));
-	sbj_buf_free(&b);
+	sb__json_buf_free(&b);
 }
 
-int parse_payload(const char *text, struct sbj_buf *mp)
+int parse_payload(const char *text, struct sb__json_buf *mp)
 {
-	struct sbj_error e;
+	struct sb__json_error e;
 
 	if (text == NULL)
 		return 0; /* no payload: nil */
-	if (sbj_from_json(text, strlen(text), mp, &e) != 0) {
-		sbj_buf_free(mp);
+	if (sb__json_parse(text, strlen(text), mp, &e) != 0) {
+		sb__json_buf_free(mp);
 		fprintf(stderr, "sbctl: invalid JSON at byte %zu: %s\n", e.at, e.what);
 		return -1;
 	}

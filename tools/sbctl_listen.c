@@ -15,7 +15,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "sbctl.h"
 
 /* ---- listen --------------------------------------------------------------- */
@@ -39,7 +39,7 @@ static void on_call(struct sb_call *call, void *ud)
 {
 	struct sb_client *c = sb_call_client(call);
 	struct listener *l = ud;
-	struct sbj_buf b = {0}, q = {0};
+	struct sb__json_buf b = {0}, q = {0};
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int is_request = sb_call_is_request(call);
@@ -58,8 +58,8 @@ static void on_call(struct sb_call *call, void *ud)
 			fprintf(stderr, "sbctl: reply to %s failed: %s (code %s)\n",
 				sb_call_name(call), sb_strerror(err), sb_errname(err));
 	}
-	sbj_buf_free(&b);
-	sbj_buf_free(&q);
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
 	if (l->o->count > 0 && ++l->seen >= l->o->count)
 		sb_client_stop(c);
 }
@@ -70,7 +70,7 @@ int cmd_listen(const struct opts *o, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
-	struct sbj_buf schema = {0};
+	struct sb__json_buf schema = {0};
 	char why[1024];
 	if (parse_payload(o->schema, &schema) != 0)
 		return EXIT_USAGE;
@@ -78,7 +78,7 @@ int cmd_listen(const struct opts *o, char **args, int nargs)
 	 * SB_EINVAL. */
 	if (sb_schema_validate(schema.data, schema.len, why, sizeof why) != 0) {
 		fprintf(stderr, "sbctl: --schema: %s\n", why);
-		sbj_buf_free(&schema);
+		sb__json_buf_free(&schema);
 		return EXIT_USAGE;
 	}
 	struct sb_client *c = connect_router(o, SB_ROLE_SERVICE);
@@ -86,7 +86,7 @@ int cmd_listen(const struct opts *o, char **args, int nargs)
 	ho.schema = schema.data;
 	ho.schema_len = schema.len;
 	int err = sb_client_register(c, args[0], &ho, on_call, &l);
-	sbj_buf_free(&schema);
+	sb__json_buf_free(&schema);
 	if (err != 0) {
 		fprintf(stderr, "sbctl: cannot listen on %s: %s (code %s)\n", args[0],
 			sb_strerror(err), sb_errname(err));
@@ -123,7 +123,7 @@ int cmd_listen(const struct opts *o, char **args, int nargs)
 static void on_presence(struct sb_client *c, const struct sb_presence *p, void *ud)
 {
 	struct listener *l = ud;
-	struct sbj_buf q = {0}, s = {0};
+	struct sb__json_buf q = {0}, s = {0};
 	const char *event = sb_presence_name(p->event);
 
 	if (l->o->json) {
@@ -139,8 +139,8 @@ static void on_presence(struct sb_client *c, const struct sb_presence *p, void *
 		printf("\n");
 	}
 	fflush(stdout);
-	sbj_buf_free(&q);
-	sbj_buf_free(&s);
+	sb__json_buf_free(&q);
+	sb__json_buf_free(&s);
 	if (l->o->count > 0 && ++l->seen >= l->o->count)
 		sb_client_stop(c);
 }

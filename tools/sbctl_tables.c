@@ -15,7 +15,7 @@
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "sbctl.h"
 
 /* A table of text cells printed in aligned columns. */
@@ -89,7 +89,7 @@ static char *cell(const msgpack_object *o)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	struct sbj_buf b = {0};
+	struct sb__json_buf b = {0};
 
 	if (o == NULL)
 		return strdup("-");
@@ -106,9 +106,9 @@ static char *cell(const msgpack_object *o)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_object(&pk, *o);
-	char *s = sbj_to_json(sb.data, sb.size, &b) == 0 ? strdup(b.data) : strdup("?");
+	char *s = sb__json_print(sb.data, sb.size, &b) == 0 ? strdup(b.data) : strdup("?");
 	msgpack_sbuffer_destroy(&sb);
-	sbj_buf_free(&b);
+	sb__json_buf_free(&b);
 	return s;
 }
 
@@ -227,7 +227,7 @@ static int print_stats(const msgpack_object *v)
 /* routes, peers and stats are requests to the router's reserved names. */
 static int cmd_admin(const struct opts *o, const char *what, int (*print)(const msgpack_object *))
 {
-	struct sbj_buf nil = {0}, b = {0};
+	struct sb__json_buf nil = {0}, b = {0};
 	struct pending pd = {.o = o, .keep = 1};
 	char name[128];
 	int rc;
@@ -256,7 +256,7 @@ static int cmd_admin(const struct opts *o, const char *what, int (*print)(const 
 			printf("%s\n", payload_json(&b, pd.payload, pd.len));
 		}
 	}
-	sbj_buf_free(&b);
+	sb__json_buf_free(&b);
 	free(pd.payload);
 	return EXIT_OK;
 }
@@ -284,7 +284,7 @@ int cmd_stats(const struct opts *o, char **args, int nargs)
 {
 	static msgpack_unpacked pages[STATS_PAGES_MAX];
 	static void *bytes[STATS_PAGES_MAX]; /* what pages[] point into */
-	struct sbj_buf arg = {0}, b = {0};
+	struct sb__json_buf arg = {0}, b = {0};
 	msgpack_object *routes = NULL;
 	uint32_t nroutes = 0;
 	int npages = 0, rc = EXIT_OK, more = 1;
@@ -345,7 +345,7 @@ int cmd_stats(const struct opts *o, char **args, int nargs)
 			       8);
 			d[8] = (char)n;
 			memcpy(d + 9, last->via.str.ptr, n);
-			arg = (struct sbj_buf){d, n + 9, n + 10};
+			arg = (struct sb__json_buf){.data = d, .len = n + 9, .cap = n + 10};
 		}
 	}
 	sb_client_free(c);
@@ -384,7 +384,7 @@ int cmd_stats(const struct opts *o, char **args, int nargs)
 		free(bytes[i]);
 	}
 	free(routes);
-	sbj_buf_free(&arg);
-	sbj_buf_free(&b);
+	sb__json_buf_free(&arg);
+	sb__json_buf_free(&b);
 	return rc;
 }

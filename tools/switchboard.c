@@ -184,6 +184,28 @@ static const struct setting table[] = {
 	 "of characters (default: every CA-signed name)",
 	 NULL},
 	{NULL, "tls-deny", LIST, SET(deny), ANY, 1, "NAMES", "names refused even if allowed", NULL},
+
+	{"The edge (docs/gateway.md):", "ws-port", NUM, CFG(ws_port), RANGE(0, 65535), 0, "PORT",
+	 "serve WebSocket (GET /v1/ws) and HTTP calls here;\n"
+	 "0 = any free port (default: off); TLS with the\n"
+	 "--tls-* settings when they are given",
+	 NULL},
+	{NULL, "ws-allow-origin", TEXT, CFG(ws_allow_origin), ANY, 0, "O",
+	 "browser origins allowed to upgrade or call, comma-\n"
+	 "separated; '*' matches any run of characters\n"
+	 "(https://*.example.com); default: any",
+	 NULL},
+	{NULL, "jwt-keys", TEXT, CFG(jwt_keys_file), ANY, 1, "FILE",
+	 "PEM public keys (RS256, ES256) bearer tokens are\n"
+	 "checked with: every call and upgrade on the edge\n"
+	 "then needs a token (SIGHUP reads it again)",
+	 NULL},
+	{NULL, "jwt-secret-file", TEXT, CFG(jwt_secret_file), ANY, 1, "FILE",
+	 "an HS256 secret (32 bytes at least) instead or too", NULL},
+	{NULL, "jwt-issuer", TEXT, CFG(jwt_issuer), ANY, 1, "S", "iss tokens must carry", NULL},
+	{NULL, "jwt-audience", TEXT, CFG(jwt_audience), ANY, 1, "S", "aud tokens must carry", NULL},
+	{NULL, "jwt-leeway", NUM, CFG(jwt_leeway_s), RANGE(0, 300), 1, "S",
+	 "clock skew allowed on exp and nbf (default 30)", NULL},
 };
 #define NSETTINGS (sizeof table / sizeof table[0])
 
@@ -656,6 +678,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("switchboard %s: listening on %s:%u (%u shards%s)\n", SB_VERSION_STRING, s->cfg.addr,
 	       sb_router_port(r), sb_router_shards(r), s->cfg.tls_cert != NULL ? ", TLS" : "");
+	if (sb_router_ws_port(r) != 0)
+		printf("switchboard: WebSocket and HTTP on %s:%u\n", s->cfg.addr,
+		       sb_router_ws_port(r));
 
 	int sig;
 	for (;;) {

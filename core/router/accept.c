@@ -1,8 +1,9 @@
-/* The listener. Each shard has a multishot accept on its own SO_REUSEPORT
- * socket. A new connection is admitted here: its TLS pair on a TLS
- * listener, its place under max_conns and max_conns_per_addr (over a
- * limit it lives only to be told so), its HELLO deadline. A failed accept
- * (out of descriptors or memory) is retried after a pause that grows. */
+/* The listeners. Each shard has a multishot accept on its own SO_REUSEPORT
+ * socket, and another on the edge's port when there is one. A new
+ * connection is admitted here: its TLS pair on a TLS listener, its edge
+ * state (HTTP, then WebSocket) on the edge's, its place under max_conns and max_conns_per_addr
+ * (over a limit it lives only to be told so), its HELLO deadline. A failed accept (out of
+ * descriptors or memory) is retried after a pause that grows. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,20 +19,34 @@
 #include "router/addrtab.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
+#include "router/conn_ws.h"
 #include "router/flow.h"
 #include "router/handshake.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
-void sb__accept_arm(struct sb__shard *sh)
+void sb__accept_arm(struct sb__shard *sh, int edge)
 {
 	struct io_uring_sqe *sqe = sb__sqe(sh);
-	io_uring_prep_multishot_accept(sqe, sh->lfd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_ACCEPT, 0));
-	sh->accept_armed = 1;
+	io_uring_prep_multishot_accept(sqe, edge ? sh->wfd : sh->lfd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_ACCEPT, (uint64_t)edge));
+	if (edge)
+		sh->ws_accept_armed = 1;
+	else
+		sh->accept_armed = 1;
 }
 
-static void on_accept(struct sb__shard *sh, int fd)
+/* A connection refused before it says anything: told in its own protocol
+ * (an ERROR frame on TCP, an HTTP answer on the edge), then closed. */
+static void refuse(struct sb__shard *sh, struct sb__conn *c, int err, const char *why)
+{
+	if (c->edge != NULL)
+		sb__conn_ws_refuse(sh, c, 503, err, why);
+	else
+		sb__conn_fail(sh, c, err, why);
+}
+
+static void on_accept(struct sb__shard *sh, int fd, int edge)
 {
 	uint64_t ep;
 	int one = 1;
@@ -62,10 +77,13 @@ static void on_accept(struct sb__shard *sh, int fd)
 		c->addr = sa.sin_addr.s_addr;
 	/* Before the limit check: a TLS peer refused for it must not be sent
 	 * plaintext (it is closed without a word: saying one takes a handshake). */
-	if (sh->r->tls_on && sb__conn_tls_start(sh, c) != 0) {
+	if ((edge && sb__conn_ws_start(sh, c) != 0) ||
+	    (sh->r->tls_on && sb__conn_tls_start(sh, c) != 0)) {
 		sb__conn_close(sh, c, "out of memory");
 		return;
 	}
+	if (edge) /* wss: TLS carries it, the edge reads it */
+		c->xport = SB__XPORT_HTTP;
 	/* Over the limit: the connection only lives to be told so. Taking the
 	 * place first makes the check exact when shards accept at once. */
 	if (atomic_fetch_add(&sh->r->nconns, 1) >= cfg->max_conns) {
@@ -73,7 +91,7 @@ static void on_accept(struct sb__shard *sh, int fd)
 		char why[64];
 		snprintf(why, sizeof why, "too many connections (limit %u)", cfg->max_conns);
 		sb__stat_add(&sh->st.refused, 1);
-		sb__conn_fail(sh, c, SB_EOVERLOADED, why);
+		refuse(sh, c, SB_EOVERLOADED, why);
 		return;
 	}
 	c->counted = 1;
@@ -84,7 +102,7 @@ static void on_accept(struct sb__shard *sh, int fd)
 			snprintf(why, sizeof why, "too many connections from %s (limit %u)",
 				 sb__conn_addr(c, a, sizeof a), cfg->max_conns_per_addr);
 			sb__stat_add(&sh->st.addr_refused, 1);
-			sb__conn_fail(sh, c, SB_EOVERLOADED, why);
+			refuse(sh, c, SB_EOVERLOADED, why);
 			return;
 		}
 		c->addr_counted = took == 1;
@@ -105,7 +123,7 @@ static void on_accept(struct sb__shard *sh, int fd)
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 1000
 
-static void accept_failed(struct sb__shard *sh, int res, int more)
+static void accept_failed(struct sb__shard *sh, int res, int more, int edge)
 {
 	sb__stat_add(&sh->st.accept_errors, 1);
 	if (sh->accept_fails++ == 0) {
@@ -124,27 +142,29 @@ static void accept_failed(struct sb__shard *sh, int res, int more)
 									: 2 * sh->accept_backoff;
 	if (more) { /* a kernel that keeps the multishot armed would fail on and on */
 		struct io_uring_sqe *sqe = sb__sqe(sh);
-		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, 0), 0);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, (uint64_t)edge), 0);
 		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 	}
 	sb__timer_arm(&sh->wheel, &sh->accept_timer, sh->now + sh->accept_backoff);
 }
 
-static void accepted(struct sb__shard *sh, int fd)
+static void accepted(struct sb__shard *sh, int fd, int edge)
 {
 	if (sh->accept_fails > 0)
 		sb__log(&sh->r->log, 1, "shard %u: accepting again after %llu failed accepts",
 			sh->id, (unsigned long long)sh->accept_fails);
 	sh->accept_fails = 0;
 	sh->accept_backoff = 0;
-	on_accept(sh, fd);
+	on_accept(sh, fd, edge);
 }
 
 static void on_accept_timer(struct sb__timer *t)
 {
 	struct sb__shard *sh = SB__CONTAINER(t, struct sb__shard, accept_timer);
 	if (!sh->draining && !sh->accept_armed)
-		sb__accept_arm(sh);
+		sb__accept_arm(sh, 0);
+	if (!sh->draining && !sh->ws_accept_armed && sh->wfd >= 0)
+		sb__accept_arm(sh, 1);
 }
 
 void sb__accept_init(struct sb__shard *sh)
@@ -152,15 +172,18 @@ void sb__accept_init(struct sb__shard *sh)
 	sb__timer_init(&sh->accept_timer, on_accept_timer);
 }
 
-void sb__accept_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
+void sb__accept_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe, int edge)
 {
 	if (cqe->res >= 0)
-		accepted(sh, cqe->res);
+		accepted(sh, cqe->res, edge);
 	else if (!sh->draining) /* else cancelled, or the drain closed the listener */
-		accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE);
+		accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE, edge);
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		sh->accept_armed = 0;
+		if (edge)
+			sh->ws_accept_armed = 0;
+		else
+			sh->accept_armed = 0;
 		if (!sh->draining && !sb__timer_armed(&sh->accept_timer))
-			sb__accept_arm(sh);
+			sb__accept_arm(sh, edge);
 	}
 }

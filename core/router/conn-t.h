@@ -21,6 +21,16 @@ struct sb__buf;
 struct sb__shard;
 struct sb__tls;
 struct sb__auth_hs;
+struct sb__edge;
+
+/* How a connection's bytes are carried: the plain path is the one every
+ * receive, flush and send completion tests for, once. */
+enum sb__xport {
+	SB__XPORT_PLAIN = 0, /* frames straight on TCP */
+	SB__XPORT_TLS,       /* in TLS records (conn_tls.c) */
+	SB__XPORT_HTTP,      /* the edge before an upgrade: HTTP (conn_ws.c, edge_call.c) */
+	SB__XPORT_WS,        /* the edge after it: WebSocket messages (conn_ws.c) */
+};
 
 /* One queued piece of output: a frame (or what is left of it) in a buffer. */
 struct sb__seg {
@@ -33,26 +43,28 @@ struct sb__conn {
 	struct sb__timer hello_timer; /* the handshake's deadline; after a GOODBYE, its deadline */
 	struct sb__shard *sh;         /* for the timer's callback */
 	int fd;
-	uint64_t ep;         /* this connection's id: shard in the top 8 bits */
-	uint32_t peer_id;    /* written into `from` of what it sends */
-	struct sb__tls *tls; /* TLS state; NULL on a plain connection */
-	uint8_t ready;       /* handshake done */
-	uint8_t service;     /* role "service": may register handlers */
-	uint8_t closing;     /* closed for routing; waiting for I/O to finish */
-	uint8_t doomed;      /* a fatal ERROR is queued: close once it is sent */
-	uint8_t recv_armed;  /* a multishot recv is outstanding */
-	uint8_t rearm;       /* recv stopped for lack of buffers: re-arm later */
-	uint8_t sending;     /* a sendmsg is outstanding */
-	uint8_t dirty;       /* on the shard's list of connections to flush */
-	uint8_t named;       /* holds its name in the router's name table */
-	uint8_t recv_cancel; /* the recv is being cancelled to pause reading */
-	uint8_t mail_paused; /* paused while its frames' mail backlog is long */
-	uint8_t counted;     /* holds one of the router's max_conns places */
-	uint8_t bye;         /* said GOODBYE: finishing its requests, then closed */
-	uint8_t bye_wait;    /* shards yet to report no request in flight to it */
-	uint8_t unparking;   /* its parked bytes are being routed: no second pass, no free */
-	uint32_t paused;     /* consumers that asked us to stop reading (flow control) */
-	uint64_t *producers; /* handlers this connection paused while congested */
+	uint64_t ep;           /* this connection's id: shard in the top 8 bits */
+	uint32_t peer_id;      /* written into `from` of what it sends */
+	struct sb__tls *tls;   /* TLS state; NULL on a plain connection */
+	struct sb__edge *edge; /* HTTP and WebSocket state; NULL unless on the edge */
+	uint8_t xport;         /* enum sb__xport */
+	uint8_t ready;         /* handshake done */
+	uint8_t service;       /* role "service": may register handlers */
+	uint8_t closing;       /* closed for routing; waiting for I/O to finish */
+	uint8_t doomed;        /* a fatal ERROR is queued: close once it is sent */
+	uint8_t recv_armed;    /* a multishot recv is outstanding */
+	uint8_t rearm;         /* recv stopped for lack of buffers: re-arm later */
+	uint8_t sending;       /* a sendmsg is outstanding */
+	uint8_t dirty;         /* on the shard's list of connections to flush */
+	uint8_t named;         /* holds its name in the router's name table */
+	uint8_t recv_cancel;   /* the recv is being cancelled to pause reading */
+	uint8_t mail_paused;   /* paused while its frames' mail backlog is long */
+	uint8_t counted;       /* holds one of the router's max_conns places */
+	uint8_t bye;           /* said GOODBYE: finishing its requests, then closed */
+	uint8_t bye_wait;      /* shards yet to report no request in flight to it */
+	uint8_t unparking;     /* its parked bytes are being routed: no second pass, no free */
+	uint32_t paused;       /* consumers that asked us to stop reading (flow control) */
+	uint64_t *producers;   /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;
 	struct sb__seg *parked; /* bytes received while paused, routed on resume */
 	uint32_t nparked, parked_cap;

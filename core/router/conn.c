@@ -20,6 +20,7 @@
 #include "router/addrtab.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
+#include "router/conn_ws.h"
 #include "router/flow.h"
 #include "router/frame.h"
 #include "router/mail.h"
@@ -52,7 +53,8 @@ void sb__conn_fail(struct sb__shard *sh, struct sb__conn *c, int err, const char
 	c->doomed = 1;
 }
 
-static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len);
+static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *p,
+		    uint32_t len);
 
 /* Routes what arrived while paused, in order, until paused again. While
  * it runs, c is not freed (sb__conn_free() waits for it) and its parked list
@@ -63,7 +65,7 @@ void sb__conn_unpark(struct sb__shard *sh, struct sb__conn *c)
 	c->unparking = 1;
 	while (i < c->nparked && c->paused == 0 && !c->closing) {
 		struct sb__seg *s = &c->parked[i++];
-		on_data(sh, c, s->buf, s->len);
+		on_data(sh, c, s->buf, (uint8_t *)s->p, s->len);
 		sb__buf_put(s->buf, &sh->pool);
 	}
 	memmove(c->parked, c->parked + i, (c->nparked - i) * sizeof *c->parked);
@@ -131,9 +133,9 @@ static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8
 
 /* A receive buffer full of bytes: whole frames are routed in place (the
  * buffer is shared by reference), a frame cut at the end is copied out. */
-static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *p,
+		    uint32_t len)
 {
-	uint8_t *p = b->data;
 	uint32_t pos = 0;
 	struct sb__conn *outer = sh->producer; /* a resume may route another's bytes */
 
@@ -161,7 +163,8 @@ static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
  * not read: once b's pool runs low, its bytes wait in a heap copy, as a
  * receive buffer held that long is one fewer for every connection of the
  * shard. */
-static int park(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+static int park(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len)
 {
 	if (c->nparked == c->parked_cap) {
 		uint32_t cap = c->parked_cap ? c->parked_cap * 2 : 8;
@@ -175,11 +178,12 @@ static int park(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uin
 		struct sb__buf *h = sb__buf_heap(len);
 		if (h == NULL)
 			goto fail;
-		memcpy(h->data, b->data, len);
+		memcpy(h->data, p, len);
 		sb__buf_put(b, &sh->pool);
 		b = h;
+		p = h->data;
 	}
-	c->parked[c->nparked++] = (struct sb__seg){b, b->data, len};
+	c->parked[c->nparked++] = (struct sb__seg){b, p, len};
 	return 0;
 fail:
 	sb__buf_put(b, &sh->pool);
@@ -188,15 +192,21 @@ fail:
 
 /* Received bytes into the frame path, taking over the reference on b:
  * routed now, or parked while the connection is paused. */
-void sb__conn_take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+void sb__conn_take_at(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *p,
+		      uint32_t len)
 {
 	if (c->paused > 0 || c->nparked > 0) {
-		if (park(sh, c, b, len) != 0)
+		if (park(sh, c, b, p, len) != 0)
 			sb__conn_close(sh, c, "out of memory");
 		return;
 	}
-	on_data(sh, c, b, len);
+	on_data(sh, c, b, p, len);
 	sb__buf_put(b, &sh->pool);
+}
+
+void sb__conn_take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len)
+{
+	sb__conn_take_at(sh, c, b, b->data, len);
 }
 
 void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe *cqe)
@@ -211,11 +221,14 @@ void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe
 	/* recv_armed stays set while the data is routed, so a close on the
 	 * way cannot free the connection under our feet. */
 	if (!c->closing && cqe->res > 0 && b != NULL) {
-		if (c->tls != NULL)
+		if (c->xport == SB__XPORT_PLAIN) {
+			sb__conn_take(sh, c, b, (uint32_t)cqe->res);
+			b = NULL;
+		} else if (c->tls != NULL) /* TLS, or wss: its plaintext finds its way */
 			sb__conn_tls_in(sh, c, b->data,
 					(uint32_t)cqe->res); /* copied: b goes back now */
 		else {
-			sb__conn_take(sh, c, b, (uint32_t)cqe->res);
+			sb__conn_ws_in(sh, c, b, (uint32_t)cqe->res);
 			b = NULL;
 		}
 	}
@@ -289,7 +302,9 @@ void sb__conn_on_idle(struct sb__timer *t)
 
 void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 {
-	if (sh->r->cfg.idle_ms == 0)
+	/* An HTTP client says nothing while its call is out and cannot answer
+	 * a PING: its connection's deadlines are the edge's (conn_ws.c). */
+	if (sh->r->cfg.idle_ms == 0 || c->xport == SB__XPORT_HTTP)
 		return;
 	c->last_rx = sh->now;
 	sb__timer_arm(&sh->wheel, &c->idle_timer, sh->now + sh->r->cfg.idle_ms);
@@ -357,6 +372,7 @@ void sb__conn_free(struct sb__shard *sh, struct sb__conn *c)
 	if (c->asm_buf != NULL)
 		sb__buf_put(c->asm_buf, &sh->pool);
 	sb__tls_free(c->tls);
+	sb__conn_ws_free(c);
 	sb__peers_conn_free(c);
 	close(c->fd);
 	sb__link_del(&c->all);

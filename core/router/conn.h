@@ -34,6 +34,10 @@ void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe
  *  now, or parked while c is paused. */
 void sb__conn_take(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint32_t len);
 
+/** The same for @p len bytes at @p p inside b (a WebSocket message). */
+void sb__conn_take_at(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *p,
+		      uint32_t len);
+
 /** Routes what c parked while paused, in order, until paused again. */
 void sb__conn_unpark(struct sb__shard *sh, struct sb__conn *c);
 

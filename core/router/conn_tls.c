@@ -14,6 +14,7 @@
 #include "common/tls.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
+#include "router/conn_ws.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
 #include "router/outq.h"
@@ -86,6 +87,7 @@ static struct sb__tls_ctx *router_tls(struct sb__shard *sh)
 int sb__conn_tls_start(struct sb__shard *sh, struct sb__conn *c)
 {
 	c->tls = sb__tls_new(router_tls(sh), NULL, TLS_IN_SIZE, TLS_OUT_SIZE);
+	c->xport = SB__XPORT_TLS;
 	return c->tls != NULL ? 0 : SB_ENOMEM;
 }
 
@@ -99,6 +101,13 @@ static void plain_refused(struct sb__shard *sh, struct sb__conn *c)
 	sb__log(&sh->r->log, 1, "connection from %s refused: it does not speak TLS", from);
 	sb__tls_free(c->tls);
 	c->tls = NULL;
+	if (c->edge != NULL) { /* an http:// or ws:// client of the edge: told in HTTP */
+		sb__conn_ws_refuse(sh, c, 400, SB_EUNAUTHORIZED,
+				   "this port requires TLS (https://, wss://)");
+		sb__outq_mark(sh, c);
+		return;
+	}
+	c->xport = SB__XPORT_PLAIN;
 	sb__conn_fail(sh, c, SB_EUNAUTHORIZED, "this router requires TLS");
 }
 
@@ -142,7 +151,9 @@ struct plain {
 
 static void plain_take(struct sb__shard *sh, struct sb__conn *c, struct plain *pl)
 {
-	if (pl->b != NULL && pl->used > 0)
+	if (pl->b != NULL && pl->used > 0 && c->edge != NULL)
+		sb__conn_ws_in(sh, c, pl->b, pl->used); /* wss: HTTP, then WebSocket */
+	else if (pl->b != NULL && pl->used > 0)
 		sb__conn_take(sh, c, pl->b, pl->used);
 	else if (pl->b != NULL)
 		sb__buf_put(pl->b, &sh->pool);

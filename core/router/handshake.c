@@ -10,6 +10,8 @@
 #include "common/log.h"
 #include "router/auth.h"
 #include "router/conn.h"
+#include "router/conn_ws.h"
+#include "router/edge_auth.h"
 #include "router/handshake.h"
 #include "router/outq.h"
 #include "router/peers.h"
@@ -28,6 +30,25 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 		c->service = 1;
 	else if (!(m->role.len == 6 && memcmp(m->role.ptr, "client", 6) == 0)) {
 		sb__conn_fail(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
+		return;
+	}
+	/* A token said who an edge peer is: its HELLO may ask only what the
+	 * token gives, and needs no secret (HTTP calls ask no name). */
+	if (c->edge != NULL && c->edge->authed) {
+		char why[SB_TEXT_MAX];
+		if (c->xport == SB__XPORT_WS &&
+		    sb__edge_hello(c, c->service, m->peer, why, sizeof why) != 0) {
+			sb__conn_fail(sh, c, SB_EFORBIDDEN, why);
+			return;
+		}
+		hello_done(sh, c, m->id, m->peer);
+		return;
+	}
+	/* The edge is open to browsers: a service there must prove a secret
+	 * (docs/gateway.md). */
+	if (c->service && c->edge != NULL && sh->auth.pol->secret[1] == NULL) {
+		sb__conn_fail(sh, c, SB_EFORBIDDEN,
+			      "role service on the WebSocket edge needs a service secret");
 		return;
 	}
 	/* With a secret configured, the rest of the handshake waits for the

@@ -9,6 +9,8 @@
 #include "common/log.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
+#include "router/conn_ws.h"
+#include "router/edge_call.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
 #include "router/outq.h"
@@ -54,6 +56,16 @@ static size_t queue_limit(const struct sb__shard *sh)
  * cannot keep up is dropped rather than allowed to grow without bound. */
 int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
 		uint32_t len)
+{
+	/* An HTTP client reads answers, not frames: the one transport test
+	 * a frame pays. */
+	if (c->xport == SB__XPORT_HTTP)
+		return sb__edge_frame(sh, c, b, p, len);
+	return sb__outq_put(sh, c, b, p, len);
+}
+
+int sb__outq_put(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len)
 {
 	if (c->q_bytes + len > queue_limit(sh)) {
 		sb__buf_put(b, &sh->pool);
@@ -139,8 +151,11 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 		return;
 	if (sb__bye_done(c))
 		c->doomed = 1; /* its GOODBYE is honoured: closed once its output is out */
-	if (c->tls != NULL) {
-		sb__conn_tls_flush(sh, c);
+	if (c->xport != SB__XPORT_PLAIN) {
+		if (c->xport == SB__XPORT_TLS)
+			sb__conn_tls_flush(sh, c);
+		else
+			sb__conn_ws_flush(sh, c);
 		return;
 	}
 	if (c->q_len == 0) {
@@ -189,8 +204,11 @@ void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res)
 		return;
 	}
 	c->out_total += (uint64_t)res; /* the slow-consumer clock's evidence */
-	if (c->tls != NULL) {
-		sb__conn_tls_sent(sh, c, (size_t)res);
+	if (c->xport != SB__XPORT_PLAIN) {
+		if (c->xport == SB__XPORT_TLS)
+			sb__conn_tls_sent(sh, c, (size_t)res);
+		else
+			sb__conn_ws_sent(sh, c, (size_t)res);
 		return;
 	}
 	size_t left = (size_t)res;

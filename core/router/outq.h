@@ -25,6 +25,11 @@ static inline size_t sb__outq_pause_mark(const struct sb__shard *sh)
 int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
 		uint32_t len);
 
+/** The same for bytes that are not a frame to route (an HTTP answer):
+ *  queued as they are, whatever c's transport. */
+int sb__outq_put(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		 uint32_t len);
+
 /** Encode a router-made message and queue it for c. */
 int sb__send_msg(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
 

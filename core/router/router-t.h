@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "router/addrtab.h"
 #include "router/auth.h"
+#include "router/jwt.h"
 #include "router/peers-t.h"
 #include "router/rstat.h"
 
@@ -27,6 +28,7 @@ struct sb_router {
 	struct sb__logger log; /* cfg.log_level, set once */
 	unsigned nshards;
 	uint16_t port;
+	uint16_t ws_port; /* the edge's port; 0: none */
 	struct sb__shard *shards;
 	struct sb__mailbox *mb;
 	unsigned mail_ring;         /* slots per ring: also a backlog's pause mark */
@@ -50,6 +52,8 @@ struct sb_router {
 	struct sb__auth_router auth; /* the secrets and rules shards take */
 	struct sb__addrtab addrs;    /* connections per remote address */
 	char *addr;                  /* cfg.addr's own copy */
+	char *ws_origins;            /* cfg.ws_allow_origin's own copy */
+	struct sb__jwt_slot jwt;     /* the bearer tokens' key set in force (NULL: tokens off) */
 	int tls_on;                  /* the listener speaks TLS (fixed for the router's life) */
 	pthread_mutex_t tls_lock;    /* guards tls: taken at reload, and by a shard at an accept
 					after one */

@@ -17,6 +17,7 @@
 #include "common/tls.h"
 #include "router/local.h"
 #include "router/mailbox.h"
+#include "router/edge_auth.h"
 #include "router/peers.h"
 #include "router/router-t.h"
 #include "router/shard.h"
@@ -47,6 +48,8 @@ static void defaults(struct sb_router_config *c)
 	c->max_registrations = 1024;
 	c->idle_ms = 60000;
 	c->pong_timeout_ms = 20000;
+	c->ws_port = -1;
+	c->jwt_leeway_s = 30;
 }
 
 /* A program built against an older header has a shorter struct: only
@@ -109,6 +112,8 @@ static int check_config(const struct sb_router_config *c)
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
+	if (c->ws_port < -1 || c->ws_port > 65535)
+		return 0;
 	if (c->recv_buffers < 8 || c->recv_buffers > 32768 ||
 	    (c->recv_buffers & (c->recv_buffers - 1)) != 0 || c->recv_buffer_size < 512)
 		return 0;
@@ -118,7 +123,7 @@ static int check_config(const struct sb_router_config *c)
 /* Descriptors the router needs besides its connections: per shard a
  * listener, an eventfd and an io_uring; stdio and a few files (TLS,
  * secrets) besides. */
-#define FDS_SPARE(nshards) (3u * (nshards) + 16u)
+#define FDS_SPARE(nshards) (4u * (nshards) + 16u)
 
 /* Past RLIMIT_NOFILE, accepts fail (and back off) while the kernel goes on
  * completing handshakes into the backlog: clients see a connection that
@@ -165,12 +170,12 @@ static int listen_one(const struct sb_router_config *c, uint16_t port, int reuse
 }
 
 /* All shards listen on one port: the first bind picks it (port 0), the
- * rest join it. */
-static int listen_all(struct sb_router *r)
+ * rest join it. The edge's port (ws_port) is bound the same way, beside. */
+static int listen_port(struct sb_router *r, uint16_t want, int edge, uint16_t *got)
 {
 	struct sockaddr_in sa;
 	socklen_t len = sizeof sa;
-	int probe = listen_one(&r->cfg, r->cfg.port, 0);
+	int probe = listen_one(&r->cfg, want, 0);
 
 	if (probe < 0)
 		return -1;
@@ -181,19 +186,34 @@ static int listen_all(struct sb_router *r)
 		int fd = listen_one(&r->cfg, port, 1);
 		if (fd < 0)
 			return -1;
-		r->shards[i].lfd = fd;
+		if (edge)
+			r->shards[i].wfd = fd;
+		else
+			r->shards[i].lfd = fd;
 	}
-	r->port = port;
+	*got = port;
 	return 0;
+}
+
+static int listen_all(struct sb_router *r)
+{
+	if (listen_port(r, r->cfg.port, 0, &r->port) != 0)
+		return -1;
+	return r->cfg.ws_port < 0 ? 0 : listen_port(r, (uint16_t)r->cfg.ws_port, 1, &r->ws_port);
 }
 
 static void close_listeners(struct sb_router *r)
 {
-	for (unsigned i = 0; i < r->nshards; i++)
+	for (unsigned i = 0; i < r->nshards; i++) {
 		if (r->shards[i].lfd >= 0) {
 			close(r->shards[i].lfd);
 			r->shards[i].lfd = -1;
 		}
+		if (r->shards[i].wfd >= 0) {
+			close(r->shards[i].wfd);
+			r->shards[i].wfd = -1;
+		}
+	}
 }
 
 struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
@@ -225,6 +245,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	pthread_mutex_init(&r->start_lock, NULL);
 	pthread_cond_init(&r->start_cond, NULL);
 	pthread_mutex_init(&r->tls_lock, NULL);
+	sb__jwt_slot_init(&r->jwt);
 	r->cfg.name_pattern = NULL; /* the directory keeps its own copy */
 	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
 		goto fail;
@@ -243,6 +264,18 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	if ((r->addr = strdup(c->addr)) == NULL)
 		goto fail;
 	r->cfg.addr = r->addr;
+	r->cfg.ws_allow_origin = NULL;
+	if (c->ws_allow_origin != NULL && (r->ws_origins = strdup(c->ws_allow_origin)) == NULL)
+		goto fail;
+	r->cfg.ws_allow_origin = r->ws_origins;
+	struct sb__jwt_keys *keys;
+	if ((e = sb__edge_keys_load(c, &r->log, &keys)) != 0)
+		goto fail;
+	sb__jwt_slot_set(&r->jwt, keys);
+	sb__jwt_keys_put(keys); /* the slot holds its own */
+	r->cfg.jwt_keys_file = r->cfg.jwt_secret_file = NULL;
+	r->cfg.jwt_issuer = r->cfg.jwt_audience = NULL;
+	e = SB_ENOMEM;
 	if (tls_wanted(c)) {
 		if ((e = tls_load(r, c, &r->tls, "TLS")) != 0)
 			goto fail;
@@ -279,7 +312,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	for (unsigned i = 0; i < r->nshards; i++) {
 		r->shards[i].r = r;
 		r->shards[i].id = i;
-		r->shards[i].lfd = r->shards[i].efd = -1;
+		r->shards[i].lfd = r->shards[i].wfd = r->shards[i].efd = -1;
 	}
 	for (unsigned i = 0; i < r->nshards; i++)
 		if ((r->shards[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
@@ -342,6 +375,9 @@ int sb_router_start(struct sb_router *r)
 	} else
 		sb__log(&r->log, 2, "listening on %s:%u (%u shards)", r->cfg.addr, r->port,
 			r->nshards);
+	if (rc == 0 && r->ws_port != 0)
+		sb__log(&r->log, 2, "WebSocket edge on %s:%u (GET /v1/ws)", r->cfg.addr,
+			r->ws_port);
 	return rc;
 }
 
@@ -386,16 +422,23 @@ int sb_router_reload(struct sb_router *r, const struct sb_router_config *given)
 	}
 	if (r->tls_on && (rc = tls_load(r, cfg, &tls, "reload refused")) != 0)
 		goto refused;
+	struct sb__jwt_keys *keys = NULL;
+	if ((rc = sb__edge_keys_load(cfg, &r->log, &keys)) != 0)
+		goto refused;
 	/* Secrets and name rules: checked and swapped in one step, and last,
 	 * so a refusal of its own (logged by it) leaves TLS as it was too. */
 	uint64_t gen;
 	if ((rc = sb__auth_reload(&r->auth, cfg, &r->log, &gen)) != 0 ||
 	    (rc = wait_for_shards(r, gen)) != 0) {
 		sb__tls_ctx_put(tls);
+		sb__jwt_keys_put(keys);
 		return rc;
 	}
 
-	/* Nothing below fails. */
+	/* Nothing below fails. Tokens verified from now on use the new keys
+	 * (a set that failed to load was refused above). */
+	sb__jwt_slot_set(&r->jwt, keys);
+	sb__jwt_keys_put(keys);
 	if (tls != NULL) {
 		char desc[320];
 		sb__tls_ctx_describe(tls, desc, sizeof desc);
@@ -418,6 +461,11 @@ refused:
 uint16_t sb_router_port(const struct sb_router *r)
 {
 	return r->port;
+}
+
+uint16_t sb_router_ws_port(const struct sb_router *r)
+{
+	return r->ws_port;
 }
 
 unsigned sb_router_shards(const struct sb_router *r)
@@ -467,6 +515,8 @@ void sb_router_free(struct sb_router *r)
 			sb_router_stop(r, 0);
 		if (r->shards[i].lfd >= 0)
 			close(r->shards[i].lfd);
+		if (r->shards[i].wfd >= 0)
+			close(r->shards[i].wfd);
 		if (r->shards[i].efd >= 0)
 			close(r->shards[i].efd);
 	}
@@ -488,6 +538,8 @@ void sb_router_free(struct sb_router *r)
 	sb__tls_ctx_put(r->tls);
 	pthread_mutex_destroy(&r->tls_lock);
 	free(r->addr);
+	free(r->ws_origins);
+	sb__jwt_slot_destroy(&r->jwt);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

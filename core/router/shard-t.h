@@ -14,6 +14,7 @@
 #include "common/list.h"
 #include "common/timer.h"
 #include "router/auth.h"
+#include "router/jwt.h"
 #include "router/mail-t.h"
 #include "router/peers-t.h"
 #include "router/reqtab.h"
@@ -35,6 +36,7 @@ struct sb__shard {
 	pthread_t thread;
 	int started; /* the thread was created */
 	int lfd;     /* listening socket (SO_REUSEPORT) */
+	int wfd;     /* the edge's listening socket (ws_port), or -1 */
 	int efd;     /* eventfd: wakes the shard when it sleeps */
 	struct io_uring ring;
 	int ring_ok;
@@ -61,6 +63,7 @@ struct sb__shard {
 	_Atomic uint64_t mail_taken[SB__MAX_SHARDS]; /* by source, published per turn */
 	uint8_t wake[SB__MAX_SHARDS];  /* target shards to wake at the end of the turn */
 	int accept_armed;              /* the multishot accept is outstanding */
+	int ws_accept_armed;           /* ...and the edge's */
 	struct sb__timer accept_timer; /* re-arms the accept after a failure's pause */
 	uint32_t accept_backoff;       /* ms: the pause after the last failed accept; 0 = none */
 	uint64_t accept_fails;         /* failed accepts since the last one that worked */
@@ -76,6 +79,7 @@ struct sb__shard {
 	uint8_t *tls_stage;            /* small frames gathered into one TLS record */
 	struct sb__stats st;
 	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
+	struct sb__jwt_cache jwt;   /* the bearer tokens' key set, as of its last use */
 };
 
 #endif

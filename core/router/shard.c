@@ -65,7 +65,7 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 
 	switch (tag) {
 	case SB__TAG_ACCEPT:
-		sb__accept_cqe(sh, cqe);
+		sb__accept_cqe(sh, cqe, (ud & SB__EP_MASK) != 0);
 		break;
 	case SB__TAG_RECV:
 		c = sb__reqtab_get(&sh->conns, ep);
@@ -106,6 +106,13 @@ static void begin_drain(struct sb__shard *sh)
 	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 	close(sh->lfd);
 	sh->lfd = -1;
+	if (sh->wfd >= 0) {
+		sqe = sb__sqe(sh);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, 1), 0);
+		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
+		close(sh->wfd);
+		sh->wfd = -1;
+	}
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
 		next = l->next; /* sb__send_msg() may drop a slow consumer */
 		struct sb__conn *c = SB__CONTAINER(l, struct sb__conn, all);
@@ -147,7 +154,7 @@ static int drain_step(struct sb__shard *sh)
 		else
 			c->doomed = 1;
 	}
-	return sh->conn_list.next == &sh->conn_list && !sh->accept_armed;
+	return sh->conn_list.next == &sh->conn_list && !sh->accept_armed && !sh->ws_accept_armed;
 }
 
 static int setup(struct sb__shard *sh)
@@ -211,7 +218,9 @@ static int setup(struct sb__shard *sh)
 		return SB_ENOMEM;
 	if (sb__register_locals(sh) != 0)
 		return SB_ENOMEM;
-	sb__accept_arm(sh);
+	sb__accept_arm(sh, 0);
+	if (sh->wfd >= 0)
+		sb__accept_arm(sh, 1);
 	arm_wake(sh);
 	return 0;
 }
@@ -243,6 +252,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__reqtab_destroy(&sh->conns);
 	sb__reqtab_destroy(&sh->reqs);
 	sb__auth_shard_destroy(&sh->auth);
+	sb__jwt_cache_drop(&sh->jwt);
 }
 
 static void signal_started(struct sb__shard *sh, int rc)

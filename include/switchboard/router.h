@@ -93,6 +93,24 @@ struct sb_router_config {
 					 against the client certificate's CN and DNS SANs
 					 (no case); NULL or empty = every CA-signed name */
 	const char *const *tls_deny;  /* the same; a match refuses, and wins over allow */
+
+	/* The edge (docs/gateway.md): WebSocket on a port of its own, on the
+	 * same shards, with the TLS settings below when they are set. */
+	int ws_port;                 /* -1 = no edge listener (default); 0 = any free port */
+	const char *ws_allow_origin; /* browser origins that may upgrade: exact origins and
+					`*` patterns, comma-separated; NULL = any. A request
+					without Origin (not a browser) is not checked. Copied */
+
+	/* Bearer tokens (JWT) on the edge (docs/gateway.md, "Tokens"): with a
+	 * key, every HTTP call and WebSocket upgrade must carry a valid token.
+	 * Files are read by sb_router_new() and sb_router_reload() (SIGHUP). */
+	const char *jwt_keys_file;   /* PEM public keys: RS256 (RSA) and ES256 (P-256) */
+	const char *jwt_secret_file; /* an HS256 secret of 32 bytes or more, minus one
+					trailing newline */
+	const char *jwt_issuer;      /* "iss" must be this; NULL: not checked */
+	const char *jwt_audience;    /* "aud" must hold this; NULL: not checked */
+	uint32_t jwt_leeway_s;       /* clock skew allowed on exp and nbf, at most 300;
+					default 30 */
 };
 
 /* Counters, summed over shards. */
@@ -164,6 +182,9 @@ int sb_router_start(struct sb_router *r);
 
 /** The TCP port the router listens on (useful with port 0). */
 uint16_t sb_router_port(const struct sb_router *r);
+
+/** The edge's (WebSocket) port, or 0 when ws_port is -1. */
+uint16_t sb_router_ws_port(const struct sb_router *r);
 
 /** The number of shards. */
 unsigned sb_router_shards(const struct sb_router *r);

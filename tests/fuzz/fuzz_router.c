@@ -7,8 +7,13 @@
  * every input a probe connection's request is answered. The same bytes then
  * go to a second router that requires shared secrets, so they meet the
  * CHALLENGE/AUTH path (they cannot get past it: the nonce is fresh), and
- * its own authenticated probe must still be answered. FZ_LOG=1 turns the
- * routers' connection logs on. */
+ * its own authenticated probe must still be answered. The first router
+ * serves the edge too (ws_port): the bytes go there as they are (HTTP:
+ * calls, upgrades, refusals) and after an upgrade's head (WebSocket frames;
+ * a zero masking key leaves a payload as it is, so the fuzzer reaches the
+ * frames inside messages). The second router's edge takes bearer tokens,
+ * and gets the bytes as they are too. FZ_LOG=1 turns the routers'
+ * connection logs on. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -189,7 +194,7 @@ static void fz_expect(struct fz_conn *c, unsigned kind, uint64_t id)
 		die("the service or the probe did not get its answer");
 }
 
-static uint16_t port, auth_port;
+static uint16_t port, auth_port, ws_port, auth_ws_port;
 static struct fz_conn service, probe, auth_probe;
 
 /* The auth router's "fz.echo", in-process: nothing an input does there can
@@ -262,10 +267,15 @@ static void set_up(void)
 	cfg.shards = 2;
 	cfg.log_level = getenv("FZ_LOG") ? 3 : 0;
 	cfg.max_frame = 64 * 1024;
+	cfg.ws_port = 0;
+	cfg.ws_allow_origin = "https://fz.example, https://*.fz.*:8*"; /* origins are matched */
 	router = sb_router_new(&cfg, &err);
 	if (router == NULL || sb_router_start(router) != 0)
 		die("router did not start");
 	port = sb_router_port(router);
+	ws_port = sb_router_ws_port(router);
+	cfg.ws_port = -1;
+	cfg.ws_allow_origin = NULL;
 
 	fz_open(&service, port, "service");
 	const char *names[] = {"fz.echo", "fz.stream"};
@@ -284,20 +294,33 @@ static void set_up(void)
 
 	cfg.secret_client = FZ_CLIENT_SECRET;
 	cfg.secret_service = "fz-service-secret";
+	/* Its edge takes bearer tokens: the bytes meet the token's search
+	 * (Authorization, cookies) and the verifier's refusals. */
+	static char jwt_path[64];
+	snprintf(jwt_path, sizeof jwt_path, "/tmp/fz-router-jwt-%d", (int)getpid());
+	FILE *f = fopen(jwt_path, "w");
+	if (f == NULL || fputs("fz-hs256-secret-of-at-least-32-bytes", f) < 0 || fclose(f) != 0)
+		die("cannot write the token secret");
+	cfg.ws_port = 0;
+	cfg.jwt_secret_file = jwt_path;
 	auth_router = sb_router_new(&cfg, &err);
+	unlink(jwt_path);
 	if (auth_router == NULL ||
 	    sb_router_handle(auth_router, "fz.echo", NULL, local_echo, NULL) ||
 	    sb_router_start(auth_router) != 0)
 		die("auth router did not start");
 	auth_port = sb_router_port(auth_router);
+	auth_ws_port = sb_router_ws_port(auth_router);
 	fz_open_auth(&auth_probe, auth_port);
 }
 
-/* One input as one connection: written, half-closed, then read until the
- * router closes it. */
-static void feed(uint16_t to, const uint8_t *data, size_t size)
+/* One input as one connection: written (after @p head, if any),
+ * half-closed, then read until the router closes it. */
+static void feed(uint16_t to, const char *head, const uint8_t *data, size_t size)
 {
 	int fd = dial(to);
+	if (head != NULL)
+		write_all(fd, (const uint8_t *)head, strlen(head));
 	write_all(fd, data, size);
 	shutdown(fd, SHUT_WR);
 	/* The router closes a connection whose peer stopped sending, after
@@ -318,8 +341,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, set_up);
 
-	feed(port, data, size);
-	feed(auth_port, data, size);
+	static const char upgrade[] = "GET /v1/ws HTTP/1.1\r\nHost: fz\r\nConnection: Upgrade\r\n"
+				      "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+				      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+	feed(port, NULL, data, size);
+	feed(auth_port, NULL, data, size);
+	feed(ws_port, NULL, data, size);
+	feed(ws_port, upgrade, data, size);
+	feed(auth_ws_port, NULL, data, size);
 
 	/* Nothing an input sends gets past the auth router's handshake, so its
 	 * probe is answered by the in-process handler, first time. */

@@ -5,19 +5,19 @@
  * written as JSON. */
 #include <switchboard/router.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "support/peer.h"
 #include "support/router.h"
 
 struct mp {
-	struct sbj_buf b;
+	struct sb__json_buf b;
 };
 
 static struct mp mp_of(const char *json)
 {
 	struct mp m = {{0}};
-	struct sbj_error e;
-	if (sbj_from_json(json, strlen(json), &m.b, &e) != 0) {
+	struct sb__json_error e;
+	if (sb__json_parse(json, strlen(json), &m.b, &e) != 0) {
 		fprintf(stderr, "bad test JSON at %zu: %s: %s\n", e.at, e.what, json);
 		CHECK(0);
 	}
@@ -26,7 +26,7 @@ static struct mp mp_of(const char *json)
 
 static void mp_free(struct mp *m)
 {
-	sbj_buf_free(&m->b);
+	sb__json_buf_free(&m->b);
 }
 
 /* Sends REGISTER with a schema given as JSON (NULL: nil); returns the

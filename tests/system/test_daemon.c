@@ -134,18 +134,23 @@ static int good;
 
 /* Each test's daemon, as a user would start it, and one well-behaved
  * connection (good) that what other connections do must never disturb. */
-static void daemon_up(void)
+static void daemon_up_with(const char *const *extra)
 {
 	int out[2];
 	char line[256];
+	const char *argv[16] = {DAEMON, "--port",         "0",   "--max-frame",
+				"4096", "--name-pattern", "d-##"};
+	int n = 7;
 
+	for (int i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
 	CHECK(pipe(out) == 0);
 	daemon_pid = fork();
 	if (daemon_pid == 0) {
 		dup2(out[1], STDOUT_FILENO);
 		close(out[0]);
-		execl(DAEMON, DAEMON, "--port", "0", "--max-frame", "4096", "--name-pattern",
-		      "d-##", (char *)NULL);
+		execv(DAEMON, (char *const *)argv);
 		_exit(127);
 	}
 	close(out[1]);
@@ -156,6 +161,11 @@ static void daemon_up(void)
 	port = at ? atoi(at + strlen("listening on 127.0.0.1:")) : 0;
 	CHECK(port > 0);
 	good = hello("billing-1");
+}
+
+static void daemon_up(void)
+{
+	daemon_up_with(NULL);
 }
 
 /* SIGTERM: the daemon says it stopped and exits 0. */
@@ -233,6 +243,45 @@ static void test_http_client_is_refused(void)
 	expect_error(fd, SB_ETOOLARGE, 1, "frame too large (1195725856 bytes, limit 4096)");
 	close(fd);
 	ping(good, 7);
+	daemon_down();
+}
+
+/* --ws-port: the same daemon answers HTTP there, on the port it prints. */
+static void test_the_edge_port_answers_http(void)
+{
+	const char *extra[] = {"--ws-port", "0", "--ws-allow-origin", "https://app.example", NULL};
+	daemon_up_with(extra);
+	char line[256] = "";
+	unsigned ws = 0;
+	CHECK(fgets(line, sizeof line, daemon_out) != NULL);
+	const char *at = strstr(line, "WebSocket and HTTP on 127.0.0.1:");
+	CHECK(at != NULL);
+	if (at != NULL)
+		ws = (unsigned)atoi(at + strlen("WebSocket and HTTP on 127.0.0.1:"));
+	CHECK(ws > 0 && ws != (unsigned)port);
+	int saved = port;
+	port = (int)ws;
+	int fd = dial();
+	port = saved;
+	const char *req = "POST /v1/call/nobody HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+	send_raw(fd, req, strlen(req));
+	char buf[1024] = "";
+	size_t have = 0;
+	while (have < sizeof buf - 1 && strstr(buf, "}") == NULL) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, 10000) <= 0)
+			break;
+		ssize_t got = read(fd, buf + have, sizeof buf - 1 - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+		buf[have] = '\0';
+	}
+	buf[have] = '\0';
+	CHECK(strncmp(buf, "HTTP/1.1 404 Not Found\r\n", 24) == 0);
+	CHECK(strstr(buf, "\"code\":\"SB_ENOHANDLER\"") != NULL);
+	close(fd);
+	ping(good, 9);
 	daemon_down();
 }
 
@@ -664,6 +713,7 @@ int main(int argc, char **argv)
 	RUN(test_request_without_handler);
 	RUN(test_frame_before_hello);
 	RUN(test_http_client_is_refused);
+	RUN(test_the_edge_port_answers_http);
 	RUN(test_bad_field_names_the_field);
 	RUN(test_unknown_kind_keeps_connection);
 	RUN(test_byte_at_a_time);

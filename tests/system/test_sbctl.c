@@ -14,7 +14,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "support/clock.h"
 #include "support/proc.h"
 #include "support/router.h"
@@ -27,14 +27,14 @@ static pthread_cond_t sink_cond = PTHREAD_COND_INITIALIZER;
 
 static int sink_count; /* sends the "sink" handler got */
 
-static struct sbj_buf sink_js; /* the last one's payload, as JSON */
+static struct sb__json_buf sink_js; /* the last one's payload, as JSON */
 
 /* Encodes JSON that the test itself wrote: it must be valid. */
-static void mp_of(const char *json, struct sbj_buf *mp)
+static void mp_of(const char *json, struct sb__json_buf *mp)
 {
-	struct sbj_error e;
+	struct sb__json_error e;
 	mp->len = 0;
-	CHECK_INT(sbj_from_json(json, strlen(json), mp, &e), 0);
+	CHECK_INT(sb__json_parse(json, strlen(json), mp, &e), 0);
 }
 
 static void on_echo(struct sb_call *call, void *ud)
@@ -48,7 +48,7 @@ static void on_echo(struct sb_call *call, void *ud)
 
 static void on_stream(struct sb_call *call, void *ud)
 {
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 
 	(void)ud;
 	CHECK_INT(sb_reply_more(call, SB_MORE_PROGRESS, "working", NULL, 0), 0);
@@ -57,7 +57,7 @@ static void on_stream(struct sb_call *call, void *ud)
 	mp_of("[1]", &mp);
 	CHECK_INT(sb_reply_more(call, SB_MORE_CHUNK, "part", mp.data, mp.len), 0);
 	CHECK_INT(sb_reply(call, "done", NULL, 0), 0);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 }
 
 static void forget(struct sb_call *call, void *ud)
@@ -82,7 +82,7 @@ static void on_sink(struct sb_call *call, void *ud)
 	(void)ud;
 	pthread_mutex_lock(&sink_lock);
 	sink_js.len = 0;
-	CHECK_INT(sbj_to_json(p, len, &sink_js), 0);
+	CHECK_INT(sb__json_print(p, len, &sink_js), 0);
 	sink_count++;
 	pthread_cond_signal(&sink_cond);
 	pthread_mutex_unlock(&sink_lock);
@@ -106,7 +106,7 @@ static void start(void)
 static void stop(void)
 {
 	service_stop();
-	sbj_buf_free(&sink_js);
+	sb__json_buf_free(&sink_js);
 }
 
 /* ---- the stories --------------------------------------------------------- */
@@ -305,14 +305,14 @@ struct agent {
 static void on_health(struct sb_call *call, void *ud)
 {
 	struct agent *a = ud;
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 
 	if (!atomic_load(&a->sick)) {
 		mp_of("{\"load\":1}", &mp);
 		CHECK_INT(sb_reply(call, "healthy", mp.data, mp.len), 0);
 	} else
 		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full", NULL, 0), 0);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 }
 
 static void on_notice(struct sb_call *call, void *ud)

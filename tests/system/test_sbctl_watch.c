@@ -15,7 +15,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "support/clock.h"
 #include "support/proc.h"
 #include "support/router.h"
@@ -23,11 +23,11 @@
 #include "support/testlib.h"
 
 /* Encodes JSON that the test itself wrote: it must be valid. */
-static void mp_of(const char *json, struct sbj_buf *mp)
+static void mp_of(const char *json, struct sb__json_buf *mp)
 {
-	struct sbj_error e;
+	struct sb__json_error e;
 	mp->len = 0;
-	CHECK_INT(sbj_from_json(json, strlen(json), mp, &e), 0);
+	CHECK_INT(sb__json_parse(json, strlen(json), mp, &e), 0);
 }
 
 static void on_echo(struct sb_call *call, void *ud)
@@ -43,11 +43,11 @@ static void on_echo(struct sb_call *call, void *ud)
  * ud is the JSON of the reply, in the documented shape. */
 static void on_fake_admin(struct sb_call *call, void *ud)
 {
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 
 	mp_of(ud, &mp);
 	CHECK_INT(sb_reply(call, "ok", mp.data, mp.len), 0);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 }
 
 static const char ROUTES[] =
@@ -80,16 +80,16 @@ static const char STATS_AFTER_A[] = STATS_HEAD ROUTE_B "],\"routes_more\":false}
 /* fake.stats answers the page its arguments ask for, as the router would. */
 static void on_fake_stats(struct sb_call *call, void *ud)
 {
-	struct sbj_buf args = {0};
+	struct sb__json_buf args = {0};
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 
-	CHECK_INT(sbj_to_json(p, len, &args), 0);
+	CHECK_INT(sb__json_print(p, len, &args), 0);
 	on_fake_admin(call,
 		      (void *)(strcmp(args.data, "{\"after\":\"a.first\"}") == 0 ? STATS_AFTER_A
 										 : STATS));
 	CHECK(strcmp(args.data, "null") == 0 || strcmp(args.data, "{\"after\":\"a.first\"}") == 0);
-	sbj_buf_free(&args);
+	sb__json_buf_free(&args);
 	(void)ud;
 }
 
@@ -122,7 +122,7 @@ static struct proc P;
 static void test_listen_echo_count_1(void)
 {
 	start();
-	struct sbj_buf mp = {0};
+	struct sb__json_buf mp = {0};
 	char outcome[64] = "";
 	void *reply = NULL;
 	size_t reply_len = 0;
@@ -164,7 +164,7 @@ static void test_listen_echo_count_1(void)
 			"{\"name\":\"lis2\",\"request\":true,\"payload\":null}\n");
 	free(reply);
 	sb_client_free(c);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 	stop();
 }
 

@@ -33,10 +33,10 @@ MAY = {
 # 0 primitives (tables and queues that know no shard or connection), 1 the
 # types (-t.h), 2 features, 3 dispatch, 4 the loop, 5 the lifecycle.
 LAYERS = {
-    0: "addrtab auth mailbox pattern reqtab route rstat stats",
+    0: "addrtab auth http jwt mailbox pattern reqtab route rstat stats ws",
     1: "conn-t local-t mail-t peers-t req-t router-t shard-t",
-    2: "admin balance bcast conn_tls deliver flow goodbye handshake local local_call outq peers "
-       "register request",
+    2: "admin balance bcast conn_tls conn_ws deliver edge_auth edge_call flow goodbye handshake local "
+       "local_call outq peers register request",
     3: "frame mail",
     4: "accept conn shard",
     5: "router",

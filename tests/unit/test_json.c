@@ -1,75 +1,78 @@
-/* sbctl's JSON <-> MessagePack converter: exact bytes for each type, round
- * trips back to canonical JSON, and every way a JSON text is refused. */
+/* The JSON <-> MessagePack converter sbctl and the HTTP edge share: exact
+ * bytes for each type, round trips back to canonical JSON (bin and ext
+ * too), every way a JSON text is refused, and the output bound. */
 #include "support/testlib.h"
 
-#include "json.h"
+#include <switchboard/error.h>
+
+#include "common/json.h"
 
 /* JSON in, JSON out: @p want is what printing the MessagePack gives back. */
 static void roundtrip(const char *in, const char *want)
 {
-	struct sbj_buf mp = {0}, js = {0};
-	struct sbj_error e = {0};
+	struct sb__json_buf mp = {0}, js = {0};
+	struct sb__json_error e = {0};
 
-	int rc = sbj_from_json(in, strlen(in), &mp, &e);
+	int rc = sb__json_parse(in, strlen(in), &mp, &e);
 	if (rc != 0)
 		fprintf(stderr, "refused %s: at %zu: %s\n", in, e.at, e.what);
 	CHECK_INT(rc, 0);
-	CHECK_INT(sbj_to_json(mp.data, mp.len, &js), 0);
+	CHECK_INT(sb__json_print(mp.data, mp.len, &js), 0);
 	CHECK_STR(js.data ? js.data : "", want);
-	sbj_buf_free(&mp);
-	sbj_buf_free(&js);
+	sb__json_buf_free(&mp);
+	sb__json_buf_free(&js);
 }
 
 /* JSON in, the exact MessagePack bytes out. */
 static void encodes(const char *in, const char *hex)
 {
-	struct sbj_buf mp = {0};
-	struct sbj_error e = {0};
+	struct sb__json_buf mp = {0};
+	struct sb__json_error e = {0};
 	char got[256] = "";
 
-	CHECK_INT(sbj_from_json(in, strlen(in), &mp, &e), 0);
+	CHECK_INT(sb__json_parse(in, strlen(in), &mp, &e), 0);
 	for (size_t i = 0; i < mp.len && 2 * i + 2 < sizeof got; i++)
 		snprintf(got + 2 * i, 3, "%02x", (unsigned char)mp.data[i]);
 	if (strcmp(got, hex) != 0)
 		fprintf(stderr, "encoding %s\n", in);
 	CHECK_STR(got, hex);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 }
 
 /* A refused text: where and why, and nothing left in the output buffer. */
 static void refuses(const char *in, size_t len, size_t at, const char *what)
 {
-	struct sbj_buf mp = {0};
-	struct sbj_error e = {0};
+	struct sb__json_buf mp = {0};
+	struct sb__json_error e = {0};
 
-	CHECK_INT(sbj_from_json("7", 1, &mp, &e), 0); /* output that must survive */
-	CHECK_INT(sbj_from_json(in, len, &mp, &e), -1);
+	CHECK_INT(sb__json_parse("7", 1, &mp, &e), 0); /* output that must survive */
+	CHECK_INT(sb__json_parse(in, len, &mp, &e), SB_EINVAL);
 	if (e.at != at || strcmp(e.what, what) != 0)
 		fprintf(stderr, "input %.40s\n", in);
 	CHECK_INT(e.at, at);
 	CHECK_STR(e.what, what);
 	CHECK_INT(mp.len, 1);
-	sbj_buf_free(&mp);
+	sb__json_buf_free(&mp);
 }
 
 /* MessagePack in (as hex), JSON out, or NULL: refused. */
 static void prints(const char *hex, const char *want)
 {
 	unsigned char mp[512];
-	struct sbj_buf js = {0};
+	struct sb__json_buf js = {0};
 	size_t n = strlen(hex) / 2;
 
 	for (size_t i = 0; i < n; i++)
 		sscanf(hex + 2 * i, "%2hhx", &mp[i]);
-	int rc = sbj_to_json(mp, n, &js);
+	int rc = sb__json_print(mp, n, &js);
 	if (want == NULL) {
-		CHECK_INT(rc, -1);
+		CHECK_INT(rc, SB_EBADFRAME);
 		CHECK_INT(js.len, 0);
 	} else {
 		CHECK_INT(rc, 0);
 		CHECK_STR(js.data ? js.data : "", want);
 	}
-	sbj_buf_free(&js);
+	sb__json_buf_free(&js);
 }
 
 static void test_encodes_smallest_form(void)
@@ -160,14 +163,14 @@ static void test_refuses_bad_json(void)
 	memset(deep, '1', sizeof deep);
 	refuses(deep, 400, 0, "number longer than 399 characters");
 	memset(deep, '[', sizeof deep);
-	refuses(deep, SBJ_MAX_DEPTH + 1, SBJ_MAX_DEPTH, "nested deeper than 256");
+	refuses(deep, SB__JSON_MAX_DEPTH + 1, SB__JSON_MAX_DEPTH, "nested deeper than 256");
 	/* Exactly the limit is fine. */
-	struct sbj_buf mp = {0};
-	struct sbj_error e;
-	for (int i = 0; i < SBJ_MAX_DEPTH; i++)
-		deep[SBJ_MAX_DEPTH + i] = ']';
-	CHECK_INT(sbj_from_json(deep, 2 * SBJ_MAX_DEPTH, &mp, &e), 0);
-	sbj_buf_free(&mp);
+	struct sb__json_buf mp = {0};
+	struct sb__json_error e;
+	for (int i = 0; i < SB__JSON_MAX_DEPTH; i++)
+		deep[SB__JSON_MAX_DEPTH + i] = ']';
+	CHECK_INT(sb__json_parse(deep, 2 * SB__JSON_MAX_DEPTH, &mp, &e), 0);
+	sb__json_buf_free(&mp);
 }
 
 static void test_prints_every_type(void)
@@ -223,6 +226,166 @@ static void test_printing_refuses_deep_nesting(void)
 	prints(hex, NULL);
 }
 
+/* MessagePack in (as hex), printed, parsed back: the same bytes. */
+static void survives(const char *hex)
+{
+	unsigned char mp[512];
+	struct sb__json_buf js = {0}, back = {0};
+	struct sb__json_error e = {0};
+	char got[1100] = "";
+	size_t n = strlen(hex) / 2;
+
+	for (size_t i = 0; i < n; i++)
+		sscanf(hex + 2 * i, "%2hhx", &mp[i]);
+	CHECK_INT(sb__json_print(mp, n, &js), 0);
+	CHECK_INT(sb__json_parse(js.data, js.len, &back, &e), 0);
+	for (size_t i = 0; i < back.len && 2 * i + 2 < sizeof got; i++)
+		snprintf(got + 2 * i, 3, "%02x", (unsigned char)back.data[i]);
+	if (strcmp(got, hex) != 0)
+		fprintf(stderr, "printed as %s\n", js.data);
+	CHECK_STR(got, hex);
+	sb__json_buf_free(&js);
+	sb__json_buf_free(&back);
+}
+
+/* Each level of a key that is not a string doubles the backslashes within
+ * it: 130 bytes once asked for 1 GiB of JSON. Four levels print. */
+static void test_printing_bounds_keys_within_keys(void)
+{
+	char hex[2 * 64 + 3];
+
+	prints("8181010000", "{\"{\\\"1\\\":0}\":0}");
+	for (int n = 4; n <= 30; n += 26) {
+		hex[0] = 0;
+		for (int i = 0; i < n; i++)
+			strcat(hex, "81");
+		strcat(hex, "01");
+		for (int i = 0; i < n; i++)
+			strcat(hex, "00");
+		unsigned char mp[64];
+		struct sb__json_buf js = {0};
+		for (size_t i = 0; i < strlen(hex) / 2; i++)
+			sscanf(hex + 2 * i, "%2hhx", &mp[i]);
+		CHECK_INT(sb__json_print(mp, strlen(hex) / 2, &js), n == 4 ? 0 : SB_EBADFRAME);
+		CHECK(js.len < 100);
+		sb__json_buf_free(&js);
+	}
+	prints("8181818181010000000000", NULL); /* five */
+}
+
+static void test_binary_and_ext_go_both_ways(void)
+{
+	char big[2 * 300 + 32] = "{\"$bin\":\"";
+	char want[2 * 300 + 8] = "c5012c";
+
+	encodes("{\"$bin\":\"deadBE\"}", "c403deadbe");
+	encodes(" { \"$bin\" : \"\" } ", "c400");
+	for (int i = 0; i < 300; i++) {
+		strcat(big, "ab");
+		strcat(want, "ab");
+	}
+	strcat(big, "\"}");
+	struct sb__json_buf mp = {0};
+	struct sb__json_error e = {0};
+	CHECK_INT(sb__json_parse(big, strlen(big), &mp, &e), 0);
+	CHECK_INT(mp.len, 303);
+	CHECK_INT((unsigned char)mp.data[0], 0xc5);
+	sb__json_buf_free(&mp);
+	encodes("{\"$ext\":-1,\"hex\":\"01\"}", "d4ff01");
+	encodes("{\"$ext\":5,\"hex\":\"01ff\"}", "d50501ff");
+	encodes("{\"$ext\":127,\"hex\":\"010203\"}", "c7037f010203");
+	encodes("{\"$ext\":-128,\"hex\":\"0102030405060708\"}", "d7800102030405060708");
+	encodes("{\"$ext\":0,\"hex\":\"\"}", "c70000");
+	encodes("[{\"$bin\":\"00\"},{\"a\":{\"$bin\":\"01\"}}]", "92c4010081a161c40101");
+	/* Written with an escape, the key is an ordinary one: the way to send a
+	 * map whose only key is "$bin", and how such a map prints. */
+	encodes("{\"\\u0024bin\":1}", "81a42462696e01");
+	prints("81a42462696e01", "{\"\\u0024bin\":1}");
+	prints("82a1610ba42465787402", "{\"a\":11,\"\\u0024ext\":2}");
+	survives("c403deadbe");
+	survives("c400");
+	survives("d4ff01");
+	survives("c7037f010203");
+	survives("d8010102030405060708090a0b0c0d0e0f10");
+	survives("81a42462696e01");
+	survives("81a42465787492c403000102d40100");
+	survives("83a161cb3ff8000000000000a162cf8000000000000000a163d38000000000000000");
+}
+
+static void test_refuses_bad_binary(void)
+{
+	refuses("{\"$bin\":1}", 10, 8, "expected a string of hex digits");
+	refuses("{\"$bin\":\"abc\"}", 14, 12, "odd number of hex digits");
+	refuses("{\"$bin\":\"zz\"}", 13, 9, "expected a hex digit or '\"'");
+	refuses("{\"$bin\":\"00\",\"x\":1}", 20, 12, "expected '}' after the $bin string");
+	refuses("{\"$bin\" 1}", 10, 8, "expected ':' after \"$bin\"");
+	refuses("{\"$ext\":300,\"hex\":\"00\"}", 23, 8,
+		"$ext needs an integer type from -128 to 127");
+	refuses("{\"$ext\":-129,\"hex\":\"00\"}", 24, 8,
+		"$ext needs an integer type from -128 to 127");
+	refuses("{\"$ext\":1.5,\"hex\":\"00\"}", 23, 9,
+		"expected ',' and \"hex\" after the $ext type");
+	refuses("{\"$ext\":\"1\",\"hex\":\"00\"}", 23, 8,
+		"$ext needs an integer type from -128 to 127");
+	refuses("{\"$ext\":1}", 10, 9, "expected ',' and \"hex\" after the $ext type");
+	refuses("{\"$ext\":1,\"x\":\"00\"}", 19, 10, "expected \"hex\" after the $ext type");
+	refuses("{\"$ext\":1,\"hex\":\"00\",\"y\":2}", 27, 20,
+		"expected '}' after the $ext object's \"hex\"");
+}
+
+/* The router bounds what a request body may become (its frame limit). */
+static void test_output_is_bounded(void)
+{
+	struct sb__json_buf mp = {.max = 10}, js = {.max = 5};
+	struct sb__json_error e = {0};
+
+	CHECK_INT(sb__json_parse("\"012345678\"", 11, &mp, &e), 0); /* exactly 10 */
+	CHECK_INT(mp.len, 10);
+	mp.len = 0;
+	CHECK_INT(sb__json_parse("[[[[\"abcde\"]]]]", 15, &mp, &e), 0); /* 4 + 6 */
+	CHECK_INT(mp.len, 10);
+	mp.len = 0;
+	CHECK_INT(sb__json_parse("\"0123456789\"", 12, &mp, &e), SB_ETOOLARGE);
+	CHECK_STR(e.what, "more than 10 bytes as MessagePack");
+	CHECK_INT(mp.len, 0);
+	CHECK_INT(mp.max, 10);
+	CHECK_INT(sb__json_parse("[1.5]", 5, &mp, &e), 0);
+	CHECK_INT(sb__json_parse("1", 1, &mp, &e), SB_ETOOLARGE); /* appended: 11 */
+	CHECK_INT(mp.len, 10);
+	CHECK_INT(mp.max, 10);
+
+	unsigned char abc[] = {0xa3, 'a', 'b', 'c'};
+	CHECK_INT(sb__json_print(abc, sizeof abc, &js), 0);
+	CHECK_STR(js.data, "\"abc\"");
+	js.len = 0;
+	js.max = 4;
+	CHECK_INT(sb__json_print(abc, sizeof abc, &js), SB_ETOOLARGE);
+	CHECK_INT(js.len, 0);
+	unsigned char key[] = {0x81, 0x01, 0xc4, 0x02, 0, 0}; /* {"1":{"$bin":"0000"}} */
+	js.max = 21;
+	CHECK_INT(sb__json_print(key, sizeof key, &js), 0);
+	CHECK_STR(js.data, "{\"1\":{\"$bin\":\"0000\"}}");
+	js.len = 0;
+	js.max = 20;
+	CHECK_INT(sb__json_print(key, sizeof key, &js), SB_ETOOLARGE);
+	CHECK_INT(sb__json_print(key, 3, &js), SB_EBADFRAME);
+	sb__json_buf_free(&mp);
+	sb__json_buf_free(&js);
+
+	/* The caller's memory, never grown: a token's claims cost no malloc. */
+	char mem[16];
+	struct sb__json_buf f = {.data = mem, .cap = sizeof mem, .fixed = 1};
+	CHECK_INT(sb__json_parse("[1,2,3,4,5,6]", 13, &f, &e), 0); /* 7 bytes (11 on the way) */
+	CHECK_INT(f.len, 7);
+	CHECK(f.data == mem);
+	f.len = 0;
+	CHECK_INT(sb__json_parse("\"0123456789abcdef\"", 18, &f, &e), SB_ETOOLARGE);
+	CHECK_STR(e.what, "more than 15 bytes as MessagePack");
+	CHECK(f.data == mem);
+	CHECK_INT(f.len, 0);
+	sb__json_buf_free(&f); /* frees nothing: ASan would say */
+}
+
 int main(void)
 {
 	RUN(test_encodes_smallest_form);
@@ -230,5 +393,9 @@ int main(void)
 	RUN(test_refuses_bad_json);
 	RUN(test_prints_every_type);
 	RUN(test_printing_refuses_deep_nesting);
+	RUN(test_printing_bounds_keys_within_keys);
+	RUN(test_binary_and_ext_go_both_ways);
+	RUN(test_refuses_bad_binary);
+	RUN(test_output_is_bounded);
 	return TEST_EXIT();
 }

@@ -5,19 +5,19 @@
 
 #include <switchboard/proto.h>
 
-#include "json.h"
+#include "common/json.h"
 #include "proto/schema.h"
 #include "support/testlib.h"
 
 struct mp {
-	struct sbj_buf b;
+	struct sb__json_buf b;
 };
 
 static struct mp mp_of(const char *json)
 {
 	struct mp m = {{0}};
-	struct sbj_error e;
-	if (sbj_from_json(json, strlen(json), &m.b, &e) != 0) {
+	struct sb__json_error e;
+	if (sb__json_parse(json, strlen(json), &m.b, &e) != 0) {
 		fprintf(stderr, "bad test JSON at %zu: %s: %s\n", e.at, e.what, json);
 		CHECK(0);
 	}
@@ -26,7 +26,7 @@ static struct mp mp_of(const char *json)
 
 static void mp_free(struct mp *m)
 {
-	sbj_buf_free(&m->b);
+	sb__json_buf_free(&m->b);
 }
 
 /* Compiles a schema given as JSON; NULL (and a failed CHECK) if refused. */

@@ -1,5 +1,5 @@
-/* JSON <-> MessagePack for sbctl: a recursive-descent JSON parser that
- * writes MessagePack directly, and a MessagePack walker that prints JSON. */
+/* JSON <-> MessagePack: a recursive-descent JSON parser that writes
+ * MessagePack directly, and a MessagePack walker that prints JSON. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,23 +8,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include <switchboard/error.h>
 
-void sbj_buf_free(struct sbj_buf *b)
+#include "common/json.h"
+
+void sb__json_buf_free(struct sb__json_buf *b)
 {
-	free(b->data);
+	if (!b->fixed)
+		free(b->data);
 	memset(b, 0, sizeof *b);
 }
 
-static int put(struct sbj_buf *b, const void *p, size_t n)
+static int put(struct sb__json_buf *b, const void *p, size_t n)
 {
+	if (b->max != 0 && (n > b->max || b->len > b->max - n))
+		return SB_ETOOLARGE;
 	if (b->cap - b->len < n + 1) {
+		if (b->fixed)
+			return SB_ETOOLARGE;
 		size_t cap = b->cap ? b->cap * 2 : 64;
 		while (cap - b->len < n + 1)
 			cap *= 2;
 		char *d = realloc(b->data, cap);
 		if (d == NULL)
-			return -1;
+			return SB_ENOMEM;
 		b->data = d;
 		b->cap = cap;
 	}
@@ -34,25 +41,33 @@ static int put(struct sbj_buf *b, const void *p, size_t n)
 	return 0;
 }
 
-static int putc1(struct sbj_buf *b, unsigned char c)
+static int putc1(struct sb__json_buf *b, unsigned char c)
 {
 	return put(b, &c, 1);
 }
 
-static int put_be(struct sbj_buf *b, unsigned char tag, uint64_t v, int bytes)
+static size_t be(unsigned char *t, unsigned char tag, uint64_t v, int bytes)
 {
-	unsigned char t[9] = {tag};
+	t[0] = tag;
 	for (int i = 0; i < bytes; i++)
 		t[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
-	return put(b, t, 1 + (size_t)bytes);
+	return 1 + (size_t)bytes;
+}
+
+static int put_be(struct sb__json_buf *b, unsigned char tag, uint64_t v, int bytes)
+{
+	unsigned char t[9];
+	return put(b, t, be(t, tag, v, bytes));
 }
 
 /* ---- JSON -> MessagePack -------------------------------------------------- */
 
 struct parser {
 	const unsigned char *p, *start, *end; /* the cursor and the text */
-	struct sbj_buf *out;                  /* MessagePack goes here */
-	struct sbj_error *err;                /* the first failure */
+	struct sb__json_buf *out;             /* MessagePack goes here */
+	struct sb__json_error *err;           /* the first failure */
+	int rc;                               /* what the failure returns */
+	size_t open;                          /* placeholders not yet shrunk */
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct parser *ps, const unsigned char *at,
@@ -67,8 +82,15 @@ __attribute__((format(printf, 3, 4))) static int fail(struct parser *ps, const u
 	return -1;
 }
 
-static int oom(struct parser *ps)
+/* @p rc from put(): 0, or a failure to grow the output, reported. */
+static int room(struct parser *ps, int rc)
 {
+	if (rc == 0)
+		return 0;
+	ps->rc = rc;
+	if (rc == SB_ETOOLARGE)
+		return fail(ps, ps->p, "more than %zu bytes as MessagePack",
+			    ps->out->max != 0 ? ps->out->max - 4 * ps->open : ps->out->cap - 1);
 	return fail(ps, ps->p, "out of memory");
 }
 
@@ -79,51 +101,70 @@ static void skip_ws(struct parser *ps)
 		ps->p++;
 }
 
-enum kind { K_STR, K_ARRAY, K_MAP };
+enum kind { K_STR, K_ARRAY, K_MAP, K_BIN };
+
+/* The smallest header for @p n items or bytes of kind @p k, into @p h. */
+static size_t header(unsigned char h[5], enum kind k, uint64_t n)
+{
+	switch (k) {
+	case K_STR:
+		if (n < 32) {
+			h[0] = 0xa0 | (unsigned char)n;
+			return 1;
+		}
+		return n < 256     ? be(h, 0xd9, n, 1)
+		       : n < 65536 ? be(h, 0xda, n, 2)
+				   : be(h, 0xdb, n, 4);
+	case K_BIN:
+		return n < 256     ? be(h, 0xc4, n, 1)
+		       : n < 65536 ? be(h, 0xc5, n, 2)
+				   : be(h, 0xc6, n, 4);
+	default:
+		if (n < 16) {
+			h[0] = (k == K_ARRAY ? 0x90 : 0x80) | (unsigned char)n;
+			return 1;
+		}
+		return be(h, k == K_ARRAY ? 0xdc : 0xde, n, n < 65536 ? 2 : 4);
+	}
+}
 
 /* Containers and strings learn their size only at the end, so they get a
  * 5-byte placeholder that end_header() shrinks to the smallest header:
- * output stays canonical (what msgpack-c or Python would write). */
+ * output stays canonical (what msgpack-c or Python would write). While a
+ * placeholder is open, out->max is raised by the 4 bytes it gives back at
+ * least, so a value that fits once shrunk is not refused on the way. */
 static int begin_header(struct parser *ps, size_t *at)
 {
 	*at = ps->out->len;
-	return put(ps->out, "\0\0\0\0\0", 5) == 0 ? 0 : oom(ps);
+	if (ps->out->max != 0) {
+		ps->out->max += 4;
+		ps->open++;
+	}
+	return room(ps, put(ps->out, "\0\0\0\0\0", 5));
 }
 
 static int end_header(struct parser *ps, size_t at, enum kind k, uint64_t n)
 {
-	struct sbj_buf h = {0};
-	int rc;
+	unsigned char h[5];
 
+	if (ps->out->max != 0) {
+		ps->out->max -= 4;
+		ps->open--;
+	}
 	if (n > UINT32_MAX)
 		return fail(ps, ps->p, "more than 4294967295 items or bytes");
-	if (k == K_STR)
-		rc = n < 32      ? putc1(&h, 0xa0 | (unsigned char)n)
-		     : n < 256   ? put_be(&h, 0xd9, n, 1)
-		     : n < 65536 ? put_be(&h, 0xda, n, 2)
-				 : put_be(&h, 0xdb, n, 4);
-	else if (k == K_ARRAY)
-		rc = n < 16      ? putc1(&h, 0x90 | (unsigned char)n)
-		     : n < 65536 ? put_be(&h, 0xdc, n, 2)
-				 : put_be(&h, 0xdd, n, 4);
-	else
-		rc = n < 16      ? putc1(&h, 0x80 | (unsigned char)n)
-		     : n < 65536 ? put_be(&h, 0xde, n, 2)
-				 : put_be(&h, 0xdf, n, 4);
-	if (rc != 0) {
-		sbj_buf_free(&h);
-		return oom(ps);
-	}
+	size_t hl = header(h, k, n);
 	char *d = ps->out->data + at;
-	memmove(d + h.len, d + 5, ps->out->len - at - 5);
-	memcpy(d, h.data, h.len);
-	ps->out->len -= 5 - h.len;
+	memmove(d + hl, d + 5, ps->out->len - at - 5);
+	memcpy(d, h, hl);
+	ps->out->len -= 5 - hl;
 	ps->out->data[ps->out->len] = 0;
-	sbj_buf_free(&h);
+	if (ps->out->max != 0 && ps->out->len > ps->out->max)
+		return room(ps, SB_ETOOLARGE);
 	return 0;
 }
 
-static int put_utf8(struct sbj_buf *b, uint32_t cp)
+static int put_utf8(struct sb__json_buf *b, uint32_t cp)
 {
 	unsigned char u[4];
 	size_t n;
@@ -212,17 +253,17 @@ static int escape(struct parser *ps)
 	case '"':
 	case '\\':
 	case '/':
-		return putc1(ps->out, c) == 0 ? 0 : oom(ps);
+		return room(ps, putc1(ps->out, c));
 	case 'b':
-		return putc1(ps->out, '\b') == 0 ? 0 : oom(ps);
+		return room(ps, putc1(ps->out, '\b'));
 	case 'f':
-		return putc1(ps->out, '\f') == 0 ? 0 : oom(ps);
+		return room(ps, putc1(ps->out, '\f'));
 	case 'n':
-		return putc1(ps->out, '\n') == 0 ? 0 : oom(ps);
+		return room(ps, putc1(ps->out, '\n'));
 	case 'r':
-		return putc1(ps->out, '\r') == 0 ? 0 : oom(ps);
+		return room(ps, putc1(ps->out, '\r'));
 	case 't':
-		return putc1(ps->out, '\t') == 0 ? 0 : oom(ps);
+		return room(ps, putc1(ps->out, '\t'));
 	case 'u':
 		if (hex4(ps, &cp) != 0)
 			return -1;
@@ -240,7 +281,7 @@ static int escape(struct parser *ps)
 					    (unsigned)cp);
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 		}
-		return put_utf8(ps->out, cp) == 0 ? 0 : oom(ps);
+		return room(ps, put_utf8(ps->out, cp));
 	default:
 		return fail(ps, at, "unknown escape \\%c", c >= 0x20 && c < 0x7f ? c : '?');
 	}
@@ -271,8 +312,8 @@ static int string(struct parser *ps)
 		size_t n = utf8_len(ps->p, (size_t)(ps->end - ps->p));
 		if (n == 0)
 			return fail(ps, ps->p, "invalid UTF-8");
-		if (put(ps->out, ps->p, n) != 0)
-			return oom(ps);
+		if (room(ps, put(ps->out, ps->p, n)) != 0)
+			return -1;
 		ps->p += n;
 	}
 	ps->p++;
@@ -345,7 +386,7 @@ static int number(struct parser *ps)
 		     : v <= UINT32_MAX ? put_be(ps->out, 0xce, v, 4)
 				       : put_be(ps->out, 0xcf, v, 8);
 	}
-	return rc == 0 ? 0 : oom(ps);
+	return room(ps, rc);
 }
 
 static int literal(struct parser *ps, const char *word, unsigned char code)
@@ -355,10 +396,113 @@ static int literal(struct parser *ps, const char *word, unsigned char code)
 	if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
 		return fail(ps, ps->p, "unexpected character '%c'", *ps->p);
 	ps->p += n;
-	return putc1(ps->out, code) == 0 ? 0 : oom(ps);
+	return room(ps, putc1(ps->out, code));
 }
 
 static int value(struct parser *ps, int depth);
+
+static int hexval(unsigned char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+static int expect(struct parser *ps, unsigned char c, const char *what)
+{
+	skip_ws(ps);
+	if (ps->p >= ps->end || *ps->p != c)
+		return fail(ps, ps->p, "%s", what);
+	ps->p++;
+	return 0;
+}
+
+/* 1 if the cursor is at the key @p key written as is (no escapes). */
+static int at_key(const struct parser *ps, const char *key)
+{
+	size_t n = strlen(key);
+	return (size_t)(ps->end - ps->p) >= n + 2 && ps->p[0] == '"' &&
+	       memcmp(ps->p + 1, key, n) == 0 && ps->p[n + 1] == '"';
+}
+
+/* A "<hex>" string as bin (@p ext < 0) or as an ext of type @p ext - 256
+ * (ext >= 0): the header, then the bytes. */
+static int hex_value(struct parser *ps, int ext)
+{
+	unsigned char h[6];
+	size_t hl;
+
+	skip_ws(ps);
+	if (ps->p >= ps->end || *ps->p != '"')
+		return fail(ps, ps->p, "expected a string of hex digits");
+	const unsigned char *s = ps->p + 1, *q = s;
+	while (q < ps->end && hexval(*q) >= 0)
+		q++;
+	if (q >= ps->end || *q != '"')
+		return fail(ps, q, "expected a hex digit or '\"'");
+	if ((q - s) % 2 != 0)
+		return fail(ps, q, "odd number of hex digits");
+	uint64_t n = (uint64_t)(q - s) / 2;
+	if (n > UINT32_MAX)
+		return fail(ps, s, "more than 4294967295 bytes");
+	if (ext < 0) {
+		hl = header(h, K_BIN, n);
+	} else {
+		static const unsigned char fixed[17] = {
+			[1] = 0xd4, [2] = 0xd5, [4] = 0xd6, [8] = 0xd7, [16] = 0xd8};
+		if (n <= 16 && fixed[n] != 0)
+			hl = 1, h[0] = fixed[n];
+		else
+			hl = n < 256     ? be(h, 0xc7, n, 1)
+			     : n < 65536 ? be(h, 0xc8, n, 2)
+					 : be(h, 0xc9, n, 4);
+		h[hl++] = (unsigned char)(ext - 256);
+	}
+	if (room(ps, put(ps->out, h, hl)) != 0)
+		return -1;
+	for (const unsigned char *d = s; d < q; d += 2)
+		if (room(ps, putc1(ps->out, (unsigned char)(hexval(d[0]) << 4 | hexval(d[1])))) !=
+		    0)
+			return -1;
+	ps->p = q + 1;
+	return 0;
+}
+
+/* {"$bin":"<hex>"} and {"$ext":TYPE,"hex":"<hex>"}, the cursor past the
+ * key: the inverse of how sb__json_print() shows bin and ext. */
+static int tagged(struct parser *ps, int is_ext)
+{
+	const char *end = is_ext ? "expected '}' after the $ext object's \"hex\""
+				 : "expected '}' after the $bin string";
+
+	if (expect(ps, ':',
+		   is_ext ? "expected ':' after \"$ext\"" : "expected ':' after \"$bin\"") != 0)
+		return -1;
+	if (!is_ext)
+		return hex_value(ps, -1) == 0 ? expect(ps, '}', end) : -1;
+	skip_ws(ps);
+	const unsigned char *s = ps->p;
+	int neg = ps->p < ps->end && *ps->p == '-', type = 0;
+	ps->p += neg;
+	if (ps->p >= ps->end || hexval(*ps->p) < 0 || hexval(*ps->p) > 9)
+		return fail(ps, s, "$ext needs an integer type from -128 to 127");
+	while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9' && type <= 128)
+		type = type * 10 + (*ps->p++ - '0');
+	if (neg)
+		type = -type;
+	if (type < -128 || type > 127 || (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9'))
+		return fail(ps, s, "$ext needs an integer type from -128 to 127");
+	if (expect(ps, ',', "expected ',' and \"hex\" after the $ext type") != 0)
+		return -1;
+	skip_ws(ps);
+	if (!at_key(ps, "hex"))
+		return fail(ps, ps->p, "expected \"hex\" after the $ext type");
+	ps->p += 5;
+	if (expect(ps, ':', "expected ':' after \"hex\"") != 0 || hex_value(ps, type + 256) != 0)
+		return -1;
+	return expect(ps, '}', end);
+}
 
 static int container(struct parser *ps, int depth, int is_map)
 {
@@ -366,9 +510,17 @@ static int container(struct parser *ps, int depth, int is_map)
 	uint64_t n = 0;
 	size_t at;
 
-	if (depth > SBJ_MAX_DEPTH)
-		return fail(ps, ps->p, "nested deeper than %d", SBJ_MAX_DEPTH);
+	if (depth > SB__JSON_MAX_DEPTH)
+		return fail(ps, ps->p, "nested deeper than %d", SB__JSON_MAX_DEPTH);
 	ps->p++;
+	if (is_map) {
+		skip_ws(ps);
+		if (at_key(ps, "$bin") || at_key(ps, "$ext")) {
+			int is_ext = ps->p[2] == 'e';
+			ps->p += 6;
+			return tagged(ps, is_ext);
+		}
+	}
 	if (begin_header(ps, &at) != 0)
 		return -1;
 	skip_ws(ps);
@@ -431,11 +583,17 @@ static int value(struct parser *ps, int depth)
 	}
 }
 
-int sbj_from_json(const char *text, size_t len, struct sbj_buf *out, struct sbj_error *err)
+int sb__json_parse(const char *text, size_t len, struct sb__json_buf *out,
+		   struct sb__json_error *err)
 {
-	struct parser ps = {(const unsigned char *)text, (const unsigned char *)text,
-			    (const unsigned char *)text + len, out, err};
-	size_t mark = out->len;
+	struct parser ps = {(const unsigned char *)text,
+			    (const unsigned char *)text,
+			    (const unsigned char *)text + len,
+			    out,
+			    err,
+			    SB_EINVAL,
+			    0};
+	size_t mark = out->len, max = out->max;
 
 	if (value(&ps, 0) == 0) {
 		skip_ws(&ps);
@@ -444,17 +602,42 @@ int sbj_from_json(const char *text, size_t len, struct sbj_buf *out, struct sbj_
 		fail(&ps, ps.p, "unexpected text after the value");
 	}
 	out->len = mark; /* no half value left behind */
+	out->max = max;  /* nor an allowance of a placeholder left open */
 	if (out->data != NULL)
 		out->data[mark] = 0;
-	return -1;
+	return ps.rc;
 }
 
 /* ---- MessagePack -> JSON -------------------------------------------------- */
 
 struct reader {
 	const unsigned char *p, *end; /* the cursor and the end of the value */
-	struct sbj_buf *out;          /* JSON goes here */
+	struct sb__json_buf *out;     /* JSON goes here */
+	int rc;                       /* why the output could not grow, or 0 */
+	int keys;                     /* non-string keys we are inside of */
 };
+
+/* Each non-string key inside another one doubles the backslashes of what
+ * it holds (its JSON is quoted once per level): 2^30 bytes from 130 bytes
+ * of nested map keys, when the fuzzer found it. Past this many levels the
+ * value is refused. */
+#define KEYS_MAX 4
+
+/* Output, remembering why it failed: out of memory or past out->max. */
+static int wr(struct reader *r, const void *p, size_t n)
+{
+	int rc = put(r->out, p, n);
+	if (rc != 0) {
+		r->rc = rc;
+		return -1;
+	}
+	return 0;
+}
+
+static int wc(struct reader *r, unsigned char c)
+{
+	return wr(r, &c, 1);
+}
 
 static int take(struct reader *r, size_t n, uint64_t *v)
 {
@@ -467,16 +650,16 @@ static int take(struct reader *r, size_t n, uint64_t *v)
 	return 0;
 }
 
-static int put_str(struct sbj_buf *b, const char *s)
+static int put_str(struct reader *r, const char *s)
 {
-	return put(b, s, strlen(s));
+	return wr(r, s, strlen(s));
 }
 
-static int put_json_string(struct sbj_buf *b, const unsigned char *s, size_t n)
+static int put_json_string(struct reader *r, const unsigned char *s, size_t n)
 {
 	static const char hexd[] = "0123456789abcdef";
 
-	if (putc1(b, '"') != 0)
+	if (wc(r, '"') != 0)
 		return -1;
 	for (size_t i = 0; i < n;) {
 		unsigned char c = s[i];
@@ -489,52 +672,52 @@ static int put_json_string(struct sbj_buf *b, const unsigned char *s, size_t n)
 				  : c == '\t' ? "\\t"
 					      : NULL;
 		if (esc != NULL) {
-			if (put_str(b, esc) != 0)
+			if (put_str(r, esc) != 0)
 				return -1;
 			i++;
 		} else if (c < 0x20) {
 			char u[7] = {'\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15], 0};
-			if (put_str(b, u) != 0)
+			if (put_str(r, u) != 0)
 				return -1;
 			i++;
 		} else {
 			size_t len = utf8_len(s + i, n - i);
 			if (len == 0) {
-				if (put_str(b, "\\ufffd") != 0)
+				if (put_str(r, "\\ufffd") != 0)
 					return -1;
 				i++;
 			} else {
-				if (put(b, s + i, len) != 0)
+				if (wr(r, s + i, len) != 0)
 					return -1;
 				i += len;
 			}
 		}
 	}
-	return putc1(b, '"');
+	return wc(r, '"');
 }
 
-static int put_hex(struct sbj_buf *b, const unsigned char *s, size_t n)
+static int put_hex(struct reader *r, const unsigned char *s, size_t n)
 {
 	static const char hexd[] = "0123456789abcdef";
 
-	if (putc1(b, '"') != 0)
+	if (wc(r, '"') != 0)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
 		char h[2] = {hexd[s[i] >> 4], hexd[s[i] & 15]};
-		if (put(b, h, 2) != 0)
+		if (wr(r, h, 2) != 0)
 			return -1;
 	}
-	return putc1(b, '"');
+	return wc(r, '"');
 }
 
 /* The shortest text that reads back as the same number, with a ".0" when it
  * would otherwise read back as an integer (the type survives a round trip). */
-static int put_float(struct sbj_buf *b, double d, int single)
+static int put_float(struct reader *r, double d, int single)
 {
 	char t[40];
 
 	if (!isfinite(d))
-		return put_str(b, "null");
+		return put_str(r, "null");
 	for (int prec = 1; prec <= 17; prec++) {
 		snprintf(t, sizeof t, "%.*g", prec, d);
 		double back = strtod(t, NULL);
@@ -542,51 +725,73 @@ static int put_float(struct sbj_buf *b, double d, int single)
 			break;
 	}
 	/* %g switches to an exponent once the integer part has more digits than
-	 * the precision: 100 would print as 1e+02. */
-	double mag = fabs(d);
-	if (mag >= 1 && mag < 1e17 && strchr(t, 'e') != NULL)
-		snprintf(t, sizeof t, "%.*g", (int)floor(log10(mag)) + 1, d);
+	 * the precision: 100 would print as 1e+02. Powers of ten up to 1e17 are
+	 * exact doubles, so the digit count is exact (and needs no libm, which
+	 * the client library does not link). */
+	double mag = d < 0 ? -d : d;
+	if (mag >= 1 && mag < 1e17 && strchr(t, 'e') != NULL) {
+		int digits = 1;
+		for (double p = 10; mag >= p; p *= 10)
+			digits++;
+		snprintf(t, sizeof t, "%.*g", digits, d);
+	}
 	if (strpbrk(t, ".e") == NULL)
 		strcat(t, ".0");
-	return put_str(b, t);
+	return put_str(r, t);
 }
 
 static int emit(struct reader *r, int depth);
 
 static int emit_items(struct reader *r, uint64_t n, int is_map, int depth)
 {
-	if (depth > SBJ_MAX_DEPTH)
+	if (depth > SB__JSON_MAX_DEPTH)
 		return -1;
-	if (putc1(r->out, is_map ? '{' : '[') != 0)
+	if (wc(r, is_map ? '{' : '[') != 0)
 		return -1;
 	for (uint64_t i = 0; i < n; i++) {
-		if (i > 0 && putc1(r->out, ',') != 0)
+		if (i > 0 && wc(r, ',') != 0)
 			return -1;
 		if (is_map) {
 			if (r->p < r->end && ((*r->p & 0xe0) == 0xa0 || *r->p == 0xd9 ||
 					      *r->p == 0xda || *r->p == 0xdb)) {
+				size_t at = r->out->len;
 				if (emit(r, depth) != 0)
 					return -1;
+				/* A key "$bin" or "$ext" would read back as bin or ext:
+				 * its '$' is escaped, so the round trip keeps the map. */
+				if (r->out->len - at == 6 &&
+				    (memcmp(r->out->data + at, "\"$bin\"", 6) == 0 ||
+				     memcmp(r->out->data + at, "\"$ext\"", 6) == 0)) {
+					char k[12] = "\"\\u0024bin\"";
+					memcpy(k + 7, r->out->data + at + 2, 3);
+					r->out->len = at;
+					if (wr(r, k, 11) != 0)
+						return -1;
+				}
 			} else {
 				/* JSON keys are strings: print the key, then quote that. */
-				struct sbj_buf key = {0}, *out = r->out;
+				struct sb__json_buf key = {.max = r->out->max}, *out = r->out;
+				if (r->keys == KEYS_MAX)
+					return -1;
+				r->keys++;
 				r->out = &key;
 				int rc = emit(r, depth);
 				r->out = out;
+				r->keys--;
 				if (rc == 0)
-					rc = put_json_string(out, (const unsigned char *)key.data,
+					rc = put_json_string(r, (const unsigned char *)key.data,
 							     key.len);
-				sbj_buf_free(&key);
+				sb__json_buf_free(&key);
 				if (rc != 0)
 					return -1;
 			}
-			if (putc1(r->out, ':') != 0)
+			if (wc(r, ':') != 0)
 				return -1;
 		}
 		if (emit(r, depth) != 0)
 			return -1;
 	}
-	return putc1(r->out, is_map ? '}' : ']');
+	return wc(r, is_map ? '}' : ']');
 }
 
 static int emit_bytes(struct reader *r, size_t lenlen, int bin)
@@ -598,10 +803,10 @@ static int emit_bytes(struct reader *r, size_t lenlen, int bin)
 	const unsigned char *s = r->p;
 	r->p += n;
 	if (!bin)
-		return put_json_string(r->out, s, n);
-	if (put_str(r->out, "{\"$bin\":") != 0 || put_hex(r->out, s, n) != 0)
+		return put_json_string(r, s, n);
+	if (put_str(r, "{\"$bin\":") != 0 || put_hex(r, s, n) != 0)
 		return -1;
-	return putc1(r->out, '}');
+	return wc(r, '}');
 }
 
 static int emit_ext(struct reader *r, uint64_t n)
@@ -614,10 +819,10 @@ static int emit_ext(struct reader *r, uint64_t n)
 	if ((uint64_t)(r->end - r->p) < n)
 		return -1;
 	snprintf(t, sizeof t, "{\"$ext\":%d,\"hex\":", type);
-	if (put_str(r->out, t) != 0 || put_hex(r->out, r->p, n) != 0)
+	if (put_str(r, t) != 0 || put_hex(r, r->p, n) != 0)
 		return -1;
 	r->p += n;
-	return putc1(r->out, '}');
+	return wc(r, '}');
 }
 
 static int emit(struct reader *r, int depth)
@@ -630,7 +835,7 @@ static int emit(struct reader *r, int depth)
 	unsigned char c = *r->p++;
 	if (c < 0x80 || c >= 0xe0) {
 		snprintf(t, sizeof t, "%d", c < 0x80 ? c : (signed char)c);
-		return put_str(r->out, t);
+		return put_str(r, t);
 	}
 	if ((c & 0xf0) == 0x80)
 		return emit_items(r, c & 0x0f, 1, depth + 1);
@@ -641,15 +846,15 @@ static int emit(struct reader *r, int depth)
 		if ((uint64_t)(r->end - r->p) < n)
 			return -1;
 		r->p += n;
-		return put_json_string(r->out, r->p - n, n);
+		return put_json_string(r, r->p - n, n);
 	}
 	switch (c) {
 	case 0xc0:
-		return put_str(r->out, "null");
+		return put_str(r, "null");
 	case 0xc2:
-		return put_str(r->out, "false");
+		return put_str(r, "false");
 	case 0xc3:
-		return put_str(r->out, "true");
+		return put_str(r, "true");
 	case 0xc4:
 	case 0xc5:
 	case 0xc6:
@@ -664,14 +869,14 @@ static int emit(struct reader *r, int depth)
 		uint32_t bits = (uint32_t)v;
 		float f;
 		memcpy(&f, &bits, sizeof f);
-		return put_float(r->out, f, 1);
+		return put_float(r, f, 1);
 	}
 	case 0xcb: {
 		if (take(r, 8, &v) != 0)
 			return -1;
 		double d;
 		memcpy(&d, &v, sizeof d);
-		return put_float(r->out, d, 0);
+		return put_float(r, d, 0);
 	}
 	case 0xcc:
 	case 0xcd:
@@ -680,7 +885,7 @@ static int emit(struct reader *r, int depth)
 		if (take(r, (size_t)1 << (c - 0xcc), &v) != 0)
 			return -1;
 		snprintf(t, sizeof t, "%llu", (unsigned long long)v);
-		return put_str(r->out, t);
+		return put_str(r, t);
 	case 0xd0:
 	case 0xd1:
 	case 0xd2:
@@ -693,7 +898,7 @@ static int emit(struct reader *r, int depth)
 			    : bytes == 4 ? (int32_t)v
 					 : (int64_t)v;
 		snprintf(t, sizeof t, "%lld", (long long)s);
-		return put_str(r->out, t);
+		return put_str(r, t);
 	}
 	case 0xd4:
 	case 0xd5:
@@ -720,9 +925,9 @@ static int emit(struct reader *r, int depth)
 	}
 }
 
-int sbj_to_json(const void *mp, size_t len, struct sbj_buf *out)
+int sb__json_print(const void *mp, size_t len, struct sb__json_buf *out)
 {
-	struct reader r = {mp, (const unsigned char *)mp + len, out};
+	struct reader r = {mp, (const unsigned char *)mp + len, out, 0, 0};
 	size_t mark = out->len;
 
 	if (emit(&r, 0) == 0 && r.p == r.end)
@@ -730,5 +935,5 @@ int sbj_to_json(const void *mp, size_t len, struct sbj_buf *out)
 	out->len = mark;
 	if (out->data != NULL)
 		out->data[mark] = 0;
-	return -1;
+	return r.rc != 0 ? r.rc : SB_EBADFRAME;
 }
