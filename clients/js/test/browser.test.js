@@ -1,0 +1,217 @@
+// The package in a browser: the demo page (demo/) loaded by headless
+// Chromium (Debian's chromium, driven by puppeteer-core) from a static
+// server started here, over WebSocket to the router's edge, with the
+// client secret proven by WebCrypto. A Node service on TCP answers it.
+// SB_DEMO_SCREENSHOT=PATH keeps a screenshot of the page at the end.
+
+import { it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import puppeteer from 'puppeteer-core';
+import { connect } from '../src/index.js';
+import { serve } from '../demo/serve.js';
+import { startRouter, waitFor, rss } from './helpers/env.js';
+
+const CHROMIUM = process.env.SB_CHROMIUM || '/usr/bin/chromium';
+const CLIENT_SECRET = 'browser test client secret';
+const SERVICE_SECRET = 'browser test service secret';
+const FLOOD = { n: 6000, size: 16 * 1024 }; // 96 MB
+const BOUND = 48 << 20;
+
+let web;
+let router;
+let wsPort;
+let svc;
+let browser;
+let chromiumPid = 0;
+let profile;
+let page;
+const cancels = []; // handlers told of a cancel
+let floodSent = 0;
+const pageErrors = [];
+
+/* Resident memory of the whole browser: every process of its group (the
+ * browser, its network service, renderers), where a stream could gather. */
+function browserRss() {
+  let n = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[2]) === chromiumPid) n += rss(d);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return n;
+}
+
+async function openPage(query) {
+  const p = await browser.newPage();
+  p.setDefaultTimeout(30000);
+  p.on('pageerror', (e) => pageErrors.push(String(e)));
+  await p.setViewport({ width: 900, height: 760 });
+  const q = new URLSearchParams({ ws: `ws://127.0.0.1:${wsPort}/v1/ws`, secret: CLIENT_SECRET, ...query });
+  await p.goto(`http://127.0.0.1:${web.port}/demo/?${q}`, { timeout: 30000 });
+  await p.waitForFunction(() => window.demo !== undefined, { timeout: 30000 });
+  return p;
+}
+
+before(async () => {
+  web = await serve(0);
+  // Out-max 4 MiB: the router pauses a producer once 1 MiB waits for a peer.
+  router = await startRouter([
+    '--ws-port', '0', '--ws-allow-origin', `http://127.0.0.1:${web.port}`,
+    '--secret-client', CLIENT_SECRET, '--secret-service', SERVICE_SECRET, '--out-max', String(4 << 20),
+  ]);
+  wsPort = Number((await router.proc.line(/WebSocket and HTTP on 127\.0\.0\.1:(\d+)/))[1]);
+
+  svc = await connect({ port: router.port, role: 'service', name: 'node-svc', secret: SERVICE_SECRET });
+  await svc.register('user.create', (args, call) => call.reply('user.created', { id: 1, name: args.name, from: call.peer }));
+  await svc.register('count', async ({ n, size, pace = 0 }, call) => {
+    call.signal.addEventListener('abort', () => cancels.push('count'));
+    for (let i = 0; i < n; i++) {
+      const b = new Uint8Array(size);
+      new DataView(b.buffer).setUint32(0, i);
+      await call.chunk('count.chunk', b);
+      if ((i + 1) % 10 === 0) await call.progress('counting', { done: i + 1, of: n });
+      if (pace) await new Promise((r) => setTimeout(r, pace));
+    }
+    return call.reply('count.done', { chunks: n });
+  });
+  await svc.register('flood', async ({ n, size }, call) => {
+    for (let i = 0; i < n; i++) {
+      const b = new Uint8Array(size).fill(0x5a);
+      new DataView(b.buffer).setUint32(0, i);
+      await call.chunk('flood.chunk', b);
+      floodSent++;
+    }
+    return call.reply('flood.done', { chunks: n });
+  });
+  await svc.register('slow.job', (args, call) => new Promise((resolve, reject) => {
+    call.signal.addEventListener('abort', () => {
+      cancels.push('slow.job');
+      reject(call.signal.reason);
+    });
+  }));
+
+  profile = mkdtempSync(path.join(tmpdir(), 'sb-chromium-'));
+  browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    pipe: true,
+    userDataDir: profile,
+    timeout: 60000,
+    protocolTimeout: 60000,
+    // Root (CI) cannot run chromium's sandbox; a small /dev/shm would crash it.
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu', '--no-first-run', '--no-default-browser-check',
+      '--disable-extensions', '--disable-background-networking', '--mute-audio'],
+  });
+  chromiumPid = browser.process().pid;
+  page = await openPage({ name: 'browser-1' });
+});
+
+after(async () => {
+  if (browser) {
+    const closed = browser.close().catch(() => {});
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 10000).unref())]);
+    // Still there after 10 s: its whole process group goes (puppeteer starts it detached).
+    try {
+      process.kill(-chromiumPid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  if (profile) rmSync(profile, { recursive: true, force: true });
+  if (svc) await svc.close();
+  if (web) web.server.close();
+  if (router) await router.stop();
+});
+
+it('a page connects over WebSocket, proving the client secret with WebCrypto, and makes a request', async () => {
+  assert.deepEqual(await page.evaluate(() => window.demo.ready), { name: 'browser-1' });
+  const r = await page.evaluate(() => window.demo.request('user.create', { name: 'Ada' }));
+  assert.deepEqual(r, { outcome: 'user.created', data: { id: 1, name: 'Ada', from: 'browser-1' } });
+});
+
+it('a page with a wrong secret is refused UNAUTHORIZED', async () => {
+  const r = await page.evaluate(() => window.demo.open({ secret: 'not the secret', reconnect: false }));
+  assert.equal(r.error, 'UNAUTHORIZED', JSON.stringify(r));
+});
+
+it('a page reads a stream: progress and 200 chunks in order, then the final reply', async () => {
+  const r = await page.evaluate(() => window.demo.stream('count', { n: 200, size: 1024 }));
+  assert.deepEqual(r, { chunks: 200, progress: 20, order: true, bytes: 200 * 1024, final: { outcome: 'count.done', data: { chunks: 200 } } });
+});
+
+it('a page that aborts a stream, or a request, cancels it at the handler', async () => {
+  const r = await page.evaluate(() => window.demo.stream('count', { n: 100000, size: 1024, pace: 2 }, { abortAfter: 5 }));
+  assert.equal(r.error, 'CANCELLED', JSON.stringify(r));
+  assert.equal(r.chunks, 5);
+  await waitFor(() => cancels.includes('count'), 10000, 'the count handler to be told of the cancel');
+  const s = await page.evaluate(() => window.demo.slow(200));
+  assert.equal(s.error, 'CANCELLED', JSON.stringify(s));
+  await waitFor(() => cancels.includes('slow.job'), 10000, 'the slow.job handler to be told of the cancel');
+});
+
+it('a page sees peers come and go (presence)', async () => {
+  const visitor = await connect({ port: router.port, name: 'visitor-1', secret: CLIENT_SECRET });
+  const seen = (event) => page.evaluate((e) => window.demo.events.some((x) => x.peer === 'visitor-1' && x.event === e), event);
+  await waitFor(() => seen('connected'), 10000, 'the page to see visitor-1 connect');
+  await visitor.close();
+  await waitFor(() => seen('disconnected'), 10000, 'the page to see visitor-1 leave');
+  const ev = await page.evaluate(() => window.demo.events.find((x) => x.peer === 'visitor-1'));
+  assert.deepEqual(ev, { event: 'connected', peer: 'visitor-1', role: 'client' });
+});
+
+it('a page registers a handler as a service (with the service secret) and a Node client calls it', async () => {
+  const r = await page.evaluate(() => window.demo.open({ role: 'service', secret: 'browser test service secret', name: 'browser-svc' }));
+  assert.equal(r.name, 'browser-svc', JSON.stringify(r));
+  assert.equal(await page.evaluate((i) => window.demo.serve(i, 'browser.echo'), r.index), true);
+  const app = await connect({ port: router.port, name: 'node-app', secret: CLIENT_SECRET });
+  const reply = await app.request('browser.echo', { n: 7, s: 'x' });
+  assert.deepEqual(reply, { outcome: 'echoed', data: { args: { n: 7, s: 'x' }, peer: 'node-app', role: 'client' } });
+  await app.close();
+});
+
+it('a page that stops reading a stream holds its producer back; then every chunk arrives in order', { timeout: 180000 }, async (t) => {
+  const base = { router: rss(router.pid), browser: browserRss() };
+  assert.equal(await page.evaluate((a) => window.demo.hold('flood', a), FLOOD), 0);
+  let last = -1;
+  let still = 0;
+  await waitFor(() => {
+    still = floodSent === last ? still + 1 : 0;
+    last = floodSent;
+    return still >= 50; // 50 looks (>= 0.5 s) without progress
+  }, 60000, 'the producer to be held back');
+  const grown = { router: rss(router.pid) - base.router, browser: browserRss() - base.browser };
+  t.diagnostic(`held back after ${floodSent} of ${FLOOD.n} chunks; grown: router ${(grown.router / 1048576).toFixed(1)} MiB, browser ${(grown.browser / 1048576).toFixed(1)} MiB`);
+  assert.ok(floodSent < FLOOD.n, `the producer sent all ${FLOOD.n} chunks to a page that read one`);
+  for (const [who, n] of Object.entries(grown))
+    assert.ok(n < BOUND, `${who} grew by ${(n / 1048576).toFixed(1)} MiB while ${floodSent} chunks were held back`);
+  const r = await page.evaluate(() => window.demo.release());
+  assert.deepEqual(r, { chunks: FLOOD.n, order: true, final: { outcome: 'flood.done', data: { chunks: FLOOD.n } } });
+});
+
+it('without WebSocketStream (the WebSocket transport) a page requests and reads a stream', async () => {
+  const p = await openPage({ name: 'browser-2', classic: '1' });
+  assert.deepEqual(await p.evaluate(() => window.demo.ready), { name: 'browser-2' });
+  const r = await p.evaluate(() => window.demo.request('user.create', { name: 'Grace' }));
+  assert.equal(r.data.from, 'browser-2');
+  const s = await p.evaluate(() => window.demo.stream('count', { n: 200, size: 4096 }));
+  assert.deepEqual([s.chunks, s.order, s.final.outcome], [200, true, 'count.done']);
+  await p.close();
+});
+
+it('the demo page shows it all, and nothing threw in the page', async () => {
+  await page.click('#req');
+  await page.waitForFunction(() => document.getElementById('req-out').textContent.includes('Ada'), { timeout: 10000 });
+  await page.click('#stream');
+  await page.waitForFunction(() => document.getElementById('stream-out').textContent.includes('count.done'), { timeout: 20000 });
+  await page.click('#slow');
+  await page.waitForFunction(() => document.getElementById('slow-out').textContent.includes('CANCELLED'), { timeout: 10000 });
+  if (process.env.SB_DEMO_SCREENSHOT) await page.screenshot({ path: process.env.SB_DEMO_SCREENSHOT, fullPage: true });
+  assert.deepEqual(pageErrors, []);
+});
