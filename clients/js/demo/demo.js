@@ -108,7 +108,7 @@ demo.slow = async (ms = 200) => {
     $('slow-out').textContent = 'slow.job answered';
     return { ok: true };
   } catch (e) {
-    $('slow-out').textContent = `slow.job -> ${e.code} (the handler's call.signal aborted by the CANCEL)`;
+    $('slow-out').textContent = `slow.job -> ${e.code} (a CANCEL went to the handler)`;
     return errOf(e);
   }
 };
@@ -127,6 +127,22 @@ demo.open = async (opts) => {
 /* The page as a service: a handler the router's other peers can call. */
 demo.serve = async (index, name) => {
   await demo.extra[index].register(name, (args, call) => call.reply('echoed', { args, peer: call.peer, role: call.identity.role }));
+  return true;
+};
+
+/* The page as a producer: a stream of n chunks numbered from 0, counted in
+ * demo.produced as each chunk() resolves (it waits while output is queued). */
+demo.produce = async (index, name, n, size) => {
+  demo.produced = 0;
+  await demo.extra[index].register(name, async (args, call) => {
+    for (let i = 0; i < n; i++) {
+      const b = new Uint8Array(size).fill(0x5a);
+      new DataView(b.buffer).setUint32(0, i);
+      await call.chunk('page.chunk', b);
+      demo.produced++;
+    }
+    return call.reply('page.done', { chunks: n });
+  });
   return true;
 };
 

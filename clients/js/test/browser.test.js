@@ -6,7 +6,7 @@
 
 import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -60,6 +60,7 @@ async function openPage(query) {
 }
 
 before(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: tools/bootstrap installs Debian's chromium (or set SB_CHROMIUM)`);
   web = await serve(0);
   // Out-max 4 MiB: the router pauses a producer once 1 MiB waits for a peer.
   router = await startRouter([
@@ -194,6 +195,47 @@ it('a page that stops reading a stream holds its producer back; then every chunk
   const r = await page.evaluate(() => window.demo.release());
   assert.deepEqual(r, { chunks: FLOOD.n, order: true, final: { outcome: 'flood.done', data: { chunks: FLOOD.n } } });
 });
+
+for (const [transport, webSocketStream] of [['WebSocketStream', true], ['WebSocket', false]]) {
+  it(`a page producing a stream over ${transport} to a Node consumer that stops reading is held back; then every chunk arrives in order`, { timeout: 180000 }, async (t) => {
+    const name = `page.stream.${transport}`;
+    const opened = await page.evaluate((o) => window.demo.open(o), { role: 'service', secret: SERVICE_SECRET, name: `page-producer-${transport}`, webSocketStream });
+    assert.ok(opened.index >= 0, JSON.stringify(opened));
+    assert.equal(await page.evaluate((i, nm, n, size) => window.demo.produce(i, nm, n, size), opened.index, name, FLOOD.n, FLOOD.size), true);
+    const reader = await connect({ port: router.port, name: `node-reader-${transport}`, secret: CLIENT_SECRET });
+    const base = { router: rss(router.pid), browser: browserRss() };
+    const it = reader.stream(name, null, { timeout: 300000 })[Symbol.asyncIterator]();
+    assert.equal((await it.next()).value.data.readUInt32BE(0), 0);
+    const produced = () => page.evaluate(() => window.demo.produced);
+    let last = -1;
+    let still = 0;
+    await waitFor(async () => {
+      const n = await produced();
+      still = n === last ? still + 1 : 0;
+      last = n;
+      return still >= 50;
+    }, 60000, 'the page\'s producer to be held back');
+    const grown = { router: rss(router.pid) - base.router, browser: browserRss() - base.browser };
+    t.diagnostic(`held back after ${last} of ${FLOOD.n} chunks; grown: router ${(grown.router / 1048576).toFixed(1)} MiB, browser ${(grown.browser / 1048576).toFixed(1)} MiB`);
+    assert.ok(last < FLOOD.n, `the page sent all ${FLOOD.n} chunks to a consumer that read one`);
+    for (const [who, n] of Object.entries(grown))
+      assert.ok(n < BOUND, `${who} grew by ${(n / 1048576).toFixed(1)} MiB while ${last} chunks were held back`);
+    let n = 1;
+    let final = null;
+    for (;;) {
+      const { value, done } = await it.next();
+      if (done) break;
+      if (value.type === 'reply') final = value;
+      else {
+        assert.equal(value.data.readUInt32BE(0), n, 'chunks in order');
+        n++;
+      }
+    }
+    assert.equal(n, FLOOD.n);
+    assert.deepEqual(final, { type: 'reply', outcome: 'page.done', data: { chunks: FLOOD.n } });
+    await reader.close();
+  });
+}
 
 it('without WebSocketStream (the WebSocket transport) a page requests and reads a stream', async () => {
   const p = await openPage({ name: 'browser-2', classic: '1' });
