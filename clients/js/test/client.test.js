@@ -290,8 +290,11 @@ describe('the connection', () => {
     assert.deepEqual(await app.request('rs.echo', 7), { outcome: 'ok', data: 7 });
     const inFlight = app.request('rs.hold', null);
     await waitFor(() => held !== null, 10000, 'the held call');
+    // Watched before the kill: the close can come before kill() returns,
+    // and a rejection nobody had caught yet fails the test by itself.
+    const failed = assert.rejects(inFlight, { code: 'OFFLINE' });
     await r.kill();
-    await assert.rejects(inFlight, { code: 'OFFLINE' });
+    await failed;
     await waitFor(() => svcSaw.length > 0 && appSaw.length > 0, 10000, 'both offline');
     assert.equal(held.signal.aborted, true);
     assert.equal(held.signal.reason.code, 'OFFLINE');
