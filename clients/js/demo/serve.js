@@ -14,12 +14,18 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; ch
 /** Starts the server on port (0: any free one); resolves with {server, port}. */
 export function serve(port = 0) {
   const server = http.createServer(async (req, res) => {
-    let p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    let p;
+    try {
+      // Normalised after decoding, so "%2e%2e" cannot climb out of SERVED.
+      p = path.posix.normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    } catch {
+      p = '';
+    }
     if (p === '/demo') p = '/demo/';
     if (p.endsWith('/')) p += 'index.html';
-    const file = path.join(ROOT, path.normalize(p));
+    const file = path.join(ROOT, p);
     const type = TYPES[path.extname(file)];
-    if (req.method !== 'GET' || !type || !SERVED.some((s) => p.startsWith(s)) || !file.startsWith(ROOT + path.sep)) {
+    if (req.method !== 'GET' || !type || !SERVED.some((s) => p.startsWith(s))) {
       res.writeHead(404).end();
       return;
     }
