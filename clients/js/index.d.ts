@@ -258,6 +258,8 @@ export interface Transport {
   /** Close after what was written; close now. */
   close(): void;
   destroy(): void;
+  /** Set by the core from WELCOME: the router's frame limit, for transports that cut writes into messages. */
+  frameMax?: number;
 }
 
 /** What connectWith() takes instead of Node's TCP/TLS and node:crypto. */

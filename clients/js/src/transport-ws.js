@@ -7,6 +7,26 @@ import { SwitchboardError } from './errors.js';
 
 const PROTOCOL = 'switchboard.v1';
 const DRAIN_POLL_MS = 10; // WebSocket has no drain event: bufferedAmount is polled
+const PREFIX = 4; // a frame's length prefix
+
+/* Calls send() with runs of the whole frames in b, each run at most cap
+ * bytes (a frame larger than cap alone): the router takes a message of at
+ * most its frame limit and the prefix (docs/gateway.md), and one write of
+ * the core's can hold a turn's frames. The runs are views, not copies. */
+function eachMessage(b, cap, send) {
+  const n = b.length;
+  let start = 0;
+  let off = 0;
+  while (off < n) {
+    const len = PREFIX + (((b[off] << 24) | (b[off + 1] << 16) | (b[off + 2] << 8) | b[off + 3]) >>> 0);
+    if (off > start && off + len - start > cap) {
+      send(b.subarray(start, off));
+      start = off;
+    }
+    off += len;
+  }
+  if (off > start) send(b.subarray(start, n));
+}
 
 /** The endpoint for opts: url as given, else ws[s]://host:port/v1/ws. */
 export function wsUrl(opts) {
@@ -96,20 +116,24 @@ function streamConnect(WSS, url, sink) {
     pump();
   }, () => end(why(url, 1006, '', false)));
   ws.closed.then((c) => end(why(url, c.closeCode, c.reason, opened)), (e) => end(why(url, e.closeCode || 1006, e.reason || '', opened)));
+  const send = (bytes) => {
+    const n = bytes.length;
+    pending += n;
+    writer.write(bytes).then(
+      () => {
+        pending -= n;
+        if (pending === 0) sink.drain();
+      },
+      () => {
+        pending -= n;
+      },
+    );
+  };
   return {
+    frameMax: 0, // the router's, from WELCOME; until then a frame per message
     write(bytes) {
       if (writer === null || ended) return;
-      const n = bytes.length;
-      pending += n;
-      writer.write(bytes).then(
-        () => {
-          pending -= n;
-          if (pending === 0) sink.drain();
-        },
-        () => {
-          pending -= n;
-        },
-      );
+      eachMessage(bytes, PREFIX + this.frameMax, send);
     },
     get pending() {
       return pending;
@@ -183,10 +207,12 @@ function socketConnect(url, sink) {
       sink.drain();
     }, DRAIN_POLL_MS);
   };
+  const send = (bytes) => ws.send(bytes);
   return {
+    frameMax: 0, // the router's, from WELCOME; until then a frame per message
     write(bytes) {
       if (ended || ws.readyState !== 1) return;
-      ws.send(bytes);
+      eachMessage(bytes, PREFIX + this.frameMax, send);
       if (ws.bufferedAmount > 0) watch();
     },
     get pending() {

@@ -28,13 +28,17 @@ let browser;
 let chromiumPid = 0;
 let profile;
 let page;
+let cdp; // the page's DevTools session
 const cancels = []; // handlers told of a cancel
 let floodSent = 0;
 const pageErrors = [];
 
 /* Resident memory of the whole browser: every process of its group (the
- * browser, its network service, renderers), where a stream could gather. */
-function browserRss() {
+ * browser, its network service, renderers), where a stream could gather.
+ * The page's garbage is collected first: the chunks it made and dropped
+ * would otherwise count until V8 gets round to them. */
+async function browserRss() {
+  await cdp.send('HeapProfiler.collectGarbage');
   let n = 0;
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
@@ -46,6 +50,15 @@ function browserRss() {
     }
   }
   return n;
+}
+
+/* A Node client on the router's TCP port, closed by after() whatever
+ * happens: one left open would keep this file's process alive. */
+const nodeClients = [];
+async function nodeClient(opts) {
+  const c = await connect({ port: router.port, ...opts });
+  nodeClients.push(c);
+  return c;
 }
 
 async function openPage(query) {
@@ -69,7 +82,7 @@ before(async () => {
   ]);
   wsPort = Number((await router.proc.line(/WebSocket and HTTP on 127\.0\.0\.1:(\d+)/))[1]);
 
-  svc = await connect({ port: router.port, role: 'service', name: 'node-svc', secret: SERVICE_SECRET });
+  svc = await nodeClient({ role: 'service', name: 'node-svc', secret: SERVICE_SECRET });
   await svc.register('user.create', (args, call) => call.reply('user.created', { id: 1, name: args.name, from: call.peer }));
   await svc.register('count', async ({ n, size, pace = 0 }, call) => {
     call.signal.addEventListener('abort', () => cancels.push('count'));
@@ -91,6 +104,7 @@ before(async () => {
     }
     return call.reply('flood.done', { chunks: n });
   });
+  await svc.register('size', (args) => args.length);
   await svc.register('slow.job', (args, call) => new Promise((resolve, reject) => {
     call.signal.addEventListener('abort', () => {
       cancels.push('slow.job');
@@ -112,6 +126,7 @@ before(async () => {
   });
   chromiumPid = browser.process().pid;
   page = await openPage({ name: 'browser-1' });
+  cdp = await page.createCDPSession();
 });
 
 after(async () => {
@@ -126,8 +141,11 @@ after(async () => {
     }
   }
   if (profile) rmSync(profile, { recursive: true, force: true });
-  if (svc) await svc.close();
-  if (web) web.server.close();
+  await Promise.race([Promise.all(nodeClients.map((c) => c.close())), new Promise((r) => setTimeout(r, 10000).unref())]);
+  if (web) {
+    web.server.close();
+    web.server.closeAllConnections();
+  }
   if (router) await router.stop();
 });
 
@@ -157,8 +175,19 @@ it('a page that aborts a stream, or a request, cancels it at the handler', async
   await waitFor(() => cancels.includes('slow.job'), 10000, 'the slow.job handler to be told of the cancel');
 });
 
+it('requests a page makes in one turn, together over the router\'s frame limit, all go through', async () => {
+  // 200 KB then 900 KB: one batch of the core's, more than the router's
+  // WebSocket message limit (its frame limit and the prefix).
+  const r = await page.evaluate(() => Promise.all([
+    window.demo.request('size', 'a'.repeat(200000)),
+    window.demo.request('size', 'b'.repeat(900000)),
+  ]));
+  assert.deepEqual(r, [{ outcome: 'ok', data: 200000 }, { outcome: 'ok', data: 900000 }]);
+  assert.equal(await page.evaluate(() => window.demo.sb.online), true);
+});
+
 it('a page sees peers come and go (presence)', async () => {
-  const visitor = await connect({ port: router.port, name: 'visitor-1', secret: CLIENT_SECRET });
+  const visitor = await nodeClient({ name: 'visitor-1', secret: CLIENT_SECRET });
   const seen = (event) => page.evaluate((e) => window.demo.events.some((x) => x.peer === 'visitor-1' && x.event === e), event);
   await waitFor(() => seen('connected'), 10000, 'the page to see visitor-1 connect');
   await visitor.close();
@@ -171,14 +200,14 @@ it('a page registers a handler as a service (with the service secret) and a Node
   const r = await page.evaluate(() => window.demo.open({ role: 'service', secret: 'browser test service secret', name: 'browser-svc' }));
   assert.equal(r.name, 'browser-svc', JSON.stringify(r));
   assert.equal(await page.evaluate((i) => window.demo.serve(i, 'browser.echo'), r.index), true);
-  const app = await connect({ port: router.port, name: 'node-app', secret: CLIENT_SECRET });
+  const app = await nodeClient({ name: 'node-app', secret: CLIENT_SECRET });
   const reply = await app.request('browser.echo', { n: 7, s: 'x' });
   assert.deepEqual(reply, { outcome: 'echoed', data: { args: { n: 7, s: 'x' }, peer: 'node-app', role: 'client' } });
   await app.close();
 });
 
 it('a page that stops reading a stream holds its producer back; then every chunk arrives in order', { timeout: 180000 }, async (t) => {
-  const base = { router: rss(router.pid), browser: browserRss() };
+  const base = { router: rss(router.pid), browser: await browserRss() };
   assert.equal(await page.evaluate((a) => window.demo.hold('flood', a), FLOOD), 0);
   let last = -1;
   let still = 0;
@@ -187,7 +216,7 @@ it('a page that stops reading a stream holds its producer back; then every chunk
     last = floodSent;
     return still >= 50; // 50 looks (>= 0.5 s) without progress
   }, 60000, 'the producer to be held back');
-  const grown = { router: rss(router.pid) - base.router, browser: browserRss() - base.browser };
+  const grown = { router: rss(router.pid) - base.router, browser: (await browserRss()) - base.browser };
   t.diagnostic(`held back after ${floodSent} of ${FLOOD.n} chunks; grown: router ${(grown.router / 1048576).toFixed(1)} MiB, browser ${(grown.browser / 1048576).toFixed(1)} MiB`);
   assert.ok(floodSent < FLOOD.n, `the producer sent all ${FLOOD.n} chunks to a page that read one`);
   for (const [who, n] of Object.entries(grown))
@@ -202,8 +231,8 @@ for (const [transport, webSocketStream] of [['WebSocketStream', true], ['WebSock
     const opened = await page.evaluate((o) => window.demo.open(o), { role: 'service', secret: SERVICE_SECRET, name: `page-producer-${transport}`, webSocketStream });
     assert.ok(opened.index >= 0, JSON.stringify(opened));
     assert.equal(await page.evaluate((i, nm, n, size) => window.demo.produce(i, nm, n, size), opened.index, name, FLOOD.n, FLOOD.size), true);
-    const reader = await connect({ port: router.port, name: `node-reader-${transport}`, secret: CLIENT_SECRET });
-    const base = { router: rss(router.pid), browser: browserRss() };
+    const reader = await nodeClient({ name: `node-reader-${transport}`, secret: CLIENT_SECRET });
+    const base = { router: rss(router.pid), browser: await browserRss() };
     const it = reader.stream(name, null, { timeout: 300000 })[Symbol.asyncIterator]();
     assert.equal((await it.next()).value.data.readUInt32BE(0), 0);
     const produced = () => page.evaluate(() => window.demo.produced);
@@ -215,7 +244,7 @@ for (const [transport, webSocketStream] of [['WebSocketStream', true], ['WebSock
       last = n;
       return still >= 50;
     }, 60000, 'the page\'s producer to be held back');
-    const grown = { router: rss(router.pid) - base.router, browser: browserRss() - base.browser };
+    const grown = { router: rss(router.pid) - base.router, browser: (await browserRss()) - base.browser };
     t.diagnostic(`held back after ${last} of ${FLOOD.n} chunks; grown: router ${(grown.router / 1048576).toFixed(1)} MiB, browser ${(grown.browser / 1048576).toFixed(1)} MiB`);
     assert.ok(last < FLOOD.n, `the page sent all ${FLOOD.n} chunks to a consumer that read one`);
     for (const [who, n] of Object.entries(grown))
