@@ -50,9 +50,13 @@ export interface ConnectOptions {
   role?: 'client' | 'service';
   /** The shared secret of the role, for a router that requires one. */
   secret?: string | Uint8Array | null;
-  /** TLS 1.3: true for the defaults, or node:tls options. */
+  /** TLS 1.3: true for the defaults, or node:tls options. In a browser, true makes the default url wss://. */
   tls?: boolean | TlsOptions | null;
-  /** Not supported yet (needs the router's token authentication): passing one throws INVAL. */
+  /** Browser only: the router's WebSocket endpoint, "ws://HOST:WS_PORT/v1/ws" (default: from host and port). */
+  url?: string | null;
+  /** Browser only: false uses WebSocket even where WebSocketStream exists (default: WebSocketStream when there). */
+  webSocketStream?: boolean;
+  /** Not supported yet (bearer tokens are to come in the router): passing one throws INVAL. */
   token?: never;
   /** Default timeout of requests, ms; 0 (default) is the router's (30 s). */
   timeout?: number;
@@ -254,6 +258,8 @@ export interface Transport {
   /** Close after what was written; close now. */
   close(): void;
   destroy(): void;
+  /** Set by the core from WELCOME: the router's frame limit, for transports that cut writes into messages. */
+  frameMax?: number;
 }
 
 /** What connectWith() takes instead of Node's TCP/TLS and node:crypto. */

@@ -490,6 +490,8 @@ export class Client extends Emitter {
     this.name = m.peer;
     this.peerId = m.peerId;
     this._maxFrame = m.maxFrame >= BODY_MIN && m.maxFrame <= FRAME_MAX_LIMIT ? m.maxFrame : FRAME_MAX_DEFAULT;
+    // A message-based transport cuts our batches to what the router takes.
+    if (this._conn !== null) this._conn.frameMax = this._maxFrame;
     this._state = 'registering';
     const regs = [...this._handlers.values()];
     if (this._catchAll !== null) regs.push(this._catchAll);
