@@ -1052,6 +1052,11 @@ void sb__nats_stats(const struct sb__nats *nc, struct sb__nats_stats *st)
 	*st = nc->st_;
 }
 
+const char *sb__nats_last_error(const struct sb__nats *nc)
+{
+	return nc->why;
+}
+
 /* ---- messages ----------------------------------------------------------- */
 
 int sb__nats_pub(struct sb__nats *nc, const char *subject, const char *reply, const uint8_t *hdr,

@@ -114,6 +114,9 @@ const char *sb__nats_url(const struct sb__nats *nc);
 
 void sb__nats_stats(const struct sb__nats *nc, struct sb__nats_stats *st);
 
+/** Why the last connection or attempt ended ("" before any): for logs. */
+const char *sb__nats_last_error(const struct sb__nats *nc);
+
 /* ---- messages ----------------------------------------------------------- */
 
 /**
