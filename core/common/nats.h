@@ -79,7 +79,8 @@ void sb__nats_free(struct sb__nats *nc);
  * The connection never blocks. Each turn the owner waits for sb__nats_fd()
  * (which changes across reconnects: -1 while waiting to reconnect) to be
  * ready for sb__nats_events(), at most sb__nats_timeout() ms, then calls
- * sb__nats_process() with what was ready. Callbacks run inside it. */
+ * sb__nats_process() with what was ready. Callbacks run inside it; they
+ * may publish, subscribe and unsubscribe, never free the connection. */
 int sb__nats_fd(const struct sb__nats *nc);
 short sb__nats_events(const struct sb__nats *nc); /* POLLIN, POLLOUT */
 int sb__nats_timeout(const struct sb__nats *nc, uint64_t now_ms);

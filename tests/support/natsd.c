@@ -122,7 +122,7 @@ static int await_ready(struct natsd *d)
 	return -1;
 }
 
-int natsd_start(struct natsd *d, unsigned n, int js)
+static int attempt(struct natsd *d, unsigned n, int js)
 {
 	for (unsigned i = 0; i < n; i++) {
 		d[i].pid = 0;
@@ -142,6 +142,20 @@ int natsd_start(struct natsd *d, unsigned n, int js)
 		if (await_ready(&d[i]) != 0)
 			return -1;
 	return 0;
+}
+
+int natsd_start(struct natsd *d, unsigned n, int js)
+{
+	/* A port free a moment ago may be taken by the time the server binds
+	 * it (other suites run beside this one): it exits, and a new set of
+	 * ports is tried. */
+	for (int tries = 0; tries < 3; tries++) {
+		if (attempt(d, n, js) == 0)
+			return 0;
+		for (unsigned i = 0; i < n; i++)
+			natsd_stop(&d[i]);
+	}
+	return -1;
 }
 
 int natsd_restart(struct natsd *d)
