@@ -112,6 +112,8 @@ struct sb__nats {
 	char why[256];
 };
 
+static void fail_requests(struct sb__nats *nc, int err);
+
 /* ---- configuration ------------------------------------------------------ */
 
 static char *dup_or_null(const char *s)
@@ -315,6 +317,12 @@ void sb__nats_free(struct sb__nats *nc)
 		return;
 	if (nc->fd >= 0)
 		close(nc->fd);
+	nc->fd = -1;
+	/* Every request ends once, even now; a callback's new publish finds
+	 * the connection offline and is refused, so none is left behind. */
+	nc->st = ST_WAIT;
+	nc->dropping = 1;
+	fail_requests(nc, SB_EOFFLINE);
 	sb__tls_free(nc->tls);
 	if (nc->tls_ctx)
 		sb__tls_ctx_put(nc->tls_ctx);
@@ -331,11 +339,6 @@ void sb__nats_free(struct sb__nats *nc)
 		free(s->subject);
 		free(s->queue);
 		free(s);
-	}
-	while (nc->reqs) {
-		struct req *r = nc->reqs;
-		nc->reqs = r->next;
-		free(r);
 	}
 	sb__idmap_destroy(&nc->sids);
 	free((char *)nc->cfg.user);

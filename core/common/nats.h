@@ -72,7 +72,8 @@ struct sb__nats;
  */
 int sb__nats_new(const struct sb__nats_cfg *cfg, struct sb__nats **out, char *why, size_t cap);
 
-/** Closes the connection and frees it; requests in flight are not called. */
+/** Closes the connection and frees it; requests in flight end with
+ *  SB_EOFFLINE, their callbacks called inside. NULL is ignored. */
 void sb__nats_free(struct sb__nats *nc);
 
 /* ---- the owner's loop ---------------------------------------------------

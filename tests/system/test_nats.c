@@ -464,7 +464,12 @@ static void test_a_name_raced_from_two_routers_goes_to_exactly_one(void)
 	CHECK_INT(sb__nats_kv_create(a, "sbnames", "bad key", "x", 1, 1000, on_kv, &get),
 		  SB_EINVAL);
 	printf("     (router a won %d of %d races)\n", a_won, KEYS);
+	/* A connection freed with a request in flight still ends it, once. */
+	struct kv_result late = {0};
+	CHECK_INT(sb__nats_kv_get(a, "sbnames", "peer-1", 10000, on_kv, &late), 0);
 	sb__nats_free(a);
+	CHECK_INT(late.calls, 1);
+	CHECK_INT(late.err, SB_EOFFLINE);
 	sb__nats_free(b);
 	natsd_stop(&d);
 }
