@@ -918,6 +918,11 @@ int sb__nats_fd(const struct sb__nats *nc)
 	return nc->fd;
 }
 
+uint64_t sb__nats_socket_gen(const struct sb__nats *nc)
+{
+	return nc->gen;
+}
+
 short sb__nats_events(const struct sb__nats *nc)
 {
 	if (nc->fd < 0)

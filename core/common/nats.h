@@ -83,6 +83,10 @@ void sb__nats_free(struct sb__nats *nc);
  * sb__nats_process() with what was ready. Callbacks run inside it; they
  * may publish, subscribe and unsubscribe, never free the connection. */
 int sb__nats_fd(const struct sb__nats *nc);
+/** Changes whenever the socket does. A new socket often gets the old
+ *  one's number, so a loop that keeps the descriptor armed (an io_uring
+ *  poll) compares this, not the number, to know it must re-arm. */
+uint64_t sb__nats_socket_gen(const struct sb__nats *nc);
 short sb__nats_events(const struct sb__nats *nc); /* POLLIN, POLLOUT */
 int sb__nats_timeout(const struct sb__nats *nc, uint64_t now_ms);
 

@@ -335,8 +335,10 @@ static void test_a_killed_server_is_replaced_by_the_other_with_subscriptions_bac
 	UNTIL(held.n == 1, 5000, x, y);
 	CHECK_INT(held.n, 1);
 
+	uint64_t sock = sb__nats_socket_gen(x);
 	natsd_kill(&d[0]);
 	UNTIL(wx.connected == 2, 15000, x, y);
+	CHECK(sb__nats_socket_gen(x) != sock); /* a loop's poll must be re-armed */
 	CHECK_INT(wx.disconnected, 1);
 	CHECK_INT(wx.connected, 2);
 	CHECK_STR(wx.url, d[1].url);
@@ -359,6 +361,31 @@ static void test_a_killed_server_is_replaced_by_the_other_with_subscriptions_bac
 	CHECK_STR(wx.url, d[0].url);
 	sb__nats_free(x);
 	sb__nats_free(y);
+	natsd_stop(&d[0]);
+	natsd_stop(&d[1]);
+}
+
+static void test_a_server_that_stops_answering_is_left_for_the_other_after_unanswered_pings(void)
+{
+	struct natsd d[2] = {0};
+	struct watch wx;
+	char servers[160];
+
+	CHECK(natsd_start(d, 2, 0) == 0);
+	snprintf(servers, sizeof servers, "%s,%s", d[0].url, d[1].url);
+	struct sb__nats_cfg cfg = {.servers = servers, .ping_ms = 200, .pings_max = 2};
+	struct sb__nats *x = open_cfg(&cfg, &wx);
+	UNTIL(sb__nats_ready(x), 10000, x);
+	CHECK_STR(wx.url, d[0].url);
+	/* Hung, not dead: the socket stays open, only PINGs tell. */
+	CHECK(kill(d[0].pid, SIGSTOP) == 0);
+	UNTIL(wx.connected == 2, 15000, x);
+	CHECK_INT(wx.disconnected, 1);
+	CHECK_INT(wx.connected, 2);
+	CHECK_STR(wx.url, d[1].url);
+	CHECK(strstr(sb__nats_last_error(x), "PINGs unanswered") != NULL);
+	CHECK(kill(d[0].pid, SIGCONT) == 0);
+	sb__nats_free(x);
 	natsd_stop(&d[0]);
 	natsd_stop(&d[1]);
 }
@@ -642,6 +669,7 @@ int main(void)
 	RUN(test_a_queue_group_spreads_requests_and_a_plain_subscriber_sees_all);
 	RUN(test_a_request_nobody_serves_ends_with_no_handler_not_a_timeout);
 	RUN(test_a_killed_server_is_replaced_by_the_other_with_subscriptions_back);
+	RUN(test_a_server_that_stops_answering_is_left_for_the_other_after_unanswered_pings);
 	RUN(test_a_name_raced_from_two_routers_goes_to_exactly_one);
 	RUN(test_a_stopped_server_stops_the_publisher_at_its_bound_and_resumes_it);
 	RUN(test_credentials_and_tls_are_presented_and_checked);
