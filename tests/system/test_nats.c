@@ -1,9 +1,10 @@
 /* The NATS connection routers will join a cluster with (docs/cluster.md),
  * against real nats-server processes on free loopback ports: messages and
  * headers both ways, queue groups, "no responders", a killed server and
- * the reconnect to the other one with subscriptions back, key-value create
- * raced from two connections, output bounded while the server is stopped,
- * and user/password, token and TLS. */
+ * the reconnect to the other one with subscriptions back, a hung one left
+ * after unanswered PINGs, key-value create raced from two connections,
+ * output bounded while the server is stopped, and user/password, token
+ * and TLS. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
