@@ -30,6 +30,7 @@ enum {
 	O_IDLE_TIMEOUT,
 	O_PONG_TIMEOUT,
 	O_SLOW_TIMEOUT,
+	O_CLUSTER,
 };
 
 /* Every setting is a long flag, and the same name is its key in a config
@@ -69,6 +70,7 @@ static const struct option opts[] = {
 	{"tls-verify-client", no_argument, NULL, 'v'},
 	{"tls-allow", required_argument, NULL, 'w'},
 	{"tls-deny", required_argument, NULL, 'x'},
+	{"cluster", required_argument, NULL, O_CLUSTER},
 	{"config", required_argument, NULL, 'f'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -144,6 +146,9 @@ static void usage(FILE *out)
 		"                        comma-separated or repeated; '*' matches any run\n"
 		"                        of characters (default: every CA-signed name)\n"
 		"  --tls-deny NAMES      names refused even if allowed\n"
+		"\n"
+		"  --cluster URLS        join other routers over a NATS cluster:\n"
+		"                        nats://HOST:PORT[,...] (docs/cluster.md)\n"
 		"\n"
 		"  --config FILE         read settings from FILE first: one `key = value`\n"
 		"                        per line, the keys being these flags' names\n"
@@ -372,6 +377,9 @@ static void apply(struct settings *s, int opt, const char *val)
 		break;
 	case 'x':
 		list_add(s, &s->deny, "tls-deny", val);
+		break;
+	case O_CLUSTER:
+		cfg->cluster = val;
 		break;
 	}
 }

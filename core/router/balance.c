@@ -128,6 +128,12 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 		return 0;
 	}
 	if ((d->r = lookup(sh, m->name)) == NULL) {
+		/* Another router's, perhaps; never for a request that came from
+		 * one (each router offers the cluster only its own handlers). */
+		if (sh->xs != NULL && a->origin == NULL && !(m->flags & SB_F_BROADCAST)) {
+			d->kind = SB__DEST_CLUSTER;
+			return 0;
+		}
 		int all = m->flags & SB_F_BROADCAST;
 		snprintf(why, SB_TEXT_MAX + 1, "%s",
 			 all ? "no connected peer handles this name" : "no handler for this name");

@@ -62,7 +62,8 @@ static void pause_remote(struct sb__shard *sh, uint64_t ep, int pause)
 /* c's queue grew with a frame from producer: pause it if c is congested. */
 void sb__flow_congest(struct sb__shard *sh, struct sb__conn *c, uint64_t producer)
 {
-	if (c->closing || c->q_bytes <= sb__outq_pause_mark(sh))
+	if (c->closing || c->q_bytes <= sb__outq_pause_mark(sh) ||
+	    sb__ep_shard(producer) >= SB__MAX_SHARDS) /* another router's: not paused yet */
 		return;
 	for (uint32_t i = 0; i < c->nproducers; i++)
 		if (c->producers[i] == producer)

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/tls.h"
+#include "router/cluster.h"
 #include "router/local-t.h"
 #include "router/mailbox.h"
 #include "router/router-t.h"
@@ -214,6 +215,9 @@ struct sb_router *sb_router_new(const struct sb_router_config *c, int *err)
 	if ((r->addr = strdup(c->addr)) == NULL)
 		goto fail;
 	r->cfg.addr = r->addr;
+	if (c->cluster != NULL && (e = sb__cluster_router_init(r, c)) != 0)
+		goto fail;
+	e = SB_ENOMEM;
 	if (tls_wanted(c)) {
 		if ((e = tls_load(r, c, &r->tls, "TLS")) != 0)
 			goto fail;
@@ -486,6 +490,7 @@ void sb_router_free(struct sb_router *r)
 	sb__tls_ctx_put(r->tls);
 	pthread_mutex_destroy(&r->tls_lock);
 	free(r->addr);
+	sb__cluster_router_free(r);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

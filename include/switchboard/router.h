@@ -87,6 +87,10 @@ struct sb_router_config {
 					 against the client certificate's CN and DNS SANs
 					 (no case); NULL or empty = every CA-signed name */
 	const char *const *tls_deny;  /* the same; a match refuses, and wins over allow */
+
+	/* Several routers as one (docs/cluster.md): "nats://HOST:PORT,..." of
+	 * the NATS cluster every shard joins; copied; NULL = a router alone. */
+	const char *cluster;
 };
 
 /* Counters, summed over shards. */

@@ -1,0 +1,577 @@
+/* Several routers as one, over a NATS cluster (docs/cluster.md, decision
+ * (b)): each shard has its own connection (core/common/nats.c), polled in
+ * its io_uring and flushed with the turn's output.
+ *
+ * A shard subscribes sb.r.<name> (queue group sb.r.<name>: one router
+ * gets each) and sb.x.<name> (plain: cancels) while its replica has a
+ * route for the name, so NATS offers a router only what it can serve.
+ * A SEND or REQUEST with no handler here is published, frame unchanged, to
+ * sb.r.<name>; a request's reply subject is its inbox sb.i.<R>.<k>.<rid>
+ * (router R, shard k, the router's id of its entry), which names it
+ * alone: NATS's "no responders" status comes back on it, and becomes `no
+ * handler`. The router that takes it enters it as a request from a
+ * remote requester and publishes each answer, patched back to <rid>, to
+ * that inbox, where the requester's shard hands it to its request as any
+ * handler's answer. A cancel (the requester's, its timeout, its close)
+ * goes to sb.x.<name> with the inbox as reply subject: the shard holding
+ * it ends its entry and cancels the handler. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+
+#include "common/idmap.h"
+#include "common/log.h"
+#include "common/nats.h"
+#include "proto/mp.h"
+#include "router/cluster.h"
+#include "router/request.h"
+#include "router/router-t.h"
+#include "router/shard.h"
+
+#define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
+
+struct sb__xrouter {
+	char *servers;
+	char id[24]; /* <R>: "r" and 16 random hex digits */
+};
+
+struct sb__xshard {
+	struct sb__nats *nc;
+	char inbox[64]; /* "sb.i.<R>.<k>" */
+	size_t inbox_len;
+	uint64_t gen;             /* the socket whose polls are armed */
+	uint64_t in_seq, out_seq; /* the polls' numbers, in their user data */
+	uint64_t seq;
+	int in_armed, out_armed;
+	int hot;               /* the socket may hold more: read again next turn */
+	uint64_t due;          /* ms: the connection's next timer */
+	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
+	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
+	size_t svc_hdr_len;
+};
+
+/* A request's part across routers: to another router (its name and the
+ * caller's role) or from one (its inbox, and its key in xs->from). */
+struct sb__xreq {
+	uint64_t key; /* from: != 0 */
+	int service;
+	uint32_t len;
+	char s[]; /* NUL-terminated */
+};
+
+static uint64_t fnv(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+	return h | 1; /* never 0 */
+}
+
+/* ---- the router's part --------------------------------------------------- */
+
+int sb__cluster_router_init(struct sb_router *r, const struct sb_router_config *c)
+{
+	struct sb__xrouter *xr = calloc(1, sizeof *xr);
+	uint64_t rnd = 0;
+
+	if (xr == NULL || (xr->servers = strdup(c->cluster)) == NULL) {
+		free(xr);
+		return SB_ENOMEM;
+	}
+	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+		rnd = (uint64_t)(uintptr_t)xr ^ ((uint64_t)getpid() << 32);
+	snprintf(xr->id, sizeof xr->id, "r%016" PRIx64, rnd);
+	r->xr = xr;
+	r->cfg.cluster = xr->servers;
+
+	/* A URL that does not parse is the caller's mistake: say so now. */
+	struct sb__nats_cfg nc = {.servers = xr->servers};
+	struct sb__nats *probe;
+	char why[256];
+	if (sb__nats_new(&nc, &probe, why, sizeof why) != 0) {
+		sb__log(&r->log, 0, "cluster %s: %s", xr->servers, why);
+		return SB_EINVAL;
+	}
+	sb__nats_free(probe);
+	return 0;
+}
+
+void sb__cluster_router_free(struct sb_router *r)
+{
+	if (r->xr == NULL)
+		return;
+	free(r->xr->servers);
+	free(r->xr);
+	r->xr = NULL;
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+/* "<prefix><name>" into out (SUBJ_MAX): 0, or -1 if not a subject. */
+static int subject(char *out, const char *prefix, const void *name, size_t len)
+{
+	size_t p = strlen(prefix);
+	if (len == 0 || p + len >= SUBJ_MAX)
+		return -1;
+	memcpy(out, prefix, p);
+	memcpy(out + p, name, len);
+	out[p + len] = 0;
+	return sb__nats_subject_ok(out, p + len, 0) ? 0 : -1;
+}
+
+/* "sb.i.<R>.<k>.<rid>", our inbox for request rid. */
+static void inbox_of(const struct sb__xshard *xs, uint64_t rid, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s.%" PRIu64, xs->inbox, rid);
+}
+
+/* ---- the requester's side ------------------------------------------------ */
+
+int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service)
+{
+	(void)sh;
+	struct sb__xreq *x = malloc(sizeof *x + m->name.len + 1);
+	if (x == NULL)
+		return SB_ENOMEM;
+	x->key = 0;
+	x->service = service;
+	x->len = m->name.len;
+	memcpy(x->s, m->name.ptr, m->name.len);
+	x->s[m->name.len] = 0;
+	q->x = x;
+	return 0;
+}
+
+void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q)
+{
+	if (q->x->key != 0 && sh->xs != NULL && sb__idmap_get(&sh->xs->from, q->x->key) == q->rid)
+		sb__idmap_del(&sh->xs->from, q->x->key);
+	free(q->x);
+	q->x = NULL;
+}
+
+void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service, const uint8_t *f,
+		      uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[SUBJ_MAX];
+
+	/* Nobody answers a SEND: one that finds no router is lost, as a
+	 * SEND to a handler that just left is. */
+	if (subject(subj, "sb.r.", m->name.ptr, m->name.len) != 0 ||
+	    sb__nats_pub(xs->nc, subj, NULL, service ? xs->svc_hdr : NULL,
+			 service ? xs->svc_hdr_len : 0, f, len) != 0)
+		sb__stat_add(&sh->st.no_handler, 1);
+}
+
+void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t rid = sb__be64(f + SB_ID_OFFSET);
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	char subj[SUBJ_MAX], inbox[96];
+	int kind = f[SB_PREFIX_LEN + 1], rc;
+
+	if (q == NULL || q->x == NULL || q->x->key != 0) {
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	inbox_of(xs, rid, inbox, sizeof inbox);
+	if (kind == SB_CANCEL) {
+		/* To whichever router holds it: the inbox tells it which. */
+		if (subject(subj, "sb.x.", q->x->s, q->x->len) == 0)
+			sb__nats_pub(xs->nc, subj, inbox, NULL, 0, NULL, 0);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	rc = subject(subj, "sb.r.", q->x->s, q->x->len) != 0
+		     ? SB_EINVAL
+		     : sb__nats_pub(xs->nc, subj, inbox, q->x->service ? xs->svc_hdr : NULL,
+				    q->x->service ? xs->svc_hdr_len : 0, f, len);
+	sb__buf_put(b, &sh->pool);
+	if (rc == 0)
+		return;
+	sb__stat_add(&sh->st.no_handler, rc != SB_EOVERLOADED);
+	if (rc == SB_EOVERLOADED)
+		sb__req_fail(sh, q, SB_EOVERLOADED,
+			     "the link to the other routers is congested; try again");
+	else if (rc == SB_EOFFLINE)
+		sb__req_fail(
+			sh, q, SB_ENOHANDLER,
+			"no handler for this name (the router is not connected to its cluster)");
+	else
+		sb__req_fail(sh, q, SB_ENOHANDLER, "no handler for this name");
+}
+
+/* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
+static void on_inbox(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	struct sb__xshard *xs = sh->xs;
+	const char *tok = nm->subject + xs->inbox_len + 1;
+	size_t n = nm->subject_len - xs->inbox_len - 1;
+	uint64_t rid = 0;
+
+	if (nm->subject_len <= xs->inbox_len + 1 || n > 20)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (tok[i] < '0' || tok[i] > '9')
+			return;
+		rid = rid * 10 + (uint64_t)(tok[i] - '0');
+	}
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q == NULL || q->handler != SB__CLUSTER_EP) {
+		sb__stat_add(&sh->st.late_replies, nm->status == 0);
+		return;
+	}
+	if (nm->status == 503) { /* no router subscribed: nobody handles it */
+		sb__stat_add(&sh->st.no_handler, 1);
+		sb__req_fail(sh, q, SB_ENOHANDLER, "no handler for this name");
+		return;
+	}
+	/* Another router's frame goes to our client as it is: it must be an
+	 * answer to this very request, and whole. */
+	struct sb_msg m;
+	const uint8_t *f = nm->data;
+	uint32_t len = (uint32_t)nm->data_len;
+	if (nm->status != 0 || nm->data_len < SB_PREFIX_LEN || nm->data_len > UINT32_MAX ||
+	    sb_decode(f, len, 0, &m, NULL) != 0 || (m.kind != SB_REPLY && m.kind != SB_ERROR) ||
+	    m.id != rid) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed answer on %.*s", sh->id,
+			(int)nm->subject_len, nm->subject);
+		return;
+	}
+	struct sb__buf *b = sb__buf_heap(len);
+	if (b == NULL)
+		return;
+	memcpy(b->data, f, len);
+	sb__req_reply(sh, SB__CLUSTER_EP, b, b->data, len);
+}
+
+/* ---- the handler's side -------------------------------------------------- */
+
+int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__origin *o)
+{
+	struct sb__xreq *x = malloc(sizeof *x + o->len + 1);
+	uint64_t old = 0;
+
+	if (x == NULL)
+		return SB_ENOMEM;
+	x->key = fnv(o->inbox, o->len);
+	x->service = 0;
+	x->len = (uint32_t)o->len;
+	memcpy(x->s, o->inbox, o->len);
+	x->s[o->len] = 0;
+	q->x = x;
+	/* Its cancel finds it by the inbox; a second request on one inbox
+	 * (its router restarted with the same id) takes the key over. */
+	if (sb__idmap_put_new(&sh->xs->from, x->key, sb__reqtab_id_of(&sh->reqs, q), &old) == 1)
+		sb__idmap_put(&sh->xs->from, x->key, sb__reqtab_id_of(&sh->reqs, q));
+	return 0;
+}
+
+void sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, const uint8_t *f, uint32_t len)
+{
+	if (sb__nats_pub(sh->xs->nc, q->x->s, NULL, NULL, 0, f, len) != 0)
+		sb__stat_add(&sh->st.late_replies, 1); /* lost: its requester's timer ends it */
+}
+
+static void publish_error(struct sb__shard *sh, const char *inbox, uint64_t id, int err,
+			  const char *text)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .id = id, .code = (uint32_t)-err};
+	uint8_t buf[SB_TEXT_MAX + 64];
+	m.text.ptr = (const uint8_t *)text;
+	m.text.len = (uint32_t)strlen(text);
+	long n = sb_encoded_size(&m);
+	if (n <= 0 || (size_t)n > sizeof buf)
+		return;
+	sb_encode(&m, buf, (size_t)n);
+	sb__nats_pub(sh->xs->nc, inbox, NULL, NULL, 0, buf, (size_t)n);
+}
+
+void sb__cluster_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
+{
+	if (err != SB_ECANCELLED) /* a cancel came from its router: nobody to tell */
+		publish_error(sh, q->x->s, q->orig_id, err, text);
+}
+
+void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64_t id, int err,
+			const char *text)
+{
+	char inbox[SUBJ_MAX];
+	if (o->len >= sizeof inbox)
+		return;
+	memcpy(inbox, o->inbox, o->len);
+	inbox[o->len] = 0;
+	publish_error(sh, inbox, id, err, text);
+}
+
+/* sb.r.<name>: a SEND or REQUEST from another router for a handler here. */
+static void on_call(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	const char *svc = NULL;
+	size_t svc_len = 0;
+	struct sb_msg m;
+
+	if (nm->data_len < SB_PREFIX_LEN || nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN)
+		return;
+	uint32_t len = (uint32_t)nm->data_len;
+	struct sb__buf *b = sb__buf_heap(len);
+	if (b == NULL)
+		return;
+	memcpy(b->data, nm->data, len);
+	if (sb_decode(b->data, len, 0, &m, NULL) != 0 ||
+	    (m.kind != SB_SEND && m.kind != SB_REQUEST) ||
+	    (m.kind == SB_REQUEST && nm->reply == NULL)) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed call on %.*s", sh->id,
+			(int)nm->subject_len, nm->subject);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	struct sb__origin o = {nm->reply, nm->reply_len};
+	struct sb__asker a = {.origin = &o};
+	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
+		a.service = svc_len == 1 && svc[0] == '1';
+	struct sb__conn *was = sh->producer;
+	sh->producer = NULL; /* nobody here to pause */
+	if (m.kind == SB_SEND)
+		sb__forward_send(sh, &a, &m, b, b->data, len);
+	else
+		sb__forward_request(sh, &a, &m, b, b->data, len);
+	sh->producer = was;
+	sb__buf_put(b, &sh->pool);
+}
+
+/* sb.x.<name>: a request's router ended it; the shard holding it lets go. */
+static void on_cancel(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	if (nm->reply == NULL)
+		return;
+	uint64_t rid = sb__idmap_get(&sh->xs->from, fnv(nm->reply, nm->reply_len));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
+	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
+		return;
+	q->ops->cancel(sh, q);
+	sb__req_finish(sh, q);
+}
+
+/* ---- interest ------------------------------------------------------------ */
+
+void sb__cluster_route_new(void *ctx, struct sb__route *r)
+{
+	struct sb__shard *sh = ctx;
+	char subj[SUBJ_MAX];
+
+	/* The catch-all and names that are not subjects (a `*` or `>` token
+	 * would subscribe to other names) stay this router's own. */
+	if (subject(subj, "sb.r.", r->name, r->len) != 0)
+		return;
+	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
+	subject(subj, "sb.x.", r->name, r->len);
+	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, on_cancel, sh);
+	for (int i = 0; i < 2; i++)
+		if (r->sid[i] < 0)
+			r->sid[i] = 0;
+}
+
+void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r)
+{
+	for (int i = 0; i < 2; i++)
+		if (r->sid[i] > 0)
+			sb__nats_unsub(sh->xs->nc, r->sid[i]);
+}
+
+/* ---- the connection in the shard's loop ---------------------------------- */
+
+/* The connection went: what was in flight through it may be lost (NATS
+ * delivers at most once), so every request across routers ends now. */
+static void lost(struct sb__shard *sh)
+{
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		if (q->handler == SB__CLUSTER_EP) {
+			sb__req_fail(
+				sh, q, SB_EPEERGONE,
+				"the router lost its cluster connection while the handler had it");
+		} else if (q->requester == SB__REMOTE_REQUESTER) {
+			q->ops->cancel(sh, q);
+			sb__req_finish(sh, q);
+		}
+		/* Ending one may end others (a slow consumer dropped): start over. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
+	}
+}
+
+static void on_event(void *ud, enum sb__nats_event ev, const char *text)
+{
+	struct sb__shard *sh = ud;
+	switch (ev) {
+	case SB__NATS_CONNECTED:
+		sb__log(&sh->r->log, 1, "shard %u: cluster: connected to %s as %s", sh->id, text,
+			sh->xs->inbox);
+		break;
+	case SB__NATS_DISCONNECTED:
+		sb__log(&sh->r->log, 1, "shard %u: cluster: %s", sh->id, text);
+		lost(sh);
+		break;
+	case SB__NATS_SERVER_ERROR:
+		sb__log(&sh->r->log, 0, "shard %u: cluster: the server says %s", sh->id, text);
+		break;
+	case SB__NATS_WRITABLE:
+		break;
+	}
+}
+
+int sb__cluster_start(struct sb__shard *sh)
+{
+	struct sb__xrouter *xr = sh->r->xr;
+	struct sb__xshard *xs = calloc(1, sizeof *xs);
+	char name[64], why[256];
+
+	if (xs == NULL)
+		return SB_ENOMEM;
+	sb__idmap_init(&xs->from);
+	snprintf(xs->inbox, sizeof xs->inbox, "sb.i.%s.%u", xr->id, sh->id);
+	xs->inbox_len = strlen(xs->inbox);
+	snprintf(name, sizeof name, "switchboard %s.%u", xr->id, sh->id);
+	struct sb__nats_hdr h = {"Sb-Svc", "1"};
+	long n = sb__nats_hdr_build(xs->svc_hdr, sizeof xs->svc_hdr, &h, 1);
+	xs->svc_hdr_len = n > 0 ? (size_t)n : 0;
+	struct sb__nats_cfg nc = {
+		.servers = xr->servers, .name = name, .on_event = on_event, .ud = sh};
+	sh->xs = xs;
+	if (sb__nats_new(&nc, &xs->nc, why, sizeof why) != 0) {
+		sb__log(&sh->r->log, 0, "shard %u: cluster: %s", sh->id, why);
+		sb__idmap_destroy(&xs->from);
+		free(xs);
+		sh->xs = NULL;
+		return SB_EINVAL;
+	}
+	char sub[96];
+	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
+	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0) {
+		sb__cluster_stop(sh);
+		return SB_ENOMEM;
+	}
+	return 0;
+}
+
+void sb__cluster_stop(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs == NULL)
+		return;
+	sb__nats_free(xs->nc);
+	sb__idmap_destroy(&xs->from);
+	free(xs);
+	sh->xs = NULL;
+}
+
+/* After the connection ran: whether its socket may hold more than one
+ * process() took (it reads a bounded amount), so the next turn reads on
+ * without waiting for a poll that new bytes alone would fire. */
+static void ran(struct sb__shard *sh)
+{
+	int fd = sb__nats_fd(sh->xs->nc), avail = 0;
+	sh->xs->hot = fd >= 0 && ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* Poll user data: the tag, then the arm's number and whether it is the
+ * POLLOUT one, so a completion of a poll since replaced is told apart. */
+static uint64_t poll_ud(uint64_t seq, int out)
+{
+	return sb__tag(SB__TAG_NATS, seq << 1 | (uint64_t)out);
+}
+
+void sb__cluster_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t ud = io_uring_cqe_get_data64(cqe) & SB__EP_MASK;
+	uint64_t seq = ud >> 1;
+	int out = (int)(ud & 1);
+
+	if (out && seq == xs->out_seq)
+		xs->out_armed = 0;
+	else if (!out && seq == xs->in_seq && !(cqe->flags & IORING_CQE_F_MORE))
+		xs->in_armed = 0;
+	if (cqe->res <= 0)
+		return;
+	sb__nats_process(xs->nc, (short)cqe->res, sh->now);
+	ran(sh);
+}
+
+static void poll_remove(struct sb__shard *sh, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = sb__sqe(sh);
+	io_uring_prep_poll_remove(sqe, ud);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
+}
+
+static void poll_arm(struct sb__shard *sh, int fd, int out)
+{
+	struct sb__xshard *xs = sh->xs;
+	struct io_uring_sqe *sqe = sb__sqe(sh);
+	uint64_t seq = ++xs->seq;
+	if (out) {
+		io_uring_prep_poll_add(sqe, fd, POLLOUT);
+		xs->out_seq = seq;
+		xs->out_armed = 1;
+	} else {
+		io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+		xs->in_seq = seq;
+		xs->in_armed = 1;
+	}
+	io_uring_sqe_set_data64(sqe, poll_ud(seq, out));
+}
+
+void sb__cluster_turn(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+
+	if (xs->hot || sh->now >= xs->due) {
+		sb__nats_process(xs->nc, xs->hot ? POLLIN : 0, sh->now);
+		ran(sh);
+	}
+	sb__nats_flush(xs->nc);
+	/* A new socket (often with the old one's number): the old polls hold
+	 * the old one open until removed. */
+	uint64_t gen = sb__nats_socket_gen(xs->nc);
+	if (gen != xs->gen) {
+		if (xs->in_armed)
+			poll_remove(sh, poll_ud(xs->in_seq, 0));
+		if (xs->out_armed)
+			poll_remove(sh, poll_ud(xs->out_seq, 1));
+		xs->in_armed = xs->out_armed = 0;
+		xs->in_seq = xs->out_seq = 0;
+		xs->gen = gen;
+	}
+	int fd = sb__nats_fd(xs->nc);
+	if (fd >= 0 && !xs->in_armed)
+		poll_arm(sh, fd, 0);
+	if (fd >= 0 && (sb__nats_events(xs->nc) & POLLOUT) && !xs->out_armed)
+		poll_arm(sh, fd, 1);
+	xs->due = sh->now + (uint64_t)sb__nats_timeout(xs->nc, sh->now);
+}
+
+uint64_t sb__cluster_wait(struct sb__shard *sh, uint64_t wait_ms)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs->hot)
+		return 0;
+	uint64_t left = xs->due > sh->now ? xs->due - sh->now : 0;
+	return left < wait_ms ? left : wait_ms;
+}

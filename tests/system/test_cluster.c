@@ -1,0 +1,257 @@
+/* Several routers as one (docs/cluster.md): three in-process routers joined
+ * through a two-server NATS cluster of their own (support/natsd.h), router
+ * A on the first server, B and C on the second, so a request from C to a
+ * service on A crosses NATS's route between the servers. Clients and
+ * services are test peers speaking the wire protocol over real sockets;
+ * what is checked is what they see. Every wait is bounded. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <switchboard/router.h>
+
+#include "support/clock.h"
+#include "support/natsd.h"
+#include "support/peer.h"
+#include "support/proc.h"
+#include "support/router.h"
+#include "support/testlib.h"
+
+static struct natsd servers[2];
+static struct sb_router *ra, *rb, *rc;
+static uint16_t pa, pb, pc;
+
+static struct sb_router *join(const char *url)
+{
+	struct sb_router_config cfg = router_config();
+	cfg.cluster = url;
+	return router_open(&cfg);
+}
+
+/* A request from cl for name, answered by svc on another router once the
+ * cluster has its interest: a registration reaches the other routers
+ * shortly after its ACK (NATS spreads the subscription), so until then the
+ * answer is `no handler` (or `peer gone` from a local handler that just
+ * left) and the request is made again. 1 if it arrived. */
+static int until_reachable(struct peer *cl, struct peer *svc, const char *name)
+{
+	uint64_t end = now_ms() + 15000, id = 90000;
+
+	peer_request(cl, name, ++id, 10000, "\xa4ping", 5);
+	while (now_ms() < end) {
+		if (peer_recv_within(svc, 20) == 1) {
+			CHECK_INT(svc->m.kind, SB_REQUEST);
+			peer_reply(svc, svc->m.id, "pong", 0, NULL, 0);
+			struct sb_msg *r = peer_expect(cl, SB_REPLY);
+			CHECK(r->id == id);
+			return 1;
+		}
+		if (peer_recv_within(cl, 20) == 1) {
+			CHECK_INT(cl->m.kind, SB_ERROR);
+			/* not there yet, or (the local one just closed) gone */
+			CHECK(cl->m.code == (uint32_t)-SB_ENOHANDLER ||
+			      cl->m.code == (uint32_t)-SB_EPEERGONE);
+			peer_request(cl, name, ++id, 10000, "\xa4ping", 5);
+		}
+	}
+	return 0;
+}
+
+/* A service on A, a client on C, the name reachable across. */
+static void pair(const char *name, struct peer **svc, struct peer **cl)
+{
+	*svc = peer_hello(pa, NULL, "service");
+	peer_register(*svc, name, 1);
+	*cl = peer_hello(pc, NULL, "client");
+	CHECK(until_reachable(*cl, *svc, name));
+}
+
+static void test_a_request_to_a_service_on_another_router_gets_its_progress_reply_and_errors(void)
+{
+	struct peer *svc, *cl;
+	pair("user.create", &svc, &cl);
+
+	peer_request(cl, "user.create", 7, 20000, "\xa5n=1;2", 6);
+	struct sb_msg *q = peer_expect(svc, SB_REQUEST);
+	uint64_t rid = q->id;
+	CHECK(v_is(q->name, "user.create"));
+	CHECK(q->payload.len == 6 && memcmp(q->payload.ptr, "\xa5n=1;2", 6) == 0);
+	/* The handler is told the time left, never more than was asked. */
+	CHECK(q->timeout_ms > 0 && q->timeout_ms <= 20000);
+	peer_reply(svc, rid, "working", SB_F_MORE,
+		   "\xa3"
+		   "50%",
+		   4);
+	struct sb_msg *r = peer_expect(cl, SB_REPLY);
+	CHECK(r->id == 7 && (r->flags & SB_F_MORE) && !(r->flags & SB_F_CHUNK));
+	CHECK(v_is(r->outcome, "working") && r->payload.len == 4);
+	peer_reply(svc, rid, "created", 0, "\xa4id-1", 5);
+	r = peer_expect(cl, SB_REPLY);
+	CHECK(r->id == 7 && !(r->flags & SB_F_MORE) && v_is(r->outcome, "created"));
+	CHECK(r->payload.len == 5 && memcmp(r->payload.ptr, "\xa4id-1", 5) == 0);
+
+	/* A handler's error arrives with its code and text. */
+	peer_request(cl, "user.create", 8, 20000, NULL, 0);
+	rid = peer_expect(svc, SB_REQUEST)->id;
+	struct sb_msg e = {.kind = SB_ERROR, .id = rid, .code = (uint32_t)-SB_EINVAL};
+	e.text = v_str("no such team");
+	peer_send(svc, &e);
+	struct sb_msg *got = peer_expect(cl, SB_ERROR);
+	CHECK(got->id == 8 && got->code == (uint32_t)-SB_EINVAL && v_is(got->text, "no such team"));
+	peer_expect_silence(cl, 100);
+	peer_close(cl);
+	peer_close(svc);
+}
+
+static void test_a_100_chunk_stream_arrives_whole_and_in_order_across_routers(void)
+{
+	struct peer *svc, *cl;
+	pair("log.tail", &svc, &cl);
+
+	peer_request(cl, "log.tail", 11, 20000, NULL, 0);
+	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
+	for (unsigned i = 0; i < 100; i++) {
+		char chunk[32];
+		int n = snprintf(chunk, sizeof chunk, "_line %u", i);
+		chunk[0] = (char)(0xa0 | (n - 1)); /* a MessagePack string */
+		peer_reply(svc, rid, "line", SB_F_MORE | SB_F_CHUNK, chunk, (size_t)n);
+	}
+	peer_reply(svc, rid, "done", 0, NULL, 0);
+	for (unsigned i = 0; i < 100; i++) {
+		char want[32];
+		int n = snprintf(want, sizeof want, "_line %u", i);
+		want[0] = (char)(0xa0 | (n - 1));
+		struct sb_msg *r = peer_expect(cl, SB_REPLY);
+		CHECK(r->id == 11 && (r->flags & SB_F_CHUNK) && (r->flags & SB_F_MORE));
+		CHECK(r->payload.len == (uint32_t)n &&
+		      memcmp(r->payload.ptr, want, (size_t)n) == 0);
+	}
+	struct sb_msg *r = peer_expect(cl, SB_REPLY);
+	CHECK(r->id == 11 && !(r->flags & SB_F_MORE) && v_is(r->outcome, "done"));
+	peer_close(cl);
+	peer_close(svc);
+}
+
+static void test_a_send_reaches_a_handler_on_another_router(void)
+{
+	struct peer *svc, *cl;
+	pair("audit.log", &svc, &cl);
+
+	struct sb_msg s = {.kind = SB_SEND, .name = v_str("audit.log")};
+	s.payload = v_str("\xa5login");
+	peer_send(cl, &s);
+	struct sb_msg *got = peer_expect(svc, SB_SEND);
+	CHECK(v_is(got->name, "audit.log") && v_is(got->payload, "\xa5login"));
+	peer_close(cl);
+	peer_close(svc);
+}
+
+static void test_a_name_no_router_handles_is_no_handler_at_once_not_a_timeout(void)
+{
+	struct peer *cl = peer_hello(pb, NULL, "client");
+	uint64_t t0 = now_ms();
+	peer_request(cl, "nobody.anywhere", 3, 60000, NULL, 0);
+	struct sb_msg *e = peer_expect(cl, SB_ERROR);
+	CHECK(e->id == 3 && e->code == (uint32_t)-SB_ENOHANDLER);
+	CHECK(now_ms() - t0 < 5000);
+	peer_close(cl);
+}
+
+static void test_a_handler_killed_mid_request_ends_it_with_peer_gone(void)
+{
+	struct peer *svc, *cl;
+	pair("job.run", &svc, &cl);
+
+	peer_request(cl, "job.run", 21, 60000, NULL, 0);
+	peer_expect(svc, SB_REQUEST);
+	uint64_t t0 = now_ms();
+	peer_close(svc); /* the handler's connection is gone, mid-request */
+	struct sb_msg *e = peer_expect(cl, SB_ERROR);
+	CHECK(e->id == 21 && e->code == (uint32_t)-SB_EPEERGONE);
+	CHECK(now_ms() - t0 < 5000);
+	peer_expect_silence(cl, 100);
+	peer_close(cl);
+}
+
+static void test_a_cancel_and_a_timeout_reach_the_handler_on_the_other_router(void)
+{
+	struct peer *svc, *cl;
+	pair("report.build", &svc, &cl);
+
+	peer_request(cl, "report.build", 31, 60000, NULL, 0);
+	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
+	struct sb_msg c = {.kind = SB_CANCEL, .id = 31};
+	peer_send(cl, &c);
+	struct sb_msg *e = peer_expect(cl, SB_ERROR);
+	CHECK(e->id == 31 && e->code == (uint32_t)-SB_ECANCELLED);
+	CHECK(peer_expect(svc, SB_CANCEL)->id == rid);
+	/* A reply after the cancel reaches nobody. */
+	peer_reply(svc, rid, "late", 0, NULL, 0);
+	peer_expect_silence(cl, 100);
+
+	/* The requester's router owns the deadline: timeout to the client,
+	 * CANCEL to the handler, which was told at most the time asked. */
+	peer_request(cl, "report.build", 32, 400, NULL, 0);
+	struct sb_msg *q = peer_expect(svc, SB_REQUEST);
+	rid = q->id;
+	CHECK(q->timeout_ms > 0 && q->timeout_ms <= 400);
+	e = peer_expect(cl, SB_ERROR);
+	CHECK(e->id == 32 && e->code == (uint32_t)-SB_ETIMEOUT);
+	CHECK(peer_expect(svc, SB_CANCEL)->id == rid);
+
+	/* A requester that disconnects cancels its requests on the other router. */
+	peer_request(cl, "report.build", 33, 60000, NULL, 0);
+	rid = peer_expect(svc, SB_REQUEST)->id;
+	peer_close(cl);
+	CHECK(peer_expect(svc, SB_CANCEL)->id == rid);
+	peer_close(svc);
+}
+
+static void test_a_handler_on_the_requesters_own_router_is_chosen_first(void)
+{
+	struct peer *far, *cl;
+	pair("cache.get", &far, &cl);
+	struct peer *near = peer_hello(pc, NULL, "service");
+	peer_register(near, "cache.get", 1);
+
+	for (uint64_t id = 1; id <= 20; id++) {
+		peer_request(cl, "cache.get", id, 20000, NULL, 0);
+		struct sb_msg *q = peer_expect(near, SB_REQUEST);
+		peer_reply(near, q->id, "hit", 0, NULL, 0);
+		CHECK(peer_expect(cl, SB_REPLY)->id == id);
+	}
+	peer_expect_silence(far, 100);
+	/* The near one gone, the far one serves again. */
+	peer_close(near);
+	CHECK(until_reachable(cl, far, "cache.get"));
+	peer_close(cl);
+	peer_close(far);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	watchdog("test_cluster", 280);
+	if (natsd_start(servers, 2, 0) != 0)
+		return 1;
+	ra = join(servers[0].url);
+	rb = join(servers[1].url);
+	rc = join(servers[1].url);
+	pa = sb_router_port(ra);
+	pb = sb_router_port(rb);
+	pc = sb_router_port(rc);
+	RUN(test_a_request_to_a_service_on_another_router_gets_its_progress_reply_and_errors);
+	RUN(test_a_100_chunk_stream_arrives_whole_and_in_order_across_routers);
+	RUN(test_a_send_reaches_a_handler_on_another_router);
+	RUN(test_a_name_no_router_handles_is_no_handler_at_once_not_a_timeout);
+	RUN(test_a_handler_killed_mid_request_ends_it_with_peer_gone);
+	RUN(test_a_cancel_and_a_timeout_reach_the_handler_on_the_other_router);
+	RUN(test_a_handler_on_the_requesters_own_router_is_chosen_first);
+	router_close(ra);
+	router_close(rb);
+	router_close(rc);
+	natsd_stop(&servers[0]);
+	natsd_stop(&servers[1]);
+	return TEST_EXIT();
+}
