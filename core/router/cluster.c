@@ -29,6 +29,8 @@
 #include "common/nats.h"
 #include "proto/mp.h"
 #include "router/cluster.h"
+#include "router/flow.h"
+#include "router/mail.h"
 #include "router/request.h"
 #include "router/router-t.h"
 #include "router/shard.h"
@@ -53,6 +55,10 @@ struct sb__xshard {
 	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
 	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
 	size_t svc_hdr_len;
+	size_t mark;           /* output past this pauses whoever feeds it */
+	struct sb__idmap held; /* connections paused for our output -> 1 */
+	uint64_t *paused;      /* ...the same, in order, to resume */
+	uint32_t npaused, paused_cap;
 };
 
 /* A request's part across routers: to another router (its name and the
@@ -130,6 +136,62 @@ static void inbox_of(const struct sb__xshard *xs, uint64_t rid, char *out, size_
 	snprintf(out, cap, "%s.%" PRIu64, xs->inbox, rid);
 }
 
+/* ---- flow control: the link's output ------------------------------------- */
+
+/* Pause (1) or resume (0) reading from connection ep of any shard. */
+static void pause_ep(struct sb__shard *sh, uint64_t ep, int pause)
+{
+	if (sb__ep_shard(ep) == sh->id) {
+		sb__flow_pause(sh, ep, pause ? 1 : -1);
+		return;
+	}
+	struct sb__mail m = {.type = SB__MAIL_PAUSE, .a = (uint32_t)pause, .b = ep};
+	sb__mail(sh, sb__ep_shard(ep), &m);
+}
+
+/* A frame of producer went out on the link: past the mark, the producer
+ * stops reading until the link has drained to half of it (as a slow
+ * client's queue pauses its producers), so the output stays bounded. */
+static void congest(struct sb__shard *sh, uint64_t producer)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t old;
+
+	if (producer == 0 || sb__ep_shard(producer) >= SB__MAX_SHARDS ||
+	    sb__nats_pending(xs->nc) <= xs->mark)
+		return;
+	if (xs->npaused == xs->paused_cap) {
+		uint32_t cap = xs->paused_cap ? xs->paused_cap * 2 : 16;
+		uint64_t *p = realloc(xs->paused, cap * sizeof *p);
+		if (p == NULL)
+			return; /* no pause: the link's bound still holds */
+		xs->paused = p;
+		xs->paused_cap = cap;
+	}
+	if (sb__idmap_put_new(&xs->held, producer, 1, &old) != 0)
+		return;
+	xs->paused[xs->npaused++] = producer;
+	sb__stat_add(&sh->st.pauses, 1);
+	pause_ep(sh, producer, 1);
+}
+
+static void uncongest(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs->npaused == 0 || sb__nats_pending(xs->nc) > xs->mark / 2)
+		return;
+	for (uint32_t i = 0; i < xs->npaused; i++) {
+		sb__idmap_del(&xs->held, xs->paused[i]);
+		pause_ep(sh, xs->paused[i], 0);
+	}
+	xs->npaused = 0;
+}
+
+static uint64_t producer_ep(const struct sb__shard *sh)
+{
+	return sh->producer != NULL ? sh->producer->ep : 0;
+}
+
 /* ---- the requester's side ------------------------------------------------ */
 
 int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service)
@@ -167,6 +229,8 @@ void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service,
 	    sb__nats_pub(xs->nc, subj, NULL, service ? xs->svc_hdr : NULL,
 			 service ? xs->svc_hdr_len : 0, f, len) != 0)
 		sb__stat_add(&sh->st.no_handler, 1);
+	else
+		congest(sh, producer_ep(sh));
 }
 
 void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len)
@@ -194,8 +258,10 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 		     : sb__nats_pub(xs->nc, subj, inbox, q->x->service ? xs->svc_hdr : NULL,
 				    q->x->service ? xs->svc_hdr_len : 0, f, len);
 	sb__buf_put(b, &sh->pool);
-	if (rc == 0)
+	if (rc == 0) {
+		congest(sh, producer_ep(sh));
 		return;
+	}
 	sb__stat_add(&sh->st.no_handler, rc != SB_EOVERLOADED);
 	if (rc == SB_EOVERLOADED)
 		sb__req_fail(sh, q, SB_EOVERLOADED,
@@ -275,10 +341,13 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 	return 0;
 }
 
-void sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, const uint8_t *f, uint32_t len)
+int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender, const uint8_t *f,
+		       uint32_t len)
 {
-	if (sb__nats_pub(sh->xs->nc, q->x->s, NULL, NULL, 0, f, len) != 0)
-		sb__stat_add(&sh->st.late_replies, 1); /* lost: its requester's timer ends it */
+	int rc = sb__nats_pub(sh->xs->nc, q->x->s, NULL, NULL, 0, f, len);
+	if (rc == 0)
+		congest(sh, sender);
+	return rc;
 }
 
 static void publish_error(struct sb__shard *sh, const char *inbox, uint64_t id, int err,
@@ -445,18 +514,30 @@ int sb__cluster_start(struct sb__shard *sh)
 	if (xs == NULL)
 		return SB_ENOMEM;
 	sb__idmap_init(&xs->from);
+	sb__idmap_init(&xs->held);
+	xs->mark = sh->r->cfg.out_max / 4;
 	snprintf(xs->inbox, sizeof xs->inbox, "sb.i.%s.%u", xr->id, sh->id);
 	xs->inbox_len = strlen(xs->inbox);
 	snprintf(name, sizeof name, "switchboard %s.%u", xr->id, sh->id);
 	struct sb__nats_hdr h = {"Sb-Svc", "1"};
 	long n = sb__nats_hdr_build(xs->svc_hdr, sizeof xs->svc_hdr, &h, 1);
 	xs->svc_hdr_len = n > 0 ? (size_t)n : 0;
-	struct sb__nats_cfg nc = {
-		.servers = xr->servers, .name = name, .on_event = on_event, .ud = sh};
+	/* Bounded as a client's queue is (docs/architecture.md): a quarter of
+	 * out_max pauses the producers, and eight receive pools above out_max
+	 * hold what was routed before a pause took effect (mail to another
+	 * shard takes turns to arrive). Only past that is an answer lost. */
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	struct sb__nats_cfg nc = {.servers = xr->servers,
+				  .name = name,
+				  .out_max = cfg->out_max +
+					     8ull * cfg->recv_buffers * cfg->recv_buffer_size,
+				  .on_event = on_event,
+				  .ud = sh};
 	sh->xs = xs;
 	if (sb__nats_new(&nc, &xs->nc, why, sizeof why) != 0) {
 		sb__log(&sh->r->log, 0, "shard %u: cluster: %s", sh->id, why);
 		sb__idmap_destroy(&xs->from);
+		sb__idmap_destroy(&xs->held);
 		free(xs);
 		sh->xs = NULL;
 		return SB_EINVAL;
@@ -477,6 +558,8 @@ void sb__cluster_stop(struct sb__shard *sh)
 		return;
 	sb__nats_free(xs->nc);
 	sb__idmap_destroy(&xs->from);
+	sb__idmap_destroy(&xs->held);
+	free(xs->paused);
 	free(xs);
 	sh->xs = NULL;
 }
@@ -547,6 +630,7 @@ void sb__cluster_turn(struct sb__shard *sh)
 		ran(sh);
 	}
 	sb__nats_flush(xs->nc);
+	uncongest(sh);
 	/* A new socket (often with the old one's number): the old polls hold
 	 * the old one open until removed. */
 	uint64_t gen = sb__nats_socket_gen(xs->nc);

@@ -73,8 +73,11 @@ void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service,
 		      uint32_t len);
 
 /** A handler's answer (id already patched back) for remote request q, to
- *  its router; b's reference stays the caller's. */
-void sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, const uint8_t *f, uint32_t len);
+ *  its router; the handler (endpoint sender) is paused while the link's
+ *  output is past its mark. @return 0, or the link's refusal (the answer
+ *  is lost: past the link's bound, or the link is down) */
+int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender, const uint8_t *f,
+		       uint32_t len);
 /** The terminal error of remote request q, to its router. */
 void sb__cluster_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text);
 /** A request from another router refused before it had an entry. */

@@ -159,15 +159,26 @@ static void single_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sende
 	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
 	sb_patch_id(f, q->orig_id);
 	sb__stat_add(&sh->st.replies, 1);
-	if (c == NULL) /* to the requester's router, before the entry goes */
-		sb__cluster_answer(sh, q, f, len);
+	if (c == NULL) { /* to the requester's router, before the entry goes */
+		/* An answer the cluster link cannot take is lost, and the
+		 * request with it: the handler stops, its router times out. */
+		int lost = sb__cluster_answer(sh, q, sender, f, len) != 0;
+		if (lost)
+			single_cancel(sh, q);
+		if (!more || lost) {
+			req_count(sh, q,
+				  !lost && f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY
+									    : END_ERROR);
+			sb__req_finish(sh, q);
+		}
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
 	if (!more) {
 		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
 		sb__req_finish(sh, q);
 	}
-	if (c == NULL)
-		sb__buf_put(b, &sh->pool);
-	else if (sb__enqueue(sh, c, b, f, len) == 0)
+	if (sb__enqueue(sh, c, b, f, len) == 0)
 		sb__flow_congest(sh, c, sender);
 }
 

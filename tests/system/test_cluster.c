@@ -4,6 +4,7 @@
  * service on A crosses NATS's route between the servers. Clients and
  * services are test peers speaking the wire protocol over real sockets;
  * what is checked is what they see. Every wait is bounded. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +230,80 @@ static void test_a_handler_on_the_requesters_own_router_is_chosen_first(void)
 	peer_close(far);
 }
 
+/* The handler's side of a stream that outruns the cluster link. */
+enum { BIG_CHUNK = 16000, BIG_CHUNKS = 300 };
+struct streamer {
+	struct peer *svc;
+	uint64_t rid;
+};
+
+static void *stream_out(void *arg)
+{
+	struct streamer *st = arg;
+	static uint8_t chunk[BIG_CHUNK];
+	for (unsigned i = 0; i < BIG_CHUNKS; i++) {
+		/* A MessagePack bin 16 of BIG_CHUNK - 3 bytes, numbered. */
+		chunk[0] = 0xc5;
+		chunk[1] = (uint8_t)((BIG_CHUNK - 3) >> 8);
+		chunk[2] = (uint8_t)(BIG_CHUNK - 3);
+		memcpy(chunk + 3, &i, sizeof i);
+		peer_reply(st->svc, st->rid, "part", SB_F_MORE | SB_F_CHUNK, chunk, sizeof chunk);
+	}
+	peer_reply(st->svc, st->rid, "done", 0, NULL, 0);
+	return NULL;
+}
+
+static uint64_t pauses_of(struct sb_router *r)
+{
+	struct sb_router_stats st;
+	sb_router_stats(r, &st);
+	return st.pauses;
+}
+
+static void test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing(void)
+{
+	/* A router of its own whose link holds 1 MiB at most, on the first
+	 * server, which is then stopped: what the handler streams piles up in
+	 * that router's link until the handler is paused. */
+	struct sb_router_config cfg = router_config();
+	cfg.cluster = servers[0].url;
+	cfg.out_max = 1u << 20;
+	struct sb_router *rd = router_open(&cfg);
+	struct peer *svc = peer_hello(sb_router_port(rd), NULL, "service");
+	peer_register(svc, "dump.all", 1);
+	struct peer *cl = peer_hello(pc, NULL, "client");
+	CHECK(until_reachable(cl, svc, "dump.all"));
+
+	peer_request(cl, "dump.all", 41, 60000, NULL, 0);
+	struct streamer st = {svc, peer_expect(svc, SB_REQUEST)->id};
+	uint64_t before = pauses_of(rd);
+	kill(servers[0].pid, SIGSTOP);
+	pthread_t t;
+	pthread_create(&t, NULL, stream_out, &st);
+	uint64_t end = now_ms() + 10000;
+	while (pauses_of(rd) == before && now_ms() < end)
+		peer_recv_within(svc, 10); /* nothing comes: a bounded wait */
+	CHECK(pauses_of(rd) > before);
+	kill(servers[0].pid, SIGCONT);
+
+	unsigned got = 0;
+	for (; got < BIG_CHUNKS; got++) {
+		struct sb_msg *r = peer_expect(cl, SB_REPLY);
+		unsigned n = ~0u;
+		if (r->payload.len == BIG_CHUNK)
+			memcpy(&n, r->payload.ptr + 3, sizeof n);
+		if (r->id != 41 || !(r->flags & SB_F_CHUNK) || n != got)
+			break;
+	}
+	CHECK_INT(got, BIG_CHUNKS);
+	struct sb_msg *r = peer_expect(cl, SB_REPLY);
+	CHECK(r->id == 41 && !(r->flags & SB_F_MORE) && v_is(r->outcome, "done"));
+	pthread_join(t, NULL);
+	peer_close(cl);
+	peer_close(svc);
+	router_close(rd);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -248,6 +323,7 @@ int main(void)
 	RUN(test_a_handler_killed_mid_request_ends_it_with_peer_gone);
 	RUN(test_a_cancel_and_a_timeout_reach_the_handler_on_the_other_router);
 	RUN(test_a_handler_on_the_requesters_own_router_is_chosen_first);
+	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
 	router_close(ra);
 	router_close(rb);
 	router_close(rc);
