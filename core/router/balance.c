@@ -77,7 +77,15 @@ static int internal(const struct sb_msg *m, char *why)
 static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 		      struct sb__dest *d, char *why)
 {
+	d->ep = 0;
 	int rc = sb__peers_resolve(sh, m->to, &d->ep, why);
+	/* Not here (a peer here that said GOODBYE has its ep): perhaps on
+	 * another router, never for a request that came from one. */
+	if (rc != 0 && d->ep == 0 && sh->xs != NULL && a->origin == NULL) {
+		d->kind = SB__DEST_CLUSTER;
+		d->miss = rc;
+		return 0;
+	}
 	if (rc != 0)
 		return rc;
 	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);

@@ -27,6 +27,7 @@ struct sb__dest {
 	} kind;
 	struct sb__route *r; /* ONE, ALL: the name's route (its statistics, its handlers) */
 	uint64_t ep;         /* ONE, PEER: the endpoint */
+	int miss;            /* CLUSTER, for a `to`: this router's answer if no router has it */
 };
 
 /**

@@ -29,6 +29,7 @@
 #include "common/nats.h"
 #include "proto/mp.h"
 #include "router/cluster.h"
+#include "router/conn-t.h"
 #include "router/flow.h"
 #include "router/mail.h"
 #include "router/request.h"
@@ -55,17 +56,20 @@ struct sb__xshard {
 	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
 	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
 	size_t svc_hdr_len;
-	size_t mark;           /* output past this pauses whoever feeds it */
-	struct sb__idmap held; /* connections paused for our output -> 1 */
-	uint64_t *paused;      /* ...the same, in order, to resume */
+	size_t mark;                  /* output past this pauses whoever feeds it */
+	struct sb__idmap held;        /* connections paused for our output -> 1 */
+	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
+	uint64_t *paused;             /* ...the same, in order, to resume */
 	uint32_t npaused, paused_cap;
 };
 
-/* A request's part across routers: to another router (its name and the
- * caller's role) or from one (its inbox, and its key in xs->from). */
+/* A request's part across routers: to another router (the subject it was
+ * published to, the caller's role) or from one (its inbox, and its key in
+ * xs->from). */
 struct sb__xreq {
 	uint64_t key; /* from: != 0 */
 	int service;
+	int miss; /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
 	uint32_t len;
 	char s[]; /* NUL-terminated */
 };
@@ -194,17 +198,30 @@ static uint64_t producer_ep(const struct sb__shard *sh)
 
 /* ---- the requester's side ------------------------------------------------ */
 
-int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service)
+/* Where m goes in the cluster: "sb.p.<peer>" for a `to`, else
+ * "sb.r.<name>". 0, or -1 if that is not a subject. */
+static int target(char *out, const struct sb_msg *m)
 {
+	return m->to.ptr != NULL ? subject(out, "sb.p.", m->to.ptr, m->to.len)
+				 : subject(out, "sb.r.", m->name.ptr, m->name.len);
+}
+
+int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
+		    int miss)
+{
+	char subj[SUBJ_MAX];
 	(void)sh;
-	struct sb__xreq *x = malloc(sizeof *x + m->name.len + 1);
+	if (target(subj, m) != 0)
+		subj[0] = 0; /* it fails as it is published, as a miss */
+	size_t n = strlen(subj);
+	struct sb__xreq *x = malloc(sizeof *x + n + 1);
 	if (x == NULL)
 		return SB_ENOMEM;
 	x->key = 0;
 	x->service = service;
-	x->len = m->name.len;
-	memcpy(x->s, m->name.ptr, m->name.len);
-	x->s[m->name.len] = 0;
+	x->miss = miss;
+	x->len = (uint32_t)n;
+	memcpy(x->s, subj, n + 1);
 	q->x = x;
 	return 0;
 }
@@ -225,12 +242,29 @@ void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service,
 
 	/* Nobody answers a SEND: one that finds no router is lost, as a
 	 * SEND to a handler that just left is. */
-	if (subject(subj, "sb.r.", m->name.ptr, m->name.len) != 0 ||
-	    sb__nats_pub(xs->nc, subj, NULL, service ? xs->svc_hdr : NULL,
-			 service ? xs->svc_hdr_len : 0, f, len) != 0)
+	if (target(subj, m) != 0 || sb__nats_pub(xs->nc, subj, NULL, service ? xs->svc_hdr : NULL,
+						 service ? xs->svc_hdr_len : 0, f, len) != 0)
 		sb__stat_add(&sh->st.no_handler, 1);
 	else
 		congest(sh, producer_ep(sh));
+}
+
+/* Request q found nobody in the cluster either: the answer a router alone
+ * gives (no handler; for a `to`, what this router knew of the name). */
+static void missed(struct sb__shard *sh, struct sb__req *q, const char *why)
+{
+	char text[SB_TEXT_MAX + 1];
+	int peer = q->x->len > 5 && memcmp(q->x->s, "sb.p.", 5) == 0;
+	int err = peer ? q->x->miss : SB_ENOHANDLER;
+
+	if (!peer)
+		snprintf(text, sizeof text, "no handler for this name%s", why);
+	else if (err == SB_ENOTCONNECTED)
+		snprintf(text, sizeof text, "peer %s is not connected%s", q->x->s + 5, why);
+	else
+		snprintf(text, sizeof text, "no peer named %s has connected%s", q->x->s + 5, why);
+	sb__stat_add(&sh->st.no_handler, 1);
+	sb__req_fail(sh, q, err, text);
 }
 
 void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len)
@@ -247,31 +281,28 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 	}
 	inbox_of(xs, rid, inbox, sizeof inbox);
 	if (kind == SB_CANCEL) {
-		/* To whichever router holds it: the inbox tells it which. */
-		if (subject(subj, "sb.x.", q->x->s, q->x->len) == 0)
+		/* To whichever router holds it ("sb.x." and where it went): the
+		 * inbox tells that router which of its requests. */
+		if (q->x->len > 3 && subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3) == 0)
 			sb__nats_pub(xs->nc, subj, inbox, NULL, 0, NULL, 0);
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
-	rc = subject(subj, "sb.r.", q->x->s, q->x->len) != 0
+	rc = q->x->len == 0
 		     ? SB_EINVAL
-		     : sb__nats_pub(xs->nc, subj, inbox, q->x->service ? xs->svc_hdr : NULL,
+		     : sb__nats_pub(xs->nc, q->x->s, inbox, q->x->service ? xs->svc_hdr : NULL,
 				    q->x->service ? xs->svc_hdr_len : 0, f, len);
 	sb__buf_put(b, &sh->pool);
 	if (rc == 0) {
 		congest(sh, producer_ep(sh));
 		return;
 	}
-	sb__stat_add(&sh->st.no_handler, rc != SB_EOVERLOADED);
 	if (rc == SB_EOVERLOADED)
 		sb__req_fail(sh, q, SB_EOVERLOADED,
 			     "the link to the other routers is congested; try again");
-	else if (rc == SB_EOFFLINE)
-		sb__req_fail(
-			sh, q, SB_ENOHANDLER,
-			"no handler for this name (the router is not connected to its cluster)");
 	else
-		sb__req_fail(sh, q, SB_ENOHANDLER, "no handler for this name");
+		missed(sh, q,
+		       rc == SB_EOFFLINE ? " (the router is not connected to its cluster)" : "");
 }
 
 /* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
@@ -296,8 +327,7 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 		return;
 	}
 	if (nm->status == 503) { /* no router subscribed: nobody handles it */
-		sb__stat_add(&sh->st.no_handler, 1);
-		sb__req_fail(sh, q, SB_ENOHANDLER, "no handler for this name");
+		missed(sh, q, "");
 		return;
 	}
 	/* Another router's frame goes to our client as it is: it must be an
@@ -330,6 +360,7 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 		return SB_ENOMEM;
 	x->key = fnv(o->inbox, o->len);
 	x->service = 0;
+	x->miss = 0;
 	x->len = (uint32_t)o->len;
 	memcpy(x->s, o->inbox, o->len);
 	x->s[o->len] = 0;
@@ -445,7 +476,7 @@ void sb__cluster_route_new(void *ctx, struct sb__route *r)
 	if (subject(subj, "sb.r.", r->name, r->len) != 0)
 		return;
 	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
-	subject(subj, "sb.x.", r->name, r->len);
+	subject(subj, "sb.x.r.", r->name, r->len);
 	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, on_cancel, sh);
 	for (int i = 0; i < 2; i++)
 		if (r->sid[i] < 0)
@@ -457,6 +488,35 @@ void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r)
 	for (int i = 0; i < 2; i++)
 		if (r->sid[i] > 0)
 			sb__nats_unsub(sh->xs->nc, r->sid[i]);
+}
+
+void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[SUBJ_MAX];
+	int64_t sid;
+
+	/* A name that is not a subject stays this router's own. */
+	if (subject(subj, "sb.p.", c->name, strlen(c->name)) != 0)
+		return;
+	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_call, sh)) > 0)
+		sb__idmap_put(&xs->psub, c->ep, (uint64_t)sid);
+	subject(subj, "sb.x.p.", c->name, strlen(c->name));
+	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_cancel, sh)) > 0)
+		sb__idmap_put(&xs->pxsub, c->ep, (uint64_t)sid);
+}
+
+void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c)
+{
+	struct sb__xshard *xs = sh->xs;
+	struct sb__idmap *maps[2] = {&xs->psub, &xs->pxsub};
+	for (int i = 0; i < 2; i++) {
+		uint64_t sid = sb__idmap_get(maps[i], c->ep);
+		if (sid != 0) {
+			sb__nats_unsub(xs->nc, (int64_t)sid);
+			sb__idmap_del(maps[i], c->ep);
+		}
+	}
 }
 
 /* ---- the connection in the shard's loop ---------------------------------- */
@@ -515,6 +575,8 @@ int sb__cluster_start(struct sb__shard *sh)
 		return SB_ENOMEM;
 	sb__idmap_init(&xs->from);
 	sb__idmap_init(&xs->held);
+	sb__idmap_init(&xs->psub);
+	sb__idmap_init(&xs->pxsub);
 	xs->mark = sh->r->cfg.out_max / 4;
 	snprintf(xs->inbox, sizeof xs->inbox, "sb.i.%s.%u", xr->id, sh->id);
 	xs->inbox_len = strlen(xs->inbox);
@@ -538,6 +600,8 @@ int sb__cluster_start(struct sb__shard *sh)
 		sb__log(&sh->r->log, 0, "shard %u: cluster: %s", sh->id, why);
 		sb__idmap_destroy(&xs->from);
 		sb__idmap_destroy(&xs->held);
+		sb__idmap_destroy(&xs->psub);
+		sb__idmap_destroy(&xs->pxsub);
 		free(xs);
 		sh->xs = NULL;
 		return SB_EINVAL;
@@ -559,6 +623,8 @@ void sb__cluster_stop(struct sb__shard *sh)
 	sb__nats_free(xs->nc);
 	sb__idmap_destroy(&xs->from);
 	sb__idmap_destroy(&xs->held);
+	sb__idmap_destroy(&xs->psub);
+	sb__idmap_destroy(&xs->pxsub);
 	free(xs->paused);
 	free(xs);
 	sh->xs = NULL;

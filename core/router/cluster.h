@@ -19,6 +19,7 @@
 #include "router/shard-t.h"
 
 struct sb__asker;
+struct sb__conn;
 
 /* How long past its deadline a request from another router may live here:
  * its requester's router ends it and says so; this only bounds an entry
@@ -56,14 +57,21 @@ uint64_t sb__cluster_wait(struct sb__shard *sh, uint64_t wait_ms);
 void sb__cluster_route_new(void *sh, struct sb__route *r);
 void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r);
 
-/** Request q (this shard's) goes to the cluster: its part made (the name,
- *  the caller's role). @return 0, or SB_ENOMEM */
-int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service);
+/** Request q (this shard's) goes to the cluster: its part made (where it
+ *  goes, the caller's role; for a `to`, what this router knew of the name,
+ *  the answer if no router has it). @return 0, or SB_ENOMEM */
+int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
+		    int miss);
 /** A request from another router, entered as q: its origin kept (a copy),
  *  so that its answers and a cancel find it. @return 0, or SB_ENOMEM */
 int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__origin *o);
 /** Request q is being freed: its part of either kind goes with it. */
 void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q);
+
+/** Named peer c (of this shard) connected, or is leaving: its name's
+ *  subjects follow, so a `to` from another router finds it. */
+void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c);
+void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c);
 
 /** A frame for SB__CLUSTER_EP (the REQUEST of a request sent to the
  *  cluster, or its CANCEL); takes over b's reference. */

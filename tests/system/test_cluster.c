@@ -230,6 +230,67 @@ static void test_a_handler_on_the_requesters_own_router_is_chosen_first(void)
 	peer_close(far);
 }
 
+static void request_to(struct peer *cl, const char *to, const char *name, uint64_t id)
+{
+	struct sb_msg m = {.kind = SB_REQUEST, .id = id, .timeout_ms = 20000};
+	m.name = v_str(name);
+	m.to = v_str(to);
+	peer_send(cl, &m);
+}
+
+static void test_a_peer_named_on_another_router_is_reached_with_to(void)
+{
+	struct peer *svc = peer_hello(pa, "billing-7", "service");
+	struct peer *cl = peer_hello(pc, NULL, "client");
+
+	/* The name reaches the other routers shortly after the WELCOME:
+	 * until then it is an unknown peer there. */
+	uint64_t end = now_ms() + 15000, id = 100;
+	int reached = 0;
+	request_to(cl, "billing-7", "invoice.get", ++id);
+	while (!reached && now_ms() < end) {
+		if (peer_recv_within(svc, 20) == 1) {
+			CHECK_INT(svc->m.kind, SB_REQUEST);
+			CHECK(v_is(svc->m.name, "invoice.get"));
+			peer_reply(svc, svc->m.id, "found", 0, NULL, 0);
+			CHECK(peer_expect(cl, SB_REPLY)->id == id);
+			reached = 1;
+		} else if (peer_recv_within(cl, 20) == 1) {
+			CHECK_INT(cl->m.code, (uint32_t)-SB_EUNKNOWNPEER);
+			request_to(cl, "billing-7", "invoice.get", ++id);
+		}
+	}
+	CHECK(reached);
+
+	/* A SEND with `to`, and a cancel of a request with `to`. */
+	struct sb_msg s = {.kind = SB_SEND, .name = v_str("invoice.void")};
+	s.to = v_str("billing-7");
+	peer_send(cl, &s);
+	CHECK(v_is(peer_expect(svc, SB_SEND)->name, "invoice.void"));
+	request_to(cl, "billing-7", "invoice.get", 500);
+	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
+	struct sb_msg c = {.kind = SB_CANCEL, .id = 500};
+	peer_send(cl, &c);
+	CHECK(peer_expect(cl, SB_ERROR)->code == (uint32_t)-SB_ECANCELLED);
+	CHECK(peer_expect(svc, SB_CANCEL)->id == rid);
+
+	/* Nobody anywhere has the name: unknown peer. A name that was on this
+	 * router and left (and is nowhere else): not connected. */
+	request_to(cl, "nobody-9", "invoice.get", 501);
+	struct sb_msg *e = peer_expect(cl, SB_ERROR);
+	CHECK(e->id == 501 && e->code == (uint32_t)-SB_EUNKNOWNPEER);
+	struct peer *gone = peer_hello(pc, "temp-3", "service");
+	peer_close(gone);
+	end = now_ms() + 5000;
+	do {
+		request_to(cl, "temp-3", "invoice.get", 502);
+		e = peer_expect(cl, SB_ERROR);
+	} while (e->code != (uint32_t)-SB_ENOTCONNECTED && now_ms() < end);
+	CHECK(e->id == 502 && e->code == (uint32_t)-SB_ENOTCONNECTED);
+	peer_close(cl);
+	peer_close(svc);
+}
+
 /* The handler's side of a stream that outruns the cluster link. */
 enum { BIG_CHUNK = 16000, BIG_CHUNKS = 300 };
 struct streamer {
@@ -323,6 +384,7 @@ int main(void)
 	RUN(test_a_handler_killed_mid_request_ends_it_with_peer_gone);
 	RUN(test_a_cancel_and_a_timeout_reach_the_handler_on_the_other_router);
 	RUN(test_a_handler_on_the_requesters_own_router_is_chosen_first);
+	RUN(test_a_peer_named_on_another_router_is_reached_with_to);
 	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
 	router_close(ra);
 	router_close(rb);
