@@ -43,6 +43,17 @@ struct sb__xrouter {
 	char id[24]; /* <R>: "r" and 16 random hex digits */
 };
 
+/* Heartbeats: shard 0 of each router publishes sb.hb.<R> every HB_MS; a
+ * router not heard from for DEAD_MS is gone, and the requests it held end
+ * (docs/cluster.md, "Failures"). */
+#define HB_MS   500
+#define DEAD_MS 3000
+
+struct live {
+	uint64_t router; /* the hash of its id */
+	uint64_t seen;   /* ms: its last heartbeat or message */
+};
+
 struct sb__xshard {
 	struct sb__nats *nc;
 	char inbox[64]; /* "sb.i.<R>.<k>" */
@@ -59,7 +70,13 @@ struct sb__xshard {
 	size_t mark;                  /* output past this pauses whoever feeds it */
 	struct sb__idmap held;        /* connections paused for our output -> 1 */
 	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
-	uint64_t *paused;             /* ...the same, in order, to resume */
+	struct live *live;            /* the other routers heard from */
+	uint32_t nlive, live_cap;
+	uint64_t hb_next;     /* ms: the next heartbeat (shard 0) and liveness check */
+	uint64_t self;        /* our router id's hash */
+	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>": which router handles a request */
+	size_t hand_hdr_len;
+	uint64_t *paused; /* ...the same, in order, to resume */
 	uint32_t npaused, paused_cap;
 };
 
@@ -69,7 +86,9 @@ struct sb__xshard {
 struct sb__xreq {
 	uint64_t key; /* from: != 0 */
 	int service;
-	int miss; /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
+	int miss;        /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
+	int told;        /* from: its router has been told which router we are */
+	uint64_t router; /* the other router (its id's hash), once known; 0: not yet */
 	uint32_t len;
 	char s[]; /* NUL-terminated */
 };
@@ -138,6 +157,102 @@ static int subject(char *out, const char *prefix, const void *name, size_t len)
 static void inbox_of(const struct sb__xshard *xs, uint64_t rid, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s.%" PRIu64, xs->inbox, rid);
+}
+
+/* ---- liveness ------------------------------------------------------------- */
+
+/* The router of inbox "sb.i.<R>.<k>.<rid>": the hash of <R>, 0 if none. */
+static uint64_t inbox_router(const char *s, size_t n)
+{
+	if (n < 6 || memcmp(s, "sb.i.", 5) != 0)
+		return 0;
+	const char *r = s + 5, *dot = memchr(r, '.', n - 5);
+	return dot != NULL ? fnv(r, (size_t)(dot - r)) : 0;
+}
+
+/* Router h is alive now (a heartbeat, or it answered). */
+static void heard(struct sb__shard *sh, uint64_t h)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (h == 0 || h == xs->self)
+		return;
+	for (uint32_t i = 0; i < xs->nlive; i++)
+		if (xs->live[i].router == h) {
+			xs->live[i].seen = sh->now;
+			return;
+		}
+	if (xs->nlive == xs->live_cap) {
+		uint32_t cap = xs->live_cap ? xs->live_cap * 2 : 8;
+		struct live *l = realloc(xs->live, cap * sizeof *l);
+		if (l == NULL)
+			return; /* unknown routers' requests end on their deadlines */
+		xs->live = l;
+		xs->live_cap = cap;
+	}
+	xs->live[xs->nlive++] = (struct live){h, sh->now};
+}
+
+static void on_heartbeat(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	if (nm->subject_len > 5)
+		heard(sh, fnv(nm->subject + 5, nm->subject_len - 5));
+}
+
+/* Router h went silent: what it handled for us ends with `peer gone`, what
+ * we handle for it is cancelled (nobody is left to answer). */
+static void router_gone(struct sb__shard *sh, uint64_t h)
+{
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		if (q->x != NULL && q->x->router == h) {
+			if (q->handler == SB__CLUSTER_EP) {
+				sb__req_fail(sh, q, SB_EPEERGONE,
+					     "the router handling it stopped answering");
+			} else if (q->requester == SB__REMOTE_REQUESTER) {
+				q->ops->cancel(sh, q);
+				sb__req_finish(sh, q);
+			}
+		}
+		/* Ending one may end others (a slow consumer dropped): start over. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
+	}
+}
+
+/* Every HB_MS: shard 0 beats; every shard looks for routers gone silent. */
+static void liveness(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[64];
+
+	if (sh->now < xs->hb_next)
+		return;
+	xs->hb_next = sh->now + HB_MS;
+	if (sh->id == 0 && sb__nats_ready(xs->nc)) {
+		snprintf(subj, sizeof subj, "sb.hb.%s", sh->r->xr->id);
+		sb__nats_pub(xs->nc, subj, NULL, NULL, 0, NULL, 0);
+	}
+	/* While we cannot hear anyone, silence proves nothing (and what we
+	 * had in flight has ended already: lost()). */
+	if (!sb__nats_ready(xs->nc)) {
+		for (uint32_t i = 0; i < xs->nlive; i++)
+			xs->live[i].seen = sh->now;
+		return;
+	}
+	for (uint32_t i = 0; i < xs->nlive;) {
+		if (sh->now - xs->live[i].seen <= DEAD_MS) {
+			i++;
+			continue;
+		}
+		uint64_t h = xs->live[i].router;
+		xs->live[i] = xs->live[--xs->nlive];
+		router_gone(sh, h);
+	}
 }
 
 /* ---- flow control: the link's output ------------------------------------- */
@@ -220,6 +335,8 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 	x->key = 0;
 	x->service = service;
 	x->miss = miss;
+	x->told = 0;
+	x->router = 0;
 	x->len = (uint32_t)n;
 	memcpy(x->s, subj, n + 1);
 	q->x = x;
@@ -342,6 +459,13 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 			(int)nm->subject_len, nm->subject);
 		return;
 	}
+	const char *hand;
+	size_t hand_len;
+	if (q->x->router == 0 && nm->hdr_len > 0 &&
+	    sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Hand", &hand, &hand_len)) {
+		q->x->router = fnv(hand, hand_len);
+		heard(sh, q->x->router);
+	}
 	struct sb__buf *b = sb__buf_heap(len);
 	if (b == NULL)
 		return;
@@ -361,6 +485,9 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 	x->key = fnv(o->inbox, o->len);
 	x->service = 0;
 	x->miss = 0;
+	x->told = 0;
+	x->router = inbox_router(o->inbox, o->len);
+	heard(sh, x->router);
 	x->len = (uint32_t)o->len;
 	memcpy(x->s, o->inbox, o->len);
 	x->s[o->len] = 0;
@@ -375,9 +502,16 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender, const uint8_t *f,
 		       uint32_t len)
 {
-	int rc = sb__nats_pub(sh->xs->nc, q->x->s, NULL, NULL, 0, f, len);
-	if (rc == 0)
+	struct sb__xshard *xs = sh->xs;
+	/* The first answer says which router handles it, so that its
+	 * requester's router can end it if this one dies. */
+	int first = !q->x->told;
+	int rc = sb__nats_pub(xs->nc, q->x->s, NULL, first ? xs->hand_hdr : NULL,
+			      first ? xs->hand_hdr_len : 0, f, len);
+	if (rc == 0) {
+		q->x->told = 1;
 		congest(sh, sender);
+	}
 	return rc;
 }
 
@@ -499,7 +633,10 @@ void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
 	/* A name that is not a subject stays this router's own. */
 	if (subject(subj, "sb.p.", c->name, strlen(c->name)) != 0)
 		return;
-	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_call, sh)) > 0)
+	/* In a queue group: should two routers hold the name (names are not
+	 * yet unique across routers), one of them gets each message, never
+	 * both. */
+	if ((sid = sb__nats_sub(xs->nc, subj, subj, on_call, sh)) > 0)
 		sb__idmap_put(&xs->psub, c->ep, (uint64_t)sid);
 	subject(subj, "sb.x.p.", c->name, strlen(c->name));
 	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_cancel, sh)) > 0)
@@ -606,9 +743,14 @@ int sb__cluster_start(struct sb__shard *sh)
 		sh->xs = NULL;
 		return SB_EINVAL;
 	}
+	xs->self = fnv(xr->id, strlen(xr->id));
+	struct sb__nats_hdr hh = {"Sb-Hand", xr->id};
+	n = sb__nats_hdr_build(xs->hand_hdr, sizeof xs->hand_hdr, &hh, 1);
+	xs->hand_hdr_len = n > 0 ? (size_t)n : 0;
 	char sub[96];
 	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
-	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0) {
+	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
+	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, on_heartbeat, sh) < 0) {
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
 	}
@@ -626,6 +768,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 	sb__idmap_destroy(&xs->psub);
 	sb__idmap_destroy(&xs->pxsub);
 	free(xs->paused);
+	free(xs->live);
 	free(xs);
 	sh->xs = NULL;
 }
@@ -695,6 +838,7 @@ void sb__cluster_turn(struct sb__shard *sh)
 		sb__nats_process(xs->nc, xs->hot ? POLLIN : 0, sh->now);
 		ran(sh);
 	}
+	liveness(sh);
 	sb__nats_flush(xs->nc);
 	uncongest(sh);
 	/* A new socket (often with the old one's number): the old polls hold
@@ -722,6 +866,7 @@ uint64_t sb__cluster_wait(struct sb__shard *sh, uint64_t wait_ms)
 	struct sb__xshard *xs = sh->xs;
 	if (xs->hot)
 		return 0;
-	uint64_t left = xs->due > sh->now ? xs->due - sh->now : 0;
+	uint64_t due = xs->due < xs->hb_next ? xs->due : xs->hb_next;
+	uint64_t left = due > sh->now ? due - sh->now : 0;
 	return left < wait_ms ? left : wait_ms;
 }

@@ -13,6 +13,7 @@
 #include <switchboard/router.h>
 
 #include "support/clock.h"
+#include "support/daemon.h"
 #include "support/natsd.h"
 #include "support/peer.h"
 #include "support/proc.h"
@@ -291,6 +292,32 @@ static void test_a_peer_named_on_another_router_is_reached_with_to(void)
 	peer_close(svc);
 }
 
+static void test_a_router_killed_mid_request_ends_it_with_peer_gone_within_the_dead_time(void)
+{
+	/* The handler's router is a daemon of its own, killed without a word:
+	 * only its silence (no heartbeat) tells the others. */
+	const char *flags[] = {"--cluster", servers[0].url, NULL};
+	struct daemon d = daemon_start(0, flags);
+	struct peer *svc = peer_hello(d.port, NULL, "service");
+	peer_register(svc, "stock.count", 1);
+	struct peer *cl = peer_hello(pc, NULL, "client");
+	CHECK(until_reachable(cl, svc, "stock.count"));
+
+	peer_request(cl, "stock.count", 61, 60000, NULL, 0);
+	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
+	/* A first progress: the handling router is known to the requester's. */
+	peer_reply(svc, rid, "counting", SB_F_MORE, NULL, 0);
+	CHECK(peer_expect(cl, SB_REPLY)->id == 61);
+	uint64_t t0 = now_ms();
+	daemon_kill(&d);
+	CHECK(peer_recv_within(cl, 10000) == 1);
+	CHECK(cl->m.kind == SB_ERROR && cl->m.id == 61 && cl->m.code == (uint32_t)-SB_EPEERGONE);
+	CHECK(now_ms() - t0 < 10000);
+	peer_expect_silence(cl, 100);
+	peer_close(cl);
+	peer_close(svc);
+}
+
 /* The handler's side of a stream that outruns the cluster link. */
 enum { BIG_CHUNK = 16000, BIG_CHUNKS = 300 };
 struct streamer {
@@ -365,9 +392,14 @@ static void test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothi
 	router_close(rd);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_system_cluster PATH-TO-SWITCHBOARD\n");
+		return 2;
+	}
+	daemon_path = argv[1];
 	watchdog("test_cluster", 280);
 	if (natsd_start(servers, 2, 0) != 0)
 		return 1;
@@ -385,6 +417,7 @@ int main(void)
 	RUN(test_a_cancel_and_a_timeout_reach_the_handler_on_the_other_router);
 	RUN(test_a_handler_on_the_requesters_own_router_is_chosen_first);
 	RUN(test_a_peer_named_on_another_router_is_reached_with_to);
+	RUN(test_a_router_killed_mid_request_ends_it_with_peer_gone_within_the_dead_time);
 	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
 	router_close(ra);
 	router_close(rb);
