@@ -74,7 +74,7 @@ struct sb__xshard {
 	uint32_t nlive, live_cap;
 	uint64_t hb_next;     /* ms: the next heartbeat (shard 0) and liveness check */
 	uint64_t self;        /* our router id's hash */
-	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>": which router handles a request */
+	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>.<k>": which router and shard handle it */
 	size_t hand_hdr_len;
 	uint64_t *paused; /* ...the same, in order, to resume */
 	uint32_t npaused, paused_cap;
@@ -89,6 +89,8 @@ struct sb__xreq {
 	int miss;        /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
 	int told;        /* from: its router has been told which router we are */
 	uint64_t router; /* the other router (its id's hash), once known; 0: not yet */
+	char hand[40];   /* to: "<R>.<k>" of the handling shard, once known */
+	int paused;      /* from: its handler is paused for its requester's router */
 	uint32_t len;
 	char s[]; /* NUL-terminated */
 };
@@ -311,6 +313,54 @@ static uint64_t producer_ep(const struct sb__shard *sh)
 	return sh->producer != NULL ? sh->producer->ep : 0;
 }
 
+/* ---- flow control: a slow requester on this router, a handler on another --
+
+ * Its answers reach a requester's queue here past the pause mark: the
+ * queue names the request (SB__CLUSTER_EP with the request's id) as its
+ * producer, and sb__flow_congest() and sb__flow_resume() reach it here.
+ * We tell the handling shard (sb.f.<R>.<k>, with the request's inbox), which
+ * pauses the handler's connection as it would for a consumer of its own. */
+
+uint64_t sb__cluster_producer(uint64_t rid)
+{
+	return SB__CLUSTER_EP | (rid & SB__EP_MASK);
+}
+
+void sb__cluster_pause(struct sb__shard *sh, uint64_t producer, int pause)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t rid = (uint64_t)sh->id << SB__TAG_SHIFT | (producer & SB__EP_MASK);
+	struct sb__req *q = xs != NULL ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	char subj[64], inbox[96];
+
+	if (q == NULL || q->x == NULL || q->x->key != 0 || q->x->hand[0] == 0)
+		return; /* ended: its handler was resumed with it */
+	snprintf(subj, sizeof subj, "sb.f.%s", q->x->hand);
+	inbox_of(xs, rid, inbox, sizeof inbox);
+	sb__nats_pub(xs->nc, subj, inbox, NULL, 0, pause ? "p" : "r", 1);
+}
+
+/* sb.f.<R>.<k>: a requester's router asks us to pause or resume the
+ * handler of one of its requests. */
+static void on_flow(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	if (nm->reply == NULL || nm->data_len != 1)
+		return;
+	uint64_t rid = sb__idmap_get(&sh->xs->from, fnv(nm->reply, nm->reply_len));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
+	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
+		return;
+	int pause = nm->data[0] == 'p';
+	if (pause == q->x->paused)
+		return;
+	q->x->paused = pause;
+	if (pause)
+		sb__stat_add(&sh->st.pauses, 1);
+	pause_ep(sh, q->handler, pause);
+}
+
 /* ---- the requester's side ------------------------------------------------ */
 
 /* Where m goes in the cluster: "sb.p.<peer>" for a `to`, else
@@ -337,6 +387,8 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 	x->miss = miss;
 	x->told = 0;
 	x->router = 0;
+	x->hand[0] = 0;
+	x->paused = 0;
 	x->len = (uint32_t)n;
 	memcpy(x->s, subj, n + 1);
 	q->x = x;
@@ -345,6 +397,8 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 
 void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q)
 {
+	if (q->x->paused && sh->xs != NULL) /* its requester's pause ends with it */
+		pause_ep(sh, q->handler, 0);
 	if (q->x->key != 0 && sh->xs != NULL && sb__idmap_get(&sh->xs->from, q->x->key) == q->rid)
 		sb__idmap_del(&sh->xs->from, q->x->key);
 	free(q->x);
@@ -462,8 +516,12 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 	const char *hand;
 	size_t hand_len;
 	if (q->x->router == 0 && nm->hdr_len > 0 &&
-	    sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Hand", &hand, &hand_len)) {
-		q->x->router = fnv(hand, hand_len);
+	    sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Hand", &hand, &hand_len) &&
+	    hand_len < sizeof q->x->hand) {
+		const char *dot = memrchr(hand, '.', hand_len);
+		q->x->router = fnv(hand, dot != NULL ? (size_t)(dot - hand) : hand_len);
+		memcpy(q->x->hand, hand, hand_len);
+		q->x->hand[hand_len] = 0;
 		heard(sh, q->x->router);
 	}
 	struct sb__buf *b = sb__buf_heap(len);
@@ -486,6 +544,8 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 	x->service = 0;
 	x->miss = 0;
 	x->told = 0;
+	x->hand[0] = 0;
+	x->paused = 0;
 	x->router = inbox_router(o->inbox, o->len);
 	heard(sh, x->router);
 	x->len = (uint32_t)o->len;
@@ -744,13 +804,17 @@ int sb__cluster_start(struct sb__shard *sh)
 		return SB_EINVAL;
 	}
 	xs->self = fnv(xr->id, strlen(xr->id));
-	struct sb__nats_hdr hh = {"Sb-Hand", xr->id};
+	char hand[40];
+	snprintf(hand, sizeof hand, "%s.%u", xr->id, sh->id);
+	struct sb__nats_hdr hh = {"Sb-Hand", hand};
 	n = sb__nats_hdr_build(xs->hand_hdr, sizeof xs->hand_hdr, &hh, 1);
 	xs->hand_hdr_len = n > 0 ? (size_t)n : 0;
-	char sub[96];
+	char sub[96], flow[96];
 	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
+	snprintf(flow, sizeof flow, "sb.f.%s", hand);
 	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
-	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, on_heartbeat, sh) < 0) {
+	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, on_heartbeat, sh) < 0 ||
+	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0) {
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
 	}

@@ -76,6 +76,12 @@ void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c);
 /** A frame for SB__CLUSTER_EP (the REQUEST of a request sent to the
  *  cluster, or its CANCEL); takes over b's reference. */
 void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len);
+/** The producer a requester's queue names for the answers of request rid
+ *  (this shard's) from another router; sb__flow_* pause and resume it
+ *  with sb__cluster_pause(). */
+uint64_t sb__cluster_producer(uint64_t rid);
+void sb__cluster_pause(struct sb__shard *sh, uint64_t producer, int pause);
+
 /** A SEND with no handler on this router, from a caller of this role. */
 void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service, const uint8_t *f,
 		      uint32_t len);

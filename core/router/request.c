@@ -157,6 +157,8 @@ static void single_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sende
 		return;
 	}
 	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
+	/* Another router's answers pause their handler there, by request. */
+	uint64_t producer = sender == SB__CLUSTER_EP ? sb__cluster_producer(q->rid) : sender;
 	sb_patch_id(f, q->orig_id);
 	sb__stat_add(&sh->st.replies, 1);
 	if (c == NULL) { /* to the requester's router, before the entry goes */
@@ -179,7 +181,7 @@ static void single_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sende
 		sb__req_finish(sh, q);
 	}
 	if (sb__enqueue(sh, c, b, f, len) == 0)
-		sb__flow_congest(sh, c, sender);
+		sb__flow_congest(sh, c, producer);
 }
 
 static const struct sb__req_ops single = {

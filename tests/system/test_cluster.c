@@ -6,6 +6,7 @@
  * what is checked is what they see. Every wait is bounded. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +393,75 @@ static void test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothi
 	router_close(rd);
 }
 
+/* A requester's side of a stream that it reads only later. */
+enum { SLOW_CHUNK = 64000, SLOW_CHUNKS = 1000 };
+static _Atomic unsigned slow_written;
+
+static void *stream_slow(void *arg)
+{
+	struct streamer *st = arg;
+	static uint8_t chunk[SLOW_CHUNK];
+	for (unsigned i = 0; i < SLOW_CHUNKS; i++) {
+		chunk[0] = 0xc5; /* bin 16 */
+		chunk[1] = (uint8_t)((SLOW_CHUNK - 3) >> 8);
+		chunk[2] = (uint8_t)(SLOW_CHUNK - 3);
+		memcpy(chunk + 3, &i, sizeof i);
+		peer_reply(st->svc, st->rid, "part", SB_F_MORE | SB_F_CHUNK, chunk, sizeof chunk);
+		slow_written++;
+	}
+	peer_reply(st->svc, st->rid, "done", 0, NULL, 0);
+	return NULL;
+}
+
+static void test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_other_router(void)
+{
+	/* 64 MB streamed to a requester that reads nothing yet: its router
+	 * would drop it as a slow consumer past 1 MiB + 8 receive pools (33
+	 * MiB) queued, unless the handler on the other router is paused. */
+	struct sb_router_config cfg = router_config();
+	cfg.cluster = servers[1].url;
+	cfg.out_max = 1u << 20;
+	struct sb_router *re = router_open(&cfg);
+	struct peer *svc, *cl = peer_hello(sb_router_port(re), NULL, "client");
+	svc = peer_hello(pa, NULL, "service");
+	peer_register(svc, "video.get", 1);
+	CHECK(until_reachable(cl, svc, "video.get"));
+
+	peer_request(cl, "video.get", 71, 60000, NULL, 0);
+	struct streamer st = {svc, peer_expect(svc, SB_REQUEST)->id};
+	uint64_t before = pauses_of(ra);
+	pthread_t t;
+	pthread_create(&t, NULL, stream_slow, &st);
+	/* The handler writes until it is held back: its count stops moving
+	 * (looked at every 300 ms, 30 s at most). */
+	unsigned last = ~0u;
+	for (uint64_t end = now_ms() + 30000; now_ms() < end && slow_written < SLOW_CHUNKS;) {
+		if (slow_written == last)
+			break;
+		last = slow_written;
+		peer_recv_within(svc, 300); /* nothing comes: a bounded wait */
+	}
+	CHECK(slow_written < SLOW_CHUNKS);
+	CHECK(pauses_of(ra) > before);
+
+	unsigned got = 0;
+	for (; got < SLOW_CHUNKS; got++) {
+		struct sb_msg *r = peer_expect(cl, SB_REPLY);
+		unsigned n = ~0u;
+		if (r->payload.len == SLOW_CHUNK)
+			memcpy(&n, r->payload.ptr + 3, sizeof n);
+		if (r->id != 71 || !(r->flags & SB_F_CHUNK) || n != got)
+			break;
+	}
+	CHECK_INT(got, SLOW_CHUNKS);
+	struct sb_msg *r = peer_expect(cl, SB_REPLY);
+	CHECK(r->id == 71 && !(r->flags & SB_F_MORE) && v_is(r->outcome, "done"));
+	pthread_join(t, NULL);
+	peer_close(cl);
+	peer_close(svc);
+	router_close(re);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -418,6 +488,7 @@ int main(int argc, char **argv)
 	RUN(test_a_handler_on_the_requesters_own_router_is_chosen_first);
 	RUN(test_a_peer_named_on_another_router_is_reached_with_to);
 	RUN(test_a_router_killed_mid_request_ends_it_with_peer_gone_within_the_dead_time);
+	RUN(test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_other_router);
 	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
 	router_close(ra);
 	router_close(rb);
