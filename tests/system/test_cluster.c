@@ -462,6 +462,35 @@ static void test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_oth
 	router_close(re);
 }
 
+static void test_a_router_that_loses_its_nats_server_ends_its_requests_across_routers(void)
+{
+	/* The client's router is on the first server, the service's on the
+	 * second; the first server is killed mid-request. */
+	struct peer *svc = peer_hello(pc, NULL, "service");
+	peer_register(svc, "mail.send", 1);
+	struct peer *cl = peer_hello(pa, NULL, "client");
+	CHECK(until_reachable(cl, svc, "mail.send"));
+
+	peer_request(cl, "mail.send", 81, 60000, NULL, 0);
+	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
+	uint64_t t0 = now_ms();
+	natsd_kill(&servers[0]);
+	/* The requester's router ends it at once: a reply may have been lost
+	 * with the connection. */
+	struct sb_msg *e = peer_expect(cl, SB_ERROR);
+	CHECK(e->id == 81 && e->code == (uint32_t)-SB_EPEERGONE);
+	CHECK(now_ms() - t0 < 5000);
+	/* The handler's router hears no more heartbeats from it, and cancels. */
+	CHECK(peer_recv_within(svc, 10000) == 1);
+	CHECK(svc->m.kind == SB_CANCEL && svc->m.id == rid);
+
+	/* The server back: the router reconnects with its subscriptions. */
+	CHECK_INT(natsd_restart(&servers[0]), 0);
+	CHECK(until_reachable(cl, svc, "mail.send"));
+	peer_close(cl);
+	peer_close(svc);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -490,6 +519,7 @@ int main(int argc, char **argv)
 	RUN(test_a_router_killed_mid_request_ends_it_with_peer_gone_within_the_dead_time);
 	RUN(test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_other_router);
 	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
+	RUN(test_a_router_that_loses_its_nats_server_ends_its_requests_across_routers);
 	router_close(ra);
 	router_close(rb);
 	router_close(rc);
