@@ -25,6 +25,7 @@
 
 #define READ_CHUNK     (64u << 10) /* one recv() */
 #define READS_PER_TURN 16          /* recv() calls per process(), so the owner's loop turns */
+#define UNSUB_GRACE_MS 2000        /* an ended subscription still takes what was on its way */
 #define TLS_PAIR       (64u << 10) /* ciphertext held each way */
 #define OUT_KEEP       (256u << 10)
 #define PAYLOAD_MAX    (64u << 20) /* the most an INFO's max_payload is believed */
@@ -53,6 +54,7 @@ struct sub {
 	sb__nats_msg_fn *fn;
 	void *ud;
 	struct sub *next; /* in creation order, the order they are replayed in */
+	uint64_t gone_at; /* ended: forgotten at this ms (see sb__nats_unsub()) */
 };
 
 struct req {
@@ -92,6 +94,7 @@ struct sb__nats {
 	int headers;        /* the server takes HPUB */
 
 	struct sub *subs;      /* every subscription, in creation order */
+	struct sub *gone;      /* ended ones still in their grace (in sids too) */
 	struct sb__idmap sids; /* sid -> struct sub * */
 	int64_t next_sid;
 
@@ -311,6 +314,8 @@ fail:
 	return rc;
 }
 
+static void forget_gone(struct sb__nats *nc, uint64_t now);
+
 void sb__nats_free(struct sb__nats *nc)
 {
 	if (nc == NULL)
@@ -333,6 +338,7 @@ void sb__nats_free(struct sb__nats *nc)
 		free(nc->srv[i].pass);
 	}
 	free(nc->srv);
+	forget_gone(nc, UINT64_MAX);
 	while (nc->subs) {
 		struct sub *s = nc->subs;
 		nc->subs = s->next;
@@ -961,6 +967,8 @@ static void run_timers(struct sb__nats *nc, uint64_t now)
 {
 	struct req **pp = &nc->reqs, *r;
 
+	if (nc->gone != NULL)
+		forget_gone(nc, now);
 	while ((r = *pp) != NULL) {
 		if (r->deadline <= now) {
 			*pp = r->next;
@@ -1141,12 +1149,30 @@ void sb__nats_unsub(struct sb__nats *nc, int64_t sid)
 	if (s == NULL)
 		return;
 	*pp = s->next;
-	sb__idmap_del(&nc->sids, (uint64_t)sid);
 	if (nc->st == ST_READY || nc->st == ST_PONG)
 		out_put(nc, line, sb__nats_unsub_write(line, (uint64_t)sid));
-	free(s->subject);
-	free(s->queue);
-	free(s);
+	/* What the server sent before it took the UNSUB still arrives: it
+	 * goes to fn for a while yet rather than vanish unseen (no "no
+	 * responders" would tell its publisher). Never replayed. */
+	s->gone_at = sb__now_ms() + UNSUB_GRACE_MS;
+	s->next = nc->gone;
+	nc->gone = s;
+}
+
+/* Ended subscriptions whose grace is over are forgotten. */
+static void forget_gone(struct sb__nats *nc, uint64_t now)
+{
+	for (struct sub **pp = &nc->gone, *s; (s = *pp) != NULL;) {
+		if (s->gone_at > now) {
+			pp = &s->next;
+			continue;
+		}
+		*pp = s->next;
+		sb__idmap_del(&nc->sids, (uint64_t)s->sid);
+		free(s->subject);
+		free(s->queue);
+		free(s);
+	}
 }
 
 static void on_inbox(void *ud, const struct sb__nats_msg *m)

@@ -146,7 +146,10 @@ int sb__nats_pub(struct sb__nats *nc, const char *subject, const char *reply, co
 int64_t sb__nats_sub(struct sb__nats *nc, const char *subject, const char *queue,
 		     sb__nats_msg_fn *fn, void *ud);
 
-/** Ends a subscription; no message reaches it after this returns. */
+/** Ends a subscription: it is not replayed, and the server is told. What
+ *  the server sent before it took that still reaches fn (and ud must stay
+ *  valid) for 2 s, rather than vanish unseen: its publisher would not get
+ *  "no responders" for it. */
 void sb__nats_unsub(struct sb__nats *nc, int64_t sid);
 
 /**

@@ -30,7 +30,9 @@
 #include "proto/mp.h"
 #include "router/cluster.h"
 #include "router/conn-t.h"
+#include "router/conn.h"
 #include "router/flow.h"
+#include "router/handshake.h"
 #include "router/mail.h"
 #include "router/request.h"
 #include "router/router-t.h"
@@ -72,9 +74,13 @@ struct sb__xshard {
 	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
 	struct live *live;            /* the other routers heard from */
 	uint32_t nlive, live_cap;
-	uint64_t hb_next;     /* ms: the next heartbeat (shard 0) and liveness check */
-	uint64_t self;        /* our router id's hash */
-	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>.<k>": which router and shard handle it */
+	uint64_t hb_next;        /* ms: the next heartbeat (shard 0) and liveness check */
+	uint64_t self;           /* our router id's hash */
+	uint8_t hand_hdr[64];    /* "Sb-Hand: <R>.<k>": which router and shard handle it */
+	struct sb__idmap claims; /* a named peer's connection -> its name's KV revision */
+	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
+	int stopping;            /* freeing the connection: its callbacks only clean up */
+	int kv_warned;           /* said once that names are not claimed */
 	size_t hand_hdr_len;
 	uint64_t *paused; /* ...the same, in order, to resume */
 	uint32_t npaused, paused_cap;
@@ -606,7 +612,12 @@ void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64
 	publish_error(sh, inbox, id, err, text);
 }
 
-/* sb.r.<name>: a SEND or REQUEST from another router for a handler here. */
+/* sb.r.<name>, sb.p.<peer>: a SEND or REQUEST from another router for a
+ * handler here. One that finds its handler gone (it was on its way as the
+ * last one left and our UNSUB went out: core/common/nats.c still hands it
+ * to us) is refused as a local one would be (`no handler`, `not
+ * connected`), not passed on: a publish of ours would not bring its
+ * requester "no responders" if nobody is left. */
 static void on_call(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
@@ -703,9 +714,122 @@ void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
 		sb__idmap_put(&xs->pxsub, c->ep, (uint64_t)sid);
 }
 
+static void kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len)
+{
+	(void)ud, (void)err, (void)rev, (void)val, (void)len;
+}
+
+/* A name claim in flight: the connection it is for, its HELLO's id. */
+struct claim {
+	struct sb__shard *sh;
+	uint64_t ep;
+	uint64_t hello_id;
+	int tries;    /* takeovers and claims again after the first claim */
+	int updating; /* the claim in flight is a takeover (an update) */
+	char name[SB_PEER_MAX + 1];
+};
+
+static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
+
+/* Whether the name's holder (its value: the holding router's id) may be
+ * displaced: ourselves (the name is ours already: this router's own
+ * directory keeps it unique here), or a router we have not heard from for
+ * the dead time while we could hear. */
+static int holder_gone(struct sb__shard *sh, const uint8_t *val, size_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t h = fnv((const char *)val, len);
+	if (h == xs->self)
+		return 1;
+	if (xs->ready_at == 0 || sh->now - xs->ready_at <= DEAD_MS)
+		return 0;
+	for (uint32_t i = 0; i < xs->nlive; i++)
+		if (xs->live[i].router == h)
+			return 0;
+	return 1;
+}
+
+static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len)
+{
+	struct claim *cl = ud;
+	struct sb__shard *sh = cl->sh;
+	struct sb__xshard *xs = sh->xs;
+	struct sb__conn *c = xs->stopping ? NULL : sb__conn_get(sh, cl->ep);
+	const char *id = sh->r->xr->id;
+
+	if (c == NULL || c->closing || c->doomed) { /* it left while we asked */
+		if (err == 0 && !xs->stopping)
+			sb__nats_kv_delete(xs->nc, "sbnames", cl->name, rev, 2000, kv_ignore, NULL);
+		free(cl);
+		return;
+	}
+	if (err == SB_EDUPNAME && cl->tries < 4) {
+		/* A dead router's name (or ours): take it over, a compare-and-
+		 * swap at the holder's revision, so of two takers one wins. A
+		 * takeover that finds the name moved on (its holder let it go
+		 * meanwhile) makes the claim again. */
+		int was_update = cl->updating, rc = 1;
+		cl->tries++;
+		cl->updating = 0;
+		if (was_update)
+			rc = sb__nats_kv_create(xs->nc, "sbnames", c->name, id, strlen(id), 2000,
+						claimed, cl);
+		else if (val != NULL && holder_gone(sh, val, len)) {
+			cl->updating = 1;
+			rc = sb__nats_kv_update(xs->nc, "sbnames", c->name, id, strlen(id), rev,
+						2000, claimed, cl);
+		}
+		if (rc == 0)
+			return;
+		if (rc < 0)
+			err = rc;
+	}
+	if (err == 0) {
+		sb__idmap_put(&xs->claims, c->ep, rev);
+		sb__hs_welcome(sh, c, cl->hello_id);
+	} else if (err == SB_EDUPNAME) {
+		sb__conn_fail(sh, c, SB_EDUPNAME, "a peer on another router already has this name");
+	} else {
+		/* No JetStream, or no answer: the name is this router's alone. */
+		if (!xs->kv_warned++)
+			sb__log(&sh->r->log, 1,
+				"shard %u: cluster: peer names are not claimed across routers: "
+				"%s",
+				sh->id, sb_strerror(err));
+		sb__hs_welcome(sh, c, cl->hello_id);
+	}
+	free(cl);
+}
+
+int sb__cluster_claim(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
+{
+	struct sb__xshard *xs = sh->xs;
+	const char *me = sh->r->xr->id;
+	struct claim *cl = malloc(sizeof *cl);
+	char subj[SUBJ_MAX];
+
+	if (cl == NULL || subject(subj, "$KV.sbnames.", c->name, strlen(c->name)) != 0) {
+		free(cl);
+		return -1;
+	}
+	*cl = (struct claim){.sh = sh, .ep = c->ep, .hello_id = id};
+	snprintf(cl->name, sizeof cl->name, "%s", c->name);
+	if (sb__nats_kv_create(xs->nc, "sbnames", c->name, me, strlen(me), 2000, claimed, cl) !=
+	    0) {
+		free(cl);
+		return -1;
+	}
+	return 0;
+}
+
 void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c)
 {
 	struct sb__xshard *xs = sh->xs;
+	uint64_t rev = sb__idmap_get(&xs->claims, c->ep);
+	if (rev != 0) { /* only ours: at its revision */
+		sb__nats_kv_delete(xs->nc, "sbnames", c->name, rev, 2000, kv_ignore, NULL);
+		sb__idmap_del(&xs->claims, c->ep);
+	}
 	struct sb__idmap *maps[2] = {&xs->psub, &xs->pxsub};
 	for (int i = 0; i < 2; i++) {
 		uint64_t sid = sb__idmap_get(maps[i], c->ep);
@@ -746,11 +870,19 @@ static void on_event(void *ud, enum sb__nats_event ev, const char *text)
 {
 	struct sb__shard *sh = ud;
 	switch (ev) {
-	case SB__NATS_CONNECTED:
+	case SB__NATS_CONNECTED: {
 		sb__log(&sh->r->log, 1, "shard %u: cluster: connected to %s as %s", sh->id, text,
 			sh->xs->inbox);
+		sh->xs->ready_at = sh->now ? sh->now : 1;
+		/* The names' bucket, made by whoever comes first (the same
+		 * settings find it); without JetStream, claims fail over to
+		 * names that are each router's alone. */
+		struct sb__nats_kv_opts o = {.memory = 1, .timeout_ms = 5000};
+		sb__nats_kv_bucket(sh->xs->nc, "sbnames", &o, kv_ignore, NULL);
 		break;
+	}
 	case SB__NATS_DISCONNECTED:
+		sh->xs->ready_at = 0;
 		sb__log(&sh->r->log, 1, "shard %u: cluster: %s", sh->id, text);
 		lost(sh);
 		break;
@@ -772,6 +904,7 @@ int sb__cluster_start(struct sb__shard *sh)
 		return SB_ENOMEM;
 	sb__idmap_init(&xs->from);
 	sb__idmap_init(&xs->held);
+	sb__idmap_init(&xs->claims);
 	sb__idmap_init(&xs->psub);
 	sb__idmap_init(&xs->pxsub);
 	xs->mark = sh->r->cfg.out_max / 4;
@@ -826,8 +959,10 @@ void sb__cluster_stop(struct sb__shard *sh)
 	struct sb__xshard *xs = sh->xs;
 	if (xs == NULL)
 		return;
+	xs->stopping = 1;
 	sb__nats_free(xs->nc);
 	sb__idmap_destroy(&xs->from);
+	sb__idmap_destroy(&xs->claims);
 	sb__idmap_destroy(&xs->held);
 	sb__idmap_destroy(&xs->psub);
 	sb__idmap_destroy(&xs->pxsub);

@@ -73,6 +73,12 @@ void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q);
 void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c);
 void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c);
 
+/** Peer c (named as it asked in its HELLO, id) claims its name in the
+ *  cluster. @return 0: the claim is made, and its answer welcomes c (or
+ *  fails it with `duplicate name`); else welcome it now (no cluster
+ *  answer to wait for: the name is this router's alone) */
+int sb__cluster_claim(struct sb__shard *sh, struct sb__conn *c, uint64_t id);
+
 /** A frame for SB__CLUSTER_EP (the REQUEST of a request sent to the
  *  cluster, or its CANCEL); takes over b's reference. */
 void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len);

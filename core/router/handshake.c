@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "router/auth.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/handshake.h"
 #include "router/outq.h"
@@ -49,6 +50,15 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 						: "out of memory");
 		return;
 	}
+	/* Across routers the name must be free in the whole cluster too: the
+	 * WELCOME waits for its claim (cluster.c). */
+	if (sh->xs != NULL && peer.ptr != NULL && sb__cluster_claim(sh, c, id) == 0)
+		return;
+	sb__hs_welcome(sh, c, id);
+}
+
+void sb__hs_welcome(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
+{
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
 	sb__conn_idle_start(sh, c);

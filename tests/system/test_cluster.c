@@ -52,6 +52,9 @@ static int until_reachable(struct peer *cl, struct peer *svc, const char *name)
 		}
 		if (peer_recv_within(cl, 20) == 1) {
 			CHECK_INT(cl->m.kind, SB_ERROR);
+			if (cl->m.code != (uint32_t)-SB_ENOHANDLER)
+				fprintf(stderr, "DBG reach: code %u %.*s\n", cl->m.code,
+					(int)cl->m.text.len, (const char *)cl->m.text.ptr);
 			/* not there yet, or (the local one just closed) gone */
 			CHECK(cl->m.code == (uint32_t)-SB_ENOHANDLER ||
 			      cl->m.code == (uint32_t)-SB_EPEERGONE);
@@ -287,6 +290,8 @@ static void test_a_peer_named_on_another_router_is_reached_with_to(void)
 	do {
 		request_to(cl, "temp-3", "invoice.get", 502);
 		e = peer_expect(cl, SB_ERROR);
+		fprintf(stderr, "DBG temp-3: id %llu code %u %.*s\n", (unsigned long long)e->id,
+			e->code, (int)e->text.len, (const char *)e->text.ptr);
 	} while (e->code != (uint32_t)-SB_ENOTCONNECTED && now_ms() < end);
 	CHECK(e->id == 502 && e->code == (uint32_t)-SB_ENOTCONNECTED);
 	peer_close(cl);
@@ -462,6 +467,67 @@ static void test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_oth
 	router_close(re);
 }
 
+/* HELLO as name on port: 1 welcomed (*out the peer), 0 refused as a
+ * duplicate name. */
+static int hello_as(uint16_t port, const char *name, struct peer **out)
+{
+	struct peer *p = peer_dial(port);
+	struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
+	h.role = v_str("service");
+	h.peer = v_str(name);
+	peer_send(p, &h);
+	CHECK_INT(peer_recv_within(p, 5000), 1);
+	if (p->m.kind == SB_WELCOME) {
+		*out = p;
+		return 1;
+	}
+	CHECK_INT(p->m.kind, SB_ERROR);
+	CHECK_INT(p->m.code, (uint32_t)-SB_EDUPNAME);
+	peer_close(p);
+	*out = NULL;
+	return 0;
+}
+
+static void test_a_name_taken_on_one_router_is_refused_on_another(void)
+{
+	/* Names are claimed in JetStream's key-value store: a server of its
+	 * own with JetStream, and two routers on it. */
+	struct natsd js;
+	if (natsd_start(&js, 1, 1) != 0) {
+		CHECK(0);
+		return;
+	}
+	struct sb_router *r1 = join(js.url), *r2 = join(js.url);
+	uint16_t p1 = sb_router_port(r1), p2 = sb_router_port(r2);
+	struct peer *first = NULL, *second = NULL;
+
+	/* The names' bucket is made as the routers connect; until then a
+	 * name is each router's alone. Both ask until the second is refused. */
+	uint64_t end = now_ms() + 15000;
+	int refused = 0;
+	while (!refused && now_ms() < end) {
+		peer_close(first);
+		CHECK(hello_as(p1, "ledger-1", &first));
+		refused = !hello_as(p2, "ledger-1", &second);
+		peer_close(second);
+		second = NULL;
+	}
+	CHECK(refused);
+	/* Still refused while the first holds it; free again once it left. */
+	CHECK(!hello_as(p2, "ledger-1", &second));
+	peer_close(first);
+	end = now_ms() + 10000;
+	int taken = 0;
+	while (!taken && now_ms() < end)
+		taken = hello_as(p2, "ledger-1", &second);
+	CHECK(taken);
+	CHECK(!hello_as(p1, "ledger-1", &first));
+	peer_close(second);
+	router_close(r1);
+	router_close(r2);
+	natsd_stop(&js);
+}
+
 static void test_a_router_that_loses_its_nats_server_ends_its_requests_across_routers(void)
 {
 	/* The client's router is on the first server, the service's on the
@@ -519,6 +585,7 @@ int main(int argc, char **argv)
 	RUN(test_a_router_killed_mid_request_ends_it_with_peer_gone_within_the_dead_time);
 	RUN(test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_other_router);
 	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
+	RUN(test_a_name_taken_on_one_router_is_refused_on_another);
 	RUN(test_a_router_that_loses_its_nats_server_ends_its_requests_across_routers);
 	router_close(ra);
 	router_close(rb);
