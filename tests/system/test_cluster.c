@@ -52,9 +52,6 @@ static int until_reachable(struct peer *cl, struct peer *svc, const char *name)
 		}
 		if (peer_recv_within(cl, 20) == 1) {
 			CHECK_INT(cl->m.kind, SB_ERROR);
-			if (cl->m.code != (uint32_t)-SB_ENOHANDLER)
-				fprintf(stderr, "DBG reach: code %u %.*s\n", cl->m.code,
-					(int)cl->m.text.len, (const char *)cl->m.text.ptr);
 			/* not there yet, or (the local one just closed) gone */
 			CHECK(cl->m.code == (uint32_t)-SB_ENOHANDLER ||
 			      cl->m.code == (uint32_t)-SB_EPEERGONE);
@@ -290,8 +287,6 @@ static void test_a_peer_named_on_another_router_is_reached_with_to(void)
 	do {
 		request_to(cl, "temp-3", "invoice.get", 502);
 		e = peer_expect(cl, SB_ERROR);
-		fprintf(stderr, "DBG temp-3: id %llu code %u %.*s\n", (unsigned long long)e->id,
-			e->code, (int)e->text.len, (const char *)e->text.ptr);
 	} while (e->code != (uint32_t)-SB_ENOTCONNECTED && now_ms() < end);
 	CHECK(e->id == 502 && e->code == (uint32_t)-SB_ENOTCONNECTED);
 	peer_close(cl);
