@@ -21,6 +21,10 @@ static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struc
 
 void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
+	if (c->named) { /* its name is being claimed across routers: not ready yet */
+		sb__conn_fail(sh, c, SB_EBADFRAME, "HELLO sent twice");
+		return;
+	}
 	if (m->version < SB_PROTO_VERSION) {
 		sb__conn_fail(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
 		return;
