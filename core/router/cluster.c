@@ -960,6 +960,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 	if (xs == NULL)
 		return;
 	xs->stopping = 1;
+	sb__nats_flush(xs->nc); /* the last claims' deletes, as far as the socket takes them */
 	sb__nats_free(xs->nc);
 	sb__idmap_destroy(&xs->from);
 	sb__idmap_destroy(&xs->claims);
