@@ -2,19 +2,22 @@
  * (b)): each shard has its own connection (core/common/nats.c), polled in
  * its io_uring and flushed with the turn's output.
  *
- * A shard subscribes sb.r.<name> (queue group sb.r.<name>: one router
- * gets each) and sb.x.<name> (plain: cancels) while its replica has a
- * route for the name, so NATS offers a router only what it can serve.
- * A SEND or REQUEST with no handler here is published, frame unchanged, to
- * sb.r.<name>; a request's reply subject is its inbox sb.i.<R>.<k>.<rid>
+ * A shard subscribes sb.r.<name> (queue group: one router gets each) and
+ * sb.x.r.<name> (plain: cancels) while its replica has a route for the
+ * name, and sb.p.<peer>, sb.x.p.<peer> while it holds a named peer, so
+ * NATS offers a router only what it can serve. A SEND or REQUEST with no
+ * handler here is published, frame unchanged, to sb.r.<name> (sb.p.<peer>
+ * for a `to`); a request's reply subject is its inbox sb.i.<R>.<k>.<rid>
  * (router R, shard k, the router's id of its entry), which names it
  * alone: NATS's "no responders" status comes back on it, and becomes `no
  * handler`. The router that takes it enters it as a request from a
  * remote requester and publishes each answer, patched back to <rid>, to
- * that inbox, where the requester's shard hands it to its request as any
- * handler's answer. A cancel (the requester's, its timeout, its close)
- * goes to sb.x.<name> with the inbox as reply subject: the shard holding
- * it ends its entry and cancels the handler. */
+ * that inbox (the first says which shard handles it), where the
+ * requester's shard hands it to its request as any handler's answer. A
+ * cancel goes to sb.x.<where it went> with the inbox as reply subject;
+ * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
+ * Heartbeats end what a silent router held; peer names are claimed in
+ * JetStream's key-value store at HELLO. */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "common/idmap.h"
 #include "common/log.h"
@@ -69,21 +73,21 @@ struct sb__xshard {
 	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
 	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
 	size_t svc_hdr_len;
-	size_t mark;                  /* output past this pauses whoever feeds it */
-	struct sb__idmap held;        /* connections paused for our output -> 1 */
+	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>.<k>": which router and shard handle it */
+	size_t hand_hdr_len;
+	size_t mark;           /* output past this pauses whoever feeds it */
+	struct sb__idmap held; /* connections paused for our output -> 1 */
+	uint64_t *paused;      /* ...the same, in order, to resume */
+	uint32_t npaused, paused_cap;
 	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
 	struct live *live;            /* the other routers heard from */
 	uint32_t nlive, live_cap;
 	uint64_t hb_next;        /* ms: the next heartbeat (shard 0) and liveness check */
 	uint64_t self;           /* our router id's hash */
-	uint8_t hand_hdr[64];    /* "Sb-Hand: <R>.<k>": which router and shard handle it */
 	struct sb__idmap claims; /* a named peer's connection -> its name's KV revision */
 	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
 	int stopping;            /* freeing the connection: its callbacks only clean up */
 	int kv_warned;           /* said once that names are not claimed */
-	size_t hand_hdr_len;
-	uint64_t *paused; /* ...the same, in order, to resume */
-	uint32_t npaused, paused_cap;
 };
 
 /* A request's part across routers: to another router (the subject it was
