@@ -206,6 +206,11 @@ static const struct setting table[] = {
 	{NULL, "jwt-audience", TEXT, CFG(jwt_audience), ANY, 1, "S", "aud tokens must carry", NULL},
 	{NULL, "jwt-leeway", NUM, CFG(jwt_leeway_s), RANGE(0, 300), 1, "S",
 	 "clock skew allowed on exp and nbf (default 30)", NULL},
+
+	{"Several routers as one (docs/cluster.md):", "cluster", TEXT, CFG(cluster), ANY, 0, "URLS",
+	 "join other routers over a NATS cluster:\n"
+	 "nats://HOST:PORT[,...]",
+	 NULL},
 };
 #define NSETTINGS (sizeof table / sizeof table[0])
 

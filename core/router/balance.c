@@ -77,7 +77,15 @@ static int internal(const struct sb_msg *m, char *why)
 static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 		      struct sb__dest *d, char *why)
 {
+	d->ep = 0;
 	int rc = sb__peers_resolve(sh, m->to, &d->ep, why);
+	/* Not here (a peer here that said GOODBYE has its ep): perhaps on
+	 * another router, never for a request that came from one. */
+	if (rc != 0 && d->ep == 0 && sh->xs != NULL && a->origin == NULL) {
+		d->kind = SB__DEST_CLUSTER;
+		d->miss = rc;
+		return 0;
+	}
 	if (rc != 0)
 		return rc;
 	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
@@ -128,6 +136,12 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 		return 0;
 	}
 	if ((d->r = lookup(sh, m->name)) == NULL) {
+		/* Another router's, perhaps; never for a request that came from
+		 * one (each router offers the cluster only its own handlers). */
+		if (sh->xs != NULL && a->origin == NULL && !(m->flags & SB_F_BROADCAST)) {
+			d->kind = SB__DEST_CLUSTER;
+			return 0;
+		}
 		int all = m->flags & SB_F_BROADCAST;
 		snprintf(why, SB_TEXT_MAX + 1, "%s",
 			 all ? "no connected peer handles this name" : "no handler for this name");

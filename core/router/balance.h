@@ -19,13 +19,15 @@ struct sb__asker;
 /* Where a message goes, as sb__reach() decided it. */
 struct sb__dest {
 	enum {
-		SB__DEST_ONE,    /* one handler of the name, load-balanced: ep */
-		SB__DEST_ALL,    /* every handler of the name it may reach (BROADCAST) */
-		SB__DEST_PEER,   /* the `to` peer, whether it registered the name or not: ep */
-		SB__DEST_ROUTER, /* the router itself answers ($sb.*) */
+		SB__DEST_ONE,     /* one handler of the name, load-balanced: ep */
+		SB__DEST_ALL,     /* every handler of the name it may reach (BROADCAST) */
+		SB__DEST_PEER,    /* the `to` peer, whether it registered the name or not: ep */
+		SB__DEST_ROUTER,  /* the router itself answers ($sb.*) */
+		SB__DEST_CLUSTER, /* no handler here: another router's (cluster.c) */
 	} kind;
 	struct sb__route *r; /* ONE, ALL: the name's route (its statistics, its handlers) */
 	uint64_t ep;         /* ONE, PEER: the endpoint */
+	int miss;            /* CLUSTER, for a `to`: this router's answer if no router has it */
 };
 
 /**

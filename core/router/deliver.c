@@ -5,6 +5,7 @@
  * its producer paused if the queue is past its mark. A REQUEST for a
  * connection that is gone fails on its owner shard. */
 #include "proto/mp.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
@@ -38,6 +39,10 @@ void sb__deliver_from(struct sb__shard *sh, uint64_t ep, struct sb__buf *b, cons
 	if (to == SB__LOCAL_SHARD) { /* an in-process handler: run it here */
 		sb__local_run(sh, (unsigned)(ep & SB__EP_MASK), p, len);
 		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	if (to == SB__CLUSTER_SHARD) {
+		sb__cluster_deliver(sh, b, p, len);
 		return;
 	}
 	if (to != sh->id) {

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 
 #include "common/log.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/flow.h"
 #include "router/mail.h"
@@ -51,6 +52,10 @@ void sb__flow_pause(struct sb__shard *sh, uint64_t ep, int d)
 
 static void pause_remote(struct sb__shard *sh, uint64_t ep, int pause)
 {
+	if (sb__ep_shard(ep) == SB__CLUSTER_SHARD) { /* another router's handler */
+		sb__cluster_pause(sh, ep, pause);
+		return;
+	}
 	if (sb__ep_shard(ep) == sh->id) {
 		sb__flow_pause(sh, ep, pause ? 1 : -1);
 		return;

@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "router/auth.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/conn_ws.h"
 #include "router/edge_auth.h"
@@ -22,6 +23,10 @@ static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struc
 
 void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
+	if (c->named) { /* its name is being claimed across routers: not ready yet */
+		sb__conn_fail(sh, c, SB_EBADFRAME, "HELLO sent twice");
+		return;
+	}
 	if (m->version < SB_PROTO_VERSION) {
 		sb__conn_fail(sh, c, SB_EUNSUPPORTED, "this router speaks protocol version 1");
 		return;
@@ -70,6 +75,15 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 						: "out of memory");
 		return;
 	}
+	/* Across routers the name must be free in the whole cluster too: the
+	 * WELCOME waits for its claim (cluster.c). */
+	if (sh->xs != NULL && peer.ptr != NULL && sb__cluster_claim(sh, c, id) == 0)
+		return;
+	sb__hs_welcome(sh, c, id);
+}
+
+void sb__hs_welcome(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
+{
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
 	sb__conn_idle_start(sh, c);

@@ -15,6 +15,10 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 /** An AUTH frame from c, answering our CHALLENGE. */
 void sb__hs_auth(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
 
+/** c is named and may be welcomed: its WELCOME (HELLO's id), and it is
+ *  ready. */
+void sb__hs_welcome(struct sb__shard *sh, struct sb__conn *c, uint64_t id);
+
 /** The handshake's deadline (struct sb__conn's `hello_timer`). */
 void sb__hs_on_timeout(struct sb__timer *t);
 

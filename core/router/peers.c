@@ -13,6 +13,7 @@
 
 #include "proto/mp.h"
 #include "router/peers.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/mail.h"
 #include "router/outq.h"
@@ -516,6 +517,8 @@ int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view want
 	if (rc != 0)
 		return rc;
 	c->named = 1;
+	if (sh->xs != NULL)
+		sb__cluster_peer_up(sh, c);
 	struct sb__peer *p = record_of(c);
 	if (p != NULL)
 		apply_up(sh, p);
@@ -540,6 +543,8 @@ void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c)
 	}
 	if (!c->named)
 		return;
+	if (sh->xs != NULL)
+		sb__cluster_peer_down(sh, c);
 	dir_release(sh->r, c);
 	c->named = 0;
 	apply_down(sh, c->ep, c->peer_id);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/local-t.h"
 #include "router/mail.h"
@@ -32,6 +33,8 @@ void sb__route_dropped(void *ctx, struct sb__route *r)
 	struct sb__shard *sh = ctx;
 	if (r->stat != NULL)
 		sb__rstat_drop(&sh->r->rstats, r->stat, sh->id);
+	if (sh->xs != NULL)
+		sb__cluster_route_gone(sh, r);
 }
 
 static void send_ack(struct sb__shard *sh, uint64_t ep, uint64_t id)

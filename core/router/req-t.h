@@ -15,6 +15,7 @@ struct sb__rstat;
 struct sb__bcast;
 struct sb__buf;
 struct sb__req;
+struct sb__xreq;
 
 /* What a kind of request does at each event of its life, so the request
  * path has no branch per kind: an ordinary request has one handler
@@ -49,6 +50,7 @@ struct sb__req {
 	uint64_t t0_us;                /* when it was forwarded (the shard's turn clock) */
 	const struct sb__req_ops *ops; /* its kind */
 	struct sb__bcast *bc;          /* a broadcast (bcast.c): its handlers; handler is 0 */
+	struct sb__xreq *x;            /* across routers (cluster.c): its name or its origin */
 };
 
 #endif

@@ -12,6 +12,7 @@
 #include "router/admin.h"
 #include "router/balance.h"
 #include "router/bcast.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
@@ -53,6 +54,8 @@ void sb__req_finish(struct sb__shard *sh, struct sb__req *q)
 	sb__link_del(&q->by_conn);
 	sb__link_del(&q->all);
 	sb__idmap_del(&sh->cancel, sb__idmap_key(q->requester, q->orig_id));
+	if (q->x != NULL)
+		sb__cluster_req_free(sh, q);
 	if (q->rs != NULL)
 		sb__rstat_drop(&sh->r->rstats, q->rs, sh->id);
 	q->ops->free(sh, q);
@@ -69,6 +72,8 @@ void sb__req_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *
 					 : END_ERROR);
 	if (q->requester == SB__LOCAL_REQUESTER) {
 		sb__local_fail(q->fn, q->ud, q->orig_id, err, text);
+	} else if (q->requester == SB__REMOTE_REQUESTER) {
+		sb__cluster_fail(sh, q, err, text);
 	} else {
 		struct sb__conn *c = sb__conn_get(sh, q->requester);
 		if (c != NULL)
@@ -133,7 +138,7 @@ static void reply_local(struct sb__shard *sh, struct sb__req *q, struct sb__buf 
 static void single_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender,
 			 struct sb__buf *b, uint8_t *f, uint32_t len)
 {
-	struct sb__conn *c;
+	struct sb__conn *c = NULL;
 
 	/* Only the handler a request went to may answer it: anyone else, or
 	 * anyone after the request ended, is counted and ignored. */
@@ -141,20 +146,38 @@ static void single_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sende
 		reply_local(sh, q, b, f, len);
 		return;
 	}
-	if (q->handler != sender || (c = sb__conn_get(sh, q->requester)) == NULL) {
+	if (q->handler != sender || (q->requester != SB__REMOTE_REQUESTER &&
+				     (c = sb__conn_get(sh, q->requester)) == NULL)) {
 		sb__stat_add(&sh->st.late_replies, 1);
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
 	int more = f[SB_PREFIX_LEN + 2] & SB_F_MORE;
+	/* Another router's answers pause their handler there, by request. */
+	uint64_t producer = sender == SB__CLUSTER_EP ? sb__cluster_producer(q->rid) : sender;
 	sb_patch_id(f, q->orig_id);
 	sb__stat_add(&sh->st.replies, 1);
+	if (c == NULL) { /* to the requester's router, before the entry goes */
+		/* An answer the cluster link cannot take is lost, and the
+		 * request with it: the handler stops, its router times out. */
+		int lost = sb__cluster_answer(sh, q, sender, f, len) != 0;
+		if (lost)
+			single_cancel(sh, q);
+		if (!more || lost) {
+			req_count(sh, q,
+				  !lost && f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY
+									    : END_ERROR);
+			sb__req_finish(sh, q);
+		}
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
 	if (!more) {
 		req_count(sh, q, f[SB_PREFIX_LEN + 1] == SB_REPLY ? END_REPLY : END_ERROR);
 		sb__req_finish(sh, q);
 	}
 	if (sb__enqueue(sh, c, b, f, len) == 0)
-		sb__flow_congest(sh, c, sender);
+		sb__flow_congest(sh, c, producer);
 }
 
 static const struct sb__req_ops single = {
@@ -274,7 +297,9 @@ uint64_t sb__open_rid(struct sb__shard *sh, const struct sb__conn *c, uint64_t i
 static void answer_error(struct sb__shard *sh, const struct sb__asker *a, uint64_t id, int err,
 			 const char *text)
 {
-	if (a->c == NULL)
+	if (a->origin != NULL)
+		sb__cluster_refuse(sh, a->origin, id, err, text);
+	else if (a->c == NULL)
 		sb__local_fail(a->fn, a->ud, id, err, text);
 	else if (!sb__id_taken(sh, a->c, id, sb__open_rid(sh, a->c, id)))
 		sb__send_error(sh, a->c, id, err, text, 0);
@@ -325,6 +350,10 @@ void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const str
 		return;
 	}
 	sb_patch_u32(f, m->from_off, a->from);
+	if (d.kind == SB__DEST_CLUSTER) {
+		sb__cluster_send(sh, m, a->service, f, len);
+		return;
+	}
 	if (d.kind != SB__DEST_ALL) {
 		if (d.kind == SB__DEST_ONE && d.r->stat != NULL)
 			sb__rstat_inc(&d.r->stat->per[sh->id].sends);
@@ -364,7 +393,10 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		return;
 	}
 	if (d.kind == SB__DEST_ROUTER) {
-		sb__admin_request(sh, a, m);
+		if (a->origin != NULL)
+			sb__refuse(sh, a, m, SB_EFORBIDDEN, "$sb.* answers on the router asked");
+		else
+			sb__admin_request(sh, a, m);
 		return;
 	}
 	if (a->c != NULL && a->c->inflight >= cfg->max_inflight_per_conn) {
@@ -380,7 +412,9 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, SB_ENOMEM, "out of memory");
 		return;
 	}
-	uint64_t target = d.kind == SB__DEST_ALL ? 0 : d.ep;
+	uint64_t target = d.kind == SB__DEST_ALL       ? 0
+			  : d.kind == SB__DEST_CLUSTER ? SB__CLUSTER_EP
+						       : d.ep;
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
 		free(bc);
@@ -408,11 +442,22 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 			sb__idmap_put(&sh->cancel, key, rid); /* another pair's key, alike */
 		}
 	}
+	/* Across routers: the request's part of the cluster's (cluster.c). */
+	if ((d.kind == SB__DEST_CLUSTER && sb__cluster_out(sh, q, m, a->service, d.miss) != 0) ||
+	    (a->origin != NULL && sb__cluster_in(sh, q, a->origin) != 0)) {
+		if (a->c != NULL)
+			sb__idmap_del(&sh->cancel, sb__idmap_key(a->c->ep, m->id));
+		sb__reqtab_free(&sh->reqs, rid);
+		sb__refuse(sh, a, m, SB_ENOMEM, "out of memory");
+		return;
+	}
 	uint32_t timeout = m->timeout_ms ? m->timeout_ms : cfg->default_timeout_ms;
 	if (timeout > cfg->max_timeout_ms)
 		timeout = cfg->max_timeout_ms;
 	q->rid = rid;
-	q->requester = a->c != NULL ? a->c->ep : SB__LOCAL_REQUESTER;
+	q->requester = a->c != NULL        ? a->c->ep
+		       : a->origin != NULL ? SB__REMOTE_REQUESTER
+					   : SB__LOCAL_REQUESTER;
 	q->handler = target;
 	q->ops = bc != NULL ? &sb__bcast_ops : &single;
 	q->bc = bc;
@@ -435,7 +480,10 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 	}
 	sb__link_add(&sh->req_list, &q->all);
 	sb__timer_init(&q->timer, on_timeout);
-	sb__timer_arm(&sh->wheel, &q->timer, sh->now + timeout);
+	/* From another router, whose own timer ends it: ours only keeps the
+	 * entry from outliving a cancel that was lost. */
+	sb__timer_arm(&sh->wheel, &q->timer,
+		      sh->now + timeout + (a->origin != NULL ? SB__CLUSTER_SLACK_MS : 0));
 	if (bc == NULL)
 		sb__load_add(sh, target, 1);
 	sb__stat_add(&sh->st.inflight, 1);

@@ -15,13 +15,17 @@
 #include "router/req-t.h"
 #include "router/shard-t.h"
 
-/* Who asked: a connection of this shard, or the embedding program. */
+struct sb__origin;
+
+/* Who asked: a connection of this shard, the embedding program, or a
+ * requester on another router. */
 struct sb__asker {
 	struct sb__conn *c; /* NULL: in-process */
 	uint32_t from;      /* peer id stamped into what it sends */
 	int service;        /* may call internal handlers */
 	sb_reply_fn fn;     /* in-process: where replies go */
 	void *ud;
+	const struct sb__origin *origin; /* from another router (cluster.c), else NULL */
 };
 
 /** A SEND from a (b holds the caller's reference, which stays the caller's). */

@@ -41,6 +41,7 @@ void sb__routes_init(struct sb__routes *t)
 	t->count = 0;
 	t->on_drop = NULL;
 	t->drop_ctx = NULL;
+	t->on_new = NULL;
 }
 
 void sb__routes_destroy(struct sb__routes *t)
@@ -137,6 +138,8 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 		r->cap = cap;
 	}
 	r->eps[r->n++] = (struct sb__endpoint){.ep = ep, .schema = schema, .flags = flags};
+	if (r->n == 1 && t->on_new != NULL)
+		t->on_new(t->drop_ctx, r);
 	return 0;
 }
 

@@ -26,6 +26,7 @@ struct sb__route {
 	uint32_t rr;     /* round-robin cursor for ties */
 	struct sb__endpoint *eps;
 	struct sb__rstat *stat; /* the name's statistics (register.c sets it; may be NULL) */
+	int64_t sid[2];         /* the cluster's subscriptions for it (cluster.c), or 0 */
 	char name[];            /* not NUL-terminated */
 };
 
@@ -37,6 +38,8 @@ struct sb__routes {
 	 * (not by sb__routes_destroy); NULL = nobody asks. */
 	void (*on_drop)(void *ctx, struct sb__route *r);
 	void *drop_ctx;
+	/* Called with a new route once its first endpoint is in; NULL = nobody. */
+	void (*on_new)(void *ctx, struct sb__route *r);
 };
 
 void sb__routes_init(struct sb__routes *t);

@@ -23,6 +23,8 @@ struct sb__local;
 struct sb__inbox;
 struct sb__tls_ctx;
 
+struct sb__xrouter;
+
 struct sb_router {
 	struct sb_router_config cfg;
 	struct sb__logger log; /* cfg.log_level, set once */
@@ -40,6 +42,7 @@ struct sb_router {
 	_Atomic int stopping;
 	_Atomic unsigned drained; /* shards done draining */
 	unsigned drain_ms;
+	struct sb__xrouter *xr;   /* the cluster's (cluster.c), or NULL */
 	struct sb__local *locals; /* in-process handlers, fixed once started */
 	unsigned nlocals;
 	struct sb__inbox *inboxes;  /* one per shard */

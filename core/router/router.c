@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/tls.h"
+#include "router/cluster.h"
 #include "router/local.h"
 #include "router/mailbox.h"
 #include "router/edge_auth.h"
@@ -275,6 +276,8 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	sb__jwt_keys_put(keys); /* the slot holds its own */
 	r->cfg.jwt_keys_file = r->cfg.jwt_secret_file = NULL;
 	r->cfg.jwt_issuer = r->cfg.jwt_audience = NULL;
+	if (c->cluster != NULL && (e = sb__cluster_router_init(r, c)) != 0)
+		goto fail;
 	e = SB_ENOMEM;
 	if (tls_wanted(c)) {
 		if ((e = tls_load(r, c, &r->tls, "TLS")) != 0)
@@ -540,6 +543,7 @@ void sb_router_free(struct sb_router *r)
 	free(r->addr);
 	free(r->ws_origins);
 	sb__jwt_slot_destroy(&r->jwt);
+	sb__cluster_router_free(r);
 	pthread_mutex_destroy(&r->names_lock);
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_cond_destroy(&r->start_cond);

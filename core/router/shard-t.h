@@ -25,10 +25,16 @@
 /* Endpoints that are not connections, told apart by their shard bits. */
 #define SB__LOCAL_SHARD     0xffu           /* an in-process handler; low bits: its index */
 #define SB__LOCAL_REQUESTER (0xfeull << 56) /* an in-process requester */
+/* The cluster (cluster.c): a request's handler on another router, and a
+ * requester on another router. */
+#define SB__CLUSTER_SHARD    0xfcu
+#define SB__CLUSTER_EP       ((uint64_t)SB__CLUSTER_SHARD << 56)
+#define SB__REMOTE_REQUESTER (0xfdull << 56)
 
 struct sb_router;
 struct sb__conn;
 struct sb__tls_ctx;
+struct sb__xshard;
 
 struct sb__shard {
 	struct sb_router *r;
@@ -80,6 +86,7 @@ struct sb__shard {
 	struct sb__stats st;
 	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
 	struct sb__jwt_cache jwt;   /* the bearer tokens' key set, as of its last use */
+	struct sb__xshard *xs;      /* the cluster connection (cluster.c); NULL: none */
 };
 
 #endif

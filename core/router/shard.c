@@ -12,6 +12,7 @@
 #include "common/clock.h"
 #include "common/tls.h"
 #include "router/accept.h"
+#include "router/cluster.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
 #include "router/conn_tls.h"
@@ -82,6 +83,9 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 			sb__outq_sent(sh, c, cqe->res);
 		break;
 	case SB__TAG_CANCEL: /* the recv it cancelled reports for itself */
+		break;
+	case SB__TAG_NATS:
+		sb__cluster_cqe(sh, cqe);
 		break;
 	case SB__TAG_WAKE: {
 		uint64_t v;
@@ -209,6 +213,12 @@ static int setup(struct sb__shard *sh)
 	sh->routes.on_drop = sb__route_dropped;
 	sh->routes.drop_ctx = sh;
 	sb__replica_init(&sh->peers);
+	/* Before any route: the cluster hears of each one. */
+	if (cfg->cluster != NULL) {
+		if ((rc = sb__cluster_start(sh)) != 0)
+			return rc;
+		sh->routes.on_new = sb__cluster_route_new;
+	}
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);
 	sb__idmap_init(&sh->leaving);
@@ -303,6 +313,8 @@ void *sb__shard_main(void *arg)
 		 * was seen, and then no later turn would return any. */
 		if (sh->need_rearm && sh->pool.out < sh->pool.count)
 			sb__conn_rearm_starved(sh);
+		if (sh->xs != NULL)
+			sb__cluster_turn(sh);
 		sb__outq_flush(sh);
 		sb__mail_flush(sh);
 		sb__mail_wake(sh);
@@ -323,6 +335,8 @@ void *sb__shard_main(void *arg)
 		/* Sleep only if no mail slipped in; the wheel bounds the wait. */
 		if (io_uring_cq_ready(&sh->ring) == 0 && sb__mailbox_sleep(r->mb, sh->id)) {
 			uint64_t wait = sb__wheel_next(&sh->wheel, sh->now);
+			if (sh->xs != NULL)
+				wait = sb__cluster_wait(sh, wait);
 			/* Re-check the drain, retry mail that found a ring full, and
 			 * look for receive buffers other shards gave back (they push
 			 * them without waking us): nothing else would wake us. */
@@ -347,6 +361,8 @@ void *sb__shard_main(void *arg)
 			io_uring_get_events(&sh->ring);
 		}
 	}
+	if (sh->xs != NULL)
+		sb__cluster_stop(sh);
 	io_uring_submit(&sh->ring);
 	return NULL;
 }

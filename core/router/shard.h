@@ -13,7 +13,14 @@
 
 /* io_uring user_data: an operation tag in the top 8 bits, the connection's
  * endpoint (minus its shard bits, which are ours) below. */
-enum sb__tag { SB__TAG_ACCEPT = 1, SB__TAG_RECV, SB__TAG_SEND, SB__TAG_WAKE, SB__TAG_CANCEL };
+enum sb__tag {
+	SB__TAG_ACCEPT = 1,
+	SB__TAG_RECV,
+	SB__TAG_SEND,
+	SB__TAG_WAKE,
+	SB__TAG_CANCEL,
+	SB__TAG_NATS, /* the cluster connection's socket (cluster.c) */
+};
 #define SB__TAG_SHIFT 56
 #define SB__EP_MASK   ((1ull << SB__TAG_SHIFT) - 1)
 

@@ -111,6 +111,10 @@ struct sb_router_config {
 	const char *jwt_audience;    /* "aud" must hold this; NULL: not checked */
 	uint32_t jwt_leeway_s;       /* clock skew allowed on exp and nbf, at most 300;
 					default 30 */
+
+	/* Several routers as one (docs/cluster.md): "nats://HOST:PORT,..." of
+	 * the NATS cluster every shard joins; copied; NULL = a router alone. */
+	const char *cluster;
 };
 
 /* Counters, summed over shards. */

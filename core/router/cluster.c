@@ -1,0 +1,1076 @@
+/* Several routers as one, over a NATS cluster (docs/cluster.md, decision
+ * (b)): each shard has its own connection (core/common/nats.c), polled in
+ * its io_uring and flushed with the turn's output.
+ *
+ * A shard subscribes sb.r.<name> (queue group: one router gets each) and
+ * sb.x.r.<name> (plain: cancels) while its replica has a route for the
+ * name, and sb.p.<peer>, sb.x.p.<peer> while it holds a named peer, so
+ * NATS offers a router only what it can serve. A SEND or REQUEST with no
+ * handler here is published, frame unchanged, to sb.r.<name> (sb.p.<peer>
+ * for a `to`); a request's reply subject is its inbox sb.i.<R>.<k>.<rid>
+ * (router R, shard k, the router's id of its entry), which names it
+ * alone: NATS's "no responders" status comes back on it, and becomes `no
+ * handler`. The router that takes it enters it as a request from a
+ * remote requester and publishes each answer, patched back to <rid>, to
+ * that inbox (the first says which shard handles it), where the
+ * requester's shard hands it to its request as any handler's answer. A
+ * cancel goes to sb.x.<where it went> with the inbox as reply subject;
+ * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
+ * Heartbeats end what a silent router held; peer names are claimed in
+ * JetStream's key-value store at HELLO. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/idmap.h"
+#include "common/log.h"
+#include "common/nats.h"
+#include "proto/mp.h"
+#include "router/cluster.h"
+#include "router/conn-t.h"
+#include "router/conn.h"
+#include "router/flow.h"
+#include "router/handshake.h"
+#include "router/mail.h"
+#include "router/request.h"
+#include "router/router-t.h"
+#include "router/shard.h"
+
+#define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
+
+struct sb__xrouter {
+	char *servers;
+	char id[24]; /* <R>: "r" and 16 random hex digits */
+};
+
+/* Heartbeats: shard 0 of each router publishes sb.hb.<R> every HB_MS; a
+ * router not heard from for DEAD_MS is gone, and the requests it held end
+ * (docs/cluster.md, "Failures"). */
+#define HB_MS   500
+#define DEAD_MS 3000
+
+struct live {
+	uint64_t router; /* the hash of its id */
+	uint64_t seen;   /* ms: its last heartbeat or message */
+};
+
+struct sb__xshard {
+	struct sb__nats *nc;
+	char inbox[64]; /* "sb.i.<R>.<k>" */
+	size_t inbox_len;
+	uint64_t gen;             /* the socket whose polls are armed */
+	uint64_t in_seq, out_seq; /* the polls' numbers, in their user data */
+	uint64_t seq;
+	int in_armed, out_armed;
+	int hot;               /* the socket may hold more: read again next turn */
+	uint64_t due;          /* ms: the connection's next timer */
+	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
+	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
+	size_t svc_hdr_len;
+	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>.<k>": which router and shard handle it */
+	size_t hand_hdr_len;
+	size_t mark;           /* output past this pauses whoever feeds it */
+	struct sb__idmap held; /* connections paused for our output -> 1 */
+	uint64_t *paused;      /* ...the same, in order, to resume */
+	uint32_t npaused, paused_cap;
+	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
+	struct live *live;            /* the other routers heard from */
+	uint32_t nlive, live_cap;
+	uint64_t hb_next;        /* ms: the next heartbeat (shard 0) and liveness check */
+	uint64_t self;           /* our router id's hash */
+	struct sb__idmap claims; /* a named peer's connection -> its name's KV revision */
+	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
+	int stopping;            /* freeing the connection: its callbacks only clean up */
+	int kv_warned;           /* said once that names are not claimed */
+};
+
+/* A request's part across routers: to another router (the subject it was
+ * published to, the caller's role) or from one (its inbox, and its key in
+ * xs->from). */
+struct sb__xreq {
+	uint64_t key; /* from: != 0 */
+	int service;
+	int miss;        /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
+	int told;        /* from: its router has been told which router we are */
+	uint64_t router; /* the other router (its id's hash), once known; 0: not yet */
+	char hand[40];   /* to: "<R>.<k>" of the handling shard, once known */
+	int paused;      /* from: its handler is paused for its requester's router */
+	uint32_t len;
+	char s[]; /* NUL-terminated */
+};
+
+static uint64_t fnv(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+	return h | 1; /* never 0 */
+}
+
+/* ---- the router's part --------------------------------------------------- */
+
+int sb__cluster_router_init(struct sb_router *r, const struct sb_router_config *c)
+{
+	struct sb__xrouter *xr = calloc(1, sizeof *xr);
+	uint64_t rnd = 0;
+
+	if (xr == NULL || (xr->servers = strdup(c->cluster)) == NULL) {
+		free(xr);
+		return SB_ENOMEM;
+	}
+	if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
+		rnd = (uint64_t)(uintptr_t)xr ^ ((uint64_t)getpid() << 32);
+	snprintf(xr->id, sizeof xr->id, "r%016" PRIx64, rnd);
+	r->xr = xr;
+	r->cfg.cluster = xr->servers;
+
+	/* A URL that does not parse is the caller's mistake: say so now. */
+	struct sb__nats_cfg nc = {.servers = xr->servers};
+	struct sb__nats *probe;
+	char why[256];
+	if (sb__nats_new(&nc, &probe, why, sizeof why) != 0) {
+		sb__log(&r->log, 0, "cluster %s: %s", xr->servers, why);
+		return SB_EINVAL;
+	}
+	sb__nats_free(probe);
+	return 0;
+}
+
+void sb__cluster_router_free(struct sb_router *r)
+{
+	if (r->xr == NULL)
+		return;
+	free(r->xr->servers);
+	free(r->xr);
+	r->xr = NULL;
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+/* "<prefix><name>" into out (SUBJ_MAX): 0, or -1 if not a subject. */
+static int subject(char *out, const char *prefix, const void *name, size_t len)
+{
+	size_t p = strlen(prefix);
+	if (len == 0 || p + len >= SUBJ_MAX)
+		return -1;
+	memcpy(out, prefix, p);
+	memcpy(out + p, name, len);
+	out[p + len] = 0;
+	return sb__nats_subject_ok(out, p + len, 0) ? 0 : -1;
+}
+
+/* "sb.i.<R>.<k>.<rid>", our inbox for request rid. */
+static void inbox_of(const struct sb__xshard *xs, uint64_t rid, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s.%" PRIu64, xs->inbox, rid);
+}
+
+/* ---- liveness ------------------------------------------------------------- */
+
+/* The router of inbox "sb.i.<R>.<k>.<rid>": the hash of <R>, 0 if none. */
+static uint64_t inbox_router(const char *s, size_t n)
+{
+	if (n < 6 || memcmp(s, "sb.i.", 5) != 0)
+		return 0;
+	const char *r = s + 5, *dot = memchr(r, '.', n - 5);
+	return dot != NULL ? fnv(r, (size_t)(dot - r)) : 0;
+}
+
+/* Router h is alive now (a heartbeat, or it answered). */
+static void heard(struct sb__shard *sh, uint64_t h)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (h == 0 || h == xs->self)
+		return;
+	for (uint32_t i = 0; i < xs->nlive; i++)
+		if (xs->live[i].router == h) {
+			xs->live[i].seen = sh->now;
+			return;
+		}
+	if (xs->nlive == xs->live_cap) {
+		uint32_t cap = xs->live_cap ? xs->live_cap * 2 : 8;
+		struct live *l = realloc(xs->live, cap * sizeof *l);
+		if (l == NULL)
+			return; /* unknown routers' requests end on their deadlines */
+		xs->live = l;
+		xs->live_cap = cap;
+	}
+	xs->live[xs->nlive++] = (struct live){h, sh->now};
+}
+
+static void on_heartbeat(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	if (nm->subject_len > 5)
+		heard(sh, fnv(nm->subject + 5, nm->subject_len - 5));
+}
+
+/* Router h went silent: what it handled for us ends with `peer gone`, what
+ * we handle for it is cancelled (nobody is left to answer). */
+static void router_gone(struct sb__shard *sh, uint64_t h)
+{
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		if (q->x != NULL && q->x->router == h) {
+			if (q->handler == SB__CLUSTER_EP) {
+				sb__req_fail(sh, q, SB_EPEERGONE,
+					     "the router handling it stopped answering");
+			} else if (q->requester == SB__REMOTE_REQUESTER) {
+				q->ops->cancel(sh, q);
+				sb__req_finish(sh, q);
+			}
+		}
+		/* Ending one may end others (a slow consumer dropped): start over. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
+	}
+}
+
+/* Every HB_MS: shard 0 beats; every shard looks for routers gone silent. */
+static void liveness(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[64];
+
+	if (sh->now < xs->hb_next)
+		return;
+	xs->hb_next = sh->now + HB_MS;
+	if (sh->id == 0 && sb__nats_ready(xs->nc)) {
+		snprintf(subj, sizeof subj, "sb.hb.%s", sh->r->xr->id);
+		sb__nats_pub(xs->nc, subj, NULL, NULL, 0, NULL, 0);
+	}
+	/* While we cannot hear anyone, silence proves nothing (and what we
+	 * had in flight has ended already: lost()). */
+	if (!sb__nats_ready(xs->nc)) {
+		for (uint32_t i = 0; i < xs->nlive; i++)
+			xs->live[i].seen = sh->now;
+		return;
+	}
+	for (uint32_t i = 0; i < xs->nlive;) {
+		if (sh->now - xs->live[i].seen <= DEAD_MS) {
+			i++;
+			continue;
+		}
+		uint64_t h = xs->live[i].router;
+		xs->live[i] = xs->live[--xs->nlive];
+		router_gone(sh, h);
+	}
+}
+
+/* ---- flow control: the link's output ------------------------------------- */
+
+/* Pause (1) or resume (0) reading from connection ep of any shard. */
+static void pause_ep(struct sb__shard *sh, uint64_t ep, int pause)
+{
+	if (sb__ep_shard(ep) == sh->id) {
+		sb__flow_pause(sh, ep, pause ? 1 : -1);
+		return;
+	}
+	struct sb__mail m = {.type = SB__MAIL_PAUSE, .a = (uint32_t)pause, .b = ep};
+	sb__mail(sh, sb__ep_shard(ep), &m);
+}
+
+/* A frame of producer went out on the link: past the mark, the producer
+ * stops reading until the link has drained to half of it (as a slow
+ * client's queue pauses its producers), so the output stays bounded. */
+static void congest(struct sb__shard *sh, uint64_t producer)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t old;
+
+	if (producer == 0 || sb__ep_shard(producer) >= SB__MAX_SHARDS ||
+	    sb__nats_pending(xs->nc) <= xs->mark)
+		return;
+	if (xs->npaused == xs->paused_cap) {
+		uint32_t cap = xs->paused_cap ? xs->paused_cap * 2 : 16;
+		uint64_t *p = realloc(xs->paused, cap * sizeof *p);
+		if (p == NULL)
+			return; /* no pause: the link's bound still holds */
+		xs->paused = p;
+		xs->paused_cap = cap;
+	}
+	if (sb__idmap_put_new(&xs->held, producer, 1, &old) != 0)
+		return;
+	xs->paused[xs->npaused++] = producer;
+	sb__stat_add(&sh->st.pauses, 1);
+	pause_ep(sh, producer, 1);
+}
+
+static void uncongest(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs->npaused == 0 || sb__nats_pending(xs->nc) > xs->mark / 2)
+		return;
+	for (uint32_t i = 0; i < xs->npaused; i++) {
+		sb__idmap_del(&xs->held, xs->paused[i]);
+		pause_ep(sh, xs->paused[i], 0);
+	}
+	xs->npaused = 0;
+}
+
+static uint64_t producer_ep(const struct sb__shard *sh)
+{
+	return sh->producer != NULL ? sh->producer->ep : 0;
+}
+
+/* ---- flow control: a slow requester on this router, a handler on another --
+
+ * Its answers reach a requester's queue here past the pause mark: the
+ * queue names the request (SB__CLUSTER_EP with the request's id) as its
+ * producer, and sb__flow_congest() and sb__flow_resume() reach it here.
+ * We tell the handling shard (sb.f.<R>.<k>, with the request's inbox), which
+ * pauses the handler's connection as it would for a consumer of its own. */
+
+uint64_t sb__cluster_producer(uint64_t rid)
+{
+	return SB__CLUSTER_EP | (rid & SB__EP_MASK);
+}
+
+void sb__cluster_pause(struct sb__shard *sh, uint64_t producer, int pause)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t rid = (uint64_t)sh->id << SB__TAG_SHIFT | (producer & SB__EP_MASK);
+	struct sb__req *q = xs != NULL ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	char subj[64], inbox[96];
+
+	if (q == NULL || q->x == NULL || q->x->key != 0 || q->x->hand[0] == 0)
+		return; /* ended: its handler was resumed with it */
+	snprintf(subj, sizeof subj, "sb.f.%s", q->x->hand);
+	inbox_of(xs, rid, inbox, sizeof inbox);
+	sb__nats_pub(xs->nc, subj, inbox, NULL, 0, pause ? "p" : "r", 1);
+}
+
+/* sb.f.<R>.<k>: a requester's router asks us to pause or resume the
+ * handler of one of its requests. */
+static void on_flow(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	if (nm->reply == NULL || nm->data_len != 1)
+		return;
+	uint64_t rid = sb__idmap_get(&sh->xs->from, fnv(nm->reply, nm->reply_len));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
+	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
+		return;
+	int pause = nm->data[0] == 'p';
+	if (pause == q->x->paused)
+		return;
+	q->x->paused = pause;
+	if (pause)
+		sb__stat_add(&sh->st.pauses, 1);
+	pause_ep(sh, q->handler, pause);
+}
+
+/* ---- the requester's side ------------------------------------------------ */
+
+/* Where m goes in the cluster: "sb.p.<peer>" for a `to`, else
+ * "sb.r.<name>". 0, or -1 if that is not a subject. */
+static int target(char *out, const struct sb_msg *m)
+{
+	return m->to.ptr != NULL ? subject(out, "sb.p.", m->to.ptr, m->to.len)
+				 : subject(out, "sb.r.", m->name.ptr, m->name.len);
+}
+
+int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
+		    int miss)
+{
+	char subj[SUBJ_MAX];
+	(void)sh;
+	if (target(subj, m) != 0)
+		subj[0] = 0; /* it fails as it is published, as a miss */
+	size_t n = strlen(subj);
+	struct sb__xreq *x = malloc(sizeof *x + n + 1);
+	if (x == NULL)
+		return SB_ENOMEM;
+	x->key = 0;
+	x->service = service;
+	x->miss = miss;
+	x->told = 0;
+	x->router = 0;
+	x->hand[0] = 0;
+	x->paused = 0;
+	x->len = (uint32_t)n;
+	memcpy(x->s, subj, n + 1);
+	q->x = x;
+	return 0;
+}
+
+void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q)
+{
+	if (q->x->paused && sh->xs != NULL) /* its requester's pause ends with it */
+		pause_ep(sh, q->handler, 0);
+	if (q->x->key != 0 && sh->xs != NULL && sb__idmap_get(&sh->xs->from, q->x->key) == q->rid)
+		sb__idmap_del(&sh->xs->from, q->x->key);
+	free(q->x);
+	q->x = NULL;
+}
+
+void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service, const uint8_t *f,
+		      uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[SUBJ_MAX];
+
+	/* Nobody answers a SEND: one that finds no router is lost, as a
+	 * SEND to a handler that just left is. */
+	if (target(subj, m) != 0 || sb__nats_pub(xs->nc, subj, NULL, service ? xs->svc_hdr : NULL,
+						 service ? xs->svc_hdr_len : 0, f, len) != 0)
+		sb__stat_add(&sh->st.no_handler, 1);
+	else
+		congest(sh, producer_ep(sh));
+}
+
+/* Request q found nobody in the cluster either: the answer a router alone
+ * gives (no handler; for a `to`, what this router knew of the name). */
+static void missed(struct sb__shard *sh, struct sb__req *q, const char *why)
+{
+	char text[SB_TEXT_MAX + 1];
+	int peer = q->x->len > 5 && memcmp(q->x->s, "sb.p.", 5) == 0;
+	int err = peer ? q->x->miss : SB_ENOHANDLER;
+
+	if (!peer)
+		snprintf(text, sizeof text, "no handler for this name%s", why);
+	else if (err == SB_ENOTCONNECTED)
+		snprintf(text, sizeof text, "peer %s is not connected%s", q->x->s + 5, why);
+	else
+		snprintf(text, sizeof text, "no peer named %s has connected%s", q->x->s + 5, why);
+	sb__stat_add(&sh->st.no_handler, 1);
+	sb__req_fail(sh, q, err, text);
+}
+
+void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t rid = sb__be64(f + SB_ID_OFFSET);
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	char subj[SUBJ_MAX], inbox[96];
+	int kind = f[SB_PREFIX_LEN + 1], rc;
+
+	if (q == NULL || q->x == NULL || q->x->key != 0) {
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	inbox_of(xs, rid, inbox, sizeof inbox);
+	if (kind == SB_CANCEL) {
+		/* To whichever router holds it ("sb.x." and where it went): the
+		 * inbox tells that router which of its requests. */
+		if (q->x->len > 3 && subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3) == 0)
+			sb__nats_pub(xs->nc, subj, inbox, NULL, 0, NULL, 0);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	rc = q->x->len == 0
+		     ? SB_EINVAL
+		     : sb__nats_pub(xs->nc, q->x->s, inbox, q->x->service ? xs->svc_hdr : NULL,
+				    q->x->service ? xs->svc_hdr_len : 0, f, len);
+	sb__buf_put(b, &sh->pool);
+	if (rc == 0) {
+		congest(sh, producer_ep(sh));
+		return;
+	}
+	if (rc == SB_EOVERLOADED)
+		sb__req_fail(sh, q, SB_EOVERLOADED,
+			     "the link to the other routers is congested; try again");
+	else
+		missed(sh, q,
+		       rc == SB_EOFFLINE ? " (the router is not connected to its cluster)" : "");
+}
+
+/* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
+static void on_inbox(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	struct sb__xshard *xs = sh->xs;
+	const char *tok = nm->subject + xs->inbox_len + 1;
+	size_t n = nm->subject_len - xs->inbox_len - 1;
+	uint64_t rid = 0;
+
+	if (nm->subject_len <= xs->inbox_len + 1 || n > 20)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (tok[i] < '0' || tok[i] > '9')
+			return;
+		rid = rid * 10 + (uint64_t)(tok[i] - '0');
+	}
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q == NULL || q->handler != SB__CLUSTER_EP) {
+		sb__stat_add(&sh->st.late_replies, nm->status == 0);
+		return;
+	}
+	if (nm->status == 503) { /* no router subscribed: nobody handles it */
+		missed(sh, q, "");
+		return;
+	}
+	/* Another router's frame goes to our client as it is: it must be an
+	 * answer to this very request, and whole. */
+	struct sb_msg m;
+	const uint8_t *f = nm->data;
+	uint32_t len = (uint32_t)nm->data_len;
+	if (nm->status != 0 || nm->data_len < SB_PREFIX_LEN || nm->data_len > UINT32_MAX ||
+	    sb_decode(f, len, 0, &m, NULL) != 0 || (m.kind != SB_REPLY && m.kind != SB_ERROR) ||
+	    m.id != rid) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed answer on %.*s", sh->id,
+			(int)nm->subject_len, nm->subject);
+		return;
+	}
+	const char *hand;
+	size_t hand_len;
+	if (q->x->router == 0 && nm->hdr_len > 0 &&
+	    sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Hand", &hand, &hand_len) &&
+	    hand_len < sizeof q->x->hand) {
+		const char *dot = memrchr(hand, '.', hand_len);
+		q->x->router = fnv(hand, dot != NULL ? (size_t)(dot - hand) : hand_len);
+		memcpy(q->x->hand, hand, hand_len);
+		q->x->hand[hand_len] = 0;
+		heard(sh, q->x->router);
+	}
+	struct sb__buf *b = sb__buf_heap(len);
+	if (b == NULL)
+		return;
+	memcpy(b->data, f, len);
+	sb__req_reply(sh, SB__CLUSTER_EP, b, b->data, len);
+}
+
+/* ---- the handler's side -------------------------------------------------- */
+
+int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__origin *o)
+{
+	struct sb__xreq *x = malloc(sizeof *x + o->len + 1);
+	uint64_t old = 0;
+
+	if (x == NULL)
+		return SB_ENOMEM;
+	x->key = fnv(o->inbox, o->len);
+	x->service = 0;
+	x->miss = 0;
+	x->told = 0;
+	x->hand[0] = 0;
+	x->paused = 0;
+	x->router = inbox_router(o->inbox, o->len);
+	heard(sh, x->router);
+	x->len = (uint32_t)o->len;
+	memcpy(x->s, o->inbox, o->len);
+	x->s[o->len] = 0;
+	q->x = x;
+	/* Its cancel finds it by the inbox; a second request on one inbox
+	 * (its router restarted with the same id) takes the key over. */
+	if (sb__idmap_put_new(&sh->xs->from, x->key, sb__reqtab_id_of(&sh->reqs, q), &old) == 1)
+		sb__idmap_put(&sh->xs->from, x->key, sb__reqtab_id_of(&sh->reqs, q));
+	return 0;
+}
+
+int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender, const uint8_t *f,
+		       uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	/* The first answer says which router handles it, so that its
+	 * requester's router can end it if this one dies. */
+	int first = !q->x->told;
+	int rc = sb__nats_pub(xs->nc, q->x->s, NULL, first ? xs->hand_hdr : NULL,
+			      first ? xs->hand_hdr_len : 0, f, len);
+	if (rc == 0) {
+		q->x->told = 1;
+		congest(sh, sender);
+	}
+	return rc;
+}
+
+static void publish_error(struct sb__shard *sh, const char *inbox, uint64_t id, int err,
+			  const char *text)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .id = id, .code = (uint32_t)-err};
+	uint8_t buf[SB_TEXT_MAX + 64];
+	m.text.ptr = (const uint8_t *)text;
+	m.text.len = (uint32_t)strlen(text);
+	long n = sb_encoded_size(&m);
+	if (n <= 0 || (size_t)n > sizeof buf)
+		return;
+	sb_encode(&m, buf, (size_t)n);
+	sb__nats_pub(sh->xs->nc, inbox, NULL, NULL, 0, buf, (size_t)n);
+}
+
+void sb__cluster_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
+{
+	if (err != SB_ECANCELLED) /* a cancel came from its router: nobody to tell */
+		publish_error(sh, q->x->s, q->orig_id, err, text);
+}
+
+void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64_t id, int err,
+			const char *text)
+{
+	char inbox[SUBJ_MAX];
+	if (o->len >= sizeof inbox)
+		return;
+	memcpy(inbox, o->inbox, o->len);
+	inbox[o->len] = 0;
+	publish_error(sh, inbox, id, err, text);
+}
+
+/* sb.r.<name>, sb.p.<peer>: a SEND or REQUEST from another router for a
+ * handler here. One that finds its handler gone (it was on its way as the
+ * last one left and our UNSUB went out: core/common/nats.c still hands it
+ * to us) is refused as a local one would be (`no handler`, `not
+ * connected`), not passed on: a publish of ours would not bring its
+ * requester "no responders" if nobody is left. */
+static void on_call(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	const char *svc = NULL;
+	size_t svc_len = 0;
+	struct sb_msg m;
+
+	if (nm->data_len < SB_PREFIX_LEN || nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN)
+		return;
+	uint32_t len = (uint32_t)nm->data_len;
+	struct sb__buf *b = sb__buf_heap(len);
+	if (b == NULL)
+		return;
+	memcpy(b->data, nm->data, len);
+	if (sb_decode(b->data, len, 0, &m, NULL) != 0 ||
+	    (m.kind != SB_SEND && m.kind != SB_REQUEST) ||
+	    (m.kind == SB_REQUEST && nm->reply == NULL)) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed call on %.*s", sh->id,
+			(int)nm->subject_len, nm->subject);
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
+	struct sb__origin o = {nm->reply, nm->reply_len};
+	struct sb__asker a = {.origin = &o};
+	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
+		a.service = svc_len == 1 && svc[0] == '1';
+	struct sb__conn *was = sh->producer;
+	sh->producer = NULL; /* nobody here to pause */
+	if (m.kind == SB_SEND)
+		sb__forward_send(sh, &a, &m, b, b->data, len);
+	else
+		sb__forward_request(sh, &a, &m, b, b->data, len);
+	sh->producer = was;
+	sb__buf_put(b, &sh->pool);
+}
+
+/* sb.x.<name>: a request's router ended it; the shard holding it lets go. */
+static void on_cancel(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	if (nm->reply == NULL)
+		return;
+	uint64_t rid = sb__idmap_get(&sh->xs->from, fnv(nm->reply, nm->reply_len));
+	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
+	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
+	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
+		return;
+	q->ops->cancel(sh, q);
+	sb__req_finish(sh, q);
+}
+
+/* ---- interest ------------------------------------------------------------ */
+
+void sb__cluster_route_new(void *ctx, struct sb__route *r)
+{
+	struct sb__shard *sh = ctx;
+	char subj[SUBJ_MAX];
+
+	/* The catch-all and names that are not subjects (a `*` or `>` token
+	 * would subscribe to other names) stay this router's own. */
+	if (subject(subj, "sb.r.", r->name, r->len) != 0)
+		return;
+	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
+	subject(subj, "sb.x.r.", r->name, r->len);
+	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, on_cancel, sh);
+	for (int i = 0; i < 2; i++)
+		if (r->sid[i] < 0)
+			r->sid[i] = 0;
+}
+
+void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r)
+{
+	for (int i = 0; i < 2; i++)
+		if (r->sid[i] > 0)
+			sb__nats_unsub(sh->xs->nc, r->sid[i]);
+}
+
+void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[SUBJ_MAX];
+	int64_t sid;
+
+	/* A name that is not a subject stays this router's own. */
+	if (subject(subj, "sb.p.", c->name, strlen(c->name)) != 0)
+		return;
+	/* In a queue group: should two routers hold the name (names are not
+	 * yet unique across routers), one of them gets each message, never
+	 * both. */
+	if ((sid = sb__nats_sub(xs->nc, subj, subj, on_call, sh)) > 0)
+		sb__idmap_put(&xs->psub, c->ep, (uint64_t)sid);
+	subject(subj, "sb.x.p.", c->name, strlen(c->name));
+	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_cancel, sh)) > 0)
+		sb__idmap_put(&xs->pxsub, c->ep, (uint64_t)sid);
+}
+
+static void kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len)
+{
+	(void)ud, (void)err, (void)rev, (void)val, (void)len;
+}
+
+/* A name claim in flight: the connection it is for, its HELLO's id. */
+struct claim {
+	struct sb__shard *sh;
+	uint64_t ep;
+	uint64_t hello_id;
+	int tries;    /* takeovers and claims again after the first claim */
+	int updating; /* the claim in flight is a takeover (an update) */
+	char name[SB_PEER_MAX + 1];
+};
+
+static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
+
+/* Whether the name's holder (its value: the holding router's id) may be
+ * displaced: ourselves (the name is ours already: this router's own
+ * directory keeps it unique here), or a router we have not heard from for
+ * the dead time while we could hear. */
+static int holder_gone(struct sb__shard *sh, const uint8_t *val, size_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t h = fnv((const char *)val, len);
+	if (h == xs->self)
+		return 1;
+	if (xs->ready_at == 0 || sh->now - xs->ready_at <= DEAD_MS)
+		return 0;
+	for (uint32_t i = 0; i < xs->nlive; i++)
+		if (xs->live[i].router == h)
+			return 0;
+	return 1;
+}
+
+static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len)
+{
+	struct claim *cl = ud;
+	struct sb__shard *sh = cl->sh;
+	struct sb__xshard *xs = sh->xs;
+	struct sb__conn *c = xs->stopping ? NULL : sb__conn_get(sh, cl->ep);
+	const char *id = sh->r->xr->id;
+
+	if (c == NULL || c->closing || c->doomed) { /* it left while we asked */
+		if (err == 0 && !xs->stopping)
+			sb__nats_kv_delete(xs->nc, "sbnames", cl->name, rev, 2000, kv_ignore, NULL);
+		free(cl);
+		return;
+	}
+	if (err == SB_EDUPNAME && cl->tries < 4) {
+		/* A dead router's name (or ours): take it over, a compare-and-
+		 * swap at the holder's revision, so of two takers one wins. A
+		 * takeover that finds the name moved on (its holder let it go
+		 * meanwhile) makes the claim again. */
+		int was_update = cl->updating, rc = 1;
+		cl->tries++;
+		cl->updating = 0;
+		if (was_update)
+			rc = sb__nats_kv_create(xs->nc, "sbnames", c->name, id, strlen(id), 2000,
+						claimed, cl);
+		else if (val != NULL && holder_gone(sh, val, len)) {
+			cl->updating = 1;
+			rc = sb__nats_kv_update(xs->nc, "sbnames", c->name, id, strlen(id), rev,
+						2000, claimed, cl);
+		}
+		if (rc == 0)
+			return;
+		if (rc < 0)
+			err = rc;
+	}
+	if (err == 0) {
+		sb__idmap_put(&xs->claims, c->ep, rev);
+		sb__hs_welcome(sh, c, cl->hello_id);
+	} else if (err == SB_EDUPNAME) {
+		sb__conn_fail(sh, c, SB_EDUPNAME, "a peer on another router already has this name");
+	} else {
+		/* No JetStream, or no answer: the name is this router's alone. */
+		if (!xs->kv_warned++)
+			sb__log(&sh->r->log, 1,
+				"shard %u: cluster: peer names are not claimed across routers: "
+				"%s",
+				sh->id, sb_strerror(err));
+		sb__hs_welcome(sh, c, cl->hello_id);
+	}
+	free(cl);
+}
+
+int sb__cluster_claim(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
+{
+	struct sb__xshard *xs = sh->xs;
+	const char *me = sh->r->xr->id;
+	struct claim *cl = malloc(sizeof *cl);
+	char subj[SUBJ_MAX];
+
+	if (cl == NULL || subject(subj, "$KV.sbnames.", c->name, strlen(c->name)) != 0) {
+		free(cl);
+		return -1;
+	}
+	*cl = (struct claim){.sh = sh, .ep = c->ep, .hello_id = id};
+	snprintf(cl->name, sizeof cl->name, "%s", c->name);
+	if (sb__nats_kv_create(xs->nc, "sbnames", c->name, me, strlen(me), 2000, claimed, cl) !=
+	    0) {
+		free(cl);
+		return -1;
+	}
+	return 0;
+}
+
+void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t rev = sb__idmap_get(&xs->claims, c->ep);
+	if (rev != 0) { /* only ours: at its revision */
+		sb__nats_kv_delete(xs->nc, "sbnames", c->name, rev, 2000, kv_ignore, NULL);
+		sb__idmap_del(&xs->claims, c->ep);
+	}
+	struct sb__idmap *maps[2] = {&xs->psub, &xs->pxsub};
+	for (int i = 0; i < 2; i++) {
+		uint64_t sid = sb__idmap_get(maps[i], c->ep);
+		if (sid != 0) {
+			sb__nats_unsub(xs->nc, (int64_t)sid);
+			sb__idmap_del(maps[i], c->ep);
+		}
+	}
+}
+
+/* ---- the connection in the shard's loop ---------------------------------- */
+
+/* The connection went: what was in flight through it may be lost (NATS
+ * delivers at most once), so every request across routers ends now. */
+static void lost(struct sb__shard *sh)
+{
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		if (q->handler == SB__CLUSTER_EP) {
+			sb__req_fail(
+				sh, q, SB_EPEERGONE,
+				"the router lost its cluster connection while the handler had it");
+		} else if (q->requester == SB__REMOTE_REQUESTER) {
+			q->ops->cancel(sh, q);
+			sb__req_finish(sh, q);
+		}
+		/* Ending one may end others (a slow consumer dropped): start over. */
+		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+			next = sh->req_list.next;
+		l = next;
+	}
+}
+
+static void on_event(void *ud, enum sb__nats_event ev, const char *text)
+{
+	struct sb__shard *sh = ud;
+	switch (ev) {
+	case SB__NATS_CONNECTED: {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: connected to %s as %s", sh->id, text,
+			sh->xs->inbox);
+		sh->xs->ready_at = sh->now ? sh->now : 1;
+		/* The names' bucket, made by whoever comes first (the same
+		 * settings find it); without JetStream, claims fail over to
+		 * names that are each router's alone. */
+		struct sb__nats_kv_opts o = {.memory = 1, .timeout_ms = 5000};
+		sb__nats_kv_bucket(sh->xs->nc, "sbnames", &o, kv_ignore, NULL);
+		break;
+	}
+	case SB__NATS_DISCONNECTED:
+		sh->xs->ready_at = 0;
+		sb__log(&sh->r->log, 1, "shard %u: cluster: %s", sh->id, text);
+		lost(sh);
+		break;
+	case SB__NATS_SERVER_ERROR:
+		sb__log(&sh->r->log, 0, "shard %u: cluster: the server says %s", sh->id, text);
+		break;
+	case SB__NATS_WRITABLE:
+		break;
+	}
+}
+
+int sb__cluster_start(struct sb__shard *sh)
+{
+	struct sb__xrouter *xr = sh->r->xr;
+	struct sb__xshard *xs = calloc(1, sizeof *xs);
+	char name[64], why[256];
+
+	if (xs == NULL)
+		return SB_ENOMEM;
+	sb__idmap_init(&xs->from);
+	sb__idmap_init(&xs->held);
+	sb__idmap_init(&xs->claims);
+	sb__idmap_init(&xs->psub);
+	sb__idmap_init(&xs->pxsub);
+	xs->mark = sh->r->cfg.out_max / 4;
+	snprintf(xs->inbox, sizeof xs->inbox, "sb.i.%s.%u", xr->id, sh->id);
+	xs->inbox_len = strlen(xs->inbox);
+	snprintf(name, sizeof name, "switchboard %s.%u", xr->id, sh->id);
+	struct sb__nats_hdr h = {"Sb-Svc", "1"};
+	long n = sb__nats_hdr_build(xs->svc_hdr, sizeof xs->svc_hdr, &h, 1);
+	xs->svc_hdr_len = n > 0 ? (size_t)n : 0;
+	/* Bounded as a client's queue is (docs/architecture.md): a quarter of
+	 * out_max pauses the producers, and eight receive pools above out_max
+	 * hold what was routed before a pause took effect (mail to another
+	 * shard takes turns to arrive). Only past that is an answer lost. */
+	const struct sb_router_config *cfg = &sh->r->cfg;
+	struct sb__nats_cfg nc = {.servers = xr->servers,
+				  .name = name,
+				  .out_max = cfg->out_max +
+					     8ull * cfg->recv_buffers * cfg->recv_buffer_size,
+				  .on_event = on_event,
+				  .ud = sh};
+	sh->xs = xs;
+	if (sb__nats_new(&nc, &xs->nc, why, sizeof why) != 0) {
+		sb__log(&sh->r->log, 0, "shard %u: cluster: %s", sh->id, why);
+		sb__idmap_destroy(&xs->from);
+		sb__idmap_destroy(&xs->held);
+		sb__idmap_destroy(&xs->psub);
+		sb__idmap_destroy(&xs->pxsub);
+		free(xs);
+		sh->xs = NULL;
+		return SB_EINVAL;
+	}
+	xs->self = fnv(xr->id, strlen(xr->id));
+	char hand[40];
+	snprintf(hand, sizeof hand, "%s.%u", xr->id, sh->id);
+	struct sb__nats_hdr hh = {"Sb-Hand", hand};
+	n = sb__nats_hdr_build(xs->hand_hdr, sizeof xs->hand_hdr, &hh, 1);
+	xs->hand_hdr_len = n > 0 ? (size_t)n : 0;
+	char sub[96], flow[96];
+	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
+	snprintf(flow, sizeof flow, "sb.f.%s", hand);
+	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
+	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, on_heartbeat, sh) < 0 ||
+	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0) {
+		sb__cluster_stop(sh);
+		return SB_ENOMEM;
+	}
+	return 0;
+}
+
+void sb__cluster_stop(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs == NULL)
+		return;
+	xs->stopping = 1;
+	sb__nats_flush(xs->nc); /* the last claims' deletes, as far as the socket takes them */
+	sb__nats_free(xs->nc);
+	sb__idmap_destroy(&xs->from);
+	sb__idmap_destroy(&xs->claims);
+	sb__idmap_destroy(&xs->held);
+	sb__idmap_destroy(&xs->psub);
+	sb__idmap_destroy(&xs->pxsub);
+	free(xs->paused);
+	free(xs->live);
+	free(xs);
+	sh->xs = NULL;
+}
+
+/* After the connection ran: whether its socket may hold more than one
+ * process() took (it reads a bounded amount), so the next turn reads on
+ * without waiting for a poll that new bytes alone would fire. */
+static void ran(struct sb__shard *sh)
+{
+	int fd = sb__nats_fd(sh->xs->nc), avail = 0;
+	sh->xs->hot = fd >= 0 && ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
+}
+
+/* Poll user data: the tag, then the arm's number and whether it is the
+ * POLLOUT one, so a completion of a poll since replaced is told apart. */
+static uint64_t poll_ud(uint64_t seq, int out)
+{
+	return sb__tag(SB__TAG_NATS, seq << 1 | (uint64_t)out);
+}
+
+void sb__cluster_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t ud = io_uring_cqe_get_data64(cqe) & SB__EP_MASK;
+	uint64_t seq = ud >> 1;
+	int out = (int)(ud & 1);
+
+	if (out && seq == xs->out_seq)
+		xs->out_armed = 0;
+	else if (!out && seq == xs->in_seq && !(cqe->flags & IORING_CQE_F_MORE))
+		xs->in_armed = 0;
+	if (cqe->res <= 0)
+		return;
+	sb__nats_process(xs->nc, (short)cqe->res, sh->now);
+	ran(sh);
+}
+
+static void poll_remove(struct sb__shard *sh, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = sb__sqe(sh);
+	io_uring_prep_poll_remove(sqe, ud);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
+}
+
+static void poll_arm(struct sb__shard *sh, int fd, int out)
+{
+	struct sb__xshard *xs = sh->xs;
+	struct io_uring_sqe *sqe = sb__sqe(sh);
+	uint64_t seq = ++xs->seq;
+	if (out) {
+		io_uring_prep_poll_add(sqe, fd, POLLOUT);
+		xs->out_seq = seq;
+		xs->out_armed = 1;
+	} else {
+		io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+		xs->in_seq = seq;
+		xs->in_armed = 1;
+	}
+	io_uring_sqe_set_data64(sqe, poll_ud(seq, out));
+}
+
+void sb__cluster_turn(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+
+	if (xs->hot || sh->now >= xs->due) {
+		sb__nats_process(xs->nc, xs->hot ? POLLIN : 0, sh->now);
+		ran(sh);
+	}
+	liveness(sh);
+	sb__nats_flush(xs->nc);
+	uncongest(sh);
+	/* A new socket (often with the old one's number): the old polls hold
+	 * the old one open until removed. */
+	uint64_t gen = sb__nats_socket_gen(xs->nc);
+	if (gen != xs->gen) {
+		if (xs->in_armed)
+			poll_remove(sh, poll_ud(xs->in_seq, 0));
+		if (xs->out_armed)
+			poll_remove(sh, poll_ud(xs->out_seq, 1));
+		xs->in_armed = xs->out_armed = 0;
+		xs->in_seq = xs->out_seq = 0;
+		xs->gen = gen;
+	}
+	int fd = sb__nats_fd(xs->nc);
+	if (fd >= 0 && !xs->in_armed)
+		poll_arm(sh, fd, 0);
+	if (fd >= 0 && (sb__nats_events(xs->nc) & POLLOUT) && !xs->out_armed)
+		poll_arm(sh, fd, 1);
+	xs->due = sh->now + (uint64_t)sb__nats_timeout(xs->nc, sh->now);
+}
+
+uint64_t sb__cluster_wait(struct sb__shard *sh, uint64_t wait_ms)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs->hot)
+		return 0;
+	uint64_t due = xs->due < xs->hb_next ? xs->due : xs->hb_next;
+	uint64_t left = due > sh->now ? due - sh->now : 0;
+	return left < wait_ms ? left : wait_ms;
+}
