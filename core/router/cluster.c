@@ -17,7 +17,7 @@
  * cancel goes to sb.x.<where it went> with the inbox as reply subject;
  * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
  * Heartbeats end what a silent router held; peer names are claimed in
- * JetStream's key-value store at HELLO. */
+ * JetStream's key-value store at HELLO (both in cluster_live.c). */
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -32,6 +32,7 @@
 #include "common/log.h"
 #include "common/nats.h"
 #include "proto/mp.h"
+#include "router/cluster-int.h"
 #include "router/cluster.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
@@ -42,70 +43,7 @@
 #include "router/router-t.h"
 #include "router/shard.h"
 
-#define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
-
-struct sb__xrouter {
-	char *servers;
-	char id[24]; /* <R>: "r" and 16 random hex digits */
-};
-
-/* Heartbeats: shard 0 of each router publishes sb.hb.<R> every HB_MS; a
- * router not heard from for DEAD_MS is gone, and the requests it held end
- * (docs/cluster.md, "Failures"). */
-#define HB_MS   500
-#define DEAD_MS 3000
-
-struct live {
-	uint64_t router; /* the hash of its id */
-	uint64_t seen;   /* ms: its last heartbeat or message */
-};
-
-struct sb__xshard {
-	struct sb__nats *nc;
-	char inbox[64]; /* "sb.i.<R>.<k>" */
-	size_t inbox_len;
-	uint64_t gen;             /* the socket whose polls are armed */
-	uint64_t in_seq, out_seq; /* the polls' numbers, in their user data */
-	uint64_t seq;
-	int in_armed, out_armed;
-	int hot;               /* the socket may hold more: read again next turn */
-	uint64_t due;          /* ms: the connection's next timer */
-	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
-	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
-	size_t svc_hdr_len;
-	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>.<k>": which router and shard handle it */
-	size_t hand_hdr_len;
-	size_t mark;           /* output past this pauses whoever feeds it */
-	struct sb__idmap held; /* connections paused for our output -> 1 */
-	uint64_t *paused;      /* ...the same, in order, to resume */
-	uint32_t npaused, paused_cap;
-	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
-	struct live *live;            /* the other routers heard from */
-	uint32_t nlive, live_cap;
-	uint64_t hb_next;        /* ms: the next heartbeat (shard 0) and liveness check */
-	uint64_t self;           /* our router id's hash */
-	struct sb__idmap claims; /* a named peer's connection -> its name's KV revision */
-	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
-	int stopping;            /* freeing the connection: its callbacks only clean up */
-	int kv_warned;           /* said once that names are not claimed */
-};
-
-/* A request's part across routers: to another router (the subject it was
- * published to, the caller's role) or from one (its inbox, and its key in
- * xs->from). */
-struct sb__xreq {
-	uint64_t key; /* from: != 0 */
-	int service;
-	int miss;        /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
-	int told;        /* from: its router has been told which router we are */
-	uint64_t router; /* the other router (its id's hash), once known; 0: not yet */
-	char hand[40];   /* to: "<R>.<k>" of the handling shard, once known */
-	int paused;      /* from: its handler is paused for its requester's router */
-	uint32_t len;
-	char s[]; /* NUL-terminated */
-};
-
-static uint64_t fnv(const char *s, size_t n)
+uint64_t sb__cluster_fnv(const char *s, size_t n)
 {
 	uint64_t h = 1469598103934665603ull;
 	for (size_t i = 0; i < n; i++)
@@ -154,7 +92,7 @@ void sb__cluster_router_free(struct sb_router *r)
 /* ---- publishing ---------------------------------------------------------- */
 
 /* "<prefix><name>" into out (SUBJ_MAX): 0, or -1 if not a subject. */
-static int subject(char *out, const char *prefix, const void *name, size_t len)
+int sb__cluster_subject(char *out, const char *prefix, const void *name, size_t len)
 {
 	size_t p = strlen(prefix);
 	if (len == 0 || p + len >= SUBJ_MAX)
@@ -171,102 +109,14 @@ static void inbox_of(const struct sb__xshard *xs, uint64_t rid, char *out, size_
 	snprintf(out, cap, "%s.%" PRIu64, xs->inbox, rid);
 }
 
-/* ---- liveness ------------------------------------------------------------- */
-
 /* The router of inbox "sb.i.<R>.<k>.<rid>": the hash of <R>, 0 if none. */
 static uint64_t inbox_router(const char *s, size_t n)
 {
 	if (n < 6 || memcmp(s, "sb.i.", 5) != 0)
 		return 0;
 	const char *r = s + 5, *dot = memchr(r, '.', n - 5);
-	return dot != NULL ? fnv(r, (size_t)(dot - r)) : 0;
+	return dot != NULL ? sb__cluster_fnv(r, (size_t)(dot - r)) : 0;
 }
-
-/* Router h is alive now (a heartbeat, or it answered). */
-static void heard(struct sb__shard *sh, uint64_t h)
-{
-	struct sb__xshard *xs = sh->xs;
-	if (h == 0 || h == xs->self)
-		return;
-	for (uint32_t i = 0; i < xs->nlive; i++)
-		if (xs->live[i].router == h) {
-			xs->live[i].seen = sh->now;
-			return;
-		}
-	if (xs->nlive == xs->live_cap) {
-		uint32_t cap = xs->live_cap ? xs->live_cap * 2 : 8;
-		struct live *l = realloc(xs->live, cap * sizeof *l);
-		if (l == NULL)
-			return; /* unknown routers' requests end on their deadlines */
-		xs->live = l;
-		xs->live_cap = cap;
-	}
-	xs->live[xs->nlive++] = (struct live){h, sh->now};
-}
-
-static void on_heartbeat(void *ud, const struct sb__nats_msg *nm)
-{
-	struct sb__shard *sh = ud;
-	if (nm->subject_len > 5)
-		heard(sh, fnv(nm->subject + 5, nm->subject_len - 5));
-}
-
-/* Router h went silent: what it handled for us ends with `peer gone`, what
- * we handle for it is cancelled (nobody is left to answer). */
-static void router_gone(struct sb__shard *sh, uint64_t h)
-{
-	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
-		struct sb__link *next = l->next;
-		uint64_t next_rid =
-			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
-		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
-		if (q->x != NULL && q->x->router == h) {
-			if (q->handler == SB__CLUSTER_EP) {
-				sb__req_fail(sh, q, SB_EPEERGONE,
-					     "the router handling it stopped answering");
-			} else if (q->requester == SB__REMOTE_REQUESTER) {
-				q->ops->cancel(sh, q);
-				sb__req_finish(sh, q);
-			}
-		}
-		/* Ending one may end others (a slow consumer dropped): start over. */
-		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
-			next = sh->req_list.next;
-		l = next;
-	}
-}
-
-/* Every HB_MS: shard 0 beats; every shard looks for routers gone silent. */
-static void liveness(struct sb__shard *sh)
-{
-	struct sb__xshard *xs = sh->xs;
-	char subj[64];
-
-	if (sh->now < xs->hb_next)
-		return;
-	xs->hb_next = sh->now + HB_MS;
-	if (sh->id == 0 && sb__nats_ready(xs->nc)) {
-		snprintf(subj, sizeof subj, "sb.hb.%s", sh->r->xr->id);
-		sb__nats_pub(xs->nc, subj, NULL, NULL, 0, NULL, 0);
-	}
-	/* While we cannot hear anyone, silence proves nothing (and what we
-	 * had in flight has ended already: lost()). */
-	if (!sb__nats_ready(xs->nc)) {
-		for (uint32_t i = 0; i < xs->nlive; i++)
-			xs->live[i].seen = sh->now;
-		return;
-	}
-	for (uint32_t i = 0; i < xs->nlive;) {
-		if (sh->now - xs->live[i].seen <= DEAD_MS) {
-			i++;
-			continue;
-		}
-		uint64_t h = xs->live[i].router;
-		xs->live[i] = xs->live[--xs->nlive];
-		router_gone(sh, h);
-	}
-}
-
 /* ---- flow control: the link's output ------------------------------------- */
 
 /* Pause (1) or resume (0) reading from connection ep of any shard. */
@@ -357,7 +207,7 @@ static void on_flow(void *ud, const struct sb__nats_msg *nm)
 	struct sb__shard *sh = ud;
 	if (nm->reply == NULL || nm->data_len != 1)
 		return;
-	uint64_t rid = sb__idmap_get(&sh->xs->from, fnv(nm->reply, nm->reply_len));
+	uint64_t rid = sb__idmap_get(&sh->xs->from, sb__cluster_fnv(nm->reply, nm->reply_len));
 	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
 	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
 	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
@@ -377,8 +227,8 @@ static void on_flow(void *ud, const struct sb__nats_msg *nm)
  * "sb.r.<name>". 0, or -1 if that is not a subject. */
 static int target(char *out, const struct sb_msg *m)
 {
-	return m->to.ptr != NULL ? subject(out, "sb.p.", m->to.ptr, m->to.len)
-				 : subject(out, "sb.r.", m->name.ptr, m->name.len);
+	return m->to.ptr != NULL ? sb__cluster_subject(out, "sb.p.", m->to.ptr, m->to.len)
+				 : sb__cluster_subject(out, "sb.r.", m->name.ptr, m->name.len);
 }
 
 int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
@@ -464,7 +314,8 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 	if (kind == SB_CANCEL) {
 		/* To whichever router holds it ("sb.x." and where it went): the
 		 * inbox tells that router which of its requests. */
-		if (q->x->len > 3 && subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3) == 0)
+		if (q->x->len > 3 &&
+		    sb__cluster_subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3) == 0)
 			sb__nats_pub(xs->nc, subj, inbox, NULL, 0, NULL, 0);
 		sb__buf_put(b, &sh->pool);
 		return;
@@ -529,10 +380,10 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 	    sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Hand", &hand, &hand_len) &&
 	    hand_len < sizeof q->x->hand) {
 		const char *dot = memrchr(hand, '.', hand_len);
-		q->x->router = fnv(hand, dot != NULL ? (size_t)(dot - hand) : hand_len);
+		q->x->router = sb__cluster_fnv(hand, dot != NULL ? (size_t)(dot - hand) : hand_len);
 		memcpy(q->x->hand, hand, hand_len);
 		q->x->hand[hand_len] = 0;
-		heard(sh, q->x->router);
+		sb__cluster_heard(sh, q->x->router);
 	}
 	struct sb__buf *b = sb__buf_heap(len);
 	if (b == NULL)
@@ -550,14 +401,14 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 
 	if (x == NULL)
 		return SB_ENOMEM;
-	x->key = fnv(o->inbox, o->len);
+	x->key = sb__cluster_fnv(o->inbox, o->len);
 	x->service = 0;
 	x->miss = 0;
 	x->told = 0;
 	x->hand[0] = 0;
 	x->paused = 0;
 	x->router = inbox_router(o->inbox, o->len);
-	heard(sh, x->router);
+	sb__cluster_heard(sh, x->router);
 	x->len = (uint32_t)o->len;
 	memcpy(x->s, o->inbox, o->len);
 	x->s[o->len] = 0;
@@ -664,7 +515,7 @@ static void on_cancel(void *ud, const struct sb__nats_msg *nm)
 	struct sb__shard *sh = ud;
 	if (nm->reply == NULL)
 		return;
-	uint64_t rid = sb__idmap_get(&sh->xs->from, fnv(nm->reply, nm->reply_len));
+	uint64_t rid = sb__idmap_get(&sh->xs->from, sb__cluster_fnv(nm->reply, nm->reply_len));
 	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
 	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
 	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
@@ -682,10 +533,10 @@ void sb__cluster_route_new(void *ctx, struct sb__route *r)
 
 	/* The catch-all and names that are not subjects (a `*` or `>` token
 	 * would subscribe to other names) stay this router's own. */
-	if (subject(subj, "sb.r.", r->name, r->len) != 0)
+	if (sb__cluster_subject(subj, "sb.r.", r->name, r->len) != 0)
 		return;
 	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
-	subject(subj, "sb.x.r.", r->name, r->len);
+	sb__cluster_subject(subj, "sb.x.r.", r->name, r->len);
 	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, on_cancel, sh);
 	for (int i = 0; i < 2; i++)
 		if (r->sid[i] < 0)
@@ -706,124 +557,16 @@ void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
 	int64_t sid;
 
 	/* A name that is not a subject stays this router's own. */
-	if (subject(subj, "sb.p.", c->name, strlen(c->name)) != 0)
+	if (sb__cluster_subject(subj, "sb.p.", c->name, strlen(c->name)) != 0)
 		return;
 	/* In a queue group: should two routers hold the name (names are not
 	 * yet unique across routers), one of them gets each message, never
 	 * both. */
 	if ((sid = sb__nats_sub(xs->nc, subj, subj, on_call, sh)) > 0)
 		sb__idmap_put(&xs->psub, c->ep, (uint64_t)sid);
-	subject(subj, "sb.x.p.", c->name, strlen(c->name));
+	sb__cluster_subject(subj, "sb.x.p.", c->name, strlen(c->name));
 	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_cancel, sh)) > 0)
 		sb__idmap_put(&xs->pxsub, c->ep, (uint64_t)sid);
-}
-
-static void kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len)
-{
-	(void)ud, (void)err, (void)rev, (void)val, (void)len;
-}
-
-/* A name claim in flight: the connection it is for, its HELLO's id. */
-struct claim {
-	struct sb__shard *sh;
-	uint64_t ep;
-	uint64_t hello_id;
-	int tries;    /* takeovers and claims again after the first claim */
-	int updating; /* the claim in flight is a takeover (an update) */
-	char name[SB_PEER_MAX + 1];
-};
-
-static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
-
-/* Whether the name's holder (its value: the holding router's id) may be
- * displaced: ourselves (the name is ours already: this router's own
- * directory keeps it unique here), or a router we have not heard from for
- * the dead time while we could hear. */
-static int holder_gone(struct sb__shard *sh, const uint8_t *val, size_t len)
-{
-	struct sb__xshard *xs = sh->xs;
-	uint64_t h = fnv((const char *)val, len);
-	if (h == xs->self)
-		return 1;
-	if (xs->ready_at == 0 || sh->now - xs->ready_at <= DEAD_MS)
-		return 0;
-	for (uint32_t i = 0; i < xs->nlive; i++)
-		if (xs->live[i].router == h)
-			return 0;
-	return 1;
-}
-
-static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len)
-{
-	struct claim *cl = ud;
-	struct sb__shard *sh = cl->sh;
-	struct sb__xshard *xs = sh->xs;
-	struct sb__conn *c = xs->stopping ? NULL : sb__conn_get(sh, cl->ep);
-	const char *id = sh->r->xr->id;
-
-	if (c == NULL || c->closing || c->doomed) { /* it left while we asked */
-		if (err == 0 && !xs->stopping)
-			sb__nats_kv_delete(xs->nc, "sbnames", cl->name, rev, 2000, kv_ignore, NULL);
-		free(cl);
-		return;
-	}
-	if (err == SB_EDUPNAME && cl->tries < 4) {
-		/* A dead router's name (or ours): take it over, a compare-and-
-		 * swap at the holder's revision, so of two takers one wins. A
-		 * takeover that finds the name moved on (its holder let it go
-		 * meanwhile) makes the claim again. */
-		int was_update = cl->updating, rc = 1;
-		cl->tries++;
-		cl->updating = 0;
-		if (was_update)
-			rc = sb__nats_kv_create(xs->nc, "sbnames", c->name, id, strlen(id), 2000,
-						claimed, cl);
-		else if (val != NULL && holder_gone(sh, val, len)) {
-			cl->updating = 1;
-			rc = sb__nats_kv_update(xs->nc, "sbnames", c->name, id, strlen(id), rev,
-						2000, claimed, cl);
-		}
-		if (rc == 0)
-			return;
-		if (rc < 0)
-			err = rc;
-	}
-	if (err == 0) {
-		sb__idmap_put(&xs->claims, c->ep, rev);
-		sb__hs_welcome(sh, c, cl->hello_id);
-	} else if (err == SB_EDUPNAME) {
-		sb__conn_fail(sh, c, SB_EDUPNAME, "a peer on another router already has this name");
-	} else {
-		/* No JetStream, or no answer: the name is this router's alone. */
-		if (!xs->kv_warned++)
-			sb__log(&sh->r->log, 1,
-				"shard %u: cluster: peer names are not claimed across routers: "
-				"%s",
-				sh->id, sb_strerror(err));
-		sb__hs_welcome(sh, c, cl->hello_id);
-	}
-	free(cl);
-}
-
-int sb__cluster_claim(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
-{
-	struct sb__xshard *xs = sh->xs;
-	const char *me = sh->r->xr->id;
-	struct claim *cl = malloc(sizeof *cl);
-	char subj[SUBJ_MAX];
-
-	if (cl == NULL || subject(subj, "$KV.sbnames.", c->name, strlen(c->name)) != 0) {
-		free(cl);
-		return -1;
-	}
-	*cl = (struct claim){.sh = sh, .ep = c->ep, .hello_id = id};
-	snprintf(cl->name, sizeof cl->name, "%s", c->name);
-	if (sb__nats_kv_create(xs->nc, "sbnames", c->name, me, strlen(me), 2000, claimed, cl) !=
-	    0) {
-		free(cl);
-		return -1;
-	}
-	return 0;
 }
 
 void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c)
@@ -831,7 +574,8 @@ void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c)
 	struct sb__xshard *xs = sh->xs;
 	uint64_t rev = sb__idmap_get(&xs->claims, c->ep);
 	if (rev != 0) { /* only ours: at its revision */
-		sb__nats_kv_delete(xs->nc, "sbnames", c->name, rev, 2000, kv_ignore, NULL);
+		sb__nats_kv_delete(xs->nc, "sbnames", c->name, rev, 2000, sb__cluster_kv_ignore,
+				   NULL);
 		sb__idmap_del(&xs->claims, c->ep);
 	}
 	struct sb__idmap *maps[2] = {&xs->psub, &xs->pxsub};
@@ -882,7 +626,7 @@ static void on_event(void *ud, enum sb__nats_event ev, const char *text)
 		 * settings find it); without JetStream, claims fail over to
 		 * names that are each router's alone. */
 		struct sb__nats_kv_opts o = {.memory = 1, .timeout_ms = 5000};
-		sb__nats_kv_bucket(sh->xs->nc, "sbnames", &o, kv_ignore, NULL);
+		sb__nats_kv_bucket(sh->xs->nc, "sbnames", &o, sb__cluster_kv_ignore, NULL);
 		break;
 	}
 	case SB__NATS_DISCONNECTED:
@@ -940,7 +684,7 @@ int sb__cluster_start(struct sb__shard *sh)
 		sh->xs = NULL;
 		return SB_EINVAL;
 	}
-	xs->self = fnv(xr->id, strlen(xr->id));
+	xs->self = sb__cluster_fnv(xr->id, strlen(xr->id));
 	char hand[40];
 	snprintf(hand, sizeof hand, "%s.%u", xr->id, sh->id);
 	struct sb__nats_hdr hh = {"Sb-Hand", hand};
@@ -950,7 +694,7 @@ int sb__cluster_start(struct sb__shard *sh)
 	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
 	snprintf(flow, sizeof flow, "sb.f.%s", hand);
 	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
-	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, on_heartbeat, sh) < 0 ||
+	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, sb__cluster_on_heartbeat, sh) < 0 ||
 	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0) {
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
@@ -1042,7 +786,7 @@ void sb__cluster_turn(struct sb__shard *sh)
 		sb__nats_process(xs->nc, xs->hot ? POLLIN : 0, sh->now);
 		ran(sh);
 	}
-	liveness(sh);
+	sb__cluster_liveness(sh);
 	sb__nats_flush(xs->nc);
 	uncongest(sh);
 	/* A new socket (often with the old one's number): the old polls hold

@@ -1,0 +1,85 @@
+/* The cluster bridge's state, as its parts share it: the router's and each
+ * shard's part, a request's part across routers, and what the bridge
+ * (cluster.c) and the routers' liveness and name claims (cluster_live.c)
+ * call in each other. Internal to them. */
+#ifndef SB_ROUTER_CLUSTER_INT_H
+#define SB_ROUTER_CLUSTER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/idmap.h"
+#include "common/nats.h"
+#include "router/shard-t.h"
+
+#define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
+
+struct sb__xrouter {
+	char *servers;
+	char id[24]; /* <R>: "r" and 16 random hex digits */
+};
+
+struct live {
+	uint64_t router; /* the hash of its id */
+	uint64_t seen;   /* ms: its last heartbeat or message */
+};
+
+struct sb__xshard {
+	struct sb__nats *nc;
+	char inbox[64]; /* "sb.i.<R>.<k>" */
+	size_t inbox_len;
+	uint64_t gen;             /* the socket whose polls are armed */
+	uint64_t in_seq, out_seq; /* the polls' numbers, in their user data */
+	uint64_t seq;
+	int in_armed, out_armed;
+	int hot;               /* the socket may hold more: read again next turn */
+	uint64_t due;          /* ms: the connection's next timer */
+	struct sb__idmap from; /* key of a remote request's inbox -> our rid */
+	uint8_t svc_hdr[32];   /* "Sb-Svc: 1": the caller is a service */
+	size_t svc_hdr_len;
+	uint8_t hand_hdr[64]; /* "Sb-Hand: <R>.<k>": which router and shard handle it */
+	size_t hand_hdr_len;
+	size_t mark;           /* output past this pauses whoever feeds it */
+	struct sb__idmap held; /* connections paused for our output -> 1 */
+	uint64_t *paused;      /* ...the same, in order, to resume */
+	uint32_t npaused, paused_cap;
+	struct sb__idmap psub, pxsub; /* a named peer's connection -> sb.p, sb.x.p sid */
+	struct live *live;            /* the other routers heard from */
+	uint32_t nlive, live_cap;
+	uint64_t hb_next;        /* ms: the next heartbeat (shard 0) and liveness check */
+	uint64_t self;           /* our router id's hash */
+	struct sb__idmap claims; /* a named peer's connection -> its name's KV revision */
+	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
+	int stopping;            /* freeing the connection: its callbacks only clean up */
+	int kv_warned;           /* said once that names are not claimed */
+};
+
+/* A request's part across routers: to another router (the subject it was
+ * published to, the caller's role) or from one (its inbox, and its key in
+ * xs->from). */
+struct sb__xreq {
+	uint64_t key; /* from: != 0 */
+	int service;
+	int miss;        /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
+	int told;        /* from: its router has been told which router we are */
+	uint64_t router; /* the other router (its id's hash), once known; 0: not yet */
+	char hand[40];   /* to: "<R>.<k>" of the handling shard, once known */
+	int paused;      /* from: its handler is paused for its requester's router */
+	uint32_t len;
+	char s[]; /* NUL-terminated */
+};
+
+/* FNV-1a of s, never 0: a router id's hash, an inbox's key. */
+uint64_t sb__cluster_fnv(const char *s, size_t n);
+/* "<prefix><name>" into out (SUBJ_MAX): 0, or -1 if not a subject. */
+int sb__cluster_subject(char *out, const char *prefix, const void *name, size_t len);
+/* Router h (its id's hash) is alive now: a heartbeat, or it answered. */
+void sb__cluster_heard(struct sb__shard *sh, uint64_t h);
+/* sb.hb.*: another router's heartbeat. */
+void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm);
+/* Once a turn: heartbeats sent (shard 0), routers gone silent ended. */
+void sb__cluster_liveness(struct sb__shard *sh);
+/* A key-value operation whose end nobody waits for. */
+void sb__cluster_kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
+
+#endif
