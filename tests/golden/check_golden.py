@@ -115,6 +115,11 @@ VECTORS = [
     ("error-unknown-kind", [11, 0, U64(77), 15, "unknown message kind 30", None, None]),
     ("goodbye-peer", [17, 0, U64(0), "shutting down", 10000, None]),
     ("reply-final-chunk", [10, 2, U64(8), "file.read-done", None, None]),
+    # A bearer token in HELLO's payload (docs/protocol.md, "A bearer token
+    # in HELLO"): HS256 over {"sub":"ada","exp":1900000000}.
+    ("hello-token", [1, 0, U64(0), 1, "tunnel-1", "service",
+                     {"lib": "sb-c 0.2",
+                      "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEiLCJleHAiOjE5MDAwMDAwMDB9.ddF9DeTc8YJMUotw8LI5F6XKpw5VxIy0fW0XhqoyM5w"}]),
 ]
 
 # Frames python builds that we must refuse: (name, elements, code, fault, field).
@@ -508,6 +513,8 @@ def main():
     for name in docs:
         if name not in vectors:
             fail("docs/protocol.md has a dump %s with no vector" % name)
+        elif docs[name] != frame(vectors[name]):
+            fail("docs/protocol.md dump %s is not the vector's frame" % name)
     doc_results = run_decoder(tool, list(docs.values()))
     for name, r in zip(docs, doc_results):
         if not r["ok"]:
