@@ -202,7 +202,8 @@ int sb__hello_token(struct sb_view payload, struct sb_view *t)
 		struct sb__mp_item key, v;
 		if (sb__mp_read(&p, end, &key) != SB__MP_OK)
 			return 0;
-		int is_token = key.type == SB__MP_STR && key.len == 5 && memcmp(key.body, "token", 5) == 0;
+		int is_token =
+			key.type == SB__MP_STR && key.len == 5 && memcmp(key.body, "token", 5) == 0;
 		/* The value, skipped whole: a count of items still to read. */
 		for (uint64_t left = 1; left > 0; left--) {
 			if (sb__mp_read(&p, end, &v) != SB__MP_OK)
@@ -222,8 +223,8 @@ int sb__hello_token(struct sb_view payload, struct sb_view *t)
 	return 0;
 }
 
-int sb__tok_present(struct sb__shard *sh, struct sb__conn *c, const char *t, size_t len,
-		    char *why, size_t cap)
+int sb__tok_present(struct sb__shard *sh, struct sb__conn *c, const char *t, size_t len, char *why,
+		    size_t cap)
 {
 	struct sb__jwt_keys *k = sb__jwt_slot_current(&sh->r->jwt, &sh->jwt);
 

@@ -63,8 +63,8 @@ int sb__hello_token(struct sb_view payload, struct sb_view *t);
  * claims applied to c. @return 0; SB_EUNAUTHORIZED (@p why: the check that
  * failed, or that the router has no keys)
  */
-int sb__tok_present(struct sb__shard *sh, struct sb__conn *c, const char *t, size_t len,
-		    char *why, size_t cap);
+int sb__tok_present(struct sb__shard *sh, struct sb__conn *c, const char *t, size_t len, char *why,
+		    size_t cap);
 
 /** c's token runs out at its exp plus the leeway: then it is closed. */
 void sb__tok_arm(struct sb__shard *sh, struct sb__conn *c);

@@ -364,8 +364,9 @@ void sb__edge_call_end(struct sb__shard *sh, struct sb__conn *c)
 		/* An HTTP client is a peer of role client for its connection's life,
 		 * named from the pattern, with no HELLO of its own. */
 		struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
-		hello.role = c->tok != NULL && c->tok->service ? (struct sb_view){(const uint8_t *)"service", 7}
-					    : (struct sb_view){(const uint8_t *)"client", 6};
+		hello.role = c->tok != NULL && c->tok->service
+				     ? (struct sb_view){(const uint8_t *)"service", 7}
+				     : (struct sb_view){(const uint8_t *)"client", 6};
 		sb__hs_hello(sh, c, &hello);
 	}
 	if (c->ready && !c->doomed)

@@ -513,11 +513,12 @@ static void test_a_tcp_peer_with_a_token_in_its_hello_is_served_as_its_subject(v
 	peer_register(svc, "whoami", 1);
 
 	struct peer *p = peer_dial(PORT);
-	hello_with_token(p, "tcp-7", "service",
-			 token(HS,
-			       claims("ada@example.com", ",\"sb_role\":\"service\",\"sb_name\":"
-							 "\"tcp-*\",\"sb_allow_register\":\"ada.*\""),
-			       SECRET));
+	hello_with_token(
+		p, "tcp-7", "service",
+		token(HS,
+		      claims("ada@example.com", ",\"sb_role\":\"service\",\"sb_name\":"
+						"\"tcp-*\",\"sb_allow_register\":\"ada.*\""),
+		      SECRET));
 	struct sb_msg *w = peer_expect(p, SB_WELCOME);
 	CHECK(v_is(w->peer, "tcp-7"));
 	/* Its name rules hold on TCP as on the edge. */
@@ -553,8 +554,8 @@ static void test_bad_tokens_in_a_hello_are_refused_saying_why_and_counted(void)
 	cfg.auth_fail_window_ms = 60000;
 	router_start(&cfg);
 	char c[4][256];
-	const char *bad[4], *why[4] = {"expired", "bad signature", "wrong audience",
-				       "alg none is refused"};
+	const char *bad[4],
+		*why[4] = {"expired", "bad signature", "wrong audience", "alg none is refused"};
 
 	snprintf(c[0], sizeof c[0], "{\"sub\":\"ada\",\"aud\":\"edge\",\"exp\":%lld}",
 		 (long long)time(NULL) - 3600);
