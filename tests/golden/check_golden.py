@@ -370,6 +370,14 @@ def write_router_seeds(directory):
         "auth-short-proof": hello("client") + auth(bytes(64), bytes(16)),
         "auth-short-nonce": hello("client") + auth(bytes(8), bytes(32)),  # under 16
         "auth-skipped": hello("service") + reg + request(2, "fz.echo"),
+        # Bearer tokens in HELLO's payload: a forged one, one that is not a
+        # string, and one after nested values the router must skip whole.
+        "hello-token": frame([1, 0, U64(0), 1, "fz-t", "service",
+                              {"lib": "x", "token": "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}])
+        + request(2, "fz.echo"),
+        "hello-token-int": frame([1, 0, U64(0), 1, None, "client", {"token": 7}]),
+        "hello-token-nested": frame([1, 0, U64(0), 1, None, "client",
+                                     {"a": [1, {"b": [2, 3]}], "token": "a.b.c"}]),
         # The protocol's edges (docs/protocol.md): request ids 0 and twice
         # open, what a handler may not mean in its answers, kinds only the
         # router sends, kind 0, a GOODBYE that waits, $sb.stats in pages.
