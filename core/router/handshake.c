@@ -106,7 +106,9 @@ static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, st
 	}
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
-	if (c->tok != NULL && c->edge == NULL) /* an edge peer's is armed at its upgrade */
+	/* A peer lives as long as its token (an upgrade's is armed already;
+	 * an HTTP caller's token is read again on each call). */
+	if (c->tok != NULL && c->xport != SB__XPORT_HTTP && !sb__timer_armed(&c->tok->timer))
 		sb__tok_arm(sh, c);
 	sb__conn_idle_start(sh, c);
 	sb__log(&sh->r->log, 2, "peer %s connected (%s, shard %u)", c->name,

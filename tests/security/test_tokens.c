@@ -393,7 +393,10 @@ static void test_a_tokens_name_rules_narrow_what_a_websocket_peer_may_do(void)
 	router_stop();
 }
 
-static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
+static size_t token_payload(const char *t, uint8_t *out);
+
+/* Its token shown at the upgrade, or in its HELLO (@p in_hello). */
+static void ws_token_expires(int in_hello)
 {
 	write_secret(SECRET);
 	struct sb_router_config cfg = token_config();
@@ -406,10 +409,14 @@ static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
 	snprintf(c, sizeof c, "{\"sub\":\"brief\",\"aud\":\"edge\",\"exp\":%lld}",
 		 (long long)time(NULL) + 2);
 	snprintf(field, sizeof field, "Authorization: Bearer %s\r\n", token(HS, c, SECRET));
-	int fd = upgrade(field, out, sizeof out);
+	int fd = upgrade(in_hello ? "" : field, out, sizeof out);
 	CHECK(strncmp(out, "HTTP/1.1 101 ", 13) == 0);
 	struct sb_msg hello = {.kind = SB_HELLO, .id = 1, .version = 1};
+	uint8_t pl[4200];
 	hello.role = v_str("client");
+	if (in_hello)
+		hello.payload =
+			(struct sb_view){pl, (uint32_t)token_payload(token(HS, c, SECRET), pl)};
 	ws_exchange(fd, &hello, &got, buf, sizeof buf);
 	CHECK_INT(got.kind, SB_WELCOME);
 	/* Then, within a few seconds and unasked: the ERROR, and close 1008. */
@@ -445,6 +452,12 @@ static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
 	CHECK_INT(close_code, 1008);
 	close(fd);
 	router_stop();
+}
+
+static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
+{
+	ws_token_expires(0);
+	ws_token_expires(1);
 }
 
 static void test_a_reload_rotates_the_key(void)
