@@ -193,10 +193,13 @@ int sb__edge_token(struct sb__shard *sh, struct sb__conn *c, const struct sb__ht
 
 int sb__hello_token(struct sb_view payload, struct sb_view *t)
 {
-	const uint8_t *p = payload.ptr, *end = payload.ptr + payload.len;
+	const uint8_t *p = payload.ptr, *end;
 	struct sb__mp_item it;
 
-	if (payload.ptr == NULL || sb__mp_read(&p, end, &it) != SB__MP_OK || it.type != SB__MP_MAP)
+	if (payload.ptr == NULL) /* an HTTP caller's HELLO, made by the edge */
+		return 0;
+	end = payload.ptr + payload.len;
+	if (sb__mp_read(&p, end, &it) != SB__MP_OK || it.type != SB__MP_MAP)
 		return 0; /* free-form information, without a token */
 	for (uint32_t pair = 0; pair < it.len; pair++) {
 		struct sb__mp_item key, v;
