@@ -56,8 +56,8 @@ export interface ConnectOptions {
   url?: string | null;
   /** Browser only: false uses WebSocket even where WebSocketStream exists (default: WebSocketStream when there). */
   webSocketStream?: boolean;
-  /** Not supported yet (bearer tokens are to come in the router): passing one throws INVAL. */
-  token?: never;
+  /** A bearer token (a JWT, compact form) for a router with token keys, sent in HELLO on every connection over TCP, TLS and WebSocket; its subject becomes this peer's verified identity, and no secret is asked. Not a JWT (base64url parts joined by dots, at most 8192 bytes): INVAL. */
+  token?: string | null;
   /** Default timeout of requests, ms; 0 (default) is the router's (30 s). */
   timeout?: number;
   /** Reconnect after a lost connection (default true). */
@@ -128,7 +128,7 @@ export interface AllResult<T = any> {
 export interface Identity {
   peer: string;
   role: string | null;
-  /** The certificate subject under mutual TLS, else null. */
+  /** The certificate subject under mutual TLS, or the bearer token's `sub`, else null. */
   subject: string | null;
 }
 

@@ -69,6 +69,11 @@ int sb__client_payload(const void *p, size_t len, struct sb_view *v);
  *  client gave up. */
 void sb__client_drop(struct sb_client *c, int why);
 
+#define SB__CLIENT_TOKEN_MAX 8192u /* bytes of a bearer token: the router's bound */
+
+/** c's HELLO payload with @p token in it (conn.c). @return 0 or SB_ENOMEM */
+int sb__client_hello_token(struct sb_client *c, const char *token);
+
 /** Ends the connection for good: retrying would be refused the same way. */
 void sb__client_give_up(struct sb_client *c, int err);
 

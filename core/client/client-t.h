@@ -90,6 +90,8 @@ struct sb_client {
 	struct sb_client_config cfg; /* its strings point at the copies below */
 	char *host, *name, *role;
 	char *secret;   /* shared secret, or NULL; wiped when freed */
+	uint8_t *hello; /* HELLO's payload ({"lib", "token"} with a token), or NULL: HELLO_INFO */
+	size_t hello_len;
 	int service;    /* role "service" */
 	int challenged; /* this connection answered a CHALLENGE */
 	enum conn_state st;

@@ -1,6 +1,7 @@
 /* The client object: its configuration, creation and freeing, the loop that
  * drives it from the caller's event loop (one turn: timers, one poll, reads
  * and their callbacks, writes), and what it tells the program. */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -176,6 +177,21 @@ static const char *role_name(enum sb_role role)
 	return role == SB_ROLE_SERVICE ? "service" : "client";
 }
 
+/* A compact JWS: base64url parts joined by dots, within the router's
+ * bound. The router verifies the rest; this keeps a wrong string (a
+ * file name, a token with its "Bearer ") from being sent at all. */
+static int token_ok(const char *t)
+{
+	size_t n = strlen(t);
+
+	if (n == 0 || n > SB__CLIENT_TOKEN_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)t[i]) && t[i] != '-' && t[i] != '_' && t[i] != '.')
+			return 0;
+	return 1;
+}
+
 static int config_ok(const struct sb_client_config *cfg)
 {
 	struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
@@ -191,6 +207,8 @@ static int config_ok(const struct sb_client_config *cfg)
 		return 0;
 	if (cfg->secret != NULL &&
 	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__HMAC_SECRET_MAX))
+		return 0;
+	if (cfg->token != NULL && !token_ok(cfg->token))
 		return 0;
 	/* The codec checks the name the way the router will. */
 	hello.peer = sb__client_view(cfg->name);
@@ -243,6 +261,10 @@ static void destroy(struct sb_client *c)
 		sb__hmac_wipe(c->secret, strlen(c->secret));
 		free(c->secret);
 	}
+	if (c->hello != NULL) {
+		sb__hmac_wipe(c->hello, c->hello_len);
+		free(c->hello);
+	}
 	free(c);
 }
 
@@ -285,6 +307,9 @@ struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 	c->cfg.host = c->host;
 	c->cfg.name = c->name;
 	c->cfg.secret = c->secret;
+	c->cfg.token = NULL; /* it lives on in c->hello */
+	if (cfg->token != NULL && sb__client_hello_token(c, cfg->token) != 0)
+		goto fail;
 	c->cfg.tls_ca = c->cfg.tls_server_name = c->cfg.tls_cert = c->cfg.tls_key = NULL;
 	if (cfg->tls) {
 		char why[320];

@@ -450,6 +450,35 @@ static int connected_to_self(int fd)
 	return 0;
 }
 
+int sb__client_hello_token(struct sb_client *c, const char *token)
+{
+	size_t n = strlen(token), at = 0;
+	uint8_t *p = malloc(sizeof HELLO_INFO + 9 + n);
+
+	if (p == NULL)
+		return SB_ENOMEM;
+	/* {"lib": ..., "token": T}: the info's pair, then the token's. */
+	memcpy(p, &HELLO_INFO, sizeof HELLO_INFO);
+	p[0] = 0x82;
+	at = sizeof HELLO_INFO;
+	memcpy(p + at, "\xa5token", 6);
+	at += 6;
+	if (n < 32)
+		p[at++] = (uint8_t)(0xa0 | n);
+	else if (n < 256) {
+		p[at++] = 0xd9;
+		p[at++] = (uint8_t)n;
+	} else {
+		p[at++] = 0xda;
+		p[at++] = (uint8_t)(n >> 8);
+		p[at++] = (uint8_t)n;
+	}
+	memcpy(p + at, token, n);
+	c->hello = p;
+	c->hello_len = at + n;
+	return 0;
+}
+
 /* The connection is up (TLS included): say HELLO. */
 static void say_hello(struct sb_client *c)
 {
@@ -467,8 +496,8 @@ static void say_hello(struct sb_client *c)
 	c->challenged = 0;
 	m.peer = sb__client_view(c->name);
 	m.role = sb__client_view(c->role);
-	m.payload.ptr = (const uint8_t *)&HELLO_INFO;
-	m.payload.len = sizeof HELLO_INFO;
+	m.payload.ptr = c->hello != NULL ? c->hello : (const uint8_t *)&HELLO_INFO;
+	m.payload.len = c->hello != NULL ? c->hello_len : sizeof HELLO_INFO;
 	if (sb__client_queue(c, &m, 1) != 0) {
 		sb__client_drop(c, SB_ENOMEM);
 		return;

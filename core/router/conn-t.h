@@ -22,6 +22,7 @@ struct sb__shard;
 struct sb__tls;
 struct sb__auth_hs;
 struct sb__edge;
+struct sb__tok;
 
 /* How a connection's bytes are carried: the plain path is the one every
  * receive, flush and send completion tests for, once. */
@@ -47,6 +48,7 @@ struct sb__conn {
 	uint32_t peer_id;      /* written into `from` of what it sends */
 	struct sb__tls *tls;   /* TLS state; NULL on a plain connection */
 	struct sb__edge *edge; /* HTTP and WebSocket state; NULL unless on the edge */
+	struct sb__tok *tok;   /* a verified bearer token's word; NULL: none (edge_auth.c) */
 	uint8_t xport;         /* enum sb__xport */
 	uint8_t ready;         /* handshake done */
 	uint8_t service;       /* role "service": may register handlers */

@@ -21,6 +21,7 @@
 #include "router/conn.h"
 #include "router/conn_tls.h"
 #include "router/conn_ws.h"
+#include "router/edge_auth.h"
 #include "router/flow.h"
 #include "router/frame.h"
 #include "router/mail.h"
@@ -373,6 +374,7 @@ void sb__conn_free(struct sb__shard *sh, struct sb__conn *c)
 		sb__buf_put(c->asm_buf, &sh->pool);
 	sb__tls_free(c->tls);
 	sb__conn_ws_free(c);
+	sb__tok_free(c);
 	sb__peers_conn_free(c);
 	close(c->fd);
 	sb__link_del(&c->all);

@@ -36,7 +36,6 @@ static uint64_t message_max(const struct sb__shard *sh)
 }
 
 static void on_deadline(struct sb__timer *t);
-static void on_token_expiry(struct sb__timer *t);
 
 int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c)
 {
@@ -56,8 +55,6 @@ int sb__conn_ws_start(struct sb__shard *sh, struct sb__conn *c)
 		return SB_ENOMEM;
 	}
 	sb__ws_init(&e->ws_in, message_max(sh), 0);
-	sb__timer_init(&e->tok_timer, on_token_expiry);
-	e->conn = c;
 	e->reading = 1;
 	c->edge = e;
 	c->xport = SB__XPORT_HTTP;
@@ -71,9 +68,6 @@ void sb__conn_ws_free(struct sb__conn *c)
 {
 	if (c->edge == NULL)
 		return;
-	sb__timer_disarm(&c->edge->tok_timer);
-	sb__patterns_free(&c->edge->tok_call);
-	sb__patterns_free(&c->edge->tok_reg);
 	sb__http_free(&c->edge->http);
 	sb__ws_free(&c->edge->ws_in);
 	free(c->edge->body);
@@ -458,7 +452,8 @@ static void upgrade(struct sb__shard *sh, struct sb__conn *c, const struct sb__h
 
 	if (!origin_allowed(sh, c, r, "WebSocket upgrade"))
 		return;
-	if (sb__edge_token(sh, c, r, why, sizeof why) != 0) {
+	/* Without a token here, the HELLO must carry one (handshake.c). */
+	if (sb__edge_token(sh, c, r, 0, why, sizeof why) != 0) {
 		char a[INET_ADDRSTRLEN];
 		sb__log(&sh->r->log, 1, "WebSocket upgrade from %s refused: %s",
 			sb__conn_addr(c, a, sizeof a), why);
@@ -499,11 +494,8 @@ static void upgrade(struct sb__shard *sh, struct sb__conn *c, const struct sb__h
 	sb__http_free(&e->http); /* its 8 KiB block is not needed again */
 	e->ws = 1;
 	c->xport = SB__XPORT_WS;
-	if (e->authed) { /* the peer lives as long as its token: then 1008 */
-		int64_t left = e->tok_exp + (int64_t)sh->r->cfg.jwt_leeway_s - (int64_t)time(NULL);
-		sb__timer_arm(&sh->wheel, &e->tok_timer,
-			      sh->now + (left > 0 ? (uint64_t)left * 1000u : 0));
-	}
+	if (c->tok != NULL) /* the peer lives as long as its token: then 1008 */
+		sb__tok_arm(sh, c);
 }
 
 /* Bytes that come while a call is out wait for its answer, up to a bound:
@@ -633,7 +625,7 @@ static void message(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 		sb__conn_close(sh, c, "out of memory");
 		return;
 	}
-	if (c->edge->tok_rules)
+	if (c->tok != NULL && c->tok->rules)
 		narrowed(sh, c, h, p, ev->len);
 	else
 		sb__conn_take_at(sh, c, h, p, (uint32_t)ev->len);
@@ -679,18 +671,12 @@ void sb__conn_ws_in(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 	sb__buf_put(b, &sh->pool);
 }
 
-/* A WebSocket peer's token ran out: it hears why (an ERROR), then a close
- * with 1008. A new connection with a fresh token carries on. */
-static void on_token_expiry(struct sb__timer *t)
+/* A WebSocket peer hears why (an ERROR), then a close with 1008. An HTTP
+ * connection's token is read again on each call: it is not closed. */
+void sb__conn_ws_token_expired(struct sb__shard *sh, struct sb__conn *c)
 {
-	struct sb__edge *e = SB__CONTAINER(t, struct sb__edge, tok_timer);
-	struct sb__conn *c = e->conn;
-	struct sb__shard *sh = c->sh;
-
-	if (c->doomed || c->closing)
+	if (!c->edge->ws)
 		return;
-	sb__log(&sh->r->log, 2, "WebSocket peer %s: its bearer token expired",
-		c->name[0] ? c->name : "(handshake)");
 	if (c->ready)
 		sb__send_error(sh, c, 0, SB_EUNAUTHORIZED, "the bearer token expired", SB_F_FATAL);
 	want_close(sh, c, SB__WS_POLICY, "the bearer token expired");

@@ -66,18 +66,7 @@ struct sb__edge {
 	uint8_t *held;                   /* bytes of later requests, read while a call is out */
 	size_t held_len;                 /* ... (at most SB__HELD_MAX) */
 	struct sb__json_buf chunks;      /* the chunks' data, comma-separated JSON */
-	/* a bearer token's word (edge_auth.c) */
-	uint8_t authed;                    /* a token was verified: its subject is ours */
-	uint8_t tok_service;               /* it grants role service */
-	char tok_name[SB_PEER_MAX + 1];    /* the peer name(s) it allows ("" any; "x*") */
-	char tok_sub[SB__JWT_SUB_MAX + 1]; /* its subject */
-	int64_t tok_exp;                   /* its exp, seconds since the epoch */
-	uint8_t tok_rules;                 /* its sb_allow_call or sb_allow_register narrow */
-	struct sb__patterns tok_call;      /* sb_allow_call (any: not given) */
-	struct sb__patterns tok_reg;       /* sb_allow_register (the same) */
-	struct sb__timer tok_timer;        /* a WebSocket peer's token runs out: closed */
-	struct sb__conn *conn;             /* whose state this is (for the timer) */
-	uint32_t nchunks;                  /* ... how many */
+	uint32_t nchunks;                /* ... how many */
 };
 
 /** Raw bytes (an HTTP answer in b, whose reference is taken over) queued
@@ -98,6 +87,9 @@ void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c);
 
 /** A sendmsg of n bytes of c's output completed. */
 void sb__conn_ws_sent(struct sb__shard *sh, struct sb__conn *c, size_t n);
+
+/** c's bearer token ran out: a fatal ERROR, then a close with 1008. */
+void sb__conn_ws_token_expired(struct sb__shard *sh, struct sb__conn *c);
 
 /** Refuses c before its upgrade: an HTTP error answer with a JSON body
  *  (@p err's code, @p why), then the close. */

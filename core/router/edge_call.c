@@ -251,17 +251,17 @@ void sb__edge_call_head(struct sb__shard *sh, struct sb__conn *c, const struct s
 		return;
 	}
 	char why[160];
-	if (sb__edge_token(sh, c, r, why, sizeof why) != 0) {
+	if (sb__edge_token(sh, c, r, 1, why, sizeof why) != 0) {
 		refuse(sh, c, 401, SB_EUNAUTHORIZED, why);
 		return;
 	}
-	if (!e->authed && sh->auth.pol->any_secret) {
+	if (c->tok == NULL && sh->auth.pol->any_secret) {
 		refuse(sh, c, 401, SB_EUNAUTHORIZED,
 		       "this router requires authentication: an HTTP call needs a bearer token");
 		return;
 	}
 	struct sb_view nv = {(const uint8_t *)name.p, name.len};
-	if (e->tok_rules &&
+	if (c->tok != NULL && c->tok->rules &&
 	    sb__edge_may(c, send ? SB_SEND : SB_REQUEST, nv, why, sizeof why) != 0) {
 		sb__stat_add(&sh->st.forbidden, 1);
 		refuse(sh, c, 403, SB_EFORBIDDEN, why);
@@ -364,8 +364,9 @@ void sb__edge_call_end(struct sb__shard *sh, struct sb__conn *c)
 		/* An HTTP client is a peer of role client for its connection's life,
 		 * named from the pattern, with no HELLO of its own. */
 		struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
-		hello.role = e->tok_service ? (struct sb_view){(const uint8_t *)"service", 7}
-					    : (struct sb_view){(const uint8_t *)"client", 6};
+		hello.role = c->tok != NULL && c->tok->service
+				     ? (struct sb_view){(const uint8_t *)"service", 7}
+				     : (struct sb_view){(const uint8_t *)"client", 6};
 		sb__hs_hello(sh, c, &hello);
 	}
 	if (c->ready && !c->doomed)

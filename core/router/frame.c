@@ -8,6 +8,7 @@
 
 #include "proto/mp.h"
 #include "router/conn.h"
+#include "router/edge_auth.h"
 #include "router/frame.h"
 #include "router/goodbye.h"
 #include "router/handshake.h"
@@ -90,6 +91,20 @@ static uint64_t frame_id(const uint8_t *f)
 		       : 0;
 }
 
+/* A send outside the token's rules is dropped, a request or registration
+ * answered forbidden; each counted. */
+static int tok_allows(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[SB_TEXT_MAX];
+
+	if (sb__edge_may(c, m->kind, m->name, why, sizeof why) == 0)
+		return 1;
+	sb__stat_add(&sh->st.forbidden, 1);
+	if (m->kind != SB_SEND)
+		sb__send_error(sh, c, m->id, SB_EFORBIDDEN, why, 0);
+	return 0;
+}
+
 /* One whole frame from a connection; b holds the caller's reference. */
 void sb__frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint8_t *f,
 	       uint32_t len)
@@ -119,6 +134,10 @@ void sb__frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint
 		sb__conn_fail(sh, c, SB_EBADFRAME, "HELLO must come first");
 		return;
 	}
+	/* A token's name rules narrow what its peer may send, request and
+	 * register (a WebSocket peer's were held to them as its message came). */
+	if (c->tok != NULL && c->tok->rules && c->edge == NULL && !tok_allows(sh, c, &m))
+		return;
 	switch (m.kind) {
 	case SB_HELLO:
 		if (c->ready)

@@ -1,8 +1,9 @@
-/* The handshake: HELLO (protocol version, role), then with secrets
- * configured the CHALLENGE and the AUTH that must prove one (an address
- * that keeps failing is refused for a while), then the peer's name and
- * WELCOME; all of it within hello_timeout_ms. Policies and proofs are
- * core/router/auth.c's. */
+/* The handshake: HELLO (protocol version, role, and perhaps a bearer
+ * token), then with secrets configured and no token the CHALLENGE and the
+ * AUTH that must prove one (an address that keeps failing is refused for
+ * a while), then the peer's name and WELCOME; all of it within
+ * hello_timeout_ms. Policies and proofs are core/router/auth.c's, tokens
+ * core/router/edge_auth.c's. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,37 @@
 
 static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer);
 static void auth_challenge(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
+static int auth_refused(struct sb__shard *sh, struct sb__conn *c);
+
+/* A token in the HELLO: verified (an address that keeps giving bad ones
+ * is refused for a while, as for wrong secrets), its claims made the
+ * connection's. @return 0, or -1 with the connection failed */
+static int hello_token(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	char why[SB_TEXT_MAX], a[INET_ADDRSTRLEN];
+	struct sb_view t;
+	int has = sb__hello_token(m->payload, &t);
+
+	if (has == 0) {
+		/* With tokens on, an edge peer shows one: at its upgrade, or here. */
+		if (c->edge == NULL || c->tok != NULL ||
+		    sb__jwt_slot_current(&sh->r->jwt, &sh->jwt) == NULL)
+			return 0;
+		snprintf(why, sizeof why,
+			 "a bearer token is required (in the upgrade, or the HELLO's token)");
+	} else if (auth_refused(sh, c))
+		return -1;
+	else if (has < 0)
+		snprintf(why, sizeof why, "the HELLO's token is not a string");
+	else if (sb__tok_present(sh, c, (const char *)t.ptr, t.len, why, sizeof why) == 0)
+		return 0;
+	else if (sb__jwt_slot_current(&sh->r->jwt, &sh->jwt) != NULL)
+		sb__auth_failed(&sh->auth, &sh->r->cfg, c->addr, sh->now);
+	sb__stat_add(&sh->st.auth_failures, 1);
+	sb__log(&sh->r->log, 1, "%s refused: %s", sb__conn_addr(c, a, sizeof a), why);
+	sb__conn_fail(sh, c, SB_EUNAUTHORIZED, why);
+	return -1;
+}
 
 void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
@@ -37,11 +69,13 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 		sb__conn_fail(sh, c, SB_EINVAL, "role must be \"service\" or \"client\"");
 		return;
 	}
-	/* A token said who an edge peer is: its HELLO may ask only what the
-	 * token gives, and needs no secret (HTTP calls ask no name). */
-	if (c->edge != NULL && c->edge->authed) {
+	if (hello_token(sh, c, m) != 0)
+		return;
+	/* A token said who the peer is: its HELLO may ask only what the token
+	 * gives, and needs no secret (HTTP calls ask no name). */
+	if (c->tok != NULL) {
 		char why[SB_TEXT_MAX];
-		if (c->xport == SB__XPORT_WS &&
+		if (c->xport != SB__XPORT_HTTP &&
 		    sb__edge_hello(c, c->service, m->peer, why, sizeof why) != 0) {
 			sb__conn_fail(sh, c, SB_EFORBIDDEN, why);
 			return;
@@ -86,6 +120,10 @@ void sb__hs_welcome(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
 {
 	c->ready = 1;
 	sb__timer_disarm(&c->hello_timer);
+	/* A peer lives as long as its token (an upgrade's is armed already;
+	 * an HTTP caller's token is read again on each call). */
+	if (c->tok != NULL && c->xport != SB__XPORT_HTTP && !sb__timer_armed(&c->tok->timer))
+		sb__tok_arm(sh, c);
 	sb__conn_idle_start(sh, c);
 	sb__log(&sh->r->log, 2, "peer %s connected (%s, shard %u)", c->name,
 		c->service ? "service" : "client", sh->id);

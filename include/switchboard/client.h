@@ -99,6 +99,12 @@ struct sb_client_config {
 	 * output has drained to half of out_max: a producer (a stream, say)
 	 * can go on from here instead of polling. NULL: not told. */
 	void (*on_writable)(struct sb_client *c, void *ud);
+	/* A bearer token (a JWT, compact form: base64url parts joined by dots,
+	   at most 8,192 bytes) for a router that verifies tokens; sent in
+	   HELLO on every connection (docs/protocol.md). Its subject becomes
+	   this peer's verified identity; with it the router asks no secret.
+	   NULL: none. Appended last: the struct grows at its end. */
+	const char *token;
 };
 
 /** Fill @p cfg with the defaults above, and its size. */
@@ -116,7 +122,8 @@ void sb_client_config_init_size(struct sb_client_config *cfg, size_t size);
  * @param cfg  settings; NULL for the defaults
  * @param err  optional; set on failure to SB_EINVAL (a bad setting: a size
  *             too small to hold host and port, a role not in enum sb_role,
- *             an invalid name, an empty secret,
+ *             an invalid name, an empty secret, a token that is empty,
+ *             over 8,192 bytes or not base64url parts joined by dots,
  *             reconnect_min_ms 0 or above reconnect_max_ms, a tls_* setting
  *             without tls, a TLS file that does not load), SB_ENOMEM or
  *             SB_ESYS

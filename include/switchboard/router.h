@@ -142,7 +142,7 @@ struct sb_router_stats {
 	uint64_t invalid_args;      /* sends and requests refused as invalid arguments:
 				       the handler's schema (a broadcast send: once per
 				       handler), or `to` with BROADCAST */
-	uint64_t auth_failures;     /* handshakes refused "unauthorized" (wrong or no secret) */
+	uint64_t auth_failures;     /* handshakes refused "unauthorized" (secret, token) */
 	uint64_t auth_blocked;      /* connections refused: their address failed too often */
 	uint64_t forbidden;         /* registrations, sends and requests refused as forbidden:
 				       a client registering, a name rule, a GOODBYE said,

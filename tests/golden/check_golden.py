@@ -115,6 +115,11 @@ VECTORS = [
     ("error-unknown-kind", [11, 0, U64(77), 15, "unknown message kind 30", None, None]),
     ("goodbye-peer", [17, 0, U64(0), "shutting down", 10000, None]),
     ("reply-final-chunk", [10, 2, U64(8), "file.read-done", None, None]),
+    # A bearer token in HELLO's payload (docs/protocol.md, "A bearer token
+    # in HELLO"): HS256 over {"sub":"ada","exp":1900000000}.
+    ("hello-token", [1, 0, U64(0), 1, "tunnel-1", "service",
+                     {"lib": "sb-c 0.2",
+                      "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEiLCJleHAiOjE5MDAwMDAwMDB9.ddF9DeTc8YJMUotw8LI5F6XKpw5VxIy0fW0XhqoyM5w"}]),
 ]
 
 # Frames python builds that we must refuse: (name, elements, code, fault, field).
@@ -365,6 +370,14 @@ def write_router_seeds(directory):
         "auth-short-proof": hello("client") + auth(bytes(64), bytes(16)),
         "auth-short-nonce": hello("client") + auth(bytes(8), bytes(32)),  # under 16
         "auth-skipped": hello("service") + reg + request(2, "fz.echo"),
+        # Bearer tokens in HELLO's payload: a forged one, one that is not a
+        # string, and one after nested values the router must skip whole.
+        "hello-token": frame([1, 0, U64(0), 1, "fz-t", "service",
+                              {"lib": "x", "token": "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}])
+        + request(2, "fz.echo"),
+        "hello-token-int": frame([1, 0, U64(0), 1, None, "client", {"token": 7}]),
+        "hello-token-nested": frame([1, 0, U64(0), 1, None, "client",
+                                     {"a": [1, {"b": [2, 3]}], "token": "a.b.c"}]),
         # The protocol's edges (docs/protocol.md): request ids 0 and twice
         # open, what a handler may not mean in its answers, kinds only the
         # router sends, kind 0, a GOODBYE that waits, $sb.stats in pages.
@@ -508,6 +521,8 @@ def main():
     for name in docs:
         if name not in vectors:
             fail("docs/protocol.md has a dump %s with no vector" % name)
+        elif docs[name] != frame(vectors[name]):
+            fail("docs/protocol.md dump %s is not the vector's frame" % name)
     doc_results = run_decoder(tool, list(docs.values()))
     for name, r in zip(docs, doc_results):
         if not r["ok"]:

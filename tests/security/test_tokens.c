@@ -1,10 +1,12 @@
-/* Bearer tokens on the edge (docs/gateway.md, "Tokens"): tokens signed here
- * with OpenSSL's HMAC (never by the router's code) on HTTP calls and on
- * the WebSocket upgrade. A valid one is served as its subject, which the
- * handler reads from the identity event; expired, wrongly signed, wrong
- * audience, `alg: none` and missing ones are refused with 401 and why; a
- * cookie carries one for browsers; the role it grants is the role a HELLO
- * may take; and a reload swaps the key. */
+/* Bearer tokens (docs/gateway.md, "Tokens"; docs/protocol.md, "A bearer
+ * token in HELLO"): tokens signed here with OpenSSL's HMAC (never by the
+ * router's code) on HTTP calls, on the WebSocket upgrade and in the HELLO
+ * of TCP and WebSocket peers and of the C client. A valid one is served as
+ * its subject, which the handler reads from the identity event; expired,
+ * wrongly signed, wrong audience, `alg: none` and missing ones are refused
+ * (401, or a fatal ERROR on a connection) saying why; a cookie carries one
+ * for browsers; the role it grants is the role a HELLO may take; and a
+ * reload swaps the key. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <poll.h>
@@ -13,9 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <switchboard/client.h>
 #include <switchboard/proto.h>
 #include <switchboard/router.h>
 
+#include "support/admin.h"
+#include "support/auth.h"
 #include "support/clock.h"
 #include "support/peer.h"
 #include "support/proc.h"
@@ -252,14 +257,22 @@ static int upgrade(const char *field, char *out, size_t cap)
 static void ws_exchange(int fd, const struct sb_msg *m, struct sb_msg *got, uint8_t *buf,
 			size_t cap)
 {
-	uint8_t f[512], w[600];
+	uint8_t f[1024], w[1100];
 	long n = sb_encode(m, f, sizeof f);
-	CHECK(n > 0 && n < 126);
+	size_t h = 2;
+	CHECK(n > 0 && n < 65536);
 	w[0] = 0x82;
-	w[1] = (uint8_t)(0x80 | n);
-	memset(w + 2, 0, 4); /* a zero key: the payload as it is */
-	memcpy(w + 6, f, (size_t)n);
-	CHECK(write(fd, w, (size_t)n + 6) == n + 6);
+	if (n < 126)
+		w[1] = (uint8_t)(0x80 | n);
+	else { /* a HELLO with a token: the 16-bit length */
+		w[1] = 0x80 | 126;
+		w[2] = (uint8_t)(n >> 8);
+		w[3] = (uint8_t)n;
+		h = 4;
+	}
+	memset(w + h, 0, 4); /* a zero key: the payload as it is */
+	memcpy(w + h + 4, f, (size_t)n);
+	CHECK(write(fd, w, (size_t)n + h + 4) == (ssize_t)((size_t)n + h + 4));
 	/* Until the first message's first frame is in (its length prefix read). */
 	size_t have = 0;
 	uint64_t deadline = now_ms() + 10000;
@@ -279,7 +292,7 @@ static void ws_exchange(int fd, const struct sb_msg *m, struct sb_msg *got, uint
 			break;
 		have += (size_t)r;
 	}
-	size_t h = (buf[1] & 0x7f) == 126 ? 4 : 2;
+	h = (buf[1] & 0x7f) == 126 ? 4 : 2;
 	CHECK(have > h && buf[0] == 0x82);
 	uint32_t body = (uint32_t)buf[h] << 24 | (uint32_t)buf[h + 1] << 16 |
 			(uint32_t)buf[h + 2] << 8 | buf[h + 3];
@@ -295,8 +308,14 @@ static void test_the_upgrade_takes_a_token_from_a_cookie_and_its_role(void)
 	uint8_t buf[4096];
 	struct sb_msg got;
 
+	/* No token at the upgrade: the HELLO must carry one, or it is refused. */
 	int fd = upgrade("", out, sizeof out);
-	CHECK(strncmp(out, "HTTP/1.1 401 ", 13) == 0);
+	CHECK(strncmp(out, "HTTP/1.1 101 ", 13) == 0);
+	struct sb_msg bare = {.kind = SB_HELLO, .id = 1, .version = 1};
+	bare.role = v_str("client");
+	ws_exchange(fd, &bare, &got, buf, sizeof buf);
+	CHECK(got.kind == SB_ERROR && (int)-got.code == SB_EUNAUTHORIZED);
+	CHECK(v_is(got.text, "a bearer token is required (in the upgrade, or the HELLO's token)"));
 	close(fd);
 
 	/* A client token: HELLO as a client is welcomed, as a service refused. */
@@ -374,7 +393,10 @@ static void test_a_tokens_name_rules_narrow_what_a_websocket_peer_may_do(void)
 	router_stop();
 }
 
-static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
+static size_t token_payload(const char *t, uint8_t *out);
+
+/* Its token shown at the upgrade, or in its HELLO (@p in_hello). */
+static void ws_token_expires(int in_hello)
 {
 	write_secret(SECRET);
 	struct sb_router_config cfg = token_config();
@@ -387,10 +409,14 @@ static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
 	snprintf(c, sizeof c, "{\"sub\":\"brief\",\"aud\":\"edge\",\"exp\":%lld}",
 		 (long long)time(NULL) + 2);
 	snprintf(field, sizeof field, "Authorization: Bearer %s\r\n", token(HS, c, SECRET));
-	int fd = upgrade(field, out, sizeof out);
+	int fd = upgrade(in_hello ? "" : field, out, sizeof out);
 	CHECK(strncmp(out, "HTTP/1.1 101 ", 13) == 0);
 	struct sb_msg hello = {.kind = SB_HELLO, .id = 1, .version = 1};
+	uint8_t pl[4200];
 	hello.role = v_str("client");
+	if (in_hello)
+		hello.payload =
+			(struct sb_view){pl, (uint32_t)token_payload(token(HS, c, SECRET), pl)};
 	ws_exchange(fd, &hello, &got, buf, sizeof buf);
 	CHECK_INT(got.kind, SB_WELCOME);
 	/* Then, within a few seconds and unasked: the ERROR, and close 1008. */
@@ -428,6 +454,12 @@ static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
 	router_stop();
 }
 
+static void test_a_websocket_peer_is_closed_when_its_token_expires(void)
+{
+	ws_token_expires(0);
+	ws_token_expires(1);
+}
+
 static void test_a_reload_rotates_the_key(void)
 {
 	write_secret(SECRET);
@@ -455,6 +487,240 @@ static void test_a_reload_rotates_the_key(void)
 	CHECK(sb_router_new(&cfg, &err) == NULL && err == SB_EINVAL);
 }
 
+/* ---- a token in HELLO (TCP, TLS and WebSocket alike) ---------------------------- */
+
+/* HELLO's payload {"token": T}. */
+static size_t token_payload(const char *t, uint8_t *out)
+{
+	size_t n = strlen(t), at = 0;
+	out[at++] = 0x81;
+	memcpy(out + at, "\xa5token", 6);
+	at += 6;
+	out[at++] = 0xda;
+	out[at++] = (uint8_t)(n >> 8);
+	out[at++] = (uint8_t)n;
+	memcpy(out + at, t, n);
+	return at + n;
+}
+
+static void hello_with_token(struct peer *p, const char *name, const char *role, const char *t)
+{
+	static uint8_t pl[8300];
+	struct sb_msg m = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = v_str(role)};
+	if (name != NULL)
+		m.peer = v_str(name);
+	m.payload = (struct sb_view){pl, (uint32_t)token_payload(t, pl)};
+	peer_send(p, &m);
+}
+
+static void test_a_tcp_peer_with_a_token_in_its_hello_is_served_as_its_subject(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	/* With secrets too: a token replaces the CHALLENGE. */
+	cfg.secret_service = SVC_SECRET;
+	cfg.secret_client = CLI_SECRET;
+	router_start(&cfg);
+	struct peer *svc = auth_hello("svc", "service", SVC_SECRET);
+	svc->see_identity = 1;
+	peer_register(svc, "whoami", 1);
+
+	struct peer *p = peer_dial(PORT);
+	hello_with_token(
+		p, "tcp-7", "service",
+		token(HS,
+		      claims("ada@example.com", ",\"sb_role\":\"service\",\"sb_name\":"
+						"\"tcp-*\",\"sb_allow_register\":\"ada.*\""),
+		      SECRET));
+	struct sb_msg *w = peer_expect(p, SB_WELCOME);
+	CHECK(v_is(w->peer, "tcp-7"));
+	/* Its name rules hold on TCP as on the edge. */
+	struct sb_msg reg = {.kind = SB_REGISTER, .id = 2, .name = v_str("other")};
+	peer_send(p, &reg);
+	expect_refusal(p, 2, SB_EFORBIDDEN,
+		       "\"other\" is not allowed by sb_allow_register = \"ada.*\"");
+	peer_register(p, "ada.x", 3);
+	peer_request(p, "whoami", 4, 0, NULL, 0);
+	struct sb_msg *m = peer_expect(svc, SB_PRESENCE);
+	CHECK(m->payload.len > 0 &&
+	      memmem(m->payload.ptr, m->payload.len, "ada@example.com", 15) != NULL);
+	m = peer_expect(svc, SB_REQUEST);
+	peer_reply(svc, m->id, "you", 0, NULL, 0);
+	CHECK(v_is(peer_expect(p, SB_REPLY)->outcome, "you"));
+	peer_close(p);
+
+	/* The role and the name are the token's to give. */
+	p = peer_dial(PORT);
+	hello_with_token(p, "tcp-8", "service", token(HS, claims("bob", ""), SECRET));
+	expect_fatal(p, SB_EFORBIDDEN, "the token does not grant role service", 0);
+	peer_close(p);
+	peer_close(svc);
+	router_stop();
+}
+
+static void test_bad_tokens_in_a_hello_are_refused_saying_why_and_counted(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	cfg.shards = 1; /* failures are counted per shard */
+	cfg.auth_fail_max = 4;
+	cfg.auth_fail_window_ms = 60000;
+	router_start(&cfg);
+	char c[4][256];
+	const char *bad[4],
+		*why[4] = {"expired", "bad signature", "wrong audience", "alg none is refused"};
+
+	snprintf(c[0], sizeof c[0], "{\"sub\":\"ada\",\"aud\":\"edge\",\"exp\":%lld}",
+		 (long long)time(NULL) - 3600);
+	snprintf(c[2], sizeof c[2], "{\"sub\":\"ada\",\"aud\":\"other\",\"exp\":%lld}",
+		 (long long)time(NULL) + 3600);
+	static char keep[4][4096];
+	snprintf(keep[0], sizeof keep[0], "%s", token(HS, c[0], SECRET));
+	snprintf(keep[1], sizeof keep[1], "%s", token(HS, claims("ada", ""), OTHER));
+	snprintf(keep[2], sizeof keep[2], "%s", token(HS, c[2], SECRET));
+	snprintf(keep[3], sizeof keep[3], "%s",
+		 token("{\"alg\":\"none\"}", claims("ada", ""), NULL));
+	for (int i = 0; i < 4; i++) {
+		bad[i] = keep[i];
+		struct peer *p = peer_dial(PORT);
+		hello_with_token(p, NULL, "client", bad[i]);
+		expect_fatal(p, SB_EUNAUTHORIZED, why[i], 0);
+		peer_close(p);
+	}
+	CHECK_INT(router_stats().auth_failures, 4);
+	/* The address gave too many: even a good token waits for the window. */
+	struct peer *p = peer_dial(PORT);
+	hello_with_token(p, NULL, "client", token(HS, claims("ada", ""), SECRET));
+	expect_fatal(p, SB_EOVERLOADED, "too many authentication failures from 127.0.0.1", 1);
+	peer_close(p);
+	p = peer_dial_from("127.0.0.2", PORT);
+	hello_with_token(p, NULL, "client", token(HS, claims("ada", ""), SECRET));
+	peer_expect(p, SB_WELCOME);
+	peer_close(p);
+	router_stop();
+}
+
+static void test_a_token_to_a_router_without_keys_is_refused(void)
+{
+	struct sb_router_config cfg = router_config();
+	router_start(&cfg);
+	struct peer *p = peer_dial(PORT);
+	hello_with_token(p, NULL, "client", token(HS, claims("ada", ""), SECRET));
+	expect_fatal(p, SB_EUNAUTHORIZED,
+		     "bearer tokens are not accepted: this router has no token keys "
+		     "(--jwt-keys, --jwt-secret-file)",
+		     0);
+	peer_close(p);
+	/* A HELLO without one is welcomed as before. */
+	peer_close(peer_hello(PORT, NULL, "client"));
+	router_stop();
+}
+
+static void test_a_tcp_peer_is_closed_when_its_token_expires(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	cfg.jwt_leeway_s = 0;
+	router_start(&cfg);
+	char c[256];
+	snprintf(c, sizeof c, "{\"sub\":\"brief\",\"aud\":\"edge\",\"exp\":%lld}",
+		 (long long)time(NULL) + 2);
+	struct peer *p = peer_dial(PORT);
+	hello_with_token(p, NULL, "client", token(HS, c, SECRET));
+	peer_expect(p, SB_WELCOME);
+	/* Within a few seconds and unasked: why, then the close. */
+	expect_fatal(p, SB_EUNAUTHORIZED, "the bearer token expired", 0);
+	peer_close(p);
+	router_stop();
+}
+
+static void test_a_websocket_peer_may_bring_its_token_in_its_hello(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	router_start(&cfg);
+	char out[4096];
+	uint8_t buf[4096], pl[4200];
+	struct sb_msg got;
+
+	int fd = upgrade("", out, sizeof out);
+	CHECK(strncmp(out, "HTTP/1.1 101 ", 13) == 0);
+	struct sb_msg hello = {.kind = SB_HELLO, .id = 1, .version = 1};
+	hello.role = v_str("client");
+	hello.payload.ptr = pl;
+	hello.payload.len = (uint32_t)token_payload(token(HS, claims("ws", ""), SECRET), pl);
+	ws_exchange(fd, &hello, &got, buf, sizeof buf);
+	CHECK_INT(got.kind, SB_WELCOME);
+	close(fd);
+
+	/* One already shown at the upgrade: a second must name the same caller. */
+	char field[4200];
+	snprintf(field, sizeof field, "Authorization: Bearer %s\r\n",
+		 token(HS, claims("ws", ""), SECRET));
+	fd = upgrade(field, out, sizeof out);
+	hello.payload.len = (uint32_t)token_payload(token(HS, claims("eve", ""), SECRET), pl);
+	ws_exchange(fd, &hello, &got, buf, sizeof buf);
+	CHECK(got.kind == SB_ERROR && (int)-got.code == SB_EUNAUTHORIZED);
+	CHECK(v_is(got.text, "the token's subject is not this connection's"));
+	close(fd);
+	router_stop();
+}
+
+static void test_the_c_client_connects_with_a_token(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	cfg.secret_client = CLI_SECRET; /* asked of peers without a token */
+	router_start(&cfg);
+	struct peer *svc = peer_dial(PORT);
+	hello_with_token(svc, "svc", "service",
+			 token(HS, claims("svc", ",\"sb_role\":\"service\""), SECRET));
+	peer_expect(svc, SB_WELCOME);
+	svc->see_identity = 1;
+	peer_register(svc, "who", 1);
+
+	struct sb_client_config cc;
+	sb_client_config_init(&cc);
+	cc.port = PORT;
+	cc.name = "lib-tok";
+	cc.token = token(HS, claims("lib@example.com", ""), SECRET);
+	cc.on_state = NULL;
+	int err = 0;
+	struct sb_client *c = sb_client_new(&cc, &err);
+	CHECK(c != NULL);
+	CHECK_INT(lib_settle(c), 0);
+	CHECK(sb_client_online(c));
+	CHECK_INT(sb_send(c, "who", NULL, 0, NULL), 0);
+	CHECK_INT(sb_client_process(c, 0), 0); /* writes it */
+	struct sb_msg *m = peer_expect(svc, SB_PRESENCE);
+	CHECK(memmem(m->payload.ptr, m->payload.len, "lib@example.com", 15) != NULL);
+	sb_client_free(c);
+
+	/* An expired one: refused once, and the client gives up. */
+	char x[256];
+	snprintf(x, sizeof x, "{\"sub\":\"lib\",\"aud\":\"edge\",\"exp\":%lld}",
+		 (long long)time(NULL) - 3600);
+	sb_client_config_init(&cc);
+	cc.port = PORT;
+	cc.token = token(HS, x, SECRET);
+	cc.reconnect_min_ms = 20;
+	cc.reconnect_max_ms = 50;
+	c = sb_client_new(&cc, &err);
+	CHECK(c != NULL);
+	CHECK_INT(lib_settle(c), SB_EUNAUTHORIZED);
+	CHECK(strstr(sb_client_last_error(c), "expired") != NULL);
+	sb_client_free(c);
+
+	/* What is not a token is refused before anything is sent. */
+	const char *not_tokens[] = {"", "Bearer abc.def.ghi", "a b"};
+	for (int i = 0; i < 3; i++) {
+		cc.token = not_tokens[i];
+		CHECK(sb_client_new(&cc, &err) == NULL && err == SB_EINVAL);
+	}
+	peer_close(svc);
+	router_stop();
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -466,6 +732,12 @@ int main(void)
 	RUN(test_a_tokens_name_rules_narrow_what_a_websocket_peer_may_do);
 	RUN(test_a_websocket_peer_is_closed_when_its_token_expires);
 	RUN(test_a_reload_rotates_the_key);
+	RUN(test_a_tcp_peer_with_a_token_in_its_hello_is_served_as_its_subject);
+	RUN(test_bad_tokens_in_a_hello_are_refused_saying_why_and_counted);
+	RUN(test_a_token_to_a_router_without_keys_is_refused);
+	RUN(test_a_tcp_peer_is_closed_when_its_token_expires);
+	RUN(test_a_websocket_peer_may_bring_its_token_in_its_hello);
+	RUN(test_the_c_client_connects_with_a_token);
 	unlink(secret_path);
 	return TEST_EXIT();
 }

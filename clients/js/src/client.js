@@ -90,8 +90,11 @@ export class Client extends Emitter {
   constructor(opts, env) {
     super();
     const o = { ...DEFAULTS, ...opts };
-    if (o.token !== undefined && o.token !== null)
-      throw new SwitchboardError('INVAL', 'token authentication needs the router\'s token support (not built yet): use secret or tls');
+    // A compact JWS, as the router bounds it: a wrong string (a file name,
+    // "Bearer ...") is refused here rather than sent.
+    if (o.token !== undefined && o.token !== null &&
+        (typeof o.token !== 'string' || !/^[A-Za-z0-9_.-]{1,8192}$/.test(o.token)))
+      throw new SwitchboardError('INVAL', 'token must be a JWT: base64url parts joined by dots, 1 to 8192 bytes');
     if (o.role !== 'client' && o.role !== 'service')
       throw new SwitchboardError('INVAL', `role must be "client" or "service", not ${JSON.stringify(o.role)}`);
     this._nameB = o.name === null || o.name === undefined ? NIL_FIELD : checkStr(o.name, 'peer');
@@ -105,7 +108,9 @@ export class Client extends Emitter {
     if (!(o.reconnectMinMs > 0) || !(o.reconnectMaxMs >= o.reconnectMinMs))
       throw new SwitchboardError('INVAL', 'reconnectMinMs must be > 0 and reconnectMaxMs >= reconnectMinMs');
     checkTimeout(o.timeout);
-    this._info = o.info ? encodePayload({ lib: 'sb-js 0.1', ...o.info }).slice() : HELLO_INFO;
+    // The token rides in HELLO's payload (docs/protocol.md, "A bearer token in HELLO").
+    const tok = typeof o.token === 'string' ? { token: o.token } : null;
+    this._info = o.info || tok ? encodePayload({ lib: 'sb-js 0.1', ...o.info, ...tok }).slice() : HELLO_INFO;
     this._o = o;
     this._env = env;
     this._now = env.now;

@@ -6,7 +6,8 @@
 
 import { it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -158,6 +159,31 @@ it('a page connects over WebSocket, proving the client secret with WebCrypto, an
 it('a page with a wrong secret is refused UNAUTHORIZED', async () => {
   const r = await page.evaluate(() => window.demo.open({ secret: 'not the secret', reconnect: false }));
   assert.equal(r.error, 'UNAUTHORIZED', JSON.stringify(r));
+});
+
+it('a page connects with a bearer token in its HELLO (no cookie, no secret); an expired one is refused UNAUTHORIZED', async () => {
+  const key = 'a browser test HS256 secret of 32+ bytes';
+  const file = path.join(profile, 'jwt-secret');
+  writeFileSync(file, key);
+  const r2 = await startRouter(['--ws-port', '0', '--ws-allow-origin', `http://127.0.0.1:${web.port}`, '--jwt-secret-file', file]);
+  try {
+    const port2 = Number((await r2.proc.line(/WebSocket and HTTP on 127\.0\.0\.1:(\d+)/))[1]);
+    const jwt = (claims) => {
+      const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+      return `${head}.${createHmac('sha256', key).update(head).digest('base64url')}`;
+    };
+    const now = Math.floor(Date.now() / 1000);
+    const url = `ws://127.0.0.1:${port2}/v1/ws`;
+    const ok = await page.evaluate((o) => window.demo.open(o), { url, name: 'tok-page', reconnect: false, token: jwt({ sub: 'page-user', sb_name: 'tok-*', exp: now + 3600 }) });
+    assert.equal(ok.name, 'tok-page', JSON.stringify(ok));
+    await page.evaluate((i) => window.demo.extra[i].close(), ok.index);
+    const old = await page.evaluate((o) => window.demo.open(o), { url, reconnect: false, token: jwt({ sub: 'page-user', exp: now - 3600 }) });
+    assert.equal(old.error, 'UNAUTHORIZED', JSON.stringify(old));
+    assert.match(old.message, /expired/);
+  } finally {
+    await r2.stop();
+  }
 });
 
 it('a page reads a stream: progress and 200 chunks in order, then the final reply', async () => {

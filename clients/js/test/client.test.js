@@ -6,7 +6,9 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import { readFileSync, writeFileSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect, SwitchboardError, CODES } from '../src/index.js';
 import { startRouter, waitFor, ROOT } from './helpers/env.js';
@@ -382,6 +384,42 @@ describe('the connection', () => {
     await app.close();
     await svc.close();
     await r.stop();
+  });
+});
+
+describe('bearer tokens', () => {
+  const SECRET = 'a-secret-of-at-least-32-bytes-for-hs256!';
+  /* An HS256 JWT signed here with node:crypto, never by the client's code. */
+  const jwt = (claims, key = SECRET) => {
+    const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const head = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+    return `${head}.${createHmac('sha256', key).update(head).digest('base64url')}`;
+  };
+  const now = () => Math.floor(Date.now() / 1000);
+
+  it('a valid token is served as its subject (no secret asked); an expired one is UNAUTHORIZED and not retried', async () => {
+    const file = path.join(tmpdir(), `sb-js-jwt-${process.pid}`);
+    writeFileSync(file, SECRET);
+    const r = await startRouter(['--jwt-secret-file', file, '--secret-client', 'cli-secret']);
+    try {
+      const svc = await connect({ port: r.port, role: 'service', name: 'tok-svc',
+        token: jwt({ sub: 'svc', sb_role: 'service', exp: now() + 3600 }) });
+      await svc.register('tok.who', (a, call) => call.identity && call.identity.subject);
+      const app = await connect({ port: r.port, token: jwt({ sub: 'ada@example.com', exp: now() + 3600 }) });
+      assert.deepEqual(await app.request('tok.who', null), { outcome: 'ok', data: 'ada@example.com' });
+      const old = await connect({ port: r.port, waitOnFirstConnect: true,
+        token: jwt({ sub: 'ada', exp: now() - 3600 }) }).catch((e) => e);
+      assert.equal(old.code, 'UNAUTHORIZED');
+      assert.match(old.message, /expired/);
+      const { data: stats } = await app.request('$sb.stats', null);
+      assert.equal(stats.auth_failures, 1, 'one refused token, then no retry');
+      await assert.rejects(connect({ port: r.port, token: 'Bearer x.y.z' }), { code: 'INVAL' });
+      await app.close();
+      await svc.close();
+    } finally {
+      await r.stop();
+      unlinkSync(file);
+    }
   });
 });
 
