@@ -130,6 +130,8 @@ export interface Identity {
   role: string | null;
   /** The certificate subject under mutual TLS, or the bearer token's `sub`, else null. */
   subject: string | null;
+  /** Every claim of the bearer token the sender authenticated with (the decoded claims object: `sub`, `exp`, custom claims), else null. Only a token the router verified sets it: no peer can. */
+  claims: Record<string, unknown> | null;
 }
 
 export interface PresenceEvent {

@@ -190,6 +190,15 @@ static const char *call_subject(const struct sb_call *call)
 	return k->ident != NULL ? k->ident->subject : NULL;
 }
 
+static const void *call_claims(const struct sb_call *call, size_t *len)
+{
+	const struct call *k = (const struct call *)call;
+	if (k->ident == NULL || k->ident->claims == NULL)
+		return NULL;
+	*len = k->ident->claims_len;
+	return k->ident->claims;
+}
+
 static int call_cancelled(const struct sb_call *call)
 {
 	return ((const struct call *)call)->dead != 0;
@@ -241,6 +250,7 @@ static const struct sb__call_ops client_call_ops = {
 	.peer = call_peer,
 	.role = call_role,
 	.subject = call_subject,
+	.claims = call_claims,
 	.cancelled = call_cancelled,
 	.on_cancel = call_on_cancel,
 	.client = call_client,

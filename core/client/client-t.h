@@ -53,6 +53,8 @@ struct ident {
 	char name[SB_PEER_MAX + 1];
 	char role[SB_TOKEN_MAX + 1];
 	char *subject; /* or NULL */
+	void *claims;  /* its token's claims (a MessagePack map), or NULL */
+	size_t claims_len;
 };
 
 /* A message a handler received: a request (answered through it) or a send. */

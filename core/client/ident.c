@@ -53,6 +53,31 @@ int sb__client_map_get(const uint8_t *p, size_t len, const char *k, struct sb__m
 	return 0;
 }
 
+/* The encoded value of key k in the MessagePack map [p, p + len) when it is
+ * a map: 1 with its bytes in *s, *n; else 0. */
+static int map_span(const uint8_t *p, size_t len, const char *k, const uint8_t **s, size_t *n)
+{
+	const uint8_t *end = p + len;
+	struct sb__mp_item m, key, val;
+
+	if (p == NULL || sb__mp_read(&p, end, &m) != SB__MP_OK || m.type != SB__MP_MAP)
+		return 0;
+	for (uint32_t i = 0; i < m.len; i++) {
+		if (sb__mp_read(&p, end, &key) != SB__MP_OK || mp_skip_children(&p, end, &key) != 0)
+			return 0;
+		const uint8_t *at = p;
+		if (sb__mp_read(&p, end, &val) != SB__MP_OK || mp_skip_children(&p, end, &val) != 0)
+			return 0;
+		if (key.type == SB__MP_STR && key.len == strlen(k) &&
+		    memcmp(key.body, k, key.len) == 0) {
+			*s = at;
+			*n = (size_t)(p - at);
+			return val.type == SB__MP_MAP;
+		}
+	}
+	return 0;
+}
+
 /* Copies string key k of a map payload into out (cap bytes), "" if absent. */
 static void map_str(const struct sb_view *pl, const char *k, char *out, size_t cap)
 {
@@ -70,6 +95,7 @@ void sb__client_ident_put(struct ident *id)
 {
 	if (id != NULL && --id->refs == 0) {
 		free(id->subject);
+		free(id->claims);
 		free(id);
 	}
 }
@@ -103,6 +129,15 @@ static void on_identity(struct sb_client *c, const struct sb_msg *m)
 			goto fail;
 		memcpy(id->subject, v.body, v.len);
 		id->subject[v.len] = 0;
+	}
+	/* The claims map, whole: the router copied it from a verified token. */
+	const uint8_t *cs;
+	size_t cn;
+	if (map_span(m->payload.ptr, m->payload.len, "claims", &cs, &cn) == 1) {
+		if ((id->claims = malloc(cn)) == NULL)
+			goto fail;
+		memcpy(id->claims, cs, cn);
+		id->claims_len = cn;
 	}
 	/* The router's window: it forgets every sender when it must introduce
 	 * one past IDENT_WINDOW, and will introduce them again. */

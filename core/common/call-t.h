@@ -20,6 +20,8 @@ struct sb__call_ops {
 	const char *(*peer)(const struct sb_call *call);
 	const char *(*role)(const struct sb_call *call);
 	const char *(*subject)(const struct sb_call *call);
+	/* Its verified token's claims (a MessagePack map) in *len, or NULL. */
+	const void *(*claims)(const struct sb_call *call, size_t *len);
 	int (*cancelled)(const struct sb_call *call);
 	void (*on_cancel)(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud);
 	struct sb_client *(*client)(const struct sb_call *call); /* NULL in-process */

@@ -38,6 +38,12 @@ const char *sb_call_subject(const struct sb_call *call)
 	return call->ops->subject(call);
 }
 
+const void *sb_call_claims(const struct sb_call *call, size_t *len)
+{
+	*len = 0;
+	return call->ops->claims(call, len);
+}
+
 const void *sb_call_payload(const struct sb_call *call, size_t *len)
 {
 	if (len != NULL)

@@ -132,7 +132,8 @@ static int tok_apply(struct sb__conn *c, const struct sb__jwt_claims *cl, char *
 	    (cl->has_allow_register &&
 	     sb__patterns_compile(&t->reg, "sb_allow_register", cl->allow_register, why, cap) != 0))
 		goto fail;
-	if (sb__peers_set_subject(c, cl->sub, strlen(cl->sub)) != 0) {
+	if (sb__peers_set_subject(c, cl->sub, strlen(cl->sub)) != 0 ||
+	    sb__peers_set_claims(c, cl->mp, cl->mp_len) != 0) {
 		snprintf(why, cap, "out of memory");
 		goto fail;
 	}

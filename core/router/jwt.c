@@ -769,5 +769,7 @@ int sb__jwt_verify(const struct sb__jwt_keys *k, const char *token, size_t len, 
 	}
 	snprintf(out->kid, sizeof out->kid, "%s", key->kid);
 	out->alg = a;
+	memcpy(out->mp, mp, b.len);
+	out->mp_len = (uint32_t)b.len;
 	return 0;
 }

@@ -56,6 +56,8 @@ struct sb__jwt_claims {
 	int64_t nbf;                               /* ... */
 	char kid[SB__JWT_KID_MAX + 1];             /* the key that signed it ("" if none named) */
 	enum sb__jwt_alg alg;                      /* ... and how */
+	uint32_t mp_len;                           /* bytes of mp */
+	uint8_t mp[2 * SB__JWT_CLAIMS_MAX];        /* every claim: the object as MessagePack */
 };
 
 /**

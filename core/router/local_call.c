@@ -45,6 +45,8 @@ struct lcall {
 	void *cancel_ud;
 	const char *role; /* the sender's, or NULL for the embedding program */
 	char *subject;
+	uint8_t *claims; /* the sender's token's claims (MessagePack map), or NULL */
+	uint32_t claims_len;
 	char peer[SB_PEER_MAX + 1]; /* "" for the embedding program */
 	char name[SB_NAME_MAX + 1];
 };
@@ -115,6 +117,7 @@ static void release(struct sb__inbox *in, struct lcall *k)
 		sb__idmap_del(&in->calls, call_key(k));
 	sb__link_del(&k->link);
 	free(k->subject);
+	free(k->claims);
 	free(k);
 }
 
@@ -155,6 +158,15 @@ static const char *call_role(const struct sb_call *call)
 static const char *call_subject(const struct sb_call *call)
 {
 	return ((const struct lcall *)call)->subject;
+}
+
+static const void *call_claims(const struct sb_call *call, size_t *len)
+{
+	const struct lcall *k = (const struct lcall *)call;
+	if (k->claims == NULL)
+		return NULL;
+	*len = k->claims_len;
+	return k->claims;
 }
 
 static int call_cancelled(const struct sb_call *call)
@@ -250,6 +262,7 @@ static const struct sb__call_ops local_call_ops = {
 	.peer = call_peer,
 	.role = call_role,
 	.subject = call_subject,
+	.claims = call_claims,
 	.cancelled = call_cancelled,
 	.on_cancel = call_on_cancel,
 	.client = call_client,
@@ -265,6 +278,8 @@ static void fill_sender(struct sb__shard *sh, struct lcall *k)
 	k->peer[0] = 0;
 	k->role = NULL;
 	k->subject = NULL;
+	k->claims = NULL;
+	k->claims_len = 0;
 	if (p == NULL)
 		return;
 	memcpy(k->peer, p->name, p->len);
@@ -272,6 +287,10 @@ static void fill_sender(struct sb__shard *sh, struct lcall *k)
 	k->role = p->service ? "service" : "client";
 	if (p->subject != NULL)
 		k->subject = strdup(p->subject); /* NULL if out of memory: not shown */
+	if (p->claims != NULL && (k->claims = malloc(p->claims_len)) != NULL) {
+		memcpy(k->claims, p->claims, p->claims_len); /* or not shown */
+		k->claims_len = p->claims_len;
+	}
 }
 
 static void fill(struct sb__shard *sh, struct lcall *k, uint64_t ep, const struct sb_msg *m)
@@ -331,6 +350,7 @@ void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_
 		fill(sh, &k, ep, &m);
 		h->fn(&k.base, h->ud);
 		free(k.subject);
+		free(k.claims);
 		return;
 	}
 	if (m.kind != SB_REQUEST)
@@ -344,6 +364,7 @@ void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_
 	sb__link_init(&k->link);
 	if (sb__idmap_put(&in->calls, call_key(k), (uintptr_t)k) != 0) {
 		free(k->subject);
+		free(k->claims);
 		free(k);
 		refuse(sh, ep, m.id, SB_EOVERLOADED, "out of memory");
 		return;

@@ -30,6 +30,8 @@ struct sb__peer {
 	struct sb__buf *ident; /* replicas: its encoded identity event, shared by every tell */
 	uint32_t ident_len;    /* that frame's bytes */
 	char *subject;         /* certificate subject (TLS), or NULL */
+	uint8_t *claims;       /* its bearer token's claims, one MessagePack map, or NULL */
+	uint32_t claims_len;   /* ... its bytes */
 	uint32_t len;          /* name bytes */
 	char name[SB_PEER_MAX + 1];
 };
@@ -70,6 +72,8 @@ struct sb__conn_peer {
 	uint32_t told_last;    /* the last sender checked: most frames repeat it */
 	uint8_t presence;      /* subscribed to presence events */
 	char *subject;         /* certificate subject, set (by TLS) before HELLO ends */
+	uint8_t *claims;       /* a verified token's claims (MessagePack map), or NULL */
+	uint32_t claims_len;   /* ... its bytes */
 };
 
 /* A connected peer, as $sb.peers lists it. */

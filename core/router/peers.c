@@ -106,6 +106,7 @@ static void peer_free(struct sb__peer *p)
 	if (p->ident != NULL)
 		sb__buf_put(p->ident, NULL);
 	free(p->subject);
+	free(p->claims);
 	free(p);
 }
 
@@ -217,6 +218,9 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 		d->ntombs--;
 		free(p->subject);
 		p->subject = NULL;
+		free(p->claims);
+		p->claims = NULL;
+		p->claims_len = 0;
 		p->draining = 0;
 	}
 	p->ep = c->ep;
@@ -225,6 +229,10 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 	d->next_id = d->next_id == UINT32_MAX ? 1 : d->next_id + 1;
 	if (c->pr.subject != NULL)
 		p->subject = strdup(c->pr.subject); /* NULL on failure: shown without it */
+	if (c->pr.claims != NULL && (p->claims = malloc(c->pr.claims_len)) != NULL) {
+		memcpy(p->claims, c->pr.claims, c->pr.claims_len); /* or shown without */
+		p->claims_len = c->pr.claims_len;
+	}
 	c->peer_id = p->peer_id;
 	memcpy(c->name, name, len + 1);
 out:
@@ -387,18 +395,29 @@ static struct sb__peer *record_of(const struct sb__conn *c)
 		free(p);
 		return NULL;
 	}
+	if (c->pr.claims != NULL) {
+		if ((p->claims = malloc(c->pr.claims_len)) == NULL) {
+			free(p->subject);
+			free(p);
+			return NULL;
+		}
+		memcpy(p->claims, c->pr.claims, c->pr.claims_len);
+		p->claims_len = c->pr.claims_len;
+	}
 	return p;
 }
 
 /* ---- events ------------------------------------------------------------- */
 
-/* The identity payload: {"role": ..., "subject": ...}, subject only if any. */
+/* The identity payload: {"role": ..., "subject": ..., "claims": {...}},
+ * subject and claims only if any. The claims are the router's own copy of
+ * a verified token's: nothing a peer sends reaches them. */
 static size_t ident_payload(const struct sb__peer *p, uint8_t *out)
 {
 	size_t n = 0;
 	const char *role = p->service ? "service" : "client";
 
-	out[n++] = p->subject != NULL ? 0x82 : 0x81;
+	out[n++] = (uint8_t)(0x81 + (p->subject != NULL) + (p->claims != NULL));
 	out[n++] = 0xa4;
 	memcpy(out + n, "role", 4);
 	n += 4;
@@ -423,13 +442,20 @@ static size_t ident_payload(const struct sb__peer *p, uint8_t *out)
 		memcpy(out + n, p->subject, len);
 		n += len;
 	}
+	if (p->claims != NULL) {
+		out[n++] = 0xa6;
+		memcpy(out + n, "claims", 6);
+		n += 6;
+		memcpy(out + n, p->claims, p->claims_len);
+		n += p->claims_len;
+	}
 	return n;
 }
 
 /* A PRESENCE frame about p in a heap buffer holding one reference. */
 static struct sb__buf *presence_frame(const struct sb__peer *p, unsigned event, uint32_t *len)
 {
-	uint8_t pl[32 + SB_TEXT_MAX];
+	uint8_t pl[48 + SB_TEXT_MAX + SB__PEERS_CLAIMS_MAX];
 	struct sb_msg m = {.kind = SB_PRESENCE, .event = event, .peer_id = p->peer_id};
 
 	m.peer = (struct sb_view){(const uint8_t *)p->name, p->len};
@@ -565,6 +591,22 @@ void sb__peers_conn_free(struct sb__conn *c)
 	sb__idmap_destroy(&c->pr.told);
 	free(c->pr.subject);
 	c->pr.subject = NULL;
+	free(c->pr.claims);
+	c->pr.claims = NULL;
+}
+
+int sb__peers_set_claims(struct sb__conn *c, const void *mp, size_t len)
+{
+	if (len > SB__PEERS_CLAIMS_MAX)
+		return SB_ETOOLARGE;
+	uint8_t *s = malloc(len > 0 ? len : 1);
+	if (s == NULL)
+		return SB_ENOMEM;
+	memcpy(s, mp, len);
+	free(c->pr.claims);
+	c->pr.claims = s;
+	c->pr.claims_len = (uint32_t)len;
+	return 0;
 }
 
 int sb__peers_set_subject(struct sb__conn *c, const char *subject, size_t len)

@@ -11,6 +11,10 @@
 
 #include "router/peers-t.h"
 
+/* A token's claims as shown to handlers: 4,096 bytes of JSON at most,
+ * which MessagePack encodes in at most twice that. */
+#define SB__PEERS_CLAIMS_MAX 8192u
+
 struct sb__shard;
 struct sb__conn;
 struct sb__mail;
@@ -51,6 +55,11 @@ void sb__peers_conn_free(struct sb__conn *c);
 /** TLS sets a connection's certificate subject before its HELLO completes.
  *  @return 0, SB_ETOOLARGE (over SB_TEXT_MAX) or SB_ENOMEM */
 int sb__peers_set_subject(struct sb__conn *c, const char *subject, size_t len);
+
+/** A verified token sets a connection's claims (one MessagePack map of at
+ *  most SB__PEERS_CLAIMS_MAX bytes), shown in its identity event.
+ *  @return 0, SB_ETOOLARGE or SB_ENOMEM */
+int sb__peers_set_claims(struct sb__conn *c, const void *mp, size_t len);
 
 /** PEER_UP, PEER_DOWN and PEER_DRAIN mail. */
 void sb__peers_on_mail(struct sb__shard *sh, const struct sb__mail *m);

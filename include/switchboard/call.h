@@ -132,6 +132,16 @@ const char *sb_call_role(const struct sb_call *call);
 /** The sender's certificate subject when it connected with TLS, else NULL. */
 const char *sb_call_subject(const struct sb_call *call);
 
+/**
+ * The claims of the bearer token the sender authenticated with: the whole
+ * claims object as one MessagePack map (every claim, `sub` and `exp` among
+ * them; at most 8,192 bytes), its length in *len. The router took them
+ * from a token it verified: no peer can set them. Valid while the call is
+ * (copy what you keep).
+ * @return the map, or NULL (and *len 0) if the sender presented no token
+ */
+const void *sb_call_claims(const struct sb_call *call, size_t *len);
+
 /** The payload (one MessagePack value, checked well-formed) and its length;
  * NULL and 0 after the handler callback has returned. */
 const void *sb_call_payload(const struct sb_call *call, size_t *len);

@@ -21,9 +21,11 @@
 
 #include "support/admin.h"
 #include "support/auth.h"
+#include "support/clients.h"
 #include "support/clock.h"
 #include "support/peer.h"
 #include "support/proc.h"
+#include "support/pump.h"
 #include "support/router.h"
 #include "support/testlib.h"
 
@@ -721,6 +723,119 @@ static void test_the_c_client_connects_with_a_token(void)
 	router_stop();
 }
 
+/* ---- the claims, for handlers --------------------------------------------------- */
+
+/* What a handler of the C client saw of its caller's claims. */
+struct seen_claims {
+	int n;
+	int has;
+	size_t len;
+	uint8_t mp[1024];
+};
+
+static void handle_claims(struct sb_call *call, void *ud)
+{
+	struct seen_claims *s = ud;
+	size_t len = 99;
+	const void *mp = sb_call_claims(call, &len);
+
+	s->n++;
+	s->has = mp != NULL;
+	s->len = len;
+	if (mp != NULL && len <= sizeof s->mp)
+		memcpy(s->mp, mp, len);
+	sb_reply(call, "ok", NULL, 0);
+}
+
+static int seen_one(void *arg)
+{
+	return ((struct seen_claims *)arg)->n > 0;
+}
+
+/* HELLO's payload {"token": T (if any), "claims": {"tenant": "evil"}}:
+ * a peer's attempt to name its own claims. */
+static size_t forged_payload(const char *t, uint8_t *out)
+{
+	static const uint8_t forged[] = "\xa6"
+					"claims"
+					"\x81\xa6"
+					"tenant"
+					"\xa4"
+					"evil";
+	size_t at = 0;
+	if (t != NULL) {
+		at = token_payload(t, out);
+		out[0] = 0x82;
+	} else {
+		out[at++] = 0x81;
+	}
+	memcpy(out + at, forged, sizeof forged - 1);
+	return at + sizeof forged - 1;
+}
+
+/* A request to "claims" from a peer that says HELLO with @p payload; what
+ * the handler saw in *s. */
+static void ask_claims(struct sb_client *svc, struct seen_claims *s, const uint8_t *pl, size_t n)
+{
+	struct peer *p = peer_dial(PORT);
+	struct sb_msg h = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = v_str("client")};
+	h.payload = (struct sb_view){pl, (uint32_t)n};
+	peer_send(p, &h);
+	peer_expect(p, SB_WELCOME);
+	memset(s, 0, sizeof *s);
+	peer_request(p, "claims", 2, 0, NULL, 0);
+	CHECK(pump_cond(&svc, 1, seen_one, s, "the handler runs"));
+	CHECK_INT(sb_client_process(svc, 0), 0); /* writes its reply */
+	CHECK(v_is(peer_expect(p, SB_REPLY)->outcome, "ok"));
+	peer_close(p);
+}
+
+static void test_a_handler_reads_the_claims_of_its_callers_token_and_nobody_forges_them(void)
+{
+	write_secret(SECRET);
+	struct sb_router_config cfg = token_config();
+	router_start(&cfg);
+	struct watch w = {0};
+	struct sb_client *svc = client_at(PORT, "svc", "service", &w);
+	CHECK(pump_online(&svc, 1));
+	struct seen_claims s;
+	CHECK_INT(sb_client_register(svc, "claims", NULL, handle_claims, &s), 0);
+	pump_for(&svc, 1, 50);
+
+	/* A token with claims of its own: the handler gets them all, as one
+	 * MessagePack map, in the token's order. */
+	static uint8_t pl[8300];
+	const char *t = token(HS, claims("ada", ",\"tenant\":\"acme\",\"seats\":5"), SECRET);
+	ask_claims(svc, &s, pl, token_payload(t, pl));
+	CHECK(s.has);
+	CHECK(s.len > 5 && s.len <= sizeof s.mp);
+	CHECK_INT(s.mp[0], 0x85); /* sub, aud, exp, tenant, seats */
+	CHECK(memmem(s.mp, s.len,
+		     "\xa3sub\xa3"
+		     "ada",
+		     8) != NULL);
+	CHECK(memmem(s.mp, s.len,
+		     "\xa6tenant\xa4"
+		     "acme",
+		     12) != NULL);
+	CHECK(memmem(s.mp, s.len, "\xa5seats\x05", 7) != NULL);
+
+	/* No token: no claims, whatever the HELLO says. */
+	ask_claims(svc, &s, NULL, 0);
+	CHECK(!s.has && s.len == 0);
+	ask_claims(svc, &s, pl, forged_payload(NULL, pl));
+	CHECK(!s.has && s.len == 0);
+
+	/* A token and a "claims" of its own making: the token's alone. */
+	t = token(HS, claims("bob", ",\"tenant\":\"bobco\""), SECRET);
+	ask_claims(svc, &s, pl, forged_payload(t, pl));
+	CHECK(s.has);
+	CHECK(memmem(s.mp, s.len, "bobco", 5) != NULL);
+	CHECK(memmem(s.mp, s.len, "evil", 4) == NULL);
+	sb_client_free(svc);
+	router_stop();
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -738,6 +853,7 @@ int main(void)
 	RUN(test_a_tcp_peer_is_closed_when_its_token_expires);
 	RUN(test_a_websocket_peer_may_bring_its_token_in_its_hello);
 	RUN(test_the_c_client_connects_with_a_token);
+	RUN(test_a_handler_reads_the_claims_of_its_callers_token_and_nobody_forges_them);
 	unlink(secret_path);
 	return TEST_EXIT();
 }

@@ -35,7 +35,7 @@ export class Call {
     this.isRequest = m.kind === K.REQUEST;
     /** The sender's peer id on this router (0: the program embedding the router). */
     this.from = m.from;
-    /** The sender as the router introduced it: {peer, role, subject}, or null. */
+    /** The sender as the router introduced it: {peer, role, subject, claims}, or null. */
     this.identity = identity;
     /** Milliseconds the router gives this request (its timeout, less time spent). */
     this.timeout = this.isRequest ? m.timeout : 0;

@@ -1039,6 +1039,9 @@ export class Client extends Emitter {
     const ident = { peer: m.peer, role: typeof info.role === 'string' ? info.role : null,
       subject: typeof info.subject === 'string' ? info.subject : null };
     if (m.event === 4) {
+      // Its bearer token's claims: the router's copy of a verified token.
+      const c = info.claims;
+      ident.claims = c !== null && typeof c === 'object' && !Array.isArray(c) ? c : null;
       // The router's window: it forgets every sender when it must
       // introduce one past IDENT_WINDOW, and will introduce them again.
       if (this._idents.size >= IDENT_WINDOW && !this._idents.has(m.peerId)) this._idents.clear();

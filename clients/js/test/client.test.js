@@ -421,6 +421,29 @@ describe('bearer tokens', () => {
       unlinkSync(file);
     }
   });
+
+  it('a handler reads its caller\'s token claims; a caller without a token has none', async () => {
+    const file = path.join(tmpdir(), `sb-js-jwt-claims-${process.pid}`);
+    writeFileSync(file, SECRET);
+    const r = await startRouter(['--jwt-secret-file', file]);
+    try {
+      const svc = await connect({ port: r.port, role: 'service', name: 'claims-svc' });
+      await svc.register('tok.claims', (a, call) => call.identity && call.identity.claims);
+      const exp = now() + 3600;
+      const app = await connect({ port: r.port,
+        token: jwt({ sub: 'ada', exp, tenant: 'acme', plan: { seats: 5 } }) });
+      assert.deepEqual(await app.request('tok.claims', null),
+        { outcome: 'ok', data: { sub: 'ada', exp, tenant: 'acme', plan: { seats: 5 } } });
+      const bare = await connect({ port: r.port });
+      assert.deepEqual(await bare.request('tok.claims', null), { outcome: 'ok', data: null });
+      await bare.close();
+      await app.close();
+      await svc.close();
+    } finally {
+      await r.stop();
+      unlinkSync(file);
+    }
+  });
 });
 
 describe('registrations', () => {
