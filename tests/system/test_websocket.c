@@ -32,8 +32,10 @@ struct relay {
 	size_t have;
 };
 
-/* A relay to ws:// (cafile NULL) or wss:// (checked against cafile). */
-static struct relay *relay_start_tls(uint16_t port, const char *origin, const char *cafile)
+/* A relay to ws:// (cafile NULL) or wss:// (checked against cafile),
+ * presenting the client certificate of file stem @p cert (NULL: none). */
+static struct relay *relay_start_mtls(uint16_t port, const char *origin, const char *cafile,
+				      const char *cert)
 {
 	int to[2], from[2];
 	char url[64];
@@ -53,7 +55,7 @@ static struct relay *relay_start_tls(uint16_t port, const char *origin, const ch
 		close(to[1]);
 		close(from[0]);
 		execl("/usr/bin/python3", "python3", RELAY, url, origin ? origin : "-", cafile,
-		      (char *)NULL);
+		      cert, (char *)NULL);
 		_exit(127);
 	}
 	close(to[0]);
@@ -61,6 +63,11 @@ static struct relay *relay_start_tls(uint16_t port, const char *origin, const ch
 	r->in = fdopen(to[1], "w");
 	r->out = from[0];
 	return r;
+}
+
+static struct relay *relay_start_tls(uint16_t port, const char *origin, const char *cafile)
+{
+	return relay_start_mtls(port, origin, cafile, NULL);
 }
 
 static struct relay *relay_start(uint16_t port, const char *origin)
@@ -697,6 +704,56 @@ static void test_wss_serves_with_the_routers_certificate(void)
 	certs_remove();
 }
 
+/* The caller's certificate subject, as the router verified it. */
+static void subject_local(struct sb_call *call, void *ud)
+{
+	const char *s = sb_call_subject(call);
+	(void)ud;
+	sb_reply(call, s != NULL ? s : "none", NULL, 0);
+}
+
+static void test_wss_with_mutual_tls_serves_only_a_client_the_ca_signed(void)
+{
+	CHECK(certs_make() == 0);
+	struct tls_cfg t = {.cert = "server", .mtls = 1};
+	struct sb_router_config cfg;
+	tls_fill(&cfg, &t);
+	cfg.ws_port = 0;
+	struct sb_router *r = router_new(&cfg);
+	CHECK(sb_router_handle(r, "whoami", NULL, subject_local, NULL) == 0);
+	router_start_with(r);
+	static struct frames f;
+	char stem[256], *line;
+
+	/* alice's certificate, from the CA: served, as alice. */
+	snprintf(stem, sizeof stem, "%s", at("alice"));
+	struct relay *rl = relay_start_mtls(ws_port(), NULL, at("ca.pem"), stem);
+	CHECK(relay_line(rl, &line, 15000) && strcmp(line, "open switchboard.v1") == 0);
+	struct sb_msg hello = {.kind = SB_HELLO, .id = 1, .version = 1};
+	hello.role = v_str("client");
+	relay_send(rl, &hello, 1);
+	CHECK(relay_expect(rl, &f, SB_WELCOME) != NULL);
+	struct sb_msg req = {.kind = SB_REQUEST, .id = 2, .timeout_ms = 10000};
+	req.name = v_str("whoami");
+	relay_send(rl, &req, 1);
+	struct sb_msg *m = relay_expect(rl, &f, SB_REPLY);
+	CHECK(m != NULL && m->id == 2);
+	CHECK(m != NULL && m->outcome.len >= 5 &&
+	      memmem(m->outcome.ptr, m->outcome.len, "alice", 5));
+	relay_stop(rl);
+
+	/* No certificate, or mallory's from another CA: no upgrade at all. */
+	rl = relay_start_mtls(ws_port(), NULL, at("ca.pem"), NULL);
+	CHECK(relay_line(rl, &line, 15000) && strncmp(line, "failed ", 7) == 0);
+	relay_stop(rl);
+	snprintf(stem, sizeof stem, "%s", at("mallory"));
+	rl = relay_start_mtls(ws_port(), NULL, at("ca.pem"), stem);
+	CHECK(relay_line(rl, &line, 15000) && strncmp(line, "failed ", 7) == 0);
+	relay_stop(rl);
+	router_stop();
+	certs_remove();
+}
+
 int main(int argc, char **argv)
 {
 	RELAY = argc > 1 ? argv[1] : "tests/system/ws_relay.py";
@@ -712,5 +769,6 @@ int main(int argc, char **argv)
 	RUN(test_a_silent_or_slow_http_client_is_cut_off_by_the_deadline);
 	RUN(test_a_websocket_peer_cannot_be_a_service_without_a_secret);
 	RUN(test_wss_serves_with_the_routers_certificate);
+	RUN(test_wss_with_mutual_tls_serves_only_a_client_the_ca_signed);
 	return TEST_EXIT();
 }

@@ -2,10 +2,11 @@
 """A WebSocket client we did not write (Python's websockets, Debian's
 python3-websockets), driven line by line by tests/system/test_websocket.c.
 
-    ws_relay.py URL [ORIGIN [CAFILE]]
+    ws_relay.py URL [ORIGIN [CAFILE [CERT]]]
 
 ORIGIN "-" sends none; with CAFILE, a wss:// URL's certificate is checked
-against it (and the host name).
+against it (and the host name); with CERT, a file stem, the relay presents
+the client certificate CERT.pem with its key CERT.key (mutual TLS).
 
 It connects offering the subprotocol switchboard.v1 and says on stdout:
 "open SUBPROTOCOL", or "refused STATUS" when the upgrade is answered with
@@ -26,8 +27,10 @@ def say(line):
     sys.stdout.flush()
 
 
-async def main(url, origin, cafile):
+async def main(url, origin, cafile, cert):
     tls = ssl.create_default_context(cafile=cafile) if cafile else None
+    if cert:
+        tls.load_cert_chain(cert + ".pem", cert + ".key")
     try:
         ws = await asyncio.wait_for(
             websockets.connect(url, subprotocols=["switchboard.v1"], origin=origin,
@@ -78,4 +81,5 @@ async def main(url, origin, cafile):
 
 if __name__ == "__main__":
     origin = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else None
-    asyncio.run(main(sys.argv[1], origin, sys.argv[3] if len(sys.argv) > 3 else None))
+    asyncio.run(main(sys.argv[1], origin, sys.argv[3] if len(sys.argv) > 3 else None,
+                     sys.argv[4] if len(sys.argv) > 4 else None))
