@@ -5,8 +5,9 @@
  * its subject, which the handler reads from the identity event; expired,
  * wrongly signed, wrong audience, `alg: none` and missing ones are refused
  * (401, or a fatal ERROR on a connection) saying why; a cookie carries one
- * for browsers; the role it grants is the role a HELLO may take; and a
- * reload swaps the key. */
+ * for browsers; the role it grants is the role a HELLO may take; a
+ * reload swaps the key; and handlers read a token's claims, which no peer
+ * can forge. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <poll.h>
@@ -747,6 +748,15 @@ static void handle_claims(struct sb_call *call, void *ud)
 	sb_reply(call, "ok", NULL, 0);
 }
 
+/* An in-process handler: the claims it sees, as its reply's payload. */
+static void handle_claims_local(struct sb_call *call, void *ud)
+{
+	size_t len;
+	const void *mp = sb_call_claims(call, &len);
+	(void)ud;
+	sb_reply(call, mp != NULL ? "claims" : "none", mp, len);
+}
+
 static int seen_one(void *arg)
 {
 	return ((struct seen_claims *)arg)->n > 0;
@@ -794,7 +804,9 @@ static void test_a_handler_reads_the_claims_of_its_callers_token_and_nobody_forg
 {
 	write_secret(SECRET);
 	struct sb_router_config cfg = token_config();
-	router_start(&cfg);
+	struct sb_router *r = router_new(&cfg);
+	CHECK_INT(sb_router_handle(r, "claims.local", NULL, handle_claims_local, NULL), 0);
+	router_start_with(r);
 	struct watch w = {0};
 	struct sb_client *svc = client_at(PORT, "svc", "service", &w);
 	CHECK(pump_online(&svc, 1));
@@ -819,6 +831,20 @@ static void test_a_handler_reads_the_claims_of_its_callers_token_and_nobody_forg
 		     "acme",
 		     12) != NULL);
 	CHECK(memmem(s.mp, s.len, "\xa5seats\x05", 7) != NULL);
+
+	/* An in-process handler sees the same map. */
+	struct peer *p = peer_dial(PORT);
+	hello_with_token(p, NULL, "client", t);
+	peer_expect(p, SB_WELCOME);
+	peer_request(p, "claims.local", 2, 0, NULL, 0);
+	struct sb_msg *m = peer_expect(p, SB_REPLY);
+	CHECK(v_is(m->outcome, "claims"));
+	CHECK(m->payload.len == s.len && memcmp(m->payload.ptr, s.mp, s.len) == 0);
+	peer_close(p);
+	p = peer_hello(PORT, NULL, "client");
+	peer_request(p, "claims.local", 2, 0, NULL, 0);
+	CHECK(v_is(peer_expect(p, SB_REPLY)->outcome, "none"));
+	peer_close(p);
 
 	/* No token: no claims, whatever the HELLO says. */
 	ask_claims(svc, &s, NULL, 0);
