@@ -120,6 +120,11 @@ VECTORS = [
     ("hello-token", [1, 0, U64(0), 1, "tunnel-1", "service",
                      {"lib": "sb-c 0.2",
                       "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEiLCJleHAiOjE5MDAwMDAwMDB9.ddF9DeTc8YJMUotw8LI5F6XKpw5VxIy0fW0XhqoyM5w"}]),
+    # An identity event (docs/protocol.md, "Identity (4)") for a peer that
+    # authenticated with a token: its claims, whole, under "claims".
+    ("presence-identity", [14, 0, U64(0), 4, "A002", 13,
+                           {"role": "client", "subject": "ada",
+                            "claims": {"sub": "ada", "exp": 1900000000, "tenant": "acme"}}]),
 ]
 
 # Frames python builds that we must refuse: (name, elements, code, fault, field).
