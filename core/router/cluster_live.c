@@ -189,14 +189,27 @@ static void claimed(void *ud, int err, uint64_t rev, const uint8_t *val, size_t 
 		sb__hs_welcome(sh, c, cl->hello_id);
 	} else if (err == SB_EDUPNAME) {
 		sb__conn_fail(sh, c, SB_EDUPNAME, "a peer on another router already has this name");
-	} else {
-		/* No JetStream, or no answer: the name is this router's alone. */
+	} else if (err == SB_ENOHANDLER || err == SB_EOFFLINE) {
+		/* No JetStream on the servers ("no responders"), or this
+		 * router cut off from them (it serves its local traffic only):
+		 * the name is this router's alone. */
 		if (!xs->kv_warned++)
 			sb__log(&sh->r->log, 1,
 				"shard %u: cluster: peer names are not claimed across routers: "
 				"%s",
 				sh->id, sb_strerror(err));
 		sb__hs_welcome(sh, c, cl->hello_id);
+	} else {
+		/* JetStream is there but did not answer in time (a stalled or
+		 * minority server, a full link) or failed: another router may
+		 * hold the name, so welcoming would give it twice. The client
+		 * tries again. */
+		char why[128];
+		snprintf(why, sizeof why,
+			 "the name could not be claimed across routers (%s); "
+			 "try again",
+			 sb_strerror(err));
+		sb__conn_fail(sh, c, SB_EOVERLOADED, why);
 	}
 	free(cl);
 }
@@ -215,10 +228,9 @@ int sb__cluster_claim(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
 	}
 	*cl = (struct claim){.sh = sh, .ep = c->ep, .hello_id = id};
 	snprintf(cl->name, sizeof cl->name, "%s", c->name);
-	if (sb__nats_kv_create(xs->nc, "sbnames", c->name, me, strlen(me), 2000, claimed, cl) !=
-	    0) {
-		free(cl);
-		return -1;
-	}
+	/* Refused at once (the link down, or full): decided as an answer. */
+	int rc = sb__nats_kv_create(xs->nc, "sbnames", c->name, me, strlen(me), 2000, claimed, cl);
+	if (rc != 0)
+		claimed(cl, rc, 0, NULL, 0);
 	return 0;
 }

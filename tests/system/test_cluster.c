@@ -528,6 +528,54 @@ static void test_a_name_taken_on_one_router_is_refused_on_another(void)
 	natsd_stop(&js);
 }
 
+static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
+{
+	/* Router 1 holds the name; JetStream's server is then stopped, so
+	 * router 2's claim gets no answer (a timeout, not "no JetStream"):
+	 * the HELLO is refused with `overloaded` (try again), not welcomed. */
+	struct natsd js;
+	if (natsd_start(&js, 1, 1) != 0) {
+		CHECK(0);
+		return;
+	}
+	struct sb_router *r1 = join(js.url), *r2 = join(js.url);
+	uint16_t p1 = sb_router_port(r1), p2 = sb_router_port(r2);
+	struct peer *first = NULL, *second = NULL;
+
+	/* Claimed once the bucket is there: router 2 refuses the name. */
+	uint64_t end = now_ms() + 15000;
+	int held = 0;
+	while (!held && now_ms() < end) {
+		peer_close(first);
+		first = NULL;
+		if (!hello_as(p1, "ledger-2", &first))
+			continue;
+		held = !hello_as(p2, "ledger-2", &second);
+		peer_close(second);
+		second = NULL;
+	}
+	CHECK(held && first != NULL);
+
+	kill(js.pid, SIGSTOP);
+	struct peer *p = peer_dial(p2);
+	struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
+	h.role = v_str("service");
+	h.peer = v_str("ledger-2");
+	peer_send(p, &h);
+	CHECK_INT(peer_recv_within(p, 8000), 1);
+	CHECK_INT(p->m.kind, SB_ERROR);
+	CHECK_INT(p->m.code, (uint32_t)-SB_EOVERLOADED);
+	peer_close(p);
+	kill(js.pid, SIGCONT);
+
+	/* JetStream back: the name is still router 1's. */
+	CHECK(!hello_as(p2, "ledger-2", &second));
+	peer_close(first);
+	router_close(r1);
+	router_close(r2);
+	natsd_stop(&js);
+}
+
 static void test_a_router_that_loses_its_nats_server_ends_its_requests_across_routers(void)
 {
 	/* The client's router is on the first server, the service's on the
@@ -586,6 +634,7 @@ int main(int argc, char **argv)
 	RUN(test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_other_router);
 	RUN(test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothing);
 	RUN(test_a_name_taken_on_one_router_is_refused_on_another);
+	RUN(test_a_name_is_not_given_twice_while_jetstream_does_not_answer);
 	RUN(test_a_router_that_loses_its_nats_server_ends_its_requests_across_routers);
 	router_close(ra);
 	router_close(rb);
