@@ -117,10 +117,34 @@ int sb__client_queue(struct sb_client *c, const struct sb_msg *m, int force)
  * ciphertext goes out from the pair. @return 0, SB_ESYS or a TLS failure */
 static int write_tls(struct sb_client *c)
 {
-	int rc = sb__tls_push(c->tls, c->fd, c->out, c->out_len, &c->out_off);
-	if (rc != 0 && rc != SB_ESYS)
-		snprintf(c->last_error, sizeof c->last_error, "%s", sb__tls_why(c->tls));
-	return rc;
+	for (;;) {
+		while (c->out_off < c->out_len) {
+			long n =
+				sb__tls_write(c->tls, c->out + c->out_off, c->out_len - c->out_off);
+			if (n < 0) {
+				snprintf(c->last_error, sizeof c->last_error, "%s",
+					 sb__tls_why(c->tls));
+				return (int)n;
+			}
+			if (n == 0)
+				break;
+			c->out_off += (size_t)n;
+		}
+		const uint8_t *p;
+		size_t len = sb__tls_out(c->tls, &p);
+		if (len == 0)
+			return 0;
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			sb__tls_sent(c->tls, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return SB_ESYS;
+	}
 }
 
 /* Writes what the socket takes without blocking. @return 0 or SB_ESYS (or

@@ -89,7 +89,31 @@ static void drop(struct sb__nats *nc, const char *fmt, ...) __attribute__((forma
 
 static int write_tls(struct sb__nats *nc)
 {
-	return sb__tls_push(nc->tls, nc->fd, nc->out, nc->out_len, &nc->out_off);
+	for (;;) {
+		while (nc->out_off < nc->out_len) {
+			long n = sb__tls_write(nc->tls, nc->out + nc->out_off,
+					       nc->out_len - nc->out_off);
+			if (n < 0)
+				return (int)n;
+			if (n == 0)
+				break;
+			nc->out_off += (size_t)n;
+		}
+		const uint8_t *p;
+		size_t len = sb__tls_out(nc->tls, &p);
+		if (len == 0)
+			return 0;
+		ssize_t n = send(nc->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			sb__tls_sent(nc->tls, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		return SB_ESYS;
+	}
 }
 
 /* Sends what the socket takes now. */

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -771,34 +770,6 @@ void sb__tls_sent(struct sb__tls *t, size_t n)
 		if (k <= 0)
 			break;
 		n -= (size_t)k;
-	}
-}
-
-int sb__tls_push(struct sb__tls *t, int fd, const uint8_t *out, size_t len, size_t *off)
-{
-	for (;;) {
-		while (*off < len) {
-			long n = sb__tls_write(t, out + *off, len - *off);
-			if (n < 0)
-				return (int)n;
-			if (n == 0)
-				break;
-			*off += (size_t)n;
-		}
-		const uint8_t *p;
-		size_t pending = sb__tls_out(t, &p);
-		if (pending == 0)
-			return 0;
-		ssize_t n = send(fd, p, pending, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			sb__tls_sent(t, (size_t)n);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return 0;
-		return SB_ESYS;
 	}
 }
 

@@ -98,15 +98,6 @@ size_t sb__tls_out(struct sb__tls *t, const uint8_t **p);
 /** @p n bytes of what sb__tls_out() gave went out. */
 void sb__tls_sent(struct sb__tls *t, size_t n);
 
-/** For callers that write their own nonblocking socket @p fd with send()
- * (the client library, the NATS connection; the router's shards send
- * through io_uring instead): the plaintext out[*off..len) becomes records
- * while the pair has room (*off advances), and the ciphertext goes to the
- * socket, until both are done or the socket is full. @return 0 (call again
- * when the socket is writable if *off < len or ciphertext waits), SB_ESYS
- * (errno says why), or a TLS failure. */
-int sb__tls_push(struct sb__tls *t, int fd, const uint8_t *out, size_t len, size_t *off);
-
 /** 1 while ciphertext waits to be sent. */
 int sb__tls_pending(const struct sb__tls *t);
 
