@@ -1,6 +1,7 @@
 /* The switchboard daemon: parses a config file and flags into a router
  * config, runs the router, reloads on SIGHUP and drains on SIGTERM or
- * SIGINT. Everything else is in libswitchboard. */
+ * SIGINT, telling systemd each step (sd_notify) when it runs as a
+ * Type=notify service. Everything else is in libswitchboard. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include <switchboard/router.h>
 
@@ -594,6 +597,27 @@ static void reload(struct sb_router *r, const struct settings *now, const char *
 	settings_free(s); /* the router keeps nothing of it */
 }
 
+/* systemd's notify protocol (sd_notify(3)); without NOTIFY_SOCKET (not
+ * under systemd) each call does nothing. MONOTONIC_USEC goes with
+ * RELOADING=1: systemd 253 and later (Type=notify-reload) want it, older
+ * ones ignore it. */
+static void notify(const char *state)
+{
+	sd_notify(0, state);
+}
+
+static void notify_reloading(void)
+{
+	char msg[64];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)ts.tv_sec * 1000000ull +
+			 (unsigned long long)ts.tv_nsec / 1000);
+	notify(msg);
+}
+
 /* Each connection takes a descriptor: take as many as max_conns needs, up
  * to the hard limit. The library warns if that is still too few. */
 static void raise_nofile(uint32_t max_conns, unsigned shards)
@@ -708,13 +732,37 @@ int main(int argc, char **argv)
 		printf("switchboard: admin on http://%s:%u/ (GET /metrics)\n", s->cfg.admin_addr,
 		       sb_router_admin_port(r));
 
+	/* sb_router_start() returned: every shard listens on every port. */
+	char status[160];
+	snprintf(status, sizeof status, "READY=1\nSTATUS=listening on %s:%u (%u shards)",
+		 s->cfg.addr, sb_router_port(r), sb_router_shards(r));
+	notify(status);
+
+	/* With WatchdogSec=, systemd wants WATCHDOG=1 within WATCHDOG_USEC: it
+	 * is sent at half of that, between signals. It shows this thread
+	 * alive; the shards do not report to it. */
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+		wd_usec = 0;
+	struct timespec wd = {(time_t)(wd_usec / 2 / 1000000),
+			      (long)(wd_usec / 2 % 1000000) * 1000};
 	int sig;
 	for (;;) {
-		sigwait(&sigs, &sig);
+		if (wd_usec > 0) {
+			sig = sigtimedwait(&sigs, NULL, &wd);
+			if (sig < 0) { /* the half-period passed (or EINTR): a ping */
+				notify("WATCHDOG=1");
+				continue;
+			}
+		} else
+			sigwait(&sigs, &sig);
 		if (sig != SIGHUP)
 			break;
+		notify_reloading();
 		reload(r, s, config, args, nargs, &drain_ms);
+		notify("READY=1");
 	}
+	notify("STOPPING=1\nSTATUS=draining");
 	printf("switchboard: %s, draining for up to %u ms\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	       drain_ms);
 	sb_router_stop(r, drain_ms);
