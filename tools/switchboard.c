@@ -15,8 +15,18 @@
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <switchboard/router.h>
+
+/* Off a terminal (the journal), the daemon's own lines on stderr carry a
+ * syslog level as the library's do (core/common/log.c): errors 3,
+ * warnings 4. */
+static const char *level(int n)
+{
+	static const char *const prefix[] = {"<3>", "<4>"};
+	return isatty(STDERR_FILENO) ? "" : prefix[n == 4];
+}
 
 /* ---- settings ------------------------------------------------------------- */
 
@@ -420,7 +430,7 @@ static struct settings *settings_new(void)
 {
 	struct settings *s = calloc(1, sizeof *s);
 	if (s == NULL) {
-		fprintf(stderr, "switchboard: out of memory\n");
+		fprintf(stderr, "%sswitchboard: out of memory\n", level(3));
 		exit(1);
 	}
 	sb_router_config_init(&s->cfg);
@@ -559,19 +569,19 @@ static void note_restart_only(const struct settings *now, const struct settings 
 			continue;
 		if ((t->type == NUM || t->type == YES) && num_get(now, t) != num_get(asked, t))
 			fprintf(stderr,
-				"switchboard: reload: %s changes only with a restart (still %llu, "
-				"not %llu)\n",
-				t->name, num_get(now, t), num_get(asked, t));
+				"%sswitchboard: reload: %s changes only with a restart (still "
+				"%llu, not %llu)\n",
+				level(4), t->name, num_get(now, t), num_get(asked, t));
 		if (t->type == TEXT) {
 			const char *a, *b;
 			memcpy(&a, (const char *)now + t->off, sizeof a);
 			memcpy(&b, (const char *)asked + t->off, sizeof b);
 			if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
 				fprintf(stderr,
-					"switchboard: reload: %s changes only with a restart "
+					"%sswitchboard: reload: %s changes only with a restart "
 					"(still "
 					"%s, not %s)\n",
-					t->name, a != NULL ? a : "its default",
+					level(4), t->name, a != NULL ? a : "its default",
 					b != NULL ? b : "its default");
 		}
 	}
@@ -671,12 +681,12 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "switchboard: unexpected argument %s\n", argv[optind]);
+		fprintf(stderr, "%sswitchboard: unexpected argument %s\n", level(3), argv[optind]);
 		goto out;
 	}
 	s = build(config, args, nargs);
 	if (s->err[0] != 0) {
-		fprintf(stderr, "switchboard: %s\n", s->err);
+		fprintf(stderr, "%sswitchboard: %s\n", level(3), s->err);
 		goto out;
 	}
 	unsigned drain_ms = s->drain_ms;
@@ -700,24 +710,26 @@ int main(int argc, char **argv)
 			s->cfg.name_pattern != NULL && strcmp(s->cfg.name_pattern, "P####") != 0;
 		if (pattern)
 			fprintf(stderr,
-				"switchboard: --name-pattern %s: expected one run of # and a peer "
-				"name around it (no spaces, at most 54 bytes besides the "
+				"%sswitchboard: --name-pattern %s: expected one run of # and a "
+				"peer name around it (no spaces, at most 54 bytes besides the "
 				"counter)\n",
-				s->cfg.name_pattern);
+				level(3), s->cfg.name_pattern);
 		if (!pattern)
-			fprintf(stderr, "switchboard: invalid settings (the log above names a TLS, "
-					"secret or name-rule one)\n");
+			fprintf(stderr,
+				"%sswitchboard: invalid settings (the log above names a TLS, "
+				"secret or name-rule one)\n",
+				level(3));
 		goto out;
 	}
 	if (r == NULL) {
-		fprintf(stderr, "switchboard: cannot start on %s:%u: %s\n", s->cfg.addr,
+		fprintf(stderr, "%sswitchboard: cannot start on %s:%u: %s\n", level(3), s->cfg.addr,
 			s->cfg.port, err == SB_ESYS ? strerror(errno) : sb_strerror(err));
 		rc = 1;
 		goto out;
 	}
 	if ((err = sb_router_start(r)) != 0) {
-		fprintf(stderr, "switchboard: cannot start: %s (%s)\n", sb_strerror(err),
-			strerror(errno));
+		fprintf(stderr, "%sswitchboard: cannot start: %s (%s)\n", level(3),
+			sb_strerror(err), strerror(errno));
 		sb_router_free(r);
 		rc = 1;
 		goto out;
