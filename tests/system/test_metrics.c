@@ -297,11 +297,7 @@ static void test_a_routes_counters_and_latency_histogram_move_by_the_traffic_sen
 static void test_route_names_with_quotes_and_backslashes_survive_the_parser(void)
 {
 	static const char *const names[] = {
-		"a\"b\\c",
-		"q{le=\"1\"},x=y",
-		"\\\\",
-		"caf\xc3\xa9.cr\xc3\xa9"
-		"er",
+		"a\"b\\c",        "q{le=\"1\"},x=y", "\\\\", "caf\xc3\xa9.\xc3\xa9t\xc3\xa9",
 		"#not.a.comment",
 	};
 	enum { NN = sizeof names / sizeof names[0] };
