@@ -184,11 +184,9 @@ static int config_read(const struct sb_client_config *in, struct sb_client_confi
 	defaults(out);
 	if (in == NULL)
 		return 0;
-	if (in->size < offsetof(struct sb_client_config, port) + sizeof in->port) {
-		say(in, "size: %zu bytes cannot hold host and port (use sb_client_config_init)",
-		    in->size);
+	/* Too short to hold the why buffer either: nothing can be said. */
+	if (in->size < offsetof(struct sb_client_config, port) + sizeof in->port)
 		return SB_EINVAL;
-	}
 	memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
 	out->size = sizeof *out;
 	return 0;
