@@ -240,15 +240,16 @@ int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms);
 const char *sb_client_name(const struct sb_client *c);
 
 /** Why the last connection attempt failed or was refused, in words: the
- * host and port and the socket's reason ("127.0.0.1:7400: connection
- * refused", "no.such.host:7400: no such host: Name or service not known",
- * "10.1.2.3:7400: timed out: no WELCOME within 5000 ms"), the router
- * closing it during the handshake, bytes that were not Switchboard frames
- * (a TLS port answered in clear, say), the text of the router's fatal
- * ERROR ("certificate name \"x\" is not allowed"), or the TLS failure
- * ("router certificate \"r\" refused: it has expired"). Set at each
- * failed attempt, kept once online (the last failure stays the last);
- * "" if nothing failed yet. Valid until the next process call. */
+ * socket's reason ("connection refused", "no such host: Name or service
+ * not known", "timed out: no answer within 5000 ms (waiting for the
+ * router's WELCOME)"), the router closing it during the handshake, bytes
+ * that were not Switchboard frames (a TLS port reached in clear, say),
+ * OpenSSL's reason ("TLS: wrong version number"), the text of the
+ * router's fatal ERROR ("certificate name \"x\" is not allowed"), or a
+ * refused certificate ("router certificate \"r\" refused: it has
+ * expired"). docs/client.md lists them. Set at each failed attempt, kept
+ * once online (the last failure stays the last); "" if nothing failed
+ * yet. Valid until the next process call. */
 const char *sb_client_last_error(const struct sb_client *c);
 
 /** How many sends the offline queue holds (cfg.offline_queue_bytes):
