@@ -23,7 +23,7 @@
 #include "sbctl.h"
 
 /* getopt values of the TLS flags: past every letter, so none collides. */
-enum { OPT_TLS = 256, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME };
+enum { OPT_TLS = 256, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME, OPT_STR, OPT_WAIT };
 
 static const struct command *find_command(const char *name);
 
@@ -33,6 +33,9 @@ static const char global_options[] =
 	"  --name NAME           peer name to ask for (default: the router assigns one)\n"
 	"  --json                machine output: one JSON object per line\n"
 	"  --connect-timeout MS  how long to wait for the router (default 2000)\n"
+	"  --wait                retry a router that cannot be reached (refused,\n"
+	"                        unknown host, TLS failure) until --connect-timeout;\n"
+	"                        without it the first failure exits 3 at once\n"
 	"  --secret-file FILE    the shared secret of our role, for a router that\n"
 	"                        asks for one (default: $SB_SECRET, else none)\n"
 	"  --tls                 connect with TLS 1.3, verifying the router's certificate\n"
@@ -52,7 +55,7 @@ static const char exit_codes[] =
 	"     (stderr says which), or the connection was lost; with --all,\n"
 	"     also when any peer's result was an error\n"
 	"  2  usage error or invalid JSON\n"
-	"  3  cannot connect to the router\n";
+	"  3  cannot connect to the router (stderr says why), or it refused us\n";
 
 static void usage(FILE *out);
 
@@ -151,20 +154,22 @@ static int cmd_help(const struct opts *o, char **args, int nargs)
 }
 
 static const struct command commands[] = {
-	{"send", F_TO | F_ALL, 1, 2, "send NAME [JSON] [--to PEER | --all]",
+	{"send", F_TO | F_ALL | F_STR, 1, 2, "send NAME [PAYLOAD] [--str] [--to PEER | --all]",
 	 "send a message, fire-and-forget",
-	 "Sends a message to one handler of NAME; nothing comes back. JSON is the\n"
-	 "payload (omitted: null). Prints nothing ({\"sent\":true} with --json) once\n"
-	 "the message is written to the router; whether a handler took it is not\n"
-	 "reported.\n"
+	 "Sends a message to one handler of NAME; nothing comes back. PAYLOAD is\n"
+	 "JSON (omitted: null), or @FILE / @- to read it from a file / stdin. Prints\n"
+	 "nothing ({\"sent\":true} with --json) once the message is written to the\n"
+	 "router; whether a handler took it is not reported.\n"
 	 "\n"
+	 "  --str                 PAYLOAD (or the file's bytes) is a string, not JSON\n"
 	 "  --to PEER             to the peer named PEER instead, whatever it handles\n"
 	 "  --all                 to every handler of NAME\n",
 	 cmd_send},
-	{"request", F_TIMEOUT | F_TO | F_ALL, 1, 2,
-	 "request NAME [JSON] [--timeout MS] [--to PEER | --all]",
+	{"request", F_TIMEOUT | F_TO | F_ALL | F_STR, 1, 2,
+	 "request NAME [PAYLOAD] [--str] [--timeout MS] [--to PEER | --all]",
 	 "send a request and print every reply",
-	 "Sends a request to NAME and prints each reply as it arrives:\n"
+	 "Sends a request to NAME and prints each reply as it arrives. PAYLOAD is\n"
+	 "as for send: JSON, @FILE or @- (stdin), a string with --str.\n"
 	 "  OUTCOME  PAYLOAD                       the final reply\n"
 	 "  OUTCOME  PAYLOAD  (more: progress)     a progress update\n"
 	 "  OUTCOME  PAYLOAD  (more: chunk)        a stream chunk\n"
@@ -182,6 +187,7 @@ static const struct command commands[] = {
 	 "{\"peer\":...,\"error\":NAME,\"code\":N,\"text\":...}, then {\"all\":{\"peers\":N,\n"
 	 "\"ok\":N,\"errors\":N,\"timeouts\":N,\"gone\":N}}. Exits 1 if any peer failed.\n"
 	 "\n"
+	 "  --str                 PAYLOAD (or the file's bytes) is a string, not JSON\n"
 	 "  --timeout MS          the request's timeout (default: the router's, 30 s);\n"
 	 "                        with --all, every peer's\n"
 	 "  --to PEER             ask the peer named PEER, whatever it handles\n"
@@ -274,8 +280,10 @@ static void usage(FILE *out)
 	fprintf(out,
 		"\n%s\n"
 		"JSON: objects, arrays, strings, integers (int64/uint64), floats,\n"
-		"true/false/null. MessagePack bin prints as {\"$bin\":\"<hex>\"}. A JSON\n"
-		"argument that starts with '-' goes after \"--\": sbctl send n -- -5\n"
+		"true/false/null. MessagePack bin prints as {\"$bin\":\"<hex>\"}. A payload\n"
+		"is always JSON: 5 is the integer 5; the string is '\"5\"' or --str 5.\n"
+		"@FILE and @- read it from a file or stdin (no size limit of the shell).\n"
+		"A JSON argument that starts with '-' goes after \"--\": sbctl send n -- -5\n"
 		"\n%s",
 		global_options, exit_codes);
 }
@@ -294,6 +302,8 @@ int main(int argc, char **argv)
 		{"to", required_argument, NULL, 'T'},
 		{"all", no_argument, NULL, 'A'},
 		{"schema", required_argument, NULL, 's'},
+		{"str", no_argument, NULL, OPT_STR},
+		{"wait", no_argument, NULL, OPT_WAIT},
 		{"tls", no_argument, NULL, OPT_TLS},
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
 		{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -352,6 +362,13 @@ int main(int argc, char **argv)
 		case 's':
 			o.schema = optarg;
 			o.given |= F_SCHEMA;
+			break;
+		case OPT_STR:
+			o.str = 1;
+			o.given |= F_STR;
+			break;
+		case OPT_WAIT:
+			o.wait = 1;
 			break;
 		case OPT_TLS:
 			o.tls = 1;
@@ -418,6 +435,7 @@ int main(int argc, char **argv)
 			: bad & F_COUNT ? "--count"
 			: bad & F_TO    ? "--to"
 			: bad & F_ALL   ? "--all"
+			: bad & F_STR   ? "--str"
 					: "--schema",
 			cmd->name);
 		return EXIT_USAGE;

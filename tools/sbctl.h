@@ -25,6 +25,12 @@ enum {
 #define F_TO      0x8u
 #define F_ALL     0x10u
 #define F_SCHEMA  0x20u
+#define F_STR     0x40u
+
+/* Bytes sbctl reads from a payload file or stdin at most: above the
+ * largest frame limit a router can have (64 MiB), so a bigger file is a
+ * mistake said at once. */
+#define PAYLOAD_FILE_MAX (128u << 20)
 
 /* Everything the command line says. */
 struct opts {
@@ -39,6 +45,9 @@ struct opts {
 	const char *to;      /* send, request --to: the peer */
 	int all;             /* send, request --all: every handler */
 	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
+	int str;             /* send, request --str: the payload is a string, not JSON */
+	int wait;            /* --wait: retry a router that cannot be reached, up to
+				--connect-timeout, instead of failing at once */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
 	const char *secret;  /* from --secret-file, else $SB_SECRET, else NULL */
@@ -82,8 +91,13 @@ const char *payload_json(struct sb__json_buf *b, const void *p, size_t len);
 const char *quoted(struct sb__json_buf *b, const char *s);
 /** An error reply on stderr (or, with --json, stdout). */
 void print_error(const struct opts *o, int err, const char *text);
-/** JSON text (NULL: nil) as MessagePack in mp. @return 0 or EXIT_USAGE */
+/** JSON text (NULL: nil) as MessagePack in mp. @return 0, or -1 after a
+ * message */
 int parse_payload(const char *text, struct sb__json_buf *mp);
+/** A send's or request's payload argument as MessagePack in mp: JSON, or
+ * with --str a string; "@FILE" reads it from FILE, "@-" from stdin; NULL
+ * is nil. @return 0, or -1 after a message */
+int read_payload(const struct opts *o, const char *arg, struct sb__json_buf *mp);
 /** A client for the router of o, with role @p role; exits if it cannot be made. */
 struct sb_client *connect_router(const struct opts *o, enum sb_role role);
 /** The router's code from the last SB_CLIENT_ERROR (a refused

@@ -34,7 +34,7 @@ int cmd_send(const struct opts *o, char **args, int nargs)
 	struct sb__json_buf mp = {0};
 	int rc;
 
-	if (parse_payload(nargs > 1 ? args[1] : NULL, &mp) != 0)
+	if (read_payload(o, nargs > 1 ? args[1] : NULL, &mp) != 0)
 		return EXIT_USAGE;
 	struct sb_client *c = connect_router(o, SB_ROLE_CLIENT);
 	rc = wait_online(c, o);
@@ -169,7 +169,7 @@ int cmd_request(const struct opts *o, char **args, int nargs)
 	struct pending pd = {.o = o};
 	int rc;
 
-	if (parse_payload(nargs > 1 ? args[1] : NULL, &mp) != 0)
+	if (read_payload(o, nargs > 1 ? args[1] : NULL, &mp) != 0)
 		return EXIT_USAGE;
 	struct sb_client *c = connect_router(o, SB_ROLE_CLIENT);
 	rc = wait_online(c, o);

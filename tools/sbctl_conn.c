@@ -76,10 +76,129 @@ int parse_payload(const char *text, struct sb__json_buf *mp)
 		return 0; /* no payload: nil */
 	if (sb__json_parse(text, strlen(text), mp, &e) != 0) {
 		sb__json_buf_free(mp);
-		fprintf(stderr, "sbctl: invalid JSON at byte %zu: %s\n", e.at, e.what);
+		fprintf(stderr, "sbctl: invalid JSON at byte %zu: %s%s\n", e.at, e.what,
+			e.at == 0 ? " (a string is JSON in quotes: '\"text\"', or use --str)" : "");
 		return -1;
 	}
 	return 0;
+}
+
+/* The bytes of FILE ("-": stdin), whole, NUL-terminated (a JSON text must
+ * not run on past them). NULL after a message on stderr. */
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+	size_t n = 0, cap = 0;
+	char *buf = NULL;
+
+	if (f == NULL) {
+		fprintf(stderr, "sbctl: @%s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (cap - n < 2) {
+			/* Far past any router's frame limit: stop reading instead
+			 * of filling the memory. */
+			if (cap >= PAYLOAD_FILE_MAX) {
+				fprintf(stderr, "sbctl: @%s: larger than %u bytes\n", path,
+					PAYLOAD_FILE_MAX);
+				goto fail;
+			}
+			cap = cap == 0 ? 65536 : cap * 2;
+			char *p = realloc(buf, cap);
+			if (p == NULL) {
+				fprintf(stderr, "sbctl: @%s: out of memory\n", path);
+				goto fail;
+			}
+			buf = p;
+		}
+		size_t r = fread(buf + n, 1, cap - n - 1, f);
+		n += r;
+		if (r == 0)
+			break;
+	}
+	if (ferror(f)) {
+		fprintf(stderr, "sbctl: @%s: %s\n", path, strerror(errno));
+		goto fail;
+	}
+	if (f != stdin)
+		fclose(f);
+	buf[n] = 0;
+	*len = n;
+	return buf;
+fail:
+	if (f != stdin)
+		fclose(f);
+	free(buf);
+	return NULL;
+}
+
+/* A MessagePack str of the n bytes at s. */
+static int str_payload(const char *s, size_t n, struct sb__json_buf *mp)
+{
+	unsigned char h[5];
+	size_t hl;
+
+	if (n < 32) {
+		h[0] = (unsigned char)(0xa0 | n);
+		hl = 1;
+	} else if (n < 256) {
+		h[0] = 0xd9;
+		h[1] = (unsigned char)n;
+		hl = 2;
+	} else if (n < 65536) {
+		h[0] = 0xda;
+		h[1] = (unsigned char)(n >> 8);
+		h[2] = (unsigned char)n;
+		hl = 3;
+	} else {
+		h[0] = 0xdb;
+		h[1] = (unsigned char)(n >> 24);
+		h[2] = (unsigned char)(n >> 16);
+		h[3] = (unsigned char)(n >> 8);
+		h[4] = (unsigned char)n;
+		hl = 5;
+	}
+	if ((mp->data = malloc(hl + n + 1)) == NULL) {
+		fprintf(stderr, "sbctl: out of memory\n");
+		return -1;
+	}
+	memcpy(mp->data, h, hl);
+	memcpy(mp->data + hl, s, n);
+	mp->len = mp->cap = hl + n;
+	mp->data[mp->len] = 0;
+	return 0;
+}
+
+int read_payload(const struct opts *o, const char *arg, struct sb__json_buf *mp)
+{
+	const char *text = arg;
+	char *file = NULL;
+	size_t len = arg != NULL ? strlen(arg) : 0;
+	int rc;
+
+	if (arg == NULL) {
+		if (o->str) {
+			fprintf(stderr, "sbctl: --str needs a payload: a text, @FILE or @-\n");
+			return -1;
+		}
+		return 0; /* no payload: nil */
+	}
+	if (arg[0] == '@') {
+		if ((file = read_all(arg + 1, &len)) == NULL)
+			return -1;
+		text = file;
+	}
+	if (o->str)
+		rc = str_payload(text, len, mp);
+	else if (file != NULL && strlen(file) != len) {
+		fprintf(stderr, "sbctl: @%s: invalid JSON: a NUL byte at byte %zu\n", arg + 1,
+			strlen(file));
+		rc = -1;
+	} else
+		rc = parse_payload(text, mp);
+	free(file);
+	return rc;
 }
 
 /* ---- the connection ------------------------------------------------------- */
@@ -111,6 +230,7 @@ int router_refused(void)
 struct sb_client *connect_router(const struct opts *o, enum sb_role role)
 {
 	struct sb_client_config cfg;
+	char why[512] = "";
 	int err = 0;
 
 	sb_client_config_init(&cfg);
@@ -128,7 +248,9 @@ struct sb_client *connect_router(const struct opts *o, enum sb_role role)
 	cfg.tls_cert = o->tls_cert;
 	cfg.tls_key = o->tls_key;
 	cfg.tls_server_name = o->tls_server_name;
-	/* The library only says a TLS setting is invalid: say which file. */
+	cfg.why = why;
+	cfg.whylen = sizeof why;
+	/* In the flags' words, before the library's. */
 	const char *files[][2] = {
 		{"--tls-ca", o->tls_ca}, {"--tls-cert", o->tls_cert}, {"--tls-key", o->tls_key}};
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
@@ -139,18 +261,18 @@ struct sb_client *connect_router(const struct opts *o, enum sb_role role)
 		}
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	if (c == NULL) {
-		if (err == SB_EINVAL && o->tls) {
-			fprintf(stderr, "sbctl: the TLS files do not load (not PEM, or the key "
-					"does not match the certificate), or --name is invalid\n");
-			exit(EXIT_USAGE);
-		}
-		if (err == SB_EINVAL) {
+		if (err == SB_EINVAL && strncmp(why, "name:", 5) == 0) {
 			fprintf(stderr, "sbctl: --name %s: not a valid peer name\n",
 				o->name ? o->name : "");
 			exit(EXIT_USAGE);
 		}
+		if (err == SB_EINVAL) { /* the TLS files: "tls-key k.pem does not belong to ..." */
+			fprintf(stderr, "sbctl: %s%s\n", strncmp(why, "tls-", 4) == 0 ? "--" : "",
+				why);
+			exit(EXIT_USAGE);
+		}
 		fprintf(stderr, "sbctl: cannot create a client: %s\n",
-			err == SB_ESYS ? strerror(errno) : sb_strerror(err));
+			why[0] != 0 ? why : sb_strerror(err));
 		exit(EXIT_NO_ROUTER);
 	}
 	return c;
@@ -163,6 +285,14 @@ int wait_online(struct sb_client *c, const struct opts *o)
 	while (!sb_client_online(c)) {
 		uint64_t now = now_ms();
 		int rc;
+		/* No socket and a reason: an attempt failed, and the library
+		 * waits to try again. A user at a shell wants the reason now,
+		 * not after the timeout; --wait is for a router still coming up. */
+		if (!o->wait && sb_client_fd(c) < 0 && *sb_client_last_error(c) != 0) {
+			fprintf(stderr, "sbctl: cannot connect to the router at %s:%u: %s\n",
+				o->host, o->port, sb_client_last_error(c));
+			return EXIT_NO_ROUTER;
+		}
 		if (now >= deadline) {
 			const char *why = sb_client_last_error(c);
 			fprintf(stderr,

@@ -44,6 +44,10 @@ static void on_call(struct sb_call *call, void *ud)
 	const void *p = sb_call_payload(call, &len);
 	int is_request = sb_call_is_request(call);
 
+	/* One read can bring more than --count messages: the ones past it
+	 * are not ours (a request among them ends in EPEERGONE when we close). */
+	if (l->o->count > 0 && l->seen >= l->o->count)
+		return;
 	const char *json = payload_json(&b, p, len);
 	if (l->o->json)
 		printf("{\"name\":%s,\"request\":%s,\"payload\":%s}\n",
@@ -126,6 +130,8 @@ static void on_presence(struct sb_client *c, const struct sb_presence *p, void *
 	struct sb__json_buf q = {0}, s = {0};
 	const char *event = sb_presence_name(p->event);
 
+	if (l->o->count > 0 && l->seen >= l->o->count) /* the rest of the read is not ours */
+		return;
 	if (l->o->json) {
 		printf("{\"event\":\"%s\",\"peer\":%s,\"id\":%" PRIu32 ",\"role\":\"%s\"", event,
 		       quoted(&q, p->peer), p->peer_id, p->role);

@@ -74,11 +74,27 @@ void sb__client_drop(struct sb_client *c, int why);
 /** c's HELLO payload with @p token in it (conn.c). @return 0 or SB_ENOMEM */
 int sb__client_hello_token(struct sb_client *c, const char *token);
 
+/** Writes sb_client_last_error() for this connection attempt. */
+void sb__client_say(struct sb_client *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /** Ends the connection for good: retrying would be refused the same way. */
 void sb__client_give_up(struct sb_client *c, int err);
 
 void sb__client_on_welcome(struct sb_client *c, const struct sb_msg *m);
 void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m);
+
+/* ---- the offline queue (offline.c) ---------------------------------------- */
+
+/** Holds SEND @p m until online. @return 0, SB_EOVERLOADED (full),
+ *  SB_ETOOLARGE, SB_EINVAL or SB_ENOMEM */
+int sb__client_offline_push(struct sb_client *c, const struct sb_msg *m);
+
+/** Moves what is held to the output, in order (the client is online). */
+void sb__client_offline_flush(struct sb_client *c);
+
+/** Drops what is held. */
+void sb__client_offline_clear(struct sb_client *c);
 
 /* ---- frames in (frame.c) -------------------------------------------------- */
 

@@ -146,6 +146,10 @@ struct sb_client {
 	char *server_name;           /* what the router's certificate must name */
 	uint8_t *tin;                /* IN_SIZE bytes of decrypted input */
 	char last_error[SB_TEXT_MAX + 1]; /* sb_client_last_error() */
+	uint64_t said_gen;                /* the conn_gen last_error was written for */
+	uint8_t *oq;                      /* sends made offline, as frames (offline.c) */
+	size_t oq_len, oq_cap;
+	size_t oq_count; /* how many */
 };
 
 #endif

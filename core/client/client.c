@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,12 +160,31 @@ void sb_client_config_init_size(struct sb_client_config *cfg, size_t size)
 	memcpy(cfg, &d, size);
 }
 
+/* Why sb_client_new() failed, where the program asked for it. */
+static void say(const struct sb_client_config *given, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void say(const struct sb_client_config *given, const char *fmt, ...)
+{
+	va_list ap;
+
+	/* A config too short to hold the buffer cannot have given one. */
+	if (given == NULL ||
+	    given->size < offsetof(struct sb_client_config, whylen) + sizeof given->whylen ||
+	    given->why == NULL || given->whylen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(given->why, given->whylen, fmt, ap);
+	va_end(ap);
+}
+
 /* The caller's config over the defaults, as much of it as it has. */
 static int config_read(const struct sb_client_config *in, struct sb_client_config *out)
 {
 	defaults(out);
 	if (in == NULL)
 		return 0;
+	/* Too short to hold the why buffer either: nothing can be said. */
 	if (in->size < offsetof(struct sb_client_config, port) + sizeof in->port)
 		return SB_EINVAL;
 	memcpy(out, in, in->size < sizeof *out ? in->size : sizeof *out);
@@ -192,28 +212,72 @@ static int token_ok(const char *t)
 	return 1;
 }
 
-static int config_ok(const struct sb_client_config *cfg)
+/* 1 if @p cfg can be used, else 0 after saying which setting is wrong
+ * and why (to @p given's why buffer). */
+static int config_ok(const struct sb_client_config *cfg, const struct sb_client_config *given)
 {
 	struct sb_msg hello = {.kind = SB_HELLO, .version = SB_PROTO_VERSION};
+	const char *tls_only = cfg->tls_ca != NULL            ? "tls_ca"
+			       : cfg->tls_server_name != NULL ? "tls_server_name"
+			       : cfg->tls_cert != NULL        ? "tls_cert"
+			       : cfg->tls_key != NULL         ? "tls_key"
+							      : NULL;
 
-	if (cfg->host == NULL || (cfg->role != SB_ROLE_CLIENT && cfg->role != SB_ROLE_SERVICE))
+	if (cfg->host == NULL || cfg->host[0] == 0) {
+		say(given, "host: %s", cfg->host == NULL ? "NULL" : "empty");
 		return 0;
-	if (cfg->reconnect_min_ms == 0 || cfg->reconnect_max_ms < cfg->reconnect_min_ms ||
-	    cfg->out_max == 0)
+	}
+	if (cfg->port == 0) {
+		say(given, "port: 0 is not a port to connect to");
 		return 0;
+	}
+	if (cfg->role != SB_ROLE_CLIENT && cfg->role != SB_ROLE_SERVICE) {
+		say(given, "role: %d is not in enum sb_role", (int)cfg->role);
+		return 0;
+	}
+	if (cfg->reconnect_min_ms == 0) {
+		say(given, "reconnect_min_ms: 0 (it must be at least 1)");
+		return 0;
+	}
+	if (cfg->reconnect_max_ms < cfg->reconnect_min_ms) {
+		say(given, "reconnect_max_ms: %u is below reconnect_min_ms %u",
+		    cfg->reconnect_max_ms, cfg->reconnect_min_ms);
+		return 0;
+	}
+	if (cfg->out_max == 0) {
+		say(given, "out_max: 0 (it must be at least 1)");
+		return 0;
+	}
 	/* TLS settings without TLS would quietly send everything in clear. */
-	if (!cfg->tls && (cfg->tls_ca != NULL || cfg->tls_server_name != NULL ||
-			  cfg->tls_cert != NULL || cfg->tls_key != NULL))
+	if (!cfg->tls && tls_only != NULL) {
+		say(given, "%s: set without tls (everything would go in clear)", tls_only);
 		return 0;
+	}
 	if (cfg->secret != NULL &&
-	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__HMAC_SECRET_MAX))
+	    (cfg->secret[0] == 0 || strlen(cfg->secret) > SB__HMAC_SECRET_MAX)) {
+		say(given, "secret: %s", cfg->secret[0] == 0 ? "empty" : "too long");
 		return 0;
-	if (cfg->token != NULL && !token_ok(cfg->token))
+	}
+	if (cfg->token != NULL && !token_ok(cfg->token)) {
+		say(given, "token: %s",
+		    cfg->token[0] == 0 ? "empty"
+		    : strlen(cfg->token) > SB__CLIENT_TOKEN_MAX
+			    ? "over 8192 bytes"
+			    : "not a compact JWT (base64url parts joined by dots)");
 		return 0;
+	}
 	/* The codec checks the name the way the router will. */
 	hello.peer = sb__client_view(cfg->name);
 	hello.role = sb__client_view(role_name(cfg->role));
-	return sb_encoded_size(&hello) > 0;
+	if (sb_encoded_size(&hello) <= 0) {
+		say(given,
+		    "name: \"%.64s%s\" is not a peer name (1 to %u bytes, printable, no "
+		    "spaces)",
+		    cfg->name ? cfg->name : "", cfg->name && strlen(cfg->name) > 64 ? "..." : "",
+		    SB_PEER_MAX);
+		return 0;
+	}
+	return 1;
 }
 
 static void free_list(struct sb__link *head, size_t off)
@@ -254,6 +318,7 @@ static void destroy(struct sb_client *c)
 	free(c->tin);
 	free(c->in);
 	free(c->out);
+	sb__client_offline_clear(c);
 	free(c->host);
 	free(c->name);
 	free(c->role);
@@ -275,7 +340,7 @@ struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 	struct sb_client *c = NULL;
 	int e = SB_EINVAL;
 
-	if (config_read(given, &full) != 0 || !config_ok(cfg))
+	if (config_read(given, &full) != 0 || !config_ok(cfg, given))
 		goto fail;
 	sb__hmac_init();
 	e = SB_ENOMEM;
@@ -318,8 +383,10 @@ struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 		if (c->server_name == NULL || c->tin == NULL)
 			goto fail;
 		if ((e = sb__tls_client_ctx(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &c->tls_ctx,
-					    why, sizeof why)) != 0)
+					    why, sizeof why)) != 0) {
+			say(given, "%s", why);
 			goto fail;
+		}
 		e = SB_ENOMEM;
 	}
 	c->service = cfg->role == SB_ROLE_SERVICE;
@@ -333,11 +400,17 @@ struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 	if (c->rng == 0)
 		c->rng = 1;
 	e = SB_ESYS;
-	if ((c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+	if ((c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		int saved = errno;
+		say(given, "eventfd: %s", strerror(saved));
+		errno = saved;
 		goto fail;
+	}
 	sb__client_connect(c);
 	return c;
 fail:
+	if (e == SB_ENOMEM)
+		say(given, "out of memory");
 	if (c != NULL)
 		destroy(c);
 	if (err != NULL)

@@ -2,10 +2,12 @@
  * handshake (HELLO, CHALLENGE, WELCOME), reads, and the output buffer and
  * its writes. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,59 @@ union addr {
 	struct sockaddr_in6 v6;
 	struct sockaddr_storage ss;
 };
+
+/* ---- why an attempt failed ---------------------------------------------- */
+
+void sb__client_say(struct sb_client *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->last_error, sizeof c->last_error, fmt, ap);
+	va_end(ap);
+	c->said_gen = c->conn_gen;
+}
+
+/* strerror() in the middle of a sentence: "connection refused". */
+static void say_errno(struct sb_client *c, const char *what, int e)
+{
+	char text[128];
+
+	snprintf(text, sizeof text, "%s", strerror(e));
+	text[0] = (char)tolower((unsigned char)text[0]);
+	sb__client_say(c, "%s%s", what, text);
+}
+
+/* An attempt ended before the client was online and nothing said why yet:
+ * say it in words, the stage included, so a program (and sbctl) can tell
+ * the user more than "offline". */
+static void say_handshake_end(struct sb_client *c, int why, int e)
+{
+	static const char *const stage[] = {
+		[C_CONNECTING] = "the TCP connect",
+		[C_TLS] = "the TLS handshake",
+		[C_HELLO] = "the router's WELCOME",
+		[C_REGISTER] = "the router's ACK of the registrations",
+	};
+
+	if (c->said_gen == c->conn_gen || why == 0) /* said, or the program's own leave */
+		return;
+	if (why == SB_ETIMEOUT)
+		sb__client_say(c, "timed out: no answer within %u ms (waiting for %s)",
+			       HANDSHAKE_MS, stage[c->st]);
+	else if (why == SB_EOFFLINE)
+		sb__client_say(c,
+			       "the router closed the connection during the handshake (waiting for "
+			       "%s)",
+			       stage[c->st]);
+	else if (why == SB_EBADFRAME || why == SB_ETOOLARGE)
+		sb__client_say(c, "the answer is not Switchboard frames (%s)%s", sb_strerror(why),
+			       c->tls == NULL ? "; a TLS listener? then connect with tls" : "");
+	else if (why == SB_ESYS)
+		say_errno(c, "", e);
+	else
+		sb__client_say(c, "%s", sb_strerror(why));
+}
 
 /* ---- output ------------------------------------------------------------- */
 
@@ -122,8 +177,7 @@ static int write_tls(struct sb_client *c)
 			long n =
 				sb__tls_write(c->tls, c->out + c->out_off, c->out_len - c->out_off);
 			if (n < 0) {
-				snprintf(c->last_error, sizeof c->last_error, "%s",
-					 sb__tls_why(c->tls));
+				sb__client_say(c, "%s", sb__tls_why(c->tls));
 				return (int)n;
 			}
 			if (n == 0)
@@ -250,6 +304,13 @@ void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m)
 	}
 	if (c->secret == NULL || m->mech.len != mech.len ||
 	    memcmp(m->mech.ptr, mech.ptr, mech.len) != 0) {
+		if (c->secret == NULL)
+			sb__client_say(c,
+				       "the router asks for the secret of role %s, and none is set",
+				       c->role);
+		else
+			sb__client_say(c, "the router asks for an unknown mechanism \"%.*s\"",
+				       (int)m->mech.len, (const char *)m->mech.ptr);
 		sb__client_report(c, SB_CLIENT_ERROR, SB_EUNAUTHORIZED);
 		sb__client_give_up(c, SB_EUNAUTHORIZED);
 		return;
@@ -278,7 +339,7 @@ static void say_hello(struct sb_client *c);
  * connection, and reconnects. */
 static void tls_failed(struct sb_client *c, int err)
 {
-	snprintf(c->last_error, sizeof c->last_error, "%s", sb__tls_why(c->tls));
+	sb__client_say(c, "%s", sb__tls_why(c->tls));
 	/* Our alert, if any, tells the router's log why we hung up. */
 	write_tls(c);
 	if (err == SB_EUNAUTHORIZED) {
@@ -395,9 +456,10 @@ static uint64_t backoff(struct sb_client *c)
 	return lo + rnd(c) % (hi - lo + 1);
 }
 
-static int resolve(const struct sb_client *c, union addr *a, socklen_t *len)
+static int resolve(struct sb_client *c, union addr *a, socklen_t *len)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	int g;
 
 	memset(a, 0, sizeof *a);
 	if (inet_pton(AF_INET, c->host, &a->v4.sin_addr) == 1) {
@@ -413,8 +475,11 @@ static int resolve(const struct sb_client *c, union addr *a, socklen_t *len)
 		return 0;
 	}
 	/* A host name: this may block on DNS (docs/client.md says so). */
-	if (getaddrinfo(c->host, NULL, &hints, &res) != 0)
+	if ((g = getaddrinfo(c->host, NULL, &hints, &res)) != 0) {
+		sb__client_say(c, "no such host: %s",
+			       g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
 		return SB_ESYS;
+	}
 	int rc = SB_ESYS;
 	if (res->ai_addrlen <= sizeof *a &&
 	    (res->ai_family == AF_INET || res->ai_family == AF_INET6)) {
@@ -425,7 +490,8 @@ static int resolve(const struct sb_client *c, union addr *a, socklen_t *len)
 		else
 			a->v6.sin6_port = htons(c->cfg.port);
 		rc = 0;
-	}
+	} else
+		sb__client_say(c, "no such host: no IPv4 or IPv6 address");
 	freeaddrinfo(res);
 	return rc;
 }
@@ -509,6 +575,8 @@ static void say_hello(struct sb_client *c)
 static void on_connected(struct sb_client *c)
 {
 	if (connected_to_self(c->fd)) {
+		sb__client_say(c,
+			       "connection refused (nothing listens there: the socket met itself)");
 		sb__client_drop(c, SB_ESYS);
 		return;
 	}
@@ -538,8 +606,10 @@ void sb__client_connect(struct sb_client *c)
 	if (resolve(c, &a, &len) != 0)
 		goto retry;
 	c->fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0)
+	if (c->fd < 0) {
+		say_errno(c, "socket: ", errno);
 		goto retry;
+	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->conn_gen++;
 	if (connect(c->fd, &a.sa, len) == 0) {
@@ -550,6 +620,7 @@ void sb__client_connect(struct sb_client *c)
 		c->st = C_CONNECTING;
 		return;
 	}
+	say_errno(c, "", errno);
 retry:
 	if (c->fd >= 0)
 		close(c->fd);
@@ -564,6 +635,9 @@ void sb__client_connect_done(struct sb_client *c)
 	socklen_t len = sizeof e;
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0 || e != 0) {
+		if (e == 0)
+			e = errno;
+		say_errno(c, "", e);
 		errno = e;
 		sb__client_drop(c, SB_ESYS);
 		return;
@@ -576,8 +650,10 @@ void sb__client_connect_done(struct sb_client *c)
  * a reconnect is scheduled. */
 void sb__client_drop(struct sb_client *c, int why)
 {
-	int was_online = c->online_reported;
+	int was_online = c->online_reported, e = errno;
 
+	if (c->st == C_CONNECTING || c->st == C_TLS || c->st == C_HELLO || c->st == C_REGISTER)
+		say_handshake_end(c, why, e);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -598,9 +674,10 @@ void sb__client_drop(struct sb_client *c, int why)
 		if (c->dead_err == 0)
 			c->dead_err = SB_EOFFLINE; /* process and run say so from now on */
 	}
-	if (c->dead_err != 0)
+	if (c->dead_err != 0) {
 		c->st = C_DEAD;
-	else {
+		sb__client_offline_clear(c); /* no connection will carry them */
+	} else {
 		c->st = C_WAIT;
 		c->retry_at = sb__now_ms() + backoff(c);
 	}

@@ -30,8 +30,7 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 	struct req *r;
 
 	if (m->id == 0) { /* about the connection */
-		snprintf(c->last_error, sizeof c->last_error, "%s",
-			 sb__client_text(c, m->text, err));
+		sb__client_say(c, "%s", sb__client_text(c, m->text, err));
 		sb__client_report(c, SB_CLIENT_ERROR, err);
 		if (!(m->flags & SB_F_FATAL))
 			return;

@@ -73,6 +73,9 @@ void sb__client_maybe_online(struct sb_client *c)
 	c->st = C_READY;
 	c->attempt = 0;
 	c->online_reported = 1;
+	/* Before on_state: what the program sends from there comes after. */
+	if (c->oq_len > 0)
+		sb__client_offline_flush(c);
 	int again = c->ever_online;
 	c->ever_online = 1;
 	sb__client_report(c, again ? SB_CLIENT_RECONNECTED : SB_CLIENT_ONLINE, 0);

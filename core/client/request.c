@@ -167,12 +167,15 @@ int sb_send(struct sb_client *c, const char *name, const void *payload, size_t l
 		return SB_EINVAL;
 	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
-	if (c->st != C_READY && c->st != C_DRAINING)
-		return SB_EOFFLINE;
 	m.flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
 	m.to = sb__client_view(o.to);
-	return sb__client_queue(c, &m, 0);
+	if (c->st == C_READY || c->st == C_DRAINING)
+		return sb__client_queue(c, &m, 0);
+	/* Held for the next connection only while there will be one. */
+	if (c->cfg.offline_queue_bytes == 0 || c->st == C_DEAD || c->leaving)
+		return SB_EOFFLINE;
+	return sb__client_offline_push(c, &m);
 }
 
 int sb_request(struct sb_client *c, const char *name, const void *payload, size_t len,

@@ -103,8 +103,35 @@ struct sb_client_config {
 	   at most 8,192 bytes) for a router that verifies tokens; sent in
 	   HELLO on every connection (docs/protocol.md). Its subject becomes
 	   this peer's verified identity; with it the router asks no secret.
-	   NULL: none. Appended last: the struct grows at its end. */
+	   NULL: none. */
 	const char *token;
+	/* The offline queue: sends made while the client is not online
+	   (before its first connection, between a lost connection and the
+	   next, while handlers are being registered again) are held, up to
+	   this many bytes of encoded frames, and written in the order they
+	   were made once the client is online again: after every handler and
+	   the presence subscription are ACKed, before on_state reports
+	   ONLINE / RECONNECTED. A send that does not fit returns
+	   SB_EOVERLOADED (and on_writable runs once the queue has gone out).
+	   Requests are never held (they have deadlines: sb_request() returns
+	   SB_EOFFLINE; sb_request_wait() waits for the connection). Held
+	   sends are dropped by sb_client_free(), sb_client_leave() and when
+	   the client gives up for good; sb_client_offline_queued() counts
+	   them. A held send over the frame limit of the router that finally
+	   takes the connection (its WELCOME says) is dropped too. A send
+	   already written to a connection that is then lost is not sent
+	   again. 0 (default): off, and sb_send() returns SB_EOFFLINE when not
+	   online. */
+	size_t offline_queue_bytes;
+	/* Optional: where sb_client_new() writes, when it fails, which setting
+	   is wrong and why, NUL-terminated and truncated to whylen bytes
+	   ("tls-ca /x: No such file or directory", "port: 0 is not a port to
+	   connect to", "name: \"a b\" is not a peer name ..."). The text
+	   starts with the setting's name. Not used after sb_client_new()
+	   returns. NULL: not written. */
+	char *why;
+	size_t whylen;
+	/* Appended last: the struct grows at its end. */
 };
 
 /** Fill @p cfg with the defaults above, and its size. */
@@ -121,12 +148,13 @@ void sb_client_config_init_size(struct sb_client_config *cfg, size_t size);
  * reached is retried with backoff; that is not an error here.
  * @param cfg  settings; NULL for the defaults
  * @param err  optional; set on failure to SB_EINVAL (a bad setting: a size
- *             too small to hold host and port, a role not in enum sb_role,
- *             an invalid name, an empty secret, a token that is empty,
- *             over 8,192 bytes or not base64url parts joined by dots,
- *             reconnect_min_ms 0 or above reconnect_max_ms, a tls_* setting
- *             without tls, a TLS file that does not load), SB_ENOMEM or
- *             SB_ESYS
+ *             too small to hold host and port, an empty host, port 0, a
+ *             role not in enum sb_role, an invalid name, an empty secret,
+ *             a token that is empty, over 8,192 bytes or not base64url
+ *             parts joined by dots, reconnect_min_ms 0 or above
+ *             reconnect_max_ms, out_max 0, a tls_* setting without tls, a
+ *             TLS file that does not load), SB_ENOMEM or SB_ESYS; and
+ *             cfg->why, if given, says which setting and why
  * @return the client, or NULL
  */
 struct sb_client *sb_client_new(const struct sb_client_config *cfg, int *err);
@@ -211,11 +239,22 @@ int sb_client_wait_online(struct sb_client *c, uint32_t timeout_ms);
  * else NULL. Valid until the next process call. */
 const char *sb_client_name(const struct sb_client *c);
 
-/** Why the last connection failed or was refused, in words: the text of
- * the router's fatal ERROR ("certificate name \"x\" is not allowed"), or
- * the TLS failure ("router certificate \"r\" refused: it has expired").
- * "" if nothing failed yet. Valid until the next process call. */
+/** Why the last connection attempt failed or was refused, in words: the
+ * socket's reason ("connection refused", "no such host: Name or service
+ * not known", "timed out: no answer within 5000 ms (waiting for the
+ * router's WELCOME)"), the router closing it during the handshake, bytes
+ * that were not Switchboard frames (a TLS port reached in clear, say),
+ * OpenSSL's reason ("TLS: wrong version number"), the text of the
+ * router's fatal ERROR ("certificate name \"x\" is not allowed"), or a
+ * refused certificate ("router certificate \"r\" refused: it has
+ * expired"). docs/client.md lists them. Set at each failed attempt, kept
+ * once online (the last failure stays the last); "" if nothing failed
+ * yet. Valid until the next process call. */
 const char *sb_client_last_error(const struct sb_client *c);
+
+/** How many sends the offline queue holds (cfg.offline_queue_bytes):
+ * made while offline, not yet written. 0 when the queue is off. */
+size_t sb_client_offline_queued(const struct sb_client *c);
 
 /** The router's number for this connection (what handlers see as "from"),
  * 0 when not connected. */
@@ -293,10 +332,12 @@ int sb_client_unregister(struct sb_client *c, const char *name);
  * reported.
  * @param payload  one MessagePack value, or NULL (len 0) for nil; copied
  * @param opts     NULL for the defaults; timeout_ms is not used
- * @return 0 (queued); SB_EOFFLINE when not connected; SB_EINVAL (bad name,
- *         peer name or payload, `to` with SB_OPT_ALL, an opts size too
- *         small); SB_ETOOLARGE (over the router's frame limit);
- *         SB_EOVERLOADED (out_max queued); SB_ENOMEM
+ * @return 0 (queued); SB_EOFFLINE when not online and the offline queue
+ *         is off (or the client gave up or is leaving); SB_EINVAL (bad
+ *         name, peer name or payload, `to` with SB_OPT_ALL, an opts size
+ *         too small); SB_ETOOLARGE (over the router's frame limit);
+ *         SB_EOVERLOADED (out_max queued, or offline: offline_queue_bytes
+ *         held); SB_ENOMEM
  */
 int sb_send(struct sb_client *c, const char *name, const void *payload, size_t len,
 	    const struct sb_opts *opts);

@@ -65,7 +65,10 @@ enum sb_kind {
 #define SB_F_FATAL     0x02u /* ERROR: the sender closes the connection after it */
 #define SB_F_OFF       0x01u /* SUBSCRIBE: unsubscribe */
 
-/* PRESENCE events. */
+/* PRESENCE events: what a PRESENCE frame says happened to a peer. The
+ * values are the wire's (docs/protocol.md) and start at 1, not 0: a table
+ * indexed by them needs a slot 0 that nothing uses; sb_presence_name()
+ * gives the word instead. */
 enum sb_presence_event {
 	SB_PEER_CONNECTED = 1,
 	SB_PEER_DISCONNECTED = 2,
@@ -207,7 +210,7 @@ const char *sb_kind_name(unsigned kind);
 
 /** Name of a presence event, as docs/protocol.md spells it in words:
  * "connected", "disconnected", "draining", "identity"; "?" for an unknown
- * one. */
+ * one (0 included: the values start at 1). The string is static. */
 const char *sb_presence_name(enum sb_presence_event event);
 
 /** Name of a fault ("field too long"). */

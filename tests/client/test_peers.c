@@ -56,6 +56,8 @@ struct sightings {
 	char last[SB_PEER_MAX + 1];
 	char role[16];
 	uint32_t last_id;
+	unsigned last_event; /* the enum's value, as a table indexed by it sees it */
+	char last_name[16];  /* sb_presence_name() of it */
 };
 
 static void on_presence_event(struct sb_client *c, const struct sb_presence *p, void *ud)
@@ -72,6 +74,8 @@ static void on_presence_event(struct sb_client *c, const struct sb_presence *p, 
 	snprintf(s->last, sizeof s->last, "%s", p->peer);
 	snprintf(s->role, sizeof s->role, "%s", p->role);
 	s->last_id = p->peer_id;
+	s->last_event = p->event;
+	snprintf(s->last_name, sizeof s->last_name, "%s", sb_presence_name(p->event));
 	CHECK(p->subject == NULL);
 }
 
@@ -302,9 +306,15 @@ static void test_presence(void)
 	CHECK_STR(s.last, "comer-1");
 	CHECK_STR(s.role, "service");
 	CHECK_INT(s.last_id, sb_client_peer_id(comer));
+	/* The values start at 1 (the wire's): a table indexed by them has a
+	 * slot 0 that nothing uses, or the name helper spares the table. */
+	CHECK_INT(s.last_event, 1);
+	CHECK_STR(s.last_name, "connected");
 	sb_client_free(comer);
 	pump_until(one, 1, &s.disconnected, 1, "comer-1 disconnected");
 	CHECK_STR(s.last, "comer-1");
+	CHECK_INT(s.last_event, 2);
+	CHECK_STR(s.last_name, "disconnected");
 
 	/* Unsubscribed: no more events. */
 	CHECK_INT(sb_client_presence(watcher, NULL, NULL), 0);

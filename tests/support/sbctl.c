@@ -1,5 +1,6 @@
 /* sbctl in a child process with its output on pipes, and the router and
  * service it talks to. */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 
 const char *SBCTL;
 char ROUTER[32];
+const char *SBCTL_STDIN;
 
 static struct sb_client *svc;
 static pthread_t svc_thread;
@@ -79,6 +81,11 @@ void sbctl_spawn(struct proc *p, const char *const *args)
 	CHECK(pipe(o) == 0 && pipe(e) == 0);
 	p->pid = fork();
 	if (p->pid == 0) {
+		/* Never the test's own stdin: sbctl reading it would hang. */
+		int in = open(SBCTL_STDIN != NULL ? SBCTL_STDIN : "/dev/null", O_RDONLY);
+		if (in < 0)
+			_exit(126);
+		dup2(in, STDIN_FILENO);
 		dup2(o[1], STDOUT_FILENO);
 		dup2(e[1], STDERR_FILENO);
 		close(o[0]);

@@ -13,8 +13,9 @@
  * hits it. WAIT_MS bounds every other wait. */
 enum { RUN_MS = 10000, WAIT_MS = 5000 };
 
-extern const char *SBCTL; /* the sbctl binary: set by main() */
-extern char ROUTER[32];   /* "127.0.0.1:PORT" of the test router */
+extern const char *SBCTL;       /* the sbctl binary: set by main() */
+extern char ROUTER[32];         /* "127.0.0.1:PORT" of the test router */
+extern const char *SBCTL_STDIN; /* a file for sbctl's stdin; NULL: /dev/null */
 
 /* The test router (support/router.h), and a service whose handlers
  * handlers() registers, run by sb_client_run() on a thread of its own. */

@@ -119,13 +119,14 @@ static void test_help_and_version(void)
 	SBCTL_RUN(&P, "--help");
 	CHECK_INT(P.code, 0);
 	CHECK(starts(P.so, "usage: sbctl [OPTIONS] COMMAND [ARGS]\n"));
-	CHECK(strstr(P.so, "  3  cannot connect to the router\n") != NULL);
+	CHECK(strstr(P.so, "  3  cannot connect to the router (stderr says why), or it refused "
+			   "us\n") != NULL);
 	CHECK_STR(P.se, "");
 
 	SBCTL_RUN(&P, "request", "--help");
 	CHECK_INT(P.code, 0);
-	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [JSON] [--timeout MS] [--to PEER | "
-			   "--all]\n"));
+	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [PAYLOAD] [--str] [--timeout MS] "
+			   "[--to PEER | --all]\n"));
 	CHECK(strstr(P.so, "  all: N peers, N ok, N errors, N timeouts, N gone\n") != NULL);
 	SBCTL_RUN(&P, "help", "presence");
 	CHECK_INT(P.code, 0);
@@ -279,17 +280,138 @@ static void test_invalid_json_exits_2(void)
 	stop();
 }
 
-static void test_cannot_connect_exits_3(void)
+/* A router that is down fails at once with the reason, even with a long
+ * --connect-timeout (sbctl_finish() fails a run that takes 10 s); --wait
+ * retries until the timeout instead. */
+static void test_a_router_that_is_down_fails_at_once_with_the_reason(void)
 {
 	start();
-	char router[32], want[128];
+	char router[32], want[160];
 
 	snprintf(router, sizeof router, "127.0.0.1:%u", free_port());
-	SBCTL_RUN(&P, "--router", router, "--connect-timeout", "300", "request", "echo", "{}");
+	SBCTL_RUN(&P, "--router", router, "--connect-timeout", "60000", "request", "echo", "{}");
 	CHECK_INT(P.code, 3);
 	snprintf(want, sizeof want,
-		 "sbctl: cannot connect to the router at %s (no answer within 300 ms)\n", router);
+		 "sbctl: cannot connect to the router at %s: connection refused\n", router);
 	CHECK_STR(P.se, want);
+
+	SBCTL_RUN(&P, "--router", router, "--wait", "--connect-timeout", "300", "send", "echo");
+	CHECK_INT(P.code, 3);
+	snprintf(want, sizeof want,
+		 "sbctl: cannot connect to the router at %s (no answer within 300 ms): connection "
+		 "refused\n",
+		 router);
+	CHECK_STR(P.se, want);
+
+	SBCTL_RUN(&P, "--router", "no-such-host.invalid:7400", "--connect-timeout", "60000",
+		  "request", "echo");
+	CHECK_INT(P.code, 3);
+	CHECK(starts(P.se, "sbctl: cannot connect to the router at no-such-host.invalid:7400: no "
+			   "such host: "));
+	stop();
+}
+
+/* The payload's bytes as the sink got them, printed as JSON. */
+static void sink_wait(int n)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAIT_MS / 1000;
+	pthread_mutex_lock(&sink_lock);
+	while (sink_count < n &&
+	       pthread_cond_timedwait(&sink_cond, &sink_lock, &until) != ETIMEDOUT)
+		;
+	CHECK_INT(sink_count, n);
+	pthread_mutex_unlock(&sink_lock);
+}
+
+/* A bare argument is JSON: 5 is the integer 5 (a user who meant the
+ * string was told to quote it or use --str). */
+static void test_a_bare_argument_is_json_and_str_makes_a_string(void)
+{
+	start();
+	SBCTL_RUN(&P, "send", "sink", "5");
+	CHECK_INT(P.code, 0);
+	sink_wait(1);
+	CHECK_STR(sink_js.data, "5");
+	SBCTL_RUN(&P, "send", "sink", "\"5\"");
+	sink_wait(2);
+	CHECK_STR(sink_js.data, "\"5\"");
+	SBCTL_RUN(&P, "send", "sink", "--str", "5");
+	CHECK_INT(P.code, 0);
+	sink_wait(3);
+	CHECK_STR(sink_js.data, "\"5\"");
+	SBCTL_RUN(&P, "request", "echo", "--str", "{not json}");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "done  \"{not json}\"\n");
+
+	SBCTL_RUN(&P, "send", "sink", "hello");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: invalid JSON at byte 0: unexpected character 'h' (a string is "
+			"JSON in quotes: '\"text\"', or use --str)\n");
+	SBCTL_RUN(&P, "send", "sink", "--str");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --str needs a payload: a text, @FILE or @-\n");
+	SBCTL_RUN(&P, "peers", "--str");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: peers does not take --str (sbctl peers --help)\n");
+	stop();
+}
+
+/* A payload over what one argument may hold (128 KiB on Linux), from a
+ * file and from stdin, as JSON and as a string. */
+static void test_a_large_payload_comes_from_a_file_or_stdin(void)
+{
+	enum { N = 200000 };
+	char path[64], arg[80];
+	char *text = malloc(N + 3);
+
+	start();
+	snprintf(path, sizeof path, "/tmp/sbctl-payload-%d.json", (int)getpid());
+	snprintf(arg, sizeof arg, "@%s", path);
+	text[0] = '"';
+	for (int i = 1; i <= N; i++)
+		text[i] = (char)('a' + i % 26);
+	text[N + 1] = '"';
+	text[N + 2] = 0;
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL && fwrite(text, 1, N + 2, f) == N + 2);
+	fputc('\n', f); /* as an editor leaves it: JSON allows it */
+	fclose(f);
+
+	SBCTL_RUN(&P, "send", "sink", arg);
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.se, "");
+	sink_wait(1);
+	pthread_mutex_lock(&sink_lock);
+	CHECK_INT(sink_js.len, N + 2);
+	CHECK(sink_js.data != NULL && memcmp(sink_js.data, text, N + 2) == 0);
+	pthread_mutex_unlock(&sink_lock);
+
+	/* The same from stdin; with --str the bytes as they are, quotes and
+	 * newline included. */
+	SBCTL_STDIN = path;
+	SBCTL_RUN(&P, "send", "sink", "@-");
+	CHECK_INT(P.code, 0);
+	sink_wait(2);
+	SBCTL_RUN(&P, "send", "sink", "--str", "@-");
+	SBCTL_STDIN = NULL;
+	CHECK_INT(P.code, 0);
+	sink_wait(3);
+	pthread_mutex_lock(&sink_lock);
+	CHECK_INT(sink_js.len, N + 8); /* "\"...\"\n" printed as a JSON string */
+	CHECK(sink_js.data != NULL && strncmp(sink_js.data, "\"\\\"bcd", 6) == 0);
+	CHECK(strcmp(sink_js.data + sink_js.len - 5, "\\\"\\n\"") == 0);
+	pthread_mutex_unlock(&sink_lock);
+
+	unlink(path);
+	SBCTL_RUN(&P, "send", "sink", arg);
+	CHECK_INT(P.code, 2);
+	char want[128];
+	snprintf(want, sizeof want, "sbctl: %s: No such file or directory\n", arg);
+	CHECK_STR(P.se, want);
+	free(text);
 	stop();
 }
 
@@ -484,7 +606,8 @@ static void test_secret_file_and_env(void)
 	SBCTL_RUN(&P, "--router", router, "request", "echo", "[4]");
 	CHECK_INT(P.code, 3);
 	CHECK_STR(P.se, "sbctl: the router refused the connection: unauthorized (code "
-			"EUNAUTHORIZED)\n");
+			"EUNAUTHORIZED): the router asks for the secret of role client, and none "
+			"is set\n");
 	unlink(path);
 	SBCTL_RUN(&P, "--router", router, "--secret-file", path, "request", "echo");
 	CHECK_INT(P.code, 2);
@@ -512,7 +635,9 @@ int main(int argc, char **argv)
 	RUN(test_timeout_exits_1);
 	RUN(test_no_handler_exits_1);
 	RUN(test_invalid_json_exits_2);
-	RUN(test_cannot_connect_exits_3);
+	RUN(test_a_router_that_is_down_fails_at_once_with_the_reason);
+	RUN(test_a_bare_argument_is_json_and_str_makes_a_string);
+	RUN(test_a_large_payload_comes_from_a_file_or_stdin);
 	RUN(test_to_and_all);
 	RUN(test_secret_file_and_env);
 	return TEST_EXIT();

@@ -5,6 +5,7 @@
  * and from the router itself. */
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -165,6 +166,72 @@ static void test_listen_echo_count_1(void)
 	free(reply);
 	sb_client_free(c);
 	sb__json_buf_free(&mp);
+	stop();
+}
+
+/* Processes c until its output is written; bounded. */
+static void until_written(struct sb_client *c)
+{
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while ((sb_client_events(c) & POLLOUT) && now_ms() < deadline)
+		sb_client_process(c, 10);
+	CHECK(!(sb_client_events(c) & POLLOUT));
+}
+
+/* Twenty sends written at once reach the listener in one read or few:
+ * --count 3 handles and prints exactly three, then exits. */
+static void test_listen_count_stops_at_n_in_a_burst(void)
+{
+	start();
+	const char *args[] = {"listen", "burst", "--count", "3", NULL};
+
+	sbctl_spawn(&P, args);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on burst\n"));
+	struct sb_client *c = new_client("client");
+	until_online(c);
+	for (uint8_t i = 1; i <= 20; i++) /* positive fixints 1..20: one write */
+		CHECK_INT(sb_send(c, "burst", &i, 1, NULL), 0);
+	until_written(c);
+	sbctl_finish(&P);
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "send  burst  1\nsend  burst  2\nsend  burst  3\n");
+	sb_client_free(c);
+	stop();
+}
+
+static int all_online(struct sb_client **cs, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!sb_client_online(cs[i]))
+			return 0;
+	return 1;
+}
+
+/* Ten peers connecting together: presence --count 2 prints two events. */
+static void test_presence_count_stops_at_n_in_a_burst(void)
+{
+	start();
+	const char *args[] = {"presence", "--count", "2", NULL};
+	struct sb_client *cs[10];
+
+	sbctl_spawn(&P, args);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: watching presence\n"));
+	for (int i = 0; i < 10; i++)
+		cs[i] = new_client("client");
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (!all_online(cs, 10) && now_ms() < deadline)
+		for (int i = 0; i < 10; i++)
+			sb_client_process(cs[i], 1);
+	CHECK(all_online(cs, 10));
+	sbctl_finish(&P);
+	CHECK_INT(P.code, 0);
+	int lines = 0;
+	for (const char *s = P.so; (s = strstr(s, "connected  ")) != NULL; s++)
+		lines++;
+	CHECK_INT(lines, 2);
+	CHECK(starts(P.so, "connected  "));
+	for (int i = 0; i < 10; i++)
+		sb_client_free(cs[i]);
 	stop();
 }
 
@@ -329,6 +396,8 @@ int main(int argc, char **argv)
 	SBCTL = argv[1];
 	signal(SIGPIPE, SIG_IGN);
 	RUN(test_listen_echo_count_1);
+	RUN(test_listen_count_stops_at_n_in_a_burst);
+	RUN(test_presence_count_stops_at_n_in_a_burst);
 	RUN(test_listen_with_a_schema);
 	RUN(test_routes_peers_stats);
 	RUN(test_routes_peers_stats_from_the_router);

@@ -727,6 +727,7 @@ static void test_presence_event_names(void)
 	CHECK_STR(sb_presence_name(SB_PEER_DRAINING), "draining");
 	CHECK_STR(sb_presence_name(SB_PEER_IDENTITY), "identity");
 	CHECK_STR(sb_presence_name((enum sb_presence_event)99), "?");
+	CHECK_STR(sb_presence_name((enum sb_presence_event)0), "?"); /* the values start at 1 */
 }
 
 int main(void)
