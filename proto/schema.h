@@ -9,6 +9,13 @@
 #define SB__SCHEMA_KEYS_MAX 64  /* declared keys: a check tracks them in one 64-bit mask */
 #define SB__SCHEMA_NAME_MAX 255 /* bytes of a declared key name */
 
+/* JSON Schema (docs/protocol.md, "Argument schemas"): bounded so that a
+ * REGISTER costs bounded memory and a check bounded stack. */
+#define SB__JSCHEMA_DEPTH_MAX  32   /* schemas nested under the top one */
+#define SB__JSCHEMA_NODES_MAX  1024 /* schemas (and properties) in all */
+#define SB__JSCHEMA_ENUM_MAX   256  /* values of one enum */
+#define SB__JSCHEMA_VALUES_MAX 1024 /* enum and const values in all */
+
 /* A compiled schema: one immutable heap block holding no pointers (its
  * layout is private to schema.c), shared read-only by every shard's replica
  * of a route and freed by the last holder. */

@@ -298,6 +298,43 @@ def check_schemas(tool, doc, fail):
             fail("schema %s: documented %r, the compiler says %r" % (sc, want, r))
     print("%d schema examples and %d refused schemas in docs/protocol.md match the checker"
           % (len(args), len(refusals)))
+    check_json_schemas(tool, doc, fail)
+
+
+def doc_json_after(path, marker):
+    """The JSON code block after <!-- MARKER -->, parsed (None if absent)."""
+    parts = open(path, encoding="utf-8").read().split("<!-- %s -->\n" % marker, 1)
+    if len(parts) < 2 or not parts[1].startswith("```json\n"):
+        return None
+    return json.loads(parts[1][len("```json\n"):].split("```", 1)[0])
+
+
+def check_json_schemas(tool, doc, fail):
+    """The JSON Schema example's tables: each row's arguments against the
+    example schema as the document shows it, each refused schema's text."""
+    schema = doc_json_after(doc, "jschema: example")
+    args = doc_table(doc, "jschema: arguments")
+    refusals = doc_table(doc, "jschema: refusals")
+    if schema is None or len(args) < 8 or len(refusals) < 4:
+        fail("docs/protocol.md: the JSON Schema example or its tables are missing or short")
+        return
+    schema_hex = msgpack.packb(schema, use_bin_type=True).hex()
+    lines = ["%s %s" % (schema_hex, msgpack.packb(json.loads(a), use_bin_type=True).hex())
+             for a, _ in args]
+    lines += ["%s c0" % msgpack.packb(json.loads(sc), use_bin_type=True).hex()
+              for sc, _ in refusals]
+    out = subprocess.run([tool, "schema"], input="".join(l + "\n" for l in lines),
+                         capture_output=True, text=True, check=True).stdout
+    results = [json.loads(line) for line in out.splitlines()]
+    for (a, want), r in zip(args, results[:len(args)]):
+        got = "accepted" if r["compiled"] and r["why"] == "" else r["why"]
+        if got != want:
+            fail("JSON Schema example %s: documented %r, the checker says %r" % (a, want, got))
+    for (sc, want), r in zip(refusals, results[len(args):]):
+        if r["compiled"] or r["why"] != want:
+            fail("JSON Schema %s: documented %r, the compiler says %r" % (sc, want, r))
+    print("%d JSON Schema examples and %d refused JSON Schemas in docs/protocol.md match "
+          "the checker" % (len(args), len(refusals)))
 
 
 # ---- checks ------------------------------------------------------------------
