@@ -34,6 +34,7 @@ struct sb__schema {
 	uint8_t json;                 /* written as JSON Schema: keys[] is where
 					 its compiled image starts (jschema.c) */
 	uint32_t size;                /* bytes of the whole block */
+	uint32_t src_off, src_len;    /* the schema as registered, at the block's end */
 	struct sb__schema_key keys[]; /* then the names */
 };
 
@@ -620,6 +621,24 @@ static int is_json_schema(const uint8_t *p, const uint8_t *end, uint32_t n)
 	return other;
 }
 
+/* Appends the schema's bytes as registered to its compiled block, for
+ * $sb.routes to show; the check never reads them. */
+static int keep_source(struct sb__schema **out, const uint8_t *src, size_t len)
+{
+	struct sb__schema *s = realloc(*out, (size_t)(*out)->size + len);
+	if (s == NULL) {
+		free(*out);
+		*out = NULL;
+		return SB_ENOMEM;
+	}
+	memcpy((uint8_t *)s + s->size, src, len);
+	s->src_off = s->size;
+	s->src_len = (uint32_t)len;
+	s->size += (uint32_t)len;
+	*out = s;
+	return 0;
+}
+
 static int compile_json(const uint8_t *p, const uint8_t *end, struct sb__schema **out, char *why,
 			size_t whylen)
 {
@@ -634,7 +653,7 @@ static int compile_json(const uint8_t *p, const uint8_t *end, struct sb__schema 
 	s->json = 1;
 	s->size = (uint32_t)size;
 	*out = s;
-	return 0;
+	return keep_source(out, p, (size_t)(end - p));
 }
 
 int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, char *why,
@@ -708,7 +727,7 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 	if ((at[0] != NULL && (rc = parse_keys(c, at[0], end)) != 0) ||
 	    (at[1] != NULL && (rc = parse_required(c, at[1], end)) != 0))
 		goto done;
-	rc = (*out = build(c, additional)) != NULL ? 0 : SB_ENOMEM;
+	rc = (*out = build(c, additional)) != NULL ? keep_source(out, start, len) : SB_ENOMEM;
 done:
 	free(c);
 	return rc;
@@ -717,6 +736,12 @@ done:
 size_t sb__schema_size(const struct sb__schema *s)
 {
 	return s->size;
+}
+
+const uint8_t *sb__schema_source(const struct sb__schema *s, size_t *len)
+{
+	*len = s->src_len;
+	return (const uint8_t *)s + s->src_off;
 }
 
 void sb__schema_ref(struct sb__schema *s)
@@ -904,10 +929,13 @@ int sb_schema_from_json(const char *json, size_t len, void **out, size_t *outlen
 	if (json == NULL)
 		return SB_EINVAL;
 	int rc = sb__json_parse(json, len, &b, &e);
-	if (rc == SB_ENOMEM)
-		return rc;
-	if (rc != 0)
-		return sb__schema_fail(why, whylen, "JSON at byte %zu: %s", e.at, e.what);
+	if (rc != 0) {
+		/* A refusal may leave the buffer allocated (and empty). */
+		sb__json_buf_free(&b);
+		return rc == SB_ENOMEM
+			       ? rc
+			       : sb__schema_fail(why, whylen, "JSON at byte %zu: %s", e.at, e.what);
+	}
 	if ((rc = sb_schema_validate(b.data, b.len, why, whylen)) != 0) {
 		sb__json_buf_free(&b);
 		return rc;

@@ -35,6 +35,9 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 /** Bytes of the block: a copy of them is the same schema. */
 size_t sb__schema_size(const struct sb__schema *s);
 
+/** The schema's MessagePack bytes as they were registered (@p len of them). */
+const uint8_t *sb__schema_source(const struct sb__schema *s, size_t *len);
+
 /** Take one more reference (another route replica, a mail in flight). */
 void sb__schema_ref(struct sb__schema *s);
 

@@ -6,6 +6,7 @@
 #include <switchboard/router.h>
 
 #include "common/json.h"
+#include "support/admin.h"
 #include "support/peer.h"
 #include "support/router.h"
 
@@ -373,6 +374,50 @@ static void test_unsupported_json_schema_keyword_is_refused_at_register(void)
 	router_stop();
 }
 
+/* $sb.routes shows each handler's schema as it was registered, in either
+ * format, and none for a handler without one. */
+static void test_routes_show_the_schema_as_registered(void)
+{
+	router_start(NULL);
+	struct peer *svc = peer_hello(PORT, "orders-3", "service");
+	struct peer *cli = peer_hello(PORT, NULL, "client");
+	static const char *const schemas[] = {ORDER_SCHEMA, FAMILY_SCHEMA, NULL};
+	static const char *const names[] = {"order.place", "user.create", "user.plain"};
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(register_with(svc, names[i], 1 + (uint64_t)i, schemas[i])->kind, SB_ACK);
+	msgpack_unpacked u;
+	msgpack_object routes = ask_router(cli, "$sb.routes", NULL, 0, &u);
+	for (int i = 0; i < 3; i++) {
+		const msgpack_object *route = find_by(&routes, "name", names[i]);
+		const msgpack_object *hs = route != NULL ? map_get(route, "handlers") : NULL;
+		CHECK(hs != NULL && hs->type == MSGPACK_OBJECT_ARRAY && hs->via.array.size == 1);
+		if (hs == NULL || hs->type != MSGPACK_OBJECT_ARRAY || hs->via.array.size != 1)
+			continue;
+		const msgpack_object *got = map_get(&hs->via.array.ptr[0], "schema");
+		if (schemas[i] == NULL) {
+			CHECK(got == NULL);
+			continue;
+		}
+		CHECK(got != NULL);
+		if (got == NULL)
+			continue;
+		/* Packed again by msgpack-c, it is the registered bytes. */
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_object(&pk, *got);
+		struct mp want = mp_of(schemas[i]);
+		CHECK(sb.size == want.b.len && memcmp(sb.data, want.b.data, sb.size) == 0);
+		mp_free(&want);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	msgpack_unpacked_destroy(&u);
+	peer_close(cli);
+	peer_close(svc);
+	router_stop();
+}
+
 int main(void)
 {
 	RUN(test_requests_breaking_the_schema_never_reach_the_handler);
@@ -381,5 +426,6 @@ int main(void)
 	RUN(test_register_again_replaces_the_schema);
 	RUN(test_json_schema_faults_are_named_by_path_on_both_shards);
 	RUN(test_unsupported_json_schema_keyword_is_refused_at_register);
+	RUN(test_routes_show_the_schema_as_registered);
 	return TEST_EXIT();
 }
