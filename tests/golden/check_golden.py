@@ -497,6 +497,45 @@ def write_schema_seeds(directory):
     for i, r in enumerate(refusals):
         seeds["refused-%d" % i] = (pk(r), pk(None))
     seeds["refused-junk"] = (b"\x82\xa4keys", b"")
+    # JSON Schema: the nested example, every keyword, each fault, refusals.
+    order = {"type": "object", "required": ["email"], "additionalProperties": False,
+             "properties": {
+                 "email": {"type": "string", "maxLength": 254},
+                 "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                 "nick": {"type": ["string", "null"], "minLength": 1, "maxLength": 4},
+                 "role": {"enum": ["admin", "user", 1, 2.5, None, True]},
+                 "version": {"const": 2},
+                 "address": {"type": "object", "required": ["zip"],
+                             "additionalProperties": {"type": "number"},
+                             "properties": {"zip": {"type": "string", "minLength": 5}}},
+                 "tags": {"type": "array", "minItems": 1, "maxItems": 3,
+                          "items": {"type": "array", "items": {"type": "integer"}}},
+                 "no": False, "yes": True}}
+    seeds.update({
+        "js-ok": (pk(order), pk({"email": "a@b", "age": 30.0, "nick": "Zo\u00eb", "role": 2.5,
+                                  "version": 2, "address": {"zip": "75001", "w": 1.5},
+                                  "tags": [[1, 2], []], "yes": [None]})),
+        "js-nested-type": (pk(order), pk({"email": "a", "address": {"zip": 75001}})),
+        "js-nested-missing": (pk(order), pk({"email": "a", "address": {}})),
+        "js-item": (pk(order), pk({"email": "a", "tags": [[1, "x"]]})),
+        "js-enum": (pk(order), pk({"email": "a", "role": "root"})),
+        "js-const": (pk(order), pk({"email": "a", "version": 2.5})),
+        "js-length": (pk(order), pk({"email": "a", "nick": "h\u00e9llo"})),
+        "js-unknown": (pk(order), pk({"email": "a", "zip code\u00e9\x01": 1})),
+        "js-false": (pk(order), pk({"email": "a", "no": 1})),
+        "js-top": (pk(order), pk(["a"])),
+        "js-malformed": (pk(order), b"\x81\xa5email\xc1"),
+        "js-nan": (pk({"type": "number", "minimum": 0}), b"\xcb\x7f\xf8" + b"\x00" * 6),
+        "js-scalar": (pk({"type": "string", "maxLength": 2, "$comment": "c"}), pk("abc")),
+    })
+    js_refusals = [
+        {"properties": {"zip": {"pattern": "^[0-9]{5}$"}}}, {"$ref": "#/$defs/a"},
+        {"type": "str"}, {"items": [{}]}, {"enum": [[1]]}, {"enum": []},
+        {"minLength": -1}, {"properties": {"a": {"properties": {"b": 1}}}},
+        {"type": "object", "required": ["a", "a"]}, {"additionalProperties": {"oneOf": []}},
+    ]
+    for i, r in enumerate(js_refusals):
+        seeds["js-refused-%d" % i] = (pk(r), pk(None))
     for name, (schema, payload) in seeds.items():
         with open(os.path.join(directory, name), "wb") as f:
             f.write(struct.pack(">H", len(schema)) + schema + payload)
