@@ -1,5 +1,6 @@
-/* Argument schemas: the keys and types a handler declares for its arguments
- * at REGISTER, compiled once and checked against each request's payload. */
+/* Argument schemas: what a handler declares its arguments to be at REGISTER
+ * (JSON Schema, or the original flat format), compiled once and checked
+ * against each request's payload. */
 #ifndef SB_CORE_SCHEMA_H
 #define SB_CORE_SCHEMA_H
 
