@@ -32,6 +32,10 @@
 #define H_MAX_ITEMS 0x08u
 #define H_MIN       0x10u
 #define H_MAX       0x20u
+#define H_XMIN      0x40u /* exclusiveMinimum */
+#define H_XMAX      0x80u /* exclusiveMaximum */
+#define H_MIN_PROPS 0x100u
+#define H_MAX_PROPS 0x200u
 
 /* Keys not in "properties" ("additionalProperties"). */
 #define ADD_ANY  0 /* allowed, unchecked (absent or true) */
@@ -42,19 +46,21 @@
 
 /* One schema. Indexes point into the image's arrays, never outside it. */
 struct jnode {
-	uint16_t types;                 /* JT_* a value may have */
-	uint8_t has;                    /* H_* bounds given */
-	uint8_t add;                    /* ADD_*: keys not in properties */
-	uint8_t is_const;               /* the one value is "const", not "enum" (for the text) */
-	uint8_t nprops;                 /* properties, at most SB__SCHEMA_KEYS_MAX */
-	uint32_t prop0;                 /* first of props[], sorted by name bytes */
-	uint32_t items;                 /* every array item's node, NO_NODE: unchecked */
-	uint32_t additional;            /* ADD_NODE: the node for keys not in properties */
-	uint32_t val0, nvals;           /* enum or const: vals[val0 .. val0 + nvals) */
-	uint32_t min_len, max_len;      /* strings, in characters */
-	uint32_t min_items, max_items;  /* arrays */
-	uint64_t required;              /* bit i: props[prop0 + i] must be present */
-	struct sb__schema_num min, max; /* numbers */
+	uint16_t types;                   /* JT_* a value may have */
+	uint16_t has;                     /* H_* bounds given */
+	uint8_t add;                      /* ADD_*: keys not in properties */
+	uint8_t is_const;                 /* the one value is "const", not "enum" (for the text) */
+	uint8_t nprops;                   /* properties, at most SB__SCHEMA_KEYS_MAX */
+	uint32_t prop0;                   /* first of props[], sorted by name bytes */
+	uint32_t items;                   /* every array item's node, NO_NODE: unchecked */
+	uint32_t additional;              /* ADD_NODE: the node for keys not in properties */
+	uint32_t val0, nvals;             /* enum or const: vals[val0 .. val0 + nvals) */
+	uint32_t min_len, max_len;        /* strings, in characters */
+	uint32_t min_items, max_items;    /* arrays */
+	uint32_t min_props, max_props;    /* objects: keys */
+	uint64_t required;                /* bit i: props[prop0 + i] must be present */
+	struct sb__schema_num min, max;   /* numbers */
+	struct sb__schema_num xmin, xmax; /* numbers, exclusive */
 };
 
 /* A value of enum or const: a scalar (JSON's containers are refused). */
@@ -174,8 +180,12 @@ enum {
 	K_MAX_LENGTH,
 	K_MIN_ITEMS,
 	K_MAX_ITEMS,
+	K_MIN_PROPS,
+	K_MAX_PROPS,
 	K_MINIMUM,
 	K_MAXIMUM,
+	K_XMIN,
+	K_XMAX,
 	K_ENUM,
 	K_CONST,
 	K_PROPERTIES,
@@ -193,10 +203,12 @@ enum {
 };
 
 static const char *const keywords[K_COUNT] = {
-	"type",     "minLength", "maxLength", "minItems",   "maxItems",    "minimum",
-	"maximum",  "enum",      "const",     "properties", "required",    "additionalProperties",
-	"items",    "$schema",   "$comment",  "title",      "description", "default",
-	"examples",
+	"type",        "minLength",        "maxLength",        "minItems",
+	"maxItems",    "minProperties",    "maxProperties",    "minimum",
+	"maximum",     "exclusiveMinimum", "exclusiveMaximum", "enum",
+	"const",       "properties",       "required",         "additionalProperties",
+	"items",       "$schema",          "$comment",         "title",
+	"description", "default",          "examples",
 };
 
 static const struct {
@@ -555,8 +567,12 @@ static int compile_node(struct compiler *c, const uint8_t *p, uint32_t *out)
 	if (at[K_ENUM] != NULL && at[K_CONST] != NULL)
 		return jfail(&c->t, "\"enum\" and \"const\" together are not supported");
 
-	static const uint8_t count_has[] = {H_MIN_LEN, H_MAX_LEN, H_MIN_ITEMS, H_MAX_ITEMS};
-	uint32_t *counts[] = {&n->min_len, &n->max_len, &n->min_items, &n->max_items};
+	static const uint16_t count_has[] = {H_MIN_LEN,   H_MAX_LEN,   H_MIN_ITEMS,
+					     H_MAX_ITEMS, H_MIN_PROPS, H_MAX_PROPS};
+	uint32_t *counts[] = {&n->min_len,   &n->max_len,   &n->min_items,
+			      &n->max_items, &n->min_props, &n->max_props};
+	static const uint16_t bound_has[] = {H_MIN, H_MAX, H_XMIN, H_XMAX};
+	struct sb__schema_num *bounds[] = {&n->min, &n->max, &n->xmin, &n->xmax};
 	for (int w = 0; w < K_CHECKED && rc == 0; w++) {
 		if (at[w] == NULL)
 			continue;
@@ -568,13 +584,17 @@ static int compile_node(struct compiler *c, const uint8_t *p, uint32_t *out)
 		case K_MAX_LENGTH:
 		case K_MIN_ITEMS:
 		case K_MAX_ITEMS:
+		case K_MIN_PROPS:
+		case K_MAX_PROPS:
 			rc = parse_count(c, w, at[w], counts[w - K_MIN_LENGTH]);
 			n->has |= count_has[w - K_MIN_LENGTH];
 			break;
 		case K_MINIMUM:
 		case K_MAXIMUM:
-			rc = parse_bound(c, w, at[w], w == K_MINIMUM ? &n->min : &n->max);
-			n->has |= w == K_MINIMUM ? H_MIN : H_MAX;
+		case K_XMIN:
+		case K_XMAX:
+			rc = parse_bound(c, w, at[w], bounds[w - K_MINIMUM]);
+			n->has |= bound_has[w - K_MINIMUM];
 			break;
 		case K_ENUM:
 		case K_CONST:
@@ -828,6 +848,10 @@ static int check_map(struct checker *k, const struct jnode *n, const uint8_t **p
 
 	if (2 * (uint64_t)it->len > (uint64_t)(k->end - *p))
 		return malformed(k);
+	if ((n->has & H_MAX_PROPS) && it->len > n->max_props)
+		return jfail(&k->t, "too many keys (%u, limit %u)", it->len, n->max_props);
+	if ((n->has & H_MIN_PROPS) && it->len < n->min_props)
+		return jfail(&k->t, "too few keys (%u, limit %u)", it->len, n->min_props);
 	for (uint32_t i = 0; i < it->len; i++) {
 		if (sb__mp_read(p, k->end, &key) != SB__MP_OK)
 			return malformed(k);
@@ -925,7 +949,7 @@ static int check_node(struct checker *k, uint32_t ni, const uint8_t **p,
 	case SB__MP_UINT:
 	case SB__MP_INT:
 	case SB__MP_FLOAT:
-		if (!(n->has & (H_MIN | H_MAX)))
+		if (!(n->has & (H_MIN | H_MAX | H_XMIN | H_XMAX)))
 			return 0;
 		if (x.d != x.d)
 			return jfail(&k->t, "value is NaN");
@@ -937,6 +961,14 @@ static int check_node(struct checker *k, uint32_t ni, const uint8_t **p,
 			return jfail(&k->t, "value too small (%s, limit %s)",
 				     sb__schema_num_str(a, sizeof a, &x),
 				     sb__schema_num_str(b, sizeof b, &n->min));
+		if ((n->has & H_XMAX) && sb__schema_num_cmp(&x, &n->xmax) >= 0)
+			return jfail(&k->t, "value too large (%s, must be below %s)",
+				     sb__schema_num_str(a, sizeof a, &x),
+				     sb__schema_num_str(b, sizeof b, &n->xmax));
+		if ((n->has & H_XMIN) && sb__schema_num_cmp(&x, &n->xmin) <= 0)
+			return jfail(&k->t, "value too small (%s, must be above %s)",
+				     sb__schema_num_str(a, sizeof a, &x),
+				     sb__schema_num_str(b, sizeof b, &n->xmin));
 		return 0;
 	case SB__MP_ARRAY:
 		return check_array(k, n, p, it);

@@ -588,6 +588,18 @@ static void test_json_schema_types_and_numbers(void)
 		  "list[1].id: required key missing");
 	CHECK_STR(verdict(s, "{\"list\": [{\"id\": 1}, {\"id\": 2, \"x\": [1]}]}"), "");
 	sb__schema_unref(s);
+	/* Exclusive bounds; key counts of an object. */
+	s = compile(
+		"{\"minProperties\": 1, \"maxProperties\": 2,"
+		" \"properties\": {\"p\": {\"exclusiveMinimum\": 0, \"exclusiveMaximum\": 1.5}}}");
+	CHECK_STR(verdict(s, "{\"p\": 1}"), "");
+	CHECK_STR(verdict(s, "{\"p\": 0}"), "p: value too small (0, must be above 0)");
+	CHECK_STR(verdict(s, "{\"p\": 1.5}"), "p: value too large (1.5, must be below 1.5)");
+	CHECK_STR(verdict(s, "{\"p\": 0.25, \"q\": null}"), "");
+	CHECK_STR(verdict(s, "{}"), "too few keys (0, limit 1)");
+	CHECK_STR(verdict(s, "{\"a\": 1, \"b\": 2, \"c\": 3}"), "too many keys (3, limit 2)");
+	CHECK_STR(refusal("{\"exclusiveMinimum\": true}"), "\"exclusiveMinimum\" must be a number");
+	sb__schema_unref(s);
 	s = compile("{\"type\": \"string\", \"minLength\": 1}");
 	CHECK_STR(verdict(s, "\"x\""), "");
 	CHECK_STR(verdict(s, "\"\""), "string too short (0 characters, limit 1)");
