@@ -2,6 +2,7 @@
  * checked against payloads in a single pass that never allocates. */
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,17 +10,10 @@
 
 #include <switchboard/proto.h>
 
+#include "common/json.h"
 #include "proto/mp.h"
+#include "proto/schema-int.h"
 #include "proto/schema.h"
-
-/* A bound or a value as read from MessagePack: integers exactly, floats as
- * doubles, so "max": 18446744073709551615 means what it says. */
-struct sb__schema_num {
-	double d;         /* the value as a double (inexact past 2^53 for integers) */
-	uint64_t u;       /* integers: the value's bits (two's complement when neg) */
-	uint8_t integral; /* an integer: u and neg are exact */
-	uint8_t neg;      /* an integer below zero */
-};
 
 /* One declared key. Its name lives in the same block, name_off bytes from
  * the start of the struct sb__schema: the block holds no pointers at all. */
@@ -37,7 +31,10 @@ struct sb__schema {
 	uint32_t nkeys;               /* entries in keys[], sorted by name bytes */
 	uint64_t required;            /* bit i: keys[i] must be present */
 	uint8_t additional;           /* keys not declared are allowed */
+	uint8_t json;                 /* written as JSON Schema: keys[] is where
+					 its compiled image starts (jschema.c) */
 	uint32_t size;                /* bytes of the whole block */
+	uint32_t src_off, src_len;    /* the schema as registered, at the block's end */
 	struct sb__schema_key keys[]; /* then the names */
 };
 
@@ -59,10 +56,7 @@ struct sb__schema {
 /* Texts go into ERROR frames, whose text must be valid UTF-8: names taken
  * from the wire are escaped where they are not, and a text cut short by a
  * small buffer never ends inside a character. */
-#define SHOWN_MAX 64 /* bytes of a name quoted in a text; longer ones end in "..." */
-
-/* Drops an incomplete UTF-8 sequence that snprintf() left at the end. */
-static void trim_utf8(char *s)
+void sb__schema_trim_utf8(char *s)
 {
 	size_t n = strlen(s), i = n;
 	while (i > 0 && ((uint8_t)s[i - 1] & 0xc0) == 0x80)
@@ -72,34 +66,26 @@ static void trim_utf8(char *s)
 		s[i - 1] = 0;
 }
 
-static int fail(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *why, size_t whylen, const char *fmt, ...)
+int sb__schema_fail(char *why, size_t whylen, const char *fmt, ...)
 {
 	va_list ap;
 	if (whylen > 0) {
 		va_start(ap, fmt);
 		vsnprintf(why, whylen, fmt, ap);
 		va_end(ap);
-		trim_utf8(why);
+		sb__schema_trim_utf8(why);
 	}
 	return SB_EINVAL;
 }
 
-/* A name as it appears in a text: quoted, escaped, shortened. */
-struct quoted {
-	char s[SHOWN_MAX * 4 + 8]; /* every byte may become \xNN */
-};
-
-static const char *quote(struct quoted *q, const uint8_t *p, size_t n)
+const char *sb__schema_quote(struct sb__schema_quoted *q, const uint8_t *p, size_t n)
 {
 	size_t o = 0, i = 0;
 	q->s[o++] = '"';
-	while (i < n && i < SHOWN_MAX) {
+	while (i < n && i < SB__SCHEMA_SHOWN_MAX) {
 		uint8_t c = p[i];
 		size_t k = c >= 0x80 ? sb__utf8_seq(p + i, n - i) : 1;
-		if (c >= 0x80 && k > 0 && i + k > SHOWN_MAX)
+		if (c >= 0x80 && k > 0 && i + k > SB__SCHEMA_SHOWN_MAX)
 			break; /* a character that does not fit whole is left out */
 		if (c >= 0x80 && k > 0) {
 			memcpy(q->s + o, p + i, k);
@@ -128,14 +114,14 @@ static const char *quote(struct quoted *q, const uint8_t *p, size_t n)
 
 /* ---- numbers ------------------------------------------------------------ */
 
-static int is_number(const struct sb__mp_item *it)
+int sb__schema_is_number(const struct sb__mp_item *it)
 {
 	return it->type == SB__MP_UINT || it->type == SB__MP_INT || it->type == SB__MP_FLOAT;
 }
 
 /* The reader gives an INT's bytes as they were sent; widen them with their
  * sign. Signed widths may carry non-negative values too (0xd0 0x05 is 5). */
-static void read_num(const struct sb__mp_item *it, struct sb__schema_num *x)
+void sb__schema_read_num(const struct sb__mp_item *it, struct sb__schema_num *x)
 {
 	memset(x, 0, sizeof *x);
 	if (it->type == SB__MP_FLOAT) {
@@ -180,7 +166,7 @@ static void read_num(const struct sb__mp_item *it, struct sb__schema_num *x)
 }
 
 /* -1, 0 or 1 as a is below, equal to or above b. Neither is NaN. */
-static int num_cmp(const struct sb__schema_num *a, const struct sb__schema_num *b)
+int sb__schema_num_cmp(const struct sb__schema_num *a, const struct sb__schema_num *b)
 {
 	if (a->integral && b->integral) {
 		if (a->neg != b->neg)
@@ -192,7 +178,7 @@ static int num_cmp(const struct sb__schema_num *a, const struct sb__schema_num *
 	return a->d < b->d ? -1 : a->d > b->d;
 }
 
-static const char *num_str(char *buf, size_t cap, const struct sb__schema_num *x)
+const char *sb__schema_num_str(char *buf, size_t cap, const struct sb__schema_num *x)
 {
 	if (!x->integral)
 		snprintf(buf, cap, "%g", x->d);
@@ -287,7 +273,7 @@ static const char *types_str(char *buf, size_t cap, uint16_t types)
 /* Steps over `owed` values. MessagePack is prefix-encoded, so a count of
  * values still owed replaces a stack; every value takes at least one byte,
  * so a count above the bytes left is malformed at once. */
-static int skip(const uint8_t **p, const uint8_t *end, uint64_t owed)
+int sb__schema_skip(const uint8_t **p, const uint8_t *end, uint64_t owed)
 {
 	struct sb__mp_item it;
 	while (owed > 0) {
@@ -303,14 +289,14 @@ static int skip(const uint8_t **p, const uint8_t *end, uint64_t owed)
 }
 
 /* The elements under an item just read (none unless it is a container). */
-static uint64_t children(const struct sb__mp_item *it)
+uint64_t sb__schema_children(const struct sb__mp_item *it)
 {
 	return it->type == SB__MP_ARRAY ? it->len
 	       : it->type == SB__MP_MAP ? 2 * (uint64_t)it->len
 					: 0;
 }
 
-static int is_str(const struct sb__mp_item *it, const char *s)
+int sb__schema_is_str(const struct sb__mp_item *it, const char *s)
 {
 	return it->type == SB__MP_STR && it->len == strlen(s) && memcmp(it->body, s, it->len) == 0;
 }
@@ -344,14 +330,16 @@ static struct spec *spec_find(struct compiler *c, const uint8_t *name, uint32_t 
 /* A new key, or NULL (and the text) when there is no room or the name is too long. */
 static struct spec *spec_add(struct compiler *c, const struct sb__mp_item *name)
 {
-	struct quoted q;
+	struct sb__schema_quoted q;
 	if (name->len > SB__SCHEMA_NAME_MAX) {
-		fail(c->why, c->whylen, "schema key %s: name too long (%u, limit %u)",
-		     quote(&q, name->body, name->len), name->len, SB__SCHEMA_NAME_MAX);
+		sb__schema_fail(c->why, c->whylen, "schema key %s: name too long (%u, limit %u)",
+				sb__schema_quote(&q, name->body, name->len), name->len,
+				SB__SCHEMA_NAME_MAX);
 		return NULL;
 	}
 	if (c->n == SB__SCHEMA_KEYS_MAX) {
-		fail(c->why, c->whylen, "schema declares more than %u keys", SB__SCHEMA_KEYS_MAX);
+		sb__schema_fail(c->why, c->whylen, "schema declares more than %u keys",
+				SB__SCHEMA_KEYS_MAX);
 		return NULL;
 	}
 	struct spec *s = &c->keys[c->n++];
@@ -365,32 +353,35 @@ static struct spec *spec_add(struct compiler *c, const struct sb__mp_item *name)
 static int parse_types(struct compiler *c, struct spec *s, const uint8_t **p, const uint8_t *end,
 		       const struct sb__mp_item *v)
 {
-	struct quoted q, t;
+	struct sb__schema_quoted q, t;
 	uint32_t n = v->type == SB__MP_ARRAY ? v->len : 1;
 	struct sb__mp_item it = *v;
 
 	if (v->type != SB__MP_STR && v->type != SB__MP_ARRAY)
-		return fail(c->why, c->whylen,
-			    "schema key %s: type must be a type name or an array of them",
-			    quote(&q, s->name, s->len));
+		return sb__schema_fail(
+			c->why, c->whylen,
+			"schema key %s: type must be a type name or an array of them",
+			sb__schema_quote(&q, s->name, s->len));
 	if (n == 0)
-		return fail(c->why, c->whylen, "schema key %s: type lists no types",
-			    quote(&q, s->name, s->len));
+		return sb__schema_fail(c->why, c->whylen, "schema key %s: type lists no types",
+				       sb__schema_quote(&q, s->name, s->len));
 	s->types = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		if (v->type == SB__MP_ARRAY && sb__mp_read(p, end, &it) != SB__MP_OK)
 			return SB_EINVAL;
 		if (it.type != SB__MP_STR)
-			return fail(c->why, c->whylen,
-				    "schema key %s: type must be a type name or an array of them",
-				    quote(&q, s->name, s->len));
+			return sb__schema_fail(
+				c->why, c->whylen,
+				"schema key %s: type must be a type name or an array of them",
+				sb__schema_quote(&q, s->name, s->len));
 		size_t k = 0;
 		while (k < sizeof type_names / sizeof type_names[0] &&
-		       !is_str(&it, type_names[k].name))
+		       !sb__schema_is_str(&it, type_names[k].name))
 			k++;
 		if (k == sizeof type_names / sizeof type_names[0])
-			return fail(c->why, c->whylen, "schema key %s: unknown type %s",
-				    quote(&q, s->name, s->len), quote(&t, it.body, it.len));
+			return sb__schema_fail(c->why, c->whylen, "schema key %s: unknown type %s",
+					       sb__schema_quote(&q, s->name, s->len),
+					       sb__schema_quote(&t, it.body, it.len));
 		s->types |= type_names[k].bits;
 	}
 	return 0;
@@ -399,14 +390,14 @@ static int parse_types(struct compiler *c, struct spec *s, const uint8_t **p, co
 static int parse_bound(struct compiler *c, struct spec *s, const char *which,
 		       const struct sb__mp_item *v, struct sb__schema_num *x)
 {
-	struct quoted q;
-	if (!is_number(v))
-		return fail(c->why, c->whylen, "schema key %s: %s must be a number",
-			    quote(&q, s->name, s->len), which);
-	read_num(v, x);
+	struct sb__schema_quoted q;
+	if (!sb__schema_is_number(v))
+		return sb__schema_fail(c->why, c->whylen, "schema key %s: %s must be a number",
+				       sb__schema_quote(&q, s->name, s->len), which);
+	sb__schema_read_num(v, x);
 	if (isnan(x->d))
-		return fail(c->why, c->whylen, "schema key %s: %s is not a number",
-			    quote(&q, s->name, s->len), which);
+		return sb__schema_fail(c->why, c->whylen, "schema key %s: %s is not a number",
+				       sb__schema_quote(&q, s->name, s->len), which);
 	return 0;
 }
 
@@ -414,34 +405,39 @@ static int parse_bound(struct compiler *c, struct spec *s, const char *which,
  * float), never to both: "max": 10 on ["str", "int"] would be ambiguous. */
 static int check_bounds(struct compiler *c, struct spec *s)
 {
-	struct quoted q;
+	struct sb__schema_quoted q;
 	char a[32], b[32];
-	const char *k = quote(&q, s->name, s->len);
+	const char *k = sb__schema_quote(&q, s->name, s->len);
 
 	if (!s->has_min && !s->has_max)
 		return 0;
 	uint16_t len = s->types & LENGTH_TYPES, val = s->types & VALUE_TYPES;
 	if (s->types == SB__ST_ANY || (!len && !val))
-		return fail(c->why, c->whylen,
-			    "schema key %s: min and max need a type to bound (str, bin, array, "
-			    "map, int, uint or float)",
-			    k);
+		return sb__schema_fail(
+			c->why, c->whylen,
+			"schema key %s: min and max need a type to bound (str, bin, array, "
+			"map, int, uint or float)",
+			k);
 	if (len && val)
-		return fail(c->why, c->whylen,
-			    "schema key %s: min and max cannot bound both lengths (str, bin, "
-			    "array, map) and values (int, uint, float)",
-			    k);
+		return sb__schema_fail(
+			c->why, c->whylen,
+			"schema key %s: min and max cannot bound both lengths (str, bin, "
+			"array, map) and values (int, uint, float)",
+			k);
 	for (int i = 0; len && i < 2; i++) {
 		const struct sb__schema_num *x = i == 0 ? &s->min : &s->max;
 		if ((i == 0 ? s->has_min : s->has_max) &&
 		    (!x->integral || x->neg || x->u > UINT32_MAX))
-			return fail(c->why, c->whylen,
-				    "schema key %s: %s is a length: a whole number from 0 to %u", k,
-				    i == 0 ? "min" : "max", UINT32_MAX);
+			return sb__schema_fail(
+				c->why, c->whylen,
+				"schema key %s: %s is a length: a whole number from 0 to %u", k,
+				i == 0 ? "min" : "max", UINT32_MAX);
 	}
-	if (s->has_min && s->has_max && num_cmp(&s->min, &s->max) > 0)
-		return fail(c->why, c->whylen, "schema key %s: min (%s) is above max (%s)", k,
-			    num_str(a, sizeof a, &s->min), num_str(b, sizeof b, &s->max));
+	if (s->has_min && s->has_max && sb__schema_num_cmp(&s->min, &s->max) > 0)
+		return sb__schema_fail(c->why, c->whylen,
+				       "schema key %s: min (%s) is above max (%s)", k,
+				       sb__schema_num_str(a, sizeof a, &s->min),
+				       sb__schema_num_str(b, sizeof b, &s->max));
 	return 0;
 }
 
@@ -449,34 +445,38 @@ static int check_bounds(struct compiler *c, struct spec *s)
 static int parse_spec(struct compiler *c, struct spec *s, const uint8_t **p, const uint8_t *end)
 {
 	struct sb__mp_item m, f, v;
-	struct quoted q, t;
+	struct sb__schema_quoted q, t;
 	unsigned given = 0;
 	static const char *const fields[] = {"type", "min", "max"};
 
 	if (sb__mp_read(p, end, &m) != SB__MP_OK)
 		return SB_EINVAL;
 	if (m.type != SB__MP_MAP)
-		return fail(c->why, c->whylen, "schema key %s: must be a map of type, min, max",
-			    quote(&q, s->name, s->len));
+		return sb__schema_fail(c->why, c->whylen,
+				       "schema key %s: must be a map of type, min, max",
+				       sb__schema_quote(&q, s->name, s->len));
 	for (uint32_t i = 0; i < m.len; i++) {
 		if (sb__mp_read(p, end, &f) != SB__MP_OK)
 			return SB_EINVAL;
 		unsigned k = 0;
-		while (k < 3 && !is_str(&f, fields[k]))
+		while (k < 3 && !sb__schema_is_str(&f, fields[k]))
 			k++;
 		if (k == 3) {
 			if (f.type != SB__MP_STR)
-				return fail(
+				return sb__schema_fail(
 					c->why, c->whylen,
 					"schema key %s: fields must be strings (type, min, max)",
-					quote(&q, s->name, s->len));
-			return fail(c->why, c->whylen,
-				    "schema key %s: unknown field %s (expected type, min, max)",
-				    quote(&q, s->name, s->len), quote(&t, f.body, f.len));
+					sb__schema_quote(&q, s->name, s->len));
+			return sb__schema_fail(
+				c->why, c->whylen,
+				"schema key %s: unknown field %s (expected type, min, max)",
+				sb__schema_quote(&q, s->name, s->len),
+				sb__schema_quote(&t, f.body, f.len));
 		}
 		if (given & (1u << k))
-			return fail(c->why, c->whylen, "schema key %s: field \"%s\" given twice",
-				    quote(&q, s->name, s->len), fields[k]);
+			return sb__schema_fail(c->why, c->whylen,
+					       "schema key %s: field \"%s\" given twice",
+					       sb__schema_quote(&q, s->name, s->len), fields[k]);
 		given |= 1u << k;
 		if (sb__mp_read(p, end, &v) != SB__MP_OK)
 			return SB_EINVAL;
@@ -487,7 +487,7 @@ static int parse_spec(struct compiler *c, struct spec *s, const uint8_t **p, con
 			return rc;
 		s->has_min |= k == 1;
 		s->has_max |= k == 2;
-		if (k != 0 && skip(p, end, children(&v)) != 0)
+		if (k != 0 && sb__schema_skip(p, end, sb__schema_children(&v)) != 0)
 			return SB_EINVAL;
 	}
 	return check_bounds(c, s);
@@ -497,22 +497,23 @@ static int parse_spec(struct compiler *c, struct spec *s, const uint8_t **p, con
 static int parse_keys(struct compiler *c, const uint8_t *p, const uint8_t *end)
 {
 	struct sb__mp_item m, name;
-	struct quoted q;
+	struct sb__schema_quoted q;
 
 	if (sb__mp_read(&p, end, &m) != SB__MP_OK)
 		return SB_EINVAL;
 	if (m.type != SB__MP_MAP)
-		return fail(c->why, c->whylen,
-			    "schema field \"keys\" must be a map of key names to key specs");
+		return sb__schema_fail(
+			c->why, c->whylen,
+			"schema field \"keys\" must be a map of key names to key specs");
 	for (uint32_t i = 0; i < m.len; i++) {
 		if (sb__mp_read(&p, end, &name) != SB__MP_OK)
 			return SB_EINVAL;
 		if (name.type != SB__MP_STR)
-			return fail(c->why, c->whylen,
-				    "schema field \"keys\": key names must be strings");
+			return sb__schema_fail(c->why, c->whylen,
+					       "schema field \"keys\": key names must be strings");
 		if (spec_find(c, name.body, name.len) != NULL)
-			return fail(c->why, c->whylen, "schema key %s given twice",
-				    quote(&q, name.body, name.len));
+			return sb__schema_fail(c->why, c->whylen, "schema key %s given twice",
+					       sb__schema_quote(&q, name.body, name.len));
 		struct spec *s = spec_add(c, &name);
 		int rc = s != NULL ? parse_spec(c, s, &p, end) : SB_EINVAL;
 		if (rc != 0)
@@ -525,25 +526,26 @@ static int parse_keys(struct compiler *c, const uint8_t *p, const uint8_t *end)
 static int parse_required(struct compiler *c, const uint8_t *p, const uint8_t *end)
 {
 	struct sb__mp_item a, name;
-	struct quoted q;
+	struct sb__schema_quoted q;
 
 	if (sb__mp_read(&p, end, &a) != SB__MP_OK)
 		return SB_EINVAL;
 	if (a.type != SB__MP_ARRAY)
-		return fail(c->why, c->whylen,
-			    "schema field \"required\" must be an array of key names");
+		return sb__schema_fail(c->why, c->whylen,
+				       "schema field \"required\" must be an array of key names");
 	for (uint32_t i = 0; i < a.len; i++) {
 		if (sb__mp_read(&p, end, &name) != SB__MP_OK)
 			return SB_EINVAL;
 		if (name.type != SB__MP_STR) {
-			fail(c->why, c->whylen,
-			     "schema field \"required\" must be an array of key names");
+			sb__schema_fail(c->why, c->whylen,
+					"schema field \"required\" must be an array of key names");
 			return SB_EINVAL;
 		}
 		struct spec *s = spec_find(c, name.body, name.len);
 		if (s != NULL && s->required)
-			return fail(c->why, c->whylen, "schema required key %s listed twice",
-				    quote(&q, name.body, name.len));
+			return sb__schema_fail(c->why, c->whylen,
+					       "schema required key %s listed twice",
+					       sb__schema_quote(&q, name.body, name.len));
 		if (s == NULL && (s = spec_add(c, &name)) == NULL)
 			return SB_EINVAL;
 		s->required = 1;
@@ -598,12 +600,68 @@ static struct sb__schema *build(struct compiler *c, int additional)
 	return s;
 }
 
+/* Which format a schema map is in: this one has "keys" or "additional";
+ * a map with neither that names anything but "required" is JSON Schema.
+ * {} and {"required": [...]} stay in this format, where they mean what
+ * they did before JSON Schema was accepted. */
+static int is_json_schema(const uint8_t *p, const uint8_t *end, uint32_t n)
+{
+	struct sb__mp_item f, v;
+	int other = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		sb__mp_read(&p, end, &f);
+		if (sb__schema_is_str(&f, "keys") || sb__schema_is_str(&f, "additional"))
+			return 0;
+		other |= f.type == SB__MP_STR && !sb__schema_is_str(&f, "required");
+		if (sb__schema_skip(&p, end, sb__schema_children(&f)) != 0 ||
+		    sb__mp_read(&p, end, &v) != SB__MP_OK ||
+		    sb__schema_skip(&p, end, sb__schema_children(&v)) != 0)
+			return 0;
+	}
+	return other;
+}
+
+/* Appends the schema's bytes as registered to its compiled block, for
+ * $sb.routes to show; the check never reads them. */
+static int keep_source(struct sb__schema **out, const uint8_t *src, size_t len)
+{
+	struct sb__schema *s = realloc(*out, (size_t)(*out)->size + len);
+	if (s == NULL) {
+		free(*out);
+		*out = NULL;
+		return SB_ENOMEM;
+	}
+	memcpy((uint8_t *)s + s->size, src, len);
+	s->src_off = s->size;
+	s->src_len = (uint32_t)len;
+	s->size += (uint32_t)len;
+	*out = s;
+	return 0;
+}
+
+static int compile_json(const uint8_t *p, const uint8_t *end, struct sb__schema **out, char *why,
+			size_t whylen)
+{
+	void *block;
+	size_t size;
+	int rc = sb__jschema_compile(p, end, offsetof(struct sb__schema, keys), &block, &size, why,
+				     whylen);
+	if (rc != 0)
+		return rc;
+	struct sb__schema *s = block;
+	atomic_init(&s->refs, 1);
+	s->json = 1;
+	s->size = (uint32_t)size;
+	*out = s;
+	return keep_source(out, p, (size_t)(end - p));
+}
+
 int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, char *why,
 		       size_t whylen)
 {
 	const uint8_t *end = p + len, *at[2] = {NULL, NULL};
 	struct sb__mp_item m, f, v;
-	struct quoted q;
+	struct sb__schema_quoted q;
 	int additional = 1, rc;
 	unsigned given = 0;
 	static const char *const fields[] = {"keys", "required", "additional"};
@@ -613,40 +671,49 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 		why[0] = 0;
 	/* Well-formed first: the walk below then only meets bytes it can read. */
 	if (len == 0 || sb_payload_check(p, len) != 0)
-		return fail(why, whylen, "schema is not one well-formed MessagePack value");
+		return sb__schema_fail(why, whylen,
+				       "schema is not one well-formed MessagePack value");
+	const uint8_t *start = p;
 	sb__mp_read(&p, end, &m);
 	if (m.type == SB__MP_NIL)
 		return 0;
 	if (m.type != SB__MP_MAP)
-		return fail(why, whylen, "schema must be a map (or nil for none)");
+		return sb__schema_fail(why, whylen, "schema must be a map (or nil for none)");
+	if (is_json_schema(p, end, m.len))
+		return compile_json(start, end, out, why, whylen);
 	for (uint32_t i = 0; i < m.len; i++) {
 		sb__mp_read(&p, end, &f);
 		unsigned k = 0;
-		while (k < 3 && !is_str(&f, fields[k]))
+		while (k < 3 && !sb__schema_is_str(&f, fields[k]))
 			k++;
 		if (k == 3) {
 			if (f.type != SB__MP_STR)
-				return fail(why, whylen,
-					    "schema fields must be strings (keys, required, "
-					    "additional)");
-			return fail(why, whylen,
-				    "unknown schema field %s (expected keys, required, additional)",
-				    quote(&q, f.body, f.len));
+				return sb__schema_fail(
+					why, whylen,
+					"schema fields must be strings (keys, required, "
+					"additional)");
+			return sb__schema_fail(
+				why, whylen,
+				"unknown schema field %s (expected keys, required, additional)",
+				sb__schema_quote(&q, f.body, f.len));
 		}
 		if (given & (1u << k))
-			return fail(why, whylen, "schema field \"%s\" given twice", fields[k]);
+			return sb__schema_fail(why, whylen, "schema field \"%s\" given twice",
+					       fields[k]);
 		given |= 1u << k;
 		if (k < 2)
 			at[k] = p;
 		sb__mp_read(&p, end, &v);
 		if (k == 2) {
 			if (v.type != SB__MP_BOOL)
-				return fail(why, whylen,
-					    "schema field \"additional\" must be true or false");
+				return sb__schema_fail(
+					why, whylen,
+					"schema field \"additional\" must be true or false");
 			additional = (int)v.u;
 		}
-		if (skip(&p, end, children(&v)) != 0)
-			return fail(why, whylen, "schema is not one well-formed MessagePack value");
+		if (sb__schema_skip(&p, end, sb__schema_children(&v)) != 0)
+			return sb__schema_fail(why, whylen,
+					       "schema is not one well-formed MessagePack value");
 	}
 
 	/* "keys" before "required", whatever order they came in: a required
@@ -660,7 +727,7 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 	if ((at[0] != NULL && (rc = parse_keys(c, at[0], end)) != 0) ||
 	    (at[1] != NULL && (rc = parse_required(c, at[1], end)) != 0))
 		goto done;
-	rc = (*out = build(c, additional)) != NULL ? 0 : SB_ENOMEM;
+	rc = (*out = build(c, additional)) != NULL ? keep_source(out, start, len) : SB_ENOMEM;
 done:
 	free(c);
 	return rc;
@@ -669,6 +736,12 @@ done:
 size_t sb__schema_size(const struct sb__schema *s)
 {
 	return s->size;
+}
+
+const uint8_t *sb__schema_source(const struct sb__schema *s, size_t *len)
+{
+	*len = s->src_len;
+	return (const uint8_t *)s + s->src_off;
 }
 
 void sb__schema_ref(struct sb__schema *s)
@@ -722,46 +795,52 @@ static int check_value(const struct sb__schema *s, const struct sb__schema_key *
 		       const struct sb__mp_item *it, char *why, size_t whylen)
 {
 	struct sb__schema_num x = {0};
-	struct quoted q;
+	struct sb__schema_quoted q;
 	char a[32], b[96]; /* b: all nine type names fit */
 
-	if (is_number(it))
-		read_num(it, &x);
+	if (sb__schema_is_number(it))
+		sb__schema_read_num(it, &x);
 	if (!(fitting_types(it, &x) & k->types))
-		return fail(why, whylen, "key %s: expected %s, got %s",
-			    quote(&q, key_name(s, k), k->name_len),
-			    types_str(b, sizeof b, k->types), value_name(it, &x));
+		return sb__schema_fail(why, whylen, "key %s: expected %s, got %s",
+				       sb__schema_quote(&q, key_name(s, k), k->name_len),
+				       types_str(b, sizeof b, k->types), value_name(it, &x));
 	if (!k->has_min && !k->has_max)
 		return 0;
 	if (it->type == SB__MP_STR || it->type == SB__MP_BIN || it->type == SB__MP_ARRAY ||
 	    it->type == SB__MP_MAP) {
 		if (k->has_max && it->len > k->max.u)
-			return fail(why, whylen, "key %s: %s too long (%u, limit %llu)",
-				    quote(&q, key_name(s, k), k->name_len), length_noun(it->type),
-				    it->len, (unsigned long long)k->max.u);
+			return sb__schema_fail(why, whylen, "key %s: %s too long (%u, limit %llu)",
+					       sb__schema_quote(&q, key_name(s, k), k->name_len),
+					       length_noun(it->type), it->len,
+					       (unsigned long long)k->max.u);
 		if (k->has_min && it->len < k->min.u)
-			return fail(why, whylen, "key %s: %s too short (%u, limit %llu)",
-				    quote(&q, key_name(s, k), k->name_len), length_noun(it->type),
-				    it->len, (unsigned long long)k->min.u);
-	} else if (is_number(it)) {
+			return sb__schema_fail(why, whylen, "key %s: %s too short (%u, limit %llu)",
+					       sb__schema_quote(&q, key_name(s, k), k->name_len),
+					       length_noun(it->type), it->len,
+					       (unsigned long long)k->min.u);
+	} else if (sb__schema_is_number(it)) {
 		if (isnan(x.d))
-			return fail(why, whylen, "key %s: value is NaN",
-				    quote(&q, key_name(s, k), k->name_len));
-		if (k->has_max && num_cmp(&x, &k->max) > 0)
-			return fail(why, whylen, "key %s: value too large (%s, limit %s)",
-				    quote(&q, key_name(s, k), k->name_len),
-				    num_str(a, sizeof a, &x), num_str(b, sizeof b, &k->max));
-		if (k->has_min && num_cmp(&x, &k->min) < 0)
-			return fail(why, whylen, "key %s: value too small (%s, limit %s)",
-				    quote(&q, key_name(s, k), k->name_len),
-				    num_str(a, sizeof a, &x), num_str(b, sizeof b, &k->min));
+			return sb__schema_fail(why, whylen, "key %s: value is NaN",
+					       sb__schema_quote(&q, key_name(s, k), k->name_len));
+		if (k->has_max && sb__schema_num_cmp(&x, &k->max) > 0)
+			return sb__schema_fail(why, whylen,
+					       "key %s: value too large (%s, limit %s)",
+					       sb__schema_quote(&q, key_name(s, k), k->name_len),
+					       sb__schema_num_str(a, sizeof a, &x),
+					       sb__schema_num_str(b, sizeof b, &k->max));
+		if (k->has_min && sb__schema_num_cmp(&x, &k->min) < 0)
+			return sb__schema_fail(why, whylen,
+					       "key %s: value too small (%s, limit %s)",
+					       sb__schema_quote(&q, key_name(s, k), k->name_len),
+					       sb__schema_num_str(a, sizeof a, &x),
+					       sb__schema_num_str(b, sizeof b, &k->min));
 	}
 	return 0;
 }
 
 static int malformed(char *why, size_t whylen)
 {
-	return fail(why, whylen, "arguments are not well-formed MessagePack");
+	return sb__schema_fail(why, whylen, "arguments are not well-formed MessagePack");
 }
 
 int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, char *why,
@@ -769,9 +848,11 @@ int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, c
 {
 	const uint8_t *end = p + len;
 	struct sb__mp_item m, key, v;
-	struct quoted q;
+	struct sb__schema_quoted q;
 	uint64_t seen = 0;
 
+	if (s->json)
+		return sb__jschema_check(s->keys, p, len, why, whylen);
 	if (whylen > 0)
 		why[0] = 0;
 	if (sb__mp_read(&p, end, &m) != SB__MP_OK)
@@ -779,7 +860,7 @@ int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, c
 	if (m.type == SB__MP_NIL) /* no arguments at all: an empty map */
 		m.len = 0;
 	else if (m.type != SB__MP_MAP)
-		return fail(why, whylen, "arguments must be a map");
+		return sb__schema_fail(why, whylen, "arguments must be a map");
 	if (2 * (uint64_t)m.len > (uint64_t)(end - p))
 		return malformed(why, whylen);
 	for (uint32_t i = 0; i < m.len; i++) {
@@ -789,24 +870,26 @@ int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, c
 		if (idx < 0) {
 			if (!s->additional)
 				return key.type == SB__MP_STR
-					       ? fail(why, whylen, "unknown key %s",
-						      quote(&q, key.body, key.len))
-					       : fail(why, whylen, "unknown key (not a string)");
-			if (skip(&p, end, children(&key) + 1) != 0)
+					       ? sb__schema_fail(
+							 why, whylen, "unknown key %s",
+							 sb__schema_quote(&q, key.body, key.len))
+					       : sb__schema_fail(why, whylen,
+								 "unknown key (not a string)");
+			if (sb__schema_skip(&p, end, sb__schema_children(&key) + 1) != 0)
 				return malformed(why, whylen);
 			continue;
 		}
 		const struct sb__schema_key *k = &s->keys[idx];
 		if (seen & (1ull << idx))
-			return fail(why, whylen, "key %s given twice",
-				    quote(&q, key.body, key.len));
+			return sb__schema_fail(why, whylen, "key %s given twice",
+					       sb__schema_quote(&q, key.body, key.len));
 		seen |= 1ull << idx;
 		if (sb__mp_read(&p, end, &v) != SB__MP_OK)
 			return malformed(why, whylen);
 		int rc = check_value(s, k, &v, why, whylen);
 		if (rc != 0)
 			return rc;
-		if (skip(&p, end, children(&v)) != 0)
+		if (sb__schema_skip(&p, end, sb__schema_children(&v)) != 0)
 			return malformed(why, whylen);
 	}
 	if (p != end)
@@ -814,8 +897,8 @@ int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, c
 	uint64_t missing = s->required & ~seen;
 	if (missing != 0) {
 		const struct sb__schema_key *k = &s->keys[__builtin_ctzll(missing)];
-		return fail(why, whylen, "missing required key %s",
-			    quote(&q, key_name(s, k), k->name_len));
+		return sb__schema_fail(why, whylen, "missing required key %s",
+				       sb__schema_quote(&q, key_name(s, k), k->name_len));
 	}
 	return 0;
 }
@@ -831,4 +914,33 @@ int sb_schema_validate(const void *schema, size_t len, char *why, size_t whylen)
 	int rc = sb__schema_compile(schema, len, &s, why, whylen);
 	sb__schema_unref(s);
 	return rc;
+}
+
+int sb_schema_from_json(const char *json, size_t len, void **out, size_t *outlen, char *why,
+			size_t whylen)
+{
+	struct sb__json_buf b = {0};
+	struct sb__json_error e;
+
+	*out = NULL;
+	*outlen = 0;
+	if (whylen > 0)
+		why[0] = 0;
+	if (json == NULL)
+		return SB_EINVAL;
+	int rc = sb__json_parse(json, len, &b, &e);
+	if (rc != 0) {
+		/* A refusal may leave the buffer allocated (and empty). */
+		sb__json_buf_free(&b);
+		return rc == SB_ENOMEM
+			       ? rc
+			       : sb__schema_fail(why, whylen, "JSON at byte %zu: %s", e.at, e.what);
+	}
+	if ((rc = sb_schema_validate(b.data, b.len, why, whylen)) != 0) {
+		sb__json_buf_free(&b);
+		return rc;
+	}
+	*out = b.data; /* the buffer's own malloc'd bytes: free() releases them */
+	*outlen = b.len;
+	return 0;
 }

@@ -1,5 +1,6 @@
-/* Argument schemas: the keys and types a handler declares for its arguments
- * at REGISTER, compiled once and checked against each request's payload. */
+/* Argument schemas: what a handler declares its arguments to be at REGISTER
+ * (JSON Schema, or the original flat format), compiled once and checked
+ * against each request's payload. */
 #ifndef SB_CORE_SCHEMA_H
 #define SB_CORE_SCHEMA_H
 
@@ -8,6 +9,13 @@
 
 #define SB__SCHEMA_KEYS_MAX 64  /* declared keys: a check tracks them in one 64-bit mask */
 #define SB__SCHEMA_NAME_MAX 255 /* bytes of a declared key name */
+
+/* JSON Schema (docs/protocol.md, "Argument schemas"): bounded so that a
+ * REGISTER costs bounded memory and a check bounded stack. */
+#define SB__JSCHEMA_DEPTH_MAX  32   /* schemas nested under the top one */
+#define SB__JSCHEMA_NODES_MAX  1024 /* schemas (and properties) in all */
+#define SB__JSCHEMA_ENUM_MAX   256  /* values of one enum */
+#define SB__JSCHEMA_VALUES_MAX 1024 /* enum and const values in all */
 
 /* A compiled schema: one immutable heap block holding no pointers (its
  * layout is private to schema.c), shared read-only by every shard's replica
@@ -27,6 +35,9 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 
 /** Bytes of the block: a copy of them is the same schema. */
 size_t sb__schema_size(const struct sb__schema *s);
+
+/** The schema's MessagePack bytes as they were registered (@p len of them). */
+const uint8_t *sb__schema_source(const struct sb__schema *s, size_t *len);
 
 /** Take one more reference (another route replica, a mail in flight). */
 void sb__schema_ref(struct sb__schema *s);

@@ -204,12 +204,12 @@ static const struct command commands[] = {
 	 "\n"
 	 "  --echo                reply with outcome \"echo\" and the same payload\n"
 	 "  --count N             exit after N messages\n"
-	 "  --schema JSON         register with this argument schema: the router\n"
-	 "                        refuses requests that break it (\"invalid arguments\",\n"
-	 "                        naming the key) before they arrive, e.g.\n"
-	 "                        '{\"keys\": {\"email\": {\"type\": \"str\"}},\n"
-	 "                          \"required\": [\"email\"], \"additional\": false}'\n"
-	 "                        (format: docs/protocol.md, \"Argument schemas\")\n",
+	 "  --schema JSON         register with this argument schema, a JSON Schema\n"
+	 "                        document: the router refuses requests that break it\n"
+	 "                        (\"invalid arguments\", naming the path) before they\n"
+	 "                        arrive, e.g. '{\"type\": \"object\", \"required\": [\"email\"],\n"
+	 "                          \"properties\": {\"email\": {\"type\": \"string\"}}}'\n"
+	 "                        (keywords: docs/protocol.md, \"Argument schemas\")\n",
 	 cmd_listen},
 	{"presence", F_COUNT, 0, 0, "presence [--count N]", "print peers as they come and go",
 	 "Subscribes to the router's presence events and prints one line each:\n"

@@ -183,7 +183,7 @@ export interface Call {
 export type Handler = (args: any, call: Call) => unknown | Promise<unknown>;
 
 export interface RegisterOptions {
-  /** An argument schema (docs/protocol.md, "Argument schemas") as a plain object. */
+  /** An argument schema as a plain object: a JSON Schema document, or the original flat format (docs/protocol.md, "Argument schemas"). */
   schema?: Record<string, unknown> | null;
   /** Callable by services only. */
   internal?: boolean;

@@ -11,6 +11,7 @@
 #include <switchboard/router.h>
 
 #include "proto/mp.h"
+#include "proto/schema.h"
 #include "router/admin.h"
 #include "router/local.h"
 #include "router/outq.h"
@@ -53,8 +54,9 @@ static void peers_free(struct peers *p)
 	free(p->v);
 }
 
-/* [{"name": str, "handlers": [{"peer": str, "shard": uint}]}]; the
- * catch-all's name is "", an in-process handler's peer "(in-process)". */
+/* [{"name": str, "handlers": [{"peer": str, "shard": uint, "schema": any}]}];
+ * the catch-all's name is "", an in-process handler's peer "(in-process)",
+ * "schema" the handler's argument schema as registered (absent: none). */
 static int pack_routes(struct sb__shard *sh, msgpack_packer *pk)
 {
 	struct peers p;
@@ -79,11 +81,19 @@ static int pack_routes(struct sb__shard *sh, msgpack_packer *pk)
 			const char *peer = shard == SB__LOCAL_SHARD ? "(in-process)"
 					   : at > 0                 ? p.v[at - 1].name
 								    : "";
-			msgpack_pack_map(pk, 2);
+			const struct sb__schema *schema = r->eps[k].schema;
+			msgpack_pack_map(pk, schema != NULL ? 3 : 2);
 			pack_key(pk, "peer");
 			pack_key(pk, peer);
 			pack_key(pk, "shard");
 			msgpack_pack_uint32(pk, shard);
+			if (schema != NULL) {
+				/* One well-formed value, checked at REGISTER: copied as is. */
+				size_t bytes;
+				const uint8_t *src = sb__schema_source(schema, &bytes);
+				pack_key(pk, "schema");
+				pk->callback(pk->data, (const char *)src, bytes);
+			}
 		}
 	}
 	peers_free(&p);

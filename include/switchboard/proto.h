@@ -199,6 +199,24 @@ int sb_payload_check(const uint8_t *p, size_t len);
  */
 int sb_schema_validate(const void *schema, size_t len, char *why, size_t whylen);
 
+/**
+ * An argument schema written as JSON (a JSON Schema document, or the
+ * original format; docs/protocol.md, "Argument schemas") turned into the
+ * MessagePack value a handler registers (sb_handler_opts.schema), and
+ * checked the way the router will check it.
+ * @param json    the JSON text, @p len bytes
+ * @param out     set to the schema, malloc'd: free() it once registered
+ *                (registration copies it); NULL on failure
+ * @param outlen  set to its bytes
+ * @param why     on SB_EINVAL, what is wrong: "JSON at byte 12: expected
+ *                ':' after an object key", or the router's refusal
+ *                ("zip: unsupported JSON Schema keyword \"pattern\"");
+ *                may be NULL if @p whylen is 0
+ * @return 0, SB_EINVAL or SB_ENOMEM
+ */
+int sb_schema_from_json(const char *json, size_t len, void **out, size_t *outlen, char *why,
+			size_t whylen);
+
 /** Patch the id of an encoded frame in place. */
 void sb_patch_id(uint8_t *frame, uint64_t id);
 

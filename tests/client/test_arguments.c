@@ -5,6 +5,7 @@
 #include <switchboard/client.h>
 #include <switchboard/router.h>
 
+#include "common/json.h"
 #include "support/clients.h"
 #include "support/pump.h"
 #include "support/router.h"
@@ -315,11 +316,85 @@ static void test_schema_applies_to_peers_and_broadcasts(void)
 	router_stop();
 }
 
+/* A service writes its schema as a JSON Schema document, in JSON, as it
+ * would for its gateway; the router holds requests to it and names the
+ * path of what is wrong. */
+static const char SHIP_SCHEMA[] =
+	"{\"type\": \"object\", \"required\": [\"to\"],"
+	" \"properties\": {"
+	"  \"to\": {\"type\": \"object\", \"required\": [\"zip\"],"
+	"   \"properties\": {\"zip\": {\"type\": \"string\", \"minLength\": 5}}},"
+	"  \"items\": {\"type\": \"array\", \"items\": {\"type\": \"integer\", \"minimum\": 1}}}}";
+
+static void request_json(struct sb_client *c, const char *json, struct replies *r)
+{
+	struct sb__json_buf b = {0};
+	struct sb__json_error e;
+	CHECK_INT(sb__json_parse(json, strlen(json), &b, &e), 0);
+	CHECK_INT(sb_request(c, "sc.ship", b.data, b.len, NULL, on_reply, r, NULL), 0);
+	sb__json_buf_free(&b);
+}
+
+static void test_a_service_registers_a_json_schema_from_json(void)
+{
+	router_start(NULL);
+	struct watch ws = {0}, wc = {0};
+	int calls = 0;
+	char why[256];
+	void *schema;
+	size_t len;
+
+	/* Refused before anything is sent, with the reason. */
+	CHECK_INT(
+		sb_schema_from_json("{\"type\": \"object\",}", 20, &schema, &len, why, sizeof why),
+		SB_EINVAL);
+	CHECK(schema == NULL);
+	CHECK_STR(why, "JSON at byte 18: expected a string key");
+	static const char pattern[] = "{\"properties\": {\"zip\": {\"pattern\": \"^[0-9]+$\"}}}";
+	CHECK_INT(sb_schema_from_json(pattern, strlen(pattern), &schema, &len, why, sizeof why),
+		  SB_EINVAL);
+	CHECK_STR(why, "zip: unsupported JSON Schema keyword \"pattern\"");
+
+	CHECK_INT(sb_schema_from_json(SHIP_SCHEMA, strlen(SHIP_SCHEMA), &schema, &len, why,
+				      sizeof why),
+		  0);
+	struct sb_client *svc = client("sc-ship", "service", &ws);
+	struct sb_client *ui = client("sc-ship-ui", "client", &wc);
+	struct sb_client *cs[] = {svc, ui};
+	struct sb_handler_opts opts = SB_HANDLER_OPTS_INIT;
+	opts.schema = schema;
+	opts.schema_len = len;
+	CHECK_INT(sb_client_register(svc, "sc.ship", &opts, handle_echo, &calls), 0);
+	free(schema); /* registering copied it */
+	pump_online(cs, 2);
+
+	struct replies r[4] = {{0}};
+	request_json(ui, "{\"to\": {\"zip\": 75001}}", &r[0]);
+	request_json(ui, "{\"to\": {\"zip\": \"75001\"}, \"items\": [3, 0]}", &r[1]);
+	request_json(ui, "{\"items\": [1]}", &r[2]);
+	request_json(ui, "{\"to\": {\"zip\": \"75001\"}, \"items\": [3, 4.0]}", &r[3]);
+	struct all_done done = {r, 4};
+	pump_cond(cs, 2, all_terminal, &done, "four answers");
+	CHECK_INT(r[0].err, SB_EINVAL);
+	CHECK_STR(r[0].outcome, "to.zip: expected string, got integer");
+	CHECK_INT(r[1].err, SB_EINVAL);
+	CHECK_STR(r[1].outcome, "items[1]: value too small (0, limit 1)");
+	CHECK_INT(r[2].err, SB_EINVAL);
+	CHECK_STR(r[2].outcome, "to: required key missing");
+	CHECK_INT(r[3].err, 0);
+	CHECK_STR(r[3].outcome, "echoed");
+	CHECK_INT(calls, 1); /* only the good request reached the handler */
+	sb_client_free(svc);
+	sb_client_free(ui);
+	router_stop();
+}
+
 int main(void)
 {
 	RUN(test_bad_arguments);
 	RUN(test_register_with_a_schema_and_after_reconnect);
 	RUN(test_schema_over_the_frame_limit);
 	RUN(test_schema_applies_to_peers_and_broadcasts);
+	RUN(test_a_service_registers_a_json_schema_from_json);
 	return TEST_EXIT();
 }

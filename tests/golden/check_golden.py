@@ -298,6 +298,43 @@ def check_schemas(tool, doc, fail):
             fail("schema %s: documented %r, the compiler says %r" % (sc, want, r))
     print("%d schema examples and %d refused schemas in docs/protocol.md match the checker"
           % (len(args), len(refusals)))
+    check_json_schemas(tool, doc, fail)
+
+
+def doc_json_after(path, marker):
+    """The JSON code block after <!-- MARKER -->, parsed (None if absent)."""
+    parts = open(path, encoding="utf-8").read().split("<!-- %s -->\n" % marker, 1)
+    if len(parts) < 2 or not parts[1].startswith("```json\n"):
+        return None
+    return json.loads(parts[1][len("```json\n"):].split("```", 1)[0])
+
+
+def check_json_schemas(tool, doc, fail):
+    """The JSON Schema example's tables: each row's arguments against the
+    example schema as the document shows it, each refused schema's text."""
+    schema = doc_json_after(doc, "jschema: example")
+    args = doc_table(doc, "jschema: arguments")
+    refusals = doc_table(doc, "jschema: refusals")
+    if schema is None or len(args) < 8 or len(refusals) < 4:
+        fail("docs/protocol.md: the JSON Schema example or its tables are missing or short")
+        return
+    schema_hex = msgpack.packb(schema, use_bin_type=True).hex()
+    lines = ["%s %s" % (schema_hex, msgpack.packb(json.loads(a), use_bin_type=True).hex())
+             for a, _ in args]
+    lines += ["%s c0" % msgpack.packb(json.loads(sc), use_bin_type=True).hex()
+              for sc, _ in refusals]
+    out = subprocess.run([tool, "schema"], input="".join(l + "\n" for l in lines),
+                         capture_output=True, text=True, check=True).stdout
+    results = [json.loads(line) for line in out.splitlines()]
+    for (a, want), r in zip(args, results[:len(args)]):
+        got = "accepted" if r["compiled"] and r["why"] == "" else r["why"]
+        if got != want:
+            fail("JSON Schema example %s: documented %r, the checker says %r" % (a, want, got))
+    for (sc, want), r in zip(refusals, results[len(args):]):
+        if r["compiled"] or r["why"] != want:
+            fail("JSON Schema %s: documented %r, the compiler says %r" % (sc, want, r))
+    print("%d JSON Schema examples and %d refused JSON Schemas in docs/protocol.md match "
+          "the checker" % (len(args), len(refusals)))
 
 
 # ---- checks ------------------------------------------------------------------
@@ -460,6 +497,50 @@ def write_schema_seeds(directory):
     for i, r in enumerate(refusals):
         seeds["refused-%d" % i] = (pk(r), pk(None))
     seeds["refused-junk"] = (b"\x82\xa4keys", b"")
+    # JSON Schema: the nested example, every keyword, each fault, refusals.
+    order = {"type": "object", "required": ["email"], "additionalProperties": False,
+             "properties": {
+                 "email": {"type": "string", "maxLength": 254},
+                 "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                 "nick": {"type": ["string", "null"], "minLength": 1, "maxLength": 4},
+                 "role": {"enum": ["admin", "user", 1, 2.5, None, True]},
+                 "version": {"const": 2},
+                 "score": {"exclusiveMinimum": 0, "exclusiveMaximum": 10},
+                 "address": {"type": "object", "required": ["zip"], "minProperties": 1,
+                             "maxProperties": 3,
+                             "additionalProperties": {"type": "number"},
+                             "properties": {"zip": {"type": "string", "minLength": 5}}},
+                 "tags": {"type": "array", "minItems": 1, "maxItems": 3,
+                          "items": {"type": "array", "items": {"type": "integer"}}},
+                 "no": False, "yes": True}}
+    seeds.update({
+        "js-ok": (pk(order), pk({"email": "a@b", "age": 30.0, "nick": "Zo\u00eb", "role": 2.5,
+                                  "version": 2, "address": {"zip": "75001", "w": 1.5},
+                                  "tags": [[1, 2], []], "yes": [None]})),
+        "js-nested-type": (pk(order), pk({"email": "a", "address": {"zip": 75001}})),
+        "js-nested-missing": (pk(order), pk({"email": "a", "address": {}})),
+        "js-item": (pk(order), pk({"email": "a", "tags": [[1, "x"]]})),
+        "js-enum": (pk(order), pk({"email": "a", "role": "root"})),
+        "js-const": (pk(order), pk({"email": "a", "version": 2.5})),
+        "js-exclusive": (pk(order), pk({"email": "a", "score": 10})),
+        "js-keys": (pk(order), pk({"email": "a", "address": {"zip": "75001", "a": 1, "b": 2,
+                                                                "c": 3}})),
+        "js-length": (pk(order), pk({"email": "a", "nick": "h\u00e9llo"})),
+        "js-unknown": (pk(order), pk({"email": "a", "zip code\u00e9\x01": 1})),
+        "js-false": (pk(order), pk({"email": "a", "no": 1})),
+        "js-top": (pk(order), pk(["a"])),
+        "js-malformed": (pk(order), b"\x81\xa5email\xc1"),
+        "js-nan": (pk({"type": "number", "minimum": 0}), b"\xcb\x7f\xf8" + b"\x00" * 6),
+        "js-scalar": (pk({"type": "string", "maxLength": 2, "$comment": "c"}), pk("abc")),
+    })
+    js_refusals = [
+        {"properties": {"zip": {"pattern": "^[0-9]{5}$"}}}, {"$ref": "#/$defs/a"},
+        {"type": "str"}, {"items": [{}]}, {"enum": [[1]]}, {"enum": []},
+        {"minLength": -1}, {"properties": {"a": {"properties": {"b": 1}}}},
+        {"type": "object", "required": ["a", "a"]}, {"additionalProperties": {"oneOf": []}},
+    ]
+    for i, r in enumerate(js_refusals):
+        seeds["js-refused-%d" % i] = (pk(r), pk(None))
     for name, (schema, payload) in seeds.items():
         with open(os.path.join(directory, name), "wb") as f:
             f.write(struct.pack(">H", len(schema)) + schema + payload)

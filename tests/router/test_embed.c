@@ -4,8 +4,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include <switchboard/proto.h>
 #include <switchboard/router.h>
 
 #include "support/peer.h"
@@ -726,6 +728,56 @@ static void test_in_process_handler_with_a_schema(void)
 	router_stop();
 }
 
+/* The program writes its handler's schema as JSON Schema text: network
+ * clients and the program's own requests get the path of what is wrong. */
+static void test_in_process_handler_with_a_json_schema(void)
+{
+	static const char json[] =
+		"{\"type\": \"object\", \"required\": [\"key\", \"value\"],"
+		" \"properties\": {\"key\": {\"type\": \"string\", \"minLength\": 1},"
+		"  \"value\": {\"type\": \"object\", \"required\": [\"n\"],"
+		"   \"properties\": {\"n\": {\"type\": \"integer\"}}}}}";
+	void *schema;
+	size_t len;
+	char why[128];
+	CHECK_INT(sb_schema_from_json(json, strlen(json), &schema, &len, why, sizeof why), 0);
+	struct sb_router *r = router_new(NULL);
+	struct sb_handler_opts opts = SB_HANDLER_OPTS_INIT;
+	opts.schema = schema;
+	opts.schema_len = len;
+	CHECK_INT(sb_router_handle(r, "kv.set", &opts, kv_put, NULL), 0);
+	free(schema); /* the router compiled its own copy */
+	router_start_with(r);
+	int before = atomic_load(&kv_calls);
+
+	/* {"key": "a", "value": {"n": "x"}} and {"key": "a", "value": {"n": 1}} */
+	static const uint8_t bad[] = {0x82, 0xa3, 'k', 'e', 'y',  0xa1, 'a', 0xa5, 'v',
+				      'a',  'l',  'u', 'e', 0x81, 0xa1, 'n', 0xa1, 'x'};
+	static const uint8_t good[] = {0x82, 0xa3, 'k', 'e', 'y',  0xa1, 'a', 0xa5, 'v',
+				       'a',  'l',  'u', 'e', 0x81, 0xa1, 'n', 0x01};
+	/* {"key": "a", "value": {}} */
+	static const uint8_t no_n[] = {0x82, 0xa3, 'k', 'e', 'y', 0xa1, 'a',
+				       0xa5, 'v',  'a', 'l', 'u', 'e',  0x80};
+	struct peer *cli = peer_hello(PORT, "kv-json", "client");
+	peer_request(cli, "kv.set", 1, 0, bad, sizeof bad);
+	struct sb_msg *e = peer_expect(cli, SB_ERROR);
+	CHECK_INT(e->code, -SB_EINVAL);
+	CHECK(v_is(e->text, "value.n: expected integer, got string"));
+	struct waiter w, ok;
+	waiter_init(&w);
+	waiter_init(&ok);
+	CHECK_INT(sb_router_request(R, "kv.set", no_n, sizeof no_n, NULL, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], SB_EINVAL);
+	CHECK_STR(w.outcome[0], "value.n: required key missing");
+	CHECK_INT(sb_router_request(R, "kv.set", good, sizeof good, NULL, on_reply, &ok, NULL), 0);
+	CHECK(wait_final(&ok));
+	CHECK_STR(ok.outcome[0], "stored");
+	CHECK_INT(atomic_load(&kv_calls), before + 1);
+	peer_close(cli);
+	router_stop();
+}
+
 /* An in-process internal handler: clients are refused with `forbidden`,
  * network services and the program itself get through. */
 static void test_in_process_internal_handler(void)
@@ -851,6 +903,7 @@ int main(void)
 	RUN(test_program_requests_a_named_peer_every_handler_and_cancels);
 	RUN(test_broadcast_over_in_process_and_network_handlers);
 	RUN(test_in_process_handler_with_a_schema);
+	RUN(test_in_process_handler_with_a_json_schema);
 	RUN(test_in_process_internal_handler);
 	RUN(test_requests_from_many_threads);
 	RUN(test_stop_answers_what_is_open);

@@ -6,6 +6,7 @@
 #include <switchboard/router.h>
 
 #include "common/json.h"
+#include "support/admin.h"
 #include "support/peer.h"
 #include "support/router.h"
 
@@ -263,11 +264,168 @@ static void test_register_again_replaces_the_schema(void)
 	router_stop();
 }
 
+/* A JSON Schema, as the gateway's users write them: nested objects, items,
+ * enum, const, bounds; every fault named by its path. */
+#define ORDER_SCHEMA                                                                               \
+	"{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"type\": \"object\","    \
+	" \"properties\": {"                                                                       \
+	"  \"sku\": {\"type\": \"string\", \"minLength\": 3, \"maxLength\": 8},"                   \
+	"  \"qty\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 99},"                     \
+	"  \"kind\": {\"enum\": [\"retail\", \"wholesale\"]},"                                     \
+	"  \"v\": {\"const\": 1},"                                                                 \
+	"  \"ship\": {\"type\": \"object\", \"required\": [\"zip\"],"                              \
+	"   \"properties\": {\"zip\": {\"type\": \"string\"}}, \"additionalProperties\": false},"  \
+	"  \"tags\": {\"type\": \"array\", \"minItems\": 1, \"maxItems\": 2,"                      \
+	"   \"items\": {\"type\": \"string\"}},"                                                   \
+	"  \"meta\": {\"type\": \"object\", \"additionalProperties\": {\"type\": \"number\"}}},"   \
+	" \"required\": [\"sku\", \"qty\"]}"
+
+static const struct {
+	const char *args, *why;
+} ORDER_FAULTS[] = {
+	{"{\"sku\": \"abc\"}", "qty: required key missing"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"ship\": {\"zip\": 75001}}",
+	 "ship.zip: expected string, got integer"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"ship\": {\"zip\": \"1\", \"door\": 2}}",
+	 "ship.door: unknown key"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"tags\": [\"a\", 2]}",
+	 "tags[1]: expected string, got integer"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"tags\": []}",
+	 "tags: array too short (0 items, limit 1)"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"tags\": [\"a\", \"b\", \"c\"]}",
+	 "tags: array too long (3 items, limit 2)"},
+	{"{\"sku\": \"ab\", \"qty\": 1}", "sku: string too short (2 characters, limit 3)"},
+	{"{\"sku\": \"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\", \"qty\": 1}",
+	 "sku: string too long (9 characters, limit 8)"},
+	{"{\"sku\": \"abc\", \"qty\": 100}", "qty: value too large (100, limit 99)"},
+	{"{\"sku\": \"abc\", \"qty\": 0}", "qty: value too small (0, limit 1)"},
+	{"{\"sku\": \"abc\", \"qty\": 1.5}", "qty: expected integer, got number"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"kind\": \"gift\"}", "kind: not one of the enum values"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"v\": 2}", "v: not the const value"},
+	{"{\"sku\": \"abc\", \"qty\": 1, \"meta\": {\"w\": \"heavy\"}}",
+	 "meta.w: expected number, got string"},
+	{"[\"abc\", 1]", "expected object, got array"},
+};
+
+#define NORDER_FAULTS (sizeof ORDER_FAULTS / sizeof ORDER_FAULTS[0])
+
+static const char ORDER_OK[] = "{\"sku\": \"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\","
+			       " \"qty\": 2.0, \"kind\": \"retail\", \"v\": 1,"
+			       " \"ship\": {\"zip\": \"75001\"}, \"tags\": [\"gift\"],"
+			       " \"meta\": {\"w\": 1.5}, \"note\": [\"anything\"]}";
+
+static void test_json_schema_faults_are_named_by_path_on_both_shards(void)
+{
+	router_start(NULL);
+	struct peer *svc = peer_hello(PORT, "orders-1", "service");
+	struct peer *cli[2];
+	CHECK_INT(register_with(svc, "order.place", 1, ORDER_SCHEMA)->kind, SB_ACK);
+	CHECK(clients_on_both_shards(cli, svc->shard));
+
+	for (int c = 0; c < 2 && cli[1] != NULL; c++) {
+		for (size_t i = 0; i < NORDER_FAULTS; i++) {
+			send_json(cli[c], SB_REQUEST, "order.place", 100 + i, ORDER_FAULTS[i].args);
+			struct sb_msg *e = peer_expect(cli[c], SB_ERROR);
+			CHECK(e->id == 100 + i);
+			CHECK_INT(e->code, -SB_EINVAL);
+			CHECK(text_is(e, ORDER_FAULTS[i].why));
+		}
+		/* The good order is the first thing the handler sees. */
+		send_json(cli[c], SB_REQUEST, "order.place", 7, ORDER_OK);
+		struct sb_msg *req = peer_expect(svc, SB_REQUEST);
+		struct mp want = mp_of(ORDER_OK);
+		CHECK(req->payload.len == want.b.len &&
+		      memcmp(req->payload.ptr, want.b.data, want.b.len) == 0);
+		mp_free(&want);
+		peer_reply(svc, req->id, "order.placed", 0, NULL, 0);
+		CHECK(v_is(peer_expect(cli[c], SB_REPLY)->outcome, "order.placed"));
+	}
+	peer_expect_silence(svc, 100);
+	CHECK_INT(router_stats().invalid_args, 2 * NORDER_FAULTS);
+	peer_close(cli[0]);
+	peer_close(cli[1]);
+	peer_close(svc);
+	router_stop();
+}
+
+static void test_unsupported_json_schema_keyword_is_refused_at_register(void)
+{
+	router_start(NULL);
+	struct peer *svc = peer_hello(PORT, "orders-2", "service");
+	struct peer *cli = peer_hello(PORT, NULL, "client");
+	struct sb_msg *a = register_with(svc, "order.place", 1,
+					 "{\"type\": \"object\", \"properties\": {\"ship\":"
+					 " {\"properties\": {\"zip\": {\"type\": \"string\","
+					 " \"pattern\": \"^[0-9]{5}$\"}}}}}");
+	CHECK_INT(a->kind, SB_ERROR);
+	CHECK_INT(a->code, -SB_EINVAL);
+	CHECK(text_is(a, "ship.zip: unsupported JSON Schema keyword \"pattern\""));
+	a = register_with(svc, "order.place", 2, "{\"$ref\": \"#/$defs/order\"}");
+	CHECK_INT(a->kind, SB_ERROR);
+	CHECK(text_is(a, "unsupported JSON Schema keyword \"$ref\""));
+	/* Nothing registered; a good schema after it is. */
+	send_json(cli, SB_REQUEST, "order.place", 3, "{}");
+	CHECK_INT(peer_expect(cli, SB_ERROR)->code, -SB_ENOHANDLER);
+	CHECK_INT(register_with(svc, "order.place", 4, "{\"type\": \"object\"}")->kind, SB_ACK);
+	send_json(cli, SB_REQUEST, "order.place", 5, "7");
+	CHECK(text_is(peer_expect(cli, SB_ERROR), "expected object, got integer"));
+	peer_close(cli);
+	peer_close(svc);
+	router_stop();
+}
+
+/* $sb.routes shows each handler's schema as it was registered, in either
+ * format, and none for a handler without one. */
+static void test_routes_show_the_schema_as_registered(void)
+{
+	router_start(NULL);
+	struct peer *svc = peer_hello(PORT, "orders-3", "service");
+	struct peer *cli = peer_hello(PORT, NULL, "client");
+	static const char *const schemas[] = {ORDER_SCHEMA, FAMILY_SCHEMA, NULL};
+	static const char *const names[] = {"order.place", "user.create", "user.plain"};
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(register_with(svc, names[i], 1 + (uint64_t)i, schemas[i])->kind, SB_ACK);
+	msgpack_unpacked u;
+	msgpack_object routes = ask_router(cli, "$sb.routes", NULL, 0, &u);
+	for (int i = 0; i < 3; i++) {
+		const msgpack_object *route = find_by(&routes, "name", names[i]);
+		const msgpack_object *hs = route != NULL ? map_get(route, "handlers") : NULL;
+		CHECK(hs != NULL && hs->type == MSGPACK_OBJECT_ARRAY && hs->via.array.size == 1);
+		if (hs == NULL || hs->type != MSGPACK_OBJECT_ARRAY || hs->via.array.size != 1)
+			continue;
+		const msgpack_object *got = map_get(&hs->via.array.ptr[0], "schema");
+		if (schemas[i] == NULL) {
+			CHECK(got == NULL);
+			continue;
+		}
+		CHECK(got != NULL);
+		if (got == NULL)
+			continue;
+		/* Packed again by msgpack-c, it is the registered bytes. */
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_object(&pk, *got);
+		struct mp want = mp_of(schemas[i]);
+		CHECK(sb.size == want.b.len && memcmp(sb.data, want.b.data, sb.size) == 0);
+		mp_free(&want);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	msgpack_unpacked_destroy(&u);
+	peer_close(cli);
+	peer_close(svc);
+	router_stop();
+}
+
 int main(void)
 {
 	RUN(test_requests_breaking_the_schema_never_reach_the_handler);
 	RUN(test_sends_breaking_the_schema_are_dropped_and_counted);
 	RUN(test_bad_schema_is_refused_at_register);
 	RUN(test_register_again_replaces_the_schema);
+	RUN(test_json_schema_faults_are_named_by_path_on_both_shards);
+	RUN(test_unsupported_json_schema_keyword_is_refused_at_register);
+	RUN(test_routes_show_the_schema_as_registered);
 	return TEST_EXIT();
 }

@@ -276,6 +276,51 @@ static void test_listen_with_a_schema(void)
 	stop();
 }
 
+/* listen --schema with a JSON Schema document, as the gateway's users
+ * write them: nested objects and items, faults named by path. */
+static void test_listen_with_a_json_schema(void)
+{
+	start();
+	SBCTL_RUN(&P, "listen", "lis4", "--schema",
+		  "{\"type\": \"object\", \"properties\": {\"zip\": {\"type\": \"string\","
+		  " \"pattern\": \"^[0-9]{5}$\"}}}");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --schema: zip: unsupported JSON Schema keyword \"pattern\"\n");
+
+	const char *args[] = {"listen",
+			      "lis4",
+			      "--count",
+			      "1",
+			      "--schema",
+			      "{\"type\": \"object\", \"required\": [\"address\"],"
+			      " \"properties\": {\"address\": {\"type\": \"object\","
+			      "  \"properties\": {\"zip\": {\"type\": \"string\"}},"
+			      "  \"additionalProperties\": false},"
+			      " \"tags\": {\"type\": \"array\", \"maxItems\": 2,"
+			      "  \"items\": {\"enum\": [\"red\", \"blue\"]}}}}",
+			      NULL};
+	struct proc l;
+	sbctl_spawn(&l, args);
+	CHECK(sbctl_wait_stderr(&l, "sbctl: listening on lis4\n"));
+	SBCTL_RUN(&P, "request", "lis4", "{\"address\": {\"zip\": 75001}}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: address.zip: expected string, got integer (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis4", "{\"address\": {}, \"tags\": [\"red\", \"green\"]}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: tags[1]: not one of the enum values (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis4", "{\"tags\": []}");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: address: required key missing (code EINVAL)\n");
+	SBCTL_RUN(&P, "request", "lis4",
+		  "{\"address\": {\"zip\": \"75001\"}, \"tags\": [\"blue\"]}");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "ok  null\n");
+	sbctl_finish(&l);
+	CHECK_INT(l.code, 0);
+	CHECK_STR(l.so, "request  lis4  {\"address\":{\"zip\":\"75001\"},\"tags\":[\"blue\"]}\n");
+	stop();
+}
+
 static void test_routes_peers_stats(void)
 {
 	start();
@@ -399,6 +444,7 @@ int main(int argc, char **argv)
 	RUN(test_listen_count_stops_at_n_in_a_burst);
 	RUN(test_presence_count_stops_at_n_in_a_burst);
 	RUN(test_listen_with_a_schema);
+	RUN(test_listen_with_a_json_schema);
 	RUN(test_routes_peers_stats);
 	RUN(test_routes_peers_stats_from_the_router);
 	RUN(test_presence_command);

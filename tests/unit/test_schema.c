@@ -366,7 +366,7 @@ static void test_bad_schemas_are_refused_precisely(void)
 		{"{\"additional\": 0}", "schema field \"additional\" must be true or false"},
 		{"{\"additional\": true, \"additional\": true}",
 		 "schema field \"additional\" given twice"},
-		{"{\"keyz\": {}}",
+		{"{\"keys\": {}, \"keyz\": {}}",
 		 "unknown schema field \"keyz\" (expected keys, required, additional)"},
 		{"{\"keys\": {\"a\": {}, \"a\": {}}}", "schema key \"a\" given twice"},
 	};
@@ -422,6 +422,311 @@ static void test_required_key_with_a_type(void)
 	sb__schema_unref(s);
 }
 
+/* ---- JSON Schema ------------------------------------------------------- */
+
+/* The JSON Schema example in docs/protocol.md, "Argument schemas". */
+#define ORDER_SCHEMA                                                                               \
+	"{\"type\": \"object\","                                                                   \
+	" \"properties\": {"                                                                       \
+	"  \"email\": {\"type\": \"string\", \"maxLength\": 254},"                                 \
+	"  \"age\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 150},"                    \
+	"  \"nick\": {\"type\": [\"string\", \"null\"], \"minLength\": 1, \"maxLength\": 4},"      \
+	"  \"role\": {\"enum\": [\"admin\", \"user\"]},"                                           \
+	"  \"version\": {\"const\": 2},"                                                           \
+	"  \"address\": {\"type\": \"object\","                                                    \
+	"   \"properties\": {\"zip\": {\"type\": \"string\", \"minLength\": 5, \"maxLength\": 5}," \
+	"                    \"city\": {\"type\": \"string\"}},"                                   \
+	"   \"required\": [\"zip\"], \"additionalProperties\": false},"                            \
+	"  \"tags\": {\"type\": \"array\", \"maxItems\": 3,"                                       \
+	"   \"items\": {\"type\": \"string\", \"maxLength\": 8}}},"                                \
+	" \"required\": [\"email\"],"                                                              \
+	" \"additionalProperties\": false}"
+
+static void test_json_schema_names_the_path_of_each_fault(void)
+{
+	struct sb__schema *s = compile(ORDER_SCHEMA);
+	if (s == NULL)
+		return;
+	static const struct {
+		const char *args, *why;
+	} cases[] = {
+		{"{\"email\": \"ann@example.com\"}", ""},
+		{"{\"email\": \"a@b\", \"age\": 30, \"nick\": \"Zo\u00eb\", \"role\": \"admin\","
+		 " \"version\": 2.0, \"address\": {\"zip\": \"75001\", \"city\": \"Paris\"},"
+		 " \"tags\": [\"x\", \"y\"]}",
+		 ""},
+		{"{\"email\": \"a\", \"address\": {\"zip\": 75001}}",
+		 "address.zip: expected string, got integer"},
+		{"{\"email\": \"a\", \"address\": {\"city\": \"Paris\"}}",
+		 "address.zip: required key missing"},
+		{"{\"email\": \"a\", \"address\": {\"zip\": \"75001\", \"country\": \"FR\"}}",
+		 "address.country: unknown key"},
+		{"{\"email\": \"a\", \"address\": {\"zip\": \"7500\"}}",
+		 "address.zip: string too short (4 characters, limit 5)"},
+		{"{\"email\": \"a\", \"tags\": [\"x\", \"y\", 3]}",
+		 "tags[2]: expected string, got integer"},
+		{"{\"email\": \"a\", \"tags\": [\"a\", \"b\", \"c\", \"d\"]}",
+		 "tags: array too long (4 items, limit 3)"},
+		{"{\"email\": \"a\", \"tags\": [\"abcdefghi\"]}",
+		 "tags[0]: string too long (9 characters, limit 8)"},
+		{"{\"email\": \"a\", \"age\": 30.5}", "age: expected integer, got number"},
+		{"{\"email\": \"a\", \"age\": 30.0}", ""},
+		{"{\"email\": \"a\", \"age\": -1}", "age: value too small (-1, limit 0)"},
+		{"{\"email\": \"a\", \"age\": 151}", "age: value too large (151, limit 150)"},
+		{"{\"email\": \"a\", \"role\": \"root\"}", "role: not one of the enum values"},
+		{"{\"email\": \"a\", \"version\": 3}", "version: not the const value"},
+		{"{\"email\": \"a\", \"version\": \"2\"}", "version: not the const value"},
+		{"{\"email\": \"a\", \"nick\": \"h\u00e9llo\"}",
+		 "nick: string too long (5 characters, limit 4)"},
+		{"{\"email\": \"a\", \"nick\": \"h\u00e9\u00e9\u00e9\"}", ""},
+		{"{\"email\": \"a\", \"nick\": null}", ""},
+		{"{\"email\": \"a\", \"nick\": false}",
+		 "nick: expected null or string, got boolean"},
+		{"{\"age\": 30}", "email: required key missing"},
+		{"{\"email\": \"a\", \"x\": 1}", "x: unknown key"},
+		{"{\"email\": \"a\", \"zip code\": 1}", "[\"zip code\"]: unknown key"},
+		{"[\"a\"]", "expected object, got array"},
+		{"null", "expected object, got null"},
+		{"{\"email\": {\"$bin\": \"00\"}}", "email: expected string, got binary"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *got = verdict(s, cases[i].args);
+		if (strcmp(got, cases[i].why) != 0)
+			fprintf(stderr, "for %s\n", cases[i].args);
+		CHECK_STR(got, cases[i].why);
+	}
+	/* A key sent twice, a map key that is not a string, junk after. */
+	const uint8_t twice[] = {0x82, 0xa5, 'e', 'm', 'a', 'i', 'l',  0xa1, 'a',
+				 0xa5, 'e',  'm', 'a', 'i', 'l', 0xa1, 'b'};
+	CHECK_STR(verdict_raw(s, twice, sizeof twice), "email: key given twice");
+	const uint8_t intkey[] = {0x82, 0xa5, 'e', 'm', 'a', 'i', 'l', 0xa1, 'a', 0x07, 0xc0};
+	CHECK_STR(verdict_raw(s, intkey, sizeof intkey), "a key that is not a string");
+	const uint8_t trailing[] = {0x81, 0xa5, 'e', 'm', 'a', 'i', 'l', 0xa1, 'a', 0xc0};
+	CHECK_STR(verdict_raw(s, trailing, sizeof trailing),
+		  "arguments are not well-formed MessagePack");
+	const uint8_t cut[] = {0x81, 0xa5, 'e', 'm', 'a', 'i', 'l', 0xa4, 'a'};
+	CHECK_STR(verdict_raw(s, cut, sizeof cut), "arguments are not well-formed MessagePack");
+	const uint8_t lying[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0};
+	CHECK_STR(verdict_raw(s, lying, sizeof lying), "expected object, got array");
+	CHECK_STR(verdict_raw(s, lying, 0), "arguments are not well-formed MessagePack");
+
+	/* The block is self-contained: a copy checks the same, the original freed. */
+	size_t n = sb__schema_size(s);
+	struct sb__schema *copy = malloc(n);
+	memcpy(copy, s, n);
+	sb__schema_unref(s);
+	CHECK_STR(verdict(copy, "{\"email\": \"a\", \"address\": {\"zip\": 1}}"),
+		  "address.zip: expected string, got integer");
+	CHECK_STR(verdict(copy, "{\"email\": \"a\", \"role\": \"user\"}"), "");
+	free(copy);
+}
+
+static void test_json_schema_types_and_numbers(void)
+{
+	struct sb__schema *s =
+		compile("{\"properties\": {"
+			" \"i\": {\"type\": \"integer\"},"
+			" \"n\": {\"type\": \"number\", \"minimum\": -0.5, \"maximum\": 0.5},"
+			" \"u\": {\"minimum\": 18446744073709551614},"
+			" \"b\": {\"type\": \"boolean\"},"
+			" \"any\": {},"
+			" \"no\": false,"
+			" \"yes\": true,"
+			" \"z\": {\"enum\": [null, true, 1, \"one\"]}}}");
+	if (s == NULL)
+		return;
+	/* Any integer, in any width, and a float with an integral value. */
+	CHECK_STR(verdict(s, "{\"i\": -9223372036854775808}"), "");
+	CHECK_STR(verdict(s, "{\"i\": 18446744073709551615}"), "");
+	CHECK_STR(verdict(s, "{\"i\": 1e300}"), "");
+	CHECK_STR(verdict(s, "{\"i\": 1.5}"), "i: expected integer, got number");
+	CHECK_STR(verdict(s, "{\"i\": \"1\"}"), "i: expected integer, got string");
+	CHECK_STR(verdict(s, "{\"n\": 0}"), "");
+	CHECK_STR(verdict(s, "{\"n\": 0.75}"), "n: value too large (0.75, limit 0.5)");
+	CHECK_STR(verdict(s, "{\"n\": -1}"), "n: value too small (-1, limit -0.5)");
+	const uint8_t nan[] = {0x81, 0xa1, 'n', 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0};
+	CHECK_STR(verdict_raw(s, nan, sizeof nan), "n: value is NaN");
+	const uint8_t nan_i[] = {0x81, 0xa1, 'i', 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0};
+	CHECK_STR(verdict_raw(s, nan_i, sizeof nan_i), "i: expected integer, got number");
+	/* Compared exactly across widths: uint64 max - 1 as the bound. */
+	CHECK_STR(verdict(s, "{\"u\": 18446744073709551615}"), "");
+	CHECK_STR(verdict(s, "{\"u\": 18446744073709551613}"),
+		  "u: value too small (18446744073709551613, limit 18446744073709551614)");
+	const uint8_t i8[] = {0x81, 0xa1, 'u', 0xd0, 0x05}; /* 5 as an int8 */
+	CHECK_STR(verdict_raw(s, i8, sizeof i8),
+		  "u: value too small (5, limit 18446744073709551614)");
+	/* minimum applies to numbers only: other types pass it. */
+	CHECK_STR(verdict(s, "{\"u\": \"text\"}"), "");
+	CHECK_STR(verdict(s, "{\"b\": 1}"), "b: expected boolean, got integer");
+	/* No type: anything, ext and bin too. */
+	const uint8_t ext[] = {0x81, 0xa3, 'a', 'n', 'y', 0xd4, 0x01, 0x00};
+	CHECK_STR(verdict_raw(s, ext, sizeof ext), "");
+	CHECK_STR(verdict(s, "{\"any\": [1, {\"deep\": [null]}]}"), "");
+	CHECK_STR(verdict(s, "{\"no\": 1}"), "no: no value is allowed here");
+	CHECK_STR(verdict(s, "{\"yes\": [1]}"), "");
+	/* enum compares numbers by value, strings by bytes, types apart. */
+	CHECK_STR(verdict(s, "{\"z\": 1.0}"), "");
+	CHECK_STR(verdict(s, "{\"z\": null}"), "");
+	CHECK_STR(verdict(s, "{\"z\": true}"), "");
+	CHECK_STR(verdict(s, "{\"z\": \"one\"}"), "");
+	CHECK_STR(verdict(s, "{\"z\": false}"), "z: not one of the enum values");
+	CHECK_STR(verdict(s, "{\"z\": \"on\"}"), "z: not one of the enum values");
+	CHECK_STR(verdict(s, "{\"z\": 2}"), "z: not one of the enum values");
+	/* Without "type", the top accepts what is not a map. */
+	CHECK_STR(verdict(s, "[1]"), "");
+	sb__schema_unref(s);
+
+	/* additionalProperties as a schema; items; minItems; a scalar at the top. */
+	s = compile("{\"type\": \"object\", \"additionalProperties\": {\"type\": \"integer\"},"
+		    " \"properties\": {\"list\": {\"type\": \"array\", \"minItems\": 2,"
+		    " \"items\": {\"type\": \"object\", \"required\": [\"id\"]}}}}");
+	CHECK_STR(verdict(s, "{\"a\": 1, \"b\": 2}"), "");
+	CHECK_STR(verdict(s, "{\"a\": 1, \"b\": \"2\"}"), "b: expected integer, got string");
+	CHECK_STR(verdict(s, "{\"list\": [{\"id\": 1}]}"),
+		  "list: array too short (1 items, limit 2)");
+	CHECK_STR(verdict(s, "{\"list\": [{\"id\": 1}, {\"di\": 2}]}"),
+		  "list[1].id: required key missing");
+	CHECK_STR(verdict(s, "{\"list\": [{\"id\": 1}, {\"id\": 2, \"x\": [1]}]}"), "");
+	sb__schema_unref(s);
+	/* Exclusive bounds; key counts of an object. */
+	s = compile(
+		"{\"minProperties\": 1, \"maxProperties\": 2,"
+		" \"properties\": {\"p\": {\"exclusiveMinimum\": 0, \"exclusiveMaximum\": 1.5}}}");
+	CHECK_STR(verdict(s, "{\"p\": 1}"), "");
+	CHECK_STR(verdict(s, "{\"p\": 0}"), "p: value too small (0, must be above 0)");
+	CHECK_STR(verdict(s, "{\"p\": 1.5}"), "p: value too large (1.5, must be below 1.5)");
+	CHECK_STR(verdict(s, "{\"p\": 0.25, \"q\": null}"), "");
+	CHECK_STR(verdict(s, "{}"), "too few keys (0, limit 1)");
+	CHECK_STR(verdict(s, "{\"a\": 1, \"b\": 2, \"c\": 3}"), "too many keys (3, limit 2)");
+	CHECK_STR(refusal("{\"exclusiveMinimum\": true}"), "\"exclusiveMinimum\" must be a number");
+	sb__schema_unref(s);
+	s = compile("{\"type\": \"string\", \"minLength\": 1}");
+	CHECK_STR(verdict(s, "\"x\""), "");
+	CHECK_STR(verdict(s, "\"\""), "string too short (0 characters, limit 1)");
+	CHECK_STR(verdict(s, "{}"), "expected string, got object");
+	sb__schema_unref(s);
+}
+
+static void test_json_schema_refusals_name_the_keyword(void)
+{
+	static const struct {
+		const char *schema, *why;
+	} bad[] = {
+		{"{\"type\": \"object\", \"properties\": {\"zip\": {\"type\": \"string\","
+		 " \"pattern\": \"^[0-9]{5}$\"}}}",
+		 "zip: unsupported JSON Schema keyword \"pattern\""},
+		{"{\"$ref\": \"#/definitions/user\"}", "unsupported JSON Schema keyword \"$ref\""},
+		{"{\"oneOf\": [{\"type\": \"string\"}]}",
+		 "unsupported JSON Schema keyword \"oneOf\""},
+		{"{\"keyz\": {}}", "unsupported JSON Schema keyword \"keyz\""},
+		{"{\"properties\": {\"t\": {\"items\": {\"format\": \"email\"}}}}",
+		 "t[]: unsupported JSON Schema keyword \"format\""},
+		{"{\"additionalProperties\": {\"format\": \"email\"}}",
+		 "*: unsupported JSON Schema keyword \"format\""},
+		{"{\"type\": \"str\"}",
+		 "unknown type \"str\" (expected null, boolean, integer, number, string, array or "
+		 "object)"},
+		{"{\"type\": []}", "\"type\" lists no types"},
+		{"{\"type\": 3}", "\"type\" must be a type name or an array of them"},
+		{"{\"properties\": {\"tags\": {\"items\": [{\"type\": \"string\"}]}}}",
+		 "tags: \"items\" must be one schema (an array of schemas is not supported)"},
+		{"{\"properties\": {\"n\": {\"minLength\": -1}}}",
+		 "n: \"minLength\" must be a whole number from 0 to 4294967295"},
+		{"{\"maxItems\": 1.5}", "\"maxItems\" must be a whole number from 0 to 4294967295"},
+		{"{\"minimum\": \"0\"}", "\"minimum\" must be a number"},
+		{"{\"properties\": {\"c\": {\"enum\": [[1]]}}}",
+		 "c: enum and const values must be null, booleans, numbers or strings"},
+		{"{\"properties\": {\"c\": {\"enum\": []}}}",
+		 "c: \"enum\" must be an array of at least one value"},
+		{"{\"enum\": [1], \"const\": 1}",
+		 "\"enum\" and \"const\" together are not supported"},
+		{"{\"type\": \"object\", \"required\": [\"a\", \"a\"]}",
+		 "required key \"a\" listed twice"},
+		{"{\"required\": \"a\", \"type\": \"object\"}",
+		 "\"required\" must be an array of names"},
+		{"{\"properties\": {\"a\": {\"properties\": {\"b\": 1}}}}",
+		 "a.b: a schema must be a map or a boolean"},
+		{"{\"properties\": []}", "\"properties\" must be a map of names to schemas"},
+		{"{\"type\": \"object\", \"type\": \"array\"}", "keyword \"type\" given twice"},
+		{"{\"keys\": {}, \"type\": \"object\"}",
+		 "unknown schema field \"type\" (expected keys, required, additional)"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CHECK_STR(refusal(bad[i].schema), bad[i].why);
+	/* Annotations change nothing and are accepted. */
+	CHECK_STR(refusal("{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\","
+			  " \"title\": \"t\", \"description\": \"d\", \"$comment\": \"c\","
+			  " \"properties\": {\"a\": {\"default\": 1, \"examples\": [1, 2]}}}"),
+		  "");
+	char why[64];
+	struct sb__schema *s;
+	const uint8_t intkw[] = {0x82, 0xa4, 't', 'y', 'p', 'e',  0xa6, 'o',
+				 'b',  'j',  'e', 'c', 't', 0x01, 0xc0};
+	CHECK_INT(sb__schema_compile(intkw, sizeof intkw, &s, why, sizeof why), SB_EINVAL);
+	CHECK_STR(why, "schema keywords must be strings");
+}
+
+static void test_json_schema_limits(void)
+{
+	static char json[80000], want[1024];
+	/* Depth: 32 schemas under the top one, not 33. */
+	for (int depth = 32; depth <= 33; depth++) {
+		strcpy(json, "{\"type\": \"object\"");
+		for (int i = 0; i < depth; i++)
+			strcat(json, ", \"properties\": {\"a\": {\"type\": \"object\"");
+		for (int i = 0; i < depth; i++)
+			strcat(json, "}}");
+		strcat(json, "}");
+		if (depth == 32) {
+			CHECK_STR(refusal(json), "");
+			continue;
+		}
+		want[0] = 0;
+		for (int i = 0; i < depth; i++)
+			strcat(want, i ? ".a" : "a");
+		strcat(want, ": schema nests deeper than 32");
+		CHECK_STR(refusal(json), want);
+	}
+	/* 64 properties in one object, not 65. */
+	strcpy(json, "{\"properties\": {");
+	for (int i = 0; i < 64; i++)
+		sprintf(json + strlen(json), "%s\"k%d\": {}", i ? ", " : "", i);
+	strcat(json, "}}");
+	CHECK_STR(refusal(json), "");
+	strcpy(json + strlen(json) - 2, ", \"k64\": {}}}");
+	CHECK_STR(refusal(json), "more than 64 properties");
+	/* 1024 schemas in all, not 1025: 1 + 33 * 31 = 1024. */
+	for (int extra = 0; extra <= 1; extra++) {
+		strcpy(json, "{\"properties\": {");
+		for (int i = 0; i < 33; i++) {
+			sprintf(json + strlen(json), "%s\"o%d\": {\"properties\": {", i ? ", " : "",
+				i);
+			for (int j = 0; j < 30 + (i == 32 ? extra : 0); j++)
+				sprintf(json + strlen(json), "%s\"k%d\": {}", j ? ", " : "", j);
+			strcat(json, "}}");
+		}
+		strcat(json, "}}");
+		/* Properties compile in name order: o9's last one is the 1025th. */
+		CHECK_STR(refusal(json),
+			  extra ? "o9.k9: schema has more than 1024 schemas in all" : "");
+	}
+	/* 256 values in an enum, not 257. */
+	strcpy(json, "{\"enum\": [");
+	for (int i = 0; i < 256; i++)
+		sprintf(json + strlen(json), "%s%d", i ? ", " : "", i);
+	strcat(json, "]}");
+	CHECK_STR(refusal(json), "");
+	strcpy(json + strlen(json) - 2, ", 256]}");
+	CHECK_STR(refusal(json), "\"enum\" has more than 256 values");
+	/* A property name of 255 bytes, not 256. */
+	char name[300];
+	memset(name, 'n', 256);
+	name[256] = 0;
+	snprintf(json, sizeof json, "{\"required\": [\"%s\"], \"type\": \"object\"}", name);
+	snprintf(want, sizeof want, "property name \"%.64s\"... too long (256, limit 255)", name);
+	CHECK_STR(refusal(json), want);
+}
+
 static void test_public_validate(void)
 {
 	char why[128];
@@ -450,5 +755,9 @@ int main(void)
 	RUN(test_bad_schemas_are_refused_precisely);
 	RUN(test_required_key_with_a_type);
 	RUN(test_public_validate);
+	RUN(test_json_schema_names_the_path_of_each_fault);
+	RUN(test_json_schema_types_and_numbers);
+	RUN(test_json_schema_refusals_name_the_keyword);
+	RUN(test_json_schema_limits);
 	return TEST_EXIT();
 }

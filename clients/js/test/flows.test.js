@@ -211,6 +211,50 @@ describe('the seeds\' flows', () => {
     await assert.rejects(users.register('bad.schema', () => 1, { schema: { keys: { age: { type: 'integer' } } } }),
       { code: 'INVAL', message: 'bad.schema: schema key "age": unknown type "integer"' });
   });
+
+  it('a handler registered with a JSON Schema sees only arguments that fit; the router names the path', async () => {
+    const orders = await peer({ role: 'service' });
+    const seen = [];
+    await orders.register('order.place', (args) => {
+      seen.push(args);
+      return 'placed';
+    }, {
+      schema: {
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+        type: 'object',
+        required: ['sku', 'ship'],
+        properties: {
+          sku: { type: 'string', minLength: 3 },
+          qty: { type: 'integer', minimum: 1, maximum: 99 },
+          ship: {
+            type: 'object',
+            required: ['zip'],
+            properties: { zip: { type: 'string' } },
+            additionalProperties: false,
+          },
+          tags: { type: 'array', maxItems: 2, items: { enum: ['gift', 'fragile'] } },
+        },
+      },
+    });
+    const app = await peer();
+    const good = { sku: 'abc', qty: 2, ship: { zip: '75001' }, tags: ['gift'] };
+    assert.deepEqual(await app.request('order.place', good), { outcome: 'ok', data: 'placed' });
+    await assert.rejects(app.request('order.place', { sku: 'abc', ship: { zip: 75001 } }),
+      { code: 'INVAL', message: 'ship.zip: expected string, got integer' });
+    await assert.rejects(app.request('order.place', { sku: 'abc', ship: { zip: '1', door: 2 } }),
+      { code: 'INVAL', message: 'ship.door: unknown key' });
+    await assert.rejects(app.request('order.place', { sku: 'abc', ship: { zip: '1' }, tags: ['gift', 'red'] }),
+      { code: 'INVAL', message: 'tags[1]: not one of the enum values' });
+    await assert.rejects(app.request('order.place', { sku: 'abc', ship: { zip: '1' }, qty: 1.5 }),
+      { code: 'INVAL', message: 'qty: expected integer, got number' });
+    await assert.rejects(app.request('order.place', { sku: 'abc' }),
+      { code: 'INVAL', message: 'ship: required key missing' });
+    assert.deepEqual(seen, [good]);
+    // A keyword the router does not support is refused at registration, by name.
+    await assert.rejects(orders.register('order.check', () => 1, {
+      schema: { type: 'object', properties: { sku: { type: 'string', pattern: '^[A-Z]+$' } } },
+    }), { code: 'INVAL', message: 'order.check: sku: unsupported JSON Schema keyword "pattern"' });
+  });
 });
 
 function fnv1a(s) {
