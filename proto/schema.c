@@ -38,6 +38,7 @@ struct sb__schema {
 	uint64_t required;            /* bit i: keys[i] must be present */
 	uint8_t additional;           /* keys not declared are allowed */
 	uint32_t size;                /* bytes of the whole block */
+	uint32_t src_off, src_len;    /* the schema as registered, after the names */
 	struct sb__schema_key keys[]; /* then the names */
 };
 
@@ -564,21 +565,28 @@ static int spec_cmp(const void *x, const void *y)
 	return name_cmp(a->name, a->len, b->name, b->len);
 }
 
-/* Lays the compiled keys and their names out in one block. */
-static struct sb__schema *build(struct compiler *c, int additional)
+/* Lays the compiled keys, their names and the schema's own bytes (@p src,
+ * for $sb.routes to show as registered) out in one block. */
+static struct sb__schema *build(struct compiler *c, int additional, const uint8_t *src,
+				size_t srclen)
 {
 	size_t names = 0;
 	for (unsigned i = 0; i < c->n; i++)
 		names += c->keys[i].len;
 	size_t head = sizeof(struct sb__schema) + c->n * sizeof(struct sb__schema_key);
-	struct sb__schema *s = calloc(1, head + names);
+	if (head + names + srclen > UINT32_MAX)
+		return NULL;
+	struct sb__schema *s = calloc(1, head + names + srclen);
 	if (s == NULL)
 		return NULL;
 	qsort(c->keys, c->n, sizeof c->keys[0], spec_cmp);
 	atomic_init(&s->refs, 1);
 	s->nkeys = c->n;
 	s->additional = (uint8_t)additional;
-	s->size = (uint32_t)(head + names);
+	s->size = (uint32_t)(head + names + srclen);
+	s->src_off = (uint32_t)(head + names);
+	s->src_len = (uint32_t)srclen;
+	memcpy((uint8_t *)s + s->src_off, src, srclen);
 	size_t off = head;
 	for (unsigned i = 0; i < c->n; i++) {
 		const struct spec *p = &c->keys[i];
@@ -601,7 +609,7 @@ static struct sb__schema *build(struct compiler *c, int additional)
 int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, char *why,
 		       size_t whylen)
 {
-	const uint8_t *end = p + len, *at[2] = {NULL, NULL};
+	const uint8_t *start = p, *end = p + len, *at[2] = {NULL, NULL};
 	struct sb__mp_item m, f, v;
 	struct quoted q;
 	int additional = 1, rc;
@@ -660,7 +668,7 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 	if ((at[0] != NULL && (rc = parse_keys(c, at[0], end)) != 0) ||
 	    (at[1] != NULL && (rc = parse_required(c, at[1], end)) != 0))
 		goto done;
-	rc = (*out = build(c, additional)) != NULL ? 0 : SB_ENOMEM;
+	rc = (*out = build(c, additional, start, len)) != NULL ? 0 : SB_ENOMEM;
 done:
 	free(c);
 	return rc;
@@ -669,6 +677,12 @@ done:
 size_t sb__schema_size(const struct sb__schema *s)
 {
 	return s->size;
+}
+
+const uint8_t *sb__schema_source(const struct sb__schema *s, size_t *len)
+{
+	*len = s->src_len;
+	return (const uint8_t *)s + s->src_off;
 }
 
 void sb__schema_ref(struct sb__schema *s)

@@ -28,6 +28,10 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 /** Bytes of the block: a copy of them is the same schema. */
 size_t sb__schema_size(const struct sb__schema *s);
 
+/** The schema as it was compiled: the MessagePack map REGISTER carried,
+ *  byte for byte, in the block (*len bytes). */
+const uint8_t *sb__schema_source(const struct sb__schema *s, size_t *len);
+
 /** Take one more reference (another route replica, a mail in flight). */
 void sb__schema_ref(struct sb__schema *s);
 
