@@ -1,6 +1,7 @@
 /* The switchboard daemon: parses a config file and flags into a router
  * config, runs the router, reloads on SIGHUP and drains on SIGTERM or
  * SIGINT. Everything else is in libswitchboard. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -65,6 +66,12 @@ static const char *has_counter(const char *val)
 	return strchr(val, '#') == NULL
 		       ? "needs a run of # for the counter (A### gives A001, A002, ...)"
 		       : NULL;
+}
+
+static const char *is_ipv4(const char *val)
+{
+	struct in_addr a;
+	return inet_pton(AF_INET, val, &a) == 1 ? NULL : "not an IPv4 address (127.0.0.1)";
 }
 
 #define CFG(f)        offsetof(struct settings, cfg.f), sizeof(((struct sb_router_config *)0)->f)
@@ -206,6 +213,17 @@ static const struct setting table[] = {
 	{NULL, "jwt-audience", TEXT, CFG(jwt_audience), ANY, 1, "S", "aud tokens must carry", NULL},
 	{NULL, "jwt-leeway", NUM, CFG(jwt_leeway_s), RANGE(0, 300), 1, "S",
 	 "clock skew allowed on exp and nbf (default 30)", NULL},
+
+	{"The admin listener (docs/operations.md):", "admin-port", NUM, CFG(admin_port),
+	 RANGE(0, 65535), 0, "PORT",
+	 "serve GET /metrics (Prometheus) and the admin\n"
+	 "pages here, plain HTTP; 0 = any free port\n"
+	 "(default: off)",
+	 NULL},
+	{NULL, "admin-addr", TEXT, CFG(admin_addr), ANY, 0, "ADDR",
+	 "IPv4 address of the admin listener (default\n"
+	 "127.0.0.1: keep it off public networks)",
+	 is_ipv4},
 
 	{"Several routers as one (docs/cluster.md):", "cluster", TEXT, CFG(cluster), ANY, 0, "URLS",
 	 "join other routers over a NATS cluster:\n"
@@ -686,6 +704,9 @@ int main(int argc, char **argv)
 	if (sb_router_ws_port(r) != 0)
 		printf("switchboard: WebSocket and HTTP on %s:%u\n", s->cfg.addr,
 		       sb_router_ws_port(r));
+	if (sb_router_admin_port(r) != 0)
+		printf("switchboard: admin on http://%s:%u/ (GET /metrics)\n", s->cfg.admin_addr,
+		       sb_router_admin_port(r));
 
 	int sig;
 	for (;;) {

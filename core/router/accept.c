@@ -1,9 +1,10 @@
 /* The listeners. Each shard has a multishot accept on its own SO_REUSEPORT
- * socket, and another on the edge's port when there is one. A new
- * connection is admitted here: its TLS pair on a TLS listener, its edge
- * state (HTTP, then WebSocket) on the edge's, its place under max_conns and max_conns_per_addr
- * (over a limit it lives only to be told so), its HELLO deadline. A failed accept (out of
- * descriptors or memory) is retried after a pause that grows. */
+ * socket, and another on the edge's port and on the admin port when there
+ * are. A new connection is admitted here: its TLS pair on a TLS listener
+ * (never the admin one), its edge state (HTTP, then WebSocket) on the
+ * edge's, HTTP state serving the admin endpoints alone on the admin one, its place under max_conns
+ * and max_conns_per_addr (over a limit it lives only to be told so), its HELLO deadline. A failed
+ * accept (out of descriptors or memory) is retried after a pause that grows. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,15 +26,20 @@
 #include "router/router-t.h"
 #include "router/shard.h"
 
-void sb__accept_arm(struct sb__shard *sh, int edge)
+static int *armed(struct sb__shard *sh, int which)
+{
+	return which == SB__LISTEN_EDGE    ? &sh->ws_accept_armed
+	       : which == SB__LISTEN_ADMIN ? &sh->admin_accept_armed
+					   : &sh->accept_armed;
+}
+
+void sb__accept_arm(struct sb__shard *sh, int which)
 {
 	struct io_uring_sqe *sqe = sb__sqe(sh);
-	io_uring_prep_multishot_accept(sqe, edge ? sh->wfd : sh->lfd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_ACCEPT, (uint64_t)edge));
-	if (edge)
-		sh->ws_accept_armed = 1;
-	else
-		sh->accept_armed = 1;
+	int fd = which == SB__LISTEN_EDGE ? sh->wfd : which == SB__LISTEN_ADMIN ? sh->afd : sh->lfd;
+	io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_ACCEPT, (uint64_t)which));
+	*armed(sh, which) = 1;
 }
 
 /* A connection refused before it says anything: told in its own protocol
@@ -46,8 +52,9 @@ static void refuse(struct sb__shard *sh, struct sb__conn *c, int err, const char
 		sb__conn_fail(sh, c, err, why);
 }
 
-static void on_accept(struct sb__shard *sh, int fd, int edge)
+static void on_accept(struct sb__shard *sh, int fd, int which)
 {
+	int edge = which != SB__LISTEN_MAIN; /* HTTP first, on either */
 	uint64_t ep;
 	int one = 1;
 	const struct sb_router_config *cfg = &sh->r->cfg;
@@ -78,10 +85,12 @@ static void on_accept(struct sb__shard *sh, int fd, int edge)
 	/* Before the limit check: a TLS peer refused for it must not be sent
 	 * plaintext (it is closed without a word: saying one takes a handshake). */
 	if ((edge && sb__conn_ws_start(sh, c) != 0) ||
-	    (sh->r->tls_on && sb__conn_tls_start(sh, c) != 0)) {
+	    (sh->r->tls_on && which != SB__LISTEN_ADMIN && sb__conn_tls_start(sh, c) != 0)) {
 		sb__conn_close(sh, c, "out of memory");
 		return;
 	}
+	if (which == SB__LISTEN_ADMIN)
+		c->edge->admin = 1;
 	if (edge) /* wss: TLS carries it, the edge reads it */
 		c->xport = SB__XPORT_HTTP;
 	/* Over the limit: the connection only lives to be told so. Taking the
@@ -123,7 +132,7 @@ static void on_accept(struct sb__shard *sh, int fd, int edge)
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 1000
 
-static void accept_failed(struct sb__shard *sh, int res, int more, int edge)
+static void accept_failed(struct sb__shard *sh, int res, int more, int which)
 {
 	sb__stat_add(&sh->st.accept_errors, 1);
 	if (sh->accept_fails++ == 0) {
@@ -142,29 +151,31 @@ static void accept_failed(struct sb__shard *sh, int res, int more, int edge)
 									: 2 * sh->accept_backoff;
 	if (more) { /* a kernel that keeps the multishot armed would fail on and on */
 		struct io_uring_sqe *sqe = sb__sqe(sh);
-		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, (uint64_t)edge), 0);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, (uint64_t)which), 0);
 		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 	}
 	sb__timer_arm(&sh->wheel, &sh->accept_timer, sh->now + sh->accept_backoff);
 }
 
-static void accepted(struct sb__shard *sh, int fd, int edge)
+static void accepted(struct sb__shard *sh, int fd, int which)
 {
 	if (sh->accept_fails > 0)
 		sb__log(&sh->r->log, 1, "shard %u: accepting again after %llu failed accepts",
 			sh->id, (unsigned long long)sh->accept_fails);
 	sh->accept_fails = 0;
 	sh->accept_backoff = 0;
-	on_accept(sh, fd, edge);
+	on_accept(sh, fd, which);
 }
 
 static void on_accept_timer(struct sb__timer *t)
 {
 	struct sb__shard *sh = SB__CONTAINER(t, struct sb__shard, accept_timer);
 	if (!sh->draining && !sh->accept_armed)
-		sb__accept_arm(sh, 0);
+		sb__accept_arm(sh, SB__LISTEN_MAIN);
 	if (!sh->draining && !sh->ws_accept_armed && sh->wfd >= 0)
-		sb__accept_arm(sh, 1);
+		sb__accept_arm(sh, SB__LISTEN_EDGE);
+	if (!sh->draining && !sh->admin_accept_armed && sh->afd >= 0)
+		sb__accept_arm(sh, SB__LISTEN_ADMIN);
 }
 
 void sb__accept_init(struct sb__shard *sh)
@@ -172,18 +183,15 @@ void sb__accept_init(struct sb__shard *sh)
 	sb__timer_init(&sh->accept_timer, on_accept_timer);
 }
 
-void sb__accept_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe, int edge)
+void sb__accept_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe, int which)
 {
 	if (cqe->res >= 0)
-		accepted(sh, cqe->res, edge);
+		accepted(sh, cqe->res, which);
 	else if (!sh->draining) /* else cancelled, or the drain closed the listener */
-		accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE, edge);
+		accept_failed(sh, cqe->res, cqe->flags & IORING_CQE_F_MORE, which);
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		if (edge)
-			sh->ws_accept_armed = 0;
-		else
-			sh->accept_armed = 0;
+		*armed(sh, which) = 0;
 		if (!sh->draining && !sb__timer_armed(&sh->accept_timer))
-			sb__accept_arm(sh, edge);
+			sb__accept_arm(sh, which);
 	}
 }

@@ -18,6 +18,7 @@
 #include "common/tls.h"
 #include "proto/mp.h"
 #include "router/conn.h"
+#include "router/admin_http.h"
 #include "router/conn_ws.h"
 #include "router/edge_auth.h"
 #include "router/edge_call.h"
@@ -560,6 +561,10 @@ static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size
 			continue;
 		}
 		const struct sb__http_req *r = sb__http_request(&e->http);
+		if (e->admin) { /* never an upgrade or a call: operators' endpoints */
+			sb__admin_http(sh, c, r);
+			continue;
+		}
 		if (r->path.len == sizeof SB__WS_PATH - 1 &&
 		    memcmp(r->path.p, SB__WS_PATH, r->path.len) == 0) {
 			upgrade(sh, c, r);
@@ -696,7 +701,7 @@ static void on_deadline(struct sb__timer *t)
 		sb__hs_on_timeout(t);
 		return;
 	}
-	if (!c->edge->partial && c->ready) { /* kept alive, and nothing more came */
+	if (!c->edge->partial && (c->ready || c->edge->admin)) { /* kept alive, nothing came */
 		sb__conn_close(sh, c, "idle keep-alive connection");
 		return;
 	}

@@ -33,17 +33,18 @@ enum {
  * holds raw HTTP answers (raw_left bytes at its head) and Switchboard
  * frames, which go out as binary messages of whole frames. */
 struct sb__edge {
-	uint8_t ws;                      /* upgraded: WebSocket from the next byte on */
-	uint8_t close_sent;              /* our close frame is in ctl: nothing goes out after it */
-	uint8_t reading;                 /* input is still read (not after a close or an error) */
-	uint16_t close_code;             /* a close to send once the queue is out; 0: none */
-	char close_why[124];             /* ...its reason */
-	size_t raw_left;                 /* queued bytes that go out as they are (HTTP) */
-	uint64_t msg_left;               /* payload bytes of the message being sent */
-	uint8_t hdr[SB__WS_HEADER_MAX];  /* its header */
-	uint8_t hdr_len, hdr_off;        /* ...bytes, and bytes sent */
-	uint8_t ctl[SB__WS_CLOSE_FRAME]; /* a control frame between messages (pong, close) */
-	uint8_t ctl_len, ctl_off;        /* ...bytes, and bytes sent */
+	uint8_t ws;          /* upgraded: WebSocket from the next byte on */
+	uint8_t close_sent;  /* our close frame is in ctl: nothing goes out after it */
+	uint8_t reading;     /* input is still read (not after a close or an error) */
+	uint8_t admin;       /* on the admin listener: its endpoints only (admin_http.c) */
+	uint16_t close_code; /* a close to send once the queue is out; 0: none */
+	char close_why[124]; /* ...its reason */
+	size_t raw_left;     /* queued bytes that go out as they are (HTTP) */
+	uint64_t msg_left;   /* payload bytes of the message being sent */
+	uint8_t hdr[SB__WS_HEADER_MAX];       /* its header */
+	uint8_t hdr_len, hdr_off;             /* ...bytes, and bytes sent */
+	uint8_t ctl[SB__WS_CLOSE_FRAME];      /* a control frame between messages (pong, close) */
+	uint8_t ctl_len, ctl_off;             /* ...bytes, and bytes sent */
 	uint8_t pong[2 + SB__WS_CONTROL_MAX]; /* a pong owed while ctl is busy (the latest) */
 	uint8_t pong_len;                     /* ...its bytes; 0: none */
 	struct sb__http http;                 /* the head's parser, until the upgrade */

@@ -30,7 +30,8 @@ struct sb_router {
 	struct sb__logger log; /* cfg.log_level, set once */
 	unsigned nshards;
 	uint16_t port;
-	uint16_t ws_port; /* the edge's port; 0: none */
+	uint16_t ws_port;    /* the edge's port; 0: none */
+	uint16_t admin_port; /* the admin listener's port; 0: none */
 	struct sb__shard *shards;
 	struct sb__mailbox *mb;
 	unsigned mail_ring;         /* slots per ring: also a backlog's pause mark */
@@ -56,6 +57,7 @@ struct sb_router {
 	struct sb__addrtab addrs;    /* connections per remote address */
 	char *addr;                  /* cfg.addr's own copy */
 	char *ws_origins;            /* cfg.ws_allow_origin's own copy */
+	char *admin_addr;            /* cfg.admin_addr's own copy */
 	struct sb__jwt_slot jwt;     /* the bearer tokens' key set in force (NULL: tokens off) */
 	int tls_on;                  /* the listener speaks TLS (fixed for the router's life) */
 	pthread_mutex_t tls_lock;    /* guards tls: taken at reload, and by a shard at an accept

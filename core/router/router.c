@@ -19,6 +19,7 @@
 #include "router/local.h"
 #include "router/mailbox.h"
 #include "router/edge_auth.h"
+#include "router/accept.h"
 #include "router/peers.h"
 #include "router/router-t.h"
 #include "router/shard.h"
@@ -50,6 +51,8 @@ static void defaults(struct sb_router_config *c)
 	c->idle_ms = 60000;
 	c->pong_timeout_ms = 20000;
 	c->ws_port = -1;
+	c->admin_port = -1;
+	c->admin_addr = "127.0.0.1";
 	c->jwt_leeway_s = 30;
 }
 
@@ -115,16 +118,20 @@ static int check_config(const struct sb_router_config *c)
 		return 0;
 	if (c->ws_port < -1 || c->ws_port > 65535)
 		return 0;
+	if (c->admin_port < -1 || c->admin_port > 65535 ||
+	    (c->admin_port >= 0 &&
+	     (c->admin_addr == NULL || inet_pton(AF_INET, c->admin_addr, &a) != 1)))
+		return 0;
 	if (c->recv_buffers < 8 || c->recv_buffers > 32768 ||
 	    (c->recv_buffers & (c->recv_buffers - 1)) != 0 || c->recv_buffer_size < 512)
 		return 0;
 	return 1;
 }
 
-/* Descriptors the router needs besides its connections: per shard a
- * listener, an eventfd and an io_uring; stdio and a few files (TLS,
- * secrets) besides. */
-#define FDS_SPARE(nshards) (4u * (nshards) + 16u)
+/* Descriptors the router needs besides its connections: per shard its
+ * listeners (up to three), an eventfd and an io_uring; stdio and a few
+ * files (TLS, secrets) besides. */
+#define FDS_SPARE(nshards) (6u * (nshards) + 16u)
 
 /* Past RLIMIT_NOFILE, accepts fail (and back off) while the kernel goes on
  * completing handshakes into the backlog: clients see a connection that
@@ -150,13 +157,13 @@ static void check_nofile(const struct sb_router *r)
 /* Binds one SO_REUSEPORT socket; the kernel spreads connections over them.
  * With reuse off it is the probe: SO_REUSEPORT would let a second router
  * join a busy port and steal half its connections instead of failing. */
-static int listen_one(const struct sb_router_config *c, uint16_t port, int reuse)
+static int listen_one(const char *addr, uint16_t port, int reuse)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	inet_pton(AF_INET, c->addr, &sa.sin_addr);
+	inet_pton(AF_INET, addr, &sa.sin_addr);
 	if (fd < 0)
 		return -1;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
@@ -171,12 +178,14 @@ static int listen_one(const struct sb_router_config *c, uint16_t port, int reuse
 }
 
 /* All shards listen on one port: the first bind picks it (port 0), the
- * rest join it. The edge's port (ws_port) is bound the same way, beside. */
-static int listen_port(struct sb_router *r, uint16_t want, int edge, uint16_t *got)
+ * rest join it. The edge's port (ws_port) and the admin port are bound the
+ * same way, beside. */
+static int listen_port(struct sb_router *r, const char *addr, uint16_t want, int which,
+		       uint16_t *got)
 {
 	struct sockaddr_in sa;
 	socklen_t len = sizeof sa;
-	int probe = listen_one(&r->cfg, want, 0);
+	int probe = listen_one(addr, want, 0);
 
 	if (probe < 0)
 		return -1;
@@ -184,11 +193,13 @@ static int listen_port(struct sb_router *r, uint16_t want, int edge, uint16_t *g
 	uint16_t port = ntohs(sa.sin_port);
 	close(probe);
 	for (unsigned i = 0; i < r->nshards; i++) {
-		int fd = listen_one(&r->cfg, port, 1);
+		int fd = listen_one(addr, port, 1);
 		if (fd < 0)
 			return -1;
-		if (edge)
+		if (which == SB__LISTEN_EDGE)
 			r->shards[i].wfd = fd;
+		else if (which == SB__LISTEN_ADMIN)
+			r->shards[i].afd = fd;
 		else
 			r->shards[i].lfd = fd;
 	}
@@ -198,9 +209,15 @@ static int listen_port(struct sb_router *r, uint16_t want, int edge, uint16_t *g
 
 static int listen_all(struct sb_router *r)
 {
-	if (listen_port(r, r->cfg.port, 0, &r->port) != 0)
+	if (listen_port(r, r->cfg.addr, r->cfg.port, SB__LISTEN_MAIN, &r->port) != 0)
 		return -1;
-	return r->cfg.ws_port < 0 ? 0 : listen_port(r, (uint16_t)r->cfg.ws_port, 1, &r->ws_port);
+	if (r->cfg.ws_port >= 0 && listen_port(r, r->cfg.addr, (uint16_t)r->cfg.ws_port,
+					       SB__LISTEN_EDGE, &r->ws_port) != 0)
+		return -1;
+	return r->cfg.admin_port < 0
+		       ? 0
+		       : listen_port(r, r->cfg.admin_addr, (uint16_t)r->cfg.admin_port,
+				     SB__LISTEN_ADMIN, &r->admin_port);
 }
 
 static void close_listeners(struct sb_router *r)
@@ -213,6 +230,10 @@ static void close_listeners(struct sb_router *r)
 		if (r->shards[i].wfd >= 0) {
 			close(r->shards[i].wfd);
 			r->shards[i].wfd = -1;
+		}
+		if (r->shards[i].afd >= 0) {
+			close(r->shards[i].afd);
+			r->shards[i].afd = -1;
 		}
 	}
 }
@@ -269,6 +290,9 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	if (c->ws_allow_origin != NULL && (r->ws_origins = strdup(c->ws_allow_origin)) == NULL)
 		goto fail;
 	r->cfg.ws_allow_origin = r->ws_origins;
+	if ((r->admin_addr = strdup(c->admin_addr != NULL ? c->admin_addr : "127.0.0.1")) == NULL)
+		goto fail;
+	r->cfg.admin_addr = r->admin_addr;
 	struct sb__jwt_keys *keys;
 	if ((e = sb__edge_keys_load(c, &r->log, &keys)) != 0)
 		goto fail;
@@ -315,7 +339,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	for (unsigned i = 0; i < r->nshards; i++) {
 		r->shards[i].r = r;
 		r->shards[i].id = i;
-		r->shards[i].lfd = r->shards[i].wfd = r->shards[i].efd = -1;
+		r->shards[i].lfd = r->shards[i].wfd = r->shards[i].afd = r->shards[i].efd = -1;
 	}
 	for (unsigned i = 0; i < r->nshards; i++)
 		if ((r->shards[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
@@ -381,6 +405,9 @@ int sb_router_start(struct sb_router *r)
 	if (rc == 0 && r->ws_port != 0)
 		sb__log(&r->log, 2, "WebSocket edge on %s:%u (GET /v1/ws)", r->cfg.addr,
 			r->ws_port);
+	if (rc == 0 && r->admin_port != 0)
+		sb__log(&r->log, 2, "admin listener on %s:%u (GET /metrics)", r->cfg.admin_addr,
+			r->admin_port);
 	return rc;
 }
 
@@ -471,6 +498,11 @@ uint16_t sb_router_ws_port(const struct sb_router *r)
 	return r->ws_port;
 }
 
+uint16_t sb_router_admin_port(const struct sb_router *r)
+{
+	return r->admin_port;
+}
+
 unsigned sb_router_shards(const struct sb_router *r)
 {
 	return r->nshards;
@@ -520,6 +552,8 @@ void sb_router_free(struct sb_router *r)
 			close(r->shards[i].lfd);
 		if (r->shards[i].wfd >= 0)
 			close(r->shards[i].wfd);
+		if (r->shards[i].afd >= 0)
+			close(r->shards[i].afd);
 		if (r->shards[i].efd >= 0)
 			close(r->shards[i].efd);
 	}
@@ -542,6 +576,7 @@ void sb_router_free(struct sb_router *r)
 	pthread_mutex_destroy(&r->tls_lock);
 	free(r->addr);
 	free(r->ws_origins);
+	free(r->admin_addr);
 	sb__jwt_slot_destroy(&r->jwt);
 	sb__cluster_router_free(r);
 	pthread_mutex_destroy(&r->names_lock);

@@ -141,7 +141,7 @@ long sb__rstats_sorted(struct sb__rstats *t, const char *after, uint32_t after_l
 	return n;
 }
 
-static unsigned bucket_of(uint64_t us)
+unsigned sb__rstat_bucket(uint64_t us)
 {
 	if (us < SB__RSTAT_SUB)
 		return (unsigned)us;
@@ -152,7 +152,7 @@ static unsigned bucket_of(uint64_t us)
 }
 
 /* The upper edge of bucket i: a percentile is reported as at most this. */
-static uint64_t bucket_top(unsigned i)
+uint64_t sb__rstat_bucket_top(unsigned i)
 {
 	if (i < SB__RSTAT_SUB)
 		return i;
@@ -163,7 +163,10 @@ static uint64_t bucket_top(unsigned i)
 
 void sb__rstat_latency(struct sb__rstat_shard *s, uint64_t us)
 {
-	sb__rstat_inc(&s->lat[bucket_of(us)]);
+	sb__rstat_inc(&s->lat[sb__rstat_bucket(us)]);
+	atomic_store_explicit(&s->lat_sum_us,
+			      atomic_load_explicit(&s->lat_sum_us, memory_order_relaxed) + us,
+			      memory_order_relaxed);
 }
 
 static uint64_t ld(const _Atomic uint64_t *c)
@@ -201,8 +204,8 @@ void sb__rstat_sum(const struct sb__rstats *t, const struct sb__rstat *s, struct
 	for (unsigned i = 0; i < SB__RSTAT_BUCKETS; i++) {
 		run += lat[i];
 		while (q < 3 && run * 1000 >= n * qs[q].permille && run > 0)
-			*qs[q++].out = bucket_top(i);
+			*qs[q++].out = sb__rstat_bucket_top(i);
 		if (lat[i] > 0)
-			out->max_us = bucket_top(i);
+			out->max_us = sb__rstat_bucket_top(i);
 	}
 }

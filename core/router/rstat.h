@@ -29,6 +29,7 @@ struct sb__rstat_shard {
 	_Atomic uint64_t errors;   /* ended by an ERROR: the handler's, or peer gone */
 	_Atomic uint64_t timeouts; /* ended by their timeout */
 	_Atomic uint64_t lat[SB__RSTAT_BUCKETS]; /* request to final answer, us */
+	_Atomic uint64_t lat_sum_us;             /* ...their sum (Prometheus's histogram _sum) */
 	uint32_t hold; /* this shard's holders: its route for the name, and its requests
 			  counted under it; no other thread reads it */
 } __attribute__((aligned(64)));
@@ -87,6 +88,11 @@ static inline void sb__rstat_inc(_Atomic uint64_t *c)
 
 /** Record a request's latency (microseconds) in shard slot @p s. */
 void sb__rstat_latency(struct sb__rstat_shard *s, uint64_t us);
+
+/** The bucket @p us falls in, and the largest latency bucket @p i holds
+ *  (a reading "at most this" is exact at a bucket's top). */
+unsigned sb__rstat_bucket(uint64_t us);
+uint64_t sb__rstat_bucket_top(unsigned i);
 
 /* What a reader gets: counts summed over shards, and percentiles. */
 struct sb__rstat_sum {

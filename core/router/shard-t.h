@@ -43,6 +43,7 @@ struct sb__shard {
 	int started; /* the thread was created */
 	int lfd;     /* listening socket (SO_REUSEPORT) */
 	int wfd;     /* the edge's listening socket (ws_port), or -1 */
+	int afd;     /* the admin listener's socket (admin_port), or -1 */
 	int efd;     /* eventfd: wakes the shard when it sleeps */
 	struct io_uring ring;
 	int ring_ok;
@@ -70,6 +71,7 @@ struct sb__shard {
 	uint8_t wake[SB__MAX_SHARDS];  /* target shards to wake at the end of the turn */
 	int accept_armed;              /* the multishot accept is outstanding */
 	int ws_accept_armed;           /* ...and the edge's */
+	int admin_accept_armed;        /* ...and the admin listener's */
 	struct sb__timer accept_timer; /* re-arms the accept after a failure's pause */
 	uint32_t accept_backoff;       /* ms: the pause after the last failed accept; 0 = none */
 	uint64_t accept_fails;         /* failed accepts since the last one that worked */

@@ -66,7 +66,7 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 
 	switch (tag) {
 	case SB__TAG_ACCEPT:
-		sb__accept_cqe(sh, cqe, (ud & SB__EP_MASK) != 0);
+		sb__accept_cqe(sh, cqe, (int)(ud & SB__EP_MASK));
 		break;
 	case SB__TAG_RECV:
 		c = sb__reqtab_get(&sh->conns, ep);
@@ -112,10 +112,17 @@ static void begin_drain(struct sb__shard *sh)
 	sh->lfd = -1;
 	if (sh->wfd >= 0) {
 		sqe = sb__sqe(sh);
-		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, 1), 0);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, SB__LISTEN_EDGE), 0);
 		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
 		close(sh->wfd);
 		sh->wfd = -1;
+	}
+	if (sh->afd >= 0) {
+		sqe = sb__sqe(sh);
+		io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_ACCEPT, SB__LISTEN_ADMIN), 0);
+		io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
+		close(sh->afd);
+		sh->afd = -1;
 	}
 	for (struct sb__link *l = sh->conn_list.next, *next; l != &sh->conn_list; l = next) {
 		next = l->next; /* sb__send_msg() may drop a slow consumer */
@@ -158,7 +165,8 @@ static int drain_step(struct sb__shard *sh)
 		else
 			c->doomed = 1;
 	}
-	return sh->conn_list.next == &sh->conn_list && !sh->accept_armed && !sh->ws_accept_armed;
+	return sh->conn_list.next == &sh->conn_list && !sh->accept_armed && !sh->ws_accept_armed &&
+	       !sh->admin_accept_armed;
 }
 
 static int setup(struct sb__shard *sh)
@@ -228,9 +236,11 @@ static int setup(struct sb__shard *sh)
 		return SB_ENOMEM;
 	if (sb__register_locals(sh) != 0)
 		return SB_ENOMEM;
-	sb__accept_arm(sh, 0);
+	sb__accept_arm(sh, SB__LISTEN_MAIN);
 	if (sh->wfd >= 0)
-		sb__accept_arm(sh, 1);
+		sb__accept_arm(sh, SB__LISTEN_EDGE);
+	if (sh->afd >= 0)
+		sb__accept_arm(sh, SB__LISTEN_ADMIN);
 	arm_wake(sh);
 	return 0;
 }

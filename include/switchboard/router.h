@@ -115,6 +115,14 @@ struct sb_router_config {
 	/* Several routers as one (docs/cluster.md): "nats://HOST:PORT,..." of
 	 * the NATS cluster every shard joins; copied; NULL = a router alone. */
 	const char *cluster;
+
+	/* The admin listener (docs/operations.md): plain HTTP on a port of its
+	 * own for operators and their tools, served by the same shards:
+	 * GET /metrics (Prometheus) and the admin pages, never WebSocket
+	 * upgrades or calls. Without TLS: keep it on loopback or a private
+	 * network. */
+	int admin_port;         /* -1 = no admin listener (default); 0 = any free port */
+	const char *admin_addr; /* IPv4 address it listens on; copied; default "127.0.0.1" */
 };
 
 /* Counters, summed over shards. */
@@ -189,6 +197,9 @@ uint16_t sb_router_port(const struct sb_router *r);
 
 /** The edge's (WebSocket) port, or 0 when ws_port is -1. */
 uint16_t sb_router_ws_port(const struct sb_router *r);
+
+/** The admin listener's port, or 0 when admin_port is -1. */
+uint16_t sb_router_admin_port(const struct sb_router *r);
 
 /** The number of shards. */
 unsigned sb_router_shards(const struct sb_router *r);

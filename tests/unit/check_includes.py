@@ -33,10 +33,11 @@ MAY = {
 # 0 primitives (tables and queues that know no shard or connection), 1 the
 # types (-t.h), 2 features, 3 dispatch, 4 the loop, 5 the lifecycle.
 LAYERS = {
-    0: "addrtab admin_page auth http jwt mailbox pattern reqtab route rstat stats ws",
+    0: "addrtab auth http jwt mailbox pattern reqtab route rstat stats ws",
     1: "conn-t local-t mail-t peers-t req-t router-t shard-t",
-    2: "admin admin_json balance bcast cluster cluster-int cluster_live conn_tls conn_ws deliver edge_auth edge_call "
-       "flow goodbye handshake local local_call outq peers register request",
+    2: "admin admin_http admin_json admin_page balance bcast cluster cluster-int cluster_live conn_tls "
+       "conn_ws deliver edge_auth edge_call flow goodbye handshake local local_call metrics outq peers "
+       "register request",
     3: "frame mail",
     4: "accept conn shard",
     5: "router",
