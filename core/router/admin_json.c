@@ -2,6 +2,7 @@
  * router's own answer to the $sb name, the exact MessagePack a client
  * would get, printed as JSON. Rare requests from an operator's browser or
  * scraper: clarity over speed, as in admin.c. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -3,85 +3,34 @@
  * asking at the same moment, /v1/stats in the same pages (?after=NAME,
  * percent-encoded), and a bad ?after= is a 400 with the edge's error body.
  * An in-process router with two shards and an admin port; peers speak raw
- * frames; HTTP is written by hand. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+ * frames; HTTP is support/http.c's plain client. */
 #include <switchboard/router.h>
 
 #include <msgpack.h>
 
 #include "common/json.h"
 #include "support/admin.h"
-#include "support/clock.h"
+#include "support/http.h"
 #include "support/peer.h"
 #include "support/router.h"
 
-/* One answer: its status, and its body as MessagePack (parsed from the
- * JSON by our converter, then read with msgpack-c). */
+/* One answer, its body parsed from JSON by our converter and read with
+ * msgpack-c (nil if it was not JSON). */
 struct answer {
-	int status;
-	char head[2048];
-	char *body; /* NUL-terminated */
-	size_t body_len;
+	struct http_answer h;
 	struct sb__json_buf mp;
 	msgpack_unpacked u;
-	msgpack_object v; /* nil if the body was not JSON */
+	msgpack_object v;
 };
 
-/* GET target with "Connection: close", read to the end (10 s at most). */
-static void http_get(const char *target, struct answer *a)
+static void get_json(const char *target, struct answer *a)
 {
-	uint16_t port = sb_router_admin_port(R);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-	char req[1024];
-	size_t cap = 1 << 16, n = 0;
-	char *buf = malloc(cap);
+	struct sb__json_error e;
 
 	memset(a, 0, sizeof *a);
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-	int len =
-		snprintf(req, sizeof req,
-			 "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", target);
-	CHECK(write(fd, req, (size_t)len) == len);
-	uint64_t end = now_ms() + 10000;
-	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int left = (int)(end - now_ms());
-		if (left <= 0 || poll(&p, 1, left) != 1) {
-			fprintf(stderr, "  no answer to GET %s within 10 s\n", target);
-			CHECK(0);
-			break;
-		}
-		if (n == cap)
-			buf = realloc(buf, cap *= 2);
-		ssize_t k = read(fd, buf + n, cap - n);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-	}
-	close(fd);
-	buf = realloc(buf, n + 1);
-	buf[n] = 0;
-	char *blank = strstr(buf, "\r\n\r\n");
-	CHECK(blank != NULL && sscanf(buf, "HTTP/1.1 %d", &a->status) == 1);
-	if (blank != NULL) {
-		size_t hn = (size_t)(blank - buf) < sizeof a->head - 1 ? (size_t)(blank - buf)
-								       : sizeof a->head - 1;
-		memcpy(a->head, buf, hn);
-		a->body_len = n - (size_t)(blank + 4 - buf);
-		a->body = malloc(a->body_len + 1);
-		memcpy(a->body, blank + 4, a->body_len + 1);
-	}
-	free(buf);
+	http_get(sb_router_admin_port(R), target, &a->h);
 	msgpack_unpacked_init(&a->u);
-	struct sb__json_error e;
-	if (a->body != NULL && sb__json_parse(a->body, a->body_len, &a->mp, &e) == 0) {
+	if (a->h.body != NULL && sb__json_parse(a->h.body, a->h.body_len, &a->mp, &e) == 0) {
 		CHECK(msgpack_unpack_next(&a->u, a->mp.data, a->mp.len, NULL) ==
 		      MSGPACK_UNPACK_SUCCESS);
 		a->v = a->u.data;
@@ -90,7 +39,7 @@ static void http_get(const char *target, struct answer *a)
 
 static void answer_free(struct answer *a)
 {
-	free(a->body);
+	http_answer_free(&a->h);
 	sb__json_buf_free(&a->mp);
 	msgpack_unpacked_destroy(&a->u);
 }
@@ -172,9 +121,10 @@ static void test_json_endpoints_say_what_the_sb_names_say(void)
 
 	struct answer a;
 	msgpack_unpacked u;
-	http_get("/v1/routes", &a);
-	CHECK_INT(a.status, 200);
-	CHECK(strstr(a.head, "\r\nContent-Type: application/json") != NULL);
+	get_json("/v1/routes", &a);
+	CHECK_INT(a.h.status, 200);
+	char ct[64];
+	CHECK_STR(http_field(&a.h, "Content-Type", ct, sizeof ct), "application/json");
 	msgpack_object routes = ask_router(cli, "$sb.routes", NULL, 0, &u);
 	same_elements(&a.v, &routes, "name");
 	/* ...and what the routes hold is there: the schema, the flag. */
@@ -192,8 +142,8 @@ static void test_json_endpoints_say_what_the_sb_names_say(void)
 	msgpack_unpacked_destroy(&u);
 	answer_free(&a);
 
-	http_get("/v1/peers", &a);
-	CHECK_INT(a.status, 200);
+	get_json("/v1/peers", &a);
+	CHECK_INT(a.h.status, 200);
 	msgpack_object peers = ask_router(cli, "$sb.peers", NULL, 0, &u);
 	same_elements(&a.v, &peers, "peer");
 	CHECK_INT(a.v.type == MSGPACK_OBJECT_ARRAY ? a.v.via.array.size : 0, 3);
@@ -203,8 +153,8 @@ static void test_json_endpoints_say_what_the_sb_names_say(void)
 	/* The counters move with every frame, the HTTP read's own aside:
 	 * the same keys, the same shards, the same per-route counts (nothing
 	 * is routed between the two reads). */
-	http_get("/v1/stats", &a);
-	CHECK_INT(a.status, 200);
+	get_json("/v1/stats", &a);
+	CHECK_INT(a.h.status, 200);
 	msgpack_object st = ask_router(cli, "$sb.stats", NULL, 0, &u);
 	CHECK(a.v.type == MSGPACK_OBJECT_MAP && st.type == MSGPACK_OBJECT_MAP);
 	CHECK_INT(a.v.type == MSGPACK_OBJECT_MAP ? a.v.via.map.size : 0, st.via.map.size);
@@ -278,8 +228,8 @@ static void test_stats_pages_read_on_after_a_percent_encoded_name(void)
 		pct(last, enc, sizeof enc);
 		snprintf(target, sizeof target, pages == 0 ? "/v1/stats" : "/v1/stats?after=%s",
 			 enc);
-		http_get(target, &a);
-		CHECK_INT(a.status, 200);
+		get_json(target, &a);
+		CHECK_INT(a.h.status, 200);
 		const msgpack_object *routes = map_get(&a.v, "routes");
 		const msgpack_object *m = map_get(&a.v, "routes_more");
 		CHECK(routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY);
@@ -305,8 +255,8 @@ static void test_stats_pages_read_on_after_a_percent_encoded_name(void)
 	CHECK(pages > 1);
 
 	struct answer a;
-	http_get("/v1/stats?after=%zz", &a);
-	CHECK_INT(a.status, 400);
+	get_json("/v1/stats?after=%zz", &a);
+	CHECK_INT(a.h.status, 400);
 	CHECK(str_is(map_get(&a.v, "code"), "SB_EINVAL"));
 	CHECK(str_is(map_get(&a.v, "message"),
 		     "after must name a route: at most 255 bytes, percent-encoded"));

@@ -77,7 +77,7 @@ before(async () => {
       req.abort();
     }
   });
-  await page.setViewport({ width: 1200, height: 900 });
+  await page.setViewport({ width: 1280, height: 900 });
   await page.goto(adminUrl, { timeout: 30000 });
 });
 
@@ -157,7 +157,7 @@ it('traffic shows up: request counts, a rate and latency, updated every second',
   assert.equal(before.requests, '0');
   for (let i = 0; i < 40; i++) {
     const r = await cli.request('billing.charge', { amount: 100 + i, currency: 'EUR' });
-    assert.deepEqual(r, { charged: 100 + i });
+    assert.deepEqual(r, { outcome: 'ok', data: { charged: 100 + i } });
   }
   await assert.rejects(cli.request('billing.charge', { amount: 0, currency: 'EUR' }), /amount/);
   await waitFor(async () => (await shown('billing.charge')).requests === '40', 15000, 'the page to count 40 requests');
