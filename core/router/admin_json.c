@@ -38,6 +38,10 @@ static void fail(struct sb__admin_reply *a, int status, int code, const char *me
 		a->body.err = SB_ENOMEM;
 }
 
+/* No arguments, as a client's request carries them: nil (a view of no
+ * bytes has no pointer to read from). */
+static const uint8_t nil = 0xc0;
+
 /* The answer to reserved name @p name with arguments @p args, as JSON. */
 static void answer(struct sb__shard *sh, const char *name, struct sb_view args,
 		   struct sb__admin_reply *a)
@@ -74,14 +78,14 @@ void sb__admin_json_routes(struct sb__shard *sh, const struct sb__http_req *r,
 			   struct sb__admin_reply *a)
 {
 	(void)r;
-	answer(sh, "$sb.routes", (struct sb_view){NULL, 0}, a);
+	answer(sh, "$sb.routes", (struct sb_view){&nil, 1}, a);
 }
 
 void sb__admin_json_peers(struct sb__shard *sh, const struct sb__http_req *r,
 			  struct sb__admin_reply *a)
 {
 	(void)r;
-	answer(sh, "$sb.peers", (struct sb_view){NULL, 0}, a);
+	answer(sh, "$sb.peers", (struct sb_view){&nil, 1}, a);
 }
 
 static int hex(char c)
@@ -126,7 +130,7 @@ void sb__admin_json_stats(struct sb__shard *sh, const struct sb__http_req *r,
 			  struct sb__admin_reply *a)
 {
 	uint8_t args[SB_NAME_MAX + 9];
-	struct sb_view v = {NULL, 0};
+	struct sb_view v = {&nil, 1};
 	struct sb__http_str after;
 
 	if (sb__http_query(r->query, "after", &after)) {
