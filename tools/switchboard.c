@@ -1,6 +1,7 @@
 /* The switchboard daemon: parses a config file and flags into a router
  * config, runs the router, reloads on SIGHUP and drains on SIGTERM or
- * SIGINT. Everything else is in libswitchboard. */
+ * SIGINT, telling systemd each step (sd_notify) when it runs as a
+ * Type=notify service. Everything else is in libswitchboard. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -12,8 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <switchboard/router.h>
+
+/* Off a terminal (the journal), the daemon's own lines on stderr carry a
+ * syslog level as the library's do (core/common/log.c): errors 3,
+ * warnings 4. */
+static const char *level(int n)
+{
+	static const char *const prefix[] = {"<3>", "<4>"};
+	return isatty(STDERR_FILENO) ? "" : prefix[n == 4];
+}
 
 /* ---- settings ------------------------------------------------------------- */
 
@@ -417,7 +430,7 @@ static struct settings *settings_new(void)
 {
 	struct settings *s = calloc(1, sizeof *s);
 	if (s == NULL) {
-		fprintf(stderr, "switchboard: out of memory\n");
+		fprintf(stderr, "%sswitchboard: out of memory\n", level(3));
 		exit(1);
 	}
 	sb_router_config_init(&s->cfg);
@@ -556,19 +569,19 @@ static void note_restart_only(const struct settings *now, const struct settings 
 			continue;
 		if ((t->type == NUM || t->type == YES) && num_get(now, t) != num_get(asked, t))
 			fprintf(stderr,
-				"switchboard: reload: %s changes only with a restart (still %llu, "
-				"not %llu)\n",
-				t->name, num_get(now, t), num_get(asked, t));
+				"%sswitchboard: reload: %s changes only with a restart (still "
+				"%llu, not %llu)\n",
+				level(4), t->name, num_get(now, t), num_get(asked, t));
 		if (t->type == TEXT) {
 			const char *a, *b;
 			memcpy(&a, (const char *)now + t->off, sizeof a);
 			memcpy(&b, (const char *)asked + t->off, sizeof b);
 			if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
 				fprintf(stderr,
-					"switchboard: reload: %s changes only with a restart "
+					"%sswitchboard: reload: %s changes only with a restart "
 					"(still "
 					"%s, not %s)\n",
-					t->name, a != NULL ? a : "its default",
+					level(4), t->name, a != NULL ? a : "its default",
 					b != NULL ? b : "its default");
 		}
 	}
@@ -592,6 +605,27 @@ static void reload(struct sb_router *r, const struct settings *now, const char *
 		       config ? config : "");
 	}
 	settings_free(s); /* the router keeps nothing of it */
+}
+
+/* systemd's notify protocol (sd_notify(3)); without NOTIFY_SOCKET (not
+ * under systemd) each call does nothing. MONOTONIC_USEC goes with
+ * RELOADING=1: systemd 253 and later (Type=notify-reload) want it, older
+ * ones ignore it. */
+static void notify(const char *state)
+{
+	sd_notify(0, state);
+}
+
+static void notify_reloading(void)
+{
+	char msg[64];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)ts.tv_sec * 1000000ull +
+			 (unsigned long long)ts.tv_nsec / 1000);
+	notify(msg);
 }
 
 /* Each connection takes a descriptor: take as many as max_conns needs, up
@@ -647,12 +681,12 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "switchboard: unexpected argument %s\n", argv[optind]);
+		fprintf(stderr, "%sswitchboard: unexpected argument %s\n", level(3), argv[optind]);
 		goto out;
 	}
 	s = build(config, args, nargs);
 	if (s->err[0] != 0) {
-		fprintf(stderr, "switchboard: %s\n", s->err);
+		fprintf(stderr, "%sswitchboard: %s\n", level(3), s->err);
 		goto out;
 	}
 	unsigned drain_ms = s->drain_ms;
@@ -676,24 +710,26 @@ int main(int argc, char **argv)
 			s->cfg.name_pattern != NULL && strcmp(s->cfg.name_pattern, "P####") != 0;
 		if (pattern)
 			fprintf(stderr,
-				"switchboard: --name-pattern %s: expected one run of # and a peer "
-				"name around it (no spaces, at most 54 bytes besides the "
+				"%sswitchboard: --name-pattern %s: expected one run of # and a "
+				"peer name around it (no spaces, at most 54 bytes besides the "
 				"counter)\n",
-				s->cfg.name_pattern);
+				level(3), s->cfg.name_pattern);
 		if (!pattern)
-			fprintf(stderr, "switchboard: invalid settings (the log above names a TLS, "
-					"secret or name-rule one)\n");
+			fprintf(stderr,
+				"%sswitchboard: invalid settings (the log above names a TLS, "
+				"secret or name-rule one)\n",
+				level(3));
 		goto out;
 	}
 	if (r == NULL) {
-		fprintf(stderr, "switchboard: cannot start on %s:%u: %s\n", s->cfg.addr,
+		fprintf(stderr, "%sswitchboard: cannot start on %s:%u: %s\n", level(3), s->cfg.addr,
 			s->cfg.port, err == SB_ESYS ? strerror(errno) : sb_strerror(err));
 		rc = 1;
 		goto out;
 	}
 	if ((err = sb_router_start(r)) != 0) {
-		fprintf(stderr, "switchboard: cannot start: %s (%s)\n", sb_strerror(err),
-			strerror(errno));
+		fprintf(stderr, "%sswitchboard: cannot start: %s (%s)\n", level(3),
+			sb_strerror(err), strerror(errno));
 		sb_router_free(r);
 		rc = 1;
 		goto out;
@@ -708,13 +744,37 @@ int main(int argc, char **argv)
 		printf("switchboard: admin on http://%s:%u/ (GET /metrics)\n", s->cfg.admin_addr,
 		       sb_router_admin_port(r));
 
+	/* sb_router_start() returned: every shard listens on every port. */
+	char status[160];
+	snprintf(status, sizeof status, "READY=1\nSTATUS=listening on %s:%u (%u shards)",
+		 s->cfg.addr, sb_router_port(r), sb_router_shards(r));
+	notify(status);
+
+	/* With WatchdogSec=, systemd wants WATCHDOG=1 within WATCHDOG_USEC: it
+	 * is sent at half of that, between signals. It shows this thread
+	 * alive; the shards do not report to it. */
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+		wd_usec = 0;
+	struct timespec wd = {(time_t)(wd_usec / 2 / 1000000),
+			      (long)(wd_usec / 2 % 1000000) * 1000};
 	int sig;
 	for (;;) {
-		sigwait(&sigs, &sig);
+		if (wd_usec > 0) {
+			sig = sigtimedwait(&sigs, NULL, &wd);
+			if (sig < 0) { /* the half-period passed (or EINTR): a ping */
+				notify("WATCHDOG=1");
+				continue;
+			}
+		} else
+			sigwait(&sigs, &sig);
 		if (sig != SIGHUP)
 			break;
+		notify_reloading();
 		reload(r, s, config, args, nargs, &drain_ms);
+		notify("READY=1");
 	}
+	notify("STOPPING=1\nSTATUS=draining");
 	printf("switchboard: %s, draining for up to %u ms\n", sig == SIGTERM ? "SIGTERM" : "SIGINT",
 	       drain_ms);
 	sb_router_stop(r, drain_ms);

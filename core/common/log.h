@@ -11,8 +11,10 @@ struct sb__logger {
 	const char *who; /* the tag after the time ("switchboard") */
 };
 
-/** Logs "HH:MM:SS.mmm WHO: TEXT" (UTC) when @p level <= the logger's. One
- *  write per line, so lines from several threads stay whole. */
+/** Logs "HH:MM:SS.mmm WHO: TEXT" (UTC) when @p level <= the logger's,
+ *  after "<N>", its syslog level (3 errors, 4 a line that starts with
+ *  "warning", 5 lifecycle, 6 connections, 7 debug), when stderr is not a
+ *  terminal. One write per line, so lines from several threads stay whole. */
 void sb__log(const struct sb__logger *lg, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -283,7 +283,7 @@ void sb__conn_tls_flush(struct sb__shard *sh, struct sb__conn *c)
 		sb__tls_close_notify(t); /* once: the pass after it closes */
 	if ((n = sb__tls_out(t, &p)) == 0) {
 		if (c->doomed && c->q_len == 0)
-			sb__conn_close(sh, c, "closed after a fatal error");
+			sb__conn_close(sh, c, sb__outq_end_why(sh, c));
 		return;
 	}
 	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};

@@ -52,6 +52,11 @@ static size_t queue_limit(const struct sb__shard *sh)
 	return cfg->out_max + WINDOW_POOLS * (size_t)cfg->recv_buffers * cfg->recv_buffer_size;
 }
 
+const char *sb__outq_end_why(const struct sb__shard *sh, const struct sb__conn *c)
+{
+	return c->bye ? "goodbye" : sh->draining ? "router stopped" : "closed after a fatal error";
+}
+
 /* Queues a frame (taking over the caller's reference). A connection that
  * cannot keep up is dropped rather than allowed to grow without bound. */
 int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
@@ -160,7 +165,7 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 	}
 	if (c->q_len == 0) {
 		if (c->doomed)
-			sb__conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
+			sb__conn_close(sh, c, sb__outq_end_why(sh, c));
 		return;
 	}
 	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
@@ -229,7 +234,7 @@ void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res)
 	if (c->nproducers > 0 && c->q_bytes <= sb__outq_pause_mark(sh) / 2)
 		sb__flow_resume(sh, c);
 	if ((c->doomed || sb__bye_done(c)) && c->q_len == 0)
-		sb__conn_close(sh, c, c->bye ? "goodbye" : "closed after a fatal error");
+		sb__conn_close(sh, c, sb__outq_end_why(sh, c));
 	else if (c->q_len > 0)
 		sb__outq_mark(sh, c);
 }

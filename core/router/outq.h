@@ -40,6 +40,10 @@ void sb__send_error(struct sb__shard *sh, struct sb__conn *c, uint64_t id, int e
 /** c has output to flush (or a close to decide) at the end of this turn. */
 void sb__outq_mark(struct sb__shard *sh, struct sb__conn *c);
 
+/** Why a connection whose output is all out is closed: its GOODBYE, the
+ *  drain, or the fatal ERROR it was sent (the log says which). */
+const char *sb__outq_end_why(const struct sb__shard *sh, const struct sb__conn *c);
+
 /** The end of a turn: one sendmsg per connection marked. */
 void sb__outq_flush(struct sb__shard *sh);
 
