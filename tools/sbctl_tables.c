@@ -129,6 +129,20 @@ static const msgpack_object *field(const msgpack_object *map, const char *key)
 	return NULL;
 }
 
+/* "yes" or "no" for a bool, "-" when absent (a router before the flag). */
+static char *yes_no(const msgpack_object *o)
+{
+	if (o == NULL || o->type != MSGPACK_OBJECT_BOOLEAN)
+		return cell(o);
+	return strdup(o->via.boolean ? "yes" : "no");
+}
+
+/* A schema as compact JSON, "-" for none. */
+static char *schema_cell(const msgpack_object *o)
+{
+	return o == NULL || o->type == MSGPACK_OBJECT_NIL ? strdup("-") : cell(o);
+}
+
 /* Each returns 0 when the reply had the documented shape and was printed. */
 static int print_routes(const msgpack_object *v)
 {
@@ -136,19 +150,22 @@ static int print_routes(const msgpack_object *v)
 
 	if (v->type != MSGPACK_OBJECT_ARRAY)
 		return -1;
-	table_header(&t, 3, "NAME", "PEER", "SHARD");
+	table_header(&t, 5, "NAME", "PEER", "SHARD", "INTERNAL", "SCHEMA");
 	for (uint32_t i = 0; i < v->via.array.size; i++) {
 		const msgpack_object *route = &v->via.array.ptr[i];
 		const msgpack_object *hs = field(route, "handlers");
 		uint32_t n = hs && hs->type == MSGPACK_OBJECT_ARRAY ? hs->via.array.size : 0;
 		if (n == 0) {
-			char *row[3] = {cell(field(route, "name")), strdup("-"), strdup("-")};
+			char *row[5] = {cell(field(route, "name")), strdup("-"), strdup("-"),
+					strdup("-"), strdup("-")};
 			table_add(&t, row);
 		}
 		for (uint32_t j = 0; j < n; j++) {
 			const msgpack_object *h = &hs->via.array.ptr[j];
-			char *row[3] = {j == 0 ? cell(field(route, "name")) : strdup(""),
-					cell(field(h, "peer")), cell(field(h, "shard"))};
+			char *row[5] = {j == 0 ? cell(field(route, "name")) : strdup(""),
+					cell(field(h, "peer")), cell(field(h, "shard")),
+					yes_no(field(h, "internal")),
+					schema_cell(field(h, "schema"))};
 			table_add(&t, row);
 		}
 	}

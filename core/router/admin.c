@@ -13,6 +13,7 @@
 #include "proto/mp.h"
 #include "proto/schema.h"
 #include "router/admin.h"
+#include "router/cluster.h"
 #include "router/local.h"
 #include "router/outq.h"
 #include "router/peers.h"
@@ -51,12 +52,19 @@ static int peers_load(struct sb_router *r, struct peers *p)
 static void peers_free(struct peers *p)
 {
 	sb__idmap_destroy(&p->by_ep);
-	free(p->v);
+	sb__dir_list_free(p->v, p->n);
 }
 
-/* [{"name": str, "handlers": [{"peer": str, "shard": uint, "schema": any}]}];
- * the catch-all's name is "", an in-process handler's peer "(in-process)",
- * "schema" the handler's argument schema as registered (absent: none). */
+/* MessagePack that is already one whole value (a schema as registered,
+ * claims as verified), written as it is. */
+static void pack_raw(msgpack_packer *pk, const void *p, size_t len)
+{
+	pk->callback(pk->data, p, len);
+}
+
+/* [{"name": str, "handlers": [{"peer": str, "shard": uint, "internal":
+ * bool, "schema": map or nil}]}]; the catch-all's name is "", an
+ * in-process handler's peer "(in-process)". */
 static int pack_routes(struct sb__shard *sh, msgpack_packer *pk)
 {
 	struct peers p;
@@ -81,18 +89,23 @@ static int pack_routes(struct sb__shard *sh, msgpack_packer *pk)
 			const char *peer = shard == SB__LOCAL_SHARD ? "(in-process)"
 					   : at > 0                 ? p.v[at - 1].name
 								    : "";
-			const struct sb__schema *schema = r->eps[k].schema;
-			msgpack_pack_map(pk, schema != NULL ? 3 : 2);
+			msgpack_pack_map(pk, 4);
 			pack_key(pk, "peer");
 			pack_key(pk, peer);
 			pack_key(pk, "shard");
 			msgpack_pack_uint32(pk, shard);
-			if (schema != NULL) {
-				/* One well-formed value, checked at REGISTER: copied as is. */
-				size_t bytes;
-				const uint8_t *src = sb__schema_source(schema, &bytes);
-				pack_key(pk, "schema");
-				pk->callback(pk->data, (const char *)src, bytes);
+			pack_key(pk, "internal");
+			if (r->eps[k].flags & SB__EP_INTERNAL)
+				msgpack_pack_true(pk);
+			else
+				msgpack_pack_false(pk);
+			pack_key(pk, "schema");
+			if (r->eps[k].schema != NULL) {
+				size_t len;
+				const uint8_t *src = sb__schema_source(r->eps[k].schema, &len);
+				pack_raw(pk, src, len);
+			} else {
+				msgpack_pack_nil(pk);
 			}
 		}
 	}
@@ -100,22 +113,40 @@ static int pack_routes(struct sb__shard *sh, msgpack_packer *pk)
 	return rc;
 }
 
-/* [{"peer": str, "id": uint, "role": str, "shard": uint}] */
+/* [{"peer": str, "id": uint, "role": str, "shard": uint, "subject": str,
+ *   "claims": map, "router": str}]: subject and claims as the peer's
+ * identity event has them (absent when it has none), router only in a
+ * cluster (every peer listed is this router's own). */
 static int pack_peers(struct sb__shard *sh, msgpack_packer *pk)
 {
 	struct peers p;
 	int rc = peers_load(sh->r, &p);
+	const char *router = sb__cluster_id(sh->r);
 	msgpack_pack_array(pk, p.n);
 	for (uint32_t i = 0; i < p.n; i++) {
-		msgpack_pack_map(pk, 4);
+		const struct sb__peer_info *e = &p.v[i];
+		msgpack_pack_map(pk,
+				 4 + (e->subject != NULL) + (e->claims != NULL) + (router != NULL));
 		pack_key(pk, "peer");
-		pack_key(pk, p.v[i].name);
+		pack_key(pk, e->name);
 		pack_key(pk, "id");
-		msgpack_pack_uint32(pk, p.v[i].peer_id);
+		msgpack_pack_uint32(pk, e->peer_id);
 		pack_key(pk, "role");
-		pack_key(pk, p.v[i].service ? "service" : "client");
+		pack_key(pk, e->service ? "service" : "client");
 		pack_key(pk, "shard");
-		msgpack_pack_uint32(pk, (uint32_t)(p.v[i].ep >> 56));
+		msgpack_pack_uint32(pk, (uint32_t)(e->ep >> 56));
+		if (e->subject != NULL) {
+			pack_key(pk, "subject");
+			pack_key(pk, e->subject);
+		}
+		if (e->claims != NULL) {
+			pack_key(pk, "claims");
+			pack_raw(pk, e->claims, e->claims_len);
+		}
+		if (router != NULL) {
+			pack_key(pk, "router");
+			pack_key(pk, router);
+		}
 	}
 	peers_free(&p);
 	return rc;

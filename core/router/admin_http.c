@@ -10,6 +10,8 @@
 #include <switchboard/error.h>
 
 #include "router/admin_http.h"
+#include "router/admin_json.h"
+#include "router/admin_page.h"
 #include "router/conn.h"
 #include "router/conn_ws.h"
 #include "router/metrics.h"
@@ -20,6 +22,10 @@
  * list in step. */
 static const struct sb__admin_route routes[] = {
 	{SB__HTTP_M_GET, "/metrics", sb__metrics_http},
+	{SB__HTTP_M_GET, "/", sb__admin_page},
+	{SB__HTTP_M_GET, "/v1/routes", sb__admin_json_routes},
+	{SB__HTTP_M_GET, "/v1/peers", sb__admin_json_peers},
+	{SB__HTTP_M_GET, "/v1/stats", sb__admin_json_stats},
 	{0, NULL, NULL},
 };
 

@@ -80,6 +80,11 @@ int sb__cluster_router_init(struct sb_router *r, const struct sb_router_config *
 	return 0;
 }
 
+const char *sb__cluster_id(const struct sb_router *r)
+{
+	return r->xr != NULL ? r->xr->id : NULL;
+}
+
 void sb__cluster_router_free(struct sb_router *r)
 {
 	if (r->xr == NULL)

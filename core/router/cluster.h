@@ -37,6 +37,8 @@ struct sb__origin {
  *  @return 0, or SB_ENOMEM */
 int sb__cluster_router_init(struct sb_router *r, const struct sb_router_config *c);
 void sb__cluster_router_free(struct sb_router *r);
+/** The router's cluster id ("r" and 16 hex digits), or NULL outside a cluster. */
+const char *sb__cluster_id(const struct sb_router *r);
 
 /** A shard's connection to the cluster (at its start, on its thread),
  *  before any route is made. @return 0, SB_EINVAL (bad servers), SB_ENOMEM */

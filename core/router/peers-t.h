@@ -82,6 +82,9 @@ struct sb__peer_info {
 	uint64_t ep;
 	uint32_t peer_id;
 	uint8_t service;
+	char *subject;       /* its identity's subject (a copy), or NULL */
+	uint8_t *claims;     /* its identity's claims (a copy, one MessagePack map), or NULL */
+	uint32_t claims_len; /* ... their bytes */
 };
 
 #endif

@@ -289,6 +289,7 @@ static void dir_drain(struct sb_router *r, const struct sb__conn *c)
 int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n)
 {
 	const struct sb__peermap *m = &r->dir.names;
+	int rc = 0;
 
 	*n = 0;
 	pthread_mutex_lock(&r->names_lock);
@@ -302,9 +303,26 @@ int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n)
 		e->ep = p->ep;
 		e->peer_id = p->peer_id;
 		e->service = p->service;
+		if (p->subject != NULL && (e->subject = strdup(p->subject)) == NULL)
+			rc = SB_ENOMEM;
+		if (p->claims != NULL && (e->claims = malloc(p->claims_len)) == NULL)
+			rc = SB_ENOMEM;
+		else if (p->claims != NULL) {
+			memcpy(e->claims, p->claims, p->claims_len);
+			e->claims_len = p->claims_len;
+		}
 	}
 	pthread_mutex_unlock(&r->names_lock);
-	return *v != NULL ? 0 : SB_ENOMEM;
+	return *v != NULL ? rc : SB_ENOMEM;
+}
+
+void sb__dir_list_free(struct sb__peer_info *v, uint32_t n)
+{
+	for (uint32_t i = 0; v != NULL && i < n; i++) {
+		free(v[i].subject);
+		free(v[i].claims);
+	}
+	free(v);
 }
 
 /* ---- a shard's replica -------------------------------------------------- */

@@ -28,9 +28,10 @@ int sb__name_pattern_ok(const char *p);
 int sb__dir_init(struct sb__dir *d, const char *pattern);
 void sb__dir_destroy(struct sb__dir *d);
 
-/** Connected peers, a snapshot taken under the lock: a malloc'd array (free
- *  it) in *v. @return 0 or SB_ENOMEM */
+/** Connected peers, a snapshot taken under the lock, identities included: a
+ *  malloc'd array in *v (sb__dir_list_free() it). @return 0 or SB_ENOMEM */
 int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n);
+void sb__dir_list_free(struct sb__peer_info *v, uint32_t n);
 
 void sb__replica_init(struct sb__replica *t);
 void sb__replica_destroy(struct sb__replica *t);

@@ -69,6 +69,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t bytes = sb__schema_size(s);
 	struct sb__schema *copy = (struct sb__schema *)copy_of((const uint8_t *)s, bytes);
 	sb__schema_unref(s);
+	/* The copy still holds the schema as it came, byte for byte ($sb.routes). */
+	size_t srclen;
+	const uint8_t *src = sb__schema_source(copy, &srclen);
+	if (srclen != n || memcmp(src, data, n) != 0)
+		abort();
 	rc = sb__schema_check(copy, payload, plen, why, sizeof why);
 	if (rc == 0 && (plen == 0 || sb_payload_check(payload, plen) != 0))
 		abort(); /* only well-formed arguments pass */

@@ -6,6 +6,7 @@
 
 #include <msgpack.h>
 
+#include "common/json.h"
 #include "support/admin.h"
 #include "support/peer.h"
 #include "support/router.h"
@@ -140,9 +141,76 @@ static void test_route_stats(void)
 	router_stop();
 }
 
+/* The JSON of one MessagePack object, for comparing values whatever
+ * widths their encoders chose. */
+static const char *json_of(const msgpack_object *o, struct sb__json_buf *b)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_object(&pk, *o);
+	sb__json_buf_free(b);
+	CHECK_INT(sb__json_print(sb.data, sb.size, b), 0);
+	msgpack_sbuffer_destroy(&sb);
+	return b->data != NULL ? b->data : "";
+}
+
+/* An operator reading $sb.routes sees, for each handler of a name, whether
+ * it is internal and the argument schema it registered, as registered. */
+static void test_routes_show_each_handlers_schema_and_internal_flag(void)
+{
+	static const char schema[] =
+		"{\"keys\":{\"email\":{\"type\":\"str\",\"max\":255},\"age\":{\"type\":"
+		"[\"uint\",\"nil\"],\"min\":18}},\"required\":[\"email\"],\"additional\":false}";
+	router_start(NULL);
+	struct peer *typed = peer_hello(PORT, "typed-svc", "service");
+	struct peer *plain = peer_hello(PORT, "plain-svc", "service");
+	struct peer *cli = peer_hello(PORT, "routes-cli", "client");
+	struct sb__json_buf mp = {0}, b = {0};
+	struct sb__json_error je;
+	CHECK_INT(sb__json_parse(schema, strlen(schema), &mp, &je), 0);
+	struct sb_msg reg = {.kind = SB_REGISTER,
+			     .flags = SB_F_INTERNAL,
+			     .id = 1,
+			     .name = v_str("user.create"),
+			     .payload = {(const uint8_t *)mp.data, (uint32_t)mp.len}};
+	peer_send(typed, &reg);
+	CHECK(peer_expect(typed, SB_ACK)->id == 1);
+	peer_register(plain, "user.create", 2);
+
+	msgpack_unpacked u;
+	msgpack_object routes = ask_router(cli, "$sb.routes", NULL, 0, &u);
+	const msgpack_object *route = find_by(&routes, "name", "user.create");
+	const msgpack_object *hs = route != NULL ? map_get(route, "handlers") : NULL;
+	CHECK(hs != NULL && hs->type == MSGPACK_OBJECT_ARRAY && hs->via.array.size == 2);
+	const msgpack_object *t = hs != NULL ? find_by(hs, "peer", "typed-svc") : NULL;
+	const msgpack_object *p = hs != NULL ? find_by(hs, "peer", "plain-svc") : NULL;
+	CHECK(t != NULL && p != NULL);
+	if (t != NULL && p != NULL) {
+		const msgpack_object *in = map_get(t, "internal"), *s = map_get(t, "schema");
+		CHECK(in != NULL && in->type == MSGPACK_OBJECT_BOOLEAN && in->via.boolean);
+		CHECK(s != NULL && s->type == MSGPACK_OBJECT_MAP);
+		if (s != NULL)
+			CHECK_STR(json_of(s, &b), schema);
+		in = map_get(p, "internal");
+		s = map_get(p, "schema");
+		CHECK(in != NULL && in->type == MSGPACK_OBJECT_BOOLEAN && !in->via.boolean);
+		CHECK(s != NULL && s->type == MSGPACK_OBJECT_NIL);
+	}
+	msgpack_unpacked_destroy(&u);
+	sb__json_buf_free(&mp);
+	sb__json_buf_free(&b);
+	peer_close(typed);
+	peer_close(plain);
+	peer_close(cli);
+	router_stop();
+}
+
 int main(void)
 {
 	RUN(test_reserved_names);
+	RUN(test_routes_show_each_handlers_schema_and_internal_flag);
 	RUN(test_route_stats);
 	return TEST_EXIT();
 }

@@ -550,6 +550,19 @@ static void test_a_tcp_peer_with_a_token_in_its_hello_is_served_as_its_subject(v
 	m = peer_expect(svc, SB_REQUEST);
 	peer_reply(svc, m->id, "you", 0, NULL, 0);
 	CHECK(v_is(peer_expect(p, SB_REPLY)->outcome, "you"));
+	/* $sb.peers shows the identity the token gave, as its identity event
+	 * does; a peer that proved a secret has no subject or claims. */
+	msgpack_unpacked u;
+	msgpack_object peers = ask_router(svc, "$sb.peers", NULL, 0, &u);
+	const msgpack_object *me = find_by(&peers, "peer", "tcp-7");
+	CHECK(me != NULL && str_is(map_get(me, "subject"), "ada@example.com"));
+	const msgpack_object *cl = me != NULL ? map_get(me, "claims") : NULL;
+	CHECK(cl != NULL && str_is(map_get(cl, "sub"), "ada@example.com") &&
+	      str_is(map_get(cl, "sb_allow_register"), "ada.*"));
+	const msgpack_object *other = find_by(&peers, "peer", "svc");
+	CHECK(other != NULL && map_get(other, "subject") == NULL &&
+	      map_get(other, "claims") == NULL && map_get(other, "router") == NULL);
+	msgpack_unpacked_destroy(&u);
 	peer_close(p);
 
 	/* The role and the name are the token's to give. */

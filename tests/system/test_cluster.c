@@ -13,6 +13,7 @@
 
 #include <switchboard/router.h>
 
+#include "support/admin.h"
 #include "support/clock.h"
 #include "support/daemon.h"
 #include "support/natsd.h"
@@ -148,6 +149,40 @@ static void test_a_send_reaches_a_handler_on_another_router(void)
 	CHECK(v_is(got->name, "audit.log") && v_is(got->payload, "\xa5login"));
 	peer_close(cl);
 	peer_close(svc);
+}
+
+/* The router id in $sb.peers: "r" and 16 hex digits. */
+static int router_id(const msgpack_object *peer, char out[24])
+{
+	const msgpack_object *v = peer != NULL ? map_get(peer, "router") : NULL;
+	if (v == NULL || v->type != MSGPACK_OBJECT_STR || v->via.str.size != 17 ||
+	    v->via.str.ptr[0] != 'r')
+		return 0;
+	for (uint32_t i = 1; i < 17; i++)
+		if (!strchr("0123456789abcdef", v->via.str.ptr[i]))
+			return 0;
+	memcpy(out, v->via.str.ptr, 17);
+	out[17] = 0;
+	return 1;
+}
+
+/* An operator asking $sb.peers of a router in a cluster learns which router
+ * each peer is on: that router's own id, another for another router. */
+static void test_peers_name_the_router_they_are_on(void)
+{
+	struct peer *a = peer_hello(pa, "on-a", "client");
+	struct peer *c = peer_hello(pc, "on-c", "client");
+	char ida[24] = "", idc[24] = "";
+	msgpack_unpacked u;
+	msgpack_object v = ask_router(a, "$sb.peers", NULL, 0, &u);
+	CHECK(router_id(find_by(&v, "peer", "on-a"), ida));
+	msgpack_unpacked_destroy(&u);
+	v = ask_router(c, "$sb.peers", NULL, 0, &u);
+	CHECK(router_id(find_by(&v, "peer", "on-c"), idc));
+	msgpack_unpacked_destroy(&u);
+	CHECK(strcmp(ida, idc) != 0);
+	peer_close(a);
+	peer_close(c);
 }
 
 static void test_a_name_no_router_handles_is_no_handler_at_once_not_a_timeout(void)
@@ -633,6 +668,7 @@ int main(int argc, char **argv)
 	RUN(test_a_request_to_a_service_on_another_router_gets_its_progress_reply_and_errors);
 	RUN(test_a_100_chunk_stream_arrives_whole_and_in_order_across_routers);
 	RUN(test_a_send_reaches_a_handler_on_another_router);
+	RUN(test_peers_name_the_router_they_are_on);
 	RUN(test_a_name_no_router_handles_is_no_handler_at_once_not_a_timeout);
 	RUN(test_a_handler_killed_mid_request_ends_it_with_peer_gone);
 	RUN(test_a_cancel_and_a_timeout_reach_the_handler_on_the_other_router);

@@ -52,8 +52,10 @@ static void on_fake_admin(struct sb_call *call, void *ud)
 }
 
 static const char ROUTES[] =
-	"[{\"name\":\"user.create\",\"handlers\":[{\"peer\":\"users-1\",\"shard\":0},"
-	"{\"peer\":\"users-2\",\"shard\":1}]},{\"name\":\"ping\",\"handlers\":[]}]";
+	"[{\"name\":\"user.create\",\"handlers\":[{\"peer\":\"users-1\",\"shard\":0,"
+	"\"internal\":true,\"schema\":{\"required\":[\"email\"]}},"
+	"{\"peer\":\"users-2\",\"shard\":1,\"internal\":false,\"schema\":null}]},"
+	"{\"name\":\"ping\",\"handlers\":[]}]";
 
 static const char PEERS[] = "[{\"peer\":\"users-1\",\"id\":3,\"role\":\"service\",\"shard\":0},"
 			    "{\"peer\":\"sbctl-7\",\"id\":12,\"role\":\"client\",\"shard\":1}]";
@@ -326,10 +328,10 @@ static void test_routes_peers_stats(void)
 	start();
 	SBCTL_RUN(&P, "routes");
 	CHECK_INT(P.code, 0);
-	CHECK_STR(P.so, "NAME         PEER     SHARD\n"
-			"user.create  users-1  0\n"
-			"             users-2  1\n"
-			"ping         -        -\n");
+	CHECK_STR(P.so, "NAME         PEER     SHARD  INTERNAL  SCHEMA\n"
+			"user.create  users-1  0      yes       {\"required\":[\"email\"]}\n"
+			"             users-2  1      no        -\n"
+			"ping         -        -      -         -\n");
 	CHECK_STR(P.se, "");
 	SBCTL_RUN(&P, "routes", "--json");
 	CHECK_INT(P.code, 0);
@@ -374,6 +376,11 @@ static void test_routes_peers_stats_from_the_router(void)
 	SBCTL_RUN(&P, "routes", "--json");
 	CHECK_INT(P.code, 0);
 	CHECK(strstr(P.so, "{\"name\":\"echo\",\"handlers\":[{\"peer\":\"") != NULL);
+	CHECK(strstr(P.so, "\"internal\":false,\"schema\":null}") != NULL);
+	SBCTL_RUN(&P, "routes");
+	CHECK_INT(P.code, 0);
+	CHECK(strncmp(P.so, "NAME ", 5) == 0 && strstr(P.so, " INTERNAL  SCHEMA\n") != NULL);
+	CHECK(strstr(P.so, "\necho ") != NULL && strstr(P.so, " no        -\n") != NULL);
 	SBCTL_RUN(&P, "peers");
 	CHECK_INT(P.code, 0);
 	CHECK(strncmp(P.so, "PEER ", 5) == 0 && strstr(P.so, " service ") != NULL);
