@@ -25,6 +25,7 @@ enum {
 #define F_TO      0x8u
 #define F_ALL     0x10u
 #define F_SCHEMA  0x20u
+#define F_PEERS   0x40u
 
 /* Everything the command line says. */
 struct opts {
@@ -37,7 +38,8 @@ struct opts {
 	int echo;            /* listen --echo */
 	unsigned long count; /* listen, presence --count, 0 = forever */
 	const char *to;      /* send, request --to: the peer */
-	int all;             /* send, request --all: every handler */
+	int all;             /* send, request --all or --peers: a broadcast */
+	const char *peers;   /* send, request --peers: the peer selector, or NULL */
 	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
 	unsigned given;      /* F_* flags that appeared, checked against the command */
 	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
