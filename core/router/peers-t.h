@@ -41,9 +41,9 @@ struct sb__peer {
 	 * that token; 0 = the name is free. */
 	uint8_t token[SB__RESUME_LEN];
 	uint64_t held_until;
-	uint8_t assigned; /* the router gave the name (from the pattern): only such
-			     a name is held, and has a token */
-	uint8_t tokened;  /* token is its holder's (else no token was given) */
+	uint8_t tokened; /* token is its holder's: the router gave the name (from the
+			    pattern) or its holder showed a resume token for it;
+			    only such a name is held */
 };
 
 /* Name -> peer, open addressing. */

@@ -189,9 +189,11 @@ static int owner(const struct sb__conn *c, const struct sb__peer *p)
 /* Takes a name for c: the one it asked for, or the pattern's next free one.
  * Tombstones give way: a name is unique among connected peers only, but
  * within its grace an assigned name of a gone peer goes to its token only.
- * A name a peer chose is never held: that peer restarted asks for it
- * again, token or not, and must get it. Every claim of an assigned name
- * gets a fresh token (the one shown dies with it).
+ * A name a peer chose without a token is never held: that peer restarted
+ * asks for it again, with no token to show, and must get it. A peer that
+ * shows a token takes part (a router restarted since knows none of them),
+ * so every claim of an assigned name or by a token gets a fresh token
+ * (the one shown dies with it).
  * @return 0, SB_EDUPNAME, SB_EOVERLOADED (c showed the token of a holder
  *         still connected: its close has not been seen yet), SB_ENOMEM */
 static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn *c, char *why)
@@ -235,8 +237,8 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 			p = len > 0 ? pm_find(&d->names, name, len) : NULL;
 		} while (len == 0 || (p != NULL && (p->ep != 0 || held(p, now))));
 	}
-	/* Assigned: from the pattern, or its owner taking it back. */
-	int assigned = wanted.ptr == NULL || (p != NULL && p->assigned && owner(c, p));
+	/* Held if lost: from the pattern, or asked for with a token. */
+	int assigned = wanted.ptr == NULL || c->pr.has_resume;
 	if (p == NULL) {
 		if ((p = calloc(1, sizeof *p)) == NULL) {
 			rc = SB_ENOMEM;
@@ -264,7 +266,6 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 		p->draining = 0;
 		p->held_until = 0;
 	}
-	p->assigned = (uint8_t)assigned;
 	/* Without randomness there is no token: the name is simply not held. */
 	c->pr.has_token =
 		assigned && d->grace_ms > 0 && sb__hmac_nonce(p->token, SB__RESUME_LEN) == 0;
@@ -731,11 +732,14 @@ int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, c
 
 void sb__peers_hello(struct sb__conn *c, struct sb_view payload)
 {
-	const uint8_t *p = payload.ptr, *end = payload.ptr + payload.len;
+	const uint8_t *p = payload.ptr, *end;
 	struct sb__mp_item it;
 
 	c->pr.has_resume = 0;
-	if (p == NULL || sb__mp_read(&p, end, &it) != SB__MP_OK || it.type != SB__MP_MAP)
+	if (p == NULL) /* an HTTP caller's HELLO, made by the edge */
+		return;
+	end = p + payload.len;
+	if (sb__mp_read(&p, end, &it) != SB__MP_OK || it.type != SB__MP_MAP)
 		return;
 	for (uint32_t pair = 0; pair < it.len; pair++) {
 		struct sb__mp_item key, v;

@@ -228,6 +228,15 @@ static void test_a_broadcast_to_every_agent(void)
 	CHECK_INT(sb_client_register(cs[1], "health", NULL, handle_up, NULL), 0);
 	CHECK_INT(sb_client_register(cs[2], NULL, NULL, handle_up, NULL), 0); /* catch-all */
 	CHECK_INT(sb_client_register(cs[5], "health", NULL, handle_up, NULL), 0);
+	/* For later: each peer's own rules (ACKed before ONLINE). */
+	static const uint8_t need_k[] = {0x81, 0xa8, 'r', 'e',  'q',  'u', 'i',
+					 'r',  'e',  'd', 0x91, 0xa1, 'k'};
+	struct sb_handler_opts internal = SB_HANDLER_OPTS_INIT, schema = SB_HANDLER_OPTS_INIT;
+	internal.flags = SB_HANDLER_INTERNAL;
+	schema.schema = need_k;
+	schema.schema_len = sizeof need_k;
+	CHECK_INT(sb_client_register(cs[0], "strict", &internal, handle_up, NULL), 0);
+	CHECK_INT(sb_client_register(cs[5], "strict", &schema, handle_up, NULL), 0);
 	pump_online(cs, 6);
 
 	struct sb_opts peers = SB_OPTS_INIT;
@@ -272,14 +281,6 @@ static void test_a_broadcast_to_every_agent(void)
 
 	/* Each peer's own rules, each a result: an internal handler is not a
 	 * client's to call, a schema refuses what breaks it. */
-	static const uint8_t need_k[] = {0x81, 0xa8, 'r', 'e',  'q',  'u', 'i',
-					 'r',  'e',  'd', 0x91, 0xa1, 'k'};
-	struct sb_handler_opts internal = SB_HANDLER_OPTS_INIT, schema = SB_HANDLER_OPTS_INIT;
-	internal.flags = SB_HANDLER_INTERNAL;
-	schema.schema = need_k;
-	schema.schema_len = sizeof need_k;
-	CHECK_INT(sb_client_register(cs[0], "strict", &internal, handle_up, NULL), 0);
-	CHECK_INT(sb_client_register(cs[5], "strict", &schema, handle_up, NULL), 0);
 	struct watch wn = {0};
 	struct sb_client *asker = client("asker", "client", &wn);
 	struct sb_client *all[] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], asker};

@@ -193,6 +193,7 @@ static void test_unknown_peer_and_peer_not_connected(void)
 	/* Known, then gone. Until the asker's shard has heard of the close,
 	 * the request may reach the closed connection: "peer gone". */
 	struct peer *leaver = peer_hello(PORT, "leaver", "client");
+	peer_register(leaver, "hello", 5); /* else `no handler` until it is gone */
 	peer_close(leaver);
 	int code = 0;
 	for (uint64_t id = 10; id < 200 && code != -SB_ENOTCONNECTED; id++) {
