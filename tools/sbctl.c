@@ -84,6 +84,15 @@ static int peer_name_ok(const char *name)
 	return sb_encoded_size(&m) > 0;
 }
 
+/* A broadcast's peer selector, as the router reads one (docs/protocol.md). */
+static int selector_ok(const char *sel)
+{
+	const char *star = strchr(sel, '*');
+	if (sel[0] == '@')
+		return strcmp(sel, "@client") == 0 || strcmp(sel, "@service") == 0;
+	return peer_name_ok(sel) && (star == NULL || star[1] == 0);
+}
+
 /* A secret file holds the secret and perhaps a newline after it; it is read
  * from a file (or the environment) so it never shows in a process list. */
 static const char *read_secret(const char *path)
@@ -154,7 +163,8 @@ static int cmd_help(const struct opts *o, char **args, int nargs)
 }
 
 static const struct command commands[] = {
-	{"send", F_TO | F_ALL | F_STR, 1, 2, "send NAME [PAYLOAD] [--str] [--to PEER | --all]",
+	{"send", F_TO | F_ALL | F_PEERS | F_STR, 1, 2,
+	 "send NAME [PAYLOAD] [--str] [--to PEER | --all | --peers SEL]",
 	 "send a message, fire-and-forget",
 	 "Sends a message to one handler of NAME; nothing comes back. PAYLOAD is\n"
 	 "JSON (omitted: null), or @FILE / @- to read it from a file / stdin. Prints\n"
@@ -162,11 +172,14 @@ static const struct command commands[] = {
 	 "router; whether a handler took it is not reported.\n"
 	 "\n"
 	 "  --str                 PAYLOAD (or the file's bytes) is a string, not JSON\n"
-	 "  --to PEER             to the peer named PEER instead, whatever it handles\n"
-	 "  --all                 to every handler of NAME\n",
+	 "  --to PEER             to the peer named PEER instead (its handler for NAME\n"
+	 "                        or its catch-all)\n"
+	 "  --all                 to every handler of NAME\n"
+	 "  --peers SEL           to every connected peer SEL picks: @client, @service,\n"
+	 "                        or a peer name pattern (agent-*, * for all)\n",
 	 cmd_send},
-	{"request", F_TIMEOUT | F_TO | F_ALL | F_STR, 1, 2,
-	 "request NAME [PAYLOAD] [--str] [--timeout MS] [--to PEER | --all]",
+	{"request", F_TIMEOUT | F_TO | F_ALL | F_PEERS | F_STR, 1, 2,
+	 "request NAME [PAYLOAD] [--str] [--timeout MS] [--to PEER | --all | --peers SEL]",
 	 "send a request and print every reply",
 	 "Sends a request to NAME and prints each reply as it arrives. PAYLOAD is\n"
 	 "as for send: JSON, @FILE or @- (stdin), a string with --str.\n"
@@ -177,7 +190,9 @@ static const struct command commands[] = {
 	 "An error prints \"error: TEXT (code NAME)\" on stderr (and with --json\n"
 	 "{\"error\":NAME,\"code\":N,\"text\":TEXT} on stdout) and exits 1.\n"
 	 "\n"
-	 "With --all, every handler of NAME answers; each result, as it arrives:\n"
+	 "With --all, every handler of NAME answers (with --peers SEL, every\n"
+	 "connected peer SEL picks, one without a handler as an error); each\n"
+	 "result, as it arrives:\n"
 	 "  PEER  OUTCOME  PAYLOAD                 a peer's reply\n"
 	 "  PEER  OUTCOME  PAYLOAD  (more: chunk)  a chunk of a peer's stream\n"
 	 "  PEER  error: TEXT (code NAME)          a peer's error, timeout, or loss\n"
@@ -190,8 +205,11 @@ static const struct command commands[] = {
 	 "  --str                 PAYLOAD (or the file's bytes) is a string, not JSON\n"
 	 "  --timeout MS          the request's timeout (default: the router's, 30 s);\n"
 	 "                        with --all, every peer's\n"
-	 "  --to PEER             ask the peer named PEER, whatever it handles\n"
-	 "  --all                 ask every handler of NAME\n",
+	 "  --to PEER             ask the peer named PEER (its handler for NAME or its\n"
+	 "                        catch-all)\n"
+	 "  --all                 ask every handler of NAME\n"
+	 "  --peers SEL           ask every connected peer SEL picks: @client, @service,\n"
+	 "                        or a peer name pattern (agent-*, * for all)\n",
 	 cmd_request},
 	{"listen", F_ECHO | F_COUNT | F_SCHEMA, 1, 1,
 	 "listen NAME [--echo] [--count N] [--schema JSON]",
@@ -301,6 +319,7 @@ int main(int argc, char **argv)
 		{"count", required_argument, NULL, 'c'},
 		{"to", required_argument, NULL, 'T'},
 		{"all", no_argument, NULL, 'A'},
+		{"peers", required_argument, NULL, 'P'},
 		{"schema", required_argument, NULL, 's'},
 		{"str", no_argument, NULL, OPT_STR},
 		{"wait", no_argument, NULL, OPT_WAIT},
@@ -358,6 +377,10 @@ int main(int argc, char **argv)
 		case 'A':
 			o.all = 1;
 			o.given |= F_ALL;
+			break;
+		case 'P':
+			o.peers = optarg;
+			o.given |= F_PEERS;
 			break;
 		case 's':
 			o.schema = optarg;
@@ -436,6 +459,7 @@ int main(int argc, char **argv)
 			: bad & F_TO    ? "--to"
 			: bad & F_ALL   ? "--all"
 			: bad & F_STR   ? "--str"
+			: bad & F_PEERS ? "--peers"
 					: "--schema",
 			cmd->name);
 		return EXIT_USAGE;
@@ -445,6 +469,19 @@ int main(int argc, char **argv)
 				"them\n");
 		return EXIT_USAGE;
 	}
+	if (o.peers != NULL && (o.to != NULL || o.all)) {
+		fprintf(stderr, "sbctl: --peers excludes --to and --all: peers, one peer, or "
+				"handlers\n");
+		return EXIT_USAGE;
+	}
+	if (o.peers != NULL && !selector_ok(o.peers)) {
+		fprintf(stderr,
+			"sbctl: --peers %s: not a selector (@client, @service, or a peer name "
+			"pattern with * only at its end)\n",
+			o.peers);
+		return EXIT_USAGE;
+	}
+	o.all |= o.peers != NULL; /* its results are a broadcast's */
 	if (o.to != NULL && !peer_name_ok(o.to)) {
 		fprintf(stderr, "sbctl: --to %s: not a valid peer name\n", o.to);
 		return EXIT_USAGE;

@@ -26,6 +26,7 @@ enum {
 #define F_ALL     0x10u
 #define F_SCHEMA  0x20u
 #define F_STR     0x40u
+#define F_PEERS   0x80u
 
 /* Bytes sbctl reads from a payload file or stdin at most: above the
  * largest frame limit a router can have (64 MiB), so a bigger file is a
@@ -43,7 +44,8 @@ struct opts {
 	int echo;            /* listen --echo */
 	unsigned long count; /* listen, presence --count, 0 = forever */
 	const char *to;      /* send, request --to: the peer */
-	int all;             /* send, request --all: every handler */
+	int all;             /* send, request --all or --peers: a broadcast */
+	const char *peers;   /* send, request --peers: the peer selector, or NULL */
 	const char *schema;  /* listen --schema: the argument schema as JSON, or NULL */
 	int str;             /* send, request --str: the payload is a string, not JSON */
 	int wait;            /* --wait: retry a router that cannot be reached, up to

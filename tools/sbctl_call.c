@@ -18,14 +18,14 @@
 #include "common/json.h"
 #include "sbctl.h"
 
-/* --to, --all and --timeout as the library's options. */
+/* --to, --all, --peers and --timeout as the library's options. */
 static struct sb_opts call_opts(const struct opts *o)
 {
 	struct sb_opts so = SB_OPTS_INIT;
 
 	so.timeout_ms = o->timeout_ms;
-	so.to = o->to;
-	so.flags = o->all ? SB_OPT_ALL : 0;
+	so.to = o->peers != NULL ? o->peers : o->to;
+	so.flags = o->peers != NULL ? SB_OPT_PEERS : o->all ? SB_OPT_ALL : 0;
 	return so;
 }
 

@@ -128,6 +128,11 @@ static const struct setting table[] = {
 	 "is a counter padded to its length, A### gives\n"
 	 "A001, A002, ... (default P####)",
 	 has_counter},
+	{NULL, "name-grace-ms", NUM, CFG(name_grace_ms), RANGE(0, 3600000), 0, "MS",
+	 "a peer whose connection is lost keeps its name\n"
+	 "this long, for its resume token only; 0 = free\n"
+	 "at once (default 30000)",
+	 NULL},
 	{NULL, "bind-retries", NUM, CFG(bind_retries), RANGE(0, 1000), 0, "N",
 	 "retries when the port is busy (default 0)", NULL},
 	{NULL, "bind-retry-ms", NUM, CFG(bind_retry_ms), RANGE(0, 600000), 0, "MS",

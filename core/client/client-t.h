@@ -94,6 +94,8 @@ struct sb_client {
 	char *secret;   /* shared secret, or NULL; wiped when freed */
 	uint8_t *hello; /* HELLO's payload ({"lib", "token"} with a token), or NULL: HELLO_INFO */
 	size_t hello_len;
+	uint8_t *hello_resume; /* the same with "resume" added, while has_resume; or NULL */
+	size_t hello_resume_len;
 	int service;    /* role "service" */
 	int challenged; /* this connection answered a CHALLENGE */
 	enum conn_state st;
@@ -114,6 +116,9 @@ struct sb_client {
 	uint64_t drain_at;          /* C_DRAINING: when to stop waiting for the router's close */
 	uint64_t rng;               /* xorshift state for the reconnect jitter */
 	char peer[SB_PEER_MAX + 1]; /* our name from WELCOME; "" before the first */
+	uint8_t resume[16];         /* the resume token of the last WELCOME, if has_resume */
+	int has_resume;             /* ...given: a reconnect asks for `peer` and shows it */
+	int resuming;               /* this connection's HELLO showed it */
 	uint32_t peer_id;           /* from WELCOME */
 	uint32_t max_frame;         /* the router's body limit, from WELCOME */
 	struct sb_splitter *sp;     /* cuts received bytes into frames */

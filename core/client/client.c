@@ -326,6 +326,10 @@ static void destroy(struct sb_client *c)
 		sb__hmac_wipe(c->secret, strlen(c->secret));
 		free(c->secret);
 	}
+	if (c->hello_resume != NULL) {
+		sb__hmac_wipe(c->hello_resume, c->hello_resume_len);
+		free(c->hello_resume);
+	}
 	if (c->hello != NULL) {
 		sb__hmac_wipe(c->hello, c->hello_len);
 		free(c->hello);

@@ -236,9 +236,35 @@ int sb__client_write(struct sb_client *c)
 
 /* ---- the handshake ------------------------------------------------------ */
 
+/* HELLO's payload for a reconnect: the usual one (a fixmap) with the pair
+ * "resume": bin 16 added. Without memory, no resume: a fresh name then. */
+static void keep_resume(struct sb_client *c, const uint8_t *token)
+{
+	const uint8_t *base = c->hello != NULL ? c->hello : (const uint8_t *)&HELLO_INFO;
+	size_t len = c->hello != NULL ? c->hello_len : sizeof HELLO_INFO;
+	static const uint8_t key[] = {0xa6, 'r', 'e', 's', 'u', 'm', 'e', 0xc4, 16};
+	size_t n = len + sizeof key + 16;
+	uint8_t *p = c->hello_resume_len == n ? c->hello_resume : malloc(n);
+
+	c->has_resume = 0;
+	if (p == NULL)
+		return;
+	memcpy(p, base, len);
+	p[0]++; /* one pair more: the base has at most two */
+	memcpy(p + len, key, sizeof key);
+	memcpy(p + len + sizeof key, token, 16);
+	if (p != c->hello_resume)
+		free(c->hello_resume);
+	c->hello_resume = p;
+	c->hello_resume_len = n;
+	memcpy(c->resume, token, 16);
+	c->has_resume = 1;
+}
+
 void sb__client_on_welcome(struct sb_client *c, const struct sb_msg *m)
 {
 	struct sb_splitter *sp = NULL;
+	struct sb__mp_item v;
 
 	if (c->st != C_HELLO) {
 		sb__client_drop(c, SB_EBADFRAME);
@@ -246,6 +272,12 @@ void sb__client_on_welcome(struct sb_client *c, const struct sb_msg *m)
 	}
 	memcpy(c->peer, m->peer.ptr, m->peer.len);
 	c->peer[m->peer.len] = 0;
+	/* The token that takes this name back after a lost connection. */
+	if (sb__client_map_get(m->payload.ptr, m->payload.len, "resume", &v) == 1 &&
+	    v.type == SB__MP_BIN && v.len == 16)
+		keep_resume(c, v.body);
+	else
+		c->has_resume = 0;
 	c->peer_id = m->peer_id;
 	c->max_frame = m->max_frame;
 	if (c->max_frame < SB_BODY_MIN || c->max_frame > SB_FRAME_MAX_LIMIT)
@@ -315,9 +347,11 @@ void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m)
 		sb__client_give_up(c, SB_EUNAUTHORIZED);
 		return;
 	}
+	/* The proof covers the name the HELLO asked for. */
+	const char *name = c->resuming ? c->peer : c->name;
 	if (sb__hmac_nonce(nonce, sizeof nonce) != 0 ||
 	    sb__hmac_proof((const uint8_t *)c->secret, strlen(c->secret), m->nonce,
-			   (struct sb_view){nonce, sizeof nonce}, sb__client_view(c->name),
+			   (struct sb_view){nonce, sizeof nonce}, sb__client_view(name),
 			   proof) != 0) {
 		sb__client_drop(c, SB_EINTERNAL);
 		return;
@@ -560,10 +594,17 @@ static void say_hello(struct sb_client *c)
 	c->sp = sp;
 	c->max_frame = SB_FRAME_MAX_DEFAULT;
 	c->challenged = 0;
-	m.peer = sb__client_view(c->name);
+	/* After a lost connection, the name we had (assigned or not) and the
+	 * token that proves it was ours. */
+	c->resuming = c->has_resume;
+	m.peer = sb__client_view(c->resuming ? c->peer : c->name);
 	m.role = sb__client_view(c->role);
 	m.payload.ptr = c->hello != NULL ? c->hello : (const uint8_t *)&HELLO_INFO;
 	m.payload.len = c->hello != NULL ? c->hello_len : sizeof HELLO_INFO;
+	if (c->resuming) {
+		m.payload.ptr = c->hello_resume;
+		m.payload.len = c->hello_resume_len;
+	}
 	if (sb__client_queue(c, &m, 1) != 0) {
 		sb__client_drop(c, SB_ENOMEM);
 		return;

@@ -34,6 +34,13 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 		sb__client_report(c, SB_CLIENT_ERROR, err);
 		if (!(m->flags & SB_F_FATAL))
 			return;
+		/* Our old name went to someone else: an assigned one is
+		 * given up for a new one, as before resume tokens. */
+		if (err == SB_EDUPNAME && c->resuming && c->name == NULL) {
+			c->has_resume = 0;
+			sb__client_drop(c, err);
+			return;
+		}
 		/* Retrying would be refused the same way, forever. */
 		if (err == SB_EDUPNAME || err == SB_EUNAUTHORIZED || err == SB_EFORBIDDEN)
 			sb__client_give_up(c, err);

@@ -114,8 +114,6 @@ int sb_client_register(struct sb_client *c, const char *name, const struct sb_ha
 	struct handler *h;
 	int rc = SB_EINVAL;
 
-	if (!c->service)
-		return SB_EFORBIDDEN;
 	if (sb__handler_opts_read(opts, &o) != 0)
 		return SB_EINVAL;
 	unsigned flags = o.flags;

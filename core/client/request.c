@@ -149,7 +149,7 @@ void sb__client_on_reply(struct sb_client *c, const struct sb_msg *m)
 	}
 	if (r->cancelling)
 		return;
-	/* With `peer`, one handler's part of a broadcast (SB_OPT_ALL). */
+	/* With `peer`, one handler's part of a broadcast (SB_OPT_ALL, SB_OPT_PEERS). */
 	enum sb_more more = m->flags & SB_F_CHUNK ? SB_MORE_CHUNK
 			    : m->peer.ptr != NULL ? SB_MORE_RESULT
 						  : SB_MORE_PROGRESS;
@@ -167,7 +167,7 @@ int sb_send(struct sb_client *c, const char *name, const void *payload, size_t l
 		return SB_EINVAL;
 	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
-	m.flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
+	m.flags = o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
 	m.to = sb__client_view(o.to);
 	if (c->st == C_READY || c->st == C_DRAINING)
@@ -197,7 +197,7 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 	if ((r = req_get(c)) == NULL)
 		return SB_ENOMEM;
 	m.id = c->next_id;
-	m.flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
+	m.flags = o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
 	m.to = sb__client_view(o.to);
 	m.timeout_ms = o.timeout_ms ? o.timeout_ms : c->cfg.default_timeout_ms;

@@ -45,6 +45,11 @@ int sb__hmac_proof(const uint8_t *secret, size_t secret_len, struct sb_view rout
 	return 0;
 }
 
+int sb__hmac_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
+}
+
 int sb__hmac_check(const uint8_t *secret, size_t secret_len, struct sb_view router_nonce,
 		   struct sb_view client_nonce, struct sb_view name, struct sb_view proof)
 {

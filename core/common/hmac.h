@@ -40,6 +40,10 @@ int sb__hmac_proof(const uint8_t *secret, size_t secret_len, struct sb_view rout
 int sb__hmac_check(const uint8_t *secret, size_t secret_len, struct sb_view router_nonce,
 		   struct sb_view client_nonce, struct sb_view name, struct sb_view proof);
 
+/** 1 if the @p n bytes at @p a and @p b are equal, compared in constant
+ *  time (a secret's bytes: how many matched must not show), else 0. */
+int sb__hmac_equal(const void *a, const void *b, size_t n);
+
 /** Overwrite memory that held a secret. */
 void sb__hmac_wipe(void *p, size_t n);
 

@@ -14,7 +14,8 @@
 /**
  * Copy the caller's options over the defaults (all zero): NULL is the
  * defaults. @return 0, or SB_EINVAL for a size too small to hold a field,
- * or `to` with SB_OPT_ALL, or an unknown flag.
+ * or `to` with SB_OPT_ALL, SB_OPT_PEERS without a selector in `to` (one
+ * `*`, at its end; "@" only as "@client" or "@service"), or an unknown flag.
  */
 static inline int sb__opts_read(const struct sb_opts *in, struct sb_opts *out)
 {
@@ -27,8 +28,15 @@ static inline int sb__opts_read(const struct sb_opts *in, struct sb_opts *out)
 	size_t n = in->size < sizeof *out ? in->size : sizeof *out;
 	memcpy(out, in, n);
 	out->size = sizeof *out;
-	if ((out->flags & ~SB_OPT_ALL) != 0 || (out->to != NULL && (out->flags & SB_OPT_ALL)))
+	if ((out->flags & ~(SB_OPT_ALL | SB_OPT_PEERS)) != 0 ||
+	    (out->to != NULL && (out->flags & SB_OPT_ALL)))
 		return SB_EINVAL;
+	if (out->flags & SB_OPT_PEERS) {
+		const char *to = out->to, *star = to != NULL ? strchr(to, '*') : NULL;
+		if (to == NULL || (star != NULL && star[1] != 0) ||
+		    (to[0] == '@' && strcmp(to, "@client") != 0 && strcmp(to, "@service") != 0))
+			return SB_EINVAL;
+	}
 	return 0;
 }
 

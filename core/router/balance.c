@@ -71,9 +71,27 @@ static int internal(const struct sb_msg *m, char *why)
 	return SB_EFORBIDDEN;
 }
 
-/* To a named peer, whatever it registered: `to` skips load balancing, not
- * the rules. A peer that handles the name as internal is for services, and
- * its schema for the name applies. */
+/* Peer ep's handler for the name in table t, else its catch-all there. */
+static struct sb__endpoint *handler_of(const struct sb__routes *t, struct sb_view name, uint64_t ep)
+{
+	struct sb__route *r = sb__routes_find(t, name.ptr, name.len);
+	struct sb__endpoint *e = r != NULL ? sb__route_endpoint(r, ep) : NULL;
+	if (e == NULL && (r = sb__routes_find(t, "", 0)) != NULL)
+		e = sb__route_endpoint(r, ep);
+	return e;
+}
+
+struct sb__endpoint *sb__peer_handler(struct sb__shard *sh, struct sb_view name, uint64_t ep)
+{
+	struct sb__endpoint *e = handler_of(&sh->routes, name, ep);
+	return e != NULL ? e : handler_of(&sh->direct, name, ep);
+}
+
+/* To a named peer: its handler for the name or its catch-all, a service's
+ * (in the routes) or a client's (in the direct table). `to` skips load
+ * balancing, not the rules: a handler internal is for services, its schema
+ * applies, and a peer with no handler for the name is refused here rather
+ * than sent something it would drop. */
 static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 		      struct sb__dest *d, char *why)
 {
@@ -88,12 +106,17 @@ static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const str
 	}
 	if (rc != 0)
 		return rc;
-	struct sb__route *r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len);
-	struct sb__endpoint *e = r != NULL ? sb__route_endpoint(r, d->ep) : NULL;
-	if (e != NULL && (rc = sb__admits(e, a->service, m, why)) == SB_EFORBIDDEN)
+	struct sb__endpoint *e = sb__peer_handler(sh, m->name, d->ep);
+	if (e == NULL) {
+		sb__stat_add(&sh->st.to_unhandled, 1);
+		snprintf(why, SB_TEXT_MAX + 1, "peer %.*s has no handler for %.*s", (int)m->to.len,
+			 (const char *)m->to.ptr, (int)m->name.len, (const char *)m->name.ptr);
+		return SB_ENOHANDLER;
+	}
+	if ((rc = sb__admits(e, a->service, m, why)) == SB_EFORBIDDEN)
 		snprintf(why, SB_TEXT_MAX + 1, "this peer handles the name for services only");
 	d->kind = SB__DEST_PEER;
-	return e != NULL ? rc : 0;
+	return rc;
 }
 
 /* To every handler the caller may reach. A request is one frame for all of
@@ -123,11 +146,16 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 				     &sh->auth.pol->call[a->service]);
 		return SB_EFORBIDDEN;
 	}
+	/* BROADCAST with `to`: every connected peer the selector picks. */
 	if (m->to.ptr != NULL && (m->flags & SB_F_BROADCAST)) {
-		snprintf(why, SB_TEXT_MAX + 1,
-			 "a request goes to one peer (to) or to every handler (BROADCAST), not "
-			 "both");
-		return SB_EINVAL;
+		if (!sb__peers_selector_ok(m->to)) {
+			snprintf(why, SB_TEXT_MAX + 1,
+				 "a broadcast's `to` selects peers: @client, @service, or a peer "
+				 "name pattern (`*` only at its end)");
+			return SB_EINVAL;
+		}
+		d->kind = SB__DEST_PEERS;
+		return 0;
 	}
 	if (m->to.ptr != NULL)
 		return reach_peer(sh, a, m, d, why);

@@ -24,6 +24,7 @@ struct sb__dest {
 		SB__DEST_PEER,    /* the `to` peer, whether it registered the name or not: ep */
 		SB__DEST_ROUTER,  /* the router itself answers ($sb.*) */
 		SB__DEST_CLUSTER, /* no handler here: another router's (cluster.c) */
+		SB__DEST_PEERS,   /* every connected peer `to` selects (BROADCAST with `to`) */
 	} kind;
 	struct sb__route *r; /* ONE, ALL: the name's route (its statistics, its handlers) */
 	uint64_t ep;         /* ONE, PEER: the endpoint */
@@ -53,7 +54,8 @@ static inline int sb__admits(const struct sb__endpoint *e, int service, const st
 
 /**
  * Where SEND or REQUEST @p m from @p a goes, and whether it may: the
- * caller's name rule (a connection's role); `to` together with BROADCAST;
+ * caller's name rule (a connection's role); a broadcast's peer selector
+ * (`to` with BROADCAST: SB__DEST_PEERS, each peer judged as it is reached);
  * a `to` peer that never connected, is gone, or said GOODBYE, and that
  * peer's own rule for the name; the name's handlers (none, every one
  * internal, the chosen one's schema, and for a broadcast request the
@@ -65,6 +67,10 @@ static inline int sb__admits(const struct sb__endpoint *e, int service, const st
  */
 int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 	      struct sb__dest *d, char *why);
+
+/** Peer @p ep's handler for @p name, or its catch-all: a service's (in the
+ *  routes) or a client's (in the direct table); NULL if it has neither. */
+struct sb__endpoint *sb__peer_handler(struct sb__shard *sh, struct sb_view name, uint64_t ep);
 
 /** Requests this shard has in flight to a handler, for load balancing. */
 void sb__load_add(struct sb__shard *sh, uint64_t ep, int d);

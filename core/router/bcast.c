@@ -5,6 +5,7 @@
  * payload bytes after it, uncopied. Handlers end one by one (final answer,
  * the shared deadline, disconnect), and when the last has, the requester
  * gets the one terminal event: a REPLY "$sb.all" with the counts. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,48 @@ struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r,
 	}
 	bc->left = bc->n;
 	return bc;
+}
+
+/* The selected peers, counted, then filled in (sb__peers_select twice). */
+struct peers_walk {
+	struct sb__shard *sh;
+	const struct sb__asker *a;
+	const struct sb_msg *m;
+	struct sb__bcast *bc; /* NULL: counting */
+	uint32_t n;
+};
+
+static void walk_peer(void *ctx, const struct sb__peer *p)
+{
+	struct peers_walk *w = ctx;
+	char why[SB_TEXT_MAX + 1];
+
+	if (w->bc == NULL) {
+		w->n++;
+		return;
+	}
+	if (w->bc->n == w->n)
+		return; /* a peer met since the count (none can be: one turn) */
+	struct sb__bcast_kid *k = &w->bc->kids[w->bc->n++];
+	const struct sb__endpoint *e = sb__peer_handler(w->sh, w->m->name, p->ep);
+	k->ep = p->ep;
+	memcpy(k->peer, p->name, p->len + 1);
+	k->err = e == NULL ? SB_ENOHANDLER : sb__admits(e, w->a->service, w->m, why);
+}
+
+struct sb__bcast *sb__bcast_peers(struct sb__shard *sh, const struct sb__asker *a,
+				  const struct sb_msg *m, int *nothing)
+{
+	struct peers_walk w = {sh, a, m, NULL, 0};
+	uint64_t self = a->c != NULL ? a->c->ep : 0;
+
+	sb__peers_select(sh, m->to, self, walk_peer, &w);
+	*nothing = w.n == 0;
+	if ((w.bc = calloc(1, sizeof *w.bc + w.n * sizeof w.bc->kids[0])) == NULL)
+		return NULL;
+	sb__peers_select(sh, m->to, self, walk_peer, &w);
+	w.bc->left = w.bc->n;
+	return w.bc;
 }
 
 static struct sb__bcast_kid *kid_of(struct sb__bcast *bc, uint64_t ep)
@@ -108,6 +151,10 @@ static void emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m
 	if (sb__enqueue(sh, c, pb, m->payload.ptr, m->payload.len) == 0)
 		sb__flow_congest(sh, c, producer);
 }
+
+/* A peer a broadcast to peers did not ask: its result, at once. */
+static void kid_refused(struct sb__shard *sh, struct sb__req *q, struct sb__bcast_kid *k,
+			const uint8_t *f, uint32_t len);
 
 /* An ERROR about one handler, `peer` set, MORE: the request goes on. */
 static void emit_error(struct sb__shard *sh, struct sb__req *q, const struct sb__bcast_kid *k,
@@ -189,6 +236,12 @@ void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b
 	bc->hold = 1;
 	for (uint32_t i = 0; i < bc->n; i++) {
 		struct sb__bcast_kid *k = &bc->kids[i];
+		if (k->err != 0) {
+			kid_refused(sh, q, k, f, len);
+			if (!alive(sh, q, rid))
+				return;
+			continue;
+		}
 		k->open = 1;
 		sb__load_add(sh, k->ep, 1);
 		sb__buf_get(b); /* one reference per handler, no copy */
@@ -198,6 +251,26 @@ void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b
 	}
 	bc->hold = 0;
 	maybe_end(sh, q);
+}
+
+static void kid_refused(struct sb__shard *sh, struct sb__req *q, struct sb__bcast_kid *k,
+			const uint8_t *f, uint32_t len)
+{
+	char why[SB_TEXT_MAX + 1] = "no handler for this name";
+	const struct sb__endpoint *e;
+	struct sb_msg m;
+
+	q->bc->left--;
+	q->bc->errors++;
+	if (k->err == SB_ENOHANDLER)
+		sb__stat_add(&sh->st.to_unhandled, 1);
+	else if (k->err == SB_EFORBIDDEN)
+		snprintf(why, sizeof why, "this peer handles the name for services only");
+	else if (sb_decode(f, len, 0, &m, NULL) != 0 || /* the schema's own words again */
+		 (e = sb__peer_handler(sh, m.name, k->ep)) == NULL ||
+		 sb__admits(e, 1, &m, why) != SB_EINVAL)
+		snprintf(why, sizeof why, "the arguments break this peer's schema");
+	emit_error(sh, q, k, k->err, why);
 }
 
 static void bcast_reply(struct sb__shard *sh, struct sb__req *q, uint64_t sender, struct sb__buf *b,

@@ -1,6 +1,7 @@
-/* Broadcast requests: one REQUEST to every handler of a name, answered with
- * one result per handler (REPLY or ERROR, `peer` set, MORE) and one final
- * aggregate, all owned by the requester's shard. */
+/* Broadcast requests: one REQUEST to every handler of a name, or to every
+ * connected peer a selector picks, answered with one result per handler or
+ * peer (REPLY or ERROR, `peer` set, MORE) and one final aggregate, all
+ * owned by the requester's shard. */
 #ifndef SB_CORE_BCAST_H
 #define SB_CORE_BCAST_H
 
@@ -13,11 +14,14 @@ struct sb__req;
 struct sb__req_ops;
 struct sb__route;
 struct sb__buf;
+struct sb__asker;
 
 /* One handler of a broadcast. */
 struct sb__bcast_kid {
 	uint64_t ep;                /* the handler's connection (or in-process handler) */
 	uint8_t open;               /* delivered and not ended: it owes a final answer */
+	int err;                    /* a peer not asked: SB_ENOHANDLER, SB_EFORBIDDEN or
+				       SB_EINVAL, its result without a word from it */
 	char peer[SB_PEER_MAX + 1]; /* its name, for `peer` in its results */
 };
 
@@ -37,6 +41,12 @@ struct sb__bcast {
  *  ones only for services; sb__reach() made sure there is one), each with
  *  its peer name, or NULL out of memory. Not yet attached to a request. */
 struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service);
+/** Every connected peer that @p m's `to` selects (sb__peers_select()),
+ *  each with its handler for the name or its catch-all, or the error it
+ *  will be answered for (no handler, internal, schema); NULL out of
+ *  memory. @p nothing set when no peer is selected. */
+struct sb__bcast *sb__bcast_peers(struct sb__shard *sh, const struct sb__asker *a,
+				  const struct sb_msg *m, int *nothing);
 /** Sends frame f (patched, b holding the caller's reference, which stays
  *  the caller's) to every handler of q's broadcast. q may end meanwhile. */
 void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,

@@ -315,6 +315,7 @@ void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 void sb__conn_gone(struct sb__shard *sh, uint64_t ep)
 {
 	sb__routes_del_ep(&sh->routes, ep);
+	sb__routes_del_ep(&sh->direct, ep);
 	sb__req_gone_all(sh, ep);
 	sb__idmap_del(&sh->load, ep);
 	sb__idmap_del(&sh->leaving, ep);

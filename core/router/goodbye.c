@@ -31,6 +31,7 @@ void sb__bye_report(struct sb__shard *sh, uint64_t ep)
 void sb__bye_apply(struct sb__shard *sh, uint64_t ep)
 {
 	sb__routes_del_ep(&sh->routes, ep);
+	sb__routes_del_ep(&sh->direct, ep);
 	/* Out of memory, it is reported at once: at worst its requests from
 	 * here end with `peer gone`, as at a close. */
 	if (sb__idmap_get(&sh->load, ep) == 0 || sb__idmap_put(&sh->leaving, ep, 1) != 0)

@@ -71,6 +71,7 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 	}
 	if (hello_token(sh, c, m) != 0)
 		return;
+	sb__peers_hello(c, m->payload);
 	/* A token said who the peer is: its HELLO may ask only what the token
 	 * gives, and needs no secret (HTTP calls ask no name). */
 	if (c->tok != NULL) {
@@ -102,11 +103,10 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
  * pattern), tell every shard, and welcome it. */
 static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer)
 {
-	int rc = sb__peers_join(sh, c, peer);
+	char why[SB__WHY_MAX];
+	int rc = sb__peers_join(sh, c, peer, why);
 	if (rc != 0) {
-		sb__conn_fail(sh, c, rc,
-			      rc == SB_EDUPNAME ? "a connected peer already has this name"
-						: "out of memory");
+		sb__conn_fail(sh, c, rc, why);
 		return;
 	}
 	/* Across routers the name must be free in the whole cluster too: the
@@ -135,10 +135,23 @@ void sb__hs_welcome(struct sb__shard *sh, struct sb__conn *c, uint64_t id)
 			   .max_frame = sh->r->cfg.max_frame};
 	w.peer.ptr = (const uint8_t *)c->name;
 	w.peer.len = (uint32_t)strlen(c->name);
-	/* {"shard": N}: which shard serves the peer, for logs and tests. */
-	uint8_t info[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd', (uint8_t)sh->id};
+	/* {"shard": N}: which shard serves the peer, for logs and tests; and
+	 * {"resume": bin 16}, the token that takes the name back after a
+	 * lost connection (docs/protocol.md). */
+	uint8_t info[8 + 8 + 2 + SB__RESUME_LEN] = {0x81, 0xa5, 's', 'h',
+						    'a',  'r',  'd', (uint8_t)sh->id};
+	size_t n = 8;
+	if (c->pr.has_token) {
+		static const uint8_t key[] = {0xa6, 'r', 'e',  's',           'u',
+					      'm',  'e', 0xc4, SB__RESUME_LEN};
+		info[0] = 0x82;
+		memcpy(info + n, key, sizeof key);
+		n += sizeof key;
+		memcpy(info + n, c->pr.token, SB__RESUME_LEN);
+		n += SB__RESUME_LEN;
+	}
 	w.payload.ptr = info;
-	w.payload.len = sizeof info;
+	w.payload.len = (uint32_t)n;
 	sb__send_msg(sh, c, &w);
 }
 

@@ -136,7 +136,7 @@ static int apply_opts(struct sb_msg *m, const struct sb_opts *opts)
 
 	if (sb__opts_read(opts, &o) != 0)
 		return SB_EINVAL;
-	m->flags = o.flags & SB_OPT_ALL ? SB_F_BROADCAST : 0;
+	m->flags = o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
 	if (o.to != NULL)
 		m->to = view(o.to, strlen(o.to));
 	m->timeout_ms = m->kind == SB_REQUEST ? o.timeout_ms : 0;

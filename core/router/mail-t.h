@@ -16,7 +16,7 @@ enum sb__mail_type {
 				 the sending shard's bits */
 	SB__MAIL_REPLY,       /* b: sender ep, p: buf, c: offset << 32 | length, a: from */
 	SB__MAIL_ROUTE_ADD,   /* b: ep, a: flags, p: heap name (struct sb__mail_name) */
-	SB__MAIL_ROUTE_DEL,   /* b: ep, p: heap name */
+	SB__MAIL_ROUTE_DEL,   /* b: ep, a: SB__EP_DIRECT or 0, p: heap name */
 	SB__MAIL_CONN_GONE,   /* b: ep of a closed connection */
 	SB__MAIL_REQ_FAILED,  /* b: rid, c: its handler, gone before the request reached it */
 	SB__MAIL_ROUTE_DONE,  /* p: the struct sb__route_sync of a route change */

@@ -17,6 +17,8 @@
  * (docs/protocol.md, PRESENCE). */
 #define SB__TOLD_MAX        1024u
 #define SB__PATTERN_DEFAULT "P####"
+/* A resume token's bytes: 128 random bits (docs/protocol.md, WELCOME). */
+#define SB__RESUME_LEN 16u
 
 /* A peer as the router-wide table or a shard's replica knows it. */
 struct sb__peer {
@@ -34,6 +36,14 @@ struct sb__peer {
 	uint32_t claims_len;   /* ... its bytes */
 	uint32_t len;          /* name bytes */
 	char name[SB_PEER_MAX + 1];
+	/* Router-wide table only: the holder's resume token, and once it is
+	 * gone, until when (sb__now_ms()) its name is kept for whoever shows
+	 * that token; 0 = the name is free. */
+	uint8_t token[SB__RESUME_LEN];
+	uint64_t held_until;
+	uint8_t tokened; /* token is its holder's: the router gave the name (from the
+			    pattern) or its holder showed a resume token for it;
+			    only such a name is held */
 };
 
 /* Name -> peer, open addressing. */
@@ -50,10 +60,11 @@ struct sb__dir {
 	struct sb__peermap names;
 	struct sb__link tombs; /* gone peers, oldest first */
 	uint32_t ntombs;
-	uint32_t counter; /* the number in the next assigned name */
-	char *pattern;    /* naming pattern of assigned names: one run of '#' */
-	uint32_t next_id; /* the next peer_id: handed out with the name, so a later
-			     holder of a name always has the larger id */
+	uint32_t counter;  /* the number in the next assigned name */
+	char *pattern;     /* naming pattern of assigned names: one run of '#' */
+	uint32_t next_id;  /* the next peer_id: handed out with the name, so a later
+			      holder of a name always has the larger id */
+	uint32_t grace_ms; /* how long a gone peer's name is held for its token; 0 = not */
 };
 
 /* One shard's replica of the connected peers, and its presence subscribers. */
@@ -68,12 +79,16 @@ struct sb__replica {
 
 /* What a connection keeps for the peer directory. */
 struct sb__conn_peer {
-	struct sb__idmap told; /* peer ids it has had an identity event for */
-	uint32_t told_last;    /* the last sender checked: most frames repeat it */
-	uint8_t presence;      /* subscribed to presence events */
-	char *subject;         /* certificate subject, set (by TLS) before HELLO ends */
-	uint8_t *claims;       /* a verified token's claims (MessagePack map), or NULL */
-	uint32_t claims_len;   /* ... its bytes */
+	struct sb__idmap told;          /* peer ids it has had an identity event for */
+	uint32_t told_last;             /* the last sender checked: most frames repeat it */
+	uint8_t presence;               /* subscribed to presence events */
+	char *subject;                  /* certificate subject, set (by TLS) before HELLO ends */
+	uint8_t *claims;                /* a verified token's claims (MessagePack map), or NULL */
+	uint32_t claims_len;            /* ... its bytes */
+	uint8_t resume[SB__RESUME_LEN]; /* the resume token its HELLO showed, if has_resume */
+	uint8_t has_resume;
+	uint8_t token[SB__RESUME_LEN]; /* the resume token its WELCOME gives, if has_token */
+	uint8_t has_token;
 };
 
 /* A connected peer, as $sb.peers lists it. */

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
+#include "common/hmac.h"
 #include "proto/mp.h"
 #include "router/peers.h"
 #include "router/cluster.h"
@@ -151,11 +153,12 @@ static uint32_t format_name(const char *pattern, uint32_t counter, char *out)
 
 /* ---- the router-wide table ---------------------------------------------- */
 
-int sb__dir_init(struct sb__dir *d, const char *pattern)
+int sb__dir_init(struct sb__dir *d, const char *pattern, uint32_t grace_ms)
 {
 	memset(d, 0, sizeof *d);
 	sb__link_init(&d->tombs);
 	d->counter = d->next_id = 1;
+	d->grace_ms = grace_ms;
 	d->pattern = strdup(pattern != NULL ? pattern : SB__PATTERN_DEFAULT);
 	return d->pattern != NULL ? 0 : SB_ENOMEM;
 }
@@ -170,14 +173,36 @@ void sb__dir_destroy(struct sb__dir *d)
 	d->pattern = NULL;
 }
 
+/* A gone peer's name still kept for its token. */
+static int held(const struct sb__peer *p, uint64_t now)
+{
+	return p->ep == 0 && p->held_until > now;
+}
+
+/* Whether c showed the token of p, the name's last holder. */
+static int owner(const struct sb__conn *c, const struct sb__peer *p)
+{
+	return p->tokened && c->pr.has_resume &&
+	       sb__hmac_equal(c->pr.resume, p->token, SB__RESUME_LEN);
+}
+
 /* Takes a name for c: the one it asked for, or the pattern's next free one.
- * Tombstones give way: a name is unique among connected peers only. */
-static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn *c)
+ * Tombstones give way: a name is unique among connected peers only, but
+ * within its grace an assigned name of a gone peer goes to its token only.
+ * A name a peer chose without a token is never held: that peer restarted
+ * asks for it again, with no token to show, and must get it. A peer that
+ * shows a token takes part (a router restarted since knows none of them),
+ * so every claim of an assigned name or by a token gets a fresh token
+ * (the one shown dies with it).
+ * @return 0, SB_EDUPNAME, SB_EOVERLOADED (c showed the token of a holder
+ *         still connected: its close has not been seen yet), SB_ENOMEM */
+static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn *c, char *why)
 {
 	struct sb__dir *d = &r->dir;
 	char name[SB_PEER_MAX + 1];
 	uint32_t len;
 	struct sb__peer *p;
+	uint64_t now = sb__now_ms();
 	int rc = 0;
 
 	pthread_mutex_lock(&r->names_lock);
@@ -187,21 +212,37 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 		name[len] = 0;
 		p = pm_find(&d->names, name, len);
 		if (p != NULL && p->ep != 0) {
+			rc = owner(c, p) ? SB_EOVERLOADED : SB_EDUPNAME;
+			snprintf(why, SB__WHY_MAX, "%s",
+				 rc == SB_EDUPNAME
+					 ? "a connected peer already has this name"
+					 : "this name's previous connection has not closed "
+					   "yet: try again");
+			goto out;
+		}
+		if (p != NULL && held(p, now) && !owner(c, p)) {
 			rc = SB_EDUPNAME;
+			snprintf(why, SB__WHY_MAX,
+				 "this name is held for the peer that had it (%llu ms more) and "
+				 "only its resume token takes it",
+				 (unsigned long long)(p->held_until - now));
 			goto out;
 		}
 	} else {
-		/* Ends: at most one try per connected peer that chose a name
-		 * of the pattern's form itself, plus one. */
+		/* Ends: at most one try per connected or held name of the
+		 * pattern's form, plus one. */
 		do {
 			len = format_name(d->pattern, d->counter, name);
 			d->counter = d->counter == UINT32_MAX ? 1 : d->counter + 1;
 			p = len > 0 ? pm_find(&d->names, name, len) : NULL;
-		} while (len == 0 || (p != NULL && p->ep != 0));
+		} while (len == 0 || (p != NULL && (p->ep != 0 || held(p, now))));
 	}
+	/* Held if lost: from the pattern, or asked for with a token. */
+	int assigned = wanted.ptr == NULL || c->pr.has_resume;
 	if (p == NULL) {
 		if ((p = calloc(1, sizeof *p)) == NULL) {
 			rc = SB_ENOMEM;
+			snprintf(why, SB__WHY_MAX, "out of memory");
 			goto out;
 		}
 		memcpy(p->name, name, len + 1);
@@ -211,6 +252,7 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 		if (pm_put(&d->names, p) != 0) {
 			free(p);
 			rc = SB_ENOMEM;
+			snprintf(why, SB__WHY_MAX, "out of memory");
 			goto out;
 		}
 	} else { /* the name of a peer that left */
@@ -222,7 +264,15 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 		p->claims = NULL;
 		p->claims_len = 0;
 		p->draining = 0;
+		p->held_until = 0;
 	}
+	/* Without randomness there is no token: the name is simply not held. */
+	c->pr.has_token =
+		assigned && d->grace_ms > 0 && sb__hmac_nonce(p->token, SB__RESUME_LEN) == 0;
+	p->tokened = c->pr.has_token;
+	if (!c->pr.has_token)
+		memset(p->token, 0, sizeof p->token);
+	memcpy(c->pr.token, p->token, SB__RESUME_LEN);
 	p->ep = c->ep;
 	p->service = c->service;
 	p->peer_id = d->next_id;
@@ -248,6 +298,14 @@ static void dir_release(struct sb_router *r, const struct sb__conn *c)
 	struct sb__peer *p = pm_find(&d->names, c->name, (uint32_t)strlen(c->name));
 	if (p != NULL && p->ep == c->ep) {
 		p->ep = 0;
+		/* Held for a welcomed connection that was lost, not for a peer
+		 * that said GOODBYE (it is not coming back), an HTTP call (no
+		 * name of its own to come back to), or a handshake refused
+		 * after the claim (the cluster's). */
+		p->held_until =
+			c->pr.has_token && c->ready && !p->draining && c->xport != SB__XPORT_HTTP
+				? sb__now_ms() + d->grace_ms
+				: 0;
 		sb__link_add_tail(&d->tombs, &p->link);
 		if (++d->ntombs > SB__TOMBS_MAX) {
 			struct sb__peer *old = SB__CONTAINER(d->tombs.next, struct sb__peer, link);
@@ -555,9 +613,9 @@ static void publish(struct sb__shard *sh, const struct sb__conn *c, enum sb__mai
 	}
 }
 
-int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view wanted)
+int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view wanted, char *why)
 {
-	int rc = dir_claim(sh->r, wanted, c);
+	int rc = dir_claim(sh->r, wanted, c, why);
 	if (rc != 0)
 		return rc;
 	c->named = 1;
@@ -688,6 +746,82 @@ int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, c
 		snprintf(why, SB__WHY_MAX, "peer %.*s is not connected", (int)name.len,
 			 (const char *)name.ptr);
 	return rc;
+}
+
+void sb__peers_hello(struct sb__conn *c, struct sb_view payload)
+{
+	const uint8_t *p = payload.ptr, *end;
+	struct sb__mp_item it;
+
+	c->pr.has_resume = 0;
+	if (p == NULL) /* an HTTP caller's HELLO, made by the edge */
+		return;
+	end = p + payload.len;
+	if (sb__mp_read(&p, end, &it) != SB__MP_OK || it.type != SB__MP_MAP)
+		return;
+	for (uint32_t pair = 0; pair < it.len; pair++) {
+		struct sb__mp_item key, v;
+		if (sb__mp_read(&p, end, &key) != SB__MP_OK)
+			return;
+		int is_resume = key.type == SB__MP_STR && key.len == 6 &&
+				memcmp(key.body, "resume", 6) == 0;
+		/* The value, skipped whole: a count of items still to read. */
+		for (uint64_t left = 1; left > 0; left--) {
+			if (sb__mp_read(&p, end, &v) != SB__MP_OK)
+				return;
+			if (is_resume) {
+				if (v.type == SB__MP_BIN && v.len == SB__RESUME_LEN) {
+					memcpy(c->pr.resume, v.body, SB__RESUME_LEN);
+					c->pr.has_resume = 1;
+				}
+				return;
+			}
+			if (v.type == SB__MP_ARRAY)
+				left += v.len;
+			else if (v.type == SB__MP_MAP)
+				left += 2 * (uint64_t)v.len;
+		}
+	}
+}
+
+/* ---- selectors (a broadcast to peers) ------------------------------------ */
+
+static int is_role(struct sb_view sel, const char *role)
+{
+	size_t n = strlen(role);
+	return sel.len == n + 1 && sel.ptr[0] == '@' && memcmp(sel.ptr + 1, role, n) == 0;
+}
+
+int sb__peers_selector_ok(struct sb_view sel)
+{
+	if (sel.len > 0 && sel.ptr[0] == '@')
+		return is_role(sel, "client") || is_role(sel, "service");
+	const uint8_t *star = memchr(sel.ptr, '*', sel.len);
+	return star == NULL || star == sel.ptr + sel.len - 1;
+}
+
+static int selects(struct sb_view sel, const struct sb__peer *p)
+{
+	if (sel.ptr[0] == '@')
+		return is_role(sel, "service") == (p->service != 0);
+	if (sel.ptr[sel.len - 1] == '*')
+		return p->len >= sel.len - 1 && memcmp(p->name, sel.ptr, sel.len - 1) == 0;
+	return p->len == sel.len && memcmp(p->name, sel.ptr, sel.len) == 0;
+}
+
+void sb__peers_select(struct sb__shard *sh, struct sb_view sel, uint64_t self,
+		      void (*fn)(void *ctx, const struct sb__peer *p), void *ctx)
+{
+	struct sb__replica *t = &sh->peers;
+
+	for (struct sb__link *l = t->all.next; l != &t->all; l = l->next) {
+		const struct sb__peer *p = SB__CONTAINER(l, struct sb__peer, link);
+		/* A name's older holder lingers until its PEER_DOWN comes. */
+		if (p->ep == self || p->draining || pm_find(&t->names, p->name, p->len) != p)
+			continue;
+		if (selects(sel, p))
+			fn(ctx, p);
+	}
 }
 
 const char *sb__peers_name_of(struct sb__shard *sh, uint64_t ep)

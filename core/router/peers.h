@@ -20,12 +20,15 @@ struct sb__conn;
 struct sb__mail;
 struct sb_router;
 
+#define SB__WHY_MAX 128 /* a refusal's text from this module */
+
 /** 1 if @p p is a valid naming pattern: a peer name with exactly one run of
  *  '#', which leaves room for a 10-digit counter within SB_PEER_MAX. */
 int sb__name_pattern_ok(const char *p);
 
-/** @return 0 or SB_ENOMEM */
-int sb__dir_init(struct sb__dir *d, const char *pattern);
+/** @param grace_ms  how long a gone peer's name is held for its resume
+ *  token (0: not held). @return 0 or SB_ENOMEM */
+int sb__dir_init(struct sb__dir *d, const char *pattern, uint32_t grace_ms);
 void sb__dir_destroy(struct sb__dir *d);
 
 /** Connected peers, a snapshot taken under the lock, identities included: a
@@ -38,10 +41,15 @@ void sb__replica_destroy(struct sb__replica *t);
 
 /**
  * The handshake's naming step: claim @p wanted (nil: a name from the
- * pattern) for c, give c its peer_id and name, and tell every shard.
- * @return 0, SB_EDUPNAME (a connected peer has the name) or SB_ENOMEM
+ * pattern) for c, give c its peer_id, name and resume token, and tell
+ * every shard.
+ * @param why  on failure, the refusal's text (SB__WHY_MAX bytes)
+ * @return 0; SB_EDUPNAME (a connected peer has the name, or it is held
+ *         for the resume token of a peer that left, and c did not show
+ *         it); SB_EOVERLOADED (c showed the token of the name's holder,
+ *         whose close the router has not seen yet: try again); SB_ENOMEM
  */
-int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view wanted);
+int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view wanted, char *why);
 
 /** c is closing: its name becomes a tombstone, every shard hears it, and it
  *  stops being a presence subscriber. */
@@ -77,8 +85,24 @@ void sb__peers_release_mail(const struct sb__mail *m);
  *         SB_ENOTCONNECTED (connected once, gone now, or leaving: it said
  *         GOODBYE)
  */
-#define SB__WHY_MAX 128
 int sb__peers_resolve(struct sb__shard *sh, struct sb_view name, uint64_t *ep, char *why);
+
+/** A HELLO's payload: its resume token (key "resume", 16 bytes of bin),
+ *  if it shows one, kept in c for the naming step; anything else there is
+ *  information the router does not read. */
+void sb__peers_hello(struct sb__conn *c, struct sb_view payload);
+
+/** Whether @p sel is a peer selector: `@client`, `@service`, or a peer
+ *  name pattern (an exact name, or a prefix ending in the one `*`). */
+int sb__peers_selector_ok(struct sb_view sel);
+
+/**
+ * Calls @p fn for every connected peer this shard's replica knows that
+ * selector @p sel picks, but @p self (the asker: not itself) and peers
+ * that said GOODBYE; each name once, its newest holder.
+ */
+void sb__peers_select(struct sb__shard *sh, struct sb_view sel, uint64_t self,
+		      void (*fn)(void *ctx, const struct sb__peer *p), void *ctx);
 
 /** The peer name of connection @p ep as this shard knows it, or NULL. */
 const char *sb__peers_name_of(struct sb__shard *sh, uint64_t ep);

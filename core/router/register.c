@@ -1,9 +1,11 @@
 /* Registrations. A REGISTER or UNREGISTER is applied by the handler's shard
- * at once (after the role, the name rule and max_registrations allow it,
- * and its schema compiles), then mailed to every other shard; the ACK goes
- * once every shard has applied it, so an ACKed handler is reachable from
- * any connection. Each route holds its name's statistics while it has a
- * handler. */
+ * at once (after the name rule and max_registrations allow it, and its
+ * schema compiles), then mailed to every other shard; the ACK goes once
+ * every shard has applied it, so an ACKed handler is reachable from any
+ * connection. A service's handlers go into the routes, and each route holds
+ * its name's statistics while it has a handler; a client's go into the
+ * direct table, which only `to` looks at, so a client can be pushed to by
+ * name without ever taking a public route. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,12 +88,14 @@ void sb__register_done(struct sb__shard *sh, struct sb__route_sync *sync)
 void sb__register_apply(struct sb__shard *sh, const struct sb__mail *m)
 {
 	struct sb__mail_name *n = m->p;
+	int direct = (m->a & SB__EP_DIRECT) != 0;
+	struct sb__routes *t = direct ? &sh->direct : &sh->routes;
 	if (m->type == SB__MAIL_ROUTE_ADD) {
-		if (sb__routes_add(&sh->routes, n->name, n->len, m->b, m->a, n->schema) == 0)
+		if (sb__routes_add(t, n->name, n->len, m->b, m->a, n->schema) == 0 && !direct)
 			route_stat(sh, n->name, n->len);
 		sb__schema_unref(n->schema);
 	} else
-		sb__routes_del(&sh->routes, n->name, n->len, m->b);
+		sb__routes_del(t, n->name, n->len, m->b);
 	struct sb__mail done = {.type = SB__MAIL_ROUTE_DONE, .p = n->sync};
 	sb__mail(sh, sb__ep_shard(m->b), &done);
 	free(n);
@@ -110,8 +114,6 @@ int sb__register_locals(struct sb__shard *sh)
 	return 0;
 }
 
-/* allow_register_service, then max_registrations (a name registered again
- * takes no new place). @return -1 refused (answered), 1 a new name, 0 not */
 /* A registration refused as forbidden counts as one, whatever forbade it:
  * the role, a name rule, a GOODBYE (as a refused call does, sb__refuse()). */
 static void forbidden(struct sb__shard *sh, struct sb__conn *c, uint64_t id, const char *why)
@@ -120,19 +122,22 @@ static void forbidden(struct sb__shard *sh, struct sb__conn *c, uint64_t id, con
 	sb__send_error(sh, c, id, SB_EFORBIDDEN, why, 0);
 }
 
+/* allow_register_service (for the public routes a service takes), then
+ * max_registrations (a name registered again takes no new place).
+ * @return -1 refused (answered), 1 a new name, 0 not */
 static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t id,
-			    struct sb_view name)
+			    struct sb_view name, const struct sb__routes *t)
 {
 	const struct sb__patterns *rule = &sh->auth.pol->reg;
 	uint32_t limit = sh->r->cfg.max_registrations;
 	char why[SB_TEXT_MAX];
 
-	if (!sb__patterns_allow(rule, name)) {
+	if (c->service && !sb__patterns_allow(rule, name)) {
 		sb__patterns_refusal(why, sizeof why, name, rule);
 		forbidden(sh, c, id, why);
 		return -1;
 	}
-	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
+	struct sb__route *r = sb__routes_find(t, name.ptr, name.len);
 	if (r != NULL && sb__route_endpoint(r, c->ep) != NULL)
 		return 0;
 	if (c->nregs >= limit) {
@@ -148,15 +153,13 @@ static int register_allowed(struct sb__shard *sh, struct sb__conn *c, uint64_t i
 void sb__register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	struct sb_view name = m->name.ptr ? m->name : (struct sb_view){(const uint8_t *)"", 0};
-	uint32_t flags = m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0;
+	uint32_t flags =
+		(m->flags & SB_F_INTERNAL ? SB__EP_INTERNAL : 0) | (c->service ? 0 : SB__EP_DIRECT);
+	struct sb__routes *t = c->service ? &sh->routes : &sh->direct;
 	struct sb__schema *schema = NULL;
 	char why[SB_TEXT_MAX + 1];
 	int rc;
 
-	if (!c->service) {
-		forbidden(sh, c, m->id, "only services may register handlers");
-		return;
-	}
 	if (name.len > 0 && name.ptr[0] == '$') {
 		sb__send_error(sh, c, m->id, SB_EINVAL, "names starting with $ are reserved", 0);
 		return;
@@ -166,7 +169,7 @@ void sb__register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 		return;
 	}
 	if (m->kind == SB_REGISTER) {
-		int fresh = register_allowed(sh, c, m->id, name);
+		int fresh = register_allowed(sh, c, m->id, name, t);
 		if (fresh < 0)
 			return;
 		/* Compiled once, here; the other shards get the same block. */
@@ -176,17 +179,19 @@ void sb__register(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 				       rc == SB_EINVAL ? why : "out of memory", 0);
 			return;
 		}
-		if (sb__routes_add(&sh->routes, name.ptr, name.len, c->ep, flags, schema) != 0) {
+		if (sb__routes_add(t, name.ptr, name.len, c->ep, flags, schema) != 0) {
 			sb__schema_unref(schema);
 			sb__send_error(sh, c, m->id, SB_EINTERNAL, "out of memory", 0);
 			return;
 		}
 		c->nregs += (uint32_t)fresh;
-		route_stat(sh, name.ptr, name.len);
+		if (c->service)
+			route_stat(sh, name.ptr, name.len);
 		route_mail(sh, SB__MAIL_ROUTE_ADD, &name, c->ep, flags, schema, m->id);
 		sb__schema_unref(schema); /* the routes and the mail hold theirs */
 	} else {
-		c->nregs -= (uint32_t)sb__routes_del(&sh->routes, name.ptr, name.len, c->ep);
-		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, 0, NULL, m->id);
+		c->nregs -= (uint32_t)sb__routes_del(t, name.ptr, name.len, c->ep);
+		route_mail(sh, SB__MAIL_ROUTE_DEL, &name, c->ep, flags & SB__EP_DIRECT, NULL,
+			   m->id);
 	}
 }

@@ -338,6 +338,34 @@ void sb__refuse(struct sb__shard *sh, const struct sb__asker *a, const struct sb
 
 /* ---- forwarding ---------------------------------------------------------- */
 
+/* A send to every peer a selector picks: each by its handler for the name
+ * or its catch-all; one without is counted as a `to` would be. */
+struct send_walk {
+	struct sb__shard *sh;
+	const struct sb__asker *a;
+	const struct sb_msg *m;
+	struct sb__buf *b;
+	uint8_t *f;
+	uint32_t len;
+};
+
+static void send_peer(void *ctx, const struct sb__peer *p)
+{
+	struct send_walk *w = ctx;
+	char why[SB_TEXT_MAX + 1];
+	const struct sb__endpoint *e = sb__peer_handler(w->sh, w->m->name, p->ep);
+	int rc = e == NULL ? SB_ENOHANDLER : sb__admits(e, w->a->service, w->m, why);
+
+	if (rc != 0) {
+		if (rc == SB_ENOHANDLER)
+			sb__stat_add(&w->sh->st.to_unhandled, 1);
+		sb__refuse(w->sh, w->a, w->m, rc, why);
+		return;
+	}
+	sb__buf_get(w->b); /* one reference per peer, no copy */
+	sb__deliver(w->sh, p->ep, w->b, w->f, w->len);
+}
+
 void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 		      struct sb__buf *b, uint8_t *f, uint32_t len)
 {
@@ -352,6 +380,11 @@ void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const str
 	sb_patch_u32(f, m->from_off, a->from);
 	if (d.kind == SB__DEST_CLUSTER) {
 		sb__cluster_send(sh, m, a->service, f, len);
+		return;
+	}
+	if (d.kind == SB__DEST_PEERS) {
+		struct send_walk w = {sh, a, m, b, f, len};
+		sb__peers_select(sh, m->to, a->c != NULL ? a->c->ep : 0, send_peer, &w);
 		return;
 	}
 	if (d.kind != SB__DEST_ALL) {
@@ -406,15 +439,25 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, SB_EOVERLOADED, why);
 		return;
 	}
-	/* A broadcast's handlers: those of the route the caller may reach. */
+	/* A broadcast's handlers: those of the route the caller may reach, or
+	 * the peers the selector picks. */
 	struct sb__bcast *bc = NULL;
+	int nothing = 0;
 	if (d.kind == SB__DEST_ALL && (bc = sb__bcast_new(sh, d.r, a->service)) == NULL) {
 		sb__refuse(sh, a, m, SB_ENOMEM, "out of memory");
 		return;
 	}
-	uint64_t target = d.kind == SB__DEST_ALL       ? 0
-			  : d.kind == SB__DEST_CLUSTER ? SB__CLUSTER_EP
-						       : d.ep;
+	if (d.kind == SB__DEST_PEERS &&
+	    ((bc = sb__bcast_peers(sh, a, m, &nothing)) == NULL || nothing)) {
+		free(bc);
+		if (nothing)
+			snprintf(why, sizeof why, "no connected peer matches %.*s", (int)m->to.len,
+				 (const char *)m->to.ptr);
+		sb__refuse(sh, a, m, nothing ? SB_ENOPEERS : SB_ENOMEM,
+			   nothing ? why : "out of memory");
+		return;
+	}
+	uint64_t target = bc != NULL ? 0 : d.kind == SB__DEST_CLUSTER ? SB__CLUSTER_EP : d.ep;
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
 		free(bc);

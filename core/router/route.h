@@ -9,6 +9,9 @@
 #include "proto/schema.h"
 
 #define SB__EP_INTERNAL 0x1u /* callable by services only */
+/* A client's handler: reachable through `to` only, so it lives in the
+ * shard's table of direct handlers (sb__shard.direct), never in routes. */
+#define SB__EP_DIRECT 0x2u
 
 struct sb__rstat;
 

@@ -54,6 +54,7 @@ static void defaults(struct sb_router_config *c)
 	c->admin_port = -1;
 	c->admin_addr = "127.0.0.1";
 	c->jwt_leeway_s = 30;
+	c->name_grace_ms = 30000;
 }
 
 /* A program built against an older header has a shorter struct: only
@@ -269,7 +270,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	pthread_mutex_init(&r->tls_lock, NULL);
 	sb__jwt_slot_init(&r->jwt);
 	r->cfg.name_pattern = NULL; /* the directory keeps its own copy */
-	if (sb__dir_init(&r->dir, c->name_pattern) != 0)
+	if (sb__dir_init(&r->dir, c->name_pattern, c->name_grace_ms) != 0)
 		goto fail;
 	sb__rstats_init(&r->rstats, r->nshards);
 	sb__addrtab_init(&r->addrs);

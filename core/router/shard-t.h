@@ -52,6 +52,7 @@ struct sb__shard {
 	struct sb__reqtab reqs;    /* requests in flight */
 	struct sb__wheel wheel;    /* request timeouts */
 	struct sb__routes routes;  /* this shard's replica of the route table */
+	struct sb__routes direct;  /* clients' handlers, reachable by `to` only (replica) */
 	struct sb__replica peers;  /* this shard's replica of the peer directory */
 	struct sb__idmap cancel;   /* key(requester ep, requester id) -> rid */
 	struct sb__idmap load;     /* handler ep -> requests this shard has in flight to it */

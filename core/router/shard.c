@@ -218,6 +218,7 @@ static int setup(struct sb__shard *sh)
 	sb__wheel_init(&sh->wheel, sh->now);
 	sb__accept_init(sh);
 	sb__routes_init(&sh->routes);
+	sb__routes_init(&sh->direct);
 	sh->routes.on_drop = sb__route_dropped;
 	sh->routes.drop_ctx = sh;
 	sb__replica_init(&sh->peers);
@@ -260,6 +261,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__tls_ctx_put(sh->tls);
 	sh->tls = NULL;
 	sb__routes_destroy(&sh->routes);
+	sb__routes_destroy(&sh->direct);
 	sb__replica_destroy(&sh->peers);
 	sb__idmap_destroy(&sh->cancel);
 	sb__idmap_destroy(&sh->load);

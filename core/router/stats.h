@@ -41,7 +41,8 @@
 	X(register_refused, SUM)                                                                   \
 	X(idle_pings, SUM)                                                                         \
 	X(idle_timeouts, SUM)                                                                      \
-	X(accept_errors, SUM)
+	X(accept_errors, SUM)                                                                      \
+	X(to_unhandled, SUM)
 
 /* How a shard's value joins the router's. */
 #define SB__STAT_SUM(acc, v)  ((acc) + (v))

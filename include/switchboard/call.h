@@ -44,6 +44,12 @@ typedef void (*sb_reply_fn)(const struct sb_reply *r, void *ud);
 
 /* struct sb_opts flags. */
 #define SB_OPT_ALL 0x01u /* every handler of the name (a broadcast), not one */
+/* Every connected peer `to` selects (a broadcast to peers): `to` is
+ * "@client", "@service", or a peer name pattern (exact, or a prefix ending
+ * in `*`: "agent-*"; "*" is every peer). Each peer's handler for the name,
+ * or its catch-all, is asked; one with neither is a result of its own
+ * (SB_ENOHANDLER). Not the sender itself. */
+#define SB_OPT_PEERS 0x02u
 
 /*
  * How to send or request: NULL means the defaults. Start from SB_OPTS_INIT,
@@ -54,9 +60,11 @@ typedef void (*sb_reply_fn)(const struct sb_reply *r, void *ud);
 struct sb_opts {
 	size_t size;         /* sizeof (struct sb_opts), as SB_OPTS_INIT sets it */
 	uint32_t timeout_ms; /* requests: 0 = the default */
-	const char *to;      /* the peer named so, whatever it registered (no load
-				balancing, a client too); NULL: a handler of the name */
-	unsigned flags;      /* 0 or SB_OPT_ALL (not with `to`) */
+	const char *to;      /* the peer named so, by its handler of the name or its
+				catch-all (no load balancing, a client too); NULL:
+				a handler of the name */
+	unsigned flags;      /* 0, SB_OPT_ALL (not with `to`), or SB_OPT_PEERS (`to`
+				is then the selector) */
 };
 
 /* clang-format off */

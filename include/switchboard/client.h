@@ -260,13 +260,16 @@ size_t sb_client_offline_queued(const struct sb_client *c);
  * 0 when not connected. */
 uint32_t sb_client_peer_id(const struct sb_client *c);
 
-/* ---- handlers (role "service") ------------------------------------------ */
+/* ---- handlers ------------------------------------------------------------ */
 
 /**
  * Handle messages for @p name with @p fn (switchboard/call.h: it gets a
- * struct sb_call, and sb_call_client() is this client). The registration
- * is remembered: it is sent now if connected, and again after every
- * reconnect, before RECONNECTED. If the router refuses it, on_state
+ * struct sb_call, and sb_call_client() is this client). A service's
+ * handler takes the name's public route (load balancing, broadcasts); a
+ * client's is reached only by messages sent `to` this peer by name
+ * (opts->to), never by the name alone (docs/protocol.md, REGISTER). The
+ * registration is remembered: it is sent now if connected, and again after
+ * every reconnect, before RECONNECTED. If the router refuses it, on_state
  * reports SB_CLIENT_ERROR with its code and the handler is dropped.
  * @param name  message name; NULL for the catch-all (messages nobody else takes)
  * @param opts  NULL for none; flags SB_HANDLER_INTERNAL; an argument schema:
@@ -276,10 +279,10 @@ uint32_t sb_client_peer_id(const struct sb_client *c);
  *              (docs/protocol.md, "Argument schemas"; docs/client.md). The
  *              schema is copied and sent with the registration, again after
  *              every reconnect
- * @return 0; SB_EFORBIDDEN if the role is not SB_ROLE_SERVICE; SB_EINVAL for
- *         a bad name (too long, bad characters, starting with '$'), unknown
- *         flags, an opts size too small, a schema the router would refuse
- *         (sb_schema_validate() says why), a NULL @p fn, or a name already
+ * @return 0; SB_EINVAL for a bad name (too long, bad characters, starting
+ *         with '$'), unknown flags, an opts size too small, a schema the
+ *         router would refuse (sb_schema_validate() says why), a NULL @p fn,
+ *         or a name already
  *         registered on this client; SB_ENOMEM. A schema larger than a
  *         router's frame limit is reported when connecting to it, as
  *         SB_CLIENT_ERROR with SB_ETOOLARGE, and the handler dropped; while
@@ -325,9 +328,10 @@ int sb_client_unregister(struct sb_client *c, const char *name);
 
 /**
  * Fire-and-forget: one handler of @p name gets it; nothing comes back.
- * With opts->to, the peer of that name gets it, whatever it registered (a
- * client too, no load balancing); a peer that is not connected is not
- * reported (request it to know). With SB_OPT_ALL every handler of @p name
+ * With opts->to, the peer of that name gets it if it registered @p name
+ * or a catch-all (a client too, no load balancing); a peer that is not
+ * connected or has no such handler is not reported (request it to know;
+ * the router counts it). With SB_OPT_ALL every handler of @p name
  * gets it (internal ones only for a service); nobody handling it is not
  * reported.
  * @param payload  one MessagePack value, or NULL (len 0) for nil; copied

@@ -123,6 +123,13 @@ struct sb_router_config {
 	 * network. */
 	int admin_port;         /* -1 = no admin listener (default); 0 = any free port */
 	const char *admin_addr; /* IPv4 address it listens on; copied; default "127.0.0.1" */
+
+	/* A peer whose connection is lost keeps its name this long: only a
+	 * HELLO showing the resume token its WELCOME gave takes it back
+	 * (docs/protocol.md, HELLO and WELCOME); 0 = names are free at once,
+	 * and WELCOME gives no token. Default 30,000. Appended last: the
+	 * struct grows at its end. */
+	uint32_t name_grace_ms;
 };
 
 /* Counters, summed over shards. */
@@ -149,7 +156,8 @@ struct sb_router_stats {
 	uint64_t hello_timeouts;    /* connections closed for not finishing HELLO in time */
 	uint64_t invalid_args;      /* sends and requests refused as invalid arguments:
 				       the handler's schema (a broadcast send: once per
-				       handler), or `to` with BROADCAST */
+				       handler), or a BROADCAST's `to` that is no peer
+				       selector */
 	uint64_t auth_failures;     /* handshakes refused "unauthorized" (secret, token) */
 	uint64_t auth_blocked;      /* connections refused: their address failed too often */
 	uint64_t forbidden;         /* registrations, sends and requests refused as forbidden:
@@ -163,6 +171,8 @@ struct sb_router_stats {
 	uint64_t idle_timeouts;     /* connections closed for not answering a PING */
 	uint64_t accept_errors;     /* accepts that failed (out of descriptors or memory):
 				       each is retried after a pause, 10 ms doubling to 1 s */
+	uint64_t to_unhandled;      /* sends and requests `to` a peer that has no handler for
+				       the name, nor a catch-all (also in no_handler) */
 };
 
 struct sb_router;
@@ -273,8 +283,9 @@ int sb_router_handle(struct sb_router *r, const char *name, const struct sb_hand
  * Send fire-and-forget from any thread while the router runs, routed as a
  * service's send (internal handlers included).
  * @param opts  NULL for the defaults: one handler of @p name. With `to`,
- *              the peer of that name, whatever it registered; with
- *              SB_OPT_ALL, every handler of @p name (switchboard/call.h)
+ *              the peer of that name (its handler or catch-all); with
+ *              SB_OPT_ALL, every handler of @p name; with SB_OPT_PEERS,
+ *              every peer `to` selects (switchboard/call.h)
  * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL (bad name,
  *         payload or opts), SB_ETOOLARGE, SB_ENOMEM
  */
@@ -289,7 +300,8 @@ int sb_router_send(struct sb_router *r, const char *name, const void *payload, s
  * break the handler's schema), SB_ETIMEOUT, SB_EPEERGONE, SB_ECANCELLED,
  * SB_EDRAINING, and with `to` SB_EUNKNOWNPEER or SB_ENOTCONNECTED.
  * @param opts  NULL for the defaults. timeout_ms 0: the router's default.
- *              `to` and SB_OPT_ALL as for sb_request() (docs/client.md):
+ *              `to`, SB_OPT_ALL and SB_OPT_PEERS as for sb_request()
+ *              (docs/client.md):
  *              a broadcast reports each handler's answer with
  *              SB_MORE_RESULT and r->peer set ("(in-process)" for an
  *              in-process handler), then the "$sb.all" aggregate

@@ -106,6 +106,215 @@ static void handle_win(struct sb_call *call, void *ud)
 	}
 }
 
+/* A client registers `cmd`, which only `to` reaches: a service pushes to it
+ * by name (a send and a request), another client asking `cmd` by name alone
+ * gets `no handler`; a name the client does not handle is refused by the
+ * router and counted; the client still cannot call internal handlers. */
+static void test_a_client_takes_pushes_by_name_only(void)
+{
+	router_start(NULL);
+	struct watch w[3] = {{0}};
+	struct seen pushed = {0};
+	struct caller asked = {0};
+	struct sb_client *agent = client("agent-1", "client", &w[0]);
+	struct sb_client *svc = client("tunnel-1", "service", &w[1]);
+	struct sb_client *other = client("other-cli", "client", &w[2]);
+	struct sb_client *cs[] = {agent, svc, other};
+	struct replies r[5] = {{0}};
+
+	CHECK_INT(sb_client_register(agent, "cmd", NULL, handle_whoami, &asked), 0);
+	CHECK_INT(sb_client_register(agent, "cmd.note", NULL, handle_seen, &pushed), 0);
+	CHECK_INT(
+		sb_client_register(svc, "vault.open",
+				   &(struct sb_handler_opts){.size = sizeof(struct sb_handler_opts),
+							     .flags = SB_HANDLER_INTERNAL},
+				   handle_echo, NULL),
+		0);
+	pump_online(cs, 3);
+	struct sb_opts to_agent = SB_OPTS_INIT;
+	to_agent.to = "agent-1";
+	to_agent.timeout_ms = LONG_MS;
+	CHECK_INT(sb_request(svc, "cmd", NULL, 0, &to_agent, on_reply, &r[0], NULL), 0);
+	CHECK_INT(sb_send(svc, "cmd.note", EVENT, sizeof EVENT, &to_agent), 0);
+	pump_until(cs, 3, &r[0].terminal, 1, "the agent's answer");
+	CHECK_INT(r[0].err, 0);
+	CHECK_STR(r[0].outcome, "tunnel-1"); /* the agent knew who asked */
+	CHECK_STR(asked.role, "service");
+	pump_until(cs, 3, &pushed.n, 1, "the push");
+	CHECK(pushed.len == sizeof EVENT && memcmp(pushed.payload, EVENT, sizeof EVENT) == 0);
+
+	/* By name alone, nobody handles `cmd`: the agent's name is not a route. */
+	CHECK_INT(sb_request(other, "cmd", NULL, 0, NULL, on_reply, &r[1], NULL), 0);
+	pump_until(cs, 3, &r[1].terminal, 1, "no handler");
+	CHECK_INT(r[1].err, SB_ENOHANDLER);
+	CHECK_STR(r[1].outcome, "no handler for this name");
+	CHECK_INT(asked.n, 1);
+
+	/* A name the agent has no handler for: counted, and a request told. */
+	uint64_t before = router_stats().to_unhandled;
+	CHECK_INT(sb_send(svc, "cmd.other", NULL, 0, &to_agent), 0);
+	CHECK_INT(sb_request(svc, "cmd.other", NULL, 0, &to_agent, on_reply, &r[2], NULL), 0);
+	pump_until(cs, 3, &r[2].terminal, 1, "the router's refusal");
+	CHECK_INT(r[2].err, SB_ENOHANDLER);
+	CHECK_STR(r[2].outcome, "peer agent-1 has no handler for cmd.other");
+	CHECK_INT(router_stats().to_unhandled, before + 2); /* the send went first */
+	CHECK_INT(pushed.n, 1);
+
+	/* Registering gave the agent no service's rights. */
+	CHECK_INT(sb_request(agent, "vault.open", NULL, 0, NULL, on_reply, &r[3], NULL), 0);
+	pump_until(cs, 3, &r[3].terminal, 1, "forbidden");
+	CHECK_INT(r[3].err, SB_EFORBIDDEN);
+
+	sb_client_free(other);
+	sb_client_free(svc);
+	sb_client_free(agent);
+	router_stop();
+}
+
+/* Per-peer results of a broadcast to peers, by peer name, in a line each:
+ * "agent-1 ok up" or "agent-4 error -1 no handler for this name". */
+struct peer_results {
+	char lines[8][96];
+	int n, terminal, err;
+	struct sb_all_counts counts;
+};
+
+static void on_peer_result(const struct sb_reply *r, void *ud)
+{
+	struct peer_results *a = ud;
+
+	if (r->more == SB_MORE_NONE) {
+		a->terminal++;
+		a->err = r->err;
+		if (r->err == 0)
+			CHECK_INT(sb_all_counts(r->payload, r->len, &a->counts), 0);
+		return;
+	}
+	CHECK_INT(r->more, SB_MORE_RESULT);
+	CHECK(r->peer != NULL && a->n < 8);
+	if (r->peer == NULL || a->n == 8)
+		return;
+	if (r->err == 0)
+		snprintf(a->lines[a->n++], sizeof a->lines[0], "%s ok %s", r->peer, r->outcome);
+	else
+		snprintf(a->lines[a->n++], sizeof a->lines[0], "%s error %d %s", r->peer, r->err,
+			 r->outcome);
+}
+
+static int has_line(const struct peer_results *a, const char *line)
+{
+	for (int i = 0; i < a->n; i++)
+		if (strcmp(a->lines[i], line) == 0)
+			return 1;
+	return 0;
+}
+
+static void handle_up(struct sb_call *call, void *ud)
+{
+	(void)ud;
+	if (sb_call_is_request(call))
+		CHECK_INT(sb_reply(call, sb_call_name(call), NULL, 0), 0);
+}
+
+/* Every connected agent is asked, handler or not: two answer with their
+ * handler, one with its catch-all, and the one with neither shows as `no
+ * handler`; a peer the selector does not pick is not asked. By role too,
+ * and a send to them all counts the agent it could not reach. */
+static void test_a_broadcast_to_every_agent(void)
+{
+	router_start(NULL);
+	struct watch w[6] = {{0}};
+	struct sb_client *cs[6];
+	const char *names[] = {"agent-1", "agent-2", "agent-3", "agent-4", "tunnel", "bystander"};
+	for (int i = 0; i < 6; i++)
+		cs[i] = client(names[i], i == 4 ? "service" : "client", &w[i]);
+	CHECK_INT(sb_client_register(cs[0], "health", NULL, handle_up, NULL), 0);
+	CHECK_INT(sb_client_register(cs[1], "health", NULL, handle_up, NULL), 0);
+	CHECK_INT(sb_client_register(cs[2], NULL, NULL, handle_up, NULL), 0); /* catch-all */
+	CHECK_INT(sb_client_register(cs[5], "health", NULL, handle_up, NULL), 0);
+	/* For later: each peer's own rules (ACKed before ONLINE). */
+	static const uint8_t need_k[] = {0x81, 0xa8, 'r', 'e',  'q',  'u', 'i',
+					 'r',  'e',  'd', 0x91, 0xa1, 'k'};
+	struct sb_handler_opts internal = SB_HANDLER_OPTS_INIT, schema = SB_HANDLER_OPTS_INIT;
+	internal.flags = SB_HANDLER_INTERNAL;
+	schema.schema = need_k;
+	schema.schema_len = sizeof need_k;
+	CHECK_INT(sb_client_register(cs[0], "strict", &internal, handle_up, NULL), 0);
+	CHECK_INT(sb_client_register(cs[5], "strict", &schema, handle_up, NULL), 0);
+	pump_online(cs, 6);
+
+	struct sb_opts peers = SB_OPTS_INIT;
+	peers.flags = SB_OPT_PEERS;
+	peers.to = "agent-*";
+	peers.timeout_ms = LONG_MS;
+	struct peer_results a = {0};
+	CHECK_INT(sb_request(cs[4], "health", NULL, 0, &peers, on_peer_result, &a, NULL), 0);
+	pump_until(cs, 6, &a.terminal, 1, "the aggregate");
+	CHECK_INT(a.err, 0);
+	CHECK_INT(a.n, 4);
+	CHECK(has_line(&a, "agent-1 ok health"));
+	CHECK(has_line(&a, "agent-2 ok health"));
+	CHECK(has_line(&a, "agent-3 ok health"));
+	CHECK(has_line(&a, "agent-4 error -1 no handler for this name"));
+	CHECK(a.counts.peers == 4 && a.counts.ok == 3 && a.counts.errors == 1);
+
+	/* By role: every client, the bystander too (a client may ask: it is
+	 * not asked itself). */
+	struct peer_results b = {0};
+	peers.to = "@client";
+	CHECK_INT(sb_request(cs[0], "health", NULL, 0, &peers, on_peer_result, &b, NULL), 0);
+	pump_until(cs, 6, &b.terminal, 1, "the aggregate by role");
+	CHECK_INT(b.n, 4);
+	CHECK(has_line(&b, "bystander ok health") && has_line(&b, "agent-4 error -1 no handler "
+								  "for this name"));
+	CHECK(!has_line(&b, "agent-1 ok health"));
+	CHECK(b.counts.peers == 4 && b.counts.ok == 3 && b.counts.errors == 1);
+
+	/* Nobody picked, and selectors that select nothing sensible. */
+	struct peer_results c = {0};
+	peers.to = "nobody-*";
+	CHECK_INT(sb_request(cs[4], "health", NULL, 0, &peers, on_peer_result, &c, NULL), 0);
+	pump_until(cs, 6, &c.terminal, 1, "no peers");
+	CHECK_INT(c.err, SB_ENOPEERS);
+	peers.to = "a*b";
+	CHECK_INT(sb_send(cs[4], "health", NULL, 0, &peers), SB_EINVAL);
+	peers.to = "@robots";
+	CHECK_INT(sb_send(cs[4], "health", NULL, 0, &peers), SB_EINVAL);
+	peers.to = NULL;
+	CHECK_INT(sb_send(cs[4], "health", NULL, 0, &peers), SB_EINVAL);
+
+	/* Each peer's own rules, each a result: an internal handler is not a
+	 * client's to call, a schema refuses what breaks it. */
+	struct watch wn = {0};
+	struct sb_client *asker = client("asker", "client", &wn);
+	struct sb_client *all[] = {cs[0], cs[1], cs[2], cs[3], cs[4], cs[5], asker};
+	pump_online(all, 7);
+	struct peer_results d = {0};
+	peers.to = "@client";
+	CHECK_INT(sb_request(asker, "strict", NULL, 0, &peers, on_peer_result, &d, NULL), 0);
+	pump_until(all, 7, &d.terminal, 1, "every client's own answer");
+	CHECK_INT(d.n, 5);
+	CHECK(has_line(&d, "agent-1 error -8 this peer handles the name for services only"));
+	CHECK(has_line(&d, "bystander error -9 missing required key \"k\""));
+	CHECK(has_line(&d, "agent-2 error -1 no handler for this name"));
+	CHECK(has_line(&d, "agent-3 ok strict")); /* its catch-all */
+	CHECK(has_line(&d, "agent-4 error -1 no handler for this name"));
+	CHECK(d.counts.peers == 5 && d.counts.ok == 1 && d.counts.errors == 4);
+	sb_client_free(asker);
+
+	/* A send to them all: agent-4 is counted, not silently skipped. */
+	uint64_t before = router_stats().to_unhandled;
+	peers.to = "agent-*";
+	CHECK_INT(sb_send(cs[4], "health", NULL, 0, &peers), 0);
+	struct peer_results done = {0}; /* a request after it: both counted by then */
+	CHECK_INT(sb_request(cs[4], "health", NULL, 0, &peers, on_peer_result, &done, NULL), 0);
+	pump_until(cs, 6, &done.terminal, 1, "the request after the send");
+	CHECK_INT(router_stats().to_unhandled, before + 2);
+	for (int i = 0; i < 6; i++)
+		sb_client_free(cs[i]);
+	router_stop();
+}
+
 /* Sends and requests `to` a peer reach it and nobody else, and a
  * handler knows who called; unknown and gone peers are told apart. */
 static void test_to_a_named_peer(void)
@@ -146,7 +355,8 @@ static void test_to_a_named_peer(void)
 	CHECK_INT(at_target.has_subject, 0);
 	CHECK_INT(at_target.from, sb_client_peer_id(cli));
 
-	/* The other way: a client can be asked too (it answers "no handler"). */
+	/* The other way: a client can be asked too; one that registered
+	 * nothing has no handler for the name (the router says so). */
 	CHECK_INT(sb_request(target, "anything", NULL, 0,
 			     &(struct sb_opts){.size = sizeof(struct sb_opts),
 					       .timeout_ms = LONG_MS,
@@ -372,6 +582,8 @@ static void test_caller_identity_window(void)
 int main(void)
 {
 	RUN(test_to_a_named_peer);
+	RUN(test_a_client_takes_pushes_by_name_only);
+	RUN(test_a_broadcast_to_every_agent);
 	RUN(test_request_all);
 	RUN(test_presence);
 	RUN(test_caller_identity_window);

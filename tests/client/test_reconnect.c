@@ -403,11 +403,77 @@ static void test_reconnect_after_router_restart(void)
 	sb_router_free(r3);
 }
 
+static void handle_cmd(struct sb_call *call, void *ud)
+{
+	(void)ud;
+	CHECK_INT(sb_reply(call, "done", NULL, 0), 0);
+}
+
+/* A network blip: the client's TCP connection dies (the process lives on).
+ * It reconnects by itself and is still A001, its handler reachable by that
+ * name again; while it is away nobody else can take A001; once it is gone
+ * for good, the name waits for it. */
+static void test_the_same_name_after_a_lost_connection(void)
+{
+	struct sb_router_config cfg = router_config();
+	cfg.name_pattern = "A###";
+	cfg.name_grace_ms = 60000;
+	router_start(&cfg);
+	struct watch wa = {0}, ws = {0}, wt = {0};
+	struct sb_client *agent = client(NULL, "client", &wa);
+	struct sb_client *svc = client("tunnel-1", "service", &ws);
+	struct sb_client *cs[] = {agent, svc};
+	CHECK_INT(sb_client_register(agent, "cmd", NULL, handle_cmd, NULL), 0);
+	pump_online(cs, 2);
+	CHECK_STR(sb_client_name(agent), "A001");
+
+	CHECK_INT(shutdown(sb_client_fd(agent), SHUT_RDWR), 0);
+	pump_until(cs, 2, &wa.reconnected, 1, "the agent back");
+	CHECK_INT(wa.offline, 1);
+	CHECK_STR(sb_client_name(agent), "A001");
+	struct sb_opts to = SB_OPTS_INIT;
+	to.to = "A001";
+	to.timeout_ms = LONG_MS;
+	struct replies r = {0};
+	CHECK_INT(sb_request(svc, "cmd", NULL, 0, &to, on_reply, &r, NULL), 0);
+	pump_until(cs, 2, &r.terminal, 1, "the agent's answer");
+	CHECK_INT(r.err, 0);
+	CHECK_STR(r.outcome, "done");
+
+	/* Gone without a GOODBYE: A001 waits for its token, so another client
+	 * asking for it is refused (and, a name being its own, gives up). */
+	sb_client_free(agent);
+	struct sb_client_config tc;
+	sb_client_config_init(&tc);
+	tc.port = PORT;
+	tc.name = "A001";
+	tc.reconnect_min_ms = MIN_MS;
+	tc.reconnect_max_ms = MAX_MS;
+	tc.on_state = on_state;
+	tc.ud = &wt;
+	/* (Until the router has seen the close, A001 is simply connected.) */
+	static const char held[] = "this name is held for the peer that had it";
+	for (int i = 0; i < 200; i++) {
+		struct sb_client *thief = sb_client_new(&tc, NULL);
+		CHECK(thief != NULL);
+		CHECK_INT(sb_client_wait_online(thief, 10000), SB_EDUPNAME);
+		int is_held = strncmp(sb_client_last_error(thief), held, sizeof held - 1) == 0;
+		sb_client_free(thief);
+		if (is_held)
+			break;
+		CHECK(i < 199);
+		usleep(5000);
+	}
+	sb_client_free(svc);
+	router_stop();
+}
+
 int main(void)
 {
 	RUN(test_offline_sends);
 	RUN(test_local_deadline_and_bad_payload);
 	RUN(test_goodbye_and_fatal_error);
 	RUN(test_reconnect_after_router_restart);
+	RUN(test_the_same_name_after_a_lost_connection);
 	return TEST_EXIT();
 }

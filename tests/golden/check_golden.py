@@ -102,6 +102,14 @@ VECTORS = [
                      None, None]),
     ("error-peer", [11, 1, U64(8), 5, "", "agent-7", None]),
     ("send-to", [8, 0, U64(0), "cache.flush", "A002", U32(3), -1]),
+    # Names that survive a lost connection: WELCOME's resume token, and the
+    # HELLO that shows it to take the name back.
+    ("welcome-resume", [4, 0, U64(0), 1, "A001", 7, 1048576,
+                        {"shard": 0, "resume": bytes(range(0xa0, 0xb0))}]),
+    ("hello-resume", [1, 0, U64(0), 1, "A001", "client",
+                      {"lib": "sb-c 0.2", "resume": bytes(range(0xa0, 0xb0))}]),
+    # A broadcast to peers: BROADCAST with `to` as the selector.
+    ("request-peers", [9, 1, U64(9), "health", "agent-*", U32(0), U32(2000), None]),
     ("unicode", [9, 0, U64(1), "caf\u00e9.\U0001F4E6", None, U32(0), U32(0),
                  {"k\u00e9y": 1.5, "list": [1, -2, None, False]}]),
     ("big-payload", [9, 0, U64(1), "blob.put", None, U32(0), U32(0), b"x" * 70000]),

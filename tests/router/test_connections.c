@@ -18,7 +18,9 @@ static void close_all(struct peer **p, int n)
 
 static void test_handshake_rules(void)
 {
-	router_start(NULL);
+	struct sb_router_config cfg = router_config();
+	cfg.name_grace_ms = 0; /* names free at once: the grace has its own test */
+	router_start(&cfg);
 	struct peer *first = peer_hello(PORT, "unique-1", "client");
 	struct peer *dup = peer_dial(PORT);
 	struct sb_msg h = {
@@ -34,10 +36,11 @@ static void test_handshake_rules(void)
 	peer_send(first, &ping);
 	CHECK(peer_expect(first, SB_PONG)->id == 77);
 
-	/* Clients may not register; nobody may register a reserved name. */
+	/* A client's name is for `to` only (test_peers.c), so it steals no
+	 * route and is taken; nobody may register a reserved name. */
 	struct sb_msg reg = {.kind = SB_REGISTER, .id = 2, .name = v_str("steal.me")};
 	peer_send(first, &reg);
-	CHECK(peer_expect(first, SB_ERROR)->code == (uint32_t)-SB_EFORBIDDEN);
+	CHECK(peer_expect(first, SB_ACK)->id == 2);
 	struct peer *svc = peer_hello(PORT, NULL, "service"); /* assigned a name */
 	reg.name = v_str("$sb.routes");
 	peer_send(svc, &reg);
@@ -107,6 +110,151 @@ static void test_assigned_names_follow_the_pattern(void)
 	struct peer *anon = peer_hello(PORT, NULL, "client");
 	CHECK(strlen(anon->name) == 5 && anon->name[0] == 'P');
 	peer_close(anon);
+	router_stop();
+}
+
+/* HELLO asking for name with the resume token tok (NULL: none); the answer. */
+static struct sb_msg *hello_resume(struct peer *p, const char *name, const uint8_t *tok)
+{
+	uint8_t pl[1 + 7 + 2 + 16] = {0x81, 0xa6, 'r', 'e', 's', 'u', 'm', 'e', 0xc4, 16};
+	struct sb_msg h = {.kind = SB_HELLO, .version = 1, .role = v_str("client")};
+	h.peer = v_str(name);
+	if (tok != NULL) {
+		memcpy(pl + 10, tok, 16);
+		h.payload = (struct sb_view){pl, sizeof pl};
+	}
+	peer_send(p, &h);
+	CHECK_INT(peer_recv_within(p, 5000), 1);
+	return &p->m;
+}
+
+static int is_held(const struct sb_msg *m)
+{
+	static const char held[] = "this name is held for the peer that had it (";
+	return m->kind == SB_ERROR && m->code == (uint32_t)-SB_EDUPNAME &&
+	       (m->flags & SB_F_FATAL) && m->text.len > sizeof held - 1 &&
+	       memcmp(m->text.ptr, held, sizeof held - 1) == 0;
+}
+
+/* A peer whose connection is lost keeps its name, assigned or not, for its
+ * resume token: anyone else (a forged token too) is refused as for a name
+ * in use, the pattern skips it, the token takes it back (with a new token),
+ * and after the grace the name is free. */
+static void test_a_lost_peer_keeps_its_name_for_its_token(void)
+{
+	struct sb_router_config cfg = router_config();
+	cfg.name_pattern = "A###";
+	cfg.name_grace_ms = 60000;
+	router_start(&cfg);
+	struct peer *a = peer_hello(PORT, NULL, "client");
+	CHECK_STR(a->name, "A001");
+	CHECK(a->has_resume);
+	uint8_t tok[16], forged[16];
+	memcpy(tok, a->resume, 16);
+	memcpy(forged, tok, 16);
+	forged[15] ^= 1;
+	peer_close(a); /* lost, not a GOODBYE */
+
+	/* Until the router has seen the close, A001 is connected. */
+	struct sb_msg *m = NULL;
+	for (int i = 0; i < 200; i++) {
+		struct peer *other = peer_dial(PORT);
+		m = hello_resume(other, "A001", NULL);
+		int held = is_held(m);
+		CHECK(held || m->code == (uint32_t)-SB_EDUPNAME);
+		peer_close(other);
+		if (held)
+			break;
+		CHECK(i < 199);
+		usleep(5000);
+	}
+	struct peer *forger = peer_dial(PORT);
+	CHECK(is_held(hello_resume(forger, "A001", forged)));
+	peer_close(forger);
+	struct peer *next = peer_hello(PORT, NULL, "client");
+	CHECK_STR(next->name, "A002"); /* A001 is skipped while held */
+
+	struct peer *back = peer_dial(PORT);
+	m = hello_resume(back, "A001", tok);
+	CHECK(m->kind == SB_WELCOME && v_is(m->peer, "A001"));
+	CHECK(m->payload.len == 33 && memcmp(m->payload.ptr + 17, tok, 16) != 0);
+	/* The token it showed is spent; a second HELLO with it is a duplicate. */
+	struct peer *again = peer_dial(PORT);
+	m = hello_resume(again, "A001", tok);
+	CHECK(m->kind == SB_ERROR && m->code == (uint32_t)-SB_EDUPNAME);
+	peer_close(again);
+	peer_close(back);
+	peer_close(next);
+	router_stop();
+
+	/* After the grace the name is free, token or not. */
+	cfg.name_grace_ms = 100;
+	router_start(&cfg);
+	a = peer_hello(PORT, NULL, "client");
+	CHECK_STR(a->name, "A001");
+	peer_close(a);
+	uint64_t deadline = now_ms() + 10000;
+	for (;;) {
+		struct peer *late = peer_dial(PORT);
+		m = hello_resume(late, "A001", NULL);
+		int ok = m->kind == SB_WELCOME, dup = m->code == (uint32_t)-SB_EDUPNAME;
+		peer_close(late);
+		if (ok)
+			break;
+		CHECK(dup);
+		CHECK(now_ms() < deadline);
+		if (now_ms() >= deadline)
+			break;
+		usleep(10000);
+	}
+	/* A token this router never gave (it restarted since): the free name
+	 * asked for is given, and held from then on (a token comes with it). */
+	struct peer *known = peer_dial(PORT);
+	m = hello_resume(known, "A042", tok);
+	CHECK(m->kind == SB_WELCOME && v_is(m->peer, "A042") && m->payload.len == 33);
+	peer_close(known);
+	router_stop();
+}
+
+/* Someone asks for name until it is free (the router sees a close in its
+ * own time); it is never refused as held. */
+static void take_when_free(const char *name)
+{
+	for (int i = 0; i < 200; i++) {
+		struct peer *b = peer_dial(PORT);
+		struct sb_msg *m = hello_resume(b, name, NULL);
+		int ok = m->kind == SB_WELCOME;
+		CHECK(ok || (m->code == (uint32_t)-SB_EDUPNAME && !is_held(m)));
+		peer_close(b);
+		if (ok)
+			break;
+		CHECK(i < 199);
+		usleep(5000);
+	}
+}
+
+/* Names that are not held: an assigned one whose peer said GOODBYE (it is
+ * not coming back), and one a peer chose (no token: a restarted peer asks
+ * for it again and gets it). */
+static void test_names_not_held(void)
+{
+	struct sb_router_config cfg = router_config();
+	cfg.name_grace_ms = 60000;
+	router_start(&cfg);
+	struct peer *a = peer_hello(PORT, NULL, "client");
+	CHECK(a->has_resume);
+	char assigned[SB_PEER_MAX + 1];
+	snprintf(assigned, sizeof assigned, "%s", a->name);
+	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("done"), .deadline_ms = 0};
+	peer_send(a, &bye);
+	CHECK_INT(peer_recv_within(a, 5000), 0); /* the router closes */
+	peer_close(a);
+	take_when_free(assigned);
+
+	struct peer *chose = peer_hello(PORT, "billing-1", "service");
+	CHECK(!chose->has_resume);
+	peer_close(chose);
+	take_when_free("billing-1");
 	router_stop();
 }
 
@@ -240,6 +388,8 @@ int main(void)
 {
 	RUN(test_handshake_rules);
 	RUN(test_assigned_names_follow_the_pattern);
+	RUN(test_a_lost_peer_keeps_its_name_for_its_token);
+	RUN(test_names_not_held);
 	RUN(test_stop_drains);
 	RUN(test_connection_limit);
 	RUN(test_hello_deadline);

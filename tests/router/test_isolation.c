@@ -94,7 +94,7 @@ static struct peer *hello_until(const char *role, uint64_t deadline)
 	struct peer *p = peer_dial(PORT);
 	struct sb_msg h = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = v_str(role)};
 	if (send_until(p, &h, deadline) && expect_until(p, SB_WELCOME, 0, deadline)) {
-		p->shard = p->m.payload.len == 8 ? p->m.payload.ptr[7] : 0;
+		p->shard = p->m.payload.len >= 8 ? p->m.payload.ptr[7] : 0;
 		return p;
 	}
 	peer_close(p);
@@ -111,7 +111,7 @@ static struct peer *deaf_hello(const char *role)
 	struct sb_msg h = {.kind = SB_HELLO, .version = SB_PROTO_VERSION, .role = v_str(role)};
 	peer_send(p, &h);
 	peer_expect(p, SB_WELCOME);
-	p->shard = p->m.payload.len == 8 ? p->m.payload.ptr[7] : 0;
+	p->shard = p->m.payload.len >= 8 ? p->m.payload.ptr[7] : 0;
 	return p;
 }
 

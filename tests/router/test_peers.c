@@ -60,7 +60,7 @@ static void send_kind(struct peer *p, unsigned kind, const char *to, const char 
 	peer_send(p, &m);
 }
 
-/* cli asks `to` tgt; tgt gets it whatever it registered, and answers. */
+/* cli asks `to` tgt, which registered the name (or a catch-all), and answers. */
 static void request_to(struct peer *cli, struct peer *tgt, const char *name, uint64_t id)
 {
 	send_kind(cli, SB_REQUEST, tgt->name, name, id, 0, 5000);
@@ -110,8 +110,9 @@ static void expect_from(struct peer *svc, int identity, uint32_t id)
 		CHECK_INT(m->from, id);
 }
 
-/* To a named peer from its own shard and from the other: no registration
- * needed, load balancing skipped, clients addressable too. */
+/* To a named peer from its own shard and from the other: load balancing
+ * skipped, clients addressable too, by the names they registered (which
+ * only `to` reaches); a peer without a handler for the name is refused. */
 static void test_send_and_request_to_a_peer(void)
 {
 	router_start(NULL);
@@ -120,6 +121,9 @@ static void test_send_and_request_to_a_peer(void)
 	struct peer *tgt = p[2]; /* spread() keeps the other shard for last */
 	struct peer *lb = peer_hello(PORT, "to-lb", "service");
 	peer_register(lb, "anything", 1); /* would take it without `to` */
+	peer_register(tgt, "anything", 2);
+	peer_register(p[0], "x.y", 3);
+	peer_register(p[1], "x.y", 4);
 	for (int i = 0; i < 2; i++) {
 		request_to(p[i], tgt, "anything", 100 + (uint64_t)i);
 		send_kind(p[i], SB_SEND, tgt->name, "anything", 0, 0, 0);
@@ -132,6 +136,24 @@ static void test_send_and_request_to_a_peer(void)
 	request_to(tgt, p[1], "x.y", 111);
 	peer_expect_silence(lb, 100);
 
+	/* A name tgt has no handler for: refused by the router, and counted
+	 * (the send first: once the request's answer is back, both are). */
+	uint64_t before = stat_of(lb, "to_unhandled");
+	send_kind(p[0], SB_SEND, tgt->name, "still.there", 0, 0, 0);
+	send_kind(p[0], SB_REQUEST, tgt->name, "still.there", 112, 0, 5000);
+	struct sb_msg *e = peer_expect(p[0], SB_ERROR);
+	char why[128];
+	snprintf(why, sizeof why, "peer %s has no handler for still.there", tgt->name);
+	CHECK(e->id == 112 && e->code == (uint32_t)-SB_ENOHANDLER && v_is(e->text, why));
+	CHECK_INT(stat_of(lb, "to_unhandled"), before + 2);
+	peer_expect_silence(tgt, 50);
+	/* Its catch-all takes any name sent to it by `to`. */
+	struct sb_msg all = {.kind = SB_REGISTER, .id = 5};
+	peer_send(tgt, &all);
+	CHECK(peer_expect(tgt, SB_ACK)->id == 5);
+	request_to(p[0], tgt, "still.there", 113);
+	peer_expect_silence(lb, 100);
+
 	/* A duplicate name is refused; the first holder is still addressable. */
 	struct peer *dup = peer_dial(PORT);
 	struct sb_msg h = {.kind = SB_HELLO, .version = 1, .role = v_str("client")};
@@ -139,7 +161,7 @@ static void test_send_and_request_to_a_peer(void)
 	peer_send(dup, &h);
 	CHECK(peer_expect(dup, SB_ERROR)->code == (uint32_t)-SB_EDUPNAME);
 	peer_close(dup);
-	request_to(p[0], tgt, "still.there", 112);
+	request_to(p[0], tgt, "still.there", 114);
 	peer_close(lb);
 	close_all(p, 3);
 	router_stop();
@@ -163,14 +185,15 @@ static void test_unknown_peer_and_peer_not_connected(void)
 	CHECK(peer_expect(cli, SB_PONG)->id == 2);
 	CHECK_INT(router_stats().no_handler, 2);
 
-	/* `to` and BROADCAST contradict each other. */
-	send_kind(cli, SB_REQUEST, "asker", "hello", 3, SB_F_BROADCAST, 1000);
+	/* With BROADCAST, `to` selects peers: "a*b" selects nothing sensible. */
+	send_kind(cli, SB_REQUEST, "a*b", "hello", 3, SB_F_BROADCAST, 1000);
 	e = peer_expect(cli, SB_ERROR);
 	CHECK(e->id == 3 && e->code == (uint32_t)-SB_EINVAL && e->flags == 0);
 
 	/* Known, then gone. Until the asker's shard has heard of the close,
 	 * the request may reach the closed connection: "peer gone". */
 	struct peer *leaver = peer_hello(PORT, "leaver", "client");
+	peer_register(leaver, "hello", 5); /* else `no handler` until it is gone */
 	peer_close(leaver);
 	int code = 0;
 	for (uint64_t id = 10; id < 200 && code != -SB_ENOTCONNECTED; id++) {
@@ -187,6 +210,7 @@ static void test_unknown_peer_and_peer_not_connected(void)
 
 	/* The name is free again, and a new holder is addressable. */
 	struct peer *back = peer_hello(PORT, "leaver", "client");
+	peer_register(back, "hello", 4);
 	for (uint64_t id = 300; id < 500; id++) {
 		send_kind(cli, SB_REQUEST, "leaver", "hello", id, 0, 2000);
 		int rc = peer_recv_within(back, 100);

@@ -324,7 +324,8 @@ static void test_fault_texts_name_the_topic_and_the_reason(void)
 	router_stop();
 }
 
-/* WELCOME's payload is {"shard": N}, as docs/protocol.md shows it. */
+/* WELCOME's payload is {"shard": N, "resume": bin 16}, as docs/protocol.md
+ * shows it; with --name-grace-ms 0 there is no token to give. */
 static void test_welcome_names_the_shard(void)
 {
 	router_start(NULL);
@@ -333,9 +334,21 @@ static void test_welcome_names_the_shard(void)
 	peer_send(p, &h);
 	struct sb_msg *w = peer_expect(p, SB_WELCOME);
 	CHECK(w->id == 5);
-	static const uint8_t head[] = {0x81, 0xa5, 's', 'h', 'a', 'r', 'd'};
-	CHECK(w->payload.len == 8 && memcmp(w->payload.ptr, head, sizeof head) == 0 &&
+	static const uint8_t head[] = {0x82, 0xa5, 's', 'h', 'a', 'r', 'd'};
+	CHECK(w->payload.len == 33 && memcmp(w->payload.ptr, head, sizeof head) == 0 &&
 	      w->payload.ptr[7] < sb_router_shards(R));
+	CHECK(memcmp(w->payload.ptr + 8, "\xa6resume\xc4\x10", 9) == 0);
+	peer_close(p);
+	router_stop();
+
+	struct sb_router_config cfg = router_config();
+	cfg.name_grace_ms = 0;
+	router_start(&cfg);
+	p = peer_dial(PORT);
+	peer_send(p, &h);
+	w = peer_expect(p, SB_WELCOME);
+	CHECK(w->payload.len == 8 && w->payload.ptr[0] == 0x81 &&
+	      memcmp(w->payload.ptr + 1, head + 1, sizeof head - 1) == 0);
 	peer_close(p);
 	router_stop();
 }

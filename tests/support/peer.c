@@ -137,9 +137,14 @@ struct peer *peer_hello(uint16_t port, const char *name, const char *role)
 		memcpy(p->name, w->peer.ptr, w->peer.len);
 		p->name[w->peer.len] = 0;
 	}
-	/* payload {"shard": N} */
-	if (w->payload.len == 8)
+	/* payload {"shard": N} or {"shard": N, "resume": bin 16} */
+	static const uint8_t resume[] = {0xa6, 'r', 'e', 's', 'u', 'm', 'e', 0xc4, 16};
+	if (w->payload.len >= 8)
 		p->shard = w->payload.ptr[7];
+	p->has_resume = w->payload.len == 8 + sizeof resume + 16 &&
+			memcmp(w->payload.ptr + 8, resume, sizeof resume) == 0;
+	if (p->has_resume)
+		memcpy(p->resume, w->payload.ptr + 8 + sizeof resume, 16);
 	return p;
 }
 

@@ -27,9 +27,11 @@ struct peer {
 	uint32_t peer_id;           /* from WELCOME */
 	char name[SB_PEER_MAX + 1]; /* from WELCOME */
 	unsigned shard;             /* from WELCOME's payload */
-	int see_identity;           /* return identity events (PRESENCE 4) too; by default they
-				       are counted and skipped, as most tests are not about them */
-	unsigned identities;        /* identity events skipped */
+	uint8_t resume[16];         /* ...and its resume token, if has_resume */
+	int has_resume;
+	int see_identity;    /* return identity events (PRESENCE 4) too; by default they
+				are counted and skipped, as most tests are not about them */
+	unsigned identities; /* identity events skipped */
 };
 
 static inline struct sb_view v_str(const char *s)

@@ -279,6 +279,9 @@ static void test_a_peer_named_on_another_router_is_reached_with_to(void)
 {
 	struct peer *svc = peer_hello(pa, "billing-7", "service");
 	struct peer *cl = peer_hello(pc, NULL, "client");
+	/* `to` reaches a peer's handler of the name (or its catch-all). */
+	peer_register(svc, "invoice.get", 1);
+	peer_register(svc, "invoice.void", 2);
 
 	/* The name reaches the other routers shortly after the WELCOME:
 	 * until then it is an unknown peer there. */

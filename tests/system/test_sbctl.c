@@ -126,7 +126,7 @@ static void test_help_and_version(void)
 	SBCTL_RUN(&P, "request", "--help");
 	CHECK_INT(P.code, 0);
 	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [PAYLOAD] [--str] [--timeout MS] "
-			   "[--to PEER | --all]\n"));
+			   "[--to PEER | --all | --peers SEL]\n"));
 	CHECK(strstr(P.so, "  all: N peers, N ok, N errors, N timeouts, N gone\n") != NULL);
 	SBCTL_RUN(&P, "help", "presence");
 	CHECK_INT(P.code, 0);
@@ -451,14 +451,14 @@ static void *run_agent(void *arg)
 	return NULL;
 }
 
-static void agent_start(struct agent *a, const char *name)
+static void agent_start_as(struct agent *a, const char *name, enum sb_role role)
 {
 	struct sb_client_config cfg;
 	int err = 0;
 
 	sb_client_config_init(&cfg);
 	cfg.port = PORT;
-	cfg.role = SB_ROLE_SERVICE;
+	cfg.role = role;
 	cfg.name = name;
 	atomic_init(&a->sick, 0);
 	atomic_init(&a->notices, 0);
@@ -468,6 +468,11 @@ static void agent_start(struct agent *a, const char *name)
 	CHECK_INT(sb_client_register(a->c, "notice", NULL, on_notice, a), 0);
 	until_online(a->c);
 	CHECK_INT(pthread_create(&a->thread, NULL, run_agent, a), 0);
+}
+
+static void agent_start(struct agent *a, const char *name)
+{
+	agent_start_as(a, name, SB_ROLE_SERVICE);
 }
 
 static void agent_stop(struct agent *a)
@@ -547,6 +552,63 @@ static void test_to_and_all(void)
 	CHECK_STR(P.se, "sbctl: listen does not take --all (sbctl listen --help)\n");
 	agent_stop(&a);
 	agent_stop(&b);
+	stop();
+}
+
+/* An agent connected as a client registers names only `to` reaches: sbctl
+ * pushes to it by name, and by the name alone finds no handler; --peers
+ * asks every agent, with or without a handler. */
+static void test_to_a_client_agent(void)
+{
+	start();
+	struct agent c;
+	agent_start_as(&c, "agent-c", SB_ROLE_CLIENT);
+
+	SBCTL_RUN(&P, "request", "health", "--to", "agent-c");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "healthy  {\"load\":1}\n");
+	SBCTL_RUN(&P, "send", "notice", "{}", "--to", "agent-c");
+	CHECK_INT(P.code, 0);
+	CHECK(notices_reach(&c, 1));
+	SBCTL_RUN(&P, "request", "health");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: no handler for this name (code ENOHANDLER)\n");
+	SBCTL_RUN(&P, "request", "reboot", "--to", "agent-c");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: peer agent-c has no handler for reboot (code ENOHANDLER)\n");
+
+	/* Every agent, handler or not: one with none shows as `no handler`. */
+	struct sb_client_config cfg;
+	sb_client_config_init(&cfg);
+	cfg.port = PORT;
+	cfg.name = "agent-d";
+	struct sb_client *bare = sb_client_new(&cfg, NULL);
+	CHECK(bare != NULL);
+	until_online(bare);
+	SBCTL_RUN(&P, "request", "health", "--peers", "agent-*");
+	CHECK_INT(P.code, 1); /* one peer failed */
+	CHECK(strstr(P.so, "agent-c  healthy  {\"load\":1}\n") != NULL);
+	CHECK(strstr(P.so, "agent-d  error: no handler for this name (code ENOHANDLER)\n") != NULL);
+	CHECK(strstr(P.so, "\nall: 2 peers, 1 ok, 1 errors, 0 timeouts, 0 gone\n") != NULL);
+	SBCTL_RUN(&P, "--json", "request", "health", "--peers", "@client");
+	CHECK_INT(P.code, 1);
+	CHECK(strstr(P.so, "{\"all\":{\"peers\":2,\"ok\":1,\"errors\":1,\"timeouts\":0,"
+			   "\"gone\":0}}\n") != NULL);
+	SBCTL_RUN(&P, "send", "notice", "--peers", "agent-*");
+	CHECK_INT(P.code, 0);
+	CHECK(notices_reach(&c, 2));
+	SBCTL_RUN(&P, "request", "health", "--peers", "robot-*");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.se, "error: no connected peer matches robot-* (code ENOPEERS)\n");
+	SBCTL_RUN(&P, "request", "health", "--peers", "a*b");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --peers a*b: not a selector (@client, @service, or a peer name "
+			"pattern with * only at its end)\n");
+	SBCTL_RUN(&P, "request", "health", "--peers", "*", "--all");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --peers excludes --to and --all: peers, one peer, or handlers\n");
+	sb_client_free(bare);
+	agent_stop(&c);
 	stop();
 }
 
@@ -639,6 +701,7 @@ int main(int argc, char **argv)
 	RUN(test_a_bare_argument_is_json_and_str_makes_a_string);
 	RUN(test_a_large_payload_comes_from_a_file_or_stdin);
 	RUN(test_to_and_all);
+	RUN(test_to_a_client_agent);
 	RUN(test_secret_file_and_env);
 	return TEST_EXIT();
 }

@@ -740,7 +740,7 @@ export class Client extends Emitter {
     this._sendFrame(name, args, opts.to, 0);
   }
 
-  /** send() to the peer named peer, whatever it registered. */
+  /** send() to the peer named peer (its handler for name, or its catch-all). */
   sendTo(peer, name, args) {
     if (peer === null || peer === undefined) throw new SwitchboardError('INVAL', 'sendTo needs a peer name');
     this._sendFrame(name, args, peer, 0);

@@ -515,8 +515,8 @@ describe('peers', () => {
     app.sendAll('to.all', 2);
     await waitFor(() => all.length === 2, 10000, 'both handlers');
     assert.deepEqual(all.sort(), ['a 2', 'b 2']);
-    // A client has no handlers: its library answers for it.
-    await assert.rejects(a.requestTo('to-app', 'to.who', null), { code: 'NO_HANDLER', message: 'no handler for this name on this peer' });
+    // This client registered no handler: the router answers for it.
+    await assert.rejects(a.requestTo('to-app', 'to.who', null), { code: 'NO_HANDLER', message: 'peer to-app has no handler for to.who' });
     await assert.rejects(app.requestTo('to-nobody', 'to.who', null), { code: 'UNKNOWN_PEER' });
     await b.close();
     await waitFor(async () => (await app.requestTo('to-b', 'to.who', null).catch((e) => e.code)) === 'NOT_CONNECTED', 10000, 'NOT_CONNECTED');
