@@ -71,6 +71,9 @@ static const struct family shard_families[SB__NSTATS] = {
 				    "Connections closed for not answering a PING."},
 	[SB__STAT_accept_errors] = {"accept_errors_total", 0,
 				    "Accepts that failed (out of descriptors or memory)."},
+	[SB__STAT_to_unhandled] =
+		{"to_unhandled_total", 0,
+		 "Sends and requests to a named peer with no handler for the name."},
 };
 
 static const char *const stat_names[SB__NSTATS] = {
