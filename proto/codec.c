@@ -134,7 +134,7 @@ static const struct field goodbye_f[] = {
 
 #define KIND(n, fl, f)                                                                             \
 	{                                                                                          \
-		n, fl, sizeof(f) / sizeof((f)[0]), f                                               \
+		n, fl, sizeof(f) / sizeof((f)[0]), f, 0, NULL                                      \
 	}
 #define KIND_OPT(n, fl, f, of, o)                                                                  \
 	{                                                                                          \
@@ -142,7 +142,7 @@ static const struct field goodbye_f[] = {
 	}
 #define BARE(n, fl)                                                                                \
 	{                                                                                          \
-		n, fl, 0, NULL                                                                     \
+		n, fl, 0, NULL, 0, NULL                                                            \
 	}
 
 static const struct kind_spec kinds[SB_KIND_MAX + 1] = {
