@@ -93,6 +93,9 @@ const char *payload_json(struct sb__json_buf *b, const void *p, size_t len);
 const char *quoted(struct sb__json_buf *b, const char *s);
 /** An error reply on stderr (or, with --json, stdout). */
 void print_error(const struct opts *o, int err, const char *text);
+/** A request's error reply, as print_error(); an application error (SB_EAPP)
+ * also with its code and details. */
+void print_reply_error(const struct opts *o, const struct sb_reply *rep);
 /** JSON text (NULL: nil) as MessagePack in mp. @return 0, or -1 after a
  * message */
 int parse_payload(const char *text, struct sb__json_buf *mp);

@@ -81,10 +81,21 @@ static void on_all_reply(struct pending *pd, const struct sb_reply *rep)
 		peer = "?";
 	if (rep->err < 0) {
 		pd->failed_peers++;
-		if (pd->o->json)
+		if (pd->o->json && rep->app_code != NULL) {
+			struct sb__json_buf ac = {0};
+			printf("{\"peer\":%s,\"error\":\"EAPP\",\"code\":%d,\"text\":%s,"
+			       "\"app_code\":%s,\"details\":%s}\n",
+			       quoted(&pq, peer), rep->err, quoted(&q, rep->outcome),
+			       quoted(&ac, rep->app_code),
+			       payload_json(&b, rep->payload, rep->len));
+			sb__json_buf_free(&ac);
+		} else if (pd->o->json)
 			printf("{\"peer\":%s,\"error\":\"%s\",\"code\":%d,\"text\":%s}\n",
 			       quoted(&pq, peer), sb_errname(rep->err), rep->err,
 			       quoted(&q, rep->outcome));
+		else if (rep->app_code != NULL)
+			printf("%s  error: %s (app code %s)  %s\n", peer, rep->outcome,
+			       rep->app_code, payload_json(&b, rep->payload, rep->len));
 		else
 			printf("%s  error: %s (code %s)\n", peer, rep->outcome,
 			       sb_errname(rep->err));
@@ -115,7 +126,7 @@ static void on_reply(const struct sb_reply *rep, void *ud)
 		return;
 	}
 	if (rep->err < 0) {
-		print_error(pd->o, rep->err, rep->outcome);
+		print_reply_error(pd->o, rep);
 		pd->err = rep->err;
 		pd->done = 1;
 		return;

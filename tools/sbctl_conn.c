@@ -68,6 +68,27 @@ void print_error(const struct opts *o, int err, const char *text)
 	sb__json_buf_free(&b);
 }
 
+void print_reply_error(const struct opts *o, const struct sb_reply *rep)
+{
+	struct sb__json_buf b = {0}, q = {0}, d = {0};
+
+	if (rep->err != SB_EAPP || rep->app_code == NULL) {
+		print_error(o, rep->err, rep->outcome);
+		return;
+	}
+	fprintf(stderr, "error: %s (app code %s)\n", rep->outcome, rep->app_code);
+	if (rep->len > 0)
+		fprintf(stderr, "details: %s\n", payload_json(&d, rep->payload, rep->len));
+	if (o->json)
+		printf("{\"error\":\"EAPP\",\"code\":%d,\"text\":%s,\"app_code\":%s,"
+		       "\"details\":%s}\n",
+		       rep->err, quoted(&b, rep->outcome), quoted(&q, rep->app_code),
+		       payload_json(&d, rep->payload, rep->len));
+	sb__json_buf_free(&b);
+	sb__json_buf_free(&q);
+	sb__json_buf_free(&d);
+}
+
 int parse_payload(const char *text, struct sb__json_buf *mp)
 {
 	struct sb__json_error e;

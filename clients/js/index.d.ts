@@ -6,19 +6,23 @@ export type ErrorCode =
   | 'NO_HANDLER' | 'TIMEOUT' | 'UNKNOWN_PEER' | 'NOT_CONNECTED' | 'PEER_GONE' | 'OFFLINE'
   | 'UNAUTHORIZED' | 'FORBIDDEN' | 'INVAL' | 'TOO_LARGE' | 'OVERLOADED' | 'BAD_FRAME'
   | 'DUP_NAME' | 'CANCELLED' | 'UNSUPPORTED' | 'NO_PEERS' | 'DRAINING' | 'INTERNAL'
-  | 'UNKNOWN';
+  | 'APP' | 'UNKNOWN';
 
 /** Wire code (1-63) -> code. */
 export const CODES: Readonly<Record<number, ErrorCode>>;
 
 export class SwitchboardError extends Error {
-  constructor(code: ErrorCode, message?: string, extra?: { data?: unknown; peer?: string; wireCode?: number; cause?: unknown });
+  constructor(code: ErrorCode, message?: string, extra?: { details?: unknown; data?: unknown; appCode?: string; peer?: string; wireCode?: number; cause?: unknown });
   readonly name: 'SwitchboardError';
   /** What to switch on. */
   readonly code: ErrorCode;
   /** The number an ERROR frame carries (0 for none). */
   readonly wireCode: number;
+  /** Code APP: the handler's own error code ("MYERRCODE"), to switch on; never one of the router's codes. */
+  readonly appCode?: string;
   /** Details a handler sent with its error, if any. */
+  readonly details?: unknown;
+  /** The same as details (its older name). */
   readonly data?: unknown;
   /** In requestAll() results: the peer the error is about. */
   readonly peer?: string;
@@ -174,6 +178,8 @@ export interface Call {
   chunk(outcome: string, data?: Payload): Promise<void>;
   /** Ends the request with an error; false if it could no longer be delivered. */
   error(code: ErrorCode | number, message?: string, data?: Payload): boolean;
+  /** Ends the request with an application error: the requester gets code 'APP', this appCode (1-64 bytes, no space), the message and details; false if it could no longer be delivered. A handler that throws a value with a string `code` (an Error or `{code, message|msg, details}`) sends the same. */
+  appError(appCode: string, message?: string, details?: Payload): boolean;
   send(name: string, args?: Payload, opts?: { to?: string }): void;
   /** Chained: this call's signal and remaining time unless given. */
   request<T = any>(name: string, args?: Payload, opts?: RequestOptions): Promise<Reply<T>>;

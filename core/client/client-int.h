@@ -114,6 +114,9 @@ struct req *sb__client_req_find(struct sb_client *c, uint64_t id);
  *  table. */
 void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char *text,
 			const void *payload, size_t len);
+/** The same, for an application error: @p app_code its code, or NULL. */
+void sb__client_req_end_app(struct sb_client *c, struct req *r, int err, const char *text,
+			    const char *app_code, const void *payload, size_t len);
 
 /** A reply callback that is not the terminal event. */
 void sb__client_reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,

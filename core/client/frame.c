@@ -62,8 +62,15 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 					      SB_MORE_RESULT);
 		return;
 	}
-	sb__client_req_end(c, r, err, sb__client_text(c, m->text, err), m->payload.ptr,
-			   m->payload.len);
+	char app[SB_APPCODE_MAX + 1];
+	const char *code = NULL;
+	if (m->app_code.ptr != NULL && m->app_code.len <= SB_APPCODE_MAX) {
+		memcpy(app, m->app_code.ptr, m->app_code.len);
+		app[m->app_code.len] = 0;
+		code = app;
+	}
+	sb__client_req_end_app(c, r, err, sb__client_text(c, m->text, err), code, m->payload.ptr,
+			       m->payload.len);
 }
 
 /* A frame the decoder refused. A broken header means the byte stream

@@ -68,6 +68,12 @@ struct req *sb__client_req_find(struct sb_client *c, uint64_t id)
 void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char *text,
 			const void *payload, size_t len)
 {
+	sb__client_req_end_app(c, r, err, text, NULL, payload, len);
+}
+
+void sb__client_req_end_app(struct sb_client *c, struct req *r, int err, const char *text,
+			    const char *app_code, const void *payload, size_t len)
+{
 	sb_reply_fn fn = r->fn;
 	void *ud = r->ud;
 	uint64_t id = r->id;
@@ -75,6 +81,7 @@ void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char 
 	if (r->cancelling) { /* sb_cancel() promised SB_ECANCELLED, whatever crossed it */
 		err = SB_ECANCELLED;
 		text = "cancelled by this client";
+		app_code = NULL;
 		payload = NULL;
 		len = 0;
 	}
@@ -88,7 +95,8 @@ void sb__client_req_end(struct sb_client *c, struct req *r, int err, const char 
 			       .outcome = text,
 			       .outcome_len = strlen(text),
 			       .payload = len > 0 ? payload : NULL,
-			       .len = len};
+			       .len = len,
+			       .app_code = app_code};
 	c->in_cb++;
 	fn(&rep, ud);
 	c->in_cb--;
@@ -117,7 +125,7 @@ void sb__client_fail_requests(struct sb_client *c, int err, const char *text)
 void sb__client_reply_more(struct sb_client *c, struct req *r, int err, const char *outcome,
 			   const struct sb_msg *m, enum sb_more more)
 {
-	char peer[SB_PEER_MAX + 1];
+	char peer[SB_PEER_MAX + 1], app[SB_APPCODE_MAX + 1];
 	struct sb_reply rep = {.req = r->id,
 			       .err = err,
 			       .more = more,
@@ -130,6 +138,11 @@ void sb__client_reply_more(struct sb_client *c, struct req *r, int err, const ch
 		memcpy(peer, m->peer.ptr, m->peer.len);
 		peer[m->peer.len] = 0;
 		rep.peer = peer;
+	}
+	if (m->app_code.ptr != NULL && m->app_code.len <= SB_APPCODE_MAX) {
+		memcpy(app, m->app_code.ptr, m->app_code.len);
+		app[m->app_code.len] = 0;
+		rep.app_code = app;
 	}
 	c->in_cb++;
 	r->fn(&rep, r->ud);

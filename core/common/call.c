@@ -126,10 +126,29 @@ int sb_reply_error(struct sb_call *call, int err, const char *why, const void *d
 	struct sb_msg m = {.kind = SB_ERROR, .code = (uint32_t)-err};
 	int rc;
 
-	if (err >= 0 || err < -SB_WIRE_CODE_MAX || !call->is_request)
+	if (err >= 0 || err < -SB_WIRE_CODE_MAX || err == SB_EAPP || !call->is_request)
 		return SB_EINVAL;
 	if ((rc = payload(details, details_len, &m.payload)) != 0)
 		return rc;
 	m.text = text(why != NULL ? why : "");
+	return call->ops->answer(call, &m, 1);
+}
+
+int sb_reply_app_error(struct sb_call *call, const char *code, const char *why, const void *details,
+		       size_t details_len)
+{
+	struct sb_msg m = {.kind = SB_ERROR, .flags = SB_F_APP, .code = (uint32_t)-SB_EAPP};
+	int rc;
+
+	if (code == NULL || !call->is_request)
+		return SB_EINVAL;
+	if ((rc = payload(details, details_len, &m.payload)) != 0)
+		return rc;
+	m.text = text(why != NULL ? why : "");
+	m.app_code = text(code);
+	/* The encoder refuses what the decoder would: a bad code or text is
+	 * SB_EINVAL before anything is sent, the call still open. */
+	if (sb_encoded_size(&m) == SB_EINVAL)
+		return SB_EINVAL;
 	return call->ops->answer(call, &m, 1);
 }

@@ -28,6 +28,7 @@ static const struct err_text wire[] = {
 	[-SB_ENOPEERS] = {"ENOPEERS", "no connected peers"},
 	[-SB_EDRAINING] = {"EDRAINING", "router draining"},
 	[-SB_EINTERNAL] = {"EINTERNAL", "internal error"},
+	[-SB_EAPP] = {"EAPP", "application error"},
 };
 
 static const struct err_text local[] = {

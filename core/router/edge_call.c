@@ -55,6 +55,8 @@ int sb__edge_status(int err)
 		return 502;
 	case SB_EUNSUPPORTED:
 		return 501;
+	case SB_EAPP:
+		return 422;
 	default:
 		return 500;
 	}
@@ -181,8 +183,9 @@ static void sse(struct sb__shard *sh, struct sb__conn *c, const char *event, con
 	free(buf);
 }
 
-/* {"error":...,"code":"SB_...","message":...} into @p o. */
-static void error_json(struct sb__http_out *o, int err, const char *why, size_t why_len)
+/* {"error":...,"code":"SB_...","message":... without the closing brace,
+ * for error_json() and an application error's longer object. */
+static void error_fields(struct sb__http_out *o, int err, const char *why, size_t why_len)
 {
 	char name[40];
 
@@ -193,6 +196,12 @@ static void error_json(struct sb__http_out *o, int err, const char *why, size_t 
 	sb__http_json_str(o, name, strlen(name));
 	sb__http_put(o, ",\"message\":", 11);
 	sb__http_json_str(o, why, why_len < 300 ? why_len : 300);
+}
+
+/* {"error":...,"code":"SB_...","message":...} into @p o. */
+static void error_json(struct sb__http_out *o, int err, const char *why, size_t why_len)
+{
+	error_fields(o, err, why, why_len);
 	sb__http_put(o, "}", 1);
 }
 
@@ -465,6 +474,47 @@ static char *reply_json(struct sb__shard *sh, struct sb__conn *c, const struct s
 	return body;
 }
 
+/* A handler's application error: 422 with its code and details beside the
+ * usual error fields, so an HTTP caller switches on `app_code` as a C or JS
+ * requester does (docs/gateway.md). */
+static void app_error(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
+{
+	struct sb__json_buf data = {.max = 4ull * sh->r->cfg.max_frame};
+	int rc = m->payload.len == 0 ? jb_put(&data, "null", 4)
+				     : sb__json_print(m->payload.ptr, m->payload.len, &data);
+	if (rc != 0) {
+		char why[128];
+		sb__json_buf_free(&data);
+		snprintf(why, sizeof why, "the handler's error details cannot be JSON (%s)",
+			 sb_strerror(rc < 0 ? rc : SB_ENOMEM));
+		answer_error(sh, c, 502, SB_EBADFRAME, why, strlen(why));
+		return;
+	}
+	size_t cap = 128 + 6u * (m->text.len + m->app_code.len) + data.len;
+	char *body = malloc(cap);
+	if (body == NULL) {
+		sb__json_buf_free(&data);
+		sb__conn_close(sh, c, "out of memory");
+		return;
+	}
+	struct sb__http_out o;
+	sb__http_out_init(&o, body, cap);
+	error_fields(&o, SB_EAPP, (const char *)m->text.ptr, m->text.len);
+	sb__http_put(&o, ",\"app_code\":", 12);
+	sb__http_json_str(&o, (const char *)m->app_code.ptr, m->app_code.len);
+	sb__http_put(&o, ",\"details\":", 11);
+	sb__http_put(&o, data.data, data.len);
+	sb__http_put(&o, "}", 1);
+	sb__json_buf_free(&data);
+	if (sb__http_out_done(&o) != 0)
+		sb__conn_close(sh, c, "answer too long");
+	else if (c->edge->sse_started)
+		sse(sh, c, "error", o.p, o.len, 1);
+	else
+		answer(sh, c, 422, o.p, o.len);
+	free(body);
+}
+
 static void final_reply(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 {
 	struct sb__edge *e = c->edge;
@@ -531,8 +581,11 @@ int sb__edge_frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, 
 		int err = -(int)m.code;
 		if (m.flags & SB_F_FATAL)
 			e->call_keep = 0;
-		answer_error(sh, c, sb__edge_status(err), err, (const char *)m.text.ptr,
-			     m.text.len);
+		if (m.flags & SB_F_APP)
+			app_error(sh, c, &m);
+		else
+			answer_error(sh, c, sb__edge_status(err), err, (const char *)m.text.ptr,
+				     m.text.len);
 	}
 done:
 	sb__buf_put(b, &sh->pool);

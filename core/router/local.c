@@ -19,8 +19,9 @@ static struct sb_view view(const void *p, size_t len)
 	return v;
 }
 
-void sb__local_answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb_view text,
-		      struct sb_view payload, enum sb_more more, struct sb_view peer)
+static void answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb_view text,
+		   struct sb_view payload, enum sb_more more, struct sb_view peer,
+		   struct sb_view app_code)
 {
 	/* The router's views are not NUL-terminated; the struct's strings are.
 	 * Copied on the stack: no allocation per reply. */
@@ -46,7 +47,19 @@ void sb__local_answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb
 		p[peer.len] = 0;
 		r.peer = p;
 	}
+	char a[SB_APPCODE_MAX + 1];
+	if (app_code.ptr != NULL && app_code.len <= SB_APPCODE_MAX) {
+		memcpy(a, app_code.ptr, app_code.len);
+		a[app_code.len] = 0;
+		r.app_code = a;
+	}
 	fn(&r, ud);
+}
+
+void sb__local_answer(sb_reply_fn fn, void *ud, uint64_t req, int err, struct sb_view text,
+		      struct sb_view payload, enum sb_more more, struct sb_view peer)
+{
+	answer(fn, ud, req, err, text, payload, more, peer, (struct sb_view){NULL, 0});
 }
 
 void sb__local_fail(sb_reply_fn fn, void *ud, uint64_t req, int err, const char *text)
@@ -68,7 +81,7 @@ void sb__local_reply_frame(sb_reply_fn fn, void *ud, uint64_t req, const struct 
 	if (m->kind == SB_REPLY)
 		sb__local_answer(fn, ud, req, 0, m->outcome, m->payload, more, m->peer);
 	else
-		sb__local_answer(fn, ud, req, -(int)m->code, m->text, m->payload, more, m->peer);
+		answer(fn, ud, req, -(int)m->code, m->text, m->payload, more, m->peer, m->app_code);
 }
 
 /* Queues an item for shard `to`'s inbox and wakes it. */

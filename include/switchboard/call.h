@@ -35,8 +35,11 @@ struct sb_reply {
 	const void *payload; /* the reply's payload (one MessagePack value) or the
 				error's details; NULL with len 0 for none */
 	size_t len;
-	const char *peer; /* SB_MORE_RESULT and a broadcast's SB_MORE_CHUNK: the
-			     handler that sent it; NULL otherwise */
+	const char *peer;     /* SB_MORE_RESULT and a broadcast's SB_MORE_CHUNK: the
+				 handler that sent it; NULL otherwise */
+	const char *app_code; /* err SB_EAPP: the handler's application code
+				 ("MYERRCODE", 1-64 bytes, NUL-terminated; outcome is
+				 its message, payload its details); NULL otherwise */
 };
 
 /* Called once per reply to a request; see struct sb_reply. */
@@ -188,7 +191,9 @@ int sb_reply_more(struct sb_call *call, enum sb_more more, const char *outcome, 
 /**
  * Final error reply; the requester's callback gets @p err, @p text as its
  * outcome and @p details as its payload.
- * @param err      a wire code: SB_EINVAL, SB_EFORBIDDEN, ... (-1 to -63)
+ * @param err      a wire code: SB_EINVAL, SB_EFORBIDDEN, ... (-1 to -63), not
+ *                 SB_EAPP (an application error has a code of its own:
+ *                 sb_reply_app_error())
  * @param text     what went wrong, for people (0-1024 bytes UTF-8); NULL for ""
  * @param details  one MessagePack value for programs (which field, which
  *                 limit), or NULL (len 0) for none; copied
@@ -196,6 +201,21 @@ int sb_reply_more(struct sb_call *call, enum sb_more more, const char *outcome, 
  */
 int sb_reply_error(struct sb_call *call, int err, const char *text, const void *details,
 		   size_t details_len);
+
+/**
+ * Final error reply with an application's own code, which a requester can
+ * switch on: it gets err SB_EAPP, @p code in struct sb_reply.app_code,
+ * @p text as its outcome and @p details as its payload. The code travels
+ * apart from the router's numeric codes (docs/protocol.md, "Application
+ * errors"), so no application code can pass for one of the router's.
+ * @param code     the application's code ("MYERRCODE", "card_declined"): 1-64
+ *                 bytes, printable ASCII without space, or UTF-8
+ * @param text     what went wrong, for people (0-1024 bytes UTF-8); NULL for ""
+ * @param details  one MessagePack value for programs, or NULL (len 0); copied
+ * @return as sb_reply(); SB_EINVAL also for a missing or bad @p code
+ */
+int sb_reply_app_error(struct sb_call *call, const char *code, const char *text,
+		       const void *details, size_t details_len);
 
 /** 1 once the call has been cancelled or its requester lost. */
 int sb_call_cancelled(const struct sb_call *call);

@@ -31,6 +31,8 @@ enum sb_err {
 	SB_ENOPEERS = -16,     /* broadcast: no connected peer handles the name */
 	SB_EDRAINING = -17,    /* the router is shutting down; no new requests */
 	SB_EINTERNAL = -18,    /* a bug or resource failure inside the router */
+	SB_EAPP = -19,         /* a handler failed with an application code (a string,
+				  struct sb_reply.app_code); never the router's own */
 
 	SB_ENOMEM = -100, /* an allocation failed */
 	SB_ENOSPC = -101, /* the caller's buffer is too small */

@@ -26,6 +26,7 @@ extern "C" {
 #define SB_TOKEN_MAX         32u         /* roles and auth mechanism names */
 #define SB_NONCE_MIN         16u         /* auth nonces and proofs */
 #define SB_NONCE_MAX         64u
+#define SB_APPCODE_MAX       64u /* an application error's code ("MYERRCODE") */
 
 /* Byte offset of the 8-byte big-endian id inside a frame (prefix included).
  * Constant because the header is canonical: fixarray, fixint kind, fixint
@@ -63,6 +64,7 @@ enum sb_kind {
 #define SB_F_MORE      0x01u /* REPLY/ERROR: the request stays open, more follows */
 #define SB_F_CHUNK     0x02u /* REPLY: a stream chunk, not a progress update */
 #define SB_F_FATAL     0x02u /* ERROR: the sender closes the connection after it */
+#define SB_F_APP       0x04u /* ERROR: code 19 (SB_EAPP); app_code follows peer */
 #define SB_F_OFF       0x01u /* SUBSCRIBE: unsubscribe */
 
 /* PRESENCE events: what a PRESENCE frame says happened to a peer. The
@@ -113,6 +115,7 @@ struct sb_msg {
 	struct sb_view mech;     /* CHALLENGE: auth mechanism, "hmac-sha256" */
 	struct sb_view nonce;    /* CHALLENGE: router nonce; AUTH: client nonce */
 	struct sb_view proof;    /* AUTH: HMAC proof */
+	struct sb_view app_code; /* ERROR with SB_F_APP: the application's code */
 	struct sb_view payload;  /* every kind: the last element, opaque MessagePack */
 };
 
@@ -134,6 +137,7 @@ enum sb_fault {
 	SB_FAULT_CHARS,     /* a string has bytes the field does not allow, or bad UTF-8 */
 	SB_FAULT_TRUNCATED, /* the body ends inside the header or inside the payload */
 	SB_FAULT_PAYLOAD,   /* the payload is not exactly one MessagePack value */
+	SB_FAULT_APP,       /* ERROR: code 19 without flag APP, or APP with another code */
 };
 
 /* Where and why decoding failed. */
@@ -141,6 +145,8 @@ struct sb_fault_info {
 	enum sb_fault fault;
 	uint8_t kind;   /* the frame's kind, if it got that far, else 0 */
 	uint8_t field;  /* index of the offending array element */
+	uint8_t flags;  /* the frame's flags, if it got that far (they decide
+			   whether an optional element is present) */
 	uint64_t got;   /* the offending value or length */
 	uint64_t limit; /* the bound it broke */
 };

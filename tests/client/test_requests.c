@@ -203,6 +203,91 @@ static void test_request_reply_with_outcome(void)
 	router_stop();
 }
 
+/* {"limit": 100}: what a card service tells a program about a refusal. */
+static const uint8_t LIMIT[] = {0x81, 0xa5, 'l', 'i', 'm', 'i', 't', 0x64};
+
+/* Fails with the application's own code, as the tunnel's handlers throw
+ * {code: "MYERRCODE", msg}; the refusals come first, each leaving the call
+ * open for the answer that follows. */
+static void handle_charge(struct sb_call *call, void *ud)
+{
+	(void)ud;
+	CHECK_INT(sb_reply_error(call, SB_EAPP, "no code", NULL, 0), SB_EINVAL);
+	CHECK_INT(sb_reply_app_error(call, NULL, "no code", NULL, 0), SB_EINVAL);
+	CHECK_INT(sb_reply_app_error(call, "", "empty", NULL, 0), SB_EINVAL);
+	CHECK_INT(sb_reply_app_error(call, "TWO WORDS", "a space", NULL, 0), SB_EINVAL);
+	char long_code[SB_APPCODE_MAX + 2];
+	memset(long_code, 'X', sizeof long_code - 1);
+	long_code[sizeof long_code - 1] = 0;
+	CHECK_INT(sb_reply_app_error(call, long_code, "65 bytes", NULL, 0), SB_EINVAL);
+	CHECK_INT(sb_reply_app_error(call, "CARD_DECLINED", "the card was declined", LIMIT,
+				     sizeof LIMIT),
+		  0);
+}
+
+/* The per-peer results of a broadcast charge. */
+struct declines {
+	int results, with_code, terminal;
+};
+
+static void on_declines(const struct sb_reply *rep, void *ud)
+{
+	struct declines *d = ud;
+
+	if (rep->more == SB_MORE_NONE) {
+		d->terminal++;
+		return;
+	}
+	d->results++;
+	if (rep->err == SB_EAPP && rep->app_code != NULL &&
+	    strcmp(rep->app_code, "CARD_DECLINED") == 0 && rep->peer != NULL &&
+	    strcmp(rep->peer, "cards-1") == 0 && rep->len == sizeof LIMIT &&
+	    memcmp(rep->payload, LIMIT, sizeof LIMIT) == 0)
+		d->with_code++;
+}
+
+/* A handler fails with an application code; the requester reads the code,
+ * the message and the details, and can never take a router's code for an
+ * application's: those come without one. */
+static void test_application_error(void)
+{
+	router_start(NULL);
+	struct watch ws = {0}, wc = {0};
+	struct sb_client *cards = client("cards-1", "service", &ws);
+	struct sb_client *shop = client("shop-3", "client", &wc);
+	struct sb_client *cs[] = {cards, shop};
+
+	CHECK_INT(sb_client_register(cards, "charge", NULL, handle_charge, NULL), 0);
+	pump_online(cs, 2);
+	struct replies r = {0}, nh = {0};
+	CHECK_INT(sb_request(shop, "charge", NULL, 0, NULL, on_reply, &r, NULL), 0);
+	CHECK_INT(sb_request(shop, "nobody.charges", NULL, 0, NULL, on_reply, &nh, NULL), 0);
+	pump_until(cs, 2, &r.terminal, 1, "the declined charge");
+	pump_until(cs, 2, &nh.terminal, 1, "no handler");
+	CHECK_INT(r.n, 1);
+	CHECK_INT(r.err, SB_EAPP);
+	CHECK_STR(r.app_code, "CARD_DECLINED");
+	CHECK_STR(r.outcome, "the card was declined");
+	CHECK(r.len == sizeof LIMIT && memcmp(r.payload, LIMIT, sizeof LIMIT) == 0);
+	CHECK_STR(sb_errname(r.err), "EAPP");
+	CHECK_STR(sb_strerror(r.err), "application error");
+	CHECK_INT(nh.err, SB_ENOHANDLER);
+	CHECK_STR(nh.app_code, "");
+
+	/* In a broadcast the router names the peer, and the code stays. */
+	struct declines d = {0};
+	CHECK_INT(sb_request(shop, "charge", NULL, 0,
+			     &(struct sb_opts){.size = sizeof(struct sb_opts), .flags = SB_OPT_ALL},
+			     on_declines, &d, NULL),
+		  0);
+	pump_until(cs, 2, &d.terminal, 1, "the broadcast charge");
+	CHECK_INT(d.results, 1);
+	CHECK_INT(d.with_code, 1);
+	sb_client_free(cards);
+	sb_client_free(shop);
+	router_stop();
+}
+
 static void test_progress_then_final(void)
 {
 	router_start(NULL);
@@ -390,6 +475,7 @@ int main(void)
 {
 	RUN(test_fire_and_forget);
 	RUN(test_request_reply_with_outcome);
+	RUN(test_application_error);
 	RUN(test_progress_then_final);
 	RUN(test_timeout);
 	RUN(test_no_handler);

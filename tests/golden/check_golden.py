@@ -60,6 +60,9 @@ FIELDS = {
     17: ["reason", "deadline_ms"],
 }
 
+# The element a flag adds before the payload: ERROR's APP (0x04).
+OPTIONAL = {11: ["app_code"]}
+
 NONCE = bytes(range(1, 33))
 
 # The argument schema docs/protocol.md shows (and its examples are checked
@@ -130,6 +133,12 @@ VECTORS = [
                       "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhZGEiLCJleHAiOjE5MDAwMDAwMDB9.ddF9DeTc8YJMUotw8LI5F6XKpw5VxIy0fW0XhqoyM5w"}]),
     # An identity event (docs/protocol.md, "Identity (4)") for a peer that
     # authenticated with a token: its claims, whole, under "claims".
+    # An application error (docs/protocol.md, "Application errors"): code
+    # 19, flag APP and the application's code after peer; details as payload.
+    ("error-app", [11, 4, U64(7), 19, "the card was declined", None, "CARD_DECLINED",
+                   {"limit": 100}]),
+    ("error-app-broadcast", [11, 5, U64(8), 19, "no such agent", "tunnel-2", "MYERRCODE",
+                             None]),
     ("presence-identity", [14, 0, U64(0), 4, "A002", 13,
                            {"role": "client", "subject": "ada",
                             "claims": {"sub": "ada", "exp": 1900000000, "tenant": "acme"}}]),
@@ -153,6 +162,20 @@ INVALID = [
     ("arity", [12, 0, U64(1), None, None], "EBADFRAME", "wrong number of fields", 0),
     ("undefined-flag", [12, 1, U64(1), None], "EBADFRAME", "undefined flag bits", 1),
     ("error-code-zero", [11, 0, U64(1), 0, "x", None, None], "EBADFRAME", "value out of range", 3),
+    # An application code and code 19 go together: neither comes alone, so
+    # no router code can be taken for an application's.
+    ("error-app-without-code", [11, 4, U64(1), 2, "x", None, "MYERR", None],
+     "EBADFRAME", "code 19 (application error) and flag APP go together", 3),
+    ("error-code-19-without-app", [11, 0, U64(1), 19, "x", None, None],
+     "EBADFRAME", "code 19 (application error) and flag APP go together", 3),
+    ("error-app-missing", [11, 4, U64(1), 19, "x", None, None],
+     "EBADFRAME", "wrong number of fields", 0),
+    ("error-app-space", [11, 4, U64(1), 19, "x", None, "MY ERR", None],
+     "EBADFRAME", "invalid characters", 6),
+    ("error-app-nil", [11, 4, U64(1), 19, "x", None, None, None],
+     "EBADFRAME", "wrong field type", 6),
+    ("error-app-too-long", [11, 4, U64(1), 19, "x", None, "E" * 65, None],
+     "ETOOLARGE", "field too long", 6),
     ("negative-version", [1, 0, U64(0), -1, None, "client", None], "EBADFRAME", "wrong field type", 3),
     ("payload-two-values", None, "EBADFRAME", "payload is not one MessagePack value", 3),
 ]
@@ -211,7 +234,7 @@ def describe(kind, idx, e, n):
         return "id %d (uint64, fixed width)" % e.v
     if idx == n - 1:
         return "payload " + short(e)
-    name = FIELDS[kind][idx - 3]
+    name = (FIELDS[kind] + OPTIONAL.get(kind, []))[idx - 3]
     if isinstance(e, U32):
         return "%s %d (uint32, fixed width)" % (name, e.v)
     return "%s %s" % (name, short(e))
@@ -440,6 +463,13 @@ def write_router_seeds(directory):
         + frame([10, 3, U64(79), "chunk", "mallory", b"\x01" * 40])
         + frame([11, 3, U64(80), 2, "x", "mallory", None])
         + frame([11, 2, U64(0), 12, "my own connection", None, None]),
+        # Application errors from a handler: one that is well-formed, in a
+        # broadcast's answer too, then one whose code and flag disagree.
+        "answer-app": hello("service", "fz-app") + frame([5, 0, U64(1), "fz.app", None])
+        + frame([9, 1, U64(2), "fz.app", None, U32(0), U32(300), None])
+        + frame([11, 4, U64(77), 19, "declined", None, "MYERRCODE", {"limit": 1}])
+        + frame([11, 4, U64(78), 19, "", "mallory", "E", None])
+        + frame([11, 4, U64(79), 2, "x", None, "E", None]),
         "router-kinds": hello("client")
         + frame([2, 0, U64(1), NONCE, "hmac-sha256", None])
         + frame([4, 0, U64(2), 1, "fz-x", 7, 1048576, {"shard": 0}])

@@ -174,6 +174,10 @@ static void one(const uint8_t *frame, size_t len)
 		putchar(',');
 		element(&m, order[m.kind][i]);
 	}
+	if (m.kind == SB_ERROR && (m.flags & SB_F_APP)) { /* the element APP adds */
+		putchar(',');
+		json_str(m.app_code);
+	}
 	printf("],\"payload\":\"");
 	hex(m.payload.ptr, m.payload.len);
 	printf("\",\"reencoded\":\"");

@@ -118,6 +118,11 @@ static void on_request(struct sb_call *call, void *ud)
 		reply_stream(call, p, len);
 	} else if (strcmp(name, "c.fail") == 0) {
 		sb_reply_error(call, SB_EFORBIDDEN, "c says no", NULL, 0);
+	} else if (strcmp(name, "c.app.fail") == 0) {
+		/* {"limit": 100}: the details of an application error */
+		static const uint8_t details[] = {0x81, 0xa5, 'l', 'i', 'm', 'i', 't', 0x64};
+		sb_reply_app_error(call, "CARD_DECLINED", "the card was declined", details,
+				   sizeof details);
 	} else if (strcmp(name, "c.hold") == 0) {
 		sb_call_on_cancel(call, on_hold_cancel, NULL); /* never answered */
 	} else if (strcmp(name, "c.who") == 0) {
@@ -148,8 +153,8 @@ static void on_signal(int sig)
 
 static int serve(struct sb_client_config *cfg)
 {
-	static const char *const names[] = {"c.echo", "c.types", "c.stream", "c.fail",
-					    "c.hold", "c.who",   "c.note"};
+	static const char *const names[] = {"c.echo", "c.types",    "c.stream", "c.fail",
+					    "c.hold", "c.app.fail", "c.who",    "c.note"};
 	int err;
 
 	cfg->role = SB_ROLE_SERVICE;
@@ -214,7 +219,12 @@ static int done;
 static void on_reply(const struct sb_reply *rep, void *ud)
 {
 	(void)ud;
-	if (rep->err != 0) {
+	if (rep->err == SB_EAPP) {
+		printf("error %s %s app %s ", sb_errname(rep->err), rep->outcome,
+		       rep->app_code != NULL ? rep->app_code : "(none)");
+		print_payload(rep->payload, rep->len);
+		printf("\n");
+	} else if (rep->err != 0) {
 		printf("error %s %s\n", sb_errname(rep->err), rep->outcome);
 	} else {
 		printf("%s %s ",

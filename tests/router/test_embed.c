@@ -158,6 +158,7 @@ struct waiter {
 	enum sb_more more[MAX_REPLIES];
 	char peer[MAX_REPLIES][24]; /* "" for none */
 	uint64_t req[MAX_REPLIES];
+	char app_code[MAX_REPLIES][24]; /* "" for none */
 };
 
 static void waiter_init(struct waiter *w)
@@ -180,6 +181,8 @@ static void on_reply(const struct sb_reply *rep, void *ud)
 		snprintf(w->peer[w->calls], sizeof w->peer[0], "%s",
 			 rep->peer != NULL ? rep->peer : "");
 		w->req[w->calls] = rep->req;
+		snprintf(w->app_code[w->calls], sizeof w->app_code[0], "%s",
+			 rep->app_code != NULL ? rep->app_code : "");
 	}
 	w->calls++;
 	if (rep->more == SB_MORE_NONE)
@@ -433,6 +436,52 @@ static void test_program_requests_a_network_service(void)
 	CHECK_STR(w.outcome[0], "stock.checking");
 	CHECK_STR(w.outcome[1], "in stock");
 	CHECK(w.err[1] == 0 && w.first_byte[1] == 3);
+	peer_close(svc);
+	router_stop();
+}
+
+/* A network handler's application error reaches the program whole; one
+ * whose code and flag disagree is the handler's bad frame: its connection
+ * is closed and the request ends with peer gone, never as an application
+ * error. */
+static void test_program_reads_a_network_handlers_application_error(void)
+{
+	start_embedded();
+	struct peer *svc = peer_hello(PORT, "cards", "service");
+	peer_register(svc, "charge", 1);
+	struct waiter w, w2;
+	waiter_init(&w);
+	waiter_init(&w2);
+	CHECK_INT(sb_router_request(R, "charge", NULL, 0, NULL, on_reply, &w, NULL), 0);
+	struct sb_msg *req = peer_expect(svc, SB_REQUEST);
+	struct sb_msg e = {.kind = SB_ERROR,
+			   .flags = SB_F_APP,
+			   .id = req->id,
+			   .code = (uint32_t)-SB_EAPP,
+			   .text = {(const uint8_t *)"declined", 8},
+			   .app_code = {(const uint8_t *)"CARD_DECLINED", 13},
+			   .payload = {(const uint8_t *)"\x07", 1}};
+	peer_send(svc, &e);
+	CHECK(wait_final(&w));
+	CHECK_INT(w.err[0], SB_EAPP);
+	CHECK_STR(w.app_code[0], "CARD_DECLINED");
+	CHECK_STR(w.outcome[0], "declined");
+	CHECK_INT(w.first_byte[0], 7);
+
+	CHECK_INT(sb_router_request(R, "charge", NULL, 0, NULL, on_reply, &w2, NULL), 0);
+	req = peer_expect(svc, SB_REQUEST);
+	static const uint8_t bad[] = {0, 0, 0, 0x13, 0x98, 0x0b, 0x04, 0xcf, 0,    0,   0,   0,
+				      0, 0, 0, 0,    0x02, 0xa1, 'x',  0xc0, 0xa1, 'E', 0xc0};
+	uint8_t f[sizeof bad];
+	memcpy(f, bad, sizeof f);
+	sb_patch_id(f, req->id); /* code 2 with APP */
+	peer_raw(svc, f, sizeof f);
+	struct sb_msg *m = peer_expect(svc, SB_ERROR);
+	CHECK_INT(m->code, (uint32_t)-SB_EBADFRAME);
+	CHECK(m->flags & SB_F_FATAL);
+	CHECK(wait_final(&w2));
+	CHECK_INT(w2.err[0], SB_EPEERGONE);
+	CHECK_STR(w2.app_code[0], "");
 	peer_close(svc);
 	router_stop();
 }
@@ -896,6 +945,7 @@ int main(void)
 	RUN(test_in_process_request_never_answered_ends_with_its_timeout);
 	RUN(test_network_send_reaches_an_in_process_handler);
 	RUN(test_program_requests_a_network_service);
+	RUN(test_program_reads_a_network_handlers_application_error);
 	RUN(test_program_requests_an_in_process_handler);
 	RUN(test_program_reads_router_stats);
 	RUN(test_program_request_errors);

@@ -91,6 +91,10 @@ void on_reply(const struct sb_reply *rep, void *ud)
 		r->terminal++;
 		r->err = rep->err;
 		r->at = now_ms();
+		/* The application code comes with SB_EAPP, and only with it. */
+		CHECK_INT(rep->app_code != NULL, rep->err == SB_EAPP);
+		snprintf(r->app_code, sizeof r->app_code, "%s",
+			 rep->app_code != NULL ? rep->app_code : "");
 		return;
 	}
 	CHECK_INT(rep->err, 0);

@@ -43,7 +43,8 @@ struct replies {
 	char outcome[256];   /* the last reply's outcome (or error text) */
 	uint8_t payload[256];
 	size_t len;
-	uint64_t at; /* ms of the terminal event */
+	uint64_t at;       /* ms of the terminal event */
+	char app_code[80]; /* the terminal event's application code; "" if none */
 };
 
 /* Records every callback into the struct replies its ud points to. */

@@ -135,6 +135,13 @@ static void fails(struct sb_call *call, void *ud)
 	sb_reply_error(call, SB_EFORBIDDEN, "not you", NULL, 0);
 }
 
+/* {"limit": 100} */
+static void declines(struct sb_call *call, void *ud)
+{
+	(void)ud;
+	sb_reply_app_error(call, "CARD_DECLINED", "the card was declined", "\x81\xa5limit\x64", 8);
+}
+
 static struct sb_router_config edge_config(void)
 {
 	struct sb_router_config cfg = router_config();
@@ -148,6 +155,7 @@ static void start_with_handlers(struct sb_router_config *cfg)
 	CHECK(sb_router_handle(r, "echo", NULL, echo, NULL) == 0);
 	CHECK(sb_router_handle(r, "chunks", NULL, chunks, NULL) == 0);
 	CHECK(sb_router_handle(r, "fails", NULL, fails, NULL) == 0);
+	CHECK(sb_router_handle(r, "declines", NULL, declines, NULL) == 0);
 	CHECK(sb_router_handle(r, "chunk_then_fail", NULL, chunk_then_fail, NULL) == 0);
 	router_start_with(r);
 }
@@ -252,6 +260,11 @@ static void test_each_error_is_answered_with_its_status_and_code(void)
 	CHECK_INT(post("/v1/call/fails", "", out, sizeof out), 403);
 	CHECK(strstr(out, "\"code\":\"SB_EFORBIDDEN\",\"message\":\"not you\"") != NULL);
 	CHECK_INT(post("/v1/call/echo?timeout_ms=soon", "", out, sizeof out), 400);
+	/* An application error: 422, its code and details beside the message. */
+	CHECK_INT(post("/v1/call/declines", "", out, sizeof out), 422);
+	CHECK_STR(out, "{\"error\":\"application error\",\"code\":\"SB_EAPP\",\"message\":"
+		       "\"the card was declined\",\"app_code\":\"CARD_DECLINED\",\"details\":"
+		       "{\"limit\":100}}");
 	static char big[8000];
 	memset(big, ' ', sizeof big - 3);
 	big[0] = '[', big[sizeof big - 3] = ']';

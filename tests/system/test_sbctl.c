@@ -420,7 +420,7 @@ static void test_a_large_payload_comes_from_a_file_or_stdin(void)
 struct agent {
 	struct sb_client *c;
 	pthread_t thread;
-	_Atomic int sick; /* "health" answers an error */
+	_Atomic int sick; /* "health" answers an error: 1 EINTERNAL, 2 an application's */
 	_Atomic int notices;
 };
 
@@ -432,6 +432,9 @@ static void on_health(struct sb_call *call, void *ud)
 	if (!atomic_load(&a->sick)) {
 		mp_of("{\"load\":1}", &mp);
 		CHECK_INT(sb_reply(call, "healthy", mp.data, mp.len), 0);
+	} else if (atomic_load(&a->sick) == 2) {
+		mp_of("{\"free_mb\":0,\"disk\":\"/var\"}", &mp);
+		CHECK_INT(sb_reply_app_error(call, "DISK_FULL", "disk full", mp.data, mp.len), 0);
 	} else
 		CHECK_INT(sb_reply_error(call, SB_EINTERNAL, "disk full", NULL, 0), 0);
 	sb__json_buf_free(&mp);
@@ -612,6 +615,39 @@ static void test_to_a_client_agent(void)
 	stop();
 }
 
+/* A handler's application error: its code, message and details, in words
+ * on stderr and whole in --json, exit 1 as for any error; per peer in a
+ * broadcast. */
+static void test_application_error_exits_1(void)
+{
+	start();
+	struct agent a;
+	agent_start(&a, "agent-a");
+	atomic_store(&a.sick, 2);
+
+	SBCTL_RUN(&P, "request", "health");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.so, "");
+	CHECK_STR(P.se, "error: disk full (app code DISK_FULL)\n"
+			"details: {\"free_mb\":0,\"disk\":\"/var\"}\n");
+	SBCTL_RUN(&P, "--json", "request", "health");
+	CHECK_INT(P.code, 1);
+	CHECK_STR(P.so,
+		  "{\"error\":\"EAPP\",\"code\":-19,\"text\":\"disk full\","
+		  "\"app_code\":\"DISK_FULL\",\"details\":{\"free_mb\":0,\"disk\":\"/var\"}}\n");
+	SBCTL_RUN(&P, "request", "health", "--all");
+	CHECK_INT(P.code, 1);
+	CHECK(strstr(P.so, "agent-a  error: disk full (app code DISK_FULL)  "
+			   "{\"free_mb\":0,\"disk\":\"/var\"}\n") != NULL);
+	SBCTL_RUN(&P, "--json", "request", "health", "--all");
+	CHECK_INT(P.code, 1);
+	CHECK(strstr(P.so, "{\"peer\":\"agent-a\",\"error\":\"EAPP\",\"code\":-19,\"text\":"
+			   "\"disk full\",\"app_code\":\"DISK_FULL\",\"details\":{\"free_mb\":0,"
+			   "\"disk\":\"/var\"}}\n") != NULL);
+	agent_stop(&a);
+	stop();
+}
+
 static void on_local_echo(struct sb_call *call, void *ud)
 {
 	size_t len;
@@ -702,6 +738,7 @@ int main(int argc, char **argv)
 	RUN(test_a_large_payload_comes_from_a_file_or_stdin);
 	RUN(test_to_and_all);
 	RUN(test_to_a_client_agent);
+	RUN(test_application_error_exits_1);
 	RUN(test_secret_file_and_env);
 	return TEST_EXIT();
 }

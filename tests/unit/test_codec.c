@@ -25,7 +25,7 @@ static int msg_eq(const struct sb_msg *a, const struct sb_msg *b)
 	       view_eq(a->outcome, b->outcome) && view_eq(a->peer, b->peer) &&
 	       view_eq(a->to, b->to) && view_eq(a->role, b->role) && view_eq(a->text, b->text) &&
 	       view_eq(a->mech, b->mech) && view_eq(a->nonce, b->nonce) &&
-	       view_eq(a->proof, b->proof);
+	       view_eq(a->proof, b->proof) && view_eq(a->app_code, b->app_code);
 }
 
 static void test_round_trip_every_kind(void)
@@ -211,7 +211,68 @@ static void test_worst_case_header_fits(void)
 		long h = sb_encode_head(&m, head, sizeof head);
 		CHECK(h > 0);
 		CHECK(h - (long)SB_PREFIX_LEN <= (long)SB_HEADER_MAX);
+		if (k == SB_ERROR) { /* and with the element APP adds */
+			m.flags |= SB_F_APP;
+			m.code = (uint32_t)-SB_EAPP;
+			m.app_code = bv(big, SB_APPCODE_MAX);
+			h = sb_encode_head(&m, head, sizeof head);
+			CHECK(h > 0);
+			CHECK(h - (long)SB_PREFIX_LEN <= (long)SB_HEADER_MAX);
+		}
 	}
+}
+
+/* An application error: code 19, flag APP and its code as an eighth
+ * element; the two never come apart, and faults name the element. */
+static void test_application_error_frames(void)
+{
+	uint8_t f[256];
+	char text[160];
+	struct sb_fault_info fi;
+	struct sb_msg out, m = {.kind = SB_ERROR,
+				.flags = SB_F_APP,
+				.id = 7,
+				.code = (uint32_t)-SB_EAPP,
+				.text = sv("the card was declined"),
+				.app_code = sv("CARD_DECLINED"),
+				.payload = bv("\x81\xa5limit\x64", 8)};
+	long n = sb_encode(&m, f, sizeof f);
+
+	CHECK(n > 0);
+	CHECK_INT(f[SB_PREFIX_LEN], 0x98); /* 8 elements */
+	CHECK_INT(sb_decode(f, (size_t)n, SB_DECODE_PAYLOAD, &out, NULL), 0);
+	CHECK(msg_eq(&m, &out));
+	CHECK(view_eq(out.payload, m.payload));
+
+	/* One without the other is refused both ways. */
+	struct sb_msg bad = m;
+	bad.code = (uint32_t)-SB_EINTERNAL;
+	CHECK_INT(sb_encoded_size(&bad), SB_EINVAL);
+	bad = m;
+	bad.flags = 0;
+	CHECK_INT(sb_encoded_size(&bad), SB_EINVAL);
+	bad.code = (uint32_t)-SB_EINTERNAL; /* a plain ERROR ignores app_code */
+	CHECK(sb_encoded_size(&bad) > 0);
+	f[SB_PREFIX_LEN + 12] = 18; /* code 19 -> 18, the APP element still there */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &out, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "ERROR field 3 (code): code 19 (application error) and flag APP go "
+			"together");
+	bad = m;
+	bad.app_code = sv("TWO WORDS");
+	CHECK_INT(sb_encoded_size(&bad), SB_EINVAL);
+
+	/* Faults name app_code, and the payload after it. */
+	n = sb_encode(&m, f, sizeof f);
+	f[n - 10] = ' '; /* "CARD_DECLI ED" */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &out, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "ERROR field 6 (app_code): invalid characters");
+	n = sb_encode(&m, f, sizeof f);
+	f[n - 1] = 0xc1; /* never used in MessagePack */
+	CHECK_INT(sb_decode(f, (size_t)n, SB_DECODE_PAYLOAD, &out, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "ERROR field 7 (payload): payload is not one MessagePack value");
 }
 
 /* ---- malformed input ---------------------------------------------------- */
@@ -687,7 +748,7 @@ static void test_error_texts(void)
 	CHECK_STR(sb_strerror(-50), "unknown error");
 	CHECK_STR(sb_strerror(7), "unknown error");
 	CHECK_STR(sb_errname(SB_ETIMEOUT), "ETIMEOUT");
-	for (int e = SB_EINTERNAL; e < 0; e++)
+	for (int e = SB_EAPP; e < 0; e++)
 		CHECK(strcmp(sb_strerror(e), "unknown error") != 0);
 	CHECK_STR(sb_kind_name(SB_REQUEST), "REQUEST");
 	CHECK_STR(sb_kind_name(99), "?");
@@ -739,6 +800,7 @@ int main(void)
 	RUN(test_nil_fields_and_catchall);
 	RUN(test_encoder_refuses_what_decoder_would);
 	RUN(test_worst_case_header_fits);
+	RUN(test_application_error_frames);
 	RUN(test_malformed_framing);
 	RUN(test_malformed_kind_flags_id);
 	RUN(test_malformed_fields);

@@ -19,6 +19,31 @@ function handled(p) {
   return p;
 }
 
+/* What a handler threw, as an application error, or null: a
+ * SwitchboardError of code APP with its appCode, or anything else (an
+ * Error, a plain object as in `throw {code: 'MYERRCODE', msg}`) whose `code`
+ * is a string that is not a SwitchboardError's. Its message is `message`
+ * (or `msg`), its details `details`. A code the protocol cannot carry (too
+ * long, a space) is no application error: the throw is an INTERNAL one. */
+function appErrorOf(e) {
+  if (e === null || typeof e !== 'object') return null;
+  let code;
+  if (e instanceof SwitchboardError) {
+    if (e.code !== 'APP' || typeof e.appCode !== 'string') return null;
+    code = e.appCode;
+  } else if (typeof e.code === 'string') code = e.code;
+  else return null;
+  let bytes, details;
+  try {
+    bytes = checkStr(code, 'app');
+    details = encodePayload(e.details);
+  } catch {
+    return null;
+  }
+  const message = typeof e.message === 'string' ? e.message : typeof e.msg === 'string' ? e.msg : '';
+  return { code: bytes, message, details };
+}
+
 export class Call {
   constructor(client, m, key, identity) {
     this._client = client;
@@ -99,9 +124,26 @@ export class Call {
     if (this._state === FINISHED) throw new SwitchboardError('INVAL', `${this.name}: the request was already answered`);
     const wire = typeof code === 'number' ? code : WIRE[code];
     if (!Number.isInteger(wire) || wire < 1 || wire > 63) throw new SwitchboardError('INVAL', `not an error code: ${code}`);
+    if (wire === WIRE.APP) throw new SwitchboardError('INVAL', 'an application error has a code of its own: call.appError(code, message, details)');
     const payload = encodePayload(data);
     if (this._state === DEAD) return false;
     this._answer(K.ERROR, 0, [Uint8Array.of(wire), textStr(message ?? ''), NIL_FIELD], payload);
+    return true;
+  }
+
+  /**
+   * Ends the request with an application error: the requester receives a
+   * SwitchboardError of code APP with `appCode` (this code, a string of 1-64
+   * bytes, printable ASCII without space or UTF-8), the message and
+   * `details`. Returns false if the request was already cancelled or lost.
+   */
+  appError(appCode, message, details) {
+    if (!this.isRequest) throw new SwitchboardError('INVAL', 'a send has no reply');
+    if (this._state === FINISHED) throw new SwitchboardError('INVAL', `${this.name}: the request was already answered`);
+    const ac = checkStr(appCode, 'app');
+    const payload = encodePayload(details);
+    if (this._state === DEAD) return false;
+    this._answer(K.ERROR, F.APP, [Uint8Array.of(WIRE.APP), textStr(message ?? ''), NIL_FIELD, ac], payload);
     return true;
   }
 
@@ -186,7 +228,12 @@ export class Call {
       this._client._handlerError(this, e);
       return;
     }
-    const sbe = e instanceof SwitchboardError && e.wireCode >= 1 && e.wireCode <= 63;
+    const app = appErrorOf(e);
+    if (app !== null) {
+      this._answer(K.ERROR, F.APP, [Uint8Array.of(WIRE.APP), textStr(app.message), NIL_FIELD, app.code], app.details);
+      return;
+    }
+    const sbe = e instanceof SwitchboardError && e.wireCode >= 1 && e.wireCode <= 63 && e.wireCode !== WIRE.APP;
     const wire = sbe ? e.wireCode : WIRE.INTERNAL;
     const text = e instanceof Error ? e.message : String(e);
     let data;

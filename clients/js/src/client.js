@@ -911,7 +911,7 @@ export class Client extends Emitter {
     } catch {
       data = null;
     }
-    const err = wireError(m.code, m.text, data, m.peer);
+    const err = wireError(m.code, m.text, data, m.peer, m.appCode);
     // With MORE it is one peer's part of a broadcast, never the end.
     if (m.flags & F.MORE) {
       if (r.type === 'all' && m.peer !== null) r.results.set(m.peer, { ok: false, error: err });

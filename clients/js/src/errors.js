@@ -23,6 +23,7 @@ export const CODES = Object.freeze({
   16: 'NO_PEERS',
   17: 'DRAINING',
   18: 'INTERNAL',
+  19: 'APP',
 });
 
 /** Code string -> wire code. */
@@ -50,6 +51,7 @@ const TEXTS = {
   NO_PEERS: 'no connected peers',
   DRAINING: 'router draining',
   INTERNAL: 'internal error',
+  APP: 'application error',
   UNKNOWN: 'unknown error',
 };
 
@@ -58,26 +60,33 @@ export class SwitchboardError extends Error {
    * @param {string} code   one of CODES' values, or UNKNOWN
    * @param {string} [message] the router's, the handler's or our words; the
    *        code's standard text when empty, so an error always says something
-   * @param {object} [extra] data (an ERROR's payload), peer (a broadcast
-   *        result's peer), wireCode (for a code this library does not know),
-   *        cause
+   * @param {object} [extra] details (an ERROR's payload; `data` is the older
+   *        name of the same), appCode (code APP: the handler's own code, a
+   *        string), peer (a broadcast result's peer), wireCode (for a code
+   *        this library does not know), cause
    */
   constructor(code, message, extra = {}) {
     super(message || TEXTS[code] || TEXTS.UNKNOWN, extra.cause !== undefined ? { cause: extra.cause } : undefined);
     this.name = 'SwitchboardError';
     this.code = code;
     this.wireCode = extra.wireCode ?? WIRE[code] ?? 0;
-    if (extra.data !== undefined) this.data = extra.data;
+    const details = extra.details !== undefined ? extra.details : extra.data;
+    if (details !== undefined) {
+      this.details = details;
+      this.data = details;
+    }
+    if (extra.appCode !== undefined) this.appCode = extra.appCode;
     if (extra.peer !== undefined) this.peer = extra.peer;
   }
 }
 
 /** The error an ERROR frame carries. A code we do not know (a newer router)
  * is a generic failure, as docs/protocol.md asks. */
-export function wireError(wireCode, text, data, peer) {
+export function wireError(wireCode, text, data, peer, appCode) {
   const code = CODES[wireCode] || 'UNKNOWN';
   const extra = { wireCode };
-  if (data !== undefined && data !== null) extra.data = data;
+  if (data !== undefined && data !== null) extra.details = data;
+  if (appCode !== undefined && appCode !== null) extra.appCode = appCode;
   if (peer !== undefined && peer !== null) extra.peer = peer;
   return new SwitchboardError(code, text, extra);
 }

@@ -14,6 +14,7 @@ export const NAME_MAX = 255;
 export const PEER_MAX = 64;
 export const TEXT_MAX = 1024;
 export const TOKEN_MAX = 32;
+export const APPCODE_MAX = 64;
 
 export const K = Object.freeze({
   HELLO: 1, CHALLENGE: 2, AUTH: 3, WELCOME: 4, REGISTER: 5, UNREGISTER: 6, ACK: 7,
@@ -27,6 +28,7 @@ export const F = Object.freeze({
   MORE: 1, // REPLY, ERROR
   CHUNK: 2, // REPLY
   FATAL: 2, // ERROR
+  APP: 4, // ERROR: code 19, an application code follows peer
   OFF: 1, // SUBSCRIBE
 });
 
@@ -47,6 +49,7 @@ const CLASSES = {
   token: { what: 'role', min: 1, max: TOKEN_MAX, space: false, any: false },
   label: { what: 'outcome', min: 1, max: NAME_MAX, space: true, any: false },
   text: { what: 'text', min: 0, max: TEXT_MAX, space: true, any: true },
+  app: { what: 'application error code', min: 1, max: APPCODE_MAX, space: false, any: false },
 };
 
 /* A lone surrogate would be sent as U+FFFD: a different name than the one
@@ -204,7 +207,7 @@ export class FrameWriter {
     b[p + 1] = (body >> 16) & 0xff;
     b[p + 2] = (body >> 8) & 0xff;
     b[p + 3] = body & 0xff;
-    b[p + 4] = 0x90 | ELEMS[kind];
+    b[p + 4] = 0x90 | (fields.length + 4);
     b[p + 5] = kind;
     b[p + 6] = flags;
     b[p + 7] = 0xcf;
@@ -277,8 +280,10 @@ export function readFrame(b, start, end) {
   const kind = b[p + 1];
   if (kind === 0 || kind > 0x7f) fault(`kind ${kind} is not a positive fixint`);
   if (kind >= ELEMS.length) return null;
-  if ((arr & 0x0f) !== ELEMS[kind]) fault(`kind ${kind}: wrong number of fields (${arr & 0x0f}, expected ${ELEMS[kind]})`);
   const flags = b[p + 2];
+  // ERROR's flag APP adds one element (the application code) before the payload.
+  const elems = ELEMS[kind] + (kind === K.ERROR && (flags & F.APP) ? 1 : 0);
+  if ((arr & 0x0f) !== elems) fault(`kind ${kind}: wrong number of fields (${arr & 0x0f}, expected ${elems})`);
   if (flags > 0x7f) fault('flags are not a positive fixint');
   if (b[p + 3] !== 0xcf) fault('the id is not a fixed-width uint64');
   if (end - start < BODY_MIN) fault('frame too short');
@@ -319,6 +324,8 @@ export function readFrame(b, start, end) {
       m.code = readUint(b, r, end);
       m.text = readStr(b, r, end, false);
       m.peer = readStr(b, r, end, true);
+      m.appCode = flags & F.APP ? readStr(b, r, end, false) : null;
+      if ((m.code === 19) !== (m.appCode !== null)) fault('code 19 (application error) and flag APP go together');
       break;
     case K.PRESENCE:
       m.event = readUint(b, r, end);

@@ -29,6 +29,16 @@ before(async () => {
     return call.reply('js.done', n);
   });
   await js.register('js.fail', (args, call) => call.error('FORBIDDEN', 'nope'));
+  // The tunnel's handlers throw {code, msg}; an Error with a string code is the same.
+  await js.register('js.app.throw', () => {
+    throw { code: 'MYERRCODE', msg: 'no such agent', details: { agent: 'A7' } };
+  });
+  await js.register('js.app.error', async () => {
+    throw Object.assign(new Error('quota spent'), { code: 'QUOTA', details: [1, 2] });
+  });
+  await js.register('js.app.bad', () => {
+    throw Object.assign(new Error('a code with a space is no application code'), { code: 'NOT A CODE' });
+  });
   await js.register('js.echo', (args) => args);
   app = await connect({ port: router.port, name: 'js-app' });
 });
@@ -74,6 +84,19 @@ describe('a C service answers the JS client', () => {
     assert.deepEqual(parts[101], { type: 'reply', outcome: 'c.done', data: 100 });
   });
 
+  it('fails with an application code the JS requester switches on, apart from the router codes', async () => {
+    const err = await app.request('c.app.fail', null).then(() => null, (e) => e);
+    assert.equal(err.code, 'APP');
+    assert.equal(err.wireCode, 19);
+    assert.equal(err.appCode, 'CARD_DECLINED');
+    assert.equal(err.message, 'the card was declined');
+    assert.deepEqual(err.details, { limit: 100 });
+    // A router code never carries an application code.
+    const nh = await app.request('nobody.here', null).then(() => null, (e) => e);
+    assert.equal(nh.code, 'NO_HANDLER');
+    assert.equal(nh.appCode, undefined);
+  });
+
   it('its error reply, its view of who called, a send, and a cancel it is told about', async () => {
     await assert.rejects(app.request('c.fail', null), { code: 'FORBIDDEN', message: 'c says no' });
     assert.deepEqual(await app.request('c.who', null), { outcome: 'c.who', data: { peer: 'js-app', role: 'client' } });
@@ -104,6 +127,16 @@ describe('the C client calls JS handlers', () => {
     assert.equal(f.stdout, 'error EFORBIDDEN nope\n');
   });
 
+  it('a JS handler that throws a string code sends an application error the C client reads', async () => {
+    const a = await run(JS_PEER, ['call', String(router.port), 'js.app.throw']);
+    assert.equal(a.stdout, 'error EAPP no such agent app MYERRCODE {"agent"=>"A7"}\n');
+    const b = await run(JS_PEER, ['call', String(router.port), 'js.app.error']);
+    assert.equal(b.stdout, 'error EAPP quota spent app QUOTA [1, 2]\n');
+    // A code the protocol cannot carry is the handler's failure, not an application error.
+    const c = await run(JS_PEER, ['call', String(router.port), 'js.app.bad']);
+    assert.equal(c.stdout, 'error EINTERNAL a code with a space is no application code\n');
+  });
+
   it('a payload msgpack-c does not produce as msgpackr would still decodes (the C side echoes what it sent)', async () => {
     // fixmap with a uint64 in its widest form and a str8 key: not msgpackr's own spelling.
     const raw = '81d903616263cf0000000000000007';
@@ -130,6 +163,10 @@ describe('sbctl', () => {
     const f = await run(SBCTL, ['--router', `127.0.0.1:${router.port}`, 'request', 'js.fail']);
     assert.equal(f.code, 1);
     assert.equal(f.stderr, 'error: nope (code EFORBIDDEN)\n');
+    const a = await run(SBCTL, ['--router', `127.0.0.1:${router.port}`, '--json', 'request', 'js.app.throw']);
+    assert.equal(a.code, 1);
+    assert.equal(a.stdout, '{"error":"EAPP","code":-19,"text":"no such agent","app_code":"MYERRCODE","details":{"agent":"A7"}}\n');
+    assert.equal(a.stderr, 'error: no such agent (app code MYERRCODE)\ndetails: {"agent":"A7"}\n');
   });
 
   it('answers the JS client as a listener', async () => {
