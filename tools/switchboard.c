@@ -746,8 +746,8 @@ int main(int argc, char **argv)
 		printf("switchboard: WebSocket and HTTP on %s:%u\n", s->cfg.addr,
 		       sb_router_ws_port(r));
 	if (sb_router_admin_port(r) != 0)
-		printf("switchboard: admin on http://%s:%u/ (GET /metrics)\n", s->cfg.admin_addr,
-		       sb_router_admin_port(r));
+		printf("switchboard: admin on http://%s:%u/ (the page; /metrics for Prometheus)\n",
+		       s->cfg.admin_addr, sb_router_admin_port(r));
 
 	/* sb_router_start() returned: every shard listens on every port. */
 	char status[160];

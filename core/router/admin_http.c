@@ -2,10 +2,12 @@
  * whole, then queued as raw bytes on the connection the way the edge
  * queues its HTTP answers (conn_ws.c sends them), so a slow reader holds
  * only its own queue. */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <switchboard/error.h>
 
@@ -186,10 +188,61 @@ static int path_is(struct sb__http_str p, const char *path)
 	return p.len == strlen(path) && memcmp(p.p, path, p.len) == 0;
 }
 
+static int is_loopback_v4(const char *s, size_t n)
+{
+	char a[INET_ADDRSTRLEN];
+	struct in_addr in;
+
+	if (n == 0 || n >= sizeof a)
+		return 0;
+	memcpy(a, s, n);
+	a[n] = '\0';
+	return inet_pton(AF_INET, a, &in) == 1 && (ntohl(in.s_addr) >> 24) == 127;
+}
+
+/* Host names a loopback listener answers to: localhost, 127.x.y.z and
+ * [::1], each with or without a port. */
+static int loopback_host(struct sb__http_str h)
+{
+	size_t n = h.len; /* the name's bytes, before any ":port" */
+
+	if (n >= 5 && memcmp(h.p, "[::1]", 5) == 0) {
+		n = 5;
+	} else {
+		const char *colon = memchr(h.p, ':', h.len);
+		if (colon != NULL)
+			n = (size_t)(colon - h.p);
+	}
+	if (n < h.len) {
+		if (h.p[n] != ':' || n + 1 == h.len)
+			return 0;
+		for (size_t i = n + 1; i < h.len; i++)
+			if (h.p[i] < '0' || h.p[i] > '9')
+				return 0;
+	}
+	return (n == 5 && memcmp(h.p, "[::1]", 5) == 0) ||
+	       (n == 9 && strncasecmp(h.p, "localhost", 9) == 0) || is_loopback_v4(h.p, n);
+}
+
 void sb__admin_http(struct sb__shard *sh, struct sb__conn *c, const struct sb__http_req *r)
 {
 	const struct sb__admin_route *t, *other = NULL;
 	char why[256];
+
+	/* A page from another site can make a browser ask this port under a
+	 * name its own DNS points at 127.0.0.1 (DNS rebinding), and read the
+	 * answers as its own. A listener on loopback serves only requests
+	 * whose Host is a loopback name; one an operator put on another
+	 * address is reached by names we cannot know. */
+	const char *addr = sh->r->cfg.admin_addr;
+	if (r->host.len > 0 && is_loopback_v4(addr, strlen(addr)) && !loopback_host(r->host)) {
+		snprintf(why, sizeof why,
+			 "Host %.*s is not a loopback name (localhost, 127.0.0.1, [::1]): this "
+			 "listener is on %s",
+			 (int)(r->host.len < 64 ? r->host.len : 64), r->host.p, addr);
+		error(sh, c, 403, SB_EFORBIDDEN, why, NULL, r->keep_alive);
+		return;
+	}
 
 	for (t = routes; t->path != NULL; t++) {
 		if (!path_is(r->path, t->path))

@@ -407,8 +407,10 @@ int sb_router_start(struct sb_router *r)
 		sb__log(&r->log, 2, "WebSocket edge on %s:%u (GET /v1/ws)", r->cfg.addr,
 			r->ws_port);
 	if (rc == 0 && r->admin_port != 0)
-		sb__log(&r->log, 2, "admin listener on %s:%u (GET /metrics)", r->cfg.admin_addr,
-			r->admin_port);
+		sb__log(&r->log, 2,
+			"admin listener on %s:%u (GET / for the page, /metrics, "
+			"/v1/routes|peers|stats)",
+			r->cfg.admin_addr, r->admin_port);
 	return rc;
 }
 

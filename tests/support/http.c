@@ -50,8 +50,10 @@ void http_ask(int fd, const char *method, const char *path, const char *extra,
 	uint64_t deadline = now_ms() + 10000;
 
 	memset(a, 0, sizeof *a);
-	int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n", method,
-			 path, extra != NULL ? extra : "");
+	/* Extra lines that start with their own Host replace the default one. */
+	int own_host = extra != NULL && strncasecmp(extra, "Host:", 5) == 0;
+	int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\n%s%s\r\n", method, path,
+			 own_host ? "" : "Host: 127.0.0.1\r\n", extra != NULL ? extra : "");
 	if (fd < 0 || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
 		return;
 	/* The head, a byte at a time: what follows it is the body's. */

@@ -19,7 +19,8 @@ struct http_answer {
 int http_dial(const char *addr, uint16_t port);
 
 /* Sends "METHOD PATH HTTP/1.1" with Host and @p extra header lines
- * ("Name: value\r\n" each, or NULL), then reads one answer (10 s at most). */
+ * ("Name: value\r\n" each, or NULL; when they start with a Host line, it
+ * replaces "Host: 127.0.0.1"), then reads one answer (10 s at most). */
 void http_ask(int fd, const char *method, const char *path, const char *extra,
 	      struct http_answer *a);
 

@@ -167,11 +167,54 @@ static void test_the_admin_listener_binds_loopback_or_the_address_given(void)
 	CHECK_INT(err, SB_EINVAL);
 }
 
+/* A page on another site that points its own name at 127.0.0.1 (DNS
+ * rebinding) makes the browser send that name as Host: the loopback
+ * listener refuses it, and serves loopback names with or without a port. */
+static void test_a_page_from_another_site_cannot_read_the_loopback_admin_listener(void)
+{
+	struct sb_router_config cfg = admin_config();
+	router_start(&cfg);
+	uint16_t port = sb_router_admin_port(R);
+	static const char *const refused[] = {
+		"Host: evil.example\r\n",
+		"Host: evil.example:80\r\n",
+		"Host: localhost.evil.example\r\n",
+		"Host: 127.0.0.1.evil.example\r\n",
+		"Host: localhost:80x\r\n",
+		"Host: [::2]\r\n",
+		"Host: 10.0.0.1\r\n",
+		"Host: localhost:\r\n",
+	};
+	static const char *const served[] = {
+		"Host: localhost\r\n", "Host: LOCALHOST:9100\r\n", "Host: 127.0.0.1:9100\r\n",
+		"Host: 127.1.2.3\r\n", "Host: [::1]\r\n",          "Host: [::1]:9100\r\n",
+	};
+	struct http_answer a;
+
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		int fd = http_dial(NULL, port);
+		http_ask(fd, "GET", "/metrics", refused[i], &a);
+		CHECK_INT(a.status, 403);
+		CHECK(a.body != NULL && strstr(a.body, "is not a loopback name") != NULL);
+		http_answer_free(&a);
+		close(fd);
+	}
+	for (size_t i = 0; i < sizeof served / sizeof served[0]; i++) {
+		int fd = http_dial(NULL, port);
+		http_ask(fd, "GET", "/metrics", served[i], &a);
+		CHECK_INT(a.status, 200);
+		http_answer_free(&a);
+		close(fd);
+	}
+	router_stop();
+}
+
 int main(void)
 {
 	RUN(test_the_admin_listener_is_off_unless_asked_for);
 	RUN(test_an_operator_gets_metrics_and_nothing_of_the_edge_on_the_admin_port);
 	RUN(test_an_admin_connection_stays_open_for_more_requests_until_it_asks_to_close);
 	RUN(test_the_admin_listener_binds_loopback_or_the_address_given);
+	RUN(test_a_page_from_another_site_cannot_read_the_loopback_admin_listener);
 	return TEST_EXIT();
 }
