@@ -311,7 +311,9 @@ static void test_a_router_that_is_down_fails_at_once_with_the_reason(void)
 	stop();
 }
 
-/* The payload's bytes as the sink got them, printed as JSON. */
+/* Waits until the sink got @p n sends; read sink_js under sink_lock after
+ * (the service thread writes it on the next send, which the test causes
+ * through another process: a path ThreadSanitizer cannot see). */
 static void sink_wait(int n)
 {
 	struct timespec until;
@@ -334,14 +336,20 @@ static void test_a_bare_argument_is_json_and_str_makes_a_string(void)
 	SBCTL_RUN(&P, "send", "sink", "5");
 	CHECK_INT(P.code, 0);
 	sink_wait(1);
+	pthread_mutex_lock(&sink_lock);
 	CHECK_STR(sink_js.data, "5");
+	pthread_mutex_unlock(&sink_lock);
 	SBCTL_RUN(&P, "send", "sink", "\"5\"");
 	sink_wait(2);
+	pthread_mutex_lock(&sink_lock);
 	CHECK_STR(sink_js.data, "\"5\"");
+	pthread_mutex_unlock(&sink_lock);
 	SBCTL_RUN(&P, "send", "sink", "--str", "5");
 	CHECK_INT(P.code, 0);
 	sink_wait(3);
+	pthread_mutex_lock(&sink_lock);
 	CHECK_STR(sink_js.data, "\"5\"");
+	pthread_mutex_unlock(&sink_lock);
 	SBCTL_RUN(&P, "request", "echo", "--str", "{not json}");
 	CHECK_INT(P.code, 0);
 	CHECK_STR(P.so, "done  \"{not json}\"\n");
