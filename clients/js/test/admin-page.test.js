@@ -38,6 +38,24 @@ let svc;
 let cli;
 const pageErrors = [];
 
+/* A JSON Schema (docs/protocol.md): its nested properties and items are
+ * listed by the paths the router names in its faults. */
+const USER_SCHEMA = {
+  type: 'object',
+  properties: {
+    email: { type: 'string', maxLength: 254 },
+    address: {
+      type: 'object',
+      properties: { zip: { type: 'string', minLength: 5, maxLength: 5 }, city: { type: 'string' } },
+      required: ['zip'],
+      additionalProperties: false,
+    },
+    tags: { type: 'array', items: { enum: ['a', 'b'] }, maxItems: 3 },
+  },
+  required: ['email'],
+  additionalProperties: false,
+};
+
 before(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: tools/bootstrap installs Debian's chromium (or set SB_CHROMIUM)`);
   router = await startRouter(['--admin-port', '0']);
@@ -50,6 +68,7 @@ before(async () => {
     schema: { keys: { since: { type: 'int' } } },
   });
   await svc.register(MARKUP, () => 'ok');
+  await svc.register('user.update', () => 'ok', { schema: USER_SCHEMA });
   cli = await connect({ port: router.port, name: 'shop-web' });
 
   profile = mkdtempSync(path.join(tmpdir(), 'sb-chromium-'));
@@ -146,6 +165,21 @@ it('the page lists the registered routes with handlers, shards and schemas, and 
   assert.equal(svcRow[2], 'service');
   assert.equal(svcRow[4], 'this router');
   assert.equal(peers.find((r) => r[0] === 'shop-web')[2], 'client');
+});
+
+it('a JSON Schema shows in the API reference by the paths the router names', async () => {
+  await waitFor(async () => (await shown('user.update')).keys !== null, 30000, 'the page to show user.update');
+  const u = await shown('user.update');
+  assert.equal(u.row[3], 'required email · optional address, tags · no other keys');
+  assert.deepEqual(u.keys, [
+    ['address', 'object', 'no other keys', 'optional'],
+    ['address.city', 'string', '-', 'optional'],
+    ['address.zip', 'string', 'length 5 to 5', 'required'],
+    ['email', 'string', 'length at most 254', 'required'],
+    ['tags', 'array', 'items at most 3', 'optional'],
+    ['tags[]', 'any', 'one of "a", "b"', 'optional'],
+  ]);
+  assert.deepEqual(u.notes, ['Other keys are refused (invalid arguments).']);
 });
 
 it('a name that is markup is shown as text and never runs', async () => {
