@@ -611,6 +611,10 @@ static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 	CHECK_INT(peer_recv_within(p, 8000), 1);
 	CHECK_INT(p->m.kind, SB_ERROR);
 	CHECK_INT(p->m.code, (uint32_t)-SB_EOVERLOADED);
+	if (p->m.kind == SB_ERROR && p->m.code != (uint32_t)-SB_EOVERLOADED)
+		fprintf(stderr, "  refused with: %.*s\n", (int)p->m.text.len,
+			(const char *)p->m.text
+				.ptr); /* which path answered: the claim or the directory */
 	peer_close(p);
 	kill(js.pid, SIGCONT);
 
