@@ -499,6 +499,14 @@ def write_router_seeds(directory):
         + frame([11, 4, U64(77), 19, "declined", None, "MYERRCODE", {"limit": 1}])
         + frame([11, 4, U64(78), 19, "", "mallory", "E", None])
         + frame([11, 4, U64(79), 2, "x", None, "E", None]),
+        # Headers: a request and a broadcast send that carry them to the
+        # echo service, then a map with a key twice.
+        "headers": hello("client")
+        + frame([9, 2, U64(2), "fz.echo", None, U32(0), U32(300),
+                 {"traceparent": TRACEPARENT, "k": ""}, {"n": 1}])
+        + frame([8, 3, U64(0), "fz.echo", None, U32(0), {"device": "d 1"}, None])
+        + frame([9, 2, U64(3), "fz.echo", None, U32(0), U32(300), {"k": "1", "j": "2"},
+                 None]).replace(b"\xa1j", b"\xa1k"),
         "router-kinds": hello("client")
         + frame([2, 0, U64(1), NONCE, "hmac-sha256", None])
         + frame([4, 0, U64(2), 1, "fz-x", 7, 1048576, {"shard": 0}])
