@@ -39,6 +39,31 @@ static void whose_device(struct sb_call *call, void *ud)
 	sb_reply(call, dev != NULL ? dev : "none", NULL, 0);
 }
 
+/* "whose.trace": answers with its traceparent, "none" without one. */
+static void whose_trace(struct sb_call *call, void *ud)
+{
+	const char *tp = sb_call_header(call, "traceparent");
+	(void)ud;
+	sb_reply(call, tp != NULL ? tp : "none", NULL, 0);
+}
+
+/* "trace.relay": asks whose.trace with itself as parent, and answers with
+ * what that said, from the reply's callback. */
+static void relay_answer(const struct sb_reply *rep, void *ud)
+{
+	if (rep->more == SB_MORE_NONE)
+		sb_reply(ud, rep->err == 0 ? rep->outcome : "failed", NULL, 0);
+}
+
+static void trace_relay(struct sb_call *call, void *ud)
+{
+	struct sb_opts o = SB_OPTS_INIT;
+	(void)ud;
+	o.parent = call;
+	if (sb_router_request(R, "whose.trace", NULL, 0, &o, relay_answer, call, NULL) != 0)
+		sb_reply(call, "refused", NULL, 0);
+}
+
 /* "count.to": streams 100 chunks (fixints 0..99), then a final reply. */
 static void count_to(struct sb_call *call, void *ud)
 {
@@ -224,6 +249,8 @@ static void start_embedded(void)
 	CHECK_INT(sb_router_handle(r, "math.double", NULL, math_double, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "count.to", NULL, count_to, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "whose.device", NULL, whose_device, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "whose.trace", NULL, whose_trace, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "trace.relay", NULL, trace_relay, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "forgetful", NULL, forgetful, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "job.later", NULL, job_later, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "job.never", NULL, job_never, NULL), 0);
@@ -539,6 +566,20 @@ static void test_in_process_handler_reads_headers(void)
 	CHECK_INT(sb_router_request(R, "whose.device", NULL, 0, &o, on_reply, &w, NULL), 0);
 	CHECK(wait_final(&w));
 	CHECK_STR(w.outcome[0], "kitchen sensor");
+
+	/* An in-process handler's chained request names its parent: the
+	 * traceparent goes on. */
+	static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	struct sb_header th[] = {{"traceparent", tp}};
+	o.headers = th;
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "trace.relay", NULL, 0, &o, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK(strncmp(w.outcome[0], tp, sizeof w.outcome[0] - 1) == 0); /* as much as it keeps */
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "trace.relay", NULL, 0, NULL, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK_STR(w.outcome[0], "none");
 	router_stop();
 }
 
