@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/proto.h> /* struct sb_header */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -44,14 +46,6 @@ struct sb_reply {
 
 /* Called once per reply to a request; see struct sb_reply. */
 typedef void (*sb_reply_fn)(const struct sb_reply *r, void *ud);
-
-/* One header of a SEND or REQUEST: key and value, NUL-terminated. */
-struct sb_header {
-	const char *key;   /* 1-SB_HEADER_KEY_MAX bytes, printable ASCII without
-			      space or UTF-8, as a message name */
-	const char *value; /* 0-SB_HEADER_VALUE_MAX bytes, printable ASCII with
-			      space or UTF-8 */
-};
 
 struct sb_call;
 

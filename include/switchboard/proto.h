@@ -6,7 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <switchboard/call.h>
 #include <switchboard/error.h>
 
 #ifdef __cplusplus
@@ -231,6 +230,14 @@ int sb_schema_validate(const void *schema, size_t len, char *why, size_t whylen)
  */
 int sb_schema_from_json(const char *json, size_t len, void **out, size_t *outlen, char *why,
 			size_t whylen);
+
+/* One header of a SEND or REQUEST: key and value, NUL-terminated. */
+struct sb_header {
+	const char *key;   /* 1-SB_HEADER_KEY_MAX bytes, printable ASCII without
+			      space or UTF-8, as a message name */
+	const char *value; /* 0-SB_HEADER_VALUE_MAX bytes, printable ASCII with
+			      space or UTF-8 */
+};
 
 /**
  * Encode @p n headers as the map sb_msg.headers holds (docs/protocol.md,
