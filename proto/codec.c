@@ -15,6 +15,7 @@ enum ftype {
 	F_STR,     /* str, length in [min, max], characters per cset */
 	F_STR_NIL, /* as F_STR, or nil */
 	F_BIN,     /* bin, length in [min, max] */
+	F_MAP,     /* the header map: str -> str, bounded (check_map) */
 };
 
 /* Which bytes a string may hold. Names exclude spaces so logs and CLIs can
@@ -70,6 +71,10 @@ struct kind_spec {
 #f, F_U32F, 0, offsetof(struct sb_msg, f), offsetof(struct sb_msg, f##_off), 0,    \
 			UINT32_MAX                                                                 \
 	}
+#define HEADERS()                                                                                  \
+	{                                                                                          \
+		"headers", F_MAP, 0, offsetof(struct sb_msg, headers), 0, 1, SB_HEADERS_COUNT_MAX  \
+	}
 
 static const struct field hello_f[] = {
 	UINT(version, 1, 0xffff),
@@ -94,16 +99,21 @@ static const struct field welcome_f[] = {
 static const struct field register_f[] = {
 	VIEW_NIL(name, CS_NAME, 1, SB_NAME_MAX),
 };
+/* The headers row, last, is the element flag HEADERS adds (as ERROR's
+ * app_code below): after the fixed-offset from and timeout_ms, so the
+ * router still patches those in place. */
 static const struct field send_f[] = {
 	VIEW(name, CS_NAME, 1, SB_NAME_MAX),
 	VIEW_NIL(to, CS_NAME, 1, SB_PEER_MAX),
 	U32F(from),
+	HEADERS(),
 };
 static const struct field request_f[] = {
 	VIEW(name, CS_NAME, 1, SB_NAME_MAX),
 	VIEW_NIL(to, CS_NAME, 1, SB_PEER_MAX),
 	U32F(from),
 	U32F(timeout_ms),
+	HEADERS(),
 };
 static const struct field reply_f[] = {
 	VIEW(outcome, CS_LABEL, 1, SB_NAME_MAX),
@@ -156,8 +166,8 @@ static const struct kind_spec kinds[SB_KIND_MAX + 1] = {
 	[SB_REGISTER] = KIND("REGISTER", SB_F_INTERNAL, register_f),
 	[SB_UNREGISTER] = KIND("UNREGISTER", 0, register_f),
 	[SB_ACK] = BARE("ACK", 0),
-	[SB_SEND] = KIND("SEND", SB_F_BROADCAST, send_f),
-	[SB_REQUEST] = KIND("REQUEST", SB_F_BROADCAST, request_f),
+	[SB_SEND] = KIND_OPT("SEND", SB_F_BROADCAST | SB_F_HEADERS, send_f, SB_F_HEADERS),
+	[SB_REQUEST] = KIND_OPT("REQUEST", SB_F_BROADCAST | SB_F_HEADERS, request_f, SB_F_HEADERS),
 	[SB_REPLY] = KIND("REPLY", SB_F_MORE | SB_F_CHUNK, reply_f),
 	[SB_ERROR] = KIND_OPT("ERROR", SB_F_MORE | SB_F_FATAL | SB_F_APP, error_f, SB_F_APP),
 	[SB_CANCEL] = BARE("CANCEL", 0),
@@ -318,6 +328,66 @@ static uint32_t *u32_at(struct sb_msg *m, const struct field *f)
 	return (uint32_t *)((char *)m + f->off);
 }
 
+/* A header map: 1-16 pairs of str -> str (map16 only for 16), keys as
+ * names 1-64 bytes, values as labels 0-256 bytes, no key twice, at most
+ * SB_HEADERS_MAX bytes in all. Reads from *p up to end and advances *p. */
+static bool check_map(const uint8_t **p, const uint8_t *end, const struct field *f, unsigned idx,
+		      struct sb_fault_info *fi)
+{
+	static const struct field key = {"key", F_STR, CS_NAME, 0, 0, 1, SB_HEADER_KEY_MAX};
+	static const struct field val = {"value", F_STR, CS_LABEL, 0, 0, 0, SB_HEADER_VALUE_MAX};
+	struct sb_view keys[SB_HEADERS_COUNT_MAX];
+	const uint8_t *start = *p;
+	struct sb__mp_item it;
+	int rc = sb__mp_read(p, end, &it);
+
+	if (rc == SB__MP_SHORT) {
+		set_fault(fi, SB_FAULT_TRUNCATED, idx, 0, 0);
+		return false;
+	}
+	if (rc != SB__MP_OK || it.type != SB__MP_MAP) {
+		set_fault(fi, SB_FAULT_TYPE, idx, *start, 0);
+		return false;
+	}
+	if (it.len < f->min) {
+		set_fault(fi, SB_FAULT_TOO_SHORT, idx, it.len, f->min);
+		return false;
+	}
+	if (it.len > f->max) {
+		set_fault(fi, SB_FAULT_TOO_LONG, idx, it.len, f->max);
+		return false;
+	}
+	for (uint32_t i = 0; i < it.len * 2; i++) {
+		const uint8_t *at = *p;
+		struct sb__mp_item s;
+		rc = sb__mp_read(p, end, &s);
+		if (rc == SB__MP_SHORT) {
+			set_fault(fi, SB_FAULT_TRUNCATED, idx, 0, 0);
+			return false;
+		}
+		if (rc != SB__MP_OK || s.type != SB__MP_STR) {
+			set_fault(fi, SB_FAULT_TYPE, idx, *at, 0);
+			return false;
+		}
+		struct sb_view v = {s.body, s.len};
+		if (!check_view(i % 2 == 0 ? &key : &val, &v, idx, fi))
+			return false;
+		if (i % 2 != 0)
+			continue;
+		for (uint32_t k = 0; k < i / 2; k++)
+			if (keys[k].len == v.len && memcmp(keys[k].ptr, v.ptr, v.len) == 0) {
+				set_fault(fi, SB_FAULT_DUPLICATE, idx, 0, 0);
+				return false;
+			}
+		keys[i / 2] = v;
+	}
+	if ((size_t)(*p - start) > SB_HEADERS_MAX) {
+		set_fault(fi, SB_FAULT_TOO_LONG, idx, (uint64_t)(*p - start), SB_HEADERS_MAX);
+		return false;
+	}
+	return true;
+}
+
 /* ---- decoder ------------------------------------------------------------ */
 
 /* Reads element idx into m according to f. */
@@ -355,6 +425,12 @@ static bool decode_field(const uint8_t *frame, const uint8_t **p, const uint8_t 
 			*p = start + 1 + v->len;
 			return check_view(f, v, idx, fi);
 		}
+	}
+	if (f->type == F_MAP) {
+		if (!check_map(p, end, f, idx, fi))
+			return false;
+		*view_at(m, f) = (struct sb_view){start, (uint32_t)(*p - start)};
+		return true;
 	}
 	int rc = sb__mp_read(p, end, &it);
 
@@ -529,6 +605,10 @@ static int encode_field(msgpack_packer *pk, const struct field *f, struct sb_msg
 		struct sb_view *v = view_at(m, f);
 		return msgpack_pack_bin_with_body(pk, v->ptr, v->len);
 	}
+	case F_MAP: {
+		struct sb_view *v = view_at(m, f); /* already encoded, checked by valid() */
+		return pk->callback(pk->data, (const char *)v->ptr, v->len);
+	}
 	default: {
 		struct sb_view *v = view_at(m, f);
 		if (v->ptr == NULL)
@@ -556,8 +636,16 @@ static bool valid(const struct sb_msg *m)
 		if (!ok)
 			return false;
 	}
-	if ((m->flags & spec->opt_flag) && !check_view(spec->opt, view_at(mm, spec->opt), 0, &fi))
+	if ((m->flags & spec->opt_flag) && spec->opt->type == F_MAP) {
+		const struct sb_view *v = view_at(mm, spec->opt);
+		const uint8_t *p = v->ptr;
+		if (p == NULL || !check_map(&p, p + v->len, spec->opt, 0, &fi) ||
+		    p != v->ptr + v->len)
+			return false;
+	} else if ((m->flags & spec->opt_flag) &&
+		   !check_view(spec->opt, view_at(mm, spec->opt), 0, &fi)) {
 		return false;
+	}
 	if (m->kind == SB_ERROR && (m->code == (uint32_t)-SB_EAPP) != !!(m->flags & SB_F_APP))
 		return false;
 	return true;
@@ -638,6 +726,94 @@ void sb_patch_u32(uint8_t *frame, uint16_t off, uint32_t v)
 	sb__put_be32(frame + off, v);
 }
 
+/* ---- headers ------------------------------------------------------------ */
+
+static size_t put_str(uint8_t *o, const char *s, size_t n)
+{
+	size_t k = 0;
+
+	if (n < 32) {
+		o[k++] = (uint8_t)(0xa0 | n);
+	} else if (n < 256) {
+		o[k++] = 0xd9;
+		o[k++] = (uint8_t)n;
+	} else {
+		o[k++] = 0xda;
+		o[k++] = (uint8_t)(n >> 8);
+		o[k++] = (uint8_t)n;
+	}
+	memcpy(o + k, s, n);
+	return k + n;
+}
+
+long sb_headers_encode(const struct sb_header *h, size_t n, uint8_t *buf, size_t cap)
+{
+	/* Room for the largest map the lengths allow, so the checks below, the
+	 * decoder's own, see the whole map before anything is refused. */
+	uint8_t tmp[3 + SB_HEADERS_COUNT_MAX * (3 + SB_HEADER_KEY_MAX + 3 + SB_HEADER_VALUE_MAX)];
+	struct sb_fault_info fi = {0};
+	size_t k = 0;
+
+	if (n == 0 || n > SB_HEADERS_COUNT_MAX || h == NULL)
+		return n > SB_HEADERS_COUNT_MAX ? SB_ETOOLARGE : SB_EINVAL;
+	if (n < 16) {
+		tmp[k++] = (uint8_t)(0x80 | n);
+	} else {
+		tmp[k++] = 0xde;
+		tmp[k++] = 0;
+		tmp[k++] = (uint8_t)n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (h[i].key == NULL || h[i].value == NULL)
+			return SB_EINVAL;
+		size_t kl = strlen(h[i].key), vl = strlen(h[i].value);
+		if (kl > SB_HEADER_KEY_MAX || vl > SB_HEADER_VALUE_MAX)
+			return SB_ETOOLARGE;
+		k += put_str(tmp + k, h[i].key, kl);
+		k += put_str(tmp + k, h[i].value, vl);
+	}
+	const uint8_t *p = tmp;
+	if (!check_map(&p, tmp + k, &kinds[SB_SEND].opt[0], 0, &fi))
+		return sb_fault_code(fi.fault) == SB_ETOOLARGE ? SB_ETOOLARGE : SB_EINVAL;
+	if (k > cap)
+		return SB_ENOSPC;
+	memcpy(buf, tmp, k);
+	return (long)k;
+}
+
+int sb_headers_next(struct sb_view headers, size_t *pos, struct sb_view *key, struct sb_view *value)
+{
+	const uint8_t *p = headers.ptr, *end = headers.ptr + headers.len;
+	struct sb__mp_item it, kv, vv;
+
+	if (p == NULL || sb__mp_read(&p, end, &it) != SB__MP_OK || it.type != SB__MP_MAP)
+		return 0;
+	if (*pos >= it.len)
+		return 0;
+	for (size_t i = 0; i <= *pos; i++)
+		if (sb__mp_read(&p, end, &kv) != SB__MP_OK ||
+		    sb__mp_read(&p, end, &vv) != SB__MP_OK)
+			return 0;
+	*key = (struct sb_view){kv.body, kv.len};
+	*value = (struct sb_view){vv.body, vv.len};
+	++*pos;
+	return 1;
+}
+
+const char *sb_headers_get(struct sb_view headers, const char *key, size_t *len)
+{
+	size_t pos = 0, kl = strlen(key);
+	struct sb_view k, v;
+
+	while (sb_headers_next(headers, &pos, &k, &v))
+		if (k.len == kl && memcmp(k.ptr, key, kl) == 0) {
+			if (len != NULL)
+				*len = v.len;
+			return (const char *)v.ptr;
+		}
+	return NULL;
+}
+
 /* ---- faults ------------------------------------------------------------- */
 
 static const char *const fault_names[] = {
@@ -658,6 +834,7 @@ static const char *const fault_names[] = {
 	[SB_FAULT_TRUNCATED] = "frame ends inside a field",
 	[SB_FAULT_PAYLOAD] = "payload is not one MessagePack value",
 	[SB_FAULT_APP] = "code 19 (application error) and flag APP go together",
+	[SB_FAULT_DUPLICATE] = "duplicate header key",
 };
 
 const char *sb_fault_name(enum sb_fault f)

@@ -23,7 +23,16 @@
 #include "sbctl.h"
 
 /* getopt values of the TLS flags: past every letter, so none collides. */
-enum { OPT_TLS = 256, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME, OPT_STR, OPT_WAIT };
+enum {
+	OPT_TLS = 256,
+	OPT_TLS_CA,
+	OPT_TLS_CERT,
+	OPT_TLS_KEY,
+	OPT_TLS_NAME,
+	OPT_STR,
+	OPT_WAIT,
+	OPT_HEADER
+};
 
 static const struct command *find_command(const char *name);
 
@@ -163,8 +172,8 @@ static int cmd_help(const struct opts *o, char **args, int nargs)
 }
 
 static const struct command commands[] = {
-	{"send", F_TO | F_ALL | F_PEERS | F_STR, 1, 2,
-	 "send NAME [PAYLOAD] [--str] [--to PEER | --all | --peers SEL]",
+	{"send", F_TO | F_ALL | F_PEERS | F_STR | F_HEADER, 1, 2,
+	 "send NAME [PAYLOAD] [--str] [--header K=V]... [--to PEER | --all | --peers SEL]",
 	 "send a message, fire-and-forget",
 	 "Sends a message to one handler of NAME; nothing comes back. PAYLOAD is\n"
 	 "JSON (omitted: null), or @FILE / @- to read it from a file / stdin. Prints\n"
@@ -172,14 +181,17 @@ static const struct command commands[] = {
 	 "router; whether a handler took it is not reported.\n"
 	 "\n"
 	 "  --str                 PAYLOAD (or the file's bytes) is a string, not JSON\n"
+	 "  --header KEY=VALUE    a header beside the payload (repeat: up to 16;\n"
+	 "                        docs/protocol.md, \"Headers\")\n"
 	 "  --to PEER             to the peer named PEER instead (its handler for NAME\n"
 	 "                        or its catch-all)\n"
 	 "  --all                 to every handler of NAME\n"
 	 "  --peers SEL           to every connected peer SEL picks: @client, @service,\n"
 	 "                        or a peer name pattern (agent-*, * for all)\n",
 	 cmd_send},
-	{"request", F_TIMEOUT | F_TO | F_ALL | F_PEERS | F_STR, 1, 2,
-	 "request NAME [PAYLOAD] [--str] [--timeout MS] [--to PEER | --all | --peers SEL]",
+	{"request", F_TIMEOUT | F_TO | F_ALL | F_PEERS | F_STR | F_HEADER, 1, 2,
+	 "request NAME [PAYLOAD] [--str] [--header K=V]... [--timeout MS] [--to PEER | --all | "
+	 "--peers SEL]",
 	 "send a request and print every reply",
 	 "Sends a request to NAME and prints each reply as it arrives. PAYLOAD is\n"
 	 "as for send: JSON, @FILE or @- (stdin), a string with --str.\n"
@@ -203,6 +215,7 @@ static const struct command commands[] = {
 	 "\"ok\":N,\"errors\":N,\"timeouts\":N,\"gone\":N}}. Exits 1 if any peer failed.\n"
 	 "\n"
 	 "  --str                 PAYLOAD (or the file's bytes) is a string, not JSON\n"
+	 "  --header KEY=VALUE    a header beside the payload (repeat: up to 16)\n"
 	 "  --timeout MS          the request's timeout (default: the router's, 30 s);\n"
 	 "                        with --all, every peer's\n"
 	 "  --to PEER             ask the peer named PEER (its handler for NAME or its\n"
@@ -216,7 +229,10 @@ static const struct command commands[] = {
 	 "handle NAME: print what arrives and reply",
 	 "Registers a handler for NAME and prints each message that arrives:\n"
 	 "  send  NAME  PAYLOAD       or     request  NAME  PAYLOAD\n"
-	 "With --json: {\"name\":...,\"request\":bool,\"payload\":...}. Requests are\n"
+	 "followed, when the message has headers, by two spaces and the headers as\n"
+	 "a JSON object ({\"traceparent\":\"00-...\"}). With --json:\n"
+	 "{\"name\":...,\"request\":bool,\"payload\":...}, and \"headers\":{...} when the\n"
+	 "message has headers. Requests are\n"
 	 "answered with outcome \"ok\" and a null payload. Prints \"sbctl: listening\n"
 	 "on NAME\" on stderr once registered; SIGINT or SIGTERM stops it (exit 0).\n"
 	 "\n"
@@ -322,6 +338,7 @@ int main(int argc, char **argv)
 		{"peers", required_argument, NULL, 'P'},
 		{"schema", required_argument, NULL, 's'},
 		{"str", no_argument, NULL, OPT_STR},
+		{"header", required_argument, NULL, OPT_HEADER},
 		{"wait", no_argument, NULL, OPT_WAIT},
 		{"tls", no_argument, NULL, OPT_TLS},
 		{"tls-ca", required_argument, NULL, OPT_TLS_CA},
@@ -393,6 +410,22 @@ int main(int argc, char **argv)
 		case OPT_WAIT:
 			o.wait = 1;
 			break;
+		case OPT_HEADER: {
+			char *eq = strchr(optarg, '=');
+			if (eq == NULL || eq == optarg) {
+				fprintf(stderr, "sbctl: --header %s: not KEY=VALUE\n", optarg);
+				return EXIT_USAGE;
+			}
+			if (o.nheaders == SB_HEADERS_COUNT_MAX) {
+				fprintf(stderr, "sbctl: --header: at most %u headers\n",
+					SB_HEADERS_COUNT_MAX);
+				return EXIT_USAGE;
+			}
+			*eq = 0; /* the key ends there; argv is ours to cut */
+			o.headers[o.nheaders++] = (struct sb_header){optarg, eq + 1};
+			o.given |= F_HEADER;
+			break;
+		}
 		case OPT_TLS:
 			o.tls = 1;
 			break;
@@ -453,14 +486,15 @@ int main(int argc, char **argv)
 	if (o.given & ~cmd->flags) {
 		unsigned bad = o.given & ~cmd->flags;
 		fprintf(stderr, "sbctl: %s does not take %s (sbctl %s --help)\n", cmd->name,
-			bad & F_TIMEOUT ? "--timeout"
-			: bad & F_ECHO  ? "--echo"
-			: bad & F_COUNT ? "--count"
-			: bad & F_TO    ? "--to"
-			: bad & F_ALL   ? "--all"
-			: bad & F_STR   ? "--str"
-			: bad & F_PEERS ? "--peers"
-					: "--schema",
+			bad & F_TIMEOUT  ? "--timeout"
+			: bad & F_ECHO   ? "--echo"
+			: bad & F_COUNT  ? "--count"
+			: bad & F_TO     ? "--to"
+			: bad & F_ALL    ? "--all"
+			: bad & F_STR    ? "--str"
+			: bad & F_PEERS  ? "--peers"
+			: bad & F_HEADER ? "--header"
+					 : "--schema",
 			cmd->name);
 		return EXIT_USAGE;
 	}
@@ -484,6 +518,16 @@ int main(int argc, char **argv)
 	o.all |= o.peers != NULL; /* its results are a broadcast's */
 	if (o.to != NULL && !peer_name_ok(o.to)) {
 		fprintf(stderr, "sbctl: --to %s: not a valid peer name\n", o.to);
+		return EXIT_USAGE;
+	}
+	uint8_t hmap[SB_HEADERS_MAX];
+	long hn = o.nheaders > 0 ? sb_headers_encode(o.headers, o.nheaders, hmap, sizeof hmap) : 0;
+	if (hn < 0) {
+		fprintf(stderr, "sbctl: --header: %s\n",
+			hn == SB_ETOOLARGE ? "too long (a key up to 64 bytes, a value up to 256, "
+					     "1 KiB in all)"
+					   : "a key twice, or a key with a space or a control "
+					     "character, or a value with a control character");
 		return EXIT_USAGE;
 	}
 	if (nargs < cmd->min_args || nargs > cmd->max_args) {

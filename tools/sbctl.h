@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include <switchboard/client.h>
+#include <switchboard/proto.h>
 
 #include "common/json.h"
 
@@ -27,6 +28,7 @@ enum {
 #define F_SCHEMA  0x20u
 #define F_STR     0x40u
 #define F_PEERS   0x80u
+#define F_HEADER  0x100u
 
 /* Bytes sbctl reads from a payload file or stdin at most: above the
  * largest frame limit a router can have (64 MiB), so a bigger file is a
@@ -50,10 +52,12 @@ struct opts {
 	int str;             /* send, request --str: the payload is a string, not JSON */
 	int wait;            /* --wait: retry a router that cannot be reached, up to
 				--connect-timeout, instead of failing at once */
-	unsigned given;      /* F_* flags that appeared, checked against the command */
-	const char *admin;   /* prefix of the router's reserved names ("$sb.") */
-	const char *secret;  /* from --secret-file, else $SB_SECRET, else NULL */
-	int tls;             /* --tls, or any --tls-* flag */
+	struct sb_header headers[SB_HEADERS_COUNT_MAX]; /* send, request --header */
+	size_t nheaders;
+	unsigned given;     /* F_* flags that appeared, checked against the command */
+	const char *admin;  /* prefix of the router's reserved names ("$sb.") */
+	const char *secret; /* from --secret-file, else $SB_SECRET, else NULL */
+	int tls;            /* --tls, or any --tls-* flag */
 	const char *tls_ca, *tls_cert, *tls_key, *tls_server_name; /* --tls-* files and name */
 };
 

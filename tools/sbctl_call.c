@@ -18,7 +18,7 @@
 #include "common/json.h"
 #include "sbctl.h"
 
-/* --to, --all, --peers and --timeout as the library's options. */
+/* --to, --all, --peers, --timeout and --header as the library's options. */
 static struct sb_opts call_opts(const struct opts *o)
 {
 	struct sb_opts so = SB_OPTS_INIT;
@@ -26,6 +26,8 @@ static struct sb_opts call_opts(const struct opts *o)
 	so.timeout_ms = o->timeout_ms;
 	so.to = o->peers != NULL ? o->peers : o->to;
 	so.flags = o->peers != NULL ? SB_OPT_PEERS : o->all ? SB_OPT_ALL : 0;
+	so.headers = o->headers;
+	so.nheaders = o->nheaders;
 	return so;
 }
 

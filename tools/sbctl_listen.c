@@ -35,11 +35,24 @@ static void on_signal(int sig)
 		sb_client_stop(stop_on_signal); /* the one call that is safe here */
 }
 
+/* The call's headers as a JSON object, or NULL when it has none. */
+static const char *headers_json(struct sb__json_buf *b, const struct sb_call *call)
+{
+	const struct sb_header *h;
+	uint8_t map[SB_HEADERS_MAX];
+	size_t n = sb_call_headers(call, &h);
+	long len = n > 0 ? sb_headers_encode(h, n, map, sizeof map) : 0;
+
+	if (len <= 0 || sb__json_print(map, (size_t)len, b) != 0)
+		return NULL;
+	return (const char *)b->data;
+}
+
 static void on_call(struct sb_call *call, void *ud)
 {
 	struct sb_client *c = sb_call_client(call);
 	struct listener *l = ud;
-	struct sb__json_buf b = {0}, q = {0};
+	struct sb__json_buf b = {0}, q = {0}, h = {0};
 	size_t len;
 	const void *p = sb_call_payload(call, &len);
 	int is_request = sb_call_is_request(call);
@@ -49,11 +62,14 @@ static void on_call(struct sb_call *call, void *ud)
 	if (l->o->count > 0 && l->seen >= l->o->count)
 		return;
 	const char *json = payload_json(&b, p, len);
+	const char *hdrs = headers_json(&h, call);
 	if (l->o->json)
-		printf("{\"name\":%s,\"request\":%s,\"payload\":%s}\n",
-		       quoted(&q, sb_call_name(call)), is_request ? "true" : "false", json);
+		printf("{\"name\":%s,\"request\":%s,\"payload\":%s%s%s}\n",
+		       quoted(&q, sb_call_name(call)), is_request ? "true" : "false", json,
+		       hdrs != NULL ? ",\"headers\":" : "", hdrs != NULL ? hdrs : "");
 	else
-		printf("%s  %s  %s\n", is_request ? "request" : "send", sb_call_name(call), json);
+		printf("%s  %s  %s%s%s\n", is_request ? "request" : "send", sb_call_name(call),
+		       json, hdrs != NULL ? "  " : "", hdrs != NULL ? hdrs : "");
 	fflush(stdout);
 	if (is_request) {
 		int err =
@@ -64,6 +80,7 @@ static void on_call(struct sb_call *call, void *ud)
 	}
 	sb__json_buf_free(&b);
 	sb__json_buf_free(&q);
+	sb__json_buf_free(&h);
 	if (l->o->count > 0 && ++l->seen >= l->o->count)
 		sb_client_stop(c);
 }

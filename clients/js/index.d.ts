@@ -161,6 +161,8 @@ export interface Call {
   readonly isRequest: boolean;
   /** The sender's peer id (0: the program that embeds the router). */
   readonly from: number;
+  /** The message's headers ({} for none); this client cannot set headers yet. */
+  readonly headers: Readonly<Record<string, string>>;
   /** The sender's name as the router vouches for it, or null. */
   readonly peer: string | null;
   /** The sender's verified identity, or null. */

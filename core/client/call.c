@@ -29,7 +29,9 @@ static struct call *call_get(struct sb_client *c)
 
 static const struct sb__call_ops client_call_ops;
 
-static void call_fill(struct sb_client *c, struct call *k, const struct sb_msg *m)
+/* @return 0, or SB_ENOMEM (k then holds nothing that needs releasing
+ * but its ident) */
+static int call_fill(struct sb_client *c, struct call *k, const struct sb_msg *m)
 {
 	k->base.ops = &client_call_ops;
 	k->base.name = k->name;
@@ -48,11 +50,26 @@ static void call_fill(struct sb_client *c, struct call *k, const struct sb_msg *
 	k->cancel_ud = NULL;
 	memcpy(k->name, m->name.ptr, m->name.len);
 	k->name[m->name.len] = 0;
+	return sb__call_headers_load(&k->base, &m->headers);
+}
+
+/* Runs the handler with k as the call chained sends and requests on this
+ * client inherit from (sb_opts.parent's default). */
+static void call_run(struct sb_client *c, struct call *k, sb_handler_fn fn, void *ud)
+{
+	const struct sb_call *outer = c->running;
+
+	c->running = &k->base;
+	c->in_cb++;
+	fn(&k->base, ud);
+	c->in_cb--;
+	c->running = outer;
 }
 
 /* The only place a call is freed (or kept for reuse). */
 static void call_release(struct sb_client *c, struct call *k)
 {
+	sb__call_headers_free(&k->base);
 	sb__client_ident_put(k->ident);
 	k->ident = NULL;
 	if (k->mapped) {
@@ -131,10 +148,9 @@ void sb__client_on_message(struct sb_client *c, const struct sb_msg *m)
 	void *ud = h->ud;
 	if (m->kind == SB_SEND) {
 		k = &c->send_call;
-		call_fill(c, k, m);
-		c->in_cb++;
-		fn(&k->base, ud);
-		c->in_cb--;
+		if (call_fill(c, k, m) == 0)
+			call_run(c, k, fn, ud); /* a SEND has no one to tell it failed */
+		sb__call_headers_free(&k->base);
 		k->base.payload = NULL;
 		k->base.len = 0;
 		sb__client_ident_put(k->ident);
@@ -145,18 +161,16 @@ void sb__client_on_message(struct sb_client *c, const struct sb_msg *m)
 		sb__client_answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
 		return;
 	}
-	call_fill(c, k, m);
+	int rc = call_fill(c, k, m);
 	sb__link_add_tail(&c->live, &k->link);
-	if (sb__idmap_put(&c->calls, k->rid, (uintptr_t)k) != 0) {
+	if (rc != 0 || sb__idmap_put(&c->calls, k->rid, (uintptr_t)k) != 0) {
 		call_release(c, k);
 		sb__client_answer_error(c, m->id, SB_EOVERLOADED, "out of memory");
 		return;
 	}
 	k->mapped = 1;
 	k->busy++;
-	c->in_cb++;
-	fn(&k->base, ud);
-	c->in_cb--;
+	call_run(c, k, fn, ud);
 	k->busy--;
 	k->base.payload = NULL; /* it lives in the receive buffer, reused by the next frame */
 	k->base.len = 0;

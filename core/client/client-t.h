@@ -99,14 +99,15 @@ struct sb_client {
 	int service;    /* role "service" */
 	int challenged; /* this connection answered a CHALLENGE */
 	enum conn_state st;
-	int fd;                     /* the socket; -1 in C_WAIT and C_DEAD */
-	int wake_fd;                /* eventfd that lets sb_client_stop() interrupt a poll */
-	atomic_int stop;            /* sb_client_stop() was called; sb_client_run() consumes it */
-	int dead_err;               /* why we gave up, in C_DEAD */
-	int leaving;                /* sb_client_leave(): no reconnect after this connection */
-	int left_err;               /* ...and why the connection ended: 0 = closed by the router */
-	int in_cb;                  /* user callbacks running (they may not process or free) */
-	int overloaded;             /* a call got SB_EOVERLOADED: on_writable is owed */
+	int fd;          /* the socket; -1 in C_WAIT and C_DEAD */
+	int wake_fd;     /* eventfd that lets sb_client_stop() interrupt a poll */
+	atomic_int stop; /* sb_client_stop() was called; sb_client_run() consumes it */
+	int dead_err;    /* why we gave up, in C_DEAD */
+	int leaving;     /* sb_client_leave(): no reconnect after this connection */
+	int left_err;    /* ...and why the connection ended: 0 = closed by the router */
+	int in_cb;       /* user callbacks running (they may not process or free) */
+	const struct sb_call *running; /* the call whose handler callback runs, or NULL */
+	int overloaded;                /* a call got SB_EOVERLOADED: on_writable is owed */
 	uint64_t conn_gen;          /* changes with every connection: dispatch stops when it does */
 	int ever_online;            /* ONLINE was reported once: later ones are RECONNECTED */
 	int online_reported;        /* ONLINE/RECONNECTED reported for this connection */

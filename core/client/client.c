@@ -297,6 +297,7 @@ static void destroy(struct sb_client *c)
 		struct call *k = SB__CONTAINER(l, struct call, link);
 		sb__client_ident_put(k->ident);
 		k->ident = NULL;
+		sb__call_headers_free(&k->base);
 	}
 	free_list(&c->orphans, offsetof(struct call, link));
 	sb__client_idents_forget(c);

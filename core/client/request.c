@@ -173,6 +173,7 @@ int sb_send(struct sb_client *c, const char *name, const void *payload, size_t l
 	    const struct sb_opts *opts)
 {
 	struct sb_msg m = {.kind = SB_SEND};
+	uint8_t hbuf[SB_HEADERS_MAX];
 	struct sb_opts o;
 	int rc;
 
@@ -183,6 +184,8 @@ int sb_send(struct sb_client *c, const char *name, const void *payload, size_t l
 	m.flags = o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
 	m.to = sb__client_view(o.to);
+	if ((rc = sb__opts_headers(&o, c->running, hbuf, &m)) != 0)
+		return rc;
 	if (c->st == C_READY || c->st == C_DRAINING)
 		return sb__client_queue(c, &m, 0);
 	/* Held for the next connection only while there will be one. */
@@ -195,6 +198,7 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 	       const struct sb_opts *opts, sb_reply_fn fn, void *ud, uint64_t *req)
 {
 	struct sb_msg m = {.kind = SB_REQUEST};
+	uint8_t hbuf[SB_HEADERS_MAX];
 	struct sb_opts o;
 	struct req *r;
 	int rc;
@@ -203,6 +207,8 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 		return SB_EINVAL;
 	if ((rc = sb__client_payload(payload, len, &m.payload)) != 0)
 		return rc;
+	if ((rc = sb__opts_headers(&o, c->running, hbuf, &m)) != 0)
+		return rc;
 	if (c->st == C_DRAINING)
 		return SB_EDRAINING;
 	if (c->st != C_READY)
@@ -210,7 +216,7 @@ int sb_request(struct sb_client *c, const char *name, const void *payload, size_
 	if ((r = req_get(c)) == NULL)
 		return SB_ENOMEM;
 	m.id = c->next_id;
-	m.flags = o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
+	m.flags |= o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
 	m.name = sb__client_view(name);
 	m.to = sb__client_view(o.to);
 	m.timeout_ms = o.timeout_ms ? o.timeout_ms : c->cfg.default_timeout_ms;

@@ -1,6 +1,6 @@
 /* A call as handlers see it (struct sb_call), the same for a handler in a
  * client program and one in-process in the router: the fields both fill,
- * and the ops each side answers through. Types only. */
+ * the ops each side answers through, and the header loader both call. */
 #ifndef SB_CORE_CALL_T_H
 #define SB_CORE_CALL_T_H
 
@@ -10,6 +10,8 @@
 struct sb_call;
 struct sb_client;
 struct sb_msg;
+struct sb_header;
+struct sb_view;
 
 /* What differs between a client's call and an in-process one. */
 struct sb__call_ops {
@@ -35,6 +37,19 @@ struct sb_call {
 	uint32_t len;
 	uint32_t from; /* the sender's peer id; 0: the embedding program */
 	uint8_t is_request;
+	struct sb_header *hdrs; /* the frame's headers, copied (sb__call_headers_load) */
+	size_t nhdrs;
 };
+
+/* Copy the encoded header map @p h (checked by sb_decode(); {NULL, 0} for
+ * none) into call->hdrs, so handlers and chained calls can read it as long
+ * as the call lives. @return 0 or SB_ENOMEM (then the call has none). */
+int sb__call_headers_load(struct sb_call *call, const struct sb_view *h);
+
+/* Free what sb__call_headers_load() took; the call has no headers after. */
+void sb__call_headers_free(struct sb_call *call);
+
+/* The `traceparent` a call made for @p parent carries, or NULL. */
+const char *sb__call_traceparent(const struct sb_call *parent);
 
 #endif

@@ -1,12 +1,14 @@
 /* The handler's side of a call, for client programs and in-process
  * handlers alike: the accessors, and the replies checked once here and
  * sent through the call's ops. Exported by libswitchboard-client alone. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <switchboard/client.h>
 #include <switchboard/proto.h>
 
 #include "common/call-t.h"
+#include "common/opts.h"
 
 const char *sb_call_name(const struct sb_call *call)
 {
@@ -59,6 +61,94 @@ int sb_call_cancelled(const struct sb_call *call)
 void sb_call_on_cancel(struct sb_call *call, void (*fn)(struct sb_call *, void *), void *ud)
 {
 	call->ops->on_cancel(call, fn, ud);
+}
+
+const char *sb_call_header(const struct sb_call *call, const char *key)
+{
+	for (size_t i = 0; key != NULL && i < call->nhdrs; i++)
+		if (strcmp(call->hdrs[i].key, key) == 0)
+			return call->hdrs[i].value;
+	return NULL;
+}
+
+size_t sb_call_headers(const struct sb_call *call, const struct sb_header **out)
+{
+	*out = call->nhdrs > 0 ? call->hdrs : NULL;
+	return call->nhdrs;
+}
+
+const char *sb__call_traceparent(const struct sb_call *parent)
+{
+	return parent != NULL ? sb_call_header(parent, "traceparent") : NULL;
+}
+
+int sb__opts_headers(const struct sb_opts *o, const struct sb_call *running,
+		     uint8_t buf[SB_HEADERS_MAX], struct sb_msg *m)
+{
+	struct sb_header h[SB_HEADERS_COUNT_MAX];
+	const char *tp = sb__call_traceparent(o->parent != NULL ? o->parent : running);
+	size_t n = o->nheaders;
+
+	if (n > 0 && o->headers == NULL)
+		return SB_EINVAL;
+	if (n > SB_HEADERS_COUNT_MAX)
+		return SB_ETOOLARGE;
+	for (size_t i = 0; i < n; i++) {
+		h[i] = o->headers[i];
+		if (h[i].key != NULL && strcmp(h[i].key, "traceparent") == 0)
+			tp = NULL; /* the caller's own wins */
+	}
+	if (tp != NULL && n < SB_HEADERS_COUNT_MAX)
+		h[n++] = (struct sb_header){"traceparent", tp};
+	if (n == 0)
+		return 0;
+	long len = sb_headers_encode(h, n, buf, SB_HEADERS_MAX);
+	if (len < 0)
+		return (int)len;
+	m->flags |= SB_F_HEADERS;
+	m->headers = (struct sb_view){buf, (uint32_t)len};
+	return 0;
+}
+
+/* One block: the array, then each key and value NUL-terminated. */
+int sb__call_headers_load(struct sb_call *call, const struct sb_view *h)
+{
+	struct sb_view k, v;
+	size_t pos = 0, n = 0, bytes = 0;
+
+	call->hdrs = NULL;
+	call->nhdrs = 0;
+	if (h == NULL || h->ptr == NULL)
+		return 0;
+	while (sb_headers_next(*h, &pos, &k, &v)) {
+		n++;
+		bytes += k.len + v.len + 2;
+	}
+	struct sb_header *a = malloc(n * sizeof *a + bytes);
+	if (a == NULL)
+		return SB_ENOMEM;
+	char *s = (char *)(a + n);
+	pos = 0;
+	for (size_t i = 0; sb_headers_next(*h, &pos, &k, &v); i++) {
+		a[i].key = s;
+		memcpy(s, k.ptr, k.len);
+		s[k.len] = 0;
+		s += k.len + 1;
+		a[i].value = s;
+		memcpy(s, v.ptr, v.len);
+		s[v.len] = 0;
+		s += v.len + 1;
+	}
+	call->hdrs = a;
+	call->nhdrs = n;
+	return 0;
+}
+
+void sb__call_headers_free(struct sb_call *call)
+{
+	free(call->hdrs);
+	call->hdrs = NULL;
+	call->nhdrs = 0;
 }
 
 struct sb_client *sb_call_client(const struct sb_call *call)

@@ -10,6 +10,7 @@
 
 #include <switchboard/call.h>
 #include <switchboard/error.h>
+#include <switchboard/proto.h>
 
 /**
  * Copy the caller's options over the defaults (all zero): NULL is the
@@ -39,6 +40,17 @@ static inline int sb__opts_read(const struct sb_opts *in, struct sb_opts *out)
 	}
 	return 0;
 }
+
+/**
+ * Put the headers @p o asks for on @p m (encoded into @p buf, which must
+ * outlive m): o->headers, plus the parent's `traceparent` when o->headers
+ * has none. The parent is o->parent, else @p running (the call whose
+ * handler is running, NULL outside one). A traceparent that would be a
+ * seventeenth header is left off. In core/common/call.c.
+ * @return 0, SB_EINVAL or SB_ETOOLARGE (sb_headers_encode())
+ */
+int sb__opts_headers(const struct sb_opts *o, const struct sb_call *running,
+		     uint8_t buf[SB_HEADERS_MAX], struct sb_msg *m);
 
 /**
  * The same for a handler's options. @return 0, or SB_EINVAL for a size too

@@ -142,14 +142,20 @@ static int inject(struct sb_router *r, unsigned to, const struct sb_msg *m, sb_r
 	return rc;
 }
 
-/* The options as a message's `to` and flags. */
-static int apply_opts(struct sb_msg *m, const struct sb_opts *opts)
+/* The options as a message's `to`, flags and headers (encoded into hbuf,
+ * which the message refers to). An in-process handler's chained call
+ * inherits a traceparent only through opts->parent: the program's threads
+ * give no "running handler" to default to. */
+static int apply_opts(struct sb_msg *m, const struct sb_opts *opts, uint8_t *hbuf)
 {
 	struct sb_opts o;
 
 	if (sb__opts_read(opts, &o) != 0)
 		return SB_EINVAL;
 	m->flags = o.flags & (SB_OPT_ALL | SB_OPT_PEERS) ? SB_F_BROADCAST : 0;
+	int rc = sb__opts_headers(&o, NULL, hbuf, m);
+	if (rc != 0)
+		return rc;
 	if (o.to != NULL)
 		m->to = view(o.to, strlen(o.to));
 	m->timeout_ms = m->kind == SB_REQUEST ? o.timeout_ms : 0;
@@ -162,9 +168,11 @@ int sb_router_send(struct sb_router *r, const char *name, const void *payload, s
 	if (name == NULL)
 		return SB_EINVAL;
 	struct sb_msg m = {.kind = SB_SEND, .name = view(name, strlen(name))};
+	uint8_t hbuf[SB_HEADERS_MAX];
 	m.payload = view(payload, len);
-	if (apply_opts(&m, opts) != 0)
-		return SB_EINVAL;
+	int rc = apply_opts(&m, opts, hbuf);
+	if (rc != 0)
+		return rc;
 	return inject(r, atomic_fetch_add(&r->inject_rr, 1) % r->nshards, &m, NULL, NULL);
 }
 
@@ -176,11 +184,13 @@ int sb_router_request(struct sb_router *r, const char *name, const void *payload
 	if (name == NULL || fn == NULL)
 		return SB_EINVAL;
 	struct sb_msg m = {.kind = SB_REQUEST, .name = view(name, strlen(name))};
+	uint8_t hbuf[SB_HEADERS_MAX];
 	m.payload = view(payload, len);
-	if (apply_opts(&m, opts) != 0)
-		return SB_EINVAL;
+	int rc = apply_opts(&m, opts, hbuf);
+	if (rc != 0)
+		return rc;
 	m.id = atomic_fetch_add(&r->local_ids, 1) + 1;
-	int rc = inject(r, (unsigned)(m.id % r->nshards), &m, fn, ud);
+	rc = inject(r, (unsigned)(m.id % r->nshards), &m, fn, ud);
 	if (rc == 0 && req != NULL)
 		*req = m.id;
 	return rc;

@@ -116,6 +116,7 @@ static void release(struct sb__inbox *in, struct lcall *k)
 	if (sb__idmap_get(&in->calls, call_key(k)) == (uintptr_t)k)
 		sb__idmap_del(&in->calls, call_key(k));
 	sb__link_del(&k->link);
+	sb__call_headers_free(&k->base);
 	free(k->subject);
 	free(k->claims);
 	free(k);
@@ -293,7 +294,9 @@ static void fill_sender(struct sb__shard *sh, struct lcall *k)
 	}
 }
 
-static void fill(struct sb__shard *sh, struct lcall *k, uint64_t ep, const struct sb_msg *m)
+/* @return 0, or SB_ENOMEM for the headers (sender and headers then
+ * freed by the caller as on success) */
+static int fill(struct sb__shard *sh, struct lcall *k, uint64_t ep, const struct sb_msg *m)
 {
 	k->base.ops = &local_call_ops;
 	k->base.name = k->name;
@@ -312,6 +315,7 @@ static void fill(struct sb__shard *sh, struct lcall *k, uint64_t ep, const struc
 	memcpy(k->name, m->name.ptr, m->name.len);
 	k->name[m->name.len] = 0;
 	fill_sender(sh, k);
+	return sb__call_headers_load(&k->base, &m->headers);
 }
 
 /* Answers a request no handler callback will see. */
@@ -347,8 +351,9 @@ void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_
 	}
 	if (m.kind == SB_SEND) {
 		struct lcall k;
-		fill(sh, &k, ep, &m);
-		h->fn(&k.base, h->ud);
+		if (fill(sh, &k, ep, &m) == 0) /* a SEND has no one to tell it failed */
+			h->fn(&k.base, h->ud);
+		sb__call_headers_free(&k.base);
 		free(k.subject);
 		free(k.claims);
 		return;
@@ -360,9 +365,10 @@ void sb__local_run(struct sb__shard *sh, unsigned idx, const uint8_t *f, uint32_
 		refuse(sh, ep, m.id, SB_EOVERLOADED, "out of memory");
 		return;
 	}
-	fill(sh, k, ep, &m);
+	int rc = fill(sh, k, ep, &m);
 	sb__link_init(&k->link);
-	if (sb__idmap_put(&in->calls, call_key(k), (uintptr_t)k) != 0) {
+	if (rc != 0 || sb__idmap_put(&in->calls, call_key(k), (uintptr_t)k) != 0) {
+		sb__call_headers_free(&k->base);
 		free(k->subject);
 		free(k->claims);
 		free(k);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/proto.h> /* struct sb_header */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -45,6 +47,8 @@ struct sb_reply {
 /* Called once per reply to a request; see struct sb_reply. */
 typedef void (*sb_reply_fn)(const struct sb_reply *r, void *ud);
 
+struct sb_call;
+
 /* struct sb_opts flags. */
 #define SB_OPT_ALL 0x01u /* every handler of the name (a broadcast), not one */
 /* Every connected peer `to` selects (a broadcast to peers): `to` is
@@ -61,17 +65,28 @@ typedef void (*sb_reply_fn)(const struct sb_reply *r, void *ud);
  * appended.
  */
 struct sb_opts {
-	size_t size;         /* sizeof (struct sb_opts), as SB_OPTS_INIT sets it */
-	uint32_t timeout_ms; /* requests: 0 = the default */
-	const char *to;      /* the peer named so, by its handler of the name or its
-				catch-all (no load balancing, a client too); NULL:
-				a handler of the name */
-	unsigned flags;      /* 0, SB_OPT_ALL (not with `to`), or SB_OPT_PEERS (`to`
-				is then the selector) */
+	size_t size;                     /* sizeof (struct sb_opts), as SB_OPTS_INIT sets it */
+	uint32_t timeout_ms;             /* requests: 0 = the default */
+	const char *to;                  /* the peer named so, by its handler of the name or its
+					    catch-all (no load balancing, a client too); NULL:
+					    a handler of the name */
+	unsigned flags;                  /* 0, SB_OPT_ALL (not with `to`), or SB_OPT_PEERS (`to`
+					    is then the selector) */
+	const struct sb_header *headers; /* nheaders headers the handler reads
+					    (docs/protocol.md, "Headers"): at
+					    most 16, keys 1-64 bytes, values
+					    0-256, no key twice, 1 KiB encoded;
+					    copied; NULL: none */
+	size_t nheaders;
+	const struct sb_call *parent; /* the call this one is made for: its
+					 `traceparent` goes on, unless `headers`
+					 has one. NULL: the call whose handler
+					 callback is running on this client, if
+					 any (docs/client.md, "Headers") */
 };
 
 /* clang-format off */
-#define SB_OPTS_INIT {sizeof(struct sb_opts), 0, NULL, 0}
+#define SB_OPTS_INIT {sizeof(struct sb_opts), 0, NULL, 0, NULL, 0, NULL}
 /* clang-format on */
 
 /* ---- handlers ------------------------------------------------------------ */
@@ -156,6 +171,21 @@ const void *sb_call_claims(const struct sb_call *call, size_t *len);
 /** The payload (one MessagePack value, checked well-formed) and its length;
  * NULL and 0 after the handler callback has returned. */
 const void *sb_call_payload(const struct sb_call *call, size_t *len);
+
+/**
+ * The value of the header @p key on this call (docs/protocol.md,
+ * "Headers"), NUL-terminated; NULL if the sender set no such header.
+ * Valid as long as the call: a SEND's until its callback returns, a
+ * REQUEST's until its final reply.
+ */
+const char *sb_call_header(const struct sb_call *call, const char *key);
+
+/**
+ * All the call's headers, in the order the sender gave them: *out is set
+ * to an array of the returned count (NULL for none), valid as long as
+ * the call, as sb_call_header().
+ */
+size_t sb_call_headers(const struct sb_call *call, const struct sb_header **out);
 
 /** The client the call came through, for requests of its own (chained
  * calls); NULL for an in-process call. */

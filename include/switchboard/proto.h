@@ -26,7 +26,11 @@ extern "C" {
 #define SB_TOKEN_MAX         32u         /* roles and auth mechanism names */
 #define SB_NONCE_MIN         16u         /* auth nonces and proofs */
 #define SB_NONCE_MAX         64u
-#define SB_APPCODE_MAX       64u /* an application error's code ("MYERRCODE") */
+#define SB_APPCODE_MAX       64u   /* an application error's code ("MYERRCODE") */
+#define SB_HEADERS_COUNT_MAX 16u   /* headers on one SEND or REQUEST */
+#define SB_HEADER_KEY_MAX    64u   /* a header's key ("traceparent") */
+#define SB_HEADER_VALUE_MAX  256u  /* a header's value */
+#define SB_HEADERS_MAX       1024u /* the whole header map, encoded */
 
 /* Byte offset of the 8-byte big-endian id inside a frame (prefix included).
  * Constant because the header is canonical: fixarray, fixint kind, fixint
@@ -61,6 +65,7 @@ enum sb_kind {
 #define SB_F_INTERNAL  0x01u /* REGISTER: callable by services only */
 #define SB_F_CATCHALL  0x02u /* REGISTER/UNREGISTER: the catch-all handler (name nil) */
 #define SB_F_BROADCAST 0x01u /* SEND/REQUEST: to every handler of the name */
+#define SB_F_HEADERS   0x02u /* SEND/REQUEST: a header map follows the last field */
 #define SB_F_MORE      0x01u /* REPLY/ERROR: the request stays open, more follows */
 #define SB_F_CHUNK     0x02u /* REPLY: a stream chunk, not a progress update */
 #define SB_F_FATAL     0x02u /* ERROR: the sender closes the connection after it */
@@ -116,6 +121,8 @@ struct sb_msg {
 	struct sb_view nonce;    /* CHALLENGE: router nonce; AUTH: client nonce */
 	struct sb_view proof;    /* AUTH: HMAC proof */
 	struct sb_view app_code; /* ERROR with SB_F_APP: the application's code */
+	struct sb_view headers;  /* SEND, REQUEST with SB_F_HEADERS: the encoded
+				    MessagePack map (fixmap marker included) */
 	struct sb_view payload;  /* every kind: the last element, opaque MessagePack */
 };
 
@@ -138,6 +145,7 @@ enum sb_fault {
 	SB_FAULT_TRUNCATED, /* the body ends inside the header or inside the payload */
 	SB_FAULT_PAYLOAD,   /* the payload is not exactly one MessagePack value */
 	SB_FAULT_APP,       /* ERROR: code 19 without flag APP, or APP with another code */
+	SB_FAULT_DUPLICATE, /* headers: the same key twice */
 };
 
 /* Where and why decoding failed. */
@@ -222,6 +230,38 @@ int sb_schema_validate(const void *schema, size_t len, char *why, size_t whylen)
  */
 int sb_schema_from_json(const char *json, size_t len, void **out, size_t *outlen, char *why,
 			size_t whylen);
+
+/* One header of a SEND or REQUEST: key and value, NUL-terminated. */
+struct sb_header {
+	const char *key;   /* 1-SB_HEADER_KEY_MAX bytes, printable ASCII without
+			      space or UTF-8, as a message name */
+	const char *value; /* 0-SB_HEADER_VALUE_MAX bytes, printable ASCII with
+			      space or UTF-8 */
+};
+
+/**
+ * Encode @p n headers as the map sb_msg.headers holds (docs/protocol.md,
+ * "Headers"), in the order given.
+ * @return bytes written (at most SB_HEADERS_MAX); SB_EINVAL for a key or
+ *         value the decoder would refuse, a key given twice, or more than
+ *         SB_HEADERS_COUNT_MAX headers; SB_ETOOLARGE for a key, a value or
+ *         the whole map over its limit; SB_ENOSPC if @p cap is too small
+ */
+long sb_headers_encode(const struct sb_header *h, size_t n, uint8_t *buf, size_t cap);
+
+/**
+ * Find @p key in an encoded header map (sb_msg.headers, checked by sb_decode()).
+ * @return the value (not NUL-terminated), *len its bytes; NULL if absent
+ */
+const char *sb_headers_get(struct sb_view headers, const char *key, size_t *len);
+
+/**
+ * Walk an encoded header map: the entry at *pos (start at 0), then *pos
+ * advances. Keys and values are views into the map, not NUL-terminated.
+ * @return 1 with an entry, 0 at the end
+ */
+int sb_headers_next(struct sb_view headers, size_t *pos, struct sb_view *key,
+		    struct sb_view *value);
 
 /** Patch the id of an encoded frame in place. */
 void sb_patch_id(uint8_t *frame, uint64_t id);

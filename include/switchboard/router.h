@@ -285,9 +285,11 @@ int sb_router_handle(struct sb_router *r, const char *name, const struct sb_hand
  * @param opts  NULL for the defaults: one handler of @p name. With `to`,
  *              the peer of that name (its handler or catch-all); with
  *              SB_OPT_ALL, every handler of @p name; with SB_OPT_PEERS,
- *              every peer `to` selects (switchboard/call.h)
+ *              every peer `to` selects (switchboard/call.h); `headers`
+ *              go with it, and `parent`'s traceparent unless `headers`
+ *              has one (no running call is assumed: docs/client.md)
  * @return 0 (queued), SB_EDRAINING once stopping, SB_EINVAL (bad name,
- *         payload or opts), SB_ETOOLARGE, SB_ENOMEM
+ *         payload, opts or headers), SB_ETOOLARGE, SB_ENOMEM
  */
 int sb_router_send(struct sb_router *r, const char *name, const void *payload, size_t len,
 		   const struct sb_opts *opts);
@@ -304,7 +306,8 @@ int sb_router_send(struct sb_router *r, const char *name, const void *payload, s
  *              (docs/client.md):
  *              a broadcast reports each handler's answer with
  *              SB_MORE_RESULT and r->peer set ("(in-process)" for an
- *              in-process handler), then the "$sb.all" aggregate
+ *              in-process handler), then the "$sb.all" aggregate;
+ *              `headers` and `parent` as for sb_router_send()
  * @param req   optional; set to the request's id, for sb_router_cancel()
  * @return 0 (queued: fn will be called), SB_EDRAINING once stopping (fn is
  *         not called), SB_EINVAL, SB_ETOOLARGE, SB_ENOMEM

@@ -288,6 +288,208 @@ static void test_application_error(void)
 	router_stop();
 }
 
+/* What a handler saw of the headers of the last call it got. */
+struct hseen {
+	int calls;
+	size_t n;
+	char device[64], trace[128], first_key[64];
+	int payload_same;
+};
+
+static const char TRACE[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+static void hseen_record(struct hseen *s, struct sb_call *call)
+{
+	const struct sb_header *h;
+	size_t len;
+	const void *p = sb_call_payload(call, &len);
+	const char *dev = sb_call_header(call, "device"), *tp = sb_call_header(call, "traceparent");
+
+	s->calls++;
+	s->n = sb_call_headers(call, &h);
+	snprintf(s->first_key, sizeof s->first_key, "%s", s->n > 0 ? h[0].key : "");
+	snprintf(s->device, sizeof s->device, "%s", dev != NULL ? dev : "");
+	snprintf(s->trace, sizeof s->trace, "%s", tp != NULL ? tp : "");
+	s->payload_same = len == sizeof BALANCE && memcmp(p, BALANCE, len) == 0;
+}
+
+static void handle_lights(struct sb_call *call, void *ud)
+{
+	hseen_record(ud, call);
+	if (sb_call_is_request(call))
+		CHECK_INT(sb_reply(call, "on", NULL, 0), 0);
+}
+
+/* A requester sets headers beside the payload; the handler reads each one,
+ * in order, the payload untouched, from requesters on either shard, for a
+ * request, a send and a broadcast; what the library can tell is wrong is
+ * refused before it leaves. */
+static void test_headers_reach_the_handler(void)
+{
+	router_start(NULL);
+	struct watch w1 = {0}, w2 = {0}, w3 = {0};
+	struct sb_client *home = client("home-1", "service", &w1);
+	struct sb_client *a = client("phone-1", "client", &w2);
+	struct sb_client *b = client("phone-2", "client", &w3); /* the other shard */
+	struct sb_client *cs[] = {home, a, b};
+	struct hseen s = {0};
+
+	CHECK_INT(sb_client_register(home, "lights", NULL, handle_lights, &s), 0);
+	pump_online(cs, 3);
+	struct sb_header h[] = {{"device", "kitchen sensor"}, {"idempotency-key", "k-42"}};
+	struct sb_opts o = SB_OPTS_INIT;
+	o.headers = h;
+	o.nheaders = 2;
+	for (int i = 0; i < 2; i++) {
+		struct replies r = {0};
+		CHECK_INT(sb_request(i ? b : a, "lights", BALANCE, sizeof BALANCE, &o, on_reply, &r,
+				     NULL),
+			  0);
+		pump_until(cs, 3, &r.terminal, 1, "the request with headers");
+		CHECK_INT(r.err, 0);
+		CHECK_INT((int)s.n, 2);
+		CHECK_STR(s.first_key, "device");
+		CHECK_STR(s.device, "kitchen sensor");
+		CHECK_STR(s.trace, "");
+		CHECK(s.payload_same);
+	}
+	CHECK_INT(sb_send(a, "lights", BALANCE, sizeof BALANCE, &o), 0);
+	pump_until(cs, 3, &s.calls, 3, "the send with headers");
+	CHECK_STR(s.device, "kitchen sensor");
+	CHECK(s.payload_same);
+	o.flags = SB_OPT_ALL;
+	struct all_replies all = {.names = {"home-1"}};
+	CHECK_INT(sb_request(b, "lights", BALANCE, sizeof BALANCE, &o, on_all, &all, NULL), 0);
+	pump_until(cs, 3, &all.terminal, 1, "the broadcast with headers");
+	CHECK_INT(s.calls, 4);
+	CHECK_STR(s.device, "kitchen sensor");
+	CHECK(s.payload_same);
+
+	/* Without headers a handler sees none. */
+	struct replies r = {0};
+	CHECK_INT(sb_request(a, "lights", BALANCE, sizeof BALANCE, NULL, on_reply, &r, NULL), 0);
+	pump_until(cs, 3, &r.terminal, 1, "the request without headers");
+	CHECK_INT((int)s.n, 0);
+	CHECK_STR(s.device, "");
+
+	/* Too many, too long, a key twice: refused here, nothing sent. */
+	struct sb_header many[SB_HEADERS_COUNT_MAX + 1], dup[] = {{"a", "1"}, {"a", "2"}};
+	char keys[SB_HEADERS_COUNT_MAX + 1][8], longv[SB_HEADER_VALUE_MAX + 2];
+	for (unsigned i = 0; i <= SB_HEADERS_COUNT_MAX; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%u", i);
+		many[i] = (struct sb_header){keys[i], "v"};
+	}
+	memset(longv, 'v', sizeof longv - 1);
+	longv[sizeof longv - 1] = 0;
+	struct sb_header lv[] = {{"k", longv}};
+	o = (struct sb_opts)SB_OPTS_INIT;
+	o.headers = many;
+	o.nheaders = SB_HEADERS_COUNT_MAX + 1;
+	CHECK_INT(sb_request(a, "lights", NULL, 0, &o, on_reply, &r, NULL), SB_ETOOLARGE);
+	CHECK_INT(sb_send(a, "lights", NULL, 0, &o), SB_ETOOLARGE);
+	o.headers = lv;
+	o.nheaders = 1;
+	CHECK_INT(sb_send(a, "lights", NULL, 0, &o), SB_ETOOLARGE);
+	o.headers = dup;
+	o.nheaders = 2;
+	CHECK_INT(sb_send(a, "lights", NULL, 0, &o), SB_EINVAL);
+	o.headers = NULL;
+	CHECK_INT(sb_send(a, "lights", NULL, 0, &o), SB_EINVAL);
+	CHECK_INT(s.calls, 5);
+	sb_client_free(home);
+	sb_client_free(a);
+	sb_client_free(b);
+	router_stop();
+}
+
+/* The chain: an app calls "orders" with a traceparent, the orders
+ * handler calls "stock" from its callback without setting one, and
+ * answers once stock has; stock sees the app's traceparent. */
+struct chain {
+	struct sb_call *pending; /* the orders call, answered from stock's reply */
+	struct hseen stock;
+	int own; /* orders sets its own traceparent on the second run */
+};
+
+static void on_stock(const struct sb_reply *rep, void *ud)
+{
+	struct chain *ch = ud;
+
+	if (rep->more == SB_MORE_NONE && ch->pending != NULL) {
+		CHECK_INT(sb_reply(ch->pending, "ordered", NULL, 0), 0);
+		ch->pending = NULL;
+	}
+}
+
+static void handle_orders(struct sb_call *call, void *ud)
+{
+	struct chain *ch = ud;
+	struct sb_opts o = SB_OPTS_INIT;
+	struct sb_header own[] = {
+		{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}};
+
+	if (ch->own) {
+		o.headers = own;
+		o.nheaders = 1;
+	}
+	ch->pending = call;
+	CHECK_INT(sb_request(sb_call_client(call), "stock", BALANCE, sizeof BALANCE, &o, on_stock,
+			     ch, NULL),
+		  0);
+}
+
+static void handle_stock(struct sb_call *call, void *ud)
+{
+	struct chain *ch = ud;
+	hseen_record(&ch->stock, call);
+	CHECK_INT(sb_reply(call, "in stock", NULL, 0), 0);
+}
+
+static void test_traceparent_follows_a_chained_request(void)
+{
+	router_start(NULL);
+	struct watch w1 = {0}, w2 = {0}, w3 = {0};
+	struct sb_client *app = client("app-1", "client", &w1);
+	struct sb_client *orders = client("orders-1", "service", &w2);
+	struct sb_client *stock = client("stock-1", "service", &w3);
+	struct sb_client *cs[] = {app, orders, stock};
+	struct chain ch = {0};
+
+	CHECK_INT(sb_client_register(orders, "orders", NULL, handle_orders, &ch), 0);
+	CHECK_INT(sb_client_register(stock, "stock", NULL, handle_stock, &ch), 0);
+	pump_online(cs, 3);
+	struct sb_header h[] = {{"traceparent", TRACE}};
+	struct sb_opts o = SB_OPTS_INIT;
+	o.headers = h;
+	o.nheaders = 1;
+	struct replies r = {0};
+	CHECK_INT(sb_request(app, "orders", NULL, 0, &o, on_reply, &r, NULL), 0);
+	pump_until(cs, 3, &r.terminal, 1, "the chained order");
+	CHECK_INT(r.err, 0);
+	CHECK_STR(r.outcome, "ordered");
+	CHECK_INT(ch.stock.calls, 1);
+	CHECK_STR(ch.stock.trace, TRACE);
+	CHECK_INT((int)ch.stock.n, 1);
+	CHECK(ch.stock.payload_same);
+
+	/* A traceparent the handler sets itself wins. */
+	ch.own = 1;
+	struct replies r2 = {0};
+	CHECK_INT(sb_request(app, "orders", NULL, 0, &o, on_reply, &r2, NULL), 0);
+	pump_until(cs, 3, &r2.terminal, 1, "the order with its own trace");
+	CHECK_STR(ch.stock.trace, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+
+	/* A request made outside any handler carries none. */
+	struct replies r3 = {0};
+	CHECK_INT(sb_request(orders, "stock", NULL, 0, NULL, on_reply, &r3, NULL), 0);
+	pump_until(cs, 3, &r3.terminal, 1, "a request of its own");
+	CHECK_STR(ch.stock.trace, "");
+	sb_client_free(app);
+	sb_client_free(orders);
+	sb_client_free(stock);
+	router_stop();
+}
+
 static void test_progress_then_final(void)
 {
 	router_start(NULL);
@@ -476,6 +678,8 @@ int main(void)
 	RUN(test_fire_and_forget);
 	RUN(test_request_reply_with_outcome);
 	RUN(test_application_error);
+	RUN(test_headers_reach_the_handler);
+	RUN(test_traceparent_follows_a_chained_request);
 	RUN(test_progress_then_final);
 	RUN(test_timeout);
 	RUN(test_no_handler);

@@ -60,8 +60,11 @@ FIELDS = {
     17: ["reason", "deadline_ms"],
 }
 
-# The element a flag adds before the payload: ERROR's APP (0x04).
-OPTIONAL = {11: ["app_code"]}
+# The element a flag adds before the payload: ERROR's APP (0x04), SEND's
+# and REQUEST's HEADERS (0x02).
+OPTIONAL = {11: ["app_code"], 8: ["headers"], 9: ["headers"]}
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 NONCE = bytes(range(1, 33))
 
@@ -139,6 +142,12 @@ VECTORS = [
                    {"limit": 100}]),
     ("error-app-broadcast", [11, 5, U64(8), 19, "no such agent", "tunnel-2", "MYERRCODE",
                              None]),
+    # Headers (docs/protocol.md, "Headers"): flag HEADERS and a map of
+    # str -> str after the fixed-offset fields, before the payload.
+    ("request-headers", [9, 2, U64(7), "transfer", None, U32(0), U32(5000),
+                         {"traceparent": TRACEPARENT, "tenant": "acme"}, {"amount": 10}]),
+    ("send-headers-broadcast", [8, 3, U64(0), "audit.log", None, U32(0),
+                                {"device": "kitchen sensor"}, None]),
     ("presence-identity", [14, 0, U64(0), 4, "A002", 13,
                            {"role": "client", "subject": "ada",
                             "claims": {"sub": "ada", "exp": 1900000000, "tenant": "acme"}}]),
@@ -176,6 +185,26 @@ INVALID = [
      "EBADFRAME", "wrong field type", 6),
     ("error-app-too-long", [11, 4, U64(1), 19, "x", None, "E" * 65, None],
      "ETOOLARGE", "field too long", 6),
+    # Headers: 1-16 entries, keys as names 1-64 bytes, values as labels
+    # 0-256 bytes, 1 KiB in all; the element is there exactly with the flag.
+    ("headers-missing", [9, 2, U64(1), "x", None, U32(0), U32(0), None],
+     "EBADFRAME", "wrong number of fields", 0),
+    ("headers-empty", [9, 2, U64(1), "x", None, U32(0), U32(0), {}, None],
+     "EBADFRAME", "field too short", 7),
+    ("headers-nil", [8, 2, U64(0), "x", None, U32(0), None, None],
+     "EBADFRAME", "wrong field type", 6),
+    ("headers-too-many", [9, 2, U64(1), "x", None, U32(0), U32(0),
+                          {"k%d" % i: "" for i in range(17)}, None],
+     "ETOOLARGE", "field too long", 7),
+    ("headers-key-space", [9, 2, U64(1), "x", None, U32(0), U32(0), {"a b": "1"}, None],
+     "EBADFRAME", "invalid characters", 7),
+    ("headers-value-int", [9, 2, U64(1), "x", None, U32(0), U32(0), {"a": 1}, None],
+     "EBADFRAME", "wrong field type", 7),
+    ("headers-value-too-long", [9, 2, U64(1), "x", None, U32(0), U32(0), {"a": "v" * 257},
+                                None], "ETOOLARGE", "field too long", 7),
+    ("headers-over-1k", [9, 2, U64(1), "x", None, U32(0), U32(0),
+                         {"k%d" % i: "v" * 256 for i in range(4)}, None],
+     "ETOOLARGE", "field too long", 7),
     ("negative-version", [1, 0, U64(0), -1, None, "client", None], "EBADFRAME", "wrong field type", 3),
     ("payload-two-values", None, "EBADFRAME", "payload is not one MessagePack value", 3),
 ]
@@ -470,6 +499,14 @@ def write_router_seeds(directory):
         + frame([11, 4, U64(77), 19, "declined", None, "MYERRCODE", {"limit": 1}])
         + frame([11, 4, U64(78), 19, "", "mallory", "E", None])
         + frame([11, 4, U64(79), 2, "x", None, "E", None]),
+        # Headers: a request and a broadcast send that carry them to the
+        # echo service, then a map with a key twice.
+        "headers": hello("client")
+        + frame([9, 2, U64(2), "fz.echo", None, U32(0), U32(300),
+                 {"traceparent": TRACEPARENT, "k": ""}, {"n": 1}])
+        + frame([8, 3, U64(0), "fz.echo", None, U32(0), {"device": "d 1"}, None])
+        + frame([9, 2, U64(3), "fz.echo", None, U32(0), U32(300), {"k": "1", "j": "2"},
+                 None]).replace(b"\xa1j", b"\xa1k"),
         "router-kinds": hello("client")
         + frame([2, 0, U64(1), NONCE, "hmac-sha256", None])
         + frame([4, 0, U64(2), 1, "fz-x", 7, 1048576, {"shard": 0}])

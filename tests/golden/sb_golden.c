@@ -178,6 +178,19 @@ static void one(const uint8_t *frame, size_t len)
 		putchar(',');
 		json_str(m.app_code);
 	}
+	if ((m.kind == SB_SEND || m.kind == SB_REQUEST) && (m.flags & SB_F_HEADERS)) {
+		struct sb_view k, v; /* the element HEADERS adds, as a JSON object */
+		size_t pos = 0;
+		printf(",{");
+		while (sb_headers_next(m.headers, &pos, &k, &v)) {
+			if (pos > 1)
+				putchar(',');
+			json_str(k);
+			putchar(':');
+			json_str(v);
+		}
+		putchar('}');
+	}
 	printf("],\"payload\":\"");
 	hex(m.payload.ptr, m.payload.len);
 	printf("\",\"reencoded\":\"");

@@ -29,6 +29,41 @@ static void math_double(struct sb_call *call, void *ud)
 	sb_reply(call, "doubled", &twice, 1);
 }
 
+/* "whose.device": answers with its header "device", "none" without one. */
+static void whose_device(struct sb_call *call, void *ud)
+{
+	const struct sb_header *h;
+	const char *dev = sb_call_header(call, "device");
+	(void)ud;
+	CHECK(sb_call_headers(call, &h) == 0 || strcmp(h[0].key, "device") == 0);
+	sb_reply(call, dev != NULL ? dev : "none", NULL, 0);
+}
+
+/* "whose.trace": answers with its traceparent, "none" without one. */
+static void whose_trace(struct sb_call *call, void *ud)
+{
+	const char *tp = sb_call_header(call, "traceparent");
+	(void)ud;
+	sb_reply(call, tp != NULL ? tp : "none", NULL, 0);
+}
+
+/* "trace.relay": asks whose.trace with itself as parent, and answers with
+ * what that said, from the reply's callback. */
+static void relay_answer(const struct sb_reply *rep, void *ud)
+{
+	if (rep->more == SB_MORE_NONE)
+		sb_reply(ud, rep->err == 0 ? rep->outcome : "failed", NULL, 0);
+}
+
+static void trace_relay(struct sb_call *call, void *ud)
+{
+	struct sb_opts o = SB_OPTS_INIT;
+	(void)ud;
+	o.parent = call;
+	if (sb_router_request(R, "whose.trace", NULL, 0, &o, relay_answer, call, NULL) != 0)
+		sb_reply(call, "refused", NULL, 0);
+}
+
 /* "count.to": streams 100 chunks (fixints 0..99), then a final reply. */
 static void count_to(struct sb_call *call, void *ud)
 {
@@ -213,6 +248,9 @@ static void start_embedded(void)
 	struct sb_router *r = router_new(NULL);
 	CHECK_INT(sb_router_handle(r, "math.double", NULL, math_double, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "count.to", NULL, count_to, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "whose.device", NULL, whose_device, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "whose.trace", NULL, whose_trace, NULL), 0);
+	CHECK_INT(sb_router_handle(r, "trace.relay", NULL, trace_relay, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "forgetful", NULL, forgetful, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "job.later", NULL, job_later, NULL), 0);
 	CHECK_INT(sb_router_handle(r, "job.never", NULL, job_never, NULL), 0);
@@ -497,6 +535,51 @@ static void test_program_requests_an_in_process_handler(void)
 	CHECK_INT(w.calls, 1);
 	CHECK_STR(w.outcome[0], "doubled");
 	CHECK_INT(w.first_byte[0], 10);
+	router_stop();
+}
+
+/* An in-process handler reads the headers of a network request and of
+ * the program's own. */
+static void test_in_process_handler_reads_headers(void)
+{
+	start_embedded();
+	uint8_t map[SB_HEADERS_MAX];
+	struct sb_header h[] = {{"device", "kitchen sensor"}};
+	long hn = sb_headers_encode(h, 1, map, sizeof map);
+	struct peer *cli = peer_hello(PORT, "hd-user", "client");
+	struct sb_msg rq = {.kind = SB_REQUEST,
+			    .flags = SB_F_HEADERS,
+			    .id = 1,
+			    .name = v_str("whose.device"),
+			    .headers = {map, (uint32_t)hn}};
+	peer_send(cli, &rq);
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "kitchen sensor"));
+	peer_request(cli, "whose.device", 2, 0, NULL, 0);
+	CHECK(v_is(peer_expect(cli, SB_REPLY)->outcome, "none"));
+	peer_close(cli);
+
+	struct waiter w;
+	waiter_init(&w);
+	struct sb_opts o = SB_OPTS_INIT;
+	o.headers = h;
+	o.nheaders = 1;
+	CHECK_INT(sb_router_request(R, "whose.device", NULL, 0, &o, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK_STR(w.outcome[0], "kitchen sensor");
+
+	/* An in-process handler's chained request names its parent: the
+	 * traceparent goes on. */
+	static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+	struct sb_header th[] = {{"traceparent", tp}};
+	o.headers = th;
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "trace.relay", NULL, 0, &o, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK(strncmp(w.outcome[0], tp, sizeof w.outcome[0] - 1) == 0); /* as much as it keeps */
+	waiter_init(&w);
+	CHECK_INT(sb_router_request(R, "trace.relay", NULL, 0, NULL, on_reply, &w, NULL), 0);
+	CHECK(wait_final(&w));
+	CHECK_STR(w.outcome[0], "none");
 	router_stop();
 }
 
@@ -947,6 +1030,7 @@ int main(void)
 	RUN(test_program_requests_a_network_service);
 	RUN(test_program_reads_a_network_handlers_application_error);
 	RUN(test_program_requests_an_in_process_handler);
+	RUN(test_in_process_handler_reads_headers);
 	RUN(test_program_reads_router_stats);
 	RUN(test_program_request_errors);
 	RUN(test_program_sends_to_a_network_service);

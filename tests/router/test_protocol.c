@@ -324,6 +324,87 @@ static void test_fault_texts_name_the_topic_and_the_reason(void)
 	router_stop();
 }
 
+/* Headers reach the handler byte for byte, the payload and the patched
+ * from and id with them; a map the rules refuse closes its sender with
+ * the documented fault and nobody else notices. */
+static void test_headers_are_forwarded_and_bad_ones_refused(void)
+{
+	router_start(NULL);
+	uint8_t map[SB_HEADERS_MAX], f[2048];
+	struct sb_header h[] = {
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{"device", "kitchen sensor"}};
+	long hn = sb_headers_encode(h, 2, map, sizeof map);
+	struct peer *svc = peer_hello(PORT, "hd-svc", "service");
+	peer_register(svc, "lights", 1);
+	struct peer *a = peer_hello(PORT, "hd-a", "client");
+	struct sb_msg rq = {.kind = SB_REQUEST,
+			    .flags = SB_F_HEADERS,
+			    .id = 5,
+			    .name = v_str("lights"),
+			    .timeout_ms = 5000,
+			    .headers = {map, (uint32_t)hn},
+			    .payload = {(const uint8_t *)"\x81\xa2on\xc3", 5}};
+	peer_send(a, &rq);
+	struct sb_msg *got = peer_expect(svc, SB_REQUEST);
+	CHECK_INT(got->flags, SB_F_HEADERS);
+	CHECK(got->headers.len == (uint32_t)hn && memcmp(got->headers.ptr, map, (size_t)hn) == 0);
+	CHECK(got->payload.len == 5 && memcmp(got->payload.ptr, "\x81\xa2on\xc3", 5) == 0);
+	CHECK(got->from != 0);
+	uint64_t rid = got->id;
+	peer_reply(svc, rid, "on", 0, NULL, 0);
+	CHECK_INT(peer_expect(a, SB_REPLY)->id, 5);
+
+	/* A key twice: built by hand, since the encoder refuses it. */
+	static const uint8_t dup[] = {0x82, 0xa1, 'k', 0xa1, '1', 0xa1, 'k', 0xa1, '2'};
+	rq.headers = (struct sb_view){dup, sizeof dup};
+	rq.flags = 0; /* encoded without the check, then the flag set in place */
+	rq.id = 6;
+	long n = sb_encode(&rq, f, sizeof f);
+	f[SB_PREFIX_LEN] = 0x99; /* 9 elements */
+	f[SB_PREFIX_LEN + 2] = SB_F_HEADERS;
+	memmove(f + n - 5 + sizeof dup, f + n - 5, 5);
+	memcpy(f + n - 5, dup, sizeof dup);
+	n += (long)sizeof dup;
+	f[3] = (uint8_t)(n - SB_PREFIX_LEN);
+	peer_raw(a, f, (size_t)n);
+	expect_error(a, 0, SB_EBADFRAME, SB_F_FATAL,
+		     "REQUEST field 7 (headers): duplicate header key");
+	CHECK_INT(peer_recv_within(a, 5000), 0);
+	peer_close(a);
+
+	/* Seventeen entries: too large, on a SEND too. */
+	struct peer *b = peer_hello(PORT, "hd-b", "client");
+	struct sb_msg sd = {.kind = SB_SEND, .name = v_str("lights")};
+	n = sb_encode(&sd, f, sizeof f);
+	size_t at = (size_t)n - 1, k = 0;
+	uint8_t many[3 + 17 * 5];
+	many[k++] = 0xde;
+	many[k++] = 0;
+	many[k++] = 17;
+	for (unsigned i = 0; i < 17; i++) {
+		many[k++] = 0xa2;
+		many[k++] = 'k';
+		many[k++] = (uint8_t)('a' + i);
+		many[k++] = 0xa1;
+		many[k++] = 'v';
+	}
+	f[SB_PREFIX_LEN] = 0x98; /* 8 elements */
+	f[SB_PREFIX_LEN + 2] = SB_F_HEADERS;
+	memcpy(f + at, many, k);
+	f[at + k] = 0xc0;
+	n = (long)(at + k + 1);
+	f[3] = (uint8_t)(n - SB_PREFIX_LEN);
+	peer_raw(b, f, (size_t)n);
+	expect_error(b, 0, SB_ETOOLARGE, SB_F_FATAL,
+		     "SEND field 6 (headers): field too long (17, limit 16)");
+	CHECK_INT(peer_recv_within(b, 5000), 0);
+	peer_close(b);
+	expect_alive(svc, 9);
+	peer_close(svc);
+	router_stop();
+}
+
 /* WELCOME's payload is {"shard": N, "resume": bin 16}, as docs/protocol.md
  * shows it; with --name-grace-ms 0 there is no token to give. */
 static void test_welcome_names_the_shard(void)
@@ -474,6 +555,7 @@ int main(void)
 	RUN(test_unknown_kinds_are_answered_with_their_id);
 	RUN(test_router_kinds_from_a_peer_are_refused_by_name);
 	RUN(test_fault_texts_name_the_topic_and_the_reason);
+	RUN(test_headers_are_forwarded_and_bad_ones_refused);
 	RUN(test_welcome_names_the_shard);
 	RUN(test_request_timeouts_are_capped_at_an_hour);
 	RUN(test_stats_come_in_pages);

@@ -125,8 +125,12 @@ static void test_help_and_version(void)
 
 	SBCTL_RUN(&P, "request", "--help");
 	CHECK_INT(P.code, 0);
-	CHECK(starts(P.so, "usage: sbctl [OPTIONS] request NAME [PAYLOAD] [--str] [--timeout MS] "
-			   "[--to PEER | --all | --peers SEL]\n"));
+	CHECK(starts(P.so,
+		     "usage: sbctl [OPTIONS] request NAME [PAYLOAD] [--str] [--header K=V]... "
+		     "[--timeout MS] [--to PEER | --all | --peers SEL]\n"));
+	CHECK(strstr(P.so,
+		     "  --header KEY=VALUE    a header beside the payload (repeat: up to 16)\n") !=
+	      NULL);
 	CHECK(strstr(P.so, "  all: N peers, N ok, N errors, N timeouts, N gone\n") != NULL);
 	SBCTL_RUN(&P, "help", "presence");
 	CHECK_INT(P.code, 0);
@@ -160,6 +164,18 @@ static void test_usage_errors_exit_2(void)
 	CHECK_STR(P.se, "sbctl: no spaces, please: not a valid message name\n");
 	SBCTL_RUN(&P, "send", "");
 	CHECK_INT(P.code, 2);
+	SBCTL_RUN(&P, "send", "x", "--header", "novalue");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --header novalue: not KEY=VALUE\n");
+	SBCTL_RUN(&P, "send", "x", "--header", "a b=1");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: --header: a key twice, or a key with a space or a control "
+			"character, or a value with a control character\n");
+	SBCTL_RUN(&P, "request", "x", "--header", "a=1", "--header", "a=2");
+	CHECK_INT(P.code, 2);
+	SBCTL_RUN(&P, "listen", "x", "--header", "a=1");
+	CHECK_INT(P.code, 2);
+	CHECK_STR(P.se, "sbctl: listen does not take --header (sbctl listen --help)\n");
 	SBCTL_RUN(&P, "--bogus");
 	CHECK_INT(P.code, 2);
 	CHECK_STR(P.se, "sbctl: unknown option --bogus (sbctl help lists them)\n");

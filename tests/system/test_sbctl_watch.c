@@ -171,6 +171,43 @@ static void test_listen_echo_count_1(void)
 	stop();
 }
 
+/* Headers set with --header reach a listener, which prints them after
+ * the payload (a "headers" object with --json); a message without any
+ * prints as before. */
+static void test_headers_from_sbctl_reach_a_listener(void)
+{
+	static struct proc Q;
+	start();
+	const char *args[] = {"listen", "hdr", "--count", "3", NULL};
+	sbctl_spawn(&P, args);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on hdr\n"));
+	SBCTL_RUN(&Q, "request", "hdr", "{}", "--header", "device=kitchen sensor", "--header",
+		  "traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+	CHECK_INT(Q.code, 0);
+	CHECK_STR(Q.so, "ok  null\n");
+	SBCTL_RUN(&Q, "send", "hdr", "--header", "empty=");
+	CHECK_INT(Q.code, 0);
+	SBCTL_RUN(&Q, "send", "hdr", "1");
+	CHECK_INT(Q.code, 0);
+	sbctl_finish(&P);
+	CHECK_INT(P.code, 0);
+	/* Separate processes, perhaps on separate shards: any order. */
+	CHECK(starts(P.so, "request  hdr  {}  {\"device\":\"kitchen sensor\",\"traceparent\":"
+			   "\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}\n"));
+	CHECK(strstr(P.so, "\nsend  hdr  null  {\"empty\":\"\"}\n") != NULL);
+	CHECK(strstr(P.so, "\nsend  hdr  1\n") != NULL);
+
+	const char *args2[] = {"--json", "listen", "hdr2", "--count", "1", NULL};
+	sbctl_spawn(&P, args2);
+	CHECK(sbctl_wait_stderr(&P, "sbctl: listening on hdr2\n"));
+	SBCTL_RUN(&Q, "send", "hdr2", "[1]", "--header", "idempotency-key=k-42");
+	CHECK_INT(Q.code, 0);
+	sbctl_finish(&P);
+	CHECK_STR(P.so, "{\"name\":\"hdr2\",\"request\":false,\"payload\":[1],"
+			"\"headers\":{\"idempotency-key\":\"k-42\"}}\n");
+	stop();
+}
+
 /* Processes c until its output is written; bounded. */
 static void until_written(struct sb_client *c)
 {
@@ -449,6 +486,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	RUN(test_listen_echo_count_1);
 	RUN(test_listen_count_stops_at_n_in_a_burst);
+	RUN(test_headers_from_sbctl_reach_a_listener);
 	RUN(test_presence_count_stops_at_n_in_a_burst);
 	RUN(test_listen_with_a_schema);
 	RUN(test_listen_with_a_json_schema);

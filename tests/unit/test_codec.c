@@ -25,7 +25,8 @@ static int msg_eq(const struct sb_msg *a, const struct sb_msg *b)
 	       view_eq(a->outcome, b->outcome) && view_eq(a->peer, b->peer) &&
 	       view_eq(a->to, b->to) && view_eq(a->role, b->role) && view_eq(a->text, b->text) &&
 	       view_eq(a->mech, b->mech) && view_eq(a->nonce, b->nonce) &&
-	       view_eq(a->proof, b->proof) && view_eq(a->app_code, b->app_code);
+	       view_eq(a->proof, b->proof) && view_eq(a->app_code, b->app_code) &&
+	       view_eq(a->headers, b->headers);
 }
 
 static void test_round_trip_every_kind(void)
@@ -219,7 +220,143 @@ static void test_worst_case_header_fits(void)
 			CHECK(h > 0);
 			CHECK(h - (long)SB_PREFIX_LEN <= (long)SB_HEADER_MAX);
 		}
+		if (k == SB_SEND || k == SB_REQUEST) { /* and with a full header map */
+			static uint8_t map[SB_HEADERS_MAX + 64];
+			map[0] = 0xde; /* map16, 16 pairs */
+			map[1] = 0;
+			map[2] = SB_HEADERS_COUNT_MAX;
+			size_t n = 3;
+			for (unsigned i = 0; n + 2 + 2 + 1 <= SB_HEADERS_MAX; i++) {
+				/* short distinct keys, then values that fill the map */
+				map[n++] = 0xa2;
+				map[n++] = (uint8_t)('a' + i / 26 % 26);
+				map[n++] = (uint8_t)('a' + i % 26);
+				if (i + 1 == SB_HEADERS_COUNT_MAX)
+					break;
+				map[n++] = 0xa0;
+			}
+			size_t left = SB_HEADERS_MAX - n - 3;
+			map[n++] = 0xda;
+			map[n++] = (uint8_t)(left >> 8);
+			map[n++] = (uint8_t)left;
+			CHECK(left > SB_HEADER_VALUE_MAX); /* so the last value is at its limit */
+			left = SB_HEADER_VALUE_MAX;
+			map[n - 2] = (uint8_t)(left >> 8);
+			map[n - 1] = (uint8_t)left;
+			memset(map + n, 'v', left);
+			n += left;
+			m.flags |= SB_F_HEADERS;
+			m.headers = bv(map, n);
+			h = sb_encode_head(&m, head, sizeof head);
+			CHECK(h > 0);
+			CHECK(h - (long)SB_PREFIX_LEN <= (long)SB_HEADER_MAX);
+		}
 	}
+}
+
+/* Headers: a flag adds a map before the payload, after the fixed-offset
+ * fields; every rule of the map is checked both ways and named. */
+static void test_header_frames(void)
+{
+	uint8_t f[4096], map[2048];
+	char text[160];
+	struct sb_fault_info fi;
+	struct sb_header h[] = {
+		{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{"device", "kitchen sensor"}};
+	long hn = sb_headers_encode(h, 2, map, sizeof map);
+	CHECK(hn > 0);
+	struct sb_msg out, m = {.kind = SB_REQUEST,
+				.flags = SB_F_HEADERS,
+				.id = 9,
+				.name = sv("transfer"),
+				.from = 3,
+				.timeout_ms = 500,
+				.headers = bv(map, (size_t)hn),
+				.payload = bv("\x81\xa1"
+					      "a\x01",
+					      4)};
+	long n = sb_encode(&m, f, sizeof f);
+
+	CHECK(n > 0);
+	CHECK_INT(f[SB_PREFIX_LEN], 0x99); /* 9 elements */
+	CHECK_INT(sb_decode(f, (size_t)n, SB_DECODE_PAYLOAD, &out, NULL), 0);
+	CHECK(msg_eq(&m, &out));
+	CHECK(view_eq(out.payload, m.payload));
+	size_t vl = 0;
+	const char *v = sb_headers_get(out.headers, "device", &vl);
+	CHECK(v != NULL && vl == 14 && memcmp(v, "kitchen sensor", 14) == 0);
+	CHECK(sb_headers_get(out.headers, "devic", NULL) == NULL);
+	/* from and timeout_ms keep their offsets: the router patches them */
+	struct sb_msg plain = m;
+	plain.flags = 0;
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &out, NULL), 0);
+	uint16_t from_off = out.from_off, to_off = out.timeout_ms_off;
+	uint8_t g[512];
+	long gn = sb_encode(&plain, g, sizeof g);
+	CHECK_INT(sb_decode(g, (size_t)gn, 0, &out, NULL), 0);
+	CHECK_INT(out.from_off, from_off);
+	CHECK_INT(out.timeout_ms_off, to_off);
+
+	/* The encoder refuses what the decoder would. */
+	struct sb_header dup[] = {{"a", "1"}, {"a", "2"}};
+	CHECK_INT(sb_headers_encode(dup, 2, map, sizeof map), SB_EINVAL);
+	struct sb_header sp[] = {{"two words", "1"}};
+	CHECK_INT(sb_headers_encode(sp, 1, map, sizeof map), SB_EINVAL);
+	struct sb_header ctl[] = {{"k", "a\nb"}};
+	CHECK_INT(sb_headers_encode(ctl, 1, map, sizeof map), SB_EINVAL);
+	struct sb_header empty_key[] = {{"", "x"}};
+	CHECK_INT(sb_headers_encode(empty_key, 1, map, sizeof map), SB_EINVAL);
+	static char longv[SB_HEADER_VALUE_MAX + 2], longk[SB_HEADER_KEY_MAX + 2];
+	memset(longv, 'v', SB_HEADER_VALUE_MAX + 1);
+	memset(longk, 'k', SB_HEADER_KEY_MAX + 1);
+	struct sb_header lv[] = {{"k", longv}}, lk[] = {{longk, "v"}};
+	CHECK_INT(sb_headers_encode(lv, 1, map, sizeof map), SB_ETOOLARGE);
+	CHECK_INT(sb_headers_encode(lk, 1, map, sizeof map), SB_ETOOLARGE);
+	longv[SB_HEADER_VALUE_MAX] = 0; /* at the limit: fine alone */
+	CHECK(sb_headers_encode(lv, 1, map, sizeof map) > 0);
+	struct sb_header many[SB_HEADERS_COUNT_MAX + 1];
+	char keys[SB_HEADERS_COUNT_MAX + 1][4];
+	for (unsigned i = 0; i <= SB_HEADERS_COUNT_MAX; i++) {
+		snprintf(keys[i], sizeof keys[i], "k%u", i);
+		many[i] = (struct sb_header){keys[i], longv};
+	}
+	CHECK_INT(sb_headers_encode(many, SB_HEADERS_COUNT_MAX + 1, map, sizeof map), SB_ETOOLARGE);
+	CHECK_INT(sb_headers_encode(many, 4, map, sizeof map), SB_ETOOLARGE); /* > 1 KiB */
+	for (unsigned i = 0; i <= SB_HEADERS_COUNT_MAX; i++)
+		many[i].value = "v";
+	CHECK(sb_headers_encode(many, SB_HEADERS_COUNT_MAX, map, sizeof map) > 0);
+	CHECK_INT(sb_headers_encode(h, 0, map, sizeof map), SB_EINVAL);
+	struct sb_msg bad = m;
+	bad.flags = 0; /* a plain REQUEST ignores headers */
+	CHECK(sb_encoded_size(&bad) > 0);
+	bad = m;
+	bad.headers = bv("\x81\xa1"
+			 "a",
+			 3); /* a key without its value */
+	CHECK_INT(sb_encoded_size(&bad), SB_EINVAL);
+
+	/* Faults name the headers element. */
+	struct sb_header d2[] = {{"a", "1"}, {"b", "2"}};
+	m.headers = bv(map, (size_t)sb_headers_encode(d2, 2, map, sizeof map));
+	n = sb_encode(&m, f, sizeof f);
+	f[n - 4 - 3] = 'a'; /* "b" -> "a": the payload is 4 bytes, then "2" */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &out, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "REQUEST field 7 (headers): duplicate header key");
+	n = sb_encode(&m, f, sizeof f);
+	f[n - 4 - 1] = 0x01; /* a value "\x01" */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &out, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "REQUEST field 7 (headers): invalid characters");
+	n = sb_encode(&m, f, sizeof f);
+	f[n - 4 - 9] = 0x80; /* an empty map: the flag says there are headers */
+	CHECK_INT(sb_decode(f, (size_t)n, 0, &out, &fi), SB_EBADFRAME);
+	sb_fault_describe(&fi, text, sizeof text);
+	CHECK_STR(text, "REQUEST field 7 (headers): field too short (0, limit 1)");
+	n = sb_encode(&m, f, sizeof f);
+	f[n - 4 - 9] = 0x81; /* one pair said, two there: the second is the payload */
+	CHECK_INT(sb_decode(f, (size_t)n, SB_DECODE_PAYLOAD, &out, &fi), SB_EBADFRAME);
 }
 
 /* An application error: code 19, flag APP and its code as an eighth
@@ -453,7 +590,7 @@ static void test_malformed_kind_flags_id(void)
 	request_upto(&R, 7);
 	put1(&R, 0xc0);
 	finish(&R);
-	R.b[SB_PREFIX_LEN + 2] = SB_F_CHUNK;
+	R.b[SB_PREFIX_LEN + 2] = 0x04; /* 0x01 BROADCAST and 0x02 HEADERS are REQUEST's */
 	EXPECT(0, SB_EBADFRAME, SB_FAULT_FLAGS, 1);
 	R.b[SB_PREFIX_LEN + 2] = 0xc3;
 	EXPECT(0, SB_EBADFRAME, SB_FAULT_TYPE, 1);
@@ -800,6 +937,7 @@ int main(void)
 	RUN(test_nil_fields_and_catchall);
 	RUN(test_encoder_refuses_what_decoder_would);
 	RUN(test_worst_case_header_fits);
+	RUN(test_header_frames);
 	RUN(test_application_error_frames);
 	RUN(test_malformed_framing);
 	RUN(test_malformed_kind_flags_id);

@@ -60,6 +60,8 @@ export class Call {
     this.isRequest = m.kind === K.REQUEST;
     /** The sender's peer id on this router (0: the program embedding the router). */
     this.from = m.from;
+    /** The message's headers, {key: value} ({} for none): docs/protocol.md, "Headers". */
+    this.headers = m.headers || {};
     /** The sender as the router introduced it: {peer, role, subject, claims}, or null. */
     this.identity = identity;
     /** Milliseconds the router gives this request (its timeout, less time spent). */

@@ -15,6 +15,7 @@ export const PEER_MAX = 64;
 export const TEXT_MAX = 1024;
 export const TOKEN_MAX = 32;
 export const APPCODE_MAX = 64;
+export const HEADERS_COUNT_MAX = 16;
 
 export const K = Object.freeze({
   HELLO: 1, CHALLENGE: 2, AUTH: 3, WELCOME: 4, REGISTER: 5, UNREGISTER: 6, ACK: 7,
@@ -29,6 +30,7 @@ export const F = Object.freeze({
   CHUNK: 2, // REPLY
   FATAL: 2, // ERROR
   APP: 4, // ERROR: code 19, an application code follows peer
+  HEADERS: 2, // SEND, REQUEST: a header map follows the last fixed field
   OFF: 1, // SUBSCRIBE
 });
 
@@ -281,8 +283,10 @@ export function readFrame(b, start, end) {
   if (kind === 0 || kind > 0x7f) fault(`kind ${kind} is not a positive fixint`);
   if (kind >= ELEMS.length) return null;
   const flags = b[p + 2];
-  // ERROR's flag APP adds one element (the application code) before the payload.
-  const elems = ELEMS[kind] + (kind === K.ERROR && (flags & F.APP) ? 1 : 0);
+  // ERROR's flag APP adds one element (the application code) before the
+  // payload, SEND's and REQUEST's HEADERS one (the header map).
+  const opt = kind === K.ERROR ? flags & F.APP : kind === K.SEND || kind === K.REQUEST ? flags & F.HEADERS : 0;
+  const elems = ELEMS[kind] + (opt ? 1 : 0);
   if ((arr & 0x0f) !== elems) fault(`kind ${kind}: wrong number of fields (${arr & 0x0f}, expected ${elems})`);
   if (flags > 0x7f) fault('flags are not a positive fixint');
   if (b[p + 3] !== 0xcf) fault('the id is not a fixed-width uint64');
@@ -315,6 +319,7 @@ export function readFrame(b, start, end) {
       m.to = readStr(b, r, end, true);
       m.from = readU32f(b, r, end);
       if (kind === K.REQUEST) m.timeout = readU32f(b, r, end);
+      m.headers = flags & F.HEADERS ? readHeaders(b, r, end) : {};
       break;
     case K.REPLY:
       m.outcome = readStr(b, r, end, false);
@@ -433,6 +438,25 @@ function readStr(b, r, end, nilOk) {
   const s = utf8(b, r.p, r.p + n);
   r.p += n;
   return s;
+}
+
+/* The header map: 1-16 pairs of strings (docs/protocol.md, "Headers"). The
+ * router checked the rest; a key twice is refused here too. */
+function readHeaders(b, r, end) {
+  if (r.p >= end) fault('frame ends inside a field');
+  let n;
+  const t = b[r.p];
+  if ((t & 0xf0) === 0x80) { n = t & 0x0f; r.p += 1; }
+  else if (t === 0xde && r.p + 3 <= end) { n = (b[r.p + 1] << 8) | b[r.p + 2]; r.p += 3; }
+  else fault('wrong field type (expected a map)');
+  if (n < 1 || n > HEADERS_COUNT_MAX) fault(`headers: ${n} entries (1-${HEADERS_COUNT_MAX})`);
+  const h = Object.create(null);
+  for (let i = 0; i < n; i++) {
+    const k = readStr(b, r, end, false);
+    if (k in h) fault('duplicate header key');
+    h[k] = readStr(b, r, end, false);
+  }
+  return h;
 }
 
 function readBin(b, r, end) {

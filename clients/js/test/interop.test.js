@@ -29,6 +29,7 @@ before(async () => {
     return call.reply('js.done', n);
   });
   await js.register('js.fail', (args, call) => call.error('FORBIDDEN', 'nope'));
+  await js.register('js.headers', (args, call) => call.reply('seen', { headers: { ...call.headers }, args }));
   // The tunnel's handlers throw {code, msg}; an Error with a string code is the same.
   await js.register('js.app.throw', () => {
     throw { code: 'MYERRCODE', msg: 'no such agent', details: { agent: 'A7' } };
@@ -167,6 +168,19 @@ describe('sbctl', () => {
     assert.equal(a.code, 1);
     assert.equal(a.stdout, '{"error":"EAPP","code":-19,"text":"no such agent","app_code":"MYERRCODE","details":{"agent":"A7"}}\n');
     assert.equal(a.stderr, 'error: no such agent (app code MYERRCODE)\ndetails: {"agent":"A7"}\n');
+  });
+
+  it('sends headers a JS handler reads', async () => {
+    const r = await run(SBCTL, ['--router', `127.0.0.1:${router.port}`, '--json', 'request', 'js.headers', '{"a":1}',
+      '--header', 'traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', '--header', 'device=kitchen sensor']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).payload, {
+      headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', device: 'kitchen sensor' },
+      args: { a: 1 },
+    });
+    const n = await run(SBCTL, ['--router', `127.0.0.1:${router.port}`, '--json', 'request', 'js.headers']);
+    assert.equal(n.code, 0, n.stderr);
+    assert.deepEqual(JSON.parse(n.stdout).payload, { headers: {}, args: null });
   });
 
   it('answers the JS client as a listener', async () => {
