@@ -429,6 +429,23 @@ static int load_identity(struct sb__tls_ctx *x, const char *flag, const char *ce
 	return 0;
 }
 
+/* OpenSSL decodes a certificate's extensions (key identifiers, purposes)
+ * the first time a verification needs them and caches them in the shared
+ * X509, while a handshake on another shard may already read that cache
+ * without its lock (ThreadSanitizer caught two shards verifying client
+ * certificates against one CA at once). Decoding them here, before any
+ * shard runs, leaves nothing for a handshake to write. */
+static void cache_extensions(X509_STORE *store)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+
+	for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+		X509 *c = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+		if (c != NULL)
+			X509_check_purpose(c, -1, 0);
+	}
+}
+
 static int load_ca(struct sb__tls_ctx *x, const char *ca, char *why, size_t cap)
 {
 	char reason[160];
@@ -437,6 +454,7 @@ static int load_ca(struct sb__tls_ctx *x, const char *ca, char *why, size_t cap)
 		snprintf(why, cap, "tls-ca %s: %s", ca, ssl_reason(reason, sizeof reason, NULL));
 		return SB_EINVAL;
 	}
+	cache_extensions(SSL_CTX_get_cert_store(x->ssl));
 	if (x->server) { /* tells clients which CA's certificate to present */
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
 		if (names == NULL) {
