@@ -15,6 +15,7 @@
 
 #include "support/admin.h"
 #include "support/clock.h"
+#include "support/cluster.h"
 #include "support/daemon.h"
 #include "support/natsd.h"
 #include "support/peer.h"
@@ -26,49 +27,13 @@ static struct natsd servers[2];
 static struct sb_router *ra, *rb, *rc;
 static uint16_t pa, pb, pc;
 
-static struct sb_router *join(const char *url)
-{
-	struct sb_router_config cfg = router_config();
-	cfg.cluster = url;
-	return router_open(&cfg);
-}
-
-/* A request from cl for name, answered by svc on another router once the
- * cluster has its interest: a registration reaches the other routers
- * shortly after its ACK (NATS spreads the subscription), so until then the
- * answer is `no handler` (or `peer gone` from a local handler that just
- * left) and the request is made again. 1 if it arrived. */
-static int until_reachable(struct peer *cl, struct peer *svc, const char *name)
-{
-	uint64_t end = now_ms() + 15000, id = 90000;
-
-	peer_request(cl, name, ++id, 10000, "\xa4ping", 5);
-	while (now_ms() < end) {
-		if (peer_recv_within(svc, 20) == 1) {
-			CHECK_INT(svc->m.kind, SB_REQUEST);
-			peer_reply(svc, svc->m.id, "pong", 0, NULL, 0);
-			struct sb_msg *r = peer_expect(cl, SB_REPLY);
-			CHECK(r->id == id);
-			return 1;
-		}
-		if (peer_recv_within(cl, 20) == 1) {
-			CHECK_INT(cl->m.kind, SB_ERROR);
-			/* not there yet, or (the local one just closed) gone */
-			CHECK(cl->m.code == (uint32_t)-SB_ENOHANDLER ||
-			      cl->m.code == (uint32_t)-SB_EPEERGONE);
-			peer_request(cl, name, ++id, 10000, "\xa4ping", 5);
-		}
-	}
-	return 0;
-}
-
 /* A service on A, a client on C, the name reachable across. */
 static void pair(const char *name, struct peer **svc, struct peer **cl)
 {
 	*svc = peer_hello(pa, NULL, "service");
 	peer_register(*svc, name, 1);
 	*cl = peer_hello(pc, NULL, "client");
-	CHECK(until_reachable(*cl, *svc, name));
+	CHECK(cluster_until_reachable(*cl, *svc, name));
 }
 
 static void test_a_request_to_a_service_on_another_router_gets_its_progress_reply_and_errors(void)
@@ -262,7 +227,7 @@ static void test_a_handler_on_the_requesters_own_router_is_chosen_first(void)
 	peer_expect_silence(far, 100);
 	/* The near one gone, the far one serves again. */
 	peer_close(near);
-	CHECK(until_reachable(cl, far, "cache.get"));
+	CHECK(cluster_until_reachable(cl, far, "cache.get"));
 	peer_close(cl);
 	peer_close(far);
 }
@@ -340,7 +305,7 @@ static void test_a_router_killed_mid_request_ends_it_with_peer_gone_within_the_d
 	struct peer *svc = peer_hello(d.port, NULL, "service");
 	peer_register(svc, "stock.count", 1);
 	struct peer *cl = peer_hello(pc, NULL, "client");
-	CHECK(until_reachable(cl, svc, "stock.count"));
+	CHECK(cluster_until_reachable(cl, svc, "stock.count"));
 
 	peer_request(cl, "stock.count", 61, 60000, NULL, 0);
 	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
@@ -399,7 +364,7 @@ static void test_a_handler_that_outruns_a_stalled_link_is_paused_and_loses_nothi
 	struct peer *svc = peer_hello(sb_router_port(rd), NULL, "service");
 	peer_register(svc, "dump.all", 1);
 	struct peer *cl = peer_hello(pc, NULL, "client");
-	CHECK(until_reachable(cl, svc, "dump.all"));
+	CHECK(cluster_until_reachable(cl, svc, "dump.all"));
 
 	peer_request(cl, "dump.all", 41, 60000, NULL, 0);
 	struct streamer st = {svc, peer_expect(svc, SB_REQUEST)->id};
@@ -465,7 +430,7 @@ static void test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_oth
 	struct peer *svc, *cl = peer_hello(sb_router_port(re), NULL, "client");
 	svc = peer_hello(pa, NULL, "service");
 	peer_register(svc, "video.get", 1);
-	CHECK(until_reachable(cl, svc, "video.get"));
+	CHECK(cluster_until_reachable(cl, svc, "video.get"));
 
 	peer_request(cl, "video.get", 71, 60000, NULL, 0);
 	struct streamer st = {svc, peer_expect(svc, SB_REQUEST)->id};
@@ -502,38 +467,12 @@ static void test_a_requester_that_reads_slowly_holds_back_the_handler_on_the_oth
 	router_close(re);
 }
 
-/* HELLO as name on port: 1 welcomed (*out the peer), 0 refused as a
- * duplicate name. */
 /* The text of the last refusal hello_as() saw. */
 static char last_refusal[256];
 
 static int hello_as(uint16_t port, const char *name, struct peer **out)
 {
-	struct peer *p;
-	/* `overloaded`: JetStream did not answer the claim in time (a loaded
-	 * machine); a client tries again, a bounded number of times. */
-	for (int tries = 0;; tries++) {
-		p = peer_dial(port);
-		struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
-		h.role = v_str("service");
-		h.peer = v_str(name);
-		peer_send(p, &h);
-		CHECK_INT(peer_recv_within(p, 5000), 1);
-		if (tries == 4 || p->m.kind != SB_ERROR || p->m.code != (uint32_t)-SB_EOVERLOADED)
-			break;
-		peer_close(p);
-	}
-	if (p->m.kind == SB_WELCOME) {
-		*out = p;
-		return 1;
-	}
-	CHECK_INT(p->m.kind, SB_ERROR);
-	CHECK_INT(p->m.code, (uint32_t)-SB_EDUPNAME);
-	snprintf(last_refusal, sizeof last_refusal, "%.*s", (int)p->m.text.len,
-		 (const char *)p->m.text.ptr);
-	peer_close(p);
-	*out = NULL;
-	return 0;
+	return cluster_hello_as(port, name, out, last_refusal, sizeof last_refusal);
 }
 
 static void test_a_name_taken_on_one_router_is_refused_on_another(void)
@@ -545,7 +484,7 @@ static void test_a_name_taken_on_one_router_is_refused_on_another(void)
 		CHECK(0);
 		return;
 	}
-	struct sb_router *r1 = join(js.url), *r2 = join(js.url);
+	struct sb_router *r1 = cluster_join(js.url), *r2 = cluster_join(js.url);
 	uint16_t p1 = sb_router_port(r1), p2 = sb_router_port(r2);
 	struct peer *first = NULL, *second = NULL;
 
@@ -589,7 +528,7 @@ static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 		CHECK(0);
 		return;
 	}
-	struct sb_router *r1 = join(js.url), *r2 = join(js.url);
+	struct sb_router *r1 = cluster_join(js.url), *r2 = cluster_join(js.url);
 	uint16_t p1 = sb_router_port(r1), p2 = sb_router_port(r2);
 	struct peer *first = NULL, *second = NULL;
 
@@ -642,7 +581,7 @@ static void test_a_router_that_loses_its_nats_server_ends_its_requests_across_ro
 	struct peer *svc = peer_hello(pc, NULL, "service");
 	peer_register(svc, "mail.send", 1);
 	struct peer *cl = peer_hello(pa, NULL, "client");
-	CHECK(until_reachable(cl, svc, "mail.send"));
+	CHECK(cluster_until_reachable(cl, svc, "mail.send"));
 
 	peer_request(cl, "mail.send", 81, 60000, NULL, 0);
 	uint64_t rid = peer_expect(svc, SB_REQUEST)->id;
@@ -659,7 +598,7 @@ static void test_a_router_that_loses_its_nats_server_ends_its_requests_across_ro
 
 	/* The server back: the router reconnects with its subscriptions. */
 	CHECK_INT(natsd_restart(&servers[0]), 0);
-	CHECK(until_reachable(cl, svc, "mail.send"));
+	CHECK(cluster_until_reachable(cl, svc, "mail.send"));
 	peer_close(cl);
 	peer_close(svc);
 }
@@ -675,9 +614,9 @@ int main(int argc, char **argv)
 	watchdog("test_cluster", 280);
 	if (natsd_start(servers, 2, 0) != 0)
 		return 1;
-	ra = join(servers[0].url);
-	rb = join(servers[1].url);
-	rc = join(servers[1].url);
+	ra = cluster_join(servers[0].url);
+	rb = cluster_join(servers[1].url);
+	rc = cluster_join(servers[1].url);
 	pa = sb_router_port(ra);
 	pb = sb_router_port(rb);
 	pc = sb_router_port(rc);
