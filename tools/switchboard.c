@@ -247,6 +247,11 @@ static const struct setting table[] = {
 	 "join other routers over a NATS cluster:\n"
 	 "nats://HOST:PORT[,...]",
 	 NULL},
+	{NULL, "cluster-spill", NUM, CFG(cluster_spill), RANGE(0, 1u << 24), 0, "N",
+	 "send a request to another router with the\n"
+	 "name once each handler here has N in flight\n"
+	 "(default 64; 0 = always a handler here)",
+	 NULL},
 };
 #define NSETTINGS (sizeof table / sizeof table[0])
 

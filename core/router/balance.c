@@ -9,6 +9,7 @@
 #include "router/admin.h"
 #include "router/auth.h"
 #include "router/balance.h"
+#include "router/cluster.h"
 #include "router/goodbye.h"
 #include "router/pattern.h"
 #include "router/peers.h"
@@ -102,6 +103,7 @@ static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const str
 	if (rc != 0 && d->ep == 0 && sh->xs != NULL && a->origin == NULL) {
 		d->kind = SB__DEST_CLUSTER;
 		d->miss = rc;
+		d->spill = 0;
 		return 0;
 	}
 	if (rc != 0)
@@ -168,6 +170,7 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 		 * one (each router offers the cluster only its own handlers). */
 		if (sh->xs != NULL && a->origin == NULL && !(m->flags & SB_F_BROADCAST)) {
 			d->kind = SB__DEST_CLUSTER;
+			d->spill = 0;
 			return 0;
 		}
 		int all = m->flags & SB_F_BROADCAST;
@@ -182,5 +185,12 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 		return internal(m, why);
 	d->kind = SB__DEST_ONE;
 	d->ep = e->ep;
+	/* Local first, unless the least busy handler here is full: then
+	 * another router's (never for a request that came from one). */
+	if (sh->xs != NULL && m->kind == SB_REQUEST && a->origin == NULL &&
+	    sb__cluster_spills(sh, d->r, e->ep)) {
+		d->kind = SB__DEST_CLUSTER;
+		d->spill = 1;
+	}
 	return sb__admits(e, a->service, m, why);
 }

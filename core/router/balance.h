@@ -29,6 +29,7 @@ struct sb__dest {
 	struct sb__route *r; /* ONE, ALL: the name's route (its statistics, its handlers) */
 	uint64_t ep;         /* ONE, PEER: the endpoint */
 	int miss;            /* CLUSTER, for a `to`: this router's answer if no router has it */
+	int spill;           /* CLUSTER: every handler here is full; another router's */
 };
 
 /**

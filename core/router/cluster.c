@@ -16,6 +16,9 @@
  * requester's shard hands it to its request as any handler's answer. A
  * cancel goes to sb.x.<where it went> with the inbox as reply subject;
  * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
+ * A request whose handlers here are all full goes to one other router's
+ * sb.s.<hash of R>.<name> instead ("Local first"), and comes back to a
+ * handler here if that router has none.
  * Heartbeats end what a silent router held; peer names are claimed in
  * JetStream's key-value store at HELLO (both in cluster_live.c). */
 #include <errno.h>
@@ -32,10 +35,12 @@
 #include "common/log.h"
 #include "common/nats.h"
 #include "proto/mp.h"
+#include "router/balance.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
+#include "router/deliver.h"
 #include "router/flow.h"
 #include "router/handshake.h"
 #include "router/mail.h"
@@ -236,13 +241,38 @@ static int target(char *out, const struct sb_msg *m)
 				 : sb__cluster_subject(out, "sb.r.", m->name.ptr, m->name.len);
 }
 
-int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
-		    int miss)
+int sb__cluster_spills(struct sb__shard *sh, const struct sb__route *r, uint64_t ep)
 {
-	char subj[SUBJ_MAX];
-	(void)sh;
-	if (target(subj, m) != 0)
+	uint32_t spill = sh->r->cfg.cluster_spill;
+	return spill != 0 && r->sid[2] > 0 && sh->xs->nlive > 0 &&
+	       sb__idmap_get(&sh->load, ep) >= spill;
+}
+
+/* "sb.s.<R>." for router R (its id's hash): where the handlers of R take
+ * the requests other routers spill, and only they. */
+static void spill_prefix(char *out, size_t cap, uint64_t router)
+{
+	snprintf(out, cap, "sb.s.%016" PRIx64 ".", router);
+}
+
+#define SPILL_PREFIX_LEN 22 /* "sb.s." + 16 hex digits + "." */
+
+int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
+		    int miss, int spill)
+{
+	struct sb__xshard *xs = sh->xs;
+	char subj[SUBJ_MAX], prefix[32];
+	/* The routers alive take turns: one that turns out not to have the
+	 * name answers with NATS's "no responders", and a handler here
+	 * takes the request after all (spill_home()). */
+	if (spill && xs->nlive > 0) {
+		spill_prefix(prefix, sizeof prefix, xs->live[xs->spill_rr++ % xs->nlive].router);
+		if (sb__cluster_subject(subj, prefix, m->name.ptr, m->name.len) != 0)
+			subj[0] = 0;
+	} else if (target(subj, m) != 0) {
+		spill = 0;
 		subj[0] = 0; /* it fails as it is published, as a miss */
+	}
 	size_t n = strlen(subj);
 	struct sb__xreq *x = malloc(sizeof *x + n + 1);
 	if (x == NULL)
@@ -254,6 +284,9 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 	x->router = 0;
 	x->hand[0] = 0;
 	x->paused = 0;
+	x->spilled = spill && n > 0;
+	x->back = NULL;
+	x->back_len = 0;
 	x->len = (uint32_t)n;
 	memcpy(x->s, subj, n + 1);
 	q->x = x;
@@ -266,6 +299,8 @@ void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q)
 		pause_ep(sh, q->handler, 0);
 	if (q->x->key != 0 && sh->xs != NULL && sb__idmap_get(&sh->xs->from, q->x->key) == q->rid)
 		sb__idmap_del(&sh->xs->from, q->x->key);
+	if (q->x->back != NULL)
+		sb__buf_put(q->x->back, &sh->pool);
 	free(q->x);
 	q->x = NULL;
 }
@@ -317,13 +352,24 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 	}
 	inbox_of(xs, rid, inbox, sizeof inbox);
 	if (kind == SB_CANCEL) {
-		/* To whichever router holds it ("sb.x." and where it went): the
-		 * inbox tells that router which of its requests. */
-		if (q->x->len > 3 &&
-		    sb__cluster_subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3) == 0)
+		/* To whichever router holds it ("sb.x." and where it went; a
+		 * spilled one's router hears the name's cancels): the inbox
+		 * tells that router which of its requests. */
+		if ((q->x->spilled
+			     ? sb__cluster_subject(subj, "sb.x.r.", q->x->s + SPILL_PREFIX_LEN,
+						   q->x->len - SPILL_PREFIX_LEN)
+		     : q->x->len > 3
+			     ? sb__cluster_subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3)
+			     : -1) == 0)
 			sb__nats_pub(xs->nc, subj, inbox, NULL, 0, NULL, 0);
 		sb__buf_put(b, &sh->pool);
 		return;
+	}
+	/* Spilled: kept (a copy, not the receive buffer) until the other
+	 * router answers, for a handler here should it have none. */
+	if (q->x->spilled && q->x->back == NULL && (q->x->back = sb__buf_heap(len)) != NULL) {
+		memcpy(q->x->back->data, f, len);
+		q->x->back_len = len;
 	}
 	rc = q->x->len == 0
 		     ? SB_EINVAL
@@ -340,6 +386,33 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 	else
 		missed(sh, q,
 		       rc == SB_EOFFLINE ? " (the router is not connected to its cluster)" : "");
+}
+
+/* Spilled request q found no handler on the router it went to (it had
+ * none of the name, or its last one just left): a handler here takes it,
+ * as if it had never left. 0 if none is left here either. */
+static int spill_home(struct sb__shard *sh, struct sb__req *q)
+{
+	struct sb__buf *b = q->x->back;
+	uint32_t len = q->x->back_len;
+	char why[SB_TEXT_MAX + 1];
+	struct sb__dest d;
+	struct sb_msg m;
+	/* Chosen as for a request from another router, which never spills
+	 * (its handlers' rules were checked when it was first routed). */
+	struct sb__origin o = {q->x->s, q->x->len};
+	struct sb__asker a = {.service = q->x->service, .origin = &o};
+
+	if (b == NULL || sb_decode(b->data, len, 0, &m, NULL) != 0 ||
+	    sb__reach(sh, &a, &m, &d, why) != 0 || d.kind != SB__DEST_ONE)
+		return 0;
+	q->x->back = NULL;
+	sb__cluster_req_free(sh, q);
+	sb__load_add(sh, q->handler, -1);
+	q->handler = d.ep;
+	sb__load_add(sh, d.ep, 1);
+	sb__deliver(sh, d.ep, b, b->data, len);
+	return 1;
 }
 
 /* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
@@ -364,7 +437,8 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 		return;
 	}
 	if (nm->status == 503) { /* no router subscribed: nobody handles it */
-		missed(sh, q, "");
+		if (!spill_home(sh, q))
+			missed(sh, q, "");
 		return;
 	}
 	/* Another router's frame goes to our client as it is: it must be an
@@ -378,6 +452,10 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed answer on %.*s", sh->id,
 			(int)nm->subject_len, nm->subject);
 		return;
+	}
+	if (q->x->back != NULL) { /* the other router has it: no way back */
+		sb__buf_put(q->x->back, &sh->pool);
+		q->x->back = NULL;
 	}
 	const char *hand;
 	size_t hand_len;
@@ -412,6 +490,9 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 	x->told = 0;
 	x->hand[0] = 0;
 	x->paused = 0;
+	x->spilled = 0;
+	x->back = NULL;
+	x->back_len = 0;
 	x->router = inbox_router(o->inbox, o->len);
 	sb__cluster_heard(sh, x->router);
 	x->len = (uint32_t)o->len;
@@ -543,14 +624,21 @@ void sb__cluster_route_new(void *ctx, struct sb__route *r)
 	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
 	sb__cluster_subject(subj, "sb.x.r.", r->name, r->len);
 	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, on_cancel, sh);
-	for (int i = 0; i < 2; i++)
+	/* What other routers spill to this one, in a queue group of its own
+	 * shards (their cancels come on sb.x.r.<name>). */
+	char prefix[32];
+	spill_prefix(prefix, sizeof prefix, sh->xs->self);
+	r->sid[2] = sb__cluster_subject(subj, prefix, r->name, r->len) == 0
+			    ? sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh)
+			    : 0;
+	for (int i = 0; i < 3; i++)
 		if (r->sid[i] < 0)
 			r->sid[i] = 0;
 }
 
 void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r)
 {
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (r->sid[i] > 0)
 			sb__nats_unsub(sh->xs->nc, r->sid[i]);
 }

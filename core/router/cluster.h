@@ -63,7 +63,15 @@ void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r);
  *  goes, the caller's role; for a `to`, what this router knew of the name,
  *  the answer if no router has it). @return 0, or SB_ENOMEM */
 int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
-		    int miss);
+		    int miss, int spill);
+/** Local first (docs/cluster.md): does a request for route @p r, whose
+ *  least busy handler here is @p ep, go to another router instead? Only
+ *  with `cluster_spill` set, the name in the cluster, another router
+ *  alive, and @p ep at `cluster_spill` requests in flight from this shard.
+ *  @p spill set: the request's subject names that router ("sb.s.<R>."),
+ *  and if it has no handler of the name after all, a handler here takes
+ *  the request (never `no handler` while one is here). */
+int sb__cluster_spills(struct sb__shard *sh, const struct sb__route *r, uint64_t ep);
 /** A request from another router, entered as q: its origin kept (a copy),
  *  so that its answers and a cancel find it. @return 0, or SB_ENOMEM */
 int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__origin *o);

@@ -486,7 +486,8 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		}
 	}
 	/* Across routers: the request's part of the cluster's (cluster.c). */
-	if ((d.kind == SB__DEST_CLUSTER && sb__cluster_out(sh, q, m, a->service, d.miss) != 0) ||
+	if ((d.kind == SB__DEST_CLUSTER &&
+	     sb__cluster_out(sh, q, m, a->service, d.miss, d.spill) != 0) ||
 	    (a->origin != NULL && sb__cluster_in(sh, q, a->origin) != 0)) {
 		if (a->c != NULL)
 			sb__idmap_del(&sh->cancel, sb__idmap_key(a->c->ep, m->id));

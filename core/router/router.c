@@ -55,6 +55,7 @@ static void defaults(struct sb_router_config *c)
 	c->admin_addr = "127.0.0.1";
 	c->jwt_leeway_s = 30;
 	c->name_grace_ms = 30000;
+	c->cluster_spill = 64;
 }
 
 /* A program built against an older header has a shorter struct: only

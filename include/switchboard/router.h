@@ -130,6 +130,12 @@ struct sb_router_config {
 	 * and WELCOME gives no token. Default 30,000. Appended last: the
 	 * struct grows at its end. */
 	uint32_t name_grace_ms;
+
+	/* With `cluster`: a request goes to a handler on this router unless
+	 * every one of the name has this many requests in flight from the
+	 * requester's shard; then to another router with the name, if one
+	 * is alive (docs/cluster.md, "Local first"). 0 = never; default 64. */
+	uint32_t cluster_spill;
 };
 
 /* Counters, summed over shards. */
