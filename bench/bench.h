@@ -49,6 +49,10 @@ enum sbb_target_kind {
 	SBB_T_DIRECT,      /* the responder itself, switchboard frames, no hop */
 	SBB_T_NATS,        /* a NATS server, its text protocol */
 	SBB_T_WS,          /* the router, switchboard frames over its WebSocket edge */
+	SBB_T_XSB,         /* two routers (--cluster) over a two-server NATS cluster:
+			    * the load on router A, the responder on router B */
+	SBB_T_XNATS,       /* the same two NATS servers alone: the load on the first,
+			    * the responder on the second */
 };
 
 struct sbb_target {
@@ -59,7 +63,8 @@ struct sbb_target {
 	uint16_t port; /* 0: the harness starts the server itself */
 };
 
-/** Parses "switchboard[://H:P]", "direct", "nats[://H:P]". @return 0 or -1. */
+/** Parses "switchboard[://H:P]", "direct", "nats[://H:P]", "switchboard-ws",
+ *  "switchboard-cluster", "nats-cluster". @return 0 or -1. */
 int sbb_target_parse(const char *spec, struct sbb_target *t);
 
 /* ---- the responder's counters, shared with the harness ------------------ */
@@ -74,7 +79,8 @@ struct sbb_stats {
 
 /* A process whose CPU and memory a run reports. pid 0 is sb-bench itself. */
 struct sbb_proc {
-	char role[24]; /* "switchboard", "nats-server", "responder", "sb-bench" */
+	char role[24]; /* "switchboard", "nats-server", "responder", "sb-bench"; a
+			* cluster target has two of each server, counted together */
 	pid_t pid;
 	double cpu0;    /* utime+stime in seconds at the window's start */
 	double cpu;     /* CPU-seconds spent inside the window */
@@ -176,7 +182,7 @@ void sbb_gen_fail(struct sbb_gen *g, const char *fmt, ...) __attribute__((format
 
 /* ---- results ------------------------------------------------------------ */
 
-#define SBB_MAX_PROCS   4
+#define SBB_MAX_PROCS   8
 #define SBB_MAX_SECONDS 600
 
 enum sbb_status { SBB_OK, SBB_SKIPPED, SBB_FAILED };

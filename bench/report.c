@@ -28,29 +28,39 @@ static double pct_us(const struct sbb_result *r, double q)
 	return r->hist ? (double)sbb_hist_quantile(r->hist, q) / 1e3 : NAN;
 }
 
-/* CPU-seconds per million requests of process role @p role, NAN if absent. */
+/* CPU-seconds per million requests of the processes in role @p role
+ * together (a cluster target's two routers, its two servers), NAN if none. */
 static double cpu_per_m(const struct sbb_result *r, const char *role)
 {
+	double cpu = 0;
+	int any = 0;
 	for (unsigned i = 0; i < r->nprocs; i++)
-		if (strcmp(r->proc[i].role, role) == 0 && r->proc[i].cpu >= 0 && r->done > 0)
-			return r->proc[i].cpu / ((double)r->done / 1e6);
-	return NAN;
+		if (strcmp(r->proc[i].role, role) == 0 && r->proc[i].cpu >= 0 && r->done > 0) {
+			cpu += r->proc[i].cpu;
+			any = 1;
+		}
+	return any ? cpu / ((double)r->done / 1e6) : NAN;
 }
 
 static double rss_of(const struct sbb_result *r, const char *role)
 {
+	double rss = 0;
+	int any = 0;
 	for (unsigned i = 0; i < r->nprocs; i++)
-		if (strcmp(r->proc[i].role, role) == 0)
-			return r->proc[i].rss_mib;
-	return NAN;
+		if (strcmp(r->proc[i].role, role) == 0) {
+			rss += r->proc[i].rss_mib;
+			any = 1;
+		}
+	return any ? rss : NAN;
 }
 
 /* The server process a target runs on, whose CPU the targets are about. */
 static const char *server_role(const struct sbb_target *t)
 {
-	return t->kind == SBB_T_SWITCHBOARD || t->kind == SBB_T_WS ? "switchboard"
-	       : t->kind == SBB_T_NATS                             ? "nats-server"
-								   : NULL;
+	return t->kind == SBB_T_SWITCHBOARD || t->kind == SBB_T_WS || t->kind == SBB_T_XSB
+		       ? "switchboard"
+	       : t->kind == SBB_T_NATS || t->kind == SBB_T_XNATS ? "nats-server"
+								 : NULL;
 }
 
 /* Thousands separators: rates are read at a glance or not at all. */
@@ -107,7 +117,8 @@ void sbb_report_run(FILE *f, const struct sbb_result *r)
 	fprintf(f, "  %-14s %16s %8s %12s\n", "process", "CPU-s per M", "cores", "peak RSS");
 	for (unsigned i = 0; i < r->nprocs; i++) {
 		const struct sbb_proc *p = &r->proc[i];
-		fprintf(f, "  %-14s %16.2f %8.2f %8.1f MiB\n", p->role, cpu_per_m(r, p->role),
+		fprintf(f, "  %-14s %16.2f %8.2f %8.1f MiB\n", p->role,
+			r->done > 0 && p->cpu >= 0 ? p->cpu / ((double)r->done / 1e6) : NAN,
 			p->cpu / r->secs, p->rss_mib);
 	}
 	fprintf(f, "\n");
@@ -200,18 +211,28 @@ static void put_spread(FILE *f, struct spread s)
 /* BENCH.md's goals, as ratios of the router to a peer measured in one run. */
 struct goal {
 	const char *workload;
+	enum sbb_target_kind mine; /* the router (one), or routers across a cluster */
 	enum sbb_target_kind peer;
 	const char *figure; /* "req/s", "p50", "p99" */
 	double ratio;       /* router / peer must be >= (req/s) or <= (latency) this */
 };
 
 static const struct goal goals[] = {
-	{"rr-64", SBB_T_NATS, "req/s", 4},          {"rr-64", SBB_T_DIRECT, "req/s", 0.40},
-	{"rr-1k", SBB_T_NATS, "req/s", 5},          {"rr-1k", SBB_T_DIRECT, "req/s", 0.50},
-	{"lat-64", SBB_T_NATS, "p50", 0.65},        {"lat-64", SBB_T_NATS, "p99", 0.60},
-	{"lat-64", SBB_T_DIRECT, "p50", 1.6},       {"fire-64", SBB_T_NATS, "req/s", 6},
-	{"fire-64", SBB_T_DIRECT, "req/s", 0.40},   {"stream-4k", SBB_T_NATS, "req/s", 4},
-	{"stream-4k", SBB_T_DIRECT, "req/s", 0.55}, {"fan-64", SBB_T_NATS, "req/s", 4},
+	{"rr-64", SBB_T_SWITCHBOARD, SBB_T_NATS, "req/s", 4},
+	{"rr-64", SBB_T_SWITCHBOARD, SBB_T_DIRECT, "req/s", 0.40},
+	{"rr-1k", SBB_T_SWITCHBOARD, SBB_T_NATS, "req/s", 5},
+	{"rr-1k", SBB_T_SWITCHBOARD, SBB_T_DIRECT, "req/s", 0.50},
+	{"lat-64", SBB_T_SWITCHBOARD, SBB_T_NATS, "p50", 0.65},
+	{"lat-64", SBB_T_SWITCHBOARD, SBB_T_NATS, "p99", 0.60},
+	{"lat-64", SBB_T_SWITCHBOARD, SBB_T_DIRECT, "p50", 1.6},
+	{"fire-64", SBB_T_SWITCHBOARD, SBB_T_NATS, "req/s", 6},
+	{"fire-64", SBB_T_SWITCHBOARD, SBB_T_DIRECT, "req/s", 0.40},
+	{"stream-4k", SBB_T_SWITCHBOARD, SBB_T_NATS, "req/s", 4},
+	{"stream-4k", SBB_T_SWITCHBOARD, SBB_T_DIRECT, "req/s", 0.55},
+	{"fan-64", SBB_T_SWITCHBOARD, SBB_T_NATS, "req/s", 4},
+	/* across routers: against plain NATS through the same two servers */
+	{"rr-64", SBB_T_XSB, SBB_T_XNATS, "req/s", 1},
+	{"lat-64", SBB_T_XSB, SBB_T_XNATS, "p50", 1.3},
 };
 
 static double median_of(const struct sbb_campaign *c, unsigned w, unsigned t, const char *fig)
@@ -235,21 +256,19 @@ static int find_target(const struct sbb_campaign *c, enum sbb_target_kind k)
 static void report_goals(FILE *f, const struct sbb_campaign *c, unsigned w)
 {
 	int sb = find_target(c, SBB_T_SWITCHBOARD), printed = 0;
-	if (sb < 0)
-		return;
 	for (size_t i = 0; i < sizeof goals / sizeof goals[0]; i++) {
 		const struct goal *g = &goals[i];
-		int peer = find_target(c, g->peer);
-		if (strcmp(g->workload, c->work[w].name) != 0 || peer < 0)
+		int peer = find_target(c, g->peer), mine_t = find_target(c, g->mine);
+		if (strcmp(g->workload, c->work[w].name) != 0 || peer < 0 || mine_t < 0)
 			continue;
-		double mine = median_of(c, w, (unsigned)sb, g->figure);
+		double mine = median_of(c, w, (unsigned)mine_t, g->figure);
 		double theirs = median_of(c, w, (unsigned)peer, g->figure);
 		if (isnan(mine) || isnan(theirs))
 			continue; /* skipped or failed: nothing to compare */
 		int higher = strcmp(g->figure, "req/s") == 0;
-		fprintf(f, "%s switchboard/%s %s %.2fx (goal %s %.2fx)",
-			printed ? ";" : "BENCH.md:", c->target[peer].label, g->figure,
-			mine / theirs, higher ? ">=" : "<=", g->ratio);
+		fprintf(f, "%s %s/%s %s %.2fx (goal %s %.2fx)",
+			printed ? ";" : "BENCH.md:", c->target[mine_t].label, c->target[peer].label,
+			g->figure, mine / theirs, higher ? ">=" : "<=", g->ratio);
 		if (!isnan(mine / theirs))
 			fprintf(f, " %s",
 				(higher ? mine / theirs >= g->ratio : mine / theirs <= g->ratio)
@@ -257,7 +276,7 @@ static void report_goals(FILE *f, const struct sbb_campaign *c, unsigned w)
 					: "not met");
 		printed = 1;
 	}
-	if (strcmp(c->work[w].name, "rr-64") == 0) {
+	if (sb >= 0 && strcmp(c->work[w].name, "rr-64") == 0) {
 		double cpu = spread_of(c, w, (unsigned)sb, fig_cpu, "switchboard").med;
 		if (!isnan(cpu)) {
 			fprintf(f, "%s router %.2f CPU-s per M (goal <= 0.5) %s",
@@ -283,14 +302,18 @@ void sbb_report_compare(FILE *f, const struct sbb_campaign *c)
 			c->reps, c->reps > 1 ? "s" : "", wk->warmup, wk->duration,
 			wk->shape == SBB_FIRE ? "messages" : "requests");
 		int lat = wk->shape != SBB_FIRE, stream = wk->shape == SBB_STREAM;
+		/* With routers across a cluster, the routers' CPU and the NATS
+		 * servers' are told apart (either may be absent: "-"). */
+		int xc = find_target(c, SBB_T_XSB) >= 0 || find_target(c, SBB_T_XNATS) >= 0;
 		fprintf(f,
-			"| target | %s | x %s |%s%s server CPU-s/M | responder CPU-s/M | "
+			"| target | %s | x %s |%s%s %s | responder CPU-s/M | "
 			"sb-bench CPU-s/M | server peak RSS MiB |\n",
 			sbb_workload_unit(wk), c->target[0].label,
 			stream ? " MB/s of chunks |" : "",
-			lat ? " p50 µs | p99 µs | p99.9 µs |" : "");
-		fprintf(f, "|---|---|---|%s%s---|---|---|---|\n", stream ? "---|" : "",
-			lat ? "---|---|---|" : "");
+			lat ? " p50 µs | p99 µs | p99.9 µs |" : "",
+			xc ? "routers CPU-s/M | nats-servers CPU-s/M" : "server CPU-s/M");
+		fprintf(f, "|---|---|---|%s%s%s---|---|---|---|\n", stream ? "---|" : "",
+			lat ? "---|---|---|" : "", xc ? "---|" : "");
 		double first = spread_of(c, w, 0, fig_rate, NULL).med;
 		for (unsigned t = 0; t < c->ntarget; t++) {
 			const struct sbb_result *r0 = sbb_campaign_at(c, w, 0, t);
@@ -313,7 +336,12 @@ void sbb_report_compare(FILE *f, const struct sbb_campaign *c)
 				put_spread(f, spread_of(c, w, t, fig_pct, &p99));
 				put_spread(f, spread_of(c, w, t, fig_pct, &p999));
 			}
-			put_spread(f, spread_of(c, w, t, fig_cpu, "server"));
+			if (xc) {
+				put_spread(f, spread_of(c, w, t, fig_cpu, "switchboard"));
+				put_spread(f, spread_of(c, w, t, fig_cpu, "nats-server"));
+			} else {
+				put_spread(f, spread_of(c, w, t, fig_cpu, "server"));
+			}
 			put_spread(f, spread_of(c, w, t, fig_cpu, "responder"));
 			put_spread(f, spread_of(c, w, t, fig_cpu, "sb-bench"));
 			put_spread(f, spread_of(c, w, t, fig_rss, NULL));

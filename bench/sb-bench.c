@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <switchboard/proto.h>
+
 #include "bench.h"
 
 /* ---- workloads and targets ---------------------------------------------- */
@@ -88,10 +90,9 @@ int sbb_target_parse(const char *spec, struct sbb_target *t)
 	static const struct {
 		const char *scheme;
 		enum sbb_target_kind kind;
-	} schemes[] = {{"switchboard-ws", SBB_T_WS},
-		       {"switchboard", SBB_T_SWITCHBOARD},
-		       {"direct", SBB_T_DIRECT},
-		       {"nats", SBB_T_NATS}};
+	} schemes[] = {{"switchboard-cluster", SBB_T_XSB}, {"nats-cluster", SBB_T_XNATS},
+		       {"switchboard-ws", SBB_T_WS},       {"switchboard", SBB_T_SWITCHBOARD},
+		       {"direct", SBB_T_DIRECT},           {"nats", SBB_T_NATS}};
 	memset(t, 0, sizeof *t);
 	snprintf(t->spec, sizeof t->spec, "%s", spec);
 	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
@@ -104,7 +105,7 @@ int sbb_target_parse(const char *spec, struct sbb_target *t)
 		if (spec[n] == 0)
 			return 0;
 		if (strncmp(spec + n, "://", 3) != 0 || t->kind == SBB_T_DIRECT ||
-		    t->kind == SBB_T_WS)
+		    t->kind == SBB_T_WS || t->kind == SBB_T_XSB || t->kind == SBB_T_XNATS)
 			return -1;
 		const char *hp = spec + n + 3, *colon = strrchr(hp, ':');
 		if (colon == NULL || colon == hp || (size_t)(colon - hp) >= sizeof t->host)
@@ -126,6 +127,7 @@ int sbb_target_parse(const char *spec, struct sbb_target *t)
 struct opts {
 	int compare;            /* "sb-bench compare": reps default to 3 */
 	int json;               /* JSON on stdout instead of tables */
+	int cluster;            /* --cluster: routers across a NATS cluster, side by side */
 	int quiet;              /* no live line, no per-run lines */
 	const char *report_dir; /* --report: index.html and results.json there */
 	const char *shards;     /* router --shards, NULL = its default */
@@ -156,7 +158,13 @@ static void usage(FILE *f)
 		   "                       its WebSocket edge; the responder on TCP),\n"
 		   "                       switchboard://HOST:PORT, direct (no router: the\n"
 		   "                       zero-hop bound), nats (starts nats-server),\n"
-		   "                       nats://HOST:PORT\n"
+		   "                       nats://HOST:PORT, switchboard-cluster (two\n"
+		   "                       routers with --cluster over a two-server NATS\n"
+		   "                       cluster: the load on one, the responder on the\n"
+		   "                       other), nats-cluster (the same two servers alone)\n"
+		   "  --cluster            across routers: rr-64 and lat-64 (unless --workload\n"
+		   "                       says otherwise) on switchboard-cluster, switchboard\n"
+		   "                       and nats-cluster, with BENCH.md's cluster goals\n"
 		   "  --conns C            load connections\n"
 		   "  --window W           requests in flight per connection\n"
 		   "  --size N | MIN:MAX   request payload bytes, fixed or uniform\n"
@@ -248,29 +256,27 @@ static void add_proc(struct sbb_result *r, const char *role, pid_t pid)
 	p->pid = pid;
 }
 
+/* The router; with @p cluster ("nats://...") joined to a NATS cluster. */
 static int start_router(const struct opts *o, struct sbb_result *r, pid_t *pid, int *out,
-			uint16_t *port, uint16_t *ws_port)
+			uint16_t *port, uint16_t *ws_port, const char *cluster)
 {
 	char line[256];
-	char *argv[] = {(char *)o->router,
-			"--port",
-			"0",
-			"--log-level",
-			"0",
-			"--drain-ms",
-			"100",
-			"--ws-port",
-			ws_port != NULL ? "0" : NULL,
-			NULL,
-			NULL,
-			NULL};
-	if (ws_port == NULL)
-		argv[7] = NULL;
-	if (o->shards) { /* after the edge's flag, or in its place */
-		int i = ws_port != NULL ? 9 : 7;
-		argv[i] = "--shards";
-		argv[i + 1] = (char *)o->shards;
+	char *argv[16] = {(char *)o->router, "--port", "0", "--log-level", "0",
+			  "--drain-ms",      "100"};
+	int n = 7;
+	if (ws_port != NULL) {
+		argv[n++] = "--ws-port";
+		argv[n++] = "0";
 	}
+	if (o->shards) {
+		argv[n++] = "--shards";
+		argv[n++] = (char *)o->shards;
+	}
+	if (cluster != NULL) {
+		argv[n++] = "--cluster";
+		argv[n++] = (char *)cluster;
+	}
+	argv[n] = NULL;
 	*pid = sbb_proc_spawn(argv, out, 0);
 	if (*pid < 0 || sbb_proc_read_line(*out, line, sizeof line, 5000) != 0 ||
 	    strstr(line, ":") == NULL) {
@@ -308,6 +314,119 @@ static int start_nats(const struct opts *o, struct sbb_result *r, pid_t *pid, ui
 	return 0;
 }
 
+/* Two nats-servers as one cluster (routes both ways), as docs/cluster.md's
+ * prototype runs them; url[i] is server i's client URL. */
+static int start_nats_cluster(const struct opts *o, struct sbb_result *r, pid_t pid[2],
+			      uint16_t port[2], char url[2][64])
+{
+	uint16_t cport[2];
+	for (int i = 0; i < 2; i++) {
+		port[i] = sbb_free_port();
+		cport[i] = sbb_free_port();
+	}
+	for (int i = 0; i < 2; i++) {
+		char p[8], own[64], other[64];
+		snprintf(p, sizeof p, "%u", port[i]);
+		snprintf(own, sizeof own, "nats://127.0.0.1:%u", cport[i]);
+		snprintf(other, sizeof other, "nats://127.0.0.1:%u", cport[1 - i]);
+		snprintf(url[i], 64, "nats://127.0.0.1:%u", port[i]);
+		char *argv[] = {
+			(char *)o->nats, "-a", "127.0.0.1", "-p",  p,   "--cluster_name", "sbbench",
+			"--cluster",     own,  "--routes",  other, NULL};
+		pid[i] = sbb_proc_spawn(argv, NULL, 1);
+		if (pid[i] < 0 || wait_listening("127.0.0.1", port[i]) != 0) {
+			snprintf(
+				r->note, sizeof r->note,
+				"nats-server (%s) did not start: tools/dev bench-setup installs it",
+				o->nats);
+			return -1;
+		}
+		add_proc(r, "nats-server", pid[i]);
+	}
+	return 0;
+}
+
+/* Sends one bench.echo request on c and reads for up to @p ms: 1 if a
+ * reply (any) came back, 0 if none or an ERROR (no handler yet), -1 if the
+ * connection broke. */
+static int probe_once(struct sbb_conn *c, int nats, uint64_t id, int ms)
+{
+	uint8_t buf[4096];
+	if (nats) {
+		uint8_t *d = sbb_nats_pub(c, "bench.echo", 10, "_INBOX.sbbprobe", 15, 16);
+		memset(d, 0, 16);
+	} else {
+		struct sb_msg m = {.kind = SB_REQUEST, .id = id, .timeout_ms = 2000};
+		m.name = (struct sb_view){(const uint8_t *)"bench.echo", 10};
+		sbb_sb_stamped(c, &m, 0, 16);
+	}
+	if (sbb_conn_flush_all(c) != 0)
+		return -1;
+	uint64_t end = sbb_now_ns() + (uint64_t)ms * 1000000;
+	while (sbb_now_ns() < end) {
+		ssize_t n = sbb_recv_wait(c->fd, buf, sizeof buf,
+					  (int)((end - sbb_now_ns()) / 1000000) + 1);
+		if (n <= 0)
+			return 0;
+		if (nats) { /* nothing but our probes' replies comes to the inbox */
+			if (memmem(buf, (size_t)n, "MSG _INBOX.sbbprobe", 19) != NULL)
+				return 1;
+			continue;
+		}
+		const uint8_t *p = buf;
+		size_t len = (size_t)n;
+		struct sb_view f;
+		while (sb_splitter_next(c->sp, &p, &len, &f, NULL) == 1) {
+			struct sb_msg m;
+			if (sb_decode(f.ptr, f.len, 0, &m, NULL) != 0)
+				return -1;
+			if (m.kind == SB_REPLY && m.id == id)
+				return 1;
+			if (m.kind == SB_ERROR && m.id == id)
+				return 0;
+		}
+	}
+	return 0;
+}
+
+/* Until a request from the load's side reaches the responder on the other
+ * side and comes back: the responder's interest (its SUB, or router B's
+ * subscription for its registration) reaches the first server shortly
+ * after it is made, and a request sent before is lost (NATS) or answered
+ * `no handler` (the router). At most 20 s. */
+static int await_crossing(struct sbb_result *r, int nats, uint16_t port)
+{
+	struct sbb_conn c;
+	int ok = 0;
+	sbb_conn_init(&c, -1, 0);
+	if (nats) {
+		if (sbb_nats_connect(&c, "127.0.0.1", port) != 0)
+			goto out;
+		sbb_out_put(&c, "SUB _INBOX.sbbprobe 1\r\n", 23);
+		if (sbb_nats_sync(&c) != 0)
+			goto out;
+	} else if ((c.fd = sbb_dial("127.0.0.1", port)) < 0 || sbb_sb_hello(&c, "client") != 0) {
+		goto out;
+	}
+	uint64_t end = sbb_now_ns() + 20000000000ull;
+	for (uint64_t id = 1; !ok && sbb_now_ns() < end; id++) {
+		int rc = probe_once(&c, nats, id, 200);
+		if (rc < 0)
+			break;
+		ok = rc;
+		if (!ok) { /* `no handler` comes at once: do not spin */
+			struct timespec ts = {0, 20000000};
+			nanosleep(&ts, NULL);
+		}
+	}
+out:
+	sbb_conn_free(&c);
+	if (!ok)
+		snprintf(r->note, sizeof r->note,
+			 "no request crossed the cluster to the responder within 20 s");
+	return ok ? 0 : -1;
+}
+
 static int start_responder(const struct opts *o, struct sbb_result *r, const char *host,
 			   uint16_t *port, int stats_fd, pid_t *pid, int *out)
 {
@@ -322,7 +441,8 @@ static int start_responder(const struct opts *o, struct sbb_result *r, const cha
 	char *argv[] = {(char *)o->self,
 			"responder",
 			"--proto",
-			r->target.kind == SBB_T_NATS ? "nats" : "sb",
+			r->target.kind == SBB_T_NATS || r->target.kind == SBB_T_XNATS ? "nats"
+										      : "sb",
 			"--chunks",
 			chunks,
 			"--chunk-size",
@@ -349,9 +469,11 @@ static int start_responder(const struct opts *o, struct sbb_result *r, const cha
 static void run_one(const struct opts *o, struct sbb_result *r)
 {
 	const struct sbb_target *t = &r->target;
-	pid_t server = -1, responder = -1;
-	int server_out = -1, responder_out = -1;
-	uint16_t port = t->port, ws_port = 0;
+	pid_t server = -1, responder = -1, server2[3] = {-1, -1, -1};
+	int server_out = -1, responder_out = -1, server2_out = -1;
+	uint16_t port = t->port, ws_port = 0, rport = 0;
+	uint16_t nport[2] = {0, 0}, port2 = 0;
+	char url[2][64];
 	const char *host = t->host;
 	struct sbb_stats *stats = MAP_FAILED;
 	const char *skip = r->work.shape == SBB_FAN ? fan_skip_reason(t) : NULL;
@@ -363,12 +485,30 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 	r->status = SBB_FAILED;
 	int stats_fd = -1;
 	if (t->kind == SBB_T_SWITCHBOARD && port == 0 &&
-	    start_router(o, r, &server, &server_out, &port, NULL) != 0)
+	    start_router(o, r, &server, &server_out, &port, NULL, NULL) != 0)
 		goto out;
-	if (t->kind == SBB_T_WS && start_router(o, r, &server, &server_out, &port, &ws_port) != 0)
+	if (t->kind == SBB_T_WS &&
+	    start_router(o, r, &server, &server_out, &port, &ws_port, NULL) != 0)
 		goto out;
 	if (t->kind == SBB_T_NATS && port == 0 && start_nats(o, r, &server, &port) != 0)
 		goto out;
+	/* Across a cluster: the load on the first router (or server), the
+	 * responder on the second, so every request crosses NATS's route. */
+	if ((t->kind == SBB_T_XSB || t->kind == SBB_T_XNATS) &&
+	    start_nats_cluster(o, r, server2, nport, url) != 0)
+		goto out;
+	if (t->kind == SBB_T_XNATS) {
+		port = nport[0];
+		rport = nport[1];
+	}
+	if (t->kind == SBB_T_XSB &&
+	    (start_router(o, r, &server, &server_out, &port, NULL, url[0]) != 0 ||
+	     start_router(o, r, &server2[2], &server2_out, &port2, NULL, url[1]) != 0))
+		goto out;
+	if (t->kind == SBB_T_XSB)
+		rport = port2;
+	if (rport == 0)
+		rport = port;
 	/* Made after the server started and without MFD_CLOEXEC: only the
 	 * responder inherits it, and maps the same page. */
 	stats_fd = memfd_create("sb-bench-stats", 0);
@@ -377,15 +517,20 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 	stats = mmap(NULL, sizeof *stats, PROT_READ | PROT_WRITE, MAP_SHARED, stats_fd, 0);
 	if (stats == MAP_FAILED)
 		goto out;
-	if (start_responder(o, r, host, &port, stats_fd, &responder, &responder_out) != 0)
+	if (start_responder(o, r, host, &rport, stats_fd, &responder, &responder_out) != 0)
+		goto out;
+	if (t->kind == SBB_T_DIRECT)
+		port = rport;
+	if ((t->kind == SBB_T_XSB || t->kind == SBB_T_XNATS) &&
+	    await_crossing(r, t->kind == SBB_T_XNATS, port) != 0)
 		goto out;
 	add_proc(r, "sb-bench", 0);
 	r->status = SBB_OK;
 	struct sbb_run run = {
 		.work = &r->work,
-		.drv = t->kind == SBB_T_NATS ? &sbb_drv_nats
-		       : t->kind == SBB_T_WS ? &sbb_drv_ws
-					     : &sbb_drv_sb,
+		.drv = t->kind == SBB_T_NATS || t->kind == SBB_T_XNATS ? &sbb_drv_nats
+		       : t->kind == SBB_T_WS                           ? &sbb_drv_ws
+								       : &sbb_drv_sb,
 		.host = host,
 		.port = t->kind == SBB_T_WS ? ws_port : port,
 		.stats = stats,
@@ -396,6 +541,10 @@ static void run_one(const struct opts *o, struct sbb_result *r)
 out:
 	sbb_proc_stop(responder);
 	sbb_proc_stop(server);
+	for (int i = 2; i >= 0; i--) /* the routers before their NATS servers */
+		sbb_proc_stop(server2[i]);
+	if (server2_out >= 0)
+		close(server2_out);
 	if (responder_out >= 0)
 		close(responder_out);
 	if (server_out >= 0)
@@ -461,6 +610,7 @@ int main(int argc, char **argv)
 	struct overrides v = {.rate = -1, .warmup = -1};
 	char *wlist = "rr-64", *tlist = "switchboard", *names[8];
 	long reps = 0;
+	int wlist_given = 0;
 	if (argc > 1 && strcmp(argv[1], "responder") == 0)
 		return sbb_responder_main(argc - 1, argv + 1);
 	size_t n = (size_t)snprintf(cp.command, sizeof cp.command, "sb-bench");
@@ -487,6 +637,7 @@ int main(int argc, char **argv)
 		{"router", required_argument, NULL, 'R'},
 		{"nats-server", required_argument, NULL, 'N'},
 		{"json", no_argument, NULL, 'j'},
+		{"cluster", no_argument, NULL, 'C'},
 		{"report", required_argument, NULL, 'o'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
@@ -498,6 +649,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'w':
 			wlist = optarg;
+			wlist_given = 1;
 			break;
 		case 't':
 			tlist = optarg;
@@ -552,6 +704,9 @@ int main(int argc, char **argv)
 		case 'j':
 			o.json = 1;
 			break;
+		case 'C':
+			o.cluster = 1;
+			break;
 		case 'o':
 			o.report_dir = optarg;
 			break;
@@ -567,6 +722,17 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		goto bad;
+	if (o.cluster) { /* split_list() writes into the lists: they must be ours */
+		static char cw[] = "rr-64,lat-64",
+			    ct[] = "switchboard-cluster,switchboard,nats-cluster";
+		if (strcmp(tlist, "switchboard") != 0) {
+			fprintf(stderr, "sb-bench: --cluster picks its own targets\n");
+			goto bad;
+		}
+		if (!wlist_given)
+			wlist = cw;
+		tlist = ct;
+	}
 	int nw = split_list(wlist, names, 8);
 	for (int i = 0; i < nw; i++) {
 		if (sbb_workload_preset(names[i], &cp.work[i]) != 0) {
