@@ -61,12 +61,14 @@ struct sb__xshard {
 struct sb__xreq {
 	uint64_t key; /* from: != 0 */
 	int service;
-	int miss;             /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
-	int told;             /* from: its router has been told which router we are */
-	uint64_t router;      /* the other router (its id's hash), once known; 0: not yet */
-	char hand[40];        /* to: "<R>.<k>" of the handling shard, once known */
-	int paused;           /* from: its handler is paused for its requester's router */
-	int spilled;          /* to: sent to "sb.s.<R>.<name>", every handler here being full */
+	int miss;          /* to: for a `to`, what this router knew (SB_EUNKNOWNPEER, ...) */
+	int told;          /* from: its router has been told which router we are */
+	uint64_t router;   /* the other router (its id's hash), once known; 0: not yet */
+	char hand[40];     /* to: "<R>.<k>" of the handling shard, once known */
+	int paused;        /* from: its handler is paused for its requester's router */
+	int spilled;       /* to: sent to "sb.s.<R>.<name>", every handler here being full */
+	uint32_t spill_at; /* spilled: the live router tried first, and how many since */
+	uint32_t spill_tries;
 	struct sb__buf *back; /* spilled: the frame, for a handler here should <R> have none */
 	uint32_t back_len;
 	uint32_t len;

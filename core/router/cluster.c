@@ -262,11 +262,14 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 {
 	struct sb__xshard *xs = sh->xs;
 	char subj[SUBJ_MAX], prefix[32];
+	uint32_t at = 0;
 	/* The routers alive take turns: one that turns out not to have the
-	 * name answers with NATS's "no responders", and a handler here
-	 * takes the request after all (spill_home()). */
+	 * name answers with NATS's "no responders", and the next is tried
+	 * (spill_next()); after the last, a handler here takes the request
+	 * after all (spill_home()). */
 	if (spill && xs->nlive > 0) {
-		spill_prefix(prefix, sizeof prefix, xs->live[xs->spill_rr++ % xs->nlive].router);
+		at = xs->spill_rr++ % xs->nlive;
+		spill_prefix(prefix, sizeof prefix, xs->live[at].router);
 		if (sb__cluster_subject(subj, prefix, m->name.ptr, m->name.len) != 0)
 			subj[0] = 0;
 	} else if (target(subj, m) != 0) {
@@ -285,6 +288,8 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 	x->hand[0] = 0;
 	x->paused = 0;
 	x->spilled = spill && n > 0;
+	x->spill_at = at;
+	x->spill_tries = 1;
 	x->back = NULL;
 	x->back_len = 0;
 	x->len = (uint32_t)n;
@@ -389,8 +394,27 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 }
 
 /* Spilled request q found no handler on the router it went to (it had
- * none of the name, or its last one just left): a handler here takes it,
- * as if it had never left. 0 if none is left here either. */
+ * none of the name, or its last one just left): the next live router not
+ * tried yet gets it (the subject's router part rewritten in place: same
+ * length). 0 if every one has been tried. */
+static int spill_next(struct sb__shard *sh, struct sb__req *q, uint64_t rid)
+{
+	struct sb__xshard *xs = sh->xs;
+	struct sb__xreq *x = q->x;
+	char prefix[32], inbox[96];
+
+	if (x->back == NULL || xs->nlive == 0 || x->spill_tries >= xs->nlive)
+		return 0;
+	spill_prefix(prefix, sizeof prefix,
+		     xs->live[(x->spill_at + x->spill_tries++) % xs->nlive].router);
+	memcpy(x->s, prefix, SPILL_PREFIX_LEN);
+	inbox_of(xs, rid, inbox, sizeof inbox);
+	return sb__nats_pub(xs->nc, x->s, inbox, x->service ? xs->svc_hdr : NULL,
+			    x->service ? xs->svc_hdr_len : 0, x->back->data, x->back_len) == 0;
+}
+
+/* Spilled request q found no handler on any other router: a handler here
+ * takes it, as if it had never left. 0 if none is left here either. */
 static int spill_home(struct sb__shard *sh, struct sb__req *q)
 {
 	struct sb__buf *b = q->x->back;
@@ -437,7 +461,7 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 		return;
 	}
 	if (nm->status == 503) { /* no router subscribed: nobody handles it */
-		if (!spill_home(sh, q))
+		if (!q->x->spilled || (!spill_next(sh, q, rid) && !spill_home(sh, q)))
 			missed(sh, q, "");
 		return;
 	}
@@ -491,6 +515,7 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 	x->hand[0] = 0;
 	x->paused = 0;
 	x->spilled = 0;
+	x->spill_at = x->spill_tries = 0;
 	x->back = NULL;
 	x->back_len = 0;
 	x->router = inbox_router(o->inbox, o->len);
