@@ -343,6 +343,8 @@ static void missed(struct sb__shard *sh, struct sb__req *q, const char *why)
 	sb__req_fail(sh, q, err, text);
 }
 
+static int spill_home(struct sb__shard *sh, struct sb__req *q);
+
 void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len)
 {
 	struct sb__xshard *xs = sh->xs;
@@ -385,6 +387,8 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 		congest(sh, producer_ep(sh));
 		return;
 	}
+	if (q->x->spilled && spill_home(sh, q))
+		return; /* the link did not take it: a handler here does */
 	if (rc == SB_EOVERLOADED)
 		sb__req_fail(sh, q, SB_EOVERLOADED,
 			     "the link to the other routers is congested; try again");

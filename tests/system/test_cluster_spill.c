@@ -13,6 +13,7 @@
 
 #include <switchboard/router.h>
 
+#include "support/clock.h"
 #include "support/cluster.h"
 #include "support/natsd.h"
 #include "support/peer.h"
@@ -156,6 +157,52 @@ static void test_a_full_local_handler_still_serves_what_no_other_router_can(void
 	peer_close(far);
 }
 
+static void test_a_full_local_handler_serves_while_its_router_is_cut_off(void)
+{
+	/* Routers 1 (spill 1) and 2 on a NATS server of their own; 1 has
+	 * heard from 2, then loses its server: a spill cannot leave, and the
+	 * local handler takes it, never `no handler`. */
+	struct natsd solo = {0};
+	if (natsd_start(&solo, 1, 0) != 0) {
+		CHECK(0);
+		return;
+	}
+	struct sb_router *r1 = join(solo.url, 1), *r2 = join(solo.url, 64);
+	uint16_t p1 = sb_router_port(r1), p2 = sb_router_port(r2);
+	struct peer *other = peer_hello(p2, NULL, "service");
+	peer_register(other, "cut.ping", 1);
+	struct peer *cl = peer_hello(p1, NULL, "client");
+	CHECK(cluster_until_reachable(cl, other, "cut.ping"));
+	struct peer *near = peer_hello(p1, NULL, "service");
+	peer_register(near, "cut.work", 1);
+
+	/* Cut off: a name nobody has says so once router 1 has noticed. */
+	natsd_kill(&solo);
+	uint64_t end = now_ms() + 15000, id = 1000;
+	int cut = 0;
+	while (!cut && now_ms() < end) {
+		peer_request(cl, "nobody.has", ++id, 20000, NULL, 0);
+		struct sb_msg *e = peer_expect(cl, SB_ERROR);
+		cut = strstr((const char *)e->text.ptr, "not connected to its cluster") != NULL;
+	}
+	CHECK(cut);
+
+	for (uint64_t i = 1; i <= 4; i++)
+		peer_request(cl, "cut.work", i, 20000, NULL, 0);
+	for (unsigned i = 0; i < 4; i++) {
+		struct sb_msg *q = peer_expect(near, SB_REQUEST);
+		peer_reply(near, q->id, "ok", 0, NULL, 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		CHECK_INT(peer_expect(cl, SB_REPLY)->kind, SB_REPLY);
+	peer_close(cl);
+	peer_close(near);
+	peer_close(other);
+	router_close(r1);
+	router_close(r2);
+	natsd_stop(&solo);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -172,6 +219,7 @@ int main(void)
 	RUN(test_a_local_handler_with_room_is_still_chosen_first);
 	RUN(test_spill_zero_never_leaves_the_router);
 	RUN(test_a_full_local_handler_still_serves_what_no_other_router_can);
+	RUN(test_a_full_local_handler_serves_while_its_router_is_cut_off);
 	router_close(ra);
 	router_close(rz);
 	router_close(rb);
