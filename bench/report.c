@@ -42,6 +42,12 @@ static double cpu_per_m(const struct sbb_result *r, const char *role)
 	return any ? cpu / ((double)r->done / 1e6) : NAN;
 }
 
+/* The same for one process. */
+static double proc_per_m(const struct sbb_result *r, const struct sbb_proc *p)
+{
+	return p->cpu >= 0 && r->done > 0 ? p->cpu / ((double)r->done / 1e6) : NAN;
+}
+
 static double rss_of(const struct sbb_result *r, const char *role)
 {
 	double rss = 0;
@@ -117,8 +123,7 @@ void sbb_report_run(FILE *f, const struct sbb_result *r)
 	fprintf(f, "  %-14s %16s %8s %12s\n", "process", "CPU-s per M", "cores", "peak RSS");
 	for (unsigned i = 0; i < r->nprocs; i++) {
 		const struct sbb_proc *p = &r->proc[i];
-		fprintf(f, "  %-14s %16.2f %8.2f %8.1f MiB\n", p->role,
-			r->done > 0 && p->cpu >= 0 ? p->cpu / ((double)r->done / 1e6) : NAN,
+		fprintf(f, "  %-14s %16.2f %8.2f %8.1f MiB\n", p->role, proc_per_m(r, p),
 			p->cpu / r->secs, p->rss_mib);
 	}
 	fprintf(f, "\n");
@@ -452,7 +457,7 @@ static void json_run(FILE *f, const struct sbb_result *r)
 			(int)p->pid);
 		jnum(f, p->cpu);
 		fprintf(f, ", \"cpu_s_per_million\": ");
-		jnum(f, cpu_per_m(r, p->role));
+		jnum(f, proc_per_m(r, p));
 		fprintf(f, ", \"cores\": ");
 		jnum(f, p->cpu / r->secs);
 		fprintf(f, ", \"peak_rss_mib\": ");
