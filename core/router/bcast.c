@@ -4,7 +4,9 @@
  * MORE: the router writes a new small header and queues the handler's
  * payload bytes after it, uncopied. Handlers end one by one (final answer,
  * the shared deadline, disconnect), and when the last has, the requester
- * gets the one terminal event: a REPLY "$sb.all" with the counts. */
+ * gets the one terminal event: a REPLY "$sb.all" with the counts. In a
+ * cluster the other routers' parts join it (cluster_bcast.c), and a
+ * broadcast from another router answers its router instead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
