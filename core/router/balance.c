@@ -124,8 +124,8 @@ static int reach_peer(struct sb__shard *sh, const struct sb__asker *a, const str
 /* To every handler the caller may reach. A request is one frame for all of
  * them, so it must fit each one's schema: the first it breaks refuses it
  * whole (handlers of one name normally share one schema). */
-static int reach_all(const struct sb__asker *a, const struct sb_msg *m, struct sb__dest *d,
-		     char *why)
+static int reach_all(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
+		     struct sb__dest *d, char *why)
 {
 	const struct sb_msg *args = m->kind == SB_REQUEST ? m : NULL;
 	int any = 0;
@@ -136,7 +136,8 @@ static int reach_all(const struct sb__asker *a, const struct sb_msg *m, struct s
 		any |= rc == 0;
 	}
 	d->kind = SB__DEST_ALL;
-	return any ? 0 : internal(m, why);
+	/* Internal here, perhaps not on another router (cluster_bcast.c). */
+	return any || (sh->xs != NULL && a->origin == NULL) ? 0 : internal(m, why);
 }
 
 int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
@@ -168,8 +169,11 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 	if ((d->r = lookup(sh, m->name)) == NULL) {
 		/* Another router's, perhaps; never for a request that came from
 		 * one (each router offers the cluster only its own handlers). */
-		if (sh->xs != NULL && a->origin == NULL && !(m->flags & SB_F_BROADCAST)) {
-			d->kind = SB__DEST_CLUSTER;
+		if (sh->xs != NULL && a->origin == NULL) {
+			/* A broadcast goes to every router (cluster_bcast.c),
+			 * with nobody here. */
+			d->kind = m->flags & SB_F_BROADCAST ? SB__DEST_ALL : SB__DEST_CLUSTER;
+			d->r = NULL;
 			d->spill = 0;
 			return 0;
 		}
@@ -179,7 +183,7 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 		return all ? SB_ENOPEERS : SB_ENOHANDLER;
 	}
 	if (m->flags & SB_F_BROADCAST)
-		return reach_all(a, m, d, why);
+		return reach_all(sh, a, m, d, why);
 	struct sb__endpoint *e = pick(sh, d->r, a->service);
 	if (e == NULL)
 		return internal(m, why);

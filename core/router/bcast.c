@@ -4,13 +4,16 @@
  * MORE: the router writes a new small header and queues the handler's
  * payload bytes after it, uncopied. Handlers end one by one (final answer,
  * the shared deadline, disconnect), and when the last has, the requester
- * gets the one terminal event: a REPLY "$sb.all" with the counts. */
+ * gets the one terminal event: a REPLY "$sb.all" with the counts. In a
+ * cluster the other routers' parts join it (cluster_bcast.c), and a
+ * broadcast from another router answers its router instead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "router/bcast.h"
 #include "router/balance.h"
+#include "router/cluster.h"
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
@@ -24,14 +27,14 @@
 
 struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service)
 {
-	uint32_t n = 0;
+	uint32_t n = 0, nr = r != NULL ? r->n : 0;
 
-	for (uint32_t i = 0; i < r->n; i++)
+	for (uint32_t i = 0; i < nr; i++)
 		n += sb__admits(&r->eps[i], service, NULL, NULL) == 0;
 	struct sb__bcast *bc = calloc(1, sizeof *bc + n * sizeof bc->kids[0]);
 	if (bc == NULL)
 		return NULL;
-	for (uint32_t i = 0; i < r->n; i++) {
+	for (uint32_t i = 0; i < nr; i++) {
 		if (sb__admits(&r->eps[i], service, NULL, NULL) != 0)
 			continue;
 		struct sb__bcast_kid *k = &bc->kids[bc->n++];
@@ -120,6 +123,10 @@ static void kid_end(struct sb__shard *sh, struct sb__bcast *bc, struct sb__bcast
 static void emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m,
 		 struct sb__buf *pb, uint64_t producer)
 {
+	if (q->requester == SB__REMOTE_REQUESTER) { /* to its router (cluster_bcast.c) */
+		sb__xbcast_emit(sh, q, m, pb, producer);
+		return;
+	}
 	if (q->requester == SB__LOCAL_REQUESTER) {
 		sb__local_reply_frame(q->fn, q->ud, q->orig_id, m);
 		if (pb != NULL)
@@ -197,13 +204,17 @@ static void maybe_end(struct sb__shard *sh, struct sb__req *q)
 	uint8_t pl[64];
 	size_t n = 0;
 
-	if (bc->left > 0 || bc->hold)
+	if (bc->left > 0 || bc->hold || bc->xwait > 0)
 		return;
+	if (bc->n + bc->xn == 0) { /* nobody on any router (a local broadcast has one) */
+		sb__xbcast_none(sh, q);
+		return;
+	}
 	/* {"peers": N, "ok": n, "errors": n, "timeouts": n, "gone": n} */
 	const struct {
 		const char *key;
 		uint32_t v;
-	} counts[] = {{"peers", bc->n},
+	} counts[] = {{"peers", bc->n + bc->xn},
 		      {"ok", bc->ok},
 		      {"errors", bc->errors},
 		      {"timeouts", bc->timeouts},
@@ -216,6 +227,11 @@ static void maybe_end(struct sb__shard *sh, struct sb__req *q)
 	struct sb_msg m = {.kind = SB_REPLY, .id = q->orig_id};
 	m.outcome = (struct sb_view){(const uint8_t *)"$sb.all", 7};
 	m.payload = (struct sb_view){pl, (uint32_t)n};
+	if (q->requester == SB__REMOTE_REQUESTER) { /* its inbox goes with the entry */
+		emit(sh, q, &m, NULL, 0);
+		sb__req_finish(sh, q);
+		return;
+	}
 	/* The entry goes first: a requester dropped while we queue must not
 	 * find it and end it a second time. */
 	struct sb__req copy = *q;
@@ -234,6 +250,8 @@ void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b
 	 * requester may be dropped on the way: hold the aggregate until every
 	 * copy is out, and stop if the request ended meanwhile. */
 	bc->hold = 1;
+	if (q->requester == SB__REMOTE_REQUESTER) /* its router learns who is asked */
+		sb__xbcast_start(sh, q);
 	for (uint32_t i = 0; i < bc->n; i++) {
 		struct sb__bcast_kid *k = &bc->kids[i];
 		if (k->err != 0) {
@@ -355,6 +373,8 @@ static void bcast_timeout(struct sb__shard *sh, struct sb__req *q)
 	}
 	if (cancel != NULL)
 		sb__buf_put(cancel, &sh->pool);
+	if (alive(sh, q, rid) && bc->xb != NULL)
+		sb__xbcast_timeout(sh, q); /* the other routers' handlers too */
 	if (alive(sh, q, rid))
 		maybe_end(sh, q);
 }
@@ -378,6 +398,8 @@ static void bcast_cancel(struct sb__shard *sh, struct sb__req *q)
 	}
 	if (cancel != NULL)
 		sb__buf_put(cancel, &sh->pool);
+	if (bc->xb != NULL)
+		sb__xbcast_cancel(sh, q);
 }
 
 static void bcast_free(struct sb__shard *sh, struct sb__req *q)
@@ -387,8 +409,20 @@ static void bcast_free(struct sb__shard *sh, struct sb__req *q)
 	for (uint32_t i = 0; i < bc->n; i++)
 		if (bc->kids[i].open)
 			sb__load_add(sh, bc->kids[i].ep, -1);
+	if (bc->xb != NULL)
+		sb__xbcast_free(bc->xb);
 	free(bc);
 	q->bc = NULL;
+}
+
+void sb__bcast_emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m)
+{
+	emit(sh, q, m, NULL, 0);
+}
+
+void sb__bcast_settle(struct sb__shard *sh, struct sb__req *q)
+{
+	maybe_end(sh, q);
 }
 
 const struct sb__req_ops sb__bcast_ops = {

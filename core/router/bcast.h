@@ -15,6 +15,7 @@ struct sb__req_ops;
 struct sb__route;
 struct sb__buf;
 struct sb__asker;
+struct sb__xbcast;
 
 /* One handler of a broadcast. */
 struct sb__bcast_kid {
@@ -33,12 +34,16 @@ struct sb__bcast {
 	uint32_t n;                          /* handlers */
 	uint32_t left;                       /* handlers not ended */
 	uint32_t ok, errors, timeouts, gone; /* how each ended, for the aggregate */
-	uint8_t hold; /* fanning out: the aggregate waits until every copy is out */
+	uint8_t hold;          /* fanning out: the aggregate waits until every copy is out */
+	uint32_t xn;           /* other routers' handlers, for the aggregate (cluster_bcast.c) */
+	uint32_t xwait;        /* other routers' parts not ended */
+	struct sb__xbcast *xb; /* across routers: the other routers' parts, or NULL */
 	struct sb__bcast_kid kids[];
 };
 
 /** The handlers of route @p r the caller may reach (sb__admits(): internal
- *  ones only for services; sb__reach() made sure there is one), each with
+ *  ones only for services; sb__reach() made sure there is one, unless the
+ *  broadcast goes to other routers too: then none, or r NULL), each with
  *  its peer name, or NULL out of memory. Not yet attached to a request. */
 struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service);
 /** Every connected peer that @p m's `to` selects (sb__peers_select()),
@@ -51,6 +56,12 @@ struct sb__bcast *sb__bcast_peers(struct sb__shard *sh, const struct sb__asker *
  *  the caller's) to every handler of q's broadcast. q may end meanwhile. */
 void sb__bcast_fanout(struct sb__shard *sh, struct sb__req *q, struct sb__buf *b, const uint8_t *f,
 		      uint32_t len);
+
+/** A result for q's requester (`peer` set and MORE, or the terminal
+ *  event), m encoded whole; q may end meanwhile (a slow consumer). */
+void sb__bcast_emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m);
+/** After a part of q ended: the aggregate, if nothing is left. */
+void sb__bcast_settle(struct sb__shard *sh, struct sb__req *q);
 
 /* A broadcast's events: one result per handler, then the aggregate. */
 extern const struct sb__req_ops sb__bcast_ops;

@@ -12,6 +12,8 @@
 #include "common/nats.h"
 #include "router/shard-t.h"
 
+struct sb__req;
+
 #define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
 
 struct sb__xrouter {
@@ -87,5 +89,18 @@ void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm);
 void sb__cluster_liveness(struct sb__shard *sh);
 /* A key-value operation whose end nobody waits for. */
 void sb__cluster_kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
+
+/* sb.x.<...>: a request's router ended it; the shard holding it lets go. */
+void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm);
+/* A frame of producer went out on the link: past the mark, it pauses. */
+void sb__cluster_congest(struct sb__shard *sh, uint64_t producer);
+/* The broadcasts' subscriptions, as a shard connects (cluster_bcast.c).
+ * @return 0, or < 0 */
+int sb__xbcast_subscribe(struct sb__shard *sh);
+/* An answer on our inbox for broadcast q (this shard's). */
+void sb__xbcast_in(struct sb__shard *sh, struct sb__req *q, const struct sb__nats_msg *nm);
+/* Router h went silent (0: every router, our link is down): its parts of
+ * q end, its handlers still at it `peer gone`. */
+void sb__xbcast_gone(struct sb__shard *sh, struct sb__req *q, uint64_t h);
 
 #endif

@@ -166,6 +166,11 @@ static void congest(struct sb__shard *sh, uint64_t producer)
 	pause_ep(sh, producer, 1);
 }
 
+void sb__cluster_congest(struct sb__shard *sh, uint64_t producer)
+{
+	congest(sh, producer);
+}
+
 static void uncongest(struct sb__shard *sh)
 {
 	struct sb__xshard *xs = sh->xs;
@@ -460,6 +465,10 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 		rid = rid * 10 + (uint64_t)(tok[i] - '0');
 	}
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q != NULL && q->bc != NULL) { /* a part of a broadcast (cluster_bcast.c) */
+		sb__xbcast_in(sh, q, nm);
+		return;
+	}
 	if (q == NULL || q->handler != SB__CLUSTER_EP) {
 		sb__stat_add(&sh->st.late_replies, nm->status == 0);
 		return;
@@ -562,7 +571,9 @@ static void publish_error(struct sb__shard *sh, const char *inbox, uint64_t id, 
 	if (n <= 0 || (size_t)n > sizeof buf)
 		return;
 	sb_encode(&m, buf, (size_t)n);
-	sb__nats_pub(sh->xs->nc, inbox, NULL, NULL, 0, buf, (size_t)n);
+	/* Naming this router: a broadcast's requester keeps a part per router. */
+	sb__nats_pub(sh->xs->nc, inbox, NULL, sh->xs->hand_hdr, sh->xs->hand_hdr_len, buf,
+		     (size_t)n);
 }
 
 void sb__cluster_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
@@ -625,7 +636,7 @@ static void on_call(void *ud, const struct sb__nats_msg *nm)
 }
 
 /* sb.x.<name>: a request's router ended it; the shard holding it lets go. */
-static void on_cancel(void *ud, const struct sb__nats_msg *nm)
+void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
 	if (nm->reply == NULL)
@@ -652,7 +663,7 @@ void sb__cluster_route_new(void *ctx, struct sb__route *r)
 		return;
 	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
 	sb__cluster_subject(subj, "sb.x.r.", r->name, r->len);
-	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, on_cancel, sh);
+	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, sb__cluster_on_cancel, sh);
 	/* What other routers spill to this one, in a queue group of its own
 	 * shards (their cancels come on sb.x.r.<name>). */
 	char prefix[32];
@@ -687,7 +698,7 @@ void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
 	if ((sid = sb__nats_sub(xs->nc, subj, subj, on_call, sh)) > 0)
 		sb__idmap_put(&xs->psub, c->ep, (uint64_t)sid);
 	sb__cluster_subject(subj, "sb.x.p.", c->name, strlen(c->name));
-	if ((sid = sb__nats_sub(xs->nc, subj, NULL, on_cancel, sh)) > 0)
+	if ((sid = sb__nats_sub(xs->nc, subj, NULL, sb__cluster_on_cancel, sh)) > 0)
 		sb__idmap_put(&xs->pxsub, c->ep, (uint64_t)sid);
 }
 
@@ -728,6 +739,8 @@ static void lost(struct sb__shard *sh)
 		} else if (q->requester == SB__REMOTE_REQUESTER) {
 			q->ops->cancel(sh, q);
 			sb__req_finish(sh, q);
+		} else if (q->bc != NULL) {
+			sb__xbcast_gone(sh, q, 0);
 		}
 		/* Ending one may end others (a slow consumer dropped): start over. */
 		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
@@ -817,7 +830,7 @@ int sb__cluster_start(struct sb__shard *sh)
 	snprintf(flow, sizeof flow, "sb.f.%s", hand);
 	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
 	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, sb__cluster_on_heartbeat, sh) < 0 ||
-	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0) {
+	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0 || sb__xbcast_subscribe(sh) < 0) {
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
 	}

@@ -114,4 +114,34 @@ void sb__cluster_fail(struct sb__shard *sh, struct sb__req *q, int err, const ch
 void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64_t id, int err,
 			const char *text);
 
+/* ---- broadcasts across routers (cluster_bcast.c) ------------------------ */
+
+struct sb__xbcast;
+struct sb__buf;
+
+/** Broadcast request q (this shard's, from a requester here; m its frame
+ *  as decoded, f as patched) goes to every other router too: their parts
+ *  are awaited (the routers heard from), q's aggregate waits for them.
+ *  @p local_err: why this router has nobody for the caller (SB_EFORBIDDEN:
+ *  its handlers are internal), else 0. */
+void sb__xbcast_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
+		    int local_err, const uint8_t *f, uint32_t len);
+/** A broadcast SEND goes to every other router too. */
+void sb__xbcast_send(struct sb__shard *sh, const struct sb_msg *m, int service, const uint8_t *f,
+		     uint32_t len);
+/** Broadcast q from another router: its router is told which handlers are
+ *  asked, before any result. */
+void sb__xbcast_start(struct sb__shard *sh, struct sb__req *q);
+/** A result of broadcast q from another router, to that router (pb, if
+ *  any, holds m's payload; its reference is taken over). */
+void sb__xbcast_emit(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m,
+		     struct sb__buf *pb, uint64_t producer);
+/** q's deadline: the other routers' handlers still at it time out. */
+void sb__xbcast_timeout(struct sb__shard *sh, struct sb__req *q);
+/** q ends without its answers: the other routers cancel their parts. */
+void sb__xbcast_cancel(struct sb__shard *sh, struct sb__req *q);
+/** Nobody on any router: q ends with `no connected peers` (or why not). */
+void sb__xbcast_none(struct sb__shard *sh, struct sb__req *q);
+void sb__xbcast_free(struct sb__xbcast *xb);
+
 #endif

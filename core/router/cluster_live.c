@@ -53,8 +53,9 @@ void sb__cluster_heard(struct sb__shard *sh, uint64_t h)
 void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
-	if (nm->subject_len > 5)
-		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 5, nm->subject_len - 5));
+	/* "sb.hb.<R>": the hash of <R>, as an answer's Sb-Hand gives it. */
+	if (nm->subject_len > 6)
+		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 6, nm->subject_len - 6));
 }
 
 /* Router h went silent: what it handled for us ends with `peer gone`, what
@@ -74,6 +75,8 @@ static void router_gone(struct sb__shard *sh, uint64_t h)
 				q->ops->cancel(sh, q);
 				sb__req_finish(sh, q);
 			}
+		} else if (q->bc != NULL && q->requester != SB__REMOTE_REQUESTER) {
+			sb__xbcast_gone(sh, q, h); /* its part of a broadcast of ours */
 		}
 		/* Ending one may end others (a slow consumer dropped): start over. */
 		if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)

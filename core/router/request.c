@@ -330,7 +330,9 @@ void sb__refuse(struct sb__shard *sh, const struct sb__asker *a, const struct sb
 		const char *why)
 {
 	_Atomic uint64_t *n = refusal_counter(&sh->st, err);
-	if (n != NULL)
+	/* A broadcast from another router that finds nobody here is no
+	 * refusal: its own router counts the broadcast's end. */
+	if (n != NULL && !(err == SB_ENOPEERS && a->origin != NULL))
 		sb__stat_add(n, 1);
 	if (m->kind == SB_REQUEST)
 		answer_error(sh, a, m->id, err, why);
@@ -382,9 +384,12 @@ void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const str
 		sb__cluster_send(sh, m, a->service, f, len);
 		return;
 	}
+	int wide = sh->xs != NULL && a->origin == NULL; /* a broadcast to every router */
 	if (d.kind == SB__DEST_PEERS) {
 		struct send_walk w = {sh, a, m, b, f, len};
 		sb__peers_select(sh, m->to, a->c != NULL ? a->c->ep : 0, send_peer, &w);
+		if (wide)
+			sb__xbcast_send(sh, m, a->service, f, len);
 		return;
 	}
 	if (d.kind != SB__DEST_ALL) {
@@ -394,7 +399,9 @@ void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const str
 		sb__deliver(sh, d.ep, b, f, len);
 		return;
 	}
-	for (uint32_t i = 0; i < d.r->n; i++) {
+	if (wide)
+		sb__xbcast_send(sh, m, a->service, f, len);
+	for (uint32_t i = 0; d.r != NULL && i < d.r->n; i++) {
 		const struct sb__endpoint *e = &d.r->eps[i];
 		if ((rc = sb__admits(e, a->service, m, why)) != 0) {
 			if (rc != SB_EFORBIDDEN) /* an internal one is simply not this caller's */
@@ -447,8 +454,9 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, SB_ENOMEM, "out of memory");
 		return;
 	}
+	int wide = sh->xs != NULL && a->origin == NULL; /* a broadcast to every router */
 	if (d.kind == SB__DEST_PEERS &&
-	    ((bc = sb__bcast_peers(sh, a, m, &nothing)) == NULL || nothing)) {
+	    ((bc = sb__bcast_peers(sh, a, m, &nothing)) == NULL || (nothing && !wide))) {
 		free(bc);
 		if (nothing)
 			snprintf(why, sizeof why, "no connected peer matches %.*s", (int)m->to.len,
@@ -538,6 +546,13 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 	sb_patch_u32(f, m->from_off, a->from);
 	sb_patch_u32(f, m->timeout_ms_off, timeout);
 	if (bc != NULL) { /* one frame, one reference per handler; q may end here */
+		if (wide) /* a router's handlers here all internal: its answer if no other has one
+			   */
+			sb__xbcast_out(sh, q, m, a->service,
+				       d.kind == SB__DEST_ALL && d.r != NULL && bc->n == 0
+					       ? SB_EFORBIDDEN
+					       : 0,
+				       f, len);
 		sb__bcast_fanout(sh, q, b, f, len);
 		return;
 	}
