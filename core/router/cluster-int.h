@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <switchboard/proto.h>
+
 #include "common/idmap.h"
 #include "common/nats.h"
 #include "router/shard-t.h"
@@ -19,6 +21,15 @@ struct sb__req;
 struct sb__xrouter {
 	char *servers;
 	char id[24]; /* <R>: "r" and 16 random hex digits */
+};
+
+/* A gone peer's name held for its resume token: still claimed in the
+ * cluster until due, then deleted at the revision we claimed it at (a
+ * peer that resumed meanwhile has claimed it again at another). */
+struct hold {
+	uint64_t due; /* ms */
+	uint64_t rev;
+	char name[SB_PEER_MAX + 1];
 };
 
 struct live {
@@ -55,6 +66,11 @@ struct sb__xshard {
 	int stopping;            /* freeing the connection: its callbacks only clean up */
 	int kv_warned;           /* said once that names are not claimed */
 	uint32_t spill_rr;       /* the next router a full handler's request goes to */
+	struct hold *holds;      /* names held for resume tokens, claimed until due */
+	uint32_t nholds, holds_cap;
+	int bucket;           /* the names' bucket: 0 not made, 1 asked, 2 made */
+	uint64_t bucket_next; /* ms: when to ask again (0: at once) */
+	uint32_t bucket_wait; /* ms: the wait after the next failure */
 };
 
 /* A request's part across routers: to another router (the subject it was
@@ -87,6 +103,16 @@ void sb__cluster_heard(struct sb__shard *sh, uint64_t h);
 void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm);
 /* Once a turn: heartbeats sent (shard 0), routers gone silent ended. */
 void sb__cluster_liveness(struct sb__shard *sh);
+/* The names' bucket is made (again) as the connection becomes ready
+ * (reset), and asked for until JetStream has it (a cluster's JetStream
+ * elects its leader some seconds after its servers start). */
+void sb__cluster_bucket(struct sb__shard *sh, int reset);
+/* Peer name, claimed at rev, is held for its resume token for hold_ms:
+ * its claim stays that long. @return 0, or -1: delete it now */
+int sb__cluster_hold(struct sb__shard *sh, const char *name, uint64_t rev, uint32_t hold_ms);
+/* Held names whose time is up (all: every one, the shard is leaving) are
+ * let go in the cluster. */
+void sb__cluster_unhold(struct sb__shard *sh, int all);
 /* A key-value operation whose end nobody waits for. */
 void sb__cluster_kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
 

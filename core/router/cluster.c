@@ -702,13 +702,14 @@ void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c)
 		sb__idmap_put(&xs->pxsub, c->ep, (uint64_t)sid);
 }
 
-void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c)
+void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c, uint32_t hold_ms)
 {
 	struct sb__xshard *xs = sh->xs;
 	uint64_t rev = sb__idmap_get(&xs->claims, c->ep);
 	if (rev != 0) { /* only ours: at its revision */
-		sb__nats_kv_delete(xs->nc, "sbnames", c->name, rev, 2000, sb__cluster_kv_ignore,
-				   NULL);
+		if (hold_ms == 0 || sb__cluster_hold(sh, c->name, rev, hold_ms) != 0)
+			sb__nats_kv_delete(xs->nc, "sbnames", c->name, rev, 2000,
+					   sb__cluster_kv_ignore, NULL);
 		sb__idmap_del(&xs->claims, c->ep);
 	}
 	struct sb__idmap *maps[2] = {&xs->psub, &xs->pxsub};
@@ -757,11 +758,7 @@ static void on_event(void *ud, enum sb__nats_event ev, const char *text)
 		sb__log(&sh->r->log, 1, "shard %u: cluster: connected to %s as %s", sh->id, text,
 			sh->xs->inbox);
 		sh->xs->ready_at = sh->now ? sh->now : 1;
-		/* The names' bucket, made by whoever comes first (the same
-		 * settings find it); without JetStream, claims fail over to
-		 * names that are each router's alone. */
-		struct sb__nats_kv_opts o = {.memory = 1, .timeout_ms = 5000};
-		sb__nats_kv_bucket(sh->xs->nc, "sbnames", &o, sb__cluster_kv_ignore, NULL);
+		sb__cluster_bucket(sh, 1);
 		break;
 	}
 	case SB__NATS_DISCONNECTED:
@@ -842,6 +839,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 	struct sb__xshard *xs = sh->xs;
 	if (xs == NULL)
 		return;
+	sb__cluster_unhold(sh, 1); /* a router that leaves keeps no token */
 	xs->stopping = 1;
 	sb__nats_flush(xs->nc); /* the last claims' deletes, as far as the socket takes them */
 	sb__nats_free(xs->nc);
@@ -852,6 +850,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 	sb__idmap_destroy(&xs->pxsub);
 	free(xs->paused);
 	free(xs->live);
+	free(xs->holds);
 	free(xs);
 	sh->xs = NULL;
 }

@@ -79,15 +79,23 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q);
 
 /** Named peer c (of this shard) connected, or is leaving: its name's
- *  subjects follow, so a `to` from another router finds it. */
+ *  subjects follow, so a `to` from another router finds it. A name held
+ *  for c's resume token (hold_ms > 0) stays claimed in the cluster that
+ *  long. */
 void sb__cluster_peer_up(struct sb__shard *sh, const struct sb__conn *c);
-void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c);
+void sb__cluster_peer_down(struct sb__shard *sh, const struct sb__conn *c, uint32_t hold_ms);
 
 /** Peer c (named as it asked in its HELLO, id) claims its name in the
  *  cluster. @return 0: the claim is made, and its answer welcomes c (or
  *  fails it with `duplicate name`); else welcome it now (no cluster
  *  answer to wait for: the name is this router's alone) */
 int sb__cluster_claim(struct sb__shard *sh, struct sb__conn *c, uint64_t id);
+
+/** Peer c (its HELLO, id, asked for no name) gets the naming pattern's
+ *  next name that no router holds: claimed in the cluster first, then
+ *  taken here, then welcomed (or refused). @return 0: under way; else
+ *  name it here at once (out of memory) */
+int sb__cluster_name(struct sb__shard *sh, struct sb__conn *c, uint64_t id);
 
 /** A frame for SB__CLUSTER_EP (the REQUEST of a request sent to the
  *  cluster, or its CANCEL); takes over b's reference. */

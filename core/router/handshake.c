@@ -104,6 +104,13 @@ void sb__hs_hello(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg 
 static void hello_done(struct sb__shard *sh, struct sb__conn *c, uint64_t id, struct sb_view peer)
 {
 	char why[SB__WHY_MAX];
+	/* Across routers a name from the pattern is claimed in the whole
+	 * cluster before it is taken here (cluster_live.c), which then
+	 * welcomes the peer. An HTTP call goes on at once, so its name is
+	 * this router's own (docs/cluster.md). */
+	if (sh->xs != NULL && peer.ptr == NULL && c->xport != SB__XPORT_HTTP &&
+	    sb__cluster_name(sh, c, id) == 0)
+		return;
 	int rc = sb__peers_join(sh, c, peer, why);
 	if (rc != 0) {
 		sb__conn_fail(sh, c, rc, why);

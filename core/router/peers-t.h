@@ -89,6 +89,7 @@ struct sb__conn_peer {
 	uint8_t has_resume;
 	uint8_t token[SB__RESUME_LEN]; /* the resume token its WELCOME gives, if has_token */
 	uint8_t has_token;
+	uint8_t pattern; /* the name it asks for is the pattern's (the cluster's pick) */
 };
 
 /* A connected peer, as $sb.peers lists it. */

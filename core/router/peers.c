@@ -237,8 +237,9 @@ static int dir_claim(struct sb_router *r, struct sb_view wanted, struct sb__conn
 			p = len > 0 ? pm_find(&d->names, name, len) : NULL;
 		} while (len == 0 || (p != NULL && (p->ep != 0 || held(p, now))));
 	}
-	/* Held if lost: from the pattern, or asked for with a token. */
-	int assigned = wanted.ptr == NULL || c->pr.has_resume;
+	/* Held if lost: from the pattern (here, or picked by the cluster's
+	 * claim: sb__peers_next_name()), or asked for with a token. */
+	int assigned = wanted.ptr == NULL || c->pr.has_resume || c->pr.pattern;
 	if (p == NULL) {
 		if ((p = calloc(1, sizeof *p)) == NULL) {
 			rc = SB_ENOMEM;
@@ -290,9 +291,30 @@ out:
 	return rc;
 }
 
-static void dir_release(struct sb_router *r, const struct sb__conn *c)
+uint32_t sb__peers_next_name(struct sb_router *r, uint32_t skip, char *out)
 {
 	struct sb__dir *d = &r->dir;
+	uint64_t now = sb__now_ms();
+	struct sb__peer *p;
+	uint32_t len;
+
+	pthread_mutex_lock(&r->names_lock);
+	d->counter = d->counter > UINT32_MAX - skip ? 1 : d->counter + skip;
+	/* Ends as dir_claim()'s loop does. */
+	do {
+		len = format_name(d->pattern, d->counter, out);
+		d->counter = d->counter == UINT32_MAX ? 1 : d->counter + 1;
+		p = len > 0 ? pm_find(&d->names, out, len) : NULL;
+	} while (len == 0 || (p != NULL && (p->ep != 0 || held(p, now))));
+	pthread_mutex_unlock(&r->names_lock);
+	return len;
+}
+
+/* @return how long the name is held for c's token (ms), 0 if not */
+static uint32_t dir_release(struct sb_router *r, const struct sb__conn *c)
+{
+	struct sb__dir *d = &r->dir;
+	uint32_t hold = 0;
 
 	pthread_mutex_lock(&r->names_lock);
 	struct sb__peer *p = pm_find(&d->names, c->name, (uint32_t)strlen(c->name));
@@ -306,6 +328,7 @@ static void dir_release(struct sb_router *r, const struct sb__conn *c)
 			c->pr.has_token && c->ready && !p->draining && c->xport != SB__XPORT_HTTP
 				? sb__now_ms() + d->grace_ms
 				: 0;
+		hold = p->held_until != 0 ? d->grace_ms : 0;
 		sb__link_add_tail(&d->tombs, &p->link);
 		if (++d->ntombs > SB__TOMBS_MAX) {
 			struct sb__peer *old = SB__CONTAINER(d->tombs.next, struct sb__peer, link);
@@ -316,6 +339,7 @@ static void dir_release(struct sb_router *r, const struct sb__conn *c)
 		}
 	}
 	pthread_mutex_unlock(&r->names_lock);
+	return hold;
 }
 
 /* The table's answer for a name the replica does not have; *leaving says
@@ -645,9 +669,9 @@ void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c)
 	}
 	if (!c->named)
 		return;
+	uint32_t hold = dir_release(sh->r, c);
 	if (sh->xs != NULL)
-		sb__cluster_peer_down(sh, c);
-	dir_release(sh->r, c);
+		sb__cluster_peer_down(sh, c, hold);
 	c->named = 0;
 	apply_down(sh, c->ep, c->peer_id);
 	publish(sh, c, SB__MAIL_PEER_DOWN);

@@ -51,6 +51,12 @@ void sb__replica_destroy(struct sb__replica *t);
  */
 int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view wanted, char *why);
 
+/** The naming pattern's next name free in this router's directory, after
+ *  skipping @p skip more (another router holds the names there), into out
+ *  (SB_PEER_MAX + 1 bytes); not taken: the cluster claims it first, then
+ *  sb__peers_join() asks for it with c->pr.pattern set. @return its length */
+uint32_t sb__peers_next_name(struct sb_router *r, uint32_t skip, char *out);
+
 /** c is closing: its name becomes a tombstone, every shard hears it, and it
  *  stops being a presence subscriber. */
 void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c);

@@ -158,6 +158,14 @@ int natsd_start(struct natsd *d, unsigned n, int js)
 	return -1;
 }
 
+int natsd_restart_in(struct natsd *d, unsigned n, unsigned i)
+{
+	/* With JetStream a clustered server will not start without routes. */
+	if (spawn(&d[i], d, n) != 0)
+		return -1;
+	return await_ready(&d[i]);
+}
+
 int natsd_restart(struct natsd *d)
 {
 	/* Its routes name the others' cluster ports, which its own list

@@ -26,6 +26,10 @@ int natsd_start(struct natsd *d, unsigned n, int js);
 /* Starts d again on the same ports, after natsd_kill() (a restart). */
 int natsd_restart(struct natsd *d);
 
+/* Starts d[i] of the cluster d[0..n) again, routes to the others and
+ * all, after natsd_kill() (a JetStream cluster's server needs its routes). */
+int natsd_restart_in(struct natsd *d, unsigned n, unsigned i);
+
 /* SIGKILL and reap: the server vanishes mid-word. */
 void natsd_kill(struct natsd *d);
 

@@ -4,12 +4,14 @@
  * service on A crosses NATS's route between the servers. Clients and
  * services are test peers speaking the wire protocol over real sockets;
  * what is checked is what they see. Every wait is bounded. */
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <switchboard/router.h>
 
@@ -518,6 +520,43 @@ static void test_a_name_taken_on_one_router_is_refused_on_another(void)
 	natsd_stop(&js);
 }
 
+/* Whether every thread of pid is stopped (state T in /proc). */
+static int all_stopped(pid_t pid)
+{
+	char path[300], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int all = d != NULL;
+	while (all && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+		FILE *f = fopen(path, "r");
+		size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f != NULL)
+			fclose(f);
+		buf[n] = 0;
+		const char *st = strrchr(buf, ')'); /* "tid (comm) S ..." */
+		all = st != NULL && st[1] == ' ' && (st[2] == 'T' || st[2] == 't');
+	}
+	if (d != NULL)
+		closedir(d);
+	return all;
+}
+
+/* Until every thread of pid is stopped, 5 s at most. */
+static int stopped(pid_t pid)
+{
+	for (uint64_t end = now_ms() + 5000; now_ms() < end;) {
+		if (all_stopped(pid))
+			return 1;
+		struct timespec ts = {0, 1000000}; /* 1 ms between looks */
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 {
 	/* Router 1 holds the name; JetStream's server is then stopped, so
@@ -551,6 +590,9 @@ static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 	CHECK(held && first != NULL);
 
 	kill(js.pid, SIGSTOP);
+	/* Stopped for sure before the HELLO: a signal takes a moment to stop
+	 * every thread of a busy server, which could answer the claim first. */
+	CHECK(stopped(js.pid));
 	struct peer *p = peer_dial(p2);
 	struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
 	h.role = v_str("service");
