@@ -14,9 +14,13 @@
 
 #define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
 
+struct sb__xpres;
+struct sb__xview;
+
 struct sb__xrouter {
 	char *servers;
-	char id[24]; /* <R>: "r" and 16 random hex digits */
+	struct sb__xpres *xp; /* other routers' peers known here (cluster_presence.c) */
+	char id[24];          /* <R>: "r" and 16 random hex digits */
 };
 
 struct live {
@@ -52,6 +56,7 @@ struct sb__xshard {
 	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
 	int stopping;            /* freeing the connection: its callbacks only clean up */
 	int kv_warned;           /* said once that names are not claimed */
+	struct sb__xview *view;  /* other routers' peers as told here (cluster_presence.c) */
 };
 
 /* A request's part across routers: to another router (the subject it was

@@ -24,6 +24,185 @@ static struct natsd servers[2];
 static struct sb_router *ra, *rc;
 static uint16_t pa, pc;
 
+/* The identity map of a peer with neither subject nor claims. */
+#define AS_SERVICE "\x81\xa4role\xa7service"
+#define AS_CLIENT                                                                                  \
+	"\x81\xa4role\xa6"                                                                         \
+	"client"
+
+/* A presence subscriber on port. */
+static struct peer *watcher(uint16_t port)
+{
+	struct peer *w = peer_hello(port, NULL, "client");
+	struct sb_msg s = {.kind = SB_SUBSCRIBE, .id = 1, .name = v_str("presence")};
+	peer_send(w, &s);
+	CHECK(peer_expect(w, SB_ACK)->id == 1);
+	return w;
+}
+
+/* The next presence event w hears about the peer named name (events about
+ * others, left by earlier tests, are passed over), within 15 s: its event
+ * number, or 0 if none came. */
+static unsigned next_about(struct peer *w, const char *name)
+{
+	uint64_t end = now_ms() + 15000;
+	while (now_ms() < end) {
+		if (peer_recv_within(w, 200) != 1)
+			continue;
+		CHECK_INT(w->m.kind, SB_PRESENCE);
+		if (v_is(w->m.peer, name))
+			return w->m.event;
+	}
+	return 0;
+}
+
+static void test_a_watcher_on_one_router_sees_peers_come_and_go_on_another(void)
+{
+	struct peer *w = watcher(pa);
+	struct peer *local = peer_hello(pa, NULL, "client");
+
+	struct peer *t = peer_hello(pc, "traveller", "service");
+	CHECK_INT(next_about(w, "traveller"), SB_PEER_CONNECTED);
+	uint32_t id = w->m.peer_id;
+	CHECK(v_is(w->m.payload, AS_SERVICE));
+	/* A number of A's own: none of A's peers has it. */
+	CHECK(id != 0 && id != w->peer_id && id != local->peer_id);
+
+	struct sb_msg bye = {.kind = SB_GOODBYE, .text = v_str("moving on"), .deadline_ms = 1000};
+	peer_send(t, &bye);
+	CHECK_INT(next_about(w, "traveller"), SB_PEER_DRAINING);
+	CHECK(w->m.peer_id == id && v_is(w->m.payload, AS_SERVICE));
+	peer_close(t);
+	CHECK_INT(next_about(w, "traveller"), SB_PEER_DISCONNECTED);
+	CHECK(w->m.peer_id == id && v_is(w->m.payload, AS_SERVICE));
+
+	/* The name taken again is another peer, with another number. */
+	t = peer_hello(pc, "traveller", "client");
+	CHECK_INT(next_about(w, "traveller"), SB_PEER_CONNECTED);
+	CHECK(w->m.peer_id != id && v_is(w->m.payload, AS_CLIENT));
+	peer_close(t);
+	CHECK_INT(next_about(w, "traveller"), SB_PEER_DISCONNECTED);
+	peer_close(local);
+	peer_close(w);
+}
+
+static void test_a_handler_learns_who_called_from_another_router(void)
+{
+	struct peer *svc = peer_hello(pa, NULL, "service");
+	peer_register(svc, "whoami", 1);
+	struct peer *warm = peer_hello(pc, NULL, "client");
+	CHECK(cluster_until_reachable(warm, svc, "whoami"));
+	struct peer *w = watcher(pa);
+	struct peer *local = peer_hello(pa, "ada-local", "client");
+
+	/* The caller is introduced before its first request, as a local one. */
+	svc->see_identity = 1;
+	struct peer *cl = peer_hello(pc, "ada", "client");
+	peer_request(cl, "whoami", 5, 20000, NULL, 0);
+	struct sb_msg *m = peer_expect(svc, SB_PRESENCE);
+	CHECK(m->event == SB_PEER_IDENTITY && v_is(m->peer, "ada") && v_is(m->payload, AS_CLIENT));
+	uint32_t ada = m->peer_id;
+	CHECK(ada != 0 && ada != svc->peer_id && ada != local->peer_id && ada != w->peer_id);
+	m = peer_expect(svc, SB_REQUEST);
+	CHECK(m->from == ada);
+	peer_reply(svc, m->id, "you are ada", 0, NULL, 0);
+	CHECK(peer_expect(cl, SB_REPLY)->id == 5);
+
+	/* Once introduced, never again; a SEND names the same caller. */
+	peer_request(cl, "whoami", 6, 20000, NULL, 0);
+	m = peer_expect(svc, SB_REQUEST);
+	CHECK(m->from == ada);
+	peer_reply(svc, m->id, "still ada", 0, NULL, 0);
+	CHECK(peer_expect(cl, SB_REPLY)->id == 6);
+	struct sb_msg s = {.kind = SB_SEND, .name = v_str("whoami")};
+	peer_send(cl, &s);
+	CHECK(peer_expect(svc, SB_SEND)->from == ada);
+
+	/* A presence watcher on the handler's router knows it by that number. */
+	CHECK_INT(next_about(w, "ada"), SB_PEER_CONNECTED);
+	CHECK(w->m.peer_id == ada);
+
+	/* Another caller on the same router is another sender; a local one
+	 * keeps its own number. */
+	struct peer *bob = peer_hello(pc, "bob", "service");
+	peer_request(bob, "whoami", 7, 20000, NULL, 0);
+	m = peer_expect(svc, SB_PRESENCE);
+	CHECK(m->event == SB_PEER_IDENTITY && v_is(m->peer, "bob") && v_is(m->payload, AS_SERVICE));
+	uint32_t bob_id = m->peer_id;
+	CHECK(bob_id != ada && bob_id != 0);
+	m = peer_expect(svc, SB_REQUEST);
+	CHECK(m->from == bob_id);
+	peer_reply(svc, m->id, "you are bob", 0, NULL, 0);
+	CHECK(peer_expect(bob, SB_REPLY)->id == 7);
+	peer_request(local, "whoami", 8, 20000, NULL, 0);
+	m = peer_expect(svc, SB_PRESENCE);
+	CHECK(m->event == SB_PEER_IDENTITY && m->peer_id == local->peer_id &&
+	      v_is(m->peer, "ada-local"));
+	m = peer_expect(svc, SB_REQUEST);
+	CHECK(m->from == local->peer_id);
+	peer_reply(svc, m->id, "you are here", 0, NULL, 0);
+	CHECK(peer_expect(local, SB_REPLY)->id == 8);
+	peer_expect_silence(svc, 100);
+
+	peer_close(bob);
+	peer_close(cl);
+	peer_close(local);
+	peer_close(w);
+	peer_close(warm);
+	peer_close(svc);
+}
+
+static void test_the_peers_of_a_killed_router_are_announced_disconnected(void)
+{
+	struct peer *w = watcher(pa);
+	const char *flags[] = {"--cluster", servers[1].url, NULL};
+	struct daemon d = daemon_start(0, flags);
+	struct peer *p1 = peer_hello(d.port, "doomed-1", "service");
+	struct peer *p2 = peer_hello(d.port, "doomed-2", "client");
+	CHECK_INT(next_about(w, "doomed-1"), SB_PEER_CONNECTED);
+	uint32_t id1 = w->m.peer_id;
+	CHECK_INT(next_about(w, "doomed-2"), SB_PEER_CONNECTED);
+
+	/* Killed without a word: only its silence tells the others, after
+	 * the dead time (3 s). */
+	daemon_kill(&d);
+	CHECK_INT(next_about(w, "doomed-1"), SB_PEER_DISCONNECTED);
+	CHECK(w->m.peer_id == id1 && v_is(w->m.payload, AS_SERVICE));
+	CHECK_INT(next_about(w, "doomed-2"), SB_PEER_DISCONNECTED);
+	CHECK(v_is(w->m.payload, AS_CLIENT));
+	peer_close(p1);
+	peer_close(p2);
+	peer_close(w);
+}
+
+/* A router that joins after a peer connected elsewhere learns of it: its
+ * watcher hears the peer announced connected, and gone when its router
+ * dies. */
+static void test_a_router_that_joins_later_learns_the_peers_already_connected_elsewhere(void)
+{
+	struct peer *wa = watcher(pa);
+	const char *flags[] = {"--cluster", servers[1].url, NULL};
+	struct daemon d = daemon_start(0, flags);
+	struct peer *early = peer_hello(d.port, "early-bird", "service");
+	CHECK_INT(next_about(wa, "early-bird"), SB_PEER_CONNECTED);
+
+	/* The newcomer cannot hear the daemon until its watcher is there. */
+	CHECK_INT(kill(d.pid, SIGSTOP), 0);
+	struct sb_router *late = cluster_join(servers[0].url);
+	struct peer *w = watcher(sb_router_port(late));
+	CHECK_INT(kill(d.pid, SIGCONT), 0);
+	CHECK_INT(next_about(w, "early-bird"), SB_PEER_CONNECTED);
+	CHECK(v_is(w->m.payload, AS_SERVICE));
+
+	daemon_kill(&d);
+	CHECK_INT(next_about(w, "early-bird"), SB_PEER_DISCONNECTED);
+	CHECK(v_is(w->m.payload, AS_SERVICE));
+	peer_close(early);
+	peer_close(w);
+	peer_close(wa);
+	router_close(late);
+}
+
 /* Heartbeats are what keep a quiet request alive across routers: one that
  * waits longer than the dead time between answers is not ended. */
 static void test_a_quiet_request_across_routers_outlives_the_dead_time(void)
@@ -61,6 +240,10 @@ int main(int argc, char **argv)
 	rc = cluster_join(servers[1].url);
 	pa = sb_router_port(ra);
 	pc = sb_router_port(rc);
+	RUN(test_a_watcher_on_one_router_sees_peers_come_and_go_on_another);
+	RUN(test_a_handler_learns_who_called_from_another_router);
+	RUN(test_the_peers_of_a_killed_router_are_announced_disconnected);
+	RUN(test_a_router_that_joins_later_learns_the_peers_already_connected_elsewhere);
 	RUN(test_a_quiet_request_across_routers_outlives_the_dead_time);
 	router_close(ra);
 	router_close(rc);
