@@ -479,7 +479,7 @@ static void test_a_name_taken_on_one_router_is_refused_on_another(void)
 {
 	/* Names are claimed in JetStream's key-value store: a server of its
 	 * own with JetStream, and two routers on it. */
-	struct natsd js;
+	struct natsd js = {0};
 	if (natsd_start(&js, 1, 1) != 0) {
 		CHECK(0);
 		return;
@@ -523,7 +523,7 @@ static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 	/* Router 1 holds the name; JetStream's server is then stopped, so
 	 * router 2's claim gets no answer (a timeout, not "no JetStream"):
 	 * the HELLO is refused with `overloaded` (try again), not welcomed. */
-	struct natsd js;
+	struct natsd js = {0};
 	if (natsd_start(&js, 1, 1) != 0) {
 		CHECK(0);
 		return;
