@@ -8,9 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <switchboard/router.h>
 
+#include "support/admin.h"
 #include "support/clock.h"
 #include "support/cluster.h"
 #include "support/daemon.h"
@@ -203,6 +210,116 @@ static void test_the_peers_of_a_killed_router_are_announced_disconnected(void)
 	peer_close(w);
 }
 
+/* ---- a bearer token, signed here with OpenSSL's HMAC ---------------------------- */
+
+static const char SECRET[] = "a-secret-of-at-least-32-bytes-for-hs256!";
+
+static size_t b64url(const uint8_t *in, size_t n, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+			     (i + 2 < n ? in[i + 2] : 0);
+		out[o++] = a[v >> 18 & 63];
+		out[o++] = a[v >> 12 & 63];
+		if (i + 1 < n)
+			out[o++] = a[v >> 6 & 63];
+		if (i + 2 < n)
+			out[o++] = a[v & 63];
+	}
+	out[o] = '\0';
+	return o;
+}
+
+/* An HS256 token for sub "grace" of tenant "acme", valid for an hour. */
+static const char *token(void)
+{
+	static char t[1024];
+	char claims[256];
+	const char *hs = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+	snprintf(claims, sizeof claims,
+		 "{\"sub\":\"grace\",\"aud\":\"edge\",\"exp\":%lld,\"tenant\":\"acme\"}",
+		 (long long)time(NULL) + 3600);
+	size_t n = b64url((const uint8_t *)hs, strlen(hs), t);
+	t[n++] = '.';
+	n += b64url((const uint8_t *)claims, strlen(claims), t + n);
+	uint8_t mac[32];
+	unsigned len = sizeof mac;
+	HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const uint8_t *)t, n, mac, &len);
+	t[n++] = '.';
+	b64url(mac, len, t + n);
+	return t;
+}
+
+/* A caller that showed a bearer token on its router is known to a handler
+ * on another router by the token's subject and claims, as a local one. */
+static void test_a_handler_on_another_router_learns_the_callers_token_claims(void)
+{
+	char path[] = "/tmp/sb-xpres-secret-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0 && write(fd, SECRET, strlen(SECRET)) == (ssize_t)strlen(SECRET));
+	close(fd);
+	struct sb_router_config cfg = router_config();
+	cfg.cluster = servers[1].url;
+	cfg.jwt_secret_file = path;
+	cfg.jwt_audience = "edge";
+	struct sb_router *rt = router_open(&cfg);
+	uint16_t pt = sb_router_port(rt);
+
+	struct peer *svc = peer_hello(pa, NULL, "service");
+	peer_register(svc, "tenant.get", 1);
+	struct peer *warm = peer_hello(pt, NULL, "client");
+	CHECK(cluster_until_reachable(warm, svc, "tenant.get"));
+
+	/* HELLO with the token in its payload: {"token": "..."}. */
+	const char *t = token();
+	uint8_t pl[1100];
+	size_t n = 0, tl = strlen(t);
+	pl[n++] = 0x81;
+	pl[n++] = 0xa5;
+	memcpy(pl + n, "token", 5);
+	n += 5;
+	pl[n++] = 0xd9;
+	pl[n++] = (uint8_t)tl;
+	memcpy(pl + n, t, tl);
+	n += tl;
+	struct peer *cl = peer_dial(pt);
+	struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
+	h.role = v_str("client");
+	h.peer = v_str("grace-c");
+	h.payload = (struct sb_view){pl, (uint32_t)n};
+	peer_send(cl, &h);
+	CHECK(peer_expect(cl, SB_WELCOME)->id == 1);
+
+	svc->see_identity = 1;
+	peer_request(cl, "tenant.get", 3, 20000, NULL, 0);
+	struct sb_msg *m = peer_expect(svc, SB_PRESENCE);
+	CHECK(m->event == SB_PEER_IDENTITY && v_is(m->peer, "grace-c"));
+	uint32_t id = m->peer_id;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	CHECK(msgpack_unpack_next(&u, (const char *)m->payload.ptr, m->payload.len, NULL) ==
+	      MSGPACK_UNPACK_SUCCESS);
+	const msgpack_object *c = map_get(&u.data, "claims");
+	CHECK(u.data.type == MSGPACK_OBJECT_MAP && u.data.via.map.size == 3);
+	CHECK(str_is(map_get(&u.data, "role"), "client"));
+	CHECK(str_is(map_get(&u.data, "subject"), "grace"));
+	CHECK(c != NULL && c->type == MSGPACK_OBJECT_MAP && c->via.map.size == 4);
+	CHECK(str_is(map_get(c, "sub"), "grace") && str_is(map_get(c, "tenant"), "acme"));
+	msgpack_unpacked_destroy(&u);
+	m = peer_expect(svc, SB_REQUEST);
+	CHECK(m->from == id);
+	peer_reply(svc, m->id, "acme", 0, NULL, 0);
+	CHECK(peer_expect(cl, SB_REPLY)->id == 3);
+
+	peer_close(cl);
+	peer_close(warm);
+	peer_close(svc);
+	router_close(rt);
+	unlink(path);
+}
+
 /* A router that joins after a peer connected elsewhere learns of it: its
  * watcher hears the peer announced connected, and gone when its router
  * dies. */
@@ -270,6 +387,7 @@ int main(int argc, char **argv)
 	pc = sb_router_port(rc);
 	RUN(test_a_watcher_on_one_router_sees_peers_come_and_go_on_another);
 	RUN(test_a_handler_learns_who_called_from_another_router);
+	RUN(test_a_handler_on_another_router_learns_the_callers_token_claims);
 	RUN(test_the_peers_of_a_killed_router_are_announced_disconnected);
 	RUN(test_a_router_that_joins_later_learns_the_peers_already_connected_elsewhere);
 	RUN(test_a_quiet_request_across_routers_outlives_the_dead_time);
