@@ -18,9 +18,13 @@ struct sb__req;
 
 #define SUBJ_MAX 512 /* "sb.r." + a name of up to SB_NAME_MAX bytes, with room */
 
+struct sb__xpres;
+struct sb__xview;
+
 struct sb__xrouter {
 	char *servers;
-	char id[24]; /* <R>: "r" and 16 random hex digits */
+	struct sb__xpres *xp; /* other routers' peers known here (cluster_presence.c) */
+	char id[24];          /* <R>: "r" and 16 random hex digits */
 };
 
 /* A gone peer's name held for its resume token: still claimed in the
@@ -71,6 +75,7 @@ struct sb__xshard {
 	int bucket;           /* the names' bucket: 0 not made, 1 asked, 2 made */
 	uint64_t bucket_next; /* ms: when to ask again (0: at once) */
 	uint32_t bucket_wait; /* ms: the wait after the next failure */
+	struct sb__xview *view;  /* other routers' peers as told here (cluster_presence.c) */
 };
 
 /* A request's part across routers: to another router (the subject it was

@@ -38,6 +38,7 @@
 #include "router/balance.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
+#include "router/cluster_presence.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
 #include "router/deliver.h"
@@ -63,7 +64,10 @@ int sb__cluster_router_init(struct sb_router *r, const struct sb_router_config *
 	struct sb__xrouter *xr = calloc(1, sizeof *xr);
 	uint64_t rnd = 0;
 
-	if (xr == NULL || (xr->servers = strdup(c->cluster)) == NULL) {
+	if (xr == NULL || (xr->servers = strdup(c->cluster)) == NULL ||
+	    sb__xpres_router_init(xr) != 0) {
+		if (xr != NULL)
+			free(xr->servers);
 		free(xr);
 		return SB_ENOMEM;
 	}
@@ -94,6 +98,7 @@ void sb__cluster_router_free(struct sb_router *r)
 {
 	if (r->xr == NULL)
 		return;
+	sb__xpres_router_free(r->xr);
 	free(r->xr->servers);
 	free(r->xr);
 	r->xr = NULL;
@@ -320,11 +325,12 @@ void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service,
 {
 	struct sb__xshard *xs = sh->xs;
 	char subj[SUBJ_MAX];
+	size_t hn;
+	const uint8_t *hdr = sb__xpres_hdr(sh, f, service, &hn);
 
 	/* Nobody answers a SEND: one that finds no router is lost, as a
 	 * SEND to a handler that just left is. */
-	if (target(subj, m) != 0 || sb__nats_pub(xs->nc, subj, NULL, service ? xs->svc_hdr : NULL,
-						 service ? xs->svc_hdr_len : 0, f, len) != 0)
+	if (target(subj, m) != 0 || sb__nats_pub(xs->nc, subj, NULL, hdr, hn, f, len) != 0)
 		sb__stat_add(&sh->st.no_handler, 1);
 	else
 		congest(sh, producer_ep(sh));
@@ -383,10 +389,9 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 		memcpy(q->x->back->data, f, len);
 		q->x->back_len = len;
 	}
-	rc = q->x->len == 0
-		     ? SB_EINVAL
-		     : sb__nats_pub(xs->nc, q->x->s, inbox, q->x->service ? xs->svc_hdr : NULL,
-				    q->x->service ? xs->svc_hdr_len : 0, f, len);
+	size_t hn;
+	const uint8_t *hdr = sb__xpres_hdr(sh, f, q->x->service, &hn);
+	rc = q->x->len == 0 ? SB_EINVAL : sb__nats_pub(xs->nc, q->x->s, inbox, hdr, hn, f, len);
 	sb__buf_put(b, &sh->pool);
 	if (rc == 0) {
 		congest(sh, producer_ep(sh));
@@ -625,6 +630,7 @@ static void on_call(void *ud, const struct sb__nats_msg *nm)
 	struct sb__asker a = {.origin = &o};
 	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
 		a.service = svc_len == 1 && svc[0] == '1';
+	a.from = sb__xpres_caller(sh, nm);
 	struct sb__conn *was = sh->producer;
 	sh->producer = NULL; /* nobody here to pause */
 	if (m.kind == SB_SEND)
@@ -759,6 +765,7 @@ static void on_event(void *ud, enum sb__nats_event ev, const char *text)
 			sh->xs->inbox);
 		sh->xs->ready_at = sh->now ? sh->now : 1;
 		sb__cluster_bucket(sh, 1);
+		sb__xpres_connected(sh);
 		break;
 	}
 	case SB__NATS_DISCONNECTED:
@@ -827,7 +834,8 @@ int sb__cluster_start(struct sb__shard *sh)
 	snprintf(flow, sizeof flow, "sb.f.%s", hand);
 	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
 	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, sb__cluster_on_heartbeat, sh) < 0 ||
-	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0 || sb__xbcast_subscribe(sh) < 0) {
+	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0 || sb__xbcast_subscribe(sh) < 0 ||
+	    sb__xpres_start(sh) != 0) {
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
 	}
@@ -843,6 +851,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 	xs->stopping = 1;
 	sb__nats_flush(xs->nc); /* the last claims' deletes, as far as the socket takes them */
 	sb__nats_free(xs->nc);
+	sb__xpres_stop(sh);
 	sb__idmap_destroy(&xs->from);
 	sb__idmap_destroy(&xs->claims);
 	sb__idmap_destroy(&xs->held);

@@ -15,6 +15,7 @@
 #include "common/nats.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
+#include "router/cluster_presence.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
 #include "router/handshake.h"
@@ -57,14 +58,17 @@ void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
 	/* "sb.hb.<R>": the hash of <R>, as an answer's Sb-Hand gives it. */
-	if (nm->subject_len > 6)
+	if (nm->subject_len > 6) {
 		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 6, nm->subject_len - 6));
+		sb__xpres_heard(sh, nm->subject + 6, nm->subject_len - 6);
+	}
 }
 
 /* Router h went silent: what it handled for us ends with `peer gone`, what
  * we handle for it is cancelled (nobody is left to answer). */
 static void router_gone(struct sb__shard *sh, uint64_t h)
 {
+	sb__xpres_router_gone(sh, h); /* its peers are announced disconnected */
 	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
 		struct sb__link *next = l->next;
 		uint64_t next_rid =
@@ -99,6 +103,7 @@ void sb__cluster_liveness(struct sb__shard *sh)
 	xs->hb_next = sh->now + HB_MS;
 	sb__cluster_unhold(sh, 0);
 	sb__cluster_bucket(sh, 0);
+	sb__xpres_tick(sh);
 	if (sh->id == 0 && sb__nats_ready(xs->nc)) {
 		snprintf(subj, sizeof subj, "sb.hb.%s", sh->r->xr->id);
 		sb__nats_pub(xs->nc, subj, NULL, NULL, 0, NULL, 0);

@@ -16,6 +16,7 @@
 #include "proto/mp.h"
 #include "router/peers.h"
 #include "router/cluster.h"
+#include "router/cluster_presence.h"
 #include "router/conn.h"
 #include "router/mail.h"
 #include "router/outq.h"
@@ -368,6 +369,15 @@ static void dir_drain(struct sb_router *r, const struct sb__conn *c)
 	pthread_mutex_unlock(&r->names_lock);
 }
 
+uint32_t sb__peers_new_id(struct sb_router *r)
+{
+	pthread_mutex_lock(&r->names_lock);
+	uint32_t id = r->dir.next_id;
+	r->dir.next_id = id == UINT32_MAX ? 1 : id + 1;
+	pthread_mutex_unlock(&r->names_lock);
+	return id;
+}
+
 int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n)
 {
 	const struct sb__peermap *m = &r->dir.names;
@@ -553,7 +563,7 @@ static size_t ident_payload(const struct sb__peer *p, uint8_t *out)
 }
 
 /* A PRESENCE frame about p in a heap buffer holding one reference. */
-static struct sb__buf *presence_frame(const struct sb__peer *p, unsigned event, uint32_t *len)
+struct sb__buf *sb__peers_frame(const struct sb__peer *p, unsigned event, uint32_t *len)
 {
 	uint8_t pl[48 + SB_TEXT_MAX + SB__PEERS_CLAIMS_MAX];
 	struct sb_msg m = {.kind = SB_PRESENCE, .event = event, .peer_id = p->peer_id};
@@ -569,32 +579,39 @@ static struct sb__buf *presence_frame(const struct sb__peer *p, unsigned event, 
 	return b;
 }
 
-/* Tells this shard's subscribers, one encoded frame shared by all. A peer
- * is not told about itself. */
-static void presence_emit(struct sb__shard *sh, const struct sb__peer *p, unsigned event)
+void sb__peers_emit(struct sb__shard *sh, uint64_t about, struct sb__buf *b, uint32_t len)
 {
 	struct sb__replica *t = &sh->peers;
-	uint32_t len, n = t->nsubs;
+	uint32_t n = t->nsubs;
 
-	if (n == 0)
-		return;
 	/* A copy: queueing may drop a slow subscriber, which edits the list. */
-	uint64_t *subs = malloc(n * sizeof *subs);
-	struct sb__buf *b = subs != NULL ? presence_frame(p, event, &len) : NULL;
-	if (b == NULL) {
-		free(subs);
+	uint64_t *subs = n > 0 ? malloc(n * sizeof *subs) : NULL;
+	if (subs == NULL)
 		return;
-	}
 	memcpy(subs, t->subs, n * sizeof *subs);
 	for (uint32_t i = 0; i < n; i++) {
-		struct sb__conn *c = subs[i] != p->ep ? sb__conn_get(sh, subs[i]) : NULL;
+		struct sb__conn *c = subs[i] != about ? sb__conn_get(sh, subs[i]) : NULL;
 		if (c == NULL)
 			continue;
 		sb__buf_get(b);
 		sb__enqueue(sh, c, b, b->data, len);
 	}
-	sb__buf_put(b, &sh->pool);
 	free(subs);
+}
+
+/* Tells this shard's subscribers, one encoded frame shared by all. A peer
+ * is not told about itself. */
+static void presence_emit(struct sb__shard *sh, const struct sb__peer *p, unsigned event)
+{
+	uint32_t len;
+
+	if (sh->peers.nsubs == 0)
+		return;
+	struct sb__buf *b = sb__peers_frame(p, event, &len);
+	if (b == NULL)
+		return;
+	sb__peers_emit(sh, p->ep, b, len);
+	sb__buf_put(b, &sh->pool);
 }
 
 static void apply_up(struct sb__shard *sh, struct sb__peer *p)
@@ -649,6 +666,8 @@ int sb__peers_join(struct sb__shard *sh, struct sb__conn *c, struct sb_view want
 	if (p != NULL)
 		apply_up(sh, p);
 	publish(sh, c, SB__MAIL_PEER_UP);
+	if (sh->xs != NULL)
+		sb__xpres_local(sh, c->peer_id, SB_PEER_CONNECTED);
 	return 0;
 }
 
@@ -670,8 +689,10 @@ void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c)
 	if (!c->named)
 		return;
 	uint32_t hold = dir_release(sh->r, c);
-	if (sh->xs != NULL)
+	if (sh->xs != NULL) {
 		sb__cluster_peer_down(sh, c, hold);
+		sb__xpres_local(sh, c->peer_id, SB_PEER_DISCONNECTED);
+	}
 	c->named = 0;
 	apply_down(sh, c->ep, c->peer_id);
 	publish(sh, c, SB__MAIL_PEER_DOWN);
@@ -684,6 +705,8 @@ void sb__peers_drain(struct sb__shard *sh, struct sb__conn *c)
 	dir_drain(sh->r, c);
 	apply_drain(sh, c->ep, c->peer_id);
 	publish(sh, c, SB__MAIL_PEER_DRAIN);
+	if (sh->xs != NULL)
+		sb__xpres_local(sh, c->peer_id, SB_PEER_DRAINING);
 }
 
 void sb__peers_conn_free(struct sb__conn *c)
@@ -905,7 +928,7 @@ static uint32_t str_bytes(const uint8_t *p)
 }
 
 /* `from` of a SEND or REQUEST: after the canonical head, `name` and `to`. */
-static uint32_t frame_from(const uint8_t *f)
+uint32_t sb__peers_frame_from(const uint8_t *f)
 {
 	const uint8_t *p = f + SB_PREFIX_LEN + 3 + 9; /* fixarray, kind, flags, id */
 	p += str_bytes(p);                            /* name */
@@ -918,7 +941,7 @@ int sb__peers_tell(struct sb__shard *sh, struct sb__conn *c, const uint8_t *f)
 	uint8_t kind = f[SB_PREFIX_LEN + 1];
 	if (kind != SB_SEND && kind != SB_REQUEST)
 		return 0;
-	uint32_t from = frame_from(f);
+	uint32_t from = sb__peers_frame_from(f);
 	if (from == 0 || from == c->pr.told_last) /* 0: the embedding program */
 		return 0;
 	if (sb__idmap_get(&c->pr.told, from) != 0) {
@@ -926,20 +949,28 @@ int sb__peers_tell(struct sb__shard *sh, struct sb__conn *c, const uint8_t *f)
 		return 0;
 	}
 	struct sb__peer *p = by_id(&sh->peers, from);
-	if (p == NULL) /* unknown here: its record could not be made */
-		return 0;
-	if (p->ident == NULL &&
-	    (p->ident = presence_frame(p, SB_PEER_IDENTITY, &p->ident_len)) == NULL)
-		return 0;
+	struct sb__buf *ident = NULL;
+	uint32_t ident_len = 0;
+	if (p != NULL) {
+		if (p->ident == NULL &&
+		    (p->ident = sb__peers_frame(p, SB_PEER_IDENTITY, &p->ident_len)) == NULL)
+			return 0;
+		sb__buf_get(p->ident);
+		ident = p->ident;
+		ident_len = p->ident_len;
+	} else if (sh->xs == NULL || (ident = sb__xpres_ident(sh, from, &ident_len)) == NULL) {
+		return 0; /* unknown here: its record could not be made */
+	}
 	/* Forget them all at once, a rule the receiver can follow exactly
 	 * (docs/protocol.md) so it needs to keep no more than we do. */
 	if (c->pr.told.count >= SB__TOLD_MAX) {
 		sb__idmap_destroy(&c->pr.told);
 		sb__idmap_init(&c->pr.told);
 	}
-	if (sb__idmap_put(&c->pr.told, from, 1) != 0)
+	if (sb__idmap_put(&c->pr.told, from, 1) != 0) {
+		sb__buf_put(ident, &sh->pool);
 		return 0;
+	}
 	c->pr.told_last = from;
-	sb__buf_get(p->ident);
-	return sb__enqueue(sh, c, p->ident, p->ident->data, p->ident_len);
+	return sb__enqueue(sh, c, ident, ident->data, ident_len);
 }

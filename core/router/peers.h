@@ -36,6 +36,10 @@ void sb__dir_destroy(struct sb__dir *d);
 int sb__dir_list(struct sb_router *r, struct sb__peer_info **v, uint32_t *n);
 void sb__dir_list_free(struct sb__peer_info *v, uint32_t n);
 
+/** A peer id of its own for a peer of another router, from the numbers
+ *  this router's peers get, so it never clashes with one (cluster). */
+uint32_t sb__peers_new_id(struct sb_router *r);
+
 void sb__replica_init(struct sb__replica *t);
 void sb__replica_destroy(struct sb__replica *t);
 
@@ -116,6 +120,18 @@ const char *sb__peers_name_of(struct sb__shard *sh, uint64_t ep);
 /** The connected peer with this peer id, as this shard's replica knows it,
  *  or NULL. */
 const struct sb__peer *sb__peers_by_id(const struct sb__shard *sh, uint32_t id);
+
+/** A PRESENCE frame (@p event) about p, its identity as payload, in a heap
+ *  buffer holding one reference; NULL if out of memory. */
+struct sb__buf *sb__peers_frame(const struct sb__peer *p, unsigned event, uint32_t *len);
+
+/** PRESENCE frame b (len bytes) to every presence subscriber of this shard
+ *  but connection @p about (the peer it is about); b's reference stays the
+ *  caller's. */
+void sb__peers_emit(struct sb__shard *sh, uint64_t about, struct sb__buf *b, uint32_t len);
+
+/** `from` of SEND or REQUEST frame f, a whole frame the codec checked. */
+uint32_t sb__peers_frame_from(const uint8_t *f);
 
 /** A SUBSCRIBE frame from c: answered with ACK, or ERROR for another topic. */
 void sb__peers_subscribe(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
