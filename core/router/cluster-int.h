@@ -72,10 +72,10 @@ struct sb__xshard {
 	uint32_t spill_rr;       /* the next router a full handler's request goes to */
 	struct hold *holds;      /* names held for resume tokens, claimed until due */
 	uint32_t nholds, holds_cap;
-	int bucket;           /* the names' bucket: 0 not made, 1 asked, 2 made */
-	uint64_t bucket_next; /* ms: when to ask again (0: at once) */
-	uint32_t bucket_wait; /* ms: the wait after the next failure */
-	struct sb__xview *view;  /* other routers' peers as told here (cluster_presence.c) */
+	int bucket;             /* the names' bucket: 0 not made, 1 asked, 2 made */
+	uint64_t bucket_next;   /* ms: when to ask again (0: at once) */
+	uint32_t bucket_wait;   /* ms: the wait after the next failure */
+	struct sb__xview *view; /* other routers' peers as told here (cluster_presence.c) */
 };
 
 /* A request's part across routers: to another router (the subject it was

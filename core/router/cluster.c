@@ -423,8 +423,9 @@ static int spill_next(struct sb__shard *sh, struct sb__req *q, uint64_t rid)
 		     xs->live[(x->spill_at + x->spill_tries++) % xs->nlive].router);
 	memcpy(x->s, prefix, SPILL_PREFIX_LEN);
 	inbox_of(xs, rid, inbox, sizeof inbox);
-	return sb__nats_pub(xs->nc, x->s, inbox, x->service ? xs->svc_hdr : NULL,
-			    x->service ? xs->svc_hdr_len : 0, x->back->data, x->back_len) == 0;
+	size_t hn;
+	const uint8_t *hdr = sb__xpres_hdr(sh, x->back->data, x->service, &hn);
+	return sb__nats_pub(xs->nc, x->s, inbox, hdr, hn, x->back->data, x->back_len) == 0;
 }
 
 /* Spilled request q found no handler on any other router: a handler here

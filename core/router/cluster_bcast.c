@@ -26,6 +26,7 @@
 #include "router/bcast.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
+#include "router/cluster_presence.h"
 #include "router/request.h"
 #include "router/router-t.h"
 #include "router/shard.h"
@@ -114,8 +115,9 @@ void sb__xbcast_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 	for (uint32_t i = 0; i < xs->nlive; i++)
 		if (part_add(xb, xs->live[i].router) == NULL)
 			break; /* out of memory: fewer waited for, more taken in */
-	if (sb__nats_pub(xs->nc, subj, xb->inbox, service ? xs->svc_hdr : NULL,
-			 service ? xs->svc_hdr_len : 0, f, len) != 0) {
+	size_t hn;
+	const uint8_t *hdr = sb__xpres_hdr(sh, f, service, &hn);
+	if (sb__nats_pub(xs->nc, subj, xb->inbox, hdr, hn, f, len) != 0) {
 		xb->nparts = 0; /* cut off: this router's handlers only */
 		return;
 	}
@@ -128,12 +130,13 @@ void sb__xbcast_send(struct sb__shard *sh, const struct sb_msg *m, int service, 
 {
 	struct sb__xshard *xs = sh->xs;
 	char subj[SUBJ_MAX];
+	size_t hn;
+	const uint8_t *hdr = sb__xpres_hdr(sh, f, service, &hn);
 
 	/* The reply subject only names our router (we hear sb.b.> too); nobody
 	 * answers a SEND. */
 	if (sb__cluster_subject(subj, "sb.b.", m->name.ptr, m->name.len) == 0 &&
-	    sb__nats_pub(xs->nc, subj, xs->inbox, service ? xs->svc_hdr : NULL,
-			 service ? xs->svc_hdr_len : 0, f, len) == 0)
+	    sb__nats_pub(xs->nc, subj, xs->inbox, hdr, hn, f, len) == 0)
 		sb__cluster_congest(sh, sh->producer != NULL ? sh->producer->ep : 0);
 }
 
@@ -472,6 +475,7 @@ static void on_bcast(void *ud, const struct sb__nats_msg *nm)
 	struct sb__asker a = {.origin = &o};
 	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
 		a.service = svc_len == 1 && svc[0] == '1';
+	a.from = sb__xpres_caller(sh, nm);
 	struct sb__conn *was = sh->producer;
 	sh->producer = NULL; /* nobody here to pause */
 	if (m.kind == SB_SEND)
