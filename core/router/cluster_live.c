@@ -53,8 +53,11 @@ void sb__cluster_heard(struct sb__shard *sh, uint64_t h)
 void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
-	if (nm->subject_len > 5)
-		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 5, nm->subject_len - 5));
+	/* "sb.hb.<R>": hashed as <R> alone, as inboxes and Sb-Hand name it,
+	 * so a heartbeat keeps alive the router our requests know. */
+	const size_t pre = sizeof "sb.hb." - 1;
+	if (nm->subject_len > pre)
+		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + pre, nm->subject_len - pre));
 }
 
 /* Router h went silent: what it handled for us ends with `peer gone`, what
