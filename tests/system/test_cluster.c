@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <switchboard/router.h>
 
@@ -550,7 +551,12 @@ static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 	}
 	CHECK(held && first != NULL);
 
+	/* Stopped for sure before the HELLO: kill() returns before every
+	 * thread of the server has stopped, and one still running could
+	 * answer the claim. */
+	int st = 0;
 	kill(js.pid, SIGSTOP);
+	CHECK(waitpid(js.pid, &st, WUNTRACED) == js.pid && WIFSTOPPED(st));
 	struct peer *p = peer_dial(p2);
 	struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
 	h.role = v_str("service");
