@@ -34,6 +34,7 @@
 #include "proto/mp.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
+#include "router/cluster_admin.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
 #include "router/flow.h"
@@ -704,6 +705,7 @@ int sb__cluster_start(struct sb__shard *sh)
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
 	}
+	sb__xadmin_start(sh);
 	return 0;
 }
 
