@@ -1,8 +1,10 @@
 /* The admin listener's JSON answers: GET /v1/routes, /v1/peers and
  * /v1/stats give what $sb.routes, $sb.peers and $sb.stats answer, printed
  * as JSON by the converter the edge and sbctl share, so the two can never
- * say different things (docs/operations.md, "Admin page"). Rows of the
- * admin listener's table (admin_http.c). */
+ * say different things (docs/operations.md, "Admin page"). In a cluster
+ * each answers for every router, once gathered (cluster_admin.c);
+ * ?local=true keeps this router's own. Rows of the admin listener's table
+ * (admin_http.c). */
 #ifndef SB_ROUTER_ADMIN_JSON_H
 #define SB_ROUTER_ADMIN_JSON_H
 
@@ -15,9 +17,6 @@ void sb__admin_json_routes(struct sb__shard *sh, const struct sb__http_req *r,
 /** GET /v1/peers: $sb.peers as JSON. */
 void sb__admin_json_peers(struct sb__shard *sh, const struct sb__http_req *r,
 			  struct sb__admin_reply *a);
-
-/* In a cluster each answers for every router (docs/cluster.md), later;
- * ?local=true keeps this router's own. */
 
 /** GET /v1/stats[?after=NAME]: $sb.stats as JSON, a page of routes at a
  *  time as $sb.stats gives them; NAME percent-encoded, 400 if it cannot
