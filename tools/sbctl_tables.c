@@ -46,7 +46,7 @@ static void table_add(struct table *t, char **row)
 
 static void table_print(struct table *t)
 {
-	size_t w[8] = {0};
+	size_t w[10] = {0};
 
 	for (int r = 0; r < t->rows; r++)
 		for (int i = 0; i < t->cols; i++) {
@@ -72,7 +72,7 @@ static void table_print(struct table *t)
 
 static void table_header(struct table *t, int cols, ...)
 {
-	char *row[8];
+	char *row[10];
 	va_list ap;
 
 	memset(t, 0, sizeof *t);
@@ -143,51 +143,142 @@ static char *schema_cell(const msgpack_object *o)
 	return o == NULL || o->type == MSGPACK_OBJECT_NIL ? strdup("-") : cell(o);
 }
 
+/* A router's answer is an array; the whole cluster's a map holding it
+ * under key, with "routers" and "missing" beside it. */
+static const msgpack_object *listed(const msgpack_object *v, const char *key)
+{
+	return v->type == MSGPACK_OBJECT_MAP ? field(v, key) : v;
+}
+
+/* Whether any element of array a (or of its arrays under key) has "router". */
+static int any_router(const msgpack_object *a, const char *key)
+{
+	for (uint32_t i = 0; a != NULL && a->type == MSGPACK_OBJECT_ARRAY && i < a->via.array.size;
+	     i++) {
+		const msgpack_object *e = &a->via.array.ptr[i];
+		if (key != NULL ? any_router(field(e, key), NULL) : field(e, "router") != NULL)
+			return 1;
+	}
+	return 0;
+}
+
+/* The routers the whole cluster's answer did not hear from in time. */
+static void print_missing(const msgpack_object *v)
+{
+	const msgpack_object *m = v->type == MSGPACK_OBJECT_MAP ? field(v, "missing") : NULL;
+	if (m == NULL || m->type != MSGPACK_OBJECT_ARRAY || m->via.array.size == 0)
+		return;
+	printf("\nMISSING (did not answer in time):");
+	for (uint32_t i = 0; i < m->via.array.size; i++) {
+		char *s = cell(&m->via.array.ptr[i]);
+		printf(" %s", s ? s : "?");
+		free(s);
+	}
+	printf("\n");
+}
+
 /* Each returns 0 when the reply had the documented shape and was printed. */
-static int print_routes(const msgpack_object *v)
+static int print_routes(const msgpack_object *all)
 {
 	struct table t;
+	const msgpack_object *v = listed(all, "routes");
 
-	if (v->type != MSGPACK_OBJECT_ARRAY)
+	if (v == NULL || v->type != MSGPACK_OBJECT_ARRAY)
 		return -1;
-	table_header(&t, 5, "NAME", "PEER", "SHARD", "INTERNAL", "SCHEMA");
+	int rt = any_router(v, "handlers");
+	if (rt)
+		table_header(&t, 6, "NAME", "PEER", "ROUTER", "SHARD", "INTERNAL", "SCHEMA");
+	else
+		table_header(&t, 5, "NAME", "PEER", "SHARD", "INTERNAL", "SCHEMA");
 	for (uint32_t i = 0; i < v->via.array.size; i++) {
 		const msgpack_object *route = &v->via.array.ptr[i];
 		const msgpack_object *hs = field(route, "handlers");
 		uint32_t n = hs && hs->type == MSGPACK_OBJECT_ARRAY ? hs->via.array.size : 0;
 		if (n == 0) {
-			char *row[5] = {cell(field(route, "name")), strdup("-"), strdup("-"),
-					strdup("-"), strdup("-")};
+			char *row[6] = {cell(field(route, "name"))};
+			for (int k = 1; k < t.cols; k++)
+				row[k] = strdup("-");
 			table_add(&t, row);
 		}
 		for (uint32_t j = 0; j < n; j++) {
 			const msgpack_object *h = &hs->via.array.ptr[j];
-			char *row[5] = {j == 0 ? cell(field(route, "name")) : strdup(""),
-					cell(field(h, "peer")), cell(field(h, "shard")),
-					yes_no(field(h, "internal")),
-					schema_cell(field(h, "schema"))};
+			char *row[6] = {j == 0 ? cell(field(route, "name")) : strdup(""),
+					cell(field(h, "peer"))};
+			int k = 2;
+			if (rt)
+				row[k++] = cell(field(h, "router"));
+			row[k++] = cell(field(h, "shard"));
+			row[k++] = yes_no(field(h, "internal"));
+			row[k++] = schema_cell(field(h, "schema"));
 			table_add(&t, row);
 		}
 	}
 	table_print(&t);
+	print_missing(all);
 	return 0;
 }
 
-static int print_peers(const msgpack_object *v)
+static int print_peers(const msgpack_object *all)
 {
 	struct table t;
+	const msgpack_object *v = listed(all, "peers");
 
-	if (v->type != MSGPACK_OBJECT_ARRAY)
+	if (v == NULL || v->type != MSGPACK_OBJECT_ARRAY)
 		return -1;
-	table_header(&t, 4, "PEER", "ID", "ROLE", "SHARD");
+	int rt = any_router(v, NULL);
+	if (rt)
+		table_header(&t, 5, "PEER", "ID", "ROLE", "ROUTER", "SHARD");
+	else
+		table_header(&t, 4, "PEER", "ID", "ROLE", "SHARD");
 	for (uint32_t i = 0; i < v->via.array.size; i++) {
 		const msgpack_object *p = &v->via.array.ptr[i];
-		char *row[4] = {cell(field(p, "peer")), cell(field(p, "id")),
-				cell(field(p, "role")), cell(field(p, "shard"))};
+		char *row[5] = {cell(field(p, "peer")), cell(field(p, "id")),
+				cell(field(p, "role"))};
+		int k = 3;
+		if (rt)
+			row[k++] = cell(field(p, "router"));
+		row[k++] = cell(field(p, "shard"));
 		table_add(&t, row);
 	}
 	table_print(&t);
+	print_missing(all);
 	return 0;
+}
+
+/* A router's shards: one table, or one for each router of the cluster
+ * (the whole cluster's answer has them under "routers"). */
+static void print_shards(const msgpack_object *v)
+{
+	const msgpack_object *routers = field(v, "routers");
+	struct table t;
+	int rt = routers != NULL && routers->type == MSGPACK_OBJECT_MAP;
+	uint32_t n = rt ? routers->via.map.size : 1;
+
+	if (!rt && field(v, "shards") == NULL)
+		return;
+	printf("\n");
+	if (rt)
+		table_header(&t, 4, "ROUTER", "SHARD", "CONNECTIONS", "INFLIGHT");
+	else
+		table_header(&t, 3, "SHARD", "CONNECTIONS", "INFLIGHT");
+	for (uint32_t r = 0; r < n; r++) {
+		const msgpack_object *shards =
+			field(rt ? &routers->via.map.ptr[r].val : v, "shards");
+		for (uint32_t i = 0; shards != NULL && shards->type == MSGPACK_OBJECT_ARRAY &&
+				     i < shards->via.array.size;
+		     i++) {
+			const msgpack_object *s = &shards->via.array.ptr[i];
+			char *row[4] = {NULL};
+			int k = 0;
+			if (rt)
+				row[k++] = cell(&routers->via.map.ptr[r].key);
+			row[k++] = cell(field(s, "shard"));
+			row[k++] = cell(field(s, "connections"));
+			row[k++] = cell(field(s, "inflight"));
+			table_add(&t, row);
+		}
+	}
+	table_print(&t);
 }
 
 static int print_stats(const msgpack_object *v)
@@ -199,45 +290,42 @@ static int print_stats(const msgpack_object *v)
 	table_header(&t, 2, "COUNTER", "VALUE");
 	for (uint32_t i = 0; i < v->via.map.size; i++) {
 		const msgpack_object *k = &v->via.map.ptr[i].key;
-		if (str_is(k, "shards") || str_is(k, "routes") || str_is(k, "routes_more"))
+		if (str_is(k, "shards") || str_is(k, "routes") || str_is(k, "routes_more") ||
+		    str_is(k, "routers") || str_is(k, "missing"))
 			continue; /* tables of their own below; every page is fetched */
 		char *row[2] = {cell(k), cell(&v->via.map.ptr[i].val)};
 		table_add(&t, row);
 	}
 	table_print(&t);
-	const msgpack_object *shards = field(v, "shards");
-	if (shards != NULL && shards->type == MSGPACK_OBJECT_ARRAY) {
-		printf("\n");
-		table_header(&t, 3, "SHARD", "CONNECTIONS", "INFLIGHT");
-		for (uint32_t i = 0; i < shards->via.array.size; i++) {
-			const msgpack_object *s = &shards->via.array.ptr[i];
-			char *row[3] = {cell(field(s, "shard")), cell(field(s, "connections")),
-					cell(field(s, "inflight"))};
-			table_add(&t, row);
-		}
-		table_print(&t);
-	}
+	print_shards(v);
 	const msgpack_object *routes = field(v, "routes");
 	if (routes != NULL && routes->type == MSGPACK_OBJECT_ARRAY && routes->via.array.size > 0) {
+		int rt = any_router(routes, NULL);
 		printf("\n");
-		table_header(&t, 8, "ROUTE", "REQUESTS", "SENDS", "REPLIES", "ERRORS", "TIMEOUTS",
-			     "P50_US", "P99_US");
+		if (rt)
+			table_header(&t, 9, "ROUTE", "ROUTER", "REQUESTS", "SENDS", "REPLIES",
+				     "ERRORS", "TIMEOUTS", "P50_US", "P99_US");
+		else
+			table_header(&t, 8, "ROUTE", "REQUESTS", "SENDS", "REPLIES", "ERRORS",
+				     "TIMEOUTS", "P50_US", "P99_US");
 		for (uint32_t i = 0; i < routes->via.array.size; i++) {
 			const msgpack_object *r = &routes->via.array.ptr[i];
 			const msgpack_object *name = field(r, "name");
 			int catch_all = name != NULL && str_is(name, "");
-			char *row[8] = {catch_all ? strdup("(catch-all)") : cell(name),
-					cell(field(r, "requests")),
-					cell(field(r, "sends")),
-					cell(field(r, "replies")),
-					cell(field(r, "errors")),
-					cell(field(r, "timeouts")),
-					cell(field(r, "p50_us")),
-					cell(field(r, "p99_us"))};
+			char *row[9] = {catch_all ? strdup("(catch-all)") : cell(name)};
+			int k = 1;
+			if (rt)
+				row[k++] = cell(field(r, "router"));
+			static const char *const cols[] = {"requests", "sends",    "replies",
+							   "errors",   "timeouts", "p50_us",
+							   "p99_us"};
+			for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++)
+				row[k++] = cell(field(r, cols[c]));
 			table_add(&t, row);
 		}
 		table_print(&t);
 	}
+	print_missing(v);
 	return 0;
 }
 

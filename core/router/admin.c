@@ -265,9 +265,9 @@ bad:
 
 /* {"connections": uint, ..., "shards": [{"shard", "connections", "inflight"}],
  *  "routes": [...], "routes_more": bool}: the routes fill what is left of
- *  max_frame, so the answer always fits. */
+ *  frame bytes, so the answer always fits. */
 static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer *sb,
-		      struct sb_view args, char *why, size_t whylen)
+		      struct sb_view args, size_t frame, char *why, size_t whylen)
 {
 	struct sb_router *r = sh->r;
 	struct sb_router_stats s;
@@ -310,7 +310,7 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer 
 	msgpack_sbuffer_init(&rb);
 	msgpack_packer_init(&rp, &rb, msgpack_sbuffer_write);
 	size_t used = sb->size + 64;
-	pg.room = r->cfg.max_frame > used ? r->cfg.max_frame - used : 0;
+	pg.room = frame > used ? frame - used : 0;
 	rc = pack_route_page(r, &rp, &rb, &pg);
 	pack_key(pk, "routes_more");
 	if (pg.more)
@@ -327,20 +327,22 @@ static int pack_stats(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer 
 
 /* The answers that take no arguments. */
 static int pack_routes_answer(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer *sb,
-			      struct sb_view args, char *why, size_t whylen)
+			      struct sb_view args, size_t frame, char *why, size_t whylen)
 {
 	(void)sb;
 	(void)args;
+	(void)frame;
 	(void)why;
 	(void)whylen;
 	return pack_routes(sh, pk);
 }
 
 static int pack_peers_answer(struct sb__shard *sh, msgpack_packer *pk, msgpack_sbuffer *sb,
-			     struct sb_view args, char *why, size_t whylen)
+			     struct sb_view args, size_t frame, char *why, size_t whylen)
 {
 	(void)sb;
 	(void)args;
+	(void)frame;
 	(void)why;
 	(void)whylen;
 	return pack_peers(sh, pk);
@@ -349,10 +351,16 @@ static int pack_peers_answer(struct sb__shard *sh, msgpack_packer *pk, msgpack_s
 int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view args, char **payload,
 		     size_t *len, char *why, size_t whylen)
 {
+	return sb__admin_answer_in(sh, name, args, sh->r->cfg.max_frame, payload, len, why, whylen);
+}
+
+int sb__admin_answer_in(struct sb__shard *sh, struct sb_view name, struct sb_view args,
+			size_t frame, char **payload, size_t *len, char *why, size_t whylen)
+{
 	static const struct {
 		const char *name;
 		int (*pack)(struct sb__shard *, msgpack_packer *, msgpack_sbuffer *, struct sb_view,
-			    char *, size_t);
+			    size_t, char *, size_t);
 	} answers[] = {
 		{"$sb.routes", pack_routes_answer},
 		{"$sb.peers", pack_peers_answer},
@@ -366,7 +374,7 @@ int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view a
 		msgpack_packer pk;
 		msgpack_sbuffer_init(&sb);
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		int rc = answers[i].pack(sh, &pk, &sb, args, why, whylen);
+		int rc = answers[i].pack(sh, &pk, &sb, args, frame, why, whylen);
 		/* A failed write leaves a gap: never send a broken value. */
 		if (rc != 0 || sb.data == NULL ||
 		    sb_payload_check((uint8_t *)sb.data, sb.size) != 0) {

@@ -35,6 +35,11 @@ static inline bool sb__admin_name(struct sb_view name)
 int sb__admin_answer(struct sb__shard *sh, struct sb_view name, struct sb_view args, char **payload,
 		     size_t *len, char *why, size_t whylen);
 
+/** The same, $sb.stats's routes paged to fit @p frame bytes instead of
+ *  max_frame (a router answering for the cluster: cluster_admin.c). */
+int sb__admin_answer_in(struct sb__shard *sh, struct sb_view name, struct sb_view args,
+			size_t frame, char **payload, size_t *len, char *why, size_t whylen);
+
 /** A request from @p a to a reserved name, answered. */
 void sb__admin_request(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m);
 

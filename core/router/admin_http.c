@@ -136,12 +136,11 @@ static void error(struct sb__shard *sh, struct sb__conn *c, int status, int code
 		answered(sh, c, keep);
 }
 
-static void reply(struct sb__shard *sh, struct sb__conn *c, const struct sb__http_req *r,
+static void reply(struct sb__shard *sh, struct sb__conn *c, int keep, int head_only,
 		  struct sb__admin_reply *a)
 {
 	char head[512];
 	struct sb__http_out o;
-	int keep = r->keep_alive;
 
 	if (a->body.err != 0) {
 		error(sh, c, 500, SB_ENOMEM, "out of memory", NULL, keep);
@@ -160,9 +159,26 @@ static void reply(struct sb__shard *sh, struct sb__conn *c, const struct sb__htt
 		error(sh, c, 500, SB_EINTERNAL, "answer head too long", NULL, keep);
 		return;
 	}
-	queue(sh, c, o.p, o.len, a->body.p, r->method == SB__HTTP_M_HEAD ? 0 : a->body.len);
+	queue(sh, c, o.p, o.len, a->body.p, head_only ? 0 : a->body.len);
 	if (!c->closing)
 		answered(sh, c, keep);
+}
+
+void sb__admin_http_defer(struct sb__shard *sh, struct sb__conn *c)
+{
+	(void)sh;
+	c->edge->call = SB__CALL_OUT; /* what comes meanwhile is held (conn_ws.c) */
+	sb__timer_disarm(&c->hello_timer);
+}
+
+void sb__admin_http_later(struct sb__shard *sh, struct sb__conn *c, int keep, int head,
+			  struct sb__admin_reply *a)
+{
+	struct sb__edge *e = c->edge;
+	e->call = SB__CALL_NONE;
+	if (e->held_len > 0)
+		e->resume = 1; /* read at the flush, outside what answered it */
+	reply(sh, c, keep, head, a);
 }
 
 /* "GET, HEAD" and the other methods @p path is served by, for Allow. */
@@ -253,9 +269,14 @@ void sb__admin_http(struct sb__shard *sh, struct sb__conn *c, const struct sb__h
 		other = t;
 	}
 	if (t->path != NULL) {
-		struct sb__admin_reply a = {.status = 200, .content_type = "application/json"};
+		struct sb__admin_reply a = {.status = 200,
+					    .content_type = "application/json",
+					    .c = c,
+					    .keep = r->keep_alive,
+					    .head = r->method == SB__HTTP_M_HEAD};
 		t->fn(sh, r, &a);
-		reply(sh, c, r, &a);
+		if (a.status != 0)
+			reply(sh, c, a.keep, a.head, &a);
 		free(a.body.p);
 		return;
 	}

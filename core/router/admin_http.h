@@ -23,9 +23,11 @@ struct sb__admin_body {
  * body's Content-Type ("application/json" unless it says otherwise) and
  * the body. HEAD gets the same head without the body. */
 struct sb__admin_reply {
-	int status;
+	int status; /* 0: the handler answers later (sb__admin_http_later()) */
 	const char *content_type;
 	struct sb__admin_body body;
+	struct sb__conn *c; /* the connection asking, its request's keep-alive and HEAD */
+	int keep, head;
 };
 
 /* A handler runs on the shard that accepted the connection, in its turn:
@@ -44,6 +46,14 @@ struct sb__admin_route {
 void sb__admin_put(struct sb__admin_body *b, const void *p, size_t n);
 void sb__admin_printf(struct sb__admin_body *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/** A handler that answers later (an answer gathered from other routers):
+ *  what c sends meanwhile waits, and the head's deadline stops. */
+void sb__admin_http_defer(struct sb__shard *sh, struct sb__conn *c);
+/** The answer to c's deferred request (its keep-alive and HEAD as the
+ *  reply had them); then c's next request is read. */
+void sb__admin_http_later(struct sb__shard *sh, struct sb__conn *c, int keep, int head,
+			  struct sb__admin_reply *a);
 
 /** A request's head on an admin connection: answered from the table, or
  *  404/405 with a JSON body; the connection stays open if the request

@@ -12,6 +12,7 @@
 #include "common/json.h"
 #include "router/admin.h"
 #include "router/admin_json.h"
+#include "router/cluster_admin.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
@@ -42,17 +43,12 @@ static void fail(struct sb__admin_reply *a, int status, int code, const char *me
  * bytes has no pointer to read from). */
 static const uint8_t nil = 0xc0;
 
-/* The answer to reserved name @p name with arguments @p args, as JSON. */
-static void answer(struct sb__shard *sh, const char *name, struct sb_view args,
+/* An answer (rc 0: the MessagePack mp) as JSON, or its error. */
+static void render(struct sb__shard *sh, int rc, const char *mp, size_t mplen, const char *why,
 		   struct sb__admin_reply *a)
 {
-	char why[128], *mp = NULL;
-	size_t mplen = 0;
 	struct sb__json_buf body = {0};
 
-	int rc = sb__admin_answer(sh,
-				  (struct sb_view){(const uint8_t *)name, (uint32_t)strlen(name)},
-				  args, &mp, &mplen, why, sizeof why);
 	if (rc == SB_EINVAL) {
 		fail(a, 400, rc, why);
 		return;
@@ -62,7 +58,6 @@ static void answer(struct sb__shard *sh, const char *name, struct sb_view args,
 		rc = SB_ETOOLARGE;
 	if (rc == 0)
 		rc = sb__json_print(mp, mplen, &body);
-	free(mp);
 	if (rc == 0) {
 		sb__admin_put(&a->body, body.data, body.len);
 		sb__admin_put(&a->body, "\n", 1);
@@ -74,18 +69,49 @@ static void answer(struct sb__shard *sh, const char *name, struct sb_view args,
 	sb__json_buf_free(&body);
 }
 
+void sb__admin_json_later(struct sb__shard *sh, struct sb__conn *c, int keep, int head, int rc,
+			  const char *mp, size_t mplen, const char *why)
+{
+	struct sb__admin_reply a = {.status = 200, .content_type = "application/json"};
+	render(sh, rc, mp, mplen, why, &a);
+	sb__admin_http_later(sh, c, keep, head, &a);
+	free(a.body.p);
+}
+
+/* The answer to reserved name @p name with arguments @p args, as JSON: in
+ * a cluster, every router's (later: cluster_admin.c), unless the query
+ * says local=true. */
+static void answer(struct sb__shard *sh, const struct sb__http_req *r, const char *name,
+		   struct sb_view args, struct sb__admin_reply *a)
+{
+	char why[128], *mp = NULL;
+	size_t mplen = 0;
+	struct sb__http_str local;
+	struct sb_view nv = {(const uint8_t *)name, (uint32_t)strlen(name)};
+
+	if (sh->xs != NULL && a->c != NULL &&
+	    !(sb__http_query(r->query, "local", &local) && local.len == 4 &&
+	      memcmp(local.p, "true", 4) == 0)) {
+		sb__admin_http_defer(sh, a->c);
+		a->status = 0;
+		sb__xadmin_http(sh, a->c, nv, args, a->keep, a->head);
+		return;
+	}
+	int rc = sb__admin_answer(sh, nv, args, &mp, &mplen, why, sizeof why);
+	render(sh, rc, mp, mplen, why, a);
+	free(mp);
+}
+
 void sb__admin_json_routes(struct sb__shard *sh, const struct sb__http_req *r,
 			   struct sb__admin_reply *a)
 {
-	(void)r;
-	answer(sh, "$sb.routes", (struct sb_view){&nil, 1}, a);
+	answer(sh, r, "$sb.routes", (struct sb_view){&nil, 1}, a);
 }
 
 void sb__admin_json_peers(struct sb__shard *sh, const struct sb__http_req *r,
 			  struct sb__admin_reply *a)
 {
-	(void)r;
-	answer(sh, "$sb.peers", (struct sb_view){&nil, 1}, a);
+	answer(sh, r, "$sb.peers", (struct sb_view){&nil, 1}, a);
 }
 
 static int hex(char c)
@@ -142,5 +168,5 @@ void sb__admin_json_stats(struct sb__shard *sh, const struct sb__http_req *r,
 		}
 		v.ptr = args;
 	}
-	answer(sh, "$sb.stats", v, a);
+	answer(sh, r, "$sb.stats", v, a);
 }

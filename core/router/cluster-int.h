@@ -39,6 +39,7 @@ struct hold {
 struct live {
 	uint64_t router; /* the hash of its id */
 	uint64_t seen;   /* ms: its last heartbeat or message */
+	char id[24];     /* its id, from its heartbeat ("": none heard yet), to ask it */
 };
 
 struct sb__xshard {
@@ -102,8 +103,9 @@ struct sb__xreq {
 uint64_t sb__cluster_fnv(const char *s, size_t n);
 /* "<prefix><name>" into out (SUBJ_MAX): 0, or -1 if not a subject. */
 int sb__cluster_subject(char *out, const char *prefix, const void *name, size_t len);
-/* Router h (its id's hash) is alive now: a heartbeat, or it answered. */
-void sb__cluster_heard(struct sb__shard *sh, uint64_t h);
+/* Router h (its id's hash) is alive now: a heartbeat, or it answered.
+ * @return its entry among the living, or NULL (ourselves, none, no memory) */
+struct live *sb__cluster_heard(struct sb__shard *sh, uint64_t h);
 /* sb.hb.*: another router's heartbeat. */
 void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm);
 /* Once a turn: heartbeats sent (shard 0), routers gone silent ended. */

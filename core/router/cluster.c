@@ -38,6 +38,7 @@
 #include "router/balance.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
+#include "router/cluster_admin.h"
 #include "router/cluster_presence.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
@@ -840,6 +841,7 @@ int sb__cluster_start(struct sb__shard *sh)
 		sb__cluster_stop(sh);
 		return SB_ENOMEM;
 	}
+	sb__xadmin_start(sh);
 	return 0;
 }
 

@@ -33,35 +33,45 @@
 /* ---- liveness ------------------------------------------------------------- */
 
 /* Router h is alive now (a heartbeat, or it answered). */
-void sb__cluster_heard(struct sb__shard *sh, uint64_t h)
+struct live *sb__cluster_heard(struct sb__shard *sh, uint64_t h)
 {
 	struct sb__xshard *xs = sh->xs;
 	if (h == 0 || h == xs->self)
-		return;
+		return NULL;
 	for (uint32_t i = 0; i < xs->nlive; i++)
 		if (xs->live[i].router == h) {
 			xs->live[i].seen = sh->now;
-			return;
+			return &xs->live[i];
 		}
 	if (xs->nlive == xs->live_cap) {
 		uint32_t cap = xs->live_cap ? xs->live_cap * 2 : 8;
 		struct live *l = realloc(xs->live, cap * sizeof *l);
 		if (l == NULL)
-			return; /* unknown routers' requests end on their deadlines */
+			return NULL; /* unknown routers' requests end on their deadlines */
 		xs->live = l;
 		xs->live_cap = cap;
 	}
-	xs->live[xs->nlive++] = (struct live){h, sh->now};
+	xs->live[xs->nlive] = (struct live){.router = h, .seen = sh->now};
+	return &xs->live[xs->nlive++];
 }
 
 void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
-	/* "sb.hb.<R>": the hash of <R>, as an answer's Sb-Hand gives it. */
-	if (nm->subject_len > 6) {
-		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 6, nm->subject_len - 6));
-		sb__xpres_heard(sh, nm->subject + 6, nm->subject_len - 6);
+	/* "sb.hb.<R>": hashed as <R> alone, as inboxes and Sb-Hand name it,
+	 * so a heartbeat keeps alive the router our requests know. */
+	const size_t pre = sizeof "sb.hb." - 1;
+	if (nm->subject_len <= pre)
+		return;
+	const char *id = nm->subject + pre;
+	size_t n = nm->subject_len - pre;
+	struct live *l = sb__cluster_heard(sh, sb__cluster_fnv(id, n));
+	/* Its id, by which $sb.* asks it (cluster_admin.c). */
+	if (l != NULL && l->id[0] == 0 && n < sizeof l->id) {
+		memcpy(l->id, id, n);
+		l->id[n] = 0;
 	}
+	sb__xpres_heard(sh, id, n);
 }
 
 /* Router h went silent: what it handled for us ends with `peer gone`, what

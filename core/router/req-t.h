@@ -16,6 +16,7 @@ struct sb__bcast;
 struct sb__buf;
 struct sb__req;
 struct sb__xreq;
+struct sb__xadmin;
 
 /* What a kind of request does at each event of its life, so the request
  * path has no branch per kind: an ordinary request has one handler
@@ -51,6 +52,7 @@ struct sb__req {
 	const struct sb__req_ops *ops; /* its kind */
 	struct sb__bcast *bc;          /* a broadcast (bcast.c): its handlers; handler is 0 */
 	struct sb__xreq *x;            /* across routers (cluster.c): its name or its origin */
+	struct sb__xadmin *xa;         /* $sb.* asked of every router (cluster_admin.c) */
 };
 
 #endif

@@ -13,6 +13,7 @@
 #include "router/balance.h"
 #include "router/bcast.h"
 #include "router/cluster.h"
+#include "router/cluster_admin.h"
 #include "router/conn.h"
 #include "router/deliver.h"
 #include "router/flow.h"
@@ -432,7 +433,9 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, rc, why);
 		return;
 	}
-	if (d.kind == SB__DEST_ROUTER) {
+	/* In a cluster, $sb.* asks every router: an entry of its own kind. */
+	int gather = d.kind == SB__DEST_ROUTER && a->origin == NULL && sb__xadmin_wanted(sh, m);
+	if (d.kind == SB__DEST_ROUTER && !gather) {
 		if (a->origin != NULL)
 			sb__refuse(sh, a, m, SB_EFORBIDDEN, "$sb.* answers on the router asked");
 		else
@@ -465,7 +468,9 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 			   nothing ? why : "out of memory");
 		return;
 	}
-	uint64_t target = bc != NULL ? 0 : d.kind == SB__DEST_CLUSTER ? SB__CLUSTER_EP : d.ep;
+	uint64_t target = bc != NULL || gather         ? 0
+			  : d.kind == SB__DEST_CLUSTER ? SB__CLUSTER_EP
+						       : d.ep;
 	struct sb__req *q = sb__reqtab_alloc(&sh->reqs, &rid);
 	if (q == NULL) {
 		free(bc);
@@ -511,7 +516,7 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		       : a->origin != NULL ? SB__REMOTE_REQUESTER
 					   : SB__LOCAL_REQUESTER;
 	q->handler = target;
-	q->ops = bc != NULL ? &sb__bcast_ops : &single;
+	q->ops = bc != NULL ? &sb__bcast_ops : gather ? &sb__xadmin_ops : &single;
 	q->bc = bc;
 	q->orig_id = m->id;
 	q->sh = sh;
@@ -536,9 +541,13 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 	 * entry from outliving a cancel that was lost. */
 	sb__timer_arm(&sh->wheel, &q->timer,
 		      sh->now + timeout + (a->origin != NULL ? SB__CLUSTER_SLACK_MS : 0));
-	if (bc == NULL)
+	if (bc == NULL && !gather)
 		sb__load_add(sh, target, 1);
 	sb__stat_add(&sh->st.inflight, 1);
+	if (gather) { /* q may end here */
+		sb__xadmin_ask(sh, q, m, timeout);
+		return;
+	}
 	sb__stat_add(&sh->st.requests, 1);
 
 	/* The frame goes on as received; only fixed-width fields change. */

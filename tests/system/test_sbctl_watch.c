@@ -80,6 +80,30 @@ static const char STATS_AFTER_A[] = STATS_HEAD ROUTE_B "],\"routes_more\":false}
 
 #define STATS_ALL STATS_HEAD ROUTE_A "," ROUTE_B "],\"routes_more\":false}"
 
+/* The same three in a cluster's shape (docs/protocol.md): every router's
+ * entries, each naming its router, and the routers that did not answer. */
+static const char CROUTES[] =
+	"{\"routes\":[{\"name\":\"user.create\",\"handlers\":[{\"peer\":\"users-1\","
+	"\"shard\":0,\"internal\":false,\"schema\":null,\"router\":\"r1\"},"
+	"{\"peer\":\"users-9\",\"shard\":1,\"internal\":false,\"schema\":null,"
+	"\"router\":\"r2\"}]}],\"routers\":[\"r1\",\"r2\"],\"missing\":[\"r3\"]}";
+
+static const char CPEERS[] =
+	"{\"peers\":[{\"peer\":\"users-1\",\"id\":3,\"role\":\"service\",\"shard\":0,"
+	"\"router\":\"r1\"},{\"peer\":\"users-9\",\"id\":4,\"role\":\"service\","
+	"\"shard\":1,\"router\":\"r2\"}],\"routers\":[\"r1\",\"r2\"],\"missing\":[]}";
+
+static const char CSTATS[] =
+	"{\"connections\":3,\"requests\":10,\"routers\":{\"r1\":{\"connections\":1,"
+	"\"requests\":4,\"shards\":[{\"shard\":0,\"connections\":1,\"inflight\":0}]},"
+	"\"r2\":{\"connections\":2,\"requests\":6,\"shards\":[{\"shard\":0,"
+	"\"connections\":2,\"inflight\":1}]}},\"missing\":[\"r3\"],\"routes_more\":false,"
+	"\"routes\":[{\"name\":\"a.first\",\"requests\":4,\"sends\":0,\"replies\":4,"
+	"\"errors\":0,\"timeouts\":0,\"p50_us\":95,\"p90_us\":120,\"p99_us\":383,"
+	"\"max_us\":400,\"router\":\"r1\"},{\"name\":\"a.first\",\"requests\":6,"
+	"\"sends\":0,\"replies\":6,\"errors\":0,\"timeouts\":0,\"p50_us\":80,"
+	"\"p90_us\":100,\"p99_us\":200,\"max_us\":210,\"router\":\"r2\"}]}";
+
 /* fake.stats answers the page its arguments ask for, as the router would. */
 static void on_fake_stats(struct sb_call *call, void *ud)
 {
@@ -105,6 +129,9 @@ static void handlers(struct sb_client *svc)
 	CHECK_INT(sb_client_register(svc, "fake.routes", NULL, on_fake_admin, (void *)ROUTES), 0);
 	CHECK_INT(sb_client_register(svc, "fake.peers", NULL, on_fake_admin, (void *)PEERS), 0);
 	CHECK_INT(sb_client_register(svc, "fake.stats", NULL, on_fake_stats, NULL), 0);
+	CHECK_INT(sb_client_register(svc, "fakec.routes", NULL, on_fake_admin, (void *)CROUTES), 0);
+	CHECK_INT(sb_client_register(svc, "fakec.peers", NULL, on_fake_admin, (void *)CPEERS), 0);
+	CHECK_INT(sb_client_register(svc, "fakec.stats", NULL, on_fake_admin, (void *)CSTATS), 0);
 }
 
 static void start(void)
@@ -402,6 +429,46 @@ static void test_routes_peers_stats(void)
 	stop();
 }
 
+/* In a cluster each entry names its router: a ROUTER column, and the
+ * routers that did not answer in time after the tables. */
+static void test_routes_peers_stats_of_a_cluster_show_each_entrys_router(void)
+{
+	start();
+	setenv("SBCTL_TEST_ADMIN_PREFIX", "fakec.", 1);
+	SBCTL_RUN(&P, "routes");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "NAME         PEER     ROUTER  SHARD  INTERNAL  SCHEMA\n"
+			"user.create  users-1  r1      0      no        -\n"
+			"             users-9  r2      1      no        -\n"
+			"\n"
+			"MISSING (did not answer in time): r3\n");
+	SBCTL_RUN(&P, "peers");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so, "PEER     ID  ROLE     ROUTER  SHARD\n"
+			"users-1  3   service  r1      0\n"
+			"users-9  4   service  r2      1\n");
+	SBCTL_RUN(&P, "stats");
+	CHECK_INT(P.code, 0);
+	CHECK_STR(P.so,
+		  "COUNTER      VALUE\n"
+		  "connections  3\n"
+		  "requests     10\n"
+		  "\n"
+		  "ROUTER  SHARD  CONNECTIONS  INFLIGHT\n"
+		  "r1      0      1            0\n"
+		  "r2      0      2            1\n"
+		  "\n"
+		  "ROUTE    ROUTER  REQUESTS  SENDS  REPLIES  ERRORS  TIMEOUTS  P50_US  P99_US\n"
+		  "a.first  r1      4         0      4        0       0         95      383\n"
+		  "a.first  r2      6         0      6        0       0         80      200\n"
+		  "\n"
+		  "MISSING (did not answer in time): r3\n");
+	SBCTL_RUN(&P, "stats", "--json");
+	CHECK(strlen(P.so) == strlen(CSTATS) + 1 && strncmp(P.so, CSTATS, strlen(CSTATS)) == 0);
+	setenv("SBCTL_TEST_ADMIN_PREFIX", "fake.", 1);
+	stop();
+}
+
 /* The same commands against the router's own $sb.* names: the layout was
  * checked above against fixed answers; here the content is the router's. */
 static void test_routes_peers_stats_from_the_router(void)
@@ -491,6 +558,7 @@ int main(int argc, char **argv)
 	RUN(test_listen_with_a_schema);
 	RUN(test_listen_with_a_json_schema);
 	RUN(test_routes_peers_stats);
+	RUN(test_routes_peers_stats_of_a_cluster_show_each_entrys_router);
 	RUN(test_routes_peers_stats_from_the_router);
 	RUN(test_presence_command);
 	return TEST_EXIT();
