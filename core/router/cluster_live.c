@@ -54,7 +54,7 @@ void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
 	if (nm->subject_len > 5)
-		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 5, nm->subject_len - 5));
+		sb__cluster_heard(sh, sb__cluster_fnv(nm->subject + 6, nm->subject_len - 6));
 }
 
 /* Router h went silent: what it handled for us ends with `peer gone`, what
