@@ -16,7 +16,11 @@
 
 struct sb__xrouter {
 	char *servers;
-	char id[24]; /* <R>: "r" and 16 random hex digits */
+	char *user, *pass, *token; /* the NATS credentials, or NULL */
+	char *ca, *cert, *key;     /* the NATS connection's TLS files, or NULL */
+	char id[40];               /* <R>: cluster_name, or "r" and 16 random hex digits */
+	char inc[20];              /* this start's random incarnation: our heartbeats' payload */
+	uint32_t dead_ms, beat_ms; /* a router silent this long is gone; our heartbeats' period */
 };
 
 struct live {
@@ -52,6 +56,8 @@ struct sb__xshard {
 	uint64_t ready_at;       /* ms: when the connection was last ready (0: not) */
 	int stopping;            /* freeing the connection: its callbacks only clean up */
 	int kv_warned;           /* said once that names are not claimed */
+	int clash_said;          /* said once that another router has our id */
+	uint64_t failed_said;    /* the hash of the last failed attempt's reason logged */
 };
 
 /* A request's part across routers: to another router (the subject it was
