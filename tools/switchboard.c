@@ -623,7 +623,15 @@ static void note_restart_only(const struct settings *now, const struct settings 
 			const char *a, *b;
 			memcpy(&a, (const char *)now + t->off, sizeof a);
 			memcpy(&b, (const char *)asked + t->off, sizeof b);
-			if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+			/* A secret's value is not written out, only that it differs. */
+			int secret = strcmp(t->name, "cluster-pass") == 0 ||
+				     strcmp(t->name, "cluster-token") == 0;
+			if (secret &&
+			    ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0)))
+				fprintf(stderr,
+					"%sswitchboard: reload: %s changes only with a restart\n",
+					level(4), t->name);
+			else if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
 				fprintf(stderr,
 					"%sswitchboard: reload: %s changes only with a restart "
 					"(still "
