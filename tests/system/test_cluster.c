@@ -4,12 +4,14 @@
  * service on A crosses NATS's route between the servers. Clients and
  * services are test peers speaking the wire protocol over real sockets;
  * what is checked is what they see. Every wait is bounded. */
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <switchboard/router.h>
 
@@ -518,6 +520,44 @@ static void test_a_name_taken_on_one_router_is_refused_on_another(void)
 	natsd_stop(&js);
 }
 
+/* Every thread of pid is stopped (state T): kill() only queues SIGSTOP, and
+ * a server thread already running may still answer a request sent right
+ * after it. 1 once they are, within 5 s. */
+static int all_stopped(pid_t pid)
+{
+	char path[64];
+	for (uint64_t end = now_ms() + 5000; now_ms() < end;) {
+		int running = 0, seen = 0;
+		snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+		DIR *d = opendir(path);
+		struct dirent *e;
+		if (d == NULL)
+			return 0;
+		while ((e = readdir(d)) != NULL) {
+			char st[256], *paren;
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof path, "/proc/%d/task/%.20s/stat", (int)pid,
+				 e->d_name);
+			FILE *f = fopen(path, "r");
+			if (f == NULL)
+				continue;
+			size_t n = fread(st, 1, sizeof st - 1, f);
+			fclose(f);
+			st[n] = 0;
+			paren = strrchr(st, ')'); /* the state follows the name: "pid (name) T" */
+			seen++;
+			running += paren == NULL || paren[1] != ' ' || paren[2] != 'T';
+		}
+		closedir(d);
+		if (seen > 0 && running == 0)
+			return 1;
+		struct timespec ts = {0, 2000000};
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 {
 	/* Router 1 holds the name; JetStream's server is then stopped, so
@@ -551,6 +591,7 @@ static void test_a_name_is_not_given_twice_while_jetstream_does_not_answer(void)
 	CHECK(held && first != NULL);
 
 	kill(js.pid, SIGSTOP);
+	CHECK(all_stopped(js.pid));
 	struct peer *p = peer_dial(p2);
 	struct sb_msg h = {.kind = SB_HELLO, .id = 1, .version = SB_PROTO_VERSION};
 	h.role = v_str("service");
