@@ -38,7 +38,8 @@ static const struct command *find_command(const char *name);
 
 static const char global_options[] =
 	"Options (before or after the command):\n"
-	"  --router HOST:PORT    the router (default 127.0.0.1:7400)\n"
+	"  --router HOST:PORT    the router (default 127.0.0.1:7400); several, comma-\n"
+	"                        separated, are tried in turn (routers of a cluster)\n"
 	"  --name NAME           peer name to ask for (default: the router assigns one)\n"
 	"  --json                machine output: one JSON object per line\n"
 	"  --connect-timeout MS  how long to wait for the router (default 2000)\n"
@@ -131,17 +132,24 @@ static const char *read_secret(const char *path)
 	return buf;
 }
 
+/* --router a:1,b:2: the library checks each address when it is given
+ * them; kept here are how many and the last (a round of attempts ends
+ * with it). */
 static void parse_router(struct opts *o, const char *s)
 {
-	const char *colon = strrchr(s, ':');
+	const char *last = strrchr(s, ',');
 
-	if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof o->host) {
-		fprintf(stderr, "sbctl: --router %s: expected HOST:PORT\n", s);
-		exit(EXIT_USAGE);
-	}
-	memcpy(o->host, s, (size_t)(colon - s));
-	o->host[colon - s] = 0;
-	o->port = (uint16_t)number("router", colon + 1, 1, 65535);
+	last = last != NULL ? last + 1 : s;
+	while (*last == ' ' || *last == '\t')
+		last++;
+	o->routers = s;
+	o->nrouters = 1;
+	for (const char *p = s; *p != 0; p++)
+		o->nrouters += *p == ',';
+	snprintf(o->last, sizeof o->last, "%s", last);
+	for (size_t n = strlen(o->last);
+	     n > 0 && (o->last[n - 1] == ' ' || o->last[n - 1] == '\t');)
+		o->last[--n] = 0;
 }
 
 /* The JSON text of a payload, or a note when it cannot be printed (the
@@ -349,12 +357,13 @@ int main(int argc, char **argv)
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct opts o = {.host = "127.0.0.1", .port = 7400, .connect_ms = 2000};
+	struct opts o = {.connect_ms = 2000};
 	int help = 0, opt;
 
 	/* A test hook: the router's own names cannot be served by a stand-in,
 	 * so tests of the table layout point sbctl at other names. */
 	o.admin = getenv("SBCTL_TEST_ADMIN_PREFIX") ? getenv("SBCTL_TEST_ADMIN_PREFIX") : "$sb.";
+	parse_router(&o, "127.0.0.1:7400");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	opterr = 0;

@@ -37,8 +37,9 @@ enum {
 
 /* Everything the command line says. */
 struct opts {
-	char host[256];      /* router host, from --router */
-	uint16_t port;       /* router port, from --router */
+	const char *routers; /* --router: "HOST:PORT[,HOST:PORT...]" */
+	unsigned nrouters;   /* how many: with several, each is tried in turn */
+	char last[272];      /* the last of them, as the library names it */
 	const char *name;    /* --name: peer name to ask for, or NULL */
 	int json;            /* --json: machine output */
 	unsigned connect_ms; /* --connect-timeout: how long to wait to be online */

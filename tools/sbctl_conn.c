@@ -255,8 +255,7 @@ struct sb_client *connect_router(const struct opts *o, enum sb_role role)
 	int err = 0;
 
 	sb_client_config_init(&cfg);
-	cfg.host = o->host;
-	cfg.port = o->port;
+	cfg.routers = o->routers;
 	cfg.name = o->name;
 	cfg.role = role;
 	cfg.secret = o->secret;
@@ -282,6 +281,10 @@ struct sb_client *connect_router(const struct opts *o, enum sb_role role)
 		}
 	struct sb_client *c = sb_client_new(&cfg, &err);
 	if (c == NULL) {
+		if (err == SB_EINVAL && strncmp(why, "routers: ", 9) == 0) {
+			fprintf(stderr, "sbctl: --router %s: %s\n", o->routers, why + 9);
+			exit(EXIT_USAGE);
+		}
 		if (err == SB_EINVAL && strncmp(why, "name:", 5) == 0) {
 			fprintf(stderr, "sbctl: --name %s: not a valid peer name\n",
 				o->name ? o->name : "");
@@ -309,17 +312,22 @@ int wait_online(struct sb_client *c, const struct opts *o)
 		/* No socket and a reason: an attempt failed, and the library
 		 * waits to try again. A user at a shell wants the reason now,
 		 * not after the timeout; --wait is for a router still coming up. */
-		if (!o->wait && sb_client_fd(c) < 0 && *sb_client_last_error(c) != 0) {
-			fprintf(stderr, "sbctl: cannot connect to the router at %s:%u: %s\n",
-				o->host, o->port, sb_client_last_error(c));
+		if (!o->wait && sb_client_fd(c) < 0 && *sb_client_last_error(c) != 0 &&
+		    strcmp(sb_client_router(c), o->last) == 0) {
+			/* With several routers, once each has failed: the error is
+			 * the last one's. */
+			fprintf(stderr, "sbctl: cannot connect to the router at %s%s%s: %s\n",
+				o->nrouters > 1 ? sb_client_router(c) : o->routers,
+				o->nrouters > 1 ? ", nor to the others in " : "",
+				o->nrouters > 1 ? o->routers : "", sb_client_last_error(c));
 			return EXIT_NO_ROUTER;
 		}
 		if (now >= deadline) {
 			const char *why = sb_client_last_error(c);
 			fprintf(stderr,
-				"sbctl: cannot connect to the router at %s:%u (no answer "
+				"sbctl: cannot connect to the router at %s (no answer "
 				"within %u ms)%s%s\n",
-				o->host, o->port, o->connect_ms, *why ? ": " : "", why);
+				o->routers, o->connect_ms, *why ? ": " : "", why);
 			return EXIT_NO_ROUTER;
 		}
 		int t = sb_client_timeout(c);

@@ -87,6 +87,16 @@ static const char *is_ipv4(const char *val)
 	return inet_pton(AF_INET, val, &a) == 1 ? NULL : "not an IPv4 address (127.0.0.1)";
 }
 
+static const char *is_cluster_name(const char *val)
+{
+	size_t n = strlen(val);
+	if (n == 0 || n > 32 ||
+	    strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			"0123456789-_") != n)
+		return "expected 1 to 32 letters, digits, '-' or '_'";
+	return NULL;
+}
+
 #define CFG(f)        offsetof(struct settings, cfg.f), sizeof(((struct sb_router_config *)0)->f)
 #define SET(f)        offsetof(struct settings, f), sizeof(((struct settings *)0)->f)
 #define RANGE(lo, hi) lo, hi
@@ -245,7 +255,39 @@ static const struct setting table[] = {
 
 	{"Several routers as one (docs/cluster.md):", "cluster", TEXT, CFG(cluster), ANY, 0, "URLS",
 	 "join other routers over a NATS cluster:\n"
-	 "nats://HOST:PORT[,...]",
+	 "nats://HOST:PORT[,...] (tls://HOST:PORT for TLS)",
+	 NULL},
+	{NULL, "cluster-name", TEXT, CFG(cluster_name), ANY, 0, "ID",
+	 "this router's id in the cluster, unique among\n"
+	 "them (default: r and 16 random hex digits)",
+	 is_cluster_name},
+	{NULL, "cluster-dead-ms", NUM, CFG(cluster_dead_ms), RANGE(300, 600000), 0, "MS",
+	 "a router silent this long is gone; heartbeats\n"
+	 "every sixth of it (default 3000)",
+	 NULL},
+	{NULL, "cluster-user", TEXT, CFG(cluster_user), ANY, 0, "U",
+	 "user for NATS servers that require one", NULL},
+	{NULL, "cluster-pass-file", TEXT, CFG(cluster_pass_file), ANY, 0, "FILE",
+	 "its password, read from FILE (a trailing\n"
+	 "newline is dropped)",
+	 NULL},
+	{NULL, "cluster-pass", TEXT, CFG(cluster_pass), ANY, 0, "S",
+	 "the password itself (visible in the process\n"
+	 "list: prefer the file)",
+	 NULL},
+	{NULL, "cluster-token-file", TEXT, CFG(cluster_token_file), ANY, 0, "FILE",
+	 "an authorization token instead, from FILE", NULL},
+	{NULL, "cluster-token", TEXT, CFG(cluster_token), ANY, 0, "S", "the token itself", NULL},
+	{NULL, "cluster-ca", TEXT, CFG(cluster_ca), ANY, 0, "FILE",
+	 "PEM CA the NATS servers' certificates must be\n"
+	 "signed by: TLS to every server (without it,\n"
+	 "tls:// URLs use the system's CAs)",
+	 NULL},
+	{NULL, "cluster-cert", TEXT, CFG(cluster_cert), ANY, 0, "FILE",
+	 "PEM certificate for servers that verify clients", NULL},
+	{NULL, "cluster-key", TEXT, CFG(cluster_key), ANY, 0, "FILE",
+	 "its PEM private key (default: in the\n"
+	 "--cluster-cert file)",
 	 NULL},
 	{NULL, "cluster-spill", NUM, CFG(cluster_spill), RANGE(0, 1u << 24), 0, "N",
 	 "send a request to another router with the\n"
@@ -586,7 +628,15 @@ static void note_restart_only(const struct settings *now, const struct settings 
 			const char *a, *b;
 			memcpy(&a, (const char *)now + t->off, sizeof a);
 			memcpy(&b, (const char *)asked + t->off, sizeof b);
-			if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
+			/* A secret's value is not written out, only that it differs. */
+			int secret = strcmp(t->name, "cluster-pass") == 0 ||
+				     strcmp(t->name, "cluster-token") == 0;
+			if (secret &&
+			    ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0)))
+				fprintf(stderr,
+					"%sswitchboard: reload: %s changes only with a restart\n",
+					level(4), t->name);
+			else if ((a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0))
 				fprintf(stderr,
 					"%sswitchboard: reload: %s changes only with a restart "
 					"(still "
@@ -727,7 +777,7 @@ int main(int argc, char **argv)
 		if (!pattern)
 			fprintf(stderr,
 				"%sswitchboard: invalid settings (the log above names a TLS, "
-				"secret or name-rule one)\n",
+				"secret, name-rule or cluster one)\n",
 				level(3));
 		goto out;
 	}

@@ -84,6 +84,16 @@ void sb__client_give_up(struct sb_client *c, int err);
 void sb__client_on_welcome(struct sb_client *c, const struct sb_msg *m);
 void sb__client_on_challenge(struct sb_client *c, const struct sb_msg *m);
 
+/* ---- the routers to connect to (routers.c) ------------------------------- */
+
+/** cfg.routers parsed into @p n addresses (*out malloc'd): 0, or
+ *  SB_EINVAL with why saying what is wrong ("routers: ..."), SB_ENOMEM. */
+int sb__client_routers_parse(const char *list, struct sb__client_addr **out, unsigned *n, char *why,
+			     size_t cap);
+void sb__client_routers_free(struct sb__client_addr *a, unsigned n);
+/** Picks the router for the next connection attempt. */
+void sb__client_routers_next(struct sb_client *c);
+
 /* ---- the offline queue (offline.c) ---------------------------------------- */
 
 /** Holds SEND @p m until online. @return 0, SB_EOVERLOADED (full),

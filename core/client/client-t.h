@@ -35,6 +35,16 @@ enum conn_state {
 	C_DEAD,       /* gave up for good (dead_err says why), or being freed */
 };
 
+#define SB__CLIENT_ADDR_MAX    262u /* "[" + an address or host name + "]:" + a port */
+#define SB__CLIENT_ROUTERS_MAX 64u
+
+/* One router to connect to. */
+struct sb__client_addr {
+	char *host;
+	uint16_t port;
+	char text[SB__CLIENT_ADDR_MAX + 1]; /* as given, for sb_client_router() */
+};
+
 /* An open request. */
 struct req {
 	struct sb__timer timer; /* the local deadline */
@@ -91,7 +101,10 @@ struct handler {
 struct sb_client {
 	struct sb_client_config cfg; /* its strings point at the copies below */
 	char *host, *name, *role;
-	char *secret;   /* shared secret, or NULL; wiped when freed */
+	struct sb__client_addr *addrs; /* cfg.routers, or host and port alone */
+	unsigned naddrs, addr_cur;     /* how many; the one of the current attempt */
+	int addr_tried;                /* an attempt was made: the next takes the next one */
+	char *secret;                  /* shared secret, or NULL; wiped when freed */
 	uint8_t *hello; /* HELLO's payload ({"lib", "token"} with a token), or NULL: HELLO_INFO */
 	size_t hello_len;
 	uint8_t *hello_resume; /* the same with "resume" added, while has_resume; or NULL */

@@ -321,6 +321,7 @@ static void destroy(struct sb_client *c)
 	free(c->out);
 	sb__client_offline_clear(c);
 	free(c->host);
+	sb__client_routers_free(c->addrs, c->naddrs);
 	free(c->name);
 	free(c->role);
 	if (c->secret != NULL) {
@@ -375,6 +376,26 @@ struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 	    (cfg->secret != NULL && c->secret == NULL) || c->in == NULL || c->out == NULL)
 		goto fail;
 	c->cfg.host = c->host;
+	c->cfg.routers = NULL; /* parsed into c->addrs */
+	if (cfg->routers != NULL) {
+		char why[400];
+		if ((e = sb__client_routers_parse(cfg->routers, &c->addrs, &c->naddrs, why,
+						  sizeof why)) != 0) {
+			if (e == SB_EINVAL)
+				say(given, "%s", why);
+			goto fail;
+		}
+		e = SB_ENOMEM;
+	} else {
+		if ((c->addrs = calloc(1, sizeof *c->addrs)) == NULL ||
+		    (c->addrs[0].host = strdup(cfg->host)) == NULL)
+			goto fail;
+		c->naddrs = 1;
+		c->addrs[0].port = cfg->port;
+		snprintf(c->addrs[0].text, sizeof c->addrs[0].text,
+			 strchr(cfg->host, ':') != NULL ? "[%.256s]:%u" : "%.256s:%u", cfg->host,
+			 (unsigned)cfg->port);
+	}
 	c->cfg.name = c->name;
 	c->cfg.secret = c->secret;
 	c->cfg.token = NULL; /* it lives on in c->hello */
@@ -383,9 +404,10 @@ struct sb_client *sb_client_new(const struct sb_client_config *given, int *err)
 	c->cfg.tls_ca = c->cfg.tls_server_name = c->cfg.tls_cert = c->cfg.tls_key = NULL;
 	if (cfg->tls) {
 		char why[320];
-		c->server_name = strdup(cfg->tls_server_name ? cfg->tls_server_name : cfg->host);
+		/* NULL: each router's host name, as each attempt connects. */
+		c->server_name = cfg->tls_server_name ? strdup(cfg->tls_server_name) : NULL;
 		c->tin = malloc(IN_SIZE);
-		if (c->server_name == NULL || c->tin == NULL)
+		if ((cfg->tls_server_name != NULL && c->server_name == NULL) || c->tin == NULL)
 			goto fail;
 		if ((e = sb__tls_client_ctx(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &c->tls_ctx,
 					    why, sizeof why)) != 0) {

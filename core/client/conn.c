@@ -493,23 +493,25 @@ static uint64_t backoff(struct sb_client *c)
 static int resolve(struct sb_client *c, union addr *a, socklen_t *len)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+	const char *host = c->addrs[c->addr_cur].host;
+	uint16_t port = c->addrs[c->addr_cur].port;
 	int g;
 
 	memset(a, 0, sizeof *a);
-	if (inet_pton(AF_INET, c->host, &a->v4.sin_addr) == 1) {
+	if (inet_pton(AF_INET, host, &a->v4.sin_addr) == 1) {
 		a->v4.sin_family = AF_INET;
-		a->v4.sin_port = htons(c->cfg.port);
+		a->v4.sin_port = htons(port);
 		*len = sizeof a->v4;
 		return 0;
 	}
-	if (inet_pton(AF_INET6, c->host, &a->v6.sin6_addr) == 1) {
+	if (inet_pton(AF_INET6, host, &a->v6.sin6_addr) == 1) {
 		a->v6.sin6_family = AF_INET6;
-		a->v6.sin6_port = htons(c->cfg.port);
+		a->v6.sin6_port = htons(port);
 		*len = sizeof a->v6;
 		return 0;
 	}
 	/* A host name: this may block on DNS (docs/client.md says so). */
-	if ((g = getaddrinfo(c->host, NULL, &hints, &res)) != 0) {
+	if ((g = getaddrinfo(host, NULL, &hints, &res)) != 0) {
 		sb__client_say(c, "no such host: %s",
 			       g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
 		return SB_ESYS;
@@ -520,9 +522,9 @@ static int resolve(struct sb_client *c, union addr *a, socklen_t *len)
 		memcpy(a, res->ai_addr, res->ai_addrlen);
 		*len = res->ai_addrlen;
 		if (a->sa.sa_family == AF_INET)
-			a->v4.sin_port = htons(c->cfg.port);
+			a->v4.sin_port = htons(port);
 		else
-			a->v6.sin6_port = htons(c->cfg.port);
+			a->v6.sin6_port = htons(port);
 		rc = 0;
 	} else
 		sb__client_say(c, "no such host: no IPv4 or IPv6 address");
@@ -625,7 +627,9 @@ static void on_connected(struct sb_client *c)
 		say_hello(c);
 		return;
 	}
-	c->tls = sb__tls_new(c->tls_ctx, c->server_name, TLS_PAIR, TLS_PAIR);
+	c->tls = sb__tls_new(c->tls_ctx,
+			     c->server_name != NULL ? c->server_name : c->addrs[c->addr_cur].host,
+			     TLS_PAIR, TLS_PAIR);
 	if (c->tls == NULL) {
 		sb__client_drop(c, SB_ENOMEM);
 		return;
@@ -644,6 +648,7 @@ void sb__client_connect(struct sb_client *c)
 	int one = 1;
 
 	c->hs_deadline = sb__now_ms() + HANDSHAKE_MS;
+	sb__client_routers_next(c);
 	if (resolve(c, &a, &len) != 0)
 		goto retry;
 	c->fd = socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

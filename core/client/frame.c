@@ -41,6 +41,13 @@ static void on_error(struct sb_client *c, const struct sb_msg *m)
 			sb__client_drop(c, err);
 			return;
 		}
+		/* Moved to another router of a cluster: the name we had is
+		 * still claimed for us by the router we lost until the others
+		 * hold it dead (docs/cluster.md, "Clients that move"). */
+		if (err == SB_EDUPNAME && c->naddrs > 1 && c->ever_online) {
+			sb__client_drop(c, err);
+			return;
+		}
 		/* Retrying would be refused the same way, forever. */
 		if (err == SB_EDUPNAME || err == SB_EUNAUTHORIZED || err == SB_EFORBIDDEN)
 			sb__client_give_up(c, err);

@@ -251,6 +251,8 @@ static void drop(struct sb__nats *nc, const char *fmt, ...)
 	}
 	if (was_ready)
 		event(nc, SB__NATS_DISCONNECTED, nc->why);
+	else
+		event(nc, SB__NATS_ATTEMPT_FAILED, nc->why);
 	sb__nats_fail_requests(nc, SB_EOFFLINE);
 	nc->dropping = 0;
 }

@@ -12,10 +12,12 @@
 
 /* What the connection tells its owner, through sb__nats_cfg's on_event. */
 enum sb__nats_event {
-	SB__NATS_CONNECTED = 1, /* ready: CONNECT answered, subscriptions in place (text: URL) */
-	SB__NATS_DISCONNECTED,  /* the server was lost (text: why); reconnecting */
-	SB__NATS_WRITABLE,      /* pending output is down to half its bound after a refusal */
-	SB__NATS_SERVER_ERROR,  /* the server sent -ERR (text: its words) */
+	SB__NATS_CONNECTED = 1,  /* ready: CONNECT answered, subscriptions in place (text: URL) */
+	SB__NATS_DISCONNECTED,   /* the server was lost (text: why); reconnecting */
+	SB__NATS_WRITABLE,       /* pending output is down to half its bound after a refusal */
+	SB__NATS_SERVER_ERROR,   /* the server sent -ERR (text: its words) */
+	SB__NATS_ATTEMPT_FAILED, /* an attempt ended before it was ready (text: why); the
+				    next server is tried after the backoff */
 };
 
 /* A message for a subscription. Valid during the call only. */
@@ -39,6 +41,8 @@ struct sb__nats_cfg {
 	const char *user, *pass; /* user and password, or NULL (also nats://user:pass@host) */
 	const char *token;       /* an authorization token, or NULL */
 	const char *tls_ca;      /* CA file: TLS to every server; NULL: TLS only to tls:// */
+	const char *tls_cert;    /* certificate (chain) file for servers that verify clients */
+	const char *tls_key;     /* its private key file; NULL: in tls_cert's file */
 	const char *name;        /* the connection's name in the server's monitoring */
 	int echo;                /* 1: our own publishes reach our subscriptions */
 	size_t out_max;          /* publishes refused past this many pending bytes (1 MiB) */

@@ -149,6 +149,7 @@ int sb__nats_new(const struct sb__nats_cfg *cfg, struct sb__nats **out, char *wh
 	nc->cfg.pass = dup_or_null(cfg->pass);
 	nc->cfg.token = dup_or_null(cfg->token);
 	nc->cfg.tls_ca = NULL;
+	nc->cfg.tls_cert = nc->cfg.tls_key = NULL; /* loaded below, not kept */
 	nc->cfg.name = dup_or_null(cfg->name);
 	if (nc->cfg.out_max == 0)
 		nc->cfg.out_max = 1u << 20;
@@ -189,8 +190,9 @@ int sb__nats_new(const struct sb__nats_cfg *cfg, struct sb__nats **out, char *wh
 		if (*p == ',')
 			p++;
 	}
-	if (cfg->tls_ca != NULL || any_tls) {
-		rc = sb__tls_client_ctx(cfg->tls_ca, NULL, NULL, &nc->tls_ctx, why, cap);
+	if (cfg->tls_ca != NULL || cfg->tls_cert != NULL || any_tls) {
+		rc = sb__tls_client_ctx(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &nc->tls_ctx, why,
+					cap);
 		if (rc != 0)
 			goto fail;
 	}

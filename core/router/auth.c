@@ -15,7 +15,7 @@
 /* ---- policy --------------------------------------------------------------- */
 
 /* A secret file: its bytes, minus one trailing newline (editors add one). */
-static int secret_read(const char *path, uint8_t **out, size_t *len)
+int sb__auth_secret_read(const char *path, uint8_t **out, size_t *len)
 {
 	uint8_t buf[SB__HMAC_SECRET_MAX + 2];
 	size_t n = 0;
@@ -60,7 +60,7 @@ static int secret_set(struct sb__policy *p, int role, const char *text, const ch
 		return SB_EINVAL;
 	}
 	if (file != NULL) {
-		if ((rc = secret_read(file, &p->secret[role], &p->secret_len[role])) != 0)
+		if ((rc = sb__auth_secret_read(file, &p->secret[role], &p->secret_len[role])) != 0)
 			snprintf(why, cap, "%s_file %s: %s", key, file,
 				 rc == SB_ESYS ? strerror(errno)
 					       : "empty, or longer than 4096 bytes");

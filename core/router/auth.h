@@ -67,6 +67,11 @@ struct sb__auth_hs {
 
 /* ---- policy --------------------------------------------------------------- */
 
+/** A secret file's bytes, minus one trailing newline (editors add one),
+ *  into *out (malloc'd; wipe it). Also the cluster's password and token.
+ *  @return 0, SB_ESYS (errno), SB_EINVAL (empty or over 4,096 bytes), SB_ENOMEM */
+int sb__auth_secret_read(const char *path, uint8_t **out, size_t *len);
+
 /**
  * Build a policy from the secrets and allow_* fields of @p c (files read
  * now). On failure @p why says which field and what is wrong with it.

@@ -23,8 +23,12 @@ struct sb__xview;
 
 struct sb__xrouter {
 	char *servers;
-	struct sb__xpres *xp; /* other routers' peers known here (cluster_presence.c) */
-	char id[24];          /* <R>: "r" and 16 random hex digits */
+	struct sb__xpres *xp;      /* other routers' peers known here (cluster_presence.c) */
+	char *user, *pass, *token; /* the NATS credentials, or NULL */
+	char *ca, *cert, *key;     /* the NATS connection's TLS files, or NULL */
+	char id[40];               /* <R>: cluster_name, or "r" and 16 random hex digits */
+	char inc[20];              /* this start's random incarnation: our heartbeats' payload */
+	uint32_t dead_ms, beat_ms; /* a router silent this long is gone; our heartbeats' period */
 };
 
 /* A gone peer's name held for its resume token: still claimed in the
@@ -39,7 +43,7 @@ struct hold {
 struct live {
 	uint64_t router; /* the hash of its id */
 	uint64_t seen;   /* ms: its last heartbeat or message */
-	char id[24];     /* its id, from its heartbeat ("": none heard yet), to ask it */
+	char id[40];     /* its id, from its heartbeat ("": none heard yet), to ask it */
 };
 
 struct sb__xshard {
@@ -77,6 +81,8 @@ struct sb__xshard {
 	uint64_t bucket_next;   /* ms: when to ask again (0: at once) */
 	uint32_t bucket_wait;   /* ms: the wait after the next failure */
 	struct sb__xview *view; /* other routers' peers as told here (cluster_presence.c) */
+	int clash_said;          /* said once that another router has our id */
+	uint64_t failed_said;    /* the hash of the last failed attempt's reason logged */
 };
 
 /* A request's part across routers: to another router (the subject it was

@@ -50,7 +50,7 @@ static const char *const asked[] = {"$sb.routes", "$sb.peers", "$sb.stats"};
 
 /* One router's part of the answer. */
 struct got {
-	char id[24];
+	char id[40];
 	uint8_t *p; /* its answer's payload (malloc'd); NULL: none (yet) */
 	size_t len;
 	int done; /* answered, or given up on */

@@ -24,11 +24,11 @@
 #include "router/router-t.h"
 #include "router/shard.h"
 
-/* Heartbeats: shard 0 of each router publishes sb.hb.<R> every HB_MS; a
- * router not heard from for DEAD_MS is gone, and the requests it held end
- * (docs/cluster.md, "Failures"). */
-#define HB_MS   500
-#define DEAD_MS 3000
+/* Heartbeats: shard 0 of each router publishes sb.hb.<R> every beat_ms
+ * (a sixth of the dead time), its incarnation as payload; a router not
+ * heard from for dead_ms (--cluster-dead-ms) is gone, and the requests it
+ * held end (docs/cluster.md, "Failures"). */
+#define DEAD_MS (sh->r->xr->dead_ms)
 
 /* ---- liveness ------------------------------------------------------------- */
 
@@ -58,6 +58,7 @@ struct live *sb__cluster_heard(struct sb__shard *sh, uint64_t h)
 void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
+	const struct sb__xrouter *xr = sh->r->xr;
 	/* "sb.hb.<R>": hashed as <R> alone, as inboxes and Sb-Hand name it,
 	 * so a heartbeat keeps alive the router our requests know. */
 	const size_t pre = sizeof "sb.hb." - 1;
@@ -65,7 +66,19 @@ void sb__cluster_on_heartbeat(void *ud, const struct sb__nats_msg *nm)
 		return;
 	const char *id = nm->subject + pre;
 	size_t n = nm->subject_len - pre;
-	struct live *l = sb__cluster_heard(sh, sb__cluster_fnv(id, n));
+	uint64_t h = sb__cluster_fnv(id, n);
+	/* Our id, but not our incarnation: another router was given our
+	 * --cluster-name, and our inboxes are its too. */
+	if (h == sh->xs->self &&
+	    (nm->data_len != strlen(xr->inc) || memcmp(nm->data, xr->inc, nm->data_len) != 0)) {
+		if (!sh->xs->clash_said++)
+			sb__log(&sh->r->log, 0,
+				"shard %u: cluster: another router runs with this router's id %s: "
+				"give each router a --cluster-name of its own",
+				sh->id, xr->id);
+		return;
+	}
+	struct live *l = sb__cluster_heard(sh, h);
 	/* Its id, by which $sb.* asks it (cluster_admin.c). */
 	if (l != NULL && l->id[0] == 0 && n < sizeof l->id) {
 		memcpy(l->id, id, n);
@@ -102,7 +115,7 @@ static void router_gone(struct sb__shard *sh, uint64_t h)
 	}
 }
 
-/* Every HB_MS: shard 0 beats; every shard looks for routers gone silent. */
+/* Every beat: shard 0 beats; every shard looks for routers gone silent. */
 void sb__cluster_liveness(struct sb__shard *sh)
 {
 	struct sb__xshard *xs = sh->xs;
@@ -110,13 +123,13 @@ void sb__cluster_liveness(struct sb__shard *sh)
 
 	if (sh->now < xs->hb_next)
 		return;
-	xs->hb_next = sh->now + HB_MS;
+	xs->hb_next = sh->now + sh->r->xr->beat_ms;
 	sb__cluster_unhold(sh, 0);
 	sb__cluster_bucket(sh, 0);
 	sb__xpres_tick(sh);
 	if (sh->id == 0 && sb__nats_ready(xs->nc)) {
 		snprintf(subj, sizeof subj, "sb.hb.%s", sh->r->xr->id);
-		sb__nats_pub(xs->nc, subj, NULL, NULL, 0, NULL, 0);
+		sb__nats_pub(xs->nc, subj, NULL, NULL, 0, sh->r->xr->inc, strlen(sh->r->xr->inc));
 	}
 	/* While we cannot hear anyone, silence proves nothing (and what we
 	 * had in flight has ended already: lost()). */

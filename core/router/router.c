@@ -56,6 +56,7 @@ static void defaults(struct sb_router_config *c)
 	c->jwt_leeway_s = 30;
 	c->name_grace_ms = 30000;
 	c->cluster_spill = 64;
+	c->cluster_dead_ms = 3000;
 }
 
 /* A program built against an older header has a shorter struct: only
@@ -302,7 +303,7 @@ struct sb_router *sb_router_new(const struct sb_router_config *given, int *err)
 	sb__jwt_keys_put(keys); /* the slot holds its own */
 	r->cfg.jwt_keys_file = r->cfg.jwt_secret_file = NULL;
 	r->cfg.jwt_issuer = r->cfg.jwt_audience = NULL;
-	if (c->cluster != NULL && (e = sb__cluster_router_init(r, c)) != 0)
+	if ((e = sb__cluster_router_init(r, c)) != 0)
 		goto fail;
 	e = SB_ENOMEM;
 	if (tls_wanted(c)) {

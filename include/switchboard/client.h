@@ -131,7 +131,30 @@ struct sb_client_config {
 	   returns. NULL: not written. */
 	char *why;
 	size_t whylen;
-	/* Appended last: the struct grows at its end. */
+	/* Several routers of one cluster (docs/cluster.md, "Clients that
+	   move"): "HOST:PORT,HOST:PORT,..." (an IPv6 address in brackets,
+	   "[::1]:7400"; at most 64), used instead of host and port. The
+	   first attempt takes the first; every later attempt, after a failed
+	   one or a lost connection, takes the next (after the last, the
+	   first again), with the backoff of one router (reconnect_min_ms,
+	   doubling per failed attempt). So a client whose router dies moves
+	   to the next one that answers and stays there. A move is a
+	   reconnect like any other: OFFLINE, then RECONNECTED once every
+	   handler and the presence subscription are ACKed by the new router;
+	   open requests fail with SB_EOFFLINE at the loss; the offline queue
+	   is written to the new router. The resume token of the last WELCOME
+	   belongs to the router that gave it: it is shown to the next router
+	   all the same, which knows nothing of it and treats it as after a
+	   router restart (the name is asked for: given if it is free across
+	   the cluster, else a new assigned name). A name of its own (name)
+	   refused as `duplicate name` by a router after the client was
+	   online once is not given up on: the router it lost may hold the
+	   name until the cluster's dead time, so it is reported (ERROR) and
+	   tried again with the backoff. With tls, each router's
+	   certificate must carry its host (or tls_server_name, for all).
+	   sb_client_router() says which router is in use. NULL (default):
+	   host and port. Appended last: the struct grows at its end. */
+	const char *routers;
 };
 
 /** Fill @p cfg with the defaults above, and its size. */
@@ -184,6 +207,11 @@ void sb_client_free(struct sb_client *c);
  *         another code if the connection ended otherwise (SB_ESYS, ...)
  */
 int sb_client_leave(struct sb_client *c, const char *reason, uint32_t deadline_ms);
+
+/** The router of the current connection or attempt ("HOST:PORT" as given
+ *  in routers, or host and port; while waiting to reconnect, the last
+ *  one tried). Valid while the client lives. */
+const char *sb_client_router(const struct sb_client *c);
 
 /** The socket to poll, or -1 while there is none (waiting to reconnect). */
 int sb_client_fd(const struct sb_client *c);

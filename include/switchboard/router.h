@@ -136,6 +136,28 @@ struct sb_router_config {
 	 * requester's shard; then to another router with the name, if one
 	 * is alive (docs/cluster.md, "Local first"). 0 = never; default 64. */
 	uint32_t cluster_spill;
+
+	/* The cluster's NATS connection (docs/cluster.md, "Settings"), with
+	 * `cluster` set (any of these without it is SB_EINVAL). Strings are
+	 * copied and files read by sb_router_new(); none reloads. */
+	const char *cluster_user;       /* user for servers that require one (with a password) */
+	const char *cluster_pass;       /* its password; or */
+	const char *cluster_pass_file;  /* ...read from a file, minus one trailing newline */
+	const char *cluster_token;      /* an authorization token instead; or */
+	const char *cluster_token_file; /* ...read from a file, minus one trailing newline */
+	const char *cluster_ca;         /* PEM CA file: TLS to every server, whose certificate
+					   must be signed by it; NULL: TLS only to tls:// URLs,
+					   verified against the system's CA certificates */
+	const char *cluster_cert;       /* PEM certificate (chain) for servers that verify
+					   clients (mutual TLS); NULL: none */
+	const char *cluster_key;        /* its PEM private key; NULL: in cluster_cert's file */
+	const char *cluster_name;       /* this router's id in the cluster: 1 to 32 letters,
+					   digits, '-' or '_', unique among the routers (the
+					   log says when another router uses it); NULL: "r" and
+					   16 random hex digits, new at each start */
+	uint32_t cluster_dead_ms;       /* a router not heard from this long is gone: what it
+					   handled ends with `peer gone`; heartbeats go every
+					   sixth of it. 300 to 600,000; default 3,000 */
 };
 
 /* Counters, summed over shards. */

@@ -41,6 +41,8 @@ static void on_event(void *ud, enum sb__nats_event ev, const char *text)
 	case SB__NATS_WRITABLE:
 		w->writable++;
 		break;
+	case SB__NATS_ATTEMPT_FAILED:
+		break;
 	case SB__NATS_SERVER_ERROR:
 		w->errors++;
 		snprintf(w->error, sizeof w->error, "%s", text);
