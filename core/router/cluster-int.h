@@ -81,8 +81,8 @@ struct sb__xshard {
 	uint64_t bucket_next;   /* ms: when to ask again (0: at once) */
 	uint32_t bucket_wait;   /* ms: the wait after the next failure */
 	struct sb__xview *view; /* other routers' peers as told here (cluster_presence.c) */
-	int clash_said;          /* said once that another router has our id */
-	uint64_t failed_said;    /* the hash of the last failed attempt's reason logged */
+	int clash_said;         /* said once that another router has our id */
+	uint64_t failed_said;   /* the hash of the last failed attempt's reason logged */
 };
 
 /* A request's part across routers: to another router (the subject it was
