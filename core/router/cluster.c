@@ -12,8 +12,9 @@
  * alone: NATS's "no responders" status comes back on it, and becomes `no
  * handler`. The router that takes it enters it as a request from a
  * remote requester and publishes each answer, patched back to <rid>, to
- * that inbox (the first says which shard handles it), where the
- * requester's shard hands it to its request as any handler's answer. A
+ * the inbox's shard, sb.i.<R>.<k> (the first says which shard handles
+ * it), where the requester's shard finds the request by the frame's id
+ * and hands it the answer as any handler's. A
  * cancel goes to sb.x.<where it went> with the inbox as reply subject;
  * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
  * A request whose handlers here are all full goes to one other router's
@@ -290,6 +291,23 @@ int sb__cluster_subject(char *out, const char *prefix, const void *name, size_t 
 static void inbox_of(const struct sb__xshard *xs, uint64_t rid, char *out, size_t cap)
 {
 	snprintf(out, cap, "%s.%" PRIu64, xs->inbox, rid);
+}
+
+/* Where answers to the request whose reply subject is inbox go: its
+ * shard's fixed "sb.i.<R>.<k>" (the frame's id says which request), not
+ * the inbox itself, so that NATS sees a handful of answer subjects, not a
+ * new one per request (each new subject is a miss in both servers'
+ * subject caches: docs/performance.md, "Across routers"). The length of
+ * that prefix; the whole length for anything else. */
+static size_t answer_len(const char *inbox, size_t n)
+{
+	const char *dot = n > 5 && memcmp(inbox, "sb.i.", 5) == 0 ? memrchr(inbox, '.', n) : NULL;
+	if (dot == NULL || dot == inbox + n - 1 || (size_t)(dot - inbox) < 8)
+		return n;
+	for (const char *c = dot + 1; c < inbox + n; c++)
+		if (*c < '0' || *c > '9')
+			return n;
+	return (size_t)(dot - inbox);
 }
 
 /* The router of inbox "sb.i.<R>.<k>.<rid>": the hash of <R>, 0 if none. */
@@ -630,13 +648,26 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 	const char *tok = nm->subject + xs->inbox_len + 1;
 	size_t n = nm->subject_len - xs->inbox_len - 1;
 	uint64_t rid = 0;
+	struct sb_msg m;
+	const uint8_t *f = nm->data;
+	uint32_t len = (uint32_t)nm->data_len;
+	/* An answer comes to the shard's inbox and says which request by its
+	 * frame's id; NATS's 503 comes to the request's own reply subject. */
+	int shared = nm->subject_len == xs->inbox_len;
 
-	if (nm->subject_len <= xs->inbox_len + 1 || n > 20)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		if (tok[i] < '0' || tok[i] > '9')
+	if (shared) {
+		if (nm->status != 0 || nm->data_len < SB_PREFIX_LEN || nm->data_len > UINT32_MAX ||
+		    sb_decode(f, len, 0, &m, NULL) != 0)
+			goto malformed;
+		rid = m.id;
+	} else {
+		if (nm->subject_len <= xs->inbox_len + 1 || n > 20)
 			return;
-		rid = rid * 10 + (uint64_t)(tok[i] - '0');
+		for (size_t i = 0; i < n; i++) {
+			if (tok[i] < '0' || tok[i] > '9')
+				return;
+			rid = rid * 10 + (uint64_t)(tok[i] - '0');
+		}
 	}
 	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
 	if (q != NULL && q->bc != NULL) { /* a part of a broadcast (cluster_bcast.c) */
@@ -654,16 +685,10 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 	}
 	/* Another router's frame goes to our client as it is: it must be an
 	 * answer to this very request, and whole. */
-	struct sb_msg m;
-	const uint8_t *f = nm->data;
-	uint32_t len = (uint32_t)nm->data_len;
-	if (nm->status != 0 || nm->data_len < SB_PREFIX_LEN || nm->data_len > UINT32_MAX ||
-	    sb_decode(f, len, 0, &m, NULL) != 0 || (m.kind != SB_REPLY && m.kind != SB_ERROR) ||
-	    m.id != rid) {
-		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed answer on %.*s", sh->id,
-			(int)nm->subject_len, nm->subject);
-		return;
-	}
+	if ((!shared && (nm->status != 0 || nm->data_len < SB_PREFIX_LEN ||
+			 nm->data_len > UINT32_MAX || sb_decode(f, len, 0, &m, NULL) != 0)) ||
+	    (m.kind != SB_REPLY && m.kind != SB_ERROR) || m.id != rid)
+		goto malformed;
 	if (q->x->back != NULL) { /* the other router has it: no way back */
 		sb__buf_put(q->x->back, &sh->pool);
 		q->x->back = NULL;
@@ -684,6 +709,10 @@ static void on_inbox(void *ud, const struct sb__nats_msg *nm)
 		return;
 	memcpy(b->data, f, len);
 	sb__req_reply(sh, SB__CLUSTER_EP, b, b->data, len);
+	return;
+malformed:
+	sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed answer on %.*s", sh->id,
+		(int)nm->subject_len, nm->subject);
 }
 
 /* ---- the handler's side -------------------------------------------------- */
@@ -725,7 +754,13 @@ int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender,
 	/* The first answer says which router handles it, so that its
 	 * requester's router can end it if this one dies. */
 	int first = !q->x->told;
-	int rc = sb__nats_pub(xs->nc, q->x->s, NULL, first ? xs->hand_hdr : NULL,
+	char to[SUBJ_MAX];
+	size_t n = answer_len(q->x->s, q->x->len);
+	if (n >= sizeof to)
+		return SB_EINVAL;
+	memcpy(to, q->x->s, n);
+	to[n] = 0;
+	int rc = sb__nats_pub(xs->nc, to, NULL, first ? xs->hand_hdr : NULL,
 			      first ? xs->hand_hdr_len : 0, f, len);
 	if (rc == 0) {
 		q->x->told = 1;
@@ -734,10 +769,17 @@ int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender,
 	return rc;
 }
 
-static void publish_error(struct sb__shard *sh, const char *inbox, uint64_t id, int err,
+/* To the answers' subject of inbox (len bytes). */
+static void publish_error(struct sb__shard *sh, const char *inbox, size_t len, uint64_t id, int err,
 			  const char *text)
 {
 	struct sb_msg m = {.kind = SB_ERROR, .id = id, .code = (uint32_t)-err};
+	char to[SUBJ_MAX];
+	size_t tn = answer_len(inbox, len);
+	if (tn >= sizeof to)
+		return;
+	memcpy(to, inbox, tn);
+	to[tn] = 0;
 	uint8_t buf[SB_TEXT_MAX + 64];
 	m.text.ptr = (const uint8_t *)text;
 	m.text.len = (uint32_t)strlen(text);
@@ -746,25 +788,19 @@ static void publish_error(struct sb__shard *sh, const char *inbox, uint64_t id, 
 		return;
 	sb_encode(&m, buf, (size_t)n);
 	/* Naming this router: a broadcast's requester keeps a part per router. */
-	sb__nats_pub(sh->xs->nc, inbox, NULL, sh->xs->hand_hdr, sh->xs->hand_hdr_len, buf,
-		     (size_t)n);
+	sb__nats_pub(sh->xs->nc, to, NULL, sh->xs->hand_hdr, sh->xs->hand_hdr_len, buf, (size_t)n);
 }
 
 void sb__cluster_fail(struct sb__shard *sh, struct sb__req *q, int err, const char *text)
 {
 	if (err != SB_ECANCELLED) /* a cancel came from its router: nobody to tell */
-		publish_error(sh, q->x->s, q->orig_id, err, text);
+		publish_error(sh, q->x->s, q->x->len, q->orig_id, err, text);
 }
 
 void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64_t id, int err,
 			const char *text)
 {
-	char inbox[SUBJ_MAX];
-	if (o->len >= sizeof inbox)
-		return;
-	memcpy(inbox, o->inbox, o->len);
-	inbox[o->len] = 0;
-	publish_error(sh, inbox, id, err, text);
+	publish_error(sh, o->inbox, o->len, id, err, text);
 }
 
 /* sb.r.<name>, sb.p.<peer>: a SEND or REQUEST from another router for a
@@ -1011,7 +1047,8 @@ int sb__cluster_start(struct sb__shard *sh)
 	char sub[96], flow[96];
 	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
 	snprintf(flow, sizeof flow, "sb.f.%s", hand);
-	if (sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
+	if (sb__nats_sub(xs->nc, xs->inbox, NULL, on_inbox, sh) < 0 ||
+	    sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
 	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, sb__cluster_on_heartbeat, sh) < 0 ||
 	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0 || sb__xbcast_subscribe(sh) < 0 ||
 	    sb__xpres_start(sh) != 0) {

@@ -479,7 +479,12 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, SB_EOVERLOADED, why);
 		return;
 	}
-	if (a->c == NULL) { /* its id, for sb_router_cancel(): unique by construction */
+	if (a->origin != NULL) {
+		/* From another router: its cancels find it by its inbox
+		 * (cluster.c), and its id is that router's, so it has no key
+		 * here (one would never be deleted, and could take the key of a
+		 * request of the embedding program's). */
+	} else if (a->c == NULL) { /* its id, for sb_router_cancel(): unique by construction */
 		if (sb__idmap_put(&sh->cancel, sb__idmap_key(SB__LOCAL_REQUESTER, m->id), rid) !=
 		    0) {
 			sb__reqtab_free(&sh->reqs, rid);
