@@ -131,6 +131,10 @@ void sb__cluster_kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, 
 
 /* sb.x.<...>: a request's router ended it; the shard holding it lets go. */
 void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm);
+/* A call from another router (m decoded in b, len bytes; b's reference
+ * taken over), entered here as a local caller's would be. */
+void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, const struct sb_msg *m,
+		       struct sb__buf *b, uint32_t len);
 /* A frame of producer went out on the link: past the mark, it pauses. */
 void sb__cluster_congest(struct sb__shard *sh, uint64_t producer);
 /* The broadcasts' subscriptions, as a shard connects (cluster_bcast.c).

@@ -809,11 +809,33 @@ void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64
  * to us) is refused as a local one would be (`no handler`, `not
  * connected`), not passed on: a publish of ours would not bring its
  * requester "no responders" if nobody is left. */
+/* A call from another router (m decoded in b, len bytes; b's reference
+ * taken over) goes on as a local caller's would: its origin kept for the
+ * answers, the caller's role and identity from the headers, nobody here to
+ * pause. On NATS's callbacks for sb.r/sb.s/sb.p and sb.b alike. */
+void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, const struct sb_msg *m,
+		       struct sb__buf *b, uint32_t len)
+{
+	const char *svc = NULL;
+	size_t svc_len = 0;
+	struct sb__origin o = {nm->reply, nm->reply_len};
+	struct sb__asker a = {.origin = &o};
+	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
+		a.service = svc_len == 1 && svc[0] == '1';
+	a.from = sb__xpres_caller(sh, nm);
+	struct sb__conn *was = sh->producer;
+	sh->producer = NULL; /* nobody here to pause */
+	if (m->kind == SB_SEND)
+		sb__forward_send(sh, &a, m, b, b->data, len);
+	else
+		sb__forward_request(sh, &a, m, b, b->data, len);
+	sh->producer = was;
+	sb__buf_put(b, &sh->pool);
+}
+
 static void on_call(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
-	const char *svc = NULL;
-	size_t svc_len = 0;
 	struct sb_msg m;
 
 	if (nm->data_len < SB_PREFIX_LEN || nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN)
@@ -831,19 +853,7 @@ static void on_call(void *ud, const struct sb__nats_msg *nm)
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
-	struct sb__origin o = {nm->reply, nm->reply_len};
-	struct sb__asker a = {.origin = &o};
-	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
-		a.service = svc_len == 1 && svc[0] == '1';
-	a.from = sb__xpres_caller(sh, nm);
-	struct sb__conn *was = sh->producer;
-	sh->producer = NULL; /* nobody here to pause */
-	if (m.kind == SB_SEND)
-		sb__forward_send(sh, &a, &m, b, b->data, len);
-	else
-		sb__forward_request(sh, &a, &m, b, b->data, len);
-	sh->producer = was;
-	sb__buf_put(b, &sh->pool);
+	sb__cluster_enter(sh, nm, &m, b, len);
 }
 
 /* sb.x.<name>: a request's router ended it; the shard holding it lets go. */

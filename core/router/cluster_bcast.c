@@ -449,8 +449,8 @@ void sb__xbcast_emit(struct sb__shard *sh, struct sb__req *q, const struct sb_ms
 static void on_bcast(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
-	const char *me = sh->r->xr->id, *svc = NULL;
-	size_t me_len = strlen(me), svc_len = 0;
+	const char *me = sh->r->xr->id;
+	size_t me_len = strlen(me);
 	struct sb_msg m;
 
 	/* Ours comes back to us too: its reply subject names its router. */
@@ -471,19 +471,7 @@ static void on_bcast(void *ud, const struct sb__nats_msg *nm)
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
-	struct sb__origin o = {nm->reply, nm->reply_len};
-	struct sb__asker a = {.origin = &o};
-	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
-		a.service = svc_len == 1 && svc[0] == '1';
-	a.from = sb__xpres_caller(sh, nm);
-	struct sb__conn *was = sh->producer;
-	sh->producer = NULL; /* nobody here to pause */
-	if (m.kind == SB_SEND)
-		sb__forward_send(sh, &a, &m, b, b->data, len);
-	else
-		sb__forward_request(sh, &a, &m, b, b->data, len);
-	sh->producer = was;
-	sb__buf_put(b, &sh->pool);
+	sb__cluster_enter(sh, nm, &m, b, len);
 }
 
 int sb__xbcast_subscribe(struct sb__shard *sh)
