@@ -129,6 +129,10 @@ void sb__cluster_unhold(struct sb__shard *sh, int all);
 /* A key-value operation whose end nobody waits for. */
 void sb__cluster_kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, size_t len);
 
+/* The connection's settings from the router's (servers, credentials, TLS;
+ * cluster_cfg.c). */
+struct sb__nats_cfg sb__cluster_nats_cfg(const struct sb__xrouter *xr);
+
 /* sb.x.<...>: a request's router ended it; the shard holding it lets go. */
 void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm);
 /* A call from another router (m decoded in b, len bytes; b's reference
