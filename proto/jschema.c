@@ -256,7 +256,7 @@ static int next(struct compiler *c, const uint8_t **p, struct sb__mp_item *it)
 
 static int skip_rest(struct compiler *c, const uint8_t **p, const struct sb__mp_item *it)
 {
-	if (sb__schema_skip(p, c->end, sb__schema_children(it)) != 0)
+	if (sb__mp_skip(p, c->end, sb__schema_children(it)) != 0)
 		return jfail(&c->t, "schema is not one well-formed MessagePack value");
 	return 0;
 }
@@ -866,7 +866,7 @@ static int check_map(struct checker *k, const struct jnode *n, const uint8_t **p
 			continue;
 		}
 		if (n->add == ADD_ANY) {
-			if (sb__schema_skip(p, k->end, sb__schema_children(&key) + 1) != 0)
+			if (sb__mp_skip(p, k->end, sb__schema_children(&key) + 1) != 0)
 				return malformed(k);
 			continue;
 		}
@@ -897,7 +897,7 @@ static int check_array(struct checker *k, const struct jnode *n, const uint8_t *
 	if ((n->has & H_MIN_ITEMS) && it->len < n->min_items)
 		return jfail(&k->t, "array too short (%u items, limit %u)", it->len, n->min_items);
 	if (n->items == NO_NODE)
-		return sb__schema_skip(p, k->end, it->len) != 0 ? malformed(k) : 0;
+		return sb__mp_skip(p, k->end, it->len) != 0 ? malformed(k) : 0;
 	for (uint32_t i = 0; i < it->len; i++) {
 		k->t.segs[k->t.n++] = (struct seg){.len = i, .kind = SEG_INDEX};
 		if (check_next(k, n->items, p) != 0)
@@ -923,7 +923,7 @@ static int check_node(struct checker *k, uint32_t ni, const uint8_t **p,
 	char a[32], b[96];
 
 	if (ni == NO_NODE)
-		return sb__schema_skip(p, k->end, sb__schema_children(it)) != 0 ? malformed(k) : 0;
+		return sb__mp_skip(p, k->end, sb__schema_children(it)) != 0 ? malformed(k) : 0;
 	const struct jnode *n = &k->im->nodes[ni];
 	if (sb__schema_is_number(it))
 		sb__schema_read_num(it, &x);

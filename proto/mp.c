@@ -197,3 +197,21 @@ int sb_payload_check(const uint8_t *p, size_t len)
 	}
 	return p == end ? 0 : SB_EBADFRAME;
 }
+
+/* MessagePack is prefix-encoded, so a count of values still owed replaces
+ * a stack; every value takes at least one byte, so a count above the bytes
+ * left is malformed at once. */
+int sb__mp_skip(const uint8_t **p, const uint8_t *end, uint64_t owed)
+{
+	struct sb__mp_item it;
+	while (owed > 0) {
+		if ((uint64_t)(end - *p) < owed || sb__mp_read(p, end, &it) != SB__MP_OK)
+			return -1;
+		owed--;
+		if (it.type == SB__MP_ARRAY)
+			owed += it.len;
+		else if (it.type == SB__MP_MAP)
+			owed += 2 * (uint64_t)it.len;
+	}
+	return 0;
+}

@@ -38,6 +38,11 @@ struct sb__mp_item {
  * past it, including a STR/BIN/EXT body. Never reads at or past end. */
 int sb__mp_read(const uint8_t **p, const uint8_t *end, struct sb__mp_item *it);
 
+/* Steps over `owed` whole values at *p (nested ones too), advancing *p;
+ * -1 if they are not there, well-formed. Without a stack or recursion: a
+ * count of values still owed, so hostile counts end at the bytes' end. */
+int sb__mp_skip(const uint8_t **p, const uint8_t *end, uint64_t owed);
+
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80, n bytes
  * available), or 0 if it is not one. */
 size_t sb__utf8_seq(const uint8_t *p, size_t n);

@@ -42,8 +42,6 @@ void sb__schema_read_num(const struct sb__mp_item *it, struct sb__schema_num *x)
 int sb__schema_num_cmp(const struct sb__schema_num *a, const struct sb__schema_num *b);
 const char *sb__schema_num_str(char *buf, size_t cap, const struct sb__schema_num *x);
 
-/* Steps over `owed` values; -1 if they are not there, well-formed. */
-int sb__schema_skip(const uint8_t **p, const uint8_t *end, uint64_t owed);
 /* The elements under an item just read (none unless it is a container). */
 uint64_t sb__schema_children(const struct sb__mp_item *it);
 int sb__schema_is_str(const struct sb__mp_item *it, const char *s);

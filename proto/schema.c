@@ -270,24 +270,6 @@ static const char *types_str(char *buf, size_t cap, uint16_t types)
 
 /* ---- skipping ----------------------------------------------------------- */
 
-/* Steps over `owed` values. MessagePack is prefix-encoded, so a count of
- * values still owed replaces a stack; every value takes at least one byte,
- * so a count above the bytes left is malformed at once. */
-int sb__schema_skip(const uint8_t **p, const uint8_t *end, uint64_t owed)
-{
-	struct sb__mp_item it;
-	while (owed > 0) {
-		if ((uint64_t)(end - *p) < owed || sb__mp_read(p, end, &it) != SB__MP_OK)
-			return -1;
-		owed--;
-		if (it.type == SB__MP_ARRAY)
-			owed += it.len;
-		else if (it.type == SB__MP_MAP)
-			owed += 2 * (uint64_t)it.len;
-	}
-	return 0;
-}
-
 /* The elements under an item just read (none unless it is a container). */
 uint64_t sb__schema_children(const struct sb__mp_item *it)
 {
@@ -487,7 +469,7 @@ static int parse_spec(struct compiler *c, struct spec *s, const uint8_t **p, con
 			return rc;
 		s->has_min |= k == 1;
 		s->has_max |= k == 2;
-		if (k != 0 && sb__schema_skip(p, end, sb__schema_children(&v)) != 0)
+		if (k != 0 && sb__mp_skip(p, end, sb__schema_children(&v)) != 0)
 			return SB_EINVAL;
 	}
 	return check_bounds(c, s);
@@ -613,9 +595,9 @@ static int is_json_schema(const uint8_t *p, const uint8_t *end, uint32_t n)
 		if (sb__schema_is_str(&f, "keys") || sb__schema_is_str(&f, "additional"))
 			return 0;
 		other |= f.type == SB__MP_STR && !sb__schema_is_str(&f, "required");
-		if (sb__schema_skip(&p, end, sb__schema_children(&f)) != 0 ||
+		if (sb__mp_skip(&p, end, sb__schema_children(&f)) != 0 ||
 		    sb__mp_read(&p, end, &v) != SB__MP_OK ||
-		    sb__schema_skip(&p, end, sb__schema_children(&v)) != 0)
+		    sb__mp_skip(&p, end, sb__schema_children(&v)) != 0)
 			return 0;
 	}
 	return other;
@@ -711,7 +693,7 @@ int sb__schema_compile(const uint8_t *p, size_t len, struct sb__schema **out, ch
 					"schema field \"additional\" must be true or false");
 			additional = (int)v.u;
 		}
-		if (sb__schema_skip(&p, end, sb__schema_children(&v)) != 0)
+		if (sb__mp_skip(&p, end, sb__schema_children(&v)) != 0)
 			return sb__schema_fail(why, whylen,
 					       "schema is not one well-formed MessagePack value");
 	}
@@ -875,7 +857,7 @@ int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, c
 							 sb__schema_quote(&q, key.body, key.len))
 					       : sb__schema_fail(why, whylen,
 								 "unknown key (not a string)");
-			if (sb__schema_skip(&p, end, sb__schema_children(&key) + 1) != 0)
+			if (sb__mp_skip(&p, end, sb__schema_children(&key) + 1) != 0)
 				return malformed(why, whylen);
 			continue;
 		}
@@ -889,7 +871,7 @@ int sb__schema_check(const struct sb__schema *s, const uint8_t *p, size_t len, c
 		int rc = check_value(s, k, &v, why, whylen);
 		if (rc != 0)
 			return rc;
-		if (sb__schema_skip(&p, end, sb__schema_children(&v)) != 0)
+		if (sb__mp_skip(&p, end, sb__schema_children(&v)) != 0)
 			return malformed(why, whylen);
 	}
 	if (p != end)

@@ -203,24 +203,6 @@ static int pack_route_page(struct sb_router *r, msgpack_packer *pk, msgpack_sbuf
 	return n < 0 ? SB_ENOMEM : 0;
 }
 
-/* Steps over one whole value (nested ones too) without recursion or
- * allocation: a count of values still owed, each read consuming bytes, so
- * counts the payload cannot hold end at its end. @return 0, or -1 when the
- * bytes end first or are not MessagePack */
-static int mp_skip(const uint8_t **p, const uint8_t *end)
-{
-	for (uint64_t owed = 1; owed > 0; owed--) {
-		struct sb__mp_item it;
-		if (sb__mp_read(p, end, &it) != SB__MP_OK)
-			return -1;
-		if (it.type == SB__MP_ARRAY)
-			owed += it.len;
-		else if (it.type == SB__MP_MAP)
-			owed += 2 * (uint64_t)it.len;
-	}
-	return 0;
-}
-
 /* The asker's arguments to $sb.stats: nil, or a map whose "after" names
  * the last route of the previous page. Other keys are ignored (room for
  * later ones). Read in place with the codec's reader: the payload is the
@@ -244,7 +226,7 @@ static int stats_args(struct sb_view args, struct page *pg, char *why, size_t wh
 			goto bad;
 		if (key.type != SB__MP_STR || key.len != 5 || memcmp(key.body, "after", 5) != 0) {
 			p = at; /* the key may be a map itself */
-			if (mp_skip(&p, end) != 0 || mp_skip(&p, end) != 0)
+			if (sb__mp_skip(&p, end, 2) != 0)
 				goto bad;
 			continue;
 		}

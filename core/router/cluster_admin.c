@@ -77,21 +77,6 @@ struct ask {
 
 /* ---- reading MessagePack that was checked whole ---------------------------- */
 
-/* Past one value at *p (nested ones too). 0, or -1 if the bytes end first. */
-static int skip(const uint8_t **p, const uint8_t *end)
-{
-	for (uint64_t owed = 1; owed > 0; owed--) {
-		struct sb__mp_item it;
-		if (sb__mp_read(p, end, &it) != SB__MP_OK)
-			return -1;
-		if (it.type == SB__MP_ARRAY)
-			owed += it.len;
-		else if (it.type == SB__MP_MAP)
-			owed += 2 * (uint64_t)it.len;
-	}
-	return 0;
-}
-
 static int key_is(const struct sb__mp_item *k, const char *s)
 {
 	size_t n = strlen(s);
@@ -111,7 +96,7 @@ static const uint8_t *get(const uint8_t *map, const uint8_t *end, const char *ke
 		if (sb__mp_read(&p, end, &k) != SB__MP_OK)
 			return NULL;
 		const uint8_t *v = p;
-		if (skip(&p, end) != 0)
+		if (sb__mp_skip(&p, end, 1) != 0)
 			return NULL;
 		if (key_is(&k, key)) {
 			*vend = p;
@@ -218,7 +203,7 @@ static struct ent *entries(struct got **v, uint32_t nv, const char *key, uint32_
 			continue;
 		for (uint32_t i = 0; i < a.len; i++) {
 			const uint8_t *at = p, *nend, *name;
-			if (skip(&p, end) != 0)
+			if (sb__mp_skip(&p, end, 1) != 0)
 				break;
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
@@ -281,7 +266,7 @@ static int merge_routes(struct sb__xadmin *xa, struct got **v, uint32_t nv, stru
 				continue;
 			for (uint32_t x = 0; x < a.len; x++) {
 				const uint8_t *at = h;
-				skip(&h, hend);
+				sb__mp_skip(&h, hend, 1);
 				pack_with_router(pk, at, h, v[e[k].r]->id);
 			}
 		}
@@ -380,7 +365,8 @@ static int merge_stats(struct sb__xadmin *xa, struct got **v, uint32_t nv, struc
 				msgpack_pack_map(pk, keep);
 			for (uint32_t i = 0; i < mp.len; i++) {
 				const uint8_t *at = p;
-				if (sb__mp_read(&p, end, &k) != SB__MP_OK || skip(&p, end) != 0)
+				if (sb__mp_read(&p, end, &k) != SB__MP_OK ||
+				    sb__mp_skip(&p, end, 1) != 0)
 					break;
 				if (key_is(&k, "routes") || key_is(&k, "routes_more"))
 					continue;
@@ -572,7 +558,7 @@ static int local_asked(struct sb_view args)
 		if (key_is(&k, "local") && sb__mp_read(&at, end, &v) == SB__MP_OK &&
 		    v.type == SB__MP_BOOL && v.u)
 			return 1;
-		if (skip(&p, end) != 0)
+		if (sb__mp_skip(&p, end, 1) != 0)
 			return 0;
 	}
 	return 0;
