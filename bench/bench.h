@@ -240,6 +240,9 @@ void sbb_gen_run(const struct sbb_run *run, struct sbb_result *res);
 /** `sb-bench responder ...`: the handler process. @return exit status. */
 int sbb_responder_main(int argc, char **argv);
 
+/** `sb-bench conns ...`: idle connections and names held open (conns.c). */
+int sbb_conns_main(int argc, char **argv);
+
 /* NATS text protocol parsing, shared by the driver and the responder. */
 struct sbb_nats_msg {
 	const char *subject;

@@ -1,4 +1,4 @@
-/* sb-conns: holds many idle connections (and, if asked, many registered
+/* sb-bench conns: holds many idle connections (and, if asked, many registered
  * names) open on a router or a NATS server, so that what they cost the
  * server can be read from /proc while nothing else moves
  * (docs/performance.md, "How cost grows"). Each connection completes its
@@ -31,9 +31,9 @@ struct opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sb-conns --port P [--host H] [--proto sb|nats] [--conns N]\n"
-		   "                [--per-source K] [--names N] [--names-per-conn M]\n"
-		   "                [--prefix P] [--hold S]\n"
+	fprintf(f, "usage: sb-bench conns --port P [--host H] [--proto sb|nats] [--conns N]\n"
+		   "                      [--per-source K] [--names N] [--names-per-conn M]\n"
+		   "                      [--prefix P] [--hold S]\n"
 		   "Opens N connections to H:P (default 127.0.0.1), each through its\n"
 		   "handshake, then idle; K per source address 127.0.0.1, 127.0.0.2, ...\n"
 		   "(default 20000: one address has ~28,000 ports per destination). With\n"
@@ -58,7 +58,7 @@ static int open_idle(const struct opts *o, const char *src, const char *role)
 	int ok;
 	if (o->nats) {
 		static const char hello[] = "CONNECT {\"verbose\":false,\"pedantic\":false,"
-					    "\"name\":\"sb-conns\"}\r\n";
+					    "\"name\":\"sb-bench-conns\"}\r\n";
 		c.fd = sbb_dial_from(src, o->host, o->port);
 		sbb_out_put(&c, hello, sizeof hello - 1);
 		ok = c.fd >= 0 && sbb_nats_sync(&c) == 0;
@@ -94,7 +94,7 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-int main(int argc, char **argv)
+int sbb_conns_main(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{"host", required_argument, NULL, 'H'},
@@ -175,7 +175,8 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < o.names; i += o.per_svc) {
 		unsigned n = o.names - i < o.per_svc ? o.names - i : o.per_svc;
 		if (register_names(&o, i, n) != 0) {
-			fprintf(stderr, "sb-conns: registering names %u-%u failed\n", i, i + n - 1);
+			fprintf(stderr, "sb-bench conns: registering names %u-%u failed\n", i,
+				i + n - 1);
 			return 1;
 		}
 	}
@@ -183,7 +184,8 @@ int main(int argc, char **argv)
 		char src[32];
 		source_of(&o, i, src, sizeof src);
 		if (open_idle(&o, src, "client") < 0) {
-			fprintf(stderr, "sb-conns: connection %u (from %s) failed\n", i + 1, src);
+			fprintf(stderr, "sb-bench conns: connection %u (from %s) failed\n", i + 1,
+				src);
 			return 1;
 		}
 	}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the router's memory and CPU do as connections and names grow
 # (docs/performance.md, "How cost grows"). Each mode starts a fresh server
-# on a free port, holds what it measures open with sb-conns, and prints one
+# on a free port, holds what it measures open with `sb-bench conns`, and prints one
 # line of figures read from /proc/PID/status and /proc/PID/stat.
 #   bench/growth.sh idle  BIN N [SHARDS]      router RSS with N idle connections
 #   bench/growth.sh nats  BIN N               nats-server RSS with N idle connections
@@ -9,12 +9,12 @@
 #   bench/growth.sh churn BIN NAMES K [SHARDS]
 #                                 router CPU to open and close K connections
 #                                 while NAMES names are registered
-# BIN is the build's bin directory (switchboard, sb-conns), e.g.
+# BIN is the build's bin directory (switchboard, sb-bench), e.g.
 # build/release/bin after configuring with -DSB_BENCH=ON. One process holds
 # at most `ulimit -Hn` connections: N above it needs the limit raised.
 set -euo pipefail
 mode=${1:-} bin=${2:-}
-[ -n "$mode" ] && [ -x "$bin/sb-conns" ] || {
+[ -n "$mode" ] && [ -x "$bin/sb-bench" ] || {
 	sed -n '6,15p' "$0" >&2
 	exit 2
 }
@@ -49,9 +49,9 @@ start_router() {
 	await "$work/server" listening
 	port=$(sed -n 's/.*listening on [0-9.]*:\([0-9]*\) .*/\1/p' "$work/server")
 }
-# hold ARGS...: sb-conns with ARGS until this script ends, once all are open
+# hold ARGS...: sb-bench conns with ARGS until this script ends, once all are open
 hold() {
-	"$bin/sb-conns" --port "$port" "$@" >"$work/held" &
+	"$bin/sb-bench" conns --port "$port" "$@" >"$work/held" &
 	pids+=("$!")
 	await "$work/held" ready
 }
@@ -97,7 +97,7 @@ churn)
 	if [ "$names" -gt 0 ]; then hold --names "$names"; fi
 	fds=$(ls "/proc/$srv/fd" | wc -l)
 	c0=$(cpu_ticks "$srv") t0=$(date +%s%N)
-	"$bin/sb-conns" --port "$port" --conns "$k" --hold 0.01 >/dev/null
+	"$bin/sb-bench" conns --port "$port" --conns "$k" --hold 0.01 >/dev/null
 	# closed when the router holds no more descriptors than before
 	for _ in $(seq 6000); do
 		[ "$(ls "/proc/$srv/fd" | wc -l)" -le "$fds" ] && break

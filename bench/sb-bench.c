@@ -192,7 +192,10 @@ static void usage(FILE *f)
 		   "\n"
 		   "compare: the same, 3 repetitions by default, medians (min-max) and\n"
 		   "ratios against the first target, e.g.\n"
-		   "  sb-bench compare --workload rr-64 --target switchboard,direct,nats\n");
+		   "  sb-bench compare --workload rr-64 --target switchboard,direct,nats\n"
+		   "\n"
+		   "sb-bench conns --help: idle connections and names held open on a\n"
+		   "running server, for what they cost it\n");
 }
 
 static int parse_size(const char *s, size_t *v)
@@ -631,6 +634,8 @@ int main(int argc, char **argv)
 	int wlist_given = 0;
 	if (argc > 1 && strcmp(argv[1], "responder") == 0)
 		return sbb_responder_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "conns") == 0)
+		return sbb_conns_main(argc - 1, argv + 1);
 	size_t n = (size_t)snprintf(cp.command, sizeof cp.command, "sb-bench");
 	for (int i = 1; i < argc && n < sizeof cp.command; i++)
 		n += (size_t)snprintf(cp.command + n, sizeof cp.command - n, " %s", argv[i]);
