@@ -77,6 +77,8 @@ struct sbb_stats {
 
 /* ---- processes (proc.c) ------------------------------------------------- */
 
+#define SBB_MAX_THREADS 17 /* the router's main thread and 16 shards */
+
 /* A process whose CPU and memory a run reports. pid 0 is sb-bench itself. */
 struct sbb_proc {
 	char role[24]; /* "switchboard", "nats-server", "responder", "sb-bench"; a
@@ -85,6 +87,11 @@ struct sbb_proc {
 	double cpu0;    /* utime+stime in seconds at the window's start */
 	double cpu;     /* CPU-seconds spent inside the window */
 	double rss_mib; /* peak resident set (VmHWM) at the window's end */
+	/* the router's threads (main, then one per shard): which shard did the
+	 * work, so whether the load's connections shared one */
+	unsigned nthreads;
+	pid_t tid[SBB_MAX_THREADS];
+	double tcpu0[SBB_MAX_THREADS], tcpu[SBB_MAX_THREADS];
 };
 
 /**
@@ -101,6 +108,10 @@ void sbb_proc_stop(pid_t pid);
 double sbb_proc_cpu(pid_t pid);
 /** Peak RSS (VmHWM) in MiB; pid 0 = this process. */
 double sbb_proc_peak_rss(pid_t pid);
+/** Up to @p max threads of @p pid in *tid, in the kernel's order. @return how many. */
+unsigned sbb_proc_threads(pid_t pid, pid_t *tid, unsigned max);
+/** utime+stime of thread @p tid of @p pid, in seconds. Negative if unreadable. */
+double sbb_proc_thread_cpu(pid_t pid, pid_t tid);
 
 /* ---- connections with batched I/O (net.c) ------------------------------- */
 
@@ -126,6 +137,8 @@ struct sbb_conn {
 };
 
 int sbb_dial(const char *host, uint16_t port);
+/** sbb_dial() from source address @p src (NULL: the kernel's choice). */
+int sbb_dial_from(const char *src, const char *host, uint16_t port);
 /** Listens on 127.0.0.1; *port 0 picks a free one and returns it. @return fd or -1. */
 int sbb_listen(uint16_t *port);
 /** A port free right now on 127.0.0.1 (for servers that cannot report theirs). */
@@ -227,6 +240,9 @@ void sbb_gen_run(const struct sbb_run *run, struct sbb_result *res);
 /** `sb-bench responder ...`: the handler process. @return exit status. */
 int sbb_responder_main(int argc, char **argv);
 
+/** `sb-bench conns ...`: idle connections and names held open (conns.c). */
+int sbb_conns_main(int argc, char **argv);
+
 /* NATS text protocol parsing, shared by the driver and the responder. */
 struct sbb_nats_msg {
 	const char *subject;
@@ -264,6 +280,10 @@ int sbb_sb_expect(struct sbb_conn *c, unsigned kind);
 /** HELLO as @p role on a dialed, still blocking connection; waits for the
  *  WELCOME. @return 0, or -1 if the dial or the handshake failed */
 int sbb_sb_hello(struct sbb_conn *c, const char *role);
+/** Registers @p n names PREFIX<first>, PREFIX<first+1>, ... on a connection
+ *  past its HELLO, REGISTERs pipelined a batch at a time (one round trip
+ *  per name would make 100,000 names take minutes). @return 0 or -1. */
+int sbb_sb_register_many(struct sbb_conn *c, const char *prefix, unsigned first, unsigned n);
 /** Queues a frame of @p kind whose payload is a bin32 of @p size bytes
  * starting with @p stamp (the rest is left as the buffer holds it). */
 void sbb_sb_stamped(struct sbb_conn *c, struct sb_msg *m, uint64_t stamp, size_t size);

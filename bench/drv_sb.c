@@ -95,6 +95,47 @@ int sbb_sb_hello(struct sbb_conn *c, const char *role)
 	return sbb_conn_flush_all(c) != 0 || sbb_sb_expect(c, SB_WELCOME) != 0 ? -1 : 0;
 }
 
+#define SBB_REG_BATCH 256
+
+int sbb_sb_register_many(struct sbb_conn *c, const char *prefix, unsigned first, unsigned n)
+{
+	uint8_t buf[65536];
+	char name[128];
+	for (unsigned done = 0; done < n;) {
+		unsigned batch = n - done < SBB_REG_BATCH ? n - done : SBB_REG_BATCH, acks = 0;
+		for (unsigned k = 0; k < batch; k++) {
+			int len = snprintf(name, sizeof name, "%s%u", prefix, first + done + k);
+			struct sb_msg reg = {.kind = SB_REGISTER, .id = done + k + 1};
+			reg.name = (struct sb_view){(const uint8_t *)name, (uint32_t)len};
+			sbb_sb_queue(c, &reg);
+		}
+		if (sbb_conn_flush_all(c) != 0)
+			return -1;
+		while (acks < batch) {
+			ssize_t got = sbb_recv_wait(c->fd, buf, sizeof buf, 10000);
+			if (got <= 0)
+				return -1;
+			const uint8_t *p = buf;
+			size_t len = (size_t)got;
+			struct sb_view f;
+			while (sb_splitter_next(c->sp, &p, &len, &f, NULL) == 1) {
+				struct sb_msg m;
+				if (sb_decode(f.ptr, f.len, 0, &m, NULL) != 0)
+					return -1;
+				if (m.kind == SB_ERROR) {
+					fprintf(stderr,
+						"sb-bench: REGISTER answered ERROR %u: %.*s\n",
+						m.code, (int)m.text.len, (const char *)m.text.ptr);
+					return -1;
+				}
+				acks += m.kind == SB_ACK;
+			}
+		}
+		done += batch;
+	}
+	return 0;
+}
+
 static int sb_open(struct sbb_conn *c, const char *host, uint16_t port)
 {
 	c->fd = sbb_dial(host, port);

@@ -178,8 +178,14 @@ static void open_window(struct sbb_gen *g)
 	g->measuring = 1;
 	g->win_start = g->sec_start = g->now;
 	g->fired0 = g->sec_fired = fired(g);
-	for (unsigned i = 0; i < r->nprocs; i++)
-		r->proc[i].cpu0 = sbb_proc_cpu(r->proc[i].pid);
+	for (unsigned i = 0; i < r->nprocs; i++) {
+		struct sbb_proc *p = &r->proc[i];
+		p->cpu0 = sbb_proc_cpu(p->pid);
+		if (strcmp(p->role, "switchboard") == 0)
+			p->nthreads = sbb_proc_threads(p->pid, p->tid, SBB_MAX_THREADS);
+		for (unsigned t = 0; t < p->nthreads; t++)
+			p->tcpu0[t] = sbb_proc_thread_cpu(p->pid, p->tid[t]);
+	}
 }
 
 static void close_second(struct sbb_gen *g)
@@ -235,6 +241,11 @@ static void close_window(struct sbb_gen *g)
 		double c = sbb_proc_cpu(r->proc[i].pid);
 		r->proc[i].cpu = c >= 0 && r->proc[i].cpu0 >= 0 ? c - r->proc[i].cpu0 : -1;
 		r->proc[i].rss_mib = sbb_proc_peak_rss(r->proc[i].pid);
+		for (unsigned t = 0; t < r->proc[i].nthreads; t++) {
+			double tc = sbb_proc_thread_cpu(r->proc[i].pid, r->proc[i].tid[t]);
+			r->proc[i].tcpu[t] =
+				tc >= 0 && r->proc[i].tcpu0[t] >= 0 ? tc - r->proc[i].tcpu0[t] : -1;
+		}
 	}
 	if (g->run->progress)
 		fprintf(stderr, "\r\033[K");

@@ -36,13 +36,27 @@ static int addr_of(const char *host, uint16_t port, struct sockaddr_in *sa)
 
 int sbb_dial(const char *host, uint16_t port)
 {
-	struct sockaddr_in sa;
+	return sbb_dial_from(NULL, host, port);
+}
+
+int sbb_dial_from(const char *src, const char *host, uint16_t port)
+{
+	struct sockaddr_in sa, from;
 	int one = 1;
-	if (addr_of(host, port, &sa) != 0)
+	if (addr_of(host, port, &sa) != 0 || (src != NULL && addr_of(src, 0, &from) != 0))
 		return -1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	/* The port is left to connect(), which picks it per destination: one
+	 * source address then serves ~28,000 connections to each port, not in
+	 * total. */
+	if (src != NULL &&
+	    (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0 ||
+	     bind(fd, (struct sockaddr *)&from, sizeof from) != 0)) {
+		close(fd);
+		return -1;
+	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
 		close(fd);
 		return -1;

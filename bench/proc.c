@@ -1,6 +1,7 @@
 /* sb-bench's processes: starting the router, NATS and the responder, and
  * reading what each one cost from /proc (the only figures on a shared 2-core
  * VM that stay steady from run to run). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -88,11 +89,11 @@ static FILE *open_proc(pid_t pid, const char *file)
 	return fopen(path, "r");
 }
 
-double sbb_proc_cpu(pid_t pid)
+/* utime+stime from an open /proc/.../stat, which it closes. */
+static double stat_cpu(FILE *f)
 {
 	char buf[1024];
 	unsigned long ut = 0, st = 0;
-	FILE *f = open_proc(pid, "stat");
 	if (f == NULL)
 		return -1;
 	char *ok = fgets(buf, sizeof buf, f);
@@ -104,6 +105,33 @@ double sbb_proc_cpu(pid_t pid)
 	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double sbb_proc_cpu(pid_t pid)
+{
+	return stat_cpu(open_proc(pid, "stat"));
+}
+
+unsigned sbb_proc_threads(pid_t pid, pid_t *tid, unsigned max)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	unsigned n = 0;
+	if (d == NULL)
+		return 0;
+	for (struct dirent *e; n < max && (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			tid[n++] = (pid_t)atoi(e->d_name);
+	closedir(d);
+	return n;
+}
+
+double sbb_proc_thread_cpu(pid_t pid, pid_t tid)
+{
+	char file[48];
+	snprintf(file, sizeof file, "task/%d/stat", (int)tid);
+	return stat_cpu(open_proc(pid, file));
 }
 
 double sbb_proc_peak_rss(pid_t pid)

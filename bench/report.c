@@ -125,6 +125,12 @@ void sbb_report_run(FILE *f, const struct sbb_result *r)
 		const struct sbb_proc *p = &r->proc[i];
 		fprintf(f, "  %-14s %16.2f %8.2f %8.1f MiB\n", p->role, proc_per_m(r, p),
 			p->cpu / r->secs, p->rss_mib);
+		if (p->nthreads > 1 && p->cpu > 0) {
+			fprintf(f, "    its threads' share of its CPU:");
+			for (unsigned t = 0; t < p->nthreads; t++)
+				fprintf(f, " %.0f%%", 100 * p->tcpu[t] / p->cpu);
+			fprintf(f, "\n");
+		}
 	}
 	fprintf(f, "\n");
 }
@@ -490,6 +496,14 @@ static void json_run(FILE *f, const struct sbb_result *r)
 		jnum(f, p->cpu / r->secs);
 		fprintf(f, ", \"peak_rss_mib\": ");
 		jnum(f, p->rss_mib);
+		if (p->nthreads > 0) {
+			fprintf(f, ", \"thread_cpu_s\": [");
+			for (unsigned t = 0; t < p->nthreads; t++) {
+				fprintf(f, "%s", t ? ", " : "");
+				jnum(f, p->tcpu[t]);
+			}
+			fprintf(f, "]");
+		}
 		fprintf(f, "}");
 	}
 	fprintf(f, "]}");

@@ -137,9 +137,10 @@ static int sb_input(struct rsp *r, struct sbb_conn *c, const uint8_t *p, size_t 
 	return rc;
 }
 
-/* A service connection to the router, registered for @p names. */
+/* A service connection to the router, registered for @p names and for
+ * @p idle more (bench.idle.0, ...) that no load is aimed at. */
 static int sb_service(struct rsp *r, const char *host, uint16_t port, const char *const *names,
-		      unsigned nnames)
+		      unsigned nnames, unsigned idle)
 {
 	struct sbb_conn *c = add_conn(r, sbb_dial(host, port));
 	if (sbb_sb_hello(c, "service") != 0)
@@ -151,6 +152,8 @@ static int sb_service(struct rsp *r, const char *host, uint16_t port, const char
 		if (sbb_conn_flush_all(c) != 0 || sbb_sb_expect(c, SB_ACK) != 0)
 			return -1;
 	}
+	if (idle > 0 && sbb_sb_register_many(c, "bench.idle.", 0, idle) != 0)
+		return -1;
 	watch(r, c);
 	return 0;
 }
@@ -311,12 +314,13 @@ int sbb_responder_main(int argc, char **argv)
 		{"chunks", required_argument, NULL, 'k'},
 		{"chunk-size", required_argument, NULL, 's'},
 		{"fan", required_argument, NULL, 'f'},
+		{"names", required_argument, NULL, 'n'},
 		{"stats-fd", required_argument, NULL, 'S'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *host = NULL;
 	uint16_t port = 0;
-	unsigned fan = 0;
+	unsigned fan = 0, idle = 0;
 	int o, listen = 0;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -338,6 +342,9 @@ int sbb_responder_main(int argc, char **argv)
 			break;
 		case 'f':
 			fan = (unsigned)atoi(optarg);
+			break;
+		case 'n':
+			idle = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'S': {
 			void *p = mmap(NULL, sizeof *r.stats, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -370,9 +377,9 @@ int sbb_responder_main(int argc, char **argv)
 	} else {
 		static const char *const names[] = {"bench.echo", "bench.fire"};
 		static const char *const fan_names[] = {"bench.fan"};
-		rc = sb_service(&r, host, port, names, 2);
+		rc = sb_service(&r, host, port, names, 2, idle);
 		for (unsigned i = 0; i < fan && rc == 0; i++)
-			rc = sb_service(&r, host, port, fan_names, 1);
+			rc = sb_service(&r, host, port, fan_names, 1, 0);
 	}
 	if (rc != 0) {
 		fprintf(stderr, "sb-bench responder: set-up failed\n");

@@ -131,6 +131,8 @@ struct opts {
 	int quiet;              /* no live line, no per-run lines */
 	const char *report_dir; /* --report: index.html and results.json there */
 	const char *shards;     /* router --shards, NULL = its default */
+	unsigned idle_names;    /* --names: more names the responder registers */
+	char max_regs[16];      /* router --max-registrations that fits them */
 	char self[PATH_MAX];    /* this executable, re-run as the responder */
 	char router[PATH_MAX];  /* the switchboard daemon */
 	char nats[PATH_MAX];    /* nats-server */
@@ -178,6 +180,10 @@ static void usage(FILE *f)
 		   "  --reps N             repetitions, interleaved over targets (default 1,\n"
 		   "                       compare: 3)\n"
 		   "  --shards N           router shards (default: the router's own)\n"
+		   "  --names N            the responder registers N more names\n"
+		   "                       (bench.idle.0, ...) that no load is sent to: the\n"
+		   "                       route table's size (switchboard targets; the\n"
+		   "                       router sb-bench starts allows them)\n"
 		   "  --router PATH        switchboard daemon (default: next to sb-bench)\n"
 		   "  --nats-server PATH   nats-server (default: from PATH or /usr/sbin)\n"
 		   "  --json               every figure and the configuration as JSON\n"
@@ -186,7 +192,10 @@ static void usage(FILE *f)
 		   "\n"
 		   "compare: the same, 3 repetitions by default, medians (min-max) and\n"
 		   "ratios against the first target, e.g.\n"
-		   "  sb-bench compare --workload rr-64 --target switchboard,direct,nats\n");
+		   "  sb-bench compare --workload rr-64 --target switchboard,direct,nats\n"
+		   "\n"
+		   "sb-bench conns --help: idle connections and names held open on a\n"
+		   "running server, for what they cost it\n");
 }
 
 static int parse_size(const char *s, size_t *v)
@@ -261,9 +270,12 @@ static int start_router(const struct opts *o, struct sbb_result *r, pid_t *pid, 
 			uint16_t *port, uint16_t *ws_port, const char *cluster)
 {
 	char line[256];
-	char *argv[16] = {(char *)o->router, "--port", "0", "--log-level", "0",
-			  "--drain-ms",      "100"};
-	int n = 7;
+	/* The load all comes from 127.0.0.1: the router's limit per address
+	 * (1,024 by default) would refuse conn-10k's connections past it. */
+	char *argv[20] = {
+		(char *)o->router,      "--port", "0", "--log-level", "0", "--drain-ms", "100",
+		"--max-conns-per-addr", "0"};
+	int n = 9;
 	if (ws_port != NULL) {
 		argv[n++] = "--ws-port";
 		argv[n++] = "0";
@@ -271,6 +283,10 @@ static int start_router(const struct opts *o, struct sbb_result *r, pid_t *pid, 
 	if (o->shards) {
 		argv[n++] = "--shards";
 		argv[n++] = (char *)o->shards;
+	}
+	if (o->idle_names > 0) {
+		argv[n++] = "--max-registrations";
+		argv[n++] = (char *)o->max_regs;
 	}
 	if (cluster != NULL) {
 		argv[n++] = "--cluster";
@@ -431,12 +447,13 @@ static int start_responder(const struct opts *o, struct sbb_result *r, const cha
 			   uint16_t *port, int stats_fd, pid_t *pid, int *out)
 {
 	const struct sbb_workload *w = &r->work;
-	char hp[96], chunks[16], csize[24], fan[16], sfd[16], line[64];
+	char hp[96], chunks[16], csize[24], fan[16], sfd[16], idle[16], line[64];
 	snprintf(hp, sizeof hp, "%s:%u", host, *port);
 	snprintf(chunks, sizeof chunks, "%u", w->shape == SBB_STREAM ? w->chunks : 0);
 	snprintf(csize, sizeof csize, "%zu", w->chunk_size);
 	snprintf(fan, sizeof fan, "%u", w->shape == SBB_FAN ? w->fan : 0);
 	snprintf(sfd, sizeof sfd, "%d", stats_fd);
+	snprintf(idle, sizeof idle, "%u", o->idle_names);
 	int direct = r->target.kind == SBB_T_DIRECT;
 	char *argv[] = {(char *)o->self,
 			"responder",
@@ -449,13 +466,17 @@ static int start_responder(const struct opts *o, struct sbb_result *r, const cha
 			csize,
 			"--fan",
 			fan,
+			"--names",
+			idle,
 			"--stats-fd",
 			sfd,
 			direct ? "--listen" : "--connect",
 			direct ? NULL : hp,
 			NULL};
 	*pid = sbb_proc_spawn(argv, out, 0);
-	if (*pid < 0 || sbb_proc_read_line(*out, line, sizeof line, 5000) != 0 ||
+	/* 100,000 names take seconds to register on a loaded machine. */
+	int wait_ms = 5000 + (int)(o->idle_names / 10);
+	if (*pid < 0 || sbb_proc_read_line(*out, line, sizeof line, wait_ms) != 0 ||
 	    strncmp(line, "ready ", 6) != 0) {
 		snprintf(r->note, sizeof r->note, "the responder did not start");
 		return -1;
@@ -613,6 +634,8 @@ int main(int argc, char **argv)
 	int wlist_given = 0;
 	if (argc > 1 && strcmp(argv[1], "responder") == 0)
 		return sbb_responder_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "conns") == 0)
+		return sbb_conns_main(argc - 1, argv + 1);
 	size_t n = (size_t)snprintf(cp.command, sizeof cp.command, "sb-bench");
 	for (int i = 1; i < argc && n < sizeof cp.command; i++)
 		n += (size_t)snprintf(cp.command + n, sizeof cp.command - n, " %s", argv[i]);
@@ -634,6 +657,7 @@ int main(int argc, char **argv)
 		{"duration", required_argument, NULL, 'd'},
 		{"reps", required_argument, NULL, 'n'},
 		{"shards", required_argument, NULL, 's'},
+		{"names", required_argument, NULL, 'm'},
 		{"router", required_argument, NULL, 'R'},
 		{"nats-server", required_argument, NULL, 'N'},
 		{"json", no_argument, NULL, 'j'},
@@ -694,6 +718,11 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			o.shards = optarg;
+			break;
+		case 'm':
+			o.idle_names = (unsigned)strtoul(optarg, NULL, 10);
+			/* bench.echo and bench.fire share the connection */
+			snprintf(o.max_regs, sizeof o.max_regs, "%u", o.idle_names + 2);
 			break;
 		case 'R':
 			snprintf(o.router, sizeof o.router, "%s", optarg);
