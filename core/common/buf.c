@@ -1,7 +1,8 @@
-/* Receive-buffer pools and heap buffers. Ring buffers go back to the kernel
- * in batches; a pool that runs low says so, for holders that could keep
- * its buffers long (a connection's output queue, a paused connection's
- * parked bytes) to copy instead. */
+/* Receive-buffer pools, staging buffers and heap buffers. Ring buffers go
+ * back to the kernel in batches; a pool that runs low says so, for holders
+ * that could keep its buffers long (a connection's output queue, a paused
+ * connection's parked bytes) to copy instead. Staging buffers are reused
+ * from a short list rather than allocated per send. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -46,7 +47,7 @@ int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid
 	for (unsigned i = 0; i < count; i++) {
 		struct sb__buf *b = &p->bufs[i];
 		b->bid = (uint16_t)i;
-		b->ring = 1;
+		b->kind = SB__BUF_RING;
 		b->pool = p;
 		b->low = p->low;
 		b->data = p->mem + (size_t)i * size;
@@ -73,6 +74,12 @@ fail:
 
 void sb__bufpool_destroy(struct sb__bufpool *p, struct io_uring *ring)
 {
+	while (p->stages != NULL) {
+		struct sb__buf *b = p->stages;
+		p->stages = b->next_free;
+		free(b);
+	}
+	p->nstages = 0;
 	if (p->br == NULL)
 		return;
 	io_uring_unregister_buf_ring(ring, p->bgid);
@@ -133,12 +140,43 @@ struct sb__buf *sb__buf_heap(size_t size)
 	return b;
 }
 
+struct sb__buf *sb__stage_get(struct sb__bufpool *p)
+{
+	struct sb__buf *b = p->stages;
+	if (b != NULL) {
+		p->stages = b->next_free;
+		p->nstages--;
+		atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+		return b;
+	}
+	if ((b = sb__buf_heap(SB__STAGE_SIZE)) == NULL)
+		return NULL;
+	b->kind = SB__BUF_STAGE;
+	b->pool = p;
+	return b;
+}
+
+/* Past SB__STAGE_KEEP, a burst's staging buffers go back to the heap: a
+ * pool keeps what a busy turn reuses, not what one slow consumer held. */
+static void stage_keep(struct sb__bufpool *p, struct sb__buf *b)
+{
+	if (p->nstages >= SB__STAGE_KEEP) {
+		free(b);
+		return;
+	}
+	b->next_free = p->stages;
+	p->stages = b;
+	p->nstages++;
+}
+
 void sb__buf_put(struct sb__buf *b, struct sb__bufpool *mine)
 {
 	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (!b->ring)
+	if (b->kind == SB__BUF_HEAP)
 		free(b);
+	else if (b->kind == SB__BUF_STAGE)
+		stage_keep(b->pool, b);
 	else if (b->pool == mine)
 		recycle(b->pool, b);
 	else {

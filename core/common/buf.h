@@ -1,5 +1,6 @@
 /* Reference-counted byte buffers: receive buffers lent to the kernel through a
- * provided-buffer ring, and heap buffers for reassembled or router-made frames. */
+ * provided-buffer ring, heap buffers for reassembled or router-made frames,
+ * and staging buffers that gather small frames for one send. */
 #ifndef SB_CORE_BUF_H
 #define SB_CORE_BUF_H
 
@@ -8,21 +9,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What the last put does with a buffer. */
+enum sb__buf_kind {
+	SB__BUF_HEAP = 0, /* freed */
+	SB__BUF_RING,     /* recycled into its pool's buffer ring */
+	SB__BUF_STAGE,    /* kept on its pool's staging list (owner shard only) */
+};
+
 /* A frame forwarded to N connections holds N references to the buffer it
  * arrived in, so broadcast and cross-shard delivery never copy it. */
 struct sb__buf {
 	atomic_uint refs;            /* holders; the last put recycles or frees it */
 	uint16_t bid;                /* ring buffers: id in the buffer ring */
-	uint8_t ring;                /* 1 = ring buffer, 0 = heap buffer */
-	struct sb__bufpool *pool;    /* ring buffers: the owning shard's pool */
+	uint8_t kind;                /* enum sb__buf_kind */
+	struct sb__bufpool *pool;    /* ring and staging buffers: the owning shard's pool */
 	const _Atomic unsigned *low; /* ring buffers: the pool's flag (below), read
 					without touching the pool's busy line */
 	struct sb__buf *next_free;   /* on the owner's return stack */
 	uint8_t *data;               /* the bytes */
 };
 
+#define SB__STAGE_SIZE 16384 /* bytes of a staging buffer */
+#define SB__STAGE_KEEP 64    /* staging buffers a pool keeps for reuse */
+
 /* One shard's receive buffers: `count` buffers of `size` bytes registered as
- * buffer group `bgid` of that shard's io_uring. */
+ * buffer group `bgid` of that shard's io_uring; and its staging buffers. */
 struct sb__bufpool {
 	struct io_uring_buf_ring *br; /* the ring shared with the kernel */
 	uint8_t *mem;                 /* count * size bytes of buffer space */
@@ -40,6 +51,11 @@ struct sb__bufpool {
 	/* Buffers other shards released, recycled by the owner. C11 atomics
 	 * rather than ck_stack: ThreadSanitizer can see these orderings. */
 	_Atomic(struct sb__buf *) returned;
+	/* Staging buffers (SB__STAGE_SIZE bytes) that no one holds: only the
+	 * owner takes and releases them (they never leave its output
+	 * queues), so a plain list does, bounded by SB__STAGE_KEEP. */
+	struct sb__buf *stages;
+	unsigned nstages;
 };
 
 /**
@@ -57,7 +73,7 @@ struct sb__buf *sb__bufpool_get(struct sb__bufpool *p, uint16_t bid);
  *  holder that may keep it long should copy what it needs and let it go. */
 static inline int sb__buf_scarce(const struct sb__buf *b)
 {
-	return b->ring && atomic_load_explicit(b->low, memory_order_relaxed);
+	return b->kind == SB__BUF_RING && atomic_load_explicit(b->low, memory_order_relaxed);
 }
 
 /**
@@ -66,6 +82,11 @@ static inline int sb__buf_scarce(const struct sb__buf *b)
  * @return how many buffers the kernel got back
  */
 unsigned sb__bufpool_flush(struct sb__bufpool *p);
+
+/** Owner shard only: a staging buffer of SB__STAGE_SIZE bytes holding one
+ *  reference, reused from @p p's list or allocated; NULL if out of memory.
+ *  Its last put (by the owner) gives it back to the list. */
+struct sb__buf *sb__stage_get(struct sb__bufpool *p);
 
 /** A heap buffer of @p size bytes holding one reference, or NULL. */
 struct sb__buf *sb__buf_heap(size_t size);
@@ -76,8 +97,9 @@ static inline void sb__buf_get(struct sb__buf *b)
 }
 
 /**
- * Drop a reference. The last one frees a heap buffer, or recycles a ring
- * buffer: directly if it belongs to @p mine (the caller's own pool),
+ * Drop a reference. The last one frees a heap buffer, keeps a staging
+ * buffer for reuse, or recycles a ring buffer: directly if it belongs to
+ * @p mine (the caller's own pool),
  * otherwise through its owner's return stack, since only the owner may
  * touch its buffer ring. A frame that crossed shards is released by the
  * receiving shard, so the caller cannot assume ownership.

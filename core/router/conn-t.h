@@ -15,7 +15,7 @@
 #include "common/timer.h"
 #include "router/peers-t.h"
 
-#define SB__IOV_MAX 64 /* frames per sendmsg: batching without huge iovecs */
+#define SB__IOV_MAX 64 /* segments per sendmsg: batching without huge iovecs */
 
 struct sb__buf;
 struct sb__shard;

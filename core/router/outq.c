@@ -1,7 +1,9 @@
 /* A connection's output queue: frame references in a ring, flushed by one
- * sendmsg per loop turn with up to SB__IOV_MAX frames and one send in flight
- * (so frames are never reordered), and bounded: a consumer that cannot keep
- * up is dropped rather than allowed to grow without limit. */
+ * sendmsg per loop turn with up to SB__IOV_MAX segments and one send in
+ * flight (so frames are never reordered), and bounded: a consumer that
+ * cannot keep up is dropped rather than allowed to grow without limit.
+ * Small frames queued back to back are gathered into one staging buffer,
+ * so that they go out as one iovec. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,6 +71,46 @@ int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, con
 	return sb__outq_put(sh, c, b, p, len);
 }
 
+/* Frames up to this size are copied next to the small frame queued before
+ * them rather than sent as an iovec of their own: the kernel's work per
+ * iovec of a sendmsg (importing it, a segment to copy from) costs more
+ * than copying a small frame once (docs/performance.md, "Contiguous send
+ * buffer"). Larger frames keep their own iovec, never copied. */
+#define GATHER_MAX 512
+
+/* Appends a small frame to the queue's last segment, itself small or a
+ * staging buffer with room, and lets go of the frame's buffer (a receive
+ * buffer goes back to the kernel without waiting for the send). The last
+ * segment must not be in the send in flight: the kernel may still read
+ * it, and its bytes must not move. @return 1 if the frame was taken */
+static int gather(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		  uint32_t len)
+{
+	struct sb__seg *t = &c->q[(c->q_head + c->q_len - 1) % c->q_cap];
+	size_t used = (size_t)(t->p - t->buf->data) + t->len;
+
+	if (c->sending && c->q_len <= c->q_sent)
+		return 0;
+	/* A staging buffer holds one segment, the one that took it, so the
+	 * segment's end is the end of what the buffer holds. */
+	if (t->buf->kind == SB__BUF_STAGE && SB__STAGE_SIZE - used >= len) {
+		memcpy(t->buf->data + used, p, len);
+		t->len += len;
+	} else if (t->len <= GATHER_MAX) {
+		struct sb__buf *g = sb__stage_get(&sh->pool);
+		if (g == NULL)
+			return 0; /* then it goes out as an iovec of its own */
+		memcpy(g->data, t->p, t->len);
+		memcpy(g->data + t->len, p, len);
+		sb__buf_put(t->buf, &sh->pool);
+		*t = (struct sb__seg){g, g->data, t->len + len};
+		c->q_last = g;
+	} else
+		return 0;
+	sb__buf_put(b, &sh->pool);
+	return 1;
+}
+
 int sb__outq_put(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
 		 uint32_t len)
 {
@@ -82,6 +124,11 @@ int sb__outq_put(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, co
 		sb__conn_close(sh, c, "slow consumer");
 		return SB_EOVERLOADED;
 	}
+	/* Plain connections only: TLS gathers its records from the queue
+	 * itself, and the edge's sends point into the queue's segments. */
+	if (len <= GATHER_MAX && c->q_len > 0 && c->xport == SB__XPORT_PLAIN &&
+	    gather(sh, c, b, p, len))
+		goto queued;
 	if (c->q_len == c->q_cap) {
 		uint32_t cap = c->q_cap ? c->q_cap * 2 : 16;
 		struct sb__seg *nq = malloc(cap * sizeof *nq);
@@ -118,6 +165,7 @@ int sb__outq_put(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, co
 	}
 	c->q[(c->q_head + c->q_len++) % c->q_cap] = (struct sb__seg){b, p, len};
 	c->q_last = b;
+queued:
 	c->q_bytes += len;
 	if (c->q_bytes > atomic_load_explicit(&sh->st.queued_peak, memory_order_relaxed))
 		atomic_store_explicit(&sh->st.queued_peak, c->q_bytes, memory_order_relaxed);
