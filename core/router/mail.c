@@ -92,6 +92,10 @@ void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m)
 	struct sb__backlog *bl = &sh->backlog[to];
 	int wake = 0;
 
+	/* Before the ring's commit publishes it: the receiver counts on it
+	 * atomically from the start (buf.c). */
+	if (m->type == SB__MAIL_DELIVER || m->type == SB__MAIL_REPLY)
+		sb__buf_share(m->p);
 	sh->mail_sent[to] += mail_bytes(m);
 	/* Keep per-target order: once something waits, everything waits. */
 	if (bl->len == 0 && sb__mail_send(sh->r->mb, sh->id, to, m, &wake) == 0)
