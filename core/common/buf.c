@@ -11,6 +11,44 @@
 
 #include "common/buf.h"
 
+/*
+ * Why no count is lost. A buffer's count changes with plain instructions
+ * while it is local and atomically once it is shared, and the two kinds
+ * never touch one buffer at once:
+ *  - Local: one thread holds every reference, the shard whose kernel filled
+ *    it (sb__bufpool_get), the thread that allocated it (sb__buf_heap), or
+ *    the thread it was moved to whole, its sender keeping nothing (the
+ *    embedding program's inbox, under a lock). Only that thread can reach
+ *    the buffer, so only it reads or writes refs: plain ++ and -- are exact.
+ *  - Becoming shared: a reference reaches another thread only through a
+ *    hand-off that is a release by its sender and an acquire by its receiver
+ *    (a mail ring's commit and take, a mutex's unlock and lock). The sender
+ *    sets the mark before that release (sb__mail() for DELIVER and REPLY;
+ *    the cluster's router-wide identity frames as they are made, under the
+ *    lock). The acquire makes the mark and every plain count before it
+ *    visible, so the receiver reads shared = 1 and a count that includes its
+ *    reference, and counts atomically from then on; the sender reads its own
+ *    mark, so its next operation is atomic too. No plain operation follows
+ *    the mark on any thread. A holder that passes the buffer on (to a third
+ *    shard, or back) finds it marked and writes nothing.
+ *  - The owner drops its last reference while another shard still holds
+ *    one: both decrements are atomic, so exactly one of them takes the count
+ *    from 1 to 0, and that one recycles the buffer (through its owner's
+ *    return stack when it is not the owner) or frees it. acq_rel on the
+ *    decrement orders every holder's reads of the bytes before the reuse.
+ *  - The mark is read before the decrement (after it, another thread may
+ *    already have recycled the buffer), and cleared only when the owner hands
+ *    a recycled ring buffer out afresh (sb__bufpool_get): the last put's
+ *    release has reached the owner by then (its own decrement reads the
+ *    others'; the return stack's exchange is an acquire), so no thread reads
+ *    the mark any more. A heap buffer is freed with its mark.
+ * A hand-off without the mark is the bug this rules out: two threads doing
+ * plain ++ and -- lose counts, and a buffer is reused while queued or never
+ * recycled. refs is a plain unsigned with __atomic builtins rather than an
+ * atomic_uint so that ThreadSanitizer reports exactly that, a plain access
+ * racing another thread's.
+ */
+
 int sb__bufpool_init(struct sb__bufpool *p, struct io_uring *ring, uint16_t bgid, unsigned count,
 		     unsigned size)
 {
@@ -93,7 +131,8 @@ void sb__bufpool_destroy(struct sb__bufpool *p, struct io_uring *ring)
 struct sb__buf *sb__bufpool_get(struct sb__bufpool *p, uint16_t bid)
 {
 	struct sb__buf *b = &p->bufs[bid];
-	atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+	b->refs = 1;
+	b->shared = 0;
 	if (++p->out >= p->low_on && !p->is_low) {
 		p->is_low = 1;
 		atomic_store_explicit(p->low, 1, memory_order_relaxed);
@@ -135,7 +174,7 @@ struct sb__buf *sb__buf_heap(size_t size)
 	if (b == NULL)
 		return NULL;
 	memset(b, 0, sizeof *b);
-	atomic_init(&b->refs, 1);
+	b->refs = 1;
 	b->data = (uint8_t *)(b + 1);
 	return b;
 }
@@ -146,7 +185,7 @@ struct sb__buf *sb__stage_get(struct sb__bufpool *p)
 	if (b != NULL) {
 		p->stages = b->next_free;
 		p->nstages--;
-		atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+		b->refs = 1; /* a stage never leaves its shard: never shared */
 		return b;
 	}
 	if ((b = sb__buf_heap(SB__STAGE_SIZE)) == NULL)
@@ -171,7 +210,10 @@ static void stage_keep(struct sb__bufpool *p, struct sb__buf *b)
 
 void sb__buf_put(struct sb__buf *b, struct sb__bufpool *mine)
 {
-	if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+	if (b->shared) {
+		if (__atomic_fetch_sub(&b->refs, 1, __ATOMIC_ACQ_REL) != 1)
+			return;
+	} else if (--b->refs != 0)
 		return;
 	if (b->kind == SB__BUF_HEAP)
 		free(b);

@@ -17,11 +17,18 @@ enum sb__buf_kind {
 };
 
 /* A frame forwarded to N connections holds N references to the buffer it
- * arrived in, so broadcast and cross-shard delivery never copy it. */
+ * arrived in, so broadcast and cross-shard delivery never copy it. A buffer
+ * is local until a reference is handed to another thread (sb__buf_share()):
+ * until then its one thread counts with plain instructions, from then on
+ * every thread counts atomically (buf.c has why no count is lost). */
 struct sb__buf {
-	atomic_uint refs;            /* holders; the last put recycles or frees it */
+	unsigned refs;               /* holders; the last put recycles or frees it. Plain while
+					local, __atomic once shared: not atomic_uint, so that
+					ThreadSanitizer reports a plain count another thread races */
 	uint16_t bid;                /* ring buffers: id in the buffer ring */
 	uint8_t kind;                /* enum sb__buf_kind */
+	uint8_t shared;              /* 1 once another thread may hold a reference; cleared
+					only when the buffer is handed out afresh */
 	struct sb__bufpool *pool;    /* ring and staging buffers: the owning shard's pool */
 	const _Atomic unsigned *low; /* ring buffers: the pool's flag (below), read
 					without touching the pool's busy line */
@@ -91,9 +98,28 @@ struct sb__buf *sb__stage_get(struct sb__bufpool *p);
 /** A heap buffer of @p size bytes holding one reference, or NULL. */
 struct sb__buf *sb__buf_heap(size_t size);
 
+/**
+ * A reference to @p b is about to become reachable from another thread (mail
+ * to another shard, a router-wide table): from now on its count is atomic
+ * for every holder. Call it while holding a reference, before the release
+ * that publishes it (the ring's commit, the table's unlock). A buffer only
+ * moved whole to another thread, its sender keeping no reference (the
+ * embedding program's inbox), needs no mark: it has one thread at a time.
+ */
+static inline void sb__buf_share(struct sb__buf *b)
+{
+	/* Written only while 0, i.e. by its one thread: once it is 1, other
+	 * threads read it, and a second store would race their loads. */
+	if (!b->shared)
+		b->shared = 1;
+}
+
 static inline void sb__buf_get(struct sb__buf *b)
 {
-	atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+	if (b->shared)
+		__atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
+	else
+		b->refs++;
 }
 
 /**

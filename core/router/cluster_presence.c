@@ -177,6 +177,9 @@ static struct xpeer *entry(struct sb__shard *sh, uint64_t h, const struct sb_msg
 		free(e);
 		return NULL;
 	}
+	/* Every shard takes references under the lock but drops them outside
+	 * it (after sending): its count is atomic from the start. */
+	sb__buf_share(e->ident);
 	if (sb__idmap_put(&xp->by_alias, e->alias, (uintptr_t)e) != 0) {
 		sb__idmap_del(&xp->by_key, key);
 		sb__buf_put(e->ident, NULL);

@@ -17,7 +17,8 @@ void sb__mail_read(struct sb__shard *sh);
 /** Once per turn: backlogged mail into rings with room again. */
 void sb__mail_flush(struct sb__shard *sh);
 
-/** Once per turn, after the mail: wake the shards sent mail while asleep. */
+/** Once per turn, after the turn's last mail and before the shard may
+ *  sleep: wake the shards mailed this turn that may be asleep. */
 void sb__mail_wake(struct sb__shard *sh);
 
 /** 1 while mail waits in a backlog or a producer waits on one. */

@@ -16,25 +16,31 @@
 /*
  * The wake-up handshake. A receiver with nothing left to do calls sleep(),
  * which stores asleep = 1, then looks at every inbound ring. A sender
- * enqueues, then reads asleep. Each puts a full (store-load) fence between
- * its store and its load, and of the two fences one runs first:
- *  - the sender's: its enqueue is visible to the receiver's look, which finds
- *    the ring non-empty, clears asleep and returns 0: it does not sleep;
+ * enqueues one message or several (post), then reads asleep (wake_due),
+ * before it blocks itself. Each puts a full (store-load) fence between its
+ * stores and its load, and of the two fences one runs first:
+ *  - the sender's: every enqueue before it is visible to the receiver's look,
+ *    which finds the ring non-empty, clears asleep and returns 0: it does not
+ *    sleep;
  *  - the receiver's: its asleep = 1 is visible to the sender's read, which
  *    sees that 1 or a later value: 0 from another sender's exchange (that one
  *    reports the wake), 0 from the receiver itself (it is awake and receives
  *    before it next sleeps), or 1 from a later sleep() (the same again).
- * So a receiver that sleeps is woken by a send it has not received yet.
- * Without the fences, both loads could run before the other side's store
- * left its store buffer (x86 lets a load overtake an earlier store): the
- * receiver would see empty rings, the sender asleep = 0, and the message
- * would wait with nobody awake to take it.
+ * So a receiver that sleeps is woken by a sender whose mail it has not
+ * received yet. One fence covers every enqueue before it, so a sender may
+ * post a whole turn's mail to a shard and read its asleep once, after the
+ * last post (mail.c): nothing is lost as long as no post follows the
+ * turn's last read before the sender blocks, since such a post would be
+ * covered by no fence. Without the fences, both loads could run before the
+ * other side's store left its store buffer (x86 lets a load overtake an
+ * earlier store): the receiver would see empty rings, the sender asleep = 0,
+ * and the message would wait with nobody awake to take it.
  *
  * The fences are ck_pr's, not C11's: the store the sender must order is ck's
  * own ring index, written with ck_pr outside the C11 memory model. The
- * exchange lets exactly one sender see each 1, so only the first send after a
+ * exchange lets exactly one sender see each 1, so only the first read after a
  * sleep pays for a wake; the plain load before it keeps the flag's cache line
- * shared while the receiver is awake, instead of every send taking it over.
+ * shared while the receiver is awake, instead of every read taking it over.
  */
 
 /* ck_ring pads its indices to 64-byte lines; we pad our own state the same. */
@@ -197,10 +203,8 @@ void sb__mailbox_free(struct sb__mailbox *mb)
 	free(mb);
 }
 
-int sb__mail_send(struct sb__mailbox *mb, unsigned from, unsigned to, const struct sb__mail *m,
-		  int *wake)
+int sb__mail_post(struct sb__mailbox *mb, unsigned from, unsigned to, const struct sb__mail *m)
 {
-	*wake = 0;
 	if (from >= mb->nshards || to >= mb->nshards || from == to)
 		return SB_EINVAL;
 
@@ -210,12 +214,22 @@ int sb__mail_send(struct sb__mailbox *mb, unsigned from, unsigned to, const stru
 		return SB_EOVERLOADED;
 	*slot = *m;
 	commit(r);
+	return 0;
+}
 
+int sb__mailbox_wake_due(struct sb__mailbox *mb, unsigned to)
+{
 	ck_pr_fence_store_load();
 	atomic_int *asleep = &mb->inbox[to].asleep;
-	if (atomic_load(asleep) == 1 && atomic_exchange(asleep, 0) == 1)
-		*wake = 1;
-	return 0;
+	return atomic_load(asleep) == 1 && atomic_exchange(asleep, 0) == 1;
+}
+
+int sb__mail_send(struct sb__mailbox *mb, unsigned from, unsigned to, const struct sb__mail *m,
+		  int *wake)
+{
+	int rc = sb__mail_post(mb, from, to, m);
+	*wake = rc == 0 && sb__mailbox_wake_due(mb, to);
+	return rc;
 }
 
 unsigned sb__mail_recv(struct sb__mailbox *mb, unsigned to, struct sb__mail *out, unsigned max)

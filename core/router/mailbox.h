@@ -32,15 +32,30 @@ struct sb__mailbox *sb__mailbox_new(unsigned nshards, unsigned ring_entries);
 void sb__mailbox_free(struct sb__mailbox *mb);
 
 /**
- * Queues a copy of *m from shard `from` to shard `to`. Only `from`'s thread
- * may call it. The mailbox makes no system call: when *wake comes back 1 the
- * caller must wake `to` (eventfd, IORING_OP_MSG_RING, ...), at the latest
- * before it blocks itself, or `to` may sleep on that message for ever.
- * @param wake  set to 1 when `to` may be asleep and this send is the one that
- *              must wake it (the first after its sb__mailbox_sleep()), else 0
+ * Queues a copy of *m from shard `from` to shard `to`, with no fence and no
+ * look at `to`'s sleep. Only `from`'s thread may call it. After one or more
+ * posts to `to` the caller must call sb__mailbox_wake_due(mb, to), and wake
+ * `to` if it says so, at the latest before it blocks itself, or `to` may
+ * sleep on the mail for ever: a turn's mail to one shard pays for one fence.
  * @return 0; SB_EOVERLOADED when the ring is full and nothing was queued, the
  *         caller keeps the message and retries later; SB_EINVAL for a shard
  *         number out of range or from == to
+ */
+int sb__mail_post(struct sb__mailbox *mb, unsigned from, unsigned to, const struct sb__mail *m);
+
+/**
+ * After shard `from`'s posts to `to`: whether `to` may be asleep with them
+ * waiting, so that the caller must wake it (eventfd, IORING_OP_MSG_RING,
+ * ...). One store-load fence. Only the posting thread may call it.
+ * @return 1 when this call is the one that must wake `to` (the first after
+ *         its sb__mailbox_sleep(), from whichever sender), else 0
+ */
+int sb__mailbox_wake_due(struct sb__mailbox *mb, unsigned to);
+
+/**
+ * sb__mail_post() then sb__mailbox_wake_due(), for one message on its own.
+ * @param wake  set to 1 when the caller must wake `to`, else 0
+ * @return as sb__mail_post()
  */
 int sb__mail_send(struct sb__mailbox *mb, unsigned from, unsigned to, const struct sb__mail *m,
 		  int *wake);

@@ -69,7 +69,8 @@ struct sb__shard {
 	uint64_t mail_sent[SB__MAX_SHARDS];          /* by target (this thread) */
 	uint64_t mail_got[SB__MAX_SHARDS];           /* by source (this thread) */
 	_Atomic uint64_t mail_taken[SB__MAX_SHARDS]; /* by source, published per turn */
-	uint8_t wake[SB__MAX_SHARDS];  /* target shards to wake at the end of the turn */
+	uint8_t wake[SB__MAX_SHARDS];  /* target shards mailed this turn: the end of the
+					  turn asks whether each must be woken */
 	int accept_armed;              /* the multishot accept is outstanding */
 	int ws_accept_armed;           /* ...and the edge's */
 	int admin_accept_armed;        /* ...and the admin listener's */

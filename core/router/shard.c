@@ -329,7 +329,6 @@ void *sb__shard_main(void *arg)
 			sb__cluster_turn(sh);
 		sb__outq_flush(sh);
 		sb__mail_flush(sh);
-		sb__mail_wake(sh);
 		/* Done only once our backlog has gone into the rings: a shard
 		 * that counted itself done with mail still backlogged let the
 		 * others leave, and then waited forever for room in a ring
@@ -338,6 +337,10 @@ void *sb__shard_main(void *arg)
 			sh->drained = 1;
 			atomic_fetch_add(&r->drained, 1);
 		}
+		/* After the drain's mail too (connections closed, requests
+		 * failed): a wake asked before the turn's last mail does not
+		 * cover it (mailbox.c), and we may sleep next. */
+		sb__mail_wake(sh);
 		/* Leave together: until every shard is done, others may still
 		 * mail us, and their buffers must come back to them. Mail that
 		 * finds a ring full after that is released at teardown too. */

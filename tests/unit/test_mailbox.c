@@ -249,6 +249,16 @@ static void test_wake_once_per_sleep(void)
 		CHECK_INT(sb__mail_recv(mb, 0, out, 16), 2);
 	}
 
+	/* A turn's posts ask nothing; the one question after them wakes. */
+	CHECK_INT(sb__mailbox_sleep(mb, 0), 1);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(sb__mail_post(mb, 1, 0, &m), 0);
+	CHECK_INT(sb__mailbox_sleep(mb, 0), 0); /* and it could not sleep on them */
+	CHECK_INT(sb__mailbox_wake_due(mb, 0), 1);
+	CHECK_INT(sb__mailbox_wake_due(mb, 0), 0);
+	sb__mailbox_awake(mb, 0);
+	CHECK_INT(sb__mail_recv(mb, 0, out, 16), 3);
+
 	/* Each shard has a flag of its own. */
 	CHECK_INT(sb__mailbox_sleep(mb, 0), 1);
 	CHECK_INT(sb__mailbox_sleep(mb, 1), 1);
@@ -265,7 +275,7 @@ struct transfer {
 	struct sb__mailbox *mb;
 	int efd;                 /* shard 0's wake-up */
 	atomic_int failed;       /* the consumer gave up: producers stop too */
-	atomic_ulong wakes;      /* sends that reported wake = 1 */
+	atomic_ulong wakes;      /* sends or batches that reported a wake due */
 	atomic_ulong overloaded; /* sends refused for a full ring */
 	unsigned long asks;      /* consumer: sleep() calls */
 	unsigned long sleeps;    /* consumer: sleep() said yes */
@@ -279,15 +289,29 @@ struct producer {
 	unsigned shard;
 };
 
+/* Asks once whether shard 0 must be woken for what was posted, and wakes it. */
+static int wake_if_due(struct transfer *t, unsigned long *wakes)
+{
+	uint64_t one = 1;
+	if (!sb__mailbox_wake_due(t->mb, 0))
+		return 0;
+	(*wakes)++;
+	return write(t->efd, &one, sizeof one) == sizeof one ? 0 : -1;
+}
+
+/* Shard 1 posts batches of 1 to 16 messages and asks about the wake once per
+ * batch, as a router shard does once per turn; shard 2 sends one at a time.
+ * A producer facing a full ring asks first: it is about to wait on shard 0. */
 static void *transfer_producer(void *arg)
 {
 	struct producer *pr = arg;
 	struct transfer *t = pr->t;
 	unsigned long wakes = 0, overloaded = 0;
+	unsigned batch = pr->shard == 1 ? 1 : 0, posted = 0;
 
 	for (uint64_t seq = 0; seq < TRANSFER_COUNT; seq++) {
 		struct sb__mail m = mail(pr->shard, seq);
-		int wake, rc;
+		int wake = 0, rc;
 		/* Every 1024th carries a heap object the consumer frees: under TSan
 		 * this checks the writes before a send happen before the receive. */
 		uint64_t *obj = NULL;
@@ -296,8 +320,13 @@ static void *transfer_producer(void *arg)
 			*obj = seq;
 			m.p = obj;
 		}
-		while ((rc = sb__mail_send(t->mb, pr->shard, 0, &m, &wake)) == SB_EOVERLOADED) {
+		while ((rc = batch > 0 ? sb__mail_post(t->mb, pr->shard, 0, &m)
+				       : sb__mail_send(t->mb, pr->shard, 0, &m, &wake)) ==
+		       SB_EOVERLOADED) {
 			overloaded++;
+			if (posted > 0 && wake_if_due(t, &wakes) != 0)
+				atomic_store(&t->failed, 1);
+			posted = 0;
 			if (atomic_load(&t->failed)) {
 				free(obj);
 				goto out;
@@ -309,6 +338,12 @@ static void *transfer_producer(void *arg)
 			free(obj);
 			break;
 		}
+		if (batch > 0 && ++posted == batch) {
+			posted = 0;
+			batch = batch % 16 + 1;
+			if (wake_if_due(t, &wakes) != 0)
+				atomic_store(&t->failed, 1);
+		}
 		if (wake) {
 			uint64_t one = 1;
 			wakes++;
@@ -316,6 +351,8 @@ static void *transfer_producer(void *arg)
 				atomic_store(&t->failed, 1);
 		}
 	}
+	if (posted > 0 && wake_if_due(t, &wakes) != 0)
+		atomic_store(&t->failed, 1);
 out:
 	atomic_fetch_add(&t->wakes, wakes);
 	atomic_fetch_add(&t->overloaded, overloaded);
