@@ -151,12 +151,6 @@ static const struct setting table[] = {
 	 "on SIGTERM, how long requests in flight may\n"
 	 "finish before connections close (default 5000)",
 	 NULL},
-	{NULL, "spin-us", NUM, CFG(spin_us), RANGE(0, 1000), 0, "US",
-	 "a shard that had a little work polls for more\n"
-	 "this long before it sleeps, backing off when\n"
-	 "that finds nothing; never when idle; 0 = off\n"
-	 "(default 50)",
-	 NULL},
 	{NULL, "log-level", NUM, CFG(log_level), RANGE(0, 3), 0, "N",
 	 "0 errors, 1 lifecycle, 2 connections, 3 debug\n"
 	 "(default 1)",

@@ -201,20 +201,20 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	}
 }
 
-unsigned sb__mail_read(struct sb__shard *sh)
+void sb__mail_read(struct sb__shard *sh)
 {
 	struct sb__mail box[MAIL_BATCH];
-	unsigned n, any = 0;
+	unsigned n;
+	int any = 0;
 	while ((n = sb__mail_recv(sh->r->mb, sh->id, box, MAIL_BATCH)) > 0) {
 		for (unsigned i = 0; i < n; i++)
 			on_mail(sh, &box[i]);
-		any += n;
+		any = 1;
 	}
 	/* Tell senders what we took, once per turn: one store per shard. */
 	for (unsigned from = 0; any && from < sh->r->nshards; from++)
 		atomic_store_explicit(&sh->mail_taken[from], sh->mail_got[from],
 				      memory_order_release);
-	return any;
 }
 
 /* Frees what a mail holds without acting on it: the router is stopping. */

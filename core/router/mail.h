@@ -11,9 +11,8 @@
 /** Mail to another shard (kept in order, never dropped). */
 void sb__mail(struct sb__shard *sh, unsigned to, const struct sb__mail *m);
 
-/** Once per turn: what the mail rings hold for this shard, handled.
- * @return how many messages there were */
-unsigned sb__mail_read(struct sb__shard *sh);
+/** Once per turn: what the mail rings hold for this shard, handled. */
+void sb__mail_read(struct sb__shard *sh);
 
 /** Once per turn: backlogged mail into rings with room again. */
 void sb__mail_flush(struct sb__shard *sh);

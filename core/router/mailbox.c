@@ -25,10 +25,6 @@
  *    reports the wake), 0 from the receiver itself (it is awake and receives
  *    before it next sleeps), or 1 from a later sleep() (the same again).
  * So a receiver that sleeps is woken by a send it has not received yet.
- * Until its sleep() stores 1 a receiver is awake, however long it goes on
- * looking at its rings first (the shard's spin before sleeping polls
- * sb__mailbox_pending()): senders do not wake it, and sleep() looks again
- * after its fence, so the argument above holds unchanged.
  * Without the fences, both loads could run before the other side's store
  * left its store buffer (x86 lets a load overtake an earlier store): the
  * receiver would see empty rings, the sender asleep = 0, and the message

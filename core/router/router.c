@@ -57,7 +57,6 @@ static void defaults(struct sb_router_config *c)
 	c->name_grace_ms = 30000;
 	c->cluster_spill = 64;
 	c->cluster_dead_ms = 3000;
-	c->spin_us = SB__SPIN_US_DEFAULT;
 }
 
 /* A program built against an older header has a shorter struct: only
@@ -120,7 +119,7 @@ static int check_config(const struct sb_router_config *c)
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
-	if (c->ws_port < -1 || c->ws_port > 65535 || c->spin_us > SB__SPIN_US_MAX)
+	if (c->ws_port < -1 || c->ws_port > 65535)
 		return 0;
 	if (c->admin_port < -1 || c->admin_port > 65535 ||
 	    (c->admin_port >= 0 &&

@@ -22,10 +22,6 @@
 #include "router/stats.h"
 
 #define SB__MAX_SHARDS 64
-/* The spin before a sleep (sb_router_config.spin_us): its default and its
- * bound, in microseconds. */
-#define SB__SPIN_US_DEFAULT 50
-#define SB__SPIN_US_MAX     1000
 /* Endpoints that are not connections, told apart by their shard bits. */
 #define SB__LOCAL_SHARD     0xffu           /* an in-process handler; low bits: its index */
 #define SB__LOCAL_REQUESTER (0xfeull << 56) /* an in-process requester */
@@ -94,14 +90,6 @@ struct sb__shard {
 	struct sb__auth_shard auth; /* the secrets and rules in force, failing addresses */
 	struct sb__jwt_cache jwt;   /* the bearer tokens' key set, as of its last use */
 	struct sb__xshard *xs;      /* the cluster connection (cluster.c); NULL: none */
-	/* The spin before a sleep (shard.c): spins in a row that found
-	 * nothing, and the chances to spin still to let go by because of them;
-	 * frames and mail the last turn that had any took in, and frames_in
-	 * as of the last turn. */
-	unsigned spin_misses;
-	unsigned spin_skip;
-	uint64_t spin_batch;
-	uint64_t spin_frames;
 };
 
 #endif

@@ -4,12 +4,9 @@
  * at a stop. What each completion or mail means is its module's. */
 #include <errno.h>
 #include <poll.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <ck_pr.h>
 
 #include "common/log.h"
 #include "common/clock.h"
@@ -45,16 +42,6 @@
 #define BACKLOG_NAP_NS  100000
 #define STARVED_NAP_MS  1
 #define DRAINING_NAP_MS 10
-/* The spin's back-off: after k spins in a row that found nothing, the next
- * 2^k - 1 chances to spin go by (k at most SPIN_BACKOFF_MAX), so a shard
- * whose spins do not pay spins before about one sleep in 64. */
-#define SPIN_BACKOFF_MAX 6
-/* The most frames and mail a turn may take in for the spin after it: more
- * is a stream, whose sleep and wake-up are shared by the whole batch and
- * whose peers need the CPU a spin would take (measured: fire-64 ran slower
- * with a spin after each turn on a 2-core machine). A conversation that
- * waits on round trips, which the spin is for, takes in one or a few. */
-#define SPIN_BATCH_MAX 8
 
 /* The turn clock: timers use the milliseconds, latencies the microseconds. */
 static void tick(struct sb__shard *sh)
@@ -110,79 +97,6 @@ static void on_cqe(struct sb__shard *sh, struct io_uring_cqe *cqe)
 		break;
 	}
 	}
-}
-
-/*
- * The spin before a sleep. A shard that had work and finds none is likely
- * to get more within microseconds (the answer to what it just forwarded, a
- * requester's next request), and a sleep and wake-up cost several on these
- * machines: so it looks again, without blocking, for up to spin_us.
- *
- * With DEFER_TASKRUN (or COOP_TASKRUN) a receive's completion is posted only
- * when the thread enters the kernel, so a look at the completion queue
- * alone would never see one arrive; TASKRUN_FLAG makes the kernel raise
- * IORING_SQ_TASKRUN when such work is waiting, and only then does the spin
- * enter the kernel to run it. Mail from other shards needs no wake-up while
- * we spin: we have not called sb__mailbox_sleep(), so we count as awake for
- * its senders, look at the rings here, and sleep() looks again after its
- * fence before we block (the proof in mailbox.c is unchanged: a spinning
- * shard is an awake one that has not received yet).
- *
- * @return 1 as soon as a completion or mail is there, 0 when the time ran out
- */
-static int spin(struct sb__shard *sh, uint64_t budget_us)
-{
-	struct io_uring *ring = &sh->ring;
-	/* A ring whose task work waits for us without telling: enter each time. */
-	int blind = (ring->flags & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN)) != 0 &&
-		    (ring->flags & IORING_SETUP_TASKRUN_FLAG) == 0;
-	uint64_t until = sb__now_us() + budget_us;
-
-	for (unsigned i = 1;; i++) {
-		if (io_uring_cq_ready(ring) > 0 || sb__mailbox_pending(sh->r->mb, sh->id) > 0)
-			return 1;
-		if (blind || (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN) != 0) {
-			io_uring_get_events(ring);
-			if (io_uring_cq_ready(ring) > 0)
-				return 1;
-		}
-		/* The clock every 16 looks: a look is a few loads, a clock read
-		 * costs more than all of them. */
-		if (i % 16 == 0 && sb__now_us() >= until)
-			return 0;
-		ck_pr_stall();
-	}
-}
-
-/* Whether to spin before this sleep, and for how long (0: not at all): only
- * after a turn that had work, when the last frames or mail came a few at a
- * time, never on a timer due now or while mail waits for room or the shard
- * drains (those nap instead), and not while the back-off lets chances go by. */
-static uint64_t spin_budget(struct sb__shard *sh, int had_work)
-{
-	uint32_t us = sh->r->cfg.spin_us;
-
-	if (us == 0 || !had_work || sh->spin_batch > SPIN_BATCH_MAX || sh->draining ||
-	    sh->need_rearm || sb__mail_backlogged(sh) || sb__wheel_next(&sh->wheel, sh->now) == 0)
-		return 0;
-	if (sh->spin_skip > 0) {
-		sh->spin_skip--;
-		return 0;
-	}
-	return us;
-}
-
-/* What a spin's outcome teaches: one that found something resets the
- * back-off, one that found nothing doubles it. */
-static void spin_learn(struct sb__shard *sh, int found)
-{
-	if (found) {
-		sh->spin_misses = 0;
-		return;
-	}
-	if (sh->spin_misses < SPIN_BACKOFF_MAX)
-		sh->spin_misses++;
-	sh->spin_skip = (1u << sh->spin_misses) - 1;
 }
 
 static void begin_drain(struct sb__shard *sh)
@@ -263,9 +177,7 @@ static int setup(struct sb__shard *sh)
 
 	/* The fastest mode first, falling back for older kernels. */
 	static const unsigned modes[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
 		IORING_SETUP_COOP_TASKRUN,
 		0,
 	};
@@ -390,7 +302,6 @@ void *sb__shard_main(void *arg)
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
-		int had_work;
 
 		/* The clock before the events: a request that woke an idle shard
 		 * must not have its timeout shortened by the time it slept. */
@@ -403,12 +314,7 @@ void *sb__shard_main(void *arg)
 		}
 		io_uring_cq_advance(&sh->ring, n);
 		tick(sh);
-		unsigned mails = sb__mail_read(sh);
-		uint64_t frames = atomic_load_explicit(&sh->st.frames_in, memory_order_relaxed);
-		if (frames != sh->spin_frames || mails > 0)
-			sh->spin_batch = frames - sh->spin_frames + mails;
-		sh->spin_frames = frames;
-		had_work = mails > 0 || n > 0;
+		sb__mail_read(sh);
 		sb__local_read(sh);
 		sb__wheel_run(&sh->wheel, sh->now);
 		if (!sh->draining && atomic_load(&r->stopping))
@@ -437,21 +343,6 @@ void *sb__shard_main(void *arg)
 		 * finds a ring full after that is released at teardown too. */
 		if (sh->drained && atomic_load(&r->drained) == r->nshards)
 			break;
-
-		/* Before sleeping, maybe a spin: the turn's output goes out first,
-		 * since what the spin waits for is mostly the answer to it. A
-		 * completion there already (a send that finished at once) is the
-		 * next turn's, not the spin's success. */
-		uint64_t budget = spin_budget(sh, had_work);
-		if (budget > 0) {
-			io_uring_submit(&sh->ring);
-			if (io_uring_cq_ready(&sh->ring) > 0)
-				continue;
-			int found = spin(sh, budget);
-			spin_learn(sh, found);
-			if (found)
-				continue;
-		}
 
 		/* Sleep only if no mail slipped in; the wheel bounds the wait. */
 		if (io_uring_cq_ready(&sh->ring) == 0 && sb__mailbox_sleep(r->mb, sh->id)) {

@@ -158,15 +158,6 @@ struct sb_router_config {
 	uint32_t cluster_dead_ms;       /* a router not heard from this long is gone: what it
 					   handled ends with `peer gone`; heartbeats go every
 					   sixth of it. 300 to 600,000; default 3,000 */
-
-	/* A shard whose last turn took in a few frames (8 at most) and finds
-	 * nothing more polls its completions and its mail for up to this many
-	 * microseconds before it sleeps, so that an answer arriving meanwhile
-	 * costs no sleep and wake-up; it backs off while its spins find
-	 * nothing, and never spins after a turn without work, so an idle
-	 * router costs nothing (docs/performance.md, "Spinning before
-	 * sleeping"). 0 = never spin; at most 1,000; default 50. */
-	uint32_t spin_us;
 };
 
 /* Counters, summed over shards. */
