@@ -2,12 +2,13 @@
  * (b)): each shard has its own connection (core/common/nats.c), polled in
  * its io_uring and flushed with the turn's output.
  *
- * A shard subscribes sb.r.<name> (queue group: one router gets each) and
- * sb.x.r.<name> (plain: cancels) while its replica has a route for the
- * name, and sb.p.<peer>, sb.x.p.<peer> while it holds a named peer, so
- * NATS offers a router only what it can serve. A SEND or REQUEST with no
- * handler here is published, frame unchanged, to sb.r.<name> (sb.p.<peer>
- * for a `to`); a request's reply subject is its inbox sb.i.<R>.<k>.<rid>
+ * A shard subscribes sb.r.<name> (queue group: one shard of one router
+ * gets each) while it has a handler of the name of its own, sb.x.r.<name>
+ * (plain: cancels) while its replica has a route for the name, and
+ * sb.p.<peer>, sb.x.p.<peer> while it holds a named peer, so NATS offers
+ * a shard only what it can serve without a hop to another shard. A SEND
+ * or REQUEST with no handler here is published, frame unchanged, to
+ * sb.r.<name> (sb.p.<peer> for a `to`); a request's reply subject is its inbox sb.i.<R>.<k>.<rid>
  * (router R, shard k, the router's id of its entry), which names it
  * alone: NATS's "no responders" status comes back on it, and becomes `no
  * handler`. The router that takes it enters it as a request from a
@@ -224,7 +225,9 @@ static int target(char *out, const struct sb_msg *m)
 int sb__cluster_spills(struct sb__shard *sh, const struct sb__route *r, uint64_t ep)
 {
 	uint32_t spill = sh->r->cfg.cluster_spill;
-	return spill != 0 && r->sid[2] > 0 && sh->xs->nlive > 0 &&
+	/* sid[1]: the name is a subject the cluster knows (every shard with
+	 * the route has it, with or without a handler of its own). */
+	return spill != 0 && r->sid[1] > 0 && sh->xs->nlive > 0 &&
 	       sb__idmap_get(&sh->load, ep) >= spill;
 }
 
@@ -588,11 +591,12 @@ void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64
 }
 
 /* sb.r.<name>, sb.p.<peer>: a SEND or REQUEST from another router for a
- * handler here. One that finds its handler gone (it was on its way as the
- * last one left and our UNSUB went out: core/common/nats.c still hands it
- * to us) is refused as a local one would be (`no handler`, `not
- * connected`), not passed on: a publish of ours would not bring its
- * requester "no responders" if nobody is left. */
+ * handler here. One that finds this shard's handler gone (it was on its
+ * way as the last one left and our UNSUB went out: core/common/nats.c
+ * still hands it to us) goes to a handler of the name on another shard;
+ * with none left on the router it is refused as a local one would be (`no
+ * handler`, `not connected`), not passed on: a publish of ours would not
+ * bring its requester "no responders" if nobody is left. */
 /* A call from another router (m decoded in b, len bytes; b's reference
  * taken over) goes on as a local caller's would: its origin kept for the
  * answers, the caller's role and identity from the headers, nobody here to
@@ -663,20 +667,43 @@ void sb__cluster_route_new(void *ctx, struct sb__route *r)
 	char subj[SUBJ_MAX];
 
 	/* The catch-all and names that are not subjects (a `*` or `>` token
-	 * would subscribe to other names) stay this router's own. */
+	 * would subscribe to other names) stay this router's own. Cancels come
+	 * to every shard that has the route, not only to those with a handler
+	 * of the name: a shard that took a request as its last handler left
+	 * and passed it to a handler on another shard holds its entry. */
+	if (sb__cluster_subject(subj, "sb.x.r.", r->name, r->len) != 0)
+		return;
+	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, sb__cluster_on_cancel, sh);
+	if (r->sid[1] < 0)
+		r->sid[1] = 0;
+}
+
+void sb__cluster_route_here(void *ctx, struct sb__route *r, int up)
+{
+	struct sb__shard *sh = ctx;
+	char subj[SUBJ_MAX], prefix[32];
+
+	if (!up) {
+		for (int i = 0; i < 3; i += 2)
+			if (r->sid[i] > 0) {
+				sb__nats_unsub(sh->xs->nc, r->sid[i]);
+				r->sid[i] = 0;
+			}
+		return;
+	}
+	/* Only a shard with a handler of the name takes its requests, so
+	 * NATS never hands one to a shard that would pass it to another
+	 * (docs/cluster.md, "Subjects"). What other routers spill to this
+	 * one comes the same way, in a queue group of its own shards (their
+	 * cancels come on sb.x.r.<name>). */
 	if (sb__cluster_subject(subj, "sb.r.", r->name, r->len) != 0)
 		return;
 	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh);
-	sb__cluster_subject(subj, "sb.x.r.", r->name, r->len);
-	r->sid[1] = sb__nats_sub(sh->xs->nc, subj, NULL, sb__cluster_on_cancel, sh);
-	/* What other routers spill to this one, in a queue group of its own
-	 * shards (their cancels come on sb.x.r.<name>). */
-	char prefix[32];
 	spill_prefix(prefix, sizeof prefix, sh->xs->self);
 	r->sid[2] = sb__cluster_subject(subj, prefix, r->name, r->len) == 0
 			    ? sb__nats_sub(sh->xs->nc, subj, subj, on_call, sh)
 			    : 0;
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3; i += 2)
 		if (r->sid[i] < 0)
 			r->sid[i] = 0;
 }

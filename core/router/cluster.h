@@ -55,8 +55,11 @@ void sb__cluster_turn(struct sb__shard *sh);
 uint64_t sb__cluster_wait(struct sb__shard *sh, uint64_t wait_ms);
 
 /** The shard's replica got a route for a name, or lost its last handler:
- *  the cluster's interest in it follows. */
+ *  the cluster's interest in it follows (its cancels). */
 void sb__cluster_route_new(void *sh, struct sb__route *r);
+/** The shard got its first handler of a route's name (up 1) or lost its
+ *  last (up 0): whether NATS offers it the name's requests follows. */
+void sb__cluster_route_here(void *sh, struct sb__route *r, int up);
 void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r);
 
 /** Request q (this shard's) goes to the cluster: its part made (where it

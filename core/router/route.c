@@ -42,6 +42,15 @@ void sb__routes_init(struct sb__routes *t)
 	t->on_drop = NULL;
 	t->drop_ctx = NULL;
 	t->on_new = NULL;
+	t->on_here = NULL;
+	t->here = t->everywhere = 0;
+}
+
+/* Whether ep is a handler on the table's own shard (on_here counts them). */
+static int is_here(const struct sb__routes *t, uint64_t ep)
+{
+	unsigned where = (unsigned)(ep >> 56);
+	return where == t->here || where == t->everywhere;
 }
 
 void sb__routes_destroy(struct sb__routes *t)
@@ -140,6 +149,8 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 	r->eps[r->n++] = (struct sb__endpoint){.ep = ep, .schema = schema, .flags = flags};
 	if (r->n == 1 && t->on_new != NULL)
 		t->on_new(t->drop_ctx, r);
+	if (is_here(t, ep) && ++r->nhere == 1 && t->on_here != NULL)
+		t->on_here(t->drop_ctx, r, 1);
 	return 0;
 }
 
@@ -167,6 +178,8 @@ static int del_at(struct sb__routes *t, uint32_t i, uint64_t ep)
 		return 0;
 	sb__schema_unref(e->schema);
 	*e = r->eps[--r->n];
+	if (is_here(t, ep) && --r->nhere == 0 && t->on_here != NULL)
+		t->on_here(t->drop_ctx, r, 0);
 	if (r->n == 0)
 		drop_route(t, i);
 	return 1;

@@ -27,6 +27,7 @@ struct sb__route {
 	uint32_t len;    /* name bytes; 0 is the catch-all */
 	uint32_t n, cap; /* endpoints */
 	uint32_t rr;     /* round-robin cursor for ties */
+	uint32_t nhere;  /* endpoints on the table's own shard (sb__routes.here) */
 	struct sb__endpoint *eps;
 	struct sb__rstat *stat; /* the name's statistics (register.c sets it; may be NULL) */
 	int64_t sid[3];         /* the cluster's subscriptions for it (cluster.c), or 0 */
@@ -43,6 +44,13 @@ struct sb__routes {
 	void *drop_ctx;
 	/* Called with a new route once its first endpoint is in; NULL = nobody. */
 	void (*on_new)(void *ctx, struct sb__route *r);
+	/* Called when a route gets its first endpoint on the table's own
+	 * shard (up 1, after on_new) or loses its last one there (up 0,
+	 * before on_drop); NULL = nobody. An endpoint is there when its top 8
+	 * bits are `here` or `everywhere` (an in-process handler, which every
+	 * shard calls itself). */
+	void (*on_here)(void *ctx, struct sb__route *r, int up);
+	unsigned here, everywhere;
 };
 
 void sb__routes_init(struct sb__routes *t);

@@ -227,6 +227,9 @@ static int setup(struct sb__shard *sh)
 		if ((rc = sb__cluster_start(sh)) != 0)
 			return rc;
 		sh->routes.on_new = sb__cluster_route_new;
+		sh->routes.on_here = sb__cluster_route_here;
+		sh->routes.here = sh->id;
+		sh->routes.everywhere = SB__LOCAL_SHARD;
 	}
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);

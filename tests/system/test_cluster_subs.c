@@ -1,0 +1,379 @@
+/* Only the shards with a handler of a name take its requests from the
+ * cluster (docs/cluster.md, "Subjects"): a shard subscribes sb.r.<name>
+ * when its first handler of the name registers and unsubscribes when its
+ * last one goes, and a request NATS handed it just before is passed to a
+ * handler on another shard, never answered `no handler` while the router
+ * has one. In-process routers over a two-server NATS cluster of their
+ * own: router A (the requesters) on the first server, router B (2 shards,
+ * named subs-b, the handlers) on the second, which serves its monitoring
+ * endpoint: each shard's connection and its subscriptions are what an
+ * operator sees there (/connz?subs=1). Every wait is bounded. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <switchboard/router.h>
+
+#include "support/clock.h"
+#include "support/cluster.h"
+#include "support/natsd.h"
+#include "support/peer.h"
+#include "support/proc.h"
+#include "support/router.h"
+#include "support/testlib.h"
+
+static struct natsd servers[2];
+static struct sb_router *ra, *rb;
+static uint16_t pa, pb, mport;
+
+/* GET path from the server's monitoring port, HTTP/1.0 so that the body
+ * ends with the connection (no chunks): the body, malloc'd, or NULL. */
+static char *monitor(const char *path)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(mport)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	char req[256];
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	uint64_t end = now_ms() + 10000;
+	if (buf == NULL || write(fd, req, (size_t)n) != n) {
+		free(buf);
+		close(fd);
+		return NULL;
+	}
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		uint64_t now = now_ms();
+		if (now >= end || poll(&p, 1, (int)(end - now)) <= 0)
+			break;
+		if (len + 1 == cap) {
+			char *b = realloc(buf, cap * 2);
+			if (b == NULL)
+				break;
+			buf = b;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + len, cap - len - 1);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = 0;
+	char *body = strstr(buf, "\r\n\r\n");
+	if (body == NULL || strncmp(buf, "HTTP/1.", 7) != 0 || strstr(buf, " 200 ") == NULL) {
+		free(buf);
+		return NULL;
+	}
+	memmove(buf, body + 4, strlen(body + 4) + 1);
+	return buf;
+}
+
+/* Whether shard k of router B holds a subscription to subject, as the
+ * server's /connz lists its connection ("switchboard subs-b.<k>", its
+ * subjects after its name, up to the next connection's "cid"): 1, 0, or
+ * -1 if the server did not answer. */
+static int subscribed(unsigned k, const char *subject)
+{
+	char *body = monitor("/connz?subs=1&limit=1024");
+	char name[64], quoted[256];
+	if (body == NULL)
+		return -1;
+	snprintf(name, sizeof name, "\"switchboard subs-b.%u\"", k);
+	snprintf(quoted, sizeof quoted, "\"%s\"", subject);
+	int found = 0;
+	char *c = strstr(body, name);
+	if (c != NULL) {
+		char *next = strstr(c, "\"cid\"");
+		if (next != NULL)
+			*next = 0;
+		found = strstr(c, quoted) != NULL;
+	}
+	free(body);
+	return found;
+}
+
+/* Until shard k's subscription to subject is as wanted (15 s at most). */
+static int until_subscribed(unsigned k, const char *subject, int want)
+{
+	uint64_t end = now_ms() + 15000;
+	while (now_ms() < end) {
+		if (subscribed(k, subject) == want)
+			return 1;
+		sleep_ms(20);
+	}
+	fprintf(stderr, "shard %u of subs-b: %s %s subscribed\n", k, subject,
+		want ? "never" : "still");
+	return 0;
+}
+
+/* A service on router B's shard k: dialled until the kernel puts one there. */
+static struct peer *service_on(unsigned k)
+{
+	for (int i = 0; i < 64; i++) {
+		struct peer *p = peer_hello(pb, NULL, "service");
+		if (p->shard == k)
+			return p;
+		peer_close(p);
+	}
+	CHECK(0);
+	return NULL;
+}
+
+static void unregister(struct peer *p, const char *name, uint64_t id)
+{
+	struct sb_msg m = {.kind = SB_UNREGISTER, .id = id, .name = v_str(name)};
+	peer_send(p, &m);
+	CHECK(peer_expect(p, SB_ACK)->id == id);
+}
+
+static void test_a_name_is_subscribed_only_on_the_shards_that_have_a_handler_of_it(void)
+{
+	struct peer *s0 = service_on(0), *s1 = service_on(1);
+
+	/* A handler on shard 1: shard 1 takes the name's requests; shard 0
+	 * hears its cancels only (they come in the same turn, after). */
+	peer_register(s1, "subs.where", 1);
+	CHECK(until_subscribed(1, "sb.r.subs.where", 1));
+	CHECK(until_subscribed(0, "sb.x.r.subs.where", 1));
+	CHECK_INT(subscribed(0, "sb.r.subs.where"), 0);
+	struct peer *cl = peer_hello(pa, NULL, "client");
+	CHECK(cluster_until_reachable(cl, s1, "subs.where"));
+
+	/* One on shard 0 too: both take them. */
+	peer_register(s0, "subs.where", 2);
+	CHECK(until_subscribed(0, "sb.r.subs.where", 1));
+	CHECK_INT(subscribed(1, "sb.r.subs.where"), 1);
+
+	/* Shard 1's handler goes: shard 1 stops taking them, still hearing
+	 * cancels; shard 0's handler answers. */
+	unregister(s1, "subs.where", 3);
+	CHECK(until_subscribed(1, "sb.r.subs.where", 0));
+	CHECK_INT(subscribed(1, "sb.x.r.subs.where"), 1);
+	peer_request(cl, "subs.where", 10, 20000, NULL, 0);
+	uint64_t id = peer_expect(s0, SB_REQUEST)->id;
+	peer_reply(s0, id, "ok", 0, NULL, 0);
+	CHECK(peer_expect(cl, SB_REPLY)->id == 10);
+
+	/* The last goes: no shard has anything of the name. */
+	unregister(s0, "subs.where", 4);
+	CHECK(until_subscribed(0, "sb.r.subs.where", 0));
+	CHECK(until_subscribed(0, "sb.x.r.subs.where", 0));
+	CHECK(until_subscribed(1, "sb.x.r.subs.where", 0));
+	peer_close(cl);
+	peer_close(s0);
+	peer_close(s1);
+}
+
+/* ---- under load ---------------------------------------------------------- */
+
+#define WINDOW 16
+
+/* A requester on router A keeping WINDOW requests for one name in flight,
+ * two services on router B's shards that answer whatever reaches them
+ * (unregistered or not: a request already on its way is still theirs),
+ * and every request's end counted. */
+struct load {
+	struct peer *cl, *svc[2];
+	const char *name;
+	uint64_t next_id;    /* the next request's id */
+	uint64_t ended;      /* requests ended (a reply or an error) */
+	uint64_t replies;    /* ...with a reply */
+	uint64_t no_handler; /* ...with `no handler` */
+	uint64_t timeouts;   /* ...with `timeout` */
+	uint64_t other;      /* ...with any other error */
+	uint64_t streak;     /* `no handler` in a row, up to the last end */
+	int sending;         /* keep the window full */
+};
+
+static void load_send(struct load *l)
+{
+	while (l->sending && l->next_id - 1 - l->ended < WINDOW)
+		peer_request(l->cl, l->name, l->next_id++, 10000, "\xa1x", 2);
+}
+
+/* One round: whatever each peer has, handled. Returns the ACK id seen on
+ * svc[k] (0: none) for the one waiting for it. */
+static uint64_t load_round(struct load *l, int k_ack)
+{
+	uint64_t ack = 0;
+	for (int k = 0; k < 2; k++)
+		while (peer_recv_within(l->svc[k], 0) == 1) {
+			struct sb_msg *m = &l->svc[k]->m;
+			if (m->kind == SB_ACK && k == k_ack) {
+				ack = m->id;
+				continue;
+			}
+			CHECK_INT(m->kind, SB_REQUEST);
+			peer_reply(l->svc[k], m->id, "ok", 0, NULL, 0);
+		}
+	while (peer_recv_within(l->cl, 1) == 1) {
+		struct sb_msg *m = &l->cl->m;
+		l->ended++;
+		if (m->kind == SB_REPLY) {
+			l->streak = 0;
+			l->replies++;
+			continue;
+		}
+		CHECK_INT(m->kind, SB_ERROR);
+		if (m->code == (uint32_t)-SB_ENOHANDLER) {
+			l->no_handler++;
+			l->streak++;
+		} else if (m->code == (uint32_t)-SB_ETIMEOUT) {
+			l->streak = 0;
+			l->timeouts++;
+		} else {
+			l->streak = 0;
+			l->other++;
+			fprintf(stderr, "request %" PRIu64 ": error %u: %.*s\n", m->id, m->code,
+				(int)m->text.len, (const char *)m->text.ptr);
+		}
+	}
+	load_send(l);
+	return ack;
+}
+
+/* n more requests ended (20 s at most). */
+static int load_run(struct load *l, uint64_t n)
+{
+	uint64_t until = l->ended + n, end = now_ms() + 20000;
+	while (l->ended < until && now_ms() < end)
+		load_round(l, -1);
+	return l->ended >= until;
+}
+
+/* svc[k] registers (or unregisters) the name under load: its ACK awaited
+ * while everyone goes on. */
+static int load_change(struct load *l, int k, int kind, uint64_t id)
+{
+	struct sb_msg m = {.kind = (uint8_t)kind, .id = id, .name = v_str(l->name)};
+	uint64_t end = now_ms() + 20000;
+	peer_send(l->svc[k], &m);
+	while (now_ms() < end)
+		if (load_round(l, k) == id)
+			return 1;
+	return 0;
+}
+
+/* Everything sent has ended (30 s at most). */
+static int load_drain(struct load *l)
+{
+	uint64_t end = now_ms() + 30000; /* past the requests' 10 s timeout */
+	l->sending = 0;
+	while (l->ended + 1 < l->next_id && now_ms() < end)
+		load_round(l, -1);
+	return l->ended + 1 == l->next_id;
+}
+
+static void
+test_requests_from_another_router_are_all_answered_while_handlers_move_between_shards(void)
+{
+	struct load l = {.name = "subs.move", .next_id = 1, .sending = 1};
+	l.svc[0] = service_on(0);
+	l.svc[1] = service_on(1);
+	l.cl = peer_hello(pa, NULL, "client");
+	peer_register(l.svc[1], l.name, 1);
+	CHECK(cluster_until_reachable(l.cl, l.svc[1], l.name));
+	load_send(&l);
+	CHECK(load_run(&l, 200));
+
+	/* The handler moves from shard to shard, six times over, each time
+	 * registered on the new shard before it leaves the old one, with
+	 * requests flowing throughout: none may end unanswered. */
+	uint64_t id = 10;
+	for (int round = 0; round < 6; round++) {
+		int to = round % 2 == 0 ? 0 : 1, from = 1 - to;
+		CHECK(load_change(&l, to, SB_REGISTER, ++id));
+		CHECK(load_run(&l, 100));
+		CHECK(load_change(&l, from, SB_UNREGISTER, ++id));
+		CHECK(load_run(&l, 300));
+	}
+	CHECK(load_drain(&l));
+	CHECK(l.ended > 2000);
+	CHECK_INT(l.replies, l.ended);
+	CHECK_INT(l.no_handler + l.timeouts + l.other, 0);
+	unregister(l.svc[1], l.name, ++id);
+	peer_close(l.cl);
+	peer_close(l.svc[0]);
+	peer_close(l.svc[1]);
+}
+
+static void test_the_last_handler_leaving_under_load_gives_no_handler_only_once_none_is_left(void)
+{
+	struct load l = {.name = "subs.last", .next_id = 1, .sending = 1};
+	l.svc[0] = service_on(0);
+	l.svc[1] = service_on(1);
+	l.cl = peer_hello(pa, NULL, "client");
+	peer_register(l.svc[0], l.name, 1);
+	CHECK(cluster_until_reachable(l.cl, l.svc[0], l.name));
+	peer_register(l.svc[1], l.name, 2);
+	load_send(&l);
+	CHECK(load_run(&l, 300));
+
+	/* One of two leaves: the other answers everything. */
+	CHECK(load_change(&l, 1, SB_UNREGISTER, 3));
+	CHECK(load_run(&l, 300));
+	CHECK_INT(l.no_handler + l.timeouts + l.other, 0);
+
+	/* The last leaves: until then nothing failed, and once it has gone
+	 * every request is `no handler`. What was on its way as it left is
+	 * answered or `no handler`, or, if NATS dropped it between the two
+	 * servers (its queue group had no member left on the handlers'
+	 * server: docs/cluster.md, "Subjects"), ends at its deadline (one
+	 * window at most); nothing hangs. */
+	CHECK_INT(l.no_handler + l.timeouts + l.other, 0);
+	CHECK(load_change(&l, 0, SB_UNREGISTER, 4));
+	uint64_t end = now_ms() + 20000;
+	while (l.streak < 50 && now_ms() < end)
+		load_round(&l, -1);
+	CHECK(l.streak >= 50);
+	CHECK(load_drain(&l));
+	CHECK_INT(l.other, 0);
+	CHECK(l.timeouts <= WINDOW);
+	CHECK_INT(l.replies + l.no_handler + l.timeouts, l.ended);
+	peer_close(l.cl);
+	peer_close(l.svc[0]);
+	peer_close(l.svc[1]);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	watchdog("test_cluster_subs", 280);
+	char m[8];
+	mport = free_port();
+	snprintf(m, sizeof m, "%u", mport);
+	const char *extra[] = {"-m", m, NULL};
+	servers[1].extra = extra;
+	if (natsd_start(servers, 2, 0) != 0)
+		return 1;
+	ra = cluster_join(servers[0].url);
+	struct sb_router_config cfg = router_config();
+	cfg.cluster = servers[1].url;
+	cfg.cluster_name = "subs-b";
+	rb = router_open(&cfg);
+	pa = sb_router_port(ra);
+	pb = sb_router_port(rb);
+	RUN(test_a_name_is_subscribed_only_on_the_shards_that_have_a_handler_of_it);
+	RUN(test_requests_from_another_router_are_all_answered_while_handlers_move_between_shards);
+	RUN(test_the_last_handler_leaving_under_load_gives_no_handler_only_once_none_is_left);
+	router_close(ra);
+	router_close(rb);
+	natsd_stop(&servers[0]);
+	natsd_stop(&servers[1]);
+	return TEST_EXIT();
+}
