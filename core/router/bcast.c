@@ -25,13 +25,41 @@
 
 #define IN_PROCESS "(in-process)" /* the `peer` of an in-process handler, as in $sb.routes */
 
+/* Room for n kids, and for their index if they are that many. */
+static struct sb__bcast *bcast_alloc(uint32_t n)
+{
+	size_t kids = sizeof(struct sb__bcast) + n * sizeof(struct sb__bcast_kid);
+	size_t keys = n > SB__BCAST_SCAN ? n * sizeof(struct sb__bcast_key) : 0;
+	struct sb__bcast *bc = calloc(1, kids + keys);
+	if (bc != NULL && keys > 0)
+		bc->by_ep = (struct sb__bcast_key *)((char *)bc + kids);
+	return bc;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const struct sb__bcast_key *)a)->ep,
+		 y = ((const struct sb__bcast_key *)b)->ep;
+	return (x > y) - (x < y);
+}
+
+/* Once the kids are in (their order stays: it is the fan-out's). */
+static void index_kids(struct sb__bcast *bc)
+{
+	if (bc->by_ep == NULL)
+		return;
+	for (uint32_t i = 0; i < bc->n; i++)
+		bc->by_ep[i] = (struct sb__bcast_key){bc->kids[i].ep, i};
+	qsort(bc->by_ep, bc->n, sizeof bc->by_ep[0], key_cmp);
+}
+
 struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r, int service)
 {
 	uint32_t n = 0, nr = r != NULL ? r->n : 0;
 
 	for (uint32_t i = 0; i < nr; i++)
 		n += sb__admits(&r->eps[i], service, NULL, NULL) == 0;
-	struct sb__bcast *bc = calloc(1, sizeof *bc + n * sizeof bc->kids[0]);
+	struct sb__bcast *bc = bcast_alloc(n);
 	if (bc == NULL)
 		return NULL;
 	for (uint32_t i = 0; i < nr; i++) {
@@ -46,6 +74,7 @@ struct sb__bcast *sb__bcast_new(struct sb__shard *sh, const struct sb__route *r,
 		k->ep = ep;
 	}
 	bc->left = bc->n;
+	index_kids(bc);
 	return bc;
 }
 
@@ -84,21 +113,33 @@ struct sb__bcast *sb__bcast_peers(struct sb__shard *sh, const struct sb__asker *
 
 	sb__peers_select(sh, m->to, self, walk_peer, &w);
 	*nothing = w.n == 0;
-	if ((w.bc = calloc(1, sizeof *w.bc + w.n * sizeof w.bc->kids[0])) == NULL)
+	if ((w.bc = bcast_alloc(w.n)) == NULL)
 		return NULL;
 	sb__peers_select(sh, m->to, self, walk_peer, &w);
 	w.bc->left = w.bc->n;
+	index_kids(w.bc);
 	return w.bc;
 }
 
+/* The kid of handler ep, or NULL. Every answer and every handler lost
+ * asks: a linear scan would make a broadcast O(handlers^2). */
 static struct sb__bcast_kid *kid_of(struct sb__bcast *bc, uint64_t ep)
 {
-	/* A linear scan per answer: cheaper than a map at the fan-outs seen
-	 * (tens of handlers), and nothing to build per request. */
-	for (uint32_t i = 0; i < bc->n; i++)
-		if (bc->kids[i].ep == ep)
-			return &bc->kids[i];
-	return NULL;
+	if (bc->by_ep == NULL) {
+		for (uint32_t i = 0; i < bc->n; i++)
+			if (bc->kids[i].ep == ep)
+				return &bc->kids[i];
+		return NULL;
+	}
+	uint32_t lo = 0, hi = bc->n;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (bc->by_ep[mid].ep < ep)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < bc->n && bc->by_ep[lo].ep == ep ? &bc->kids[bc->by_ep[lo].kid] : NULL;
 }
 
 /* Queueing to the requester may drop it as a slow consumer, which ends

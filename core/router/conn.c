@@ -311,11 +311,16 @@ void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 	sb__timer_arm(&sh->wheel, &c->idle_timer, sh->now + sh->r->cfg.idle_ms);
 }
 
-/* Local effects of a connection going away, on every shard in turn. */
-void sb__conn_gone(struct sb__shard *sh, uint64_t ep)
+/* Local effects of a connection going away, on every shard in turn. Only
+ * a connection that holds a registration has a route to take off: the scan
+ * visits every route of the shard, and most connections are clients that
+ * registered nothing. */
+void sb__conn_gone(struct sb__shard *sh, uint64_t ep, int registered)
 {
-	sb__routes_del_ep(&sh->routes, ep);
-	sb__routes_del_ep(&sh->direct, ep);
+	if (registered) {
+		sb__routes_del_ep(&sh->routes, ep);
+		sb__routes_del_ep(&sh->direct, ep);
+	}
 	sb__req_gone_all(sh, ep);
 	sb__idmap_del(&sh->load, ep);
 	sb__idmap_del(&sh->leaving, ep);
@@ -335,12 +340,16 @@ void sb__conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
 	sb__flow_resume(sh, c);        /* nobody else would let them read again */
 	sb__req_requester_gone(sh, c); /* its handlers hear it as a cancel */
 	if (c->ready) {
+		/* nregs == 0: no route of it on any shard, since its own
+		 * UNREGISTERs went out (in order) before this mail. */
+		uint32_t registered = c->nregs > 0;
 		for (unsigned to = 0; to < sh->r->nshards; to++)
 			if (to != sh->id) {
-				struct sb__mail m = {.type = SB__MAIL_CONN_GONE, .b = c->ep};
+				struct sb__mail m = {
+					.type = SB__MAIL_CONN_GONE, .a = registered, .b = c->ep};
 				sb__mail(sh, to, &m);
 			}
-		sb__conn_gone(sh, c->ep);
+		sb__conn_gone(sh, c->ep, (int)registered);
 	}
 	sb__peers_leave(sh, c); /* its name, presence subscription */
 	/* Wakes the multishot recv (it completes with 0) and fails a pending

@@ -50,8 +50,12 @@ void sb__conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why);
 /** Frees c unless a completion or a routing pass still refers to it. */
 void sb__conn_free(struct sb__shard *sh, struct sb__conn *c);
 
-/** Connection ep (of any shard) closed: what this shard holds for it goes. */
-void sb__conn_gone(struct sb__shard *sh, uint64_t ep);
+/**
+ * Connection ep (of any shard) closed: what this shard holds for it goes.
+ * @param registered  0 if it held no registration when it closed (its
+ *                    routes are not looked for), else 1
+ */
+void sb__conn_gone(struct sb__shard *sh, uint64_t ep, int registered);
 
 /** The handshake is done: the idle check starts. */
 void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c);

@@ -28,10 +28,12 @@ void sb__bye_report(struct sb__shard *sh, uint64_t ep)
  * names leave this shard's routes, so nothing new is routed to it (a `to`
  * is refused by the replica's draining mark, set just before), and its
  * shard hears once this shard's requests to it have ended. */
-void sb__bye_apply(struct sb__shard *sh, uint64_t ep)
+void sb__bye_apply(struct sb__shard *sh, uint64_t ep, int registered)
 {
-	sb__routes_del_ep(&sh->routes, ep);
-	sb__routes_del_ep(&sh->direct, ep);
+	if (registered) { /* as at a close (sb__conn_gone) */
+		sb__routes_del_ep(&sh->routes, ep);
+		sb__routes_del_ep(&sh->direct, ep);
+	}
 	/* Out of memory, it is reported at once: at worst its requests from
 	 * here end with `peer gone`, as at a close. */
 	if (sb__idmap_get(&sh->load, ep) == 0 || sb__idmap_put(&sh->leaving, ep, 1) != 0)
@@ -59,7 +61,7 @@ void sb__bye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m)
 	c->bye = 1;
 	c->bye_wait = (uint8_t)sh->r->nshards;
 	sb__peers_drain(sh, c); /* presence, and every other shard's bye_apply */
-	sb__bye_apply(sh, c->ep);
+	sb__bye_apply(sh, c->ep, c->nregs > 0);
 	if (ms == 0) {
 		c->doomed = 1; /* now, as at a close */
 	} else {

@@ -21,8 +21,9 @@ static inline int sb__bye_done(const struct sb__conn *c)
 /** A GOODBYE frame from c. */
 void sb__bye(struct sb__shard *sh, struct sb__conn *c, const struct sb_msg *m);
 
-/** Connection ep (of any shard) said GOODBYE, and this shard learns it. */
-void sb__bye_apply(struct sb__shard *sh, uint64_t ep);
+/** Connection ep (of any shard) said GOODBYE, and this shard learns it;
+ *  registered: whether it held a registration (sb__conn_gone). */
+void sb__bye_apply(struct sb__shard *sh, uint64_t ep, int registered);
 
 /** This shard has no request in flight to connection ep any more. */
 void sb__bye_report(struct sb__shard *sh, uint64_t ep);

@@ -189,7 +189,7 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 		sb__flow_pause(sh, m->b, m->a ? 1 : -1);
 		break;
 	case SB__MAIL_CONN_GONE:
-		sb__conn_gone(sh, m->b);
+		sb__conn_gone(sh, m->b, m->a != 0);
 		break;
 	case SB__MAIL_BYE_DONE:
 		sb__bye_report(sh, m->b);
@@ -203,7 +203,7 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 		break;
 	case SB__MAIL_PEER_DRAIN:
 		sb__peers_on_mail(sh, m);
-		sb__bye_apply(sh, m->b);
+		sb__bye_apply(sh, m->b, m->c != 0);
 		break;
 	}
 }

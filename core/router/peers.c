@@ -647,7 +647,7 @@ static void publish(struct sb__shard *sh, const struct sb__conn *c, enum sb__mai
 	for (unsigned to = 0; to < sh->r->nshards; to++) {
 		if (to == sh->id)
 			continue;
-		struct sb__mail m = {.type = type, .a = c->peer_id, .b = c->ep};
+		struct sb__mail m = {.type = type, .a = c->peer_id, .b = c->ep, .c = c->nregs > 0};
 		if (type == SB__MAIL_PEER_UP && (m.p = record_of(c)) == NULL)
 			continue; /* that shard falls back to the router-wide table */
 		sb__mail(sh, to, &m);

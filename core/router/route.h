@@ -71,9 +71,9 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 int sb__routes_del(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep);
 
 /**
- * Remove @p ep from every route (its connection closed). O(routes): a
- * disconnect is rare next to messages, and a per-connection index would
- * cost memory on every registration.
+ * Remove @p ep from every route (its connection closed). O(routes), so
+ * only for a connection that holds a registration (sb__conn_gone): a
+ * per-connection index would cost memory on every registration.
  */
 void sb__routes_del_ep(struct sb__routes *t, uint64_t ep);
 
