@@ -67,7 +67,8 @@ int sb__move_maybe(struct sb__shard *sh, struct sb__conn *c, const struct sb__ro
 	c->moving = (uint8_t)(to + 1);
 	c->moved = 1;
 	c->paused++; /* what arrives from here on parks, this frame first (conn.c) */
-	sb__timer_disarm(&c->idle_timer); /* a PING now would queue output here */
+	sb__stat_add(&sh->st.frames_in, -1); /* counted again where it is routed */
+	sb__timer_disarm(&c->idle_timer);    /* a PING now would queue output here */
 	struct io_uring_sqe *sqe = sb__sqe(sh);
 	io_uring_prep_cancel64(sqe, sb__tag(SB__TAG_RECV, c->ep), 0);
 	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_CANCEL, 0));
