@@ -41,6 +41,7 @@ struct list {
 struct settings {
 	struct sb_router_config cfg;
 	unsigned drain_ms;
+	const char *placement; /* "follow" or "kernel": into cfg.placement */
 	struct list allow, deny;
 	const char **owned; /* strings copied from the file, freed with the settings */
 	size_t nowned, owned_cap;
@@ -85,6 +86,13 @@ static const char *is_ipv4(const char *val)
 {
 	struct in_addr a;
 	return inet_pton(AF_INET, val, &a) == 1 ? NULL : "not an IPv4 address (127.0.0.1)";
+}
+
+static const char *is_placement(const char *val)
+{
+	return strcmp(val, "follow") == 0 || strcmp(val, "kernel") == 0
+		       ? NULL
+		       : "expected follow or kernel";
 }
 
 static const char *is_cluster_name(const char *val)
@@ -155,6 +163,12 @@ static const struct setting table[] = {
 	 "0 errors, 1 lifecycle, 2 connections, 3 debug\n"
 	 "(default 1)",
 	 NULL},
+	{NULL, "placement", TEXT, SET(placement), ANY, 0, "HOW",
+	 "which shard a connection is on: follow moves a\n"
+	 "requester, once, to the shard of the handlers\n"
+	 "it calls; kernel leaves it where the kernel's\n"
+	 "hash put it (default follow)",
+	 is_placement},
 
 	{"Authentication and name rules (docs/security.md):", "secret-file-service", TEXT,
 	 CFG(secret_service_file), ANY, 1, "FILE",
@@ -608,6 +622,8 @@ static struct settings *build(const char *config, const struct arg *args, size_t
 		s->cfg.out_max = s->cfg.max_frame;
 	s->cfg.tls_allow = s->allow.v;
 	s->cfg.tls_deny = s->deny.v;
+	if (s->placement != NULL && strcmp(s->placement, "kernel") == 0)
+		s->cfg.placement = SB_PLACEMENT_KERNEL;
 	return s;
 }
 

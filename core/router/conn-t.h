@@ -65,6 +65,10 @@ struct sb__conn {
 	uint8_t bye;           /* said GOODBYE: finishing its requests, then closed */
 	uint8_t bye_wait;      /* shards yet to report no request in flight to it */
 	uint8_t unparking;     /* its parked bytes are being routed: no second pass, no free */
+	uint8_t moving;        /* to shard moving - 1: its bytes park until it goes (move.c) */
+	uint8_t moved;         /* moved once, or decided against: it moves no more */
+	uint8_t regd;          /* has sent REGISTER or UNREGISTER: it never moves */
+	uint64_t moved_from;   /* its endpoint on the shard it left; 0: none */
 	uint32_t paused;       /* consumers that asked us to stop reading (flow control) */
 	uint64_t *producers;   /* handlers this connection paused while congested */
 	uint32_t nproducers, producers_cap;

@@ -25,6 +25,7 @@
 #include "router/flow.h"
 #include "router/frame.h"
 #include "router/mail.h"
+#include "router/move.h"
 #include "router/outq.h"
 #include "router/peers.h"
 #include "router/request.h"
@@ -95,6 +96,9 @@ static int frame_len_ok(struct sb__shard *sh, struct sb__conn *c, uint32_t body)
 	return 0;
 }
 
+static int park(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, const uint8_t *p,
+		uint32_t len);
+
 /* Bytes that continue a frame begun in an earlier buffer. Returns bytes used. */
 static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8_t *p, uint32_t len)
 {
@@ -127,7 +131,11 @@ static uint32_t reassemble(struct sb__shard *sh, struct sb__conn *c, const uint8
 		c->asm_buf = NULL;
 		c->asm_have = c->asm_need = 0;
 		sb__frame(sh, c, b, b->data, sb__be32(b->data) + SB_PREFIX_LEN);
-		sb__buf_put(b, &sh->pool);
+		if (c->moving) { /* the frame goes with it, unrouted (move.c) */
+			if (park(sh, c, b, b->data, sb__be32(b->data) + SB_PREFIX_LEN) != 0)
+				sb__conn_close(sh, c, "out of memory");
+		} else
+			sb__buf_put(b, &sh->pool);
 	}
 	return used;
 }
@@ -143,18 +151,25 @@ static void on_data(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b,
 	sh->producer = c;
 	if (c->asm_have > 0)
 		pos = reassemble(sh, c, p, len);
-	while (pos < len && !c->closing && !c->doomed) {
+	while (pos < len && !c->closing && !c->doomed && !c->moving) {
 		if (len - pos >= SB_PREFIX_LEN) {
 			uint32_t body = sb__be32(p + pos);
 			if (!frame_len_ok(sh, c, body))
 				break;
 			if (len - pos >= SB_PREFIX_LEN + body) {
 				sb__frame(sh, c, b, p + pos, SB_PREFIX_LEN + body);
+				if (c->moving)
+					break; /* this frame and the rest go with it (move.c) */
 				pos += SB_PREFIX_LEN + body;
 				continue;
 			}
 		}
 		pos += reassemble(sh, c, p + pos, len - pos);
+	}
+	if (c->moving && pos < len && !c->closing) {
+		sb__buf_get(b); /* the caller keeps its own */
+		if (park(sh, c, b, p + pos, len - pos) != 0)
+			sb__conn_close(sh, c, "out of memory");
 	}
 	sh->producer = outer;
 }
@@ -242,6 +257,14 @@ void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe
 	if (c->closing) {
 		sb__conn_free(sh, c);
 		return;
+	}
+	/* Moving: its receive is over (cancelled, or out of buffers, or it
+	 * ended on its own after routing the frame that decided the move). */
+	if (!more && c->moving && cqe->res != 0 &&
+	    (cqe->res > 0 || cqe->res == -ECANCELED || cqe->res == -ENOBUFS)) {
+		if (sb__move_ready(c))
+			sb__move_ship(sh, c); /* c is gone */
+		return;                       /* else its send completion ships it */
 	}
 	if (cqe->res == -ECANCELED && !more) { /* cancelled to pause reading */
 		if (c->paused == 0)            /* and resumed before the cancel landed */
@@ -352,6 +375,7 @@ void sb__conn_close(struct sb__shard *sh, struct sb__conn *c, const char *why)
 		sb__conn_gone(sh, c->ep, (int)registered);
 	}
 	sb__peers_leave(sh, c); /* its name, presence subscription */
+	sb__move_closed(sh, c);
 	/* Wakes the multishot recv (it completes with 0) and fails a pending
 	 * sendmsg, so both come back and the connection can be freed. */
 	shutdown(c->fd, SHUT_RDWR);

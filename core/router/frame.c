@@ -153,6 +153,7 @@ void sb__frame(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, uint
 		break;
 	case SB_REGISTER:
 	case SB_UNREGISTER:
+		c->regd = 1; /* a route change of its may be in flight: it stays (move.c) */
 		sb__register(sh, c, &m);
 		break;
 	case SB_SEND:

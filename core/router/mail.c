@@ -16,6 +16,7 @@
 #include "router/flow.h"
 #include "router/goodbye.h"
 #include "router/mail.h"
+#include "router/move.h"
 #include "router/peers.h"
 #include "router/register.h"
 #include "router/request.h"
@@ -165,11 +166,22 @@ void sb__mail_wake(struct sb__shard *sh)
 static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 {
 	switch (m->type) {
-	case SB__MAIL_DELIVER: {
+	case SB__MAIL_DELIVER:
+	case SB__MAIL_DELIVER_MOVED: {
 		struct sb__buf *b = m->p;
-		uint32_t len = mail_bytes(m);
-		sh->mail_got[sb__ep_shard(m->c)] += len;
-		sb__deliver_from(sh, m->b, b, b->data + m->a, len, m->c & SB__EP_MASK ? m->c : 0);
+		uint32_t len = SB_PREFIX_LEN + sb__be32(b->data + m->a);
+		uint64_t ep = m->b;
+		int to;
+		if (m->type == SB__MAIL_DELIVER)
+			sh->mail_got[sb__ep_shard(m->c)] += len;
+		if ((sh->moved.count > 0 || m->type != SB__MAIL_DELIVER) &&
+		    (ep = sb__move_follow(sh, ep, &to)) == 0) {
+			struct sb__mail fw = *m;
+			fw.type = SB__MAIL_DELIVER_MOVED;
+			sb__mail(sh, (unsigned)to, &fw);
+			break;
+		}
+		sb__deliver_from(sh, ep, b, b->data + m->a, len, m->c & SB__EP_MASK ? m->c : 0);
 		break;
 	}
 	case SB__MAIL_REPLY: {
@@ -185,8 +197,21 @@ static void on_mail(struct sb__shard *sh, const struct sb__mail *m)
 	case SB__MAIL_ROUTE_DONE:
 		sb__register_done(sh, m->p);
 		break;
-	case SB__MAIL_PAUSE:
-		sb__flow_pause(sh, m->b, m->a ? 1 : -1);
+	case SB__MAIL_PAUSE: {
+		uint64_t ep = m->b;
+		int to;
+		if ((sh->moved.count > 0 || sb__ep_shard(ep) != sh->id) &&
+		    (ep = sb__move_follow(sh, ep, &to)) == 0) {
+			sb__mail(sh, (unsigned)to, m);
+			break;
+		}
+		sb__flow_pause(sh, ep, m->a ? 1 : -1);
+		break;
+	}
+	case SB__MAIL_CONN_MOVE:
+	case SB__MAIL_PEER_MOVED:
+	case SB__MAIL_MOVE_END:
+		sb__move_on_mail(sh, m);
 		break;
 	case SB__MAIL_CONN_GONE:
 		sb__conn_gone(sh, m->b, m->a != 0);
@@ -232,8 +257,12 @@ static void release_mail(const struct sb__mail *m)
 
 	switch (m->type) {
 	case SB__MAIL_DELIVER:
+	case SB__MAIL_DELIVER_MOVED:
 	case SB__MAIL_REPLY:
 		sb__buf_put(m->p, NULL);
+		break;
+	case SB__MAIL_CONN_MOVE:
+		sb__move_release(m);
 		break;
 	case SB__MAIL_ROUTE_ADD:
 	case SB__MAIL_ROUTE_DEL:

@@ -74,6 +74,8 @@ static const struct family shard_families[SB__NSTATS] = {
 	[SB__STAT_to_unhandled] =
 		{"to_unhandled_total", 0,
 		 "Sends and requests to a named peer with no handler for the name."},
+	[SB__STAT_moves] = {"moves_total", 0,
+			    "Connections moved to the shard of the handlers they call."},
 };
 
 static const char *const stat_names[SB__NSTATS] = {

@@ -15,6 +15,7 @@
 #include "router/edge_call.h"
 #include "router/flow.h"
 #include "router/goodbye.h"
+#include "router/move.h"
 #include "router/outq.h"
 #include "router/shard.h"
 
@@ -285,6 +286,8 @@ void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res)
 		sb__conn_close(sh, c, sb__outq_end_why(sh, c));
 	else if (c->q_len > 0)
 		sb__outq_mark(sh, c);
+	else if (sb__move_ready(c))
+		sb__move_ship(sh, c); /* c is gone */
 }
 
 /* Drops n bytes of plaintext from the head of the queue: encrypted, or

@@ -622,10 +622,14 @@ static void apply_up(struct sb__shard *sh, struct sb__peer *p)
 		presence_emit(sh, p, SB_PEER_CONNECTED);
 }
 
+/* A peer is found by its peer_id alone (never reused): the PEER_MOVED of
+ * a peer that moved shards (move.c) comes from the shard it left, so its
+ * PEER_DOWN or PEER_DRAIN, from the shard it went to, may come first. */
 static void apply_down(struct sb__shard *sh, uint64_t ep, uint32_t id)
 {
 	struct sb__peer *p = by_id(&sh->peers, id);
-	if (p == NULL || p->ep != ep)
+	(void)ep;
+	if (p == NULL)
 		return;
 	presence_emit(sh, p, SB_PEER_DISCONNECTED);
 	rep_del(&sh->peers, p);
@@ -634,7 +638,8 @@ static void apply_down(struct sb__shard *sh, uint64_t ep, uint32_t id)
 static void apply_drain(struct sb__shard *sh, uint64_t ep, uint32_t id)
 {
 	struct sb__peer *p = by_id(&sh->peers, id);
-	if (p == NULL || p->ep != ep || p->draining)
+	(void)ep;
+	if (p == NULL || p->draining)
 		return;
 	p->draining = 1;
 	presence_emit(sh, p, SB_PEER_DRAINING);
@@ -696,6 +701,26 @@ void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c)
 	c->named = 0;
 	apply_down(sh, c->ep, c->peer_id);
 	publish(sh, c, SB__MAIL_PEER_DOWN);
+}
+
+void sb__peers_moved(struct sb__shard *sh, uint64_t old, uint64_t ep, uint32_t id)
+{
+	struct sb__peer *p = by_id(&sh->peers, id);
+	if (p == NULL || p->ep != old)
+		return; /* gone already, or never known here: the table has it */
+	sb__idmap_del(&sh->peers.by_ep, old);
+	p->ep = ep;
+	if (sb__idmap_put(&sh->peers.by_ep, ep, (uintptr_t)p) != 0)
+		rep_del(&sh->peers, p); /* out of memory: found by the table instead */
+}
+
+void sb__peers_dir_move(struct sb_router *r, const struct sb__conn *c, uint64_t old)
+{
+	pthread_mutex_lock(&r->names_lock);
+	struct sb__peer *p = pm_find(&r->dir.names, c->name, (uint32_t)strlen(c->name));
+	if (p != NULL && p->ep == old)
+		p->ep = c->ep;
+	pthread_mutex_unlock(&r->names_lock);
 }
 
 void sb__peers_drain(struct sb__shard *sh, struct sb__conn *c)

@@ -65,6 +65,14 @@ uint32_t sb__peers_next_name(struct sb_router *r, uint32_t skip, char *out);
  *  stops being a presence subscriber. */
 void sb__peers_leave(struct sb__shard *sh, struct sb__conn *c);
 
+/** Peer @p id moved from endpoint @p old to @p ep (move.c): this shard's
+ *  replica follows, without a presence event (the peer did not leave). */
+void sb__peers_moved(struct sb__shard *sh, uint64_t old, uint64_t ep, uint32_t id);
+
+/** c, moved to this shard from endpoint @p old: the router-wide table
+ *  follows. */
+void sb__peers_dir_move(struct sb_router *r, const struct sb__conn *c, uint64_t old);
+
 /** c said GOODBYE: subscribers hear it is draining. */
 void sb__peers_drain(struct sb__shard *sh, struct sb__conn *c);
 

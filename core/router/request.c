@@ -18,6 +18,7 @@
 #include "router/deliver.h"
 #include "router/flow.h"
 #include "router/local.h"
+#include "router/move.h"
 #include "router/outq.h"
 #include "router/peers.h"
 #include "router/request.h"
@@ -380,6 +381,9 @@ void sb__forward_send(struct sb__shard *sh, const struct sb__asker *a, const str
 		sb__refuse(sh, a, m, rc, why);
 		return;
 	}
+	if (d.kind == SB__DEST_ONE && a->c != NULL && sb__ep_shard(d.ep) != sh->id &&
+	    sb__move_maybe(sh, a->c, d.r, d.ep, a->service))
+		return; /* routed on the shard it moves to */
 	sb_patch_u32(f, m->from_off, a->from);
 	if (d.kind == SB__DEST_CLUSTER) {
 		sb__cluster_send(sh, m, a->service, f, len);
@@ -433,6 +437,9 @@ void sb__forward_request(struct sb__shard *sh, const struct sb__asker *a, const 
 		sb__refuse(sh, a, m, rc, why);
 		return;
 	}
+	if (d.kind == SB__DEST_ONE && a->c != NULL && sb__ep_shard(d.ep) != sh->id &&
+	    sb__move_maybe(sh, a->c, d.r, d.ep, a->service))
+		return; /* routed on the shard it moves to */
 	/* In a cluster, $sb.* asks every router: an entry of its own kind. */
 	int gather = d.kind == SB__DEST_ROUTER && a->origin == NULL && sb__xadmin_wanted(sh, m);
 	if (d.kind == SB__DEST_ROUTER && !gather) {

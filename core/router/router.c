@@ -119,7 +119,7 @@ static int check_config(const struct sb_router_config *c)
 		return 0;
 	if (c->mail_ring != 0 && (c->mail_ring < 4 || (c->mail_ring & (c->mail_ring - 1)) != 0))
 		return 0;
-	if (c->ws_port < -1 || c->ws_port > 65535)
+	if (c->ws_port < -1 || c->ws_port > 65535 || c->placement > SB_PLACEMENT_KERNEL)
 		return 0;
 	if (c->admin_port < -1 || c->admin_port > 65535 ||
 	    (c->admin_port >= 0 &&

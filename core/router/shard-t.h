@@ -58,6 +58,10 @@ struct sb__shard {
 	struct sb__idmap load;     /* handler ep -> requests this shard has in flight to it */
 	struct sb__idmap leaving;  /* handlers that said GOODBYE -> 1, until this shard's
 				      requests to them have ended */
+	struct sb__idmap moved;    /* a connection that moved away -> its shard + 1, until it
+				      closes: its mail is forwarded (move.c) */
+	struct sb__idmap moved_in; /* a connection that moved here: its endpoint on the shard
+				      it left -> its endpoint here, until it closes */
 	struct sb__link conn_list; /* every connection of this shard */
 	struct sb__link req_list;  /* every live request of this shard */
 	uint64_t *dirty;           /* endpoints with output to flush this turn */

@@ -234,6 +234,8 @@ static int setup(struct sb__shard *sh)
 	sb__idmap_init(&sh->cancel);
 	sb__idmap_init(&sh->load);
 	sb__idmap_init(&sh->leaving);
+	sb__idmap_init(&sh->moved);
+	sb__idmap_init(&sh->moved_in);
 	sb__link_init(&sh->conn_list);
 	sb__link_init(&sh->req_list);
 	if (sh->r->tls_on && (sh->tls_stage = malloc(SB__TLS_RECORD)) == NULL)
@@ -269,6 +271,8 @@ void sb__shard_destroy(struct sb__shard *sh)
 	sb__idmap_destroy(&sh->cancel);
 	sb__idmap_destroy(&sh->load);
 	sb__idmap_destroy(&sh->leaving);
+	sb__idmap_destroy(&sh->moved);
+	sb__idmap_destroy(&sh->moved_in);
 	if (sh->ring_ok) {
 		sb__bufpool_destroy(&sh->pool, &sh->ring);
 		io_uring_queue_exit(&sh->ring);

@@ -42,7 +42,8 @@
 	X(idle_pings, SUM)                                                                         \
 	X(idle_timeouts, SUM)                                                                      \
 	X(accept_errors, SUM)                                                                      \
-	X(to_unhandled, SUM)
+	X(to_unhandled, SUM)                                                                       \
+	X(moves, SUM)
 
 /* How a shard's value joins the router's. */
 #define SB__STAT_SUM(acc, v)  ((acc) + (v))

@@ -158,6 +158,19 @@ struct sb_router_config {
 	uint32_t cluster_dead_ms;       /* a router not heard from this long is gone: what it
 					   handled ends with `peer gone`; heartbeats go every
 					   sixth of it. 300 to 600,000; default 3,000 */
+
+	/* Which shard a connection is on (docs/architecture.md, "Which shard
+	 * a connection is on"): SB_PLACEMENT_FOLLOW (the default) moves a
+	 * requester, once, to the shard of the handlers it calls when none
+	 * is on its own; SB_PLACEMENT_KERNEL leaves every connection where
+	 * the kernel's SO_REUSEPORT hash put it. */
+	uint32_t placement;
+};
+
+/* struct sb_router_config's `placement`. */
+enum sb_placement {
+	SB_PLACEMENT_FOLLOW = 0,
+	SB_PLACEMENT_KERNEL = 1,
 };
 
 /* Counters, summed over shards. */
@@ -201,6 +214,8 @@ struct sb_router_stats {
 				       each is retried after a pause, 10 ms doubling to 1 s */
 	uint64_t to_unhandled;      /* sends and requests `to` a peer that has no handler for
 				       the name, nor a catch-all (also in no_handler) */
+	uint64_t moves;             /* connections moved to the shard of the handlers they
+				       call (placement follow) */
 };
 
 struct sb_router;

@@ -157,6 +157,7 @@ static void test_full_mail_rings_lose_nothing(void)
 {
 	struct sb_router_config cfg = router_config();
 	cfg.mail_ring = 4;
+	cfg.placement = SB_PLACEMENT_KERNEL; /* the pair below must stay apart */
 	router_start(&cfg);
 	run_load(20000);
 	/* Whether requests cross shards depends on where the kernel put each
@@ -197,6 +198,7 @@ static void test_mail_backlog_is_bounded(void)
 	struct sb_router_config cfg = router_config();
 	cfg.mail_ring = RING;
 	cfg.recv_buffer_size = BUF;
+	cfg.placement = SB_PLACEMENT_KERNEL; /* the pair must stay apart */
 	router_start(&cfg);
 	struct peer *svc, *cli;
 	cross_pair("backlog", &svc, &cli);

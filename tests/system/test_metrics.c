@@ -170,6 +170,7 @@ static void test_every_documented_family_parses_with_its_help_and_type(void)
 		"switchboard_idle_timeouts counter",
 		"switchboard_accept_errors counter",
 		"switchboard_to_unhandled counter",
+		"switchboard_moves counter",
 		"switchboard_route_requests counter",
 		"switchboard_route_sends counter",
 		"switchboard_route_replies counter",
