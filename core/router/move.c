@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "router/addrtab.h"
 #include "router/balance.h"
@@ -99,6 +100,10 @@ void sb__move_ship(struct sb__shard *sh, struct sb__conn *c)
 	sb__timer_disarm(&c->idle_timer);
 	sb__timer_disarm(&c->slow);
 	sb__link_del(&c->all);
+	/* The parked bytes' buffers may also hold frames this shard still
+	 * queues elsewhere: from here both threads count them (buf.c). */
+	for (uint32_t i = 0; i < c->nparked; i++)
+		sb__buf_share(c->parked[i].buf);
 	memcpy(n, c, sizeof *n);
 	sb__stat_add(&sh->st.connections, -1);
 	sb__reqtab_free(&sh->conns, old);
