@@ -40,6 +40,17 @@ struct sb__seg {
 	uint32_t len;        /* bytes left */
 };
 
+/* The msghdr and iovec of a sendmsg of several segments. The kernel may
+ * read them until the send completes, but a connection has at most one
+ * send in flight and most connections have none, so they come from the
+ * shard's free list for that time (outq.c) rather than living in every
+ * connection (1 KiB each). */
+struct sb__sendv {
+	struct msghdr msg;
+	struct iovec iov[SB__IOV_MAX];
+	struct sb__sendv *next; /* on the shard's free list */
+};
+
 struct sb__conn {
 	struct sb__timer hello_timer; /* the handshake's deadline; after a GOODBYE, its deadline */
 	struct sb__shard *sh;         /* for the timer's callback */
@@ -100,10 +111,9 @@ struct sb__conn {
 	struct sb__timer slow;  /* past the pause mark: is it taking anything? */
 	uint64_t slow_seen;     /* out_total at the last look */
 	int slow_outq;          /* bytes unacknowledged in the socket at the last look */
-	struct iovec iov[SB__IOV_MAX];
-	struct msghdr msg;    /* the sendmsg in flight (MSG_NOSIGNAL) */
-	struct sb__link reqs; /* requests this connection made (entries on this shard) */
-	struct sb__link all;  /* on the shard's connection list */
+	struct sb__sendv *sv;   /* the sendmsg in flight's, if it has several segments; else NULL */
+	struct sb__link reqs;   /* requests this connection made (entries on this shard) */
+	struct sb__link all;    /* on the shard's connection list */
 };
 
 #endif

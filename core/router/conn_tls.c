@@ -286,12 +286,7 @@ void sb__conn_tls_flush(struct sb__shard *sh, struct sb__conn *c)
 			sb__conn_close(sh, c, sb__outq_end_why(sh, c));
 		return;
 	}
-	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
-	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = 1};
-	struct io_uring_sqe *sqe = sb__sqe(sh);
-	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_SEND, c->ep));
-	c->sending = 1;
+	sb__outq_send1(sh, c, p, n);
 	c->q_sent = 0;
 }
 

@@ -212,20 +212,20 @@ static uint64_t whole_frames(struct sb__shard *sh, const struct sb__conn *c, uin
 	return cut;
 }
 
-static void add_iov(struct sb__conn *c, unsigned *k, const void *p, size_t n)
+static void add_iov(struct iovec *iov, unsigned *k, const void *p, size_t n)
 {
-	c->iov[*k] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
+	iov[*k] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
 	(*k)++;
 }
 
 /* Segments of the queue's head covering @p bytes (from where the last
  * send stopped), as far as the iovec goes. */
-static void add_queue(struct sb__conn *c, unsigned *k, uint64_t bytes)
+static void add_queue(struct sb__conn *c, struct iovec *iov, unsigned *k, uint64_t bytes)
 {
 	for (uint32_t i = 0; i < c->q_len && bytes > 0 && *k < SB__IOV_MAX; i++) {
 		const struct sb__seg *s = &c->q[(c->q_head + i) % c->q_cap];
 		size_t n = s->len < bytes ? s->len : (size_t)bytes;
-		add_iov(c, k, s->p, n);
+		add_iov(iov, k, s->p, n);
 		bytes -= n;
 	}
 }
@@ -251,29 +251,32 @@ static void put_close(struct sb__shard *sh, struct sb__conn *c)
 	e->close_sent = 1;
 }
 
-static void start_send(struct sb__shard *sh, struct sb__conn *c, unsigned k)
+static void start_send(struct sb__shard *sh, struct sb__conn *c, const struct iovec *iov,
+		       unsigned k)
 {
-	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = k};
-	struct io_uring_sqe *sqe = sb__sqe(sh);
-	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_SEND, c->ep));
-	c->sending = 1;
+	if (k == 1)
+		sb__outq_send1(sh, c, iov[0].iov_base, iov[0].iov_len);
+	else if (sb__outq_sendv(sh, c, iov, k) != 0) {
+		sb__conn_close(sh, c, "out of memory");
+		return;
+	}
 	c->q_sent = 0;
 }
 
 static size_t http_in(struct sb__shard *sh, struct sb__conn *c, uint8_t *p, size_t len);
 
-/* The iovec of what goes out next: raw answers alone, else a control
- * frame between messages and a message of whole frames. @return entries;
- * *done is set when nothing is left to say and the connection may close. */
-static unsigned build(struct sb__shard *sh, struct sb__conn *c, int *done)
+/* The iovec of what goes out next (in iov, SB__IOV_MAX entries): raw
+ * answers alone, else a control frame between messages and a message of
+ * whole frames. @return entries; *done is set when nothing is left to say
+ * and the connection may close. */
+static unsigned build(struct sb__shard *sh, struct sb__conn *c, struct iovec *iov, int *done)
 {
 	struct sb__edge *e = c->edge;
 	unsigned k = 0;
 
 	*done = 0;
 	if (e->raw_left > 0) { /* HTTP answers go out as they are, alone */
-		add_queue(c, &k, e->raw_left);
+		add_queue(c, iov, &k, e->raw_left);
 		return k;
 	}
 	if (!e->ws) {
@@ -298,7 +301,7 @@ static unsigned build(struct sb__shard *sh, struct sb__conn *c, int *done)
 		}
 	}
 	if (e->ctl_off < e->ctl_len) /* always first: it was begun between messages */
-		add_iov(c, &k, e->ctl + e->ctl_off, (size_t)(e->ctl_len - e->ctl_off));
+		add_iov(iov, &k, e->ctl + e->ctl_off, (size_t)(e->ctl_len - e->ctl_off));
 	if (between && !e->close_sent && c->q_len > 0) {
 		uint64_t m = whole_frames(sh, c, SB__IOV_MAX - 2);
 		if (m > 0) {
@@ -308,9 +311,9 @@ static unsigned build(struct sb__shard *sh, struct sb__conn *c, int *done)
 		}
 	}
 	if (e->hdr_off < e->hdr_len)
-		add_iov(c, &k, e->hdr + e->hdr_off, (size_t)(e->hdr_len - e->hdr_off));
+		add_iov(iov, &k, e->hdr + e->hdr_off, (size_t)(e->hdr_len - e->hdr_off));
 	if (e->msg_left > 0)
-		add_queue(c, &k, e->msg_left);
+		add_queue(c, iov, &k, e->msg_left);
 	return k;
 }
 
@@ -352,20 +355,21 @@ static void consume(struct sb__shard *sh, struct sb__conn *c, size_t n)
 static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
 {
 	struct sb__tls *t = c->tls;
+	struct iovec iov[SB__IOV_MAX];
 	const uint8_t *p;
 	int done = 0;
 
 	while (sb__tls_done(t)) { /* nothing is said before the handshake */
-		unsigned k = build(sh, c, &done);
+		unsigned k = build(sh, c, iov, &done);
 		size_t w = 0;
 		for (unsigned i = 0; i < k; i++) {
-			long r = sb__tls_write(t, c->iov[i].iov_base, c->iov[i].iov_len);
+			long r = sb__tls_write(t, iov[i].iov_base, iov[i].iov_len);
 			if (r < 0) {
 				sb__conn_close(sh, c, sb__tls_why(t));
 				return;
 			}
 			w += (size_t)r;
-			if ((size_t)r < c->iov[i].iov_len)
+			if ((size_t)r < iov[i].iov_len)
 				break;
 		}
 		if (w == 0)
@@ -378,8 +382,8 @@ static void flush_tls(struct sb__shard *sh, struct sb__conn *c)
 			sb__conn_close(sh, c, c->edge->ws ? "WebSocket closed" : "answered");
 		return;
 	}
-	c->iov[0] = (struct iovec){.iov_base = (void *)p, .iov_len = n};
-	start_send(sh, c, 1);
+	sb__outq_send1(sh, c, p, n);
+	c->q_sent = 0;
 }
 
 void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c)
@@ -404,9 +408,10 @@ void sb__conn_ws_flush(struct sb__shard *sh, struct sb__conn *c)
 		flush_tls(sh, c);
 		return;
 	}
-	unsigned k = build(sh, c, &done);
+	struct iovec iov[SB__IOV_MAX];
+	unsigned k = build(sh, c, iov, &done);
 	if (k > 0)
-		start_send(sh, c, k);
+		start_send(sh, c, iov, k);
 	else if (done)
 		sb__conn_close(sh, c, e->ws ? "WebSocket closed" : "answered");
 }

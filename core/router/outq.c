@@ -1,6 +1,7 @@
 /* A connection's output queue: frame references in a ring, flushed by one
- * sendmsg per loop turn with up to SB__IOV_MAX segments and one send in
- * flight (so frames are never reordered), and bounded: a consumer that
+ * send per loop turn (a sendmsg of up to SB__IOV_MAX segments, with an
+ * iovec lent by the shard while it is out) and one send in flight (so
+ * frames are never reordered), and bounded: a consumer that
  * cannot keep up is dropped rather than allowed to grow without limit.
  * Small frames queued back to back are gathered into one staging buffer,
  * so that they go out as one iovec. */
@@ -218,19 +219,76 @@ static void flush_conn(struct sb__shard *sh, struct sb__conn *c)
 		return;
 	}
 	uint32_t n = c->q_len < SB__IOV_MAX ? c->q_len : SB__IOV_MAX;
-	for (uint32_t i = 0; i < n; i++) {
-		struct sb__seg *s = &c->q[(c->q_head + i) % c->q_cap];
-		c->iov[i].iov_base = (void *)s->p;
-		c->iov[i].iov_len = s->len;
+	if (n == 1) { /* the usual case once small frames are gathered */
+		const struct sb__seg *s = &c->q[c->q_head];
+		sb__outq_send1(sh, c, s->p, s->len);
+	} else {
+		struct iovec iov[SB__IOV_MAX];
+		for (uint32_t i = 0; i < n; i++) {
+			const struct sb__seg *s = &c->q[(c->q_head + i) % c->q_cap];
+			iov[i] = (struct iovec){.iov_base = (void *)s->p, .iov_len = s->len};
+		}
+		if (sb__outq_sendv(sh, c, iov, n) != 0) {
+			sb__conn_close(sh, c, "out of memory");
+			return;
+		}
 	}
-	/* sendmsg, not writev: MSG_NOSIGNAL keeps a peer that vanished from
-	 * raising SIGPIPE in whatever program embeds the router. */
+	c->q_sent = n;
+}
+
+/* Iovecs kept for the next sends: enough for a loop turn's sends of a busy
+ * shard without malloc, bounded so that a burst does not hold its peak. */
+#define SENDV_KEEP 64
+
+/* send and sendmsg, not write and writev: MSG_NOSIGNAL keeps a peer that
+ * vanished from raising SIGPIPE in whatever program embeds the router. */
+void sb__outq_send1(struct sb__shard *sh, struct sb__conn *c, const void *p, size_t n)
+{
 	struct io_uring_sqe *sqe = sb__sqe(sh);
-	c->msg = (struct msghdr){.msg_iov = c->iov, .msg_iovlen = n};
-	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_SEND, c->ep));
 	c->sending = 1;
-	c->q_sent = n;
+}
+
+int sb__outq_sendv(struct sb__shard *sh, struct sb__conn *c, const struct iovec *iov, unsigned n)
+{
+	struct sb__sendv *v = sh->sv_free;
+	if (v != NULL) {
+		sh->sv_free = v->next;
+		sh->nsv_free--;
+	} else if ((v = malloc(sizeof *v)) == NULL)
+		return SB_ENOMEM;
+	memcpy(v->iov, iov, n * sizeof *iov);
+	v->msg = (struct msghdr){.msg_iov = v->iov, .msg_iovlen = n};
+	c->sv = v; /* the kernel may read it until the completion */
+	struct io_uring_sqe *sqe = sb__sqe(sh);
+	io_uring_prep_sendmsg(sqe, c->fd, &v->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, sb__tag(SB__TAG_SEND, c->ep));
+	c->sending = 1;
+	return 0;
+}
+
+static void sendv_put(struct sb__shard *sh, struct sb__conn *c)
+{
+	struct sb__sendv *v = c->sv;
+	c->sv = NULL;
+	if (sh->nsv_free >= SENDV_KEEP) {
+		free(v);
+		return;
+	}
+	v->next = sh->sv_free;
+	sh->sv_free = v;
+	sh->nsv_free++;
+}
+
+void sb__outq_sendv_destroy(struct sb__shard *sh)
+{
+	while (sh->sv_free != NULL) {
+		struct sb__sendv *v = sh->sv_free;
+		sh->sv_free = v->next;
+		free(v);
+	}
+	sh->nsv_free = 0;
 }
 
 void sb__outq_flush(struct sb__shard *sh)
@@ -249,6 +307,8 @@ void sb__outq_flush(struct sb__shard *sh)
 void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res)
 {
 	c->sending = 0;
+	if (c->sv != NULL)
+		sendv_put(sh, c);
 	if (c->closing) {
 		sb__conn_free(sh, c);
 		return;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <switchboard/proto.h>
 
@@ -46,6 +47,18 @@ const char *sb__outq_end_why(const struct sb__shard *sh, const struct sb__conn *
 
 /** The end of a turn: one sendmsg per connection marked. */
 void sb__outq_flush(struct sb__shard *sh);
+
+/** Starts c's send of the n bytes at p, its only send in flight: one
+ *  buffer needs no iovec, so none is held while it is out. */
+void sb__outq_send1(struct sb__shard *sh, struct sb__conn *c, const void *p, size_t n);
+
+/** Starts c's sendmsg of the first n (>= 2) entries of iov, copied into
+ *  an iovec held until the send completes. @return 0, or SB_ENOMEM (then
+ *  nothing was started). */
+int sb__outq_sendv(struct sb__shard *sh, struct sb__conn *c, const struct iovec *iov, unsigned n);
+
+/** The iovecs a shard keeps for its sends, freed when it ends. */
+void sb__outq_sendv_destroy(struct sb__shard *sh);
 
 /** A sendmsg of c completed with @p res (bytes, or -errno). */
 void sb__outq_sent(struct sb__shard *sh, struct sb__conn *c, int res);

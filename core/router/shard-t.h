@@ -33,6 +33,7 @@
 
 struct sb_router;
 struct sb__conn;
+struct sb__sendv;
 struct sb__tls_ctx;
 struct sb__xshard;
 
@@ -66,6 +67,8 @@ struct sb__shard {
 	struct sb__link req_list;  /* every live request of this shard */
 	uint64_t *dirty;           /* endpoints with output to flush this turn */
 	uint32_t ndirty, dirty_cap;
+	struct sb__sendv *sv_free; /* msghdr and iovec for sends in flight, kept (outq.c) */
+	uint32_t nsv_free;
 	struct sb__backlog backlog[SB__MAX_SHARDS]; /* per target shard */
 	struct sb__conn *producer;                  /* whose frames are being routed now, if any */
 	/* Frame bytes mailed to each shard, and taken from each: the sender's

@@ -261,6 +261,7 @@ void sb__shard_destroy(struct sb__shard *sh)
 {
 	free(sh->dirty);
 	sh->dirty = NULL;
+	sb__outq_sendv_destroy(sh);
 	free(sh->tls_stage);
 	sh->tls_stage = NULL;
 	sb__tls_ctx_put(sh->tls);
