@@ -163,7 +163,7 @@ static void adopt(struct sb__shard *sh, struct sb__conn *src, uint64_t old)
 	sb__timer_init(&c->hello_timer, sb__hs_on_timeout);
 	sb__timer_init(&c->idle_timer, sb__conn_on_idle);
 	sb__timer_init(&c->slow, sb__flow_on_slow);
-	c->msg.msg_iov = c->iov;
+	c->sv = NULL; /* it moved with no send in flight: nothing lent */
 	sb__stat_add(&sh->st.connections, 1);
 	sb__stat_add(&sh->st.moves, 1);
 	sb__peers_dir_move(sh->r, c, old);
