@@ -259,9 +259,12 @@ void sb__conn_recv(struct sb__shard *sh, struct sb__conn *c, struct io_uring_cqe
 		return;
 	}
 	/* Moving: its receive is over (cancelled, or out of buffers, or it
-	 * ended on its own after routing the frame that decided the move). */
-	if (!more && c->moving && cqe->res != 0 &&
-	    (cqe->res > 0 || cqe->res == -ECANCELED || cqe->res == -ENOBUFS)) {
+	 * ended on its own after routing the frame that decided the move).
+	 * The end of the stream, or an error, goes with it too: the frames
+	 * parked before it are routed there first, and its first receive
+	 * there finds the end again and closes it (a sender that closes
+	 * right after its SENDs loses none). */
+	if (!more && c->moving) {
 		if (sb__move_ready(c))
 			sb__move_ship(sh, c); /* c is gone */
 		return;                       /* else its send completion ships it */

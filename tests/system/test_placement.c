@@ -211,6 +211,44 @@ out:
 /* A third peer asks for the moving client by name all through its move:
  * every one of its requests is answered, once (the client has no handler,
  * so each is refused; none is lost in the move). */
+/* A fire-and-forget sender that closes its socket right after its sends
+ * (sbctl send does): the move finds the end of the stream behind the
+ * frames and must carry them all the same. */
+static void test_a_sender_that_closes_at_once_still_has_every_send_delivered(void)
+{
+	struct sb_router_config cfg = config(SB_PLACEMENT_FOLLOW);
+	router_start(&cfg);
+	struct peer *h = peer_hello(PORT, "pl-sink2", "service");
+	peer_register(h, "pl.sink2", 1);
+	struct peer *c = hello_on("pl-closer", "client", -(int)h->shard - 1);
+	if (c == NULL)
+		goto out;
+	static uint8_t buf[16 * 64];
+	size_t len = 0;
+	for (uint32_t k = 0; k < 16; k++) {
+		uint8_t pl[1] = {(uint8_t)k};
+		struct sb_msg m = {.kind = SB_SEND};
+		m.name = v_str("pl.sink2");
+		m.payload.ptr = pl;
+		m.payload.len = sizeof pl;
+		encode_into(buf, sizeof buf, &len, &m);
+	}
+	peer_raw(c, buf, len);
+	peer_close(c);
+	c = NULL;
+	for (uint32_t k = 0; k < 16; k++) {
+		struct sb_msg *m = peer_expect(h, SB_SEND);
+		CHECK(m != NULL && m->payload.len == 1 && m->payload.ptr[0] == k);
+		if (m == NULL)
+			break;
+	}
+	CHECK_INT(router_stats().moves, 1);
+out:
+	peer_close(c);
+	peer_close(h);
+	router_stop();
+}
+
 static void test_requests_to_a_moving_client_by_name_are_each_answered(void)
 {
 	struct sb_router_config cfg = config(SB_PLACEMENT_FOLLOW);
@@ -375,6 +413,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	RUN_SOME(test_a_requester_moves_to_its_handlers_shard_and_every_reply_arrives_once);
 	RUN_SOME(test_the_send_that_moves_its_sender_arrives_first_and_the_rest_in_order);
+	RUN_SOME(test_a_sender_that_closes_at_once_still_has_every_send_delivered);
 	RUN_SOME(test_requests_to_a_moving_client_by_name_are_each_answered);
 	RUN_SOME(test_a_moved_clients_name_is_released_when_it_disconnects);
 	RUN_SOME(test_a_service_with_a_handler_never_moves);
