@@ -15,22 +15,6 @@
 
 #define NAMES 200
 
-/* A peer on a given shard, named base-N: the kernel picks a shard per
- * connection, so dial until one lands there. */
-static struct peer *on_shard(const char *base, const char *role, unsigned shard)
-{
-	for (int i = 0; i < 64; i++) {
-		char name[48];
-		snprintf(name, sizeof name, "%s-%d", base, i);
-		struct peer *p = peer_hello(PORT, name, role);
-		if (p->shard == shard)
-			return p;
-		peer_close(p);
-	}
-	CHECK(!"no connection landed on the shard");
-	return peer_hello(PORT, NULL, role);
-}
-
 static void subscribe(struct peer *p, uint64_t id)
 {
 	struct sb_msg m = {.kind = SB_SUBSCRIBE, .id = id, .name = v_str("presence")};
@@ -101,10 +85,11 @@ static void expect_served_by(struct peer *p, struct peer *h, const char *name, u
 static void test_clients_leaving_keep_every_route_of_a_service(void)
 {
 	router_start(NULL);
-	struct peer *w[2] = {on_shard("dw0", "client", 0), on_shard("dw1", "client", 1)};
+	struct peer *w[2] = {peer_hello_on(PORT, "dw0", "client", 0),
+			     peer_hello_on(PORT, "dw1", "client", 1)};
 	for (int s = 0; s < 2; s++)
 		subscribe(w[s], 1);
-	struct peer *svc = on_shard("dsvc", "service", 0);
+	struct peer *svc = peer_hello_on(PORT, "dsvc", "service", 0);
 	char name[32];
 	for (int i = 0; i < NAMES; i++) {
 		snprintf(name, sizeof name, "dep.n%d", i);
@@ -115,7 +100,7 @@ static void test_clients_leaving_keep_every_route_of_a_service(void)
 		for (int k = 0; k < 4; k++) {
 			char base[16];
 			snprintf(base, sizeof base, "dc%d-%d", round, k);
-			c[k] = on_shard(base, "client", (unsigned)k % 2);
+			c[k] = peer_hello_on(PORT, base, "client", (unsigned)k % 2);
 			if (k >= 2) /* a client's handler: the direct table */
 				peer_register(c[k], "inbox", 1);
 		}
@@ -147,11 +132,12 @@ static void test_a_leaving_service_takes_all_its_routes_from_every_shard(void)
 {
 	for (unsigned home = 0; home < 2; home++) {
 		router_start(NULL);
-		struct peer *w[2] = {on_shard("lw0", "client", 0), on_shard("lw1", "client", 1)};
+		struct peer *w[2] = {peer_hello_on(PORT, "lw0", "client", 0),
+				     peer_hello_on(PORT, "lw1", "client", 1)};
 		for (int s = 0; s < 2; s++)
 			subscribe(w[s], 1);
-		struct peer *svc = on_shard("lsvc", "service", home);
-		struct peer *other = on_shard("lother", "service", 1 - home);
+		struct peer *svc = peer_hello_on(PORT, "lsvc", "service", home);
+		struct peer *other = peer_hello_on(PORT, "lother", "service", 1 - home);
 		peer_register(svc, "dep.a", 1);
 		peer_register(svc, "dep.b", 2);
 		peer_register(svc, "dep.c", 3);
@@ -184,13 +170,14 @@ static void test_a_leaving_service_takes_all_its_routes_from_every_shard(void)
 static void test_a_service_with_nothing_registered_leaves_others_alone(void)
 {
 	router_start(NULL);
-	struct peer *w[2] = {on_shard("nw0", "client", 0), on_shard("nw1", "client", 1)};
+	struct peer *w[2] = {peer_hello_on(PORT, "nw0", "client", 0),
+			     peer_hello_on(PORT, "nw1", "client", 1)};
 	for (int s = 0; s < 2; s++)
 		subscribe(w[s], 1);
-	struct peer *keep = on_shard("nkeep", "service", 1);
+	struct peer *keep = peer_hello_on(PORT, "nkeep", "service", 1);
 	peer_register(keep, "dep.x", 1);
-	struct peer *emptied = on_shard("nemptied", "service", 0);
-	struct peer *idle = on_shard("nidle", "service", 1);
+	struct peer *emptied = peer_hello_on(PORT, "nemptied", "service", 0);
+	struct peer *idle = peer_hello_on(PORT, "nidle", "service", 1);
 	peer_register(emptied, "dep.x", 1);
 	unregister(emptied, "dep.x", 2);
 	struct peer *leaving[2] = {emptied, idle};

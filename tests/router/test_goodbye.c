@@ -10,22 +10,6 @@
 #include "support/peer.h"
 #include "support/router.h"
 
-/* A peer on a given shard, named base-N: the kernel picks a shard per
- * connection, so dial until one lands there. */
-static struct peer *on_shard(const char *base, const char *role, unsigned shard)
-{
-	for (int i = 0; i < 64; i++) {
-		char name[48];
-		snprintf(name, sizeof name, "%s-%d", base, i);
-		struct peer *p = peer_hello(PORT, name, role);
-		if (p->shard == shard)
-			return p;
-		peer_close(p);
-	}
-	CHECK(!"no connection landed on the shard");
-	return peer_hello(PORT, NULL, role);
-}
-
 /* An ERROR with this id, code and flags, and (unless NULL) this text. */
 static void expect_error(struct peer *p, uint64_t id, int code, uint8_t flags, const char *text)
 {
@@ -81,8 +65,9 @@ static void goodbye(struct peer *p, uint32_t deadline_ms)
 static void test_goodbye_lets_a_handler_finish_its_requests(void)
 {
 	router_start(NULL);
-	struct peer *svc = on_shard("gb-svc", "service", 0);
-	struct peer *c[2] = {on_shard("gb-c0", "client", 0), on_shard("gb-c1", "client", 1)};
+	struct peer *svc = peer_hello_on(PORT, "gb-svc", "service", 0);
+	struct peer *c[2] = {peer_hello_on(PORT, "gb-c0", "client", 0),
+			     peer_hello_on(PORT, "gb-c1", "client", 1)};
 	peer_register(svc, "gb.work", 1);
 	for (int i = 0; i < 2; i++)
 		subscribe(c[i], 1);
@@ -127,8 +112,8 @@ static void test_goodbye_lets_a_handler_finish_its_requests(void)
 static void test_goodbye_lets_a_requester_get_its_replies(void)
 {
 	router_start(NULL);
-	struct peer *h = on_shard("gr-h", "service", 1);
-	struct peer *cli = on_shard("gr-cli", "client", 0);
+	struct peer *h = peer_hello_on(PORT, "gr-h", "service", 1);
+	struct peer *cli = peer_hello_on(PORT, "gr-cli", "client", 0);
 	peer_register(h, "gr.work", 1);
 	uint64_t rid[3];
 	for (int i = 0; i < 2; i++) {
@@ -157,8 +142,8 @@ static void test_goodbye_lets_a_requester_get_its_replies(void)
 static void test_goodbye_deadline_ends_what_is_left(void)
 {
 	router_start(NULL);
-	struct peer *svc = on_shard("gd-svc", "service", 1);
-	struct peer *cli = on_shard("gd-cli", "client", 0);
+	struct peer *svc = peer_hello_on(PORT, "gd-svc", "service", 1);
+	struct peer *cli = peer_hello_on(PORT, "gd-cli", "client", 0);
 	peer_register(svc, "gd.slow", 1);
 	peer_request(cli, "gd.slow", 1, 10000, NULL, 0);
 	peer_expect(svc, SB_REQUEST);
@@ -168,7 +153,7 @@ static void test_goodbye_deadline_ends_what_is_left(void)
 	CHECK(now_ms() - t0 >= 300);
 	CHECK_INT(peer_recv_within(svc, 5000), 0);
 
-	struct peer *h = on_shard("gd-h", "service", 0);
+	struct peer *h = peer_hello_on(PORT, "gd-h", "service", 0);
 	peer_register(h, "gd.slow2", 1);
 	peer_request(cli, "gd.slow2", 2, 10000, NULL, 0);
 	uint64_t rid = peer_expect(h, SB_REQUEST)->id;

@@ -283,19 +283,6 @@ static int answers_ping(struct peer *p, uint64_t id)
 	return 0;
 }
 
-/* A client on the given shard (or any shard if shards is 1). */
-static struct peer *client_on(unsigned shard)
-{
-	for (int i = 0; i < 200; i++) {
-		struct peer *p = peer_hello(PORT, NULL, "client");
-		if (p->shard == shard)
-			return p;
-		peer_close(p);
-	}
-	CHECK(!"no connection landed on the shard asked for");
-	return peer_hello(PORT, NULL, "client");
-}
-
 /* ---- the stories --------------------------------------------------------------- */
 
 /* A client sends a few thousand frames, small ones in runs between large
@@ -315,7 +302,8 @@ static void slow_reader_gets_everything_in_order(unsigned shards)
 	router_start(&cfg);
 
 	struct peer *svc = narrow_service("batch.sink");
-	struct peer *cl = client_on(shards > 1 ? (svc->shard + 1) % shards : 0);
+	struct peer *cl =
+		peer_hello_on(PORT, NULL, "client", shards > 1 ? (svc->shard + 1) % shards : 0);
 	uint32_t whole = 0;
 	for (uint32_t burst = 0; burst < 2; burst++) {
 		size_t len;

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -146,6 +147,21 @@ struct peer *peer_hello(uint16_t port, const char *name, const char *role)
 	if (p->has_resume)
 		memcpy(p->resume, w->payload.ptr + 8 + sizeof resume, 16);
 	return p;
+}
+
+struct peer *peer_hello_on(uint16_t port, const char *base, const char *role, unsigned shard)
+{
+	for (int i = 0; i < 200; i++) {
+		char name[64];
+		if (base != NULL)
+			snprintf(name, sizeof name, "%s-%d", base, i);
+		struct peer *p = peer_hello(port, base != NULL ? name : NULL, role);
+		if (p->shard == shard)
+			return p;
+		peer_close(p);
+	}
+	CHECK(!"no connection landed on the shard asked for");
+	return peer_hello(port, NULL, role);
 }
 
 void peer_register(struct peer *p, const char *name, uint64_t id)

@@ -65,6 +65,9 @@ void peer_expect_silence(struct peer *p, int ms);
 /* Dials, says HELLO as name (NULL: let the router pick) and role, and
  * reads the WELCOME: peer_id, name and shard are filled in. */
 struct peer *peer_hello(uint16_t port, const char *name, const char *role);
+/* peer_hello until the kernel puts the connection on the given shard
+ * (200 tries), named base-N (base NULL: the router picks the names). */
+struct peer *peer_hello_on(uint16_t port, const char *base, const char *role, unsigned shard);
 /* REGISTER name (NULL: the catch-all) with id, and its ACK. */
 void peer_register(struct peer *p, const char *name, uint64_t id);
 void peer_request(struct peer *p, const char *name, uint64_t id, uint32_t timeout,
