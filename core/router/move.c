@@ -20,6 +20,7 @@
 #include "router/addrtab.h"
 #include "router/balance.h"
 #include "router/conn.h"
+#include "router/edge_auth.h"
 #include "router/flow.h"
 #include "router/handshake.h"
 #include "router/mail.h"
@@ -99,6 +100,8 @@ void sb__move_ship(struct sb__shard *sh, struct sb__conn *c)
 	sb__timer_disarm(&c->hello_timer);
 	sb__timer_disarm(&c->idle_timer);
 	sb__timer_disarm(&c->slow);
+	if (c->tok != NULL) /* its expiry is on this shard's wheel: re-armed there */
+		sb__timer_disarm(&c->tok->timer);
 	sb__link_del(&c->all);
 	/* The parked bytes' buffers may also hold frames this shard still
 	 * queues elsewhere: from here both threads count them (buf.c). */
@@ -128,6 +131,7 @@ static void drop(struct sb_router *r, struct sb__bufpool *pool, struct sb__conn 
 	free(c->q);
 	free(c->producers);
 	sb__peers_conn_free(c);
+	sb__tok_free(c);
 	close(c->fd);
 	free(c);
 }
@@ -163,7 +167,11 @@ static void adopt(struct sb__shard *sh, struct sb__conn *src, uint64_t old)
 	sb__timer_init(&c->hello_timer, sb__hs_on_timeout);
 	sb__timer_init(&c->idle_timer, sb__conn_on_idle);
 	sb__timer_init(&c->slow, sb__flow_on_slow);
-	c->sv = NULL; /* it moved with no send in flight: nothing lent */
+	c->sv = NULL;         /* it moved with no send in flight: nothing lent */
+	if (c->tok != NULL) { /* a bearer token's expiry: on this shard's wheel now */
+		c->tok->conn = c;
+		sb__tok_arm(sh, c);
+	}
 	sb__stat_add(&sh->st.connections, 1);
 	sb__stat_add(&sh->st.moves, 1);
 	sb__peers_dir_move(sh->r, c, old);
