@@ -610,11 +610,7 @@ static void test_flood_then_drop_leaves_everyone_served_many_flooders(void)
 	wedge(&w);
 }
 
-#define RUN_SOME(fn)                                                                               \
-	do {                                                                                       \
-		watchdog(#fn, 240);                                                                \
-		RUN(fn);                                                                           \
-	} while (0)
+#define RUN_SOME(fn) RUN_WATCHED(fn, 240)
 
 int main(void)
 {

@@ -400,11 +400,7 @@ static void test_a_service_that_reads_nothing_is_dropped_for_small_frames_too(vo
 	router_stop();
 }
 
-#define RUN_SOME(fn)                                                                               \
-	do {                                                                                       \
-		watchdog(#fn, 240);                                                                \
-		RUN(fn);                                                                           \
-	} while (0)
+#define RUN_SOME(fn) RUN_WATCHED(fn, 240)
 
 int main(void)
 {

@@ -9,6 +9,12 @@
 /* After seconds, the test exits 3 naming what it was stuck in: a stuck test
  * fails, it does not hang the suite. Called again, it re-arms (0: off). */
 void watchdog(const char *what, unsigned seconds);
+/* RUN (testlib.h) one test under a watchdog of the given seconds. */
+#define RUN_WATCHED(fn, seconds)                                                                   \
+	do {                                                                                       \
+		watchdog(#fn, seconds);                                                            \
+		RUN(fn);                                                                           \
+	} while (0)
 
 /* Waits up to ms for pid to exit; 1 with its status, else 0. */
 int wait_exit(pid_t pid, int *status, unsigned ms);

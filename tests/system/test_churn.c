@@ -114,11 +114,7 @@ static void test_churn_leaves_no_memory_behind(void)
 
 /* Each test under a watchdog; SB_TEST_ONLY=slow runs only the tests whose
  * name contains "slow" (see RUN). */
-#define RUN_SOME(fn)                                                                               \
-	do {                                                                                       \
-		watchdog(#fn, 150);                                                                \
-		RUN(fn);                                                                           \
-	} while (0)
+#define RUN_SOME(fn) RUN_WATCHED(fn, 150)
 
 int main(int argc, char **argv)
 {

@@ -401,11 +401,7 @@ out:
 	router_stop();
 }
 
-#define RUN_SOME(fn)                                                                               \
-	do {                                                                                       \
-		watchdog(#fn, 150);                                                                \
-		RUN(fn);                                                                           \
-	} while (0)
+#define RUN_SOME(fn) RUN_WATCHED(fn, 150)
 
 int main(void)
 {
