@@ -54,17 +54,19 @@ void sbb_sb_stamped(struct sbb_conn *c, struct sb_msg *m, uint64_t stamp, size_t
 	c->out_len += (size_t)h + size;
 }
 
-int sbb_sb_expect(struct sbb_conn *c, unsigned kind)
+/* Reads set-up answers until @p n frames of @p kind have come; an ERROR
+ * ends set-up. Callers await each batch's answers before sending more, so
+ * nothing that matters follows the last one. */
+static int expect_n(struct sbb_conn *c, unsigned kind, unsigned n, int timeout_ms)
 {
-	uint8_t buf[4096];
-	for (;;) {
-		ssize_t n = sbb_recv_wait(c->fd, buf, sizeof buf, 5000);
-		if (n <= 0)
+	uint8_t buf[65536];
+	for (unsigned seen = 0; seen < n;) {
+		ssize_t got = sbb_recv_wait(c->fd, buf, sizeof buf, timeout_ms);
+		if (got <= 0)
 			return -1;
 		const uint8_t *p = buf;
-		size_t len = (size_t)n;
+		size_t len = (size_t)got;
 		struct sb_view f;
-		int found = 0;
 		while (sb_splitter_next(c->sp, &p, &len, &f, NULL) == 1) {
 			struct sb_msg m;
 			if (sb_decode(f.ptr, f.len, 0, &m, NULL) != 0)
@@ -74,14 +76,15 @@ int sbb_sb_expect(struct sbb_conn *c, unsigned kind)
 					m.code, (int)m.text.len, (const char *)m.text.ptr);
 				return -1;
 			}
-			/* Callers send one set-up frame and await its answer before
-			 * the next, so nothing that matters follows it. */
-			if (m.kind == kind)
-				found = 1;
+			seen += m.kind == kind;
 		}
-		if (found)
-			return 0;
 	}
+	return 0;
+}
+
+int sbb_sb_expect(struct sbb_conn *c, unsigned kind)
+{
+	return expect_n(c, kind, 1, 5000);
 }
 
 int sbb_sb_hello(struct sbb_conn *c, const char *role)
@@ -99,10 +102,9 @@ int sbb_sb_hello(struct sbb_conn *c, const char *role)
 
 int sbb_sb_register_many(struct sbb_conn *c, const char *prefix, unsigned first, unsigned n)
 {
-	uint8_t buf[65536];
 	char name[128];
 	for (unsigned done = 0; done < n;) {
-		unsigned batch = n - done < SBB_REG_BATCH ? n - done : SBB_REG_BATCH, acks = 0;
+		unsigned batch = n - done < SBB_REG_BATCH ? n - done : SBB_REG_BATCH;
 		for (unsigned k = 0; k < batch; k++) {
 			int len = snprintf(name, sizeof name, "%s%u", prefix, first + done + k);
 			struct sb_msg reg = {.kind = SB_REGISTER, .id = done + k + 1};
@@ -111,26 +113,8 @@ int sbb_sb_register_many(struct sbb_conn *c, const char *prefix, unsigned first,
 		}
 		if (sbb_conn_flush_all(c) != 0)
 			return -1;
-		while (acks < batch) {
-			ssize_t got = sbb_recv_wait(c->fd, buf, sizeof buf, 10000);
-			if (got <= 0)
-				return -1;
-			const uint8_t *p = buf;
-			size_t len = (size_t)got;
-			struct sb_view f;
-			while (sb_splitter_next(c->sp, &p, &len, &f, NULL) == 1) {
-				struct sb_msg m;
-				if (sb_decode(f.ptr, f.len, 0, &m, NULL) != 0)
-					return -1;
-				if (m.kind == SB_ERROR) {
-					fprintf(stderr,
-						"sb-bench: REGISTER answered ERROR %u: %.*s\n",
-						m.code, (int)m.text.len, (const char *)m.text.ptr);
-					return -1;
-				}
-				acks += m.kind == SB_ACK;
-			}
-		}
+		if (expect_n(c, SB_ACK, batch, 10000) != 0)
+			return -1;
 		done += batch;
 	}
 	return 0;

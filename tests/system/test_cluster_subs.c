@@ -122,18 +122,6 @@ static int until_subscribed(unsigned k, const char *subject, int want)
 }
 
 /* A service on router B's shard k: dialled until the kernel puts one there. */
-static struct peer *service_on(unsigned k)
-{
-	for (int i = 0; i < 64; i++) {
-		struct peer *p = peer_hello(pb, NULL, "service");
-		if (p->shard == k)
-			return p;
-		peer_close(p);
-	}
-	CHECK(0);
-	return NULL;
-}
-
 static void unregister(struct peer *p, const char *name, uint64_t id)
 {
 	struct sb_msg m = {.kind = SB_UNREGISTER, .id = id, .name = v_str(name)};
@@ -143,7 +131,8 @@ static void unregister(struct peer *p, const char *name, uint64_t id)
 
 static void test_a_name_is_subscribed_only_on_the_shards_that_have_a_handler_of_it(void)
 {
-	struct peer *s0 = service_on(0), *s1 = service_on(1);
+	struct peer *s0 = peer_hello_on(pb, NULL, "service", 0),
+		    *s1 = peer_hello_on(pb, NULL, "service", 1);
 
 	/* A handler on shard 1: shard 1 takes the name's requests; shard 0
 	 * hears its cancels only (they come in the same turn, after). */
@@ -283,8 +272,8 @@ static void
 test_requests_from_another_router_are_all_answered_while_handlers_move_between_shards(void)
 {
 	struct load l = {.name = "subs.move", .next_id = 1, .sending = 1};
-	l.svc[0] = service_on(0);
-	l.svc[1] = service_on(1);
+	l.svc[0] = peer_hello_on(pb, NULL, "service", 0);
+	l.svc[1] = peer_hello_on(pb, NULL, "service", 1);
 	l.cl = peer_hello(pa, NULL, "client");
 	peer_register(l.svc[1], l.name, 1);
 	CHECK(cluster_until_reachable(l.cl, l.svc[1], l.name));
@@ -315,8 +304,8 @@ test_requests_from_another_router_are_all_answered_while_handlers_move_between_s
 static void test_the_last_handler_leaving_under_load_gives_no_handler_only_once_none_is_left(void)
 {
 	struct load l = {.name = "subs.last", .next_id = 1, .sending = 1};
-	l.svc[0] = service_on(0);
-	l.svc[1] = service_on(1);
+	l.svc[0] = peer_hello_on(pb, NULL, "service", 0);
+	l.svc[1] = peer_hello_on(pb, NULL, "service", 1);
 	l.cl = peer_hello(pa, NULL, "client");
 	peer_register(l.svc[0], l.name, 1);
 	CHECK(cluster_until_reachable(l.cl, l.svc[0], l.name));
