@@ -72,6 +72,7 @@ struct sb__nats {
 	uint8_t *in; /* plaintext received and not yet parsed */
 	size_t in_len, in_cap;
 	uint8_t *rbuf; /* one recv() of ciphertext */
+	int more;      /* the last process() stopped reading at its bound */
 	uint8_t *out;  /* plaintext to send: out[out_off..out_len) */
 	size_t out_off, out_len, out_cap;
 	int refused;        /* a publish was refused: WRITABLE at the low mark */

@@ -24,7 +24,6 @@
 #include "common/nats-int.h"
 #include "common/tls.h"
 
-#define READS_PER_TURN 16          /* recv() calls per process(), so the owner's loop turns */
 #define UNSUB_GRACE_MS 2000        /* an ended subscription still takes what was on its way */
 #define TLS_PAIR       (64u << 10) /* ciphertext held each way */
 #define OUT_KEEP       (256u << 10)
@@ -571,7 +570,8 @@ static void do_read(struct sb__nats *nc)
 {
 	uint64_t gen = nc->gen;
 
-	for (int i = 0; i < READS_PER_TURN && nc->gen == gen; i++) {
+	nc->more = 0;
+	for (unsigned i = 0; i < nc->cfg.reads_max && nc->gen == gen; i++) {
 		ssize_t n = recv(nc->fd, nc->rbuf, READ_CHUNK, MSG_DONTWAIT);
 		if (n > 0) {
 			/* Traffic proves the server alive: PING only when quiet. */
@@ -581,6 +581,13 @@ static void do_read(struct sb__nats *nc)
 				tls_in(nc, nc->rbuf, (size_t)n);
 			else
 				feed(nc, nc->rbuf, (size_t)n);
+			/* A short read emptied the socket: what comes after it
+			 * wakes the owner's poll. Asking again only to hear
+			 * EAGAIN was a syscall per message on the way of every
+			 * answer across routers. */
+			if ((size_t)n < READ_CHUNK)
+				return;
+			nc->more = i + 1 == nc->cfg.reads_max && nc->gen == gen;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -603,6 +610,11 @@ int sb__nats_fd(const struct sb__nats *nc)
 uint64_t sb__nats_socket_gen(const struct sb__nats *nc)
 {
 	return nc->gen;
+}
+
+int sb__nats_more(const struct sb__nats *nc)
+{
+	return nc->fd >= 0 && nc->more;
 }
 
 short sb__nats_events(const struct sb__nats *nc)

@@ -51,6 +51,7 @@ struct sb__nats_cfg {
 	unsigned backoff_min_ms; /* reconnect waits, jittered, doubling from here (10) */
 	unsigned backoff_max_ms; /* ...up to here (2,000) */
 	unsigned connect_ms;     /* TCP, TLS, INFO, CONNECT and its PONG, or next server (2,000) */
+	unsigned reads_max;      /* recv()s of 64 KiB per process() at most, then it returns (16) */
 	void (*on_event)(void *ud, enum sb__nats_event ev, const char *text);
 	void *ud; /* for on_event */
 };
@@ -92,6 +93,11 @@ int sb__nats_fd(const struct sb__nats *nc);
  *  poll) compares this, not the number, to know it must re-arm. */
 uint64_t sb__nats_socket_gen(const struct sb__nats *nc);
 short sb__nats_events(const struct sb__nats *nc); /* POLLIN, POLLOUT */
+/** Whether the last process() stopped reading at its bound with bytes
+ *  perhaps left in the socket. Otherwise the socket was read empty, so a
+ *  loop whose poll fires on new bytes only (io_uring's multishot poll)
+ *  has nothing to read until it does. */
+int sb__nats_more(const struct sb__nats *nc);
 int sb__nats_timeout(const struct sb__nats *nc, uint64_t now_ms);
 
 /** Reads, parses and dispatches, writes what the socket takes, runs the

@@ -164,6 +164,8 @@ int sb__nats_new(const struct sb__nats_cfg *cfg, struct sb__nats **out, char *wh
 			nc->cfg.backoff_min_ms > 2000 ? nc->cfg.backoff_min_ms : 2000;
 	if (nc->cfg.connect_ms == 0)
 		nc->cfg.connect_ms = 2000;
+	if (nc->cfg.reads_max == 0)
+		nc->cfg.reads_max = 16;
 	sb__idmap_init(&nc->sids);
 	nc->max_payload = 1u << 20;
 	nc->next_sid = 1;

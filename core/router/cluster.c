@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "common/idmap.h"
 #include "common/log.h"
@@ -907,8 +906,7 @@ void sb__cluster_stop(struct sb__shard *sh)
  * without waiting for a poll that new bytes alone would fire. */
 static void ran(struct sb__shard *sh)
 {
-	int fd = sb__nats_fd(sh->xs->nc), avail = 0;
-	sh->xs->hot = fd >= 0 && ioctl(fd, FIONREAD, &avail) == 0 && avail > 0;
+	sh->xs->hot = sb__nats_more(sh->xs->nc);
 }
 
 /* Poll user data: the tag, then the arm's number and whether it is the

@@ -3,13 +3,17 @@
  * headers both ways, queue groups, "no responders", a killed server and
  * the reconnect to the other one with subscriptions back, a hung one left
  * after unanswered PINGs, key-value create raced from two connections,
- * output bounded while the server is stopped, and user/password, token
- * and TLS. */
+ * output bounded while the server is stopped, a burst read whole by a
+ * loop woken only by new bytes, and user/password, token and TLS. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <switchboard/error.h>
 
@@ -610,6 +614,77 @@ static void test_a_stopped_server_stops_the_publisher_at_its_bound_and_resumes_i
 	natsd_stop(&d);
 }
 
+/* A loop that polls the way a router's shard does: a multishot io_uring
+ * poll fires when new bytes arrive, not while old ones wait (here epoll,
+ * edge-triggered), so the connection must say when it stopped reading at
+ * its bound with more in the socket. The subscriber reads one 64 KiB
+ * recv() per process(); a message of 160 KiB is wholly in its socket
+ * before it reads, and nothing comes after it: unless the connection
+ * reads on by itself, the message's last bytes are never read. */
+static void test_a_burst_past_the_read_bound_reaches_a_loop_woken_only_by_new_bytes(void)
+{
+	enum { MSG = 160 << 10 };
+	static uint8_t data[MSG];
+	struct natsd d = {0};
+	struct watch wa, wb;
+	struct got g = {0};
+	struct sb__nats_cfg ca = {.ping_ms = 120000};
+	struct sb__nats_cfg cb = {.ping_ms = 120000, .reads_max = 1};
+
+	CHECK(natsd_start(&d, 1, 0) == 0);
+	ca.servers = cb.servers = d.url;
+	struct sb__nats *a = open_cfg(&ca, &wa), *b = open_cfg(&cb, &wb);
+	UNTIL(sb__nats_ready(a) && sb__nats_ready(b), 10000, a, b);
+	int64_t sid = sb__nats_sub(b, "sb.burst", NULL, count_in_order, &g);
+	CHECK(sid > 0);
+	{
+		struct got probe = {0};
+		CHECK(sb__nats_sub(b, "sb.burst.probe", NULL, keep, &probe) > 0);
+		await_interest(a, b, "sb.burst.probe", &probe);
+	}
+	/* Room for the whole message in the subscriber's socket (the kernel
+	 * doubles it; within the default net.core.rmem_max). */
+	int fd = sb__nats_fd(b), rcvbuf = 192 << 10;
+	CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+	CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0);
+
+	CHECK_INT(sb__nats_pub(a, "sb.burst", NULL, NULL, 0, data, sizeof data), 0);
+	char line[64];
+	int avail = 0,
+	    whole = snprintf(line, sizeof line, "MSG sb.burst %lld %d\r\n", (long long)sid, MSG) +
+		    MSG + 2;
+	uint64_t end = now_ms() + 10000;
+	while (avail < whole && now_ms() < end) {
+		pump((struct sb__nats *[]){a}, 1, 5);
+		if (ioctl(fd, FIONREAD, &avail) != 0)
+			break;
+	}
+	CHECK_INT(avail, whole); /* all of it is in the socket, nothing more will come */
+
+	int more_seen = 0;
+	end = now_ms() + 10000;
+	while (g.n < 1 && now_ms() < end) {
+		short rev = 0;
+		if (sb__nats_more(b)) {
+			more_seen = 1;
+			rev = POLLIN;
+		} else if (epoll_wait(ep, &ev, 1, 20) > 0) {
+			rev = POLLIN;
+		}
+		sb__nats_process(b, rev, now_ms());
+	}
+	CHECK(more_seen); /* it stopped at its bound with more to read */
+	CHECK_INT(g.n, 1);
+	CHECK_INT(g.out_of_order, 0);
+	CHECK_INT(wa.disconnected + wb.disconnected, 0);
+	close(ep);
+	sb__nats_free(a);
+	sb__nats_free(b);
+	natsd_stop(&d);
+}
+
 static void test_credentials_and_tls_are_presented_and_checked(void)
 {
 	struct natsd d = {0};
@@ -687,6 +762,7 @@ int main(void)
 	RUN(test_a_server_that_stops_answering_is_left_for_the_other_after_unanswered_pings);
 	RUN(test_a_name_raced_from_two_routers_goes_to_exactly_one);
 	RUN(test_a_stopped_server_stops_the_publisher_at_its_bound_and_resumes_it);
+	RUN(test_a_burst_past_the_read_bound_reaches_a_loop_woken_only_by_new_bytes);
 	RUN(test_credentials_and_tls_are_presented_and_checked);
 	return TEST_EXIT();
 }
