@@ -76,9 +76,11 @@ int sb__enqueue(struct sb__shard *sh, struct sb__conn *c, struct sb__buf *b, con
 /* Frames up to this size are copied next to the small frame queued before
  * them rather than sent as an iovec of their own: the kernel's work per
  * iovec of a sendmsg (importing it, a segment to copy from) costs more
- * than copying a small frame once (docs/performance.md, "Contiguous send
- * buffer"). Larger frames keep their own iovec, never copied. */
-#define GATHER_MAX 512
+ * than copying a small frame once, up to about 1 KiB, where the two cost
+ * the same (docs/performance.md, "Contiguous send buffer" and "Gathering
+ * up to 1 KiB"). Larger frames keep their own iovec, never copied: past
+ * 1 KiB the copy costs more than it saves. */
+#define GATHER_MAX 1024
 
 /* Appends a small frame to the queue's last segment, itself small or a
  * staging buffer with room, and lets go of the frame's buffer (a receive

@@ -6,6 +6,8 @@
  * run, since it takes as much as it has room for when it wakes one), the
  * flow control that pauses its senders must let them go again, and a
  * reader that takes nothing must still be dropped as a slow consumer.
+ * Frame sizes are checked at the edges too: every size just under and
+ * just over the threshold, in runs and alternating.
  * In-process routers (their counters are read directly), peers on real
  * sockets; every wait is bounded, and a watchdog names a stuck test. */
 #include <errno.h>
@@ -30,10 +32,10 @@ enum { ANSWER_MS = 10000, DELIVER_MS = 120000 };
 
 /* ---- the frames: each payload says which it is and is checked byte by byte -- */
 
-/* Payload bytes of frame i: runs of small frames, of sizes on both sides of
- * what the router gathers, between large ones of several sizes; a run
- * long enough to fill more than one staging buffer now and then. */
-static uint32_t payload_size(uint32_t i)
+/* Payload bytes of frame i: runs of small frames (gathered) between large
+ * ones of several sizes (not); a run long enough to fill more than one
+ * staging buffer now and then. */
+static uint32_t mixed_sizes(uint32_t i)
 {
 	static const uint32_t large[] = {1500, 4096, 9000, 17000, 40000};
 	uint32_t h = i * 2654435761u;
@@ -43,6 +45,24 @@ static uint32_t payload_size(uint32_t i)
 		return large[(h >> 12) % (sizeof large / sizeof large[0])];
 	return 5 + (h >> 16) % 700;
 }
+
+/* Payload bytes of frame i: every size from 400 to 599 and from 900 to
+ * 1,149 bytes, so that frames land on each side of the gather threshold
+ * (the frame's header adds a few dozen bytes) and of the 512 it was
+ * before, and staging buffers fill to every level; first in rising runs
+ * (the threshold crossed upwards, then a drop back), then alternating
+ * between the two bands (a frame just under it after one just over, and
+ * the reverse), with a large frame now and then. */
+static uint32_t threshold_sizes(uint32_t i)
+{
+	static const uint32_t large[] = {1500, 4096, 17000, 40000};
+	if (i % 37 == 19)
+		return large[(i / 37) % (sizeof large / sizeof large[0])];
+	uint32_t k = (i % 5000 < 2500 ? i : i / 2 + (i & 1) * 200) % 450;
+	return k < 200 ? 400 + k : 900 + (k - 200);
+}
+
+static uint32_t (*payload_size)(uint32_t) = mixed_sizes;
 
 static uint8_t pattern(uint32_t seq, uint32_t k)
 {
@@ -342,6 +362,17 @@ static void test_a_slow_reader_gets_them_whole_and_in_order_across_shards(void)
 	slow_reader_gets_everything_in_order(2);
 }
 
+/* The same with frames of every size around the gather threshold: the
+ * ones just under it copied into staging buffers behind each other, the
+ * ones just over it sent as they are, between and after them. */
+static void test_frames_just_under_and_over_the_gather_threshold_arrive_whole_and_in_order(void)
+{
+	payload_size = threshold_sizes;
+	slow_reader_gets_everything_in_order(1);
+	slow_reader_gets_everything_in_order(2);
+	payload_size = mixed_sizes;
+}
+
 /* A client floods small frames at a service that reads nothing: they are
  * gathered, and the service is still dropped as a slow consumer once its
  * queue is past the pause mark and nothing moves for slow_ms. The client,
@@ -408,6 +439,7 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	RUN_SOME(test_a_slow_reader_gets_small_and_large_frames_whole_and_in_order);
 	RUN_SOME(test_a_slow_reader_gets_them_whole_and_in_order_across_shards);
+	RUN_SOME(test_frames_just_under_and_over_the_gather_threshold_arrive_whole_and_in_order);
 	RUN_SOME(test_a_service_that_reads_nothing_is_dropped_for_small_frames_too);
 	return TEST_EXIT();
 }
