@@ -73,10 +73,27 @@ static size_t overhead(const struct sb__xbatch *b, const struct sb__xshard *xs)
 	       xs->hand_hdr_len;
 }
 
+/* Keeps room on the connection for every gathered batch but @p skip, each
+ * at the most its HPUB can take: a publish made between the gathering and
+ * the flush (a request, a cancel) is refused rather than take that room
+ * and leave an accepted answer to be refused, and lost, at the flush. */
+static void hold(struct sb__shard *sh, const struct sb__xbatch *skip)
+{
+	struct sb__xshard *xs = sh->xs;
+	size_t bytes = 0;
+
+	for (uint32_t i = 0; i < xs->nbatch; i++)
+		if (&xs->batch[i] != skip && xs->batch[i].n > 0)
+			bytes += xs->batch[i].len + overhead(&xs->batch[i], xs);
+	sb__nats_hold(xs->nc, bytes);
+}
+
 static void publish(struct sb__shard *sh, struct sb__xbatch *b)
 {
 	struct sb__xshard *xs = sh->xs;
 	int rc;
+
+	hold(sh, b);
 
 	if (b->n == 1) {
 		rc = sb__nats_pub(xs->nc, b->to, NULL, b->hand ? xs->hand_hdr : NULL,
@@ -173,6 +190,7 @@ int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand
 	b->n++;
 	b->hand |= hand;
 	xs->batched += len;
+	hold(sh, NULL);
 	return 0;
 }
 
@@ -186,6 +204,7 @@ void sb__xbatch_drop(struct sb__shard *sh)
 	}
 	xs->nbatch = 0;
 	xs->batched = 0;
+	sb__nats_hold(xs->nc, 0);
 }
 
 void sb__xbatch_free(struct sb__shard *sh)
