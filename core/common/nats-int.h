@@ -76,6 +76,7 @@ struct sb__nats {
 	uint8_t *out;  /* plaintext to send: out[out_off..out_len) */
 	size_t out_off, out_len, out_cap;
 	int refused;        /* a publish was refused: WRITABLE at the low mark */
+	size_t held;        /* promised to publishes still to come (sb__nats_hold) */
 	size_t max_payload; /* the server's, from INFO */
 	int headers;        /* the server takes HPUB */
 

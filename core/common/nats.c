@@ -777,7 +777,7 @@ int sb__nats_pub(struct sb__nats *nc, const char *subject, const char *reply, co
 	if (hdr_len + len > nc->max_payload)
 		return SB_ETOOLARGE;
 	need = sb__nats_pub_size(sl, rl, hdr_len, len);
-	if (sb__nats_pending(nc) + need > nc->cfg.out_max) {
+	if (sb__nats_pending(nc) + nc->held + need > nc->cfg.out_max) {
 		nc->refused = 1;
 		nc->st_.refused++;
 		return SB_EOVERLOADED;
@@ -789,6 +789,11 @@ int sb__nats_pub(struct sb__nats *nc, const char *subject, const char *reply, co
 	nc->st_.msgs_out++;
 	note_pending(nc);
 	return 0;
+}
+
+void sb__nats_hold(struct sb__nats *nc, size_t bytes)
+{
+	nc->held = bytes;
 }
 
 int64_t sb__nats_sub(struct sb__nats *nc, const char *subject, const char *queue,

@@ -119,6 +119,13 @@ int sb__nats_ready(const struct sb__nats *nc);
 /** Output bytes queued and not yet taken by the socket. */
 size_t sb__nats_pending(const struct sb__nats *nc);
 
+/** Keeps @p bytes of out_max for publishes the owner has already
+ *  accepted and will make later in its turn (a shard's gathered answers):
+ *  every other publish is refused while pending + held + its own bytes
+ *  would pass out_max, so those later ones are never refused for room.
+ *  The owner lowers it before making them, and sets 0 when it drops them. */
+void sb__nats_hold(struct sb__nats *nc, size_t bytes);
+
 /** 0 after a refused publish until SB__NATS_WRITABLE, else 1. */
 int sb__nats_writable(const struct sb__nats *nc);
 

@@ -21,6 +21,20 @@ struct sb__req;
 struct sb__xpres;
 struct sb__xview;
 
+/* The inboxes a shard gathers answers for in one turn: past that many,
+ * every batch goes at once and gathering starts again. */
+#define SB__XBATCH_MAX 8
+
+/* Answers to one inbox, gathered until the turn's flush (cluster_batch.c). */
+struct sb__xbatch {
+	char to[64]; /* "sb.i.<R>.<k>" */
+	size_t to_len;
+	uint32_t n; /* frames */
+	int hand;   /* one of them is its request's first answer: Sb-Hand */
+	uint8_t *data;
+	size_t len, cap;
+};
+
 struct sb__xrouter {
 	char *servers;
 	struct sb__xpres *xp;      /* other routers' peers known here (cluster_presence.c) */
@@ -83,6 +97,10 @@ struct sb__xshard {
 	struct sb__xview *view; /* other routers' peers as told here (cluster_presence.c) */
 	int clash_said;         /* said once that another router has our id */
 	uint64_t failed_said;   /* the hash of the last failed attempt's reason logged */
+	struct sb__xbatch batch[SB__XBATCH_MAX]; /* answers gathered this turn, by inbox */
+	uint32_t nbatch;
+	size_t batched;  /* their bytes: output the connection has not been given yet */
+	size_t link_max; /* the connection's out_max */
 };
 
 /* A request's part across routers: to another router (the subject it was
@@ -141,6 +159,17 @@ void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, cons
 		       struct sb__buf *b, uint32_t len);
 /* A frame of producer went out on the link: past the mark, it pauses. */
 void sb__cluster_congest(struct sb__shard *sh, uint64_t producer);
+/* An answer (hand: its request's first) to the answers' subject `to` of
+ * another router's shard, gathered with the turn's others to the same
+ * subject (cluster_batch.c). @return 0, or the connection's refusal as
+ * sb__nats_pub() says it (nothing gathered) */
+int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand, const uint8_t *f,
+		   uint32_t len);
+/* The gathered answers to `to` (NULL: to every subject) are published. */
+void sb__xbatch_flush(struct sb__shard *sh, const char *to, size_t to_len);
+/* The connection went: what was gathered is dropped with it. */
+void sb__xbatch_drop(struct sb__shard *sh);
+void sb__xbatch_free(struct sb__shard *sh);
 /* The broadcasts' subscriptions, as a shard connects (cluster_bcast.c).
  * @return 0, or < 0 */
 int sb__xbcast_subscribe(struct sb__shard *sh);

@@ -14,7 +14,8 @@
  * handler`. The router that takes it enters it as a request from a
  * remote requester and publishes each answer, patched back to <rid>, to
  * the inbox's shard, sb.i.<R>.<k> (the first says which shard handles
- * it), where the requester's shard finds the request by the frame's id
+ * it; a turn's answers to one inbox go as one message, cluster_batch.c),
+ * where the requester's shard finds the request by the frame's id
  * and hands it the answer as any handler's. A
  * cancel goes to sb.x.<where it went> with the inbox as reply subject;
  * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
@@ -38,6 +39,7 @@
 #include "router/cluster-int.h"
 #include "router/cluster.h"
 #include "router/cluster_admin.h"
+#include "router/cluster_batch.h"
 #include "router/cluster_presence.h"
 #include "router/conn-t.h"
 #include "router/conn.h"
@@ -124,7 +126,7 @@ static void congest(struct sb__shard *sh, uint64_t producer)
 	uint64_t old;
 
 	if (producer == 0 || sb__ep_shard(producer) >= SB__MAX_SHARDS ||
-	    sb__nats_pending(xs->nc) <= xs->mark)
+	    sb__nats_pending(xs->nc) + xs->batched <= xs->mark)
 		return;
 	if (xs->npaused == xs->paused_cap) {
 		uint32_t cap = xs->paused_cap ? xs->paused_cap * 2 : 16;
@@ -427,9 +429,8 @@ static int spill_home(struct sb__shard *sh, struct sb__req *q)
 }
 
 /* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
-static void on_inbox(void *ud, const struct sb__nats_msg *nm)
+static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 {
-	struct sb__shard *sh = ud;
 	struct sb__xshard *xs = sh->xs;
 	const char *tok = nm->subject + xs->inbox_len + 1;
 	size_t n = nm->subject_len - xs->inbox_len - 1;
@@ -501,6 +502,37 @@ malformed:
 		(int)nm->subject_len, nm->subject);
 }
 
+/* Several answers in one message (cluster_batch.c) are taken one by one,
+ * each as if it had come alone with the batch's headers; a batch whose
+ * frames do not add up is dropped whole, before any of them is used. */
+static void on_inbox(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	const char *count;
+	size_t count_len, off = 0;
+	uint32_t n = 0;
+
+	if (nm->hdr_len == 0 || nm->status != 0 ||
+	    !sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Batch", &count, &count_len)) {
+		inbox_in(sh, nm);
+		return;
+	}
+	const char *why = nm->subject_len != sh->xs->inbox_len
+				  ? "not on the answers' subject"
+				  : sb__xbatch_check(count, count_len, nm->data, nm->data_len, &n);
+	if (why != NULL) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed batch on %.*s: %s", sh->id,
+			(int)nm->subject_len, nm->subject, why);
+		return;
+	}
+	struct sb__nats_msg one = *nm;
+	for (uint32_t i = 0; i < n; i++) {
+		one.data = nm->data + off;
+		one.data_len = sb__xbatch_next(nm->data, &off);
+		inbox_in(sh, &one);
+	}
+}
+
 /* ---- the handler's side -------------------------------------------------- */
 
 int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__origin *o)
@@ -536,7 +568,6 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender, const uint8_t *f,
 		       uint32_t len)
 {
-	struct sb__xshard *xs = sh->xs;
 	/* The first answer says which router handles it, so that its
 	 * requester's router can end it if this one dies. */
 	int first = !q->x->told;
@@ -546,8 +577,7 @@ int sb__cluster_answer(struct sb__shard *sh, struct sb__req *q, uint64_t sender,
 		return SB_EINVAL;
 	memcpy(to, q->x->s, n);
 	to[n] = 0;
-	int rc = sb__nats_pub(xs->nc, to, NULL, first ? xs->hand_hdr : NULL,
-			      first ? xs->hand_hdr_len : 0, f, len);
+	int rc = sb__xbatch_add(sh, to, n, first, f, len);
 	if (rc == 0) {
 		q->x->told = 1;
 		congest(sh, sender);
@@ -573,6 +603,7 @@ static void publish_error(struct sb__shard *sh, const char *inbox, size_t len, u
 	if (n <= 0 || (size_t)n > sizeof buf)
 		return;
 	sb_encode(&m, buf, (size_t)n);
+	sb__xbatch_flush(sh, to, tn); /* after the answers before it */
 	/* Naming this router: a broadcast's requester keeps a part per router. */
 	sb__nats_pub(sh->xs->nc, to, NULL, sh->xs->hand_hdr, sh->xs->hand_hdr_len, buf, (size_t)n);
 }
@@ -796,6 +827,7 @@ static void on_event(void *ud, enum sb__nats_event ev, const char *text)
 	}
 	case SB__NATS_DISCONNECTED:
 		sh->xs->ready_at = 0;
+		sb__xbatch_drop(sh);
 		sb__log(&sh->r->log, 1, "shard %u: cluster: %s", sh->id, text);
 		lost(sh);
 		break;
@@ -845,6 +877,7 @@ int sb__cluster_start(struct sb__shard *sh)
 	struct sb__nats_cfg nc = sb__cluster_nats_cfg(xr);
 	nc.name = name;
 	nc.out_max = cfg->out_max + 8ull * cfg->recv_buffers * cfg->recv_buffer_size;
+	xs->link_max = nc.out_max;
 	nc.on_event = on_event;
 	nc.ud = sh;
 	sh->xs = xs;
@@ -886,6 +919,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 		return;
 	sb__cluster_unhold(sh, 1); /* a router that leaves keeps no token */
 	xs->stopping = 1;
+	sb__xbatch_flush(sh, NULL, 0);
 	sb__nats_flush(xs->nc); /* the last claims' deletes, as far as the socket takes them */
 	sb__nats_free(xs->nc);
 	sb__xpres_stop(sh);
@@ -897,6 +931,7 @@ void sb__cluster_stop(struct sb__shard *sh)
 	free(xs->paused);
 	free(xs->live);
 	free(xs->holds);
+	sb__xbatch_free(sh);
 	free(xs);
 	sh->xs = NULL;
 }
@@ -966,6 +1001,7 @@ void sb__cluster_turn(struct sb__shard *sh)
 		ran(sh);
 	}
 	sb__cluster_liveness(sh);
+	sb__xbatch_flush(sh, NULL, 0); /* the turn's answers, a message per inbox */
 	sb__nats_flush(xs->nc);
 	uncongest(sh);
 	/* A new socket (often with the old one's number): the old polls hold

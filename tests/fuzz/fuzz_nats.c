@@ -6,13 +6,16 @@
  * if a result depends on how the bytes were cut, if anything parsed points
  * outside its input, if a refused stream is taken when whole, or if a
  * message, written back as a server would, does not parse to itself. The
- * header and JSON readers run on what was parsed: ASan sees any read past
- * a heap block of exactly its bytes. */
+ * header and JSON readers run on what was parsed, and so does the reader of
+ * a batch of answers (Sb-Batch, router/cluster_batch.h): ASan sees any
+ * read past a heap block of exactly its bytes; a batch it takes must be
+ * its count of frames, each inside it, ending at its last byte. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/natsproto.h"
+#include "router/cluster_batch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,6 +38,33 @@ static void inside(const uint8_t *base, size_t n, const void *p, size_t len)
 		abort();
 }
 
+/* A batch's header and payload, each in a block of its own size. */
+static void check_batch(const char *count, size_t count_len, const uint8_t *data, size_t len)
+{
+	char *c = malloc(count_len ? count_len : 1);
+	uint8_t *d = malloc(len ? len : 1);
+	uint32_t n = 0;
+	if (c == NULL || d == NULL)
+		abort();
+	memcpy(c, count, count_len);
+	memcpy(d, data, len);
+	if (sb__xbatch_check(c, count_len, d, len, &n) == NULL) {
+		size_t off = 0;
+		if (n < 2 || n > SB__XBATCH_FRAMES_MAX)
+			abort();
+		for (uint32_t i = 0; i < n; i++) {
+			size_t at = off;
+			uint32_t fl = sb__xbatch_next(d, &off);
+			if (fl < 4 || off > len || off != at + fl)
+				abort();
+		}
+		if (off != len)
+			abort();
+	}
+	free(c);
+	free(d);
+}
+
 static void check_msg(const uint8_t *base, size_t n, const struct sb__nats_msg *m, size_t max)
 {
 	const char *v;
@@ -54,6 +84,10 @@ static void check_msg(const uint8_t *base, size_t n, const struct sb__nats_msg *
 			inside(m->hdr, m->hdr_len, v, vl);
 		if (sb__nats_hdr_get(m->hdr, m->hdr_len, "KV-Operation", &v, &vl))
 			inside(m->hdr, m->hdr_len, v, vl);
+		if (sb__nats_hdr_get(m->hdr, m->hdr_len, "Sb-Batch", &v, &vl)) {
+			inside(m->hdr, m->hdr_len, v, vl);
+			check_batch(v, vl, m->data, m->data_len);
+		}
 	}
 
 	/* Written back as a server would, it parses to the same message. */

@@ -535,6 +535,40 @@ static void count_in_order(void *ud, const struct sb__nats_msg *m)
 	g->n++;
 }
 
+/* A shard that has accepted answers to publish at the end of its turn
+ * keeps their room: a publish in between that would take it is refused,
+ * and once the room is given back it goes. */
+static void test_room_kept_for_accepted_answers_refuses_other_publishes_until_given_back(void)
+{
+	enum { OUT_MAX = 64 << 10 };
+	static uint8_t data[4096];
+	struct natsd d = {0};
+	struct watch wa, wb;
+	struct got g = {0};
+	struct sb__nats_cfg ca = {.out_max = OUT_MAX}, cb = {0};
+
+	CHECK(natsd_start(&d, 1, 0) == 0);
+	ca.servers = cb.servers = d.url;
+	struct sb__nats *a = open_cfg(&ca, &wa), *b = open_cfg(&cb, &wb);
+	UNTIL(sb__nats_ready(a) && sb__nats_ready(b), 10000, a, b);
+	CHECK(sb__nats_sub(b, "sb.kept", NULL, keep, &g) > 0);
+	await_interest(a, b, "sb.kept", &g);
+	UNTIL(sb__nats_pending(a) == 0, 5000, a, b);
+	unsigned before = g.n;
+
+	sb__nats_hold(a, OUT_MAX - 1024);
+	CHECK_INT(sb__nats_pub(a, "sb.kept", NULL, NULL, 0, data, sizeof data), SB_EOVERLOADED);
+	CHECK_INT(sb__nats_pub(a, "sb.kept", NULL, NULL, 0, data, 512), 0); /* fits beside it */
+	sb__nats_hold(a, 0);
+	CHECK_INT(sb__nats_pub(a, "sb.kept", NULL, NULL, 0, data, sizeof data), 0);
+	UNTIL(g.n == before + 2, 10000, a, b);
+	CHECK_INT(g.n, before + 2);
+	CHECK_INT(wa.disconnected, 0);
+	sb__nats_free(a);
+	sb__nats_free(b);
+	natsd_stop(&d);
+}
+
 static void test_a_stopped_server_stops_the_publisher_at_its_bound_and_resumes_it(void)
 {
 	enum { OUT_MAX = 256 << 10, MSG = 16 << 10 };
@@ -763,6 +797,7 @@ int main(void)
 	RUN(test_a_name_raced_from_two_routers_goes_to_exactly_one);
 	RUN(test_a_stopped_server_stops_the_publisher_at_its_bound_and_resumes_it);
 	RUN(test_a_burst_past_the_read_bound_reaches_a_loop_woken_only_by_new_bytes);
+	RUN(test_room_kept_for_accepted_answers_refuses_other_publishes_until_given_back);
 	RUN(test_credentials_and_tls_are_presented_and_checked);
 	return TEST_EXIT();
 }
