@@ -25,14 +25,30 @@ struct sb__xview;
  * every batch goes at once and gathering starts again. */
 #define SB__XBATCH_MAX 8
 
-/* Answers to one inbox, gathered until the turn's flush (cluster_batch.c). */
+/* Answers to one inbox, or requests to one subject with the same
+ * headers, gathered until the turn's flush (cluster_batch.c). */
 struct sb__xbatch {
-	char to[64]; /* "sb.i.<R>.<k>" */
+	char to[128]; /* "sb.i.<R>.<k>"; requests: "sb.r.<name>", ... */
 	size_t to_len;
-	uint32_t n; /* frames */
-	int hand;   /* one of them is its request's first answer: Sb-Hand */
+	uint32_t n;      /* frames */
+	int hand;        /* answers: one of them is its request's first answer: Sb-Hand */
+	int req;         /* requests: a reply subject, the headers below */
+	uint64_t id;     /* requests: the batch's id (its reply subject's b<id>) */
+	uint8_t *hdr;    /* requests: their headers (each the same), hn bytes */
+	size_t hn, hcap; /* hcap: room for Sb-Batch beyond them */
+	uint64_t *rids;  /* requests: theirs, in order */
+	uint32_t rcap;
 	uint8_t *data;
 	size_t len, cap;
+};
+
+/* Request batches whose reply subject may still bring NATS's "no
+ * responders" (cluster_batch.c): the last SB__XSENT of a shard. */
+#define SB__XSENT 256
+struct sb__xsent {
+	uint64_t id; /* 0: free */
+	uint64_t *rids;
+	uint32_t n, cap;
 };
 
 struct sb__xrouter {
@@ -99,8 +115,10 @@ struct sb__xshard {
 	uint64_t failed_said;   /* the hash of the last failed attempt's reason logged */
 	struct sb__xbatch batch[SB__XBATCH_MAX]; /* answers gathered this turn, by inbox */
 	uint32_t nbatch;
-	size_t batched;  /* their bytes: output the connection has not been given yet */
-	size_t link_max; /* the connection's out_max */
+	size_t batched;     /* their bytes: output the connection has not been given yet */
+	size_t link_max;    /* the connection's out_max */
+	uint64_t batch_seq; /* the last request batch's id */
+	struct sb__xsent sent[SB__XSENT]; /* request batches sent, by id % SB__XSENT */
 };
 
 /* A request's part across routers: to another router (the subject it was
@@ -119,6 +137,7 @@ struct sb__xreq {
 	uint32_t spill_tries;
 	struct sb__buf *back; /* spilled: the frame, for a handler here should <R> have none */
 	uint32_t back_len;
+	uint64_t batch; /* to: the request batch it went in (0: none, or answered) */
 	uint32_t len;
 	char s[]; /* NUL-terminated */
 };
@@ -165,6 +184,22 @@ void sb__cluster_congest(struct sb__shard *sh, uint64_t producer);
  * sb__nats_pub() says it (nothing gathered) */
 int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand, const uint8_t *f,
 		   uint32_t len);
+/* Request q (frame f, len bytes, headers hdr, hn bytes) to its subject
+ * q->x->s, gathered with the turn's others to the same subject and with
+ * the same headers (cluster_batch.c). @return 0, or the connection's
+ * refusal as sb__nats_pub() says it (nothing gathered) */
+int sb__xbatch_req(struct sb__shard *sh, struct sb__req *q, const uint8_t *hdr, size_t hn,
+		   const uint8_t *f, uint32_t len);
+/* Request batch id was taken by a router (one of its requests was
+ * answered): no "no responders" can come for it any more. */
+void sb__xbatch_answered(struct sb__shard *sh, uint64_t id);
+/* NATS's "no responders" for request batch id: each of its requests that
+ * is still waiting gets what one alone would (sb__cluster_no_responders). */
+void sb__xbatch_missed(struct sb__shard *sh, uint64_t id);
+/* Request rid, handled across routers, found no subscriber (503). */
+void sb__cluster_no_responders(struct sb__shard *sh, uint64_t rid);
+/* Request rid could not be published after all (rc, sb__nats_pub()'s). */
+void sb__cluster_unsent(struct sb__shard *sh, uint64_t rid, int rc);
 /* The gathered answers to `to` (NULL: to every subject) are published. */
 void sb__xbatch_flush(struct sb__shard *sh, const char *to, size_t to_len);
 /* The connection went: what was gathered is dropped with it. */

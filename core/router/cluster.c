@@ -276,6 +276,7 @@ int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg
 	x->spill_tries = 1;
 	x->back = NULL;
 	x->back_len = 0;
+	x->batch = 0;
 	x->len = (uint32_t)n;
 	memcpy(x->s, subj, n + 1);
 	q->x = x;
@@ -304,6 +305,8 @@ void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service,
 
 	/* Nobody answers a SEND: one that finds no router is lost, as a
 	 * SEND to a handler that just left is. */
+	if (target(subj, m) == 0) /* after the requests gathered before it */
+		sb__xbatch_flush(sh, subj, strlen(subj));
 	if (target(subj, m) != 0 || sb__nats_pub(xs->nc, subj, NULL, hdr, hn, f, len) != 0)
 		sb__stat_add(&sh->st.no_handler, 1);
 	else
@@ -329,6 +332,7 @@ static void missed(struct sb__shard *sh, struct sb__req *q, const char *why)
 }
 
 static int spill_home(struct sb__shard *sh, struct sb__req *q);
+static void unsent(struct sb__shard *sh, struct sb__req *q, int rc);
 
 void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t *f, uint32_t len)
 {
@@ -352,8 +356,11 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 						   q->x->len - SPILL_PREFIX_LEN)
 		     : q->x->len > 3
 			     ? sb__cluster_subject(subj, "sb.x.", q->x->s + 3, q->x->len - 3)
-			     : -1) == 0)
+			     : -1) == 0) {
+			/* Never before the request itself, still gathered. */
+			sb__xbatch_flush(sh, q->x->s, q->x->len);
 			sb__nats_pub(xs->nc, subj, inbox, NULL, 0, NULL, 0);
+		}
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
@@ -365,12 +372,19 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 	}
 	size_t hn;
 	const uint8_t *hdr = sb__xpres_hdr(sh, f, q->x->service, &hn);
-	rc = q->x->len == 0 ? SB_EINVAL : sb__nats_pub(xs->nc, q->x->s, inbox, hdr, hn, f, len);
+	/* Gathered with the turn's others to the same subject (cluster_batch.c). */
+	rc = q->x->len == 0 ? SB_EINVAL : sb__xbatch_req(sh, q, hdr, hn, f, len);
 	sb__buf_put(b, &sh->pool);
 	if (rc == 0) {
 		congest(sh, producer_ep(sh));
 		return;
 	}
+	unsent(sh, q, rc);
+}
+
+/* Request q did not leave: the link refused it (rc). */
+static void unsent(struct sb__shard *sh, struct sb__req *q, int rc)
+{
 	if (q->x->spilled && spill_home(sh, q))
 		return; /* the link did not take it: a handler here does */
 	if (rc == SB_EOVERLOADED)
@@ -379,6 +393,13 @@ void sb__cluster_deliver(struct sb__shard *sh, struct sb__buf *b, const uint8_t 
 	else
 		missed(sh, q,
 		       rc == SB_EOFFLINE ? " (the router is not connected to its cluster)" : "");
+}
+
+void sb__cluster_unsent(struct sb__shard *sh, uint64_t rid, int rc)
+{
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q != NULL && q->handler == SB__CLUSTER_EP && q->x != NULL && q->bc == NULL)
+		unsent(sh, q, rc);
 }
 
 /* Spilled request q found no handler on the router it went to (it had
@@ -428,6 +449,16 @@ static int spill_home(struct sb__shard *sh, struct sb__req *q)
 	return 1;
 }
 
+void sb__cluster_no_responders(struct sb__shard *sh, uint64_t rid)
+{
+	struct sb__req *q = sb__reqtab_get(&sh->reqs, rid);
+	if (q == NULL || q->handler != SB__CLUSTER_EP || q->x == NULL || q->bc != NULL)
+		return;
+	q->x->batch = 0;
+	if (!q->x->spilled || (!spill_next(sh, q, rid) && !spill_home(sh, q)))
+		missed(sh, q, "");
+}
+
 /* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
 static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 {
@@ -450,6 +481,16 @@ static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 	} else {
 		if (nm->subject_len <= xs->inbox_len + 1 || n > 20)
 			return;
+		if (tok[0] == 'b') { /* a request batch's: "no responders" ends each */
+			for (size_t i = 1; i < n; i++) {
+				if (tok[i] < '0' || tok[i] > '9')
+					return;
+				rid = rid * 10 + (uint64_t)(tok[i] - '0');
+			}
+			if (nm->status == 503)
+				sb__xbatch_missed(sh, rid);
+			return;
+		}
 		for (size_t i = 0; i < n; i++) {
 			if (tok[i] < '0' || tok[i] > '9')
 				return;
@@ -466,8 +507,7 @@ static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 		return;
 	}
 	if (nm->status == 503) { /* no router subscribed: nobody handles it */
-		if (!q->x->spilled || (!spill_next(sh, q, rid) && !spill_home(sh, q)))
-			missed(sh, q, "");
+		sb__cluster_no_responders(sh, rid);
 		return;
 	}
 	/* Another router's frame goes to our client as it is: it must be an
@@ -476,6 +516,10 @@ static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 			 nm->data_len > UINT32_MAX || sb_decode(f, len, 0, &m, NULL) != 0)) ||
 	    (m.kind != SB_REPLY && m.kind != SB_ERROR) || m.id != rid)
 		goto malformed;
+	if (q->x->batch != 0) { /* its batch was taken: no "no responders" to come */
+		sb__xbatch_answered(sh, q->x->batch);
+		q->x->batch = 0;
+	}
 	if (q->x->back != NULL) { /* the other router has it: no way back */
 		sb__buf_put(q->x->back, &sh->pool);
 		q->x->back = NULL;
@@ -552,6 +596,7 @@ int sb__cluster_in(struct sb__shard *sh, struct sb__req *q, const struct sb__ori
 	x->spill_at = x->spill_tries = 0;
 	x->back = NULL;
 	x->back_len = 0;
+	x->batch = 0;
 	x->router = inbox_router(o->inbox, o->len);
 	sb__cluster_heard(sh, x->router);
 	x->len = (uint32_t)o->len;
@@ -651,13 +696,17 @@ void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, cons
 	sb__buf_put(b, &sh->pool);
 }
 
-static void on_call(void *ud, const struct sb__nats_msg *nm)
+/* One call; of a request batch (batch: its inbox, batch_len bytes), a
+ * request whose reply subject is the inbox and its frame's id, as it would
+ * have been had it come alone. */
+static void call(struct sb__shard *sh, const struct sb__nats_msg *nm, const char *batch,
+		 size_t batch_len)
 {
-	struct sb__shard *sh = ud;
 	struct sb_msg m;
+	char reply[SB__XBATCH_REPLY_MAX + 32];
 
 	if (nm->data_len < SB_PREFIX_LEN || nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN)
-		return;
+		goto malformed;
 	uint32_t len = (uint32_t)nm->data_len;
 	struct sb__buf *b = sb__buf_heap(len);
 	if (b == NULL)
@@ -665,13 +714,55 @@ static void on_call(void *ud, const struct sb__nats_msg *nm)
 	memcpy(b->data, nm->data, len);
 	if (sb_decode(b->data, len, 0, &m, NULL) != 0 ||
 	    (m.kind != SB_SEND && m.kind != SB_REQUEST) ||
-	    (m.kind == SB_REQUEST && nm->reply == NULL)) {
-		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed call on %.*s", sh->id,
-			(int)nm->subject_len, nm->subject);
+	    (m.kind == SB_REQUEST && nm->reply == NULL) ||
+	    (batch != NULL && m.kind != SB_REQUEST)) {
 		sb__buf_put(b, &sh->pool);
+		goto malformed;
+	}
+	if (batch == NULL) {
+		sb__cluster_enter(sh, nm, &m, b, len);
 		return;
 	}
-	sb__cluster_enter(sh, nm, &m, b, len);
+	struct sb__nats_msg one = *nm;
+	int n = snprintf(reply, sizeof reply, "%.*s.%" PRIu64, (int)batch_len, batch, m.id);
+	one.reply = reply;
+	one.reply_len = (size_t)n;
+	sb__cluster_enter(sh, &one, &m, b, len);
+	return;
+malformed:
+	sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed call on %.*s", sh->id,
+		(int)nm->subject_len, nm->subject);
+}
+
+/* sb.r.<name>, sb.s.<R>.<name>, sb.p.<peer>: a call, or a batch of
+ * requests (cluster_batch.c) checked whole, then taken one by one. */
+static void on_call(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	const char *count;
+	size_t count_len, off = 0, prefix_len = 0;
+	uint32_t n = 0;
+	uint64_t id;
+
+	if (nm->hdr_len == 0 ||
+	    !sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Batch", &count, &count_len)) {
+		call(sh, nm, NULL, 0);
+		return;
+	}
+	const char *why = sb__xbatch_reply(nm->reply, nm->reply_len, &prefix_len, &id);
+	if (why == NULL)
+		why = sb__xbatch_check(count, count_len, nm->data, nm->data_len, &n);
+	if (why != NULL) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed batch on %.*s: %s", sh->id,
+			(int)nm->subject_len, nm->subject, why);
+		return;
+	}
+	struct sb__nats_msg one = *nm;
+	for (uint32_t i = 0; i < n; i++) {
+		one.data = nm->data + off;
+		one.data_len = sb__xbatch_next(nm->data, &off);
+		call(sh, &one, nm->reply, prefix_len);
+	}
 }
 
 /* sb.x.<name>: a request's router ended it; the shard holding it lets go. */

@@ -5,7 +5,10 @@
  * would have left anyway: no answer waits longer for it. One answer alone
  * goes as before. The frames are the ones a lone answer carries, byte for
  * byte; the one header an answer may carry, Sb-Hand, names the shard that
- * publishes the batch, the same for every frame in it. */
+ * publishes the batch, the same for every frame in it. A turn's requests
+ * to one subject with the same headers go the same way, with one reply
+ * subject, <inbox>.b<id>, where NATS's "no responders" ends each. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,9 @@
 #include "common/nats.h"
 #include "router/cluster-int.h"
 #include "router/cluster_batch.h"
+#include "common/list.h"
+#include "router/req-t.h"
+#include "router/reqtab.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
@@ -55,6 +61,26 @@ const char *sb__xbatch_check(const char *count, size_t count_len, const uint8_t 
 	return NULL;
 }
 
+const char *sb__xbatch_reply(const char *reply, size_t len, size_t *prefix_len, uint64_t *id)
+{
+	const char *dot = reply != NULL ? memrchr(reply, '.', len) : NULL;
+	uint64_t v = 0;
+
+	if (dot == NULL || dot == reply || len > SB__XBATCH_REPLY_MAX)
+		return "a bad reply subject";
+	size_t at = (size_t)(dot - reply) + 1;
+	if (len - at < 2 || len - at > 20 || reply[at] != 'b')
+		return "a bad reply subject";
+	for (size_t i = at + 1; i < len; i++) {
+		if (reply[i] < '0' || reply[i] > '9')
+			return "a bad reply subject";
+		v = v * 10 + (uint64_t)(reply[i] - '0');
+	}
+	*prefix_len = at - 1;
+	*id = v;
+	return NULL;
+}
+
 uint32_t sb__xbatch_next(const uint8_t *data, size_t *off)
 {
 	uint32_t n = SB_PREFIX_LEN + prefix(data + *off);
@@ -62,30 +88,78 @@ uint32_t sb__xbatch_next(const uint8_t *data, size_t *off)
 	return n;
 }
 
-/* ---- a shard's answers, gathered for its turn's flush --------------------- */
+/* ---- a shard's answers and requests, gathered for its turn's flush ------- */
+
+/* The most a batch's reply subject takes: "<inbox>.b<id>". */
+static size_t reply_max(const struct sb__xshard *xs)
+{
+	return xs->inbox_len + 22;
+}
 
 /* The most a batch's HPUB may take beyond its frames: the control line
  * (sb__nats_pub_size() less the payload) and its header block. */
 static size_t overhead(const struct sb__xbatch *b, const struct sb__xshard *xs)
 {
-	return sb__nats_pub_size(b->to_len, 0, sizeof "NATS/1.0\r\nSb-Batch: 65536\r\n\r\n" - 1,
-				 0) +
-	       xs->hand_hdr_len;
+	size_t batch_hdr = sizeof "NATS/1.0\r\nSb-Batch: 65536\r\n\r\n" - 1;
+	if (b->req)
+		return sb__nats_pub_size(b->to_len, reply_max(xs), b->hn + batch_hdr, 0);
+	return sb__nats_pub_size(b->to_len, 0, batch_hdr, 0) + xs->hand_hdr_len;
+}
+
+/* The bytes every gathered batch but @p skip may take on the connection. */
+static size_t gathered(const struct sb__xshard *xs, const struct sb__xbatch *skip)
+{
+	size_t bytes = 0;
+	for (uint32_t i = 0; i < xs->nbatch; i++)
+		if (&xs->batch[i] != skip && xs->batch[i].n > 0)
+			bytes += xs->batch[i].len + overhead(&xs->batch[i], xs);
+	return bytes;
 }
 
 /* Keeps room on the connection for every gathered batch but @p skip, each
  * at the most its HPUB can take: a publish made between the gathering and
- * the flush (a request, a cancel) is refused rather than take that room
- * and leave an accepted answer to be refused, and lost, at the flush. */
+ * the flush (a cancel, a send) is refused rather than take that room and
+ * leave an accepted answer or request to be refused at the flush. */
 static void hold(struct sb__shard *sh, const struct sb__xbatch *skip)
 {
-	struct sb__xshard *xs = sh->xs;
-	size_t bytes = 0;
+	sb__nats_hold(sh->xs->nc, gathered(sh->xs, skip));
+}
 
-	for (uint32_t i = 0; i < xs->nbatch; i++)
-		if (&xs->batch[i] != skip && xs->batch[i].n > 0)
-			bytes += xs->batch[i].len + overhead(&xs->batch[i], xs);
-	sb__nats_hold(xs->nc, bytes);
+/* A request batch goes: one request alone as it always went (its own
+ * reply subject), several with one reply subject, "<inbox>.b<id>", whose
+ * "no responders" ends each of them (kept in xs->sent until then). */
+static int publish_req(struct sb__shard *sh, struct sb__xbatch *b)
+{
+	struct sb__xshard *xs = sh->xs;
+	char reply[SB__XBATCH_REPLY_MAX + 1];
+
+	if (b->n == 1) {
+		snprintf(reply, sizeof reply, "%s.%" PRIu64, xs->inbox, b->rids[0]);
+		return sb__nats_pub(xs->nc, b->to, reply, b->hn ? b->hdr : NULL, b->hn, b->data,
+				    b->len);
+	}
+	snprintf(reply, sizeof reply, "%s.b%" PRIu64, xs->inbox, b->id);
+	/* Its requests' headers, less their blank line, then Sb-Batch (hcap
+	 * keeps room for it). */
+	size_t hn = 10;
+	if (b->hn > 12)
+		hn = b->hn - 2;
+	else
+		memcpy(b->hdr, "NATS/1.0\r\n", hn);
+	hn += (size_t)snprintf((char *)b->hdr + hn, b->hcap - hn, "Sb-Batch: %u\r\n\r\n", b->n);
+	int rc = sb__nats_pub(xs->nc, b->to, reply, b->hdr, hn, b->data, b->len);
+	if (rc == 0) { /* its rids kept for a "no responders"; the slot's old ones freed */
+		struct sb__xsent *s = &xs->sent[b->id % SB__XSENT];
+		uint64_t *r = s->rids;
+		uint32_t cap = s->cap;
+		s->id = b->id;
+		s->rids = b->rids;
+		s->cap = b->rcap;
+		s->n = b->n;
+		b->rids = r;
+		b->rcap = cap;
+	}
+	return rc;
 }
 
 static void publish(struct sb__shard *sh, struct sb__xbatch *b)
@@ -95,7 +169,12 @@ static void publish(struct sb__shard *sh, struct sb__xbatch *b)
 
 	hold(sh, b);
 
-	if (b->n == 1) {
+	if (b->req) {
+		rc = publish_req(sh, b);
+		if (rc != 0) /* never for room (held): each ends as one refused alone */
+			for (uint32_t i = 0; i < b->n; i++)
+				sb__cluster_unsent(sh, b->rids[i], rc);
+	} else if (b->n == 1) {
 		rc = sb__nats_pub(xs->nc, b->to, NULL, b->hand ? xs->hand_hdr : NULL,
 				  b->hand ? xs->hand_hdr_len : 0, b->data, b->len);
 	} else {
@@ -112,7 +191,7 @@ static void publish(struct sb__shard *sh, struct sb__xbatch *b)
 				       b->n);
 		rc = sb__nats_pub(xs->nc, b->to, NULL, hdr, hn, b->data, b->len);
 	}
-	if (rc != 0)
+	if (rc != 0 && !b->req)
 		sb__log(&sh->r->log, 1, "shard %u: cluster: %u answers to %s lost: %s", sh->id,
 			b->n, b->to, sb_strerror(rc));
 	xs->batched -= b->len;
@@ -142,22 +221,23 @@ void sb__xbatch_flush(struct sb__shard *sh, const char *to, size_t to_len)
 	xs->nbatch = kept;
 }
 
-int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand, const uint8_t *f,
-		   uint32_t len)
+/* The gathered batch to `to` that a frame with these headers joins, or a
+ * new one (NULL: no room, every one published instead of it first). */
+static struct sb__xbatch *find(struct sb__shard *sh, const char *to, size_t to_len, int req,
+			       const uint8_t *hdr, size_t hn, uint32_t len)
 {
 	struct sb__xshard *xs = sh->xs;
 	struct sb__xbatch *b = NULL;
 
-	if (!sb__nats_ready(xs->nc))
-		return SB_EOFFLINE;
-	if (to_len >= sizeof b->to) /* not an inbox of ours: alone, at once */
-		return sb__nats_pub(xs->nc, to, NULL, hand ? xs->hand_hdr : NULL,
-				    hand ? xs->hand_hdr_len : 0, f, len);
 	for (uint32_t i = 0; i < xs->nbatch && b == NULL; i++)
 		if (xs->batch[i].to_len == to_len && memcmp(xs->batch[i].to, to, to_len) == 0)
 			b = &xs->batch[i];
-	if (b != NULL && b->len + len + overhead(b, xs) > sb__nats_max_payload(xs->nc)) {
-		sb__xbatch_flush(sh, to, to_len); /* full: it goes now, in order */
+	/* Full, or requests with other headers: it goes now, in order. */
+	if (b != NULL &&
+	    (b->req != req || b->len + len + overhead(b, xs) > sb__nats_max_payload(xs->nc) ||
+	     (req && b->n == SB__XBATCH_FRAMES_MAX) ||
+	     (req && (b->hn != hn || (hn > 0 && memcmp(b->hdr, hdr, hn) != 0))))) {
+		sb__xbatch_flush(sh, to, to_len);
 		b = NULL;
 	}
 	if (b == NULL) {
@@ -167,11 +247,21 @@ int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand
 		memcpy(b->to, to, to_len);
 		b->to[to_len] = 0;
 		b->to_len = to_len;
+		b->req = req;
+		b->hn = 0;
 	}
-	/* Refused as the connection would refuse it, counting every gathered
-	 * answer as already queued, so that the flush is never refused. */
-	size_t need = len + overhead(b, xs) * (xs->nbatch + 1);
-	if (sb__nats_pending(xs->nc) + xs->batched + need > xs->link_max)
+	return b;
+}
+
+/* Frame f (len bytes) joins batch b (new if it is xs->batch[nbatch]):
+ * refused as the connection would refuse it, counting every gathered
+ * frame as already queued, so that the flush is never refused. */
+static int append(struct sb__shard *sh, struct sb__xbatch *b, const uint8_t *f, uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	size_t need = len + (b->n == 0 ? overhead(b, xs) : 0);
+
+	if (sb__nats_pending(xs->nc) + gathered(xs, NULL) + need > xs->link_max)
 		return SB_EOVERLOADED;
 	if (b->len + len > b->cap) {
 		size_t cap = b->cap ? b->cap : 4096;
@@ -188,10 +278,117 @@ int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand
 	memcpy(b->data + b->len, f, len);
 	b->len += len;
 	b->n++;
-	b->hand |= hand;
 	xs->batched += len;
+	return 0;
+}
+
+int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand, const uint8_t *f,
+		   uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+
+	if (!sb__nats_ready(xs->nc))
+		return SB_EOFFLINE;
+	if (to_len >= sizeof xs->batch[0].to) /* not an inbox of ours: alone, at once */
+		return sb__nats_pub(xs->nc, to, NULL, hand ? xs->hand_hdr : NULL,
+				    hand ? xs->hand_hdr_len : 0, f, len);
+	struct sb__xbatch *b = find(sh, to, to_len, 0, NULL, 0, len);
+	int rc = append(sh, b, f, len);
+	if (rc != 0)
+		return rc;
+	b->hand |= hand;
 	hold(sh, NULL);
 	return 0;
+}
+
+int sb__xbatch_req(struct sb__shard *sh, struct sb__req *q, const uint8_t *hdr, size_t hn,
+		   const uint8_t *f, uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	char reply[SB__XBATCH_REPLY_MAX + 1];
+
+	if (!sb__nats_ready(xs->nc))
+		return SB_EOFFLINE;
+	if (q->x->len >= sizeof xs->batch[0].to || xs->inbox_len + 22 > SB__XBATCH_REPLY_MAX) {
+		snprintf(reply, sizeof reply, "%s.%" PRIu64, xs->inbox, q->rid);
+		return sb__nats_pub(xs->nc, q->x->s, reply, hdr, hn, f, len);
+	}
+	struct sb__xbatch *b = find(sh, q->x->s, q->x->len, 1, hdr, hn, len);
+	if (b->n == 0) { /* a new batch: its headers, with room for Sb-Batch */
+		if (b->hcap < hn + 32) {
+			uint8_t *h = realloc(b->hdr, hn + 32);
+			if (h == NULL)
+				return SB_ENOMEM;
+			b->hdr = h;
+			b->hcap = hn + 32;
+		}
+		if (hn > 0)
+			memcpy(b->hdr, hdr, hn);
+		b->hn = hn;
+		b->id = ++xs->batch_seq;
+	}
+	if (b->n == b->rcap) {
+		uint32_t cap = b->rcap ? b->rcap * 2 : 64;
+		uint64_t *r = realloc(b->rids, cap * sizeof *r);
+		if (r == NULL)
+			return SB_ENOMEM;
+		b->rids = r;
+		b->rcap = cap;
+	}
+	int rc = append(sh, b, f, len);
+	if (rc != 0)
+		return rc;
+	b->rids[b->n - 1] = q->rid;
+	q->x->batch = b->id;
+	hold(sh, NULL);
+	return 0;
+}
+
+void sb__xbatch_answered(struct sb__shard *sh, uint64_t id)
+{
+	struct sb__xsent *s = &sh->xs->sent[id % SB__XSENT];
+	if (s->id == id)
+		s->id = 0;
+}
+
+void sb__xbatch_missed(struct sb__shard *sh, uint64_t id)
+{
+	struct sb__xsent *s = &sh->xs->sent[id % SB__XSENT];
+
+	if (id == 0)
+		return;
+	if (s->id == id) { /* its rids taken out while they are ended */
+		uint64_t *r = s->rids;
+		uint32_t n = s->n, cap = s->cap;
+		s->id = 0;
+		s->rids = NULL;
+		s->cap = 0;
+		for (uint32_t i = 0; i < n; i++)
+			sb__cluster_no_responders(sh, r[i]);
+		if (s->rids == NULL) {
+			s->rids = r;
+			s->cap = cap;
+		} else {
+			free(r);
+		}
+		return;
+	}
+	/* Its entry was taken by a later batch (SB__XSENT sent since, none
+	 * of them answered yet): its requests still say which batch they
+	 * went in (each one's mark cleared as it is ended or sent on). */
+	for (struct sb__link *l = sh->req_list.next; l != &sh->req_list;) {
+		struct sb__link *next = l->next;
+		uint64_t next_rid =
+			next != &sh->req_list ? SB__CONTAINER(next, struct sb__req, all)->rid : 0;
+		struct sb__req *q = SB__CONTAINER(l, struct sb__req, all);
+		if (q->handler == SB__CLUSTER_EP && q->x != NULL && q->x->batch == id) {
+			sb__cluster_no_responders(sh, q->rid);
+			/* Ending one may end others: start over. */
+			if (next != &sh->req_list && sb__reqtab_get(&sh->reqs, next_rid) == NULL)
+				next = sh->req_list.next;
+		}
+		l = next;
+	}
 }
 
 void sb__xbatch_drop(struct sb__shard *sh)
@@ -204,11 +401,18 @@ void sb__xbatch_drop(struct sb__shard *sh)
 	}
 	xs->nbatch = 0;
 	xs->batched = 0;
+	for (uint32_t i = 0; i < SB__XSENT; i++)
+		xs->sent[i].id = 0;
 	sb__nats_hold(xs->nc, 0);
 }
 
 void sb__xbatch_free(struct sb__shard *sh)
 {
-	for (uint32_t i = 0; i < SB__XBATCH_MAX; i++)
+	for (uint32_t i = 0; i < SB__XBATCH_MAX; i++) {
 		free(sh->xs->batch[i].data);
+		free(sh->xs->batch[i].hdr);
+		free(sh->xs->batch[i].rids);
+	}
+	for (uint32_t i = 0; i < SB__XSENT; i++)
+		free(sh->xs->sent[i].rids);
 }

@@ -23,6 +23,18 @@
 const char *sb__xbatch_check(const char *count, size_t count_len, const uint8_t *data, size_t len,
 			     uint32_t *n);
 
+/* The longest reply subject a request batch may have. */
+#define SB__XBATCH_REPLY_MAX 100
+
+/**
+ * Checks a request batch's reply subject, "<inbox>.b<id>": a last token
+ * of "b" and 1 to 19 digits after at least one other token.
+ * @param prefix_len  the inbox's length (each request's reply subject is
+ *                    the inbox, ".", and its frame's id in decimal)
+ * @return NULL if good, else why not (a constant string)
+ */
+const char *sb__xbatch_reply(const char *reply, size_t len, size_t *prefix_len, uint64_t *id);
+
 /* The frame at *off of a checked batch: its length (prefix included);
  * *off moves past it. */
 uint32_t sb__xbatch_next(const uint8_t *data, size_t *off);

@@ -7,9 +7,11 @@
  * outside its input, if a refused stream is taken when whole, or if a
  * message, written back as a server would, does not parse to itself. The
  * header and JSON readers run on what was parsed, and so does the reader of
- * a batch of answers (Sb-Batch, router/cluster_batch.h): ASan sees any
- * read past a heap block of exactly its bytes; a batch it takes must be
- * its count of frames, each inside it, ending at its last byte. */
+ * a batch of answers or requests (Sb-Batch, router/cluster_batch.h): ASan
+ * sees any read past a heap block of exactly its bytes; a batch it takes
+ * must be its count of frames, each inside it, ending at its last byte,
+ * and a request batch's reply subject it takes must end in ".b<digits>",
+ * its inbox before that dot. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,22 @@ static void check_batch(const char *count, size_t count_len, const uint8_t *data
 	free(d);
 }
 
+/* A request batch's reply subject, in a block of its own size. */
+static void check_reply(const char *reply, size_t len)
+{
+	char *r = malloc(len ? len : 1);
+	size_t prefix = 0;
+	uint64_t id = 0;
+	if (r == NULL)
+		abort();
+	memcpy(r, reply, len);
+	if (sb__xbatch_reply(r, len, &prefix, &id) == NULL &&
+	    (prefix == 0 || prefix + 3 > len || r[prefix] != '.' || r[prefix + 1] != 'b' ||
+	     len > SB__XBATCH_REPLY_MAX))
+		abort();
+	free(r);
+}
+
 static void check_msg(const uint8_t *base, size_t n, const struct sb__nats_msg *m, size_t max)
 {
 	const char *v;
@@ -87,6 +105,8 @@ static void check_msg(const uint8_t *base, size_t n, const struct sb__nats_msg *
 		if (sb__nats_hdr_get(m->hdr, m->hdr_len, "Sb-Batch", &v, &vl)) {
 			inside(m->hdr, m->hdr_len, v, vl);
 			check_batch(v, vl, m->data, m->data_len);
+			if (m->reply != NULL)
+				check_reply(m->reply, m->reply_len);
 		}
 	}
 

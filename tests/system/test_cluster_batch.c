@@ -32,7 +32,7 @@
 static struct natsd servers[2];
 static struct daemon da;
 static struct sb_router *rb;
-static uint16_t pa, pb, mport;
+static uint16_t pa, pb, mport, maport;
 static char logbuf[1 << 16];
 
 /* ---- what an operator sees ------------------------------------------------ */
@@ -71,13 +71,15 @@ static size_t read_until(int fd, char *buf, size_t cap, const char *until)
 	return len;
 }
 
-/* Messages router B's connections have published, summed, as the
- * second server's /connz counts them (in_msgs of each "switchboard
- * batch-b.<k>"); -1 if it did not answer. */
-static long long b_published(void)
+/* Messages a router's connections have published, summed, as its
+ * server's /connz counts them (in_msgs of each "switchboard <name>.<k>",
+ * name "batch-b" on the second server, monitoring port mport, "batch-a"
+ * on the first, maport); -1 if it did not answer. */
+static long long published(uint16_t port, const char *name)
 {
 	static char body[1 << 18];
-	int fd = dial(mport);
+	char tag[64];
+	int fd = dial(port);
 	const char req[] = "GET /connz?limit=1024 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
 	if (fd < 0)
 		return -1;
@@ -89,6 +91,7 @@ static long long b_published(void)
 	close(fd);
 	if (strstr(body, " 200 ") == NULL)
 		return -1;
+	snprintf(tag, sizeof tag, "\"switchboard %s.", name);
 	long long sum = 0;
 	/* Each connection's object starts with its "cid"; in_msgs and the
 	 * name are among its members. */
@@ -97,13 +100,23 @@ static long long b_published(void)
 		if (next != NULL)
 			*next = 0;
 		char *in = strstr(c, "\"in_msgs\":");
-		if (strstr(c, "\"switchboard batch-b.") != NULL && in != NULL)
+		if (strstr(c, tag) != NULL && in != NULL)
 			sum += strtoll(in + 10, NULL, 10);
 		if (next != NULL)
 			*next = '"';
 		c = next;
 	}
 	return sum;
+}
+
+static long long b_published(void)
+{
+	return published(mport, "batch-b");
+}
+
+static long long a_published(void)
+{
+	return published(maport, "batch-a");
 }
 
 /* The daemon's log read on until it holds text (15 s). 1 if it does. */
@@ -172,6 +185,27 @@ static uint32_t val_of(const struct sb_msg *m)
 	return (uint32_t)v[1] << 24 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 8 | v[4];
 }
 
+/* n requests to name, ids first..first+n-1, each with its id as its
+ * value, in one write: they reach router A together, in one turn. */
+static void request_all(struct peer *p, const char *name, uint64_t first, unsigned n)
+{
+	size_t cap = (size_t)n * (64 + strlen(name)), at = 0;
+	uint8_t *buf = malloc(cap);
+	CHECK(buf != NULL);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t v[5];
+		struct sb_msg m = {.kind = SB_REQUEST, .id = first + i, .timeout_ms = 60000};
+		m.name = v_str(name);
+		m.payload.ptr = v;
+		m.payload.len = u32_of(v, (uint32_t)(first + i));
+		long k = sb_encode(&m, buf + at, cap - at);
+		CHECK(k > 0);
+		at += (size_t)k;
+	}
+	peer_raw(p, buf, at);
+	free(buf);
+}
+
 static void request_val(struct peer *p, const char *name, uint64_t id, uint32_t val)
 {
 	uint8_t v[5];
@@ -234,6 +268,100 @@ static void test_pipelined_requests_across_routers_are_each_answered_once_in_few
 	CHECK(after - before < PIPELINED / 4);
 	peer_close(cl);
 	peer_close(svc);
+}
+
+/* A turn's requests to one name leave router A as one NATS message. */
+static void test_pipelined_requests_leave_the_requesters_router_in_fewer_messages(void)
+{
+	struct peer *svc = peer_hello(pb, NULL, "service");
+	struct peer *cl = peer_hello(pa, NULL, "client");
+	static unsigned got[PIPELINED + 1];
+	uint64_t ids[BURST];
+	uint32_t vals[BURST];
+
+	peer_register(svc, "batch.req", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.req"));
+	long long before = a_published();
+	CHECK(before >= 0);
+
+	/* Bursts of requests, each in one write; the service answers each
+	 * burst as it has it all. */
+	memset(got, 0, sizeof got);
+	for (unsigned done = 0; done < PIPELINED; done += BURST) {
+		request_all(cl, "batch.req", done + 1, BURST);
+		for (unsigned n = 0; n < BURST; n++) {
+			struct sb_msg *m = peer_expect(svc, SB_REQUEST);
+			ids[n] = m->id;
+			vals[n] = val_of(m) * 3 + 2;
+		}
+		answer_all(svc, ids, vals, BURST, 0);
+	}
+	for (unsigned i = 0; i < PIPELINED; i++) {
+		struct sb_msg *m = peer_expect(cl, SB_REPLY);
+		CHECK(m->id >= 1 && m->id <= PIPELINED);
+		if (m->id < 1 || m->id > PIPELINED)
+			break;
+		CHECK_INT(got[m->id], 0);
+		CHECK_INT(val_of(m), m->id * 3 + 2);
+		got[m->id]++;
+	}
+	peer_expect_silence(cl, 300);
+	peer_expect_silence(svc, 100);
+
+	long long after = a_published();
+	fprintf(stderr, "router A published %lld NATS messages for %d requests\n", after - before,
+		PIPELINED);
+	CHECK(after - before > 0);
+	CHECK(after - before < PIPELINED / 4);
+	peer_close(cl);
+	peer_close(svc);
+}
+
+#define NOBODY 300
+
+/* NATS's "no responders" for a batch ends every request in it. */
+static void test_a_request_batch_to_a_name_nobody_handles_ends_each_with_no_handler_once(void)
+{
+	struct peer *svc = peer_hello(pb, NULL, "service");
+	struct peer *cl = peer_hello(pa, NULL, "client");
+	static unsigned got[NOBODY + 1];
+
+	peer_register(svc, "batch.gone", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.gone"));
+	peer_close(svc);
+	/* Until router B's interest is gone from the servers too: a lone
+	 * request ends `no handler` from NATS's "no responders", router B
+	 * publishing nothing (its refusal would be a message of its own). */
+	uint64_t end = now_ms() + 20000;
+	int gone = 0;
+	for (uint64_t id = 1000000; !gone && now_ms() < end; id++) {
+		long long b0 = b_published();
+		peer_request(cl, "batch.gone", id, 20000, NULL, 0);
+		struct sb_msg *m = peer_expect(cl, SB_ERROR);
+		CHECK(m->id == id);
+		CHECK_INT(m->code, (uint32_t)-SB_ENOHANDLER);
+		gone = b0 >= 0 && b_published() == b0;
+	}
+	CHECK(gone);
+
+	long long before = a_published();
+	request_all(cl, "batch.gone", 1, NOBODY);
+	memset(got, 0, sizeof got);
+	for (unsigned i = 0; i < NOBODY; i++) {
+		struct sb_msg *m = peer_expect(cl, SB_ERROR);
+		CHECK(m->id >= 1 && m->id <= NOBODY);
+		if (m->id < 1 || m->id > NOBODY)
+			break;
+		CHECK_INT(m->code, (uint32_t)-SB_ENOHANDLER);
+		CHECK_INT(got[m->id], 0);
+		got[m->id]++;
+	}
+	peer_expect_silence(cl, 300);
+	long long after = a_published();
+	fprintf(stderr, "router A published %lld NATS messages for %d requests nobody handles\n",
+		after - before, NOBODY);
+	CHECK(after - before < NOBODY / 4);
+	peer_close(cl);
 }
 
 #define STREAMS 4
@@ -336,7 +464,17 @@ static void test_a_handler_that_dies_after_a_burst_of_chunks_gives_every_chunk_t
 
 /* A raw NATS client publishes HPUB subject with header Sb-Batch: count
  * and payload p (n bytes), then waits for the server's PONG. */
+static void publish_batch_to(const char *subject, const char *reply, const char *count,
+			     const void *p, size_t n);
+
 static void publish_batch(const char *subject, const char *count, const void *p, size_t n)
+{
+	publish_batch_to(subject, NULL, count, p, n);
+}
+
+/* The same with a reply subject (NULL: none). */
+static void publish_batch_to(const char *subject, const char *reply, const char *count,
+			     const void *p, size_t n)
 {
 	char hdr[128], line[256], buf[4096];
 	int fd = dial(servers[0].port);
@@ -344,8 +482,8 @@ static void publish_batch(const char *subject, const char *count, const void *p,
 	CHECK(read_until(fd, buf, sizeof buf, "\r\n") > 0 && strncmp(buf, "INFO", 4) == 0);
 	int hn = snprintf(hdr, sizeof hdr, "NATS/1.0\r\nSb-Batch: %s\r\n\r\n", count);
 	int ln = snprintf(line, sizeof line,
-			  "CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB %s %d %zu\r\n",
-			  subject, hn, (size_t)hn + n);
+			  "CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB %s %s%s%d %zu\r\n",
+			  subject, reply ? reply : "", reply ? " " : "", hn, (size_t)hn + n);
 	CHECK(write(fd, line, (size_t)ln) == ln);
 	CHECK(write(fd, hdr, (size_t)hn) == hn);
 	if (n > 0)
@@ -415,6 +553,51 @@ static void test_a_malformed_batch_is_dropped_with_a_line_in_the_log_and_the_rou
 	peer_close(svc);
 }
 
+static void
+test_a_malformed_request_batch_is_dropped_with_a_line_in_the_log_and_the_router_serves_on(void)
+{
+	struct peer *svc = peer_hello(pa, NULL, "service");
+	struct peer *cl = peer_hello(pb, NULL, "client");
+	uint8_t two[128];
+	struct sb_msg r = {.kind = SB_REQUEST, .id = 4321, .timeout_ms = 5000};
+	r.name = v_str("batch.here");
+	long k = sb_encode(&r, two, 64);
+	CHECK(k > 0 && k <= 64);
+	memcpy(two + k, two, (size_t)k); /* two whole frames */
+	two[k + SB_ID_OFFSET + 7] ^= 1;  /* the second's id: 4320 */
+
+	peer_register(svc, "batch.here", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.here"));
+	const char *s = "sb.r.batch.here";
+	publish_batch_to(s, NULL, "2", two, (size_t)k * 2);
+	publish_batch_to(s, "sb.i.raw.0.77", "2", two, (size_t)k * 2);
+	publish_batch_to(s, "b12", "2", two, (size_t)k * 2);
+	publish_batch_to(s, "sb.i.raw.0.b12", "x2", two, (size_t)k * 2);
+	publish_batch_to(s, "sb.i.raw.0.b12", "3", two, (size_t)k * 2);
+	publish_batch_to(s, "sb.i.raw.0.b12", "2", two, (size_t)k * 2 - 1);
+	CHECK(log_says("a malformed batch on sb.r.batch.here: a bad reply subject"));
+	CHECK(log_says("a malformed batch on sb.r.batch.here: a bad frame count"));
+	CHECK(log_says("a malformed batch on sb.r.batch.here: fewer frames than its count"));
+	CHECK(log_says("a malformed batch on sb.r.batch.here: a frame longer than the batch"));
+	peer_expect_silence(svc, 200);
+
+	/* A good one from a raw client: each request reaches the handler. */
+	publish_batch_to(s, "sb.i.raw.0.b12", "2", two, (size_t)k * 2);
+	uint64_t a = peer_expect(svc, SB_REQUEST)->id;
+	uint64_t b = peer_expect(svc, SB_REQUEST)->id;
+	CHECK(a != b);
+	peer_reply(svc, a, "ok", 0, NULL, 0); /* to sb.i.raw.0: nobody there */
+	peer_reply(svc, b, "ok", 0, NULL, 0);
+
+	/* The router serves on, across routers. */
+	peer_request(cl, "batch.here", 5, 20000, NULL, 0);
+	uint64_t id = peer_expect(svc, SB_REQUEST)->id;
+	peer_reply(svc, id, "ok", 0, NULL, 0);
+	CHECK(peer_expect(cl, SB_REPLY)->id == 5);
+	peer_close(cl);
+	peer_close(svc);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -429,6 +612,11 @@ int main(int argc, char **argv)
 	snprintf(m, sizeof m, "%u", mport);
 	const char *extra[] = {"-m", m, NULL};
 	servers[1].extra = extra;
+	char ma[8];
+	maport = free_port();
+	snprintf(ma, sizeof ma, "%u", maport);
+	const char *extra_a[] = {"-m", ma, NULL};
+	servers[0].extra = extra_a;
 	if (natsd_start(servers, 2, 0) != 0)
 		return 1;
 	const char *flags[] = {
@@ -445,6 +633,9 @@ int main(int argc, char **argv)
 	RUN(test_interleaved_streams_across_routers_arrive_whole_and_in_order);
 	RUN(test_a_handler_that_dies_after_a_burst_of_chunks_gives_every_chunk_then_peer_gone);
 	RUN(test_a_malformed_batch_is_dropped_with_a_line_in_the_log_and_the_router_serves_on);
+	RUN(test_pipelined_requests_leave_the_requesters_router_in_fewer_messages);
+	RUN(test_a_request_batch_to_a_name_nobody_handles_ends_each_with_no_handler_once);
+	RUN(test_a_malformed_request_batch_is_dropped_with_a_line_in_the_log_and_the_router_serves_on);
 	daemon_stop(&da);
 	router_close(rb);
 	natsd_stop(&servers[0]);
