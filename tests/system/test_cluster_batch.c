@@ -217,6 +217,21 @@ static void request_val(struct peer *p, const char *name, uint64_t id, uint32_t 
 #define PIPELINED 2000
 #define BURST     250
 
+/* Every request 1..PIPELINED answered once, with its own value
+ * (id * @p mul + @p add), in whatever order. */
+static void expect_each_once(struct peer *cl, unsigned *got, uint32_t mul, uint32_t add)
+{
+	for (unsigned i = 0; i < PIPELINED; i++) {
+		struct sb_msg *m = peer_expect(cl, SB_REPLY);
+		CHECK(m->id >= 1 && m->id <= PIPELINED);
+		if (m->id < 1 || m->id > PIPELINED)
+			break;
+		CHECK_INT(got[m->id], 0);
+		CHECK_INT(val_of(m), m->id * mul + add);
+		got[m->id]++;
+	}
+}
+
 static void test_pipelined_requests_across_routers_are_each_answered_once_in_fewer_messages(void)
 {
 	struct peer *svc = peer_hello(pb, NULL, "service");
@@ -248,15 +263,7 @@ static void test_pipelined_requests_across_routers_are_each_answered_once_in_few
 	/* The requester gets each answer once, its own: answers keep their
 	 * request's id in a batch. */
 	memset(got, 0, sizeof got);
-	for (unsigned i = 0; i < PIPELINED; i++) {
-		struct sb_msg *m = peer_expect(cl, SB_REPLY);
-		CHECK(m->id >= 1 && m->id <= PIPELINED);
-		if (m->id < 1 || m->id > PIPELINED)
-			break;
-		CHECK_INT(got[m->id], 0);
-		CHECK_INT(val_of(m), m->id * 7 + 1);
-		got[m->id]++;
-	}
+	expect_each_once(cl, got, 7, 1);
 	peer_expect_silence(cl, 300);
 
 	/* Router B published far fewer messages than answers: a burst's
@@ -296,15 +303,7 @@ static void test_pipelined_requests_leave_the_requesters_router_in_fewer_message
 		}
 		answer_all(svc, ids, vals, BURST, 0);
 	}
-	for (unsigned i = 0; i < PIPELINED; i++) {
-		struct sb_msg *m = peer_expect(cl, SB_REPLY);
-		CHECK(m->id >= 1 && m->id <= PIPELINED);
-		if (m->id < 1 || m->id > PIPELINED)
-			break;
-		CHECK_INT(got[m->id], 0);
-		CHECK_INT(val_of(m), m->id * 3 + 2);
-		got[m->id]++;
-	}
+	expect_each_once(cl, got, 3, 2);
 	peer_expect_silence(cl, 300);
 	peer_expect_silence(svc, 100);
 
