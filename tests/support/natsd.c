@@ -51,7 +51,7 @@ static int answers_info(uint16_t port)
 static int spawn(struct natsd *d, const struct natsd *all, unsigned n)
 {
 	const char *argv[40];
-	char port[8], cluster[48], routes[512], log[96], store[96];
+	char port[8], mport[8], cluster[48], routes[512], log[96], store[96];
 	unsigned a = 0;
 	size_t rl = 0;
 
@@ -83,6 +83,11 @@ static int spawn(struct natsd *d, const struct natsd *all, unsigned n)
 			argv[a++] = "--routes";
 			argv[a++] = routes;
 		}
+	}
+	if (d->mport) {
+		snprintf(mport, sizeof mport, "%u", d->mport);
+		argv[a++] = "-m";
+		argv[a++] = mport;
 	}
 	if (d->js) {
 		argv[a++] = "-js";
@@ -129,6 +134,7 @@ static int attempt(struct natsd *d, unsigned n, int js)
 		d[i].js = js;
 		d[i].port = free_port();
 		d[i].cport = n > 1 ? free_port() : 0;
+		d[i].mport = d[i].monitor ? free_port() : 0;
 		snprintf(d[i].name, sizeof d[i].name, "n%u", i + 1);
 		snprintf(d[i].url, sizeof d[i].url, "nats://127.0.0.1:%u", d[i].port);
 		snprintf(d[i].dir, sizeof d[i].dir, "/tmp/sb-nats-XXXXXX");

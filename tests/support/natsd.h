@@ -16,6 +16,8 @@ struct natsd {
 	char name[16];            /* the server's name in the cluster */
 	int js;                   /* started with JetStream */
 	const char *const *extra; /* more flags (auth, TLS), NULL-terminated */
+	int monitor;              /* set before natsd_start(): HTTP monitoring (-m) */
+	uint16_t mport;           /* its port, picked by natsd_start(), 0 without */
 };
 
 /* Starts n servers, each with its own client port, as one cluster when n

@@ -606,18 +606,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	daemon_path = argv[1];
-	char m[8];
-	mport = free_port();
-	snprintf(m, sizeof m, "%u", mport);
-	const char *extra[] = {"-m", m, NULL};
-	servers[1].extra = extra;
-	char ma[8];
-	maport = free_port();
-	snprintf(ma, sizeof ma, "%u", maport);
-	const char *extra_a[] = {"-m", ma, NULL};
-	servers[0].extra = extra_a;
+	servers[0].monitor = servers[1].monitor = 1;
 	if (natsd_start(servers, 2, 0) != 0)
 		return 1;
+	maport = servers[0].mport;
+	mport = servers[1].mport;
 	const char *flags[] = {
 		"--cluster", servers[0].url, "--cluster-name", "batch-a", "--log-level", "1", NULL};
 	struct daemon_opts o = {.capture_err = 1};

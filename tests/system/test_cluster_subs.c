@@ -343,13 +343,10 @@ int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	watchdog("test_cluster_subs", 280);
-	char m[8];
-	mport = free_port();
-	snprintf(m, sizeof m, "%u", mport);
-	const char *extra[] = {"-m", m, NULL};
-	servers[1].extra = extra;
+	servers[1].monitor = 1;
 	if (natsd_start(servers, 2, 0) != 0)
 		return 1;
+	mport = servers[1].mport;
 	ra = cluster_join(servers[0].url);
 	struct sb_router_config cfg = router_config();
 	cfg.cluster = servers[1].url;
