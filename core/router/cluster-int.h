@@ -170,6 +170,9 @@ void sb__cluster_kv_ignore(void *ud, int err, uint64_t rev, const uint8_t *val, 
  * cluster_cfg.c). */
 struct sb__nats_cfg sb__cluster_nats_cfg(const struct sb__xrouter *xr);
 
+/* sb.r.<name>, sb.s.<R>.<name>, sb.p.<peer>: a call or a batch of
+ * requests from another router (cluster_handle.c). */
+void sb__cluster_on_call(void *ud, const struct sb__nats_msg *nm);
 /* sb.x.<...>: a request's router ended it; the shard holding it lets go. */
 void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm);
 /* A call from another router (m decoded in b, len bytes; b's reference
@@ -203,6 +206,14 @@ void sb__cluster_unsent(struct sb__shard *sh, uint64_t rid, int rc);
 /* The gathered answers to `to` (NULL: to every subject) are published. */
 void sb__xbatch_flush(struct sb__shard *sh, const char *to, size_t to_len);
 /* The connection went: what was gathered is dropped with it. */
+/* Each frame of the batch nm (count: its Sb-Batch value, count_len
+ * bytes) to each(sh, frame, arg) as a message of its own with nm's
+ * headers, once the batch is checked whole; a malformed one (or one the
+ * caller found wrong already: why not NULL) dropped with a log line. */
+void sb__xbatch_each(struct sb__shard *sh, const struct sb__nats_msg *nm, const char *count,
+		     size_t count_len, const char *why,
+		     void (*each)(struct sb__shard *, const struct sb__nats_msg *, size_t),
+		     size_t arg);
 void sb__xbatch_drop(struct sb__shard *sh);
 void sb__xbatch_free(struct sb__shard *sh);
 /* The broadcasts' subscriptions, as a shard connects (cluster_bcast.c).

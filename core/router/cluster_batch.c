@@ -90,6 +90,29 @@ uint32_t sb__xbatch_next(const uint8_t *data, size_t *off)
 
 /* ---- a shard's answers and requests, gathered for its turn's flush ------- */
 
+void sb__xbatch_each(struct sb__shard *sh, const struct sb__nats_msg *nm, const char *count,
+		     size_t count_len, const char *why,
+		     void (*each)(struct sb__shard *, const struct sb__nats_msg *, size_t),
+		     size_t arg)
+{
+	uint32_t n = 0;
+	size_t off = 0;
+
+	if (why == NULL)
+		why = sb__xbatch_check(count, count_len, nm->data, nm->data_len, &n);
+	if (why != NULL) {
+		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed batch on %.*s: %s", sh->id,
+			(int)nm->subject_len, nm->subject, why);
+		return;
+	}
+	struct sb__nats_msg one = *nm;
+	for (uint32_t i = 0; i < n; i++) {
+		one.data = nm->data + off;
+		one.data_len = sb__xbatch_next(nm->data, &off);
+		each(sh, &one, arg);
+	}
+}
+
 /* The most a batch's reply subject takes: "<inbox>.b<id>". */
 static size_t reply_max(const struct sb__xshard *xs)
 {

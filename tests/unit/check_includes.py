@@ -35,7 +35,7 @@ MAY = {
 LAYERS = {
     0: "addrtab auth http jwt mailbox pattern reqtab route rstat stats ws",
     1: "conn-t local-t mail-t peers-t req-t router-t shard-t",
-    2: "admin admin_http admin_json admin_page balance bcast cluster cluster-int cluster_admin cluster_batch cluster_bcast cluster_cfg cluster_live cluster_presence conn_tls "
+    2: "admin admin_http admin_json admin_page balance bcast cluster cluster-int cluster_admin cluster_batch cluster_bcast cluster_cfg cluster_handle cluster_live cluster_presence conn_tls "
        "conn_ws deliver edge_auth edge_call flow goodbye handshake local local_call metrics move outq peers "
        "register request",
     3: "frame mail",
