@@ -173,6 +173,14 @@ struct sb__nats_cfg sb__cluster_nats_cfg(const struct sb__xrouter *xr);
 /* sb.r.<name>, sb.s.<R>.<name>, sb.p.<peer>: a call or a batch of
  * requests from another router (cluster_handle.c). */
 void sb__cluster_on_call(void *ud, const struct sb__nats_msg *nm);
+/* A message's payload as a frame of its own: a heap copy, decoded into m
+ * (cluster_handle.c). NULL if *bad (not one frame within max_frame), or
+ * with no memory. */
+struct sb__buf *sb__cluster_frame(struct sb__shard *sh, const struct sb__nats_msg *nm,
+				  struct sb_msg *m, int *bad);
+/* The request another router sent here that nm's reply subject (its
+ * inbox) names, or NULL. */
+struct sb__req *sb__cluster_from(struct sb__shard *sh, const struct sb__nats_msg *nm);
 /* sb.x.<...>: a request's router ended it; the shard holding it lets go. */
 void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm);
 /* A call from another router (m decoded in b, len bytes; b's reference

@@ -172,12 +172,8 @@ void sb__cluster_pause(struct sb__shard *sh, uint64_t producer, int pause)
 static void on_flow(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
-	if (nm->reply == NULL || nm->data_len != 1)
-		return;
-	uint64_t rid = sb__idmap_get(&sh->xs->from, sb__cluster_fnv(nm->reply, nm->reply_len));
-	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
-	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
-	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
+	struct sb__req *q = nm->data_len == 1 ? sb__cluster_from(sh, nm) : NULL;
+	if (q == NULL)
 		return;
 	int pause = nm->data[0] == 'p';
 	if (pause == q->x->paused)

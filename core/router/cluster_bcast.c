@@ -454,24 +454,23 @@ static void on_bcast(void *ud, const struct sb__nats_msg *nm)
 	struct sb_msg m;
 
 	/* Ours comes back to us too: its reply subject names its router. */
-	if (nm->reply == NULL || nm->data_len < SB_PREFIX_LEN ||
-	    nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN ||
+	if (nm->reply == NULL ||
 	    (nm->reply_len > 5 + me_len && memcmp(nm->reply + 5, me, me_len) == 0 &&
 	     nm->reply[5 + me_len] == '.'))
 		return;
-	uint32_t len = (uint32_t)nm->data_len;
-	struct sb__buf *b = sb__buf_heap(len);
-	if (b == NULL)
+	int bad;
+	struct sb__buf *b = sb__cluster_frame(sh, nm, &m, &bad);
+	if (b == NULL && !bad)
 		return;
-	memcpy(b->data, nm->data, len);
-	if (sb_decode(b->data, len, 0, &m, NULL) != 0 ||
-	    (m.kind != SB_SEND && m.kind != SB_REQUEST) || !(m.flags & SB_F_BROADCAST)) {
+	if (b == NULL || (m.kind != SB_SEND && m.kind != SB_REQUEST) ||
+	    !(m.flags & SB_F_BROADCAST)) {
 		sb__log(&sh->r->log, 1, "shard %u: cluster: a malformed broadcast on %.*s", sh->id,
 			(int)nm->subject_len, nm->subject);
-		sb__buf_put(b, &sh->pool);
+		if (b != NULL)
+			sb__buf_put(b, &sh->pool);
 		return;
 	}
-	sb__cluster_enter(sh, nm, &m, b, len);
+	sb__cluster_enter(sh, nm, &m, b, (uint32_t)nm->data_len);
 }
 
 int sb__xbcast_subscribe(struct sb__shard *sh)

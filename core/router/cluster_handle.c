@@ -168,6 +168,25 @@ void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, cons
 	sb__buf_put(b, &sh->pool);
 }
 
+struct sb__buf *sb__cluster_frame(struct sb__shard *sh, const struct sb__nats_msg *nm,
+				  struct sb_msg *m, int *bad)
+{
+	*bad = nm->data_len < SB_PREFIX_LEN || nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN;
+	if (*bad)
+		return NULL;
+	uint32_t len = (uint32_t)nm->data_len;
+	struct sb__buf *b = sb__buf_heap(len);
+	if (b == NULL)
+		return NULL;
+	memcpy(b->data, nm->data, len);
+	*bad = sb_decode(b->data, len, 0, m, NULL) != 0;
+	if (*bad) {
+		sb__buf_put(b, &sh->pool);
+		return NULL;
+	}
+	return b;
+}
+
 /* One call; of a request batch (batch_len > 0: the length of the inbox
  * that begins nm's reply subject), a request whose reply subject is the
  * inbox and its frame's id, as it would have been had it come alone. */
@@ -175,16 +194,15 @@ static void call(struct sb__shard *sh, const struct sb__nats_msg *nm, size_t bat
 {
 	struct sb_msg m;
 	char reply[SB__XBATCH_REPLY_MAX + 32];
+	int bad;
 
-	if (nm->data_len < SB_PREFIX_LEN || nm->data_len > sh->r->cfg.max_frame + SB_PREFIX_LEN)
+	struct sb__buf *b = sb__cluster_frame(sh, nm, &m, &bad);
+	if (b == NULL && !bad)
+		return;
+	if (b == NULL)
 		goto malformed;
 	uint32_t len = (uint32_t)nm->data_len;
-	struct sb__buf *b = sb__buf_heap(len);
-	if (b == NULL)
-		return;
-	memcpy(b->data, nm->data, len);
-	if (sb_decode(b->data, len, 0, &m, NULL) != 0 ||
-	    (m.kind != SB_SEND && m.kind != SB_REQUEST) ||
+	if ((m.kind != SB_SEND && m.kind != SB_REQUEST) ||
 	    (m.kind == SB_REQUEST && nm->reply == NULL) ||
 	    (batch_len > 0 && m.kind != SB_REQUEST)) {
 		sb__buf_put(b, &sh->pool);
@@ -223,16 +241,24 @@ void sb__cluster_on_call(void *ud, const struct sb__nats_msg *nm)
 	sb__xbatch_each(sh, nm, count, count_len, why, call, prefix_len);
 }
 
-/* sb.x.<name>: a request's router ended it; the shard holding it lets go. */
-void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm)
+struct sb__req *sb__cluster_from(struct sb__shard *sh, const struct sb__nats_msg *nm)
 {
-	struct sb__shard *sh = ud;
 	if (nm->reply == NULL)
-		return;
+		return NULL;
 	uint64_t rid = sb__idmap_get(&sh->xs->from, sb__cluster_fnv(nm->reply, nm->reply_len));
 	struct sb__req *q = rid ? sb__reqtab_get(&sh->reqs, rid) : NULL;
 	if (q == NULL || q->x == NULL || q->x->len != nm->reply_len ||
 	    memcmp(q->x->s, nm->reply, nm->reply_len) != 0)
+		return NULL;
+	return q;
+}
+
+/* sb.x.<name>: a request's router ended it; the shard holding it lets go. */
+void sb__cluster_on_cancel(void *ud, const struct sb__nats_msg *nm)
+{
+	struct sb__shard *sh = ud;
+	struct sb__req *q = sb__cluster_from(sh, nm);
+	if (q == NULL)
 		return;
 	q->ops->cancel(sh, q);
 	sb__req_finish(sh, q);
