@@ -158,7 +158,8 @@ static void big_sample(struct peer *big, int from, int step)
  *   b: dm.pair<r>, dm.shared, dm.b<r>;
  *   c: a client, `to`-only handlers inbox (also the keeper client's) and
  *      dm.c<r>.
- * Even rounds close, odd ones say GOODBYE; homes alternate between shards. */
+ * a and c close in even rounds and say GOODBYE in odd ones, b the other
+ * way round; homes alternate between shards. */
 static void churn(unsigned shards)
 {
 	struct sb_router_config cfg = router_config();
