@@ -3,7 +3,8 @@
  * server can be read from /proc while nothing else moves
  * (docs/performance.md, "How cost grows"). Each connection completes its
  * handshake (HELLO and WELCOME; for NATS, CONNECT then PING and PONG) and
- * then says nothing. */
+ * then says nothing, or (--conn-names) first registers a few names of its
+ * own, so that closing it costs what a departing service costs. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,25 +21,28 @@
 struct opts {
 	const char *host;
 	uint16_t port;
-	int nats;           /* NATS protocol, else switchboard frames */
-	unsigned conns;     /* idle connections */
-	unsigned per_src;   /* connections per source address */
-	unsigned names;     /* names registered, on the service connections */
-	unsigned per_svc;   /* names per service connection */
-	const char *prefix; /* names are PREFIX0, PREFIX1, ... */
-	double hold;        /* seconds to hold after "ready", 0 = until a signal */
+	int nats;            /* NATS protocol, else switchboard frames */
+	unsigned conns;      /* idle connections */
+	unsigned per_src;    /* connections per source address */
+	unsigned names;      /* names registered, on the service connections */
+	unsigned per_svc;    /* names per service connection */
+	const char *prefix;  /* names are PREFIX0, PREFIX1, ... */
+	unsigned conn_names; /* names each of the `conns` registers, as a service */
+	double hold;         /* seconds to hold after "ready", 0 = until a signal */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: sb-bench conns --port P [--host H] [--proto sb|nats] [--conns N]\n"
 		   "                      [--per-source K] [--names N] [--names-per-conn M]\n"
-		   "                      [--prefix P] [--hold S]\n"
+		   "                      [--prefix P] [--conn-names R] [--hold S]\n"
 		   "Opens N connections to H:P (default 127.0.0.1), each through its\n"
 		   "handshake, then idle; K per source address 127.0.0.1, 127.0.0.2, ...\n"
 		   "(default 20000: one address has ~28,000 ports per destination). With\n"
 		   "--names, service connections register N names P0, P1, ... (default\n"
-		   "prefix growth.), M per connection (default: all on one). Prints\n"
+		   "prefix growth.), M per connection (default: all on one). With\n"
+		   "--conn-names, each of the N connections is a service and registers R\n"
+		   "names of its own, PcI.0 ... PcI.R-1 for connection I. Prints\n"
 		   "\"ready N\" when all are open and holds them for S seconds, or until\n"
 		   "SIGINT or SIGTERM. The descriptor limit is raised as far as allowed.\n");
 }
@@ -49,9 +53,10 @@ static void source_of(const struct opts *o, unsigned i, char *buf, size_t cap)
 	snprintf(buf, cap, "127.%u.%u.%u", (s >> 16) & 255, (s >> 8) & 255, s & 255);
 }
 
-/* One connection through its handshake; its buffers are freed, its
- * descriptor kept. @return the descriptor, or -1. */
-static int open_idle(const struct opts *o, const char *src, const char *role)
+/* One connection through its handshake (and, with --conn-names, its
+ * names, connection i's); its buffers are freed, its descriptor kept.
+ * @return the descriptor, or -1. */
+static int open_idle(const struct opts *o, const char *src, const char *role, unsigned i)
 {
 	struct sbb_conn c;
 	sbb_conn_init(&c, -1, 0);
@@ -63,8 +68,12 @@ static int open_idle(const struct opts *o, const char *src, const char *role)
 		sbb_out_put(&c, hello, sizeof hello - 1);
 		ok = c.fd >= 0 && sbb_nats_sync(&c) == 0;
 	} else {
+		char prefix[160];
+		snprintf(prefix, sizeof prefix, "%sc%u.", o->prefix, i);
 		c.fd = sbb_dial_from(src, o->host, o->port);
-		ok = sbb_sb_hello(&c, role) == 0;
+		ok = sbb_sb_hello(&c, role) == 0 &&
+		     (o->conn_names == 0 ||
+		      sbb_sb_register_many(&c, prefix, 0, o->conn_names) == 0);
 	}
 	int fd = c.fd;
 	c.fd = -1;
@@ -105,6 +114,7 @@ int sbb_conns_main(int argc, char **argv)
 		{"names", required_argument, NULL, 'n'},
 		{"names-per-conn", required_argument, NULL, 'm'},
 		{"prefix", required_argument, NULL, 'x'},
+		{"conn-names", required_argument, NULL, 'k'},
 		{"hold", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -141,6 +151,9 @@ int sbb_conns_main(int argc, char **argv)
 		case 'x':
 			o.prefix = optarg;
 			break;
+		case 'k':
+			o.conn_names = (unsigned)strtoul(optarg, NULL, 10);
+			break;
 		case 't':
 			o.hold = strtod(optarg, NULL);
 			break;
@@ -152,7 +165,7 @@ int sbb_conns_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (o.port == 0 || o.per_src == 0 || (o.names > 0 && o.nats)) {
+	if (o.port == 0 || o.per_src == 0 || ((o.names > 0 || o.conn_names > 0) && o.nats)) {
 		usage(stderr);
 		return 2;
 	}
@@ -183,7 +196,7 @@ int sbb_conns_main(int argc, char **argv)
 	for (unsigned i = 0; i < o.conns && !stop; i++) {
 		char src[32];
 		source_of(&o, i, src, sizeof src);
-		if (open_idle(&o, src, "client") < 0) {
+		if (open_idle(&o, src, o.conn_names > 0 ? "service" : "client", i) < 0) {
 			fprintf(stderr, "sb-bench conns: connection %u (from %s) failed\n", i + 1,
 				src);
 			return 1;

@@ -6,9 +6,10 @@
 #   bench/growth.sh idle  BIN N [SHARDS]      router RSS with N idle connections
 #   bench/growth.sh nats  BIN N               nats-server RSS with N idle connections
 #   bench/growth.sh names BIN N PER [SHARDS]  router RSS with N names, PER per connection
-#   bench/growth.sh churn BIN NAMES K [SHARDS]
+#   bench/growth.sh churn BIN NAMES K [SHARDS] [REGS]
 #                                 router CPU to open and close K connections
-#                                 while NAMES names are registered
+#                                 while NAMES names are registered; with REGS,
+#                                 each of the K is a service with REGS names
 # BIN is the build's bin directory (switchboard, sb-bench), e.g.
 # build/release/bin after configuring with -DSB_BENCH=ON. One process holds
 # at most `ulimit -Hn` connections: N above it needs the limit raised.
@@ -92,20 +93,31 @@ names)
 	echo "router, $shards shards: RSS $base MiB idle, $held MiB with $n names ($each per connection): $(per "$n" "$base" "$held") KiB each"
 	;;
 churn)
-	names=$3 k=$4 shards=${5:-1}
-	start_router "$shards" --max-registrations "$((names > 0 ? names : 1))" --name-grace-ms 0
+	names=$3 k=$4 shards=${5:-1} regs=${6:-0}
+	most=$((names > regs ? names : regs))
+	start_router "$shards" --max-registrations "$((most > 0 ? most : 1))" --name-grace-ms 0
 	if [ "$names" -gt 0 ]; then hold --names "$names"; fi
 	fds=$(ls "/proc/$srv/fd" | wc -l)
 	c0=$(cpu_ticks "$srv") t0=$(date +%s%N)
-	"$bin/sb-bench" conns --port "$port" --conns "$k" --hold 0.01 >/dev/null
+	"$bin/sb-bench" conns --port "$port" --conns "$k" --conn-names "$regs" --hold 0.01 >/dev/null
 	# closed when the router holds no more descriptors than before
 	for _ in $(seq 6000); do
 		[ "$(ls "/proc/$srv/fd" | wc -l)" -le "$fds" ] && break
 		sleep 0.05
 	done
-	c1=$(cpu_ticks "$srv") t1=$(date +%s%N)
+	t1=$(date +%s%N)
+	# Another shard may still be taking the departures' mail: until the
+	# router's CPU stops moving for 0.2 s (30 s at most).
+	c1=$(cpu_ticks "$srv")
+	for _ in $(seq 150); do
+		sleep 0.2
+		c=$(cpu_ticks "$srv")
+		[ "$c" -eq "$c1" ] && break
+		c1=$c
+	done
 	ms=$(((c1 - c0) * tick_ms))
-	echo "router, $shards shards, $names names: $k connections opened and closed in $(((t1 - t0) / 1000000)) ms, router CPU $ms ms, $(awk -v m="$ms" -v k="$k" 'BEGIN { printf "%.0f", m * 1000 / k }') us each"
+	what=$([ "$regs" -gt 0 ] && echo " with $regs names each" || true)
+	echo "router, $shards shards, $names names: $k connections$what opened and closed in $(((t1 - t0) / 1000000)) ms, router CPU $ms ms, $(awk -v m="$ms" -v k="$k" 'BEGIN { printf "%.0f", m * 1000 / k }') us each"
 	;;
 *)
 	sed -n '6,15p' "$0" >&2

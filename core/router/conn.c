@@ -338,9 +338,8 @@ void sb__conn_idle_start(struct sb__shard *sh, struct sb__conn *c)
 }
 
 /* Local effects of a connection going away, on every shard in turn. Only
- * a connection that holds a registration has a route to take off: the scan
- * visits every route of the shard, and most connections are clients that
- * registered nothing. */
+ * a connection that holds a registration has a route to take off, found
+ * through the tables' index of its routes (O(its registrations)). */
 void sb__conn_gone(struct sb__shard *sh, uint64_t ep, int registered)
 {
 	if (registered) {

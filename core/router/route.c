@@ -1,11 +1,20 @@
 /* Route table replica: a hash of names to endpoint arrays. Lookups run per
- * routed frame and touch one slot and one contiguous array. */
+ * routed frame and touch one slot and one contiguous array. An index of
+ * each endpoint's routes lets a departure visit only those. */
 #include <stdlib.h>
 #include <string.h>
 
 #include <switchboard/error.h>
 
 #include "router/route.h"
+
+/* One endpoint's routes in a table (sb__routes.by_ep), in no order: the
+ * endpoint's entry in route r[k] has at == k, so an UNREGISTER takes its
+ * route off the list in O(1), and a departure visits only these. */
+struct sb__ep_routes {
+	uint32_t n, cap;
+	struct sb__route *r[];
+};
 
 /* Eight bytes a step: a byte-at-a-time hash (FNV-1a) was a chain of one
  * multiply per character, and every routed frame hashes its name. */
@@ -44,6 +53,8 @@ void sb__routes_init(struct sb__routes *t)
 	t->on_new = NULL;
 	t->on_here = NULL;
 	t->here = t->everywhere = 0;
+	sb__idmap_init(&t->by_ep);
+	t->by_ep_on = 0;
 }
 
 /* Whether ep is a handler on the table's own shard (on_here counts them). */
@@ -53,16 +64,26 @@ static int is_here(const struct sb__routes *t, uint64_t ep)
 	return where == t->here || where == t->everywhere;
 }
 
+static struct sb__ep_routes *routes_of(const struct sb__routes *t, uint64_t ep)
+{
+	return (struct sb__ep_routes *)(uintptr_t)sb__idmap_get(&t->by_ep, ep);
+}
+
 void sb__routes_destroy(struct sb__routes *t)
 {
 	for (uint32_t i = 0; t->slots != NULL && i <= t->mask; i++)
 		if (t->slots[i] != NULL) {
-			for (uint32_t k = 0; k < t->slots[i]->n; k++)
+			for (uint32_t k = 0; k < t->slots[i]->n; k++) {
+				uint64_t ep = t->slots[i]->eps[k].ep;
 				sb__schema_unref(t->slots[i]->eps[k].schema);
+				free(routes_of(t, ep)); /* once: its entry goes with it */
+				sb__idmap_del(&t->by_ep, ep);
+			}
 			free(t->slots[i]->eps);
 			free(t->slots[i]);
 		}
 	free(t->slots);
+	sb__idmap_destroy(&t->by_ep);
 	sb__routes_init(t);
 }
 
@@ -108,6 +129,60 @@ struct sb__endpoint *sb__route_endpoint(struct sb__route *r, uint64_t ep)
 	return NULL;
 }
 
+/* Puts r on ep's list and tells e its place there. A full list is copied
+ * into a larger one, not realloc'ed: the map's value must stay valid if
+ * replacing it fails. */
+static int index_add(struct sb__routes *t, uint64_t ep, struct sb__route *r, struct sb__endpoint *e)
+{
+	struct sb__ep_routes *l = routes_of(t, ep);
+	if (l == NULL || l->n == l->cap) {
+		uint32_t cap = l == NULL ? 4 : l->cap * 2;
+		struct sb__ep_routes *nl = malloc(sizeof *nl + cap * sizeof nl->r[0]);
+		if (nl == NULL)
+			return SB_ENOMEM;
+		nl->n = l == NULL ? 0 : l->n;
+		nl->cap = cap;
+		if (l != NULL)
+			memcpy(nl->r, l->r, l->n * sizeof l->r[0]);
+		if (sb__idmap_put(&t->by_ep, ep, (uint64_t)(uintptr_t)nl) != 0) {
+			free(nl);
+			return SB_ENOMEM;
+		}
+		free(l);
+		l = nl;
+	}
+	e->at = l->n;
+	l->r[l->n++] = r;
+	return 0;
+}
+
+/* Takes r (at place k) off ep's list; the last one takes its place. */
+static void index_del(struct sb__routes *t, uint64_t ep, uint32_t k)
+{
+	struct sb__ep_routes *l = routes_of(t, ep);
+	struct sb__route *last = l->r[--l->n];
+	if (k != l->n) {
+		l->r[k] = last;
+		sb__route_endpoint(last, ep)->at = k;
+	}
+	if (l->n == 0) {
+		free(l);
+		sb__idmap_del(&t->by_ep, ep);
+	}
+}
+
+/* Empties slot i and re-seats the rest of its probe run. */
+static void unseat(struct sb__routes *t, uint32_t i)
+{
+	t->slots[i] = NULL;
+	t->count--;
+	for (uint32_t j = (i + 1) & t->mask; t->slots[j] != NULL; j = (j + 1) & t->mask) {
+		struct sb__route *r = t->slots[j];
+		t->slots[j] = NULL;
+		t->slots[find_slot(t, r->name, r->len, r->hash)] = r;
+	}
+}
+
 int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep,
 		   uint32_t flags, struct sb__schema *schema)
 {
@@ -139,19 +214,29 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 	if (r->n == r->cap) {
 		uint32_t cap = r->cap ? r->cap * 2 : 4;
 		struct sb__endpoint *eps = realloc(r->eps, cap * sizeof *eps);
-		if (eps == NULL) {
-			sb__schema_unref(schema);
-			return SB_ENOMEM;
-		}
+		if (eps == NULL)
+			goto nomem;
 		r->eps = eps;
 		r->cap = cap;
 	}
-	r->eps[r->n++] = (struct sb__endpoint){.ep = ep, .schema = schema, .flags = flags};
+	e = &r->eps[r->n];
+	*e = (struct sb__endpoint){.ep = ep, .schema = schema, .flags = flags};
+	if (t->by_ep_on && index_add(t, ep, r, e) != 0)
+		goto nomem;
+	r->n++;
 	if (r->n == 1 && t->on_new != NULL)
 		t->on_new(t->drop_ctx, r);
 	if (is_here(t, ep) && ++r->nhere == 1 && t->on_here != NULL)
 		t->on_here(t->drop_ctx, r, 1);
 	return 0;
+nomem:
+	sb__schema_unref(schema);
+	if (r->n == 0) { /* made above: nobody has seen it */
+		free(r->eps);
+		free(r);
+		unseat(t, i);
+	}
+	return SB_ENOMEM;
 }
 
 /* Removes the route at slot i and re-seats the rest of its probe run. */
@@ -161,13 +246,20 @@ static void drop_route(struct sb__routes *t, uint32_t i)
 		t->on_drop(t->drop_ctx, t->slots[i]);
 	free(t->slots[i]->eps);
 	free(t->slots[i]);
-	t->slots[i] = NULL;
-	t->count--;
-	for (uint32_t j = (i + 1) & t->mask; t->slots[j] != NULL; j = (j + 1) & t->mask) {
-		struct sb__route *r = t->slots[j];
-		t->slots[j] = NULL;
-		t->slots[find_slot(t, r->name, r->len, r->hash)] = r;
-	}
+	unseat(t, i);
+}
+
+/* Takes entry e (of ep) off route r, found at slot i, and r off the
+ * table if that was its last (ep's list is the caller's). */
+static void take_off(struct sb__routes *t, uint32_t i, struct sb__route *r, struct sb__endpoint *e,
+		     uint64_t ep)
+{
+	sb__schema_unref(e->schema);
+	*e = r->eps[--r->n];
+	if (is_here(t, ep) && --r->nhere == 0 && t->on_here != NULL)
+		t->on_here(t->drop_ctx, r, 0);
+	if (r->n == 0)
+		drop_route(t, i);
 }
 
 static int del_at(struct sb__routes *t, uint32_t i, uint64_t ep)
@@ -176,12 +268,9 @@ static int del_at(struct sb__routes *t, uint32_t i, uint64_t ep)
 	struct sb__endpoint *e = sb__route_endpoint(r, ep);
 	if (e == NULL)
 		return 0;
-	sb__schema_unref(e->schema);
-	*e = r->eps[--r->n];
-	if (is_here(t, ep) && --r->nhere == 0 && t->on_here != NULL)
-		t->on_here(t->drop_ctx, r, 0);
-	if (r->n == 0)
-		drop_route(t, i);
+	if (t->by_ep_on)
+		index_del(t, ep, e->at);
+	take_off(t, i, r, e, ep);
 	return 1;
 }
 
@@ -195,6 +284,19 @@ int sb__routes_del(struct sb__routes *t, const void *name, uint32_t len, uint64_
 
 void sb__routes_del_ep(struct sb__routes *t, uint64_t ep)
 {
+	if (t->by_ep_on) {
+		struct sb__ep_routes *l = routes_of(t, ep);
+		if (l == NULL)
+			return;
+		sb__idmap_del(&t->by_ep, ep);
+		for (uint32_t k = 0; k < l->n; k++) {
+			struct sb__route *r = l->r[k];
+			take_off(t, find_slot(t, r->name, r->len, r->hash), r,
+				 sb__route_endpoint(r, ep), ep);
+		}
+		free(l);
+		return;
+	}
 	/* After a removal, look at the same slot again: drop_route() may have
 	 * re-seated a not yet visited route into it. */
 	for (uint32_t i = 0; t->slots != NULL && i <= t->mask;) {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/idmap.h"
 #include "proto/schema.h"
 
 #define SB__EP_INTERNAL 0x1u /* callable by services only */
@@ -20,6 +21,7 @@ struct sb__endpoint {
 	uint64_t ep;               /* connection id: owning shard in the top 8 bits */
 	struct sb__schema *schema; /* its argument schema (a reference), or NULL */
 	uint32_t flags;            /* SB__EP_* */
+	uint32_t at;               /* its place in ep's list of routes (sb__routes.by_ep) */
 };
 
 struct sb__route {
@@ -51,6 +53,11 @@ struct sb__routes {
 	 * shard calls itself). */
 	void (*on_here)(void *ctx, struct sb__route *r, int up);
 	unsigned here, everywhere;
+	/* Endpoint -> its routes here (struct sb__ep_routes *), kept when
+	 * by_ep_on is set, so that a departure costs the endpoint's own
+	 * routes, not the table's (sb__routes_del_ep). */
+	struct sb__idmap by_ep;
+	int by_ep_on;
 };
 
 void sb__routes_init(struct sb__routes *t);
@@ -71,9 +78,8 @@ int sb__routes_add(struct sb__routes *t, const void *name, uint32_t len, uint64_
 int sb__routes_del(struct sb__routes *t, const void *name, uint32_t len, uint64_t ep);
 
 /**
- * Remove @p ep from every route (its connection closed). O(routes), so
- * only for a connection that holds a registration (sb__conn_gone): a
- * per-connection index would cost memory on every registration.
+ * Remove @p ep from every route (its connection closed or said GOODBYE):
+ * O(its routes) with by_ep_on, else O(routes).
  */
 void sb__routes_del_ep(struct sb__routes *t, uint64_t ep);
 

@@ -219,6 +219,8 @@ static int setup(struct sb__shard *sh)
 	sb__accept_init(sh);
 	sb__routes_init(&sh->routes);
 	sb__routes_init(&sh->direct);
+	/* A departure then costs its own registrations (sb__conn_gone). */
+	sh->routes.by_ep_on = sh->direct.by_ep_on = 1;
 	sh->routes.on_drop = sb__route_dropped;
 	sh->routes.drop_ctx = sh;
 	sb__replica_init(&sh->peers);
