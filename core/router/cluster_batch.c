@@ -483,6 +483,8 @@ void sb__xbatch_drop(struct sb__shard *sh)
 {
 	struct sb__xshard *xs = sh->xs;
 	for (uint32_t i = 0; i < xs->nbatch; i++) {
+		if (xs->batch[i].kind == SB__XB_SENDS) /* lost, as one the link refused */
+			sb__stat_add(&sh->st.no_handler, xs->batch[i].n);
 		xs->batch[i].n = 0;
 		xs->batch[i].len = 0;
 		xs->batch[i].hand = 0;
