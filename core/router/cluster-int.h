@@ -25,16 +25,22 @@ struct sb__xview;
  * every batch goes at once and gathering starts again. */
 #define SB__XBATCH_MAX 8
 
-/* Answers to one inbox, or requests to one subject with the same
+/* What a batch gathers: a batch holds one kind only (a frame of another
+ * kind to its subject sends it first). */
+#define SB__XB_ANSWERS  0 /* to an inbox, Sb-Hand */
+#define SB__XB_REQUESTS 1 /* a reply subject, the headers below */
+#define SB__XB_SENDS    2 /* no reply subject, the headers below */
+
+/* Answers to one inbox, or requests (sends) to one subject with the same
  * headers, gathered until the turn's flush (cluster_batch.c). */
 struct sb__xbatch {
-	char to[128]; /* "sb.i.<R>.<k>"; requests: "sb.r.<name>", ... */
+	char to[128]; /* "sb.i.<R>.<k>"; requests, sends: "sb.r.<name>", ... */
 	size_t to_len;
 	uint32_t n;      /* frames */
 	int hand;        /* answers: one of them is its request's first answer: Sb-Hand */
-	int req;         /* requests: a reply subject, the headers below */
+	int kind;        /* SB__XB_... */
 	uint64_t id;     /* requests: the batch's id (its reply subject's b<id>) */
-	uint8_t *hdr;    /* requests: their headers (each the same), hn bytes */
+	uint8_t *hdr;    /* requests, sends: their headers (each the same), hn bytes */
 	size_t hn, hcap; /* hcap: room for Sb-Batch beyond them */
 	uint64_t *rids;  /* requests: theirs, in order */
 	uint32_t rcap;
@@ -201,6 +207,12 @@ int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand
  * refusal as sb__nats_pub() says it (nothing gathered) */
 int sb__xbatch_req(struct sb__shard *sh, struct sb__req *q, const uint8_t *hdr, size_t hn,
 		   const uint8_t *f, uint32_t len);
+/* A SEND (frame f, len bytes, headers hdr, hn bytes) to subject `to`,
+ * gathered with the turn's others to the same subject and with the same
+ * headers (cluster_batch.c). @return 0, or the connection's refusal as
+ * sb__nats_pub() says it (nothing gathered) */
+int sb__xbatch_send(struct sb__shard *sh, const char *to, size_t to_len, const uint8_t *hdr,
+		    size_t hn, const uint8_t *f, uint32_t len);
 /* Request batch id was taken by a router (one of its requests was
  * answered): no "no responders" can come for it any more. */
 void sb__xbatch_answered(struct sb__shard *sh, uint64_t id);

@@ -269,16 +269,15 @@ void sb__cluster_req_free(struct sb__shard *sh, struct sb__req *q)
 void sb__cluster_send(struct sb__shard *sh, const struct sb_msg *m, int service, const uint8_t *f,
 		      uint32_t len)
 {
-	struct sb__xshard *xs = sh->xs;
 	char subj[SUBJ_MAX];
 	size_t hn;
 	const uint8_t *hdr = sb__xpres_hdr(sh, f, service, &hn);
 
 	/* Nobody answers a SEND: one that finds no router is lost, as a
-	 * SEND to a handler that just left is. */
-	if (target(subj, m) == 0) /* after the requests gathered before it */
-		sb__xbatch_flush(sh, subj, strlen(subj));
-	if (target(subj, m) != 0 || sb__nats_pub(xs->nc, subj, NULL, hdr, hn, f, len) != 0)
+	 * SEND to a handler that just left is. Gathered with the turn's
+	 * others to the same subject, after the requests gathered before it
+	 * (cluster_batch.c). */
+	if (target(subj, m) != 0 || sb__xbatch_send(sh, subj, strlen(subj), hdr, hn, f, len) != 0)
 		sb__stat_add(&sh->st.no_handler, 1);
 	else
 		congest(sh, producer_ep(sh));

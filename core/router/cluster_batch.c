@@ -7,7 +7,8 @@
  * byte; the one header an answer may carry, Sb-Hand, names the shard that
  * publishes the batch, the same for every frame in it. A turn's requests
  * to one subject with the same headers go the same way, with one reply
- * subject, <inbox>.b<id>, where NATS's "no responders" ends each. */
+ * subject, <inbox>.b<id>, where NATS's "no responders" ends each; and a
+ * turn's SENDs to one subject with the same headers, with none. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "router/reqtab.h"
 #include "router/router-t.h"
 #include "router/shard.h"
+#include "router/stats.h"
 
 /* ---- the layout, as a receiver checks it ---------------------------------- */
 
@@ -124,8 +126,9 @@ static size_t reply_max(const struct sb__xshard *xs)
 static size_t overhead(const struct sb__xbatch *b, const struct sb__xshard *xs)
 {
 	size_t batch_hdr = sizeof "NATS/1.0\r\nSb-Batch: 65536\r\n\r\n" - 1;
-	if (b->req)
-		return sb__nats_pub_size(b->to_len, reply_max(xs), b->hn + batch_hdr, 0);
+	if (b->kind != SB__XB_ANSWERS)
+		return sb__nats_pub_size(b->to_len, b->kind == SB__XB_REQUESTS ? reply_max(xs) : 0,
+					 b->hn + batch_hdr, 0);
 	return sb__nats_pub_size(b->to_len, 0, batch_hdr, 0) + xs->hand_hdr_len;
 }
 
@@ -148,6 +151,29 @@ static void hold(struct sb__shard *sh, const struct sb__xbatch *skip)
 	sb__nats_hold(sh->xs->nc, gathered(sh->xs, skip));
 }
 
+/* Frames published to another router: a message of n of them (the
+ * cluster's counters in $sb.stats, docs/cluster.md "Batches"). */
+static void published(struct sb__shard *sh, uint32_t n)
+{
+	sb__stat_add(&sh->st.cluster_msgs, 1);
+	sb__stat_add(&sh->st.cluster_frames, n);
+	if (n > 1)
+		sb__stat_add(&sh->st.cluster_batches, 1);
+}
+
+/* A batch of requests or sends: their headers, less their blank line,
+ * then Sb-Batch (hcap keeps room for it). @return the headers' length */
+static size_t count_hdr(struct sb__xbatch *b)
+{
+	size_t hn = 10;
+	if (b->hn > 12)
+		hn = b->hn - 2;
+	else
+		memcpy(b->hdr, "NATS/1.0\r\n", hn);
+	hn += (size_t)snprintf((char *)b->hdr + hn, b->hcap - hn, "Sb-Batch: %u\r\n\r\n", b->n);
+	return hn;
+}
+
 /* A request batch goes: one request alone as it always went (its own
  * reply subject), several with one reply subject, "<inbox>.b<id>", whose
  * "no responders" ends each of them (kept in xs->sent until then). */
@@ -162,15 +188,7 @@ static int publish_req(struct sb__shard *sh, struct sb__xbatch *b)
 				    b->len);
 	}
 	snprintf(reply, sizeof reply, "%s.b%" PRIu64, xs->inbox, b->id);
-	/* Its requests' headers, less their blank line, then Sb-Batch (hcap
-	 * keeps room for it). */
-	size_t hn = 10;
-	if (b->hn > 12)
-		hn = b->hn - 2;
-	else
-		memcpy(b->hdr, "NATS/1.0\r\n", hn);
-	hn += (size_t)snprintf((char *)b->hdr + hn, b->hcap - hn, "Sb-Batch: %u\r\n\r\n", b->n);
-	int rc = sb__nats_pub(xs->nc, b->to, reply, b->hdr, hn, b->data, b->len);
+	int rc = sb__nats_pub(xs->nc, b->to, reply, b->hdr, count_hdr(b), b->data, b->len);
 	if (rc == 0) { /* its rids kept for a "no responders"; the slot's old ones freed */
 		struct sb__xsent *s = &xs->sent[b->id % SB__XSENT];
 		uint64_t *r = s->rids;
@@ -192,11 +210,18 @@ static void publish(struct sb__shard *sh, struct sb__xbatch *b)
 
 	hold(sh, b);
 
-	if (b->req) {
+	if (b->kind == SB__XB_REQUESTS) {
 		rc = publish_req(sh, b);
 		if (rc != 0) /* never for room (held): each ends as one refused alone */
 			for (uint32_t i = 0; i < b->n; i++)
 				sb__cluster_unsent(sh, b->rids[i], rc);
+	} else if (b->kind == SB__XB_SENDS) {
+		/* No reply subject: nobody answers a SEND, so no "no
+		 * responders" either; one alone goes as it always went. */
+		size_t hn = b->n > 1 ? count_hdr(b) : b->hn;
+		rc = sb__nats_pub(xs->nc, b->to, NULL, hn ? b->hdr : NULL, hn, b->data, b->len);
+		if (rc != 0) /* never for room (held): lost, as one alone refused */
+			sb__stat_add(&sh->st.no_handler, b->n);
 	} else if (b->n == 1) {
 		rc = sb__nats_pub(xs->nc, b->to, NULL, b->hand ? xs->hand_hdr : NULL,
 				  b->hand ? xs->hand_hdr_len : 0, b->data, b->len);
@@ -214,9 +239,11 @@ static void publish(struct sb__shard *sh, struct sb__xbatch *b)
 				       b->n);
 		rc = sb__nats_pub(xs->nc, b->to, NULL, hdr, hn, b->data, b->len);
 	}
-	if (rc != 0 && !b->req)
-		sb__log(&sh->r->log, 1, "shard %u: cluster: %u answers to %s lost: %s", sh->id,
-			b->n, b->to, sb_strerror(rc));
+	if (rc == 0)
+		published(sh, b->n);
+	else if (b->kind != SB__XB_REQUESTS)
+		sb__log(&sh->r->log, 1, "shard %u: cluster: %u %s to %s lost: %s", sh->id, b->n,
+			b->kind == SB__XB_SENDS ? "sends" : "answers", b->to, sb_strerror(rc));
 	xs->batched -= b->len;
 	b->n = 0;
 	b->len = 0;
@@ -244,9 +271,9 @@ void sb__xbatch_flush(struct sb__shard *sh, const char *to, size_t to_len)
 	xs->nbatch = kept;
 }
 
-/* The gathered batch to `to` that a frame with these headers joins, or a
- * new one (NULL: no room, every one published instead of it first). */
-static struct sb__xbatch *find(struct sb__shard *sh, const char *to, size_t to_len, int req,
+/* The gathered batch to `to` that a frame of this kind with these headers
+ * joins, or a new one (every one published first when all are taken). */
+static struct sb__xbatch *find(struct sb__shard *sh, const char *to, size_t to_len, int kind,
 			       const uint8_t *hdr, size_t hn, uint32_t len)
 {
 	struct sb__xshard *xs = sh->xs;
@@ -255,11 +282,13 @@ static struct sb__xbatch *find(struct sb__shard *sh, const char *to, size_t to_l
 	for (uint32_t i = 0; i < xs->nbatch && b == NULL; i++)
 		if (xs->batch[i].to_len == to_len && memcmp(xs->batch[i].to, to, to_len) == 0)
 			b = &xs->batch[i];
-	/* Full, or requests with other headers: it goes now, in order. */
+	/* Full, another kind (sends after requests), or requests or sends
+	 * with other headers: it goes now, in order. */
 	if (b != NULL &&
-	    (b->req != req || b->len + len + overhead(b, xs) > sb__nats_max_payload(xs->nc) ||
-	     (req && b->n == SB__XBATCH_FRAMES_MAX) ||
-	     (req && (b->hn != hn || (hn > 0 && memcmp(b->hdr, hdr, hn) != 0))))) {
+	    (b->kind != kind || b->len + len + overhead(b, xs) > sb__nats_max_payload(xs->nc) ||
+	     (kind != SB__XB_ANSWERS && b->n == SB__XBATCH_FRAMES_MAX) ||
+	     (kind != SB__XB_ANSWERS &&
+	      (b->hn != hn || (hn > 0 && memcmp(b->hdr, hdr, hn) != 0))))) {
 		sb__xbatch_flush(sh, to, to_len);
 		b = NULL;
 	}
@@ -270,7 +299,7 @@ static struct sb__xbatch *find(struct sb__shard *sh, const char *to, size_t to_l
 		memcpy(b->to, to, to_len);
 		b->to[to_len] = 0;
 		b->to_len = to_len;
-		b->req = req;
+		b->kind = kind;
 		b->hn = 0;
 	}
 	return b;
@@ -305,6 +334,31 @@ static int append(struct sb__shard *sh, struct sb__xbatch *b, const uint8_t *f, 
 	return 0;
 }
 
+/* A frame published alone, at once: counted as a message of its own. */
+static int alone(struct sb__shard *sh, int rc)
+{
+	if (rc == 0)
+		published(sh, 1);
+	return rc;
+}
+
+/* A new batch of requests or sends keeps their headers, with room for
+ * Sb-Batch. */
+static int keep_hdr(struct sb__xbatch *b, const uint8_t *hdr, size_t hn)
+{
+	if (b->hcap < hn + 32) {
+		uint8_t *h = realloc(b->hdr, hn + 32);
+		if (h == NULL)
+			return SB_ENOMEM;
+		b->hdr = h;
+		b->hcap = hn + 32;
+	}
+	if (hn > 0)
+		memcpy(b->hdr, hdr, hn);
+	b->hn = hn;
+	return 0;
+}
+
 int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand, const uint8_t *f,
 		   uint32_t len)
 {
@@ -313,9 +367,9 @@ int sb__xbatch_add(struct sb__shard *sh, const char *to, size_t to_len, int hand
 	if (!sb__nats_ready(xs->nc))
 		return SB_EOFFLINE;
 	if (to_len >= sizeof xs->batch[0].to) /* not an inbox of ours: alone, at once */
-		return sb__nats_pub(xs->nc, to, NULL, hand ? xs->hand_hdr : NULL,
-				    hand ? xs->hand_hdr_len : 0, f, len);
-	struct sb__xbatch *b = find(sh, to, to_len, 0, NULL, 0, len);
+		return alone(sh, sb__nats_pub(xs->nc, to, NULL, hand ? xs->hand_hdr : NULL,
+					      hand ? xs->hand_hdr_len : 0, f, len));
+	struct sb__xbatch *b = find(sh, to, to_len, SB__XB_ANSWERS, NULL, 0, len);
 	int rc = append(sh, b, f, len);
 	if (rc != 0)
 		return rc;
@@ -334,20 +388,12 @@ int sb__xbatch_req(struct sb__shard *sh, struct sb__req *q, const uint8_t *hdr, 
 		return SB_EOFFLINE;
 	if (q->x->len >= sizeof xs->batch[0].to || xs->inbox_len + 22 > SB__XBATCH_REPLY_MAX) {
 		snprintf(reply, sizeof reply, "%s.%" PRIu64, xs->inbox, q->rid);
-		return sb__nats_pub(xs->nc, q->x->s, reply, hdr, hn, f, len);
+		return alone(sh, sb__nats_pub(xs->nc, q->x->s, reply, hdr, hn, f, len));
 	}
-	struct sb__xbatch *b = find(sh, q->x->s, q->x->len, 1, hdr, hn, len);
-	if (b->n == 0) { /* a new batch: its headers, with room for Sb-Batch */
-		if (b->hcap < hn + 32) {
-			uint8_t *h = realloc(b->hdr, hn + 32);
-			if (h == NULL)
-				return SB_ENOMEM;
-			b->hdr = h;
-			b->hcap = hn + 32;
-		}
-		if (hn > 0)
-			memcpy(b->hdr, hdr, hn);
-		b->hn = hn;
+	struct sb__xbatch *b = find(sh, q->x->s, q->x->len, SB__XB_REQUESTS, hdr, hn, len);
+	if (b->n == 0) { /* a new batch: its headers, its id */
+		if (keep_hdr(b, hdr, hn) != 0)
+			return SB_ENOMEM;
 		b->id = ++xs->batch_seq;
 	}
 	if (b->n == b->rcap) {
@@ -363,6 +409,25 @@ int sb__xbatch_req(struct sb__shard *sh, struct sb__req *q, const uint8_t *hdr, 
 		return rc;
 	b->rids[b->n - 1] = q->rid;
 	q->x->batch = b->id;
+	hold(sh, NULL);
+	return 0;
+}
+
+int sb__xbatch_send(struct sb__shard *sh, const char *to, size_t to_len, const uint8_t *hdr,
+		    size_t hn, const uint8_t *f, uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+
+	if (!sb__nats_ready(xs->nc))
+		return SB_EOFFLINE;
+	if (to_len >= sizeof xs->batch[0].to) /* a long name: alone, at once */
+		return alone(sh, sb__nats_pub(xs->nc, to, NULL, hdr, hn, f, len));
+	struct sb__xbatch *b = find(sh, to, to_len, SB__XB_SENDS, hdr, hn, len);
+	if (b->n == 0 && keep_hdr(b, hdr, hn) != 0)
+		return SB_ENOMEM;
+	int rc = append(sh, b, f, len);
+	if (rc != 0)
+		return rc;
 	hold(sh, NULL);
 	return 0;
 }
@@ -418,6 +483,8 @@ void sb__xbatch_drop(struct sb__shard *sh)
 {
 	struct sb__xshard *xs = sh->xs;
 	for (uint32_t i = 0; i < xs->nbatch; i++) {
+		if (xs->batch[i].kind == SB__XB_SENDS) /* lost, as one the link refused */
+			sb__stat_add(&sh->st.no_handler, xs->batch[i].n);
 		xs->batch[i].n = 0;
 		xs->batch[i].len = 0;
 		xs->batch[i].hand = 0;

@@ -187,9 +187,13 @@ struct sb__buf *sb__cluster_frame(struct sb__shard *sh, const struct sb__nats_ms
 	return b;
 }
 
+/* call()'s batch_len for a frame of a batch of sends. */
+#define SENDS SIZE_MAX
+
 /* One call; of a request batch (batch_len > 0: the length of the inbox
  * that begins nm's reply subject), a request whose reply subject is the
- * inbox and its frame's id, as it would have been had it come alone. */
+ * inbox and its frame's id, as it would have been had it come alone; of a
+ * batch of sends (SENDS), a send, as it is. */
 static void call(struct sb__shard *sh, const struct sb__nats_msg *nm, size_t batch_len)
 {
 	struct sb_msg m;
@@ -204,11 +208,11 @@ static void call(struct sb__shard *sh, const struct sb__nats_msg *nm, size_t bat
 	uint32_t len = (uint32_t)nm->data_len;
 	if ((m.kind != SB_SEND && m.kind != SB_REQUEST) ||
 	    (m.kind == SB_REQUEST && nm->reply == NULL) ||
-	    (batch_len > 0 && m.kind != SB_REQUEST)) {
+	    (batch_len > 0 && m.kind != (batch_len == SENDS ? SB_SEND : SB_REQUEST))) {
 		sb__buf_put(b, &sh->pool);
 		goto malformed;
 	}
-	if (batch_len == 0) {
+	if (batch_len == 0 || batch_len == SENDS) {
 		sb__cluster_enter(sh, nm, &m, b, len);
 		return;
 	}
@@ -224,7 +228,8 @@ malformed:
 }
 
 /* sb.r.<name>, sb.s.<R>.<name>, sb.p.<peer>: a call, or a batch of
- * requests (cluster_batch.c) checked whole, then taken one by one. */
+ * requests (with a reply subject) or of sends (without) (cluster_batch.c)
+ * checked whole, then taken one by one. */
 void sb__cluster_on_call(void *ud, const struct sb__nats_msg *nm)
 {
 	struct sb__shard *sh = ud;
@@ -235,6 +240,10 @@ void sb__cluster_on_call(void *ud, const struct sb__nats_msg *nm)
 	if (nm->hdr_len == 0 ||
 	    !sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Batch", &count, &count_len)) {
 		call(sh, nm, 0);
+		return;
+	}
+	if (nm->reply == NULL) {
+		sb__xbatch_each(sh, nm, count, count_len, NULL, call, SENDS);
 		return;
 	}
 	const char *why = sb__xbatch_reply(nm->reply, nm->reply_len, &prefix_len, &id);

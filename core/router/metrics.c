@@ -76,6 +76,13 @@ static const struct family shard_families[SB__NSTATS] = {
 		 "Sends and requests to a named peer with no handler for the name."},
 	[SB__STAT_moves] = {"moves_total", 0,
 			    "Connections moved to the shard of the handlers they call."},
+	[SB__STAT_cluster_msgs] = {"cluster_msgs_total", 0,
+				   "NATS messages with sends, requests or answers published "
+				   "to other routers."},
+	[SB__STAT_cluster_frames] = {"cluster_frames_total", 0,
+				     "Frames those NATS messages carried."},
+	[SB__STAT_cluster_batches] = {"cluster_batches_total", 0,
+				      "Those NATS messages that were batches of frames."},
 };
 
 static const char *const stat_names[SB__NSTATS] = {

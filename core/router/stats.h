@@ -43,7 +43,10 @@
 	X(idle_timeouts, SUM)                                                                      \
 	X(accept_errors, SUM)                                                                      \
 	X(to_unhandled, SUM)                                                                       \
-	X(moves, SUM)
+	X(moves, SUM)                                                                              \
+	X(cluster_msgs, SUM)                                                                       \
+	X(cluster_frames, SUM)                                                                     \
+	X(cluster_batches, SUM)
 
 /* How a shard's value joins the router's. */
 #define SB__STAT_SUM(acc, v)  ((acc) + (v))

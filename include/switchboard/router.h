@@ -216,6 +216,10 @@ struct sb_router_stats {
 				       the name, nor a catch-all (also in no_handler) */
 	uint64_t moves;             /* connections moved to the shard of the handlers they
 				       call (placement follow) */
+	uint64_t cluster_msgs;      /* NATS messages published to other routers with sends,
+				       requests and answers (a batch or a frame alone) */
+	uint64_t cluster_frames;    /* the frames those messages carried */
+	uint64_t cluster_batches;   /* those messages that were batches (Sb-Batch) */
 };
 
 struct sb_router;

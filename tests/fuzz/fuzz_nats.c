@@ -7,7 +7,7 @@
  * outside its input, if a refused stream is taken when whole, or if a
  * message, written back as a server would, does not parse to itself. The
  * header and JSON readers run on what was parsed, and so does the reader of
- * a batch of answers or requests (Sb-Batch, router/cluster_batch.h): ASan
+ * a batch of answers, requests or sends (Sb-Batch, router/cluster_batch.h): ASan
  * sees any read past a heap block of exactly its bytes; a batch it takes
  * must be its count of frames, each inside it, ending at its last byte,
  * and a request batch's reply subject it takes must end in ".b<digits>",

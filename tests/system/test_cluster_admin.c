@@ -293,7 +293,7 @@ static void test_stats_sum_every_router_and_keep_each_routers_own(void)
 		}
 		counters++;
 	}
-	CHECK_INT(counters, 28); /* struct sb_router_stats, each summed */
+	CHECK_INT(counters, 31); /* struct sb_router_stats, each summed */
 	CHECK(uint_of(ra_, "requests") >= 3 && uint_of(rb_, "requests") >= 5);
 	const msgpack_object *sh = map_get(ra_, "shards");
 	CHECK(sh != NULL && sh->type == MSGPACK_OBJECT_ARRAY && sh->via.array.size == 2);

@@ -20,6 +20,7 @@
 
 #include <switchboard/router.h>
 
+#include "support/admin.h"
 #include "support/clock.h"
 #include "support/cluster.h"
 #include "support/daemon.h"
@@ -206,6 +207,27 @@ static void request_all(struct peer *p, const char *name, uint64_t first, unsign
 	free(buf);
 }
 
+/* n SENDs to name, each with its value first..first+n-1, in one write:
+ * they reach the router together, in one turn. */
+static void send_all(struct peer *p, const char *name, uint32_t first, unsigned n)
+{
+	size_t cap = (size_t)n * (64 + strlen(name)), at = 0;
+	uint8_t *buf = malloc(cap);
+	CHECK(buf != NULL);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t v[5];
+		struct sb_msg m = {.kind = SB_SEND};
+		m.name = v_str(name);
+		m.payload.ptr = v;
+		m.payload.len = u32_of(v, first + i);
+		long k = sb_encode(&m, buf + at, cap - at);
+		CHECK(k > 0);
+		at += (size_t)k;
+	}
+	peer_raw(p, buf, at);
+	free(buf);
+}
+
 static void request_val(struct peer *p, const char *name, uint64_t id, uint32_t val)
 {
 	uint8_t v[5];
@@ -312,6 +334,153 @@ static void test_pipelined_requests_leave_the_requesters_router_in_fewer_message
 		PIPELINED);
 	CHECK(after - before > 0);
 	CHECK(after - before < PIPELINED / 4);
+	peer_close(cl);
+	peer_close(svc);
+}
+
+#define SENDS 2000
+
+/* A turn's SENDs to one name leave router A as one NATS message; router
+ * B's handler gets each once, in the order they were written. */
+static void
+test_many_sends_in_one_write_reach_a_handler_on_another_router_in_order_in_fewer_messages(void)
+{
+	struct peer *svc = peer_hello(pb, NULL, "service");
+	struct peer *cl = peer_hello(pa, NULL, "client");
+
+	peer_register(svc, "batch.fire", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.fire"));
+	long long before = a_published();
+	CHECK(before >= 0);
+
+	for (unsigned done = 0; done < SENDS; done += BURST)
+		send_all(cl, "batch.fire", done + 1, BURST);
+	for (uint32_t want = 1; want <= SENDS; want++) {
+		struct sb_msg *m = peer_expect(svc, SB_SEND);
+		CHECK(v_is(m->name, "batch.fire"));
+		if (val_of(m) != want) {
+			CHECK_INT(val_of(m), want);
+			break;
+		}
+	}
+	peer_expect_silence(svc, 300);
+
+	long long after = a_published();
+	fprintf(stderr, "router A published %lld NATS messages for %d sends\n", after - before,
+		SENDS);
+	CHECK(after - before > 0);
+	CHECK(after - before < SENDS / 4);
+	peer_close(cl);
+	peer_close(svc);
+}
+
+#define MIXED 600
+
+/* SENDs and REQUESTs to one name in one write: router B's handler sees
+ * them in the order they were written (each kind batched with its own,
+ * one batch sent before a frame of the other kind joins a new one), and
+ * each request is answered once. */
+static void test_sends_and_requests_to_one_name_in_one_write_keep_their_order_across_routers(void)
+{
+	struct peer *svc = peer_hello(pb, NULL, "service");
+	struct peer *cl = peer_hello(pa, NULL, "client");
+	static uint8_t buf[MIXED * 64];
+	static uint64_t ids[MIXED];
+	size_t at = 0;
+	unsigned nreq = 0;
+
+	peer_register(svc, "batch.mixed", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.mixed"));
+	/* Runs of 1 to 4 of a kind: sends, then requests, then sends... */
+	for (unsigned i = 0, run = 0; i < MIXED; run++) {
+		unsigned len = 1 + run % 4;
+		for (unsigned j = 0; j < len && i < MIXED; j++, i++) {
+			uint8_t v[5];
+			struct sb_msg m = {.kind = run % 2 ? SB_REQUEST : SB_SEND};
+			if (m.kind == SB_REQUEST) {
+				m.id = i + 1;
+				m.timeout_ms = 60000;
+			}
+			m.name = v_str("batch.mixed");
+			m.payload.ptr = v;
+			m.payload.len = u32_of(v, i);
+			long k = sb_encode(&m, buf + at, sizeof buf - at);
+			CHECK(k > 0);
+			at += (size_t)k;
+		}
+	}
+	peer_raw(cl, buf, at);
+	for (unsigned i = 0, run = 0; i < MIXED; run++) {
+		unsigned len = 1 + run % 4;
+		for (unsigned j = 0; j < len && i < MIXED; j++, i++) {
+			CHECK_INT(peer_recv_within(svc, 10000), 1);
+			struct sb_msg *m = &svc->m;
+			CHECK_INT(m->kind, run % 2 ? SB_REQUEST : SB_SEND);
+			CHECK_INT(val_of(m), i);
+			if (m->kind == SB_REQUEST)
+				ids[nreq++] = m->id;
+			if (val_of(m) != i)
+				goto out;
+		}
+	}
+	for (unsigned i = 0; i < nreq; i++)
+		peer_reply(svc, ids[i], "ok", 0, NULL, 0);
+	static unsigned got[MIXED + 1];
+	memset(got, 0, sizeof got);
+	for (unsigned i = 0; i < nreq; i++) {
+		struct sb_msg *m = peer_expect(cl, SB_REPLY);
+		CHECK(m->id >= 1 && m->id <= MIXED);
+		if (m->id < 1 || m->id > MIXED)
+			break;
+		CHECK_INT(got[m->id], 0);
+		got[m->id]++;
+	}
+	peer_expect_silence(cl, 300);
+out:
+	peer_close(cl);
+	peer_close(svc);
+}
+
+/* Router B's own counters ($sb.stats, docs/protocol.md) as its client's
+ * sends leave for a handler on router A: every send is a frame counted
+ * once, in fewer messages, most of them batches, and no message counted
+ * that B's server did not see published. */
+static void test_the_cluster_counters_count_the_messages_frames_and_batches_a_router_publishes(void)
+{
+	struct peer *svc = peer_hello(pa, NULL, "service");
+	struct peer *cl = peer_hello(pb, NULL, "client");
+
+	peer_register(svc, "batch.count", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.count"));
+	struct sb_router_stats s0, s1;
+	sb_router_stats(rb, &s0);
+	long long pub0 = b_published();
+	CHECK(pub0 >= 0);
+
+	for (unsigned done = 0; done < SENDS; done += BURST)
+		send_all(cl, "batch.count", done + 1, BURST);
+	for (uint32_t want = 1; want <= SENDS; want++)
+		if (val_of(peer_expect(svc, SB_SEND)) != want) {
+			CHECK(0);
+			break;
+		}
+	sb_router_stats(rb, &s1);
+	long long pub1 = b_published();
+	uint64_t msgs = s1.cluster_msgs - s0.cluster_msgs;
+	uint64_t frames = s1.cluster_frames - s0.cluster_frames;
+	uint64_t batches = s1.cluster_batches - s0.cluster_batches;
+	fprintf(stderr,
+		"router B: %" PRIu64 " messages, %" PRIu64 " frames, %" PRIu64
+		" batches; its server saw %lld published\n",
+		msgs, frames, batches, pub1 - pub0);
+	CHECK_INT(frames, SENDS);
+	CHECK(msgs >= 1 && msgs < SENDS / 4);
+	CHECK(batches >= 1 && batches <= msgs);
+	CHECK(pub1 - pub0 >= (long long)msgs);
+	/* $sb.stats says the same, summed over the cluster's routers. */
+	CHECK(stat_of(cl, "cluster_frames") >= s1.cluster_frames);
+	CHECK(stat_of(cl, "cluster_batches") >= s1.cluster_batches);
+	CHECK(stat_of(cl, "cluster_msgs") >= s1.cluster_msgs);
 	peer_close(cl);
 	peer_close(svc);
 }
@@ -602,6 +771,57 @@ test_a_malformed_request_batch_is_dropped_with_a_line_in_the_log_and_the_router_
 	peer_close(svc);
 }
 
+static void
+test_a_malformed_send_batch_is_dropped_with_a_line_in_the_log_and_the_router_serves_on(void)
+{
+	struct peer *svc = peer_hello(pa, NULL, "service");
+	struct peer *cl = peer_hello(pb, NULL, "client");
+	uint8_t two[128], v[5];
+	struct sb_msg m = {.kind = SB_SEND};
+	m.name = v_str("batch.sent");
+	m.payload.ptr = v;
+	m.payload.len = u32_of(v, 7);
+	long k = sb_encode(&m, two, 64);
+	CHECK(k > 0 && k <= 64);
+	memcpy(two + k, two, (size_t)k); /* two whole frames */
+	two[2 * k - 1] = 8;              /* the second's value: 8 */
+	uint8_t req[128];
+	struct sb_msg r = {.kind = SB_REQUEST, .id = 99, .timeout_ms = 5000};
+	r.name = v_str("batch.sent");
+	long rk = sb_encode(&r, req, 64);
+	CHECK(rk > 0 && rk <= 64);
+	memcpy(req + rk, two, (size_t)k); /* a request, then a send */
+
+	peer_register(svc, "batch.sent", 1);
+	CHECK(cluster_until_reachable(cl, svc, "batch.sent"));
+	const char *s = "sb.r.batch.sent";
+	publish_batch_to(s, NULL, "x2", two, (size_t)k * 2);
+	publish_batch_to(s, NULL, "3", two, (size_t)k * 2);
+	publish_batch_to(s, NULL, "2", two, (size_t)k * 2 - 1);
+	publish_batch_to(s, NULL, "1", two, (size_t)k);
+	CHECK(log_says("a malformed batch on sb.r.batch.sent: a bad frame count"));
+	CHECK(log_says("a malformed batch on sb.r.batch.sent: fewer frames than its count"));
+	CHECK(log_says("a malformed batch on sb.r.batch.sent: a frame longer than the batch"));
+	peer_expect_silence(svc, 200);
+	/* Whole, but its first frame is a request: that one dropped alone. */
+	publish_batch_to(s, NULL, "2", req, (size_t)(rk + k));
+	CHECK(log_says("a malformed call on sb.r.batch.sent"));
+	CHECK_INT(val_of(peer_expect(svc, SB_SEND)), 7);
+	peer_expect_silence(svc, 200);
+
+	/* A good one from a raw client: each send reaches the handler, in order. */
+	publish_batch_to(s, NULL, "2", two, (size_t)k * 2);
+	CHECK_INT(val_of(peer_expect(svc, SB_SEND)), 7);
+	CHECK_INT(val_of(peer_expect(svc, SB_SEND)), 8);
+
+	/* The router serves on, across routers. */
+	send_all(cl, "batch.sent", 20, 3);
+	for (uint32_t want = 20; want < 23; want++)
+		CHECK_INT(val_of(peer_expect(svc, SB_SEND)), want);
+	peer_close(cl);
+	peer_close(svc);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -633,6 +853,10 @@ int main(int argc, char **argv)
 	RUN(test_pipelined_requests_leave_the_requesters_router_in_fewer_messages);
 	RUN(test_a_request_batch_to_a_name_nobody_handles_ends_each_with_no_handler_once);
 	RUN(test_a_malformed_request_batch_is_dropped_with_a_line_in_the_log_and_the_router_serves_on);
+	RUN(test_many_sends_in_one_write_reach_a_handler_on_another_router_in_order_in_fewer_messages);
+	RUN(test_sends_and_requests_to_one_name_in_one_write_keep_their_order_across_routers);
+	RUN(test_the_cluster_counters_count_the_messages_frames_and_batches_a_router_publishes);
+	RUN(test_a_malformed_send_batch_is_dropped_with_a_line_in_the_log_and_the_router_serves_on);
 	daemon_stop(&da);
 	router_close(rb);
 	natsd_stop(&servers[0]);
