@@ -257,6 +257,50 @@ static void test_requests_on_their_way_as_a_routers_last_handler_leaves_go_to_an
 	load_free(&l);
 }
 
+/* The id of router B's subscription to subject, as its server lists it
+ * (/connz?subs=detail): 0 if it has none or the server did not answer. */
+static long long sub_id(const char *subject)
+{
+	char *body = natsd_monitor(&servers[1], "/connz?subs=detail&limit=1024");
+	char quoted[160];
+	long long sid = 0;
+	snprintf(quoted, sizeof quoted, "\"subject\": \"%s\"", subject);
+	char *at = body != NULL ? strstr(body, quoted) : NULL;
+	char *end = at != NULL ? strchr(at, '}') : NULL;
+	char *field = at != NULL ? strstr(at, "\"sid\": \"") : NULL;
+	if (field != NULL && field < end)
+		sid = strtoll(field + 8, NULL, 10);
+	free(body);
+	return sid;
+}
+
+static void test_a_handler_back_within_the_drain_time_keeps_its_routers_subscription(void)
+{
+	struct peer *svc = peer_hello(pb, NULL, "service");
+	struct peer *cl = peer_hello(pa, NULL, "client");
+	uint64_t end = now_ms() + 15000;
+	long long sid = 0;
+
+	peer_register(svc, "drain.back", 1);
+	CHECK(cluster_until_reachable(cl, svc, "drain.back"));
+	while ((sid = sub_id("sb.r.drain.back")) == 0 && now_ms() < end)
+		sleep_ms(20);
+	CHECK(sid > 0);
+
+	/* Gone and back at once (well within the drain time): answered,
+	 * and on the same subscription, no UNSUB and SUB again (once a
+	 * request has been answered, B's server has taken whatever B sent
+	 * before it). */
+	struct sb_msg m = {.kind = SB_UNREGISTER, .id = 2, .name = v_str("drain.back")};
+	peer_send(svc, &m);
+	CHECK(peer_expect(svc, SB_ACK)->id == 2);
+	peer_register(svc, "drain.back", 3);
+	CHECK(cluster_until_reachable(cl, svc, "drain.back"));
+	CHECK_INT(sub_id("sb.r.drain.back"), sid);
+	peer_close(cl);
+	peer_close(svc);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -275,6 +319,7 @@ int main(void)
 	pc = sb_router_port(rc);
 	RUN(test_requests_on_their_way_as_the_only_handler_leaves_end_at_once_as_no_handler);
 	RUN(test_requests_on_their_way_as_a_routers_last_handler_leaves_go_to_another_router);
+	RUN(test_a_handler_back_within_the_drain_time_keeps_its_routers_subscription);
 	router_close(ra);
 	router_close(rb);
 	router_close(rc);
