@@ -82,6 +82,24 @@ struct live {
 	char id[40];     /* its id, from its heartbeat ("": none heard yet), to ask it */
 };
 
+/* A name's sb.r subscription kept for the drain time after the shard's
+ * last handler of it left (cluster.c, docs/cluster.md "Subjects"). */
+struct xdrain {
+	uint64_t due; /* ms: unsubscribed then */
+	int64_t sid;
+	uint32_t len;
+	char *name; /* len bytes */
+};
+
+/* A name another router returned requests for, recently: its requests
+ * go to the routers in turn, that one last, until `until` (cluster.c). */
+#define SB__XAVOID 64
+struct xavoid {
+	uint64_t key;    /* the name's hash; 0: free */
+	uint64_t router; /* the router that returned one (its id's hash) */
+	uint64_t until;  /* ms */
+};
+
 struct sb__xshard {
 	struct sb__nats *nc;
 	char inbox[64]; /* "sb.i.<R>.<k>" */
@@ -125,6 +143,11 @@ struct sb__xshard {
 	size_t link_max;    /* the connection's out_max */
 	uint64_t batch_seq; /* the last request batch's id */
 	struct sb__xsent sent[SB__XSENT]; /* request batches sent, by id % SB__XSENT */
+	uint64_t drain_ms;                /* a name's sb.r kept this long after its last handler */
+	struct xdrain *drain;             /* ...those kept now, oldest first */
+	uint32_t ndrain, drain_cap;
+	struct xavoid avoid[SB__XAVOID]; /* names returned to us, by key % SB__XAVOID */
+	uint32_t navoid;                 /* slots in use (some may have run out) */
 };
 
 /* A request's part across routers: to another router (the subject it was

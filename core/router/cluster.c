@@ -3,7 +3,8 @@
  * its io_uring and flushed with the turn's output.
  *
  * A shard subscribes sb.r.<name> (queue group: one shard of one router
- * gets each) while it has a handler of the name of its own, sb.x.r.<name>
+ * gets each) while it has a handler of the name of its own and for the
+ * drain time after its last one left, sb.x.r.<name>
  * (plain: cancels) while its replica has a route for the name, and
  * sb.p.<peer>, sb.x.p.<peer> while it holds a named peer, so NATS offers
  * a shard only what it can serve without a hop to another shard. A SEND
@@ -20,8 +21,12 @@
  * cancel goes to sb.x.<where it went> with the inbox as reply subject;
  * a slow requester's pause and resume to the handling shard's sb.f.<R>.<k>.
  * A request whose handlers here are all full goes to one other router's
- * sb.s.<hash of R>.<name> instead ("Local first"), and comes back to a
- * handler here if that router has none.
+ * sb.s.<hash of R>.<name> instead ("Local first"), the next router's if
+ * that one has none (it returns it), and comes back to a handler here
+ * after the last. A request returned from sb.r.<name> (that router's
+ * last handler of it left) goes the same way, and so do the name's
+ * requests for a while, so that none is lost as that router's
+ * subscription ends (docs/cluster.md, "Subjects").
  * Heartbeats end what a silent router held; peer names are claimed in
  * JetStream's key-value store at HELLO (both in cluster_live.c). The
  * router's settings for all of it are checked and kept in cluster_cfg.c. */
@@ -212,18 +217,74 @@ static void spill_prefix(char *out, size_t cap, uint64_t router)
 
 #define SPILL_PREFIX_LEN 22 /* "sb.s." + 16 hex digits + "." */
 
+/* The slot of name key among the names returned to us: its own, else a
+ * free or run-out one to take (NULL: none near). */
+static struct xavoid *avoid_slot(struct sb__xshard *xs, uint64_t key, uint64_t now)
+{
+	struct xavoid *free_one = NULL;
+	for (uint32_t i = 0; i < 8; i++) {
+		struct xavoid *a = &xs->avoid[(key + i) % SB__XAVOID];
+		if (a->key == key)
+			return a;
+		if (free_one == NULL && (a->key == 0 || a->until <= now))
+			free_one = a;
+	}
+	return free_one;
+}
+
+/* Router h returned a request for name (it has no handler of it left,
+ * and keeps its subscription for the drain time): the name's requests go
+ * to the routers in turn, h last, for twice that, so that none is on its
+ * way to h's subscription when it ends (docs/cluster.md, "Subjects"). */
+static void avoid(struct sb__shard *sh, const char *name, size_t len, uint64_t h)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint64_t key = sb__cluster_fnv(name, len);
+	struct xavoid *a = avoid_slot(xs, key, sh->now);
+	if (a == NULL)
+		return; /* the drain time's requests may be lost, as before it */
+	if (a->key != key)
+		xs->navoid += a->key == 0;
+	*a = (struct xavoid){key, h, sh->now + 2 * xs->drain_ms};
+}
+
+/* Where name's requests start their turn among the live routers: after
+ * the one that returned one lately, or -1 if none did. */
+static int64_t avoided(struct sb__shard *sh, const struct sb_view *name)
+{
+	struct sb__xshard *xs = sh->xs;
+	if (xs->navoid == 0 || xs->nlive == 0)
+		return -1;
+	uint64_t key = sb__cluster_fnv((const char *)name->ptr, name->len);
+	struct xavoid *a = avoid_slot(xs, key, sh->now);
+	if (a == NULL || a->key != key)
+		return -1;
+	if (a->until <= sh->now) {
+		a->key = 0;
+		xs->navoid--;
+		return -1;
+	}
+	for (uint32_t i = 0; i < xs->nlive; i++)
+		if (xs->live[i].router == a->router)
+			return (i + 1) % xs->nlive;
+	return xs->spill_rr++ % xs->nlive;
+}
+
 int sb__cluster_out(struct sb__shard *sh, struct sb__req *q, const struct sb_msg *m, int service,
 		    int miss, int spill)
 {
 	struct sb__xshard *xs = sh->xs;
 	char subj[SUBJ_MAX], prefix[32];
 	uint32_t at = 0;
+	int64_t from = m->to.ptr == NULL && !spill ? avoided(sh, &m->name) : -1;
 	/* The routers alive take turns: one that turns out not to have the
-	 * name answers with NATS's "no responders", and the next is tried
-	 * (spill_next()); after the last, a handler here takes the request
-	 * after all (spill_home()). */
-	if (spill && xs->nlive > 0) {
-		at = xs->spill_rr++ % xs->nlive;
+	 * name returns the request (or NATS answers "no responders"), and
+	 * the next is tried (spill_next()); after the last, a handler here
+	 * takes the request after all (spill_home()). A name another router
+	 * returned requests for lately goes the same way, that one last. */
+	if (from >= 0 || (spill && xs->nlive > 0)) {
+		spill = 1;
+		at = from >= 0 ? (uint32_t)from : xs->spill_rr++ % xs->nlive;
 		spill_prefix(prefix, sizeof prefix, xs->live[at].router);
 		if (sb__cluster_subject(subj, prefix, m->name.ptr, m->name.len) != 0)
 			subj[0] = 0;
@@ -429,6 +490,61 @@ void sb__cluster_no_responders(struct sb__shard *sh, uint64_t rid)
 		missed(sh, q, "");
 }
 
+/* Request q came back (frame f, len bytes) from the router NATS handed it
+ * to, which has no handler of the name left (cluster_handle.c; nm's
+ * Sb-Hand names it): the other live routers are tried in turn as for a
+ * spilled request, then a handler here, then it is `no handler`. Each
+ * router once, and every hop comes back here: it never circles. */
+static void returned(struct sb__shard *sh, struct sb__req *q, const struct sb__nats_msg *nm,
+		     const uint8_t *f, uint32_t len)
+{
+	struct sb__xshard *xs = sh->xs;
+	struct sb__xreq *x = q->x;
+	struct live *lv = NULL;
+	const char *hand;
+	size_t hand_len;
+	uint64_t h = 0;
+
+	if (nm->hdr_len > 0 &&
+	    sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Hand", &hand, &hand_len)) {
+		const char *dot = memrchr(hand, '.', hand_len);
+		h = sb__cluster_fnv(hand, dot != NULL ? (size_t)(dot - hand) : hand_len);
+		lv = sb__cluster_heard(sh, h);
+	}
+	if (x->batch != 0) { /* its batch was taken: no "no responders" to come */
+		sb__xbatch_answered(sh, x->batch);
+		x->batch = 0;
+	}
+	if (!x->spilled && x->len > 5 && memcmp(x->s, "sb.r.", 5) == 0) {
+		/* Kept as a spilled one is, on the subject of a router's own. */
+		size_t n = x->len - 5;
+		char prefix[32];
+		struct sb__buf *b = sb__buf_heap(len);
+		struct sb__xreq *y =
+			b != NULL ? realloc(x, sizeof *x + SPILL_PREFIX_LEN + n + 1) : NULL;
+		if (y == NULL) {
+			if (b != NULL)
+				sb__buf_put(b, &sh->pool);
+			missed(sh, q, "");
+			return;
+		}
+		q->x = x = y;
+		avoid(sh, x->s + 5, n, h);
+		memmove(x->s + SPILL_PREFIX_LEN, x->s + 5, n + 1);
+		spill_prefix(prefix, sizeof prefix, h);
+		memcpy(x->s, prefix, SPILL_PREFIX_LEN);
+		x->len = (uint32_t)(SPILL_PREFIX_LEN + n);
+		memcpy(b->data, f, len);
+		x->back = b;
+		x->back_len = len;
+		x->spilled = 1;
+		x->spill_at = lv != NULL ? (uint32_t)(lv - xs->live) : 0;
+		x->spill_tries = lv != NULL;
+	}
+	if (!x->spilled || (!spill_next(sh, q, q->rid) && !spill_home(sh, q)))
+		missed(sh, q, "");
+}
+
 /* Our inbox: an answer for one of our requests, or NATS saying nobody took it. */
 static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 {
@@ -478,6 +594,13 @@ static void inbox_in(struct sb__shard *sh, const struct sb__nats_msg *nm)
 	}
 	if (nm->status == 503) { /* no router subscribed: nobody handles it */
 		sb__cluster_no_responders(sh, rid);
+		return;
+	}
+	/* On its own reply subject, the request itself: returned. */
+	if (!shared && nm->status == 0 && nm->data_len >= SB_PREFIX_LEN &&
+	    nm->data_len <= UINT32_MAX && sb_decode(f, len, 0, &m, NULL) == 0 &&
+	    m.kind == SB_REQUEST && m.id == rid) {
+		returned(sh, q, nm, f, len);
 		return;
 	}
 	/* Another router's frame goes to our client as it is: it must be an
@@ -560,39 +683,96 @@ void sb__cluster_route_new(void *ctx, struct sb__route *r)
 		r->sid[1] = 0;
 }
 
+static int drain_room(struct sb__xshard *xs)
+{
+	uint32_t cap = xs->drain_cap ? xs->drain_cap * 2 : 8;
+	struct xdrain *d = realloc(xs->drain, cap * sizeof *d);
+	if (d == NULL)
+		return 0;
+	xs->drain = d;
+	xs->drain_cap = cap;
+	return 1;
+}
+
+/* The last handler of r's name here left: its sb.r subscription stays for
+ * the drain time, so that what NATS routed to us before our UNSUB reached
+ * the other servers arrives (the handlers' server drops a message for a
+ * queue group it has no member of left, and nobody hears of it) and goes
+ * back to its router (cluster_handle.c). */
+static void drain(struct sb__shard *sh, struct sb__route *r)
+{
+	struct sb__xshard *xs = sh->xs;
+	char *name = malloc(r->len);
+
+	if (name == NULL || (xs->ndrain == xs->drain_cap && !drain_room(xs))) {
+		free(name);
+		sb__nats_unsub(xs->nc, r->sid[0]);
+		return;
+	}
+	memcpy(name, r->name, r->len);
+	xs->drain[xs->ndrain++] = (struct xdrain){sh->now + xs->drain_ms, r->sid[0], r->len, name};
+}
+
+/* A handler of name is back during its drain time: the subscription kept
+ * (its sid), no UNSUB and SUB again. 0 if none. */
+static int64_t undrain(struct sb__xshard *xs, const char *name, uint32_t len)
+{
+	for (uint32_t i = 0; i < xs->ndrain; i++) {
+		struct xdrain *d = &xs->drain[i];
+		if (d->len != len || memcmp(d->name, name, len) != 0)
+			continue;
+		int64_t sid = d->sid;
+		free(d->name);
+		memmove(d, d + 1, (xs->ndrain - i - 1) * sizeof *d);
+		xs->ndrain--;
+		return sid;
+	}
+	return 0;
+}
+
+/* Drain times that are up: unsubscribed. */
+static void drained(struct sb__shard *sh)
+{
+	struct sb__xshard *xs = sh->xs;
+	uint32_t n = 0;
+	while (n < xs->ndrain && xs->drain[n].due <= sh->now) {
+		sb__nats_unsub(xs->nc, xs->drain[n].sid);
+		free(xs->drain[n].name);
+		n++;
+	}
+	if (n > 0) {
+		memmove(xs->drain, xs->drain + n, (xs->ndrain - n) * sizeof *xs->drain);
+		xs->ndrain -= n;
+	}
+}
+
 void sb__cluster_route_here(void *ctx, struct sb__route *r, int up)
 {
 	struct sb__shard *sh = ctx;
-	char subj[SUBJ_MAX], prefix[32];
+	char subj[SUBJ_MAX];
 
 	if (!up) {
-		for (int i = 0; i < 3; i += 2)
-			if (r->sid[i] > 0) {
-				sb__nats_unsub(sh->xs->nc, r->sid[i]);
-				r->sid[i] = 0;
-			}
+		if (r->sid[0] > 0)
+			drain(sh, r);
+		r->sid[0] = 0;
 		return;
 	}
 	/* Only a shard with a handler of the name takes its requests, so
 	 * NATS never hands one to a shard that would pass it to another
 	 * (docs/cluster.md, "Subjects"). What other routers spill to this
-	 * one comes the same way, in a queue group of its own shards (their
-	 * cancels come on sb.x.r.<name>). */
+	 * one comes on sb.s.<our hash>.> (sb__cluster_start()). */
 	if (sb__cluster_subject(subj, "sb.r.", r->name, r->len) != 0)
 		return;
-	r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, sb__cluster_on_call, sh);
-	spill_prefix(prefix, sizeof prefix, sh->xs->self);
-	r->sid[2] = sb__cluster_subject(subj, prefix, r->name, r->len) == 0
-			    ? sb__nats_sub(sh->xs->nc, subj, subj, sb__cluster_on_call, sh)
-			    : 0;
-	for (int i = 0; i < 3; i += 2)
-		if (r->sid[i] < 0)
-			r->sid[i] = 0;
+	r->sid[0] = undrain(sh->xs, r->name, r->len);
+	if (r->sid[0] == 0)
+		r->sid[0] = sb__nats_sub(sh->xs->nc, subj, subj, sb__cluster_on_call, sh);
+	if (r->sid[0] < 0)
+		r->sid[0] = 0;
 }
 
 void sb__cluster_route_gone(struct sb__shard *sh, struct sb__route *r)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 2; i++)
 		if (r->sid[i] > 0)
 			sb__nats_unsub(sh->xs->nc, r->sid[i]);
 }
@@ -749,10 +929,23 @@ int sb__cluster_start(struct sb__shard *sh)
 	struct sb__nats_hdr hh = {"Sb-Hand", hand};
 	n = sb__nats_hdr_build(xs->hand_hdr, sizeof xs->hand_hdr, &hh, 1);
 	xs->hand_hdr_len = n > 0 ? (size_t)n : 0;
-	char sub[96], flow[96];
+	/* Long enough for a request NATS routed to us before our UNSUB of a
+	 * name reached the other servers to arrive, and for its router to
+	 * have stopped sending us the name's: the dead time, which any
+	 * message between two routers must already take less than (a router
+	 * silent that long is gone). */
+	xs->drain_ms = xr->dead_ms;
+	char sub[96], flow[96], spill[32], spillq[32];
 	snprintf(sub, sizeof sub, "%s.*", xs->inbox);
 	snprintf(flow, sizeof flow, "sb.f.%s", hand);
-	if (sb__nats_sub(xs->nc, xs->inbox, NULL, on_inbox, sh) < 0 ||
+	/* Every name spilled or returned to us, on every shard, in a queue
+	 * group of the router's: never unsubscribed, so none is lost on its
+	 * way as a handler leaves; one for a name we have no handler of goes
+	 * back (cluster_handle.c) as NATS's 503 would. */
+	snprintf(spillq, sizeof spillq, "sb.s.%016" PRIx64, xs->self);
+	snprintf(spill, sizeof spill, "sb.s.%016" PRIx64 ".>", xs->self);
+	if (sb__nats_sub(xs->nc, spill, spillq, sb__cluster_on_call, sh) < 0 ||
+	    sb__nats_sub(xs->nc, xs->inbox, NULL, on_inbox, sh) < 0 ||
 	    sb__nats_sub(xs->nc, sub, NULL, on_inbox, sh) < 0 ||
 	    sb__nats_sub(xs->nc, "sb.hb.*", NULL, sb__cluster_on_heartbeat, sh) < 0 ||
 	    sb__nats_sub(xs->nc, flow, NULL, on_flow, sh) < 0 || sb__xbcast_subscribe(sh) < 0 ||
@@ -780,6 +973,9 @@ void sb__cluster_stop(struct sb__shard *sh)
 	sb__idmap_destroy(&xs->held);
 	sb__idmap_destroy(&xs->psub);
 	sb__idmap_destroy(&xs->pxsub);
+	for (uint32_t i = 0; i < xs->ndrain; i++)
+		free(xs->drain[i].name);
+	free(xs->drain);
 	free(xs->paused);
 	free(xs->live);
 	free(xs->holds);
@@ -853,6 +1049,7 @@ void sb__cluster_turn(struct sb__shard *sh)
 		ran(sh);
 	}
 	sb__cluster_liveness(sh);
+	drained(sh);
 	sb__xbatch_flush(sh, NULL, 0); /* the turn's answers, a message per inbox */
 	sb__nats_flush(xs->nc);
 	uncongest(sh);
@@ -882,6 +1079,8 @@ uint64_t sb__cluster_wait(struct sb__shard *sh, uint64_t wait_ms)
 	if (xs->hot)
 		return 0;
 	uint64_t due = xs->due < xs->hb_next ? xs->due : xs->hb_next;
+	if (xs->ndrain > 0 && xs->drain[0].due < due)
+		due = xs->drain[0].due;
 	uint64_t left = due > sh->now ? due - sh->now : 0;
 	return left < wait_ms ? left : wait_ms;
 }

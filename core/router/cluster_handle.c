@@ -4,7 +4,9 @@
  * entry; each answer is patched back and published to the requesting
  * shard's answers' subject (gathered per turn, cluster_batch.c), an error
  * the router itself gives to the same subject after what was gathered
- * before it; and a cancel from the request's router lets the entry go.
+ * before it; a request for a name with no handler here goes back to its
+ * router, which tries the others; and a cancel from the request's router
+ * lets the entry go.
  * The requester's side, the link's flow control and the subscriptions
  * are in cluster.c. */
 #include <inttypes.h>
@@ -23,6 +25,7 @@
 #include "router/req-t.h"
 #include "router/reqtab.h"
 #include "router/request.h"
+#include "router/route.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
@@ -137,13 +140,34 @@ void sb__cluster_refuse(struct sb__shard *sh, const struct sb__origin *o, uint64
 	publish_error(sh, o->inbox, o->len, id, err, text);
 }
 
-/* sb.r.<name>, sb.p.<peer>: a SEND or REQUEST from another router for a
- * handler here. One that finds this shard's handler gone (it was on its
- * way as the last one left and our UNSUB went out: core/common/nats.c
- * still hands it to us) goes to a handler of the name on another shard;
- * with none left on the router it is refused as a local one would be (`no
- * handler`, `not connected`), not passed on: a publish of ours would not
- * bring its requester "no responders" if nobody is left. */
+/* A request that came for a name on sb.r.<name> or sb.s.<R>.<name> and
+ * finds no handler of it on this router (its last one left: our
+ * subscription outlives it by the drain time, cluster.c) goes back
+ * unchanged to its router on its own reply subject, naming us (Sb-Hand),
+ * and that router tries the others (docs/cluster.md, "Subjects"): a
+ * `no handler` from us would end it while another router may have one.
+ * One with a handler on another shard here goes there, as a local one
+ * would. 1 if it went back. */
+static int returned(struct sb__shard *sh, const struct sb__nats_msg *nm, const struct sb_msg *m,
+		    const struct sb__buf *b, uint32_t len)
+{
+	char reply[SUBJ_MAX];
+	const struct sb__route *r;
+
+	if (m->kind != SB_REQUEST || m->to.ptr != NULL || (m->flags & SB_F_BROADCAST) ||
+	    nm->reply == NULL || nm->reply_len >= sizeof reply || nm->subject_len < 5 ||
+	    (memcmp(nm->subject, "sb.r.", 5) != 0 && memcmp(nm->subject, "sb.s.", 5) != 0))
+		return 0;
+	/* As sb__reach() looks: the name's handlers, else the catch-all's. */
+	if (((r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len)) != NULL && r->n > 0) ||
+	    ((r = sb__routes_find(&sh->routes, "", 0)) != NULL && r->n > 0))
+		return 0;
+	memcpy(reply, nm->reply, nm->reply_len);
+	reply[nm->reply_len] = 0;
+	return sb__nats_pub(sh->xs->nc, reply, NULL, sh->xs->hand_hdr, sh->xs->hand_hdr_len,
+			    b->data, len) == 0;
+}
+
 /* A call from another router (m decoded in b, len bytes; b's reference
  * taken over) goes on as a local caller's would: its origin kept for the
  * answers, the caller's role and identity from the headers, nobody here to
@@ -158,6 +182,10 @@ void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, cons
 	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
 		a.service = svc_len == 1 && svc[0] == '1';
 	a.from = sb__xpres_caller(sh, nm);
+	if (returned(sh, nm, m, b, len)) {
+		sb__buf_put(b, &sh->pool);
+		return;
+	}
 	struct sb__conn *was = sh->producer;
 	sh->producer = NULL; /* nobody here to pause */
 	if (m->kind == SB_SEND)

@@ -32,7 +32,7 @@ struct sb__route {
 	uint32_t nhere;  /* endpoints on the table's own shard (sb__routes.here) */
 	struct sb__endpoint *eps;
 	struct sb__rstat *stat; /* the name's statistics (register.c sets it; may be NULL) */
-	int64_t sid[3];         /* the cluster's subscriptions for it (cluster.c), or 0 */
+	int64_t sid[2];         /* the cluster's subscriptions for it (cluster.c), or 0 */
 	char name[];            /* not NUL-terminated */
 };
 

@@ -216,3 +216,52 @@ const char *natsd_urls(const struct natsd *d, unsigned n)
 		l += (size_t)snprintf(buf + l, sizeof buf - l, "%s%s", l ? "," : "", d[i].url);
 	return buf;
 }
+
+/* HTTP/1.0, so that the body ends with the connection (no chunks). */
+char *natsd_monitor(const struct natsd *d, const char *path)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(d->mport)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	char req[256];
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	size_t cap = 1 << 16, len = 0;
+	char *buf = malloc(cap);
+	uint64_t end = now_ms() + 10000;
+	if (buf == NULL || write(fd, req, (size_t)n) != n) {
+		free(buf);
+		close(fd);
+		return NULL;
+	}
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		uint64_t now = now_ms();
+		if (now >= end || poll(&p, 1, (int)(end - now)) <= 0)
+			break;
+		if (len + 1 == cap) {
+			char *b = realloc(buf, cap * 2);
+			if (b == NULL)
+				break;
+			buf = b;
+			cap *= 2;
+		}
+		ssize_t r = read(fd, buf + len, cap - len - 1);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = 0;
+	char *body = strstr(buf, "\r\n\r\n");
+	if (body == NULL || strncmp(buf, "HTTP/1.", 7) != 0 || strstr(buf, " 200 ") == NULL) {
+		free(buf);
+		return NULL;
+	}
+	memmove(buf, body + 4, strlen(body + 4) + 1);
+	return buf;
+}

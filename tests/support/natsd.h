@@ -41,4 +41,8 @@ void natsd_stop(struct natsd *d);
 /* "nats://127.0.0.1:A,nats://127.0.0.1:B" for d[0..n), in a static buffer. */
 const char *natsd_urls(const struct natsd *d, unsigned n);
 
+/* GET path from d's monitoring port (started with monitor set): the
+ * body, malloc'd, or NULL (no answer within 10 s, not 200). */
+char *natsd_monitor(const struct natsd *d, const char *path);
+
 #endif

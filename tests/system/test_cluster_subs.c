@@ -8,16 +8,11 @@
  * named subs-b, the handlers) on the second, which serves its monitoring
  * endpoint: each shard's connection and its subscriptions are what an
  * operator sees there (/connz?subs=1). Every wait is bounded. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <switchboard/router.h>
 
@@ -31,57 +26,7 @@
 
 static struct natsd servers[2];
 static struct sb_router *ra, *rb;
-static uint16_t pa, pb, mport;
-
-/* GET path from the server's monitoring port, HTTP/1.0 so that the body
- * ends with the connection (no chunks): the body, malloc'd, or NULL. */
-static char *monitor(const char *path)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(mport)};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	char req[256];
-	int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-	size_t cap = 1 << 16, len = 0;
-	char *buf = malloc(cap);
-	uint64_t end = now_ms() + 10000;
-	if (buf == NULL || write(fd, req, (size_t)n) != n) {
-		free(buf);
-		close(fd);
-		return NULL;
-	}
-	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		uint64_t now = now_ms();
-		if (now >= end || poll(&p, 1, (int)(end - now)) <= 0)
-			break;
-		if (len + 1 == cap) {
-			char *b = realloc(buf, cap * 2);
-			if (b == NULL)
-				break;
-			buf = b;
-			cap *= 2;
-		}
-		ssize_t r = read(fd, buf + len, cap - len - 1);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
-	buf[len] = 0;
-	char *body = strstr(buf, "\r\n\r\n");
-	if (body == NULL || strncmp(buf, "HTTP/1.", 7) != 0 || strstr(buf, " 200 ") == NULL) {
-		free(buf);
-		return NULL;
-	}
-	memmove(buf, body + 4, strlen(body + 4) + 1);
-	return buf;
-}
+static uint16_t pa, pb;
 
 /* Whether shard k of router B holds a subscription to subject, as the
  * server's /connz lists its connection ("switchboard subs-b.<k>", its
@@ -89,7 +34,7 @@ static char *monitor(const char *path)
  * -1 if the server did not answer. */
 static int subscribed(unsigned k, const char *subject)
 {
-	char *body = monitor("/connz?subs=1&limit=1024");
+	char *body = natsd_monitor(&servers[1], "/connz?subs=1&limit=1024");
 	char name[64], quoted[256];
 	if (body == NULL)
 		return -1;
@@ -346,7 +291,6 @@ int main(void)
 	servers[1].monitor = 1;
 	if (natsd_start(servers, 2, 0) != 0)
 		return 1;
-	mport = servers[1].mport;
 	ra = cluster_join(servers[0].url);
 	struct sb_router_config cfg = router_config();
 	cfg.cluster = servers[1].url;
