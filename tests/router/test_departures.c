@@ -43,31 +43,13 @@ static void expect_gone(struct peer *w, const char *name)
 	CHECK(!"no disconnected event about the peer");
 }
 
-/* The next frame of p that is not a presence event (watchers hear them
- * between their replies). */
-static struct sb_msg *expect_not_presence(struct peer *p, unsigned kind)
-{
-	for (int i = 0; i < 256; i++) {
-		int rc = peer_recv_within(p, 5000);
-		CHECK_INT(rc, 1);
-		if (rc != 1)
-			break;
-		if (p->m.kind == SB_PRESENCE)
-			continue;
-		CHECK_INT(p->m.kind, kind);
-		return &p->m;
-	}
-	memset(&p->m, 0, sizeof p->m);
-	return &p->m;
-}
-
 /* A request for name from p: answered by h (NULL: refused with `no
  * handler`). */
 static void expect_served_by(struct peer *p, struct peer *h, const char *name, uint64_t id)
 {
 	peer_request(p, name, id, 10000, NULL, 0);
 	if (h == NULL) {
-		struct sb_msg *e = expect_not_presence(p, SB_ERROR);
+		struct sb_msg *e = peer_expect_past_presence(p, SB_ERROR, 5000);
 		CHECK(e->id == id);
 		CHECK_INT(e->code, -SB_ENOHANDLER);
 		return;
@@ -75,7 +57,7 @@ static void expect_served_by(struct peer *p, struct peer *h, const char *name, u
 	struct sb_msg *q = peer_expect(h, SB_REQUEST);
 	CHECK(v_is(q->name, name));
 	peer_reply(h, q->id, "ok", 0, NULL, 0);
-	struct sb_msg *r = expect_not_presence(p, SB_REPLY);
+	struct sb_msg *r = peer_expect_past_presence(p, SB_REPLY, 5000);
 	CHECK(r->id == id && v_is(r->outcome, "ok"));
 }
 

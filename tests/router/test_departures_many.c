@@ -57,24 +57,6 @@ static void register_big(struct peer *p)
 	}
 }
 
-/* The next frame of p that is not a presence event (watchers hear them
- * between their replies). */
-static struct sb_msg *expect_not_presence(struct peer *p, unsigned kind)
-{
-	for (int i = 0; i < 256; i++) {
-		int rc = peer_recv_within(p, WAIT);
-		CHECK_INT(rc, 1);
-		if (rc != 1)
-			break;
-		if (p->m.kind == SB_PRESENCE)
-			continue;
-		CHECK_INT(p->m.kind, kind);
-		return &p->m;
-	}
-	memset(&p->m, 0, sizeof p->m);
-	return &p->m;
-}
-
 /* A request for name from p (to peer `to`, unless NULL): answered by h, or
  * (h NULL) refused with `no handler`. */
 static void expect_served_by(struct peer *p, struct peer *h, const char *to, const char *name)
@@ -85,7 +67,7 @@ static void expect_served_by(struct peer *p, struct peer *h, const char *to, con
 		m.to = v_str(to);
 	peer_send(p, &m);
 	if (h == NULL) {
-		struct sb_msg *e = expect_not_presence(p, SB_ERROR);
+		struct sb_msg *e = peer_expect_past_presence(p, SB_ERROR, WAIT);
 		CHECK(e->id == id);
 		if (e->code != -SB_ENOHANDLER)
 			fprintf(stderr, "  %s: code %d, expected no handler\n", name, e->code);
@@ -100,7 +82,7 @@ static void expect_served_by(struct peer *p, struct peer *h, const char *to, con
 		return;
 	}
 	peer_reply(h, h->m.id, "ok", 0, NULL, 0);
-	struct sb_msg *r = expect_not_presence(p, SB_REPLY);
+	struct sb_msg *r = peer_expect_past_presence(p, SB_REPLY, WAIT);
 	CHECK(r->id == id && v_is(r->outcome, "ok"));
 }
 
@@ -236,7 +218,8 @@ static void churn(unsigned shards)
 				struct sb_msg *q = peer_expect(h, SB_REQUEST);
 				CHECK(v_is(q->name, "dm.shared"));
 				peer_reply(h, q->id, "ok", 0, NULL, 0);
-				struct sb_msg *rep = expect_not_presence(w[s], SB_REPLY);
+				struct sb_msg *rep =
+					peer_expect_past_presence(w[s], SB_REPLY, WAIT);
 				CHECK(rep->id == id);
 			}
 

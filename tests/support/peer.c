@@ -119,6 +119,22 @@ struct sb_msg *peer_expect(struct peer *p, unsigned kind)
 	return &p->m;
 }
 
+struct sb_msg *peer_expect_past_presence(struct peer *p, unsigned kind, int timeout_ms)
+{
+	for (int i = 0; i < 256; i++) {
+		int rc = peer_recv_within(p, timeout_ms);
+		CHECK_INT(rc, 1);
+		if (rc != 1)
+			break;
+		if (p->m.kind == SB_PRESENCE)
+			continue;
+		CHECK_INT(p->m.kind, kind);
+		return &p->m;
+	}
+	memset(&p->m, 0, sizeof p->m);
+	return &p->m;
+}
+
 /* Nothing arrives within ms (the router stays silent). */
 void peer_expect_silence(struct peer *p, int ms)
 {

@@ -59,6 +59,10 @@ void peer_send(struct peer *p, const struct sb_msg *m);
 int peer_recv_within(struct peer *p, int timeout_ms);
 /* The next message, which must be of the given kind (5 s at most). */
 struct sb_msg *peer_expect(struct peer *p, unsigned kind);
+/* The next message that is not a presence event (a watcher hears them
+ * between its replies), which must be of the given kind; each within
+ * timeout_ms. */
+struct sb_msg *peer_expect_past_presence(struct peer *p, unsigned kind, int timeout_ms);
 /* Nothing arrives within ms (the router stays silent). */
 void peer_expect_silence(struct peer *p, int ms);
 

@@ -22,135 +22,18 @@
 #include "support/proc.h"
 #include "support/router.h"
 #include "support/testlib.h"
+#include "support/xload.h"
 
 static struct natsd servers[3];
 static struct sb_router *ra, *rb, *rc;
 static uint16_t pa, pb, pc;
 
-#define WINDOW      16
-#define MAX_IDS     (1u << 20)
 #define DEADLINE_MS 20000 /* each request's: one lost would end as `timeout` */
-
-/* A requester on router A keeping WINDOW requests for one name in flight,
- * services that answer whatever reaches them (unregistered or not: a
- * request already on its way is still theirs), and every request's end
- * counted, each id once. */
-struct load {
-	struct peer *cl, *svc[2];
-	const char *name;
-	uint8_t *done;       /* per id: ended */
-	uint64_t next_id;    /* the next request's id */
-	uint64_t ended;      /* requests ended (a reply or an error) */
-	uint64_t replies;    /* ...with a reply */
-	uint64_t no_handler; /* ...with `no handler` */
-	uint64_t timeouts;   /* ...with `timeout` */
-	uint64_t other;      /* ...with any other error */
-	uint64_t twice;      /* ends of a request that had ended already */
-	uint64_t streak;     /* ends of the same outcome in a row, up to the last */
-	int last;            /* that outcome: SB_REPLY, or the error's code */
-	uint64_t served[2];  /* requests each service answered */
-	int sending;         /* keep the window full */
-};
-
-static void load_send(struct load *l)
-{
-	while (l->sending && l->next_id - 1 - l->ended < WINDOW && l->next_id < MAX_IDS)
-		peer_request(l->cl, l->name, l->next_id++, DEADLINE_MS, "\xa1x", 2);
-}
-
-static void load_end(struct load *l, const struct sb_msg *m)
-{
-	int outcome = m->kind == SB_REPLY ? SB_REPLY : (int)m->code;
-	if (m->id == 0 || m->id >= l->next_id || l->done[m->id]) {
-		l->twice++;
-		return;
-	}
-	l->done[m->id] = 1;
-	l->ended++;
-	l->streak = outcome == l->last ? l->streak + 1 : 1;
-	l->last = outcome;
-	if (m->kind == SB_REPLY)
-		l->replies++;
-	else if (m->code == (uint32_t)-SB_ENOHANDLER)
-		l->no_handler++;
-	else if (m->code == (uint32_t)-SB_ETIMEOUT)
-		l->timeouts++;
-	else {
-		l->other++;
-		fprintf(stderr, "request %" PRIu64 ": error %u: %.*s\n", m->id, m->code,
-			(int)m->text.len, (const char *)m->text.ptr);
-	}
-}
-
-/* One round: whatever each peer has, handled. Returns the ACK id seen on
- * svc[k_ack] (0: none). */
-static uint64_t load_round(struct load *l, int k_ack)
-{
-	uint64_t ack = 0;
-	for (int k = 0; k < 2; k++)
-		while (l->svc[k] != NULL && peer_recv_within(l->svc[k], 0) == 1) {
-			struct sb_msg *m = &l->svc[k]->m;
-			if (m->kind == SB_ACK && k == k_ack) {
-				ack = m->id;
-				continue;
-			}
-			CHECK_INT(m->kind, SB_REQUEST);
-			peer_reply(l->svc[k], m->id, "ok", 0, NULL, 0);
-			l->served[k]++;
-		}
-	while (peer_recv_within(l->cl, 1) == 1) {
-		CHECK(l->cl->m.kind == SB_REPLY || l->cl->m.kind == SB_ERROR);
-		load_end(l, &l->cl->m);
-	}
-	load_send(l);
-	return ack;
-}
-
-/* n more requests ended (20 s at most). */
-static int load_run(struct load *l, uint64_t n)
-{
-	uint64_t until = l->ended + n, end = now_ms() + 20000;
-	while (l->ended < until && now_ms() < end)
-		load_round(l, -1);
-	return l->ended >= until;
-}
-
-/* Until n ends in a row have had outcome (SB_REPLY or an error's code),
- * 20 s at most. */
-static int load_until_streak(struct load *l, int outcome, uint64_t n)
-{
-	uint64_t end = now_ms() + 20000;
-	while (!(l->last == outcome && l->streak >= n) && now_ms() < end)
-		load_round(l, -1);
-	return l->last == outcome && l->streak >= n;
-}
-
-/* Until service k has answered n more (20 s at most). */
-static int load_until_served(struct load *l, int k, uint64_t n)
-{
-	uint64_t until = l->served[k] + n, end = now_ms() + 20000;
-	while (l->served[k] < until && now_ms() < end)
-		load_round(l, -1);
-	return l->served[k] >= until;
-}
-
-/* svc[k] registers (or unregisters) the name under load: its ACK awaited
- * while everyone goes on. */
-static int load_change(struct load *l, int k, int kind, uint64_t id)
-{
-	struct sb_msg m = {.kind = (uint8_t)kind, .id = id, .name = v_str(l->name)};
-	uint64_t end = now_ms() + 20000;
-	peer_send(l->svc[k], &m);
-	while (now_ms() < end)
-		if (load_round(l, k) == id)
-			return 1;
-	return 0;
-}
 
 /* Under load until no shard of router B holds a subscription to
  * sb.r.<name>, as its server lists them (20 s at most): the moment a
  * request on its way there could be lost has passed, under load. */
-static int load_until_unsubscribed(struct load *l)
+static int load_until_unsubscribed(struct xload *l)
 {
 	char subject[128];
 	uint64_t end = now_ms() + 20000, next = 0;
@@ -165,46 +48,18 @@ static int load_until_unsubscribed(struct load *l)
 				return 1;
 			next = now_ms() + 50;
 		}
-		load_round(l, -1);
+		xload_round(l, -1);
 	}
 	fprintf(stderr, "router B still subscribes %s\n", subject);
 	return 0;
-}
-
-/* Everything sent has ended: past the requests' deadline, so that one
- * lost on the way ends as `timeout` and is counted, not waited for. */
-static int load_drain(struct load *l)
-{
-	uint64_t end = now_ms() + DEADLINE_MS + 10000;
-	l->sending = 0;
-	while (l->ended + 1 < l->next_id && now_ms() < end)
-		load_round(l, -1);
-	return l->ended + 1 == l->next_id;
-}
-
-static void load_init(struct load *l, const char *name)
-{
-	*l = (struct load){.name = name, .next_id = 1, .sending = 1, .last = -1};
-	l->done = calloc(MAX_IDS, 1);
-	CHECK(l->done != NULL);
-	l->cl = peer_hello(pa, NULL, "client");
-}
-
-static void load_free(struct load *l)
-{
-	peer_close(l->cl);
-	for (int k = 0; k < 2; k++)
-		if (l->svc[k] != NULL)
-			peer_close(l->svc[k]);
-	free(l->done);
 }
 
 #define ROUNDS 6
 
 static void test_requests_on_their_way_as_the_only_handler_leaves_end_at_once_as_no_handler(void)
 {
-	struct load l;
-	load_init(&l, "drain.only");
+	struct xload l;
+	xload_init(&l, pa, "drain.only", DEADLINE_MS);
 	l.svc[0] = peer_hello(pb, NULL, "service");
 	uint64_t id = 0;
 
@@ -213,26 +68,26 @@ static void test_requests_on_their_way_as_the_only_handler_leaves_end_at_once_as
 	 * was on its way as it left ends at once, answered or `no handler`,
 	 * also when B's shards let go of the name's subscription. */
 	for (int round = 0; round < ROUNDS; round++) {
-		CHECK(load_change(&l, 0, SB_REGISTER, ++id));
-		CHECK(load_until_streak(&l, SB_REPLY, 50));
-		CHECK(load_change(&l, 0, SB_UNREGISTER, ++id));
-		CHECK(load_until_streak(&l, (int)-SB_ENOHANDLER, 50));
+		CHECK(xload_change(&l, 0, SB_REGISTER, ++id));
+		CHECK(xload_until_streak(&l, SB_REPLY, 50));
+		CHECK(xload_change(&l, 0, SB_UNREGISTER, ++id));
+		CHECK(xload_until_streak(&l, (int)-SB_ENOHANDLER, 50));
 		CHECK(load_until_unsubscribed(&l));
-		CHECK(load_run(&l, 200));
+		CHECK(xload_run(&l, 200));
 	}
-	CHECK(load_drain(&l));
+	CHECK(xload_drain(&l));
 	CHECK(l.ended > 1000);
 	CHECK_INT(l.timeouts, 0);
 	CHECK_INT(l.other, 0);
 	CHECK_INT(l.twice, 0);
 	CHECK_INT(l.replies + l.no_handler, l.ended);
-	load_free(&l);
+	xload_free(&l);
 }
 
 static void test_requests_on_their_way_as_a_routers_last_handler_leaves_go_to_another_router(void)
 {
-	struct load l;
-	load_init(&l, "drain.two");
+	struct xload l;
+	xload_init(&l, pa, "drain.two", DEADLINE_MS);
 	l.svc[0] = peer_hello(pb, NULL, "service");
 	l.svc[1] = peer_hello(pc, NULL, "service");
 	peer_register(l.svc[1], l.name, 1);
@@ -243,18 +98,18 @@ static void test_requests_on_their_way_as_a_routers_last_handler_leaves_go_to_an
 	 * request is answered, by one or the other, none `no handler`
 	 * (router C has one throughout) and none lost. */
 	for (int round = 0; round < ROUNDS; round++) {
-		CHECK(load_change(&l, 0, SB_REGISTER, ++id));
-		CHECK(load_until_served(&l, 0, 50));
-		CHECK(load_change(&l, 0, SB_UNREGISTER, ++id));
+		CHECK(xload_change(&l, 0, SB_REGISTER, ++id));
+		CHECK(xload_until_served(&l, 0, 50));
+		CHECK(xload_change(&l, 0, SB_UNREGISTER, ++id));
 		CHECK(load_until_unsubscribed(&l));
-		CHECK(load_run(&l, 200));
+		CHECK(xload_run(&l, 200));
 	}
-	CHECK(load_drain(&l));
+	CHECK(xload_drain(&l));
 	CHECK(l.ended > 1000);
 	CHECK_INT(l.replies, l.ended);
 	CHECK_INT(l.no_handler + l.timeouts + l.other, 0);
 	CHECK_INT(l.twice, 0);
-	load_free(&l);
+	xload_free(&l);
 }
 
 /* The id of router B's subscription to subject, as its server lists it
