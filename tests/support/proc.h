@@ -25,7 +25,8 @@ long rss_kb(pid_t pid);    /* resident memory, -1 if unknown */
 int fd_count(pid_t pid);   /* open descriptors, -1 if unknown */
 long cpu_ticks(pid_t pid); /* CPU used (utime + stime) in clock ticks, -1 if unknown */
 
-/* A loopback port that was free a moment ago: nothing listens there. */
+/* A port that was free a moment ago on every address, from below the
+ * kernel's ephemeral range: nothing listens there. */
 uint16_t free_port(void);
 
 #endif
