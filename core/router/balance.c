@@ -55,8 +55,7 @@ static struct sb__endpoint *pick(struct sb__shard *sh, struct sb__route *r, int 
 	return local != NULL && local_load <= best_load ? local : best;
 }
 
-/* The route for a name (else the catch-all's) with a handler, or NULL. */
-static struct sb__route *lookup(struct sb__shard *sh, struct sb_view name)
+struct sb__route *sb__handlers_of(struct sb__shard *sh, struct sb_view name)
 {
 	struct sb__route *r = sb__routes_find(&sh->routes, name.ptr, name.len);
 	if (r == NULL || r->n == 0)
@@ -166,7 +165,7 @@ int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_m
 		d->kind = SB__DEST_ROUTER;
 		return 0;
 	}
-	if ((d->r = lookup(sh, m->name)) == NULL) {
+	if ((d->r = sb__handlers_of(sh, m->name)) == NULL) {
 		/* Another router's, perhaps; never for a request that came from
 		 * one (each router offers the cluster only its own handlers). */
 		if (sh->xs != NULL && a->origin == NULL) {

@@ -69,6 +69,10 @@ static inline int sb__admits(const struct sb__endpoint *e, int service, const st
 int sb__reach(struct sb__shard *sh, const struct sb__asker *a, const struct sb_msg *m,
 	      struct sb__dest *d, char *why);
 
+/** The route for @p name, else the catch-all's, that has a handler on
+ *  the router; NULL if neither has one. */
+struct sb__route *sb__handlers_of(struct sb__shard *sh, struct sb_view name);
+
 /** Peer @p ep's handler for @p name, or its catch-all: a service's (in the
  *  routes) or a client's (in the direct table); NULL if it has neither. */
 struct sb__endpoint *sb__peer_handler(struct sb__shard *sh, struct sb_view name, uint64_t ep);

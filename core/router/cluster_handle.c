@@ -18,6 +18,7 @@
 #include "common/idmap.h"
 #include "common/log.h"
 #include "common/nats.h"
+#include "router/balance.h"
 #include "router/cluster-int.h"
 #include "router/cluster.h"
 #include "router/cluster_batch.h"
@@ -25,7 +26,6 @@
 #include "router/req-t.h"
 #include "router/reqtab.h"
 #include "router/request.h"
-#include "router/route.h"
 #include "router/router-t.h"
 #include "router/shard.h"
 
@@ -152,15 +152,12 @@ static int returned(struct sb__shard *sh, const struct sb__nats_msg *nm, const s
 		    const struct sb__buf *b, uint32_t len)
 {
 	char reply[SUBJ_MAX];
-	const struct sb__route *r;
 
 	if (m->kind != SB_REQUEST || m->to.ptr != NULL || (m->flags & SB_F_BROADCAST) ||
 	    nm->reply == NULL || nm->reply_len >= sizeof reply || nm->subject_len < 5 ||
 	    (memcmp(nm->subject, "sb.r.", 5) != 0 && memcmp(nm->subject, "sb.s.", 5) != 0))
 		return 0;
-	/* As sb__reach() looks: the name's handlers, else the catch-all's. */
-	if (((r = sb__routes_find(&sh->routes, m->name.ptr, m->name.len)) != NULL && r->n > 0) ||
-	    ((r = sb__routes_find(&sh->routes, "", 0)) != NULL && r->n > 0))
+	if (sb__handlers_of(sh, m->name) != NULL) /* as sb__reach() looks */
 		return 0;
 	memcpy(reply, nm->reply, nm->reply_len);
 	reply[nm->reply_len] = 0;
@@ -179,13 +176,13 @@ void sb__cluster_enter(struct sb__shard *sh, const struct sb__nats_msg *nm, cons
 	size_t svc_len = 0;
 	struct sb__origin o = {nm->reply, nm->reply_len};
 	struct sb__asker a = {.origin = &o};
-	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
-		a.service = svc_len == 1 && svc[0] == '1';
-	a.from = sb__xpres_caller(sh, nm);
 	if (returned(sh, nm, m, b, len)) {
 		sb__buf_put(b, &sh->pool);
 		return;
 	}
+	if (nm->hdr_len > 0 && sb__nats_hdr_get(nm->hdr, nm->hdr_len, "Sb-Svc", &svc, &svc_len))
+		a.service = svc_len == 1 && svc[0] == '1';
+	a.from = sb__xpres_caller(sh, nm);
 	struct sb__conn *was = sh->producer;
 	sh->producer = NULL; /* nobody here to pause */
 	if (m->kind == SB_SEND)
