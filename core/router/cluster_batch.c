@@ -386,7 +386,7 @@ int sb__xbatch_req(struct sb__shard *sh, struct sb__req *q, const uint8_t *hdr, 
 
 	if (!sb__nats_ready(xs->nc))
 		return SB_EOFFLINE;
-	if (q->x->len >= sizeof xs->batch[0].to || xs->inbox_len + 22 > SB__XBATCH_REPLY_MAX) {
+	if (q->x->len >= sizeof xs->batch[0].to || reply_max(xs) > SB__XBATCH_REPLY_MAX) {
 		snprintf(reply, sizeof reply, "%s.%" PRIu64, xs->inbox, q->rid);
 		return alone(sh, sb__nats_pub(xs->nc, q->x->s, reply, hdr, hn, f, len));
 	}
